@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what imgsearch needs to build and test on a fresh Debian machine.
+# Idempotent and quick when everything is already there: apt-get runs only for
+# packages that are missing. The CUDA toolkit (nvcc, cuBLAS, cuDNN) is not a
+# Debian package here; without it the build is CPU-only.
+set -euo pipefail
+
+packages=(
+  cmake ninja-build pkg-config make gcc g++   # build
+  libpng-dev zlib1g-dev                       # PNG decode; zlib's crc32 for checksums
+  libturbojpeg0-dev libjpeg62-turbo-dev       # JPEG decode (TurboJPEG API)
+  libopenblas-dev                             # CPU backend GEMM
+  clang libclang-rt-14-dev libomp-dev         # libFuzzer, sanitizer and OpenMP runtimes for clang
+  python3                                     # format cross-check test (stdlib only)
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then sudo="sudo"; else
+    echo "install-deps: not root and no sudo; install these by hand: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

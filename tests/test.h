@@ -1,0 +1,65 @@
+/* test.h: the tiny harness every C test uses.
+ *
+ * TEST_CHECK records a failure (with file:line and a message) and goes on, so
+ * one run reports every broken rule. test_finish() prints the closing line
+ * "N checks, M failed" and gives main's exit code. A test that cannot run here
+ * (no GPU) calls test_skip(), which exits with 77, ctest's SKIP_RETURN_CODE.
+ */
+#ifndef IMS_TEST_H
+#define IMS_TEST_H
+
+#include "imgsearch.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int test_checks_run __attribute__((unused)), test_checks_failed __attribute__((unused));
+
+#define TEST_CHECK(cond, ...)                                                                                \
+    do {                                                                                                     \
+        test_checks_run++;                                                                                   \
+        if (!(cond)) {                                                                                       \
+            test_checks_failed++;                                                                            \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                  \
+            fprintf(stderr, __VA_ARGS__);                                                                    \
+            fputc('\n', stderr);                                                                             \
+        }                                                                                                    \
+    } while (0)
+
+/* Checks that an ims_status expression is IMS_OK, printing err's message if not. */
+#define TEST_OK(expr, err)                                                                                   \
+    do {                                                                                                     \
+        ims_status test_st_ = (expr);                                                                        \
+        TEST_CHECK(test_st_ == IMS_OK, "%s -> %s: %s", #expr, ims_status_name(test_st_), (err).msg);         \
+    } while (0)
+
+static inline void test_skip(const char *reason)
+{
+    printf("SKIPPED: %s\n", reason);
+    fflush(stdout);
+    exit(77);
+}
+
+static inline int test_finish(void)
+{
+    printf("%d checks, %d failed\n", test_checks_run, test_checks_failed);
+    return test_checks_failed ? 1 : 0;
+}
+
+/* splitmix64: small, seedable, and easy to reproduce in Python. */
+static inline uint64_t test_rand_u64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static inline float test_rand_uniform(uint64_t *state, float lo, float hi)
+{
+    double u = (double)(test_rand_u64(state) >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(lo + (hi - lo) * u);
+}
+
+#endif /* IMS_TEST_H */

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# test_cli.sh: the imgsearch command end to end: help, version, devices, info on
+# a good file (text and JSON), and the one-line errors and exit codes for bad
+# files and bad command lines.
+# usage: test_cli.sh IMGSEARCH MAKE_FIXTURE
+set -u
+bin=$1 make_fixture=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0 failed=0
+
+check() { # check NAME COND...
+  local name=$1; shift
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name" >&2; fi
+}
+
+run() { # run EXPECTED_STATUS ARGS...: runs imgsearch, keeps stdout/stderr in $work
+  local want=$1; shift
+  "$bin" "$@" >"$work/out" 2>"$work/err"
+  local got=$?
+  if [ "$got" -ne "$want" ]; then
+    echo "imgsearch $*: exit $got, expected $want; stderr:" >&2; cat "$work/err" >&2
+    return 1
+  fi
+}
+
+contains() { grep -qF -- "$2" "$work/$1" || { echo "'$2' not in $1:" >&2; cat "$work/$1" >&2; return 1; }; }
+one_line() { [ "$(wc -l <"$work/err")" -eq 1 ] || { echo "stderr is not one line:" >&2; cat "$work/err" >&2; return 1; }; }
+
+check "help" run 0 --help
+check "help lists info" contains out "info FILE"
+check "no args is a usage error" run 2
+check "unknown command" run 2 frobnicate
+check "unknown command named" contains err "unknown command 'frobnicate'"
+check "version" run 0 version
+check "version names libpng" contains out "libpng "
+check "version names openblas" contains out "openblas "
+check "devices" run 0 devices
+check "devices lists cpu" contains out "cpu "
+check "devices says what cuda is" grep -qE "^cuda" "$work/out"
+
+"$make_fixture" "$work/model.isw" || { echo "make_fixture failed" >&2; exit 1; }
+check "info" run 0 info "$work/model.isw"
+check "info architecture" contains out '"fixture"'
+check "info labels preview" contains out '"tench", "goldfish"'
+check "info label escapes" contains out '"quote \" and backslash \\"'
+check "info tensor row" contains out "conv.weight"
+check "info shape" contains out "(4, 3, 3, 3)"
+check "info scalar shape" contains out "()"
+check "info verify" run 0 info --verify "$work/model.isw"
+check "info verify says ok" contains out "tensor data ok"
+check "info json" run 0 info --json "$work/model.isw"
+if command -v python3 >/dev/null; then
+  check "info json parses" python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["tensors"]) == 5 and d["metadata"][7]["value"][5] == "tab\there"' "$work/out"
+fi
+
+check "missing file" run 1 info "$work/nope.isw"
+check "missing file message" contains err "No such file"
+check "missing file one line" one_line
+printf 'not a weight file at all, but long enough to hold a header......................................................................' >"$work/text.isw"
+check "text file" run 1 info "$work/text.isw"
+check "text file names magic" contains err "magic is 6e 6f 74 20"
+check "text file one line" one_line
+head -c 300 "$work/model.isw" >"$work/short.isw"
+check "truncated file" run 1 info "$work/short.isw"
+check "truncated file names file_size" contains err "file_size"
+cp "$work/model.isw" "$work/flipped.isw"
+size=$(stat -c %s "$work/flipped.isw")
+printf '\x55' | dd of="$work/flipped.isw" bs=1 seek=$((size - 2)) conv=notrunc status=none
+check "flipped data byte opens without --verify" run 0 info "$work/flipped.isw"
+check "flipped data byte fails --verify" run 1 info --verify "$work/flipped.isw"
+check "flipped data byte names the tensor" contains err "('eps'): crc32"
+check "info without file" run 2 info
+check "info bad option" run 2 info --bogus "$work/model.isw"
+check "info two files" run 2 info "$work/model.isw" "$work/model.isw"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
