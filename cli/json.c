@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <math.h>
+#include <string.h>
 
 void json_string(FILE *out, const char *s, size_t len)
 {
@@ -30,6 +31,13 @@ void json_double(FILE *out, double v)
         fputs("\"NaN\"", out);
     else if (isinf(v))
         fputs(v > 0 ? "\"Infinity\"" : "\"-Infinity\"", out);
-    else
-        fprintf(out, "%.17g", v);
+    else {
+        /* %.17g round-trips every double; a bare "-0" or "3" would read back as an
+         * integer (losing -0's sign), so always write a decimal point or exponent */
+        char text[32];
+        snprintf(text, sizeof text, "%.17g", v);
+        fputs(text, out);
+        if (!strpbrk(text, ".e"))
+            fputs(".0", out);
+    }
 }

@@ -61,5 +61,10 @@ ims_status isw_check_name(const char *s, size_t len, size_t max, const char *wha
         return ims_fail(err, IMS_ERR_FORMAT, "%s length %zu exceeds %zu", what, len, max);
     if (!isw_utf8_valid(s, len))
         return ims_fail(err, IMS_ERR_FORMAT, "%s is not valid UTF-8 or contains a NUL byte", what);
+    /* Names appear in one-line messages and tables: no control characters. */
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return ims_fail(err, IMS_ERR_FORMAT, "%s contains the control character 0x%02x at byte %zu", what,
+                            (unsigned char)s[i], i);
     return IMS_OK;
 }

@@ -44,10 +44,11 @@ enum {
 };
 
 /* Smallest possible encodings, which bound the counts before any allocation:
- * a metadata entry is key_len(4) + key(>=1) + type(4) + value(>=8);
+ * a metadata entry is key_len(4) + key(>=1) + type(4) + value(>=4: an empty
+ * string's length);
  * a tensor entry is name_len(4) + name(>=1) + dtype(4) + ndim(4) + offset(8)
  * + nbytes(8) + crc32(4). */
-#define ISW_META_ENTRY_MIN 17u
+#define ISW_META_ENTRY_MIN 13u
 #define ISW_TENSOR_ENTRY_MIN 33u
 
 static inline uint32_t isw_load_u32(const unsigned char *p)
@@ -81,7 +82,8 @@ uint32_t isw_crc32_update(uint32_t crc, const void *data, uint64_t nbytes);
  * with no NUL byte. */
 int isw_utf8_valid(const char *s, size_t len);
 
-/* Checks a metadata key or tensor name: 1..max bytes, valid UTF-8, no NUL.
+/* Checks a metadata key or tensor name: 1..max bytes, valid UTF-8, no control
+ * characters (U+0000..U+001F, U+007F).
  * `what` names it in the message ("metadata key", "tensor name"). */
 ims_status isw_check_name(const char *s, size_t len, size_t max, const char *what, ims_error *err);
 

@@ -296,7 +296,7 @@ static void test_metadata_rules(void)
     char long_key[300];
     memset(long_key, 'k', sizeof long_key);
 
-    put_str(&meta, "", 0), put_u32(&meta, IMS_META_I64), put_u64(&meta, 1), put_u64(&meta, 0); /* >= 17 bytes */
+    put_str(&meta, "", 0), put_u32(&meta, IMS_META_I64), put_u64(&meta, 1);
     expect_reject("empty key", with_sections(&meta, 1, &dir, 0), IMS_ERR_FORMAT, "metadata entry 0: key is empty");
 
     put_str(&meta, long_key, 257), put_u32(&meta, IMS_META_I64), put_u64(&meta, 1);
@@ -307,6 +307,10 @@ static void test_metadata_rules(void)
 
     put_str(&meta, "a\0b", 3), put_u32(&meta, IMS_META_I64), put_u64(&meta, 1);
     expect_reject("key NUL", with_sections(&meta, 1, &dir, 0), IMS_ERR_FORMAT, "NUL");
+
+    put_str(&meta, "a\nb", 3), put_u32(&meta, IMS_META_I64), put_u64(&meta, 1);
+    expect_reject("key control character", with_sections(&meta, 1, &dir, 0), IMS_ERR_FORMAT,
+                  "control character 0x0a at byte 1");
 
     put_str(&meta, "\xed\xa0\x80", 3), put_u32(&meta, IMS_META_I64), put_u64(&meta, 1);
     expect_reject("key surrogate", with_sections(&meta, 1, &dir, 0), IMS_ERR_FORMAT, "UTF-8");
@@ -374,6 +378,9 @@ static void test_tensor_rules(void)
 
     tensor_entry(&dir, "bad\x80", IMS_DTYPE_F32, 2, s23, 0, 24, crc_of(0, 24));
     expect_reject("name utf-8", with_sections(&meta, 0, &dir, 1), IMS_ERR_FORMAT, "UTF-8");
+
+    tensor_entry(&dir, "tab\there", IMS_DTYPE_F32, 2, s23, 0, 24, crc_of(0, 24));
+    expect_reject("name control character", with_sections(&meta, 0, &dir, 1), IMS_ERR_FORMAT, "control character 0x09");
 
     put_u32(&dir, 2000), put(&dir, "t", 1);
     tensor_entry(&dir, "t", IMS_DTYPE_F32, 2, s23, 0, 24, 0);
@@ -473,6 +480,16 @@ static void test_base_file_reads(void)
     TEST_CHECK(t && t->dtype == IMS_DTYPE_F16 && t->ndim == 1 && t->shape[0] == 3 && t->shape[1] == 1, "tensor b");
     TEST_CHECK(t && (uintptr_t)t->data % 256 == 0, "tensor data aligned");
     TEST_CHECK(ims_weights_tensor_find(w, "c") == NULL, "absent tensor");
+    ims_weights_close(w);
+    free(f.p);
+
+    /* The smallest entries: 13-byte metadata (1-byte key, empty string). */
+    buf small_meta = {0}, no_dir = {0};
+    meta_string(&small_meta, "a", "");
+    meta_string(&small_meta, "b", "");
+    meta_string(&small_meta, "c", "x");
+    f = with_sections(&small_meta, 3, &no_dir, 0);
+    TEST_OK(ims_weights_open_memory(f.p, f.size, 0, &w, &err), err);
     ims_weights_close(w);
     free(f.p);
 

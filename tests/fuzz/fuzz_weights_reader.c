@@ -27,9 +27,10 @@ static void exercise(const ims_weights *w)
         (void)ims_weights_get_f64(w, key, &d, &err);
         (void)ims_weights_get_string(w, key, &s, &err);
         (void)ims_weights_get_strings(w, key, &strs, &count, &err);
+        volatile uint64_t sum = 0;
         if (m->type == IMS_META_I64_ARRAY || m->type == IMS_META_F64_ARRAY)
             for (uint64_t k = 0; k < m->count; k++)
-                v += ims_meta_i64_at(m, (size_t)k);
+                sum += (uint64_t)ims_meta_i64_at(m, (size_t)k);
         if (ims_weights_meta_find(w, key) != m)
             abort(); /* a validated key must find its own entry */
     }
@@ -69,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (size)
         memcpy(buf, data, size);
-    ims_error err;
+    ims_error err = {0};
     ims_weights *w = NULL;
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1)
@@ -77,7 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (ims_weights_open_memory(buf, size, pass ? IMS_WEIGHTS_VERIFY_DATA : 0, &w, &err) == IMS_OK) {
             exercise(w);
             ims_weights_close(w);
-        } else if (w != NULL || err.msg[0] == '\0' || memchr(err.msg, '\n', sizeof err.msg)) {
+        } else if (w != NULL || err.msg[0] == '\0' || strchr(err.msg, '\n')) {
             abort(); /* a failure leaves no handle and one line of message */
         }
     }

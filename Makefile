@@ -1,0 +1,52 @@
+# A thin wrapper over CMake and ctest. `make demo` and `make test` are the two
+# commands README.md gives for a fresh machine; .ci/run calls `make test`.
+#
+#   make demo      install dependencies, build, run the tool
+#   make check     build and run the main test suite (GPU tests skip without a GPU)
+#   make test      everything CI runs: check + CPU-only build under ASan/UBSan + fuzz smoke run
+#   make fuzz FUZZ_SECONDS=600   a longer fuzz run
+
+BUILD ?= build
+JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 60
+GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
+CTEST := ctest --output-on-failure -j $(JOBS)
+
+.PHONY: deps build demo check test test-cpu-sanitize fuzz clean
+
+deps:
+	bash scripts/install-deps.sh
+
+build: deps
+	cmake -S . -B $(BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=Release -DIMS_WERROR=ON
+	cmake --build $(BUILD) -j $(JOBS)
+
+demo: build
+	$(BUILD)/imgsearch --help
+	$(BUILD)/imgsearch devices
+
+check: build
+	cd $(BUILD) && $(CTEST)
+
+# The CPU-only configuration, with the CUDA toolkit hidden from CMake as on a
+# machine without one, built and tested under AddressSanitizer and UBSan.
+test-cpu-sanitize: deps
+	cmake -S . -B build-cpu-asan $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMS_WERROR=ON \
+	  -DIMS_CUDA=AUTO -DCMAKE_DISABLE_FIND_PACKAGE_CUDAToolkit=ON -DIMS_SANITIZE=address,undefined
+	cmake --build build-cpu-asan -j $(JOBS)
+	cd build-cpu-asan && $(CTEST)
+
+# libFuzzer (clang) over every parser, seeded from tests/fuzz/seeds; new inputs
+# go to build-fuzz/corpus, never into the source tree.
+fuzz: deps
+	CC=clang cmake -S . -B build-fuzz $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMS_CUDA=OFF \
+	  -DIMS_FUZZ=ON -DIMS_SANITIZE=address,undefined
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_weights_reader
+	mkdir -p build-fuzz/corpus/weights
+	build-fuzz/tests/fuzz_weights_reader -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  -artifact_prefix=build-fuzz/ build-fuzz/corpus/weights tests/fuzz/seeds/weights
+
+test: check test-cpu-sanitize fuzz
+
+clean:
+	rm -rf $(BUILD) build-cpu-asan build-fuzz

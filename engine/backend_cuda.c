@@ -1,0 +1,396 @@
+/* backend_cuda.c: the CUDA backend: device memory, one stream, cuBLAS, cuDNN.
+ *
+ * Every op is enqueued on the backend's own non-blocking stream, so work runs
+ * in submission order (backend.h) and does not serialize with the legacy
+ * default stream. Ops return once enqueued; upload/download return when the
+ * copy is done; synchronize waits for the stream. Kernels come from
+ * kernels/cuda through the C launchers of kernels/cuda/launch.h; every CUDA,
+ * cuBLAS and cuDNN call goes through the checks of cuda_check.h.
+ *
+ * Each entry point first makes the backend's GPU current (cudaSetDevice is per
+ * host thread and cheap when nothing changes), so a backend works from any
+ * thread and beside a backend on another GPU.
+ *
+ * Tensors must be freed before their backend (ims_tensor_free calls back into it).
+ */
+#include "backend.h"
+
+#include "../kernels/cuda/launch.h"
+#include "cuda_check.h"
+#include "error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct cuda_state {
+    int device;
+    cudaStream_t stream;   /* non-blocking; NULL until created */
+    cublasHandle_t cublas; /* bound to stream; NULL until created */
+    cudnnHandle_t cudnn;   /* bound to stream; NULL until created */
+} cuda_state;
+
+static cuda_state *cuda_state_of(const ims_backend *be) { return (cuda_state *)be->impl; }
+
+/* Makes the backend's GPU current for this host thread. */
+static ims_status cuda_use_device(const cuda_state *st, ims_error *err)
+{
+    IMS_CUDA_CHECK(err, cudaSetDevice(st->device));
+    return IMS_OK;
+}
+
+/* ---- Versions (no GPU needed) ------------------------------------------------- */
+
+/* cuBLAS's version as major * 10000 + minor * 100 + patch (as CUBLAS_VERSION),
+ * from library properties, which need no handle and no GPU; 0 if unknown. */
+static int cublas_version_number(void)
+{
+    int major = 0, minor = 0, patch = 0;
+    if (cublasGetProperty(MAJOR_VERSION, &major) != CUBLAS_STATUS_SUCCESS ||
+        cublasGetProperty(MINOR_VERSION, &minor) != CUBLAS_STATUS_SUCCESS ||
+        cublasGetProperty(PATCH_LEVEL, &patch) != CUBLAS_STATUS_SUCCESS)
+        return 0;
+    return major * 10000 + minor * 100 + patch;
+}
+
+/* CUDA's encoding (1000 * major + 10 * minor) as "13.0", or `absent` for 0. */
+static void cuda_version_text(int version, const char *absent, char *buf, size_t size)
+{
+    if (version <= 0)
+        snprintf(buf, size, "%s", absent);
+    else
+        snprintf(buf, size, "%d.%d", version / 1000, version % 1000 / 10);
+}
+
+/* cuBLAS's and cuDNN's encoding (10000 * major + 100 * minor + patch) as "9.19.0". */
+static void library_version_text(long long version, char *buf, size_t size)
+{
+    if (version <= 0)
+        snprintf(buf, size, "unknown");
+    else
+        snprintf(buf, size, "%lld.%lld.%lld", version / 10000, version % 10000 / 100, version % 100);
+}
+
+void ims_cuda_versions(char *buf, size_t size)
+{
+    /* No check macros here: this runs without a GPU (and without a driver) and
+     * reports what it finds; a failed query prints "none" or "unknown". Failed
+     * runtime calls also set the thread's last error, which is cleared so the
+     * next kernel launch check does not report it. */
+    int runtime = 0, driver = 0;
+    if (cudaRuntimeGetVersion(&runtime) != cudaSuccess) {
+        (void)cudaGetLastError();
+        runtime = 0;
+    }
+    if (cudaDriverGetVersion(&driver) != cudaSuccess) {
+        (void)cudaGetLastError();
+        driver = 0;
+    }
+    char runtime_text[32], driver_text[32], cublas_text[32], cudnn_text[32];
+    cuda_version_text(runtime, "unknown", runtime_text, sizeof runtime_text);
+    cuda_version_text(driver, "none", driver_text, sizeof driver_text);
+    library_version_text(cublas_version_number(), cublas_text, sizeof cublas_text);
+    library_version_text((long long)cudnnGetVersion(), cudnn_text, sizeof cudnn_text);
+    snprintf(buf, size, "cuda runtime %s\ncuda driver %s\ncublas %s\ncudnn %s\n", runtime_text, driver_text,
+             cublas_text, cudnn_text);
+}
+
+int ims_cuda_compiled(void) { return 1; }
+
+ims_status ims_cuda_device_count(int *count, ims_error *err)
+{
+    *count = 0;
+    int n = 0;
+    /* Not IMS_CUDA_CHECK: every failure here means "no usable GPU", reported
+     * with the driver's reason in the form the CLI shows. */
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return ims_fail(err, IMS_ERR_NO_DEVICE, "no CUDA device: %s (%s)", cudaGetErrorName(e),
+                        cudaGetErrorString(e));
+    }
+    if (n <= 0)
+        return ims_fail(err, IMS_ERR_NO_DEVICE, "no CUDA device: the driver reports 0 devices");
+    *count = n;
+    return IMS_OK;
+}
+
+/* ---- Memory and copies ------------------------------------------------------- */
+
+static void cuda_destroy(ims_backend *be)
+{
+    cuda_state *st = cuda_state_of(be);
+    if (st) {
+        /* destroy cannot report failures; a failed call leaves nothing to undo.
+         * A stream destroyed with work pending is released once that work ends. */
+        int ok = cudaSetDevice(st->device) == cudaSuccess;
+        if (st->cudnn)
+            ok &= cudnnDestroy(st->cudnn) == CUDNN_STATUS_SUCCESS;
+        if (st->cublas)
+            ok &= cublasDestroy(st->cublas) == CUBLAS_STATUS_SUCCESS;
+        if (st->stream)
+            ok &= cudaStreamDestroy(st->stream) == cudaSuccess;
+        if (!ok)
+            (void)cudaGetLastError();
+        free(st);
+    }
+    free(be);
+}
+
+static ims_status cuda_alloc(ims_backend *be, size_t nbytes, void **out, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    *out = NULL;
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    cudaError_t e = cudaMalloc(out, nbytes);
+    if (e == cudaSuccess)
+        return IMS_OK;
+    *out = NULL;
+    /* A failed cudaMalloc also sets this thread's last error; clear it, or the
+     * next kernel launch check (cudaGetLastError) would report it. */
+    (void)cudaGetLastError();
+    if (e != cudaErrorMemoryAllocation)
+        return ims_cuda_status(err, e, "cudaMalloc(out, nbytes)", __FILE__, __LINE__);
+    size_t free_bytes = 0, total_bytes = 0;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return ims_fail(err, IMS_ERR_NOMEM, "cannot allocate %zu bytes of device memory on %s (free memory unknown)",
+                        nbytes, be->info.name);
+    }
+    return ims_fail(err, IMS_ERR_NOMEM,
+                    "cannot allocate %zu bytes (%.1f MiB) of device memory on %s: %.1f of %.1f MiB free", nbytes,
+                    nbytes / 1048576.0, be->info.name, free_bytes / 1048576.0, total_bytes / 1048576.0);
+}
+
+static void cuda_dealloc(ims_backend *be, void *ptr)
+{
+    cuda_state *st = cuda_state_of(be);
+    /* cudaFree waits for the device in practice, but its documentation does not
+     * order it after work pending on a non-blocking stream, so wait for the
+     * stream explicitly: no kernel may still use ptr. dealloc cannot report a
+     * failure; a sticky error resurfaces at the next checked call. */
+    int ok = cudaSetDevice(st->device) == cudaSuccess;
+    ok &= cudaStreamSynchronize(st->stream) == cudaSuccess;
+    ok &= cudaFree(ptr) == cudaSuccess;
+    if (!ok)
+        (void)cudaGetLastError();
+}
+
+static ims_status cuda_copy(ims_backend *be, void *dst, const void *src, size_t nbytes, enum cudaMemcpyKind kind,
+                            ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    IMS_CUDA_CHECK(err, cudaMemcpyAsync(dst, src, nbytes, kind, st->stream));
+    /* backend.h: copies are complete on return (the host buffer may be reused). */
+    IMS_CUDA_CHECK(err, cudaStreamSynchronize(st->stream));
+    return IMS_OK;
+}
+
+static ims_status cuda_upload(ims_backend *be, void *dst, const void *src, size_t nbytes, ims_error *err)
+{
+    return cuda_copy(be, dst, src, nbytes, cudaMemcpyHostToDevice, err);
+}
+
+static ims_status cuda_download(ims_backend *be, void *dst, const void *src, size_t nbytes, ims_error *err)
+{
+    return cuda_copy(be, dst, src, nbytes, cudaMemcpyDeviceToHost, err);
+}
+
+static ims_status cuda_fill_bytes(ims_backend *be, void *dst, int byte, size_t nbytes, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    IMS_CUDA_CHECK(err, cudaMemsetAsync(dst, byte, nbytes, st->stream));
+    return IMS_OK;
+}
+
+static ims_status cuda_synchronize(ims_backend *be, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    IMS_CUDA_CHECK(err, cudaStreamSynchronize(st->stream));
+    return IMS_OK;
+}
+
+/* ---- Ops ------------------------------------------------------------------------- */
+
+/* Each launcher returns its launch error (IMS_CUDA_CHECK); IMS_CUDA_CHECK_LAUNCH
+ * then adds the IMS_CUDA_SYNC_DEBUG synchronization that names a faulting kernel
+ * (its cudaGetLastError finds nothing new in the normal case). */
+
+static ims_status cuda_op_convert(ims_backend *be, const ims_tensor *src, ims_tensor *dst, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    size_t n = (size_t)ims_tensor_numel(src);
+    if (src->dtype == dst->dtype) {
+        if (src->data != dst->data) {
+            IMS_CUDA_CHECK(err, cudaMemcpyAsync(dst->data, src->data, ims_tensor_nbytes(src),
+                                                cudaMemcpyDeviceToDevice, st->stream));
+        }
+        return IMS_OK;
+    }
+    if (src->dtype == IMS_DTYPE_F32) {
+        const float *x = src->data; // (n)
+        uint16_t *y = dst->data;    // (n)
+        IMS_CUDA_CHECK(err, cuda_convert_f32_to_f16(x, y, n, st->stream));
+    } else {
+        const uint16_t *x = src->data; // (n)
+        float *y = dst->data;          // (n)
+        IMS_CUDA_CHECK(err, cuda_convert_f16_to_f32(x, y, n, st->stream));
+    }
+    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
+    return IMS_OK;
+}
+
+static ims_status cuda_op_l2_normalize_rows(ims_backend *be, const ims_tensor *x, ims_tensor *y, ims_tensor *norms,
+                                         ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    int n = (int)x->shape[0], d = (int)x->shape[1]; /* backend.c checked the int range */
+    int f16 = y->dtype == IMS_DTYPE_F16;
+    const float *xp = x->data;                          // (n, d)
+    float *y_f32 = f16 ? NULL : (float *)y->data;       // (n, d) or NULL
+    uint16_t *y_f16 = f16 ? (uint16_t *)y->data : NULL; // (n, d) or NULL
+    float *np = norms->data;                            // (n)
+    IMS_CUDA_CHECK(err, cuda_l2_normalize_rows(xp, y_f32, y_f16, np, n, d, st->stream));
+    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
+    return IMS_OK;
+}
+
+/* y (M, N) = x (M, K) . w (N, K)^T + bias (N). cuBLAS is column-major, and a
+ * row-major (R, C) matrix is a column-major (C, R) one, so the product is
+ * y^T (N, M) = w (N, K) . x^T (K, M): w is the column-major (K, N) matrix,
+ * transposed (CUBLAS_OP_T, lda K); x is the column-major (K, M) matrix as is
+ * (CUBLAS_OP_N, ldb K); y is column-major (N, M), ldc N. With a bias, y is
+ * first filled with it and beta = 1 adds the product; with beta = 0, cuBLAS
+ * does not read y (so its old contents, even NaN, do not matter). */
+static ims_status cuda_op_linear(ims_backend *be, const ims_tensor *x, const ims_tensor *w, const ims_tensor *bias,
+                              ims_tensor *y, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    int m = (int)x->shape[0], k = (int)x->shape[1], n = (int)w->shape[0]; /* int range checked */
+    const float *xp = x->data;                       // (M, K)
+    const float *wp = w->data;                       // (N, K)
+    const float *bp = bias ? bias->data : NULL;      // (N) or NULL
+    float *yp = y->data;                             // (M, N)
+    const float alpha = 1.0f;
+    float beta = 0.0f;
+    if (bp) {
+        IMS_CUDA_CHECK(err, cuda_broadcast_rows(bp, yp, m, n, st->stream));
+        IMS_CUDA_CHECK_LAUNCH(err, st->stream);
+        beta = 1.0f;
+    }
+    IMS_CUBLAS_CHECK(err, cublasSgemm(st->cublas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, wp, k, xp, k, &beta,
+                                      yp, n));
+    return IMS_OK;
+}
+
+static const ims_backend_ops cuda_ops = {
+    .destroy = cuda_destroy,
+    .alloc = cuda_alloc,
+    .dealloc = cuda_dealloc,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .fill_bytes = cuda_fill_bytes,
+    .synchronize = cuda_synchronize,
+    .convert = cuda_op_convert,
+    .l2_normalize_rows = cuda_op_l2_normalize_rows,
+    .linear = cuda_op_linear,
+};
+
+/* ---- Creation ---------------------------------------------------------------------- */
+
+/* The stream and the library handles, bound to it. On failure the caller's
+ * cuda_destroy releases whatever was created (unset handles stay NULL). */
+static ims_status cuda_state_init(cuda_state *st, ims_error *err)
+{
+    IMS_CUDA_CHECK(err, cudaSetDevice(st->device));
+    IMS_CUDA_CHECK(err, cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking));
+    IMS_CUBLAS_CHECK(err, cublasCreate(&st->cublas));
+    IMS_CUBLAS_CHECK(err, cublasSetStream(st->cublas, st->stream));
+    /* Plain fp32 GEMMs, no TF32 (CUBLAS_TF32_TENSOR_OP_MATH would round inputs
+     * to 10 mantissa bits, errors near 1e-3): the fp32 path is the reference
+     * the CPU backend and the f16 paths are compared against. */
+    IMS_CUBLAS_CHECK(err, cublasSetMathMode(st->cublas, CUBLAS_DEFAULT_MATH));
+    /* Created now, though no op uses it yet: the convolutions will, and a broken
+     * cuDNN install then fails at backend creation, not mid-model. */
+    IMS_CUDNN_CHECK(err, cudnnCreate(&st->cudnn));
+    IMS_CUDNN_CHECK(err, cudnnSetStream(st->cudnn, st->stream));
+    return IMS_OK;
+}
+
+static ims_status cuda_info_fill(ims_backend *be, const cuda_state *st, ims_error *err)
+{
+    ims_backend_info *info = &be->info;
+    struct cudaDeviceProp prop;
+    IMS_CUDA_CHECK(err, cudaGetDeviceProperties(&prop, st->device));
+    size_t free_bytes = 0, total_bytes = 0;
+    IMS_CUDA_CHECK(err, cudaMemGetInfo(&free_bytes, &total_bytes));
+    IMS_CUDA_CHECK(err, cudaDriverGetVersion(&info->driver_version));
+    IMS_CUDA_CHECK(err, cudaRuntimeGetVersion(&info->runtime_version));
+    IMS_CUBLAS_CHECK(err, cublasGetVersion(st->cublas, &info->cublas_version));
+    info->kind = IMS_BACKEND_CUDA;
+    snprintf(info->name, sizeof info->name, "cuda:%d", st->device);
+    snprintf(info->device, sizeof info->device, "%.*s", (int)sizeof prop.name, prop.name);
+    info->threads = 0;
+    info->compute_major = prop.major;
+    info->compute_minor = prop.minor;
+    info->multiprocessors = prop.multiProcessorCount;
+    info->memory_total = total_bytes;
+    info->memory_free = free_bytes;
+    info->cudnn_version = (int)cudnnGetVersion();
+    return IMS_OK;
+}
+
+ims_status ims_backend_cuda_create(int device, ims_backend **out, ims_error *err)
+{
+    *out = NULL;
+    int count = 0;
+    ims_status status = ims_cuda_device_count(&count, err);
+    if (status)
+        return status;
+    if (device < 0 || device >= count)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "CUDA device %d does not exist: %d device%s (0..%d)", device, count,
+                        count == 1 ? "" : "s", count - 1);
+    ims_backend *be = calloc(1, sizeof *be);
+    cuda_state *st = calloc(1, sizeof *st);
+    if (!be || !st) {
+        free(be);
+        free(st);
+        return ims_fail(err, IMS_ERR_NOMEM, "cannot allocate the CUDA backend");
+    }
+    st->device = device;
+    be->impl = st;
+    be->ops = &cuda_ops;
+    be->memory = IMS_MEMORY_DEVICE;
+    snprintf(be->info.name, sizeof be->info.name, "cuda:%d", device);
+    status = cuda_state_init(st, err);
+    if (!status)
+        status = cuda_info_fill(be, st, err);
+    if (status) {
+        (void)cudaGetLastError(); /* the failed call's error is in err now */
+        ims_error_prefix(err, status, "creating the CUDA backend on device %d", device);
+        cuda_destroy(be);
+        return status;
+    }
+    *out = be;
+    return IMS_OK;
+}

@@ -1,0 +1,56 @@
+/* launch.h: the CUDA kernel launchers, as plain C declarations.
+ *
+ * engine/backend_cuda.c (host C) calls these; each kernels/cuda/<op>.cu file
+ * defines one op's kernel and launcher. A launcher takes raw device pointers,
+ * sizes and a stream, enqueues the kernel on that stream and returns
+ * cudaGetLastError(), i.e. launch errors only: a fault inside the kernel shows up
+ * at the next synchronizing call. Before launching, a launcher clears the host
+ * thread's last error: a runtime call that failed earlier (and was reported
+ * then, e.g. an out-of-memory cudaMalloc) leaves its error there, and it must
+ * not be mistaken for this launch's. Sticky errors (a faulted context) are not
+ * lost: the launch itself fails with them again. Matrices are row-major; f16 data is IEEE
+ * binary16 bits in uint16_t. Sizes were checked by engine/backend.c, so the
+ * launchers only guard against n == 0 (nothing to launch).
+ */
+#ifndef IMS_CUDA_LAUNCH_H
+#define IMS_CUDA_LAUNCH_H
+
+#include <cuda_runtime_api.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* dst (n) = src (n): f32 -> f16 rounds to nearest even (__float2half_rn), the
+ * same bits as ims_f32_to_f16; f16 -> f32 is exact. */
+cudaError_t cuda_convert_f32_to_f16(const float *src, uint16_t *dst, size_t n, cudaStream_t s);
+cudaError_t cuda_convert_f16_to_f32(const uint16_t *src, float *dst, size_t n, cudaStream_t s);
+
+/* x (n, d) f32; y (n, d) = x / ||x|| per row, into y_f32 or y_f16 (exactly one
+ * non-NULL); norms (n) = ||x_r||. Rows whose norm is 0 or not finite get y = 0.
+ * Same results as kernels/cpu/l2_normalize.c (sum of squares in double). */
+cudaError_t cuda_l2_normalize_rows(const float *x, float *y_f32, uint16_t *y_f16, float *norms, int n, int d,
+                                   cudaStream_t s);
+
+/* y (m, n): y[r][c] = bias[c], bias (n). Prefills y before a beta = 1 GEMM. */
+cudaError_t cuda_broadcast_rows(const float *bias, float *y, int m, int n, cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#ifdef __CUDACC__
+/* For the kernel files: the block count of a grid-stride loop over n items,
+ * at least 1 and at most max_blocks (so it fits gridDim.x whatever n is). */
+static inline unsigned int cuda_grid_blocks(size_t n, unsigned int block, unsigned int max_blocks)
+{
+    size_t blocks = n / block + (n % block != 0);
+    if (blocks < 1)
+        blocks = 1;
+    return blocks < max_blocks ? (unsigned int)blocks : max_blocks;
+}
+#endif
+
+#endif /* IMS_CUDA_LAUNCH_H */
