@@ -11,6 +11,8 @@ JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 CTEST := ctest --output-on-failure -j $(JOBS)
+# ctest hides the output of skipped tests; show their one-line reasons
+SKIP_REASONS := grep -h "^SKIPPED" Testing/Temporary/LastTest.log || true
 
 .PHONY: deps build demo check test test-cpu-sanitize fuzz clean
 
@@ -26,7 +28,7 @@ demo: build
 	$(BUILD)/imgsearch devices
 
 check: build
-	cd $(BUILD) && $(CTEST)
+	cd $(BUILD) && $(CTEST) && $(SKIP_REASONS)
 
 # The CPU-only configuration, with the CUDA toolkit hidden from CMake as on a
 # machine without one, built and tested under AddressSanitizer and UBSan.
@@ -34,7 +36,7 @@ test-cpu-sanitize: deps
 	cmake -S . -B build-cpu-asan $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMS_WERROR=ON \
 	  -DIMS_CUDA=AUTO -DCMAKE_DISABLE_FIND_PACKAGE_CUDAToolkit=ON -DIMS_SANITIZE=address,undefined
 	cmake --build build-cpu-asan -j $(JOBS)
-	cd build-cpu-asan && $(CTEST)
+	cd build-cpu-asan && $(CTEST) && $(SKIP_REASONS)
 
 # libFuzzer (clang) over every parser, seeded from tests/fuzz/seeds; new inputs
 # go to build-fuzz/corpus, never into the source tree.

@@ -26,6 +26,7 @@ static inline ims_status ims_cuda_status(ims_error *err, cudaError_t e, const ch
 {
     if (e == cudaSuccess)
         return IMS_OK;
+    (void)cudaGetLastError(); /* a reported failure must not resurface at the next launch check */
     ims_status code = (e == cudaErrorMemoryAllocation) ? IMS_ERR_NOMEM
                       : (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver) ? IMS_ERR_NO_DEVICE
                                                                                       : IMS_ERR_CUDA;

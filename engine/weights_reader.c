@@ -606,7 +606,7 @@ static ims_status meta_typed(const ims_weights *w, const char *key, ims_meta_typ
 
 ims_status ims_weights_get_i64(const ims_weights *w, const char *key, int64_t *out, ims_error *err)
 {
-    const ims_meta *m;
+    const ims_meta *m = NULL;
     ims_status st = meta_typed(w, key, IMS_META_I64, &m, err);
     if (!st)
         *out = ims_meta_i64_at(m, 0);
@@ -615,7 +615,7 @@ ims_status ims_weights_get_i64(const ims_weights *w, const char *key, int64_t *o
 
 ims_status ims_weights_get_f64(const ims_weights *w, const char *key, double *out, ims_error *err)
 {
-    const ims_meta *m;
+    const ims_meta *m = NULL;
     ims_status st = meta_typed(w, key, IMS_META_F64, &m, err);
     if (!st)
         *out = ims_meta_f64_at(m, 0);
@@ -624,7 +624,7 @@ ims_status ims_weights_get_f64(const ims_weights *w, const char *key, double *ou
 
 ims_status ims_weights_get_string(const ims_weights *w, const char *key, ims_str *out, ims_error *err)
 {
-    const ims_meta *m;
+    const ims_meta *m = NULL;
     ims_status st = meta_typed(w, key, IMS_META_STRING, &m, err);
     if (!st)
         *out = m->strings[0];
@@ -634,7 +634,7 @@ ims_status ims_weights_get_string(const ims_weights *w, const char *key, ims_str
 ims_status ims_weights_get_strings(const ims_weights *w, const char *key, const ims_str **out, size_t *count,
                                    ims_error *err)
 {
-    const ims_meta *m;
+    const ims_meta *m = NULL;
     ims_status st = meta_typed(w, key, IMS_META_STRING_ARRAY, &m, err);
     if (!st) {
         *out = m->strings;
@@ -646,7 +646,7 @@ ims_status ims_weights_get_strings(const ims_weights *w, const char *key, const 
 static ims_status get_array(const ims_weights *w, const char *key, ims_meta_type type, void *out, size_t count,
                             ims_error *err)
 {
-    const ims_meta *m;
+    const ims_meta *m = NULL;
     ims_status st = meta_typed(w, key, type, &m, err);
     if (st)
         return st;

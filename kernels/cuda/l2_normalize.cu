@@ -22,9 +22,9 @@
  * A float accumulator would be slower to no benefit (this kernel is memory
  * bound; an H100 does FP64 at half the FP32 rate) and wrong at the edges: x^2
  * overflows f32 for |x| > 1.8e19 and underflows for |x| < 1e-19, where the CPU
- * reference still gets a finite, nonzero norm and a unit vector. Do not build
- * with --use_fast_math expectations here: double math is unaffected by it, and
- * __float2half_rn always rounds to nearest even.
+ * reference still gets a finite, nonzero norm and a unit vector. --use_fast_math
+ * would not change these results: it affects f32 math only, and __float2half_rn
+ * always rounds to nearest even.
  */
 #include "launch.h"
 
