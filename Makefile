@@ -9,6 +9,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
+FUZZERS ?= weights_reader zip_reader unpickler safetensors json
 GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 CTEST := ctest --output-on-failure -j $(JOBS)
 # ctest hides the output of skipped tests; show their one-line reasons
@@ -43,10 +44,13 @@ test-cpu-sanitize: deps
 fuzz: deps
 	CC=clang cmake -S . -B build-fuzz $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMS_CUDA=OFF \
 	  -DIMS_FUZZ=ON -DIMS_SANITIZE=address,undefined
-	cmake --build build-fuzz -j $(JOBS) --target fuzz_weights_reader
-	mkdir -p build-fuzz/corpus/weights
-	build-fuzz/tests/fuzz_weights_reader -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	  -artifact_prefix=build-fuzz/ build-fuzz/corpus/weights tests/fuzz/seeds/weights
+	cmake --build build-fuzz -j $(JOBS) $(addprefix --target fuzz_,$(FUZZERS))
+	set -e; for f in $(FUZZERS); do \
+	  echo "== fuzz_$$f: $(FUZZ_SECONDS) s"; \
+	  mkdir -p build-fuzz/corpus/$$f; \
+	  build-fuzz/tests/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=build-fuzz/$$f- build-fuzz/corpus/$$f tests/fuzz/seeds/$$f; \
+	done
 
 test: check test-cpu-sanitize fuzz
 

@@ -1,0 +1,281 @@
+/* checkpoint.c: format sniffing, tensor validation and element gathering for
+ * source checkpoints (checkpoint.h). */
+#include "checkpoint.h"
+
+#include "../engine/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+size_t ckpt_dtype_size(ckpt_dtype dtype)
+{
+    static const size_t sizes[CKPT_DTYPE_COUNT] = {4, 8, 2, 2, 8, 4, 2, 1, 1, 1};
+    return (unsigned)dtype < CKPT_DTYPE_COUNT ? sizes[dtype] : 0;
+}
+
+const char *ckpt_dtype_name(ckpt_dtype dtype)
+{
+    static const char *const names[CKPT_DTYPE_COUNT] = {"float32", "float64", "float16", "bfloat16", "int64",
+                                                        "int32",   "int16",   "int8",    "uint8",    "bool"};
+    return (unsigned)dtype < CKPT_DTYPE_COUNT ? names[dtype] : "?";
+}
+
+const char *ckpt_format_name(ckpt_format format)
+{
+    switch (format) {
+    case CKPT_FORMAT_TORCH_ZIP: return "PyTorch zip";
+    case CKPT_FORMAT_TORCH_LEGACY: return "PyTorch legacy";
+    case CKPT_FORMAT_SAFETENSORS: return "safetensors";
+    }
+    return "?";
+}
+
+int64_t ckpt_tensor_numel(const ckpt_tensor *t)
+{
+    int64_t n = 1;
+    for (int d = 0; d < t->ndim; d++)
+        n *= t->shape[d]; /* bounded by ckpt_add_tensor */
+    return n;
+}
+
+/* ---- Validation ---------------------------------------------------------------- */
+
+static ims_status check_tensor(const ckpt_tensor *t, ims_error *err)
+{
+    size_t es = ckpt_dtype_size(t->dtype);
+    if (es == 0)
+        return ims_fail(err, IMS_ERR_FORMAT, "unknown dtype %d", (int)t->dtype);
+    if (t->ndim < 0 || t->ndim > CKPT_MAX_DIMS)
+        return ims_fail(err, IMS_ERR_FORMAT, "ndim %d is outside 0..%d", t->ndim, CKPT_MAX_DIMS);
+    if (t->storage_offset < 0)
+        return ims_fail(err, IMS_ERR_FORMAT, "storage offset %lld is negative", (long long)t->storage_offset);
+    uint64_t storage_numel = t->storage_nbytes / es;
+    if (t->storage_nbytes % es != 0)
+        return ims_fail(err, IMS_ERR_FORMAT, "storage of %llu bytes is not a whole number of %s elements",
+                        (unsigned long long)t->storage_nbytes, ckpt_dtype_name(t->dtype));
+    /* The last element reached is offset + sum((shape - 1) * stride); with any
+     * dim 0 nothing is reached. Every step is checked against 2^62. */
+    const uint64_t limit = 1ull << 62;
+    uint64_t last = (uint64_t)t->storage_offset, numel = 1;
+    int empty = 0;
+    for (int d = 0; d < t->ndim; d++) {
+        if (t->shape[d] < 0 || (uint64_t)t->shape[d] > limit)
+            return ims_fail(err, IMS_ERR_FORMAT, "shape[%d] = %lld is out of range", d, (long long)t->shape[d]);
+        if (t->stride[d] < 0 || (uint64_t)t->stride[d] > limit)
+            return ims_fail(err, IMS_ERR_FORMAT, "stride[%d] = %lld is out of range", d, (long long)t->stride[d]);
+        if (t->shape[d] == 0) {
+            empty = 1;
+            continue;
+        }
+        uint64_t extent = (uint64_t)(t->shape[d] - 1);
+        if (extent && (uint64_t)t->stride[d] > (limit - last) / extent)
+            return ims_fail(err, IMS_ERR_FORMAT, "shape and strides overflow at dim %d", d);
+        last += extent * (uint64_t)t->stride[d];
+        if ((uint64_t)t->shape[d] > limit / numel)
+            return ims_fail(err, IMS_ERR_FORMAT, "element count overflows at dim %d", d);
+        numel *= (uint64_t)t->shape[d];
+    }
+    if (!empty && last >= storage_numel)
+        return ims_fail(err, IMS_ERR_FORMAT,
+                        "reaches element %llu of a storage of %llu %s elements (offset %lld, shape and strides past the end)",
+                        (unsigned long long)last, (unsigned long long)storage_numel, ckpt_dtype_name(t->dtype),
+                        (long long)t->storage_offset);
+    return IMS_OK;
+}
+
+ims_status ckpt_add_tensor(ckpt *c, const ckpt_tensor *t, ims_error *err)
+{
+    if (!t->name || !t->name[0])
+        return ims_fail(err, IMS_ERR_FORMAT, "a tensor has an empty name");
+    ims_status st = check_tensor(t, err);
+    if (st)
+        return ims_error_prefix(err, st, "tensor '%s'", t->name);
+    if (t->storage_nbytes && (t->storage < c->data || t->storage > c->data + c->size ||
+                              t->storage_nbytes > (uint64_t)(c->data + c->size - t->storage)))
+        return ims_fail(err, IMS_ERR_FORMAT, "tensor '%s': storage lies outside the file", t->name);
+    if (ckpt_find(c, t->name))
+        return ims_fail(err, IMS_ERR_FORMAT, "tensor '%s' appears twice", t->name);
+    if (c->count == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 64;
+        ckpt_tensor *p = realloc(c->tensors, cap * sizeof *p);
+        if (!p)
+            return ims_fail(err, IMS_ERR_NOMEM, "out of memory adding tensor '%s'", t->name);
+        c->tensors = p;
+        c->cap = cap;
+    }
+    ckpt_tensor copy = *t;
+    if (!(copy.name = strdup(t->name)))
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory adding tensor '%s'", t->name);
+    for (int d = copy.ndim; d < CKPT_MAX_DIMS; d++)
+        copy.shape[d] = 1, copy.stride[d] = 0;
+    c->tensors[c->count++] = copy;
+    return IMS_OK;
+}
+
+/* Linear search: checkpoints have hundreds of tensors, and readers check each
+ * name once. */
+const ckpt_tensor *ckpt_find(const ckpt *c, const char *name)
+{
+    for (size_t i = 0; i < c->count; i++)
+        if (strcmp(c->tensors[i].name, name) == 0)
+            return &c->tensors[i];
+    return NULL;
+}
+
+/* ---- Element access ------------------------------------------------------------ */
+
+static uint64_t load_bits(const unsigned char *p, size_t size, int big_endian)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < size; i++)
+        v |= (uint64_t)p[big_endian ? size - 1 - i : i] << (8 * i);
+    return v;
+}
+
+static double element_f64(const ckpt_tensor *t, uint64_t index)
+{
+    size_t es = ckpt_dtype_size(t->dtype);
+    uint64_t b = load_bits(t->storage + index * es, es, t->big_endian);
+    switch (t->dtype) {
+    case CKPT_F32: {
+        float f;
+        uint32_t u = (uint32_t)b;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+    case CKPT_F64: {
+        double d;
+        memcpy(&d, &b, 8);
+        return d;
+    }
+    case CKPT_F16: return ims_f16_to_f32((uint16_t)b);
+    case CKPT_BF16: {
+        float f;
+        uint32_t u = (uint32_t)b << 16;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+    case CKPT_I64: return (double)(int64_t)b;
+    case CKPT_I32: return (double)(int32_t)(uint32_t)b;
+    case CKPT_I16: return (double)(int16_t)(uint16_t)b;
+    case CKPT_I8: return (double)(int8_t)(uint8_t)b;
+    case CKPT_U8: return (double)(uint8_t)b;
+    case CKPT_BOOL: return b != 0;
+    case CKPT_DTYPE_COUNT: break;
+    }
+    return NAN;
+}
+
+/* Calls fn(ctx, i, storage_index) for each element i in row-major order. */
+static void gather(const ckpt_tensor *t, void (*fn)(void *, uint64_t, double), void *ctx)
+{
+    int64_t numel = ckpt_tensor_numel(t);
+    int64_t idx[CKPT_MAX_DIMS] = {0};
+    uint64_t pos = (uint64_t)t->storage_offset;
+    for (int64_t i = 0; i < numel; i++) {
+        fn(ctx, (uint64_t)i, element_f64(t, pos));
+        for (int d = t->ndim - 1; d >= 0; d--) { /* odometer over the dims, last fastest */
+            if (++idx[d] < t->shape[d]) {
+                pos += (uint64_t)t->stride[d];
+                break;
+            }
+            pos -= (uint64_t)t->stride[d] * (uint64_t)(t->shape[d] - 1);
+            idx[d] = 0;
+        }
+    }
+}
+
+static void put_f64(void *ctx, uint64_t i, double v) { ((double *)ctx)[i] = v; }
+static void put_f32(void *ctx, uint64_t i, double v) { ((float *)ctx)[i] = (float)v; }
+
+void ckpt_tensor_read_f64(const ckpt_tensor *t, double *dst) { gather(t, put_f64, dst); }
+void ckpt_tensor_read_f32(const ckpt_tensor *t, float *dst) { gather(t, put_f32, dst); }
+
+/* ---- Opening ----------------------------------------------------------------------- */
+
+static const unsigned char legacy_magic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
+                                             0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e};
+
+static ims_status ckpt_read(ckpt *c, ims_error *err)
+{
+    if (c->size >= 4 && memcmp(c->data, "PK\x03\x04", 4) == 0)
+        return ckpt_read_torch_zip(c, err);
+    if (c->size >= sizeof legacy_magic && memcmp(c->data, legacy_magic, sizeof legacy_magic) == 0)
+        return ckpt_read_torch_legacy(c, err);
+    /* safetensors: u64 header length, then a JSON object */
+    if (c->size >= 9 && c->data[8] == '{')
+        return ckpt_read_safetensors(c, err);
+    return ims_fail(err, IMS_ERR_FORMAT,
+                    "not a PyTorch checkpoint (zip or legacy) or a safetensors file (first bytes %02x %02x %02x %02x)",
+                    c->size > 0 ? c->data[0] : 0, c->size > 1 ? c->data[1] : 0, c->size > 2 ? c->data[2] : 0,
+                    c->size > 3 ? c->data[3] : 0);
+}
+
+void ckpt_free(ckpt *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->count; i++)
+        free(c->tensors[i].name);
+    free(c->tensors);
+    if (c->mapping)
+        munmap(c->mapping, c->size);
+    free(c);
+}
+
+ims_status ckpt_open_memory(const void *data, size_t size, ckpt **out, ims_error *err)
+{
+    *out = NULL;
+    ckpt *c = calloc(1, sizeof *c);
+    if (!c)
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    c->data = data;
+    c->size = size;
+    ims_status st = ckpt_read(c, err);
+    if (st) {
+        ckpt_free(c);
+        return st;
+    }
+    *out = c;
+    return IMS_OK;
+}
+
+ims_status ckpt_open(const char *path, ckpt **out, ims_error *err)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ims_fail(err, IMS_ERR_IO, "checkpoint '%s': cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size == 0) {
+        close(fd);
+        return ims_fail(err, IMS_ERR_IO, "checkpoint '%s': not a regular, non-empty file", path);
+    }
+    size_t size = (size_t)sb.st_size;
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int map_errno = errno;
+    close(fd);
+    if (map == MAP_FAILED)
+        return ims_fail(err, IMS_ERR_IO, "checkpoint '%s': mmap failed: %s", path, strerror(map_errno));
+    ckpt *c = calloc(1, sizeof *c);
+    if (!c) {
+        munmap(map, size);
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    }
+    c->data = map;
+    c->size = size;
+    c->mapping = map;
+    ims_status st = ckpt_read(c, err);
+    if (st) {
+        ckpt_free(c);
+        return ims_error_prefix(err, st, "checkpoint '%s'", path);
+    }
+    *out = c;
+    return IMS_OK;
+}

@@ -1,0 +1,2 @@
+/* hf_model_dir.c: placeholder. */
+typedef int ims_placeholder_unit;

@@ -1,0 +1,2 @@
+/* json_parse.c: placeholder. */
+typedef int ims_placeholder_unit;

@@ -1,0 +1,2 @@
+/* pickle.c: placeholder. */
+typedef int ims_placeholder_unit;
