@@ -10,6 +10,9 @@ static const char usage[] =
     "Search large image collections by text or by example image, on the GPU.\n"
     "\n"
     "commands:\n"
+    "  convert INPUT -o OUT.isw\n"
+    "                  convert a PyTorch/safetensors checkpoint or a Hugging Face model\n"
+    "                  directory to imgsearch's weight file (no checkpoint code is run)\n"
     "  info FILE       print a weight file's header, metadata and tensor table\n"
     "                  (--json for machines, --verify to check tensor checksums)\n"
     "  devices         list the compute backends and GPUs this build can use\n"
@@ -58,6 +61,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version"))
         return cmd_version(argc - 1, argv + 1);
+    if (!strcmp(cmd, "convert"))
+        return cmd_convert(argc - 1, argv + 1);
     if (!strcmp(cmd, "info"))
         return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices"))

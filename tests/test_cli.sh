@@ -2,9 +2,9 @@
 # test_cli.sh: the imgsearch command end to end: help, version, devices, info on
 # a good file (text and JSON), and the one-line errors and exit codes for bad
 # files and bad command lines.
-# usage: test_cli.sh IMGSEARCH MAKE_FIXTURE
+# usage: test_cli.sh IMGSEARCH MAKE_FIXTURE FIXTURES_DIR
 set -u
-bin=$1 make_fixture=$2
+bin=$1 make_fixture=$2 fixtures=$3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 passed=0 failed=0
@@ -73,6 +73,38 @@ check "flipped data byte names the tensor" contains err "('eps'): crc32"
 check "info without file" run 2 info
 check "info bad option" run 2 info --bogus "$work/model.isw"
 check "info two files" run 2 info "$work/model.isw" "$work/model.isw"
+
+# convert: a torchvision checkpoint (fixtures/inception: channel widths / 16)
+check "convert" run 0 convert "$fixtures/inception/tv_zip.pt" -o "$work/iv3.isw"
+check "convert summary" contains out "inception_v3, 190 tensors"
+check "converted file info" run 0 info --verify "$work/iv3.isw"
+check "converted architecture" contains out '"inception_v3"'
+check "converted layout" contains out '"OHWI"'
+check "converted labels" contains out '"tench", "goldfish"'
+check "convert f16" run 0 convert "$fixtures/inception/fid_zip.pt" --dtype f16 -o "$work/fid.isw"
+check "convert f16 summary" contains out "inception_v3_fid"
+check "convert f16 info" run 0 info "$work/fid.isw"
+check "convert f16 dtype" contains out "Mixed_7c.branch_pool.weight                  f16"
+check "convert without -o" run 2 convert "$fixtures/inception/tv_zip.pt"
+check "convert bad dtype" run 2 convert "$fixtures/inception/tv_zip.pt" --dtype f64 -o "$work/x.isw"
+check "convert bad arch" run 2 convert "$fixtures/inception/tv_zip.pt" --arch resnet -o "$work/x.isw"
+check "convert text file" run 1 convert "$fixtures/inception/expected_tv.txt" -o "$work/x.isw"
+check "convert text file message" contains err "not a PyTorch checkpoint"
+check "convert text file one line" one_line
+check "convert wrong arch" run 1 convert "$fixtures/inception/tv_zip.pt" --arch bert -o "$work/x.isw"
+check "convert wrong arch message" contains err "model directory"
+check "no output after failures" test ! -e "$work/x.isw"
+check "convert missing input" run 1 convert "$work/none.pt" -o "$work/x.isw"
+
+# convert: a BERT model directory, and one whose config does not match its weights
+check "convert bert dir" run 0 convert "$fixtures/hf_tiny_bert" -o "$work/bert.isw"
+check "convert bert summary" contains out "bert"
+check "bert info" run 0 info "$work/bert.isw"
+check "bert fused qkv" contains out "encoder.layer.0.attention.qkv.weight"
+cp -r "$fixtures/hf_tiny_bert" "$work/bert3"
+sed -i 's/"num_hidden_layers": *2/"num_hidden_layers": 3/' "$work/bert3/config.json"
+check "bert config mismatch" run 1 convert "$work/bert3" -o "$work/x.isw"
+check "bert config mismatch names the key" contains err "missing: encoder.layer.2.attention.self.query.weight"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

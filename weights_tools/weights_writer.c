@@ -29,6 +29,7 @@ typedef struct pending_tensor {
     int64_t shape[IMS_MAX_DIMS];
     uint64_t nbytes;
     const void *data;
+    void *owned; /* freed with the writer */
 } pending_tensor;
 
 struct ims_weights_writer {
@@ -103,8 +104,10 @@ void ims_weights_writer_free(ims_weights_writer *wr)
     for (uint64_t i = 0; i < wr->metadata_count; i++)
         free(wr->keys[i]);
     free(wr->keys);
-    for (size_t i = 0; i < wr->tensor_count; i++)
+    for (size_t i = 0; i < wr->tensor_count; i++) {
         free(wr->tensors[i].name);
+        free(wr->tensors[i].owned);
+    }
     free(wr->tensors);
     free(wr->metadata.data);
     free(wr);
@@ -282,6 +285,18 @@ ims_status ims_weights_writer_add_tensor(ims_weights_writer *wr, const char *nam
     if (!(t.name = strdup(name)))
         return ims_fail(err, IMS_ERR_NOMEM, "out of memory adding tensor '%s'", name);
     wr->tensors[wr->tensor_count++] = t;
+    return IMS_OK;
+}
+
+ims_status ims_weights_writer_add_tensor_owned(ims_weights_writer *wr, const char *name, ims_dtype dtype, int ndim,
+                                               const int64_t *shape, void *data, ims_error *err)
+{
+    ims_status st = ims_weights_writer_add_tensor(wr, name, dtype, ndim, shape, data, err);
+    if (st) {
+        free(data);
+        return st;
+    }
+    wr->tensors[wr->tensor_count - 1].owned = data;
     return IMS_OK;
 }
 

@@ -33,6 +33,11 @@ ims_status ims_weights_writer_add_string_array(ims_weights_writer *wr, const cha
 ims_status ims_weights_writer_add_tensor(ims_weights_writer *wr, const char *name, ims_dtype dtype, int ndim,
                                          const int64_t *shape, const void *data, ims_error *err);
 
+/* The same, but the writer takes ownership of data (malloc'd) and frees it in
+ * ims_weights_writer_free, also when this call fails. */
+ims_status ims_weights_writer_add_tensor_owned(ims_weights_writer *wr, const char *name, ims_dtype dtype, int ndim,
+                                               const int64_t *shape, void *data, ims_error *err);
+
 /* Writes path crash-safely: a temporary file in the same folder, fsync, rename. */
 ims_status ims_weights_writer_write_file(const ims_weights_writer *wr, const char *path, ims_error *err);
 

@@ -1,0 +1,82 @@
+/* cmd_convert.c: `imgsearch convert`: a PyTorch or safetensors checkpoint (or a
+ * Hugging Face model directory) to the engine's weight file. */
+#include "cli.h"
+
+#include "../weights_tools/convert.h"
+
+#include <string.h>
+
+static const char convert_usage[] =
+    "usage: imgsearch convert INPUT -o OUTPUT.isw [options]\n"
+    "\n"
+    "Converts a checkpoint to imgsearch's weight file without running any of its\n"
+    "code (pickle is read by a restricted parser that refuses anything else).\n"
+    "INPUT: a torch.save file (zip or legacy .pth), a .safetensors file, or a\n"
+    "Hugging Face / sentence-transformers model directory (BERT).\n"
+    "\n"
+    "  -o, --output FILE       the weight file to write (written crash-safely)\n"
+    "  --arch NAME             inception_v3, inception_v3_fid or bert (default: from the keys)\n"
+    "  --dtype f32|f16         storage type of the weight matrices (default f32; biases stay f32)\n"
+    "  --no-transform-input    Inception: the model was trained without torchvision's\n"
+    "                          transform_input (the pretrained weights need it: on by default)\n"
+    "  --transform-input       force it on (for example for an FID checkpoint)\n"
+    "  --labels FILE           Inception: class names, one per line (default: ImageNet's 1000)\n";
+
+int cmd_convert(int argc, char **argv)
+{
+    convert_options o;
+    convert_options_init(&o);
+    const char *input = NULL, *output = NULL;
+    ims_error err = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(convert_usage, stdout);
+            return CLI_EXIT_OK;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--arch") || !strcmp(a, "--dtype") ||
+                   !strcmp(a, "--labels")) {
+            if (!value)
+                return cli_usage_error("convert", "%s needs a value", a);
+            i++;
+            if (!strcmp(a, "--arch")) {
+                if (convert_arch_parse(value, &o.arch, &err))
+                    return cli_usage_error("convert", "%s", err.msg);
+            } else if (!strcmp(a, "--dtype")) {
+                if (!strcmp(value, "f32"))
+                    o.dtype = IMS_DTYPE_F32;
+                else if (!strcmp(value, "f16"))
+                    o.dtype = IMS_DTYPE_F16;
+                else
+                    return cli_usage_error("convert", "--dtype is f32 or f16, not '%s'", value);
+            } else if (!strcmp(a, "--labels")) {
+                o.labels_path = value;
+            } else {
+                output = value;
+            }
+        } else if (!strcmp(a, "--no-transform-input")) {
+            o.transform_input = 0;
+        } else if (!strcmp(a, "--transform-input")) {
+            o.transform_input = 1;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return cli_usage_error("convert", "unknown option '%s'", a);
+        } else if (input) {
+            return cli_usage_error("convert", "one INPUT at a time ('%s' and '%s')", input, a);
+        } else {
+            input = a;
+        }
+    }
+    if (!input)
+        return cli_usage_error("convert", "missing INPUT");
+    if (!output)
+        return cli_usage_error("convert", "missing -o OUTPUT.isw");
+    const char *slash = strrchr(input, '/');
+    o.source = slash && slash[1] ? slash + 1 : input;
+    convert_report report;
+    if (convert_run(input, output, &o, &report, &err))
+        return cli_error(&err);
+    printf("%s (%s, %zu tensors) -> %s: %s, %zu tensors, %llu bytes (%zu source tensors not used by inference)\n",
+           input, ckpt_format_name(report.format), report.tensors_in, output, convert_arch_name(report.arch),
+           report.tensors_out, (unsigned long long)report.bytes_out, report.tensors_ignored);
+    return CLI_EXIT_OK;
+}

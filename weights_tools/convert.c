@@ -1,0 +1,127 @@
+/* convert.c: `imgsearch convert`: open a checkpoint, pick the architecture,
+ * run its mapper, write the weight file. */
+#include "convert.h"
+
+#include "../engine/error.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+const char *convert_arch_name(convert_arch arch)
+{
+    switch (arch) {
+    case CONVERT_ARCH_AUTO: return "auto";
+    case CONVERT_ARCH_INCEPTION_V3: return "inception_v3";
+    case CONVERT_ARCH_INCEPTION_V3_FID: return "inception_v3_fid";
+    case CONVERT_ARCH_BERT: return "bert";
+    }
+    return "?";
+}
+
+ims_status convert_arch_parse(const char *text, convert_arch *out, ims_error *err)
+{
+    for (int a = CONVERT_ARCH_AUTO; a <= CONVERT_ARCH_BERT; a++)
+        if (strcmp(text, convert_arch_name((convert_arch)a)) == 0) {
+            *out = (convert_arch)a;
+            return IMS_OK;
+        }
+    return ims_fail(err, IMS_ERR_ARGUMENT, "unknown architecture '%s' (auto, inception_v3, inception_v3_fid, bert)",
+                    text);
+}
+
+void convert_options_init(convert_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->arch = CONVERT_ARCH_AUTO;
+    o->dtype = IMS_DTYPE_F32;
+    o->transform_input = -1;
+}
+
+ims_status convert_add_floats(ims_weights_writer *wr, const char *name, ims_dtype dtype, int ndim,
+                              const int64_t *shape, float *values, ims_error *err)
+{
+    if (dtype == IMS_DTYPE_F32)
+        return ims_weights_writer_add_tensor_owned(wr, name, dtype, ndim, shape, values, err);
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++)
+        n *= shape[d];
+    uint16_t *half = malloc((size_t)n * sizeof *half);
+    if (!half) {
+        free(values);
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory converting '%s' to f16", name);
+    }
+    for (int64_t i = 0; i < n; i++)
+        half[i] = ims_f32_to_f16(values[i]);
+    free(values);
+    return ims_weights_writer_add_tensor_owned(wr, name, IMS_DTYPE_F16, ndim, shape, half, err);
+}
+
+/* DataParallel saves every key as "module.<key>": strip it when all keys have it. */
+static void strip_module_prefix(ckpt *c)
+{
+    for (size_t i = 0; i < c->count; i++)
+        if (strncmp(c->tensors[i].name, "module.", 7) != 0)
+            return;
+    for (size_t i = 0; i < c->count; i++)
+        memmove(c->tensors[i].name, c->tensors[i].name + 7, strlen(c->tensors[i].name + 7) + 1);
+}
+
+static convert_arch detect_arch(const ckpt *c)
+{
+    const ckpt_tensor *fc = ckpt_find(c, "fc.weight");
+    if (ckpt_find(c, "Mixed_7c.branch_pool.conv.weight"))
+        return fc && fc->ndim == 2 && fc->shape[0] == 1008 ? CONVERT_ARCH_INCEPTION_V3_FID : CONVERT_ARCH_INCEPTION_V3;
+    if (ckpt_find(c, "encoder.layer.0.attention.self.query.weight") ||
+        ckpt_find(c, "bert.encoder.layer.0.attention.self.query.weight"))
+        return CONVERT_ARCH_BERT;
+    return CONVERT_ARCH_AUTO;
+}
+
+static ims_status convert_checkpoint(const char *input, const char *output, const convert_options *o,
+                                     convert_report *report, ims_error *err)
+{
+    ckpt *c = NULL;
+    ims_status st = ckpt_open(input, &c, err);
+    if (st)
+        return st;
+    report->format = c->format;
+    report->tensors_in = c->count;
+    strip_module_prefix(c);
+    convert_arch arch = o->arch == CONVERT_ARCH_AUTO ? detect_arch(c) : o->arch;
+    report->arch = arch;
+    ims_weights_writer *wr = NULL;
+    if (arch == CONVERT_ARCH_AUTO)
+        st = ims_fail(err, IMS_ERR_FORMAT,
+                      "cannot tell the architecture from the %zu keys (first: '%s'); name it with --arch",
+                      c->count, c->count ? c->tensors[0].name : "none");
+    else if (arch == CONVERT_ARCH_BERT)
+        st = ims_fail(err, IMS_ERR_ARGUMENT,
+                      "a BERT checkpoint converts from its model directory (config.json, vocab.txt and the "
+                      "weights): pass the directory, not the weights file");
+    if (!st)
+        st = ims_weights_writer_create(&wr, err);
+    if (!st)
+        st = map_inception(c, arch, o, wr, report, err);
+    if (!st)
+        st = ims_weights_writer_write_file(wr, output, err);
+    ims_weights_writer_free(wr);
+    ckpt_free(c);
+    if (st)
+        return ims_error_prefix(err, st, "converting '%s'", input);
+    return IMS_OK;
+}
+
+ims_status convert_run(const char *input, const char *output, const convert_options *o, convert_report *report,
+                       ims_error *err)
+{
+    memset(report, 0, sizeof *report);
+    struct stat sb;
+    if (stat(input, &sb) != 0)
+        return ims_fail(err, IMS_ERR_IO, "cannot read '%s'", input);
+    ims_status st = S_ISDIR(sb.st_mode) ? convert_model_dir(input, output, o, report, err)
+                                        : convert_checkpoint(input, output, o, report, err);
+    if (!st && stat(output, &sb) == 0)
+        report->bytes_out = (uint64_t)sb.st_size;
+    return st;
+}
