@@ -82,7 +82,7 @@ static void print_text(const ims_weights *w, const info_options *o)
                      ims_meta_type_name(m->type), m->count);
         else
             snprintf(type, sizeof type, "%s", ims_meta_type_name(m->type));
-        printf("  %-32.*s %-14s ", (int)m->key.len, m->key.ptr, type);
+        printf("  %-36.*s %-14s ", (int)m->key.len, m->key.ptr, type);
         print_meta_values(m, o->all ? SIZE_MAX : PREVIEW, 0);
         fputc('\n', stdout);
     }

@@ -675,6 +675,10 @@ static void test_hostile_tensors(void)
                   (tparts){.pid = B("(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x00\x00\x00\x00X\x03\x00\x00\x00"
                                   "cpuK\x06tQ")},
                   "the storage key has 0 bytes");
+    refuse_tensor("pid key with a newline", /* found by the fuzzer: the key reached a message */
+                  (tparts){.pid = B("(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x02\x00\x00\x00" "9\nX\x03\x00\x00\x00"
+                                    "cpuK\x06tQ")},
+                  "the storage key is not valid UTF-8 without control characters");
     refuse_tensor("pid negative numel",
                   (tparts){.pid = B("(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00"
                                   "cpuJ\xff\xff\xff\xfftQ")},
@@ -728,10 +732,10 @@ static void test_hostile_structure(void)
     REFUSE("key an int", "}K\x01K\x01s", "a state_dict key is a int, not a str");
     REFUSE("root OrderedDict value None", "ccollections\nOrderedDict\n)R(X\x01\x00\x00\x00" "aNu", "'a' is a None");
 
-    /* names: UTF-8 without NUL, not empty */
+    /* names: UTF-8 without control characters (messages stay one line), not empty */
     static const char *const bad_names[] = {"a\0b", "\xff", "\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe4\xb8",
-                                            ""};
-    static const size_t bad_len[] = {3, 1, 2, 3, 4, 2, 0};
+                                            "", "a\nb", "\x7f"};
+    static const size_t bad_len[] = {3, 1, 2, 3, 4, 2, 0, 3, 1};
     for (size_t i = 0; i < sizeof bad_len / sizeof bad_len[0]; i++) {
         pk b = {0};
         proto(&b, 2);
@@ -741,7 +745,7 @@ static void test_hostile_structure(void)
         tensor_v2(&b, &spec_w, 0);
         op(&b, 's');
         op(&b, '.');
-        expect_refused("bad name", &b, i == 6 ? "has 0 bytes" : "is not valid UTF-8 without NUL bytes");
+        expect_refused("bad name", &b, i == 6 ? "has 0 bytes" : "is not valid UTF-8 without control characters");
         free(b.p);
     }
 
@@ -1107,6 +1111,9 @@ static void test_hostile_fixtures(void)
         {"hostile_legacy_os_system.pt", "state_dict pickle at offset 137: pickle offset", IMS_ERR_FORMAT},
         {"hostile_legacy_os_system.pt", "posix.system is not allowed", IMS_ERR_FORMAT},
         {"hostile_missing_record.pt", "tensor 'b' uses storage '200', which has no record", IMS_ERR_FORMAT},
+        {"hostile_no_keys.pt", "tensor 'a' uses storage '100', which has no record", IMS_ERR_FORMAT},
+        {"hostile_wrapper_tensor.pt", "checkpoint entry 'optimizer' (beside 'state_dict') holds a tensor",
+         IMS_ERR_FORMAT},
         {"hostile_numel_mismatch.pt", "storage '200' record holds 3 elements, but tensor 'b' says 2", IMS_ERR_FORMAT},
         {"hostile_unused_record.pt", "storage '300' is used by no tensor", IMS_ERR_FORMAT},
         {"hostile_duplicate_key.pt", "storage key '100' is listed twice", IMS_ERR_FORMAT},

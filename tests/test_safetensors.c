@@ -113,7 +113,8 @@ static void test_json_valid(void)
     json_doc_free(&doc);
 
     /* escapes, surrogate pairs and raw UTF-8 */
-    doc = parse_ok("[\"\\\"\\\\\\/\\b\\f\\n\\r\\t\", \"\\u00e9\\u4E2D\", \"\\uD83D\\uDE00\", \"caf\xc3\xa9 \xf0\x9f\x98\x80\", "
+    doc = parse_ok("[\"\\\"\\\\\\/\\b\\f\\n\\r\\t\", \"\\u00e9\\u4E2D\", \"\\uD83D\\uDE00\", "
+                   "\"caf\xc3\xa9 \xf0\x9f\x98\x80\", "
                    "\"\\u0041\\u007f\"]");
     if (doc.root) {
         const json_value *it = doc.root->arr.items;
@@ -344,7 +345,8 @@ static void getter_fails(ims_status st, const ims_error *err, ims_status code, c
 
 static void test_json_getters(void)
 {
-    json_doc doc = parse_ok("{\"i\": 7, \"f\": 1.5, \"big\": 1e3, \"s\": \"str\", \"b\": true, \"n\": null, \"neg\": -3}");
+    json_doc doc =
+        parse_ok("{\"i\": 7, \"f\": 1.5, \"big\": 1e3, \"s\": \"str\", \"b\": true, \"n\": null, \"neg\": -3}");
     const json_value *r = doc.root;
     if (!r)
         return;
@@ -381,7 +383,8 @@ static void test_json_getters(void)
                  "f.json: 'n': expected a boolean, found null");
     getter_fails(json_member_string(r, "f.json", "b", &s, &len, &err), &err, IMS_ERR_FORMAT,
                  "'b': expected a string, found boolean");
-    getter_fails(json_member_double(r, "", "s", &d, &err), &err, IMS_ERR_FORMAT, "'s': expected a number, found string");
+    getter_fails(json_member_double(r, "", "s", &d, &err), &err, IMS_ERR_FORMAT,
+                 "'s': expected a number, found string");
     TEST_CHECK(i == 7 && b == 1 && d == 7.0, "failed getters leave their outputs alone");
     TEST_CHECK(json_member_int64(json_object_get(r, "i"), "x", "k", 0, 1, &i, &err) == IMS_ERR_FORMAT &&
                    contains(err.msg, "not inside an object"),
@@ -691,7 +694,8 @@ static void test_safetensors_hostile(void)
     /* dtypes */
     st_reject("unknown dtype", st_make("{" T1("a", "F33", "[1]", 0, 4) "}", 4), IMS_ERR_FORMAT,
               "tensor 'a': unknown dtype 'F33'");
-    st_reject("lowercase dtype", st_make("{" T1("a", "f32", "[1]", 0, 4) "}", 4), IMS_ERR_FORMAT, "unknown dtype 'f32'");
+    st_reject("lowercase dtype", st_make("{" T1("a", "f32", "[1]", 0, 4) "}", 4), IMS_ERR_FORMAT,
+              "unknown dtype 'f32'");
     const char *unsupported[] = {"U16", "U32", "U64", "F8_E4M3", "F8_E5M2"};
     for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++) {
         char header[200], needle[80];
@@ -986,7 +990,8 @@ BREAKER(br_sbert_lower, hf_edit(dir, "sentence_bert_config.json", "false", "true
         hf_edit(dir, "tokenizer_config.json", "\"do_lower_case\": true", "\"do_lower_case\": false"))
 BREAKER(br_pool_max, hf_edit(dir, "1_Pooling/config.json", "\"pooling_mode_max_tokens\": false",
                              "\"pooling_mode_max_tokens\": true");
-        hf_edit(dir, "1_Pooling/config.json", "\"pooling_mode_mean_tokens\": true", "\"pooling_mode_mean_tokens\": false"))
+        hf_edit(dir, "1_Pooling/config.json", "\"pooling_mode_mean_tokens\": true",
+                "\"pooling_mode_mean_tokens\": false"))
 BREAKER(br_pool_two, hf_edit(dir, "1_Pooling/config.json", "\"pooling_mode_cls_token\": false",
                              "\"pooling_mode_cls_token\": true"))
 BREAKER(br_pool_none, hf_edit(dir, "1_Pooling/config.json", "\"pooling_mode_mean_tokens\": true",
@@ -1026,7 +1031,8 @@ BREAKER(ch_crlf, {
 BREAKER(ch_no_final_newline, hf_edit(dir, "vocab.txt", "[unused1]\n", "[unused1]"))
 BREAKER(ch_cls, hf_edit(dir, "1_Pooling/config.json", "\"pooling_mode_cls_token\": false",
                         "\"pooling_mode_cls_token\": true");
-        hf_edit(dir, "1_Pooling/config.json", "\"pooling_mode_mean_tokens\": true", "\"pooling_mode_mean_tokens\": false"))
+        hf_edit(dir, "1_Pooling/config.json", "\"pooling_mode_mean_tokens\": true",
+                "\"pooling_mode_mean_tokens\": false"))
 BREAKER(ch_no_optional, hf_remove(dir, "modules.json"); hf_remove(dir, "1_Pooling/config.json");
         hf_remove(dir, "tokenizer_config.json"); hf_remove(dir, "sentence_bert_config.json"))
 BREAKER(ch_lower_false, hf_edit(dir, "tokenizer_config.json", "\"do_lower_case\": true", "\"do_lower_case\": false"))
@@ -1064,7 +1070,8 @@ static void test_hf_rules(void)
               "config.json: hidden_act 'gelu_new' is not supported (only 'gelu', the exact erf GELU)");
     hf_reject("relu", br_relu, IMS_ERR_UNSUPPORTED, "hidden_act 'relu' is not supported");
     hf_reject("relative positions", br_rel_pos, IMS_ERR_UNSUPPORTED, "position_embedding_type 'relative_key'");
-    hf_reject("heads", br_heads, IMS_ERR_FORMAT, "config.json: hidden_size 8 is not divisible by num_attention_heads 3");
+    hf_reject("heads", br_heads, IMS_ERR_FORMAT,
+              "config.json: hidden_size 8 is not divisible by num_attention_heads 3");
     hf_reject("0 heads", br_heads0, IMS_ERR_FORMAT, "'num_attention_heads' = 0 is outside 1..8");
     hf_reject("no vocab_size", br_no_vocab_size, IMS_ERR_FORMAT, "config.json: missing 'vocab_size'");
     hf_reject("vocab_size string", br_vocab_size_str, IMS_ERR_FORMAT,
@@ -1073,11 +1080,13 @@ static void test_hf_rules(void)
     hf_reject("eps 0", br_eps0, IMS_ERR_FORMAT, "config.json: layer_norm_eps = 0 is not in (0, 1)");
     hf_reject("eps string", br_eps_str, IMS_ERR_FORMAT, "'layer_norm_eps': expected a number, found string");
     hf_reject("config JSON", br_config_json, IMS_ERR_FORMAT, "config.json: JSON at byte");
-    hf_reject("config duplicate", br_config_dup, IMS_ERR_FORMAT, "config.json: JSON at byte 107: duplicate key \"hidden_act\"");
+    hf_reject("config duplicate", br_config_dup, IMS_ERR_FORMAT,
+              "config.json: JSON at byte 107: duplicate key \"hidden_act\"");
     hf_reject("config array", br_config_array, IMS_ERR_FORMAT, "config.json: expected an object, found array");
     hf_reject("no config", br_no_config, IMS_ERR_NOT_FOUND, "config.json: cannot open");
     hf_reject("no weights", br_no_weights, IMS_ERR_NOT_FOUND, "no model.safetensors or pytorch_model.bin");
-    hf_reject("vocab short", br_vocab_short, IMS_ERR_FORMAT, "vocab.txt: 39 tokens, but config.json says vocab_size 40");
+    hf_reject("vocab short", br_vocab_short, IMS_ERR_FORMAT,
+              "vocab.txt: 39 tokens, but config.json says vocab_size 40");
     hf_reject("vocab long", br_vocab_long, IMS_ERR_FORMAT, "vocab.txt: 41 tokens");
     hf_reject("vocab duplicate", br_vocab_dup, IMS_ERR_FORMAT, "vocab.txt: token 'cat' appears on lines 8 and 37");
     hf_reject("vocab empty line", br_vocab_empty_line, IMS_ERR_FORMAT, "vocab.txt: line 37 is empty");
@@ -1098,7 +1107,8 @@ static void test_hf_rules(void)
     hf_reject("two poolings", br_pool_two, IMS_ERR_UNSUPPORTED,
               "both pooling_mode_cls_token and pooling_mode_mean_tokens are true");
     hf_reject("no pooling", br_pool_none, IMS_ERR_FORMAT, "1_Pooling/config.json: no pooling_mode_* field is true");
-    hf_reject("weighted mean", br_pool_weighted, IMS_ERR_UNSUPPORTED, "pooling_mode_weightedmean_tokens is not supported");
+    hf_reject("weighted mean", br_pool_weighted, IMS_ERR_UNSUPPORTED,
+              "pooling_mode_weightedmean_tokens is not supported");
     hf_reject("pooling dim", br_pool_dim, IMS_ERR_FORMAT, "'word_embedding_dimension' = 16 is outside 8..8");
     hf_reject("pooling string", br_pool_str, IMS_ERR_FORMAT, "'pooling_mode_mean_tokens': expected a boolean");
     hf_reject("pooling config missing", br_pool_missing, IMS_ERR_NOT_FOUND, "1_Pooling/config.json: cannot open");
@@ -1106,7 +1116,8 @@ static void test_hf_rules(void)
               "modules.json: module 2 has type 'sentence_transformers.models.Dense', which is not supported");
     hf_reject("module ..", br_modules_dotdot, IMS_ERR_FORMAT, "modules.json: module 1: path '../1_Pooling' leaves");
     hf_reject("module absolute", br_modules_abs, IMS_ERR_FORMAT, "path '/tmp' is absolute");
-    hf_reject("no transformer", br_modules_no_transformer, IMS_ERR_FORMAT, "modules.json: no sentence_transformers.models.Transformer");
+    hf_reject("no transformer", br_modules_no_transformer, IMS_ERR_FORMAT,
+              "modules.json: no sentence_transformers.models.Transformer");
     hf_reject("two poolings", br_modules_two_pooling, IMS_ERR_UNSUPPORTED, "more than one Pooling module");
     hf_reject("module without type", br_modules_no_type, IMS_ERR_FORMAT, "modules.json: module 2: missing 'type'");
     hf_reject("modules object", br_modules_object, IMS_ERR_FORMAT, "modules.json: expected an array, found object");
@@ -1137,7 +1148,8 @@ static void test_hf_rules(void)
     TEST_CHECK(d.config.max_seq_length == 16, "seq %d", d.config.max_seq_length);
     hf_model_dir_free(&d);
     d = hf_accept("modules paths", ch_moved);
-    TEST_CHECK(d.config.pooling == HF_POOLING_CLS && d.weights_path && strstr(d.weights_path, "/0_BERT/model.safetensors"),
+    TEST_CHECK(d.config.pooling == HF_POOLING_CLS && d.weights_path &&
+                   strstr(d.weights_path, "/0_BERT/model.safetensors"),
                "moved: %s", d.weights_path ? d.weights_path : "(null)");
     hf_model_dir_free(&d);
 

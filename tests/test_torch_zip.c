@@ -7,11 +7,13 @@
  *
  * Negative: archives are built here, byte by byte, by a small zip writer that
  * follows PyTorch's layout (64-byte aligned data behind an 'FB' extra field,
- * data descriptors, zip64 end records) or a plain one, from the fixtures'
- * entries; then one field is broken per case and the reader must refuse it
- * with a message naming the problem. Every truncation of an archive and
- * random corruptions must be refused (or read) without a crash. Each candidate
- * file is copied into a buffer of exactly its size, so ASan sees any over-read.
+ * data descriptors, zip64 end records), a plain one, or one with zip64 extra
+ * fields, from the fixtures' entries or from state_dict pickles written here
+ * (protocol 2, as torch.save writes them); then one field is broken per case
+ * and the reader must refuse it with a message naming the problem. Every
+ * truncation of an archive and random corruptions must be refused (or read)
+ * without a crash. Each candidate file is copied into a buffer of exactly its
+ * size, so ASan sees any over-read.
  *
  * The fixture folder is argv[1], or found next to this source file.
  */
@@ -471,7 +473,7 @@ static void check_expected(const char *fixture, const ckpt *c, int big_endian)
     free(text.p);
 }
 
-static const char *const fixtures[] = {"dtypes", "views", "module", "parameter", "big_endian"};
+static const char *const fixtures[] = {"dtypes", "views", "module", "parameter", "big_endian", "zip64"};
 #define FIXTURE_COUNT (sizeof fixtures / sizeof *fixtures)
 
 static void test_fixtures(void)

@@ -561,13 +561,14 @@ static int str_eq(const pv *v, const char *s)
 }
 
 /* 1 if s[0..len) is valid UTF-8 (no overlong forms, surrogates or code points
- * past U+10FFFF) without a NUL byte. */
-static int utf8_valid_no_nul(const unsigned char *s, size_t len)
+ * past U+10FFFF) without ASCII control characters: names and keys end up in
+ * one-line error messages, and no state_dict key holds a NUL or a newline. */
+static int utf8_valid_printable(const unsigned char *s, size_t len)
 {
     size_t i = 0;
     while (i < len) {
         unsigned c = s[i];
-        if (c == 0)
+        if (c < 0x20 || c == 0x7f)
             return 0;
         if (c < 0x80) {
             i++;
@@ -597,7 +598,8 @@ static int utf8_valid_no_nul(const unsigned char *s, size_t len)
     return 1;
 }
 
-/* A name or key taken from the file: a str of valid UTF-8, no NUL, not empty. */
+/* A name or key taken from the file: a str of valid UTF-8, without control
+ * characters, not empty. */
 static ims_status check_name(unpickler *u, pv *v, const char *what)
 {
     if (v->kind == PV_STR && v->name_ok)
@@ -606,8 +608,8 @@ static ims_status check_name(unpickler *u, pv *v, const char *what)
         return fail_at(u, v->offset, "%s is a %s, not a str", what, pv_kind_name(v->kind));
     if (v->u.s.len == 0 || v->u.s.len > PICKLE_MAX_NAME)
         return fail_at(u, v->offset, "%s has %zu bytes (1..%d allowed)", what, v->u.s.len, PICKLE_MAX_NAME);
-    if (!utf8_valid_no_nul(v->u.s.p, v->u.s.len))
-        return fail_at(u, v->offset, "%s is not valid UTF-8 without NUL bytes", what);
+    if (!utf8_valid_printable(v->u.s.p, v->u.s.len))
+        return fail_at(u, v->offset, "%s is not valid UTF-8 without control characters", what);
     v->name_ok = 1;
     return IMS_OK;
 }

@@ -71,13 +71,15 @@ static ims_status parse_dtype(const char *name, const json_value *v, ckpt_dtype 
             continue;
         if (st_dtypes[i].dtype < 0)
             return ims_fail(err, IMS_ERR_UNSUPPORTED,
-                            "tensor '%s': dtype %s is not supported (supported: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)",
+                            "tensor '%s': dtype %s is not supported "
+                            "(supported: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)",
                             name, s);
         *out = (ckpt_dtype)st_dtypes[i].dtype;
         return IMS_OK;
     }
     char shown[80];
-    return ims_fail(err, IMS_ERR_FORMAT, "tensor '%s': unknown dtype '%s'", name, json_printable(s, shown, sizeof shown));
+    return ims_fail(err, IMS_ERR_FORMAT, "tensor '%s': unknown dtype '%s'", name,
+                    json_printable(s, shown, sizeof shown));
 }
 
 static ims_status parse_shape(const char *name, const json_value *v, st_entry *e, ims_error *err)
@@ -218,7 +220,8 @@ static ims_status check_tiling(st_entry *entries, size_t count, uint64_t data_si
     for (size_t i = 0; i < count && !st; i++) {
         const st_entry *e = sorted[i];
         if (e->begin > pos)
-            st = ims_fail(err, IMS_ERR_FORMAT, "hole in the data buffer: bytes [%llu, %llu) before tensor '%s' belong to no tensor",
+            st = ims_fail(err, IMS_ERR_FORMAT,
+                          "hole in the data buffer: bytes [%llu, %llu) before tensor '%s' belong to no tensor",
                           (unsigned long long)pos, (unsigned long long)e->begin, e->name);
         else if (e->begin < pos)
             st = ims_fail(err, IMS_ERR_FORMAT, "tensor '%s' [%llu, %llu) overlaps tensor '%s' [%llu, %llu)", e->name,

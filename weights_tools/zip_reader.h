@@ -2,15 +2,17 @@
  * in memory (PyTorch's torch.save format since 1.6 is one).
  *
  * zip_open checks the whole archive before it returns: the end of central
- * directory record (and the zip64 end records, which PyTorch always writes),
- * every central directory header, every local header (its signature, its name,
- * which must equal the central one, and its lengths), that every entry is
- * STORED (method 0) with equal compressed and uncompressed sizes, that every
- * entry's local header and data lie before the central directory and overlap
- * no other entry, and that no name appears twice. Sizes, CRCs and offsets come
- * from the central directory: PyTorch writes data descriptors and leaves the
- * local header's CRC and sizes zero. Entry data are pointers into the caller's
- * buffer, which must outlive the archive.
+ * directory record (and the zip64 end records, which recent PyTorch writes),
+ * every central directory header (zip64 extra fields included), every local
+ * header (its signature, its name, which must equal the central one, its
+ * method and its lengths), that every entry is STORED (method 0) with equal
+ * compressed and uncompressed sizes, that every entry's local header and data
+ * lie before the central directory and overlap no other entry, and that no
+ * name appears twice. Sizes, CRCs and offsets come from the central directory:
+ * PyTorch writes data descriptors (flag bit 3) and leaves the local header's
+ * CRC and sizes zero; without that flag they must agree with the central
+ * directory. Entry data are pointers into the caller's buffer, which must
+ * outlive the archive. Encrypted entries and multi-disk archives are refused.
  *
  * CRCs are not checked by zip_open (a storage may be gigabytes the caller never
  * reads); zip_entry_verify checks one entry, and ZIP_OPEN_VERIFY_CRC checks all.
