@@ -972,6 +972,13 @@ BREAKER(br_config_dup, hf_edit(dir, "config.json", "\"hidden_act\": \"gelu\",",
                                "\"hidden_act\": \"gelu\", \"hidden_act\": \"relu\","))
 BREAKER(br_config_array, hf_write(dir, "config.json", "[1, 2]"))
 BREAKER(br_no_config, hf_remove(dir, "config.json"))
+BREAKER(br_config_dir, {
+    char path[4200];
+    hf_remove(dir, "config.json");
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    mkdir(path, 0755);
+})
+BREAKER(br_modules_two_transformers, hf_edit(dir, "modules.json", "models.Normalize", "models.Transformer"))
 BREAKER(br_no_weights, hf_remove(dir, "model.safetensors"))
 BREAKER(br_vocab_short, hf_edit(dir, "vocab.txt", "hello\n", ""))
 BREAKER(br_vocab_long, hf_edit(dir, "vocab.txt", "hello\n", "hello\nhallo\n"))
@@ -1084,6 +1091,7 @@ static void test_hf_rules(void)
               "config.json: JSON at byte 107: duplicate key \"hidden_act\"");
     hf_reject("config array", br_config_array, IMS_ERR_FORMAT, "config.json: expected an object, found array");
     hf_reject("no config", br_no_config, IMS_ERR_NOT_FOUND, "config.json: cannot open");
+    hf_reject("config is a folder", br_config_dir, IMS_ERR_IO, "config.json: not a regular file");
     hf_reject("no weights", br_no_weights, IMS_ERR_NOT_FOUND, "no model.safetensors or pytorch_model.bin");
     hf_reject("vocab short", br_vocab_short, IMS_ERR_FORMAT,
               "vocab.txt: 39 tokens, but config.json says vocab_size 40");
@@ -1118,6 +1126,7 @@ static void test_hf_rules(void)
     hf_reject("module absolute", br_modules_abs, IMS_ERR_FORMAT, "path '/tmp' is absolute");
     hf_reject("no transformer", br_modules_no_transformer, IMS_ERR_FORMAT,
               "modules.json: no sentence_transformers.models.Transformer");
+    hf_reject("two transformers", br_modules_two_transformers, IMS_ERR_UNSUPPORTED, "more than one Transformer module");
     hf_reject("two poolings", br_modules_two_pooling, IMS_ERR_UNSUPPORTED, "more than one Pooling module");
     hf_reject("module without type", br_modules_no_type, IMS_ERR_FORMAT, "modules.json: module 2: missing 'type'");
     hf_reject("modules object", br_modules_object, IMS_ERR_FORMAT, "modules.json: expected an array, found object");
