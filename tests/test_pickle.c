@@ -9,8 +9,9 @@
  * legacy files compared exactly, element by element, with expected.h; the
  * data.pkl of zip saves at pickle protocols 2, 4 and 5; hostile pickles and
  * legacy files; and every truncation of a legacy file.
- * Fixtures are found next to this source file (__FILE__ is absolute in CMake
- * builds).
+ * Usage: test_pickle [FIXTURE_DIR]; FIXTURE_DIR (tests/fixtures/torch_legacy)
+ * defaults to the folder next to this source file (__FILE__ is absolute in
+ * CMake builds).
  */
 #include "test.h"
 
@@ -903,11 +904,16 @@ static void test_limits(void)
 
 /* ---- Part 2: fixtures ------------------------------------------------------------------------ */
 
+static const char *fixture_dir; /* argv[1], or NULL: next to this file */
+
 static char *fixture_path(const char *name)
 {
     static char path[4096];
     const char *file = __FILE__, *slash = strrchr(file, '/');
-    snprintf(path, sizeof path, "%.*sfixtures/torch_legacy/%s", slash ? (int)(slash - file + 1) : 0, file, name);
+    if (fixture_dir)
+        snprintf(path, sizeof path, "%s/%s", fixture_dir, name);
+    else
+        snprintf(path, sizeof path, "%.*sfixtures/torch_legacy/%s", slash ? (int)(slash - file + 1) : 0, file, name);
     return path;
 }
 
@@ -1245,8 +1251,9 @@ static void test_legacy_truncation(const char *file)
     free(data);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    fixture_dir = argc > 1 ? argv[1] : NULL;
     test_basic_state_dict();
     test_storage_types();
     test_protocol4_paths();

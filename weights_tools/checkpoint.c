@@ -199,14 +199,11 @@ void ckpt_tensor_read_f32(const ckpt_tensor *t, float *dst) { gather(t, put_f32,
 
 /* ---- Opening ----------------------------------------------------------------------- */
 
-static const unsigned char legacy_magic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
-                                             0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e};
-
 static ims_status ckpt_read(ckpt *c, ims_error *err)
 {
     if (c->size >= 4 && memcmp(c->data, "PK\x03\x04", 4) == 0)
         return ckpt_read_torch_zip(c, err);
-    if (c->size >= sizeof legacy_magic && memcmp(c->data, legacy_magic, sizeof legacy_magic) == 0)
+    if (c->size >= CKPT_LEGACY_MAGIC_LEN && memcmp(c->data, ckpt_legacy_magic, CKPT_LEGACY_MAGIC_LEN) == 0)
         return ckpt_read_torch_legacy(c, err);
     /* safetensors: u64 header length, then a JSON object */
     if (c->size >= 9 && c->data[8] == '{')

@@ -81,6 +81,10 @@ int64_t ckpt_tensor_numel(const ckpt_tensor *t);
 void ckpt_tensor_read_f64(const ckpt_tensor *t, double *dst);
 void ckpt_tensor_read_f32(const ckpt_tensor *t, float *dst);
 
+/* A legacy torch.save file starts with this pickle of its magic number. */
+#define CKPT_LEGACY_MAGIC_LEN 15
+extern const unsigned char ckpt_legacy_magic[CKPT_LEGACY_MAGIC_LEN];
+
 /* The readers, one per format (c->data and c->size set; they set c->format).
  * Each validates everything it reads and names the offending field. */
 ims_status ckpt_read_torch_zip(ckpt *c, ims_error *err);    /* torch_zip.c */

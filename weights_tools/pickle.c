@@ -1439,11 +1439,6 @@ ims_status pickle_skip(const unsigned char *data, size_t size, size_t *consumed,
     return st;
 }
 
-/* Not yet in pickle.h (torch_legacy.c declares it): the legacy sys_info dict,
- * which records the writer's byte order. *little_endian = 1 or 0, or -1 if the
- * dict has no bool 'little_endian'. */
-ims_status pickle_load_sys_info(const unsigned char *data, size_t size, int *little_endian, size_t *consumed,
-                                ims_error *err);
 ims_status pickle_load_sys_info(const unsigned char *data, size_t size, int *little_endian, size_t *consumed,
                                 ims_error *err)
 {

@@ -40,8 +40,12 @@ ims_status pickle_load_state_dict(const unsigned char *data, size_t size, pickle
 void pickle_state_dict_free(pickle_state_dict *sd);
 
 /* The small pickles of the legacy format (torch_legacy.c): an integer (the
- * magic number, the protocol version), a value to validate and skip (the
- * sys_info dict), and a list of strings (the storage keys). Same restrictions. */
+ * protocol version), a value to validate and skip, the sys_info dict (which
+ * records the writer's byte order: *little_endian = 1 or 0, or -1 if the dict
+ * has no bool 'little_endian'), and a list of strings (the storage keys).
+ * Same restrictions. */
+ims_status pickle_load_sys_info(const unsigned char *data, size_t size, int *little_endian, size_t *consumed,
+                                ims_error *err);
 ims_status pickle_load_int(const unsigned char *data, size_t size, int64_t *out, size_t *consumed, ims_error *err);
 ims_status pickle_skip(const unsigned char *data, size_t size, size_t *consumed, ims_error *err);
 ims_status pickle_load_string_list(const unsigned char *data, size_t size, char ***out, size_t *count,

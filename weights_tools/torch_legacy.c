@@ -28,16 +28,11 @@
 
 typedef unsigned long long ull; /* for printf */
 
-/* In pickle.c; not yet declared in pickle.h, which this file does not own.
- * *little_endian = 1, 0, or -1 when sys_info does not say. */
-ims_status pickle_load_sys_info(const unsigned char *data, size_t size, int *little_endian, size_t *consumed,
-                                ims_error *err);
-
 #define LEGACY_PROTOCOL_VERSION 1001
 
 /* The first pickle, byte for byte: PROTO 2, LONG1 of 10 bytes, STOP. */
-static const unsigned char legacy_magic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
-                                             0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e};
+const unsigned char ckpt_legacy_magic[CKPT_LEGACY_MAGIC_LEN] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
+                                                              0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e};
 
 typedef struct record {
     const char *key;     /* from the key list */
@@ -68,10 +63,10 @@ static void legacy_free(legacy *l)
 
 static ims_status read_header(const ckpt *c, size_t *pos, ims_error *err)
 {
-    if (c->size < sizeof legacy_magic || memcmp(c->data, legacy_magic, sizeof legacy_magic) != 0)
+    if (c->size < sizeof ckpt_legacy_magic || memcmp(c->data, ckpt_legacy_magic, sizeof ckpt_legacy_magic) != 0)
         return ims_fail(err, IMS_ERR_FORMAT,
                         "legacy checkpoint: bad magic number (the file must start with the pickled 0x1950a86a20f9469cfc6c)");
-    *pos = sizeof legacy_magic;
+    *pos = sizeof ckpt_legacy_magic;
     size_t used;
     int64_t version;
     ims_status st = pickle_load_int(c->data + *pos, c->size - *pos, &version, &used, err);
