@@ -40,7 +40,8 @@ test-cpu-sanitize: deps
 	cmake -S . -B build-cpu-asan $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMS_WERROR=ON \
 	  -DIMS_CUDA=AUTO -DCMAKE_DISABLE_FIND_PACKAGE_CUDAToolkit=ON -DIMS_SANITIZE=address,undefined
 	cmake --build build-cpu-asan -j $(JOBS)
-	cd build-cpu-asan && $(CTEST) && $(SKIP_REASONS)
+	minilm="$$($(CURDIR)/scripts/fetch-minilm.sh | tail -n 1)"; \
+	cd build-cpu-asan && IMS_MINILM_DIR="$$minilm" $(CTEST) && $(SKIP_REASONS)
 
 # libFuzzer (clang) over every parser, seeded from tests/fuzz/seeds; new inputs
 # go to build-fuzz/corpus, never into the source tree.

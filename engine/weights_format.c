@@ -53,6 +53,14 @@ int isw_utf8_valid(const char *s, size_t len)
     return 1;
 }
 
+int isw_utf8_printable(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return 0;
+    return isw_utf8_valid(s, len);
+}
+
 ims_status isw_check_name(const char *s, size_t len, size_t max, const char *what, ims_error *err)
 {
     if (len == 0)

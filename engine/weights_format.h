@@ -82,6 +82,10 @@ uint32_t isw_crc32_update(uint32_t crc, const void *data, uint64_t nbytes);
  * with no NUL byte. */
 int isw_utf8_valid(const char *s, size_t len);
 
+/* 1 if valid UTF-8 (as above) without control characters (U+0000..U+001F,
+ * U+007F): a name that is safe to print in a one-line message. */
+int isw_utf8_printable(const char *s, size_t len);
+
 /* Checks a metadata key or tensor name: 1..max bytes, valid UTF-8, no control
  * characters (U+0000..U+001F, U+007F).
  * `what` names it in the message ("metadata key", "tensor name"). */

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int test_checks_run __attribute__((unused)), test_checks_failed __attribute__((unused));
 
@@ -60,6 +61,50 @@ static inline float test_rand_uniform(uint64_t *state, float lo, float hi)
 {
     double u = (double)(test_rand_u64(state) >> 11) * (1.0 / 9007199254740992.0);
     return (float)(lo + (hi - lo) * u);
+}
+
+/* A growing byte buffer, for tests that build files byte by byte. */
+typedef struct test_buf {
+    unsigned char *p;
+    size_t len, cap;
+} test_buf;
+
+static inline void test_buf_put(test_buf *b, const void *src, size_t n)
+{
+    if (b->len + n > b->cap) {
+        b->cap = (b->len + n) * 2 + 64;
+        b->p = realloc(b->p, b->cap);
+        if (!b->p)
+            abort();
+    }
+    if (n)
+        memcpy(b->p + b->len, src, n);
+    b->len += n;
+}
+
+/* The whole file, NUL-terminated (the NUL not counted in *len); NULL on failure. */
+static inline char *test_read_file(const char *path, size_t *len)
+{
+    if (len)
+        *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *p = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
+        free(p);
+        p = NULL;
+    }
+    fclose(f);
+    if (p) {
+        p[n] = '\0';
+        if (len)
+            *len = (size_t)n;
+    }
+    return p;
 }
 
 #endif /* IMS_TEST_H */

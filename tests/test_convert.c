@@ -185,23 +185,6 @@ static void test_conversions(void)
 
 /* ---- Checkpoints that do not fit ---------------------------------------------------- */
 
-static unsigned char *read_file(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
-}
 
 static ckpt_tensor *find_mut(ckpt *c, const char *name) { return (ckpt_tensor *)ckpt_find(c, name); }
 
@@ -225,7 +208,7 @@ static void expect_mapping_error(const char *label, mutation mutate, const char 
     char path[1024];
     fixture_path(path, sizeof path, "tv_zip.pt");
     size_t size = 0;
-    unsigned char *buf = read_file(path, &size);
+    unsigned char *buf = (unsigned char *)test_read_file(path, &size);
     TEST_CHECK(buf != NULL, "read %s", path);
     if (!buf)
         return;

@@ -24,23 +24,9 @@
 
 /* ---- A pickle encoder ------------------------------------------------------------------ */
 
-typedef struct pk {
-    unsigned char *p;
-    size_t len, cap;
-} pk;
+typedef test_buf pk;
 
-static void put(pk *b, const void *src, size_t n)
-{
-    if (b->len + n > b->cap) {
-        b->cap = (b->len + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-    }
-    if (n)
-        memcpy(b->p + b->len, src, n);
-    b->len += n;
-}
-
-static void op(pk *b, unsigned char c) { put(b, &c, 1); }
+static void op(pk *b, unsigned char c) { test_buf_put(b, &c, 1); }
 
 static void put_le(pk *b, uint64_t v, int n)
 {
@@ -55,14 +41,14 @@ static void op_arg(pk *b, unsigned char c, uint64_t v, int n)
 }
 
 static void proto(pk *b, int v) { op_arg(b, 0x80, (uint64_t)v, 1); }
-static void binunicode(pk *b, const char *s) { op_arg(b, 'X', strlen(s), 4), put(b, s, strlen(s)); }
-static void short_binunicode(pk *b, const char *s) { op_arg(b, 0x8c, strlen(s), 1), put(b, s, strlen(s)); }
+static void binunicode(pk *b, const char *s) { op_arg(b, 'X', strlen(s), 4), test_buf_put(b, s, strlen(s)); }
+static void short_binunicode(pk *b, const char *s) { op_arg(b, 0x8c, strlen(s), 1), test_buf_put(b, s, strlen(s)); }
 static void global(pk *b, const char *module, const char *name)
 {
     op(b, 'c');
-    put(b, module, strlen(module));
+    test_buf_put(b, module, strlen(module));
     op(b, '\n');
-    put(b, name, strlen(name));
+    test_buf_put(b, name, strlen(name));
     op(b, '\n');
 }
 static void binint(pk *b, int64_t v)
@@ -368,14 +354,14 @@ static void test_plain_values(void)
     binint(&b, -5);
     op_arg(&b, 0x8a, 9, 1), put_le(&b, UINT64_MAX, 8), op(&b, 0xff); /* LONG1 -1 in 9 bytes */
     op_arg(&b, 0x8a, 10, 1), put_le(&b, 0, 8), put_le(&b, 1, 2);    /* LONG1 2^64: beyond 64 bits */
-    op(&b, 'G'), put(&b, "\x3f\xf8\0\0\0\0\0\0", 8);                  /* BINFLOAT 1.5 */
+    op(&b, 'G'), test_buf_put(&b, "\x3f\xf8\0\0\0\0\0\0", 8);                  /* BINFLOAT 1.5 */
     binunicode(&b, "str");
     short_binunicode(&b, "s");
-    op_arg(&b, 0x8d, 2, 8), put(&b, "u8", 2);     /* BINUNICODE8 */
-    op_arg(&b, 'U', 2, 1), put(&b, "py", 2);      /* SHORT_BINSTRING */
-    op_arg(&b, 'T', 3, 4), put(&b, "py2", 3);     /* BINSTRING */
-    op_arg(&b, 'B', 2, 4), put(&b, "\0\1", 2);    /* BINBYTES */
-    op_arg(&b, 'C', 1, 1), put(&b, "\xff", 1);    /* SHORT_BINBYTES */
+    op_arg(&b, 0x8d, 2, 8), test_buf_put(&b, "u8", 2);     /* BINUNICODE8 */
+    op_arg(&b, 'U', 2, 1), test_buf_put(&b, "py", 2);      /* SHORT_BINSTRING */
+    op_arg(&b, 'T', 3, 4), test_buf_put(&b, "py2", 3);     /* BINSTRING */
+    op_arg(&b, 'B', 2, 4), test_buf_put(&b, "\0\1", 2);    /* BINBYTES */
+    op_arg(&b, 'C', 1, 1), test_buf_put(&b, "\xff", 1);    /* SHORT_BINBYTES */
     op_arg(&b, 0x8e, 0, 8);                       /* BINBYTES8, empty */
     op(&b, ')');
     binint(&b, 1), op(&b, 0x85);
@@ -454,7 +440,7 @@ static pk wrap(const void *body, size_t len)
 {
     pk b = {0};
     proto(&b, 2);
-    put(&b, body, len);
+    test_buf_put(&b, body, len);
     op(&b, '.');
     return b;
 }
@@ -575,9 +561,9 @@ typedef struct tparts {
 static void put_or(pk *b, bytes v, const char *dflt, size_t n)
 {
     if (v.p)
-        put(b, v.p, v.n);
+        test_buf_put(b, v.p, v.n);
     else
-        put(b, dflt, n);
+        test_buf_put(b, dflt, n);
 }
 
 static pk tensor_with(tparts p)
@@ -589,7 +575,7 @@ static pk tensor_with(tparts p)
     global(&b, "torch._utils", "_rebuild_tensor_v2");
     op(&b, '(');
     if (p.pid.p) {
-        put(&b, p.pid.p, p.pid.n);
+        test_buf_put(&b, p.pid.p, p.pid.n);
     } else {
         tspec s = {"FloatStorage", "0", 6, 0, 0, {0}, {0}};
         persid(&b, &s, 1);
@@ -599,7 +585,7 @@ static pk tensor_with(tparts p)
     put_or(&b, p.stride, "K\x03K\x01\x86", 5);
     op(&b, 0x89);
     if (p.hooks.p)
-        put(&b, p.hooks.p, p.hooks.n);
+        test_buf_put(&b, p.hooks.p, p.hooks.n);
     else
         ordered_dict(&b);
     put_or(&b, p.extra, "", 0);
@@ -742,7 +728,7 @@ static void test_hostile_structure(void)
         proto(&b, 2);
         op(&b, '}');
         op_arg(&b, 'X', bad_len[i], 4);
-        put(&b, bad_names[i], bad_len[i]);
+        test_buf_put(&b, bad_names[i], bad_len[i]);
         tensor_v2(&b, &spec_w, 0);
         op(&b, 's');
         op(&b, '.');
@@ -893,8 +879,8 @@ static void test_limits(void)
     proto(&b, 2);
     op(&b, '}');
     op_arg(&b, 'X', 1025, 4);
-    put(&b, name, 1001);
-    put(&b, "nnnnnnnnnnnnnnnnnnnnnnnn", 24);
+    test_buf_put(&b, name, 1001);
+    test_buf_put(&b, "nnnnnnnnnnnnnnnnnnnnnnnn", 24);
     tensor_v2(&b, &spec_w, 0);
     op(&b, 's');
     op(&b, '.');

@@ -36,27 +36,6 @@ static char fixtures[4096];
 
 static int contains(const char *msg, const char *needle) { return strstr(msg, needle) != NULL; }
 
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)n + 1);
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    if (p) {
-        p[n] = '\0';
-        if (len)
-            *len = (size_t)n;
-    }
-    return p;
-}
 
 static int write_all(const char *path, const void *data, size_t len)
 {
@@ -479,7 +458,7 @@ static int check_tensor_line(char *line, const ckpt_tensor *t)
 /* Checks every tensor of c against the "file <label>" block of expected_path. */
 static void check_expected(const char *expected_path, const char *label, const ckpt *c)
 {
-    char *text = read_all(expected_path, NULL);
+    char *text = test_read_file(expected_path, NULL);
     TEST_CHECK(text != NULL, "cannot read %s", expected_path);
     if (!text)
         return;
@@ -823,7 +802,7 @@ static char *hf_copy(void)
         snprintf(src, sizeof src, "%s/hf_tiny_bert/%s", fixtures, hf_files[i]);
         snprintf(dst, sizeof dst, "%s/%s", dir, hf_files[i]);
         size_t len;
-        char *data = read_all(src, &len);
+        char *data = test_read_file(src, &len);
         TEST_CHECK(data && write_all(dst, data, len), "copy %s", src);
         free(data);
     }
@@ -850,7 +829,7 @@ static void hf_edit(const char *dir, const char *rel, const char *old, const cha
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, rel);
     size_t len;
-    char *text = read_all(path, &len);
+    char *text = test_read_file(path, &len);
     char *at = text ? strstr(text, old) : NULL;
     TEST_CHECK(at != NULL, "%s has no '%s'", path, old);
     if (!at) {
@@ -1023,7 +1002,7 @@ BREAKER(ch_crlf, {
     char path[4200];
     snprintf(path, sizeof path, "%s/vocab.txt", dir);
     size_t len;
-    char *t = read_all(path, &len);
+    char *t = test_read_file(path, &len);
     char *o = malloc(2 * len + 1);
     size_t n = 0;
     for (size_t i = 0; t && i < len; i++) {

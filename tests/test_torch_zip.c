@@ -30,28 +30,12 @@
 
 static char fixture_dir[4096];
 
-typedef struct buf {
-    unsigned char *p;
-    size_t len, cap;
-} buf;
-
-static void put(buf *b, const void *src, size_t n)
-{
-    if (b->len + n > b->cap) {
-        b->cap = (b->len + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-        if (!b->p)
-            abort();
-    }
-    if (n)
-        memcpy(b->p + b->len, src, n);
-    b->len += n;
-}
+typedef test_buf buf;
 
 static void put_u16(buf *b, uint32_t v)
 {
     unsigned char t[2] = {(unsigned char)v, (unsigned char)(v >> 8)};
-    put(b, t, 2);
+    test_buf_put(b, t, 2);
 }
 
 static void put_u32(buf *b, uint32_t v)
@@ -102,7 +86,7 @@ static buf read_fixture(const char *name)
     unsigned char chunk[4096];
     size_t n;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        put(&b, chunk, n);
+        test_buf_put(&b, chunk, n);
     fclose(f);
     return b;
 }
@@ -179,15 +163,15 @@ static buf build_zip(const zsrc *src, size_t n, const zopts *o, zlayout *l)
         put_u32(&b, o->pytorch ? 0 : (uint32_t)src[i].size);
         put_u16(&b, (uint32_t)name_len);
         put_u16(&b, (uint32_t)extra);
-        put(&b, src[i].name, name_len);
+        test_buf_put(&b, src[i].name, name_len);
         if (extra) {
-            put(&b, "FB", 2);
+            test_buf_put(&b, "FB", 2);
             put_u16(&b, (uint32_t)(extra - 4));
             for (size_t k = 4; k < extra; k++)
-                put(&b, "Z", 1);
+                test_buf_put(&b, "Z", 1);
         }
         l->data[i] = b.len;
-        put(&b, data, csize);
+        test_buf_put(&b, data, csize);
         if (o->pytorch) {
             put_u32(&b, 0x08074b50);
             put_u32(&b, crcs[i]);
@@ -216,7 +200,7 @@ static buf build_zip(const zsrc *src, size_t n, const zopts *o, zlayout *l)
         put_u16(&b, 0);
         put_u32(&b, 0);
         put_u32(&b, o->zip64_extra ? 0xffffffffu : (uint32_t)l->local[i]);
-        put(&b, src[i].name, name_len);
+        test_buf_put(&b, src[i].name, name_len);
         if (o->zip64_extra) {
             put_u16(&b, 1);
             put_u16(&b, 24);
@@ -411,7 +395,7 @@ static void check_expected(const char *fixture, const ckpt *c, int big_endian)
     char name[300];
     snprintf(name, sizeof name, "%s.expected.txt", fixture);
     buf text = read_fixture(name);
-    put(&text, "", 1);
+    test_buf_put(&text, "", 1);
     tokens t = {(char *)text.p, (char *)text.p};
     const unsigned char *storages[64] = {0};
     size_t index = 0;
@@ -612,8 +596,8 @@ static void test_truncation(void)
     for (size_t i = 0; i < sizeof shorts / sizeof *shorts; i++) {
         buf t = {0};
         size_t delta = l.cd_offset - shorts[i].keep;
-        put(&t, b.p, shorts[i].keep);
-        put(&t, b.p + l.cd_offset, b.len - l.cd_offset);
+        test_buf_put(&t, b.p, shorts[i].keep);
+        test_buf_put(&t, b.p + l.cd_offset, b.len - l.cd_offset);
         set_u64(&t, l.zip64_eocd - delta + 48, shorts[i].keep);
         set_u64(&t, l.locator - delta + 8, l.zip64_eocd - delta);
         set_u32(&t, l.eocd - delta + 16, (uint32_t)shorts[i].keep);
@@ -861,8 +845,8 @@ static void test_zip_rules(void)
     put_u16(&h, 20), put_u16(&h, 0), put_u16(&h, 0), put_u32(&h, 0);
     put_u32(&h, (uint32_t)crc32(0, payload, 4)), put_u32(&h, 4), put_u32(&h, 4);
     put_u16(&h, 6), put_u16(&h, 0);
-    put(&h, "arch/b", 6);
-    put(&h, payload, 4);
+    test_buf_put(&h, "arch/b", 6);
+    test_buf_put(&h, payload, 4);
     memcpy(inner, h.p, h.len);
     zsrc s2[3] = {{"arch/data.pkl", payload, 10}, {"arch/a", inner, h.len}, {"arch/b", payload, 4}};
     b = build_zip(s2, 3, &PLAIN, &l);
@@ -891,7 +875,7 @@ static void test_zip_rules(void)
     expect_ckpt_refused("empty archive", &e, IMS_ERR_FORMAT, "no entries");
     /* with a comment */
     set_u16(&e, 20, 3);
-    put(&e, "PK\5", 3);
+    test_buf_put(&e, "PK\5", 3);
     TEST_OK(open_zip_copy(e.p, e.len, 0, &err, &count), err);
     free(e.p);
 }
@@ -1022,62 +1006,62 @@ typedef struct pk_tensor {
 
 static void pk_str(buf *b, const char *str)
 {
-    put(b, "X", 1);
+    test_buf_put(b, "X", 1);
     put_u32(b, (uint32_t)strlen(str));
-    put(b, str, strlen(str));
+    test_buf_put(b, str, strlen(str));
 }
 
 static void pk_int(buf *b, int64_t v)
 {
     if (v >= 0 && v < 256) {
         unsigned char op[2] = {'K', (unsigned char)v};
-        put(b, op, 2);
+        test_buf_put(b, op, 2);
     } else if (v >= INT32_MIN && v <= INT32_MAX) {
-        put(b, "J", 1);
+        test_buf_put(b, "J", 1);
         put_u32(b, (uint32_t)v);
     } else {
-        put(b, "\x8a\x08", 2); /* LONG1, 8 bytes */
+        test_buf_put(b, "\x8a\x08", 2); /* LONG1, 8 bytes */
         put_u64(b, (uint64_t)v);
     }
 }
 
 static void pk_global(buf *b, const char *module, const char *name)
 {
-    put(b, "c", 1);
-    put(b, module, strlen(module));
-    put(b, "\n", 1);
-    put(b, name, strlen(name));
-    put(b, "\n", 1);
+    test_buf_put(b, "c", 1);
+    test_buf_put(b, module, strlen(module));
+    test_buf_put(b, "\n", 1);
+    test_buf_put(b, name, strlen(name));
+    test_buf_put(b, "\n", 1);
 }
 
 static buf make_pickle(const pk_tensor *t, size_t n)
 {
     buf b = {0};
-    put(&b, "\x80\x02", 2);
+    test_buf_put(&b, "\x80\x02", 2);
     pk_global(&b, "collections", "OrderedDict");
-    put(&b, ")R(", 3);
+    test_buf_put(&b, ")R(", 3);
     for (size_t i = 0; i < n; i++) {
         pk_str(&b, t[i].name);
         pk_global(&b, "torch._utils", "_rebuild_tensor_v2");
-        put(&b, "((", 2);
+        test_buf_put(&b, "((", 2);
         pk_str(&b, "storage");
         pk_global(&b, "torch", t[i].storage_type);
         pk_str(&b, t[i].key);
         pk_str(&b, "cpu");
         pk_int(&b, t[i].numel);
-        put(&b, "tQ", 2);
+        test_buf_put(&b, "tQ", 2);
         pk_int(&b, t[i].offset);
-        put(&b, "(", 1);
+        test_buf_put(&b, "(", 1);
         for (int d = 0; d < t[i].ndim; d++)
             pk_int(&b, t[i].shape[d]);
-        put(&b, "t(", 2);
+        test_buf_put(&b, "t(", 2);
         for (int d = 0; d < t[i].ndim; d++)
             pk_int(&b, t[i].stride[d]);
-        put(&b, "t\x89", 2);
+        test_buf_put(&b, "t\x89", 2);
         pk_global(&b, "collections", "OrderedDict");
-        put(&b, ")RtR", 4);
+        test_buf_put(&b, ")RtR", 4);
     }
-    put(&b, "u.", 2);
+    test_buf_put(&b, "u.", 2);
     return b;
 }
 
@@ -1198,7 +1182,7 @@ static void test_random_corruption(void)
         if (!f.len)
             continue;
         buf m = {0};
-        put(&m, f.p, f.len);
+        test_buf_put(&m, f.p, f.len);
         for (int iter = 0; iter < 1500; iter++) {
             memcpy(m.p, f.p, f.len);
             int flips = 1 + (int)(test_rand_u64(&rng) % 4);

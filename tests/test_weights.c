@@ -18,26 +18,12 @@
 
 /* ---- A byte-level encoder, from docs/FORMAT.md ------------------------------------ */
 
-typedef struct buf {
-    unsigned char *p;
-    size_t len, cap;
-} buf;
-
-static void put(buf *b, const void *src, size_t n)
-{
-    if (b->len + n > b->cap) {
-        b->cap = (b->len + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-    }
-    if (n)
-        memcpy(b->p + b->len, src, n);
-    b->len += n;
-}
+typedef test_buf buf;
 
 static void put_u32(buf *b, uint32_t v)
 {
     unsigned char t[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
-    put(b, t, 4);
+    test_buf_put(b, t, 4);
 }
 
 static void put_u64(buf *b, uint64_t v)
@@ -49,7 +35,7 @@ static void put_u64(buf *b, uint64_t v)
 static void put_str(buf *b, const char *s, size_t len)
 {
     put_u32(b, (uint32_t)len);
-    put(b, s, len);
+    test_buf_put(b, s, len);
 }
 
 static void meta_i64(buf *b, const char *key, int64_t v)
@@ -318,7 +304,7 @@ static void test_metadata_rules(void)
     put_str(&meta, "\xc0\xaf", 2), put_u32(&meta, IMS_META_I64), put_u64(&meta, 1);
     expect_reject("key overlong", with_sections(&meta, 1, &dir, 0), IMS_ERR_FORMAT, "UTF-8");
 
-    put_u32(&meta, 4000), put(&meta, "kkkkkkkkkkkkkkkkk", 17);
+    put_u32(&meta, 4000), test_buf_put(&meta, "kkkkkkkkkkkkkkkkk", 17);
     expect_reject("key past section", with_sections(&meta, 1, &dir, 0), IMS_ERR_FORMAT, "key runs past");
 
     put_str(&meta, "k", 1), put_u32(&meta, 7), put_u64(&meta, 1);
@@ -327,10 +313,10 @@ static void test_metadata_rules(void)
     put_str(&meta, "k", 1), put_u32(&meta, 0), put_u64(&meta, 1);
     expect_reject("type zero", with_sections(&meta, 1, &dir, 0), IMS_ERR_FORMAT, "type is 0");
 
-    put_str(&meta, "kkkkkkkk", 8), put_u32(&meta, IMS_META_I64), put(&meta, "1234", 4);
+    put_str(&meta, "kkkkkkkk", 8), put_u32(&meta, IMS_META_I64), test_buf_put(&meta, "1234", 4);
     expect_reject("value past section", with_sections(&meta, 1, &dir, 0), IMS_ERR_FORMAT, "value runs past");
 
-    put_str(&meta, "k", 1), put_u32(&meta, IMS_META_STRING), put_u32(&meta, 100), put(&meta, "abcdefgh", 8);
+    put_str(&meta, "k", 1), put_u32(&meta, IMS_META_STRING), put_u32(&meta, 100), test_buf_put(&meta, "abcdefgh", 8);
     expect_reject("string past section", with_sections(&meta, 1, &dir, 0), IMS_ERR_FORMAT, "length runs past");
 
     put_str(&meta, "k", 1), put_u32(&meta, IMS_META_STRING), put_str(&meta, "abcdefg\xc3", 8);
@@ -346,10 +332,10 @@ static void test_metadata_rules(void)
     expect_reject("string array count", with_sections(&meta, 1, &dir, 0), IMS_ERR_FORMAT, "string count");
 
     put_str(&meta, "k", 1), put_u32(&meta, IMS_META_STRING_ARRAY), put_u64(&meta, 2), put_str(&meta, "a", 1),
-        put_u32(&meta, 9), put(&meta, "bb", 2);
+        put_u32(&meta, 9), test_buf_put(&meta, "bb", 2);
     expect_reject("string array element", with_sections(&meta, 1, &dir, 0), IMS_ERR_FORMAT, "string 1");
 
-    meta_i64(&meta, "k", 1), put(&meta, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 18);
+    meta_i64(&meta, "k", 1), test_buf_put(&meta, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 18);
     expect_reject("trailing metadata", with_sections(&meta, 1, &dir, 0), IMS_ERR_FORMAT, "18 bytes left in the metadata");
 
     meta_i64(&meta, "k", 1);
@@ -382,7 +368,7 @@ static void test_tensor_rules(void)
     tensor_entry(&dir, "tab\there", IMS_DTYPE_F32, 2, s23, 0, 24, crc_of(0, 24));
     expect_reject("name control character", with_sections(&meta, 0, &dir, 1), IMS_ERR_FORMAT, "control character 0x09");
 
-    put_u32(&dir, 2000), put(&dir, "t", 1);
+    put_u32(&dir, 2000), test_buf_put(&dir, "t", 1);
     tensor_entry(&dir, "t", IMS_DTYPE_F32, 2, s23, 0, 24, 0);
     expect_reject("name past directory", with_sections(&meta, 0, &dir, 1), IMS_ERR_FORMAT, "name runs past");
 
@@ -402,7 +388,7 @@ static void test_tensor_rules(void)
     expect_reject("shape product overflow", with_sections(&meta, 0, &dir, 1), IMS_ERR_FORMAT, "overflows at shape[2]");
 
     put_str(&dir, "t", 1), put_u32(&dir, IMS_DTYPE_F32), put_u32(&dir, 2), put_u64(&dir, 2), put_u64(&dir, 3), put_u64(&dir, 0),
-        put(&dir, "1234", 4);
+        test_buf_put(&dir, "1234", 4);
     expect_reject("shape past directory", with_sections(&meta, 0, &dir, 1), IMS_ERR_FORMAT, "run past the directory");
 
     tensor_entry(&dir, "t", IMS_DTYPE_F32, 2, s23, 0, 25, crc_of(0, 25));
@@ -426,7 +412,7 @@ static void test_tensor_rules(void)
     expect_reject("duplicate name", with_sections(&meta, 0, &dir, 2), IMS_ERR_FORMAT, "duplicate tensor name 'a'");
 
     tensor_entry(&dir, "a", IMS_DTYPE_U8, 1, (uint64_t[]){10}, 0, 10, crc_of(0, 10));
-    put(&dir, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 35);
+    test_buf_put(&dir, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 35);
     expect_reject("trailing directory", with_sections(&meta, 0, &dir, 1), IMS_ERR_FORMAT, "35 bytes left in the directory");
 
     /* Data CRC: accepted without the verify flag, rejected with it. */

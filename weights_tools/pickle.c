@@ -36,6 +36,7 @@
 #include "pickle.h"
 
 #include "../engine/error.h"
+#include "../engine/weights_format.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -560,44 +561,6 @@ static int str_eq(const pv *v, const char *s)
     return v->kind == PV_STR && v->u.s.len == len && memcmp(v->u.s.p, s, len) == 0;
 }
 
-/* 1 if s[0..len) is valid UTF-8 (no overlong forms, surrogates or code points
- * past U+10FFFF) without ASCII control characters: names and keys end up in
- * one-line error messages, and no state_dict key holds a NUL or a newline. */
-static int utf8_valid_printable(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = s[i];
-        if (c < 0x20 || c == 0x7f)
-            return 0;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n = 0;
-        unsigned cp, min;
-        if (c >= 0xc2 && c <= 0xdf)
-            n = 1, cp = c & 0x1f, min = 0x80;
-        else if (c >= 0xe0 && c <= 0xef)
-            n = 2, cp = c & 0x0f, min = 0x800;
-        else if (c >= 0xf0 && c <= 0xf4)
-            n = 3, cp = c & 0x07, min = 0x10000;
-        else
-            return 0;
-        if (n > len - i - 1)
-            return 0;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = cp << 6 | (s[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += n + 1;
-    }
-    return 1;
-}
-
 /* A name or key taken from the file: a str of valid UTF-8, without control
  * characters, not empty. */
 static ims_status check_name(unpickler *u, pv *v, const char *what)
@@ -608,7 +571,7 @@ static ims_status check_name(unpickler *u, pv *v, const char *what)
         return fail_at(u, v->offset, "%s is a %s, not a str", what, pv_kind_name(v->kind));
     if (v->u.s.len == 0 || v->u.s.len > PICKLE_MAX_NAME)
         return fail_at(u, v->offset, "%s has %zu bytes (1..%d allowed)", what, v->u.s.len, PICKLE_MAX_NAME);
-    if (!utf8_valid_printable(v->u.s.p, v->u.s.len))
+    if (!isw_utf8_printable((const char *)v->u.s.p, v->u.s.len))
         return fail_at(u, v->offset, "%s is not valid UTF-8 without control characters", what);
     v->name_ok = 1;
     return IMS_OK;
@@ -1400,6 +1363,22 @@ ims_status pickle_load_state_dict(const unsigned char *data, size_t size, pickle
     if (st)
         pickle_state_dict_free(out);
     return st;
+}
+
+ckpt_tensor pickle_tensor_to_ckpt(const pickle_tensor *pt, const unsigned char *storage, uint64_t nbytes,
+                                  int big_endian)
+{
+    ckpt_tensor t = {0};
+    t.name = pt->name;
+    t.dtype = pt->dtype;
+    t.ndim = pt->ndim;
+    memcpy(t.shape, pt->shape, sizeof t.shape);
+    memcpy(t.stride, pt->stride, sizeof t.stride);
+    t.storage_offset = pt->storage_offset;
+    t.storage = storage;
+    t.storage_nbytes = nbytes;
+    t.big_endian = big_endian;
+    return t;
 }
 
 void pickle_state_dict_free(pickle_state_dict *sd)

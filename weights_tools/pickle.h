@@ -39,6 +39,11 @@ ims_status pickle_load_state_dict(const unsigned char *data, size_t size, pickle
                                   ims_error *err);
 void pickle_state_dict_free(pickle_state_dict *sd);
 
+/* The ckpt_tensor for pt once its container has found the storage's bytes
+ * (the name is pt's, borrowed: ckpt_add_tensor copies it). */
+ckpt_tensor pickle_tensor_to_ckpt(const pickle_tensor *pt, const unsigned char *storage, uint64_t nbytes,
+                                  int big_endian);
+
 /* The small pickles of the legacy format (torch_legacy.c): an integer (the
  * protocol version), a value to validate and skip, the sys_info dict (which
  * records the writer's byte order: *little_endian = 1 or 0, or -1 if the dict

@@ -202,16 +202,7 @@ static ims_status add_tensors(ckpt *c, const legacy *l, ims_error *err)
     for (size_t i = 0; i < l->sd.count; i++) {
         const pickle_tensor *pt = &l->sd.tensors[i];
         const record *r = find_record(l, pt->storage_key); /* found by index_records */
-        ckpt_tensor t = {0};
-        t.name = pt->name;
-        t.dtype = pt->dtype;
-        t.ndim = pt->ndim;
-        memcpy(t.shape, pt->shape, sizeof t.shape);
-        memcpy(t.stride, pt->stride, sizeof t.stride);
-        t.storage_offset = pt->storage_offset;
-        t.storage = c->data + r->offset;
-        t.storage_nbytes = r->nbytes;
-        t.big_endian = 0;
+        ckpt_tensor t = pickle_tensor_to_ckpt(pt, c->data + r->offset, r->nbytes, 0);
         ims_status st = ckpt_add_tensor(c, &t, err);
         if (st)
             return ims_error_prefix(err, st, "legacy checkpoint");

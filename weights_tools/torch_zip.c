@@ -186,16 +186,7 @@ static ims_status add_tensors(ckpt *c, torch_zip *t, ims_error *err)
         if (pt->ndim < 0 || pt->ndim > CKPT_MAX_DIMS)
             return ims_fail(err, IMS_ERR_FORMAT, "tensor '%s': ndim %d is outside 0..%d", pt->name, pt->ndim,
                             CKPT_MAX_DIMS);
-        ckpt_tensor ct = {0};
-        ct.name = pt->name;
-        ct.dtype = pt->dtype;
-        ct.ndim = pt->ndim;
-        memcpy(ct.shape, pt->shape, sizeof ct.shape);
-        memcpy(ct.stride, pt->stride, sizeof ct.stride);
-        ct.storage_offset = pt->storage_offset;
-        ct.storage = e->data;
-        ct.storage_nbytes = e->size;
-        ct.big_endian = t->big_endian;
+        ckpt_tensor ct = pickle_tensor_to_ckpt(pt, e->data, e->size, t->big_endian);
         if ((st = ckpt_add_tensor(c, &ct, err)))
             return st;
     }
