@@ -1,0 +1,2 @@
+/* image_decode.c: placeholder. */
+typedef int ims_placeholder_unit;

@@ -1,0 +1,2 @@
+/* image_preprocess.c: placeholder. */
+typedef int ims_placeholder_unit;
