@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# prepare-devdeps.sh: run HERE (on the Debian dev machine) before a GPU session:
+# downloads the Debian packages of the build's host libraries (libpng,
+# TurboJPEG, OpenBLAS and what they link) into .devdeps/ (git-ignored, about
+# 14 MB), so that bench/device_check.sh can build on a device machine that
+# lacks them. Pass `carry: [".devdeps"]` to the device run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+packages=(libpng-dev libpng16-16 zlib1g-dev libturbojpeg0-dev libturbojpeg0
+          libopenblas-dev libopenblas-pthread-dev libopenblas0-pthread libgfortran5)
+mkdir -p .devdeps
+cd .devdeps
+rm -f ./*.deb
+apt-get download "${packages[@]}" >/dev/null
+ls -la ./*.deb >&2
+echo "prepare-devdeps: $(du -sh . | cut -f1) in .devdeps/ (carry it to the device)" >&2
