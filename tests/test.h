@@ -63,6 +63,23 @@ static inline float test_rand_uniform(uint64_t *state, float lo, float hi)
     return (float)(lo + (hi - lo) * u);
 }
 
+/* Bit views of floats, for exact comparisons. */
+static inline uint32_t test_f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static inline float test_f32_from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline int test_half_is_nan(uint16_t h) { return (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0; }
+
 /* A growing byte buffer, for tests that build files byte by byte. */
 typedef struct test_buf {
     unsigned char *p;

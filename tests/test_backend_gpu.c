@@ -40,22 +40,6 @@ static void *xmalloc(size_t n)
     return p;
 }
 
-static uint32_t f32_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float f32_from_bits(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static int half_is_nan(uint16_t h) { return (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0; }
-
 /* Halves as integers ordered like their values (+0 and -0 both 0): two finite
  * halves are k ulps apart when these differ by k. */
 static long half_ordinal(uint16_t h) { return (h & 0x8000u) ? -(long)(h & 0x7fffu) : (long)(h & 0x7fffu); }
@@ -184,7 +168,7 @@ static void fill_convert_input(float *x, size_t n, uint64_t *rng)
             continue;
         }
         switch (test_rand_u64(rng) % 4) {
-        case 0: x[i] = f32_from_bits((uint32_t)test_rand_u64(rng)); break;
+        case 0: x[i] = test_f32_from_bits((uint32_t)test_rand_u64(rng)); break;
         case 1: x[i] = test_rand_uniform(rng, -70000.0f, 70000.0f); break;
         case 2: x[i] = test_rand_uniform(rng, -1.0f, 1.0f) * 1e-4f; break;
         default: x[i] = random_tie(rng); break;
@@ -209,10 +193,10 @@ static void test_convert_f32_to_f16(size_t n, uint64_t *rng)
                 const uint16_t *want = want_p, *got = got_p; // (n), (n)
                 for (size_t i = 0; i < n; i++) {
                     /* Bit for bit; NaN payloads may differ (only NaN-ness counts). */
-                    int ok = isnan(x[i]) ? half_is_nan(want[i]) && half_is_nan(got[i]) : want[i] == got[i];
+                    int ok = isnan(x[i]) ? test_half_is_nan(want[i]) && test_half_is_nan(got[i]) : want[i] == got[i];
                     if (!ok && mismatches++ < 10)
                         TEST_CHECK(ok, "f32->f16 n=%zu [%zu]: %.9g (0x%08x) -> cpu 0x%04x, cuda 0x%04x", n, i,
-                                   (double)x[i], f32_bits(x[i]), want[i], got[i]);
+                                   (double)x[i], test_f32_bits(x[i]), want[i], got[i]);
                 }
                 free(want_p);
                 free(got_p);
@@ -245,11 +229,11 @@ static void test_convert_f16_to_f32(size_t n, uint64_t *rng)
             if (pair_results(&dst, &want_p, &got_p)) {
                 const float *want = want_p, *got = got_p; // (n), (n)
                 for (size_t i = 0; i < n; i++) {
-                    int ok = half_is_nan(x[i]) ? isnan(want[i]) && isnan(got[i])
-                                               : f32_bits(want[i]) == f32_bits(got[i]);
+                    int ok = test_half_is_nan(x[i]) ? isnan(want[i]) && isnan(got[i])
+                                               : test_f32_bits(want[i]) == test_f32_bits(got[i]);
                     if (!ok && mismatches++ < 10)
                         TEST_CHECK(ok, "f16->f32 n=%zu [%zu]: 0x%04x -> cpu 0x%08x, cuda 0x%08x", n, i, x[i],
-                                   f32_bits(want[i]), f32_bits(got[i]));
+                                   test_f32_bits(want[i]), test_f32_bits(got[i]));
                 }
                 free(want_p);
                 free(got_p);
@@ -372,8 +356,8 @@ static void test_l2_normalize(int n, int d, ims_dtype y_dtype, int specials, uin
                                 if (zero_row)
                                     ok = (a & 0x7fffu) == 0 && (b & 0x7fffu) == 0;
                                 else
-                                    ok = !half_is_nan(a) && !half_is_nan(b) && ulps <= 1;
-                                if (!half_is_nan(a) && !half_is_nan(b) && ulps > max_ulps)
+                                    ok = !test_half_is_nan(a) && !test_half_is_nan(b) && ulps <= 1;
+                                if (!test_half_is_nan(a) && !test_half_is_nan(b) && ulps > max_ulps)
                                     max_ulps = ulps;
                                 if (!ok && (zero_row ? bad_zero_rows++ : bad_y++) < 5)
                                     TEST_CHECK(ok, "l2 (%d, %d) f16 y[%d][%d]: cpu 0x%04x, cuda 0x%04x", n, d, r, i,

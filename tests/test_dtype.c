@@ -11,20 +11,11 @@
 #include <math.h>
 #include <string.h>
 
-static float f32_from_bits(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static int half_is_nan(uint16_t h) { return (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0; }
-
 /* Nearest-even property checked in double: compare with both neighbours. */
 static int rounding_is_nearest_even(float x, uint16_t h)
 {
     if (isnan(x))
-        return half_is_nan(h);
+        return test_half_is_nan(h);
     double hv = ims_f16_to_f32(h);
     if (isinf(hv))
         return fabs((double)x) >= 65520.0 && (signbit(x) != 0) == ((h & 0x8000u) != 0);
@@ -53,7 +44,7 @@ static void check_one(float x, int *mismatches)
     _Float16 ref = (_Float16)x;
     uint16_t ref_bits;
     memcpy(&ref_bits, &ref, sizeof ref_bits);
-    ok = ok && (isnan(x) ? half_is_nan(ref_bits) : ref_bits == h);
+    ok = ok && (isnan(x) ? test_half_is_nan(ref_bits) : ref_bits == h);
 #endif
     if (!ok && (*mismatches)++ < 10)
         TEST_CHECK(ok, "f32 %.9g -> f16 0x%04x is not the nearest-even half", (double)x, h);
@@ -68,9 +59,9 @@ int main(void)
 
     int identity_failures = 0;
     for (uint32_t h = 0; h < 65536; h++) {
-        if (half_is_nan((uint16_t)h)) {
+        if (test_half_is_nan((uint16_t)h)) {
             TEST_CHECK(isnan(ims_f16_to_f32((uint16_t)h)), "NaN half 0x%04x", h);
-            TEST_CHECK(half_is_nan(ims_f32_to_f16(ims_f16_to_f32((uint16_t)h))), "NaN stays NaN 0x%04x", h);
+            TEST_CHECK(test_half_is_nan(ims_f32_to_f16(ims_f16_to_f32((uint16_t)h))), "NaN stays NaN 0x%04x", h);
             continue;
         }
         uint16_t back = ims_f32_to_f16(ims_f16_to_f32((uint16_t)h));
@@ -106,7 +97,7 @@ int main(void)
     }
     /* A dense stride through all 2^32 float bit patterns. */
     for (uint64_t bits = 0; bits < (1ull << 32); bits += 1009)
-        check_one(f32_from_bits((uint32_t)bits), &mismatches);
+        check_one(test_f32_from_bits((uint32_t)bits), &mismatches);
     check_one(INFINITY, &mismatches);
     check_one(-INFINITY, &mismatches);
     check_one(NAN, &mismatches);
