@@ -1,9 +1,330 @@
-/* cmd_preprocess.c: placeholder until `imgsearch preprocess` lands. */
+/* cmd_preprocess.c: `imgsearch preprocess IMAGE... -o OUT.npy`: the exact
+ * network input for a list of images, as a NumPy .npy file, for comparison with
+ * the reference Python pipelines.
+ *
+ * The .npy file is format version 1.0: the magic "\x93NUMPY", version 1 0, a
+ * little-endian uint16 header length, then a Python dict literal padded with
+ * spaces and ended by '\n' so that the data starts at a multiple of 64 bytes;
+ * then the array, C order. Images go through engine/image_loader.h (decode
+ * threads, batches in order) and are streamed to a temporary file in the
+ * output's folder, which is synced and renamed over OUT only when every image
+ * succeeded: a crash or a failed image leaves no partial OUT.
+ */
 #include "cli.h"
+
+#include "../engine/image_loader.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char preprocess_usage[] =
+    "usage: imgsearch preprocess IMAGE... -o OUT.npy [--mode torchvision|fid] [--uint8]\n"
+    "                            [--exif ignore|apply] [--threads N]\n"
+    "\n"
+    "Writes the exact network input of each IMAGE (JPEG or PNG) as one NumPy .npy\n"
+    "array, in the order given, for comparison with the Python reference pipelines.\n"
+    "\n"
+    "  -o, --output OUT.npy   the file to write (replaced atomically)\n"
+    "  --mode torchvision     resize the short side to 342 (Pillow bilinear), center\n"
+    "                         crop 299, normalize with the ImageNet mean and std\n"
+    "                         (the default)\n"
+    "  --mode fid             bilinear resize to 299 x 299 (torch interpolate), then\n"
+    "                         scale to [-1, 1]\n"
+    "  --uint8                torchvision mode only: the resized and cropped pixels\n"
+    "                         before normalization\n"
+    "  --exif apply|ignore    apply the EXIF orientation (default), or ignore it as\n"
+    "                         torchvision's own pipeline does\n"
+    "  --threads N            decode threads (default: the CPU count, at most 8)\n"
+    "\n"
+    "Output: float32 of shape (N, 3, 299, 299), or uint8 of shape (N, 299, 299, 3)\n"
+    "with --uint8. A summary line goes to stdout.\n"
+    "\n"
+    "If any image cannot be read or decoded, each failure is reported on stderr as\n"
+    "'imgsearch: IMAGE: reason', nothing is written, and the exit status is 1.\n";
+
+typedef struct preprocess_options {
+    const char *output;
+    const char **images;
+    size_t count;
+    ims_preprocess_mode mode;
+    int uint8, exif, threads;
+} preprocess_options;
+
+enum { PREPROCESS_BATCH = 16, PREPROCESS_MAX_THREADS = 8 };
+
+/* ---- Command line ------------------------------------------------------------------ */
+
+static int default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > PREPROCESS_MAX_THREADS ? PREPROCESS_MAX_THREADS : (int)n;
+}
+
+/* Fills o from argv; returns -1 to go on, or the exit status. o->images must
+ * have room for argc pointers. */
+static int parse_args(int argc, char **argv, preprocess_options *o)
+{
+    int only_images = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (only_images || a[0] != '-' || a[1] == '\0') {
+            o->images[o->count++] = a;
+        } else if (!strcmp(a, "--")) {
+            only_images = 1;
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(preprocess_usage, stdout);
+            return CLI_EXIT_OK;
+        } else if (!strcmp(a, "--uint8")) {
+            o->uint8 = 1;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--mode") || !strcmp(a, "--exif") ||
+                   !strcmp(a, "--threads")) {
+            if (!value)
+                return cli_usage_error("preprocess", "%s needs a value", a);
+            i++;
+            if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+                o->output = value;
+            } else if (!strcmp(a, "--mode")) {
+                if (!strcmp(value, "torchvision"))
+                    o->mode = IMS_PREPROCESS_TORCHVISION;
+                else if (!strcmp(value, "fid"))
+                    o->mode = IMS_PREPROCESS_FID;
+                else
+                    return cli_usage_error("preprocess", "--mode must be torchvision or fid, not '%s'", value);
+            } else if (!strcmp(a, "--exif")) {
+                if (!strcmp(value, "apply") || !strcmp(value, "ignore"))
+                    o->exif = !strcmp(value, "apply");
+                else
+                    return cli_usage_error("preprocess", "--exif must be apply or ignore, not '%s'", value);
+            } else {
+                char *end = NULL;
+                errno = 0;
+                long n = strtol(value, &end, 10);
+                if (errno || end == value || *end || n < 1 || n > 256)
+                    return cli_usage_error("preprocess", "--threads must be a number in 1..256, not '%s'", value);
+                o->threads = (int)n;
+            }
+        } else {
+            return cli_usage_error("preprocess", "unknown option '%s'", a);
+        }
+    }
+    if (!o->count)
+        return cli_usage_error("preprocess", "missing IMAGE");
+    if (!o->output)
+        return cli_usage_error("preprocess", "missing -o OUT.npy");
+    if (o->uint8 && o->mode != IMS_PREPROCESS_TORCHVISION)
+        return cli_usage_error("preprocess", "--uint8 exists in torchvision mode only");
+    return -1;
+}
+
+/* ---- The .npy file ------------------------------------------------------------------- */
+
+/* The 1.0 header for n images; returns its length (a multiple of 64). */
+static size_t npy_header(char *buf, size_t size, const preprocess_options *o, size_t n)
+{
+    const uint16_t one = 1;
+    int little = *(const uint8_t *)&one == 1;
+    const int s = IMS_IMAGE_INPUT_SIZE;
+    char dict[192];
+    int len;
+    if (o->uint8)
+        len = snprintf(dict, sizeof dict, "{'descr': '|u1', 'fortran_order': False, 'shape': (%zu, %d, %d, 3), }",
+                       n, s, s);
+    else
+        len = snprintf(dict, sizeof dict, "{'descr': '%cf4', 'fortran_order': False, 'shape': (%zu, 3, %d, %d), }",
+                       little ? '<' : '>', n, s, s);
+    size_t total = (10 + (size_t)len + 1 + 63) / 64 * 64; /* magic, version, length, dict, '\n' */
+    if (total > size || total - 10 > 65535)
+        return 0; /* cannot happen: the dict is under 192 bytes */
+    memcpy(buf, "\x93NUMPY\x01\x00", 8);
+    buf[8] = (char)((total - 10) & 0xff);
+    buf[9] = (char)((total - 10) >> 8);
+    memcpy(buf + 10, dict, (size_t)len);
+    memset(buf + 10 + len, ' ', total - 10 - (size_t)len - 1);
+    buf[total - 1] = '\n';
+    return total;
+}
+
+/* A temporary file beside the output, renamed over it once complete. */
+typedef struct out_file {
+    char tmp_path[4096];
+    FILE *f;
+} out_file;
+
+static int out_fail(const char *path, const char *what)
+{
+    fprintf(stderr, "imgsearch: %s: %s: %s\n", path, what, strerror(errno));
+    return CLI_EXIT_FAILURE;
+}
+
+static int out_open(out_file *out, const char *path)
+{
+    if (snprintf(out->tmp_path, sizeof out->tmp_path, "%s.tmp.XXXXXX", path) >= (int)sizeof out->tmp_path) {
+        fprintf(stderr, "imgsearch: %s: path too long\n", path);
+        return CLI_EXIT_FAILURE;
+    }
+    int fd = mkstemp(out->tmp_path);
+    if (fd < 0)
+        return out_fail(path, "cannot create a temporary file beside it");
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(fd, 0666 & ~mask) != 0 || !(out->f = fdopen(fd, "wb"))) {
+        int e = errno;
+        close(fd);
+        unlink(out->tmp_path);
+        errno = e;
+        return out_fail(out->tmp_path, "cannot open");
+    }
+    return CLI_EXIT_OK;
+}
+
+static void out_discard(out_file *out)
+{
+    if (out->f)
+        fclose(out->f);
+    out->f = NULL;
+    unlink(out->tmp_path);
+}
+
+/* Flushes, syncs and renames the temporary file to path, then syncs the folder. */
+static int out_commit(out_file *out, const char *path)
+{
+    if (fflush(out->f) != 0 || fsync(fileno(out->f)) != 0) {
+        int status = out_fail(out->tmp_path, "write failed");
+        out_discard(out);
+        return status;
+    }
+    int closed = fclose(out->f);
+    out->f = NULL;
+    if (closed != 0 || rename(out->tmp_path, path) != 0) {
+        int status = out_fail(path, closed ? "write failed" : "cannot rename the temporary file to it");
+        unlink(out->tmp_path);
+        return status;
+    }
+    /* The rename is durable once the folder is synced; a folder that cannot be
+     * synced (some file systems) still has the complete file. */
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path + (slash == path)) : 1, slash ? path : ".");
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    return CLI_EXIT_OK;
+}
+
+/* ---- The command ---------------------------------------------------------------------- */
+
+static double wall_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Streams every batch into out; reports each failed image. Returns the exit status. */
+static int write_batches(ims_image_loader *ld, const preprocess_options *o, out_file *out, size_t *failed)
+{
+    ims_error err = {0};
+    if (ims_image_loader_start(ld, o->images, o->count, &err))
+        return cli_error(&err);
+    const ims_image_batch *b;
+    ims_status st;
+    int write_error = 0;
+    while ((st = ims_image_loader_next(ld, &b, &err)) == IMS_OK) {
+        for (int j = 0; j < b->count; j++)
+            if (b->items[j].status)
+                fprintf(stderr, "imgsearch: %s\n", b->items[j].error);
+        *failed += (size_t)b->failed;
+        size_t n = (size_t)b->count * b->item_bytes;
+        if (!*failed && !write_error && fwrite(b->data, 1, n, out->f) != n)
+            write_error = errno ? errno : EIO;
+        ims_image_loader_release(ld, b);
+    }
+    if (st != IMS_ERR_NOT_FOUND)
+        return cli_error(&err);
+    if (write_error && !*failed) {
+        errno = write_error;
+        return out_fail(out->tmp_path, "write failed");
+    }
+    return *failed ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+}
+
+static int run_preprocess(const preprocess_options *o)
+{
+    double t0 = wall_seconds();
+    ims_image_loader_options lo;
+    ims_image_loader_options_init(&lo);
+    lo.mode = o->mode;
+    lo.output = o->uint8 ? IMS_LOADER_OUTPUT_U8 : IMS_LOADER_OUTPUT_F32;
+    lo.layout = IMS_LAYOUT_NCHW;
+    lo.batch_size = PREPROCESS_BATCH;
+    lo.threads = o->threads;
+    if ((size_t)lo.threads > o->count)
+        lo.threads = (int)o->count;
+    lo.decode.apply_exif_orientation = o->exif;
+
+    char header[256];
+    size_t header_len = npy_header(header, sizeof header, o, o->count);
+    out_file out = {0};
+    int status = out_open(&out, o->output);
+    if (status)
+        return status;
+    if (fwrite(header, 1, header_len, out.f) != header_len) {
+        status = out_fail(out.tmp_path, "write failed");
+        out_discard(&out);
+        return status;
+    }
+
+    ims_error err = {0};
+    ims_image_loader *ld = NULL;
+    if (ims_image_loader_create(&lo, NULL, &ld, &err)) {
+        out_discard(&out);
+        return cli_error(&err);
+    }
+    size_t failed = 0;
+    status = write_batches(ld, o, &out, &failed);
+    ims_image_loader_stats stats;
+    ims_image_loader_get_stats(ld, &stats);
+    ims_image_loader_free(ld);
+    if (status) {
+        out_discard(&out);
+        if (failed)
+            fprintf(stderr, "imgsearch: %zu of %zu images failed; %s not written\n", failed, o->count, o->output);
+        return status;
+    }
+    status = out_commit(&out, o->output);
+    if (status)
+        return status;
+
+    const int s = IMS_IMAGE_INPUT_SIZE;
+    if (o->uint8)
+        printf("%s: %zu images, uint8 (%zu, %d, %d, 3)", o->output, o->count, o->count, s, s);
+    else
+        printf("%s: %zu images, float32 (%zu, 3, %d, %d)", o->output, o->count, o->count, s, s);
+    printf(", %s mode, exif %s; %.2f s (read %.2f s, decode %.2f s, preprocess %.2f s over %d threads)\n",
+           o->mode == IMS_PREPROCESS_FID ? "fid" : "torchvision", o->exif ? "applied" : "ignored",
+           wall_seconds() - t0, stats.read_s, stats.decode_s, stats.preprocess_s, lo.threads);
+    return CLI_EXIT_OK;
+}
 
 int cmd_preprocess(int argc, char **argv)
 {
-    (void)argc, (void)argv;
-    fprintf(stderr, "imgsearch preprocess: not available yet\n");
-    return CLI_EXIT_FAILURE;
+    preprocess_options o = {.mode = IMS_PREPROCESS_TORCHVISION, .exif = 1, .threads = default_threads()};
+    o.images = calloc((size_t)argc, sizeof *o.images);
+    if (!o.images) {
+        fprintf(stderr, "imgsearch: out of memory\n");
+        return CLI_EXIT_FAILURE;
+    }
+    int status = parse_args(argc, argv, &o);
+    if (status < 0)
+        status = run_preprocess(&o);
+    free(o.images);
+    return status;
 }

@@ -15,6 +15,9 @@ static const char usage[] =
     "                  directory to imgsearch's weight file (no checkpoint code is run)\n"
     "  info FILE       print a weight file's header, metadata and tensor table\n"
     "                  (--json for machines, --verify to check tensor checksums)\n"
+    "  preprocess IMAGE... -o OUT.npy\n"
+    "                  write the exact network input of images as a NumPy array\n"
+    "                  (--mode torchvision|fid, --uint8 for the cropped pixels)\n"
     "  devices         list the compute backends and GPUs this build can use\n"
     "  version         print the versions of imgsearch and the libraries it links\n"
     "  help            print this message\n"
@@ -65,6 +68,8 @@ int main(int argc, char **argv)
         return cmd_convert(argc - 1, argv + 1);
     if (!strcmp(cmd, "info"))
         return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "preprocess"))
+        return cmd_preprocess(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices"))
         return cmd_devices(argc - 1, argv + 1);
     fprintf(stderr, "imgsearch: unknown command '%s'\n\n%s", cmd, usage);

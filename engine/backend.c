@@ -48,6 +48,20 @@ void ims_backend_dealloc(ims_backend *be, void *ptr, size_t nbytes)
     be->bytes_in_use -= nbytes <= be->bytes_in_use ? nbytes : be->bytes_in_use;
 }
 
+ims_status ims_backend_host_alloc(ims_backend *be, size_t nbytes, void **out, ims_error *err)
+{
+    *out = NULL;
+    if (nbytes == 0)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "zero-byte host allocation");
+    return be->ops->host_alloc(be, nbytes, out, err);
+}
+
+void ims_backend_host_free(ims_backend *be, void *ptr)
+{
+    if (ptr)
+        be->ops->host_free(be, ptr);
+}
+
 static ims_status check_placement(const ims_backend *be, const ims_tensor *t, const char *what,
                                   ims_error *err)
 {

@@ -178,6 +178,35 @@ static void cuda_dealloc(ims_backend *be, void *ptr)
         (void)cudaGetLastError();
 }
 
+/* Page-locked host memory (cudaHostAlloc returns page-aligned memory, which is
+ * 64-byte aligned). Default flags: pinned for this process's CUDA context. */
+static ims_status cuda_host_alloc(ims_backend *be, size_t nbytes, void **out, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    *out = NULL;
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    status = IMS_CUDA_CALL(err, cudaHostAlloc(out, nbytes, cudaHostAllocDefault));
+    if (status) {
+        *out = NULL;
+        return ims_error_prefix(err, status, "cannot allocate %zu bytes of pinned host memory", nbytes);
+    }
+    return IMS_OK;
+}
+
+static void cuda_host_free(ims_backend *be, void *ptr)
+{
+    /* As cuda_dealloc: no copy on the stream may still read ptr; host_free
+     * cannot report a failure, which resurfaces at the next checked call. */
+    cuda_state *st = cuda_state_of(be);
+    int ok = cudaSetDevice(st->device) == cudaSuccess;
+    ok &= cudaStreamSynchronize(st->stream) == cudaSuccess;
+    ok &= cudaFreeHost(ptr) == cudaSuccess;
+    if (!ok)
+        (void)cudaGetLastError();
+}
+
 static ims_status cuda_copy(ims_backend *be, void *dst, const void *src, size_t nbytes, enum cudaMemcpyKind kind,
                             ims_error *err)
 {
@@ -311,6 +340,8 @@ static const ims_backend_ops cuda_ops = {
     .download = cuda_download,
     .fill_bytes = cuda_fill_bytes,
     .synchronize = cuda_synchronize,
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_host_free,
     .convert = cuda_op_convert,
     .l2_normalize_rows = cuda_op_l2_normalize_rows,
     .linear = cuda_op_linear,

@@ -1,2 +1,671 @@
-/* image_decode.c: placeholder. */
-typedef int ims_placeholder_unit;
+/* image_decode.c: JPEG and PNG -> RGB8 (HWC), byte-identical to Pillow's
+ * Image.open(f).convert('RGB') (then ImageOps.exif_transpose when asked).
+ *
+ * - JPEG: TurboJPEG 2.x API (accurate integer IDCT, fancy upsampling, as
+ *   Pillow's libjpeg defaults). Gray -> replicated; CMYK and YCCK decode to
+ *   CMYK, which Pillow always reads as Adobe-inverted ("CMYK;I") and converts
+ *   with its integer cmyk2rgb. A truncated JPEG (libjpeg's "Premature end of
+ *   JPEG file" warning) is REFUSED, as Pillow refuses it by default
+ *   (LOAD_TRUNCATED_IMAGES = False: "image file is truncated"); other libjpeg
+ *   warnings (extraneous bytes, ...) are tolerated as Pillow tolerates them.
+ *   TurboJPEG 2.x refuses sampling factors outside its TJSAMP list (say Y
+ *   2x2, Cb 2x1, Cr 1x2), which Pillow decodes: IMS_ERR_UNSUPPORTED.
+ * - PNG: libpng 1.6 from memory; every CRC error is an error (stricter than
+ *   Pillow, which never checks IDAT's CRC); sub-8-bit samples
+ *   are expanded by libpng (bit replication, as Pillow's L;1/L;2/L;4);
+ *   16-bit samples are reduced here as Pillow does: RGB(A)/LA take the high
+ *   byte, plain 16-bit gray (Pillow's I;16) is clipped to 255. Alpha (and
+ *   tRNS) is dropped, never composited.
+ * - Orientation, as Pillow's getexif() finds it for exif_transpose: IFD0
+ *   tag 0x0112 of the JPEG's Exif APP1 payloads (concatenated, as Pillow
+ *   does) or of the PNG's eXIf chunk, both byte orders, every read
+ *   bounds-checked; when EXIF has no orientation tag, XMP's
+ *   tiff:Orientation (JPEG APP1 XMP, PNG "XML:com.adobe.xmp" text). Not
+ *   read: PNG "Raw profile type exif" text chunks.
+ * - Limits: width * height is checked against max_pixels before any
+ *   allocation that depends on it.
+ */
+#include "image.h"
+
+#include "error.h"
+
+#include <png.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <turbojpeg.h>
+
+void ims_decode_options_init(ims_decode_options *o)
+{
+    o->max_pixels = 100000000;
+    o->apply_exif_orientation = 1;
+}
+
+ims_image_format ims_image_sniff(const void *data, size_t size)
+{
+    static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    const unsigned char *p = data;
+    if (size >= 3 && p[0] == 0xff && p[1] == 0xd8 && p[2] == 0xff)
+        return IMS_IMAGE_FORMAT_JPEG;
+    if (size >= 8 && memcmp(p, png_sig, 8) == 0)
+        return IMS_IMAGE_FORMAT_PNG;
+    return IMS_IMAGE_FORMAT_UNKNOWN;
+}
+
+void ims_image_free(ims_image *img)
+{
+    if (!img)
+        return;
+    free(img->pixels);
+    img->pixels = NULL;
+    img->width = img->height = 0;
+}
+
+/* Names formats we recognize but do not decode, so the message says which. */
+static const char *unsupported_name(const unsigned char *p, size_t n)
+{
+    if (n >= 6 && (memcmp(p, "GIF87a", 6) == 0 || memcmp(p, "GIF89a", 6) == 0))
+        return "GIF";
+    if (n >= 2 && p[0] == 'B' && p[1] == 'M')
+        return "BMP";
+    if (n >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0)
+        return "WebP";
+    if (n >= 4 && (memcmp(p, "II*\0", 4) == 0 || memcmp(p, "MM\0*", 4) == 0))
+        return "TIFF";
+    if (n >= 12 && memcmp(p + 4, "ftyp", 4) == 0)
+        return "HEIF/AVIF";
+    return NULL;
+}
+
+/* A count as people write it: exact below a million, else 1e10 or 1.5e8. */
+static const char *short_count(uint64_t v, char buf[32])
+{
+    if (v < 1000000) {
+        snprintf(buf, 32, "%llu", (unsigned long long)v);
+        return buf;
+    }
+    int exp10 = 0;
+    double m = (double)v;
+    while (m >= 10)
+        m /= 10, exp10++;
+    char mant[16];
+    snprintf(mant, sizeof mant, "%.3g", m); /* 9.996 rounds to "10": rare, still readable */
+    snprintf(buf, 32, "%.8se%d", mant, exp10 % 100);
+    return buf;
+}
+
+static ims_status check_size(uint64_t w, uint64_t h, const ims_decode_options *o, ims_error *err)
+{
+    if (w == 0 || h == 0)
+        return ims_fail(err, IMS_ERR_FORMAT, "image is %llu x %llu, which is empty", (unsigned long long)w,
+                        (unsigned long long)h);
+    /* w, h < 2^32 each, so the product fits in 64 bits. */
+    uint64_t n = w * h;
+    if (n > o->max_pixels) {
+        char a[32], b[32];
+        return ims_fail(err, IMS_ERR_FORMAT, "image is %llu x %llu = %s pixels, over the limit of %s (--max-pixels)",
+                        (unsigned long long)w, (unsigned long long)h, short_count(n, a),
+                        short_count(o->max_pixels, b));
+    }
+    if (n > SIZE_MAX / 4 || w > INT32_MAX || h > INT32_MAX)
+        return ims_fail(err, IMS_ERR_NOMEM, "image is %llu x %llu, too large for this machine", (unsigned long long)w,
+                        (unsigned long long)h);
+    return IMS_OK;
+}
+
+/* ---- EXIF orientation ------------------------------------------------------------ */
+
+static unsigned rd16(const unsigned char *p, int be) { return be ? (unsigned)p[0] << 8 | p[1] : (unsigned)p[1] << 8 | p[0]; }
+
+static uint32_t rd32(const unsigned char *p, int be)
+{
+    return be ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]
+              : (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+
+static uint64_t rd64(const unsigned char *p, int be)
+{
+    return be ? (uint64_t)rd32(p, 1) << 32 | rd32(p + 4, 1) : (uint64_t)rd32(p + 4, 0) << 32 | rd32(p, 0);
+}
+
+/* Bytes per value of a TIFF type as Pillow loads it; 0: a type Pillow skips. */
+static unsigned tiff_unit_size(unsigned type)
+{
+    static const unsigned char size[17] = {0, 1, 1, 2, 4, 8, 1, 1, 2, 4, 8, 4, 8, 4, 0, 0, 8};
+    return type < 17 ? size[type] : 0;
+}
+
+/* Pillow's value of the first element v of type `type` as an orientation:
+ * integers as they are, rationals and floats when they equal an integer
+ * exactly (Pillow's dict lookup then matches); BYTE, ASCII and UNDEFINED load
+ * as bytes or str, which match nothing. 9 = present but no transform. */
+static int tiff_orientation_value(const unsigned char *v, unsigned type, int be)
+{
+    int64_t x;
+    switch (type) {
+    case 3: x = rd16(v, be); break;
+    case 4: case 13: x = rd32(v, be); break;
+    case 6: x = (signed char)v[0]; break;
+    case 8: x = (int16_t)rd16(v, be); break;
+    case 9: x = (int32_t)rd32(v, be); break;
+    case 16: x = rd64(v, be) > 8 ? 9 : (int64_t)rd64(v, be); break;
+    case 5: case 10: {
+        int64_t n = type == 5 ? (int64_t)rd32(v, be) : (int32_t)rd32(v, be);
+        int64_t d = type == 5 ? (int64_t)rd32(v + 4, be) : (int32_t)rd32(v + 4, be);
+        x = d != 0 && n % d == 0 ? n / d : 9;
+        break;
+    }
+    case 11: {
+        uint32_t bits = rd32(v, be);
+        float f;
+        memcpy(&f, &bits, 4);
+        x = f >= 1 && f <= 8 && f == (float)(int)f ? (int)f : 9;
+        break;
+    }
+    case 12: {
+        uint64_t bits = rd64(v, be);
+        double f;
+        memcpy(&f, &bits, 8);
+        x = f >= 1 && f <= 8 && f == (double)(int)f ? (int)f : 9;
+        break;
+    }
+    default: x = 9; break;
+    }
+    return x >= 1 && x <= 8 ? (int)x : 9;
+}
+
+/* The orientation (0 = absent, 9 = present but not a transform) of IFD0 tag
+ * 0x0112 in an EXIF block, read as Pillow's Exif.load and
+ * ImageFileDirectory_v2.load do: up to two "Exif\0\0" prefixes stripped; a
+ * short IFD keeps the entries before the cut; the first loadable entry of a
+ * tag wins; a value over 4 bytes is read at its offset, skipped when outside
+ * the block or when the out-of-line sizes so far exceed the block's length;
+ * a count over 1 keeps the first value (Orientation is specified as 1). */
+static int exif_orientation_tiff(const unsigned char *t, size_t n)
+{
+    for (int k = 0; k < 2 && n >= 6 && memcmp(t, "Exif\0\0", 6) == 0; k++)
+        t += 6, n -= 6;
+    if (n < 8)
+        return 0;
+    int be;
+    if (memcmp(t, "II*\0", 4) == 0)
+        be = 0;
+    else if (memcmp(t, "MM\0*", 4) == 0)
+        be = 1;
+    else
+        return 0;
+    uint32_t ifd = rd32(t + 4, be);
+    if (ifd > n || n - ifd < 2)
+        return 0;
+    size_t count = rd16(t + ifd, be);
+    if ((n - ifd - 2) / 12 < count)
+        count = (n - ifd - 2) / 12;
+    uint64_t loaded[65536 / 64]; /* tags already loaded: later duplicates are skipped */
+    memset(loaded, 0, sizeof loaded);
+    uint64_t total = 0;
+    for (size_t i = 0; i < count; i++) {
+        const unsigned char *e = t + ifd + 2 + i * 12;
+        unsigned tag = rd16(e, be), type = rd16(e + 2, be), unit = tiff_unit_size(type);
+        if (loaded[tag / 64] >> (tag % 64) & 1 || unit == 0)
+            continue;
+        uint64_t size = (uint64_t)rd32(e + 4, be) * unit; /* < 2^35: no overflow */
+        const unsigned char *v = e + 8;
+        if (size > 4) {
+            uint32_t off = rd32(e + 8, be);
+            total += size;
+            if (total > n)
+                continue;
+            if (off > n || size > n - off)
+                continue; /* Pillow: "Possibly corrupt EXIF data", tag skipped */
+            v = t + off;
+        }
+        if (size == 0)
+            continue;
+        loaded[tag / 64] |= 1ull << (tag % 64);
+        if (tag == 0x0112)
+            return tiff_orientation_value(v, type, be);
+    }
+    return 0;
+}
+
+/* Pillow's XMP fallback: the first tiff:Orientation="D or tiff:Orientation>D. */
+static int xmp_orientation(const unsigned char *p, size_t n)
+{
+    static const char key[] = "tiff:Orientation";
+    size_t k = sizeof key - 1;
+    for (size_t i = 0; n >= k + 2 && i <= n - k - 2; i++) {
+        if (memcmp(p + i, key, k) != 0)
+            continue;
+        const unsigned char *q = p + i + k;
+        if (q[0] == '>' && q[1] >= '0' && q[1] <= '9')
+            return q[1] - '0';
+        if (q[0] == '=' && n - i - k >= 3 && q[1] == '"' && q[2] >= '0' && q[2] <= '9')
+            return q[2] - '0';
+    }
+    return 0;
+}
+
+/* Walks JPEG markers up to the first scan, as Pillow's JpegImagePlugin:
+ * the Exif APP1 payloads concatenated (the first keeps its "Exif\0\0"), else
+ * the last XMP APP1. Returns the orientation, 0 for none or -1 for no memory. */
+static int jpeg_orientation(const unsigned char *p, size_t n)
+{
+    static const char xmp_ns[] = "http://ns.adobe.com/xap/1.0/";
+    size_t xmp_ns_len = sizeof xmp_ns; /* with its NUL */
+    unsigned char *exif = NULL;
+    size_t exif_len = 0;
+    const unsigned char *xmp = NULL;
+    size_t xmp_len = 0;
+    size_t i = 2;
+    while (i + 4 <= n) {
+        if (p[i] != 0xff)
+            break;
+        unsigned m = p[i + 1];
+        if (m == 0xff) { /* fill byte */
+            i++;
+            continue;
+        }
+        if (m == 0xd8 || (m >= 0xd0 && m <= 0xd7) || m == 0x01) {
+            i += 2;
+            continue;
+        }
+        if (m == 0xda || m == 0xd9)
+            break;
+        size_t len = (size_t)p[i + 2] << 8 | p[i + 3];
+        if (len < 2 || len > n - i - 2)
+            break;
+        const unsigned char *s = p + i + 4;
+        size_t slen = len - 2;
+        if (m == 0xe1 && slen >= 6 && memcmp(s, "Exif\0\0", 6) == 0) {
+            size_t skip = exif ? 6 : 0; /* exif_len + slen <= n: no overflow */
+            unsigned char *grown = realloc(exif, exif_len + slen - skip + 1);
+            if (!grown) {
+                free(exif);
+                return -1;
+            }
+            exif = grown;
+            memcpy(exif + exif_len, s + skip, slen - skip);
+            exif_len += slen - skip;
+        } else if (m == 0xe1 && slen >= xmp_ns_len && memcmp(s, xmp_ns, xmp_ns_len) == 0) {
+            xmp = s + xmp_ns_len, xmp_len = slen - xmp_ns_len;
+        }
+        i += 2 + len;
+    }
+    int o = exif ? exif_orientation_tiff(exif, exif_len) : 0;
+    free(exif);
+    if (!o && xmp)
+        o = xmp_orientation(xmp, xmp_len);
+    return o;
+}
+
+/* 1 if the data ends inside a marker segment or before the first scan: libjpeg
+ * then reads its fake EOI as table bytes and reports a bogus table, which
+ * would hide the real cause. */
+static int jpeg_ends_before_scan(const unsigned char *p, size_t n)
+{
+    size_t i = 2;
+    while (i + 2 <= n) {
+        if (p[i] != 0xff)
+            return 0; /* garbage between markers: not truncation */
+        unsigned m = p[i + 1];
+        if (m == 0xff) {
+            i++;
+            continue;
+        }
+        if (m == 0xda)
+            return 0;
+        if (m == 0xd8 || (m >= 0xd0 && m <= 0xd7) || m == 0x01) {
+            i += 2;
+            continue;
+        }
+        if (m == 0xd9)
+            return 0;
+        if (n - i < 4)
+            return 1;
+        size_t len = (size_t)p[i + 2] << 8 | p[i + 3];
+        if (len > n - i - 2)
+            return 1;
+        i += 2 + len;
+    }
+    return 1;
+}
+
+/* Applies orientation o as Pillow's exif_transpose: the output pixel (x, y)
+ * comes from source (sx, sy). Orientations 5..8 swap width and height. */
+static ims_status apply_orientation(ims_image *img, int o, ims_error *err)
+{
+    if (o <= 1 || o > 8)
+        return IMS_OK;
+    int w = img->width, h = img->height;
+    int ow = o >= 5 ? h : w, oh = o >= 5 ? w : h;
+    uint8_t *dst = malloc((size_t)w * h * 3);
+    if (!dst)
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory rotating a %d x %d image", w, h);
+    for (int y = 0; y < oh; y++) {
+        for (int x = 0; x < ow; x++) {
+            int sx, sy;
+            switch (o) {
+            case 2: sx = w - 1 - x, sy = y; break;         /* FLIP_LEFT_RIGHT */
+            case 3: sx = w - 1 - x, sy = h - 1 - y; break; /* ROTATE_180 */
+            case 4: sx = x, sy = h - 1 - y; break;         /* FLIP_TOP_BOTTOM */
+            case 5: sx = y, sy = x; break;                 /* TRANSPOSE */
+            case 6: sx = y, sy = h - 1 - x; break;         /* ROTATE_270 */
+            case 7: sx = w - 1 - y, sy = h - 1 - x; break; /* TRANSVERSE */
+            default: sx = w - 1 - y, sy = x; break;        /* 8: ROTATE_90 */
+            }
+            memcpy(dst + ((size_t)y * ow + x) * 3, img->pixels + ((size_t)sy * w + sx) * 3, 3);
+        }
+    }
+    free(img->pixels);
+    img->pixels = dst;
+    img->width = ow;
+    img->height = oh;
+    return IMS_OK;
+}
+
+/* ---- JPEG ------------------------------------------------------------------------- */
+
+/* Pillow's MULDIV255: a * b / 255, rounded, in integers. */
+static int muldiv255(int a, int b)
+{
+    int t = a * b + 128;
+    return ((t >> 8) + t) >> 8;
+}
+
+/* In place, 4 -> 3 bytes per pixel: Pillow's CMYK;I unpack (invert) then cmyk2rgb. */
+static void cmyk_to_rgb(uint8_t *px, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *s = px + i * 4;
+        int c = 255 - s[0], m = 255 - s[1], y = 255 - s[2], nk = s[3]; /* nk = 255 - (255 - raw k) */
+        uint8_t r = (uint8_t)(nk - muldiv255(c, nk)), g = (uint8_t)(nk - muldiv255(m, nk)),
+                b = (uint8_t)(nk - muldiv255(y, nk));
+        px[i * 3] = r, px[i * 3 + 1] = g, px[i * 3 + 2] = b;
+    }
+}
+
+static ims_status decode_jpeg(const unsigned char *data, size_t size, const ims_decode_options *o, ims_image *out,
+                              ims_error *err)
+{
+    if (size > (unsigned long)-1)
+        return ims_fail(err, IMS_ERR_UNSUPPORTED, "JPEG of %zu bytes is too large", size);
+    tjhandle tj = tjInitDecompress();
+    if (!tj)
+        return ims_fail(err, IMS_ERR_NOMEM, "JPEG: cannot start the decoder: %s", tjGetErrorStr2(NULL));
+    ims_status st = IMS_OK;
+    uint8_t *px = NULL;
+    int w, h, subsamp, cs;
+    if (tjDecompressHeader3(tj, data, (unsigned long)size, &w, &h, &subsamp, &cs) != 0) {
+        if (strstr(tjGetErrorStr2(tj), "subsampling type"))
+            /* TurboJPEG 2.x's header refuses sampling factors outside its
+             * TJSAMP list (libjpeg and Pillow decode them; TurboJPEG 3 too). */
+            st = ims_fail(err, IMS_ERR_UNSUPPORTED,
+                          "JPEG with unusual chroma sampling factors: not supported by TurboJPEG %s",
+                          "2.x (libjpeg-turbo 3 or the libjpeg API would decode it)");
+        else if (jpeg_ends_before_scan(data, size))
+            st = ims_fail(err, IMS_ERR_FORMAT, "JPEG file is truncated (in its header: %s)", tjGetErrorStr2(tj));
+        else
+            st = ims_fail(err, IMS_ERR_FORMAT, "bad JPEG header: %s", tjGetErrorStr2(tj));
+        goto done;
+    }
+    if ((st = check_size((uint64_t)(w > 0 ? w : 0), (uint64_t)(h > 0 ? h : 0), o, err)) != IMS_OK)
+        goto done;
+    int pf = cs == TJCS_GRAY ? TJPF_GRAY : (cs == TJCS_CMYK || cs == TJCS_YCCK) ? TJPF_CMYK : TJPF_RGB;
+    size_t bpp = (size_t)tjPixelSize[pf], npx = (size_t)w * (size_t)h;
+    /* 4 bytes per pixel at most: the later in-place widening to RGB fits. */
+    px = malloc(npx * (bpp > 3 ? bpp : 3));
+    if (!px) {
+        st = ims_fail(err, IMS_ERR_NOMEM, "out of memory for a %d x %d JPEG", w, h);
+        goto done;
+    }
+    if (tjDecompress2(tj, data, (unsigned long)size, px, w, 0, h, pf, 0) != 0) {
+        const char *why = tjGetErrorStr2(tj);
+        if (tjGetErrorCode(tj) != TJERR_WARNING) {
+            st = ims_fail(err, IMS_ERR_FORMAT, "bad JPEG data: %s", why);
+            goto done;
+        }
+        if (strstr(why, "Premature end")) {
+            st = ims_fail(err, IMS_ERR_FORMAT, "JPEG file is truncated (%s)", why);
+            goto done;
+        }
+        /* Other warnings: libjpeg decoded the whole image; Pillow accepts it too. */
+    }
+    if (pf == TJPF_GRAY) {
+        for (size_t i = npx; i-- > 0;) { /* backward: pixel i is read before 3i.. is written */
+            uint8_t v = px[i];
+            px[i * 3] = v, px[i * 3 + 1] = v, px[i * 3 + 2] = v;
+        }
+    } else if (pf == TJPF_CMYK) {
+        cmyk_to_rgb(px, npx);
+    }
+    out->width = w, out->height = h, out->pixels = px;
+    px = NULL;
+    if (o->apply_exif_orientation) {
+        int orientation = jpeg_orientation(data, size);
+        st = orientation < 0 ? ims_fail(err, IMS_ERR_NOMEM, "out of memory reading EXIF")
+                             : apply_orientation(out, orientation, err);
+        if (st != IMS_OK)
+            ims_image_free(out);
+    }
+done:
+    free(px);
+    tjDestroy(tj);
+    return st;
+}
+
+/* ---- PNG -------------------------------------------------------------------------- */
+
+typedef struct png_src {
+    const unsigned char *data;
+    size_t size, pos;
+    char msg[200];
+} png_src;
+
+static void png_read_mem(png_structp png, png_bytep dst, png_size_t n)
+{
+    png_src *s = png_get_io_ptr(png);
+    if (n > s->size - s->pos)
+        png_error(png, "PNG file is truncated");
+    memcpy(dst, s->data + s->pos, n);
+    s->pos += n;
+}
+
+static void png_on_error(png_structp png, png_const_charp msg)
+{
+    png_src *s = png_get_error_ptr(png);
+    snprintf(s->msg, sizeof s->msg, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+/* The library never prints: libpng's warnings are dropped. */
+static void png_on_warning(png_structp png, png_const_charp msg) { (void)png, (void)msg; }
+
+/* One pixel of libpng output (1..4 channels, 8 or 16 bits big-endian) -> RGB8.
+ * All inputs are read before the first output byte is written (in place). */
+static void png_pixel_to_rgb(const uint8_t *in, int channels, int depth16, uint8_t *out)
+{
+    uint8_t r, g, b;
+    if (channels <= 2) {
+        if (depth16 && channels == 1) /* Pillow's I;16 -> RGB clips to 255 */
+            r = in[0] ? 255 : in[1];
+        else /* L, LA, LA;16B (the high byte) */
+            r = in[0];
+        g = b = r;
+    } else {
+        size_t s = depth16 ? 2 : 1; /* RGB(A);16B: the high byte */
+        r = in[0], g = in[s], b = in[2 * s];
+    }
+    out[0] = r, out[1] = g, out[2] = b;
+}
+
+/* Pillow's PNG orientation: the eXIf chunk, else the XMP text (last wins). */
+static int png_orientation(png_structp png, png_infop info)
+{
+    png_uint_32 exif_len = 0;
+    png_bytep exif = NULL;
+    if (png_get_eXIf_1(png, info, &exif_len, &exif) && exif) {
+        int found = exif_orientation_tiff(exif, exif_len);
+        if (found)
+            return found;
+    }
+    png_textp text = NULL;
+    int ntext = 0, o = 0;
+    png_get_text(png, info, &text, &ntext);
+    for (int i = 0; i < ntext; i++)
+        if (text[i].key && strcmp(text[i].key, "XML:com.adobe.xmp") == 0 && text[i].text)
+            o = xmp_orientation((const unsigned char *)text[i].text,
+                                text[i].compression > 0 ? text[i].itxt_length : text[i].text_length);
+    return o;
+}
+
+static ims_status decode_png(const unsigned char *data, size_t size, const ims_decode_options *o, ims_image *out,
+                             ims_error *err)
+{
+    png_src src = {data, size, 0, ""};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
+    if (!png)
+        return ims_fail(err, IMS_ERR_NOMEM, "PNG: cannot start the decoder");
+    png_infop info = png_create_info_struct(png);
+    /* Locals changed after setjmp and read after longjmp must be volatile. */
+    uint8_t *volatile px = NULL;
+    png_bytep *volatile rows = NULL;
+    volatile ims_status st = IMS_OK;
+    if (!info) {
+        png_destroy_read_struct(&png, NULL, NULL);
+        return ims_fail(err, IMS_ERR_NOMEM, "PNG: cannot start the decoder");
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        if (st == IMS_OK)
+            st = ims_fail(err, IMS_ERR_FORMAT, "bad PNG: %s", src.msg);
+        goto done;
+    }
+    png_set_read_fn(png, &src, png_read_mem);
+    png_set_crc_action(png, PNG_CRC_ERROR_QUIT, PNG_CRC_ERROR_QUIT);
+    png_read_info(png, info);
+    png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+    if ((st = check_size(w, h, o, err)) != IMS_OK)
+        goto done;
+    int color = png_get_color_type(png, info);
+    if (color == PNG_COLOR_TYPE_PALETTE)
+        png_set_palette_to_rgb(png);
+    if (color == PNG_COLOR_TYPE_GRAY && png_get_bit_depth(png, info) < 8)
+        png_set_expand_gray_1_2_4_to_8(png);
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    int channels = png_get_channels(png, info), depth = png_get_bit_depth(png, info);
+    size_t rowbytes = png_get_rowbytes(png, info);
+    if (channels < 1 || channels > 4 || (depth != 8 && depth != 16) ||
+        rowbytes != (size_t)w * (size_t)channels * (size_t)(depth / 8)) {
+        st = ims_fail(err, IMS_ERR_FORMAT, "PNG: unexpected row layout (%d channels, %d bits)", channels, depth);
+        goto done;
+    }
+    /* The buffer holds both the libpng rows and the RGB8 result (converted in
+     * place). rowbytes <= w * 8 and w * h <= SIZE_MAX / 4 (check_size), but h
+     * rows may still overflow on 32-bit machines: check. */
+    size_t step = (size_t)channels * (size_t)(depth / 8), row_max = rowbytes > (size_t)w * 3 ? rowbytes : (size_t)w * 3;
+    if (row_max > SIZE_MAX / h) {
+        st = ims_fail(err, IMS_ERR_NOMEM, "PNG of %u x %u is too large for this machine", (unsigned)w, (unsigned)h);
+        goto done;
+    }
+    px = malloc(row_max * h);
+    rows = malloc(sizeof(png_bytep) * h);
+    if (!px || !rows) {
+        st = ims_fail(err, IMS_ERR_NOMEM, "out of memory for a %u x %u PNG", (unsigned)w, (unsigned)h);
+        goto done;
+    }
+    for (png_uint_32 y = 0; y < h; y++)
+        rows[y] = px + (size_t)y * rowbytes;
+    png_read_image(png, rows);
+    png_read_end(png, info); /* eXIf and text chunks may follow the image data */
+    /* In place, pixel i at i * step -> i * 3. Each pixel is read before it is
+     * written; going forward when step >= 3 (outputs trail inputs) and
+     * backward when step < 3 (outputs lead inputs) never clobbers an unread one. */
+    size_t n = (size_t)w * h;
+    if (step >= 3)
+        for (size_t i = 0; i < n; i++)
+            png_pixel_to_rgb(px + i * step, channels, depth == 16, px + i * 3);
+    else
+        for (size_t i = n; i-- > 0;)
+            png_pixel_to_rgb(px + i * step, channels, depth == 16, px + i * 3);
+    out->width = (int)w, out->height = (int)h;
+    out->pixels = px;
+    px = NULL;
+    if (o->apply_exif_orientation && (st = apply_orientation(out, png_orientation(png, info), err)) != IMS_OK)
+        ims_image_free(out);
+done:
+    free(rows);
+    free(px);
+    png_destroy_read_struct(&png, &info, NULL);
+    return st;
+}
+
+/* ---- Entry points ------------------------------------------------------------------- */
+
+ims_status ims_image_decode(const void *data, size_t size, const ims_decode_options *o, ims_image *out,
+                            ims_error *err)
+{
+    ims_decode_options def;
+    if (!o) {
+        ims_decode_options_init(&def);
+        o = &def;
+    }
+    if (!out || (!data && size))
+        return ims_fail(err, IMS_ERR_ARGUMENT, "ims_image_decode: NULL argument");
+    out->width = out->height = 0;
+    out->pixels = NULL;
+    if (size == 0)
+        return ims_fail(err, IMS_ERR_FORMAT, "empty file (0 bytes)");
+    switch (ims_image_sniff(data, size)) {
+    case IMS_IMAGE_FORMAT_JPEG:
+        return decode_jpeg(data, size, o, out, err);
+    case IMS_IMAGE_FORMAT_PNG:
+        return decode_png(data, size, o, out, err);
+    default:
+        break;
+    }
+    const char *name = unsupported_name(data, size);
+    if (name)
+        return ims_fail(err, IMS_ERR_UNSUPPORTED, "%s images are not supported (only JPEG and PNG)", name);
+    return ims_fail(err, IMS_ERR_FORMAT, "not a JPEG or PNG file (unknown signature)");
+}
+
+ims_status ims_image_decode_file(const char *path, const ims_decode_options *o, ims_image *out, ims_error *err)
+{
+    if (!path || !out)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "ims_image_decode_file: NULL argument");
+    out->width = out->height = 0;
+    out->pixels = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ims_fail(err, IMS_ERR_IO, "%s: cannot open", path);
+    unsigned char *buf = NULL;
+    size_t len = 0, cap = 0;
+    ims_status st = IMS_OK;
+    for (;;) {
+        if (len == cap) {
+            size_t ncap = cap ? cap * 2 : 1 << 16;
+            unsigned char *nb = ncap > cap ? realloc(buf, ncap) : NULL;
+            if (!nb) {
+                st = ims_fail(err, IMS_ERR_NOMEM, "%s: out of memory reading the file", path);
+                break;
+            }
+            buf = nb, cap = ncap;
+        }
+        size_t n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (n == 0) {
+            if (ferror(f))
+                st = ims_fail(err, IMS_ERR_IO, "%s: read error", path);
+            break;
+        }
+    }
+    fclose(f);
+    if (st == IMS_OK) {
+        st = ims_image_decode(buf, len, o, out, err);
+        if (st != IMS_OK)
+            ims_error_prefix(err, st, "%s", path);
+    }
+    free(buf);
+    return st;
+}

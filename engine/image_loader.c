@@ -207,7 +207,10 @@ static void load_one(const ims_image_loader *ld, const char *path, worker_scratc
     item->error[0] = '\0';
     if (st) {
         memset(out, 0, ld->item_bytes);
-        snprintf(item->error, sizeof item->error, "%s: %s", path, err.msg[0] ? err.msg : ims_status_name(st));
+        if (!err.msg[0])
+            ims_fail(&err, st, "%s", ims_status_name(st));
+        ims_error_prefix(&err, st, "%s", path);
+        memcpy(item->error, err.msg, sizeof item->error);
     }
 }
 
