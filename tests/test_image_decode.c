@@ -222,6 +222,14 @@ static void test_sniff(void)
     ims_decode_options o;
     ims_decode_options_init(&o);
     TEST_CHECK(o.max_pixels == 100000000 && o.apply_exif_orientation == 1, "defaults");
+
+    ims_image img;
+    ims_error err = {0};
+    ims_status st = ims_image_decode_file("/nonexistent/x.jpg", NULL, &img, &err);
+    TEST_CHECK(st == IMS_ERR_IO && strncmp(err.msg, "/nonexistent/x.jpg: ", 20) == 0, "missing file: %s", err.msg);
+    TEST_CHECK(ims_image_decode(NULL, 10, NULL, &img, &err) == IMS_ERR_ARGUMENT, "NULL data");
+    TEST_CHECK(ims_image_decode("x", 1, NULL, NULL, &err) == IMS_ERR_ARGUMENT, "NULL out");
+    ims_image_free(NULL);
 }
 
 int main(int argc, char **argv)
