@@ -53,7 +53,9 @@ fuzz: deps
 	  echo "== fuzz_$$f: $(FUZZ_SECONDS) s"; \
 	  mkdir -p build-fuzz/corpus/$$f; \
 	  build-fuzz/tests/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	    -artifact_prefix=build-fuzz/$$f- build-fuzz/corpus/$$f tests/fuzz/seeds/$$f; \
+	    -artifact_prefix=build-fuzz/$$f- build-fuzz/corpus/$$f tests/fuzz/seeds/$$f \
+	    >build-fuzz/fuzz_$$f.log 2>&1 || { tail -n 80 build-fuzz/fuzz_$$f.log; exit 1; }; \
+	  grep -E "^Done|^stat::(number_of_executed_units|new_units_added|peak_rss_mb)" build-fuzz/fuzz_$$f.log; \
 	done
 
 test: check test-cpu-sanitize fuzz

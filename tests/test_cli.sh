@@ -5,27 +5,7 @@
 # usage: test_cli.sh IMGSEARCH MAKE_FIXTURE FIXTURES_DIR
 set -u
 bin=$1 make_fixture=$2 fixtures=$3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0 failed=0
-
-check() { # check NAME COND...
-  local name=$1; shift
-  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name" >&2; fi
-}
-
-run() { # run EXPECTED_STATUS ARGS...: runs imgsearch, keeps stdout/stderr in $work
-  local want=$1; shift
-  "$bin" "$@" >"$work/out" 2>"$work/err"
-  local got=$?
-  if [ "$got" -ne "$want" ]; then
-    echo "imgsearch $*: exit $got, expected $want; stderr:" >&2; cat "$work/err" >&2
-    return 1
-  fi
-}
-
-contains() { grep -qF -- "$2" "$work/$1" || { echo "'$2' not in $1:" >&2; cat "$work/$1" >&2; return 1; }; }
-one_line() { [ "$(wc -l <"$work/err")" -eq 1 ] || { echo "stderr is not one line:" >&2; cat "$work/err" >&2; return 1; }; }
+. "$(dirname "$0")/cli_check.sh"
 
 check "help" run 0 --help
 check "help lists info" contains out "info FILE"
@@ -106,5 +86,4 @@ sed -i 's/"num_hidden_layers": *2/"num_hidden_layers": 3/' "$work/bert3/config.j
 check "bert config mismatch" run 1 convert "$work/bert3" -o "$work/x.isw"
 check "bert config mismatch names the key" contains err "missing: encoder.layer.2.attention.self.query.weight"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
