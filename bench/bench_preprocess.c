@@ -7,7 +7,7 @@
  *   set NAME files N decode+preprocess IPS preprocess IPS
  * bench/pillow_preprocess.py drives it and prints the comparison with Pillow.
  */
-#include "../engine/image.h"
+#include "imgsearch.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,8 +2,6 @@
  * Hugging Face model directory) to the engine's weight file. */
 #include "cli.h"
 
-#include "../weights_tools/convert.h"
-
 #include <string.h>
 
 static const char convert_usage[] =
@@ -24,8 +22,8 @@ static const char convert_usage[] =
 
 int cmd_convert(int argc, char **argv)
 {
-    convert_options o;
-    convert_options_init(&o);
+    ims_convert_options o;
+    ims_convert_options_init(&o);
     const char *input = NULL, *output = NULL;
     ims_error err = {0};
     for (int i = 1; i < argc; i++) {
@@ -40,7 +38,7 @@ int cmd_convert(int argc, char **argv)
                 return cli_usage_error("convert", "%s needs a value", a);
             i++;
             if (!strcmp(a, "--arch")) {
-                if (convert_arch_parse(value, &o.arch, &err))
+                if (ims_convert_arch_parse(value, &o.arch, &err))
                     return cli_usage_error("convert", "%s", err.msg);
             } else if (!strcmp(a, "--dtype")) {
                 if (!strcmp(value, "f32"))
@@ -72,11 +70,11 @@ int cmd_convert(int argc, char **argv)
         return cli_usage_error("convert", "missing -o OUTPUT.isw");
     const char *slash = strrchr(input, '/');
     o.source = slash && slash[1] ? slash + 1 : input;
-    convert_report report;
-    if (convert_run(input, output, &o, &report, &err))
+    ims_convert_report report;
+    if (ims_convert(input, output, &o, &report, &err))
         return cli_error(&err);
     printf("%s (%s, %zu tensors) -> %s: %s, %zu tensors, %llu bytes (%zu source tensors not used by inference)\n",
-           input, ckpt_format_name(report.format), report.tensors_in, output, convert_arch_name(report.arch),
+           input, report.format, report.tensors_in, output, ims_convert_arch_name(report.arch),
            report.tensors_out, (unsigned long long)report.bytes_out, report.tensors_ignored);
     return CLI_EXIT_OK;
 }

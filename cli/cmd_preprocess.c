@@ -10,9 +10,9 @@
  * output's folder, which is synced and renamed over OUT only when every image
  * succeeded: a crash or a failed image leaves no partial OUT.
  */
+#include "imgsearch.h"
 #include "cli.h"
 
-#include "../engine/image_loader.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -25,7 +25,7 @@
  * - Limits: width * height is checked against max_pixels before any
  *   allocation that depends on it.
  */
-#include "image.h"
+#include "imgsearch.h"
 
 #include "error.h"
 

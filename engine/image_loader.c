@@ -23,8 +23,8 @@
  * the mode's preprocessing into the slot (preprocess). A failure at any stage
  * zeroes the image's region and records "path: reason" in its item.
  */
-#include "image_loader.h"
 
+#include "backend.h"
 #include "error.h"
 
 #include <errno.h>

@@ -26,7 +26,7 @@
  * first, so agreement is within about 1e-7, not bit-exact.
  */
 #include "error.h"
-#include "image.h"
+#include "imgsearch.h"
 
 #include <limits.h>
 #include <math.h>

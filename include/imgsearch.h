@@ -160,6 +160,42 @@ ims_status ims_weights_tensor_expect(const ims_weights *w, const char *name, ims
                                      int ndim, const int64_t *shape,
                                      const ims_weight_tensor **out, ims_error *err);
 
+/* ---- Converting checkpoints (weights_tools/convert.c) ------------------------------ */
+
+typedef enum ims_convert_arch {
+    IMS_CONVERT_ARCH_AUTO = 0,
+    IMS_CONVERT_ARCH_INCEPTION_V3,     /* torchvision */
+    IMS_CONVERT_ARCH_INCEPTION_V3_FID, /* pytorch-fid's FID Inception */
+    IMS_CONVERT_ARCH_BERT,             /* a BERT-family sentence encoder */
+} ims_convert_arch;
+
+const char *ims_convert_arch_name(ims_convert_arch arch); /* "inception_v3", ... */
+ims_status ims_convert_arch_parse(const char *text, ims_convert_arch *out, ims_error *err);
+
+typedef struct ims_convert_options {
+    ims_convert_arch arch;
+    ims_dtype dtype;         /* IMS_DTYPE_F32 (default) or IMS_DTYPE_F16 for weight matrices */
+    int transform_input;     /* Inception: -1 = the variant's default (torchvision on, FID off), 0, 1 */
+    const char *labels_path; /* Inception: a file of class names, one per line (default: ImageNet's 1000) */
+    const char *source;      /* recorded as metadata "source" */
+} ims_convert_options;
+
+void ims_convert_options_init(ims_convert_options *o);
+
+/* What the conversion did, for the CLI's summary. */
+typedef struct ims_convert_report {
+    ims_convert_arch arch;
+    const char *format; /* the input's format: "PyTorch zip", "PyTorch legacy", "safetensors" */
+    size_t tensors_in, tensors_out, tensors_ignored;
+    uint64_t bytes_out;
+} ims_convert_report;
+
+/* Converts a checkpoint to a weight file without running any of its code.
+ * input: a PyTorch (zip or legacy) or safetensors file, or a Hugging Face /
+ * sentence-transformers model directory (BERT). Written crash-safely. */
+ims_status ims_convert(const char *input, const char *output, const ims_convert_options *o, ims_convert_report *report,
+                       ims_error *err);
+
 /* ---- Compute backends ------------------------------------------------------- */
 
 typedef struct ims_backend ims_backend;
@@ -190,6 +226,184 @@ ims_status ims_cuda_device_count(int *count, ims_error *err);
 ims_status ims_backend_create(ims_backend_kind kind, int device, ims_backend **out, ims_error *err);
 void ims_backend_free(ims_backend *be);
 const ims_backend_info *ims_backend_get_info(const ims_backend *be);
+
+/* ---- Images ------------------------------------------------------------------------ */
+
+/* The image pipeline: the image input pipeline: decode (JPEG, PNG) -> RGB8 -> the
+ * network's input, exactly as the reference pipelines compute it.
+ *
+ * Layouts: decoded images and uint8 outputs are HWC (row-major, RGB
+ * interleaved); float outputs are CHW (NCHW for a batch) or HWC (NHWC).
+ *
+ * - image_decode.c: content sniffing, libjpeg-turbo (TurboJPEG) and libpng,
+ *   every color type converted to RGB as Pillow's convert('RGB') does, EXIF
+ *   orientation, limits, one-line errors for bad input.
+ * - image_preprocess.c: torchvision mode (Pillow's antialiased bilinear resize
+ *   of the short side, in Pillow's fixed-point arithmetic, then torchvision's
+ *   center crop) and fid mode (torch's bilinear interpolate, align_corners
+ *   False, no antialias, then 2x - 1), and normalization.
+ * - image_loader.c: a pool of decode threads filling batches (pinned host
+ *   memory when a CUDA backend is given) while the previous batch is in use.
+ */
+
+/* ---- Decode ------------------------------------------------------------------- */
+
+typedef struct ims_image {
+    int width, height;
+    uint8_t *pixels; /* (height, width, 3) RGB, owned (free with ims_image_free) */
+} ims_image;
+
+typedef enum ims_image_format {
+    IMS_IMAGE_FORMAT_UNKNOWN = 0,
+    IMS_IMAGE_FORMAT_JPEG,
+    IMS_IMAGE_FORMAT_PNG,
+} ims_image_format;
+
+typedef struct ims_decode_options {
+    uint64_t max_pixels;          /* width * height limit (decompression bombs); default 100,000,000 */
+    int apply_exif_orientation;   /* default 1; torchvision's own pipeline ignores EXIF (0) */
+} ims_decode_options;
+
+void ims_decode_options_init(ims_decode_options *o);
+
+/* The format by content (magic bytes), never by file name. */
+ims_image_format ims_image_sniff(const void *data, size_t size);
+
+/* Decodes and converts to RGB8. Bad input: IMS_ERR_FORMAT (or IMS_ERR_UNSUPPORTED,
+ * IMS_ERR_NOMEM) with a one-line reason; never a crash. */
+ims_status ims_image_decode(const void *data, size_t size, const ims_decode_options *o, ims_image *out,
+                            ims_error *err);
+/* Reads the file then decodes; messages start with the path. */
+ims_status ims_image_decode_file(const char *path, const ims_decode_options *o, ims_image *out, ims_error *err);
+void ims_image_free(ims_image *img);
+
+/* ---- Preprocess ------------------------------------------------------------------ */
+
+typedef enum ims_preprocess_mode {
+    IMS_PREPROCESS_TORCHVISION = 0, /* resize short side 342 (Pillow bilinear, antialiased), center crop 299 */
+    IMS_PREPROCESS_FID,             /* bilinear to 299 x 299 (torch, align_corners False, no antialias) */
+} ims_preprocess_mode;
+
+typedef enum ims_layout {
+    IMS_LAYOUT_NCHW = 0,
+    IMS_LAYOUT_NHWC,
+} ims_layout;
+
+/* torchvision mode up to the 8-bit image: Pillow's resize of the short side
+ * to `resize` (the long side as torchvision computes it), then the center crop
+ * of crop x crop. out: (crop, crop, 3), byte-identical to Pillow + torchvision. */
+ims_status ims_preprocess_torchvision_u8(const ims_image *img, int resize, int crop, uint8_t *out, ims_error *err);
+
+/* uint8 (h, w, 3) -> float: x / 255, then (x - mean[c]) / std[c], in layout. */
+void ims_preprocess_normalize(const uint8_t *pixels, int h, int w, const float mean[3], const float std[3],
+                              ims_layout layout, float *out);
+
+/* fid mode: RGB8 -> [0, 1] -> bilinear size x size (align_corners False, no
+ * antialias, as torch.nn.functional.interpolate) -> 2x - 1. out: float
+ * (3, size, size) or (size, size, 3). */
+ims_status ims_preprocess_fid(const ims_image *img, int size, ims_layout layout, float *out, ims_error *err);
+
+/* ---- Image loader -------------------------------------------------------------------- */
+
+/* image_loader.h: a pool of decode threads that turns a list of image files
+ * into batches of network input, in order, while the caller uses the previous
+ * batch.
+ *
+ * Batch k holds paths [k*B, k*B + B) (the last one may be shorter). Its data is
+ * (count, 3, 299, 299) float (NCHW), (count, 299, 299, 3) float (NHWC), or
+ * (count, 299, 299, 3) uint8 (torchvision mode only: the resized and cropped
+ * pixels, before normalization). An image that cannot be read or decoded gets
+ * a status and a one-line error ("path: reason") in its item, and zeroed
+ * pixels; it never stops its batch.
+ *
+ * Usage (one caller thread; the loader's own threads do the decoding):
+ *
+ *     ims_image_loader_create(&opts, backend_or_NULL, &ld, &err);
+ *     ims_image_loader_start(ld, paths, n, &err);
+ *     const ims_image_batch *b;
+ *     while (ims_image_loader_next(ld, &b, &err) == IMS_OK) {
+ *         ... use b->data, b->items[i].status ...
+ *         ims_image_loader_release(ld, b);    (its buffer may be refilled)
+ *     }                                        (IMS_ERR_NOT_FOUND: no more batches)
+ *     ims_image_loader_free(ld);               (also fine mid-run)
+ *
+ * The output depends only on the files and the options, never on the thread
+ * count or timing. The path strings must stay valid until the run ends (the
+ * last batch was returned) or the loader is freed.
+ */
+
+/* The network input: torchvision resizes the short side to 342, then crops 299. */
+enum {
+    IMS_IMAGE_INPUT_SIZE = 299,
+    IMS_IMAGE_RESIZE_SIZE = 342,
+};
+
+typedef enum ims_loader_output {
+    IMS_LOADER_OUTPUT_F32 = 0, /* float in options.layout: torchvision mode normalized with the
+                                  ImageNet mean and std; fid mode in [-1, 1] */
+    IMS_LOADER_OUTPUT_U8,      /* torchvision mode only: (299, 299, 3) bytes per image */
+} ims_loader_output;
+
+typedef struct ims_image_loader_options {
+    ims_preprocess_mode mode;   /* default IMS_PREPROCESS_TORCHVISION */
+    ims_loader_output output;   /* default IMS_LOADER_OUTPUT_F32 */
+    ims_layout layout;          /* float output only; default IMS_LAYOUT_NCHW */
+    int batch_size;             /* default 32 */
+    int threads;                /* decode threads; default 4 */
+    int buffers;                /* batch buffers, at least 2 (double buffering); default 2 */
+    ims_decode_options decode;  /* ims_decode_options_init's defaults */
+} ims_image_loader_options;
+
+void ims_image_loader_options_init(ims_image_loader_options *o);
+
+typedef struct ims_image_item {
+    ims_status status;             /* IMS_OK, or why the image failed (its pixels are zero) */
+    char error[IMS_ERROR_MSG_MAX]; /* "path: reason"; empty when ok */
+} ims_image_item;
+
+typedef struct ims_image_batch {
+    size_t index;                /* k */
+    size_t first;                /* the first image's index in the path list: k * batch_size */
+    int count;                   /* images in this batch (batch_size, or fewer in the last) */
+    int failed;                  /* items whose status is not IMS_OK */
+    size_t item_bytes;           /* bytes per image in data */
+    void *data;                  /* (count, ...) as described above; host memory (pinned with CUDA) */
+    const ims_image_item *items; /* (count) */
+} ims_image_batch;
+
+/* Totals since the loader was created, for progress summaries. Stage times are
+ * summed over the decode threads (so they can exceed the wall time). */
+typedef struct ims_image_loader_stats {
+    uint64_t images, failed, bytes_read;
+    double read_s, decode_s, preprocess_s;
+    double wait_s; /* time the caller spent blocked in ims_image_loader_next */
+} ims_image_loader_stats;
+
+typedef struct ims_image_loader ims_image_loader;
+
+/* backend may be NULL (plain 64-byte aligned host memory); otherwise the batch
+ * buffers come from its host_alloc (pinned memory for CUDA) and the backend
+ * must outlive the loader. Starts the decode threads, which wait for work. */
+ims_status ims_image_loader_create(const ims_image_loader_options *o, ims_backend *backend,
+                                   ims_image_loader **out, ims_error *err);
+
+/* Begins a run over paths[0..count). Only when no run is in progress (every
+ * batch of the previous run was returned and released). */
+ims_status ims_image_loader_start(ims_image_loader *ld, const char *const *paths, size_t count, ims_error *err);
+
+/* Blocks until the next batch is complete and returns it; IMS_ERR_NOT_FOUND
+ * once every batch of the run was returned. IMS_ERR_ARGUMENT if every buffer
+ * is held by the caller (release one first) or no run was started. */
+ims_status ims_image_loader_next(ims_image_loader *ld, const ims_image_batch **batch, ims_error *err);
+
+/* Gives a batch returned by next back to the loader, which may refill it. */
+void ims_image_loader_release(ims_image_loader *ld, const ims_image_batch *batch);
+
+void ims_image_loader_get_stats(ims_image_loader *ld, ims_image_loader_stats *out);
+
+/* Stops the threads (each finishes the image in hand) and frees everything,
+ * batches still held by the caller included. NULL is fine. */
+void ims_image_loader_free(ims_image_loader *ld);
 
 /* Versions of the libraries this build links, one per line, for bug reports. */
 void ims_library_versions(char *buf, size_t size);

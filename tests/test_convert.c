@@ -128,16 +128,16 @@ static void check_expected(const ims_weights *w, const char *expected_name, doub
     TEST_CHECK(bad == 0, "%d tensors differ from %s", bad, expected_name);
 }
 
-static void convert_and_check(const char *fixture, const convert_options *o, const char *expected, double tol,
+static void convert_and_check(const char *fixture, const ims_convert_options *o, const char *expected, double tol,
                               const char *arch, int64_t classes, int labelled)
 {
     char in[1024], out[256];
     fixture_path(in, sizeof in, fixture);
     snprintf(out, sizeof out, "test_convert_%d.isw", (int)getpid());
-    convert_report report;
+    ims_convert_report report;
     ims_error err = {0};
-    TEST_OK(convert_run(in, out, o, &report, &err), err);
-    printf("%s -> %s: %zu tensors in, %zu out, %zu ignored, %llu bytes\n", fixture, convert_arch_name(report.arch),
+    TEST_OK(ims_convert(in, out, o, &report, &err), err);
+    printf("%s -> %s: %zu tensors in, %zu out, %zu ignored, %llu bytes\n", fixture, ims_convert_arch_name(report.arch),
            report.tensors_in, report.tensors_out, report.tensors_ignored, (unsigned long long)report.bytes_out);
     ims_weights *w = NULL;
     TEST_OK(ims_weights_open(out, IMS_WEIGHTS_VERIFY_DATA, &w, &err), err);
@@ -169,8 +169,8 @@ static void convert_and_check(const char *fixture, const convert_options *o, con
 
 static void test_conversions(void)
 {
-    convert_options o;
-    convert_options_init(&o);
+    ims_convert_options o;
+    ims_convert_options_init(&o);
     const double f32_tol = 1.2e-7; /* one f32 rounding of a double, with margin */
     const double f16_tol = 9.8e-4; /* one f16 rounding (2^-11), with margin */
     convert_and_check("tv_zip.pt", &o, "expected_tv.txt", f32_tol, "inception_v3", 1000, 1);
@@ -217,12 +217,12 @@ static void expect_mapping_error(const char *label, mutation mutate, const char 
     TEST_OK(ckpt_open_memory(buf, size, &c, &err), err);
     if (c) {
         mutate(c);
-        convert_options o;
-        convert_options_init(&o);
-        convert_report report = {0};
+        ims_convert_options o;
+        ims_convert_options_init(&o);
+        ims_convert_report report = {0};
         ims_weights_writer *wr = NULL;
         TEST_OK(ims_weights_writer_create(&wr, &err), err);
-        ims_status st = map_inception(c, CONVERT_ARCH_INCEPTION_V3, &o, wr, &report, &err);
+        ims_status st = map_inception(c, IMS_CONVERT_ARCH_INCEPTION_V3, &o, wr, &report, &err);
         TEST_CHECK(st == IMS_ERR_FORMAT, "%s: status %s", label, ims_status_name(st));
         TEST_CHECK(strstr(err.msg, needle) != NULL, "%s: message '%s' lacks '%s'", label, err.msg, needle);
         ims_weights_writer_free(wr);
@@ -244,11 +244,11 @@ static void test_mapping_errors(void)
     /* a checkpoint of another architecture, and --arch that does not fit it */
     char path[1024];
     ims_error err = {0};
-    convert_report report;
-    convert_options o;
-    convert_options_init(&o);
+    ims_convert_report report;
+    ims_convert_options o;
+    ims_convert_options_init(&o);
     fixture_path(path, sizeof path, "torchvision_layers.txt");
-    TEST_CHECK(convert_run(path, "never.isw", &o, &report, &err) == IMS_ERR_FORMAT, "a text file is refused");
+    TEST_CHECK(ims_convert(path, "never.isw", &o, &report, &err) == IMS_ERR_FORMAT, "a text file is refused");
     TEST_CHECK(access("never.isw", F_OK) != 0, "no output on failure");
 }
 
@@ -305,14 +305,14 @@ static void check_bert_against_source(const ims_weights *w, const ckpt *src, con
 static void test_bert_dir(const char *dir, int64_t layers, int64_t hidden, int64_t vocab)
 {
     ims_error err = {0};
-    convert_options o;
-    convert_options_init(&o);
+    ims_convert_options o;
+    ims_convert_options_init(&o);
     char out[64];
     snprintf(out, sizeof out, "test_convert_bert_%d.isw", (int)getpid());
     for (int pass = 0; pass < 2; pass++) {
         o.dtype = pass ? IMS_DTYPE_F16 : IMS_DTYPE_F32;
-        convert_report report;
-        ims_status st = convert_run(dir, out, &o, &report, &err);
+        ims_convert_report report;
+        ims_status st = ims_convert(dir, out, &o, &report, &err);
         TEST_OK(st, err);
         if (st)
             return;

@@ -11,7 +11,7 @@
  */
 #include "test.h"
 
-#include "../engine/image.h"
+#include "imgsearch.h"
 
 #include <zlib.h>
 

@@ -16,9 +16,9 @@
  * Files of the folder that do not decode (the decoder's own bad samples) are
  * left out; at least 10 must decode.
  */
+#include "../engine/backend.h"
 #include "test.h"
 
-#include "../engine/image_loader.h"
 #include "../engine/tensor.h"
 
 #include <dirent.h>

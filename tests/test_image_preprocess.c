@@ -17,7 +17,7 @@
 #include "test.h"
 
 #include "../engine/error.h"
-#include "../engine/image.h"
+#include "imgsearch.h"
 
 #include <math.h>
 #include <unistd.h>

@@ -8,32 +8,32 @@
 #include <string.h>
 #include <sys/stat.h>
 
-const char *convert_arch_name(convert_arch arch)
+const char *ims_convert_arch_name(ims_convert_arch arch)
 {
     switch (arch) {
-    case CONVERT_ARCH_AUTO: return "auto";
-    case CONVERT_ARCH_INCEPTION_V3: return "inception_v3";
-    case CONVERT_ARCH_INCEPTION_V3_FID: return "inception_v3_fid";
-    case CONVERT_ARCH_BERT: return "bert";
+    case IMS_CONVERT_ARCH_AUTO: return "auto";
+    case IMS_CONVERT_ARCH_INCEPTION_V3: return "inception_v3";
+    case IMS_CONVERT_ARCH_INCEPTION_V3_FID: return "inception_v3_fid";
+    case IMS_CONVERT_ARCH_BERT: return "bert";
     }
     return "?";
 }
 
-ims_status convert_arch_parse(const char *text, convert_arch *out, ims_error *err)
+ims_status ims_convert_arch_parse(const char *text, ims_convert_arch *out, ims_error *err)
 {
-    for (int a = CONVERT_ARCH_AUTO; a <= CONVERT_ARCH_BERT; a++)
-        if (strcmp(text, convert_arch_name((convert_arch)a)) == 0) {
-            *out = (convert_arch)a;
+    for (int a = IMS_CONVERT_ARCH_AUTO; a <= IMS_CONVERT_ARCH_BERT; a++)
+        if (strcmp(text, ims_convert_arch_name((ims_convert_arch)a)) == 0) {
+            *out = (ims_convert_arch)a;
             return IMS_OK;
         }
     return ims_fail(err, IMS_ERR_ARGUMENT, "unknown architecture '%s' (auto, inception_v3, inception_v3_fid, bert)",
                     text);
 }
 
-void convert_options_init(convert_options *o)
+void ims_convert_options_init(ims_convert_options *o)
 {
     memset(o, 0, sizeof *o);
-    o->arch = CONVERT_ARCH_AUTO;
+    o->arch = IMS_CONVERT_ARCH_AUTO;
     o->dtype = IMS_DTYPE_F32;
     o->transform_input = -1;
 }
@@ -67,35 +67,35 @@ static void strip_module_prefix(ckpt *c)
         memmove(c->tensors[i].name, c->tensors[i].name + 7, strlen(c->tensors[i].name + 7) + 1);
 }
 
-static convert_arch detect_arch(const ckpt *c)
+static ims_convert_arch detect_arch(const ckpt *c)
 {
     const ckpt_tensor *fc = ckpt_find(c, "fc.weight");
     if (ckpt_find(c, "Mixed_7c.branch_pool.conv.weight"))
-        return fc && fc->ndim == 2 && fc->shape[0] == 1008 ? CONVERT_ARCH_INCEPTION_V3_FID : CONVERT_ARCH_INCEPTION_V3;
+        return fc && fc->ndim == 2 && fc->shape[0] == 1008 ? IMS_CONVERT_ARCH_INCEPTION_V3_FID : IMS_CONVERT_ARCH_INCEPTION_V3;
     if (ckpt_find(c, "encoder.layer.0.attention.self.query.weight") ||
         ckpt_find(c, "bert.encoder.layer.0.attention.self.query.weight"))
-        return CONVERT_ARCH_BERT;
-    return CONVERT_ARCH_AUTO;
+        return IMS_CONVERT_ARCH_BERT;
+    return IMS_CONVERT_ARCH_AUTO;
 }
 
-static ims_status convert_checkpoint(const char *input, const char *output, const convert_options *o,
-                                     convert_report *report, ims_error *err)
+static ims_status convert_checkpoint(const char *input, const char *output, const ims_convert_options *o,
+                                     ims_convert_report *report, ims_error *err)
 {
     ckpt *c = NULL;
     ims_status st = ckpt_open(input, &c, err);
     if (st)
         return st;
-    report->format = c->format;
+    report->format = ckpt_format_name(c->format);
     report->tensors_in = c->count;
     strip_module_prefix(c);
-    convert_arch arch = o->arch == CONVERT_ARCH_AUTO ? detect_arch(c) : o->arch;
+    ims_convert_arch arch = o->arch == IMS_CONVERT_ARCH_AUTO ? detect_arch(c) : o->arch;
     report->arch = arch;
     ims_weights_writer *wr = NULL;
-    if (arch == CONVERT_ARCH_AUTO)
+    if (arch == IMS_CONVERT_ARCH_AUTO)
         st = ims_fail(err, IMS_ERR_FORMAT,
                       "cannot tell the architecture from the %zu keys (first: '%s'); name it with --arch",
                       c->count, c->count ? c->tensors[0].name : "none");
-    else if (arch == CONVERT_ARCH_BERT)
+    else if (arch == IMS_CONVERT_ARCH_BERT)
         st = ims_fail(err, IMS_ERR_ARGUMENT,
                       "a BERT checkpoint converts from its model directory (config.json, vocab.txt and the "
                       "weights): pass the directory, not the weights file");
@@ -112,7 +112,7 @@ static ims_status convert_checkpoint(const char *input, const char *output, cons
     return IMS_OK;
 }
 
-ims_status convert_run(const char *input, const char *output, const convert_options *o, convert_report *report,
+ims_status ims_convert(const char *input, const char *output, const ims_convert_options *o, ims_convert_report *report,
                        ims_error *err)
 {
     memset(report, 0, sizeof *report);

@@ -198,7 +198,7 @@ static int vocab_id(const hf_model_dir *d, const char *token)
     return -1;
 }
 
-static ims_status add_metadata(const hf_model_dir *d, const convert_options *o, ims_weights_writer *wr,
+static ims_status add_metadata(const hf_model_dir *d, const ims_convert_options *o, ims_weights_writer *wr,
                                ims_error *err)
 {
     const hf_bert_config *c = &d->config;
@@ -236,10 +236,10 @@ static ims_status add_metadata(const hf_model_dir *d, const convert_options *o, 
     return st;
 }
 
-ims_status convert_model_dir(const char *dir, const char *output, const convert_options *o, convert_report *report,
+ims_status convert_model_dir(const char *dir, const char *output, const ims_convert_options *o, ims_convert_report *report,
                              ims_error *err)
 {
-    if (o->arch != CONVERT_ARCH_AUTO && o->arch != CONVERT_ARCH_BERT)
+    if (o->arch != IMS_CONVERT_ARCH_AUTO && o->arch != IMS_CONVERT_ARCH_BERT)
         return ims_fail(err, IMS_ERR_ARGUMENT, "'%s' is a model directory: only --arch bert converts from one", dir);
     hf_model_dir d;
     ims_status st = hf_model_dir_open(dir, &d, err);
@@ -249,8 +249,8 @@ ims_status convert_model_dir(const char *dir, const char *output, const convert_
     ims_weights_writer *wr = NULL;
     st = ckpt_open(d.weights_path, &c, err);
     if (!st) {
-        report->arch = CONVERT_ARCH_BERT;
-        report->format = c->format;
+        report->arch = IMS_CONVERT_ARCH_BERT;
+        report->format = ckpt_format_name(c->format);
         report->tensors_in = c->count;
         st = ims_weights_writer_create(&wr, err);
     }

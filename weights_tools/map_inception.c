@@ -264,13 +264,13 @@ static ims_status read_labels(const char *path, int64_t classes, char ***out, im
     return IMS_OK;
 }
 
-static ims_status add_metadata(const iv3_source *src, convert_arch arch, int transform_input,
-                               const convert_options *o, ims_weights_writer *wr, ims_error *err)
+static ims_status add_metadata(const iv3_source *src, ims_convert_arch arch, int transform_input,
+                               const ims_convert_options *o, ims_weights_writer *wr, ims_error *err)
 {
-    int fid = arch == CONVERT_ARCH_INCEPTION_V3_FID;
+    int fid = arch == IMS_CONVERT_ARCH_INCEPTION_V3_FID;
     /* FID: [0, 1] -> 2x - 1, i.e. mean 0.5, std 0.5; torchvision: ImageNet's */
     const double half[3] = {0.5, 0.5, 0.5};
-    ims_status st = ims_weights_writer_add_string(wr, "architecture", convert_arch_name(arch), err);
+    ims_status st = ims_weights_writer_add_string(wr, "architecture", ims_convert_arch_name(arch), err);
     if (!st) st = ims_weights_writer_add_string(wr, "name", fid ? "pytorch-fid Inception-v3" : "torchvision Inception-v3", err);
     if (!st) st = ims_weights_writer_add_string(wr, "converter", "imgsearch convert " IMS_VERSION_STRING, err);
     if (!st && o->source) st = ims_weights_writer_add_string(wr, "source", o->source, err);
@@ -304,14 +304,14 @@ static ims_status add_metadata(const iv3_source *src, convert_arch arch, int tra
     return st;
 }
 
-ims_status map_inception(const ckpt *c, convert_arch arch, const convert_options *o, ims_weights_writer *wr,
-                         convert_report *report, ims_error *err)
+ims_status map_inception(const ckpt *c, ims_convert_arch arch, const ims_convert_options *o, ims_weights_writer *wr,
+                         ims_convert_report *report, ims_error *err)
 {
     iv3_source *src = calloc(1, sizeof *src);
     if (!src)
         return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
     ims_status st = collect(c, src, err);
-    int fid = arch == CONVERT_ARCH_INCEPTION_V3_FID;
+    int fid = arch == IMS_CONVERT_ARCH_INCEPTION_V3_FID;
     int transform_input = o->transform_input < 0 ? !fid : o->transform_input;
     if (!st)
         st = add_metadata(src, arch, transform_input, o, wr, err);

@@ -5,7 +5,7 @@
  * then run through both preprocessing modes, which must accept any size the
  * decoder produces.
  */
-#include "../../engine/image.h"
+#include "imgsearch.h"
 
 #include <stdlib.h>
 
