@@ -80,6 +80,16 @@ static inline float test_f32_from_bits(uint32_t u)
 
 static inline int test_half_is_nan(uint16_t h) { return (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0; }
 
+/* The fixture folder, which CMake passes as argv[1] (tests/CMakeLists.txt). */
+static inline const char *test_fixture_dir(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s FIXTURE_DIR\n", argc > 0 ? argv[0] : "test");
+        exit(2);
+    }
+    return argv[1];
+}
+
 /* A growing byte buffer, for tests that build files byte by byte. */
 typedef struct test_buf {
     unsigned char *p;

@@ -6,8 +6,7 @@
  * convert('RGB') (and ImageOps.exif_transpose) gave. Bad inputs must fail
  * with the right status and a one-line message naming the problem.
  *
- * Usage: test_image_decode [fixture_dir]; the default is fixtures/images
- * next to this source file (__FILE__ is absolute in CMake builds).
+ * Usage: test_image_decode FIXTURE_DIR (tests/fixtures/images).
  */
 #include "test.h"
 
@@ -20,11 +19,7 @@ static const char *fixture_dir;
 static const char *fixture(const char *name)
 {
     static char path[4096];
-    const char *file = __FILE__, *slash = strrchr(file, '/');
-    if (fixture_dir)
-        snprintf(path, sizeof path, "%s/%s", fixture_dir, name);
-    else
-        snprintf(path, sizeof path, "%.*sfixtures/images/%s", slash ? (int)(slash - file + 1) : 0, file, name);
+    snprintf(path, sizeof path, "%s/%s", fixture_dir, name);
     return path;
 }
 
@@ -234,8 +229,7 @@ static void test_sniff(void)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1)
-        fixture_dir = argv[1];
+    fixture_dir = test_fixture_dir(argc, argv);
     test_sniff();
     int files = test_expected();
     TEST_CHECK(files >= 60, "only %d files in expected.txt", files);

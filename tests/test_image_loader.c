@@ -1,7 +1,7 @@
 /* test_image_loader.c: the threaded image loader (engine/image_loader.h).
  *
- * Inputs: the sample images in tests/fixtures/images/ (found next to this
- * source file through __FILE__, or in the folder given as argv[1]), repeated to
+ * Inputs: the sample images in tests/fixtures/images/ (the folder given as
+ * argv[1]), repeated to
  * make a list of 11 paths, with a missing file at index 4 and a corrupt file
  * (written to a temporary folder) at index 7. The expected output of every path
  * is computed by calling the decoder and the preprocessing directly; every
@@ -343,11 +343,7 @@ static void test_bad_options(void)
 int main(int argc, char **argv)
 {
     char dir[4096];
-    const char *file = __FILE__, *slash = strrchr(file, '/');
-    if (argc > 1)
-        snprintf(dir, sizeof dir, "%s", argv[1]);
-    else
-        snprintf(dir, sizeof dir, "%.*sfixtures/images", slash ? (int)(slash - file + 1) : 0, file);
+    snprintf(dir, sizeof dir, "%s", test_fixture_dir(argc, argv));
 
     test_bad_options();
 

@@ -7,8 +7,8 @@
  * about 1 ulp of values in [-1, 1]); normalize exactly (each step is one
  * correctly rounded float32 operation, as in torch).
  *
- * Usage: test_image_preprocess [fixture_dir]; the default is found from
- * __FILE__. samples.txt (the 15 full-size sample images) is checked on the
+ * Usage: test_image_preprocess FIXTURE_DIR (tests/fixtures/preprocess).
+ * samples.txt (the 15 full-size sample images) is checked on the
  * images decoded by ims_image_decode_file from tests/fixtures/images, which
  * makes it an end-to-end check of decode + preprocess against Pillow +
  * torchvision; with IMS_PREPROCESS_RAW=DIR (raw RGB dumps from
@@ -295,17 +295,7 @@ static void test_errors(void)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1) {
-        snprintf(fixture_dir, sizeof fixture_dir, "%s", argv[1]);
-    } else {
-        snprintf(fixture_dir, sizeof fixture_dir, "%s", __FILE__);
-        char *slash = strrchr(fixture_dir, '/');
-        if (slash)
-            slash[1] = '\0';
-        else
-            fixture_dir[0] = '\0';
-        strncat(fixture_dir, "fixtures/preprocess", sizeof fixture_dir - strlen(fixture_dir) - 1);
-    }
+    snprintf(fixture_dir, sizeof fixture_dir, "%s", test_fixture_dir(argc, argv));
     test_errors();
     char path[2048];
     snprintf(path, sizeof path, "%s/expected.txt", fixture_dir);

@@ -9,9 +9,7 @@
  * legacy files compared exactly, element by element, with expected.h; the
  * data.pkl of zip saves at pickle protocols 2, 4 and 5; hostile pickles and
  * legacy files; and every truncation of a legacy file.
- * Usage: test_pickle [FIXTURE_DIR]; FIXTURE_DIR (tests/fixtures/torch_legacy)
- * defaults to the folder next to this source file (__FILE__ is absolute in
- * CMake builds).
+ * Usage: test_pickle FIXTURE_DIR (tests/fixtures/torch_legacy).
  */
 #include "test.h"
 
@@ -895,28 +893,15 @@ static const char *fixture_dir; /* argv[1], or NULL: next to this file */
 static char *fixture_path(const char *name)
 {
     static char path[4096];
-    const char *file = __FILE__, *slash = strrchr(file, '/');
-    if (fixture_dir)
-        snprintf(path, sizeof path, "%s/%s", fixture_dir, name);
-    else
-        snprintf(path, sizeof path, "%.*sfixtures/torch_legacy/%s", slash ? (int)(slash - file + 1) : 0, file, name);
+    snprintf(path, sizeof path, "%s/%s", fixture_dir, name);
     return path;
 }
 
 static unsigned char *read_fixture(const char *name, size_t *size)
 {
     const char *path = fixture_path(name);
-    FILE *f = fopen(path, "rb");
-    TEST_CHECK(f != NULL, "cannot open fixture %s", path);
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *p = malloc(n > 0 ? (size_t)n : 1);
-    *size = fread(p, 1, (size_t)n, f);
-    fclose(f);
-    TEST_CHECK(*size == (size_t)n, "short read of %s", path);
+    unsigned char *p = (unsigned char *)test_read_file(path, size);
+    TEST_CHECK(p != NULL, "cannot read fixture %s", path);
     return p;
 }
 
@@ -1239,7 +1224,7 @@ static void test_legacy_truncation(const char *file)
 
 int main(int argc, char **argv)
 {
-    fixture_dir = argc > 1 ? argv[1] : NULL;
+    fixture_dir = test_fixture_dir(argc, argv);
     test_basic_state_dict();
     test_storage_types();
     test_protocol4_paths();

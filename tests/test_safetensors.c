@@ -13,8 +13,7 @@
  * - The real all-MiniLM-L6-v2 when IMS_MINILM_DIR names its directory
  *   (scripts/fetch-minilm.sh); that part alone is skipped otherwise.
  *
- * Fixtures are found from argv[1], else $IMS_FIXTURES_DIR, else next to this
- * source file (__FILE__ is absolute in CMake builds).
+ * Usage: test_safetensors FIXTURE_DIR (tests/fixtures).
  */
 #include "test.h"
 
@@ -1200,17 +1199,7 @@ static void test_minilm(void)
 
 int main(int argc, char **argv)
 {
-    const char *env = getenv("IMS_FIXTURES_DIR");
-    if (argc > 1) {
-        snprintf(fixtures, sizeof fixtures, "%s", argv[1]);
-    } else if (env && *env) {
-        snprintf(fixtures, sizeof fixtures, "%s", env);
-    } else {
-        snprintf(fixtures, sizeof fixtures, "%s", __FILE__);
-        char *slash = strrchr(fixtures, '/');
-        snprintf(slash ? slash + 1 : fixtures, sizeof fixtures - (size_t)(slash ? slash + 1 - fixtures : 0),
-                 "fixtures");
-    }
+    snprintf(fixtures, sizeof fixtures, "%s", test_fixture_dir(argc, argv));
     test_json_valid();
     test_json_invalid();
     test_json_limits();

@@ -15,7 +15,7 @@
  * without a crash. Each candidate file is copied into a buffer of exactly its
  * size, so ASan sees any over-read.
  *
- * The fixture folder is argv[1], or found next to this source file.
+ * The fixture folder is argv[1] (tests/fixtures/torch_zip).
  */
 #include "test.h"
 
@@ -1203,13 +1203,7 @@ static void test_random_corruption(void)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1) {
-        snprintf(fixture_dir, sizeof fixture_dir, "%s", argv[1]);
-    } else { /* tests/test_torch_zip.c -> tests/fixtures/torch_zip */
-        const char *file = __FILE__, *slash = strrchr(file, '/');
-        int dir_len = slash ? (int)(slash - file) : 1;
-        snprintf(fixture_dir, sizeof fixture_dir, "%.*s/fixtures/torch_zip", dir_len, slash ? file : ".");
-    }
+    snprintf(fixture_dir, sizeof fixture_dir, "%s", test_fixture_dir(argc, argv));
     test_fixtures();
     test_rebuilt_layouts();
     test_truncation();
