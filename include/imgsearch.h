@@ -405,6 +405,106 @@ void ims_image_loader_get_stats(ims_image_loader *ld, ims_image_loader_stats *ou
  * batches still held by the caller included. NULL is fine. */
 void ims_image_loader_free(ims_image_loader *ld);
 
+/* ---- File lists ------------------------------------------------------------------------ */
+
+typedef struct ims_file_entry {
+    char *path;
+    uint64_t size;    /* bytes, when listed */
+    int64_t mtime_ns; /* modification time, ns since the epoch */
+} ims_file_entry;
+
+typedef struct ims_file_problem {
+    char *path;
+    char *reason; /* one line */
+} ims_file_problem;
+
+typedef struct ims_file_list {
+    ims_file_entry *files; /* sorted by path bytes, no duplicates */
+    size_t file_count;
+    ims_file_problem *problems; /* what could not be listed, sorted by path */
+    size_t problem_count;
+    size_t ignored_count; /* files skipped because their names are not an image's */
+} ims_file_list;
+
+/* 1 if the name ends in .jpg, .jpeg, .jpe, .jfif or .png (any case). */
+int ims_path_is_image_name(const char *path);
+
+/* The image files under roots (folders walked recursively, symbolic links
+ * followed, each folder entered once; a root that is a file is taken as is).
+ * Fails only when out of memory; unreadable entries become problems. */
+ims_status ims_file_list_walk(const char *const *roots, size_t root_count, ims_file_list *out, ims_error *err);
+void ims_file_list_free(ims_file_list *list);
+
+/* ---- Index ------------------------------------------------------------------------------ */
+
+/* index_store.c: an image index on disk (docs/FORMAT.md, "The index"): chunks
+ * of embeddings as .npy, the rows' paths, the failures and a manifest, each
+ * written crash-safely. A writer adds rows; every chunk_rows rows it commits a
+ * chunk (its files, then the manifest). After a crash, opening the folder again
+ * finds the last committed chunk: nothing half-written is ever read, and
+ * ims_index_contains() tells the indexer which files are done. */
+
+typedef struct ims_index ims_index;
+
+/* A model an index was built with: file name, size and CRC-32 of its bytes. */
+typedef struct ims_index_model {
+    char name[256];
+    uint64_t bytes;
+    uint32_t crc32;
+} ims_index_model;
+
+ims_status ims_index_model_identify(const char *path, ims_index_model *out, ims_error *err);
+
+typedef enum ims_index_table {
+    IMS_INDEX_TABLE_VISUAL = 0,   /* the L2-normalized 2048-d pool features */
+    IMS_INDEX_TABLE_SEMANTIC = 1, /* ConSE embeddings in the text encoder's space */
+} ims_index_table;
+
+typedef struct ims_index_config {
+    ims_preprocess_mode mode; /* the image preprocessing the rows were made with */
+    ims_dtype dtype;          /* storage of the tables: IMS_DTYPE_F16 (default) or F32 */
+    int chunk_rows;           /* rows per chunk; default 4096 */
+    int visual_dim;           /* default 2048 */
+    int semantic_dim;         /* 0: no semantic table (no text model) */
+    ims_index_model image_model;
+    ims_index_model text_model; /* when semantic_dim > 0 */
+} ims_index_config;
+
+void ims_index_config_init(ims_index_config *c);
+
+/* Opens an index to read it. */
+ims_status ims_index_open(const char *dir, ims_index **out, ims_error *err);
+/* Opens an index to add to it: creates the folder and an empty index, or
+ * reopens one whose configuration equals cfg (else an error naming the first
+ * difference, such as another image model). */
+ims_status ims_index_open_for_writing(const char *dir, const ims_index_config *cfg, ims_index **out,
+                                      ims_error *err);
+/* Drops rows not yet committed. NULL is fine. */
+void ims_index_close(ims_index *idx);
+
+const ims_index_config *ims_index_get_config(const ims_index *idx);
+size_t ims_index_row_count(const ims_index *idx);     /* committed rows */
+size_t ims_index_failure_count(const ims_index *idx); /* committed failures */
+size_t ims_index_chunk_count(const ims_index *idx);
+/* Whether path is a committed row or failure. */
+int ims_index_contains(const ims_index *idx, const char *path);
+
+/* Appends a row: visual (visual_dim) and semantic (semantic_dim, or NULL when
+ * the index has none). Commits a chunk when chunk_rows rows are pending. */
+ims_status ims_index_add(ims_index *idx, const ims_file_entry *file, const float *visual, const float *semantic,
+                         ims_error *err);
+/* Records a file that could not be indexed (reason: one line). */
+ims_status ims_index_add_failure(ims_index *idx, const char *path, const char *reason, ims_error *err);
+/* Commits the pending rows and failures, if any, as a (shorter) chunk. */
+ims_status ims_index_commit(ims_index *idx, ims_error *err);
+
+const ims_file_entry *ims_index_row(const ims_index *idx, size_t row);
+const ims_file_problem *ims_index_failure(const ims_index *idx, size_t i);
+
+/* The whole table as (rows, dim) f32 in a malloc'd buffer the caller frees. */
+ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, float **rows, int *dim,
+                                ims_error *err);
+
 /* Versions of the libraries this build links, one per line, for bug reports. */
 void ims_library_versions(char *buf, size_t size);
 
