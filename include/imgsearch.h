@@ -505,6 +505,15 @@ const ims_file_problem *ims_index_failure(const ims_index *idx, size_t i);
 ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, float **rows, int *dim,
                                 ims_error *err);
 
+/* ---- ConSE ------------------------------------------------------------------------------ */
+
+/* conse.c: out (batch, dim) = L2-normalize(sum over the `top` most probable
+ * classes c of softmax(logits)[c] * class_embeddings[c]); logits (batch,
+ * classes), class_embeddings (classes, dim). Ties between classes go to the
+ * lower index. A non-finite logit or a zero mix is an error naming the image. */
+ims_status ims_conse_embed(const float *logits, int batch, int classes, const float *class_embeddings, int dim,
+                           int top, float *out, ims_error *err);
+
 /* Versions of the libraries this build links, one per line, for bug reports. */
 void ims_library_versions(char *buf, size_t size);
 
