@@ -31,4 +31,17 @@ int cli_usage_error(const char *cmd, const char *fmt, ...);
 void json_string(FILE *out, const char *s, size_t len);
 void json_double(FILE *out, double v); /* NaN and Inf as strings, which JSON lacks */
 
+/* Progress on stderr (progress.c). */
+typedef struct cli_progress {
+    const char *what; /* "images" */
+    size_t total;
+    double start, last;
+    int tty, drawn;
+} cli_progress;
+
+double cli_now(void); /* seconds, monotonic */
+void cli_progress_init(cli_progress *p, const char *what, size_t total);
+/* Redraws when due (final: always, and ends the line). */
+void cli_progress_update(cli_progress *p, size_t done, size_t failed, int final);
+
 #endif /* IMS_CLI_H */
