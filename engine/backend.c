@@ -4,6 +4,7 @@
 #include "error.h"
 
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 ims_status ims_backend_create(ims_backend_kind kind, int device, ims_backend **out, ims_error *err)
@@ -181,4 +182,64 @@ ims_status ims_op_linear(ims_backend *be, const ims_tensor *x, const ims_tensor 
         st = ims_fail(err, IMS_ERR_UNSUPPORTED, "linear: (%lld x %lld) . (%lld x %lld)^T exceeds int range",
                       (long long)m, (long long)k, (long long)n, (long long)k);
     return st ? st : be->ops->linear(be, x, w, bias, y, err);
+}
+
+/* ---- Benchmarks --------------------------------------------------------------------- */
+
+struct ims_backend_timer {
+    ims_backend *be;
+    void *impl;
+    int started, stopped;
+};
+
+ims_status ims_backend_timer_create(ims_backend *be, ims_backend_timer **out, ims_error *err)
+{
+    *out = NULL;
+    ims_backend_timer *t = calloc(1, sizeof *t);
+    if (!t)
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    t->be = be;
+    ims_status st = be->ops->timer_create(be, &t->impl, err);
+    if (st) {
+        free(t);
+        return st;
+    }
+    *out = t;
+    return IMS_OK;
+}
+
+ims_status ims_backend_timer_start(ims_backend_timer *t, ims_error *err)
+{
+    t->started = 1;
+    t->stopped = 0;
+    return t->be->ops->timer_mark(t->be, t->impl, 0, err);
+}
+
+ims_status ims_backend_timer_stop(ims_backend_timer *t, ims_error *err)
+{
+    if (!t->started)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "timer stopped before it was started");
+    t->stopped = 1;
+    return t->be->ops->timer_mark(t->be, t->impl, 1, err);
+}
+
+ims_status ims_backend_timer_elapsed_ms(ims_backend_timer *t, double *ms, ims_error *err)
+{
+    if (!t->stopped)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "timer read before it was stopped");
+    return t->be->ops->timer_elapsed_ms(t->be, t->impl, ms, err);
+}
+
+void ims_backend_timer_free(ims_backend_timer *t)
+{
+    if (!t)
+        return;
+    t->be->ops->timer_free(t->be, t->impl);
+    free(t);
+}
+
+ims_status ims_backend_measure_peaks(ims_backend *be, int quick, ims_backend_peaks *out, ims_error *err)
+{
+    memset(out, 0, sizeof *out);
+    return be->ops->measure_peaks(be, quick, out, err);
 }

@@ -35,6 +35,14 @@ typedef struct ims_backend_ops {
     /* y (M, N) = x (M, K) . w (N, K)^T + bias (N), all f32; bias may be NULL. */
     ims_status (*linear)(ims_backend *be, const ims_tensor *x, const ims_tensor *w,
                          const ims_tensor *bias, ims_tensor *y, ims_error *err);
+
+    /* --- benchmarks --- */
+    /* A stopwatch (imgsearch.h): *timer is the backend's own state. */
+    ims_status (*timer_create)(ims_backend *be, void **timer, ims_error *err);
+    ims_status (*timer_mark)(ims_backend *be, void *timer, int stop, ims_error *err);
+    ims_status (*timer_elapsed_ms)(ims_backend *be, void *timer, double *ms, ims_error *err);
+    void (*timer_free)(ims_backend *be, void *timer);
+    ims_status (*measure_peaks)(ims_backend *be, int quick, ims_backend_peaks *out, ims_error *err);
 } ims_backend_ops;
 
 struct ims_backend {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -81,6 +82,96 @@ static ims_status cpu_linear_op(ims_backend *be, const ims_tensor *x, const ims_
     return IMS_OK;
 }
 
+/* ---- Benchmarks --------------------------------------------------------------------- */
+
+static double cpu_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
+}
+
+/* The CPU runs ops synchronously: a mark is the clock when it is queued. */
+static ims_status cpu_timer_create(ims_backend *be, void **timer, ims_error *err)
+{
+    (void)be;
+    if (!(*timer = calloc(2, sizeof(double))))
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    return IMS_OK;
+}
+
+static ims_status cpu_timer_mark(ims_backend *be, void *timer, int stop, ims_error *err)
+{
+    (void)be, (void)err;
+    ((double *)timer)[stop ? 1 : 0] = cpu_clock_ms();
+    return IMS_OK;
+}
+
+static ims_status cpu_timer_elapsed_ms(ims_backend *be, void *timer, double *ms, ims_error *err)
+{
+    (void)be, (void)err;
+    *ms = ((double *)timer)[1] - ((double *)timer)[0];
+    return IMS_OK;
+}
+
+static void cpu_timer_free(ims_backend *be, void *timer)
+{
+    (void)be;
+    free(timer);
+}
+
+/* Copy bandwidth: every thread copies its slice of a buffer much larger than
+ * the caches; GEMM: OpenBLAS sgemm on square matrices. Best of a few runs. */
+static ims_status cpu_measure_peaks(ims_backend *be, int quick, ims_backend_peaks *out, ims_error *err)
+{
+    (void)be;
+    size_t bytes = (quick ? 64u : 256u) << 20;
+    int n = quick ? 1024 : 2048;
+    unsigned char *src = malloc(bytes), *dst = malloc(bytes);
+    float *a = malloc((size_t)n * n * sizeof *a), *b = malloc((size_t)n * n * sizeof *b);
+    float *c = malloc((size_t)n * n * sizeof *c);
+    ims_status st = src && dst && a && b && c ? IMS_OK : ims_fail(err, IMS_ERR_NOMEM, "out of memory for peaks");
+    if (!st) {
+        for (size_t i = 0; i < bytes; i++)
+            src[i] = (unsigned char)(i * 131 + 7);
+        memset(dst, 1, bytes); /* touch every page before timing */
+        double best = 1e30;
+        for (int rep = 0; rep < 5; rep++) {
+            double t0 = cpu_clock_ms();
+            int chunks = 64;
+#pragma omp parallel for schedule(static)
+            for (int k = 0; k < chunks; k++) {
+                size_t lo = bytes / (size_t)chunks * (size_t)k, hi = k == chunks - 1 ? bytes : lo + bytes / (size_t)chunks;
+                memcpy(dst + lo, src + lo, hi - lo);
+            }
+            double t = cpu_clock_ms() - t0;
+            best = t < best ? t : best;
+        }
+        out->copy_gb_per_s = 2.0 * (double)bytes / (best * 1e-3) / 1e9;
+        snprintf(out->copy_what, sizeof out->copy_what, "memcpy of %zu MiB, %d threads (read + write)", bytes >> 20,
+                 be->info.threads);
+        for (size_t i = 0; i < (size_t)n * n; i++) {
+            a[i] = (float)((i * 37) % 101) / 101.0f - 0.5f;
+            b[i] = (float)((i * 53) % 103) / 103.0f - 0.5f;
+        }
+        best = 1e30;
+        for (int rep = 0; rep < 3; rep++) {
+            double t0 = cpu_clock_ms();
+            cpu_linear(a, b, NULL, c, n, n, n);
+            double t = cpu_clock_ms() - t0;
+            best = t < best ? t : best;
+        }
+        out->gemm_tflop_per_s = 2.0 * n * (double)n * n / (best * 1e-3) / 1e12;
+        snprintf(out->gemm_what, sizeof out->gemm_what, "sgemm %d x %d x %d (fp32)", n, n, n);
+    }
+    free(src);
+    free(dst);
+    free(a);
+    free(b);
+    free(c);
+    return st;
+}
+
 static const ims_backend_ops cpu_ops = {
     .destroy = cpu_destroy,
     .alloc = cpu_alloc,
@@ -94,6 +185,11 @@ static const ims_backend_ops cpu_ops = {
     .convert = cpu_convert,
     .l2_normalize_rows = cpu_l2_normalize_op,
     .linear = cpu_linear_op,
+    .timer_create = cpu_timer_create,
+    .timer_mark = cpu_timer_mark,
+    .timer_elapsed_ms = cpu_timer_elapsed_ms,
+    .timer_free = cpu_timer_free,
+    .measure_peaks = cpu_measure_peaks,
 };
 
 /* The "model name" line of /proc/cpuinfo, or "unknown CPU". */

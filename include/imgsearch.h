@@ -227,6 +227,27 @@ ims_status ims_backend_create(ims_backend_kind kind, int device, ims_backend **o
 void ims_backend_free(ims_backend *be);
 const ims_backend_info *ims_backend_get_info(const ims_backend *be);
 
+/* Benchmarks. A stopwatch on the backend's stream (CUDA events on a GPU, the
+ * host clock on the CPU): start and stop are queued with the work between
+ * them; elapsed waits for the stop and gives milliseconds. */
+typedef struct ims_backend_timer ims_backend_timer;
+ims_status ims_backend_timer_create(ims_backend *be, ims_backend_timer **out, ims_error *err);
+ims_status ims_backend_timer_start(ims_backend_timer *t, ims_error *err);
+ims_status ims_backend_timer_stop(ims_backend_timer *t, ims_error *err);
+ims_status ims_backend_timer_elapsed_ms(ims_backend_timer *t, double *ms, ims_error *err);
+void ims_backend_timer_free(ims_backend_timer *t);
+
+/* What this device can do, measured now (best of several runs): the copy
+ * bandwidth within device memory (bytes read + written per second) and the
+ * rate of a large GEMM (fp16 inputs, fp32 accumulation on a GPU; fp32 sgemm on
+ * the CPU). Every benchmark result is also shown as a fraction of these. */
+typedef struct ims_backend_peaks {
+    double copy_gb_per_s;
+    double gemm_tflop_per_s;
+    char copy_what[96], gemm_what[96]; /* how each was measured */
+} ims_backend_peaks;
+ims_status ims_backend_measure_peaks(ims_backend *be, int quick, ims_backend_peaks *out, ims_error *err);
+
 /* ---- Images ------------------------------------------------------------------------ */
 
 /* The image pipeline: the image input pipeline: decode (JPEG, PNG) -> RGB8 -> the
