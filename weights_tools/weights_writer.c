@@ -11,7 +11,6 @@
 #include "../engine/error.h"
 #include "../engine/weights_format.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
