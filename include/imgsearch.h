@@ -426,6 +426,73 @@ void ims_image_loader_get_stats(ims_image_loader *ld, ims_image_loader_stats *ou
  * batches still held by the caller included. NULL is fine. */
 void ims_image_loader_free(ims_image_loader *ld);
 
+/* --- .npy files --- */
+
+/* NumPy .npy arrays (format versions 1.0, 2.0 and 3.0), C order only, in the
+ * element types the search tools use. The reader checks everything: magic,
+ * version, header length, the header dict (exactly the keys 'descr',
+ * 'fortran_order', 'shape'; nothing but padding after it), the dtype, the
+ * shape (each product checked for overflow) and that the data is exactly as
+ * long as the shape says. Every failure is IMS_ERR_FORMAT (IMS_ERR_UNSUPPORTED
+ * for a valid but unsupported file: Fortran order, big-endian, another dtype)
+ * with a one-line message naming the problem. */
+typedef enum ims_npy_dtype {
+    IMS_NPY_F32 = 0, /* '<f4' */
+    IMS_NPY_F16 = 1, /* '<f2' */
+    IMS_NPY_U8 = 2,  /* '|u1' */
+    IMS_NPY_I64 = 3, /* '<i8' */
+} ims_npy_dtype;
+
+#define IMS_NPY_MAX_DIMS 8
+
+typedef struct ims_npy {
+    ims_npy_dtype dtype;
+    int ndim;                        /* 0 (a scalar) .. IMS_NPY_MAX_DIMS */
+    int64_t shape[IMS_NPY_MAX_DIMS]; /* unused dims are 1 */
+    uint64_t count;                  /* elements: the product of the shape */
+    size_t elem_size;
+    size_t nbytes;                   /* count * elem_size */
+    const void *data;                /* aligned to elem_size; NULL when nbytes == 0 */
+    void *map_;                      /* private: the mapping, or a copy */
+    size_t map_size_;
+    int owns_copy_;
+} ims_npy;
+
+size_t ims_npy_dtype_size(ims_npy_dtype dtype);
+const char *ims_npy_dtype_descr(ims_npy_dtype dtype); /* "<f4", ... */
+
+/* Maps and validates a .npy file; close with ims_npy_close. */
+ims_status ims_npy_open(const char *path, ims_npy *out, ims_error *err);
+/* The same over a caller's buffer, which must outlive out (data points into it
+ * unless it is misaligned, in which case out holds an aligned copy). */
+ims_status ims_npy_parse(const void *buf, size_t size, ims_npy *out, ims_error *err);
+void ims_npy_close(ims_npy *npy); /* a zeroed or closed ims_npy is fine */
+
+/* Writes a .npy file (format 1.0, or 2.0 if the header needs it) crash-safely:
+ * into a temporary file beside path, synced, then renamed over path. */
+ims_status ims_npy_write(const char *path, ims_npy_dtype dtype, int ndim, const int64_t *shape,
+                         const void *data, ims_error *err);
+
+/* The same, streamed: open with the final shape, write the data in pieces (in
+ * total exactly the shape's bytes), then commit (sync + rename) or discard. */
+typedef struct ims_npy_writer ims_npy_writer;
+ims_status ims_npy_writer_open(const char *path, ims_npy_dtype dtype, int ndim, const int64_t *shape,
+                               ims_npy_writer **out, ims_error *err);
+ims_status ims_npy_writer_write(ims_npy_writer *w, const void *data, size_t nbytes, ims_error *err);
+ims_status ims_npy_writer_commit(ims_npy_writer *w, ims_error *err); /* frees w, even on failure */
+void ims_npy_writer_discard(ims_npy_writer *w);                      /* frees w; NULL is fine */
+
+/* A .npz file (what numpy.savez writes): a zip of NAME.npy members, stored
+ * uncompressed, written crash-safely as above. Members up to 4 GiB each. */
+typedef struct ims_npz_member {
+    const char *name; /* without ".npy"; letters, digits, '_' */
+    ims_npy_dtype dtype;
+    int ndim;
+    const int64_t *shape;
+    const void *data;
+} ims_npz_member;
+ims_status ims_npz_write(const char *path, const ims_npz_member *members, size_t count, ims_error *err);
+
 /* ---- File lists ------------------------------------------------------------------------ */
 
 typedef struct ims_file_entry {
