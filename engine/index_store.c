@@ -16,7 +16,6 @@
 #include "atomic_file.h"
 #include "error.h"
 #include "json_parse.h"
-#include "npy.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -165,7 +164,7 @@ static ims_status path_set_add(path_set *ps, const char *path, ims_error *err)
             return ims_fail(err, IMS_ERR_NOMEM, "out of memory (path set of %zu)", cap);
         path_set bigger = {slots, cap, 0};
         for (size_t i = 0; i < ps->cap; i++) {
-            size_t slot;
+            size_t slot = 0;
             if (ps->slots[i] && !path_set_find(&bigger, ps->slots[i], &slot)) {
                 bigger.slots[slot] = ps->slots[i];
                 bigger.count++;
@@ -174,7 +173,7 @@ static ims_status path_set_add(path_set *ps, const char *path, ims_error *err)
         free(ps->slots);
         *ps = bigger;
     }
-    size_t slot;
+    size_t slot = 0;
     if (!path_set_find(ps, path, &slot)) {
         ps->slots[slot] = path;
         ps->count++;
@@ -350,8 +349,8 @@ static ims_status read_model(const json_value *root, const char *key, ims_index_
     const json_value *v = json_object_get(root, key);
     if (!v || v->kind != JSON_OBJECT)
         return ims_fail(err, IMS_ERR_FORMAT, "'%s' is missing or not an object", key);
-    const char *name, *crc;
-    int64_t bytes;
+    const char *name = NULL, *crc = NULL;
+    int64_t bytes = 0;
     ims_status st = get_string(v, "name", &name, err);
     if (!st)
         st = get_int(v, "bytes", 0, INT64_MAX, &bytes, err);
@@ -373,8 +372,8 @@ static ims_status manifest_parse(ims_index *idx, const json_value *root, int64_t
                                  ims_error *err)
 {
     ims_index_config *c = &idx->cfg;
-    const char *format, *mode, *dtype;
-    int64_t version, chunk_rows, vdim, sdim;
+    const char *format = NULL, *mode = NULL, *dtype = NULL;
+    int64_t version = 0, chunk_rows = 0, vdim = 0, sdim = 0;
     ims_status st = get_string(root, "format", &format, err);
     if (!st && strcmp(format, INDEX_FORMAT_NAME) != 0)
         st = ims_fail(err, IMS_ERR_FORMAT, "format '%.40s': not an imgsearch index", format);
@@ -531,11 +530,11 @@ static ims_status read_rows_file(ims_index *idx, size_t chunk, size_t expect, im
     char *p = text, *end = text + len;
     size_t line = 0;
     while (!st && p < end) {
-        char *fields[3];
+        char *fields[3] = {NULL, NULL, NULL};
         int got;
         p = next_line(p, end, fields, 3, &got);
         line++;
-        uint64_t size, mtime;
+        uint64_t size = 0, mtime = 0;
         if (line > expect)
             st = ims_fail(err, IMS_ERR_FORMAT, "%s: more than the %zu rows the manifest lists", path, expect);
         else if (got != 3 || parse_u64(fields[0], &size) || parse_u64(fields[1], &mtime))
@@ -573,7 +572,7 @@ static ims_status read_failures_file(ims_index *idx, size_t chunk, size_t expect
     char *p = text, *end = text + len;
     size_t line = 0;
     while (!st && p < end) {
-        char *fields[2];
+        char *fields[2] = {NULL, NULL};
         int got;
         p = next_line(p, end, fields, 2, &got);
         line++;
@@ -784,10 +783,48 @@ static ims_status write_table(const ims_index *idx, size_t chunk, const char *su
                               size_t n, int dim, ims_error *err)
 {
     char *path = index_file_path(idx, chunk, suffix);
+    size_t count = n * (size_t)dim;
+    uint16_t *half = idx->cfg.dtype == IMS_DTYPE_F16 && count ? malloc(count * sizeof *half) : NULL;
+    if (!path || (idx->cfg.dtype == IMS_DTYPE_F16 && count && !half)) {
+        free(path);
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; half && i < count; i++)
+        half[i] = ims_f32_to_f16(rows[i]);
+    int64_t shape[2] = {(int64_t)n, dim};
+    ims_status st = half ? ims_npy_write(path, IMS_NPY_F16, 2, shape, half, err)
+                         : ims_npy_write(path, idx->cfg.dtype == IMS_DTYPE_F16 ? IMS_NPY_F16 : IMS_NPY_F32, 2, shape,
+                                         rows, err);
+    free(half);
+    free(path);
+    return st;
+}
+
+/* Reads chunk c's table into out (rows, dim) f32, checking its dtype and shape. */
+static ims_status read_table(const ims_index *idx, size_t chunk, const char *suffix, int dim, float *out,
+                             ims_error *err)
+{
+    char *path = index_file_path(idx, chunk, suffix);
     if (!path)
         return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
-    int64_t shape[2] = {(int64_t)n, dim};
-    ims_status st = ims_npy_write_f32_as(path, rows, 2, shape, idx->cfg.dtype, err);
+    ims_npy npy = {0};
+    ims_npy_dtype want = idx->cfg.dtype == IMS_DTYPE_F16 ? IMS_NPY_F16 : IMS_NPY_F32;
+    size_t rows = idx->chunks[chunk].rows;
+    ims_status st = ims_npy_open(path, &npy, err);
+    if (!st && npy.dtype != want)
+        st = ims_fail(err, IMS_ERR_FORMAT, "%s: dtype %s, the manifest says %s", path, ims_npy_dtype_descr(npy.dtype),
+                      ims_npy_dtype_descr(want));
+    else if (!st && (npy.ndim != 2 || npy.shape[0] != (int64_t)rows || npy.shape[1] != dim))
+        st = ims_fail(err, IMS_ERR_FORMAT, "%s: shape is not (%zu, %d) as the manifest says", path, rows, dim);
+    if (!st) {
+        size_t count = rows * (size_t)dim;
+        if (want == IMS_NPY_F32)
+            memcpy(out, npy.data, count * sizeof *out);
+        else
+            for (size_t i = 0; i < count; i++)
+                out[i] = ims_f16_to_f32(((const uint16_t *)npy.data)[i]);
+    }
+    ims_npy_close(&npy);
     free(path);
     return st;
 }
@@ -926,13 +963,7 @@ ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, flo
     size_t row = 0;
     ims_status st = IMS_OK;
     for (size_t c = 0; !st && c < idx->chunk_count; c++) {
-        if (idx->chunks[c].rows == 0)
-            continue; /* a chunk of failures only still has an empty table */
-        char *path = index_file_path(idx, c, suffix);
-        int64_t shape[2] = {(int64_t)idx->chunks[c].rows, d};
-        st = path ? ims_npy_read_f32(path, 2, shape, out + row * (size_t)d, err)
-                  : ims_fail(err, IMS_ERR_NOMEM, "out of memory");
-        free(path);
+        st = read_table(idx, c, suffix, d, out + row * (size_t)d, err);
         row += idx->chunks[c].rows;
     }
     if (st) {
