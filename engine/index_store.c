@@ -245,6 +245,9 @@ ims_status ims_index_model_identify(const char *path, ims_index_model *out, ims_
     out->crc32 = (uint32_t)crc;
     const char *slash = strrchr(path, '/');
     snprintf(out->name, sizeof out->name, "%s", slash ? slash + 1 : path);
+    char *full = realpath(path, NULL);
+    snprintf(out->path, sizeof out->path, "%s", full ? full : path);
+    free(full);
     return IMS_OK;
 }
 
@@ -284,6 +287,8 @@ static void write_model(FILE *f, const char *key, const ims_index_model *m)
 {
     fprintf(f, "  \"%s\": {\"name\": ", key);
     write_json_string(f, m->name);
+    fprintf(f, ", \"path\": ");
+    write_json_string(f, m->path);
     fprintf(f, ", \"bytes\": %llu, \"crc32\": \"%08x\"},\n", (unsigned long long)m->bytes, (unsigned)m->crc32);
 }
 
@@ -349,9 +354,11 @@ static ims_status read_model(const json_value *root, const char *key, ims_index_
     const json_value *v = json_object_get(root, key);
     if (!v || v->kind != JSON_OBJECT)
         return ims_fail(err, IMS_ERR_FORMAT, "'%s' is missing or not an object", key);
-    const char *name = NULL, *crc = NULL;
+    const char *name = NULL, *path = NULL, *crc = NULL;
     int64_t bytes = 0;
     ims_status st = get_string(v, "name", &name, err);
+    if (!st)
+        st = get_string(v, "path", &path, err);
     if (!st)
         st = get_int(v, "bytes", 0, INT64_MAX, &bytes, err);
     if (!st)
@@ -363,6 +370,7 @@ static ims_status read_model(const json_value *root, const char *key, ims_index_
     if (strlen(crc) != 8 || *end != '\0')
         return ims_fail(err, IMS_ERR_FORMAT, "%s: crc32 '%.16s' is not 8 hex digits", key, crc);
     snprintf(m->name, sizeof m->name, "%s", name);
+    snprintf(m->path, sizeof m->path, "%s", path);
     m->bytes = (uint64_t)bytes;
     m->crc32 = (uint32_t)value;
     return IMS_OK;
@@ -972,4 +980,59 @@ ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, flo
     }
     *rows = out;
     return IMS_OK;
+}
+
+/* ---- Class embeddings ------------------------------------------------------------------ */
+
+static char *classes_path(const ims_index *idx)
+{
+    size_t len = strlen(idx->dir) + 32;
+    char *p = malloc(len);
+    if (p)
+        snprintf(p, len, "%s/classes.npy", idx->dir);
+    return p;
+}
+
+ims_status ims_index_save_class_embeddings(ims_index *idx, const float *emb, int classes, ims_error *err)
+{
+    if (!idx->writable)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "index '%s' was opened read-only", idx->dir);
+    if (idx->cfg.semantic_dim == 0 || classes < 1)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "index '%s': class embeddings need a semantic table", idx->dir);
+    char *path = classes_path(idx);
+    if (!path)
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    int64_t shape[2] = {classes, idx->cfg.semantic_dim};
+    ims_status st = ims_npy_write(path, IMS_NPY_F32, 2, shape, emb, err);
+    free(path);
+    return st;
+}
+
+ims_status ims_index_load_class_embeddings(const ims_index *idx, float **emb, int *classes, ims_error *err)
+{
+    *emb = NULL;
+    *classes = 0;
+    char *path = classes_path(idx);
+    if (!path)
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        ims_status st = ims_fail(err, IMS_ERR_NOT_FOUND, "index '%s' holds no class embeddings", idx->dir);
+        free(path);
+        return st;
+    }
+    ims_npy npy = {0};
+    ims_status st = ims_npy_open(path, &npy, err);
+    if (!st && (npy.dtype != IMS_NPY_F32 || npy.ndim != 2 || npy.shape[1] != idx->cfg.semantic_dim ||
+                npy.shape[0] < 1 || npy.shape[0] > INDEX_MAX_DIM))
+        st = ims_fail(err, IMS_ERR_FORMAT, "%s: expected float32 of shape (classes, %d)", path, idx->cfg.semantic_dim);
+    if (!st && !(*emb = malloc(npy.nbytes)))
+        st = ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    if (!st) {
+        memcpy(*emb, npy.data, npy.nbytes);
+        *classes = (int)npy.shape[0];
+    }
+    ims_npy_close(&npy);
+    free(path);
+    return st;
 }

@@ -536,7 +536,8 @@ typedef struct ims_index ims_index;
 
 /* A model an index was built with: file name, size and CRC-32 of its bytes. */
 typedef struct ims_index_model {
-    char name[256];
+    char name[256];  /* the file's name */
+    char path[4096]; /* its absolute path when indexed (search loads it from there by default) */
     uint64_t bytes;
     uint32_t crc32;
 } ims_index_model;
@@ -588,6 +589,12 @@ ims_status ims_index_commit(ims_index *idx, ims_error *err);
 
 const ims_file_entry *ims_index_row(const ims_index *idx, size_t row);
 const ims_file_problem *ims_index_failure(const ims_index *idx, size_t i);
+
+/* The text embeddings of the image model's classes, (classes, semantic_dim)
+ * f32, kept in the index as classes.npy (ConSE needs them for image queries on
+ * the semantic table). Load: IMS_ERR_NOT_FOUND if absent; *emb is malloc'd. */
+ims_status ims_index_save_class_embeddings(ims_index *idx, const float *emb, int classes, ims_error *err);
+ims_status ims_index_load_class_embeddings(const ims_index *idx, float **emb, int *classes, ims_error *err);
 
 /* The whole table as (rows, dim) f32 in a malloc'd buffer the caller frees. */
 ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, float **rows, int *dim,

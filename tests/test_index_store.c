@@ -272,6 +272,21 @@ static void test_index(ims_dtype dtype)
     ims_index_close(idx);
     check_index(dir, 7, 2, dtype);
 
+    /* Class embeddings: absent until saved, then read back exactly. */
+    TEST_OK(ims_index_open_for_writing(dir, &cfg, &idx, &err), err);
+    float *emb = NULL;
+    int classes = 0;
+    TEST_CHECK(ims_index_load_class_embeddings(idx, &emb, &classes, &err) == IMS_ERR_NOT_FOUND, "no classes.npy yet");
+    float saved[7 * SD];
+    uint64_t rng = 99;
+    for (int i = 0; i < 7 * SD; i++)
+        saved[i] = test_rand_uniform(&rng, -1, 1);
+    TEST_OK(ims_index_save_class_embeddings(idx, saved, 7, &err), err);
+    TEST_OK(ims_index_load_class_embeddings(idx, &emb, &classes, &err), err);
+    TEST_CHECK(classes == 7 && emb && memcmp(emb, saved, sizeof saved) == 0, "class embeddings round trip");
+    free(emb);
+    ims_index_close(idx);
+
     /* A run with another model is refused, naming it. */
     ims_index_config other = cfg;
     other.image_model.crc32 = 0x11111111;
@@ -307,14 +322,14 @@ static void test_malformed(void)
         {"bad/manifest.json",
          "{\"format\": \"imgsearch-index\", \"version\": 1, \"tool_version\": \"x\", \"mode\": \"torchvision\","
          " \"dtype\": \"f32\", \"chunk_rows\": 4, \"visual_dim\": 5, \"semantic_dim\": 3,"
-         " \"image_model\": {\"name\": \"a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
-         " \"text_model\": {\"name\": \"b\", \"bytes\": 1, \"crc32\": \"xyz\"},"
+         " \"image_model\": {\"name\": \"a\", \"path\": \"/a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
+         " \"text_model\": {\"name\": \"b\", \"path\": \"/b\", \"bytes\": 1, \"crc32\": \"xyz\"},"
          " \"rows\": 2, \"failures\": 0, \"chunks\": [{\"rows\": 2, \"failures\": 0}]}",
          "crc32"},
         {"bad/manifest.json",
          "{\"format\": \"imgsearch-index\", \"version\": 1, \"tool_version\": \"x\", \"mode\": \"torchvision\","
          " \"dtype\": \"f32\", \"chunk_rows\": 4, \"visual_dim\": 5, \"semantic_dim\": 0,"
-         " \"image_model\": {\"name\": \"a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
+         " \"image_model\": {\"name\": \"a\", \"path\": \"/a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
          " \"rows\": 3, \"failures\": 0, \"chunks\": [{\"rows\": 2, \"failures\": 0}]}",
          "the chunks hold 2 rows"},
         {"bad/chunk-000000.rows.txt", "20\t1\timg/000.jpg\n", "1 rows, the manifest lists 2"},
