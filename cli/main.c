@@ -19,6 +19,8 @@ static const char usage[] =
     "                  write the exact network input of images as a NumPy array\n"
     "                  (--mode torchvision|fid, --uint8 for the cropped pixels)\n"
     "  devices         list the compute backends and GPUs this build can use\n"
+    "  tokenize --text-model M.isw\n"
+    "                  lines on stdin -> BERT WordPiece ids, one line per input line\n"
     "  version         print the versions of imgsearch and the libraries it links\n"
     "  help            print this message\n"
     "\n"
@@ -72,6 +74,9 @@ int main(int argc, char **argv)
         return cmd_preprocess(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices"))
         return cmd_devices(argc - 1, argv + 1);
+    /* --- tokenizer --- */
+    if (!strcmp(cmd, "tokenize"))
+        return cmd_tokenize(argc - 1, argv + 1);
     fprintf(stderr, "imgsearch: unknown command '%s'\n\n%s", cmd, usage);
     return CLI_EXIT_USAGE;
 }

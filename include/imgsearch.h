@@ -608,6 +608,70 @@ ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, flo
  * lower index. A non-finite logit or a zero mix is an error naming the image. */
 ims_status ims_conse_embed(const float *logits, int batch, int classes, const float *class_embeddings, int dim,
                            int top, float *out, ims_error *err);
+/* --- tokenizer --- */
+
+/* BERT WordPiece tokenization, identical to Hugging Face's tokenizers
+ * (BertNormalizer, BertPreTokenizer, WordPiece, [CLS] ... [SEP]); see
+ * engine/tokenizer.c. Thread-safe: encoding only reads the tokenizer.
+ *
+ * Text is UTF-8. Invalid UTF-8 never fails: each maximal invalid subpart
+ * becomes U+FFFD (as Python's decode(errors="replace")), which BERT cleaning
+ * then drops like any control character, so "a\xffb" encodes as "ab". The
+ * special tokens' strings ("[CLS]", ...) in the raw text are those tokens, as in
+ * tokenizers (its added tokens are matched before normalization). */
+typedef struct ims_tokenizer ims_tokenizer;
+
+typedef enum ims_token_kind {
+    IMS_TOKEN_PAD = 0,
+    IMS_TOKEN_UNK,
+    IMS_TOKEN_CLS,
+    IMS_TOKEN_SEP,
+    IMS_TOKEN_MASK,
+} ims_token_kind;
+
+#define IMS_TOKENIZER_MAX_WORD_CHARS 256 /* the most max_input_chars_per_word may be */
+
+typedef struct ims_tokenizer_options {
+    int lowercase;                /* 1 (default): uncased BERT */
+    int strip_accents;            /* -1 (default): as lowercase; 0; 1 */
+    int clean_text;               /* 1 */
+    int handle_chinese_chars;     /* 1 */
+    int max_input_chars_per_word; /* 100: a longer word is [UNK] */
+    int max_len;                  /* 512: default truncation, [CLS] and [SEP] included */
+    const char *pad_token, *unk_token, *cls_token, *sep_token; /* "[PAD]" ...: must be in the vocabulary */
+    const char *mask_token;       /* "[MASK]"; optional */
+    const char *continuing_prefix; /* "##" */
+} ims_tokenizer_options;
+
+void ims_tokenizer_options_init(ims_tokenizer_options *o);
+
+/* tokens[i] is the string of id i (as vocab.txt's line i). o may be NULL (defaults). */
+ims_status ims_tokenizer_create_from_vocab(const char *const *tokens, size_t n, const ims_tokenizer_options *o,
+                                           ims_tokenizer **out, ims_error *err);
+/* From a converted BERT model: metadata tokenizer.vocab, tokenizer.{pad,unk,cls,
+ * sep,mask}_id, tokenizer.do_lower_case and bert.max_seq_length (the default max_len). */
+ims_status ims_tokenizer_create_from_weights(const ims_weights *w, ims_tokenizer **out, ims_error *err);
+void ims_tokenizer_free(ims_tokenizer *tok); /* NULL is fine */
+
+int ims_tokenizer_max_len(const ims_tokenizer *tok);
+size_t ims_tokenizer_vocab_size(const ims_tokenizer *tok);
+int32_t ims_tokenizer_special_id(const ims_tokenizer *tok, ims_token_kind kind); /* -1 if absent */
+
+/* ids: (max_len) = [CLS] tokens... [SEP], truncated to max_len (the last token
+ * is always [SEP]); *n_ids = how many were written (>= 2). max_len <= 0 means
+ * the tokenizer's default. */
+ims_status ims_tokenizer_encode(const ims_tokenizer *tok, const char *text, size_t len, int32_t *ids, int max_len,
+                                int *n_ids, ims_error *err);
+
+/* count texts (texts[b], lens[b] bytes) -> ids (B, T) with T = *seq_len = the
+ * longest encoding, rows padded with [PAD]; lengths (B) = each row's token count.
+ * ids must hold count * max_len values (max_len <= 0: the default). */
+ims_status ims_tokenizer_encode_batch(const ims_tokenizer *tok, const char *const *texts, const size_t *lens,
+                                      size_t count, int max_len, int32_t *ids, int32_t *lengths, int *seq_len,
+                                      ims_error *err);
+
+/* The token's string (NUL-terminated, owned by tok), NULL if id is out of range. */
+const char *ims_tokenizer_decode_token(const ims_tokenizer *tok, int32_t id);
 
 /* Versions of the libraries this build links, one per line, for bug reports. */
 void ims_library_versions(char *buf, size_t size);
