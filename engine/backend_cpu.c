@@ -172,6 +172,56 @@ static ims_status cpu_measure_peaks(ims_backend *be, int quick, ims_backend_peak
     return st;
 }
 
+/* --- inception --- */
+static ims_status cpu_conv2d_op(ims_backend *be, const ims_conv2d_params *p, const ims_tensor *x,
+                                const ims_tensor *w, const ims_tensor *bias, ims_tensor *y, ims_error *err)
+{
+    (void)be;
+    cpu_conv2d_shape s = {
+        .n = (int)x->shape[0], .h = (int)x->shape[1], .w = (int)x->shape[2], .c = (int)x->shape[3],
+        .o = (int)w->shape[0], .kh = (int)w->shape[1], .kw = (int)w->shape[2],
+        .sh = p->stride_h, .sw = p->stride_w, .ph = p->pad_h, .pw = p->pad_w,
+        .oh = (int)y->shape[1], .ow = (int)y->shape[2],
+    };
+    float *col = NULL; /* (OH * OW, KH * KW * C) patches of one image */
+    if (!cpu_conv2d_is_gemm(s.kh, s.kw, s.sh, s.sw, s.ph, s.pw)) {
+        size_t n = (size_t)s.oh * s.ow * s.kh * s.kw * s.c;
+        if (!(col = malloc(n * sizeof *col)))
+            return ims_fail(err, IMS_ERR_NOMEM, "conv2d: cannot allocate a %zu-byte im2col workspace",
+                            n * sizeof *col);
+    }
+    cpu_conv2d_nhwc(&s, x->data, w->data, bias ? bias->data : NULL, p->relu, y->data, (int)y->shape[3],
+                    p->y_channel_offset, col);
+    free(col);
+    return IMS_OK;
+}
+
+static ims_status cpu_pool2d_op(ims_backend *be, const ims_pool2d_params *p, const ims_tensor *x, ims_tensor *y,
+                                ims_error *err)
+{
+    (void)be, (void)err;
+    cpu_pool2d_nhwc(x->data, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2], (int)x->shape[3],
+                    p->kind == IMS_POOL_MAX, p->k, p->stride, p->pad, p->count_include_pad, y->data,
+                    (int)y->shape[1], (int)y->shape[2], (int)y->shape[3], p->y_channel_offset);
+    return IMS_OK;
+}
+
+static ims_status cpu_global_avg_pool_op(ims_backend *be, const ims_tensor *x, ims_tensor *y, ims_error *err)
+{
+    (void)be, (void)err;
+    cpu_global_avg_pool_nhwc(x->data, (int)x->shape[0], (int)(x->shape[1] * x->shape[2]), (int)x->shape[3],
+                             y->data);
+    return IMS_OK;
+}
+
+static ims_status cpu_input_u8_op(ims_backend *be, const ims_tensor *x, const float scale[3], const float shift[3],
+                                  ims_tensor *y, ims_error *err)
+{
+    (void)be, (void)err;
+    cpu_input_u8(x->data, (size_t)(x->shape[0] * x->shape[1] * x->shape[2]), scale, shift, y->data);
+    return IMS_OK;
+}
+
 static const ims_backend_ops cpu_ops = {
     .destroy = cpu_destroy,
     .alloc = cpu_alloc,
@@ -190,6 +240,11 @@ static const ims_backend_ops cpu_ops = {
     .timer_elapsed_ms = cpu_timer_elapsed_ms,
     .timer_free = cpu_timer_free,
     .measure_peaks = cpu_measure_peaks,
+    /* --- inception --- */
+    .conv2d = cpu_conv2d_op,
+    .pool2d = cpu_pool2d_op,
+    .global_avg_pool = cpu_global_avg_pool_op,
+    .input_u8 = cpu_input_u8_op,
 };
 
 /* The "model name" line of /proc/cpuinfo, or "unknown CPU". */

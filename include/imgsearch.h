@@ -676,6 +676,57 @@ const char *ims_tokenizer_decode_token(const ims_tokenizer *tok, int32_t id);
 /* Versions of the libraries this build links, one per line, for bug reports. */
 void ims_library_versions(char *buf, size_t size);
 
+/* --- image encoder --- */
+
+/* Inception-v3 (torchvision, or pytorch-fid's FID Inception) on a backend:
+ * engine/inception_v3.c. The variant, widths and preprocessing come from the
+ * weight file's metadata (docs/FORMAT.md); weights are uploaded once, at
+ * creation. Not thread-safe: one encoder per thread. */
+
+typedef enum ims_precision {
+    IMS_PRECISION_FP32 = 0, /* fp32 math (CUDA: no TF32) */
+    IMS_PRECISION_TF32,     /* CUDA: tensor cores with TF32 inputs, fp32 data */
+    IMS_PRECISION_FP16,     /* CUDA: fp16 activations and weights, fp32 accumulation */
+} ims_precision;
+
+const char *ims_precision_name(ims_precision p); /* "fp32", "tf32", "fp16" */
+ims_status ims_precision_parse(const char *text, ims_precision *out, ims_error *err);
+
+typedef struct ims_image_encoder ims_image_encoder;
+
+/* The CPU backend supports IMS_PRECISION_FP32 only. w must outlive nothing:
+ * the encoder copies what it needs. */
+ims_status ims_image_encoder_create(ims_backend *be, const ims_weights *w, ims_precision p,
+                                    ims_image_encoder **out, ims_error *err);
+void ims_image_encoder_free(ims_image_encoder *enc);
+
+/* images: (batch, 299, 299, 3) uint8 host memory, the loader's U8 output (or
+ * any RGB bytes); normalized inside with the file's preprocess.mean/std.
+ * features (batch, feature_dim) and logits (batch, num_classes): host, either
+ * may be NULL. */
+ims_status ims_image_encoder_forward(ims_image_encoder *enc, const uint8_t *images, int batch, float *features,
+                                     float *logits, ims_error *err);
+/* The same from float input already normalized: (batch, 299, 299, 3), NHWC
+ * (the loader's F32 output with layout NHWC; fid mode gives only this). */
+ims_status ims_image_encoder_forward_f32(ims_image_encoder *enc, const float *images, int batch, float *features,
+                                         float *logits, ims_error *err);
+
+/* Blocks for debugging: 0 = the stem (after its last max pool), 1..11 =
+ * Mixed_5b .. Mixed_7c. block_shape: (H, W, C) of one image's output. */
+#define IMS_IMAGE_ENCODER_BLOCKS 12
+const char *ims_image_encoder_block_name(int block); /* "stem", "Mixed_5b", ...; NULL if out of range */
+ims_status ims_image_encoder_block_shape(const ims_image_encoder *enc, int block, int64_t shape[3], ims_error *err);
+/* Runs the network on uint8 images up to `block` and copies its output
+ * (batch, H, W, C) f32 into out (count floats, at least batch * H * W * C). */
+ims_status ims_image_encoder_forward_block(ims_image_encoder *enc, const uint8_t *images, int batch, int block,
+                                           float *out, size_t count, ims_error *err);
+
+int ims_image_encoder_num_classes(const ims_image_encoder *enc);
+int ims_image_encoder_feature_dim(const ims_image_encoder *enc);
+ims_preprocess_mode ims_image_encoder_mode(const ims_image_encoder *enc);
+/* Class i's label from the file ({NULL, 0} if it has none or i is out of range). */
+ims_str ims_image_encoder_label(const ims_image_encoder *enc, int i);
+
 #ifdef __cplusplus
 }
 #endif
