@@ -18,6 +18,8 @@ static const char usage[] =
     "  preprocess IMAGE... -o OUT.npy\n"
     "                  write the exact network input of images as a NumPy array\n"
     "                  (--mode torchvision|fid, --uint8 for the cropped pixels)\n"
+    "  bench           measure imgsearch's workloads against this device's ceilings\n"
+    "                  (--quick for a short run, --json for machines)\n"
     "  devices         list the compute backends and GPUs this build can use\n"
     "  tokenize --text-model M.isw\n"
     "                  lines on stdin -> BERT WordPiece ids, one line per input line\n"
@@ -72,6 +74,8 @@ int main(int argc, char **argv)
         return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "preprocess"))
         return cmd_preprocess(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench"))
+        return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices"))
         return cmd_devices(argc - 1, argv + 1);
     /* --- tokenizer --- */

@@ -196,6 +196,14 @@ typedef struct ims_convert_report {
 ims_status ims_convert(const char *input, const char *output, const ims_convert_options *o, ims_convert_report *report,
                        ims_error *err);
 
+/* A weight file of the architecture's full size with synthetic weights (a
+ * documented generator, weights_tools/synthetic.c), for machines without the
+ * published checkpoint, benchmarks and tests. The file has metadata
+ * "synthetic" = 1, and tools that load it warn that results are not
+ * meaningful. Only IMS_CONVERT_ARCH_INCEPTION_V3. */
+ims_status ims_convert_synthetic(ims_convert_arch arch, const char *output, const ims_convert_options *o,
+                                 ims_convert_report *report, ims_error *err);
+
 /* ---- Compute backends ------------------------------------------------------- */
 
 typedef struct ims_backend ims_backend;
@@ -226,6 +234,16 @@ ims_status ims_cuda_device_count(int *count, ims_error *err);
 ims_status ims_backend_create(ims_backend_kind kind, int device, ims_backend **out, ims_error *err);
 void ims_backend_free(ims_backend *be);
 const ims_backend_info *ims_backend_get_info(const ims_backend *be);
+
+/* The arithmetic of a model on a backend (the CPU computes in fp32 only). */
+typedef enum ims_precision {
+    IMS_PRECISION_FP32 = 0, /* fp32 math (CUDA: no TF32) */
+    IMS_PRECISION_TF32,     /* CUDA: tensor cores with TF32 inputs, fp32 data */
+    IMS_PRECISION_FP16,     /* CUDA: fp16 activations and weights, fp32 accumulation */
+} ims_precision;
+
+const char *ims_precision_name(ims_precision p); /* "fp32", "tf32", "fp16" */
+ims_status ims_precision_parse(const char *text, ims_precision *out, ims_error *err);
 
 /* Benchmarks. A stopwatch on the backend's stream (CUDA events on a GPU, the
  * host clock on the CPU): start and stop are queued with the work between
@@ -426,6 +444,139 @@ void ims_image_loader_get_stats(ims_image_loader *ld, ims_image_loader_stats *ou
  * batches still held by the caller included. NULL is fine. */
 void ims_image_loader_free(ims_image_loader *ld);
 
+/* --- image encoder --- */
+
+/* Inception-v3 (torchvision, or pytorch-fid's FID Inception) on a backend:
+ * engine/inception_v3.c. The variant, widths and preprocessing come from the
+ * weight file's metadata (docs/FORMAT.md); weights are uploaded once, at
+ * creation. Not thread-safe: one encoder per thread. */
+
+
+typedef struct ims_image_encoder ims_image_encoder;
+
+/* The CPU backend supports IMS_PRECISION_FP32 only. w must outlive nothing:
+ * the encoder copies what it needs. */
+ims_status ims_image_encoder_create(ims_backend *be, const ims_weights *w, ims_precision p,
+                                    ims_image_encoder **out, ims_error *err);
+void ims_image_encoder_free(ims_image_encoder *enc);
+
+/* images: (batch, 299, 299, 3) uint8 host memory, the loader's U8 output (or
+ * any RGB bytes); normalized inside with the file's preprocess.mean/std.
+ * features (batch, feature_dim) and logits (batch, num_classes): host, either
+ * may be NULL. */
+ims_status ims_image_encoder_forward(ims_image_encoder *enc, const uint8_t *images, int batch, float *features,
+                                     float *logits, ims_error *err);
+/* The same from float input already normalized: (batch, 299, 299, 3), NHWC
+ * (the loader's F32 output with layout NHWC; fid mode gives only this). */
+ims_status ims_image_encoder_forward_f32(ims_image_encoder *enc, const float *images, int batch, float *features,
+                                         float *logits, ims_error *err);
+
+/* Blocks for debugging: 0 = the stem (after its last max pool), 1..11 =
+ * Mixed_5b .. Mixed_7c. block_shape: (H, W, C) of one image's output. */
+#define IMS_IMAGE_ENCODER_BLOCKS 12
+const char *ims_image_encoder_block_name(int block); /* "stem", "Mixed_5b", ...; NULL if out of range */
+ims_status ims_image_encoder_block_shape(const ims_image_encoder *enc, int block, int64_t shape[3], ims_error *err);
+/* Runs the network on uint8 images up to `block` and copies its output
+ * (batch, H, W, C) f32 into out (count floats, at least batch * H * W * C). */
+ims_status ims_image_encoder_forward_block(ims_image_encoder *enc, const uint8_t *images, int batch, int block,
+                                           float *out, size_t count, ims_error *err);
+
+int ims_image_encoder_num_classes(const ims_image_encoder *enc);
+int ims_image_encoder_feature_dim(const ims_image_encoder *enc);
+ims_preprocess_mode ims_image_encoder_mode(const ims_image_encoder *enc);
+/* Class i's label from the file ({NULL, 0} if it has none or i is out of range). */
+ims_str ims_image_encoder_label(const ims_image_encoder *enc, int i);
+
+/* --- tokenizer --- */
+
+/* BERT WordPiece tokenization, identical to Hugging Face's tokenizers
+ * (BertNormalizer, BertPreTokenizer, WordPiece, [CLS] ... [SEP]); see
+ * engine/tokenizer.c. Thread-safe: encoding only reads the tokenizer.
+ *
+ * Text is UTF-8. Invalid UTF-8 never fails: each maximal invalid subpart
+ * becomes U+FFFD (as Python's decode(errors="replace")), which BERT cleaning
+ * then drops like any control character, so "a\xffb" encodes as "ab". The
+ * special tokens' strings ("[CLS]", ...) in the raw text are those tokens, as in
+ * tokenizers (its added tokens are matched before normalization). */
+typedef struct ims_tokenizer ims_tokenizer;
+
+typedef enum ims_token_kind {
+    IMS_TOKEN_PAD = 0,
+    IMS_TOKEN_UNK,
+    IMS_TOKEN_CLS,
+    IMS_TOKEN_SEP,
+    IMS_TOKEN_MASK,
+} ims_token_kind;
+
+#define IMS_TOKENIZER_MAX_WORD_CHARS 256 /* the most max_input_chars_per_word may be */
+
+typedef struct ims_tokenizer_options {
+    int lowercase;                /* 1 (default): uncased BERT */
+    int strip_accents;            /* -1 (default): as lowercase; 0; 1 */
+    int clean_text;               /* 1 */
+    int handle_chinese_chars;     /* 1 */
+    int max_input_chars_per_word; /* 100: a longer word is [UNK] */
+    int max_len;                  /* 512: default truncation, [CLS] and [SEP] included */
+    const char *pad_token, *unk_token, *cls_token, *sep_token; /* "[PAD]" ...: must be in the vocabulary */
+    const char *mask_token;       /* "[MASK]"; optional */
+    const char *continuing_prefix; /* "##" */
+} ims_tokenizer_options;
+
+void ims_tokenizer_options_init(ims_tokenizer_options *o);
+
+/* tokens[i] is the string of id i (as vocab.txt's line i). o may be NULL (defaults). */
+ims_status ims_tokenizer_create_from_vocab(const char *const *tokens, size_t n, const ims_tokenizer_options *o,
+                                           ims_tokenizer **out, ims_error *err);
+/* From a converted BERT model: metadata tokenizer.vocab, tokenizer.{pad,unk,cls,
+ * sep,mask}_id, tokenizer.do_lower_case and bert.max_seq_length (the default max_len). */
+ims_status ims_tokenizer_create_from_weights(const ims_weights *w, ims_tokenizer **out, ims_error *err);
+void ims_tokenizer_free(ims_tokenizer *tok); /* NULL is fine */
+
+int ims_tokenizer_max_len(const ims_tokenizer *tok);
+size_t ims_tokenizer_vocab_size(const ims_tokenizer *tok);
+int32_t ims_tokenizer_special_id(const ims_tokenizer *tok, ims_token_kind kind); /* -1 if absent */
+
+/* ids: (max_len) = [CLS] tokens... [SEP], truncated to max_len (the last token
+ * is always [SEP]); *n_ids = how many were written (>= 2). max_len <= 0 means
+ * the tokenizer's default. */
+ims_status ims_tokenizer_encode(const ims_tokenizer *tok, const char *text, size_t len, int32_t *ids, int max_len,
+                                int *n_ids, ims_error *err);
+
+/* count texts (texts[b], lens[b] bytes) -> ids (B, T) with T = *seq_len = the
+ * longest encoding, rows padded with [PAD]; lengths (B) = each row's token count.
+ * ids must hold count * max_len values (max_len <= 0: the default). */
+ims_status ims_tokenizer_encode_batch(const ims_tokenizer *tok, const char *const *texts, const size_t *lens,
+                                      size_t count, int max_len, int32_t *ids, int32_t *lengths, int *seq_len,
+                                      ims_error *err);
+
+/* The token's string (NUL-terminated, owned by tok), NULL if id is out of range. */
+const char *ims_tokenizer_decode_token(const ims_tokenizer *tok, int32_t id);
+
+/* ---- Text embeddings --------------------------------------------------------------------- */
+
+/* text_embed.c: texts -> sentence embeddings, the tokenizer and the text
+ * encoder of one BERT weight file behind one call. Texts are grouped by token
+ * count into batches (little padding); the result for a text does not depend
+ * on the other texts. */
+typedef struct ims_text_embedder ims_text_embedder;
+
+ims_status ims_text_embedder_create(ims_backend *be, const ims_weights *w, ims_precision precision,
+                                    ims_text_embedder **out, ims_error *err);
+void ims_text_embedder_free(ims_text_embedder *e); /* NULL is fine */
+int ims_text_embedder_dim(const ims_text_embedder *e);
+const ims_tokenizer *ims_text_embedder_tokenizer(const ims_text_embedder *e);
+/* texts: n NUL-terminated UTF-8 strings; out (n, dim) f32. */
+ims_status ims_text_embed(const ims_text_embedder *e, const char *const *texts, size_t n, float *out, ims_error *err);
+
+/* ---- ConSE ------------------------------------------------------------------------------ */
+
+/* conse.c: out (batch, dim) = L2-normalize(sum over the `top` most probable
+ * classes c of softmax(logits)[c] * class_embeddings[c]); logits (batch,
+ * classes), class_embeddings (classes, dim). Ties between classes go to the
+ * lower index. A non-finite logit or a zero mix is an error naming the image. */
+ims_status ims_conse_embed(const float *logits, int batch, int classes, const float *class_embeddings, int dim,
+                           int top, float *out, ims_error *err);
+
 /* --- .npy files --- */
 
 /* NumPy .npy arrays (format versions 1.0, 2.0 and 3.0), C order only, in the
@@ -600,132 +751,8 @@ ims_status ims_index_load_class_embeddings(const ims_index *idx, float **emb, in
 ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, float **rows, int *dim,
                                 ims_error *err);
 
-/* ---- ConSE ------------------------------------------------------------------------------ */
-
-/* conse.c: out (batch, dim) = L2-normalize(sum over the `top` most probable
- * classes c of softmax(logits)[c] * class_embeddings[c]); logits (batch,
- * classes), class_embeddings (classes, dim). Ties between classes go to the
- * lower index. A non-finite logit or a zero mix is an error naming the image. */
-ims_status ims_conse_embed(const float *logits, int batch, int classes, const float *class_embeddings, int dim,
-                           int top, float *out, ims_error *err);
-/* --- tokenizer --- */
-
-/* BERT WordPiece tokenization, identical to Hugging Face's tokenizers
- * (BertNormalizer, BertPreTokenizer, WordPiece, [CLS] ... [SEP]); see
- * engine/tokenizer.c. Thread-safe: encoding only reads the tokenizer.
- *
- * Text is UTF-8. Invalid UTF-8 never fails: each maximal invalid subpart
- * becomes U+FFFD (as Python's decode(errors="replace")), which BERT cleaning
- * then drops like any control character, so "a\xffb" encodes as "ab". The
- * special tokens' strings ("[CLS]", ...) in the raw text are those tokens, as in
- * tokenizers (its added tokens are matched before normalization). */
-typedef struct ims_tokenizer ims_tokenizer;
-
-typedef enum ims_token_kind {
-    IMS_TOKEN_PAD = 0,
-    IMS_TOKEN_UNK,
-    IMS_TOKEN_CLS,
-    IMS_TOKEN_SEP,
-    IMS_TOKEN_MASK,
-} ims_token_kind;
-
-#define IMS_TOKENIZER_MAX_WORD_CHARS 256 /* the most max_input_chars_per_word may be */
-
-typedef struct ims_tokenizer_options {
-    int lowercase;                /* 1 (default): uncased BERT */
-    int strip_accents;            /* -1 (default): as lowercase; 0; 1 */
-    int clean_text;               /* 1 */
-    int handle_chinese_chars;     /* 1 */
-    int max_input_chars_per_word; /* 100: a longer word is [UNK] */
-    int max_len;                  /* 512: default truncation, [CLS] and [SEP] included */
-    const char *pad_token, *unk_token, *cls_token, *sep_token; /* "[PAD]" ...: must be in the vocabulary */
-    const char *mask_token;       /* "[MASK]"; optional */
-    const char *continuing_prefix; /* "##" */
-} ims_tokenizer_options;
-
-void ims_tokenizer_options_init(ims_tokenizer_options *o);
-
-/* tokens[i] is the string of id i (as vocab.txt's line i). o may be NULL (defaults). */
-ims_status ims_tokenizer_create_from_vocab(const char *const *tokens, size_t n, const ims_tokenizer_options *o,
-                                           ims_tokenizer **out, ims_error *err);
-/* From a converted BERT model: metadata tokenizer.vocab, tokenizer.{pad,unk,cls,
- * sep,mask}_id, tokenizer.do_lower_case and bert.max_seq_length (the default max_len). */
-ims_status ims_tokenizer_create_from_weights(const ims_weights *w, ims_tokenizer **out, ims_error *err);
-void ims_tokenizer_free(ims_tokenizer *tok); /* NULL is fine */
-
-int ims_tokenizer_max_len(const ims_tokenizer *tok);
-size_t ims_tokenizer_vocab_size(const ims_tokenizer *tok);
-int32_t ims_tokenizer_special_id(const ims_tokenizer *tok, ims_token_kind kind); /* -1 if absent */
-
-/* ids: (max_len) = [CLS] tokens... [SEP], truncated to max_len (the last token
- * is always [SEP]); *n_ids = how many were written (>= 2). max_len <= 0 means
- * the tokenizer's default. */
-ims_status ims_tokenizer_encode(const ims_tokenizer *tok, const char *text, size_t len, int32_t *ids, int max_len,
-                                int *n_ids, ims_error *err);
-
-/* count texts (texts[b], lens[b] bytes) -> ids (B, T) with T = *seq_len = the
- * longest encoding, rows padded with [PAD]; lengths (B) = each row's token count.
- * ids must hold count * max_len values (max_len <= 0: the default). */
-ims_status ims_tokenizer_encode_batch(const ims_tokenizer *tok, const char *const *texts, const size_t *lens,
-                                      size_t count, int max_len, int32_t *ids, int32_t *lengths, int *seq_len,
-                                      ims_error *err);
-
-/* The token's string (NUL-terminated, owned by tok), NULL if id is out of range. */
-const char *ims_tokenizer_decode_token(const ims_tokenizer *tok, int32_t id);
-
 /* Versions of the libraries this build links, one per line, for bug reports. */
 void ims_library_versions(char *buf, size_t size);
-
-/* --- image encoder --- */
-
-/* Inception-v3 (torchvision, or pytorch-fid's FID Inception) on a backend:
- * engine/inception_v3.c. The variant, widths and preprocessing come from the
- * weight file's metadata (docs/FORMAT.md); weights are uploaded once, at
- * creation. Not thread-safe: one encoder per thread. */
-
-typedef enum ims_precision {
-    IMS_PRECISION_FP32 = 0, /* fp32 math (CUDA: no TF32) */
-    IMS_PRECISION_TF32,     /* CUDA: tensor cores with TF32 inputs, fp32 data */
-    IMS_PRECISION_FP16,     /* CUDA: fp16 activations and weights, fp32 accumulation */
-} ims_precision;
-
-const char *ims_precision_name(ims_precision p); /* "fp32", "tf32", "fp16" */
-ims_status ims_precision_parse(const char *text, ims_precision *out, ims_error *err);
-
-typedef struct ims_image_encoder ims_image_encoder;
-
-/* The CPU backend supports IMS_PRECISION_FP32 only. w must outlive nothing:
- * the encoder copies what it needs. */
-ims_status ims_image_encoder_create(ims_backend *be, const ims_weights *w, ims_precision p,
-                                    ims_image_encoder **out, ims_error *err);
-void ims_image_encoder_free(ims_image_encoder *enc);
-
-/* images: (batch, 299, 299, 3) uint8 host memory, the loader's U8 output (or
- * any RGB bytes); normalized inside with the file's preprocess.mean/std.
- * features (batch, feature_dim) and logits (batch, num_classes): host, either
- * may be NULL. */
-ims_status ims_image_encoder_forward(ims_image_encoder *enc, const uint8_t *images, int batch, float *features,
-                                     float *logits, ims_error *err);
-/* The same from float input already normalized: (batch, 299, 299, 3), NHWC
- * (the loader's F32 output with layout NHWC; fid mode gives only this). */
-ims_status ims_image_encoder_forward_f32(ims_image_encoder *enc, const float *images, int batch, float *features,
-                                         float *logits, ims_error *err);
-
-/* Blocks for debugging: 0 = the stem (after its last max pool), 1..11 =
- * Mixed_5b .. Mixed_7c. block_shape: (H, W, C) of one image's output. */
-#define IMS_IMAGE_ENCODER_BLOCKS 12
-const char *ims_image_encoder_block_name(int block); /* "stem", "Mixed_5b", ...; NULL if out of range */
-ims_status ims_image_encoder_block_shape(const ims_image_encoder *enc, int block, int64_t shape[3], ims_error *err);
-/* Runs the network on uint8 images up to `block` and copies its output
- * (batch, H, W, C) f32 into out (count floats, at least batch * H * W * C). */
-ims_status ims_image_encoder_forward_block(ims_image_encoder *enc, const uint8_t *images, int batch, int block,
-                                           float *out, size_t count, ims_error *err);
-
-int ims_image_encoder_num_classes(const ims_image_encoder *enc);
-int ims_image_encoder_feature_dim(const ims_image_encoder *enc);
-ims_preprocess_mode ims_image_encoder_mode(const ims_image_encoder *enc);
-/* Class i's label from the file ({NULL, 0} if it has none or i is out of range). */
-ims_str ims_image_encoder_label(const ims_image_encoder *enc, int i);
 
 #ifdef __cplusplus
 }
