@@ -21,4 +21,14 @@ void cpu_l2_normalize_rows(const float *x, float *y_f32, uint16_t *y_f16, float 
 /* y (m, n) = x (m, k) . w (n, k)^T + bias (n); bias may be NULL. OpenBLAS sgemm. */
 void cpu_linear(const float *x, const float *w, const float *bias, float *y, int m, int n, int k);
 
+/* --- top-k search --- */
+/* table (n, d): f32 (table_f32) or f16 (table_f16, the other NULL); queries (b, d);
+ * ids, scores (b, kk), kk = min(k, n): each query's kk highest dot products
+ * (fp32 sgemm), descending, equal scores by lower row index; a NaN score counts
+ * as -inf. Blocked over rows; f16 blocks are converted to f32 first.
+ * Returns 0, or -1 if its scratch memory (about (b * (k + 1M / b) + 16K * d) * 4
+ * bytes) cannot be allocated. */
+int cpu_knn_select(const float *table_f32, const uint16_t *table_f16, int64_t n, int d, const float *queries,
+                   int b, int k, int32_t *ids, float *scores);
+
 #endif /* IMS_OPS_CPU_H */
