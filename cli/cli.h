@@ -21,6 +21,7 @@ int cmd_info(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);
+int cmd_knn(int argc, char **argv); /* --- top-k search --- */
 
 /* "imgsearch: <msg>" on stderr; returns CLI_EXIT_FAILURE. */
 int cli_error(const ims_error *err);

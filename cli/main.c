@@ -19,6 +19,8 @@ static const char usage[] =
     "                  write the exact network input of images as a NumPy array\n"
     "                  (--mode torchvision|fid, --uint8 for the cropped pixels)\n"
     "  devices         list the compute backends and GPUs this build can use\n"
+    "  knn TABLE.npy QUERIES.npy -k K\n"
+    "                  exact top-k cosine search of an embedding table (.npz or JSON out)\n"
     "  version         print the versions of imgsearch and the libraries it links\n"
     "  help            print this message\n"
     "\n"
@@ -72,6 +74,8 @@ int main(int argc, char **argv)
         return cmd_preprocess(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices"))
         return cmd_devices(argc - 1, argv + 1);
+    if (!strcmp(cmd, "knn")) /* --- top-k search --- */
+        return cmd_knn(argc - 1, argv + 1);
     fprintf(stderr, "imgsearch: unknown command '%s'\n\n%s", cmd, usage);
     return CLI_EXIT_USAGE;
 }
