@@ -23,6 +23,8 @@ static const char usage[] =
     "  devices         list the compute backends and GPUs this build can use\n"
     "  tokenize --text-model M.isw\n"
     "                  lines on stdin -> BERT WordPiece ids, one line per input line\n"
+    "  knn TABLE.npy QUERIES.npy -k K\n"
+    "                  exact top-k cosine search of an embedding table (.npz or JSON out)\n"
     "  version         print the versions of imgsearch and the libraries it links\n"
     "  help            print this message\n"
     "\n"
@@ -81,6 +83,8 @@ int main(int argc, char **argv)
     /* --- tokenizer --- */
     if (!strcmp(cmd, "tokenize"))
         return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "knn")) /* --- top-k search --- */
+        return cmd_knn(argc - 1, argv + 1);
     fprintf(stderr, "imgsearch: unknown command '%s'\n\n%s", cmd, usage);
     return CLI_EXIT_USAGE;
 }

@@ -372,3 +372,36 @@ ims_status ims_op_input_u8(ims_backend *be, const ims_tensor *x, const float sca
                                err);
     return st ? st : be->ops->input_u8(be, x, scale, shift, y, err);
 }
+
+/* --- top-k search --- */
+ims_status ims_op_knn_select(ims_backend *be, const ims_tensor *table, const ims_tensor *queries, int k, int path,
+                             ims_tensor *ids, ims_tensor *scores, ims_error *err)
+{
+    ims_status st = check_placement(be, table, "knn table", err);
+    if (!st)
+        st = check_placement(be, queries, "knn queries", err);
+    if (!st)
+        st = check_placement(be, ids, "knn ids", err);
+    if (!st)
+        st = check_placement(be, scores, "knn scores", err);
+    if (st)
+        return st;
+    if (table->dtype != IMS_DTYPE_F32 && table->dtype != IMS_DTYPE_F16)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "knn table: dtype %s (f32 or f16)", ims_dtype_name(table->dtype));
+    if ((st = ims_tensor_expect(table, "knn table", table->dtype, 2, (int64_t[]){-1, -1}, err)))
+        return st;
+    int64_t n = table->shape[0], d = table->shape[1];
+    if ((st = ims_tensor_expect(queries, "knn queries", IMS_DTYPE_F32, 2, (int64_t[]){-1, d}, err)))
+        return st;
+    int64_t b = queries->shape[0];
+    if (k < 1 || k > IMS_KNN_MAX_K)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "knn: k = %d is out of range 1..%d", k, IMS_KNN_MAX_K);
+    int64_t kk = k < n ? k : n;
+    if ((st = ims_tensor_expect(ids, "knn ids", IMS_DTYPE_I32, 2, (int64_t[]){b, kk}, err)) ||
+        (st = ims_tensor_expect(scores, "knn scores", IMS_DTYPE_F32, 2, (int64_t[]){b, kk}, err)))
+        return st;
+    if (n > INT32_MAX || d > INT32_MAX || b > INT32_MAX)
+        return ims_fail(err, IMS_ERR_UNSUPPORTED, "knn: table (%lld, %lld) or %lld queries exceed int range",
+                        (long long)n, (long long)d, (long long)b);
+    return be->ops->knn_select(be, table, queries, k, path, ids, scores, err);
+}

@@ -77,6 +77,14 @@ typedef struct ims_backend_ops {
     /* y (N, H, W, 3) f32 or f16 = x (N, H, W, 3) u8 * scale[c] + shift[c]. */
     ims_status (*input_u8)(ims_backend *be, const ims_tensor *x, const float scale[3], const float shift[3],
                            ims_tensor *y, ims_error *err);
+    /* --- top-k search --- */
+    /* Exact top-k by inner product ("scores + select"). table (N, D) f32 or f16;
+     * queries (B, D) f32; ids (B, kk) i32 row indices and scores (B, kk) f32 with
+     * kk = min(k, N): each query's kk highest q . row (fp32 accumulation),
+     * descending, equal scores by lower row index. path: an ims_knn_path, to
+     * force a kernel (backends without that path use their own). */
+    ims_status (*knn_select)(ims_backend *be, const ims_tensor *table, const ims_tensor *queries, int k,
+                             int path, ims_tensor *ids, ims_tensor *scores, ims_error *err);
 } ims_backend_ops;
 
 struct ims_backend {
@@ -123,6 +131,9 @@ ims_status ims_op_l2_normalize_rows(ims_backend *be, const ims_tensor *x, ims_te
                                     ims_tensor *norms, ims_error *err);
 ims_status ims_op_linear(ims_backend *be, const ims_tensor *x, const ims_tensor *w,
                          const ims_tensor *bias, ims_tensor *y, ims_error *err);
+/* --- top-k search --- */
+ims_status ims_op_knn_select(ims_backend *be, const ims_tensor *table, const ims_tensor *queries, int k, int path,
+                             ims_tensor *ids, ims_tensor *scores, ims_error *err);
 
 /* --- inception --- */
 /* Output size of a convolution or pool along one axis: (in + 2 pad - k) / stride + 1, or 0 if none. */

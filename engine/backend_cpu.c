@@ -222,6 +222,19 @@ static ims_status cpu_input_u8_op(ims_backend *be, const ims_tensor *x, const fl
     return IMS_OK;
 }
 
+/* --- top-k search --- */
+static ims_status cpu_knn_select_op(ims_backend *be, const ims_tensor *table, const ims_tensor *queries, int k,
+                                    int path, ims_tensor *ids, ims_tensor *scores, ims_error *err)
+{
+    (void)be, (void)path; /* one CPU path */
+    int f16 = table->dtype == IMS_DTYPE_F16;
+    if (cpu_knn_select(f16 ? NULL : table->data, f16 ? table->data : NULL, table->shape[0], (int)table->shape[1],
+                       queries->data, (int)queries->shape[0], k, ids->data, scores->data) != 0)
+        return ims_fail(err, IMS_ERR_NOMEM, "knn: cannot allocate scratch memory for %lld queries, k = %d",
+                        (long long)queries->shape[0], k);
+    return IMS_OK;
+}
+
 static const ims_backend_ops cpu_ops = {
     .destroy = cpu_destroy,
     .alloc = cpu_alloc,
@@ -245,6 +258,8 @@ static const ims_backend_ops cpu_ops = {
     .pool2d = cpu_pool2d_op,
     .global_avg_pool = cpu_global_avg_pool_op,
     .input_u8 = cpu_input_u8_op,
+    /* --- top-k search --- */
+    .knn_select = cpu_knn_select_op,
 };
 
 /* The "model name" line of /proc/cpuinfo, or "unknown CPU". */

@@ -750,6 +750,65 @@ ims_status ims_index_load_class_embeddings(const ims_index *idx, float **emb, in
 /* The whole table as (rows, dim) f32 in a malloc'd buffer the caller frees. */
 ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, float **rows, int *dim,
                                 ims_error *err);
+/* --- k-NN search --- */
+
+/* Exact k-nearest-neighbour search over a table of N rows of dimension D on a
+ * backend: for each query the k rows with the highest cosine similarity (or
+ * inner product), ties ordered by lower row index, the same answer on every
+ * run. Rows and queries are L2-normalized in fp32 when they enter (cosine);
+ * a zero, NaN or Inf row is rejected with an error naming its index. Rows are
+ * stored as f16 or f32; scores accumulate in fp32. */
+#define IMS_KNN_MAX_K 16384
+
+typedef enum ims_knn_metric {
+    IMS_KNN_METRIC_COSINE = 0, /* rows and queries normalized: score = cosine */
+    IMS_KNN_METRIC_IP = 1,     /* raw inner product (no normalization) */
+} ims_knn_metric;
+
+/* Which kernel a GPU search runs (tests force each; AUTO picks by B and k). */
+typedef enum ims_knn_path {
+    IMS_KNN_PATH_AUTO = 0,
+    IMS_KNN_PATH_STREAM = 1, /* small batches: one streaming pass over the table */
+    IMS_KNN_PATH_GEMM = 2,   /* large batches: GEMM into a bounded score tile */
+} ims_knn_path;
+
+typedef struct ims_knn_options {
+    ims_knn_metric metric;      /* default cosine */
+    ims_dtype dtype;            /* storage: IMS_DTYPE_F16 (default) or IMS_DTYPE_F32 */
+    int64_t max_rows_per_chunk; /* 0: the table lives on the device (default); > 0:
+                                   it stays in host memory and is streamed through
+                                   the device in chunks of this many rows, partial
+                                   results merged exactly */
+    ims_knn_path path;          /* default AUTO */
+} ims_knn_options;
+
+typedef struct ims_knn_table ims_knn_table;
+
+void ims_knn_options_init(ims_knn_options *o);
+
+/* An empty table of dimension dim on backend be (which must outlive it). */
+ims_status ims_knn_create(ims_backend *be, int64_t dim, const ims_knn_options *o, ims_knn_table **out,
+                          ims_error *err);
+
+/* Appends n rows (n, dim) from host memory, f32 or f16 (dtype). Row indices
+ * continue from the rows already in the table. Nothing is appended on failure. */
+ims_status ims_knn_append(ims_knn_table *t, const void *rows, ims_dtype dtype, int64_t n, ims_error *err);
+
+int64_t ims_knn_rows(const ims_knn_table *t);
+int64_t ims_knn_dim(const ims_knn_table *t);
+
+/* queries (b, dim) f32 host; ids (b, k) int64 and scores (b, k) f32 host: per
+ * query the min(k, N) best rows, best first; positions past N get id -1 and
+ * score -inf. k in 1..IMS_KNN_MAX_K. */
+ims_status ims_knn_search(ims_knn_table *t, const float *queries, int64_t b, int k, int64_t *ids, float *scores,
+                          ims_error *err);
+
+void ims_knn_free(ims_knn_table *t); /* NULL is fine */
+
+/* Device bytes a search over a resident table of (n, dim) rows in dtype with
+ * batches of b queries and this k needs (the table, the queries, the results
+ * and the score tile); 0 if the product overflows. */
+size_t ims_knn_estimate_bytes(int64_t n, int64_t dim, ims_dtype dtype, int64_t b, int k);
 
 /* Versions of the libraries this build links, one per line, for bug reports. */
 void ims_library_versions(char *buf, size_t size);

@@ -44,5 +44,14 @@ void cpu_global_avg_pool_nhwc(const float *x, int n, int hw, int c, float *y);
 
 /* y (pixels, 3) = x (pixels, 3) * scale[c] + shift[c]. */
 void cpu_input_u8(const uint8_t *x, size_t pixels, const float scale[3], const float shift[3], float *y);
+/* --- top-k search --- */
+/* table (n, d): f32 (table_f32) or f16 (table_f16, the other NULL); queries (b, d);
+ * ids, scores (b, kk), kk = min(k, n): each query's kk highest dot products
+ * (fp32 sgemm), descending, equal scores by lower row index; a NaN score counts
+ * as -inf. Blocked over rows; f16 blocks are converted to f32 first.
+ * Returns 0, or -1 if its scratch memory (about (b * (k + 1M / b) + 16K * d) * 4
+ * bytes) cannot be allocated. */
+int cpu_knn_select(const float *table_f32, const uint16_t *table_f16, int64_t n, int d, const float *queries,
+                   int b, int k, int32_t *ids, float *scores);
 
 #endif /* IMS_OPS_CPU_H */
