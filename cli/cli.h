@@ -21,6 +21,9 @@ int cmd_info(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);
+/* --- inception --- */
+int cmd_classify(int argc, char **argv);
+int cmd_embed_image(int argc, char **argv);
 
 /* "imgsearch: <msg>" on stderr; returns CLI_EXIT_FAILURE. */
 int cli_error(const ims_error *err);

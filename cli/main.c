@@ -19,6 +19,10 @@ static const char usage[] =
     "                  write the exact network input of images as a NumPy array\n"
     "                  (--mode torchvision|fid, --uint8 for the cropped pixels)\n"
     "  devices         list the compute backends and GPUs this build can use\n"
+    "  classify IMAGE... --image-model M.isw\n"
+    "                  the top-k classes of images under an Inception-v3 model\n"
+    "  embed-image IMAGE... --image-model M.isw -o OUT.npy\n"
+    "                  Inception-v3 features (or logits) of images as a NumPy array\n"
     "  version         print the versions of imgsearch and the libraries it links\n"
     "  help            print this message\n"
     "\n"
@@ -72,6 +76,11 @@ int main(int argc, char **argv)
         return cmd_preprocess(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices"))
         return cmd_devices(argc - 1, argv + 1);
+    /* --- inception --- */
+    if (!strcmp(cmd, "classify"))
+        return cmd_classify(argc - 1, argv + 1);
+    if (!strcmp(cmd, "embed-image"))
+        return cmd_embed_image(argc - 1, argv + 1);
     fprintf(stderr, "imgsearch: unknown command '%s'\n\n%s", cmd, usage);
     return CLI_EXIT_USAGE;
 }
