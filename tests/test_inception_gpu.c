@@ -152,10 +152,12 @@ static void test_conv(int n, int h, int w, int c, int o, int kh, int kw, int str
         float *g = from_backend(gpu_be, &gy);
         int lost = 0, unwritten = 0;
         double e = compare_slice(g, cy.data, (size_t)n * oh * ow, ctot, off, o, &lost, &unwritten);
-        double tol = prec == IMS_PRECISION_FP32 ? 1e-5 : prec == IMS_PRECISION_TF32 ? 5e-3 : 5e-3;
+        /* fp32: the same sums in another order, or cuDNN's FFT / Winograd transforms (~1e-5);
+         * tf32: inputs rounded to 10 mantissa bits (2^-11 each), sums of up to 1200 products;
+         * fp16: inputs identical (rounded on both sides), f32 accumulation, the output rounded to f16 */
+        double tol = prec == IMS_PRECISION_FP32 ? 1e-4 : 5e-3;
         printf("conv2d %s (%d, %d, %d, %d) * (%d, %d, %d) s%d p(%d, %d): rel error %.3g\n", prec_name(prec), n, h,
                w, c, o, kh, kw, stride, ph, pw, e);
-        /* fp32: one layer's sums of <= 1000 products in another order: ~1e-6 of the scale */
         TEST_CHECK(e <= tol && !lost && !unwritten, "conv2d %s %dx%d: rel error %.3g (tol %.g), %d poisoned "
                    "channels overwritten, %d slice values unwritten", prec_name(prec), kh, kw, e, tol, lost, unwritten);
         free(g);
