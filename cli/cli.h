@@ -22,6 +22,8 @@ int cmd_info(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
+int cmd_embed_image(int argc, char **argv);
 /* --- tokenizer --- */
 int cmd_tokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

@@ -21,6 +21,10 @@ static const char usage[] =
     "  bench           measure imgsearch's workloads against this device's ceilings\n"
     "                  (--quick for a short run, --json for machines)\n"
     "  devices         list the compute backends and GPUs this build can use\n"
+    "  classify IMAGE... --image-model M.isw\n"
+    "                  the top-k classes of images under an Inception-v3 model\n"
+    "  embed-image IMAGE... --image-model M.isw -o OUT.npy\n"
+    "                  Inception-v3 features (or logits) of images as a NumPy array\n"
     "  tokenize --text-model M.isw\n"
     "                  lines on stdin -> BERT WordPiece ids, one line per input line\n"
     "  knn TABLE.npy QUERIES.npy -k K\n"
@@ -80,6 +84,10 @@ int main(int argc, char **argv)
         return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices"))
         return cmd_devices(argc - 1, argv + 1);
+    if (!strcmp(cmd, "classify"))
+        return cmd_classify(argc - 1, argv + 1);
+    if (!strcmp(cmd, "embed-image"))
+        return cmd_embed_image(argc - 1, argv + 1);
     /* --- tokenizer --- */
     if (!strcmp(cmd, "tokenize"))
         return cmd_tokenize(argc - 1, argv + 1);

@@ -16,6 +16,7 @@
 #include "backend.h"
 
 #include "../kernels/cuda/launch.h"
+#include "conv_cudnn.h"
 #include "cuda_check.h"
 #include "knn.h"
 #include "error.h"
@@ -32,6 +33,8 @@ typedef struct cuda_state {
     /* --- top-k search --- */
     void *knn_workspace; /* grow-only scratch of knn_select */
     size_t knn_workspace_bytes;
+    /* --- inception --- */
+    ims_cudnn_convs *convs; /* cuDNN convolution plans per shape; NULL until the first conv2d */
 } cuda_state;
 
 static cuda_state *cuda_state_of(const ims_backend *be) { return (cuda_state *)be->impl; }
@@ -128,6 +131,9 @@ static void cuda_destroy(ims_backend *be)
         /* destroy cannot report failures; a failed call leaves nothing to undo.
          * A stream destroyed with work pending is released once that work ends. */
         int ok = cudaSetDevice(st->device) == cudaSuccess;
+        if (st->stream)
+            ok &= cudaStreamSynchronize(st->stream) == cudaSuccess;
+        ims_cudnn_convs_free(st->convs); /* --- inception --- */
         if (st->knn_workspace) /* --- top-k search --- */
             ok &= cudaFree(st->knn_workspace) == cudaSuccess;
         if (st->cudnn)
@@ -563,6 +569,61 @@ static ims_status cuda_op_knn_select(ims_backend *be, const ims_tensor *table, c
     return IMS_OK;
 }
 
+/* --- inception --- */
+static ims_status cuda_op_conv2d(ims_backend *be, const ims_conv2d_params *p, const ims_tensor *x,
+                                 const ims_tensor *w, const ims_tensor *bias, ims_tensor *y, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    return status ? status : ims_cudnn_conv2d(&st->convs, st->cudnn, st->stream, p, x, w, bias, y, err);
+}
+
+static ims_status cuda_op_pool2d(ims_backend *be, const ims_pool2d_params *p, const ims_tensor *x, ims_tensor *y,
+                                 ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    const void *xp = x->data; // (N, H, W, C)
+    void *yp = y->data;       // (N, OH, OW, Ctot)
+    IMS_CUDA_CHECK(err, cuda_pool2d_nhwc(xp, yp, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2],
+                                         (int)x->shape[3], p->kind == IMS_POOL_MAX, p->k, p->stride, p->pad,
+                                         p->count_include_pad, (int)y->shape[1], (int)y->shape[2], (int)y->shape[3],
+                                         p->y_channel_offset, x->dtype == IMS_DTYPE_F16, st->stream));
+    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
+    return IMS_OK;
+}
+
+static ims_status cuda_op_global_avg_pool(ims_backend *be, const ims_tensor *x, ims_tensor *y, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    const void *xp = x->data; // (N, H, W, C)
+    float *yp = y->data;      // (N, C)
+    IMS_CUDA_CHECK(err, cuda_global_avg_pool_nhwc(xp, yp, (int)x->shape[0], (int)(x->shape[1] * x->shape[2]),
+                                                  (int)x->shape[3], x->dtype == IMS_DTYPE_F16, st->stream));
+    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
+    return IMS_OK;
+}
+
+static ims_status cuda_op_input_u8(ims_backend *be, const ims_tensor *x, const float scale[3], const float shift[3],
+                                   ims_tensor *y, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    const uint8_t *xp = x->data; // (N, H, W, 3)
+    void *yp = y->data;          // (N, H, W, 3)
+    size_t pixels = (size_t)(x->shape[0] * x->shape[1] * x->shape[2]);
+    IMS_CUDA_CHECK(err, cuda_input_u8(xp, yp, pixels, scale, shift, y->dtype == IMS_DTYPE_F16, st->stream));
+    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
+    return IMS_OK;
+}
+
 static const ims_backend_ops cuda_ops = {
     .destroy = cuda_destroy,
     .alloc = cuda_alloc,
@@ -583,6 +644,11 @@ static const ims_backend_ops cuda_ops = {
     .measure_peaks = cuda_measure_peaks,
     /* --- top-k search --- */
     .knn_select = cuda_op_knn_select,
+    /* --- inception --- */
+    .conv2d = cuda_op_conv2d,
+    .pool2d = cuda_op_pool2d,
+    .global_avg_pool = cuda_op_global_avg_pool,
+    .input_u8 = cuda_op_input_u8,
 };
 
 /* ---- Creation ---------------------------------------------------------------------- */

@@ -7,6 +7,11 @@
  * else first gathers im2col rows (OH * OW, KH * KW * C) in the filter's
  * (ky, kx, c) order. GEMMs are OpenBLAS sgemm with ldc = Ctot. Images run one
  * at a time, so an image's result does not depend on the batch it is in.
+ *
+ * Threads: only OpenBLAS's. The gathers and epilogues here are memory-bound
+ * and serial on purpose: an OpenMP region between two GEMMs leaves its
+ * threads spinning while OpenBLAS's own threads (a separate pool) need the
+ * cores, which made the whole network 5x slower on 2 cores.
  */
 #include "ops_cpu.h"
 
@@ -19,7 +24,6 @@ static void im2col_nhwc(const float *x, // (H, W, C)
                         float *col) // (OH * OW, KH * KW * C)
 {
     size_t row_len = (size_t)kh * kw * c;
-    #pragma omp parallel for schedule(static)
     for (int oy = 0; oy < oh; oy++) {
         for (int ox = 0; ox < ow; ox++) {
             float *row = col + ((size_t)oy * ow + ox) * row_len;
@@ -41,15 +45,13 @@ static void im2col_nhwc(const float *x, // (H, W, C)
 /* y rows (rows, ldy) channels [0, o) = bias, before a beta = 1 GEMM. */
 static void fill_bias(float *y, size_t rows, int o, int ldy, const float *bias)
 {
-    #pragma omp parallel for schedule(static)
-    for (long long r = 0; r < (long long)rows; r++)
+    for (size_t r = 0; r < rows; r++)
         memcpy(y + (size_t)r * ldy, bias, (size_t)o * sizeof *y);
 }
 
 static void relu_rows(float *y, size_t rows, int o, int ldy)
 {
-    #pragma omp parallel for schedule(static)
-    for (long long r = 0; r < (long long)rows; r++) {
+    for (size_t r = 0; r < rows; r++) {
         float *p = y + (size_t)r * ldy;
         for (int i = 0; i < o; i++)
             p[i] = p[i] > 0.0f ? p[i] : 0.0f;
