@@ -20,7 +20,6 @@
 #include "unicode_tables.h"
 
 #include <limits.h>
-#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
