@@ -20,7 +20,6 @@
 #include "unicode_tables.h"
 
 #include <limits.h>
-#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -128,9 +127,9 @@ static uint32_t hash_bytes(uint32_t h, const char *p, size_t n)
 
 #define TOK_HASH_SEED 2166136261u
 
-static int32_t vocab_find(const ims_tokenizer *tok, const char *p, size_t n)
+/* The id of the n-byte token at p whose FNV-1a hash is h; -1 if absent. */
+static int32_t vocab_find_hashed(const ims_tokenizer *tok, uint32_t h, const char *p, size_t n)
 {
-    uint32_t h = hash_bytes(TOK_HASH_SEED, p, n);
     for (size_t i = h & tok->slot_mask;; i = (i + 1) & tok->slot_mask) {
         const tok_slot *s = &tok->slots[i];
         if (s->id < 0)
@@ -138,6 +137,11 @@ static int32_t vocab_find(const ims_tokenizer *tok, const char *p, size_t n)
         if (s->hash == h && tok->lengths[s->id] == n && memcmp(tok->pool + tok->offsets[s->id], p, n) == 0)
             return s->id;
     }
+}
+
+static int32_t vocab_find(const ims_tokenizer *tok, const char *p, size_t n)
+{
+    return vocab_find_hashed(tok, hash_bytes(TOK_HASH_SEED, p, n), p, n);
 }
 
 /* Inserts id; a token seen before takes the later id (as HF's vocab map does). */
@@ -385,10 +389,21 @@ typedef struct tok_scratch {
     size_t word_bytes;
     size_t word_chars;
     char piece[4 * IMS_TOKENIZER_MAX_WORD_CHARS + 64 + 16]; /* prefix + word */
+    uint32_t hashes[4 * IMS_TOKENIZER_MAX_WORD_CHARS + 64 + 1]; /* of the piece's prefixes */
     int32_t *ids; /* (limit) content ids so far */
     size_t n_ids, limit;
     int failed_nomem;
 } tok_scratch;
+
+/* Only the growable buffers need a start value; encode_one sets the rest. */
+static void scratch_init(tok_scratch *s)
+{
+    s->marks = NULL;
+    s->mark_ccc = NULL;
+    s->sorted = NULL;
+    s->marks_len = s->marks_cap = 0;
+    s->failed_nomem = 0;
+}
 
 static void scratch_free(tok_scratch *s)
 {
@@ -421,22 +436,22 @@ static void word_flush(const ims_tokenizer *tok, tok_scratch *s)
     size_t start = 0;
     while (start < n) {
         size_t pre = start > 0 ? tok->prefix_len : 0;
-        size_t end = n;
-        /* Skip substrings longer than any token: they cannot match. */
-        while (end > start && end - start + pre > tok->max_token_bytes) {
-            end--;
-            while (end > start && ((unsigned char)w[end] & 0xC0) == 0x80)
-                end--;
-        }
+        /* Candidates longer than any token cannot match: end <= lim. */
+        size_t room = tok->max_token_bytes > pre ? tok->max_token_bytes - pre : 0;
+        size_t lim = n - start <= room ? n : start + room;
+        /* The key is piece[0 .. pre + end - start); hashes[k] = hash of its first pre + k bytes. */
+        memcpy(s->piece, tok->prefix, pre);
+        memcpy(s->piece + pre, w + start, lim - start);
+        uint32_t h = hash_bytes(TOK_HASH_SEED, tok->prefix, pre);
+        s->hashes[0] = h;
+        for (size_t k = 0; k < lim - start; k++)
+            s->hashes[k + 1] = h = hash_bytes(h, w + start + k, 1);
+        size_t end = lim;
+        while (end > start && end < n && ((unsigned char)w[end] & 0xC0) == 0x80)
+            end--; /* lim may cut a character */
         int32_t found = -1;
         while (end > start) {
-            const char *key = w + start;
-            if (pre) {
-                memcpy(s->piece, tok->prefix, pre);
-                memcpy(s->piece + pre, w + start, end - start);
-                key = s->piece;
-            }
-            found = vocab_find(tok, key, end - start + pre);
+            found = vocab_find_hashed(tok, s->hashes[end - start], s->piece, pre + end - start);
             if (found >= 0)
                 break;
             end--;
@@ -699,7 +714,7 @@ ims_status ims_tokenizer_encode(const ims_tokenizer *tok, const char *text, size
     if (!n_ids)
         return ims_fail(err, IMS_ERR_ARGUMENT, "no n_ids pointer");
     tok_scratch s;
-    memset(&s, 0, sizeof s);
+    scratch_init(&s);
     st = encode_one(tok, &s, text ? text : "", len, ids, max_len, n_ids, err);
     scratch_free(&s);
     return st;
@@ -717,7 +732,7 @@ ims_status ims_tokenizer_encode_batch(const ims_tokenizer *tok, const char *cons
     if (!lengths || !seq_len || (count && !lens))
         return ims_fail(err, IMS_ERR_ARGUMENT, "no lens, lengths or seq_len pointer");
     tok_scratch s;
-    memset(&s, 0, sizeof s);
+    scratch_init(&s);
     int longest = 0;
     for (size_t b = 0; b < count && !st; b++) {
         if (!texts[b] && lens[b]) {

@@ -14,6 +14,7 @@
 #include "test.h"
 
 #include "../engine/tokenizer.h"
+#include "../engine/unicode_tables.h"
 
 #include <unistd.h>
 
@@ -167,6 +168,7 @@ static const char *small_vocab[] = {
     "a", "##a", "b", ",", "!", "中", "cafe", "i", "\x69\xcc\x87", "istanbul",                /* 10-19 */
     "x", "hell", "##o", "'", "s", "σ", "ς", "[", "]", "cl",                                  /* 20-29 */
     "##s", "é", "caf", "##é", "a\xcc\x81",                                                   /* 30-34 */
+    "a\xf0\x9e\xa5\x8a\xf0\x9e\xa5\x84", /* 35: a U+1E94A (ccc 7) U+1E944 (ccc 230) */
 };
 enum { SMALL_VOCAB = sizeof small_vocab / sizeof *small_vocab };
 
@@ -222,6 +224,10 @@ static void test_rules(void)
     /* accents: NFD then Mn removed; U+00E9 and e + U+0301 are the same */
     EXPECT(tok, "Caf\xc3\xa9", "accents are stripped", "cafe");
     EXPECT(tok, "Cafe\xcc\x81", "a combining accent is stripped", "cafe");
+    /* canonical order: Adlam marks (Unicode 9.0: not Mn for tokenizers' 8.0 categories, so kept)
+     * sort by combining class; U+0301 between them is stripped */
+    EXPECT(tok, "A\xf0\x9e\xa5\x84\xcc\x81\xf0\x9e\xa5\x8a", "marks in canonical order",
+           "a\xf0\x9e\xa5\x8a\xf0\x9e\xa5\x84");
     /* lowercase after stripping: U+0130 -> I + U+0307 -> I -> i */
     EXPECT(tok, "\xc4\xb0stanbul", "U+0130 becomes i", "istanbul");
     EXPECT(tok, "HELLO World", "lowercase", "hello", "world");
@@ -329,6 +335,51 @@ static void test_utf8_decode(void)
     }
 }
 
+/* Spot checks of the generated tables, including the version choices of gen_unicode_tables.py. */
+static void test_unicode_tables(void)
+{
+    struct {
+        uint32_t cp;
+        uint8_t flags, ccc;
+        uint32_t nfd0, lower0; /* first code point of each mapping, 0 if none */
+    } cases[] = {
+        {'A', 0, 0, 0, 'a'},
+        {'!', IMS_UNICODE_PUNCT, 0, 0, 0},
+        {'\t', IMS_UNICODE_WHITESPACE, 0, 0, 0},
+        {0x01, IMS_UNICODE_CONTROL, 0, 0, 0},
+        {0x00AD, IMS_UNICODE_CONTROL, 0, 0, 0},        /* soft hyphen: Cf */
+        {0x200B, IMS_UNICODE_CONTROL, 0, 0, 0},        /* zero width space: Cf, not White_Space */
+        {0x3000, IMS_UNICODE_WHITESPACE, 0, 0, 0},
+        {0xE000, IMS_UNICODE_CONTROL, 0, 0, 0},        /* private use: Co */
+        {0xFFFD, IMS_UNICODE_CONTROL, 0, 0, 0},
+        {0x0301, IMS_UNICODE_MN, 230, 0, 0},
+        {0x00E9, 0, 0, 'e', 0},
+        {0x00C9, 0, 0, 'E', 0xE9},
+        {0x0130, 0, 0, 'I', 'i'},                      /* lowercase i + U+0307 */
+        {0x4E00, IMS_UNICODE_CJK, 0, 0, 0},
+        {0xF900, IMS_UNICODE_CJK, 0, 0x8C48, 0},       /* a compatibility ideograph decomposes */
+        {0x1E944, 0, 230, 0, 0},                       /* Unicode 9.0 Mn: not Mn for 8.0 categories */
+        {0x1734, IMS_UNICODE_MN, 9, 0, 0},             /* Mc today, Mn in 8.0 */
+        {0x166D, IMS_UNICODE_PUNCT, 0, 0, 0},          /* So today, Po in 8.0 */
+        {0x2E52, 0, 0, 0, 0},                          /* Po added in 13.0: not punctuation for 8.0 */
+        {0x11938, 0, 0, 0, 0},                         /* decomposes since 13.0, not in 9.0 NFD */
+        {0x1C89, 0, 0, 0, 0x1C8A},                     /* Unicode 16.0 lowercase (Rust's std) */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const ims_unicode_record *r = ims_unicode_props(cases[i].cp);
+        uint32_t nfd0 = r->nfd_len ? ims_unicode_seq(r->nfd_off)[0] : 0;
+        uint32_t lower0 = r->lower_len ? ims_unicode_seq(r->lower_off)[0] : 0;
+        TEST_CHECK(r->flags == cases[i].flags && r->ccc == cases[i].ccc && nfd0 == cases[i].nfd0 &&
+                       lower0 == cases[i].lower0,
+                   "U+%04X: flags %d ccc %d nfd U+%04X lower U+%04X", (unsigned)cases[i].cp, r->flags, r->ccc,
+                   (unsigned)nfd0, (unsigned)lower0);
+    }
+    const ims_unicode_record *r = ims_unicode_props(0x0130);
+    TEST_CHECK(r->lower_len == 2 && ims_unicode_seq(r->lower_off)[1] == 0x0307, "U+0130 lowercases to 2 code points");
+    TEST_CHECK(ims_unicode_props(0x110000)->flags == 0 && ims_unicode_props(UINT32_MAX)->nfd_len == 0,
+               "out-of-range code points have no properties");
+}
+
 static void test_batch(const char *dir)
 {
     char path[1024];
@@ -425,6 +476,7 @@ int main(int argc, char **argv)
 {
     const char *dir = test_fixture_dir(argc, argv);
     test_utf8_decode();
+    test_unicode_tables();
     test_rules();
     test_batch(dir);
     test_corpus(dir);

@@ -2,7 +2,7 @@
 """tokenizer_diff.py: differential test of `imgsearch tokenize` against Hugging
 Face's tokenizers (BertWordPieceTokenizer, the same vocab, truncation at 256).
 
-  tests/tokenizer_diff.py IMGSEARCH VOCAB [--count N] [--seed S] [--codepoints]
+  tests/tokenizer_diff.py IMGSEARCH VOCAB [--count N] [--seed S] [--codepoints] [--cased]
 
 Random strings mix ASCII, whitespace, punctuation, accented and combining
 characters, CJK, Hangul, emoji with ZWJ, controls, special-token text, long
@@ -80,13 +80,14 @@ def codepoint_cases():
         yield ("a%sb %s%s x%s\u0301 %sA" % (ch, ch, ch, ch, ch)).encode("utf-8")
 
 
-def run(imgsearch, vocab, cases):
-    tok = BertWordPieceTokenizer(vocab)
+def run(imgsearch, vocab, cases, cased=False):
+    tok = BertWordPieceTokenizer(vocab, lowercase=not cased)
     tok.enable_truncation(MAX_LEN)
     texts = [to_text(b) for b in cases]
     expected = [e.ids for e in tok.encode_batch(texts)]
     stdin = "".join(escape(b) + "\n" for b in cases).encode("utf-8")
-    out = subprocess.run([imgsearch, "tokenize", "--vocab", vocab, "--max-len", str(MAX_LEN), "--escaped"],
+    cmd = [imgsearch, "tokenize", "--vocab", vocab, "--max-len", str(MAX_LEN), "--escaped"] + (["--cased"] if cased else [])
+    out = subprocess.run(cmd,
                          input=stdin, stdout=subprocess.PIPE, check=True).stdout.decode().split("\n")
     bad = 0
     for i, b in enumerate(cases):
@@ -105,13 +106,14 @@ def main():
     ap.add_argument("--count", type=int, default=100000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--codepoints", action="store_true")
+    ap.add_argument("--cased", action="store_true", help="no lowercasing or accent stripping (cased BERT)")
     a = ap.parse_args()
     if a.codepoints:
         cases = list(codepoint_cases())
     else:
         rng = random.Random(a.seed)
         cases = [random_bytes(rng) for _ in range(a.count)]
-    bad = run(a.imgsearch, a.vocab, cases)
+    bad = run(a.imgsearch, a.vocab, cases, a.cased)
     print("%d strings, %d mismatches" % (len(cases), bad))
     sys.exit(1 if bad else 0)
 
