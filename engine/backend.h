@@ -34,6 +34,9 @@ typedef struct ims_pool2d_params {
     int count_include_pad; /* average: divide by k * k (1) or by the window inside the image (0) */
     int y_channel_offset;  /* write channels [offset, offset + C) of y */
 } ims_pool2d_params;
+/* --- text encoder --- */
+typedef enum ims_act { IMS_ACT_NONE = 0, IMS_ACT_GELU = 1 } ims_act;           /* GELU: exact erf */
+typedef enum ims_pooling { IMS_POOLING_MEAN = 0, IMS_POOLING_CLS = 1 } ims_pooling; /* sentence pooling */
 
 typedef struct ims_backend_ops {
     void (*destroy)(ims_backend *be);
@@ -85,6 +88,33 @@ typedef struct ims_backend_ops {
      * force a kernel (backends without that path use their own). */
     ims_status (*knn_select)(ims_backend *be, const ims_tensor *table, const ims_tensor *queries, int k,
                              int path, ims_tensor *ids, ims_tensor *scores, ims_error *err);
+    /* --- text encoder --- */
+    /* Activations are f32 or f16 (one dtype per call); biases, LayerNorm
+     * parameters and embedding tables are f32; ids and lengths i32. */
+    /* ids (B, T); word (V, H), pos (P >= T, H), type (Y, H) (row 0 used);
+     * y (B, T, H) = LayerNorm(word[id] + pos[t] + type[0]; gamma, beta, eps). */
+    ims_status (*embed_layernorm)(ims_backend *be, const ims_tensor *ids, const ims_tensor *word,
+                                  const ims_tensor *pos, const ims_tensor *type, const ims_tensor *gamma,
+                                  const ims_tensor *beta, double eps, ims_tensor *y, ims_error *err);
+    /* x, y (M, N) (y may be x); bias (N): y = act(x + bias). */
+    ims_status (*bias_act)(ims_backend *be, const ims_tensor *x, const ims_tensor *bias, ims_act act,
+                           ims_tensor *y, ims_error *err);
+    /* x, residual, y (M, H) (y may be residual); bias (H) or NULL:
+     * y = LayerNorm(x + bias + residual; gamma, beta, eps). */
+    ims_status (*add_layernorm)(ims_backend *be, const ims_tensor *x, const ims_tensor *bias,
+                                const ims_tensor *residual, const ims_tensor *gamma, const ims_tensor *beta,
+                                double eps, ims_tensor *y, ims_error *err);
+    /* qkv (B, T, 3H), lengths (B) i32 on the backend, scores (B, heads, T, T)
+     * scratch of the activation dtype (the CPU does not use it), ctx (B, T, H). */
+    ims_status (*attention)(ims_backend *be, const ims_tensor *qkv, const ims_tensor *lengths, int heads,
+                            ims_tensor *scores, ims_tensor *ctx, ims_error *err);
+    /* x (B, T, H), lengths (B) -> y (B, H) f32: mean or CLS pooling, then L2
+     * normalization if normalize. */
+    ims_status (*pool_normalize)(ims_backend *be, const ims_tensor *x, const ims_tensor *lengths,
+                                 ims_pooling pooling, int normalize, ims_tensor *y, ims_error *err);
+    /* y (M, N) = x (M, K) . w (N, K)^T, all f16, fp32 accumulation. */
+    ims_status (*linear_f16)(ims_backend *be, const ims_tensor *x, const ims_tensor *w, ims_tensor *y,
+                             ims_error *err);
 } ims_backend_ops;
 
 struct ims_backend {
@@ -145,5 +175,21 @@ ims_status ims_op_pool2d(ims_backend *be, const ims_pool2d_params *p, const ims_
 ims_status ims_op_global_avg_pool(ims_backend *be, const ims_tensor *x, ims_tensor *y, ims_error *err);
 ims_status ims_op_input_u8(ims_backend *be, const ims_tensor *x, const float scale[3], const float shift[3],
                            ims_tensor *y, ims_error *err);
+
+/* --- text encoder --- (the ops' contracts are in ims_backend_ops above) */
+ims_status ims_op_embed_layernorm(ims_backend *be, const ims_tensor *ids, const ims_tensor *word,
+                                  const ims_tensor *pos, const ims_tensor *type, const ims_tensor *gamma,
+                                  const ims_tensor *beta, double eps, ims_tensor *y, ims_error *err);
+ims_status ims_op_bias_act(ims_backend *be, const ims_tensor *x, const ims_tensor *bias, ims_act act,
+                           ims_tensor *y, ims_error *err);
+ims_status ims_op_add_layernorm(ims_backend *be, const ims_tensor *x, const ims_tensor *bias,
+                                const ims_tensor *residual, const ims_tensor *gamma, const ims_tensor *beta,
+                                double eps, ims_tensor *y, ims_error *err);
+ims_status ims_op_attention(ims_backend *be, const ims_tensor *qkv, const ims_tensor *lengths, int heads,
+                            ims_tensor *scores, ims_tensor *ctx, ims_error *err);
+ims_status ims_op_pool_normalize(ims_backend *be, const ims_tensor *x, const ims_tensor *lengths,
+                                 ims_pooling pooling, int normalize, ims_tensor *y, ims_error *err);
+ims_status ims_op_linear_f16(ims_backend *be, const ims_tensor *x, const ims_tensor *w, ims_tensor *y,
+                             ims_error *err);
 
 #endif /* IMS_BACKEND_H */

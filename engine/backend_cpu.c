@@ -235,6 +235,65 @@ static ims_status cpu_knn_select_op(ims_backend *be, const ims_tensor *table, co
     return IMS_OK;
 }
 
+/* --- text encoder --- */
+
+static ims_status cpu_embed_layernorm_op(ims_backend *be, const ims_tensor *ids, const ims_tensor *word,
+                                         const ims_tensor *pos, const ims_tensor *type, const ims_tensor *gamma,
+                                         const ims_tensor *beta, double eps, ims_tensor *y, ims_error *err)
+{
+    (void)be, (void)err;
+    cpu_embed_layernorm(ids->data, word->data, pos->data, type->data, gamma->data, beta->data, eps, y->data,
+                        y->dtype == IMS_DTYPE_F16, (int)ids->shape[0], (int)ids->shape[1], (int)word->shape[1],
+                        (int)word->shape[0]);
+    return IMS_OK;
+}
+
+static ims_status cpu_bias_act_op(ims_backend *be, const ims_tensor *x, const ims_tensor *bias, ims_act act,
+                                  ims_tensor *y, ims_error *err)
+{
+    (void)be, (void)err;
+    cpu_bias_act(x->data, bias->data, y->data, x->dtype == IMS_DTYPE_F16, act == IMS_ACT_GELU, (int)x->shape[0],
+                 (int)x->shape[1]);
+    return IMS_OK;
+}
+
+static ims_status cpu_add_layernorm_op(ims_backend *be, const ims_tensor *x, const ims_tensor *bias,
+                                       const ims_tensor *residual, const ims_tensor *gamma, const ims_tensor *beta,
+                                       double eps, ims_tensor *y, ims_error *err)
+{
+    (void)be, (void)err;
+    cpu_add_layernorm(x->data, bias ? bias->data : NULL, residual->data, gamma->data, beta->data, eps, y->data,
+                      x->dtype == IMS_DTYPE_F16, (int)x->shape[0], (int)x->shape[1]);
+    return IMS_OK;
+}
+
+static ims_status cpu_attention_op(ims_backend *be, const ims_tensor *qkv, const ims_tensor *lengths, int heads,
+                                   ims_tensor *scores, ims_tensor *ctx, ims_error *err)
+{
+    (void)be, (void)err, (void)scores;
+    cpu_attention(qkv->data, lengths->data, ctx->data, qkv->dtype == IMS_DTYPE_F16, (int)qkv->shape[0],
+                  (int)qkv->shape[1], (int)(qkv->shape[2] / 3), heads);
+    return IMS_OK;
+}
+
+static ims_status cpu_pool_normalize_op(ims_backend *be, const ims_tensor *x, const ims_tensor *lengths,
+                                        ims_pooling pooling, int normalize, ims_tensor *y, ims_error *err)
+{
+    (void)be, (void)err;
+    cpu_pool_normalize(x->data, lengths->data, y->data, x->dtype == IMS_DTYPE_F16, pooling == IMS_POOLING_CLS,
+                       normalize, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2]);
+    return IMS_OK;
+}
+
+static ims_status cpu_linear_f16_op(ims_backend *be, const ims_tensor *x, const ims_tensor *w, ims_tensor *y,
+                                    ims_error *err)
+{
+    (void)be;
+    if (cpu_linear_f16(x->data, w->data, y->data, (int)x->shape[0], (int)w->shape[0], (int)x->shape[1]))
+        return ims_fail(err, IMS_ERR_NOMEM, "linear_f16: out of memory for the f32 copies");
+    return IMS_OK;
+}
+
 static const ims_backend_ops cpu_ops = {
     .destroy = cpu_destroy,
     .alloc = cpu_alloc,
@@ -260,6 +319,13 @@ static const ims_backend_ops cpu_ops = {
     .input_u8 = cpu_input_u8_op,
     /* --- top-k search --- */
     .knn_select = cpu_knn_select_op,
+    /* --- text encoder --- */
+    .embed_layernorm = cpu_embed_layernorm_op,
+    .bias_act = cpu_bias_act_op,
+    .add_layernorm = cpu_add_layernorm_op,
+    .attention = cpu_attention_op,
+    .pool_normalize = cpu_pool_normalize_op,
+    .linear_f16 = cpu_linear_f16_op,
 };
 
 /* The "model name" line of /proc/cpuinfo, or "unknown CPU". */

@@ -813,6 +813,25 @@ size_t ims_knn_estimate_bytes(int64_t n, int64_t dim, ims_dtype dtype, int64_t b
 /* Versions of the libraries this build links, one per line, for bug reports. */
 void ims_library_versions(char *buf, size_t size);
 
+/* --- text encoder --- */
+
+/* A BERT-family sentence encoder (weights file architecture "bert"). */
+typedef struct ims_text_encoder ims_text_encoder;
+
+/* Reads the hyper-parameters from w's metadata and uploads the weights once;
+ * w may be closed afterwards. */
+ims_status ims_text_encoder_create(ims_backend *be, const ims_weights *w, ims_precision precision,
+                                   ims_text_encoder **out, ims_error *err);
+/* ids (B, T) token ids from the model's tokenizer ([CLS] ... [SEP], any padding
+ * after lengths[b] tokens); lengths (B), each in 1..min(T, max_seq_length);
+ * out (B, D) host floats: the sentence embeddings, L2-normalized if the model
+ * says so. A sentence's embedding does not depend on its batch or padding. */
+ims_status ims_text_encoder_encode(ims_text_encoder *enc, const int32_t *ids, const int32_t *lengths, int b, int t,
+                                   float *out, ims_error *err);
+int ims_text_encoder_dim(const ims_text_encoder *enc);            /* D, the hidden size */
+int ims_text_encoder_max_seq_length(const ims_text_encoder *enc); /* tokens, [CLS] and [SEP] included */
+void ims_text_encoder_free(ims_text_encoder *enc);                /* NULL is fine */
+
 #ifdef __cplusplus
 }
 #endif

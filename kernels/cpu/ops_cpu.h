@@ -53,5 +53,27 @@ void cpu_input_u8(const uint8_t *x, size_t pixels, const float scale[3], const f
  * bytes) cannot be allocated. */
 int cpu_knn_select(const float *table_f32, const uint16_t *table_f16, int64_t n, int d, const float *queries,
                    int b, int k, int32_t *ids, float *scores);
+/* --- text encoder --- */
+/* Activations (x, y, qkv, ctx, residual) are f32, or f16 where the flag f16 is
+ * set; biases, LayerNorm parameters and embedding tables are f32. */
+
+/* ids (b, t); word (vocab, h), pos (>= t, h), type0 (h), gamma, beta (h);
+ * y (b, t, h) = LayerNorm(word[id] + pos[t] + type0). */
+void cpu_embed_layernorm(const int32_t *ids, const float *word, const float *pos, const float *type0,
+                         const float *gamma, const float *beta, double eps, void *y, int y_f16, int b, int t,
+                         int h, int vocab);
+/* x, y (m, n); bias (n): y = x + bias, or GELU(x + bias) (exact erf) if gelu. */
+void cpu_bias_act(const void *x, const float *bias, void *y, int f16, int gelu, int m, int n);
+/* x, residual, y (m, h); bias (h) or NULL; y = LayerNorm(x + bias + residual). */
+void cpu_add_layernorm(const void *x, const float *bias, const void *residual, const float *gamma,
+                       const float *beta, double eps, void *y, int f16, int m, int h);
+/* qkv (b, t, 3h), lengths (b), ctx (b, t, h): masked multi-head attention. */
+void cpu_attention(const void *qkv, const int32_t *lengths, void *ctx, int f16, int b, int t, int h, int heads);
+/* x (b, t, h), lengths (b) -> y (b, h) f32: mean (or CLS) pooling, then L2
+ * normalization if normalize. */
+void cpu_pool_normalize(const void *x, const int32_t *lengths, float *y, int f16, int cls, int normalize, int b,
+                        int t, int h);
+/* y (m, n) = x (m, k) . w (n, k)^T, all f16, f32 sums; -1 if out of memory. */
+int cpu_linear_f16(const uint16_t *x, const uint16_t *w, uint16_t *y, int m, int n, int k);
 
 #endif /* IMS_OPS_CPU_H */
