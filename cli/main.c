@@ -84,6 +84,12 @@ int main(int argc, char **argv)
         return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices"))
         return cmd_devices(argc - 1, argv + 1);
+    if (!strcmp(cmd, "index"))
+        return cmd_index(argc - 1, argv + 1);
+    if (!strcmp(cmd, "search"))
+        return cmd_search(argc - 1, argv + 1);
+    if (!strcmp(cmd, "embed-text"))
+        return cmd_embed_text(argc - 1, argv + 1);
     if (!strcmp(cmd, "classify"))
         return cmd_classify(argc - 1, argv + 1);
     if (!strcmp(cmd, "embed-image"))

@@ -43,8 +43,8 @@ static void format_duration(double s, char *buf, size_t size)
 void cli_progress_update(cli_progress *p, size_t done, size_t failed, int final)
 {
     double now = cli_now(), elapsed = now - p->start;
-    if (!final && now - p->last < (p->tty ? 0.1 : 10.0))
-        return;
+    if (!final && (done >= p->total || now - p->last < (p->tty ? 0.1 : 10.0)))
+        return; /* the final line will say it */
     p->last = now;
     double rate = elapsed > 0 ? (double)done / elapsed : 0;
     char eta[32], spent[32];

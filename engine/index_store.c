@@ -289,7 +289,8 @@ static void write_model(FILE *f, const char *key, const ims_index_model *m)
     write_json_string(f, m->name);
     fprintf(f, ", \"path\": ");
     write_json_string(f, m->path);
-    fprintf(f, ", \"bytes\": %llu, \"crc32\": \"%08x\"},\n", (unsigned long long)m->bytes, (unsigned)m->crc32);
+    fprintf(f, ", \"bytes\": %llu, \"crc32\": \"%08x\", \"synthetic\": %s},\n", (unsigned long long)m->bytes,
+            (unsigned)m->crc32, m->synthetic ? "true" : "false");
 }
 
 static ims_status manifest_write(const ims_index *idx, size_t chunk_count, size_t rows, size_t failures,
@@ -369,6 +370,11 @@ static ims_status read_model(const json_value *root, const char *key, ims_index_
     unsigned long value = strtoul(crc, &end, 16);
     if (strlen(crc) != 8 || *end != '\0')
         return ims_fail(err, IMS_ERR_FORMAT, "%s: crc32 '%.16s' is not 8 hex digits", key, crc);
+    const json_value *synthetic = json_object_get(v, "synthetic");
+    if (synthetic && synthetic->kind != JSON_BOOL)
+        return ims_fail(err, IMS_ERR_FORMAT, "%s: 'synthetic' at byte %zu: expected true or false", key,
+                        synthetic->offset);
+    m->synthetic = synthetic && synthetic->boolean;
     snprintf(m->name, sizeof m->name, "%s", name);
     snprintf(m->path, sizeof m->path, "%s", path);
     m->bytes = (uint64_t)bytes;

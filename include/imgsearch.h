@@ -689,6 +689,7 @@ typedef struct ims_index ims_index;
 typedef struct ims_index_model {
     char name[256];  /* the file's name */
     char path[4096]; /* its absolute path when indexed (search loads it from there by default) */
+    int synthetic;   /* the file says its weights are synthetic: results are not meaningful */
     uint64_t bytes;
     uint32_t crc32;
 } ims_index_model;
@@ -809,6 +810,59 @@ void ims_knn_free(ims_knn_table *t); /* NULL is fine */
  * batches of b queries and this k needs (the table, the queries, the results
  * and the score tile); 0 if the product overflows. */
 size_t ims_knn_estimate_bytes(int64_t n, int64_t dim, ims_dtype dtype, int64_t b, int k);
+
+/* ---- Indexing ---------------------------------------------------------------------------- */
+
+/* indexer.c: folders of images -> an index: list, skip what the index holds,
+ * decode on threads while the model runs, embed, append, commit. */
+
+typedef enum ims_index_stage {
+    IMS_INDEX_STAGE_PLANNED = 0, /* files listed, estimates known, nothing run yet */
+    IMS_INDEX_STAGE_RUNNING,
+    IMS_INDEX_STAGE_FINISHED,
+} ims_index_stage;
+
+typedef struct ims_index_progress {
+    ims_index_stage stage;
+    size_t total;   /* images to process in this run */
+    size_t done;    /* of them, processed */
+    size_t indexed; /* of them, added as rows */
+    size_t failed;  /* files recorded as failures in this run (listing problems included) */
+    size_t already; /* files the index held before this run: skipped */
+    size_t ignored; /* files whose names are not an image's */
+    uint64_t estimated_disk_bytes, estimated_host_bytes;
+    double elapsed_s;
+    double decode_wait_s; /* time the model waited for decoded images */
+    double model_s;       /* the image model and the embeddings */
+    double write_s;       /* appending rows, writing chunks */
+} ims_index_progress;
+
+typedef struct ims_index_run_options {
+    const char *index_dir;
+    const char *const *roots;
+    size_t root_count;
+    ims_backend *backend;
+    const ims_weights *image_model;
+    const char *image_model_path;        /* identified (size, CRC-32) in the manifest */
+    const ims_text_embedder *text;       /* NULL: no semantic table */
+    const char *text_model_path;
+    ims_precision precision;             /* of the image model; default fp32 */
+    ims_preprocess_mode mode;            /* default torchvision */
+    ims_dtype dtype;                     /* tables: default f16 */
+    int batch_size, threads, chunk_rows; /* defaults 32, 4, 4096 */
+    int conse_top;                       /* classes mixed per image; default 10 */
+    /* Called on the caller's thread: progress after each batch (and once
+     * PLANNED, once FINISHED); each failure as it is recorded. Either may be NULL. */
+    void (*progress)(void *ctx, const ims_index_progress *p);
+    void (*on_failure)(void *ctx, const char *path, const char *reason);
+    void *progress_ctx;
+} ims_index_run_options;
+
+void ims_index_run_options_init(ims_index_run_options *o);
+/* Runs to the end (or the first error that is not a bad image: a full disk, a
+ * GPU error); the index holds every committed chunk either way. *out gets the
+ * final counts (may be NULL). */
+ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out, ims_error *err);
 
 /* Versions of the libraries this build links, one per line, for bug reports. */
 void ims_library_versions(char *buf, size_t size);
