@@ -830,7 +830,7 @@ static ims_status read_table(const ims_index *idx, size_t chunk, const char *suf
                       ims_npy_dtype_descr(want));
     else if (!st && (npy.ndim != 2 || npy.shape[0] != (int64_t)rows || npy.shape[1] != dim))
         st = ims_fail(err, IMS_ERR_FORMAT, "%s: shape is not (%zu, %d) as the manifest says", path, rows, dim);
-    if (!st) {
+    if (!st && rows > 0) { /* a chunk of failures only has no data (and npy.data is NULL) */
         size_t count = rows * (size_t)dim;
         if (want == IMS_NPY_F32)
             memcpy(out, npy.data, count * sizeof *out);
