@@ -2,10 +2,8 @@
  * network input for a list of images, as a NumPy .npy file, for comparison with
  * the reference Python pipelines.
  *
- * The .npy file is format version 1.0: the magic "\x93NUMPY", version 1 0, a
- * little-endian uint16 header length, then a Python dict literal padded with
- * spaces and ended by '\n' so that the data starts at a multiple of 64 bytes;
- * then the array, C order. Images go through engine/image_loader.h (decode
+ * The .npy file (format 1.0, data at a multiple of 64 bytes, C order) is
+ * written by engine/npy.c's streamed writer. Images go through engine/image_loader.h (decode
  * threads, batches in order) and are streamed to a temporary file in the
  * output's folder, which is synced and renamed over OUT only when every image
  * succeeded: a crash or a failed image leaves no partial OUT.
@@ -122,103 +120,6 @@ static int parse_args(int argc, char **argv, preprocess_options *o)
     return -1;
 }
 
-/* ---- The .npy file ------------------------------------------------------------------- */
-
-/* The 1.0 header for n images; returns its length (a multiple of 64). */
-static size_t npy_header(char *buf, size_t size, const preprocess_options *o, size_t n)
-{
-    const uint16_t one = 1;
-    int little = *(const uint8_t *)&one == 1;
-    const int s = IMS_IMAGE_INPUT_SIZE;
-    char dict[192];
-    int len;
-    if (o->uint8)
-        len = snprintf(dict, sizeof dict, "{'descr': '|u1', 'fortran_order': False, 'shape': (%zu, %d, %d, 3), }",
-                       n, s, s);
-    else
-        len = snprintf(dict, sizeof dict, "{'descr': '%cf4', 'fortran_order': False, 'shape': (%zu, 3, %d, %d), }",
-                       little ? '<' : '>', n, s, s);
-    size_t total = (10 + (size_t)len + 1 + 63) / 64 * 64; /* magic, version, length, dict, '\n' */
-    if (total > size || total - 10 > 65535)
-        return 0; /* cannot happen: the dict is under 192 bytes */
-    memcpy(buf, "\x93NUMPY\x01\x00", 8);
-    buf[8] = (char)((total - 10) & 0xff);
-    buf[9] = (char)((total - 10) >> 8);
-    memcpy(buf + 10, dict, (size_t)len);
-    memset(buf + 10 + len, ' ', total - 10 - (size_t)len - 1);
-    buf[total - 1] = '\n';
-    return total;
-}
-
-/* A temporary file beside the output, renamed over it once complete. */
-typedef struct out_file {
-    char tmp_path[4096];
-    FILE *f;
-} out_file;
-
-static int out_fail(const char *path, const char *what)
-{
-    fprintf(stderr, "imgsearch: %s: %s: %s\n", path, what, strerror(errno));
-    return CLI_EXIT_FAILURE;
-}
-
-static int out_open(out_file *out, const char *path)
-{
-    if (snprintf(out->tmp_path, sizeof out->tmp_path, "%s.tmp.XXXXXX", path) >= (int)sizeof out->tmp_path) {
-        fprintf(stderr, "imgsearch: %s: path too long\n", path);
-        return CLI_EXIT_FAILURE;
-    }
-    int fd = mkstemp(out->tmp_path);
-    if (fd < 0)
-        return out_fail(path, "cannot create a temporary file beside it");
-    mode_t mask = umask(0);
-    umask(mask);
-    if (fchmod(fd, 0666 & ~mask) != 0 || !(out->f = fdopen(fd, "wb"))) {
-        int e = errno;
-        close(fd);
-        unlink(out->tmp_path);
-        errno = e;
-        return out_fail(out->tmp_path, "cannot open");
-    }
-    return CLI_EXIT_OK;
-}
-
-static void out_discard(out_file *out)
-{
-    if (out->f)
-        fclose(out->f);
-    out->f = NULL;
-    unlink(out->tmp_path);
-}
-
-/* Flushes, syncs and renames the temporary file to path, then syncs the folder. */
-static int out_commit(out_file *out, const char *path)
-{
-    if (fflush(out->f) != 0 || fsync(fileno(out->f)) != 0) {
-        int status = out_fail(out->tmp_path, "write failed");
-        out_discard(out);
-        return status;
-    }
-    int closed = fclose(out->f);
-    out->f = NULL;
-    if (closed != 0 || rename(out->tmp_path, path) != 0) {
-        int status = out_fail(path, closed ? "write failed" : "cannot rename the temporary file to it");
-        unlink(out->tmp_path);
-        return status;
-    }
-    /* The rename is durable once the folder is synced; a folder that cannot be
-     * synced (some file systems) still has the complete file. */
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path + (slash == path)) : 1, slash ? path : ".");
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    return CLI_EXIT_OK;
-}
-
 /* ---- The command ---------------------------------------------------------------------- */
 
 static double wall_seconds(void)
@@ -229,30 +130,28 @@ static double wall_seconds(void)
 }
 
 /* Streams every batch into out; reports each failed image. Returns the exit status. */
-static int write_batches(ims_image_loader *ld, const preprocess_options *o, out_file *out, size_t *failed)
+static int write_batches(ims_image_loader *ld, const preprocess_options *o, ims_npy_writer *out, size_t *failed)
 {
     ims_error err = {0};
     if (ims_image_loader_start(ld, o->images, o->count, &err))
         return cli_error(&err);
     const ims_image_batch *b;
     ims_status st;
-    int write_error = 0;
+    ims_error write_error = {0};
     while ((st = ims_image_loader_next(ld, &b, &err)) == IMS_OK) {
         for (int j = 0; j < b->count; j++)
             if (b->items[j].status)
                 fprintf(stderr, "imgsearch: %s\n", b->items[j].error);
         *failed += (size_t)b->failed;
         size_t n = (size_t)b->count * b->item_bytes;
-        if (!*failed && !write_error && fwrite(b->data, 1, n, out->f) != n)
-            write_error = errno ? errno : EIO;
+        if (!*failed && !write_error.code)
+            (void)ims_npy_writer_write(out, b->data, n, &write_error);
         ims_image_loader_release(ld, b);
     }
     if (st != IMS_ERR_NOT_FOUND)
         return cli_error(&err);
-    if (write_error && !*failed) {
-        errno = write_error;
-        return out_fail(out->tmp_path, "write failed");
-    }
+    if (write_error.code && !*failed)
+        return cli_error(&write_error);
     return *failed ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
 }
 
@@ -270,44 +169,37 @@ static int run_preprocess(const preprocess_options *o)
         lo.threads = (int)o->count;
     lo.decode.apply_exif_orientation = o->exif;
 
-    char header[256];
-    size_t header_len = npy_header(header, sizeof header, o, o->count);
-    out_file out = {0};
-    int status = out_open(&out, o->output);
-    if (status)
-        return status;
-    if (fwrite(header, 1, header_len, out.f) != header_len) {
-        status = out_fail(out.tmp_path, "write failed");
-        out_discard(&out);
-        return status;
-    }
-
+    const int64_t s = IMS_IMAGE_INPUT_SIZE;
+    const int64_t shape_u8[4] = {(int64_t)o->count, s, s, 3}, shape_f32[4] = {(int64_t)o->count, 3, s, s};
+    ims_npy_writer *out = NULL;
     ims_error err = {0};
+    if (ims_npy_writer_open(o->output, o->uint8 ? IMS_NPY_U8 : IMS_NPY_F32, 4, o->uint8 ? shape_u8 : shape_f32,
+                            &out, &err))
+        return cli_error(&err);
+
     ims_image_loader *ld = NULL;
     if (ims_image_loader_create(&lo, NULL, &ld, &err)) {
-        out_discard(&out);
+        ims_npy_writer_discard(out);
         return cli_error(&err);
     }
     size_t failed = 0;
-    status = write_batches(ld, o, &out, &failed);
+    int status = write_batches(ld, o, out, &failed);
     ims_image_loader_stats stats;
     ims_image_loader_get_stats(ld, &stats);
     ims_image_loader_free(ld);
     if (status) {
-        out_discard(&out);
+        ims_npy_writer_discard(out);
         if (failed)
             fprintf(stderr, "imgsearch: %zu of %zu images failed; %s not written\n", failed, o->count, o->output);
         return status;
     }
-    status = out_commit(&out, o->output);
-    if (status)
-        return status;
+    if (ims_npy_writer_commit(out, &err))
+        return cli_error(&err);
 
-    const int s = IMS_IMAGE_INPUT_SIZE;
     if (o->uint8)
-        printf("%s: %zu images, uint8 (%zu, %d, %d, 3)", o->output, o->count, o->count, s, s);
+        printf("%s: %zu images, uint8 (%zu, %d, %d, 3)", o->output, o->count, o->count, (int)s, (int)s);
     else
-        printf("%s: %zu images, float32 (%zu, 3, %d, %d)", o->output, o->count, o->count, s, s);
+        printf("%s: %zu images, float32 (%zu, 3, %d, %d)", o->output, o->count, o->count, (int)s, (int)s);
     printf(", %s mode, exif %s; %.2f s (read %.2f s, decode %.2f s, preprocess %.2f s over %d threads)\n",
            o->mode == IMS_PREPROCESS_FID ? "fid" : "torchvision", o->exif ? "applied" : "ignored",
            wall_seconds() - t0, stats.read_s, stats.decode_s, stats.preprocess_s, lo.threads);

@@ -18,9 +18,13 @@ static const char usage[] =
     "  preprocess IMAGE... -o OUT.npy\n"
     "                  write the exact network input of images as a NumPy array\n"
     "                  (--mode torchvision|fid, --uint8 for the cropped pixels)\n"
+    "  bench           measure imgsearch's workloads against this device's ceilings\n"
+    "                  (--quick for a short run, --json for machines)\n"
     "  devices         list the compute backends and GPUs this build can use\n"
     "  tokenize --text-model M.isw\n"
     "                  lines on stdin -> BERT WordPiece ids, one line per input line\n"
+    "  knn TABLE.npy QUERIES.npy -k K\n"
+    "                  exact top-k cosine search of an embedding table (.npz or JSON out)\n"
     "  version         print the versions of imgsearch and the libraries it links\n"
     "  help            print this message\n"
     "\n"
@@ -72,11 +76,15 @@ int main(int argc, char **argv)
         return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "preprocess"))
         return cmd_preprocess(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench"))
+        return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices"))
         return cmd_devices(argc - 1, argv + 1);
     /* --- tokenizer --- */
     if (!strcmp(cmd, "tokenize"))
         return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "knn")) /* --- top-k search --- */
+        return cmd_knn(argc - 1, argv + 1);
     fprintf(stderr, "imgsearch: unknown command '%s'\n\n%s", cmd, usage);
     return CLI_EXIT_USAGE;
 }

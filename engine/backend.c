@@ -4,6 +4,7 @@
 #include "error.h"
 
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 ims_status ims_backend_create(ims_backend_kind kind, int device, ims_backend **out, ims_error *err)
@@ -181,4 +182,226 @@ ims_status ims_op_linear(ims_backend *be, const ims_tensor *x, const ims_tensor 
         st = ims_fail(err, IMS_ERR_UNSUPPORTED, "linear: (%lld x %lld) . (%lld x %lld)^T exceeds int range",
                       (long long)m, (long long)k, (long long)n, (long long)k);
     return st ? st : be->ops->linear(be, x, w, bias, y, err);
+}
+
+/* ---- Benchmarks --------------------------------------------------------------------- */
+
+struct ims_backend_timer {
+    ims_backend *be;
+    void *impl;
+    int started, stopped;
+};
+
+ims_status ims_backend_timer_create(ims_backend *be, ims_backend_timer **out, ims_error *err)
+{
+    *out = NULL;
+    ims_backend_timer *t = calloc(1, sizeof *t);
+    if (!t)
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    t->be = be;
+    ims_status st = be->ops->timer_create(be, &t->impl, err);
+    if (st) {
+        free(t);
+        return st;
+    }
+    *out = t;
+    return IMS_OK;
+}
+
+ims_status ims_backend_timer_start(ims_backend_timer *t, ims_error *err)
+{
+    t->started = 1;
+    t->stopped = 0;
+    return t->be->ops->timer_mark(t->be, t->impl, 0, err);
+}
+
+ims_status ims_backend_timer_stop(ims_backend_timer *t, ims_error *err)
+{
+    if (!t->started)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "timer stopped before it was started");
+    t->stopped = 1;
+    return t->be->ops->timer_mark(t->be, t->impl, 1, err);
+}
+
+ims_status ims_backend_timer_elapsed_ms(ims_backend_timer *t, double *ms, ims_error *err)
+{
+    if (!t->stopped)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "timer read before it was stopped");
+    return t->be->ops->timer_elapsed_ms(t->be, t->impl, ms, err);
+}
+
+void ims_backend_timer_free(ims_backend_timer *t)
+{
+    if (!t)
+        return;
+    t->be->ops->timer_free(t->be, t->impl);
+    free(t);
+}
+
+ims_status ims_backend_measure_peaks(ims_backend *be, int quick, ims_backend_peaks *out, ims_error *err)
+{
+    memset(out, 0, sizeof *out);
+    return be->ops->measure_peaks(be, quick, out, err);
+}
+
+/* --- inception --- */
+
+int64_t ims_conv_out_size(int64_t in, int k, int stride, int pad)
+{
+    if (k < 1 || stride < 1 || pad < 0 || in + 2 * (int64_t)pad < k)
+        return 0;
+    return (in + 2 * (int64_t)pad - k) / stride + 1;
+}
+
+/* f32 tensors, or f16 where the backend allows it (CUDA); all of one dtype. */
+static ims_status check_act_dtype(const ims_backend *be, const ims_tensor *t, ims_dtype want, const char *what,
+                                  ims_error *err)
+{
+    if (t->dtype != want)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "%s: dtype %s, expected %s", what, ims_dtype_name(t->dtype),
+                        ims_dtype_name(want));
+    if (want == IMS_DTYPE_F16 && be->memory == IMS_MEMORY_HOST)
+        return ims_fail(err, IMS_ERR_UNSUPPORTED, "%s: f16 tensors need the CUDA backend", what);
+    if (want != IMS_DTYPE_F32 && want != IMS_DTYPE_F16)
+        return ims_fail(err, IMS_ERR_UNSUPPORTED, "%s: dtype %s (f32 or f16 only)", what, ims_dtype_name(want));
+    return IMS_OK;
+}
+
+static ims_status check_int_dims(const ims_tensor *t, const char *what, ims_error *err)
+{
+    for (int d = 0; d < t->ndim; d++)
+        if (t->shape[d] > INT_MAX)
+            return ims_fail(err, IMS_ERR_UNSUPPORTED, "%s: dim %d is %lld, beyond int range", what, d,
+                            (long long)t->shape[d]);
+    if (ims_tensor_numel(t) <= 0)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "%s: no elements", what);
+    return IMS_OK;
+}
+
+ims_status ims_op_conv2d(ims_backend *be, const ims_conv2d_params *p, const ims_tensor *x, const ims_tensor *w,
+                         const ims_tensor *bias, ims_tensor *y, ims_error *err)
+{
+    ims_status st = check_placement(be, x, "conv2d x", err);
+    if (!st) st = check_placement(be, w, "conv2d w", err);
+    if (!st && bias) st = check_placement(be, bias, "conv2d bias", err);
+    if (!st) st = check_placement(be, y, "conv2d y", err);
+    if (st)
+        return st;
+    if (p->precision < IMS_PRECISION_FP32 || p->precision > IMS_PRECISION_FP16)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "conv2d: unknown precision %d", (int)p->precision);
+    if (be->memory == IMS_MEMORY_HOST && p->precision != IMS_PRECISION_FP32)
+        return ims_fail(err, IMS_ERR_UNSUPPORTED, "conv2d: precision %s needs the CUDA backend",
+                        ims_precision_name(p->precision));
+    ims_dtype dt = p->precision == IMS_PRECISION_FP16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32;
+    st = check_act_dtype(be, x, dt, "conv2d x", err);
+    if (!st) st = check_act_dtype(be, w, dt, "conv2d w", err);
+    if (!st) st = check_act_dtype(be, y, dt, "conv2d y", err);
+    if (!st) st = ims_tensor_expect(x, "conv2d x", dt, 4, (int64_t[]){-1, -1, -1, -1}, err);
+    if (!st) st = ims_tensor_expect(w, "conv2d w", dt, 4, (int64_t[]){-1, -1, -1, x->shape[3]}, err);
+    if (!st && bias) st = ims_tensor_expect(bias, "conv2d bias", dt, 1, (int64_t[]){w->shape[0]}, err);
+    if (!st) st = check_int_dims(x, "conv2d x", err);
+    if (!st) st = check_int_dims(w, "conv2d w", err);
+    if (st)
+        return st;
+    if (p->stride_h < 1 || p->stride_w < 1 || p->pad_h < 0 || p->pad_w < 0 || p->y_channel_offset < 0)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "conv2d: stride (%d, %d), pad (%d, %d), channel offset %d",
+                        p->stride_h, p->stride_w, p->pad_h, p->pad_w, p->y_channel_offset);
+    int64_t oh = ims_conv_out_size(x->shape[1], (int)w->shape[1], p->stride_h, p->pad_h);
+    int64_t ow = ims_conv_out_size(x->shape[2], (int)w->shape[2], p->stride_w, p->pad_w);
+    if (oh < 1 || ow < 1)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "conv2d: a %lldx%lld filter does not fit a %lldx%lld input",
+                        (long long)w->shape[1], (long long)w->shape[2], (long long)x->shape[1],
+                        (long long)x->shape[2]);
+    st = ims_tensor_expect(y, "conv2d y", dt, 4, (int64_t[]){x->shape[0], oh, ow, -1}, err);
+    if (!st) st = check_int_dims(y, "conv2d y", err);
+    if (!st && p->y_channel_offset + w->shape[0] > y->shape[3])
+        st = ims_fail(err, IMS_ERR_ARGUMENT, "conv2d: channels [%d, %lld) do not fit y's %lld", p->y_channel_offset,
+                      (long long)(p->y_channel_offset + w->shape[0]), (long long)y->shape[3]);
+    return st ? st : be->ops->conv2d(be, p, x, w, bias, y, err);
+}
+
+ims_status ims_op_pool2d(ims_backend *be, const ims_pool2d_params *p, const ims_tensor *x, ims_tensor *y,
+                         ims_error *err)
+{
+    ims_status st = check_placement(be, x, "pool2d x", err);
+    if (!st) st = check_placement(be, y, "pool2d y", err);
+    if (!st) st = check_act_dtype(be, x, x->dtype, "pool2d x", err);
+    if (!st) st = ims_tensor_expect(x, "pool2d x", x->dtype, 4, (int64_t[]){-1, -1, -1, -1}, err);
+    if (!st) st = check_int_dims(x, "pool2d x", err);
+    if (st)
+        return st;
+    if ((p->kind != IMS_POOL_MAX && p->kind != IMS_POOL_AVG) || p->k < 1 || p->stride < 1 || p->pad < 0 ||
+        p->pad * 2 >= p->k + 1 || p->y_channel_offset < 0)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "pool2d: kind %d, k %d, stride %d, pad %d, channel offset %d",
+                        (int)p->kind, p->k, p->stride, p->pad, p->y_channel_offset);
+    int64_t oh = ims_conv_out_size(x->shape[1], p->k, p->stride, p->pad);
+    int64_t ow = ims_conv_out_size(x->shape[2], p->k, p->stride, p->pad);
+    if (oh < 1 || ow < 1)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "pool2d: a %dx%d window does not fit a %lldx%lld input", p->k, p->k,
+                        (long long)x->shape[1], (long long)x->shape[2]);
+    st = ims_tensor_expect(y, "pool2d y", x->dtype, 4, (int64_t[]){x->shape[0], oh, ow, -1}, err);
+    if (!st) st = check_int_dims(y, "pool2d y", err);
+    if (!st && p->y_channel_offset + x->shape[3] > y->shape[3])
+        st = ims_fail(err, IMS_ERR_ARGUMENT, "pool2d: channels [%d, %lld) do not fit y's %lld", p->y_channel_offset,
+                      (long long)(p->y_channel_offset + x->shape[3]), (long long)y->shape[3]);
+    return st ? st : be->ops->pool2d(be, p, x, y, err);
+}
+
+ims_status ims_op_global_avg_pool(ims_backend *be, const ims_tensor *x, ims_tensor *y, ims_error *err)
+{
+    ims_status st = check_placement(be, x, "global_avg_pool x", err);
+    if (!st) st = check_placement(be, y, "global_avg_pool y", err);
+    if (!st) st = check_act_dtype(be, x, x->dtype, "global_avg_pool x", err);
+    if (!st) st = ims_tensor_expect(x, "global_avg_pool x", x->dtype, 4, (int64_t[]){-1, -1, -1, -1}, err);
+    if (!st) st = check_int_dims(x, "global_avg_pool x", err);
+    if (!st)
+        st = ims_tensor_expect(y, "global_avg_pool y", IMS_DTYPE_F32, 2, (int64_t[]){x->shape[0], x->shape[3]}, err);
+    return st ? st : be->ops->global_avg_pool(be, x, y, err);
+}
+
+ims_status ims_op_input_u8(ims_backend *be, const ims_tensor *x, const float scale[3], const float shift[3],
+                           ims_tensor *y, ims_error *err)
+{
+    ims_status st = check_placement(be, x, "input_u8 x", err);
+    if (!st) st = check_placement(be, y, "input_u8 y", err);
+    if (!st) st = ims_tensor_expect(x, "input_u8 x", IMS_DTYPE_U8, 4, (int64_t[]){-1, -1, -1, 3}, err);
+    if (!st) st = check_int_dims(x, "input_u8 x", err);
+    if (!st) st = check_act_dtype(be, y, y->dtype, "input_u8 y", err);
+    if (!st)
+        st = ims_tensor_expect(y, "input_u8 y", y->dtype, 4, (int64_t[]){x->shape[0], x->shape[1], x->shape[2], 3},
+                               err);
+    return st ? st : be->ops->input_u8(be, x, scale, shift, y, err);
+}
+
+/* --- top-k search --- */
+ims_status ims_op_knn_select(ims_backend *be, const ims_tensor *table, const ims_tensor *queries, int k, int path,
+                             ims_tensor *ids, ims_tensor *scores, ims_error *err)
+{
+    ims_status st = check_placement(be, table, "knn table", err);
+    if (!st)
+        st = check_placement(be, queries, "knn queries", err);
+    if (!st)
+        st = check_placement(be, ids, "knn ids", err);
+    if (!st)
+        st = check_placement(be, scores, "knn scores", err);
+    if (st)
+        return st;
+    if (table->dtype != IMS_DTYPE_F32 && table->dtype != IMS_DTYPE_F16)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "knn table: dtype %s (f32 or f16)", ims_dtype_name(table->dtype));
+    if ((st = ims_tensor_expect(table, "knn table", table->dtype, 2, (int64_t[]){-1, -1}, err)))
+        return st;
+    int64_t n = table->shape[0], d = table->shape[1];
+    if ((st = ims_tensor_expect(queries, "knn queries", IMS_DTYPE_F32, 2, (int64_t[]){-1, d}, err)))
+        return st;
+    int64_t b = queries->shape[0];
+    if (k < 1 || k > IMS_KNN_MAX_K)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "knn: k = %d is out of range 1..%d", k, IMS_KNN_MAX_K);
+    int64_t kk = k < n ? k : n;
+    if ((st = ims_tensor_expect(ids, "knn ids", IMS_DTYPE_I32, 2, (int64_t[]){b, kk}, err)) ||
+        (st = ims_tensor_expect(scores, "knn scores", IMS_DTYPE_F32, 2, (int64_t[]){b, kk}, err)))
+        return st;
+    if (n > INT32_MAX || d > INT32_MAX || b > INT32_MAX)
+        return ims_fail(err, IMS_ERR_UNSUPPORTED, "knn: table (%lld, %lld) or %lld queries exceed int range",
+                        (long long)n, (long long)d, (long long)b);
+    return be->ops->knn_select(be, table, queries, k, path, ids, scores, err);
 }

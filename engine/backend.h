@@ -14,6 +14,27 @@
 #include "imgsearch.h"
 #include "tensor.h"
 
+/* --- inception --- */
+/* A convolution's geometry and epilogue; the filter size comes from w's shape. */
+typedef struct ims_conv2d_params {
+    int stride_h, stride_w, pad_h, pad_w;
+    int relu;             /* 1: y = max(0, conv + bias) */
+    int y_channel_offset; /* write channels [offset, offset + O) of y */
+    ims_precision precision; /* CUDA math: fp32 (no TF32), tf32, fp16 (f16 tensors) */
+} ims_conv2d_params;
+
+typedef enum ims_pool_kind {
+    IMS_POOL_MAX = 0,
+    IMS_POOL_AVG = 1,
+} ims_pool_kind;
+
+typedef struct ims_pool2d_params {
+    ims_pool_kind kind;
+    int k, stride, pad;    /* square window */
+    int count_include_pad; /* average: divide by k * k (1) or by the window inside the image (0) */
+    int y_channel_offset;  /* write channels [offset, offset + C) of y */
+} ims_pool2d_params;
+
 typedef struct ims_backend_ops {
     void (*destroy)(ims_backend *be);
     ims_status (*alloc)(ims_backend *be, size_t nbytes, void **out, ims_error *err);
@@ -35,6 +56,35 @@ typedef struct ims_backend_ops {
     /* y (M, N) = x (M, K) . w (N, K)^T + bias (N), all f32; bias may be NULL. */
     ims_status (*linear)(ims_backend *be, const ims_tensor *x, const ims_tensor *w,
                          const ims_tensor *bias, ims_tensor *y, ims_error *err);
+
+    /* --- benchmarks --- */
+    /* A stopwatch (imgsearch.h): *timer is the backend's own state. */
+    ims_status (*timer_create)(ims_backend *be, void **timer, ims_error *err);
+    ims_status (*timer_mark)(ims_backend *be, void *timer, int stop, ims_error *err);
+    ims_status (*timer_elapsed_ms)(ims_backend *be, void *timer, double *ms, ims_error *err);
+    void (*timer_free)(ims_backend *be, void *timer);
+    ims_status (*measure_peaks)(ims_backend *be, int quick, ims_backend_peaks *out, ims_error *err);
+    /* --- inception --- */
+    /* y[..., off : off + O] (N, OH, OW, Ctot) = relu?(conv(x (N, H, W, C), w (O, KH, KW, C)) + bias (O));
+     * x, w, y f32 (or all f16 on CUDA with precision fp16); bias f32 (f16 with f16 tensors). */
+    ims_status (*conv2d)(ims_backend *be, const ims_conv2d_params *p, const ims_tensor *x, const ims_tensor *w,
+                         const ims_tensor *bias, ims_tensor *y, ims_error *err);
+    /* y[..., off : off + C] (N, OH, OW, Ctot) = pool(x (N, H, W, C)); f32 or f16 (both the same). */
+    ims_status (*pool2d)(ims_backend *be, const ims_pool2d_params *p, const ims_tensor *x, ims_tensor *y,
+                         ims_error *err);
+    /* y (N, C) f32 = mean over H, W of x (N, H, W, C) f32 or f16. */
+    ims_status (*global_avg_pool)(ims_backend *be, const ims_tensor *x, ims_tensor *y, ims_error *err);
+    /* y (N, H, W, 3) f32 or f16 = x (N, H, W, 3) u8 * scale[c] + shift[c]. */
+    ims_status (*input_u8)(ims_backend *be, const ims_tensor *x, const float scale[3], const float shift[3],
+                           ims_tensor *y, ims_error *err);
+    /* --- top-k search --- */
+    /* Exact top-k by inner product ("scores + select"). table (N, D) f32 or f16;
+     * queries (B, D) f32; ids (B, kk) i32 row indices and scores (B, kk) f32 with
+     * kk = min(k, N): each query's kk highest q . row (fp32 accumulation),
+     * descending, equal scores by lower row index. path: an ims_knn_path, to
+     * force a kernel (backends without that path use their own). */
+    ims_status (*knn_select)(ims_backend *be, const ims_tensor *table, const ims_tensor *queries, int k,
+                             int path, ims_tensor *ids, ims_tensor *scores, ims_error *err);
 } ims_backend_ops;
 
 struct ims_backend {
@@ -81,5 +131,19 @@ ims_status ims_op_l2_normalize_rows(ims_backend *be, const ims_tensor *x, ims_te
                                     ims_tensor *norms, ims_error *err);
 ims_status ims_op_linear(ims_backend *be, const ims_tensor *x, const ims_tensor *w,
                          const ims_tensor *bias, ims_tensor *y, ims_error *err);
+/* --- top-k search --- */
+ims_status ims_op_knn_select(ims_backend *be, const ims_tensor *table, const ims_tensor *queries, int k, int path,
+                             ims_tensor *ids, ims_tensor *scores, ims_error *err);
+
+/* --- inception --- */
+/* Output size of a convolution or pool along one axis: (in + 2 pad - k) / stride + 1, or 0 if none. */
+int64_t ims_conv_out_size(int64_t in, int k, int stride, int pad);
+ims_status ims_op_conv2d(ims_backend *be, const ims_conv2d_params *p, const ims_tensor *x, const ims_tensor *w,
+                         const ims_tensor *bias, ims_tensor *y, ims_error *err);
+ims_status ims_op_pool2d(ims_backend *be, const ims_pool2d_params *p, const ims_tensor *x, ims_tensor *y,
+                         ims_error *err);
+ims_status ims_op_global_avg_pool(ims_backend *be, const ims_tensor *x, ims_tensor *y, ims_error *err);
+ims_status ims_op_input_u8(ims_backend *be, const ims_tensor *x, const float scale[3], const float shift[3],
+                           ims_tensor *y, ims_error *err);
 
 #endif /* IMS_BACKEND_H */

@@ -17,6 +17,7 @@
 
 #include "../kernels/cuda/launch.h"
 #include "cuda_check.h"
+#include "knn.h"
 #include "error.h"
 
 #include <stdio.h>
@@ -28,6 +29,9 @@ typedef struct cuda_state {
     cudaStream_t stream;   /* non-blocking; NULL until created */
     cublasHandle_t cublas; /* bound to stream; NULL until created */
     cudnnHandle_t cudnn;   /* bound to stream; NULL until created */
+    /* --- top-k search --- */
+    void *knn_workspace; /* grow-only scratch of knn_select */
+    size_t knn_workspace_bytes;
 } cuda_state;
 
 static cuda_state *cuda_state_of(const ims_backend *be) { return (cuda_state *)be->impl; }
@@ -124,6 +128,8 @@ static void cuda_destroy(ims_backend *be)
         /* destroy cannot report failures; a failed call leaves nothing to undo.
          * A stream destroyed with work pending is released once that work ends. */
         int ok = cudaSetDevice(st->device) == cudaSuccess;
+        if (st->knn_workspace) /* --- top-k search --- */
+            ok &= cudaFree(st->knn_workspace) == cudaSuccess;
         if (st->cudnn)
             ok &= cudnnDestroy(st->cudnn) == CUDNN_STATUS_SUCCESS;
         if (st->cublas)
@@ -332,6 +338,231 @@ static ims_status cuda_op_linear(ims_backend *be, const ims_tensor *x, const ims
     return IMS_OK;
 }
 
+/* ---- Benchmarks --------------------------------------------------------------------- */
+
+typedef struct cuda_timer {
+    cudaEvent_t start, stop;
+} cuda_timer;
+
+static void cuda_timer_free(ims_backend *be, void *timer)
+{
+    (void)be;
+    cuda_timer *t = timer;
+    if (!t)
+        return;
+    if (t->start)
+        (void)cudaEventDestroy(t->start);
+    if (t->stop)
+        (void)cudaEventDestroy(t->stop);
+    free(t);
+}
+
+static ims_status cuda_timer_create(ims_backend *be, void **timer, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    cuda_timer *t = calloc(1, sizeof *t);
+    if (!t)
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    *timer = t;
+    status = IMS_CUDA_CALL(err, cudaEventCreate(&t->start));
+    if (!status)
+        status = IMS_CUDA_CALL(err, cudaEventCreate(&t->stop));
+    if (status) {
+        cuda_timer_free(be, t);
+        *timer = NULL;
+    }
+    return status;
+}
+
+static ims_status cuda_timer_mark(ims_backend *be, void *timer, int stop, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    cuda_timer *t = timer;
+    IMS_CUDA_CHECK(err, cudaEventRecord(stop ? t->stop : t->start, st->stream));
+    return IMS_OK;
+}
+
+static ims_status cuda_timer_elapsed_ms(ims_backend *be, void *timer, double *ms, ims_error *err)
+{
+    (void)be;
+    cuda_timer *t = timer;
+    float elapsed = 0;
+    IMS_CUDA_CHECK(err, cudaEventSynchronize(t->stop));
+    IMS_CUDA_CHECK(err, cudaEventElapsedTime(&elapsed, t->start, t->stop));
+    *ms = elapsed;
+    return IMS_OK;
+}
+
+/* The best of `reps` timed runs of one of the two peak workloads. */
+static ims_status cuda_time_best(ims_backend *be, int gemm, void *a, void *b, void *c, size_t bytes, int n,
+                                 int reps, double *best_ms, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    void *timer = NULL;
+    ims_status status = cuda_timer_create(be, &timer, err);
+    const float alpha = 1.0f, beta = 0.0f;
+    *best_ms = 1e30;
+    for (int rep = -1; !status && rep < reps; rep++) { /* rep -1: warm-up */
+        status = cuda_timer_mark(be, timer, 0, err);
+        if (!status && gemm)
+            status = IMS_CUBLAS_CALL(err,
+                            cublasGemmEx(st->cublas, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &alpha, a, CUDA_R_16F, n, b,
+                                         CUDA_R_16F, n, &beta, c, CUDA_R_16F, n, CUBLAS_COMPUTE_32F,
+                                         CUBLAS_GEMM_DEFAULT));
+        else if (!status)
+            status = IMS_CUDA_CALL(err, cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, st->stream));
+        if (!status)
+            status = cuda_timer_mark(be, timer, 1, err);
+        double ms = 0;
+        if (!status)
+            status = cuda_timer_elapsed_ms(be, timer, &ms, err);
+        if (!status && rep >= 0 && ms < *best_ms)
+            *best_ms = ms;
+    }
+    cuda_timer_free(be, timer);
+    return status;
+}
+
+/* Copy: cudaMemcpyAsync within device memory (1 GiB); GEMM: cublasGemmEx with
+ * fp16 inputs and outputs, fp32 accumulation, square n = 8192 (the tensor-core
+ * rate our fp16 paths can hope for). Inputs are filled with non-zero bytes. */
+static ims_status cuda_measure_peaks(ims_backend *be, int quick, ims_backend_peaks *out, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    size_t bytes = (quick ? 256u : 1024u) << 20;
+    int n = quick ? 4096 : 8192;
+    size_t gemm_bytes = (size_t)n * n * 2;
+    void *a = NULL, *b = NULL, *c = NULL;
+    status = IMS_CUDA_CALL(err, cudaMalloc(&a, bytes));
+    if (!status)
+        status = IMS_CUDA_CALL(err, cudaMalloc(&b, bytes));
+    if (!status)
+        status = IMS_CUDA_CALL(err, cudaMalloc(&c, gemm_bytes));
+    /* 0x3c: halves near 1.0 and modest floats: no denormals, no infinities. */
+    if (!status)
+        status = IMS_CUDA_CALL(err, cudaMemsetAsync(a, 0x3c, bytes, st->stream));
+    if (!status)
+        status = IMS_CUDA_CALL(err, cudaMemsetAsync(b, 0x3b, bytes, st->stream));
+    double ms = 0;
+    if (!status)
+        status = cuda_time_best(be, 0, a, b, NULL, bytes, 0, 10, &ms, err);
+    if (!status) {
+        out->copy_gb_per_s = 2.0 * (double)bytes / (ms * 1e-3) / 1e9;
+        snprintf(out->copy_what, sizeof out->copy_what, "device-to-device cudaMemcpy of %zu MiB (read + write)",
+                 bytes >> 20);
+        status = cuda_time_best(be, 1, a, b, c, 0, n, 10, &ms, err);
+    }
+    if (!status) {
+        out->gemm_tflop_per_s = 2.0 * n * (double)n * n / (ms * 1e-3) / 1e12;
+        snprintf(out->gemm_what, sizeof out->gemm_what, "cublasGemmEx %d^3, fp16 in/out, fp32 accumulate", n);
+    }
+    if (a)
+        (void)cudaFree(a);
+    if (b)
+        (void)cudaFree(b);
+    if (c)
+        (void)cudaFree(c);
+    return status;
+}
+
+/* --- top-k search --- */
+
+/* The knn scratch, grown (never shrunk) to at least nbytes. */
+static ims_status cuda_knn_workspace(ims_backend *be, size_t nbytes, void **out, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    if (st->knn_workspace_bytes < nbytes) {
+        if (st->knn_workspace) {
+            IMS_CUDA_CHECK(err, cudaStreamSynchronize(st->stream));
+            IMS_CUDA_CHECK(err, cudaFree(st->knn_workspace));
+            st->knn_workspace = NULL;
+            st->knn_workspace_bytes = 0;
+        }
+        void *p;
+        ims_status status = cuda_alloc(be, nbytes, &p, err);
+        if (status)
+            return ims_error_prefix(err, status, "knn workspace");
+        st->knn_workspace = p;
+        st->knn_workspace_bytes = nbytes;
+    }
+    *out = st->knn_workspace;
+    return IMS_OK;
+}
+
+/* Exact top-k over the table, tile by tile (engine/knn.h: a (B, k + T) f32 tile
+ * whose first k columns carry the running best): scores of T rows into the
+ * tile's columns k.., by the streaming kernel (knn_scores.cu; small batches) or
+ * by cuBLAS sgemm (large batches; f16 rows are first converted to an f32 tile
+ * copy, so the scores stay exact fp32 dot products of the stored values, as on
+ * the CPU), then the radix selection (knn_select.cu) merges them with the
+ * running best. The B x N score matrix never exists. */
+static ims_status cuda_op_knn_select(ims_backend *be, const ims_tensor *table, const ims_tensor *queries, int k,
+                                     int path, ims_tensor *ids, ims_tensor *scores, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    int n = (int)table->shape[0], d = (int)table->shape[1], b = (int)queries->shape[0]; /* int range checked */
+    int f16 = table->dtype == IMS_DTYPE_F16;
+    int kk = k < n ? k : n;
+    if (b == 0 || n == 0)
+        return IMS_OK;
+    if (path == IMS_KNN_PATH_AUTO)
+        path = b <= 16 ? IMS_KNN_PATH_STREAM : IMS_KNN_PATH_GEMM;
+    int64_t t = ims_knn_tile_rows(b, k, n, d);
+    int ld = k + (int)t;
+    size_t tile_bytes = (size_t)b * ld * 4, list_bytes = (size_t)b * k * 4;
+    size_t rows32_bytes = (path == IMS_KNN_PATH_GEMM && f16) ? (size_t)t * d * 4 : 0;
+    size_t total = tile_bytes + 3 * list_bytes + rows32_bytes + 4 * 256;
+    char *ws = NULL;
+    if ((status = cuda_knn_workspace(be, total, (void **)&ws, err)))
+        return status;
+    float *tile = (float *)ws;                                  // (b, ld)
+    int32_t *cand = (int32_t *)(ws + tile_bytes);                // (b, k)
+    uint32_t *tmp_keys = (uint32_t *)(ws + tile_bytes + list_bytes); // (b, k)
+    int32_t *tmp_ids = (int32_t *)(ws + tile_bytes + 2 * list_bytes); // (b, k)
+    float *rows32 = rows32_bytes ? (float *)(ws + tile_bytes + 3 * list_bytes) : NULL; // (t, d)
+    const float *qp = queries->data; // (b, d)
+    const float alpha = 1.0f, beta = 0.0f;
+    int kprev = 0;
+    for (int r0 = 0; r0 < n; r0 += (int)t) {
+        int cnt = n - r0 < t ? n - r0 : (int)t;
+        const char *rows = (const char *)table->data + (size_t)r0 * d * (f16 ? 2 : 4); // (cnt, d)
+        if (path == IMS_KNN_PATH_GEMM) {
+            const float *r32 = (const float *)rows;
+            if (f16) {
+                IMS_CUDA_CHECK(err, cuda_convert_f16_to_f32((const uint16_t *)rows, rows32, (size_t)cnt * d,
+                                                            st->stream));
+                IMS_CUDA_CHECK_LAUNCH(err, st->stream);
+                r32 = rows32;
+            }
+            /* Row-major tile[q][k + j] = q . row_j is the column-major (cnt, b)
+             * matrix rows (d, cnt)^T . queries (d, b), ldc = ld. */
+            IMS_CUBLAS_CHECK(err, cublasSgemm(st->cublas, CUBLAS_OP_T, CUBLAS_OP_N, cnt, b, d, &alpha, r32, d, qp, d,
+                                              &beta, tile + k, ld));
+        } else {
+            IMS_CUDA_CHECK(err, cuda_knn_scores(rows, f16, qp, tile + k, cnt, d, b, ld, st->stream));
+            IMS_CUDA_CHECK_LAUNCH(err, st->stream);
+        }
+        IMS_CUDA_CHECK(err, cuda_knn_select(tile, cand, tmp_keys, tmp_ids, b, ld, kprev, k, cnt, r0, k, st->stream));
+        IMS_CUDA_CHECK_LAUNCH(err, st->stream);
+        kprev = kprev + cnt < k ? kprev + cnt : k;
+    }
+    /* The first kk columns of the tile and of the candidate lists. */
+    IMS_CUDA_CHECK(err, cudaMemcpy2DAsync(scores->data, (size_t)kk * 4, tile, (size_t)ld * 4, (size_t)kk * 4, b,
+                                          cudaMemcpyDeviceToDevice, st->stream));
+    IMS_CUDA_CHECK(err, cudaMemcpy2DAsync(ids->data, (size_t)kk * 4, cand, (size_t)k * 4, (size_t)kk * 4, b,
+                                          cudaMemcpyDeviceToDevice, st->stream));
+    return IMS_OK;
+}
+
 static const ims_backend_ops cuda_ops = {
     .destroy = cuda_destroy,
     .alloc = cuda_alloc,
@@ -345,6 +576,13 @@ static const ims_backend_ops cuda_ops = {
     .convert = cuda_op_convert,
     .l2_normalize_rows = cuda_op_l2_normalize_rows,
     .linear = cuda_op_linear,
+    .timer_create = cuda_timer_create,
+    .timer_mark = cuda_timer_mark,
+    .timer_elapsed_ms = cuda_timer_elapsed_ms,
+    .timer_free = cuda_timer_free,
+    .measure_peaks = cuda_measure_peaks,
+    /* --- top-k search --- */
+    .knn_select = cuda_op_knn_select,
 };
 
 /* ---- Creation ---------------------------------------------------------------------- */

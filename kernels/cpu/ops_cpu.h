@@ -21,4 +21,37 @@ void cpu_l2_normalize_rows(const float *x, float *y_f32, uint16_t *y_f16, float 
 /* y (m, n) = x (m, k) . w (n, k)^T + bias (n); bias may be NULL. OpenBLAS sgemm. */
 void cpu_linear(const float *x, const float *w, const float *bias, float *y, int m, int n, int k);
 
+/* --- inception --- */
+/* One convolution's sizes: x (n, h, w, c), filter (o, kh, kw, c), output (n, oh, ow, o). */
+typedef struct cpu_conv2d_shape {
+    int n, h, w, c, o, kh, kw, sh, sw, ph, pw, oh, ow;
+} cpu_conv2d_shape;
+
+/* 1 if the convolution is a plain GEMM on NHWC rows (no im2col workspace). */
+int cpu_conv2d_is_gemm(int kh, int kw, int sh, int sw, int ph, int pw);
+
+/* y[..., off : off + o] (n, oh, ow, y_channels) = relu?(conv(x, w) + bias); bias may
+ * be NULL. col: (oh * ow, kh * kw * c) workspace, unused (NULL) for GEMM shapes. */
+void cpu_conv2d_nhwc(const cpu_conv2d_shape *s, const float *x, const float *w, const float *bias, int relu,
+                     float *y, int y_channels, int y_offset, float *col);
+
+/* x (n, h, w, c) -> y[..., off : off + c] (n, oh, ow, y_channels); max != 0: max pool. */
+void cpu_pool2d_nhwc(const float *x, int n, int h, int w, int c, int max, int k, int stride, int pad,
+                     int count_include_pad, float *y, int oh, int ow, int y_channels, int y_offset);
+
+/* x (n, hw, c) -> y (n, c): the mean over hw, summed in double. */
+void cpu_global_avg_pool_nhwc(const float *x, int n, int hw, int c, float *y);
+
+/* y (pixels, 3) = x (pixels, 3) * scale[c] + shift[c]. */
+void cpu_input_u8(const uint8_t *x, size_t pixels, const float scale[3], const float shift[3], float *y);
+/* --- top-k search --- */
+/* table (n, d): f32 (table_f32) or f16 (table_f16, the other NULL); queries (b, d);
+ * ids, scores (b, kk), kk = min(k, n): each query's kk highest dot products
+ * (fp32 sgemm), descending, equal scores by lower row index; a NaN score counts
+ * as -inf. Blocked over rows; f16 blocks are converted to f32 first.
+ * Returns 0, or -1 if its scratch memory (about (b * (k + 1M / b) + 16K * d) * 4
+ * bytes) cannot be allocated. */
+int cpu_knn_select(const float *table_f32, const uint16_t *table_f16, int64_t n, int d, const float *queries,
+                   int b, int k, int32_t *ids, float *scores);
+
 #endif /* IMS_OPS_CPU_H */

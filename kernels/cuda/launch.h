@@ -37,6 +37,19 @@ cudaError_t cuda_l2_normalize_rows(const float *x, float *y_f32, uint16_t *y_f16
 /* y (m, n): y[r][c] = bias[c], bias (n). Prefills y before a beta = 1 GEMM. */
 cudaError_t cuda_broadcast_rows(const float *bias, float *y, int m, int n, cudaStream_t s);
 
+/* --- top-k search --- */
+/* scores[q * ld + j] = queries[q] . rows[j] (fp32 accumulation) for rows (n, d),
+ * f16 (rows_f16 != 0) or f32, and queries (b, d) f32 (knn_scores.cu). */
+cudaError_t cuda_knn_scores(const void *rows, int rows_f16, const float *queries, float *scores, int n, int d, int b,
+                            int ld, cudaStream_t s);
+/* Per query: the best kk = min(k, kprev + cnt) of the old candidates
+ * (tile[q][0..kprev), ids cand[q][0..kprev), sorted) and the new scores
+ * tile[q][kcap..kcap + cnt) of rows base.., sorted (score desc, id asc) into
+ * tile[q][0..kk) and cand[q][0..kk). tmp_*: (b, kcap) scratch. k <= kcap,
+ * ld >= kcap + cnt (knn_select.cu). */
+cudaError_t cuda_knn_select(float *tile, int32_t *cand, uint32_t *tmp_keys, int32_t *tmp_ids, int b, int ld,
+                            int kprev, int kcap, int cnt, int32_t base, int k, cudaStream_t s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,272 @@
+/* cmd_knn.c: `imgsearch knn TABLE.npy QUERIES.npy -k K`: exact top-k search of
+ * one embedding table for a batch of queries, for research users' own
+ * embeddings (float32 or float16 .npy files, C order, 2-D).
+ *
+ * Before loading, one line on stderr says what will happen (rows, storage,
+ * device, the memory estimate, resident or streamed). Results go to a .npz
+ * (ids int64 (B, k), scores float32 (B, k); positions past N hold -1 / -inf,
+ * as FAISS does) or as JSON lines on stdout, one per query with its min(k, N)
+ * results.
+ */
+#include "imgsearch.h"
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char knn_usage[] =
+    "usage: imgsearch knn TABLE.npy QUERIES.npy -k K [--metric cosine|ip] [--dtype f16|f32]\n"
+    "                     [--device auto|cpu|cuda] [--chunk-rows N] [-o OUT.npz] [--json]\n"
+    "\n"
+    "For each query (a row of QUERIES, shape (B, D)) finds the K rows of TABLE\n"
+    "(shape (N, D)) with the highest cosine similarity, exactly; equal scores are\n"
+    "ordered by lower row index. Both files: float32 or float16 .npy, C order.\n"
+    "\n"
+    "  -k K                 results per query, 1..16384; K >= N returns all N rows\n"
+    "  --metric cosine      rows and queries L2-normalized first (default); a zero,\n"
+    "                       NaN or Inf row is an error naming the row\n"
+    "  --metric ip          raw inner product\n"
+    "  --dtype f16|f32      table storage (default: f16 on cuda, f32 on cpu);\n"
+    "                       scores always accumulate in fp32\n"
+    "  --device auto        cuda if a GPU is usable, else cpu (default)\n"
+    "  --chunk-rows N       keep the table in host memory and stream it through the\n"
+    "                       device N rows at a time (for tables larger than the GPU)\n"
+    "  -o, --output OUT.npz ids (int64, (B, K)) and scores (float32, (B, K)); past N:\n"
+    "                       id -1, score -inf (written atomically)\n"
+    "  --json               JSON lines on stdout: {\"query\": i, \"ids\": [...],\n"
+    "                       \"scores\": [...]} (the default without -o)\n";
+
+typedef struct knn_args {
+    const char *table, *queries, *output;
+    int k, json;
+    ims_knn_options opt;
+    int dtype_given;
+    const char *device;
+} knn_args;
+
+static int parse_long(const char *flag, const char *value, long long lo, long long hi, long long *out)
+{
+    char *end;
+    long long v = strtoll(value, &end, 10);
+    if (!*value || *end || v < lo || v > hi)
+        return cli_usage_error("knn", "%s '%s': expected an integer in %lld..%lld", flag, value, lo, hi);
+    *out = v;
+    return -1;
+}
+
+static int parse_args(int argc, char **argv, knn_args *a)
+{
+    int positional = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
+            fputs(knn_usage, stdout);
+            return CLI_EXIT_OK;
+        } else if (!strcmp(s, "--json")) {
+            a->json = 1;
+        } else if (s[0] == '-' && s[1] != '\0') {
+            if (!v)
+                return cli_usage_error("knn", "%s needs a value", s);
+            i++;
+            long long n = 0;
+            int st;
+            if (!strcmp(s, "-k")) {
+                if ((st = parse_long("-k", v, 1, IMS_KNN_MAX_K, &n)) >= 0)
+                    return st;
+                a->k = (int)n;
+            } else if (!strcmp(s, "--chunk-rows")) {
+                if ((st = parse_long("--chunk-rows", v, 1, INT32_MAX, &n)) >= 0)
+                    return st;
+                a->opt.max_rows_per_chunk = n;
+            } else if (!strcmp(s, "-o") || !strcmp(s, "--output")) {
+                a->output = v;
+            } else if (!strcmp(s, "--metric")) {
+                if (!strcmp(v, "cosine"))
+                    a->opt.metric = IMS_KNN_METRIC_COSINE;
+                else if (!strcmp(v, "ip"))
+                    a->opt.metric = IMS_KNN_METRIC_IP;
+                else
+                    return cli_usage_error("knn", "--metric '%s': expected cosine or ip", v);
+            } else if (!strcmp(s, "--dtype")) {
+                if (!strcmp(v, "f16"))
+                    a->opt.dtype = IMS_DTYPE_F16;
+                else if (!strcmp(v, "f32"))
+                    a->opt.dtype = IMS_DTYPE_F32;
+                else
+                    return cli_usage_error("knn", "--dtype '%s': expected f16 or f32", v);
+                a->dtype_given = 1;
+            } else if (!strcmp(s, "--device")) {
+                if (strcmp(v, "auto") && strcmp(v, "cpu") && strcmp(v, "cuda"))
+                    return cli_usage_error("knn", "--device '%s': expected auto, cpu or cuda", v);
+                a->device = v;
+            } else {
+                return cli_usage_error("knn", "unknown option '%s'", s);
+            }
+        } else if (positional == 0) {
+            a->table = s;
+            positional++;
+        } else if (positional == 1) {
+            a->queries = s;
+            positional++;
+        } else {
+            return cli_usage_error("knn", "unexpected argument '%s'", s);
+        }
+    }
+    if (!a->table || !a->queries)
+        return cli_usage_error("knn", "needs TABLE.npy and QUERIES.npy");
+    if (!a->k)
+        return cli_usage_error("knn", "missing -k K");
+    return -1;
+}
+
+/* A 2-D float32/float16 array, or a one-line error naming the file and role. */
+static int open_matrix(const char *path, const char *role, ims_npy *out)
+{
+    ims_error err = {0};
+    if (ims_npy_open(path, out, &err))
+        return cli_error(&err);
+    if (out->dtype != IMS_NPY_F32 && out->dtype != IMS_NPY_F16) {
+        fprintf(stderr, "imgsearch: %s: %s has dtype '%s'; knn needs float32 ('<f4') or float16 ('<f2')\n", path,
+                role, ims_npy_dtype_descr(out->dtype));
+    } else if (out->ndim != 2 || out->shape[1] < 1) {
+        fprintf(stderr, "imgsearch: %s: %s must be 2-D (rows, dim) with dim >= 1, has %d dimensions\n", path, role,
+                out->ndim);
+    } else {
+        return CLI_EXIT_OK;
+    }
+    ims_npy_close(out);
+    return CLI_EXIT_FAILURE;
+}
+
+static int create_backend(const knn_args *a, ims_backend **be)
+{
+    ims_error err = {0};
+    int want_cuda = !strcmp(a->device, "cuda");
+    if (!strcmp(a->device, "auto")) {
+        int count = 0;
+        ims_error probe = {0};
+        want_cuda = ims_cuda_compiled() && ims_cuda_device_count(&count, &probe) == IMS_OK && count > 0;
+    }
+    if (ims_backend_create(want_cuda ? IMS_BACKEND_CUDA : IMS_BACKEND_CPU, 0, be, &err))
+        return cli_error(&err);
+    return CLI_EXIT_OK;
+}
+
+static void print_json(const int64_t *ids, const float *scores, int64_t b, int k, int64_t n)
+{
+    int kk = k < n ? k : (int)n;
+    for (int64_t q = 0; q < b; q++) {
+        printf("{\"query\": %lld, \"ids\": [", (long long)q);
+        for (int j = 0; j < kk; j++)
+            printf("%s%lld", j ? ", " : "", (long long)ids[(size_t)q * k + j]);
+        printf("], \"scores\": [");
+        for (int j = 0; j < kk; j++) {
+            if (j)
+                fputs(", ", stdout);
+            json_double(stdout, scores[(size_t)q * k + j]);
+        }
+        printf("]}\n");
+    }
+}
+
+/* Queries as f32 (a converted copy for f16 files). */
+static float *queries_f32(const ims_npy *q)
+{
+    float *out = malloc(q->count ? q->count * sizeof *out : 1);
+    if (!out)
+        return NULL;
+    if (q->dtype == IMS_NPY_F32)
+        memcpy(out, q->data, q->count * sizeof *out);
+    else
+        for (uint64_t i = 0; i < q->count; i++)
+            out[i] = ims_f16_to_f32(((const uint16_t *)q->data)[i]);
+    return out;
+}
+
+static int file_error(const char *path, const ims_error *err)
+{
+    fprintf(stderr, "imgsearch: %s: %s\n", path, err->msg);
+    return CLI_EXIT_FAILURE;
+}
+
+static int run_knn(knn_args *a)
+{
+    ims_npy table, queries;
+    int status = open_matrix(a->table, "the table", &table);
+    if (status)
+        return status;
+    if ((status = open_matrix(a->queries, "the queries", &queries))) {
+        ims_npy_close(&table);
+        return status;
+    }
+    int64_t n = table.shape[0], d = table.shape[1], b = queries.shape[0];
+    ims_backend *be = NULL;
+    ims_knn_table *t = NULL;
+    int64_t *ids = NULL;
+    float *scores = NULL, *q = NULL;
+    ims_error err = {0};
+    if (queries.shape[1] != d) {
+        fprintf(stderr, "imgsearch: %s: queries have dim %lld, the table %s has dim %lld\n", a->queries,
+                (long long)queries.shape[1], a->table, (long long)d);
+        status = CLI_EXIT_FAILURE;
+        goto done;
+    }
+    if ((status = create_backend(a, &be)))
+        goto done;
+    const ims_backend_info *info = ims_backend_get_info(be);
+    if (!a->dtype_given)
+        a->opt.dtype = info->kind == IMS_BACKEND_CPU ? IMS_DTYPE_F32 : IMS_DTYPE_F16;
+    size_t need = ims_knn_estimate_bytes(n, d, a->opt.dtype, b, a->k);
+    fprintf(stderr, "imgsearch knn: %lld rows x %lld dims, %s storage, %lld queries, k = %d on %s: about %.1f MiB%s\n",
+            (long long)n, (long long)d, ims_dtype_name(a->opt.dtype), (long long)b, a->k, info->name,
+            need / 1048576.0,
+            a->opt.max_rows_per_chunk ? " (table streamed in chunks)"
+            : info->kind == IMS_BACKEND_CPU ? "" : " (table resident; streamed if it does not fit)");
+    size_t out_n = (size_t)b * a->k;
+    ids = malloc(out_n ? out_n * sizeof *ids : 1);
+    scores = malloc(out_n ? out_n * sizeof *scores : 1);
+    q = queries_f32(&queries);
+    if (!ids || !scores || !q) {
+        fprintf(stderr, "imgsearch: out of memory for %lld x %d results\n", (long long)b, a->k);
+        status = CLI_EXIT_FAILURE;
+        goto done;
+    }
+    if (ims_knn_create(be, d, &a->opt, &t, &err) ||
+        ims_knn_append(t, table.data, table.dtype == IMS_NPY_F16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32, n, &err)) {
+        status = file_error(a->table, &err);
+        goto done;
+    }
+    if (ims_knn_search(t, q, b, a->k, ids, scores, &err)) {
+        /* A bad query names "query i"; anything else (device memory) is the search's. */
+        status = file_error(strstr(err.msg, "query") ? a->queries : a->table, &err);
+        goto done;
+    }
+    if (a->output) {
+        int64_t shape[2] = {b, a->k};
+        ims_npz_member m[2] = {{"ids", IMS_NPY_I64, 2, shape, ids}, {"scores", IMS_NPY_F32, 2, shape, scores}};
+        if (ims_npz_write(a->output, m, 2, &err)) {
+            status = cli_error(&err);
+            goto done;
+        }
+    }
+    if (a->json || !a->output)
+        print_json(ids, scores, b, a->k, n);
+done:
+    ims_knn_free(t);
+    ims_backend_free(be);
+    free(q);
+    free(ids);
+    free(scores);
+    ims_npy_close(&queries);
+    ims_npy_close(&table);
+    return status;
+}
+
+int cmd_knn(int argc, char **argv)
+{
+    knn_args a = {.device = "auto"};
+    ims_knn_options_init(&a.opt);
+    int status = parse_args(argc, argv, &a);
+    return status >= 0 ? status : run_knn(&a);
+}

@@ -1,0 +1,531 @@
+/* knn.c: the k-NN table: rows in, exact top-k out, on any backend.
+ *
+ * A table keeps every row in host memory (the backend's host buffers: pinned
+ * on CUDA), normalized (cosine) and rounded to the storage dtype on append:
+ * (rows, dim). How a search reaches the rows:
+ * - resident (max_rows_per_chunk == 0): the backend holds a copy (on the CPU
+ *   backend the host buffer itself), grown by 1.5x and topped up with the new
+ *   rows before a search; one knn_select op runs over the whole table.
+ * - streamed (max_rows_per_chunk > 0, or when the resident copy does not fit
+ *   in device memory): chunks of rows are uploaded into two device buffers
+ *   taken in turn, each chunk's top-k comes back and is merged on the host
+ *   into the running best (ims_knn_merge). The CPU backend runs the same loop
+ *   over its host rows, so CPU tests exercise the merge.
+ * The op returns each chunk's best sorted (equal scores by lower row) and
+ * chunks go in increasing row order, so the merge stays exact and
+ * deterministic: the answer is the same whatever the chunk size.
+ *
+ * Queries are cut into batches of at most IMS_KNN_RESULT_ENTRIES / k queries.
+ */
+#include "knn.h"
+
+#include "../kernels/cpu/ops_cpu.h"
+#include "backend.h"
+#include "error.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KNN_APPEND_BATCH 4096
+#define KNN_FALLBACK_CHUNK_BYTES ((size_t)256 << 20)
+
+struct ims_knn_table {
+    ims_backend *be;
+    ims_knn_options opt;
+    int64_t dim, rows, capacity;
+    size_t elem, row_bytes;
+    void *host;             /* (capacity, dim) storage dtype; backend host memory */
+    void *dev;              /* resident copy (device backends), (dev_capacity, dim) */
+    int64_t dev_capacity, dev_rows;
+    int64_t fallback_chunk; /* > 0 once a resident copy failed to fit */
+};
+
+void ims_knn_options_init(ims_knn_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->metric = IMS_KNN_METRIC_COSINE;
+    o->dtype = IMS_DTYPE_F16;
+    o->path = IMS_KNN_PATH_AUTO;
+}
+
+int64_t ims_knn_rows(const ims_knn_table *t) { return t->rows; }
+int64_t ims_knn_dim(const ims_knn_table *t) { return t->dim; }
+
+int64_t ims_knn_tile_rows(int64_t b, int k, int64_t n, int64_t dim)
+{
+    if (b < 1)
+        b = 1;
+    int64_t rows = IMS_KNN_TILE_FLOATS / b - k;
+    if (rows > IMS_KNN_TILE_FLOATS / dim)
+        rows = IMS_KNN_TILE_FLOATS / dim; /* the f32 copy of a tile of f16 rows */
+    if (rows < 1024)
+        rows = 1024;
+    return rows < n ? rows : n;
+}
+
+size_t ims_knn_workspace_bytes(int64_t b, int k, int64_t n, int64_t dim)
+{
+    if (b < 0 || k < 1 || n < 0 || dim < 1 || b > INT32_MAX || dim > INT32_MAX)
+        return 0;
+    int64_t t = ims_knn_tile_rows(b, k, n, dim);
+    /* tile scores (b, k + t), candidate ids (b, k) x 2 and scores (b, k) x 1,
+     * the queries (b, dim), an f32 copy of a tile of f16 rows (t, dim). */
+    __int128 bytes = (__int128)b * (k + t) * 4 + (__int128)b * k * 12 + (__int128)b * dim * 4 +
+                     (__int128)t * dim * 4 + 4096;
+    return bytes > (__int128)SIZE_MAX ? 0 : (size_t)bytes;
+}
+
+size_t ims_knn_estimate_bytes(int64_t n, int64_t dim, ims_dtype dtype, int64_t b, int k)
+{
+    size_t es = ims_dtype_size(dtype);
+    size_t ws = ims_knn_workspace_bytes(b, k, n, dim);
+    if (!es || !ws || n < 0 || dim < 1)
+        return 0;
+    __int128 bytes = (__int128)n * dim * es + ws;
+    return bytes > (__int128)SIZE_MAX ? 0 : (size_t)bytes;
+}
+
+/* ---- Create, append, free ---------------------------------------------------------- */
+
+ims_status ims_knn_create(ims_backend *be, int64_t dim, const ims_knn_options *o, ims_knn_table **out,
+                          ims_error *err)
+{
+    *out = NULL;
+    ims_knn_options def;
+    if (!o) {
+        ims_knn_options_init(&def);
+        o = &def;
+    }
+    if (!be)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "knn: no backend");
+    if (dim < 1 || dim > (1 << 20))
+        return ims_fail(err, IMS_ERR_ARGUMENT, "knn: dim %lld is out of range 1..%d", (long long)dim, 1 << 20);
+    if (o->dtype != IMS_DTYPE_F16 && o->dtype != IMS_DTYPE_F32)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "knn: storage dtype %s (f16 or f32)", ims_dtype_name(o->dtype));
+    if (o->metric != IMS_KNN_METRIC_COSINE && o->metric != IMS_KNN_METRIC_IP)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "knn: unknown metric %d", (int)o->metric);
+    if (o->max_rows_per_chunk < 0)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "knn: max_rows_per_chunk %lld < 0", (long long)o->max_rows_per_chunk);
+    if (o->path < IMS_KNN_PATH_AUTO || o->path > IMS_KNN_PATH_GEMM)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "knn: unknown path %d", (int)o->path);
+    ims_knn_table *t = calloc(1, sizeof *t);
+    if (!t)
+        return ims_fail(err, IMS_ERR_NOMEM, "knn: out of memory");
+    t->be = be;
+    t->opt = *o;
+    t->dim = dim;
+    t->elem = ims_dtype_size(o->dtype);
+    t->row_bytes = (size_t)dim * t->elem;
+    *out = t;
+    return IMS_OK;
+}
+
+static void free_device_copy(ims_knn_table *t)
+{
+    if (t->dev)
+        ims_backend_dealloc(t->be, t->dev, (size_t)t->dev_capacity * t->row_bytes);
+    t->dev = NULL;
+    t->dev_capacity = t->dev_rows = 0;
+}
+
+void ims_knn_free(ims_knn_table *t)
+{
+    if (!t)
+        return;
+    free_device_copy(t);
+    ims_backend_host_free(t->be, t->host);
+    free(t);
+}
+
+static ims_status grow_host(ims_knn_table *t, int64_t need, ims_error *err)
+{
+    if (need <= t->capacity)
+        return IMS_OK;
+    int64_t cap = t->capacity + t->capacity / 2;
+    if (cap < need)
+        cap = need;
+    if (cap < 1024)
+        cap = 1024;
+    if ((uint64_t)cap > SIZE_MAX / t->row_bytes)
+        return ims_fail(err, IMS_ERR_NOMEM, "knn: %lld rows of %zu bytes overflow", (long long)cap, t->row_bytes);
+    void *p;
+    ims_status st = ims_backend_host_alloc(t->be, (size_t)cap * t->row_bytes, &p, err);
+    if (st)
+        return ims_error_prefix(err, st, "knn: growing the table to %lld rows", (long long)cap);
+    if (t->rows)
+        memcpy(p, t->host, (size_t)t->rows * t->row_bytes);
+    ims_backend_host_free(t->be, t->host);
+    t->host = p;
+    t->capacity = cap;
+    return IMS_OK;
+}
+
+/* x (n, dim) f32 in place: checks each row (what names it: "row", "query") and
+ * normalizes it (cosine) into y_f32 or y_f16. first: index of x's row 0. */
+static ims_status prepare_rows(const ims_knn_table *t, float *x, int n, float *y_f32, uint16_t *y_f16, float *norms,
+                               int64_t first, const char *what, ims_error *err)
+{
+    int d = (int)t->dim;
+    for (int r = 0; r < n; r++)
+        for (int c = 0; c < d; c++)
+            if (!isfinite(x[(size_t)r * d + c]))
+                return ims_fail(err, IMS_ERR_ARGUMENT, "knn: %s %lld has a %s at column %d", what,
+                                (long long)(first + r), isnan(x[(size_t)r * d + c]) ? "NaN" : "Inf", c);
+    if (t->opt.metric == IMS_KNN_METRIC_COSINE) {
+        cpu_l2_normalize_rows(x, y_f32, y_f16, norms, n, d);
+        for (int r = 0; r < n; r++)
+            if (!(norms[r] > 0.0f))
+                return ims_fail(err, IMS_ERR_ARGUMENT, "knn: %s %lld is all zeros (no direction for cosine)", what,
+                                (long long)(first + r));
+        return IMS_OK;
+    }
+    size_t count = (size_t)n * d;
+    if (y_f32) {
+        if (y_f32 != x)
+            memcpy(y_f32, x, count * sizeof *x);
+        return IMS_OK;
+    }
+    cpu_convert_f32_to_f16(x, y_f16, count);
+    for (size_t i = 0; i < count; i++)
+        if ((y_f16[i] & 0x7c00u) == 0x7c00u)
+            return ims_fail(err, IMS_ERR_ARGUMENT, "knn: %s %lld: value %g at column %zu overflows f16 storage", what,
+                            (long long)(first + (int64_t)(i / d)), x[i], i % d);
+    return IMS_OK;
+}
+
+ims_status ims_knn_append(ims_knn_table *t, const void *rows, ims_dtype dtype, int64_t n, ims_error *err)
+{
+    if (n < 0 || (n > 0 && !rows))
+        return ims_fail(err, IMS_ERR_ARGUMENT, "knn append: %lld rows at %p", (long long)n, rows);
+    if (dtype != IMS_DTYPE_F32 && dtype != IMS_DTYPE_F16)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "knn append: rows of dtype %s (f32 or f16)", ims_dtype_name(dtype));
+    if (n == 0)
+        return IMS_OK;
+    if (n > INT64_MAX - t->rows || t->rows + n > INT32_MAX)
+        return ims_fail(err, IMS_ERR_UNSUPPORTED, "knn append: %lld + %lld rows exceed %d", (long long)t->rows,
+                        (long long)n, INT32_MAX);
+    ims_status st = grow_host(t, t->rows + n, err);
+    if (st)
+        return st;
+    size_t batch_floats = (size_t)KNN_APPEND_BATCH * t->dim;
+    float *x = malloc(batch_floats * sizeof *x);
+    float *norms = malloc(KNN_APPEND_BATCH * sizeof *norms);
+    if (!x || !norms) {
+        free(x);
+        free(norms);
+        return ims_fail(err, IMS_ERR_NOMEM, "knn append: out of memory");
+    }
+    for (int64_t r0 = 0; r0 < n && !st; r0 += KNN_APPEND_BATCH) {
+        int count = (int)(n - r0 < KNN_APPEND_BATCH ? n - r0 : KNN_APPEND_BATCH);
+        size_t m = (size_t)count * t->dim;
+        if (dtype == IMS_DTYPE_F32)
+            memcpy(x, (const float *)rows + (size_t)r0 * t->dim, m * sizeof *x);
+        else
+            cpu_convert_f16_to_f32((const uint16_t *)rows + (size_t)r0 * t->dim, x, m);
+        char *dst = (char *)t->host + (size_t)(t->rows + r0) * t->row_bytes;
+        int f16 = t->opt.dtype == IMS_DTYPE_F16;
+        st = prepare_rows(t, x, count, f16 ? NULL : (float *)dst, f16 ? (uint16_t *)dst : NULL, norms, t->rows + r0,
+                          "row", err);
+    }
+    free(x);
+    free(norms);
+    if (!st)
+        t->rows += n; /* on failure the rows written past t->rows are ignored */
+    return st;
+}
+
+/* ---- Merge --------------------------------------------------------------------------- */
+
+int ims_knn_merge(const float *a_scores, const int64_t *a_ids, int na, const float *b_scores, const int32_t *b_ids,
+                  int64_t b_base, int nb, int k, float *out_scores, int64_t *out_ids)
+{
+    int i = 0, j = 0, n = 0;
+    while (n < k && (i < na || j < nb)) {
+        int take_a;
+        if (i >= na)
+            take_a = 0;
+        else if (j >= nb)
+            take_a = 1;
+        else {
+            int64_t bid = b_base + b_ids[j];
+            take_a = a_scores[i] > b_scores[j] || (a_scores[i] == b_scores[j] && a_ids[i] < bid);
+        }
+        if (take_a) {
+            out_scores[n] = a_scores[i];
+            out_ids[n++] = a_ids[i++];
+        } else {
+            out_scores[n] = b_scores[j];
+            out_ids[n++] = b_base + b_ids[j++];
+        }
+    }
+    return n;
+}
+
+/* ---- Search ---------------------------------------------------------------------------- */
+
+/* A tensor view of memory the backend owns (or host memory on the CPU backend). */
+static ims_tensor view(const ims_backend *be, void *data, ims_dtype dtype, int64_t rows, int64_t cols)
+{
+    ims_tensor v;
+    memset(&v, 0, sizeof v);
+    v.data = data;
+    v.dtype = dtype;
+    v.ndim = 2;
+    v.shape[0] = rows;
+    v.shape[1] = cols;
+    v.shape[2] = v.shape[3] = 1;
+    v.memory = be->memory;
+    return v;
+}
+
+static int on_host(const ims_knn_table *t) { return t->be->memory == IMS_MEMORY_HOST; }
+
+/* Scratch of one search call: queries, chunk results, staging on the device. */
+typedef struct knn_scratch {
+    int64_t qcap;
+    int kcap;
+    float *q;              /* host (qcap, dim) normalized queries */
+    float *norms;          /* host (qcap) */
+    int32_t *chunk_ids;    /* host (qcap, kcap) */
+    float *chunk_scores;   /* host (qcap, kcap) */
+    int64_t *run_ids;      /* host (qcap, kcap) running best (streamed) */
+    float *run_scores;
+    int *run_n;            /* host (qcap) */
+    int64_t *tmp_ids;      /* host (kcap) */
+    float *tmp_scores;
+    void *dq, *dids, *dscores; /* device (qcap, dim), (qcap, kcap) x 2; NULL on the CPU */
+    void *dchunk[2];           /* device chunk buffers (streamed) */
+    size_t dchunk_bytes;
+} knn_scratch;
+
+static void scratch_free(ims_knn_table *t, knn_scratch *s)
+{
+    free(s->q);
+    free(s->norms);
+    free(s->chunk_ids);
+    free(s->chunk_scores);
+    free(s->run_ids);
+    free(s->run_scores);
+    free(s->run_n);
+    free(s->tmp_ids);
+    free(s->tmp_scores);
+    if (s->dq)
+        ims_backend_dealloc(t->be, s->dq, (size_t)s->qcap * t->dim * 4);
+    if (s->dids)
+        ims_backend_dealloc(t->be, s->dids, (size_t)s->qcap * s->kcap * 4);
+    if (s->dscores)
+        ims_backend_dealloc(t->be, s->dscores, (size_t)s->qcap * s->kcap * 4);
+    for (int i = 0; i < 2; i++)
+        if (s->dchunk[i])
+            ims_backend_dealloc(t->be, s->dchunk[i], s->dchunk_bytes);
+}
+
+static ims_status scratch_init(ims_knn_table *t, knn_scratch *s, int64_t qcap, int kcap, int64_t chunk_rows,
+                               ims_error *err)
+{
+    memset(s, 0, sizeof *s);
+    s->qcap = qcap;
+    s->kcap = kcap;
+    size_t qk = (size_t)qcap * kcap;
+    s->q = malloc((size_t)qcap * t->dim * sizeof *s->q);
+    s->norms = malloc((size_t)qcap * sizeof *s->norms);
+    s->chunk_ids = malloc(qk * sizeof *s->chunk_ids);
+    s->chunk_scores = malloc(qk * sizeof *s->chunk_scores);
+    s->run_ids = malloc(qk * sizeof *s->run_ids);
+    s->run_scores = malloc(qk * sizeof *s->run_scores);
+    s->run_n = calloc((size_t)qcap, sizeof *s->run_n);
+    s->tmp_ids = malloc((size_t)kcap * sizeof *s->tmp_ids);
+    s->tmp_scores = malloc((size_t)kcap * sizeof *s->tmp_scores);
+    if (!s->q || !s->norms || !s->chunk_ids || !s->chunk_scores || !s->run_ids || !s->run_scores || !s->run_n ||
+        !s->tmp_ids || !s->tmp_scores)
+        return ims_fail(err, IMS_ERR_NOMEM, "knn search: cannot allocate host scratch for %lld queries, k = %d",
+                        (long long)qcap, kcap);
+    if (on_host(t))
+        return IMS_OK;
+    ims_status st = ims_backend_alloc(t->be, (size_t)qcap * t->dim * 4, &s->dq, err);
+    if (!st)
+        st = ims_backend_alloc(t->be, qk * 4, &s->dids, err);
+    if (!st)
+        st = ims_backend_alloc(t->be, qk * 4, &s->dscores, err);
+    if (!st && chunk_rows > 0) {
+        s->dchunk_bytes = (size_t)chunk_rows * t->row_bytes;
+        for (int i = 0; i < 2 && !st; i++)
+            st = ims_backend_alloc(t->be, s->dchunk_bytes, &s->dchunk[i], err);
+    }
+    return st ? ims_error_prefix(err, st, "knn search scratch") : IMS_OK;
+}
+
+/* Makes the resident device copy hold every row. */
+static ims_status sync_resident(ims_knn_table *t, ims_error *err)
+{
+    if (t->dev_capacity < t->rows) {
+        free_device_copy(t);
+        int64_t cap = t->rows + t->rows / 2;
+        void *p = NULL;
+        ims_status st = ims_backend_alloc(t->be, (size_t)cap * t->row_bytes, &p, err);
+        if (st == IMS_ERR_NOMEM) { /* try without the headroom */
+            cap = t->rows;
+            st = ims_backend_alloc(t->be, (size_t)cap * t->row_bytes, &p, err);
+        }
+        if (st)
+            return st;
+        t->dev = p;
+        t->dev_capacity = cap;
+    }
+    if (t->dev_rows < t->rows) {
+        size_t off = (size_t)t->dev_rows * t->row_bytes;
+        ims_status st = t->be->ops->upload(t->be, (char *)t->dev + off, (const char *)t->host + off,
+                                           (size_t)(t->rows - t->dev_rows) * t->row_bytes, err);
+        if (st)
+            return st;
+        t->dev_rows = t->rows;
+    }
+    return IMS_OK;
+}
+
+/* One knn_select over rows [r0, r0 + count) (table view tv) for the b queries in
+ * s (already on the backend: qv). Leaves the kc = min(k, count) results in
+ * s->chunk_ids/chunk_scores (b, kc). */
+static ims_status select_chunk(ims_knn_table *t, knn_scratch *s, const ims_tensor *tv, const ims_tensor *qv,
+                               int64_t b, int k, int kc, ims_error *err)
+{
+    ims_tensor iv, sv;
+    if (on_host(t)) {
+        iv = view(t->be, s->chunk_ids, IMS_DTYPE_I32, b, kc);
+        sv = view(t->be, s->chunk_scores, IMS_DTYPE_F32, b, kc);
+    } else {
+        iv = view(t->be, s->dids, IMS_DTYPE_I32, b, kc);
+        sv = view(t->be, s->dscores, IMS_DTYPE_F32, b, kc);
+    }
+    ims_status st = ims_op_knn_select(t->be, tv, qv, k, (int)t->opt.path, &iv, &sv, err);
+    if (st || on_host(t))
+        return st;
+    size_t bytes = (size_t)b * kc * 4;
+    st = t->be->ops->download(t->be, s->chunk_ids, s->dids, bytes, err);
+    if (!st)
+        st = t->be->ops->download(t->be, s->chunk_scores, s->dscores, bytes, err);
+    return st;
+}
+
+/* The streamed search of b queries: chunks of chunk_rows rows, merged. */
+static ims_status search_streamed(ims_knn_table *t, knn_scratch *s, const ims_tensor *qv, int64_t b, int k,
+                                  int64_t chunk_rows, ims_error *err)
+{
+    memset(s->run_n, 0, (size_t)b * sizeof *s->run_n);
+    for (int64_t r0 = 0, c = 0; r0 < t->rows; r0 += chunk_rows, c++) {
+        int64_t count = t->rows - r0 < chunk_rows ? t->rows - r0 : chunk_rows;
+        int kc = (int)(k < count ? k : count);
+        void *rows = (char *)t->host + (size_t)r0 * t->row_bytes;
+        if (!on_host(t)) {
+            void *dst = s->dchunk[c % 2];
+            ims_status st = t->be->ops->upload(t->be, dst, rows, (size_t)count * t->row_bytes, err);
+            if (st)
+                return st;
+            rows = dst;
+        }
+        ims_tensor tv = view(t->be, rows, t->opt.dtype, count, t->dim);
+        ims_status st = select_chunk(t, s, &tv, qv, b, k, kc, err);
+        if (st)
+            return st;
+        for (int64_t q = 0; q < b; q++) {
+            size_t o = (size_t)q * k;
+            int n = ims_knn_merge(s->run_scores + o, s->run_ids + o, s->run_n[q], s->chunk_scores + (size_t)q * kc,
+                                  s->chunk_ids + (size_t)q * kc, r0, kc, k, s->tmp_scores, s->tmp_ids);
+            memcpy(s->run_scores + o, s->tmp_scores, (size_t)n * sizeof *s->tmp_scores);
+            memcpy(s->run_ids + o, s->tmp_ids, (size_t)n * sizeof *s->tmp_ids);
+            s->run_n[q] = n;
+        }
+    }
+    return IMS_OK;
+}
+
+/* Chunk rows of the streamed path: the option, or the fallback, or 0 (resident). */
+static int64_t chunk_rows_of(const ims_knn_table *t)
+{
+    if (t->opt.max_rows_per_chunk > 0)
+        return t->opt.max_rows_per_chunk;
+    return t->fallback_chunk;
+}
+
+/* One batch of b queries (b <= s->qcap); results into ids/scores (b, k). */
+static ims_status search_batch(ims_knn_table *t, knn_scratch *s, const float *queries, int64_t q0, int64_t b, int k,
+                               int64_t *ids, float *scores, ims_error *err)
+{
+    size_t qfloats = (size_t)b * t->dim;
+    memcpy(s->q, queries, qfloats * sizeof *s->q);
+    ims_status st = prepare_rows(t, s->q, (int)b, s->q, NULL, s->norms, q0, "query", err);
+    if (st)
+        return st;
+    ims_tensor qv = view(t->be, s->q, IMS_DTYPE_F32, b, t->dim);
+    if (!on_host(t)) {
+        if ((st = t->be->ops->upload(t->be, s->dq, s->q, qfloats * 4, err)))
+            return st;
+        qv.data = s->dq;
+    }
+    int64_t chunk = chunk_rows_of(t);
+    if (chunk > 0) {
+        if ((st = search_streamed(t, s, &qv, b, k, chunk, err)))
+            return st;
+    } else {
+        void *rows = t->host;
+        if (!on_host(t)) {
+            if ((st = sync_resident(t, err)))
+                return st;
+            rows = t->dev;
+        }
+        ims_tensor tv = view(t->be, rows, t->opt.dtype, t->rows, t->dim);
+        int kc = (int)(k < t->rows ? k : t->rows);
+        if ((st = select_chunk(t, s, &tv, &qv, b, k, kc, err)))
+            return st;
+        for (int64_t q = 0; q < b; q++) {
+            s->run_n[q] = kc;
+            for (int j = 0; j < kc; j++) {
+                s->run_ids[(size_t)q * k + j] = s->chunk_ids[(size_t)q * kc + j];
+                s->run_scores[(size_t)q * k + j] = s->chunk_scores[(size_t)q * kc + j];
+            }
+        }
+    }
+    for (int64_t q = 0; q < b; q++) {
+        memcpy(ids + (size_t)q * k, s->run_ids + (size_t)q * k, (size_t)s->run_n[q] * sizeof *ids);
+        memcpy(scores + (size_t)q * k, s->run_scores + (size_t)q * k, (size_t)s->run_n[q] * sizeof *scores);
+    }
+    return IMS_OK;
+}
+
+ims_status ims_knn_search(ims_knn_table *t, const float *queries, int64_t b, int k, int64_t *ids, float *scores,
+                          ims_error *err)
+{
+    if (k < 1 || k > IMS_KNN_MAX_K)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "knn search: k = %d is out of range 1..%d", k, IMS_KNN_MAX_K);
+    if (b < 0 || (b > 0 && (!queries || !ids || !scores)))
+        return ims_fail(err, IMS_ERR_ARGUMENT, "knn search: %lld queries with a NULL buffer", (long long)b);
+    if (b > INT32_MAX)
+        return ims_fail(err, IMS_ERR_UNSUPPORTED, "knn search: %lld queries exceed %d", (long long)b, INT32_MAX);
+    for (size_t i = 0; i < (size_t)b * k; i++) {
+        ids[i] = -1;
+        scores[i] = -INFINITY;
+    }
+    if (b == 0 || t->rows == 0)
+        return IMS_OK;
+    int64_t qcap = IMS_KNN_RESULT_ENTRIES / k;
+    qcap = qcap < 1 ? 1 : qcap < b ? qcap : b;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        knn_scratch s;
+        ims_status st = scratch_init(t, &s, qcap, k, chunk_rows_of(t), err);
+        for (int64_t q0 = 0; !st && q0 < b; q0 += qcap) {
+            int64_t n = b - q0 < qcap ? b - q0 : qcap;
+            st = search_batch(t, &s, queries + (size_t)q0 * t->dim, q0, n, k, ids + (size_t)q0 * k,
+                              scores + (size_t)q0 * k, err);
+        }
+        scratch_free(t, &s);
+        /* A resident copy that does not fit: stream the table instead, once. */
+        if (st == IMS_ERR_NOMEM && attempt == 0 && !on_host(t) && chunk_rows_of(t) == 0 && t->dev == NULL) {
+            int64_t chunk = (int64_t)(KNN_FALLBACK_CHUNK_BYTES / t->row_bytes);
+            t->fallback_chunk = chunk < 1 ? 1 : chunk;
+            continue;
+        }
+        return st;
+    }
+    return IMS_OK;
+}

@@ -1,0 +1,17 @@
+/* npy.h: internals of engine/npy.c shared with its tests and the fuzzer.
+ *
+ * The public reader and writers are in include/imgsearch.h (block ".npy files").
+ * Here: the header formatter, so tests can build files byte by byte around a
+ * header exactly as the writer makes it.
+ */
+#ifndef IMS_NPY_H
+#define IMS_NPY_H
+
+#include "imgsearch.h"
+
+/* The complete .npy header (magic, version, length, dict, padding, '\n') for
+ * an array, padded so the data starts at a multiple of 64 bytes. Returns its
+ * length, or 0 if buf is too small or the arguments are invalid. */
+size_t ims_npy_format_header(char *buf, size_t size, ims_npy_dtype dtype, int ndim, const int64_t *shape);
+
+#endif /* IMS_NPY_H */

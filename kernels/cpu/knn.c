@@ -1,0 +1,165 @@
+/* knn.c: exact top-k by inner product on the CPU: blocked sgemm + per-query heaps.
+ *
+ * The table (n, d) is walked in blocks of R rows. Each block's scores
+ * (b, R) = queries (b, d) . block (R, d)^T come from OpenBLAS (sgemv when b = 1;
+ * an f16 block is first converted to an f32 scratch block), then every query
+ * pushes its R scores into its own bounded min-heap of size k, whose root is
+ * the worst kept entry. Rows arrive in increasing index order, so a score equal
+ * to the root's belongs to a later row and is worse: the test is one compare
+ * (s > root) and the heap keeps "equal scores by lower row index" for free.
+ * NaN scores become -inf (they can only come from a table of huge values in the
+ * inner-product metric). At the end each heap is popped into descending order.
+ *
+ * Threads: OpenBLAS threads the sgemm; OpenMP threads the f16 conversion and
+ * the selection (over queries). The block size keeps the score tile near 4 MiB
+ * (b * R floats) so it stays in cache between the sgemm and the selection.
+ */
+#include "ops_cpu.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+
+#define KNN_TILE_FLOATS (1 << 20)
+#define KNN_MIN_BLOCK 256
+#define KNN_MAX_BLOCK 16384
+
+typedef struct knn_heap {
+    float *s;   /* (k) */
+    int32_t *i; /* (k) */
+    int n, k;
+} knn_heap;
+
+/* a worse than b: a lower score, or an equal score with a higher row index. */
+static int worse(float as, int32_t ai, float bs, int32_t bi) { return as < bs || (as == bs && ai > bi); }
+
+static void sift_down(knn_heap *h, int pos)
+{
+    float s = h->s[pos];
+    int32_t id = h->i[pos];
+    for (;;) {
+        int c = 2 * pos + 1;
+        if (c >= h->n)
+            break;
+        if (c + 1 < h->n && worse(h->s[c + 1], h->i[c + 1], h->s[c], h->i[c]))
+            c++;
+        if (!worse(h->s[c], h->i[c], s, id))
+            break;
+        h->s[pos] = h->s[c];
+        h->i[pos] = h->i[c];
+        pos = c;
+    }
+    h->s[pos] = s;
+    h->i[pos] = id;
+}
+
+static void sift_up(knn_heap *h, int pos)
+{
+    float s = h->s[pos];
+    int32_t id = h->i[pos];
+    while (pos > 0) {
+        int parent = (pos - 1) / 2;
+        if (!worse(s, id, h->s[parent], h->i[parent]))
+            break;
+        h->s[pos] = h->s[parent];
+        h->i[pos] = h->i[parent];
+        pos = parent;
+    }
+    h->s[pos] = s;
+    h->i[pos] = id;
+}
+
+/* Pushes the scores of rows base .. base + count - 1 (increasing index). */
+static void heap_push_block(knn_heap *h, const float *scores /* (count) */, int32_t base, int count)
+{
+    int j = 0;
+    for (; j < count && h->n < h->k; j++) {
+        float s = scores[j];
+        h->s[h->n] = isnan(s) ? -INFINITY : s;
+        h->i[h->n] = base + j;
+        sift_up(h, h->n++);
+    }
+    float root = h->n ? h->s[0] : INFINITY;
+    for (; j < count; j++) {
+        float s = scores[j];
+        if (s > root) { /* NaN compares false: never enters a full heap */
+            h->s[0] = s;
+            h->i[0] = base + j;
+            sift_down(h, 0);
+            root = h->s[0];
+        }
+    }
+}
+
+/* Pops the heap into ids/scores (n entries), best first. */
+static void heap_drain(knn_heap *h, int32_t *ids, float *scores)
+{
+    while (h->n > 0) {
+        int last = --h->n;
+        ids[last] = h->i[0];
+        scores[last] = h->s[0];
+        h->s[0] = h->s[last];
+        h->i[0] = h->i[last];
+        if (h->n)
+            sift_down(h, 0);
+    }
+}
+
+static int block_rows(int b, int64_t n)
+{
+    int64_t r = KNN_TILE_FLOATS / (b > 0 ? b : 1);
+    r = r < KNN_MIN_BLOCK ? KNN_MIN_BLOCK : r > KNN_MAX_BLOCK ? KNN_MAX_BLOCK : r;
+    r = r / 64 * 64;
+    return (int)(r < n ? r : n);
+}
+
+int cpu_knn_select(const float *table_f32, const uint16_t *table_f16, int64_t n, int d, const float *queries,
+                   int b, int k, int32_t *ids, float *scores)
+{
+    if (n <= 0 || b <= 0)
+        return 0;
+    int kk = k < n ? k : (int)n;
+    int rows = block_rows(b, n);
+    float *tile = malloc((size_t)b * rows * sizeof *tile);                    /* (b, rows) */
+    float *block = table_f16 ? malloc((size_t)rows * d * sizeof *block) : NULL; /* (rows, d) */
+    float *heap_s = malloc((size_t)b * kk * sizeof *heap_s);                  /* (b, kk) */
+    int32_t *heap_i = malloc((size_t)b * kk * sizeof *heap_i);
+    knn_heap *heaps = malloc((size_t)b * sizeof *heaps);
+    if (!tile || (table_f16 && !block) || !heap_s || !heap_i || !heaps) {
+        free(heaps);
+        free(heap_i);
+        free(heap_s);
+        free(block);
+        free(tile);
+        return -1;
+    }
+    for (int q = 0; q < b; q++)
+        heaps[q] = (knn_heap){heap_s + (size_t)q * kk, heap_i + (size_t)q * kk, 0, kk};
+
+    for (int64_t r0 = 0; r0 < n; r0 += rows) {
+        int count = (int)(n - r0 < rows ? n - r0 : rows);
+        const float *src = table_f32 ? table_f32 + (size_t)r0 * d : block;
+        if (table_f16) {
+            #pragma omp parallel for schedule(static)
+            for (int r = 0; r < count; r++)
+                cpu_convert_f16_to_f32(table_f16 + ((size_t)r0 + r) * d, block + (size_t)r * d, (size_t)d);
+        }
+        if (b == 1)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, count, d, 1.0f, src, d, queries, 1, 0.0f, tile, 1);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b, count, d, 1.0f, queries, d, src, d, 0.0f, tile,
+                        count);
+        #pragma omp parallel for schedule(static) if (b > 1)
+        for (int q = 0; q < b; q++)
+            heap_push_block(&heaps[q], tile + (size_t)q * count, (int32_t)r0, count);
+    }
+    #pragma omp parallel for schedule(static) if (b > 1)
+    for (int q = 0; q < b; q++)
+        heap_drain(&heaps[q], ids + (size_t)q * kk, scores + (size_t)q * kk);
+    free(heaps);
+    free(heap_i);
+    free(heap_s);
+    free(block);
+    free(tile);
+    return 0;
+}

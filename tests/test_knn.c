@@ -1,0 +1,389 @@
+/* test_knn.c: the k-NN table (engine/knn.c) and the CPU op (kernels/cpu/knn.c)
+ * against a float64 brute force, on the CPU backend.
+ *
+ * The reference scores every stored row (the row as the table stores it: the
+ * fp32 normalization of the library, rounded to f16 for f16 storage, so the
+ * reference is exact over the stored values) against the query normalized in
+ * double, and sorts by (score desc, row asc). Results are compared as FAISS's
+ * tests compare them: each returned score equals the reference score of that
+ * rank and of that id within tol; every row whose reference score beats the
+ * k-th by more than 2 tol is returned; no id repeats; equal returned scores
+ * come in increasing id order; positions past N hold -1 / -inf.
+ *
+ * tol per query: the rounding bound of an fp32 dot product of length D,
+ * (D + 2) * 2^-23 * sum_i |q_i r_i| (twice the classic gamma_D bound for
+ * recursive summation; blocked sgemm does better), plus the f32 rounding of
+ * the normalized query (2^-23 * sum |q_i r_i|).
+ *
+ * Integer-valued data (ip metric, small integers) makes every dot product exact
+ * in fp32 whatever the summation order, with many exact ties: there the ids
+ * must equal the reference exactly, which checks the tie order and the chunk
+ * merge bit for bit.
+ */
+#include "../engine/backend.h"
+#include "../engine/knn.h"
+#include "../kernels/cpu/ops_cpu.h"
+#include "test.h"
+
+#include <math.h>
+
+static ims_backend *be;
+static uint64_t rng = 0x5eed1234abcdull;
+
+typedef enum data_kind { DATA_UNIFORM, DATA_CLUSTERED, DATA_DUPLICATES, DATA_INTEGERS } data_kind;
+
+static void fill(float *x, int64_t n, int d, data_kind kind)
+{
+    float center[4096];
+    for (int c = 0; c < d; c++)
+        center[c] = test_rand_uniform(&rng, -1.0f, 1.0f);
+    for (int64_t r = 0; r < n; r++)
+        for (int c = 0; c < d; c++) {
+            float *v = &x[(size_t)r * d + c];
+            switch (kind) {
+            case DATA_UNIFORM:
+                *v = test_rand_uniform(&rng, -1.0f, 1.0f);
+                break;
+            case DATA_CLUSTERED: /* scores within ~1e-3 of each other */
+                *v = center[c] + test_rand_uniform(&rng, -1e-3f, 1e-3f);
+                break;
+            case DATA_DUPLICATES: /* 5 distinct rows, repeated: exact ties */
+                *v = r < 5 ? test_rand_uniform(&rng, -1.0f, 1.0f) : x[(size_t)(r % 5) * d + c];
+                break;
+            case DATA_INTEGERS:
+                *v = (float)((int)(test_rand_u64(&rng) % 5) - 2);
+                if (r % 7 == 3 && c == 0)
+                    *v = 3.0f; /* no all-zero row */
+                break;
+            }
+        }
+    if (kind == DATA_INTEGERS)
+        for (int64_t r = 0; r < n; r++)
+            x[(size_t)r * d] = x[(size_t)r * d] == 0.0f ? 1.0f : x[(size_t)r * d];
+}
+
+/* The rows as the table stores them, as f32: (n, d). */
+static void stored_rows(const float *x, int64_t n, int d, ims_knn_metric metric, ims_dtype dtype, float *out)
+{
+    float *norms = malloc((size_t)n * sizeof *norms);
+    if (metric == IMS_KNN_METRIC_COSINE)
+        cpu_l2_normalize_rows(x, out, NULL, norms, (int)n, d);
+    else
+        memcpy(out, x, (size_t)n * d * sizeof *out);
+    if (dtype == IMS_DTYPE_F16)
+        for (size_t i = 0; i < (size_t)n * d; i++)
+            out[i] = ims_f16_to_f32(ims_f32_to_f16(out[i]));
+    free(norms);
+}
+
+typedef struct ref_entry {
+    double s;
+    int64_t id;
+} ref_entry;
+
+static int ref_cmp(const void *pa, const void *pb)
+{
+    const ref_entry *a = pa, *b = pb;
+    if (a->s != b->s)
+        return a->s > b->s ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+typedef struct case_desc {
+    int64_t n;
+    int d, b, k;
+    data_kind kind;
+    ims_knn_metric metric;
+    ims_dtype dtype;
+    int64_t chunk;
+    int append_pieces;
+} case_desc;
+
+/* Checks one query's results; exact: ids must equal the reference order. */
+static void check_query(const case_desc *c, const float *stored, const float *query, const int64_t *ids,
+                        const float *scores, int qi, int exact)
+{
+    int d = c->d;
+    double qn = 0.0;
+    for (int j = 0; j < d; j++)
+        qn += (double)query[j] * query[j];
+    double qscale = c->metric == IMS_KNN_METRIC_COSINE ? 1.0 / sqrt(qn) : 1.0;
+    ref_entry *ref = malloc((size_t)c->n * sizeof *ref);
+    double *by_id = malloc((size_t)c->n * sizeof *by_id);
+    double mag = 0.0;
+    for (int64_t r = 0; r < c->n; r++) {
+        double s = 0.0, m = 0.0;
+        for (int j = 0; j < d; j++) {
+            double p = query[j] * qscale * stored[(size_t)r * d + j];
+            s += p;
+            m += fabs(p);
+        }
+        ref[r] = (ref_entry){s, r};
+        by_id[r] = s;
+        mag = m > mag ? m : mag;
+    }
+    qsort(ref, (size_t)c->n, sizeof *ref, ref_cmp);
+    double tol = (d + 3) * ldexp(1.0, -23) * (mag > 1e-30 ? mag : 1e-30);
+    int kk = c->k < c->n ? c->k : (int)c->n;
+    int bad = 0;
+    unsigned char *seen = calloc((size_t)c->n, 1);
+    for (int j = 0; j < c->k && bad < 3; j++) {
+        if (j >= kk) {
+            if (ids[j] != -1 || scores[j] != -INFINITY) {
+                TEST_CHECK(0, "q%d pos %d past N: id %lld score %g", qi, j, (long long)ids[j], scores[j]);
+                bad++;
+            }
+            continue;
+        }
+        int64_t id = ids[j];
+        if (id < 0 || id >= c->n || seen[id]) {
+            TEST_CHECK(0, "q%d pos %d: id %lld invalid or repeated", qi, j, (long long)id);
+            bad++;
+            continue;
+        }
+        seen[id] = 1;
+        if (fabs(scores[j] - ref[j].s) > tol || fabs(scores[j] - by_id[id]) > tol) {
+            TEST_CHECK(0, "q%d pos %d id %lld: score %.9g, ref at rank %.9g, ref of id %.9g (tol %.3g)", qi, j,
+                       (long long)id, scores[j], ref[j].s, by_id[id], tol);
+            bad++;
+        }
+        if (j > 0 && (scores[j] > scores[j - 1] || (scores[j] == scores[j - 1] && ids[j] < ids[j - 1]))) {
+            TEST_CHECK(0, "q%d pos %d: order (%.9g, %lld) after (%.9g, %lld)", qi, j, scores[j], (long long)ids[j],
+                       scores[j - 1], (long long)ids[j - 1]);
+            bad++;
+        }
+        if (exact && id != ref[j].id) {
+            TEST_CHECK(0, "q%d pos %d: id %lld, exact reference %lld", qi, j, (long long)id, (long long)ref[j].id);
+            bad++;
+        }
+    }
+    /* Every clear winner is present. */
+    double kth = ref[kk - 1].s;
+    for (int64_t j = 0; j < kk && !bad; j++)
+        if (ref[j].s > kth + 2 * tol && !seen[ref[j].id]) {
+            TEST_CHECK(0, "q%d: row %lld (score %.9g > k-th %.9g) missing", qi, (long long)ref[j].id, ref[j].s, kth);
+            bad++;
+        }
+    test_checks_run++;
+    free(seen);
+    free(by_id);
+    free(ref);
+}
+
+static void run_case(const case_desc *c)
+{
+    float *x = malloc((size_t)c->n * c->d * sizeof *x);
+    float *stored = malloc((size_t)c->n * c->d * sizeof *stored);
+    float *q = malloc((size_t)c->b * c->d * sizeof *q);
+    fill(x, c->n, c->d, c->kind);
+    fill(q, c->b, c->d, c->kind == DATA_DUPLICATES ? DATA_UNIFORM : c->kind);
+    stored_rows(x, c->n, c->d, c->metric, c->dtype, stored);
+
+    ims_knn_options o;
+    ims_knn_options_init(&o);
+    o.metric = c->metric;
+    o.dtype = c->dtype;
+    o.max_rows_per_chunk = c->chunk;
+    ims_knn_table *t;
+    ims_error err = {0};
+    TEST_OK(ims_knn_create(be, c->d, &o, &t, &err), err);
+    /* Appended in pieces (the indexer adds chunks); half the pieces as f16 input
+     * would change the values, so f16 input is tested separately. */
+    int pieces = c->append_pieces > 0 ? c->append_pieces : 1;
+    for (int p = 0; p < pieces; p++) {
+        int64_t r0 = c->n * p / pieces, r1 = c->n * (p + 1) / pieces;
+        TEST_OK(ims_knn_append(t, x + (size_t)r0 * c->d, IMS_DTYPE_F32, r1 - r0, &err), err);
+    }
+    TEST_CHECK(ims_knn_rows(t) == c->n, "rows %lld", (long long)ims_knn_rows(t));
+    size_t out = (size_t)c->b * c->k;
+    int64_t *ids = malloc(out * sizeof *ids), *ids2 = malloc(out * sizeof *ids2);
+    float *scores = malloc(out * sizeof *scores), *scores2 = malloc(out * sizeof *scores2);
+    TEST_OK(ims_knn_search(t, q, c->b, c->k, ids, scores, &err), err);
+    for (int i = 0; i < c->b; i++)
+        check_query(c, stored, q + (size_t)i * c->d, ids + (size_t)i * c->k, scores + (size_t)i * c->k, i,
+                    c->kind == DATA_INTEGERS);
+    /* Deterministic: a second run gives the same bits. */
+    TEST_OK(ims_knn_search(t, q, c->b, c->k, ids2, scores2, &err), err);
+    TEST_CHECK(!memcmp(ids, ids2, out * sizeof *ids) && !memcmp(scores, scores2, out * sizeof *scores),
+               "n %lld d %d b %d k %d: two runs differ", (long long)c->n, c->d, c->b, c->k);
+    ims_knn_free(t);
+    free(ids);
+    free(ids2);
+    free(scores);
+    free(scores2);
+    free(q);
+    free(stored);
+    free(x);
+}
+
+static void test_cases(void)
+{
+    const case_desc cases[] = {
+        /* n, d, b, k, data, metric, dtype, chunk, pieces */
+        {1, 5, 1, 1, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1},
+        {1, 5, 2, 7, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1},
+        {100, 7, 3, 1, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 3},
+        {1000, 33, 5, 10, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1},
+        {1000, 33, 5, 1000, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 2},  /* k = N */
+        {777, 64, 4, 2000, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1},   /* k > N */
+        {5003, 384, 2, 100, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 4},
+        {3001, 129, 40, 64, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1},
+        {2500, 16, 1, IMS_KNN_MAX_K, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1},
+        {20000, 12, 3, 300, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1}, /* several CPU blocks */
+        {2000, 50, 6, 50, DATA_CLUSTERED, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1},
+        {2000, 50, 6, 50, DATA_CLUSTERED, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 333, 1},
+        {1500, 31, 5, 40, DATA_DUPLICATES, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1},
+        {1500, 31, 5, 40, DATA_DUPLICATES, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 97, 1},
+        {1200, 20, 4, 30, DATA_UNIFORM, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 0, 1},
+        {1200, 20, 4, 30, DATA_UNIFORM, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 250, 1},
+        /* Exact (integer) data: tie order and merge, chunk sizes 1, 7, N - 1, N, > N. */
+        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 0, 1},
+        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 0, 1},
+        {300, 13, 3, 40, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 1, 1},
+        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 7, 1},
+        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 2999, 2},
+        {3000, 13, 5, 3000, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 3000, 1},
+        {3000, 13, 5, 5000, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 4096, 1},
+        {5000, 9, 70, 17, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 1234, 1},
+        /* Chunked cosine on random data, k above the chunk size. */
+        {4000, 40, 3, 500, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 300, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int before = test_checks_failed;
+        run_case(&cases[i]);
+        if (test_checks_failed != before)
+            fprintf(stderr, "  ^ in case %zu (n %lld d %d b %d k %d chunk %lld)\n", i, (long long)cases[i].n,
+                    cases[i].d, cases[i].b, cases[i].k, (long long)cases[i].chunk);
+    }
+}
+
+/* f16 input rows: stored equal to the same rows given as f32. */
+static void test_f16_input(void)
+{
+    enum { N = 300, D = 24, K = 20 };
+    float x[N * D], xr[N * D], q[2 * D];
+    uint16_t h[N * D];
+    fill(x, N, D, DATA_UNIFORM);
+    fill(q, 2, D, DATA_UNIFORM);
+    for (int i = 0; i < N * D; i++) {
+        h[i] = ims_f32_to_f16(x[i]);
+        xr[i] = ims_f16_to_f32(h[i]);
+    }
+    ims_knn_table *a, *b;
+    ims_error err = {0};
+    TEST_OK(ims_knn_create(be, D, NULL, &a, &err), err);
+    TEST_OK(ims_knn_create(be, D, NULL, &b, &err), err);
+    TEST_OK(ims_knn_append(a, h, IMS_DTYPE_F16, N, &err), err);
+    TEST_OK(ims_knn_append(b, xr, IMS_DTYPE_F32, N, &err), err);
+    int64_t ia[2 * K], ib[2 * K];
+    float sa[2 * K], sb[2 * K];
+    TEST_OK(ims_knn_search(a, q, 2, K, ia, sa, &err), err);
+    TEST_OK(ims_knn_search(b, q, 2, K, ib, sb, &err), err);
+    TEST_CHECK(!memcmp(ia, ib, sizeof ia) && !memcmp(sa, sb, sizeof sa), "f16 input differs from its f32 values");
+    ims_knn_free(a);
+    ims_knn_free(b);
+}
+
+static void test_errors(void)
+{
+    enum { D = 6 };
+    float rows[4 * D];
+    fill(rows, 4, D, DATA_UNIFORM);
+    ims_knn_table *t;
+    ims_error err = {0};
+    TEST_OK(ims_knn_create(be, D, NULL, &t, &err), err);
+    TEST_OK(ims_knn_append(t, rows, IMS_DTYPE_F32, 4, &err), err);
+
+    float bad[3 * D];
+    fill(bad, 3, D, DATA_UNIFORM);
+    memset(bad + D, 0, D * sizeof *bad);
+    TEST_CHECK(ims_knn_append(t, bad, IMS_DTYPE_F32, 3, &err) == IMS_ERR_ARGUMENT && strstr(err.msg, "row 5") &&
+                   strstr(err.msg, "zeros"),
+               "zero row: %s", err.msg);
+    TEST_CHECK(ims_knn_rows(t) == 4, "a failed append added rows");
+    fill(bad, 3, D, DATA_UNIFORM);
+    bad[2 * D + 3] = NAN;
+    TEST_CHECK(ims_knn_append(t, bad, IMS_DTYPE_F32, 3, &err) == IMS_ERR_ARGUMENT && strstr(err.msg, "row 6") &&
+                   strstr(err.msg, "NaN"),
+               "NaN row: %s", err.msg);
+    bad[2 * D + 3] = -INFINITY;
+    TEST_CHECK(ims_knn_append(t, bad, IMS_DTYPE_F32, 3, &err) == IMS_ERR_ARGUMENT && strstr(err.msg, "Inf"),
+               "Inf row: %s", err.msg);
+    TEST_CHECK(ims_knn_append(t, bad, IMS_DTYPE_I32, 3, &err) == IMS_ERR_ARGUMENT, "i32 rows accepted");
+
+    int64_t ids[4 * 3];
+    float scores[4 * 3], q[2 * D];
+    fill(q, 2, D, DATA_UNIFORM);
+    TEST_CHECK(ims_knn_search(t, q, 2, 0, ids, scores, &err) == IMS_ERR_ARGUMENT && strstr(err.msg, "k = 0"),
+               "k = 0: %s", err.msg);
+    TEST_CHECK(ims_knn_search(t, q, 2, IMS_KNN_MAX_K + 1, ids, scores, &err) == IMS_ERR_ARGUMENT &&
+                   strstr(err.msg, "16385"),
+               "k too large: %s", err.msg);
+    memset(q + D, 0, D * sizeof *q);
+    TEST_CHECK(ims_knn_search(t, q, 2, 3, ids, scores, &err) == IMS_ERR_ARGUMENT && strstr(err.msg, "query 1"),
+               "zero query: %s", err.msg);
+    ims_knn_free(t);
+
+    /* ip metric, f16 storage: a value beyond f16's range. */
+    ims_knn_options o;
+    ims_knn_options_init(&o);
+    o.metric = IMS_KNN_METRIC_IP;
+    TEST_OK(ims_knn_create(be, D, &o, &t, &err), err);
+    rows[D + 2] = 1e6f;
+    TEST_CHECK(ims_knn_append(t, rows, IMS_DTYPE_F32, 4, &err) == IMS_ERR_ARGUMENT && strstr(err.msg, "row 1"),
+               "f16 overflow: %s", err.msg);
+    /* Empty table: every position -1 / -inf. */
+    TEST_OK(ims_knn_search(t, q, 1, 3, ids, scores, &err), err);
+    TEST_CHECK(ids[0] == -1 && ids[2] == -1 && scores[1] == -INFINITY, "empty table results");
+    ims_knn_free(t);
+
+    o.dtype = IMS_DTYPE_U8;
+    TEST_CHECK(ims_knn_create(be, D, &o, &t, &err) == IMS_ERR_ARGUMENT, "u8 storage accepted");
+    TEST_CHECK(ims_knn_create(be, 0, NULL, &t, &err) == IMS_ERR_ARGUMENT, "dim 0 accepted");
+
+    /* The op checks D between table and queries. */
+    float tab[3 * 4], qq[2 * 5];
+    int32_t oi[2 * 2];
+    float os[2 * 2];
+    fill(tab, 3, 4, DATA_UNIFORM);
+    fill(qq, 2, 5, DATA_UNIFORM);
+    ims_tensor tt = ims_tensor_host(tab, IMS_DTYPE_F32, 2, (int64_t[]){3, 4});
+    ims_tensor tq = ims_tensor_host(qq, IMS_DTYPE_F32, 2, (int64_t[]){2, 5});
+    ims_tensor ti = ims_tensor_host(oi, IMS_DTYPE_I32, 2, (int64_t[]){2, 2});
+    ims_tensor ts = ims_tensor_host(os, IMS_DTYPE_F32, 2, (int64_t[]){2, 2});
+    TEST_CHECK(ims_op_knn_select(be, &tt, &tq, 2, 0, &ti, &ts, &err) == IMS_ERR_ARGUMENT &&
+                   strstr(err.msg, "knn queries"),
+               "D mismatch: %s", err.msg);
+}
+
+static void test_merge_and_estimate(void)
+{
+    float as[3] = {0.9f, 0.5f, 0.5f}, bs[3] = {0.7f, 0.5f, 0.1f}, os[6];
+    int64_t ai[3] = {4, 1, 9}, oi[6];
+    int32_t bi[3] = {2, 0, 1};
+    int n = ims_knn_merge(as, ai, 3, bs, bi, 5, 3, 5, os, oi);
+    /* b ids are 7, 5, 6: the 0.5 tie orders 1, 5, 9. */
+    int64_t want[5] = {4, 7, 1, 5, 9};
+    TEST_CHECK(n == 5 && !memcmp(oi, want, sizeof want), "merge order: %lld %lld %lld %lld %lld", (long long)oi[0],
+               (long long)oi[1], (long long)oi[2], (long long)oi[3], (long long)oi[4]);
+    size_t small = ims_knn_estimate_bytes(1000, 384, IMS_DTYPE_F16, 16, 10);
+    size_t big = ims_knn_estimate_bytes(10000000, 384, IMS_DTYPE_F16, 16, 10);
+    TEST_CHECK(small > 1000 * 384 * 2 && big > (size_t)7680000000 && big < (size_t)9000000000,
+               "estimates %zu %zu", small, big);
+    TEST_CHECK(ims_knn_estimate_bytes(INT64_MAX / 2, 1 << 20, IMS_DTYPE_F32, 16, 10) == 0, "overflow not caught");
+}
+
+int main(void)
+{
+    ims_error err = {0};
+    if (ims_backend_cpu_create(&be, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    test_cases();
+    test_f16_input();
+    test_errors();
+    test_merge_and_estimate();
+    ims_backend_free(be);
+    return test_finish();
+}

@@ -1,0 +1,237 @@
+/* test_knn_gpu.c: the CUDA k-NN paths against the CPU op (ctest label gpu).
+ *
+ * For each shape, storage dtype and forced path (streaming kernel, sgemm), the
+ * knn_select op runs on both backends over the same seeded random table and
+ * queries; the GPU outputs are poisoned with 0xff bytes first. Shapes include
+ * N, D and B that are not multiples of a warp, a block or a tile, tables of
+ * several score tiles (the tile merge), k = 1, k = N, k > N, k = 16384.
+ *
+ * Comparison (as FAISS's tests): scores at each rank within tol of the CPU's,
+ * ids equal except where the CPU's neighbouring scores are within 2 tol (near
+ * ties), no repeated ids, scores non-increasing, equal scores by increasing id.
+ * tol = (D + 3) * 2^-23 * ||q|| * max ||row||: the rounding bound of an fp32
+ * dot product of length D in any summation order, doubled, with Cauchy-Schwarz
+ * bounding sum |q_i r_i|. Integer-valued data (every dot product exact in fp32)
+ * must match bit for bit, which checks tie order and the tile merge exactly.
+ * The table-level test runs the streamed (chunked) path through pinned host
+ * chunks on the GPU. Exits 77 (skipped) without CUDA or a device.
+ */
+#include "test.h"
+
+#include "../engine/backend.h"
+
+#include <math.h>
+
+#ifdef IMS_WITH_CUDA
+
+static ims_backend *cpu_be, *gpu_be;
+static uint64_t rng = 0x77aa55cc33ee11ull;
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "test: out of host memory (%zu bytes)\n", n);
+        exit(1);
+    }
+    return p;
+}
+
+static void fill(float *x, size_t n, int integers)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = integers ? (float)((int)(test_rand_u64(&rng) % 5) - 2) : test_rand_uniform(&rng, -1.0f, 1.0f);
+}
+
+static double row_norm(const float *x, int d)
+{
+    double s = 0.0;
+    for (int i = 0; i < d; i++)
+        s += (double)x[i] * x[i];
+    return sqrt(s);
+}
+
+/* Compares one query's results (kk entries). */
+static void compare(const int32_t *ci, const float *cs, const int32_t *gi, const float *gs, int kk, int64_t n, double tol,
+                    int exact, const char *what, int q)
+{
+    unsigned char *seen = calloc((size_t)n, 1);
+    int bad = 0;
+    for (int j = 0; j < kk && bad < 3; j++) {
+        int32_t id = gi[j];
+        if (id < 0 || id >= n || seen[id]) {
+            TEST_CHECK(0, "%s q%d pos %d: id %d invalid or repeated", what, q, j, id);
+            bad++;
+            continue;
+        }
+        seen[id] = 1;
+        if (exact ? (gs[j] != cs[j] || id != ci[j]) : !(fabs((double)gs[j] - cs[j]) <= tol)) {
+            TEST_CHECK(0, "%s q%d pos %d: gpu (%d, %.9g) cpu (%d, %.9g) tol %.3g", what, q, j, id, gs[j], ci[j], cs[j],
+                       tol);
+            bad++;
+        }
+        int near = (j > 0 && cs[j - 1] - cs[j] <= 2 * tol) || (j + 1 < kk && cs[j] - cs[j + 1] <= 2 * tol) ||
+                   j == kk - 1;
+        if (!exact && !near && id != ci[j]) {
+            TEST_CHECK(0, "%s q%d pos %d: id %d, cpu %d (no near tie)", what, q, j, id, ci[j]);
+            bad++;
+        }
+        if (j > 0 && (gs[j] > gs[j - 1] || (gs[j] == gs[j - 1] && id < gi[j - 1]))) {
+            TEST_CHECK(0, "%s q%d pos %d: order", what, q, j);
+            bad++;
+        }
+    }
+    test_checks_run++;
+    free(seen);
+}
+
+static void test_op(int64_t n, int d, int b, int k, ims_dtype dtype, int path, int integers)
+{
+    char what[160];
+    snprintf(what, sizeof what, "op n %lld d %d b %d k %d %s path %d%s", (long long)n, d, b, k, ims_dtype_name(dtype),
+             path, integers ? " integers" : "");
+    printf("%s\n", what);
+    fflush(stdout);
+    size_t tn = (size_t)n * d;
+    float *t32 = xmalloc(tn * 4), *q = xmalloc((size_t)b * d * 4);
+    fill(t32, tn, integers);
+    fill(q, (size_t)b * d, integers);
+    uint16_t *t16 = NULL;
+    if (dtype == IMS_DTYPE_F16) {
+        t16 = xmalloc(tn * 2);
+        for (size_t i = 0; i < tn; i++)
+            t16[i] = ims_f32_to_f16(t32[i]);
+        for (size_t i = 0; i < tn; i++)
+            t32[i] = ims_f16_to_f32(t16[i]);
+    }
+    double max_row = 0.0;
+    for (int64_t r = 0; r < n; r++)
+        max_row = fmax(max_row, row_norm(t32 + (size_t)r * d, d));
+    int kk = k < n ? k : (int)n;
+    size_t out = (size_t)b * kk;
+    int32_t *ci = xmalloc(out * 4), *gi = xmalloc(out * 4);
+    float *cs = xmalloc(out * 4), *gs = xmalloc(out * 4);
+    ims_error err = {0};
+    ims_tensor tt = ims_tensor_host(dtype == IMS_DTYPE_F16 ? (void *)t16 : (void *)t32, dtype, 2, (int64_t[]){n, d});
+    ims_tensor tq = ims_tensor_host(q, IMS_DTYPE_F32, 2, (int64_t[]){b, d});
+    ims_tensor ti = ims_tensor_host(ci, IMS_DTYPE_I32, 2, (int64_t[]){b, kk});
+    ims_tensor ts = ims_tensor_host(cs, IMS_DTYPE_F32, 2, (int64_t[]){b, kk});
+    TEST_OK(ims_op_knn_select(cpu_be, &tt, &tq, k, path, &ti, &ts, &err), err);
+
+    ims_tensor dt, dq, di, ds;
+    TEST_OK(ims_tensor_alloc(gpu_be, dtype, 2, (int64_t[]){n, d}, &dt, &err), err);
+    TEST_OK(ims_tensor_alloc(gpu_be, IMS_DTYPE_F32, 2, (int64_t[]){b, d}, &dq, &err), err);
+    TEST_OK(ims_tensor_alloc(gpu_be, IMS_DTYPE_I32, 2, (int64_t[]){b, kk}, &di, &err), err);
+    TEST_OK(ims_tensor_alloc(gpu_be, IMS_DTYPE_F32, 2, (int64_t[]){b, kk}, &ds, &err), err);
+    TEST_OK(ims_backend_upload(gpu_be, &dt, tt.data, ims_tensor_nbytes(&tt), &err), err);
+    TEST_OK(ims_backend_upload(gpu_be, &dq, q, (size_t)b * d * 4, &err), err);
+    TEST_OK(ims_backend_fill_bytes(gpu_be, &di, 0xff, &err), err);
+    TEST_OK(ims_backend_fill_bytes(gpu_be, &ds, 0xff, &err), err);
+    TEST_OK(ims_op_knn_select(gpu_be, &dt, &dq, k, path, &di, &ds, &err), err);
+    TEST_OK(ims_backend_synchronize(gpu_be, &err), err);
+    TEST_OK(ims_backend_download(gpu_be, gi, out * 4, &di, &err), err);
+    TEST_OK(ims_backend_download(gpu_be, gs, out * 4, &ds, &err), err);
+    for (int i = 0; i < b; i++) {
+        double tol = (d + 3) * ldexp(1.0, -23) * row_norm(q + (size_t)i * d, d) * max_row;
+        compare(ci + (size_t)i * kk, cs + (size_t)i * kk, gi + (size_t)i * kk, gs + (size_t)i * kk, kk, n, tol,
+                integers, what, i);
+    }
+    ims_tensor_free(&dt);
+    ims_tensor_free(&dq);
+    ims_tensor_free(&di);
+    ims_tensor_free(&ds);
+    free(ci);
+    free(gi);
+    free(cs);
+    free(gs);
+    free(t16);
+    free(q);
+    free(t32);
+}
+
+/* The table API on both backends; integer rows (ip metric) compare exactly. */
+static void test_table(int64_t n, int d, int b, int k, ims_dtype dtype, int64_t chunk, ims_knn_path path)
+{
+    printf("table n %lld d %d b %d k %d %s chunk %lld path %d\n", (long long)n, d, b, k, ims_dtype_name(dtype),
+           (long long)chunk, (int)path);
+    fflush(stdout);
+    float *x = xmalloc((size_t)n * d * 4), *q = xmalloc((size_t)b * d * 4);
+    fill(x, (size_t)n * d, 1);
+    fill(q, (size_t)b * d, 1);
+    for (int64_t r = 0; r < n; r++)
+        x[(size_t)r * d] = 1.0f; /* no zero row */
+    ims_knn_options o;
+    ims_knn_options_init(&o);
+    o.metric = IMS_KNN_METRIC_IP;
+    o.dtype = dtype;
+    o.max_rows_per_chunk = chunk;
+    o.path = path;
+    ims_knn_table *tc, *tg;
+    ims_error err = {0};
+    TEST_OK(ims_knn_create(cpu_be, d, &o, &tc, &err), err);
+    TEST_OK(ims_knn_create(gpu_be, d, &o, &tg, &err), err);
+    TEST_OK(ims_knn_append(tc, x, IMS_DTYPE_F32, n, &err), err);
+    TEST_OK(ims_knn_append(tg, x, IMS_DTYPE_F32, n / 2, &err), err);
+    TEST_OK(ims_knn_append(tg, x + (size_t)(n / 2) * d, IMS_DTYPE_F32, n - n / 2, &err), err);
+    size_t out = (size_t)b * k;
+    int64_t *ic = xmalloc(out * 8), *ig = xmalloc(out * 8);
+    float *sc = xmalloc(out * 4), *sg = xmalloc(out * 4);
+    TEST_OK(ims_knn_search(tc, q, b, k, ic, sc, &err), err);
+    TEST_OK(ims_knn_search(tg, q, b, k, ig, sg, &err), err);
+    TEST_CHECK(!memcmp(ic, ig, out * 8) && !memcmp(sc, sg, out * 4), "table results differ between cpu and cuda");
+    ims_knn_free(tc);
+    ims_knn_free(tg);
+    free(ic);
+    free(ig);
+    free(sc);
+    free(sg);
+    free(q);
+    free(x);
+}
+
+int main(void)
+{
+    int count = 0;
+    ims_error err = {0};
+    if (ims_cuda_device_count(&count, &err) != IMS_OK || count <= 0)
+        test_skip(err.msg[0] ? err.msg : "no CUDA device");
+    if (ims_backend_create(IMS_BACKEND_CPU, 0, &cpu_be, &err) || ims_backend_create(IMS_BACKEND_CUDA, 0, &gpu_be, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        ims_backend_free(cpu_be);
+        return 1;
+    }
+    static const struct {
+        int64_t n;
+        int d, b, k;
+    } shapes[] = {
+        {1, 1, 1, 1},       {1000, 33, 1, 10},     {100003, 384, 4, 100}, {50001, 129, 16, 1000},
+        {20011, 256, 70, 64}, {3000, 64, 2, 16384}, {70000, 40, 3, 5000},  {40000, 4096, 2, 2000},
+        {70001, 4097, 3, 50}, {5000, 8, 33, 1},     {777, 24, 5, 777},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int path = IMS_KNN_PATH_STREAM; path <= IMS_KNN_PATH_GEMM; path++)
+            for (int f16 = 0; f16 < 2; f16++)
+                test_op(shapes[i].n, shapes[i].d, shapes[i].b, shapes[i].k, f16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32,
+                        path, 0);
+    /* Exact ties everywhere. */
+    test_op(30011, 13, 5, 300, IMS_DTYPE_F16, IMS_KNN_PATH_STREAM, 1);
+    test_op(30011, 13, 5, 300, IMS_DTYPE_F32, IMS_KNN_PATH_GEMM, 1);
+    test_op(200000, 16, 3, 4000, IMS_DTYPE_F16, IMS_KNN_PATH_STREAM, 1);
+    /* The table API: resident and chunked (pinned host chunks, double buffers). */
+    test_table(50000, 24, 7, 100, IMS_DTYPE_F16, 0, IMS_KNN_PATH_AUTO);
+    test_table(50000, 24, 7, 100, IMS_DTYPE_F16, 4099, IMS_KNN_PATH_STREAM);
+    test_table(50000, 24, 40, 3000, IMS_DTYPE_F32, 20000, IMS_KNN_PATH_GEMM);
+    ims_backend_free(gpu_be);
+    ims_backend_free(cpu_be);
+    return test_finish();
+}
+
+#else
+
+int main(void)
+{
+    test_skip("built without CUDA");
+    return 0;
+}
+
+#endif
