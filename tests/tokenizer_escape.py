@@ -2,8 +2,9 @@
 tests/fixtures/tokenizer/make_corpus.py, make_expected.py and tests/tokenizer_diff.py.
 
 A corpus line is UTF-8 text in which: \\\\ is a backslash, \\n LF, \\r CR and
-\\xHH one raw byte (invalid UTF-8, which the C side sees as bytes and the
-Python side as str via decode(errors="replace")). tests/test_tokenizer.c and
+\\xHH one raw byte (escape() writes it for invalid UTF-8, which the C side sees
+as bytes and the Python side as str via decode(errors="replace"), and for the
+other ASCII controls, so that the file stays plain text). tests/test_tokenizer.c and
 `imgsearch tokenize --escaped` decode the same way.
 """
 
@@ -21,6 +22,8 @@ def escape(data: bytes) -> str:
             out.append("\\r")
         elif 0xDC80 <= c <= 0xDCFF:
             out.append("\\x%02X" % (c - 0xDC00))
+        elif c < 0x20 or c == 0x7F:
+            out.append("\\x%02X" % c)  # ASCII controls too, so the file stays plain text
         else:
             out.append(ch)
     return "".join(out)
