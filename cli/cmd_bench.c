@@ -16,7 +16,8 @@
 
 static const char bench_usage[] =
     "usage: imgsearch bench [--device cpu|cuda] [--gpu N] [--quick] [--json]\n"
-    "                       [--image-model M.isw] [--text-model M.isw] [--only NAME]\n"
+    "                       [--image-model M.isw] [--text-model M.isw] [--images DIR]\n"
+    "                       [--only NAME]\n"
     "\n"
     "Measures imgsearch's workloads on one device and prints each as time per\n"
     "call (median, min..max), items per second, and a fraction of the device's\n"
@@ -28,12 +29,15 @@ static const char bench_usage[] =
     "  --json              one JSON object per result line on stdout\n"
     "  --image-model M     Inception-v3 weights for the image workloads (default:\n"
     "                      synthetic weights of the same shapes)\n"
-    "  --text-model M      BERT weights for the text workloads\n"
-    "  --only NAME         run only the workloads whose name starts with NAME\n";
+    "  --text-model M      BERT weights for the text workloads (skipped without)\n"
+    "  --images DIR        index DIR end to end: decode, preprocess, forward, write\n"
+    "                      (skipped without)\n"
+    "  --only NAME         run only the workloads whose name starts with NAME\n"
+    "                      (inception, text, knn, index, or a longer prefix)\n";
 
 typedef struct bench_options {
     int cuda, gpu, quick, json;
-    const char *image_model, *text_model, *only;
+    const char *image_model, *text_model, *only, *images;
 } bench_options;
 
 typedef struct bench_ctx {
@@ -217,11 +221,253 @@ static ims_status bench_inception(bench_ctx *c, ims_error *err)
  * workload that cannot run here (no model, no GPU path) says so and is skipped. */
 typedef ims_status (*bench_workload)(bench_ctx *c, ims_error *err);
 
+/* Uniform floats in [-1, 1) from a seed: table rows and queries. */
+static void random_floats(float *x, size_t n, uint64_t seed)
+{
+    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(s >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+    }
+}
+
+typedef struct knn_state {
+    ims_knn_table *table;
+    const float *queries; /* (2, b, d): rotated */
+    int64_t b;
+    int d, k;
+    int64_t *ids;
+    float *scores;
+} knn_state;
+
+static ims_status knn_run(void *state, int rep, ims_error *err)
+{
+    knn_state *s = state;
+    return ims_knn_search(s->table, s->queries + (size_t)(rep % 2) * (size_t)s->b * (size_t)s->d, s->b, s->k, s->ids,
+                          s->scores, err);
+}
+
+/* Exact top-k over an f16 table: one pass over N x D (bytes), 2 B N D flops. */
+static ims_status bench_knn_shape(bench_ctx *c, int64_t n, int d, const int *batches, int batch_count, const int *ks,
+                                  int k_count, ims_error *err)
+{
+    ims_knn_options ko;
+    ims_knn_options_init(&ko);
+    knn_state s = {.d = d};
+    ims_status st = ims_knn_create(c->be, d, &ko, &s.table, err);
+    const int64_t piece = 1 << 18;
+    float *rows = malloc((size_t)piece * (size_t)d * sizeof *rows);
+    if (!st && !rows)
+        st = IMS_ERR_NOMEM;
+    for (int64_t first = 0; !st && first < n; first += piece) {
+        int64_t m = n - first < piece ? n - first : piece;
+        random_floats(rows, (size_t)m * (size_t)d, (uint64_t)first + 1);
+        st = ims_knn_append(s.table, rows, IMS_DTYPE_F32, m, err);
+    }
+    free(rows);
+    int max_b = batches[batch_count - 1], max_k = ks[k_count - 1];
+    float *queries = malloc(2 * (size_t)max_b * (size_t)d * sizeof *queries);
+    s.ids = malloc((size_t)max_b * (size_t)max_k * sizeof *s.ids);
+    s.scores = malloc((size_t)max_b * (size_t)max_k * sizeof *s.scores);
+    if (!st && (!queries || !s.ids || !s.scores))
+        st = IMS_ERR_NOMEM;
+    if (!st)
+        random_floats(queries, 2 * (size_t)max_b * (size_t)d, 777);
+    s.queries = queries;
+    for (int bi = 0; !st && bi < batch_count; bi++)
+        for (int ki = 0; !st && ki < k_count; ki++) {
+            char name[96];
+            snprintf(name, sizeof name, "knn f16 N=%lld D=%d B=%d k=%d", (long long)n, d, batches[bi], ks[ki]);
+            s.b = batches[bi];
+            s.k = ks[ki];
+            bench_case bc = {name, "queries", batches[bi], 2.0 * batches[bi] * (double)n * d, 2.0 * (double)n * d,
+                             knn_run, &s};
+            if (bench_selected(c, name))
+                st = bench_run_case(c, &bc, err);
+        }
+    ims_knn_free(s.table);
+    free(queries);
+    free(s.ids);
+    free(s.scores);
+    return st;
+}
+
+static ims_status bench_knn(bench_ctx *c, ims_error *err)
+{
+    int cuda = ims_backend_get_info(c->be)->kind == IMS_BACKEND_CUDA;
+    static const int gpu_b[] = {1, 16, 256, 1024, 4096}, cpu_b[] = {1, 16, 256}, quick_b[] = {1, 16};
+    static const int gpu_k[] = {10, 1000}, quick_k[] = {10};
+    if (c->opt->quick)
+        return bench_knn_shape(c, cuda ? 1000000 : 100000, 384, quick_b, 2, quick_k, 1, err);
+    const int *b = cuda ? gpu_b : cpu_b;
+    int bn = cuda ? 5 : 3;
+    ims_status st = bench_knn_shape(c, 1000000, 384, b, bn, gpu_k, 2, err);
+    if (!st)
+        st = bench_knn_shape(c, cuda ? 1000000 : 200000, 2048, b, bn, gpu_k, 2, err);
+    if (!st && cuda)
+        st = bench_knn_shape(c, 10000000, 384, b, bn, gpu_k, 2, err);
+    return st;
+}
+
+typedef struct text_state {
+    ims_text_encoder *enc;
+    int32_t *ids, *lengths; /* (2, b, t), (b) */
+    int b, t;
+    float *out;
+} text_state;
+
+static ims_status text_run(void *state, int rep, ims_error *err)
+{
+    text_state *s = state;
+    return ims_text_encoder_encode(s->enc, s->ids + (size_t)(rep % 2) * (size_t)s->b * (size_t)s->t, s->lengths, s->b,
+                                   s->t, s->out, err);
+}
+
+/* The text encoder on token ids ([CLS], random word pieces, [SEP]): short
+ * (16 tokens) and long (128) sentences. Per token and layer about 24 H^2 +
+ * 4 T H flops (the projections, the FFN and attention). */
+static ims_status bench_text(bench_ctx *c, ims_error *err)
+{
+    if (!c->opt->text_model) {
+        if (!c->opt->json)
+            printf("%-44s skipped: give --text-model M.isw\n", "text encoder");
+        return IMS_OK;
+    }
+    int cuda = ims_backend_get_info(c->be)->kind == IMS_BACKEND_CUDA;
+    static const int gpu_b[] = {1, 32, 256}, cpu_b[] = {1, 32}, lens[] = {16, 128};
+    const int *batches = cuda ? gpu_b : cpu_b;
+    int bn = c->opt->quick ? 1 : cuda ? 3 : 2;
+    ims_weights *w = NULL;
+    ims_tokenizer *tok = NULL;
+    ims_status st = ims_weights_open(c->opt->text_model, 0, &w, err);
+    if (!st)
+        st = ims_tokenizer_create_from_weights(w, &tok, err);
+    int64_t hidden = 0, layers = 0;
+    if (!st)
+        st = ims_weights_get_i64(w, "bert.hidden_size", &hidden, err);
+    if (!st)
+        st = ims_weights_get_i64(w, "bert.num_layers", &layers, err);
+    int max_b = batches[bn - 1], max_t = lens[1];
+    text_state s = {0};
+    s.ids = malloc(2 * (size_t)max_b * (size_t)max_t * sizeof *s.ids);
+    s.lengths = malloc((size_t)max_b * sizeof *s.lengths);
+    s.out = malloc((size_t)max_b * (size_t)(hidden ? hidden : 1) * sizeof *s.out);
+    if (!st && (!s.ids || !s.lengths || !s.out))
+        st = IMS_ERR_NOMEM;
+    static const ims_precision precisions[] = {IMS_PRECISION_FP32, IMS_PRECISION_FP16};
+    for (int p = 0; !st && p < (cuda ? 2 : 1); p++) {
+        st = ims_text_encoder_create(c->be, w, precisions[p], &s.enc, err);
+        for (int li = 0; !st && li < 2; li++)
+            for (int bi = 0; !st && bi < bn; bi++) {
+                s.b = batches[bi];
+                int model_t = ims_text_encoder_max_seq_length(s.enc);
+                s.t = lens[li] < model_t ? lens[li] : model_t;
+                if (li == 1 && s.t == lens[0])
+                    continue; /* the model's sequences are no longer than the short ones */
+                int vocab = (int)ims_tokenizer_vocab_size(tok);
+                int first_word = vocab > 2000 ? 1000 : vocab / 2; /* past BERT's [unused] and special tokens */
+                uint64_t x = 99;
+                for (size_t i = 0; i < 2 * (size_t)s.b * (size_t)s.t; i++) {
+                    x = x * 6364136223846793005ull + 1442695040888963407ull;
+                    size_t j = i % (size_t)s.t;
+                    s.ids[i] = j == 0 ? ims_tokenizer_special_id(tok, IMS_TOKEN_CLS)
+                               : j == (size_t)s.t - 1 ? ims_tokenizer_special_id(tok, IMS_TOKEN_SEP)
+                                                       : (int32_t)(first_word + (x >> 33) % (uint64_t)(vocab - first_word));
+                }
+                for (int i = 0; i < s.b; i++)
+                    s.lengths[i] = s.t;
+                char name[96];
+                snprintf(name, sizeof name, "text %s batch %d x %d tokens", ims_precision_name(precisions[p]), s.b,
+                         s.t);
+                double flops = (double)s.b * s.t * (double)layers * (24.0 * hidden * hidden + 4.0 * s.t * hidden);
+                bench_case bc = {name, "texts", s.b, flops, 0, text_run, &s};
+                if (bench_selected(c, name))
+                    st = bench_run_case(c, &bc, err);
+            }
+        ims_text_encoder_free(s.enc);
+        s.enc = NULL;
+    }
+    ims_tokenizer_free(tok);
+    ims_weights_close(w);
+    free(s.ids);
+    free(s.lengths);
+    free(s.out);
+    return st;
+}
+
+/* End-to-end indexing of a folder (--images): decode + preprocess + forward +
+ * write, timed by the wall clock (the pipeline overlaps host and device work),
+ * with each stage's share. Into a temporary index, removed afterwards. */
+static ims_status bench_index(bench_ctx *c, ims_error *err)
+{
+    if (!c->opt->images) {
+        if (!c->opt->json)
+            printf("%-44s skipped: give --images DIR\n", "index end to end");
+        return IMS_OK;
+    }
+    char tmp_model[256], dir[256];
+    ims_weights *w = NULL;
+    ims_status st = open_image_model(c, &w, tmp_model, sizeof tmp_model, err);
+    snprintf(dir, sizeof dir, "/tmp/imgsearch-bench-index.%ld", (long)getpid());
+    int cuda = ims_backend_get_info(c->be)->kind == IMS_BACKEND_CUDA;
+    ims_index_run_options o;
+    ims_index_run_options_init(&o);
+    const char *roots[1] = {c->opt->images};
+    o.index_dir = dir;
+    o.roots = roots;
+    o.root_count = 1;
+    o.backend = c->be;
+    o.image_model = w;
+    o.image_model_path = c->opt->image_model ? c->opt->image_model : tmp_model;
+    o.precision = cuda ? IMS_PRECISION_FP16 : IMS_PRECISION_FP32;
+    o.batch_size = cuda ? 64 : 16;
+    o.threads = 8;
+    o.chunk_rows = 1 << 16;
+    ims_index_progress p = {0};
+    if (!st)
+        st = ims_index_run(&o, &p, err);
+    if (!st) {
+        double s = p.elapsed_s > 0 ? p.elapsed_s : 1e-9;
+        char name[96];
+        snprintf(name, sizeof name, "index %s batch %d", ims_precision_name(o.precision), o.batch_size);
+        if (c->opt->json) {
+            printf("{\"workload\": \"%s\", \"images\": %zu, \"failed\": %zu, \"seconds\": ", name, p.indexed,
+                   p.failed);
+            json_double(stdout, p.elapsed_s);
+            printf(", \"per_s\": ");
+            json_double(stdout, (double)p.indexed / s);
+            printf(", \"decode_wait_s\": ");
+            json_double(stdout, p.decode_wait_s);
+            printf(", \"model_s\": ");
+            json_double(stdout, p.model_s);
+            printf(", \"write_s\": ");
+            json_double(stdout, p.write_s);
+            printf("}\n");
+        } else {
+            printf("%-44s %9.3f s for %zu images: %.1f images/s; waiting for decode %.0f%%, model %.0f%%, "
+                   "writing %.0f%%\n",
+                   name, p.elapsed_s, p.indexed, (double)p.indexed / s, 100 * p.decode_wait_s / s, 100 * p.model_s / s,
+                   100 * p.write_s / s);
+        }
+    }
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "imgsearch: could not remove %s\n", dir);
+    ims_weights_close(w);
+    if (tmp_model[0])
+        remove(tmp_model);
+    return st;
+}
+
 static const struct {
     const char *name;
     bench_workload fn;
 } bench_workloads[] = {
     {"inception", bench_inception},
+    {"text", bench_text},
+    {"knn", bench_knn},
+    {"index", bench_index},
 };
 
 /* ---- The command ------------------------------------------------------------------- */
@@ -257,6 +503,8 @@ static int parse_bench_options(int argc, char **argv, bench_options *o, int *dev
             o->image_model = argv[++i];
         } else if (!strcmp(a, "--text-model") && next) {
             o->text_model = argv[++i];
+        } else if (!strcmp(a, "--images") && next) {
+            o->images = argv[++i];
         } else if (!strcmp(a, "--only") && next) {
             o->only = argv[++i];
         } else {
