@@ -16,7 +16,8 @@
  *   tf32 5e-3 (inputs rounded to 10 mantissa bits), fp16 2e-2 (activations
  *   and weights rounded to f16) and the same top-5 classes, where a GPU top-5
  *   class may differ from the CPU's only if its CPU logit is within the
- *   tolerance of the CPU's 5th (a near tie).
+ *   tolerance of the CPU's 5th (a near tie). With CUDA graphs on, the
+ *   captured and replayed forwards must give the plain run's exact bits.
  *
  * Exits 77 (skipped) in a CPU-only build and where no CUDA device is usable.
  */
@@ -380,6 +381,23 @@ static void test_network(const char *dir, const char *images_dir, const char *va
                        prec_name(precs[pi]), el, ef, tols[pi]);
             TEST_CHECK(top5, "%s %s: top-5 classes differ on a photo", variant, prec_name(precs[pi]));
         }
+        /* CUDA graphs: run 0 plain (plans cached already), run 1 captures, run 2 replays;
+         * the same kernels and algorithms on the same inputs: identical outputs */
+        float *pl = xmalloc((size_t)batch * classes * 4);
+        memcpy(pl, gl, (size_t)batch * classes * 4);
+        if (check_ok(ims_image_encoder_set_graphs(gpu, 1, &err), &err, "set_graphs")) {
+            for (int rep = 0; rep < 3; rep++) {
+                memset(gl, 0xff, (size_t)batch * classes * 4);
+                if (!check_ok(ims_image_encoder_forward(gpu, img, batch, NULL, gl, &err), &err, "graph forward"))
+                    break;
+                int same = !memcmp(gl, pl, (size_t)batch * classes * 4);
+                printf("network %s %s graphs run %d: %s\n", variant, prec_name(precs[pi]), rep,
+                       same ? "identical" : "DIFFERENT");
+                TEST_CHECK(same, "%s %s: graph run %d differs from the plain run", variant, prec_name(precs[pi]),
+                           rep);
+            }
+        }
+        free(pl);
         ims_image_encoder_free(gpu);
     }
     free(cl), free(cf), free(gl), free(gf), free(img);
