@@ -395,6 +395,10 @@ static ims_status reserve(ims_image_encoder *enc, int batch, ims_error *err)
         st = ims_tensor_alloc(enc->be, enc->act, 2, (int64_t[]){batch, enc->max_elems}, &enc->buf[i], err);
     if (!st) st = ims_tensor_alloc(enc->be, IMS_DTYPE_F32, 2, (int64_t[]){batch, enc->features}, &enc->feat, err);
     if (!st) st = ims_tensor_alloc(enc->be, IMS_DTYPE_F32, 2, (int64_t[]){batch, enc->classes}, &enc->logits, err);
+    /* Zeroed once: cuDNN's fused call takes y as its (alpha2 = 0) residual input too,
+     * so fresh memory holding NaN bit patterns must not be able to leak in. */
+    for (int i = 0; i < IV3_BUFFERS && !st; i++)
+        st = ims_backend_fill_bytes(enc->be, &enc->buf[i], 0, err);
     if (st) {
         free_buffers(enc);
         return st;
