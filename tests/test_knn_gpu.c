@@ -217,6 +217,9 @@ int main(void)
     test_op(30011, 13, 5, 300, IMS_DTYPE_F16, IMS_KNN_PATH_STREAM, 1);
     test_op(30011, 13, 5, 300, IMS_DTYPE_F32, IMS_KNN_PATH_GEMM, 1);
     test_op(200000, 16, 3, 4000, IMS_DTYPE_F16, IMS_KNN_PATH_STREAM, 1);
+    /* Exact and several score tiles (16K rows each at D = 4100): the tile merge bit for bit. */
+    test_op(40000, 4100, 3, 700, IMS_DTYPE_F16, IMS_KNN_PATH_STREAM, 1);
+    test_op(40000, 4100, 3, 700, IMS_DTYPE_F32, IMS_KNN_PATH_GEMM, 1);
     /* The table API: resident and chunked (pinned host chunks, double buffers). */
     test_table(50000, 24, 7, 100, IMS_DTYPE_F16, 0, IMS_KNN_PATH_AUTO);
     test_table(50000, 24, 7, 100, IMS_DTYPE_F16, 4099, IMS_KNN_PATH_STREAM);
