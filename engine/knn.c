@@ -30,6 +30,8 @@
 #define KNN_APPEND_BATCH 4096
 #define KNN_FALLBACK_CHUNK_BYTES ((size_t)256 << 20)
 
+typedef struct knn_scratch knn_scratch;
+
 struct ims_knn_table {
     ims_backend *be;
     ims_knn_options opt;
@@ -39,6 +41,7 @@ struct ims_knn_table {
     void *dev;              /* resident copy (device backends), (dev_capacity, dim) */
     int64_t dev_capacity, dev_rows;
     int64_t fallback_chunk; /* > 0 once a resident copy failed to fit */
+    knn_scratch *scratch;   /* kept between searches (device allocations are slow) */
 };
 
 void ims_knn_options_init(ims_knn_options *o)
@@ -129,10 +132,13 @@ static void free_device_copy(ims_knn_table *t)
     t->dev_capacity = t->dev_rows = 0;
 }
 
+static void scratch_free(ims_knn_table *t, knn_scratch *s);
+
 void ims_knn_free(ims_knn_table *t)
 {
     if (!t)
         return;
+    scratch_free(t, t->scratch);
     free_device_copy(t);
     ims_backend_host_free(t->be, t->host);
     free(t);
@@ -282,7 +288,7 @@ static ims_tensor view(const ims_backend *be, void *data, ims_dtype dtype, int64
 static int on_host(const ims_knn_table *t) { return t->be->memory == IMS_MEMORY_HOST; }
 
 /* Scratch of one search call: queries, chunk results, staging on the device. */
-typedef struct knn_scratch {
+struct knn_scratch {
     int64_t qcap;
     int kcap;
     float *q;              /* host (qcap, dim) normalized queries */
@@ -297,10 +303,12 @@ typedef struct knn_scratch {
     void *dq, *dids, *dscores; /* device (qcap, dim), (qcap, kcap) x 2; NULL on the CPU */
     void *dchunk[2];           /* device chunk buffers (streamed) */
     size_t dchunk_bytes;
-} knn_scratch;
+};
 
 static void scratch_free(ims_knn_table *t, knn_scratch *s)
 {
+    if (!s)
+        return;
     free(s->q);
     free(s->norms);
     free(s->chunk_ids);
@@ -319,6 +327,7 @@ static void scratch_free(ims_knn_table *t, knn_scratch *s)
     for (int i = 0; i < 2; i++)
         if (s->dchunk[i])
             ims_backend_dealloc(t->be, s->dchunk[i], s->dchunk_bytes);
+    free(s);
 }
 
 static ims_status scratch_init(ims_knn_table *t, knn_scratch *s, int64_t qcap, int kcap, int64_t chunk_rows,
@@ -356,12 +365,39 @@ static ims_status scratch_init(ims_knn_table *t, knn_scratch *s, int64_t qcap, i
     return st ? ims_error_prefix(err, st, "knn search scratch") : IMS_OK;
 }
 
+/* The table's scratch, reallocated only when a search needs more. */
+static ims_status scratch_get(ims_knn_table *t, int64_t qcap, int kcap, int64_t chunk_rows, knn_scratch **out,
+                              ims_error *err)
+{
+    knn_scratch *s = t->scratch;
+    size_t chunk_bytes = (size_t)chunk_rows * t->row_bytes;
+    if (s && s->qcap >= qcap && s->kcap >= kcap && (chunk_rows == 0 || s->dchunk_bytes >= chunk_bytes || on_host(t))) {
+        *out = s;
+        return IMS_OK;
+    }
+    if (s) {
+        qcap = qcap > s->qcap ? qcap : s->qcap;
+        kcap = kcap > s->kcap ? kcap : s->kcap;
+    }
+    scratch_free(t, s);
+    t->scratch = NULL;
+    if (!(s = calloc(1, sizeof *s)))
+        return ims_fail(err, IMS_ERR_NOMEM, "knn search: out of memory");
+    ims_status st = scratch_init(t, s, qcap, kcap, chunk_rows, err);
+    if (st) {
+        scratch_free(t, s);
+        return st;
+    }
+    *out = t->scratch = s;
+    return IMS_OK;
+}
+
 /* Makes the resident device copy hold every row. */
 static ims_status sync_resident(ims_knn_table *t, ims_error *err)
 {
     if (t->dev_capacity < t->rows) {
+        int64_t cap = t->dev_capacity ? t->rows + t->rows / 2 : t->rows; /* headroom once it grows */
         free_device_copy(t);
-        int64_t cap = t->rows + t->rows / 2;
         void *p = NULL;
         ims_status st = ims_backend_alloc(t->be, (size_t)cap * t->row_bytes, &p, err);
         if (st == IMS_ERR_NOMEM) { /* try without the headroom */
@@ -511,16 +547,17 @@ ims_status ims_knn_search(ims_knn_table *t, const float *queries, int64_t b, int
     int64_t qcap = IMS_KNN_RESULT_ENTRIES / k;
     qcap = qcap < 1 ? 1 : qcap < b ? qcap : b;
     for (int attempt = 0; attempt < 2; attempt++) {
-        knn_scratch s;
-        ims_status st = scratch_init(t, &s, qcap, k, chunk_rows_of(t), err);
+        knn_scratch *s = NULL;
+        ims_status st = scratch_get(t, qcap, k, chunk_rows_of(t), &s, err);
         for (int64_t q0 = 0; !st && q0 < b; q0 += qcap) {
             int64_t n = b - q0 < qcap ? b - q0 : qcap;
-            st = search_batch(t, &s, queries + (size_t)q0 * t->dim, q0, n, k, ids + (size_t)q0 * k,
+            st = search_batch(t, s, queries + (size_t)q0 * t->dim, q0, n, k, ids + (size_t)q0 * k,
                               scores + (size_t)q0 * k, err);
         }
-        scratch_free(t, &s);
         /* A resident copy that does not fit: stream the table instead, once. */
         if (st == IMS_ERR_NOMEM && attempt == 0 && !on_host(t) && chunk_rows_of(t) == 0 && t->dev == NULL) {
+            scratch_free(t, t->scratch); /* its sizes were for the resident path */
+            t->scratch = NULL;
             int64_t chunk = (int64_t)(KNN_FALLBACK_CHUNK_BYTES / t->row_bytes);
             t->fallback_chunk = chunk < 1 ? 1 : chunk;
             continue;
