@@ -368,7 +368,8 @@ static ims_status cuda_knn_workspace(ims_backend *be, size_t nbytes, void **out,
  * by cuBLAS sgemm (large batches; f16 rows are first converted to an f32 tile
  * copy, so the scores stay exact fp32 dot products of the stored values, as on
  * the CPU), then the radix selection (knn_select.cu) merges them with the
- * running best. The B x N score matrix never exists. */
+ * running best (in two stages, per-block candidate lists then a merge, when
+ * k is small). The B x N score matrix never exists. */
 static ims_status cuda_op_knn_select(ims_backend *be, const ims_tensor *table, const ims_tensor *queries, int k,
                                      int path, ims_tensor *ids, ims_tensor *scores, ims_error *err)
 {
@@ -385,17 +386,20 @@ static ims_status cuda_op_knn_select(ims_backend *be, const ims_tensor *table, c
         path = b <= 16 ? IMS_KNN_PATH_STREAM : IMS_KNN_PATH_GEMM;
     int64_t t = ims_knn_tile_rows(b, k, n, d);
     int ld = k + (int)t;
-    size_t tile_bytes = (size_t)b * ld * 4, list_bytes = (size_t)b * k * 4;
+    size_t tile_bytes = (size_t)b * ld * 4, cand_bytes = (size_t)b * k * 4, tmp_bytes = (size_t)b * k * 8;
+    size_t seg_bytes = cuda_knn_select_scratch_bytes(b, k, (int)t); /* the largest tile has the most segments */
     size_t rows32_bytes = (path == IMS_KNN_PATH_GEMM && f16) ? (size_t)t * d * 4 : 0;
-    size_t total = tile_bytes + 3 * list_bytes + rows32_bytes + 4 * 256;
+    /* Each part starts at a multiple of 16 bytes. */
+    size_t off_cand = (tile_bytes + 15) / 16 * 16, off_tmp = off_cand + (cand_bytes + 15) / 16 * 16;
+    size_t off_seg = off_tmp + tmp_bytes, off_rows = off_seg + (seg_bytes + 15) / 16 * 16;
     char *ws = NULL;
-    if ((status = cuda_knn_workspace(be, total, (void **)&ws, err)))
+    if ((status = cuda_knn_workspace(be, off_rows + rows32_bytes + 16, (void **)&ws, err)))
         return status;
-    float *tile = (float *)ws;                                  // (b, ld)
-    int32_t *cand = (int32_t *)(ws + tile_bytes);                // (b, k)
-    uint32_t *tmp_keys = (uint32_t *)(ws + tile_bytes + list_bytes); // (b, k)
-    int32_t *tmp_ids = (int32_t *)(ws + tile_bytes + 2 * list_bytes); // (b, k)
-    float *rows32 = rows32_bytes ? (float *)(ws + tile_bytes + 3 * list_bytes) : NULL; // (t, d)
+    float *tile = (float *)ws;                                           // (b, ld)
+    int32_t *cand = (int32_t *)(ws + off_cand);                          // (b, k)
+    uint64_t *tmp = (uint64_t *)(ws + off_tmp);                          // (b, k)
+    uint64_t *seg = seg_bytes ? (uint64_t *)(ws + off_seg) : NULL;       // (b, segments, k)
+    float *rows32 = rows32_bytes ? (float *)(ws + off_rows) : NULL;      // (t, d)
     const float *qp = queries->data; // (b, d)
     const float alpha = 1.0f, beta = 0.0f;
     int kprev = 0;
@@ -418,7 +422,7 @@ static ims_status cuda_op_knn_select(ims_backend *be, const ims_tensor *table, c
             IMS_CUDA_CHECK(err, cuda_knn_scores(rows, f16, qp, tile + k, cnt, d, b, ld, st->stream));
             IMS_CUDA_CHECK_LAUNCH(err, st->stream);
         }
-        IMS_CUDA_CHECK(err, cuda_knn_select(tile, cand, tmp_keys, tmp_ids, b, ld, kprev, k, cnt, r0, k, st->stream));
+        IMS_CUDA_CHECK(err, cuda_knn_select(tile, cand, tmp, seg, b, ld, kprev, k, cnt, r0, k, st->stream));
         IMS_CUDA_CHECK_LAUNCH(err, st->stream);
         kprev = kprev + cnt < k ? kprev + cnt : k;
     }
