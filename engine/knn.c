@@ -55,6 +55,13 @@ void ims_knn_options_init(ims_knn_options *o)
 int64_t ims_knn_rows(const ims_knn_table *t) { return t->rows; }
 int64_t ims_knn_dim(const ims_knn_table *t) { return t->dim; }
 
+int64_t ims_knn_query_batch(int k)
+{
+    int64_t by_results = IMS_KNN_RESULT_ENTRIES / k, by_tile = IMS_KNN_TILE_FLOATS / (k + 1024);
+    int64_t q = by_results < by_tile ? by_results : by_tile;
+    return q < 1 ? 1 : q;
+}
+
 int64_t ims_knn_tile_rows(int64_t b, int k, int64_t n, int64_t dim)
 {
     if (b < 1)
@@ -83,6 +90,8 @@ size_t ims_knn_workspace_bytes(int64_t b, int k, int64_t n, int64_t dim)
 
 size_t ims_knn_estimate_bytes(int64_t n, int64_t dim, ims_dtype dtype, int64_t b, int k)
 {
+    if (k >= 1 && b > ims_knn_query_batch(k))
+        b = ims_knn_query_batch(k); /* searches run in batches of at most this */
     size_t es = ims_dtype_size(dtype);
     size_t ws = ims_knn_workspace_bytes(b, k, n, dim);
     if (!es || !ws || n < 0 || dim < 1)
@@ -546,8 +555,8 @@ ims_status ims_knn_search(ims_knn_table *t, const float *queries, int64_t b, int
     }
     if (b == 0 || t->rows == 0)
         return IMS_OK;
-    int64_t qcap = IMS_KNN_RESULT_ENTRIES / k;
-    qcap = qcap < 1 ? 1 : qcap < b ? qcap : b;
+    int64_t qcap = ims_knn_query_batch(k);
+    qcap = qcap < b ? qcap : b;
     for (int attempt = 0; attempt < 2; attempt++) {
         knn_scratch *s = NULL;
         ims_status st = scratch_get(t, qcap, k, chunk_rows_of(t), &s, err);

@@ -12,8 +12,13 @@
 
 /* The score tile's budget in floats (256 MiB). */
 #define IMS_KNN_TILE_FLOATS ((int64_t)64 << 20)
-/* Query batches are cut so that one batch's results (b * k) stay under this. */
+/* Query batches are cut so that one batch's results (b * k) stay under this
+ * (see ims_knn_query_batch). */
 #define IMS_KNN_RESULT_ENTRIES ((int64_t)16 << 20)
+
+/* Queries per search batch for this k: b * k <= IMS_KNN_RESULT_ENTRIES and a
+ * tile of 1024 rows, (b, k + 1024), within IMS_KNN_TILE_FLOATS. At least 1. */
+int64_t ims_knn_query_batch(int k);
 
 /* Rows T per score tile for b queries, k and a table of n rows of dim: the tile
  * (b, k + T) and an f32 copy of T rows (T, dim) each within IMS_KNN_TILE_FLOATS;
