@@ -1,7 +1,7 @@
 /* bench_knn.c: k-NN search throughput (not a test): queries/s and effective GB/s.
  *
  * usage: bench_knn TABLE.npy QUERIES.npy -k K [--dtype f16|f32] [--device cpu|cuda]
- *                  [--path auto|stream|gemm] [--seconds S] [--out IDS.npy]
+ *                  [--path auto|stream|gemm|gemm16] [--seconds S] [--out IDS.npy]
  * The table (N, D) and queries (B, D) are float32 .npy files (bench/compare_faiss.py
  * writes them and runs FAISS on the same data). The table is loaded once (not
  * timed); one warm-up search runs, then searches repeat for at least S seconds
@@ -35,7 +35,7 @@ int main(int argc, char **argv)
 {
     if (argc < 3) {
         fprintf(stderr, "usage: bench_knn TABLE.npy QUERIES.npy -k K [--dtype f16|f32] [--device cpu|cuda] "
-                        "[--path auto|stream|gemm] [--seconds S] [--out IDS.npy]\n");
+                        "[--path auto|stream|gemm|gemm16] [--seconds S] [--out IDS.npy]\n");
         return 2;
     }
     int k = 10;
@@ -58,8 +58,10 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--device"))
             kind = !strcmp(v, "cuda") ? IMS_BACKEND_CUDA : IMS_BACKEND_CPU;
         else if (!strcmp(a, "--path"))
-            o.path = !strcmp(v, "stream") ? IMS_KNN_PATH_STREAM : !strcmp(v, "gemm") ? IMS_KNN_PATH_GEMM
-                                                                                      : IMS_KNN_PATH_AUTO;
+            o.path = !strcmp(v, "stream")   ? IMS_KNN_PATH_STREAM
+                     : !strcmp(v, "gemm")   ? IMS_KNN_PATH_GEMM
+                     : !strcmp(v, "gemm16") ? IMS_KNN_PATH_GEMM_F16
+                                            : IMS_KNN_PATH_AUTO;
         else {
             fprintf(stderr, "bench_knn: unknown option %s\n", a);
             return 2;

@@ -9,7 +9,9 @@ For the device session (needs a CUDA GPU, torch, numpy). In one run:
   over N so B x N fits, timed with CUDA events; then bench_knn --device cuda
   --dtype f16 on the same data (its own timing);
 - per shape: queries/s of both, ours / torch, and our time against the floor:
-  table bytes / bandwidth for B <= 16, 2 N D B / tensor-core rate above.
+  table bytes / bandwidth for B <= 16, 2 N D B / tensor-core rate above;
+  for B > 16 also our fp16 GemmEx path (--path gemm16: queries rounded to
+  f16 like torch's, where the default path is exact fp32 sgemm).
 The shapes are the issue's: N = 1M and 10M, D = 384 and 2048, B = 1, 16, 256,
 1024, 4096, k = 10 and 1000 (--quick runs a few). N = 10M at D = 2048 (40 GB
 of f16) needs an H200-class memory and host RAM for the .npy file; skipped
@@ -86,7 +88,8 @@ def main():
         sys.exit("compare_torch_knn.py needs a CUDA GPU")
     bw, tc = floors(a.seconds)
     print(f"{torch.cuda.get_device_name()}: copy bandwidth {bw / 1e9:.0f} GB/s, fp16 matmul {tc / 1e12:.0f} TFLOP/s")
-    print(f"{'N':>9} {'D':>5} {'B':>5} {'k':>5} | {'torch q/s':>10} {'ours q/s':>10} {'ratio':>6} | {'floor':>6}")
+    print(f"{'N':>9} {'D':>5} {'B':>5} {'k':>5} | {'torch q/s':>10} {'ours q/s':>10} {'ratio':>6} | {'floor':>6} |"
+          f" {'gemm16 q/s':>10} {'ratio':>6}")
     gen = torch.Generator(device="cuda").manual_seed(0)
     free = torch.cuda.mem_get_info()[0]
     cur = None
@@ -108,14 +111,20 @@ def main():
         np.save(f"{a.tmp}/knn_queries.npy", q32.cpu().numpy())
         qh = q32.half()
         t_torch = cuda_time(lambda: torch_search(table, qh, k), a.seconds)
-        out = subprocess.run([a.bench_knn, f"{a.tmp}/knn_table.npy", f"{a.tmp}/knn_queries.npy", "-k", str(k),
-                              "--dtype", "f16", "--device", "cuda", "--seconds", str(a.seconds)],
-                             check=True, capture_output=True, text=True).stdout
-        f = dict(x.split("=") for x in out.split())
-        t_ours = float(f["ms_per_search"]) / 1e3
+        def ours(path):
+            out = subprocess.run([a.bench_knn, f"{a.tmp}/knn_table.npy", f"{a.tmp}/knn_queries.npy", "-k", str(k),
+                                  "--dtype", "f16", "--device", "cuda", "--path", path, "--seconds", str(a.seconds)],
+                                 check=True, capture_output=True, text=True).stdout
+            return float(dict(x.split("=") for x in out.split())["ms_per_search"]) / 1e3
+
+        t_ours = ours("auto")  # exact over the f32 queries: streaming kernel (B <= 16) or fp32 sgemm
         floor = (n * d * 2 / bw) if b <= 16 else (2 * n * d * b / tc)
-        print(f"{n:>9} {d:>5} {b:>5} {k:>5} | {b / t_torch:>10.1f} {b / t_ours:>10.1f} {t_torch / t_ours:>5.2f}x |"
-              f" {floor / t_ours:>5.0%}", flush=True)
+        line = (f"{n:>9} {d:>5} {b:>5} {k:>5} | {b / t_torch:>10.1f} {b / t_ours:>10.1f} {t_torch / t_ours:>5.2f}x |"
+                f" {floor / t_ours:>5.0%} |")
+        if b > 16:  # the fp16 tensor-core GEMM (queries rounded to f16, as torch's)
+            t16 = ours("gemm16")
+            line += f" {b / t16:>10.1f} {t_torch / t16:>5.2f}x"
+        print(line, flush=True)
     for p in ("knn_table.npy", "knn_queries.npy"):
         if os.path.exists(f"{a.tmp}/{p}"):
             os.remove(f"{a.tmp}/{p}")

@@ -384,11 +384,15 @@ static ims_status cuda_op_knn_select(ims_backend *be, const ims_tensor *table, c
         return IMS_OK;
     if (path == IMS_KNN_PATH_AUTO)
         path = b <= 16 ? IMS_KNN_PATH_STREAM : IMS_KNN_PATH_GEMM;
+    if (path == IMS_KNN_PATH_GEMM_F16 && !f16)
+        path = IMS_KNN_PATH_GEMM;
     int64_t t = ims_knn_tile_rows(b, k, n, d);
     int ld = k + (int)t;
     size_t tile_bytes = (size_t)b * ld * 4, cand_bytes = (size_t)b * k * 4, tmp_bytes = (size_t)b * k * 8;
     size_t seg_bytes = cuda_knn_select_scratch_bytes(b, k, (int)t); /* the largest tile has the most segments */
-    size_t rows32_bytes = (path == IMS_KNN_PATH_GEMM && f16) ? (size_t)t * d * 4 : 0;
+    size_t rows32_bytes = (path == IMS_KNN_PATH_GEMM && f16) ? (size_t)t * d * 4
+                          : path == IMS_KNN_PATH_GEMM_F16 ? (size_t)b * d * 2 /* the f16 queries */
+                                                          : 0;
     /* Each part starts at a multiple of 16 bytes. */
     size_t off_cand = (tile_bytes + 15) / 16 * 16, off_tmp = off_cand + (cand_bytes + 15) / 16 * 16;
     size_t off_seg = off_tmp + tmp_bytes, off_rows = off_seg + (seg_bytes + 15) / 16 * 16;
@@ -399,14 +403,25 @@ static ims_status cuda_op_knn_select(ims_backend *be, const ims_tensor *table, c
     int32_t *cand = (int32_t *)(ws + off_cand);                          // (b, k)
     uint64_t *tmp = (uint64_t *)(ws + off_tmp);                          // (b, k)
     uint64_t *seg = seg_bytes ? (uint64_t *)(ws + off_seg) : NULL;       // (b, segments, k)
-    float *rows32 = rows32_bytes ? (float *)(ws + off_rows) : NULL;      // (t, d)
+    float *rows32 = rows32_bytes ? (float *)(ws + off_rows) : NULL;      // (t, d) (GEMM, f16 rows)
+    uint16_t *q16 = rows32_bytes ? (uint16_t *)(ws + off_rows) : NULL;   // (b, d) (GEMM_F16)
     const float *qp = queries->data; // (b, d)
     const float alpha = 1.0f, beta = 0.0f;
+    if (path == IMS_KNN_PATH_GEMM_F16) {
+        IMS_CUDA_CHECK(err, cuda_convert_f32_to_f16(qp, q16, (size_t)b * d, st->stream));
+        IMS_CUDA_CHECK_LAUNCH(err, st->stream);
+    }
     int kprev = 0;
     for (int r0 = 0; r0 < n; r0 += (int)t) {
         int cnt = n - r0 < t ? n - r0 : (int)t;
         const char *rows = (const char *)table->data + (size_t)r0 * d * (f16 ? 2 : 4); // (cnt, d)
-        if (path == IMS_KNN_PATH_GEMM) {
+        if (path == IMS_KNN_PATH_GEMM_F16) {
+            /* As below in fp16 with fp32 accumulation and output (tensor cores):
+             * each product of two halves is exact in fp32. */
+            IMS_CUBLAS_CHECK(err, cublasGemmEx(st->cublas, CUBLAS_OP_T, CUBLAS_OP_N, cnt, b, d, &alpha, rows,
+                                               CUDA_R_16F, d, q16, CUDA_R_16F, d, &beta, tile + k, CUDA_R_32F, ld,
+                                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        } else if (path == IMS_KNN_PATH_GEMM) {
             const float *r32 = (const float *)rows;
             if (f16) {
                 IMS_CUDA_CHECK(err, cuda_convert_f16_to_f32((const uint16_t *)rows, rows32, (size_t)cnt * d,

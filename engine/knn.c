@@ -81,9 +81,10 @@ size_t ims_knn_workspace_bytes(int64_t b, int k, int64_t n, int64_t dim)
     int64_t t = ims_knn_tile_rows(b, k, n, dim);
     /* tile scores (b, k + t), candidate ids (b, k) i32 and keys (b, k) u64,
      * per-block candidate lists (b, t / 4096, k) u64 for k <= 1024, the
-     * queries (b, dim), an f32 copy of a tile of f16 rows (t, dim), results. */
+     * queries (b, dim) (and an f16 copy, counted in the slack of the f32
+     * one), an f32 copy of a tile of f16 rows (t, dim), results. */
     __int128 segs = k <= 1024 ? (__int128)b * ((t + 4095) / 4096) * k * 8 : 0;
-    __int128 bytes = (__int128)b * (k + t) * 4 + (__int128)b * k * 20 + segs + (__int128)b * dim * 4 +
+    __int128 bytes = (__int128)b * (k + t) * 4 + (__int128)b * k * 20 + segs + (__int128)b * dim * 6 +
                      (__int128)t * dim * 4 + 4096;
     return bytes > (__int128)SIZE_MAX ? 0 : (size_t)bytes;
 }
@@ -121,7 +122,7 @@ ims_status ims_knn_create(ims_backend *be, int64_t dim, const ims_knn_options *o
         return ims_fail(err, IMS_ERR_ARGUMENT, "knn: unknown metric %d", (int)o->metric);
     if (o->max_rows_per_chunk < 0)
         return ims_fail(err, IMS_ERR_ARGUMENT, "knn: max_rows_per_chunk %lld < 0", (long long)o->max_rows_per_chunk);
-    if (o->path < IMS_KNN_PATH_AUTO || o->path > IMS_KNN_PATH_GEMM)
+    if (o->path < IMS_KNN_PATH_AUTO || o->path > IMS_KNN_PATH_GEMM_F16)
         return ims_fail(err, IMS_ERR_ARGUMENT, "knn: unknown path %d", (int)o->path);
     ims_knn_table *t = calloc(1, sizeof *t);
     if (!t)

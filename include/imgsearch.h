@@ -492,6 +492,10 @@ typedef enum ims_knn_path {
     IMS_KNN_PATH_AUTO = 0,
     IMS_KNN_PATH_STREAM = 1, /* small batches: one streaming pass over the table */
     IMS_KNN_PATH_GEMM = 2,   /* large batches: GEMM into a bounded score tile */
+    IMS_KNN_PATH_GEMM_F16 = 3, /* opt-in, f16 storage: fp16 tensor-core GEMM (fp32
+                                  accumulation) with the queries rounded to f16:
+                                  faster, exact over the f16 queries, not over the
+                                  f32 ones (f32 storage: as GEMM) */
 } ims_knn_path;
 
 typedef struct ims_knn_options {
