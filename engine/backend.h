@@ -44,6 +44,12 @@ typedef struct ims_backend_ops {
      * force a kernel (backends without that path use their own). */
     ims_status (*knn_select)(ims_backend *be, const ims_tensor *table, const ims_tensor *queries, int k,
                              int path, ims_tensor *ids, ims_tensor *scores, ims_error *err);
+    /* A host -> device copy that may run concurrently with work already
+     * enqueued; work enqueued after it (ops, downloads) waits for it. The
+     * caller guarantees no pending work still reads dst, and src (host_alloc
+     * memory) stays unchanged until a later download or synchronize returns.
+     * May be NULL (engine code then uses upload). */
+    ims_status (*upload_async)(ims_backend *be, void *dst, const void *src, size_t nbytes, ims_error *err);
 } ims_backend_ops;
 
 struct ims_backend {

@@ -109,6 +109,7 @@ static const ims_backend_ops cpu_ops = {
     .linear = cpu_linear_op,
     /* --- top-k search --- */
     .knn_select = cpu_knn_select_op,
+    .upload_async = cpu_copy,
 };
 
 /* The "model name" line of /proc/cpuinfo, or "unknown CPU". */

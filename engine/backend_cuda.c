@@ -32,6 +32,8 @@ typedef struct cuda_state {
     /* --- top-k search --- */
     void *knn_workspace; /* grow-only scratch of knn_select */
     size_t knn_workspace_bytes;
+    cudaStream_t copy_stream; /* upload_async; NULL until first used */
+    cudaEvent_t copy_done;
 } cuda_state;
 
 static cuda_state *cuda_state_of(const ims_backend *be) { return (cuda_state *)be->impl; }
@@ -130,6 +132,10 @@ static void cuda_destroy(ims_backend *be)
         int ok = cudaSetDevice(st->device) == cudaSuccess;
         if (st->knn_workspace) /* --- top-k search --- */
             ok &= cudaFree(st->knn_workspace) == cudaSuccess;
+        if (st->copy_done)
+            ok &= cudaEventDestroy(st->copy_done) == cudaSuccess;
+        if (st->copy_stream)
+            ok &= cudaStreamDestroy(st->copy_stream) == cudaSuccess;
         if (st->cudnn)
             ok &= cudnnDestroy(st->cudnn) == CUDNN_STATUS_SUCCESS;
         if (st->cublas)
@@ -340,6 +346,31 @@ static ims_status cuda_op_linear(ims_backend *be, const ims_tensor *x, const ims
 
 /* --- top-k search --- */
 
+/* backend.h upload_async: the copy runs on a second stream; the compute stream
+ * waits for its completion event from this point on, so work enqueued earlier
+ * overlaps the copy and work enqueued later sees the data. One event serves
+ * every copy: cudaStreamWaitEvent uses the event's state at the call. */
+static ims_status cuda_upload_async(ims_backend *be, void *dst, const void *src, size_t nbytes, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    if (!st->copy_stream) {
+        IMS_CUDA_CHECK(err, cudaStreamCreateWithFlags(&st->copy_stream, cudaStreamNonBlocking));
+        if ((status = IMS_CUDA_CALL(err, cudaEventCreateWithFlags(&st->copy_done, cudaEventDisableTiming)))) {
+            (void)cudaStreamDestroy(st->copy_stream);
+            st->copy_stream = NULL;
+            st->copy_done = NULL;
+            return status;
+        }
+    }
+    IMS_CUDA_CHECK(err, cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, st->copy_stream));
+    IMS_CUDA_CHECK(err, cudaEventRecord(st->copy_done, st->copy_stream));
+    IMS_CUDA_CHECK(err, cudaStreamWaitEvent(st->stream, st->copy_done, 0));
+    return IMS_OK;
+}
+
 /* The knn scratch, grown (never shrunk) to at least nbytes. */
 static ims_status cuda_knn_workspace(ims_backend *be, size_t nbytes, void **out, ims_error *err)
 {
@@ -464,6 +495,7 @@ static const ims_backend_ops cuda_ops = {
     .linear = cuda_op_linear,
     /* --- top-k search --- */
     .knn_select = cuda_op_knn_select,
+    .upload_async = cuda_upload_async,
 };
 
 /* ---- Creation ---------------------------------------------------------------------- */

@@ -7,9 +7,10 @@
  *   backend the host buffer itself), grown by 1.5x and topped up with the new
  *   rows before a search; one knn_select op runs over the whole table.
  * - streamed (max_rows_per_chunk > 0, or when the resident copy does not fit
- *   in device memory): chunks of rows are uploaded into two device buffers
- *   taken in turn, each chunk's top-k comes back and is merged on the host
- *   into the running best (ims_knn_merge). The CPU backend runs the same loop
+ *   in device memory): chunks of rows go from the pinned host rows into two
+ *   device buffers taken in turn, the next chunk's upload overlapping the
+ *   current chunk's search; each chunk's top-k comes back and is merged on
+ *   the host into the running best (ims_knn_merge). The CPU backend runs the same loop
  *   over its host rows, so CPU tests exercise the merge.
  * The op returns each chunk's best sorted (equal scores by lower row) and
  * chunks go in increasing row order, so the merge stays exact and
@@ -299,6 +300,15 @@ static ims_tensor view(const ims_backend *be, void *data, ims_dtype dtype, int64
 
 static int on_host(const ims_knn_table *t) { return t->be->memory == IMS_MEMORY_HOST; }
 
+/* An upload that may overlap work already enqueued (backend.h upload_async);
+ * a plain upload on backends without it. */
+static ims_status upload_async(ims_backend *be, void *dst, const void *src, size_t nbytes, ims_error *err)
+{
+    if (be->ops->upload_async)
+        return be->ops->upload_async(be, dst, src, nbytes, err);
+    return be->ops->upload(be, dst, src, nbytes, err);
+}
+
 /* Scratch of one search call: queries, chunk results, staging on the device. */
 struct knn_scratch {
     int64_t qcap;
@@ -434,9 +444,12 @@ static ims_status sync_resident(ims_knn_table *t, ims_error *err)
 
 /* One knn_select over rows [r0, r0 + count) (table view tv) for the b queries in
  * s (already on the backend: qv). Leaves the kc = min(k, count) results in
- * s->chunk_ids/chunk_scores (b, kc). */
+ * s->chunk_ids/chunk_scores (b, kc). next/next_bytes/next_dst: a chunk to
+ * start uploading (asynchronously) once this op is enqueued, so the copy
+ * overlaps it; NULL for none. */
 static ims_status select_chunk(ims_knn_table *t, knn_scratch *s, const ims_tensor *tv, const ims_tensor *qv,
-                               int64_t b, int k, int kc, ims_error *err)
+                               int64_t b, int k, int kc, const void *next, size_t next_bytes, void *next_dst,
+                               ims_error *err)
 {
     ims_tensor iv, sv;
     if (on_host(t)) {
@@ -448,6 +461,8 @@ static ims_status select_chunk(ims_knn_table *t, knn_scratch *s, const ims_tenso
     }
     ims_status st = ims_op_knn_select(t->be, tv, qv, k, (int)t->opt.path, &iv, &sv, err);
     if (st || on_host(t))
+        return st;
+    if (next && (st = upload_async(t->be, next_dst, next, next_bytes, err)))
         return st;
     size_t bytes = (size_t)b * kc * 4;
     st = t->be->ops->download(t->be, s->chunk_ids, s->dids, bytes, err);
@@ -461,21 +476,29 @@ static ims_status search_streamed(ims_knn_table *t, knn_scratch *s, const ims_te
                                   int64_t chunk_rows, ims_error *err)
 {
     memset(s->run_n, 0, (size_t)b * sizeof *s->run_n);
+    /* Device backends: chunk c sits in buffer c % 2. Chunk c + 1 is uploaded
+     * while chunk c is searched (select_chunk starts it after enqueueing the
+     * op); its buffer was last read by chunk c - 1, whose results were already
+     * downloaded, so that search is complete. */
+    if (!on_host(t)) {
+        int64_t count = t->rows < chunk_rows ? t->rows : chunk_rows;
+        ims_status st = upload_async(t->be, s->dchunk[0], t->host, (size_t)count * t->row_bytes, err);
+        if (st)
+            return st;
+    }
     for (int64_t r0 = 0, c = 0; r0 < t->rows; r0 += chunk_rows, c++) {
         int64_t count = t->rows - r0 < chunk_rows ? t->rows - r0 : chunk_rows;
         int kc = (int)(k < count ? k : count);
-        void *rows = (char *)t->host + (size_t)r0 * t->row_bytes;
-        if (!on_host(t)) {
-            void *dst = s->dchunk[c % 2];
-            ims_status st = t->be->ops->upload(t->be, dst, rows, (size_t)count * t->row_bytes, err);
-            if (st)
-                return st;
-            rows = dst;
-        }
+        void *rows = on_host(t) ? (char *)t->host + (size_t)r0 * t->row_bytes : s->dchunk[c % 2];
+        int64_t r1 = r0 + count, next_count = t->rows - r1 < chunk_rows ? t->rows - r1 : chunk_rows;
+        const void *next = r1 < t->rows ? (const char *)t->host + (size_t)r1 * t->row_bytes : NULL;
         ims_tensor tv = view(t->be, rows, t->opt.dtype, count, t->dim);
-        ims_status st = select_chunk(t, s, &tv, qv, b, k, kc, err);
-        if (st)
+        ims_status st = select_chunk(t, s, &tv, qv, b, k, kc, next, (size_t)next_count * t->row_bytes,
+                                     s->dchunk[(c + 1) % 2], err);
+        if (st) {
+            (void)ims_backend_synchronize(t->be, NULL); /* no copy may still write a buffer */
             return st;
+        }
         for (int64_t q = 0; q < b; q++) {
             size_t o = (size_t)q * k;
             int n = ims_knn_merge(s->run_scores + o, s->run_ids + o, s->run_n[q], s->chunk_scores + (size_t)q * kc,
@@ -524,7 +547,7 @@ static ims_status search_batch(ims_knn_table *t, knn_scratch *s, const float *qu
         }
         ims_tensor tv = view(t->be, rows, t->opt.dtype, t->rows, t->dim);
         int kc = (int)(k < t->rows ? k : t->rows);
-        if ((st = select_chunk(t, s, &tv, &qv, b, k, kc, err)))
+        if ((st = select_chunk(t, s, &tv, &qv, b, k, kc, NULL, 0, NULL, err)))
             return st;
         for (int64_t q = 0; q < b; q++) {
             s->run_n[q] = kc;
