@@ -303,6 +303,17 @@ static void test_reuse(void)
     static float sc[B * 500], sc2[B * 500];
     const int ks[] = {5, 500, 7, 1, 400};
     const int bs[] = {9, 2, 9, 1, 5};
+    /* Rows appended after a search are found by the next one. */
+    TEST_OK(ims_knn_search(t, q, B, 5, ids, sc, &err), err);
+    float extra[D];
+    memcpy(extra, q, sizeof extra); /* query 0 itself: the best match of query 0 */
+    TEST_OK(ims_knn_append(t, extra, IMS_DTYPE_F32, 1, &err), err);
+    TEST_OK(ims_knn_search(t, q, 1, 5, ids, sc, &err), err);
+    /* f16 storage (the default) rounds the row: cosine with itself within 2^-10 of 1. */
+    TEST_CHECK(ids[0] == N && fabsf(sc[0] - 1.0f) < 1e-3f, "appended row: id %lld score %.9g", (long long)ids[0], sc[0]);
+    ims_knn_free(t);
+    TEST_OK(ims_knn_create(be, D, &o, &t, &err), err);
+    TEST_OK(ims_knn_append(t, x, IMS_DTYPE_F32, N, &err), err);
     for (int i = 0; i < 5; i++) {
         TEST_OK(ims_knn_search(t, q, bs[i], ks[i], ids, sc, &err), err);
         ims_knn_table *fresh;
