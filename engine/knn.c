@@ -43,7 +43,10 @@ struct ims_knn_table {
     int64_t dev_capacity, dev_rows;
     int64_t fallback_chunk; /* > 0 once a resident copy failed to fit */
     knn_scratch *scratch;   /* kept between searches (device allocations are slow) */
+    int64_t max_batch;      /* tests: a lower query batch size; 0: ims_knn_query_batch */
 };
+
+void ims_knn_set_max_batch(ims_knn_table *t, int64_t queries) { t->max_batch = queries > 0 ? queries : 0; }
 
 void ims_knn_options_init(ims_knn_options *o)
 {
@@ -580,6 +583,8 @@ ims_status ims_knn_search(ims_knn_table *t, const float *queries, int64_t b, int
     if (b == 0 || t->rows == 0)
         return IMS_OK;
     int64_t qcap = ims_knn_query_batch(k);
+    if (t->max_batch > 0 && t->max_batch < qcap)
+        qcap = t->max_batch;
     qcap = qcap < b ? qcap : b;
     for (int attempt = 0; attempt < 2; attempt++) {
         knn_scratch *s = NULL;

@@ -20,6 +20,10 @@
  * tile of 1024 rows, (b, k + 1024), within IMS_KNN_TILE_FLOATS. At least 1. */
 int64_t ims_knn_query_batch(int k);
 
+/* Tests: search in query batches of at most this many (0: the default), so
+ * small searches cross batch boundaries. */
+void ims_knn_set_max_batch(ims_knn_table *t, int64_t queries);
+
 /* Rows T per score tile for b queries, k and a table of n rows of dim: the tile
  * (b, k + T) and an f32 copy of T rows (T, dim) each within IMS_KNN_TILE_FLOATS;
  * at least 1024 (or n), at most n. */
