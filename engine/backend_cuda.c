@@ -417,7 +417,9 @@ static ims_status cuda_op_knn_select(ims_backend *be, const ims_tensor *table, c
         path = b <= 16 ? IMS_KNN_PATH_STREAM : IMS_KNN_PATH_GEMM;
     if (path == IMS_KNN_PATH_GEMM_F16 && !f16)
         path = IMS_KNN_PATH_GEMM;
-    int64_t t = ims_knn_tile_rows(b, k, n, d);
+    /* Only the exact GEMM path over f16 rows needs an f32 copy of a tile's rows;
+     * elsewhere the tile may be longer (B = 1: up to 64M rows, one pass). */
+    int64_t t = ims_knn_tile_rows(b, k, n, (path == IMS_KNN_PATH_GEMM && f16) ? d : 0);
     int ld = k + (int)t;
     size_t tile_bytes = (size_t)b * ld * 4, cand_bytes = (size_t)b * k * 4, tmp_bytes = (size_t)b * k * 8;
     size_t seg_bytes = cuda_knn_select_scratch_bytes(b, k, (int)t); /* the largest tile has the most segments */

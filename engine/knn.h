@@ -25,8 +25,9 @@ int64_t ims_knn_query_batch(int k);
 void ims_knn_set_max_batch(ims_knn_table *t, int64_t queries);
 
 /* Rows T per score tile for b queries, k and a table of n rows of dim: the tile
- * (b, k + T) and an f32 copy of T rows (T, dim) each within IMS_KNN_TILE_FLOATS;
- * at least 1024 (or n), at most n. */
+ * (b, k + T) and an f32 copy of T rows (T, dim) each within IMS_KNN_TILE_FLOATS
+ * (dim <= 0: no row copy, only the tile bounds T); at least 1024 (or n), at
+ * most n. */
 int64_t ims_knn_tile_rows(int64_t b, int k, int64_t n, int64_t dim);
 
 /* Device scratch bytes of one GPU search (tile, candidate lists, queries and

@@ -227,9 +227,13 @@ int main(void)
     test_op(30011, 13, 5, 300, IMS_DTYPE_F16, IMS_KNN_PATH_STREAM, 1);
     test_op(30011, 13, 5, 300, IMS_DTYPE_F32, IMS_KNN_PATH_GEMM, 1);
     test_op(200000, 16, 3, 4000, IMS_DTYPE_F16, IMS_KNN_PATH_STREAM, 1);
-    /* Exact and several score tiles (16K rows each at D = 4100): the tile merge bit for bit. */
+    /* Exact and several score tiles: the tile merge bit for bit. The exact GEMM
+     * over f16 rows tiles by its f32 row copy (16K rows at D = 4100); the
+     * other paths by the tile (B, k + T) alone (33K rows at B = 2000). */
     test_op(40000, 4100, 3, 700, IMS_DTYPE_F16, IMS_KNN_PATH_STREAM, 1);
-    test_op(40000, 4100, 3, 700, IMS_DTYPE_F32, IMS_KNN_PATH_GEMM, 1);
+    test_op(40000, 4100, 3, 700, IMS_DTYPE_F16, IMS_KNN_PATH_GEMM, 1);
+    test_op(100000, 8, 2000, 50, IMS_DTYPE_F16, IMS_KNN_PATH_STREAM, 1);
+    test_op(100000, 8, 2000, 1500, IMS_DTYPE_F32, IMS_KNN_PATH_GEMM, 1);
     test_op(40000, 4100, 70, 700, IMS_DTYPE_F16, IMS_KNN_PATH_GEMM_F16, 1);
     /* The table API: resident and chunked (pinned host chunks, double buffers). */
     test_table(50000, 24, 7, 100, IMS_DTYPE_F16, 0, IMS_KNN_PATH_AUTO);
