@@ -25,6 +25,7 @@
 #include <math.h>
 #include <stdlib.h>
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define KNN_HAVE_F16C 1
 #endif
@@ -125,12 +126,30 @@ __attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(const uint16_t *
 }
 #endif
 
+#ifdef KNN_HAVE_F16C
+/* CPUID leaf 1: F16C and AVX, with the OS saving the AVX registers (XGETBV).
+ * (Not __builtin_cpu_supports("f16c"): older clang lacks that name.) */
+static int cpu_has_f16c(void)
+{
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    const unsigned int osxsave = 1u << 27, avx = 1u << 28, f16c = 1u << 29;
+    if ((c & (osxsave | avx | f16c)) != (osxsave | avx | f16c))
+        return 0;
+    unsigned int lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    (void)hi;
+    return (lo & 6u) == 6u; /* XMM and YMM state */
+}
+#endif
+
 /* An f16 block to f32: F16C where the CPU has it (a scalar conversion costs as
  * much as the sgemv of a B = 1 search), else the portable code. */
 static void block_to_f32(const uint16_t *src, float *dst, size_t n)
 {
 #ifdef KNN_HAVE_F16C
-    if (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx")) {
+    if (cpu_has_f16c()) {
         f16_to_f32_f16c(src, dst, n);
         return;
     }
