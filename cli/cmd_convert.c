@@ -6,6 +6,7 @@
 
 static const char convert_usage[] =
     "usage: imgsearch convert INPUT -o OUTPUT.isw [options]\n"
+    "       imgsearch convert --synthetic -o OUTPUT.isw\n"
     "\n"
     "Converts a checkpoint to imgsearch's weight file without running any of its\n"
     "code (pickle is read by a restricted parser that refuses anything else).\n"
@@ -18,13 +19,17 @@ static const char convert_usage[] =
     "  --no-transform-input    Inception: the model was trained without torchvision's\n"
     "                          transform_input (the pretrained weights need it: on by default)\n"
     "  --transform-input       force it on (for example for an FID checkpoint)\n"
-    "  --labels FILE           Inception: class names, one per line (default: ImageNet's 1000)\n";
+    "  --labels FILE           Inception: class names, one per line (default: ImageNet's 1000)\n"
+    "  --synthetic             no INPUT: a full-size inception_v3 with synthetic weights\n"
+    "                          (a documented generator; for benchmarks and tests where the\n"
+    "                          published weights cannot be downloaded; marked synthetic)\n";
 
 int cmd_convert(int argc, char **argv)
 {
     ims_convert_options o;
     ims_convert_options_init(&o);
     const char *input = NULL, *output = NULL;
+    int synthetic = 0;
     ims_error err = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -52,6 +57,8 @@ int cmd_convert(int argc, char **argv)
             } else {
                 output = value;
             }
+        } else if (!strcmp(a, "--synthetic")) {
+            synthetic = 1;
         } else if (!strcmp(a, "--no-transform-input")) {
             o.transform_input = 0;
         } else if (!strcmp(a, "--transform-input")) {
@@ -64,13 +71,24 @@ int cmd_convert(int argc, char **argv)
             input = a;
         }
     }
-    if (!input)
-        return cli_usage_error("convert", "missing INPUT");
     if (!output)
         return cli_usage_error("convert", "missing -o OUTPUT.isw");
+    ims_convert_report report;
+    if (synthetic) {
+        if (input)
+            return cli_usage_error("convert", "--synthetic takes no INPUT ('%s')", input);
+        if (ims_convert_synthetic(o.arch == IMS_CONVERT_ARCH_AUTO ? IMS_CONVERT_ARCH_INCEPTION_V3 : o.arch, output, &o,
+                                  &report, &err))
+            return cli_error(&err);
+        printf("synthetic %s -> %s: %zu tensors, %llu bytes (NOT a trained model: results made with it are "
+               "not meaningful)\n",
+               ims_convert_arch_name(report.arch), output, report.tensors_out, (unsigned long long)report.bytes_out);
+        return CLI_EXIT_OK;
+    }
+    if (!input)
+        return cli_usage_error("convert", "missing INPUT");
     const char *slash = strrchr(input, '/');
     o.source = slash && slash[1] ? slash + 1 : input;
-    ims_convert_report report;
     if (ims_convert(input, output, &o, &report, &err))
         return cli_error(&err);
     printf("%s (%s, %zu tensors) -> %s: %s, %zu tensors, %llu bytes (%zu source tensors not used by inference)\n",

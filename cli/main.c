@@ -18,7 +18,15 @@ static const char usage[] =
     "  preprocess IMAGE... -o OUT.npy\n"
     "                  write the exact network input of images as a NumPy array\n"
     "                  (--mode torchvision|fid, --uint8 for the cropped pixels)\n"
+    "  bench           measure imgsearch's workloads against this device's ceilings\n"
+    "                  (--quick for a short run, --json for machines)\n"
     "  devices         list the compute backends and GPUs this build can use\n"
+    "  classify IMAGE... --image-model M.isw\n"
+    "                  the top-k classes of images under an Inception-v3 model\n"
+    "  embed-image IMAGE... --image-model M.isw -o OUT.npy\n"
+    "                  Inception-v3 features (or logits) of images as a NumPy array\n"
+    "  tokenize --text-model M.isw\n"
+    "                  lines on stdin -> BERT WordPiece ids, one line per input line\n"
     "  knn TABLE.npy QUERIES.npy -k K\n"
     "                  exact top-k cosine search of an embedding table (.npz or JSON out)\n"
     "  version         print the versions of imgsearch and the libraries it links\n"
@@ -72,8 +80,23 @@ int main(int argc, char **argv)
         return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "preprocess"))
         return cmd_preprocess(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench"))
+        return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices"))
         return cmd_devices(argc - 1, argv + 1);
+    if (!strcmp(cmd, "index"))
+        return cmd_index(argc - 1, argv + 1);
+    if (!strcmp(cmd, "search"))
+        return cmd_search(argc - 1, argv + 1);
+    if (!strcmp(cmd, "embed-text"))
+        return cmd_embed_text(argc - 1, argv + 1);
+    if (!strcmp(cmd, "classify"))
+        return cmd_classify(argc - 1, argv + 1);
+    if (!strcmp(cmd, "embed-image"))
+        return cmd_embed_image(argc - 1, argv + 1);
+    /* --- tokenizer --- */
+    if (!strcmp(cmd, "tokenize"))
+        return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "knn")) /* --- top-k search --- */
         return cmd_knn(argc - 1, argv + 1);
     fprintf(stderr, "imgsearch: unknown command '%s'\n\n%s", cmd, usage);

@@ -14,6 +14,30 @@
 #include "imgsearch.h"
 #include "tensor.h"
 
+/* --- inception --- */
+/* A convolution's geometry and epilogue; the filter size comes from w's shape. */
+typedef struct ims_conv2d_params {
+    int stride_h, stride_w, pad_h, pad_w;
+    int relu;             /* 1: y = max(0, conv + bias) */
+    int y_channel_offset; /* write channels [offset, offset + O) of y */
+    ims_precision precision; /* CUDA math: fp32 (no TF32), tf32, fp16 (f16 tensors) */
+} ims_conv2d_params;
+
+typedef enum ims_pool_kind {
+    IMS_POOL_MAX = 0,
+    IMS_POOL_AVG = 1,
+} ims_pool_kind;
+
+typedef struct ims_pool2d_params {
+    ims_pool_kind kind;
+    int k, stride, pad;    /* square window */
+    int count_include_pad; /* average: divide by k * k (1) or by the window inside the image (0) */
+    int y_channel_offset;  /* write channels [offset, offset + C) of y */
+} ims_pool2d_params;
+/* --- text encoder --- */
+typedef enum ims_act { IMS_ACT_NONE = 0, IMS_ACT_GELU = 1 } ims_act;           /* GELU: exact erf */
+typedef enum ims_pooling { IMS_POOLING_MEAN = 0, IMS_POOLING_CLS = 1 } ims_pooling; /* sentence pooling */
+
 typedef struct ims_backend_ops {
     void (*destroy)(ims_backend *be);
     ims_status (*alloc)(ims_backend *be, size_t nbytes, void **out, ims_error *err);
@@ -36,6 +60,26 @@ typedef struct ims_backend_ops {
     ims_status (*linear)(ims_backend *be, const ims_tensor *x, const ims_tensor *w,
                          const ims_tensor *bias, ims_tensor *y, ims_error *err);
 
+    /* --- benchmarks --- */
+    /* A stopwatch (imgsearch.h): *timer is the backend's own state. */
+    ims_status (*timer_create)(ims_backend *be, void **timer, ims_error *err);
+    ims_status (*timer_mark)(ims_backend *be, void *timer, int stop, ims_error *err);
+    ims_status (*timer_elapsed_ms)(ims_backend *be, void *timer, double *ms, ims_error *err);
+    void (*timer_free)(ims_backend *be, void *timer);
+    ims_status (*measure_peaks)(ims_backend *be, int quick, ims_backend_peaks *out, ims_error *err);
+    /* --- inception --- */
+    /* y[..., off : off + O] (N, OH, OW, Ctot) = relu?(conv(x (N, H, W, C), w (O, KH, KW, C)) + bias (O));
+     * x, w, y f32 (or all f16 on CUDA with precision fp16); bias f32 (f16 with f16 tensors). */
+    ims_status (*conv2d)(ims_backend *be, const ims_conv2d_params *p, const ims_tensor *x, const ims_tensor *w,
+                         const ims_tensor *bias, ims_tensor *y, ims_error *err);
+    /* y[..., off : off + C] (N, OH, OW, Ctot) = pool(x (N, H, W, C)); f32 or f16 (both the same). */
+    ims_status (*pool2d)(ims_backend *be, const ims_pool2d_params *p, const ims_tensor *x, ims_tensor *y,
+                         ims_error *err);
+    /* y (N, C) f32 = mean over H, W of x (N, H, W, C) f32 or f16. */
+    ims_status (*global_avg_pool)(ims_backend *be, const ims_tensor *x, ims_tensor *y, ims_error *err);
+    /* y (N, H, W, 3) f32 or f16 = x (N, H, W, 3) u8 * scale[c] + shift[c]. */
+    ims_status (*input_u8)(ims_backend *be, const ims_tensor *x, const float scale[3], const float shift[3],
+                           ims_tensor *y, ims_error *err);
     /* --- top-k search --- */
     /* Exact top-k by inner product ("scores + select"). table (N, D) f32 or f16;
      * queries (B, D) f32; ids (B, kk) i32 row indices and scores (B, kk) f32 with
@@ -44,6 +88,34 @@ typedef struct ims_backend_ops {
      * force a kernel (backends without that path use their own). */
     ims_status (*knn_select)(ims_backend *be, const ims_tensor *table, const ims_tensor *queries, int k,
                              int path, ims_tensor *ids, ims_tensor *scores, ims_error *err);
+    /* --- text encoder --- */
+    /* Activations are f32 or f16 (one dtype per call); biases, LayerNorm
+     * parameters and embedding tables are f32; ids and lengths i32. */
+    /* ids (B, T); word (V, H), pos (P >= T, H), type (Y, H) (row 0 used);
+     * y (B, T, H) = LayerNorm(word[id] + pos[t] + type[0]; gamma, beta, eps). */
+    ims_status (*embed_layernorm)(ims_backend *be, const ims_tensor *ids, const ims_tensor *word,
+                                  const ims_tensor *pos, const ims_tensor *type, const ims_tensor *gamma,
+                                  const ims_tensor *beta, double eps, ims_tensor *y, ims_error *err);
+    /* x, y (M, N) (y may be x); bias (N): y = act(x + bias). */
+    ims_status (*bias_act)(ims_backend *be, const ims_tensor *x, const ims_tensor *bias, ims_act act,
+                           ims_tensor *y, ims_error *err);
+    /* x, residual, y (M, H) (y may be residual); bias (H) or NULL:
+     * y = LayerNorm(x + bias + residual; gamma, beta, eps). */
+    ims_status (*add_layernorm)(ims_backend *be, const ims_tensor *x, const ims_tensor *bias,
+                                const ims_tensor *residual, const ims_tensor *gamma, const ims_tensor *beta,
+                                double eps, ims_tensor *y, ims_error *err);
+    /* qkv (B, T, 3H), lengths (B) i32 on the backend, scores (B, heads, T, T)
+     * scratch of the activation dtype (the CPU does not use it), ctx (B, T, H). */
+    ims_status (*attention)(ims_backend *be, const ims_tensor *qkv, const ims_tensor *lengths, int heads,
+                            ims_tensor *scores, ims_tensor *ctx, ims_error *err);
+    /* x (B, T, H), lengths (B) -> y (B, H) f32: mean or CLS pooling, then L2
+     * normalization if normalize. */
+    ims_status (*pool_normalize)(ims_backend *be, const ims_tensor *x, const ims_tensor *lengths,
+                                 ims_pooling pooling, int normalize, ims_tensor *y, ims_error *err);
+    /* y (M, N) = x (M, K) . w (N, K)^T, all f16, fp32 accumulation. */
+    ims_status (*linear_f16)(ims_backend *be, const ims_tensor *x, const ims_tensor *w, ims_tensor *y,
+                             ims_error *err);
+    /* --- top-k search --- */
     /* A host -> device copy that may run concurrently with work already
      * enqueued; work enqueued after it (ops, downloads) waits for it. The
      * caller guarantees no pending work still reads dst, and src (host_alloc
@@ -99,5 +171,32 @@ ims_status ims_op_linear(ims_backend *be, const ims_tensor *x, const ims_tensor 
 /* --- top-k search --- */
 ims_status ims_op_knn_select(ims_backend *be, const ims_tensor *table, const ims_tensor *queries, int k, int path,
                              ims_tensor *ids, ims_tensor *scores, ims_error *err);
+
+/* --- inception --- */
+/* Output size of a convolution or pool along one axis: (in + 2 pad - k) / stride + 1, or 0 if none. */
+int64_t ims_conv_out_size(int64_t in, int k, int stride, int pad);
+ims_status ims_op_conv2d(ims_backend *be, const ims_conv2d_params *p, const ims_tensor *x, const ims_tensor *w,
+                         const ims_tensor *bias, ims_tensor *y, ims_error *err);
+ims_status ims_op_pool2d(ims_backend *be, const ims_pool2d_params *p, const ims_tensor *x, ims_tensor *y,
+                         ims_error *err);
+ims_status ims_op_global_avg_pool(ims_backend *be, const ims_tensor *x, ims_tensor *y, ims_error *err);
+ims_status ims_op_input_u8(ims_backend *be, const ims_tensor *x, const float scale[3], const float shift[3],
+                           ims_tensor *y, ims_error *err);
+
+/* --- text encoder --- (the ops' contracts are in ims_backend_ops above) */
+ims_status ims_op_embed_layernorm(ims_backend *be, const ims_tensor *ids, const ims_tensor *word,
+                                  const ims_tensor *pos, const ims_tensor *type, const ims_tensor *gamma,
+                                  const ims_tensor *beta, double eps, ims_tensor *y, ims_error *err);
+ims_status ims_op_bias_act(ims_backend *be, const ims_tensor *x, const ims_tensor *bias, ims_act act,
+                           ims_tensor *y, ims_error *err);
+ims_status ims_op_add_layernorm(ims_backend *be, const ims_tensor *x, const ims_tensor *bias,
+                                const ims_tensor *residual, const ims_tensor *gamma, const ims_tensor *beta,
+                                double eps, ims_tensor *y, ims_error *err);
+ims_status ims_op_attention(ims_backend *be, const ims_tensor *qkv, const ims_tensor *lengths, int heads,
+                            ims_tensor *scores, ims_tensor *ctx, ims_error *err);
+ims_status ims_op_pool_normalize(ims_backend *be, const ims_tensor *x, const ims_tensor *lengths,
+                                 ims_pooling pooling, int normalize, ims_tensor *y, ims_error *err);
+ims_status ims_op_linear_f16(ims_backend *be, const ims_tensor *x, const ims_tensor *w, ims_tensor *y,
+                             ims_error *err);
 
 #endif /* IMS_BACKEND_H */

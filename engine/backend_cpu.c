@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -81,6 +82,146 @@ static ims_status cpu_linear_op(ims_backend *be, const ims_tensor *x, const ims_
     return IMS_OK;
 }
 
+/* ---- Benchmarks --------------------------------------------------------------------- */
+
+static double cpu_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
+}
+
+/* The CPU runs ops synchronously: a mark is the clock when it is queued. */
+static ims_status cpu_timer_create(ims_backend *be, void **timer, ims_error *err)
+{
+    (void)be;
+    if (!(*timer = calloc(2, sizeof(double))))
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    return IMS_OK;
+}
+
+static ims_status cpu_timer_mark(ims_backend *be, void *timer, int stop, ims_error *err)
+{
+    (void)be, (void)err;
+    ((double *)timer)[stop ? 1 : 0] = cpu_clock_ms();
+    return IMS_OK;
+}
+
+static ims_status cpu_timer_elapsed_ms(ims_backend *be, void *timer, double *ms, ims_error *err)
+{
+    (void)be, (void)err;
+    *ms = ((double *)timer)[1] - ((double *)timer)[0];
+    return IMS_OK;
+}
+
+static void cpu_timer_free(ims_backend *be, void *timer)
+{
+    (void)be;
+    free(timer);
+}
+
+/* Copy bandwidth: every thread copies its slice of a buffer much larger than
+ * the caches; GEMM: OpenBLAS sgemm on square matrices. Best of a few runs. */
+static ims_status cpu_measure_peaks(ims_backend *be, int quick, ims_backend_peaks *out, ims_error *err)
+{
+    (void)be;
+    size_t bytes = (quick ? 64u : 256u) << 20;
+    int n = quick ? 1024 : 2048;
+    unsigned char *src = malloc(bytes), *dst = malloc(bytes);
+    float *a = malloc((size_t)n * n * sizeof *a), *b = malloc((size_t)n * n * sizeof *b);
+    float *c = malloc((size_t)n * n * sizeof *c);
+    ims_status st = src && dst && a && b && c ? IMS_OK : ims_fail(err, IMS_ERR_NOMEM, "out of memory for peaks");
+    if (!st) {
+        for (size_t i = 0; i < bytes; i++)
+            src[i] = (unsigned char)(i * 131 + 7);
+        memset(dst, 1, bytes); /* touch every page before timing */
+        double best = 1e30;
+        for (int rep = 0; rep < 5; rep++) {
+            double t0 = cpu_clock_ms();
+            int chunks = 64;
+#pragma omp parallel for schedule(static)
+            for (int k = 0; k < chunks; k++) {
+                size_t lo = bytes / (size_t)chunks * (size_t)k, hi = k == chunks - 1 ? bytes : lo + bytes / (size_t)chunks;
+                memcpy(dst + lo, src + lo, hi - lo);
+            }
+            double t = cpu_clock_ms() - t0;
+            best = t < best ? t : best;
+        }
+        out->copy_gb_per_s = 2.0 * (double)bytes / (best * 1e-3) / 1e9;
+        snprintf(out->copy_what, sizeof out->copy_what, "memcpy of %zu MiB, %d threads (read + write)", bytes >> 20,
+                 be->info.threads);
+        for (size_t i = 0; i < (size_t)n * n; i++) {
+            a[i] = (float)((i * 37) % 101) / 101.0f - 0.5f;
+            b[i] = (float)((i * 53) % 103) / 103.0f - 0.5f;
+        }
+        best = 1e30;
+        for (int rep = 0; rep < 3; rep++) {
+            double t0 = cpu_clock_ms();
+            cpu_linear(a, b, NULL, c, n, n, n);
+            double t = cpu_clock_ms() - t0;
+            best = t < best ? t : best;
+        }
+        out->gemm_tflop_per_s = 2.0 * n * (double)n * n / (best * 1e-3) / 1e12;
+        snprintf(out->gemm_what, sizeof out->gemm_what, "sgemm %d x %d x %d (fp32)", n, n, n);
+    }
+    free(src);
+    free(dst);
+    free(a);
+    free(b);
+    free(c);
+    return st;
+}
+
+/* --- inception --- */
+static ims_status cpu_conv2d_op(ims_backend *be, const ims_conv2d_params *p, const ims_tensor *x,
+                                const ims_tensor *w, const ims_tensor *bias, ims_tensor *y, ims_error *err)
+{
+    (void)be;
+    cpu_conv2d_shape s = {
+        .n = (int)x->shape[0], .h = (int)x->shape[1], .w = (int)x->shape[2], .c = (int)x->shape[3],
+        .o = (int)w->shape[0], .kh = (int)w->shape[1], .kw = (int)w->shape[2],
+        .sh = p->stride_h, .sw = p->stride_w, .ph = p->pad_h, .pw = p->pad_w,
+        .oh = (int)y->shape[1], .ow = (int)y->shape[2],
+    };
+    float *col = NULL; /* (OH * OW, KH * KW * C) patches of one image */
+    if (!cpu_conv2d_is_gemm(s.kh, s.kw, s.sh, s.sw, s.ph, s.pw)) {
+        size_t n = (size_t)s.oh * s.ow * s.kh * s.kw * s.c;
+        if (!(col = malloc(n * sizeof *col)))
+            return ims_fail(err, IMS_ERR_NOMEM, "conv2d: cannot allocate a %zu-byte im2col workspace",
+                            n * sizeof *col);
+    }
+    cpu_conv2d_nhwc(&s, x->data, w->data, bias ? bias->data : NULL, p->relu, y->data, (int)y->shape[3],
+                    p->y_channel_offset, col);
+    free(col);
+    return IMS_OK;
+}
+
+static ims_status cpu_pool2d_op(ims_backend *be, const ims_pool2d_params *p, const ims_tensor *x, ims_tensor *y,
+                                ims_error *err)
+{
+    (void)be, (void)err;
+    cpu_pool2d_nhwc(x->data, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2], (int)x->shape[3],
+                    p->kind == IMS_POOL_MAX, p->k, p->stride, p->pad, p->count_include_pad, y->data,
+                    (int)y->shape[1], (int)y->shape[2], (int)y->shape[3], p->y_channel_offset);
+    return IMS_OK;
+}
+
+static ims_status cpu_global_avg_pool_op(ims_backend *be, const ims_tensor *x, ims_tensor *y, ims_error *err)
+{
+    (void)be, (void)err;
+    cpu_global_avg_pool_nhwc(x->data, (int)x->shape[0], (int)(x->shape[1] * x->shape[2]), (int)x->shape[3],
+                             y->data);
+    return IMS_OK;
+}
+
+static ims_status cpu_input_u8_op(ims_backend *be, const ims_tensor *x, const float scale[3], const float shift[3],
+                                  ims_tensor *y, ims_error *err)
+{
+    (void)be, (void)err;
+    cpu_input_u8(x->data, (size_t)(x->shape[0] * x->shape[1] * x->shape[2]), scale, shift, y->data);
+    return IMS_OK;
+}
+
 /* --- top-k search --- */
 static ims_status cpu_knn_select_op(ims_backend *be, const ims_tensor *table, const ims_tensor *queries, int k,
                                     int path, ims_tensor *ids, ims_tensor *scores, ims_error *err)
@@ -91,6 +232,65 @@ static ims_status cpu_knn_select_op(ims_backend *be, const ims_tensor *table, co
                        queries->data, (int)queries->shape[0], k, ids->data, scores->data) != 0)
         return ims_fail(err, IMS_ERR_NOMEM, "knn: cannot allocate scratch memory for %lld queries, k = %d",
                         (long long)queries->shape[0], k);
+    return IMS_OK;
+}
+
+/* --- text encoder --- */
+
+static ims_status cpu_embed_layernorm_op(ims_backend *be, const ims_tensor *ids, const ims_tensor *word,
+                                         const ims_tensor *pos, const ims_tensor *type, const ims_tensor *gamma,
+                                         const ims_tensor *beta, double eps, ims_tensor *y, ims_error *err)
+{
+    (void)be, (void)err;
+    cpu_embed_layernorm(ids->data, word->data, pos->data, type->data, gamma->data, beta->data, eps, y->data,
+                        y->dtype == IMS_DTYPE_F16, (int)ids->shape[0], (int)ids->shape[1], (int)word->shape[1],
+                        (int)word->shape[0]);
+    return IMS_OK;
+}
+
+static ims_status cpu_bias_act_op(ims_backend *be, const ims_tensor *x, const ims_tensor *bias, ims_act act,
+                                  ims_tensor *y, ims_error *err)
+{
+    (void)be, (void)err;
+    cpu_bias_act(x->data, bias->data, y->data, x->dtype == IMS_DTYPE_F16, act == IMS_ACT_GELU, (int)x->shape[0],
+                 (int)x->shape[1]);
+    return IMS_OK;
+}
+
+static ims_status cpu_add_layernorm_op(ims_backend *be, const ims_tensor *x, const ims_tensor *bias,
+                                       const ims_tensor *residual, const ims_tensor *gamma, const ims_tensor *beta,
+                                       double eps, ims_tensor *y, ims_error *err)
+{
+    (void)be, (void)err;
+    cpu_add_layernorm(x->data, bias ? bias->data : NULL, residual->data, gamma->data, beta->data, eps, y->data,
+                      x->dtype == IMS_DTYPE_F16, (int)x->shape[0], (int)x->shape[1]);
+    return IMS_OK;
+}
+
+static ims_status cpu_attention_op(ims_backend *be, const ims_tensor *qkv, const ims_tensor *lengths, int heads,
+                                   ims_tensor *scores, ims_tensor *ctx, ims_error *err)
+{
+    (void)be, (void)err, (void)scores;
+    cpu_attention(qkv->data, lengths->data, ctx->data, qkv->dtype == IMS_DTYPE_F16, (int)qkv->shape[0],
+                  (int)qkv->shape[1], (int)(qkv->shape[2] / 3), heads);
+    return IMS_OK;
+}
+
+static ims_status cpu_pool_normalize_op(ims_backend *be, const ims_tensor *x, const ims_tensor *lengths,
+                                        ims_pooling pooling, int normalize, ims_tensor *y, ims_error *err)
+{
+    (void)be, (void)err;
+    cpu_pool_normalize(x->data, lengths->data, y->data, x->dtype == IMS_DTYPE_F16, pooling == IMS_POOLING_CLS,
+                       normalize, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2]);
+    return IMS_OK;
+}
+
+static ims_status cpu_linear_f16_op(ims_backend *be, const ims_tensor *x, const ims_tensor *w, ims_tensor *y,
+                                    ims_error *err)
+{
+    (void)be;
+    if (cpu_linear_f16(x->data, w->data, y->data, (int)x->shape[0], (int)w->shape[0], (int)x->shape[1]))
+        return ims_fail(err, IMS_ERR_NOMEM, "linear_f16: out of memory for the f32 copies");
     return IMS_OK;
 }
 
@@ -107,8 +307,26 @@ static const ims_backend_ops cpu_ops = {
     .convert = cpu_convert,
     .l2_normalize_rows = cpu_l2_normalize_op,
     .linear = cpu_linear_op,
+    .timer_create = cpu_timer_create,
+    .timer_mark = cpu_timer_mark,
+    .timer_elapsed_ms = cpu_timer_elapsed_ms,
+    .timer_free = cpu_timer_free,
+    .measure_peaks = cpu_measure_peaks,
+    /* --- inception --- */
+    .conv2d = cpu_conv2d_op,
+    .pool2d = cpu_pool2d_op,
+    .global_avg_pool = cpu_global_avg_pool_op,
+    .input_u8 = cpu_input_u8_op,
     /* --- top-k search --- */
     .knn_select = cpu_knn_select_op,
+    /* --- text encoder --- */
+    .embed_layernorm = cpu_embed_layernorm_op,
+    .bias_act = cpu_bias_act_op,
+    .add_layernorm = cpu_add_layernorm_op,
+    .attention = cpu_attention_op,
+    .pool_normalize = cpu_pool_normalize_op,
+    .linear_f16 = cpu_linear_f16_op,
+    /* --- top-k search --- */
     .upload_async = cpu_copy,
 };
 

@@ -16,6 +16,7 @@
 #include "backend.h"
 
 #include "../kernels/cuda/launch.h"
+#include "conv_cudnn.h"
 #include "cuda_check.h"
 #include "knn.h"
 #include "error.h"
@@ -32,6 +33,9 @@ typedef struct cuda_state {
     /* --- top-k search --- */
     void *knn_workspace; /* grow-only scratch of knn_select */
     size_t knn_workspace_bytes;
+    /* --- inception --- */
+    ims_cudnn_convs *convs; /* cuDNN convolution plans per shape; NULL until the first conv2d */
+    /* --- top-k search --- */
     cudaStream_t copy_stream; /* upload_async; NULL until first used */
     cudaEvent_t copy_done;
 } cuda_state;
@@ -130,6 +134,9 @@ static void cuda_destroy(ims_backend *be)
         /* destroy cannot report failures; a failed call leaves nothing to undo.
          * A stream destroyed with work pending is released once that work ends. */
         int ok = cudaSetDevice(st->device) == cudaSuccess;
+        if (st->stream)
+            ok &= cudaStreamSynchronize(st->stream) == cudaSuccess;
+        ims_cudnn_convs_free(st->convs); /* --- inception --- */
         if (st->knn_workspace) /* --- top-k search --- */
             ok &= cudaFree(st->knn_workspace) == cudaSuccess;
         if (st->copy_done)
@@ -344,6 +351,139 @@ static ims_status cuda_op_linear(ims_backend *be, const ims_tensor *x, const ims
     return IMS_OK;
 }
 
+/* ---- Benchmarks --------------------------------------------------------------------- */
+
+typedef struct cuda_timer {
+    cudaEvent_t start, stop;
+} cuda_timer;
+
+static void cuda_timer_free(ims_backend *be, void *timer)
+{
+    (void)be;
+    cuda_timer *t = timer;
+    if (!t)
+        return;
+    if (t->start)
+        (void)cudaEventDestroy(t->start);
+    if (t->stop)
+        (void)cudaEventDestroy(t->stop);
+    free(t);
+}
+
+static ims_status cuda_timer_create(ims_backend *be, void **timer, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    cuda_timer *t = calloc(1, sizeof *t);
+    if (!t)
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    *timer = t;
+    status = IMS_CUDA_CALL(err, cudaEventCreate(&t->start));
+    if (!status)
+        status = IMS_CUDA_CALL(err, cudaEventCreate(&t->stop));
+    if (status) {
+        cuda_timer_free(be, t);
+        *timer = NULL;
+    }
+    return status;
+}
+
+static ims_status cuda_timer_mark(ims_backend *be, void *timer, int stop, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    cuda_timer *t = timer;
+    IMS_CUDA_CHECK(err, cudaEventRecord(stop ? t->stop : t->start, st->stream));
+    return IMS_OK;
+}
+
+static ims_status cuda_timer_elapsed_ms(ims_backend *be, void *timer, double *ms, ims_error *err)
+{
+    (void)be;
+    cuda_timer *t = timer;
+    float elapsed = 0;
+    IMS_CUDA_CHECK(err, cudaEventSynchronize(t->stop));
+    IMS_CUDA_CHECK(err, cudaEventElapsedTime(&elapsed, t->start, t->stop));
+    *ms = elapsed;
+    return IMS_OK;
+}
+
+/* The best of `reps` timed runs of one of the two peak workloads. */
+static ims_status cuda_time_best(ims_backend *be, int gemm, void *a, void *b, void *c, size_t bytes, int n,
+                                 int reps, double *best_ms, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    void *timer = NULL;
+    ims_status status = cuda_timer_create(be, &timer, err);
+    const float alpha = 1.0f, beta = 0.0f;
+    *best_ms = 1e30;
+    for (int rep = -1; !status && rep < reps; rep++) { /* rep -1: warm-up */
+        status = cuda_timer_mark(be, timer, 0, err);
+        if (!status && gemm)
+            status = IMS_CUBLAS_CALL(err,
+                            cublasGemmEx(st->cublas, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &alpha, a, CUDA_R_16F, n, b,
+                                         CUDA_R_16F, n, &beta, c, CUDA_R_16F, n, CUBLAS_COMPUTE_32F,
+                                         CUBLAS_GEMM_DEFAULT));
+        else if (!status)
+            status = IMS_CUDA_CALL(err, cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, st->stream));
+        if (!status)
+            status = cuda_timer_mark(be, timer, 1, err);
+        double ms = 0;
+        if (!status)
+            status = cuda_timer_elapsed_ms(be, timer, &ms, err);
+        if (!status && rep >= 0 && ms < *best_ms)
+            *best_ms = ms;
+    }
+    cuda_timer_free(be, timer);
+    return status;
+}
+
+/* Copy: cudaMemcpyAsync within device memory (1 GiB); GEMM: cublasGemmEx with
+ * fp16 inputs and outputs, fp32 accumulation, square n = 8192 (the tensor-core
+ * rate our fp16 paths can hope for). Inputs are filled with non-zero bytes. */
+static ims_status cuda_measure_peaks(ims_backend *be, int quick, ims_backend_peaks *out, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    size_t bytes = (quick ? 256u : 1024u) << 20;
+    int n = quick ? 4096 : 8192;
+    size_t gemm_bytes = (size_t)n * n * 2;
+    void *a = NULL, *b = NULL, *c = NULL;
+    status = IMS_CUDA_CALL(err, cudaMalloc(&a, bytes));
+    if (!status)
+        status = IMS_CUDA_CALL(err, cudaMalloc(&b, bytes));
+    if (!status)
+        status = IMS_CUDA_CALL(err, cudaMalloc(&c, gemm_bytes));
+    /* 0x3c: halves near 1.0 and modest floats: no denormals, no infinities. */
+    if (!status)
+        status = IMS_CUDA_CALL(err, cudaMemsetAsync(a, 0x3c, bytes, st->stream));
+    if (!status)
+        status = IMS_CUDA_CALL(err, cudaMemsetAsync(b, 0x3b, bytes, st->stream));
+    double ms = 0;
+    if (!status)
+        status = cuda_time_best(be, 0, a, b, NULL, bytes, 0, 10, &ms, err);
+    if (!status) {
+        out->copy_gb_per_s = 2.0 * (double)bytes / (ms * 1e-3) / 1e9;
+        snprintf(out->copy_what, sizeof out->copy_what, "device-to-device cudaMemcpy of %zu MiB (read + write)",
+                 bytes >> 20);
+        status = cuda_time_best(be, 1, a, b, c, 0, n, 10, &ms, err);
+    }
+    if (!status) {
+        out->gemm_tflop_per_s = 2.0 * n * (double)n * n / (ms * 1e-3) / 1e12;
+        snprintf(out->gemm_what, sizeof out->gemm_what, "cublasGemmEx %d^3, fp16 in/out, fp32 accumulate", n);
+    }
+    if (a)
+        (void)cudaFree(a);
+    if (b)
+        (void)cudaFree(b);
+    if (c)
+        (void)cudaFree(c);
+    return status;
+}
+
 /* --- top-k search --- */
 
 /* backend.h upload_async: the copy runs on a second stream; the compute stream
@@ -482,6 +622,61 @@ static ims_status cuda_op_knn_select(ims_backend *be, const ims_tensor *table, c
     return IMS_OK;
 }
 
+/* --- inception --- */
+static ims_status cuda_op_conv2d(ims_backend *be, const ims_conv2d_params *p, const ims_tensor *x,
+                                 const ims_tensor *w, const ims_tensor *bias, ims_tensor *y, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    return status ? status : ims_cudnn_conv2d(&st->convs, st->cudnn, st->stream, p, x, w, bias, y, err);
+}
+
+static ims_status cuda_op_pool2d(ims_backend *be, const ims_pool2d_params *p, const ims_tensor *x, ims_tensor *y,
+                                 ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    const void *xp = x->data; // (N, H, W, C)
+    void *yp = y->data;       // (N, OH, OW, Ctot)
+    IMS_CUDA_CHECK(err, cuda_pool2d_nhwc(xp, yp, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2],
+                                         (int)x->shape[3], p->kind == IMS_POOL_MAX, p->k, p->stride, p->pad,
+                                         p->count_include_pad, (int)y->shape[1], (int)y->shape[2], (int)y->shape[3],
+                                         p->y_channel_offset, x->dtype == IMS_DTYPE_F16, st->stream));
+    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
+    return IMS_OK;
+}
+
+static ims_status cuda_op_global_avg_pool(ims_backend *be, const ims_tensor *x, ims_tensor *y, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    const void *xp = x->data; // (N, H, W, C)
+    float *yp = y->data;      // (N, C)
+    IMS_CUDA_CHECK(err, cuda_global_avg_pool_nhwc(xp, yp, (int)x->shape[0], (int)(x->shape[1] * x->shape[2]),
+                                                  (int)x->shape[3], x->dtype == IMS_DTYPE_F16, st->stream));
+    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
+    return IMS_OK;
+}
+
+static ims_status cuda_op_input_u8(ims_backend *be, const ims_tensor *x, const float scale[3], const float shift[3],
+                                   ims_tensor *y, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    const uint8_t *xp = x->data; // (N, H, W, 3)
+    void *yp = y->data;          // (N, H, W, 3)
+    size_t pixels = (size_t)(x->shape[0] * x->shape[1] * x->shape[2]);
+    IMS_CUDA_CHECK(err, cuda_input_u8(xp, yp, pixels, scale, shift, y->dtype == IMS_DTYPE_F16, st->stream));
+    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
+    return IMS_OK;
+}
+
 static const ims_backend_ops cuda_ops = {
     .destroy = cuda_destroy,
     .alloc = cuda_alloc,
@@ -495,8 +690,19 @@ static const ims_backend_ops cuda_ops = {
     .convert = cuda_op_convert,
     .l2_normalize_rows = cuda_op_l2_normalize_rows,
     .linear = cuda_op_linear,
+    .timer_create = cuda_timer_create,
+    .timer_mark = cuda_timer_mark,
+    .timer_elapsed_ms = cuda_timer_elapsed_ms,
+    .timer_free = cuda_timer_free,
+    .measure_peaks = cuda_measure_peaks,
     /* --- top-k search --- */
     .knn_select = cuda_op_knn_select,
+    /* --- inception --- */
+    .conv2d = cuda_op_conv2d,
+    .pool2d = cuda_op_pool2d,
+    .global_avg_pool = cuda_op_global_avg_pool,
+    .input_u8 = cuda_op_input_u8,
+    /* --- top-k search --- */
     .upload_async = cuda_upload_async,
 };
 

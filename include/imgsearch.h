@@ -196,6 +196,14 @@ typedef struct ims_convert_report {
 ims_status ims_convert(const char *input, const char *output, const ims_convert_options *o, ims_convert_report *report,
                        ims_error *err);
 
+/* A weight file of the architecture's full size with synthetic weights (a
+ * documented generator, weights_tools/synthetic.c), for machines without the
+ * published checkpoint, benchmarks and tests. The file has metadata
+ * "synthetic" = 1, and tools that load it warn that results are not
+ * meaningful. Only IMS_CONVERT_ARCH_INCEPTION_V3. */
+ims_status ims_convert_synthetic(ims_convert_arch arch, const char *output, const ims_convert_options *o,
+                                 ims_convert_report *report, ims_error *err);
+
 /* ---- Compute backends ------------------------------------------------------- */
 
 typedef struct ims_backend ims_backend;
@@ -226,6 +234,37 @@ ims_status ims_cuda_device_count(int *count, ims_error *err);
 ims_status ims_backend_create(ims_backend_kind kind, int device, ims_backend **out, ims_error *err);
 void ims_backend_free(ims_backend *be);
 const ims_backend_info *ims_backend_get_info(const ims_backend *be);
+
+/* The arithmetic of a model on a backend (the CPU computes in fp32 only). */
+typedef enum ims_precision {
+    IMS_PRECISION_FP32 = 0, /* fp32 math (CUDA: no TF32) */
+    IMS_PRECISION_TF32,     /* CUDA: tensor cores with TF32 inputs, fp32 data */
+    IMS_PRECISION_FP16,     /* CUDA: fp16 activations and weights, fp32 accumulation */
+} ims_precision;
+
+const char *ims_precision_name(ims_precision p); /* "fp32", "tf32", "fp16" */
+ims_status ims_precision_parse(const char *text, ims_precision *out, ims_error *err);
+
+/* Benchmarks. A stopwatch on the backend's stream (CUDA events on a GPU, the
+ * host clock on the CPU): start and stop are queued with the work between
+ * them; elapsed waits for the stop and gives milliseconds. */
+typedef struct ims_backend_timer ims_backend_timer;
+ims_status ims_backend_timer_create(ims_backend *be, ims_backend_timer **out, ims_error *err);
+ims_status ims_backend_timer_start(ims_backend_timer *t, ims_error *err);
+ims_status ims_backend_timer_stop(ims_backend_timer *t, ims_error *err);
+ims_status ims_backend_timer_elapsed_ms(ims_backend_timer *t, double *ms, ims_error *err);
+void ims_backend_timer_free(ims_backend_timer *t);
+
+/* What this device can do, measured now (best of several runs): the copy
+ * bandwidth within device memory (bytes read + written per second) and the
+ * rate of a large GEMM (fp16 inputs, fp32 accumulation on a GPU; fp32 sgemm on
+ * the CPU). Every benchmark result is also shown as a fraction of these. */
+typedef struct ims_backend_peaks {
+    double copy_gb_per_s;
+    double gemm_tflop_per_s;
+    char copy_what[96], gemm_what[96]; /* how each was measured */
+} ims_backend_peaks;
+ims_status ims_backend_measure_peaks(ims_backend *be, int quick, ims_backend_peaks *out, ims_error *err);
 
 /* ---- Images ------------------------------------------------------------------------ */
 
@@ -405,6 +444,139 @@ void ims_image_loader_get_stats(ims_image_loader *ld, ims_image_loader_stats *ou
  * batches still held by the caller included. NULL is fine. */
 void ims_image_loader_free(ims_image_loader *ld);
 
+/* --- image encoder --- */
+
+/* Inception-v3 (torchvision, or pytorch-fid's FID Inception) on a backend:
+ * engine/inception_v3.c. The variant, widths and preprocessing come from the
+ * weight file's metadata (docs/FORMAT.md); weights are uploaded once, at
+ * creation. Not thread-safe: one encoder per thread. */
+
+
+typedef struct ims_image_encoder ims_image_encoder;
+
+/* The CPU backend supports IMS_PRECISION_FP32 only. w must outlive nothing:
+ * the encoder copies what it needs. */
+ims_status ims_image_encoder_create(ims_backend *be, const ims_weights *w, ims_precision p,
+                                    ims_image_encoder **out, ims_error *err);
+void ims_image_encoder_free(ims_image_encoder *enc);
+
+/* images: (batch, 299, 299, 3) uint8 host memory, the loader's U8 output (or
+ * any RGB bytes); normalized inside with the file's preprocess.mean/std.
+ * features (batch, feature_dim) and logits (batch, num_classes): host, either
+ * may be NULL. */
+ims_status ims_image_encoder_forward(ims_image_encoder *enc, const uint8_t *images, int batch, float *features,
+                                     float *logits, ims_error *err);
+/* The same from float input already normalized: (batch, 299, 299, 3), NHWC
+ * (the loader's F32 output with layout NHWC; fid mode gives only this). */
+ims_status ims_image_encoder_forward_f32(ims_image_encoder *enc, const float *images, int batch, float *features,
+                                         float *logits, ims_error *err);
+
+/* Blocks for debugging: 0 = the stem (after its last max pool), 1..11 =
+ * Mixed_5b .. Mixed_7c. block_shape: (H, W, C) of one image's output. */
+#define IMS_IMAGE_ENCODER_BLOCKS 12
+const char *ims_image_encoder_block_name(int block); /* "stem", "Mixed_5b", ...; NULL if out of range */
+ims_status ims_image_encoder_block_shape(const ims_image_encoder *enc, int block, int64_t shape[3], ims_error *err);
+/* Runs the network on uint8 images up to `block` and copies its output
+ * (batch, H, W, C) f32 into out (count floats, at least batch * H * W * C). */
+ims_status ims_image_encoder_forward_block(ims_image_encoder *enc, const uint8_t *images, int batch, int block,
+                                           float *out, size_t count, ims_error *err);
+
+int ims_image_encoder_num_classes(const ims_image_encoder *enc);
+int ims_image_encoder_feature_dim(const ims_image_encoder *enc);
+ims_preprocess_mode ims_image_encoder_mode(const ims_image_encoder *enc);
+/* Class i's label from the file ({NULL, 0} if it has none or i is out of range). */
+ims_str ims_image_encoder_label(const ims_image_encoder *enc, int i);
+
+/* --- tokenizer --- */
+
+/* BERT WordPiece tokenization, identical to Hugging Face's tokenizers
+ * (BertNormalizer, BertPreTokenizer, WordPiece, [CLS] ... [SEP]); see
+ * engine/tokenizer.c. Thread-safe: encoding only reads the tokenizer.
+ *
+ * Text is UTF-8. Invalid UTF-8 never fails: each maximal invalid subpart
+ * becomes U+FFFD (as Python's decode(errors="replace")), which BERT cleaning
+ * then drops like any control character, so "a\xffb" encodes as "ab". The
+ * special tokens' strings ("[CLS]", ...) in the raw text are those tokens, as in
+ * tokenizers (its added tokens are matched before normalization). */
+typedef struct ims_tokenizer ims_tokenizer;
+
+typedef enum ims_token_kind {
+    IMS_TOKEN_PAD = 0,
+    IMS_TOKEN_UNK,
+    IMS_TOKEN_CLS,
+    IMS_TOKEN_SEP,
+    IMS_TOKEN_MASK,
+} ims_token_kind;
+
+#define IMS_TOKENIZER_MAX_WORD_CHARS 256 /* the most max_input_chars_per_word may be */
+
+typedef struct ims_tokenizer_options {
+    int lowercase;                /* 1 (default): uncased BERT */
+    int strip_accents;            /* -1 (default): as lowercase; 0; 1 */
+    int clean_text;               /* 1 */
+    int handle_chinese_chars;     /* 1 */
+    int max_input_chars_per_word; /* 100: a longer word is [UNK] */
+    int max_len;                  /* 512: default truncation, [CLS] and [SEP] included */
+    const char *pad_token, *unk_token, *cls_token, *sep_token; /* "[PAD]" ...: must be in the vocabulary */
+    const char *mask_token;       /* "[MASK]"; optional */
+    const char *continuing_prefix; /* "##" */
+} ims_tokenizer_options;
+
+void ims_tokenizer_options_init(ims_tokenizer_options *o);
+
+/* tokens[i] is the string of id i (as vocab.txt's line i). o may be NULL (defaults). */
+ims_status ims_tokenizer_create_from_vocab(const char *const *tokens, size_t n, const ims_tokenizer_options *o,
+                                           ims_tokenizer **out, ims_error *err);
+/* From a converted BERT model: metadata tokenizer.vocab, tokenizer.{pad,unk,cls,
+ * sep,mask}_id, tokenizer.do_lower_case and bert.max_seq_length (the default max_len). */
+ims_status ims_tokenizer_create_from_weights(const ims_weights *w, ims_tokenizer **out, ims_error *err);
+void ims_tokenizer_free(ims_tokenizer *tok); /* NULL is fine */
+
+int ims_tokenizer_max_len(const ims_tokenizer *tok);
+size_t ims_tokenizer_vocab_size(const ims_tokenizer *tok);
+int32_t ims_tokenizer_special_id(const ims_tokenizer *tok, ims_token_kind kind); /* -1 if absent */
+
+/* ids: (max_len) = [CLS] tokens... [SEP], truncated to max_len (the last token
+ * is always [SEP]); *n_ids = how many were written (>= 2). max_len <= 0 means
+ * the tokenizer's default. */
+ims_status ims_tokenizer_encode(const ims_tokenizer *tok, const char *text, size_t len, int32_t *ids, int max_len,
+                                int *n_ids, ims_error *err);
+
+/* count texts (texts[b], lens[b] bytes) -> ids (B, T) with T = *seq_len = the
+ * longest encoding, rows padded with [PAD]; lengths (B) = each row's token count.
+ * ids must hold count * max_len values (max_len <= 0: the default). */
+ims_status ims_tokenizer_encode_batch(const ims_tokenizer *tok, const char *const *texts, const size_t *lens,
+                                      size_t count, int max_len, int32_t *ids, int32_t *lengths, int *seq_len,
+                                      ims_error *err);
+
+/* The token's string (NUL-terminated, owned by tok), NULL if id is out of range. */
+const char *ims_tokenizer_decode_token(const ims_tokenizer *tok, int32_t id);
+
+/* ---- Text embeddings --------------------------------------------------------------------- */
+
+/* text_embed.c: texts -> sentence embeddings, the tokenizer and the text
+ * encoder of one BERT weight file behind one call. Texts are grouped by token
+ * count into batches (little padding); the result for a text does not depend
+ * on the other texts. */
+typedef struct ims_text_embedder ims_text_embedder;
+
+ims_status ims_text_embedder_create(ims_backend *be, const ims_weights *w, ims_precision precision,
+                                    ims_text_embedder **out, ims_error *err);
+void ims_text_embedder_free(ims_text_embedder *e); /* NULL is fine */
+int ims_text_embedder_dim(const ims_text_embedder *e);
+const ims_tokenizer *ims_text_embedder_tokenizer(const ims_text_embedder *e);
+/* texts: n NUL-terminated UTF-8 strings; out (n, dim) f32. */
+ims_status ims_text_embed(const ims_text_embedder *e, const char *const *texts, size_t n, float *out, ims_error *err);
+
+/* ---- ConSE ------------------------------------------------------------------------------ */
+
+/* conse.c: out (batch, dim) = L2-normalize(sum over the `top` most probable
+ * classes c of softmax(logits)[c] * class_embeddings[c]); logits (batch,
+ * classes), class_embeddings (classes, dim). Ties between classes go to the
+ * lower index. A non-finite logit or a zero mix is an error naming the image. */
+ims_status ims_conse_embed(const float *logits, int batch, int classes, const float *class_embeddings, int dim,
+                           int top, float *out, ims_error *err);
+
 /* --- .npy files --- */
 
 /* NumPy .npy arrays (format versions 1.0, 2.0 and 3.0), C order only, in the
@@ -472,6 +644,113 @@ typedef struct ims_npz_member {
 } ims_npz_member;
 ims_status ims_npz_write(const char *path, const ims_npz_member *members, size_t count, ims_error *err);
 
+/* ---- File lists ------------------------------------------------------------------------ */
+
+typedef struct ims_file_entry {
+    char *path;
+    uint64_t size;    /* bytes, when listed */
+    int64_t mtime_ns; /* modification time, ns since the epoch */
+} ims_file_entry;
+
+typedef struct ims_file_problem {
+    char *path;
+    char *reason; /* one line */
+} ims_file_problem;
+
+typedef struct ims_file_list {
+    ims_file_entry *files; /* sorted by path bytes, no duplicates */
+    size_t file_count;
+    ims_file_problem *problems; /* what could not be listed, sorted by path */
+    size_t problem_count;
+    size_t ignored_count; /* files skipped because their names are not an image's */
+} ims_file_list;
+
+/* 1 if the name ends in .jpg, .jpeg, .jpe, .jfif or .png (any case). */
+int ims_path_is_image_name(const char *path);
+
+/* The image files under roots (folders walked recursively, symbolic links
+ * followed, each folder entered once; a root that is a file is taken as is).
+ * Fails only when out of memory; unreadable entries become problems. */
+ims_status ims_file_list_walk(const char *const *roots, size_t root_count, ims_file_list *out, ims_error *err);
+void ims_file_list_free(ims_file_list *list);
+
+/* ---- Index ------------------------------------------------------------------------------ */
+
+/* index_store.c: an image index on disk (docs/FORMAT.md, "The index"): chunks
+ * of embeddings as .npy, the rows' paths, the failures and a manifest, each
+ * written crash-safely. A writer adds rows; every chunk_rows rows it commits a
+ * chunk (its files, then the manifest). After a crash, opening the folder again
+ * finds the last committed chunk: nothing half-written is ever read, and
+ * ims_index_contains() tells the indexer which files are done. */
+
+typedef struct ims_index ims_index;
+
+/* A model an index was built with: file name, size and CRC-32 of its bytes. */
+typedef struct ims_index_model {
+    char name[256];  /* the file's name */
+    char path[4096]; /* its absolute path when indexed (search loads it from there by default) */
+    int synthetic;   /* the file says its weights are synthetic: results are not meaningful */
+    uint64_t bytes;
+    uint32_t crc32;
+} ims_index_model;
+
+ims_status ims_index_model_identify(const char *path, ims_index_model *out, ims_error *err);
+
+typedef enum ims_index_table {
+    IMS_INDEX_TABLE_VISUAL = 0,   /* the L2-normalized 2048-d pool features */
+    IMS_INDEX_TABLE_SEMANTIC = 1, /* ConSE embeddings in the text encoder's space */
+} ims_index_table;
+
+typedef struct ims_index_config {
+    ims_preprocess_mode mode; /* the image preprocessing the rows were made with */
+    ims_dtype dtype;          /* storage of the tables: IMS_DTYPE_F16 (default) or F32 */
+    int chunk_rows;           /* rows per chunk; default 4096 */
+    int visual_dim;           /* default 2048 */
+    int semantic_dim;         /* 0: no semantic table (no text model) */
+    ims_index_model image_model;
+    ims_index_model text_model; /* when semantic_dim > 0 */
+} ims_index_config;
+
+void ims_index_config_init(ims_index_config *c);
+
+/* Opens an index to read it. */
+ims_status ims_index_open(const char *dir, ims_index **out, ims_error *err);
+/* Opens an index to add to it: creates the folder and an empty index, or
+ * reopens one whose configuration equals cfg (else an error naming the first
+ * difference, such as another image model). */
+ims_status ims_index_open_for_writing(const char *dir, const ims_index_config *cfg, ims_index **out,
+                                      ims_error *err);
+/* Drops rows not yet committed. NULL is fine. */
+void ims_index_close(ims_index *idx);
+
+const ims_index_config *ims_index_get_config(const ims_index *idx);
+size_t ims_index_row_count(const ims_index *idx);     /* committed rows */
+size_t ims_index_failure_count(const ims_index *idx); /* committed failures */
+size_t ims_index_chunk_count(const ims_index *idx);
+/* Whether path is a committed row or failure. */
+int ims_index_contains(const ims_index *idx, const char *path);
+
+/* Appends a row: visual (visual_dim) and semantic (semantic_dim, or NULL when
+ * the index has none). Commits a chunk when chunk_rows rows are pending. */
+ims_status ims_index_add(ims_index *idx, const ims_file_entry *file, const float *visual, const float *semantic,
+                         ims_error *err);
+/* Records a file that could not be indexed (reason: one line). */
+ims_status ims_index_add_failure(ims_index *idx, const char *path, const char *reason, ims_error *err);
+/* Commits the pending rows and failures, if any, as a (shorter) chunk. */
+ims_status ims_index_commit(ims_index *idx, ims_error *err);
+
+const ims_file_entry *ims_index_row(const ims_index *idx, size_t row);
+const ims_file_problem *ims_index_failure(const ims_index *idx, size_t i);
+
+/* The text embeddings of the image model's classes, (classes, semantic_dim)
+ * f32, kept in the index as classes.npy (ConSE needs them for image queries on
+ * the semantic table). Load: IMS_ERR_NOT_FOUND if absent; *emb is malloc'd. */
+ims_status ims_index_save_class_embeddings(ims_index *idx, const float *emb, int classes, ims_error *err);
+ims_status ims_index_load_class_embeddings(const ims_index *idx, float **emb, int *classes, ims_error *err);
+
+/* The whole table as (rows, dim) f32 in a malloc'd buffer the caller frees. */
+ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, float **rows, int *dim,
+                                ims_error *err);
 /* --- k-NN search --- */
 
 /* Exact k-nearest-neighbour search over a table of N rows of dimension D on a
@@ -536,8 +815,80 @@ void ims_knn_free(ims_knn_table *t); /* NULL is fine */
  * one query batch: large b are searched in batches); 0 on overflow. */
 size_t ims_knn_estimate_bytes(int64_t n, int64_t dim, ims_dtype dtype, int64_t b, int k);
 
+/* ---- Indexing ---------------------------------------------------------------------------- */
+
+/* indexer.c: folders of images -> an index: list, skip what the index holds,
+ * decode on threads while the model runs, embed, append, commit. */
+
+typedef enum ims_index_stage {
+    IMS_INDEX_STAGE_PLANNED = 0, /* files listed, estimates known, nothing run yet */
+    IMS_INDEX_STAGE_RUNNING,
+    IMS_INDEX_STAGE_FINISHED,
+} ims_index_stage;
+
+typedef struct ims_index_progress {
+    ims_index_stage stage;
+    size_t total;   /* images to process in this run */
+    size_t done;    /* of them, processed */
+    size_t indexed; /* of them, added as rows */
+    size_t failed;  /* files recorded as failures in this run (listing problems included) */
+    size_t already; /* files the index held before this run: skipped */
+    size_t ignored; /* files whose names are not an image's */
+    uint64_t estimated_disk_bytes, estimated_host_bytes;
+    double elapsed_s;
+    double decode_wait_s; /* time the model waited for decoded images */
+    double model_s;       /* the image model and the embeddings */
+    double write_s;       /* appending rows, writing chunks */
+} ims_index_progress;
+
+typedef struct ims_index_run_options {
+    const char *index_dir;
+    const char *const *roots;
+    size_t root_count;
+    ims_backend *backend;
+    const ims_weights *image_model;
+    const char *image_model_path;        /* identified (size, CRC-32) in the manifest */
+    const ims_text_embedder *text;       /* NULL: no semantic table */
+    const char *text_model_path;
+    ims_precision precision;             /* of the image model; default fp32 */
+    ims_preprocess_mode mode;            /* default torchvision */
+    ims_dtype dtype;                     /* tables: default f16 */
+    int batch_size, threads, chunk_rows; /* defaults 32, 4, 4096 */
+    int conse_top;                       /* classes mixed per image; default 10 */
+    /* Called on the caller's thread: progress after each batch (and once
+     * PLANNED, once FINISHED); each failure as it is recorded. Either may be NULL. */
+    void (*progress)(void *ctx, const ims_index_progress *p);
+    void (*on_failure)(void *ctx, const char *path, const char *reason);
+    void *progress_ctx;
+} ims_index_run_options;
+
+void ims_index_run_options_init(ims_index_run_options *o);
+/* Runs to the end (or the first error that is not a bad image: a full disk, a
+ * GPU error); the index holds every committed chunk either way. *out gets the
+ * final counts (may be NULL). */
+ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out, ims_error *err);
+
 /* Versions of the libraries this build links, one per line, for bug reports. */
 void ims_library_versions(char *buf, size_t size);
+
+/* --- text encoder --- */
+
+/* A BERT-family sentence encoder (weights file architecture "bert"). */
+typedef struct ims_text_encoder ims_text_encoder;
+
+/* Reads the hyper-parameters from w's metadata and uploads the weights once;
+ * w may be closed afterwards. */
+ims_status ims_text_encoder_create(ims_backend *be, const ims_weights *w, ims_precision precision,
+                                   ims_text_encoder **out, ims_error *err);
+/* ids (B, T) token ids from the model's tokenizer ([CLS] ... [SEP], any padding
+ * after lengths[b] tokens); lengths (B), each in 1..min(T, max_seq_length);
+ * out (B, D) host floats: the sentence embeddings, L2-normalized if the model
+ * says so. A sentence's embedding does not depend on its batch or padding. */
+ims_status ims_text_encoder_encode(ims_text_encoder *enc, const int32_t *ids, const int32_t *lengths, int b, int t,
+                                   float *out, ims_error *err);
+int ims_text_encoder_dim(const ims_text_encoder *enc);            /* D, the hidden size */
+int ims_text_encoder_max_seq_length(const ims_text_encoder *enc); /* tokens, [CLS] and [SEP] included */
+void ims_text_encoder_free(ims_text_encoder *enc);                /* NULL is fine */
 
 #ifdef __cplusplus
 }

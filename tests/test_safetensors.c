@@ -20,7 +20,7 @@
 #include "../engine/error.h"
 #include "../weights_tools/checkpoint.h"
 #include "../weights_tools/hf_model_dir.h"
-#include "../weights_tools/json_parse.h"
+#include "../engine/json_parse.h"
 
 #include <ftw.h>
 #include <math.h>

@@ -78,6 +78,21 @@ static ims_convert_arch detect_arch(const ckpt *c)
     return IMS_CONVERT_ARCH_AUTO;
 }
 
+ims_status convert_checkpoint_to_file(const ckpt *c, ims_convert_arch arch, const ims_convert_options *o,
+                                      int synthetic, const char *output, ims_convert_report *report, ims_error *err)
+{
+    ims_weights_writer *wr = NULL;
+    ims_status st = ims_weights_writer_create(&wr, err);
+    if (!st)
+        st = map_inception(c, arch, o, wr, report, err);
+    if (!st && synthetic)
+        st = ims_weights_writer_add_i64(wr, "synthetic", 1, err);
+    if (!st)
+        st = ims_weights_writer_write_file(wr, output, err);
+    ims_weights_writer_free(wr);
+    return st;
+}
+
 static ims_status convert_checkpoint(const char *input, const char *output, const ims_convert_options *o,
                                      ims_convert_report *report, ims_error *err)
 {
@@ -90,7 +105,6 @@ static ims_status convert_checkpoint(const char *input, const char *output, cons
     strip_module_prefix(c);
     ims_convert_arch arch = o->arch == IMS_CONVERT_ARCH_AUTO ? detect_arch(c) : o->arch;
     report->arch = arch;
-    ims_weights_writer *wr = NULL;
     if (arch == IMS_CONVERT_ARCH_AUTO)
         st = ims_fail(err, IMS_ERR_FORMAT,
                       "cannot tell the architecture from the %zu keys (first: '%s'); name it with --arch",
@@ -100,12 +114,7 @@ static ims_status convert_checkpoint(const char *input, const char *output, cons
                       "a BERT checkpoint converts from its model directory (config.json, vocab.txt and the "
                       "weights): pass the directory, not the weights file");
     if (!st)
-        st = ims_weights_writer_create(&wr, err);
-    if (!st)
-        st = map_inception(c, arch, o, wr, report, err);
-    if (!st)
-        st = ims_weights_writer_write_file(wr, output, err);
-    ims_weights_writer_free(wr);
+        st = convert_checkpoint_to_file(c, arch, o, 0, output, report, err);
     ckpt_free(c);
     if (st)
         return ims_error_prefix(err, st, "converting '%s'", input);

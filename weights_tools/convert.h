@@ -12,6 +12,11 @@
 ims_status map_inception(const ckpt *c, ims_convert_arch arch, const ims_convert_options *o, ims_weights_writer *wr,
                          ims_convert_report *report, ims_error *err);
 
+/* An Inception checkpoint through map_inception into output (synthetic: the
+ * file says so, metadata "synthetic" = 1). */
+ims_status convert_checkpoint_to_file(const ckpt *c, ims_convert_arch arch, const ims_convert_options *o,
+                                      int synthetic, const char *output, ims_convert_report *report, ims_error *err);
+
 /* A Hugging Face / sentence-transformers model directory (map_bert.c). */
 ims_status convert_model_dir(const char *dir, const char *output, const ims_convert_options *o, ims_convert_report *report,
                              ims_error *err);

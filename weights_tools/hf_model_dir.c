@@ -6,7 +6,7 @@
  * tokenizer_config.json and sentence_bert_config.json, then the pooling config.
  */
 #include "hf_model_dir.h"
-#include "json_parse.h"
+#include "../engine/json_parse.h"
 
 #include "../engine/error.h"
 #include "../engine/weights_format.h"

@@ -27,7 +27,7 @@
  * of the other dims could overflow and no element is ever read.
  */
 #include "checkpoint.h"
-#include "json_parse.h"
+#include "../engine/json_parse.h"
 
 #include "../engine/error.h"
 #include "../engine/weights_format.h"

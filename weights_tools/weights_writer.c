@@ -7,15 +7,13 @@
  */
 #include "weights_writer.h"
 
+#include "../engine/atomic_file.h"
 #include "../engine/error.h"
 #include "../engine/weights_format.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 typedef struct bytes {
     unsigned char *data;
@@ -403,74 +401,24 @@ ims_status ims_weights_writer_write_memory(const ims_weights_writer *wr, unsigne
     return IMS_OK;
 }
 
-typedef struct file_sink {
-    FILE *f;
-    const char *path;
-} file_sink;
-
+/* The sink for a file: the atomic file's own writer (pieces, named errors). */
 static ims_status sink_file(void *ctx, const void *data, uint64_t n, ims_error *err)
 {
-    file_sink *fs = ctx;
-    const unsigned char *p = data;
-    while (n > 0) {
-        size_t piece = n > (1u << 30) ? (1u << 30) : (size_t)n;
-        if (fwrite(p, 1, piece, fs->f) != piece)
-            return ims_fail(err, IMS_ERR_IO, "writing '%s' failed: %s", fs->path, strerror(errno));
-        p += piece;
-        n -= piece;
-    }
-    return IMS_OK;
-}
-
-/* Makes the rename durable. Best effort: some file systems refuse fsync on a
- * directory, and the file itself is already complete and synced. */
-static void sync_parent_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if ((size_t)(slash - path) < sizeof dir)
-        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
-    else
-        return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
+    if (n > SIZE_MAX)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "write of %llu bytes", (unsigned long long)n);
+    return ims_atomic_file_write(ctx, data, (size_t)n, err);
 }
 
 ims_status ims_weights_writer_write_file(const ims_weights_writer *wr, const char *path, ims_error *err)
 {
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 32);
-    if (!tmp)
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
-    snprintf(tmp, len + 32, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
-    if (!f) {
-        ims_status st = ims_fail(err, IMS_ERR_IO, "cannot create '%s': %s", tmp, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        free(tmp);
+    ims_atomic_file af;
+    ims_status st = ims_atomic_file_open(&af, path, err);
+    if (st)
+        return st;
+    st = emit(wr, sink_file, &af, err);
+    if (st) {
+        ims_atomic_file_abort(&af);
         return st;
     }
-    file_sink fs = {f, tmp};
-    ims_status st = emit(wr, sink_file, &fs, err);
-    if (!st && fflush(f) != 0)
-        st = ims_fail(err, IMS_ERR_IO, "writing '%s' failed: %s", tmp, strerror(errno));
-    if (!st && fsync(fileno(f)) != 0)
-        st = ims_fail(err, IMS_ERR_IO, "fsync of '%s' failed: %s", tmp, strerror(errno));
-    if (fclose(f) != 0 && !st)
-        st = ims_fail(err, IMS_ERR_IO, "closing '%s' failed: %s", tmp, strerror(errno));
-    if (!st && rename(tmp, path) != 0)
-        st = ims_fail(err, IMS_ERR_IO, "renaming '%s' to '%s' failed: %s", tmp, path, strerror(errno));
-    if (st)
-        unlink(tmp);
-    else
-        sync_parent_dir(path);
-    free(tmp);
-    return st;
+    return ims_atomic_file_commit(&af, err);
 }

@@ -53,6 +53,17 @@ size_t cuda_knn_select_scratch_bytes(int b, int k, int cnt);
 cudaError_t cuda_knn_select(float *tile, int32_t *cand, uint64_t *tmp, uint64_t *seg, int b, int ld, int kprev,
                             int kcap, int cnt, int32_t base, int k, cudaStream_t s);
 
+/* --- inception --- */
+/* x (n, h, w, c) -> channels [y_offset, y_offset + c) of y (n, oh, ow, y_channels);
+ * f16 != 0: both are f16 (math in f32). As cpu_pool2d_nhwc. */
+cudaError_t cuda_pool2d_nhwc(const void *x, void *y, int n, int h, int w, int c, int max, int k, int stride, int pad,
+                             int include_pad, int oh, int ow, int y_channels, int y_offset, int f16, cudaStream_t s);
+/* x (n, hw, c) f32 or f16 -> y (n, c) f32 (sums in double). */
+cudaError_t cuda_global_avg_pool_nhwc(const void *x, float *y, int n, int hw, int c, int f16, cudaStream_t s);
+/* y (pixels, 3) f32 or f16 = x (pixels, 3) u8 * scale[c] + shift[c]. */
+cudaError_t cuda_input_u8(const uint8_t *x, void *y, size_t pixels, const float scale[3], const float shift[3],
+                          int f16, cudaStream_t s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,7 +8,7 @@
  * equal the first.
  */
 #include "../../engine/weights_format.h"
-#include "../../weights_tools/json_parse.h"
+#include "../../engine/json_parse.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* json_parse.h: a small strict JSON (RFC 8259) parser into a read-only tree,
- * for the few JSON files the converter reads (safetensors headers, Hugging Face
- * config.json and friends).
+ * for the JSON files we read (safetensors headers, Hugging Face config.json and
+ * friends, the index manifest).
  *
  * Strictness, decided once for every caller:
  * - The document is UTF-8 without a byte-order mark; one value, surrounded by

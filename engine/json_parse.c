@@ -8,8 +8,8 @@
  */
 #include "json_parse.h"
 
-#include "../engine/error.h"
-#include "../engine/weights_format.h"
+#include "error.h"
+#include "weights_format.h"
 
 #include <errno.h>
 #include <math.h>

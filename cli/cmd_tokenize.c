@@ -1,0 +1,182 @@
+/* cmd_tokenize.c: `imgsearch tokenize`: lines of text on stdin -> one line of
+ * WordPiece ids (or token strings) per input line on stdout.
+ *
+ * With --escaped each input line is first unescaped as in the tokenizer corpus
+ * (tests/fixtures/tokenizer/make_corpus.py): \\ a backslash, \n LF, \r CR, \xHH
+ * one raw byte (so a line may carry LF, CR or invalid UTF-8).
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char tokenize_usage[] =
+    "usage: imgsearch tokenize (--text-model M.isw | --vocab vocab.txt) [--max-len N] [--tokens]\n"
+    "                          [--escaped] [--cased]\n"
+    "\n"
+    "Reads lines of UTF-8 text on stdin and prints, for each, the BERT WordPiece ids\n"
+    "([CLS] ... [SEP], space separated), exactly as Hugging Face's tokenizers does.\n"
+    "\n"
+    "  --text-model M.isw  a converted BERT model (its vocabulary and max_seq_length)\n"
+    "  --vocab FILE        a vocab.txt instead (uncased BERT, max length 512)\n"
+    "  --max-len N         truncate to N tokens, [CLS] and [SEP] included\n"
+    "  --tokens            print the token strings instead of the ids\n"
+    "  --escaped           unescape each line first: \\\\ \\n \\r \\xHH\n"
+    "  --cased             with --vocab: no lowercasing or accent stripping\n";
+
+/* Unescapes s[0..n) in place; returns the new length. */
+static size_t unescape(char *s, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '\\' || i + 1 >= n) {
+            s[o++] = s[i];
+            continue;
+        }
+        char c = s[++i];
+        if (c == 'n') {
+            s[o++] = '\n';
+        } else if (c == 'r') {
+            s[o++] = '\r';
+        } else if (c == 'x' && i + 2 < n) {
+            char hex[3] = {s[i + 1], s[i + 2], 0};
+            s[o++] = (char)strtoul(hex, NULL, 16);
+            i += 2;
+        } else {
+            s[o++] = c; /* "\\" and anything else: the character itself */
+        }
+    }
+    return o;
+}
+
+static int load_vocab(const char *path, int cased, ims_tokenizer **tok, ims_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "imgsearch: %s: %s\n", path, strerror(errno));
+        return CLI_EXIT_FAILURE;
+    }
+    char **tokens = NULL, *line = NULL;
+    size_t n = 0, cap = 0, line_cap = 0;
+    ssize_t len;
+    int rc = CLI_EXIT_OK;
+    while ((len = getline(&line, &line_cap, f)) >= 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        if (n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            char **t = realloc(tokens, cap * sizeof *t);
+            if (!t) {
+                rc = CLI_EXIT_FAILURE;
+                break;
+            }
+            tokens = t;
+        }
+        if (!(tokens[n++] = strdup(line))) {
+            n--;
+            rc = CLI_EXIT_FAILURE;
+            break;
+        }
+    }
+    fclose(f);
+    free(line);
+    if (rc) {
+        fprintf(stderr, "imgsearch: out of memory reading %s\n", path);
+    } else {
+        ims_tokenizer_options o;
+        ims_tokenizer_options_init(&o);
+        o.lowercase = !cased;
+        if (ims_tokenizer_create_from_vocab((const char *const *)tokens, n, &o, tok, err))
+            rc = cli_error(err);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(tokens[i]);
+    free(tokens);
+    return rc;
+}
+
+int cmd_tokenize(int argc, char **argv)
+{
+    const char *model = NULL, *vocab = NULL;
+    int max_len = 0, tokens = 0, escaped = 0, cased = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(tokenize_usage, stdout);
+            return CLI_EXIT_OK;
+        } else if (!strcmp(a, "--text-model") && i + 1 < argc) {
+            model = argv[++i];
+        } else if (!strcmp(a, "--vocab") && i + 1 < argc) {
+            vocab = argv[++i];
+        } else if (!strcmp(a, "--max-len") && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 2 || v > 1 << 20)
+                return cli_usage_error("tokenize", "--max-len '%s' (must be 2..%d)", argv[i], 1 << 20);
+            max_len = (int)v;
+        } else if (!strcmp(a, "--tokens")) {
+            tokens = 1;
+        } else if (!strcmp(a, "--escaped")) {
+            escaped = 1;
+        } else if (!strcmp(a, "--cased")) {
+            cased = 1;
+        } else {
+            return cli_usage_error("tokenize", "unexpected argument '%s'", a);
+        }
+    }
+    if (!model == !vocab)
+        return cli_usage_error("tokenize", "give one of --text-model or --vocab");
+
+    ims_error err = {0};
+    ims_tokenizer *tok = NULL;
+    if (model) {
+        ims_weights *w = NULL;
+        if (ims_weights_open(model, 0, &w, &err))
+            return cli_error(&err);
+        ims_status st = ims_tokenizer_create_from_weights(w, &tok, &err);
+        ims_weights_close(w);
+        if (st)
+            return cli_error(&err);
+    } else {
+        int rc = load_vocab(vocab, cased, &tok, &err);
+        if (rc)
+            return rc;
+    }
+    if (max_len == 0)
+        max_len = ims_tokenizer_max_len(tok);
+    int32_t *ids = malloc((size_t)max_len * sizeof *ids);
+    char *line = NULL;
+    size_t line_cap = 0;
+    ssize_t len;
+    int rc = ids ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
+    while (!rc && (len = getline(&line, &line_cap, stdin)) >= 0) {
+        size_t n = (size_t)len;
+        if (n > 0 && line[n - 1] == '\n')
+            n--;
+        if (escaped)
+            n = unescape(line, n);
+        int n_ids = 0;
+        if (ims_tokenizer_encode(tok, line, n, ids, max_len, &n_ids, &err)) {
+            rc = cli_error(&err);
+            break;
+        }
+        for (int t = 0; t < n_ids; t++) {
+            if (t)
+                fputc(' ', stdout);
+            if (tokens)
+                fputs(ims_tokenizer_decode_token(tok, ids[t]), stdout);
+            else
+                printf("%d", (int)ids[t]);
+        }
+        fputc('\n', stdout);
+    }
+    if (!ids)
+        fputs("imgsearch: out of memory\n", stderr);
+    free(line);
+    free(ids);
+    ims_tokenizer_free(tok);
+    if (!rc && fflush(stdout) != 0)
+        rc = CLI_EXIT_FAILURE;
+    return rc;
+}

@@ -1,0 +1,160 @@
+/* encode_images.c: the image loader feeding the Inception-v3 encoder, for the
+ * classify and embed-image commands. torchvision mode hands the encoder the
+ * loader's uint8 crops (normalized on the device); fid mode its float NHWC
+ * input (already 2x - 1). */
+#include "encode_images.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void encode_options_init(encode_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->device = IMS_BACKEND_CPU;
+    o->precision = IMS_PRECISION_FP32;
+    o->mode = -1;
+    o->batch = 32;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    o->threads = n < 1 ? 1 : n > 8 ? 8 : (int)n;
+}
+
+static int parse_int(const char *cmd, const char *opt, const char *value, int lo, int hi, int *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long n = strtol(value, &end, 10);
+    if (errno || end == value || *end || n < lo || n > hi)
+        return cli_usage_error(cmd, "%s must be a number in %d..%d, not '%s'", opt, lo, hi, value), -1;
+    *out = (int)n;
+    return 1;
+}
+
+int encode_parse_option(const char *cmd, int argc, char **argv, int *i, encode_options *o)
+{
+    const char *a = argv[*i];
+    static const char *const with_value[] = {"--image-model", "--device", "--precision", "--mode", "--batch",
+                                             "--threads"};
+    int known = 0;
+    for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
+        known |= !strcmp(a, with_value[k]);
+    if (!known)
+        return 0;
+    if (*i + 1 >= argc)
+        return cli_usage_error(cmd, "%s needs a value", a), -1;
+    const char *value = argv[++*i];
+    if (!strcmp(a, "--image-model")) {
+        o->model = value;
+    } else if (!strcmp(a, "--device")) {
+        if (strcmp(value, "cpu") && strcmp(value, "cuda"))
+            return cli_usage_error(cmd, "--device must be cpu or cuda, not '%s'", value), -1;
+        o->device = strcmp(value, "cpu") ? IMS_BACKEND_CUDA : IMS_BACKEND_CPU;
+        o->device_set = 1;
+    } else if (!strcmp(a, "--precision")) {
+        if (ims_precision_parse(value, &o->precision, NULL))
+            return cli_usage_error(cmd, "--precision must be fp32, tf32 or fp16, not '%s'", value), -1;
+    } else if (!strcmp(a, "--mode")) {
+        if (!strcmp(value, "torchvision"))
+            o->mode = IMS_PREPROCESS_TORCHVISION;
+        else if (!strcmp(value, "fid"))
+            o->mode = IMS_PREPROCESS_FID;
+        else
+            return cli_usage_error(cmd, "--mode must be torchvision or fid, not '%s'", value), -1;
+    } else if (!strcmp(a, "--batch")) {
+        return parse_int(cmd, a, value, 1, 1024, &o->batch);
+    } else {
+        return parse_int(cmd, a, value, 1, 256, &o->threads);
+    }
+    return 1;
+}
+
+/* Without --device: CUDA when this build and machine have it, else the CPU. */
+static ims_status open_backend(const encode_options *o, ims_backend **be, ims_error *err)
+{
+    if (o->device_set)
+        return ims_backend_create(o->device, 0, be, err);
+    int count = 0;
+    if (ims_cuda_device_count(&count, NULL) == IMS_OK && count > 0 &&
+        ims_backend_create(IMS_BACKEND_CUDA, 0, be, NULL) == IMS_OK)
+        return IMS_OK;
+    return ims_backend_create(IMS_BACKEND_CPU, 0, be, err);
+}
+
+static int run_loader(const encode_options *o, ims_backend *be, ims_image_encoder *enc, encode_sink sink, void *ctx,
+                      size_t *ok)
+{
+    ims_error err = {0};
+    ims_preprocess_mode mode = o->mode < 0 ? ims_image_encoder_mode(enc) : (ims_preprocess_mode)o->mode;
+    ims_image_loader_options lo;
+    ims_image_loader_options_init(&lo);
+    lo.mode = mode;
+    lo.output = mode == IMS_PREPROCESS_TORCHVISION ? IMS_LOADER_OUTPUT_U8 : IMS_LOADER_OUTPUT_F32;
+    lo.layout = IMS_LAYOUT_NHWC;
+    lo.batch_size = o->batch;
+    lo.threads = (size_t)o->threads > o->count ? (int)o->count : o->threads;
+    ims_image_loader *ld = NULL;
+    if (ims_image_loader_create(&lo, be, &ld, &err) || ims_image_loader_start(ld, o->images, o->count, &err)) {
+        ims_image_loader_free(ld);
+        return cli_error(&err);
+    }
+    int classes = ims_image_encoder_num_classes(enc), dim = ims_image_encoder_feature_dim(enc);
+    float *feat = malloc((size_t)o->batch * dim * sizeof *feat);
+    float *logits = malloc((size_t)o->batch * classes * sizeof *logits);
+    int status = feat && logits ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
+    size_t failed = 0;
+    const ims_image_batch *b;
+    ims_status st = IMS_ERR_NOT_FOUND;
+    while (!status && (st = ims_image_loader_next(ld, &b, &err)) == IMS_OK) {
+        /* Failed items hold zeros: they run with the batch and are skipped here. */
+        ims_status fst = lo.output == IMS_LOADER_OUTPUT_U8
+                             ? ims_image_encoder_forward(enc, b->data, b->count, feat, logits, &err)
+                             : ims_image_encoder_forward_f32(enc, b->data, b->count, feat, logits, &err);
+        if (fst) {
+            status = cli_error(&err);
+        }
+        for (int j = 0; !status && j < b->count; j++) {
+            if (b->items[j].status) {
+                fprintf(stderr, "imgsearch: %s\n", b->items[j].error);
+                failed++;
+                continue;
+            }
+            size_t index = b->first + (size_t)j;
+            if (sink(ctx, index, o->images[index], feat + (size_t)j * dim, logits + (size_t)j * classes, enc))
+                status = CLI_EXIT_FAILURE;
+            else
+                ++*ok;
+        }
+        ims_image_loader_release(ld, b);
+    }
+    if (!status && st != IMS_ERR_NOT_FOUND)
+        status = cli_error(&err);
+    ims_image_loader_free(ld);
+    free(feat), free(logits);
+    if (!status && failed)
+        fprintf(stderr, "imgsearch: %zu of %zu images failed\n", failed, o->count);
+    return status ? status : failed ? CLI_EXIT_SOME_FAILED : CLI_EXIT_OK;
+}
+
+int encode_images(const encode_options *o, int (*ready)(void *ctx, const ims_image_encoder *enc), encode_sink sink,
+                  void *ctx, size_t *ok)
+{
+    *ok = 0;
+    ims_error err = {0};
+    ims_weights *w = NULL;
+    ims_backend *be = NULL;
+    ims_image_encoder *enc = NULL;
+    if (ims_weights_open(o->model, 0, &w, &err) || open_backend(o, &be, &err) ||
+        ims_image_encoder_create(be, w, o->precision, &enc, &err)) {
+        ims_weights_close(w);
+        ims_backend_free(be);
+        return cli_error(&err);
+    }
+    ims_weights_close(w); /* the encoder holds its own copies */
+    int status = ready && ready(ctx, enc) ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+    if (!status)
+        status = run_loader(o, be, enc, sink, ctx, ok);
+    ims_image_encoder_free(enc);
+    ims_backend_free(be);
+    return status;
+}

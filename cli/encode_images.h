@@ -1,0 +1,42 @@
+/* encode_images.h: what `classify` and `embed-image` share: the command-line
+ * options for a model and a device, and the loop that runs the image loader
+ * into the Inception-v3 encoder (encode_images.c). */
+#ifndef IMS_CLI_ENCODE_IMAGES_H
+#define IMS_CLI_ENCODE_IMAGES_H
+
+#include "cli.h"
+
+/* Some images could not be read or decoded (each reported, the rest done). */
+#define CLI_EXIT_SOME_FAILED 3
+
+typedef struct encode_options {
+    const char *model;        /* --image-model M.isw */
+    const char **images;      /* (count) paths */
+    size_t count;
+    ims_backend_kind device;  /* --device cpu|cuda (default cuda when available) */
+    int device_set;
+    ims_precision precision;  /* --precision fp32|tf32|fp16 */
+    int mode;                 /* --mode: -1 = the model's, else an ims_preprocess_mode */
+    int batch;                /* --batch N */
+    int threads;              /* decode threads */
+} encode_options;
+
+void encode_options_init(encode_options *o);
+
+/* Parses one shared option at argv[*i] (consuming its value); returns 1 if it
+ * was one, 0 if not, or -1 after printing a usage error for `cmd`. */
+int encode_parse_option(const char *cmd, int argc, char **argv, int *i, encode_options *o);
+
+/* Called once per image that succeeded, in input order: features
+ * (feature_dim) and logits (num_classes). Returns 0 to go on. */
+typedef int (*encode_sink)(void *ctx, size_t index, const char *path, const float *features, const float *logits,
+                           const ims_image_encoder *enc);
+
+/* Runs every image; a failed image is reported on stderr and skipped.
+ * *ok: the images that succeeded. Returns CLI_EXIT_OK, CLI_EXIT_SOME_FAILED
+ * or CLI_EXIT_FAILURE (nothing usable: model, device or sink failed). The
+ * optional `ready` callback runs once the encoder exists, before any image. */
+int encode_images(const encode_options *o, int (*ready)(void *ctx, const ims_image_encoder *enc), encode_sink sink,
+                  void *ctx, size_t *ok);
+
+#endif /* IMS_CLI_ENCODE_IMAGES_H */

@@ -1,0 +1,1044 @@
+/* index_store.c: the image index on disk (docs/FORMAT.md, "The index").
+ *
+ * A folder holding, for chunk c (6 digits):
+ *   chunk-c.visual.npy     (rows, visual_dim) f16 or f32
+ *   chunk-c.semantic.npy   (rows, semantic_dim), when the index has a text model
+ *   chunk-c.rows.txt       "size<TAB>mtime_ns<TAB>path" per row, aligned with the tables
+ *   chunk-c.failures.txt   "path<TAB>reason" per file that could not be indexed
+ * and manifest.json, which lists the committed chunks. A chunk's files are each
+ * written to a temporary name, synced and renamed, then the manifest is replaced
+ * the same way: the manifest is the commit point. Files of chunks it does not
+ * list are leftovers of a crash; the next commit overwrites them.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "index_store.h"
+
+#include "atomic_file.h"
+#include "error.h"
+#include "json_parse.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#define INDEX_FORMAT_NAME "imgsearch-index"
+#define INDEX_FORMAT_VERSION 1
+#define INDEX_MAX_DIM 65536
+#define INDEX_MAX_CHUNK_ROWS (1 << 20)
+
+typedef struct index_chunk {
+    size_t rows, failures;
+} index_chunk;
+
+/* An open-addressing set of the paths the index holds (rows and failures). */
+typedef struct path_set {
+    const char **slots;
+    size_t cap, count;
+} path_set;
+
+struct ims_index {
+    char *dir;
+    ims_index_config cfg;
+    int writable;
+
+    index_chunk *chunks; /* committed */
+    size_t chunk_count, chunk_cap;
+    ims_file_entry *rows;
+    size_t row_count, row_cap;
+    ims_file_problem *failures;
+    size_t failure_count, failure_cap;
+    path_set paths;
+
+    /* Pending (not yet committed): rows [row_count, row_count + pending_rows)
+     * of `rows`, failures likewise, embeddings in f32 until written. */
+    size_t pending_rows, pending_failures;
+    float *pending_visual;   /* (chunk_rows, visual_dim) */
+    float *pending_semantic; /* (chunk_rows, semantic_dim) or NULL */
+};
+
+/* ---- Escaping paths and reasons into lines ------------------------------------------ */
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0. */
+static size_t utf8_sequence(const unsigned char *s, size_t n)
+{
+    if (s[0] < 0x80)
+        return 1;
+    size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+    if (len == 0 || len > n || s[0] > 0xf4)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if (len == 3 && s[0] == 0xe0 && s[1] < 0xa0)
+        return 0; /* overlong */
+    if (len == 3 && s[0] == 0xed && s[1] >= 0xa0)
+        return 0; /* surrogate */
+    if (len == 4 && s[0] == 0xf0 && s[1] < 0x90)
+        return 0; /* overlong */
+    if (len == 4 && s[0] == 0xf4 && s[1] >= 0x90)
+        return 0; /* beyond U+10FFFF */
+    return len;
+}
+
+void index_escape_write(FILE *f, const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    for (size_t i = 0; i < len;) {
+        size_t seq = utf8_sequence(s + i, len - i);
+        if (seq == 0 || (seq == 1 && (s[i] < 0x20 || s[i] == 0x7f || s[i] == '%'))) {
+            fprintf(f, "%%%02X", s[i]);
+            i++;
+        } else {
+            fwrite(s + i, 1, seq, f);
+            i += seq;
+        }
+    }
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int index_unescape(char *s, size_t *len)
+{
+    size_t out = 0;
+    for (size_t i = 0; i < *len; i++) {
+        if (s[i] != '%') {
+            s[out++] = s[i];
+            continue;
+        }
+        int hi = i + 2 < *len ? hex_value(s[i + 1]) : -1;
+        int lo = hi >= 0 ? hex_value(s[i + 2]) : -1;
+        if (lo < 0)
+            return -1;
+        s[out++] = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    s[out] = '\0';
+    *len = out;
+    return 0;
+}
+
+/* ---- The path set -------------------------------------------------------------------- */
+
+static uint64_t path_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static int path_set_find(const path_set *ps, const char *path, size_t *slot)
+{
+    if (ps->cap == 0)
+        return 0;
+    size_t i = (size_t)path_hash(path) & (ps->cap - 1);
+    while (ps->slots[i]) {
+        if (strcmp(ps->slots[i], path) == 0) {
+            *slot = i;
+            return 1;
+        }
+        i = (i + 1) & (ps->cap - 1);
+    }
+    *slot = i;
+    return 0;
+}
+
+/* The set points at strings it does not own (the rows' and failures' paths). */
+static ims_status path_set_add(path_set *ps, const char *path, ims_error *err)
+{
+    if ((ps->count + 1) * 2 > ps->cap) {
+        size_t cap = ps->cap ? ps->cap * 2 : 1024;
+        const char **slots = calloc(cap, sizeof *slots);
+        if (!slots)
+            return ims_fail(err, IMS_ERR_NOMEM, "out of memory (path set of %zu)", cap);
+        path_set bigger = {slots, cap, 0};
+        for (size_t i = 0; i < ps->cap; i++) {
+            size_t slot = 0;
+            if (ps->slots[i] && !path_set_find(&bigger, ps->slots[i], &slot)) {
+                bigger.slots[slot] = ps->slots[i];
+                bigger.count++;
+            }
+        }
+        free(ps->slots);
+        *ps = bigger;
+    }
+    size_t slot = 0;
+    if (!path_set_find(ps, path, &slot)) {
+        ps->slots[slot] = path;
+        ps->count++;
+    }
+    return IMS_OK;
+}
+
+/* ---- Small helpers ------------------------------------------------------------------- */
+
+static ims_status grow(void **items, size_t *cap, size_t need, size_t item_size, ims_error *err)
+{
+    if (need <= *cap)
+        return IMS_OK;
+    size_t new_cap = *cap ? *cap : 64;
+    while (new_cap < need)
+        new_cap *= 2;
+    void *p = realloc(*items, new_cap * item_size);
+    if (!p)
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory (%zu index entries)", need);
+    *items = p;
+    *cap = new_cap;
+    return IMS_OK;
+}
+
+static char *index_file_path(const ims_index *idx, size_t chunk, const char *suffix)
+{
+    size_t len = strlen(idx->dir) + 64;
+    char *p = malloc(len);
+    if (p) {
+        if (suffix)
+            snprintf(p, len, "%s/chunk-%06zu.%s", idx->dir, chunk, suffix);
+        else
+            snprintf(p, len, "%s/manifest.json", idx->dir);
+    }
+    return p;
+}
+
+static const char *mode_name(ims_preprocess_mode mode)
+{
+    return mode == IMS_PREPROCESS_FID ? "fid" : "torchvision";
+}
+
+void ims_index_config_init(ims_index_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->mode = IMS_PREPROCESS_TORCHVISION;
+    c->dtype = IMS_DTYPE_F16;
+    c->chunk_rows = 4096;
+    c->visual_dim = 2048;
+}
+
+ims_status ims_index_model_identify(const char *path, ims_index_model *out, ims_error *err)
+{
+    memset(out, 0, sizeof *out);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ims_fail(err, IMS_ERR_IO, "cannot open model '%s': %s", path, strerror(errno));
+    unsigned char buf[1 << 16];
+    uLong crc = crc32(0L, Z_NULL, 0);
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+        crc = crc32(crc, buf, (uInt)n);
+        out->bytes += n;
+    }
+    int failed = ferror(f);
+    fclose(f);
+    if (failed)
+        return ims_fail(err, IMS_ERR_IO, "reading model '%s' failed", path);
+    out->crc32 = (uint32_t)crc;
+    const char *slash = strrchr(path, '/');
+    snprintf(out->name, sizeof out->name, "%s", slash ? slash + 1 : path);
+    char *full = realpath(path, NULL);
+    snprintf(out->path, sizeof out->path, "%s", full ? full : path);
+    free(full);
+    return IMS_OK;
+}
+
+static ims_status check_config(const ims_index_config *c, ims_error *err)
+{
+    if (c->dtype != IMS_DTYPE_F16 && c->dtype != IMS_DTYPE_F32)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "index dtype %s: only f16 and f32 are stored",
+                        ims_dtype_name(c->dtype));
+    if (c->chunk_rows < 1 || c->chunk_rows > INDEX_MAX_CHUNK_ROWS)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "chunk_rows %d: expected 1..%d", c->chunk_rows,
+                        INDEX_MAX_CHUNK_ROWS);
+    if (c->visual_dim < 1 || c->visual_dim > INDEX_MAX_DIM)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "visual_dim %d: expected 1..%d", c->visual_dim, INDEX_MAX_DIM);
+    if (c->semantic_dim < 0 || c->semantic_dim > INDEX_MAX_DIM)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "semantic_dim %d: expected 0..%d", c->semantic_dim,
+                        INDEX_MAX_DIM);
+    return IMS_OK;
+}
+
+/* ---- The manifest ---------------------------------------------------------------------- */
+
+static void write_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static void write_model(FILE *f, const char *key, const ims_index_model *m)
+{
+    fprintf(f, "  \"%s\": {\"name\": ", key);
+    write_json_string(f, m->name);
+    fprintf(f, ", \"path\": ");
+    write_json_string(f, m->path);
+    fprintf(f, ", \"bytes\": %llu, \"crc32\": \"%08x\", \"synthetic\": %s},\n", (unsigned long long)m->bytes,
+            (unsigned)m->crc32, m->synthetic ? "true" : "false");
+}
+
+static ims_status manifest_write(const ims_index *idx, size_t chunk_count, size_t rows, size_t failures,
+                                 ims_error *err)
+{
+    char *path = index_file_path(idx, 0, NULL);
+    if (!path)
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    ims_atomic_file af;
+    ims_status st = ims_atomic_file_open(&af, path, err);
+    free(path);
+    if (st)
+        return st;
+    const ims_index_config *c = &idx->cfg;
+    FILE *f = af.f;
+    fprintf(f, "{\n  \"format\": \"%s\",\n  \"version\": %d,\n", INDEX_FORMAT_NAME, INDEX_FORMAT_VERSION);
+    fprintf(f, "  \"tool_version\": \"%s\",\n", IMS_VERSION_STRING);
+    fprintf(f, "  \"mode\": \"%s\",\n  \"dtype\": \"%s\",\n", mode_name(c->mode), ims_dtype_name(c->dtype));
+    fprintf(f, "  \"chunk_rows\": %d,\n", c->chunk_rows);
+    fprintf(f, "  \"visual_dim\": %d,\n  \"semantic_dim\": %d,\n", c->visual_dim, c->semantic_dim);
+    write_model(f, "image_model", &c->image_model);
+    if (c->semantic_dim > 0)
+        write_model(f, "text_model", &c->text_model);
+    fprintf(f, "  \"rows\": %zu,\n  \"failures\": %zu,\n  \"chunks\": [", rows, failures);
+    for (size_t i = 0; i < chunk_count; i++)
+        fprintf(f, "%s\n    {\"rows\": %zu, \"failures\": %zu}", i ? "," : "", idx->chunks[i].rows,
+                idx->chunks[i].failures);
+    fprintf(f, "%s]\n}\n", chunk_count ? "\n  " : "");
+    if (ferror(f)) {
+        ims_atomic_file_abort(&af);
+        return ims_fail(err, IMS_ERR_IO, "writing the manifest of '%s' failed", idx->dir);
+    }
+    return ims_atomic_file_commit(&af, err);
+}
+
+static ims_status get_int(const json_value *obj, const char *key, int64_t lo, int64_t hi, int64_t *out,
+                          ims_error *err)
+{
+    const json_value *v = json_object_get(obj, key);
+    if (!v)
+        return ims_fail(err, IMS_ERR_FORMAT, "'%s' is missing", key);
+    if (v->kind != JSON_NUMBER || !v->num.is_int || v->num.int_value < lo || v->num.int_value > hi)
+        return ims_fail(err, IMS_ERR_FORMAT, "'%s' at byte %zu: expected an integer in %lld..%lld", key,
+                        v->offset, (long long)lo, (long long)hi);
+    *out = v->num.int_value;
+    return IMS_OK;
+}
+
+static ims_status get_string(const json_value *obj, const char *key, const char **out, ims_error *err)
+{
+    const json_value *v = json_object_get(obj, key);
+    if (!v)
+        return ims_fail(err, IMS_ERR_FORMAT, "'%s' is missing", key);
+    if (v->kind != JSON_STRING)
+        return ims_fail(err, IMS_ERR_FORMAT, "'%s' at byte %zu: expected a string", key, v->offset);
+    *out = v->str.ptr;
+    return IMS_OK;
+}
+
+static ims_status read_model(const json_value *root, const char *key, ims_index_model *m, ims_error *err)
+{
+    const json_value *v = json_object_get(root, key);
+    if (!v || v->kind != JSON_OBJECT)
+        return ims_fail(err, IMS_ERR_FORMAT, "'%s' is missing or not an object", key);
+    const char *name = NULL, *path = NULL, *crc = NULL;
+    int64_t bytes = 0;
+    ims_status st = get_string(v, "name", &name, err);
+    if (!st)
+        st = get_string(v, "path", &path, err);
+    if (!st)
+        st = get_int(v, "bytes", 0, INT64_MAX, &bytes, err);
+    if (!st)
+        st = get_string(v, "crc32", &crc, err);
+    if (st)
+        return ims_error_prefix(err, st, "%s", key);
+    char *end;
+    unsigned long value = strtoul(crc, &end, 16);
+    if (strlen(crc) != 8 || *end != '\0')
+        return ims_fail(err, IMS_ERR_FORMAT, "%s: crc32 '%.16s' is not 8 hex digits", key, crc);
+    const json_value *synthetic = json_object_get(v, "synthetic");
+    if (synthetic && synthetic->kind != JSON_BOOL)
+        return ims_fail(err, IMS_ERR_FORMAT, "%s: 'synthetic' at byte %zu: expected true or false", key,
+                        synthetic->offset);
+    m->synthetic = synthetic && synthetic->boolean;
+    snprintf(m->name, sizeof m->name, "%s", name);
+    snprintf(m->path, sizeof m->path, "%s", path);
+    m->bytes = (uint64_t)bytes;
+    m->crc32 = (uint32_t)value;
+    return IMS_OK;
+}
+
+static ims_status manifest_parse(ims_index *idx, const json_value *root, int64_t *rows, int64_t *failures,
+                                 ims_error *err)
+{
+    ims_index_config *c = &idx->cfg;
+    const char *format = NULL, *mode = NULL, *dtype = NULL;
+    int64_t version = 0, chunk_rows = 0, vdim = 0, sdim = 0;
+    ims_status st = get_string(root, "format", &format, err);
+    if (!st && strcmp(format, INDEX_FORMAT_NAME) != 0)
+        st = ims_fail(err, IMS_ERR_FORMAT, "format '%.40s': not an imgsearch index", format);
+    if (!st)
+        st = get_int(root, "version", 1, INT32_MAX, &version, err);
+    if (!st && version != INDEX_FORMAT_VERSION)
+        st = ims_fail(err, IMS_ERR_UNSUPPORTED, "index format version %lld: this build reads version %d",
+                      (long long)version, INDEX_FORMAT_VERSION);
+    if (!st)
+        st = get_string(root, "mode", &mode, err);
+    if (!st && strcmp(mode, "torchvision") != 0 && strcmp(mode, "fid") != 0)
+        st = ims_fail(err, IMS_ERR_FORMAT, "mode '%.40s': expected torchvision or fid", mode);
+    if (!st)
+        st = get_string(root, "dtype", &dtype, err);
+    if (!st && strcmp(dtype, "f16") != 0 && strcmp(dtype, "f32") != 0)
+        st = ims_fail(err, IMS_ERR_FORMAT, "dtype '%.40s': expected f16 or f32", dtype);
+    if (!st)
+        st = get_int(root, "chunk_rows", 1, INDEX_MAX_CHUNK_ROWS, &chunk_rows, err);
+    if (!st)
+        st = get_int(root, "visual_dim", 1, INDEX_MAX_DIM, &vdim, err);
+    if (!st)
+        st = get_int(root, "semantic_dim", 0, INDEX_MAX_DIM, &sdim, err);
+    if (!st)
+        st = read_model(root, "image_model", &c->image_model, err);
+    if (!st && sdim > 0)
+        st = read_model(root, "text_model", &c->text_model, err);
+    if (!st)
+        st = get_int(root, "rows", 0, INT64_MAX, rows, err);
+    if (!st)
+        st = get_int(root, "failures", 0, INT64_MAX, failures, err);
+    if (st)
+        return st;
+    c->mode = strcmp(mode, "fid") == 0 ? IMS_PREPROCESS_FID : IMS_PREPROCESS_TORCHVISION;
+    c->dtype = strcmp(dtype, "f16") == 0 ? IMS_DTYPE_F16 : IMS_DTYPE_F32;
+    c->chunk_rows = (int)chunk_rows;
+    c->visual_dim = (int)vdim;
+    c->semantic_dim = (int)sdim;
+
+    const json_value *chunks = json_object_get(root, "chunks");
+    if (!chunks || chunks->kind != JSON_ARRAY)
+        return ims_fail(err, IMS_ERR_FORMAT, "'chunks' is missing or not an array");
+    st = grow((void **)&idx->chunks, &idx->chunk_cap, chunks->arr.count, sizeof *idx->chunks, err);
+    int64_t row_sum = 0, failure_sum = 0;
+    for (size_t i = 0; !st && i < chunks->arr.count; i++) {
+        const json_value *ch = &chunks->arr.items[i];
+        int64_t r, fl;
+        if (ch->kind != JSON_OBJECT)
+            return ims_fail(err, IMS_ERR_FORMAT, "chunks[%zu]: not an object", i);
+        st = get_int(ch, "rows", 0, chunk_rows, &r, err);
+        if (!st)
+            st = get_int(ch, "failures", 0, INT64_MAX, &fl, err);
+        if (st)
+            return ims_error_prefix(err, st, "chunks[%zu]", i);
+        idx->chunks[i] = (index_chunk){(size_t)r, (size_t)fl};
+        row_sum += r;
+        failure_sum += fl;
+    }
+    if (st)
+        return st;
+    idx->chunk_count = chunks->arr.count;
+    if (row_sum != *rows || failure_sum != *failures)
+        return ims_fail(err, IMS_ERR_FORMAT, "the chunks hold %lld rows and %lld failures, the manifest says %lld and %lld",
+                        (long long)row_sum, (long long)failure_sum, (long long)*rows, (long long)*failures);
+    return IMS_OK;
+}
+
+/* ---- Reading chunks -------------------------------------------------------------------- */
+
+static ims_status read_text_file(const char *path, char **text, size_t *len, ims_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ims_fail(err, IMS_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    size_t got;
+    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *bigger = realloc(buf, cap * 2 + 1);
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    int failed = ferror(f);
+    fclose(f);
+    if (!buf)
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory reading '%s'", path);
+    if (failed) {
+        free(buf);
+        return ims_fail(err, IMS_ERR_IO, "reading '%s' failed", path);
+    }
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
+    return IMS_OK;
+}
+
+/* Splits the next line at its tabs into `fields` (which must be exactly
+ * `want`); the line is modified in place. Returns the position after it. */
+static char *next_line(char *p, char *end, char **fields, int want, int *got)
+{
+    char *nl = memchr(p, '\n', (size_t)(end - p));
+    char *stop = nl ? nl : end;
+    *got = 0;
+    fields[(*got)++] = p;
+    for (char *q = p; q < stop; q++)
+        if (*q == '\t') {
+            *q = '\0';
+            if (*got == want) {
+                *got = want + 1; /* too many */
+                break;
+            }
+            fields[(*got)++] = q + 1;
+        }
+    *stop = '\0';
+    return nl ? nl + 1 : end;
+}
+
+static ims_status unescape_field(char *s, const char *file, size_t line, ims_error *err)
+{
+    size_t len = strlen(s);
+    if (index_unescape(s, &len) != 0 || len == 0 || strlen(s) != len)
+        return ims_fail(err, IMS_ERR_FORMAT, "%s line %zu: a malformed or empty path", file, line);
+    return IMS_OK;
+}
+
+static ims_status parse_u64(const char *s, uint64_t *out)
+{
+    if (*s < '0' || *s > '9')
+        return IMS_ERR_FORMAT;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return IMS_ERR_FORMAT;
+    *out = v;
+    return IMS_OK;
+}
+
+static ims_status read_rows_file(ims_index *idx, size_t chunk, size_t expect, ims_error *err)
+{
+    char *path = index_file_path(idx, chunk, "rows.txt");
+    char *text = NULL;
+    size_t len = 0;
+    ims_status st = path ? read_text_file(path, &text, &len, err) : ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    if (!st)
+        st = grow((void **)&idx->rows, &idx->row_cap, idx->row_count + expect, sizeof *idx->rows, err);
+    char *p = text, *end = text + len;
+    size_t line = 0;
+    while (!st && p < end) {
+        char *fields[3] = {NULL, NULL, NULL};
+        int got;
+        p = next_line(p, end, fields, 3, &got);
+        line++;
+        uint64_t size = 0, mtime = 0;
+        if (line > expect)
+            st = ims_fail(err, IMS_ERR_FORMAT, "%s: more than the %zu rows the manifest lists", path, expect);
+        else if (got != 3 || parse_u64(fields[0], &size) || parse_u64(fields[1], &mtime))
+            st = ims_fail(err, IMS_ERR_FORMAT, "%s line %zu: expected size<TAB>mtime_ns<TAB>path", path, line);
+        else
+            st = unescape_field(fields[2], path, line, err);
+        if (st)
+            break;
+        ims_file_entry *e = &idx->rows[idx->row_count];
+        if (!(e->path = strdup(fields[2]))) {
+            st = ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+            break;
+        }
+        e->size = size;
+        e->mtime_ns = (int64_t)mtime;
+        idx->row_count++;
+        st = path_set_add(&idx->paths, e->path, err);
+    }
+    if (!st && line != expect)
+        st = ims_fail(err, IMS_ERR_FORMAT, "%s: %zu rows, the manifest lists %zu", path, line, expect);
+    free(text);
+    free(path);
+    return st;
+}
+
+static ims_status read_failures_file(ims_index *idx, size_t chunk, size_t expect, ims_error *err)
+{
+    char *path = index_file_path(idx, chunk, "failures.txt");
+    char *text = NULL;
+    size_t len = 0;
+    ims_status st = path ? read_text_file(path, &text, &len, err) : ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    if (!st)
+        st = grow((void **)&idx->failures, &idx->failure_cap, idx->failure_count + expect, sizeof *idx->failures,
+                  err);
+    char *p = text, *end = text + len;
+    size_t line = 0;
+    while (!st && p < end) {
+        char *fields[2] = {NULL, NULL};
+        int got;
+        p = next_line(p, end, fields, 2, &got);
+        line++;
+        if (line > expect)
+            st = ims_fail(err, IMS_ERR_FORMAT, "%s: more than the %zu failures the manifest lists", path, expect);
+        else if (got != 2)
+            st = ims_fail(err, IMS_ERR_FORMAT, "%s line %zu: expected path<TAB>reason", path, line);
+        if (!st)
+            st = unescape_field(fields[0], path, line, err);
+        if (!st)
+            st = unescape_field(fields[1], path, line, err);
+        if (st)
+            break;
+        ims_file_problem *fp = &idx->failures[idx->failure_count];
+        fp->path = strdup(fields[0]);
+        fp->reason = strdup(fields[1]);
+        if (!fp->path || !fp->reason) {
+            free(fp->path);
+            free(fp->reason);
+            st = ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+            break;
+        }
+        idx->failure_count++;
+        st = path_set_add(&idx->paths, fp->path, err);
+    }
+    if (!st && line != expect)
+        st = ims_fail(err, IMS_ERR_FORMAT, "%s: %zu failures, the manifest lists %zu", path, line, expect);
+    free(text);
+    free(path);
+    return st;
+}
+
+static ims_status index_load(ims_index *idx, ims_error *err)
+{
+    char *path = index_file_path(idx, 0, NULL);
+    char *text = NULL;
+    size_t len = 0;
+    ims_status st = path ? read_text_file(path, &text, &len, err) : ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    json_doc doc = {0};
+    int64_t rows = 0, failures = 0;
+    if (!st)
+        st = json_parse(text, len, NULL, &doc, err);
+    if (!st && doc.root->kind != JSON_OBJECT)
+        st = ims_fail(err, IMS_ERR_FORMAT, "not a JSON object");
+    if (!st)
+        st = manifest_parse(idx, doc.root, &rows, &failures, err);
+    if (st)
+        ims_error_prefix(err, st, "%s", path ? path : "manifest");
+    json_doc_free(&doc);
+    free(text);
+    free(path);
+    for (size_t c = 0; !st && c < idx->chunk_count; c++) {
+        st = read_rows_file(idx, c, idx->chunks[c].rows, err);
+        if (!st)
+            st = read_failures_file(idx, c, idx->chunks[c].failures, err);
+    }
+    return st;
+}
+
+static ims_index *index_new(const char *dir, ims_error *err)
+{
+    ims_index *idx = calloc(1, sizeof *idx);
+    if (idx && !(idx->dir = strdup(dir))) {
+        free(idx);
+        idx = NULL;
+    }
+    if (!idx)
+        ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    return idx;
+}
+
+ims_status ims_index_open(const char *dir, ims_index **out, ims_error *err)
+{
+    *out = NULL;
+    ims_index *idx = index_new(dir, err);
+    if (!idx)
+        return IMS_ERR_NOMEM;
+    ims_status st = index_load(idx, err);
+    if (st) {
+        ims_index_close(idx);
+        return ims_error_prefix(err, st, "index '%s'", dir);
+    }
+    *out = idx;
+    return IMS_OK;
+}
+
+static int model_equal(const ims_index_model *a, const ims_index_model *b)
+{
+    return a->bytes == b->bytes && a->crc32 == b->crc32;
+}
+
+/* The first difference between the index's configuration and the run's. */
+static ims_status compare_config(const ims_index_config *have, const ims_index_config *want, ims_error *err)
+{
+    if (!model_equal(&have->image_model, &want->image_model))
+        return ims_fail(err, IMS_ERR_ARGUMENT,
+                        "it was built with image model '%s' (crc32 %08x), not '%s' (crc32 %08x)",
+                        have->image_model.name, (unsigned)have->image_model.crc32, want->image_model.name,
+                        (unsigned)want->image_model.crc32);
+    if (have->semantic_dim != want->semantic_dim)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "it was built %s a text model; this run has %s",
+                        have->semantic_dim ? "with" : "without", want->semantic_dim ? "one" : "none");
+    if (have->semantic_dim && !model_equal(&have->text_model, &want->text_model))
+        return ims_fail(err, IMS_ERR_ARGUMENT,
+                        "it was built with text model '%s' (crc32 %08x), not '%s' (crc32 %08x)",
+                        have->text_model.name, (unsigned)have->text_model.crc32, want->text_model.name,
+                        (unsigned)want->text_model.crc32);
+    if (have->mode != want->mode)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "it was built with --mode %s, not %s", mode_name(have->mode),
+                        mode_name(want->mode));
+    if (have->dtype != want->dtype)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "it stores %s, not %s", ims_dtype_name(have->dtype),
+                        ims_dtype_name(want->dtype));
+    if (have->visual_dim != want->visual_dim || have->semantic_dim != want->semantic_dim)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "its tables have %d and %d columns, not %d and %d",
+                        have->visual_dim, have->semantic_dim, want->visual_dim, want->semantic_dim);
+    if (have->chunk_rows != want->chunk_rows)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "its chunks hold %d rows, not %d", have->chunk_rows,
+                        want->chunk_rows);
+    return IMS_OK;
+}
+
+ims_status ims_index_open_for_writing(const char *dir, const ims_index_config *cfg, ims_index **out,
+                                      ims_error *err)
+{
+    *out = NULL;
+    ims_status st = check_config(cfg, err);
+    if (st)
+        return st;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return ims_fail(err, IMS_ERR_IO, "cannot create index folder '%s': %s", dir, strerror(errno));
+    ims_index *idx = index_new(dir, err);
+    if (!idx)
+        return IMS_ERR_NOMEM;
+    char *manifest = index_file_path(idx, 0, NULL);
+    struct stat sb;
+    int exists = manifest && stat(manifest, &sb) == 0;
+    free(manifest);
+    if (exists) {
+        st = index_load(idx, err);
+        if (!st)
+            st = compare_config(&idx->cfg, cfg, err);
+    } else {
+        idx->cfg = *cfg;
+        st = manifest_write(idx, 0, 0, 0, err); /* an empty index is a valid index */
+    }
+    idx->writable = 1;
+    size_t vd = (size_t)cfg->visual_dim, sd = (size_t)cfg->semantic_dim, n = (size_t)cfg->chunk_rows;
+    if (!st) {
+        idx->pending_visual = malloc(n * vd * sizeof(float));
+        idx->pending_semantic = sd ? malloc(n * sd * sizeof(float)) : NULL;
+        if (!idx->pending_visual || (sd && !idx->pending_semantic))
+            st = ims_fail(err, IMS_ERR_NOMEM, "out of memory for a chunk of %zu rows", n);
+    }
+    if (st) {
+        ims_index_close(idx);
+        return ims_error_prefix(err, st, "index '%s'", dir);
+    }
+    *out = idx;
+    return IMS_OK;
+}
+
+void ims_index_close(ims_index *idx)
+{
+    if (!idx)
+        return;
+    size_t rows = idx->row_count + idx->pending_rows, failures = idx->failure_count + idx->pending_failures;
+    for (size_t i = 0; i < rows; i++)
+        free(idx->rows[i].path);
+    for (size_t i = 0; i < failures; i++) {
+        free(idx->failures[i].path);
+        free(idx->failures[i].reason);
+    }
+    free(idx->rows);
+    free(idx->failures);
+    free(idx->chunks);
+    free(idx->paths.slots);
+    free(idx->pending_visual);
+    free(idx->pending_semantic);
+    free(idx->dir);
+    free(idx);
+}
+
+const ims_index_config *ims_index_get_config(const ims_index *idx) { return &idx->cfg; }
+size_t ims_index_row_count(const ims_index *idx) { return idx->row_count; }
+size_t ims_index_failure_count(const ims_index *idx) { return idx->failure_count; }
+size_t ims_index_chunk_count(const ims_index *idx) { return idx->chunk_count; }
+
+int ims_index_contains(const ims_index *idx, const char *path)
+{
+    size_t slot;
+    return path_set_find(&idx->paths, path, &slot);
+}
+
+const ims_file_entry *ims_index_row(const ims_index *idx, size_t row)
+{
+    return row < idx->row_count ? &idx->rows[row] : NULL;
+}
+
+const ims_file_problem *ims_index_failure(const ims_index *idx, size_t i)
+{
+    return i < idx->failure_count ? &idx->failures[i] : NULL;
+}
+
+/* ---- Writing chunks -------------------------------------------------------------------- */
+
+static ims_status write_table(const ims_index *idx, size_t chunk, const char *suffix, const float *rows,
+                              size_t n, int dim, ims_error *err)
+{
+    char *path = index_file_path(idx, chunk, suffix);
+    size_t count = n * (size_t)dim;
+    uint16_t *half = idx->cfg.dtype == IMS_DTYPE_F16 && count ? malloc(count * sizeof *half) : NULL;
+    if (!path || (idx->cfg.dtype == IMS_DTYPE_F16 && count && !half)) {
+        free(path);
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; half && i < count; i++)
+        half[i] = ims_f32_to_f16(rows[i]);
+    int64_t shape[2] = {(int64_t)n, dim};
+    ims_status st = half ? ims_npy_write(path, IMS_NPY_F16, 2, shape, half, err)
+                         : ims_npy_write(path, idx->cfg.dtype == IMS_DTYPE_F16 ? IMS_NPY_F16 : IMS_NPY_F32, 2, shape,
+                                         rows, err);
+    free(half);
+    free(path);
+    return st;
+}
+
+/* Reads chunk c's table into out (rows, dim) f32, checking its dtype and shape. */
+static ims_status read_table(const ims_index *idx, size_t chunk, const char *suffix, int dim, float *out,
+                             ims_error *err)
+{
+    char *path = index_file_path(idx, chunk, suffix);
+    if (!path)
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    ims_npy npy = {0};
+    ims_npy_dtype want = idx->cfg.dtype == IMS_DTYPE_F16 ? IMS_NPY_F16 : IMS_NPY_F32;
+    size_t rows = idx->chunks[chunk].rows;
+    ims_status st = ims_npy_open(path, &npy, err);
+    if (!st && npy.dtype != want)
+        st = ims_fail(err, IMS_ERR_FORMAT, "%s: dtype %s, the manifest says %s", path, ims_npy_dtype_descr(npy.dtype),
+                      ims_npy_dtype_descr(want));
+    else if (!st && (npy.ndim != 2 || npy.shape[0] != (int64_t)rows || npy.shape[1] != dim))
+        st = ims_fail(err, IMS_ERR_FORMAT, "%s: shape is not (%zu, %d) as the manifest says", path, rows, dim);
+    if (!st && rows > 0) { /* a chunk of failures only has no data (and npy.data is NULL) */
+        size_t count = rows * (size_t)dim;
+        if (want == IMS_NPY_F32)
+            memcpy(out, npy.data, count * sizeof *out);
+        else
+            for (size_t i = 0; i < count; i++)
+                out[i] = ims_f16_to_f32(((const uint16_t *)npy.data)[i]);
+    }
+    ims_npy_close(&npy);
+    free(path);
+    return st;
+}
+
+/* Writes a text file line by line: the rows (escaped paths) or the failures. */
+static ims_status write_lines(const ims_index *idx, size_t chunk, int failures, ims_error *err)
+{
+    char *path = index_file_path(idx, chunk, failures ? "failures.txt" : "rows.txt");
+    if (!path)
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    ims_atomic_file af;
+    ims_status st = ims_atomic_file_open(&af, path, err);
+    free(path);
+    if (st)
+        return st;
+    if (failures) {
+        for (size_t i = idx->failure_count; i < idx->failure_count + idx->pending_failures; i++) {
+            const ims_file_problem *p = &idx->failures[i];
+            index_escape_write(af.f, p->path, strlen(p->path));
+            fputc('\t', af.f);
+            index_escape_write(af.f, p->reason, strlen(p->reason));
+            fputc('\n', af.f);
+        }
+    } else {
+        for (size_t i = idx->row_count; i < idx->row_count + idx->pending_rows; i++) {
+            const ims_file_entry *e = &idx->rows[i];
+            fprintf(af.f, "%llu\t%lld\t", (unsigned long long)e->size, (long long)e->mtime_ns);
+            index_escape_write(af.f, e->path, strlen(e->path));
+            fputc('\n', af.f);
+        }
+    }
+    if (ferror(af.f)) {
+        ims_atomic_file_abort(&af);
+        return ims_fail(err, IMS_ERR_IO, "writing chunk %zu of '%s' failed", chunk, idx->dir);
+    }
+    return ims_atomic_file_commit(&af, err);
+}
+
+ims_status ims_index_commit(ims_index *idx, ims_error *err)
+{
+    if (!idx->writable)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "index '%s' was opened read-only", idx->dir);
+    if (idx->pending_rows == 0 && idx->pending_failures == 0)
+        return IMS_OK;
+    size_t c = idx->chunk_count;
+    ims_status st = grow((void **)&idx->chunks, &idx->chunk_cap, c + 1, sizeof *idx->chunks, err);
+    if (!st)
+        st = write_table(idx, c, "visual.npy", idx->pending_visual, idx->pending_rows, idx->cfg.visual_dim, err);
+    if (!st && idx->cfg.semantic_dim)
+        st = write_table(idx, c, "semantic.npy", idx->pending_semantic, idx->pending_rows,
+                         idx->cfg.semantic_dim, err);
+    if (!st)
+        st = write_lines(idx, c, 0, err);
+    if (!st)
+        st = write_lines(idx, c, 1, err);
+    if (st)
+        return ims_error_prefix(err, st, "index '%s'", idx->dir);
+    idx->chunks[c] = (index_chunk){idx->pending_rows, idx->pending_failures};
+    st = manifest_write(idx, c + 1, idx->row_count + idx->pending_rows,
+                        idx->failure_count + idx->pending_failures, err);
+    if (st)
+        return ims_error_prefix(err, st, "index '%s'", idx->dir);
+    /* Committed: the pending entries join the index. */
+    idx->chunk_count = c + 1;
+    for (size_t i = 0; !st && i < idx->pending_rows; i++)
+        st = path_set_add(&idx->paths, idx->rows[idx->row_count + i].path, err);
+    for (size_t i = 0; !st && i < idx->pending_failures; i++)
+        st = path_set_add(&idx->paths, idx->failures[idx->failure_count + i].path, err);
+    idx->row_count += idx->pending_rows;
+    idx->failure_count += idx->pending_failures;
+    idx->pending_rows = idx->pending_failures = 0;
+    return st;
+}
+
+ims_status ims_index_add(ims_index *idx, const ims_file_entry *file, const float *visual, const float *semantic,
+                         ims_error *err)
+{
+    if (!idx->writable)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "index '%s' was opened read-only", idx->dir);
+    if (idx->cfg.semantic_dim && !semantic)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "index '%s' needs a semantic embedding for each row", idx->dir);
+    size_t at = idx->row_count + idx->pending_rows;
+    ims_status st = grow((void **)&idx->rows, &idx->row_cap, at + 1, sizeof *idx->rows, err);
+    if (st)
+        return st;
+    ims_file_entry *e = &idx->rows[at];
+    *e = *file;
+    if (!(e->path = strdup(file->path)))
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    size_t vd = (size_t)idx->cfg.visual_dim, sd = (size_t)idx->cfg.semantic_dim;
+    memcpy(idx->pending_visual + idx->pending_rows * vd, visual, vd * sizeof(float));
+    if (sd)
+        memcpy(idx->pending_semantic + idx->pending_rows * sd, semantic, sd * sizeof(float));
+    idx->pending_rows++;
+    if (idx->pending_rows == (size_t)idx->cfg.chunk_rows)
+        return ims_index_commit(idx, err);
+    return IMS_OK;
+}
+
+ims_status ims_index_add_failure(ims_index *idx, const char *path, const char *reason, ims_error *err)
+{
+    if (!idx->writable)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "index '%s' was opened read-only", idx->dir);
+    size_t at = idx->failure_count + idx->pending_failures;
+    ims_status st = grow((void **)&idx->failures, &idx->failure_cap, at + 1, sizeof *idx->failures, err);
+    if (st)
+        return st;
+    ims_file_problem *p = &idx->failures[at];
+    p->path = strdup(path);
+    p->reason = strdup(reason && *reason ? reason : "unknown error");
+    if (!p->path || !p->reason) {
+        free(p->path);
+        free(p->reason);
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    }
+    idx->pending_failures++;
+    return IMS_OK;
+}
+
+/* ---- Loading tables ------------------------------------------------------------------ */
+
+ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, float **rows, int *dim,
+                                ims_error *err)
+{
+    *rows = NULL;
+    int d = table == IMS_INDEX_TABLE_SEMANTIC ? idx->cfg.semantic_dim : idx->cfg.visual_dim;
+    if (d == 0)
+        return ims_fail(err, IMS_ERR_NOT_FOUND, "index '%s' has no semantic table (it was built without a text model)",
+                        idx->dir);
+    *dim = d;
+    size_t n = idx->row_count;
+    float *out = malloc((n ? n : 1) * (size_t)d * sizeof(float));
+    if (!out)
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory for a table of %zu x %d", n, d);
+    const char *suffix = table == IMS_INDEX_TABLE_SEMANTIC ? "semantic.npy" : "visual.npy";
+    size_t row = 0;
+    ims_status st = IMS_OK;
+    for (size_t c = 0; !st && c < idx->chunk_count; c++) {
+        st = read_table(idx, c, suffix, d, out + row * (size_t)d, err);
+        row += idx->chunks[c].rows;
+    }
+    if (st) {
+        free(out);
+        return ims_error_prefix(err, st, "index '%s'", idx->dir);
+    }
+    *rows = out;
+    return IMS_OK;
+}
+
+/* ---- Class embeddings ------------------------------------------------------------------ */
+
+static char *classes_path(const ims_index *idx)
+{
+    size_t len = strlen(idx->dir) + 32;
+    char *p = malloc(len);
+    if (p)
+        snprintf(p, len, "%s/classes.npy", idx->dir);
+    return p;
+}
+
+ims_status ims_index_save_class_embeddings(ims_index *idx, const float *emb, int classes, ims_error *err)
+{
+    if (!idx->writable)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "index '%s' was opened read-only", idx->dir);
+    if (idx->cfg.semantic_dim == 0 || classes < 1)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "index '%s': class embeddings need a semantic table", idx->dir);
+    char *path = classes_path(idx);
+    if (!path)
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    int64_t shape[2] = {classes, idx->cfg.semantic_dim};
+    ims_status st = ims_npy_write(path, IMS_NPY_F32, 2, shape, emb, err);
+    free(path);
+    return st;
+}
+
+ims_status ims_index_load_class_embeddings(const ims_index *idx, float **emb, int *classes, ims_error *err)
+{
+    *emb = NULL;
+    *classes = 0;
+    char *path = classes_path(idx);
+    if (!path)
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        ims_status st = ims_fail(err, IMS_ERR_NOT_FOUND, "index '%s' holds no class embeddings", idx->dir);
+        free(path);
+        return st;
+    }
+    ims_npy npy = {0};
+    ims_status st = ims_npy_open(path, &npy, err);
+    if (!st && (npy.dtype != IMS_NPY_F32 || npy.ndim != 2 || npy.shape[1] != idx->cfg.semantic_dim ||
+                npy.shape[0] < 1 || npy.shape[0] > INDEX_MAX_DIM))
+        st = ims_fail(err, IMS_ERR_FORMAT, "%s: expected float32 of shape (classes, %d)", path, idx->cfg.semantic_dim);
+    if (!st && !(*emb = malloc(npy.nbytes)))
+        st = ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    if (!st) {
+        memcpy(*emb, npy.data, npy.nbytes);
+        *classes = (int)npy.shape[0];
+    }
+    ims_npy_close(&npy);
+    free(path);
+    return st;
+}

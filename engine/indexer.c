@@ -1,0 +1,294 @@
+/* indexer.c: `imgsearch index`: folders of images -> an index (index_store.c).
+ *
+ * The pipeline: list the files (file_walk.c), drop those the index already
+ * holds, decode and preprocess on the loader's threads while the previous
+ * batch runs through Inception-v3 on the backend, then per image: the visual
+ * embedding (pool features, L2-normalized) and, with a text model, the ConSE
+ * semantic embedding, appended to the index, which commits a chunk every
+ * chunk_rows rows. A file that cannot be decoded becomes a failure record with
+ * its reason; the run goes on.
+ */
+#include "imgsearch.h"
+
+#include "error.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void ims_index_run_options_init(ims_index_run_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->precision = IMS_PRECISION_FP32;
+    o->batch_size = 32;
+    o->threads = 4;
+    o->chunk_rows = 4096;
+    o->conse_top = 10;
+    o->dtype = IMS_DTYPE_F16;
+    o->mode = IMS_PREPROCESS_TORCHVISION;
+}
+
+/* Rows of x (n, d) scaled to unit length in place, in double. */
+static ims_status normalize_rows(float *x, int n, int d, const char *const *paths, ims_error *err)
+{
+    for (int i = 0; i < n; i++) {
+        float *r = x + (size_t)i * (size_t)d;
+        double s = 0;
+        for (int j = 0; j < d; j++)
+            s += (double)r[j] * r[j];
+        double norm = sqrt(s);
+        if (!(norm > 0) || !isfinite(norm))
+            return ims_fail(err, IMS_ERR_ARGUMENT, "%s: the image's features have norm %g", paths[i], norm);
+        for (int j = 0; j < d; j++)
+            r[j] = (float)(r[j] / norm);
+    }
+    return IMS_OK;
+}
+
+typedef struct index_run {
+    const ims_index_run_options *o;
+    ims_index *index;
+    ims_image_encoder *image;
+    float *class_embeddings; /* (classes, semantic_dim) or NULL */
+    int classes, features, semantic_dim;
+    float *feat, *logits, *semantic; /* (batch, ...) */
+    ims_index_progress progress;
+} index_run;
+
+static void report(index_run *r)
+{
+    if (r->o->progress)
+        r->o->progress(r->o->progress_ctx, &r->progress);
+}
+
+/* The text embeddings of the image model's class labels (ConSE's vocabulary),
+ * computed once per index and kept in it (search needs them for image queries
+ * on the semantic table). */
+static ims_status embed_class_names(index_run *r, ims_error *err)
+{
+    int n = r->classes;
+    int stored = 0;
+    ims_status st = ims_index_load_class_embeddings(r->index, &r->class_embeddings, &stored, err);
+    if (st != IMS_ERR_NOT_FOUND) {
+        if (!st && stored != n)
+            st = ims_fail(err, IMS_ERR_FORMAT, "the index holds %d class embeddings, the model has %d classes", stored, n);
+        return st;
+    }
+    char **texts = calloc((size_t)n, sizeof *texts);
+    st = texts ? IMS_OK : ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    for (int i = 0; !st && i < n; i++) {
+        ims_str label = ims_image_encoder_label(r->image, i);
+        if (!label.ptr) {
+            st = ims_fail(err, IMS_ERR_FORMAT, "semantic embeddings need the image model's class names: class %d has none", i);
+            break;
+        }
+        if (!(texts[i] = malloc(label.len + 1))) {
+            st = ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+            break;
+        }
+        memcpy(texts[i], label.ptr, label.len);
+        texts[i][label.len] = '\0';
+    }
+    if (!st) {
+        r->class_embeddings = malloc((size_t)n * (size_t)r->semantic_dim * sizeof(float));
+        st = r->class_embeddings ? ims_text_embed(r->o->text, (const char *const *)texts, (size_t)n, r->class_embeddings, err)
+                                 : ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    }
+    if (!st)
+        st = ims_index_save_class_embeddings(r->index, r->class_embeddings, n, err);
+    for (int i = 0; texts && i < n; i++)
+        free(texts[i]);
+    free(texts);
+    return st;
+}
+
+static ims_status run_setup(index_run *r, ims_error *err)
+{
+    const ims_index_run_options *o = r->o;
+    ims_status st = ims_image_encoder_create(o->backend, o->image_model, o->precision, &r->image, err);
+    if (st)
+        return st;
+    r->classes = ims_image_encoder_num_classes(r->image);
+    r->features = ims_image_encoder_feature_dim(r->image);
+    r->semantic_dim = o->text ? ims_text_embedder_dim(o->text) : 0;
+    size_t b = (size_t)o->batch_size;
+    r->feat = malloc(b * (size_t)r->features * sizeof(float));
+    r->logits = malloc(b * (size_t)r->classes * sizeof(float));
+    r->semantic = r->semantic_dim ? malloc(b * (size_t)r->semantic_dim * sizeof(float)) : NULL;
+    if (!st && (!r->feat || !r->logits || (r->semantic_dim && !r->semantic)))
+        st = ims_fail(err, IMS_ERR_NOMEM, "out of memory for a batch of %zu", b);
+    return st;
+}
+
+/* Runs one loaded batch through the model and appends its rows and failures. */
+static ims_status run_batch(index_run *r, const ims_image_batch *b, const ims_file_entry *files, ims_error *err)
+{
+    const ims_index_run_options *o = r->o;
+    double t0 = now_s();
+    ims_status st = o->mode == IMS_PREPROCESS_TORCHVISION
+                        ? ims_image_encoder_forward(r->image, b->data, b->count, r->feat, r->logits, err)
+                        : ims_image_encoder_forward_f32(r->image, b->data, b->count, r->feat, r->logits, err);
+    const char *paths[1];
+    for (int i = 0; !st && i < b->count; i++) {
+        const ims_file_entry *f = &files[b->first + (size_t)i];
+        if (b->items[i].status != IMS_OK)
+            continue;
+        paths[0] = f->path;
+        float *v = r->feat + (size_t)i * (size_t)r->features;
+        st = normalize_rows(v, 1, r->features, paths, err);
+        if (!st && r->semantic_dim)
+            st = ims_conse_embed(r->logits + (size_t)i * (size_t)r->classes, 1, r->classes, r->class_embeddings,
+                                 r->semantic_dim, o->conse_top, r->semantic + (size_t)i * (size_t)r->semantic_dim,
+                                 err);
+    }
+    double t1 = now_s();
+    r->progress.model_s += t1 - t0;
+    for (int i = 0; !st && i < b->count; i++) {
+        const ims_file_entry *f = &files[b->first + (size_t)i];
+        if (b->items[i].status != IMS_OK) {
+            /* "path: reason": the index stores the path apart */
+            const char *reason = b->items[i].error;
+            size_t plen = strlen(f->path);
+            if (strncmp(reason, f->path, plen) == 0 && reason[plen] == ':')
+                reason += plen + (reason[plen + 1] == ' ' ? 2 : 1);
+            st = ims_index_add_failure(r->index, f->path, reason, err);
+            r->progress.failed++;
+            if (o->on_failure)
+                o->on_failure(o->progress_ctx, f->path, reason);
+        } else {
+            st = ims_index_add(r->index, f, r->feat + (size_t)i * (size_t)r->features,
+                               r->semantic_dim ? r->semantic + (size_t)i * (size_t)r->semantic_dim : NULL, err);
+            r->progress.indexed++;
+        }
+        r->progress.done++;
+    }
+    r->progress.write_s += now_s() - t1;
+    return st;
+}
+
+ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out, ims_error *err)
+{
+    index_run r = {.o = o};
+    double start = now_s();
+    ims_file_list list = {0};
+    ims_image_loader *loader = NULL;
+    const char **paths = NULL;
+    ims_file_entry *todo = NULL;
+    size_t todo_count = 0;
+
+    ims_index_config cfg;
+    ims_index_config_init(&cfg);
+    cfg.mode = o->mode;
+    cfg.dtype = o->dtype;
+    cfg.chunk_rows = o->chunk_rows;
+    ims_status st = ims_index_model_identify(o->image_model_path, &cfg.image_model, err);
+    int64_t synthetic = 0;
+    cfg.image_model.synthetic =
+        ims_weights_get_i64(o->image_model, "synthetic", &synthetic, NULL) == IMS_OK && synthetic != 0;
+    if (!st && o->text)
+        st = ims_index_model_identify(o->text_model_path, &cfg.text_model, err);
+    if (!st)
+        st = run_setup(&r, err);
+    if (!st) {
+        cfg.visual_dim = r.features;
+        cfg.semantic_dim = r.semantic_dim;
+        st = ims_index_open_for_writing(o->index_dir, &cfg, &r.index, err);
+    }
+    if (!st && o->text)
+        st = embed_class_names(&r, err);
+    if (!st)
+        st = ims_file_list_walk(o->roots, o->root_count, &list, err);
+
+    /* What is left to do: problems of the walk are failures too. */
+    if (!st) {
+        todo = malloc((list.file_count ? list.file_count : 1) * sizeof *todo);
+        paths = malloc((list.file_count ? list.file_count : 1) * sizeof *paths);
+        if (!todo || !paths)
+            st = ims_fail(err, IMS_ERR_NOMEM, "out of memory for %zu files", list.file_count);
+    }
+    for (size_t i = 0; !st && i < list.file_count; i++) {
+        if (ims_index_contains(r.index, list.files[i].path)) {
+            r.progress.already++;
+            continue;
+        }
+        paths[todo_count] = list.files[i].path;
+        todo[todo_count++] = list.files[i];
+    }
+    for (size_t i = 0; !st && i < list.problem_count; i++) {
+        if (ims_index_contains(r.index, list.problems[i].path)) {
+            r.progress.already++;
+            continue;
+        }
+        st = ims_index_add_failure(r.index, list.problems[i].path, list.problems[i].reason, err);
+        r.progress.failed++;
+        if (o->on_failure)
+            o->on_failure(o->progress_ctx, list.problems[i].path, list.problems[i].reason);
+    }
+    r.progress.total = todo_count;
+    r.progress.ignored = list.ignored_count;
+    if (!st) {
+        size_t per_row = ((size_t)r.features + (size_t)r.semantic_dim) * ims_dtype_size(o->dtype) + 64;
+        r.progress.estimated_disk_bytes = per_row * todo_count;
+        r.progress.estimated_host_bytes = (size_t)o->chunk_rows * ((size_t)r.features + (size_t)r.semantic_dim) * 4 +
+                                          3 * (size_t)o->batch_size * IMS_IMAGE_INPUT_SIZE * IMS_IMAGE_INPUT_SIZE * 3 * 4;
+        r.progress.stage = IMS_INDEX_STAGE_PLANNED;
+        report(&r);
+    }
+
+    if (!st && todo_count > 0) {
+        ims_image_loader_options lo;
+        ims_image_loader_options_init(&lo);
+        lo.mode = o->mode;
+        lo.output = o->mode == IMS_PREPROCESS_TORCHVISION ? IMS_LOADER_OUTPUT_U8 : IMS_LOADER_OUTPUT_F32;
+        lo.layout = IMS_LAYOUT_NHWC;
+        lo.batch_size = o->batch_size;
+        lo.threads = o->threads;
+        lo.buffers = 3; /* one in the model, two being decoded */
+        st = ims_image_loader_create(&lo, o->backend, &loader, err);
+        if (!st)
+            st = ims_image_loader_start(loader, paths, todo_count, err);
+        r.progress.stage = IMS_INDEX_STAGE_RUNNING;
+        const ims_image_batch *b;
+        while (!st) {
+            ims_status next = ims_image_loader_next(loader, &b, err);
+            if (next == IMS_ERR_NOT_FOUND)
+                break;
+            if ((st = next))
+                break;
+            st = run_batch(&r, b, todo, err);
+            ims_image_loader_release(loader, b);
+            ims_image_loader_stats ls;
+            ims_image_loader_get_stats(loader, &ls);
+            r.progress.decode_wait_s = ls.wait_s;
+            r.progress.elapsed_s = now_s() - start;
+            report(&r);
+        }
+    }
+    if (!st)
+        st = ims_index_commit(r.index, err);
+    r.progress.elapsed_s = now_s() - start;
+    r.progress.stage = IMS_INDEX_STAGE_FINISHED;
+    if (!st)
+        report(&r);
+    if (out)
+        *out = r.progress;
+    ims_image_loader_free(loader);
+    ims_index_close(r.index); /* after a failure: rows not committed are dropped, the index stays valid */
+    ims_image_encoder_free(r.image);
+    free(r.class_embeddings);
+    free(r.feat);
+    free(r.logits);
+    free(r.semantic);
+    free(paths);
+    free(todo);
+    ims_file_list_free(&list);
+    return st;
+}

@@ -1,0 +1,50 @@
+/* add_layernorm.c: y = LayerNorm(x + bias + residual), the end of each BERT sublayer.
+ *
+ * x, residual, y (M, H), all f32 or all f16 (y may be residual); bias, gamma,
+ * beta (H) f32; bias may be NULL. Sum and statistics in double, two passes.
+ */
+#include "ops_cpu.h"
+
+#include "imgsearch.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+static double load(const void *p, size_t i, int f16)
+{
+    return f16 ? (double)ims_f16_to_f32(((const uint16_t *)p)[i]) : (double)((const float *)p)[i];
+}
+
+void cpu_add_layernorm(const void *x, const float *bias, const void *residual, const float *gamma,
+                       const float *beta, double eps, void *y, int f16, int m, int h)
+{
+    #pragma omp parallel
+    {
+        double *row = malloc((size_t)h * sizeof *row);
+        #pragma omp for schedule(static)
+        for (int r = 0; r < m; r++) {
+            if (!row)
+                continue;
+            size_t at = (size_t)r * h;
+            double mean = 0.0;
+            for (int i = 0; i < h; i++) {
+                double s = load(x, at + i, f16) + (bias ? bias[i] : 0.0);
+                row[i] = s + load(residual, at + i, f16);
+                mean += row[i];
+            }
+            mean /= h;
+            double var = 0.0;
+            for (int i = 0; i < h; i++)
+                var += (row[i] - mean) * (row[i] - mean);
+            double inv = 1.0 / sqrt(var / h + eps);
+            for (int i = 0; i < h; i++) {
+                float v = (float)((row[i] - mean) * inv * gamma[i] + beta[i]);
+                if (f16)
+                    ((uint16_t *)y)[at + i] = ims_f32_to_f16(v);
+                else
+                    ((float *)y)[at + i] = v;
+            }
+        }
+        free(row);
+    }
+}

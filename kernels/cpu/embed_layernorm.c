@@ -1,0 +1,51 @@
+/* embed_layernorm.c: BERT embeddings (word + position + token type 0) and LayerNorm.
+ *
+ * ids (B, T) i32; tables (rows, H) f32; y (B, T, H) f32 or f16. Token t of a
+ * sequence takes position t. Statistics in double (two passes over the row). An
+ * id outside [0, vocab) reads row 0 ([PAD]): the engine checks ids on the host,
+ * this only keeps a bad id from reading out of bounds.
+ */
+#include "ops_cpu.h"
+
+#include "imgsearch.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+void cpu_embed_layernorm(const int32_t *ids, const float *word, const float *pos, const float *type0,
+                         const float *gamma, const float *beta, double eps, void *y, int y_f16, int b, int t,
+                         int h, int vocab)
+{
+    #pragma omp parallel
+    {
+        double *row = malloc((size_t)h * sizeof *row);
+        #pragma omp for schedule(static)
+        for (int64_t r = 0; r < (int64_t)b * t; r++) {
+            if (!row)
+                continue;
+            int id = ids[r];
+            if (id < 0 || id >= vocab)
+                id = 0;
+            const float *we = word + (size_t)id * h;  /* (H) */
+            const float *pe = pos + (size_t)(r % t) * h; /* (H) */
+            double mean = 0.0;
+            for (int i = 0; i < h; i++) {
+                row[i] = (double)we[i] + (double)pe[i] + (double)type0[i];
+                mean += row[i];
+            }
+            mean /= h;
+            double var = 0.0;
+            for (int i = 0; i < h; i++)
+                var += (row[i] - mean) * (row[i] - mean);
+            double inv = 1.0 / sqrt(var / h + eps);
+            for (int i = 0; i < h; i++) {
+                float v = (float)((row[i] - mean) * inv * gamma[i] + beta[i]);
+                if (y_f16)
+                    ((uint16_t *)y)[(size_t)r * h + i] = ims_f32_to_f16(v);
+                else
+                    ((float *)y)[(size_t)r * h + i] = v;
+            }
+        }
+        free(row);
+    }
+}

@@ -1,0 +1,47 @@
+/* pool_normalize.c: sentence embeddings from the last hidden state.
+ *
+ * x (B, T, H) f32 or f16; lengths (B). Mean pooling averages tokens 0..len-1
+ * (the attention mask, [CLS] and [SEP] included); CLS pooling takes token 0.
+ * With normalize, the result is divided by its L2 norm (a zero vector stays
+ * zero). All sums in double. y (B, H) f32.
+ */
+#include "ops_cpu.h"
+
+#include "imgsearch.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+void cpu_pool_normalize(const void *x, const int32_t *lengths, float *y, int f16, int cls, int normalize, int b,
+                        int t, int h)
+{
+    #pragma omp parallel
+    {
+        double *acc = malloc((size_t)h * sizeof *acc);
+        #pragma omp for schedule(static)
+        for (int bi = 0; bi < b; bi++) {
+            if (!acc)
+                continue;
+            int len = lengths[bi] < 1 ? 1 : lengths[bi] > t ? t : lengths[bi];
+            int n = cls ? 1 : len;
+            for (int i = 0; i < h; i++)
+                acc[i] = 0.0;
+            for (int s = 0; s < n; s++) {
+                size_t at = ((size_t)bi * t + s) * h;
+                for (int i = 0; i < h; i++)
+                    acc[i] += f16 ? ims_f16_to_f32(((const uint16_t *)x)[at + i]) : ((const float *)x)[at + i];
+            }
+            double ss = 0.0;
+            for (int i = 0; i < h; i++) {
+                acc[i] /= n;
+                ss += acc[i] * acc[i];
+            }
+            double scale = 1.0;
+            if (normalize)
+                scale = ss > 0.0 && isfinite(ss) ? 1.0 / sqrt(ss) : 0.0;
+            for (int i = 0; i < h; i++)
+                y[(size_t)bi * h + i] = (float)(acc[i] * scale);
+        }
+        free(acc);
+    }
+}

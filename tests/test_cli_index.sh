@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# test_cli_index.sh: `imgsearch index` and `imgsearch search` end to end on the
+# CPU backend, with a full-size synthetic Inception-v3 (convert --synthetic) and
+# the tiny 2-layer BERT fixture as the text model:
+# - a folder mixing good images, every kind of bad file, a non-image, a nested
+#   folder and a symlink loop: every good image indexed, every bad one reported
+#   with its reason, exit status 3;
+# - the index files as Python reads them (numpy, json), the rows unit-norm;
+# - search by image (the image itself ranks first, score ~1), by text, from a
+#   queries file, in every output format, checked against a brute force over the
+#   stored table;
+# - resume: the indexer killed (SIGKILL) at several moments, then run again,
+#   gives the same rows and embeddings as an uninterrupted run; a second run
+#   adds nothing; a new file is added alone.
+# usage: test_cli_index.sh IMGSEARCH FIXTURES_DIR
+set -u
+bin=$1 fixtures=$2
+. "$(dirname "$0")/cli_check.sh"
+have_numpy=0
+python3 -c 'import numpy' 2>/dev/null && have_numpy=1
+
+# ---- models ----
+check "synthetic image model" run 0 convert --synthetic -o "$work/iv3.isw"
+# The tiny 2-layer BERT fixture: this test is about the pipeline, and a real
+# model would embed the 1000 class names again in every resumed run.
+check "text model" run 0 convert "$fixtures/hf_tiny_bert" -o "$work/text.isw"
+
+# ---- the folder ----
+photos=$work/photos
+mkdir -p "$photos/nested/deeper"
+good="horse.png png_rgb8.png jpg_gray.jpg jpg_420.jpg"
+for f in $good; do cp "$fixtures/images/$f" "$photos/"; done
+cp "$fixtures/images/jpg_444.jpg" "$photos/nested/deeper/"
+cp "$fixtures/images/bad_truncated.png" "$fixtures/images/bad_crc.png" "$photos/"
+cp "$fixtures/images/bad_no_eoi.jpg" "$photos/nested/"
+cp "$fixtures/images/bad_random.bin" "$photos/random.jpg"   # not an image, named like one
+cp "$fixtures/images/bad.gif" "$photos/gif_named.png"       # a format we do not read
+: >"$photos/empty.jpg"                                      # zero bytes
+echo "notes" >"$photos/README.txt"                          # not an image name: ignored
+ln -s "$photos" "$photos/nested/loop"                       # a symlink loop
+ln -s "$photos/missing.jpg" "$photos/dangling.jpg"          # a dangling link
+n_good=$(( $(echo $good | wc -w) + 1 ))
+n_bad=7  # bad_truncated.png bad_crc.png random.jpg gif_named.png empty.jpg dangling.jpg nested/bad_no_eoi.jpg
+
+idx=$work/index
+index_args=(index "$photos" -o "$idx" --image-model "$work/iv3.isw" --text-model "$work/text.isw"
+            --device cpu --batch 2 --chunk-rows 2 --threads 2)
+check "index exits 3 when files were skipped" run 3 "${index_args[@]}"
+check "summary on stdout" contains out "indexed $n_good images"
+for f in bad_truncated.png bad_crc.png random.jpg gif_named.png empty.jpg dangling.jpg; do
+  check "skipped $f reported" contains err "$f"
+done
+
+if [ "$have_numpy" = 1 ]; then
+  check "index files read by numpy" python3 - "$idx" "$n_good" "$n_bad" <<'EOF'
+import json, sys, glob, os, urllib.parse
+import numpy as np
+idx, n_good, n_bad = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+m = json.load(open(os.path.join(idx, "manifest.json")))
+assert m["format"] == "imgsearch-index" and m["version"] == 1, m
+assert m["rows"] == n_good, (m["rows"], n_good)
+assert m["failures"] == n_bad, (m["failures"], n_bad)
+assert sum(c["rows"] for c in m["chunks"]) == m["rows"]
+rows, paths = [], []
+for i, c in enumerate(m["chunks"]):
+    v = np.load(os.path.join(idx, "chunk-%06d.visual.npy" % i), mmap_mode="r")
+    s = np.load(os.path.join(idx, "chunk-%06d.semantic.npy" % i), mmap_mode="r")
+    assert v.shape == (c["rows"], m["visual_dim"]) and v.dtype == np.float16, v.shape
+    assert s.shape == (c["rows"], m["semantic_dim"]), s.shape
+    norms = np.linalg.norm(np.asarray(v, dtype=np.float64), axis=1)
+    assert np.all(np.abs(norms - 1) < 2e-3), norms
+    for line in open(os.path.join(idx, "chunk-%06d.rows.txt" % i), "rb"):
+        size, mtime, p = line.rstrip(b"\n").split(b"\t")
+        p = urllib.parse.unquote_to_bytes(p)
+        assert os.path.getsize(p) == int(size), p
+        paths.append(p)
+assert len(paths) == n_good and len(set(paths)) == n_good, paths
+assert paths == sorted(paths), paths
+cls = np.load(os.path.join(idx, "classes.npy"))
+assert cls.shape == (1000, m["semantic_dim"]), cls.shape
+EOF
+fi
+
+# ---- search ----
+q=$photos/horse.png
+check "search by image" run 0 search "$idx" --image "$q" -k 3 --device cpu
+check "table header" contains out "rank"
+check "the image finds itself" python3 -c '
+import sys
+lines = open(sys.argv[1]).read().splitlines()
+row = lines[2].split()
+assert row[0] == "1" and row[2] == sys.argv[2] and float(row[1]) > 0.999, lines' "$work/out" "$q"
+check "search by text, JSON" run 0 search "$idx" --text "a horse in a field" -k 4 --json --device cpu
+cp "$work/out" "$work/text.json"
+printf 'a photo of a dog\n@%s\n\nstriped cat\n' "$q" >"$work/queries.txt"
+check "queries file" run 0 search "$idx" --queries "$work/queries.txt" -k 2 --json --device cpu
+cp "$work/out" "$work/queries.json"
+check "image query on the semantic table" run 0 search "$idx" --image "$q" --table semantic -k 2 --json --device cpu
+check "no query is a usage error" run 2 search "$idx"
+check "a missing index" run 1 search "$work/nope" --text x
+check "one-line error" one_line
+if [ "$have_numpy" = 1 ]; then
+  check "results equal a brute force over the stored tables" python3 - "$idx" "$work/text.json" "$work/queries.json" "$q" <<'EOF'
+import json, sys, os
+import numpy as np
+idx, text_json, queries_json, q = sys.argv[1:5]
+m = json.load(open(os.path.join(idx, "manifest.json")))
+def table(kind):
+    return np.concatenate([np.load(os.path.join(idx, "chunk-%06d.%s.npy" % (i, kind))).astype(np.float32)
+                           for i in range(len(m["chunks"]))])
+def paths():
+    import urllib.parse
+    out = []
+    for i in range(len(m["chunks"])):
+        for line in open(os.path.join(idx, "chunk-%06d.rows.txt" % i), "rb"):
+            out.append(urllib.parse.unquote_to_bytes(line.rstrip(b"\n").split(b"\t")[2]).decode())
+    return out
+P = paths()
+V = table("visual")
+V = V / np.linalg.norm(V, axis=1, keepdims=True)
+res = [json.loads(l) for l in open(queries_json)]
+assert len(res) == 3, res
+assert [r["query"] for r in res] == ["a photo of a dog", {"image": q}, "striped cat"], res
+assert res[1]["table"] == "visual" and res[0]["table"] == "semantic"
+# the image query: brute force over the visual table, the query's own stored row
+qi = P.index(q)
+scores = V @ V[qi]
+order = sorted(range(len(P)), key=lambda i: (-scores[i], i))[:2]
+got = [P.index(r["path"]) for r in res[1]["results"]]
+assert got[0] == order[0] == qi, (got, order)
+for r, i in zip(res[1]["results"], got):
+    assert abs(r["score"] - scores[i]) < 2e-3, (r, scores[i])
+for r in [json.loads(l) for l in open(text_json)] + [res[0], res[2]]:
+    ranks = [x["rank"] for x in r["results"]]
+    assert ranks == list(range(1, len(ranks) + 1)), r
+    s = [x["score"] for x in r["results"]]
+    assert s == sorted(s, reverse=True), r
+    assert len(set(x["path"] for x in r["results"])) == len(s), r
+EOF
+fi
+
+# ---- resume after kill -9 ----
+cp -R "$idx" "$work/index_ref"
+for delay in 0.5 2 4 7; do
+  rm -rf "$work/index_k"
+  (timeout -s KILL "$delay" "$bin" "${index_args[@]/$idx/$work/index_k}" >/dev/null 2>&1) 2>/dev/null
+  "$bin" "${index_args[@]/$idx/$work/index_k}" >"$work/out" 2>"$work/err"
+  rc=$?  # 3: failures recorded in this run; 0: the killed run had committed them all
+  check "resume after SIGKILL at ${delay}s (exit $rc)" test "$rc" = 3 -o "$rc" = 0
+  check "no temporary files left behind" test -z "$(find "$work/index_k" -name '*.tmp.*' -newer "$work/index_k/manifest.json" 2>/dev/null)"
+  for f in "$work/index_ref"/chunk-*.rows.txt "$work/index_ref"/chunk-*.failures.txt; do
+    check "resumed $(basename "$f") equals the uninterrupted run's" cmp -s "$f" "$work/index_k/$(basename "$f")"
+  done
+  if [ "$have_numpy" = 1 ]; then
+    check "resumed tables equal the uninterrupted run's" python3 -c '
+import sys, glob, os
+import numpy as np
+a, b = sys.argv[1:3]
+fa = sorted(glob.glob(os.path.join(a, "chunk-*.npy")))
+assert fa and [os.path.basename(x) for x in fa] == sorted(os.path.basename(x) for x in glob.glob(os.path.join(b, "chunk-*.npy")))
+for x in fa:
+    assert np.array_equal(np.load(x), np.load(os.path.join(b, os.path.basename(x)))), x' "$work/index_ref" "$work/index_k"
+  fi
+done
+
+# ---- incremental ----
+check "a second run adds nothing" run 0 "${index_args[@]}"
+check "nothing to do" contains err "0 images to index"
+cp "$fixtures/images/png_rgba8.png" "$photos/new.png"
+check "a new file is added alone" run 0 "${index_args[@]}"
+check "one image indexed" contains out "indexed 1 images"
+check "another image model is refused" run 1 index "$photos" -o "$idx" --image-model "$work/text.isw" --device cpu
+finish

@@ -1,0 +1,446 @@
+/* test_inception_gpu.c: the Inception ops and the whole network on the CUDA
+ * backend against the CPU backend (ctest label gpu).
+ *
+ * Ops: conv2d (every filter shape Inception uses, strides 1 and 2, into a
+ * channel slice of a wider output), pool2d (max / avg, count_include_pad on
+ * and off, strides 1 and 2, padding 0 and 1, into a slice), global average
+ * pool and the u8 input step, on seeded random inputs (never zeros) whose
+ * sizes are not multiples of a block or a warp. GPU outputs are poisoned with
+ * 0xff bytes (NaN) first: the slice must be fully written, the channels
+ * outside it must keep their poison.
+ *
+ * The network: the generated full-size weights of test_inception.c (both
+ * variants) on the generated images and on sample photos
+ * (tests/fixtures/images), GPU vs CPU; tolerances are max |a - b| / max |b|:
+ *   fp32 1e-4 (cuDNN's algorithms sum in other orders: ~1e-6 per layer),
+ *   tf32 5e-3 (inputs rounded to 10 mantissa bits), fp16 2e-2 (activations
+ *   and weights rounded to f16) and the same top-5 classes, where a GPU top-5
+ *   class may differ from the CPU's only if its CPU logit is within the
+ *   tolerance of the CPU's 5th (a near tie).
+ *
+ * Exits 77 (skipped) in a CPU-only build and where no CUDA device is usable.
+ */
+#include "inception_weights.h"
+
+#include "../engine/backend.h"
+
+#ifdef IMS_WITH_CUDA
+
+#define SEED 0x5eed1ce0f00dull
+
+static ims_backend *cpu_be, *gpu_be;
+
+static int check_ok(ims_status st, const ims_error *err, const char *what)
+{
+    TEST_CHECK(st == IMS_OK, "%s: %s: %s", what, ims_status_name(st), err->msg);
+    return st == IMS_OK;
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "test: out of host memory (%zu bytes)\n", n);
+        exit(1);
+    }
+    return p;
+}
+
+/* Host f32 data -> a new tensor on be, in dtype (f32 or f16). */
+static int to_backend(ims_backend *be, const float *v, ims_dtype dt, int ndim, const int64_t *shape, ims_tensor *t)
+{
+    ims_error err = {0};
+    if (!check_ok(ims_tensor_alloc(be, dt, ndim, shape, t, &err), &err, "alloc"))
+        return 0;
+    size_t n = (size_t)ims_tensor_numel(t);
+    if (dt == IMS_DTYPE_F32)
+        return check_ok(ims_backend_upload(be, t, v, n * 4, &err), &err, "upload");
+    uint16_t *h = xmalloc(n * 2);
+    for (size_t i = 0; i < n; i++)
+        h[i] = ims_f32_to_f16(v[i]);
+    int ok = check_ok(ims_backend_upload(be, t, h, n * 2, &err), &err, "upload");
+    free(h);
+    return ok;
+}
+
+/* A backend tensor -> host f32; f16 widened. NaN stays NaN. */
+static float *from_backend(ims_backend *be, const ims_tensor *t)
+{
+    ims_error err = {0};
+    size_t n = (size_t)ims_tensor_numel(t);
+    float *v = xmalloc(n * 4);
+    if (t->dtype == IMS_DTYPE_F32) {
+        check_ok(ims_backend_download(be, v, n * 4, t, &err), &err, "download");
+        return v;
+    }
+    uint16_t *h = xmalloc(n * 2);
+    check_ok(ims_backend_download(be, h, n * 2, t, &err), &err, "download");
+    for (size_t i = 0; i < n; i++)
+        v[i] = ims_f16_to_f32(h[i]);
+    free(h);
+    return v;
+}
+
+/* Random values in [lo, hi), rounded to f16 when the GPU side runs f16 (so
+ * both backends see the same inputs). */
+static float *random_floats(size_t n, float lo, float hi, int f16, uint64_t *rng)
+{
+    float *v = xmalloc(n * sizeof *v);
+    for (size_t i = 0; i < n; i++) {
+        v[i] = test_rand_uniform(rng, lo, hi);
+        if (f16)
+            v[i] = ims_f16_to_f32(ims_f32_to_f16(v[i]));
+    }
+    return v;
+}
+
+/* Compares channels [off, off + width) of (rows, ctot) outputs; the GPU's other
+ * channels must still be NaN (poison). Returns max |g - c| / max |c|. */
+static double compare_slice(const float *g, const float *c, size_t rows, int ctot, int off, int width,
+                            int *poison_lost, int *unwritten)
+{
+    double diff = 0.0, scale = 0.0;
+    for (size_t r = 0; r < rows; r++)
+        for (int k = 0; k < ctot; k++) {
+            float gv = g[r * ctot + k], cv = c[r * ctot + k];
+            if (k < off || k >= off + width) {
+                *poison_lost += !isnan(gv);
+                continue;
+            }
+            if (isnan(gv)) {
+                (*unwritten)++;
+                continue;
+            }
+            diff = fmax(diff, fabs((double)gv - cv));
+            scale = fmax(scale, fabs((double)cv));
+        }
+    return diff / (scale > 0.0 ? scale : 1.0);
+}
+
+static const char *prec_name(ims_precision p) { return ims_precision_name(p); }
+
+static void test_conv(int n, int h, int w, int c, int o, int kh, int kw, int stride, int ph, int pw,
+                      ims_precision prec, uint64_t *rng)
+{
+    ims_error err = {0};
+    int f16 = prec == IMS_PRECISION_FP16;
+    ims_dtype gdt = f16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32;
+    int oh = (int)ims_conv_out_size(h, kh, stride, ph), ow = (int)ims_conv_out_size(w, kw, stride, pw);
+    int off = 5, ctot = o + 11;
+    size_t nx = (size_t)n * h * w * c, nw = (size_t)o * kh * kw * c;
+    float *x = random_floats(nx, -1.0f, 1.0f, f16, rng);
+    float a = sqrtf(6.0f / (float)(kh * kw * c));
+    float *wt = random_floats(nw, -a, a, f16, rng);
+    float *b = random_floats((size_t)o, -0.5f, 0.5f, f16, rng);
+    int64_t xs[4] = {n, h, w, c}, ws[4] = {o, kh, kw, c}, bs[1] = {o}, ys[4] = {n, oh, ow, ctot};
+    ims_tensor cx = {0}, cw = {0}, cb = {0}, cy = {0}, gx = {0}, gw = {0}, gb = {0}, gy = {0};
+    int ok = to_backend(cpu_be, x, IMS_DTYPE_F32, 4, xs, &cx) && to_backend(cpu_be, wt, IMS_DTYPE_F32, 4, ws, &cw) &&
+             to_backend(cpu_be, b, IMS_DTYPE_F32, 1, bs, &cb) && to_backend(gpu_be, x, gdt, 4, xs, &gx) &&
+             to_backend(gpu_be, wt, gdt, 4, ws, &gw) && to_backend(gpu_be, b, gdt, 1, bs, &gb) &&
+             check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_F32, 4, ys, &cy, &err), &err, "alloc") &&
+             check_ok(ims_tensor_alloc(gpu_be, gdt, 4, ys, &gy, &err), &err, "alloc");
+    if (ok) {
+        ims_conv2d_params cp = {stride, stride, ph, pw, 1, off, IMS_PRECISION_FP32};
+        ims_conv2d_params gp = {stride, stride, ph, pw, 1, off, prec};
+        ims_backend_fill_bytes(cpu_be, &cy, 0xff, &err);
+        ok = check_ok(ims_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
+             check_ok(ims_op_conv2d(cpu_be, &cp, &cx, &cw, &cb, &cy, &err), &err, "conv2d cpu") &&
+             check_ok(ims_op_conv2d(gpu_be, &gp, &gx, &gw, &gb, &gy, &err), &err, "conv2d cuda") &&
+             check_ok(ims_backend_synchronize(gpu_be, &err), &err, "synchronize");
+    }
+    if (ok) {
+        float *g = from_backend(gpu_be, &gy);
+        int lost = 0, unwritten = 0;
+        double e = compare_slice(g, cy.data, (size_t)n * oh * ow, ctot, off, o, &lost, &unwritten);
+        /* fp32: the same sums in another order, or cuDNN's FFT / Winograd transforms (~1e-5);
+         * tf32: inputs rounded to 10 mantissa bits (2^-11 each), sums of up to 1200 products;
+         * fp16: inputs identical (rounded on both sides), f32 accumulation, the output rounded to f16 */
+        double tol = prec == IMS_PRECISION_FP32 ? 1e-4 : 5e-3;
+        printf("conv2d %s (%d, %d, %d, %d) * (%d, %d, %d) s%d p(%d, %d): rel error %.3g\n", prec_name(prec), n, h,
+               w, c, o, kh, kw, stride, ph, pw, e);
+        TEST_CHECK(e <= tol && !lost && !unwritten, "conv2d %s %dx%d: rel error %.3g (tol %.g), %d poisoned "
+                   "channels overwritten, %d slice values unwritten", prec_name(prec), kh, kw, e, tol, lost, unwritten);
+        free(g);
+    }
+    ims_tensor *all[] = {&cx, &cw, &cb, &cy, &gx, &gw, &gb, &gy};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        ims_tensor_free(all[i]);
+    free(x), free(wt), free(b);
+}
+
+static void test_pool(int n, int h, int w, int c, ims_pool_kind kind, int stride, int pad, int include_pad, int f16,
+                      uint64_t *rng)
+{
+    ims_error err = {0};
+    ims_dtype gdt = f16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32;
+    int oh = (int)ims_conv_out_size(h, 3, stride, pad), ow = (int)ims_conv_out_size(w, 3, stride, pad);
+    int off = 3, ctot = c + 6;
+    float *x = random_floats((size_t)n * h * w * c, -2.0f, 2.0f, f16, rng);
+    int64_t xs[4] = {n, h, w, c}, ys[4] = {n, oh, ow, ctot};
+    ims_tensor cx = {0}, cy = {0}, gx = {0}, gy = {0};
+    int ok = to_backend(cpu_be, x, IMS_DTYPE_F32, 4, xs, &cx) && to_backend(gpu_be, x, gdt, 4, xs, &gx) &&
+             check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_F32, 4, ys, &cy, &err), &err, "alloc") &&
+             check_ok(ims_tensor_alloc(gpu_be, gdt, 4, ys, &gy, &err), &err, "alloc");
+    ims_pool2d_params p = {kind, 3, stride, pad, include_pad, off};
+    if (ok) {
+        ims_backend_fill_bytes(cpu_be, &cy, 0xff, &err);
+        ok = check_ok(ims_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
+             check_ok(ims_op_pool2d(cpu_be, &p, &cx, &cy, &err), &err, "pool2d cpu") &&
+             check_ok(ims_op_pool2d(gpu_be, &p, &gx, &gy, &err), &err, "pool2d cuda");
+    }
+    if (ok) {
+        float *g = from_backend(gpu_be, &gy);
+        int lost = 0, unwritten = 0;
+        double e = compare_slice(g, cy.data, (size_t)n * oh * ow, ctot, off, c, &lost, &unwritten);
+        /* f32: a 9-term float sum vs the CPU's double sum, ~1e-7; f16: one output rounding, 2^-11 */
+        double tol = f16 ? 1e-3 : 1e-6;
+        printf("pool2d %s %s s%d p%d include_pad %d (%d, %d, %d, %d): rel error %.3g\n", kind == IMS_POOL_MAX ? "max" : "avg",
+               f16 ? "f16" : "f32", stride, pad, include_pad, n, h, w, c, e);
+        TEST_CHECK(e <= tol && !lost && !unwritten, "pool2d: rel error %.3g, %d poison lost, %d unwritten", e, lost,
+                   unwritten);
+        free(g);
+    }
+    ims_tensor_free(&cx), ims_tensor_free(&cy), ims_tensor_free(&gx), ims_tensor_free(&gy);
+    free(x);
+}
+
+static void test_global_avg_pool_and_input(uint64_t *rng)
+{
+    ims_error err = {0};
+    for (int f16 = 0; f16 < 2; f16++) {
+        int n = 3, h = 8, w = 7, c = 2051;
+        float *x = random_floats((size_t)n * h * w * c, -3.0f, 3.0f, f16, rng);
+        int64_t xs[4] = {n, h, w, c}, ys[2] = {n, c};
+        ims_tensor cx = {0}, cy = {0}, gx = {0}, gy = {0};
+        int ok = to_backend(cpu_be, x, IMS_DTYPE_F32, 4, xs, &cx) &&
+                 to_backend(gpu_be, x, f16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32, 4, xs, &gx) &&
+                 check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_F32, 2, ys, &cy, &err), &err, "alloc") &&
+                 check_ok(ims_tensor_alloc(gpu_be, IMS_DTYPE_F32, 2, ys, &gy, &err), &err, "alloc") &&
+                 check_ok(ims_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
+                 check_ok(ims_op_global_avg_pool(cpu_be, &cx, &cy, &err), &err, "gap cpu") &&
+                 check_ok(ims_op_global_avg_pool(gpu_be, &gx, &gy, &err), &err, "gap cuda");
+        if (ok) {
+            float *g = from_backend(gpu_be, &gy);
+            int lost = 0, unwritten = 0;
+            double e = compare_slice(g, cy.data, (size_t)n, c, 0, c, &lost, &unwritten);
+            printf("global_avg_pool %s: rel error %.3g\n", f16 ? "f16" : "f32", e);
+            /* both sum in double from the same values: only the final rounding differs */
+            TEST_CHECK(e <= 1e-6 && !unwritten, "global_avg_pool: rel error %.3g, %d unwritten", e, unwritten);
+            free(g);
+        }
+        ims_tensor_free(&cx), ims_tensor_free(&cy), ims_tensor_free(&gx), ims_tensor_free(&gy);
+        free(x);
+    }
+    /* input step: (2, 37, 41, 3) random bytes */
+    int64_t s[4] = {2, 37, 41, 3};
+    size_t nb = 2 * 37 * 41 * 3;
+    uint8_t *u = xmalloc(nb);
+    for (size_t i = 0; i < nb; i++)
+        u[i] = (uint8_t)(test_rand_u64(rng) >> 56);
+    const float scale[3] = {1.0f / (255.0f * 0.229f), 1.0f / (255.0f * 0.224f), 1.0f / (255.0f * 0.225f)};
+    const float shift[3] = {-0.485f / 0.229f, -0.456f / 0.224f, -0.406f / 0.225f};
+    for (int f16 = 0; f16 < 2; f16++) {
+        ims_tensor cx = {0}, cy = {0}, gx = {0}, gy = {0};
+        int ok = check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_U8, 4, s, &cx, &err), &err, "alloc") &&
+                 check_ok(ims_tensor_alloc(gpu_be, IMS_DTYPE_U8, 4, s, &gx, &err), &err, "alloc") &&
+                 check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_F32, 4, s, &cy, &err), &err, "alloc") &&
+                 check_ok(ims_tensor_alloc(gpu_be, f16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32, 4, s, &gy, &err), &err,
+                          "alloc") &&
+                 check_ok(ims_backend_upload(cpu_be, &cx, u, nb, &err), &err, "upload") &&
+                 check_ok(ims_backend_upload(gpu_be, &gx, u, nb, &err), &err, "upload") &&
+                 check_ok(ims_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
+                 check_ok(ims_op_input_u8(cpu_be, &cx, scale, shift, &cy, &err), &err, "input cpu") &&
+                 check_ok(ims_op_input_u8(gpu_be, &gx, scale, shift, &gy, &err), &err, "input cuda");
+        if (ok) {
+            float *g = from_backend(gpu_be, &gy);
+            const float *c = cy.data;
+            size_t bad = 0;
+            for (size_t i = 0; i < nb; i++) {
+                float want = f16 ? ims_f16_to_f32(ims_f32_to_f16(c[i])) : c[i];
+                bad += test_f32_bits(g[i]) != test_f32_bits(want);
+            }
+            printf("input_u8 %s: %zu of %zu differ\n", f16 ? "f16" : "f32", bad, nb);
+            /* the same two float operations, unfused, on both: identical bits */
+            TEST_CHECK(bad == 0, "input_u8 %s: %zu values differ from the CPU's", f16 ? "f16" : "f32", bad);
+            free(g);
+        }
+        ims_tensor_free(&cx), ims_tensor_free(&cy), ims_tensor_free(&gx), ims_tensor_free(&gy);
+    }
+    free(u);
+}
+
+/* ---- The network ---------------------------------------------------------------- */
+
+static double rel_err(const float *a, const float *b, size_t n)
+{
+    double diff = 0.0, scale = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        diff = isnan(d) || d > diff ? (isnan(d) ? INFINITY : d) : diff;
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    return diff / (scale > 0.0 ? scale : 1.0);
+}
+
+/* GPU top-5 vs CPU top-5 of one row, near ties (within tol of the scale) allowed. */
+static int top5_agree(const float *g, const float *c, int classes, double tol_abs)
+{
+    int gi[5], ci[5];
+    for (int t = 0; t < 5; t++) {
+        gi[t] = ci[t] = -1;
+        for (int k = 0; k < classes; k++) {
+            int used_g = 0, used_c = 0;
+            for (int u = 0; u < t; u++)
+                used_g |= gi[u] == k, used_c |= ci[u] == k;
+            if (!used_g && (gi[t] < 0 || g[k] > g[gi[t]]))
+                gi[t] = k;
+            if (!used_c && (ci[t] < 0 || c[k] > c[ci[t]]))
+                ci[t] = k;
+        }
+    }
+    for (int t = 0; t < 5; t++) {
+        int in = 0;
+        for (int u = 0; u < 5; u++)
+            in |= gi[t] == ci[u];
+        if (!in && c[gi[t]] < c[ci[4]] - tol_abs)
+            return 0;
+    }
+    return 1;
+}
+
+/* Sample photos, center-cropped to 299 as the loader's torchvision mode does. */
+static int load_photos(const char *images_dir, uint8_t *out, int max)
+{
+    static const char *const names[] = {"astronaut.png", "chelsea.png", "coffee.png", "horse.png", "rocket.jpg"};
+    int n = 0;
+    for (int i = 0; i < 5 && n < max; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", images_dir, names[i]);
+        ims_image img = {0};
+        ims_error err = {0};
+        if (ims_image_decode_file(path, NULL, &img, &err) == IMS_OK &&
+            ims_preprocess_torchvision_u8(&img, IMS_IMAGE_RESIZE_SIZE, SIZE, out + (size_t)n * SIZE * SIZE * 3, &err) ==
+                IMS_OK)
+            n++;
+        else
+            fprintf(stderr, "%s: %s\n", path, err.msg);
+        ims_image_free(&img);
+    }
+    return n;
+}
+
+static void test_network(const char *dir, const char *images_dir, const char *variant, ims_convert_arch arch,
+                         const char *tmpdir)
+{
+    char isw[1024];
+    if (!inception_make_model(dir, variant, arch, tmpdir, isw, sizeof isw)) {
+        TEST_CHECK(0, "%s: cannot build the model", variant);
+        return;
+    }
+    ims_error err = {0};
+    ims_weights *w = NULL;
+    ims_image_encoder *cpu = NULL;
+    if (!check_ok(ims_weights_open(isw, 0, &w, &err), &err, "open") ||
+        !check_ok(ims_image_encoder_create(cpu_be, w, IMS_PRECISION_FP32, &cpu, &err), &err, "cpu encoder")) {
+        ims_weights_close(w);
+        return;
+    }
+    int classes = ims_image_encoder_num_classes(cpu);
+    int batch = IMAGES + 5;
+    uint8_t *img = xmalloc((size_t)batch * SIZE * SIZE * 3);
+    uint8_t *gen = make_images();
+    memcpy(img, gen, (size_t)IMAGES * SIZE * SIZE * 3);
+    free(gen);
+    int photos = load_photos(images_dir, img + (size_t)IMAGES * SIZE * SIZE * 3, 5);
+    batch = IMAGES + photos;
+    float *cl = xmalloc((size_t)batch * classes * 4), *cf = xmalloc((size_t)batch * FEATURES * 4);
+    float *gl = xmalloc((size_t)batch * classes * 4), *gf = xmalloc((size_t)batch * FEATURES * 4);
+    check_ok(ims_image_encoder_forward(cpu, img, batch, cf, cl, &err), &err, "cpu forward");
+    static const ims_precision precs[3] = {IMS_PRECISION_FP32, IMS_PRECISION_TF32, IMS_PRECISION_FP16};
+    static const double tols[3] = {1e-4, 5e-3, 2e-2};
+    for (int pi = 0; pi < 3; pi++) {
+        ims_image_encoder *gpu = NULL;
+        if (!check_ok(ims_image_encoder_create(gpu_be, w, precs[pi], &gpu, &err), &err, "gpu encoder"))
+            continue;
+        for (int rep = 0; rep < 2; rep++) { /* the second run reuses the cached plans */
+            memset(gl, 0xff, (size_t)batch * classes * 4);
+            memset(gf, 0xff, (size_t)batch * FEATURES * 4);
+            if (!check_ok(ims_image_encoder_forward(gpu, img, batch, gf, gl, &err), &err, "gpu forward"))
+                break;
+            double el = rel_err(gl, cl, (size_t)batch * classes), ef = rel_err(gf, cf, (size_t)batch * FEATURES);
+            int top5 = 1;
+            double scale = 0.0;
+            for (size_t i = 0; i < (size_t)batch * classes; i++)
+                scale = fmax(scale, fabs((double)cl[i]));
+            for (int b = IMAGES; b < batch; b++)
+                top5 &= top5_agree(gl + (size_t)b * classes, cl + (size_t)b * classes, classes, tols[pi] * scale);
+            printf("network %s %s run %d (batch %d, %d photos): logits %.3g, features %.3g, top-5 %s\n", variant,
+                   prec_name(precs[pi]), rep, batch, photos, el, ef, top5 ? "agree" : "DIFFER");
+            TEST_CHECK(el <= tols[pi] && ef <= tols[pi], "%s %s: rel errors %.3g, %.3g > %.g", variant,
+                       prec_name(precs[pi]), el, ef, tols[pi]);
+            TEST_CHECK(top5, "%s %s: top-5 classes differ on a photo", variant, prec_name(precs[pi]));
+        }
+        ims_image_encoder_free(gpu);
+    }
+    free(cl), free(cf), free(gl), free(gf), free(img);
+    ims_image_encoder_free(cpu);
+    ims_weights_close(w);
+    unlink(isw);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s GOLDEN_DIR IMAGES_DIR\n", argv[0]);
+        return 2;
+    }
+    int count = 0;
+    ims_error err = {0};
+    if (ims_cuda_device_count(&count, &err) != IMS_OK || count <= 0)
+        test_skip(err.msg[0] ? err.msg : "no CUDA device");
+    if (!check_ok(ims_backend_create(IMS_BACKEND_CPU, 0, &cpu_be, &err), &err, "cpu backend") ||
+        !check_ok(ims_backend_create(IMS_BACKEND_CUDA, 0, &gpu_be, &err), &err, "cuda backend")) {
+        ims_backend_free(cpu_be);
+        return test_finish();
+    }
+    uint64_t rng = SEED;
+    /* n, h, w, c, o, kh, kw, stride, pad_h, pad_w: every filter Inception uses */
+    static const int convs[][10] = {
+        {2, 17, 13, 35, 19, 1, 1, 1, 0, 0}, {3, 19, 23, 3, 32, 3, 3, 2, 0, 0}, {2, 15, 15, 29, 37, 3, 3, 1, 1, 1},
+        {2, 17, 17, 33, 21, 1, 7, 1, 0, 3}, {2, 17, 17, 21, 33, 7, 1, 1, 3, 0}, {1, 35, 35, 48, 64, 5, 5, 1, 2, 2},
+        {2, 8, 8, 65, 47, 1, 3, 1, 0, 1},   {2, 8, 8, 47, 65, 3, 1, 1, 1, 0},   {2, 17, 17, 40, 24, 3, 3, 2, 0, 0},
+    };
+    for (int p = IMS_PRECISION_FP32; p <= IMS_PRECISION_FP16; p++)
+        for (size_t i = 0; i < sizeof convs / sizeof *convs; i++) {
+            const int *c = convs[i];
+            test_conv(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], (ims_precision)p, &rng);
+        }
+    for (int f16 = 0; f16 < 2; f16++) {
+        test_pool(2, 35, 33, 37, IMS_POOL_AVG, 1, 1, 1, f16, &rng);
+        test_pool(2, 35, 33, 37, IMS_POOL_AVG, 1, 1, 0, f16, &rng);
+        test_pool(2, 17, 17, 41, IMS_POOL_MAX, 1, 1, 1, f16, &rng);
+        test_pool(3, 147, 147, 5, IMS_POOL_MAX, 2, 0, 1, f16, &rng);
+        test_pool(2, 17, 19, 29, IMS_POOL_MAX, 2, 0, 1, f16, &rng);
+    }
+    test_global_avg_pool_and_input(&rng);
+
+    char tmpdir[] = "/tmp/ims_test_inception_gpu_XXXXXX";
+    if (mkdtemp(tmpdir)) {
+        test_network(argv[1], argv[2], "tv", IMS_CONVERT_ARCH_INCEPTION_V3, tmpdir);
+        test_network(argv[1], argv[2], "fid", IMS_CONVERT_ARCH_INCEPTION_V3_FID, tmpdir);
+        rmdir(tmpdir);
+    }
+    ims_backend_free(gpu_be);
+    ims_backend_free(cpu_be);
+    return test_finish();
+}
+
+#else
+
+int main(void)
+{
+    test_skip("built without CUDA");
+    return 0;
+}
+
+#endif
