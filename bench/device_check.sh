@@ -132,6 +132,13 @@ if [ $built -eq 1 ]; then
 else
   skip "tests and benchmarks" "the build failed (see configure.log / build.log)"
 fi
+# --- top-k search ---
+if [ $built -eq 1 ] && [ $gpu -eq 1 ] && python3 -c 'import torch, numpy' 2>/dev/null; then
+  step "k-NN against torch (quick)" knn_torch.log timeout 240 python3 "$root/bench/compare_torch_knn.py" \
+    "$build/bench/bench_knn" --quick --seconds 0.5
+else
+  skip "k-NN against torch" "no build, no GPU, or no torch"
+fi
 echo "" >>"$summary"
 echo "total: $(( $(date +%s) - start )) s" >>"$summary"
 cat "$summary"

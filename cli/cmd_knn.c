@@ -18,7 +18,7 @@ static const char knn_usage[] =
     "usage: imgsearch knn TABLE.npy QUERIES.npy -k K [--metric cosine|ip] [--dtype f16|f32]\n"
     "                     [--device auto|cpu|cuda] [--chunk-rows N] [-o OUT.npz] [--json]\n"
     "\n"
-    "For each query (a row of QUERIES, shape (B, D)) finds the K rows of TABLE\n"
+    "For each query (a row of QUERIES, shape (B, D), or one vector (D)) finds the K rows of TABLE\n"
     "(shape (N, D)) with the highest cosine similarity, exactly; equal scores are\n"
     "ordered by lower row index. Both files: float32 or float16 .npy, C order.\n"
     "\n"
@@ -120,12 +120,18 @@ static int parse_args(int argc, char **argv, knn_args *a)
     return -1;
 }
 
-/* A 2-D float32/float16 array, or a one-line error naming the file and role. */
-static int open_matrix(const char *path, const char *role, ims_npy *out)
+/* A 2-D float32/float16 array, or a one-line error naming the file and role.
+ * vector_ok: a 1-D array (D) is taken as one row (1, D). */
+static int open_matrix(const char *path, const char *role, int vector_ok, ims_npy *out)
 {
     ims_error err = {0};
     if (ims_npy_open(path, out, &err))
         return cli_error(&err);
+    if (vector_ok && out->ndim == 1) {
+        out->ndim = 2;
+        out->shape[1] = out->shape[0];
+        out->shape[0] = 1;
+    }
     if (out->dtype != IMS_NPY_F32 && out->dtype != IMS_NPY_F16) {
         fprintf(stderr, "imgsearch: %s: %s has dtype '%s'; knn needs float32 ('<f4') or float16 ('<f2')\n", path,
                 role, ims_npy_dtype_descr(out->dtype));
@@ -193,10 +199,10 @@ static int file_error(const char *path, const ims_error *err)
 static int run_knn(knn_args *a)
 {
     ims_npy table, queries;
-    int status = open_matrix(a->table, "the table", &table);
+    int status = open_matrix(a->table, "the table", 0, &table);
     if (status)
         return status;
-    if ((status = open_matrix(a->queries, "the queries", &queries))) {
+    if ((status = open_matrix(a->queries, "the queries", 1, &queries))) {
         ims_npy_close(&table);
         return status;
     }

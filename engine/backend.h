@@ -123,6 +123,13 @@ typedef struct ims_backend_ops {
     ims_status (*capture_end)(ims_backend *be, void **graph, ims_error *err);
     ims_status (*graph_launch)(ims_backend *be, void *graph, ims_error *err);
     void (*graph_free)(ims_backend *be, void *graph);
+    /* --- top-k search --- */
+    /* A host -> device copy that may run concurrently with work already
+     * enqueued; work enqueued after it (ops, downloads) waits for it. The
+     * caller guarantees no pending work still reads dst, and src (host_alloc
+     * memory) stays unchanged until a later download or synchronize returns.
+     * May be NULL (engine code then uses upload). */
+    ims_status (*upload_async)(ims_backend *be, void *dst, const void *src, size_t nbytes, ims_error *err);
 } ims_backend_ops;
 
 struct ims_backend {

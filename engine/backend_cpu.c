@@ -326,6 +326,8 @@ static const ims_backend_ops cpu_ops = {
     .attention = cpu_attention_op,
     .pool_normalize = cpu_pool_normalize_op,
     .linear_f16 = cpu_linear_f16_op,
+    /* --- top-k search --- */
+    .upload_async = cpu_copy,
 };
 
 /* The "model name" line of /proc/cpuinfo, or "unknown CPU". */

@@ -35,6 +35,9 @@ typedef struct cuda_state {
     size_t knn_workspace_bytes;
     /* --- inception --- */
     ims_cudnn_convs *convs; /* cuDNN convolution plans per shape; NULL until the first conv2d */
+    /* --- top-k search --- */
+    cudaStream_t copy_stream; /* upload_async; NULL until first used */
+    cudaEvent_t copy_done;
 } cuda_state;
 
 static cuda_state *cuda_state_of(const ims_backend *be) { return (cuda_state *)be->impl; }
@@ -136,6 +139,10 @@ static void cuda_destroy(ims_backend *be)
         ims_cudnn_convs_free(st->convs); /* --- inception --- */
         if (st->knn_workspace) /* --- top-k search --- */
             ok &= cudaFree(st->knn_workspace) == cudaSuccess;
+        if (st->copy_done)
+            ok &= cudaEventDestroy(st->copy_done) == cudaSuccess;
+        if (st->copy_stream)
+            ok &= cudaStreamDestroy(st->copy_stream) == cudaSuccess;
         if (st->cudnn)
             ok &= cudnnDestroy(st->cudnn) == CUDNN_STATUS_SUCCESS;
         if (st->cublas)
@@ -479,6 +486,31 @@ static ims_status cuda_measure_peaks(ims_backend *be, int quick, ims_backend_pea
 
 /* --- top-k search --- */
 
+/* backend.h upload_async: the copy runs on a second stream; the compute stream
+ * waits for its completion event from this point on, so work enqueued earlier
+ * overlaps the copy and work enqueued later sees the data. One event serves
+ * every copy: cudaStreamWaitEvent uses the event's state at the call. */
+static ims_status cuda_upload_async(ims_backend *be, void *dst, const void *src, size_t nbytes, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    if (!st->copy_stream) {
+        IMS_CUDA_CHECK(err, cudaStreamCreateWithFlags(&st->copy_stream, cudaStreamNonBlocking));
+        if ((status = IMS_CUDA_CALL(err, cudaEventCreateWithFlags(&st->copy_done, cudaEventDisableTiming)))) {
+            (void)cudaStreamDestroy(st->copy_stream);
+            st->copy_stream = NULL;
+            st->copy_done = NULL;
+            return status;
+        }
+    }
+    IMS_CUDA_CHECK(err, cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, st->copy_stream));
+    IMS_CUDA_CHECK(err, cudaEventRecord(st->copy_done, st->copy_stream));
+    IMS_CUDA_CHECK(err, cudaStreamWaitEvent(st->stream, st->copy_done, 0));
+    return IMS_OK;
+}
+
 /* The knn scratch, grown (never shrunk) to at least nbytes. */
 static ims_status cuda_knn_workspace(ims_backend *be, size_t nbytes, void **out, ims_error *err)
 {
@@ -507,7 +539,8 @@ static ims_status cuda_knn_workspace(ims_backend *be, size_t nbytes, void **out,
  * by cuBLAS sgemm (large batches; f16 rows are first converted to an f32 tile
  * copy, so the scores stay exact fp32 dot products of the stored values, as on
  * the CPU), then the radix selection (knn_select.cu) merges them with the
- * running best. The B x N score matrix never exists. */
+ * running best (in two stages, per-block candidate lists then a merge, when
+ * k is small). The B x N score matrix never exists. */
 static ims_status cuda_op_knn_select(ims_backend *be, const ims_tensor *table, const ims_tensor *queries, int k,
                                      int path, ims_tensor *ids, ims_tensor *scores, ims_error *err)
 {
@@ -522,26 +555,46 @@ static ims_status cuda_op_knn_select(ims_backend *be, const ims_tensor *table, c
         return IMS_OK;
     if (path == IMS_KNN_PATH_AUTO)
         path = b <= 16 ? IMS_KNN_PATH_STREAM : IMS_KNN_PATH_GEMM;
-    int64_t t = ims_knn_tile_rows(b, k, n, d);
+    if (path == IMS_KNN_PATH_GEMM_F16 && !f16)
+        path = IMS_KNN_PATH_GEMM;
+    /* Only the exact GEMM path over f16 rows needs an f32 copy of a tile's rows;
+     * elsewhere the tile may be longer (B = 1: up to 64M rows, one pass). */
+    int64_t t = ims_knn_tile_rows(b, k, n, (path == IMS_KNN_PATH_GEMM && f16) ? d : 0);
     int ld = k + (int)t;
-    size_t tile_bytes = (size_t)b * ld * 4, list_bytes = (size_t)b * k * 4;
-    size_t rows32_bytes = (path == IMS_KNN_PATH_GEMM && f16) ? (size_t)t * d * 4 : 0;
-    size_t total = tile_bytes + 3 * list_bytes + rows32_bytes + 4 * 256;
+    size_t tile_bytes = (size_t)b * ld * 4, cand_bytes = (size_t)b * k * 4, tmp_bytes = (size_t)b * k * 8;
+    size_t seg_bytes = cuda_knn_select_scratch_bytes(b, k, (int)t); /* the largest tile has the most segments */
+    size_t rows32_bytes = (path == IMS_KNN_PATH_GEMM && f16) ? (size_t)t * d * 4
+                          : path == IMS_KNN_PATH_GEMM_F16 ? (size_t)b * d * 2 /* the f16 queries */
+                                                          : 0;
+    /* Each part starts at a multiple of 16 bytes. */
+    size_t off_cand = (tile_bytes + 15) / 16 * 16, off_tmp = off_cand + (cand_bytes + 15) / 16 * 16;
+    size_t off_seg = off_tmp + tmp_bytes, off_rows = off_seg + (seg_bytes + 15) / 16 * 16;
     char *ws = NULL;
-    if ((status = cuda_knn_workspace(be, total, (void **)&ws, err)))
+    if ((status = cuda_knn_workspace(be, off_rows + rows32_bytes + 16, (void **)&ws, err)))
         return status;
-    float *tile = (float *)ws;                                  // (b, ld)
-    int32_t *cand = (int32_t *)(ws + tile_bytes);                // (b, k)
-    uint32_t *tmp_keys = (uint32_t *)(ws + tile_bytes + list_bytes); // (b, k)
-    int32_t *tmp_ids = (int32_t *)(ws + tile_bytes + 2 * list_bytes); // (b, k)
-    float *rows32 = rows32_bytes ? (float *)(ws + tile_bytes + 3 * list_bytes) : NULL; // (t, d)
+    float *tile = (float *)ws;                                           // (b, ld)
+    int32_t *cand = (int32_t *)(ws + off_cand);                          // (b, k)
+    uint64_t *tmp = (uint64_t *)(ws + off_tmp);                          // (b, k)
+    uint64_t *seg = seg_bytes ? (uint64_t *)(ws + off_seg) : NULL;       // (b, segments, k)
+    float *rows32 = rows32_bytes ? (float *)(ws + off_rows) : NULL;      // (t, d) (GEMM, f16 rows)
+    uint16_t *q16 = rows32_bytes ? (uint16_t *)(ws + off_rows) : NULL;   // (b, d) (GEMM_F16)
     const float *qp = queries->data; // (b, d)
     const float alpha = 1.0f, beta = 0.0f;
+    if (path == IMS_KNN_PATH_GEMM_F16) {
+        IMS_CUDA_CHECK(err, cuda_convert_f32_to_f16(qp, q16, (size_t)b * d, st->stream));
+        IMS_CUDA_CHECK_LAUNCH(err, st->stream);
+    }
     int kprev = 0;
     for (int r0 = 0; r0 < n; r0 += (int)t) {
         int cnt = n - r0 < t ? n - r0 : (int)t;
         const char *rows = (const char *)table->data + (size_t)r0 * d * (f16 ? 2 : 4); // (cnt, d)
-        if (path == IMS_KNN_PATH_GEMM) {
+        if (path == IMS_KNN_PATH_GEMM_F16) {
+            /* As below in fp16 with fp32 accumulation and output (tensor cores):
+             * each product of two halves is exact in fp32. */
+            IMS_CUBLAS_CHECK(err, cublasGemmEx(st->cublas, CUBLAS_OP_T, CUBLAS_OP_N, cnt, b, d, &alpha, rows,
+                                               CUDA_R_16F, d, q16, CUDA_R_16F, d, &beta, tile + k, CUDA_R_32F, ld,
+                                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        } else if (path == IMS_KNN_PATH_GEMM) {
             const float *r32 = (const float *)rows;
             if (f16) {
                 IMS_CUDA_CHECK(err, cuda_convert_f16_to_f32((const uint16_t *)rows, rows32, (size_t)cnt * d,
@@ -557,7 +610,7 @@ static ims_status cuda_op_knn_select(ims_backend *be, const ims_tensor *table, c
             IMS_CUDA_CHECK(err, cuda_knn_scores(rows, f16, qp, tile + k, cnt, d, b, ld, st->stream));
             IMS_CUDA_CHECK_LAUNCH(err, st->stream);
         }
-        IMS_CUDA_CHECK(err, cuda_knn_select(tile, cand, tmp_keys, tmp_ids, b, ld, kprev, k, cnt, r0, k, st->stream));
+        IMS_CUDA_CHECK(err, cuda_knn_select(tile, cand, tmp, seg, b, ld, kprev, k, cnt, r0, k, st->stream));
         IMS_CUDA_CHECK_LAUNCH(err, st->stream);
         kprev = kprev + cnt < k ? kprev + cnt : k;
     }
@@ -700,6 +753,8 @@ static const ims_backend_ops cuda_ops = {
     .capture_end = cuda_capture_end,
     .graph_launch = cuda_graph_launch,
     .graph_free = cuda_graph_free,
+    /* --- top-k search --- */
+    .upload_async = cuda_upload_async,
 };
 
 /* ---- Creation ---------------------------------------------------------------------- */

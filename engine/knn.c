@@ -7,9 +7,10 @@
  *   backend the host buffer itself), grown by 1.5x and topped up with the new
  *   rows before a search; one knn_select op runs over the whole table.
  * - streamed (max_rows_per_chunk > 0, or when the resident copy does not fit
- *   in device memory): chunks of rows are uploaded into two device buffers
- *   taken in turn, each chunk's top-k comes back and is merged on the host
- *   into the running best (ims_knn_merge). The CPU backend runs the same loop
+ *   in device memory): chunks of rows go from the pinned host rows into two
+ *   device buffers taken in turn, the next chunk's upload overlapping the
+ *   current chunk's search; each chunk's top-k comes back and is merged on
+ *   the host into the running best (ims_knn_merge). The CPU backend runs the same loop
  *   over its host rows, so CPU tests exercise the merge.
  * The op returns each chunk's best sorted (equal scores by lower row) and
  * chunks go in increasing row order, so the merge stays exact and
@@ -30,6 +31,8 @@
 #define KNN_APPEND_BATCH 4096
 #define KNN_FALLBACK_CHUNK_BYTES ((size_t)256 << 20)
 
+typedef struct knn_scratch knn_scratch;
+
 struct ims_knn_table {
     ims_backend *be;
     ims_knn_options opt;
@@ -39,7 +42,11 @@ struct ims_knn_table {
     void *dev;              /* resident copy (device backends), (dev_capacity, dim) */
     int64_t dev_capacity, dev_rows;
     int64_t fallback_chunk; /* > 0 once a resident copy failed to fit */
+    knn_scratch *scratch;   /* kept between searches (device allocations are slow) */
+    int64_t max_batch;      /* tests: a lower query batch size; 0: ims_knn_query_batch */
 };
+
+void ims_knn_set_max_batch(ims_knn_table *t, int64_t queries) { t->max_batch = queries > 0 ? queries : 0; }
 
 void ims_knn_options_init(ims_knn_options *o)
 {
@@ -52,12 +59,19 @@ void ims_knn_options_init(ims_knn_options *o)
 int64_t ims_knn_rows(const ims_knn_table *t) { return t->rows; }
 int64_t ims_knn_dim(const ims_knn_table *t) { return t->dim; }
 
+int64_t ims_knn_query_batch(int k)
+{
+    int64_t by_results = IMS_KNN_RESULT_ENTRIES / k, by_tile = IMS_KNN_TILE_FLOATS / (k + 1024);
+    int64_t q = by_results < by_tile ? by_results : by_tile;
+    return q < 1 ? 1 : q;
+}
+
 int64_t ims_knn_tile_rows(int64_t b, int k, int64_t n, int64_t dim)
 {
     if (b < 1)
         b = 1;
     int64_t rows = IMS_KNN_TILE_FLOATS / b - k;
-    if (rows > IMS_KNN_TILE_FLOATS / dim)
+    if (dim > 0 && rows > IMS_KNN_TILE_FLOATS / dim)
         rows = IMS_KNN_TILE_FLOATS / dim; /* the f32 copy of a tile of f16 rows */
     if (rows < 1024)
         rows = 1024;
@@ -68,16 +82,21 @@ size_t ims_knn_workspace_bytes(int64_t b, int k, int64_t n, int64_t dim)
 {
     if (b < 0 || k < 1 || n < 0 || dim < 1 || b > INT32_MAX || dim > INT32_MAX)
         return 0;
-    int64_t t = ims_knn_tile_rows(b, k, n, dim);
-    /* tile scores (b, k + t), candidate ids (b, k) x 2 and scores (b, k) x 1,
-     * the queries (b, dim), an f32 copy of a tile of f16 rows (t, dim). */
-    __int128 bytes = (__int128)b * (k + t) * 4 + (__int128)b * k * 12 + (__int128)b * dim * 4 +
-                     (__int128)t * dim * 4 + 4096;
+    int64_t t = ims_knn_tile_rows(b, k, n, 0), t_copy = ims_knn_tile_rows(b, k, n, dim);
+    /* tile scores (b, k + t), candidate ids (b, k) i32 and keys (b, k) u64,
+     * per-block candidate lists (b, t / 4096, k) u64 for k <= 1024, the
+     * queries (b, dim) (and an f16 copy, counted in the slack of the f32
+     * one), an f32 copy of a tile of f16 rows (t, dim), results. */
+    __int128 segs = k <= 1024 ? (__int128)b * ((t + 4095) / 4096) * k * 8 : 0;
+    __int128 bytes = (__int128)b * (k + t) * 4 + (__int128)b * k * 20 + segs + (__int128)b * dim * 6 +
+                     (__int128)t_copy * dim * 4 + 4096;
     return bytes > (__int128)SIZE_MAX ? 0 : (size_t)bytes;
 }
 
 size_t ims_knn_estimate_bytes(int64_t n, int64_t dim, ims_dtype dtype, int64_t b, int k)
 {
+    if (k >= 1 && b > ims_knn_query_batch(k))
+        b = ims_knn_query_batch(k); /* searches run in batches of at most this */
     size_t es = ims_dtype_size(dtype);
     size_t ws = ims_knn_workspace_bytes(b, k, n, dim);
     if (!es || !ws || n < 0 || dim < 1)
@@ -107,7 +126,7 @@ ims_status ims_knn_create(ims_backend *be, int64_t dim, const ims_knn_options *o
         return ims_fail(err, IMS_ERR_ARGUMENT, "knn: unknown metric %d", (int)o->metric);
     if (o->max_rows_per_chunk < 0)
         return ims_fail(err, IMS_ERR_ARGUMENT, "knn: max_rows_per_chunk %lld < 0", (long long)o->max_rows_per_chunk);
-    if (o->path < IMS_KNN_PATH_AUTO || o->path > IMS_KNN_PATH_GEMM)
+    if (o->path < IMS_KNN_PATH_AUTO || o->path > IMS_KNN_PATH_GEMM_F16)
         return ims_fail(err, IMS_ERR_ARGUMENT, "knn: unknown path %d", (int)o->path);
     ims_knn_table *t = calloc(1, sizeof *t);
     if (!t)
@@ -129,10 +148,13 @@ static void free_device_copy(ims_knn_table *t)
     t->dev_capacity = t->dev_rows = 0;
 }
 
+static void scratch_free(ims_knn_table *t, knn_scratch *s);
+
 void ims_knn_free(ims_knn_table *t)
 {
     if (!t)
         return;
+    scratch_free(t, t->scratch);
     free_device_copy(t);
     ims_backend_host_free(t->be, t->host);
     free(t);
@@ -281,8 +303,17 @@ static ims_tensor view(const ims_backend *be, void *data, ims_dtype dtype, int64
 
 static int on_host(const ims_knn_table *t) { return t->be->memory == IMS_MEMORY_HOST; }
 
+/* An upload that may overlap work already enqueued (backend.h upload_async);
+ * a plain upload on backends without it. */
+static ims_status upload_async(ims_backend *be, void *dst, const void *src, size_t nbytes, ims_error *err)
+{
+    if (be->ops->upload_async)
+        return be->ops->upload_async(be, dst, src, nbytes, err);
+    return be->ops->upload(be, dst, src, nbytes, err);
+}
+
 /* Scratch of one search call: queries, chunk results, staging on the device. */
-typedef struct knn_scratch {
+struct knn_scratch {
     int64_t qcap;
     int kcap;
     float *q;              /* host (qcap, dim) normalized queries */
@@ -297,10 +328,12 @@ typedef struct knn_scratch {
     void *dq, *dids, *dscores; /* device (qcap, dim), (qcap, kcap) x 2; NULL on the CPU */
     void *dchunk[2];           /* device chunk buffers (streamed) */
     size_t dchunk_bytes;
-} knn_scratch;
+};
 
 static void scratch_free(ims_knn_table *t, knn_scratch *s)
 {
+    if (!s)
+        return;
     free(s->q);
     free(s->norms);
     free(s->chunk_ids);
@@ -319,6 +352,7 @@ static void scratch_free(ims_knn_table *t, knn_scratch *s)
     for (int i = 0; i < 2; i++)
         if (s->dchunk[i])
             ims_backend_dealloc(t->be, s->dchunk[i], s->dchunk_bytes);
+    free(s);
 }
 
 static ims_status scratch_init(ims_knn_table *t, knn_scratch *s, int64_t qcap, int kcap, int64_t chunk_rows,
@@ -356,12 +390,39 @@ static ims_status scratch_init(ims_knn_table *t, knn_scratch *s, int64_t qcap, i
     return st ? ims_error_prefix(err, st, "knn search scratch") : IMS_OK;
 }
 
+/* The table's scratch, reallocated only when a search needs more. */
+static ims_status scratch_get(ims_knn_table *t, int64_t qcap, int kcap, int64_t chunk_rows, knn_scratch **out,
+                              ims_error *err)
+{
+    knn_scratch *s = t->scratch;
+    size_t chunk_bytes = (size_t)chunk_rows * t->row_bytes;
+    if (s && s->qcap >= qcap && s->kcap >= kcap && (chunk_rows == 0 || s->dchunk_bytes >= chunk_bytes || on_host(t))) {
+        *out = s;
+        return IMS_OK;
+    }
+    if (s) {
+        qcap = qcap > s->qcap ? qcap : s->qcap;
+        kcap = kcap > s->kcap ? kcap : s->kcap;
+    }
+    scratch_free(t, s);
+    t->scratch = NULL;
+    if (!(s = calloc(1, sizeof *s)))
+        return ims_fail(err, IMS_ERR_NOMEM, "knn search: out of memory");
+    ims_status st = scratch_init(t, s, qcap, kcap, chunk_rows, err);
+    if (st) {
+        scratch_free(t, s);
+        return st;
+    }
+    *out = t->scratch = s;
+    return IMS_OK;
+}
+
 /* Makes the resident device copy hold every row. */
 static ims_status sync_resident(ims_knn_table *t, ims_error *err)
 {
     if (t->dev_capacity < t->rows) {
+        int64_t cap = t->dev_capacity ? t->rows + t->rows / 2 : t->rows; /* headroom once it grows */
         free_device_copy(t);
-        int64_t cap = t->rows + t->rows / 2;
         void *p = NULL;
         ims_status st = ims_backend_alloc(t->be, (size_t)cap * t->row_bytes, &p, err);
         if (st == IMS_ERR_NOMEM) { /* try without the headroom */
@@ -386,9 +447,12 @@ static ims_status sync_resident(ims_knn_table *t, ims_error *err)
 
 /* One knn_select over rows [r0, r0 + count) (table view tv) for the b queries in
  * s (already on the backend: qv). Leaves the kc = min(k, count) results in
- * s->chunk_ids/chunk_scores (b, kc). */
+ * s->chunk_ids/chunk_scores (b, kc). next/next_bytes/next_dst: a chunk to
+ * start uploading (asynchronously) once this op is enqueued, so the copy
+ * overlaps it; NULL for none. */
 static ims_status select_chunk(ims_knn_table *t, knn_scratch *s, const ims_tensor *tv, const ims_tensor *qv,
-                               int64_t b, int k, int kc, ims_error *err)
+                               int64_t b, int k, int kc, const void *next, size_t next_bytes, void *next_dst,
+                               ims_error *err)
 {
     ims_tensor iv, sv;
     if (on_host(t)) {
@@ -400,6 +464,8 @@ static ims_status select_chunk(ims_knn_table *t, knn_scratch *s, const ims_tenso
     }
     ims_status st = ims_op_knn_select(t->be, tv, qv, k, (int)t->opt.path, &iv, &sv, err);
     if (st || on_host(t))
+        return st;
+    if (next && (st = upload_async(t->be, next_dst, next, next_bytes, err)))
         return st;
     size_t bytes = (size_t)b * kc * 4;
     st = t->be->ops->download(t->be, s->chunk_ids, s->dids, bytes, err);
@@ -413,21 +479,29 @@ static ims_status search_streamed(ims_knn_table *t, knn_scratch *s, const ims_te
                                   int64_t chunk_rows, ims_error *err)
 {
     memset(s->run_n, 0, (size_t)b * sizeof *s->run_n);
+    /* Device backends: chunk c sits in buffer c % 2. Chunk c + 1 is uploaded
+     * while chunk c is searched (select_chunk starts it after enqueueing the
+     * op); its buffer was last read by chunk c - 1, whose results were already
+     * downloaded, so that search is complete. */
+    if (!on_host(t)) {
+        int64_t count = t->rows < chunk_rows ? t->rows : chunk_rows;
+        ims_status st = upload_async(t->be, s->dchunk[0], t->host, (size_t)count * t->row_bytes, err);
+        if (st)
+            return st;
+    }
     for (int64_t r0 = 0, c = 0; r0 < t->rows; r0 += chunk_rows, c++) {
         int64_t count = t->rows - r0 < chunk_rows ? t->rows - r0 : chunk_rows;
         int kc = (int)(k < count ? k : count);
-        void *rows = (char *)t->host + (size_t)r0 * t->row_bytes;
-        if (!on_host(t)) {
-            void *dst = s->dchunk[c % 2];
-            ims_status st = t->be->ops->upload(t->be, dst, rows, (size_t)count * t->row_bytes, err);
-            if (st)
-                return st;
-            rows = dst;
-        }
+        void *rows = on_host(t) ? (char *)t->host + (size_t)r0 * t->row_bytes : s->dchunk[c % 2];
+        int64_t r1 = r0 + count, next_count = t->rows - r1 < chunk_rows ? t->rows - r1 : chunk_rows;
+        const void *next = r1 < t->rows ? (const char *)t->host + (size_t)r1 * t->row_bytes : NULL;
         ims_tensor tv = view(t->be, rows, t->opt.dtype, count, t->dim);
-        ims_status st = select_chunk(t, s, &tv, qv, b, k, kc, err);
-        if (st)
+        ims_status st = select_chunk(t, s, &tv, qv, b, k, kc, next, (size_t)next_count * t->row_bytes,
+                                     s->dchunk[(c + 1) % 2], err);
+        if (st) {
+            (void)ims_backend_synchronize(t->be, NULL); /* no copy may still write a buffer */
             return st;
+        }
         for (int64_t q = 0; q < b; q++) {
             size_t o = (size_t)q * k;
             int n = ims_knn_merge(s->run_scores + o, s->run_ids + o, s->run_n[q], s->chunk_scores + (size_t)q * kc,
@@ -476,7 +550,7 @@ static ims_status search_batch(ims_knn_table *t, knn_scratch *s, const float *qu
         }
         ims_tensor tv = view(t->be, rows, t->opt.dtype, t->rows, t->dim);
         int kc = (int)(k < t->rows ? k : t->rows);
-        if ((st = select_chunk(t, s, &tv, &qv, b, k, kc, err)))
+        if ((st = select_chunk(t, s, &tv, &qv, b, k, kc, NULL, 0, NULL, err)))
             return st;
         for (int64_t q = 0; q < b; q++) {
             s->run_n[q] = kc;
@@ -508,19 +582,22 @@ ims_status ims_knn_search(ims_knn_table *t, const float *queries, int64_t b, int
     }
     if (b == 0 || t->rows == 0)
         return IMS_OK;
-    int64_t qcap = IMS_KNN_RESULT_ENTRIES / k;
-    qcap = qcap < 1 ? 1 : qcap < b ? qcap : b;
+    int64_t qcap = ims_knn_query_batch(k);
+    if (t->max_batch > 0 && t->max_batch < qcap)
+        qcap = t->max_batch;
+    qcap = qcap < b ? qcap : b;
     for (int attempt = 0; attempt < 2; attempt++) {
-        knn_scratch s;
-        ims_status st = scratch_init(t, &s, qcap, k, chunk_rows_of(t), err);
+        knn_scratch *s = NULL;
+        ims_status st = scratch_get(t, qcap, k, chunk_rows_of(t), &s, err);
         for (int64_t q0 = 0; !st && q0 < b; q0 += qcap) {
             int64_t n = b - q0 < qcap ? b - q0 : qcap;
-            st = search_batch(t, &s, queries + (size_t)q0 * t->dim, q0, n, k, ids + (size_t)q0 * k,
+            st = search_batch(t, s, queries + (size_t)q0 * t->dim, q0, n, k, ids + (size_t)q0 * k,
                               scores + (size_t)q0 * k, err);
         }
-        scratch_free(t, &s);
         /* A resident copy that does not fit: stream the table instead, once. */
         if (st == IMS_ERR_NOMEM && attempt == 0 && !on_host(t) && chunk_rows_of(t) == 0 && t->dev == NULL) {
+            scratch_free(t, t->scratch); /* its sizes were for the resident path */
+            t->scratch = NULL;
             int64_t chunk = (int64_t)(KNN_FALLBACK_CHUNK_BYTES / t->row_bytes);
             t->fallback_chunk = chunk < 1 ? 1 : chunk;
             continue;

@@ -12,13 +12,15 @@
  * differ in the length field (and 3.0 allows UTF-8, which no key or dtype we
  * accept contains).
  *
- * Writers write into "PATH.tmp.XXXXXX" beside PATH, fsync it, rename it over
- * PATH and fsync the folder: a crash leaves either the old file or the new.
+ * Writers go through engine/atomic_file.h (a temporary file beside PATH,
+ * fsync, rename over PATH, fsync of the folder): a crash leaves either the old
+ * file or the new.
  * A .npz is a zip archive of stored (uncompressed) .npy members, the layout
  * numpy.savez makes; crc32 comes from zlib.
  */
 #include "npy.h"
 
+#include "atomic_file.h"
 #include "error.h"
 
 #include <errno.h>
@@ -377,91 +379,10 @@ static ims_status array_bytes(ims_npy_dtype dtype, int ndim, const int64_t *shap
     return IMS_OK;
 }
 
-/* ---- Crash-safe files ------------------------------------------------------------ */
-
-typedef struct atomic_file {
-    char path[4096], tmp_path[4096 + 16];
-    int fd;
-} atomic_file;
-
-static ims_status atomic_open(atomic_file *f, const char *path, ims_error *err)
-{
-    f->fd = -1;
-    if (snprintf(f->path, sizeof f->path, "%s", path) >= (int)sizeof f->path)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "%s: path too long", path);
-    snprintf(f->tmp_path, sizeof f->tmp_path, "%s.tmp.XXXXXX", path);
-    f->fd = mkstemp(f->tmp_path);
-    if (f->fd < 0)
-        return ims_fail(err, IMS_ERR_IO, "%s: cannot create a temporary file beside it: %s", path, strerror(errno));
-    mode_t mask = umask(0);
-    umask(mask);
-    if (fchmod(f->fd, 0666 & ~mask) != 0) {
-        int e = errno;
-        close(f->fd);
-        unlink(f->tmp_path);
-        f->fd = -1;
-        return ims_fail(err, IMS_ERR_IO, "%s: cannot set its mode: %s", f->tmp_path, strerror(e));
-    }
-    return IMS_OK;
-}
-
-static ims_status atomic_write(atomic_file *f, const void *data, size_t n, ims_error *err)
-{
-    const char *p = data;
-    while (n > 0) {
-        ssize_t w = write(f->fd, p, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return ims_fail(err, IMS_ERR_IO, "%s: write failed: %s", f->tmp_path, w < 0 ? strerror(errno) : "no progress");
-        p += w;
-        n -= (size_t)w;
-    }
-    return IMS_OK;
-}
-
-static void atomic_discard(atomic_file *f)
-{
-    if (f->fd >= 0) {
-        close(f->fd);
-        unlink(f->tmp_path);
-    }
-    f->fd = -1;
-}
-
-static ims_status atomic_commit(atomic_file *f, ims_error *err)
-{
-    if (fsync(f->fd) != 0) {
-        int e = errno;
-        atomic_discard(f);
-        return ims_fail(err, IMS_ERR_IO, "%s: fsync failed: %s", f->path, strerror(e));
-    }
-    int closed = close(f->fd);
-    f->fd = -1;
-    if (closed != 0 || rename(f->tmp_path, f->path) != 0) {
-        int e = errno;
-        unlink(f->tmp_path);
-        return ims_fail(err, IMS_ERR_IO, "%s: %s: %s", f->path,
-                        closed ? "close failed" : "cannot rename the temporary file to it", strerror(e));
-    }
-    /* The rename is durable once the folder is synced; a folder that cannot be
-     * synced (some file systems) still has the complete file. */
-    char dir[4096];
-    const char *slash = strrchr(f->path, '/');
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - f->path + (slash == f->path)) : 1,
-             slash ? f->path : ".");
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    return IMS_OK;
-}
-
 /* ---- .npy writer ------------------------------------------------------------------ */
 
 struct ims_npy_writer {
-    atomic_file file;
+    ims_atomic_file file;
     size_t expected, written;
 };
 
@@ -481,8 +402,9 @@ ims_status ims_npy_writer_open(const char *path, ims_npy_dtype dtype, int ndim, 
     if (!w)
         return ims_fail(err, IMS_ERR_NOMEM, "npy: out of memory");
     w->expected = nbytes;
-    if ((st = atomic_open(&w->file, path, err)) || (st = atomic_write(&w->file, header, header_len, err))) {
-        atomic_discard(&w->file);
+    if ((st = ims_atomic_file_open(&w->file, path, err)) ||
+        (st = ims_atomic_file_write(&w->file, header, header_len, err))) {
+        ims_atomic_file_abort(&w->file);
         free(w);
         return st;
     }
@@ -495,7 +417,7 @@ ims_status ims_npy_writer_write(ims_npy_writer *w, const void *data, size_t nbyt
     if (nbytes > w->expected - w->written)
         return ims_fail(err, IMS_ERR_ARGUMENT, "npy: %s: writing %zu bytes past the %zu the shape holds",
                         w->file.path, w->written + nbytes - w->expected, w->expected);
-    ims_status st = atomic_write(&w->file, data, nbytes, err);
+    ims_status st = ims_atomic_file_write(&w->file, data, nbytes, err);
     if (!st)
         w->written += nbytes;
     return st;
@@ -504,12 +426,13 @@ ims_status ims_npy_writer_write(ims_npy_writer *w, const void *data, size_t nbyt
 ims_status ims_npy_writer_commit(ims_npy_writer *w, ims_error *err)
 {
     ims_status st;
-    if (w->written != w->expected)
+    if (w->written != w->expected) {
         st = ims_fail(err, IMS_ERR_ARGUMENT, "npy: %s: %zu of the shape's %zu bytes were written", w->file.path,
                       w->written, w->expected);
-    else
-        st = atomic_commit(&w->file, err);
-    atomic_discard(&w->file);
+        ims_atomic_file_abort(&w->file);
+    } else {
+        st = ims_atomic_file_commit(&w->file, err); /* releases the file either way */
+    }
     free(w);
     return st;
 }
@@ -518,7 +441,7 @@ void ims_npy_writer_discard(ims_npy_writer *w)
 {
     if (!w)
         return;
-    atomic_discard(&w->file);
+    ims_atomic_file_abort(&w->file);
     free(w);
 }
 
@@ -568,7 +491,7 @@ static ims_status npz_check_name(const char *name, ims_error *err)
 }
 
 /* One local header + .npy bytes; fills e. */
-static ims_status npz_write_member(atomic_file *f, const ims_npz_member *m, uint64_t *offset, npz_entry *e,
+static ims_status npz_write_member(ims_atomic_file *f, const ims_npz_member *m, uint64_t *offset, npz_entry *e,
                                    ims_error *err)
 {
     size_t nbytes;
@@ -609,14 +532,14 @@ static ims_status npz_write_member(atomic_file *f, const ims_npz_member *m, uint
     put_le(lh + 22, e->size, 4);
     put_le(lh + 26, name_len, 2);
     put_le(lh + 28, 0, 2);
-    if ((st = atomic_write(f, lh, sizeof lh, err)) || (st = atomic_write(f, e->name, name_len, err)) ||
-        (st = atomic_write(f, header, header_len, err)) || (st = atomic_write(f, m->data, nbytes, err)))
+    if ((st = ims_atomic_file_write(f, lh, sizeof lh, err)) || (st = ims_atomic_file_write(f, e->name, name_len, err)) ||
+        (st = ims_atomic_file_write(f, header, header_len, err)) || (st = ims_atomic_file_write(f, m->data, nbytes, err)))
         return st;
     *offset += sizeof lh + name_len + size;
     return IMS_OK;
 }
 
-static ims_status npz_write_directory(atomic_file *f, const npz_entry *entries, size_t count, uint64_t offset,
+static ims_status npz_write_directory(ims_atomic_file *f, const npz_entry *entries, size_t count, uint64_t offset,
                                       ims_error *err)
 {
     uint64_t cd_size = 0;
@@ -640,8 +563,8 @@ static ims_status npz_write_directory(atomic_file *f, const npz_entry *entries, 
         put_le(ch + 36, 0, 2); /* internal attributes */
         put_le(ch + 38, 0, 4); /* external attributes */
         put_le(ch + 42, entries[i].offset, 4);
-        ims_status st = atomic_write(f, ch, sizeof ch, err);
-        if (st || (st = atomic_write(f, entries[i].name, name_len, err)))
+        ims_status st = ims_atomic_file_write(f, ch, sizeof ch, err);
+        if (st || (st = ims_atomic_file_write(f, entries[i].name, name_len, err)))
             return st;
         cd_size += sizeof ch + name_len;
     }
@@ -656,7 +579,7 @@ static ims_status npz_write_directory(atomic_file *f, const npz_entry *entries, 
     put_le(eocd + 12, cd_size, 4);
     put_le(eocd + 16, offset, 4);
     put_le(eocd + 20, 0, 2);
-    return atomic_write(f, eocd, sizeof eocd, err);
+    return ims_atomic_file_write(f, eocd, sizeof eocd, err);
 }
 
 ims_status ims_npz_write(const char *path, const ims_npz_member *members, size_t count, ims_error *err)
@@ -670,8 +593,8 @@ ims_status ims_npz_write(const char *path, const ims_npz_member *members, size_t
     npz_entry *entries = calloc(count, sizeof *entries);
     if (!entries)
         return ims_fail(err, IMS_ERR_NOMEM, "npz: out of memory");
-    atomic_file f;
-    ims_status st = atomic_open(&f, path, err);
+    ims_atomic_file f;
+    ims_status st = ims_atomic_file_open(&f, path, err);
     uint64_t offset = 0;
     for (size_t i = 0; !st && i < count; i++)
         st = npz_write_member(&f, &members[i], &offset, &entries[i], err);
@@ -679,8 +602,8 @@ ims_status ims_npz_write(const char *path, const ims_npz_member *members, size_t
         st = npz_write_directory(&f, entries, count, offset, err);
     free(entries);
     if (st) {
-        atomic_discard(&f);
+        ims_atomic_file_abort(&f);
         return st;
     }
-    return atomic_commit(&f, err);
+    return ims_atomic_file_commit(&f, err);
 }

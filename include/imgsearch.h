@@ -624,7 +624,7 @@ ims_status ims_npy_open(const char *path, ims_npy *out, ims_error *err);
 ims_status ims_npy_parse(const void *buf, size_t size, ims_npy *out, ims_error *err);
 void ims_npy_close(ims_npy *npy); /* a zeroed or closed ims_npy is fine */
 
-/* Writes a .npy file (format 1.0, or 2.0 if the header needs it) crash-safely:
+/* Writes a .npy file (format 1.0, data at a multiple of 64 bytes) crash-safely:
  * into a temporary file beside path, synced, then renamed over path. */
 ims_status ims_npy_write(const char *path, ims_npy_dtype dtype, int ndim, const int64_t *shape,
                          const void *data, ims_error *err);
@@ -776,6 +776,10 @@ typedef enum ims_knn_path {
     IMS_KNN_PATH_AUTO = 0,
     IMS_KNN_PATH_STREAM = 1, /* small batches: one streaming pass over the table */
     IMS_KNN_PATH_GEMM = 2,   /* large batches: GEMM into a bounded score tile */
+    IMS_KNN_PATH_GEMM_F16 = 3, /* opt-in, f16 storage: fp16 tensor-core GEMM (fp32
+                                  accumulation) with the queries rounded to f16:
+                                  faster, exact over the f16 queries, not over the
+                                  f32 ones (f32 storage: as GEMM) */
 } ims_knn_path;
 
 typedef struct ims_knn_options {
@@ -811,9 +815,9 @@ ims_status ims_knn_search(ims_knn_table *t, const float *queries, int64_t b, int
 
 void ims_knn_free(ims_knn_table *t); /* NULL is fine */
 
-/* Device bytes a search over a resident table of (n, dim) rows in dtype with
- * batches of b queries and this k needs (the table, the queries, the results
- * and the score tile); 0 if the product overflows. */
+/* Device bytes a search of b queries with this k over a resident table of
+ * (n, dim) rows in dtype needs (the table, the score tile and the scratch of
+ * one query batch: large b are searched in batches); 0 on overflow. */
 size_t ims_knn_estimate_bytes(int64_t n, int64_t dim, ims_dtype dtype, int64_t b, int k);
 
 /* ---- Indexing ---------------------------------------------------------------------------- */

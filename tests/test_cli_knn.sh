@@ -72,6 +72,10 @@ for i in range(len(q)):
 PY
 fi
 
+# One query vector (1-D) is one row: the first line of the expected output.
+check "vector query" run 0 knn "$T" "$fixtures/vector.npy" -k 5 --metric ip --device cpu
+check "vector query output" contains out '{"query": 0, "ids": ['
+
 # Malformed inputs: exit 1, one line naming the problem.
 bad() { local file=$1 text=$2; shift 2
   check "$file" run 1 knn "$fixtures/$file" "$Q" -k 3 --device cpu "$@"

@@ -284,6 +284,70 @@ static void test_f16_input(void)
     ims_knn_free(b);
 }
 
+/* The scratch a table keeps between searches: other k and batch sizes in turn
+ * give what a fresh table gives. */
+static void test_reuse(void)
+{
+    enum { N = 2000, D = 20, B = 9 };
+    float *x = malloc(sizeof(float) * N * D), q[B * D];
+    fill(x, N, D, DATA_UNIFORM);
+    fill(q, B, D, DATA_UNIFORM);
+    ims_knn_options o;
+    ims_knn_options_init(&o);
+    o.max_rows_per_chunk = 300;
+    ims_knn_table *t;
+    ims_error err = {0};
+    TEST_OK(ims_knn_create(be, D, &o, &t, &err), err);
+    TEST_OK(ims_knn_append(t, x, IMS_DTYPE_F32, N, &err), err);
+    static int64_t ids[B * 500], ids2[B * 500];
+    static float sc[B * 500], sc2[B * 500];
+    const int ks[] = {5, 500, 7, 1, 400};
+    const int bs[] = {9, 2, 9, 1, 5};
+    /* Query batches: 9 queries in batches of 4 (and streamed) as in one batch. */
+    {
+        static int64_t whole[B * 60], parts[B * 60];
+        static float swhole[B * 60], sparts[B * 60];
+        TEST_OK(ims_knn_search(t, q, B, 60, whole, swhole, &err), err);
+        ims_knn_set_max_batch(t, 4);
+        TEST_OK(ims_knn_search(t, q, B, 60, parts, sparts, &err), err);
+        ims_knn_set_max_batch(t, 0);
+        /* Scores may differ in the last bits (another sgemm shape, sgemv for a
+         * batch of 1): within 4 fp32 ulps of 1 (D = 20 unit vectors); ids the same
+         * wherever neighbours are further apart than that. */
+        int same = 1;
+        for (int i = 0; i < B * 60; i++) {
+            int near = (i % 60 > 0 && swhole[i - 1] - swhole[i] < 1e-6f) ||
+                       (i % 60 < 59 && swhole[i] - swhole[i + 1] < 1e-6f);
+            same &= fabsf(swhole[i] - sparts[i]) <= 5e-7f && (near || whole[i] == parts[i]);
+        }
+        TEST_CHECK(same, "batched queries differ from one batch");
+    }
+    /* Rows appended after a search are found by the next one. */
+    TEST_OK(ims_knn_search(t, q, B, 5, ids, sc, &err), err);
+    float extra[D];
+    memcpy(extra, q, sizeof extra); /* query 0 itself: the best match of query 0 */
+    TEST_OK(ims_knn_append(t, extra, IMS_DTYPE_F32, 1, &err), err);
+    TEST_OK(ims_knn_search(t, q, 1, 5, ids, sc, &err), err);
+    /* f16 storage (the default) rounds the row: cosine with itself within 2^-10 of 1. */
+    TEST_CHECK(ids[0] == N && fabsf(sc[0] - 1.0f) < 1e-3f, "appended row: id %lld score %.9g", (long long)ids[0], sc[0]);
+    ims_knn_free(t);
+    TEST_OK(ims_knn_create(be, D, &o, &t, &err), err);
+    TEST_OK(ims_knn_append(t, x, IMS_DTYPE_F32, N, &err), err);
+    for (int i = 0; i < 5; i++) {
+        TEST_OK(ims_knn_search(t, q, bs[i], ks[i], ids, sc, &err), err);
+        ims_knn_table *fresh;
+        TEST_OK(ims_knn_create(be, D, &o, &fresh, &err), err);
+        TEST_OK(ims_knn_append(fresh, x, IMS_DTYPE_F32, N, &err), err);
+        TEST_OK(ims_knn_search(fresh, q, bs[i], ks[i], ids2, sc2, &err), err);
+        size_t n = (size_t)bs[i] * ks[i];
+        TEST_CHECK(!memcmp(ids, ids2, n * sizeof *ids) && !memcmp(sc, sc2, n * sizeof *sc),
+                   "search %d (b %d k %d) on a used table differs", i, bs[i], ks[i]);
+        ims_knn_free(fresh);
+    }
+    ims_knn_free(t);
+    free(x);
+}
+
 static void test_errors(void)
 {
     enum { D = 6 };
@@ -382,6 +446,7 @@ int main(void)
     }
     test_cases();
     test_f16_input();
+    test_reuse();
     test_errors();
     test_merge_and_estimate();
     ims_backend_free(be);

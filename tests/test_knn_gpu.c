@@ -1,6 +1,7 @@
 /* test_knn_gpu.c: the CUDA k-NN paths against the CPU op (ctest label gpu).
  *
- * For each shape, storage dtype and forced path (streaming kernel, sgemm), the
+ * For each shape, storage dtype and forced path (streaming kernel, sgemm, fp16
+ * GemmEx: its CPU reference gets the same f16-rounded queries), the
  * knn_select op runs on both backends over the same seeded random table and
  * queries; the GPU outputs are poisoned with 0xff bytes first. Shapes include
  * N, D and B that are not multiples of a warp, a block or a tile, tables of
@@ -113,7 +114,12 @@ static void test_op(int64_t n, int d, int b, int k, ims_dtype dtype, int path, i
     float *cs = xmalloc(out * 4), *gs = xmalloc(out * 4);
     ims_error err = {0};
     ims_tensor tt = ims_tensor_host(dtype == IMS_DTYPE_F16 ? (void *)t16 : (void *)t32, dtype, 2, (int64_t[]){n, d});
-    ims_tensor tq = ims_tensor_host(q, IMS_DTYPE_F32, 2, (int64_t[]){b, d});
+    /* GEMM_F16 rounds the queries to f16: the CPU reference gets the same
+     * rounded queries, so the comparison stays exact fp32 over equal inputs. */
+    float *qref = xmalloc((size_t)b * d * 4);
+    for (size_t i = 0; i < (size_t)b * d; i++)
+        qref[i] = (path == IMS_KNN_PATH_GEMM_F16 && dtype == IMS_DTYPE_F16) ? ims_f16_to_f32(ims_f32_to_f16(q[i])) : q[i];
+    ims_tensor tq = ims_tensor_host(qref, IMS_DTYPE_F32, 2, (int64_t[]){b, d});
     ims_tensor ti = ims_tensor_host(ci, IMS_DTYPE_I32, 2, (int64_t[]){b, kk});
     ims_tensor ts = ims_tensor_host(cs, IMS_DTYPE_F32, 2, (int64_t[]){b, kk});
     TEST_OK(ims_op_knn_select(cpu_be, &tt, &tq, k, path, &ti, &ts, &err), err);
@@ -132,7 +138,7 @@ static void test_op(int64_t n, int d, int b, int k, ims_dtype dtype, int path, i
     TEST_OK(ims_backend_download(gpu_be, gi, out * 4, &di, &err), err);
     TEST_OK(ims_backend_download(gpu_be, gs, out * 4, &ds, &err), err);
     for (int i = 0; i < b; i++) {
-        double tol = (d + 3) * ldexp(1.0, -23) * row_norm(q + (size_t)i * d, d) * max_row;
+        double tol = (d + 3) * ldexp(1.0, -23) * row_norm(qref + (size_t)i * d, d) * max_row;
         compare(ci + (size_t)i * kk, cs + (size_t)i * kk, gi + (size_t)i * kk, gs + (size_t)i * kk, kk, n, tol,
                 integers, what, i);
     }
@@ -145,6 +151,7 @@ static void test_op(int64_t n, int d, int b, int k, ims_dtype dtype, int path, i
     free(cs);
     free(gs);
     free(t16);
+    free(qref);
     free(q);
     free(t32);
 }
@@ -171,11 +178,14 @@ static void test_table(int64_t n, int d, int b, int k, ims_dtype dtype, int64_t 
     TEST_OK(ims_knn_create(cpu_be, d, &o, &tc, &err), err);
     TEST_OK(ims_knn_create(gpu_be, d, &o, &tg, &err), err);
     TEST_OK(ims_knn_append(tc, x, IMS_DTYPE_F32, n, &err), err);
-    TEST_OK(ims_knn_append(tg, x, IMS_DTYPE_F32, n / 2, &err), err);
-    TEST_OK(ims_knn_append(tg, x + (size_t)(n / 2) * d, IMS_DTYPE_F32, n - n / 2, &err), err);
     size_t out = (size_t)b * k;
     int64_t *ic = xmalloc(out * 8), *ig = xmalloc(out * 8);
     float *sc = xmalloc(out * 4), *sg = xmalloc(out * 4);
+    /* Half the rows, a search (the device copy is made), then the rest (it is
+     * grown and topped up before the next search). */
+    TEST_OK(ims_knn_append(tg, x, IMS_DTYPE_F32, n / 2, &err), err);
+    TEST_OK(ims_knn_search(tg, q, b, k, ig, sg, &err), err);
+    TEST_OK(ims_knn_append(tg, x + (size_t)(n / 2) * d, IMS_DTYPE_F32, n - n / 2, &err), err);
     TEST_OK(ims_knn_search(tc, q, b, k, ic, sc, &err), err);
     TEST_OK(ims_knn_search(tg, q, b, k, ig, sg, &err), err);
     TEST_CHECK(!memcmp(ic, ig, out * 8) && !memcmp(sc, sg, out * 4), "table results differ between cpu and cuda");
@@ -209,7 +219,7 @@ int main(void)
         {70001, 4097, 3, 50}, {5000, 8, 33, 1},     {777, 24, 5, 777},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-        for (int path = IMS_KNN_PATH_STREAM; path <= IMS_KNN_PATH_GEMM; path++)
+        for (int path = IMS_KNN_PATH_STREAM; path <= IMS_KNN_PATH_GEMM_F16; path++)
             for (int f16 = 0; f16 < 2; f16++)
                 test_op(shapes[i].n, shapes[i].d, shapes[i].b, shapes[i].k, f16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32,
                         path, 0);
@@ -217,6 +227,14 @@ int main(void)
     test_op(30011, 13, 5, 300, IMS_DTYPE_F16, IMS_KNN_PATH_STREAM, 1);
     test_op(30011, 13, 5, 300, IMS_DTYPE_F32, IMS_KNN_PATH_GEMM, 1);
     test_op(200000, 16, 3, 4000, IMS_DTYPE_F16, IMS_KNN_PATH_STREAM, 1);
+    /* Exact and several score tiles: the tile merge bit for bit. The exact GEMM
+     * over f16 rows tiles by its f32 row copy (16K rows at D = 4100); the
+     * other paths by the tile (B, k + T) alone (33K rows at B = 2000). */
+    test_op(40000, 4100, 3, 700, IMS_DTYPE_F16, IMS_KNN_PATH_STREAM, 1);
+    test_op(40000, 4100, 3, 700, IMS_DTYPE_F16, IMS_KNN_PATH_GEMM, 1);
+    test_op(100000, 8, 2000, 50, IMS_DTYPE_F16, IMS_KNN_PATH_STREAM, 1);
+    test_op(100000, 8, 2000, 1500, IMS_DTYPE_F32, IMS_KNN_PATH_GEMM, 1);
+    test_op(40000, 4100, 70, 700, IMS_DTYPE_F16, IMS_KNN_PATH_GEMM_F16, 1);
     /* The table API: resident and chunked (pinned host chunks, double buffers). */
     test_table(50000, 24, 7, 100, IMS_DTYPE_F16, 0, IMS_KNN_PATH_AUTO);
     test_table(50000, 24, 7, 100, IMS_DTYPE_F16, 4099, IMS_KNN_PATH_STREAM);

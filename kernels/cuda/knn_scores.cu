@@ -8,8 +8,9 @@
  * not allow them) and each lane accumulates up to KNN_QGROUP queries' partial
  * sums in registers, reduced across the warp with shuffles at the end. So the
  * table is read once per group of KNN_QGROUP queries: for B <= 16 this is one
- * streaming pass at (ideally) memory bandwidth. Queries are read through the
- * read-only cache (B * D floats, small and hot).
+ * streaming pass at (ideally) memory bandwidth. Each block first copies the
+ * queries (B * D floats) into shared memory when they fit in 48 KiB, so the
+ * inner loop's query reads do not compete with the table stream in L1.
  *
  * The result is not bit-identical to a CPU sgemm (another summation order);
  * the GPU test compares within fp32 rounding of a length-D dot product.
@@ -22,6 +23,9 @@
 #define KNN_WARP 32
 #define KNN_QGROUP 16
 #define KNN_SCORE_MAX_BLOCKS 65535u
+/* Queries go to shared memory when they fit the default 48 KiB (B = 16 up to
+ * D = 768, B = 1 up to D = 12288); else they are read through L1. */
+#define KNN_SCORE_SMEM_MAX (48u * 1024u)
 
 /* Adds x * q[qb][col] for the group's queries to acc. */
 static __device__ __forceinline__ void knn_fma_queries(float acc[KNN_QGROUP], float x,
@@ -31,7 +35,7 @@ static __device__ __forceinline__ void knn_fma_queries(float acc[KNN_QGROUP], fl
 #pragma unroll
     for (int qb = 0; qb < KNN_QGROUP; qb++)
         if (qb < qn)
-            acc[qb] = fmaf(x, __ldg(q + (size_t)qb * d + col), acc[qb]);
+            acc[qb] = fmaf(x, q[(size_t)qb * d + col], acc[qb]);
 }
 
 static __device__ __forceinline__ float knn_load(const float *rows, size_t i) { return __ldg(rows + i); }
@@ -67,13 +71,20 @@ static __device__ __forceinline__ void knn_row_dots(const T *__restrict__ row, /
     }
 }
 
-template <typename T, bool VEC>
+template <typename T, bool VEC, bool SMEM>
 static __global__ void __launch_bounds__(KNN_SCORE_THREADS)
     knn_scores_kernel(const T *__restrict__ rows,      // (n, d)
                       const float *__restrict__ queries, // (b, d)
                       float *__restrict__ scores,      // (b, ld): columns 0..n-1 written
                       int n, int d, int b, int ld)
 {
+    extern __shared__ float query_smem[]; // (b, d) when SMEM
+    if (SMEM) {
+        for (size_t i = threadIdx.x; i < (size_t)b * d; i += blockDim.x)
+            query_smem[i] = queries[i];
+        __syncthreads();
+        queries = query_smem;
+    }
     const int warps_per_block = KNN_SCORE_THREADS / KNN_WARP;
     const int lane = threadIdx.x % KNN_WARP;
     const size_t warp = (size_t)blockIdx.x * warps_per_block + threadIdx.x / KNN_WARP;
@@ -99,6 +110,17 @@ static __global__ void __launch_bounds__(KNN_SCORE_THREADS)
     }
 }
 
+template <typename T, bool VEC>
+static void knn_scores_launch_vec(const T *rows, const float *queries, float *scores, int n, int d, int b, int ld,
+                                  unsigned int blocks, cudaStream_t s)
+{
+    size_t smem = (size_t)b * d * sizeof(float);
+    if (smem <= KNN_SCORE_SMEM_MAX)
+        knn_scores_kernel<T, VEC, true><<<blocks, KNN_SCORE_THREADS, smem, s>>>(rows, queries, scores, n, d, b, ld);
+    else
+        knn_scores_kernel<T, VEC, false><<<blocks, KNN_SCORE_THREADS, 0, s>>>(rows, queries, scores, n, d, b, ld);
+}
+
 template <typename T>
 static cudaError_t knn_scores_launch(const T *rows, const float *queries, float *scores, int n, int d, int b, int ld,
                                      cudaStream_t s)
@@ -108,9 +130,9 @@ static cudaError_t knn_scores_launch(const T *rows, const float *queries, float 
     unsigned int warps_per_block = KNN_SCORE_THREADS / KNN_WARP;
     unsigned int blocks = cuda_grid_blocks((size_t)n, warps_per_block, KNN_SCORE_MAX_BLOCKS);
     if (vec)
-        knn_scores_kernel<T, true><<<blocks, KNN_SCORE_THREADS, 0, s>>>(rows, queries, scores, n, d, b, ld);
+        knn_scores_launch_vec<T, true>(rows, queries, scores, n, d, b, ld, blocks, s);
     else
-        knn_scores_kernel<T, false><<<blocks, KNN_SCORE_THREADS, 0, s>>>(rows, queries, scores, n, d, b, ld);
+        knn_scores_launch_vec<T, false>(rows, queries, scores, n, d, b, ld, blocks, s);
     return cudaGetLastError();
 }
 

@@ -1,37 +1,41 @@
 /* knn_select.cu: exact per-query top-k selection over a score tile (radix select).
  *
- * Input per query q (one block per query): the running best of earlier tiles,
- * tile[q][0 .. kprev) with ids cand[q][0 .. kprev) (sorted best first, equal
- * scores by lower id), and the new scores tile[q][kcap .. kcap + cnt) of rows
- * base .. base + cnt - 1. Output: the kk = min(k, kprev + cnt) best of both,
- * sorted, into tile[q][0 .. kk) and cand[q][0 .. kk), ready for the next tile.
+ * Input per query q: the running best of earlier tiles, tile[q][0 .. kprev)
+ * with ids cand[q][0 .. kprev), and the new scores tile[q][kcap .. kcap + cnt)
+ * of rows base .. base + cnt - 1. Output: the kk = min(k, kprev + cnt) best of
+ * both, sorted, into tile[q][0 .. kk) and cand[q][0 .. kk), ready for the next
+ * tile.
  *
- * Order: an element's logical position is j < kprev for the old candidates and
- * kprev + i for new row i. Because earlier tiles hold lower rows and the old
- * list has equal scores by increasing id, logical position order among equal
- * scores is id order.
+ * Order: every element becomes one unique 64-bit key, (score key << 32) |
+ * ~row: the score key is the float's bits made order-preserving (NaN as -inf,
+ * -0 as +0) and ~row makes a lower row the larger key among equal scores. So
+ * "best k" is simply "the k largest keys", whatever order elements come in,
+ * and the result is exact and deterministic.
  *
- * Steps (all exact, all deterministic):
- * 1. Scores become 32-bit keys ordered like the floats (NaN as -inf, -0 as +0).
- * 2. Radix select, 4 passes of 8 bits from the top, over a 256-bin shared
- *    histogram, finds the kk-th largest key T and how many elements equal to T
- *    belong to the answer (need_eq; the others with key T are dropped).
- * 3. Gather: keys > T go to a scratch list in any order (atomic slots); keys
- *    == T are taken in logical position order, the first need_eq of them, by a
- *    block-wide scan per stride: the lowest ids win the tie.
- * 4. Rank sort: each candidate's output slot is the number of candidates better
- *    than it (key desc, id asc; keys with ids are unique), O(kk^2 / threads):
- *    cheap for the usual k <= 1024, slow but correct up to k = 16384.
+ * Selection of the kk largest keys (one block): radix select, 8 bits per pass
+ * from the top, over a 256-bin shared histogram; it stops early once the bin
+ * holding the kk-th key is taken whole (usually after 2 or 3 passes on real
+ * scores). Then every key whose masked value is >= the found prefix is
+ * gathered: exactly kk of them, since keys are unique. A rank sort (the count
+ * of larger keys) writes them in order.
  *
- * This is also the large-k path: nothing here is bounded by on-chip memory
- * (the scratch lists are global, (b, kcap)).
+ * Two stages when k is small against the tile (k <= KNN_SEGMENT / 4):
+ * 1. knn_segment_kernel, grid (segments, queries): each block loads one
+ *    segment of KNN_SEGMENT scores into shared memory and selects its
+ *    min(k, len) best into a per-block candidate list (global memory).
+ * 2. knn_final_kernel, one block per query: selects over the old candidates
+ *    and the per-block lists and sorts. For a B = 1 search this spreads the
+ *    work over (T / 4096) blocks instead of one.
+ * For large k (up to 16384) stage 2 runs alone over the tile: nothing here is
+ * bounded by on-chip memory, so this is also the large-k path. The rank sort
+ * is O(kk^2 / threads): cheap for k <= 1024, slow but correct at 16384.
  */
 #include "launch.h"
 
-#include <cub/block/block_scan.cuh>
-
 #define KNN_SELECT_THREADS 512
+#define KNN_SEGMENT 4096
 #define KNN_RADIX_BINS 256
+#define KNN_MAX_GRID_Y 65535
 
 static __device__ __forceinline__ uint32_t knn_key(float f)
 {
@@ -43,73 +47,59 @@ static __device__ __forceinline__ uint32_t knn_key(float f)
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-static __device__ __forceinline__ float knn_key_score(uint32_t k)
+static __device__ __forceinline__ uint64_t knn_ckey(float score, int32_t row)
 {
+    return ((uint64_t)knn_key(score) << 32) | (uint32_t)~(uint32_t)row;
+}
+
+static __device__ __forceinline__ float knn_ckey_score(uint64_t c)
+{
+    uint32_t k = (uint32_t)(c >> 32);
     return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
 }
 
-/* The logical element j: the old candidates, then the new scores. */
-static __device__ __forceinline__ void knn_element(const float *row, const int32_t *cand, int kprev, int kcap,
-                                                   int32_t base, int j, uint32_t *key, int32_t *id)
-{
-    if (j < kprev) {
-        *key = knn_key(row[j]);
-        *id = cand[j];
-    } else {
-        *key = knn_key(row[kcap + (j - kprev)]);
-        *id = base + (j - kprev);
-    }
-}
+static __device__ __forceinline__ int32_t knn_ckey_row(uint64_t c) { return (int32_t)~(uint32_t)c; }
 
-static __global__ void __launch_bounds__(KNN_SELECT_THREADS)
-    knn_select_kernel(float *__restrict__ tile,       // (b, ld)
-                      int32_t *__restrict__ cand,     // (b, kcap)
-                      uint32_t *__restrict__ tmp_keys, // (b, kcap)
-                      int32_t *__restrict__ tmp_ids,  // (b, kcap)
-                      int ld, int kprev, int kcap, int cnt, int32_t base, int k)
-{
-    typedef cub::BlockScan<int, KNN_SELECT_THREADS> scan_t;
-    __shared__ typename scan_t::TempStorage scan_storage;
-    __shared__ unsigned int hist[KNN_RADIX_BINS];
-    __shared__ uint32_t s_prefix, s_mask;
-    __shared__ int s_need, s_gt, s_eq_taken;
+typedef struct knn_radix {
+    unsigned int hist[KNN_RADIX_BINS];
+    uint64_t prefix, mask;
+    int need, done, count;
+} knn_radix;
 
-    const int q = blockIdx.x;
-    float *row = tile + (size_t)q * ld;
-    int32_t *cq = cand + (size_t)q * kcap;
-    uint32_t *tk = tmp_keys + (size_t)q * kcap;
-    int32_t *ti = tmp_ids + (size_t)q * kcap;
-    const int m = kprev + cnt;
-    const int kk = k < m ? k : m;
+/* Finds (prefix, mask) such that exactly kk of the m keys get(j) have
+ * (key & mask) >= prefix: those are the kk largest. 1 <= kk <= m. Every
+ * thread of the block calls it; the result is in st->prefix, st->mask. */
+template <typename Get>
+static __device__ void knn_block_select(Get get, int m, int kk, knn_radix *st)
+{
     if (threadIdx.x == 0) {
-        s_prefix = 0;
-        s_mask = 0;
-        s_need = kk;
-        s_gt = 0;
-        s_eq_taken = 0;
+        st->prefix = 0;
+        st->mask = 0;
+        st->need = kk;
+        st->done = 0;
     }
-    /* 2. Radix select of the kk-th largest key. */
-    for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int shift = 56; shift >= 0; shift -= 8) {
         for (int i = threadIdx.x; i < KNN_RADIX_BINS; i += blockDim.x)
-            hist[i] = 0;
+            st->hist[i] = 0;
         __syncthreads();
-        uint32_t prefix = s_prefix, mask = s_mask;
+        if (st->done) /* uniform: written by thread 0 before the last barrier */
+            break;
+        uint64_t prefix = st->prefix, mask = st->mask;
         for (int j = threadIdx.x; j < m; j += blockDim.x) {
-            uint32_t key;
-            int32_t id;
-            knn_element(row, cq, kprev, kcap, base, j, &key, &id);
-            if ((key & mask) == prefix)
-                atomicAdd(&hist[(key >> shift) & 0xffu], 1u);
+            uint64_t c = get(j);
+            if ((c & mask) == prefix)
+                atomicAdd(&st->hist[(c >> shift) & 0xffu], 1u);
         }
         __syncthreads();
         if (threadIdx.x == 0) {
-            int need = s_need, above = 0;
+            int need = st->need, above = 0;
             for (int bin = KNN_RADIX_BINS - 1; bin >= 0; bin--) {
-                int h = (int)hist[bin];
+                int h = (int)st->hist[bin];
                 if (above + h >= need) {
-                    s_prefix = prefix | ((uint32_t)bin << shift);
-                    s_mask = mask | (0xffu << shift);
-                    s_need = need - above;
+                    st->prefix = prefix | ((uint64_t)bin << shift);
+                    st->mask = mask | ((uint64_t)0xffu << shift);
+                    st->need = need - above;
+                    st->done = h == need - above; /* the whole bin is taken */
                     break;
                 }
                 above += h;
@@ -117,62 +107,120 @@ static __global__ void __launch_bounds__(KNN_SELECT_THREADS)
         }
         __syncthreads();
     }
-    const uint32_t thr = s_prefix;
-    const int need_eq = s_need;
-    const int n_gt = kk - need_eq;
+}
 
-    /* 3. Gather: all keys above thr; the first need_eq equal to it in order. */
-    for (int j0 = 0; j0 < m; j0 += blockDim.x) {
-        int j = j0 + threadIdx.x;
-        uint32_t key = 0;
-        int32_t id = 0;
-        if (j < m)
-            knn_element(row, cq, kprev, kcap, base, j, &key, &id);
-        if (j < m && key > thr) {
-            int slot = atomicAdd(&s_gt, 1);
-            tk[slot] = key;
-            ti[slot] = id;
-        }
-        int is_eq = j < m && key == thr, rank, total;
-        scan_t(scan_storage).ExclusiveSum(is_eq, rank, total);
-        int taken = s_eq_taken;
-        if (is_eq && taken + rank < need_eq) {
-            tk[n_gt + taken + rank] = key;
-            ti[n_gt + taken + rank] = id;
-        }
-        __syncthreads(); /* everyone read s_eq_taken and scan_storage */
-        if (threadIdx.x == 0)
-            s_eq_taken = taken + total;
-        __syncthreads();
+/* Writes the kk selected keys into out[0 .. kk) in any order. */
+template <typename Get>
+static __device__ void knn_block_gather(Get get, int m, knn_radix *st, uint64_t *out)
+{
+    if (threadIdx.x == 0)
+        st->count = 0;
+    __syncthreads();
+    const uint64_t prefix = st->prefix, mask = st->mask;
+    for (int j = threadIdx.x; j < m; j += blockDim.x) {
+        uint64_t c = get(j);
+        if ((c & mask) >= prefix)
+            out[atomicAdd(&st->count, 1)] = c;
     }
+    __syncthreads();
+}
 
-    /* 4. Rank sort into the head of the row and the candidate list. */
+/* Stage 1: one block per (segment, query): the segment's best min(k, len). */
+static __global__ void __launch_bounds__(KNN_SELECT_THREADS)
+    knn_segment_kernel(const float *__restrict__ tile, // (b, ld); new scores at column kcap
+                       uint64_t *__restrict__ seg,     // (b, segments, kseg)
+                       int ld, int kcap, int cnt, int32_t base, int k, int segments, int kseg)
+{
+    __shared__ uint64_t keys[KNN_SEGMENT];
+    __shared__ knn_radix st;
+    const int q = blockIdx.y, s = blockIdx.x;
+    const int start = s * KNN_SEGMENT;
+    const int len = cnt - start < KNN_SEGMENT ? cnt - start : KNN_SEGMENT;
+    const float *scores = tile + (size_t)q * ld + kcap + start; // (len)
+    for (int i = threadIdx.x; i < len; i += blockDim.x)
+        keys[i] = knn_ckey(scores[i], base + start + i);
+    __syncthreads();
+    const int kk = k < len ? k : len;
+    auto get = [&](int j) { return keys[j]; };
+    knn_block_select(get, len, kk, &st);
+    uint64_t *out = seg + ((size_t)q * segments + s) * kseg;
+    knn_block_gather(get, len, &st, out);
+    for (int i = kk + threadIdx.x; i < kseg; i += blockDim.x)
+        out[i] = 0; /* below every real key: never selected */
+}
+
+/* Stage 2 (or the only stage): one block per query. seg: the stage-1 lists,
+ * or NULL to read the new scores from the tile. */
+static __global__ void __launch_bounds__(KNN_SELECT_THREADS)
+    knn_final_kernel(float *__restrict__ tile,        // (b, ld)
+                     int32_t *__restrict__ cand,      // (b, kcap)
+                     uint64_t *__restrict__ tmp,      // (b, kcap)
+                     const uint64_t *__restrict__ seg, // (b, segments, kseg) or NULL
+                     int ld, int kprev, int kcap, int cnt, int32_t base, int k, int segments, int kseg)
+{
+    __shared__ knn_radix st;
+    const int q = blockIdx.x;
+    float *row = tile + (size_t)q * ld;
+    int32_t *cq = cand + (size_t)q * kcap;
+    uint64_t *tq = tmp + (size_t)q * kcap;
+    const uint64_t *sq = seg ? seg + (size_t)q * segments * kseg : NULL;
+    const int m = kprev + (seg ? segments * kseg : cnt);
+    const int kk = k < kprev + cnt ? k : kprev + cnt;
+    auto get = [&](int j) -> uint64_t {
+        if (j < kprev)
+            return knn_ckey(row[j], cq[j]);
+        j -= kprev;
+        return sq ? sq[j] : knn_ckey(row[kcap + j], base + j);
+    };
+    knn_block_select(get, m, kk, &st);
+    knn_block_gather(get, m, &st, tq); /* ends with a barrier: all reads of row/cq done */
     for (int i = threadIdx.x; i < kk; i += blockDim.x) {
-        uint32_t key = tk[i];
-        int32_t id = ti[i];
+        uint64_t c = tq[i];
         int rank = 0;
-        for (int j = 0; j < kk; j++) {
-            uint32_t kj = tk[j];
-            rank += kj > key || (kj == key && ti[j] < id);
-        }
-        row[rank] = knn_key_score(key);
-        cq[rank] = id;
+        for (int j = 0; j < kk; j++)
+            rank += tq[j] > c;
+        row[rank] = knn_ckey_score(c);
+        cq[rank] = knn_ckey_row(c);
     }
 }
 
-extern "C" cudaError_t cuda_knn_select(float *tile,       // (b, ld)
-                                       int32_t *cand,     // (b, kcap)
-                                       uint32_t *tmp_keys, // (b, kcap)
-                                       int32_t *tmp_ids,  // (b, kcap)
+static int knn_staged(int k, int cnt) { return k <= KNN_SEGMENT / 4 && cnt > KNN_SEGMENT; }
+
+extern "C" size_t cuda_knn_select_scratch_bytes(int b, int k, int cnt)
+{
+    if (!knn_staged(k, cnt))
+        return 0;
+    size_t segments = (size_t)(cnt + KNN_SEGMENT - 1) / KNN_SEGMENT;
+    return (size_t)b * segments * (size_t)k * sizeof(uint64_t);
+}
+
+extern "C" cudaError_t cuda_knn_select(float *tile,    // (b, ld)
+                                       int32_t *cand,  // (b, kcap)
+                                       uint64_t *tmp,  // (b, kcap)
+                                       uint64_t *seg,  // cuda_knn_select_scratch_bytes(b, k, cnt), or NULL
                                        int b, int ld, int kprev, int kcap, int cnt, int32_t base, int k,
                                        cudaStream_t s)
 {
     if (b <= 0 || kprev + cnt <= 0)
         return cudaSuccess;
-    if (k > kcap || kprev > kcap || ld < kcap + cnt)
+    if (k < 1 || k > kcap || kprev > kcap || ld < kcap + cnt || cnt < 0)
         return cudaErrorInvalidValue;
     (void)cudaGetLastError(); /* drop a stale error: see launch.h */
-    knn_select_kernel<<<(unsigned int)b, KNN_SELECT_THREADS, 0, s>>>(tile, cand, tmp_keys, tmp_ids, ld, kprev, kcap,
-                                                                     cnt, base, k);
+    int staged = seg != NULL && knn_staged(k, cnt);
+    int segments = staged ? (cnt + KNN_SEGMENT - 1) / KNN_SEGMENT : 0, kseg = staged ? k : 0;
+    if (staged) {
+        for (int q0 = 0; q0 < b; q0 += KNN_MAX_GRID_Y) {
+            int qn = b - q0 < KNN_MAX_GRID_Y ? b - q0 : KNN_MAX_GRID_Y;
+            dim3 grid((unsigned int)segments, (unsigned int)qn);
+            knn_segment_kernel<<<grid, KNN_SELECT_THREADS, 0, s>>>(tile + (size_t)q0 * ld,
+                                                                  seg + (size_t)q0 * segments * kseg, ld, kcap, cnt,
+                                                                  base, k, segments, kseg);
+            cudaError_t e = cudaGetLastError();
+            if (e != cudaSuccess)
+                return e;
+        }
+    }
+    knn_final_kernel<<<(unsigned int)b, KNN_SELECT_THREADS, 0, s>>>(tile, cand, tmp, staged ? seg : NULL, ld, kprev,
+                                                                    kcap, cnt, base, k, segments, kseg);
     return cudaGetLastError();
 }

@@ -43,12 +43,15 @@ cudaError_t cuda_broadcast_rows(const float *bias, float *y, int m, int n, cudaS
 cudaError_t cuda_knn_scores(const void *rows, int rows_f16, const float *queries, float *scores, int n, int d, int b,
                             int ld, cudaStream_t s);
 /* Per query: the best kk = min(k, kprev + cnt) of the old candidates
- * (tile[q][0..kprev), ids cand[q][0..kprev), sorted) and the new scores
- * tile[q][kcap..kcap + cnt) of rows base.., sorted (score desc, id asc) into
- * tile[q][0..kk) and cand[q][0..kk). tmp_*: (b, kcap) scratch. k <= kcap,
- * ld >= kcap + cnt (knn_select.cu). */
-cudaError_t cuda_knn_select(float *tile, int32_t *cand, uint32_t *tmp_keys, int32_t *tmp_ids, int b, int ld,
-                            int kprev, int kcap, int cnt, int32_t base, int k, cudaStream_t s);
+ * (tile[q][0..kprev), ids cand[q][0..kprev)) and the new scores
+ * tile[q][kcap..kcap + cnt) of rows base.., sorted (score desc, row asc) into
+ * tile[q][0..kk) and cand[q][0..kk). tmp: (b, kcap) scratch; seg: the
+ * per-block candidate lists of the two-stage path,
+ * cuda_knn_select_scratch_bytes(b, k, cnt) bytes (0: one stage; NULL forces
+ * one stage). k <= kcap, ld >= kcap + cnt (knn_select.cu). */
+size_t cuda_knn_select_scratch_bytes(int b, int k, int cnt);
+cudaError_t cuda_knn_select(float *tile, int32_t *cand, uint64_t *tmp, uint64_t *seg, int b, int ld, int kprev,
+                            int kcap, int cnt, int32_t base, int k, cudaStream_t s);
 
 /* --- inception --- */
 /* x (n, h, w, c) -> channels [y_offset, y_offset + c) of y (n, oh, ow, y_channels);
