@@ -37,6 +37,24 @@ cudaError_t cuda_l2_normalize_rows(const float *x, float *y_f32, uint16_t *y_f16
 /* y (m, n): y[r][c] = bias[c], bias (n). Prefills y before a beta = 1 GEMM. */
 cudaError_t cuda_broadcast_rows(const float *bias, float *y, int m, int n, cudaStream_t s);
 
+/* --- text encoder --- (f16 flags: activations are IEEE binary16 bits) */
+/* ids (b, t); word (vocab, h), pos (>= t, h), type0 (h), gamma, beta (h) f32;
+ * y (b, t, h) = LayerNorm(word[id] + pos[t] + type0). */
+cudaError_t cuda_embed_layernorm(const int32_t *ids, const float *word, const float *pos, const float *type0,
+                                 const float *gamma, const float *beta, double eps, void *y, int y_f16, int b, int t,
+                                 int h, int vocab, cudaStream_t s);
+/* x, y (m, n) (y may be x); bias (n): y = x + bias, or GELU(x + bias). */
+cudaError_t cuda_bias_act(const void *x, const float *bias, void *y, int f16, int gelu, int m, int n, cudaStream_t s);
+/* x, residual, y (m, h) (y may be residual); bias (h) or NULL. */
+cudaError_t cuda_add_layernorm(const void *x, const float *bias, const void *residual, const float *gamma,
+                               const float *beta, double eps, void *y, int f16, int m, int h, cudaStream_t s);
+/* scores (b, heads, t, t) in place: softmax over keys < lengths[b], 0 past it. */
+cudaError_t cuda_masked_softmax(void *scores, const int32_t *lengths, int f16, int b, int heads, int t,
+                                cudaStream_t s);
+/* x (b, t, h), lengths (b) -> y (b, h) f32: mean or CLS pooling, L2-normalized if normalize. */
+cudaError_t cuda_pool_normalize(const void *x, const int32_t *lengths, float *y, int f16, int cls, int normalize,
+                                int b, int t, int h, cudaStream_t s);
+
 #ifdef __cplusplus
 }
 #endif
