@@ -29,7 +29,7 @@ void cpu_attention(const void *qkv, const int32_t *lengths, void *ctx, int f16, 
 {
     int d = h / heads, h3 = 3 * h;
     double scale = 1.0 / sqrt((double)d);
-    #pragma omp parallel
+    #pragma omp parallel if ((int64_t)b * heads * t * t * (h / heads) > CPU_PARALLEL_MIN)
     {
         float *q = malloc((size_t)t * d * sizeof *q), *k = malloc((size_t)t * d * sizeof *k);
         float *v = malloc((size_t)t * d * sizeof *v);

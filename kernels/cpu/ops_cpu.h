@@ -22,6 +22,10 @@ void cpu_l2_normalize_rows(const float *x, float *y_f32, uint16_t *y_f16, float 
 void cpu_linear(const float *x, const float *w, const float *bias, float *y, int m, int n, int k);
 
 /* --- text encoder --- */
+/* Below this many elements of work an op runs on one thread: a parallel region
+ * costs more than it saves on a short sentence (batch 1), and much more when
+ * the cores are shared (a barrier waits for a descheduled thread). */
+#define CPU_PARALLEL_MIN (1 << 18)
 /* Activations (x, y, qkv, ctx, residual) are f32, or f16 where the flag f16 is
  * set; biases, LayerNorm parameters and embedding tables are f32. */
 
