@@ -13,7 +13,9 @@
  * minilm_golden/ (token ids from Hugging Face's tokenizer) against the float32
  * embeddings sentence-transformers produced: cosine >= 0.99999 each; encoded as
  * one batch, in batches of 32 in file order, one by one, and with tiny buckets,
- * all within 1e-6 of each other.
+ * all within 1e-6 of each other; also cosine >= 0.99999 against a float64 run
+ * of the same model, and per-layer hidden-state means of the first sentences
+ * against that run (naming the first layer that differs).
  */
 #include "test.h"
 #include "text_encoder_util.h"
@@ -336,6 +338,18 @@ static void test_minilm(const char *fixtures)
             TEST_CHECK(m <= 1e-6, "%s: the embedding depends on the batch (%.3g)", names[r], m);
         }
     }
+    /* and against the same model run in float64 (expected64.f32): ours should
+     * be at least as close to it as sentence-transformers' float32 is */
+    raw = test_read_file(join(golden, "expected64.f32"), &len);
+    TEST_CHECK(raw && len == count * sizeof(float), "expected64.f32 has %zu bytes", len);
+    if (raw && len == count * sizeof(float)) {
+        float *want64 = malloc(count * sizeof *want64);
+        memcpy(want64, raw, len);
+        double c = min_cosine(runs[0], want64, s.n, d, "minilm one batch vs float64");
+        TEST_CHECK(c >= 0.99999, "vs float64: min cosine %.9f < 0.99999", c);
+        free(want64);
+    }
+    free(raw);
     /* per-layer means of the first sentences against the float64 run */
     int layers = ims_text_encoder_layers(enc), probe = 4;
     size_t lcount = (size_t)probe * (layers + 1) * d;
