@@ -21,6 +21,7 @@
 #include "knn.h"
 #include "error.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -724,6 +725,127 @@ static void cuda_graph_free(ims_backend *be, void *graph)
         (void)cudaGetLastError();
 }
 
+/* --- text encoder --- */
+
+static ims_status cuda_op_embed_layernorm(ims_backend *be, const ims_tensor *ids, const ims_tensor *word,
+                                          const ims_tensor *pos, const ims_tensor *type, const ims_tensor *gamma,
+                                          const ims_tensor *beta, double eps, ims_tensor *y, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    IMS_CUDA_CHECK(err, cuda_embed_layernorm(ids->data, word->data, pos->data, type->data, gamma->data, beta->data,
+                                             eps, y->data, y->dtype == IMS_DTYPE_F16, (int)ids->shape[0],
+                                             (int)ids->shape[1], (int)word->shape[1], (int)word->shape[0],
+                                             st->stream));
+    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
+    return IMS_OK;
+}
+
+static ims_status cuda_op_bias_act(ims_backend *be, const ims_tensor *x, const ims_tensor *bias, ims_act act,
+                                   ims_tensor *y, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    IMS_CUDA_CHECK(err, cuda_bias_act(x->data, bias->data, y->data, x->dtype == IMS_DTYPE_F16, act == IMS_ACT_GELU,
+                                      (int)x->shape[0], (int)x->shape[1], st->stream));
+    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
+    return IMS_OK;
+}
+
+static ims_status cuda_op_add_layernorm(ims_backend *be, const ims_tensor *x, const ims_tensor *bias,
+                                        const ims_tensor *residual, const ims_tensor *gamma, const ims_tensor *beta,
+                                        double eps, ims_tensor *y, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    IMS_CUDA_CHECK(err, cuda_add_layernorm(x->data, bias ? bias->data : NULL, residual->data, gamma->data,
+                                           beta->data, eps, y->data, x->dtype == IMS_DTYPE_F16, (int)x->shape[0],
+                                           (int)x->shape[1], st->stream));
+    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
+    return IMS_OK;
+}
+
+/* Attention with cuBLAS: per head, over the batch (strided by a sequence):
+ *   S (T, T) = Q (T, D) . K (T, D)^T / sqrt(D)   into scores[b][h]
+ *   P = masked softmax of S (our kernel, all heads at once, in place)
+ *   ctx (T, D) = P (T, T) . V (T, D)             into ctx[b][:, h D : (h + 1) D]
+ * Q, K, V are column blocks of qkv (B, T, 3H) with row stride 3H. In cuBLAS's
+ * column-major terms (as cuda_op_linear): S^T = K . Q^T is gemm(T, N) with
+ * m = n = T, k = D; ctx^T = V^T . P^T is gemm(N, N) with m = D, n = T, k = T.
+ * fp32 accumulation in both precisions (CUBLAS_COMPUTE_32F; no TF32). */
+static ims_status cuda_op_attention(ims_backend *be, const ims_tensor *qkv, const ims_tensor *lengths, int heads,
+                                    ims_tensor *scores, ims_tensor *ctx, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    int b = (int)qkv->shape[0], t = (int)qkv->shape[1], h = (int)(qkv->shape[2] / 3), d = h / heads;
+    int f16 = qkv->dtype == IMS_DTYPE_F16;
+    cudaDataType_t type = f16 ? CUDA_R_16F : CUDA_R_32F;
+    size_t esize = f16 ? 2 : 4;
+    const char *base = qkv->data; // (B, T, 3H)
+    char *sp = scores->data;      // (B, heads, T, T)
+    char *cp = ctx->data;         // (B, T, H)
+    const float scale = (float)(1.0 / sqrt((double)d)), one = 1.0f, zero = 0.0f;
+    long long qkv_stride = (long long)t * 3 * h, s_stride = (long long)heads * t * t, c_stride = (long long)t * h;
+    for (int hi = 0; hi < heads; hi++) {
+        const void *q = base + (size_t)hi * d * esize, *k = base + (size_t)(h + hi * d) * esize;
+        void *s = sp + (size_t)hi * t * t * esize;
+        IMS_CUBLAS_CHECK(err, cublasGemmStridedBatchedEx(st->cublas, CUBLAS_OP_T, CUBLAS_OP_N, t, t, d, &scale, k,
+                                                         type, 3 * h, qkv_stride, q, type, 3 * h, qkv_stride, &zero,
+                                                         s, type, t, s_stride, b, CUBLAS_COMPUTE_32F,
+                                                         CUBLAS_GEMM_DEFAULT));
+    }
+    IMS_CUDA_CHECK(err, cuda_masked_softmax(scores->data, lengths->data, f16, b, heads, t, st->stream));
+    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
+    for (int hi = 0; hi < heads; hi++) {
+        const void *v = base + (size_t)(2 * h + hi * d) * esize;
+        const void *p = sp + (size_t)hi * t * t * esize;
+        void *c = cp + (size_t)hi * d * esize;
+        IMS_CUBLAS_CHECK(err, cublasGemmStridedBatchedEx(st->cublas, CUBLAS_OP_N, CUBLAS_OP_N, d, t, t, &one, v, type,
+                                                         3 * h, qkv_stride, p, type, t, s_stride, &zero, c, type, h,
+                                                         c_stride, b, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+    return IMS_OK;
+}
+
+static ims_status cuda_op_pool_normalize(ims_backend *be, const ims_tensor *x, const ims_tensor *lengths,
+                                         ims_pooling pooling, int normalize, ims_tensor *y, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    IMS_CUDA_CHECK(err, cuda_pool_normalize(x->data, lengths->data, y->data, x->dtype == IMS_DTYPE_F16,
+                                            pooling == IMS_POOLING_CLS, normalize, (int)x->shape[0],
+                                            (int)x->shape[1], (int)x->shape[2], st->stream));
+    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
+    return IMS_OK;
+}
+
+/* As cuda_op_linear, with f16 operands and result, fp32 accumulation. */
+static ims_status cuda_op_linear_f16(ims_backend *be, const ims_tensor *x, const ims_tensor *w, ims_tensor *y,
+                                     ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    int m = (int)x->shape[0], k = (int)x->shape[1], n = (int)w->shape[0];
+    const float one = 1.0f, zero = 0.0f;
+    IMS_CUBLAS_CHECK(err, cublasGemmEx(st->cublas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w->data, CUDA_R_16F, k,
+                                       x->data, CUDA_R_16F, k, &zero, y->data, CUDA_R_16F, n, CUBLAS_COMPUTE_32F,
+                                       CUBLAS_GEMM_DEFAULT));
+    return IMS_OK;
+}
+
 static const ims_backend_ops cuda_ops = {
     .destroy = cuda_destroy,
     .alloc = cuda_alloc,
@@ -755,6 +877,13 @@ static const ims_backend_ops cuda_ops = {
     .graph_free = cuda_graph_free,
     /* --- top-k search --- */
     .upload_async = cuda_upload_async,
+    /* --- text encoder --- */
+    .embed_layernorm = cuda_op_embed_layernorm,
+    .bias_act = cuda_op_bias_act,
+    .add_layernorm = cuda_op_add_layernorm,
+    .attention = cuda_op_attention,
+    .pool_normalize = cuda_op_pool_normalize,
+    .linear_f16 = cuda_op_linear_f16,
 };
 
 /* ---- Creation ---------------------------------------------------------------------- */

@@ -13,11 +13,14 @@
  * minilm_golden/ (token ids from Hugging Face's tokenizer) against the float32
  * embeddings sentence-transformers produced: cosine >= 0.99999 each; encoded as
  * one batch, in batches of 32 in file order, one by one, and with tiny buckets,
- * all within 1e-6 of each other.
+ * all within 1e-6 of each other; also cosine >= 0.99999 against a float64 run
+ * of the same model, and per-layer hidden-state means of the first sentences
+ * against that run (naming the first layer that differs).
  */
 #include "test.h"
 #include "text_encoder_util.h"
 
+#include "../engine/backend.h"
 #include "../engine/text_encoder.h"
 
 #include <sys/stat.h>
@@ -85,6 +88,76 @@ static double min_cosine(const float *got, const float *want, int n, int d, cons
     }
     printf("%s: min cosine %.9f (1 - cos = %.2e, row %d of %d)\n", what, worst, 1.0 - worst, at, n);
     return worst;
+}
+
+/* ---- Ops with known answers (CPU backend) -------------------------------------------- */
+
+static ims_tensor host(void *data, ims_dtype dt, int ndim, const int64_t *shape)
+{
+    return ims_tensor_host(data, dt, ndim, shape);
+}
+
+static void test_ops_known(void)
+{
+    ims_backend *be = NULL;
+    ims_error err = {0};
+    TEST_OK(ims_backend_create(IMS_BACKEND_CPU, 0, &be, &err), err);
+    if (!be)
+        return;
+    /* GELU(x) = 0.5 x (1 + erf(x / sqrt 2)); values from Python's math.erf */
+    float x[4] = {1.0f, -1.0f, 2.5f, -0.5f}, bias[4] = {0.0f, 0.0f, -0.5f, 0.25f}, y[4];
+    const double gelu[4] = {0.8413447460685429, -0.15865525393145707, 1.9544997361036416, -0.10032341857926907};
+    ims_tensor tx = host(x, IMS_DTYPE_F32, 2, (int64_t[]){1, 4}), tb = host(bias, IMS_DTYPE_F32, 1, (int64_t[]){4});
+    ims_tensor ty = host(y, IMS_DTYPE_F32, 2, (int64_t[]){1, 4});
+    TEST_OK(ims_op_bias_act(be, &tx, &tb, IMS_ACT_GELU, &ty, &err), err);
+    for (int i = 0; i < 4; i++) /* one f32 rounding of a double result */
+        TEST_CHECK(fabs(y[i] - gelu[i]) <= 1e-7, "gelu(%g) = %.9g, want %.9g", x[i] + bias[i], y[i], gelu[i]);
+
+    /* pooling: (2, 3, 2) hidden states, lengths {2, 3}; values chosen by hand */
+    float hs[12] = {1, 2, 3, 4, 100, 100, /* row 0: tokens 0..1 real, token 2 padding */
+                    3, 0, 0, 4, 6, 8};
+    int32_t lens[2] = {2, 3};
+    float pooled[4];
+    ims_tensor th = host(hs, IMS_DTYPE_F32, 3, (int64_t[]){2, 3, 2}), tl = host(lens, IMS_DTYPE_I32, 1, (int64_t[]){2});
+    ims_tensor tp = host(pooled, IMS_DTYPE_F32, 2, (int64_t[]){2, 2});
+    TEST_OK(ims_op_pool_normalize(be, &th, &tl, IMS_POOLING_MEAN, 0, &tp, &err), err);
+    TEST_CHECK(pooled[0] == 2 && pooled[1] == 3 && pooled[2] == 3 && pooled[3] == 4, "mean pooling %g %g %g %g",
+               pooled[0], pooled[1], pooled[2], pooled[3]);
+    TEST_OK(ims_op_pool_normalize(be, &th, &tl, IMS_POOLING_MEAN, 1, &tp, &err), err);
+    TEST_CHECK(fabs(pooled[2] - 0.6) < 1e-7 && fabs(pooled[3] - 0.8) < 1e-7, "normalized (3, 4) -> %g %g", pooled[2],
+               pooled[3]);
+    TEST_OK(ims_op_pool_normalize(be, &th, &tl, IMS_POOLING_CLS, 0, &tp, &err), err);
+    TEST_CHECK(pooled[0] == 1 && pooled[1] == 2 && pooled[2] == 3 && pooled[3] == 0, "CLS pooling %g %g %g %g",
+               pooled[0], pooled[1], pooled[2], pooled[3]);
+
+    /* attention: what padding keys hold must not matter; one real key gives
+     * its value row exactly (softmax of one score is 1) */
+    enum { B = 1, T = 5, H = 4, HEADS = 2 };
+    float qkv[B * T * 3 * H], ctx_a[B * T * H], ctx_b[B * T * H];
+    uint64_t seed = 42;
+    for (int i = 0; i < B * T * 3 * H; i++)
+        qkv[i] = test_rand_uniform(&seed, -2, 2);
+    int32_t len = 3;
+    ims_tensor tq = host(qkv, IMS_DTYPE_F32, 3, (int64_t[]){B, T, 3 * H});
+    ims_tensor tlen = host(&len, IMS_DTYPE_I32, 1, (int64_t[]){B});
+    float scores[B * HEADS * T * T];
+    ims_tensor ts = host(scores, IMS_DTYPE_F32, 4, (int64_t[]){B, HEADS, T, T});
+    ims_tensor ta = host(ctx_a, IMS_DTYPE_F32, 3, (int64_t[]){B, T, H}), tc = host(ctx_b, IMS_DTYPE_F32, 3, (int64_t[]){B, T, H});
+    TEST_OK(ims_op_attention(be, &tq, &tlen, HEADS, &ts, &ta, &err), err);
+    for (int t = len; t < T; t++)
+        for (int i = 0; i < 3 * H; i++)
+            qkv[t * 3 * H + i] = 1e3f; /* padding tokens: huge keys and values */
+    TEST_OK(ims_op_attention(be, &tq, &tlen, HEADS, &ts, &tc, &err), err);
+    TEST_CHECK(memcmp(ctx_a, ctx_b, len * H * sizeof(float)) == 0, "padding keys changed real tokens' attention");
+    len = 1;
+    TEST_OK(ims_op_attention(be, &tq, &tlen, HEADS, &ts, &ta, &err), err);
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < H; i++)
+            TEST_CHECK(ctx_a[t * H + i] == qkv[2 * H + i], "one key: ctx[%d][%d] = %g, want v[0] = %g", t, i,
+                       ctx_a[t * H + i], qkv[2 * H + i]);
+    /* a refused shape: qkv width not 3 x heads x D */
+    TEST_CHECK(ims_op_attention(be, &tq, &tlen, 3, &ts, &ta, &err) == IMS_ERR_ARGUMENT, "heads 3 refused: %s", err.msg);
+    ims_backend_free(be);
 }
 
 /* ---- The tiny model (always) ------------------------------------------------------- */
@@ -265,6 +338,18 @@ static void test_minilm(const char *fixtures)
             TEST_CHECK(m <= 1e-6, "%s: the embedding depends on the batch (%.3g)", names[r], m);
         }
     }
+    /* and against the same model run in float64 (expected64.f32): ours should
+     * be at least as close to it as sentence-transformers' float32 is */
+    raw = test_read_file(join(golden, "expected64.f32"), &len);
+    TEST_CHECK(raw && len == count * sizeof(float), "expected64.f32 has %zu bytes", len);
+    if (raw && len == count * sizeof(float)) {
+        float *want64 = malloc(count * sizeof *want64);
+        memcpy(want64, raw, len);
+        double c = min_cosine(runs[0], want64, s.n, d, "minilm one batch vs float64");
+        TEST_CHECK(c >= 0.99999, "vs float64: min cosine %.9f < 0.99999", c);
+        free(want64);
+    }
+    free(raw);
     /* per-layer means of the first sentences against the float64 run */
     int layers = ims_text_encoder_layers(enc), probe = 4;
     size_t lcount = (size_t)probe * (layers + 1) * d;
@@ -304,7 +389,9 @@ int main(int argc, char **argv)
     const char *fixtures = test_fixture_dir(argc, argv);
     if (argc > 2 && strcmp(argv[2], "minilm") == 0)
         test_minilm(fixtures);
-    else
+    else {
+        test_ops_known();
         test_tiny(fixtures);
+    }
     return test_finish();
 }

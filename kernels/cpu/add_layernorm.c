@@ -18,7 +18,7 @@ static double load(const void *p, size_t i, int f16)
 void cpu_add_layernorm(const void *x, const float *bias, const void *residual, const float *gamma,
                        const float *beta, double eps, void *y, int f16, int m, int h)
 {
-    #pragma omp parallel
+    #pragma omp parallel if ((int64_t)m * h > CPU_PARALLEL_MIN)
     {
         double *row = malloc((size_t)h * sizeof *row);
         #pragma omp for schedule(static)

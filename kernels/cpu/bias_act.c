@@ -11,7 +11,7 @@
 
 void cpu_bias_act(const void *x, const float *bias, void *y, int f16, int gelu, int m, int n)
 {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((int64_t)m * n > CPU_PARALLEL_MIN)
     for (int r = 0; r < m; r++) {
         for (int c = 0; c < n; c++) {
             size_t i = (size_t)r * n + c;

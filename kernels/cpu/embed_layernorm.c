@@ -16,7 +16,7 @@ void cpu_embed_layernorm(const int32_t *ids, const float *word, const float *pos
                          const float *gamma, const float *beta, double eps, void *y, int y_f16, int b, int t,
                          int h, int vocab)
 {
-    #pragma omp parallel
+    #pragma omp parallel if ((int64_t)b * t * h > CPU_PARALLEL_MIN)
     {
         double *row = malloc((size_t)h * sizeof *row);
         #pragma omp for schedule(static)

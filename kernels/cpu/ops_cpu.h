@@ -54,6 +54,10 @@ void cpu_input_u8(const uint8_t *x, size_t pixels, const float scale[3], const f
 int cpu_knn_select(const float *table_f32, const uint16_t *table_f16, int64_t n, int d, const float *queries,
                    int b, int k, int32_t *ids, float *scores);
 /* --- text encoder --- */
+/* Below this many elements of work an op runs on one thread: a parallel region
+ * costs more than it saves on a short sentence (batch 1), and much more when
+ * the cores are shared (a barrier waits for a descheduled thread). */
+#define CPU_PARALLEL_MIN (1 << 18)
 /* Activations (x, y, qkv, ctx, residual) are f32, or f16 where the flag f16 is
  * set; biases, LayerNorm parameters and embedding tables are f32. */
 

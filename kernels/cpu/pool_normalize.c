@@ -15,7 +15,7 @@
 void cpu_pool_normalize(const void *x, const int32_t *lengths, float *y, int f16, int cls, int normalize, int b,
                         int t, int h)
 {
-    #pragma omp parallel
+    #pragma omp parallel if ((int64_t)b * t * h > CPU_PARALLEL_MIN)
     {
         double *acc = malloc((size_t)h * sizeof *acc);
         #pragma omp for schedule(static)

@@ -63,6 +63,23 @@ cudaError_t cuda_global_avg_pool_nhwc(const void *x, float *y, int n, int hw, in
 /* y (pixels, 3) f32 or f16 = x (pixels, 3) u8 * scale[c] + shift[c]. */
 cudaError_t cuda_input_u8(const uint8_t *x, void *y, size_t pixels, const float scale[3], const float shift[3],
                           int f16, cudaStream_t s);
+/* --- text encoder --- (f16 flags: activations are IEEE binary16 bits) */
+/* ids (b, t); word (vocab, h), pos (>= t, h), type0 (h), gamma, beta (h) f32;
+ * y (b, t, h) = LayerNorm(word[id] + pos[t] + type0). */
+cudaError_t cuda_embed_layernorm(const int32_t *ids, const float *word, const float *pos, const float *type0,
+                                 const float *gamma, const float *beta, double eps, void *y, int y_f16, int b, int t,
+                                 int h, int vocab, cudaStream_t s);
+/* x, y (m, n) (y may be x); bias (n): y = x + bias, or GELU(x + bias). */
+cudaError_t cuda_bias_act(const void *x, const float *bias, void *y, int f16, int gelu, int m, int n, cudaStream_t s);
+/* x, residual, y (m, h) (y may be residual); bias (h) or NULL. */
+cudaError_t cuda_add_layernorm(const void *x, const float *bias, const void *residual, const float *gamma,
+                               const float *beta, double eps, void *y, int f16, int m, int h, cudaStream_t s);
+/* scores (b, heads, t, t) in place: softmax over keys < lengths[b], 0 past it. */
+cudaError_t cuda_masked_softmax(void *scores, const int32_t *lengths, int f16, int b, int heads, int t,
+                                cudaStream_t s);
+/* x (b, t, h), lengths (b) -> y (b, h) f32: mean or CLS pooling, L2-normalized if normalize. */
+cudaError_t cuda_pool_normalize(const void *x, const int32_t *lengths, float *y, int f16, int cls, int normalize,
+                                int b, int t, int h, cudaStream_t s);
 
 #ifdef __cplusplus
 }
