@@ -134,4 +134,41 @@ static inline char *test_read_file(const char *path, size_t *len)
     return p;
 }
 
+/* ---- GPU tests ------------------------------------------------------------ */
+
+/* malloc that ends the test on failure (a test has nothing better to do). */
+static inline void *test_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "test: out of host memory (%zu bytes)\n", n);
+        exit(1);
+    }
+    return p;
+}
+
+/* TEST_CHECK of a status, naming `what`; returns whether it was IMS_OK. */
+static inline int test_check_ok(ims_status st, const ims_error *err, const char *what)
+{
+    TEST_CHECK(st == IMS_OK, "%s: %s: %s", what, ims_status_name(st), err->msg);
+    return st == IMS_OK;
+}
+
+/* The CPU backend and CUDA device 0, or SKIPPED (exit 77) with the driver's
+ * reason where no device exists; exits 1 if a backend cannot be created.
+ * Returns the number of CUDA devices. */
+static inline int test_gpu_backends(ims_backend **cpu, ims_backend **gpu)
+{
+    ims_error err = {0};
+    int count = 0;
+    if (ims_cuda_device_count(&count, &err) != IMS_OK || count <= 0)
+        test_skip(err.msg[0] ? err.msg : "no CUDA device");
+    if (!test_check_ok(ims_backend_create(IMS_BACKEND_CPU, 0, cpu, &err), &err, "cpu backend") ||
+        !test_check_ok(ims_backend_create(IMS_BACKEND_CUDA, 0, gpu, &err), &err, "cuda backend")) {
+        ims_backend_free(*cpu);
+        exit(test_finish());
+    }
+    return count;
+}
+
 #endif /* IMS_TEST_H */

@@ -24,22 +24,6 @@ static ims_backend *cpu_be, *gpu_be;
 
 /* ---- Helpers ---------------------------------------------------------------- */
 
-static int check_ok(ims_status st, const ims_error *err, const char *what)
-{
-    TEST_CHECK(st == IMS_OK, "%s: %s: %s", what, ims_status_name(st), err->msg);
-    return st == IMS_OK;
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "test: out of host memory (%zu bytes)\n", n);
-        exit(1);
-    }
-    return p;
-}
-
 /* Halves as integers ordered like their values (+0 and -0 both 0): two finite
  * halves are k ulps apart when these differ by k. */
 static long half_ordinal(uint16_t h) { return (h & 0x8000u) ? -(long)(h & 0x7fffu) : (long)(h & 0x7fffu); }
@@ -72,8 +56,8 @@ static int pair_alloc(tensor_pair *p, ims_dtype dtype, int ndim, const int64_t *
 {
     ims_error err = {0};
     memset(p, 0, sizeof *p);
-    if (!check_ok(ims_tensor_alloc(cpu_be, dtype, ndim, shape, &p->cpu, &err), &err, "alloc on cpu") ||
-        !check_ok(ims_tensor_alloc(gpu_be, dtype, ndim, shape, &p->gpu, &err), &err, "alloc on cuda")) {
+    if (!test_check_ok(ims_tensor_alloc(cpu_be, dtype, ndim, shape, &p->cpu, &err), &err, "alloc on cpu") ||
+        !test_check_ok(ims_tensor_alloc(gpu_be, dtype, ndim, shape, &p->gpu, &err), &err, "alloc on cuda")) {
         pair_free(p);
         return 0;
     }
@@ -87,8 +71,8 @@ static int pair_input(tensor_pair *p, ims_dtype dtype, int ndim, const int64_t *
         return 0;
     ims_error err = {0};
     size_t nbytes = ims_tensor_nbytes(&p->cpu);
-    if (!check_ok(ims_backend_upload(cpu_be, &p->cpu, host, nbytes, &err), &err, "upload to cpu") ||
-        !check_ok(ims_backend_upload(gpu_be, &p->gpu, host, nbytes, &err), &err, "upload to cuda")) {
+    if (!test_check_ok(ims_backend_upload(cpu_be, &p->cpu, host, nbytes, &err), &err, "upload to cpu") ||
+        !test_check_ok(ims_backend_upload(gpu_be, &p->gpu, host, nbytes, &err), &err, "upload to cuda")) {
         pair_free(p);
         return 0;
     }
@@ -101,8 +85,8 @@ static int pair_output(tensor_pair *p, ims_dtype dtype, int ndim, const int64_t 
     if (!pair_alloc(p, dtype, ndim, shape))
         return 0;
     ims_error err = {0};
-    if (!check_ok(ims_backend_fill_bytes(cpu_be, &p->cpu, 0xff, &err), &err, "poison on cpu") ||
-        !check_ok(ims_backend_fill_bytes(gpu_be, &p->gpu, 0xff, &err), &err, "poison on cuda")) {
+    if (!test_check_ok(ims_backend_fill_bytes(cpu_be, &p->cpu, 0xff, &err), &err, "poison on cpu") ||
+        !test_check_ok(ims_backend_fill_bytes(gpu_be, &p->gpu, 0xff, &err), &err, "poison on cuda")) {
         pair_free(p);
         return 0;
     }
@@ -114,10 +98,10 @@ static int pair_results(const tensor_pair *p, void **cpu_out, void **gpu_out)
 {
     ims_error err = {0};
     size_t nbytes = ims_tensor_nbytes(&p->cpu);
-    *cpu_out = xmalloc(nbytes);
-    *gpu_out = xmalloc(nbytes);
-    if (!check_ok(ims_backend_download(cpu_be, *cpu_out, nbytes, &p->cpu, &err), &err, "download from cpu") ||
-        !check_ok(ims_backend_download(gpu_be, *gpu_out, nbytes, &p->gpu, &err), &err, "download from cuda")) {
+    *cpu_out = test_xmalloc(nbytes);
+    *gpu_out = test_xmalloc(nbytes);
+    if (!test_check_ok(ims_backend_download(cpu_be, *cpu_out, nbytes, &p->cpu, &err), &err, "download from cpu") ||
+        !test_check_ok(ims_backend_download(gpu_be, *gpu_out, nbytes, &p->gpu, &err), &err, "download from cuda")) {
         free(*cpu_out);
         free(*gpu_out);
         *cpu_out = *gpu_out = NULL;
@@ -178,7 +162,7 @@ static void fill_convert_input(float *x, size_t n, uint64_t *rng)
 
 static void test_convert_f32_to_f16(size_t n, uint64_t *rng)
 {
-    float *x = xmalloc(n * sizeof *x); // (n)
+    float *x = test_xmalloc(n * sizeof *x); // (n)
     fill_convert_input(x, n, rng);
     int64_t shape[1] = {(int64_t)n};
     tensor_pair src, dst;
@@ -186,8 +170,8 @@ static void test_convert_f32_to_f16(size_t n, uint64_t *rng)
     if (pair_input(&src, IMS_DTYPE_F32, 1, shape, x)) {
         if (pair_output(&dst, IMS_DTYPE_F16, 1, shape)) {
             ims_error err = {0};
-            check_ok(ims_op_convert(cpu_be, &src.cpu, &dst.cpu, &err), &err, "convert f32->f16 on cpu");
-            check_ok(ims_op_convert(gpu_be, &src.gpu, &dst.gpu, &err), &err, "convert f32->f16 on cuda");
+            test_check_ok(ims_op_convert(cpu_be, &src.cpu, &dst.cpu, &err), &err, "convert f32->f16 on cpu");
+            test_check_ok(ims_op_convert(gpu_be, &src.gpu, &dst.gpu, &err), &err, "convert f32->f16 on cuda");
             void *want_p, *got_p;
             if (pair_results(&dst, &want_p, &got_p)) {
                 const uint16_t *want = want_p, *got = got_p; // (n), (n)
@@ -214,7 +198,7 @@ static void test_convert_f32_to_f16(size_t n, uint64_t *rng)
  * random patterns. */
 static void test_convert_f16_to_f32(size_t n, uint64_t *rng)
 {
-    uint16_t *x = xmalloc(n * sizeof *x); // (n)
+    uint16_t *x = test_xmalloc(n * sizeof *x); // (n)
     for (size_t i = 0; i < n; i++)
         x[i] = i < 65536 ? (uint16_t)i : (uint16_t)test_rand_u64(rng);
     int64_t shape[1] = {(int64_t)n};
@@ -223,8 +207,8 @@ static void test_convert_f16_to_f32(size_t n, uint64_t *rng)
     if (pair_input(&src, IMS_DTYPE_F16, 1, shape, x)) {
         if (pair_output(&dst, IMS_DTYPE_F32, 1, shape)) {
             ims_error err = {0};
-            check_ok(ims_op_convert(cpu_be, &src.cpu, &dst.cpu, &err), &err, "convert f16->f32 on cpu");
-            check_ok(ims_op_convert(gpu_be, &src.gpu, &dst.gpu, &err), &err, "convert f16->f32 on cuda");
+            test_check_ok(ims_op_convert(cpu_be, &src.cpu, &dst.cpu, &err), &err, "convert f16->f32 on cpu");
+            test_check_ok(ims_op_convert(gpu_be, &src.gpu, &dst.gpu, &err), &err, "convert f16->f32 on cuda");
             void *want_p, *got_p;
             if (pair_results(&dst, &want_p, &got_p)) {
                 const float *want = want_p, *got = got_p; // (n), (n)
@@ -250,7 +234,7 @@ static void test_convert_f16_to_f32(size_t n, uint64_t *rng)
 /* Same-dtype convert is a device-to-device copy. */
 static void test_convert_copy(size_t n, uint64_t *rng)
 {
-    float *x = xmalloc(n * sizeof *x); // (n)
+    float *x = test_xmalloc(n * sizeof *x); // (n)
     for (size_t i = 0; i < n; i++)
         x[i] = test_rand_uniform(rng, -100.0f, 100.0f);
     int64_t shape[1] = {(int64_t)n};
@@ -259,8 +243,8 @@ static void test_convert_copy(size_t n, uint64_t *rng)
     if (pair_input(&src, IMS_DTYPE_F32, 1, shape, x)) {
         if (pair_output(&dst, IMS_DTYPE_F32, 1, shape)) {
             ims_error err = {0};
-            check_ok(ims_op_convert(cpu_be, &src.cpu, &dst.cpu, &err), &err, "convert f32->f32 on cpu");
-            check_ok(ims_op_convert(gpu_be, &src.gpu, &dst.gpu, &err), &err, "convert f32->f32 on cuda");
+            test_check_ok(ims_op_convert(cpu_be, &src.cpu, &dst.cpu, &err), &err, "convert f32->f32 on cpu");
+            test_check_ok(ims_op_convert(gpu_be, &src.gpu, &dst.gpu, &err), &err, "convert f32->f32 on cuda");
             void *want, *got; // (n), (n)
             if (pair_results(&dst, &want, &got)) {
                 same = memcmp(x, want, n * sizeof *x) == 0 && memcmp(x, got, n * sizeof *x) == 0;
@@ -315,7 +299,7 @@ static void fill_l2_input(float *x, int n, int d, int specials, uint64_t *rng)
 static void test_l2_normalize(int n, int d, ims_dtype y_dtype, int specials, uint64_t *rng)
 {
     size_t count = (size_t)n * d;
-    float *x = xmalloc(count * sizeof *x); // (n, d)
+    float *x = test_xmalloc(count * sizeof *x); // (n, d)
     fill_l2_input(x, n, d, specials, rng);
     int64_t shape[2] = {n, d};
     int64_t norm_shape[1] = {n};
@@ -330,8 +314,8 @@ static void test_l2_normalize(int n, int d, ims_dtype y_dtype, int specials, uin
     if (pair_output(&yt, y_dtype, 2, shape)) {
         if (pair_output(&nt, IMS_DTYPE_F32, 1, norm_shape)) {
             ims_error err = {0};
-            check_ok(ims_op_l2_normalize_rows(cpu_be, &xt.cpu, &yt.cpu, &nt.cpu, &err), &err, "l2 on cpu");
-            check_ok(ims_op_l2_normalize_rows(gpu_be, &xt.gpu, &yt.gpu, &nt.gpu, &err), &err, "l2 on cuda");
+            test_check_ok(ims_op_l2_normalize_rows(cpu_be, &xt.cpu, &yt.cpu, &nt.cpu, &err), &err, "l2 on cpu");
+            test_check_ok(ims_op_l2_normalize_rows(gpu_be, &xt.gpu, &yt.gpu, &nt.gpu, &err), &err, "l2 on cuda");
             void *want_y, *got_y;    // (n, d), (n, d)
             void *want_np, *got_np;
             if (pair_results(&nt, &want_np, &got_np)) {
@@ -457,11 +441,11 @@ static double linear_max_error(const float *y, const double *ref, const double *
 
 static void test_linear(int m, int n, int k, int with_bias, uint64_t *rng)
 {
-    float *x = xmalloc((size_t)m * k * sizeof *x);            // (M, K)
-    float *w = xmalloc((size_t)n * k * sizeof *w);            // (N, K)
-    float *b = xmalloc((size_t)n * sizeof *b);                // (N)
-    double *ref = xmalloc((size_t)m * n * sizeof *ref);       // (M, N)
-    double *mag = xmalloc((size_t)m * n * sizeof *mag);       // (M, N)
+    float *x = test_xmalloc((size_t)m * k * sizeof *x);            // (M, K)
+    float *w = test_xmalloc((size_t)n * k * sizeof *w);            // (N, K)
+    float *b = test_xmalloc((size_t)n * sizeof *b);                // (N)
+    double *ref = test_xmalloc((size_t)m * n * sizeof *ref);       // (M, N)
+    double *mag = test_xmalloc((size_t)m * n * sizeof *mag);       // (M, N)
     for (size_t i = 0; i < (size_t)m * k; i++)
         x[i] = test_rand_uniform(rng, -1.0f, 1.0f);
     for (size_t i = 0; i < (size_t)n * k; i++)
@@ -481,9 +465,9 @@ static void test_linear(int m, int n, int k, int with_bias, uint64_t *rng)
     ready = pair_output(&yt, IMS_DTYPE_F32, 2, ys) && ready;
     if (ready) {
         ims_error err = {0};
-        check_ok(ims_op_linear(cpu_be, &xt.cpu, &wt.cpu, with_bias ? &bt.cpu : NULL, &yt.cpu, &err), &err,
+        test_check_ok(ims_op_linear(cpu_be, &xt.cpu, &wt.cpu, with_bias ? &bt.cpu : NULL, &yt.cpu, &err), &err,
                  "linear on cpu");
-        check_ok(ims_op_linear(gpu_be, &xt.gpu, &wt.gpu, with_bias ? &bt.gpu : NULL, &yt.gpu, &err), &err,
+        test_check_ok(ims_op_linear(gpu_be, &xt.gpu, &wt.gpu, with_bias ? &bt.gpu : NULL, &yt.gpu, &err), &err,
                  "linear on cuda");
         void *want, *got; // (M, N), (M, N)
         if (pair_results(&yt, &want, &got)) {
@@ -516,7 +500,7 @@ static void test_linear(int m, int n, int k, int with_bias, uint64_t *rng)
 
 static void test_round_trip(size_t n, uint64_t *rng)
 {
-    unsigned char *src = xmalloc(n), *back = xmalloc(n); // (n), (n)
+    unsigned char *src = test_xmalloc(n), *back = test_xmalloc(n); // (n), (n)
     for (size_t i = 0; i < n; i++)
         src[i] = (unsigned char)test_rand_u64(rng);
     memset(back, 0, n);
@@ -524,12 +508,12 @@ static void test_round_trip(size_t n, uint64_t *rng)
     ims_tensor t;
     ims_error err = {0};
     int same = 0, filled = 0;
-    if (check_ok(ims_tensor_alloc(gpu_be, IMS_DTYPE_U8, 1, shape, &t, &err), &err, "round trip alloc")) {
-        if (check_ok(ims_backend_upload(gpu_be, &t, src, n, &err), &err, "round trip upload") &&
-            check_ok(ims_backend_download(gpu_be, back, n, &t, &err), &err, "round trip download"))
+    if (test_check_ok(ims_tensor_alloc(gpu_be, IMS_DTYPE_U8, 1, shape, &t, &err), &err, "round trip alloc")) {
+        if (test_check_ok(ims_backend_upload(gpu_be, &t, src, n, &err), &err, "round trip upload") &&
+            test_check_ok(ims_backend_download(gpu_be, back, n, &t, &err), &err, "round trip download"))
             same = memcmp(src, back, n) == 0;
-        if (check_ok(ims_backend_fill_bytes(gpu_be, &t, 0x5a, &err), &err, "fill_bytes") &&
-            check_ok(ims_backend_download(gpu_be, back, n, &t, &err), &err, "fill_bytes download")) {
+        if (test_check_ok(ims_backend_fill_bytes(gpu_be, &t, 0x5a, &err), &err, "fill_bytes") &&
+            test_check_ok(ims_backend_download(gpu_be, back, n, &t, &err), &err, "fill_bytes download")) {
             filled = 1;
             for (size_t i = 0; i < n; i++)
                 filled &= back[i] == 0x5a;
@@ -592,7 +576,7 @@ static void test_create_destroy(int count)
     ims_status st = ims_backend_create(IMS_BACKEND_CUDA, count, &be, &err);
     TEST_CHECK(st == IMS_ERR_ARGUMENT && be == NULL, "device %d of %d: %s (%s)", count, count, ims_status_name(st),
                err.msg);
-    if (check_ok(ims_backend_create(IMS_BACKEND_CUDA, 0, &be, &err), &err, "second CUDA backend"))
+    if (test_check_ok(ims_backend_create(IMS_BACKEND_CUDA, 0, &be, &err), &err, "second CUDA backend"))
         ims_backend_free(be);
     printf("create/destroy: bad index -> %s; second backend ok\n", ims_status_name(st));
 }
@@ -602,15 +586,8 @@ int main(void)
     char versions[512];
     ims_cuda_versions(versions, sizeof versions);
     printf("%s", versions);
-    int count = 0;
+    int count = test_gpu_backends(&cpu_be, &gpu_be);
     ims_error err = {0};
-    if (ims_cuda_device_count(&count, &err) != IMS_OK || count <= 0)
-        test_skip(err.msg[0] ? err.msg : "no CUDA device");
-    if (!check_ok(ims_backend_create(IMS_BACKEND_CPU, 0, &cpu_be, &err), &err, "cpu backend") ||
-        !check_ok(ims_backend_create(IMS_BACKEND_CUDA, 0, &gpu_be, &err), &err, "cuda backend")) {
-        ims_backend_free(cpu_be);
-        return test_finish();
-    }
     uint64_t rng = SEED;
     test_info();
     test_create_destroy(count);
@@ -643,7 +620,7 @@ int main(void)
 
     test_huge_alloc(&rng);
 
-    check_ok(ims_backend_synchronize(gpu_be, &err), &err, "final synchronize");
+    test_check_ok(ims_backend_synchronize(gpu_be, &err), &err, "final synchronize");
     ims_backend_free(gpu_be);
     ims_backend_free(cpu_be);
     return test_finish();

@@ -31,35 +31,19 @@
 
 static ims_backend *cpu_be, *gpu_be;
 
-static int check_ok(ims_status st, const ims_error *err, const char *what)
-{
-    TEST_CHECK(st == IMS_OK, "%s: %s: %s", what, ims_status_name(st), err->msg);
-    return st == IMS_OK;
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "test: out of host memory (%zu bytes)\n", n);
-        exit(1);
-    }
-    return p;
-}
-
 /* Host f32 data -> a new tensor on be, in dtype (f32 or f16). */
 static int to_backend(ims_backend *be, const float *v, ims_dtype dt, int ndim, const int64_t *shape, ims_tensor *t)
 {
     ims_error err = {0};
-    if (!check_ok(ims_tensor_alloc(be, dt, ndim, shape, t, &err), &err, "alloc"))
+    if (!test_check_ok(ims_tensor_alloc(be, dt, ndim, shape, t, &err), &err, "alloc"))
         return 0;
     size_t n = (size_t)ims_tensor_numel(t);
     if (dt == IMS_DTYPE_F32)
-        return check_ok(ims_backend_upload(be, t, v, n * 4, &err), &err, "upload");
-    uint16_t *h = xmalloc(n * 2);
+        return test_check_ok(ims_backend_upload(be, t, v, n * 4, &err), &err, "upload");
+    uint16_t *h = test_xmalloc(n * 2);
     for (size_t i = 0; i < n; i++)
         h[i] = ims_f32_to_f16(v[i]);
-    int ok = check_ok(ims_backend_upload(be, t, h, n * 2, &err), &err, "upload");
+    int ok = test_check_ok(ims_backend_upload(be, t, h, n * 2, &err), &err, "upload");
     free(h);
     return ok;
 }
@@ -69,13 +53,13 @@ static float *from_backend(ims_backend *be, const ims_tensor *t)
 {
     ims_error err = {0};
     size_t n = (size_t)ims_tensor_numel(t);
-    float *v = xmalloc(n * 4);
+    float *v = test_xmalloc(n * 4);
     if (t->dtype == IMS_DTYPE_F32) {
-        check_ok(ims_backend_download(be, v, n * 4, t, &err), &err, "download");
+        test_check_ok(ims_backend_download(be, v, n * 4, t, &err), &err, "download");
         return v;
     }
-    uint16_t *h = xmalloc(n * 2);
-    check_ok(ims_backend_download(be, h, n * 2, t, &err), &err, "download");
+    uint16_t *h = test_xmalloc(n * 2);
+    test_check_ok(ims_backend_download(be, h, n * 2, t, &err), &err, "download");
     for (size_t i = 0; i < n; i++)
         v[i] = ims_f16_to_f32(h[i]);
     free(h);
@@ -86,7 +70,7 @@ static float *from_backend(ims_backend *be, const ims_tensor *t)
  * both backends see the same inputs). */
 static float *random_floats(size_t n, float lo, float hi, int f16, uint64_t *rng)
 {
-    float *v = xmalloc(n * sizeof *v);
+    float *v = test_xmalloc(n * sizeof *v);
     for (size_t i = 0; i < n; i++) {
         v[i] = test_rand_uniform(rng, lo, hi);
         if (f16)
@@ -138,16 +122,16 @@ static void test_conv(int n, int h, int w, int c, int o, int kh, int kw, int str
     int ok = to_backend(cpu_be, x, IMS_DTYPE_F32, 4, xs, &cx) && to_backend(cpu_be, wt, IMS_DTYPE_F32, 4, ws, &cw) &&
              to_backend(cpu_be, b, IMS_DTYPE_F32, 1, bs, &cb) && to_backend(gpu_be, x, gdt, 4, xs, &gx) &&
              to_backend(gpu_be, wt, gdt, 4, ws, &gw) && to_backend(gpu_be, b, gdt, 1, bs, &gb) &&
-             check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_F32, 4, ys, &cy, &err), &err, "alloc") &&
-             check_ok(ims_tensor_alloc(gpu_be, gdt, 4, ys, &gy, &err), &err, "alloc");
+             test_check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_F32, 4, ys, &cy, &err), &err, "alloc") &&
+             test_check_ok(ims_tensor_alloc(gpu_be, gdt, 4, ys, &gy, &err), &err, "alloc");
     if (ok) {
         ims_conv2d_params cp = {stride, stride, ph, pw, relu, off, IMS_PRECISION_FP32};
         ims_conv2d_params gp = {stride, stride, ph, pw, relu, off, prec};
         ims_backend_fill_bytes(cpu_be, &cy, 0xff, &err);
-        ok = check_ok(ims_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
-             check_ok(ims_op_conv2d(cpu_be, &cp, &cx, &cw, &cb, &cy, &err), &err, "conv2d cpu") &&
-             check_ok(ims_op_conv2d(gpu_be, &gp, &gx, &gw, &gb, &gy, &err), &err, "conv2d cuda") &&
-             check_ok(ims_backend_synchronize(gpu_be, &err), &err, "synchronize");
+        ok = test_check_ok(ims_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
+             test_check_ok(ims_op_conv2d(cpu_be, &cp, &cx, &cw, &cb, &cy, &err), &err, "conv2d cpu") &&
+             test_check_ok(ims_op_conv2d(gpu_be, &gp, &gx, &gw, &gb, &gy, &err), &err, "conv2d cuda") &&
+             test_check_ok(ims_backend_synchronize(gpu_be, &err), &err, "synchronize");
     }
     if (ok) {
         float *g = from_backend(gpu_be, &gy);
@@ -180,14 +164,14 @@ static void test_pool(int n, int h, int w, int c, ims_pool_kind kind, int stride
     int64_t xs[4] = {n, h, w, c}, ys[4] = {n, oh, ow, ctot};
     ims_tensor cx = {0}, cy = {0}, gx = {0}, gy = {0};
     int ok = to_backend(cpu_be, x, IMS_DTYPE_F32, 4, xs, &cx) && to_backend(gpu_be, x, gdt, 4, xs, &gx) &&
-             check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_F32, 4, ys, &cy, &err), &err, "alloc") &&
-             check_ok(ims_tensor_alloc(gpu_be, gdt, 4, ys, &gy, &err), &err, "alloc");
+             test_check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_F32, 4, ys, &cy, &err), &err, "alloc") &&
+             test_check_ok(ims_tensor_alloc(gpu_be, gdt, 4, ys, &gy, &err), &err, "alloc");
     ims_pool2d_params p = {kind, 3, stride, pad, include_pad, off};
     if (ok) {
         ims_backend_fill_bytes(cpu_be, &cy, 0xff, &err);
-        ok = check_ok(ims_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
-             check_ok(ims_op_pool2d(cpu_be, &p, &cx, &cy, &err), &err, "pool2d cpu") &&
-             check_ok(ims_op_pool2d(gpu_be, &p, &gx, &gy, &err), &err, "pool2d cuda");
+        ok = test_check_ok(ims_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
+             test_check_ok(ims_op_pool2d(cpu_be, &p, &cx, &cy, &err), &err, "pool2d cpu") &&
+             test_check_ok(ims_op_pool2d(gpu_be, &p, &gx, &gy, &err), &err, "pool2d cuda");
     }
     if (ok) {
         float *g = from_backend(gpu_be, &gy);
@@ -215,11 +199,11 @@ static void test_global_avg_pool_and_input(uint64_t *rng)
         ims_tensor cx = {0}, cy = {0}, gx = {0}, gy = {0};
         int ok = to_backend(cpu_be, x, IMS_DTYPE_F32, 4, xs, &cx) &&
                  to_backend(gpu_be, x, f16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32, 4, xs, &gx) &&
-                 check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_F32, 2, ys, &cy, &err), &err, "alloc") &&
-                 check_ok(ims_tensor_alloc(gpu_be, IMS_DTYPE_F32, 2, ys, &gy, &err), &err, "alloc") &&
-                 check_ok(ims_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
-                 check_ok(ims_op_global_avg_pool(cpu_be, &cx, &cy, &err), &err, "gap cpu") &&
-                 check_ok(ims_op_global_avg_pool(gpu_be, &gx, &gy, &err), &err, "gap cuda");
+                 test_check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_F32, 2, ys, &cy, &err), &err, "alloc") &&
+                 test_check_ok(ims_tensor_alloc(gpu_be, IMS_DTYPE_F32, 2, ys, &gy, &err), &err, "alloc") &&
+                 test_check_ok(ims_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
+                 test_check_ok(ims_op_global_avg_pool(cpu_be, &cx, &cy, &err), &err, "gap cpu") &&
+                 test_check_ok(ims_op_global_avg_pool(gpu_be, &gx, &gy, &err), &err, "gap cuda");
         if (ok) {
             float *g = from_backend(gpu_be, &gy);
             int lost = 0, unwritten = 0;
@@ -235,23 +219,23 @@ static void test_global_avg_pool_and_input(uint64_t *rng)
     /* input step: (2, 37, 41, 3) random bytes */
     int64_t s[4] = {2, 37, 41, 3};
     size_t nb = 2 * 37 * 41 * 3;
-    uint8_t *u = xmalloc(nb);
+    uint8_t *u = test_xmalloc(nb);
     for (size_t i = 0; i < nb; i++)
         u[i] = (uint8_t)(test_rand_u64(rng) >> 56);
     const float scale[3] = {1.0f / (255.0f * 0.229f), 1.0f / (255.0f * 0.224f), 1.0f / (255.0f * 0.225f)};
     const float shift[3] = {-0.485f / 0.229f, -0.456f / 0.224f, -0.406f / 0.225f};
     for (int f16 = 0; f16 < 2; f16++) {
         ims_tensor cx = {0}, cy = {0}, gx = {0}, gy = {0};
-        int ok = check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_U8, 4, s, &cx, &err), &err, "alloc") &&
-                 check_ok(ims_tensor_alloc(gpu_be, IMS_DTYPE_U8, 4, s, &gx, &err), &err, "alloc") &&
-                 check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_F32, 4, s, &cy, &err), &err, "alloc") &&
-                 check_ok(ims_tensor_alloc(gpu_be, f16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32, 4, s, &gy, &err), &err,
+        int ok = test_check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_U8, 4, s, &cx, &err), &err, "alloc") &&
+                 test_check_ok(ims_tensor_alloc(gpu_be, IMS_DTYPE_U8, 4, s, &gx, &err), &err, "alloc") &&
+                 test_check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_F32, 4, s, &cy, &err), &err, "alloc") &&
+                 test_check_ok(ims_tensor_alloc(gpu_be, f16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32, 4, s, &gy, &err), &err,
                           "alloc") &&
-                 check_ok(ims_backend_upload(cpu_be, &cx, u, nb, &err), &err, "upload") &&
-                 check_ok(ims_backend_upload(gpu_be, &gx, u, nb, &err), &err, "upload") &&
-                 check_ok(ims_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
-                 check_ok(ims_op_input_u8(cpu_be, &cx, scale, shift, &cy, &err), &err, "input cpu") &&
-                 check_ok(ims_op_input_u8(gpu_be, &gx, scale, shift, &gy, &err), &err, "input cuda");
+                 test_check_ok(ims_backend_upload(cpu_be, &cx, u, nb, &err), &err, "upload") &&
+                 test_check_ok(ims_backend_upload(gpu_be, &gx, u, nb, &err), &err, "upload") &&
+                 test_check_ok(ims_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
+                 test_check_ok(ims_op_input_u8(cpu_be, &cx, scale, shift, &cy, &err), &err, "input cpu") &&
+                 test_check_ok(ims_op_input_u8(gpu_be, &gx, scale, shift, &gy, &err), &err, "input cuda");
         if (ok) {
             float *g = from_backend(gpu_be, &gy);
             const float *c = cy.data;
@@ -341,32 +325,32 @@ static void test_network(const char *dir, const char *images_dir, const char *va
     ims_error err = {0};
     ims_weights *w = NULL;
     ims_image_encoder *cpu = NULL;
-    if (!check_ok(ims_weights_open(isw, 0, &w, &err), &err, "open") ||
-        !check_ok(ims_image_encoder_create(cpu_be, w, IMS_PRECISION_FP32, &cpu, &err), &err, "cpu encoder")) {
+    if (!test_check_ok(ims_weights_open(isw, 0, &w, &err), &err, "open") ||
+        !test_check_ok(ims_image_encoder_create(cpu_be, w, IMS_PRECISION_FP32, &cpu, &err), &err, "cpu encoder")) {
         ims_weights_close(w);
         return;
     }
     int classes = ims_image_encoder_num_classes(cpu);
     int batch = IMAGES + 5;
-    uint8_t *img = xmalloc((size_t)batch * SIZE * SIZE * 3);
+    uint8_t *img = test_xmalloc((size_t)batch * SIZE * SIZE * 3);
     uint8_t *gen = make_images();
     memcpy(img, gen, (size_t)IMAGES * SIZE * SIZE * 3);
     free(gen);
     int photos = load_photos(images_dir, img + (size_t)IMAGES * SIZE * SIZE * 3, 5);
     batch = IMAGES + photos;
-    float *cl = xmalloc((size_t)batch * classes * 4), *cf = xmalloc((size_t)batch * FEATURES * 4);
-    float *gl = xmalloc((size_t)batch * classes * 4), *gf = xmalloc((size_t)batch * FEATURES * 4);
-    check_ok(ims_image_encoder_forward(cpu, img, batch, cf, cl, &err), &err, "cpu forward");
+    float *cl = test_xmalloc((size_t)batch * classes * 4), *cf = test_xmalloc((size_t)batch * FEATURES * 4);
+    float *gl = test_xmalloc((size_t)batch * classes * 4), *gf = test_xmalloc((size_t)batch * FEATURES * 4);
+    test_check_ok(ims_image_encoder_forward(cpu, img, batch, cf, cl, &err), &err, "cpu forward");
     static const ims_precision precs[3] = {IMS_PRECISION_FP32, IMS_PRECISION_TF32, IMS_PRECISION_FP16};
     static const double tols[3] = {1e-4, 5e-3, 2e-2};
     for (int pi = 0; pi < 3; pi++) {
         ims_image_encoder *gpu = NULL;
-        if (!check_ok(ims_image_encoder_create(gpu_be, w, precs[pi], &gpu, &err), &err, "gpu encoder"))
+        if (!test_check_ok(ims_image_encoder_create(gpu_be, w, precs[pi], &gpu, &err), &err, "gpu encoder"))
             continue;
         for (int rep = 0; rep < 2; rep++) { /* the second run reuses the cached plans */
             memset(gl, 0xff, (size_t)batch * classes * 4);
             memset(gf, 0xff, (size_t)batch * FEATURES * 4);
-            if (!check_ok(ims_image_encoder_forward(gpu, img, batch, gf, gl, &err), &err, "gpu forward"))
+            if (!test_check_ok(ims_image_encoder_forward(gpu, img, batch, gf, gl, &err), &err, "gpu forward"))
                 break;
             double el = rel_err(gl, cl, (size_t)batch * classes), ef = rel_err(gf, cf, (size_t)batch * FEATURES);
             int top5 = 1;
@@ -383,12 +367,12 @@ static void test_network(const char *dir, const char *images_dir, const char *va
         }
         /* CUDA graphs: run 0 plain (plans cached already), run 1 captures, run 2 replays;
          * the same kernels and algorithms on the same inputs: identical outputs */
-        float *pl = xmalloc((size_t)batch * classes * 4);
+        float *pl = test_xmalloc((size_t)batch * classes * 4);
         memcpy(pl, gl, (size_t)batch * classes * 4);
-        if (check_ok(ims_image_encoder_set_graphs(gpu, 1, &err), &err, "set_graphs")) {
+        if (test_check_ok(ims_image_encoder_set_graphs(gpu, 1, &err), &err, "set_graphs")) {
             for (int rep = 0; rep < 3; rep++) {
                 memset(gl, 0xff, (size_t)batch * classes * 4);
-                if (!check_ok(ims_image_encoder_forward(gpu, img, batch, NULL, gl, &err), &err, "graph forward"))
+                if (!test_check_ok(ims_image_encoder_forward(gpu, img, batch, NULL, gl, &err), &err, "graph forward"))
                     break;
                 int same = !memcmp(gl, pl, (size_t)batch * classes * 4);
                 printf("network %s %s graphs run %d: %s\n", variant, prec_name(precs[pi]), rep,
@@ -412,15 +396,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s GOLDEN_DIR IMAGES_DIR\n", argv[0]);
         return 2;
     }
-    int count = 0;
-    ims_error err = {0};
-    if (ims_cuda_device_count(&count, &err) != IMS_OK || count <= 0)
-        test_skip(err.msg[0] ? err.msg : "no CUDA device");
-    if (!check_ok(ims_backend_create(IMS_BACKEND_CPU, 0, &cpu_be, &err), &err, "cpu backend") ||
-        !check_ok(ims_backend_create(IMS_BACKEND_CUDA, 0, &gpu_be, &err), &err, "cuda backend")) {
-        ims_backend_free(cpu_be);
-        return test_finish();
-    }
+    test_gpu_backends(&cpu_be, &gpu_be);
     uint64_t rng = SEED;
     /* n, h, w, c, o, kh, kw, stride, pad_h, pad_w: every filter Inception uses */
     static const int convs[][10] = {

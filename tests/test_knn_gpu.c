@@ -28,16 +28,6 @@
 static ims_backend *cpu_be, *gpu_be;
 static uint64_t rng = 0x77aa55cc33ee11ull;
 
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "test: out of host memory (%zu bytes)\n", n);
-        exit(1);
-    }
-    return p;
-}
-
 static void fill(float *x, size_t n, int integers)
 {
     for (size_t i = 0; i < n; i++)
@@ -94,12 +84,12 @@ static void test_op(int64_t n, int d, int b, int k, ims_dtype dtype, int path, i
     printf("%s\n", what);
     fflush(stdout);
     size_t tn = (size_t)n * d;
-    float *t32 = xmalloc(tn * 4), *q = xmalloc((size_t)b * d * 4);
+    float *t32 = test_xmalloc(tn * 4), *q = test_xmalloc((size_t)b * d * 4);
     fill(t32, tn, integers);
     fill(q, (size_t)b * d, integers);
     uint16_t *t16 = NULL;
     if (dtype == IMS_DTYPE_F16) {
-        t16 = xmalloc(tn * 2);
+        t16 = test_xmalloc(tn * 2);
         for (size_t i = 0; i < tn; i++)
             t16[i] = ims_f32_to_f16(t32[i]);
         for (size_t i = 0; i < tn; i++)
@@ -110,13 +100,13 @@ static void test_op(int64_t n, int d, int b, int k, ims_dtype dtype, int path, i
         max_row = fmax(max_row, row_norm(t32 + (size_t)r * d, d));
     int kk = k < n ? k : (int)n;
     size_t out = (size_t)b * kk;
-    int32_t *ci = xmalloc(out * 4), *gi = xmalloc(out * 4);
-    float *cs = xmalloc(out * 4), *gs = xmalloc(out * 4);
+    int32_t *ci = test_xmalloc(out * 4), *gi = test_xmalloc(out * 4);
+    float *cs = test_xmalloc(out * 4), *gs = test_xmalloc(out * 4);
     ims_error err = {0};
     ims_tensor tt = ims_tensor_host(dtype == IMS_DTYPE_F16 ? (void *)t16 : (void *)t32, dtype, 2, (int64_t[]){n, d});
     /* GEMM_F16 rounds the queries to f16: the CPU reference gets the same
      * rounded queries, so the comparison stays exact fp32 over equal inputs. */
-    float *qref = xmalloc((size_t)b * d * 4);
+    float *qref = test_xmalloc((size_t)b * d * 4);
     for (size_t i = 0; i < (size_t)b * d; i++)
         qref[i] = (path == IMS_KNN_PATH_GEMM_F16 && dtype == IMS_DTYPE_F16) ? ims_f16_to_f32(ims_f32_to_f16(q[i])) : q[i];
     ims_tensor tq = ims_tensor_host(qref, IMS_DTYPE_F32, 2, (int64_t[]){b, d});
@@ -162,7 +152,7 @@ static void test_table(int64_t n, int d, int b, int k, ims_dtype dtype, int64_t 
     printf("table n %lld d %d b %d k %d %s chunk %lld path %d\n", (long long)n, d, b, k, ims_dtype_name(dtype),
            (long long)chunk, (int)path);
     fflush(stdout);
-    float *x = xmalloc((size_t)n * d * 4), *q = xmalloc((size_t)b * d * 4);
+    float *x = test_xmalloc((size_t)n * d * 4), *q = test_xmalloc((size_t)b * d * 4);
     fill(x, (size_t)n * d, 1);
     fill(q, (size_t)b * d, 1);
     for (int64_t r = 0; r < n; r++)
@@ -179,8 +169,8 @@ static void test_table(int64_t n, int d, int b, int k, ims_dtype dtype, int64_t 
     TEST_OK(ims_knn_create(gpu_be, d, &o, &tg, &err), err);
     TEST_OK(ims_knn_append(tc, x, IMS_DTYPE_F32, n, &err), err);
     size_t out = (size_t)b * k;
-    int64_t *ic = xmalloc(out * 8), *ig = xmalloc(out * 8);
-    float *sc = xmalloc(out * 4), *sg = xmalloc(out * 4);
+    int64_t *ic = test_xmalloc(out * 8), *ig = test_xmalloc(out * 8);
+    float *sc = test_xmalloc(out * 4), *sg = test_xmalloc(out * 4);
     /* Half the rows, a search (the device copy is made), then the rest (it is
      * grown and topped up before the next search). */
     TEST_OK(ims_knn_append(tg, x, IMS_DTYPE_F32, n / 2, &err), err);
@@ -201,15 +191,7 @@ static void test_table(int64_t n, int d, int b, int k, ims_dtype dtype, int64_t 
 
 int main(void)
 {
-    int count = 0;
-    ims_error err = {0};
-    if (ims_cuda_device_count(&count, &err) != IMS_OK || count <= 0)
-        test_skip(err.msg[0] ? err.msg : "no CUDA device");
-    if (ims_backend_create(IMS_BACKEND_CPU, 0, &cpu_be, &err) || ims_backend_create(IMS_BACKEND_CUDA, 0, &gpu_be, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        ims_backend_free(cpu_be);
-        return 1;
-    }
+    test_gpu_backends(&cpu_be, &gpu_be);
     static const struct {
         int64_t n;
         int d, b, k;

@@ -316,14 +316,7 @@ static void test_model(const char *model_dir, const char *ids_path, const char *
 int main(int argc, char **argv)
 {
     const char *fixtures = test_fixture_dir(argc, argv);
-    ims_error err = {0};
-    int count = 0;
-    if (ims_cuda_device_count(&count, &err) != IMS_OK)
-        test_skip(err.msg);
-    if (ims_backend_create(IMS_BACKEND_CPU, 0, &cpu_be, &err) || ims_backend_create(IMS_BACKEND_CUDA, 0, &gpu_be, &err)) {
-        fprintf(stderr, "backend: %s\n", err.msg);
-        return 1;
-    }
+    test_gpu_backends(&cpu_be, &gpu_be);
     printf("device: %s\n", ims_backend_get_info(gpu_be)->device);
     test_ops();
     char model[2048], ids[2100];
