@@ -15,6 +15,26 @@ static double load(const void *p, size_t i, int f16)
     return f16 ? (double)ims_f16_to_f32(((const uint16_t *)p)[i]) : (double)((const float *)p)[i];
 }
 
+void cpu_layernorm_row(const double *row, int h, double eps, const float *gamma, const float *beta, void *y,
+                       int y_f16)
+{
+    double mean = 0.0;
+    for (int i = 0; i < h; i++)
+        mean += row[i];
+    mean /= h;
+    double var = 0.0;
+    for (int i = 0; i < h; i++)
+        var += (row[i] - mean) * (row[i] - mean);
+    double inv = 1.0 / sqrt(var / h + eps);
+    for (int i = 0; i < h; i++) {
+        float v = (float)((row[i] - mean) * inv * gamma[i] + beta[i]);
+        if (y_f16)
+            ((uint16_t *)y)[i] = ims_f32_to_f16(v);
+        else
+            ((float *)y)[i] = v;
+    }
+}
+
 void cpu_add_layernorm(const void *x, const float *bias, const void *residual, const float *gamma,
                        const float *beta, double eps, void *y, int f16, int m, int h)
 {
@@ -26,24 +46,10 @@ void cpu_add_layernorm(const void *x, const float *bias, const void *residual, c
             if (!row)
                 continue;
             size_t at = (size_t)r * h;
-            double mean = 0.0;
-            for (int i = 0; i < h; i++) {
-                double s = load(x, at + i, f16) + (bias ? bias[i] : 0.0);
-                row[i] = s + load(residual, at + i, f16);
-                mean += row[i];
-            }
-            mean /= h;
-            double var = 0.0;
             for (int i = 0; i < h; i++)
-                var += (row[i] - mean) * (row[i] - mean);
-            double inv = 1.0 / sqrt(var / h + eps);
-            for (int i = 0; i < h; i++) {
-                float v = (float)((row[i] - mean) * inv * gamma[i] + beta[i]);
-                if (f16)
-                    ((uint16_t *)y)[at + i] = ims_f32_to_f16(v);
-                else
-                    ((float *)y)[at + i] = v;
-            }
+                row[i] = load(x, at + i, f16) + (bias ? bias[i] : 0.0) + load(residual, at + i, f16);
+            cpu_layernorm_row(row, h, eps, gamma, beta, f16 ? (void *)((uint16_t *)y + at) : (void *)((float *)y + at),
+                              f16);
         }
         free(row);
     }

@@ -9,7 +9,6 @@
 
 #include "imgsearch.h"
 
-#include <math.h>
 #include <stdlib.h>
 
 void cpu_embed_layernorm(const int32_t *ids, const float *word, const float *pos, const float *type0,
@@ -28,23 +27,11 @@ void cpu_embed_layernorm(const int32_t *ids, const float *word, const float *pos
                 id = 0;
             const float *we = word + (size_t)id * h;  /* (H) */
             const float *pe = pos + (size_t)(r % t) * h; /* (H) */
-            double mean = 0.0;
-            for (int i = 0; i < h; i++) {
-                row[i] = (double)we[i] + (double)pe[i] + (double)type0[i];
-                mean += row[i];
-            }
-            mean /= h;
-            double var = 0.0;
             for (int i = 0; i < h; i++)
-                var += (row[i] - mean) * (row[i] - mean);
-            double inv = 1.0 / sqrt(var / h + eps);
-            for (int i = 0; i < h; i++) {
-                float v = (float)((row[i] - mean) * inv * gamma[i] + beta[i]);
-                if (y_f16)
-                    ((uint16_t *)y)[(size_t)r * h + i] = ims_f32_to_f16(v);
-                else
-                    ((float *)y)[(size_t)r * h + i] = v;
-            }
+                row[i] = (double)we[i] + (double)pe[i] + (double)type0[i];
+            size_t at = (size_t)r * h;
+            cpu_layernorm_row(row, h, eps, gamma, beta,
+                              y_f16 ? (void *)((uint16_t *)y + at) : (void *)((float *)y + at), y_f16);
         }
         free(row);
     }

@@ -61,6 +61,10 @@ int cpu_knn_select(const float *table_f32, const uint16_t *table_f16, int64_t n,
 /* Activations (x, y, qkv, ctx, residual) are f32, or f16 where the flag f16 is
  * set; biases, LayerNorm parameters and embedding tables are f32. */
 
+/* One row's LayerNorm: y (H) = (row - mean) / sqrt(var + eps) * gamma + beta,
+ * statistics in double over row (H); y f32, or f16 when y_f16. */
+void cpu_layernorm_row(const double *row, int h, double eps, const float *gamma, const float *beta, void *y,
+                       int y_f16);
 /* ids (b, t); word (vocab, h), pos (>= t, h), type0 (h), gamma, beta (h);
  * y (b, t, h) = LayerNorm(word[id] + pos[t] + type0). */
 void cpu_embed_layernorm(const int32_t *ids, const float *word, const float *pos, const float *type0,
