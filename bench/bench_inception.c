@@ -6,7 +6,8 @@
  *                        [--batches 1,8,32] [--cpu-only]
  * One line per run: backend precision batch B images/s X ms/batch Y.
  * Inputs are random bytes, uploaded each call (as the CLI does); the first
- * call per configuration (allocation, cuDNN algorithm search) is not timed.
+ * two calls per configuration (allocation, cuDNN algorithm search, graph
+ * capture) are not timed. CUDA runs with and without CUDA graphs.
  */
 #include "../tests/inception_weights.h"
 
@@ -19,13 +20,18 @@ static double bench_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static int bench_run(ims_backend *be, const ims_weights *w, ims_precision p, int batch, double seconds)
+static int bench_run(ims_backend *be, const ims_weights *w, ims_precision p, int batch, double seconds, int graphs)
 {
     ims_error err = {0};
     ims_image_encoder *enc = NULL;
     if (ims_image_encoder_create(be, w, p, &enc, &err)) {
         fprintf(stderr, "bench_inception: %s %s: %s\n", ims_backend_get_info(be)->name, ims_precision_name(p),
                 err.msg);
+        return 1;
+    }
+    if (graphs && ims_image_encoder_set_graphs(enc, 1, &err)) {
+        fprintf(stderr, "bench_inception: graphs: %s\n", err.msg);
+        ims_image_encoder_free(enc);
         return 1;
     }
     size_t n = (size_t)batch * SIZE * SIZE * 3;
@@ -35,8 +41,8 @@ static int bench_run(ims_backend *be, const ims_weights *w, ims_precision p, int
     uint64_t rng = 42;
     for (size_t i = 0; !rc && i < n; i++)
         img[i] = (uint8_t)(test_rand_u64(&rng) >> 56);
-    if (!rc && ims_image_encoder_forward(enc, img, batch, feat, NULL, &err)) /* warm-up */
-        rc = 1;
+    for (int i = 0; i < 2 && !rc; i++) /* warm-up: the algorithm search, then the graph capture */
+        rc = ims_image_encoder_forward(enc, img, batch, feat, NULL, &err) != IMS_OK;
     int iters = 0;
     double t0 = bench_now(), t = t0;
     while (!rc && (t - t0 < seconds || iters < 2)) {
@@ -48,8 +54,8 @@ static int bench_run(ims_backend *be, const ims_weights *w, ims_precision p, int
     if (rc)
         fprintf(stderr, "bench_inception: forward: %s\n", err.msg);
     else
-        printf("%-8s %s batch %3d images/s %8.2f ms/batch %8.2f\n", ims_backend_get_info(be)->name,
-               ims_precision_name(p), batch, iters * batch / (t - t0), 1e3 * (t - t0) / iters);
+        printf("%-8s %s%s batch %3d images/s %8.2f ms/batch %8.2f\n", ims_backend_get_info(be)->name,
+               ims_precision_name(p), graphs ? "+graph" : "", batch, iters * batch / (t - t0), 1e3 * (t - t0) / iters);
     fflush(stdout);
     free(img), free(feat);
     ims_image_encoder_free(enc);
@@ -104,7 +110,7 @@ int main(int argc, char **argv)
     if (!ims_backend_create(IMS_BACKEND_CPU, 0, &be, &err)) {
         printf("cpu: %s, %d threads\n", ims_backend_get_info(be)->device, ims_backend_get_info(be)->threads);
         for (int i = 0; i < nb; i++)
-            rc |= bench_run(be, w, IMS_PRECISION_FP32, bs[i], seconds);
+            rc |= bench_run(be, w, IMS_PRECISION_FP32, bs[i], seconds, 0);
         ims_backend_free(be);
     }
     int count = 0;
@@ -113,7 +119,8 @@ int main(int argc, char **argv)
         printf("cuda: %s\n", ims_backend_get_info(be)->device);
         for (int p = IMS_PRECISION_FP32; p <= IMS_PRECISION_FP16; p++)
             for (int i = 0; i < nb; i++)
-                rc |= bench_run(be, w, (ims_precision)p, bs[i], seconds);
+                for (int graphs = 0; graphs < 2; graphs++)
+                    rc |= bench_run(be, w, (ims_precision)p, bs[i], seconds, graphs);
         ims_backend_free(be);
     } else if (!cpu_only) {
         printf("cuda: none (%s)\n", err.msg[0] ? err.msg : "no device or CPU-only build");

@@ -8,7 +8,8 @@
 # libraries from .devdeps/ when the machine lacks them: run
 # scripts/prepare-devdeps.sh here first and carry .devdeps), runs every test
 # (the `gpu` ones included), runs compute-sanitizer memcheck and racecheck on
-# the GPU test, and writes logs plus summary.md under $OUT. Each step says
+# every GPU test binary (90 s each at most), runs imgsearch bench --quick (the
+# full one with FULL_BENCH=1) and bench/compare_torch.py --quick, and writes logs plus summary.md under $OUT. Each step says
 # whether it passed, failed or was skipped, and why; a failed step does not
 # stop the later ones. Budget: well under 8 minutes on an H100 machine.
 # Without a GPU it still runs and says what it skipped. FORCE_DEVDEPS=1 uses
@@ -95,20 +96,42 @@ fi
 
 gpu=0
 nvidia-smi -L >/dev/null 2>&1 && gpu=1
+text_model=""
+[ -f .devdeps/minilm-f16.isw ] && text_model=$root/.devdeps/minilm-f16.isw
 if [ $built -eq 1 ]; then
   minilm=""
   [ -d build/models/all-MiniLM-L6-v2 ] && minilm=$root/build/models/all-MiniLM-L6-v2
-  step "ctest (all, gpu included)" ctest.log env IMS_MINILM_DIR="$minilm" ctest --test-dir "$build" --output-on-failure -j 4
+  step "ctest (all, gpu included)" ctest.log env IMS_MINILM_DIR="$minilm" ctest --test-dir "$build" --output-on-failure -j 8 -LE slow
   grep -h "^SKIPPED" "$build/Testing/Temporary/LastTest.log" >>"$OUT/ctest.log" 2>/dev/null
+  step "ctest -L gpu (again, alone, verbose)" ctest-gpu.log ctest --test-dir "$build" -L gpu -V
   step "devices" devices.txt "$build/imgsearch" devices
   if [ $gpu -eq 1 ] && command -v compute-sanitizer >/dev/null; then
-    step "compute-sanitizer memcheck" memcheck.log compute-sanitizer --tool memcheck --leak-check full --error-exitcode 99 "$build/tests/test_backend_gpu"
-    step "compute-sanitizer racecheck" racecheck.log compute-sanitizer --tool racecheck --error-exitcode 99 "$build/tests/test_backend_gpu"
+    for t in test_backend_gpu test_knn_gpu test_text_encoder_gpu test_inception_gpu; do
+      [ -x "$build/tests/$t" ] || { skip "sanitize $t" "not built"; continue; }
+      args=()
+      [ "$t" = test_inception_gpu ] && args=("$root/tests/fixtures/inception_golden")
+      [ "$t" = test_knn_gpu ] && args=(quick) # --- top-k search ---: small shapes under the sanitizers
+      step "memcheck $t" "memcheck-$t.log" timeout 90 compute-sanitizer --tool memcheck --leak-check full \
+        --error-exitcode 99 "$build/tests/$t" "${args[@]}"
+      step "racecheck $t" "racecheck-$t.log" timeout 90 compute-sanitizer --tool racecheck --error-exitcode 99 \
+        "$build/tests/$t" "${args[@]}"
+    done
   else
     skip "compute-sanitizer" "no GPU or no compute-sanitizer"
   fi
+  bench_args=(--images "$root/data/samples")
+  [ -n "$text_model" ] && bench_args+=(--text-model "$text_model")
+  step "imgsearch bench --quick" bench-quick.txt "$build/imgsearch" bench --quick "${bench_args[@]}"
+  if [ -n "${FULL_BENCH:-}" ]; then
+    step "imgsearch bench (full)" bench-full.txt timeout 400 "$build/imgsearch" bench "${bench_args[@]}"
+  else
+    skip "imgsearch bench (full)" "FULL_BENCH=1 runs it (several minutes)"
+  fi
+  torch_args=(--imgsearch "$build/imgsearch" --quick --json "$OUT/compare_torch.json")
+  [ -n "$text_model" ] && torch_args+=(--text-model "$text_model")
+  step "bench/compare_torch.py --quick" compare_torch.txt timeout 300 python3 bench/compare_torch.py "${torch_args[@]}"
 else
-  skip "tests" "the build failed (see configure.log / build.log)"
+  skip "tests and benchmarks" "the build failed (see configure.log / build.log)"
 fi
 # --- top-k search ---
 if [ $built -eq 1 ] && [ $gpu -eq 1 ] && python3 -c 'import torch, numpy' 2>/dev/null; then
@@ -117,8 +140,6 @@ if [ $built -eq 1 ] && [ $gpu -eq 1 ] && python3 -c 'import torch, numpy' 2>/dev
 else
   skip "k-NN against torch" "no build, no GPU, or no torch"
 fi
-skip "imgsearch bench --quick" "not written yet (issue 9)"
-skip "bench/compare_torch.py" "not written yet (issue 9)"
 echo "" >>"$summary"
 echo "total: $(( $(date +%s) - start )) s" >>"$summary"
 cat "$summary"

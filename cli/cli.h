@@ -15,7 +15,7 @@ enum {
     CLI_EXIT_OK = 0,
     CLI_EXIT_FAILURE = 1, /* the command ran and failed (bad file, no device, ...) */
     CLI_EXIT_USAGE = 2,   /* the command line was wrong */
-    CLI_EXIT_PARTIAL = 3, /* index: done, but some files were skipped (each reported) */
+    CLI_EXIT_SOME_FAILED = 3, /* done, but some images were skipped (each reported on stderr) */
 };
 
 int cmd_info(int argc, char **argv);

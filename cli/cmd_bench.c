@@ -362,7 +362,7 @@ static ims_status bench_text(bench_ctx *c, ims_error *err)
                 s.b = batches[bi];
                 int model_t = ims_text_encoder_max_seq_length(s.enc);
                 s.t = lens[li] < model_t ? lens[li] : model_t;
-                if (li == 1 && s.t == lens[0])
+                if (li == 1 && s.t <= lens[0])
                     continue; /* the model's sequences are no longer than the short ones */
                 int vocab = (int)ims_tokenizer_vocab_size(tok);
                 int first_word = vocab > 2000 ? 1000 : vocab / 2; /* past BERT's [unused] and special tokens */

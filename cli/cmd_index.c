@@ -173,5 +173,5 @@ int cmd_index(int argc, char **argv)
            "waiting for decode %.1f s, model %.1f s, writing %.1f s\n",
            result.indexed, o.index_dir, result.failed, result.already, result.elapsed_s, result.decode_wait_s,
            result.model_s, result.write_s);
-    return result.failed ? CLI_EXIT_PARTIAL : CLI_EXIT_OK;
+    return result.failed ? CLI_EXIT_SOME_FAILED : CLI_EXIT_OK;
 }

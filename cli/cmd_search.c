@@ -7,7 +7,7 @@
  * All queries of a run form one batch per table, searched by the k-NN kernels
  * over the table loaded once onto the device.
  */
-#include "cli.h"
+#include "encode_images.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -180,8 +180,35 @@ static ims_status resolve_model(const char *given, const ims_index_model *record
     return IMS_OK;
 }
 
-/* Embeds the image queries: decode and preprocess (the loader), Inception-v3,
- * then L2-normalized features (visual) or ConSE (semantic). */
+/* Where the image sink puts each query image's vector. */
+typedef struct image_sink {
+    search_args *a;
+    const size_t *which;   /* image i of the loader is query which[i] */
+    const float *class_emb; /* (classes, semantic_dim) for --table semantic, else NULL */
+    int semantic_dim;
+    ims_error *err;
+} image_sink;
+
+static int store_image_query(void *ctx, size_t index, const char *path, const float *features, const float *logits,
+                             const ims_image_encoder *enc)
+{
+    (void)path;
+    image_sink *s = ctx;
+    search_query *q = &s->a->queries[s->which[index]];
+    int fd = ims_image_encoder_feature_dim(enc), nc = ims_image_encoder_num_classes(enc);
+    int dim = s->class_emb ? s->semantic_dim : fd;
+    q->table = s->class_emb ? IMS_INDEX_TABLE_SEMANTIC : IMS_INDEX_TABLE_VISUAL;
+    if (!(q->vector = malloc((size_t)dim * sizeof *q->vector)))
+        return 1;
+    if (s->class_emb)
+        return ims_conse_embed(logits, 1, nc, s->class_emb, dim, 10, q->vector, s->err) != IMS_OK;
+    memcpy(q->vector, features, (size_t)fd * sizeof *features); /* the k-NN table normalizes queries */
+    return 0;
+}
+
+/* Embeds the image queries (the loader, Inception-v3 on the search's backend),
+ * then L2-normalized features (visual) or ConSE (semantic). A query image that
+ * cannot be read fails the search. */
 static ims_status embed_images(search_args *a, ims_index *index, cli_models *m, ims_error *err)
 {
     const ims_index_config *cfg = ims_index_get_config(index);
@@ -193,8 +220,7 @@ static ims_status embed_images(search_args *a, ims_index *index, cli_models *m, 
     const char **paths = malloc(n * sizeof *paths);
     size_t *which = malloc(n * sizeof *which);
     ims_image_encoder *enc = NULL;
-    ims_image_loader *ld = NULL;
-    float *feat = NULL, *logits = NULL, *class_emb = NULL;
+    float *class_emb = NULL;
     int classes = 0;
     ims_status st = paths && which ? IMS_OK : IMS_ERR_NOMEM;
     for (size_t i = 0, j = 0; !st && i < a->count; i++)
@@ -204,75 +230,37 @@ static ims_status embed_images(search_args *a, ims_index *index, cli_models *m, 
         }
     if (!st)
         st = ims_image_encoder_create(m->backend, m->image_weights, m->precision, &enc, err);
-    int fd = 0, nc = 0;
-    if (!st) {
-        fd = ims_image_encoder_feature_dim(enc);
-        nc = ims_image_encoder_num_classes(enc);
-        if (fd != cfg->visual_dim) {
-            snprintf(err->msg, sizeof err->msg, "the image model gives %d features, the index holds %d", fd,
-                     cfg->visual_dim);
-            st = err->code = IMS_ERR_ARGUMENT;
-        }
+    if (!st && ims_image_encoder_feature_dim(enc) != cfg->visual_dim) {
+        snprintf(err->msg, sizeof err->msg, "the image model gives %d features, the index holds %d",
+                 ims_image_encoder_feature_dim(enc), cfg->visual_dim);
+        st = err->code = IMS_ERR_ARGUMENT;
     }
     if (!st && a->semantic_images)
         st = ims_index_load_class_embeddings(index, &class_emb, &classes, err);
-    if (!st && a->semantic_images && classes != nc) {
-        snprintf(err->msg, sizeof err->msg, "the index holds %d class embeddings, the model has %d classes", classes, nc);
+    if (!st && a->semantic_images && classes != ims_image_encoder_num_classes(enc)) {
+        snprintf(err->msg, sizeof err->msg, "the index holds %d class embeddings, the model has %d classes", classes,
+                 ims_image_encoder_num_classes(enc));
         st = err->code = IMS_ERR_FORMAT;
     }
-    ims_image_loader_options lo;
-    ims_image_loader_options_init(&lo);
-    lo.mode = cfg->mode;
-    lo.output = cfg->mode == IMS_PREPROCESS_TORCHVISION ? IMS_LOADER_OUTPUT_U8 : IMS_LOADER_OUTPUT_F32;
-    lo.layout = IMS_LAYOUT_NHWC;
-    lo.batch_size = 16;
-    lo.threads = cli_default_threads(8);
-    if (!st)
-        st = ims_image_loader_create(&lo, m->backend, &ld, err);
-    if (!st)
-        st = ims_image_loader_start(ld, paths, n, err);
-    feat = malloc((size_t)lo.batch_size * (size_t)(fd ? fd : 1) * sizeof *feat);
-    logits = malloc((size_t)lo.batch_size * (size_t)(nc ? nc : 1) * sizeof *logits);
-    if (!st && (!feat || !logits))
-        st = IMS_ERR_NOMEM;
-    const ims_image_batch *b;
-    while (!st) {
-        ims_status next = ims_image_loader_next(ld, &b, err);
-        if (next == IMS_ERR_NOT_FOUND)
-            break;
-        if ((st = next))
-            break;
-        for (int i = 0; !st && i < b->count; i++)
-            if (b->items[i].status != IMS_OK) {
-                snprintf(err->msg, sizeof err->msg, "query image %.480s", b->items[i].error);
-                st = err->code = b->items[i].status;
-            }
-        if (!st)
-            st = cfg->mode == IMS_PREPROCESS_TORCHVISION
-                     ? ims_image_encoder_forward(enc, b->data, b->count, feat, logits, err)
-                     : ims_image_encoder_forward_f32(enc, b->data, b->count, feat, logits, err);
-        for (int i = 0; !st && i < b->count; i++) {
-            search_query *q = &a->queries[which[b->first + (size_t)i]];
-            q->table = a->semantic_images ? IMS_INDEX_TABLE_SEMANTIC : IMS_INDEX_TABLE_VISUAL;
-            int dim = a->semantic_images ? cfg->semantic_dim : fd;
-            if (!(q->vector = malloc((size_t)dim * sizeof *q->vector))) {
-                st = IMS_ERR_NOMEM;
-                break;
-            }
-            if (a->semantic_images)
-                st = ims_conse_embed(logits + (size_t)i * (size_t)nc, 1, nc, class_emb, dim, 10, q->vector, err);
-            else
-                memcpy(q->vector, feat + (size_t)i * (size_t)fd, (size_t)fd * sizeof *feat); /* knn normalizes */
+    if (!st) {
+        encode_options eo;
+        encode_options_init(&eo);
+        eo.images = paths;
+        eo.count = n;
+        eo.mode = (int)cfg->mode;
+        eo.batch = 16;
+        image_sink sink = {a, which, class_emb, cfg->semantic_dim, err};
+        size_t ok = 0;
+        if (encode_images_with(&eo, m->backend, enc, store_image_query, &sink, &ok) != CLI_EXIT_OK) {
+            if (!err->msg[0])
+                snprintf(err->msg, sizeof err->msg, "%zu of %zu query images could not be embedded", n - ok, n);
+            st = err->code = err->code ? err->code : IMS_ERR_ARGUMENT;
         }
-        ims_image_loader_release(ld, b);
     }
     if (st == IMS_ERR_NOMEM && !err->msg[0])
         snprintf(err->msg, sizeof err->msg, "out of memory");
-    ims_image_loader_free(ld);
     ims_image_encoder_free(enc);
     free(class_emb);
-    free(feat);
-    free(logits);
     free(paths);
     free(which);
     return st;

@@ -4,7 +4,6 @@
  * input (already 2x - 1). */
 #include "encode_images.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,17 +17,6 @@ void encode_options_init(encode_options *o)
     o->batch = 32;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     o->threads = n < 1 ? 1 : n > 8 ? 8 : (int)n;
-}
-
-static int parse_int(const char *cmd, const char *opt, const char *value, int lo, int hi, int *out)
-{
-    char *end = NULL;
-    errno = 0;
-    long n = strtol(value, &end, 10);
-    if (errno || end == value || *end || n < lo || n > hi)
-        return cli_usage_error(cmd, "%s must be a number in %d..%d, not '%s'", opt, lo, hi, value), -1;
-    *out = (int)n;
-    return 1;
 }
 
 int encode_parse_option(const char *cmd, int argc, char **argv, int *i, encode_options *o)
@@ -62,28 +50,17 @@ int encode_parse_option(const char *cmd, int argc, char **argv, int *i, encode_o
         else
             return cli_usage_error(cmd, "--mode must be torchvision or fid, not '%s'", value), -1;
     } else if (!strcmp(a, "--batch")) {
-        return parse_int(cmd, a, value, 1, 1024, &o->batch);
+        return cli_parse_int(cmd, a, value, 1, 1024, &o->batch) ? -1 : 1;
     } else {
-        return parse_int(cmd, a, value, 1, 256, &o->threads);
+        return cli_parse_int(cmd, a, value, 1, 256, &o->threads) ? -1 : 1;
     }
     return 1;
 }
 
-/* Without --device: CUDA when this build and machine have it, else the CPU. */
-static ims_status open_backend(const encode_options *o, ims_backend **be, ims_error *err)
+int encode_images_with(const encode_options *o, ims_backend *be, ims_image_encoder *enc, encode_sink sink, void *ctx,
+                       size_t *ok)
 {
-    if (o->device_set)
-        return ims_backend_create(o->device, 0, be, err);
-    int count = 0;
-    if (ims_cuda_device_count(&count, NULL) == IMS_OK && count > 0 &&
-        ims_backend_create(IMS_BACKEND_CUDA, 0, be, NULL) == IMS_OK)
-        return IMS_OK;
-    return ims_backend_create(IMS_BACKEND_CPU, 0, be, err);
-}
-
-static int run_loader(const encode_options *o, ims_backend *be, ims_image_encoder *enc, encode_sink sink, void *ctx,
-                      size_t *ok)
-{
+    *ok = 0;
     ims_error err = {0};
     ims_preprocess_mode mode = o->mode < 0 ? ims_image_encoder_mode(enc) : (ims_preprocess_mode)o->mode;
     ims_image_loader_options lo;
@@ -144,7 +121,8 @@ int encode_images(const encode_options *o, int (*ready)(void *ctx, const ims_ima
     ims_weights *w = NULL;
     ims_backend *be = NULL;
     ims_image_encoder *enc = NULL;
-    if (ims_weights_open(o->model, 0, &w, &err) || open_backend(o, &be, &err) ||
+    const char *device = !o->device_set ? NULL : o->device == IMS_BACKEND_CUDA ? "cuda" : "cpu";
+    if (ims_weights_open(o->model, 0, &w, &err) || cli_backend_open(device, 0, &be, &err) ||
         ims_image_encoder_create(be, w, o->precision, &enc, &err)) {
         ims_weights_close(w);
         ims_backend_free(be);
@@ -153,7 +131,7 @@ int encode_images(const encode_options *o, int (*ready)(void *ctx, const ims_ima
     ims_weights_close(w); /* the encoder holds its own copies */
     int status = ready && ready(ctx, enc) ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
     if (!status)
-        status = run_loader(o, be, enc, sink, ctx, ok);
+        status = encode_images_with(o, be, enc, sink, ctx, ok);
     ims_image_encoder_free(enc);
     ims_backend_free(be);
     return status;

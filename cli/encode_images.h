@@ -6,9 +6,6 @@
 
 #include "cli.h"
 
-/* Some images could not be read or decoded (each reported, the rest done). */
-#define CLI_EXIT_SOME_FAILED 3
-
 typedef struct encode_options {
     const char *model;        /* --image-model M.isw */
     const char **images;      /* (count) paths */
@@ -38,5 +35,10 @@ typedef int (*encode_sink)(void *ctx, size_t index, const char *path, const floa
  * optional `ready` callback runs once the encoder exists, before any image. */
 int encode_images(const encode_options *o, int (*ready)(void *ctx, const ims_image_encoder *enc), encode_sink sink,
                   void *ctx, size_t *ok);
+
+/* The same loop with the caller's backend and encoder (o->model, o->device
+ * and o->precision are not used). */
+int encode_images_with(const encode_options *o, ims_backend *be, ims_image_encoder *enc, encode_sink sink, void *ctx,
+                       size_t *ok);
 
 #endif /* IMS_CLI_ENCODE_IMAGES_H */

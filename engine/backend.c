@@ -608,3 +608,33 @@ ims_status ims_op_linear_f16(ims_backend *be, const ims_tensor *x, const ims_ten
         st = check_int_range("linear_f16", 3, (int64_t[]){m, n, k}, err);
     return st ? st : be->ops->linear_f16(be, x, w, y, err);
 }
+
+int ims_backend_has_graphs(const ims_backend *be) { return be->ops->capture_begin != NULL; }
+
+ims_status ims_backend_capture_begin(ims_backend *be, ims_error *err)
+{
+    if (!be->ops->capture_begin)
+        return ims_fail(err, IMS_ERR_UNSUPPORTED, "backend %s has no graph capture", be->info.name);
+    return be->ops->capture_begin(be, err);
+}
+
+ims_status ims_backend_capture_end(ims_backend *be, void **graph, ims_error *err)
+{
+    *graph = NULL;
+    if (!be->ops->capture_end)
+        return ims_fail(err, IMS_ERR_UNSUPPORTED, "backend %s has no graph capture", be->info.name);
+    return be->ops->capture_end(be, graph, err);
+}
+
+ims_status ims_backend_graph_launch(ims_backend *be, void *graph, ims_error *err)
+{
+    if (!be->ops->graph_launch || !graph)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "graph_launch: no graph on backend %s", be->info.name);
+    return be->ops->graph_launch(be, graph, err);
+}
+
+void ims_backend_graph_free(ims_backend *be, void *graph)
+{
+    if (graph && be->ops->graph_free)
+        be->ops->graph_free(be, graph);
+}

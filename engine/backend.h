@@ -115,6 +115,14 @@ typedef struct ims_backend_ops {
     /* y (M, N) = x (M, K) . w (N, K)^T, all f16, fp32 accumulation. */
     ims_status (*linear_f16)(ims_backend *be, const ims_tensor *x, const ims_tensor *w, ims_tensor *y,
                              ims_error *err);
+    /* Graph capture (CUDA; NULL on the CPU): the ops enqueued between
+     * capture_begin and capture_end become a graph that graph_launch replays
+     * on the same buffers. capture_end always ends the capture; on failure
+     * *graph is NULL. No allocation, copy or synchronization in between. */
+    ims_status (*capture_begin)(ims_backend *be, ims_error *err);
+    ims_status (*capture_end)(ims_backend *be, void **graph, ims_error *err);
+    ims_status (*graph_launch)(ims_backend *be, void *graph, ims_error *err);
+    void (*graph_free)(ims_backend *be, void *graph);
     /* --- top-k search --- */
     /* A host -> device copy that may run concurrently with work already
      * enqueued; work enqueued after it (ops, downloads) waits for it. The
@@ -182,6 +190,12 @@ ims_status ims_op_pool2d(ims_backend *be, const ims_pool2d_params *p, const ims_
 ims_status ims_op_global_avg_pool(ims_backend *be, const ims_tensor *x, ims_tensor *y, ims_error *err);
 ims_status ims_op_input_u8(ims_backend *be, const ims_tensor *x, const float scale[3], const float shift[3],
                            ims_tensor *y, ims_error *err);
+/* Graph capture (see the ops struct); IMS_ERR_UNSUPPORTED where the backend has none. */
+int ims_backend_has_graphs(const ims_backend *be);
+ims_status ims_backend_capture_begin(ims_backend *be, ims_error *err);
+ims_status ims_backend_capture_end(ims_backend *be, void **graph, ims_error *err);
+ims_status ims_backend_graph_launch(ims_backend *be, void *graph, ims_error *err);
+void ims_backend_graph_free(ims_backend *be, void *graph); /* NULL is fine */
 
 /* --- text encoder --- (the ops' contracts are in ims_backend_ops above) */
 ims_status ims_op_embed_layernorm(ims_backend *be, const ims_tensor *ids, const ims_tensor *word,

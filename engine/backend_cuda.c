@@ -677,6 +677,53 @@ static ims_status cuda_op_input_u8(ims_backend *be, const ims_tensor *x, const f
     return IMS_OK;
 }
 
+/* Relaxed capture mode: the image loader's threads may call CUDA meanwhile. */
+static ims_status cuda_capture_begin(ims_backend *be, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    IMS_CUDA_CHECK(err, cudaStreamBeginCapture(st->stream, cudaStreamCaptureModeRelaxed));
+    return IMS_OK;
+}
+
+static ims_status cuda_capture_end(ims_backend *be, void **graph, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t exec = NULL;
+    *graph = NULL;
+    ims_status status = IMS_CUDA_CALL(err, cudaStreamEndCapture(st->stream, &g));
+    if (!status)
+        status = IMS_CUDA_CALL(err, cudaGraphInstantiate(&exec, g, 0));
+    if (g && cudaGraphDestroy(g) != cudaSuccess)
+        (void)cudaGetLastError();
+    if (!status)
+        *graph = exec;
+    return status;
+}
+
+static ims_status cuda_graph_launch(ims_backend *be, void *graph, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    if (status)
+        return status;
+    IMS_CUDA_CHECK(err, cudaGraphLaunch((cudaGraphExec_t)graph, st->stream));
+    return IMS_OK;
+}
+
+static void cuda_graph_free(ims_backend *be, void *graph)
+{
+    cuda_state *st = cuda_state_of(be);
+    int ok = cudaSetDevice(st->device) == cudaSuccess;
+    ok &= cudaStreamSynchronize(st->stream) == cudaSuccess;
+    ok &= cudaGraphExecDestroy((cudaGraphExec_t)graph) == cudaSuccess;
+    if (!ok)
+        (void)cudaGetLastError();
+}
+
 static const ims_backend_ops cuda_ops = {
     .destroy = cuda_destroy,
     .alloc = cuda_alloc,
@@ -702,6 +749,10 @@ static const ims_backend_ops cuda_ops = {
     .pool2d = cuda_op_pool2d,
     .global_avg_pool = cuda_op_global_avg_pool,
     .input_u8 = cuda_op_input_u8,
+    .capture_begin = cuda_capture_begin,
+    .capture_end = cuda_capture_end,
+    .graph_launch = cuda_graph_launch,
+    .graph_free = cuda_graph_free,
     /* --- top-k search --- */
     .upload_async = cuda_upload_async,
 };

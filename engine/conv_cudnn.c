@@ -30,7 +30,7 @@
 #define IMS_CUDNN_FIND_COUNT 8
 
 typedef struct conv_key {
-    int n, h, w, c, o, kh, kw, sh, sw, ph, pw, y_channels, precision;
+    int n, h, w, c, o, kh, kw, sh, sw, ph, pw, y_channels, precision, relu;
 } conv_key;
 
 typedef struct conv_plan {
@@ -155,6 +155,9 @@ static ims_status plan_choose(ims_cudnn_convs *c, conv_plan *pl, cudnnHandle_t h
         if (pl->key.precision == IMS_PRECISION_FP32 && perf[i].mathType != CUDNN_FMA_MATH &&
             perf[i].mathType != CUDNN_DEFAULT_MATH)
             continue;
+        /* the fused call takes an IDENTITY activation with this algorithm only */
+        if (!pl->key.relu && perf[i].algo != CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM)
+            continue;
         pl->algo = perf[i].algo;
         pl->workspace = perf[i].memory;
         IMS_CUDNN_CHECK(err, cudnnSetConvolutionMathType(pl->conv, perf[i].mathType));
@@ -192,7 +195,7 @@ ims_status ims_cudnn_conv2d(ims_cudnn_convs **cache, cudnnHandle_t handle, cudaS
     key.n = (int)x->shape[0], key.h = (int)x->shape[1], key.w = (int)x->shape[2], key.c = (int)x->shape[3];
     key.o = (int)w->shape[0], key.kh = (int)w->shape[1], key.kw = (int)w->shape[2];
     key.sh = p->stride_h, key.sw = p->stride_w, key.ph = p->pad_h, key.pw = p->pad_w;
-    key.y_channels = (int)y->shape[3], key.precision = (int)p->precision;
+    key.y_channels = (int)y->shape[3], key.precision = (int)p->precision, key.relu = p->relu != 0;
     size_t elem = ims_dtype_size(y->dtype);
     void *yp = (char *)y->data + (size_t)p->y_channel_offset * elem; /* the slice's first channel */
 

@@ -26,6 +26,15 @@
 #include <string.h>
 
 #define IV3_BUFFERS 5
+#define IV3_GRAPHS 8 /* batch sizes with a captured forward */
+
+/* A captured forward for one batch size and input kind (CUDA graphs). */
+typedef struct iv3_graph {
+    int batch, from_u8, runs; /* runs: plain forwards so far (the first finds the cuDNN plans) */
+    int failed;               /* capture failed: always plain */
+    void *graph;
+    int where; /* the buffer that holds Mixed_7c */
+} iv3_graph;
 
 typedef struct iv3_conv {
     ims_tensor w; /* (O, KH, KW, I) act dtype */
@@ -48,6 +57,8 @@ struct ims_image_encoder {
     int64_t max_elems;                       /* widest activation of one image */
     int capacity;                            /* batch the buffers hold */
     ims_tensor in_u8, in_f32, in_act, buf[IV3_BUFFERS], feat, logits;
+    int use_graphs;
+    iv3_graph graphs[IV3_GRAPHS];
 };
 
 /* ---- Names and precisions ------------------------------------------------------ */
@@ -331,8 +342,17 @@ ims_status ims_image_encoder_create(ims_backend *be, const ims_weights *w, ims_p
     return IMS_OK;
 }
 
+static void free_graphs(ims_image_encoder *enc)
+{
+    for (int i = 0; i < IV3_GRAPHS; i++)
+        ims_backend_graph_free(enc->be, enc->graphs[i].graph);
+    memset(enc->graphs, 0, sizeof enc->graphs);
+}
+
+/* Graphs replay on fixed buffers: freeing the buffers frees them too. */
 static void free_buffers(ims_image_encoder *enc)
 {
+    free_graphs(enc);
     ims_tensor_free(&enc->in_u8);
     ims_tensor_free(&enc->in_f32);
     ims_tensor_free(&enc->in_act);
@@ -375,6 +395,10 @@ static ims_status reserve(ims_image_encoder *enc, int batch, ims_error *err)
         st = ims_tensor_alloc(enc->be, enc->act, 2, (int64_t[]){batch, enc->max_elems}, &enc->buf[i], err);
     if (!st) st = ims_tensor_alloc(enc->be, IMS_DTYPE_F32, 2, (int64_t[]){batch, enc->features}, &enc->feat, err);
     if (!st) st = ims_tensor_alloc(enc->be, IMS_DTYPE_F32, 2, (int64_t[]){batch, enc->classes}, &enc->logits, err);
+    /* Zeroed once: cuDNN's fused call takes y as its (alpha2 = 0) residual input too,
+     * so fresh memory holding NaN bit patterns must not be able to leak in. */
+    for (int i = 0; i < IV3_BUFFERS && !st; i++)
+        st = ims_backend_fill_bytes(enc->be, &enc->buf[i], 0, err);
     if (st) {
         free_buffers(enc);
         return st;
@@ -507,31 +531,81 @@ static ims_status check_batch(const ims_image_encoder *enc, const void *images, 
 {
     if (!images || batch < 1)
         return ims_fail(err, IMS_ERR_ARGUMENT, "image encoder: %d images at %p", batch, images);
-    if ((int64_t)batch * enc->max_elems > INT32_MAX * (int64_t)64)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "image encoder: batch %d is too large", batch);
+    if (batch > 65536) /* far beyond any GPU's memory at 299 x 299; keeps every size product small */
+        return ims_fail(err, IMS_ERR_ARGUMENT, "image encoder: batch %d is too large (at most 65536)", batch);
     return IMS_OK;
 }
 
-/* Uploads u8 images and normalizes them into the network input (act dtype). */
-static ims_status input_from_u8(ims_image_encoder *enc, const uint8_t *images, int batch, ims_tensor *x,
-                                ims_error *err)
+/* The device part of a forward, from the uploaded input to the logits: no
+ * copies or synchronization, so it can be captured. */
+static ims_status run_ops(ims_image_encoder *enc, int batch, int from_u8, int *where, ims_error *err)
 {
     int64_t s = enc->image_size;
-    ims_tensor u8 = view4(&enc->in_u8, batch, s, s, 3);
-    *x = view4(enc->act == IMS_DTYPE_F32 ? &enc->in_f32 : &enc->in_act, batch, s, s, 3);
-    ims_status st = ims_backend_upload(enc->be, &u8, images, (size_t)batch * s * s * 3, err);
-    return st ? st : ims_op_input_u8(enc->be, &u8, enc->scale, enc->shift, x, err);
+    ims_tensor x = view4(enc->act == IMS_DTYPE_F32 ? &enc->in_f32 : &enc->in_act, batch, s, s, 3);
+    ims_status st = IMS_OK;
+    if (from_u8) {
+        ims_tensor u8 = view4(&enc->in_u8, batch, s, s, 3);
+        st = ims_op_input_u8(enc->be, &u8, enc->scale, enc->shift, &x, err);
+    } else if (enc->act != IMS_DTYPE_F32) {
+        ims_tensor xf = view4(&enc->in_f32, batch, s, s, 3);
+        st = ims_op_convert(enc->be, &xf, &x, err);
+    }
+    if (!st) st = run_blocks(enc, &x, IV3_BLOCK_COUNT - 1, where, err);
+    const int64_t *fs = enc->block_shape[IV3_BLOCK_COUNT - 1];
+    ims_tensor y7 = view4(&enc->buf[*where], batch, fs[0], fs[1], fs[2]);
+    ims_tensor f = view2(&enc->feat, batch, enc->features), y = view2(&enc->logits, batch, enc->classes);
+    if (!st) st = ims_op_global_avg_pool(enc->be, &y7, &f, err);
+    if (!st) st = ims_op_linear(enc->be, &f, &enc->fc_w, &enc->fc_b, &y, err);
+    return st;
 }
 
-static ims_status run_head(ims_image_encoder *enc, int batch, int where, float *features, float *logits,
-                           ims_error *err)
+/* run_ops, replayed from a captured graph once this batch size has run
+ * plainly (the first run chooses the cuDNN algorithms, which cannot be
+ * captured); capture failures fall back to plain runs. */
+static ims_status run_forward(ims_image_encoder *enc, int batch, int from_u8, ims_error *err)
 {
-    const int64_t *fs = enc->block_shape[IV3_BLOCK_COUNT - 1];
-    ims_tensor x = view4(&enc->buf[where], batch, fs[0], fs[1], fs[2]);
+    int where = 0;
+    if (!enc->use_graphs)
+        return run_ops(enc, batch, from_u8, &where, err);
+    iv3_graph *g = NULL;
+    for (int i = 0; i < IV3_GRAPHS && !g; i++)
+        if (enc->graphs[i].batch == batch && enc->graphs[i].from_u8 == from_u8)
+            g = &enc->graphs[i];
+    for (int i = 0; i < IV3_GRAPHS && !g; i++)
+        if (enc->graphs[i].batch == 0) {
+            g = &enc->graphs[i];
+            g->batch = batch, g->from_u8 = from_u8;
+        }
+    if (g && !g->graph && !g->failed && g->runs >= 1) {
+        ims_status st = ims_backend_capture_begin(enc->be, err);
+        if (!st) {
+            ims_status run = run_ops(enc, batch, from_u8, &g->where, err);
+            void *graph = NULL;
+            ims_error end_err = {0};
+            ims_status end = ims_backend_capture_end(enc->be, &graph, &end_err);
+            if (run || end) {
+                ims_backend_graph_free(enc->be, graph);
+                if (run)
+                    return run;
+                g->failed = 1; /* not capturable here: plain runs from now on */
+            }
+            g->graph = g->failed ? NULL : graph;
+        } else {
+            return st;
+        }
+    }
+    if (g && g->graph)
+        return ims_backend_graph_launch(enc->be, g->graph, err);
+    if (g)
+        g->runs++;
+    return run_ops(enc, batch, from_u8, &where, err);
+}
+
+static ims_status download_outputs(ims_image_encoder *enc, int batch, float *features, float *logits, ims_error *err)
+{
     ims_tensor f = view2(&enc->feat, batch, enc->features), y = view2(&enc->logits, batch, enc->classes);
-    ims_status st = ims_op_global_avg_pool(enc->be, &x, &f, err);
-    if (!st && logits) st = ims_op_linear(enc->be, &f, &enc->fc_w, &enc->fc_b, &y, err);
-    if (!st && features) st = ims_backend_download(enc->be, features, ims_tensor_nbytes(&f), &f, err);
+    ims_status st = IMS_OK;
+    if (features) st = ims_backend_download(enc->be, features, ims_tensor_nbytes(&f), &f, err);
     if (!st && logits) st = ims_backend_download(enc->be, logits, ims_tensor_nbytes(&y), &y, err);
     return st;
 }
@@ -541,11 +615,13 @@ ims_status ims_image_encoder_forward(ims_image_encoder *enc, const uint8_t *imag
 {
     ims_status st = check_batch(enc, images, batch, err);
     if (!st) st = reserve(enc, batch, err);
-    ims_tensor x;
-    int where = 0;
-    if (!st) st = input_from_u8(enc, images, batch, &x, err);
-    if (!st) st = run_blocks(enc, &x, IV3_BLOCK_COUNT - 1, &where, err);
-    if (!st) st = run_head(enc, batch, where, features, logits, err);
+    if (st)
+        return st;
+    int64_t s = enc->image_size;
+    ims_tensor u8 = view4(&enc->in_u8, batch, s, s, 3);
+    st = ims_backend_upload(enc->be, &u8, images, (size_t)batch * s * s * 3, err);
+    if (!st) st = run_forward(enc, batch, 1, err);
+    if (!st) st = download_outputs(enc, batch, features, logits, err);
     return st;
 }
 
@@ -557,16 +633,22 @@ ims_status ims_image_encoder_forward_f32(ims_image_encoder *enc, const float *im
     if (st)
         return st;
     int64_t s = enc->image_size;
-    ims_tensor xf = view4(&enc->in_f32, batch, s, s, 3), x = xf;
-    int where = 0;
+    ims_tensor xf = view4(&enc->in_f32, batch, s, s, 3);
     st = ims_backend_upload(enc->be, &xf, images, (size_t)batch * s * s * 3 * sizeof(float), err);
-    if (!st && enc->act != IMS_DTYPE_F32) {
-        x = view4(&enc->in_act, batch, s, s, 3);
-        st = ims_op_convert(enc->be, &xf, &x, err);
-    }
-    if (!st) st = run_blocks(enc, &x, IV3_BLOCK_COUNT - 1, &where, err);
-    if (!st) st = run_head(enc, batch, where, features, logits, err);
+    if (!st) st = run_forward(enc, batch, 0, err);
+    if (!st) st = download_outputs(enc, batch, features, logits, err);
     return st;
+}
+
+ims_status ims_image_encoder_set_graphs(ims_image_encoder *enc, int on, ims_error *err)
+{
+    if (on && !ims_backend_has_graphs(enc->be))
+        return ims_fail(err, IMS_ERR_UNSUPPORTED, "backend %s cannot capture graphs",
+                        ims_backend_get_info(enc->be)->name);
+    if (!on)
+        free_graphs(enc);
+    enc->use_graphs = on != 0;
+    return IMS_OK;
 }
 
 ims_status ims_image_encoder_block_shape(const ims_image_encoder *enc, int block, int64_t shape[3], ims_error *err)
@@ -590,9 +672,12 @@ ims_status ims_image_encoder_forward_block(ims_image_encoder *enc, const uint8_t
         return ims_fail(err, IMS_ERR_ARGUMENT, "block %s output needs %zu floats, the buffer has %zu",
                         block_names[block], n, count);
     st = reserve(enc, batch, err);
-    ims_tensor x;
+    int64_t s = enc->image_size;
+    ims_tensor u8 = view4(&enc->in_u8, batch, s, s, 3);
+    ims_tensor x = view4(enc->act == IMS_DTYPE_F32 ? &enc->in_f32 : &enc->in_act, batch, s, s, 3);
     int where = 0;
-    if (!st) st = input_from_u8(enc, images, batch, &x, err);
+    if (!st) st = ims_backend_upload(enc->be, &u8, images, (size_t)batch * s * s * 3, err);
+    if (!st) st = ims_op_input_u8(enc->be, &u8, enc->scale, enc->shift, &x, err);
     if (!st) st = run_blocks(enc, &x, block, &where, err);
     if (st)
         return st;

@@ -471,6 +471,11 @@ ims_status ims_image_encoder_forward(ims_image_encoder *enc, const uint8_t *imag
 ims_status ims_image_encoder_forward_f32(ims_image_encoder *enc, const float *images, int batch, float *features,
                                          float *logits, ims_error *err);
 
+/* CUDA: replay each batch size's forward as a captured CUDA graph (after one
+ * plain run of that size, which chooses the cuDNN algorithms). Off by default;
+ * IMS_ERR_UNSUPPORTED on the CPU backend. */
+ims_status ims_image_encoder_set_graphs(ims_image_encoder *enc, int on, ims_error *err);
+
 /* Blocks for debugging: 0 = the stem (after its last max pool), 1..11 =
  * Mixed_5b .. Mixed_7c. block_shape: (H, W, C) of one image's output. */
 #define IMS_IMAGE_ENCODER_BLOCKS 12

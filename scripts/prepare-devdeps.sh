@@ -13,4 +13,14 @@ cd .devdeps
 rm -f ./*.deb
 apt-get download "${packages[@]}" >/dev/null
 ls -la ./*.deb >&2
-echo "prepare-devdeps: $(du -sh . | cut -f1) in .devdeps/ (carry it to the device)" >&2
+# The real all-MiniLM-L6-v2 as an f16 weight file (about 45 MB): the device has
+# no network, and its text tests and benchmarks need the model.
+cd ..
+minilm=$(scripts/fetch-minilm.sh | tail -n 1)
+imgsearch=${IMGSEARCH:-build/imgsearch}
+if [ -x "$imgsearch" ]; then
+  "$imgsearch" convert "$minilm" --dtype f16 -o .devdeps/minilm-f16.isw >&2
+else
+  echo "prepare-devdeps: no $imgsearch: build first to include the MiniLM weight file" >&2
+fi
+echo "prepare-devdeps: $(du -sh .devdeps | cut -f1) in .devdeps/ (carry it to the device)" >&2

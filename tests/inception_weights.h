@@ -3,12 +3,15 @@
  * documents it), for test_inception.c and test_inception_gpu.c.
  *
  * inception_make_model() writes a torchvision-named safetensors checkpoint
- * from tensors_V.txt and converts it to a weight file with ims_convert.
+ * from tensors_V.txt with the generator of weights_tools/synthetic.h and
+ * converts it to a weight file with ims_convert.
  */
 #ifndef IMS_TEST_INCEPTION_WEIGHTS_H
 #define IMS_TEST_INCEPTION_WEIGHTS_H
 
 #include "test.h"
+
+#include "../weights_tools/synthetic.h"
 
 #include <math.h>
 #include <unistd.h>
@@ -17,46 +20,23 @@
 #define SIZE 299
 #define FEATURES 2048
 
-static inline uint64_t fnv1a64(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
-/* The generator of make_golden.py: the i-th (1-based) splitmix64 output from seed(name). */
-static inline double gen_uniform(uint64_t *state)
-{
-    return (double)(test_rand_u64(state) >> 11) * (1.0 / 9007199254740992.0);
-}
-
 static inline uint8_t *make_images(void)
 {
     uint8_t *img = malloc((size_t)IMAGES * SIZE * SIZE * 3);
-    uint64_t st = fnv1a64("images");
+    uint64_t st = synth_fnv1a64("images");
     for (size_t i = 0; img && i < (size_t)IMAGES * SIZE * SIZE * 3; i++)
-        img[i] = (uint8_t)floor(gen_uniform(&st) * 256.0);
+        img[i] = (uint8_t)floor(synth_uniform(&st) * 256.0);
     return img;
 }
 
-typedef struct gen_tensor {
-    char name[128];
-    double lo, hi;
-    int ndim;
-    int64_t shape[4], numel;
-} gen_tensor;
-
 /* Reads tensors_V.txt; returns the count (0 on failure). */
-static inline int read_manifest(const char *path, gen_tensor *out, int max)
+static inline int read_manifest(const char *path, synth_tensor *out, int max)
 {
     FILE *f = fopen(path, "r");
     if (!f)
         return 0;
     int n = 0;
-    gen_tensor t;
+    synth_tensor t;
     while (n < max && fscanf(f, "%127s %lf %lf %d", t.name, &t.lo, &t.hi, &t.ndim) == 4) {
         t.numel = 1;
         for (int d = 0; d < t.ndim && d < 4; d++) {
@@ -71,47 +51,16 @@ static inline int read_manifest(const char *path, gen_tensor *out, int max)
 }
 
 /* Writes a safetensors file of every manifest tensor, filled by the generator. */
-static inline int write_checkpoint(const char *path, const gen_tensor *ts, int n)
+static inline int write_checkpoint(const char *path, const synth_tensor *ts, int n)
 {
-    test_buf hdr = {0};
-    char tmp[512];
-    uint64_t off = 0;
-    test_buf_put(&hdr, "{", 1);
-    for (int i = 0; i < n; i++) {
-        int len = snprintf(tmp, sizeof tmp, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[", i ? "," : "", ts[i].name);
-        test_buf_put(&hdr, tmp, (size_t)len);
-        for (int d = 0; d < ts[i].ndim; d++) {
-            len = snprintf(tmp, sizeof tmp, "%s%lld", d ? "," : "", (long long)ts[i].shape[d]);
-            test_buf_put(&hdr, tmp, (size_t)len);
-        }
-        uint64_t end = off + (uint64_t)ts[i].numel * 4;
-        len = snprintf(tmp, sizeof tmp, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
-                       (unsigned long long)end);
-        test_buf_put(&hdr, tmp, (size_t)len);
-        off = end;
-    }
-    test_buf_put(&hdr, "}", 1);
-    while (hdr.len % 8)
-        test_buf_put(&hdr, " ", 1);
-    FILE *f = fopen(path, "wb");
-    if (!f)
+    unsigned char *image = NULL;
+    size_t size = 0;
+    if (synth_safetensors(ts, n, &image, &size, NULL))
         return 0;
-    unsigned char le[8];
-    for (int b = 0; b < 8; b++)
-        le[b] = (unsigned char)((uint64_t)hdr.len >> (8 * b));
-    int ok = fwrite(le, 1, 8, f) == 8 && fwrite(hdr.p, 1, hdr.len, f) == hdr.len;
-    free(hdr.p);
-    for (int i = 0; ok && i < n; i++) {
-        uint64_t st = fnv1a64(ts[i].name);
-        float *v = malloc((size_t)ts[i].numel * sizeof *v);
-        if (!v)
-            break;
-        for (int64_t j = 0; j < ts[i].numel; j++)
-            v[j] = (float)(ts[i].lo + (ts[i].hi - ts[i].lo) * gen_uniform(&st));
-        ok = fwrite(v, sizeof *v, (size_t)ts[i].numel, f) == (size_t)ts[i].numel; /* little-endian host */
-        free(v);
-    }
-    return fclose(f) == 0 && ok;
+    FILE *f = fopen(path, "wb");
+    int ok = f && fwrite(image, 1, size, f) == size;
+    free(image);
+    return f && fclose(f) == 0 && ok;
 }
 
 /* Builds tmpdir/V.isw from the manifest in dir; 0 on failure (with a message on stderr). */
@@ -119,7 +68,7 @@ static inline int inception_make_model(const char *dir, const char *variant, ims
                                 char *isw, size_t isw_size)
 {
     char path[1024], ckpt[1024];
-    gen_tensor *ts = calloc(600, sizeof *ts);
+    synth_tensor *ts = calloc(600, sizeof *ts);
     snprintf(path, sizeof path, "%s/tensors_%s.txt", dir, variant);
     int n = ts ? read_manifest(path, ts, 600) : 0;
     snprintf(ckpt, sizeof ckpt, "%s/%s.safetensors", tmpdir, variant);

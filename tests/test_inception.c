@@ -197,9 +197,38 @@ done:
     unlink(isw);
 }
 
+/* `imgsearch convert --synthetic` builds the same model as the torchvision
+ * golden: its tensor list (names, shapes, generator ranges) equals
+ * tensors_tv.txt, entry for entry (in any order). */
+static void check_synthetic_equals_golden(const char *dir)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tensors_tv.txt", dir);
+    synth_tensor *golden = calloc(600, sizeof *golden), *mine = calloc(SYNTH_INCEPTION_V3_TENSORS, sizeof *mine);
+    int n = golden ? read_manifest(path, golden, 600) : 0;
+    int m = mine ? synth_inception_v3_tensors(mine) : 0;
+    TEST_CHECK(n == m && n == SYNTH_INCEPTION_V3_TENSORS, "%d golden tensors, %d synthetic", n, m);
+    for (int i = 0; i < n; i++) {
+        const synth_tensor *g = &golden[i], *t = NULL;
+        for (int j = 0; j < m && !t; j++)
+            if (!strcmp(mine[j].name, g->name))
+                t = &mine[j];
+        TEST_CHECK(t != NULL, "golden tensor %s is not in the synthetic model", g->name);
+        if (!t)
+            continue;
+        int same = t->ndim == g->ndim && t->lo == g->lo && t->hi == g->hi;
+        for (int d = 0; same && d < g->ndim; d++)
+            same = t->shape[d] == g->shape[d];
+        TEST_CHECK(same, "synthetic %s differs from the golden's shape or range", g->name);
+    }
+    free(golden);
+    free(mine);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = test_fixture_dir(argc, argv);
+    check_synthetic_equals_golden(dir);
     char tmpdir[] = "/tmp/ims_test_inception_XXXXXX";
     if (!mkdtemp(tmpdir)) {
         fprintf(stderr, "cannot create a temporary folder\n");

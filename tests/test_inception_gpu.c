@@ -16,7 +16,8 @@
  *   tf32 5e-3 (inputs rounded to 10 mantissa bits), fp16 2e-2 (activations
  *   and weights rounded to f16) and the same top-5 classes, where a GPU top-5
  *   class may differ from the CPU's only if its CPU logit is within the
- *   tolerance of the CPU's 5th (a near tie).
+ *   tolerance of the CPU's 5th (a near tie). With CUDA graphs on, the
+ *   captured and replayed forwards must give the plain run's exact bits.
  *
  * Exits 77 (skipped) in a CPU-only build and where no CUDA device is usable.
  */
@@ -119,7 +120,7 @@ static double compare_slice(const float *g, const float *c, size_t rows, int cto
 
 static const char *prec_name(ims_precision p) { return ims_precision_name(p); }
 
-static void test_conv(int n, int h, int w, int c, int o, int kh, int kw, int stride, int ph, int pw,
+static void test_conv(int n, int h, int w, int c, int o, int kh, int kw, int stride, int ph, int pw, int relu,
                       ims_precision prec, uint64_t *rng)
 {
     ims_error err = {0};
@@ -140,8 +141,8 @@ static void test_conv(int n, int h, int w, int c, int o, int kh, int kw, int str
              check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_F32, 4, ys, &cy, &err), &err, "alloc") &&
              check_ok(ims_tensor_alloc(gpu_be, gdt, 4, ys, &gy, &err), &err, "alloc");
     if (ok) {
-        ims_conv2d_params cp = {stride, stride, ph, pw, 1, off, IMS_PRECISION_FP32};
-        ims_conv2d_params gp = {stride, stride, ph, pw, 1, off, prec};
+        ims_conv2d_params cp = {stride, stride, ph, pw, relu, off, IMS_PRECISION_FP32};
+        ims_conv2d_params gp = {stride, stride, ph, pw, relu, off, prec};
         ims_backend_fill_bytes(cpu_be, &cy, 0xff, &err);
         ok = check_ok(ims_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
              check_ok(ims_op_conv2d(cpu_be, &cp, &cx, &cw, &cb, &cy, &err), &err, "conv2d cpu") &&
@@ -156,8 +157,8 @@ static void test_conv(int n, int h, int w, int c, int o, int kh, int kw, int str
          * tf32: inputs rounded to 10 mantissa bits (2^-11 each), sums of up to 1200 products;
          * fp16: inputs identical (rounded on both sides), f32 accumulation, the output rounded to f16 */
         double tol = prec == IMS_PRECISION_FP32 ? 1e-4 : 5e-3;
-        printf("conv2d %s (%d, %d, %d, %d) * (%d, %d, %d) s%d p(%d, %d): rel error %.3g\n", prec_name(prec), n, h,
-               w, c, o, kh, kw, stride, ph, pw, e);
+        printf("conv2d %s (%d, %d, %d, %d) * (%d, %d, %d) s%d p(%d, %d) relu %d: rel error %.3g\n", prec_name(prec),
+               n, h, w, c, o, kh, kw, stride, ph, pw, relu, e);
         TEST_CHECK(e <= tol && !lost && !unwritten, "conv2d %s %dx%d: rel error %.3g (tol %.g), %d poisoned "
                    "channels overwritten, %d slice values unwritten", prec_name(prec), kh, kw, e, tol, lost, unwritten);
         free(g);
@@ -380,6 +381,23 @@ static void test_network(const char *dir, const char *images_dir, const char *va
                        prec_name(precs[pi]), el, ef, tols[pi]);
             TEST_CHECK(top5, "%s %s: top-5 classes differ on a photo", variant, prec_name(precs[pi]));
         }
+        /* CUDA graphs: run 0 plain (plans cached already), run 1 captures, run 2 replays;
+         * the same kernels and algorithms on the same inputs: identical outputs */
+        float *pl = xmalloc((size_t)batch * classes * 4);
+        memcpy(pl, gl, (size_t)batch * classes * 4);
+        if (check_ok(ims_image_encoder_set_graphs(gpu, 1, &err), &err, "set_graphs")) {
+            for (int rep = 0; rep < 3; rep++) {
+                memset(gl, 0xff, (size_t)batch * classes * 4);
+                if (!check_ok(ims_image_encoder_forward(gpu, img, batch, NULL, gl, &err), &err, "graph forward"))
+                    break;
+                int same = !memcmp(gl, pl, (size_t)batch * classes * 4);
+                printf("network %s %s graphs run %d: %s\n", variant, prec_name(precs[pi]), rep,
+                       same ? "identical" : "DIFFERENT");
+                TEST_CHECK(same, "%s %s: graph run %d differs from the plain run", variant, prec_name(precs[pi]),
+                           rep);
+            }
+        }
+        free(pl);
         ims_image_encoder_free(gpu);
     }
     free(cl), free(cf), free(gl), free(gf), free(img);
@@ -413,8 +431,10 @@ int main(int argc, char **argv)
     for (int p = IMS_PRECISION_FP32; p <= IMS_PRECISION_FP16; p++)
         for (size_t i = 0; i < sizeof convs / sizeof *convs; i++) {
             const int *c = convs[i];
-            test_conv(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], (ims_precision)p, &rng);
+            test_conv(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], 1, (ims_precision)p, &rng);
         }
+    /* without ReLU (not used by Inception; the fused call's IDENTITY path) */
+    test_conv(2, 15, 15, 29, 37, 3, 3, 1, 1, 1, 0, IMS_PRECISION_FP32, &rng);
     for (int f16 = 0; f16 < 2; f16++) {
         test_pool(2, 35, 33, 37, IMS_POOL_AVG, 1, 1, 1, f16, &rng);
         test_pool(2, 35, 33, 37, IMS_POOL_AVG, 1, 1, 0, f16, &rng);

@@ -11,6 +11,8 @@
  * transform_input folding), and the file says "synthetic" = 1: every tool that
  * loads it warns that its results are not meaningful.
  */
+#include "synthetic.h"
+
 #include "checkpoint.h"
 #include "convert.h"
 #include "weights_writer.h"
@@ -43,7 +45,7 @@ static const int16_t tv_channels[IV3_LAYER_COUNT][2] = {
 
 enum { TV_CLASSES = 1000, TV_FEATURES = 2048 };
 
-static uint64_t fnv1a64(const char *s)
+uint64_t synth_fnv1a64(const char *s)
 {
     uint64_t h = 0xcbf29ce484222325ull;
     for (; *s; s++)
@@ -51,7 +53,7 @@ static uint64_t fnv1a64(const char *s)
     return h;
 }
 
-static double next_uniform(uint64_t *state)
+double synth_uniform(uint64_t *state)
 {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -59,13 +61,6 @@ static double next_uniform(uint64_t *state)
     z ^= z >> 31;
     return (double)(z >> 11) * (1.0 / 9007199254740992.0);
 }
-
-typedef struct synth_tensor {
-    char name[96];
-    int ndim;
-    int64_t shape[4], numel;
-    double lo, hi;
-} synth_tensor;
 
 /* make_golden.py's value_range(). */
 static void value_range(synth_tensor *t)
@@ -102,9 +97,8 @@ static void add_tensor(synth_tensor *ts, int *n, const char *layer, const char *
     value_range(t);
 }
 
-/* The tensor list of torchvision's eval graph (AuxLogits left out: the
- * converter ignores them anyway). */
-static int tv_tensors(synth_tensor *ts)
+/* AuxLogits are left out: the converter ignores them anyway. */
+int synth_inception_v3_tensors(synth_tensor *ts)
 {
     int n = 0, k = 0;
     for (int bi = 0; bi < IV3_BLOCK_COUNT; bi++) {
@@ -125,7 +119,7 @@ static int tv_tensors(synth_tensor *ts)
     return n;
 }
 
-/* Appends to a growing buffer; returns 0 when out of memory. */
+/* A growing buffer; buf_put returns 0 when out of memory. */
 typedef struct byte_buf {
     unsigned char *p;
     size_t len, cap;
@@ -146,9 +140,12 @@ static int buf_put(byte_buf *b, const void *src, size_t n)
     return 1;
 }
 
-/* The safetensors image: u64 header length, the JSON header, the f32 data. */
-static ims_status build_safetensors(const synth_tensor *ts, int n, byte_buf *out, ims_error *err)
+/* u64 header length, the JSON header (padded to 8 bytes), the f32 data. */
+ims_status synth_safetensors(const synth_tensor *ts, int n, unsigned char **image, size_t *size, ims_error *err)
 {
+    *image = NULL;
+    *size = 0;
+    byte_buf image_buf = {0}, *out = &image_buf;
     byte_buf hdr = {0};
     char piece[256];
     uint64_t off = 0;
@@ -175,15 +172,21 @@ static ims_status build_safetensors(const synth_tensor *ts, int n, byte_buf *out
     ok = ok && buf_put(out, le, 8) && buf_put(out, hdr.p, hdr.len);
     free(hdr.p);
     for (int i = 0; ok && i < n; i++) {
-        uint64_t state = fnv1a64(ts[i].name);
+        uint64_t state = synth_fnv1a64(ts[i].name);
         for (int64_t j = 0; ok && j < ts[i].numel; j++) {
-            float v = (float)(ts[i].lo + (ts[i].hi - ts[i].lo) * next_uniform(&state));
+            float v = (float)(ts[i].lo + (ts[i].hi - ts[i].lo) * synth_uniform(&state));
             unsigned char bytes[4];
             memcpy(bytes, &v, 4); /* little-endian host: the safetensors order */
             ok = buf_put(out, bytes, 4);
         }
     }
-    return ok ? IMS_OK : ims_fail(err, IMS_ERR_NOMEM, "out of memory building synthetic weights");
+    if (!ok) {
+        free(image_buf.p);
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory building synthetic weights");
+    }
+    *image = image_buf.p;
+    *size = image_buf.len;
+    return IMS_OK;
 }
 
 ims_status ims_convert_synthetic(ims_convert_arch arch, const char *output, const ims_convert_options *o,
@@ -193,15 +196,16 @@ ims_status ims_convert_synthetic(ims_convert_arch arch, const char *output, cons
     if (arch != IMS_CONVERT_ARCH_INCEPTION_V3)
         return ims_fail(err, IMS_ERR_UNSUPPORTED, "synthetic weights exist for inception_v3 only, not %s",
                         ims_convert_arch_name(arch));
-    synth_tensor *ts = malloc((IV3_LAYER_COUNT * 5 + 2) * sizeof *ts);
-    byte_buf image = {0};
+    synth_tensor *ts = malloc(SYNTH_INCEPTION_V3_TENSORS * sizeof *ts);
+    unsigned char *image = NULL;
+    size_t image_size = 0;
     ims_status st = ts ? IMS_OK : ims_fail(err, IMS_ERR_NOMEM, "out of memory");
-    int n = st ? 0 : tv_tensors(ts);
+    int n = st ? 0 : synth_inception_v3_tensors(ts);
     if (!st)
-        st = build_safetensors(ts, n, &image, err);
+        st = synth_safetensors(ts, n, &image, &image_size, err);
     ckpt *c = NULL;
     if (!st)
-        st = ckpt_open_memory(image.p, image.len, &c, err);
+        st = ckpt_open_memory(image, image_size, &c, err);
     ims_convert_options opts = *o;
     opts.source = "synthetic weights (imgsearch convert --synthetic): not a trained model, results are not meaningful";
     if (!st) {
@@ -214,7 +218,7 @@ ims_status ims_convert_synthetic(ims_convert_arch arch, const char *output, cons
     if (!st && stat(output, &sb) == 0)
         report->bytes_out = (uint64_t)sb.st_size;
     ckpt_free(c);
-    free(image.p);
+    free(image);
     free(ts);
     return st;
 }
