@@ -189,9 +189,31 @@ static void test_table(int64_t n, int d, int b, int k, ims_dtype dtype, int64_t 
     free(x);
 }
 
-int main(void)
+/* argv[1] == "quick": small shapes only (every path and stage still runs), for
+ * compute-sanitizer, which slows kernels down 10-100x. */
+static void run_quick(void)
+{
+    static const struct {
+        int64_t n;
+        int d, b, k;
+    } shapes[] = {{1, 1, 1, 1}, {1000, 33, 1, 10}, {9001, 64, 4, 100}, {5000, 8, 33, 1}, {777, 24, 5, 777},
+                  {3000, 40, 3, 1500}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int path = IMS_KNN_PATH_STREAM; path <= IMS_KNN_PATH_GEMM_F16; path++)
+            test_op(shapes[i].n, shapes[i].d, shapes[i].b, shapes[i].k, IMS_DTYPE_F16, path, 0);
+    test_op(9001, 13, 5, 300, IMS_DTYPE_F32, IMS_KNN_PATH_STREAM, 1);
+    test_table(5000, 24, 7, 100, IMS_DTYPE_F16, 1999, IMS_KNN_PATH_STREAM);
+}
+
+int main(int argc, char **argv)
 {
     test_gpu_backends(&cpu_be, &gpu_be);
+    if (argc > 1 && !strcmp(argv[1], "quick")) {
+        run_quick();
+        ims_backend_free(gpu_be);
+        ims_backend_free(cpu_be);
+        return test_finish();
+    }
     static const struct {
         int64_t n;
         int d, b, k;
