@@ -29,7 +29,9 @@ static const char search_usage[] =
     "                       Inception features) or semantic (ConSE, as text)\n"
     "  --json               JSON lines: {\"query\": ..., \"results\": [{\"rank\",\n"
     "                       \"path\", \"score\"}]}\n"
-    "  --dtype f16|f32      the table's storage for the search (default f16)\n"
+    "  --dtype f16|f32      the table's storage for the search (default: f16 on a\n"
+    "                       GPU, half the bytes to stream; f32 on the CPU, where f16\n"
+    "                       rows cost a conversion per search)\n"
     "  --text-model M       the text model (default: the one the index was built with)\n"
     "  --image-model M      the image model (default: likewise)\n";
 
@@ -45,7 +47,7 @@ typedef struct search_query {
 typedef struct search_args {
     const char *index_dir, *device, *text_model, *image_model;
     int k, json, gpu, semantic_images;
-    ims_dtype dtype;
+    ims_dtype dtype; /* IMS_DTYPE_COUNT: the backend's default */
     search_query *queries;
     size_t count, cap;
     char **owned; /* lines read from --queries files */
@@ -109,7 +111,7 @@ static int read_queries_file(search_args *a, const char *path)
 static int parse_search_args(int argc, char **argv, search_args *a)
 {
     a->k = 10;
-    a->dtype = IMS_DTYPE_F16;
+    a->dtype = IMS_DTYPE_COUNT;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
@@ -318,7 +320,9 @@ static ims_status search_table(search_args *a, ims_index *index, ims_backend *be
     int64_t count = (int64_t)ims_index_row_count(index);
     ims_knn_options ko;
     ims_knn_options_init(&ko);
-    ko.dtype = a->dtype;
+    ko.dtype = a->dtype != IMS_DTYPE_COUNT                                ? a->dtype
+               : ims_backend_get_info(be)->kind == IMS_BACKEND_CUDA ? IMS_DTYPE_F16
+                                                                    : IMS_DTYPE_F32;
     if (!st)
         st = ims_knn_create(be, dim, &ko, &knn, err);
     if (!st && count > 0)
