@@ -36,21 +36,18 @@ void ims_index_run_options_init(ims_index_run_options *o)
     o->mode = IMS_PREPROCESS_TORCHVISION;
 }
 
-/* Rows of x (n, d) scaled to unit length in place, in double. */
-static ims_status normalize_rows(float *x, int n, int d, const char *const *paths, ims_error *err)
+/* x (d) scaled to unit length in place, in double; 0 if its norm is 0 or not finite. */
+static int normalize_row(float *x, int d)
 {
-    for (int i = 0; i < n; i++) {
-        float *r = x + (size_t)i * (size_t)d;
-        double s = 0;
-        for (int j = 0; j < d; j++)
-            s += (double)r[j] * r[j];
-        double norm = sqrt(s);
-        if (!(norm > 0) || !isfinite(norm))
-            return ims_fail(err, IMS_ERR_ARGUMENT, "%s: the image's features have norm %g", paths[i], norm);
-        for (int j = 0; j < d; j++)
-            r[j] = (float)(r[j] / norm);
-    }
-    return IMS_OK;
+    double s = 0;
+    for (int j = 0; j < d; j++)
+        s += (double)x[j] * x[j];
+    double norm = sqrt(s);
+    if (!(norm > 0) || !isfinite(norm))
+        return 0;
+    for (int j = 0; j < d; j++)
+        x[j] = (float)(x[j] / norm);
+    return 1;
 }
 
 typedef struct index_run {
@@ -128,7 +125,31 @@ static ims_status run_setup(index_run *r, ims_error *err)
     return st;
 }
 
-/* Runs one loaded batch through the model and appends its rows and failures. */
+static ims_status record_failure(index_run *r, const char *path, const char *reason, ims_error *err)
+{
+    ims_status st = ims_index_add_failure(r->index, path, reason, err);
+    r->progress.failed++;
+    if (r->o->on_failure)
+        r->o->on_failure(r->o->progress_ctx, path, reason);
+    return st;
+}
+
+/* The embeddings of image i of the batch; NULL, or why they cannot be made
+ * (the image then becomes a failure record, like an undecodable one). */
+static const char *embed_one(index_run *r, int i, ims_error *err)
+{
+    float *v = r->feat + (size_t)i * (size_t)r->features;
+    if (!normalize_row(v, r->features))
+        return "the image's features have a zero or non-finite norm";
+    if (r->semantic_dim &&
+        ims_conse_embed(r->logits + (size_t)i * (size_t)r->classes, 1, r->classes, r->class_embeddings,
+                        r->semantic_dim, r->o->conse_top, r->semantic + (size_t)i * (size_t)r->semantic_dim, err))
+        return err->msg;
+    return NULL;
+}
+
+/* Runs one loaded batch through the model and appends its rows and failures,
+ * in input order. */
 static ims_status run_batch(index_run *r, const ims_image_batch *b, const ims_file_entry *files, ims_error *err)
 {
     const ims_index_run_options *o = r->o;
@@ -136,41 +157,34 @@ static ims_status run_batch(index_run *r, const ims_image_batch *b, const ims_fi
     ims_status st = o->mode == IMS_PREPROCESS_TORCHVISION
                         ? ims_image_encoder_forward(r->image, b->data, b->count, r->feat, r->logits, err)
                         : ims_image_encoder_forward_f32(r->image, b->data, b->count, r->feat, r->logits, err);
-    const char *paths[1];
+    r->progress.model_s += now_s() - t0;
     for (int i = 0; !st && i < b->count; i++) {
         const ims_file_entry *f = &files[b->first + (size_t)i];
-        if (b->items[i].status != IMS_OK)
-            continue;
-        paths[0] = f->path;
-        float *v = r->feat + (size_t)i * (size_t)r->features;
-        st = normalize_rows(v, 1, r->features, paths, err);
-        if (!st && r->semantic_dim)
-            st = ims_conse_embed(r->logits + (size_t)i * (size_t)r->classes, 1, r->classes, r->class_embeddings,
-                                 r->semantic_dim, o->conse_top, r->semantic + (size_t)i * (size_t)r->semantic_dim,
-                                 err);
-    }
-    double t1 = now_s();
-    r->progress.model_s += t1 - t0;
-    for (int i = 0; !st && i < b->count; i++) {
-        const ims_file_entry *f = &files[b->first + (size_t)i];
+        double t1 = now_s();
         if (b->items[i].status != IMS_OK) {
             /* "path: reason": the index stores the path apart */
             const char *reason = b->items[i].error;
             size_t plen = strlen(f->path);
             if (strncmp(reason, f->path, plen) == 0 && reason[plen] == ':')
                 reason += plen + (reason[plen + 1] == ' ' ? 2 : 1);
-            st = ims_index_add_failure(r->index, f->path, reason, err);
-            r->progress.failed++;
-            if (o->on_failure)
-                o->on_failure(o->progress_ctx, f->path, reason);
+            st = record_failure(r, f->path, reason, err);
         } else {
-            st = ims_index_add(r->index, f, r->feat + (size_t)i * (size_t)r->features,
-                               r->semantic_dim ? r->semantic + (size_t)i * (size_t)r->semantic_dim : NULL, err);
-            r->progress.indexed++;
+            ims_error why = {0};
+            const char *bad = embed_one(r, i, &why);
+            double t2 = now_s();
+            r->progress.model_s += t2 - t1;
+            t1 = t2;
+            if (bad) {
+                st = record_failure(r, f->path, bad, err);
+            } else {
+                st = ims_index_add(r->index, f, r->feat + (size_t)i * (size_t)r->features,
+                                   r->semantic_dim ? r->semantic + (size_t)i * (size_t)r->semantic_dim : NULL, err);
+                r->progress.indexed++;
+            }
         }
+        r->progress.write_s += now_s() - t1;
         r->progress.done++;
     }
-    r->progress.write_s += now_s() - t1;
     return st;
 }
 
@@ -227,10 +241,7 @@ ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out
             r.progress.already++;
             continue;
         }
-        st = ims_index_add_failure(r.index, list.problems[i].path, list.problems[i].reason, err);
-        r.progress.failed++;
-        if (o->on_failure)
-            o->on_failure(o->progress_ctx, list.problems[i].path, list.problems[i].reason);
+        st = record_failure(&r, list.problems[i].path, list.problems[i].reason, err);
     }
     r.progress.total = todo_count;
     r.progress.ignored = list.ignored_count;
