@@ -40,9 +40,7 @@ static const char index_usage[] =
     "command line.\n";
 
 typedef struct index_cli {
-    int tty_progress;
     cli_progress bar;
-    int planned;
 } index_cli;
 
 static void on_failure(void *ctx, const char *path, const char *reason)
@@ -63,7 +61,6 @@ static void on_progress(void *ctx, const ims_index_progress *p)
                 p->total, p->already, p->ignored, (double)p->estimated_disk_bytes / (1 << 20),
                 (double)p->estimated_host_bytes / (1 << 20));
         cli_progress_init(&c->bar, "images", p->total);
-        c->planned = 1;
         return;
     }
     cli_progress_update(&c->bar, p->done, p->failed, p->stage == IMS_INDEX_STAGE_FINISHED);
