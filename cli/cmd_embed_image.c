@@ -1,17 +1,14 @@
 /* cmd_embed_image.c: `imgsearch embed-image IMAGE... --image-model M.isw -o
  * OUT.npy`: Inception-v3 pooled features (or logits) of images as a float32
  * NumPy array (N, D), one row per image that could be read, in input order.
- *
- * The .npy writer here is the minimal one this command needs (format 1.0,
- * '<f4', C order, the header padded to 64 bytes); the rows stream to a
- * temporary file renamed over OUT once complete, and the header's row count is
- * rewritten at the end (the row count is known only then).
+ * The rows stream through the .npy writer (engine/npy.c), whose row count is
+ * completed at the end (it is known only then), into a temporary file renamed
+ * over OUT.
  */
 #include "encode_images.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static const char embed_usage[] =
     "usage: imgsearch embed-image IMAGE... --image-model M.isw -o OUT.npy\n"
@@ -32,44 +29,20 @@ static const char embed_usage[] =
     "3 some images could not be read (each reported on stderr; OUT holds the rows\n"
     "of the others, in order).\n";
 
-#define NPY_HEADER 128 /* bytes: room for any (N, D) shape */
-
 typedef struct embed_ctx {
     const char *output;
-    char tmp[4096];
-    FILE *f;
+    ims_npy_writer *w;
     int logits, dim;
     size_t rows;
 } embed_ctx;
-
-static int npy_write_header(FILE *f, size_t rows, int cols)
-{
-    char h[NPY_HEADER];
-    const uint16_t one = 1;
-    int little = *(const uint8_t *)&one == 1;
-    memcpy(h, "\x93NUMPY\x01\x00", 8);
-    h[8] = (char)((NPY_HEADER - 10) & 0xff);
-    h[9] = (char)((NPY_HEADER - 10) >> 8);
-    int len = snprintf(h + 10, NPY_HEADER - 10, "{'descr': '%cf4', 'fortran_order': False, 'shape': (%zu, %d), }",
-                       little ? '<' : '>', rows, cols);
-    memset(h + 10 + len, ' ', (size_t)(NPY_HEADER - 10 - len - 1));
-    h[NPY_HEADER - 1] = '\n';
-    return fseek(f, 0, SEEK_SET) == 0 && fwrite(h, 1, NPY_HEADER, f) == NPY_HEADER ? 0 : 1;
-}
 
 static int embed_ready(void *vctx, const ims_image_encoder *enc)
 {
     embed_ctx *c = vctx;
     c->dim = c->logits ? ims_image_encoder_num_classes(enc) : ims_image_encoder_feature_dim(enc);
-    snprintf(c->tmp, sizeof c->tmp, "%s.tmp.XXXXXX", c->output);
-    int fd = mkstemp(c->tmp);
-    if (fd < 0 || !(c->f = fdopen(fd, "w+b"))) {
-        if (fd >= 0)
-            close(fd), unlink(c->tmp);
-        fprintf(stderr, "imgsearch: %s: cannot create a temporary file beside it\n", c->output);
-        return 1;
-    }
-    return npy_write_header(c->f, 0, c->dim);
+    ims_error err = {0};
+    int64_t shape[2] = {IMS_NPY_ROWS_UNKNOWN, c->dim};
+    return ims_npy_writer_open(c->output, IMS_NPY_F32, 2, shape, &c->w, &err) ? cli_error(&err) : 0;
 }
 
 static int embed_one(void *vctx, size_t index, const char *path, const float *features, const float *logits,
@@ -78,30 +51,26 @@ static int embed_one(void *vctx, size_t index, const char *path, const float *fe
     (void)index, (void)path, (void)enc;
     embed_ctx *c = vctx;
     const float *row = c->logits ? logits : features;
-    if (fwrite(row, sizeof *row, (size_t)c->dim, c->f) != (size_t)c->dim) {
-        fprintf(stderr, "imgsearch: %s: write failed\n", c->tmp);
-        return 1;
-    }
+    ims_error err = {0};
+    if (ims_npy_writer_write(c->w, row, (size_t)c->dim * sizeof *row, &err))
+        return cli_error(&err);
     c->rows++;
     return 0;
 }
 
+/* Commits OUT when every image, or some of them (exit 3), gave a row;
+ * otherwise leaves OUT as it was. */
 static int embed_finish(embed_ctx *c, int status)
 {
-    if (!c->f)
+    if (!c->w)
         return status;
     int keep = status == CLI_EXIT_OK || (status == CLI_EXIT_SOME_FAILED && c->rows > 0);
-    if (keep && (npy_write_header(c->f, c->rows, c->dim) || fflush(c->f) || fsync(fileno(c->f)))) {
-        fprintf(stderr, "imgsearch: %s: write failed\n", c->tmp);
-        keep = 0, status = CLI_EXIT_FAILURE;
-    }
-    fclose(c->f);
-    if (keep && rename(c->tmp, c->output) != 0) {
-        fprintf(stderr, "imgsearch: %s: cannot rename the temporary file to it\n", c->output);
-        keep = 0, status = CLI_EXIT_FAILURE;
-    }
+    ims_error err = {0};
     if (!keep)
-        unlink(c->tmp);
+        ims_npy_writer_discard(c->w);
+    else if (ims_npy_writer_commit(c->w, &err))
+        status = cli_error(&err);
+    c->w = NULL;
     return status == CLI_EXIT_SOME_FAILED && !c->rows ? CLI_EXIT_FAILURE : status;
 }
 

@@ -335,7 +335,10 @@ void ims_npy_close(ims_npy *npy)
 
 /* ---- Header formatting ----------------------------------------------------------- */
 
-size_t ims_npy_format_header(char *buf, size_t size, ims_npy_dtype dtype, int ndim, const int64_t *shape)
+/* The header padded (with spaces) to at least min_total bytes, a multiple of
+ * the alignment: a streamed writer reserves room for the final row count. */
+static size_t format_header(char *buf, size_t size, ims_npy_dtype dtype, int ndim, const int64_t *shape,
+                            size_t min_total)
 {
     if ((unsigned)dtype >= NPY_TYPE_COUNT || ndim < 0 || ndim > IMS_NPY_MAX_DIMS)
         return 0;
@@ -352,6 +355,8 @@ size_t ims_npy_format_header(char *buf, size_t size, ims_npy_dtype dtype, int nd
         len--; /* "(3, 4)"; a 1-d tuple keeps its comma: "(5,)" */
     len += snprintf(dict + len, sizeof dict - (size_t)len, "), }");
     size_t total = (10 + (size_t)len + 1 + NPY_ALIGN - 1) / NPY_ALIGN * NPY_ALIGN;
+    if (total < min_total)
+        total = min_total;
     if (total > size || total - 10 > 65535)
         return 0;
     memcpy(buf, NPY_MAGIC "\x01\x00", 8);
@@ -361,6 +366,11 @@ size_t ims_npy_format_header(char *buf, size_t size, ims_npy_dtype dtype, int nd
     memset(buf + 10 + len, ' ', total - 10 - (size_t)len - 1);
     buf[total - 1] = '\n';
     return total;
+}
+
+size_t ims_npy_format_header(char *buf, size_t size, ims_npy_dtype dtype, int ndim, const int64_t *shape)
+{
+    return format_header(buf, size, dtype, ndim, shape, 0);
 }
 
 /* Bytes of an array of this shape; fails on a negative dim or an overflow. */
@@ -384,24 +394,44 @@ static ims_status array_bytes(ims_npy_dtype dtype, int ndim, const int64_t *shap
 struct ims_npy_writer {
     ims_atomic_file file;
     size_t expected, written;
+    /* IMS_NPY_ROWS_UNKNOWN: the header is rewritten at commit */
+    int rows_unknown;
+    size_t row_bytes, header_len;
+    ims_npy_dtype dtype;
+    int ndim;
+    int64_t shape[IMS_NPY_MAX_DIMS];
 };
 
 ims_status ims_npy_writer_open(const char *path, ims_npy_dtype dtype, int ndim, const int64_t *shape,
                                ims_npy_writer **out, ims_error *err)
 {
     *out = NULL;
+    int rows_unknown = ndim >= 1 && shape[0] == IMS_NPY_ROWS_UNKNOWN;
+    int64_t dims[IMS_NPY_MAX_DIMS] = {0};
+    if (ndim >= 0 && ndim <= IMS_NPY_MAX_DIMS)
+        memcpy(dims, shape, (size_t)ndim * sizeof *dims);
+    if (rows_unknown)
+        dims[0] = 1; /* the size of one row */
     size_t nbytes;
-    ims_status st = array_bytes(dtype, ndim, shape, &nbytes, err);
+    ims_status st = array_bytes(dtype, ndim, dims, &nbytes, err);
     if (st)
         return st;
+    if (rows_unknown)
+        dims[0] = INT64_MAX; /* the widest row count: room for the final header */
     char header[512];
-    size_t header_len = ims_npy_format_header(header, sizeof header, dtype, ndim, shape);
+    size_t header_len = ims_npy_format_header(header, sizeof header, dtype, ndim, dims);
     if (!header_len)
         return ims_fail(err, IMS_ERR_ARGUMENT, "npy: cannot format the header");
     ims_npy_writer *w = calloc(1, sizeof *w);
     if (!w)
         return ims_fail(err, IMS_ERR_NOMEM, "npy: out of memory");
-    w->expected = nbytes;
+    w->expected = rows_unknown ? SIZE_MAX : nbytes;
+    w->rows_unknown = rows_unknown;
+    w->row_bytes = nbytes;
+    w->header_len = header_len;
+    w->dtype = dtype;
+    w->ndim = ndim;
+    memcpy(w->shape, dims, sizeof dims);
     if ((st = ims_atomic_file_open(&w->file, path, err)) ||
         (st = ims_atomic_file_write(&w->file, header, header_len, err))) {
         ims_atomic_file_abort(&w->file);
@@ -423,10 +453,29 @@ ims_status ims_npy_writer_write(ims_npy_writer *w, const void *data, size_t nbyt
     return st;
 }
 
+/* The final header of a writer opened with IMS_NPY_ROWS_UNKNOWN, over the
+ * reserved one. */
+static ims_status complete_header(ims_npy_writer *w, ims_error *err)
+{
+    if (w->row_bytes == 0 || w->written % w->row_bytes != 0)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "npy: %s: %zu bytes written, not a whole number of %zu-byte rows",
+                        w->file.path, w->written, w->row_bytes);
+    w->shape[0] = (int64_t)(w->written / w->row_bytes);
+    char header[512];
+    if (format_header(header, sizeof header, w->dtype, w->ndim, w->shape, w->header_len) != w->header_len)
+        return ims_fail(err, IMS_ERR_ARGUMENT, "npy: %s: cannot format the final header", w->file.path);
+    if (fflush(w->file.f) != 0 || fseek(w->file.f, 0, SEEK_SET) != 0)
+        return ims_fail(err, IMS_ERR_IO, "npy: %s: cannot rewind to complete the header", w->file.tmp);
+    w->written = w->expected; /* what commit checks */
+    return ims_atomic_file_write(&w->file, header, w->header_len, err);
+}
+
 ims_status ims_npy_writer_commit(ims_npy_writer *w, ims_error *err)
 {
-    ims_status st;
-    if (w->written != w->expected) {
+    ims_status st = w->rows_unknown ? complete_header(w, err) : IMS_OK;
+    if (st) {
+        ims_atomic_file_abort(&w->file);
+    } else if (w->written != w->expected) {
         st = ims_fail(err, IMS_ERR_ARGUMENT, "npy: %s: %zu of the shape's %zu bytes were written", w->file.path,
                       w->written, w->expected);
         ims_atomic_file_abort(&w->file);

@@ -630,7 +630,11 @@ ims_status ims_npy_write(const char *path, ims_npy_dtype dtype, int ndim, const 
                          const void *data, ims_error *err);
 
 /* The same, streamed: open with the final shape, write the data in pieces (in
- * total exactly the shape's bytes), then commit (sync + rename) or discard. */
+ * total exactly the shape's bytes), then commit (sync + rename) or discard.
+ * shape[0] may be IMS_NPY_ROWS_UNKNOWN: the rows are then counted from the
+ * bytes written (a whole number of rows) and written into the header at
+ * commit (for outputs whose length is known only at the end). */
+#define IMS_NPY_ROWS_UNKNOWN (-1)
 typedef struct ims_npy_writer ims_npy_writer;
 ims_status ims_npy_writer_open(const char *path, ims_npy_dtype dtype, int ndim, const int64_t *shape,
                                ims_npy_writer **out, ims_error *err);

@@ -304,6 +304,46 @@ static void test_npz(void)
     TEST_CHECK(ims_npz_write(path_in("bad.npz"), twice, 2, &err) == IMS_ERR_ARGUMENT, "repeated member");
 }
 
+/* A streamed writer that learns its row count at the end: 0, 1 and 1000 rows
+ * (the header completed in place, a valid file read back), and a partial row
+ * refused with the old file left alone. */
+static void test_rows_unknown(void)
+{
+    ims_error err = {0};
+    static const int counts[3] = {0, 1, 1000};
+    for (int c = 0; c < 3; c++) {
+        ims_npy_writer *w = NULL;
+        int64_t shape[2] = {IMS_NPY_ROWS_UNKNOWN, 7};
+        TEST_OK(ims_npy_writer_open(path_in("rows.npy"), IMS_NPY_F32, 2, shape, &w, &err), err);
+        for (int r = 0; w && r < counts[c]; r++) {
+            float row[7];
+            for (int i = 0; i < 7; i++)
+                row[i] = (float)(r * 7 + i) + 0.5f;
+            TEST_OK(ims_npy_writer_write(w, row, sizeof row, &err), err);
+        }
+        if (w)
+            TEST_OK(ims_npy_writer_commit(w, &err), err);
+        ims_npy npy = {0};
+        TEST_OK(ims_npy_open(path_in("rows.npy"), &npy, &err), err);
+        TEST_CHECK(npy.ndim == 2 && npy.shape[0] == counts[c] && npy.shape[1] == 7, "%d rows: shape (%lld, %lld)",
+                   counts[c], (long long)npy.shape[0], (long long)npy.shape[1]);
+        for (int i = 0; npy.data && i < counts[c] * 7; i++)
+            TEST_CHECK(((const float *)npy.data)[i] == (float)i + 0.5f, "element %d", i);
+        ims_npy_close(&npy);
+    }
+    ims_npy_writer *w = NULL;
+    int64_t shape[2] = {IMS_NPY_ROWS_UNKNOWN, 7};
+    float half_row[3] = {1, 2, 3};
+    TEST_OK(ims_npy_writer_open(path_in("rows.npy"), IMS_NPY_F32, 2, shape, &w, &err), err);
+    TEST_OK(ims_npy_writer_write(w, half_row, sizeof half_row, &err), err);
+    TEST_CHECK(ims_npy_writer_commit(w, &err) == IMS_ERR_ARGUMENT && strstr(err.msg, "whole number"),
+               "a partial row: %s", err.msg);
+    ims_npy npy = {0};
+    TEST_OK(ims_npy_open(path_in("rows.npy"), &npy, &err), err);
+    TEST_CHECK(npy.shape[0] == 1000, "the previous file is left as it was");
+    ims_npy_close(&npy);
+}
+
 int main(int argc, char **argv)
 {
     snprintf(scratch, sizeof scratch, "%s", test_fixture_dir(argc, argv));
@@ -312,5 +352,6 @@ int main(int argc, char **argv)
     test_misaligned();
     test_round_trip();
     test_npz();
+    test_rows_unknown();
     return test_finish();
 }
