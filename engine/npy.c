@@ -406,10 +406,10 @@ ims_status ims_npy_writer_open(const char *path, ims_npy_dtype dtype, int ndim, 
                                ims_npy_writer **out, ims_error *err)
 {
     *out = NULL;
-    int rows_unknown = ndim >= 1 && shape[0] == IMS_NPY_ROWS_UNKNOWN;
+    int rows_unknown = ndim >= 1 && ndim <= IMS_NPY_MAX_DIMS && shape[0] == IMS_NPY_ROWS_UNKNOWN;
     int64_t dims[IMS_NPY_MAX_DIMS] = {0};
-    if (ndim >= 0 && ndim <= IMS_NPY_MAX_DIMS)
-        memcpy(dims, shape, (size_t)ndim * sizeof *dims);
+    if (ndim > 0 && ndim <= IMS_NPY_MAX_DIMS)
+        memcpy(dims, shape, (size_t)ndim * sizeof *dims); /* a scalar's shape may be NULL */
     if (rows_unknown)
         dims[0] = 1; /* the size of one row */
     size_t nbytes;
