@@ -13,7 +13,7 @@ FUZZERS ?= weights_reader zip_reader unpickler safetensors json image npy tokeni
 GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 CTEST := ctest --output-on-failure -j $(JOBS)
 # ctest hides the output of skipped tests; show their one-line reasons
-SKIP_REASONS := grep -h "^SKIPPED" Testing/Temporary/LastTest.log || true
+SKIP_REASONS := { grep -h "^SKIPPED" Testing/Temporary/LastTest.log || true; }
 
 .PHONY: deps build demo check test test-cpu-sanitize fuzz clean
 
