@@ -148,13 +148,7 @@ static int open_matrix(const char *path, const char *role, int vector_ok, ims_np
 static int create_backend(const knn_args *a, ims_backend **be)
 {
     ims_error err = {0};
-    int want_cuda = !strcmp(a->device, "cuda");
-    if (!strcmp(a->device, "auto")) {
-        int count = 0;
-        ims_error probe = {0};
-        want_cuda = ims_cuda_compiled() && ims_cuda_device_count(&count, &probe) == IMS_OK && count > 0;
-    }
-    if (ims_backend_create(want_cuda ? IMS_BACKEND_CUDA : IMS_BACKEND_CPU, 0, be, &err))
+    if (cli_backend_open(strcmp(a->device, "auto") ? a->device : NULL, 0, be, &err))
         return cli_error(&err);
     return CLI_EXIT_OK;
 }
