@@ -9,7 +9,7 @@
  * two calls per configuration (allocation, cuDNN algorithm search, graph
  * capture) are not timed. CUDA runs with and without CUDA graphs.
  */
-#include "../tests/inception_weights.h"
+#include "inception_weights.h"
 
 #include <time.h>
 

@@ -1,7 +1,7 @@
 /* cmd_embed_image.c: `imgsearch embed-image IMAGE... --image-model M.isw -o
  * OUT.npy`: Inception-v3 pooled features (or logits) of images as a float32
  * NumPy array (N, D), one row per image that could be read, in input order.
- * The rows stream through the .npy writer (engine/npy.c), whose row count is
+ * The rows stream through the .npy writer (engine/io/npy.c), whose row count is
  * completed at the end (it is known only then), into a temporary file renamed
  * over OUT.
  */

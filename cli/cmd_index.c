@@ -1,5 +1,5 @@
 /* cmd_index.c: `imgsearch index DIR... -o INDEX --image-model M.isw`: builds or
- * extends an index (engine/indexer.c), with progress and failures on stderr and
+ * extends an index (engine/index/indexer.c), with progress and failures on stderr and
  * a summary on stdout. */
 #include "cli.h"
 

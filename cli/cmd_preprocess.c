@@ -3,7 +3,7 @@
  * the reference Python pipelines.
  *
  * The .npy file (format 1.0, data at a multiple of 64 bytes, C order) is
- * written by engine/npy.c's streamed writer. Images go through engine/image_loader.h (decode
+ * written by engine/io/npy.c's streamed writer. Images go through engine/image/loader.c (decode
  * threads, batches in order) and are streamed to a temporary file in the
  * output's folder, which is synced and renamed over OUT only when every image
  * succeeded: a crash or a failed image leaves no partial OUT.

@@ -274,14 +274,14 @@ ims_status ims_backend_measure_peaks(ims_backend *be, int quick, ims_backend_pea
  * Layouts: decoded images and uint8 outputs are HWC (row-major, RGB
  * interleaved); float outputs are CHW (NCHW for a batch) or HWC (NHWC).
  *
- * - image_decode.c: content sniffing, libjpeg-turbo (TurboJPEG) and libpng,
+ * - image/decode.c: content sniffing, libjpeg-turbo (TurboJPEG) and libpng,
  *   every color type converted to RGB as Pillow's convert('RGB') does, EXIF
  *   orientation, limits, one-line errors for bad input.
- * - image_preprocess.c: torchvision mode (Pillow's antialiased bilinear resize
+ * - image/preprocess.c: torchvision mode (Pillow's antialiased bilinear resize
  *   of the short side, in Pillow's fixed-point arithmetic, then torchvision's
  *   center crop) and fid mode (torch's bilinear interpolate, align_corners
  *   False, no antialias, then 2x - 1), and normalization.
- * - image_loader.c: a pool of decode threads filling batches (pinned host
+ * - image/loader.c: a pool of decode threads filling batches (pinned host
  *   memory when a CUDA backend is given) while the previous batch is in use.
  */
 
@@ -344,7 +344,7 @@ ims_status ims_preprocess_fid(const ims_image *img, int size, ims_layout layout,
 
 /* ---- Image loader -------------------------------------------------------------------- */
 
-/* image_loader.h: a pool of decode threads that turns a list of image files
+/* image/loader.c: a pool of decode threads that turns a list of image files
  * into batches of network input, in order, while the caller uses the previous
  * batch.
  *
@@ -447,7 +447,7 @@ void ims_image_loader_free(ims_image_loader *ld);
 /* --- image encoder --- */
 
 /* Inception-v3 (torchvision, or pytorch-fid's FID Inception) on a backend:
- * engine/inception_v3.c. The variant, widths and preprocessing come from the
+ * engine/models/inception_v3.c. The variant, widths and preprocessing come from the
  * weight file's metadata (docs/FORMAT.md); weights are uploaded once, at
  * creation. Not thread-safe: one encoder per thread. */
 
@@ -496,7 +496,7 @@ ims_str ims_image_encoder_label(const ims_image_encoder *enc, int i);
 
 /* BERT WordPiece tokenization, identical to Hugging Face's tokenizers
  * (BertNormalizer, BertPreTokenizer, WordPiece, [CLS] ... [SEP]); see
- * engine/tokenizer.c. Thread-safe: encoding only reads the tokenizer.
+ * engine/models/tokenizer.c. Thread-safe: encoding only reads the tokenizer.
  *
  * Text is UTF-8. Invalid UTF-8 never fails: each maximal invalid subpart
  * becomes U+FFFD (as Python's decode(errors="replace")), which BERT cleaning
@@ -559,7 +559,7 @@ const char *ims_tokenizer_decode_token(const ims_tokenizer *tok, int32_t id);
 
 /* ---- Text embeddings --------------------------------------------------------------------- */
 
-/* text_embed.c: texts -> sentence embeddings, the tokenizer and the text
+/* models/text_embedder.c: texts -> sentence embeddings, the tokenizer and the text
  * encoder of one BERT weight file behind one call. Texts are grouped by token
  * count into batches (little padding); the result for a text does not depend
  * on the other texts. */
@@ -685,7 +685,7 @@ void ims_file_list_free(ims_file_list *list);
 
 /* ---- Index ------------------------------------------------------------------------------ */
 
-/* index_store.c: an image index on disk (docs/FORMAT.md, "The index"): chunks
+/* index/store.c: an image index on disk (docs/FORMAT.md, "The index"): chunks
  * of embeddings as .npy, the rows' paths, the failures and a manifest, each
  * written crash-safely. A writer adds rows; every chunk_rows rows it commits a
  * chunk (its files, then the manifest). After a crash, opening the folder again

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""gen_unicode_tables.py: writes engine/unicode_tables.c, the Unicode data the
-WordPiece tokenizer (engine/tokenizer.c) needs, from the Unicode Character
+"""gen_unicode_tables.py: writes engine/models/unicode_tables.c, the Unicode data the
+WordPiece tokenizer (engine/models/tokenizer.c) needs, from the Unicode Character
 Database as Debian's unicode-data package installs it (/usr/share/unicode).
 
-Usage: scripts/gen_unicode_tables.py [UCD_DIR] > engine/unicode_tables.c
+Usage: scripts/gen_unicode_tables.py [UCD_DIR] > engine/models/unicode_tables.c
 CI does not run this; the output is committed.
 
 Hugging Face's tokenizers (the reference) takes its Unicode data from three
@@ -18,7 +18,7 @@ places of different ages, and the tables reproduce each one:
 - Rust's std (char::is_whitespace, char::to_lowercase): the newest Unicode. The
   White_Space property has not changed since 6.x; lowercase mappings added after
   the UCD we read come from scripts/unicode_lowercase_extra.txt.
-tests/tokenizer_diff.py --codepoints checks every code point against tokenizers.
+tests/cli/tokenizer_diff.py --codepoints checks every code point against tokenizers.
 
 Layout of the output: one record per distinct property combination
 (flags, canonical combining class, full NFD, full lowercase); a two-level

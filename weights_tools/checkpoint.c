@@ -2,7 +2,7 @@
  * source checkpoints (checkpoint.h). */
 #include "checkpoint.h"
 
-#include "../engine/error.h"
+#include "core/error.h"
 
 #include <errno.h>
 #include <fcntl.h>

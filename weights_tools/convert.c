@@ -2,7 +2,7 @@
  * run its mapper, write the weight file. */
 #include "convert.h"
 
-#include "../engine/error.h"
+#include "core/error.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -6,10 +6,10 @@
  * tokenizer_config.json and sentence_bert_config.json, then the pooling config.
  */
 #include "hf_model_dir.h"
-#include "../engine/json_parse.h"
+#include "core/json.h"
 
-#include "../engine/error.h"
-#include "../engine/weights_format.h"
+#include "core/error.h"
+#include "io/weights_format.h"
 
 #include <errno.h>
 #include <math.h>

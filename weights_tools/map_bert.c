@@ -12,7 +12,7 @@
 #include "convert.h"
 #include "hf_model_dir.h"
 
-#include "../engine/error.h"
+#include "core/error.h"
 
 #include <stdio.h>
 #include <stdlib.h>

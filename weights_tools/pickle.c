@@ -35,8 +35,8 @@
  */
 #include "pickle.h"
 
-#include "../engine/error.h"
-#include "../engine/weights_format.h"
+#include "core/error.h"
+#include "io/weights_format.h"
 
 #include <stdarg.h>
 #include <stdio.h>

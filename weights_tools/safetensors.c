@@ -8,7 +8,7 @@
  *
  * Validation is the upstream reader's plus a few refusals it does not make:
  * - N <= 100,000,000 and 8 + N <= file size; the header starts with '{' and is
- *   strict JSON (json_parse.h: duplicate keys refused); trailing spaces (the
+ *   strict JSON (core/json.h: duplicate keys refused); trailing spaces (the
  *   writer pads the header to 8 bytes) are JSON whitespace.
  * - every tensor entry has exactly dtype, shape and data_offsets (missing or
  *   unknown fields are refused); "__metadata__" maps strings to strings.
@@ -27,10 +27,10 @@
  * of the other dims could overflow and no element is ever read.
  */
 #include "checkpoint.h"
-#include "../engine/json_parse.h"
+#include "core/json.h"
 
-#include "../engine/error.h"
-#include "../engine/weights_format.h"
+#include "core/error.h"
+#include "io/weights_format.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -17,8 +17,8 @@
 #include "convert.h"
 #include "weights_writer.h"
 
-#include "../engine/error.h"
-#include "../engine/inception_v3_arch.h"
+#include "core/error.h"
+#include "models/inception_v3_arch.h"
 
 #include <math.h>
 #include <stdio.h>

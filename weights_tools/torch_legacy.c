@@ -21,7 +21,7 @@
 #include "checkpoint.h"
 #include "pickle.h"
 
-#include "../engine/error.h"
+#include "core/error.h"
 
 #include <stdlib.h>
 #include <string.h>

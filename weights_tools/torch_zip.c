@@ -18,7 +18,7 @@
 #include "pickle.h"
 #include "zip_reader.h"
 
-#include "../engine/error.h"
+#include "core/error.h"
 
 #include <stdlib.h>
 #include <string.h>

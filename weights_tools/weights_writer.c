@@ -7,9 +7,9 @@
  */
 #include "weights_writer.h"
 
-#include "../engine/atomic_file.h"
-#include "../engine/error.h"
-#include "../engine/weights_format.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "io/weights_format.h"
 
 #include <stdio.h>
 #include <stdlib.h>

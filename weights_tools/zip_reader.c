@@ -14,7 +14,7 @@
  */
 #include "zip_reader.h"
 
-#include "../engine/error.h"
+#include "core/error.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* backend.c: backend creation and the checked entry points of backend.h. */
-#include "backend.h"
+#include "backend/backend.h"
 
-#include "error.h"
+#include "core/error.h"
 
 #include <limits.h>
 #include <stdlib.h>

@@ -12,7 +12,7 @@
 #define IMS_BACKEND_H
 
 #include "imgsearch.h"
-#include "tensor.h"
+#include "core/tensor.h"
 
 /* --- inception --- */
 /* A convolution's geometry and epilogue; the filter size comes from w's shape. */
@@ -141,12 +141,12 @@ struct ims_backend {
     void *impl;            /* the backend's private state */
 };
 
-/* Constructors of the two backends (backend_cpu.c, backend_cuda.c). */
+/* Constructors of the two backends (backend/cpu.c, backend/cuda.c). */
 ims_status ims_backend_cpu_create(ims_backend **out, ims_error *err);
 ims_status ims_backend_cuda_create(int device, ims_backend **out, ims_error *err);
 
 /* CUDA runtime, driver, cuBLAS and cuDNN versions, one "name version" per line
- * (backend_cuda.c; "not built" lines in a CPU-only build). Needs no GPU. */
+ * (backend/cuda.c; "not built" lines in a CPU-only build). Needs no GPU. */
 void ims_cuda_versions(char *buf, size_t size);
 
 ims_memory ims_backend_memory(const ims_backend *be);

@@ -1,8 +1,8 @@
-/* backend_cpu.c: the CPU backend: host memory, synchronous ops from kernels/cpu. */
-#include "backend.h"
+/* backend/cpu.c: the CPU backend: host memory, synchronous ops from kernels/cpu. */
+#include "backend/backend.h"
 
-#include "../kernels/cpu/ops_cpu.h"
-#include "error.h"
+#include "kernels/cpu/ops_cpu.h"
+#include "core/error.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* backend_cuda.c: the CUDA backend: device memory, one stream, cuBLAS, cuDNN.
+/* backend/cuda.c: the CUDA backend: device memory, one stream, cuBLAS, cuDNN.
  *
  * Every op is enqueued on the backend's own non-blocking stream, so work runs
  * in submission order (backend.h) and does not serialize with the legacy
@@ -13,13 +13,13 @@
  *
  * Tensors must be freed before their backend (ims_tensor_free calls back into it).
  */
-#include "backend.h"
+#include "backend/backend.h"
 
-#include "../kernels/cuda/launch.h"
-#include "conv_cudnn.h"
-#include "cuda_check.h"
-#include "knn.h"
-#include "error.h"
+#include "kernels/cuda/launch.h"
+#include "kernels/cuda/conv2d.h"
+#include "backend/cuda_check.h"
+#include "index/knn.h"
+#include "core/error.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -534,7 +534,7 @@ static ims_status cuda_knn_workspace(ims_backend *be, size_t nbytes, void **out,
     return IMS_OK;
 }
 
-/* Exact top-k over the table, tile by tile (engine/knn.h: a (B, k + T) f32 tile
+/* Exact top-k over the table, tile by tile (engine/index/knn.h: a (B, k + T) f32 tile
  * whose first k columns carry the running best): scores of T rows into the
  * tile's columns k.., by the streaming kernel (knn_scores.cu; small batches) or
  * by cuBLAS sgemm (large batches; f16 rows are first converted to an f32 tile

@@ -1,6 +1,6 @@
-/* backend_cuda_absent.c: the CUDA entry points of a CPU-only build, which say so. */
-#include "backend.h"
-#include "error.h"
+/* backend/cuda_absent.c: the CUDA entry points of a CPU-only build, which say so. */
+#include "backend/backend.h"
+#include "core/error.h"
 
 #include <stdio.h>
 

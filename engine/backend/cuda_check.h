@@ -15,7 +15,7 @@
 #ifndef IMS_CUDA_CHECK_H
 #define IMS_CUDA_CHECK_H
 
-#include "error.h"
+#include "core/error.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>

@@ -1,7 +1,7 @@
 /* versions.c: the versions of every library this build links, for bug reports
  * and benchmark headers. Compile-time versions where the library has no runtime
  * query (libjpeg-turbo). */
-#include "backend.h"
+#include "backend/backend.h"
 
 #include <cblas.h>
 #include <jconfig.h>

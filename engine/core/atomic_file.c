@@ -1,8 +1,8 @@
 /* atomic_file.c: temporary file + fsync + rename (see atomic_file.h). */
 #define _POSIX_C_SOURCE 200809L
-#include "atomic_file.h"
+#include "core/atomic_file.h"
 
-#include "error.h"
+#include "core/error.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -2,7 +2,7 @@
  *
  * The f32 -> f16 conversion rounds to nearest, ties to even, exactly like CUDA's
  * __float2half_rn, so that host-converted and device-converted tables agree bit
- * for bit (tests/test_dtype.c checks every half value and the rounding rules).
+ * for bit (tests/unit/test_dtype.c checks every half value and the rounding rules).
  */
 #include "imgsearch.h"
 

@@ -1,5 +1,5 @@
 /* error.c: status names and the error message helpers of error.h. */
-#include "error.h"
+#include "core/error.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* json_parse.c: the strict JSON parser and accessors of json_parse.h.
+/* core/json.c: the strict JSON parser and accessors of core/json.h.
  *
  * One recursive-descent pass over the bytes. Children of an array or object
  * are collected on a shared stack (values for arrays, members for objects) and
@@ -6,10 +6,10 @@
  * the finished tree is a few flat arrays and the parse is linear in the input.
  * Recursion depth is bounded by json_limits.max_depth (at most JSON_MAX_DEPTH).
  */
-#include "json_parse.h"
+#include "core/json.h"
 
-#include "error.h"
-#include "weights_format.h"
+#include "core/error.h"
+#include "io/weights_format.h"
 
 #include <errno.h>
 #include <math.h>

@@ -1,4 +1,4 @@
-/* json_parse.h: a small strict JSON (RFC 8259) parser into a read-only tree,
+/* core/json.h: a small strict JSON (RFC 8259) parser into a read-only tree,
  * for the JSON files we read (safetensors headers, Hugging Face config.json and
  * friends, the index manifest).
  *

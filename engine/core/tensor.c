@@ -1,8 +1,8 @@
 /* tensor.c: tensor construction, size arithmetic (overflow-checked), checks. */
-#include "tensor.h"
+#include "core/tensor.h"
 
-#include "backend.h"
-#include "error.h"
+#include "backend/backend.h"
+#include "core/error.h"
 
 #include <stdio.h>
 #include <string.h>

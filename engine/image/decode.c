@@ -1,4 +1,4 @@
-/* image_decode.c: JPEG and PNG -> RGB8 (HWC), byte-identical to Pillow's
+/* image/decode.c: JPEG and PNG -> RGB8 (HWC), byte-identical to Pillow's
  * Image.open(f).convert('RGB') (then ImageOps.exif_transpose when asked).
  *
  * - JPEG: TurboJPEG 2.x API (accurate integer IDCT, fancy upsampling, as
@@ -27,7 +27,7 @@
  */
 #include "imgsearch.h"
 
-#include "error.h"
+#include "core/error.h"
 
 #include <png.h>
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* image_loader.c: decode threads filling batch buffers in order (image_loader.h).
+/* image/loader.c: decode threads filling batch buffers in order (image/loader.c).
  *
  * Design. One mutex guards all shared state; two condition variables wake the
  * two sides: work_cv (workers: a run started, a buffer was released, stop) and
@@ -24,8 +24,8 @@
  * zeroes the image's region and records "path: reason" in its item.
  */
 
-#include "backend.h"
-#include "error.h"
+#include "backend/backend.h"
+#include "core/error.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -1,4 +1,4 @@
-/* image_preprocess.c: RGB8 image -> the network's input, as the reference
+/* image/preprocess.c: RGB8 image -> the network's input, as the reference
  * Python pipelines compute it.
  *
  * Layouts: input and uint8 output are HWC (RGB interleaved); float output is
@@ -25,7 +25,7 @@
  * 2x - 1. Torch's CPU kernels may contract to FMA or multiply the two weights
  * first, so agreement is within about 1e-7, not bit-exact.
  */
-#include "error.h"
+#include "core/error.h"
 #include "imgsearch.h"
 
 #include <limits.h>

@@ -1,4 +1,4 @@
-/* indexer.c: `imgsearch index`: folders of images -> an index (index_store.c).
+/* indexer.c: `imgsearch index`: folders of images -> an index (index/store.c).
  *
  * The pipeline: list the files (file_walk.c), drop those the index already
  * holds, decode and preprocess on the loader's threads while the previous
@@ -10,7 +10,7 @@
  */
 #include "imgsearch.h"
 
-#include "error.h"
+#include "core/error.h"
 
 #include <math.h>
 #include <stdlib.h>

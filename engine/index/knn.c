@@ -18,11 +18,11 @@
  *
  * Queries are cut into batches of at most IMS_KNN_RESULT_ENTRIES / k queries.
  */
-#include "knn.h"
+#include "index/knn.h"
 
-#include "../kernels/cpu/ops_cpu.h"
-#include "backend.h"
-#include "error.h"
+#include "kernels/cpu/ops_cpu.h"
+#include "backend/backend.h"
+#include "core/error.h"
 
 #include <math.h>
 #include <stdlib.h>

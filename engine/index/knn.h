@@ -1,4 +1,4 @@
-/* knn.h: internals of the k-NN search (engine/knn.c) shared with the CUDA
+/* knn.h: internals of the k-NN search (engine/index/knn.c) shared with the CUDA
  * backend and the tests. The public API is in include/imgsearch.h ("k-NN search").
  *
  * Sizes: a GPU search computes scores into a tile (B, k + T) f32 of bounded size

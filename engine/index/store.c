@@ -1,4 +1,4 @@
-/* index_store.c: the image index on disk (docs/FORMAT.md, "The index").
+/* index/store.c: the image index on disk (docs/FORMAT.md, "The index").
  *
  * A folder holding, for chunk c (6 digits):
  *   chunk-c.visual.npy     (rows, visual_dim) f16 or f32
@@ -11,11 +11,11 @@
  * list are leftovers of a crash; the next commit overwrites them.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "index_store.h"
+#include "index/store.h"
 
-#include "atomic_file.h"
-#include "error.h"
-#include "json_parse.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/json.h"
 
 #include <errno.h>
 #include <signal.h>

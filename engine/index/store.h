@@ -1,4 +1,4 @@
-/* index_store.h: internal helpers of the index store shared with its tests. */
+/* index/store.h: internal helpers of the index store shared with its tests. */
 #ifndef IMS_INDEX_STORE_H
 #define IMS_INDEX_STORE_H
 

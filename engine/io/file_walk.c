@@ -11,7 +11,7 @@
 #define _DEFAULT_SOURCE
 #include "imgsearch.h"
 
-#include "error.h"
+#include "core/error.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -12,16 +12,16 @@
  * differ in the length field (and 3.0 allows UTF-8, which no key or dtype we
  * accept contains).
  *
- * Writers go through engine/atomic_file.h (a temporary file beside PATH,
+ * Writers go through engine/core/atomic_file.h (a temporary file beside PATH,
  * fsync, rename over PATH, fsync of the folder): a crash leaves either the old
  * file or the new.
  * A .npz is a zip archive of stored (uncompressed) .npy members, the layout
  * numpy.savez makes; crc32 comes from zlib.
  */
-#include "npy.h"
+#include "io/npy.h"
 
-#include "atomic_file.h"
-#include "error.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-/* npy.h: internals of engine/npy.c shared with its tests and the fuzzer.
+/* npy.h: internals of engine/io/npy.c shared with its tests and the fuzzer.
  *
  * The public reader and writers are in include/imgsearch.h (block ".npy files").
  * Here: the header formatter, so tests can build files byte by byte around a

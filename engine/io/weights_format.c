@@ -1,7 +1,7 @@
 /* weights_format.c: the helpers both the weight-file reader and writer use. */
-#include "weights_format.h"
+#include "io/weights_format.h"
 
-#include "error.h"
+#include "core/error.h"
 
 #include <zlib.h>
 

@@ -1,5 +1,5 @@
 /* weights_format.h: the on-disk layout of a weight file (.isw), shared by the
- * reader (engine/weights_reader.c) and the writer (weights_tools/).
+ * reader (engine/io/weights_reader.c) and the writer (weights_tools/).
  * docs/FORMAT.md is the specification; this header only names its numbers.
  * All integers are little-endian.
  */

@@ -7,9 +7,9 @@
  * before its bounds are checked; every size product is overflow-checked. The
  * first failure ends the open with a message naming the field and its value.
  */
-#include "weights_format.h"
+#include "io/weights_format.h"
 
-#include "error.h"
+#include "core/error.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -11,7 +11,7 @@
  */
 #include "imgsearch.h"
 
-#include "error.h"
+#include "core/error.h"
 
 #include <math.h>
 #include <stdlib.h>

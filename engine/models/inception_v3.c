@@ -16,10 +16,10 @@
  * (count_include_pad=True); pytorch-fid's do not, and its Mixed_7c pool
  * branch is a max pool.
  */
-#include "inception_v3.h"
+#include "models/inception_v3.h"
 
-#include "error.h"
-#include "inception_v3_arch.h"
+#include "core/error.h"
+#include "models/inception_v3_arch.h"
 
 #include <stdio.h>
 #include <stdlib.h>

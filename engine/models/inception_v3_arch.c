@@ -1,8 +1,8 @@
 /* inception_v3_arch.c: the Inception-v3 layer table (inception_v3_arch.h),
  * checked against torchvision's module by tests/fixtures/inception/make_fixtures.py. */
-#include "inception_v3_arch.h"
+#include "models/inception_v3_arch.h"
 
-#include "error.h"
+#include "core/error.h"
 
 #include <stdio.h>
 

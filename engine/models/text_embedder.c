@@ -1,4 +1,4 @@
-/* text_embed.c: texts -> sentence embeddings: the tokenizer and the text
+/* models/text_embedder.c: texts -> sentence embeddings: the tokenizer and the text
  * encoder behind one call (search queries, ConSE's class names, embed-text).
  *
  * The texts are tokenized one by one, ordered by token count and encoded in
@@ -7,7 +7,7 @@
  */
 #include "imgsearch.h"
 
-#include "error.h"
+#include "core/error.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -22,10 +22,10 @@
  * changes a real token's result (keys past a sequence's length are masked and
  * every other op works per token), so an embedding does not depend on its batch.
  */
-#include "text_encoder.h"
+#include "models/text_encoder.h"
 
-#include "backend.h"
-#include "error.h"
+#include "backend/backend.h"
+#include "core/error.h"
 
 #include <math.h>
 #include <stdio.h>

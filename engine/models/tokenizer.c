@@ -14,10 +14,10 @@
  * The vocabulary lives in one byte pool; lookups go through an open-addressing
  * hash table (linear probing, power-of-two size, at most half full).
  */
-#include "tokenizer.h"
+#include "models/tokenizer.h"
 
-#include "error.h"
-#include "unicode_tables.h"
+#include "core/error.h"
+#include "models/unicode_tables.h"
 
 #include <limits.h>
 #include <stdlib.h>

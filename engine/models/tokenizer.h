@@ -1,4 +1,4 @@
-/* tokenizer.h: engine-internal parts of the WordPiece tokenizer (engine/tokenizer.c).
+/* tokenizer.h: engine-internal parts of the WordPiece tokenizer (engine/models/tokenizer.c).
  * The public API (ims_tokenizer_*) is in include/imgsearch.h.
  */
 #ifndef IMS_TOKENIZER_H

@@ -5,7 +5,7 @@
  * Rust's std: what Hugging Face's tokenizers uses (see the generator).
  * Lookup: ims_unicode_props(cp) = records[blocks[stage1[cp >> 7] * 128 + (cp & 127)]].
  */
-#include "unicode_tables.h"
+#include "models/unicode_tables.h"
 
 /* (3117) flags, ccc, nfd_len, lower_len, nfd_off, lower_off */
 static const ims_unicode_record records[3117] = {

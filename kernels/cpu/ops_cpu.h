@@ -1,6 +1,6 @@
 /* ops_cpu.h: the CPU reference implementation of every backend op.
  *
- * Raw pointers and sizes, row-major; shapes were checked by engine/backend.c.
+ * Raw pointers and sizes, row-major; shapes were checked by engine/backend/backend.c.
  * These are the references the GPU kernels are tested against, so precision
  * comes before speed where the two conflict (sums in double).
  */

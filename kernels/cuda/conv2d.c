@@ -1,4 +1,4 @@
-/* conv_cudnn.c: NHWC convolution + bias + ReLU through
+/* kernels/cuda/conv2d.c: NHWC convolution + bias + ReLU through
  * cudnnConvolutionBiasActivationForward, output into a channel slice.
  *
  * The slice: y is described as (N, O, OH, OW) with NHWC strides of the whole
@@ -18,10 +18,10 @@
  * one is kept per shape. Not usable during CUDA graph capture: run a batch
  * size once before capturing it.
  */
-#include "conv_cudnn.h"
+#include "conv2d.h"
 
-#include "cuda_check.h"
-#include "error.h"
+#include "backend/cuda_check.h"
+#include "core/error.h"
 
 #include <stdlib.h>
 #include <string.h>

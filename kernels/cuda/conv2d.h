@@ -1,4 +1,4 @@
-/* conv_cudnn.h: the CUDA backend's convolutions through cuDNN (conv_cudnn.c).
+/* kernels/cuda/conv2d.h: the CUDA backend's convolutions through cuDNN (kernels/cuda/conv2d.c).
  *
  * Per shape (batch, sizes, filter, stride, padding, output width, precision),
  * a plan is built once and cached: tensor/filter/convolution descriptors, the
@@ -9,7 +9,7 @@
 #ifndef IMS_CONV_CUDNN_H
 #define IMS_CONV_CUDNN_H
 
-#include "backend.h"
+#include "backend/backend.h"
 
 #include <cuda_runtime_api.h>
 #include <cudnn.h>

@@ -1,6 +1,6 @@
 /* launch.h: the CUDA kernel launchers, as plain C declarations.
  *
- * engine/backend_cuda.c (host C) calls these; each kernels/cuda/<op>.cu file
+ * engine/backend/cuda.c (host C) calls these; each kernels/cuda/<op>.cu file
  * defines one op's kernel and launcher. A launcher takes raw device pointers,
  * sizes and a stream, enqueues the kernel on that stream and returns
  * cudaGetLastError(), i.e. launch errors only: a fault inside the kernel shows up
@@ -9,7 +9,7 @@
  * then, e.g. an out-of-memory cudaMalloc) leaves its error there, and it must
  * not be mistaken for this launch's. Sticky errors (a faulted context) are not
  * lost: the launch itself fails with them again. Matrices are row-major; f16 data is IEEE
- * binary16 bits in uint16_t. Sizes were checked by engine/backend.c, so the
+ * binary16 bits in uint16_t. Sizes were checked by engine/backend/backend.c, so the
  * launchers only guard against n == 0 (nothing to launch).
  */
 #ifndef IMS_CUDA_LAUNCH_H

@@ -165,7 +165,7 @@ for x in fa:
   fi
 done
 
-# ---- resume after a kill inside a chunk's commit (IMS_TEST_CRASH, engine/index_store.c) ----
+# ---- resume after a kill inside a chunk's commit (IMS_TEST_CRASH, engine/index/store.c) ----
 for point in chunk:0:visual chunk:1:semantic chunk:1:rows chunk:2:failures; do
   rm -rf "$work/index_c"
   IMS_TEST_CRASH=$point "$bin" "${index_args[@]/$idx/$work/index_c}" >/dev/null 2>&1 &

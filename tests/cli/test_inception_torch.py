@@ -12,7 +12,7 @@ generated images written as PNG files:
   tv:  the loader resizes to 342 and crops 299, so the reference is the
        float64 model on `imgsearch preprocess --uint8` of the same files.
 Tolerance: max |a - g| / max |g| <= 1e-4 for logits and features (fp32 vs
-float64 through 94 layers, as tests/test_inception.c).
+float64 through 94 layers, as tests/unit/test_inception.c).
 usage: test_inception_torch.py IMGSEARCH GOLDEN_DIR
 """
 import os

@@ -2,7 +2,7 @@
 """tokenizer_diff.py: differential test of `imgsearch tokenize` against Hugging
 Face's tokenizers (BertWordPieceTokenizer, the same vocab, truncation at 256).
 
-  tests/tokenizer_diff.py IMGSEARCH VOCAB [--count N] [--seed S] [--codepoints] [--cased]
+  tests/cli/tokenizer_diff.py IMGSEARCH VOCAB [--count N] [--seed S] [--codepoints] [--cased]
 
 Random strings mix ASCII, whitespace, punctuation, accented and combining
 characters, CJK, Hangul, emoji with ZWJ, controls, special-token text, long

@@ -1,10 +1,10 @@
 """tokenizer_escape.py: the line escape of the tokenizer corpus, shared by
-tests/fixtures/tokenizer/make_corpus.py, make_expected.py and tests/tokenizer_diff.py.
+tests/fixtures/tokenizer/make_corpus.py, make_expected.py and tests/cli/tokenizer_diff.py.
 
 A corpus line is UTF-8 text in which: \\\\ is a backslash, \\n LF, \\r CR and
 \\xHH one raw byte (escape() writes it for invalid UTF-8, which the C side sees
 as bytes and the Python side as str via decode(errors="replace"), and for the
-other ASCII controls, so that the file stays plain text). tests/test_tokenizer.c and
+other ASCII controls, so that the file stays plain text). tests/unit/test_tokenizer.c and
 `imgsearch tokenize --escaped` decode the same way.
 """
 

@@ -11,7 +11,7 @@
 
 #include "test.h"
 
-#include "../weights_tools/synthetic.h"
+#include "weights_tools/synthetic.h"
 
 #include <math.h>
 #include <unistd.h>

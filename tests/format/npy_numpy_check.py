@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""npy_numpy_check.py: numpy.load reads what engine/npy.c writes.
+"""npy_numpy_check.py: numpy.load reads what engine/io/npy.c writes.
 
 Runs test_npy (which writes .npy and .npz files into SCRATCH), then loads them
 with numpy and compares shapes, dtypes and values with what test_npy wrote.
@@ -32,7 +32,7 @@ def main():
     assert sc.shape == () and sc.dtype == np.int64
     rt = np.load(f"{scratch}/rt.npy")  # the last round trip: int64 (2, 3, 7, 1)
     assert rt.shape == (2, 3, 7, 1) and rt.dtype == np.int64 and rt.flags.c_contiguous
-    print("numpy.load read every file engine/npy.c wrote")
+    print("numpy.load read every file engine/io/npy.c wrote")
 
 
 if __name__ == "__main__":

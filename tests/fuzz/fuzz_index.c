@@ -1,4 +1,4 @@
-/* fuzz_index.c: libFuzzer target for the index reader (engine/index_store.c).
+/* fuzz_index.c: libFuzzer target for the index reader (engine/index/store.c).
  *
  * The input is split at "\n--\n" markers into manifest.json,
  * chunk-000000.rows.txt and chunk-000000.failures.txt, written into a private

@@ -1,14 +1,14 @@
 /* fuzz_json.c: libFuzzer target for the strict JSON parser and its accessors.
  *
  * Each input is parsed with the default limits and with tight ones. An
- * accepted tree is checked for the promises of json_parse.h (strings valid
+ * accepted tree is checked for the promises of core/json.h (strings valid
  * UTF-8, NUL-terminated, no NUL inside; keys unique and found by lookup;
  * integer literals exact), every typed getter is run on every value, and the
  * tree is written back out as JSON and parsed again: the second tree must
  * equal the first.
  */
-#include "../../engine/weights_format.h"
-#include "../../engine/json_parse.h"
+#include "io/weights_format.h"
+#include "core/json.h"
 
 #include <stdio.h>
 #include <stdlib.h>

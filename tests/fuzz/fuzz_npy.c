@@ -1,4 +1,4 @@
-/* fuzz_npy.c: libFuzzer target for the .npy reader (engine/npy.c).
+/* fuzz_npy.c: libFuzzer target for the .npy reader (engine/io/npy.c).
  *
  * Each input is parsed from memory; a success must describe data that lies
  * inside the input (every byte is read, so ASan catches an overrun) with a

@@ -8,7 +8,7 @@
  * Inputs that ckpt_open_memory would hand to the PyTorch readers (zip or
  * legacy magic) are skipped: those readers have their own fuzz targets.
  */
-#include "../../weights_tools/checkpoint.h"
+#include "weights_tools/checkpoint.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -7,7 +7,7 @@
  * encoding; the batch API agrees with encode row by row; the decoder always
  * advances and yields scalar values only.
  */
-#include "../../engine/tokenizer.h"
+#include "models/tokenizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>

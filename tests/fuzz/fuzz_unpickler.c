@@ -10,8 +10,8 @@
  * what pickle.h promises (consumed within the input, names and keys non-empty
  * and NUL-terminated, ndim in range), and every accepted tensor can be read.
  */
-#include "../../weights_tools/checkpoint.h"
-#include "../../weights_tools/pickle.h"
+#include "weights_tools/checkpoint.h"
+#include "weights_tools/pickle.h"
 
 #include <stdlib.h>
 #include <string.h>

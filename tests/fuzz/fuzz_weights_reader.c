@@ -5,7 +5,7 @@
  * index CRCs recomputed, so that the fuzzer reaches the metadata and directory
  * parsers. Every accessor is then run over whatever the reader accepted.
  */
-#include "../../engine/weights_format.h"
+#include "io/weights_format.h"
 
 #include <stdlib.h>
 #include <string.h>

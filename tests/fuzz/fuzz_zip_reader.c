@@ -13,8 +13,8 @@
  * Seeds: tests/fuzz/seeds/zip_reader/ (small fixtures from
  * tests/fixtures/torch_zip).
  */
-#include "../../weights_tools/checkpoint.h"
-#include "../../weights_tools/zip_reader.h"
+#include "weights_tools/checkpoint.h"
+#include "weights_tools/zip_reader.h"
 
 #include <stdlib.h>
 #include <string.h>

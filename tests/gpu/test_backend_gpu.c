@@ -11,7 +11,7 @@
  */
 #include "test.h"
 
-#include "../engine/backend.h"
+#include "backend/backend.h"
 
 #include <math.h>
 #include <string.h>

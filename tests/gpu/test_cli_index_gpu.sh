@@ -11,7 +11,7 @@ if "$bin" devices | grep -q "^cuda *unavailable"; then
   echo "SKIPPED: $("$bin" devices | grep '^cuda' | sed 's/^cuda *//')"
   exit 77
 fi
-. "$(dirname "$0")/cli_check.sh"
+. "$(dirname "$0")/../cli/cli_check.sh"
 check "synthetic image model" run 0 convert --synthetic -o "$work/iv3.isw"
 check "text model" run 0 convert "$fixtures/hf_tiny_bert" -o "$work/text.isw"
 mkdir -p "$work/photos"

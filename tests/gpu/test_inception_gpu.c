@@ -23,7 +23,7 @@
  */
 #include "inception_weights.h"
 
-#include "../engine/backend.h"
+#include "backend/backend.h"
 
 #ifdef IMS_WITH_CUDA
 

@@ -19,7 +19,7 @@
  */
 #include "test.h"
 
-#include "../engine/backend.h"
+#include "backend/backend.h"
 
 #include <math.h>
 

@@ -4,8 +4,8 @@
  *
  * usage: make_fixture OUT.isw [alignment]
  */
-#include "../../weights_tools/weights_writer.h"
-#include "../test.h"
+#include "weights_tools/weights_writer.h"
+#include "test.h"
 
 int main(int argc, char **argv)
 {

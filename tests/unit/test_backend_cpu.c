@@ -2,7 +2,7 @@
  * ops against double-precision references on random inputs. */
 #include "test.h"
 
-#include "../engine/backend.h"
+#include "backend/backend.h"
 
 #include <math.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* test_conse.c: ConSE embeddings (engine/conse.c) against a direct reference
+/* test_conse.c: ConSE embeddings (engine/models/conse.c) against a direct reference
  * that sorts every class, on random logits with ties, plus the error cases. */
 #include "test.h"
 

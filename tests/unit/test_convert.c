@@ -8,9 +8,9 @@
  */
 #include "test.h"
 
-#include "../engine/inception_v3_arch.h"
-#include "../weights_tools/convert.h"
-#include "../weights_tools/hf_model_dir.h"
+#include "models/inception_v3_arch.h"
+#include "weights_tools/convert.h"
+#include "weights_tools/hf_model_dir.h"
 
 #include <math.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* test_image_loader.c: the threaded image loader (engine/image_loader.h).
+/* test_image_loader.c: the threaded image loader (engine/image/loader.c).
  *
  * Inputs: the sample images in tests/fixtures/images/ (the folder given as
  * argv[1]), repeated to
@@ -16,10 +16,10 @@
  * Files of the folder that do not decode (the decoder's own bad samples) are
  * left out; at least 10 must decode.
  */
-#include "../engine/backend.h"
+#include "backend/backend.h"
 #include "test.h"
 
-#include "../engine/tensor.h"
+#include "core/tensor.h"
 
 #include <dirent.h>
 #include <unistd.h>

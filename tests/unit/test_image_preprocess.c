@@ -16,7 +16,7 @@
  */
 #include "test.h"
 
-#include "../engine/error.h"
+#include "core/error.h"
 #include "imgsearch.h"
 
 #include <math.h>

@@ -20,7 +20,7 @@
  */
 #include "inception_weights.h"
 
-#include "../engine/backend.h"
+#include "backend/backend.h"
 
 static float *read_f32(const char *path, size_t count)
 {

@@ -10,7 +10,7 @@
  */
 #include "test.h"
 
-#include "../engine/backend.h"
+#include "backend/backend.h"
 
 #include <math.h>
 

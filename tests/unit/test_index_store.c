@@ -1,10 +1,10 @@
-/* test_index_store.c: the file walk and the index store (engine/file_walk.c,
- * engine/index_store.c): ordering, symlink loops, escaping, commits, reopening,
+/* test_index_store.c: the file walk and the index store (engine/io/file_walk.c,
+ * engine/index/store.c): ordering, symlink loops, escaping, commits, reopening,
  * crash leftovers, configuration checks and malformed manifests. */
 #define _POSIX_C_SOURCE 200809L
 #include "test.h"
 
-#include "../engine/index_store.h"
+#include "index/store.h"
 
 #include <math.h>
 #include <stdarg.h>

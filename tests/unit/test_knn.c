@@ -1,4 +1,4 @@
-/* test_knn.c: the k-NN table (engine/knn.c) and the CPU op (kernels/cpu/knn.c)
+/* test_knn.c: the k-NN table (engine/index/knn.c) and the CPU op (kernels/cpu/knn.c)
  * against a float64 brute force, on the CPU backend.
  *
  * The reference scores every stored row (the row as the table stores it: the
@@ -20,9 +20,9 @@
  * must equal the reference exactly, which checks the tie order and the chunk
  * merge bit for bit.
  */
-#include "../engine/backend.h"
-#include "../engine/knn.h"
-#include "../kernels/cpu/ops_cpu.h"
+#include "backend/backend.h"
+#include "index/knn.h"
+#include "kernels/cpu/ops_cpu.h"
 #include "test.h"
 
 #include <math.h>

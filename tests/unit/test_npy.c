@@ -1,14 +1,14 @@
-/* test_npy.c: the .npy reader and the .npy / .npz writers (engine/npy.c).
+/* test_npy.c: the .npy reader and the .npy / .npz writers (engine/io/npy.c).
  *
  * Round trips through files (every dtype, 0-d to 4-d, an empty array), every
  * malformed case the reader must name (magic, version, header length, dict
  * grammar, Fortran order, dtypes, shape overflow, truncated and extra data,
  * trailing garbage), headers written by numpy itself (version 1.0 with 16-byte
  * padding, 2.0, 3.0), a misaligned buffer, and the .npz layout (read back with
- * our own minimal zip walk; tests/npy_numpy_check.py checks numpy.load).
+ * our own minimal zip walk; tests/format/npy_numpy_check.py checks numpy.load).
  * argv[1]: a scratch folder.
  */
-#include "../engine/npy.h"
+#include "io/npy.h"
 #include "test.h"
 
 #include <math.h>

@@ -13,8 +13,8 @@
  */
 #include "test.h"
 
-#include "../weights_tools/checkpoint.h"
-#include "../weights_tools/pickle.h"
+#include "weights_tools/checkpoint.h"
+#include "weights_tools/pickle.h"
 
 #include "fixtures/torch_legacy/expected.h"
 

@@ -1,4 +1,4 @@
-/* test_safetensors.c: the strict JSON parser (json_parse.h), the safetensors
+/* test_safetensors.c: the strict JSON parser (core/json.h), the safetensors
  * reader (ckpt_read_safetensors) and the Hugging Face model-directory reader
  * (hf_model_dir.h).
  *
@@ -17,10 +17,10 @@
  */
 #include "test.h"
 
-#include "../engine/error.h"
-#include "../weights_tools/checkpoint.h"
-#include "../weights_tools/hf_model_dir.h"
-#include "../engine/json_parse.h"
+#include "core/error.h"
+#include "weights_tools/checkpoint.h"
+#include "weights_tools/hf_model_dir.h"
+#include "core/json.h"
 
 #include <ftw.h>
 #include <math.h>

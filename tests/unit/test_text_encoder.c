@@ -20,8 +20,8 @@
 #include "test.h"
 #include "text_encoder_util.h"
 
-#include "../engine/backend.h"
-#include "../engine/text_encoder.h"
+#include "backend/backend.h"
+#include "models/text_encoder.h"
 
 #include <sys/stat.h>
 

@@ -13,12 +13,12 @@
  */
 #include "test.h"
 
-#include "../engine/tokenizer.h"
-#include "../engine/unicode_tables.h"
+#include "models/tokenizer.h"
+#include "models/unicode_tables.h"
 
 #include <unistd.h>
 
-/* The corpus escape (tests/tokenizer_escape.py): \\ \n \r \xHH. In place. */
+/* The corpus escape (tests/cli/tokenizer_escape.py): \\ \n \r \xHH. In place. */
 static size_t unescape(char *s, size_t n)
 {
     size_t o = 0;

@@ -19,8 +19,8 @@
  */
 #include "test.h"
 
-#include "../weights_tools/checkpoint.h"
-#include "../weights_tools/zip_reader.h"
+#include "weights_tools/checkpoint.h"
+#include "weights_tools/zip_reader.h"
 
 #include <math.h>
 #include <string.h>

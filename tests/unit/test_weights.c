@@ -7,8 +7,8 @@
  */
 #include "test.h"
 
-#include "../engine/weights_format.h"
-#include "../weights_tools/weights_writer.h"
+#include "io/weights_format.h"
+#include "weights_tools/weights_writer.h"
 
 #include <math.h>
 #include <string.h>
