@@ -10,6 +10,7 @@
  * capture) are not timed. CUDA runs with and without CUDA graphs.
  */
 #include "inception_weights.h"
+#include "models/inception_v3.h"
 
 #include <time.h>
 

@@ -471,21 +471,6 @@ ims_status ims_image_encoder_forward(ims_image_encoder *enc, const uint8_t *imag
 ims_status ims_image_encoder_forward_f32(ims_image_encoder *enc, const float *images, int batch, float *features,
                                          float *logits, ims_error *err);
 
-/* CUDA: replay each batch size's forward as a captured CUDA graph (after one
- * plain run of that size, which chooses the cuDNN algorithms). Off by default;
- * IMS_ERR_UNSUPPORTED on the CPU backend. */
-ims_status ims_image_encoder_set_graphs(ims_image_encoder *enc, int on, ims_error *err);
-
-/* Blocks for debugging: 0 = the stem (after its last max pool), 1..11 =
- * Mixed_5b .. Mixed_7c. block_shape: (H, W, C) of one image's output. */
-#define IMS_IMAGE_ENCODER_BLOCKS 12
-const char *ims_image_encoder_block_name(int block); /* "stem", "Mixed_5b", ...; NULL if out of range */
-ims_status ims_image_encoder_block_shape(const ims_image_encoder *enc, int block, int64_t shape[3], ims_error *err);
-/* Runs the network on uint8 images up to `block` and copies its output
- * (batch, H, W, C) f32 into out (count floats, at least batch * H * W * C). */
-ims_status ims_image_encoder_forward_block(ims_image_encoder *enc, const uint8_t *images, int batch, int block,
-                                           float *out, size_t count, ims_error *err);
-
 int ims_image_encoder_num_classes(const ims_image_encoder *enc);
 int ims_image_encoder_feature_dim(const ims_image_encoder *enc);
 ims_preprocess_mode ims_image_encoder_mode(const ims_image_encoder *enc);
@@ -569,7 +554,6 @@ ims_status ims_text_embedder_create(ims_backend *be, const ims_weights *w, ims_p
                                     ims_text_embedder **out, ims_error *err);
 void ims_text_embedder_free(ims_text_embedder *e); /* NULL is fine */
 int ims_text_embedder_dim(const ims_text_embedder *e);
-const ims_tokenizer *ims_text_embedder_tokenizer(const ims_text_embedder *e);
 /* texts: n NUL-terminated UTF-8 strings; out (n, dim) f32. */
 ims_status ims_text_embed(const ims_text_embedder *e, const char *const *texts, size_t n, float *out, ims_error *err);
 
@@ -809,7 +793,6 @@ ims_status ims_knn_create(ims_backend *be, int64_t dim, const ims_knn_options *o
 ims_status ims_knn_append(ims_knn_table *t, const void *rows, ims_dtype dtype, int64_t n, ims_error *err);
 
 int64_t ims_knn_rows(const ims_knn_table *t);
-int64_t ims_knn_dim(const ims_knn_table *t);
 
 /* queries (b, dim) f32 host; ids (b, k) int64 and scores (b, k) f32 host: per
  * query the min(k, N) best rows, best first; positions past N get id -1 and

@@ -8,55 +8,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-const char *ims_convert_arch_name(ims_convert_arch arch)
-{
-    switch (arch) {
-    case IMS_CONVERT_ARCH_AUTO: return "auto";
-    case IMS_CONVERT_ARCH_INCEPTION_V3: return "inception_v3";
-    case IMS_CONVERT_ARCH_INCEPTION_V3_FID: return "inception_v3_fid";
-    case IMS_CONVERT_ARCH_BERT: return "bert";
-    }
-    return "?";
-}
-
-ims_status ims_convert_arch_parse(const char *text, ims_convert_arch *out, ims_error *err)
-{
-    for (int a = IMS_CONVERT_ARCH_AUTO; a <= IMS_CONVERT_ARCH_BERT; a++)
-        if (strcmp(text, ims_convert_arch_name((ims_convert_arch)a)) == 0) {
-            *out = (ims_convert_arch)a;
-            return IMS_OK;
-        }
-    return ims_fail(err, IMS_ERR_ARGUMENT, "unknown architecture '%s' (auto, inception_v3, inception_v3_fid, bert)",
-                    text);
-}
-
-void ims_convert_options_init(ims_convert_options *o)
-{
-    memset(o, 0, sizeof *o);
-    o->arch = IMS_CONVERT_ARCH_AUTO;
-    o->dtype = IMS_DTYPE_F32;
-    o->transform_input = -1;
-}
-
-ims_status convert_add_floats(ims_weights_writer *wr, const char *name, ims_dtype dtype, int ndim,
-                              const int64_t *shape, float *values, ims_error *err)
-{
-    if (dtype == IMS_DTYPE_F32)
-        return ims_weights_writer_add_tensor_owned(wr, name, dtype, ndim, shape, values, err);
-    int64_t n = 1;
-    for (int d = 0; d < ndim; d++)
-        n *= shape[d];
-    uint16_t *half = malloc((size_t)n * sizeof *half);
-    if (!half) {
-        free(values);
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory converting '%s' to f16", name);
-    }
-    for (int64_t i = 0; i < n; i++)
-        half[i] = ims_f32_to_f16(values[i]);
-    free(values);
-    return ims_weights_writer_add_tensor_owned(wr, name, IMS_DTYPE_F16, ndim, shape, half, err);
-}
-
 /* DataParallel saves every key as "module.<key>": strip it when all keys have it. */
 static void strip_module_prefix(ckpt *c)
 {

@@ -21,10 +21,6 @@ ims_status convert_checkpoint_to_file(const ckpt *c, ims_convert_arch arch, cons
 ims_status convert_model_dir(const char *dir, const char *output, const ims_convert_options *o, ims_convert_report *report,
                              ims_error *err);
 
-/* Stores a float tensor as the requested dtype (f32 or f16), taking ownership of values. */
-ims_status convert_add_floats(ims_weights_writer *wr, const char *name, ims_dtype dtype, int ndim,
-                              const int64_t *shape, float *values, ims_error *err);
-
 /* The 1000 ImageNet class names in torchvision's order (imagenet_classes.c, generated). */
 extern const char *const imagenet_classes[1000];
 

@@ -70,8 +70,8 @@ static ims_status add_stacked(ims_weights_writer *wr, const char *name, ims_dtyp
         ckpt_tensor_read_f32(parts[i], v + at);
         at += (size_t)ckpt_tensor_numel(parts[i]);
     }
-    return cols ? convert_add_floats(wr, name, dtype, 2, (int64_t[]){rows, cols}, v, err)
-                : convert_add_floats(wr, name, dtype, 1, (int64_t[]){rows}, v, err);
+    return cols ? ims_weights_writer_add_floats(wr, name, dtype, 2, (int64_t[]){rows, cols}, v, err)
+                : ims_weights_writer_add_floats(wr, name, dtype, 1, (int64_t[]){rows}, v, err);
 }
 
 static ims_status add_one(ims_weights_writer *wr, const char *name, ims_dtype dtype, const ckpt_tensor *t,

@@ -222,10 +222,10 @@ static ims_status fold_layer(const layer_tensors *lt, const char *layer, int tra
     }
     char name[160];
     snprintf(name, sizeof name, "%s.weight", layer);
-    st = convert_add_floats(wr, name, dtype, 4, (int64_t[]){o_n, kh, kw, i_n}, wo, err);
+    st = ims_weights_writer_add_floats(wr, name, dtype, 4, (int64_t[]){o_n, kh, kw, i_n}, wo, err);
     snprintf(name, sizeof name, "%s.bias", layer);
     if (!st)
-        st = convert_add_floats(wr, name, IMS_DTYPE_F32, 1, (int64_t[]){o_n}, bo, err);
+        st = ims_weights_writer_add_floats(wr, name, IMS_DTYPE_F32, 1, (int64_t[]){o_n}, bo, err);
     else
         free(bo);
     return st;
@@ -334,9 +334,9 @@ ims_status map_inception(const ckpt *c, ims_convert_arch arch, const ims_convert
         } else {
             ckpt_tensor_read_f32(src->fc_w, w);
             ckpt_tensor_read_f32(src->fc_b, b);
-            st = convert_add_floats(wr, "fc.weight", o->dtype, 2, (int64_t[]){src->classes, src->features}, w, err);
+            st = ims_weights_writer_add_floats(wr, "fc.weight", o->dtype, 2, (int64_t[]){src->classes, src->features}, w, err);
             if (!st)
-                st = convert_add_floats(wr, "fc.bias", IMS_DTYPE_F32, 1, (int64_t[]){src->classes}, b, err);
+                st = ims_weights_writer_add_floats(wr, "fc.bias", IMS_DTYPE_F32, 1, (int64_t[]){src->classes}, b, err);
             else
                 free(b);
             report->tensors_out += 2;

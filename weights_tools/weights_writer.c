@@ -422,3 +422,22 @@ ims_status ims_weights_writer_write_file(const ims_weights_writer *wr, const cha
     }
     return ims_atomic_file_commit(&af, err);
 }
+
+ims_status ims_weights_writer_add_floats(ims_weights_writer *wr, const char *name, ims_dtype dtype, int ndim,
+                                         const int64_t *shape, float *values, ims_error *err)
+{
+    if (dtype == IMS_DTYPE_F32)
+        return ims_weights_writer_add_tensor_owned(wr, name, dtype, ndim, shape, values, err);
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++)
+        n *= shape[d];
+    uint16_t *half = malloc((size_t)n * sizeof *half);
+    if (!half) {
+        free(values);
+        return ims_fail(err, IMS_ERR_NOMEM, "out of memory converting '%s' to f16", name);
+    }
+    for (int64_t i = 0; i < n; i++)
+        half[i] = ims_f32_to_f16(values[i]);
+    free(values);
+    return ims_weights_writer_add_tensor_owned(wr, name, IMS_DTYPE_F16, ndim, shape, half, err);
+}

@@ -38,6 +38,11 @@ ims_status ims_weights_writer_add_tensor(ims_weights_writer *wr, const char *nam
 ims_status ims_weights_writer_add_tensor_owned(ims_weights_writer *wr, const char *name, ims_dtype dtype, int ndim,
                                                const int64_t *shape, void *data, ims_error *err);
 
+/* Float values stored as dtype (f32, or f16 rounded to nearest even); takes
+ * ownership of values (malloc'd) as add_tensor_owned does. */
+ims_status ims_weights_writer_add_floats(ims_weights_writer *wr, const char *name, ims_dtype dtype, int ndim,
+                                         const int64_t *shape, float *values, ims_error *err);
+
 /* Writes path crash-safely: a temporary file in the same folder, fsync, rename. */
 ims_status ims_weights_writer_write_file(const ims_weights_writer *wr, const char *path, ims_error *err);
 

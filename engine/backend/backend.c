@@ -1,4 +1,4 @@
-/* backend.c: backend creation and the checked entry points of backend.h. */
+/* backend.c: the checked entry points of backend.h, and tensors on a backend. */
 #include "backend/backend.h"
 
 #include "core/error.h"
@@ -6,16 +6,6 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-
-ims_status ims_backend_create(ims_backend_kind kind, int device, ims_backend **out, ims_error *err)
-{
-    *out = NULL;
-    switch (kind) {
-    case IMS_BACKEND_CPU: return ims_backend_cpu_create(out, err);
-    case IMS_BACKEND_CUDA: return ims_backend_cuda_create(device, out, err);
-    }
-    return ims_fail(err, IMS_ERR_ARGUMENT, "unknown backend kind %d", (int)kind);
-}
 
 void ims_backend_free(ims_backend *be)
 {
@@ -47,6 +37,32 @@ void ims_backend_dealloc(ims_backend *be, void *ptr, size_t nbytes)
         return;
     be->ops->dealloc(be, ptr);
     be->bytes_in_use -= nbytes <= be->bytes_in_use ? nbytes : be->bytes_in_use;
+}
+
+ims_status ims_tensor_alloc(ims_backend *be, ims_dtype dtype, int ndim, const int64_t *shape,
+                            ims_tensor *out, ims_error *err)
+{
+    ims_status st = ims_tensor_init(NULL, dtype, ndim, shape, ims_backend_memory(be), out, err);
+    if (st)
+        return st;
+    st = ims_backend_alloc(be, ims_tensor_nbytes(out), &out->data, err);
+    if (st) {
+        char shape_text[96];
+        memset(out, 0, sizeof *out);
+        ims_tensor tmp;
+        ims_tensor_init(NULL, dtype, ndim, shape, IMS_MEMORY_HOST, &tmp, NULL);
+        return ims_error_prefix(err, st, "tensor %s", ims_tensor_describe(&tmp, shape_text, sizeof shape_text));
+    }
+    out->backend = be;
+    return IMS_OK;
+}
+
+void ims_tensor_free(ims_tensor *t)
+{
+    if (t && t->backend && t->data)
+        ims_backend_dealloc(t->backend, t->data, ims_tensor_nbytes(t));
+    if (t)
+        memset(t, 0, sizeof *t);
 }
 
 ims_status ims_backend_host_alloc(ims_backend *be, size_t nbytes, void **out, ims_error *err)

@@ -150,6 +150,12 @@ ims_status ims_backend_cuda_create(int device, ims_backend **out, ims_error *err
 void ims_cuda_versions(char *buf, size_t size);
 
 ims_memory ims_backend_memory(const ims_backend *be);
+
+/* A tensor in the backend's memory (device memory for CUDA, host memory for
+ * the CPU); ims_tensor_free releases it (a wrapping tensor is only cleared). */
+ims_status ims_tensor_alloc(ims_backend *be, ims_dtype dtype, int ndim, const int64_t *shape,
+                            ims_tensor *out, ims_error *err);
+void ims_tensor_free(ims_tensor *t);
 ims_status ims_backend_alloc(ims_backend *be, size_t nbytes, void **out, ims_error *err);
 /* nbytes: the size given to ims_backend_alloc (sizes are not tracked per pointer). */
 void ims_backend_dealloc(ims_backend *be, void *ptr, size_t nbytes);

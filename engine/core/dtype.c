@@ -1,10 +1,13 @@
-/* dtype.c: element type sizes and names, and IEEE binary16 conversion.
+/* dtype.c: element type sizes and names, the precision names, and IEEE binary16
+ * conversion.
  *
  * The f32 -> f16 conversion rounds to nearest, ties to even, exactly like CUDA's
  * __float2half_rn, so that host-converted and device-converted tables agree bit
  * for bit (tests/unit/test_dtype.c checks every half value and the rounding rules).
  */
 #include "imgsearch.h"
+
+#include "core/error.h"
 
 #include <string.h>
 
@@ -96,4 +99,24 @@ float ims_f16_to_f32(uint16_t value)
         return sign ? -f : f;
     }
     return f32_from_bits(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+
+const char *ims_precision_name(ims_precision p)
+{
+    switch (p) {
+    case IMS_PRECISION_FP32: return "fp32";
+    case IMS_PRECISION_TF32: return "tf32";
+    case IMS_PRECISION_FP16: return "fp16";
+    }
+    return "?";
+}
+
+ims_status ims_precision_parse(const char *text, ims_precision *out, ims_error *err)
+{
+    for (int p = IMS_PRECISION_FP32; p <= IMS_PRECISION_FP16; p++)
+        if (!strcmp(text, ims_precision_name((ims_precision)p))) {
+            *out = (ims_precision)p;
+            return IMS_OK;
+        }
+    return ims_fail(err, IMS_ERR_ARGUMENT, "unknown precision '%s' (fp32, tf32 or fp16)", text);
 }

@@ -60,10 +60,3 @@ ims_status ims_error_prefix(ims_error *err, ims_status code, const char *fmt, ..
     return err->code;
 }
 
-void ims_error_clear(ims_error *err)
-{
-    if (err) {
-        err->code = IMS_OK;
-        err->msg[0] = '\0';
-    }
-}

@@ -21,7 +21,5 @@ ims_status ims_fail(ims_error *err, ims_status code, const char *fmt, ...) IMS_P
 /* Prepends "prefix: " to err's message; returns err's code (or `code` if err is NULL). */
 ims_status ims_error_prefix(ims_error *err, ims_status code, const char *fmt, ...) IMS_PRINTF(3, 4);
 
-/* Clears err to IMS_OK with an empty message. */
-void ims_error_clear(ims_error *err);
 
 #endif /* IMS_ERROR_H */

@@ -1,7 +1,6 @@
 /* tensor.c: tensor construction, size arithmetic (overflow-checked), checks. */
 #include "core/tensor.h"
 
-#include "backend/backend.h"
 #include "core/error.h"
 
 #include <stdio.h>
@@ -25,8 +24,8 @@ ims_status ims_shape_numel(int ndim, const int64_t *shape, int64_t *numel, ims_e
     return IMS_OK;
 }
 
-static ims_status tensor_init(void *data, ims_dtype dtype, int ndim, const int64_t *shape,
-                              ims_memory memory, ims_tensor *t, ims_error *err)
+ims_status ims_tensor_init(void *data, ims_dtype dtype, int ndim, const int64_t *shape,
+                           ims_memory memory, ims_tensor *t, ims_error *err)
 {
     memset(t, 0, sizeof *t);
     if (ims_dtype_size(dtype) == 0)
@@ -50,7 +49,7 @@ static ims_status tensor_init(void *data, ims_dtype dtype, int ndim, const int64
 ims_tensor ims_tensor_host(void *data, ims_dtype dtype, int ndim, const int64_t *shape)
 {
     ims_tensor t;
-    if (tensor_init(data, dtype, ndim, shape, IMS_MEMORY_HOST, &t, NULL))
+    if (ims_tensor_init(data, dtype, ndim, shape, IMS_MEMORY_HOST, &t, NULL))
         memset(&t, 0, sizeof t);
     return t;
 }
@@ -68,32 +67,6 @@ size_t ims_tensor_nbytes(const ims_tensor *t)
     if (es == 0 || (uint64_t)n > SIZE_MAX / es)
         return 0;
     return (size_t)n * es;
-}
-
-ims_status ims_tensor_alloc(ims_backend *be, ims_dtype dtype, int ndim, const int64_t *shape,
-                            ims_tensor *out, ims_error *err)
-{
-    ims_status st = tensor_init(NULL, dtype, ndim, shape, ims_backend_memory(be), out, err);
-    if (st)
-        return st;
-    st = ims_backend_alloc(be, ims_tensor_nbytes(out), &out->data, err);
-    if (st) {
-        char shape_text[96];
-        memset(out, 0, sizeof *out);
-        ims_tensor tmp;
-        tensor_init(NULL, dtype, ndim, shape, IMS_MEMORY_HOST, &tmp, NULL);
-        return ims_error_prefix(err, st, "tensor %s", ims_tensor_describe(&tmp, shape_text, sizeof shape_text));
-    }
-    out->backend = be;
-    return IMS_OK;
-}
-
-void ims_tensor_free(ims_tensor *t)
-{
-    if (t && t->backend && t->data)
-        ims_backend_dealloc(t->backend, t->data, ims_tensor_nbytes(t));
-    if (t)
-        memset(t, 0, sizeof *t);
 }
 
 static void shape_text(int ndim, const int64_t *shape, char *buf, size_t size)

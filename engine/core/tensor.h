@@ -2,7 +2,7 @@
  *
  * Images are NHWC, matrices (rows, cols), sequences (B, T, C). A tensor either
  * wraps memory it does not own (backend == NULL) or owns memory allocated by a
- * backend with ims_tensor_alloc() and released with ims_tensor_free().
+ * backend with ims_tensor_alloc() and released with ims_tensor_free() (backend.h).
  */
 #ifndef IMS_TENSOR_H
 #define IMS_TENSOR_H
@@ -32,10 +32,10 @@ ims_tensor ims_tensor_host(void *data, ims_dtype dtype, int ndim, const int64_t 
 int64_t ims_tensor_numel(const ims_tensor *t);
 size_t ims_tensor_nbytes(const ims_tensor *t);
 
-/* Allocates on the backend (device memory for CUDA, host memory for CPU). */
-ims_status ims_tensor_alloc(ims_backend *be, ims_dtype dtype, int ndim, const int64_t *shape,
-                            ims_tensor *out, ims_error *err);
-void ims_tensor_free(ims_tensor *t);
+/* Describes memory at data (which may be NULL) with checked dtype and shape;
+ * on failure *t is zeroed. Backends use it to allocate tensors (backend.h). */
+ims_status ims_tensor_init(void *data, ims_dtype dtype, int ndim, const int64_t *shape, ims_memory memory,
+                           ims_tensor *t, ims_error *err);
 
 /* "(8, 299, 299, 3) f32" into buf. */
 const char *ims_tensor_describe(const ims_tensor *t, char *buf, size_t size);

@@ -57,7 +57,6 @@ void ims_knn_options_init(ims_knn_options *o)
 }
 
 int64_t ims_knn_rows(const ims_knn_table *t) { return t->rows; }
-int64_t ims_knn_dim(const ims_knn_table *t) { return t->dim; }
 
 int64_t ims_knn_query_batch(int k)
 {

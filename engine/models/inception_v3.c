@@ -61,37 +61,12 @@ struct ims_image_encoder {
     iv3_graph graphs[IV3_GRAPHS];
 };
 
-/* ---- Names and precisions ------------------------------------------------------ */
+/* ---- Block names ------------------------------------------------------------------------ */
 
 static const char *const block_names[IV3_BLOCK_COUNT] = {
     "stem", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
     "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c",
 };
-
-const char *ims_image_encoder_block_name(int block)
-{
-    return block >= 0 && block < IV3_BLOCK_COUNT ? block_names[block] : NULL;
-}
-
-const char *ims_precision_name(ims_precision p)
-{
-    switch (p) {
-    case IMS_PRECISION_FP32: return "fp32";
-    case IMS_PRECISION_TF32: return "tf32";
-    case IMS_PRECISION_FP16: return "fp16";
-    }
-    return "?";
-}
-
-ims_status ims_precision_parse(const char *text, ims_precision *out, ims_error *err)
-{
-    for (int p = IMS_PRECISION_FP32; p <= IMS_PRECISION_FP16; p++)
-        if (!strcmp(text, ims_precision_name((ims_precision)p))) {
-            *out = (ims_precision)p;
-            return IMS_OK;
-        }
-    return ims_fail(err, IMS_ERR_ARGUMENT, "unknown precision '%s' (fp32, tf32 or fp16)", text);
-}
 
 /* A view of a buffer with a batch-dependent shape. */
 static ims_tensor view4(const ims_tensor *buf, int64_t n, int64_t h, int64_t w, int64_t c)
@@ -405,11 +380,6 @@ static ims_status reserve(ims_image_encoder *enc, int batch, ims_error *err)
     }
     enc->capacity = batch;
     return IMS_OK;
-}
-
-size_t iv3_activation_bytes(const ims_image_encoder *enc)
-{
-    return (size_t)enc->capacity * (size_t)enc->max_elems * ims_dtype_size(enc->act) * IV3_BUFFERS;
 }
 
 /* ---- The forward pass ------------------------------------------------------------------ */

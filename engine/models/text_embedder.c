@@ -53,7 +53,6 @@ void ims_text_embedder_free(ims_text_embedder *e)
 
 int ims_text_embedder_dim(const ims_text_embedder *e) { return ims_text_encoder_dim(e->enc); }
 
-const ims_tokenizer *ims_text_embedder_tokenizer(const ims_text_embedder *e) { return e->tok; }
 
 typedef struct text_item {
     int32_t *ids; /* (max_len) */

@@ -22,6 +22,7 @@
  * Exits 77 (skipped) in a CPU-only build and where no CUDA device is usable.
  */
 #include "inception_weights.h"
+#include "models/inception_v3.h"
 
 #include "backend/backend.h"
 

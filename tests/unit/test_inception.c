@@ -19,6 +19,7 @@
  *   block that went wrong): mean, rms and 16 samples within 1e-4 of the rms.
  */
 #include "inception_weights.h"
+#include "models/inception_v3.h"
 
 #include "backend/backend.h"
 
