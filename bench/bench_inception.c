@@ -30,7 +30,7 @@ static int bench_run(ims_backend *be, const ims_weights *w, ims_precision p, int
                 err.msg);
         return 1;
     }
-    if (graphs && ims_image_encoder_set_graphs(enc, 1, &err)) {
+    if (graphs && imsi_image_encoder_set_graphs(enc, 1, &err)) {
         fprintf(stderr, "bench_inception: graphs: %s\n", err.msg);
         ims_image_encoder_free(enc);
         return 1;

@@ -191,11 +191,11 @@ def emit(records, pool, blocks, stage1, ucd):
       " *\n"
       " * Categories as of Unicode 8.0, NFD as of 9.0, whitespace and lowercase as of\n"
       " * Rust's std: what Hugging Face's tokenizers uses (see the generator).\n"
-      " * Lookup: ims_unicode_props(cp) = records[blocks[stage1[cp >> %d] * %d + (cp & %d)]].\n"
+      " * Lookup: imsi_unicode_props(cp) = records[blocks[stage1[cp >> %d] * %d + (cp & %d)]].\n"
       " */\n" % (ucd_version(ucd), BLOCK_SHIFT, BLOCK, BLOCK - 1))
     w('#include "unicode_tables.h"\n\n')
     w("/* (%d) flags, ccc, nfd_len, lower_len, nfd_off, lower_off */\n" % len(records))
-    w("static const ims_unicode_record records[%d] = {\n" % len(records))
+    w("static const imsi_unicode_record records[%d] = {\n" % len(records))
     for r in records:
         w("    {%d, %d, %d, %d, %d, %d},\n" % (r[0], r[1], r[3], r[5], r[2], r[4]))
     w("};\n\n")
@@ -205,11 +205,11 @@ def emit(records, pool, blocks, stage1, ucd):
     w("static const uint16_t blocks[%d] = {\n%s\n};\n\n" % (len(blocks) * BLOCK, numbers(x for b in blocks for x in b)))
     w("/* (%d) block index per 128 code points */\n" % len(stage1))
     w("static const uint16_t stage1[%d] = {\n%s\n};\n\n" % (len(stage1), numbers(stage1)))
-    w("const ims_unicode_record *ims_unicode_props(uint32_t cp)\n{\n"
+    w("const imsi_unicode_record *imsi_unicode_props(uint32_t cp)\n{\n"
       "    if (cp >= 0x%X)\n        cp = 0xFFFF; /* a noncharacter: no properties */\n"
       "    return &records[blocks[(uint32_t)stage1[cp >> %d] * %d + (cp & %d)]];\n}\n\n"
       % (MAX_CP, BLOCK_SHIFT, BLOCK, BLOCK - 1))
-    w("const uint32_t *ims_unicode_seq(uint16_t offset)\n{\n    return &pool[offset];\n}\n")
+    w("const uint32_t *imsi_unicode_seq(uint16_t offset)\n{\n    return &pool[offset];\n}\n")
 
 
 if __name__ == "__main__":

@@ -13,20 +13,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-size_t ckpt_dtype_size(ckpt_dtype dtype)
+size_t imsi_ckpt_dtype_size(ckpt_dtype dtype)
 {
     static const size_t sizes[CKPT_DTYPE_COUNT] = {4, 8, 2, 2, 8, 4, 2, 1, 1, 1};
     return (unsigned)dtype < CKPT_DTYPE_COUNT ? sizes[dtype] : 0;
 }
 
-const char *ckpt_dtype_name(ckpt_dtype dtype)
+const char *imsi_ckpt_dtype_name(ckpt_dtype dtype)
 {
     static const char *const names[CKPT_DTYPE_COUNT] = {"float32", "float64", "float16", "bfloat16", "int64",
                                                         "int32",   "int16",   "int8",    "uint8",    "bool"};
     return (unsigned)dtype < CKPT_DTYPE_COUNT ? names[dtype] : "?";
 }
 
-const char *ckpt_format_name(ckpt_format format)
+const char *imsi_ckpt_format_name(ckpt_format format)
 {
     switch (format) {
     case CKPT_FORMAT_TORCH_ZIP: return "PyTorch zip";
@@ -36,11 +36,11 @@ const char *ckpt_format_name(ckpt_format format)
     return "?";
 }
 
-int64_t ckpt_tensor_numel(const ckpt_tensor *t)
+int64_t imsi_ckpt_tensor_numel(const ckpt_tensor *t)
 {
     int64_t n = 1;
     for (int d = 0; d < t->ndim; d++)
-        n *= t->shape[d]; /* bounded by ckpt_add_tensor */
+        n *= t->shape[d]; /* bounded by imsi_ckpt_add_tensor */
     return n;
 }
 
@@ -48,17 +48,17 @@ int64_t ckpt_tensor_numel(const ckpt_tensor *t)
 
 static ims_status check_tensor(const ckpt_tensor *t, ims_error *err)
 {
-    size_t es = ckpt_dtype_size(t->dtype);
+    size_t es = imsi_ckpt_dtype_size(t->dtype);
     if (es == 0)
-        return ims_fail(err, IMS_ERR_FORMAT, "unknown dtype %d", (int)t->dtype);
+        return imsi_fail(err, IMS_ERR_FORMAT, "unknown dtype %d", (int)t->dtype);
     if (t->ndim < 0 || t->ndim > CKPT_MAX_DIMS)
-        return ims_fail(err, IMS_ERR_FORMAT, "ndim %d is outside 0..%d", t->ndim, CKPT_MAX_DIMS);
+        return imsi_fail(err, IMS_ERR_FORMAT, "ndim %d is outside 0..%d", t->ndim, CKPT_MAX_DIMS);
     if (t->storage_offset < 0)
-        return ims_fail(err, IMS_ERR_FORMAT, "storage offset %lld is negative", (long long)t->storage_offset);
+        return imsi_fail(err, IMS_ERR_FORMAT, "storage offset %lld is negative", (long long)t->storage_offset);
     uint64_t storage_numel = t->storage_nbytes / es;
     if (t->storage_nbytes % es != 0)
-        return ims_fail(err, IMS_ERR_FORMAT, "storage of %llu bytes is not a whole number of %s elements",
-                        (unsigned long long)t->storage_nbytes, ckpt_dtype_name(t->dtype));
+        return imsi_fail(err, IMS_ERR_FORMAT, "storage of %llu bytes is not a whole number of %s elements",
+                         (unsigned long long)t->storage_nbytes, imsi_ckpt_dtype_name(t->dtype));
     /* The last element reached is offset + sum((shape - 1) * stride); with any
      * dim 0 nothing is reached. Every step is checked against 2^62. */
     const uint64_t limit = 1ull << 62;
@@ -66,52 +66,52 @@ static ims_status check_tensor(const ckpt_tensor *t, ims_error *err)
     int empty = 0;
     for (int d = 0; d < t->ndim; d++) {
         if (t->shape[d] < 0 || (uint64_t)t->shape[d] > limit)
-            return ims_fail(err, IMS_ERR_FORMAT, "shape[%d] = %lld is out of range", d, (long long)t->shape[d]);
+            return imsi_fail(err, IMS_ERR_FORMAT, "shape[%d] = %lld is out of range", d, (long long)t->shape[d]);
         if (t->stride[d] < 0 || (uint64_t)t->stride[d] > limit)
-            return ims_fail(err, IMS_ERR_FORMAT, "stride[%d] = %lld is out of range", d, (long long)t->stride[d]);
+            return imsi_fail(err, IMS_ERR_FORMAT, "stride[%d] = %lld is out of range", d, (long long)t->stride[d]);
         if (t->shape[d] == 0) {
             empty = 1;
             continue;
         }
         uint64_t extent = (uint64_t)(t->shape[d] - 1);
         if (extent && (uint64_t)t->stride[d] > (limit - last) / extent)
-            return ims_fail(err, IMS_ERR_FORMAT, "shape and strides overflow at dim %d", d);
+            return imsi_fail(err, IMS_ERR_FORMAT, "shape and strides overflow at dim %d", d);
         last += extent * (uint64_t)t->stride[d];
         if ((uint64_t)t->shape[d] > limit / numel)
-            return ims_fail(err, IMS_ERR_FORMAT, "element count overflows at dim %d", d);
+            return imsi_fail(err, IMS_ERR_FORMAT, "element count overflows at dim %d", d);
         numel *= (uint64_t)t->shape[d];
     }
     if (!empty && last >= storage_numel)
-        return ims_fail(err, IMS_ERR_FORMAT,
-                        "reaches element %llu of a storage of %llu %s elements (offset %lld, shape and strides past the end)",
-                        (unsigned long long)last, (unsigned long long)storage_numel, ckpt_dtype_name(t->dtype),
-                        (long long)t->storage_offset);
+        return imsi_fail(err, IMS_ERR_FORMAT,
+                         "reaches element %llu of a storage of %llu %s elements (offset %lld, shape and strides past the end)",
+                         (unsigned long long)last, (unsigned long long)storage_numel, imsi_ckpt_dtype_name(t->dtype),
+                         (long long)t->storage_offset);
     return IMS_OK;
 }
 
-ims_status ckpt_add_tensor(ckpt *c, const ckpt_tensor *t, ims_error *err)
+ims_status imsi_ckpt_add_tensor(ckpt *c, const ckpt_tensor *t, ims_error *err)
 {
     if (!t->name || !t->name[0])
-        return ims_fail(err, IMS_ERR_FORMAT, "a tensor has an empty name");
+        return imsi_fail(err, IMS_ERR_FORMAT, "a tensor has an empty name");
     ims_status st = check_tensor(t, err);
     if (st)
-        return ims_error_prefix(err, st, "tensor '%s'", t->name);
+        return imsi_error_prefix(err, st, "tensor '%s'", t->name);
     if (t->storage_nbytes && (t->storage < c->data || t->storage > c->data + c->size ||
                               t->storage_nbytes > (uint64_t)(c->data + c->size - t->storage)))
-        return ims_fail(err, IMS_ERR_FORMAT, "tensor '%s': storage lies outside the file", t->name);
-    if (ckpt_find(c, t->name))
-        return ims_fail(err, IMS_ERR_FORMAT, "tensor '%s' appears twice", t->name);
+        return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s': storage lies outside the file", t->name);
+    if (imsi_ckpt_find(c, t->name))
+        return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s' appears twice", t->name);
     if (c->count == c->cap) {
         size_t cap = c->cap ? 2 * c->cap : 64;
         ckpt_tensor *p = realloc(c->tensors, cap * sizeof *p);
         if (!p)
-            return ims_fail(err, IMS_ERR_NOMEM, "out of memory adding tensor '%s'", t->name);
+            return imsi_fail(err, IMS_ERR_NOMEM, "out of memory adding tensor '%s'", t->name);
         c->tensors = p;
         c->cap = cap;
     }
     ckpt_tensor copy = *t;
     if (!(copy.name = strdup(t->name)))
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory adding tensor '%s'", t->name);
+        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory adding tensor '%s'", t->name);
     for (int d = copy.ndim; d < CKPT_MAX_DIMS; d++)
         copy.shape[d] = 1, copy.stride[d] = 0;
     c->tensors[c->count++] = copy;
@@ -120,7 +120,7 @@ ims_status ckpt_add_tensor(ckpt *c, const ckpt_tensor *t, ims_error *err)
 
 /* Linear search: checkpoints have hundreds of tensors, and readers check each
  * name once. */
-const ckpt_tensor *ckpt_find(const ckpt *c, const char *name)
+const ckpt_tensor *imsi_ckpt_find(const ckpt *c, const char *name)
 {
     for (size_t i = 0; i < c->count; i++)
         if (strcmp(c->tensors[i].name, name) == 0)
@@ -140,7 +140,7 @@ static uint64_t load_bits(const unsigned char *p, size_t size, int big_endian)
 
 static double element_f64(const ckpt_tensor *t, uint64_t index)
 {
-    size_t es = ckpt_dtype_size(t->dtype);
+    size_t es = imsi_ckpt_dtype_size(t->dtype);
     uint64_t b = load_bits(t->storage + index * es, es, t->big_endian);
     switch (t->dtype) {
     case CKPT_F32: {
@@ -175,7 +175,7 @@ static double element_f64(const ckpt_tensor *t, uint64_t index)
 /* Calls fn(ctx, i, storage_index) for each element i in row-major order. */
 static void gather(const ckpt_tensor *t, void (*fn)(void *, uint64_t, double), void *ctx)
 {
-    int64_t numel = ckpt_tensor_numel(t);
+    int64_t numel = imsi_ckpt_tensor_numel(t);
     int64_t idx[CKPT_MAX_DIMS] = {0};
     uint64_t pos = (uint64_t)t->storage_offset;
     for (int64_t i = 0; i < numel; i++) {
@@ -194,10 +194,10 @@ static void gather(const ckpt_tensor *t, void (*fn)(void *, uint64_t, double), v
 static void put_f64(void *ctx, uint64_t i, double v) { ((double *)ctx)[i] = v; }
 static void put_f32(void *ctx, uint64_t i, double v) { ((float *)ctx)[i] = (float)v; }
 
-void ckpt_tensor_read_f64(const ckpt_tensor *t, double *dst) { gather(t, put_f64, dst); }
-void ckpt_tensor_read_f32(const ckpt_tensor *t, float *dst) { gather(t, put_f32, dst); }
+void imsi_ckpt_tensor_read_f64(const ckpt_tensor *t, double *dst) { gather(t, put_f64, dst); }
+void imsi_ckpt_tensor_read_f32(const ckpt_tensor *t, float *dst) { gather(t, put_f32, dst); }
 
-void ckpt_free(ckpt *c)
+void imsi_ckpt_free(ckpt *c)
 {
     if (!c)
         return;

@@ -2,7 +2,7 @@
  * the converter sees it: named tensors whose bytes stay inside the mapped file.
  *
  * Readers (torch_zip.c, torch_legacy.c, safetensors.c) parse a file and call
- * ckpt_add_tensor() for every tensor; ckpt_add_tensor validates that every
+ * imsi_ckpt_add_tensor() for every tensor; imsi_ckpt_add_tensor validates that every
  * element the shape and strides reach lies inside the tensor's storage, so
  * later code (the architecture mappers) can read any tensor without further
  * bounds checks. Nothing here executes code from the file.
@@ -26,8 +26,8 @@ typedef enum ckpt_dtype {
     CKPT_DTYPE_COUNT
 } ckpt_dtype;
 
-size_t ckpt_dtype_size(ckpt_dtype dtype);       /* 0 if unknown */
-const char *ckpt_dtype_name(ckpt_dtype dtype);  /* "float32", ... as PyTorch names them */
+size_t imsi_ckpt_dtype_size(ckpt_dtype dtype);       /* 0 if unknown */
+const char *imsi_ckpt_dtype_name(ckpt_dtype dtype);  /* "float32", ... as PyTorch names them */
 
 typedef enum ckpt_format {
     CKPT_FORMAT_TORCH_ZIP = 0, /* torch.save since 1.6 */
@@ -35,7 +35,7 @@ typedef enum ckpt_format {
     CKPT_FORMAT_SAFETENSORS,
 } ckpt_format;
 
-const char *ckpt_format_name(ckpt_format format);
+const char *imsi_ckpt_format_name(ckpt_format format);
 
 #define CKPT_MAX_DIMS 8
 
@@ -57,38 +57,38 @@ typedef struct ckpt {
     size_t count, cap;
     const unsigned char *data;     /* the whole file */
     size_t size;
-    void *mapping;                 /* non-NULL when ckpt_open mapped the file */
+    void *mapping;                 /* non-NULL when imsi_ckpt_open mapped the file */
 } ckpt;
 
 /* Maps the file and reads it with the reader its first bytes call for:
  * "PK\3\4" = zip, the legacy pickle magic, or a safetensors header. */
-ims_status ckpt_open(const char *path, ckpt **out, ims_error *err);
+ims_status imsi_ckpt_open(const char *path, ckpt **out, ims_error *err);
 /* The same over a caller's buffer (which must outlive the ckpt). */
-ims_status ckpt_open_memory(const void *data, size_t size, ckpt **out, ims_error *err);
-void ckpt_free(ckpt *c);
+ims_status imsi_ckpt_open_memory(const void *data, size_t size, ckpt **out, ims_error *err);
+void imsi_ckpt_free(ckpt *c);
 
 /* For readers: takes a copy of t (and of t->name), after checking the dtype,
  * ndim, shape (dims >= 0), strides, that every reachable element lies inside
  * the storage (overflow-checked), and that the name is new. */
-ims_status ckpt_add_tensor(ckpt *c, const ckpt_tensor *t, ims_error *err);
+ims_status imsi_ckpt_add_tensor(ckpt *c, const ckpt_tensor *t, ims_error *err);
 
-const ckpt_tensor *ckpt_find(const ckpt *c, const char *name);
-int64_t ckpt_tensor_numel(const ckpt_tensor *t);
+const ckpt_tensor *imsi_ckpt_find(const ckpt *c, const char *name);
+int64_t imsi_ckpt_tensor_numel(const ckpt_tensor *t);
 
 /* Gathers the tensor into dst (numel elements, row-major, contiguous),
  * converting each element to double / float: exact for every dtype but f64
  * (to float: round to nearest) and i64 beyond 2^53. */
-void ckpt_tensor_read_f64(const ckpt_tensor *t, double *dst);
-void ckpt_tensor_read_f32(const ckpt_tensor *t, float *dst);
+void imsi_ckpt_tensor_read_f64(const ckpt_tensor *t, double *dst);
+void imsi_ckpt_tensor_read_f32(const ckpt_tensor *t, float *dst);
 
 /* A legacy torch.save file starts with this pickle of its magic number. */
 #define CKPT_LEGACY_MAGIC_LEN 15
-extern const unsigned char ckpt_legacy_magic[CKPT_LEGACY_MAGIC_LEN];
+extern const unsigned char imsi_ckpt_legacy_magic[CKPT_LEGACY_MAGIC_LEN];
 
 /* The readers, one per format (c->data and c->size set; they set c->format).
  * Each validates everything it reads and names the offending field. */
-ims_status ckpt_read_torch_zip(ckpt *c, ims_error *err);    /* torch_zip.c */
-ims_status ckpt_read_torch_legacy(ckpt *c, ims_error *err); /* torch_legacy.c */
-ims_status ckpt_read_safetensors(ckpt *c, ims_error *err);  /* safetensors.c */
+ims_status imsi_ckpt_read_torch_zip(ckpt *c, ims_error *err);    /* torch_zip.c */
+ims_status imsi_ckpt_read_torch_legacy(ckpt *c, ims_error *err); /* torch_legacy.c */
+ims_status imsi_ckpt_read_safetensors(ckpt *c, ims_error *err);  /* safetensors.c */
 
 #endif /* IMS_CHECKPOINT_H */

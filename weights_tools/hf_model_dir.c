@@ -22,7 +22,7 @@
  * mistaken path to a huge file from being read whole. */
 #define HF_TEXT_MAX (64u * 1024u * 1024u)
 
-const char *hf_pooling_name(hf_pooling pooling)
+const char *imsi_hf_pooling_name(hf_pooling pooling)
 {
     switch (pooling) {
     case HF_POOLING_MEAN: return "mean";
@@ -64,30 +64,30 @@ static ims_status read_text_file(const char *path, char **out, size_t *len, ims_
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f)
-        return ims_fail(err, errno == ENOENT ? IMS_ERR_NOT_FOUND : IMS_ERR_IO, "%s: cannot open: %s", path,
-                        strerror(errno));
+        return imsi_fail(err, errno == ENOENT ? IMS_ERR_NOT_FOUND : IMS_ERR_IO, "%s: cannot open: %s", path,
+                         strerror(errno));
     struct stat sb;
     if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
         fclose(f);
-        return ims_fail(err, IMS_ERR_IO, "%s: not a regular file", path);
+        return imsi_fail(err, IMS_ERR_IO, "%s: not a regular file", path);
     }
     if ((uint64_t)sb.st_size > HF_TEXT_MAX) {
         fclose(f);
-        return ims_fail(err, IMS_ERR_FORMAT, "%s: %lld bytes is more than the %u allowed", path,
-                        (long long)sb.st_size, HF_TEXT_MAX);
+        return imsi_fail(err, IMS_ERR_FORMAT, "%s: %lld bytes is more than the %u allowed", path,
+                         (long long)sb.st_size, HF_TEXT_MAX);
     }
     size_t size = (size_t)sb.st_size;
     char *buf = malloc(size + 1);
     if (!buf) {
         fclose(f);
-        return ims_fail(err, IMS_ERR_NOMEM, "%s: out of memory", path);
+        return imsi_fail(err, IMS_ERR_NOMEM, "%s: out of memory", path);
     }
     size_t got = fread(buf, 1, size, f);
     int bad = ferror(f) || got != size;
     fclose(f);
     if (bad) {
         free(buf);
-        return ims_fail(err, IMS_ERR_IO, "%s: read failed", path);
+        return imsi_fail(err, IMS_ERR_IO, "%s: read failed", path);
     }
     buf[size] = '\0';
     *out = buf;
@@ -106,13 +106,13 @@ static ims_status read_json_file(const char *path, json_kind root_kind, json_doc
     ims_status st = read_text_file(path, &text, &len, err);
     if (st)
         return st;
-    st = json_parse(text, len, NULL, doc, err);
+    st = imsi_json_parse(text, len, NULL, doc, err);
     free(text);
     if (st)
-        return ims_error_prefix(err, st, "%s", path);
-    st = json_expect_kind(doc->root, root_kind, path, err);
+        return imsi_error_prefix(err, st, "%s", path);
+    st = imsi_json_expect_kind(doc->root, root_kind, path, err);
     if (st)
-        json_doc_free(doc);
+        imsi_json_doc_free(doc);
     return st;
 }
 
@@ -123,7 +123,7 @@ static ims_status get_int(const json_value *obj, const char *path, const char *k
                           ims_error *err)
 {
     int64_t v;
-    ims_status st = json_member_int64(obj, path, key, min, max, &v, err);
+    ims_status st = imsi_json_member_int64(obj, path, key, min, max, &v, err);
     if (st == IMS_ERR_NOT_FOUND && err)
         err->code = IMS_ERR_FORMAT; /* a required field: the file is malformed */
     if (st)
@@ -134,7 +134,7 @@ static ims_status get_int(const json_value *obj, const char *path, const char *k
 
 static ims_status get_double(const json_value *obj, const char *path, const char *key, double *out, ims_error *err)
 {
-    ims_status st = json_member_double(obj, path, key, out, err);
+    ims_status st = imsi_json_member_double(obj, path, key, out, err);
     if (st == IMS_ERR_NOT_FOUND && err)
         err->code = IMS_ERR_FORMAT;
     return st == IMS_ERR_NOT_FOUND ? IMS_ERR_FORMAT : st;
@@ -143,7 +143,7 @@ static ims_status get_double(const json_value *obj, const char *path, const char
 static ims_status get_string(const json_value *obj, const char *path, const char *key, const char **out,
                              ims_error *err)
 {
-    ims_status st = json_member_string(obj, path, key, out, NULL, err);
+    ims_status st = imsi_json_member_string(obj, path, key, out, NULL, err);
     if (st == IMS_ERR_NOT_FOUND && err)
         err->code = IMS_ERR_FORMAT;
     return st == IMS_ERR_NOT_FOUND ? IMS_ERR_FORMAT : st;
@@ -152,12 +152,12 @@ static ims_status get_string(const json_value *obj, const char *path, const char
 /* An optional boolean: *out is untouched when the key is absent or null. */
 static ims_status get_opt_bool(const json_value *obj, const char *path, const char *key, int *out, ims_error *err)
 {
-    const json_value *v = json_object_get(obj, key);
+    const json_value *v = imsi_json_object_get(obj, key);
     if (!v || v->kind == JSON_NULL)
         return IMS_OK;
     char what[512];
     snprintf(what, sizeof what, "%s: '%s'", path, key);
-    return json_get_bool(v, what, out, err);
+    return imsi_json_get_bool(v, what, out, err);
 }
 
 /* ---- modules.json ------------------------------------------------------------------ */
@@ -174,13 +174,13 @@ static ims_status check_module_path(const char *path, const char *p, size_t inde
 {
     char shown[128];
     if (p[0] == '/')
-        return ims_fail(err, IMS_ERR_FORMAT, "%s: module %zu: path '%s' is absolute", path, index,
-                        json_printable(p, shown, sizeof shown));
+        return imsi_fail(err, IMS_ERR_FORMAT, "%s: module %zu: path '%s' is absolute", path, index,
+                         imsi_json_printable(p, shown, sizeof shown));
     for (const char *c = p; *c;) {
         size_t n = strcspn(c, "/");
         if (n == 2 && c[0] == '.' && c[1] == '.')
-            return ims_fail(err, IMS_ERR_FORMAT, "%s: module %zu: path '%s' leaves the model directory", path,
-                            index, json_printable(p, shown, sizeof shown));
+            return imsi_fail(err, IMS_ERR_FORMAT, "%s: module %zu: path '%s' leaves the model directory", path,
+                             index, imsi_json_printable(p, shown, sizeof shown));
         c += n + (c[n] == '/');
     }
     return IMS_OK;
@@ -190,7 +190,7 @@ static ims_status read_modules(const char *dir, hf_layout *lay, ims_error *err)
 {
     char *path = path_join(dir, "modules.json");
     if (!path)
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
     json_doc doc;
     ims_status st = read_json_file(path, JSON_ARRAY, &doc, err);
     if (st == IMS_ERR_NOT_FOUND) {
@@ -198,7 +198,7 @@ static ims_status read_modules(const char *dir, hf_layout *lay, ims_error *err)
         free(path);
         lay->transformer_dir = path_join(dir, "");
         lay->pooling_dir = path_join(dir, "1_Pooling");
-        return lay->transformer_dir && lay->pooling_dir ? IMS_OK : ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return lay->transformer_dir && lay->pooling_dir ? IMS_OK : imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
     }
     if (st) {
         free(path);
@@ -210,7 +210,7 @@ static ims_status read_modules(const char *dir, hf_layout *lay, ims_error *err)
         char what[512];
         snprintf(what, sizeof what, "%s: module %zu", path, i);
         const char *type, *mpath;
-        st = json_expect_kind(m, JSON_OBJECT, what, err);
+        st = imsi_json_expect_kind(m, JSON_OBJECT, what, err);
         if (!st)
             st = get_string(m, what, "type", &type, err);
         if (!st)
@@ -221,32 +221,32 @@ static ims_status read_modules(const char *dir, hf_layout *lay, ims_error *err)
             break;
         if (strcmp(type, "sentence_transformers.models.Transformer") == 0) {
             if (transformer)
-                st = ims_fail(err, IMS_ERR_UNSUPPORTED, "%s: more than one Transformer module", path);
+                st = imsi_fail(err, IMS_ERR_UNSUPPORTED, "%s: more than one Transformer module", path);
             transformer = mpath;
         } else if (strcmp(type, "sentence_transformers.models.Pooling") == 0) {
             if (pooling)
-                st = ims_fail(err, IMS_ERR_UNSUPPORTED, "%s: more than one Pooling module", path);
+                st = imsi_fail(err, IMS_ERR_UNSUPPORTED, "%s: more than one Pooling module", path);
             pooling = mpath;
         } else if (strcmp(type, "sentence_transformers.models.Normalize") == 0) {
             lay->normalize = 1;
         } else {
             char shown[128];
-            st = ims_fail(err, IMS_ERR_UNSUPPORTED,
-                          "%s: module %zu has type '%s', which is not supported (only Transformer, Pooling, "
-                          "Normalize)",
-                          path, i, json_printable(type, shown, sizeof shown));
+            st = imsi_fail(err, IMS_ERR_UNSUPPORTED,
+                           "%s: module %zu has type '%s', which is not supported (only Transformer, Pooling, "
+                           "Normalize)",
+                           path, i, imsi_json_printable(type, shown, sizeof shown));
         }
     }
     if (!st && !transformer)
-        st = ims_fail(err, IMS_ERR_FORMAT, "%s: no sentence_transformers.models.Transformer module", path);
+        st = imsi_fail(err, IMS_ERR_FORMAT, "%s: no sentence_transformers.models.Transformer module", path);
     if (!st) {
         lay->transformer_dir = path_join(dir, transformer);
         lay->pooling_dir = path_join(dir, pooling ? pooling : "1_Pooling");
         lay->pooling_required = pooling != NULL;
         if (!lay->transformer_dir || !lay->pooling_dir)
-            st = ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+            st = imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
     }
-    json_doc_free(&doc);
+    imsi_json_doc_free(&doc);
     free(path);
     return st;
 }
@@ -257,7 +257,7 @@ static ims_status read_config(const char *dir, hf_bert_config *c, ims_error *err
 {
     char *path = path_join(dir, "config.json");
     if (!path)
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
     json_doc doc;
     ims_status st = read_json_file(path, JSON_OBJECT, &doc, err);
     if (st) {
@@ -269,25 +269,25 @@ static ims_status read_config(const char *dir, hf_bert_config *c, ims_error *err
     char shown[80];
     st = get_string(r, path, "model_type", &s, err);
     if (!st && strcmp(s, "bert") != 0)
-        st = ims_fail(err, IMS_ERR_UNSUPPORTED,
-                      "%s: model_type '%s' is not supported (only 'bert'; other types lay out their weights "
-                      "differently)",
-                      path, json_printable(s, shown, sizeof shown));
+        st = imsi_fail(err, IMS_ERR_UNSUPPORTED,
+                       "%s: model_type '%s' is not supported (only 'bert'; other types lay out their weights "
+                       "differently)",
+                       path, imsi_json_printable(s, shown, sizeof shown));
     if (!st)
         st = get_string(r, path, "hidden_act", &s, err);
     if (!st && strcmp(s, "gelu") != 0)
-        st = ims_fail(err, IMS_ERR_UNSUPPORTED,
-                      "%s: hidden_act '%s' is not supported (only 'gelu', the exact erf GELU)", path,
-                      json_printable(s, shown, sizeof shown));
-    const json_value *pe = json_object_get(r, "position_embedding_type");
+        st = imsi_fail(err, IMS_ERR_UNSUPPORTED,
+                       "%s: hidden_act '%s' is not supported (only 'gelu', the exact erf GELU)", path,
+                       imsi_json_printable(s, shown, sizeof shown));
+    const json_value *pe = imsi_json_object_get(r, "position_embedding_type");
     if (!st && pe && pe->kind != JSON_NULL) {
         char what[512];
         snprintf(what, sizeof what, "%s: 'position_embedding_type'", path);
-        st = json_get_string(pe, what, &s, NULL, err);
+        st = imsi_json_get_string(pe, what, &s, NULL, err);
         if (!st && strcmp(s, "absolute") != 0)
-            st = ims_fail(err, IMS_ERR_UNSUPPORTED,
-                          "%s: position_embedding_type '%s' is not supported (only 'absolute')", path,
-                          json_printable(s, shown, sizeof shown));
+            st = imsi_fail(err, IMS_ERR_UNSUPPORTED,
+                           "%s: position_embedding_type '%s' is not supported (only 'absolute')", path,
+                           imsi_json_printable(s, shown, sizeof shown));
     }
     if (!st)
         st = get_int(r, path, "vocab_size", 1, 1 << 24, &c->vocab_size, err);
@@ -306,11 +306,11 @@ static ims_status read_config(const char *dir, hf_bert_config *c, ims_error *err
     if (!st)
         st = get_double(r, path, "layer_norm_eps", &c->layer_norm_eps, err);
     if (!st && !(c->layer_norm_eps > 0 && c->layer_norm_eps < 1))
-        st = ims_fail(err, IMS_ERR_FORMAT, "%s: layer_norm_eps = %g is not in (0, 1)", path, c->layer_norm_eps);
+        st = imsi_fail(err, IMS_ERR_FORMAT, "%s: layer_norm_eps = %g is not in (0, 1)", path, c->layer_norm_eps);
     if (!st && c->hidden_size % c->num_heads != 0)
-        st = ims_fail(err, IMS_ERR_FORMAT, "%s: hidden_size %d is not divisible by num_attention_heads %d", path,
-                      c->hidden_size, c->num_heads);
-    json_doc_free(&doc);
+        st = imsi_fail(err, IMS_ERR_FORMAT, "%s: hidden_size %d is not divisible by num_attention_heads %d", path,
+                       c->hidden_size, c->num_heads);
+    imsi_json_doc_free(&doc);
     free(path);
     return st;
 }
@@ -323,14 +323,14 @@ static ims_status find_weights(const char *dir, char **out, ims_error *err)
     for (size_t i = 0; i < 2; i++) {
         char *p = path_join(dir, names[i]);
         if (!p)
-            return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+            return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
         if (is_regular_file(p)) {
             *out = p;
             return IMS_OK;
         }
         free(p);
     }
-    return ims_fail(err, IMS_ERR_NOT_FOUND, "%s: no model.safetensors or pytorch_model.bin", dir);
+    return imsi_fail(err, IMS_ERR_NOT_FOUND, "%s: no model.safetensors or pytorch_model.bin", dir);
 }
 
 /* ---- vocab.txt ------------------------------------------------------------------------ */
@@ -347,7 +347,7 @@ static ims_status check_vocab_unique(const char *path, char **vocab, size_t coun
 {
     char **sorted = malloc((count ? count : 1) * sizeof *sorted);
     if (!sorted)
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
     memcpy(sorted, vocab, count * sizeof *sorted);
     qsort(sorted, count, sizeof *sorted, token_cmp);
     ims_status st = IMS_OK;
@@ -363,8 +363,8 @@ static ims_status check_vocab_unique(const char *path, char **vocab, size_t coun
                 b = k;
         }
         char shown[128];
-        st = ims_fail(err, IMS_ERR_FORMAT, "%s: token '%s' appears on lines %zu and %zu", path,
-                      json_printable(sorted[i], shown, sizeof shown), a + 1, b + 1);
+        st = imsi_fail(err, IMS_ERR_FORMAT, "%s: token '%s' appears on lines %zu and %zu", path,
+                       imsi_json_printable(sorted[i], shown, sizeof shown), a + 1, b + 1);
     }
     free(sorted);
     return st;
@@ -374,7 +374,7 @@ static ims_status read_vocab(const char *dir, int vocab_size, hf_model_dir *out,
 {
     char *path = path_join(dir, "vocab.txt");
     if (!path)
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
     char *buf;
     size_t len;
     ims_status st = read_text_file(path, &buf, &len, err);
@@ -389,13 +389,13 @@ static ims_status read_vocab(const char *dir, int vocab_size, hf_model_dir *out,
     if (len && buf[len - 1] != '\n')
         lines++;
     if (lines != (size_t)vocab_size) {
-        st = ims_fail(err, IMS_ERR_FORMAT, "%s: %zu tokens, but config.json says vocab_size %d", path, lines,
-                      vocab_size);
+        st = imsi_fail(err, IMS_ERR_FORMAT, "%s: %zu tokens, but config.json says vocab_size %d", path, lines,
+                       vocab_size);
         goto done;
     }
     out->vocab = malloc(lines * sizeof *out->vocab);
     if (!out->vocab) {
-        st = ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+        st = imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
         goto done;
     }
     out->vocab_storage = buf;
@@ -406,17 +406,17 @@ static ims_status read_vocab(const char *dir, int vocab_size, hf_model_dir *out,
             end++;
         size_t tok_end = end > pos && buf[end - 1] == '\r' ? end - 1 : end; /* CRLF */
         if (tok_end == pos) {
-            st = ims_fail(err, IMS_ERR_FORMAT, "%s: line %zu is empty", path, line + 1);
+            st = imsi_fail(err, IMS_ERR_FORMAT, "%s: line %zu is empty", path, line + 1);
             goto done;
         }
         if (memchr(buf + pos, '\r', tok_end - pos)) {
-            st = ims_fail(err, IMS_ERR_FORMAT, "%s: line %zu contains a carriage return that does not end it", path,
-                          line + 1);
+            st = imsi_fail(err, IMS_ERR_FORMAT, "%s: line %zu contains a carriage return that does not end it", path,
+                           line + 1);
             goto done;
         }
-        if (!isw_utf8_valid(buf + pos, tok_end - pos)) {
-            st = ims_fail(err, IMS_ERR_FORMAT, "%s: line %zu is not valid UTF-8 or contains a NUL byte", path,
-                          line + 1);
+        if (!imsi_isw_utf8_valid(buf + pos, tok_end - pos)) {
+            st = imsi_fail(err, IMS_ERR_FORMAT, "%s: line %zu is not valid UTF-8 or contains a NUL byte", path,
+                           line + 1);
             goto done;
         }
         buf[tok_end] = '\0';
@@ -439,7 +439,7 @@ static ims_status read_tokenizer_config(const char *dir, hf_bert_config *c, ims_
     c->do_lower_case = 1;
     char *path = path_join(dir, "tokenizer_config.json");
     if (!path)
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
     json_doc doc;
     ims_status st = read_json_file(path, JSON_OBJECT, &doc, err);
     if (st == IMS_ERR_NOT_FOUND) {
@@ -452,15 +452,15 @@ static ims_status read_tokenizer_config(const char *dir, hf_bert_config *c, ims_
     if (!st)
         st = get_opt_bool(doc.root, path, "strip_accents", &strip, err);
     if (!st && strip != c->do_lower_case)
-        st = ims_fail(err, IMS_ERR_UNSUPPORTED,
-                      "%s: strip_accents %s with do_lower_case %s is not supported (accents are stripped exactly "
-                      "when lowercasing)",
-                      path, strip ? "true" : "false", c->do_lower_case ? "true" : "false");
+        st = imsi_fail(err, IMS_ERR_UNSUPPORTED,
+                       "%s: strip_accents %s with do_lower_case %s is not supported (accents are stripped exactly "
+                       "when lowercasing)",
+                       path, strip ? "true" : "false", c->do_lower_case ? "true" : "false");
     if (!st)
         st = get_opt_bool(doc.root, path, "tokenize_chinese_chars", &chinese, err);
     if (!st && !chinese)
-        st = ims_fail(err, IMS_ERR_UNSUPPORTED, "%s: tokenize_chinese_chars false is not supported", path);
-    json_doc_free(&doc);
+        st = imsi_fail(err, IMS_ERR_UNSUPPORTED, "%s: tokenize_chinese_chars false is not supported", path);
+    imsi_json_doc_free(&doc);
     free(path);
     return st;
 }
@@ -470,19 +470,19 @@ static ims_status read_sbert_config(const char *dir, hf_bert_config *c, ims_erro
     c->max_seq_length = c->max_position_embeddings < 512 ? c->max_position_embeddings : 512;
     char *path = path_join(dir, "sentence_bert_config.json");
     if (!path)
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
     json_doc doc;
     ims_status st = read_json_file(path, JSON_OBJECT, &doc, err);
     if (st == IMS_ERR_NOT_FOUND) {
         free(path);
         return IMS_OK;
     }
-    const json_value *v = st ? NULL : json_object_get(doc.root, "max_seq_length");
+    const json_value *v = st ? NULL : imsi_json_object_get(doc.root, "max_seq_length");
     if (v && v->kind != JSON_NULL) {
         char what[512];
         snprintf(what, sizeof what, "%s: 'max_seq_length'", path);
         int64_t n;
-        st = json_get_int64(v, what, 2, c->max_position_embeddings, &n, err);
+        st = imsi_json_get_int64(v, what, 2, c->max_position_embeddings, &n, err);
         if (!st)
             c->max_seq_length = (int)n;
     }
@@ -490,9 +490,9 @@ static ims_status read_sbert_config(const char *dir, hf_bert_config *c, ims_erro
     if (!st)
         st = get_opt_bool(doc.root, path, "do_lower_case", &lower, err);
     if (!st && lower && !c->do_lower_case)
-        st = ims_fail(err, IMS_ERR_UNSUPPORTED,
-                      "%s: do_lower_case true with a tokenizer that does not lowercase is not supported", path);
-    json_doc_free(&doc);
+        st = imsi_fail(err, IMS_ERR_UNSUPPORTED,
+                       "%s: do_lower_case true with a tokenizer that does not lowercase is not supported", path);
+    imsi_json_doc_free(&doc);
     free(path);
     return st;
 }
@@ -504,7 +504,7 @@ static ims_status read_pooling(const hf_layout *lay, hf_bert_config *c, ims_erro
     c->pooling = HF_POOLING_MEAN;
     char *path = path_join(lay->pooling_dir, "config.json");
     if (!path)
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
     json_doc doc;
     ims_status st = read_json_file(path, JSON_OBJECT, &doc, err);
     if (st == IMS_ERR_NOT_FOUND && !lay->pooling_required) {
@@ -522,43 +522,43 @@ static ims_status read_pooling(const hf_layout *lay, hf_bert_config *c, ims_erro
         if (strncmp(m->key, "pooling_mode_", 13) != 0)
             continue;
         char what[512], shown[80];
-        json_printable(m->key, shown, sizeof shown);
+        imsi_json_printable(m->key, shown, sizeof shown);
         snprintf(what, sizeof what, "%s: '%s'", path, shown);
         int on;
-        st = json_get_bool(&m->value, what, &on, err);
+        st = imsi_json_get_bool(&m->value, what, &on, err);
         if (st || !on)
             continue;
         if (chosen[0])
-            st = ims_fail(err, IMS_ERR_UNSUPPORTED,
-                          "%s: both %s and %s are true; combined pooling modes are not supported", path, chosen,
-                          shown);
+            st = imsi_fail(err, IMS_ERR_UNSUPPORTED,
+                           "%s: both %s and %s are true; combined pooling modes are not supported", path, chosen,
+                           shown);
         memcpy(chosen, shown, sizeof chosen);
     }
     if (!st && !chosen[0])
-        st = ims_fail(err, IMS_ERR_FORMAT, "%s: no pooling_mode_* field is true", path);
+        st = imsi_fail(err, IMS_ERR_FORMAT, "%s: no pooling_mode_* field is true", path);
     if (!st && strcmp(chosen, "pooling_mode_mean_tokens") == 0)
         c->pooling = HF_POOLING_MEAN;
     else if (!st && strcmp(chosen, "pooling_mode_cls_token") == 0)
         c->pooling = HF_POOLING_CLS;
     else if (!st)
-        st = ims_fail(err, IMS_ERR_UNSUPPORTED,
-                      "%s: %s is not supported (only pooling_mode_mean_tokens and pooling_mode_cls_token)", path,
-                      chosen);
-    const json_value *dim = json_object_get(doc.root, "word_embedding_dimension");
+        st = imsi_fail(err, IMS_ERR_UNSUPPORTED,
+                       "%s: %s is not supported (only pooling_mode_mean_tokens and pooling_mode_cls_token)", path,
+                       chosen);
+    const json_value *dim = imsi_json_object_get(doc.root, "word_embedding_dimension");
     if (!st && dim) {
         char what[512];
         snprintf(what, sizeof what, "%s: 'word_embedding_dimension'", path);
         int64_t n;
-        st = json_get_int64(dim, what, c->hidden_size, c->hidden_size, &n, err);
+        st = imsi_json_get_int64(dim, what, c->hidden_size, c->hidden_size, &n, err);
     }
-    json_doc_free(&doc);
+    imsi_json_doc_free(&doc);
     free(path);
     return st;
 }
 
 /* ---- Entry points -------------------------------------------------------------------- */
 
-void hf_model_dir_free(hf_model_dir *d)
+void imsi_hf_model_dir_free(hf_model_dir *d)
 {
     if (!d)
         return;
@@ -568,12 +568,12 @@ void hf_model_dir_free(hf_model_dir *d)
     memset(d, 0, sizeof *d);
 }
 
-ims_status hf_model_dir_open(const char *dir, hf_model_dir *out, ims_error *err)
+ims_status imsi_hf_model_dir_open(const char *dir, hf_model_dir *out, ims_error *err)
 {
     memset(out, 0, sizeof *out);
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return ims_fail(err, IMS_ERR_NOT_FOUND, "model directory '%s': not a directory", dir);
+        return imsi_fail(err, IMS_ERR_NOT_FOUND, "model directory '%s': not a directory", dir);
     hf_layout lay = {0};
     ims_status st = read_modules(dir, &lay, err);
     if (!st)
@@ -592,6 +592,6 @@ ims_status hf_model_dir_open(const char *dir, hf_model_dir *out, ims_error *err)
     free(lay.transformer_dir);
     free(lay.pooling_dir);
     if (st)
-        hf_model_dir_free(out);
+        imsi_hf_model_dir_free(out);
     return st;
 }

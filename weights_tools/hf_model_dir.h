@@ -1,7 +1,7 @@
 /* hf_model_dir.h: reads a Hugging Face BERT / sentence-transformers model
  * directory (all-MiniLM-L6-v2 and models laid out like it) into the numbers,
  * vocabulary and file paths the converter needs. Nothing here reads weights;
- * the caller opens weights_path with ckpt_open (checkpoint.h).
+ * the caller opens weights_path with imsi_ckpt_open (checkpoint.h).
  *
  * Files, relative to the directory:
  * - modules.json (optional): the sentence-transformers pipeline. Accepted module
@@ -44,7 +44,7 @@ typedef enum hf_pooling {
     HF_POOLING_CLS,      /* the [CLS] token's hidden state */
 } hf_pooling;
 
-const char *hf_pooling_name(hf_pooling pooling); /* "mean", "cls" */
+const char *imsi_hf_pooling_name(hf_pooling pooling); /* "mean", "cls" */
 
 typedef struct hf_bert_config {
     int vocab_size, hidden_size, num_layers, num_heads, intermediate_size;
@@ -65,7 +65,7 @@ typedef struct hf_model_dir {
 } hf_model_dir;
 
 /* Reads and validates the directory. On failure *out is left empty (free-able). */
-ims_status hf_model_dir_open(const char *dir, hf_model_dir *out, ims_error *err);
-void hf_model_dir_free(hf_model_dir *d);
+ims_status imsi_hf_model_dir_open(const char *dir, hf_model_dir *out, ims_error *err);
+void imsi_hf_model_dir_free(hf_model_dir *d);
 
 #endif /* IMS_HF_MODEL_DIR_H */

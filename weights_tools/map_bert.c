@@ -38,7 +38,7 @@ static const ckpt_tensor *find(bert_source *s, const char *name, int64_t rows, i
 {
     char full[256];
     snprintf(full, sizeof full, "%s%s", s->prefix, name);
-    const ckpt_tensor *t = ckpt_find(s->c, full);
+    const ckpt_tensor *t = imsi_ckpt_find(s->c, full);
     if (!t) {
         list_add(s->missing, &s->missing_count, full);
         return NULL;
@@ -55,7 +55,7 @@ static const ckpt_tensor *find(bert_source *s, const char *name, int64_t rows, i
 }
 
 /* Copies tensors (each (rows_i, cols)) one after another as one float tensor. */
-static ims_status add_stacked(ims_weights_writer *wr, const char *name, ims_dtype dtype, const ckpt_tensor **parts,
+static ims_status add_stacked(imsi_weights_writer *wr, const char *name, ims_dtype dtype, const ckpt_tensor **parts,
                               int n_parts, ims_error *err)
 {
     int64_t rows = 0, cols = parts[0]->ndim == 2 ? parts[0]->shape[1] : 0;
@@ -64,24 +64,24 @@ static ims_status add_stacked(ims_weights_writer *wr, const char *name, ims_dtyp
     size_t n = (size_t)rows * (size_t)(cols ? cols : 1);
     float *v = malloc(n * sizeof *v);
     if (!v)
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory for '%s'", name);
+        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory for '%s'", name);
     size_t at = 0;
     for (int i = 0; i < n_parts; i++) {
-        ckpt_tensor_read_f32(parts[i], v + at);
-        at += (size_t)ckpt_tensor_numel(parts[i]);
+        imsi_ckpt_tensor_read_f32(parts[i], v + at);
+        at += (size_t)imsi_ckpt_tensor_numel(parts[i]);
     }
-    return cols ? ims_weights_writer_add_floats(wr, name, dtype, 2, (int64_t[]){rows, cols}, v, err)
-                : ims_weights_writer_add_floats(wr, name, dtype, 1, (int64_t[]){rows}, v, err);
+    return cols ? imsi_weights_writer_add_floats(wr, name, dtype, 2, (int64_t[]){rows, cols}, v, err)
+                : imsi_weights_writer_add_floats(wr, name, dtype, 1, (int64_t[]){rows}, v, err);
 }
 
-static ims_status add_one(ims_weights_writer *wr, const char *name, ims_dtype dtype, const ckpt_tensor *t,
+static ims_status add_one(imsi_weights_writer *wr, const char *name, ims_dtype dtype, const ckpt_tensor *t,
                           ims_error *err)
 {
     return add_stacked(wr, name, dtype, &t, 1, err);
 }
 
 /* name and its .weight (rows, cols) + .bias (rows) */
-static ims_status add_linear(bert_source *s, ims_weights_writer *wr, const char *name, int64_t rows, int64_t cols,
+static ims_status add_linear(bert_source *s, imsi_weights_writer *wr, const char *name, int64_t rows, int64_t cols,
                              ims_dtype dtype, ims_error *err)
 {
     char w[200], b[200];
@@ -94,12 +94,12 @@ static ims_status add_linear(bert_source *s, ims_weights_writer *wr, const char 
     return st ? st : add_one(wr, b, IMS_DTYPE_F32, tb, err);
 }
 
-static ims_status add_layer_norm(bert_source *s, ims_weights_writer *wr, const char *name, int64_t h, ims_error *err)
+static ims_status add_layer_norm(bert_source *s, imsi_weights_writer *wr, const char *name, int64_t h, ims_error *err)
 {
     return add_linear(s, wr, name, h, 0, IMS_DTYPE_F32, err);
 }
 
-static ims_status add_tensors(bert_source *s, const hf_bert_config *cfg, ims_dtype dtype, ims_weights_writer *wr,
+static ims_status add_tensors(bert_source *s, const hf_bert_config *cfg, ims_dtype dtype, imsi_weights_writer *wr,
                               ims_error *err)
 {
     int64_t h = cfg->hidden_size, inter = cfg->intermediate_size;
@@ -184,9 +184,9 @@ static ims_status check_unexpected(const bert_source *s, const hf_bert_config *c
         }
     }
     if (listed || found != expected)
-        return ims_fail(err, IMS_ERR_FORMAT, "unexpected keys for a %d-layer BERT: %s%s", cfg->num_layers,
-                        listed ? list : "(other embedding or layer keys)",
-                        listed > 10 ? " ..." : "");
+        return imsi_fail(err, IMS_ERR_FORMAT, "unexpected keys for a %d-layer BERT: %s%s", cfg->num_layers,
+                         listed ? list : "(other embedding or layer keys)",
+                         listed > 10 ? " ..." : "");
     return IMS_OK;
 }
 
@@ -198,83 +198,83 @@ static int vocab_id(const hf_model_dir *d, const char *token)
     return -1;
 }
 
-static ims_status add_metadata(const hf_model_dir *d, const ims_convert_options *o, ims_weights_writer *wr,
+static ims_status add_metadata(const hf_model_dir *d, const ims_convert_options *o, imsi_weights_writer *wr,
                                ims_error *err)
 {
     const hf_bert_config *c = &d->config;
     const char *special[5] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
     const char *keys[5] = {"tokenizer.pad_id", "tokenizer.unk_id", "tokenizer.cls_id", "tokenizer.sep_id",
                            "tokenizer.mask_id"};
-    ims_status st = ims_weights_writer_add_string(wr, "architecture", "bert", err);
-    if (!st) st = ims_weights_writer_add_string(wr, "name", o->source ? o->source : "BERT sentence encoder", err);
-    if (!st) st = ims_weights_writer_add_string(wr, "converter", "imgsearch convert " IMS_VERSION_STRING, err);
-    if (!st && o->source) st = ims_weights_writer_add_string(wr, "source", o->source, err);
-    if (!st) st = ims_weights_writer_add_i64(wr, "bert.vocab_size", c->vocab_size, err);
-    if (!st) st = ims_weights_writer_add_i64(wr, "bert.hidden_size", c->hidden_size, err);
-    if (!st) st = ims_weights_writer_add_i64(wr, "bert.num_layers", c->num_layers, err);
-    if (!st) st = ims_weights_writer_add_i64(wr, "bert.num_heads", c->num_heads, err);
-    if (!st) st = ims_weights_writer_add_i64(wr, "bert.intermediate_size", c->intermediate_size, err);
-    if (!st) st = ims_weights_writer_add_i64(wr, "bert.max_position_embeddings", c->max_position_embeddings, err);
-    if (!st) st = ims_weights_writer_add_i64(wr, "bert.type_vocab_size", c->type_vocab_size, err);
-    if (!st) st = ims_weights_writer_add_f64(wr, "bert.layer_norm_eps", c->layer_norm_eps, err);
-    if (!st) st = ims_weights_writer_add_string(wr, "bert.hidden_act", "gelu", err);
-    if (!st) st = ims_weights_writer_add_i64(wr, "bert.qkv_fused", 1, err);
-    if (!st) st = ims_weights_writer_add_i64(wr, "bert.max_seq_length", c->max_seq_length, err);
-    if (!st) st = ims_weights_writer_add_string(wr, "bert.pooling", hf_pooling_name(c->pooling), err);
-    if (!st) st = ims_weights_writer_add_i64(wr, "bert.normalize", c->normalize, err);
-    if (!st) st = ims_weights_writer_add_i64(wr, "tokenizer.do_lower_case", c->do_lower_case, err);
+    ims_status st = imsi_weights_writer_add_string(wr, "architecture", "bert", err);
+    if (!st) st = imsi_weights_writer_add_string(wr, "name", o->source ? o->source : "BERT sentence encoder", err);
+    if (!st) st = imsi_weights_writer_add_string(wr, "converter", "imgsearch convert " IMS_VERSION_STRING, err);
+    if (!st && o->source) st = imsi_weights_writer_add_string(wr, "source", o->source, err);
+    if (!st) st = imsi_weights_writer_add_i64(wr, "bert.vocab_size", c->vocab_size, err);
+    if (!st) st = imsi_weights_writer_add_i64(wr, "bert.hidden_size", c->hidden_size, err);
+    if (!st) st = imsi_weights_writer_add_i64(wr, "bert.num_layers", c->num_layers, err);
+    if (!st) st = imsi_weights_writer_add_i64(wr, "bert.num_heads", c->num_heads, err);
+    if (!st) st = imsi_weights_writer_add_i64(wr, "bert.intermediate_size", c->intermediate_size, err);
+    if (!st) st = imsi_weights_writer_add_i64(wr, "bert.max_position_embeddings", c->max_position_embeddings, err);
+    if (!st) st = imsi_weights_writer_add_i64(wr, "bert.type_vocab_size", c->type_vocab_size, err);
+    if (!st) st = imsi_weights_writer_add_f64(wr, "bert.layer_norm_eps", c->layer_norm_eps, err);
+    if (!st) st = imsi_weights_writer_add_string(wr, "bert.hidden_act", "gelu", err);
+    if (!st) st = imsi_weights_writer_add_i64(wr, "bert.qkv_fused", 1, err);
+    if (!st) st = imsi_weights_writer_add_i64(wr, "bert.max_seq_length", c->max_seq_length, err);
+    if (!st) st = imsi_weights_writer_add_string(wr, "bert.pooling", imsi_hf_pooling_name(c->pooling), err);
+    if (!st) st = imsi_weights_writer_add_i64(wr, "bert.normalize", c->normalize, err);
+    if (!st) st = imsi_weights_writer_add_i64(wr, "tokenizer.do_lower_case", c->do_lower_case, err);
     for (int i = 0; i < 5 && !st; i++) {
         int id = vocab_id(d, special[i]);
         if (id < 0)
-            st = ims_fail(err, IMS_ERR_FORMAT, "vocab.txt has no %s token", special[i]);
+            st = imsi_fail(err, IMS_ERR_FORMAT, "vocab.txt has no %s token", special[i]);
         else
-            st = ims_weights_writer_add_i64(wr, keys[i], id, err);
+            st = imsi_weights_writer_add_i64(wr, keys[i], id, err);
     }
     if (!st)
-        st = ims_weights_writer_add_string_array(wr, "tokenizer.vocab", (const char *const *)d->vocab, d->vocab_count,
-                                                 err);
+        st = imsi_weights_writer_add_string_array(wr, "tokenizer.vocab", (const char *const *)d->vocab, d->vocab_count,
+                                                  err);
     return st;
 }
 
-ims_status convert_model_dir(const char *dir, const char *output, const ims_convert_options *o, ims_convert_report *report,
-                             ims_error *err)
+ims_status imsi_convert_model_dir(const char *dir, const char *output, const ims_convert_options *o, ims_convert_report *report,
+                                  ims_error *err)
 {
     if (o->arch != IMS_CONVERT_ARCH_AUTO && o->arch != IMS_CONVERT_ARCH_BERT)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "'%s' is a model directory: only --arch bert converts from one", dir);
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "'%s' is a model directory: only --arch bert converts from one", dir);
     hf_model_dir d;
-    ims_status st = hf_model_dir_open(dir, &d, err);
+    ims_status st = imsi_hf_model_dir_open(dir, &d, err);
     if (st)
         return st;
     ckpt *c = NULL;
-    ims_weights_writer *wr = NULL;
-    st = ckpt_open(d.weights_path, &c, err);
+    imsi_weights_writer *wr = NULL;
+    st = imsi_ckpt_open(d.weights_path, &c, err);
     if (!st) {
         report->arch = IMS_CONVERT_ARCH_BERT;
-        report->format = ckpt_format_name(c->format);
+        report->format = imsi_ckpt_format_name(c->format);
         report->tensors_in = c->count;
-        st = ims_weights_writer_create(&wr, err);
+        st = imsi_weights_writer_create(&wr, err);
     }
     bert_source s = {.c = c, .prefix = ""};
-    if (!st && !ckpt_find(c, "embeddings.word_embeddings.weight") && ckpt_find(c, "bert.embeddings.word_embeddings.weight"))
+    if (!st && !imsi_ckpt_find(c, "embeddings.word_embeddings.weight") && imsi_ckpt_find(c, "bert.embeddings.word_embeddings.weight"))
         s.prefix = "bert.";
     if (!st)
         st = add_metadata(&d, o, wr, err);
     if (!st)
         st = add_tensors(&s, &d.config, o->dtype, wr, err);
     if (!st && (s.missing_count || s.misshaped_count))
-        st = ims_fail(err, IMS_ERR_FORMAT, "not a BERT checkpoint matching config.json:%s%s%s%s%s",
-                      s.missing_count ? " missing: " : "", s.missing, s.misshaped_count ? "; mis-shaped: " : "",
-                      s.misshaped, s.missing_count + s.misshaped_count > 10 ? " ..." : "");
+        st = imsi_fail(err, IMS_ERR_FORMAT, "not a BERT checkpoint matching config.json:%s%s%s%s%s",
+                       s.missing_count ? " missing: " : "", s.missing, s.misshaped_count ? "; mis-shaped: " : "",
+                       s.misshaped, s.missing_count + s.misshaped_count > 10 ? " ..." : "");
     if (!st)
         st = check_unexpected(&s, &d.config, &report->tensors_ignored, err);
     if (!st) {
         report->tensors_out = 5 + (size_t)d.config.num_layers * 12;
-        st = ims_weights_writer_write_file(wr, output, err);
+        st = imsi_weights_writer_write_file(wr, output, err);
     }
-    ims_weights_writer_free(wr);
-    ckpt_free(c);
-    hf_model_dir_free(&d);
+    imsi_weights_writer_free(wr);
+    imsi_ckpt_free(c);
+    imsi_hf_model_dir_free(&d);
     if (st)
-        return ims_error_prefix(err, st, "converting '%s'", dir);
+        return imsi_error_prefix(err, st, "converting '%s'", dir);
     return IMS_OK;
 }

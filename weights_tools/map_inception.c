@@ -52,7 +52,7 @@ static void name_list_finish(name_list *l)
 static const ckpt_tensor *find_shaped(const ckpt *c, const char *name, int ndim, const int64_t *shape,
                                       name_list *missing, name_list *misshaped)
 {
-    const ckpt_tensor *t = ckpt_find(c, name);
+    const ckpt_tensor *t = imsi_ckpt_find(c, name);
     if (!t) {
         name_list_add(missing, name);
         return NULL;
@@ -97,10 +97,10 @@ static int is_layer_key(const char *key)
         if (len <= sl || strcmp(key + len - sl, suffixes[s]) != 0)
             continue;
         for (int bi = 0; bi < IV3_BLOCK_COUNT; bi++) {
-            const iv3_block *b = &iv3_blocks()[bi];
+            const iv3_block *b = &imsi_iv3_blocks()[bi];
             for (int li = 0; li < b->layer_count; li++) {
                 char layer[96];
-                iv3_layer_name(b, &b->layers[li], layer, sizeof layer);
+                imsi_iv3_layer_name(b, &b->layers[li], layer, sizeof layer);
                 if (strlen(layer) == len - sl && strncmp(key, layer, len - sl) == 0)
                     return 1;
             }
@@ -123,11 +123,11 @@ static ims_status collect(const ckpt *c, iv3_source *src, ims_error *err)
     char name[160];
     int k = 0;
     for (int bi = 0; bi < IV3_BLOCK_COUNT; bi++) {
-        const iv3_block *b = &iv3_blocks()[bi];
+        const iv3_block *b = &imsi_iv3_blocks()[bi];
         for (int li = 0; li < b->layer_count; li++, k++) {
             const iv3_layer *l = &b->layers[li];
             char layer[96];
-            iv3_layer_name(b, l, layer, sizeof layer);
+            imsi_iv3_layer_name(b, l, layer, sizeof layer);
             layer_tensors *lt = &src->layers[k];
             snprintf(name, sizeof name, "%s.conv.weight", layer);
             lt->w = find_shaped(c, name, 4, (int64_t[]){-1, -1, l->kh, l->kw}, &missing, &misshaped);
@@ -160,32 +160,32 @@ static ims_status collect(const ckpt *c, iv3_source *src, ims_error *err)
     name_list_finish(&misshaped);
     name_list_finish(&unexpected);
     if (missing.count || misshaped.count || unexpected.count)
-        return ims_fail(err, IMS_ERR_FORMAT, "not a torchvision Inception-v3 state_dict:%s%s%s%s%s%s",
-                        missing.count ? " missing: " : "", missing.text, misshaped.count ? "; mis-shaped: " : "",
-                        misshaped.text, unexpected.count ? "; unexpected: " : "", unexpected.text);
-    ims_status st = iv3_check_channels((const int64_t(*)[2])src->out_in, &src->features, err);
+        return imsi_fail(err, IMS_ERR_FORMAT, "not a torchvision Inception-v3 state_dict:%s%s%s%s%s%s",
+                         missing.count ? " missing: " : "", missing.text, misshaped.count ? "; mis-shaped: " : "",
+                         misshaped.text, unexpected.count ? "; unexpected: " : "", unexpected.text);
+    ims_status st = imsi_iv3_check_channels((const int64_t(*)[2])src->out_in, &src->features, err);
     if (st)
         return st;
     if (src->fc_w->shape[1] != src->features)
-        return ims_fail(err, IMS_ERR_FORMAT, "fc.weight takes %lld features, but Mixed_7c gives %lld",
-                        (long long)src->fc_w->shape[1], (long long)src->features);
+        return imsi_fail(err, IMS_ERR_FORMAT, "fc.weight takes %lld features, but Mixed_7c gives %lld",
+                         (long long)src->fc_w->shape[1], (long long)src->features);
     return IMS_OK;
 }
 
 static double *read_f64(const ckpt_tensor *t, ims_error *err)
 {
-    double *v = malloc((size_t)ckpt_tensor_numel(t) * sizeof *v);
+    double *v = malloc((size_t)imsi_ckpt_tensor_numel(t) * sizeof *v);
     if (!v)
-        ims_fail(err, IMS_ERR_NOMEM, "out of memory reading '%s'", t->name);
+        imsi_fail(err, IMS_ERR_NOMEM, "out of memory reading '%s'", t->name);
     else
-        ckpt_tensor_read_f64(t, v);
+        imsi_ckpt_tensor_read_f64(t, v);
     return v;
 }
 
 /* Folds BatchNorm (and, for the first layer, transform_input) into one layer
  * and adds "<layer>.weight" (O, KH, KW, I) and "<layer>.bias" (O). */
 static ims_status fold_layer(const layer_tensors *lt, const char *layer, int transform_input, ims_dtype dtype,
-                             ims_weights_writer *wr, ims_error *err)
+                             imsi_weights_writer *wr, ims_error *err)
 {
     int64_t o_n = lt->w->shape[0], i_n = lt->w->shape[1], kh = lt->w->shape[2], kw = lt->w->shape[3];
     double *w = read_f64(lt->w, err), *g = read_f64(lt->gamma, err), *b = read_f64(lt->beta, err);
@@ -193,13 +193,13 @@ static ims_status fold_layer(const layer_tensors *lt, const char *layer, int tra
     float *wo = malloc((size_t)(o_n * kh * kw * i_n) * sizeof *wo), *bo = malloc((size_t)o_n * sizeof *bo);
     ims_status st = IMS_OK;
     if (!w || !g || !b || !m || !v || !wo || !bo)
-        st = ims_fail(err, IMS_ERR_NOMEM, "out of memory folding '%s'", layer);
+        st = imsi_fail(err, IMS_ERR_NOMEM, "out of memory folding '%s'", layer);
     for (int64_t o = 0; o < o_n && !st; o++) {
         double s = g[o] / sqrt(v[o] + BN_EPS);
         double bias = b[o] - m[o] * s;
         if (!(v[o] >= 0.0) || !isfinite(s) || !isfinite(bias)) {
-            st = ims_fail(err, IMS_ERR_FORMAT, "'%s.bn': channel %lld has running_var %g, weight %g, mean %g: "
-                          "the folded layer is not finite", layer, (long long)o, v[o], g[o], m[o]);
+            st = imsi_fail(err, IMS_ERR_FORMAT, "'%s.bn': channel %lld has running_var %g, weight %g, mean %g: "
+                           "the folded layer is not finite", layer, (long long)o, v[o], g[o], m[o]);
             break;
         }
         for (int64_t i = 0; i < i_n; i++) {
@@ -222,10 +222,10 @@ static ims_status fold_layer(const layer_tensors *lt, const char *layer, int tra
     }
     char name[160];
     snprintf(name, sizeof name, "%s.weight", layer);
-    st = ims_weights_writer_add_floats(wr, name, dtype, 4, (int64_t[]){o_n, kh, kw, i_n}, wo, err);
+    st = imsi_weights_writer_add_floats(wr, name, dtype, 4, (int64_t[]){o_n, kh, kw, i_n}, wo, err);
     snprintf(name, sizeof name, "%s.bias", layer);
     if (!st)
-        st = ims_weights_writer_add_floats(wr, name, IMS_DTYPE_F32, 1, (int64_t[]){o_n}, bo, err);
+        st = imsi_weights_writer_add_floats(wr, name, IMS_DTYPE_F32, 1, (int64_t[]){o_n}, bo, err);
     else
         free(bo);
     return st;
@@ -236,24 +236,24 @@ static ims_status read_labels(const char *path, int64_t classes, char ***out, im
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return ims_fail(err, IMS_ERR_IO, "labels file '%s': cannot open", path);
+        return imsi_fail(err, IMS_ERR_IO, "labels file '%s': cannot open", path);
     char **labels = calloc((size_t)classes, sizeof *labels);
     char line[4096];
     int64_t n = 0;
-    ims_status st = labels ? IMS_OK : ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    ims_status st = labels ? IMS_OK : imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
     while (!st && fgets(line, sizeof line, f)) {
         size_t len = strcspn(line, "\r\n");
         line[len] = '\0';
         if (n >= classes)
-            st = ims_fail(err, IMS_ERR_FORMAT, "labels file '%s' has more than %lld lines (the model's classes)",
-                          path, (long long)classes);
+            st = imsi_fail(err, IMS_ERR_FORMAT, "labels file '%s' has more than %lld lines (the model's classes)",
+                           path, (long long)classes);
         else if (!(labels[n++] = strdup(line)))
-            st = ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+            st = imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
     }
     fclose(f);
     if (!st && n != classes)
-        st = ims_fail(err, IMS_ERR_FORMAT, "labels file '%s' has %lld lines, the model has %lld classes", path,
-                      (long long)n, (long long)classes);
+        st = imsi_fail(err, IMS_ERR_FORMAT, "labels file '%s' has %lld lines, the model has %lld classes", path,
+                       (long long)n, (long long)classes);
     if (st) {
         for (int64_t i = 0; labels && i < classes; i++)
             free(labels[i]);
@@ -265,51 +265,51 @@ static ims_status read_labels(const char *path, int64_t classes, char ***out, im
 }
 
 static ims_status add_metadata(const iv3_source *src, ims_convert_arch arch, int transform_input,
-                               const ims_convert_options *o, ims_weights_writer *wr, ims_error *err)
+                               const ims_convert_options *o, imsi_weights_writer *wr, ims_error *err)
 {
     int fid = arch == IMS_CONVERT_ARCH_INCEPTION_V3_FID;
     /* FID: [0, 1] -> 2x - 1, i.e. mean 0.5, std 0.5; torchvision: ImageNet's */
     const double half[3] = {0.5, 0.5, 0.5};
-    ims_status st = ims_weights_writer_add_string(wr, "architecture", ims_convert_arch_name(arch), err);
-    if (!st) st = ims_weights_writer_add_string(wr, "name", fid ? "pytorch-fid Inception-v3" : "torchvision Inception-v3", err);
-    if (!st) st = ims_weights_writer_add_string(wr, "converter", "imgsearch convert " IMS_VERSION_STRING, err);
-    if (!st && o->source) st = ims_weights_writer_add_string(wr, "source", o->source, err);
-    if (!st) st = ims_weights_writer_add_i64(wr, "inception.num_classes", src->classes, err);
-    if (!st) st = ims_weights_writer_add_i64(wr, "inception.features", src->features, err);
-    if (!st) st = ims_weights_writer_add_string(wr, "inception.weight_layout", "OHWI", err);
-    if (!st) st = ims_weights_writer_add_i64(wr, "inception.bn_folded", 1, err);
-    if (!st) st = ims_weights_writer_add_f64(wr, "inception.bn_eps", BN_EPS, err);
-    if (!st) st = ims_weights_writer_add_i64(wr, "inception.transform_input_folded", transform_input, err);
+    ims_status st = imsi_weights_writer_add_string(wr, "architecture", ims_convert_arch_name(arch), err);
+    if (!st) st = imsi_weights_writer_add_string(wr, "name", fid ? "pytorch-fid Inception-v3" : "torchvision Inception-v3", err);
+    if (!st) st = imsi_weights_writer_add_string(wr, "converter", "imgsearch convert " IMS_VERSION_STRING, err);
+    if (!st && o->source) st = imsi_weights_writer_add_string(wr, "source", o->source, err);
+    if (!st) st = imsi_weights_writer_add_i64(wr, "inception.num_classes", src->classes, err);
+    if (!st) st = imsi_weights_writer_add_i64(wr, "inception.features", src->features, err);
+    if (!st) st = imsi_weights_writer_add_string(wr, "inception.weight_layout", "OHWI", err);
+    if (!st) st = imsi_weights_writer_add_i64(wr, "inception.bn_folded", 1, err);
+    if (!st) st = imsi_weights_writer_add_f64(wr, "inception.bn_eps", BN_EPS, err);
+    if (!st) st = imsi_weights_writer_add_i64(wr, "inception.transform_input_folded", transform_input, err);
     /* pytorch-fid's differences: avg pools exclude padding; Mixed_7c's pool branch is a max pool */
-    if (!st) st = ims_weights_writer_add_i64(wr, "inception.avgpool_count_include_pad", fid ? 0 : 1, err);
-    if (!st) st = ims_weights_writer_add_string(wr, "inception.mixed_7c_pool", fid ? "max" : "avg", err);
-    if (!st) st = ims_weights_writer_add_string(wr, "preprocess.mode", fid ? "fid" : "torchvision", err);
-    if (!st) st = ims_weights_writer_add_i64(wr, "preprocess.image_size", 299, err);
-    if (!st && !fid) st = ims_weights_writer_add_i64(wr, "preprocess.resize", 342, err);
-    if (!st) st = ims_weights_writer_add_f64_array(wr, "preprocess.mean", fid ? half : imagenet_mean, 3, err);
-    if (!st) st = ims_weights_writer_add_f64_array(wr, "preprocess.std", fid ? half : imagenet_std, 3, err);
+    if (!st) st = imsi_weights_writer_add_i64(wr, "inception.avgpool_count_include_pad", fid ? 0 : 1, err);
+    if (!st) st = imsi_weights_writer_add_string(wr, "inception.mixed_7c_pool", fid ? "max" : "avg", err);
+    if (!st) st = imsi_weights_writer_add_string(wr, "preprocess.mode", fid ? "fid" : "torchvision", err);
+    if (!st) st = imsi_weights_writer_add_i64(wr, "preprocess.image_size", 299, err);
+    if (!st && !fid) st = imsi_weights_writer_add_i64(wr, "preprocess.resize", 342, err);
+    if (!st) st = imsi_weights_writer_add_f64_array(wr, "preprocess.mean", fid ? half : imagenet_mean, 3, err);
+    if (!st) st = imsi_weights_writer_add_f64_array(wr, "preprocess.std", fid ? half : imagenet_std, 3, err);
     if (st)
         return st;
     if (o->labels_path) {
         char **labels = NULL;
         st = read_labels(o->labels_path, src->classes, &labels, err);
         if (!st)
-            st = ims_weights_writer_add_string_array(wr, "labels", (const char *const *)labels, (size_t)src->classes, err);
+            st = imsi_weights_writer_add_string_array(wr, "labels", (const char *const *)labels, (size_t)src->classes, err);
         for (int64_t i = 0; labels && i < src->classes; i++)
             free(labels[i]);
         free(labels);
     } else if (src->classes == 1000 && !fid) {
-        st = ims_weights_writer_add_string_array(wr, "labels", imagenet_classes, 1000, err);
+        st = imsi_weights_writer_add_string_array(wr, "labels", imsi_imagenet_classes, 1000, err);
     }
     return st;
 }
 
-ims_status map_inception(const ckpt *c, ims_convert_arch arch, const ims_convert_options *o, ims_weights_writer *wr,
-                         ims_convert_report *report, ims_error *err)
+ims_status imsi_map_inception(const ckpt *c, ims_convert_arch arch, const ims_convert_options *o, imsi_weights_writer *wr,
+                              ims_convert_report *report, ims_error *err)
 {
     iv3_source *src = calloc(1, sizeof *src);
     if (!src)
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
     ims_status st = collect(c, src, err);
     int fid = arch == IMS_CONVERT_ARCH_INCEPTION_V3_FID;
     int transform_input = o->transform_input < 0 ? !fid : o->transform_input;
@@ -317,26 +317,26 @@ ims_status map_inception(const ckpt *c, ims_convert_arch arch, const ims_convert
         st = add_metadata(src, arch, transform_input, o, wr, err);
     int k = 0;
     for (int bi = 0; bi < IV3_BLOCK_COUNT && !st; bi++) {
-        const iv3_block *b = &iv3_blocks()[bi];
+        const iv3_block *b = &imsi_iv3_blocks()[bi];
         for (int li = 0; li < b->layer_count && !st; li++, k++) {
             char layer[96];
-            iv3_layer_name(b, &b->layers[li], layer, sizeof layer);
+            imsi_iv3_layer_name(b, &b->layers[li], layer, sizeof layer);
             st = fold_layer(&src->layers[k], layer, transform_input && k == 0, o->dtype, wr, err);
             report->tensors_out += 2;
         }
     }
     if (!st) {
-        size_t n = (size_t)ckpt_tensor_numel(src->fc_w);
+        size_t n = (size_t)imsi_ckpt_tensor_numel(src->fc_w);
         float *w = malloc(n * sizeof *w), *b = malloc((size_t)src->classes * sizeof *b);
         if (!w || !b) {
             free(w), free(b);
-            st = ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+            st = imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
         } else {
-            ckpt_tensor_read_f32(src->fc_w, w);
-            ckpt_tensor_read_f32(src->fc_b, b);
-            st = ims_weights_writer_add_floats(wr, "fc.weight", o->dtype, 2, (int64_t[]){src->classes, src->features}, w, err);
+            imsi_ckpt_tensor_read_f32(src->fc_w, w);
+            imsi_ckpt_tensor_read_f32(src->fc_b, b);
+            st = imsi_weights_writer_add_floats(wr, "fc.weight", o->dtype, 2, (int64_t[]){src->classes, src->features}, w, err);
             if (!st)
-                st = ims_weights_writer_add_floats(wr, "fc.bias", IMS_DTYPE_F32, 1, (int64_t[]){src->classes}, b, err);
+                st = imsi_weights_writer_add_floats(wr, "fc.bias", IMS_DTYPE_F32, 1, (int64_t[]){src->classes}, b, err);
             else
                 free(b);
             report->tensors_out += 2;

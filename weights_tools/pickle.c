@@ -300,14 +300,14 @@ static ims_status fail_at(unpickler *u, size_t offset, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return u->status = ims_fail(u->err, IMS_ERR_FORMAT, "pickle offset %zu: %s", offset, msg);
+    return u->status = imsi_fail(u->err, IMS_ERR_FORMAT, "pickle offset %zu: %s", offset, msg);
 }
 
 #define FAIL(u, ...) fail_at((u), (u)->op_pos, __VA_ARGS__)
 
 static ims_status fail_nomem(unpickler *u)
 {
-    return u->status = ims_fail(u->err, IMS_ERR_NOMEM, "pickle offset %zu: out of memory", u->op_pos);
+    return u->status = imsi_fail(u->err, IMS_ERR_NOMEM, "pickle offset %zu: out of memory", u->op_pos);
 }
 
 /* Copies at most 64 bytes of s into out for a message, with '?' for anything
@@ -571,7 +571,7 @@ static ims_status check_name(unpickler *u, pv *v, const char *what)
         return fail_at(u, v->offset, "%s is a %s, not a str", what, pv_kind_name(v->kind));
     if (v->u.s.len == 0 || v->u.s.len > PICKLE_MAX_NAME)
         return fail_at(u, v->offset, "%s has %zu bytes (1..%d allowed)", what, v->u.s.len, PICKLE_MAX_NAME);
-    if (!isw_utf8_printable((const char *)v->u.s.p, v->u.s.len))
+    if (!imsi_isw_utf8_printable((const char *)v->u.s.p, v->u.s.len))
         return fail_at(u, v->offset, "%s is not valid UTF-8 without control characters", what);
     v->name_ok = 1;
     return IMS_OK;
@@ -1195,7 +1195,7 @@ static ims_status unpickle(unpickler *u, const unsigned char *data, size_t size,
     u->max_slots = size < SIZE_MAX / 2 ? 2 * size : SIZE_MAX;
     u->max_walked = size < SIZE_MAX / 4 - 64 ? 4 * size + 64 : SIZE_MAX;
     if (size == 0)
-        return ims_fail(err, IMS_ERR_FORMAT, "pickle offset 0: the pickle is empty");
+        return imsi_fail(err, IMS_ERR_FORMAT, "pickle offset 0: the pickle is empty");
     /* never NULL, so that stack + depth is always defined */
     if (!(u->stack = malloc(64 * sizeof *u->stack)))
         return fail_nomem(u);
@@ -1203,7 +1203,7 @@ static ims_status unpickle(unpickler *u, const unsigned char *data, size_t size,
     int stop = 0;
     while (!stop) {
         if (u->pos == size)
-            return ims_fail(err, IMS_ERR_FORMAT, "pickle offset %zu: the pickle ends without STOP", size);
+            return imsi_fail(err, IMS_ERR_FORMAT, "pickle offset %zu: the pickle ends without STOP", size);
         ims_status st = step(u, &stop);
         if (st)
             return st;
@@ -1289,23 +1289,23 @@ static ims_status check_unique(pickle_state_dict *sd, ims_error *err)
         return IMS_OK;
     const pickle_tensor **p = malloc(sd->count * sizeof *p);
     if (!p)
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < sd->count; i++)
         p[i] = &sd->tensors[i];
     ims_status st = IMS_OK;
     qsort(p, sd->count, sizeof *p, cmp_name);
     for (size_t i = 1; i < sd->count && !st; i++)
         if (strcmp(p[i - 1]->name, p[i]->name) == 0)
-            st = ims_fail(err, IMS_ERR_FORMAT, "state_dict key '%s' appears twice", p[i]->name);
+            st = imsi_fail(err, IMS_ERR_FORMAT, "state_dict key '%s' appears twice", p[i]->name);
     if (!st)
         qsort(p, sd->count, sizeof *p, cmp_key);
     for (size_t i = 1; i < sd->count && !st; i++)
         if (strcmp(p[i - 1]->storage_key, p[i]->storage_key) == 0 &&
             (p[i - 1]->dtype != p[i]->dtype || p[i - 1]->storage_numel != p[i]->storage_numel))
-            st = ims_fail(err, IMS_ERR_FORMAT,
-                          "storage '%s' is %llu %s elements for tensor '%s' but %llu %s elements for tensor '%s'",
-                          p[i]->storage_key, (ull)p[i - 1]->storage_numel, ckpt_dtype_name(p[i - 1]->dtype),
-                          p[i - 1]->name, (ull)p[i]->storage_numel, ckpt_dtype_name(p[i]->dtype), p[i]->name);
+            st = imsi_fail(err, IMS_ERR_FORMAT,
+                           "storage '%s' is %llu %s elements for tensor '%s' but %llu %s elements for tensor '%s'",
+                           p[i]->storage_key, (ull)p[i - 1]->storage_numel, imsi_ckpt_dtype_name(p[i - 1]->dtype),
+                           p[i - 1]->name, (ull)p[i]->storage_numel, imsi_ckpt_dtype_name(p[i]->dtype), p[i]->name);
     free(p);
     return st;
 }
@@ -1348,8 +1348,8 @@ static ims_status collect_tensors(unpickler *u, const pv *sd, pickle_state_dict 
     return check_unique(out, u->err);
 }
 
-ims_status pickle_load_state_dict(const unsigned char *data, size_t size, pickle_state_dict *out, size_t *consumed,
-                                  ims_error *err)
+ims_status imsi_pickle_load_state_dict(const unsigned char *data, size_t size, pickle_state_dict *out, size_t *consumed,
+                                       ims_error *err)
 {
     memset(out, 0, sizeof *out);
     unpickler u;
@@ -1361,12 +1361,12 @@ ims_status pickle_load_state_dict(const unsigned char *data, size_t size, pickle
         st = collect_tensors(&u, sd, out);
     unpickler_free(&u);
     if (st)
-        pickle_state_dict_free(out);
+        imsi_pickle_state_dict_free(out);
     return st;
 }
 
-ckpt_tensor pickle_tensor_to_ckpt(const pickle_tensor *pt, const unsigned char *storage, uint64_t nbytes,
-                                  int big_endian)
+ckpt_tensor imsi_pickle_tensor_to_ckpt(const pickle_tensor *pt, const unsigned char *storage, uint64_t nbytes,
+                                       int big_endian)
 {
     ckpt_tensor t = {0};
     t.name = pt->name;
@@ -1381,7 +1381,7 @@ ckpt_tensor pickle_tensor_to_ckpt(const pickle_tensor *pt, const unsigned char *
     return t;
 }
 
-void pickle_state_dict_free(pickle_state_dict *sd)
+void imsi_pickle_state_dict_free(pickle_state_dict *sd)
 {
     for (size_t i = 0; i < sd->count; i++) {
         free(sd->tensors[i].name);
@@ -1394,7 +1394,7 @@ void pickle_state_dict_free(pickle_state_dict *sd)
 
 /* ---- The legacy format's small pickles --------------------------------------------------- */
 
-ims_status pickle_load_int(const unsigned char *data, size_t size, int64_t *out, size_t *consumed, ims_error *err)
+ims_status imsi_pickle_load_int(const unsigned char *data, size_t size, int64_t *out, size_t *consumed, ims_error *err)
 {
     unpickler u;
     pv *root = NULL;
@@ -1407,7 +1407,7 @@ ims_status pickle_load_int(const unsigned char *data, size_t size, int64_t *out,
     return st;
 }
 
-ims_status pickle_skip(const unsigned char *data, size_t size, size_t *consumed, ims_error *err)
+ims_status imsi_pickle_skip(const unsigned char *data, size_t size, size_t *consumed, ims_error *err)
 {
     unpickler u;
     pv *root = NULL;
@@ -1418,8 +1418,8 @@ ims_status pickle_skip(const unsigned char *data, size_t size, size_t *consumed,
     return st;
 }
 
-ims_status pickle_load_sys_info(const unsigned char *data, size_t size, int *little_endian, size_t *consumed,
-                                ims_error *err)
+ims_status imsi_pickle_load_sys_info(const unsigned char *data, size_t size, int *little_endian, size_t *consumed,
+                                     ims_error *err)
 {
     unpickler u;
     pv *root = NULL;
@@ -1436,7 +1436,7 @@ ims_status pickle_load_sys_info(const unsigned char *data, size_t size, int *lit
     return st;
 }
 
-void pickle_string_list_free(char **list, size_t count)
+void imsi_pickle_string_list_free(char **list, size_t count)
 {
     if (!list)
         return;
@@ -1445,8 +1445,8 @@ void pickle_string_list_free(char **list, size_t count)
     free(list);
 }
 
-ims_status pickle_load_string_list(const unsigned char *data, size_t size, char ***out, size_t *count,
-                                   size_t *consumed, ims_error *err)
+ims_status imsi_pickle_load_string_list(const unsigned char *data, size_t size, char ***out, size_t *count,
+                                        size_t *consumed, ims_error *err)
 {
     *out = NULL;
     *count = 0;
@@ -1472,7 +1472,7 @@ ims_status pickle_load_string_list(const unsigned char *data, size_t size, char 
     }
     unpickler_free(&u);
     if (st) {
-        pickle_string_list_free(list, n);
+        imsi_pickle_string_list_free(list, n);
         return st;
     }
     *out = list;

@@ -35,26 +35,26 @@ typedef struct pickle_state_dict {
  * num_batches_tracked are kept as tensors; other values are refused), or a dict
  * that wraps one under "state_dict" or "model". *consumed = bytes up to and
  * including the STOP opcode. */
-ims_status pickle_load_state_dict(const unsigned char *data, size_t size, pickle_state_dict *out, size_t *consumed,
-                                  ims_error *err);
-void pickle_state_dict_free(pickle_state_dict *sd);
+ims_status imsi_pickle_load_state_dict(const unsigned char *data, size_t size, pickle_state_dict *out, size_t *consumed,
+                                       ims_error *err);
+void imsi_pickle_state_dict_free(pickle_state_dict *sd);
 
 /* The ckpt_tensor for pt once its container has found the storage's bytes
- * (the name is pt's, borrowed: ckpt_add_tensor copies it). */
-ckpt_tensor pickle_tensor_to_ckpt(const pickle_tensor *pt, const unsigned char *storage, uint64_t nbytes,
-                                  int big_endian);
+ * (the name is pt's, borrowed: imsi_ckpt_add_tensor copies it). */
+ckpt_tensor imsi_pickle_tensor_to_ckpt(const pickle_tensor *pt, const unsigned char *storage, uint64_t nbytes,
+                                       int big_endian);
 
 /* The small pickles of the legacy format (torch_legacy.c): an integer (the
  * protocol version), a value to validate and skip, the sys_info dict (which
  * records the writer's byte order: *little_endian = 1 or 0, or -1 if the dict
  * has no bool 'little_endian'), and a list of strings (the storage keys).
  * Same restrictions. */
-ims_status pickle_load_sys_info(const unsigned char *data, size_t size, int *little_endian, size_t *consumed,
-                                ims_error *err);
-ims_status pickle_load_int(const unsigned char *data, size_t size, int64_t *out, size_t *consumed, ims_error *err);
-ims_status pickle_skip(const unsigned char *data, size_t size, size_t *consumed, ims_error *err);
-ims_status pickle_load_string_list(const unsigned char *data, size_t size, char ***out, size_t *count,
-                                   size_t *consumed, ims_error *err);
-void pickle_string_list_free(char **list, size_t count);
+ims_status imsi_pickle_load_sys_info(const unsigned char *data, size_t size, int *little_endian, size_t *consumed,
+                                     ims_error *err);
+ims_status imsi_pickle_load_int(const unsigned char *data, size_t size, int64_t *out, size_t *consumed, ims_error *err);
+ims_status imsi_pickle_skip(const unsigned char *data, size_t size, size_t *consumed, ims_error *err);
+ims_status imsi_pickle_load_string_list(const unsigned char *data, size_t size, char ***out, size_t *count,
+                                        size_t *consumed, ims_error *err);
+void imsi_pickle_string_list_free(char **list, size_t count);
 
 #endif /* IMS_PICKLE_H */

@@ -27,7 +27,7 @@
 #include <sys/stat.h>
 
 /* torchvision's Inception-v3 widths: (out, in) channels of each BasicConv2d in
- * the order of iv3_blocks() (the order of torchvision/models/inception.py). */
+ * the order of imsi_iv3_blocks() (the order of torchvision/models/inception.py). */
 static const int16_t tv_channels[IV3_LAYER_COUNT][2] = {
     {32, 3},    {32, 32},   {64, 32},   {80, 64},   {192, 80},  {64, 192},  {48, 192},  {64, 48},
     {64, 192},  {96, 64},   {96, 96},   {32, 192},  {64, 256},  {48, 256},  {64, 48},   {64, 256},
@@ -45,7 +45,7 @@ static const int16_t tv_channels[IV3_LAYER_COUNT][2] = {
 
 enum { TV_CLASSES = 1000, TV_FEATURES = 2048 };
 
-uint64_t synth_fnv1a64(const char *s)
+uint64_t imsi_synth_fnv1a64(const char *s)
 {
     uint64_t h = 0xcbf29ce484222325ull;
     for (; *s; s++)
@@ -53,7 +53,7 @@ uint64_t synth_fnv1a64(const char *s)
     return h;
 }
 
-double synth_uniform(uint64_t *state)
+double imsi_synth_uniform(uint64_t *state)
 {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -98,14 +98,14 @@ static void add_tensor(synth_tensor *ts, int *n, const char *layer, const char *
 }
 
 /* AuxLogits are left out: the converter ignores them anyway. */
-int synth_inception_v3_tensors(synth_tensor *ts)
+int imsi_synth_inception_v3_tensors(synth_tensor *ts)
 {
     int n = 0, k = 0;
     for (int bi = 0; bi < IV3_BLOCK_COUNT; bi++) {
-        const iv3_block *b = &iv3_blocks()[bi];
+        const iv3_block *b = &imsi_iv3_blocks()[bi];
         for (int li = 0; li < b->layer_count; li++, k++) {
             char layer[80];
-            iv3_layer_name(b, &b->layers[li], layer, sizeof layer);
+            imsi_iv3_layer_name(b, &b->layers[li], layer, sizeof layer);
             int64_t o = tv_channels[k][0], i = tv_channels[k][1];
             add_tensor(ts, &n, layer, "conv.weight", 4, (int64_t[]){o, i, b->layers[li].kh, b->layers[li].kw});
             add_tensor(ts, &n, layer, "bn.weight", 1, &o);
@@ -141,7 +141,7 @@ static int buf_put(byte_buf *b, const void *src, size_t n)
 }
 
 /* u64 header length, the JSON header (padded to 8 bytes), the f32 data. */
-ims_status synth_safetensors(const synth_tensor *ts, int n, unsigned char **image, size_t *size, ims_error *err)
+ims_status imsi_synth_safetensors(const synth_tensor *ts, int n, unsigned char **image, size_t *size, ims_error *err)
 {
     *image = NULL;
     *size = 0;
@@ -172,9 +172,9 @@ ims_status synth_safetensors(const synth_tensor *ts, int n, unsigned char **imag
     ok = ok && buf_put(out, le, 8) && buf_put(out, hdr.p, hdr.len);
     free(hdr.p);
     for (int i = 0; ok && i < n; i++) {
-        uint64_t state = synth_fnv1a64(ts[i].name);
+        uint64_t state = imsi_synth_fnv1a64(ts[i].name);
         for (int64_t j = 0; ok && j < ts[i].numel; j++) {
-            float v = (float)(ts[i].lo + (ts[i].hi - ts[i].lo) * synth_uniform(&state));
+            float v = (float)(ts[i].lo + (ts[i].hi - ts[i].lo) * imsi_synth_uniform(&state));
             unsigned char bytes[4];
             memcpy(bytes, &v, 4); /* little-endian host: the safetensors order */
             ok = buf_put(out, bytes, 4);
@@ -182,7 +182,7 @@ ims_status synth_safetensors(const synth_tensor *ts, int n, unsigned char **imag
     }
     if (!ok) {
         free(image_buf.p);
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory building synthetic weights");
+        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory building synthetic weights");
     }
     *image = image_buf.p;
     *size = image_buf.len;
@@ -194,30 +194,30 @@ ims_status ims_convert_synthetic(ims_convert_arch arch, const char *output, cons
 {
     memset(report, 0, sizeof *report);
     if (arch != IMS_CONVERT_ARCH_INCEPTION_V3)
-        return ims_fail(err, IMS_ERR_UNSUPPORTED, "synthetic weights exist for inception_v3 only, not %s",
-                        ims_convert_arch_name(arch));
+        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "synthetic weights exist for inception_v3 only, not %s",
+                         ims_convert_arch_name(arch));
     synth_tensor *ts = malloc(SYNTH_INCEPTION_V3_TENSORS * sizeof *ts);
     unsigned char *image = NULL;
     size_t image_size = 0;
-    ims_status st = ts ? IMS_OK : ims_fail(err, IMS_ERR_NOMEM, "out of memory");
-    int n = st ? 0 : synth_inception_v3_tensors(ts);
+    ims_status st = ts ? IMS_OK : imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+    int n = st ? 0 : imsi_synth_inception_v3_tensors(ts);
     if (!st)
-        st = synth_safetensors(ts, n, &image, &image_size, err);
+        st = imsi_synth_safetensors(ts, n, &image, &image_size, err);
     ckpt *c = NULL;
     if (!st)
-        st = ckpt_open_memory(image, image_size, &c, err);
+        st = imsi_ckpt_open_memory(image, image_size, &c, err);
     ims_convert_options opts = *o;
     opts.source = "synthetic weights (imgsearch convert --synthetic): not a trained model, results are not meaningful";
     if (!st) {
         report->format = "synthetic";
         report->tensors_in = c->count;
         report->arch = arch;
-        st = convert_checkpoint_to_file(c, arch, &opts, 1, output, report, err);
+        st = imsi_convert_checkpoint_to_file(c, arch, &opts, 1, output, report, err);
     }
     struct stat sb;
     if (!st && stat(output, &sb) == 0)
         report->bytes_out = (uint64_t)sb.st_size;
-    ckpt_free(c);
+    imsi_ckpt_free(c);
     free(image);
     free(ts);
     return st;

@@ -17,16 +17,16 @@ typedef struct synth_tensor {
     double lo, hi;
 } synth_tensor;
 
-uint64_t synth_fnv1a64(const char *s);
-/* The next u_i of a stream seeded with synth_fnv1a64(name). */
-double synth_uniform(uint64_t *state);
+uint64_t imsi_synth_fnv1a64(const char *s);
+/* The next u_i of a stream seeded with imsi_synth_fnv1a64(name). */
+double imsi_synth_uniform(uint64_t *state);
 
 #define SYNTH_INCEPTION_V3_TENSORS (94 * 5 + 2)
 /* torchvision's Inception-v3 eval tensors with their generator ranges (out:
  * SYNTH_INCEPTION_V3_TENSORS entries); returns the count. */
-int synth_inception_v3_tensors(synth_tensor *out);
+int imsi_synth_inception_v3_tensors(synth_tensor *out);
 
 /* A safetensors file image of the tensors (F32, little-endian), malloc'd. */
-ims_status synth_safetensors(const synth_tensor *ts, int n, unsigned char **out, size_t *size, ims_error *err);
+ims_status imsi_synth_safetensors(const synth_tensor *ts, int n, unsigned char **out, size_t *size, ims_error *err);
 
 #endif /* IMS_SYNTHETIC_H */

@@ -1,7 +1,7 @@
 /* zip_reader.h: a minimal, fully validating reader of STORED zip archives held
  * in memory (PyTorch's torch.save format since 1.6 is one).
  *
- * zip_open checks the whole archive before it returns: the end of central
+ * imsi_zip_open checks the whole archive before it returns: the end of central
  * directory record (and the zip64 end records, which recent PyTorch writes),
  * every central directory header (zip64 extra fields included), every local
  * header (its signature, its name, which must equal the central one, its
@@ -14,8 +14,8 @@
  * directory. Entry data are pointers into the caller's buffer, which must
  * outlive the archive. Encrypted entries and multi-disk archives are refused.
  *
- * CRCs are not checked by zip_open (a storage may be gigabytes the caller never
- * reads); zip_entry_verify checks one entry, and ZIP_OPEN_VERIFY_CRC checks all.
+ * CRCs are not checked by imsi_zip_open (a storage may be gigabytes the caller never
+ * reads); imsi_zip_entry_verify checks one entry, and ZIP_OPEN_VERIFY_CRC checks all.
  *
  * Entry names are 1..65535 bytes without control characters (bytes < 0x20 and
  * 0x7f), so they can be printed in messages as they are.
@@ -37,7 +37,7 @@ typedef struct zip_entry {
 typedef struct zip_archive {
     zip_entry *entries;         /* in central directory order */
     size_t count;
-    zip_entry **by_name;        /* the same entries sorted by name (zip_find) */
+    zip_entry **by_name;        /* the same entries sorted by name (imsi_zip_find) */
 } zip_archive;
 
 enum {
@@ -45,15 +45,15 @@ enum {
 };
 
 /* Validates the archive in data[0..size) and lists its entries. On failure
- * *out is left empty (zip_close on it is harmless) and err names the entry,
+ * *out is left empty (imsi_zip_close on it is harmless) and err names the entry,
  * the field and its value. */
-ims_status zip_open(const unsigned char *data, size_t size, unsigned flags, zip_archive *out, ims_error *err);
-void zip_close(zip_archive *z);
+ims_status imsi_zip_open(const unsigned char *data, size_t size, unsigned flags, zip_archive *out, ims_error *err);
+void imsi_zip_close(zip_archive *z);
 
 /* The entry with exactly this name, or NULL. */
-const zip_entry *zip_find(const zip_archive *z, const char *name);
+const zip_entry *imsi_zip_find(const zip_archive *z, const char *name);
 
 /* Checks the entry's data against its CRC-32 (IMS_ERR_CHECKSUM on mismatch). */
-ims_status zip_entry_verify(const zip_entry *e, ims_error *err);
+ims_status imsi_zip_entry_verify(const zip_entry *e, ims_error *err);
 
 #endif /* IMS_ZIP_READER_H */

@@ -20,7 +20,7 @@ static ims_status cpu_alloc(ims_backend *be, size_t nbytes, void **out, ims_erro
     /* 64-byte alignment, as the weight file guarantees for mapped tensors. */
     size_t rounded = (nbytes + 63) & ~(size_t)63;
     if (rounded < nbytes || !(*out = aligned_alloc(64, rounded)))
-        return ims_fail(err, IMS_ERR_NOMEM, "cannot allocate %zu bytes of host memory", nbytes);
+        return imsi_fail(err, IMS_ERR_NOMEM, "cannot allocate %zu bytes of host memory", nbytes);
     return IMS_OK;
 }
 
@@ -50,35 +50,35 @@ static ims_status cpu_synchronize(ims_backend *be, ims_error *err)
     return IMS_OK;
 }
 
-static ims_status cpu_convert(ims_backend *be, const ims_tensor *src, ims_tensor *dst, ims_error *err)
+static ims_status cpu_convert(ims_backend *be, const imsi_tensor *src, imsi_tensor *dst, ims_error *err)
 {
     (void)be, (void)err;
-    size_t n = (size_t)ims_tensor_numel(src);
+    size_t n = (size_t)imsi_tensor_numel(src);
     if (src->dtype == dst->dtype)
-        memmove(dst->data, src->data, ims_tensor_nbytes(src));
+        memmove(dst->data, src->data, imsi_tensor_nbytes(src));
     else if (src->dtype == IMS_DTYPE_F32)
-        cpu_convert_f32_to_f16(src->data, dst->data, n);
+        imsi_cpu_convert_f32_to_f16(src->data, dst->data, n);
     else
-        cpu_convert_f16_to_f32(src->data, dst->data, n);
+        imsi_cpu_convert_f16_to_f32(src->data, dst->data, n);
     return IMS_OK;
 }
 
-static ims_status cpu_l2_normalize_op(ims_backend *be, const ims_tensor *x, ims_tensor *y,
-                                      ims_tensor *norms, ims_error *err)
+static ims_status cpu_l2_normalize_op(ims_backend *be, const imsi_tensor *x, imsi_tensor *y,
+                                      imsi_tensor *norms, ims_error *err)
 {
     (void)be, (void)err;
     int f16 = y->dtype == IMS_DTYPE_F16;
-    cpu_l2_normalize_rows(x->data, f16 ? NULL : y->data, f16 ? y->data : NULL, norms->data,
-                          (int)x->shape[0], (int)x->shape[1]);
+    imsi_cpu_l2_normalize_rows(x->data, f16 ? NULL : y->data, f16 ? y->data : NULL, norms->data,
+                               (int)x->shape[0], (int)x->shape[1]);
     return IMS_OK;
 }
 
-static ims_status cpu_linear_op(ims_backend *be, const ims_tensor *x, const ims_tensor *w,
-                                const ims_tensor *bias, ims_tensor *y, ims_error *err)
+static ims_status cpu_linear_op(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w,
+                                const imsi_tensor *bias, imsi_tensor *y, ims_error *err)
 {
     (void)be, (void)err;
-    cpu_linear(x->data, w->data, bias ? bias->data : NULL, y->data, (int)x->shape[0],
-               (int)w->shape[0], (int)x->shape[1]);
+    imsi_cpu_linear(x->data, w->data, bias ? bias->data : NULL, y->data, (int)x->shape[0],
+                    (int)w->shape[0], (int)x->shape[1]);
     return IMS_OK;
 }
 
@@ -96,7 +96,7 @@ static ims_status cpu_timer_create(ims_backend *be, void **timer, ims_error *err
 {
     (void)be;
     if (!(*timer = calloc(2, sizeof(double))))
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
     return IMS_OK;
 }
 
@@ -130,7 +130,7 @@ static ims_status cpu_measure_peaks(ims_backend *be, int quick, ims_backend_peak
     unsigned char *src = malloc(bytes), *dst = malloc(bytes);
     float *a = malloc((size_t)n * n * sizeof *a), *b = malloc((size_t)n * n * sizeof *b);
     float *c = malloc((size_t)n * n * sizeof *c);
-    ims_status st = src && dst && a && b && c ? IMS_OK : ims_fail(err, IMS_ERR_NOMEM, "out of memory for peaks");
+    ims_status st = src && dst && a && b && c ? IMS_OK : imsi_fail(err, IMS_ERR_NOMEM, "out of memory for peaks");
     if (!st) {
         for (size_t i = 0; i < bytes; i++)
             src[i] = (unsigned char)(i * 131 + 7);
@@ -157,7 +157,7 @@ static ims_status cpu_measure_peaks(ims_backend *be, int quick, ims_backend_peak
         best = 1e30;
         for (int rep = 0; rep < 6; rep++) { /* the best of several: a CPU ceiling is noisy */
             double t0 = cpu_clock_ms();
-            cpu_linear(a, b, NULL, c, n, n, n);
+            imsi_cpu_linear(a, b, NULL, c, n, n, n);
             double t = cpu_clock_ms() - t0;
             best = t < best ? t : best;
         }
@@ -173,8 +173,8 @@ static ims_status cpu_measure_peaks(ims_backend *be, int quick, ims_backend_peak
 }
 
 /* --- inception --- */
-static ims_status cpu_conv2d_op(ims_backend *be, const ims_conv2d_params *p, const ims_tensor *x,
-                                const ims_tensor *w, const ims_tensor *bias, ims_tensor *y, ims_error *err)
+static ims_status cpu_conv2d_op(ims_backend *be, const imsi_conv2d_params *p, const imsi_tensor *x,
+                                const imsi_tensor *w, const imsi_tensor *bias, imsi_tensor *y, ims_error *err)
 {
     (void)be;
     cpu_conv2d_shape s = {
@@ -184,117 +184,117 @@ static ims_status cpu_conv2d_op(ims_backend *be, const ims_conv2d_params *p, con
         .oh = (int)y->shape[1], .ow = (int)y->shape[2],
     };
     float *col = NULL; /* (OH * OW, KH * KW * C) patches of one image */
-    if (!cpu_conv2d_is_gemm(s.kh, s.kw, s.sh, s.sw, s.ph, s.pw)) {
+    if (!imsi_cpu_conv2d_is_gemm(s.kh, s.kw, s.sh, s.sw, s.ph, s.pw)) {
         size_t n = (size_t)s.oh * s.ow * s.kh * s.kw * s.c;
         if (!(col = malloc(n * sizeof *col)))
-            return ims_fail(err, IMS_ERR_NOMEM, "conv2d: cannot allocate a %zu-byte im2col workspace",
-                            n * sizeof *col);
+            return imsi_fail(err, IMS_ERR_NOMEM, "conv2d: cannot allocate a %zu-byte im2col workspace",
+                             n * sizeof *col);
     }
-    cpu_conv2d_nhwc(&s, x->data, w->data, bias ? bias->data : NULL, p->relu, y->data, (int)y->shape[3],
-                    p->y_channel_offset, col);
+    imsi_cpu_conv2d_nhwc(&s, x->data, w->data, bias ? bias->data : NULL, p->relu, y->data, (int)y->shape[3],
+                         p->y_channel_offset, col);
     free(col);
     return IMS_OK;
 }
 
-static ims_status cpu_pool2d_op(ims_backend *be, const ims_pool2d_params *p, const ims_tensor *x, ims_tensor *y,
+static ims_status cpu_pool2d_op(ims_backend *be, const imsi_pool2d_params *p, const imsi_tensor *x, imsi_tensor *y,
                                 ims_error *err)
 {
     (void)be, (void)err;
-    cpu_pool2d_nhwc(x->data, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2], (int)x->shape[3],
-                    p->kind == IMS_POOL_MAX, p->k, p->stride, p->pad, p->count_include_pad, y->data,
-                    (int)y->shape[1], (int)y->shape[2], (int)y->shape[3], p->y_channel_offset);
+    imsi_cpu_pool2d_nhwc(x->data, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2], (int)x->shape[3],
+                         p->kind == IMS_POOL_MAX, p->k, p->stride, p->pad, p->count_include_pad, y->data,
+                         (int)y->shape[1], (int)y->shape[2], (int)y->shape[3], p->y_channel_offset);
     return IMS_OK;
 }
 
-static ims_status cpu_global_avg_pool_op(ims_backend *be, const ims_tensor *x, ims_tensor *y, ims_error *err)
+static ims_status cpu_global_avg_pool_op(ims_backend *be, const imsi_tensor *x, imsi_tensor *y, ims_error *err)
 {
     (void)be, (void)err;
-    cpu_global_avg_pool_nhwc(x->data, (int)x->shape[0], (int)(x->shape[1] * x->shape[2]), (int)x->shape[3],
-                             y->data);
+    imsi_cpu_global_avg_pool_nhwc(x->data, (int)x->shape[0], (int)(x->shape[1] * x->shape[2]), (int)x->shape[3],
+                                  y->data);
     return IMS_OK;
 }
 
-static ims_status cpu_input_u8_op(ims_backend *be, const ims_tensor *x, const float scale[3], const float shift[3],
-                                  ims_tensor *y, ims_error *err)
+static ims_status cpu_input_u8_op(ims_backend *be, const imsi_tensor *x, const float scale[3], const float shift[3],
+                                  imsi_tensor *y, ims_error *err)
 {
     (void)be, (void)err;
-    cpu_input_u8(x->data, (size_t)(x->shape[0] * x->shape[1] * x->shape[2]), scale, shift, y->data);
+    imsi_cpu_input_u8(x->data, (size_t)(x->shape[0] * x->shape[1] * x->shape[2]), scale, shift, y->data);
     return IMS_OK;
 }
 
 /* --- top-k search --- */
-static ims_status cpu_knn_select_op(ims_backend *be, const ims_tensor *table, const ims_tensor *queries, int k,
-                                    int path, ims_tensor *ids, ims_tensor *scores, ims_error *err)
+static ims_status cpu_knn_select_op(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries, int k,
+                                    int path, imsi_tensor *ids, imsi_tensor *scores, ims_error *err)
 {
     (void)be, (void)path; /* one CPU path */
     int f16 = table->dtype == IMS_DTYPE_F16;
-    if (cpu_knn_select(f16 ? NULL : table->data, f16 ? table->data : NULL, table->shape[0], (int)table->shape[1],
-                       queries->data, (int)queries->shape[0], k, ids->data, scores->data) != 0)
-        return ims_fail(err, IMS_ERR_NOMEM, "knn: cannot allocate scratch memory for %lld queries, k = %d",
-                        (long long)queries->shape[0], k);
+    if (imsi_cpu_knn_select(f16 ? NULL : table->data, f16 ? table->data : NULL, table->shape[0], (int)table->shape[1],
+                            queries->data, (int)queries->shape[0], k, ids->data, scores->data) != 0)
+        return imsi_fail(err, IMS_ERR_NOMEM, "knn: cannot allocate scratch memory for %lld queries, k = %d",
+                         (long long)queries->shape[0], k);
     return IMS_OK;
 }
 
 /* --- text encoder --- */
 
-static ims_status cpu_embed_layernorm_op(ims_backend *be, const ims_tensor *ids, const ims_tensor *word,
-                                         const ims_tensor *pos, const ims_tensor *type, const ims_tensor *gamma,
-                                         const ims_tensor *beta, double eps, ims_tensor *y, ims_error *err)
+static ims_status cpu_embed_layernorm_op(ims_backend *be, const imsi_tensor *ids, const imsi_tensor *word,
+                                         const imsi_tensor *pos, const imsi_tensor *type, const imsi_tensor *gamma,
+                                         const imsi_tensor *beta, double eps, imsi_tensor *y, ims_error *err)
 {
     (void)be, (void)err;
-    cpu_embed_layernorm(ids->data, word->data, pos->data, type->data, gamma->data, beta->data, eps, y->data,
-                        y->dtype == IMS_DTYPE_F16, (int)ids->shape[0], (int)ids->shape[1], (int)word->shape[1],
-                        (int)word->shape[0]);
+    imsi_cpu_embed_layernorm(ids->data, word->data, pos->data, type->data, gamma->data, beta->data, eps, y->data,
+                             y->dtype == IMS_DTYPE_F16, (int)ids->shape[0], (int)ids->shape[1], (int)word->shape[1],
+                             (int)word->shape[0]);
     return IMS_OK;
 }
 
-static ims_status cpu_bias_act_op(ims_backend *be, const ims_tensor *x, const ims_tensor *bias, ims_act act,
-                                  ims_tensor *y, ims_error *err)
+static ims_status cpu_bias_act_op(ims_backend *be, const imsi_tensor *x, const imsi_tensor *bias, imsi_act act,
+                                  imsi_tensor *y, ims_error *err)
 {
     (void)be, (void)err;
-    cpu_bias_act(x->data, bias->data, y->data, x->dtype == IMS_DTYPE_F16, act == IMS_ACT_GELU, (int)x->shape[0],
-                 (int)x->shape[1]);
+    imsi_cpu_bias_act(x->data, bias->data, y->data, x->dtype == IMS_DTYPE_F16, act == IMS_ACT_GELU, (int)x->shape[0],
+                      (int)x->shape[1]);
     return IMS_OK;
 }
 
-static ims_status cpu_add_layernorm_op(ims_backend *be, const ims_tensor *x, const ims_tensor *bias,
-                                       const ims_tensor *residual, const ims_tensor *gamma, const ims_tensor *beta,
-                                       double eps, ims_tensor *y, ims_error *err)
+static ims_status cpu_add_layernorm_op(ims_backend *be, const imsi_tensor *x, const imsi_tensor *bias,
+                                       const imsi_tensor *residual, const imsi_tensor *gamma, const imsi_tensor *beta,
+                                       double eps, imsi_tensor *y, ims_error *err)
 {
     (void)be, (void)err;
-    cpu_add_layernorm(x->data, bias ? bias->data : NULL, residual->data, gamma->data, beta->data, eps, y->data,
-                      x->dtype == IMS_DTYPE_F16, (int)x->shape[0], (int)x->shape[1]);
+    imsi_cpu_add_layernorm(x->data, bias ? bias->data : NULL, residual->data, gamma->data, beta->data, eps, y->data,
+                           x->dtype == IMS_DTYPE_F16, (int)x->shape[0], (int)x->shape[1]);
     return IMS_OK;
 }
 
-static ims_status cpu_attention_op(ims_backend *be, const ims_tensor *qkv, const ims_tensor *lengths, int heads,
-                                   ims_tensor *scores, ims_tensor *ctx, ims_error *err)
+static ims_status cpu_attention_op(ims_backend *be, const imsi_tensor *qkv, const imsi_tensor *lengths, int heads,
+                                   imsi_tensor *scores, imsi_tensor *ctx, ims_error *err)
 {
     (void)be, (void)err, (void)scores;
-    cpu_attention(qkv->data, lengths->data, ctx->data, qkv->dtype == IMS_DTYPE_F16, (int)qkv->shape[0],
-                  (int)qkv->shape[1], (int)(qkv->shape[2] / 3), heads);
+    imsi_cpu_attention(qkv->data, lengths->data, ctx->data, qkv->dtype == IMS_DTYPE_F16, (int)qkv->shape[0],
+                       (int)qkv->shape[1], (int)(qkv->shape[2] / 3), heads);
     return IMS_OK;
 }
 
-static ims_status cpu_pool_normalize_op(ims_backend *be, const ims_tensor *x, const ims_tensor *lengths,
-                                        ims_pooling pooling, int normalize, ims_tensor *y, ims_error *err)
+static ims_status cpu_pool_normalize_op(ims_backend *be, const imsi_tensor *x, const imsi_tensor *lengths,
+                                        imsi_pooling pooling, int normalize, imsi_tensor *y, ims_error *err)
 {
     (void)be, (void)err;
-    cpu_pool_normalize(x->data, lengths->data, y->data, x->dtype == IMS_DTYPE_F16, pooling == IMS_POOLING_CLS,
-                       normalize, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2]);
+    imsi_cpu_pool_normalize(x->data, lengths->data, y->data, x->dtype == IMS_DTYPE_F16, pooling == IMS_POOLING_CLS,
+                            normalize, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2]);
     return IMS_OK;
 }
 
-static ims_status cpu_linear_f16_op(ims_backend *be, const ims_tensor *x, const ims_tensor *w, ims_tensor *y,
+static ims_status cpu_linear_f16_op(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w, imsi_tensor *y,
                                     ims_error *err)
 {
     (void)be;
-    if (cpu_linear_f16(x->data, w->data, y->data, (int)x->shape[0], (int)w->shape[0], (int)x->shape[1]))
-        return ims_fail(err, IMS_ERR_NOMEM, "linear_f16: out of memory for the f32 copies");
+    if (imsi_cpu_linear_f16(x->data, w->data, y->data, (int)x->shape[0], (int)w->shape[0], (int)x->shape[1]))
+        return imsi_fail(err, IMS_ERR_NOMEM, "linear_f16: out of memory for the f32 copies");
     return IMS_OK;
 }
 
-static const ims_backend_ops cpu_ops = {
+static const imsi_backend_ops cpu_ops = {
     .destroy = cpu_destroy,
     .alloc = cpu_alloc,
     .dealloc = cpu_dealloc,
@@ -350,11 +350,11 @@ static void cpu_model_name(char *buf, size_t size)
     fclose(f);
 }
 
-ims_status ims_backend_cpu_create(ims_backend **out, ims_error *err)
+ims_status imsi_backend_cpu_create(ims_backend **out, ims_error *err)
 {
     ims_backend *be = calloc(1, sizeof *be);
     if (!be)
-        return ims_fail(err, IMS_ERR_NOMEM, "cannot allocate the CPU backend");
+        return imsi_fail(err, IMS_ERR_NOMEM, "cannot allocate the CPU backend");
     be->ops = &cpu_ops;
     be->memory = IMS_MEMORY_HOST;
     be->info.kind = IMS_BACKEND_CPU;

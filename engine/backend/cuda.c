@@ -11,7 +11,7 @@
  * host thread and cheap when nothing changes), so a backend works from any
  * thread and beside a backend on another GPU.
  *
- * Tensors must be freed before their backend (ims_tensor_free calls back into it).
+ * Tensors must be freed before their backend (imsi_tensor_free calls back into it).
  */
 #include "backend/backend.h"
 
@@ -35,7 +35,7 @@ typedef struct cuda_state {
     void *knn_workspace; /* grow-only scratch of knn_select */
     size_t knn_workspace_bytes;
     /* --- inception --- */
-    ims_cudnn_convs *convs; /* cuDNN convolution plans per shape; NULL until the first conv2d */
+    imsi_cudnn_convs *convs; /* cuDNN convolution plans per shape; NULL until the first conv2d */
     /* --- top-k search --- */
     cudaStream_t copy_stream; /* upload_async; NULL until first used */
     cudaEvent_t copy_done;
@@ -82,7 +82,7 @@ static void library_version_text(long long version, char *buf, size_t size)
         snprintf(buf, size, "%lld.%lld.%lld", version / 10000, version % 10000 / 100, version % 100);
 }
 
-void ims_cuda_versions(char *buf, size_t size)
+void imsi_cuda_versions(char *buf, size_t size)
 {
     /* No check macros here: this runs without a GPU (and without a driver) and
      * reports what it finds; a failed query prints "none" or "unknown". Failed
@@ -117,11 +117,11 @@ ims_status ims_cuda_device_count(int *count, ims_error *err)
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        return ims_fail(err, IMS_ERR_NO_DEVICE, "no CUDA device: %s (%s)", cudaGetErrorName(e),
-                        cudaGetErrorString(e));
+        return imsi_fail(err, IMS_ERR_NO_DEVICE, "no CUDA device: %s (%s)", cudaGetErrorName(e),
+                         cudaGetErrorString(e));
     }
     if (n <= 0)
-        return ims_fail(err, IMS_ERR_NO_DEVICE, "no CUDA device: the driver reports 0 devices");
+        return imsi_fail(err, IMS_ERR_NO_DEVICE, "no CUDA device: the driver reports 0 devices");
     *count = n;
     return IMS_OK;
 }
@@ -137,7 +137,7 @@ static void cuda_destroy(ims_backend *be)
         int ok = cudaSetDevice(st->device) == cudaSuccess;
         if (st->stream)
             ok &= cudaStreamSynchronize(st->stream) == cudaSuccess;
-        ims_cudnn_convs_free(st->convs); /* --- inception --- */
+        imsi_cudnn_convs_free(st->convs); /* --- inception --- */
         if (st->knn_workspace) /* --- top-k search --- */
             ok &= cudaFree(st->knn_workspace) == cudaSuccess;
         if (st->copy_done)
@@ -172,16 +172,16 @@ static ims_status cuda_alloc(ims_backend *be, size_t nbytes, void **out, ims_err
      * next kernel launch check (cudaGetLastError) would report it. */
     (void)cudaGetLastError();
     if (e != cudaErrorMemoryAllocation)
-        return ims_cuda_status(err, e, "cudaMalloc(out, nbytes)", __FILE__, __LINE__);
+        return imsi_cuda_status(err, e, "cudaMalloc(out, nbytes)", __FILE__, __LINE__);
     size_t free_bytes = 0, total_bytes = 0;
     if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
         (void)cudaGetLastError();
-        return ims_fail(err, IMS_ERR_NOMEM, "cannot allocate %zu bytes of device memory on %s (free memory unknown)",
-                        nbytes, be->info.name);
+        return imsi_fail(err, IMS_ERR_NOMEM, "cannot allocate %zu bytes of device memory on %s (free memory unknown)",
+                         nbytes, be->info.name);
     }
-    return ims_fail(err, IMS_ERR_NOMEM,
-                    "cannot allocate %zu bytes (%.1f MiB) of device memory on %s: %.1f of %.1f MiB free", nbytes,
-                    nbytes / 1048576.0, be->info.name, free_bytes / 1048576.0, total_bytes / 1048576.0);
+    return imsi_fail(err, IMS_ERR_NOMEM,
+                     "cannot allocate %zu bytes (%.1f MiB) of device memory on %s: %.1f of %.1f MiB free", nbytes,
+                     nbytes / 1048576.0, be->info.name, free_bytes / 1048576.0, total_bytes / 1048576.0);
 }
 
 static void cuda_dealloc(ims_backend *be, void *ptr)
@@ -210,7 +210,7 @@ static ims_status cuda_host_alloc(ims_backend *be, size_t nbytes, void **out, im
     status = IMS_CUDA_CALL(err, cudaHostAlloc(out, nbytes, cudaHostAllocDefault));
     if (status) {
         *out = NULL;
-        return ims_error_prefix(err, status, "cannot allocate %zu bytes of pinned host memory", nbytes);
+        return imsi_error_prefix(err, status, "cannot allocate %zu bytes of pinned host memory", nbytes);
     }
     return IMS_OK;
 }
@@ -276,16 +276,16 @@ static ims_status cuda_synchronize(ims_backend *be, ims_error *err)
  * then adds the IMS_CUDA_SYNC_DEBUG synchronization that names a faulting kernel
  * (its cudaGetLastError finds nothing new in the normal case). */
 
-static ims_status cuda_op_convert(ims_backend *be, const ims_tensor *src, ims_tensor *dst, ims_error *err)
+static ims_status cuda_op_convert(ims_backend *be, const imsi_tensor *src, imsi_tensor *dst, ims_error *err)
 {
     cuda_state *st = cuda_state_of(be);
     ims_status status = cuda_use_device(st, err);
     if (status)
         return status;
-    size_t n = (size_t)ims_tensor_numel(src);
+    size_t n = (size_t)imsi_tensor_numel(src);
     if (src->dtype == dst->dtype) {
         if (src->data != dst->data) {
-            IMS_CUDA_CHECK(err, cudaMemcpyAsync(dst->data, src->data, ims_tensor_nbytes(src),
+            IMS_CUDA_CHECK(err, cudaMemcpyAsync(dst->data, src->data, imsi_tensor_nbytes(src),
                                                 cudaMemcpyDeviceToDevice, st->stream));
         }
         return IMS_OK;
@@ -293,17 +293,17 @@ static ims_status cuda_op_convert(ims_backend *be, const ims_tensor *src, ims_te
     if (src->dtype == IMS_DTYPE_F32) {
         const float *x = src->data; // (n)
         uint16_t *y = dst->data;    // (n)
-        IMS_CUDA_CHECK(err, cuda_convert_f32_to_f16(x, y, n, st->stream));
+        IMS_CUDA_CHECK(err, imsi_cuda_convert_f32_to_f16(x, y, n, st->stream));
     } else {
         const uint16_t *x = src->data; // (n)
         float *y = dst->data;          // (n)
-        IMS_CUDA_CHECK(err, cuda_convert_f16_to_f32(x, y, n, st->stream));
+        IMS_CUDA_CHECK(err, imsi_cuda_convert_f16_to_f32(x, y, n, st->stream));
     }
     IMS_CUDA_CHECK_LAUNCH(err, st->stream);
     return IMS_OK;
 }
 
-static ims_status cuda_op_l2_normalize_rows(ims_backend *be, const ims_tensor *x, ims_tensor *y, ims_tensor *norms,
+static ims_status cuda_op_l2_normalize_rows(ims_backend *be, const imsi_tensor *x, imsi_tensor *y, imsi_tensor *norms,
                                          ims_error *err)
 {
     cuda_state *st = cuda_state_of(be);
@@ -316,7 +316,7 @@ static ims_status cuda_op_l2_normalize_rows(ims_backend *be, const ims_tensor *x
     float *y_f32 = f16 ? NULL : (float *)y->data;       // (n, d) or NULL
     uint16_t *y_f16 = f16 ? (uint16_t *)y->data : NULL; // (n, d) or NULL
     float *np = norms->data;                            // (n)
-    IMS_CUDA_CHECK(err, cuda_l2_normalize_rows(xp, y_f32, y_f16, np, n, d, st->stream));
+    IMS_CUDA_CHECK(err, imsi_cuda_l2_normalize_rows(xp, y_f32, y_f16, np, n, d, st->stream));
     IMS_CUDA_CHECK_LAUNCH(err, st->stream);
     return IMS_OK;
 }
@@ -328,8 +328,8 @@ static ims_status cuda_op_l2_normalize_rows(ims_backend *be, const ims_tensor *x
  * (CUBLAS_OP_N, ldb K); y is column-major (N, M), ldc N. With a bias, y is
  * first filled with it and beta = 1 adds the product; with beta = 0, cuBLAS
  * does not read y (so its old contents, even NaN, do not matter). */
-static ims_status cuda_op_linear(ims_backend *be, const ims_tensor *x, const ims_tensor *w, const ims_tensor *bias,
-                              ims_tensor *y, ims_error *err)
+static ims_status cuda_op_linear(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w, const imsi_tensor *bias,
+                              imsi_tensor *y, ims_error *err)
 {
     cuda_state *st = cuda_state_of(be);
     ims_status status = cuda_use_device(st, err);
@@ -343,7 +343,7 @@ static ims_status cuda_op_linear(ims_backend *be, const ims_tensor *x, const ims
     const float alpha = 1.0f;
     float beta = 0.0f;
     if (bp) {
-        IMS_CUDA_CHECK(err, cuda_broadcast_rows(bp, yp, m, n, st->stream));
+        IMS_CUDA_CHECK(err, imsi_cuda_broadcast_rows(bp, yp, m, n, st->stream));
         IMS_CUDA_CHECK_LAUNCH(err, st->stream);
         beta = 1.0f;
     }
@@ -379,7 +379,7 @@ static ims_status cuda_timer_create(ims_backend *be, void **timer, ims_error *er
         return status;
     cuda_timer *t = calloc(1, sizeof *t);
     if (!t)
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
     *timer = t;
     status = IMS_CUDA_CALL(err, cudaEventCreate(&t->start));
     if (!status)
@@ -526,7 +526,7 @@ static ims_status cuda_knn_workspace(ims_backend *be, size_t nbytes, void **out,
         void *p;
         ims_status status = cuda_alloc(be, nbytes, &p, err);
         if (status)
-            return ims_error_prefix(err, status, "knn workspace");
+            return imsi_error_prefix(err, status, "knn workspace");
         st->knn_workspace = p;
         st->knn_workspace_bytes = nbytes;
     }
@@ -542,8 +542,8 @@ static ims_status cuda_knn_workspace(ims_backend *be, size_t nbytes, void **out,
  * the CPU), then the radix selection (knn_select.cu) merges them with the
  * running best (in two stages, per-block candidate lists then a merge, when
  * k is small). The B x N score matrix never exists. */
-static ims_status cuda_op_knn_select(ims_backend *be, const ims_tensor *table, const ims_tensor *queries, int k,
-                                     int path, ims_tensor *ids, ims_tensor *scores, ims_error *err)
+static ims_status cuda_op_knn_select(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries, int k,
+                                     int path, imsi_tensor *ids, imsi_tensor *scores, ims_error *err)
 {
     cuda_state *st = cuda_state_of(be);
     ims_status status = cuda_use_device(st, err);
@@ -560,10 +560,10 @@ static ims_status cuda_op_knn_select(ims_backend *be, const ims_tensor *table, c
         path = IMS_KNN_PATH_GEMM;
     /* Only the exact GEMM path over f16 rows needs an f32 copy of a tile's rows;
      * elsewhere the tile may be longer (B = 1: up to 64M rows, one pass). */
-    int64_t t = ims_knn_tile_rows(b, k, n, (path == IMS_KNN_PATH_GEMM && f16) ? d : 0);
+    int64_t t = imsi_knn_tile_rows(b, k, n, (path == IMS_KNN_PATH_GEMM && f16) ? d : 0);
     int ld = k + (int)t;
     size_t tile_bytes = (size_t)b * ld * 4, cand_bytes = (size_t)b * k * 4, tmp_bytes = (size_t)b * k * 8;
-    size_t seg_bytes = cuda_knn_select_scratch_bytes(b, k, (int)t); /* the largest tile has the most segments */
+    size_t seg_bytes = imsi_cuda_knn_select_scratch_bytes(b, k, (int)t); /* the largest tile has the most segments */
     size_t rows32_bytes = (path == IMS_KNN_PATH_GEMM && f16) ? (size_t)t * d * 4
                           : path == IMS_KNN_PATH_GEMM_F16 ? (size_t)b * d * 2 /* the f16 queries */
                                                           : 0;
@@ -582,7 +582,7 @@ static ims_status cuda_op_knn_select(ims_backend *be, const ims_tensor *table, c
     const float *qp = queries->data; // (b, d)
     const float alpha = 1.0f, beta = 0.0f;
     if (path == IMS_KNN_PATH_GEMM_F16) {
-        IMS_CUDA_CHECK(err, cuda_convert_f32_to_f16(qp, q16, (size_t)b * d, st->stream));
+        IMS_CUDA_CHECK(err, imsi_cuda_convert_f32_to_f16(qp, q16, (size_t)b * d, st->stream));
         IMS_CUDA_CHECK_LAUNCH(err, st->stream);
     }
     int kprev = 0;
@@ -598,8 +598,8 @@ static ims_status cuda_op_knn_select(ims_backend *be, const ims_tensor *table, c
         } else if (path == IMS_KNN_PATH_GEMM) {
             const float *r32 = (const float *)rows;
             if (f16) {
-                IMS_CUDA_CHECK(err, cuda_convert_f16_to_f32((const uint16_t *)rows, rows32, (size_t)cnt * d,
-                                                            st->stream));
+                IMS_CUDA_CHECK(err, imsi_cuda_convert_f16_to_f32((const uint16_t *)rows, rows32, (size_t)cnt * d,
+                                                                 st->stream));
                 IMS_CUDA_CHECK_LAUNCH(err, st->stream);
                 r32 = rows32;
             }
@@ -608,10 +608,10 @@ static ims_status cuda_op_knn_select(ims_backend *be, const ims_tensor *table, c
             IMS_CUBLAS_CHECK(err, cublasSgemm(st->cublas, CUBLAS_OP_T, CUBLAS_OP_N, cnt, b, d, &alpha, r32, d, qp, d,
                                               &beta, tile + k, ld));
         } else {
-            IMS_CUDA_CHECK(err, cuda_knn_scores(rows, f16, qp, tile + k, cnt, d, b, ld, st->stream));
+            IMS_CUDA_CHECK(err, imsi_cuda_knn_scores(rows, f16, qp, tile + k, cnt, d, b, ld, st->stream));
             IMS_CUDA_CHECK_LAUNCH(err, st->stream);
         }
-        IMS_CUDA_CHECK(err, cuda_knn_select(tile, cand, tmp, seg, b, ld, kprev, k, cnt, r0, k, st->stream));
+        IMS_CUDA_CHECK(err, imsi_cuda_knn_select(tile, cand, tmp, seg, b, ld, kprev, k, cnt, r0, k, st->stream));
         IMS_CUDA_CHECK_LAUNCH(err, st->stream);
         kprev = kprev + cnt < k ? kprev + cnt : k;
     }
@@ -624,15 +624,15 @@ static ims_status cuda_op_knn_select(ims_backend *be, const ims_tensor *table, c
 }
 
 /* --- inception --- */
-static ims_status cuda_op_conv2d(ims_backend *be, const ims_conv2d_params *p, const ims_tensor *x,
-                                 const ims_tensor *w, const ims_tensor *bias, ims_tensor *y, ims_error *err)
+static ims_status cuda_op_conv2d(ims_backend *be, const imsi_conv2d_params *p, const imsi_tensor *x,
+                                 const imsi_tensor *w, const imsi_tensor *bias, imsi_tensor *y, ims_error *err)
 {
     cuda_state *st = cuda_state_of(be);
     ims_status status = cuda_use_device(st, err);
-    return status ? status : ims_cudnn_conv2d(&st->convs, st->cudnn, st->stream, p, x, w, bias, y, err);
+    return status ? status : imsi_cudnn_conv2d(&st->convs, st->cudnn, st->stream, p, x, w, bias, y, err);
 }
 
-static ims_status cuda_op_pool2d(ims_backend *be, const ims_pool2d_params *p, const ims_tensor *x, ims_tensor *y,
+static ims_status cuda_op_pool2d(ims_backend *be, const imsi_pool2d_params *p, const imsi_tensor *x, imsi_tensor *y,
                                  ims_error *err)
 {
     cuda_state *st = cuda_state_of(be);
@@ -641,15 +641,15 @@ static ims_status cuda_op_pool2d(ims_backend *be, const ims_pool2d_params *p, co
         return status;
     const void *xp = x->data; // (N, H, W, C)
     void *yp = y->data;       // (N, OH, OW, Ctot)
-    IMS_CUDA_CHECK(err, cuda_pool2d_nhwc(xp, yp, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2],
-                                         (int)x->shape[3], p->kind == IMS_POOL_MAX, p->k, p->stride, p->pad,
-                                         p->count_include_pad, (int)y->shape[1], (int)y->shape[2], (int)y->shape[3],
-                                         p->y_channel_offset, x->dtype == IMS_DTYPE_F16, st->stream));
+    IMS_CUDA_CHECK(err, imsi_cuda_pool2d_nhwc(xp, yp, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2],
+                                              (int)x->shape[3], p->kind == IMS_POOL_MAX, p->k, p->stride, p->pad,
+                                              p->count_include_pad, (int)y->shape[1], (int)y->shape[2], (int)y->shape[3],
+                                              p->y_channel_offset, x->dtype == IMS_DTYPE_F16, st->stream));
     IMS_CUDA_CHECK_LAUNCH(err, st->stream);
     return IMS_OK;
 }
 
-static ims_status cuda_op_global_avg_pool(ims_backend *be, const ims_tensor *x, ims_tensor *y, ims_error *err)
+static ims_status cuda_op_global_avg_pool(ims_backend *be, const imsi_tensor *x, imsi_tensor *y, ims_error *err)
 {
     cuda_state *st = cuda_state_of(be);
     ims_status status = cuda_use_device(st, err);
@@ -657,14 +657,14 @@ static ims_status cuda_op_global_avg_pool(ims_backend *be, const ims_tensor *x, 
         return status;
     const void *xp = x->data; // (N, H, W, C)
     float *yp = y->data;      // (N, C)
-    IMS_CUDA_CHECK(err, cuda_global_avg_pool_nhwc(xp, yp, (int)x->shape[0], (int)(x->shape[1] * x->shape[2]),
-                                                  (int)x->shape[3], x->dtype == IMS_DTYPE_F16, st->stream));
+    IMS_CUDA_CHECK(err, imsi_cuda_global_avg_pool_nhwc(xp, yp, (int)x->shape[0], (int)(x->shape[1] * x->shape[2]),
+                                                       (int)x->shape[3], x->dtype == IMS_DTYPE_F16, st->stream));
     IMS_CUDA_CHECK_LAUNCH(err, st->stream);
     return IMS_OK;
 }
 
-static ims_status cuda_op_input_u8(ims_backend *be, const ims_tensor *x, const float scale[3], const float shift[3],
-                                   ims_tensor *y, ims_error *err)
+static ims_status cuda_op_input_u8(ims_backend *be, const imsi_tensor *x, const float scale[3], const float shift[3],
+                                   imsi_tensor *y, ims_error *err)
 {
     cuda_state *st = cuda_state_of(be);
     ims_status status = cuda_use_device(st, err);
@@ -673,7 +673,7 @@ static ims_status cuda_op_input_u8(ims_backend *be, const ims_tensor *x, const f
     const uint8_t *xp = x->data; // (N, H, W, 3)
     void *yp = y->data;          // (N, H, W, 3)
     size_t pixels = (size_t)(x->shape[0] * x->shape[1] * x->shape[2]);
-    IMS_CUDA_CHECK(err, cuda_input_u8(xp, yp, pixels, scale, shift, y->dtype == IMS_DTYPE_F16, st->stream));
+    IMS_CUDA_CHECK(err, imsi_cuda_input_u8(xp, yp, pixels, scale, shift, y->dtype == IMS_DTYPE_F16, st->stream));
     IMS_CUDA_CHECK_LAUNCH(err, st->stream);
     return IMS_OK;
 }
@@ -727,46 +727,46 @@ static void cuda_graph_free(ims_backend *be, void *graph)
 
 /* --- text encoder --- */
 
-static ims_status cuda_op_embed_layernorm(ims_backend *be, const ims_tensor *ids, const ims_tensor *word,
-                                          const ims_tensor *pos, const ims_tensor *type, const ims_tensor *gamma,
-                                          const ims_tensor *beta, double eps, ims_tensor *y, ims_error *err)
+static ims_status cuda_op_embed_layernorm(ims_backend *be, const imsi_tensor *ids, const imsi_tensor *word,
+                                          const imsi_tensor *pos, const imsi_tensor *type, const imsi_tensor *gamma,
+                                          const imsi_tensor *beta, double eps, imsi_tensor *y, ims_error *err)
 {
     cuda_state *st = cuda_state_of(be);
     ims_status status = cuda_use_device(st, err);
     if (status)
         return status;
-    IMS_CUDA_CHECK(err, cuda_embed_layernorm(ids->data, word->data, pos->data, type->data, gamma->data, beta->data,
-                                             eps, y->data, y->dtype == IMS_DTYPE_F16, (int)ids->shape[0],
-                                             (int)ids->shape[1], (int)word->shape[1], (int)word->shape[0],
-                                             st->stream));
+    IMS_CUDA_CHECK(err, imsi_cuda_embed_layernorm(ids->data, word->data, pos->data, type->data, gamma->data, beta->data,
+                                                  eps, y->data, y->dtype == IMS_DTYPE_F16, (int)ids->shape[0],
+                                                  (int)ids->shape[1], (int)word->shape[1], (int)word->shape[0],
+                                                  st->stream));
     IMS_CUDA_CHECK_LAUNCH(err, st->stream);
     return IMS_OK;
 }
 
-static ims_status cuda_op_bias_act(ims_backend *be, const ims_tensor *x, const ims_tensor *bias, ims_act act,
-                                   ims_tensor *y, ims_error *err)
+static ims_status cuda_op_bias_act(ims_backend *be, const imsi_tensor *x, const imsi_tensor *bias, imsi_act act,
+                                   imsi_tensor *y, ims_error *err)
 {
     cuda_state *st = cuda_state_of(be);
     ims_status status = cuda_use_device(st, err);
     if (status)
         return status;
-    IMS_CUDA_CHECK(err, cuda_bias_act(x->data, bias->data, y->data, x->dtype == IMS_DTYPE_F16, act == IMS_ACT_GELU,
-                                      (int)x->shape[0], (int)x->shape[1], st->stream));
+    IMS_CUDA_CHECK(err, imsi_cuda_bias_act(x->data, bias->data, y->data, x->dtype == IMS_DTYPE_F16, act == IMS_ACT_GELU,
+                                           (int)x->shape[0], (int)x->shape[1], st->stream));
     IMS_CUDA_CHECK_LAUNCH(err, st->stream);
     return IMS_OK;
 }
 
-static ims_status cuda_op_add_layernorm(ims_backend *be, const ims_tensor *x, const ims_tensor *bias,
-                                        const ims_tensor *residual, const ims_tensor *gamma, const ims_tensor *beta,
-                                        double eps, ims_tensor *y, ims_error *err)
+static ims_status cuda_op_add_layernorm(ims_backend *be, const imsi_tensor *x, const imsi_tensor *bias,
+                                        const imsi_tensor *residual, const imsi_tensor *gamma, const imsi_tensor *beta,
+                                        double eps, imsi_tensor *y, ims_error *err)
 {
     cuda_state *st = cuda_state_of(be);
     ims_status status = cuda_use_device(st, err);
     if (status)
         return status;
-    IMS_CUDA_CHECK(err, cuda_add_layernorm(x->data, bias ? bias->data : NULL, residual->data, gamma->data,
-                                           beta->data, eps, y->data, x->dtype == IMS_DTYPE_F16, (int)x->shape[0],
-                                           (int)x->shape[1], st->stream));
+    IMS_CUDA_CHECK(err, imsi_cuda_add_layernorm(x->data, bias ? bias->data : NULL, residual->data, gamma->data,
+                                                beta->data, eps, y->data, x->dtype == IMS_DTYPE_F16, (int)x->shape[0],
+                                                (int)x->shape[1], st->stream));
     IMS_CUDA_CHECK_LAUNCH(err, st->stream);
     return IMS_OK;
 }
@@ -779,8 +779,8 @@ static ims_status cuda_op_add_layernorm(ims_backend *be, const ims_tensor *x, co
  * column-major terms (as cuda_op_linear): S^T = K . Q^T is gemm(T, N) with
  * m = n = T, k = D; ctx^T = V^T . P^T is gemm(N, N) with m = D, n = T, k = T.
  * fp32 accumulation in both precisions (CUBLAS_COMPUTE_32F; no TF32). */
-static ims_status cuda_op_attention(ims_backend *be, const ims_tensor *qkv, const ims_tensor *lengths, int heads,
-                                    ims_tensor *scores, ims_tensor *ctx, ims_error *err)
+static ims_status cuda_op_attention(ims_backend *be, const imsi_tensor *qkv, const imsi_tensor *lengths, int heads,
+                                    imsi_tensor *scores, imsi_tensor *ctx, ims_error *err)
 {
     cuda_state *st = cuda_state_of(be);
     ims_status status = cuda_use_device(st, err);
@@ -803,7 +803,7 @@ static ims_status cuda_op_attention(ims_backend *be, const ims_tensor *qkv, cons
                                                          s, type, t, s_stride, b, CUBLAS_COMPUTE_32F,
                                                          CUBLAS_GEMM_DEFAULT));
     }
-    IMS_CUDA_CHECK(err, cuda_masked_softmax(scores->data, lengths->data, f16, b, heads, t, st->stream));
+    IMS_CUDA_CHECK(err, imsi_cuda_masked_softmax(scores->data, lengths->data, f16, b, heads, t, st->stream));
     IMS_CUDA_CHECK_LAUNCH(err, st->stream);
     for (int hi = 0; hi < heads; hi++) {
         const void *v = base + (size_t)(2 * h + hi * d) * esize;
@@ -816,22 +816,22 @@ static ims_status cuda_op_attention(ims_backend *be, const ims_tensor *qkv, cons
     return IMS_OK;
 }
 
-static ims_status cuda_op_pool_normalize(ims_backend *be, const ims_tensor *x, const ims_tensor *lengths,
-                                         ims_pooling pooling, int normalize, ims_tensor *y, ims_error *err)
+static ims_status cuda_op_pool_normalize(ims_backend *be, const imsi_tensor *x, const imsi_tensor *lengths,
+                                         imsi_pooling pooling, int normalize, imsi_tensor *y, ims_error *err)
 {
     cuda_state *st = cuda_state_of(be);
     ims_status status = cuda_use_device(st, err);
     if (status)
         return status;
-    IMS_CUDA_CHECK(err, cuda_pool_normalize(x->data, lengths->data, y->data, x->dtype == IMS_DTYPE_F16,
-                                            pooling == IMS_POOLING_CLS, normalize, (int)x->shape[0],
-                                            (int)x->shape[1], (int)x->shape[2], st->stream));
+    IMS_CUDA_CHECK(err, imsi_cuda_pool_normalize(x->data, lengths->data, y->data, x->dtype == IMS_DTYPE_F16,
+                                                 pooling == IMS_POOLING_CLS, normalize, (int)x->shape[0],
+                                                 (int)x->shape[1], (int)x->shape[2], st->stream));
     IMS_CUDA_CHECK_LAUNCH(err, st->stream);
     return IMS_OK;
 }
 
 /* As cuda_op_linear, with f16 operands and result, fp32 accumulation. */
-static ims_status cuda_op_linear_f16(ims_backend *be, const ims_tensor *x, const ims_tensor *w, ims_tensor *y,
+static ims_status cuda_op_linear_f16(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w, imsi_tensor *y,
                                      ims_error *err)
 {
     cuda_state *st = cuda_state_of(be);
@@ -846,7 +846,7 @@ static ims_status cuda_op_linear_f16(ims_backend *be, const ims_tensor *x, const
     return IMS_OK;
 }
 
-static const ims_backend_ops cuda_ops = {
+static const imsi_backend_ops cuda_ops = {
     .destroy = cuda_destroy,
     .alloc = cuda_alloc,
     .dealloc = cuda_dealloc,
@@ -930,7 +930,7 @@ static ims_status cuda_info_fill(ims_backend *be, const cuda_state *st, ims_erro
     return IMS_OK;
 }
 
-ims_status ims_backend_cuda_create(int device, ims_backend **out, ims_error *err)
+ims_status imsi_backend_cuda_create(int device, ims_backend **out, ims_error *err)
 {
     *out = NULL;
     int count = 0;
@@ -938,14 +938,14 @@ ims_status ims_backend_cuda_create(int device, ims_backend **out, ims_error *err
     if (status)
         return status;
     if (device < 0 || device >= count)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "CUDA device %d does not exist: %d device%s (0..%d)", device, count,
-                        count == 1 ? "" : "s", count - 1);
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "CUDA device %d does not exist: %d device%s (0..%d)", device, count,
+                         count == 1 ? "" : "s", count - 1);
     ims_backend *be = calloc(1, sizeof *be);
     cuda_state *st = calloc(1, sizeof *st);
     if (!be || !st) {
         free(be);
         free(st);
-        return ims_fail(err, IMS_ERR_NOMEM, "cannot allocate the CUDA backend");
+        return imsi_fail(err, IMS_ERR_NOMEM, "cannot allocate the CUDA backend");
     }
     st->device = device;
     be->impl = st;
@@ -957,7 +957,7 @@ ims_status ims_backend_cuda_create(int device, ims_backend **out, ims_error *err
         status = cuda_info_fill(be, st, err);
     if (status) {
         (void)cudaGetLastError(); /* the failed call's error is in err now */
-        ims_error_prefix(err, status, "creating the CUDA backend on device %d", device);
+        imsi_error_prefix(err, status, "creating the CUDA backend on device %d", device);
         cuda_destroy(be);
         return status;
     }

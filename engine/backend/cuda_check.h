@@ -21,8 +21,8 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
-static inline ims_status ims_cuda_status(ims_error *err, cudaError_t e, const char *stmt, const char *file,
-                                         int line)
+static inline ims_status imsi_cuda_status(ims_error *err, cudaError_t e, const char *stmt, const char *file,
+                                          int line)
 {
     if (e == cudaSuccess)
         return IMS_OK;
@@ -30,38 +30,38 @@ static inline ims_status ims_cuda_status(ims_error *err, cudaError_t e, const ch
     ims_status code = (e == cudaErrorMemoryAllocation) ? IMS_ERR_NOMEM
                       : (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver) ? IMS_ERR_NO_DEVICE
                                                                                       : IMS_ERR_CUDA;
-    return ims_fail(err, code, "%s failed: %s (%s) at %s:%d", stmt, cudaGetErrorName(e), cudaGetErrorString(e),
-                    file, line);
+    return imsi_fail(err, code, "%s failed: %s (%s) at %s:%d", stmt, cudaGetErrorName(e), cudaGetErrorString(e),
+                     file, line);
 }
 
-static inline ims_status ims_cublas_status(ims_error *err, cublasStatus_t s, const char *stmt, const char *file,
-                                           int line)
+static inline ims_status imsi_cublas_status(ims_error *err, cublasStatus_t s, const char *stmt, const char *file,
+                                            int line)
 {
     if (s == CUBLAS_STATUS_SUCCESS)
         return IMS_OK;
-    return ims_fail(err, s == CUBLAS_STATUS_ALLOC_FAILED ? IMS_ERR_NOMEM : IMS_ERR_CUDA,
-                    "%s failed: %s (%s) at %s:%d", stmt, cublasGetStatusName(s), cublasGetStatusString(s), file,
-                    line);
+    return imsi_fail(err, s == CUBLAS_STATUS_ALLOC_FAILED ? IMS_ERR_NOMEM : IMS_ERR_CUDA,
+                     "%s failed: %s (%s) at %s:%d", stmt, cublasGetStatusName(s), cublasGetStatusString(s), file,
+                     line);
 }
 
-static inline ims_status ims_cudnn_status(ims_error *err, cudnnStatus_t s, const char *stmt, const char *file,
-                                          int line)
+static inline ims_status imsi_cudnn_status(ims_error *err, cudnnStatus_t s, const char *stmt, const char *file,
+                                           int line)
 {
     if (s == CUDNN_STATUS_SUCCESS)
         return IMS_OK;
-    return ims_fail(err, s == CUDNN_STATUS_ALLOC_FAILED ? IMS_ERR_NOMEM : IMS_ERR_CUDA,
-                    "%s failed: %s (%d) at %s:%d", stmt, cudnnGetErrorString(s), (int)s, file, line);
+    return imsi_fail(err, s == CUDNN_STATUS_ALLOC_FAILED ? IMS_ERR_NOMEM : IMS_ERR_CUDA,
+                     "%s failed: %s (%d) at %s:%d", stmt, cudnnGetErrorString(s), (int)s, file, line);
 }
 
-#define IMS_CUDA_CALL(err, stmt) ims_cuda_status((err), (stmt), #stmt, __FILE__, __LINE__)
-#define IMS_CUBLAS_CALL(err, stmt) ims_cublas_status((err), (stmt), #stmt, __FILE__, __LINE__)
-#define IMS_CUDNN_CALL(err, stmt) ims_cudnn_status((err), (stmt), #stmt, __FILE__, __LINE__)
+#define IMS_CUDA_CALL(err, stmt) imsi_cuda_status((err), (stmt), #stmt, __FILE__, __LINE__)
+#define IMS_CUBLAS_CALL(err, stmt) imsi_cublas_status((err), (stmt), #stmt, __FILE__, __LINE__)
+#define IMS_CUDNN_CALL(err, stmt) imsi_cudnn_status((err), (stmt), #stmt, __FILE__, __LINE__)
 
 #define IMS_CHECK_RETURN_(call)                                                                              \
     do {                                                                                                     \
-        ims_status ims_st_ = (call);                                                                         \
-        if (ims_st_ != IMS_OK)                                                                               \
-            return ims_st_;                                                                                  \
+        ims_status imsi_st_ = (call);                                                                         \
+        if (imsi_st_ != IMS_OK)                                                                               \
+            return imsi_st_;                                                                                  \
     } while (0)
 
 #define IMS_CUDA_CHECK(err, stmt) IMS_CHECK_RETURN_(IMS_CUDA_CALL(err, stmt))

@@ -15,7 +15,7 @@
 void ims_library_versions(char *buf, size_t size)
 {
     char cuda[512];
-    ims_cuda_versions(cuda, sizeof cuda);
+    imsi_cuda_versions(cuda, sizeof cuda);
     snprintf(buf, size,
              "imgsearch %s\n"
              "libpng %s\n"

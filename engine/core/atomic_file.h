@@ -12,23 +12,23 @@
 
 #include <stdio.h>
 
-typedef struct ims_atomic_file {
-    FILE *f;    /* the temporary file; write with fwrite or ims_atomic_file_write */
+typedef struct imsi_atomic_file {
+    FILE *f;    /* the temporary file; write with fwrite or imsi_atomic_file_write */
     char *path; /* the final name */
     char *tmp;  /* the temporary name */
-} ims_atomic_file;
+} imsi_atomic_file;
 
-ims_status ims_atomic_file_open(ims_atomic_file *af, const char *path, ims_error *err);
+ims_status imsi_atomic_file_open(imsi_atomic_file *af, const char *path, ims_error *err);
 /* fwrite in pieces, with an error that names the file. */
-ims_status ims_atomic_file_write(ims_atomic_file *af, const void *data, size_t n, ims_error *err);
+ims_status imsi_atomic_file_write(imsi_atomic_file *af, const void *data, size_t n, ims_error *err);
 /* Makes the file durable under its final name. On failure the temporary file is
  * removed and <path> is left as it was. Either way af is released. */
-ims_status ims_atomic_file_commit(ims_atomic_file *af, ims_error *err);
+ims_status imsi_atomic_file_commit(imsi_atomic_file *af, ims_error *err);
 /* Drops the temporary file; <path> is left as it was. NULL-safe, idempotent. */
-void ims_atomic_file_abort(ims_atomic_file *af);
+void imsi_atomic_file_abort(imsi_atomic_file *af);
 
 /* fsync of a folder, best effort (some file systems refuse it): makes a rename
  * or a new entry in it durable. */
-void ims_sync_dir(const char *dir);
+void imsi_sync_dir(const char *dir);
 
 #endif /* IMS_ATOMIC_FILE_H */

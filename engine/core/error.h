@@ -1,8 +1,8 @@
 /* error.h: how library code reports failure.
  *
  * A fallible function returns ims_status and fills the caller's ims_error with a
- * one-line message: `return ims_fail(err, IMS_ERR_FORMAT, "tensor %zu: ...", i);`.
- * ims_error_prefix() adds context on the way up ("weights file 'x.isw': ...").
+ * one-line message: `return imsi_fail(err, IMS_ERR_FORMAT, "tensor %zu: ...", i);`.
+ * imsi_error_prefix() adds context on the way up ("weights file 'x.isw': ...").
  */
 #ifndef IMS_ERROR_H
 #define IMS_ERROR_H
@@ -16,10 +16,10 @@
 #endif
 
 /* Records code and message in err (if non-NULL) and returns code. */
-ims_status ims_fail(ims_error *err, ims_status code, const char *fmt, ...) IMS_PRINTF(3, 4);
+ims_status imsi_fail(ims_error *err, ims_status code, const char *fmt, ...) IMS_PRINTF(3, 4);
 
 /* Prepends "prefix: " to err's message; returns err's code (or `code` if err is NULL). */
-ims_status ims_error_prefix(ims_error *err, ims_status code, const char *fmt, ...) IMS_PRINTF(3, 4);
+ims_status imsi_error_prefix(ims_error *err, ims_status code, const char *fmt, ...) IMS_PRINTF(3, 4);
 
 
 #endif /* IMS_ERROR_H */

@@ -58,7 +58,7 @@ static void *arena_alloc(json_doc *doc, size_t size)
     return p;
 }
 
-void json_doc_free(json_doc *doc)
+void imsi_json_doc_free(json_doc *doc)
 {
     if (!doc)
         return;
@@ -96,12 +96,12 @@ static ims_status fail_at(parser *ps, size_t pos, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return ims_fail(ps->err, IMS_ERR_FORMAT, "JSON at byte %zu: %s", pos, what);
+    return imsi_fail(ps->err, IMS_ERR_FORMAT, "JSON at byte %zu: %s", pos, what);
 }
 
 static ims_status fail_nomem(parser *ps)
 {
-    return ims_fail(ps->err, IMS_ERR_NOMEM, "JSON at byte %zu: out of memory", ps->pos);
+    return imsi_fail(ps->err, IMS_ERR_NOMEM, "JSON at byte %zu: out of memory", ps->pos);
 }
 
 /* Describes the byte at pos for a message: "'x'", "byte 0x8f" or "end of input". */
@@ -270,7 +270,7 @@ static ims_status parse_string(parser *ps, const char **out, size_t *out_len)
             ps->pos++;
         } else {
             size_t k = utf8_seq_len(c);
-            if (k == 0 || k > end - ps->pos || !isw_utf8_valid((const char *)ps->s + ps->pos, k))
+            if (k == 0 || k > end - ps->pos || !imsi_isw_utf8_valid((const char *)ps->s + ps->pos, k))
                 return fail_at(ps, ps->pos, "invalid UTF-8 in a string");
             memcpy(o + n, ps->s + ps->pos, k);
             n += k;
@@ -475,7 +475,7 @@ static ims_status check_duplicates(parser *ps, const json_member *m, size_t coun
     free(sorted);
     if (dup) {
         char key[128];
-        return fail_at(ps, dup->key_offset, "duplicate key \"%s\"", json_printable(dup->key, key, sizeof key));
+        return fail_at(ps, dup->key_offset, "duplicate key \"%s\"", imsi_json_printable(dup->key, key, sizeof key));
     }
     return IMS_OK;
 }
@@ -581,7 +581,7 @@ static ims_status parse_value(parser *ps, int depth, json_value *v)
     }
 }
 
-ims_status json_parse(const char *text, size_t len, const json_limits *limits, json_doc *doc, ims_error *err)
+ims_status imsi_json_parse(const char *text, size_t len, const json_limits *limits, json_doc *doc, ims_error *err)
 {
     doc->root = NULL;
     doc->blocks = NULL;
@@ -589,11 +589,11 @@ ims_status json_parse(const char *text, size_t len, const json_limits *limits, j
     if (limits)
         lim = *limits;
     if (lim.max_depth < 1 || lim.max_depth > JSON_MAX_DEPTH || lim.max_values == 0)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "JSON limits: depth %d (1..%d), values %zu (>= 1)", lim.max_depth,
-                        JSON_MAX_DEPTH, lim.max_values);
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "JSON limits: depth %d (1..%d), values %zu (>= 1)", lim.max_depth,
+                         JSON_MAX_DEPTH, lim.max_values);
     if (len > lim.max_bytes)
-        return ims_fail(err, IMS_ERR_FORMAT, "JSON document of %zu bytes exceeds the limit of %zu bytes", len,
-                        lim.max_bytes);
+        return imsi_fail(err, IMS_ERR_FORMAT, "JSON document of %zu bytes exceeds the limit of %zu bytes", len,
+                         lim.max_bytes);
     parser ps = {.s = (const unsigned char *)text, .len = len, .lim = lim, .doc = doc, .err = err};
     ims_status st = IMS_OK;
     if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
@@ -616,7 +616,7 @@ ims_status json_parse(const char *text, size_t len, const json_limits *limits, j
     free(ps.vstack);
     free(ps.mstack);
     if (st) {
-        json_doc_free(doc);
+        imsi_json_doc_free(doc);
         return st;
     }
     doc->root = root;
@@ -625,7 +625,7 @@ ims_status json_parse(const char *text, size_t len, const json_limits *limits, j
 
 /* ---- Accessors --------------------------------------------------------------------- */
 
-const char *json_kind_name(json_kind kind)
+const char *imsi_json_kind_name(json_kind kind)
 {
     switch (kind) {
     case JSON_NULL: return "null";
@@ -638,7 +638,7 @@ const char *json_kind_name(json_kind kind)
     return "?";
 }
 
-const char *json_printable(const char *s, char *buf, size_t size)
+const char *imsi_json_printable(const char *s, char *buf, size_t size)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t n = 0, room = size - 4; /* keep room for "..." and the NUL */
@@ -671,7 +671,7 @@ const char *json_printable(const char *s, char *buf, size_t size)
 
 /* Linear: the objects we look keys up in are small (a config.json has ~25
  * keys); large objects (safetensors headers) are iterated, not searched. */
-const json_value *json_object_get(const json_value *obj, const char *key)
+const json_value *imsi_json_object_get(const json_value *obj, const char *key)
 {
     if (!obj || obj->kind != JSON_OBJECT)
         return NULL;
@@ -684,57 +684,57 @@ const json_value *json_object_get(const json_value *obj, const char *key)
     return NULL;
 }
 
-const json_value *json_array_at(const json_value *arr, size_t index)
+const json_value *imsi_json_array_at(const json_value *arr, size_t index)
 {
     if (!arr || arr->kind != JSON_ARRAY || index >= arr->arr.count)
         return NULL;
     return &arr->arr.items[index];
 }
 
-ims_status json_expect_kind(const json_value *v, json_kind kind, const char *what, ims_error *err)
+ims_status imsi_json_expect_kind(const json_value *v, json_kind kind, const char *what, ims_error *err)
 {
     if (v->kind != kind)
-        return ims_fail(err, IMS_ERR_FORMAT, "%s: expected %s %s, found %s (JSON byte %zu)", what,
-                        kind == JSON_ARRAY || kind == JSON_OBJECT ? "an" : "a", json_kind_name(kind),
-                        json_kind_name(v->kind), v->offset);
+        return imsi_fail(err, IMS_ERR_FORMAT, "%s: expected %s %s, found %s (JSON byte %zu)", what,
+                         kind == JSON_ARRAY || kind == JSON_OBJECT ? "an" : "a", imsi_json_kind_name(kind),
+                         imsi_json_kind_name(v->kind), v->offset);
     return IMS_OK;
 }
 
-ims_status json_get_bool(const json_value *v, const char *what, int *out, ims_error *err)
+ims_status imsi_json_get_bool(const json_value *v, const char *what, int *out, ims_error *err)
 {
-    ims_status st = json_expect_kind(v, JSON_BOOL, what, err);
+    ims_status st = imsi_json_expect_kind(v, JSON_BOOL, what, err);
     if (!st)
         *out = v->boolean;
     return st;
 }
 
-ims_status json_get_double(const json_value *v, const char *what, double *out, ims_error *err)
+ims_status imsi_json_get_double(const json_value *v, const char *what, double *out, ims_error *err)
 {
-    ims_status st = json_expect_kind(v, JSON_NUMBER, what, err);
+    ims_status st = imsi_json_expect_kind(v, JSON_NUMBER, what, err);
     if (!st)
         *out = v->num.value;
     return st;
 }
 
-ims_status json_get_int64(const json_value *v, const char *what, int64_t min, int64_t max, int64_t *out,
-                          ims_error *err)
+ims_status imsi_json_get_int64(const json_value *v, const char *what, int64_t min, int64_t max, int64_t *out,
+                               ims_error *err)
 {
     if (v->kind != JSON_NUMBER)
-        return ims_fail(err, IMS_ERR_FORMAT, "%s: expected an integer, found %s (JSON byte %zu)", what,
-                        json_kind_name(v->kind), v->offset);
+        return imsi_fail(err, IMS_ERR_FORMAT, "%s: expected an integer, found %s (JSON byte %zu)", what,
+                         imsi_json_kind_name(v->kind), v->offset);
     if (!v->num.is_int)
-        return ims_fail(err, IMS_ERR_FORMAT, "%s: expected an integer, found %.40s (JSON byte %zu)", what,
-                        v->num.text, v->offset);
+        return imsi_fail(err, IMS_ERR_FORMAT, "%s: expected an integer, found %.40s (JSON byte %zu)", what,
+                         v->num.text, v->offset);
     if (v->num.int_value < min || v->num.int_value > max)
-        return ims_fail(err, IMS_ERR_FORMAT, "%s = %lld is outside %lld..%lld (JSON byte %zu)", what,
-                        (long long)v->num.int_value, (long long)min, (long long)max, v->offset);
+        return imsi_fail(err, IMS_ERR_FORMAT, "%s = %lld is outside %lld..%lld (JSON byte %zu)", what,
+                         (long long)v->num.int_value, (long long)min, (long long)max, v->offset);
     *out = v->num.int_value;
     return IMS_OK;
 }
 
-ims_status json_get_string(const json_value *v, const char *what, const char **out, size_t *len, ims_error *err)
+ims_status imsi_json_get_string(const json_value *v, const char *what, const char **out, size_t *len, ims_error *err)
 {
-    ims_status st = json_expect_kind(v, JSON_STRING, what, err);
+    ims_status st = imsi_json_expect_kind(v, JSON_STRING, what, err);
     if (!st) {
         *out = v->str.ptr;
         if (len)
@@ -752,45 +752,45 @@ static ims_status member_find(const json_value *obj, const char *what, const cha
     else
         snprintf(name, 256, "'%s'", key);
     if (!obj || obj->kind != JSON_OBJECT)
-        return ims_fail(err, IMS_ERR_FORMAT, "%s: not inside an object", name);
-    *out = json_object_get(obj, key);
+        return imsi_fail(err, IMS_ERR_FORMAT, "%s: not inside an object", name);
+    *out = imsi_json_object_get(obj, key);
     if (!*out)
-        return ims_fail(err, IMS_ERR_NOT_FOUND, "%s%smissing '%s'", what ? what : "", what && what[0] ? ": " : "",
-                        key);
+        return imsi_fail(err, IMS_ERR_NOT_FOUND, "%s%smissing '%s'", what ? what : "", what && what[0] ? ": " : "",
+                         key);
     return IMS_OK;
 }
 
-ims_status json_member_bool(const json_value *obj, const char *what, const char *key, int *out, ims_error *err)
+ims_status imsi_json_member_bool(const json_value *obj, const char *what, const char *key, int *out, ims_error *err)
 {
     const json_value *v;
     char name[256];
     ims_status st = member_find(obj, what, key, &v, name, err);
-    return st ? st : json_get_bool(v, name, out, err);
+    return st ? st : imsi_json_get_bool(v, name, out, err);
 }
 
-ims_status json_member_double(const json_value *obj, const char *what, const char *key, double *out,
-                              ims_error *err)
+ims_status imsi_json_member_double(const json_value *obj, const char *what, const char *key, double *out,
+                                   ims_error *err)
 {
     const json_value *v;
     char name[256];
     ims_status st = member_find(obj, what, key, &v, name, err);
-    return st ? st : json_get_double(v, name, out, err);
+    return st ? st : imsi_json_get_double(v, name, out, err);
 }
 
-ims_status json_member_int64(const json_value *obj, const char *what, const char *key, int64_t min, int64_t max,
-                             int64_t *out, ims_error *err)
+ims_status imsi_json_member_int64(const json_value *obj, const char *what, const char *key, int64_t min, int64_t max,
+                                  int64_t *out, ims_error *err)
 {
     const json_value *v;
     char name[256];
     ims_status st = member_find(obj, what, key, &v, name, err);
-    return st ? st : json_get_int64(v, name, min, max, out, err);
+    return st ? st : imsi_json_get_int64(v, name, min, max, out, err);
 }
 
-ims_status json_member_string(const json_value *obj, const char *what, const char *key, const char **out,
-                              size_t *len, ims_error *err)
+ims_status imsi_json_member_string(const json_value *obj, const char *what, const char *key, const char **out,
+                                   size_t *len, ims_error *err)
 {
     const json_value *v;
     char name[256];
     ims_status st = member_find(obj, what, key, &v, name, err);
-    return st ? st : json_get_string(v, name, out, len, err);
+    return st ? st : imsi_json_get_string(v, name, out, len, err);
 }

@@ -98,41 +98,41 @@ typedef struct json_doc {
 
 /* Parses text[0..len) (not necessarily NUL-terminated). limits may be NULL for
  * the defaults. On failure *doc is left empty (root NULL) and err says why. */
-ims_status json_parse(const char *text, size_t len, const json_limits *limits, json_doc *doc, ims_error *err);
-void json_doc_free(json_doc *doc);
+ims_status imsi_json_parse(const char *text, size_t len, const json_limits *limits, json_doc *doc, ims_error *err);
+void imsi_json_doc_free(json_doc *doc);
 
-const char *json_kind_name(json_kind kind); /* "null", "boolean", "number", ... */
+const char *imsi_json_kind_name(json_kind kind); /* "null", "boolean", "number", ... */
 
 /* Copies a string from a file into buf (size >= 8 bytes) for a one-line
  * message: control characters (and bytes that do not start a UTF-8 sequence)
  * become "\xNN", and a string too long for buf is cut at a character boundary
  * and ends in "...". Returns buf. Every file-derived string a message quotes
  * goes through this, so a hostile name cannot break a message's one line. */
-const char *json_printable(const char *s, char *buf, size_t size);
+const char *imsi_json_printable(const char *s, char *buf, size_t size);
 
 /* Lookups: NULL when v is not an object / array, or the key / index is absent. */
-const json_value *json_object_get(const json_value *obj, const char *key);
-const json_value *json_array_at(const json_value *arr, size_t index);
+const json_value *imsi_json_object_get(const json_value *obj, const char *key);
+const json_value *imsi_json_array_at(const json_value *arr, size_t index);
 
 /* Typed getters. `what` names the value in the message ("config.json:
  * hidden_size" or "tensor 'x' shape[1]"); the message also gives the value's
  * byte offset. All fail with IMS_ERR_FORMAT on a value of another kind. */
-ims_status json_expect_kind(const json_value *v, json_kind kind, const char *what, ims_error *err);
-ims_status json_get_bool(const json_value *v, const char *what, int *out, ims_error *err);
-ims_status json_get_double(const json_value *v, const char *what, double *out, ims_error *err);
+ims_status imsi_json_expect_kind(const json_value *v, json_kind kind, const char *what, ims_error *err);
+ims_status imsi_json_get_bool(const json_value *v, const char *what, int *out, ims_error *err);
+ims_status imsi_json_get_double(const json_value *v, const char *what, double *out, ims_error *err);
 /* An integer literal in [min, max]. */
-ims_status json_get_int64(const json_value *v, const char *what, int64_t min, int64_t max, int64_t *out,
-                          ims_error *err);
-ims_status json_get_string(const json_value *v, const char *what, const char **out, size_t *len, ims_error *err);
+ims_status imsi_json_get_int64(const json_value *v, const char *what, int64_t min, int64_t max, int64_t *out,
+                               ims_error *err);
+ims_status imsi_json_get_string(const json_value *v, const char *what, const char **out, size_t *len, ims_error *err);
 
 /* Member getters: IMS_ERR_NOT_FOUND (message "<what>: missing '<key>'") when
  * the key is absent, otherwise as the typed getters; what names the object. */
-ims_status json_member_bool(const json_value *obj, const char *what, const char *key, int *out, ims_error *err);
-ims_status json_member_double(const json_value *obj, const char *what, const char *key, double *out,
-                              ims_error *err);
-ims_status json_member_int64(const json_value *obj, const char *what, const char *key, int64_t min, int64_t max,
-                             int64_t *out, ims_error *err);
-ims_status json_member_string(const json_value *obj, const char *what, const char *key, const char **out,
-                              size_t *len, ims_error *err);
+ims_status imsi_json_member_bool(const json_value *obj, const char *what, const char *key, int *out, ims_error *err);
+ims_status imsi_json_member_double(const json_value *obj, const char *what, const char *key, double *out,
+                                   ims_error *err);
+ims_status imsi_json_member_int64(const json_value *obj, const char *what, const char *key, int64_t min, int64_t max,
+                                  int64_t *out, ims_error *err);
+ims_status imsi_json_member_string(const json_value *obj, const char *what, const char *key, const char **out,
+                                   size_t *len, ims_error *err);
 
 #endif /* IMS_JSON_PARSE_H */

@@ -6,37 +6,37 @@
 #include <stdio.h>
 #include <string.h>
 
-ims_status ims_shape_numel(int ndim, const int64_t *shape, int64_t *numel, ims_error *err)
+ims_status imsi_shape_numel(int ndim, const int64_t *shape, int64_t *numel, ims_error *err)
 {
     if (ndim < 0 || ndim > IMS_MAX_DIMS)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "ndim %d is outside 0..%d", ndim, IMS_MAX_DIMS);
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "ndim %d is outside 0..%d", ndim, IMS_MAX_DIMS);
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 1)
-            return ims_fail(err, IMS_ERR_ARGUMENT, "shape[%d] = %lld must be at least 1", i,
-                            (long long)shape[i]);
+            return imsi_fail(err, IMS_ERR_ARGUMENT, "shape[%d] = %lld must be at least 1", i,
+                             (long long)shape[i]);
         if (n > INT64_MAX / shape[i])
-            return ims_fail(err, IMS_ERR_ARGUMENT, "shape product overflows at shape[%d] = %lld",
-                            i, (long long)shape[i]);
+            return imsi_fail(err, IMS_ERR_ARGUMENT, "shape product overflows at shape[%d] = %lld",
+                             i, (long long)shape[i]);
         n *= shape[i];
     }
     *numel = n;
     return IMS_OK;
 }
 
-ims_status ims_tensor_init(void *data, ims_dtype dtype, int ndim, const int64_t *shape,
-                           ims_memory memory, ims_tensor *t, ims_error *err)
+ims_status imsi_tensor_init(void *data, ims_dtype dtype, int ndim, const int64_t *shape,
+                            imsi_memory memory, imsi_tensor *t, ims_error *err)
 {
     memset(t, 0, sizeof *t);
     if (ims_dtype_size(dtype) == 0)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "unknown dtype %d", (int)dtype);
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "unknown dtype %d", (int)dtype);
     int64_t numel;
-    ims_status st = ims_shape_numel(ndim, shape, &numel, err);
+    ims_status st = imsi_shape_numel(ndim, shape, &numel, err);
     if (st)
         return st;
     if ((uint64_t)numel > SIZE_MAX / ims_dtype_size(dtype))
-        return ims_fail(err, IMS_ERR_ARGUMENT, "%lld elements of %s overflow size_t",
-                        (long long)numel, ims_dtype_name(dtype));
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "%lld elements of %s overflow size_t",
+                         (long long)numel, ims_dtype_name(dtype));
     t->data = data;
     t->dtype = dtype;
     t->ndim = ndim;
@@ -46,23 +46,23 @@ ims_status ims_tensor_init(void *data, ims_dtype dtype, int ndim, const int64_t 
     return IMS_OK;
 }
 
-ims_tensor ims_tensor_host(void *data, ims_dtype dtype, int ndim, const int64_t *shape)
+imsi_tensor imsi_tensor_host(void *data, ims_dtype dtype, int ndim, const int64_t *shape)
 {
-    ims_tensor t;
-    if (ims_tensor_init(data, dtype, ndim, shape, IMS_MEMORY_HOST, &t, NULL))
+    imsi_tensor t;
+    if (imsi_tensor_init(data, dtype, ndim, shape, IMS_MEMORY_HOST, &t, NULL))
         memset(&t, 0, sizeof t);
     return t;
 }
 
-int64_t ims_tensor_numel(const ims_tensor *t)
+int64_t imsi_tensor_numel(const imsi_tensor *t)
 {
     int64_t n;
-    return ims_shape_numel(t->ndim, t->shape, &n, NULL) ? 0 : n;
+    return imsi_shape_numel(t->ndim, t->shape, &n, NULL) ? 0 : n;
 }
 
-size_t ims_tensor_nbytes(const ims_tensor *t)
+size_t imsi_tensor_nbytes(const imsi_tensor *t)
 {
-    int64_t n = ims_tensor_numel(t);
+    int64_t n = imsi_tensor_numel(t);
     size_t es = ims_dtype_size(t->dtype);
     if (es == 0 || (uint64_t)n > SIZE_MAX / es)
         return 0;
@@ -78,7 +78,7 @@ static void shape_text(int ndim, const int64_t *shape, char *buf, size_t size)
         snprintf(buf + used, size - used, ")");
 }
 
-const char *ims_tensor_describe(const ims_tensor *t, char *buf, size_t size)
+const char *imsi_tensor_describe(const imsi_tensor *t, char *buf, size_t size)
 {
     char s[80];
     shape_text(t->ndim, t->shape, s, sizeof s);
@@ -86,8 +86,8 @@ const char *ims_tensor_describe(const ims_tensor *t, char *buf, size_t size)
     return buf;
 }
 
-ims_status ims_tensor_expect(const ims_tensor *t, const char *what, ims_dtype dtype, int ndim,
-                             const int64_t *shape, ims_error *err)
+ims_status imsi_tensor_expect(const imsi_tensor *t, const char *what, ims_dtype dtype, int ndim,
+                              const int64_t *shape, ims_error *err)
 {
     int ok = t->data != NULL && t->dtype == dtype && t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++)
@@ -97,7 +97,7 @@ ims_status ims_tensor_expect(const ims_tensor *t, const char *what, ims_dtype dt
     char want[80], have[96];
     shape_text(ndim, shape, want, sizeof want);
     if (!t->data)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "%s: tensor has no data", what);
-    return ims_fail(err, IMS_ERR_ARGUMENT, "%s: expected %s %s (-1 = any), got %s", what, want,
-                    ims_dtype_name(dtype), ims_tensor_describe(t, have, sizeof have));
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "%s: tensor has no data", what);
+    return imsi_fail(err, IMS_ERR_ARGUMENT, "%s: expected %s %s (-1 = any), got %s", what, want,
+                     ims_dtype_name(dtype), imsi_tensor_describe(t, have, sizeof have));
 }

@@ -10,7 +10,7 @@
  *   in device memory): chunks of rows go from the pinned host rows into two
  *   device buffers taken in turn, the next chunk's upload overlapping the
  *   current chunk's search; each chunk's top-k comes back and is merged on
- *   the host into the running best (ims_knn_merge). The CPU backend runs the same loop
+ *   the host into the running best (imsi_knn_merge). The CPU backend runs the same loop
  *   over its host rows, so CPU tests exercise the merge.
  * The op returns each chunk's best sorted (equal scores by lower row) and
  * chunks go in increasing row order, so the merge stays exact and
@@ -43,10 +43,10 @@ struct ims_knn_table {
     int64_t dev_capacity, dev_rows;
     int64_t fallback_chunk; /* > 0 once a resident copy failed to fit */
     knn_scratch *scratch;   /* kept between searches (device allocations are slow) */
-    int64_t max_batch;      /* tests: a lower query batch size; 0: ims_knn_query_batch */
+    int64_t max_batch;      /* tests: a lower query batch size; 0: imsi_knn_query_batch */
 };
 
-void ims_knn_set_max_batch(ims_knn_table *t, int64_t queries) { t->max_batch = queries > 0 ? queries : 0; }
+void imsi_knn_set_max_batch(ims_knn_table *t, int64_t queries) { t->max_batch = queries > 0 ? queries : 0; }
 
 void ims_knn_options_init(ims_knn_options *o)
 {
@@ -58,14 +58,14 @@ void ims_knn_options_init(ims_knn_options *o)
 
 int64_t ims_knn_rows(const ims_knn_table *t) { return t->rows; }
 
-int64_t ims_knn_query_batch(int k)
+int64_t imsi_knn_query_batch(int k)
 {
     int64_t by_results = IMS_KNN_RESULT_ENTRIES / k, by_tile = IMS_KNN_TILE_FLOATS / (k + 1024);
     int64_t q = by_results < by_tile ? by_results : by_tile;
     return q < 1 ? 1 : q;
 }
 
-int64_t ims_knn_tile_rows(int64_t b, int k, int64_t n, int64_t dim)
+int64_t imsi_knn_tile_rows(int64_t b, int k, int64_t n, int64_t dim)
 {
     if (b < 1)
         b = 1;
@@ -77,11 +77,11 @@ int64_t ims_knn_tile_rows(int64_t b, int k, int64_t n, int64_t dim)
     return rows < n ? rows : n;
 }
 
-size_t ims_knn_workspace_bytes(int64_t b, int k, int64_t n, int64_t dim)
+size_t imsi_knn_workspace_bytes(int64_t b, int k, int64_t n, int64_t dim)
 {
     if (b < 0 || k < 1 || n < 0 || dim < 1 || b > INT32_MAX || dim > INT32_MAX)
         return 0;
-    int64_t t = ims_knn_tile_rows(b, k, n, 0), t_copy = ims_knn_tile_rows(b, k, n, dim);
+    int64_t t = imsi_knn_tile_rows(b, k, n, 0), t_copy = imsi_knn_tile_rows(b, k, n, dim);
     /* tile scores (b, k + t), candidate ids (b, k) i32 and keys (b, k) u64,
      * per-block candidate lists (b, t / 4096, k) u64 for k <= 1024, the
      * queries (b, dim) (and an f16 copy, counted in the slack of the f32
@@ -94,10 +94,10 @@ size_t ims_knn_workspace_bytes(int64_t b, int k, int64_t n, int64_t dim)
 
 size_t ims_knn_estimate_bytes(int64_t n, int64_t dim, ims_dtype dtype, int64_t b, int k)
 {
-    if (k >= 1 && b > ims_knn_query_batch(k))
-        b = ims_knn_query_batch(k); /* searches run in batches of at most this */
+    if (k >= 1 && b > imsi_knn_query_batch(k))
+        b = imsi_knn_query_batch(k); /* searches run in batches of at most this */
     size_t es = ims_dtype_size(dtype);
-    size_t ws = ims_knn_workspace_bytes(b, k, n, dim);
+    size_t ws = imsi_knn_workspace_bytes(b, k, n, dim);
     if (!es || !ws || n < 0 || dim < 1)
         return 0;
     __int128 bytes = (__int128)n * dim * es + ws;
@@ -116,20 +116,20 @@ ims_status ims_knn_create(ims_backend *be, int64_t dim, const ims_knn_options *o
         o = &def;
     }
     if (!be)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "knn: no backend");
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn: no backend");
     if (dim < 1 || dim > (1 << 20))
-        return ims_fail(err, IMS_ERR_ARGUMENT, "knn: dim %lld is out of range 1..%d", (long long)dim, 1 << 20);
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn: dim %lld is out of range 1..%d", (long long)dim, 1 << 20);
     if (o->dtype != IMS_DTYPE_F16 && o->dtype != IMS_DTYPE_F32)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "knn: storage dtype %s (f16 or f32)", ims_dtype_name(o->dtype));
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn: storage dtype %s (f16 or f32)", ims_dtype_name(o->dtype));
     if (o->metric != IMS_KNN_METRIC_COSINE && o->metric != IMS_KNN_METRIC_IP)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "knn: unknown metric %d", (int)o->metric);
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn: unknown metric %d", (int)o->metric);
     if (o->max_rows_per_chunk < 0)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "knn: max_rows_per_chunk %lld < 0", (long long)o->max_rows_per_chunk);
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn: max_rows_per_chunk %lld < 0", (long long)o->max_rows_per_chunk);
     if (o->path < IMS_KNN_PATH_AUTO || o->path > IMS_KNN_PATH_GEMM_F16)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "knn: unknown path %d", (int)o->path);
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn: unknown path %d", (int)o->path);
     ims_knn_table *t = calloc(1, sizeof *t);
     if (!t)
-        return ims_fail(err, IMS_ERR_NOMEM, "knn: out of memory");
+        return imsi_fail(err, IMS_ERR_NOMEM, "knn: out of memory");
     t->be = be;
     t->opt = *o;
     t->dim = dim;
@@ -142,7 +142,7 @@ ims_status ims_knn_create(ims_backend *be, int64_t dim, const ims_knn_options *o
 static void free_device_copy(ims_knn_table *t)
 {
     if (t->dev)
-        ims_backend_dealloc(t->be, t->dev, (size_t)t->dev_capacity * t->row_bytes);
+        imsi_backend_dealloc(t->be, t->dev, (size_t)t->dev_capacity * t->row_bytes);
     t->dev = NULL;
     t->dev_capacity = t->dev_rows = 0;
 }
@@ -155,7 +155,7 @@ void ims_knn_free(ims_knn_table *t)
         return;
     scratch_free(t, t->scratch);
     free_device_copy(t);
-    ims_backend_host_free(t->be, t->host);
+    imsi_backend_host_free(t->be, t->host);
     free(t);
 }
 
@@ -169,14 +169,14 @@ static ims_status grow_host(ims_knn_table *t, int64_t need, ims_error *err)
     if (cap < 1024)
         cap = 1024;
     if ((uint64_t)cap > SIZE_MAX / t->row_bytes)
-        return ims_fail(err, IMS_ERR_NOMEM, "knn: %lld rows of %zu bytes overflow", (long long)cap, t->row_bytes);
+        return imsi_fail(err, IMS_ERR_NOMEM, "knn: %lld rows of %zu bytes overflow", (long long)cap, t->row_bytes);
     void *p;
-    ims_status st = ims_backend_host_alloc(t->be, (size_t)cap * t->row_bytes, &p, err);
+    ims_status st = imsi_backend_host_alloc(t->be, (size_t)cap * t->row_bytes, &p, err);
     if (st)
-        return ims_error_prefix(err, st, "knn: growing the table to %lld rows", (long long)cap);
+        return imsi_error_prefix(err, st, "knn: growing the table to %lld rows", (long long)cap);
     if (t->rows)
         memcpy(p, t->host, (size_t)t->rows * t->row_bytes);
-    ims_backend_host_free(t->be, t->host);
+    imsi_backend_host_free(t->be, t->host);
     t->host = p;
     t->capacity = cap;
     return IMS_OK;
@@ -191,14 +191,14 @@ static ims_status prepare_rows(const ims_knn_table *t, float *x, int n, float *y
     for (int r = 0; r < n; r++)
         for (int c = 0; c < d; c++)
             if (!isfinite(x[(size_t)r * d + c]))
-                return ims_fail(err, IMS_ERR_ARGUMENT, "knn: %s %lld has a %s at column %d", what,
-                                (long long)(first + r), isnan(x[(size_t)r * d + c]) ? "NaN" : "Inf", c);
+                return imsi_fail(err, IMS_ERR_ARGUMENT, "knn: %s %lld has a %s at column %d", what,
+                                 (long long)(first + r), isnan(x[(size_t)r * d + c]) ? "NaN" : "Inf", c);
     if (t->opt.metric == IMS_KNN_METRIC_COSINE) {
-        cpu_l2_normalize_rows(x, y_f32, y_f16, norms, n, d);
+        imsi_cpu_l2_normalize_rows(x, y_f32, y_f16, norms, n, d);
         for (int r = 0; r < n; r++)
             if (!(norms[r] > 0.0f))
-                return ims_fail(err, IMS_ERR_ARGUMENT, "knn: %s %lld is all zeros (no direction for cosine)", what,
-                                (long long)(first + r));
+                return imsi_fail(err, IMS_ERR_ARGUMENT, "knn: %s %lld is all zeros (no direction for cosine)", what,
+                                 (long long)(first + r));
         return IMS_OK;
     }
     size_t count = (size_t)n * d;
@@ -207,25 +207,25 @@ static ims_status prepare_rows(const ims_knn_table *t, float *x, int n, float *y
             memcpy(y_f32, x, count * sizeof *x);
         return IMS_OK;
     }
-    cpu_convert_f32_to_f16(x, y_f16, count);
+    imsi_cpu_convert_f32_to_f16(x, y_f16, count);
     for (size_t i = 0; i < count; i++)
         if ((y_f16[i] & 0x7c00u) == 0x7c00u)
-            return ims_fail(err, IMS_ERR_ARGUMENT, "knn: %s %lld: value %g at column %zu overflows f16 storage", what,
-                            (long long)(first + (int64_t)(i / d)), x[i], i % d);
+            return imsi_fail(err, IMS_ERR_ARGUMENT, "knn: %s %lld: value %g at column %zu overflows f16 storage", what,
+                             (long long)(first + (int64_t)(i / d)), x[i], i % d);
     return IMS_OK;
 }
 
 ims_status ims_knn_append(ims_knn_table *t, const void *rows, ims_dtype dtype, int64_t n, ims_error *err)
 {
     if (n < 0 || (n > 0 && !rows))
-        return ims_fail(err, IMS_ERR_ARGUMENT, "knn append: %lld rows at %p", (long long)n, rows);
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn append: %lld rows at %p", (long long)n, rows);
     if (dtype != IMS_DTYPE_F32 && dtype != IMS_DTYPE_F16)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "knn append: rows of dtype %s (f32 or f16)", ims_dtype_name(dtype));
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn append: rows of dtype %s (f32 or f16)", ims_dtype_name(dtype));
     if (n == 0)
         return IMS_OK;
     if (n > INT64_MAX - t->rows || t->rows + n > INT32_MAX)
-        return ims_fail(err, IMS_ERR_UNSUPPORTED, "knn append: %lld + %lld rows exceed %d", (long long)t->rows,
-                        (long long)n, INT32_MAX);
+        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "knn append: %lld + %lld rows exceed %d", (long long)t->rows,
+                         (long long)n, INT32_MAX);
     ims_status st = grow_host(t, t->rows + n, err);
     if (st)
         return st;
@@ -235,7 +235,7 @@ ims_status ims_knn_append(ims_knn_table *t, const void *rows, ims_dtype dtype, i
     if (!x || !norms) {
         free(x);
         free(norms);
-        return ims_fail(err, IMS_ERR_NOMEM, "knn append: out of memory");
+        return imsi_fail(err, IMS_ERR_NOMEM, "knn append: out of memory");
     }
     for (int64_t r0 = 0; r0 < n && !st; r0 += KNN_APPEND_BATCH) {
         int count = (int)(n - r0 < KNN_APPEND_BATCH ? n - r0 : KNN_APPEND_BATCH);
@@ -243,7 +243,7 @@ ims_status ims_knn_append(ims_knn_table *t, const void *rows, ims_dtype dtype, i
         if (dtype == IMS_DTYPE_F32)
             memcpy(x, (const float *)rows + (size_t)r0 * t->dim, m * sizeof *x);
         else
-            cpu_convert_f16_to_f32((const uint16_t *)rows + (size_t)r0 * t->dim, x, m);
+            imsi_cpu_convert_f16_to_f32((const uint16_t *)rows + (size_t)r0 * t->dim, x, m);
         char *dst = (char *)t->host + (size_t)(t->rows + r0) * t->row_bytes;
         int f16 = t->opt.dtype == IMS_DTYPE_F16;
         st = prepare_rows(t, x, count, f16 ? NULL : (float *)dst, f16 ? (uint16_t *)dst : NULL, norms, t->rows + r0,
@@ -258,8 +258,8 @@ ims_status ims_knn_append(ims_knn_table *t, const void *rows, ims_dtype dtype, i
 
 /* ---- Merge --------------------------------------------------------------------------- */
 
-int ims_knn_merge(const float *a_scores, const int64_t *a_ids, int na, const float *b_scores, const int32_t *b_ids,
-                  int64_t b_base, int nb, int k, float *out_scores, int64_t *out_ids)
+int imsi_knn_merge(const float *a_scores, const int64_t *a_ids, int na, const float *b_scores, const int32_t *b_ids,
+                   int64_t b_base, int nb, int k, float *out_scores, int64_t *out_ids)
 {
     int i = 0, j = 0, n = 0;
     while (n < k && (i < na || j < nb)) {
@@ -286,9 +286,9 @@ int ims_knn_merge(const float *a_scores, const int64_t *a_ids, int na, const flo
 /* ---- Search ---------------------------------------------------------------------------- */
 
 /* A tensor view of memory the backend owns (or host memory on the CPU backend). */
-static ims_tensor view(const ims_backend *be, void *data, ims_dtype dtype, int64_t rows, int64_t cols)
+static imsi_tensor view(const ims_backend *be, void *data, ims_dtype dtype, int64_t rows, int64_t cols)
 {
-    ims_tensor v;
+    imsi_tensor v;
     memset(&v, 0, sizeof v);
     v.data = data;
     v.dtype = dtype;
@@ -343,14 +343,14 @@ static void scratch_free(ims_knn_table *t, knn_scratch *s)
     free(s->tmp_ids);
     free(s->tmp_scores);
     if (s->dq)
-        ims_backend_dealloc(t->be, s->dq, (size_t)s->qcap * t->dim * 4);
+        imsi_backend_dealloc(t->be, s->dq, (size_t)s->qcap * t->dim * 4);
     if (s->dids)
-        ims_backend_dealloc(t->be, s->dids, (size_t)s->qcap * s->kcap * 4);
+        imsi_backend_dealloc(t->be, s->dids, (size_t)s->qcap * s->kcap * 4);
     if (s->dscores)
-        ims_backend_dealloc(t->be, s->dscores, (size_t)s->qcap * s->kcap * 4);
+        imsi_backend_dealloc(t->be, s->dscores, (size_t)s->qcap * s->kcap * 4);
     for (int i = 0; i < 2; i++)
         if (s->dchunk[i])
-            ims_backend_dealloc(t->be, s->dchunk[i], s->dchunk_bytes);
+            imsi_backend_dealloc(t->be, s->dchunk[i], s->dchunk_bytes);
     free(s);
 }
 
@@ -372,21 +372,21 @@ static ims_status scratch_init(ims_knn_table *t, knn_scratch *s, int64_t qcap, i
     s->tmp_scores = malloc((size_t)kcap * sizeof *s->tmp_scores);
     if (!s->q || !s->norms || !s->chunk_ids || !s->chunk_scores || !s->run_ids || !s->run_scores || !s->run_n ||
         !s->tmp_ids || !s->tmp_scores)
-        return ims_fail(err, IMS_ERR_NOMEM, "knn search: cannot allocate host scratch for %lld queries, k = %d",
-                        (long long)qcap, kcap);
+        return imsi_fail(err, IMS_ERR_NOMEM, "knn search: cannot allocate host scratch for %lld queries, k = %d",
+                         (long long)qcap, kcap);
     if (on_host(t))
         return IMS_OK;
-    ims_status st = ims_backend_alloc(t->be, (size_t)qcap * t->dim * 4, &s->dq, err);
+    ims_status st = imsi_backend_alloc(t->be, (size_t)qcap * t->dim * 4, &s->dq, err);
     if (!st)
-        st = ims_backend_alloc(t->be, qk * 4, &s->dids, err);
+        st = imsi_backend_alloc(t->be, qk * 4, &s->dids, err);
     if (!st)
-        st = ims_backend_alloc(t->be, qk * 4, &s->dscores, err);
+        st = imsi_backend_alloc(t->be, qk * 4, &s->dscores, err);
     if (!st && chunk_rows > 0) {
         s->dchunk_bytes = (size_t)chunk_rows * t->row_bytes;
         for (int i = 0; i < 2 && !st; i++)
-            st = ims_backend_alloc(t->be, s->dchunk_bytes, &s->dchunk[i], err);
+            st = imsi_backend_alloc(t->be, s->dchunk_bytes, &s->dchunk[i], err);
     }
-    return st ? ims_error_prefix(err, st, "knn search scratch") : IMS_OK;
+    return st ? imsi_error_prefix(err, st, "knn search scratch") : IMS_OK;
 }
 
 /* The table's scratch, reallocated only when a search needs more. */
@@ -406,7 +406,7 @@ static ims_status scratch_get(ims_knn_table *t, int64_t qcap, int kcap, int64_t 
     scratch_free(t, s);
     t->scratch = NULL;
     if (!(s = calloc(1, sizeof *s)))
-        return ims_fail(err, IMS_ERR_NOMEM, "knn search: out of memory");
+        return imsi_fail(err, IMS_ERR_NOMEM, "knn search: out of memory");
     ims_status st = scratch_init(t, s, qcap, kcap, chunk_rows, err);
     if (st) {
         scratch_free(t, s);
@@ -423,10 +423,10 @@ static ims_status sync_resident(ims_knn_table *t, ims_error *err)
         int64_t cap = t->dev_capacity ? t->rows + t->rows / 2 : t->rows; /* headroom once it grows */
         free_device_copy(t);
         void *p = NULL;
-        ims_status st = ims_backend_alloc(t->be, (size_t)cap * t->row_bytes, &p, err);
+        ims_status st = imsi_backend_alloc(t->be, (size_t)cap * t->row_bytes, &p, err);
         if (st == IMS_ERR_NOMEM) { /* try without the headroom */
             cap = t->rows;
-            st = ims_backend_alloc(t->be, (size_t)cap * t->row_bytes, &p, err);
+            st = imsi_backend_alloc(t->be, (size_t)cap * t->row_bytes, &p, err);
         }
         if (st)
             return st;
@@ -449,11 +449,11 @@ static ims_status sync_resident(ims_knn_table *t, ims_error *err)
  * s->chunk_ids/chunk_scores (b, kc). next/next_bytes/next_dst: a chunk to
  * start uploading (asynchronously) once this op is enqueued, so the copy
  * overlaps it; NULL for none. */
-static ims_status select_chunk(ims_knn_table *t, knn_scratch *s, const ims_tensor *tv, const ims_tensor *qv,
+static ims_status select_chunk(ims_knn_table *t, knn_scratch *s, const imsi_tensor *tv, const imsi_tensor *qv,
                                int64_t b, int k, int kc, const void *next, size_t next_bytes, void *next_dst,
                                ims_error *err)
 {
-    ims_tensor iv, sv;
+    imsi_tensor iv, sv;
     if (on_host(t)) {
         iv = view(t->be, s->chunk_ids, IMS_DTYPE_I32, b, kc);
         sv = view(t->be, s->chunk_scores, IMS_DTYPE_F32, b, kc);
@@ -461,7 +461,7 @@ static ims_status select_chunk(ims_knn_table *t, knn_scratch *s, const ims_tenso
         iv = view(t->be, s->dids, IMS_DTYPE_I32, b, kc);
         sv = view(t->be, s->dscores, IMS_DTYPE_F32, b, kc);
     }
-    ims_status st = ims_op_knn_select(t->be, tv, qv, k, (int)t->opt.path, &iv, &sv, err);
+    ims_status st = imsi_op_knn_select(t->be, tv, qv, k, (int)t->opt.path, &iv, &sv, err);
     if (st || on_host(t))
         return st;
     if (next && (st = upload_async(t->be, next_dst, next, next_bytes, err)))
@@ -474,7 +474,7 @@ static ims_status select_chunk(ims_knn_table *t, knn_scratch *s, const ims_tenso
 }
 
 /* The streamed search of b queries: chunks of chunk_rows rows, merged. */
-static ims_status search_streamed(ims_knn_table *t, knn_scratch *s, const ims_tensor *qv, int64_t b, int k,
+static ims_status search_streamed(ims_knn_table *t, knn_scratch *s, const imsi_tensor *qv, int64_t b, int k,
                                   int64_t chunk_rows, ims_error *err)
 {
     memset(s->run_n, 0, (size_t)b * sizeof *s->run_n);
@@ -494,17 +494,17 @@ static ims_status search_streamed(ims_knn_table *t, knn_scratch *s, const ims_te
         void *rows = on_host(t) ? (char *)t->host + (size_t)r0 * t->row_bytes : s->dchunk[c % 2];
         int64_t r1 = r0 + count, next_count = t->rows - r1 < chunk_rows ? t->rows - r1 : chunk_rows;
         const void *next = r1 < t->rows ? (const char *)t->host + (size_t)r1 * t->row_bytes : NULL;
-        ims_tensor tv = view(t->be, rows, t->opt.dtype, count, t->dim);
+        imsi_tensor tv = view(t->be, rows, t->opt.dtype, count, t->dim);
         ims_status st = select_chunk(t, s, &tv, qv, b, k, kc, next, (size_t)next_count * t->row_bytes,
                                      s->dchunk[(c + 1) % 2], err);
         if (st) {
-            (void)ims_backend_synchronize(t->be, NULL); /* no copy may still write a buffer */
+            (void)imsi_backend_synchronize(t->be, NULL); /* no copy may still write a buffer */
             return st;
         }
         for (int64_t q = 0; q < b; q++) {
             size_t o = (size_t)q * k;
-            int n = ims_knn_merge(s->run_scores + o, s->run_ids + o, s->run_n[q], s->chunk_scores + (size_t)q * kc,
-                                  s->chunk_ids + (size_t)q * kc, r0, kc, k, s->tmp_scores, s->tmp_ids);
+            int n = imsi_knn_merge(s->run_scores + o, s->run_ids + o, s->run_n[q], s->chunk_scores + (size_t)q * kc,
+                                   s->chunk_ids + (size_t)q * kc, r0, kc, k, s->tmp_scores, s->tmp_ids);
             memcpy(s->run_scores + o, s->tmp_scores, (size_t)n * sizeof *s->tmp_scores);
             memcpy(s->run_ids + o, s->tmp_ids, (size_t)n * sizeof *s->tmp_ids);
             s->run_n[q] = n;
@@ -530,7 +530,7 @@ static ims_status search_batch(ims_knn_table *t, knn_scratch *s, const float *qu
     ims_status st = prepare_rows(t, s->q, (int)b, s->q, NULL, s->norms, q0, "query", err);
     if (st)
         return st;
-    ims_tensor qv = view(t->be, s->q, IMS_DTYPE_F32, b, t->dim);
+    imsi_tensor qv = view(t->be, s->q, IMS_DTYPE_F32, b, t->dim);
     if (!on_host(t)) {
         if ((st = t->be->ops->upload(t->be, s->dq, s->q, qfloats * 4, err)))
             return st;
@@ -547,7 +547,7 @@ static ims_status search_batch(ims_knn_table *t, knn_scratch *s, const float *qu
                 return st;
             rows = t->dev;
         }
-        ims_tensor tv = view(t->be, rows, t->opt.dtype, t->rows, t->dim);
+        imsi_tensor tv = view(t->be, rows, t->opt.dtype, t->rows, t->dim);
         int kc = (int)(k < t->rows ? k : t->rows);
         if ((st = select_chunk(t, s, &tv, &qv, b, k, kc, NULL, 0, NULL, err)))
             return st;
@@ -570,18 +570,18 @@ ims_status ims_knn_search(ims_knn_table *t, const float *queries, int64_t b, int
                           ims_error *err)
 {
     if (k < 1 || k > IMS_KNN_MAX_K)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "knn search: k = %d is out of range 1..%d", k, IMS_KNN_MAX_K);
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn search: k = %d is out of range 1..%d", k, IMS_KNN_MAX_K);
     if (b < 0 || (b > 0 && (!queries || !ids || !scores)))
-        return ims_fail(err, IMS_ERR_ARGUMENT, "knn search: %lld queries with a NULL buffer", (long long)b);
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn search: %lld queries with a NULL buffer", (long long)b);
     if (b > INT32_MAX)
-        return ims_fail(err, IMS_ERR_UNSUPPORTED, "knn search: %lld queries exceed %d", (long long)b, INT32_MAX);
+        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "knn search: %lld queries exceed %d", (long long)b, INT32_MAX);
     for (size_t i = 0; i < (size_t)b * k; i++) {
         ids[i] = -1;
         scores[i] = -INFINITY;
     }
     if (b == 0 || t->rows == 0)
         return IMS_OK;
-    int64_t qcap = ims_knn_query_batch(k);
+    int64_t qcap = imsi_knn_query_batch(k);
     if (t->max_batch > 0 && t->max_batch < qcap)
         qcap = t->max_batch;
     qcap = qcap < b ? qcap : b;

@@ -9,8 +9,8 @@
 /* Writes s[0..len) with '%', control bytes (< 0x20, 0x7f) and bytes that are
  * not part of valid UTF-8 as %XX, so any path fits on one line of a text file
  * and reads back byte for byte (Python: urllib.parse.unquote_to_bytes). */
-void index_escape_write(FILE *f, const char *s, size_t len);
-/* Undoes index_escape_write in place; 0 on success, -1 on a malformed escape. */
-int index_unescape(char *s, size_t *len);
+void imsi_index_escape_write(FILE *f, const char *s, size_t len);
+/* Undoes imsi_index_escape_write in place; 0 on success, -1 on a malformed escape. */
+int imsi_index_unescape(char *s, size_t *len);
 
 #endif /* IMS_INDEX_STORE_H */

@@ -5,9 +5,9 @@
 
 #include <zlib.h>
 
-uint32_t isw_crc32(const void *data, uint64_t nbytes) { return isw_crc32_update(0, data, nbytes); }
+uint32_t imsi_isw_crc32(const void *data, uint64_t nbytes) { return imsi_isw_crc32_update(0, data, nbytes); }
 
-uint32_t isw_crc32_update(uint32_t running, const void *data, uint64_t nbytes)
+uint32_t imsi_isw_crc32_update(uint32_t running, const void *data, uint64_t nbytes)
 {
     /* zlib takes uInt lengths: feed it in 1 GiB pieces. */
     const unsigned char *p = data;
@@ -21,7 +21,7 @@ uint32_t isw_crc32_update(uint32_t running, const void *data, uint64_t nbytes)
     return (uint32_t)crc;
 }
 
-int isw_utf8_valid(const char *s, size_t len)
+int imsi_isw_utf8_valid(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
@@ -53,26 +53,26 @@ int isw_utf8_valid(const char *s, size_t len)
     return 1;
 }
 
-int isw_utf8_printable(const char *s, size_t len)
+int imsi_isw_utf8_printable(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
             return 0;
-    return isw_utf8_valid(s, len);
+    return imsi_isw_utf8_valid(s, len);
 }
 
-ims_status isw_check_name(const char *s, size_t len, size_t max, const char *what, ims_error *err)
+ims_status imsi_isw_check_name(const char *s, size_t len, size_t max, const char *what, ims_error *err)
 {
     if (len == 0)
-        return ims_fail(err, IMS_ERR_FORMAT, "%s is empty", what);
+        return imsi_fail(err, IMS_ERR_FORMAT, "%s is empty", what);
     if (len > max)
-        return ims_fail(err, IMS_ERR_FORMAT, "%s length %zu exceeds %zu", what, len, max);
-    if (!isw_utf8_valid(s, len))
-        return ims_fail(err, IMS_ERR_FORMAT, "%s is not valid UTF-8 or contains a NUL byte", what);
+        return imsi_fail(err, IMS_ERR_FORMAT, "%s length %zu exceeds %zu", what, len, max);
+    if (!imsi_isw_utf8_valid(s, len))
+        return imsi_fail(err, IMS_ERR_FORMAT, "%s is not valid UTF-8 or contains a NUL byte", what);
     /* Names appear in one-line messages and tables: no control characters. */
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return ims_fail(err, IMS_ERR_FORMAT, "%s contains the control character 0x%02x at byte %zu", what,
-                            (unsigned char)s[i], i);
+            return imsi_fail(err, IMS_ERR_FORMAT, "%s contains the control character 0x%02x at byte %zu", what,
+                             (unsigned char)s[i], i);
     return IMS_OK;
 }

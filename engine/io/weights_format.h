@@ -75,20 +75,20 @@ static inline void isw_store_u64(unsigned char *p, uint64_t v)
 
 /* zlib's crc32 (the same as Python's zlib.crc32) over any length; _update
  * continues a running crc (start from 0). */
-uint32_t isw_crc32(const void *data, uint64_t nbytes);
-uint32_t isw_crc32_update(uint32_t crc, const void *data, uint64_t nbytes);
+uint32_t imsi_isw_crc32(const void *data, uint64_t nbytes);
+uint32_t imsi_isw_crc32_update(uint32_t crc, const void *data, uint64_t nbytes);
 
 /* 1 if [s, s+len) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF)
  * with no NUL byte. */
-int isw_utf8_valid(const char *s, size_t len);
+int imsi_isw_utf8_valid(const char *s, size_t len);
 
 /* 1 if valid UTF-8 (as above) without control characters (U+0000..U+001F,
  * U+007F): a name that is safe to print in a one-line message. */
-int isw_utf8_printable(const char *s, size_t len);
+int imsi_isw_utf8_printable(const char *s, size_t len);
 
 /* Checks a metadata key or tensor name: 1..max bytes, valid UTF-8, no control
  * characters (U+0000..U+001F, U+007F).
  * `what` names it in the message ("metadata key", "tensor name"). */
-ims_status isw_check_name(const char *s, size_t len, size_t max, const char *what, ims_error *err);
+ims_status imsi_isw_check_name(const char *s, size_t len, size_t max, const char *what, ims_error *err);
 
 #endif /* IMS_WEIGHTS_FORMAT_H */

@@ -1,6 +1,6 @@
 /* inception_v3.c: the Inception-v3 eval graph as plain C over backend ops.
  *
- * It does not know which backend runs it: every step is an ims_op_* call on
+ * It does not know which backend runs it: every step is an imsi_op_* call on
  * NHWC tensors (B, H, W, C). Layers come from the table in
  * inception_v3_arch.c, channel counts from the weight file (so narrower test
  * models run too). BatchNorm is already folded into each convolution, so a
@@ -37,8 +37,8 @@ typedef struct iv3_graph {
 } iv3_graph;
 
 typedef struct iv3_conv {
-    ims_tensor w; /* (O, KH, KW, I) act dtype */
-    ims_tensor b; /* (O) act dtype */
+    imsi_tensor w; /* (O, KH, KW, I) act dtype */
+    imsi_tensor b; /* (O) act dtype */
     int stride, pad_h, pad_w;
 } iv3_conv;
 
@@ -47,7 +47,7 @@ struct ims_image_encoder {
     ims_precision precision;
     ims_dtype act; /* f32, or f16 with IMS_PRECISION_FP16 */
     iv3_conv convs[IV3_LAYER_COUNT];
-    ims_tensor fc_w, fc_b; /* (classes, features), (classes) f32 */
+    imsi_tensor fc_w, fc_b; /* (classes, features), (classes) f32 */
     int classes, features, image_size;
     int count_include_pad, mixed_7c_max;
     ims_preprocess_mode mode;
@@ -56,7 +56,7 @@ struct ims_image_encoder {
     int64_t block_shape[IV3_BLOCK_COUNT][3]; /* (H, W, C) per image */
     int64_t max_elems;                       /* widest activation of one image */
     int capacity;                            /* batch the buffers hold */
-    ims_tensor in_u8, in_f32, in_act, buf[IV3_BUFFERS], feat, logits;
+    imsi_tensor in_u8, in_f32, in_act, buf[IV3_BUFFERS], feat, logits;
     int use_graphs;
     iv3_graph graphs[IV3_GRAPHS];
 };
@@ -69,18 +69,18 @@ static const char *const block_names[IV3_BLOCK_COUNT] = {
 };
 
 /* A view of a buffer with a batch-dependent shape. */
-static ims_tensor view4(const ims_tensor *buf, int64_t n, int64_t h, int64_t w, int64_t c)
+static imsi_tensor view4(const imsi_tensor *buf, int64_t n, int64_t h, int64_t w, int64_t c)
 {
-    ims_tensor t = *buf;
+    imsi_tensor t = *buf;
     t.backend = NULL;
     t.ndim = 4;
     t.shape[0] = n, t.shape[1] = h, t.shape[2] = w, t.shape[3] = c;
     return t;
 }
 
-static ims_tensor view2(const ims_tensor *buf, int64_t n, int64_t c)
+static imsi_tensor view2(const imsi_tensor *buf, int64_t n, int64_t c)
 {
-    ims_tensor t = *buf;
+    imsi_tensor t = *buf;
     t.backend = NULL;
     t.ndim = 2;
     t.shape[0] = n, t.shape[1] = c, t.shape[2] = 1, t.shape[3] = 1;
@@ -95,7 +95,7 @@ static ims_status read_floats(const ims_weight_tensor *t, float **out, ims_error
     size_t n = (size_t)(t->nbytes / ims_dtype_size(t->dtype));
     float *v = malloc((n ? n : 1) * sizeof *v);
     if (!v)
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory reading '%.*s'", (int)t->name.len, t->name.ptr);
+        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory reading '%.*s'", (int)t->name.len, t->name.ptr);
     if (t->dtype == IMS_DTYPE_F32) {
         memcpy(v, t->data, n * sizeof *v);
     } else {
@@ -112,20 +112,20 @@ static ims_status read_floats(const ims_weight_tensor *t, float **out, ims_error
 
 /* Uploads host floats into a new backend tensor of dtype dt (f32 or f16). */
 static ims_status upload_floats(ims_backend *be, const float *v, ims_dtype dt, int ndim, const int64_t *shape,
-                                ims_tensor *out, ims_error *err)
+                                imsi_tensor *out, ims_error *err)
 {
-    ims_status st = ims_tensor_alloc(be, dt, ndim, shape, out, err);
+    ims_status st = imsi_tensor_alloc(be, dt, ndim, shape, out, err);
     if (st)
         return st;
-    size_t n = (size_t)ims_tensor_numel(out);
+    size_t n = (size_t)imsi_tensor_numel(out);
     if (dt == IMS_DTYPE_F32)
-        return ims_backend_upload(be, out, v, n * sizeof *v, err);
+        return imsi_backend_upload(be, out, v, n * sizeof *v, err);
     uint16_t *h = malloc(n * sizeof *h);
     if (!h)
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         h[i] = ims_f32_to_f16(v[i]);
-    st = ims_backend_upload(be, out, h, n * sizeof *h, err);
+    st = imsi_backend_upload(be, out, h, n * sizeof *h, err);
     free(h);
     return st;
 }
@@ -135,13 +135,13 @@ static ims_status find_float_tensor(const ims_weights *w, const char *name, int 
 {
     const ims_weight_tensor *t = ims_weights_tensor_find(w, name);
     if (!t)
-        return ims_fail(err, IMS_ERR_NOT_FOUND, "weight file has no tensor '%s'", name);
+        return imsi_fail(err, IMS_ERR_NOT_FOUND, "weight file has no tensor '%s'", name);
     int ok = (t->dtype == IMS_DTYPE_F32 || t->dtype == IMS_DTYPE_F16) && t->ndim == ndim;
     for (int d = 0; ok && d < ndim; d++)
         ok = shape[d] < 0 || t->shape[d] == shape[d];
     if (!ok)
-        return ims_fail(err, IMS_ERR_FORMAT, "tensor '%s' is %s with %d dims (%lld, ...), not what Inception-v3 needs",
-                        name, ims_dtype_name(t->dtype), t->ndim, (long long)t->shape[0]);
+        return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s' is %s with %d dims (%lld, ...), not what Inception-v3 needs",
+                         name, ims_dtype_name(t->dtype), t->ndim, (long long)t->shape[0]);
     *out = t;
     return IMS_OK;
 }
@@ -150,7 +150,7 @@ static ims_status load_layer(ims_image_encoder *enc, const ims_weights *w, const
                              iv3_conv *cv, int64_t *out_in, ims_error *err)
 {
     char layer[96], name[128];
-    iv3_layer_name(b, l, layer, sizeof layer);
+    imsi_iv3_layer_name(b, l, layer, sizeof layer);
     snprintf(name, sizeof name, "%s.weight", layer);
     const ims_weight_tensor *wt, *bt;
     ims_status st = find_float_tensor(w, name, 4, (int64_t[]){-1, l->kh, l->kw, -1}, &wt, err);
@@ -179,7 +179,7 @@ static ims_status load_metadata(ims_image_encoder *enc, const ims_weights *w, im
     if (st)
         return st;
     if (arch.len < 12 || memcmp(arch.ptr, "inception_v3", 12) != 0)
-        return ims_fail(err, IMS_ERR_FORMAT, "weight file holds '%.*s', not an Inception-v3", (int)arch.len, arch.ptr);
+        return imsi_fail(err, IMS_ERR_FORMAT, "weight file holds '%.*s', not an Inception-v3", (int)arch.len, arch.ptr);
     int64_t classes, features, size, include_pad;
     ims_str pool7c, mode;
     double mean[3], std[3];
@@ -194,15 +194,15 @@ static ims_status load_metadata(ims_image_encoder *enc, const ims_weights *w, im
     if (st)
         return st;
     if (classes < 1 || classes > 1000000 || features < 1 || features > 1000000 || size < 75 || size > 4096)
-        return ims_fail(err, IMS_ERR_FORMAT, "inception: %lld classes, %lld features, image size %lld",
-                        (long long)classes, (long long)features, (long long)size);
+        return imsi_fail(err, IMS_ERR_FORMAT, "inception: %lld classes, %lld features, image size %lld",
+                         (long long)classes, (long long)features, (long long)size);
     enc->classes = (int)classes, enc->features = (int)features, enc->image_size = (int)size;
     enc->count_include_pad = include_pad != 0;
     enc->mixed_7c_max = pool7c.len == 3 && !memcmp(pool7c.ptr, "max", 3);
     enc->mode = mode.len == 3 && !memcmp(mode.ptr, "fid", 3) ? IMS_PREPROCESS_FID : IMS_PREPROCESS_TORCHVISION;
     for (int c = 0; c < 3; c++) {
         if (!(std[c] > 0.0))
-            return ims_fail(err, IMS_ERR_FORMAT, "preprocess.std[%d] is %g", c, std[c]);
+            return imsi_fail(err, IMS_ERR_FORMAT, "preprocess.std[%d] is %g", c, std[c]);
         enc->scale[c] = (float)(1.0 / (255.0 * std[c]));
         enc->shift[c] = (float)(-mean[c] / std[c]);
     }
@@ -210,10 +210,10 @@ static ims_status load_metadata(ims_image_encoder *enc, const ims_weights *w, im
     size_t count;
     if (ims_weights_get_strings(w, "labels", &labels, &count, NULL) == IMS_OK && count == (size_t)classes) {
         if (!(enc->labels = calloc(count, sizeof *enc->labels)))
-            return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+            return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
         for (size_t i = 0; i < count; i++) {
             if (!(enc->labels[i] = malloc(labels[i].len + 1)))
-                return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+                return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
             memcpy(enc->labels[i], labels[i].ptr, labels[i].len);
             enc->labels[i][labels[i].len] = '\0';
         }
@@ -227,33 +227,33 @@ static ims_status plan_shapes(ims_image_encoder *enc, const int64_t (*out_in)[2]
     int64_t h = enc->image_size, w = enc->image_size, c = 3, widest = h * w * c;
     int k = 0;
     for (int bi = 0; bi < IV3_BLOCK_COUNT; bi++) {
-        const iv3_block *b = &iv3_blocks()[bi];
+        const iv3_block *b = &imsi_iv3_blocks()[bi];
         int64_t bh = h, bw = w, concat = 0, oh = h, ow = w;
         for (int li = 0; li < b->layer_count; li++, k++) {
             const iv3_layer *l = &b->layers[li];
             if (b->kind == IV3_STEM) {
-                h = ims_conv_out_size(h, l->kh, l->stride, l->pad_h);
-                w = ims_conv_out_size(w, l->kw, l->stride, l->pad_w);
+                h = imsi_conv_out_size(h, l->kh, l->stride, l->pad_h);
+                w = imsi_conv_out_size(w, l->kw, l->stride, l->pad_w);
                 c = out_in[k][0];
                 if (h < 1 || w < 1)
-                    return ims_fail(err, IMS_ERR_FORMAT, "image size %d is too small for Inception-v3", enc->image_size);
+                    return imsi_fail(err, IMS_ERR_FORMAT, "image size %d is too small for Inception-v3", enc->image_size);
                 widest = h * w * c > widest ? h * w * c : widest;
                 if (l->maxpool_after) {
-                    h = ims_conv_out_size(h, 3, 2, 0);
-                    w = ims_conv_out_size(w, 3, 2, 0);
+                    h = imsi_conv_out_size(h, 3, 2, 0);
+                    w = imsi_conv_out_size(w, 3, 2, 0);
                 }
                 continue;
             }
-            int64_t lh = ims_conv_out_size(bh, l->kh, l->stride, l->pad_h);
-            int64_t lw = ims_conv_out_size(bw, l->kw, l->stride, l->pad_w);
+            int64_t lh = imsi_conv_out_size(bh, l->kh, l->stride, l->pad_h);
+            int64_t lw = imsi_conv_out_size(bw, l->kw, l->stride, l->pad_w);
             if (l->input == IV3_IN_PREV) {
-                lh = ims_conv_out_size(oh, l->kh, l->stride, l->pad_h);
-                lw = ims_conv_out_size(ow, l->kw, l->stride, l->pad_w);
+                lh = imsi_conv_out_size(oh, l->kh, l->stride, l->pad_h);
+                lw = imsi_conv_out_size(ow, l->kw, l->stride, l->pad_w);
             } else if (l->input == IV3_IN_SIBLING) {
                 lh = oh, lw = ow; /* the siblings are shape-preserving (1x3 / 3x1, pad 1) */
             }
             if (lh < 1 || lw < 1)
-                return ims_fail(err, IMS_ERR_FORMAT, "image size %d is too small for Inception-v3", enc->image_size);
+                return imsi_fail(err, IMS_ERR_FORMAT, "image size %d is too small for Inception-v3", enc->image_size);
             if (l->input != IV3_IN_SIBLING)
                 oh = lh, ow = lw;
             widest = lh * lw * out_in[k][0] > widest ? lh * lw * out_in[k][0] : widest;
@@ -269,8 +269,8 @@ static ims_status plan_shapes(ims_image_encoder *enc, const int64_t (*out_in)[2]
         enc->block_shape[bi][0] = h, enc->block_shape[bi][1] = w, enc->block_shape[bi][2] = c;
     }
     if (c != enc->features)
-        return ims_fail(err, IMS_ERR_FORMAT, "inception.features is %d, but Mixed_7c gives %lld", enc->features,
-                        (long long)c);
+        return imsi_fail(err, IMS_ERR_FORMAT, "inception.features is %d, but Mixed_7c gives %lld", enc->features,
+                         (long long)c);
     enc->max_elems = widest;
     return IMS_OK;
 }
@@ -280,12 +280,12 @@ ims_status ims_image_encoder_create(ims_backend *be, const ims_weights *w, ims_p
 {
     *out = NULL;
     if (p < IMS_PRECISION_FP32 || p > IMS_PRECISION_FP16)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "unknown precision %d", (int)p);
-    if (ims_backend_memory(be) == IMS_MEMORY_HOST && p != IMS_PRECISION_FP32)
-        return ims_fail(err, IMS_ERR_UNSUPPORTED, "the CPU backend runs fp32 only, not %s", ims_precision_name(p));
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "unknown precision %d", (int)p);
+    if (imsi_backend_memory(be) == IMS_MEMORY_HOST && p != IMS_PRECISION_FP32)
+        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "the CPU backend runs fp32 only, not %s", ims_precision_name(p));
     ims_image_encoder *enc = calloc(1, sizeof *enc);
     if (!enc)
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
     enc->be = be;
     enc->precision = p;
     enc->act = p == IMS_PRECISION_FP16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32;
@@ -293,12 +293,12 @@ ims_status ims_image_encoder_create(ims_backend *be, const ims_weights *w, ims_p
     int64_t out_in[IV3_LAYER_COUNT][2];
     int k = 0;
     for (int bi = 0; bi < IV3_BLOCK_COUNT && !st; bi++) {
-        const iv3_block *b = &iv3_blocks()[bi];
+        const iv3_block *b = &imsi_iv3_blocks()[bi];
         for (int li = 0; li < b->layer_count && !st; li++, k++)
             st = load_layer(enc, w, b, &b->layers[li], &enc->convs[k], out_in[k], err);
     }
     int64_t features = 0;
-    if (!st) st = iv3_check_channels((const int64_t(*)[2])out_in, &features, err);
+    if (!st) st = imsi_iv3_check_channels((const int64_t(*)[2])out_in, &features, err);
     if (!st) st = plan_shapes(enc, (const int64_t(*)[2])out_in, err);
     const ims_weight_tensor *fw = NULL, *fb = NULL;
     if (!st) st = find_float_tensor(w, "fc.weight", 2, (int64_t[]){enc->classes, enc->features}, &fw, err);
@@ -311,7 +311,7 @@ ims_status ims_image_encoder_create(ims_backend *be, const ims_weights *w, ims_p
     free(wv), free(bv);
     if (st) {
         ims_image_encoder_free(enc);
-        return ims_error_prefix(err, st, "Inception-v3 encoder");
+        return imsi_error_prefix(err, st, "Inception-v3 encoder");
     }
     *out = enc;
     return IMS_OK;
@@ -320,7 +320,7 @@ ims_status ims_image_encoder_create(ims_backend *be, const ims_weights *w, ims_p
 static void free_graphs(ims_image_encoder *enc)
 {
     for (int i = 0; i < IV3_GRAPHS; i++)
-        ims_backend_graph_free(enc->be, enc->graphs[i].graph);
+        imsi_backend_graph_free(enc->be, enc->graphs[i].graph);
     memset(enc->graphs, 0, sizeof enc->graphs);
 }
 
@@ -328,13 +328,13 @@ static void free_graphs(ims_image_encoder *enc)
 static void free_buffers(ims_image_encoder *enc)
 {
     free_graphs(enc);
-    ims_tensor_free(&enc->in_u8);
-    ims_tensor_free(&enc->in_f32);
-    ims_tensor_free(&enc->in_act);
+    imsi_tensor_free(&enc->in_u8);
+    imsi_tensor_free(&enc->in_f32);
+    imsi_tensor_free(&enc->in_act);
     for (int i = 0; i < IV3_BUFFERS; i++)
-        ims_tensor_free(&enc->buf[i]);
-    ims_tensor_free(&enc->feat);
-    ims_tensor_free(&enc->logits);
+        imsi_tensor_free(&enc->buf[i]);
+    imsi_tensor_free(&enc->feat);
+    imsi_tensor_free(&enc->logits);
     enc->capacity = 0;
 }
 
@@ -344,11 +344,11 @@ void ims_image_encoder_free(ims_image_encoder *enc)
         return;
     free_buffers(enc);
     for (int k = 0; k < IV3_LAYER_COUNT; k++) {
-        ims_tensor_free(&enc->convs[k].w);
-        ims_tensor_free(&enc->convs[k].b);
+        imsi_tensor_free(&enc->convs[k].w);
+        imsi_tensor_free(&enc->convs[k].b);
     }
-    ims_tensor_free(&enc->fc_w);
-    ims_tensor_free(&enc->fc_b);
+    imsi_tensor_free(&enc->fc_w);
+    imsi_tensor_free(&enc->fc_b);
     for (int i = 0; enc->labels && i < enc->classes; i++)
         free(enc->labels[i]);
     free(enc->labels);
@@ -362,18 +362,18 @@ static ims_status reserve(ims_image_encoder *enc, int batch, ims_error *err)
         return IMS_OK;
     free_buffers(enc);
     int64_t s = enc->image_size;
-    ims_status st = ims_tensor_alloc(enc->be, IMS_DTYPE_U8, 4, (int64_t[]){batch, s, s, 3}, &enc->in_u8, err);
-    if (!st) st = ims_tensor_alloc(enc->be, IMS_DTYPE_F32, 4, (int64_t[]){batch, s, s, 3}, &enc->in_f32, err);
+    ims_status st = imsi_tensor_alloc(enc->be, IMS_DTYPE_U8, 4, (int64_t[]){batch, s, s, 3}, &enc->in_u8, err);
+    if (!st) st = imsi_tensor_alloc(enc->be, IMS_DTYPE_F32, 4, (int64_t[]){batch, s, s, 3}, &enc->in_f32, err);
     if (!st && enc->act != IMS_DTYPE_F32)
-        st = ims_tensor_alloc(enc->be, enc->act, 4, (int64_t[]){batch, s, s, 3}, &enc->in_act, err);
+        st = imsi_tensor_alloc(enc->be, enc->act, 4, (int64_t[]){batch, s, s, 3}, &enc->in_act, err);
     for (int i = 0; i < IV3_BUFFERS && !st; i++)
-        st = ims_tensor_alloc(enc->be, enc->act, 2, (int64_t[]){batch, enc->max_elems}, &enc->buf[i], err);
-    if (!st) st = ims_tensor_alloc(enc->be, IMS_DTYPE_F32, 2, (int64_t[]){batch, enc->features}, &enc->feat, err);
-    if (!st) st = ims_tensor_alloc(enc->be, IMS_DTYPE_F32, 2, (int64_t[]){batch, enc->classes}, &enc->logits, err);
+        st = imsi_tensor_alloc(enc->be, enc->act, 2, (int64_t[]){batch, enc->max_elems}, &enc->buf[i], err);
+    if (!st) st = imsi_tensor_alloc(enc->be, IMS_DTYPE_F32, 2, (int64_t[]){batch, enc->features}, &enc->feat, err);
+    if (!st) st = imsi_tensor_alloc(enc->be, IMS_DTYPE_F32, 2, (int64_t[]){batch, enc->classes}, &enc->logits, err);
     /* Zeroed once: cuDNN's fused call takes y as its (alpha2 = 0) residual input too,
      * so fresh memory holding NaN bit patterns must not be able to leak in. */
     for (int i = 0; i < IV3_BUFFERS && !st; i++)
-        st = ims_backend_fill_bytes(enc->be, &enc->buf[i], 0, err);
+        st = imsi_backend_fill_bytes(enc->be, &enc->buf[i], 0, err);
     if (st) {
         free_buffers(enc);
         return st;
@@ -384,45 +384,45 @@ static ims_status reserve(ims_image_encoder *enc, int batch, ims_error *err)
 
 /* ---- The forward pass ------------------------------------------------------------------ */
 
-static ims_status conv(ims_image_encoder *enc, const iv3_conv *cv, const ims_tensor *x, const ims_tensor *ybuf,
+static ims_status conv(ims_image_encoder *enc, const iv3_conv *cv, const imsi_tensor *x, const imsi_tensor *ybuf,
                        int64_t y_channels, int offset, ims_error *err)
 {
-    int64_t oh = ims_conv_out_size(x->shape[1], (int)cv->w.shape[1], cv->stride, cv->pad_h);
-    int64_t ow = ims_conv_out_size(x->shape[2], (int)cv->w.shape[2], cv->stride, cv->pad_w);
-    ims_tensor y = view4(ybuf, x->shape[0], oh, ow, y_channels);
-    ims_conv2d_params p = {cv->stride, cv->stride, cv->pad_h, cv->pad_w, 1, offset, enc->precision};
-    return ims_op_conv2d(enc->be, &p, x, &cv->w, &cv->b, &y, err);
+    int64_t oh = imsi_conv_out_size(x->shape[1], (int)cv->w.shape[1], cv->stride, cv->pad_h);
+    int64_t ow = imsi_conv_out_size(x->shape[2], (int)cv->w.shape[2], cv->stride, cv->pad_w);
+    imsi_tensor y = view4(ybuf, x->shape[0], oh, ow, y_channels);
+    imsi_conv2d_params p = {cv->stride, cv->stride, cv->pad_h, cv->pad_w, 1, offset, enc->precision};
+    return imsi_op_conv2d(enc->be, &p, x, &cv->w, &cv->b, &y, err);
 }
 
-static ims_status pool(ims_image_encoder *enc, ims_pool_kind kind, int stride, int pad, int include_pad,
-                       const ims_tensor *x, const ims_tensor *ybuf, int64_t y_channels, int offset, ims_error *err)
+static ims_status pool(ims_image_encoder *enc, imsi_pool_kind kind, int stride, int pad, int include_pad,
+                       const imsi_tensor *x, const imsi_tensor *ybuf, int64_t y_channels, int offset, ims_error *err)
 {
-    int64_t oh = ims_conv_out_size(x->shape[1], 3, stride, pad), ow = ims_conv_out_size(x->shape[2], 3, stride, pad);
-    ims_tensor y = view4(ybuf, x->shape[0], oh, ow, y_channels);
-    ims_pool2d_params p = {kind, 3, stride, pad, include_pad, offset};
-    return ims_op_pool2d(enc->be, &p, x, &y, err);
+    int64_t oh = imsi_conv_out_size(x->shape[1], 3, stride, pad), ow = imsi_conv_out_size(x->shape[2], 3, stride, pad);
+    imsi_tensor y = view4(ybuf, x->shape[0], oh, ow, y_channels);
+    imsi_pool2d_params p = {kind, 3, stride, pad, include_pad, offset};
+    return imsi_op_pool2d(enc->be, &p, x, &y, err);
 }
 
 /* The stem: x (B, S, S, 3) -> buf[*cur] (B, 35, 35, 192 for the real model). */
-static ims_status run_stem(ims_image_encoder *enc, const ims_tensor *x, int *cur, int *k, ims_error *err)
+static ims_status run_stem(ims_image_encoder *enc, const imsi_tensor *x, int *cur, int *k, ims_error *err)
 {
-    const iv3_block *b = &iv3_blocks()[0];
-    ims_tensor in = *x;
+    const iv3_block *b = &imsi_iv3_blocks()[0];
+    imsi_tensor in = *x;
     int next = 0;
     for (int li = 0; li < b->layer_count; li++, (*k)++) {
         const iv3_conv *cv = &enc->convs[*k];
         ims_status st = conv(enc, cv, &in, &enc->buf[next], cv->w.shape[0], 0, err);
         if (st)
             return st;
-        in = view4(&enc->buf[next], in.shape[0], ims_conv_out_size(in.shape[1], (int)cv->w.shape[1], cv->stride, cv->pad_h),
-                   ims_conv_out_size(in.shape[2], (int)cv->w.shape[2], cv->stride, cv->pad_w), cv->w.shape[0]);
+        in = view4(&enc->buf[next], in.shape[0], imsi_conv_out_size(in.shape[1], (int)cv->w.shape[1], cv->stride, cv->pad_h),
+                   imsi_conv_out_size(in.shape[2], (int)cv->w.shape[2], cv->stride, cv->pad_w), cv->w.shape[0]);
         next ^= 1;
         if (b->layers[li].maxpool_after) {
             st = pool(enc, IMS_POOL_MAX, 2, 0, 1, &in, &enc->buf[next], in.shape[3], 0, err);
             if (st)
                 return st;
-            in = view4(&enc->buf[next], in.shape[0], ims_conv_out_size(in.shape[1], 3, 2, 0),
-                       ims_conv_out_size(in.shape[2], 3, 2, 0), in.shape[3]);
+            in = view4(&enc->buf[next], in.shape[0], imsi_conv_out_size(in.shape[1], 3, 2, 0),
+                       imsi_conv_out_size(in.shape[2], 3, 2, 0), in.shape[3]);
             next ^= 1;
         }
     }
@@ -433,18 +433,18 @@ static ims_status run_stem(ims_image_encoder *enc, const ims_tensor *x, int *cur
 /* One Mixed block: buf[in_i] (B, H, W, C) -> buf[*out_i] (B, OH, OW, Ctot). */
 static ims_status run_block(ims_image_encoder *enc, int bi, int batch, int in_i, int *out_i, int *k, ims_error *err)
 {
-    const iv3_block *b = &iv3_blocks()[bi];
+    const iv3_block *b = &imsi_iv3_blocks()[bi];
     int o = (in_i + 1) % IV3_BUFFERS, t1 = (in_i + 2) % IV3_BUFFERS, t2 = (in_i + 3) % IV3_BUFFERS,
         pb = (in_i + 4) % IV3_BUFFERS;
     const int64_t *is = bi ? enc->block_shape[bi - 1] : NULL;
     int64_t ctot = enc->block_shape[bi][2];
-    ims_tensor in = view4(&enc->buf[in_i], batch, is[0], is[1], is[2]);
-    ims_tensor prev_src = in, prev_out = in, pooled;
+    imsi_tensor in = view4(&enc->buf[in_i], batch, is[0], is[1], is[2]);
+    imsi_tensor prev_src = in, prev_out = in, pooled;
     int offset = 0;
     for (int li = 0; li < b->layer_count; li++, (*k)++) {
         const iv3_layer *l = &b->layers[li];
         const iv3_conv *cv = &enc->convs[*k];
-        ims_tensor src = in;
+        imsi_tensor src = in;
         ims_status st = IMS_OK;
         if (l->input == IV3_IN_PREV) {
             src = prev_out;
@@ -459,8 +459,8 @@ static ims_status run_block(ims_image_encoder *enc, int bi, int batch, int in_i,
         }
         if (st)
             return st;
-        int64_t oh = ims_conv_out_size(src.shape[1], (int)cv->w.shape[1], cv->stride, cv->pad_h);
-        int64_t ow = ims_conv_out_size(src.shape[2], (int)cv->w.shape[2], cv->stride, cv->pad_w);
+        int64_t oh = imsi_conv_out_size(src.shape[1], (int)cv->w.shape[1], cv->stride, cv->pad_h);
+        int64_t ow = imsi_conv_out_size(src.shape[2], (int)cv->w.shape[2], cv->stride, cv->pad_w);
         int dst = l->ends_branch ? o : (src.data == enc->buf[t1].data ? t2 : t1);
         int64_t channels = l->ends_branch ? ctot : cv->w.shape[0];
         st = conv(enc, cv, &src, &enc->buf[dst], channels, l->ends_branch ? offset : 0, err);
@@ -481,7 +481,7 @@ static ims_status run_block(ims_image_encoder *enc, int bi, int batch, int in_i,
 }
 
 /* Runs blocks 0..last on x (B, S, S, 3) act dtype; *where = the buffer holding block last's output. */
-static ims_status run_blocks(ims_image_encoder *enc, const ims_tensor *x, int last, int *where, ims_error *err)
+static ims_status run_blocks(ims_image_encoder *enc, const imsi_tensor *x, int last, int *where, ims_error *err)
 {
     int cur = 0, k = 0;
     int batch = (int)x->shape[0];
@@ -490,7 +490,7 @@ static ims_status run_blocks(ims_image_encoder *enc, const ims_tensor *x, int la
         int out = 0;
         st = run_block(enc, bi, batch, cur, &out, &k, err);
         if (st)
-            st = ims_error_prefix(err, st, "%s", block_names[bi]);
+            st = imsi_error_prefix(err, st, "%s", block_names[bi]);
         cur = out;
     }
     *where = cur;
@@ -500,9 +500,9 @@ static ims_status run_blocks(ims_image_encoder *enc, const ims_tensor *x, int la
 static ims_status check_batch(const ims_image_encoder *enc, const void *images, int batch, ims_error *err)
 {
     if (!images || batch < 1)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "image encoder: %d images at %p", batch, images);
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "image encoder: %d images at %p", batch, images);
     if (batch > 65536) /* far beyond any GPU's memory at 299 x 299; keeps every size product small */
-        return ims_fail(err, IMS_ERR_ARGUMENT, "image encoder: batch %d is too large (at most 65536)", batch);
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "image encoder: batch %d is too large (at most 65536)", batch);
     return IMS_OK;
 }
 
@@ -511,21 +511,21 @@ static ims_status check_batch(const ims_image_encoder *enc, const void *images, 
 static ims_status run_ops(ims_image_encoder *enc, int batch, int from_u8, int *where, ims_error *err)
 {
     int64_t s = enc->image_size;
-    ims_tensor x = view4(enc->act == IMS_DTYPE_F32 ? &enc->in_f32 : &enc->in_act, batch, s, s, 3);
+    imsi_tensor x = view4(enc->act == IMS_DTYPE_F32 ? &enc->in_f32 : &enc->in_act, batch, s, s, 3);
     ims_status st = IMS_OK;
     if (from_u8) {
-        ims_tensor u8 = view4(&enc->in_u8, batch, s, s, 3);
-        st = ims_op_input_u8(enc->be, &u8, enc->scale, enc->shift, &x, err);
+        imsi_tensor u8 = view4(&enc->in_u8, batch, s, s, 3);
+        st = imsi_op_input_u8(enc->be, &u8, enc->scale, enc->shift, &x, err);
     } else if (enc->act != IMS_DTYPE_F32) {
-        ims_tensor xf = view4(&enc->in_f32, batch, s, s, 3);
-        st = ims_op_convert(enc->be, &xf, &x, err);
+        imsi_tensor xf = view4(&enc->in_f32, batch, s, s, 3);
+        st = imsi_op_convert(enc->be, &xf, &x, err);
     }
     if (!st) st = run_blocks(enc, &x, IV3_BLOCK_COUNT - 1, where, err);
     const int64_t *fs = enc->block_shape[IV3_BLOCK_COUNT - 1];
-    ims_tensor y7 = view4(&enc->buf[*where], batch, fs[0], fs[1], fs[2]);
-    ims_tensor f = view2(&enc->feat, batch, enc->features), y = view2(&enc->logits, batch, enc->classes);
-    if (!st) st = ims_op_global_avg_pool(enc->be, &y7, &f, err);
-    if (!st) st = ims_op_linear(enc->be, &f, &enc->fc_w, &enc->fc_b, &y, err);
+    imsi_tensor y7 = view4(&enc->buf[*where], batch, fs[0], fs[1], fs[2]);
+    imsi_tensor f = view2(&enc->feat, batch, enc->features), y = view2(&enc->logits, batch, enc->classes);
+    if (!st) st = imsi_op_global_avg_pool(enc->be, &y7, &f, err);
+    if (!st) st = imsi_op_linear(enc->be, &f, &enc->fc_w, &enc->fc_b, &y, err);
     return st;
 }
 
@@ -547,14 +547,14 @@ static ims_status run_forward(ims_image_encoder *enc, int batch, int from_u8, im
             g->batch = batch, g->from_u8 = from_u8;
         }
     if (g && !g->graph && !g->failed && g->runs >= 1) {
-        ims_status st = ims_backend_capture_begin(enc->be, err);
+        ims_status st = imsi_backend_capture_begin(enc->be, err);
         if (!st) {
             ims_status run = run_ops(enc, batch, from_u8, &g->where, err);
             void *graph = NULL;
             ims_error end_err = {0};
-            ims_status end = ims_backend_capture_end(enc->be, &graph, &end_err);
+            ims_status end = imsi_backend_capture_end(enc->be, &graph, &end_err);
             if (run || end) {
-                ims_backend_graph_free(enc->be, graph);
+                imsi_backend_graph_free(enc->be, graph);
                 if (run)
                     return run;
                 g->failed = 1; /* not capturable here: plain runs from now on */
@@ -565,7 +565,7 @@ static ims_status run_forward(ims_image_encoder *enc, int batch, int from_u8, im
         }
     }
     if (g && g->graph)
-        return ims_backend_graph_launch(enc->be, g->graph, err);
+        return imsi_backend_graph_launch(enc->be, g->graph, err);
     if (g)
         g->runs++;
     return run_ops(enc, batch, from_u8, &where, err);
@@ -573,10 +573,10 @@ static ims_status run_forward(ims_image_encoder *enc, int batch, int from_u8, im
 
 static ims_status download_outputs(ims_image_encoder *enc, int batch, float *features, float *logits, ims_error *err)
 {
-    ims_tensor f = view2(&enc->feat, batch, enc->features), y = view2(&enc->logits, batch, enc->classes);
+    imsi_tensor f = view2(&enc->feat, batch, enc->features), y = view2(&enc->logits, batch, enc->classes);
     ims_status st = IMS_OK;
-    if (features) st = ims_backend_download(enc->be, features, ims_tensor_nbytes(&f), &f, err);
-    if (!st && logits) st = ims_backend_download(enc->be, logits, ims_tensor_nbytes(&y), &y, err);
+    if (features) st = imsi_backend_download(enc->be, features, imsi_tensor_nbytes(&f), &f, err);
+    if (!st && logits) st = imsi_backend_download(enc->be, logits, imsi_tensor_nbytes(&y), &y, err);
     return st;
 }
 
@@ -588,8 +588,8 @@ ims_status ims_image_encoder_forward(ims_image_encoder *enc, const uint8_t *imag
     if (st)
         return st;
     int64_t s = enc->image_size;
-    ims_tensor u8 = view4(&enc->in_u8, batch, s, s, 3);
-    st = ims_backend_upload(enc->be, &u8, images, (size_t)batch * s * s * 3, err);
+    imsi_tensor u8 = view4(&enc->in_u8, batch, s, s, 3);
+    st = imsi_backend_upload(enc->be, &u8, images, (size_t)batch * s * s * 3, err);
     if (!st) st = run_forward(enc, batch, 1, err);
     if (!st) st = download_outputs(enc, batch, features, logits, err);
     return st;
@@ -603,62 +603,62 @@ ims_status ims_image_encoder_forward_f32(ims_image_encoder *enc, const float *im
     if (st)
         return st;
     int64_t s = enc->image_size;
-    ims_tensor xf = view4(&enc->in_f32, batch, s, s, 3);
-    st = ims_backend_upload(enc->be, &xf, images, (size_t)batch * s * s * 3 * sizeof(float), err);
+    imsi_tensor xf = view4(&enc->in_f32, batch, s, s, 3);
+    st = imsi_backend_upload(enc->be, &xf, images, (size_t)batch * s * s * 3 * sizeof(float), err);
     if (!st) st = run_forward(enc, batch, 0, err);
     if (!st) st = download_outputs(enc, batch, features, logits, err);
     return st;
 }
 
-ims_status ims_image_encoder_set_graphs(ims_image_encoder *enc, int on, ims_error *err)
+ims_status imsi_image_encoder_set_graphs(ims_image_encoder *enc, int on, ims_error *err)
 {
-    if (on && !ims_backend_has_graphs(enc->be))
-        return ims_fail(err, IMS_ERR_UNSUPPORTED, "backend %s cannot capture graphs",
-                        ims_backend_get_info(enc->be)->name);
+    if (on && !imsi_backend_has_graphs(enc->be))
+        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "backend %s cannot capture graphs",
+                         ims_backend_get_info(enc->be)->name);
     if (!on)
         free_graphs(enc);
     enc->use_graphs = on != 0;
     return IMS_OK;
 }
 
-ims_status ims_image_encoder_block_shape(const ims_image_encoder *enc, int block, int64_t shape[3], ims_error *err)
+ims_status imsi_image_encoder_block_shape(const ims_image_encoder *enc, int block, int64_t shape[3], ims_error *err)
 {
     if (block < 0 || block >= IV3_BLOCK_COUNT)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "block %d out of range 0..%d", block, IV3_BLOCK_COUNT - 1);
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "block %d out of range 0..%d", block, IV3_BLOCK_COUNT - 1);
     memcpy(shape, enc->block_shape[block], 3 * sizeof *shape);
     return IMS_OK;
 }
 
-ims_status ims_image_encoder_forward_block(ims_image_encoder *enc, const uint8_t *images, int batch, int block,
-                                           float *out, size_t count, ims_error *err)
+ims_status imsi_image_encoder_forward_block(ims_image_encoder *enc, const uint8_t *images, int batch, int block,
+                                            float *out, size_t count, ims_error *err)
 {
     int64_t shape[3];
-    ims_status st = ims_image_encoder_block_shape(enc, block, shape, err);
+    ims_status st = imsi_image_encoder_block_shape(enc, block, shape, err);
     if (!st) st = check_batch(enc, images, batch, err);
     if (st)
         return st;
     size_t n = (size_t)batch * (size_t)(shape[0] * shape[1] * shape[2]);
     if (count < n)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "block %s output needs %zu floats, the buffer has %zu",
-                        block_names[block], n, count);
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "block %s output needs %zu floats, the buffer has %zu",
+                         block_names[block], n, count);
     st = reserve(enc, batch, err);
     int64_t s = enc->image_size;
-    ims_tensor u8 = view4(&enc->in_u8, batch, s, s, 3);
-    ims_tensor x = view4(enc->act == IMS_DTYPE_F32 ? &enc->in_f32 : &enc->in_act, batch, s, s, 3);
+    imsi_tensor u8 = view4(&enc->in_u8, batch, s, s, 3);
+    imsi_tensor x = view4(enc->act == IMS_DTYPE_F32 ? &enc->in_f32 : &enc->in_act, batch, s, s, 3);
     int where = 0;
-    if (!st) st = ims_backend_upload(enc->be, &u8, images, (size_t)batch * s * s * 3, err);
-    if (!st) st = ims_op_input_u8(enc->be, &u8, enc->scale, enc->shift, &x, err);
+    if (!st) st = imsi_backend_upload(enc->be, &u8, images, (size_t)batch * s * s * 3, err);
+    if (!st) st = imsi_op_input_u8(enc->be, &u8, enc->scale, enc->shift, &x, err);
     if (!st) st = run_blocks(enc, &x, block, &where, err);
     if (st)
         return st;
-    ims_tensor y = view4(&enc->buf[where], batch, shape[0], shape[1], shape[2]);
+    imsi_tensor y = view4(&enc->buf[where], batch, shape[0], shape[1], shape[2]);
     if (enc->act == IMS_DTYPE_F32)
-        return ims_backend_download(enc->be, out, n * sizeof *out, &y, err);
+        return imsi_backend_download(enc->be, out, n * sizeof *out, &y, err);
     /* f16 activations: widened on the host */
     uint16_t *h = malloc(n * sizeof *h);
     if (!h)
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
-    st = ims_backend_download(enc->be, h, n * sizeof *h, &y, err);
+        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+    st = imsi_backend_download(enc->be, h, n * sizeof *h, &y, err);
     for (size_t i = 0; !st && i < n; i++)
         out[i] = ims_f16_to_f32(h[i]);
     free(h);

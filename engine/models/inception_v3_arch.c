@@ -83,9 +83,9 @@ static const iv3_block blocks[IV3_BLOCK_COUNT] = {
     {"Mixed_7c", IV3_BLOCK_E, LAYERS(block_e), 0},
 };
 
-const iv3_block *iv3_blocks(void) { return blocks; }
+const iv3_block *imsi_iv3_blocks(void) { return blocks; }
 
-void iv3_layer_name(const iv3_block *b, const iv3_layer *l, char *buf, size_t size)
+void imsi_iv3_layer_name(const iv3_block *b, const iv3_layer *l, char *buf, size_t size)
 {
     if (b->kind == IV3_STEM)
         snprintf(buf, size, "%s", l->name);
@@ -93,7 +93,7 @@ void iv3_layer_name(const iv3_block *b, const iv3_layer *l, char *buf, size_t si
         snprintf(buf, size, "%s.%s", b->name, l->name);
 }
 
-ims_status iv3_check_channels(const int64_t (*out_in)[2], int64_t *features, ims_error *err)
+ims_status imsi_iv3_check_channels(const int64_t (*out_in)[2], int64_t *features, ims_error *err)
 {
     int64_t channels = 3; /* RGB */
     int k = 0;
@@ -107,10 +107,10 @@ ims_status iv3_check_channels(const int64_t (*out_in)[2], int64_t *features, ims
                                                         : block_in;
             if (out_in[k][1] != want) {
                 char name[96];
-                iv3_layer_name(b, l, name, sizeof name);
-                return ims_fail(err, IMS_ERR_FORMAT,
-                                "'%s' takes %lld input channels, but its input has %lld (not Inception-v3's topology)",
-                                name, (long long)out_in[k][1], (long long)want);
+                imsi_iv3_layer_name(b, l, name, sizeof name);
+                return imsi_fail(err, IMS_ERR_FORMAT,
+                                 "'%s' takes %lld input channels, but its input has %lld (not Inception-v3's topology)",
+                                 name, (long long)out_in[k][1], (long long)want);
             }
             prev_in = want;
             prev_out = out_in[k][0];

@@ -4,7 +4,7 @@
  * and the graph (which runs it). Layer names are torchvision's
  * (torchvision/models/inception.py); every layer is a BasicConv2d: convolution
  * without bias, BatchNorm (eps 0.001), ReLU. Channel counts are not fixed here:
- * they come from the weights, and iv3_check_channels() verifies that they
+ * they come from the weights, and imsi_iv3_check_channels() verifies that they
  * connect. Concatenation order inside a block = the order of its branches.
  */
 #ifndef IMS_INCEPTION_V3_ARCH_H
@@ -47,14 +47,14 @@ typedef struct iv3_block {
 #define IV3_BLOCK_COUNT 12 /* the stem and 11 Mixed blocks */
 #define IV3_LAYER_COUNT 94
 
-const iv3_block *iv3_blocks(void);
+const iv3_block *imsi_iv3_blocks(void);
 
 /* "Mixed_5b.branch1x1" or "Conv2d_1a_3x3" into buf. */
-void iv3_layer_name(const iv3_block *b, const iv3_layer *l, char *buf, size_t size);
+void imsi_iv3_layer_name(const iv3_block *b, const iv3_layer *l, char *buf, size_t size);
 
 /* Checks that the layers' channel counts connect, given each layer's (out, in)
  * in block order (IV3_LAYER_COUNT pairs) and 3 input channels; returns the
  * final feature width (2048 for torchvision) in *features. */
-ims_status iv3_check_channels(const int64_t (*out_in)[2], int64_t *features, ims_error *err);
+ims_status imsi_iv3_check_channels(const int64_t (*out_in)[2], int64_t *features, ims_error *err);
 
 #endif /* IMS_INCEPTION_V3_ARCH_H */

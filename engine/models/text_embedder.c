@@ -26,7 +26,7 @@ ims_status ims_text_embedder_create(ims_backend *be, const ims_weights *w, ims_p
     *out = NULL;
     ims_text_embedder *e = calloc(1, sizeof *e);
     if (!e)
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
     ims_status st = ims_tokenizer_create_from_weights(w, &e->tok, err);
     if (!st)
         st = ims_text_encoder_create(be, w, precision, &e->enc, err);
@@ -78,13 +78,13 @@ ims_status ims_text_embed(const ims_text_embedder *e, const char *const *texts, 
     int32_t *batch_ids = malloc(TEXT_EMBED_BATCH * L * sizeof *batch_ids);
     int32_t lengths[TEXT_EMBED_BATCH];
     float *batch_out = malloc(TEXT_EMBED_BATCH * dim * sizeof *batch_out);
-    ims_status st = items && all_ids && batch_ids && batch_out ? IMS_OK : ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+    ims_status st = items && all_ids && batch_ids && batch_out ? IMS_OK : imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; !st && i < n; i++) {
         items[i].ids = all_ids + i * L;
         items[i].index = i;
         st = ims_tokenizer_encode(e->tok, texts[i], strlen(texts[i]), items[i].ids, e->max_len, &items[i].count, err);
         if (st)
-            ims_error_prefix(err, st, "text %zu", i);
+            imsi_error_prefix(err, st, "text %zu", i);
     }
     if (!st)
         qsort(items, n, sizeof *items, by_length);

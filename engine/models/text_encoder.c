@@ -1,6 +1,6 @@
 /* text_encoder.c: a BERT sentence encoder (all-MiniLM-L6-v2 and its family).
  *
- * The graph only: every computation is an ims_op_* call, so the same code runs
+ * The graph only: every computation is an imsi_op_* call, so the same code runs
  * on the CPU and CUDA backends. Hyper-parameters come from the weights file's
  * bert.* metadata (docs/FORMAT.md); the weights are uploaded once at creation
  * (matrices in the activation dtype, everything else f32).
@@ -35,17 +35,17 @@
 #define ENC_DEFAULT_BUCKET_TOKENS 8192
 
 typedef struct enc_layer {
-    ims_tensor qkv_w, qkv_b; /* (3H, H) act, (3H) f32 */
-    ims_tensor ao_w, ao_b;   /* (H, H), (H) */
-    ims_tensor ln1_g, ln1_b; /* (H), (H) */
-    ims_tensor in_w, in_b;   /* (I, H), (I) */
-    ims_tensor out_w, out_b; /* (H, I), (H) */
-    ims_tensor ln2_g, ln2_b; /* (H), (H) */
+    imsi_tensor qkv_w, qkv_b; /* (3H, H) act, (3H) f32 */
+    imsi_tensor ao_w, ao_b;   /* (H, H), (H) */
+    imsi_tensor ln1_g, ln1_b; /* (H), (H) */
+    imsi_tensor in_w, in_b;   /* (I, H), (I) */
+    imsi_tensor out_w, out_b; /* (H, I), (H) */
+    imsi_tensor ln2_g, ln2_b; /* (H), (H) */
 } enc_layer;
 
 /* A device buffer of cap elements, viewed with the shape of each bucket. */
 typedef struct enc_buf {
-    ims_tensor t; /* 1-D (cap) */
+    imsi_tensor t; /* 1-D (cap) */
     int64_t cap;
 } enc_buf;
 
@@ -55,11 +55,11 @@ struct ims_text_encoder {
     ims_dtype act; /* activations and weight matrices */
     int vocab, h, layers, heads, inter, max_pos, type_vocab, max_seq;
     double eps;
-    ims_pooling pooling;
+    imsi_pooling pooling;
     int normalize;
     int bucket_tokens;
 
-    ims_tensor word, pos, type, emb_g, emb_b; /* (V, H), (P, H), (Y, H), (H), (H) f32 */
+    imsi_tensor word, pos, type, emb_g, emb_b; /* (V, H), (P, H), (Y, H), (H), (H) f32 */
     enc_layer *layer;                         /* (layers) */
 
     /* Workspace, grown on demand. */
@@ -80,7 +80,7 @@ static ims_status meta_int(const ims_weights *w, const char *key, int lo, int hi
     if (st)
         return st;
     if (v < lo || v > hi)
-        return ims_fail(err, IMS_ERR_FORMAT, "metadata %s = %lld outside %d..%d", key, (long long)v, lo, hi);
+        return imsi_fail(err, IMS_ERR_FORMAT, "metadata %s = %lld outside %d..%d", key, (long long)v, lo, hi);
     *out = (int)v;
     return IMS_OK;
 }
@@ -92,8 +92,8 @@ static ims_status read_config(ims_text_encoder *e, const ims_weights *w, ims_err
     ims_str arch, act, pooling;
     ims_status st = ims_weights_get_string(w, "architecture", &arch, err);
     if (!st && !str_is(arch, "bert"))
-        st = ims_fail(err, IMS_ERR_UNSUPPORTED, "architecture '%.*s' is not a BERT text encoder", (int)arch.len,
-                      arch.ptr);
+        st = imsi_fail(err, IMS_ERR_UNSUPPORTED, "architecture '%.*s' is not a BERT text encoder", (int)arch.len,
+                       arch.ptr);
     if (!st) st = meta_int(w, "bert.vocab_size", 1, 1 << 24, &e->vocab, err);
     if (!st) st = meta_int(w, "bert.hidden_size", 1, 1 << 16, &e->h, err);
     if (!st) st = meta_int(w, "bert.num_layers", 1, 1024, &e->layers, err);
@@ -109,43 +109,43 @@ static ims_status read_config(ims_text_encoder *e, const ims_weights *w, ims_err
     if (st)
         return st;
     if (e->h % e->heads != 0)
-        return ims_fail(err, IMS_ERR_FORMAT, "bert.hidden_size %d is not a multiple of bert.num_heads %d", e->h,
-                        e->heads);
+        return imsi_fail(err, IMS_ERR_FORMAT, "bert.hidden_size %d is not a multiple of bert.num_heads %d", e->h,
+                         e->heads);
     if (e->max_seq > e->max_pos)
-        return ims_fail(err, IMS_ERR_FORMAT, "bert.max_seq_length %d exceeds bert.max_position_embeddings %d",
-                        e->max_seq, e->max_pos);
+        return imsi_fail(err, IMS_ERR_FORMAT, "bert.max_seq_length %d exceeds bert.max_position_embeddings %d",
+                         e->max_seq, e->max_pos);
     if (!(e->eps > 0.0 && e->eps < 1.0))
-        return ims_fail(err, IMS_ERR_FORMAT, "bert.layer_norm_eps %g outside (0, 1)", e->eps);
+        return imsi_fail(err, IMS_ERR_FORMAT, "bert.layer_norm_eps %g outside (0, 1)", e->eps);
     if (!str_is(act, "gelu"))
-        return ims_fail(err, IMS_ERR_UNSUPPORTED, "bert.hidden_act '%.*s' (only 'gelu', exact erf)", (int)act.len,
-                        act.ptr);
+        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "bert.hidden_act '%.*s' (only 'gelu', exact erf)", (int)act.len,
+                         act.ptr);
     if (str_is(pooling, "mean"))
         e->pooling = IMS_POOLING_MEAN;
     else if (str_is(pooling, "cls"))
         e->pooling = IMS_POOLING_CLS;
     else
-        return ims_fail(err, IMS_ERR_UNSUPPORTED, "bert.pooling '%.*s' (mean or cls)", (int)pooling.len,
-                        pooling.ptr);
+        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "bert.pooling '%.*s' (mean or cls)", (int)pooling.len,
+                         pooling.ptr);
     return IMS_OK;
 }
 
 /* Uploads the file tensor `name` of shape (rows) or (rows, cols) as dtype. */
 static ims_status upload_tensor(ims_text_encoder *e, const ims_weights *w, const char *name, int64_t rows,
-                                int64_t cols, ims_dtype dtype, ims_tensor *out, ims_error *err)
+                                int64_t cols, ims_dtype dtype, imsi_tensor *out, ims_error *err)
 {
     const ims_weight_tensor *wt = ims_weights_tensor_find(w, name);
     if (!wt)
-        return ims_fail(err, IMS_ERR_FORMAT, "tensor '%s' is missing", name);
+        return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s' is missing", name);
     int ndim = cols ? 2 : 1;
     int64_t shape[2] = {rows, cols};
     if (wt->ndim != ndim || wt->shape[0] != rows || (cols && wt->shape[1] != cols))
-        return ims_fail(err, IMS_ERR_FORMAT, "tensor '%s': expected (%lld%s%lld), got %d dims (%lld, %lld)", name,
-                        (long long)rows, cols ? ", " : "", cols ? (long long)cols : 0LL, wt->ndim,
-                        (long long)wt->shape[0], wt->ndim > 1 ? (long long)wt->shape[1] : 1LL);
+        return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s': expected (%lld%s%lld), got %d dims (%lld, %lld)", name,
+                         (long long)rows, cols ? ", " : "", cols ? (long long)cols : 0LL, wt->ndim,
+                         (long long)wt->shape[0], wt->ndim > 1 ? (long long)wt->shape[1] : 1LL);
     if (wt->dtype != IMS_DTYPE_F32 && wt->dtype != IMS_DTYPE_F16)
-        return ims_fail(err, IMS_ERR_FORMAT, "tensor '%s': dtype %s (f32 or f16 expected)", name,
-                        ims_dtype_name(wt->dtype));
-    ims_status st = ims_tensor_alloc(e->be, dtype, ndim, shape, out, err);
+        return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s': dtype %s (f32 or f16 expected)", name,
+                         ims_dtype_name(wt->dtype));
+    ims_status st = imsi_tensor_alloc(e->be, dtype, ndim, shape, out, err);
     if (st)
         return st;
     size_t n = (size_t)rows * (size_t)(cols ? cols : 1);
@@ -154,7 +154,7 @@ static ims_status upload_tensor(ims_text_encoder *e, const ims_weights *w, const
     if (wt->dtype != dtype) {
         tmp = malloc(n * ims_dtype_size(dtype));
         if (!tmp)
-            return ims_fail(err, IMS_ERR_NOMEM, "tensor '%s': out of memory converting it", name);
+            return imsi_fail(err, IMS_ERR_NOMEM, "tensor '%s': out of memory converting it", name);
         for (size_t i = 0; i < n; i++) {
             if (dtype == IMS_DTYPE_F16)
                 ((uint16_t *)tmp)[i] = ims_f32_to_f16(((const float *)wt->data)[i]);
@@ -163,9 +163,9 @@ static ims_status upload_tensor(ims_text_encoder *e, const ims_weights *w, const
         }
         src = tmp;
     }
-    st = ims_backend_upload(e->be, out, src, n * ims_dtype_size(dtype), err);
+    st = imsi_backend_upload(e->be, out, src, n * ims_dtype_size(dtype), err);
     free(tmp);
-    return st ? ims_error_prefix(err, st, "tensor '%s'", name) : IMS_OK;
+    return st ? imsi_error_prefix(err, st, "tensor '%s'", name) : IMS_OK;
 }
 
 static ims_status upload_layer(ims_text_encoder *e, const ims_weights *w, int l, enc_layer *L, ims_error *err)
@@ -177,7 +177,7 @@ static ims_status upload_layer(ims_text_encoder *e, const ims_weights *w, int l,
         const char *suffix;
         int64_t rows, cols;
         ims_dtype dtype;
-        ims_tensor *dst;
+        imsi_tensor *dst;
     } items[] = {
         {"attention.qkv.weight", 3 * h, h, a, &L->qkv_w},
         {"attention.qkv.bias", 3 * h, 0, f, &L->qkv_b},
@@ -221,18 +221,18 @@ static ims_status buf_reserve(ims_backend *be, enc_buf *b, ims_dtype dtype, int6
 {
     if (need <= b->cap)
         return IMS_OK;
-    ims_tensor_free(&b->t);
+    imsi_tensor_free(&b->t);
     b->cap = 0;
-    ims_status st = ims_tensor_alloc(be, dtype, 1, (int64_t[]){need}, &b->t, err);
+    ims_status st = imsi_tensor_alloc(be, dtype, 1, (int64_t[]){need}, &b->t, err);
     if (!st)
         b->cap = need;
     return st;
 }
 
 /* b's memory viewed as a tensor of the given shape (which fits its capacity). */
-static ims_tensor buf_view(const enc_buf *b, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
+static imsi_tensor buf_view(const enc_buf *b, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
 {
-    ims_tensor v = b->t;
+    imsi_tensor v = b->t;
     v.backend = NULL; /* a view: does not own the memory */
     v.ndim = ndim;
     int64_t d[IMS_MAX_DIMS] = {d0, d1, d2, d3};
@@ -263,8 +263,8 @@ static ims_status reserve_host(ims_text_encoder *e, int64_t rows, int64_t tokens
         free(e->host_ids);
         e->host_tokens = 0;
         if (!(e->host_ids = malloc((size_t)tokens * sizeof *e->host_ids)))
-            return ims_fail(err, IMS_ERR_NOMEM, "text encoder: out of host memory for %lld token ids",
-                            (long long)tokens);
+            return imsi_fail(err, IMS_ERR_NOMEM, "text encoder: out of host memory for %lld token ids",
+                             (long long)tokens);
         e->host_tokens = tokens;
     }
     if (rows > e->host_rows) {
@@ -274,7 +274,7 @@ static ims_status reserve_host(ims_text_encoder *e, int64_t rows, int64_t tokens
         e->order = malloc((size_t)rows * sizeof *e->order);
         e->host_out = malloc((size_t)rows * e->h * sizeof *e->host_out);
         if (!e->host_lengths || !e->order || !e->host_out)
-            return ims_fail(err, IMS_ERR_NOMEM, "text encoder: out of host memory for %lld rows", (long long)rows);
+            return imsi_fail(err, IMS_ERR_NOMEM, "text encoder: out of host memory for %lld rows", (long long)rows);
         e->host_rows = rows;
     }
     return IMS_OK;
@@ -283,49 +283,49 @@ static ims_status reserve_host(ims_text_encoder *e, int64_t rows, int64_t tokens
 /* ---- The forward pass ------------------------------------------------------------ */
 
 /* y (m, n) = x (m, k) . w (n, k)^T in the activation dtype. */
-static ims_status matmul(ims_text_encoder *e, const ims_tensor *x, const ims_tensor *w, ims_tensor *y,
+static ims_status matmul(ims_text_encoder *e, const imsi_tensor *x, const imsi_tensor *w, imsi_tensor *y,
                          ims_error *err)
 {
     if (e->act == IMS_DTYPE_F16)
-        return ims_op_linear_f16(e->be, x, w, y, err);
-    return ims_op_linear(e->be, x, w, NULL, y, err);
+        return imsi_op_linear_f16(e->be, x, w, y, err);
+    return imsi_op_linear(e->be, x, w, NULL, y, err);
 }
 
 static ims_status run_layer(ims_text_encoder *e, const enc_layer *L, int64_t rows, int64_t t, ims_error *err)
 {
     int64_t n = rows * t, h = e->h;
-    ims_tensor x = buf_view(&e->x, 2, n, h, 1, 1);          /* (n, H) */
-    ims_tensor qkv = buf_view(&e->qkv, 2, n, 3 * h, 1, 1);  /* (n, 3H) */
-    ims_tensor qkv3 = buf_view(&e->qkv, 3, rows, t, 3 * h, 1); /* (rows, T, 3H) */
-    ims_tensor ctx3 = buf_view(&e->ctx, 3, rows, t, h, 1);  /* (rows, T, H) */
-    ims_tensor ctx = buf_view(&e->ctx, 2, n, h, 1, 1);      /* (n, H) */
-    ims_tensor tmp = buf_view(&e->tmp, 2, n, h, 1, 1);      /* (n, H) */
-    ims_tensor mid = buf_view(&e->mid, 2, n, e->inter, 1, 1); /* (n, I) */
-    ims_tensor scores = buf_view(&e->scores, 4, rows, e->heads, t, t); /* (rows, heads, T, T) */
-    ims_tensor lengths = buf_view(&e->lengths, 1, rows, 1, 1, 1);     /* (rows) */
+    imsi_tensor x = buf_view(&e->x, 2, n, h, 1, 1);          /* (n, H) */
+    imsi_tensor qkv = buf_view(&e->qkv, 2, n, 3 * h, 1, 1);  /* (n, 3H) */
+    imsi_tensor qkv3 = buf_view(&e->qkv, 3, rows, t, 3 * h, 1); /* (rows, T, 3H) */
+    imsi_tensor ctx3 = buf_view(&e->ctx, 3, rows, t, h, 1);  /* (rows, T, H) */
+    imsi_tensor ctx = buf_view(&e->ctx, 2, n, h, 1, 1);      /* (n, H) */
+    imsi_tensor tmp = buf_view(&e->tmp, 2, n, h, 1, 1);      /* (n, H) */
+    imsi_tensor mid = buf_view(&e->mid, 2, n, e->inter, 1, 1); /* (n, I) */
+    imsi_tensor scores = buf_view(&e->scores, 4, rows, e->heads, t, t); /* (rows, heads, T, T) */
+    imsi_tensor lengths = buf_view(&e->lengths, 1, rows, 1, 1, 1);     /* (rows) */
 
     ims_status st = matmul(e, &x, &L->qkv_w, &qkv, err);
-    if (!st) st = ims_op_bias_act(e->be, &qkv, &L->qkv_b, IMS_ACT_NONE, &qkv, err);
-    if (!st) st = ims_op_attention(e->be, &qkv3, &lengths, e->heads, &scores, &ctx3, err);
+    if (!st) st = imsi_op_bias_act(e->be, &qkv, &L->qkv_b, IMS_ACT_NONE, &qkv, err);
+    if (!st) st = imsi_op_attention(e->be, &qkv3, &lengths, e->heads, &scores, &ctx3, err);
     if (!st) st = matmul(e, &ctx, &L->ao_w, &tmp, err);
-    if (!st) st = ims_op_add_layernorm(e->be, &tmp, &L->ao_b, &x, &L->ln1_g, &L->ln1_b, e->eps, &x, err);
+    if (!st) st = imsi_op_add_layernorm(e->be, &tmp, &L->ao_b, &x, &L->ln1_g, &L->ln1_b, e->eps, &x, err);
     if (!st) st = matmul(e, &x, &L->in_w, &mid, err);
-    if (!st) st = ims_op_bias_act(e->be, &mid, &L->in_b, IMS_ACT_GELU, &mid, err);
+    if (!st) st = imsi_op_bias_act(e->be, &mid, &L->in_b, IMS_ACT_GELU, &mid, err);
     if (!st) st = matmul(e, &mid, &L->out_w, &tmp, err);
-    if (!st) st = ims_op_add_layernorm(e->be, &tmp, &L->out_b, &x, &L->ln2_g, &L->ln2_b, e->eps, &x, err);
+    if (!st) st = imsi_op_add_layernorm(e->be, &tmp, &L->out_b, &x, &L->ln2_g, &L->ln2_b, e->eps, &x, err);
     return st;
 }
 
 /* Pools x of the current bucket into pooled (rows, H) and downloads it to out. */
-static ims_status pool_download(ims_text_encoder *e, int64_t rows, int64_t t, ims_pooling pooling, int normalize,
+static ims_status pool_download(ims_text_encoder *e, int64_t rows, int64_t t, imsi_pooling pooling, int normalize,
                                 float *out, ims_error *err)
 {
-    ims_tensor x3 = buf_view(&e->x, 3, rows, t, e->h, 1);
-    ims_tensor lengths = buf_view(&e->lengths, 1, rows, 1, 1, 1);
-    ims_tensor pooled = buf_view(&e->pooled, 2, rows, e->h, 1, 1);
-    ims_status st = ims_op_pool_normalize(e->be, &x3, &lengths, pooling, normalize, &pooled, err);
+    imsi_tensor x3 = buf_view(&e->x, 3, rows, t, e->h, 1);
+    imsi_tensor lengths = buf_view(&e->lengths, 1, rows, 1, 1, 1);
+    imsi_tensor pooled = buf_view(&e->pooled, 2, rows, e->h, 1, 1);
+    ims_status st = imsi_op_pool_normalize(e->be, &x3, &lengths, pooling, normalize, &pooled, err);
     if (!st)
-        st = ims_backend_download(e->be, out, (size_t)rows * e->h * sizeof *out, &pooled, err);
+        st = imsi_backend_download(e->be, out, (size_t)rows * e->h * sizeof *out, &pooled, err);
     return st;
 }
 
@@ -338,17 +338,17 @@ static ims_status run_bucket(ims_text_encoder *e, int64_t rows, int64_t t, float
     ims_status st = reserve_device(e, rows, t, err);
     if (st)
         return st;
-    ims_tensor ids = buf_view(&e->ids, 2, rows, t, 1, 1);
-    ims_tensor lengths = buf_view(&e->lengths, 1, rows, 1, 1, 1);
-    ims_tensor x3 = buf_view(&e->x, 3, rows, t, e->h, 1);
-    st = ims_backend_upload(e->be, &ids, e->host_ids, (size_t)(rows * t) * sizeof(int32_t), err);
-    if (!st) st = ims_backend_upload(e->be, &lengths, e->host_lengths, (size_t)rows * sizeof(int32_t), err);
-    if (!st) st = ims_op_embed_layernorm(e->be, &ids, &e->word, &e->pos, &e->type, &e->emb_g, &e->emb_b, e->eps,
-                                         &x3, err);
+    imsi_tensor ids = buf_view(&e->ids, 2, rows, t, 1, 1);
+    imsi_tensor lengths = buf_view(&e->lengths, 1, rows, 1, 1, 1);
+    imsi_tensor x3 = buf_view(&e->x, 3, rows, t, e->h, 1);
+    st = imsi_backend_upload(e->be, &ids, e->host_ids, (size_t)(rows * t) * sizeof(int32_t), err);
+    if (!st) st = imsi_backend_upload(e->be, &lengths, e->host_lengths, (size_t)rows * sizeof(int32_t), err);
+    if (!st) st = imsi_op_embed_layernorm(e->be, &ids, &e->word, &e->pos, &e->type, &e->emb_g, &e->emb_b, e->eps,
+                                          &x3, err);
     int64_t stride = (int64_t)e->h * (e->layers + 1);
     float *step = layer_means ? malloc((size_t)rows * e->h * sizeof *step) : NULL;
     if (layer_means && !step)
-        return ims_fail(err, IMS_ERR_NOMEM, "text encoder: out of memory for layer means");
+        return imsi_fail(err, IMS_ERR_NOMEM, "text encoder: out of memory for layer means");
     for (int l = 0; l <= e->layers && !st; l++) {
         if (l > 0)
             st = run_layer(e, &e->layer[l - 1], rows, t, err);
@@ -369,16 +369,16 @@ static ims_status check_batch(const ims_text_encoder *e, const int32_t *ids, con
                               ims_error *err)
 {
     if (b < 1 || t < 1 || !ids || !lengths)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "text encoder: batch (%d, %d) is empty", b, t);
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "text encoder: batch (%d, %d) is empty", b, t);
     for (int i = 0; i < b; i++) {
         if (lengths[i] < 1 || lengths[i] > t || lengths[i] > e->max_seq)
-            return ims_fail(err, IMS_ERR_ARGUMENT, "text encoder: lengths[%d] = %d outside 1..%d", i, lengths[i],
-                            t < e->max_seq ? t : e->max_seq);
+            return imsi_fail(err, IMS_ERR_ARGUMENT, "text encoder: lengths[%d] = %d outside 1..%d", i, lengths[i],
+                             t < e->max_seq ? t : e->max_seq);
         for (int j = 0; j < lengths[i]; j++) {
             int32_t id = ids[(size_t)i * t + j];
             if (id < 0 || id >= e->vocab)
-                return ims_fail(err, IMS_ERR_ARGUMENT, "text encoder: ids[%d][%d] = %d outside the vocabulary 0..%d",
-                                i, j, id, e->vocab - 1);
+                return imsi_fail(err, IMS_ERR_ARGUMENT, "text encoder: ids[%d][%d] = %d outside the vocabulary 0..%d",
+                                 i, j, id, e->vocab - 1);
         }
     }
     return IMS_OK;
@@ -442,8 +442,8 @@ ims_status ims_text_encoder_encode(ims_text_encoder *e, const int32_t *ids, cons
     return st;
 }
 
-ims_status ims_text_encoder_layer_means(ims_text_encoder *e, const int32_t *ids, const int32_t *lengths, int b,
-                                        int t, float *out, ims_error *err)
+ims_status imsi_text_encoder_layer_means(ims_text_encoder *e, const int32_t *ids, const int32_t *lengths, int b,
+                                         int t, float *out, ims_error *err)
 {
     ims_status st = check_batch(e, ids, lengths, b, t, err);
     if (!st)
@@ -460,10 +460,10 @@ ims_status ims_text_encoder_layer_means(ims_text_encoder *e, const int32_t *ids,
 
 static void free_layer(enc_layer *L)
 {
-    ims_tensor *ts[] = {&L->qkv_w, &L->qkv_b, &L->ao_w, &L->ao_b, &L->ln1_g, &L->ln1_b,
+    imsi_tensor *ts[] = {&L->qkv_w, &L->qkv_b, &L->ao_w, &L->ao_b, &L->ln1_g, &L->ln1_b,
                         &L->in_w,  &L->in_b,  &L->out_w, &L->out_b, &L->ln2_g, &L->ln2_b};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
-        ims_tensor_free(ts[i]);
+        imsi_tensor_free(ts[i]);
 }
 
 void ims_text_encoder_free(ims_text_encoder *e)
@@ -473,12 +473,12 @@ void ims_text_encoder_free(ims_text_encoder *e)
     for (int l = 0; e->layer && l < e->layers; l++)
         free_layer(&e->layer[l]);
     free(e->layer);
-    ims_tensor *ts[] = {&e->word, &e->pos, &e->type, &e->emb_g, &e->emb_b};
+    imsi_tensor *ts[] = {&e->word, &e->pos, &e->type, &e->emb_g, &e->emb_b};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
-        ims_tensor_free(ts[i]);
+        imsi_tensor_free(ts[i]);
     enc_buf *bufs[] = {&e->ids, &e->lengths, &e->x, &e->qkv, &e->ctx, &e->tmp, &e->mid, &e->scores, &e->pooled};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        ims_tensor_free(&bufs[i]->t);
+        imsi_tensor_free(&bufs[i]->t);
     free(e->host_ids), free(e->host_lengths), free(e->order), free(e->host_out);
     free(e);
 }
@@ -488,22 +488,22 @@ ims_status ims_text_encoder_create(ims_backend *be, const ims_weights *w, ims_pr
 {
     *out = NULL;
     if (precision != IMS_PRECISION_FP32 && precision != IMS_PRECISION_FP16)
-        return ims_fail(err, IMS_ERR_ARGUMENT, "text encoder: unknown precision %d", (int)precision);
+        return imsi_fail(err, IMS_ERR_ARGUMENT, "text encoder: unknown precision %d", (int)precision);
     ims_text_encoder *e = calloc(1, sizeof *e);
     if (!e)
-        return ims_fail(err, IMS_ERR_NOMEM, "text encoder: out of memory");
+        return imsi_fail(err, IMS_ERR_NOMEM, "text encoder: out of memory");
     e->be = be;
     e->precision = precision;
     e->act = precision == IMS_PRECISION_FP16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32;
     e->bucket_tokens = ENC_DEFAULT_BUCKET_TOKENS;
     ims_status st = read_config(e, w, err);
     if (!st && !(e->layer = calloc((size_t)e->layers, sizeof *e->layer)))
-        st = ims_fail(err, IMS_ERR_NOMEM, "text encoder: out of memory for %d layers", e->layers);
+        st = imsi_fail(err, IMS_ERR_NOMEM, "text encoder: out of memory for %d layers", e->layers);
     if (!st)
         st = upload_weights(e, w, err);
     if (st) {
         ims_text_encoder_free(e);
-        return ims_error_prefix(err, st, "text encoder");
+        return imsi_error_prefix(err, st, "text encoder");
     }
     *out = e;
     return IMS_OK;
@@ -511,6 +511,6 @@ ims_status ims_text_encoder_create(ims_backend *be, const ims_weights *w, ims_pr
 
 int ims_text_encoder_dim(const ims_text_encoder *e) { return e->h; }
 int ims_text_encoder_max_seq_length(const ims_text_encoder *e) { return e->max_seq; }
-int ims_text_encoder_layers(const ims_text_encoder *e) { return e->layers; }
+int imsi_text_encoder_layers(const ims_text_encoder *e) { return e->layers; }
 
-void ims_text_encoder_set_bucket_tokens(ims_text_encoder *e, int tokens) { e->bucket_tokens = tokens > 0 ? tokens : 1; }
+void imsi_text_encoder_set_bucket_tokens(ims_text_encoder *e, int tokens) { e->bucket_tokens = tokens > 0 ? tokens : 1; }

@@ -14,6 +14,6 @@
  * surrogate, anything above U+10FFFF) gives U+FFFD for the maximal valid
  * prefix of a sequence, or for one byte: the Unicode "substitution of maximal
  * subparts", which Python's bytes.decode(errors="replace") also follows. */
-size_t ims_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp);
+size_t imsi_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp);
 
 #endif /* IMS_TOKENIZER_H */

@@ -3,12 +3,12 @@
  *
  * Categories as of Unicode 8.0, NFD as of 9.0, whitespace and lowercase as of
  * Rust's std: what Hugging Face's tokenizers uses (see the generator).
- * Lookup: ims_unicode_props(cp) = records[blocks[stage1[cp >> 7] * 128 + (cp & 127)]].
+ * Lookup: imsi_unicode_props(cp) = records[blocks[stage1[cp >> 7] * 128 + (cp & 127)]].
  */
 #include "models/unicode_tables.h"
 
 /* (3117) flags, ccc, nfd_len, lower_len, nfd_off, lower_off */
-static const ims_unicode_record records[3117] = {
+static const imsi_unicode_record records[3117] = {
     {1, 0, 0, 0, 0, 0},
     {2, 0, 0, 0, 0, 0},
     {3, 0, 0, 0, 0, 0},
@@ -5261,14 +5261,14 @@ static const uint16_t stage1[8704] = {
     88, 88, 88, 88, 88, 88, 88, 88, 88, 88, 88, 88, 88, 88, 88, 159,
 };
 
-const ims_unicode_record *ims_unicode_props(uint32_t cp)
+const imsi_unicode_record *imsi_unicode_props(uint32_t cp)
 {
     if (cp >= 0x110000)
         cp = 0xFFFF; /* a noncharacter: no properties */
     return &records[blocks[(uint32_t)stage1[cp >> 7] * 128 + (cp & 127)]];
 }
 
-const uint32_t *ims_unicode_seq(uint16_t offset)
+const uint32_t *imsi_unicode_seq(uint16_t offset)
 {
     return &pool[offset];
 }

@@ -19,19 +19,19 @@ enum {
     IMS_UNICODE_CJK = 16,       /* a CJK ideograph block BERT surrounds with spaces */
 };
 
-typedef struct ims_unicode_record {
+typedef struct imsi_unicode_record {
     uint8_t flags;     /* IMS_UNICODE_* */
     uint8_t ccc;       /* canonical combining class */
     uint8_t nfd_len;   /* code points in the decomposition, 0 if none */
     uint8_t lower_len; /* code points in the lowercase mapping, 0 if none */
-    uint16_t nfd_off;  /* into ims_unicode_seq */
+    uint16_t nfd_off;  /* into imsi_unicode_seq */
     uint16_t lower_off;
-} ims_unicode_record;
+} imsi_unicode_record;
 
 /* Properties of cp; cp >= 0x110000 gets those of a noncharacter. Never NULL. */
-const ims_unicode_record *ims_unicode_props(uint32_t cp);
+const imsi_unicode_record *imsi_unicode_props(uint32_t cp);
 
 /* The pool of decomposition and lowercase sequences. */
-const uint32_t *ims_unicode_seq(uint16_t offset);
+const uint32_t *imsi_unicode_seq(uint16_t offset);
 
 #endif /* IMS_UNICODE_TABLES_H */

@@ -15,8 +15,8 @@ static double load(const void *p, size_t i, int f16)
     return f16 ? (double)ims_f16_to_f32(((const uint16_t *)p)[i]) : (double)((const float *)p)[i];
 }
 
-void cpu_layernorm_row(const double *row, int h, double eps, const float *gamma, const float *beta, void *y,
-                       int y_f16)
+void imsi_cpu_layernorm_row(const double *row, int h, double eps, const float *gamma, const float *beta, void *y,
+                            int y_f16)
 {
     double mean = 0.0;
     for (int i = 0; i < h; i++)
@@ -35,8 +35,8 @@ void cpu_layernorm_row(const double *row, int h, double eps, const float *gamma,
     }
 }
 
-void cpu_add_layernorm(const void *x, const float *bias, const void *residual, const float *gamma,
-                       const float *beta, double eps, void *y, int f16, int m, int h)
+void imsi_cpu_add_layernorm(const void *x, const float *bias, const void *residual, const float *gamma,
+                            const float *beta, double eps, void *y, int f16, int m, int h)
 {
     #pragma omp parallel if ((int64_t)m * h > CPU_PARALLEL_MIN)
     {
@@ -48,8 +48,8 @@ void cpu_add_layernorm(const void *x, const float *bias, const void *residual, c
             size_t at = (size_t)r * h;
             for (int i = 0; i < h; i++)
                 row[i] = load(x, at + i, f16) + (bias ? bias[i] : 0.0) + load(residual, at + i, f16);
-            cpu_layernorm_row(row, h, eps, gamma, beta, f16 ? (void *)((uint16_t *)y + at) : (void *)((float *)y + at),
-                              f16);
+            imsi_cpu_layernorm_row(row, h, eps, gamma, beta, f16 ? (void *)((uint16_t *)y + at) : (void *)((float *)y + at),
+                                   f16);
         }
         free(row);
     }

@@ -75,7 +75,7 @@ static void attend_row(const float *q, const float *kt, const float *v, float *s
         acc[j] *= inv;
 }
 
-void cpu_attention(const void *qkv, const int32_t *lengths, void *ctx, int f16, int b, int t, int h, int heads)
+void imsi_cpu_attention(const void *qkv, const int32_t *lengths, void *ctx, int f16, int b, int t, int h, int heads)
 {
     int d = h / heads, h3 = 3 * h;
     float scale = (float)(1.0 / sqrt((double)d));

@@ -9,7 +9,7 @@
 
 #include <math.h>
 
-void cpu_bias_act(const void *x, const float *bias, void *y, int f16, int gelu, int m, int n)
+void imsi_cpu_bias_act(const void *x, const float *bias, void *y, int f16, int gelu, int m, int n)
 {
     #pragma omp parallel for schedule(static) if ((int64_t)m * n > CPU_PARALLEL_MIN)
     for (int r = 0; r < m; r++) {

@@ -11,9 +11,9 @@
 
 #include <stdlib.h>
 
-void cpu_embed_layernorm(const int32_t *ids, const float *word, const float *pos, const float *type0,
-                         const float *gamma, const float *beta, double eps, void *y, int y_f16, int b, int t,
-                         int h, int vocab)
+void imsi_cpu_embed_layernorm(const int32_t *ids, const float *word, const float *pos, const float *type0,
+                              const float *gamma, const float *beta, double eps, void *y, int y_f16, int b, int t,
+                              int h, int vocab)
 {
     #pragma omp parallel if ((int64_t)b * t * h > CPU_PARALLEL_MIN)
     {
@@ -30,8 +30,8 @@ void cpu_embed_layernorm(const int32_t *ids, const float *word, const float *pos
             for (int i = 0; i < h; i++)
                 row[i] = (double)we[i] + (double)pe[i] + (double)type0[i];
             size_t at = (size_t)r * h;
-            cpu_layernorm_row(row, h, eps, gamma, beta,
-                              y_f16 ? (void *)((uint16_t *)y + at) : (void *)((float *)y + at), y_f16);
+            imsi_cpu_layernorm_row(row, h, eps, gamma, beta,
+                                   y_f16 ? (void *)((uint16_t *)y + at) : (void *)((float *)y + at), y_f16);
         }
         free(row);
     }

@@ -4,7 +4,7 @@
  * 1 / (255 std), shift = -mean / std). */
 #include "ops_cpu.h"
 
-void cpu_input_u8(const uint8_t *x, size_t pixels, const float scale[3], const float shift[3], float *y)
+void imsi_cpu_input_u8(const uint8_t *x, size_t pixels, const float scale[3], const float shift[3], float *y)
 {
     #pragma omp parallel for schedule(static)
     for (long long p = 0; p < (long long)pixels; p++)

@@ -122,7 +122,7 @@ __attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(const uint16_t *
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
-    cpu_convert_f16_to_f32(src + i, dst + i, n - i);
+    imsi_cpu_convert_f16_to_f32(src + i, dst + i, n - i);
 }
 #endif
 
@@ -156,7 +156,7 @@ static void block_to_f32(const uint16_t *src, float *dst, size_t n)
 #endif
     #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i += 4096)
-        cpu_convert_f16_to_f32(src + i, dst + i, n - i < 4096 ? n - i : 4096);
+        imsi_cpu_convert_f16_to_f32(src + i, dst + i, n - i < 4096 ? n - i : 4096);
 }
 
 static int block_rows(int b, int64_t n)
@@ -167,8 +167,8 @@ static int block_rows(int b, int64_t n)
     return (int)(r < n ? r : n);
 }
 
-int cpu_knn_select(const float *table_f32, const uint16_t *table_f16, int64_t n, int d, const float *queries,
-                   int b, int k, int32_t *ids, float *scores)
+int imsi_cpu_knn_select(const float *table_f32, const uint16_t *table_f16, int64_t n, int d, const float *queries,
+                        int b, int k, int32_t *ids, float *scores)
 {
     if (n <= 0 || b <= 0)
         return 0;

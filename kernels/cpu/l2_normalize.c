@@ -5,7 +5,7 @@
 
 #include <math.h>
 
-void cpu_l2_normalize_rows(const float *x, float *y_f32, uint16_t *y_f16, float *norms, int n, int d)
+void imsi_cpu_l2_normalize_rows(const float *x, float *y_f32, uint16_t *y_f16, float *norms, int n, int d)
 {
     #pragma omp parallel for schedule(static)
     for (int r = 0; r < n; r++) {

@@ -3,7 +3,7 @@
 
 #include <cblas.h>
 
-void cpu_linear(const float *x, const float *w, const float *bias, float *y, int m, int n, int k)
+void imsi_cpu_linear(const float *x, const float *w, const float *bias, float *y, int m, int n, int k)
 {
     float beta = 0.0f;
     if (bias) {

@@ -12,7 +12,7 @@
 #include <cblas.h>
 #include <stdlib.h>
 
-int cpu_linear_f16(const uint16_t *x, const uint16_t *w, uint16_t *y, int m, int n, int k)
+int imsi_cpu_linear_f16(const uint16_t *x, const uint16_t *w, uint16_t *y, int m, int n, int k)
 {
     float *xf = malloc((size_t)m * k * sizeof *xf), *wf = malloc((size_t)n * k * sizeof *wf);
     float *yf = malloc((size_t)m * n * sizeof *yf);
@@ -20,10 +20,10 @@ int cpu_linear_f16(const uint16_t *x, const uint16_t *w, uint16_t *y, int m, int
         free(xf), free(wf), free(yf);
         return -1;
     }
-    cpu_convert_f16_to_f32(x, xf, (size_t)m * k);
-    cpu_convert_f16_to_f32(w, wf, (size_t)n * k);
+    imsi_cpu_convert_f16_to_f32(x, xf, (size_t)m * k);
+    imsi_cpu_convert_f16_to_f32(w, wf, (size_t)n * k);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, xf, k, wf, k, 0.0f, yf, n);
-    cpu_convert_f32_to_f16(yf, y, (size_t)m * n);
+    imsi_cpu_convert_f32_to_f16(yf, y, (size_t)m * n);
     free(xf), free(wf), free(yf);
     return 0;
 }

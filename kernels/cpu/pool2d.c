@@ -10,8 +10,8 @@
 
 #include <math.h>
 
-void cpu_pool2d_nhwc(const float *x, int n, int h, int w, int c, int max, int k, int stride, int pad,
-                     int count_include_pad, float *y, int oh, int ow, int y_channels, int y_offset)
+void imsi_cpu_pool2d_nhwc(const float *x, int n, int h, int w, int c, int max, int k, int stride, int pad,
+                          int count_include_pad, float *y, int oh, int ow, int y_channels, int y_offset)
 {
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < n; b++) {
@@ -45,7 +45,7 @@ void cpu_pool2d_nhwc(const float *x, int n, int h, int w, int c, int max, int k,
     }
 }
 
-void cpu_global_avg_pool_nhwc(const float *x, int n, int hw, int c, float *y)
+void imsi_cpu_global_avg_pool_nhwc(const float *x, int n, int hw, int c, float *y)
 {
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < n; b++) {

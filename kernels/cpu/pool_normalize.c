@@ -12,8 +12,8 @@
 #include <math.h>
 #include <stdlib.h>
 
-void cpu_pool_normalize(const void *x, const int32_t *lengths, float *y, int f16, int cls, int normalize, int b,
-                        int t, int h)
+void imsi_cpu_pool_normalize(const void *x, const int32_t *lengths, float *y, int f16, int cls, int normalize, int b,
+                             int t, int h)
 {
     #pragma omp parallel if ((int64_t)b * t * h > CPU_PARALLEL_MIN)
     {

@@ -48,9 +48,9 @@ static __global__ void __launch_bounds__(TEXT_MAX_THREADS)
     }
 }
 
-extern "C" cudaError_t cuda_add_layernorm(const void *x, const float *bias, const void *residual,
-                                          const float *gamma, const float *beta, double eps, void *y, int f16, int m,
-                                          int h, cudaStream_t s)
+extern "C" cudaError_t imsi_cuda_add_layernorm(const void *x, const float *bias, const void *residual,
+                                               const float *gamma, const float *beta, double eps, void *y, int f16, int m,
+                                               int h, cudaStream_t s)
 {
     if (m <= 0 || h <= 0)
         return cudaSuccess;

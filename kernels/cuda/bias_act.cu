@@ -26,8 +26,8 @@ static __global__ void __launch_bounds__(BIAS_ACT_BLOCK)
     }
 }
 
-extern "C" cudaError_t cuda_bias_act(const void *x, const float *bias, void *y, int f16, int gelu, int m, int n,
-                                     cudaStream_t s)
+extern "C" cudaError_t imsi_cuda_bias_act(const void *x, const float *bias, void *y, int f16, int gelu, int m, int n,
+                                          cudaStream_t s)
 {
     size_t total = (size_t)m * (size_t)n;
     if (m <= 0 || n <= 0)

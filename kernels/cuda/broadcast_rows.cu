@@ -26,9 +26,9 @@ static __global__ void __launch_bounds__(BROADCAST_BLOCK)
     }
 }
 
-extern "C" cudaError_t cuda_broadcast_rows(const float *bias, // (n)
-                                           float *y,          // (m, n)
-                                           int m, int n, cudaStream_t s)
+extern "C" cudaError_t imsi_cuda_broadcast_rows(const float *bias, // (n)
+                                                float *y,          // (m, n)
+                                                int m, int n, cudaStream_t s)
 {
     if (m <= 0 || n <= 0)
         return cudaSuccess;

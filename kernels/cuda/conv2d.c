@@ -42,7 +42,7 @@ typedef struct conv_plan {
     size_t workspace;
 } conv_plan;
 
-struct ims_cudnn_convs {
+struct imsi_cudnn_convs {
     conv_plan *plans;
     size_t count, cap;
     cudnnActivationDescriptor_t relu, identity;
@@ -61,7 +61,7 @@ static void plan_destroy(conv_plan *pl)
     memset(pl, 0, sizeof *pl);
 }
 
-void ims_cudnn_convs_free(ims_cudnn_convs *cache)
+void imsi_cudnn_convs_free(imsi_cudnn_convs *cache)
 {
     if (!cache)
         return;
@@ -75,11 +75,11 @@ void ims_cudnn_convs_free(ims_cudnn_convs *cache)
     free(cache);
 }
 
-static ims_status cache_create(ims_cudnn_convs **out, ims_error *err)
+static ims_status cache_create(imsi_cudnn_convs **out, ims_error *err)
 {
-    ims_cudnn_convs *c = calloc(1, sizeof *c);
+    imsi_cudnn_convs *c = calloc(1, sizeof *c);
     if (!c)
-        return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
     ims_status st = IMS_CUDNN_CALL(err, cudnnCreateActivationDescriptor(&c->relu));
     if (!st) st = IMS_CUDNN_CALL(err, cudnnSetActivationDescriptor(c->relu, CUDNN_ACTIVATION_RELU,
                                                                    CUDNN_NOT_PROPAGATE_NAN, 0.0));
@@ -87,7 +87,7 @@ static ims_status cache_create(ims_cudnn_convs **out, ims_error *err)
     if (!st) st = IMS_CUDNN_CALL(err, cudnnSetActivationDescriptor(c->identity, CUDNN_ACTIVATION_IDENTITY,
                                                                    CUDNN_NOT_PROPAGATE_NAN, 0.0));
     if (st) {
-        ims_cudnn_convs_free(c);
+        imsi_cudnn_convs_free(c);
         return st;
     }
     *out = c;
@@ -95,7 +95,7 @@ static ims_status cache_create(ims_cudnn_convs **out, ims_error *err)
 }
 
 /* Grows the shared workspace to at least `bytes`. */
-static ims_status workspace_reserve(ims_cudnn_convs *c, cudaStream_t stream, size_t bytes, ims_error *err)
+static ims_status workspace_reserve(imsi_cudnn_convs *c, cudaStream_t stream, size_t bytes, ims_error *err)
 {
     if (bytes <= c->workspace_size)
         return IMS_OK;
@@ -135,7 +135,7 @@ static ims_status plan_descriptors(conv_plan *pl, ims_error *err)
 }
 
 /* Measures the algorithms on the real buffers and keeps the fastest usable one. */
-static ims_status plan_choose(ims_cudnn_convs *c, conv_plan *pl, cudnnHandle_t handle, cudaStream_t stream,
+static ims_status plan_choose(imsi_cudnn_convs *c, conv_plan *pl, cudnnHandle_t handle, cudaStream_t stream,
                               const void *x, const void *w, void *y, ims_error *err)
 {
     ims_status st = workspace_reserve(c, stream, IMS_CUDNN_WORKSPACE_MAX, err);
@@ -163,13 +163,13 @@ static ims_status plan_choose(ims_cudnn_convs *c, conv_plan *pl, cudnnHandle_t h
         IMS_CUDNN_CHECK(err, cudnnSetConvolutionMathType(pl->conv, perf[i].mathType));
         return IMS_OK;
     }
-    return ims_fail(err, IMS_ERR_UNSUPPORTED,
-                    "cuDNN has no forward algorithm for a %dx%d convolution of (%d, %d, %d, %d) into %d of %d "
-                    "channels (%s)", pl->key.kh, pl->key.kw, pl->key.n, pl->key.h, pl->key.w, pl->key.c, pl->key.o,
-                    pl->key.y_channels, ims_precision_name((ims_precision)pl->key.precision));
+    return imsi_fail(err, IMS_ERR_UNSUPPORTED,
+                     "cuDNN has no forward algorithm for a %dx%d convolution of (%d, %d, %d, %d) into %d of %d "
+                     "channels (%s)", pl->key.kh, pl->key.kw, pl->key.n, pl->key.h, pl->key.w, pl->key.c, pl->key.o,
+                     pl->key.y_channels, ims_precision_name((ims_precision)pl->key.precision));
 }
 
-static conv_plan *plan_find(ims_cudnn_convs *c, const conv_key *key)
+static conv_plan *plan_find(imsi_cudnn_convs *c, const conv_key *key)
 {
     for (size_t i = 0; i < c->count; i++)
         if (!memcmp(&c->plans[i].key, key, sizeof *key))
@@ -177,19 +177,19 @@ static conv_plan *plan_find(ims_cudnn_convs *c, const conv_key *key)
     return NULL;
 }
 
-ims_status ims_cudnn_conv2d(ims_cudnn_convs **cache, cudnnHandle_t handle, cudaStream_t stream,
-                            const ims_conv2d_params *p, const ims_tensor *x, const ims_tensor *w,
-                            const ims_tensor *bias, ims_tensor *y, ims_error *err)
+ims_status imsi_cudnn_conv2d(imsi_cudnn_convs **cache, cudnnHandle_t handle, cudaStream_t stream,
+                             const imsi_conv2d_params *p, const imsi_tensor *x, const imsi_tensor *w,
+                             const imsi_tensor *bias, imsi_tensor *y, ims_error *err)
 {
     if (!*cache) {
         ims_status st = cache_create(cache, err);
         if (st)
             return st;
     }
-    ims_cudnn_convs *c = *cache;
+    imsi_cudnn_convs *c = *cache;
     /* The fused call needs a bias: Inception's folded BatchNorm always gives one. */
     if (!bias)
-        return ims_fail(err, IMS_ERR_UNSUPPORTED, "cuDNN conv2d: a bias is required");
+        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "cuDNN conv2d: a bias is required");
     conv_key key;
     memset(&key, 0, sizeof key); /* compared with memcmp */
     key.n = (int)x->shape[0], key.h = (int)x->shape[1], key.w = (int)x->shape[2], key.c = (int)x->shape[3];
@@ -205,7 +205,7 @@ ims_status ims_cudnn_conv2d(ims_cudnn_convs **cache, cudnnHandle_t handle, cudaS
             size_t cap = c->cap ? 2 * c->cap : 64;
             conv_plan *grown = realloc(c->plans, cap * sizeof *grown);
             if (!grown)
-                return ims_fail(err, IMS_ERR_NOMEM, "out of memory");
+                return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
             c->plans = grown;
             c->cap = cap;
         }

@@ -14,15 +14,15 @@
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 
-typedef struct ims_cudnn_convs ims_cudnn_convs;
+typedef struct imsi_cudnn_convs imsi_cudnn_convs;
 
-/* The ims_op_conv2d contract (backend.h), shapes already checked. *cache is
+/* The imsi_op_conv2d contract (backend.h), shapes already checked. *cache is
  * created on first use. */
-ims_status ims_cudnn_conv2d(ims_cudnn_convs **cache, cudnnHandle_t handle, cudaStream_t stream,
-                            const ims_conv2d_params *p, const ims_tensor *x, const ims_tensor *w,
-                            const ims_tensor *bias, ims_tensor *y, ims_error *err);
+ims_status imsi_cudnn_conv2d(imsi_cudnn_convs **cache, cudnnHandle_t handle, cudaStream_t stream,
+                             const imsi_conv2d_params *p, const imsi_tensor *x, const imsi_tensor *w,
+                             const imsi_tensor *bias, imsi_tensor *y, ims_error *err);
 
 /* Releases the plans and the workspace (the stream must be idle). NULL is fine. */
-void ims_cudnn_convs_free(ims_cudnn_convs *cache);
+void imsi_cudnn_convs_free(imsi_cudnn_convs *cache);
 
 #endif /* IMS_CONV_CUDNN_H */

@@ -37,9 +37,9 @@ static __global__ void __launch_bounds__(CONVERT_BLOCK)
         dst[i] = __half2float(__ushort_as_half(src[i]));
 }
 
-extern "C" cudaError_t cuda_convert_f32_to_f16(const float *src, // (n)
-                                               uint16_t *dst,    // (n)
-                                               size_t n, cudaStream_t s)
+extern "C" cudaError_t imsi_cuda_convert_f32_to_f16(const float *src, // (n)
+                                                    uint16_t *dst,    // (n)
+                                                    size_t n, cudaStream_t s)
 {
     if (n == 0)
         return cudaSuccess;
@@ -49,9 +49,9 @@ extern "C" cudaError_t cuda_convert_f32_to_f16(const float *src, // (n)
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t cuda_convert_f16_to_f32(const uint16_t *src, // (n)
-                                               float *dst,          // (n)
-                                               size_t n, cudaStream_t s)
+extern "C" cudaError_t imsi_cuda_convert_f16_to_f32(const uint16_t *src, // (n)
+                                                    float *dst,          // (n)
+                                                    size_t n, cudaStream_t s)
 {
     if (n == 0)
         return cudaSuccess;

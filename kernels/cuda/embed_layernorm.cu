@@ -46,9 +46,9 @@ static __global__ void __launch_bounds__(TEXT_MAX_THREADS)
     }
 }
 
-extern "C" cudaError_t cuda_embed_layernorm(const int32_t *ids, const float *word, const float *pos,
-                                            const float *type0, const float *gamma, const float *beta, double eps,
-                                            void *y, int y_f16, int b, int t, int h, int vocab, cudaStream_t s)
+extern "C" cudaError_t imsi_cuda_embed_layernorm(const int32_t *ids, const float *word, const float *pos,
+                                                 const float *type0, const float *gamma, const float *beta, double eps,
+                                                 void *y, int y_f16, int b, int t, int h, int vocab, cudaStream_t s)
 {
     int64_t tokens = (int64_t)b * t;
     if (tokens <= 0 || h <= 0)

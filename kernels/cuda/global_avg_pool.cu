@@ -1,5 +1,5 @@
 /* global_avg_pool.cu: x (n, hw, c) f32 or f16 -> y (n, c) f32, the mean over
- * hw summed in double, as kernels/cpu/pool2d.c's cpu_global_avg_pool_nhwc.
+ * hw summed in double, as kernels/cpu/pool2d.c's imsi_cpu_global_avg_pool_nhwc.
  * One thread per (n, c); consecutive threads read consecutive channels. */
 #include "launch.h"
 
@@ -24,8 +24,8 @@ static __global__ void global_avg_pool_kernel(const void *__restrict__ x, // (n,
     }
 }
 
-extern "C" cudaError_t cuda_global_avg_pool_nhwc(const void *x, float *y, int n, int hw, int c, int f16,
-                                                 cudaStream_t s)
+extern "C" cudaError_t imsi_cuda_global_avg_pool_nhwc(const void *x, float *y, int n, int hw, int c, int f16,
+                                                      cudaStream_t s)
 {
     size_t total = (size_t)n * c;
     if (total == 0 || hw <= 0)

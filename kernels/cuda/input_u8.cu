@@ -24,8 +24,8 @@ static __global__ void input_u8_kernel(const uint8_t *__restrict__ x, // (pixels
     }
 }
 
-extern "C" cudaError_t cuda_input_u8(const uint8_t *x, void *y, size_t pixels, const float scale[3],
-                                     const float shift[3], int f16, cudaStream_t s)
+extern "C" cudaError_t imsi_cuda_input_u8(const uint8_t *x, void *y, size_t pixels, const float scale[3],
+                                          const float shift[3], int f16, cudaStream_t s)
 {
     size_t n = pixels * 3;
     if (n == 0)

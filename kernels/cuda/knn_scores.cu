@@ -136,11 +136,11 @@ static cudaError_t knn_scores_launch(const T *rows, const float *queries, float 
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t cuda_knn_scores(const void *rows, // (n, d) f32 or f16
-                                       int rows_f16,
-                                       const float *queries, // (b, d)
-                                       float *scores,        // (b, ld)
-                                       int n, int d, int b, int ld, cudaStream_t s)
+extern "C" cudaError_t imsi_cuda_knn_scores(const void *rows, // (n, d) f32 or f16
+                                            int rows_f16,
+                                            const float *queries, // (b, d)
+                                            float *scores,        // (b, ld)
+                                            int n, int d, int b, int ld, cudaStream_t s)
 {
     if (n <= 0 || b <= 0 || d <= 0)
         return cudaSuccess;

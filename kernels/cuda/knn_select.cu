@@ -186,7 +186,7 @@ static __global__ void __launch_bounds__(KNN_SELECT_THREADS)
 
 static int knn_staged(int k, int cnt) { return k <= KNN_SEGMENT / 4 && cnt > KNN_SEGMENT; }
 
-extern "C" size_t cuda_knn_select_scratch_bytes(int b, int k, int cnt)
+extern "C" size_t imsi_cuda_knn_select_scratch_bytes(int b, int k, int cnt)
 {
     if (!knn_staged(k, cnt))
         return 0;
@@ -194,12 +194,12 @@ extern "C" size_t cuda_knn_select_scratch_bytes(int b, int k, int cnt)
     return (size_t)b * segments * (size_t)k * sizeof(uint64_t);
 }
 
-extern "C" cudaError_t cuda_knn_select(float *tile,    // (b, ld)
-                                       int32_t *cand,  // (b, kcap)
-                                       uint64_t *tmp,  // (b, kcap)
-                                       uint64_t *seg,  // cuda_knn_select_scratch_bytes(b, k, cnt), or NULL
-                                       int b, int ld, int kprev, int kcap, int cnt, int32_t base, int k,
-                                       cudaStream_t s)
+extern "C" cudaError_t imsi_cuda_knn_select(float *tile,    // (b, ld)
+                                            int32_t *cand,  // (b, kcap)
+                                            uint64_t *tmp,  // (b, kcap)
+                                            uint64_t *seg,  // imsi_cuda_knn_select_scratch_bytes(b, k, cnt), or NULL
+                                            int b, int ld, int kprev, int kcap, int cnt, int32_t base, int k,
+                                            cudaStream_t s)
 {
     if (b <= 0 || kprev + cnt <= 0)
         return cudaSuccess;

@@ -87,11 +87,11 @@ static __global__ void __launch_bounds__(L2_MAX_THREADS)
     }
 }
 
-extern "C" cudaError_t cuda_l2_normalize_rows(const float *x, // (n, d)
-                                              float *y_f32,   // (n, d) or NULL
-                                              uint16_t *y_f16, // (n, d) or NULL
-                                              float *norms,   // (n)
-                                              int n, int d, cudaStream_t s)
+extern "C" cudaError_t imsi_cuda_l2_normalize_rows(const float *x, // (n, d)
+                                                   float *y_f32,   // (n, d) or NULL
+                                                   uint16_t *y_f16, // (n, d) or NULL
+                                                   float *norms,   // (n)
+                                                   int n, int d, cudaStream_t s)
 {
     if (n <= 0 || d <= 0)
         return cudaSuccess;

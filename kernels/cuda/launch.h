@@ -25,61 +25,61 @@ extern "C" {
 
 /* dst (n) = src (n): f32 -> f16 rounds to nearest even (__float2half_rn), the
  * same bits as ims_f32_to_f16; f16 -> f32 is exact. */
-cudaError_t cuda_convert_f32_to_f16(const float *src, uint16_t *dst, size_t n, cudaStream_t s);
-cudaError_t cuda_convert_f16_to_f32(const uint16_t *src, float *dst, size_t n, cudaStream_t s);
+cudaError_t imsi_cuda_convert_f32_to_f16(const float *src, uint16_t *dst, size_t n, cudaStream_t s);
+cudaError_t imsi_cuda_convert_f16_to_f32(const uint16_t *src, float *dst, size_t n, cudaStream_t s);
 
 /* x (n, d) f32; y (n, d) = x / ||x|| per row, into y_f32 or y_f16 (exactly one
  * non-NULL); norms (n) = ||x_r||. Rows whose norm is 0 or not finite get y = 0.
  * Same results as kernels/cpu/l2_normalize.c (sum of squares in double). */
-cudaError_t cuda_l2_normalize_rows(const float *x, float *y_f32, uint16_t *y_f16, float *norms, int n, int d,
-                                   cudaStream_t s);
+cudaError_t imsi_cuda_l2_normalize_rows(const float *x, float *y_f32, uint16_t *y_f16, float *norms, int n, int d,
+                                        cudaStream_t s);
 
 /* y (m, n): y[r][c] = bias[c], bias (n). Prefills y before a beta = 1 GEMM. */
-cudaError_t cuda_broadcast_rows(const float *bias, float *y, int m, int n, cudaStream_t s);
+cudaError_t imsi_cuda_broadcast_rows(const float *bias, float *y, int m, int n, cudaStream_t s);
 
 /* --- top-k search --- */
 /* scores[q * ld + j] = queries[q] . rows[j] (fp32 accumulation) for rows (n, d),
  * f16 (rows_f16 != 0) or f32, and queries (b, d) f32 (knn_scores.cu). */
-cudaError_t cuda_knn_scores(const void *rows, int rows_f16, const float *queries, float *scores, int n, int d, int b,
-                            int ld, cudaStream_t s);
+cudaError_t imsi_cuda_knn_scores(const void *rows, int rows_f16, const float *queries, float *scores, int n, int d, int b,
+                                 int ld, cudaStream_t s);
 /* Per query: the best kk = min(k, kprev + cnt) of the old candidates
  * (tile[q][0..kprev), ids cand[q][0..kprev)) and the new scores
  * tile[q][kcap..kcap + cnt) of rows base.., sorted (score desc, row asc) into
  * tile[q][0..kk) and cand[q][0..kk). tmp: (b, kcap) scratch; seg: the
  * per-block candidate lists of the two-stage path,
- * cuda_knn_select_scratch_bytes(b, k, cnt) bytes (0: one stage; NULL forces
+ * imsi_cuda_knn_select_scratch_bytes(b, k, cnt) bytes (0: one stage; NULL forces
  * one stage). k <= kcap, ld >= kcap + cnt (knn_select.cu). */
-size_t cuda_knn_select_scratch_bytes(int b, int k, int cnt);
-cudaError_t cuda_knn_select(float *tile, int32_t *cand, uint64_t *tmp, uint64_t *seg, int b, int ld, int kprev,
-                            int kcap, int cnt, int32_t base, int k, cudaStream_t s);
+size_t imsi_cuda_knn_select_scratch_bytes(int b, int k, int cnt);
+cudaError_t imsi_cuda_knn_select(float *tile, int32_t *cand, uint64_t *tmp, uint64_t *seg, int b, int ld, int kprev,
+                                 int kcap, int cnt, int32_t base, int k, cudaStream_t s);
 
 /* --- inception --- */
 /* x (n, h, w, c) -> channels [y_offset, y_offset + c) of y (n, oh, ow, y_channels);
- * f16 != 0: both are f16 (math in f32). As cpu_pool2d_nhwc. */
-cudaError_t cuda_pool2d_nhwc(const void *x, void *y, int n, int h, int w, int c, int max, int k, int stride, int pad,
-                             int include_pad, int oh, int ow, int y_channels, int y_offset, int f16, cudaStream_t s);
+ * f16 != 0: both are f16 (math in f32). As imsi_cpu_pool2d_nhwc. */
+cudaError_t imsi_cuda_pool2d_nhwc(const void *x, void *y, int n, int h, int w, int c, int max, int k, int stride, int pad,
+                                  int include_pad, int oh, int ow, int y_channels, int y_offset, int f16, cudaStream_t s);
 /* x (n, hw, c) f32 or f16 -> y (n, c) f32 (sums in double). */
-cudaError_t cuda_global_avg_pool_nhwc(const void *x, float *y, int n, int hw, int c, int f16, cudaStream_t s);
+cudaError_t imsi_cuda_global_avg_pool_nhwc(const void *x, float *y, int n, int hw, int c, int f16, cudaStream_t s);
 /* y (pixels, 3) f32 or f16 = x (pixels, 3) u8 * scale[c] + shift[c]. */
-cudaError_t cuda_input_u8(const uint8_t *x, void *y, size_t pixels, const float scale[3], const float shift[3],
-                          int f16, cudaStream_t s);
+cudaError_t imsi_cuda_input_u8(const uint8_t *x, void *y, size_t pixels, const float scale[3], const float shift[3],
+                               int f16, cudaStream_t s);
 /* --- text encoder --- (f16 flags: activations are IEEE binary16 bits) */
 /* ids (b, t); word (vocab, h), pos (>= t, h), type0 (h), gamma, beta (h) f32;
  * y (b, t, h) = LayerNorm(word[id] + pos[t] + type0). */
-cudaError_t cuda_embed_layernorm(const int32_t *ids, const float *word, const float *pos, const float *type0,
-                                 const float *gamma, const float *beta, double eps, void *y, int y_f16, int b, int t,
-                                 int h, int vocab, cudaStream_t s);
+cudaError_t imsi_cuda_embed_layernorm(const int32_t *ids, const float *word, const float *pos, const float *type0,
+                                      const float *gamma, const float *beta, double eps, void *y, int y_f16, int b, int t,
+                                      int h, int vocab, cudaStream_t s);
 /* x, y (m, n) (y may be x); bias (n): y = x + bias, or GELU(x + bias). */
-cudaError_t cuda_bias_act(const void *x, const float *bias, void *y, int f16, int gelu, int m, int n, cudaStream_t s);
+cudaError_t imsi_cuda_bias_act(const void *x, const float *bias, void *y, int f16, int gelu, int m, int n, cudaStream_t s);
 /* x, residual, y (m, h) (y may be residual); bias (h) or NULL. */
-cudaError_t cuda_add_layernorm(const void *x, const float *bias, const void *residual, const float *gamma,
-                               const float *beta, double eps, void *y, int f16, int m, int h, cudaStream_t s);
+cudaError_t imsi_cuda_add_layernorm(const void *x, const float *bias, const void *residual, const float *gamma,
+                                    const float *beta, double eps, void *y, int f16, int m, int h, cudaStream_t s);
 /* scores (b, heads, t, t) in place: softmax over keys < lengths[b], 0 past it. */
-cudaError_t cuda_masked_softmax(void *scores, const int32_t *lengths, int f16, int b, int heads, int t,
-                                cudaStream_t s);
+cudaError_t imsi_cuda_masked_softmax(void *scores, const int32_t *lengths, int f16, int b, int heads, int t,
+                                     cudaStream_t s);
 /* x (b, t, h), lengths (b) -> y (b, h) f32: mean or CLS pooling, L2-normalized if normalize. */
-cudaError_t cuda_pool_normalize(const void *x, const int32_t *lengths, float *y, int f16, int cls, int normalize,
-                                int b, int t, int h, cudaStream_t s);
+cudaError_t imsi_cuda_pool_normalize(const void *x, const int32_t *lengths, float *y, int f16, int cls, int normalize,
+                                     int b, int t, int h, cudaStream_t s);
 
 #ifdef __cplusplus
 }

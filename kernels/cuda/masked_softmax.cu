@@ -41,8 +41,8 @@ static __global__ void __launch_bounds__(SOFTMAX_WARPS * TEXT_WARP)
     }
 }
 
-extern "C" cudaError_t cuda_masked_softmax(void *scores, const int32_t *lengths, int f16, int b, int heads, int t,
-                                           cudaStream_t s)
+extern "C" cudaError_t imsi_cuda_masked_softmax(void *scores, const int32_t *lengths, int f16, int b, int heads, int t,
+                                                cudaStream_t s)
 {
     int64_t rows = (int64_t)b * heads * t;
     if (rows <= 0 || t <= 0)

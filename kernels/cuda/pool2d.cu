@@ -57,9 +57,9 @@ static __global__ void pool2d_kernel(const void *__restrict__ x, // (n, h, w, c)
     }
 }
 
-extern "C" cudaError_t cuda_pool2d_nhwc(const void *x, void *y, int n, int h, int w, int c, int max, int k,
-                                        int stride, int pad, int include_pad, int oh, int ow, int y_channels,
-                                        int y_offset, int f16, cudaStream_t s)
+extern "C" cudaError_t imsi_cuda_pool2d_nhwc(const void *x, void *y, int n, int h, int w, int c, int max, int k,
+                                             int stride, int pad, int include_pad, int oh, int ow, int y_channels,
+                                             int y_offset, int f16, cudaStream_t s)
 {
     size_t total = (size_t)n * oh * ow * c;
     if (total == 0)

@@ -42,8 +42,8 @@ static __global__ void __launch_bounds__(TEXT_MAX_THREADS)
     }
 }
 
-extern "C" cudaError_t cuda_pool_normalize(const void *x, const int32_t *lengths, float *y, int f16, int cls,
-                                           int normalize, int b, int t, int h, cudaStream_t s)
+extern "C" cudaError_t imsi_cuda_pool_normalize(const void *x, const int32_t *lengths, float *y, int f16, int cls,
+                                                int normalize, int b, int t, int h, cudaStream_t s)
 {
     if (b <= 0 || t <= 0 || h <= 0)
         return cudaSuccess;

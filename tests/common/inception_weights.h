@@ -23,9 +23,9 @@
 static inline uint8_t *make_images(void)
 {
     uint8_t *img = malloc((size_t)IMAGES * SIZE * SIZE * 3);
-    uint64_t st = synth_fnv1a64("images");
+    uint64_t st = imsi_synth_fnv1a64("images");
     for (size_t i = 0; img && i < (size_t)IMAGES * SIZE * SIZE * 3; i++)
-        img[i] = (uint8_t)floor(synth_uniform(&st) * 256.0);
+        img[i] = (uint8_t)floor(imsi_synth_uniform(&st) * 256.0);
     return img;
 }
 
@@ -55,7 +55,7 @@ static inline int write_checkpoint(const char *path, const synth_tensor *ts, int
 {
     unsigned char *image = NULL;
     size_t size = 0;
-    if (synth_safetensors(ts, n, &image, &size, NULL))
+    if (imsi_synth_safetensors(ts, n, &image, &size, NULL))
         return 0;
     FILE *f = fopen(path, "wb");
     int ok = f && fwrite(image, 1, size, f) == size;

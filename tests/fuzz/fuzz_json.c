@@ -59,7 +59,7 @@ static void emit_string(out_buf *o, const char *s, size_t n)
 
 static void check_string(const char *s, size_t n)
 {
-    if (s[n] != '\0' || memchr(s, '\0', n) || !isw_utf8_valid(s, n))
+    if (s[n] != '\0' || memchr(s, '\0', n) || !imsi_isw_utf8_valid(s, n))
         abort();
 }
 
@@ -72,10 +72,10 @@ static void visit(const json_value *v, out_buf *o)
     int64_t i64;
     const char *s;
     size_t n;
-    (void)json_get_bool(v, "v", &b, &err);
-    (void)json_get_double(v, "v", &d, &err);
-    (void)json_get_int64(v, "v", -5, 5, &i64, &err);
-    (void)json_get_string(v, "v", &s, &n, &err);
+    (void)imsi_json_get_bool(v, "v", &b, &err);
+    (void)imsi_json_get_double(v, "v", &d, &err);
+    (void)imsi_json_get_int64(v, "v", -5, 5, &i64, &err);
+    (void)imsi_json_get_string(v, "v", &s, &n, &err);
     switch (v->kind) {
     case JSON_NULL: emit(o, "null", 4); break;
     case JSON_BOOL: emit(o, v->boolean ? "true" : "false", v->boolean ? 4 : 5); break;
@@ -93,13 +93,13 @@ static void visit(const json_value *v, out_buf *o)
     case JSON_ARRAY:
         emit(o, "[", 1);
         for (size_t i = 0; i < v->arr.count; i++) {
-            if (json_array_at(v, i) != &v->arr.items[i])
+            if (imsi_json_array_at(v, i) != &v->arr.items[i])
                 abort();
             if (i)
                 emit(o, ",", 1);
             visit(&v->arr.items[i], o);
         }
-        if (json_array_at(v, v->arr.count) != NULL)
+        if (imsi_json_array_at(v, v->arr.count) != NULL)
             abort();
         emit(o, "]", 1);
         break;
@@ -108,10 +108,10 @@ static void visit(const json_value *v, out_buf *o)
         for (size_t i = 0; i < v->obj.count; i++) {
             const json_member *m = &v->obj.members[i];
             check_string(m->key, m->key_len);
-            if (json_object_get(v, m->key) != &m->value)
+            if (imsi_json_object_get(v, m->key) != &m->value)
                 abort(); /* keys are unique, so lookup finds this member */
-            (void)json_member_int64(v, "obj", m->key, 0, 100, &i64, &err);
-            (void)json_member_string(v, "obj", m->key, &s, &n, &err);
+            (void)imsi_json_member_int64(v, "obj", m->key, 0, 100, &i64, &err);
+            (void)imsi_json_member_string(v, "obj", m->key, &s, &n, &err);
             if (i)
                 emit(o, ",", 1);
             emit_string(o, m->key, m->key_len);
@@ -155,7 +155,7 @@ static void run(const char *text, size_t size, const json_limits *lim)
 {
     json_doc doc;
     ims_error err = {0};
-    if (json_parse(text, size, lim, &doc, &err) != IMS_OK) {
+    if (imsi_json_parse(text, size, lim, &doc, &err) != IMS_OK) {
         if (doc.root || err.msg[0] == '\0' || strchr(err.msg, '\n'))
             abort();
         return;
@@ -168,12 +168,12 @@ static void run(const char *text, size_t size, const json_limits *lim)
         json_limits lim2 = lim ? *lim : (json_limits){JSON_DEFAULT_MAX_BYTES, JSON_DEFAULT_MAX_DEPTH,
                                                       JSON_DEFAULT_MAX_VALUES};
         lim2.max_bytes = o.len;
-        if (json_parse(o.p, o.len, &lim2, &again, &err) != IMS_OK || !same(doc.root, again.root))
+        if (imsi_json_parse(o.p, o.len, &lim2, &again, &err) != IMS_OK || !same(doc.root, again.root))
             abort();
-        json_doc_free(&again);
+        imsi_json_doc_free(&again);
     }
     free(o.p);
-    json_doc_free(&doc);
+    imsi_json_doc_free(&doc);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

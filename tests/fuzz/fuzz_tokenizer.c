@@ -44,7 +44,7 @@ static void check_decoder(const unsigned char *p, size_t n)
     size_t i = 0;
     while (i < n) {
         uint32_t cp = 0;
-        size_t used = ims_utf8_decode(p + i, n - i, &cp);
+        size_t used = imsi_utf8_decode(p + i, n - i, &cp);
         if (used < 1 || used > 4 || used > n - i || cp > 0x10FFFF || (cp >= 0xD800 && cp < 0xE000))
             abort();
         i += used;

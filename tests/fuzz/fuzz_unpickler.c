@@ -4,7 +4,7 @@
  * Each input runs through every pickle entry point (state_dict, int, skip,
  * string list) and through the legacy reader, both directly (past the format
  * sniffing, so a mutated magic still reaches the later pickles) and, when it
- * starts with the legacy magic, through ckpt_open_memory. Other formats are
+ * starts with the legacy magic, through imsi_ckpt_open_memory. Other formats are
  * not dispatched to: their readers have targets of their own.
  * Checked: a failure leaves no output and a one-line message; a success gives
  * what pickle.h promises (consumed within the input, names and keys non-empty
@@ -27,13 +27,13 @@ static void run_pickles(const unsigned char *data, size_t size)
     ims_error err = {0};
     size_t used = 0;
     pickle_state_dict sd = {0};
-    if (pickle_load_state_dict(data, size, &sd, &used, &err) == IMS_OK) {
+    if (imsi_pickle_load_state_dict(data, size, &sd, &used, &err) == IMS_OK) {
         if (used == 0 || used > size)
             abort();
         for (size_t i = 0; i < sd.count; i++) {
             const pickle_tensor *t = &sd.tensors[i];
             if (!t->name[0] || !t->storage_key[0] || t->ndim < 0 || t->ndim > CKPT_MAX_DIMS ||
-                ckpt_dtype_size(t->dtype) == 0 || t->storage_offset < 0)
+                imsi_ckpt_dtype_size(t->dtype) == 0 || t->storage_offset < 0)
                 abort();
         }
     } else {
@@ -41,12 +41,12 @@ static void run_pickles(const unsigned char *data, size_t size)
         if (sd.count || sd.tensors)
             abort();
     }
-    pickle_state_dict_free(&sd);
+    imsi_pickle_state_dict_free(&sd);
 
     int64_t v;
-    if (pickle_load_int(data, size, &v, &used, &err) != IMS_OK)
+    if (imsi_pickle_load_int(data, size, &v, &used, &err) != IMS_OK)
         check_message(&err);
-    if (pickle_skip(data, size, &used, &err) == IMS_OK) {
+    if (imsi_pickle_skip(data, size, &used, &err) == IMS_OK) {
         if (used == 0 || used > size)
             abort();
     } else {
@@ -54,7 +54,7 @@ static void run_pickles(const unsigned char *data, size_t size)
     }
     char **list = NULL;
     size_t count = 0;
-    if (pickle_load_string_list(data, size, &list, &count, &used, &err) == IMS_OK) {
+    if (imsi_pickle_load_string_list(data, size, &list, &count, &used, &err) == IMS_OK) {
         for (size_t i = 0; i < count; i++)
             if (!list[i][0])
                 abort();
@@ -63,7 +63,7 @@ static void run_pickles(const unsigned char *data, size_t size)
         if (list || count)
             abort();
     }
-    pickle_string_list_free(list, count);
+    imsi_pickle_string_list_free(list, count);
 }
 
 /* Reads every small enough tensor, so ASan sees any element outside the input. */
@@ -71,15 +71,15 @@ static void exercise(const ckpt *c)
 {
     for (size_t i = 0; i < c->count; i++) {
         const ckpt_tensor *t = &c->tensors[i];
-        int64_t n = ckpt_tensor_numel(t);
+        int64_t n = imsi_ckpt_tensor_numel(t);
         if (n > (1 << 16))
             continue; /* stride 0 can make a huge view of a small storage */
         double *dst = malloc((size_t)(n ? n : 1) * sizeof *dst);
         if (!dst)
             continue;
-        ckpt_tensor_read_f64(t, dst);
+        imsi_ckpt_tensor_read_f64(t, dst);
         free(dst);
-        if (ckpt_find(c, t->name) != t)
+        if (imsi_ckpt_find(c, t->name) != t)
             abort();
     }
 }
@@ -92,20 +92,20 @@ static void run_legacy(const unsigned char *data, size_t size)
         return;
     c->data = data;
     c->size = size;
-    if (ckpt_read_torch_legacy(c, &err) == IMS_OK)
+    if (imsi_ckpt_read_torch_legacy(c, &err) == IMS_OK)
         exercise(c);
     else
         check_message(&err);
-    ckpt_free(c);
+    imsi_ckpt_free(c);
 
     static const unsigned char magic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
                                           0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e};
     if (size < sizeof magic || memcmp(data, magic, sizeof magic) != 0)
         return;
     c = NULL;
-    if (ckpt_open_memory(data, size, &c, &err) == IMS_OK) {
+    if (imsi_ckpt_open_memory(data, size, &c, &err) == IMS_OK) {
         exercise(c);
-        ckpt_free(c);
+        imsi_ckpt_free(c);
     } else if (c != NULL) {
         abort();
     } else {

@@ -58,8 +58,8 @@ static void fix_crcs(unsigned char *b, size_t size)
     uint64_t meta_size = isw_load_u64(b + ISW_OFF_METADATA_SIZE), dir_size = isw_load_u64(b + ISW_OFF_DIRECTORY_SIZE);
     size_t room = size - ISW_HEADER_SIZE;
     if (meta_size <= room && dir_size <= room - meta_size)
-        isw_store_u32(b + ISW_OFF_INDEX_CRC, isw_crc32(b + ISW_HEADER_SIZE, meta_size + dir_size));
-    isw_store_u32(b + ISW_OFF_HEADER_CRC, isw_crc32(b, ISW_OFF_HEADER_CRC));
+        isw_store_u32(b + ISW_OFF_INDEX_CRC, imsi_isw_crc32(b + ISW_HEADER_SIZE, meta_size + dir_size));
+    isw_store_u32(b + ISW_OFF_HEADER_CRC, imsi_isw_crc32(b, ISW_OFF_HEADER_CRC));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1,5 +1,5 @@
 /* fuzz_zip_reader.c: libFuzzer target for the zip reader (zip_reader.h) and the
- * PyTorch zip checkpoint reader (ckpt_read_torch_zip, through ckpt_open_memory).
+ * PyTorch zip checkpoint reader (imsi_ckpt_read_torch_zip, through imsi_ckpt_open_memory).
  *
  * Each input is copied into a buffer of exactly its size (so ASan sees any
  * over-read) and opened as a zip: every accepted entry must be found by name,
@@ -32,13 +32,13 @@ static void exercise_zip(const unsigned char *buf, size_t size, const zip_archiv
     volatile unsigned char sink = 0;
     for (size_t i = 0; i < z->count; i++) {
         const zip_entry *e = &z->entries[i];
-        if (zip_find(z, e->name) != e)
+        if (imsi_zip_find(z, e->name) != e)
             abort(); /* names are unique and each finds its own entry */
         if (e->data < buf || e->size > (uint64_t)(buf + size - e->data))
             abort();
         if (e->size)
             sink ^= e->data[0] ^ e->data[e->size - 1];
-        check_failure(zip_entry_verify(e, &err), &err);
+        check_failure(imsi_zip_entry_verify(e, &err), &err);
     }
     (void)sink;
 }
@@ -49,7 +49,7 @@ static void exercise_ckpt(const unsigned char *buf, size_t size)
         return; /* other first bytes go to the other readers, fuzzed elsewhere */
     ckpt *c = NULL;
     ims_error err = {0};
-    ims_status st = ckpt_open_memory(buf, size, &c, &err);
+    ims_status st = imsi_ckpt_open_memory(buf, size, &c, &err);
     check_failure(st, &err);
     if (st != IMS_OK) {
         if (c)
@@ -58,17 +58,17 @@ static void exercise_ckpt(const unsigned char *buf, size_t size)
     }
     for (size_t i = 0; i < c->count; i++) {
         const ckpt_tensor *t = &c->tensors[i];
-        if (ckpt_find(c, t->name) != t)
+        if (imsi_ckpt_find(c, t->name) != t)
             abort();
-        int64_t numel = ckpt_tensor_numel(t);
+        int64_t numel = imsi_ckpt_tensor_numel(t);
         if (numel > 0 && numel <= (1 << 16)) { /* stride-0 views can be huge but cheap to check */
             double *v = malloc((size_t)numel * sizeof *v);
             if (v)
-                ckpt_tensor_read_f64(t, v);
+                imsi_ckpt_tensor_read_f64(t, v);
             free(v);
         }
     }
-    ckpt_free(c);
+    imsi_ckpt_free(c);
 }
 
 static void store_u32(unsigned char *p, uint32_t v)
@@ -100,17 +100,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(buf, data, size);
     zip_archive z;
     ims_error err = {0};
-    ims_status st = zip_open(buf, size, 0, &z, &err);
+    ims_status st = imsi_zip_open(buf, size, 0, &z, &err);
     check_failure(st, &err);
     if (st == IMS_OK) {
         exercise_zip(buf, size, &z);
         exercise_ckpt(buf, size);
         fix_crcs(buf, &z);
-        zip_close(&z);
-        st = zip_open(buf, size, ZIP_OPEN_VERIFY_CRC, &z, &err);
+        imsi_zip_close(&z);
+        st = imsi_zip_open(buf, size, ZIP_OPEN_VERIFY_CRC, &z, &err);
         if (st != IMS_OK)
             abort(); /* fixing the CRCs must leave a valid archive */
-        zip_close(&z);
+        imsi_zip_close(&z);
         exercise_ckpt(buf, size);
     } else if (z.entries || z.count) {
         abort(); /* a failure leaves the archive empty */

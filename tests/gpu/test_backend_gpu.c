@@ -43,21 +43,21 @@ static double rel_diff(double a, double b)
 
 /* One tensor on each backend, same dtype and shape. */
 typedef struct tensor_pair {
-    ims_tensor cpu, gpu;
+    imsi_tensor cpu, gpu;
 } tensor_pair;
 
 static void pair_free(tensor_pair *p)
 {
-    ims_tensor_free(&p->cpu);
-    ims_tensor_free(&p->gpu);
+    imsi_tensor_free(&p->cpu);
+    imsi_tensor_free(&p->gpu);
 }
 
 static int pair_alloc(tensor_pair *p, ims_dtype dtype, int ndim, const int64_t *shape)
 {
     ims_error err = {0};
     memset(p, 0, sizeof *p);
-    if (!test_check_ok(ims_tensor_alloc(cpu_be, dtype, ndim, shape, &p->cpu, &err), &err, "alloc on cpu") ||
-        !test_check_ok(ims_tensor_alloc(gpu_be, dtype, ndim, shape, &p->gpu, &err), &err, "alloc on cuda")) {
+    if (!test_check_ok(imsi_tensor_alloc(cpu_be, dtype, ndim, shape, &p->cpu, &err), &err, "alloc on cpu") ||
+        !test_check_ok(imsi_tensor_alloc(gpu_be, dtype, ndim, shape, &p->gpu, &err), &err, "alloc on cuda")) {
         pair_free(p);
         return 0;
     }
@@ -70,9 +70,9 @@ static int pair_input(tensor_pair *p, ims_dtype dtype, int ndim, const int64_t *
     if (!pair_alloc(p, dtype, ndim, shape))
         return 0;
     ims_error err = {0};
-    size_t nbytes = ims_tensor_nbytes(&p->cpu);
-    if (!test_check_ok(ims_backend_upload(cpu_be, &p->cpu, host, nbytes, &err), &err, "upload to cpu") ||
-        !test_check_ok(ims_backend_upload(gpu_be, &p->gpu, host, nbytes, &err), &err, "upload to cuda")) {
+    size_t nbytes = imsi_tensor_nbytes(&p->cpu);
+    if (!test_check_ok(imsi_backend_upload(cpu_be, &p->cpu, host, nbytes, &err), &err, "upload to cpu") ||
+        !test_check_ok(imsi_backend_upload(gpu_be, &p->gpu, host, nbytes, &err), &err, "upload to cuda")) {
         pair_free(p);
         return 0;
     }
@@ -85,8 +85,8 @@ static int pair_output(tensor_pair *p, ims_dtype dtype, int ndim, const int64_t 
     if (!pair_alloc(p, dtype, ndim, shape))
         return 0;
     ims_error err = {0};
-    if (!test_check_ok(ims_backend_fill_bytes(cpu_be, &p->cpu, 0xff, &err), &err, "poison on cpu") ||
-        !test_check_ok(ims_backend_fill_bytes(gpu_be, &p->gpu, 0xff, &err), &err, "poison on cuda")) {
+    if (!test_check_ok(imsi_backend_fill_bytes(cpu_be, &p->cpu, 0xff, &err), &err, "poison on cpu") ||
+        !test_check_ok(imsi_backend_fill_bytes(gpu_be, &p->gpu, 0xff, &err), &err, "poison on cuda")) {
         pair_free(p);
         return 0;
     }
@@ -97,11 +97,11 @@ static int pair_output(tensor_pair *p, ims_dtype dtype, int ndim, const int64_t 
 static int pair_results(const tensor_pair *p, void **cpu_out, void **gpu_out)
 {
     ims_error err = {0};
-    size_t nbytes = ims_tensor_nbytes(&p->cpu);
+    size_t nbytes = imsi_tensor_nbytes(&p->cpu);
     *cpu_out = test_xmalloc(nbytes);
     *gpu_out = test_xmalloc(nbytes);
-    if (!test_check_ok(ims_backend_download(cpu_be, *cpu_out, nbytes, &p->cpu, &err), &err, "download from cpu") ||
-        !test_check_ok(ims_backend_download(gpu_be, *gpu_out, nbytes, &p->gpu, &err), &err, "download from cuda")) {
+    if (!test_check_ok(imsi_backend_download(cpu_be, *cpu_out, nbytes, &p->cpu, &err), &err, "download from cpu") ||
+        !test_check_ok(imsi_backend_download(gpu_be, *gpu_out, nbytes, &p->gpu, &err), &err, "download from cuda")) {
         free(*cpu_out);
         free(*gpu_out);
         *cpu_out = *gpu_out = NULL;
@@ -170,8 +170,8 @@ static void test_convert_f32_to_f16(size_t n, uint64_t *rng)
     if (pair_input(&src, IMS_DTYPE_F32, 1, shape, x)) {
         if (pair_output(&dst, IMS_DTYPE_F16, 1, shape)) {
             ims_error err = {0};
-            test_check_ok(ims_op_convert(cpu_be, &src.cpu, &dst.cpu, &err), &err, "convert f32->f16 on cpu");
-            test_check_ok(ims_op_convert(gpu_be, &src.gpu, &dst.gpu, &err), &err, "convert f32->f16 on cuda");
+            test_check_ok(imsi_op_convert(cpu_be, &src.cpu, &dst.cpu, &err), &err, "convert f32->f16 on cpu");
+            test_check_ok(imsi_op_convert(gpu_be, &src.gpu, &dst.gpu, &err), &err, "convert f32->f16 on cuda");
             void *want_p, *got_p;
             if (pair_results(&dst, &want_p, &got_p)) {
                 const uint16_t *want = want_p, *got = got_p; // (n), (n)
@@ -207,8 +207,8 @@ static void test_convert_f16_to_f32(size_t n, uint64_t *rng)
     if (pair_input(&src, IMS_DTYPE_F16, 1, shape, x)) {
         if (pair_output(&dst, IMS_DTYPE_F32, 1, shape)) {
             ims_error err = {0};
-            test_check_ok(ims_op_convert(cpu_be, &src.cpu, &dst.cpu, &err), &err, "convert f16->f32 on cpu");
-            test_check_ok(ims_op_convert(gpu_be, &src.gpu, &dst.gpu, &err), &err, "convert f16->f32 on cuda");
+            test_check_ok(imsi_op_convert(cpu_be, &src.cpu, &dst.cpu, &err), &err, "convert f16->f32 on cpu");
+            test_check_ok(imsi_op_convert(gpu_be, &src.gpu, &dst.gpu, &err), &err, "convert f16->f32 on cuda");
             void *want_p, *got_p;
             if (pair_results(&dst, &want_p, &got_p)) {
                 const float *want = want_p, *got = got_p; // (n), (n)
@@ -243,8 +243,8 @@ static void test_convert_copy(size_t n, uint64_t *rng)
     if (pair_input(&src, IMS_DTYPE_F32, 1, shape, x)) {
         if (pair_output(&dst, IMS_DTYPE_F32, 1, shape)) {
             ims_error err = {0};
-            test_check_ok(ims_op_convert(cpu_be, &src.cpu, &dst.cpu, &err), &err, "convert f32->f32 on cpu");
-            test_check_ok(ims_op_convert(gpu_be, &src.gpu, &dst.gpu, &err), &err, "convert f32->f32 on cuda");
+            test_check_ok(imsi_op_convert(cpu_be, &src.cpu, &dst.cpu, &err), &err, "convert f32->f32 on cpu");
+            test_check_ok(imsi_op_convert(gpu_be, &src.gpu, &dst.gpu, &err), &err, "convert f32->f32 on cuda");
             void *want, *got; // (n), (n)
             if (pair_results(&dst, &want, &got)) {
                 same = memcmp(x, want, n * sizeof *x) == 0 && memcmp(x, got, n * sizeof *x) == 0;
@@ -314,8 +314,8 @@ static void test_l2_normalize(int n, int d, ims_dtype y_dtype, int specials, uin
     if (pair_output(&yt, y_dtype, 2, shape)) {
         if (pair_output(&nt, IMS_DTYPE_F32, 1, norm_shape)) {
             ims_error err = {0};
-            test_check_ok(ims_op_l2_normalize_rows(cpu_be, &xt.cpu, &yt.cpu, &nt.cpu, &err), &err, "l2 on cpu");
-            test_check_ok(ims_op_l2_normalize_rows(gpu_be, &xt.gpu, &yt.gpu, &nt.gpu, &err), &err, "l2 on cuda");
+            test_check_ok(imsi_op_l2_normalize_rows(cpu_be, &xt.cpu, &yt.cpu, &nt.cpu, &err), &err, "l2 on cpu");
+            test_check_ok(imsi_op_l2_normalize_rows(gpu_be, &xt.gpu, &yt.gpu, &nt.gpu, &err), &err, "l2 on cuda");
             void *want_y, *got_y;    // (n, d), (n, d)
             void *want_np, *got_np;
             if (pair_results(&nt, &want_np, &got_np)) {
@@ -465,9 +465,9 @@ static void test_linear(int m, int n, int k, int with_bias, uint64_t *rng)
     ready = pair_output(&yt, IMS_DTYPE_F32, 2, ys) && ready;
     if (ready) {
         ims_error err = {0};
-        test_check_ok(ims_op_linear(cpu_be, &xt.cpu, &wt.cpu, with_bias ? &bt.cpu : NULL, &yt.cpu, &err), &err,
+        test_check_ok(imsi_op_linear(cpu_be, &xt.cpu, &wt.cpu, with_bias ? &bt.cpu : NULL, &yt.cpu, &err), &err,
                  "linear on cpu");
-        test_check_ok(ims_op_linear(gpu_be, &xt.gpu, &wt.gpu, with_bias ? &bt.gpu : NULL, &yt.gpu, &err), &err,
+        test_check_ok(imsi_op_linear(gpu_be, &xt.gpu, &wt.gpu, with_bias ? &bt.gpu : NULL, &yt.gpu, &err), &err,
                  "linear on cuda");
         void *want, *got; // (M, N), (M, N)
         if (pair_results(&yt, &want, &got)) {
@@ -505,20 +505,20 @@ static void test_round_trip(size_t n, uint64_t *rng)
         src[i] = (unsigned char)test_rand_u64(rng);
     memset(back, 0, n);
     int64_t shape[1] = {(int64_t)n};
-    ims_tensor t;
+    imsi_tensor t;
     ims_error err = {0};
     int same = 0, filled = 0;
-    if (test_check_ok(ims_tensor_alloc(gpu_be, IMS_DTYPE_U8, 1, shape, &t, &err), &err, "round trip alloc")) {
-        if (test_check_ok(ims_backend_upload(gpu_be, &t, src, n, &err), &err, "round trip upload") &&
-            test_check_ok(ims_backend_download(gpu_be, back, n, &t, &err), &err, "round trip download"))
+    if (test_check_ok(imsi_tensor_alloc(gpu_be, IMS_DTYPE_U8, 1, shape, &t, &err), &err, "round trip alloc")) {
+        if (test_check_ok(imsi_backend_upload(gpu_be, &t, src, n, &err), &err, "round trip upload") &&
+            test_check_ok(imsi_backend_download(gpu_be, back, n, &t, &err), &err, "round trip download"))
             same = memcmp(src, back, n) == 0;
-        if (test_check_ok(ims_backend_fill_bytes(gpu_be, &t, 0x5a, &err), &err, "fill_bytes") &&
-            test_check_ok(ims_backend_download(gpu_be, back, n, &t, &err), &err, "fill_bytes download")) {
+        if (test_check_ok(imsi_backend_fill_bytes(gpu_be, &t, 0x5a, &err), &err, "fill_bytes") &&
+            test_check_ok(imsi_backend_download(gpu_be, back, n, &t, &err), &err, "fill_bytes download")) {
             filled = 1;
             for (size_t i = 0; i < n; i++)
                 filled &= back[i] == 0x5a;
         }
-        ims_tensor_free(&t);
+        imsi_tensor_free(&t);
     }
     TEST_CHECK(same, "upload/download of %zu random bytes does not round-trip", n);
     TEST_CHECK(filled, "fill_bytes 0x5a over %zu bytes did not fill every byte", n);
@@ -531,15 +531,15 @@ static void test_round_trip(size_t n, uint64_t *rng)
 static void test_huge_alloc(uint64_t *rng)
 {
     int64_t shape[1] = {(int64_t)1 << 50};
-    ims_tensor t;
+    imsi_tensor t;
     ims_error err = {0};
-    ims_status st = ims_tensor_alloc(gpu_be, IMS_DTYPE_U8, 1, shape, &t, &err);
+    ims_status st = imsi_tensor_alloc(gpu_be, IMS_DTYPE_U8, 1, shape, &t, &err);
     TEST_CHECK(st == IMS_ERR_NOMEM, "2^50-byte allocation: %s (%s), expected out of memory", ims_status_name(st),
                err.msg);
     TEST_CHECK(err.msg[0] != '\0', "2^50-byte allocation failed without a message");
     TEST_CHECK(t.data == NULL, "a failed allocation left data set");
     if (st == IMS_OK)
-        ims_tensor_free(&t);
+        imsi_tensor_free(&t);
     printf("allocating 2^50 bytes: %s: %s\n", ims_status_name(st), err.msg);
     /* The backend must still work (a stale cudaMalloc error must not surface). */
     test_convert_f32_to_f16(1000, rng);
@@ -560,7 +560,7 @@ static void test_info(void)
                    info->cudnn_version > 0,
                "versions runtime %d driver %d cublas %d cudnn %d", info->runtime_version, info->driver_version,
                info->cublas_version, info->cudnn_version);
-    TEST_CHECK(ims_backend_memory(gpu_be) == IMS_MEMORY_DEVICE, "CUDA backend memory is not device memory");
+    TEST_CHECK(imsi_backend_memory(gpu_be) == IMS_MEMORY_DEVICE, "CUDA backend memory is not device memory");
     printf("info: %s = %s, sm_%d%d, %d SMs, %.0f of %.0f MiB free, driver %d runtime %d cublas %d cudnn %d\n",
            info->name, info->device, info->compute_major, info->compute_minor, info->multiprocessors,
            info->memory_free / 1048576.0, info->memory_total / 1048576.0, info->driver_version,
@@ -584,7 +584,7 @@ static void test_create_destroy(int count)
 int main(void)
 {
     char versions[512];
-    ims_cuda_versions(versions, sizeof versions);
+    imsi_cuda_versions(versions, sizeof versions);
     printf("%s", versions);
     int count = test_gpu_backends(&cpu_be, &gpu_be);
     ims_error err = {0};
@@ -620,7 +620,7 @@ int main(void)
 
     test_huge_alloc(&rng);
 
-    test_check_ok(ims_backend_synchronize(gpu_be, &err), &err, "final synchronize");
+    test_check_ok(imsi_backend_synchronize(gpu_be, &err), &err, "final synchronize");
     ims_backend_free(gpu_be);
     ims_backend_free(cpu_be);
     return test_finish();

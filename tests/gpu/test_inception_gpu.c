@@ -33,34 +33,34 @@
 static ims_backend *cpu_be, *gpu_be;
 
 /* Host f32 data -> a new tensor on be, in dtype (f32 or f16). */
-static int to_backend(ims_backend *be, const float *v, ims_dtype dt, int ndim, const int64_t *shape, ims_tensor *t)
+static int to_backend(ims_backend *be, const float *v, ims_dtype dt, int ndim, const int64_t *shape, imsi_tensor *t)
 {
     ims_error err = {0};
-    if (!test_check_ok(ims_tensor_alloc(be, dt, ndim, shape, t, &err), &err, "alloc"))
+    if (!test_check_ok(imsi_tensor_alloc(be, dt, ndim, shape, t, &err), &err, "alloc"))
         return 0;
-    size_t n = (size_t)ims_tensor_numel(t);
+    size_t n = (size_t)imsi_tensor_numel(t);
     if (dt == IMS_DTYPE_F32)
-        return test_check_ok(ims_backend_upload(be, t, v, n * 4, &err), &err, "upload");
+        return test_check_ok(imsi_backend_upload(be, t, v, n * 4, &err), &err, "upload");
     uint16_t *h = test_xmalloc(n * 2);
     for (size_t i = 0; i < n; i++)
         h[i] = ims_f32_to_f16(v[i]);
-    int ok = test_check_ok(ims_backend_upload(be, t, h, n * 2, &err), &err, "upload");
+    int ok = test_check_ok(imsi_backend_upload(be, t, h, n * 2, &err), &err, "upload");
     free(h);
     return ok;
 }
 
 /* A backend tensor -> host f32; f16 widened. NaN stays NaN. */
-static float *from_backend(ims_backend *be, const ims_tensor *t)
+static float *from_backend(ims_backend *be, const imsi_tensor *t)
 {
     ims_error err = {0};
-    size_t n = (size_t)ims_tensor_numel(t);
+    size_t n = (size_t)imsi_tensor_numel(t);
     float *v = test_xmalloc(n * 4);
     if (t->dtype == IMS_DTYPE_F32) {
-        test_check_ok(ims_backend_download(be, v, n * 4, t, &err), &err, "download");
+        test_check_ok(imsi_backend_download(be, v, n * 4, t, &err), &err, "download");
         return v;
     }
     uint16_t *h = test_xmalloc(n * 2);
-    test_check_ok(ims_backend_download(be, h, n * 2, t, &err), &err, "download");
+    test_check_ok(imsi_backend_download(be, h, n * 2, t, &err), &err, "download");
     for (size_t i = 0; i < n; i++)
         v[i] = ims_f16_to_f32(h[i]);
     free(h);
@@ -111,7 +111,7 @@ static void test_conv(int n, int h, int w, int c, int o, int kh, int kw, int str
     ims_error err = {0};
     int f16 = prec == IMS_PRECISION_FP16;
     ims_dtype gdt = f16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32;
-    int oh = (int)ims_conv_out_size(h, kh, stride, ph), ow = (int)ims_conv_out_size(w, kw, stride, pw);
+    int oh = (int)imsi_conv_out_size(h, kh, stride, ph), ow = (int)imsi_conv_out_size(w, kw, stride, pw);
     int off = 5, ctot = o + 11;
     size_t nx = (size_t)n * h * w * c, nw = (size_t)o * kh * kw * c;
     float *x = random_floats(nx, -1.0f, 1.0f, f16, rng);
@@ -119,20 +119,20 @@ static void test_conv(int n, int h, int w, int c, int o, int kh, int kw, int str
     float *wt = random_floats(nw, -a, a, f16, rng);
     float *b = random_floats((size_t)o, -0.5f, 0.5f, f16, rng);
     int64_t xs[4] = {n, h, w, c}, ws[4] = {o, kh, kw, c}, bs[1] = {o}, ys[4] = {n, oh, ow, ctot};
-    ims_tensor cx = {0}, cw = {0}, cb = {0}, cy = {0}, gx = {0}, gw = {0}, gb = {0}, gy = {0};
+    imsi_tensor cx = {0}, cw = {0}, cb = {0}, cy = {0}, gx = {0}, gw = {0}, gb = {0}, gy = {0};
     int ok = to_backend(cpu_be, x, IMS_DTYPE_F32, 4, xs, &cx) && to_backend(cpu_be, wt, IMS_DTYPE_F32, 4, ws, &cw) &&
              to_backend(cpu_be, b, IMS_DTYPE_F32, 1, bs, &cb) && to_backend(gpu_be, x, gdt, 4, xs, &gx) &&
              to_backend(gpu_be, wt, gdt, 4, ws, &gw) && to_backend(gpu_be, b, gdt, 1, bs, &gb) &&
-             test_check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_F32, 4, ys, &cy, &err), &err, "alloc") &&
-             test_check_ok(ims_tensor_alloc(gpu_be, gdt, 4, ys, &gy, &err), &err, "alloc");
+             test_check_ok(imsi_tensor_alloc(cpu_be, IMS_DTYPE_F32, 4, ys, &cy, &err), &err, "alloc") &&
+             test_check_ok(imsi_tensor_alloc(gpu_be, gdt, 4, ys, &gy, &err), &err, "alloc");
     if (ok) {
-        ims_conv2d_params cp = {stride, stride, ph, pw, relu, off, IMS_PRECISION_FP32};
-        ims_conv2d_params gp = {stride, stride, ph, pw, relu, off, prec};
-        ims_backend_fill_bytes(cpu_be, &cy, 0xff, &err);
-        ok = test_check_ok(ims_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
-             test_check_ok(ims_op_conv2d(cpu_be, &cp, &cx, &cw, &cb, &cy, &err), &err, "conv2d cpu") &&
-             test_check_ok(ims_op_conv2d(gpu_be, &gp, &gx, &gw, &gb, &gy, &err), &err, "conv2d cuda") &&
-             test_check_ok(ims_backend_synchronize(gpu_be, &err), &err, "synchronize");
+        imsi_conv2d_params cp = {stride, stride, ph, pw, relu, off, IMS_PRECISION_FP32};
+        imsi_conv2d_params gp = {stride, stride, ph, pw, relu, off, prec};
+        imsi_backend_fill_bytes(cpu_be, &cy, 0xff, &err);
+        ok = test_check_ok(imsi_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
+             test_check_ok(imsi_op_conv2d(cpu_be, &cp, &cx, &cw, &cb, &cy, &err), &err, "conv2d cpu") &&
+             test_check_ok(imsi_op_conv2d(gpu_be, &gp, &gx, &gw, &gb, &gy, &err), &err, "conv2d cuda") &&
+             test_check_ok(imsi_backend_synchronize(gpu_be, &err), &err, "synchronize");
     }
     if (ok) {
         float *g = from_backend(gpu_be, &gy);
@@ -148,31 +148,31 @@ static void test_conv(int n, int h, int w, int c, int o, int kh, int kw, int str
                    "channels overwritten, %d slice values unwritten", prec_name(prec), kh, kw, e, tol, lost, unwritten);
         free(g);
     }
-    ims_tensor *all[] = {&cx, &cw, &cb, &cy, &gx, &gw, &gb, &gy};
+    imsi_tensor *all[] = {&cx, &cw, &cb, &cy, &gx, &gw, &gb, &gy};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        ims_tensor_free(all[i]);
+        imsi_tensor_free(all[i]);
     free(x), free(wt), free(b);
 }
 
-static void test_pool(int n, int h, int w, int c, ims_pool_kind kind, int stride, int pad, int include_pad, int f16,
+static void test_pool(int n, int h, int w, int c, imsi_pool_kind kind, int stride, int pad, int include_pad, int f16,
                       uint64_t *rng)
 {
     ims_error err = {0};
     ims_dtype gdt = f16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32;
-    int oh = (int)ims_conv_out_size(h, 3, stride, pad), ow = (int)ims_conv_out_size(w, 3, stride, pad);
+    int oh = (int)imsi_conv_out_size(h, 3, stride, pad), ow = (int)imsi_conv_out_size(w, 3, stride, pad);
     int off = 3, ctot = c + 6;
     float *x = random_floats((size_t)n * h * w * c, -2.0f, 2.0f, f16, rng);
     int64_t xs[4] = {n, h, w, c}, ys[4] = {n, oh, ow, ctot};
-    ims_tensor cx = {0}, cy = {0}, gx = {0}, gy = {0};
+    imsi_tensor cx = {0}, cy = {0}, gx = {0}, gy = {0};
     int ok = to_backend(cpu_be, x, IMS_DTYPE_F32, 4, xs, &cx) && to_backend(gpu_be, x, gdt, 4, xs, &gx) &&
-             test_check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_F32, 4, ys, &cy, &err), &err, "alloc") &&
-             test_check_ok(ims_tensor_alloc(gpu_be, gdt, 4, ys, &gy, &err), &err, "alloc");
-    ims_pool2d_params p = {kind, 3, stride, pad, include_pad, off};
+             test_check_ok(imsi_tensor_alloc(cpu_be, IMS_DTYPE_F32, 4, ys, &cy, &err), &err, "alloc") &&
+             test_check_ok(imsi_tensor_alloc(gpu_be, gdt, 4, ys, &gy, &err), &err, "alloc");
+    imsi_pool2d_params p = {kind, 3, stride, pad, include_pad, off};
     if (ok) {
-        ims_backend_fill_bytes(cpu_be, &cy, 0xff, &err);
-        ok = test_check_ok(ims_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
-             test_check_ok(ims_op_pool2d(cpu_be, &p, &cx, &cy, &err), &err, "pool2d cpu") &&
-             test_check_ok(ims_op_pool2d(gpu_be, &p, &gx, &gy, &err), &err, "pool2d cuda");
+        imsi_backend_fill_bytes(cpu_be, &cy, 0xff, &err);
+        ok = test_check_ok(imsi_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
+             test_check_ok(imsi_op_pool2d(cpu_be, &p, &cx, &cy, &err), &err, "pool2d cpu") &&
+             test_check_ok(imsi_op_pool2d(gpu_be, &p, &gx, &gy, &err), &err, "pool2d cuda");
     }
     if (ok) {
         float *g = from_backend(gpu_be, &gy);
@@ -186,7 +186,7 @@ static void test_pool(int n, int h, int w, int c, ims_pool_kind kind, int stride
                    unwritten);
         free(g);
     }
-    ims_tensor_free(&cx), ims_tensor_free(&cy), ims_tensor_free(&gx), ims_tensor_free(&gy);
+    imsi_tensor_free(&cx), imsi_tensor_free(&cy), imsi_tensor_free(&gx), imsi_tensor_free(&gy);
     free(x);
 }
 
@@ -197,14 +197,14 @@ static void test_global_avg_pool_and_input(uint64_t *rng)
         int n = 3, h = 8, w = 7, c = 2051;
         float *x = random_floats((size_t)n * h * w * c, -3.0f, 3.0f, f16, rng);
         int64_t xs[4] = {n, h, w, c}, ys[2] = {n, c};
-        ims_tensor cx = {0}, cy = {0}, gx = {0}, gy = {0};
+        imsi_tensor cx = {0}, cy = {0}, gx = {0}, gy = {0};
         int ok = to_backend(cpu_be, x, IMS_DTYPE_F32, 4, xs, &cx) &&
                  to_backend(gpu_be, x, f16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32, 4, xs, &gx) &&
-                 test_check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_F32, 2, ys, &cy, &err), &err, "alloc") &&
-                 test_check_ok(ims_tensor_alloc(gpu_be, IMS_DTYPE_F32, 2, ys, &gy, &err), &err, "alloc") &&
-                 test_check_ok(ims_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
-                 test_check_ok(ims_op_global_avg_pool(cpu_be, &cx, &cy, &err), &err, "gap cpu") &&
-                 test_check_ok(ims_op_global_avg_pool(gpu_be, &gx, &gy, &err), &err, "gap cuda");
+                 test_check_ok(imsi_tensor_alloc(cpu_be, IMS_DTYPE_F32, 2, ys, &cy, &err), &err, "alloc") &&
+                 test_check_ok(imsi_tensor_alloc(gpu_be, IMS_DTYPE_F32, 2, ys, &gy, &err), &err, "alloc") &&
+                 test_check_ok(imsi_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
+                 test_check_ok(imsi_op_global_avg_pool(cpu_be, &cx, &cy, &err), &err, "gap cpu") &&
+                 test_check_ok(imsi_op_global_avg_pool(gpu_be, &gx, &gy, &err), &err, "gap cuda");
         if (ok) {
             float *g = from_backend(gpu_be, &gy);
             int lost = 0, unwritten = 0;
@@ -214,7 +214,7 @@ static void test_global_avg_pool_and_input(uint64_t *rng)
             TEST_CHECK(e <= 1e-6 && !unwritten, "global_avg_pool: rel error %.3g, %d unwritten", e, unwritten);
             free(g);
         }
-        ims_tensor_free(&cx), ims_tensor_free(&cy), ims_tensor_free(&gx), ims_tensor_free(&gy);
+        imsi_tensor_free(&cx), imsi_tensor_free(&cy), imsi_tensor_free(&gx), imsi_tensor_free(&gy);
         free(x);
     }
     /* input step: (2, 37, 41, 3) random bytes */
@@ -226,17 +226,17 @@ static void test_global_avg_pool_and_input(uint64_t *rng)
     const float scale[3] = {1.0f / (255.0f * 0.229f), 1.0f / (255.0f * 0.224f), 1.0f / (255.0f * 0.225f)};
     const float shift[3] = {-0.485f / 0.229f, -0.456f / 0.224f, -0.406f / 0.225f};
     for (int f16 = 0; f16 < 2; f16++) {
-        ims_tensor cx = {0}, cy = {0}, gx = {0}, gy = {0};
-        int ok = test_check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_U8, 4, s, &cx, &err), &err, "alloc") &&
-                 test_check_ok(ims_tensor_alloc(gpu_be, IMS_DTYPE_U8, 4, s, &gx, &err), &err, "alloc") &&
-                 test_check_ok(ims_tensor_alloc(cpu_be, IMS_DTYPE_F32, 4, s, &cy, &err), &err, "alloc") &&
-                 test_check_ok(ims_tensor_alloc(gpu_be, f16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32, 4, s, &gy, &err), &err,
+        imsi_tensor cx = {0}, cy = {0}, gx = {0}, gy = {0};
+        int ok = test_check_ok(imsi_tensor_alloc(cpu_be, IMS_DTYPE_U8, 4, s, &cx, &err), &err, "alloc") &&
+                 test_check_ok(imsi_tensor_alloc(gpu_be, IMS_DTYPE_U8, 4, s, &gx, &err), &err, "alloc") &&
+                 test_check_ok(imsi_tensor_alloc(cpu_be, IMS_DTYPE_F32, 4, s, &cy, &err), &err, "alloc") &&
+                 test_check_ok(imsi_tensor_alloc(gpu_be, f16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32, 4, s, &gy, &err), &err,
                           "alloc") &&
-                 test_check_ok(ims_backend_upload(cpu_be, &cx, u, nb, &err), &err, "upload") &&
-                 test_check_ok(ims_backend_upload(gpu_be, &gx, u, nb, &err), &err, "upload") &&
-                 test_check_ok(ims_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
-                 test_check_ok(ims_op_input_u8(cpu_be, &cx, scale, shift, &cy, &err), &err, "input cpu") &&
-                 test_check_ok(ims_op_input_u8(gpu_be, &gx, scale, shift, &gy, &err), &err, "input cuda");
+                 test_check_ok(imsi_backend_upload(cpu_be, &cx, u, nb, &err), &err, "upload") &&
+                 test_check_ok(imsi_backend_upload(gpu_be, &gx, u, nb, &err), &err, "upload") &&
+                 test_check_ok(imsi_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison") &&
+                 test_check_ok(imsi_op_input_u8(cpu_be, &cx, scale, shift, &cy, &err), &err, "input cpu") &&
+                 test_check_ok(imsi_op_input_u8(gpu_be, &gx, scale, shift, &gy, &err), &err, "input cuda");
         if (ok) {
             float *g = from_backend(gpu_be, &gy);
             const float *c = cy.data;
@@ -250,7 +250,7 @@ static void test_global_avg_pool_and_input(uint64_t *rng)
             TEST_CHECK(bad == 0, "input_u8 %s: %zu values differ from the CPU's", f16 ? "f16" : "f32", bad);
             free(g);
         }
-        ims_tensor_free(&cx), ims_tensor_free(&cy), ims_tensor_free(&gx), ims_tensor_free(&gy);
+        imsi_tensor_free(&cx), imsi_tensor_free(&cy), imsi_tensor_free(&gx), imsi_tensor_free(&gy);
     }
     free(u);
 }
@@ -370,7 +370,7 @@ static void test_network(const char *dir, const char *images_dir, const char *va
          * the same kernels and algorithms on the same inputs: identical outputs */
         float *pl = test_xmalloc((size_t)batch * classes * 4);
         memcpy(pl, gl, (size_t)batch * classes * 4);
-        if (test_check_ok(ims_image_encoder_set_graphs(gpu, 1, &err), &err, "set_graphs")) {
+        if (test_check_ok(imsi_image_encoder_set_graphs(gpu, 1, &err), &err, "set_graphs")) {
             for (int rep = 0; rep < 3; rep++) {
                 memset(gl, 0xff, (size_t)batch * classes * 4);
                 if (!test_check_ok(ims_image_encoder_forward(gpu, img, batch, NULL, gl, &err), &err, "graph forward"))

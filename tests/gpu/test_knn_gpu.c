@@ -103,39 +103,39 @@ static void test_op(int64_t n, int d, int b, int k, ims_dtype dtype, int path, i
     int32_t *ci = test_xmalloc(out * 4), *gi = test_xmalloc(out * 4);
     float *cs = test_xmalloc(out * 4), *gs = test_xmalloc(out * 4);
     ims_error err = {0};
-    ims_tensor tt = ims_tensor_host(dtype == IMS_DTYPE_F16 ? (void *)t16 : (void *)t32, dtype, 2, (int64_t[]){n, d});
+    imsi_tensor tt = imsi_tensor_host(dtype == IMS_DTYPE_F16 ? (void *)t16 : (void *)t32, dtype, 2, (int64_t[]){n, d});
     /* GEMM_F16 rounds the queries to f16: the CPU reference gets the same
      * rounded queries, so the comparison stays exact fp32 over equal inputs. */
     float *qref = test_xmalloc((size_t)b * d * 4);
     for (size_t i = 0; i < (size_t)b * d; i++)
         qref[i] = (path == IMS_KNN_PATH_GEMM_F16 && dtype == IMS_DTYPE_F16) ? ims_f16_to_f32(ims_f32_to_f16(q[i])) : q[i];
-    ims_tensor tq = ims_tensor_host(qref, IMS_DTYPE_F32, 2, (int64_t[]){b, d});
-    ims_tensor ti = ims_tensor_host(ci, IMS_DTYPE_I32, 2, (int64_t[]){b, kk});
-    ims_tensor ts = ims_tensor_host(cs, IMS_DTYPE_F32, 2, (int64_t[]){b, kk});
-    TEST_OK(ims_op_knn_select(cpu_be, &tt, &tq, k, path, &ti, &ts, &err), err);
+    imsi_tensor tq = imsi_tensor_host(qref, IMS_DTYPE_F32, 2, (int64_t[]){b, d});
+    imsi_tensor ti = imsi_tensor_host(ci, IMS_DTYPE_I32, 2, (int64_t[]){b, kk});
+    imsi_tensor ts = imsi_tensor_host(cs, IMS_DTYPE_F32, 2, (int64_t[]){b, kk});
+    TEST_OK(imsi_op_knn_select(cpu_be, &tt, &tq, k, path, &ti, &ts, &err), err);
 
-    ims_tensor dt, dq, di, ds;
-    TEST_OK(ims_tensor_alloc(gpu_be, dtype, 2, (int64_t[]){n, d}, &dt, &err), err);
-    TEST_OK(ims_tensor_alloc(gpu_be, IMS_DTYPE_F32, 2, (int64_t[]){b, d}, &dq, &err), err);
-    TEST_OK(ims_tensor_alloc(gpu_be, IMS_DTYPE_I32, 2, (int64_t[]){b, kk}, &di, &err), err);
-    TEST_OK(ims_tensor_alloc(gpu_be, IMS_DTYPE_F32, 2, (int64_t[]){b, kk}, &ds, &err), err);
-    TEST_OK(ims_backend_upload(gpu_be, &dt, tt.data, ims_tensor_nbytes(&tt), &err), err);
-    TEST_OK(ims_backend_upload(gpu_be, &dq, q, (size_t)b * d * 4, &err), err);
-    TEST_OK(ims_backend_fill_bytes(gpu_be, &di, 0xff, &err), err);
-    TEST_OK(ims_backend_fill_bytes(gpu_be, &ds, 0xff, &err), err);
-    TEST_OK(ims_op_knn_select(gpu_be, &dt, &dq, k, path, &di, &ds, &err), err);
-    TEST_OK(ims_backend_synchronize(gpu_be, &err), err);
-    TEST_OK(ims_backend_download(gpu_be, gi, out * 4, &di, &err), err);
-    TEST_OK(ims_backend_download(gpu_be, gs, out * 4, &ds, &err), err);
+    imsi_tensor dt, dq, di, ds;
+    TEST_OK(imsi_tensor_alloc(gpu_be, dtype, 2, (int64_t[]){n, d}, &dt, &err), err);
+    TEST_OK(imsi_tensor_alloc(gpu_be, IMS_DTYPE_F32, 2, (int64_t[]){b, d}, &dq, &err), err);
+    TEST_OK(imsi_tensor_alloc(gpu_be, IMS_DTYPE_I32, 2, (int64_t[]){b, kk}, &di, &err), err);
+    TEST_OK(imsi_tensor_alloc(gpu_be, IMS_DTYPE_F32, 2, (int64_t[]){b, kk}, &ds, &err), err);
+    TEST_OK(imsi_backend_upload(gpu_be, &dt, tt.data, imsi_tensor_nbytes(&tt), &err), err);
+    TEST_OK(imsi_backend_upload(gpu_be, &dq, q, (size_t)b * d * 4, &err), err);
+    TEST_OK(imsi_backend_fill_bytes(gpu_be, &di, 0xff, &err), err);
+    TEST_OK(imsi_backend_fill_bytes(gpu_be, &ds, 0xff, &err), err);
+    TEST_OK(imsi_op_knn_select(gpu_be, &dt, &dq, k, path, &di, &ds, &err), err);
+    TEST_OK(imsi_backend_synchronize(gpu_be, &err), err);
+    TEST_OK(imsi_backend_download(gpu_be, gi, out * 4, &di, &err), err);
+    TEST_OK(imsi_backend_download(gpu_be, gs, out * 4, &ds, &err), err);
     for (int i = 0; i < b; i++) {
         double tol = (d + 3) * ldexp(1.0, -23) * row_norm(qref + (size_t)i * d, d) * max_row;
         compare(ci + (size_t)i * kk, cs + (size_t)i * kk, gi + (size_t)i * kk, gs + (size_t)i * kk, kk, n, tol,
                 integers, what, i);
     }
-    ims_tensor_free(&dt);
-    ims_tensor_free(&dq);
-    ims_tensor_free(&di);
-    ims_tensor_free(&ds);
+    imsi_tensor_free(&dt);
+    imsi_tensor_free(&dq);
+    imsi_tensor_free(&di);
+    imsi_tensor_free(&ds);
     free(ci);
     free(gi);
     free(cs);

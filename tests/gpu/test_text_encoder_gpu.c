@@ -24,13 +24,13 @@ static ims_backend *cpu_be, *gpu_be;
 static uint64_t rng = SEED;
 
 typedef struct pair {
-    ims_tensor cpu, gpu;
+    imsi_tensor cpu, gpu;
 } pair;
 
 static void pair_free(pair *p)
 {
-    ims_tensor_free(&p->cpu);
-    ims_tensor_free(&p->gpu);
+    imsi_tensor_free(&p->cpu);
+    imsi_tensor_free(&p->gpu);
 }
 
 /* Both tensors of dtype/shape; filled from host data (converted to f16 for
@@ -40,15 +40,15 @@ static pair pair_make(ims_dtype dtype, int ndim, const int64_t *shape, const voi
     pair p;
     ims_error err = {0};
     memset(&p, 0, sizeof p);
-    if (ims_tensor_alloc(cpu_be, dtype, ndim, shape, &p.cpu, &err) ||
-        ims_tensor_alloc(gpu_be, dtype, ndim, shape, &p.gpu, &err)) {
+    if (imsi_tensor_alloc(cpu_be, dtype, ndim, shape, &p.cpu, &err) ||
+        imsi_tensor_alloc(gpu_be, dtype, ndim, shape, &p.gpu, &err)) {
         fprintf(stderr, "alloc: %s\n", err.msg);
         exit(1);
     }
-    size_t n = (size_t)ims_tensor_numel(&p.cpu), bytes = ims_tensor_nbytes(&p.cpu);
+    size_t n = (size_t)imsi_tensor_numel(&p.cpu), bytes = imsi_tensor_nbytes(&p.cpu);
     if (!data) {
-        TEST_OK(ims_backend_fill_bytes(cpu_be, &p.cpu, 0xff, &err), err);
-        TEST_OK(ims_backend_fill_bytes(gpu_be, &p.gpu, 0xff, &err), err);
+        TEST_OK(imsi_backend_fill_bytes(cpu_be, &p.cpu, 0xff, &err), err);
+        TEST_OK(imsi_backend_fill_bytes(gpu_be, &p.gpu, 0xff, &err), err);
         return p;
     }
     void *host = malloc(bytes);
@@ -57,8 +57,8 @@ static pair pair_make(ims_dtype dtype, int ndim, const int64_t *shape, const voi
             ((uint16_t *)host)[i] = ims_f32_to_f16(((const float *)data)[i]);
     else
         memcpy(host, data, bytes);
-    TEST_OK(ims_backend_upload(cpu_be, &p.cpu, host, bytes, &err), err);
-    TEST_OK(ims_backend_upload(gpu_be, &p.gpu, host, bytes, &err), err);
+    TEST_OK(imsi_backend_upload(cpu_be, &p.cpu, host, bytes, &err), err);
+    TEST_OK(imsi_backend_upload(gpu_be, &p.gpu, host, bytes, &err), err);
     free(host);
     return p;
 }
@@ -79,10 +79,10 @@ static float *random_floats(size_t n, float lo, float hi)
 static double pair_error(const pair *p, double abs_floor)
 {
     ims_error err = {0};
-    size_t n = (size_t)ims_tensor_numel(&p->cpu), bytes = ims_tensor_nbytes(&p->cpu);
+    size_t n = (size_t)imsi_tensor_numel(&p->cpu), bytes = imsi_tensor_nbytes(&p->cpu);
     unsigned char *g = malloc(bytes);
-    TEST_OK(ims_backend_download(gpu_be, g, bytes, &p->gpu, &err), err);
-    TEST_OK(ims_backend_synchronize(gpu_be, &err), err);
+    TEST_OK(imsi_backend_download(gpu_be, g, bytes, &p->gpu, &err), err);
+    TEST_OK(imsi_backend_synchronize(gpu_be, &err), err);
     double worst = 0.0;
     for (size_t i = 0; i < n; i++) {
         double a, b;
@@ -132,10 +132,10 @@ static void test_embed(ims_dtype dt)
     pair pg = pair_make(IMS_DTYPE_F32, 1, (int64_t[]){h}, g), pb = pair_make(IMS_DTYPE_F32, 1, (int64_t[]){h}, be);
     pair y = pair_make(dt, 3, (int64_t[]){b, t, h}, NULL);
     ims_error err = {0};
-    TEST_OK(ims_op_embed_layernorm(cpu_be, &pid.cpu, &pw.cpu, &pp.cpu, &pt.cpu, &pg.cpu, &pb.cpu, 1e-12, &y.cpu,
-                                   &err), err);
-    TEST_OK(ims_op_embed_layernorm(gpu_be, &pid.gpu, &pw.gpu, &pp.gpu, &pt.gpu, &pg.gpu, &pb.gpu, 1e-12, &y.gpu,
-                                   &err), err);
+    TEST_OK(imsi_op_embed_layernorm(cpu_be, &pid.cpu, &pw.cpu, &pp.cpu, &pt.cpu, &pg.cpu, &pb.cpu, 1e-12, &y.cpu,
+                                    &err), err);
+    TEST_OK(imsi_op_embed_layernorm(gpu_be, &pid.gpu, &pw.gpu, &pp.gpu, &pt.gpu, &pg.gpu, &pb.gpu, 1e-12, &y.gpu,
+                                    &err), err);
     check_pair(&y, "embed_layernorm (3, 37, 100)", dt, 1e-3, tolerance(dt));
     pair *ps[] = {&pid, &pw, &pp, &pt, &pg, &pb, &y};
     for (size_t i = 0; i < 7; i++)
@@ -143,21 +143,21 @@ static void test_embed(ims_dtype dt)
     free(word), free(pos), free(type), free(g), free(be);
 }
 
-static void test_bias_act(ims_dtype dt, ims_act act)
+static void test_bias_act(ims_dtype dt, imsi_act act)
 {
     int m = 77, n = 131;
     float *x = random_floats((size_t)m * n, -4, 4), *bias = random_floats(n, -1, 1);
     pair px = pair_make(dt, 2, (int64_t[]){m, n}, x), pb = pair_make(IMS_DTYPE_F32, 1, (int64_t[]){n}, bias);
     pair y = pair_make(dt, 2, (int64_t[]){m, n}, NULL);
     ims_error err = {0};
-    TEST_OK(ims_op_bias_act(cpu_be, &px.cpu, &pb.cpu, act, &y.cpu, &err), err);
-    TEST_OK(ims_op_bias_act(gpu_be, &px.gpu, &pb.gpu, act, &y.gpu, &err), err);
+    TEST_OK(imsi_op_bias_act(cpu_be, &px.cpu, &pb.cpu, act, &y.cpu, &err), err);
+    TEST_OK(imsi_op_bias_act(gpu_be, &px.gpu, &pb.gpu, act, &y.gpu, &err), err);
     /* GELU of negative inputs is tiny: compare with an absolute floor of 1e-2 */
     check_pair(&y, act == IMS_ACT_GELU ? "bias_act gelu (77, 131)" : "bias_act none (77, 131)", dt, 1e-2,
                tolerance(dt));
     /* in place: y = x */
-    TEST_OK(ims_op_bias_act(cpu_be, &px.cpu, &pb.cpu, act, &px.cpu, &err), err);
-    TEST_OK(ims_op_bias_act(gpu_be, &px.gpu, &pb.gpu, act, &px.gpu, &err), err);
+    TEST_OK(imsi_op_bias_act(cpu_be, &px.cpu, &pb.cpu, act, &px.cpu, &err), err);
+    TEST_OK(imsi_op_bias_act(gpu_be, &px.gpu, &pb.gpu, act, &px.gpu, &err), err);
     check_pair(&px, "bias_act in place", dt, 1e-2, tolerance(dt));
     pair_free(&px), pair_free(&pb), pair_free(&y);
     free(x), free(bias);
@@ -174,10 +174,10 @@ static void test_add_layernorm(ims_dtype dt, int with_bias, int in_place)
     pair y = pair_make(dt, 2, (int64_t[]){m, h}, NULL);
     pair *out = in_place ? &pr : &y;
     ims_error err = {0};
-    TEST_OK(ims_op_add_layernorm(cpu_be, &px.cpu, with_bias ? &pbias.cpu : NULL, &pr.cpu, &pg.cpu, &pb.cpu, 1e-12,
-                                 &out->cpu, &err), err);
-    TEST_OK(ims_op_add_layernorm(gpu_be, &px.gpu, with_bias ? &pbias.gpu : NULL, &pr.gpu, &pg.gpu, &pb.gpu, 1e-12,
-                                 &out->gpu, &err), err);
+    TEST_OK(imsi_op_add_layernorm(cpu_be, &px.cpu, with_bias ? &pbias.cpu : NULL, &pr.cpu, &pg.cpu, &pb.cpu, 1e-12,
+                                  &out->cpu, &err), err);
+    TEST_OK(imsi_op_add_layernorm(gpu_be, &px.gpu, with_bias ? &pbias.gpu : NULL, &pr.gpu, &pg.gpu, &pb.gpu, 1e-12,
+                                  &out->gpu, &err), err);
     char what[64];
     snprintf(what, sizeof what, "add_layernorm (45, 300)%s%s", with_bias ? " bias" : "", in_place ? " in place" : "");
     check_pair(out, what, dt, 1e-3, tolerance(dt));
@@ -195,8 +195,8 @@ static void test_attention(ims_dtype dt, int b, int t, int h, int heads, const i
     pair ps = pair_make(dt, 4, (int64_t[]){b, heads, t, t}, NULL);
     pair ctx = pair_make(dt, 3, (int64_t[]){b, t, h}, NULL);
     ims_error err = {0};
-    TEST_OK(ims_op_attention(cpu_be, &pq.cpu, &pl.cpu, heads, &ps.cpu, &ctx.cpu, &err), err);
-    TEST_OK(ims_op_attention(gpu_be, &pq.gpu, &pl.gpu, heads, &ps.gpu, &ctx.gpu, &err), err);
+    TEST_OK(imsi_op_attention(cpu_be, &pq.cpu, &pl.cpu, heads, &ps.cpu, &ctx.cpu, &err), err);
+    TEST_OK(imsi_op_attention(gpu_be, &pq.gpu, &pl.gpu, heads, &ps.gpu, &ctx.gpu, &err), err);
     char what[64];
     snprintf(what, sizeof what, "attention (%d, %d, %d) %d heads", b, t, h, heads);
     /* f16: scores and probabilities are rounded to f16 on the GPU (the CPU
@@ -206,7 +206,7 @@ static void test_attention(ims_dtype dt, int b, int t, int h, int heads, const i
     free(qkv);
 }
 
-static void test_pool(ims_dtype dt, ims_pooling pooling, int normalize)
+static void test_pool(ims_dtype dt, imsi_pooling pooling, int normalize)
 {
     int b = 5, t = 33, h = 130;
     int32_t lengths[5] = {33, 1, 17, 2, 30};
@@ -214,8 +214,8 @@ static void test_pool(ims_dtype dt, ims_pooling pooling, int normalize)
     pair px = pair_make(dt, 3, (int64_t[]){b, t, h}, x), pl = pair_make(IMS_DTYPE_I32, 1, (int64_t[]){b}, lengths);
     pair y = pair_make(IMS_DTYPE_F32, 2, (int64_t[]){b, h}, NULL);
     ims_error err = {0};
-    TEST_OK(ims_op_pool_normalize(cpu_be, &px.cpu, &pl.cpu, pooling, normalize, &y.cpu, &err), err);
-    TEST_OK(ims_op_pool_normalize(gpu_be, &px.gpu, &pl.gpu, pooling, normalize, &y.gpu, &err), err);
+    TEST_OK(imsi_op_pool_normalize(cpu_be, &px.cpu, &pl.cpu, pooling, normalize, &y.cpu, &err), err);
+    TEST_OK(imsi_op_pool_normalize(gpu_be, &px.gpu, &pl.gpu, pooling, normalize, &y.gpu, &err), err);
     char what[64];
     snprintf(what, sizeof what, "pool_normalize %s%s", pooling == IMS_POOLING_CLS ? "cls" : "mean",
              normalize ? " normalized" : "");
@@ -231,8 +231,8 @@ static void test_linear_f16(int m, int n, int k)
     pair px = pair_make(IMS_DTYPE_F16, 2, (int64_t[]){m, k}, x), pw = pair_make(IMS_DTYPE_F16, 2, (int64_t[]){n, k}, w);
     pair y = pair_make(IMS_DTYPE_F16, 2, (int64_t[]){m, n}, NULL);
     ims_error err = {0};
-    TEST_OK(ims_op_linear_f16(cpu_be, &px.cpu, &pw.cpu, &y.cpu, &err), err);
-    TEST_OK(ims_op_linear_f16(gpu_be, &px.gpu, &pw.gpu, &y.gpu, &err), err);
+    TEST_OK(imsi_op_linear_f16(cpu_be, &px.cpu, &pw.cpu, &y.cpu, &err), err);
+    TEST_OK(imsi_op_linear_f16(gpu_be, &px.gpu, &pw.gpu, &y.gpu, &err), err);
     char what[64];
     snprintf(what, sizeof what, "linear_f16 (%d, %d) . (%d, %d)^T", m, k, n, k);
     /* exact products, fp32 sums in another order, one f16 rounding: values

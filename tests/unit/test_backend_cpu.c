@@ -11,24 +11,24 @@ static void test_tensor_shapes(void)
 {
     ims_error err = {0};
     int64_t n = 0;
-    TEST_OK(ims_shape_numel(4, (int64_t[]){8, 299, 299, 3}, &n, &err), err);
+    TEST_OK(imsi_shape_numel(4, (int64_t[]){8, 299, 299, 3}, &n, &err), err);
     TEST_CHECK(n == 8LL * 299 * 299 * 3, "numel");
-    TEST_CHECK(ims_shape_numel(2, (int64_t[]){3, 0}, &n, &err) == IMS_ERR_ARGUMENT, "zero dim");
+    TEST_CHECK(imsi_shape_numel(2, (int64_t[]){3, 0}, &n, &err) == IMS_ERR_ARGUMENT, "zero dim");
     TEST_CHECK(strstr(err.msg, "shape[1] = 0") != NULL, "message: %s", err.msg);
-    TEST_CHECK(ims_shape_numel(5, (int64_t[]){1, 1, 1, 1, 1}, &n, &err) == IMS_ERR_ARGUMENT, "ndim 5");
-    TEST_CHECK(ims_shape_numel(2, (int64_t[]){INT64_MAX / 2, 3}, &n, &err) == IMS_ERR_ARGUMENT, "overflow");
+    TEST_CHECK(imsi_shape_numel(5, (int64_t[]){1, 1, 1, 1, 1}, &n, &err) == IMS_ERR_ARGUMENT, "ndim 5");
+    TEST_CHECK(imsi_shape_numel(2, (int64_t[]){INT64_MAX / 2, 3}, &n, &err) == IMS_ERR_ARGUMENT, "overflow");
     TEST_CHECK(strstr(err.msg, "overflows") != NULL, "message: %s", err.msg);
 
     float x[6];
-    ims_tensor t = ims_tensor_host(x, IMS_DTYPE_F32, 2, (int64_t[]){2, 3});
-    TEST_CHECK(t.data == x && ims_tensor_numel(&t) == 6 && ims_tensor_nbytes(&t) == 24, "host tensor");
+    imsi_tensor t = imsi_tensor_host(x, IMS_DTYPE_F32, 2, (int64_t[]){2, 3});
+    TEST_CHECK(t.data == x && imsi_tensor_numel(&t) == 6 && imsi_tensor_nbytes(&t) == 24, "host tensor");
     TEST_CHECK(t.shape[2] == 1 && t.shape[3] == 1, "unused dims are 1");
     char text[64];
-    TEST_CHECK(strcmp(ims_tensor_describe(&t, text, sizeof text), "(2, 3) f32") == 0, "describe: %s", text);
-    TEST_OK(ims_tensor_expect(&t, "x", IMS_DTYPE_F32, 2, (int64_t[]){-1, 3}, &err), err);
-    TEST_CHECK(ims_tensor_expect(&t, "x", IMS_DTYPE_F16, 2, (int64_t[]){2, 3}, &err) == IMS_ERR_ARGUMENT, "dtype");
+    TEST_CHECK(strcmp(imsi_tensor_describe(&t, text, sizeof text), "(2, 3) f32") == 0, "describe: %s", text);
+    TEST_OK(imsi_tensor_expect(&t, "x", IMS_DTYPE_F32, 2, (int64_t[]){-1, 3}, &err), err);
+    TEST_CHECK(imsi_tensor_expect(&t, "x", IMS_DTYPE_F16, 2, (int64_t[]){2, 3}, &err) == IMS_ERR_ARGUMENT, "dtype");
     TEST_CHECK(strstr(err.msg, "x: expected (2, 3) f16 (-1 = any), got (2, 3) f32") != NULL, "message: %s", err.msg);
-    ims_tensor bad = ims_tensor_host(x, IMS_DTYPE_F32, 2, (int64_t[]){2, -3});
+    imsi_tensor bad = imsi_tensor_host(x, IMS_DTYPE_F32, 2, (int64_t[]){2, -3});
     TEST_CHECK(bad.data == NULL, "invalid shape gives an empty tensor");
 }
 
@@ -46,16 +46,16 @@ static void fill_random(float *x, size_t n, uint64_t *rng)
 static void test_linear(ims_backend *be, int m, int n, int k, int with_bias, uint64_t *rng)
 {
     ims_error err = {0};
-    ims_tensor x, w, b, y;
-    TEST_OK(ims_tensor_alloc(be, IMS_DTYPE_F32, 2, (int64_t[]){m, k}, &x, &err), err);
-    TEST_OK(ims_tensor_alloc(be, IMS_DTYPE_F32, 2, (int64_t[]){n, k}, &w, &err), err);
-    TEST_OK(ims_tensor_alloc(be, IMS_DTYPE_F32, 1, (int64_t[]){n}, &b, &err), err);
-    TEST_OK(ims_tensor_alloc(be, IMS_DTYPE_F32, 2, (int64_t[]){m, n}, &y, &err), err);
+    imsi_tensor x, w, b, y;
+    TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_F32, 2, (int64_t[]){m, k}, &x, &err), err);
+    TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_F32, 2, (int64_t[]){n, k}, &w, &err), err);
+    TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_F32, 1, (int64_t[]){n}, &b, &err), err);
+    TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_F32, 2, (int64_t[]){m, n}, &y, &err), err);
     fill_random(x.data, (size_t)m * k, rng);
     fill_random(w.data, (size_t)n * k, rng);
     fill_random(b.data, (size_t)n, rng);
-    TEST_OK(ims_backend_fill_bytes(be, &y, 0xff, &err), err); /* poison: NaN */
-    TEST_OK(ims_op_linear(be, &x, &w, with_bias ? &b : NULL, &y, &err), err);
+    TEST_OK(imsi_backend_fill_bytes(be, &y, 0xff, &err), err); /* poison: NaN */
+    TEST_OK(imsi_op_linear(be, &x, &w, with_bias ? &b : NULL, &y, &err), err);
     const float *xs = x.data, *ws = w.data, *bs = b.data, *ys = y.data;
     double worst = 0;
     for (int r = 0; r < m; r++)
@@ -72,17 +72,17 @@ static void test_linear(ims_backend *be, int m, int n, int k, int with_bias, uin
         }
     /* fp32 GEMM error grows like k * 2^-24 in the worst case; 1e-5 covers k <= 2048 by a margin */
     TEST_CHECK(worst < 1e-5, "linear %dx%dx%d bias=%d: error %.3g", m, n, k, with_bias, worst);
-    ims_tensor_free(&x), ims_tensor_free(&w), ims_tensor_free(&b), ims_tensor_free(&y);
+    imsi_tensor_free(&x), imsi_tensor_free(&w), imsi_tensor_free(&b), imsi_tensor_free(&y);
 }
 
 static void test_l2_normalize(ims_backend *be, int n, int d, uint64_t *rng)
 {
     ims_error err = {0};
-    ims_tensor x, y, y16, norms;
-    TEST_OK(ims_tensor_alloc(be, IMS_DTYPE_F32, 2, (int64_t[]){n, d}, &x, &err), err);
-    TEST_OK(ims_tensor_alloc(be, IMS_DTYPE_F32, 2, (int64_t[]){n, d}, &y, &err), err);
-    TEST_OK(ims_tensor_alloc(be, IMS_DTYPE_F16, 2, (int64_t[]){n, d}, &y16, &err), err);
-    TEST_OK(ims_tensor_alloc(be, IMS_DTYPE_F32, 1, (int64_t[]){n}, &norms, &err), err);
+    imsi_tensor x, y, y16, norms;
+    TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_F32, 2, (int64_t[]){n, d}, &x, &err), err);
+    TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_F32, 2, (int64_t[]){n, d}, &y, &err), err);
+    TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_F16, 2, (int64_t[]){n, d}, &y16, &err), err);
+    TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_F32, 1, (int64_t[]){n}, &norms, &err), err);
     float *xs = x.data;
     fill_random(xs, (size_t)n * d, rng);
     if (n >= 3) { /* the rows the caller must be able to report */
@@ -90,10 +90,10 @@ static void test_l2_normalize(ims_backend *be, int n, int d, uint64_t *rng)
         xs[d] = NAN;
         xs[2 * d + d / 2] = INFINITY;
     }
-    TEST_OK(ims_backend_fill_bytes(be, &y, 0xff, &err), err);
-    TEST_OK(ims_backend_fill_bytes(be, &y16, 0xff, &err), err);
-    TEST_OK(ims_backend_fill_bytes(be, &norms, 0xff, &err), err);
-    TEST_OK(ims_op_l2_normalize_rows(be, &x, &y, &norms, &err), err);
+    TEST_OK(imsi_backend_fill_bytes(be, &y, 0xff, &err), err);
+    TEST_OK(imsi_backend_fill_bytes(be, &y16, 0xff, &err), err);
+    TEST_OK(imsi_backend_fill_bytes(be, &norms, 0xff, &err), err);
+    TEST_OK(imsi_op_l2_normalize_rows(be, &x, &y, &norms, &err), err);
     const float *ys = y.data, *ns = norms.data;
     const uint16_t *hs = y16.data;
     double worst = 0, worst_norm = 0;
@@ -121,60 +121,60 @@ static void test_l2_normalize(ims_backend *be, int n, int d, uint64_t *rng)
     TEST_CHECK(worst < 2e-7, "l2_normalize (%d, %d): max abs error %.3g", n, d, worst);
     TEST_CHECK(worst_norm < 1e-6, "l2_normalize norms: max rel error %.3g", worst_norm);
 
-    TEST_OK(ims_op_l2_normalize_rows(be, &x, &y16, &norms, &err), err);
+    TEST_OK(imsi_op_l2_normalize_rows(be, &x, &y16, &norms, &err), err);
     int f16_mismatch = 0;
     for (size_t i = 0; i < (size_t)n * d; i++)
         f16_mismatch += hs[i] != ims_f32_to_f16(ys[i]);
     TEST_CHECK(f16_mismatch == 0, "f16 output equals the rounded f32 output (%d differ)", f16_mismatch);
-    ims_tensor_free(&x), ims_tensor_free(&y), ims_tensor_free(&y16), ims_tensor_free(&norms);
+    imsi_tensor_free(&x), imsi_tensor_free(&y), imsi_tensor_free(&y16), imsi_tensor_free(&norms);
 }
 
 static void test_convert(ims_backend *be, uint64_t *rng)
 {
     ims_error err = {0};
     int n = 1001;
-    ims_tensor a, h, b;
-    TEST_OK(ims_tensor_alloc(be, IMS_DTYPE_F32, 1, (int64_t[]){n}, &a, &err), err);
-    TEST_OK(ims_tensor_alloc(be, IMS_DTYPE_F16, 1, (int64_t[]){n}, &h, &err), err);
-    TEST_OK(ims_tensor_alloc(be, IMS_DTYPE_F32, 1, (int64_t[]){n}, &b, &err), err);
+    imsi_tensor a, h, b;
+    TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_F32, 1, (int64_t[]){n}, &a, &err), err);
+    TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_F16, 1, (int64_t[]){n}, &h, &err), err);
+    TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_F32, 1, (int64_t[]){n}, &b, &err), err);
     float *as = a.data;
     for (int i = 0; i < n; i++)
         as[i] = test_rand_uniform(rng, -70000.0f, 70000.0f) * (i % 7 == 0 ? 1e-9f : 1.0f);
-    TEST_OK(ims_backend_fill_bytes(be, &h, 0xff, &err), err);
-    TEST_OK(ims_op_convert(be, &a, &h, &err), err);
-    TEST_OK(ims_op_convert(be, &h, &b, &err), err);
+    TEST_OK(imsi_backend_fill_bytes(be, &h, 0xff, &err), err);
+    TEST_OK(imsi_op_convert(be, &a, &h, &err), err);
+    TEST_OK(imsi_op_convert(be, &h, &b, &err), err);
     int bad = 0;
     for (int i = 0; i < n; i++)
         bad += ((uint16_t *)h.data)[i] != ims_f32_to_f16(as[i]) ||
                ((float *)b.data)[i] != ims_f16_to_f32(ims_f32_to_f16(as[i]));
     TEST_CHECK(bad == 0, "convert f32 -> f16 -> f32: %d wrong", bad);
-    ims_tensor wrong;
-    TEST_OK(ims_tensor_alloc(be, IMS_DTYPE_I32, 1, (int64_t[]){n}, &wrong, &err), err);
-    TEST_CHECK(ims_op_convert(be, &a, &wrong, &err) == IMS_ERR_UNSUPPORTED, "f32 -> i32 unsupported");
-    ims_tensor_free(&wrong);
-    ims_tensor_free(&a), ims_tensor_free(&h), ims_tensor_free(&b);
+    imsi_tensor wrong;
+    TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_I32, 1, (int64_t[]){n}, &wrong, &err), err);
+    TEST_CHECK(imsi_op_convert(be, &a, &wrong, &err) == IMS_ERR_UNSUPPORTED, "f32 -> i32 unsupported");
+    imsi_tensor_free(&wrong);
+    imsi_tensor_free(&a), imsi_tensor_free(&h), imsi_tensor_free(&b);
 }
 
 static void test_checks(ims_backend *be)
 {
     ims_error err = {0};
-    ims_tensor x, w, y;
-    TEST_OK(ims_tensor_alloc(be, IMS_DTYPE_F32, 2, (int64_t[]){2, 3}, &x, &err), err);
-    TEST_OK(ims_tensor_alloc(be, IMS_DTYPE_F32, 2, (int64_t[]){4, 5}, &w, &err), err);
-    TEST_OK(ims_tensor_alloc(be, IMS_DTYPE_F32, 2, (int64_t[]){2, 4}, &y, &err), err);
-    TEST_CHECK(ims_op_linear(be, &x, &w, NULL, &y, &err) == IMS_ERR_ARGUMENT, "K mismatch");
+    imsi_tensor x, w, y;
+    TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_F32, 2, (int64_t[]){2, 3}, &x, &err), err);
+    TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_F32, 2, (int64_t[]){4, 5}, &w, &err), err);
+    TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_F32, 2, (int64_t[]){2, 4}, &y, &err), err);
+    TEST_CHECK(imsi_op_linear(be, &x, &w, NULL, &y, &err) == IMS_ERR_ARGUMENT, "K mismatch");
     TEST_CHECK(strstr(err.msg, "linear w: expected (-1, 3) f32") != NULL, "message: %s", err.msg);
-    ims_tensor dev = x;
+    imsi_tensor dev = x;
     dev.memory = IMS_MEMORY_DEVICE;
-    TEST_CHECK(ims_op_linear(be, &dev, &w, NULL, &y, &err) == IMS_ERR_ARGUMENT, "placement");
+    TEST_CHECK(imsi_op_linear(be, &dev, &w, NULL, &y, &err) == IMS_ERR_ARGUMENT, "placement");
     TEST_CHECK(strstr(err.msg, "device memory") != NULL, "message: %s", err.msg);
-    TEST_CHECK(ims_backend_upload(be, &x, "abc", 3, &err) == IMS_ERR_ARGUMENT, "upload size");
-    ims_tensor huge;
-    TEST_CHECK(ims_tensor_alloc(be, IMS_DTYPE_F32, 2, (int64_t[]){1LL << 31, 1LL << 30}, &huge, &err) ==
+    TEST_CHECK(imsi_backend_upload(be, &x, "abc", 3, &err) == IMS_ERR_ARGUMENT, "upload size");
+    imsi_tensor huge;
+    TEST_CHECK(imsi_tensor_alloc(be, IMS_DTYPE_F32, 2, (int64_t[]){1LL << 31, 1LL << 30}, &huge, &err) ==
                    IMS_ERR_NOMEM, "huge allocation fails cleanly");
     TEST_CHECK(strstr(err.msg, "tensor (2147483648, 1073741824) f32") != NULL, "message: %s", err.msg);
     size_t in_use = be->bytes_in_use;
-    ims_tensor_free(&x), ims_tensor_free(&w), ims_tensor_free(&y);
+    imsi_tensor_free(&x), imsi_tensor_free(&w), imsi_tensor_free(&y);
     TEST_CHECK(be->bytes_in_use == in_use - 24 - 80 - 32, "bytes_in_use tracks frees");
 }
 

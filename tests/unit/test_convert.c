@@ -34,12 +34,12 @@ static void test_layer_table(void)
         return;
     int k = 0, mismatches = 0;
     for (int bi = 0; bi < IV3_BLOCK_COUNT; bi++) {
-        const iv3_block *b = &iv3_blocks()[bi];
+        const iv3_block *b = &imsi_iv3_blocks()[bi];
         for (int li = 0; li < b->layer_count; li++, k++) {
             const iv3_layer *l = &b->layers[li];
             char want[96], name[96];
             int kh, kw, stride, ph, pw;
-            iv3_layer_name(b, l, want, sizeof want);
+            imsi_iv3_layer_name(b, l, want, sizeof want);
             if (fscanf(f, "%95s %d %d %d %d %d", name, &kh, &kw, &stride, &ph, &pw) != 6) {
                 TEST_CHECK(0, "torchvision_layers.txt ends at layer %d", k);
                 fclose(f);
@@ -186,7 +186,7 @@ static void test_conversions(void)
 /* ---- Checkpoints that do not fit ---------------------------------------------------- */
 
 
-static ckpt_tensor *find_mut(ckpt *c, const char *name) { return (ckpt_tensor *)ckpt_find(c, name); }
+static ckpt_tensor *find_mut(ckpt *c, const char *name) { return (ckpt_tensor *)imsi_ckpt_find(c, name); }
 
 typedef void (*mutation)(ckpt *c);
 
@@ -214,19 +214,19 @@ static void expect_mapping_error(const char *label, mutation mutate, const char 
         return;
     ckpt *c = NULL;
     ims_error err = {0};
-    TEST_OK(ckpt_open_memory(buf, size, &c, &err), err);
+    TEST_OK(imsi_ckpt_open_memory(buf, size, &c, &err), err);
     if (c) {
         mutate(c);
         ims_convert_options o;
         ims_convert_options_init(&o);
         ims_convert_report report = {0};
-        ims_weights_writer *wr = NULL;
-        TEST_OK(ims_weights_writer_create(&wr, &err), err);
-        ims_status st = map_inception(c, IMS_CONVERT_ARCH_INCEPTION_V3, &o, wr, &report, &err);
+        imsi_weights_writer *wr = NULL;
+        TEST_OK(imsi_weights_writer_create(&wr, &err), err);
+        ims_status st = imsi_map_inception(c, IMS_CONVERT_ARCH_INCEPTION_V3, &o, wr, &report, &err);
         TEST_CHECK(st == IMS_ERR_FORMAT, "%s: status %s", label, ims_status_name(st));
         TEST_CHECK(strstr(err.msg, needle) != NULL, "%s: message '%s' lacks '%s'", label, err.msg, needle);
-        ims_weights_writer_free(wr);
-        ckpt_free(c);
+        imsi_weights_writer_free(wr);
+        imsi_ckpt_free(c);
     }
     free(buf);
 }
@@ -279,13 +279,13 @@ static void check_bert_against_source(const ims_weights *w, const ckpt *src, con
         for (int k = 0; k < n_parts; k++) {
             char full[320];
             snprintf(full, sizeof full, "%s%s", prefix, parts[k]);
-            const ckpt_tensor *s = ckpt_find(src, full);
+            const ckpt_tensor *s = imsi_ckpt_find(src, full);
             TEST_CHECK(s != NULL, "source has no '%s'", full);
             if (!s)
                 return;
-            size_t m = (size_t)ckpt_tensor_numel(s);
+            size_t m = (size_t)imsi_ckpt_tensor_numel(s);
             double *v = malloc(m * sizeof *v);
-            ckpt_tensor_read_f64(s, v);
+            imsi_ckpt_tensor_read_f64(s, v);
             for (size_t j = 0; j < m && at + j < n; j++) {
                 double got = t->dtype == IMS_DTYPE_F16 ? ims_f16_to_f32(((const uint16_t *)t->data)[at + j])
                                                        : ((const float *)t->data)[at + j];
@@ -333,14 +333,14 @@ static void test_bert_dir(const char *dir, int64_t layers, int64_t hidden, int64
         TEST_CHECK(ims_weights_tensor_count(w) == (size_t)(5 + 12 * layers), "%zu tensors", ims_weights_tensor_count(w));
         hf_model_dir d;
         ckpt *src = NULL;
-        if (!hf_model_dir_open(dir, &d, &err)) {
-            TEST_OK(ckpt_open(d.weights_path, &src, &err), err);
+        if (!imsi_hf_model_dir_open(dir, &d, &err)) {
+            TEST_OK(imsi_ckpt_open(d.weights_path, &src, &err), err);
             if (src) {
-                const char *prefix = ckpt_find(src, "embeddings.word_embeddings.weight") ? "" : "bert.";
+                const char *prefix = imsi_ckpt_find(src, "embeddings.word_embeddings.weight") ? "" : "bert.";
                 check_bert_against_source(w, src, prefix, pass ? 4.9e-4 : 0.0);
             }
-            ckpt_free(src);
-            hf_model_dir_free(&d);
+            imsi_ckpt_free(src);
+            imsi_hf_model_dir_free(&d);
         }
         ims_weights_close(w);
     }

@@ -219,13 +219,13 @@ static void check_round_trip(ims_backend *be, ims_image_loader *ld, const char *
     const ims_image_batch *b;
     while (ims_image_loader_next(ld, &b, &err) == IMS_OK) {
         size_t n = (size_t)b->count * b->item_bytes;
-        ims_tensor t;
+        imsi_tensor t;
         uint8_t *back = malloc(n);
-        TEST_OK(ims_tensor_alloc(be, IMS_DTYPE_U8, 1, (int64_t[]){(int64_t)n}, &t, &err), err);
-        TEST_OK(ims_backend_upload(be, &t, b->data, n, &err), err);
-        TEST_OK(ims_backend_download(be, back, n, &t, &err), err);
+        TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_U8, 1, (int64_t[]){(int64_t)n}, &t, &err), err);
+        TEST_OK(imsi_backend_upload(be, &t, b->data, n, &err), err);
+        TEST_OK(imsi_backend_download(be, back, n, &t, &err), err);
         TEST_CHECK(memcmp(back, b->data, n) == 0, "%s: batch %zu changed in the round trip", what, b->index);
-        ims_tensor_free(&t);
+        imsi_tensor_free(&t);
         free(back);
         ims_image_loader_release(ld, b);
     }
@@ -247,13 +247,13 @@ static void test_backend_buffers(const char *const *paths, ims_backend_kind kind
         return;
     const char *what = ims_backend_get_info(be)->name;
     void *p = NULL;
-    TEST_OK(ims_backend_host_alloc(be, 1000, &p, &err), err);
+    TEST_OK(imsi_backend_host_alloc(be, 1000, &p, &err), err);
     TEST_CHECK(p && ((uintptr_t)p & 63) == 0, "%s: host_alloc: 64-byte aligned", what);
     if (p)
         memset(p, 0xab, 1000);
-    ims_backend_host_free(be, p);
-    ims_backend_host_free(be, NULL);
-    TEST_CHECK(ims_backend_host_alloc(be, 0, &p, &err) == IMS_ERR_ARGUMENT, "%s: host_alloc of 0 bytes", what);
+    imsi_backend_host_free(be, p);
+    imsi_backend_host_free(be, NULL);
+    TEST_CHECK(imsi_backend_host_alloc(be, 0, &p, &err) == IMS_ERR_ARGUMENT, "%s: host_alloc of 0 bytes", what);
 
     ims_image_loader_options o;
     ims_image_loader_options_init(&o);

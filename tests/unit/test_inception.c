@@ -61,7 +61,7 @@ static void diagnose_blocks(ims_image_encoder *enc, const uint8_t *images, const
             break;
         size_t count = (size_t)(n * h * w * c);
         float *out = malloc(count * sizeof *out);
-        ims_status st = out ? ims_image_encoder_forward_block(enc, images, (int)n, b, out, count, &err) : IMS_ERR_NOMEM;
+        ims_status st = out ? imsi_image_encoder_forward_block(enc, images, (int)n, b, out, count, &err) : IMS_ERR_NOMEM;
         double s1 = 0.0, s2 = 0.0, worst = 0.0;
         for (size_t i = 0; !st && i < count; i++)
             s1 += out[i], s2 += (double)out[i] * out[i];
@@ -171,13 +171,13 @@ static void run_variant(const char *dir, const char *variant, ims_convert_arch a
         int ok = f && fscanf(f, "%31s %lld %lld %lld %lld %lf %lf", name, &n0, &h, &w0, &c, &mean, &rms) == 7;
         TEST_CHECK(ok && !strcmp(name, "stem"), "%s: cannot read %s", variant, path);
         int64_t shape[3] = {0};
-        TEST_OK(ims_image_encoder_block_shape(enc, 0, shape, &err), err);
+        TEST_OK(imsi_image_encoder_block_shape(enc, 0, shape, &err), err);
         TEST_CHECK(ok && shape[0] == h && shape[1] == w0 && shape[2] == c, "%s: stem shape (%lld, %lld, %lld)",
                    variant, (long long)shape[0], (long long)shape[1], (long long)shape[2]);
         size_t count = (size_t)(IMAGES * h * w0 * c);
         float *out = ok ? malloc(count * sizeof *out) : NULL;
         if (out) {
-            TEST_OK(ims_image_encoder_forward_block(enc, images, IMAGES, 0, out, count, &err), err);
+            TEST_OK(imsi_image_encoder_forward_block(enc, images, IMAGES, 0, out, count, &err), err);
             double s1 = 0, s2 = 0;
             for (size_t i = 0; i < count; i++)
                 s1 += out[i], s2 += (double)out[i] * out[i];
@@ -207,7 +207,7 @@ static void check_synthetic_equals_golden(const char *dir)
     snprintf(path, sizeof path, "%s/tensors_tv.txt", dir);
     synth_tensor *golden = calloc(600, sizeof *golden), *mine = calloc(SYNTH_INCEPTION_V3_TENSORS, sizeof *mine);
     int n = golden ? read_manifest(path, golden, 600) : 0;
-    int m = mine ? synth_inception_v3_tensors(mine) : 0;
+    int m = mine ? imsi_synth_inception_v3_tensors(mine) : 0;
     TEST_CHECK(n == m && n == SYNTH_INCEPTION_V3_TENSORS, "%d golden tensors, %d synthetic", n, m);
     for (int i = 0; i < n; i++) {
         const synth_tensor *g = &golden[i], *t = NULL;

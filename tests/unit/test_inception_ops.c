@@ -4,7 +4,7 @@
  * on seeded random inputs whose sizes are not multiples of anything, every
  * filter shape Inception uses, outputs into a channel slice of a wider tensor
  * poisoned with NaN (the slice must be written, the rest left alone), and the
- * argument checks of the ims_op_* wrappers.
+ * argument checks of the imsi_op_* wrappers.
  * Tolerance: 1e-5 of the output's scale for conv (f32 sums of up to ~1000
  * products vs double), 1e-6 for pools (9 terms), exact for the input step.
  */
@@ -28,17 +28,17 @@ static void test_conv(int n, int h, int w, int c, int o, int kh, int kw, int s, 
                       uint64_t *rng)
 {
     ims_error err = {0};
-    int oh = (int)ims_conv_out_size(h, kh, s, ph), ow = (int)ims_conv_out_size(w, kw, s, pw);
+    int oh = (int)imsi_conv_out_size(h, kh, s, ph), ow = (int)imsi_conv_out_size(w, kw, s, pw);
     int off = 3, ct = o + 8;
     float *x = rand_floats((size_t)n * h * w * c, -1, 1, rng), *wt = rand_floats((size_t)o * kh * kw * c, -0.3f, 0.3f, rng);
     float *b = rand_floats((size_t)o, -0.5f, 0.5f, rng), *y = malloc((size_t)n * oh * ow * ct * sizeof *y);
     memset(y, 0xff, (size_t)n * oh * ow * ct * sizeof *y);
-    ims_tensor tx = ims_tensor_host(x, IMS_DTYPE_F32, 4, (int64_t[]){n, h, w, c});
-    ims_tensor tw = ims_tensor_host(wt, IMS_DTYPE_F32, 4, (int64_t[]){o, kh, kw, c});
-    ims_tensor tb = ims_tensor_host(b, IMS_DTYPE_F32, 1, (int64_t[]){o});
-    ims_tensor ty = ims_tensor_host(y, IMS_DTYPE_F32, 4, (int64_t[]){n, oh, ow, ct});
-    ims_conv2d_params p = {s, s, ph, pw, relu, off, IMS_PRECISION_FP32};
-    TEST_OK(ims_op_conv2d(be, &p, &tx, &tw, &tb, &ty, &err), err);
+    imsi_tensor tx = imsi_tensor_host(x, IMS_DTYPE_F32, 4, (int64_t[]){n, h, w, c});
+    imsi_tensor tw = imsi_tensor_host(wt, IMS_DTYPE_F32, 4, (int64_t[]){o, kh, kw, c});
+    imsi_tensor tb = imsi_tensor_host(b, IMS_DTYPE_F32, 1, (int64_t[]){o});
+    imsi_tensor ty = imsi_tensor_host(y, IMS_DTYPE_F32, 4, (int64_t[]){n, oh, ow, ct});
+    imsi_conv2d_params p = {s, s, ph, pw, relu, off, IMS_PRECISION_FP32};
+    TEST_OK(imsi_op_conv2d(be, &p, &tx, &tw, &tb, &ty, &err), err);
     double worst = 0.0, scale = 0.0;
     int poison = 0;
     for (int bi = 0; bi < n; bi++)
@@ -75,13 +75,13 @@ static void test_conv(int n, int h, int w, int c, int o, int kh, int kw, int s, 
 static void test_pool(int n, int h, int w, int c, int max, int s, int pad, int incl, uint64_t *rng)
 {
     ims_error err = {0};
-    int oh = (int)ims_conv_out_size(h, 3, s, pad), ow = (int)ims_conv_out_size(w, 3, s, pad), off = 2, ct = c + 5;
+    int oh = (int)imsi_conv_out_size(h, 3, s, pad), ow = (int)imsi_conv_out_size(w, 3, s, pad), off = 2, ct = c + 5;
     float *x = rand_floats((size_t)n * h * w * c, -2, 2, rng), *y = malloc((size_t)n * oh * ow * ct * sizeof *y);
     memset(y, 0xff, (size_t)n * oh * ow * ct * sizeof *y);
-    ims_tensor tx = ims_tensor_host(x, IMS_DTYPE_F32, 4, (int64_t[]){n, h, w, c});
-    ims_tensor ty = ims_tensor_host(y, IMS_DTYPE_F32, 4, (int64_t[]){n, oh, ow, ct});
-    ims_pool2d_params p = {max ? IMS_POOL_MAX : IMS_POOL_AVG, 3, s, pad, incl, off};
-    TEST_OK(ims_op_pool2d(be, &p, &tx, &ty, &err), err);
+    imsi_tensor tx = imsi_tensor_host(x, IMS_DTYPE_F32, 4, (int64_t[]){n, h, w, c});
+    imsi_tensor ty = imsi_tensor_host(y, IMS_DTYPE_F32, 4, (int64_t[]){n, oh, ow, ct});
+    imsi_pool2d_params p = {max ? IMS_POOL_MAX : IMS_POOL_AVG, 3, s, pad, incl, off};
+    TEST_OK(imsi_op_pool2d(be, &p, &tx, &ty, &err), err);
     double worst = 0.0;
     int poison = 0;
     for (int bi = 0; bi < n; bi++)
@@ -117,9 +117,9 @@ static void test_gap_and_input(uint64_t *rng)
     ims_error err = {0};
     int n = 2, h = 5, w = 3, c = 37;
     float *x = rand_floats((size_t)n * h * w * c, -1, 3, rng), y[2 * 37];
-    ims_tensor tx = ims_tensor_host(x, IMS_DTYPE_F32, 4, (int64_t[]){n, h, w, c});
-    ims_tensor ty = ims_tensor_host(y, IMS_DTYPE_F32, 2, (int64_t[]){n, c});
-    TEST_OK(ims_op_global_avg_pool(be, &tx, &ty, &err), err);
+    imsi_tensor tx = imsi_tensor_host(x, IMS_DTYPE_F32, 4, (int64_t[]){n, h, w, c});
+    imsi_tensor ty = imsi_tensor_host(y, IMS_DTYPE_F32, 2, (int64_t[]){n, c});
+    TEST_OK(imsi_op_global_avg_pool(be, &tx, &ty, &err), err);
     double worst = 0.0;
     for (int b = 0; b < n; b++)
         for (int k = 0; k < c; k++) {
@@ -136,9 +136,9 @@ static void test_gap_and_input(uint64_t *rng)
     for (int i = 0; i < 36; i++)
         u[i] = (uint8_t)(test_rand_u64(rng) >> 56);
     const float scale[3] = {0.5f, 0.25f, 2.0f}, shift[3] = {-1.0f, 0.75f, -3.0f};
-    ims_tensor tu = ims_tensor_host(u, IMS_DTYPE_U8, 4, (int64_t[]){2, 2, 3, 3});
-    ims_tensor tf = ims_tensor_host(out, IMS_DTYPE_F32, 4, (int64_t[]){2, 2, 3, 3});
-    TEST_OK(ims_op_input_u8(be, &tu, scale, shift, &tf, &err), err);
+    imsi_tensor tu = imsi_tensor_host(u, IMS_DTYPE_U8, 4, (int64_t[]){2, 2, 3, 3});
+    imsi_tensor tf = imsi_tensor_host(out, IMS_DTYPE_F32, 4, (int64_t[]){2, 2, 3, 3});
+    TEST_OK(imsi_op_input_u8(be, &tu, scale, shift, &tf, &err), err);
     int bad = 0;
     for (int i = 0; i < 36; i++)
         bad += out[i] != (float)u[i] * scale[i % 3] + shift[i % 3]; /* exact: dyadic scales */
@@ -149,21 +149,21 @@ static void test_checks(void)
 {
     ims_error err = {0};
     float x[2 * 5 * 5 * 3], w[4 * 3 * 3 * 3], b[4], y[2 * 3 * 3 * 6];
-    ims_tensor tx = ims_tensor_host(x, IMS_DTYPE_F32, 4, (int64_t[]){2, 5, 5, 3});
-    ims_tensor tw = ims_tensor_host(w, IMS_DTYPE_F32, 4, (int64_t[]){4, 3, 3, 3});
-    ims_tensor tb = ims_tensor_host(b, IMS_DTYPE_F32, 1, (int64_t[]){4});
-    ims_tensor ty = ims_tensor_host(y, IMS_DTYPE_F32, 4, (int64_t[]){2, 3, 3, 6});
-    ims_conv2d_params p = {1, 1, 0, 0, 1, 3, IMS_PRECISION_FP32}; /* channels 3..7 of 6 */
-    TEST_CHECK(ims_op_conv2d(be, &p, &tx, &tw, &tb, &ty, &err) == IMS_ERR_ARGUMENT && strstr(err.msg, "channels"),
+    imsi_tensor tx = imsi_tensor_host(x, IMS_DTYPE_F32, 4, (int64_t[]){2, 5, 5, 3});
+    imsi_tensor tw = imsi_tensor_host(w, IMS_DTYPE_F32, 4, (int64_t[]){4, 3, 3, 3});
+    imsi_tensor tb = imsi_tensor_host(b, IMS_DTYPE_F32, 1, (int64_t[]){4});
+    imsi_tensor ty = imsi_tensor_host(y, IMS_DTYPE_F32, 4, (int64_t[]){2, 3, 3, 6});
+    imsi_conv2d_params p = {1, 1, 0, 0, 1, 3, IMS_PRECISION_FP32}; /* channels 3..7 of 6 */
+    TEST_CHECK(imsi_op_conv2d(be, &p, &tx, &tw, &tb, &ty, &err) == IMS_ERR_ARGUMENT && strstr(err.msg, "channels"),
                "slice overflow accepted: %s", err.msg);
     p.y_channel_offset = 0;
     p.precision = IMS_PRECISION_FP16;
-    TEST_CHECK(ims_op_conv2d(be, &p, &tx, &tw, &tb, &ty, &err) == IMS_ERR_UNSUPPORTED, "fp16 on CPU: %s", err.msg);
+    TEST_CHECK(imsi_op_conv2d(be, &p, &tx, &tw, &tb, &ty, &err) == IMS_ERR_UNSUPPORTED, "fp16 on CPU: %s", err.msg);
     p.precision = IMS_PRECISION_FP32;
     p.stride_h = 2;
-    TEST_CHECK(ims_op_conv2d(be, &p, &tx, &tw, &tb, &ty, &err) == IMS_ERR_ARGUMENT, "wrong output rows accepted");
-    ims_pool2d_params pp = {IMS_POOL_AVG, 3, 1, 2, 1, 0};
-    TEST_CHECK(ims_op_pool2d(be, &pp, &tx, &ty, &err) == IMS_ERR_ARGUMENT, "pad > k/2 accepted");
+    TEST_CHECK(imsi_op_conv2d(be, &p, &tx, &tw, &tb, &ty, &err) == IMS_ERR_ARGUMENT, "wrong output rows accepted");
+    imsi_pool2d_params pp = {IMS_POOL_AVG, 3, 1, 2, 1, 0};
+    TEST_CHECK(imsi_op_pool2d(be, &pp, &tx, &ty, &err) == IMS_ERR_ARGUMENT, "pad > k/2 accepted");
 }
 
 int main(void)

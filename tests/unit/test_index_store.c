@@ -57,13 +57,13 @@ static void check_escape_round_trip(const char *s, size_t len, const char *expec
     char *buf = NULL;
     size_t size = 0;
     FILE *f = open_memstream(&buf, &size);
-    index_escape_write(f, s, len);
+    imsi_index_escape_write(f, s, len);
     fclose(f);
     TEST_CHECK(!memchr(buf, '\n', size) && !memchr(buf, '\t', size), "escaped text holds a newline or tab");
     if (expect)
         TEST_CHECK(strcmp(buf, expect) == 0, "escape: got '%s', want '%s'", buf, expect);
     size_t n = size;
-    TEST_CHECK(index_unescape(buf, &n) == 0, "unescape failed on '%s'", buf);
+    TEST_CHECK(imsi_index_unescape(buf, &n) == 0, "unescape failed on '%s'", buf);
     TEST_CHECK(n == len && memcmp(buf, s, len) == 0, "round trip changed %zu bytes into %zu", len, n);
     free(buf);
 }
@@ -85,10 +85,10 @@ static void test_escaping(void)
     }
     char bad[] = "abc%4";
     size_t n = 5;
-    TEST_CHECK(index_unescape(bad, &n) != 0, "a cut escape was accepted");
+    TEST_CHECK(imsi_index_unescape(bad, &n) != 0, "a cut escape was accepted");
     char bad2[] = "%zz";
     n = 3;
-    TEST_CHECK(index_unescape(bad2, &n) != 0, "a non-hex escape was accepted");
+    TEST_CHECK(imsi_index_unescape(bad2, &n) != 0, "a non-hex escape was accepted");
 }
 
 /* ---- The walk ---------------------------------------------------------------------------- */

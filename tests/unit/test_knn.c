@@ -67,7 +67,7 @@ static void stored_rows(const float *x, int64_t n, int d, ims_knn_metric metric,
 {
     float *norms = malloc((size_t)n * sizeof *norms);
     if (metric == IMS_KNN_METRIC_COSINE)
-        cpu_l2_normalize_rows(x, out, NULL, norms, (int)n, d);
+        imsi_cpu_l2_normalize_rows(x, out, NULL, norms, (int)n, d);
     else
         memcpy(out, x, (size_t)n * d * sizeof *out);
     if (dtype == IMS_DTYPE_F16)
@@ -308,9 +308,9 @@ static void test_reuse(void)
         static int64_t whole[B * 60], parts[B * 60];
         static float swhole[B * 60], sparts[B * 60];
         TEST_OK(ims_knn_search(t, q, B, 60, whole, swhole, &err), err);
-        ims_knn_set_max_batch(t, 4);
+        imsi_knn_set_max_batch(t, 4);
         TEST_OK(ims_knn_search(t, q, B, 60, parts, sparts, &err), err);
-        ims_knn_set_max_batch(t, 0);
+        imsi_knn_set_max_batch(t, 0);
         /* Scores may differ in the last bits (another sgemm shape, sgemv for a
          * batch of 1): within 4 fp32 ulps of 1 (D = 20 unit vectors); ids the same
          * wherever neighbours are further apart than that. */
@@ -411,11 +411,11 @@ static void test_errors(void)
     float os[2 * 2];
     fill(tab, 3, 4, DATA_UNIFORM);
     fill(qq, 2, 5, DATA_UNIFORM);
-    ims_tensor tt = ims_tensor_host(tab, IMS_DTYPE_F32, 2, (int64_t[]){3, 4});
-    ims_tensor tq = ims_tensor_host(qq, IMS_DTYPE_F32, 2, (int64_t[]){2, 5});
-    ims_tensor ti = ims_tensor_host(oi, IMS_DTYPE_I32, 2, (int64_t[]){2, 2});
-    ims_tensor ts = ims_tensor_host(os, IMS_DTYPE_F32, 2, (int64_t[]){2, 2});
-    TEST_CHECK(ims_op_knn_select(be, &tt, &tq, 2, 0, &ti, &ts, &err) == IMS_ERR_ARGUMENT &&
+    imsi_tensor tt = imsi_tensor_host(tab, IMS_DTYPE_F32, 2, (int64_t[]){3, 4});
+    imsi_tensor tq = imsi_tensor_host(qq, IMS_DTYPE_F32, 2, (int64_t[]){2, 5});
+    imsi_tensor ti = imsi_tensor_host(oi, IMS_DTYPE_I32, 2, (int64_t[]){2, 2});
+    imsi_tensor ts = imsi_tensor_host(os, IMS_DTYPE_F32, 2, (int64_t[]){2, 2});
+    TEST_CHECK(imsi_op_knn_select(be, &tt, &tq, 2, 0, &ti, &ts, &err) == IMS_ERR_ARGUMENT &&
                    strstr(err.msg, "knn queries"),
                "D mismatch: %s", err.msg);
 }
@@ -425,7 +425,7 @@ static void test_merge_and_estimate(void)
     float as[3] = {0.9f, 0.5f, 0.5f}, bs[3] = {0.7f, 0.5f, 0.1f}, os[6];
     int64_t ai[3] = {4, 1, 9}, oi[6];
     int32_t bi[3] = {2, 0, 1};
-    int n = ims_knn_merge(as, ai, 3, bs, bi, 5, 3, 5, os, oi);
+    int n = imsi_knn_merge(as, ai, 3, bs, bi, 5, 3, 5, os, oi);
     /* b ids are 7, 5, 6: the 0.5 tie orders 1, 5, 9. */
     int64_t want[5] = {4, 7, 1, 5, 9};
     TEST_CHECK(n == 5 && !memcmp(oi, want, sizeof want), "merge order: %lld %lld %lld %lld %lld", (long long)oi[0],
@@ -440,7 +440,7 @@ static void test_merge_and_estimate(void)
 int main(void)
 {
     ims_error err = {0};
-    if (ims_backend_cpu_create(&be, &err)) {
+    if (imsi_backend_cpu_create(&be, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }

@@ -182,7 +182,7 @@ static void test_misaligned(void)
     /* A buffer one byte off: data must come back aligned (a copy) and equal. */
     char header[512];
     int64_t shape[2] = {5, 3};
-    size_t hl = ims_npy_format_header(header, sizeof header, IMS_NPY_F32, 2, shape);
+    size_t hl = imsi_npy_format_header(header, sizeof header, IMS_NPY_F32, 2, shape);
     TEST_CHECK(hl > 0 && hl % 64 == 0, "header length %zu", hl);
     unsigned char *buf = malloc(hl + 60 + 1);
     memcpy(buf + 1, header, hl);

@@ -136,7 +136,7 @@ static void check_spec(const pickle_tensor *t, const char *name, const tspec *s,
 {
     TEST_CHECK(strcmp(t->name, name) == 0, "name '%s', expected '%s'", t->name, name);
     TEST_CHECK(strcmp(t->storage_key, s->key) == 0, "'%s': key '%s', expected '%s'", name, t->storage_key, s->key);
-    TEST_CHECK(t->dtype == dtype, "'%s': dtype %s", name, ckpt_dtype_name(t->dtype));
+    TEST_CHECK(t->dtype == dtype, "'%s': dtype %s", name, imsi_ckpt_dtype_name(t->dtype));
     TEST_CHECK(t->storage_numel == (uint64_t)s->numel, "'%s': numel %llu", name, (unsigned long long)t->storage_numel);
     TEST_CHECK(t->storage_offset == s->offset, "'%s': offset %lld", name, (long long)t->storage_offset);
     TEST_CHECK(t->ndim == s->ndim, "'%s': ndim %d", name, t->ndim);
@@ -151,7 +151,7 @@ static void expect_refused(const char *rule, const pk *b, const char *needle)
     pickle_state_dict sd = {0};
     ims_error err = {0};
     size_t used = 0;
-    ims_status st = pickle_load_state_dict(b->p, b->len, &sd, &used, &err);
+    ims_status st = imsi_pickle_load_state_dict(b->p, b->len, &sd, &used, &err);
     TEST_CHECK(st != IMS_OK, "rule '%s': accepted", rule);
     TEST_CHECK(sd.count == 0 && sd.tensors == NULL, "rule '%s': output left behind", rule);
     TEST_CHECK(strstr(err.msg, needle) != NULL, "rule '%s': message '%s' does not name '%s'", rule, err.msg, needle);
@@ -162,7 +162,7 @@ static void expect_skip_refused(const char *rule, const pk *b, const char *needl
 {
     ims_error err = {0};
     size_t used = 0;
-    ims_status st = pickle_skip(b->p, b->len, &used, &err);
+    ims_status st = imsi_pickle_skip(b->p, b->len, &used, &err);
     TEST_CHECK(st != IMS_OK, "rule '%s': accepted", rule);
     TEST_CHECK(strstr(err.msg, needle) != NULL, "rule '%s': message '%s' does not name '%s'", rule, err.msg, needle);
 }
@@ -175,7 +175,7 @@ static void test_basic_state_dict(void)
     pickle_state_dict sd = {0};
     ims_error err = {0};
     size_t used = 0;
-    TEST_OK(pickle_load_state_dict(b.p, b.len, &sd, &used, &err), err);
+    TEST_OK(imsi_pickle_load_state_dict(b.p, b.len, &sd, &used, &err), err);
     TEST_CHECK(used == b.len, "consumed %zu of %zu", used, b.len);
     TEST_CHECK(sd.count == 2, "count %zu", sd.count);
     if (sd.count == 2) {
@@ -183,14 +183,14 @@ static void test_basic_state_dict(void)
         check_spec(&sd.tensors[1], "b", &spec_b, CKPT_I64);
         TEST_CHECK(sd.tensors[0].shape[2] == 1 && sd.tensors[0].stride[2] == 0, "unused dims are 1/0");
     }
-    pickle_state_dict_free(&sd);
-    pickle_state_dict_free(&sd); /* safe twice */
+    imsi_pickle_state_dict_free(&sd);
+    imsi_pickle_state_dict_free(&sd); /* safe twice */
 
     /* consumed stops at STOP: bytes after it are the caller's */
     op(&b, 'N');
-    TEST_OK(pickle_load_state_dict(b.p, b.len, &sd, &used, &err), err);
+    TEST_OK(imsi_pickle_load_state_dict(b.p, b.len, &sd, &used, &err), err);
     TEST_CHECK(used == b.len - 1, "consumed %zu of %zu", used, b.len);
-    pickle_state_dict_free(&sd);
+    imsi_pickle_state_dict_free(&sd);
     free(b.p);
 
     /* a plain dict with SETITEM, no PROTO, and an empty dict */
@@ -200,14 +200,14 @@ static void test_basic_state_dict(void)
     tensor_v2(&c, &spec_w, 0);
     op(&c, 's');
     op(&c, '.');
-    TEST_OK(pickle_load_state_dict(c.p, c.len, &sd, &used, &err), err);
+    TEST_OK(imsi_pickle_load_state_dict(c.p, c.len, &sd, &used, &err), err);
     TEST_CHECK(sd.count == 1 && strcmp(sd.tensors[0].name, "x") == 0, "plain dict");
-    pickle_state_dict_free(&sd);
+    imsi_pickle_state_dict_free(&sd);
     c.len = 0;
     proto(&c, 2);
     op(&c, '}');
     op(&c, '.');
-    TEST_OK(pickle_load_state_dict(c.p, c.len, &sd, &used, &err), err);
+    TEST_OK(imsi_pickle_load_state_dict(c.p, c.len, &sd, &used, &err), err);
     TEST_CHECK(sd.count == 0 && sd.tensors == NULL, "empty dict");
     free(c.p);
 }
@@ -233,9 +233,9 @@ static void test_storage_types(void)
         op(&b, '.');
         pickle_state_dict sd = {0};
         ims_error err = {0};
-        TEST_OK(pickle_load_state_dict(b.p, b.len, &sd, NULL, &err), err);
+        TEST_OK(imsi_pickle_load_state_dict(b.p, b.len, &sd, NULL, &err), err);
         TEST_CHECK(sd.count == 1 && sd.tensors[0].dtype == types[i].dtype, "%s", types[i].type);
-        pickle_state_dict_free(&sd);
+        imsi_pickle_state_dict_free(&sd);
         free(b.p);
     }
 }
@@ -325,18 +325,18 @@ static void test_protocol4_paths(void)
     pickle_state_dict sd = {0};
     ims_error err = {0};
     size_t used = 0;
-    TEST_OK(pickle_load_state_dict(b.p, b.len, &sd, &used, &err), err);
+    TEST_OK(imsi_pickle_load_state_dict(b.p, b.len, &sd, &used, &err), err);
     TEST_CHECK(sd.count == 2 && used == b.len, "count %zu, used %zu of %zu", sd.count, used, b.len);
     if (sd.count == 2) {
         check_spec(&sd.tensors[0], "a", &spec_w, CKPT_F32);
         check_spec(&sd.tensors[1], "b", &spec_b, CKPT_I64);
     }
-    pickle_state_dict_free(&sd);
+    imsi_pickle_state_dict_free(&sd);
     free(b.p);
 }
 
-/* Plain-data opcodes through pickle_skip, and the integer encodings through
- * pickle_load_int. */
+/* Plain-data opcodes through imsi_pickle_skip, and the integer encodings through
+ * imsi_pickle_load_int. */
 static void test_plain_values(void)
 {
     pk b = {0};
@@ -375,7 +375,7 @@ static void test_plain_values(void)
     op(&b, '.');
     ims_error err = {0};
     size_t used = 0;
-    TEST_OK(pickle_skip(b.p, b.len, &used, &err), err);
+    TEST_OK(imsi_pickle_skip(b.p, b.len, &used, &err), err);
     TEST_CHECK(used == b.len, "used %zu of %zu", used, b.len);
     free(b.p);
 
@@ -395,18 +395,18 @@ static void test_plain_values(void)
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         int64_t v = 0;
-        TEST_OK(pickle_load_int((const unsigned char *)ints[i].bytes, ints[i].len, &v, &used, &err), err);
+        TEST_OK(imsi_pickle_load_int((const unsigned char *)ints[i].bytes, ints[i].len, &v, &used, &err), err);
         TEST_CHECK(v == ints[i].value && used == ints[i].len, "int %zu: %lld", i, (long long)v);
     }
     /* the legacy magic is 80 bits: not an int64 */
     static const unsigned char magic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
                                           0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e};
     int64_t v = 0;
-    TEST_CHECK(pickle_load_int(magic, sizeof magic, &v, &used, &err) == IMS_ERR_FORMAT &&
+    TEST_CHECK(imsi_pickle_load_int(magic, sizeof magic, &v, &used, &err) == IMS_ERR_FORMAT &&
                    strstr(err.msg, "int beyond 64 bits"),
                "magic: %s", err.msg);
-    TEST_OK(pickle_skip(magic, sizeof magic, &used, &err), err);
-    TEST_CHECK(pickle_load_int((const unsigned char *)"\x80\x02N.", 4, &v, &used, &err) != IMS_OK &&
+    TEST_OK(imsi_pickle_skip(magic, sizeof magic, &used, &err), err);
+    TEST_CHECK(imsi_pickle_load_int((const unsigned char *)"\x80\x02N.", 4, &v, &used, &err) != IMS_OK &&
                    strstr(err.msg, "not an int"),
                "None as int: %s", err.msg);
 
@@ -414,19 +414,19 @@ static void test_plain_values(void)
     char **keys = NULL;
     size_t count = 0;
     static const char list[] = "\x80\x02]q\x00(X\x01\x00\x00\x00" "1X\x02\x00\x00\x00" "22e.";
-    TEST_OK(pickle_load_string_list((const unsigned char *)list, sizeof list - 1, &keys, &count, &used, &err), err);
+    TEST_OK(imsi_pickle_load_string_list((const unsigned char *)list, sizeof list - 1, &keys, &count, &used, &err), err);
     TEST_CHECK(count == 2 && strcmp(keys[0], "1") == 0 && strcmp(keys[1], "22") == 0, "key list");
-    pickle_string_list_free(keys, count);
+    imsi_pickle_string_list_free(keys, count);
     static const char empty_list[] = "\x80\x02].";
-    TEST_OK(pickle_load_string_list((const unsigned char *)empty_list, 4, &keys, &count, &used, &err), err);
+    TEST_OK(imsi_pickle_load_string_list((const unsigned char *)empty_list, 4, &keys, &count, &used, &err), err);
     TEST_CHECK(count == 0, "empty key list");
-    pickle_string_list_free(keys, count);
+    imsi_pickle_string_list_free(keys, count);
     static const char bad_list[] = "\x80\x02](X\x01\x00\x00\x00" "1K\x05" "e.";
-    TEST_CHECK(pickle_load_string_list((const unsigned char *)bad_list, sizeof bad_list - 1, &keys, &count, &used,
-                                       &err) != IMS_OK &&
+    TEST_CHECK(imsi_pickle_load_string_list((const unsigned char *)bad_list, sizeof bad_list - 1, &keys, &count, &used,
+                                            &err) != IMS_OK &&
                    strstr(err.msg, "list item 1 is a int") && keys == NULL && count == 0,
                "bad key list: %s", err.msg);
-    TEST_CHECK(pickle_load_string_list((const unsigned char *)"\x80\x02}.", 4, &keys, &count, &used, &err) != IMS_OK &&
+    TEST_CHECK(imsi_pickle_load_string_list((const unsigned char *)"\x80\x02}.", 4, &keys, &count, &used, &err) != IMS_OK &&
                    strstr(err.msg, "not a list of str"),
                "dict as key list: %s", err.msg);
 }
@@ -606,8 +606,8 @@ static void test_hostile_tensors(void)
     pk ok = tensor_with((tparts){0});
     pickle_state_dict sd = {0};
     ims_error err = {0};
-    TEST_OK(pickle_load_state_dict(ok.p, ok.len, &sd, NULL, &err), err);
-    pickle_state_dict_free(&sd);
+    TEST_OK(imsi_pickle_load_state_dict(ok.p, ok.len, &sd, NULL, &err), err);
+    imsi_pickle_state_dict_free(&sd);
     free(ok.p);
 
     refuse_tensor("negative offset", (tparts){.offset = B("J\xff\xff\xff\xff")}, "storage_offset = -1 is below 0");
@@ -628,8 +628,8 @@ static void test_hostile_tensors(void)
     static const bytes fine[] = {B("N"), B("}X\x04\x00\x00\x00" "conj\x89s")};
     for (int i = 0; i < 2; i++) {
         pk b = tensor_with((tparts){.extra = fine[i]});
-        TEST_OK(pickle_load_state_dict(b.p, b.len, &sd, NULL, &err), err);
-        pickle_state_dict_free(&sd);
+        TEST_OK(imsi_pickle_load_state_dict(b.p, b.len, &sd, NULL, &err), err);
+        imsi_pickle_state_dict_free(&sd);
         free(b.p);
     }
 
@@ -677,7 +677,7 @@ static void test_hostile_tensors(void)
     proto(&b, 2);
     persid(&b, &spec_w, 0);
     op(&b, '.');
-    expect_skip_refused("persid in pickle_skip", &b, "persistent id (BINPERSID) outside the state_dict pickle");
+    expect_skip_refused("persid in imsi_pickle_skip", &b, "persistent id (BINPERSID) outside the state_dict pickle");
     free(b.p);
 }
 
@@ -768,7 +768,7 @@ static void test_hostile_structure(void)
         pk cut = {whole.p, n, n};
         pickle_state_dict sd = {0};
         ims_error err = {0};
-        ims_status st = pickle_load_state_dict(cut.p, cut.len, &sd, NULL, &err);
+        ims_status st = imsi_pickle_load_state_dict(cut.p, cut.len, &sd, NULL, &err);
         TEST_CHECK(st == IMS_ERR_FORMAT && err.msg[0] && sd.count == 0, "truncated at %zu: %s", n, err.msg);
         if (n == 0)
             TEST_CHECK(strstr(err.msg, "the pickle is empty") != NULL, "empty: %s", err.msg);
@@ -795,7 +795,7 @@ static void test_limits(void)
         op(&b, ')'), op(&b, 't');
     op(&b, '.');
     ims_error err = {0};
-    TEST_OK(pickle_skip(b.p, b.len, NULL, &err), err); /* 256 is allowed */
+    TEST_OK(imsi_pickle_skip(b.p, b.len, NULL, &err), err); /* 256 is allowed */
     free(b.p);
 
     b = (pk){0};
@@ -813,7 +813,7 @@ static void test_limits(void)
     for (int i = 0; i < 100000; i++)
         op(&b, 0x85);
     op(&b, '.');
-    TEST_OK(pickle_skip(b.p, b.len, NULL, &err), err);
+    TEST_OK(imsi_pickle_skip(b.p, b.len, NULL, &err), err);
     free(b.p);
 
     /* one long list fed to OrderedDict again and again through the memo */
@@ -911,9 +911,9 @@ static ims_status legacy_read(const unsigned char *data, size_t size, ckpt **out
     ckpt *c = calloc(1, sizeof *c);
     c->data = data;
     c->size = size;
-    ims_status st = ckpt_read_torch_legacy(c, err);
+    ims_status st = imsi_ckpt_read_torch_legacy(c, err);
     if (st) {
-        ckpt_free(c);
+        imsi_ckpt_free(c);
         c = NULL;
     }
     *out = c;
@@ -922,7 +922,7 @@ static ims_status legacy_read(const unsigned char *data, size_t size, ckpt **out
 
 static uint64_t element_bits(const ckpt_tensor *t, uint64_t index)
 {
-    size_t es = ckpt_dtype_size(t->dtype);
+    size_t es = imsi_ckpt_dtype_size(t->dtype);
     uint64_t v = 0;
     for (size_t i = 0; i < es; i++)
         v |= (uint64_t)t->storage[index * es + i] << (8 * i);
@@ -932,16 +932,16 @@ static uint64_t element_bits(const ckpt_tensor *t, uint64_t index)
 static void compare_tensor(const char *file, const ckpt_tensor *t, const expected_tensor *e)
 {
     TEST_CHECK(strcmp(t->name, e->name) == 0, "%s: name '%s', expected '%s'", file, t->name, e->name);
-    TEST_CHECK(t->dtype == e->dtype, "%s '%s': dtype %s", file, e->name, ckpt_dtype_name(t->dtype));
+    TEST_CHECK(t->dtype == e->dtype, "%s '%s': dtype %s", file, e->name, imsi_ckpt_dtype_name(t->dtype));
     TEST_CHECK(t->ndim == e->ndim, "%s '%s': ndim %d", file, e->name, t->ndim);
     TEST_CHECK(t->storage_offset == e->offset, "%s '%s': offset %lld", file, e->name, (long long)t->storage_offset);
-    TEST_CHECK(t->storage_nbytes == e->storage_numel * ckpt_dtype_size(e->dtype), "%s '%s': storage %llu bytes", file,
+    TEST_CHECK(t->storage_nbytes == e->storage_numel * imsi_ckpt_dtype_size(e->dtype), "%s '%s': storage %llu bytes", file,
                e->name, (unsigned long long)t->storage_nbytes);
     TEST_CHECK(!t->big_endian, "%s '%s': big-endian", file, e->name);
     for (int d = 0; d < e->ndim; d++)
         TEST_CHECK(t->shape[d] == e->shape[d] && t->stride[d] == e->stride[d], "%s '%s' dim %d: %lld/%lld", file,
                    e->name, d, (long long)t->shape[d], (long long)t->stride[d]);
-    if (t->dtype != e->dtype || t->ndim != e->ndim || ckpt_tensor_numel(t) != (int64_t)e->count)
+    if (t->dtype != e->dtype || t->ndim != e->ndim || imsi_ckpt_tensor_numel(t) != (int64_t)e->count)
         return;
     /* walk the view in row-major order, as the expectation lists it */
     int64_t idx[CKPT_MAX_DIMS] = {0};
@@ -967,19 +967,19 @@ static void test_legacy_fixture(const expected_file *e)
         return;
     ckpt *c = NULL;
     ims_error err = {0};
-    TEST_OK(ckpt_open_memory(data, size, &c, &err), err);
+    TEST_OK(imsi_ckpt_open_memory(data, size, &c, &err), err);
     if (c) {
-        TEST_CHECK(c->format == CKPT_FORMAT_TORCH_LEGACY, "%s: format %s", e->file, ckpt_format_name(c->format));
+        TEST_CHECK(c->format == CKPT_FORMAT_TORCH_LEGACY, "%s: format %s", e->file, imsi_ckpt_format_name(c->format));
         TEST_CHECK(c->count == e->count, "%s: %zu tensors, expected %zu", e->file, c->count, e->count);
         for (size_t i = 0; i < c->count && i < e->count; i++)
             compare_tensor(e->file, &c->tensors[i], &e->tensors[i]);
-        ckpt_free(c);
+        imsi_ckpt_free(c);
     }
     free(data);
     /* through the file path and mmap as well */
-    TEST_OK(ckpt_open(fixture_path(e->file), &c, &err), err);
-    TEST_CHECK(c && c->count == e->count, "%s via ckpt_open", e->file);
-    ckpt_free(c);
+    TEST_OK(imsi_ckpt_open(fixture_path(e->file), &c, &err), err);
+    TEST_CHECK(c && c->count == e->count, "%s via imsi_ckpt_open", e->file);
+    imsi_ckpt_free(c);
 }
 
 static void test_legacy_details(void)
@@ -990,32 +990,32 @@ static void test_legacy_details(void)
     ims_error err = {0};
     if (!data)
         return;
-    TEST_OK(ckpt_open_memory(data, size, &c, &err), err);
+    TEST_OK(imsi_ckpt_open_memory(data, size, &c, &err), err);
     if (c && c->count == 5) {
         /* base, transposed, rows, every_other_col share one storage record */
         for (int i = 1; i < 4; i++)
             TEST_CHECK(c->tensors[i].storage == c->tensors[0].storage, "views: tensor %d has its own storage", i);
         TEST_CHECK(c->tensors[4].storage != c->tensors[0].storage, "views: 'other' shares a storage");
         float col[12];
-        ckpt_tensor_read_f32(&c->tensors[3], col);
+        imsi_ckpt_tensor_read_f32(&c->tensors[3], col);
         TEST_CHECK(col[0] == 0 && col[1] == 2 && col[3] == 6 && col[11] == 22, "every_other_col: %g %g %g %g", col[0],
                    col[1], col[3], col[11]);
     }
-    ckpt_free(c);
+    imsi_ckpt_free(c);
     free(data);
 
     data = read_fixture("dtypes.pt", &size);
     if (!data)
         return;
-    TEST_OK(ckpt_open_memory(data, size, &c, &err), err);
-    const ckpt_tensor *t = c ? ckpt_find(c, "i64") : NULL;
+    TEST_OK(imsi_ckpt_open_memory(data, size, &c, &err), err);
+    const ckpt_tensor *t = c ? imsi_ckpt_find(c, "i64") : NULL;
     if (t) {
         double v[5];
-        ckpt_tensor_read_f64(t, v);
+        imsi_ckpt_tensor_read_f64(t, v);
         TEST_CHECK(v[1] == -9223372036854775808.0 && v[4] == -1, "i64 as f64: %g %g", v[1], v[4]);
     }
-    TEST_CHECK(c && ckpt_find(c, "unicode.\303\251\344\270\255") != NULL, "UTF-8 name");
-    ckpt_free(c);
+    TEST_CHECK(c && imsi_ckpt_find(c, "unicode.\303\251\344\270\255") != NULL, "UTF-8 name");
+    imsi_ckpt_free(c);
     free(data);
 }
 
@@ -1031,7 +1031,7 @@ static void test_zip_pickles(void)
         pickle_state_dict sd = {0};
         ims_error err = {0};
         size_t used = 0;
-        TEST_OK(pickle_load_state_dict(data, size, &sd, &used, &err), err);
+        TEST_OK(imsi_pickle_load_state_dict(data, size, &sd, &used, &err), err);
         TEST_CHECK(used == size, "%s: consumed %zu of %zu", files[f], used, size);
         TEST_CHECK(sd.count == expected_zip.count, "%s: %zu tensors", files[f], sd.count);
         for (size_t i = 0; i < sd.count && i < expected_zip.count; i++) {
@@ -1052,7 +1052,7 @@ static void test_zip_pickles(void)
                            strcmp(sd.tensors[5].storage_key, "2") == 0,
                        "%s: keys", files[f]);
         }
-        pickle_state_dict_free(&sd);
+        imsi_pickle_state_dict_free(&sd);
         free(data);
     }
 }
@@ -1108,7 +1108,7 @@ static void test_hostile_fixtures(void)
             continue;
         ckpt *c = NULL;
         ims_error err = {0};
-        ims_status st = ckpt_open_memory(data, size, &c, &err);
+        ims_status st = imsi_ckpt_open_memory(data, size, &c, &err);
         TEST_CHECK(st == files[i].status && c == NULL, "%s: %s", files[i].file, ims_status_name(st));
         TEST_CHECK(strstr(err.msg, files[i].needle) != NULL, "%s: message '%s' does not name '%s'", files[i].file,
                    err.msg, files[i].needle);
@@ -1120,14 +1120,14 @@ static void test_hostile_fixtures(void)
     ckpt *c = NULL;
     ims_error err = {0};
     if (data) {
-        TEST_OK(ckpt_open_memory(data, size, &c, &err), err);
+        TEST_OK(imsi_ckpt_open_memory(data, size, &c, &err), err);
         TEST_CHECK(c && c->count == 2, "good_by_hand");
-        ckpt_free(c);
+        imsi_ckpt_free(c);
         free(data);
     }
 }
 
-/* Where each pickle of a legacy file ends, found with pickle_skip. */
+/* Where each pickle of a legacy file ends, found with imsi_pickle_skip. */
 static size_t pickle_ends(const unsigned char *data, size_t size, size_t ends[5])
 {
     size_t pos = 0;
@@ -1135,9 +1135,9 @@ static size_t pickle_ends(const unsigned char *data, size_t size, size_t ends[5]
         size_t used = 0;
         ims_error err = {0};
         pickle_state_dict sd = {0};
-        ims_status st = i == 3 ? pickle_load_state_dict(data + pos, size - pos, &sd, &used, &err)
-                               : pickle_skip(data + pos, size - pos, &used, &err);
-        pickle_state_dict_free(&sd);
+        ims_status st = i == 3 ? imsi_pickle_load_state_dict(data + pos, size - pos, &sd, &used, &err)
+                               : imsi_pickle_skip(data + pos, size - pos, &used, &err);
+        imsi_pickle_state_dict_free(&sd);
         TEST_OK(st, err);
         pos += used;
         ends[i] = pos;
@@ -1189,7 +1189,7 @@ static void test_legacy_truncation(const char *file)
     }
     /* the whole file reads; one byte more does not */
     TEST_OK(legacy_read(data, size, &c, &err), err);
-    ckpt_free(c);
+    imsi_ckpt_free(c);
     unsigned char *longer = malloc(size + 1);
     memcpy(longer, data, size);
     longer[size] = 0;
@@ -1203,7 +1203,7 @@ static void test_legacy_truncation(const char *file)
     copy[5] ^= 1;
     TEST_CHECK(legacy_read(copy, size, &c, &err) == IMS_ERR_FORMAT && strstr(err.msg, "bad magic number"), "%s: %s",
                file, err.msg);
-    TEST_CHECK(ckpt_open_memory(copy, size, &c, &err) == IMS_ERR_FORMAT && strstr(err.msg, "not a PyTorch"), "%s: %s",
+    TEST_CHECK(imsi_ckpt_open_memory(copy, size, &c, &err) == IMS_ERR_FORMAT && strstr(err.msg, "not a PyTorch"), "%s: %s",
                file, err.msg);
     memcpy(copy, data, size);
     TEST_CHECK(copy[17] == 'M' && copy[18] == 0xe9 && copy[19] == 0x03, "%s: version is BININT2 1001", file);

@@ -1,5 +1,5 @@
 /* test_safetensors.c: the strict JSON parser (core/json.h), the safetensors
- * reader (ckpt_read_safetensors) and the Hugging Face model-directory reader
+ * reader (imsi_ckpt_read_safetensors) and the Hugging Face model-directory reader
  * (hf_model_dir.h).
  *
  * - JSON: valid documents checked value by value; one invalid document per
@@ -51,7 +51,7 @@ static json_doc parse_ok(const char *text)
 {
     json_doc doc;
     ims_error err = {0};
-    ims_status st = json_parse(text, strlen(text), NULL, &doc, &err);
+    ims_status st = imsi_json_parse(text, strlen(text), NULL, &doc, &err);
     TEST_CHECK(st == IMS_OK && doc.root, "'%s' -> %s", text, err.msg);
     return doc;
 }
@@ -68,7 +68,7 @@ static void test_json_valid(void)
                        strcmp(r->obj.members[2].key, "c") == 0 && r->obj.members[3].key_len == 0,
                    "order");
         TEST_CHECK(r->obj.members[0].key_offset == 2, "key offset %zu", r->obj.members[0].key_offset);
-        const json_value *b = json_object_get(r, "b");
+        const json_value *b = imsi_json_object_get(r, "b");
         TEST_CHECK(b && b->kind == JSON_ARRAY && b->arr.count == 6, "b");
         if (b && b->arr.count == 6) {
             TEST_CHECK(b->arr.items[0].num.is_int && b->arr.items[0].num.int_value == 1, "1");
@@ -80,15 +80,15 @@ static void test_json_valid(void)
             TEST_CHECK(b->arr.items[5].kind == JSON_STRING && strcmp(b->arr.items[5].str.ptr, "x") == 0, "x");
             TEST_CHECK(b->arr.items[5].offset == 38, "offset of \"x\" %zu", b->arr.items[5].offset);
         }
-        TEST_CHECK(json_array_at(b, 5) == &b->arr.items[5] && json_array_at(b, 6) == NULL, "array_at");
-        TEST_CHECK(json_array_at(r, 0) == NULL, "array_at on an object");
-        const json_value *a = json_object_get(r, "a");
+        TEST_CHECK(imsi_json_array_at(b, 5) == &b->arr.items[5] && imsi_json_array_at(b, 6) == NULL, "array_at");
+        TEST_CHECK(imsi_json_array_at(r, 0) == NULL, "array_at on an object");
+        const json_value *a = imsi_json_object_get(r, "a");
         TEST_CHECK(a && a->kind == JSON_OBJECT && a->obj.count == 0 && a->obj.members == NULL, "a");
-        TEST_CHECK(json_object_get(r, "c")->arr.count == 0, "c");
-        TEST_CHECK(json_object_get(r, "")->str.len == 0, "empty key");
-        TEST_CHECK(json_object_get(r, "zz") == NULL && json_object_get(b, "b") == NULL, "absent");
+        TEST_CHECK(imsi_json_object_get(r, "c")->arr.count == 0, "c");
+        TEST_CHECK(imsi_json_object_get(r, "")->str.len == 0, "empty key");
+        TEST_CHECK(imsi_json_object_get(r, "zz") == NULL && imsi_json_object_get(b, "b") == NULL, "absent");
     }
-    json_doc_free(&doc);
+    imsi_json_doc_free(&doc);
 
     /* escapes, surrogate pairs and raw UTF-8 */
     doc = parse_ok("[\"\\\"\\\\\\/\\b\\f\\n\\r\\t\", \"\\u00e9\\u4E2D\", \"\\uD83D\\uDE00\", "
@@ -102,7 +102,7 @@ static void test_json_valid(void)
         TEST_CHECK(strcmp(it[3].str.ptr, "caf\xc3\xa9 \xf0\x9f\x98\x80") == 0, "raw UTF-8");
         TEST_CHECK(strcmp(it[4].str.ptr, "A\x7f") == 0, "\\u0041\\u007f");
     }
-    json_doc_free(&doc);
+    imsi_json_doc_free(&doc);
 
     /* numbers: integer literals exact over the whole int64 range */
     doc = parse_ok("[0, -0, 9223372036854775807, -9223372036854775808, 9223372036854775808, "
@@ -124,18 +124,18 @@ static void test_json_valid(void)
         TEST_CHECK(n[12].num.value == 0.0, "underflow to 0 is accepted");
         TEST_CHECK(n[13].num.is_int && n[13].num.int_value == 123456789012345678ll, "exact beyond 2^53");
     }
-    json_doc_free(&doc);
+    imsi_json_doc_free(&doc);
 
     /* scalars at the root, and the document need not be NUL-terminated */
     json_doc d2;
     ims_error err = {0};
-    TEST_OK(json_parse("42xyz", 2, NULL, &d2, &err), err);
+    TEST_OK(imsi_json_parse("42xyz", 2, NULL, &d2, &err), err);
     TEST_CHECK(d2.root && d2.root->num.int_value == 42, "length-limited");
-    json_doc_free(&d2);
+    imsi_json_doc_free(&d2);
     doc = parse_ok("\"s\"");
-    json_doc_free(&doc);
+    imsi_json_doc_free(&doc);
     doc = parse_ok("null");
-    json_doc_free(&doc);
+    imsi_json_doc_free(&doc);
 }
 
 /* ---- JSON: invalid documents ------------------------------------------------------------ */
@@ -145,13 +145,13 @@ static void expect_json_error_n(const char *text, size_t len, const json_limits 
 {
     json_doc doc;
     ims_error err = {0};
-    ims_status st = json_parse(text, len, lim, &doc, &err);
+    ims_status st = imsi_json_parse(text, len, lim, &doc, &err);
     TEST_CHECK(st == code, "'%.60s': got %s (%s), expected %s", text, ims_status_name(st), err.msg,
                ims_status_name(code));
     TEST_CHECK(doc.root == NULL && doc.blocks == NULL, "'%.60s': no tree on failure", text);
     TEST_CHECK(contains(err.msg, needle), "'%.60s': message '%s' lacks '%s'", text, err.msg, needle);
     TEST_CHECK(!strchr(err.msg, '\n'), "one line");
-    json_doc_free(&doc);
+    imsi_json_doc_free(&doc);
 }
 
 static void expect_json_error(const char *text, const char *needle)
@@ -244,8 +244,8 @@ static void test_json_invalid(void)
     }
     json_doc doc;
     ims_error err = {0};
-    TEST_OK(json_parse("[{\"a\":1},{\"a\":2}]", 17, NULL, &doc, &err), err); /* same key, other objects */
-    json_doc_free(&doc);
+    TEST_OK(imsi_json_parse("[{\"a\":1},{\"a\":2}]", 17, NULL, &doc, &err), err); /* same key, other objects */
+    imsi_json_doc_free(&doc);
 }
 
 static void test_json_limits(void)
@@ -257,11 +257,11 @@ static void test_json_limits(void)
         memset(deep + depth, ']', (size_t)depth);
         json_doc doc;
         ims_error err = {0};
-        ims_status st = json_parse(deep, 2 * (size_t)depth, NULL, &doc, &err);
+        ims_status st = imsi_json_parse(deep, 2 * (size_t)depth, NULL, &doc, &err);
         TEST_CHECK((st == IMS_OK) == (depth <= JSON_DEFAULT_MAX_DEPTH), "depth %d: %s", depth, err.msg);
         if (st)
             TEST_CHECK(contains(err.msg, "JSON at byte 64: nesting deeper than 64 levels"), "%s", err.msg);
-        json_doc_free(&doc);
+        imsi_json_doc_free(&doc);
     }
     /* far deeper than any limit, unclosed: refused without deep recursion */
     memset(deep, '[', sizeof deep - 1);
@@ -270,12 +270,12 @@ static void test_json_limits(void)
                         "JSON at byte 10: nesting deeper than 2 levels");
     json_doc doc;
     ims_error err = {0};
-    TEST_OK(json_parse("{\"a\":{\"b\":1}}", 13, &(json_limits){1000, 2, 100}, &doc, &err), err);
-    json_doc_free(&doc);
+    TEST_OK(imsi_json_parse("{\"a\":{\"b\":1}}", 13, &(json_limits){1000, 2, 100}, &doc, &err), err);
+    imsi_json_doc_free(&doc);
 
     expect_json_error_n("[1,2,3]", 7, &(json_limits){1000, 8, 3}, IMS_ERR_FORMAT, "JSON at byte 5: more than 3 values");
-    TEST_OK(json_parse("[1,2]", 5, &(json_limits){1000, 8, 3}, &doc, &err), err);
-    json_doc_free(&doc);
+    TEST_OK(imsi_json_parse("[1,2]", 5, &(json_limits){1000, 8, 3}, &doc, &err), err);
+    imsi_json_doc_free(&doc);
     expect_json_error_n("[1,2,3]", 7, &(json_limits){6, 8, 100}, IMS_ERR_FORMAT,
                         "JSON document of 7 bytes exceeds the limit of 6 bytes");
     expect_json_error_n("[]", 2, &(json_limits){100, 0, 100}, IMS_ERR_ARGUMENT, "JSON limits");
@@ -289,29 +289,29 @@ static void test_json_limits(void)
     for (int i = 0; i < 20000; i++)
         n += (size_t)snprintf(big + n, cap - n, "%s\"name.%d\":[%d]", i ? "," : "", i, i);
     n += (size_t)snprintf(big + n, cap - n, "}");
-    TEST_OK(json_parse(big, n, NULL, &doc, &err), err);
+    TEST_OK(imsi_json_parse(big, n, NULL, &doc, &err), err);
     if (doc.root) {
         TEST_CHECK(doc.root->obj.count == 20000, "count");
-        const json_value *v = json_object_get(doc.root, "name.12345");
+        const json_value *v = imsi_json_object_get(doc.root, "name.12345");
         TEST_CHECK(v && v->arr.count == 1 && v->arr.items[0].num.int_value == 12345, "lookup");
     }
-    json_doc_free(&doc);
+    imsi_json_doc_free(&doc);
     free(big);
 }
 
 static void test_json_printable(void)
 {
     char buf[16];
-    TEST_CHECK(strcmp(json_printable("plain", buf, sizeof buf), "plain") == 0, "plain");
-    TEST_CHECK(strcmp(json_printable("a\nb\x7f", buf, sizeof buf), "a\\x0ab\\x7f") == 0, "controls: %s", buf);
-    TEST_CHECK(strcmp(json_printable("caf\xc3\xa9", buf, sizeof buf), "caf\xc3\xa9") == 0, "UTF-8 kept");
-    TEST_CHECK(strcmp(json_printable("\xff\xc3(", buf, sizeof buf), "\\xff\\xc3(") == 0, "broken UTF-8: %s", buf);
-    TEST_CHECK(strcmp(json_printable("0123456789abcdefghij", buf, sizeof buf), "0123456789ab...") == 0, "cut: %s", buf);
+    TEST_CHECK(strcmp(imsi_json_printable("plain", buf, sizeof buf), "plain") == 0, "plain");
+    TEST_CHECK(strcmp(imsi_json_printable("a\nb\x7f", buf, sizeof buf), "a\\x0ab\\x7f") == 0, "controls: %s", buf);
+    TEST_CHECK(strcmp(imsi_json_printable("caf\xc3\xa9", buf, sizeof buf), "caf\xc3\xa9") == 0, "UTF-8 kept");
+    TEST_CHECK(strcmp(imsi_json_printable("\xff\xc3(", buf, sizeof buf), "\\xff\\xc3(") == 0, "broken UTF-8: %s", buf);
+    TEST_CHECK(strcmp(imsi_json_printable("0123456789abcdefghij", buf, sizeof buf), "0123456789ab...") == 0, "cut: %s", buf);
     /* a cut never splits a character: 6 two-byte letters fill the 12 bytes, the 7th does not fit */
-    TEST_CHECK(strcmp(json_printable("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", buf, sizeof buf),
+    TEST_CHECK(strcmp(imsi_json_printable("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", buf, sizeof buf),
                       "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9...") == 0,
                "cut at a boundary: %s", buf);
-    TEST_CHECK(strcmp(json_printable("\n\n\n\n", buf, sizeof buf), "\\x0a\\x0a\\x0a...") == 0, "cut escapes: %s", buf);
+    TEST_CHECK(strcmp(imsi_json_printable("\n\n\n\n", buf, sizeof buf), "\\x0a\\x0a\\x0a...") == 0, "cut escapes: %s", buf);
 }
 
 static void getter_fails(ims_status st, const ims_error *err, ims_status code, const char *needle)
@@ -334,45 +334,45 @@ static void test_json_getters(void)
     int b = 0;
     const char *s = NULL;
     size_t len = 0;
-    TEST_OK(json_member_int64(r, "f.json", "i", 0, 10, &i, &err), err);
+    TEST_OK(imsi_json_member_int64(r, "f.json", "i", 0, 10, &i, &err), err);
     TEST_CHECK(i == 7, "i");
-    TEST_OK(json_member_double(r, "f.json", "f", &d, &err), err);
+    TEST_OK(imsi_json_member_double(r, "f.json", "f", &d, &err), err);
     TEST_CHECK(d == 1.5, "f");
-    TEST_OK(json_member_double(r, "f.json", "i", &d, &err), err);
+    TEST_OK(imsi_json_member_double(r, "f.json", "i", &d, &err), err);
     TEST_CHECK(d == 7.0, "an integer is a double too");
-    TEST_OK(json_member_string(r, "f.json", "s", &s, &len, &err), err);
+    TEST_OK(imsi_json_member_string(r, "f.json", "s", &s, &len, &err), err);
     TEST_CHECK(s && strcmp(s, "str") == 0 && len == 3, "s");
-    TEST_OK(json_member_bool(r, "f.json", "b", &b, &err), err);
+    TEST_OK(imsi_json_member_bool(r, "f.json", "b", &b, &err), err);
     TEST_CHECK(b == 1, "b");
 
-    getter_fails(json_member_int64(r, "f.json", "zz", 0, 10, &i, &err), &err, IMS_ERR_NOT_FOUND,
+    getter_fails(imsi_json_member_int64(r, "f.json", "zz", 0, 10, &i, &err), &err, IMS_ERR_NOT_FOUND,
                  "f.json: missing 'zz'");
-    getter_fails(json_member_int64(r, "f.json", "s", 0, 10, &i, &err), &err, IMS_ERR_FORMAT,
+    getter_fails(imsi_json_member_int64(r, "f.json", "s", 0, 10, &i, &err), &err, IMS_ERR_FORMAT,
                  "f.json: 's': expected an integer, found string (JSON byte 36)");
-    getter_fails(json_member_int64(r, "f.json", "f", 0, 10, &i, &err), &err, IMS_ERR_FORMAT,
+    getter_fails(imsi_json_member_int64(r, "f.json", "f", 0, 10, &i, &err), &err, IMS_ERR_FORMAT,
                  "f.json: 'f': expected an integer, found 1.5");
-    getter_fails(json_member_int64(r, "f.json", "big", 0, 10000, &i, &err), &err, IMS_ERR_FORMAT,
+    getter_fails(imsi_json_member_int64(r, "f.json", "big", 0, 10000, &i, &err), &err, IMS_ERR_FORMAT,
                  "'big': expected an integer, found 1e3");
-    getter_fails(json_member_int64(r, "f.json", "i", 8, 10, &i, &err), &err, IMS_ERR_FORMAT,
+    getter_fails(imsi_json_member_int64(r, "f.json", "i", 8, 10, &i, &err), &err, IMS_ERR_FORMAT,
                  "f.json: 'i' = 7 is outside 8..10");
-    getter_fails(json_member_int64(r, "f.json", "neg", 0, 10, &i, &err), &err, IMS_ERR_FORMAT,
+    getter_fails(imsi_json_member_int64(r, "f.json", "neg", 0, 10, &i, &err), &err, IMS_ERR_FORMAT,
                  "'neg' = -3 is outside 0..10");
-    getter_fails(json_member_bool(r, "f.json", "n", &b, &err), &err, IMS_ERR_FORMAT,
+    getter_fails(imsi_json_member_bool(r, "f.json", "n", &b, &err), &err, IMS_ERR_FORMAT,
                  "f.json: 'n': expected a boolean, found null");
-    getter_fails(json_member_string(r, "f.json", "b", &s, &len, &err), &err, IMS_ERR_FORMAT,
+    getter_fails(imsi_json_member_string(r, "f.json", "b", &s, &len, &err), &err, IMS_ERR_FORMAT,
                  "'b': expected a string, found boolean");
-    getter_fails(json_member_double(r, "", "s", &d, &err), &err, IMS_ERR_FORMAT,
+    getter_fails(imsi_json_member_double(r, "", "s", &d, &err), &err, IMS_ERR_FORMAT,
                  "'s': expected a number, found string");
     TEST_CHECK(i == 7 && b == 1 && d == 7.0, "failed getters leave their outputs alone");
-    TEST_CHECK(json_member_int64(json_object_get(r, "i"), "x", "k", 0, 1, &i, &err) == IMS_ERR_FORMAT &&
+    TEST_CHECK(imsi_json_member_int64(imsi_json_object_get(r, "i"), "x", "k", 0, 1, &i, &err) == IMS_ERR_FORMAT &&
                    contains(err.msg, "not inside an object"),
                "member of a non-object: %s", err.msg);
-    TEST_CHECK(json_expect_kind(r, JSON_ARRAY, "root", &err) == IMS_ERR_FORMAT &&
+    TEST_CHECK(imsi_json_expect_kind(r, JSON_ARRAY, "root", &err) == IMS_ERR_FORMAT &&
                    contains(err.msg, "root: expected an array, found object (JSON byte 0)"),
                "%s", err.msg);
-    TEST_CHECK(strcmp(json_kind_name(JSON_NULL), "null") == 0 && strcmp(json_kind_name(JSON_OBJECT), "object") == 0,
+    TEST_CHECK(strcmp(imsi_json_kind_name(JSON_NULL), "null") == 0 && strcmp(imsi_json_kind_name(JSON_OBJECT), "object") == 0,
                "kind names");
-    json_doc_free(&doc);
+    imsi_json_doc_free(&doc);
 }
 
 /* ---- Expectation files (tests/fixtures/safetensors/make_fixtures.py) ----------------------- */
@@ -428,10 +428,10 @@ static int check_tensor_line(char *line, const ckpt_tensor *t)
     TEST_CHECK(got_crc == crc, "%s: crc32 %08lx, expected %08lx", t->name, got_crc, crc);
     double sum = strtod(strtok_r(NULL, " ", &save), NULL), sumabs = strtod(strtok_r(NULL, " ", &save), NULL);
     long nvalues = atol(strtok_r(NULL, " ", &save));
-    int64_t n = ckpt_tensor_numel(t);
+    int64_t n = imsi_ckpt_tensor_numel(t);
     TEST_CHECK(n == numel, "%s: numel %lld, expected %lld", t->name, (long long)n, (long long)numel);
     double *v = malloc((size_t)(n ? n : 1) * sizeof *v);
-    ckpt_tensor_read_f64(t, v);
+    imsi_ckpt_tensor_read_f64(t, v);
     /* The expectations are exactly rounded sums (math.fsum). Neumaier's sum
      * errs by at most ~2 ulp of the result plus n * eps^2 * sum|x| (under
      * 1e-23 * sum|x| for 12M elements), so 1e-14 of sum|x| is ample and still
@@ -497,32 +497,32 @@ static void test_safetensors_fixtures(void)
         snprintf(path, sizeof path, "%s/safetensors/%s", fixtures, files[i]);
         ckpt *c = NULL;
         ims_error err = {0};
-        TEST_OK(ckpt_open(path, &c, &err), err);
+        TEST_OK(imsi_ckpt_open(path, &c, &err), err);
         if (!c)
             continue;
         TEST_CHECK(c->format == CKPT_FORMAT_SAFETENSORS, "%s: format", files[i]);
         check_expected(expected, files[i], c);
-        ckpt_free(c);
+        imsi_ckpt_free(c);
     }
     /* spot checks that do not go through the expectation file */
     char path[4200];
     snprintf(path, sizeof path, "%s/safetensors/basic.safetensors", fixtures);
     ckpt *c = NULL;
     ims_error err = {0};
-    if (ckpt_open(path, &c, &err) == IMS_OK) {
-        const ckpt_tensor *t = ckpt_find(c, "i.i64");
+    if (imsi_ckpt_open(path, &c, &err) == IMS_OK) {
+        const ckpt_tensor *t = imsi_ckpt_find(c, "i.i64");
         double v[4];
         if (t && t->dtype == CKPT_I64 && t->shape[0] == 4) {
-            ckpt_tensor_read_f64(t, v);
+            imsi_ckpt_tensor_read_f64(t, v);
             TEST_CHECK(v[0] == -5 && v[3] == 1099511627776.0, "i.i64 values");
         } else {
             TEST_CHECK(0, "i.i64 missing or misshaped");
         }
-        t = ckpt_find(c, "s.scalar");
-        TEST_CHECK(t && t->ndim == 0 && ckpt_tensor_numel(t) == 1, "scalar");
-        t = ckpt_find(c, "e.empty");
+        t = imsi_ckpt_find(c, "s.scalar");
+        TEST_CHECK(t && t->ndim == 0 && imsi_ckpt_tensor_numel(t) == 1, "scalar");
+        t = imsi_ckpt_find(c, "e.empty");
         TEST_CHECK(t && t->ndim == 2 && t->shape[0] == 0 && t->storage_nbytes == 0, "empty tensor");
-        ckpt_free(c);
+        imsi_ckpt_free(c);
     }
 }
 
@@ -552,16 +552,16 @@ static void st_set_len(st_buf *b, uint64_t n)
         b->p[i] = (unsigned char)(n >> (8 * i));
 }
 
-/* Runs the reader directly (not through ckpt_open_memory's sniffing), so that
+/* Runs the reader directly (not through imsi_ckpt_open_memory's sniffing), so that
  * files whose header does not start with '{' reach it too. */
 static ims_status st_read(st_buf b, ckpt **out, ims_error *err)
 {
     ckpt *c = calloc(1, sizeof *c);
     c->data = b.p;
     c->size = b.size;
-    ims_status st = ckpt_read_safetensors(c, err);
+    ims_status st = imsi_ckpt_read_safetensors(c, err);
     if (st) {
-        ckpt_free(c);
+        imsi_ckpt_free(c);
         c = NULL;
     }
     *out = c;
@@ -581,10 +581,10 @@ static void st_reject(const char *rule, st_buf b, ims_status code, const char *n
     /* the same bytes through the public entry point: refused as well */
     if (b.size >= 9 && b.p[8] == '{') {
         ckpt *c2 = NULL;
-        TEST_CHECK(ckpt_open_memory(b.p, b.size, &c2, &err) != IMS_OK && c2 == NULL, "rule '%s' via open_memory",
+        TEST_CHECK(imsi_ckpt_open_memory(b.p, b.size, &c2, &err) != IMS_OK && c2 == NULL, "rule '%s' via open_memory",
                    rule);
     }
-    ckpt_free(c);
+    imsi_ckpt_free(c);
     free(b.p);
 }
 
@@ -592,7 +592,7 @@ static ckpt *st_accept(const char *rule, st_buf b)
 {
     ckpt *c = NULL;
     ims_error err = {0};
-    ims_status st = ckpt_open_memory(b.p, b.size, &c, &err);
+    ims_status st = imsi_ckpt_open_memory(b.p, b.size, &c, &err);
     TEST_CHECK(st == IMS_OK, "rule '%s': %s", rule, err.msg);
     return c;
 }
@@ -746,13 +746,13 @@ static void test_safetensors_hostile(void)
     b = st_make("{\r\n\t\"a\" : { \"shape\" : [ ] , \"data_offsets\" : [ 0 , 4 ] , \"dtype\" : \"F32\" } }   ", 4);
     c = st_accept("whitespace, field order, scalar", b);
     TEST_CHECK(c && c->count == 1 && c->tensors[0].ndim == 0 && c->tensors[0].storage == b.p + b.size - 4, "scalar");
-    ckpt_free(c);
+    imsi_ckpt_free(c);
     free(b.p);
     b = st_make("{" T1("z", "F32", "[0]", 0, 0) "," T1("y", "F32", "[3,0,2]", 0, 0) "}", 0);
     c = st_accept("only empty tensors, no data", b);
     TEST_CHECK(c && c->count == 2 && strcmp(c->tensors[0].name, "z") == 0 && c->tensors[1].stride[0] == 0,
                "empty tensors");
-    ckpt_free(c);
+    imsi_ckpt_free(c);
     free(b.p);
     b = st_make("{" T1("b", "U8", "[2]", 2, 4) "," T1("e", "U8", "[0]", 2, 2) "," T1("a", "U8", "[2]", 0, 2) "}", 4);
     c = st_accept("header order differs from offset order", b);
@@ -761,12 +761,12 @@ static void test_safetensors_hostile(void)
                    "added in header order");
         TEST_CHECK(c->tensors[0].storage[0] == 2 && c->tensors[2].storage[1] == 1, "storage pointers");
     }
-    ckpt_free(c);
+    imsi_ckpt_free(c);
     free(b.p);
     b = st_make("{\"__metadata__\":{},\"\\u00e9\\/x\":{\"dtype\":\"BOOL\",\"shape\":[1,1],\"data_offsets\":[0,1]}}", 1);
     c = st_accept("escaped name, empty metadata", b);
     TEST_CHECK(c && c->count == 1 && strcmp(c->tensors[0].name, "\xc3\xa9/x") == 0, "escaped name");
-    ckpt_free(c);
+    imsi_ckpt_free(c);
     free(b.p);
 }
 
@@ -855,7 +855,7 @@ static void check_tiny_config(const hf_model_dir *d)
     TEST_CHECK(c->max_seq_length == 12 && c->do_lower_case == 1, "seq %d lower %d", c->max_seq_length,
                c->do_lower_case);
     TEST_CHECK(c->pooling == HF_POOLING_MEAN && c->normalize == 1, "pooling %s normalize %d",
-               hf_pooling_name(c->pooling), c->normalize);
+               imsi_hf_pooling_name(c->pooling), c->normalize);
     TEST_CHECK(d->vocab_count == 40, "vocab %zu", d->vocab_count);
     if (d->vocab_count == 40)
         TEST_CHECK(strcmp(d->vocab[0], "[PAD]") == 0 && strcmp(d->vocab[4], "[MASK]") == 0 &&
@@ -872,22 +872,22 @@ static void test_hf_tiny(void)
     snprintf(dir, sizeof dir, "%s/hf_tiny_bert", fixtures);
     hf_model_dir d;
     ims_error err = {0};
-    TEST_OK(hf_model_dir_open(dir, &d, &err), err);
+    TEST_OK(imsi_hf_model_dir_open(dir, &d, &err), err);
     check_tiny_config(&d);
     ckpt *c = NULL;
     if (d.weights_path)
-        TEST_OK(ckpt_open(d.weights_path, &c, &err), err);
+        TEST_OK(imsi_ckpt_open(d.weights_path, &c, &err), err);
     if (c) {
         char expected[4300];
         snprintf(expected, sizeof expected, "%s/expected.txt", dir);
         check_expected(expected, "model.safetensors", c);
-        const ckpt_tensor *t = ckpt_find(c, "encoder.layer.1.intermediate.dense.weight");
+        const ckpt_tensor *t = imsi_ckpt_find(c, "encoder.layer.1.intermediate.dense.weight");
         TEST_CHECK(t && t->dtype == CKPT_F32 && t->ndim == 2 && t->shape[0] == 16 && t->shape[1] == 8,
                    "intermediate weight");
     }
-    ckpt_free(c);
-    hf_model_dir_free(&d);
-    hf_model_dir_free(&d); /* free twice is harmless: it clears */
+    imsi_ckpt_free(c);
+    imsi_hf_model_dir_free(&d);
+    imsi_hf_model_dir_free(&d); /* free twice is harmless: it clears */
 }
 
 typedef void (*hf_breaker)(const char *dir);
@@ -900,13 +900,13 @@ static void hf_reject(const char *rule, hf_breaker brk, ims_status code, const c
     brk(dir);
     hf_model_dir d;
     ims_error err = {0};
-    ims_status st = hf_model_dir_open(dir, &d, &err);
+    ims_status st = imsi_hf_model_dir_open(dir, &d, &err);
     TEST_CHECK(st == code, "rule '%s': got %s (%s), expected %s", rule, ims_status_name(st), err.msg,
                ims_status_name(code));
     TEST_CHECK(contains(err.msg, needle), "rule '%s': message '%s' lacks '%s'", rule, err.msg, needle);
     TEST_CHECK(!strchr(err.msg, '\n'), "rule '%s': one line", rule);
     TEST_CHECK(d.vocab == NULL && d.weights_path == NULL && d.vocab_count == 0, "rule '%s': left empty", rule);
-    hf_model_dir_free(&d);
+    imsi_hf_model_dir_free(&d);
     rm_tree(dir);
     free(dir);
 }
@@ -921,7 +921,7 @@ static hf_model_dir hf_accept(const char *rule, hf_breaker change)
         return d;
     change(dir);
     ims_error err = {0};
-    ims_status st = hf_model_dir_open(dir, &d, &err);
+    ims_status st = imsi_hf_model_dir_open(dir, &d, &err);
     TEST_CHECK(st == IMS_OK, "rule '%s': %s", rule, err.msg);
     rm_tree(dir);
     free(dir);
@@ -1111,38 +1111,38 @@ static void test_hf_rules(void)
 
     hf_model_dir d = hf_accept("CRLF vocab", ch_crlf);
     check_tiny_config(&d);
-    hf_model_dir_free(&d);
+    imsi_hf_model_dir_free(&d);
     d = hf_accept("no final newline", ch_no_final_newline);
     check_tiny_config(&d);
-    hf_model_dir_free(&d);
+    imsi_hf_model_dir_free(&d);
     d = hf_accept("cls pooling", ch_cls);
     TEST_CHECK(d.config.pooling == HF_POOLING_CLS, "cls");
-    hf_model_dir_free(&d);
+    imsi_hf_model_dir_free(&d);
     d = hf_accept("no optional files", ch_no_optional);
     TEST_CHECK(d.config.pooling == HF_POOLING_MEAN && d.config.normalize == 0 && d.config.do_lower_case == 1 &&
                    d.config.max_seq_length == 16,
                "defaults: pooling %d normalize %d lower %d seq %d", d.config.pooling, d.config.normalize,
                d.config.do_lower_case, d.config.max_seq_length);
-    hf_model_dir_free(&d);
+    imsi_hf_model_dir_free(&d);
     d = hf_accept("do_lower_case false", ch_lower_false);
     TEST_CHECK(d.config.do_lower_case == 0, "lower");
-    hf_model_dir_free(&d);
+    imsi_hf_model_dir_free(&d);
     d = hf_accept("pytorch_model.bin", ch_bin);
     TEST_CHECK(d.weights_path && strstr(d.weights_path, "/pytorch_model.bin"), "bin: %s",
                d.weights_path ? d.weights_path : "(null)");
-    hf_model_dir_free(&d);
+    imsi_hf_model_dir_free(&d);
     d = hf_accept("max_seq_length null", ch_seq_null);
     TEST_CHECK(d.config.max_seq_length == 16, "seq %d", d.config.max_seq_length);
-    hf_model_dir_free(&d);
+    imsi_hf_model_dir_free(&d);
     d = hf_accept("modules paths", ch_moved);
     TEST_CHECK(d.config.pooling == HF_POOLING_CLS && d.weights_path &&
                    strstr(d.weights_path, "/0_BERT/model.safetensors"),
                "moved: %s", d.weights_path ? d.weights_path : "(null)");
-    hf_model_dir_free(&d);
+    imsi_hf_model_dir_free(&d);
 
     hf_model_dir none;
     ims_error err = {0};
-    TEST_CHECK(hf_model_dir_open("/nonexistent/ims/model", &none, &err) == IMS_ERR_NOT_FOUND &&
+    TEST_CHECK(imsi_hf_model_dir_open("/nonexistent/ims/model", &none, &err) == IMS_ERR_NOT_FOUND &&
                    contains(err.msg, "not a directory"),
                "%s", err.msg);
 }
@@ -1159,14 +1159,14 @@ static void test_minilm(void)
     }
     hf_model_dir d;
     ims_error err = {0};
-    TEST_OK(hf_model_dir_open(dir, &d, &err), err);
+    TEST_OK(imsi_hf_model_dir_open(dir, &d, &err), err);
     const hf_bert_config *c = &d.config;
     TEST_CHECK(c->vocab_size == 30522 && c->hidden_size == 384 && c->num_layers == 6 && c->num_heads == 12 &&
                    c->intermediate_size == 1536 && c->max_position_embeddings == 512 && c->type_vocab_size == 2,
                "MiniLM sizes");
     TEST_CHECK(c->max_seq_length == 256 && c->pooling == HF_POOLING_MEAN && c->normalize == 1 &&
                    c->do_lower_case == 1 && c->layer_norm_eps == 1e-12,
-               "MiniLM seq %d pooling %s normalize %d lower %d", c->max_seq_length, hf_pooling_name(c->pooling),
+               "MiniLM seq %d pooling %s normalize %d lower %d", c->max_seq_length, imsi_hf_pooling_name(c->pooling),
                c->normalize, c->do_lower_case);
     TEST_CHECK(d.vocab_count == 30522, "vocab %zu", d.vocab_count);
     if (d.vocab_count == 30522)
@@ -1176,15 +1176,15 @@ static void test_minilm(void)
                    "special tokens");
     ckpt *ck = NULL;
     if (d.weights_path)
-        TEST_OK(ckpt_open(d.weights_path, &ck, &err), err);
+        TEST_OK(imsi_ckpt_open(d.weights_path, &ck, &err), err);
     if (ck) {
         TEST_CHECK(ck->count == 104, "%zu tensors", ck->count);
-        const ckpt_tensor *t = ckpt_find(ck, "embeddings.word_embeddings.weight");
+        const ckpt_tensor *t = imsi_ckpt_find(ck, "embeddings.word_embeddings.weight");
         TEST_CHECK(t && t->dtype == CKPT_F32 && t->ndim == 2 && t->shape[0] == 30522 && t->shape[1] == 384,
                    "word embeddings");
-        t = ckpt_find(ck, "encoder.layer.5.intermediate.dense.weight");
+        t = imsi_ckpt_find(ck, "encoder.layer.5.intermediate.dense.weight");
         TEST_CHECK(t && t->ndim == 2 && t->shape[0] == 1536 && t->shape[1] == 384, "intermediate");
-        t = ckpt_find(ck, "embeddings.position_ids");
+        t = imsi_ckpt_find(ck, "embeddings.position_ids");
         TEST_CHECK(t && t->dtype == CKPT_I64 && t->ndim == 2 && t->shape[1] == 512, "position_ids");
         char expected[4200];
         snprintf(expected, sizeof expected, "%s/minilm/expected.txt", fixtures);
@@ -1193,8 +1193,8 @@ static void test_minilm(void)
         if (test_checks_failed == failed)
             printf("all-MiniLM-L6-v2: %zu tensors match %s\n", ck->count, expected);
     }
-    ckpt_free(ck);
-    hf_model_dir_free(&d);
+    imsi_ckpt_free(ck);
+    imsi_hf_model_dir_free(&d);
 }
 
 int main(int argc, char **argv)

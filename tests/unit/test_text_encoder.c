@@ -58,7 +58,7 @@ static ims_status encode_batches(ims_text_encoder *enc, const test_ids *s, int b
                                  ims_error *err)
 {
     int d = ims_text_encoder_dim(enc);
-    ims_text_encoder_set_bucket_tokens(enc, bucket_tokens);
+    imsi_text_encoder_set_bucket_tokens(enc, bucket_tokens);
     int32_t *ids = malloc((size_t)batch * s->t * sizeof *ids);
     if (!ids)
         abort();
@@ -92,9 +92,9 @@ static double min_cosine(const float *got, const float *want, int n, int d, cons
 
 /* ---- Ops with known answers (CPU backend) -------------------------------------------- */
 
-static ims_tensor host(void *data, ims_dtype dt, int ndim, const int64_t *shape)
+static imsi_tensor host(void *data, ims_dtype dt, int ndim, const int64_t *shape)
 {
-    return ims_tensor_host(data, dt, ndim, shape);
+    return imsi_tensor_host(data, dt, ndim, shape);
 }
 
 static void test_ops_known(void)
@@ -107,9 +107,9 @@ static void test_ops_known(void)
     /* GELU(x) = 0.5 x (1 + erf(x / sqrt 2)); values from Python's math.erf */
     float x[4] = {1.0f, -1.0f, 2.5f, -0.5f}, bias[4] = {0.0f, 0.0f, -0.5f, 0.25f}, y[4];
     const double gelu[4] = {0.8413447460685429, -0.15865525393145707, 1.9544997361036416, -0.10032341857926907};
-    ims_tensor tx = host(x, IMS_DTYPE_F32, 2, (int64_t[]){1, 4}), tb = host(bias, IMS_DTYPE_F32, 1, (int64_t[]){4});
-    ims_tensor ty = host(y, IMS_DTYPE_F32, 2, (int64_t[]){1, 4});
-    TEST_OK(ims_op_bias_act(be, &tx, &tb, IMS_ACT_GELU, &ty, &err), err);
+    imsi_tensor tx = host(x, IMS_DTYPE_F32, 2, (int64_t[]){1, 4}), tb = host(bias, IMS_DTYPE_F32, 1, (int64_t[]){4});
+    imsi_tensor ty = host(y, IMS_DTYPE_F32, 2, (int64_t[]){1, 4});
+    TEST_OK(imsi_op_bias_act(be, &tx, &tb, IMS_ACT_GELU, &ty, &err), err);
     for (int i = 0; i < 4; i++) /* one f32 rounding of a double result */
         TEST_CHECK(fabs(y[i] - gelu[i]) <= 1e-7, "gelu(%g) = %.9g, want %.9g", x[i] + bias[i], y[i], gelu[i]);
 
@@ -118,15 +118,15 @@ static void test_ops_known(void)
                     3, 0, 0, 4, 6, 8};
     int32_t lens[2] = {2, 3};
     float pooled[4];
-    ims_tensor th = host(hs, IMS_DTYPE_F32, 3, (int64_t[]){2, 3, 2}), tl = host(lens, IMS_DTYPE_I32, 1, (int64_t[]){2});
-    ims_tensor tp = host(pooled, IMS_DTYPE_F32, 2, (int64_t[]){2, 2});
-    TEST_OK(ims_op_pool_normalize(be, &th, &tl, IMS_POOLING_MEAN, 0, &tp, &err), err);
+    imsi_tensor th = host(hs, IMS_DTYPE_F32, 3, (int64_t[]){2, 3, 2}), tl = host(lens, IMS_DTYPE_I32, 1, (int64_t[]){2});
+    imsi_tensor tp = host(pooled, IMS_DTYPE_F32, 2, (int64_t[]){2, 2});
+    TEST_OK(imsi_op_pool_normalize(be, &th, &tl, IMS_POOLING_MEAN, 0, &tp, &err), err);
     TEST_CHECK(pooled[0] == 2 && pooled[1] == 3 && pooled[2] == 3 && pooled[3] == 4, "mean pooling %g %g %g %g",
                pooled[0], pooled[1], pooled[2], pooled[3]);
-    TEST_OK(ims_op_pool_normalize(be, &th, &tl, IMS_POOLING_MEAN, 1, &tp, &err), err);
+    TEST_OK(imsi_op_pool_normalize(be, &th, &tl, IMS_POOLING_MEAN, 1, &tp, &err), err);
     TEST_CHECK(fabs(pooled[2] - 0.6) < 1e-7 && fabs(pooled[3] - 0.8) < 1e-7, "normalized (3, 4) -> %g %g", pooled[2],
                pooled[3]);
-    TEST_OK(ims_op_pool_normalize(be, &th, &tl, IMS_POOLING_CLS, 0, &tp, &err), err);
+    TEST_OK(imsi_op_pool_normalize(be, &th, &tl, IMS_POOLING_CLS, 0, &tp, &err), err);
     TEST_CHECK(pooled[0] == 1 && pooled[1] == 2 && pooled[2] == 3 && pooled[3] == 0, "CLS pooling %g %g %g %g",
                pooled[0], pooled[1], pooled[2], pooled[3]);
 
@@ -138,25 +138,25 @@ static void test_ops_known(void)
     for (int i = 0; i < B * T * 3 * H; i++)
         qkv[i] = test_rand_uniform(&seed, -2, 2);
     int32_t len = 3;
-    ims_tensor tq = host(qkv, IMS_DTYPE_F32, 3, (int64_t[]){B, T, 3 * H});
-    ims_tensor tlen = host(&len, IMS_DTYPE_I32, 1, (int64_t[]){B});
+    imsi_tensor tq = host(qkv, IMS_DTYPE_F32, 3, (int64_t[]){B, T, 3 * H});
+    imsi_tensor tlen = host(&len, IMS_DTYPE_I32, 1, (int64_t[]){B});
     float scores[B * HEADS * T * T];
-    ims_tensor ts = host(scores, IMS_DTYPE_F32, 4, (int64_t[]){B, HEADS, T, T});
-    ims_tensor ta = host(ctx_a, IMS_DTYPE_F32, 3, (int64_t[]){B, T, H}), tc = host(ctx_b, IMS_DTYPE_F32, 3, (int64_t[]){B, T, H});
-    TEST_OK(ims_op_attention(be, &tq, &tlen, HEADS, &ts, &ta, &err), err);
+    imsi_tensor ts = host(scores, IMS_DTYPE_F32, 4, (int64_t[]){B, HEADS, T, T});
+    imsi_tensor ta = host(ctx_a, IMS_DTYPE_F32, 3, (int64_t[]){B, T, H}), tc = host(ctx_b, IMS_DTYPE_F32, 3, (int64_t[]){B, T, H});
+    TEST_OK(imsi_op_attention(be, &tq, &tlen, HEADS, &ts, &ta, &err), err);
     for (int t = len; t < T; t++)
         for (int i = 0; i < 3 * H; i++)
             qkv[t * 3 * H + i] = 1e3f; /* padding tokens: huge keys and values */
-    TEST_OK(ims_op_attention(be, &tq, &tlen, HEADS, &ts, &tc, &err), err);
+    TEST_OK(imsi_op_attention(be, &tq, &tlen, HEADS, &ts, &tc, &err), err);
     TEST_CHECK(memcmp(ctx_a, ctx_b, len * H * sizeof(float)) == 0, "padding keys changed real tokens' attention");
     len = 1;
-    TEST_OK(ims_op_attention(be, &tq, &tlen, HEADS, &ts, &ta, &err), err);
+    TEST_OK(imsi_op_attention(be, &tq, &tlen, HEADS, &ts, &ta, &err), err);
     for (int t = 0; t < T; t++)
         for (int i = 0; i < H; i++)
             TEST_CHECK(ctx_a[t * H + i] == qkv[2 * H + i], "one key: ctx[%d][%d] = %g, want v[0] = %g", t, i,
                        ctx_a[t * H + i], qkv[2 * H + i]);
     /* a refused shape: qkv width not 3 x heads x D */
-    TEST_CHECK(ims_op_attention(be, &tq, &tlen, 3, &ts, &ta, &err) == IMS_ERR_ARGUMENT, "heads 3 refused: %s", err.msg);
+    TEST_CHECK(imsi_op_attention(be, &tq, &tlen, 3, &ts, &ta, &err) == IMS_ERR_ARGUMENT, "heads 3 refused: %s", err.msg);
     ims_backend_free(be);
 }
 
@@ -164,12 +164,12 @@ static void test_ops_known(void)
 
 static void check_layers(ims_text_encoder *enc, const test_ids *s, const char *golden_dir)
 {
-    int layers = ims_text_encoder_layers(enc), d = ims_text_encoder_dim(enc);
+    int layers = imsi_text_encoder_layers(enc), d = ims_text_encoder_dim(enc);
     size_t count = (size_t)s->n * (layers + 1) * d;
     float *want = malloc(count * sizeof *want), *got = malloc(count * sizeof *got);
     ims_error err = {0};
     TEST_CHECK(read_doubles(join(golden_dir, "layers.txt"), want, count), "layers.txt has %zu values", count);
-    TEST_OK(ims_text_encoder_layer_means(enc, s->ids, s->lengths, s->n, s->t, got, &err), err);
+    TEST_OK(imsi_text_encoder_layer_means(enc, s->ids, s->lengths, s->n, s->t, got, &err), err);
     /* The reference is float64; ours rounds to f32 between ops (relative 6e-8)
      * over values of size ~1 that LayerNorm keeps O(1): 1e-5 is generous but
      * far below what a wrong op (errors ~0.1) gives. */
@@ -231,7 +231,7 @@ static void test_tiny(const char *fixtures)
     if (!enc)
         return;
     int d = ims_text_encoder_dim(enc);
-    TEST_CHECK(d == 8 && ims_text_encoder_max_seq_length(enc) == 12 && ims_text_encoder_layers(enc) == 2,
+    TEST_CHECK(d == 8 && ims_text_encoder_max_seq_length(enc) == 12 && imsi_text_encoder_layers(enc) == 2,
                "dim %d, max_seq_length %d", d, ims_text_encoder_max_seq_length(enc));
     size_t count = (size_t)s.n * d;
     float *want = malloc(count * sizeof *want), *all = malloc(count * sizeof *all);
@@ -252,7 +252,7 @@ static void test_tiny(const char *fixtures)
     double d1 = test_max_abs_diff(all, ones, count), d2 = test_max_abs_diff(all, small, count);
     printf("tiny batch independence: one by one %.3g, batches of 7 in 5-token buckets %.3g\n", d1, d2);
     TEST_CHECK(d1 <= 1e-6 && d2 <= 1e-6, "embeddings depend on the batch: %.3g, %.3g", d1, d2);
-    ims_text_encoder_set_bucket_tokens(enc, 8192);
+    imsi_text_encoder_set_bucket_tokens(enc, 8192);
 
     check_layers(enc, &s, golden);
     check_refusals(enc, &s);
@@ -351,14 +351,14 @@ static void test_minilm(const char *fixtures)
     }
     free(raw);
     /* per-layer means of the first sentences against the float64 run */
-    int layers = ims_text_encoder_layers(enc), probe = 4;
+    int layers = imsi_text_encoder_layers(enc), probe = 4;
     size_t lcount = (size_t)probe * (layers + 1) * d;
     float *lwant = malloc(lcount * sizeof *lwant), *lgot = malloc(lcount * sizeof *lgot);
     raw = test_read_file(join(golden, "layers.f32"), &len);
     TEST_CHECK(raw && len == lcount * sizeof(float), "layers.f32 has %zu bytes", len);
     if (raw && len == lcount * sizeof(float)) {
         memcpy(lwant, raw, len);
-        TEST_OK(ims_text_encoder_layer_means(enc, s.ids, s.lengths, probe, s.t, lgot, &err), err);
+        TEST_OK(imsi_text_encoder_layer_means(enc, s.ids, s.lengths, probe, s.t, lgot, &err), err);
         int first_bad = -1;
         for (int l = 0; l <= layers; l++) {
             double worst = 2.0;

@@ -330,7 +330,7 @@ static void test_utf8_decode(void)
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         uint32_t cp = 0;
-        size_t used = ims_utf8_decode((const unsigned char *)cases[i].bytes, cases[i].len, &cp);
+        size_t used = imsi_utf8_decode((const unsigned char *)cases[i].bytes, cases[i].len, &cp);
         TEST_CHECK(cp == cases[i].cp && used == cases[i].used, "case %zu: U+%04X, %zu bytes", i, (unsigned)cp, used);
     }
 }
@@ -366,17 +366,17 @@ static void test_unicode_tables(void)
         {0x1C89, 0, 0, 0, 0x1C8A},                     /* Unicode 16.0 lowercase (Rust's std) */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        const ims_unicode_record *r = ims_unicode_props(cases[i].cp);
-        uint32_t nfd0 = r->nfd_len ? ims_unicode_seq(r->nfd_off)[0] : 0;
-        uint32_t lower0 = r->lower_len ? ims_unicode_seq(r->lower_off)[0] : 0;
+        const imsi_unicode_record *r = imsi_unicode_props(cases[i].cp);
+        uint32_t nfd0 = r->nfd_len ? imsi_unicode_seq(r->nfd_off)[0] : 0;
+        uint32_t lower0 = r->lower_len ? imsi_unicode_seq(r->lower_off)[0] : 0;
         TEST_CHECK(r->flags == cases[i].flags && r->ccc == cases[i].ccc && nfd0 == cases[i].nfd0 &&
                        lower0 == cases[i].lower0,
                    "U+%04X: flags %d ccc %d nfd U+%04X lower U+%04X", (unsigned)cases[i].cp, r->flags, r->ccc,
                    (unsigned)nfd0, (unsigned)lower0);
     }
-    const ims_unicode_record *r = ims_unicode_props(0x0130);
-    TEST_CHECK(r->lower_len == 2 && ims_unicode_seq(r->lower_off)[1] == 0x0307, "U+0130 lowercases to 2 code points");
-    TEST_CHECK(ims_unicode_props(0x110000)->flags == 0 && ims_unicode_props(UINT32_MAX)->nfd_len == 0,
+    const imsi_unicode_record *r = imsi_unicode_props(0x0130);
+    TEST_CHECK(r->lower_len == 2 && imsi_unicode_seq(r->lower_off)[1] == 0x0307, "U+0130 lowercases to 2 code points");
+    TEST_CHECK(imsi_unicode_props(0x110000)->flags == 0 && imsi_unicode_props(UINT32_MAX)->nfd_len == 0,
                "out-of-range code points have no properties");
 }
 

@@ -244,14 +244,14 @@ static size_t entries_of(const buf *f, zsrc *out)
 {
     zip_archive z;
     ims_error err = {0};
-    TEST_OK(zip_open(f->p, f->len, 0, &z, &err), err);
+    TEST_OK(imsi_zip_open(f->p, f->len, 0, &z, &err), err);
     size_t n = z.count < MAX_ENTRIES ? z.count : MAX_ENTRIES;
     for (size_t i = 0; i < n; i++) {
         snprintf(out[i].name, sizeof out[i].name, "%s", z.entries[i].name);
         out[i].data = z.entries[i].data;
         out[i].size = (size_t)z.entries[i].size;
     }
-    zip_close(&z);
+    imsi_zip_close(&z);
     return n;
 }
 
@@ -281,25 +281,25 @@ static ims_status open_zip_copy(const unsigned char *p, size_t n, unsigned flags
     if (n)
         memcpy(copy, p, n);
     zip_archive z;
-    ims_status st = zip_open(copy, n, flags, &z, err);
+    ims_status st = imsi_zip_open(copy, n, flags, &z, err);
     if (st == IMS_OK) {
         for (size_t i = 0; i < z.count; i++) {
-            TEST_CHECK(zip_find(&z, z.entries[i].name) == &z.entries[i], "zip_find('%s')", z.entries[i].name);
+            TEST_CHECK(imsi_zip_find(&z, z.entries[i].name) == &z.entries[i], "imsi_zip_find('%s')", z.entries[i].name);
             TEST_CHECK(z.entries[i].data >= copy && z.entries[i].size <= (size_t)(copy + n - z.entries[i].data),
                        "entry '%s' lies inside the buffer", z.entries[i].name);
         }
-        TEST_CHECK(zip_find(&z, "") == NULL && zip_find(&z, "arch/data/00") == NULL, "zip_find of absent names");
+        TEST_CHECK(imsi_zip_find(&z, "") == NULL && imsi_zip_find(&z, "arch/data/00") == NULL, "imsi_zip_find of absent names");
         if (count)
             *count = z.count;
     } else {
-        TEST_CHECK(z.count == 0 && z.entries == NULL, "a failed zip_open leaves the archive empty");
+        TEST_CHECK(z.count == 0 && z.entries == NULL, "a failed imsi_zip_open leaves the archive empty");
     }
-    zip_close(&z);
+    imsi_zip_close(&z);
     free(copy);
     return st;
 }
 
-/* Runs ckpt_read_torch_zip directly (whatever the first bytes) on a copy. */
+/* Runs imsi_ckpt_read_torch_zip directly (whatever the first bytes) on a copy. */
 static ims_status read_ckpt_copy(const unsigned char *p, size_t n, ims_error *err, size_t *count)
 {
     unsigned char *copy = malloc(n ? n : 1);
@@ -308,13 +308,13 @@ static ims_status read_ckpt_copy(const unsigned char *p, size_t n, ims_error *er
     ckpt *c = calloc(1, sizeof *c);
     c->data = copy;
     c->size = n;
-    ims_status st = ckpt_read_torch_zip(c, err);
+    ims_status st = imsi_ckpt_read_torch_zip(c, err);
     if (st == IMS_OK) {
         for (size_t i = 0; i < c->count; i++) { /* every accepted tensor is readable */
-            int64_t numel = ckpt_tensor_numel(&c->tensors[i]);
+            int64_t numel = imsi_ckpt_tensor_numel(&c->tensors[i]);
             if (numel > 0 && numel < (1 << 20)) {
                 double *v = malloc((size_t)numel * sizeof *v);
-                ckpt_tensor_read_f64(&c->tensors[i], v);
+                imsi_ckpt_tensor_read_f64(&c->tensors[i], v);
                 free(v);
             }
         }
@@ -322,7 +322,7 @@ static ims_status read_ckpt_copy(const unsigned char *p, size_t n, ims_error *er
             *count = c->count;
     }
     TEST_CHECK(c->format == CKPT_FORMAT_TORCH_ZIP, "format set");
-    ckpt_free(c);
+    imsi_ckpt_free(c);
     free(copy);
     return st;
 }
@@ -417,12 +417,12 @@ static void check_expected(const char *fixture, const ckpt *c, int big_endian)
         for (long long i = 0; i < numel; i++)
             want[i] = strtod(next_token(&t), NULL);
 
-        const ckpt_tensor *ct = ckpt_find(c, tname);
+        const ckpt_tensor *ct = imsi_ckpt_find(c, tname);
         TEST_CHECK(ct != NULL, "%s: tensor '%s' is missing", fixture, tname);
         if (ct) {
             TEST_CHECK(ct == &c->tensors[index], "%s: tensor '%s' is in file order (%zu)", fixture, tname, index);
-            TEST_CHECK(strcmp(ckpt_dtype_name(ct->dtype), dtype) == 0, "%s: '%s' dtype %s, expected %s", fixture,
-                       tname, ckpt_dtype_name(ct->dtype), dtype);
+            TEST_CHECK(strcmp(imsi_ckpt_dtype_name(ct->dtype), dtype) == 0, "%s: '%s' dtype %s, expected %s", fixture,
+                       tname, imsi_ckpt_dtype_name(ct->dtype), dtype);
             TEST_CHECK(ct->ndim == ndim, "%s: '%s' ndim %d, expected %lld", fixture, tname, ct->ndim, ndim);
             for (int d = 0; d < ct->ndim && d < ndim; d++)
                 TEST_CHECK(ct->shape[d] == shape[d] && ct->stride[d] == stride[d],
@@ -439,10 +439,10 @@ static void check_expected(const char *fixture, const ckpt *c, int big_endian)
                     TEST_CHECK(s == storage || !storages[s] || storages[s] != ct->storage || ct->storage_nbytes == 0,
                                "%s: '%s' does not share storage %d", fixture, tname, s);
             }
-            TEST_CHECK(ckpt_tensor_numel(ct) == numel, "%s: '%s' numel", fixture, tname);
-            if (ckpt_tensor_numel(ct) == numel) {
+            TEST_CHECK(imsi_ckpt_tensor_numel(ct) == numel, "%s: '%s' numel", fixture, tname);
+            if (imsi_ckpt_tensor_numel(ct) == numel) {
                 double *got = calloc((size_t)numel + 1, sizeof *got);
-                ckpt_tensor_read_f64(ct, got);
+                imsi_ckpt_tensor_read_f64(ct, got);
                 int bad = 0;
                 for (long long i = 0; i < numel; i++)
                     if (!same_value(got[i], want[i]) && bad++ < 3)
@@ -474,11 +474,11 @@ static void test_fixtures(void)
         TEST_CHECK(count >= 3, "%s: %zu entries", name, count);
         /* the checkpoint, through the public entry point (mmap) */
         ckpt *c = NULL;
-        TEST_OK(ckpt_open(path, &c, &err), err);
+        TEST_OK(imsi_ckpt_open(path, &c, &err), err);
         if (c) {
-            TEST_CHECK(c->format == CKPT_FORMAT_TORCH_ZIP, "%s: format %s", name, ckpt_format_name(c->format));
+            TEST_CHECK(c->format == CKPT_FORMAT_TORCH_ZIP, "%s: format %s", name, imsi_ckpt_format_name(c->format));
             check_expected(fixtures[i], c, strcmp(fixtures[i], "big_endian") == 0);
-            ckpt_free(c);
+            imsi_ckpt_free(c);
         }
         free(f.p);
     }
@@ -499,10 +499,10 @@ static void test_rebuilt_layouts(void)
         TEST_OK(open_zip_copy(b.p, b.len, ZIP_OPEN_VERIFY_CRC, &err, &count), err);
         TEST_CHECK(count == n, "layout %zu: %zu entries, expected %zu", k, count, n);
         ckpt *c = NULL;
-        TEST_OK(ckpt_open_memory(b.p, b.len, &c, &err), err);
+        TEST_OK(imsi_ckpt_open_memory(b.p, b.len, &c, &err), err);
         if (c) {
             check_expected("views", c, 0);
-            ckpt_free(c);
+            imsi_ckpt_free(c);
         }
         free(b.p);
     }
@@ -516,10 +516,10 @@ static void test_rebuilt_layouts(void)
     buf b = build_zip(src, n, &PYTORCH, &l);
     ckpt *c = NULL;
     ims_error err = {0};
-    TEST_OK(ckpt_open_memory(b.p, b.len, &c, &err), err);
+    TEST_OK(imsi_ckpt_open_memory(b.p, b.len, &c, &err), err);
     if (c) {
         check_expected("views", c, 0);
-        ckpt_free(c);
+        imsi_ckpt_free(c);
     }
     free(b.p);
     free(f.p);
@@ -855,7 +855,7 @@ static void test_zip_rules(void)
     free(b.p);
     free(h.p);
 
-    /* CRCs: zip_open does not check them unless asked; zip_entry_verify does. */
+    /* CRCs: imsi_zip_open does not check them unless asked; imsi_zip_entry_verify does. */
     b = small_zip(&PYTORCH, &l);
     b.p[l.data[1] + 3] ^= 0x20;
     ims_error err = {0};
@@ -930,10 +930,10 @@ static void test_checkpoint_rules(void)
     b = build_zip(s, n, &PYTORCH, &l);
     ckpt *c = NULL;
     ims_error err = {0};
-    TEST_OK(ckpt_open_memory(b.p, b.len, &c, &err), err);
+    TEST_OK(imsi_ckpt_open_memory(b.p, b.len, &c, &err), err);
     if (c) {
         check_expected("dtypes", c, 0); /* absent byteorder = little */
-        ckpt_free(c);
+        imsi_ckpt_free(c);
     }
     free(b.p);
 
@@ -981,10 +981,10 @@ static void test_checkpoint_rules(void)
     s[n].data = payload, s[n].size = 5;
     n++;
     b = build_zip(s, n, &PYTORCH, &l);
-    TEST_OK(ckpt_open_memory(b.p, b.len, &c, &err), err);
+    TEST_OK(imsi_ckpt_open_memory(b.p, b.len, &c, &err), err);
     if (c) {
         check_expected("dtypes", c, 0);
-        ckpt_free(c);
+        imsi_ckpt_free(c);
     }
     free(b.p);
 #undef RESET
@@ -1101,38 +1101,38 @@ static void test_hand_pickles(void)
         {"c", "FloatStorage", "1", 6, 0, 0, {0}, {0}},
     };
     buf b = hand_zip(views, 3, "little", le, 24, le, 24);
-    TEST_OK(ckpt_open_memory(b.p, b.len, &c, &err), err);
+    TEST_OK(imsi_ckpt_open_memory(b.p, b.len, &c, &err), err);
     if (c && c->count == 3) {
         double v[4];
-        ckpt_tensor_read_f64(&c->tensors[0], v);
+        imsi_ckpt_tensor_read_f64(&c->tensors[0], v);
         TEST_CHECK(v[0] == 1.5 && v[1] == 2.5 && v[2] == 3.5, "view a: %g %g %g", v[0], v[1], v[2]);
-        ckpt_tensor_read_f64(&c->tensors[1], v); /* (2, 2) strides (1, 2) from offset 2: [[2.5, 4.5], [3.5, 5.5]] */
+        imsi_ckpt_tensor_read_f64(&c->tensors[1], v); /* (2, 2) strides (1, 2) from offset 2: [[2.5, 4.5], [3.5, 5.5]] */
         TEST_CHECK(v[0] == 2.5 && v[1] == 4.5 && v[2] == 3.5 && v[3] == 5.5, "view b: %g %g %g %g", v[0], v[1], v[2],
                    v[3]);
         TEST_CHECK(c->tensors[0].storage == c->tensors[1].storage, "a and b share one storage");
         TEST_CHECK(c->tensors[2].ndim == 0 && c->tensors[2].storage != c->tensors[0].storage, "c: 0-d, storage 1");
     }
-    ckpt_free(c);
+    imsi_ckpt_free(c);
     free(b.p);
 
     /* byteorder "big": the storages are big-endian */
     b = hand_zip(views, 3, "big", be, 24, be, 24);
-    TEST_OK(ckpt_open_memory(b.p, b.len, &c, &err), err);
+    TEST_OK(imsi_ckpt_open_memory(b.p, b.len, &c, &err), err);
     if (c && c->count == 3) {
         double v[4];
-        ckpt_tensor_read_f64(&c->tensors[1], v);
+        imsi_ckpt_tensor_read_f64(&c->tensors[1], v);
         TEST_CHECK(v[0] == 2.5 && v[1] == 4.5 && v[2] == 3.5 && v[3] == 5.5, "big-endian view b: %g %g %g %g", v[0],
                    v[1], v[2], v[3]);
         TEST_CHECK(c->tensors[0].big_endian && c->tensors[2].big_endian, "big_endian set");
     }
-    ckpt_free(c);
+    imsi_ckpt_free(c);
     free(b.p);
 
     /* An empty state_dict is a valid checkpoint with no tensors. */
     b = hand_zip(NULL, 0, "little", le, 24, le, 24);
-    TEST_OK(ckpt_open_memory(b.p, b.len, &c, &err), err);
+    TEST_OK(imsi_ckpt_open_memory(b.p, b.len, &c, &err), err);
     TEST_CHECK(!c || c->count == 0, "empty state_dict");
-    ckpt_free(c);
+    imsi_ckpt_free(c);
     free(b.p);
 
     struct {

@@ -492,8 +492,8 @@ static void test_base_file_reads(void)
 static void test_writer_round_trip(void)
 {
     ims_error err = {0};
-    ims_weights_writer *wr = NULL;
-    TEST_OK(ims_weights_writer_create(&wr, &err), err);
+    imsi_weights_writer *wr = NULL;
+    TEST_OK(imsi_weights_writer_create(&wr, &err), err);
     const int64_t ints[3] = {-1, 0, INT64_MAX};
     const double reals[2] = {0.485, -1e300};
     const char *labels[3] = {"tench", "", "caf\xc3\xa9"};
@@ -506,34 +506,34 @@ static void test_writer_round_trip(void)
         weights[i] = (float)i * 0.25f - 1.0f;
     for (int i = 0; i < 3; i++)
         halves[i] = ims_f32_to_f16((float)i + 0.5f);
-    TEST_OK(ims_weights_writer_add_string(wr, "architecture", "test", &err), err);
-    TEST_OK(ims_weights_writer_add_i64(wr, "layers", -42, &err), err);
-    TEST_OK(ims_weights_writer_add_f64(wr, "eps", 1e-3, &err), err);
-    TEST_OK(ims_weights_writer_add_i64_array(wr, "ints", ints, 3, &err), err);
-    TEST_OK(ims_weights_writer_add_f64_array(wr, "reals", reals, 2, &err), err);
-    TEST_OK(ims_weights_writer_add_string_array(wr, "labels", labels, 3, &err), err);
-    TEST_OK(ims_weights_writer_add_i64_array(wr, "empty", NULL, 0, &err), err);
-    TEST_OK(ims_weights_writer_add_tensor(wr, "fc.weight", IMS_DTYPE_F32, 2, (int64_t[]){2, 3}, weights, &err), err);
-    TEST_OK(ims_weights_writer_add_tensor(wr, "half", IMS_DTYPE_F16, 1, (int64_t[]){3}, halves, &err), err);
-    TEST_OK(ims_weights_writer_add_tensor(wr, "ids", IMS_DTYPE_I32, 1, (int64_t[]){2}, ids, &err), err);
-    TEST_OK(ims_weights_writer_add_tensor(wr, "bytes", IMS_DTYPE_U8, 4, (int64_t[]){1, 1, 5, 1}, bytes, &err), err);
-    TEST_OK(ims_weights_writer_add_tensor(wr, "scalar", IMS_DTYPE_F32, 0, NULL, &scalar, &err), err);
+    TEST_OK(imsi_weights_writer_add_string(wr, "architecture", "test", &err), err);
+    TEST_OK(imsi_weights_writer_add_i64(wr, "layers", -42, &err), err);
+    TEST_OK(imsi_weights_writer_add_f64(wr, "eps", 1e-3, &err), err);
+    TEST_OK(imsi_weights_writer_add_i64_array(wr, "ints", ints, 3, &err), err);
+    TEST_OK(imsi_weights_writer_add_f64_array(wr, "reals", reals, 2, &err), err);
+    TEST_OK(imsi_weights_writer_add_string_array(wr, "labels", labels, 3, &err), err);
+    TEST_OK(imsi_weights_writer_add_i64_array(wr, "empty", NULL, 0, &err), err);
+    TEST_OK(imsi_weights_writer_add_tensor(wr, "fc.weight", IMS_DTYPE_F32, 2, (int64_t[]){2, 3}, weights, &err), err);
+    TEST_OK(imsi_weights_writer_add_tensor(wr, "half", IMS_DTYPE_F16, 1, (int64_t[]){3}, halves, &err), err);
+    TEST_OK(imsi_weights_writer_add_tensor(wr, "ids", IMS_DTYPE_I32, 1, (int64_t[]){2}, ids, &err), err);
+    TEST_OK(imsi_weights_writer_add_tensor(wr, "bytes", IMS_DTYPE_U8, 4, (int64_t[]){1, 1, 5, 1}, bytes, &err), err);
+    TEST_OK(imsi_weights_writer_add_tensor(wr, "scalar", IMS_DTYPE_F32, 0, NULL, &scalar, &err), err);
 
     /* What the writer must refuse. */
-    TEST_CHECK(ims_weights_writer_add_i64(wr, "layers", 1, &err) == IMS_ERR_ARGUMENT, "duplicate key");
-    TEST_CHECK(ims_weights_writer_add_i64(wr, "", 1, &err) == IMS_ERR_ARGUMENT, "empty key");
-    TEST_CHECK(ims_weights_writer_add_string(wr, "bad", "\xff", &err) == IMS_ERR_ARGUMENT, "bad utf-8 value");
-    TEST_CHECK(ims_weights_writer_add_tensor(wr, "half", IMS_DTYPE_F16, 1, (int64_t[]){3}, halves, &err) ==
+    TEST_CHECK(imsi_weights_writer_add_i64(wr, "layers", 1, &err) == IMS_ERR_ARGUMENT, "duplicate key");
+    TEST_CHECK(imsi_weights_writer_add_i64(wr, "", 1, &err) == IMS_ERR_ARGUMENT, "empty key");
+    TEST_CHECK(imsi_weights_writer_add_string(wr, "bad", "\xff", &err) == IMS_ERR_ARGUMENT, "bad utf-8 value");
+    TEST_CHECK(imsi_weights_writer_add_tensor(wr, "half", IMS_DTYPE_F16, 1, (int64_t[]){3}, halves, &err) ==
                    IMS_ERR_ARGUMENT, "duplicate tensor");
-    TEST_CHECK(ims_weights_writer_add_tensor(wr, "z", IMS_DTYPE_F16, 1, (int64_t[]){0}, halves, &err) ==
+    TEST_CHECK(imsi_weights_writer_add_tensor(wr, "z", IMS_DTYPE_F16, 1, (int64_t[]){0}, halves, &err) ==
                    IMS_ERR_ARGUMENT, "zero dim");
-    TEST_CHECK(ims_weights_writer_add_tensor(wr, "z", IMS_DTYPE_COUNT, 1, (int64_t[]){1}, halves, &err) ==
+    TEST_CHECK(imsi_weights_writer_add_tensor(wr, "z", IMS_DTYPE_COUNT, 1, (int64_t[]){1}, halves, &err) ==
                    IMS_ERR_ARGUMENT, "bad dtype");
-    TEST_CHECK(ims_weights_writer_set_alignment(wr, 48, &err) == IMS_ERR_ARGUMENT, "bad alignment");
+    TEST_CHECK(imsi_weights_writer_set_alignment(wr, 48, &err) == IMS_ERR_ARGUMENT, "bad alignment");
 
     unsigned char *mem = NULL;
     size_t size = 0;
-    TEST_OK(ims_weights_writer_write_memory(wr, &mem, &size, &err), err);
+    TEST_OK(imsi_weights_writer_write_memory(wr, &mem, &size, &err), err);
 
     /* The same file, encoded here from the specification. */
     buf meta = {0}, dir = {0};
@@ -577,7 +577,7 @@ static void test_writer_round_trip(void)
 
     /* Read it back from a file on disk. */
     const char *path = "test_weights_round_trip.isw";
-    TEST_OK(ims_weights_writer_write_file(wr, path, &err), err);
+    TEST_OK(imsi_weights_writer_write_file(wr, path, &err), err);
     ims_weights *w = NULL;
     TEST_OK(ims_weights_open(path, IMS_WEIGHTS_VERIFY_DATA, &w, &err), err);
     if (w) {
@@ -607,7 +607,7 @@ static void test_writer_round_trip(void)
     }
     unlink(path);
     free(mem);
-    ims_weights_writer_free(wr);
+    imsi_weights_writer_free(wr);
 }
 
 static void test_open_errors(void)
