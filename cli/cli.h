@@ -24,7 +24,6 @@ int cmd_convert(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_embed_image(int argc, char **argv);
-/* --- tokenizer --- */
 int cmd_tokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_index(int argc, char **argv);

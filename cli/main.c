@@ -94,7 +94,6 @@ int main(int argc, char **argv)
         return cmd_classify(argc - 1, argv + 1);
     if (!strcmp(cmd, "embed-image"))
         return cmd_embed_image(argc - 1, argv + 1);
-    /* --- tokenizer --- */
     if (!strcmp(cmd, "tokenize"))
         return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "knn")) /* --- top-k search --- */

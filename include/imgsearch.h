@@ -444,7 +444,6 @@ void ims_image_loader_get_stats(ims_image_loader *ld, ims_image_loader_stats *ou
  * batches still held by the caller included. NULL is fine. */
 void ims_image_loader_free(ims_image_loader *ld);
 
-/* --- image encoder --- */
 
 /* Inception-v3 (torchvision, or pytorch-fid's FID Inception) on a backend:
  * engine/models/inception_v3.c. The variant, widths and preprocessing come from the
@@ -477,7 +476,6 @@ ims_preprocess_mode ims_image_encoder_mode(const ims_image_encoder *enc);
 /* Class i's label from the file ({NULL, 0} if it has none or i is out of range). */
 ims_str ims_image_encoder_label(const ims_image_encoder *enc, int i);
 
-/* --- tokenizer --- */
 
 /* BERT WordPiece tokenization, identical to Hugging Face's tokenizers
  * (BertNormalizer, BertPreTokenizer, WordPiece, [CLS] ... [SEP]); see
@@ -566,7 +564,6 @@ ims_status ims_text_embed(const ims_text_embedder *e, const char *const *texts, 
 ims_status ims_conse_embed(const float *logits, int batch, int classes, const float *class_embeddings, int dim,
                            int top, float *out, ims_error *err);
 
-/* --- .npy files --- */
 
 /* NumPy .npy arrays (format versions 1.0, 2.0 and 3.0), C order only, in the
  * element types the search tools use. The reader checks everything: magic,
@@ -863,7 +860,6 @@ ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out
 /* Versions of the libraries this build links, one per line, for bug reports. */
 void ims_library_versions(char *buf, size_t size);
 
-/* --- text encoder --- */
 
 /* A BERT-family sentence encoder (weights file architecture "bert"). */
 typedef struct ims_text_encoder ims_text_encoder;

@@ -260,7 +260,6 @@ ims_status ims_backend_measure_peaks(ims_backend *be, int quick, ims_backend_pea
     return be->ops->measure_peaks(be, quick, out, err);
 }
 
-/* --- inception --- */
 
 int64_t imsi_conv_out_size(int64_t in, int k, int stride, int pad)
 {
@@ -422,7 +421,6 @@ ims_status imsi_op_knn_select(ims_backend *be, const imsi_tensor *table, const i
     return be->ops->knn_select(be, table, queries, k, path, ids, scores, err);
 }
 
-/* --- text encoder --- */
 
 /* Activations: f32 or f16. */
 static ims_status check_float_dtype(const imsi_tensor *t, const char *what, ims_error *err)

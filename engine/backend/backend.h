@@ -14,7 +14,6 @@
 #include "imgsearch.h"
 #include "core/tensor.h"
 
-/* --- inception --- */
 /* A convolution's geometry and epilogue; the filter size comes from w's shape. */
 typedef struct imsi_conv2d_params {
     int stride_h, stride_w, pad_h, pad_w;
@@ -34,7 +33,6 @@ typedef struct imsi_pool2d_params {
     int count_include_pad; /* average: divide by k * k (1) or by the window inside the image (0) */
     int y_channel_offset;  /* write channels [offset, offset + C) of y */
 } imsi_pool2d_params;
-/* --- text encoder --- */
 typedef enum imsi_act { IMS_ACT_NONE = 0, IMS_ACT_GELU = 1 } imsi_act;           /* GELU: exact erf */
 typedef enum imsi_pooling { IMS_POOLING_MEAN = 0, IMS_POOLING_CLS = 1 } imsi_pooling; /* sentence pooling */
 
@@ -60,14 +58,12 @@ typedef struct imsi_backend_ops {
     ims_status (*linear)(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w,
                          const imsi_tensor *bias, imsi_tensor *y, ims_error *err);
 
-    /* --- benchmarks --- */
     /* A stopwatch (imgsearch.h): *timer is the backend's own state. */
     ims_status (*timer_create)(ims_backend *be, void **timer, ims_error *err);
     ims_status (*timer_mark)(ims_backend *be, void *timer, int stop, ims_error *err);
     ims_status (*timer_elapsed_ms)(ims_backend *be, void *timer, double *ms, ims_error *err);
     void (*timer_free)(ims_backend *be, void *timer);
     ims_status (*measure_peaks)(ims_backend *be, int quick, ims_backend_peaks *out, ims_error *err);
-    /* --- inception --- */
     /* y[..., off : off + O] (N, OH, OW, Ctot) = relu?(conv(x (N, H, W, C), w (O, KH, KW, C)) + bias (O));
      * x, w, y f32 (or all f16 on CUDA with precision fp16); bias f32 (f16 with f16 tensors). */
     ims_status (*conv2d)(ims_backend *be, const imsi_conv2d_params *p, const imsi_tensor *x, const imsi_tensor *w,
@@ -88,7 +84,6 @@ typedef struct imsi_backend_ops {
      * force a kernel (backends without that path use their own). */
     ims_status (*knn_select)(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries, int k,
                              int path, imsi_tensor *ids, imsi_tensor *scores, ims_error *err);
-    /* --- text encoder --- */
     /* Activations are f32 or f16 (one dtype per call); biases, LayerNorm
      * parameters and embedding tables are f32; ids and lengths i32. */
     /* ids (B, T); word (V, H), pos (P >= T, H), type (Y, H) (row 0 used);
@@ -186,7 +181,6 @@ ims_status imsi_op_linear(ims_backend *be, const imsi_tensor *x, const imsi_tens
 ims_status imsi_op_knn_select(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries, int k, int path,
                               imsi_tensor *ids, imsi_tensor *scores, ims_error *err);
 
-/* --- inception --- */
 /* Output size of a convolution or pool along one axis: (in + 2 pad - k) / stride + 1, or 0 if none. */
 int64_t imsi_conv_out_size(int64_t in, int k, int stride, int pad);
 ims_status imsi_op_conv2d(ims_backend *be, const imsi_conv2d_params *p, const imsi_tensor *x, const imsi_tensor *w,
@@ -203,7 +197,7 @@ ims_status imsi_backend_capture_end(ims_backend *be, void **graph, ims_error *er
 ims_status imsi_backend_graph_launch(ims_backend *be, void *graph, ims_error *err);
 void imsi_backend_graph_free(ims_backend *be, void *graph); /* NULL is fine */
 
-/* --- text encoder --- (the ops' contracts are in imsi_backend_ops above) */
+/* The text encoder's ops (their contracts are in imsi_backend_ops above). */
 ims_status imsi_op_embed_layernorm(ims_backend *be, const imsi_tensor *ids, const imsi_tensor *word,
                                    const imsi_tensor *pos, const imsi_tensor *type, const imsi_tensor *gamma,
                                    const imsi_tensor *beta, double eps, imsi_tensor *y, ims_error *err);

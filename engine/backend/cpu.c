@@ -172,7 +172,6 @@ static ims_status cpu_measure_peaks(ims_backend *be, int quick, ims_backend_peak
     return st;
 }
 
-/* --- inception --- */
 static ims_status cpu_conv2d_op(ims_backend *be, const imsi_conv2d_params *p, const imsi_tensor *x,
                                 const imsi_tensor *w, const imsi_tensor *bias, imsi_tensor *y, ims_error *err)
 {
@@ -235,7 +234,6 @@ static ims_status cpu_knn_select_op(ims_backend *be, const imsi_tensor *table, c
     return IMS_OK;
 }
 
-/* --- text encoder --- */
 
 static ims_status cpu_embed_layernorm_op(ims_backend *be, const imsi_tensor *ids, const imsi_tensor *word,
                                          const imsi_tensor *pos, const imsi_tensor *type, const imsi_tensor *gamma,
@@ -312,14 +310,12 @@ static const imsi_backend_ops cpu_ops = {
     .timer_elapsed_ms = cpu_timer_elapsed_ms,
     .timer_free = cpu_timer_free,
     .measure_peaks = cpu_measure_peaks,
-    /* --- inception --- */
     .conv2d = cpu_conv2d_op,
     .pool2d = cpu_pool2d_op,
     .global_avg_pool = cpu_global_avg_pool_op,
     .input_u8 = cpu_input_u8_op,
     /* --- top-k search --- */
     .knn_select = cpu_knn_select_op,
-    /* --- text encoder --- */
     .embed_layernorm = cpu_embed_layernorm_op,
     .bias_act = cpu_bias_act_op,
     .add_layernorm = cpu_add_layernorm_op,

@@ -34,7 +34,6 @@ typedef struct cuda_state {
     /* --- top-k search --- */
     void *knn_workspace; /* grow-only scratch of knn_select */
     size_t knn_workspace_bytes;
-    /* --- inception --- */
     imsi_cudnn_convs *convs; /* cuDNN convolution plans per shape; NULL until the first conv2d */
     /* --- top-k search --- */
     cudaStream_t copy_stream; /* upload_async; NULL until first used */
@@ -137,7 +136,7 @@ static void cuda_destroy(ims_backend *be)
         int ok = cudaSetDevice(st->device) == cudaSuccess;
         if (st->stream)
             ok &= cudaStreamSynchronize(st->stream) == cudaSuccess;
-        imsi_cudnn_convs_free(st->convs); /* --- inception --- */
+        imsi_cudnn_convs_free(st->convs);
         if (st->knn_workspace) /* --- top-k search --- */
             ok &= cudaFree(st->knn_workspace) == cudaSuccess;
         if (st->copy_done)
@@ -623,7 +622,6 @@ static ims_status cuda_op_knn_select(ims_backend *be, const imsi_tensor *table, 
     return IMS_OK;
 }
 
-/* --- inception --- */
 static ims_status cuda_op_conv2d(ims_backend *be, const imsi_conv2d_params *p, const imsi_tensor *x,
                                  const imsi_tensor *w, const imsi_tensor *bias, imsi_tensor *y, ims_error *err)
 {
@@ -725,7 +723,6 @@ static void cuda_graph_free(ims_backend *be, void *graph)
         (void)cudaGetLastError();
 }
 
-/* --- text encoder --- */
 
 static ims_status cuda_op_embed_layernorm(ims_backend *be, const imsi_tensor *ids, const imsi_tensor *word,
                                           const imsi_tensor *pos, const imsi_tensor *type, const imsi_tensor *gamma,
@@ -866,7 +863,6 @@ static const imsi_backend_ops cuda_ops = {
     .measure_peaks = cuda_measure_peaks,
     /* --- top-k search --- */
     .knn_select = cuda_op_knn_select,
-    /* --- inception --- */
     .conv2d = cuda_op_conv2d,
     .pool2d = cuda_op_pool2d,
     .global_avg_pool = cuda_op_global_avg_pool,
@@ -877,7 +873,6 @@ static const imsi_backend_ops cuda_ops = {
     .graph_free = cuda_graph_free,
     /* --- top-k search --- */
     .upload_async = cuda_upload_async,
-    /* --- text encoder --- */
     .embed_layernorm = cuda_op_embed_layernorm,
     .bias_act = cuda_op_bias_act,
     .add_layernorm = cuda_op_add_layernorm,

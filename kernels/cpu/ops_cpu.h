@@ -21,7 +21,6 @@ void imsi_cpu_l2_normalize_rows(const float *x, float *y_f32, uint16_t *y_f16, f
 /* y (m, n) = x (m, k) . w (n, k)^T + bias (n); bias may be NULL. OpenBLAS sgemm. */
 void imsi_cpu_linear(const float *x, const float *w, const float *bias, float *y, int m, int n, int k);
 
-/* --- inception --- */
 /* One convolution's sizes: x (n, h, w, c), filter (o, kh, kw, c), output (n, oh, ow, o). */
 typedef struct cpu_conv2d_shape {
     int n, h, w, c, o, kh, kw, sh, sw, ph, pw, oh, ow;
@@ -53,7 +52,6 @@ void imsi_cpu_input_u8(const uint8_t *x, size_t pixels, const float scale[3], co
  * bytes) cannot be allocated. */
 int imsi_cpu_knn_select(const float *table_f32, const uint16_t *table_f16, int64_t n, int d, const float *queries,
                         int b, int k, int32_t *ids, float *scores);
-/* --- text encoder --- */
 /* Below this many elements of work an op runs on one thread: a parallel region
  * costs more than it saves on a short sentence (batch 1), and much more when
  * the cores are shared (a barrier waits for a descheduled thread). */

@@ -53,7 +53,6 @@ size_t imsi_cuda_knn_select_scratch_bytes(int b, int k, int cnt);
 cudaError_t imsi_cuda_knn_select(float *tile, int32_t *cand, uint64_t *tmp, uint64_t *seg, int b, int ld, int kprev,
                                  int kcap, int cnt, int32_t base, int k, cudaStream_t s);
 
-/* --- inception --- */
 /* x (n, h, w, c) -> channels [y_offset, y_offset + c) of y (n, oh, ow, y_channels);
  * f16 != 0: both are f16 (math in f32). As imsi_cpu_pool2d_nhwc. */
 cudaError_t imsi_cuda_pool2d_nhwc(const void *x, void *y, int n, int h, int w, int c, int max, int k, int stride, int pad,
@@ -63,7 +62,7 @@ cudaError_t imsi_cuda_global_avg_pool_nhwc(const void *x, float *y, int n, int h
 /* y (pixels, 3) f32 or f16 = x (pixels, 3) u8 * scale[c] + shift[c]. */
 cudaError_t imsi_cuda_input_u8(const uint8_t *x, void *y, size_t pixels, const float scale[3], const float shift[3],
                                int f16, cudaStream_t s);
-/* --- text encoder --- (f16 flags: activations are IEEE binary16 bits) */
+/* The text encoder's kernels (f16 flags: activations are IEEE binary16 bits). */
 /* ids (b, t); word (vocab, h), pos (>= t, h), type0 (h), gamma, beta (h) f32;
  * y (b, t, h) = LayerNorm(word[id] + pos[t] + type0). */
 cudaError_t imsi_cuda_embed_layernorm(const int32_t *ids, const float *word, const float *pos, const float *type0,
