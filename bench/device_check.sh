@@ -110,7 +110,7 @@ if [ $built -eq 1 ]; then
       [ -x "$build/tests/$t" ] || { skip "sanitize $t" "not built"; continue; }
       args=()
       [ "$t" = test_inception_gpu ] && args=("$root/tests/fixtures/inception_golden")
-      [ "$t" = test_knn_gpu ] && args=(quick) # --- top-k search ---: small shapes under the sanitizers
+      [ "$t" = test_knn_gpu ] && args=(quick) # small shapes under the sanitizers
       step "memcheck $t" "memcheck-$t.log" timeout 90 compute-sanitizer --tool memcheck --leak-check full \
         --error-exitcode 99 "$build/tests/$t" "${args[@]}"
       step "racecheck $t" "racecheck-$t.log" timeout 90 compute-sanitizer --tool racecheck --error-exitcode 99 \
@@ -133,7 +133,6 @@ if [ $built -eq 1 ]; then
 else
   skip "tests and benchmarks" "the build failed (see configure.log / build.log)"
 fi
-# --- top-k search ---
 if [ $built -eq 1 ] && [ $gpu -eq 1 ] && python3 -c 'import torch, numpy' 2>/dev/null; then
   step "k-NN against torch (quick)" knn_torch.log timeout 240 python3 "$root/bench/compare_torch_knn.py" \
     "$build/bench/bench_knn" --quick --seconds 0.5

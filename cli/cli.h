@@ -29,7 +29,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_embed_text(int argc, char **argv);
-int cmd_knn(int argc, char **argv); /* --- top-k search --- */
+int cmd_knn(int argc, char **argv);
 
 /* "imgsearch: <msg>" on stderr; returns CLI_EXIT_FAILURE. */
 int cli_error(const ims_error *err);

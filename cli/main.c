@@ -96,7 +96,7 @@ int main(int argc, char **argv)
         return cmd_embed_image(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize"))
         return cmd_tokenize(argc - 1, argv + 1);
-    if (!strcmp(cmd, "knn")) /* --- top-k search --- */
+    if (!strcmp(cmd, "knn"))
         return cmd_knn(argc - 1, argv + 1);
     fprintf(stderr, "imgsearch: unknown command '%s'\n\n%s", cmd, usage);
     return CLI_EXIT_USAGE;

@@ -741,7 +741,6 @@ ims_status ims_index_load_class_embeddings(const ims_index *idx, float **emb, in
 /* The whole table as (rows, dim) f32 in a malloc'd buffer the caller frees. */
 ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, float **rows, int *dim,
                                 ims_error *err);
-/* --- k-NN search --- */
 
 /* Exact k-nearest-neighbour search over a table of N rows of dimension D on a
  * backend: for each query the k rows with the highest cosine similarity (or

@@ -35,7 +35,7 @@ def read(path):
 
 CONFLICT = re.compile(r'^(<<<<<<<|>>>>>>>)( |$)|^=======$', re.M)
 # Section markers that branches left behind: exactly three dashes each side.
-BRANCH_MARKER = re.compile(r'(?<!-)--- [^-\n]+ ---(?!-)')
+BRANCH_MARKER = re.compile(r'(?<![-\w])--- \S[^\n]*? ---(?!-)')
 
 
 def check_leftovers(files, problems):

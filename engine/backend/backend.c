@@ -388,7 +388,6 @@ ims_status imsi_op_input_u8(ims_backend *be, const imsi_tensor *x, const float s
     return st ? st : be->ops->input_u8(be, x, scale, shift, y, err);
 }
 
-/* --- top-k search --- */
 ims_status imsi_op_knn_select(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries, int k, int path,
                               imsi_tensor *ids, imsi_tensor *scores, ims_error *err)
 {

@@ -76,7 +76,6 @@ typedef struct imsi_backend_ops {
     /* y (N, H, W, 3) f32 or f16 = x (N, H, W, 3) u8 * scale[c] + shift[c]. */
     ims_status (*input_u8)(ims_backend *be, const imsi_tensor *x, const float scale[3], const float shift[3],
                            imsi_tensor *y, ims_error *err);
-    /* --- top-k search --- */
     /* Exact top-k by inner product ("scores + select"). table (N, D) f32 or f16;
      * queries (B, D) f32; ids (B, kk) i32 row indices and scores (B, kk) f32 with
      * kk = min(k, N): each query's kk highest q . row (fp32 accumulation),
@@ -118,7 +117,6 @@ typedef struct imsi_backend_ops {
     ims_status (*capture_end)(ims_backend *be, void **graph, ims_error *err);
     ims_status (*graph_launch)(ims_backend *be, void *graph, ims_error *err);
     void (*graph_free)(ims_backend *be, void *graph);
-    /* --- top-k search --- */
     /* A host -> device copy that may run concurrently with work already
      * enqueued; work enqueued after it (ops, downloads) waits for it. The
      * caller guarantees no pending work still reads dst, and src (host_alloc
@@ -177,7 +175,6 @@ ims_status imsi_op_l2_normalize_rows(ims_backend *be, const imsi_tensor *x, imsi
                                      imsi_tensor *norms, ims_error *err);
 ims_status imsi_op_linear(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w,
                           const imsi_tensor *bias, imsi_tensor *y, ims_error *err);
-/* --- top-k search --- */
 ims_status imsi_op_knn_select(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries, int k, int path,
                               imsi_tensor *ids, imsi_tensor *scores, ims_error *err);
 

@@ -221,7 +221,6 @@ static ims_status cpu_input_u8_op(ims_backend *be, const imsi_tensor *x, const f
     return IMS_OK;
 }
 
-/* --- top-k search --- */
 static ims_status cpu_knn_select_op(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries, int k,
                                     int path, imsi_tensor *ids, imsi_tensor *scores, ims_error *err)
 {
@@ -314,7 +313,6 @@ static const imsi_backend_ops cpu_ops = {
     .pool2d = cpu_pool2d_op,
     .global_avg_pool = cpu_global_avg_pool_op,
     .input_u8 = cpu_input_u8_op,
-    /* --- top-k search --- */
     .knn_select = cpu_knn_select_op,
     .embed_layernorm = cpu_embed_layernorm_op,
     .bias_act = cpu_bias_act_op,
@@ -322,7 +320,6 @@ static const imsi_backend_ops cpu_ops = {
     .attention = cpu_attention_op,
     .pool_normalize = cpu_pool_normalize_op,
     .linear_f16 = cpu_linear_f16_op,
-    /* --- top-k search --- */
     .upload_async = cpu_copy,
 };
 

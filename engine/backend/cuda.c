@@ -31,11 +31,9 @@ typedef struct cuda_state {
     cudaStream_t stream;   /* non-blocking; NULL until created */
     cublasHandle_t cublas; /* bound to stream; NULL until created */
     cudnnHandle_t cudnn;   /* bound to stream; NULL until created */
-    /* --- top-k search --- */
     void *knn_workspace; /* grow-only scratch of knn_select */
     size_t knn_workspace_bytes;
     imsi_cudnn_convs *convs; /* cuDNN convolution plans per shape; NULL until the first conv2d */
-    /* --- top-k search --- */
     cudaStream_t copy_stream; /* upload_async; NULL until first used */
     cudaEvent_t copy_done;
 } cuda_state;
@@ -137,7 +135,7 @@ static void cuda_destroy(ims_backend *be)
         if (st->stream)
             ok &= cudaStreamSynchronize(st->stream) == cudaSuccess;
         imsi_cudnn_convs_free(st->convs);
-        if (st->knn_workspace) /* --- top-k search --- */
+        if (st->knn_workspace)
             ok &= cudaFree(st->knn_workspace) == cudaSuccess;
         if (st->copy_done)
             ok &= cudaEventDestroy(st->copy_done) == cudaSuccess;
@@ -484,7 +482,6 @@ static ims_status cuda_measure_peaks(ims_backend *be, int quick, ims_backend_pea
     return status;
 }
 
-/* --- top-k search --- */
 
 /* backend.h upload_async: the copy runs on a second stream; the compute stream
  * waits for its completion event from this point on, so work enqueued earlier
@@ -861,7 +858,6 @@ static const imsi_backend_ops cuda_ops = {
     .timer_elapsed_ms = cuda_timer_elapsed_ms,
     .timer_free = cuda_timer_free,
     .measure_peaks = cuda_measure_peaks,
-    /* --- top-k search --- */
     .knn_select = cuda_op_knn_select,
     .conv2d = cuda_op_conv2d,
     .pool2d = cuda_op_pool2d,
@@ -871,7 +867,6 @@ static const imsi_backend_ops cuda_ops = {
     .capture_end = cuda_capture_end,
     .graph_launch = cuda_graph_launch,
     .graph_free = cuda_graph_free,
-    /* --- top-k search --- */
     .upload_async = cuda_upload_async,
     .embed_layernorm = cuda_op_embed_layernorm,
     .bias_act = cuda_op_bias_act,

@@ -43,7 +43,6 @@ void imsi_cpu_global_avg_pool_nhwc(const float *x, int n, int hw, int c, float *
 
 /* y (pixels, 3) = x (pixels, 3) * scale[c] + shift[c]. */
 void imsi_cpu_input_u8(const uint8_t *x, size_t pixels, const float scale[3], const float shift[3], float *y);
-/* --- top-k search --- */
 /* table (n, d): f32 (table_f32) or f16 (table_f16, the other NULL); queries (b, d);
  * ids, scores (b, kk), kk = min(k, n): each query's kk highest dot products
  * (fp32 sgemm), descending, equal scores by lower row index; a NaN score counts

@@ -37,7 +37,6 @@ cudaError_t imsi_cuda_l2_normalize_rows(const float *x, float *y_f32, uint16_t *
 /* y (m, n): y[r][c] = bias[c], bias (n). Prefills y before a beta = 1 GEMM. */
 cudaError_t imsi_cuda_broadcast_rows(const float *bias, float *y, int m, int n, cudaStream_t s);
 
-/* --- top-k search --- */
 /* scores[q * ld + j] = queries[q] . rows[j] (fp32 accumulation) for rows (n, d),
  * f16 (rows_f16 != 0) or f32, and queries (b, d) f32 (knn_scores.cu). */
 cudaError_t imsi_cuda_knn_scores(const void *rows, int rows_f16, const float *queries, float *scores, int n, int d, int b,
