@@ -45,6 +45,15 @@ typedef struct ims_error {
 /* A short constant name for a status ("format error", ...). */
 const char *ims_status_name(ims_status status);
 
+/* Records code and a printf-formatted one-line message in err (if not NULL)
+ * and returns code: how callers (the CLI, bindings) report their own errors
+ * in the library's form. */
+ims_status ims_error_set(ims_error *err, ims_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
 /* ---- Element types --------------------------------------------------------- */
 
 /* The values are the weight file's dtype codes (docs/FORMAT.md). */

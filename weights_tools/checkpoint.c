@@ -50,15 +50,15 @@ static ims_status check_tensor(const ckpt_tensor *t, ims_error *err)
 {
     size_t es = imsi_ckpt_dtype_size(t->dtype);
     if (es == 0)
-        return imsi_fail(err, IMS_ERR_FORMAT, "unknown dtype %d", (int)t->dtype);
+        return ims_error_set(err, IMS_ERR_FORMAT, "unknown dtype %d", (int)t->dtype);
     if (t->ndim < 0 || t->ndim > CKPT_MAX_DIMS)
-        return imsi_fail(err, IMS_ERR_FORMAT, "ndim %d is outside 0..%d", t->ndim, CKPT_MAX_DIMS);
+        return ims_error_set(err, IMS_ERR_FORMAT, "ndim %d is outside 0..%d", t->ndim, CKPT_MAX_DIMS);
     if (t->storage_offset < 0)
-        return imsi_fail(err, IMS_ERR_FORMAT, "storage offset %lld is negative", (long long)t->storage_offset);
+        return ims_error_set(err, IMS_ERR_FORMAT, "storage offset %lld is negative", (long long)t->storage_offset);
     uint64_t storage_numel = t->storage_nbytes / es;
     if (t->storage_nbytes % es != 0)
-        return imsi_fail(err, IMS_ERR_FORMAT, "storage of %llu bytes is not a whole number of %s elements",
-                         (unsigned long long)t->storage_nbytes, imsi_ckpt_dtype_name(t->dtype));
+        return ims_error_set(err, IMS_ERR_FORMAT, "storage of %llu bytes is not a whole number of %s elements",
+                             (unsigned long long)t->storage_nbytes, imsi_ckpt_dtype_name(t->dtype));
     /* The last element reached is offset + sum((shape - 1) * stride); with any
      * dim 0 nothing is reached. Every step is checked against 2^62. */
     const uint64_t limit = 1ull << 62;
@@ -66,52 +66,52 @@ static ims_status check_tensor(const ckpt_tensor *t, ims_error *err)
     int empty = 0;
     for (int d = 0; d < t->ndim; d++) {
         if (t->shape[d] < 0 || (uint64_t)t->shape[d] > limit)
-            return imsi_fail(err, IMS_ERR_FORMAT, "shape[%d] = %lld is out of range", d, (long long)t->shape[d]);
+            return ims_error_set(err, IMS_ERR_FORMAT, "shape[%d] = %lld is out of range", d, (long long)t->shape[d]);
         if (t->stride[d] < 0 || (uint64_t)t->stride[d] > limit)
-            return imsi_fail(err, IMS_ERR_FORMAT, "stride[%d] = %lld is out of range", d, (long long)t->stride[d]);
+            return ims_error_set(err, IMS_ERR_FORMAT, "stride[%d] = %lld is out of range", d, (long long)t->stride[d]);
         if (t->shape[d] == 0) {
             empty = 1;
             continue;
         }
         uint64_t extent = (uint64_t)(t->shape[d] - 1);
         if (extent && (uint64_t)t->stride[d] > (limit - last) / extent)
-            return imsi_fail(err, IMS_ERR_FORMAT, "shape and strides overflow at dim %d", d);
+            return ims_error_set(err, IMS_ERR_FORMAT, "shape and strides overflow at dim %d", d);
         last += extent * (uint64_t)t->stride[d];
         if ((uint64_t)t->shape[d] > limit / numel)
-            return imsi_fail(err, IMS_ERR_FORMAT, "element count overflows at dim %d", d);
+            return ims_error_set(err, IMS_ERR_FORMAT, "element count overflows at dim %d", d);
         numel *= (uint64_t)t->shape[d];
     }
     if (!empty && last >= storage_numel)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "reaches element %llu of a storage of %llu %s elements (offset %lld, shape and strides past the end)",
-                         (unsigned long long)last, (unsigned long long)storage_numel, imsi_ckpt_dtype_name(t->dtype),
-                         (long long)t->storage_offset);
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "reaches element %llu of a storage of %llu %s elements (offset %lld, shape and strides past the end)",
+                             (unsigned long long)last, (unsigned long long)storage_numel, imsi_ckpt_dtype_name(t->dtype),
+                             (long long)t->storage_offset);
     return IMS_OK;
 }
 
 ims_status imsi_ckpt_add_tensor(ckpt *c, const ckpt_tensor *t, ims_error *err)
 {
     if (!t->name || !t->name[0])
-        return imsi_fail(err, IMS_ERR_FORMAT, "a tensor has an empty name");
+        return ims_error_set(err, IMS_ERR_FORMAT, "a tensor has an empty name");
     ims_status st = check_tensor(t, err);
     if (st)
         return imsi_error_prefix(err, st, "tensor '%s'", t->name);
     if (t->storage_nbytes && (t->storage < c->data || t->storage > c->data + c->size ||
                               t->storage_nbytes > (uint64_t)(c->data + c->size - t->storage)))
-        return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s': storage lies outside the file", t->name);
+        return ims_error_set(err, IMS_ERR_FORMAT, "tensor '%s': storage lies outside the file", t->name);
     if (imsi_ckpt_find(c, t->name))
-        return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s' appears twice", t->name);
+        return ims_error_set(err, IMS_ERR_FORMAT, "tensor '%s' appears twice", t->name);
     if (c->count == c->cap) {
         size_t cap = c->cap ? 2 * c->cap : 64;
         ckpt_tensor *p = realloc(c->tensors, cap * sizeof *p);
         if (!p)
-            return imsi_fail(err, IMS_ERR_NOMEM, "out of memory adding tensor '%s'", t->name);
+            return ims_error_set(err, IMS_ERR_NOMEM, "out of memory adding tensor '%s'", t->name);
         c->tensors = p;
         c->cap = cap;
     }
     ckpt_tensor copy = *t;
     if (!(copy.name = strdup(t->name)))
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory adding tensor '%s'", t->name);
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory adding tensor '%s'", t->name);
     for (int d = copy.ndim; d < CKPT_MAX_DIMS; d++)
         copy.shape[d] = 1, copy.stride[d] = 0;
     c->tensors[c->count++] = copy;

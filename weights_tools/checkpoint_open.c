@@ -22,10 +22,10 @@ static ims_status ckpt_read(ckpt *c, ims_error *err)
     /* safetensors: u64 header length, then a JSON object */
     if (c->size >= 9 && c->data[8] == '{')
         return imsi_ckpt_read_safetensors(c, err);
-    return imsi_fail(err, IMS_ERR_FORMAT,
-                     "not a PyTorch checkpoint (zip or legacy) or a safetensors file (first bytes %02x %02x %02x %02x)",
-                     c->size > 0 ? c->data[0] : 0, c->size > 1 ? c->data[1] : 0, c->size > 2 ? c->data[2] : 0,
-                     c->size > 3 ? c->data[3] : 0);
+    return ims_error_set(err, IMS_ERR_FORMAT,
+                         "not a PyTorch checkpoint (zip or legacy) or a safetensors file (first bytes %02x %02x %02x %02x)",
+                         c->size > 0 ? c->data[0] : 0, c->size > 1 ? c->data[1] : 0, c->size > 2 ? c->data[2] : 0,
+                         c->size > 3 ? c->data[3] : 0);
 }
 
 ims_status imsi_ckpt_open_memory(const void *data, size_t size, ckpt **out, ims_error *err)
@@ -33,7 +33,7 @@ ims_status imsi_ckpt_open_memory(const void *data, size_t size, ckpt **out, ims_
     *out = NULL;
     ckpt *c = calloc(1, sizeof *c);
     if (!c)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     c->data = data;
     c->size = size;
     ims_status st = ckpt_read(c, err);
@@ -50,22 +50,22 @@ ims_status imsi_ckpt_open(const char *path, ckpt **out, ims_error *err)
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return imsi_fail(err, IMS_ERR_IO, "checkpoint '%s': cannot open: %s", path, strerror(errno));
+        return ims_error_set(err, IMS_ERR_IO, "checkpoint '%s': cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size == 0) {
         close(fd);
-        return imsi_fail(err, IMS_ERR_IO, "checkpoint '%s': not a regular, non-empty file", path);
+        return ims_error_set(err, IMS_ERR_IO, "checkpoint '%s': not a regular, non-empty file", path);
     }
     size_t size = (size_t)sb.st_size;
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     int map_errno = errno;
     close(fd);
     if (map == MAP_FAILED)
-        return imsi_fail(err, IMS_ERR_IO, "checkpoint '%s': mmap failed: %s", path, strerror(map_errno));
+        return ims_error_set(err, IMS_ERR_IO, "checkpoint '%s': mmap failed: %s", path, strerror(map_errno));
     ckpt *c = calloc(1, sizeof *c);
     if (!c) {
         munmap(map, size);
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     }
     c->data = map;
     c->size = size;

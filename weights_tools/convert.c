@@ -57,13 +57,13 @@ static ims_status convert_checkpoint(const char *input, const char *output, cons
     ims_convert_arch arch = o->arch == IMS_CONVERT_ARCH_AUTO ? detect_arch(c) : o->arch;
     report->arch = arch;
     if (arch == IMS_CONVERT_ARCH_AUTO)
-        st = imsi_fail(err, IMS_ERR_FORMAT,
-                       "cannot tell the architecture from the %zu keys (first: '%s'); name it with --arch",
-                       c->count, c->count ? c->tensors[0].name : "none");
+        st = ims_error_set(err, IMS_ERR_FORMAT,
+                           "cannot tell the architecture from the %zu keys (first: '%s'); name it with --arch",
+                           c->count, c->count ? c->tensors[0].name : "none");
     else if (arch == IMS_CONVERT_ARCH_BERT)
-        st = imsi_fail(err, IMS_ERR_ARGUMENT,
-                       "a BERT checkpoint converts from its model directory (config.json, vocab.txt and the "
-                       "weights): pass the directory, not the weights file");
+        st = ims_error_set(err, IMS_ERR_ARGUMENT,
+                           "a BERT checkpoint converts from its model directory (config.json, vocab.txt and the "
+                           "weights): pass the directory, not the weights file");
     if (!st)
         st = imsi_convert_checkpoint_to_file(c, arch, o, 0, output, report, err);
     imsi_ckpt_free(c);
@@ -78,7 +78,7 @@ ims_status ims_convert(const char *input, const char *output, const ims_convert_
     memset(report, 0, sizeof *report);
     struct stat sb;
     if (stat(input, &sb) != 0)
-        return imsi_fail(err, IMS_ERR_IO, "cannot read '%s'", input);
+        return ims_error_set(err, IMS_ERR_IO, "cannot read '%s'", input);
     ims_status st = S_ISDIR(sb.st_mode) ? imsi_convert_model_dir(input, output, o, report, err)
                                         : convert_checkpoint(input, output, o, report, err);
     if (!st && stat(output, &sb) == 0)

@@ -24,8 +24,8 @@ ims_status ims_convert_arch_parse(const char *text, ims_convert_arch *out, ims_e
             *out = (ims_convert_arch)a;
             return IMS_OK;
         }
-    return imsi_fail(err, IMS_ERR_ARGUMENT, "unknown architecture '%s' (auto, inception_v3, inception_v3_fid, bert)",
-                     text);
+    return ims_error_set(err, IMS_ERR_ARGUMENT, "unknown architecture '%s' (auto, inception_v3, inception_v3_fid, bert)",
+                         text);
 }
 
 void ims_convert_options_init(ims_convert_options *o)

@@ -64,30 +64,30 @@ static ims_status read_text_file(const char *path, char **out, size_t *len, ims_
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f)
-        return imsi_fail(err, errno == ENOENT ? IMS_ERR_NOT_FOUND : IMS_ERR_IO, "%s: cannot open: %s", path,
-                         strerror(errno));
+        return ims_error_set(err, errno == ENOENT ? IMS_ERR_NOT_FOUND : IMS_ERR_IO, "%s: cannot open: %s", path,
+                             strerror(errno));
     struct stat sb;
     if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
         fclose(f);
-        return imsi_fail(err, IMS_ERR_IO, "%s: not a regular file", path);
+        return ims_error_set(err, IMS_ERR_IO, "%s: not a regular file", path);
     }
     if ((uint64_t)sb.st_size > HF_TEXT_MAX) {
         fclose(f);
-        return imsi_fail(err, IMS_ERR_FORMAT, "%s: %lld bytes is more than the %u allowed", path,
-                         (long long)sb.st_size, HF_TEXT_MAX);
+        return ims_error_set(err, IMS_ERR_FORMAT, "%s: %lld bytes is more than the %u allowed", path,
+                             (long long)sb.st_size, HF_TEXT_MAX);
     }
     size_t size = (size_t)sb.st_size;
     char *buf = malloc(size + 1);
     if (!buf) {
         fclose(f);
-        return imsi_fail(err, IMS_ERR_NOMEM, "%s: out of memory", path);
+        return ims_error_set(err, IMS_ERR_NOMEM, "%s: out of memory", path);
     }
     size_t got = fread(buf, 1, size, f);
     int bad = ferror(f) || got != size;
     fclose(f);
     if (bad) {
         free(buf);
-        return imsi_fail(err, IMS_ERR_IO, "%s: read failed", path);
+        return ims_error_set(err, IMS_ERR_IO, "%s: read failed", path);
     }
     buf[size] = '\0';
     *out = buf;
@@ -174,13 +174,13 @@ static ims_status check_module_path(const char *path, const char *p, size_t inde
 {
     char shown[128];
     if (p[0] == '/')
-        return imsi_fail(err, IMS_ERR_FORMAT, "%s: module %zu: path '%s' is absolute", path, index,
-                         imsi_json_printable(p, shown, sizeof shown));
+        return ims_error_set(err, IMS_ERR_FORMAT, "%s: module %zu: path '%s' is absolute", path, index,
+                             imsi_json_printable(p, shown, sizeof shown));
     for (const char *c = p; *c;) {
         size_t n = strcspn(c, "/");
         if (n == 2 && c[0] == '.' && c[1] == '.')
-            return imsi_fail(err, IMS_ERR_FORMAT, "%s: module %zu: path '%s' leaves the model directory", path,
-                             index, imsi_json_printable(p, shown, sizeof shown));
+            return ims_error_set(err, IMS_ERR_FORMAT, "%s: module %zu: path '%s' leaves the model directory", path,
+                                 index, imsi_json_printable(p, shown, sizeof shown));
         c += n + (c[n] == '/');
     }
     return IMS_OK;
@@ -190,7 +190,7 @@ static ims_status read_modules(const char *dir, hf_layout *lay, ims_error *err)
 {
     char *path = path_join(dir, "modules.json");
     if (!path)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     json_doc doc;
     ims_status st = read_json_file(path, JSON_ARRAY, &doc, err);
     if (st == IMS_ERR_NOT_FOUND) {
@@ -198,7 +198,7 @@ static ims_status read_modules(const char *dir, hf_layout *lay, ims_error *err)
         free(path);
         lay->transformer_dir = path_join(dir, "");
         lay->pooling_dir = path_join(dir, "1_Pooling");
-        return lay->transformer_dir && lay->pooling_dir ? IMS_OK : imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return lay->transformer_dir && lay->pooling_dir ? IMS_OK : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     }
     if (st) {
         free(path);
@@ -221,30 +221,30 @@ static ims_status read_modules(const char *dir, hf_layout *lay, ims_error *err)
             break;
         if (strcmp(type, "sentence_transformers.models.Transformer") == 0) {
             if (transformer)
-                st = imsi_fail(err, IMS_ERR_UNSUPPORTED, "%s: more than one Transformer module", path);
+                st = ims_error_set(err, IMS_ERR_UNSUPPORTED, "%s: more than one Transformer module", path);
             transformer = mpath;
         } else if (strcmp(type, "sentence_transformers.models.Pooling") == 0) {
             if (pooling)
-                st = imsi_fail(err, IMS_ERR_UNSUPPORTED, "%s: more than one Pooling module", path);
+                st = ims_error_set(err, IMS_ERR_UNSUPPORTED, "%s: more than one Pooling module", path);
             pooling = mpath;
         } else if (strcmp(type, "sentence_transformers.models.Normalize") == 0) {
             lay->normalize = 1;
         } else {
             char shown[128];
-            st = imsi_fail(err, IMS_ERR_UNSUPPORTED,
-                           "%s: module %zu has type '%s', which is not supported (only Transformer, Pooling, "
-                           "Normalize)",
-                           path, i, imsi_json_printable(type, shown, sizeof shown));
+            st = ims_error_set(err, IMS_ERR_UNSUPPORTED,
+                               "%s: module %zu has type '%s', which is not supported (only Transformer, Pooling, "
+                               "Normalize)",
+                               path, i, imsi_json_printable(type, shown, sizeof shown));
         }
     }
     if (!st && !transformer)
-        st = imsi_fail(err, IMS_ERR_FORMAT, "%s: no sentence_transformers.models.Transformer module", path);
+        st = ims_error_set(err, IMS_ERR_FORMAT, "%s: no sentence_transformers.models.Transformer module", path);
     if (!st) {
         lay->transformer_dir = path_join(dir, transformer);
         lay->pooling_dir = path_join(dir, pooling ? pooling : "1_Pooling");
         lay->pooling_required = pooling != NULL;
         if (!lay->transformer_dir || !lay->pooling_dir)
-            st = imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+            st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     }
     imsi_json_doc_free(&doc);
     free(path);
@@ -257,7 +257,7 @@ static ims_status read_config(const char *dir, hf_bert_config *c, ims_error *err
 {
     char *path = path_join(dir, "config.json");
     if (!path)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     json_doc doc;
     ims_status st = read_json_file(path, JSON_OBJECT, &doc, err);
     if (st) {
@@ -269,25 +269,25 @@ static ims_status read_config(const char *dir, hf_bert_config *c, ims_error *err
     char shown[80];
     st = get_string(r, path, "model_type", &s, err);
     if (!st && strcmp(s, "bert") != 0)
-        st = imsi_fail(err, IMS_ERR_UNSUPPORTED,
-                       "%s: model_type '%s' is not supported (only 'bert'; other types lay out their weights "
-                       "differently)",
-                       path, imsi_json_printable(s, shown, sizeof shown));
+        st = ims_error_set(err, IMS_ERR_UNSUPPORTED,
+                           "%s: model_type '%s' is not supported (only 'bert'; other types lay out their weights "
+                           "differently)",
+                           path, imsi_json_printable(s, shown, sizeof shown));
     if (!st)
         st = get_string(r, path, "hidden_act", &s, err);
     if (!st && strcmp(s, "gelu") != 0)
-        st = imsi_fail(err, IMS_ERR_UNSUPPORTED,
-                       "%s: hidden_act '%s' is not supported (only 'gelu', the exact erf GELU)", path,
-                       imsi_json_printable(s, shown, sizeof shown));
+        st = ims_error_set(err, IMS_ERR_UNSUPPORTED,
+                           "%s: hidden_act '%s' is not supported (only 'gelu', the exact erf GELU)", path,
+                           imsi_json_printable(s, shown, sizeof shown));
     const json_value *pe = imsi_json_object_get(r, "position_embedding_type");
     if (!st && pe && pe->kind != JSON_NULL) {
         char what[512];
         snprintf(what, sizeof what, "%s: 'position_embedding_type'", path);
         st = imsi_json_get_string(pe, what, &s, NULL, err);
         if (!st && strcmp(s, "absolute") != 0)
-            st = imsi_fail(err, IMS_ERR_UNSUPPORTED,
-                           "%s: position_embedding_type '%s' is not supported (only 'absolute')", path,
-                           imsi_json_printable(s, shown, sizeof shown));
+            st = ims_error_set(err, IMS_ERR_UNSUPPORTED,
+                               "%s: position_embedding_type '%s' is not supported (only 'absolute')", path,
+                               imsi_json_printable(s, shown, sizeof shown));
     }
     if (!st)
         st = get_int(r, path, "vocab_size", 1, 1 << 24, &c->vocab_size, err);
@@ -306,10 +306,10 @@ static ims_status read_config(const char *dir, hf_bert_config *c, ims_error *err
     if (!st)
         st = get_double(r, path, "layer_norm_eps", &c->layer_norm_eps, err);
     if (!st && !(c->layer_norm_eps > 0 && c->layer_norm_eps < 1))
-        st = imsi_fail(err, IMS_ERR_FORMAT, "%s: layer_norm_eps = %g is not in (0, 1)", path, c->layer_norm_eps);
+        st = ims_error_set(err, IMS_ERR_FORMAT, "%s: layer_norm_eps = %g is not in (0, 1)", path, c->layer_norm_eps);
     if (!st && c->hidden_size % c->num_heads != 0)
-        st = imsi_fail(err, IMS_ERR_FORMAT, "%s: hidden_size %d is not divisible by num_attention_heads %d", path,
-                       c->hidden_size, c->num_heads);
+        st = ims_error_set(err, IMS_ERR_FORMAT, "%s: hidden_size %d is not divisible by num_attention_heads %d", path,
+                           c->hidden_size, c->num_heads);
     imsi_json_doc_free(&doc);
     free(path);
     return st;
@@ -323,14 +323,14 @@ static ims_status find_weights(const char *dir, char **out, ims_error *err)
     for (size_t i = 0; i < 2; i++) {
         char *p = path_join(dir, names[i]);
         if (!p)
-            return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+            return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
         if (is_regular_file(p)) {
             *out = p;
             return IMS_OK;
         }
         free(p);
     }
-    return imsi_fail(err, IMS_ERR_NOT_FOUND, "%s: no model.safetensors or pytorch_model.bin", dir);
+    return ims_error_set(err, IMS_ERR_NOT_FOUND, "%s: no model.safetensors or pytorch_model.bin", dir);
 }
 
 /* ---- vocab.txt ------------------------------------------------------------------------ */
@@ -347,7 +347,7 @@ static ims_status check_vocab_unique(const char *path, char **vocab, size_t coun
 {
     char **sorted = malloc((count ? count : 1) * sizeof *sorted);
     if (!sorted)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     memcpy(sorted, vocab, count * sizeof *sorted);
     qsort(sorted, count, sizeof *sorted, token_cmp);
     ims_status st = IMS_OK;
@@ -363,8 +363,8 @@ static ims_status check_vocab_unique(const char *path, char **vocab, size_t coun
                 b = k;
         }
         char shown[128];
-        st = imsi_fail(err, IMS_ERR_FORMAT, "%s: token '%s' appears on lines %zu and %zu", path,
-                       imsi_json_printable(sorted[i], shown, sizeof shown), a + 1, b + 1);
+        st = ims_error_set(err, IMS_ERR_FORMAT, "%s: token '%s' appears on lines %zu and %zu", path,
+                           imsi_json_printable(sorted[i], shown, sizeof shown), a + 1, b + 1);
     }
     free(sorted);
     return st;
@@ -374,7 +374,7 @@ static ims_status read_vocab(const char *dir, int vocab_size, hf_model_dir *out,
 {
     char *path = path_join(dir, "vocab.txt");
     if (!path)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     char *buf;
     size_t len;
     ims_status st = read_text_file(path, &buf, &len, err);
@@ -389,13 +389,13 @@ static ims_status read_vocab(const char *dir, int vocab_size, hf_model_dir *out,
     if (len && buf[len - 1] != '\n')
         lines++;
     if (lines != (size_t)vocab_size) {
-        st = imsi_fail(err, IMS_ERR_FORMAT, "%s: %zu tokens, but config.json says vocab_size %d", path, lines,
-                       vocab_size);
+        st = ims_error_set(err, IMS_ERR_FORMAT, "%s: %zu tokens, but config.json says vocab_size %d", path, lines,
+                           vocab_size);
         goto done;
     }
     out->vocab = malloc(lines * sizeof *out->vocab);
     if (!out->vocab) {
-        st = imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
         goto done;
     }
     out->vocab_storage = buf;
@@ -406,17 +406,17 @@ static ims_status read_vocab(const char *dir, int vocab_size, hf_model_dir *out,
             end++;
         size_t tok_end = end > pos && buf[end - 1] == '\r' ? end - 1 : end; /* CRLF */
         if (tok_end == pos) {
-            st = imsi_fail(err, IMS_ERR_FORMAT, "%s: line %zu is empty", path, line + 1);
+            st = ims_error_set(err, IMS_ERR_FORMAT, "%s: line %zu is empty", path, line + 1);
             goto done;
         }
         if (memchr(buf + pos, '\r', tok_end - pos)) {
-            st = imsi_fail(err, IMS_ERR_FORMAT, "%s: line %zu contains a carriage return that does not end it", path,
-                           line + 1);
+            st = ims_error_set(err, IMS_ERR_FORMAT, "%s: line %zu contains a carriage return that does not end it", path,
+                               line + 1);
             goto done;
         }
         if (!imsi_isw_utf8_valid(buf + pos, tok_end - pos)) {
-            st = imsi_fail(err, IMS_ERR_FORMAT, "%s: line %zu is not valid UTF-8 or contains a NUL byte", path,
-                           line + 1);
+            st = ims_error_set(err, IMS_ERR_FORMAT, "%s: line %zu is not valid UTF-8 or contains a NUL byte", path,
+                               line + 1);
             goto done;
         }
         buf[tok_end] = '\0';
@@ -439,7 +439,7 @@ static ims_status read_tokenizer_config(const char *dir, hf_bert_config *c, ims_
     c->do_lower_case = 1;
     char *path = path_join(dir, "tokenizer_config.json");
     if (!path)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     json_doc doc;
     ims_status st = read_json_file(path, JSON_OBJECT, &doc, err);
     if (st == IMS_ERR_NOT_FOUND) {
@@ -452,14 +452,14 @@ static ims_status read_tokenizer_config(const char *dir, hf_bert_config *c, ims_
     if (!st)
         st = get_opt_bool(doc.root, path, "strip_accents", &strip, err);
     if (!st && strip != c->do_lower_case)
-        st = imsi_fail(err, IMS_ERR_UNSUPPORTED,
-                       "%s: strip_accents %s with do_lower_case %s is not supported (accents are stripped exactly "
-                       "when lowercasing)",
-                       path, strip ? "true" : "false", c->do_lower_case ? "true" : "false");
+        st = ims_error_set(err, IMS_ERR_UNSUPPORTED,
+                           "%s: strip_accents %s with do_lower_case %s is not supported (accents are stripped exactly "
+                           "when lowercasing)",
+                           path, strip ? "true" : "false", c->do_lower_case ? "true" : "false");
     if (!st)
         st = get_opt_bool(doc.root, path, "tokenize_chinese_chars", &chinese, err);
     if (!st && !chinese)
-        st = imsi_fail(err, IMS_ERR_UNSUPPORTED, "%s: tokenize_chinese_chars false is not supported", path);
+        st = ims_error_set(err, IMS_ERR_UNSUPPORTED, "%s: tokenize_chinese_chars false is not supported", path);
     imsi_json_doc_free(&doc);
     free(path);
     return st;
@@ -470,7 +470,7 @@ static ims_status read_sbert_config(const char *dir, hf_bert_config *c, ims_erro
     c->max_seq_length = c->max_position_embeddings < 512 ? c->max_position_embeddings : 512;
     char *path = path_join(dir, "sentence_bert_config.json");
     if (!path)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     json_doc doc;
     ims_status st = read_json_file(path, JSON_OBJECT, &doc, err);
     if (st == IMS_ERR_NOT_FOUND) {
@@ -490,8 +490,8 @@ static ims_status read_sbert_config(const char *dir, hf_bert_config *c, ims_erro
     if (!st)
         st = get_opt_bool(doc.root, path, "do_lower_case", &lower, err);
     if (!st && lower && !c->do_lower_case)
-        st = imsi_fail(err, IMS_ERR_UNSUPPORTED,
-                       "%s: do_lower_case true with a tokenizer that does not lowercase is not supported", path);
+        st = ims_error_set(err, IMS_ERR_UNSUPPORTED,
+                           "%s: do_lower_case true with a tokenizer that does not lowercase is not supported", path);
     imsi_json_doc_free(&doc);
     free(path);
     return st;
@@ -504,7 +504,7 @@ static ims_status read_pooling(const hf_layout *lay, hf_bert_config *c, ims_erro
     c->pooling = HF_POOLING_MEAN;
     char *path = path_join(lay->pooling_dir, "config.json");
     if (!path)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     json_doc doc;
     ims_status st = read_json_file(path, JSON_OBJECT, &doc, err);
     if (st == IMS_ERR_NOT_FOUND && !lay->pooling_required) {
@@ -529,21 +529,21 @@ static ims_status read_pooling(const hf_layout *lay, hf_bert_config *c, ims_erro
         if (st || !on)
             continue;
         if (chosen[0])
-            st = imsi_fail(err, IMS_ERR_UNSUPPORTED,
-                           "%s: both %s and %s are true; combined pooling modes are not supported", path, chosen,
-                           shown);
+            st = ims_error_set(err, IMS_ERR_UNSUPPORTED,
+                               "%s: both %s and %s are true; combined pooling modes are not supported", path, chosen,
+                               shown);
         memcpy(chosen, shown, sizeof chosen);
     }
     if (!st && !chosen[0])
-        st = imsi_fail(err, IMS_ERR_FORMAT, "%s: no pooling_mode_* field is true", path);
+        st = ims_error_set(err, IMS_ERR_FORMAT, "%s: no pooling_mode_* field is true", path);
     if (!st && strcmp(chosen, "pooling_mode_mean_tokens") == 0)
         c->pooling = HF_POOLING_MEAN;
     else if (!st && strcmp(chosen, "pooling_mode_cls_token") == 0)
         c->pooling = HF_POOLING_CLS;
     else if (!st)
-        st = imsi_fail(err, IMS_ERR_UNSUPPORTED,
-                       "%s: %s is not supported (only pooling_mode_mean_tokens and pooling_mode_cls_token)", path,
-                       chosen);
+        st = ims_error_set(err, IMS_ERR_UNSUPPORTED,
+                           "%s: %s is not supported (only pooling_mode_mean_tokens and pooling_mode_cls_token)", path,
+                           chosen);
     const json_value *dim = imsi_json_object_get(doc.root, "word_embedding_dimension");
     if (!st && dim) {
         char what[512];
@@ -573,7 +573,7 @@ ims_status imsi_hf_model_dir_open(const char *dir, hf_model_dir *out, ims_error 
     memset(out, 0, sizeof *out);
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return imsi_fail(err, IMS_ERR_NOT_FOUND, "model directory '%s': not a directory", dir);
+        return ims_error_set(err, IMS_ERR_NOT_FOUND, "model directory '%s': not a directory", dir);
     hf_layout lay = {0};
     ims_status st = read_modules(dir, &lay, err);
     if (!st)

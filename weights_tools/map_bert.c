@@ -64,7 +64,7 @@ static ims_status add_stacked(imsi_weights_writer *wr, const char *name, ims_dty
     size_t n = (size_t)rows * (size_t)(cols ? cols : 1);
     float *v = malloc(n * sizeof *v);
     if (!v)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory for '%s'", name);
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory for '%s'", name);
     size_t at = 0;
     for (int i = 0; i < n_parts; i++) {
         imsi_ckpt_tensor_read_f32(parts[i], v + at);
@@ -184,9 +184,9 @@ static ims_status check_unexpected(const bert_source *s, const hf_bert_config *c
         }
     }
     if (listed || found != expected)
-        return imsi_fail(err, IMS_ERR_FORMAT, "unexpected keys for a %d-layer BERT: %s%s", cfg->num_layers,
-                         listed ? list : "(other embedding or layer keys)",
-                         listed > 10 ? " ..." : "");
+        return ims_error_set(err, IMS_ERR_FORMAT, "unexpected keys for a %d-layer BERT: %s%s", cfg->num_layers,
+                             listed ? list : "(other embedding or layer keys)",
+                             listed > 10 ? " ..." : "");
     return IMS_OK;
 }
 
@@ -226,7 +226,7 @@ static ims_status add_metadata(const hf_model_dir *d, const ims_convert_options 
     for (int i = 0; i < 5 && !st; i++) {
         int id = vocab_id(d, special[i]);
         if (id < 0)
-            st = imsi_fail(err, IMS_ERR_FORMAT, "vocab.txt has no %s token", special[i]);
+            st = ims_error_set(err, IMS_ERR_FORMAT, "vocab.txt has no %s token", special[i]);
         else
             st = imsi_weights_writer_add_i64(wr, keys[i], id, err);
     }
@@ -240,7 +240,7 @@ ims_status imsi_convert_model_dir(const char *dir, const char *output, const ims
                                   ims_error *err)
 {
     if (o->arch != IMS_CONVERT_ARCH_AUTO && o->arch != IMS_CONVERT_ARCH_BERT)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "'%s' is a model directory: only --arch bert converts from one", dir);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "'%s' is a model directory: only --arch bert converts from one", dir);
     hf_model_dir d;
     ims_status st = imsi_hf_model_dir_open(dir, &d, err);
     if (st)
@@ -262,9 +262,9 @@ ims_status imsi_convert_model_dir(const char *dir, const char *output, const ims
     if (!st)
         st = add_tensors(&s, &d.config, o->dtype, wr, err);
     if (!st && (s.missing_count || s.misshaped_count))
-        st = imsi_fail(err, IMS_ERR_FORMAT, "not a BERT checkpoint matching config.json:%s%s%s%s%s",
-                       s.missing_count ? " missing: " : "", s.missing, s.misshaped_count ? "; mis-shaped: " : "",
-                       s.misshaped, s.missing_count + s.misshaped_count > 10 ? " ..." : "");
+        st = ims_error_set(err, IMS_ERR_FORMAT, "not a BERT checkpoint matching config.json:%s%s%s%s%s",
+                           s.missing_count ? " missing: " : "", s.missing, s.misshaped_count ? "; mis-shaped: " : "",
+                           s.misshaped, s.missing_count + s.misshaped_count > 10 ? " ..." : "");
     if (!st)
         st = check_unexpected(&s, &d.config, &report->tensors_ignored, err);
     if (!st) {

@@ -160,15 +160,15 @@ static ims_status collect(const ckpt *c, iv3_source *src, ims_error *err)
     name_list_finish(&misshaped);
     name_list_finish(&unexpected);
     if (missing.count || misshaped.count || unexpected.count)
-        return imsi_fail(err, IMS_ERR_FORMAT, "not a torchvision Inception-v3 state_dict:%s%s%s%s%s%s",
-                         missing.count ? " missing: " : "", missing.text, misshaped.count ? "; mis-shaped: " : "",
-                         misshaped.text, unexpected.count ? "; unexpected: " : "", unexpected.text);
+        return ims_error_set(err, IMS_ERR_FORMAT, "not a torchvision Inception-v3 state_dict:%s%s%s%s%s%s",
+                             missing.count ? " missing: " : "", missing.text, misshaped.count ? "; mis-shaped: " : "",
+                             misshaped.text, unexpected.count ? "; unexpected: " : "", unexpected.text);
     ims_status st = imsi_iv3_check_channels((const int64_t(*)[2])src->out_in, &src->features, err);
     if (st)
         return st;
     if (src->fc_w->shape[1] != src->features)
-        return imsi_fail(err, IMS_ERR_FORMAT, "fc.weight takes %lld features, but Mixed_7c gives %lld",
-                         (long long)src->fc_w->shape[1], (long long)src->features);
+        return ims_error_set(err, IMS_ERR_FORMAT, "fc.weight takes %lld features, but Mixed_7c gives %lld",
+                             (long long)src->fc_w->shape[1], (long long)src->features);
     return IMS_OK;
 }
 
@@ -176,7 +176,7 @@ static double *read_f64(const ckpt_tensor *t, ims_error *err)
 {
     double *v = malloc((size_t)imsi_ckpt_tensor_numel(t) * sizeof *v);
     if (!v)
-        imsi_fail(err, IMS_ERR_NOMEM, "out of memory reading '%s'", t->name);
+        ims_error_set(err, IMS_ERR_NOMEM, "out of memory reading '%s'", t->name);
     else
         imsi_ckpt_tensor_read_f64(t, v);
     return v;
@@ -193,13 +193,13 @@ static ims_status fold_layer(const layer_tensors *lt, const char *layer, int tra
     float *wo = malloc((size_t)(o_n * kh * kw * i_n) * sizeof *wo), *bo = malloc((size_t)o_n * sizeof *bo);
     ims_status st = IMS_OK;
     if (!w || !g || !b || !m || !v || !wo || !bo)
-        st = imsi_fail(err, IMS_ERR_NOMEM, "out of memory folding '%s'", layer);
+        st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory folding '%s'", layer);
     for (int64_t o = 0; o < o_n && !st; o++) {
         double s = g[o] / sqrt(v[o] + BN_EPS);
         double bias = b[o] - m[o] * s;
         if (!(v[o] >= 0.0) || !isfinite(s) || !isfinite(bias)) {
-            st = imsi_fail(err, IMS_ERR_FORMAT, "'%s.bn': channel %lld has running_var %g, weight %g, mean %g: "
-                           "the folded layer is not finite", layer, (long long)o, v[o], g[o], m[o]);
+            st = ims_error_set(err, IMS_ERR_FORMAT, "'%s.bn': channel %lld has running_var %g, weight %g, mean %g: "
+                               "the folded layer is not finite", layer, (long long)o, v[o], g[o], m[o]);
             break;
         }
         for (int64_t i = 0; i < i_n; i++) {
@@ -236,24 +236,24 @@ static ims_status read_labels(const char *path, int64_t classes, char ***out, im
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return imsi_fail(err, IMS_ERR_IO, "labels file '%s': cannot open", path);
+        return ims_error_set(err, IMS_ERR_IO, "labels file '%s': cannot open", path);
     char **labels = calloc((size_t)classes, sizeof *labels);
     char line[4096];
     int64_t n = 0;
-    ims_status st = labels ? IMS_OK : imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+    ims_status st = labels ? IMS_OK : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     while (!st && fgets(line, sizeof line, f)) {
         size_t len = strcspn(line, "\r\n");
         line[len] = '\0';
         if (n >= classes)
-            st = imsi_fail(err, IMS_ERR_FORMAT, "labels file '%s' has more than %lld lines (the model's classes)",
-                           path, (long long)classes);
+            st = ims_error_set(err, IMS_ERR_FORMAT, "labels file '%s' has more than %lld lines (the model's classes)",
+                               path, (long long)classes);
         else if (!(labels[n++] = strdup(line)))
-            st = imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+            st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     }
     fclose(f);
     if (!st && n != classes)
-        st = imsi_fail(err, IMS_ERR_FORMAT, "labels file '%s' has %lld lines, the model has %lld classes", path,
-                       (long long)n, (long long)classes);
+        st = ims_error_set(err, IMS_ERR_FORMAT, "labels file '%s' has %lld lines, the model has %lld classes", path,
+                           (long long)n, (long long)classes);
     if (st) {
         for (int64_t i = 0; labels && i < classes; i++)
             free(labels[i]);
@@ -309,7 +309,7 @@ ims_status imsi_map_inception(const ckpt *c, ims_convert_arch arch, const ims_co
 {
     iv3_source *src = calloc(1, sizeof *src);
     if (!src)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     ims_status st = collect(c, src, err);
     int fid = arch == IMS_CONVERT_ARCH_INCEPTION_V3_FID;
     int transform_input = o->transform_input < 0 ? !fid : o->transform_input;
@@ -330,7 +330,7 @@ ims_status imsi_map_inception(const ckpt *c, ims_convert_arch arch, const ims_co
         float *w = malloc(n * sizeof *w), *b = malloc((size_t)src->classes * sizeof *b);
         if (!w || !b) {
             free(w), free(b);
-            st = imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+            st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
         } else {
             imsi_ckpt_tensor_read_f32(src->fc_w, w);
             imsi_ckpt_tensor_read_f32(src->fc_b, b);

@@ -300,14 +300,14 @@ static ims_status fail_at(unpickler *u, size_t offset, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return u->status = imsi_fail(u->err, IMS_ERR_FORMAT, "pickle offset %zu: %s", offset, msg);
+    return u->status = ims_error_set(u->err, IMS_ERR_FORMAT, "pickle offset %zu: %s", offset, msg);
 }
 
 #define FAIL(u, ...) fail_at((u), (u)->op_pos, __VA_ARGS__)
 
 static ims_status fail_nomem(unpickler *u)
 {
-    return u->status = imsi_fail(u->err, IMS_ERR_NOMEM, "pickle offset %zu: out of memory", u->op_pos);
+    return u->status = ims_error_set(u->err, IMS_ERR_NOMEM, "pickle offset %zu: out of memory", u->op_pos);
 }
 
 /* Copies at most 64 bytes of s into out for a message, with '?' for anything
@@ -1195,7 +1195,7 @@ static ims_status unpickle(unpickler *u, const unsigned char *data, size_t size,
     u->max_slots = size < SIZE_MAX / 2 ? 2 * size : SIZE_MAX;
     u->max_walked = size < SIZE_MAX / 4 - 64 ? 4 * size + 64 : SIZE_MAX;
     if (size == 0)
-        return imsi_fail(err, IMS_ERR_FORMAT, "pickle offset 0: the pickle is empty");
+        return ims_error_set(err, IMS_ERR_FORMAT, "pickle offset 0: the pickle is empty");
     /* never NULL, so that stack + depth is always defined */
     if (!(u->stack = malloc(64 * sizeof *u->stack)))
         return fail_nomem(u);
@@ -1203,7 +1203,7 @@ static ims_status unpickle(unpickler *u, const unsigned char *data, size_t size,
     int stop = 0;
     while (!stop) {
         if (u->pos == size)
-            return imsi_fail(err, IMS_ERR_FORMAT, "pickle offset %zu: the pickle ends without STOP", size);
+            return ims_error_set(err, IMS_ERR_FORMAT, "pickle offset %zu: the pickle ends without STOP", size);
         ims_status st = step(u, &stop);
         if (st)
             return st;
@@ -1289,23 +1289,23 @@ static ims_status check_unique(pickle_state_dict *sd, ims_error *err)
         return IMS_OK;
     const pickle_tensor **p = malloc(sd->count * sizeof *p);
     if (!p)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < sd->count; i++)
         p[i] = &sd->tensors[i];
     ims_status st = IMS_OK;
     qsort(p, sd->count, sizeof *p, cmp_name);
     for (size_t i = 1; i < sd->count && !st; i++)
         if (strcmp(p[i - 1]->name, p[i]->name) == 0)
-            st = imsi_fail(err, IMS_ERR_FORMAT, "state_dict key '%s' appears twice", p[i]->name);
+            st = ims_error_set(err, IMS_ERR_FORMAT, "state_dict key '%s' appears twice", p[i]->name);
     if (!st)
         qsort(p, sd->count, sizeof *p, cmp_key);
     for (size_t i = 1; i < sd->count && !st; i++)
         if (strcmp(p[i - 1]->storage_key, p[i]->storage_key) == 0 &&
             (p[i - 1]->dtype != p[i]->dtype || p[i - 1]->storage_numel != p[i]->storage_numel))
-            st = imsi_fail(err, IMS_ERR_FORMAT,
-                           "storage '%s' is %llu %s elements for tensor '%s' but %llu %s elements for tensor '%s'",
-                           p[i]->storage_key, (ull)p[i - 1]->storage_numel, imsi_ckpt_dtype_name(p[i - 1]->dtype),
-                           p[i - 1]->name, (ull)p[i]->storage_numel, imsi_ckpt_dtype_name(p[i]->dtype), p[i]->name);
+            st = ims_error_set(err, IMS_ERR_FORMAT,
+                               "storage '%s' is %llu %s elements for tensor '%s' but %llu %s elements for tensor '%s'",
+                               p[i]->storage_key, (ull)p[i - 1]->storage_numel, imsi_ckpt_dtype_name(p[i - 1]->dtype),
+                               p[i - 1]->name, (ull)p[i]->storage_numel, imsi_ckpt_dtype_name(p[i]->dtype), p[i]->name);
     free(p);
     return st;
 }

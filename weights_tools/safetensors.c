@@ -70,16 +70,16 @@ static ims_status parse_dtype(const char *name, const json_value *v, ckpt_dtype 
         if (strcmp(s, st_dtypes[i].name) != 0)
             continue;
         if (st_dtypes[i].dtype < 0)
-            return imsi_fail(err, IMS_ERR_UNSUPPORTED,
-                             "tensor '%s': dtype %s is not supported "
-                             "(supported: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)",
-                             name, s);
+            return ims_error_set(err, IMS_ERR_UNSUPPORTED,
+                                 "tensor '%s': dtype %s is not supported "
+                                 "(supported: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)",
+                                 name, s);
         *out = (ckpt_dtype)st_dtypes[i].dtype;
         return IMS_OK;
     }
     char shown[80];
-    return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s': unknown dtype '%s'", name,
-                     imsi_json_printable(s, shown, sizeof shown));
+    return ims_error_set(err, IMS_ERR_FORMAT, "tensor '%s': unknown dtype '%s'", name,
+                         imsi_json_printable(s, shown, sizeof shown));
 }
 
 static ims_status parse_shape(const char *name, const json_value *v, st_entry *e, ims_error *err)
@@ -88,8 +88,8 @@ static ims_status parse_shape(const char *name, const json_value *v, st_entry *e
     if (st)
         return imsi_error_prefix(err, st, "tensor '%s'", name);
     if (v->arr.count > CKPT_MAX_DIMS)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "tensor '%s': shape has %zu dims, more than %d", name,
-                         v->arr.count, CKPT_MAX_DIMS);
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "tensor '%s': shape has %zu dims, more than %d", name,
+                             v->arr.count, CKPT_MAX_DIMS);
     e->ndim = (int)v->arr.count;
     for (int d = 0; d < e->ndim; d++) {
         char what[32];
@@ -107,8 +107,8 @@ static ims_status parse_offsets(const char *name, const json_value *v, st_entry 
     if (st)
         return imsi_error_prefix(err, st, "tensor '%s'", name);
     if (v->arr.count != 2)
-        return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s': data_offsets has %zu elements, expected 2 [begin, end]",
-                         name, v->arr.count);
+        return ims_error_set(err, IMS_ERR_FORMAT, "tensor '%s': data_offsets has %zu elements, expected 2 [begin, end]",
+                             name, v->arr.count);
     int64_t b, en;
     st = imsi_json_get_int64(&v->arr.items[0], "data_offsets[0]", 0, INT64_MAX, &b, err);
     if (!st)
@@ -116,8 +116,8 @@ static ims_status parse_offsets(const char *name, const json_value *v, st_entry 
     if (st)
         return imsi_error_prefix(err, st, "tensor '%s'", name);
     if (en < b)
-        return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s': data_offsets [%lld, %lld] end before they begin", name,
-                         (long long)b, (long long)en);
+        return ims_error_set(err, IMS_ERR_FORMAT, "tensor '%s': data_offsets [%lld, %lld] end before they begin", name,
+                             (long long)b, (long long)en);
     e->begin = (uint64_t)b;
     e->end = (uint64_t)en;
     return IMS_OK;
@@ -141,13 +141,13 @@ static ims_status check_size(const st_entry *e, ims_error *err)
             nbytes *= dim;
     }
     if (overflow)
-        return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s': shape's byte size overflows 64 bits", e->name);
+        return ims_error_set(err, IMS_ERR_FORMAT, "tensor '%s': shape's byte size overflows 64 bits", e->name);
     if (e->end - e->begin != nbytes)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "tensor '%s': data_offsets [%llu, %llu] hold %llu bytes, but dtype %s and its shape need %llu",
-                         e->name, (unsigned long long)e->begin, (unsigned long long)e->end,
-                         (unsigned long long)(e->end - e->begin), imsi_ckpt_dtype_name(e->dtype),
-                         (unsigned long long)nbytes);
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "tensor '%s': data_offsets [%llu, %llu] hold %llu bytes, but dtype %s and its shape need %llu",
+                             e->name, (unsigned long long)e->begin, (unsigned long long)e->end,
+                             (unsigned long long)(e->end - e->begin), imsi_ckpt_dtype_name(e->dtype),
+                             (unsigned long long)nbytes);
     return IMS_OK;
 }
 
@@ -173,15 +173,15 @@ static ims_status parse_entry(const json_member *m, st_entry *e, ims_error *err)
             seen_offsets = 1, st = parse_offsets(e->name, &f->value, e, err);
         else {
             char shown[80];
-            return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s': unknown field '%s' (JSON byte %zu)", e->name,
-                             imsi_json_printable(f->key, shown, sizeof shown), f->key_offset);
+            return ims_error_set(err, IMS_ERR_FORMAT, "tensor '%s': unknown field '%s' (JSON byte %zu)", e->name,
+                                 imsi_json_printable(f->key, shown, sizeof shown), f->key_offset);
         }
     }
     if (st)
         return st;
     if (!seen_dtype || !seen_shape || !seen_offsets)
-        return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s': missing field '%s'", e->name,
-                         !seen_dtype ? "dtype" : !seen_shape ? "shape" : "data_offsets");
+        return ims_error_set(err, IMS_ERR_FORMAT, "tensor '%s': missing field '%s'", e->name,
+                             !seen_dtype ? "dtype" : !seen_shape ? "shape" : "data_offsets");
     return check_size(e, err);
 }
 
@@ -191,9 +191,9 @@ static ims_status check_metadata(const json_value *v, ims_error *err)
     for (size_t i = 0; i < v->obj.count && !st; i++) {
         char shown[80];
         if (v->obj.members[i].value.kind != JSON_STRING)
-            st = imsi_fail(err, IMS_ERR_FORMAT, "__metadata__: value of '%s' is a %s, expected a string",
-                           imsi_json_printable(v->obj.members[i].key, shown, sizeof shown),
-                           imsi_json_kind_name(v->obj.members[i].value.kind));
+            st = ims_error_set(err, IMS_ERR_FORMAT, "__metadata__: value of '%s' is a %s, expected a string",
+                               imsi_json_printable(v->obj.members[i].key, shown, sizeof shown),
+                               imsi_json_kind_name(v->obj.members[i].value.kind));
     }
     return st;
 }
@@ -211,7 +211,7 @@ static ims_status check_tiling(st_entry *entries, size_t count, uint64_t data_si
 {
     st_entry **sorted = malloc((count ? count : 1) * sizeof *sorted);
     if (!sorted)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < count; i++)
         sorted[i] = &entries[i];
     qsort(sorted, count, sizeof *sorted, entry_cmp);
@@ -220,23 +220,23 @@ static ims_status check_tiling(st_entry *entries, size_t count, uint64_t data_si
     for (size_t i = 0; i < count && !st; i++) {
         const st_entry *e = sorted[i];
         if (e->begin > pos)
-            st = imsi_fail(err, IMS_ERR_FORMAT,
-                           "hole in the data buffer: bytes [%llu, %llu) before tensor '%s' belong to no tensor",
-                           (unsigned long long)pos, (unsigned long long)e->begin, e->name);
+            st = ims_error_set(err, IMS_ERR_FORMAT,
+                               "hole in the data buffer: bytes [%llu, %llu) before tensor '%s' belong to no tensor",
+                               (unsigned long long)pos, (unsigned long long)e->begin, e->name);
         else if (e->begin < pos)
-            st = imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s' [%llu, %llu) overlaps tensor '%s' [%llu, %llu)", e->name,
-                           (unsigned long long)e->begin, (unsigned long long)e->end, sorted[i - 1]->name,
-                           (unsigned long long)sorted[i - 1]->begin, (unsigned long long)sorted[i - 1]->end);
+            st = ims_error_set(err, IMS_ERR_FORMAT, "tensor '%s' [%llu, %llu) overlaps tensor '%s' [%llu, %llu)", e->name,
+                               (unsigned long long)e->begin, (unsigned long long)e->end, sorted[i - 1]->name,
+                               (unsigned long long)sorted[i - 1]->begin, (unsigned long long)sorted[i - 1]->end);
         else if (e->end > data_size)
-            st = imsi_fail(err, IMS_ERR_FORMAT,
-                           "tensor '%s': data_offsets end %llu is past the end of the %llu-byte data buffer", e->name,
-                           (unsigned long long)e->end, (unsigned long long)data_size);
+            st = ims_error_set(err, IMS_ERR_FORMAT,
+                               "tensor '%s': data_offsets end %llu is past the end of the %llu-byte data buffer", e->name,
+                               (unsigned long long)e->end, (unsigned long long)data_size);
         pos = e->end;
     }
     free(sorted);
     if (!st && pos != data_size)
-        st = imsi_fail(err, IMS_ERR_FORMAT, "the tensors end at data byte %llu, but the data buffer has %llu bytes",
-                       (unsigned long long)pos, (unsigned long long)data_size);
+        st = ims_error_set(err, IMS_ERR_FORMAT, "the tensors end at data byte %llu, but the data buffer has %llu bytes",
+                           (unsigned long long)pos, (unsigned long long)data_size);
     return st;
 }
 
@@ -271,7 +271,7 @@ static ims_status read_header(ckpt *c, const json_value *root, uint64_t header_l
     size_t count = 0;
     st_entry *entries = calloc(root->obj.count ? root->obj.count : 1, sizeof *entries);
     if (!entries)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < root->obj.count && !st; i++) {
         const json_member *m = &root->obj.members[i];
         if (strcmp(m->key, "__metadata__") == 0)
@@ -292,17 +292,17 @@ ims_status imsi_ckpt_read_safetensors(ckpt *c, ims_error *err)
 {
     c->format = CKPT_FORMAT_SAFETENSORS;
     if (c->size < 8)
-        return imsi_fail(err, IMS_ERR_FORMAT, "safetensors: file of %zu bytes is shorter than the 8-byte header length",
-                         c->size);
+        return ims_error_set(err, IMS_ERR_FORMAT, "safetensors: file of %zu bytes is shorter than the 8-byte header length",
+                             c->size);
     uint64_t n = isw_load_u64(c->data);
     if (n > ST_HEADER_MAX)
-        return imsi_fail(err, IMS_ERR_FORMAT, "safetensors: header length %llu exceeds the limit of %u bytes",
-                         (unsigned long long)n, ST_HEADER_MAX);
+        return ims_error_set(err, IMS_ERR_FORMAT, "safetensors: header length %llu exceeds the limit of %u bytes",
+                             (unsigned long long)n, ST_HEADER_MAX);
     if (n > (uint64_t)c->size - 8)
-        return imsi_fail(err, IMS_ERR_FORMAT, "safetensors: header length %llu runs past the end of the %zu-byte file",
-                         (unsigned long long)n, c->size);
+        return ims_error_set(err, IMS_ERR_FORMAT, "safetensors: header length %llu runs past the end of the %zu-byte file",
+                             (unsigned long long)n, c->size);
     if (n == 0 || c->data[8] != '{')
-        return imsi_fail(err, IMS_ERR_FORMAT, "safetensors: the header does not start with '{'");
+        return ims_error_set(err, IMS_ERR_FORMAT, "safetensors: the header does not start with '{'");
     json_doc doc;
     json_limits lim = {ST_HEADER_MAX, 16, JSON_DEFAULT_MAX_VALUES};
     ims_status st = imsi_json_parse((const char *)c->data + 8, (size_t)n, &lim, &doc, err);

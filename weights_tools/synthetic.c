@@ -182,7 +182,7 @@ ims_status imsi_synth_safetensors(const synth_tensor *ts, int n, unsigned char *
     }
     if (!ok) {
         free(image_buf.p);
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory building synthetic weights");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory building synthetic weights");
     }
     *image = image_buf.p;
     *size = image_buf.len;
@@ -194,12 +194,12 @@ ims_status ims_convert_synthetic(ims_convert_arch arch, const char *output, cons
 {
     memset(report, 0, sizeof *report);
     if (arch != IMS_CONVERT_ARCH_INCEPTION_V3)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "synthetic weights exist for inception_v3 only, not %s",
-                         ims_convert_arch_name(arch));
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "synthetic weights exist for inception_v3 only, not %s",
+                             ims_convert_arch_name(arch));
     synth_tensor *ts = malloc(SYNTH_INCEPTION_V3_TENSORS * sizeof *ts);
     unsigned char *image = NULL;
     size_t image_size = 0;
-    ims_status st = ts ? IMS_OK : imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+    ims_status st = ts ? IMS_OK : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     int n = st ? 0 : imsi_synth_inception_v3_tensors(ts);
     if (!st)
         st = imsi_synth_safetensors(ts, n, &image, &image_size, err);

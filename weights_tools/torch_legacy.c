@@ -64,8 +64,8 @@ static void legacy_free(legacy *l)
 static ims_status read_header(const ckpt *c, size_t *pos, ims_error *err)
 {
     if (c->size < sizeof imsi_ckpt_legacy_magic || memcmp(c->data, imsi_ckpt_legacy_magic, sizeof imsi_ckpt_legacy_magic) != 0)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "legacy checkpoint: bad magic number (the file must start with the pickled 0x1950a86a20f9469cfc6c)");
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "legacy checkpoint: bad magic number (the file must start with the pickled 0x1950a86a20f9469cfc6c)");
     *pos = sizeof imsi_ckpt_legacy_magic;
     size_t used;
     int64_t version;
@@ -73,16 +73,16 @@ static ims_status read_header(const ckpt *c, size_t *pos, ims_error *err)
     if (st)
         return imsi_error_prefix(err, st, "legacy checkpoint: protocol version pickle at offset %zu", *pos);
     if (version != LEGACY_PROTOCOL_VERSION)
-        return imsi_fail(err, IMS_ERR_FORMAT, "legacy checkpoint: bad protocol version %lld (expected %d)",
-                         (long long)version, LEGACY_PROTOCOL_VERSION);
+        return ims_error_set(err, IMS_ERR_FORMAT, "legacy checkpoint: bad protocol version %lld (expected %d)",
+                             (long long)version, LEGACY_PROTOCOL_VERSION);
     *pos += used;
     int little_endian;
     if ((st = imsi_pickle_load_sys_info(c->data + *pos, c->size - *pos, &little_endian, &used, err)))
         return imsi_error_prefix(err, st, "legacy checkpoint: sys_info pickle at offset %zu", *pos);
     if (little_endian != 1)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED,
-                         "legacy checkpoint: sys_info %s (only files written on little-endian machines are read)",
-                         little_endian == 0 ? "says the writer was big-endian" : "has no bool 'little_endian'");
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED,
+                             "legacy checkpoint: sys_info %s (only files written on little-endian machines are read)",
+                             little_endian == 0 ? "says the writer was big-endian" : "has no bool 'little_endian'");
     *pos += used;
     return IMS_OK;
 }
@@ -124,7 +124,7 @@ static ims_status index_records(legacy *l, ims_error *err)
 {
     if (l->nkeys && (!(l->records = calloc(l->nkeys, sizeof *l->records)) ||
                      !(l->sorted = malloc(l->nkeys * sizeof *l->sorted))))
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < l->nkeys; i++) {
         l->records[i].key = l->keys[i];
         l->sorted[i] = &l->records[i];
@@ -133,22 +133,22 @@ static ims_status index_records(legacy *l, ims_error *err)
         qsort(l->sorted, l->nkeys, sizeof *l->sorted, cmp_record);
     for (size_t i = 1; i < l->nkeys; i++)
         if (strcmp(l->sorted[i - 1]->key, l->sorted[i]->key) == 0)
-            return imsi_fail(err, IMS_ERR_FORMAT, "legacy checkpoint: storage key '%s' is listed twice",
-                             l->sorted[i]->key);
+            return ims_error_set(err, IMS_ERR_FORMAT, "legacy checkpoint: storage key '%s' is listed twice",
+                                 l->sorted[i]->key);
     for (size_t i = 0; i < l->sd.count; i++) {
         const pickle_tensor *pt = &l->sd.tensors[i];
         record *r = find_record(l, pt->storage_key);
         if (!r)
-            return imsi_fail(err, IMS_ERR_FORMAT,
-                             "legacy checkpoint: tensor '%s' uses storage '%s', which has no record (not in the "
-                             "storage key list)",
-                             pt->name, pt->storage_key);
+            return ims_error_set(err, IMS_ERR_FORMAT,
+                                 "legacy checkpoint: tensor '%s' uses storage '%s', which has no record (not in the "
+                                 "storage key list)",
+                                 pt->name, pt->storage_key);
         if (r->tensor && (r->dtype != pt->dtype || r->numel != pt->storage_numel))
-            return imsi_fail(err, IMS_ERR_FORMAT,
-                             "legacy checkpoint: storage '%s' is %llu %s elements for tensor '%s' but %llu %s "
-                             "elements for tensor '%s'",
-                             r->key, (ull)r->numel, imsi_ckpt_dtype_name(r->dtype), r->tensor, (ull)pt->storage_numel,
-                             imsi_ckpt_dtype_name(pt->dtype), pt->name);
+            return ims_error_set(err, IMS_ERR_FORMAT,
+                                 "legacy checkpoint: storage '%s' is %llu %s elements for tensor '%s' but %llu %s "
+                                 "elements for tensor '%s'",
+                                 r->key, (ull)r->numel, imsi_ckpt_dtype_name(r->dtype), r->tensor, (ull)pt->storage_numel,
+                                 imsi_ckpt_dtype_name(pt->dtype), pt->name);
         if (!r->tensor) {
             r->tensor = pt->name;
             r->dtype = pt->dtype;
@@ -164,36 +164,36 @@ static ims_status locate_records(const ckpt *c, legacy *l, size_t pos, ims_error
     for (size_t i = 0; i < l->nkeys; i++) {
         record *r = &l->records[i];
         if (!r->tensor)
-            return imsi_fail(err, IMS_ERR_FORMAT,
-                             "legacy checkpoint: storage '%s' is used by no tensor of the state_dict, so the size of "
-                             "its record is unknown",
-                             r->key);
+            return ims_error_set(err, IMS_ERR_FORMAT,
+                                 "legacy checkpoint: storage '%s' is used by no tensor of the state_dict, so the size of "
+                                 "its record is unknown",
+                                 r->key);
         if (c->size - pos < 8)
-            return imsi_fail(err, IMS_ERR_FORMAT,
-                             "legacy checkpoint: the file ends inside the element count of storage '%s' (offset %zu, "
-                             "file size %zu)",
-                             r->key, pos, c->size);
+            return ims_error_set(err, IMS_ERR_FORMAT,
+                                 "legacy checkpoint: the file ends inside the element count of storage '%s' (offset %zu, "
+                                 "file size %zu)",
+                                 r->key, pos, c->size);
         uint64_t count = 0;
         for (int k = 0; k < 8; k++)
             count |= (uint64_t)c->data[pos + (size_t)k] << (8 * k);
         pos += 8;
         if (count != r->numel)
-            return imsi_fail(err, IMS_ERR_FORMAT,
-                             "legacy checkpoint: storage '%s' record holds %llu elements, but tensor '%s' says %llu",
-                             r->key, (ull)count, r->tensor, (ull)r->numel);
+            return ims_error_set(err, IMS_ERR_FORMAT,
+                                 "legacy checkpoint: storage '%s' record holds %llu elements, but tensor '%s' says %llu",
+                                 r->key, (ull)count, r->tensor, (ull)r->numel);
         size_t es = imsi_ckpt_dtype_size(r->dtype);
         if (es == 0 || count > (uint64_t)(c->size - pos) / es)
-            return imsi_fail(err, IMS_ERR_FORMAT,
-                             "legacy checkpoint: the file ends inside storage '%s' (%llu %s elements from offset %zu; "
-                             "the file has %zu bytes)",
-                             r->key, (ull)count, imsi_ckpt_dtype_name(r->dtype), pos, c->size);
+            return ims_error_set(err, IMS_ERR_FORMAT,
+                                 "legacy checkpoint: the file ends inside storage '%s' (%llu %s elements from offset %zu; "
+                                 "the file has %zu bytes)",
+                                 r->key, (ull)count, imsi_ckpt_dtype_name(r->dtype), pos, c->size);
         r->offset = pos;
         r->nbytes = count * es;
         pos += (size_t)r->nbytes;
     }
     if (pos != c->size)
-        return imsi_fail(err, IMS_ERR_FORMAT, "legacy checkpoint: %zu trailing bytes after the last storage record (offset %zu)",
-                         c->size - pos, pos);
+        return ims_error_set(err, IMS_ERR_FORMAT, "legacy checkpoint: %zu trailing bytes after the last storage record (offset %zu)",
+                             c->size - pos, pos);
     return IMS_OK;
 }
 

@@ -54,20 +54,20 @@ static void torch_zip_free(torch_zip *t)
 static ims_status find_prefix(torch_zip *t, ims_error *err)
 {
     if (t->z.count == 0)
-        return imsi_fail(err, IMS_ERR_FORMAT, "PyTorch zip: the archive has no entries");
+        return ims_error_set(err, IMS_ERR_FORMAT, "PyTorch zip: the archive has no entries");
     const char *first = t->z.entries[0].name;
     const char *slash = strchr(first, '/');
     if (!slash || slash == first)
-        return imsi_fail(err, IMS_ERR_FORMAT, "PyTorch zip: first entry '%s' is not inside a top-level folder", first);
+        return ims_error_set(err, IMS_ERR_FORMAT, "PyTorch zip: first entry '%s' is not inside a top-level folder", first);
     size_t len = (size_t)(slash - first) + 1;
     if (!(t->prefix = malloc(len + 1)))
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     memcpy(t->prefix, first, len);
     t->prefix[len] = '\0';
     for (size_t i = 1; i < t->z.count; i++)
         if (strncmp(t->z.entries[i].name, t->prefix, len) != 0)
-            return imsi_fail(err, IMS_ERR_FORMAT, "PyTorch zip: entry '%s' is outside the archive's folder '%.*s'",
-                             t->z.entries[i].name, (int)(len - 1), t->prefix);
+            return ims_error_set(err, IMS_ERR_FORMAT, "PyTorch zip: entry '%s' is outside the archive's folder '%.*s'",
+                                 t->z.entries[i].name, (int)(len - 1), t->prefix);
     return IMS_OK;
 }
 
@@ -79,7 +79,7 @@ static ims_status find_entry(const torch_zip *t, const char *rest, const char *r
     size_t a = strlen(t->prefix), b = strlen(rest), c = rest2 ? strlen(rest2) : 0;
     char *name = malloc(a + b + c + 1); /* each is a string in memory: the sum cannot overflow */
     if (!name)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     memcpy(name, t->prefix, a);
     memcpy(name + a, rest, b);
     if (c)
@@ -105,8 +105,8 @@ static ims_status read_byteorder(torch_zip *t, ims_error *err)
         t->big_endian = 1;
         return IMS_OK;
     }
-    return imsi_fail(err, IMS_ERR_FORMAT, "zip entry '%s': byte order is neither \"little\" nor \"big\" (%llu bytes)",
-                     e->name, (ull)e->size);
+    return ims_error_set(err, IMS_ERR_FORMAT, "zip entry '%s': byte order is neither \"little\" nor \"big\" (%llu bytes)",
+                         e->name, (ull)e->size);
 }
 
 static ims_status read_pickle(torch_zip *t, ims_error *err)
@@ -116,19 +116,19 @@ static ims_status read_pickle(torch_zip *t, ims_error *err)
     if (st)
         return st;
     if (!e)
-        return imsi_fail(err, IMS_ERR_FORMAT, "PyTorch zip: no entry '%sdata.pkl' (not a torch.save checkpoint?)",
-                         t->prefix);
+        return ims_error_set(err, IMS_ERR_FORMAT, "PyTorch zip: no entry '%sdata.pkl' (not a torch.save checkpoint?)",
+                             t->prefix);
     if ((st = imsi_zip_entry_verify(e, err)))
         return st;
     if (e->size > SIZE_MAX)
-        return imsi_fail(err, IMS_ERR_FORMAT, "zip entry '%s': %llu bytes is too large", e->name, (ull)e->size);
+        return ims_error_set(err, IMS_ERR_FORMAT, "zip entry '%s': %llu bytes is too large", e->name, (ull)e->size);
     size_t consumed = 0;
     st = imsi_pickle_load_state_dict(e->data, (size_t)e->size, &t->sd, &consumed, err);
     if (st)
         return imsi_error_prefix(err, st, "zip entry '%s'", e->name);
     if (consumed != e->size)
-        return imsi_fail(err, IMS_ERR_FORMAT, "zip entry '%s': the pickle ends at byte %zu of %llu: trailing bytes",
-                         e->name, consumed, (ull)e->size);
+        return ims_error_set(err, IMS_ERR_FORMAT, "zip entry '%s': the pickle ends at byte %zu of %llu: trailing bytes",
+                             e->name, consumed, (ull)e->size);
     return IMS_OK;
 }
 
@@ -137,31 +137,31 @@ static ims_status resolve_storage(torch_zip *t, const pickle_tensor *pt, const z
 {
     size_t es = imsi_ckpt_dtype_size(pt->dtype);
     if (es == 0)
-        return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s': unknown dtype %d", pt->name, (int)pt->dtype);
+        return ims_error_set(err, IMS_ERR_FORMAT, "tensor '%s': unknown dtype %d", pt->name, (int)pt->dtype);
     const zip_entry *e = NULL;
     ims_status st = find_entry(t, "data/", pt->storage_key, &e, err);
     if (st)
         return st;
     if (!e)
-        return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s': storage entry '%sdata/%s' is not in the archive", pt->name,
-                         t->prefix, pt->storage_key);
+        return ims_error_set(err, IMS_ERR_FORMAT, "tensor '%s': storage entry '%sdata/%s' is not in the archive", pt->name,
+                             t->prefix, pt->storage_key);
     if (pt->storage_numel > UINT64_MAX / es)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "tensor '%s': storage '%s' holds %llu bytes, but the pickle says %llu %s elements "
-                         "(over 2^64 bytes)",
-                         pt->name, pt->storage_key, (ull)e->size, (ull)pt->storage_numel, imsi_ckpt_dtype_name(pt->dtype));
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "tensor '%s': storage '%s' holds %llu bytes, but the pickle says %llu %s elements "
+                             "(over 2^64 bytes)",
+                             pt->name, pt->storage_key, (ull)e->size, (ull)pt->storage_numel, imsi_ckpt_dtype_name(pt->dtype));
     if (pt->storage_numel * es != e->size)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "tensor '%s': storage '%s' holds %llu bytes, but the pickle says %llu %s elements (%llu bytes)",
-                         pt->name, pt->storage_key, (ull)e->size, (ull)pt->storage_numel, imsi_ckpt_dtype_name(pt->dtype),
-                         (ull)(pt->storage_numel * es));
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "tensor '%s': storage '%s' holds %llu bytes, but the pickle says %llu %s elements (%llu bytes)",
+                             pt->name, pt->storage_key, (ull)e->size, (ull)pt->storage_numel, imsi_ckpt_dtype_name(pt->dtype),
+                             (ull)(pt->storage_numel * es));
     storage_use *use = &t->uses[e - t->z.entries];
     if (use->tensor) {
         if (use->dtype != pt->dtype || use->numel != pt->storage_numel)
-            return imsi_fail(err, IMS_ERR_FORMAT,
-                             "tensor '%s': storage '%s' is %llu %s elements, but tensor '%s' uses it as %llu %s",
-                             pt->name, pt->storage_key, (ull)pt->storage_numel, imsi_ckpt_dtype_name(pt->dtype), use->tensor,
-                             (ull)use->numel, imsi_ckpt_dtype_name(use->dtype));
+            return ims_error_set(err, IMS_ERR_FORMAT,
+                                 "tensor '%s': storage '%s' is %llu %s elements, but tensor '%s' uses it as %llu %s",
+                                 pt->name, pt->storage_key, (ull)pt->storage_numel, imsi_ckpt_dtype_name(pt->dtype), use->tensor,
+                                 (ull)use->numel, imsi_ckpt_dtype_name(use->dtype));
     } else {
         if ((st = imsi_zip_entry_verify(e, err)))
             return imsi_error_prefix(err, st, "tensor '%s'", pt->name);
@@ -176,7 +176,7 @@ static ims_status resolve_storage(torch_zip *t, const pickle_tensor *pt, const z
 static ims_status add_tensors(ckpt *c, torch_zip *t, ims_error *err)
 {
     if (!(t->uses = calloc(t->z.count, sizeof *t->uses)))
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < t->sd.count; i++) {
         const pickle_tensor *pt = &t->sd.tensors[i];
         const zip_entry *e = NULL;
@@ -184,8 +184,8 @@ static ims_status add_tensors(ckpt *c, torch_zip *t, ims_error *err)
         if (st)
             return st;
         if (pt->ndim < 0 || pt->ndim > CKPT_MAX_DIMS)
-            return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s': ndim %d is outside 0..%d", pt->name, pt->ndim,
-                             CKPT_MAX_DIMS);
+            return ims_error_set(err, IMS_ERR_FORMAT, "tensor '%s': ndim %d is outside 0..%d", pt->name, pt->ndim,
+                                 CKPT_MAX_DIMS);
         ckpt_tensor ct = imsi_pickle_tensor_to_ckpt(pt, e->data, e->size, t->big_endian);
         if ((st = imsi_ckpt_add_tensor(c, &ct, err)))
             return st;

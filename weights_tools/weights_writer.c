@@ -90,7 +90,7 @@ ims_status imsi_weights_writer_create(imsi_weights_writer **out, ims_error *err)
 {
     *out = calloc(1, sizeof **out);
     if (!*out)
-        return imsi_fail(err, IMS_ERR_NOMEM, "cannot allocate a weights writer");
+        return ims_error_set(err, IMS_ERR_NOMEM, "cannot allocate a weights writer");
     (*out)->alignment = ISW_ALIGNMENT_DEFAULT;
     return IMS_OK;
 }
@@ -114,8 +114,8 @@ void imsi_weights_writer_free(imsi_weights_writer *wr)
 ims_status imsi_weights_writer_set_alignment(imsi_weights_writer *wr, uint32_t a, ims_error *err)
 {
     if (a < ISW_ALIGNMENT_MIN || a > ISW_ALIGNMENT_MAX || (a & (a - 1)) != 0)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "alignment %u is not a power of two in %u..%u", a,
-                         ISW_ALIGNMENT_MIN, ISW_ALIGNMENT_MAX);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "alignment %u is not a power of two in %u..%u", a,
+                             ISW_ALIGNMENT_MIN, ISW_ALIGNMENT_MAX);
     wr->alignment = a;
     return IMS_OK;
 }
@@ -138,10 +138,10 @@ static ims_status begin_entry(imsi_weights_writer *wr, const char *key, ims_meta
         return as_argument_error(err);
     for (uint64_t i = 0; i < wr->metadata_count; i++)
         if (strcmp(wr->keys[i], key) == 0)
-            return imsi_fail(err, IMS_ERR_ARGUMENT, "duplicate metadata key '%s'", key);
+            return ims_error_set(err, IMS_ERR_ARGUMENT, "duplicate metadata key '%s'", key);
     *mark = wr->metadata.len;
     if (!bytes_str(&wr->metadata, key, len) || !bytes_u32(&wr->metadata, (uint32_t)type))
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory adding metadata key '%s'", key);
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory adding metadata key '%s'", key);
     return IMS_OK;
 }
 
@@ -153,7 +153,7 @@ static ims_status end_entry(imsi_weights_writer *wr, const char *key, int ok, si
         wr->keys = keys;
     if (!copy) {
         wr->metadata.len = mark;
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory adding metadata key '%s'", key);
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory adding metadata key '%s'", key);
     }
     wr->keys[wr->metadata_count++] = copy;
     return IMS_OK;
@@ -163,9 +163,9 @@ static ims_status check_string(const char *key, const char *s, size_t *len, ims_
 {
     *len = strlen(s);
     if (*len > ISW_STRING_MAX)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "metadata '%s': string of %zu bytes is too long", key, *len);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "metadata '%s': string of %zu bytes is too long", key, *len);
     if (!imsi_isw_utf8_valid(s, *len))
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "metadata '%s': string is not valid UTF-8", key);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "metadata '%s': string is not valid UTF-8", key);
     return IMS_OK;
 }
 
@@ -253,35 +253,35 @@ ims_status imsi_weights_writer_add_tensor(imsi_weights_writer *wr, const char *n
         return as_argument_error(err);
     size_t es = ims_dtype_size(dtype);
     if (es == 0)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "tensor '%s': unknown dtype %d", name, (int)dtype);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "tensor '%s': unknown dtype %d", name, (int)dtype);
     if (ndim < 0 || ndim > IMS_MAX_DIMS)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "tensor '%s': ndim %d outside 0..%d", name, ndim, IMS_MAX_DIMS);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "tensor '%s': ndim %d outside 0..%d", name, ndim, IMS_MAX_DIMS);
     if (!data)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "tensor '%s': no data", name);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "tensor '%s': no data", name);
     pending_tensor t = {.dtype = dtype, .ndim = ndim, .data = data};
     uint64_t numel = 1;
     for (int d = 0; d < IMS_MAX_DIMS; d++) {
         int64_t dim = d < ndim ? shape[d] : 1;
         if (dim < 1 || (uint64_t)dim > ISW_DIM_MAX || numel > UINT64_MAX / es / (uint64_t)dim)
-            return imsi_fail(err, IMS_ERR_ARGUMENT, "tensor '%s': shape[%d] = %lld is out of range", name, d,
-                             (long long)dim);
+            return ims_error_set(err, IMS_ERR_ARGUMENT, "tensor '%s': shape[%d] = %lld is out of range", name, d,
+                                 (long long)dim);
         numel *= (uint64_t)dim;
         t.shape[d] = dim;
     }
     t.nbytes = numel * es;
     for (size_t i = 0; i < wr->tensor_count; i++)
         if (strcmp(wr->tensors[i].name, name) == 0)
-            return imsi_fail(err, IMS_ERR_ARGUMENT, "duplicate tensor name '%s'", name);
+            return ims_error_set(err, IMS_ERR_ARGUMENT, "duplicate tensor name '%s'", name);
     if (wr->tensor_count == wr->tensor_cap) {
         size_t cap = wr->tensor_cap ? 2 * wr->tensor_cap : 64;
         pending_tensor *p = realloc(wr->tensors, cap * sizeof *p);
         if (!p)
-            return imsi_fail(err, IMS_ERR_NOMEM, "out of memory adding tensor '%s'", name);
+            return ims_error_set(err, IMS_ERR_NOMEM, "out of memory adding tensor '%s'", name);
         wr->tensors = p;
         wr->tensor_cap = cap;
     }
     if (!(t.name = strdup(name)))
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory adding tensor '%s'", name);
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory adding tensor '%s'", name);
     wr->tensors[wr->tensor_count++] = t;
     return IMS_OK;
 }
@@ -321,7 +321,7 @@ static ims_status layout(const imsi_weights_writer *wr, bytes *dir, unsigned cha
         ok = ok && bytes_u64(dir, offsets[i]) && bytes_u64(dir, t->nbytes) &&
              bytes_u32(dir, imsi_isw_crc32(t->data, t->nbytes));
         if (!ok)
-            return imsi_fail(err, IMS_ERR_NOMEM, "out of memory encoding the tensor directory");
+            return ims_error_set(err, IMS_ERR_NOMEM, "out of memory encoding the tensor directory");
     }
     uint64_t meta_off = ISW_HEADER_SIZE, dir_off = meta_off + wr->metadata.len;
     uint64_t data_off = align_up(dir_off + dir->len, a);
@@ -355,7 +355,7 @@ static ims_status emit(const imsi_weights_writer *wr, sink_fn sink, void *ctx, i
     unsigned char header[ISW_HEADER_SIZE];
     uint64_t *offsets = calloc(wr->tensor_count ? wr->tensor_count : 1, sizeof *offsets);
     ims_status st = offsets ? layout(wr, &dir, header, offsets, err)
-                            : imsi_fail(err, IMS_ERR_NOMEM, "out of memory laying out tensors");
+                            : ims_error_set(err, IMS_ERR_NOMEM, "out of memory laying out tensors");
     uint64_t pos = 0;
     if (!st)
         st = sink(ctx, header, ISW_HEADER_SIZE, err);
@@ -383,7 +383,7 @@ static ims_status emit(const imsi_weights_writer *wr, sink_fn sink, void *ctx, i
 static ims_status sink_memory(void *ctx, const void *data, uint64_t n, ims_error *err)
 {
     if (n > SIZE_MAX || !bytes_put(ctx, data, (size_t)n))
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory writing the weight file");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory writing the weight file");
     return IMS_OK;
 }
 
@@ -405,7 +405,7 @@ ims_status imsi_weights_writer_write_memory(const imsi_weights_writer *wr, unsig
 static ims_status sink_file(void *ctx, const void *data, uint64_t n, ims_error *err)
 {
     if (n > SIZE_MAX)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "write of %llu bytes", (unsigned long long)n);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "write of %llu bytes", (unsigned long long)n);
     return imsi_atomic_file_write(ctx, data, (size_t)n, err);
 }
 
@@ -434,7 +434,7 @@ ims_status imsi_weights_writer_add_floats(imsi_weights_writer *wr, const char *n
     uint16_t *half = malloc((size_t)n * sizeof *half);
     if (!half) {
         free(values);
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory converting '%s' to f16", name);
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory converting '%s' to f16", name);
     }
     for (int64_t i = 0; i < n; i++)
         half[i] = ims_f32_to_f16(values[i]);

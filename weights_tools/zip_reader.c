@@ -77,9 +77,9 @@ ims_status imsi_zip_entry_verify(const zip_entry *e, ims_error *err)
 {
     uint32_t crc = crc32_of(e->data, e->size);
     if (crc != e->crc32)
-        return imsi_fail(err, IMS_ERR_CHECKSUM,
-                         "zip entry '%s': CRC-32 of its %llu bytes is 0x%08x, the central directory says 0x%08x",
-                         e->name, (ull)e->size, (unsigned)crc, (unsigned)e->crc32);
+        return ims_error_set(err, IMS_ERR_CHECKSUM,
+                             "zip entry '%s': CRC-32 of its %llu bytes is 0x%08x, the central directory says 0x%08x",
+                             e->name, (ull)e->size, (unsigned)crc, (unsigned)e->crc32);
     return IMS_OK;
 }
 
@@ -119,9 +119,9 @@ typedef struct zip_end {
 static ims_status find_eocd(const unsigned char *data, uint64_t size, uint64_t *pos, ims_error *err)
 {
     if (size < ZIP_EOCD_SIZE)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "zip: file of %llu bytes is too short for an end of central directory record",
-                         (ull)size);
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "zip: file of %llu bytes is too short for an end of central directory record",
+                             (ull)size);
     uint64_t lowest = size - ZIP_EOCD_SIZE > ZIP_COMMENT_MAX ? size - ZIP_EOCD_SIZE - ZIP_COMMENT_MAX : 0;
     for (uint64_t p = size - ZIP_EOCD_SIZE + 1; p-- > lowest;) {
         if (rd32(data + p) == ZIP_EOCD_SIG && rd16(data + p + 20) == size - p - ZIP_EOCD_SIZE) {
@@ -129,18 +129,18 @@ static ims_status find_eocd(const unsigned char *data, uint64_t size, uint64_t *
             return IMS_OK;
         }
     }
-    return imsi_fail(err, IMS_ERR_FORMAT,
-                     "zip: no end of central directory record (PK\\5\\6 whose comment reaches the end) in the last %llu "
-                     "bytes (truncated file?)",
-                     (ull)(size - lowest));
+    return ims_error_set(err, IMS_ERR_FORMAT,
+                         "zip: no end of central directory record (PK\\5\\6 whose comment reaches the end) in the last %llu "
+                         "bytes (truncated file?)",
+                         (ull)(size - lowest));
 }
 
 /* A classic field must equal the zip64 value or be saturated (0xffff...). */
 static ims_status agree(uint64_t classic, uint64_t saturated, uint64_t zip64, const char *field, ims_error *err)
 {
     if (classic != saturated && classic != zip64)
-        return imsi_fail(err, IMS_ERR_FORMAT, "zip: end of central directory says %s = %llu, the zip64 record says %llu",
-                         field, (ull)classic, (ull)zip64);
+        return ims_error_set(err, IMS_ERR_FORMAT, "zip: end of central directory says %s = %llu, the zip64 record says %llu",
+                             field, (ull)classic, (ull)zip64);
     return IMS_OK;
 }
 
@@ -151,34 +151,34 @@ static ims_status read_zip64_end(const unsigned char *data, uint64_t locator, zi
     uint32_t disk = rd32(l + 4), disks = rd32(l + 16);
     uint64_t rec = rd64(l + 8);
     if (disk != 0 || disks > 1)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "zip64 locator: multi-disk archive (record on disk %u of %u) is not supported",
-                         (unsigned)disk, (unsigned)disks);
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "zip64 locator: multi-disk archive (record on disk %u of %u) is not supported",
+                             (unsigned)disk, (unsigned)disks);
     if (rec > locator || locator - rec < ZIP64_EOCD_SIZE)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "zip64 locator: record offset %llu leaves no room for a %d-byte zip64 record before the "
-                         "locator at %llu",
-                         (ull)rec, ZIP64_EOCD_SIZE, (ull)locator);
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "zip64 locator: record offset %llu leaves no room for a %d-byte zip64 record before the "
+                             "locator at %llu",
+                             (ull)rec, ZIP64_EOCD_SIZE, (ull)locator);
     const unsigned char *r = data + rec;
     if (rd32(r) != ZIP64_EOCD_SIG)
-        return imsi_fail(err, IMS_ERR_FORMAT, "zip64 end record at offset %llu: bad signature 0x%08x", (ull)rec,
-                         (unsigned)rd32(r));
+        return ims_error_set(err, IMS_ERR_FORMAT, "zip64 end record at offset %llu: bad signature 0x%08x", (ull)rec,
+                             (unsigned)rd32(r));
     /* The record's own size field counts the bytes after its first 12; the
      * record (with any extensible data) must end where the locator begins. */
     uint64_t rec_size = rd64(r + 4);
     if (rec_size != locator - rec - 12)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "zip64 end record at offset %llu: size %llu does not reach the locator at %llu",
-                         (ull)rec, (ull)rec_size, (ull)locator);
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "zip64 end record at offset %llu: size %llu does not reach the locator at %llu",
+                             (ull)rec, (ull)rec_size, (ull)locator);
     uint32_t rdisk = rd32(r + 16), rcd_disk = rd32(r + 20);
     uint64_t on_disk = rd64(r + 24), total = rd64(r + 32);
     if (rdisk != 0 || rcd_disk != 0)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "zip64 end record: disk %u, central directory on disk %u: multi-disk archives are unsupported",
-                         (unsigned)rdisk, (unsigned)rcd_disk);
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "zip64 end record: disk %u, central directory on disk %u: multi-disk archives are unsupported",
+                             (unsigned)rdisk, (unsigned)rcd_disk);
     if (on_disk != total)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "zip64 end record: %llu entries on this disk but %llu in total", (ull)on_disk, (ull)total);
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "zip64 end record: %llu entries on this disk but %llu in total", (ull)on_disk, (ull)total);
     end->count = total;
     end->cd_size = rd64(r + 40);
     end->cd_offset = rd64(r + 48);
@@ -199,17 +199,17 @@ static ims_status read_classic_end(const unsigned char *eocd, uint64_t eocd_pos,
     uint16_t disk = rd16(eocd + 4), cd_disk = rd16(eocd + 6), on_disk = rd16(eocd + 8), total = rd16(eocd + 10);
     uint32_t cd_size = rd32(eocd + 12), cd_offset = rd32(eocd + 16);
     if (on_disk == ZIP_U16_MAX || total == ZIP_U16_MAX || cd_size == ZIP_U32_MAX || cd_offset == ZIP_U32_MAX)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "zip: end of central directory defers to zip64 records (entries %u, size %u, offset %u), but "
-                         "there is no zip64 locator",
-                         (unsigned)total, (unsigned)cd_size, (unsigned)cd_offset);
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "zip: end of central directory defers to zip64 records (entries %u, size %u, offset %u), but "
+                             "there is no zip64 locator",
+                             (unsigned)total, (unsigned)cd_size, (unsigned)cd_offset);
     if (disk != 0 || cd_disk != 0)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "zip: disk %u, central directory on disk %u: multi-disk archives are not supported",
-                         (unsigned)disk, (unsigned)cd_disk);
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "zip: disk %u, central directory on disk %u: multi-disk archives are not supported",
+                             (unsigned)disk, (unsigned)cd_disk);
     if (on_disk != total)
-        return imsi_fail(err, IMS_ERR_FORMAT, "zip: %u entries on this disk but %u in total", (unsigned)on_disk,
-                         (unsigned)total);
+        return ims_error_set(err, IMS_ERR_FORMAT, "zip: %u entries on this disk but %u in total", (unsigned)on_disk,
+                             (unsigned)total);
     end->count = total;
     end->cd_size = cd_size;
     end->cd_offset = cd_offset;
@@ -231,14 +231,14 @@ static ims_status read_end(const unsigned char *data, uint64_t size, zip_end *en
     if (st)
         return st;
     if (end->cd_offset > end->end_start || end->cd_size != end->end_start - end->cd_offset)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "zip: central directory at offset %llu of %llu bytes does not end where the end records begin "
-                         "(offset %llu)",
-                         (ull)end->cd_offset, (ull)end->cd_size, (ull)end->end_start);
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "zip: central directory at offset %llu of %llu bytes does not end where the end records begin "
+                             "(offset %llu)",
+                             (ull)end->cd_offset, (ull)end->cd_size, (ull)end->end_start);
     /* every central header takes at least 46 bytes: this bounds the allocation */
     if (end->count > end->cd_size / ZIP_CENTRAL_SIZE)
-        return imsi_fail(err, IMS_ERR_FORMAT, "zip: %llu entries cannot fit in a central directory of %llu bytes",
-                         (ull)end->count, (ull)end->cd_size);
+        return ims_error_set(err, IMS_ERR_FORMAT, "zip: %llu entries cannot fit in a central directory of %llu bytes",
+                             (ull)end->count, (ull)end->cd_size);
     return IMS_OK;
 }
 
@@ -264,15 +264,15 @@ static ims_status read_zip64_extra(const unsigned char *p, uint16_t len, zip_cen
         if (*vals[i] != ZIP_U32_MAX)
             continue;
         if (len - at < 8)
-            return imsi_fail(err, IMS_ERR_FORMAT, "zip entry '%s': zip64 extra field of %u bytes lacks the %s", name,
-                             (unsigned)len, fields[i]);
+            return ims_error_set(err, IMS_ERR_FORMAT, "zip entry '%s': zip64 extra field of %u bytes lacks the %s", name,
+                                 (unsigned)len, fields[i]);
         *vals[i] = rd64(p + at);
         at += 8;
     }
     if (*disk == ZIP_U16_MAX) {
         if (len - at < 4)
-            return imsi_fail(err, IMS_ERR_FORMAT,
-                             "zip entry '%s': zip64 extra field of %u bytes lacks the disk number", name, (unsigned)len);
+            return ims_error_set(err, IMS_ERR_FORMAT,
+                                 "zip entry '%s': zip64 extra field of %u bytes lacks the disk number", name, (unsigned)len);
         *disk = rd32(p + at);
     }
     return IMS_OK;
@@ -286,16 +286,16 @@ static ims_status read_extras(const unsigned char *p, uint16_t len, zip_central 
     uint32_t at = 0;
     while (at < len) {
         if (len - at < 4)
-            return imsi_fail(err, IMS_ERR_FORMAT, "zip entry '%s': %u stray bytes at the end of the extra field", name,
-                             (unsigned)(len - at));
+            return ims_error_set(err, IMS_ERR_FORMAT, "zip entry '%s': %u stray bytes at the end of the extra field", name,
+                                 (unsigned)(len - at));
         uint16_t id = rd16(p + at), flen = rd16(p + at + 2);
         if (flen > len - at - 4)
-            return imsi_fail(err, IMS_ERR_FORMAT,
-                             "zip entry '%s': extra field 0x%04x of %u bytes overruns the %u-byte extra area",
-                             name, (unsigned)id, (unsigned)flen, (unsigned)len);
+            return ims_error_set(err, IMS_ERR_FORMAT,
+                                 "zip entry '%s': extra field 0x%04x of %u bytes overruns the %u-byte extra area",
+                                 name, (unsigned)id, (unsigned)flen, (unsigned)len);
         if (id == ZIP_EXTRA_ZIP64) {
             if (seen_zip64++)
-                return imsi_fail(err, IMS_ERR_FORMAT, "zip entry '%s': two zip64 extra fields", name);
+                return ims_error_set(err, IMS_ERR_FORMAT, "zip entry '%s': two zip64 extra fields", name);
             ims_status st = read_zip64_extra(p + at + 4, flen, c, disk, name, err);
             if (st)
                 return st;
@@ -308,13 +308,13 @@ static ims_status read_extras(const unsigned char *p, uint16_t len, zip_central 
 static ims_status check_name(const unsigned char *name, size_t len, uint64_t index, ims_error *err)
 {
     if (len == 0)
-        return imsi_fail(err, IMS_ERR_FORMAT, "zip central directory entry %llu has an empty name", (ull)index);
+        return ims_error_set(err, IMS_ERR_FORMAT, "zip central directory entry %llu has an empty name", (ull)index);
     for (size_t i = 0; i < len; i++)
         if (name[i] < 0x20 || name[i] == 0x7f) {
             char q[300];
-            return imsi_fail(err, IMS_ERR_FORMAT,
-                             "zip central directory entry %llu: name '%s' has control character 0x%02x at byte %zu",
-                             (ull)index, quote_bytes(q, name, len), (unsigned)name[i], i);
+            return ims_error_set(err, IMS_ERR_FORMAT,
+                                 "zip central directory entry %llu: name '%s' has control character 0x%02x at byte %zu",
+                                 (ull)index, quote_bytes(q, name, len), (unsigned)name[i], i);
         }
     return IMS_OK;
 }
@@ -326,25 +326,25 @@ static ims_status read_central(const unsigned char *data, uint64_t *pos, uint64_
 {
     uint64_t at = *pos;
     if (cd_end - at < ZIP_CENTRAL_SIZE)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "zip central directory entry %llu at offset %llu: only %llu bytes left in the directory",
-                         (ull)index, (ull)at, (ull)(cd_end - at));
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "zip central directory entry %llu at offset %llu: only %llu bytes left in the directory",
+                             (ull)index, (ull)at, (ull)(cd_end - at));
     const unsigned char *h = data + at;
     if (rd32(h) != ZIP_CENTRAL_SIG)
-        return imsi_fail(err, IMS_ERR_FORMAT, "zip central directory entry %llu at offset %llu: bad signature 0x%08x",
-                         (ull)index, (ull)at, (unsigned)rd32(h));
+        return ims_error_set(err, IMS_ERR_FORMAT, "zip central directory entry %llu at offset %llu: bad signature 0x%08x",
+                             (ull)index, (ull)at, (unsigned)rd32(h));
     uint16_t name_len = rd16(h + 28), extra_len = rd16(h + 30), comment_len = rd16(h + 32);
     uint64_t var = (uint64_t)name_len + extra_len + comment_len;
     if (var > cd_end - at - ZIP_CENTRAL_SIZE)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "zip central directory entry %llu at offset %llu: name, extra and comment (%u + %u + %u bytes) "
-                         "overrun the central directory",
-                         (ull)index, (ull)at, (unsigned)name_len, (unsigned)extra_len, (unsigned)comment_len);
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "zip central directory entry %llu at offset %llu: name, extra and comment (%u + %u + %u bytes) "
+                             "overrun the central directory",
+                             (ull)index, (ull)at, (unsigned)name_len, (unsigned)extra_len, (unsigned)comment_len);
     ims_status st = check_name(h + ZIP_CENTRAL_SIZE, name_len, index, err);
     if (st)
         return st;
     if (!(e->name = malloc((size_t)name_len + 1)))
-        return imsi_fail(err, IMS_ERR_NOMEM, "zip: out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "zip: out of memory");
     memcpy(e->name, h + ZIP_CENTRAL_SIZE, name_len);
     e->name[name_len] = '\0';
 
@@ -360,20 +360,20 @@ static ims_status read_central(const unsigned char *data, uint64_t *pos, uint64_
     if ((st = read_extras(h + ZIP_CENTRAL_SIZE + name_len, extra_len, c, &disk, e->name, err)))
         return st;
     if (disk != 0)
-        return imsi_fail(err, IMS_ERR_FORMAT, "zip entry '%s': starts on disk %u: multi-disk archives are not supported",
-                         e->name, (unsigned)disk);
+        return ims_error_set(err, IMS_ERR_FORMAT, "zip entry '%s': starts on disk %u: multi-disk archives are not supported",
+                             e->name, (unsigned)disk);
     if (c->flags & (ZIP_FLAG_ENCRYPTED | ZIP_FLAG_STRONG | ZIP_FLAG_MASKED))
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "zip entry '%s': encrypted (flags 0x%04x)", e->name,
-                         (unsigned)c->flags);
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "zip entry '%s': encrypted (flags 0x%04x)", e->name,
+                             (unsigned)c->flags);
     if (c->method != ZIP_METHOD_STORED)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED,
-                         "zip entry '%s': compression method %u%s is not supported; PyTorch stores entries uncompressed "
-                         "(method 0)",
-                         e->name, (unsigned)c->method, c->method == 8 ? " (deflate)" : "");
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED,
+                             "zip entry '%s': compression method %u%s is not supported; PyTorch stores entries uncompressed "
+                             "(method 0)",
+                             e->name, (unsigned)c->method, c->method == 8 ? " (deflate)" : "");
     if (c->csize != c->usize)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "zip entry '%s': stored, but compressed size %llu differs from uncompressed size %llu",
-                         e->name, (ull)c->csize, (ull)c->usize);
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "zip entry '%s': stored, but compressed size %llu differs from uncompressed size %llu",
+                             e->name, (ull)c->csize, (ull)c->usize);
     *pos = at + ZIP_CENTRAL_SIZE + var;
     return IMS_OK;
 }
@@ -387,50 +387,50 @@ static ims_status check_local(const unsigned char *data, uint64_t cd_offset, con
 {
     uint64_t off = c->local_offset;
     if (off > cd_offset || cd_offset - off < ZIP_LOCAL_SIZE)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "zip entry '%s': local header offset %llu leaves no room for its %d bytes before the central "
-                         "directory at %llu",
-                         e->name, (ull)off, ZIP_LOCAL_SIZE, (ull)cd_offset);
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "zip entry '%s': local header offset %llu leaves no room for its %d bytes before the central "
+                             "directory at %llu",
+                             e->name, (ull)off, ZIP_LOCAL_SIZE, (ull)cd_offset);
     const unsigned char *h = data + off;
     if (rd32(h) != ZIP_LOCAL_SIG)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "zip entry '%s': local header at offset %llu has bad signature 0x%08x", e->name, (ull)off,
-                         (unsigned)rd32(h));
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "zip entry '%s': local header at offset %llu has bad signature 0x%08x", e->name, (ull)off,
+                             (unsigned)rd32(h));
     uint16_t name_len = rd16(h + 26), extra_len = rd16(h + 28);
     uint64_t data_off = off + ZIP_LOCAL_SIZE + name_len + extra_len; /* < 2^64: off < cd_offset <= size */
     if (data_off > cd_offset)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "zip entry '%s': local header at offset %llu with name and extra of %u + %u bytes runs into "
-                         "the central directory at %llu",
-                         e->name, (ull)off, (unsigned)name_len, (unsigned)extra_len, (ull)cd_offset);
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "zip entry '%s': local header at offset %llu with name and extra of %u + %u bytes runs into "
+                             "the central directory at %llu",
+                             e->name, (ull)off, (unsigned)name_len, (unsigned)extra_len, (ull)cd_offset);
     if (name_len != c->name_len || memcmp(h + ZIP_LOCAL_SIZE, c->name, name_len) != 0) {
         char q[300];
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "zip entry '%s': local header name '%s' differs from the central directory's '%s'",
-                         e->name, quote_bytes(q, h + ZIP_LOCAL_SIZE, name_len), e->name);
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "zip entry '%s': local header name '%s' differs from the central directory's '%s'",
+                             e->name, quote_bytes(q, h + ZIP_LOCAL_SIZE, name_len), e->name);
     }
     uint16_t method = rd16(h + 8), flags = rd16(h + 6);
     if (method != c->method)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "zip entry '%s': local header says method %u, the central directory %u", e->name,
-                         (unsigned)method, (unsigned)c->method);
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "zip entry '%s': local header says method %u, the central directory %u", e->name,
+                             (unsigned)method, (unsigned)c->method);
     /* Without a data descriptor the local CRC and sizes are real: they must
      * agree (sizes may be 0xffffffff, deferring to a zip64 extra field). */
     if (!(flags & ZIP_FLAG_DESCRIPTOR)) {
         uint32_t crc = rd32(h + 14), csize = rd32(h + 18), usize = rd32(h + 22);
         if (crc != c->crc)
-            return imsi_fail(err, IMS_ERR_FORMAT,
-                             "zip entry '%s': local header CRC-32 0x%08x differs from the central directory's 0x%08x",
-                             e->name, (unsigned)crc, (unsigned)c->crc);
+            return ims_error_set(err, IMS_ERR_FORMAT,
+                                 "zip entry '%s': local header CRC-32 0x%08x differs from the central directory's 0x%08x",
+                                 e->name, (unsigned)crc, (unsigned)c->crc);
         if ((csize != ZIP_U32_MAX && csize != c->csize) || (usize != ZIP_U32_MAX && usize != c->usize))
-            return imsi_fail(err, IMS_ERR_FORMAT,
-                             "zip entry '%s': local header sizes %u/%u differ from the central directory's %llu",
-                             e->name, (unsigned)csize, (unsigned)usize, (ull)c->usize);
+            return ims_error_set(err, IMS_ERR_FORMAT,
+                                 "zip entry '%s': local header sizes %u/%u differ from the central directory's %llu",
+                                 e->name, (unsigned)csize, (unsigned)usize, (ull)c->usize);
     }
     if (c->usize > cd_offset - data_off)
-        return imsi_fail(err, IMS_ERR_FORMAT,
-                         "zip entry '%s': %llu bytes of data at offset %llu run past the central directory at %llu",
-                         e->name, (ull)c->usize, (ull)data_off, (ull)cd_offset);
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "zip entry '%s': %llu bytes of data at offset %llu run past the central directory at %llu",
+                             e->name, (ull)c->usize, (ull)data_off, (ull)cd_offset);
     e->data = data + data_off;
     e->size = c->usize;
     e->crc32 = c->crc;
@@ -461,8 +461,8 @@ static ims_status check_duplicates(zip_archive *z, ims_error *err)
     qsort(z->by_name, z->count, sizeof *z->by_name, by_name_cmp);
     for (size_t i = 1; i < z->count; i++)
         if (strcmp(z->by_name[i - 1]->name, z->by_name[i]->name) == 0)
-            return imsi_fail(err, IMS_ERR_FORMAT, "zip entry '%s' appears twice in the central directory",
-                             z->by_name[i]->name);
+            return ims_error_set(err, IMS_ERR_FORMAT, "zip entry '%s' appears twice in the central directory",
+                                 z->by_name[i]->name);
     return IMS_OK;
 }
 
@@ -473,7 +473,7 @@ static ims_status check_overlaps(const zip_archive *z, const unsigned char *data
         return IMS_OK;
     zip_entry **order = malloc(z->count * sizeof *order);
     if (!order)
-        return imsi_fail(err, IMS_ERR_NOMEM, "zip: out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "zip: out of memory");
     for (size_t i = 0; i < z->count; i++)
         order[i] = &z->entries[i];
     qsort(order, z->count, sizeof *order, by_offset_cmp);
@@ -482,9 +482,9 @@ static ims_status check_overlaps(const zip_archive *z, const unsigned char *data
         const zip_entry *a = order[i - 1], *b = order[i];
         uint64_t a_end = (uint64_t)(a->data - data) + a->size;
         if (a_end > b->local_offset)
-            st = imsi_fail(err, IMS_ERR_FORMAT,
-                           "zip entry '%s' (bytes %llu..%llu) overlaps zip entry '%s' (local header at %llu)",
-                           a->name, (ull)a->local_offset, (ull)a_end, b->name, (ull)b->local_offset);
+            st = ims_error_set(err, IMS_ERR_FORMAT,
+                               "zip entry '%s' (bytes %llu..%llu) overlaps zip entry '%s' (local header at %llu)",
+                               a->name, (ull)a->local_offset, (ull)a_end, b->name, (ull)b->local_offset);
     }
     free(order);
     return st;
@@ -505,8 +505,8 @@ static ims_status read_entries(const unsigned char *data, const zip_end *end, zi
             return st;
     }
     if (pos != cd_end)
-        return imsi_fail(err, IMS_ERR_FORMAT, "zip: %llu bytes left in the central directory after its %llu entries",
-                         (ull)(cd_end - pos), (ull)end->count);
+        return ims_error_set(err, IMS_ERR_FORMAT, "zip: %llu bytes left in the central directory after its %llu entries",
+                             (ull)(cd_end - pos), (ull)end->count);
     return IMS_OK;
 }
 
@@ -529,14 +529,14 @@ ims_status imsi_zip_open(const unsigned char *data, size_t size, unsigned flags,
     if (st)
         return st;
     if (end.count > SIZE_MAX / sizeof(zip_entry))
-        return imsi_fail(err, IMS_ERR_FORMAT, "zip: %llu entries is too many", (ull)end.count);
+        return ims_error_set(err, IMS_ERR_FORMAT, "zip: %llu entries is too many", (ull)end.count);
     zip_archive z = {0};
     if (end.count) {
         z.entries = calloc((size_t)end.count, sizeof *z.entries);
         z.by_name = calloc((size_t)end.count, sizeof *z.by_name);
         if (!z.entries || !z.by_name) {
             imsi_zip_close(&z);
-            return imsi_fail(err, IMS_ERR_NOMEM, "zip: out of memory for %llu entries", (ull)end.count);
+            return ims_error_set(err, IMS_ERR_NOMEM, "zip: out of memory for %llu entries", (ull)end.count);
         }
     }
     st = read_entries(data, &end, &z, err);

@@ -21,7 +21,7 @@ ims_status imsi_backend_alloc(ims_backend *be, size_t nbytes, void **out, ims_er
 {
     *out = NULL;
     if (nbytes == 0)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "zero-byte allocation");
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "zero-byte allocation");
     ims_status st = be->ops->alloc(be, nbytes, out, err);
     if (st)
         return st;
@@ -69,7 +69,7 @@ ims_status imsi_backend_host_alloc(ims_backend *be, size_t nbytes, void **out, i
 {
     *out = NULL;
     if (nbytes == 0)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "zero-byte host allocation");
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "zero-byte host allocation");
     return be->ops->host_alloc(be, nbytes, out, err);
 }
 
@@ -83,19 +83,19 @@ static ims_status check_placement(const ims_backend *be, const imsi_tensor *t, c
                                   ims_error *err)
 {
     if (!t->data)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "%s: tensor has no data", what);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "%s: tensor has no data", what);
     if (t->memory != be->memory)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "%s: tensor is in %s memory, backend %s needs %s", what,
-                         t->memory == IMS_MEMORY_HOST ? "host" : "device", be->info.name,
-                         be->memory == IMS_MEMORY_HOST ? "host" : "device");
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "%s: tensor is in %s memory, backend %s needs %s", what,
+                             t->memory == IMS_MEMORY_HOST ? "host" : "device", be->info.name,
+                             be->memory == IMS_MEMORY_HOST ? "host" : "device");
     return IMS_OK;
 }
 
 static ims_status check_copy_size(const imsi_tensor *t, size_t nbytes, const char *what, ims_error *err)
 {
     if (imsi_tensor_nbytes(t) != nbytes)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "%s: %zu bytes for a tensor of %zu bytes", what, nbytes,
-                         imsi_tensor_nbytes(t));
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "%s: %zu bytes for a tensor of %zu bytes", what, nbytes,
+                             imsi_tensor_nbytes(t));
     return IMS_OK;
 }
 
@@ -136,13 +136,13 @@ ims_status imsi_op_convert(ims_backend *be, const imsi_tensor *src, imsi_tensor 
     if (st)
         return st;
     if (imsi_tensor_numel(src) != imsi_tensor_numel(dst))
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "convert: %lld elements into %lld",
-                         (long long)imsi_tensor_numel(src), (long long)imsi_tensor_numel(dst));
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "convert: %lld elements into %lld",
+                             (long long)imsi_tensor_numel(src), (long long)imsi_tensor_numel(dst));
     int floats = (src->dtype == IMS_DTYPE_F32 || src->dtype == IMS_DTYPE_F16) &&
                  (dst->dtype == IMS_DTYPE_F32 || dst->dtype == IMS_DTYPE_F16);
     if (!floats && src->dtype != dst->dtype)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "convert: %s to %s", ims_dtype_name(src->dtype),
-                         ims_dtype_name(dst->dtype));
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "convert: %s to %s", ims_dtype_name(src->dtype),
+                             ims_dtype_name(dst->dtype));
     return be->ops->convert(be, src, dst, err);
 }
 
@@ -166,8 +166,8 @@ ims_status imsi_op_l2_normalize_rows(ims_backend *be, const imsi_tensor *x, imsi
     if (!st)
         st = imsi_tensor_expect(norms, "l2_normalize_rows norms", IMS_DTYPE_F32, 1, (int64_t[]){n}, err);
     if (!st && (n > INT_MAX || d > INT_MAX))
-        st = imsi_fail(err, IMS_ERR_UNSUPPORTED, "l2_normalize_rows: (%lld, %lld) exceeds int range",
-                       (long long)n, (long long)d);
+        st = ims_error_set(err, IMS_ERR_UNSUPPORTED, "l2_normalize_rows: (%lld, %lld) exceeds int range",
+                           (long long)n, (long long)d);
     return st ? st : be->ops->l2_normalize_rows(be, x, y, norms, err);
 }
 
@@ -195,8 +195,8 @@ ims_status imsi_op_linear(ims_backend *be, const imsi_tensor *x, const imsi_tens
     if (!st)
         st = imsi_tensor_expect(y, "linear y", IMS_DTYPE_F32, 2, (int64_t[]){m, n}, err);
     if (!st && (m > INT_MAX || n > INT_MAX || k > INT_MAX))
-        st = imsi_fail(err, IMS_ERR_UNSUPPORTED, "linear: (%lld x %lld) . (%lld x %lld)^T exceeds int range",
-                       (long long)m, (long long)k, (long long)n, (long long)k);
+        st = ims_error_set(err, IMS_ERR_UNSUPPORTED, "linear: (%lld x %lld) . (%lld x %lld)^T exceeds int range",
+                           (long long)m, (long long)k, (long long)n, (long long)k);
     return st ? st : be->ops->linear(be, x, w, bias, y, err);
 }
 
@@ -213,7 +213,7 @@ ims_status ims_backend_timer_create(ims_backend *be, ims_backend_timer **out, im
     *out = NULL;
     ims_backend_timer *t = calloc(1, sizeof *t);
     if (!t)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     t->be = be;
     ims_status st = be->ops->timer_create(be, &t->impl, err);
     if (st) {
@@ -234,7 +234,7 @@ ims_status ims_backend_timer_start(ims_backend_timer *t, ims_error *err)
 ims_status ims_backend_timer_stop(ims_backend_timer *t, ims_error *err)
 {
     if (!t->started)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "timer stopped before it was started");
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "timer stopped before it was started");
     t->stopped = 1;
     return t->be->ops->timer_mark(t->be, t->impl, 1, err);
 }
@@ -242,7 +242,7 @@ ims_status ims_backend_timer_stop(ims_backend_timer *t, ims_error *err)
 ims_status ims_backend_timer_elapsed_ms(ims_backend_timer *t, double *ms, ims_error *err)
 {
     if (!t->stopped)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "timer read before it was stopped");
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "timer read before it was stopped");
     return t->be->ops->timer_elapsed_ms(t->be, t->impl, ms, err);
 }
 
@@ -273,12 +273,12 @@ static ims_status check_act_dtype(const ims_backend *be, const imsi_tensor *t, i
                                   ims_error *err)
 {
     if (t->dtype != want)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "%s: dtype %s, expected %s", what, ims_dtype_name(t->dtype),
-                         ims_dtype_name(want));
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "%s: dtype %s, expected %s", what, ims_dtype_name(t->dtype),
+                             ims_dtype_name(want));
     if (want == IMS_DTYPE_F16 && be->memory == IMS_MEMORY_HOST)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "%s: f16 tensors need the CUDA backend", what);
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "%s: f16 tensors need the CUDA backend", what);
     if (want != IMS_DTYPE_F32 && want != IMS_DTYPE_F16)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "%s: dtype %s (f32 or f16 only)", what, ims_dtype_name(want));
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "%s: dtype %s (f32 or f16 only)", what, ims_dtype_name(want));
     return IMS_OK;
 }
 
@@ -286,10 +286,10 @@ static ims_status check_int_dims(const imsi_tensor *t, const char *what, ims_err
 {
     for (int d = 0; d < t->ndim; d++)
         if (t->shape[d] > INT_MAX)
-            return imsi_fail(err, IMS_ERR_UNSUPPORTED, "%s: dim %d is %lld, beyond int range", what, d,
-                             (long long)t->shape[d]);
+            return ims_error_set(err, IMS_ERR_UNSUPPORTED, "%s: dim %d is %lld, beyond int range", what, d,
+                                 (long long)t->shape[d]);
     if (imsi_tensor_numel(t) <= 0)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "%s: no elements", what);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "%s: no elements", what);
     return IMS_OK;
 }
 
@@ -303,10 +303,10 @@ ims_status imsi_op_conv2d(ims_backend *be, const imsi_conv2d_params *p, const im
     if (st)
         return st;
     if (p->precision < IMS_PRECISION_FP32 || p->precision > IMS_PRECISION_FP16)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "conv2d: unknown precision %d", (int)p->precision);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "conv2d: unknown precision %d", (int)p->precision);
     if (be->memory == IMS_MEMORY_HOST && p->precision != IMS_PRECISION_FP32)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "conv2d: precision %s needs the CUDA backend",
-                         ims_precision_name(p->precision));
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "conv2d: precision %s needs the CUDA backend",
+                             ims_precision_name(p->precision));
     ims_dtype dt = p->precision == IMS_PRECISION_FP16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32;
     st = check_act_dtype(be, x, dt, "conv2d x", err);
     if (!st) st = check_act_dtype(be, w, dt, "conv2d w", err);
@@ -319,19 +319,19 @@ ims_status imsi_op_conv2d(ims_backend *be, const imsi_conv2d_params *p, const im
     if (st)
         return st;
     if (p->stride_h < 1 || p->stride_w < 1 || p->pad_h < 0 || p->pad_w < 0 || p->y_channel_offset < 0)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "conv2d: stride (%d, %d), pad (%d, %d), channel offset %d",
-                         p->stride_h, p->stride_w, p->pad_h, p->pad_w, p->y_channel_offset);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "conv2d: stride (%d, %d), pad (%d, %d), channel offset %d",
+                             p->stride_h, p->stride_w, p->pad_h, p->pad_w, p->y_channel_offset);
     int64_t oh = imsi_conv_out_size(x->shape[1], (int)w->shape[1], p->stride_h, p->pad_h);
     int64_t ow = imsi_conv_out_size(x->shape[2], (int)w->shape[2], p->stride_w, p->pad_w);
     if (oh < 1 || ow < 1)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "conv2d: a %lldx%lld filter does not fit a %lldx%lld input",
-                         (long long)w->shape[1], (long long)w->shape[2], (long long)x->shape[1],
-                         (long long)x->shape[2]);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "conv2d: a %lldx%lld filter does not fit a %lldx%lld input",
+                             (long long)w->shape[1], (long long)w->shape[2], (long long)x->shape[1],
+                             (long long)x->shape[2]);
     st = imsi_tensor_expect(y, "conv2d y", dt, 4, (int64_t[]){x->shape[0], oh, ow, -1}, err);
     if (!st) st = check_int_dims(y, "conv2d y", err);
     if (!st && p->y_channel_offset + w->shape[0] > y->shape[3])
-        st = imsi_fail(err, IMS_ERR_ARGUMENT, "conv2d: channels [%d, %lld) do not fit y's %lld", p->y_channel_offset,
-                       (long long)(p->y_channel_offset + w->shape[0]), (long long)y->shape[3]);
+        st = ims_error_set(err, IMS_ERR_ARGUMENT, "conv2d: channels [%d, %lld) do not fit y's %lld", p->y_channel_offset,
+                           (long long)(p->y_channel_offset + w->shape[0]), (long long)y->shape[3]);
     return st ? st : be->ops->conv2d(be, p, x, w, bias, y, err);
 }
 
@@ -347,18 +347,18 @@ ims_status imsi_op_pool2d(ims_backend *be, const imsi_pool2d_params *p, const im
         return st;
     if ((p->kind != IMS_POOL_MAX && p->kind != IMS_POOL_AVG) || p->k < 1 || p->stride < 1 || p->pad < 0 ||
         p->pad * 2 >= p->k + 1 || p->y_channel_offset < 0)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "pool2d: kind %d, k %d, stride %d, pad %d, channel offset %d",
-                         (int)p->kind, p->k, p->stride, p->pad, p->y_channel_offset);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "pool2d: kind %d, k %d, stride %d, pad %d, channel offset %d",
+                             (int)p->kind, p->k, p->stride, p->pad, p->y_channel_offset);
     int64_t oh = imsi_conv_out_size(x->shape[1], p->k, p->stride, p->pad);
     int64_t ow = imsi_conv_out_size(x->shape[2], p->k, p->stride, p->pad);
     if (oh < 1 || ow < 1)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "pool2d: a %dx%d window does not fit a %lldx%lld input", p->k, p->k,
-                         (long long)x->shape[1], (long long)x->shape[2]);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "pool2d: a %dx%d window does not fit a %lldx%lld input", p->k, p->k,
+                             (long long)x->shape[1], (long long)x->shape[2]);
     st = imsi_tensor_expect(y, "pool2d y", x->dtype, 4, (int64_t[]){x->shape[0], oh, ow, -1}, err);
     if (!st) st = check_int_dims(y, "pool2d y", err);
     if (!st && p->y_channel_offset + x->shape[3] > y->shape[3])
-        st = imsi_fail(err, IMS_ERR_ARGUMENT, "pool2d: channels [%d, %lld) do not fit y's %lld", p->y_channel_offset,
-                       (long long)(p->y_channel_offset + x->shape[3]), (long long)y->shape[3]);
+        st = ims_error_set(err, IMS_ERR_ARGUMENT, "pool2d: channels [%d, %lld) do not fit y's %lld", p->y_channel_offset,
+                           (long long)(p->y_channel_offset + x->shape[3]), (long long)y->shape[3]);
     return st ? st : be->ops->pool2d(be, p, x, y, err);
 }
 
@@ -401,7 +401,7 @@ ims_status imsi_op_knn_select(ims_backend *be, const imsi_tensor *table, const i
     if (st)
         return st;
     if (table->dtype != IMS_DTYPE_F32 && table->dtype != IMS_DTYPE_F16)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn table: dtype %s (f32 or f16)", ims_dtype_name(table->dtype));
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "knn table: dtype %s (f32 or f16)", ims_dtype_name(table->dtype));
     if ((st = imsi_tensor_expect(table, "knn table", table->dtype, 2, (int64_t[]){-1, -1}, err)))
         return st;
     int64_t n = table->shape[0], d = table->shape[1];
@@ -409,14 +409,14 @@ ims_status imsi_op_knn_select(ims_backend *be, const imsi_tensor *table, const i
         return st;
     int64_t b = queries->shape[0];
     if (k < 1 || k > IMS_KNN_MAX_K)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn: k = %d is out of range 1..%d", k, IMS_KNN_MAX_K);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "knn: k = %d is out of range 1..%d", k, IMS_KNN_MAX_K);
     int64_t kk = k < n ? k : n;
     if ((st = imsi_tensor_expect(ids, "knn ids", IMS_DTYPE_I32, 2, (int64_t[]){b, kk}, err)) ||
         (st = imsi_tensor_expect(scores, "knn scores", IMS_DTYPE_F32, 2, (int64_t[]){b, kk}, err)))
         return st;
     if (n > INT32_MAX || d > INT32_MAX || b > INT32_MAX)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "knn: table (%lld, %lld) or %lld queries exceed int range",
-                         (long long)n, (long long)d, (long long)b);
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "knn: table (%lld, %lld) or %lld queries exceed int range",
+                             (long long)n, (long long)d, (long long)b);
     return be->ops->knn_select(be, table, queries, k, path, ids, scores, err);
 }
 
@@ -425,8 +425,8 @@ ims_status imsi_op_knn_select(ims_backend *be, const imsi_tensor *table, const i
 static ims_status check_float_dtype(const imsi_tensor *t, const char *what, ims_error *err)
 {
     if (t->dtype != IMS_DTYPE_F32 && t->dtype != IMS_DTYPE_F16)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "%s: dtype %s (f32 or f16 expected)", what,
-                         ims_dtype_name(t->dtype));
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "%s: dtype %s (f32 or f16 expected)", what,
+                             ims_dtype_name(t->dtype));
     return IMS_OK;
 }
 
@@ -447,14 +447,14 @@ static ims_status check_int_range(const char *op, int n, const int64_t *dims, im
     /* dims are products of a checked tensor's dims, so they do not overflow int64 */
     for (int i = 0; i < n; i++)
         if (dims[i] > INT_MAX)
-            return imsi_fail(err, IMS_ERR_UNSUPPORTED, "%s: size %lld exceeds int range", op, (long long)dims[i]);
+            return ims_error_set(err, IMS_ERR_UNSUPPORTED, "%s: size %lld exceeds int range", op, (long long)dims[i]);
     return IMS_OK;
 }
 
 static ims_status check_eps(const char *op, double eps, ims_error *err)
 {
     if (!(eps > 0.0 && eps < 1.0))
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "%s: eps %g outside (0, 1)", op, eps);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "%s: eps %g outside (0, 1)", op, eps);
     return IMS_OK;
 }
 
@@ -485,8 +485,8 @@ ims_status imsi_op_embed_layernorm(ims_backend *be, const imsi_tensor *ids, cons
     if (!st)
         st = imsi_tensor_expect(y, "embed y", y->dtype, 3, (int64_t[]){b, t, h}, err);
     if (!st && pos->shape[0] < t)
-        st = imsi_fail(err, IMS_ERR_ARGUMENT, "embed: %lld tokens but %lld positions", (long long)t,
-                       (long long)pos->shape[0]);
+        st = ims_error_set(err, IMS_ERR_ARGUMENT, "embed: %lld tokens but %lld positions", (long long)t,
+                           (long long)pos->shape[0]);
     if (!st)
         st = check_eps("embed", eps, err);
     if (!st)
@@ -511,7 +511,7 @@ ims_status imsi_op_bias_act(ims_backend *be, const imsi_tensor *x, const imsi_te
     if (!st)
         st = imsi_tensor_expect(y, "bias_act y", x->dtype, 2, (int64_t[]){m, n}, err);
     if (!st && act != IMS_ACT_NONE && act != IMS_ACT_GELU)
-        st = imsi_fail(err, IMS_ERR_ARGUMENT, "bias_act: unknown activation %d", (int)act);
+        st = ims_error_set(err, IMS_ERR_ARGUMENT, "bias_act: unknown activation %d", (int)act);
     if (!st)
         st = check_int_range("bias_act", 3, (int64_t[]){m, n, m * n}, err);
     return st ? st : be->ops->bias_act(be, x, bias, act, y, err);
@@ -543,7 +543,7 @@ ims_status imsi_op_add_layernorm(ims_backend *be, const imsi_tensor *x, const im
     if (!st)
         st = imsi_tensor_expect(y, "add_layernorm y", x->dtype, 2, (int64_t[]){m, h}, err);
     if (!st && y->data == x->data)
-        st = imsi_fail(err, IMS_ERR_ARGUMENT, "add_layernorm: y may alias residual, not x");
+        st = ims_error_set(err, IMS_ERR_ARGUMENT, "add_layernorm: y may alias residual, not x");
     if (!st)
         st = check_eps("add_layernorm", eps, err);
     if (!st)
@@ -565,8 +565,8 @@ ims_status imsi_op_attention(ims_backend *be, const imsi_tensor *qkv, const imsi
         return st;
     int64_t b = qkv->shape[0], t = qkv->shape[1], h3 = qkv->shape[2];
     if (h3 % 3 != 0 || heads < 1 || (h3 / 3) % heads != 0)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "attention: qkv width %lld is not 3 x heads (%d) x head size",
-                         (long long)h3, heads);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "attention: qkv width %lld is not 3 x heads (%d) x head size",
+                             (long long)h3, heads);
     int64_t h = h3 / 3;
     st = imsi_tensor_expect(lengths, "attention lengths", IMS_DTYPE_I32, 1, (int64_t[]){b}, err);
     if (!st)
@@ -595,7 +595,7 @@ ims_status imsi_op_pool_normalize(ims_backend *be, const imsi_tensor *x, const i
     if (!st)
         st = imsi_tensor_expect(y, "pool y", IMS_DTYPE_F32, 2, (int64_t[]){b, h}, err);
     if (!st && pooling != IMS_POOLING_MEAN && pooling != IMS_POOLING_CLS)
-        st = imsi_fail(err, IMS_ERR_ARGUMENT, "pool: unknown pooling %d", (int)pooling);
+        st = ims_error_set(err, IMS_ERR_ARGUMENT, "pool: unknown pooling %d", (int)pooling);
     if (!st)
         st = check_int_range("pool", 2, (int64_t[]){b * t * h, h}, err);
     return st ? st : be->ops->pool_normalize(be, x, lengths, pooling, normalize, y, err);
@@ -627,7 +627,7 @@ int imsi_backend_has_graphs(const ims_backend *be) { return be->ops->capture_beg
 ims_status imsi_backend_capture_begin(ims_backend *be, ims_error *err)
 {
     if (!be->ops->capture_begin)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "backend %s has no graph capture", be->info.name);
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "backend %s has no graph capture", be->info.name);
     return be->ops->capture_begin(be, err);
 }
 
@@ -635,14 +635,14 @@ ims_status imsi_backend_capture_end(ims_backend *be, void **graph, ims_error *er
 {
     *graph = NULL;
     if (!be->ops->capture_end)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "backend %s has no graph capture", be->info.name);
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "backend %s has no graph capture", be->info.name);
     return be->ops->capture_end(be, graph, err);
 }
 
 ims_status imsi_backend_graph_launch(ims_backend *be, void *graph, ims_error *err)
 {
     if (!be->ops->graph_launch || !graph)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "graph_launch: no graph on backend %s", be->info.name);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "graph_launch: no graph on backend %s", be->info.name);
     return be->ops->graph_launch(be, graph, err);
 }
 

@@ -20,7 +20,7 @@ static ims_status cpu_alloc(ims_backend *be, size_t nbytes, void **out, ims_erro
     /* 64-byte alignment, as the weight file guarantees for mapped tensors. */
     size_t rounded = (nbytes + 63) & ~(size_t)63;
     if (rounded < nbytes || !(*out = aligned_alloc(64, rounded)))
-        return imsi_fail(err, IMS_ERR_NOMEM, "cannot allocate %zu bytes of host memory", nbytes);
+        return ims_error_set(err, IMS_ERR_NOMEM, "cannot allocate %zu bytes of host memory", nbytes);
     return IMS_OK;
 }
 
@@ -96,7 +96,7 @@ static ims_status cpu_timer_create(ims_backend *be, void **timer, ims_error *err
 {
     (void)be;
     if (!(*timer = calloc(2, sizeof(double))))
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     return IMS_OK;
 }
 
@@ -130,7 +130,7 @@ static ims_status cpu_measure_peaks(ims_backend *be, int quick, ims_backend_peak
     unsigned char *src = malloc(bytes), *dst = malloc(bytes);
     float *a = malloc((size_t)n * n * sizeof *a), *b = malloc((size_t)n * n * sizeof *b);
     float *c = malloc((size_t)n * n * sizeof *c);
-    ims_status st = src && dst && a && b && c ? IMS_OK : imsi_fail(err, IMS_ERR_NOMEM, "out of memory for peaks");
+    ims_status st = src && dst && a && b && c ? IMS_OK : ims_error_set(err, IMS_ERR_NOMEM, "out of memory for peaks");
     if (!st) {
         for (size_t i = 0; i < bytes; i++)
             src[i] = (unsigned char)(i * 131 + 7);
@@ -186,8 +186,8 @@ static ims_status cpu_conv2d_op(ims_backend *be, const imsi_conv2d_params *p, co
     if (!imsi_cpu_conv2d_is_gemm(s.kh, s.kw, s.sh, s.sw, s.ph, s.pw)) {
         size_t n = (size_t)s.oh * s.ow * s.kh * s.kw * s.c;
         if (!(col = malloc(n * sizeof *col)))
-            return imsi_fail(err, IMS_ERR_NOMEM, "conv2d: cannot allocate a %zu-byte im2col workspace",
-                             n * sizeof *col);
+            return ims_error_set(err, IMS_ERR_NOMEM, "conv2d: cannot allocate a %zu-byte im2col workspace",
+                                 n * sizeof *col);
     }
     imsi_cpu_conv2d_nhwc(&s, x->data, w->data, bias ? bias->data : NULL, p->relu, y->data, (int)y->shape[3],
                          p->y_channel_offset, col);
@@ -228,8 +228,8 @@ static ims_status cpu_knn_select_op(ims_backend *be, const imsi_tensor *table, c
     int f16 = table->dtype == IMS_DTYPE_F16;
     if (imsi_cpu_knn_select(f16 ? NULL : table->data, f16 ? table->data : NULL, table->shape[0], (int)table->shape[1],
                             queries->data, (int)queries->shape[0], k, ids->data, scores->data) != 0)
-        return imsi_fail(err, IMS_ERR_NOMEM, "knn: cannot allocate scratch memory for %lld queries, k = %d",
-                         (long long)queries->shape[0], k);
+        return ims_error_set(err, IMS_ERR_NOMEM, "knn: cannot allocate scratch memory for %lld queries, k = %d",
+                             (long long)queries->shape[0], k);
     return IMS_OK;
 }
 
@@ -287,7 +287,7 @@ static ims_status cpu_linear_f16_op(ims_backend *be, const imsi_tensor *x, const
 {
     (void)be;
     if (imsi_cpu_linear_f16(x->data, w->data, y->data, (int)x->shape[0], (int)w->shape[0], (int)x->shape[1]))
-        return imsi_fail(err, IMS_ERR_NOMEM, "linear_f16: out of memory for the f32 copies");
+        return ims_error_set(err, IMS_ERR_NOMEM, "linear_f16: out of memory for the f32 copies");
     return IMS_OK;
 }
 
@@ -347,7 +347,7 @@ ims_status imsi_backend_cpu_create(ims_backend **out, ims_error *err)
 {
     ims_backend *be = calloc(1, sizeof *be);
     if (!be)
-        return imsi_fail(err, IMS_ERR_NOMEM, "cannot allocate the CPU backend");
+        return ims_error_set(err, IMS_ERR_NOMEM, "cannot allocate the CPU backend");
     be->ops = &cpu_ops;
     be->memory = IMS_MEMORY_HOST;
     be->info.kind = IMS_BACKEND_CPU;

@@ -10,5 +10,5 @@ ims_status ims_backend_create(ims_backend_kind kind, int device, ims_backend **o
     case IMS_BACKEND_CPU: return imsi_backend_cpu_create(out, err);
     case IMS_BACKEND_CUDA: return imsi_backend_cuda_create(device, out, err);
     }
-    return imsi_fail(err, IMS_ERR_ARGUMENT, "unknown backend kind %d", (int)kind);
+    return ims_error_set(err, IMS_ERR_ARGUMENT, "unknown backend kind %d", (int)kind);
 }

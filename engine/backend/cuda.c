@@ -114,11 +114,11 @@ ims_status ims_cuda_device_count(int *count, ims_error *err)
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        return imsi_fail(err, IMS_ERR_NO_DEVICE, "no CUDA device: %s (%s)", cudaGetErrorName(e),
-                         cudaGetErrorString(e));
+        return ims_error_set(err, IMS_ERR_NO_DEVICE, "no CUDA device: %s (%s)", cudaGetErrorName(e),
+                             cudaGetErrorString(e));
     }
     if (n <= 0)
-        return imsi_fail(err, IMS_ERR_NO_DEVICE, "no CUDA device: the driver reports 0 devices");
+        return ims_error_set(err, IMS_ERR_NO_DEVICE, "no CUDA device: the driver reports 0 devices");
     *count = n;
     return IMS_OK;
 }
@@ -173,12 +173,12 @@ static ims_status cuda_alloc(ims_backend *be, size_t nbytes, void **out, ims_err
     size_t free_bytes = 0, total_bytes = 0;
     if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
         (void)cudaGetLastError();
-        return imsi_fail(err, IMS_ERR_NOMEM, "cannot allocate %zu bytes of device memory on %s (free memory unknown)",
-                         nbytes, be->info.name);
+        return ims_error_set(err, IMS_ERR_NOMEM, "cannot allocate %zu bytes of device memory on %s (free memory unknown)",
+                             nbytes, be->info.name);
     }
-    return imsi_fail(err, IMS_ERR_NOMEM,
-                     "cannot allocate %zu bytes (%.1f MiB) of device memory on %s: %.1f of %.1f MiB free", nbytes,
-                     nbytes / 1048576.0, be->info.name, free_bytes / 1048576.0, total_bytes / 1048576.0);
+    return ims_error_set(err, IMS_ERR_NOMEM,
+                         "cannot allocate %zu bytes (%.1f MiB) of device memory on %s: %.1f of %.1f MiB free", nbytes,
+                         nbytes / 1048576.0, be->info.name, free_bytes / 1048576.0, total_bytes / 1048576.0);
 }
 
 static void cuda_dealloc(ims_backend *be, void *ptr)
@@ -376,7 +376,7 @@ static ims_status cuda_timer_create(ims_backend *be, void **timer, ims_error *er
         return status;
     cuda_timer *t = calloc(1, sizeof *t);
     if (!t)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     *timer = t;
     status = IMS_CUDA_CALL(err, cudaEventCreate(&t->start));
     if (!status)
@@ -928,14 +928,14 @@ ims_status imsi_backend_cuda_create(int device, ims_backend **out, ims_error *er
     if (status)
         return status;
     if (device < 0 || device >= count)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "CUDA device %d does not exist: %d device%s (0..%d)", device, count,
-                         count == 1 ? "" : "s", count - 1);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "CUDA device %d does not exist: %d device%s (0..%d)", device, count,
+                             count == 1 ? "" : "s", count - 1);
     ims_backend *be = calloc(1, sizeof *be);
     cuda_state *st = calloc(1, sizeof *st);
     if (!be || !st) {
         free(be);
         free(st);
-        return imsi_fail(err, IMS_ERR_NOMEM, "cannot allocate the CUDA backend");
+        return ims_error_set(err, IMS_ERR_NOMEM, "cannot allocate the CUDA backend");
     }
     st->device = device;
     be->impl = st;

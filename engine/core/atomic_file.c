@@ -49,13 +49,13 @@ ims_status imsi_atomic_file_open(imsi_atomic_file *af, const char *path, ims_err
     af->tmp = malloc(len + 32);
     if (!af->path || !af->tmp) {
         release(af);
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     }
     snprintf(af->tmp, len + 32, "%s.tmp.%ld", path, (long)getpid());
     int fd = open(af->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     af->f = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (!af->f) {
-        ims_status st = imsi_fail(err, IMS_ERR_IO, "cannot create '%s': %s", af->tmp, strerror(errno));
+        ims_status st = ims_error_set(err, IMS_ERR_IO, "cannot create '%s': %s", af->tmp, strerror(errno));
         if (fd >= 0) {
             close(fd);
             unlink(af->tmp);
@@ -72,7 +72,7 @@ ims_status imsi_atomic_file_write(imsi_atomic_file *af, const void *data, size_t
     while (n > 0) {
         size_t piece = n > (1u << 30) ? (1u << 30) : n;
         if (fwrite(p, 1, piece, af->f) != piece)
-            return imsi_fail(err, IMS_ERR_IO, "writing '%s' failed: %s", af->tmp, strerror(errno));
+            return ims_error_set(err, IMS_ERR_IO, "writing '%s' failed: %s", af->tmp, strerror(errno));
         p += piece;
         n -= piece;
     }
@@ -83,14 +83,14 @@ ims_status imsi_atomic_file_commit(imsi_atomic_file *af, ims_error *err)
 {
     ims_status st = IMS_OK;
     if (fflush(af->f) != 0)
-        st = imsi_fail(err, IMS_ERR_IO, "writing '%s' failed: %s", af->tmp, strerror(errno));
+        st = ims_error_set(err, IMS_ERR_IO, "writing '%s' failed: %s", af->tmp, strerror(errno));
     if (!st && fsync(fileno(af->f)) != 0)
-        st = imsi_fail(err, IMS_ERR_IO, "fsync of '%s' failed: %s", af->tmp, strerror(errno));
+        st = ims_error_set(err, IMS_ERR_IO, "fsync of '%s' failed: %s", af->tmp, strerror(errno));
     if (fclose(af->f) != 0 && !st)
-        st = imsi_fail(err, IMS_ERR_IO, "closing '%s' failed: %s", af->tmp, strerror(errno));
+        st = ims_error_set(err, IMS_ERR_IO, "closing '%s' failed: %s", af->tmp, strerror(errno));
     af->f = NULL;
     if (!st && rename(af->tmp, af->path) != 0)
-        st = imsi_fail(err, IMS_ERR_IO, "renaming '%s' to '%s' failed: %s", af->tmp, af->path, strerror(errno));
+        st = ims_error_set(err, IMS_ERR_IO, "renaming '%s' to '%s' failed: %s", af->tmp, af->path, strerror(errno));
     if (st)
         unlink(af->tmp);
     else

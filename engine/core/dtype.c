@@ -118,5 +118,5 @@ ims_status ims_precision_parse(const char *text, ims_precision *out, ims_error *
             *out = (ims_precision)p;
             return IMS_OK;
         }
-    return imsi_fail(err, IMS_ERR_ARGUMENT, "unknown precision '%s' (fp32, tf32 or fp16)", text);
+    return ims_error_set(err, IMS_ERR_ARGUMENT, "unknown precision '%s' (fp32, tf32 or fp16)", text);
 }

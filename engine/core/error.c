@@ -22,7 +22,7 @@ const char *ims_status_name(ims_status status)
     return "unknown status";
 }
 
-ims_status imsi_fail(ims_error *err, ims_status code, const char *fmt, ...)
+ims_status ims_error_set(ims_error *err, ims_status code, const char *fmt, ...)
 {
     if (err) {
         va_list ap;

@@ -96,12 +96,12 @@ static ims_status fail_at(parser *ps, size_t pos, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return imsi_fail(ps->err, IMS_ERR_FORMAT, "JSON at byte %zu: %s", pos, what);
+    return ims_error_set(ps->err, IMS_ERR_FORMAT, "JSON at byte %zu: %s", pos, what);
 }
 
 static ims_status fail_nomem(parser *ps)
 {
-    return imsi_fail(ps->err, IMS_ERR_NOMEM, "JSON at byte %zu: out of memory", ps->pos);
+    return ims_error_set(ps->err, IMS_ERR_NOMEM, "JSON at byte %zu: out of memory", ps->pos);
 }
 
 /* Describes the byte at pos for a message: "'x'", "byte 0x8f" or "end of input". */
@@ -589,11 +589,11 @@ ims_status imsi_json_parse(const char *text, size_t len, const json_limits *limi
     if (limits)
         lim = *limits;
     if (lim.max_depth < 1 || lim.max_depth > JSON_MAX_DEPTH || lim.max_values == 0)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "JSON limits: depth %d (1..%d), values %zu (>= 1)", lim.max_depth,
-                         JSON_MAX_DEPTH, lim.max_values);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "JSON limits: depth %d (1..%d), values %zu (>= 1)", lim.max_depth,
+                             JSON_MAX_DEPTH, lim.max_values);
     if (len > lim.max_bytes)
-        return imsi_fail(err, IMS_ERR_FORMAT, "JSON document of %zu bytes exceeds the limit of %zu bytes", len,
-                         lim.max_bytes);
+        return ims_error_set(err, IMS_ERR_FORMAT, "JSON document of %zu bytes exceeds the limit of %zu bytes", len,
+                             lim.max_bytes);
     parser ps = {.s = (const unsigned char *)text, .len = len, .lim = lim, .doc = doc, .err = err};
     ims_status st = IMS_OK;
     if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
@@ -694,9 +694,9 @@ const json_value *imsi_json_array_at(const json_value *arr, size_t index)
 ims_status imsi_json_expect_kind(const json_value *v, json_kind kind, const char *what, ims_error *err)
 {
     if (v->kind != kind)
-        return imsi_fail(err, IMS_ERR_FORMAT, "%s: expected %s %s, found %s (JSON byte %zu)", what,
-                         kind == JSON_ARRAY || kind == JSON_OBJECT ? "an" : "a", imsi_json_kind_name(kind),
-                         imsi_json_kind_name(v->kind), v->offset);
+        return ims_error_set(err, IMS_ERR_FORMAT, "%s: expected %s %s, found %s (JSON byte %zu)", what,
+                             kind == JSON_ARRAY || kind == JSON_OBJECT ? "an" : "a", imsi_json_kind_name(kind),
+                             imsi_json_kind_name(v->kind), v->offset);
     return IMS_OK;
 }
 
@@ -720,14 +720,14 @@ ims_status imsi_json_get_int64(const json_value *v, const char *what, int64_t mi
                                ims_error *err)
 {
     if (v->kind != JSON_NUMBER)
-        return imsi_fail(err, IMS_ERR_FORMAT, "%s: expected an integer, found %s (JSON byte %zu)", what,
-                         imsi_json_kind_name(v->kind), v->offset);
+        return ims_error_set(err, IMS_ERR_FORMAT, "%s: expected an integer, found %s (JSON byte %zu)", what,
+                             imsi_json_kind_name(v->kind), v->offset);
     if (!v->num.is_int)
-        return imsi_fail(err, IMS_ERR_FORMAT, "%s: expected an integer, found %.40s (JSON byte %zu)", what,
-                         v->num.text, v->offset);
+        return ims_error_set(err, IMS_ERR_FORMAT, "%s: expected an integer, found %.40s (JSON byte %zu)", what,
+                             v->num.text, v->offset);
     if (v->num.int_value < min || v->num.int_value > max)
-        return imsi_fail(err, IMS_ERR_FORMAT, "%s = %lld is outside %lld..%lld (JSON byte %zu)", what,
-                         (long long)v->num.int_value, (long long)min, (long long)max, v->offset);
+        return ims_error_set(err, IMS_ERR_FORMAT, "%s = %lld is outside %lld..%lld (JSON byte %zu)", what,
+                             (long long)v->num.int_value, (long long)min, (long long)max, v->offset);
     *out = v->num.int_value;
     return IMS_OK;
 }
@@ -752,11 +752,11 @@ static ims_status member_find(const json_value *obj, const char *what, const cha
     else
         snprintf(name, 256, "'%s'", key);
     if (!obj || obj->kind != JSON_OBJECT)
-        return imsi_fail(err, IMS_ERR_FORMAT, "%s: not inside an object", name);
+        return ims_error_set(err, IMS_ERR_FORMAT, "%s: not inside an object", name);
     *out = imsi_json_object_get(obj, key);
     if (!*out)
-        return imsi_fail(err, IMS_ERR_NOT_FOUND, "%s%smissing '%s'", what ? what : "", what && what[0] ? ": " : "",
-                         key);
+        return ims_error_set(err, IMS_ERR_NOT_FOUND, "%s%smissing '%s'", what ? what : "", what && what[0] ? ": " : "",
+                             key);
     return IMS_OK;
 }
 

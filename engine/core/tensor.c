@@ -9,15 +9,15 @@
 ims_status imsi_shape_numel(int ndim, const int64_t *shape, int64_t *numel, ims_error *err)
 {
     if (ndim < 0 || ndim > IMS_MAX_DIMS)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "ndim %d is outside 0..%d", ndim, IMS_MAX_DIMS);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "ndim %d is outside 0..%d", ndim, IMS_MAX_DIMS);
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 1)
-            return imsi_fail(err, IMS_ERR_ARGUMENT, "shape[%d] = %lld must be at least 1", i,
-                             (long long)shape[i]);
+            return ims_error_set(err, IMS_ERR_ARGUMENT, "shape[%d] = %lld must be at least 1", i,
+                                 (long long)shape[i]);
         if (n > INT64_MAX / shape[i])
-            return imsi_fail(err, IMS_ERR_ARGUMENT, "shape product overflows at shape[%d] = %lld",
-                             i, (long long)shape[i]);
+            return ims_error_set(err, IMS_ERR_ARGUMENT, "shape product overflows at shape[%d] = %lld",
+                                 i, (long long)shape[i]);
         n *= shape[i];
     }
     *numel = n;
@@ -29,14 +29,14 @@ ims_status imsi_tensor_init(void *data, ims_dtype dtype, int ndim, const int64_t
 {
     memset(t, 0, sizeof *t);
     if (ims_dtype_size(dtype) == 0)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "unknown dtype %d", (int)dtype);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "unknown dtype %d", (int)dtype);
     int64_t numel;
     ims_status st = imsi_shape_numel(ndim, shape, &numel, err);
     if (st)
         return st;
     if ((uint64_t)numel > SIZE_MAX / ims_dtype_size(dtype))
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "%lld elements of %s overflow size_t",
-                         (long long)numel, ims_dtype_name(dtype));
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "%lld elements of %s overflow size_t",
+                             (long long)numel, ims_dtype_name(dtype));
     t->data = data;
     t->dtype = dtype;
     t->ndim = ndim;
@@ -97,7 +97,7 @@ ims_status imsi_tensor_expect(const imsi_tensor *t, const char *what, ims_dtype 
     char want[80], have[96];
     shape_text(ndim, shape, want, sizeof want);
     if (!t->data)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "%s: tensor has no data", what);
-    return imsi_fail(err, IMS_ERR_ARGUMENT, "%s: expected %s %s (-1 = any), got %s", what, want,
-                     ims_dtype_name(dtype), imsi_tensor_describe(t, have, sizeof have));
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "%s: tensor has no data", what);
+    return ims_error_set(err, IMS_ERR_ARGUMENT, "%s: expected %s %s (-1 = any), got %s", what, want,
+                         ims_dtype_name(dtype), imsi_tensor_describe(t, have, sizeof have));
 }

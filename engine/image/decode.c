@@ -98,19 +98,19 @@ static const char *short_count(uint64_t v, char buf[32])
 static ims_status check_size(uint64_t w, uint64_t h, const ims_decode_options *o, ims_error *err)
 {
     if (w == 0 || h == 0)
-        return imsi_fail(err, IMS_ERR_FORMAT, "image is %llu x %llu, which is empty", (unsigned long long)w,
-                         (unsigned long long)h);
+        return ims_error_set(err, IMS_ERR_FORMAT, "image is %llu x %llu, which is empty", (unsigned long long)w,
+                             (unsigned long long)h);
     /* w, h < 2^32 each, so the product fits in 64 bits. */
     uint64_t n = w * h;
     if (n > o->max_pixels) {
         char a[32], b[32];
-        return imsi_fail(err, IMS_ERR_FORMAT, "image is %llu x %llu = %s pixels, over the limit of %s (--max-pixels)",
-                         (unsigned long long)w, (unsigned long long)h, short_count(n, a),
-                         short_count(o->max_pixels, b));
+        return ims_error_set(err, IMS_ERR_FORMAT, "image is %llu x %llu = %s pixels, over the limit of %s (--max-pixels)",
+                             (unsigned long long)w, (unsigned long long)h, short_count(n, a),
+                             short_count(o->max_pixels, b));
     }
     if (n > SIZE_MAX / 4 || w > INT32_MAX || h > INT32_MAX)
-        return imsi_fail(err, IMS_ERR_NOMEM, "image is %llu x %llu, too large for this machine", (unsigned long long)w,
-                         (unsigned long long)h);
+        return ims_error_set(err, IMS_ERR_NOMEM, "image is %llu x %llu, too large for this machine", (unsigned long long)w,
+                             (unsigned long long)h);
     return IMS_OK;
 }
 
@@ -341,7 +341,7 @@ static ims_status apply_orientation(ims_image *img, int o, ims_error *err)
     int ow = o >= 5 ? h : w, oh = o >= 5 ? w : h;
     uint8_t *dst = malloc((size_t)w * h * 3);
     if (!dst)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory rotating a %d x %d image", w, h);
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory rotating a %d x %d image", w, h);
     for (int y = 0; y < oh; y++) {
         for (int x = 0; x < ow; x++) {
             int sx, sy;
@@ -389,10 +389,10 @@ static ims_status decode_jpeg(const unsigned char *data, size_t size, const ims_
                               ims_error *err)
 {
     if (size > (unsigned long)-1)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "JPEG of %zu bytes is too large", size);
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "JPEG of %zu bytes is too large", size);
     tjhandle tj = tjInitDecompress();
     if (!tj)
-        return imsi_fail(err, IMS_ERR_NOMEM, "JPEG: cannot start the decoder: %s", tjGetErrorStr2(NULL));
+        return ims_error_set(err, IMS_ERR_NOMEM, "JPEG: cannot start the decoder: %s", tjGetErrorStr2(NULL));
     ims_status st = IMS_OK;
     uint8_t *px = NULL;
     int w, h, subsamp, cs;
@@ -400,13 +400,13 @@ static ims_status decode_jpeg(const unsigned char *data, size_t size, const ims_
         if (strstr(tjGetErrorStr2(tj), "subsampling type"))
             /* TurboJPEG 2.x's header refuses sampling factors outside its
              * TJSAMP list (libjpeg and Pillow decode them; TurboJPEG 3 too). */
-            st = imsi_fail(err, IMS_ERR_UNSUPPORTED,
-                           "JPEG with unusual chroma sampling factors: not supported by TurboJPEG %s",
-                           "2.x (libjpeg-turbo 3 or the libjpeg API would decode it)");
+            st = ims_error_set(err, IMS_ERR_UNSUPPORTED,
+                               "JPEG with unusual chroma sampling factors: not supported by TurboJPEG %s",
+                               "2.x (libjpeg-turbo 3 or the libjpeg API would decode it)");
         else if (jpeg_ends_before_scan(data, size))
-            st = imsi_fail(err, IMS_ERR_FORMAT, "JPEG file is truncated (in its header: %s)", tjGetErrorStr2(tj));
+            st = ims_error_set(err, IMS_ERR_FORMAT, "JPEG file is truncated (in its header: %s)", tjGetErrorStr2(tj));
         else
-            st = imsi_fail(err, IMS_ERR_FORMAT, "bad JPEG header: %s", tjGetErrorStr2(tj));
+            st = ims_error_set(err, IMS_ERR_FORMAT, "bad JPEG header: %s", tjGetErrorStr2(tj));
         goto done;
     }
     if ((st = check_size((uint64_t)(w > 0 ? w : 0), (uint64_t)(h > 0 ? h : 0), o, err)) != IMS_OK)
@@ -416,17 +416,17 @@ static ims_status decode_jpeg(const unsigned char *data, size_t size, const ims_
     /* 4 bytes per pixel at most: the later in-place widening to RGB fits. */
     px = malloc(npx * (bpp > 3 ? bpp : 3));
     if (!px) {
-        st = imsi_fail(err, IMS_ERR_NOMEM, "out of memory for a %d x %d JPEG", w, h);
+        st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory for a %d x %d JPEG", w, h);
         goto done;
     }
     if (tjDecompress2(tj, data, (unsigned long)size, px, w, 0, h, pf, 0) != 0) {
         const char *why = tjGetErrorStr2(tj);
         if (tjGetErrorCode(tj) != TJERR_WARNING) {
-            st = imsi_fail(err, IMS_ERR_FORMAT, "bad JPEG data: %s", why);
+            st = ims_error_set(err, IMS_ERR_FORMAT, "bad JPEG data: %s", why);
             goto done;
         }
         if (strstr(why, "Premature end")) {
-            st = imsi_fail(err, IMS_ERR_FORMAT, "JPEG file is truncated (%s)", why);
+            st = ims_error_set(err, IMS_ERR_FORMAT, "JPEG file is truncated (%s)", why);
             goto done;
         }
         /* Other warnings: libjpeg decoded the whole image; Pillow accepts it too. */
@@ -443,7 +443,7 @@ static ims_status decode_jpeg(const unsigned char *data, size_t size, const ims_
     px = NULL;
     if (o->apply_exif_orientation) {
         int orientation = jpeg_orientation(data, size);
-        st = orientation < 0 ? imsi_fail(err, IMS_ERR_NOMEM, "out of memory reading EXIF")
+        st = orientation < 0 ? ims_error_set(err, IMS_ERR_NOMEM, "out of memory reading EXIF")
                              : apply_orientation(out, orientation, err);
         if (st != IMS_OK)
             ims_image_free(out);
@@ -525,7 +525,7 @@ static ims_status decode_png(const unsigned char *data, size_t size, const ims_d
     png_src src = {data, size, 0, ""};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
     if (!png)
-        return imsi_fail(err, IMS_ERR_NOMEM, "PNG: cannot start the decoder");
+        return ims_error_set(err, IMS_ERR_NOMEM, "PNG: cannot start the decoder");
     png_infop info = png_create_info_struct(png);
     /* Locals changed after setjmp and read after longjmp must be volatile. */
     uint8_t *volatile px = NULL;
@@ -533,11 +533,11 @@ static ims_status decode_png(const unsigned char *data, size_t size, const ims_d
     volatile ims_status st = IMS_OK;
     if (!info) {
         png_destroy_read_struct(&png, NULL, NULL);
-        return imsi_fail(err, IMS_ERR_NOMEM, "PNG: cannot start the decoder");
+        return ims_error_set(err, IMS_ERR_NOMEM, "PNG: cannot start the decoder");
     }
     if (setjmp(png_jmpbuf(png))) {
         if (st == IMS_OK)
-            st = imsi_fail(err, IMS_ERR_FORMAT, "bad PNG: %s", src.msg);
+            st = ims_error_set(err, IMS_ERR_FORMAT, "bad PNG: %s", src.msg);
         goto done;
     }
     png_set_read_fn(png, &src, png_read_mem);
@@ -557,7 +557,7 @@ static ims_status decode_png(const unsigned char *data, size_t size, const ims_d
     size_t rowbytes = png_get_rowbytes(png, info);
     if (channels < 1 || channels > 4 || (depth != 8 && depth != 16) ||
         rowbytes != (size_t)w * (size_t)channels * (size_t)(depth / 8)) {
-        st = imsi_fail(err, IMS_ERR_FORMAT, "PNG: unexpected row layout (%d channels, %d bits)", channels, depth);
+        st = ims_error_set(err, IMS_ERR_FORMAT, "PNG: unexpected row layout (%d channels, %d bits)", channels, depth);
         goto done;
     }
     /* The buffer holds both the libpng rows and the RGB8 result (converted in
@@ -565,13 +565,13 @@ static ims_status decode_png(const unsigned char *data, size_t size, const ims_d
      * rows may still overflow on 32-bit machines: check. */
     size_t step = (size_t)channels * (size_t)(depth / 8), row_max = rowbytes > (size_t)w * 3 ? rowbytes : (size_t)w * 3;
     if (row_max > SIZE_MAX / h) {
-        st = imsi_fail(err, IMS_ERR_NOMEM, "PNG of %u x %u is too large for this machine", (unsigned)w, (unsigned)h);
+        st = ims_error_set(err, IMS_ERR_NOMEM, "PNG of %u x %u is too large for this machine", (unsigned)w, (unsigned)h);
         goto done;
     }
     px = malloc(row_max * h);
     rows = malloc(sizeof(png_bytep) * h);
     if (!px || !rows) {
-        st = imsi_fail(err, IMS_ERR_NOMEM, "out of memory for a %u x %u PNG", (unsigned)w, (unsigned)h);
+        st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory for a %u x %u PNG", (unsigned)w, (unsigned)h);
         goto done;
     }
     for (png_uint_32 y = 0; y < h; y++)
@@ -611,11 +611,11 @@ ims_status ims_image_decode(const void *data, size_t size, const ims_decode_opti
         o = &def;
     }
     if (!out || (!data && size))
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "ims_image_decode: NULL argument");
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "ims_image_decode: NULL argument");
     out->width = out->height = 0;
     out->pixels = NULL;
     if (size == 0)
-        return imsi_fail(err, IMS_ERR_FORMAT, "empty file (0 bytes)");
+        return ims_error_set(err, IMS_ERR_FORMAT, "empty file (0 bytes)");
     switch (ims_image_sniff(data, size)) {
     case IMS_IMAGE_FORMAT_JPEG:
         return decode_jpeg(data, size, o, out, err);
@@ -626,19 +626,19 @@ ims_status ims_image_decode(const void *data, size_t size, const ims_decode_opti
     }
     const char *name = unsupported_name(data, size);
     if (name)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "%s images are not supported (only JPEG and PNG)", name);
-    return imsi_fail(err, IMS_ERR_FORMAT, "not a JPEG or PNG file (unknown signature)");
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "%s images are not supported (only JPEG and PNG)", name);
+    return ims_error_set(err, IMS_ERR_FORMAT, "not a JPEG or PNG file (unknown signature)");
 }
 
 ims_status ims_image_decode_file(const char *path, const ims_decode_options *o, ims_image *out, ims_error *err)
 {
     if (!path || !out)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "ims_image_decode_file: NULL argument");
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "ims_image_decode_file: NULL argument");
     out->width = out->height = 0;
     out->pixels = NULL;
     FILE *f = fopen(path, "rb");
     if (!f)
-        return imsi_fail(err, IMS_ERR_IO, "%s: cannot open", path);
+        return ims_error_set(err, IMS_ERR_IO, "%s: cannot open", path);
     unsigned char *buf = NULL;
     size_t len = 0, cap = 0;
     ims_status st = IMS_OK;
@@ -647,7 +647,7 @@ ims_status ims_image_decode_file(const char *path, const ims_decode_options *o, 
             size_t ncap = cap ? cap * 2 : 1 << 16;
             unsigned char *nb = ncap > cap ? realloc(buf, ncap) : NULL;
             if (!nb) {
-                st = imsi_fail(err, IMS_ERR_NOMEM, "%s: out of memory reading the file", path);
+                st = ims_error_set(err, IMS_ERR_NOMEM, "%s: out of memory reading the file", path);
                 break;
             }
             buf = nb, cap = ncap;
@@ -656,7 +656,7 @@ ims_status ims_image_decode_file(const char *path, const ims_decode_options *o, 
         len += n;
         if (n == 0) {
             if (ferror(f))
-                st = imsi_fail(err, IMS_ERR_IO, "%s: read error", path);
+                st = ims_error_set(err, IMS_ERR_IO, "%s: read error", path);
             break;
         }
     }

@@ -116,7 +116,7 @@ static ims_status buffer_alloc(ims_image_loader *ld, size_t nbytes, void **out, 
         return imsi_backend_host_alloc(ld->backend, nbytes, out, err);
     size_t rounded = (nbytes + 63) & ~(size_t)63;
     if (rounded < nbytes || !(*out = aligned_alloc(64, rounded)))
-        return imsi_fail(err, IMS_ERR_NOMEM, "cannot allocate %zu bytes for a batch buffer", nbytes);
+        return ims_error_set(err, IMS_ERR_NOMEM, "cannot allocate %zu bytes for a batch buffer", nbytes);
     return IMS_OK;
 }
 
@@ -138,26 +138,26 @@ static ims_status read_file(const char *path, worker_scratch *s, size_t *size, i
     *size = 0;
     FILE *f = fopen(path, "rb");
     if (!f)
-        return imsi_fail(err, IMS_ERR_IO, "cannot open: %s", strerror(errno));
+        return ims_error_set(err, IMS_ERR_IO, "cannot open: %s", strerror(errno));
     struct stat sb;
     ims_status st = IMS_OK;
     if (fstat(fileno(f), &sb) != 0)
-        st = imsi_fail(err, IMS_ERR_IO, "cannot stat: %s", strerror(errno));
+        st = ims_error_set(err, IMS_ERR_IO, "cannot stat: %s", strerror(errno));
     else if (!S_ISREG(sb.st_mode))
-        st = imsi_fail(err, IMS_ERR_IO, "not a regular file");
+        st = ims_error_set(err, IMS_ERR_IO, "not a regular file");
     else if ((uint64_t)sb.st_size > LOADER_MAX_FILE_BYTES)
-        st = imsi_fail(err, IMS_ERR_UNSUPPORTED, "file of %lld bytes exceeds the %llu-byte limit",
-                       (long long)sb.st_size, (unsigned long long)LOADER_MAX_FILE_BYTES);
+        st = ims_error_set(err, IMS_ERR_UNSUPPORTED, "file of %lld bytes exceeds the %llu-byte limit",
+                           (long long)sb.st_size, (unsigned long long)LOADER_MAX_FILE_BYTES);
     size_t n = st ? 0 : (size_t)sb.st_size;
     if (!st && n + 1 > s->file_cap) {
         uint8_t *p = realloc(s->file, n + 1);
         if (!p)
-            st = imsi_fail(err, IMS_ERR_NOMEM, "cannot allocate %zu bytes to read the file", n + 1);
+            st = ims_error_set(err, IMS_ERR_NOMEM, "cannot allocate %zu bytes to read the file", n + 1);
         else
             s->file = p, s->file_cap = n + 1;
     }
     if (!st && n && fread(s->file, 1, n, f) != n)
-        st = imsi_fail(err, IMS_ERR_IO, "read failed: %s", ferror(f) ? strerror(errno) : "file shrank while read");
+        st = ims_error_set(err, IMS_ERR_IO, "read failed: %s", ferror(f) ? strerror(errno) : "file shrank while read");
     fclose(f);
     if (!st)
         *size = n;
@@ -208,7 +208,7 @@ static void load_one(const ims_image_loader *ld, const char *path, worker_scratc
     if (st) {
         memset(out, 0, ld->item_bytes);
         if (!err.msg[0])
-            imsi_fail(&err, st, "%s", ims_status_name(st));
+            ims_error_set(&err, st, "%s", ims_status_name(st));
         imsi_error_prefix(&err, st, "%s", path);
         memcpy(item->error, err.msg, sizeof item->error);
     }
@@ -294,19 +294,19 @@ static void *worker_main(void *arg)
 static ims_status check_options(const ims_image_loader_options *o, ims_error *err)
 {
     if (o->mode != IMS_PREPROCESS_TORCHVISION && o->mode != IMS_PREPROCESS_FID)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "image loader: unknown preprocess mode %d", (int)o->mode);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "image loader: unknown preprocess mode %d", (int)o->mode);
     if (o->output != IMS_LOADER_OUTPUT_F32 && o->output != IMS_LOADER_OUTPUT_U8)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "image loader: unknown output %d", (int)o->output);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "image loader: unknown output %d", (int)o->output);
     if (o->output == IMS_LOADER_OUTPUT_U8 && o->mode != IMS_PREPROCESS_TORCHVISION)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "image loader: uint8 output exists in torchvision mode only");
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "image loader: uint8 output exists in torchvision mode only");
     if (o->layout != IMS_LAYOUT_NCHW && o->layout != IMS_LAYOUT_NHWC)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "image loader: unknown layout %d", (int)o->layout);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "image loader: unknown layout %d", (int)o->layout);
     if (o->batch_size < 1 || o->batch_size > 65536)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "image loader: batch size %d is not in 1..65536", o->batch_size);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "image loader: batch size %d is not in 1..65536", o->batch_size);
     if (o->threads < 1 || o->threads > 1024)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "image loader: %d threads is not in 1..1024", o->threads);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "image loader: %d threads is not in 1..1024", o->threads);
     if (o->buffers < 2 || o->buffers > 64)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "image loader: %d buffers is not in 2..64", o->buffers);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "image loader: %d buffers is not in 2..64", o->buffers);
     return IMS_OK;
 }
 
@@ -314,12 +314,12 @@ static ims_status loader_alloc_slots(ims_image_loader *ld, ims_error *err)
 {
     ld->slots = calloc((size_t)ld->nslots, sizeof *ld->slots);
     if (!ld->slots)
-        return imsi_fail(err, IMS_ERR_NOMEM, "image loader: cannot allocate its buffer table");
+        return ims_error_set(err, IMS_ERR_NOMEM, "image loader: cannot allocate its buffer table");
     for (int s = 0; s < ld->nslots; s++) {
         loader_slot *slot = &ld->slots[s];
         slot->items = calloc((size_t)ld->opts.batch_size, sizeof *slot->items);
         if (!slot->items)
-            return imsi_fail(err, IMS_ERR_NOMEM, "image loader: cannot allocate %d item records", ld->opts.batch_size);
+            return ims_error_set(err, IMS_ERR_NOMEM, "image loader: cannot allocate %d item records", ld->opts.batch_size);
         slot->batch.items = slot->items;
         slot->batch.item_bytes = ld->item_bytes;
         ims_status st = buffer_alloc(ld, ld->slot_bytes, &slot->batch.data, err);
@@ -338,7 +338,7 @@ ims_status ims_image_loader_create(const ims_image_loader_options *o, ims_backen
         return st;
     ims_image_loader *ld = calloc(1, sizeof *ld);
     if (!ld)
-        return imsi_fail(err, IMS_ERR_NOMEM, "image loader: cannot allocate its state");
+        return ims_error_set(err, IMS_ERR_NOMEM, "image loader: cannot allocate its state");
     ld->opts = *o;
     ld->backend = backend;
     ld->nslots = o->buffers;
@@ -348,16 +348,16 @@ ims_status ims_image_loader_create(const ims_image_loader_options *o, ims_backen
     if (pthread_mutex_init(&ld->mutex, NULL) || pthread_cond_init(&ld->work_cv, NULL) ||
         pthread_cond_init(&ld->ready_cv, NULL)) {
         free(ld);
-        return imsi_fail(err, IMS_ERR_NOMEM, "image loader: cannot create its mutex and condition variables");
+        return ims_error_set(err, IMS_ERR_NOMEM, "image loader: cannot create its mutex and condition variables");
     }
     *out = ld; /* from here, ims_image_loader_free undoes a partial setup */
     st = loader_alloc_slots(ld, err);
     if (!st && !(ld->threads = calloc((size_t)o->threads, sizeof *ld->threads)))
-        st = imsi_fail(err, IMS_ERR_NOMEM, "image loader: cannot allocate its thread table");
+        st = ims_error_set(err, IMS_ERR_NOMEM, "image loader: cannot allocate its thread table");
     for (int t = 0; !st && t < o->threads; t++) {
         int e = pthread_create(&ld->threads[t], NULL, worker_main, ld);
         if (e)
-            st = imsi_fail(err, IMS_ERR_NOMEM, "image loader: cannot start decode thread %d: %s", t, strerror(e));
+            st = ims_error_set(err, IMS_ERR_NOMEM, "image loader: cannot start decode thread %d: %s", t, strerror(e));
         else
             ld->threads_started++;
     }
@@ -371,12 +371,12 @@ ims_status ims_image_loader_create(const ims_image_loader_options *o, ims_backen
 ims_status ims_image_loader_start(ims_image_loader *ld, const char *const *paths, size_t count, ims_error *err)
 {
     if (count && !paths)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "image loader: %zu images but no path list", count);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "image loader: %zu images but no path list", count);
     pthread_mutex_lock(&ld->mutex);
     ims_status st = IMS_OK;
     if (ld->running && (ld->next_batch < ld->nbatches || ld->released < ld->nbatches))
-        st = imsi_fail(err, IMS_ERR_ARGUMENT,
-                       "image loader: a run is in progress (every batch must be returned and released first)");
+        st = ims_error_set(err, IMS_ERR_ARGUMENT,
+                           "image loader: a run is in progress (every batch must be returned and released first)");
     if (!st) {
         ld->paths = paths;
         ld->count = count;
@@ -400,12 +400,12 @@ ims_status ims_image_loader_next(ims_image_loader *ld, const ims_image_batch **b
     size_t k = ld->next_batch;
     loader_slot *slot = ld->running ? &ld->slots[k % (size_t)ld->nslots] : NULL;
     if (!ld->running)
-        st = imsi_fail(err, IMS_ERR_ARGUMENT, "image loader: next before start");
+        st = ims_error_set(err, IMS_ERR_ARGUMENT, "image loader: next before start");
     else if (k >= ld->nbatches)
-        st = imsi_fail(err, IMS_ERR_NOT_FOUND, "image loader: no more batches (%zu returned)", ld->nbatches);
+        st = ims_error_set(err, IMS_ERR_NOT_FOUND, "image loader: no more batches (%zu returned)", ld->nbatches);
     else if (slot->state == SLOT_HELD)
-        st = imsi_fail(err, IMS_ERR_ARGUMENT, "image loader: all %d buffers are held; release a batch first",
-                       ld->nslots);
+        st = ims_error_set(err, IMS_ERR_ARGUMENT, "image loader: all %d buffers are held; release a batch first",
+                           ld->nslots);
     else {
         /* The slot is FREE (not yet claimed), FILLING batch k, or READY with batch k. */
         while (!(slot->state == SLOT_READY && slot->batch.index == k))

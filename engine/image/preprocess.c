@@ -82,7 +82,7 @@ static ims_status pp_coeffs_init(pp_coeffs *c, int in_size, int out_size, int fi
     if (!c->bounds || !c->k || !pre) {
         free(pre);
         pp_coeffs_free(c);
-        return imsi_fail(err, IMS_ERR_NOMEM, "preprocess: out of memory for %d x %d resize coefficients", n, ksize);
+        return ims_error_set(err, IMS_ERR_NOMEM, "preprocess: out of memory for %d x %d resize coefficients", n, ksize);
     }
     for (int i = 0; i < n; i++) {
         int xx = first + i;
@@ -191,9 +191,9 @@ static int pp_half_round_even(int v)
 static ims_status pp_check_image(const ims_image *img, ims_error *err)
 {
     if (!img || !img->pixels || img->width <= 0 || img->height <= 0)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "preprocess: empty image");
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "preprocess: empty image");
     if ((uint64_t)img->width * (uint64_t)img->height > SIZE_MAX / 3)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "preprocess: image %d x %d too large", img->width, img->height);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "preprocess: image %d x %d too large", img->width, img->height);
     return IMS_OK;
 }
 
@@ -203,8 +203,8 @@ static ims_status pp_resized_size(int w, int h, int resize, int *nw, int *nh, im
     int shrt = w <= h ? w : h, lng = w <= h ? h : w;
     double new_long = (double)((int64_t)resize * lng) / (double)shrt;
     if (new_long >= PP_MAX_SIDE)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "preprocess: %d x %d resized to short side %d is too long (%.0f)", w,
-                         h, resize, new_long);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "preprocess: %d x %d resized to short side %d is too long (%.0f)", w,
+                             h, resize, new_long);
     int nl = (int)new_long;
     *nw = w <= h ? resize : nl;
     *nh = w <= h ? nl : resize;
@@ -242,7 +242,7 @@ static ims_status pp_resample_window(const ims_image *img, int nw, int nh, int x
     if (need_h) {
         tmp = malloc((size_t)(r1 - r0) * (size_t)cw * 3);
         if (!tmp) {
-            st = imsi_fail(err, IMS_ERR_NOMEM, "preprocess: out of memory for a %d x %d intermediate", cw, r1 - r0);
+            st = ims_error_set(err, IMS_ERR_NOMEM, "preprocess: out of memory for a %d x %d intermediate", cw, r1 - r0);
             goto done;
         }
         for (int y = r0; y < r1; y += 2) {
@@ -254,7 +254,7 @@ static ims_status pp_resample_window(const ims_image *img, int nw, int nh, int x
         src_row = (size_t)cw * 3;
     }
     if (need_v && !(acc = malloc((size_t)cw * 3 * sizeof(int32_t)))) {
-        st = imsi_fail(err, IMS_ERR_NOMEM, "preprocess: out of memory for a %d-pixel row", cw);
+        st = ims_error_set(err, IMS_ERR_NOMEM, "preprocess: out of memory for a %d-pixel row", cw);
         goto done;
     }
     for (int i = 0; i < ch; i++) {
@@ -278,7 +278,7 @@ ims_status ims_preprocess_torchvision_u8(const ims_image *img, int resize, int c
     if (st != IMS_OK)
         return st;
     if (!out || resize <= 0 || crop <= 0 || resize >= PP_MAX_SIDE || crop >= PP_MAX_SIDE)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "preprocess: bad resize %d / crop %d", resize, crop);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "preprocess: bad resize %d / crop %d", resize, crop);
     int nw = 0, nh = 0;
     st = pp_resized_size(img->width, img->height, resize, &nw, &nh, err);
     if (st != IMS_OK)
@@ -345,7 +345,7 @@ ims_status ims_preprocess_fid(const ims_image *img, int size, ims_layout layout,
     if (st != IMS_OK)
         return st;
     if (!out || size <= 0 || size >= (1 << 24))
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "preprocess: bad fid size %d", size);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "preprocess: bad fid size %d", size);
     int w = img->width, h = img->height;
     size_t plane = (size_t)size * (size_t)size, in_row = (size_t)w * 3;
 
@@ -354,7 +354,7 @@ ims_status ims_preprocess_fid(const ims_image *img, int size, ims_layout layout,
     if (!xi || !xl) {
         free(xi);
         free(xl);
-        return imsi_fail(err, IMS_ERR_NOMEM, "preprocess: out of memory for fid size %d", size);
+        return ims_error_set(err, IMS_ERR_NOMEM, "preprocess: out of memory for fid size %d", size);
     }
     for (int x = 0; x < size; x++)
         pp_linear_index(w, size, x, &xi[x * 2], &xi[x * 2 + 1], &xl[x * 2], &xl[x * 2 + 1]);

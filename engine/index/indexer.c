@@ -76,19 +76,19 @@ static ims_status embed_class_names(index_run *r, ims_error *err)
     ims_status st = ims_index_load_class_embeddings(r->index, &r->class_embeddings, &stored, err);
     if (st != IMS_ERR_NOT_FOUND) {
         if (!st && stored != n)
-            st = imsi_fail(err, IMS_ERR_FORMAT, "the index holds %d class embeddings, the model has %d classes", stored, n);
+            st = ims_error_set(err, IMS_ERR_FORMAT, "the index holds %d class embeddings, the model has %d classes", stored, n);
         return st;
     }
     char **texts = calloc((size_t)n, sizeof *texts);
-    st = texts ? IMS_OK : imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+    st = texts ? IMS_OK : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     for (int i = 0; !st && i < n; i++) {
         ims_str label = ims_image_encoder_label(r->image, i);
         if (!label.ptr) {
-            st = imsi_fail(err, IMS_ERR_FORMAT, "semantic embeddings need the image model's class names: class %d has none", i);
+            st = ims_error_set(err, IMS_ERR_FORMAT, "semantic embeddings need the image model's class names: class %d has none", i);
             break;
         }
         if (!(texts[i] = malloc(label.len + 1))) {
-            st = imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+            st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
             break;
         }
         memcpy(texts[i], label.ptr, label.len);
@@ -97,7 +97,7 @@ static ims_status embed_class_names(index_run *r, ims_error *err)
     if (!st) {
         r->class_embeddings = malloc((size_t)n * (size_t)r->semantic_dim * sizeof(float));
         st = r->class_embeddings ? ims_text_embed(r->o->text, (const char *const *)texts, (size_t)n, r->class_embeddings, err)
-                                 : imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+                                 : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     }
     if (!st)
         st = ims_index_save_class_embeddings(r->index, r->class_embeddings, n, err);
@@ -121,7 +121,7 @@ static ims_status run_setup(index_run *r, ims_error *err)
     r->logits = malloc(b * (size_t)r->classes * sizeof(float));
     r->semantic = r->semantic_dim ? malloc(b * (size_t)r->semantic_dim * sizeof(float)) : NULL;
     if (!st && (!r->feat || !r->logits || (r->semantic_dim && !r->semantic)))
-        st = imsi_fail(err, IMS_ERR_NOMEM, "out of memory for a batch of %zu", b);
+        st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory for a batch of %zu", b);
     return st;
 }
 
@@ -226,7 +226,7 @@ ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out
         todo = malloc((list.file_count ? list.file_count : 1) * sizeof *todo);
         paths = malloc((list.file_count ? list.file_count : 1) * sizeof *paths);
         if (!todo || !paths)
-            st = imsi_fail(err, IMS_ERR_NOMEM, "out of memory for %zu files", list.file_count);
+            st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory for %zu files", list.file_count);
     }
     for (size_t i = 0; !st && i < list.file_count; i++) {
         if (ims_index_contains(r.index, list.files[i].path)) {

@@ -116,20 +116,20 @@ ims_status ims_knn_create(ims_backend *be, int64_t dim, const ims_knn_options *o
         o = &def;
     }
     if (!be)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn: no backend");
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "knn: no backend");
     if (dim < 1 || dim > (1 << 20))
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn: dim %lld is out of range 1..%d", (long long)dim, 1 << 20);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "knn: dim %lld is out of range 1..%d", (long long)dim, 1 << 20);
     if (o->dtype != IMS_DTYPE_F16 && o->dtype != IMS_DTYPE_F32)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn: storage dtype %s (f16 or f32)", ims_dtype_name(o->dtype));
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "knn: storage dtype %s (f16 or f32)", ims_dtype_name(o->dtype));
     if (o->metric != IMS_KNN_METRIC_COSINE && o->metric != IMS_KNN_METRIC_IP)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn: unknown metric %d", (int)o->metric);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "knn: unknown metric %d", (int)o->metric);
     if (o->max_rows_per_chunk < 0)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn: max_rows_per_chunk %lld < 0", (long long)o->max_rows_per_chunk);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "knn: max_rows_per_chunk %lld < 0", (long long)o->max_rows_per_chunk);
     if (o->path < IMS_KNN_PATH_AUTO || o->path > IMS_KNN_PATH_GEMM_F16)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn: unknown path %d", (int)o->path);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "knn: unknown path %d", (int)o->path);
     ims_knn_table *t = calloc(1, sizeof *t);
     if (!t)
-        return imsi_fail(err, IMS_ERR_NOMEM, "knn: out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "knn: out of memory");
     t->be = be;
     t->opt = *o;
     t->dim = dim;
@@ -169,7 +169,7 @@ static ims_status grow_host(ims_knn_table *t, int64_t need, ims_error *err)
     if (cap < 1024)
         cap = 1024;
     if ((uint64_t)cap > SIZE_MAX / t->row_bytes)
-        return imsi_fail(err, IMS_ERR_NOMEM, "knn: %lld rows of %zu bytes overflow", (long long)cap, t->row_bytes);
+        return ims_error_set(err, IMS_ERR_NOMEM, "knn: %lld rows of %zu bytes overflow", (long long)cap, t->row_bytes);
     void *p;
     ims_status st = imsi_backend_host_alloc(t->be, (size_t)cap * t->row_bytes, &p, err);
     if (st)
@@ -191,14 +191,14 @@ static ims_status prepare_rows(const ims_knn_table *t, float *x, int n, float *y
     for (int r = 0; r < n; r++)
         for (int c = 0; c < d; c++)
             if (!isfinite(x[(size_t)r * d + c]))
-                return imsi_fail(err, IMS_ERR_ARGUMENT, "knn: %s %lld has a %s at column %d", what,
-                                 (long long)(first + r), isnan(x[(size_t)r * d + c]) ? "NaN" : "Inf", c);
+                return ims_error_set(err, IMS_ERR_ARGUMENT, "knn: %s %lld has a %s at column %d", what,
+                                     (long long)(first + r), isnan(x[(size_t)r * d + c]) ? "NaN" : "Inf", c);
     if (t->opt.metric == IMS_KNN_METRIC_COSINE) {
         imsi_cpu_l2_normalize_rows(x, y_f32, y_f16, norms, n, d);
         for (int r = 0; r < n; r++)
             if (!(norms[r] > 0.0f))
-                return imsi_fail(err, IMS_ERR_ARGUMENT, "knn: %s %lld is all zeros (no direction for cosine)", what,
-                                 (long long)(first + r));
+                return ims_error_set(err, IMS_ERR_ARGUMENT, "knn: %s %lld is all zeros (no direction for cosine)", what,
+                                     (long long)(first + r));
         return IMS_OK;
     }
     size_t count = (size_t)n * d;
@@ -210,22 +210,22 @@ static ims_status prepare_rows(const ims_knn_table *t, float *x, int n, float *y
     imsi_cpu_convert_f32_to_f16(x, y_f16, count);
     for (size_t i = 0; i < count; i++)
         if ((y_f16[i] & 0x7c00u) == 0x7c00u)
-            return imsi_fail(err, IMS_ERR_ARGUMENT, "knn: %s %lld: value %g at column %zu overflows f16 storage", what,
-                             (long long)(first + (int64_t)(i / d)), x[i], i % d);
+            return ims_error_set(err, IMS_ERR_ARGUMENT, "knn: %s %lld: value %g at column %zu overflows f16 storage", what,
+                                 (long long)(first + (int64_t)(i / d)), x[i], i % d);
     return IMS_OK;
 }
 
 ims_status ims_knn_append(ims_knn_table *t, const void *rows, ims_dtype dtype, int64_t n, ims_error *err)
 {
     if (n < 0 || (n > 0 && !rows))
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn append: %lld rows at %p", (long long)n, rows);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "knn append: %lld rows at %p", (long long)n, rows);
     if (dtype != IMS_DTYPE_F32 && dtype != IMS_DTYPE_F16)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn append: rows of dtype %s (f32 or f16)", ims_dtype_name(dtype));
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "knn append: rows of dtype %s (f32 or f16)", ims_dtype_name(dtype));
     if (n == 0)
         return IMS_OK;
     if (n > INT64_MAX - t->rows || t->rows + n > INT32_MAX)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "knn append: %lld + %lld rows exceed %d", (long long)t->rows,
-                         (long long)n, INT32_MAX);
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "knn append: %lld + %lld rows exceed %d", (long long)t->rows,
+                             (long long)n, INT32_MAX);
     ims_status st = grow_host(t, t->rows + n, err);
     if (st)
         return st;
@@ -235,7 +235,7 @@ ims_status ims_knn_append(ims_knn_table *t, const void *rows, ims_dtype dtype, i
     if (!x || !norms) {
         free(x);
         free(norms);
-        return imsi_fail(err, IMS_ERR_NOMEM, "knn append: out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "knn append: out of memory");
     }
     for (int64_t r0 = 0; r0 < n && !st; r0 += KNN_APPEND_BATCH) {
         int count = (int)(n - r0 < KNN_APPEND_BATCH ? n - r0 : KNN_APPEND_BATCH);
@@ -372,8 +372,8 @@ static ims_status scratch_init(ims_knn_table *t, knn_scratch *s, int64_t qcap, i
     s->tmp_scores = malloc((size_t)kcap * sizeof *s->tmp_scores);
     if (!s->q || !s->norms || !s->chunk_ids || !s->chunk_scores || !s->run_ids || !s->run_scores || !s->run_n ||
         !s->tmp_ids || !s->tmp_scores)
-        return imsi_fail(err, IMS_ERR_NOMEM, "knn search: cannot allocate host scratch for %lld queries, k = %d",
-                         (long long)qcap, kcap);
+        return ims_error_set(err, IMS_ERR_NOMEM, "knn search: cannot allocate host scratch for %lld queries, k = %d",
+                             (long long)qcap, kcap);
     if (on_host(t))
         return IMS_OK;
     ims_status st = imsi_backend_alloc(t->be, (size_t)qcap * t->dim * 4, &s->dq, err);
@@ -406,7 +406,7 @@ static ims_status scratch_get(ims_knn_table *t, int64_t qcap, int kcap, int64_t 
     scratch_free(t, s);
     t->scratch = NULL;
     if (!(s = calloc(1, sizeof *s)))
-        return imsi_fail(err, IMS_ERR_NOMEM, "knn search: out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "knn search: out of memory");
     ims_status st = scratch_init(t, s, qcap, kcap, chunk_rows, err);
     if (st) {
         scratch_free(t, s);
@@ -570,11 +570,11 @@ ims_status ims_knn_search(ims_knn_table *t, const float *queries, int64_t b, int
                           ims_error *err)
 {
     if (k < 1 || k > IMS_KNN_MAX_K)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn search: k = %d is out of range 1..%d", k, IMS_KNN_MAX_K);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "knn search: k = %d is out of range 1..%d", k, IMS_KNN_MAX_K);
     if (b < 0 || (b > 0 && (!queries || !ids || !scores)))
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "knn search: %lld queries with a NULL buffer", (long long)b);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "knn search: %lld queries with a NULL buffer", (long long)b);
     if (b > INT32_MAX)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "knn search: %lld queries exceed %d", (long long)b, INT32_MAX);
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "knn search: %lld queries exceed %d", (long long)b, INT32_MAX);
     for (size_t i = 0; i < (size_t)b * k; i++) {
         ids[i] = -1;
         scores[i] = -INFINITY;

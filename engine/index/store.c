@@ -162,7 +162,7 @@ static ims_status path_set_add(path_set *ps, const char *path, ims_error *err)
         size_t cap = ps->cap ? ps->cap * 2 : 1024;
         const char **slots = calloc(cap, sizeof *slots);
         if (!slots)
-            return imsi_fail(err, IMS_ERR_NOMEM, "out of memory (path set of %zu)", cap);
+            return ims_error_set(err, IMS_ERR_NOMEM, "out of memory (path set of %zu)", cap);
         path_set bigger = {slots, cap, 0};
         for (size_t i = 0; i < ps->cap; i++) {
             size_t slot = 0;
@@ -193,7 +193,7 @@ static ims_status grow(void **items, size_t *cap, size_t need, size_t item_size,
         new_cap *= 2;
     void *p = realloc(*items, new_cap * item_size);
     if (!p)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory (%zu index entries)", need);
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory (%zu index entries)", need);
     *items = p;
     *cap = new_cap;
     return IMS_OK;
@@ -231,7 +231,7 @@ ims_status ims_index_model_identify(const char *path, ims_index_model *out, ims_
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
     if (!f)
-        return imsi_fail(err, IMS_ERR_IO, "cannot open model '%s': %s", path, strerror(errno));
+        return ims_error_set(err, IMS_ERR_IO, "cannot open model '%s': %s", path, strerror(errno));
     unsigned char buf[1 << 16];
     uLong crc = crc32(0L, Z_NULL, 0);
     size_t n;
@@ -242,7 +242,7 @@ ims_status ims_index_model_identify(const char *path, ims_index_model *out, ims_
     int failed = ferror(f);
     fclose(f);
     if (failed)
-        return imsi_fail(err, IMS_ERR_IO, "reading model '%s' failed", path);
+        return ims_error_set(err, IMS_ERR_IO, "reading model '%s' failed", path);
     out->crc32 = (uint32_t)crc;
     const char *slash = strrchr(path, '/');
     snprintf(out->name, sizeof out->name, "%s", slash ? slash + 1 : path);
@@ -255,16 +255,16 @@ ims_status ims_index_model_identify(const char *path, ims_index_model *out, ims_
 static ims_status check_config(const ims_index_config *c, ims_error *err)
 {
     if (c->dtype != IMS_DTYPE_F16 && c->dtype != IMS_DTYPE_F32)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "index dtype %s: only f16 and f32 are stored",
-                         ims_dtype_name(c->dtype));
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "index dtype %s: only f16 and f32 are stored",
+                             ims_dtype_name(c->dtype));
     if (c->chunk_rows < 1 || c->chunk_rows > INDEX_MAX_CHUNK_ROWS)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "chunk_rows %d: expected 1..%d", c->chunk_rows,
-                         INDEX_MAX_CHUNK_ROWS);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "chunk_rows %d: expected 1..%d", c->chunk_rows,
+                             INDEX_MAX_CHUNK_ROWS);
     if (c->visual_dim < 1 || c->visual_dim > INDEX_MAX_DIM)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "visual_dim %d: expected 1..%d", c->visual_dim, INDEX_MAX_DIM);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "visual_dim %d: expected 1..%d", c->visual_dim, INDEX_MAX_DIM);
     if (c->semantic_dim < 0 || c->semantic_dim > INDEX_MAX_DIM)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "semantic_dim %d: expected 0..%d", c->semantic_dim,
-                         INDEX_MAX_DIM);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "semantic_dim %d: expected 0..%d", c->semantic_dim,
+                             INDEX_MAX_DIM);
     return IMS_OK;
 }
 
@@ -299,7 +299,7 @@ static ims_status manifest_write(const ims_index *idx, size_t chunk_count, size_
 {
     char *path = index_file_path(idx, 0, NULL);
     if (!path)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     imsi_atomic_file af;
     ims_status st = imsi_atomic_file_open(&af, path, err);
     free(path);
@@ -322,7 +322,7 @@ static ims_status manifest_write(const ims_index *idx, size_t chunk_count, size_
     fprintf(f, "%s]\n}\n", chunk_count ? "\n  " : "");
     if (ferror(f)) {
         imsi_atomic_file_abort(&af);
-        return imsi_fail(err, IMS_ERR_IO, "writing the manifest of '%s' failed", idx->dir);
+        return ims_error_set(err, IMS_ERR_IO, "writing the manifest of '%s' failed", idx->dir);
     }
     return imsi_atomic_file_commit(&af, err);
 }
@@ -332,10 +332,10 @@ static ims_status get_int(const json_value *obj, const char *key, int64_t lo, in
 {
     const json_value *v = imsi_json_object_get(obj, key);
     if (!v)
-        return imsi_fail(err, IMS_ERR_FORMAT, "'%s' is missing", key);
+        return ims_error_set(err, IMS_ERR_FORMAT, "'%s' is missing", key);
     if (v->kind != JSON_NUMBER || !v->num.is_int || v->num.int_value < lo || v->num.int_value > hi)
-        return imsi_fail(err, IMS_ERR_FORMAT, "'%s' at byte %zu: expected an integer in %lld..%lld", key,
-                         v->offset, (long long)lo, (long long)hi);
+        return ims_error_set(err, IMS_ERR_FORMAT, "'%s' at byte %zu: expected an integer in %lld..%lld", key,
+                             v->offset, (long long)lo, (long long)hi);
     *out = v->num.int_value;
     return IMS_OK;
 }
@@ -344,9 +344,9 @@ static ims_status get_string(const json_value *obj, const char *key, const char 
 {
     const json_value *v = imsi_json_object_get(obj, key);
     if (!v)
-        return imsi_fail(err, IMS_ERR_FORMAT, "'%s' is missing", key);
+        return ims_error_set(err, IMS_ERR_FORMAT, "'%s' is missing", key);
     if (v->kind != JSON_STRING)
-        return imsi_fail(err, IMS_ERR_FORMAT, "'%s' at byte %zu: expected a string", key, v->offset);
+        return ims_error_set(err, IMS_ERR_FORMAT, "'%s' at byte %zu: expected a string", key, v->offset);
     *out = v->str.ptr;
     return IMS_OK;
 }
@@ -355,7 +355,7 @@ static ims_status read_model(const json_value *root, const char *key, ims_index_
 {
     const json_value *v = imsi_json_object_get(root, key);
     if (!v || v->kind != JSON_OBJECT)
-        return imsi_fail(err, IMS_ERR_FORMAT, "'%s' is missing or not an object", key);
+        return ims_error_set(err, IMS_ERR_FORMAT, "'%s' is missing or not an object", key);
     const char *name = NULL, *path = NULL, *crc = NULL;
     int64_t bytes = 0;
     ims_status st = get_string(v, "name", &name, err);
@@ -370,11 +370,11 @@ static ims_status read_model(const json_value *root, const char *key, ims_index_
     char *end;
     unsigned long value = strtoul(crc, &end, 16);
     if (strlen(crc) != 8 || *end != '\0')
-        return imsi_fail(err, IMS_ERR_FORMAT, "%s: crc32 '%.16s' is not 8 hex digits", key, crc);
+        return ims_error_set(err, IMS_ERR_FORMAT, "%s: crc32 '%.16s' is not 8 hex digits", key, crc);
     const json_value *synthetic = imsi_json_object_get(v, "synthetic");
     if (synthetic && synthetic->kind != JSON_BOOL)
-        return imsi_fail(err, IMS_ERR_FORMAT, "%s: 'synthetic' at byte %zu: expected true or false", key,
-                         synthetic->offset);
+        return ims_error_set(err, IMS_ERR_FORMAT, "%s: 'synthetic' at byte %zu: expected true or false", key,
+                             synthetic->offset);
     m->synthetic = synthetic && synthetic->boolean;
     snprintf(m->name, sizeof m->name, "%s", name);
     snprintf(m->path, sizeof m->path, "%s", path);
@@ -391,20 +391,20 @@ static ims_status manifest_parse(ims_index *idx, const json_value *root, int64_t
     int64_t version = 0, chunk_rows = 0, vdim = 0, sdim = 0;
     ims_status st = get_string(root, "format", &format, err);
     if (!st && strcmp(format, INDEX_FORMAT_NAME) != 0)
-        st = imsi_fail(err, IMS_ERR_FORMAT, "format '%.40s': not an imgsearch index", format);
+        st = ims_error_set(err, IMS_ERR_FORMAT, "format '%.40s': not an imgsearch index", format);
     if (!st)
         st = get_int(root, "version", 1, INT32_MAX, &version, err);
     if (!st && version != INDEX_FORMAT_VERSION)
-        st = imsi_fail(err, IMS_ERR_UNSUPPORTED, "index format version %lld: this build reads version %d",
-                       (long long)version, INDEX_FORMAT_VERSION);
+        st = ims_error_set(err, IMS_ERR_UNSUPPORTED, "index format version %lld: this build reads version %d",
+                           (long long)version, INDEX_FORMAT_VERSION);
     if (!st)
         st = get_string(root, "mode", &mode, err);
     if (!st && strcmp(mode, "torchvision") != 0 && strcmp(mode, "fid") != 0)
-        st = imsi_fail(err, IMS_ERR_FORMAT, "mode '%.40s': expected torchvision or fid", mode);
+        st = ims_error_set(err, IMS_ERR_FORMAT, "mode '%.40s': expected torchvision or fid", mode);
     if (!st)
         st = get_string(root, "dtype", &dtype, err);
     if (!st && strcmp(dtype, "f16") != 0 && strcmp(dtype, "f32") != 0)
-        st = imsi_fail(err, IMS_ERR_FORMAT, "dtype '%.40s': expected f16 or f32", dtype);
+        st = ims_error_set(err, IMS_ERR_FORMAT, "dtype '%.40s': expected f16 or f32", dtype);
     if (!st)
         st = get_int(root, "chunk_rows", 1, INDEX_MAX_CHUNK_ROWS, &chunk_rows, err);
     if (!st)
@@ -429,14 +429,14 @@ static ims_status manifest_parse(ims_index *idx, const json_value *root, int64_t
 
     const json_value *chunks = imsi_json_object_get(root, "chunks");
     if (!chunks || chunks->kind != JSON_ARRAY)
-        return imsi_fail(err, IMS_ERR_FORMAT, "'chunks' is missing or not an array");
+        return ims_error_set(err, IMS_ERR_FORMAT, "'chunks' is missing or not an array");
     st = grow((void **)&idx->chunks, &idx->chunk_cap, chunks->arr.count, sizeof *idx->chunks, err);
     int64_t row_sum = 0, failure_sum = 0;
     for (size_t i = 0; !st && i < chunks->arr.count; i++) {
         const json_value *ch = &chunks->arr.items[i];
         int64_t r, fl;
         if (ch->kind != JSON_OBJECT)
-            return imsi_fail(err, IMS_ERR_FORMAT, "chunks[%zu]: not an object", i);
+            return ims_error_set(err, IMS_ERR_FORMAT, "chunks[%zu]: not an object", i);
         st = get_int(ch, "rows", 0, chunk_rows, &r, err);
         if (!st)
             st = get_int(ch, "failures", 0, INT64_MAX, &fl, err);
@@ -450,8 +450,8 @@ static ims_status manifest_parse(ims_index *idx, const json_value *root, int64_t
         return st;
     idx->chunk_count = chunks->arr.count;
     if (row_sum != *rows || failure_sum != *failures)
-        return imsi_fail(err, IMS_ERR_FORMAT, "the chunks hold %lld rows and %lld failures, the manifest says %lld and %lld",
-                         (long long)row_sum, (long long)failure_sum, (long long)*rows, (long long)*failures);
+        return ims_error_set(err, IMS_ERR_FORMAT, "the chunks hold %lld rows and %lld failures, the manifest says %lld and %lld",
+                             (long long)row_sum, (long long)failure_sum, (long long)*rows, (long long)*failures);
     return IMS_OK;
 }
 
@@ -461,7 +461,7 @@ static ims_status read_text_file(const char *path, char **text, size_t *len, ims
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return imsi_fail(err, IMS_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+        return ims_error_set(err, IMS_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap + 1);
     size_t got;
@@ -481,10 +481,10 @@ static ims_status read_text_file(const char *path, char **text, size_t *len, ims
     int failed = ferror(f);
     fclose(f);
     if (!buf)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory reading '%s'", path);
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory reading '%s'", path);
     if (failed) {
         free(buf);
-        return imsi_fail(err, IMS_ERR_IO, "reading '%s' failed", path);
+        return ims_error_set(err, IMS_ERR_IO, "reading '%s' failed", path);
     }
     buf[n] = '\0';
     *text = buf;
@@ -517,7 +517,7 @@ static ims_status unescape_field(char *s, const char *file, size_t line, ims_err
 {
     size_t len = strlen(s);
     if (imsi_index_unescape(s, &len) != 0 || len == 0 || strlen(s) != len)
-        return imsi_fail(err, IMS_ERR_FORMAT, "%s line %zu: a malformed or empty path", file, line);
+        return ims_error_set(err, IMS_ERR_FORMAT, "%s line %zu: a malformed or empty path", file, line);
     return IMS_OK;
 }
 
@@ -539,7 +539,7 @@ static ims_status read_rows_file(ims_index *idx, size_t chunk, size_t expect, im
     char *path = index_file_path(idx, chunk, "rows.txt");
     char *text = NULL;
     size_t len = 0;
-    ims_status st = path ? read_text_file(path, &text, &len, err) : imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+    ims_status st = path ? read_text_file(path, &text, &len, err) : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     if (!st)
         st = grow((void **)&idx->rows, &idx->row_cap, idx->row_count + expect, sizeof *idx->rows, err);
     char *p = text, *end = text + len;
@@ -551,16 +551,16 @@ static ims_status read_rows_file(ims_index *idx, size_t chunk, size_t expect, im
         line++;
         uint64_t size = 0, mtime = 0;
         if (line > expect)
-            st = imsi_fail(err, IMS_ERR_FORMAT, "%s: more than the %zu rows the manifest lists", path, expect);
+            st = ims_error_set(err, IMS_ERR_FORMAT, "%s: more than the %zu rows the manifest lists", path, expect);
         else if (got != 3 || parse_u64(fields[0], &size) || parse_u64(fields[1], &mtime))
-            st = imsi_fail(err, IMS_ERR_FORMAT, "%s line %zu: expected size<TAB>mtime_ns<TAB>path", path, line);
+            st = ims_error_set(err, IMS_ERR_FORMAT, "%s line %zu: expected size<TAB>mtime_ns<TAB>path", path, line);
         else
             st = unescape_field(fields[2], path, line, err);
         if (st)
             break;
         ims_file_entry *e = &idx->rows[idx->row_count];
         if (!(e->path = strdup(fields[2]))) {
-            st = imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+            st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
             break;
         }
         e->size = size;
@@ -569,7 +569,7 @@ static ims_status read_rows_file(ims_index *idx, size_t chunk, size_t expect, im
         st = path_set_add(&idx->paths, e->path, err);
     }
     if (!st && line != expect)
-        st = imsi_fail(err, IMS_ERR_FORMAT, "%s: %zu rows, the manifest lists %zu", path, line, expect);
+        st = ims_error_set(err, IMS_ERR_FORMAT, "%s: %zu rows, the manifest lists %zu", path, line, expect);
     free(text);
     free(path);
     return st;
@@ -580,7 +580,7 @@ static ims_status read_failures_file(ims_index *idx, size_t chunk, size_t expect
     char *path = index_file_path(idx, chunk, "failures.txt");
     char *text = NULL;
     size_t len = 0;
-    ims_status st = path ? read_text_file(path, &text, &len, err) : imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+    ims_status st = path ? read_text_file(path, &text, &len, err) : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     if (!st)
         st = grow((void **)&idx->failures, &idx->failure_cap, idx->failure_count + expect, sizeof *idx->failures,
                   err);
@@ -592,9 +592,9 @@ static ims_status read_failures_file(ims_index *idx, size_t chunk, size_t expect
         p = next_line(p, end, fields, 2, &got);
         line++;
         if (line > expect)
-            st = imsi_fail(err, IMS_ERR_FORMAT, "%s: more than the %zu failures the manifest lists", path, expect);
+            st = ims_error_set(err, IMS_ERR_FORMAT, "%s: more than the %zu failures the manifest lists", path, expect);
         else if (got != 2)
-            st = imsi_fail(err, IMS_ERR_FORMAT, "%s line %zu: expected path<TAB>reason", path, line);
+            st = ims_error_set(err, IMS_ERR_FORMAT, "%s line %zu: expected path<TAB>reason", path, line);
         if (!st)
             st = unescape_field(fields[0], path, line, err);
         if (!st)
@@ -607,14 +607,14 @@ static ims_status read_failures_file(ims_index *idx, size_t chunk, size_t expect
         if (!fp->path || !fp->reason) {
             free(fp->path);
             free(fp->reason);
-            st = imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+            st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
             break;
         }
         idx->failure_count++;
         st = path_set_add(&idx->paths, fp->path, err);
     }
     if (!st && line != expect)
-        st = imsi_fail(err, IMS_ERR_FORMAT, "%s: %zu failures, the manifest lists %zu", path, line, expect);
+        st = ims_error_set(err, IMS_ERR_FORMAT, "%s: %zu failures, the manifest lists %zu", path, line, expect);
     free(text);
     free(path);
     return st;
@@ -625,13 +625,13 @@ static ims_status index_load(ims_index *idx, ims_error *err)
     char *path = index_file_path(idx, 0, NULL);
     char *text = NULL;
     size_t len = 0;
-    ims_status st = path ? read_text_file(path, &text, &len, err) : imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+    ims_status st = path ? read_text_file(path, &text, &len, err) : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     json_doc doc = {0};
     int64_t rows = 0, failures = 0;
     if (!st)
         st = imsi_json_parse(text, len, NULL, &doc, err);
     if (!st && doc.root->kind != JSON_OBJECT)
-        st = imsi_fail(err, IMS_ERR_FORMAT, "not a JSON object");
+        st = ims_error_set(err, IMS_ERR_FORMAT, "not a JSON object");
     if (!st)
         st = manifest_parse(idx, doc.root, &rows, &failures, err);
     if (st)
@@ -655,7 +655,7 @@ static ims_index *index_new(const char *dir, ims_error *err)
         idx = NULL;
     }
     if (!idx)
-        imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     return idx;
 }
 
@@ -683,30 +683,30 @@ static int model_equal(const ims_index_model *a, const ims_index_model *b)
 static ims_status compare_config(const ims_index_config *have, const ims_index_config *want, ims_error *err)
 {
     if (!model_equal(&have->image_model, &want->image_model))
-        return imsi_fail(err, IMS_ERR_ARGUMENT,
-                         "it was built with image model '%s' (crc32 %08x), not '%s' (crc32 %08x)",
-                         have->image_model.name, (unsigned)have->image_model.crc32, want->image_model.name,
-                         (unsigned)want->image_model.crc32);
+        return ims_error_set(err, IMS_ERR_ARGUMENT,
+                             "it was built with image model '%s' (crc32 %08x), not '%s' (crc32 %08x)",
+                             have->image_model.name, (unsigned)have->image_model.crc32, want->image_model.name,
+                             (unsigned)want->image_model.crc32);
     if (have->semantic_dim != want->semantic_dim)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "it was built %s a text model; this run has %s",
-                         have->semantic_dim ? "with" : "without", want->semantic_dim ? "one" : "none");
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "it was built %s a text model; this run has %s",
+                             have->semantic_dim ? "with" : "without", want->semantic_dim ? "one" : "none");
     if (have->semantic_dim && !model_equal(&have->text_model, &want->text_model))
-        return imsi_fail(err, IMS_ERR_ARGUMENT,
-                         "it was built with text model '%s' (crc32 %08x), not '%s' (crc32 %08x)",
-                         have->text_model.name, (unsigned)have->text_model.crc32, want->text_model.name,
-                         (unsigned)want->text_model.crc32);
+        return ims_error_set(err, IMS_ERR_ARGUMENT,
+                             "it was built with text model '%s' (crc32 %08x), not '%s' (crc32 %08x)",
+                             have->text_model.name, (unsigned)have->text_model.crc32, want->text_model.name,
+                             (unsigned)want->text_model.crc32);
     if (have->mode != want->mode)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "it was built with --mode %s, not %s", mode_name(have->mode),
-                         mode_name(want->mode));
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "it was built with --mode %s, not %s", mode_name(have->mode),
+                             mode_name(want->mode));
     if (have->dtype != want->dtype)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "it stores %s, not %s", ims_dtype_name(have->dtype),
-                         ims_dtype_name(want->dtype));
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "it stores %s, not %s", ims_dtype_name(have->dtype),
+                             ims_dtype_name(want->dtype));
     if (have->visual_dim != want->visual_dim || have->semantic_dim != want->semantic_dim)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "its tables have %d and %d columns, not %d and %d",
-                         have->visual_dim, have->semantic_dim, want->visual_dim, want->semantic_dim);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "its tables have %d and %d columns, not %d and %d",
+                             have->visual_dim, have->semantic_dim, want->visual_dim, want->semantic_dim);
     if (have->chunk_rows != want->chunk_rows)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "its chunks hold %d rows, not %d", have->chunk_rows,
-                         want->chunk_rows);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "its chunks hold %d rows, not %d", have->chunk_rows,
+                             want->chunk_rows);
     return IMS_OK;
 }
 
@@ -718,7 +718,7 @@ ims_status ims_index_open_for_writing(const char *dir, const ims_index_config *c
     if (st)
         return st;
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return imsi_fail(err, IMS_ERR_IO, "cannot create index folder '%s': %s", dir, strerror(errno));
+        return ims_error_set(err, IMS_ERR_IO, "cannot create index folder '%s': %s", dir, strerror(errno));
     ims_index *idx = index_new(dir, err);
     if (!idx)
         return IMS_ERR_NOMEM;
@@ -740,7 +740,7 @@ ims_status ims_index_open_for_writing(const char *dir, const ims_index_config *c
         idx->pending_visual = malloc(n * vd * sizeof(float));
         idx->pending_semantic = sd ? malloc(n * sd * sizeof(float)) : NULL;
         if (!idx->pending_visual || (sd && !idx->pending_semantic))
-            st = imsi_fail(err, IMS_ERR_NOMEM, "out of memory for a chunk of %zu rows", n);
+            st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory for a chunk of %zu rows", n);
     }
     if (st) {
         ims_index_close(idx);
@@ -802,7 +802,7 @@ static ims_status write_table(const ims_index *idx, size_t chunk, const char *su
     uint16_t *half = idx->cfg.dtype == IMS_DTYPE_F16 && count ? malloc(count * sizeof *half) : NULL;
     if (!path || (idx->cfg.dtype == IMS_DTYPE_F16 && count && !half)) {
         free(path);
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     }
     for (size_t i = 0; half && i < count; i++)
         half[i] = ims_f32_to_f16(rows[i]);
@@ -821,16 +821,16 @@ static ims_status read_table(const ims_index *idx, size_t chunk, const char *suf
 {
     char *path = index_file_path(idx, chunk, suffix);
     if (!path)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     ims_npy npy = {0};
     ims_npy_dtype want = idx->cfg.dtype == IMS_DTYPE_F16 ? IMS_NPY_F16 : IMS_NPY_F32;
     size_t rows = idx->chunks[chunk].rows;
     ims_status st = ims_npy_open(path, &npy, err);
     if (!st && npy.dtype != want)
-        st = imsi_fail(err, IMS_ERR_FORMAT, "%s: dtype %s, the manifest says %s", path, ims_npy_dtype_descr(npy.dtype),
-                       ims_npy_dtype_descr(want));
+        st = ims_error_set(err, IMS_ERR_FORMAT, "%s: dtype %s, the manifest says %s", path, ims_npy_dtype_descr(npy.dtype),
+                           ims_npy_dtype_descr(want));
     else if (!st && (npy.ndim != 2 || npy.shape[0] != (int64_t)rows || npy.shape[1] != dim))
-        st = imsi_fail(err, IMS_ERR_FORMAT, "%s: shape is not (%zu, %d) as the manifest says", path, rows, dim);
+        st = ims_error_set(err, IMS_ERR_FORMAT, "%s: shape is not (%zu, %d) as the manifest says", path, rows, dim);
     if (!st && rows > 0) { /* a chunk of failures only has no data (and npy.data is NULL) */
         size_t count = rows * (size_t)dim;
         if (want == IMS_NPY_F32)
@@ -849,7 +849,7 @@ static ims_status write_lines(const ims_index *idx, size_t chunk, int failures, 
 {
     char *path = index_file_path(idx, chunk, failures ? "failures.txt" : "rows.txt");
     if (!path)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     imsi_atomic_file af;
     ims_status st = imsi_atomic_file_open(&af, path, err);
     free(path);
@@ -873,7 +873,7 @@ static ims_status write_lines(const ims_index *idx, size_t chunk, int failures, 
     }
     if (ferror(af.f)) {
         imsi_atomic_file_abort(&af);
-        return imsi_fail(err, IMS_ERR_IO, "writing chunk %zu of '%s' failed", chunk, idx->dir);
+        return ims_error_set(err, IMS_ERR_IO, "writing chunk %zu of '%s' failed", chunk, idx->dir);
     }
     return imsi_atomic_file_commit(&af, err);
 }
@@ -894,7 +894,7 @@ static void crash_point(size_t chunk, const char *step)
 ims_status ims_index_commit(ims_index *idx, ims_error *err)
 {
     if (!idx->writable)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "index '%s' was opened read-only", idx->dir);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "index '%s' was opened read-only", idx->dir);
     if (idx->pending_rows == 0 && idx->pending_failures == 0)
         return IMS_OK;
     size_t c = idx->chunk_count;
@@ -939,9 +939,9 @@ ims_status ims_index_add(ims_index *idx, const ims_file_entry *file, const float
                          ims_error *err)
 {
     if (!idx->writable)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "index '%s' was opened read-only", idx->dir);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "index '%s' was opened read-only", idx->dir);
     if (idx->cfg.semantic_dim && !semantic)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "index '%s' needs a semantic embedding for each row", idx->dir);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "index '%s' needs a semantic embedding for each row", idx->dir);
     size_t at = idx->row_count + idx->pending_rows;
     ims_status st = grow((void **)&idx->rows, &idx->row_cap, at + 1, sizeof *idx->rows, err);
     if (st)
@@ -949,7 +949,7 @@ ims_status ims_index_add(ims_index *idx, const ims_file_entry *file, const float
     ims_file_entry *e = &idx->rows[at];
     *e = *file;
     if (!(e->path = strdup(file->path)))
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     size_t vd = (size_t)idx->cfg.visual_dim, sd = (size_t)idx->cfg.semantic_dim;
     memcpy(idx->pending_visual + idx->pending_rows * vd, visual, vd * sizeof(float));
     if (sd)
@@ -963,7 +963,7 @@ ims_status ims_index_add(ims_index *idx, const ims_file_entry *file, const float
 ims_status ims_index_add_failure(ims_index *idx, const char *path, const char *reason, ims_error *err)
 {
     if (!idx->writable)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "index '%s' was opened read-only", idx->dir);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "index '%s' was opened read-only", idx->dir);
     size_t at = idx->failure_count + idx->pending_failures;
     ims_status st = grow((void **)&idx->failures, &idx->failure_cap, at + 1, sizeof *idx->failures, err);
     if (st)
@@ -974,7 +974,7 @@ ims_status ims_index_add_failure(ims_index *idx, const char *path, const char *r
     if (!p->path || !p->reason) {
         free(p->path);
         free(p->reason);
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     }
     idx->pending_failures++;
     return IMS_OK;
@@ -988,13 +988,13 @@ ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, flo
     *rows = NULL;
     int d = table == IMS_INDEX_TABLE_SEMANTIC ? idx->cfg.semantic_dim : idx->cfg.visual_dim;
     if (d == 0)
-        return imsi_fail(err, IMS_ERR_NOT_FOUND, "index '%s' has no semantic table (it was built without a text model)",
-                         idx->dir);
+        return ims_error_set(err, IMS_ERR_NOT_FOUND, "index '%s' has no semantic table (it was built without a text model)",
+                             idx->dir);
     *dim = d;
     size_t n = idx->row_count;
     float *out = malloc((n ? n : 1) * (size_t)d * sizeof(float));
     if (!out)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory for a table of %zu x %d", n, d);
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory for a table of %zu x %d", n, d);
     const char *suffix = table == IMS_INDEX_TABLE_SEMANTIC ? "semantic.npy" : "visual.npy";
     size_t row = 0;
     ims_status st = IMS_OK;
@@ -1024,12 +1024,12 @@ static char *classes_path(const ims_index *idx)
 ims_status ims_index_save_class_embeddings(ims_index *idx, const float *emb, int classes, ims_error *err)
 {
     if (!idx->writable)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "index '%s' was opened read-only", idx->dir);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "index '%s' was opened read-only", idx->dir);
     if (idx->cfg.semantic_dim == 0 || classes < 1)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "index '%s': class embeddings need a semantic table", idx->dir);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "index '%s': class embeddings need a semantic table", idx->dir);
     char *path = classes_path(idx);
     if (!path)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     int64_t shape[2] = {classes, idx->cfg.semantic_dim};
     ims_status st = ims_npy_write(path, IMS_NPY_F32, 2, shape, emb, err);
     free(path);
@@ -1042,10 +1042,10 @@ ims_status ims_index_load_class_embeddings(const ims_index *idx, float **emb, in
     *classes = 0;
     char *path = classes_path(idx);
     if (!path)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     struct stat sb;
     if (stat(path, &sb) != 0) {
-        ims_status st = imsi_fail(err, IMS_ERR_NOT_FOUND, "index '%s' holds no class embeddings", idx->dir);
+        ims_status st = ims_error_set(err, IMS_ERR_NOT_FOUND, "index '%s' holds no class embeddings", idx->dir);
         free(path);
         return st;
     }
@@ -1053,9 +1053,9 @@ ims_status ims_index_load_class_embeddings(const ims_index *idx, float **emb, in
     ims_status st = ims_npy_open(path, &npy, err);
     if (!st && (npy.dtype != IMS_NPY_F32 || npy.ndim != 2 || npy.shape[1] != idx->cfg.semantic_dim ||
                 npy.shape[0] < 1 || npy.shape[0] > INDEX_MAX_DIM))
-        st = imsi_fail(err, IMS_ERR_FORMAT, "%s: expected float32 of shape (classes, %d)", path, idx->cfg.semantic_dim);
+        st = ims_error_set(err, IMS_ERR_FORMAT, "%s: expected float32 of shape (classes, %d)", path, idx->cfg.semantic_dim);
     if (!st && !(*emb = malloc(npy.nbytes)))
-        st = imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     if (!st) {
         memcpy(*emb, npy.data, npy.nbytes);
         *classes = (int)npy.shape[0];

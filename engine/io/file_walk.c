@@ -54,7 +54,7 @@ static ims_status grow(void **items, size_t *cap, size_t count, size_t item_size
     size_t new_cap = *cap ? *cap * 2 : 256;
     void *p = realloc(*items, new_cap * item_size);
     if (!p)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory listing files (%zu so far)", count);
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory listing files (%zu so far)", count);
     *items = p;
     *cap = new_cap;
     return IMS_OK;
@@ -69,7 +69,7 @@ static ims_status add_file(walk_state *ws, const char *path, const struct stat *
     ims_file_entry *e = &out->files[out->file_count];
     e->path = strdup(path);
     if (!e->path)
-        return imsi_fail(ws->err, IMS_ERR_NOMEM, "out of memory listing files");
+        return ims_error_set(ws->err, IMS_ERR_NOMEM, "out of memory listing files");
     e->size = (uint64_t)st->st_size;
     e->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
     out->file_count++;
@@ -89,7 +89,7 @@ static ims_status add_problem(walk_state *ws, const char *path, const char *reas
     if (!p->path || !p->reason) {
         free(p->path);
         free(p->reason);
-        return imsi_fail(ws->err, IMS_ERR_NOMEM, "out of memory listing files");
+        return ims_error_set(ws->err, IMS_ERR_NOMEM, "out of memory listing files");
     }
     out->problem_count++;
     return IMS_OK;
@@ -131,7 +131,7 @@ static ims_status walk_dir(walk_state *ws, const char *path, int depth)
             continue;
         s = grow((void **)&names, &cap, count, sizeof *names, ws->err);
         if (!s && !(names[count++] = strdup(de->d_name)))
-            s = imsi_fail(ws->err, IMS_ERR_NOMEM, "out of memory listing '%s'", path);
+            s = ims_error_set(ws->err, IMS_ERR_NOMEM, "out of memory listing '%s'", path);
     }
     closedir(d);
     if (!s && count)
@@ -142,7 +142,7 @@ static ims_status walk_dir(walk_state *ws, const char *path, int depth)
         size_t len = plen + 1 + strlen(names[i]) + 1;
         char *child = malloc(len);
         if (!child) {
-            s = imsi_fail(ws->err, IMS_ERR_NOMEM, "out of memory listing '%s'", path);
+            s = ims_error_set(ws->err, IMS_ERR_NOMEM, "out of memory listing '%s'", path);
             break;
         }
         snprintf(child, len, slash ? "%s%s" : "%s/%s", path, names[i]);

@@ -104,7 +104,7 @@ static int parse_string(npy_cursor *c, char *buf, size_t size)
 static ims_status parse_shape(npy_cursor *c, ims_npy *out, ims_error *err)
 {
     if (!eat(c, '('))
-        return imsi_fail(err, IMS_ERR_FORMAT, "npy header: 'shape' is not a tuple");
+        return ims_error_set(err, IMS_ERR_FORMAT, "npy header: 'shape' is not a tuple");
     out->ndim = 0;
     int comma_after_last = 0;
     for (;;) {
@@ -112,27 +112,27 @@ static ims_status parse_shape(npy_cursor *c, ims_npy *out, ims_error *err)
         if (eat(c, ')'))
             break;
         if (c->p >= c->end || *c->p < '0' || *c->p > '9')
-            return imsi_fail(err, IMS_ERR_FORMAT, "npy header: 'shape' has a dimension that is not a non-negative integer");
+            return ims_error_set(err, IMS_ERR_FORMAT, "npy header: 'shape' has a dimension that is not a non-negative integer");
         int64_t v = 0;
         while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
             if (v > (INT64_MAX - 9) / 10)
-                return imsi_fail(err, IMS_ERR_FORMAT, "npy header: shape dimension %d overflows", out->ndim);
+                return ims_error_set(err, IMS_ERR_FORMAT, "npy header: shape dimension %d overflows", out->ndim);
             v = v * 10 + (*c->p++ - '0');
         }
         if (c->p < c->end && (*c->p == 'L' || *c->p == 'l'))
             c->p++; /* Python 2 longs, as numpy's reader allows */
         if (out->ndim >= IMS_NPY_MAX_DIMS)
-            return imsi_fail(err, IMS_ERR_UNSUPPORTED, "npy header: more than %d dimensions", IMS_NPY_MAX_DIMS);
+            return ims_error_set(err, IMS_ERR_UNSUPPORTED, "npy header: more than %d dimensions", IMS_NPY_MAX_DIMS);
         out->shape[out->ndim++] = v;
         comma_after_last = eat(c, ',');
         if (comma_after_last)
             continue;
         if (eat(c, ')'))
             break;
-        return imsi_fail(err, IMS_ERR_FORMAT, "npy header: 'shape' tuple is malformed");
+        return ims_error_set(err, IMS_ERR_FORMAT, "npy header: 'shape' tuple is malformed");
     }
     if (out->ndim == 1 && !comma_after_last)
-        return imsi_fail(err, IMS_ERR_FORMAT, "npy header: 'shape' (n) is not a tuple (write (n,))");
+        return ims_error_set(err, IMS_ERR_FORMAT, "npy header: 'shape' (n) is not a tuple (write (n,))");
     return IMS_OK;
 }
 
@@ -145,11 +145,11 @@ static ims_status parse_descr(const char *descr, ims_npy *out, ims_error *err)
             return IMS_OK;
         }
     if (descr[0] == '>' && (!strcmp(descr + 1, "f4") || !strcmp(descr + 1, "f2") || !strcmp(descr + 1, "i8")))
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "npy: big-endian dtype '%s' is not supported (use '<%s')",
-                         descr, descr + 1);
-    return imsi_fail(err, IMS_ERR_UNSUPPORTED,
-                     "npy: dtype '%s' is not supported (float32 '<f4', float16 '<f2', uint8 '|u1', int64 '<i8')",
-                     descr);
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "npy: big-endian dtype '%s' is not supported (use '<%s')",
+                             descr, descr + 1);
+    return ims_error_set(err, IMS_ERR_UNSUPPORTED,
+                         "npy: dtype '%s' is not supported (float32 '<f4', float16 '<f2', uint8 '|u1', int64 '<i8')",
+                         descr);
 }
 
 /* The dict text [p, end): exactly the three keys, then only spaces. */
@@ -157,7 +157,7 @@ static ims_status parse_dict(const char *p, const char *end, ims_npy *out, ims_e
 {
     npy_cursor c = {p, end};
     if (!eat(&c, '{'))
-        return imsi_fail(err, IMS_ERR_FORMAT, "npy header: does not start with '{'");
+        return ims_error_set(err, IMS_ERR_FORMAT, "npy header: does not start with '{'");
     int seen_descr = 0, seen_order = 0, seen_shape = 0;
     char descr[32] = "";
     for (;;) {
@@ -165,24 +165,24 @@ static ims_status parse_dict(const char *p, const char *end, ims_npy *out, ims_e
             break;
         char key[32];
         if (!parse_string(&c, key, sizeof key))
-            return imsi_fail(err, IMS_ERR_FORMAT, "npy header: expected a quoted key or '}'");
+            return ims_error_set(err, IMS_ERR_FORMAT, "npy header: expected a quoted key or '}'");
         if (!eat(&c, ':'))
-            return imsi_fail(err, IMS_ERR_FORMAT, "npy header: expected ':' after '%s'", key);
+            return ims_error_set(err, IMS_ERR_FORMAT, "npy header: expected ':' after '%s'", key);
         if (!strcmp(key, "descr") && !seen_descr) {
             seen_descr = 1;
             if (!parse_string(&c, descr, sizeof descr))
-                return imsi_fail(err, IMS_ERR_UNSUPPORTED, "npy header: 'descr' is not a simple dtype string "
+                return ims_error_set(err, IMS_ERR_UNSUPPORTED, "npy header: 'descr' is not a simple dtype string "
                                                            "(structured arrays are not supported)");
         } else if (!strcmp(key, "fortran_order") && !seen_order) {
             seen_order = 1;
             skip_spaces(&c);
             if (c.end - c.p >= 4 && !memcmp(c.p, "True", 4)) {
-                return imsi_fail(err, IMS_ERR_UNSUPPORTED,
-                                 "npy: Fortran-order arrays are not supported (save with np.ascontiguousarray)");
+                return ims_error_set(err, IMS_ERR_UNSUPPORTED,
+                                     "npy: Fortran-order arrays are not supported (save with np.ascontiguousarray)");
             } else if (c.end - c.p >= 5 && !memcmp(c.p, "False", 5)) {
                 c.p += 5;
             } else {
-                return imsi_fail(err, IMS_ERR_FORMAT, "npy header: 'fortran_order' is not True or False");
+                return ims_error_set(err, IMS_ERR_FORMAT, "npy header: 'fortran_order' is not True or False");
             }
         } else if (!strcmp(key, "shape") && !seen_shape) {
             seen_shape = 1;
@@ -190,21 +190,21 @@ static ims_status parse_dict(const char *p, const char *end, ims_npy *out, ims_e
             if (st)
                 return st;
         } else {
-            return imsi_fail(err, IMS_ERR_FORMAT, "npy header: unexpected or repeated key '%s'", key);
+            return ims_error_set(err, IMS_ERR_FORMAT, "npy header: unexpected or repeated key '%s'", key);
         }
         if (eat(&c, ','))
             continue;
         if (eat(&c, '}'))
             break;
-        return imsi_fail(err, IMS_ERR_FORMAT, "npy header: expected ',' or '}' after '%s'", key);
+        return ims_error_set(err, IMS_ERR_FORMAT, "npy header: expected ',' or '}' after '%s'", key);
     }
     if (!seen_descr || !seen_order || !seen_shape)
-        return imsi_fail(err, IMS_ERR_FORMAT, "npy header: missing key '%s'",
-                         !seen_descr ? "descr" : !seen_order ? "fortran_order" : "shape");
+        return ims_error_set(err, IMS_ERR_FORMAT, "npy header: missing key '%s'",
+                             !seen_descr ? "descr" : !seen_order ? "fortran_order" : "shape");
     skip_spaces(&c);
     if (c.p != c.end)
-        return imsi_fail(err, IMS_ERR_FORMAT, "npy header: trailing garbage after the dict (byte 0x%02x)",
-                         (unsigned char)*c.p);
+        return ims_error_set(err, IMS_ERR_FORMAT, "npy header: trailing garbage after the dict (byte 0x%02x)",
+                             (unsigned char)*c.p);
     return parse_descr(descr, out, err);
 }
 
@@ -212,28 +212,28 @@ static ims_status parse_dict(const char *p, const char *end, ims_npy *out, ims_e
 static ims_status parse_bytes(const unsigned char *buf, size_t size, ims_npy *out, ims_error *err)
 {
     if (size < NPY_MAGIC_LEN + 4 || memcmp(buf, NPY_MAGIC, NPY_MAGIC_LEN) != 0)
-        return imsi_fail(err, IMS_ERR_FORMAT, "npy: not a .npy file (no \\x93NUMPY magic)");
+        return ims_error_set(err, IMS_ERR_FORMAT, "npy: not a .npy file (no \\x93NUMPY magic)");
     int major = buf[6], minor = buf[7];
     if ((major != 1 && major != 2 && major != 3) || minor != 0)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "npy: format version %d.%d is not supported (1.0, 2.0, 3.0)",
-                         major, minor);
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "npy: format version %d.%d is not supported (1.0, 2.0, 3.0)",
+                             major, minor);
     size_t len_bytes = major == 1 ? 2 : 4;
     if (size < 8 + len_bytes)
-        return imsi_fail(err, IMS_ERR_FORMAT, "npy: truncated in the header length");
+        return ims_error_set(err, IMS_ERR_FORMAT, "npy: truncated in the header length");
     uint64_t header_len = buf[8] | (uint64_t)buf[9] << 8;
     if (len_bytes == 4)
         header_len |= (uint64_t)buf[10] << 16 | (uint64_t)buf[11] << 24;
     size_t start = 8 + len_bytes;
     if (header_len > size - start)
-        return imsi_fail(err, IMS_ERR_FORMAT, "npy: header length %llu runs past the end of the %zu-byte file",
-                         (unsigned long long)header_len, size);
+        return ims_error_set(err, IMS_ERR_FORMAT, "npy: header length %llu runs past the end of the %zu-byte file",
+                             (unsigned long long)header_len, size);
     if (header_len == 0 || buf[start + header_len - 1] != '\n')
-        return imsi_fail(err, IMS_ERR_FORMAT, "npy header: does not end with '\\n'");
+        return ims_error_set(err, IMS_ERR_FORMAT, "npy header: does not end with '\\n'");
     const char *text = (const char *)buf + start;
     for (uint64_t i = 0; i + 1 < header_len; i++)
         if (text[i] == '\0' || text[i] == '\n')
-            return imsi_fail(err, IMS_ERR_FORMAT, "npy header: unexpected %s at byte %llu",
-                             text[i] ? "newline" : "NUL", (unsigned long long)i);
+            return ims_error_set(err, IMS_ERR_FORMAT, "npy header: unexpected %s at byte %llu",
+                                 text[i] ? "newline" : "NUL", (unsigned long long)i);
     ims_status st = parse_dict(text, text + header_len - 1, out, err);
     if (st)
         return st;
@@ -242,18 +242,18 @@ static ims_status parse_bytes(const unsigned char *buf, size_t size, ims_npy *ou
     uint64_t count = 1;
     for (int i = 0; i < out->ndim; i++)
         if (__builtin_mul_overflow(count, (uint64_t)out->shape[i], &count))
-            return imsi_fail(err, IMS_ERR_FORMAT, "npy: shape product overflows at dimension %d", i);
+            return ims_error_set(err, IMS_ERR_FORMAT, "npy: shape product overflows at dimension %d", i);
     uint64_t nbytes;
     if (__builtin_mul_overflow(count, (uint64_t)out->elem_size, &nbytes) || nbytes > SIZE_MAX)
-        return imsi_fail(err, IMS_ERR_FORMAT, "npy: data size overflows (%llu elements)", (unsigned long long)count);
+        return ims_error_set(err, IMS_ERR_FORMAT, "npy: data size overflows (%llu elements)", (unsigned long long)count);
     size_t data_off = start + (size_t)header_len;
     size_t have = size - data_off;
     if (have < nbytes)
-        return imsi_fail(err, IMS_ERR_FORMAT, "npy: truncated data: the shape needs %llu bytes, the file has %zu",
-                         (unsigned long long)nbytes, have);
+        return ims_error_set(err, IMS_ERR_FORMAT, "npy: truncated data: the shape needs %llu bytes, the file has %zu",
+                             (unsigned long long)nbytes, have);
     if (have > nbytes)
-        return imsi_fail(err, IMS_ERR_FORMAT, "npy: %zu bytes after the data (the shape needs %llu): the header lies "
-                         "about the shape", have - (size_t)nbytes, (unsigned long long)nbytes);
+        return ims_error_set(err, IMS_ERR_FORMAT, "npy: %zu bytes after the data (the shape needs %llu): the header lies "
+                             "about the shape", have - (size_t)nbytes, (unsigned long long)nbytes);
     out->count = count;
     out->nbytes = (size_t)nbytes;
     out->data = nbytes ? buf + data_off : NULL;
@@ -267,7 +267,7 @@ static ims_status align_data(ims_npy *out, ims_error *err)
         return IMS_OK;
     void *copy = aligned_alloc(NPY_ALIGN, (out->nbytes + NPY_ALIGN - 1) / NPY_ALIGN * NPY_ALIGN);
     if (!copy)
-        return imsi_fail(err, IMS_ERR_NOMEM, "npy: cannot allocate %zu bytes for an aligned copy", out->nbytes);
+        return ims_error_set(err, IMS_ERR_NOMEM, "npy: cannot allocate %zu bytes for an aligned copy", out->nbytes);
     memcpy(copy, out->data, out->nbytes);
     out->data = copy;
     out->owns_copy_ = 1;
@@ -290,12 +290,12 @@ ims_status ims_npy_open(const char *path, ims_npy *out, ims_error *err)
     memset(out, 0, sizeof *out);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return imsi_fail(err, IMS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return ims_error_set(err, IMS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         int e = errno;
         close(fd);
-        return imsi_fail(err, IMS_ERR_IO, "%s: not a regular file%s%s", path, e ? ": " : "", e ? strerror(e) : "");
+        return ims_error_set(err, IMS_ERR_IO, "%s: not a regular file%s%s", path, e ? ": " : "", e ? strerror(e) : "");
     }
     size_t size = (size_t)sb.st_size;
     void *map = NULL;
@@ -304,7 +304,7 @@ ims_status ims_npy_open(const char *path, ims_npy *out, ims_error *err)
         if (map == MAP_FAILED) {
             int e = errno;
             close(fd);
-            return imsi_fail(err, IMS_ERR_IO, "%s: cannot map: %s", path, strerror(e));
+            return ims_error_set(err, IMS_ERR_IO, "%s: cannot map: %s", path, strerror(e));
         }
     }
     close(fd);
@@ -377,14 +377,14 @@ size_t imsi_npy_format_header(char *buf, size_t size, ims_npy_dtype dtype, int n
 static ims_status array_bytes(ims_npy_dtype dtype, int ndim, const int64_t *shape, size_t *out, ims_error *err)
 {
     if ((unsigned)dtype >= NPY_TYPE_COUNT)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "npy: unknown dtype %d", (int)dtype);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "npy: unknown dtype %d", (int)dtype);
     if (ndim < 0 || ndim > IMS_NPY_MAX_DIMS)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "npy: ndim %d is out of range 0..%d", ndim, IMS_NPY_MAX_DIMS);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "npy: ndim %d is out of range 0..%d", ndim, IMS_NPY_MAX_DIMS);
     size_t n = npy_types[dtype].size;
     for (int i = 0; i < ndim; i++)
         if (shape[i] < 0 || __builtin_mul_overflow(n, (size_t)shape[i], &n))
-            return imsi_fail(err, IMS_ERR_ARGUMENT, "npy: shape dimension %d (%lld) is negative or overflows", i,
-                             (long long)shape[i]);
+            return ims_error_set(err, IMS_ERR_ARGUMENT, "npy: shape dimension %d (%lld) is negative or overflows", i,
+                                 (long long)shape[i]);
     *out = n;
     return IMS_OK;
 }
@@ -421,10 +421,10 @@ ims_status ims_npy_writer_open(const char *path, ims_npy_dtype dtype, int ndim, 
     char header[512];
     size_t header_len = imsi_npy_format_header(header, sizeof header, dtype, ndim, dims);
     if (!header_len)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "npy: cannot format the header");
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "npy: cannot format the header");
     ims_npy_writer *w = calloc(1, sizeof *w);
     if (!w)
-        return imsi_fail(err, IMS_ERR_NOMEM, "npy: out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "npy: out of memory");
     w->expected = rows_unknown ? SIZE_MAX : nbytes;
     w->rows_unknown = rows_unknown;
     w->row_bytes = nbytes;
@@ -445,8 +445,8 @@ ims_status ims_npy_writer_open(const char *path, ims_npy_dtype dtype, int ndim, 
 ims_status ims_npy_writer_write(ims_npy_writer *w, const void *data, size_t nbytes, ims_error *err)
 {
     if (nbytes > w->expected - w->written)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "npy: %s: writing %zu bytes past the %zu the shape holds",
-                         w->file.path, w->written + nbytes - w->expected, w->expected);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "npy: %s: writing %zu bytes past the %zu the shape holds",
+                             w->file.path, w->written + nbytes - w->expected, w->expected);
     ims_status st = imsi_atomic_file_write(&w->file, data, nbytes, err);
     if (!st)
         w->written += nbytes;
@@ -458,14 +458,14 @@ ims_status ims_npy_writer_write(ims_npy_writer *w, const void *data, size_t nbyt
 static ims_status complete_header(ims_npy_writer *w, ims_error *err)
 {
     if (w->row_bytes == 0 || w->written % w->row_bytes != 0)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "npy: %s: %zu bytes written, not a whole number of %zu-byte rows",
-                         w->file.path, w->written, w->row_bytes);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "npy: %s: %zu bytes written, not a whole number of %zu-byte rows",
+                             w->file.path, w->written, w->row_bytes);
     w->shape[0] = (int64_t)(w->written / w->row_bytes);
     char header[512];
     if (format_header(header, sizeof header, w->dtype, w->ndim, w->shape, w->header_len) != w->header_len)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "npy: %s: cannot format the final header", w->file.path);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "npy: %s: cannot format the final header", w->file.path);
     if (fflush(w->file.f) != 0 || fseek(w->file.f, 0, SEEK_SET) != 0)
-        return imsi_fail(err, IMS_ERR_IO, "npy: %s: cannot rewind to complete the header", w->file.tmp);
+        return ims_error_set(err, IMS_ERR_IO, "npy: %s: cannot rewind to complete the header", w->file.tmp);
     w->written = w->expected; /* what commit checks */
     return imsi_atomic_file_write(&w->file, header, w->header_len, err);
 }
@@ -476,8 +476,8 @@ ims_status ims_npy_writer_commit(ims_npy_writer *w, ims_error *err)
     if (st) {
         imsi_atomic_file_abort(&w->file);
     } else if (w->written != w->expected) {
-        st = imsi_fail(err, IMS_ERR_ARGUMENT, "npy: %s: %zu of the shape's %zu bytes were written", w->file.path,
-                       w->written, w->expected);
+        st = ims_error_set(err, IMS_ERR_ARGUMENT, "npy: %s: %zu of the shape's %zu bytes were written", w->file.path,
+                           w->written, w->expected);
         imsi_atomic_file_abort(&w->file);
     } else {
         st = imsi_atomic_file_commit(&w->file, err); /* releases the file either way */
@@ -529,12 +529,12 @@ static ims_status npz_check_name(const char *name, ims_error *err)
 {
     size_t n = strlen(name);
     if (n == 0 || n > 64)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "npz: member name '%s' is empty or longer than 64 bytes", name);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "npz: member name '%s' is empty or longer than 64 bytes", name);
     for (size_t i = 0; i < n; i++) {
         char c = name[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'))
-            return imsi_fail(err, IMS_ERR_ARGUMENT, "npz: member name '%s' has a character other than [A-Za-z0-9_]",
-                             name);
+            return ims_error_set(err, IMS_ERR_ARGUMENT, "npz: member name '%s' has a character other than [A-Za-z0-9_]",
+                                 name);
     }
     return IMS_OK;
 }
@@ -550,13 +550,13 @@ static ims_status npz_write_member(imsi_atomic_file *f, const ims_npz_member *m,
     char header[512];
     size_t header_len = imsi_npy_format_header(header, sizeof header, m->dtype, m->ndim, m->shape);
     if (!header_len)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "npz: member '%s': cannot format the header", m->name);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "npz: member '%s': cannot format the header", m->name);
     uint64_t size = (uint64_t)header_len + nbytes;
     snprintf(e->name, sizeof e->name, "%s.npy", m->name);
     size_t name_len = strlen(e->name);
     if (size > 0xffffffffu || *offset > 0xffffffffu - 30 - name_len - size)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "npz: member '%s' (%llu bytes) needs zip64, which is not supported",
-                         m->name, (unsigned long long)size);
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "npz: member '%s' (%llu bytes) needs zip64, which is not supported",
+                             m->name, (unsigned long long)size);
     uLong crc = crc32(0L, Z_NULL, 0);
     crc = crc32(crc, (const Bytef *)header, (uInt)header_len);
     const unsigned char *p = m->data;
@@ -618,7 +618,7 @@ static ims_status npz_write_directory(imsi_atomic_file *f, const npz_entry *entr
         cd_size += sizeof ch + name_len;
     }
     if (offset + cd_size > 0xffffffffu)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "npz: archive over 4 GiB needs zip64, which is not supported");
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "npz: archive over 4 GiB needs zip64, which is not supported");
     unsigned char eocd[22];
     put_le(eocd, 0x06054b50, 4);
     put_le(eocd + 4, 0, 2);
@@ -634,14 +634,14 @@ static ims_status npz_write_directory(imsi_atomic_file *f, const npz_entry *entr
 ims_status ims_npz_write(const char *path, const ims_npz_member *members, size_t count, ims_error *err)
 {
     if (count == 0 || count > 1000)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "npz: %zu members (1..1000)", count);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "npz: %zu members (1..1000)", count);
     for (size_t i = 0; i < count; i++)
         for (size_t j = 0; j < i; j++)
             if (!strcmp(members[i].name, members[j].name))
-                return imsi_fail(err, IMS_ERR_ARGUMENT, "npz: member name '%s' repeats", members[i].name);
+                return ims_error_set(err, IMS_ERR_ARGUMENT, "npz: member name '%s' repeats", members[i].name);
     npz_entry *entries = calloc(count, sizeof *entries);
     if (!entries)
-        return imsi_fail(err, IMS_ERR_NOMEM, "npz: out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "npz: out of memory");
     imsi_atomic_file f;
     ims_status st = imsi_atomic_file_open(&f, path, err);
     uint64_t offset = 0;

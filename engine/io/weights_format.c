@@ -64,15 +64,15 @@ int imsi_isw_utf8_printable(const char *s, size_t len)
 ims_status imsi_isw_check_name(const char *s, size_t len, size_t max, const char *what, ims_error *err)
 {
     if (len == 0)
-        return imsi_fail(err, IMS_ERR_FORMAT, "%s is empty", what);
+        return ims_error_set(err, IMS_ERR_FORMAT, "%s is empty", what);
     if (len > max)
-        return imsi_fail(err, IMS_ERR_FORMAT, "%s length %zu exceeds %zu", what, len, max);
+        return ims_error_set(err, IMS_ERR_FORMAT, "%s length %zu exceeds %zu", what, len, max);
     if (!imsi_isw_utf8_valid(s, len))
-        return imsi_fail(err, IMS_ERR_FORMAT, "%s is not valid UTF-8 or contains a NUL byte", what);
+        return ims_error_set(err, IMS_ERR_FORMAT, "%s is not valid UTF-8 or contains a NUL byte", what);
     /* Names appear in one-line messages and tables: no control characters. */
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return imsi_fail(err, IMS_ERR_FORMAT, "%s contains the control character 0x%02x at byte %zu", what,
-                             (unsigned char)s[i], i);
+            return ims_error_set(err, IMS_ERR_FORMAT, "%s contains the control character 0x%02x at byte %zu", what,
+                                 (unsigned char)s[i], i);
     return IMS_OK;
 }

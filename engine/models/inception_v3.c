@@ -95,7 +95,7 @@ static ims_status read_floats(const ims_weight_tensor *t, float **out, ims_error
     size_t n = (size_t)(t->nbytes / ims_dtype_size(t->dtype));
     float *v = malloc((n ? n : 1) * sizeof *v);
     if (!v)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory reading '%.*s'", (int)t->name.len, t->name.ptr);
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory reading '%.*s'", (int)t->name.len, t->name.ptr);
     if (t->dtype == IMS_DTYPE_F32) {
         memcpy(v, t->data, n * sizeof *v);
     } else {
@@ -122,7 +122,7 @@ static ims_status upload_floats(ims_backend *be, const float *v, ims_dtype dt, i
         return imsi_backend_upload(be, out, v, n * sizeof *v, err);
     uint16_t *h = malloc(n * sizeof *h);
     if (!h)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         h[i] = ims_f32_to_f16(v[i]);
     st = imsi_backend_upload(be, out, h, n * sizeof *h, err);
@@ -135,13 +135,13 @@ static ims_status find_float_tensor(const ims_weights *w, const char *name, int 
 {
     const ims_weight_tensor *t = ims_weights_tensor_find(w, name);
     if (!t)
-        return imsi_fail(err, IMS_ERR_NOT_FOUND, "weight file has no tensor '%s'", name);
+        return ims_error_set(err, IMS_ERR_NOT_FOUND, "weight file has no tensor '%s'", name);
     int ok = (t->dtype == IMS_DTYPE_F32 || t->dtype == IMS_DTYPE_F16) && t->ndim == ndim;
     for (int d = 0; ok && d < ndim; d++)
         ok = shape[d] < 0 || t->shape[d] == shape[d];
     if (!ok)
-        return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s' is %s with %d dims (%lld, ...), not what Inception-v3 needs",
-                         name, ims_dtype_name(t->dtype), t->ndim, (long long)t->shape[0]);
+        return ims_error_set(err, IMS_ERR_FORMAT, "tensor '%s' is %s with %d dims (%lld, ...), not what Inception-v3 needs",
+                             name, ims_dtype_name(t->dtype), t->ndim, (long long)t->shape[0]);
     *out = t;
     return IMS_OK;
 }
@@ -179,7 +179,7 @@ static ims_status load_metadata(ims_image_encoder *enc, const ims_weights *w, im
     if (st)
         return st;
     if (arch.len < 12 || memcmp(arch.ptr, "inception_v3", 12) != 0)
-        return imsi_fail(err, IMS_ERR_FORMAT, "weight file holds '%.*s', not an Inception-v3", (int)arch.len, arch.ptr);
+        return ims_error_set(err, IMS_ERR_FORMAT, "weight file holds '%.*s', not an Inception-v3", (int)arch.len, arch.ptr);
     int64_t classes, features, size, include_pad;
     ims_str pool7c, mode;
     double mean[3], std[3];
@@ -194,15 +194,15 @@ static ims_status load_metadata(ims_image_encoder *enc, const ims_weights *w, im
     if (st)
         return st;
     if (classes < 1 || classes > 1000000 || features < 1 || features > 1000000 || size < 75 || size > 4096)
-        return imsi_fail(err, IMS_ERR_FORMAT, "inception: %lld classes, %lld features, image size %lld",
-                         (long long)classes, (long long)features, (long long)size);
+        return ims_error_set(err, IMS_ERR_FORMAT, "inception: %lld classes, %lld features, image size %lld",
+                             (long long)classes, (long long)features, (long long)size);
     enc->classes = (int)classes, enc->features = (int)features, enc->image_size = (int)size;
     enc->count_include_pad = include_pad != 0;
     enc->mixed_7c_max = pool7c.len == 3 && !memcmp(pool7c.ptr, "max", 3);
     enc->mode = mode.len == 3 && !memcmp(mode.ptr, "fid", 3) ? IMS_PREPROCESS_FID : IMS_PREPROCESS_TORCHVISION;
     for (int c = 0; c < 3; c++) {
         if (!(std[c] > 0.0))
-            return imsi_fail(err, IMS_ERR_FORMAT, "preprocess.std[%d] is %g", c, std[c]);
+            return ims_error_set(err, IMS_ERR_FORMAT, "preprocess.std[%d] is %g", c, std[c]);
         enc->scale[c] = (float)(1.0 / (255.0 * std[c]));
         enc->shift[c] = (float)(-mean[c] / std[c]);
     }
@@ -210,10 +210,10 @@ static ims_status load_metadata(ims_image_encoder *enc, const ims_weights *w, im
     size_t count;
     if (ims_weights_get_strings(w, "labels", &labels, &count, NULL) == IMS_OK && count == (size_t)classes) {
         if (!(enc->labels = calloc(count, sizeof *enc->labels)))
-            return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+            return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
         for (size_t i = 0; i < count; i++) {
             if (!(enc->labels[i] = malloc(labels[i].len + 1)))
-                return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+                return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
             memcpy(enc->labels[i], labels[i].ptr, labels[i].len);
             enc->labels[i][labels[i].len] = '\0';
         }
@@ -236,7 +236,7 @@ static ims_status plan_shapes(ims_image_encoder *enc, const int64_t (*out_in)[2]
                 w = imsi_conv_out_size(w, l->kw, l->stride, l->pad_w);
                 c = out_in[k][0];
                 if (h < 1 || w < 1)
-                    return imsi_fail(err, IMS_ERR_FORMAT, "image size %d is too small for Inception-v3", enc->image_size);
+                    return ims_error_set(err, IMS_ERR_FORMAT, "image size %d is too small for Inception-v3", enc->image_size);
                 widest = h * w * c > widest ? h * w * c : widest;
                 if (l->maxpool_after) {
                     h = imsi_conv_out_size(h, 3, 2, 0);
@@ -253,7 +253,7 @@ static ims_status plan_shapes(ims_image_encoder *enc, const int64_t (*out_in)[2]
                 lh = oh, lw = ow; /* the siblings are shape-preserving (1x3 / 3x1, pad 1) */
             }
             if (lh < 1 || lw < 1)
-                return imsi_fail(err, IMS_ERR_FORMAT, "image size %d is too small for Inception-v3", enc->image_size);
+                return ims_error_set(err, IMS_ERR_FORMAT, "image size %d is too small for Inception-v3", enc->image_size);
             if (l->input != IV3_IN_SIBLING)
                 oh = lh, ow = lw;
             widest = lh * lw * out_in[k][0] > widest ? lh * lw * out_in[k][0] : widest;
@@ -269,8 +269,8 @@ static ims_status plan_shapes(ims_image_encoder *enc, const int64_t (*out_in)[2]
         enc->block_shape[bi][0] = h, enc->block_shape[bi][1] = w, enc->block_shape[bi][2] = c;
     }
     if (c != enc->features)
-        return imsi_fail(err, IMS_ERR_FORMAT, "inception.features is %d, but Mixed_7c gives %lld", enc->features,
-                         (long long)c);
+        return ims_error_set(err, IMS_ERR_FORMAT, "inception.features is %d, but Mixed_7c gives %lld", enc->features,
+                             (long long)c);
     enc->max_elems = widest;
     return IMS_OK;
 }
@@ -280,12 +280,12 @@ ims_status ims_image_encoder_create(ims_backend *be, const ims_weights *w, ims_p
 {
     *out = NULL;
     if (p < IMS_PRECISION_FP32 || p > IMS_PRECISION_FP16)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "unknown precision %d", (int)p);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "unknown precision %d", (int)p);
     if (imsi_backend_memory(be) == IMS_MEMORY_HOST && p != IMS_PRECISION_FP32)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "the CPU backend runs fp32 only, not %s", ims_precision_name(p));
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "the CPU backend runs fp32 only, not %s", ims_precision_name(p));
     ims_image_encoder *enc = calloc(1, sizeof *enc);
     if (!enc)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     enc->be = be;
     enc->precision = p;
     enc->act = p == IMS_PRECISION_FP16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32;
@@ -500,9 +500,9 @@ static ims_status run_blocks(ims_image_encoder *enc, const imsi_tensor *x, int l
 static ims_status check_batch(const ims_image_encoder *enc, const void *images, int batch, ims_error *err)
 {
     if (!images || batch < 1)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "image encoder: %d images at %p", batch, images);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "image encoder: %d images at %p", batch, images);
     if (batch > 65536) /* far beyond any GPU's memory at 299 x 299; keeps every size product small */
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "image encoder: batch %d is too large (at most 65536)", batch);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "image encoder: batch %d is too large (at most 65536)", batch);
     return IMS_OK;
 }
 
@@ -613,8 +613,8 @@ ims_status ims_image_encoder_forward_f32(ims_image_encoder *enc, const float *im
 ims_status imsi_image_encoder_set_graphs(ims_image_encoder *enc, int on, ims_error *err)
 {
     if (on && !imsi_backend_has_graphs(enc->be))
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "backend %s cannot capture graphs",
-                         ims_backend_get_info(enc->be)->name);
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "backend %s cannot capture graphs",
+                             ims_backend_get_info(enc->be)->name);
     if (!on)
         free_graphs(enc);
     enc->use_graphs = on != 0;
@@ -624,7 +624,7 @@ ims_status imsi_image_encoder_set_graphs(ims_image_encoder *enc, int on, ims_err
 ims_status imsi_image_encoder_block_shape(const ims_image_encoder *enc, int block, int64_t shape[3], ims_error *err)
 {
     if (block < 0 || block >= IV3_BLOCK_COUNT)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "block %d out of range 0..%d", block, IV3_BLOCK_COUNT - 1);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "block %d out of range 0..%d", block, IV3_BLOCK_COUNT - 1);
     memcpy(shape, enc->block_shape[block], 3 * sizeof *shape);
     return IMS_OK;
 }
@@ -639,8 +639,8 @@ ims_status imsi_image_encoder_forward_block(ims_image_encoder *enc, const uint8_
         return st;
     size_t n = (size_t)batch * (size_t)(shape[0] * shape[1] * shape[2]);
     if (count < n)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "block %s output needs %zu floats, the buffer has %zu",
-                         block_names[block], n, count);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "block %s output needs %zu floats, the buffer has %zu",
+                             block_names[block], n, count);
     st = reserve(enc, batch, err);
     int64_t s = enc->image_size;
     imsi_tensor u8 = view4(&enc->in_u8, batch, s, s, 3);
@@ -657,7 +657,7 @@ ims_status imsi_image_encoder_forward_block(ims_image_encoder *enc, const uint8_
     /* f16 activations: widened on the host */
     uint16_t *h = malloc(n * sizeof *h);
     if (!h)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     st = imsi_backend_download(enc->be, h, n * sizeof *h, &y, err);
     for (size_t i = 0; !st && i < n; i++)
         out[i] = ims_f16_to_f32(h[i]);

@@ -108,9 +108,9 @@ ims_status imsi_iv3_check_channels(const int64_t (*out_in)[2], int64_t *features
             if (out_in[k][1] != want) {
                 char name[96];
                 imsi_iv3_layer_name(b, l, name, sizeof name);
-                return imsi_fail(err, IMS_ERR_FORMAT,
-                                 "'%s' takes %lld input channels, but its input has %lld (not Inception-v3's topology)",
-                                 name, (long long)out_in[k][1], (long long)want);
+                return ims_error_set(err, IMS_ERR_FORMAT,
+                                     "'%s' takes %lld input channels, but its input has %lld (not Inception-v3's topology)",
+                                     name, (long long)out_in[k][1], (long long)want);
             }
             prev_in = want;
             prev_out = out_in[k][0];

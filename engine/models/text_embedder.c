@@ -26,7 +26,7 @@ ims_status ims_text_embedder_create(ims_backend *be, const ims_weights *w, ims_p
     *out = NULL;
     ims_text_embedder *e = calloc(1, sizeof *e);
     if (!e)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     ims_status st = ims_tokenizer_create_from_weights(w, &e->tok, err);
     if (!st)
         st = ims_text_encoder_create(be, w, precision, &e->enc, err);
@@ -78,7 +78,7 @@ ims_status ims_text_embed(const ims_text_embedder *e, const char *const *texts, 
     int32_t *batch_ids = malloc(TEXT_EMBED_BATCH * L * sizeof *batch_ids);
     int32_t lengths[TEXT_EMBED_BATCH];
     float *batch_out = malloc(TEXT_EMBED_BATCH * dim * sizeof *batch_out);
-    ims_status st = items && all_ids && batch_ids && batch_out ? IMS_OK : imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+    ims_status st = items && all_ids && batch_ids && batch_out ? IMS_OK : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; !st && i < n; i++) {
         items[i].ids = all_ids + i * L;
         items[i].index = i;

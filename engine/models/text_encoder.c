@@ -80,7 +80,7 @@ static ims_status meta_int(const ims_weights *w, const char *key, int lo, int hi
     if (st)
         return st;
     if (v < lo || v > hi)
-        return imsi_fail(err, IMS_ERR_FORMAT, "metadata %s = %lld outside %d..%d", key, (long long)v, lo, hi);
+        return ims_error_set(err, IMS_ERR_FORMAT, "metadata %s = %lld outside %d..%d", key, (long long)v, lo, hi);
     *out = (int)v;
     return IMS_OK;
 }
@@ -92,8 +92,8 @@ static ims_status read_config(ims_text_encoder *e, const ims_weights *w, ims_err
     ims_str arch, act, pooling;
     ims_status st = ims_weights_get_string(w, "architecture", &arch, err);
     if (!st && !str_is(arch, "bert"))
-        st = imsi_fail(err, IMS_ERR_UNSUPPORTED, "architecture '%.*s' is not a BERT text encoder", (int)arch.len,
-                       arch.ptr);
+        st = ims_error_set(err, IMS_ERR_UNSUPPORTED, "architecture '%.*s' is not a BERT text encoder", (int)arch.len,
+                           arch.ptr);
     if (!st) st = meta_int(w, "bert.vocab_size", 1, 1 << 24, &e->vocab, err);
     if (!st) st = meta_int(w, "bert.hidden_size", 1, 1 << 16, &e->h, err);
     if (!st) st = meta_int(w, "bert.num_layers", 1, 1024, &e->layers, err);
@@ -109,23 +109,23 @@ static ims_status read_config(ims_text_encoder *e, const ims_weights *w, ims_err
     if (st)
         return st;
     if (e->h % e->heads != 0)
-        return imsi_fail(err, IMS_ERR_FORMAT, "bert.hidden_size %d is not a multiple of bert.num_heads %d", e->h,
-                         e->heads);
+        return ims_error_set(err, IMS_ERR_FORMAT, "bert.hidden_size %d is not a multiple of bert.num_heads %d", e->h,
+                             e->heads);
     if (e->max_seq > e->max_pos)
-        return imsi_fail(err, IMS_ERR_FORMAT, "bert.max_seq_length %d exceeds bert.max_position_embeddings %d",
-                         e->max_seq, e->max_pos);
+        return ims_error_set(err, IMS_ERR_FORMAT, "bert.max_seq_length %d exceeds bert.max_position_embeddings %d",
+                             e->max_seq, e->max_pos);
     if (!(e->eps > 0.0 && e->eps < 1.0))
-        return imsi_fail(err, IMS_ERR_FORMAT, "bert.layer_norm_eps %g outside (0, 1)", e->eps);
+        return ims_error_set(err, IMS_ERR_FORMAT, "bert.layer_norm_eps %g outside (0, 1)", e->eps);
     if (!str_is(act, "gelu"))
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "bert.hidden_act '%.*s' (only 'gelu', exact erf)", (int)act.len,
-                         act.ptr);
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "bert.hidden_act '%.*s' (only 'gelu', exact erf)", (int)act.len,
+                             act.ptr);
     if (str_is(pooling, "mean"))
         e->pooling = IMS_POOLING_MEAN;
     else if (str_is(pooling, "cls"))
         e->pooling = IMS_POOLING_CLS;
     else
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "bert.pooling '%.*s' (mean or cls)", (int)pooling.len,
-                         pooling.ptr);
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "bert.pooling '%.*s' (mean or cls)", (int)pooling.len,
+                             pooling.ptr);
     return IMS_OK;
 }
 
@@ -135,16 +135,16 @@ static ims_status upload_tensor(ims_text_encoder *e, const ims_weights *w, const
 {
     const ims_weight_tensor *wt = ims_weights_tensor_find(w, name);
     if (!wt)
-        return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s' is missing", name);
+        return ims_error_set(err, IMS_ERR_FORMAT, "tensor '%s' is missing", name);
     int ndim = cols ? 2 : 1;
     int64_t shape[2] = {rows, cols};
     if (wt->ndim != ndim || wt->shape[0] != rows || (cols && wt->shape[1] != cols))
-        return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s': expected (%lld%s%lld), got %d dims (%lld, %lld)", name,
-                         (long long)rows, cols ? ", " : "", cols ? (long long)cols : 0LL, wt->ndim,
-                         (long long)wt->shape[0], wt->ndim > 1 ? (long long)wt->shape[1] : 1LL);
+        return ims_error_set(err, IMS_ERR_FORMAT, "tensor '%s': expected (%lld%s%lld), got %d dims (%lld, %lld)", name,
+                             (long long)rows, cols ? ", " : "", cols ? (long long)cols : 0LL, wt->ndim,
+                             (long long)wt->shape[0], wt->ndim > 1 ? (long long)wt->shape[1] : 1LL);
     if (wt->dtype != IMS_DTYPE_F32 && wt->dtype != IMS_DTYPE_F16)
-        return imsi_fail(err, IMS_ERR_FORMAT, "tensor '%s': dtype %s (f32 or f16 expected)", name,
-                         ims_dtype_name(wt->dtype));
+        return ims_error_set(err, IMS_ERR_FORMAT, "tensor '%s': dtype %s (f32 or f16 expected)", name,
+                             ims_dtype_name(wt->dtype));
     ims_status st = imsi_tensor_alloc(e->be, dtype, ndim, shape, out, err);
     if (st)
         return st;
@@ -154,7 +154,7 @@ static ims_status upload_tensor(ims_text_encoder *e, const ims_weights *w, const
     if (wt->dtype != dtype) {
         tmp = malloc(n * ims_dtype_size(dtype));
         if (!tmp)
-            return imsi_fail(err, IMS_ERR_NOMEM, "tensor '%s': out of memory converting it", name);
+            return ims_error_set(err, IMS_ERR_NOMEM, "tensor '%s': out of memory converting it", name);
         for (size_t i = 0; i < n; i++) {
             if (dtype == IMS_DTYPE_F16)
                 ((uint16_t *)tmp)[i] = ims_f32_to_f16(((const float *)wt->data)[i]);
@@ -263,8 +263,8 @@ static ims_status reserve_host(ims_text_encoder *e, int64_t rows, int64_t tokens
         free(e->host_ids);
         e->host_tokens = 0;
         if (!(e->host_ids = malloc((size_t)tokens * sizeof *e->host_ids)))
-            return imsi_fail(err, IMS_ERR_NOMEM, "text encoder: out of host memory for %lld token ids",
-                             (long long)tokens);
+            return ims_error_set(err, IMS_ERR_NOMEM, "text encoder: out of host memory for %lld token ids",
+                                 (long long)tokens);
         e->host_tokens = tokens;
     }
     if (rows > e->host_rows) {
@@ -274,7 +274,7 @@ static ims_status reserve_host(ims_text_encoder *e, int64_t rows, int64_t tokens
         e->order = malloc((size_t)rows * sizeof *e->order);
         e->host_out = malloc((size_t)rows * e->h * sizeof *e->host_out);
         if (!e->host_lengths || !e->order || !e->host_out)
-            return imsi_fail(err, IMS_ERR_NOMEM, "text encoder: out of host memory for %lld rows", (long long)rows);
+            return ims_error_set(err, IMS_ERR_NOMEM, "text encoder: out of host memory for %lld rows", (long long)rows);
         e->host_rows = rows;
     }
     return IMS_OK;
@@ -348,7 +348,7 @@ static ims_status run_bucket(ims_text_encoder *e, int64_t rows, int64_t t, float
     int64_t stride = (int64_t)e->h * (e->layers + 1);
     float *step = layer_means ? malloc((size_t)rows * e->h * sizeof *step) : NULL;
     if (layer_means && !step)
-        return imsi_fail(err, IMS_ERR_NOMEM, "text encoder: out of memory for layer means");
+        return ims_error_set(err, IMS_ERR_NOMEM, "text encoder: out of memory for layer means");
     for (int l = 0; l <= e->layers && !st; l++) {
         if (l > 0)
             st = run_layer(e, &e->layer[l - 1], rows, t, err);
@@ -369,16 +369,16 @@ static ims_status check_batch(const ims_text_encoder *e, const int32_t *ids, con
                               ims_error *err)
 {
     if (b < 1 || t < 1 || !ids || !lengths)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "text encoder: batch (%d, %d) is empty", b, t);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "text encoder: batch (%d, %d) is empty", b, t);
     for (int i = 0; i < b; i++) {
         if (lengths[i] < 1 || lengths[i] > t || lengths[i] > e->max_seq)
-            return imsi_fail(err, IMS_ERR_ARGUMENT, "text encoder: lengths[%d] = %d outside 1..%d", i, lengths[i],
-                             t < e->max_seq ? t : e->max_seq);
+            return ims_error_set(err, IMS_ERR_ARGUMENT, "text encoder: lengths[%d] = %d outside 1..%d", i, lengths[i],
+                                 t < e->max_seq ? t : e->max_seq);
         for (int j = 0; j < lengths[i]; j++) {
             int32_t id = ids[(size_t)i * t + j];
             if (id < 0 || id >= e->vocab)
-                return imsi_fail(err, IMS_ERR_ARGUMENT, "text encoder: ids[%d][%d] = %d outside the vocabulary 0..%d",
-                                 i, j, id, e->vocab - 1);
+                return ims_error_set(err, IMS_ERR_ARGUMENT, "text encoder: ids[%d][%d] = %d outside the vocabulary 0..%d",
+                                     i, j, id, e->vocab - 1);
         }
     }
     return IMS_OK;
@@ -488,17 +488,17 @@ ims_status ims_text_encoder_create(ims_backend *be, const ims_weights *w, ims_pr
 {
     *out = NULL;
     if (precision != IMS_PRECISION_FP32 && precision != IMS_PRECISION_FP16)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "text encoder: unknown precision %d", (int)precision);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "text encoder: unknown precision %d", (int)precision);
     ims_text_encoder *e = calloc(1, sizeof *e);
     if (!e)
-        return imsi_fail(err, IMS_ERR_NOMEM, "text encoder: out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "text encoder: out of memory");
     e->be = be;
     e->precision = precision;
     e->act = precision == IMS_PRECISION_FP16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32;
     e->bucket_tokens = ENC_DEFAULT_BUCKET_TOKENS;
     ims_status st = read_config(e, w, err);
     if (!st && !(e->layer = calloc((size_t)e->layers, sizeof *e->layer)))
-        st = imsi_fail(err, IMS_ERR_NOMEM, "text encoder: out of memory for %d layers", e->layers);
+        st = ims_error_set(err, IMS_ERR_NOMEM, "text encoder: out of memory for %d layers", e->layers);
     if (!st)
         st = upload_weights(e, w, err);
     if (st) {

@@ -200,25 +200,25 @@ static ims_status tokenizer_build(const ims_str *tokens, size_t n, const ims_tok
 {
     *out = NULL;
     if (n == 0 || n > (size_t)INT32_MAX)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "vocabulary size %zu (must be 1..%d)", n, INT32_MAX);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "vocabulary size %zu (must be 1..%d)", n, INT32_MAX);
     if (o->max_len < 2)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "max_len %d (must be >= 2 for [CLS] and [SEP])", o->max_len);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "max_len %d (must be >= 2 for [CLS] and [SEP])", o->max_len);
     if (o->max_input_chars_per_word < 1 || o->max_input_chars_per_word > IMS_TOKENIZER_MAX_WORD_CHARS)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "max_input_chars_per_word %d (must be 1..%d)",
-                         o->max_input_chars_per_word, IMS_TOKENIZER_MAX_WORD_CHARS);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "max_input_chars_per_word %d (must be 1..%d)",
+                             o->max_input_chars_per_word, IMS_TOKENIZER_MAX_WORD_CHARS);
     const char *prefix = o->continuing_prefix ? o->continuing_prefix : "";
     if (strlen(prefix) >= sizeof(((ims_tokenizer *)0)->prefix))
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "continuing_prefix '%s' is too long", prefix);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "continuing_prefix '%s' is too long", prefix);
 
     ims_tokenizer *tok = calloc(1, sizeof *tok);
     if (!tok)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory for the tokenizer");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory for the tokenizer");
     size_t pool_size = 0;
     for (size_t i = 0; i < n; i++) {
         if (tokens[i].len > UINT32_MAX || (!tokens[i].ptr && tokens[i].len))
-            return ims_tokenizer_free(tok), imsi_fail(err, IMS_ERR_ARGUMENT, "vocabulary token %zu is invalid", i);
+            return ims_tokenizer_free(tok), ims_error_set(err, IMS_ERR_ARGUMENT, "vocabulary token %zu is invalid", i);
         if (pool_size > SIZE_MAX - tokens[i].len - 1)
-            return ims_tokenizer_free(tok), imsi_fail(err, IMS_ERR_NOMEM, "vocabulary too large");
+            return ims_tokenizer_free(tok), ims_error_set(err, IMS_ERR_NOMEM, "vocabulary too large");
         pool_size += tokens[i].len + 1;
     }
     size_t slots = 16;
@@ -229,7 +229,7 @@ static ims_status tokenizer_build(const ims_str *tokens, size_t n, const ims_tok
     tok->lengths = malloc(n * sizeof *tok->lengths);
     tok->slots = malloc(slots * sizeof *tok->slots);
     if (!tok->pool || !tok->offsets || !tok->lengths || !tok->slots)
-        return ims_tokenizer_free(tok), imsi_fail(err, IMS_ERR_NOMEM, "out of memory for a %zu-token vocabulary", n);
+        return ims_tokenizer_free(tok), ims_error_set(err, IMS_ERR_NOMEM, "out of memory for a %zu-token vocabulary", n);
     tok->vocab_size = n;
     tok->slot_mask = slots - 1;
     for (size_t i = 0; i < slots; i++)
@@ -264,11 +264,11 @@ static ims_status tokenizer_build(const ims_str *tokens, size_t n, const ims_tok
         if (!names[i] || !names[i][0]) {
             if (i == IMS_TOKEN_MASK)
                 continue;
-            return ims_tokenizer_free(tok), imsi_fail(err, IMS_ERR_ARGUMENT, "special token %d has no name", i);
+            return ims_tokenizer_free(tok), ims_error_set(err, IMS_ERR_ARGUMENT, "special token %d has no name", i);
         }
         tok->special[i] = vocab_find(tok, names[i], strlen(names[i]));
         if (tok->special[i] < 0 && i != IMS_TOKEN_MASK)
-            return ims_tokenizer_free(tok), imsi_fail(err, IMS_ERR_FORMAT, "the vocabulary has no %s token", names[i]);
+            return ims_tokenizer_free(tok), ims_error_set(err, IMS_ERR_FORMAT, "the vocabulary has no %s token", names[i]);
         if (tok->special[i] >= 0)
             tok->special_first[(unsigned char)names[i][0]] = 1;
     }
@@ -280,10 +280,10 @@ ims_status ims_tokenizer_create_from_vocab(const char *const *tokens, size_t n, 
                                            ims_tokenizer **out, ims_error *err)
 {
     if (!out)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "no output pointer");
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "no output pointer");
     *out = NULL;
     if (!tokens && n)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "no vocabulary");
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "no vocabulary");
     ims_tokenizer_options defaults;
     if (!o) {
         ims_tokenizer_options_init(&defaults);
@@ -291,7 +291,7 @@ ims_status ims_tokenizer_create_from_vocab(const char *const *tokens, size_t n, 
     }
     ims_str *strs = malloc((n ? n : 1) * sizeof *strs);
     if (!strs)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory for a %zu-token vocabulary", n);
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory for a %zu-token vocabulary", n);
     for (size_t i = 0; i < n; i++) {
         strs[i].ptr = tokens[i] ? tokens[i] : "";
         strs[i].len = strlen(strs[i].ptr);
@@ -304,7 +304,7 @@ ims_status ims_tokenizer_create_from_vocab(const char *const *tokens, size_t n, 
 ims_status ims_tokenizer_create_from_weights(const ims_weights *w, ims_tokenizer **out, ims_error *err)
 {
     if (!out || !w)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "no weights or no output pointer");
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "no weights or no output pointer");
     *out = NULL;
     const ims_str *vocab = NULL;
     size_t n = 0;
@@ -323,8 +323,8 @@ ims_status ims_tokenizer_create_from_weights(const ims_weights *w, ims_tokenizer
         if ((st = ims_weights_get_i64(w, "bert.max_seq_length", &v, err)))
             return st;
         if (v < 2 || v > INT_MAX)
-            return imsi_fail(err, IMS_ERR_FORMAT, "bert.max_seq_length %lld is out of range",
-                             (long long)v);
+            return ims_error_set(err, IMS_ERR_FORMAT, "bert.max_seq_length %lld is out of range",
+                                 (long long)v);
         o.max_len = (int)v;
     }
     /* The special tokens by id: their names are the vocabulary's strings. */
@@ -335,13 +335,13 @@ ims_status ims_tokenizer_create_from_weights(const ims_weights *w, ims_tokenizer
         if ((st = ims_weights_get_i64(w, keys[i], &v, err)))
             break;
         if (v < 0 || (uint64_t)v >= n || vocab[v].len == 0 || memchr(vocab[v].ptr, 0, vocab[v].len)) {
-            st = imsi_fail(err, IMS_ERR_FORMAT, "%s %lld is not a token of the %zu-token vocabulary", keys[i],
-                           (long long)v, n);
+            st = ims_error_set(err, IMS_ERR_FORMAT, "%s %lld is not a token of the %zu-token vocabulary", keys[i],
+                               (long long)v, n);
             break;
         }
         names[i] = malloc(vocab[v].len + 1);
         if (!names[i]) {
-            st = imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+            st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
             break;
         }
         memcpy(names[i], vocab[v].ptr, vocab[v].len);
@@ -684,7 +684,7 @@ static ims_status encode_one(const ims_tokenizer *tok, tok_scratch *s, const cha
     s->marks_len = 0;
     encode_content(tok, s, (const unsigned char *)text, len);
     if (s->failed_nomem)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory while tokenizing");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory while tokenizing");
     ids[0] = tok->special[IMS_TOKEN_CLS];
     ids[s->n_ids + 1] = tok->special[IMS_TOKEN_SEP];
     *n_ids = (int)s->n_ids + 2;
@@ -695,11 +695,11 @@ static ims_status check_encode_args(const ims_tokenizer *tok, const void *text, 
                                     int *max_len, ims_error *err)
 {
     if (!tok || !ids || (!text && len))
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "no tokenizer, text or output buffer");
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "no tokenizer, text or output buffer");
     if (*max_len <= 0)
         *max_len = tok->max_len;
     if (*max_len < 2)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "max_len %d (must be >= 2 for [CLS] and [SEP])", *max_len);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "max_len %d (must be >= 2 for [CLS] and [SEP])", *max_len);
     return IMS_OK;
 }
 
@@ -712,7 +712,7 @@ ims_status ims_tokenizer_encode(const ims_tokenizer *tok, const char *text, size
     if (st)
         return st;
     if (!n_ids)
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "no n_ids pointer");
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "no n_ids pointer");
     tok_scratch s;
     scratch_init(&s);
     st = encode_one(tok, &s, text ? text : "", len, ids, max_len, n_ids, err);
@@ -730,13 +730,13 @@ ims_status ims_tokenizer_encode_batch(const ims_tokenizer *tok, const char *cons
     if (st)
         return st;
     if (!lengths || !seq_len || (count && !lens))
-        return imsi_fail(err, IMS_ERR_ARGUMENT, "no lens, lengths or seq_len pointer");
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "no lens, lengths or seq_len pointer");
     tok_scratch s;
     scratch_init(&s);
     int longest = 0;
     for (size_t b = 0; b < count && !st; b++) {
         if (!texts[b] && lens[b]) {
-            st = imsi_fail(err, IMS_ERR_ARGUMENT, "text %zu is NULL", b);
+            st = ims_error_set(err, IMS_ERR_ARGUMENT, "text %zu is NULL", b);
             break;
         }
         int n = 0;

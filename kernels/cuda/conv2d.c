@@ -79,7 +79,7 @@ static ims_status cache_create(imsi_cudnn_convs **out, ims_error *err)
 {
     imsi_cudnn_convs *c = calloc(1, sizeof *c);
     if (!c)
-        return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     ims_status st = IMS_CUDNN_CALL(err, cudnnCreateActivationDescriptor(&c->relu));
     if (!st) st = IMS_CUDNN_CALL(err, cudnnSetActivationDescriptor(c->relu, CUDNN_ACTIVATION_RELU,
                                                                    CUDNN_NOT_PROPAGATE_NAN, 0.0));
@@ -163,10 +163,10 @@ static ims_status plan_choose(imsi_cudnn_convs *c, conv_plan *pl, cudnnHandle_t 
         IMS_CUDNN_CHECK(err, cudnnSetConvolutionMathType(pl->conv, perf[i].mathType));
         return IMS_OK;
     }
-    return imsi_fail(err, IMS_ERR_UNSUPPORTED,
-                     "cuDNN has no forward algorithm for a %dx%d convolution of (%d, %d, %d, %d) into %d of %d "
-                     "channels (%s)", pl->key.kh, pl->key.kw, pl->key.n, pl->key.h, pl->key.w, pl->key.c, pl->key.o,
-                     pl->key.y_channels, ims_precision_name((ims_precision)pl->key.precision));
+    return ims_error_set(err, IMS_ERR_UNSUPPORTED,
+                         "cuDNN has no forward algorithm for a %dx%d convolution of (%d, %d, %d, %d) into %d of %d "
+                         "channels (%s)", pl->key.kh, pl->key.kw, pl->key.n, pl->key.h, pl->key.w, pl->key.c, pl->key.o,
+                         pl->key.y_channels, ims_precision_name((ims_precision)pl->key.precision));
 }
 
 static conv_plan *plan_find(imsi_cudnn_convs *c, const conv_key *key)
@@ -189,7 +189,7 @@ ims_status imsi_cudnn_conv2d(imsi_cudnn_convs **cache, cudnnHandle_t handle, cud
     imsi_cudnn_convs *c = *cache;
     /* The fused call needs a bias: Inception's folded BatchNorm always gives one. */
     if (!bias)
-        return imsi_fail(err, IMS_ERR_UNSUPPORTED, "cuDNN conv2d: a bias is required");
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "cuDNN conv2d: a bias is required");
     conv_key key;
     memset(&key, 0, sizeof key); /* compared with memcmp */
     key.n = (int)x->shape[0], key.h = (int)x->shape[1], key.w = (int)x->shape[2], key.c = (int)x->shape[3];
@@ -205,7 +205,7 @@ ims_status imsi_cudnn_conv2d(imsi_cudnn_convs **cache, cudnnHandle_t handle, cud
             size_t cap = c->cap ? 2 * c->cap : 64;
             conv_plan *grown = realloc(c->plans, cap * sizeof *grown);
             if (!grown)
-                return imsi_fail(err, IMS_ERR_NOMEM, "out of memory");
+                return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
             c->plans = grown;
             c->cap = cap;
         }
