@@ -17,8 +17,13 @@
  * up to IMS_CUDNN_WORKSPACE_MAX bytes of workspace; the fastest successful
  * one is kept per shape. Not usable during CUDA graph capture: run a batch
  * size once before capturing it.
+ *
+ * Plans (descriptors, algorithm, workspace size) are cached per shape (batch,
+ * sizes, filter, stride, padding, output width, precision) in cuda->convs;
+ * one workspace buffer, grown as plans need, serves every convolution (all
+ * run on the backend's one stream).
  */
-#include "conv2d.h"
+#include "kernels/cuda/ops_cuda.h"
 
 #include "backend/cuda_check.h"
 #include "core/error.h"
@@ -177,10 +182,12 @@ static conv_plan *plan_find(imsi_cudnn_convs *c, const conv_key *key)
     return NULL;
 }
 
-ims_status imsi_cudnn_conv2d(imsi_cudnn_convs **cache, cudnnHandle_t handle, cudaStream_t stream,
-                             const imsi_conv2d_params *p, const imsi_tensor *x, const imsi_tensor *w,
-                             const imsi_tensor *bias, imsi_tensor *y, ims_error *err)
+ims_status imsi_cuda_op_conv2d(imsi_cuda_ctx *cuda, const imsi_conv2d_params *p, const imsi_tensor *x,
+                               const imsi_tensor *w, const imsi_tensor *bias, imsi_tensor *y, ims_error *err)
 {
+    imsi_cudnn_convs **cache = &cuda->convs; /* created on first use */
+    cudnnHandle_t handle = cuda->cudnn;
+    cudaStream_t stream = cuda->stream;
     if (!*cache) {
         ims_status st = cache_create(cache, err);
         if (st)
