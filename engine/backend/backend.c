@@ -298,7 +298,8 @@ ims_status imsi_op_conv2d(ims_backend *be, const imsi_conv2d_params *p, const im
 {
     ims_status st = check_placement(be, x, "conv2d x", err);
     if (!st) st = check_placement(be, w, "conv2d w", err);
-    if (!st && bias) st = check_placement(be, bias, "conv2d bias", err);
+    if (!st && !bias) st = ims_error_set(err, IMS_ERR_ARGUMENT, "conv2d: no bias (one is required)");
+    if (!st) st = check_placement(be, bias, "conv2d bias", err);
     if (!st) st = check_placement(be, y, "conv2d y", err);
     if (st)
         return st;
@@ -313,7 +314,7 @@ ims_status imsi_op_conv2d(ims_backend *be, const imsi_conv2d_params *p, const im
     if (!st) st = check_act_dtype(be, y, dt, "conv2d y", err);
     if (!st) st = imsi_tensor_expect(x, "conv2d x", dt, 4, (int64_t[]){-1, -1, -1, -1}, err);
     if (!st) st = imsi_tensor_expect(w, "conv2d w", dt, 4, (int64_t[]){-1, -1, -1, x->shape[3]}, err);
-    if (!st && bias) st = imsi_tensor_expect(bias, "conv2d bias", dt, 1, (int64_t[]){w->shape[0]}, err);
+    if (!st) st = imsi_tensor_expect(bias, "conv2d bias", dt, 1, (int64_t[]){w->shape[0]}, err);
     if (!st) st = check_int_dims(x, "conv2d x", err);
     if (!st) st = check_int_dims(w, "conv2d w", err);
     if (st)

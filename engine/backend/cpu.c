@@ -189,7 +189,7 @@ static ims_status cpu_conv2d_op(ims_backend *be, const imsi_conv2d_params *p, co
             return ims_error_set(err, IMS_ERR_NOMEM, "conv2d: cannot allocate a %zu-byte im2col workspace",
                                  n * sizeof *col);
     }
-    imsi_cpu_conv2d_nhwc(&s, x->data, w->data, bias ? bias->data : NULL, p->relu, y->data, (int)y->shape[3],
+    imsi_cpu_conv2d_nhwc(&s, x->data, w->data, bias->data, p->relu, y->data, (int)y->shape[3],
                          p->y_channel_offset, col);
     free(col);
     return IMS_OK;

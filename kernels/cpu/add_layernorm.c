@@ -1,7 +1,6 @@
-/* add_layernorm.c: y = LayerNorm(x + bias + residual), the end of each BERT sublayer.
- *
- * x, residual, y (M, H), all f32 or all f16 (y may be residual); bias, gamma,
- * beta (H) f32; bias may be NULL. Sum and statistics in double, two passes.
+/* add_layernorm.c: the add_layernorm op (engine/backend/backend.h) on the CPU,
+ * the end of each BERT sublayer; also the LayerNorm row shared with
+ * embed_layernorm. Sum and statistics in double, two passes.
  */
 #include "ops_cpu.h"
 

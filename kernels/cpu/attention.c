@@ -1,11 +1,5 @@
-/* attention.c: multi-head self-attention with a key padding mask.
- *
- * qkv (B, T, 3H): per token the query (H), key (H) and value (H), each split
- * into `heads` heads of D = H / heads columns. lengths (B): tokens 0..len-1 of
- * sequence b are real, the rest padding. ctx (B, T, H) = per head
- * softmax(Q K^T / sqrt(D) over real keys) V. Query rows past the length are
- * computed the same way (they see only real keys) and are ignored by pooling.
- * q/k/v in f32 or f16 (ctx the same dtype).
+/* attention.c: the attention op (engine/backend/backend.h) on the CPU: masked
+ * multi-head self-attention, one (sequence, head) pair per loop iteration.
  *
  * Precision as the GPU path (cuBLAS, fp32 accumulation): dots and P . V in
  * float, the softmax's max and normalizing sum in double. Loops are laid out

@@ -1,7 +1,6 @@
-/* conv2d.c: NHWC convolution with bias and optional ReLU, into a channel slice.
+/* conv2d.c: the conv2d op (engine/backend/backend.h) on the CPU, fp32.
  *
- * x (N, H, W, C), w (O, KH, KW, C) (OHWI: cuDNN's KRSC), bias (O); the output
- * goes to channels [c0, c0 + O) of y (N, OH, OW, Ctot), which is how a block
+ * Filters are OHWI (cuDNN's KRSC); writing a channel slice of y is how a block
  * concatenates its branches without copies. Per image: a 1x1 stride-1
  * unpadded convolution is one GEMM on the NHWC rows as they are; anything
  * else first gathers im2col rows (OH * OW, KH * KW * C) in the filter's

@@ -1,7 +1,6 @@
-/* embed_layernorm.c: BERT embeddings (word + position + token type 0) and LayerNorm.
- *
- * ids (B, T) i32; tables (rows, H) f32; y (B, T, H) f32 or f16. Token t of a
- * sequence takes position t. Statistics in double (two passes over the row). An
+/* embed_layernorm.c: the embed_layernorm op (engine/backend/backend.h) on the
+ * CPU: BERT embeddings (word + position + token type 0) and LayerNorm,
+ * statistics in double (two passes over the row). An
  * id outside [0, vocab) reads row 0 ([PAD]): the engine checks ids on the host,
  * this only keeps a bad id from reading out of bounds.
  */

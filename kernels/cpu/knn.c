@@ -1,4 +1,5 @@
-/* knn.c: exact top-k by inner product on the CPU: blocked sgemm + per-query heaps.
+/* knn.c: the knn_select op (engine/backend/backend.h) on the CPU: blocked
+ * sgemm + per-query heaps.
  *
  * The table (n, d) is walked in blocks of R rows. Each block's scores
  * (b, R) = queries (b, d) . block (R, d)^T come from OpenBLAS (sgemv when b = 1;

@@ -1,4 +1,5 @@
-/* linear.c: y = x . w^T + bias through OpenBLAS (w is (out, in), as PyTorch stores it). */
+/* linear.c: the linear op (engine/backend/backend.h) on the CPU through
+ * OpenBLAS (w is (out, in), as PyTorch stores it). */
 #include "ops_cpu.h"
 
 #include <cblas.h>

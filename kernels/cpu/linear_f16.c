@@ -1,4 +1,4 @@
-/* linear_f16.c: y (M, N) = x (M, K) . w (N, K)^T with f16 x, w and y, f32 sums.
+/* linear_f16.c: the linear_f16 op (engine/backend/backend.h) on the CPU.
  *
  * The reference for cuBLAS's f16 GEMM with fp32 accumulation: both operands are
  * widened to f32 (exactly), multiplied by OpenBLAS sgemm, and y rounded to f16

@@ -1,9 +1,7 @@
-/* pool_normalize.c: sentence embeddings from the last hidden state.
- *
- * x (B, T, H) f32 or f16; lengths (B). Mean pooling averages tokens 0..len-1
- * (the attention mask, [CLS] and [SEP] included); CLS pooling takes token 0.
- * With normalize, the result is divided by its L2 norm (a zero vector stays
- * zero). All sums in double. y (B, H) f32.
+/* pool_normalize.c: the pool_normalize op (engine/backend/backend.h) on the
+ * CPU: sentence embeddings from the last hidden state. Mean pooling averages
+ * the tokens the attention mask keeps, [CLS] and [SEP] included. All sums in
+ * double.
  */
 #include "ops_cpu.h"
 

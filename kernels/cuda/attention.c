@@ -12,7 +12,7 @@
  *   P = masked softmax of S (our kernel, all heads at once, in place)
  *   ctx (T, D) = P (T, T) . V (T, D)             into ctx[b][:, h D : (h + 1) D]
  * Q, K, V are column blocks of qkv (B, T, 3H) with row stride 3H. In cuBLAS's
- * column-major terms (as cuda_op_linear): S^T = K . Q^T is gemm(T, N) with
+ * column-major terms (as imsi_cuda_op_linear): S^T = K . Q^T is gemm(T, N) with
  * m = n = T, k = D; ctx^T = V^T . P^T is gemm(N, N) with m = D, n = T, k = T.
  * fp32 accumulation in both precisions (CUBLAS_COMPUTE_32F; no TF32). */
 ims_status imsi_cuda_op_attention(imsi_cuda_ctx *cuda, const imsi_tensor *qkv, const imsi_tensor *lengths, int heads,

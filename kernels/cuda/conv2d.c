@@ -193,10 +193,7 @@ ims_status imsi_cuda_op_conv2d(imsi_cuda_ctx *cuda, const imsi_conv2d_params *p,
         if (st)
             return st;
     }
-    imsi_cudnn_convs *c = *cache;
-    /* The fused call needs a bias: Inception's folded BatchNorm always gives one. */
-    if (!bias)
-        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "cuDNN conv2d: a bias is required");
+    imsi_cudnn_convs *c = *cache; /* the fused call needs the bias, which the op requires */
     conv_key key;
     memset(&key, 0, sizeof key); /* compared with memcmp */
     key.n = (int)x->shape[0], key.h = (int)x->shape[1], key.w = (int)x->shape[2], key.c = (int)x->shape[3];

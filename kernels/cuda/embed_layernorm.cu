@@ -1,7 +1,7 @@
-/* embed_layernorm.cu: BERT embeddings + LayerNorm, the GPU side of kernels/cpu/embed_layernorm.c.
+/* embed_layernorm.cu: the embed_layernorm op's kernel (contract:
+ * engine/backend/backend.h; CPU reference: kernels/cpu/embed_layernorm.c).
  *
- * ids (B, T) i32; word (V, H), pos (P, H), type0 (H) f32; y (B, T, H) f32 or
- * f16. One block per token (grid-stride, grid capped), threads striding over H.
+ * One block per token (grid-stride, grid capped), threads striding over H.
  * Three passes over the row (sum, squared deviations, write), each recomputing
  * word + pos + type in double from L1/L2-resident rows; statistics in double as
  * on the CPU, so results agree to an f32 rounding.

@@ -32,7 +32,7 @@ ims_status imsi_cuda_op_linear(imsi_cuda_ctx *cuda, const imsi_tensor *x, const 
     return IMS_OK;
 }
 
-/* As cuda_op_linear, with f16 operands and result, fp32 accumulation. */
+/* As imsi_cuda_op_linear, with f16 operands and result, fp32 accumulation. */
 ims_status imsi_cuda_op_linear_f16(imsi_cuda_ctx *cuda, const imsi_tensor *x, const imsi_tensor *w, imsi_tensor *y,
                                    ims_error *err)
 {

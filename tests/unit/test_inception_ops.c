@@ -157,6 +157,8 @@ static void test_checks(void)
     TEST_CHECK(imsi_op_conv2d(be, &p, &tx, &tw, &tb, &ty, &err) == IMS_ERR_ARGUMENT && strstr(err.msg, "channels"),
                "slice overflow accepted: %s", err.msg);
     p.y_channel_offset = 0;
+    TEST_CHECK(imsi_op_conv2d(be, &p, &tx, &tw, NULL, &ty, &err) == IMS_ERR_ARGUMENT && strstr(err.msg, "bias"),
+               "conv2d without a bias accepted: %s", err.msg);
     p.precision = IMS_PRECISION_FP16;
     TEST_CHECK(imsi_op_conv2d(be, &p, &tx, &tw, &tb, &ty, &err) == IMS_ERR_UNSUPPORTED, "fp16 on CPU: %s", err.msg);
     p.precision = IMS_PRECISION_FP32;
