@@ -211,6 +211,8 @@ struct ims_backend_timer {
 ims_status ims_backend_timer_create(ims_backend *be, ims_backend_timer **out, ims_error *err)
 {
     *out = NULL;
+    if (!be->ops->timer_create) /* optional: the timer slots come as a set */
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "backend %s has no timer", be->info.name);
     ims_backend_timer *t = calloc(1, sizeof *t);
     if (!t)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
@@ -257,6 +259,8 @@ void ims_backend_timer_free(ims_backend_timer *t)
 ims_status ims_backend_measure_peaks(ims_backend *be, int quick, ims_backend_peaks *out, ims_error *err)
 {
     memset(out, 0, sizeof *out);
+    if (!be->ops->measure_peaks)
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "backend %s cannot measure its peaks", be->info.name);
     return be->ops->measure_peaks(be, quick, out, err);
 }
 

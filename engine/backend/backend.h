@@ -36,33 +36,38 @@ typedef struct imsi_pool2d_params {
 typedef enum imsi_act { IMS_ACT_NONE = 0, IMS_ACT_GELU = 1 } imsi_act;           /* GELU: exact erf */
 typedef enum imsi_pooling { IMS_POOLING_MEAN = 0, IMS_POOLING_CLS = 1 } imsi_pooling; /* sentence pooling */
 
-/* A backend's slots. Compute slots implement the imsi_op_* of the same name
- * below (their contracts are written there, once); backend.c checks every
- * argument before it calls a slot, so a slot may assume checked arguments. */
+/* A backend's slots, in two groups. Required: memory, copies, synchronize and
+ * every compute op; backend creation (ims_backend_create) refuses a table
+ * with an empty one, naming it. Optional: NULL where the backend has none
+ * (the callers below then say IMS_ERR_UNSUPPORTED, or fall back where said);
+ * the timer slots and the graph slots each come as a whole set.
+ *
+ * Compute slots implement the imsi_op_* of the same name below, whose
+ * contracts are written there, once; backend.c checks every argument before
+ * it calls a slot, so a slot may assume checked arguments. */
 typedef struct imsi_backend_ops {
+    /* ---- Required ---- */
     void (*destroy)(ims_backend *be);
     ims_status (*alloc)(ims_backend *be, size_t nbytes, void **out, ims_error *err);
     void (*dealloc)(ims_backend *be, void *ptr);
+    /* Host memory that uploads read fast (pinned on CUDA), 64-byte aligned. */
+    ims_status (*host_alloc)(ims_backend *be, size_t nbytes, void **out, ims_error *err);
+    void (*host_free)(ims_backend *be, void *ptr);
     ims_status (*upload)(ims_backend *be, void *dst, const void *src, size_t nbytes, ims_error *err);
     ims_status (*download)(ims_backend *be, void *dst, const void *src, size_t nbytes, ims_error *err);
     ims_status (*fill_bytes)(ims_backend *be, void *dst, int byte, size_t nbytes, ims_error *err);
     ims_status (*synchronize)(ims_backend *be, ims_error *err);
-    /* Host memory that uploads read fast (pinned on CUDA), 64-byte aligned. */
-    ims_status (*host_alloc)(ims_backend *be, size_t nbytes, void **out, ims_error *err);
-    void (*host_free)(ims_backend *be, void *ptr);
 
     ims_status (*convert)(ims_backend *be, const imsi_tensor *src, imsi_tensor *dst, ims_error *err);
     ims_status (*l2_normalize_rows)(ims_backend *be, const imsi_tensor *x, imsi_tensor *y,
                                     imsi_tensor *norms, ims_error *err);
     ims_status (*linear)(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w,
                          const imsi_tensor *bias, imsi_tensor *y, ims_error *err);
-
-    /* A stopwatch (imgsearch.h): *timer is the backend's own state. */
-    ims_status (*timer_create)(ims_backend *be, void **timer, ims_error *err);
-    ims_status (*timer_mark)(ims_backend *be, void *timer, int stop, ims_error *err);
-    ims_status (*timer_elapsed_ms)(ims_backend *be, void *timer, double *ms, ims_error *err);
-    void (*timer_free)(ims_backend *be, void *timer);
-    ims_status (*measure_peaks)(ims_backend *be, int quick, ims_backend_peaks *out, ims_error *err);
+    ims_status (*linear_f16)(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w, imsi_tensor *y,
+                             ims_error *err);
+    /* path: an ims_knn_path, to force a kernel (backends without that path use their own). */
+    ims_status (*knn_select)(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries, int k,
+                             int path, imsi_tensor *ids, imsi_tensor *scores, ims_error *err);
     ims_status (*conv2d)(ims_backend *be, const imsi_conv2d_params *p, const imsi_tensor *x, const imsi_tensor *w,
                          const imsi_tensor *bias, imsi_tensor *y, ims_error *err);
     ims_status (*pool2d)(ims_backend *be, const imsi_pool2d_params *p, const imsi_tensor *x, imsi_tensor *y,
@@ -70,9 +75,6 @@ typedef struct imsi_backend_ops {
     ims_status (*global_avg_pool)(ims_backend *be, const imsi_tensor *x, imsi_tensor *y, ims_error *err);
     ims_status (*input_u8)(ims_backend *be, const imsi_tensor *x, const float scale[3], const float shift[3],
                            imsi_tensor *y, ims_error *err);
-    /* path: an ims_knn_path, to force a kernel (backends without that path use their own). */
-    ims_status (*knn_select)(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries, int k,
-                             int path, imsi_tensor *ids, imsi_tensor *scores, ims_error *err);
     ims_status (*embed_layernorm)(ims_backend *be, const imsi_tensor *ids, const imsi_tensor *word,
                                   const imsi_tensor *pos, const imsi_tensor *type, const imsi_tensor *gamma,
                                   const imsi_tensor *beta, double eps, imsi_tensor *y, ims_error *err);
@@ -85,12 +87,19 @@ typedef struct imsi_backend_ops {
                             imsi_tensor *scores, imsi_tensor *ctx, ims_error *err);
     ims_status (*pool_normalize)(ims_backend *be, const imsi_tensor *x, const imsi_tensor *lengths,
                                  imsi_pooling pooling, int normalize, imsi_tensor *y, ims_error *err);
-    ims_status (*linear_f16)(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w, imsi_tensor *y,
-                             ims_error *err);
-    /* Graph capture (CUDA; NULL on the CPU): the ops enqueued between
-     * capture_begin and capture_end become a graph that graph_launch replays
-     * on the same buffers. capture_end always ends the capture; on failure
-     * *graph is NULL. No allocation, copy or synchronization in between. */
+
+    /* ---- Optional (timer_create must stay the first of them: create.c counts the required slots by it) ---- */
+    /* A stopwatch (imgsearch.h): *timer is the backend's own state. */
+    ims_status (*timer_create)(ims_backend *be, void **timer, ims_error *err);
+    ims_status (*timer_mark)(ims_backend *be, void *timer, int stop, ims_error *err);
+    ims_status (*timer_elapsed_ms)(ims_backend *be, void *timer, double *ms, ims_error *err);
+    void (*timer_free)(ims_backend *be, void *timer);
+    /* The copy and GEMM ceilings of ims_backend_measure_peaks. */
+    ims_status (*measure_peaks)(ims_backend *be, int quick, ims_backend_peaks *out, ims_error *err);
+    /* Graph capture: the ops enqueued between capture_begin and capture_end
+     * become a graph that graph_launch replays on the same buffers.
+     * capture_end always ends the capture; on failure *graph is NULL. No
+     * allocation, copy or synchronization in between. */
     ims_status (*capture_begin)(ims_backend *be, ims_error *err);
     ims_status (*capture_end)(ims_backend *be, void **graph, ims_error *err);
     ims_status (*graph_launch)(ims_backend *be, void *graph, ims_error *err);
@@ -99,7 +108,7 @@ typedef struct imsi_backend_ops {
      * enqueued; work enqueued after it (ops, downloads) waits for it. The
      * caller guarantees no pending work still reads dst, and src (host_alloc
      * memory) stays unchanged until a later download or synchronize returns.
-     * May be NULL (engine code then uses upload). */
+     * Where NULL, engine code uses upload. */
     ims_status (*upload_async)(ims_backend *be, void *dst, const void *src, size_t nbytes, ims_error *err);
 } imsi_backend_ops;
 
@@ -112,9 +121,15 @@ struct ims_backend {
     void *impl;            /* the backend's private state */
 };
 
-/* Constructors of the two backends (backend/cpu.c, backend/cuda.c). */
+/* Constructors of the two backends (backend/cpu.c, backend/cuda.c); use
+ * ims_backend_create, which also checks the table. */
 ims_status imsi_backend_cpu_create(ims_backend **out, ims_error *err);
 ims_status imsi_backend_cuda_create(int device, ims_backend **out, ims_error *err);
+/* The last step of creating a backend (create.c): checks its table (every
+ * required slot set; timers and graph slots each all or none) and hands it
+ * out in *out, or frees it and returns IMS_ERR_UNSUPPORTED naming the first
+ * missing slot. Exposed for the test that feeds it an incomplete table. */
+ims_status imsi_backend_adopt(ims_backend *be, ims_backend **out, ims_error *err);
 
 /* CUDA runtime, driver, cuBLAS and cuDNN versions, one "name version" per line
  * (backend/cuda.c; "not built" lines in a CPU-only build). Needs no GPU. */
@@ -254,7 +269,7 @@ ims_status imsi_op_attention(ims_backend *be, const imsi_tensor *qkv, const imsi
 ims_status imsi_op_pool_normalize(ims_backend *be, const imsi_tensor *x, const imsi_tensor *lengths,
                                   imsi_pooling pooling, int normalize, imsi_tensor *y, ims_error *err);
 
-/* Graph capture (see the ops struct); IMS_ERR_UNSUPPORTED where the backend has none. */
+/* Graph capture (the optional slots above); IMS_ERR_UNSUPPORTED where the backend has none. */
 int imsi_backend_has_graphs(const ims_backend *be);
 ims_status imsi_backend_capture_begin(ims_backend *be, ims_error *err);
 ims_status imsi_backend_capture_end(ims_backend *be, void **graph, ims_error *err);

@@ -292,34 +292,36 @@ static ims_status cpu_linear_f16_op(ims_backend *be, const imsi_tensor *x, const
 }
 
 static const imsi_backend_ops cpu_ops = {
+    /* required */
     .destroy = cpu_destroy,
     .alloc = cpu_alloc,
     .dealloc = cpu_dealloc,
+    .host_alloc = cpu_alloc, /* host memory is this backend's memory */
+    .host_free = cpu_dealloc,
     .upload = cpu_copy,
     .download = cpu_copy,
     .fill_bytes = cpu_fill_bytes,
     .synchronize = cpu_synchronize,
-    .host_alloc = cpu_alloc, /* host memory is this backend's memory */
-    .host_free = cpu_dealloc,
     .convert = cpu_convert,
     .l2_normalize_rows = cpu_l2_normalize_op,
     .linear = cpu_linear_op,
-    .timer_create = cpu_timer_create,
-    .timer_mark = cpu_timer_mark,
-    .timer_elapsed_ms = cpu_timer_elapsed_ms,
-    .timer_free = cpu_timer_free,
-    .measure_peaks = cpu_measure_peaks,
+    .linear_f16 = cpu_linear_f16_op,
+    .knn_select = cpu_knn_select_op,
     .conv2d = cpu_conv2d_op,
     .pool2d = cpu_pool2d_op,
     .global_avg_pool = cpu_global_avg_pool_op,
     .input_u8 = cpu_input_u8_op,
-    .knn_select = cpu_knn_select_op,
     .embed_layernorm = cpu_embed_layernorm_op,
     .bias_act = cpu_bias_act_op,
     .add_layernorm = cpu_add_layernorm_op,
     .attention = cpu_attention_op,
     .pool_normalize = cpu_pool_normalize_op,
-    .linear_f16 = cpu_linear_f16_op,
+    /* optional */
+    .timer_create = cpu_timer_create,
+    .timer_mark = cpu_timer_mark,
+    .timer_elapsed_ms = cpu_timer_elapsed_ms,
+    .timer_free = cpu_timer_free,
+    .measure_peaks = cpu_measure_peaks,
     .upload_async = cpu_copy,
 };
 

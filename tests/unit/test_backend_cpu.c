@@ -178,6 +178,80 @@ static void test_checks(ims_backend *be)
     TEST_CHECK(be->bytes_in_use == in_use - 24 - 80 - 32, "bytes_in_use tracks frees");
 }
 
+static ims_status fake_capture_begin(ims_backend *be, ims_error *err)
+{
+    (void)be, (void)err;
+    return IMS_OK;
+}
+
+/* A CPU backend whose table is a copy of the real one, edited by `edit`, then
+ * handed to imsi_backend_adopt (backend creation's check). Returns the status;
+ * the table must outlive the backend, so a backend that is adopted is freed
+ * here too. */
+static ims_status adopt_edited(void (*edit)(imsi_backend_ops *), ims_error *err, int check_optional)
+{
+    ims_backend *be = NULL, *out = NULL;
+    imsi_backend_ops table;
+    if (imsi_backend_cpu_create(&be, err) != IMS_OK)
+        return IMS_ERR_NOMEM;
+    table = *be->ops;
+    edit(&table);
+    be->ops = &table;
+    ims_status st = imsi_backend_adopt(be, &out, err); /* on failure it freed be */
+    TEST_CHECK((st == IMS_OK) == (out == be), "adopt: status %s but out %p", ims_status_name(st), (void *)out);
+    if (out && check_optional) {
+        ims_error e2 = {0};
+        ims_backend_timer *t = NULL;
+        ims_backend_peaks peaks;
+        TEST_CHECK(ims_backend_timer_create(out, &t, &e2) == IMS_ERR_UNSUPPORTED && t == NULL,
+                   "a backend without timers made one: %s", e2.msg);
+        TEST_CHECK(ims_backend_measure_peaks(out, 1, &peaks, &e2) == IMS_ERR_UNSUPPORTED,
+                   "a backend without measure_peaks measured: %s", e2.msg);
+        TEST_CHECK(!imsi_backend_has_graphs(out), "graphs without graph slots");
+    }
+    ims_backend_free(out);
+    return st;
+}
+
+static void edit_none(imsi_backend_ops *t) { (void)t; }
+static void drop_attention(imsi_backend_ops *t) { t->attention = NULL; }
+static void drop_fill_bytes(imsi_backend_ops *t) { t->fill_bytes = NULL; }
+static void drop_pool_normalize(imsi_backend_ops *t) { t->pool_normalize = NULL; }
+static void drop_timer_free(imsi_backend_ops *t) { t->timer_free = NULL; }
+static void half_graphs(imsi_backend_ops *t) { t->capture_begin = fake_capture_begin; }
+static void drop_optional(imsi_backend_ops *t)
+{
+    t->timer_create = NULL, t->timer_mark = NULL, t->timer_elapsed_ms = NULL, t->timer_free = NULL;
+    t->measure_peaks = NULL, t->upload_async = NULL;
+}
+
+/* Creation refuses a table with an empty required slot (or half a set of
+ * optional ones), naming the slot; optional slots may all be empty. */
+static void test_required_slots(void)
+{
+    static const struct {
+        void (*edit)(imsi_backend_ops *);
+        const char *slot; /* NULL: adopted */
+    } cases[] = {
+        {edit_none, NULL},
+        {drop_attention, "'attention'"},
+        {drop_fill_bytes, "'fill_bytes'"},
+        {drop_pool_normalize, "'pool_normalize'"},
+        {drop_timer_free, "'timer_free'"},
+        {half_graphs, "'capture_end'"},
+        {drop_optional, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ims_error err = {0};
+        ims_status st = adopt_edited(cases[i].edit, &err, cases[i].edit == drop_optional);
+        if (!cases[i].slot)
+            TEST_CHECK(st == IMS_OK, "case %zu: a complete table refused: %s", i, err.msg);
+        else
+            TEST_CHECK(st == IMS_ERR_UNSUPPORTED && strstr(err.msg, cases[i].slot) && strstr(err.msg, "cpu"),
+                       "case %zu: missing %s: %s (%s)", i, cases[i].slot, ims_status_name(st), err.msg);
+    }
+}
+
 int main(void)
 {
     ims_error err = {0};
@@ -189,6 +263,7 @@ int main(void)
     printf("backend %s: %s, %d threads\n", info->name, info->device, info->threads);
     uint64_t rng = 42;
     test_tensor_shapes();
+    test_required_slots();
     test_checks(be);
     test_convert(be, &rng);
     test_linear(be, 1, 1, 1, 1, &rng);
