@@ -181,19 +181,22 @@ ims_status imsi_op_linear(ims_backend *be, const imsi_tensor *x, const imsi_tens
         st = check_placement(be, bias, "linear bias", err);
     if (!st)
         st = check_placement(be, y, "linear y", err);
+    if (!st && x->dtype != IMS_DTYPE_F32 && x->dtype != IMS_DTYPE_F16)
+        st = ims_error_set(err, IMS_ERR_UNSUPPORTED, "linear x: dtype %s (f32 or f16 expected)",
+                           ims_dtype_name(x->dtype));
     if (!st)
-        st = imsi_tensor_expect(x, "linear x", IMS_DTYPE_F32, 2, (int64_t[]){-1, -1}, err);
+        st = imsi_tensor_expect(x, "linear x", x->dtype, 2, (int64_t[]){-1, -1}, err);
     if (st)
         return st;
     int64_t m = x->shape[0], k = x->shape[1];
-    st = imsi_tensor_expect(w, "linear w", IMS_DTYPE_F32, 2, (int64_t[]){-1, k}, err);
+    st = imsi_tensor_expect(w, "linear w", x->dtype, 2, (int64_t[]){-1, k}, err);
     if (st)
         return st;
     int64_t n = w->shape[0];
-    if (bias)
+    if (bias) /* always f32, whatever the activations' dtype */
         st = imsi_tensor_expect(bias, "linear bias", IMS_DTYPE_F32, 1, (int64_t[]){n}, err);
     if (!st)
-        st = imsi_tensor_expect(y, "linear y", IMS_DTYPE_F32, 2, (int64_t[]){m, n}, err);
+        st = imsi_tensor_expect(y, "linear y", x->dtype, 2, (int64_t[]){m, n}, err);
     if (!st && (m > INT_MAX || n > INT_MAX || k > INT_MAX))
         st = ims_error_set(err, IMS_ERR_UNSUPPORTED, "linear: (%lld x %lld) . (%lld x %lld)^T exceeds int range",
                            (long long)m, (long long)k, (long long)n, (long long)k);
@@ -604,27 +607,6 @@ ims_status imsi_op_pool_normalize(ims_backend *be, const imsi_tensor *x, const i
     if (!st)
         st = check_int_range("pool", 2, (int64_t[]){b * t * h, h}, err);
     return st ? st : be->ops->pool_normalize(be, x, lengths, pooling, normalize, y, err);
-}
-
-ims_status imsi_op_linear_f16(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w, imsi_tensor *y,
-                              ims_error *err)
-{
-    const imsi_tensor *ts[] = {x, w, y};
-    const char *names[] = {"linear_f16 x", "linear_f16 w", "linear_f16 y"};
-    ims_status st = check_placements(be, 3, ts, names, err);
-    if (!st)
-        st = imsi_tensor_expect(x, "linear_f16 x", IMS_DTYPE_F16, 2, (int64_t[]){-1, -1}, err);
-    if (st)
-        return st;
-    int64_t m = x->shape[0], k = x->shape[1];
-    st = imsi_tensor_expect(w, "linear_f16 w", IMS_DTYPE_F16, 2, (int64_t[]){-1, k}, err);
-    if (st)
-        return st;
-    int64_t n = w->shape[0];
-    st = imsi_tensor_expect(y, "linear_f16 y", IMS_DTYPE_F16, 2, (int64_t[]){m, n}, err);
-    if (!st)
-        st = check_int_range("linear_f16", 3, (int64_t[]){m, n, k}, err);
-    return st ? st : be->ops->linear_f16(be, x, w, y, err);
 }
 
 int imsi_backend_has_graphs(const ims_backend *be) { return be->ops->capture_begin != NULL; }

@@ -63,8 +63,6 @@ typedef struct imsi_backend_ops {
                                     imsi_tensor *norms, ims_error *err);
     ims_status (*linear)(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w,
                          const imsi_tensor *bias, imsi_tensor *y, ims_error *err);
-    ims_status (*linear_f16)(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w, imsi_tensor *y,
-                             ims_error *err);
     /* path: an ims_knn_path, to force a kernel (backends without that path use their own). */
     ims_status (*knn_select)(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries, int k,
                              int path, imsi_tensor *ids, imsi_tensor *scores, ims_error *err);
@@ -170,7 +168,7 @@ ims_status imsi_backend_synchronize(ims_backend *be, ims_error *err);
  * - tensors are row-major views in the backend's memory (images NHWC); every
  *   count fits an int;
  * - activations are f32 or f16, one dtype per call; f16 works on every
- *   backend for linear_f16 and the text encoder's ops, on CUDA only for the
+ *   backend for linear and the text encoder's ops, on CUDA only for the
  *   image ops (conv2d, pool2d, global_avg_pool, input_u8). Biases, LayerNorm
  *   parameters and embedding tables are f32 unless said otherwise; ids and
  *   lengths i32;
@@ -191,14 +189,14 @@ ims_status imsi_op_convert(ims_backend *be, const imsi_tensor *src, imsi_tensor 
  * and its norm as computed (0, NaN or Inf), so the caller can name it. */
 ims_status imsi_op_l2_normalize_rows(ims_backend *be, const imsi_tensor *x, imsi_tensor *y,
                                      imsi_tensor *norms, ims_error *err);
-/* y (M, N) = x (M, K) . w (N, K)^T + bias (N), all f32 (strict fp32 math, no
- * TF32); bias may be NULL. */
+/* y (M, N) = x (M, K) . w (N, K)^T + bias (N); bias may be NULL. The dtype
+ * comes from the tensors: x, w and y all f32 (strict fp32 math, no TF32) or
+ * all f16 (the exact products of halves summed in fp32). The bias is always
+ * f32 (Inception's classifier is f32 in every precision; the text encoder adds
+ * its biases in bias_act and add_layernorm): it is added in fp32 to the fp32
+ * sum, and the result is rounded once to y's dtype. */
 ims_status imsi_op_linear(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w,
                           const imsi_tensor *bias, imsi_tensor *y, ims_error *err);
-/* y (M, N) = x (M, K) . w (N, K)^T, all f16: fp32 accumulation of the exact
- * products, y rounded once. */
-ims_status imsi_op_linear_f16(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w, imsi_tensor *y,
-                              ims_error *err);
 /* Each query's kk = min(k, N) highest inner products with the table, exactly:
  * table (N, D) f32 or f16, queries (B, D) f32, k in 1..IMS_KNN_MAX_K ->
  * ids (B, kk) i32 row indices and scores (B, kk) f32 (fp32 accumulation),

@@ -76,9 +76,10 @@ static ims_status cpu_l2_normalize_op(ims_backend *be, const imsi_tensor *x, ims
 static ims_status cpu_linear_op(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w,
                                 const imsi_tensor *bias, imsi_tensor *y, ims_error *err)
 {
-    (void)be, (void)err;
-    imsi_cpu_linear(x->data, w->data, bias ? bias->data : NULL, y->data, (int)x->shape[0],
-                    (int)w->shape[0], (int)x->shape[1]);
+    (void)be;
+    if (imsi_cpu_linear(x->data, w->data, bias ? bias->data : NULL, y->data, x->dtype == IMS_DTYPE_F16,
+                        (int)x->shape[0], (int)w->shape[0], (int)x->shape[1]))
+        return ims_error_set(err, IMS_ERR_NOMEM, "linear: out of memory for the f32 copies of an f16 GEMM");
     return IMS_OK;
 }
 
@@ -157,7 +158,7 @@ static ims_status cpu_measure_peaks(ims_backend *be, int quick, ims_backend_peak
         best = 1e30;
         for (int rep = 0; rep < 6; rep++) { /* the best of several: a CPU ceiling is noisy */
             double t0 = cpu_clock_ms();
-            imsi_cpu_linear(a, b, NULL, c, n, n, n);
+            imsi_cpu_linear(a, b, NULL, c, 0, n, n, n); /* f32: needs no memory */
             double t = cpu_clock_ms() - t0;
             best = t < best ? t : best;
         }
@@ -282,15 +283,6 @@ static ims_status cpu_pool_normalize_op(ims_backend *be, const imsi_tensor *x, c
     return IMS_OK;
 }
 
-static ims_status cpu_linear_f16_op(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w, imsi_tensor *y,
-                                    ims_error *err)
-{
-    (void)be;
-    if (imsi_cpu_linear_f16(x->data, w->data, y->data, (int)x->shape[0], (int)w->shape[0], (int)x->shape[1]))
-        return ims_error_set(err, IMS_ERR_NOMEM, "linear_f16: out of memory for the f32 copies");
-    return IMS_OK;
-}
-
 static const imsi_backend_ops cpu_ops = {
     /* required */
     .destroy = cpu_destroy,
@@ -305,7 +297,6 @@ static const imsi_backend_ops cpu_ops = {
     .convert = cpu_convert,
     .l2_normalize_rows = cpu_l2_normalize_op,
     .linear = cpu_linear_op,
-    .linear_f16 = cpu_linear_f16_op,
     .knn_select = cpu_knn_select_op,
     .conv2d = cpu_conv2d_op,
     .pool2d = cpu_pool2d_op,

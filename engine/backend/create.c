@@ -21,7 +21,7 @@ typedef struct slot {
 static const slot required_slots[] = {
     SLOT(destroy),         SLOT(alloc),          SLOT(dealloc),           SLOT(host_alloc),    SLOT(host_free),
     SLOT(upload),          SLOT(download),       SLOT(fill_bytes),        SLOT(synchronize),   SLOT(convert),
-    SLOT(l2_normalize_rows), SLOT(linear),       SLOT(linear_f16),        SLOT(knn_select),    SLOT(conv2d),
+    SLOT(l2_normalize_rows), SLOT(linear),       SLOT(knn_select),    SLOT(conv2d),
     SLOT(pool2d),          SLOT(global_avg_pool), SLOT(input_u8),         SLOT(embed_layernorm), SLOT(bias_act),
     SLOT(add_layernorm),   SLOT(attention),      SLOT(pool_normalize),
 };

@@ -493,14 +493,6 @@ static ims_status cuda_op_linear(ims_backend *be, const imsi_tensor *x, const im
     return status ? status : imsi_cuda_op_linear(&st->ctx, x, w, bias, y, err);
 }
 
-static ims_status cuda_op_linear_f16(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w, imsi_tensor *y,
-                                     ims_error *err)
-{
-    cuda_state *st = cuda_state_of(be);
-    ims_status status = cuda_use_device(st, err);
-    return status ? status : imsi_cuda_op_linear_f16(&st->ctx, x, w, y, err);
-}
-
 static ims_status cuda_op_knn_select(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries, int k,
                                      int path, imsi_tensor *ids, imsi_tensor *scores, ims_error *err)
 {
@@ -596,7 +588,6 @@ static const imsi_backend_ops cuda_ops = {
     .convert = cuda_op_convert,
     .l2_normalize_rows = cuda_op_l2_normalize_rows,
     .linear = cuda_op_linear,
-    .linear_f16 = cuda_op_linear_f16,
     .knn_select = cuda_op_knn_select,
     .conv2d = cuda_op_conv2d,
     .pool2d = cuda_op_pool2d,

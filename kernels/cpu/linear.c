@@ -1,10 +1,20 @@
 /* linear.c: the linear op (engine/backend/backend.h) on the CPU through
- * OpenBLAS (w is (out, in), as PyTorch stores it). */
+ * OpenBLAS sgemm (w is (out, in), as PyTorch stores it).
+ *
+ * f32: one sgemm; a bias is first written into every row of y and the GEMM
+ * adds onto it (beta = 1). f16, the reference for cuBLAS's f16 GEMM with fp32
+ * accumulation: both operands are widened to f32 (exactly), the product (plus
+ * the f32 bias) is summed in f32 by sgemm, and y is rounded to f16 once. Slow
+ * (it widens w on every call); the tests and the CPU check of the GPU's fp16
+ * path use it, the CPU encoder runs fp32.
+ */
 #include "ops_cpu.h"
 
 #include <cblas.h>
+#include <stdlib.h>
 
-void imsi_cpu_linear(const float *x, const float *w, const float *bias, float *y, int m, int n, int k)
+/* y (m, n) f32 = x (m, k) . w (n, k)^T + bias (n) or NULL. */
+static void linear_f32(const float *x, const float *w, const float *bias, float *y, int m, int n, int k)
 {
     float beta = 0.0f;
     if (bias) {
@@ -15,4 +25,24 @@ void imsi_cpu_linear(const float *x, const float *w, const float *bias, float *y
         beta = 1.0f;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, beta, y, n);
+}
+
+int imsi_cpu_linear(const void *x, const void *w, const float *bias, void *y, int f16, int m, int n, int k)
+{
+    if (!f16) {
+        linear_f32(x, w, bias, y, m, n, k);
+        return 0;
+    }
+    float *xf = malloc((size_t)m * k * sizeof *xf), *wf = malloc((size_t)n * k * sizeof *wf);
+    float *yf = malloc((size_t)m * n * sizeof *yf);
+    if (!xf || !wf || !yf) {
+        free(xf), free(wf), free(yf);
+        return -1;
+    }
+    imsi_cpu_convert_f16_to_f32(x, xf, (size_t)m * k);
+    imsi_cpu_convert_f16_to_f32(w, wf, (size_t)n * k);
+    linear_f32(xf, wf, bias, yf, m, n, k);
+    imsi_cpu_convert_f32_to_f16(yf, y, (size_t)m * n);
+    free(xf), free(wf), free(yf);
+    return 0;
 }

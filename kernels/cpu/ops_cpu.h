@@ -22,8 +22,9 @@ void imsi_cpu_convert_f16_to_f32(const uint16_t *src, float *dst, size_t n);
 /* l2_normalize_rows: y into y_f32 or y_f16 (the other NULL). */
 void imsi_cpu_l2_normalize_rows(const float *x, float *y_f32, uint16_t *y_f16, float *norms, int n, int d);
 
-/* linear (f32): OpenBLAS sgemm; bias may be NULL. */
-void imsi_cpu_linear(const float *x, const float *w, const float *bias, float *y, int m, int n, int k);
+/* linear: x, w, y f32, or f16 when f16 is set; bias f32 or NULL. Returns 0,
+ * or -1 if the f16 path's f32 copies cannot be allocated. */
+int imsi_cpu_linear(const void *x, const void *w, const float *bias, void *y, int f16, int m, int n, int k);
 
 /* One convolution's sizes: x (n, h, w, c), filter (o, kh, kw, c), output (n, oh, ow, o). */
 typedef struct cpu_conv2d_shape {
@@ -79,7 +80,5 @@ void imsi_cpu_attention(const void *qkv, const int32_t *lengths, void *ctx, int 
 /* pool_normalize: cls != 0 for IMS_POOLING_CLS. */
 void imsi_cpu_pool_normalize(const void *x, const int32_t *lengths, float *y, int f16, int cls, int normalize, int b,
                              int t, int h);
-/* linear_f16: -1 if out of memory. */
-int imsi_cpu_linear_f16(const uint16_t *x, const uint16_t *w, uint16_t *y, int m, int n, int k);
 
 #endif /* IMS_OPS_CPU_H */

@@ -23,8 +23,6 @@ ims_status imsi_cuda_op_l2_normalize_rows(imsi_cuda_ctx *cuda, const imsi_tensor
                                           imsi_tensor *norms, ims_error *err);
 ims_status imsi_cuda_op_linear(imsi_cuda_ctx *cuda, const imsi_tensor *x, const imsi_tensor *w,
                                const imsi_tensor *bias, imsi_tensor *y, ims_error *err);
-ims_status imsi_cuda_op_linear_f16(imsi_cuda_ctx *cuda, const imsi_tensor *x, const imsi_tensor *w, imsi_tensor *y,
-                                   ims_error *err);
 ims_status imsi_cuda_op_conv2d(imsi_cuda_ctx *cuda, const imsi_conv2d_params *p, const imsi_tensor *x,
                                const imsi_tensor *w, const imsi_tensor *bias, imsi_tensor *y, ims_error *err);
 ims_status imsi_cuda_op_pool2d(imsi_cuda_ctx *cuda, const imsi_pool2d_params *p, const imsi_tensor *x,

@@ -164,6 +164,19 @@ static void test_checks(ims_backend *be)
     TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_F32, 2, (int64_t[]){2, 4}, &y, &err), err);
     TEST_CHECK(imsi_op_linear(be, &x, &w, NULL, &y, &err) == IMS_ERR_ARGUMENT, "K mismatch");
     TEST_CHECK(strstr(err.msg, "linear w: expected (-1, 3) f32") != NULL, "message: %s", err.msg);
+    /* linear: one dtype for x, w, y (from x); the bias always f32 */
+    imsi_tensor h2, h3, h4, hb;
+    TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_F16, 2, (int64_t[]){2, 3}, &h2, &err), err);
+    TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_F16, 2, (int64_t[]){4, 3}, &h3, &err), err);
+    TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_F16, 2, (int64_t[]){2, 4}, &h4, &err), err);
+    TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_F16, 1, (int64_t[]){4}, &hb, &err), err);
+    TEST_CHECK(imsi_op_linear(be, &x, &h3, NULL, &y, &err) == IMS_ERR_ARGUMENT &&
+                   strstr(err.msg, "linear w: expected (-1, 3) f32"), "f16 w with f32 x: %s", err.msg);
+    TEST_CHECK(imsi_op_linear(be, &h2, &h3, &hb, &h4, &err) == IMS_ERR_ARGUMENT &&
+                   strstr(err.msg, "linear bias: expected (4) f32"), "f16 bias: %s", err.msg);
+    TEST_CHECK(imsi_op_linear(be, &h2, &h3, NULL, &y, &err) == IMS_ERR_ARGUMENT &&
+                   strstr(err.msg, "linear y: expected (2, 4) f16"), "f32 y of f16 x: %s", err.msg);
+    imsi_tensor_free(&h2), imsi_tensor_free(&h3), imsi_tensor_free(&h4), imsi_tensor_free(&hb);
     imsi_tensor dev = x;
     dev.memory = IMS_MEMORY_DEVICE;
     TEST_CHECK(imsi_op_linear(be, &dev, &w, NULL, &y, &err) == IMS_ERR_ARGUMENT, "placement");
