@@ -123,6 +123,9 @@ struct ims_backend {
  * ims_backend_create, which also checks the table. */
 ims_status imsi_backend_cpu_create(ims_backend **out, ims_error *err);
 ims_status imsi_backend_cuda_create(int device, ims_backend **out, ims_error *err);
+/* Tests, CPU backend only: scratch requests above max_bytes fail as if out of
+ * memory (0: no limit), to check that ops report it. */
+void imsi_backend_cpu_limit_scratch(ims_backend *be, size_t max_bytes);
 /* The last step of creating a backend (create.c): checks its table (every
  * required slot set; timers and graph slots each all or none) and hands it
  * out in *out, or frees it and returns IMS_ERR_UNSUPPORTED naming the first
@@ -238,7 +241,9 @@ ims_status imsi_op_input_u8(ims_backend *be, const imsi_tensor *x, const float s
 
 /* ids (B, T); word (V, H), pos (P >= T, H), type (Y, H) (row 0 used), gamma,
  * beta (H); y (B, T, H) = LayerNorm(word[id] + pos[t] + type[0]), token t of
- * a sequence at position t. */
+ * a sequence at position t. An id outside [0, V) is IMS_ERR_ARGUMENT naming
+ * the id, its sequence, its position and V (y is then unspecified); to know,
+ * the CUDA backend waits for the kernel, so this op is not graph-capturable. */
 ims_status imsi_op_embed_layernorm(ims_backend *be, const imsi_tensor *ids, const imsi_tensor *word,
                                    const imsi_tensor *pos, const imsi_tensor *type, const imsi_tensor *gamma,
                                    const imsi_tensor *beta, double eps, imsi_tensor *y, ims_error *err);

@@ -57,17 +57,26 @@ static void relu_rows(float *y, size_t rows, int o, int ldy)
     }
 }
 
-int imsi_cpu_conv2d_is_gemm(int kh, int kw, int sh, int sw, int ph, int pw)
+/* 1 if the convolution is a plain GEMM on NHWC rows (no im2col workspace). */
+static int conv2d_is_gemm(int kh, int kw, int sh, int sw, int ph, int pw)
 {
     return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
 }
 
-void imsi_cpu_conv2d_nhwc(const cpu_conv2d_shape *s, const float *x, const float *w, const float *bias, int relu,
-                          float *y, int y_channels, int y_offset, float *col)
+size_t imsi_cpu_conv2d_scratch_bytes(const imsi_cpu_conv2d_shape *s)
 {
+    if (conv2d_is_gemm(s->kh, s->kw, s->sh, s->sw, s->ph, s->pw))
+        return 0;
+    return (size_t)s->oh * s->ow * s->kh * s->kw * s->c * sizeof(float);
+}
+
+void imsi_cpu_conv2d_nhwc(const imsi_cpu_conv2d_shape *s, const float *x, const float *w, const float *bias, int relu,
+                          float *y, int y_channels, int y_offset, void *scratch)
+{
+    float *col = scratch; /* (OH * OW, KH * KW * C), or NULL for a GEMM shape */
     size_t rows = (size_t)s->oh * s->ow;
     int k = s->kh * s->kw * s->c;
-    int gemm = imsi_cpu_conv2d_is_gemm(s->kh, s->kw, s->sh, s->sw, s->ph, s->pw);
+    int gemm = conv2d_is_gemm(s->kh, s->kw, s->sh, s->sw, s->ph, s->pw);
     for (int b = 0; b < s->n; b++) {
         const float *xb = x + (size_t)b * s->h * s->w * s->c;      // (H, W, C)
         float *yb = y + (size_t)b * rows * y_channels + y_offset; // (OH, OW, Ctot) from channel c0

@@ -11,7 +11,6 @@
 #include "ops_cpu.h"
 
 #include <cblas.h>
-#include <stdlib.h>
 
 /* y (m, n) f32 = x (m, k) . w (n, k)^T + bias (n) or NULL. */
 static void linear_f32(const float *x, const float *w, const float *bias, float *y, int m, int n, int k)
@@ -27,22 +26,23 @@ static void linear_f32(const float *x, const float *w, const float *bias, float 
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, beta, y, n);
 }
 
-int imsi_cpu_linear(const void *x, const void *w, const float *bias, void *y, int f16, int m, int n, int k)
+size_t imsi_cpu_linear_scratch_bytes(int f16, int m, int n, int k)
+{
+    return f16 ? ((size_t)m * k + (size_t)n * k + (size_t)m * n) * sizeof(float) : 0;
+}
+
+void imsi_cpu_linear(const void *x, const void *w, const float *bias, void *y, int f16, int m, int n, int k,
+                     void *scratch)
 {
     if (!f16) {
         linear_f32(x, w, bias, y, m, n, k);
-        return 0;
+        return;
     }
-    float *xf = malloc((size_t)m * k * sizeof *xf), *wf = malloc((size_t)n * k * sizeof *wf);
-    float *yf = malloc((size_t)m * n * sizeof *yf);
-    if (!xf || !wf || !yf) {
-        free(xf), free(wf), free(yf);
-        return -1;
-    }
+    float *xf = scratch;              /* (m, k) */
+    float *wf = xf + (size_t)m * k;   /* (n, k) */
+    float *yf = wf + (size_t)n * k;   /* (m, n) */
     imsi_cpu_convert_f16_to_f32(x, xf, (size_t)m * k);
     imsi_cpu_convert_f16_to_f32(w, wf, (size_t)n * k);
     linear_f32(xf, wf, bias, yf, m, n, k);
     imsi_cpu_convert_f32_to_f16(yf, y, (size_t)m * n);
-    free(xf), free(wf), free(yf);
-    return 0;
 }

@@ -8,18 +8,21 @@
 #include "imgsearch.h"
 
 #include <math.h>
-#include <stdlib.h>
+
+size_t imsi_cpu_pool_normalize_scratch_bytes(int h, int threads)
+{
+    return cpu_slices_bytes((size_t)h * sizeof(double), threads);
+}
 
 void imsi_cpu_pool_normalize(const void *x, const int32_t *lengths, float *y, int f16, int cls, int normalize, int b,
-                             int t, int h)
+                             int t, int h, void *scratch, int threads)
 {
-    #pragma omp parallel if ((int64_t)b * t * h > CPU_PARALLEL_MIN)
+    size_t slice = cpu_slices_bytes((size_t)h * sizeof(double), 1);
+    #pragma omp parallel num_threads(threads) if ((int64_t)b * t * h > CPU_PARALLEL_MIN)
     {
-        double *acc = malloc((size_t)h * sizeof *acc);
+        double *acc = (double *)((char *)scratch + slice * (size_t)cpu_thread_index()); /* (h) */
         #pragma omp for schedule(static)
         for (int bi = 0; bi < b; bi++) {
-            if (!acc)
-                continue;
             int len = lengths[bi] < 1 ? 1 : lengths[bi] > t ? t : lengths[bi];
             int n = cls ? 1 : len;
             for (int i = 0; i < h; i++)
@@ -40,6 +43,5 @@ void imsi_cpu_pool_normalize(const void *x, const int32_t *lengths, float *y, in
             for (int i = 0; i < h; i++)
                 y[(size_t)bi * h + i] = (float)(acc[i] * scale);
         }
-        free(acc);
     }
 }

@@ -64,10 +64,12 @@ cudaError_t imsi_cuda_global_avg_pool_nhwc(const void *x, float *y, int n, int h
 cudaError_t imsi_cuda_input_u8(const uint8_t *x, void *y, size_t pixels, const float scale[3], const float shift[3],
                                int f16, cudaStream_t s);
 /* The text encoder's ops (f16 flags: activations are IEEE binary16 bits). */
-/* The embed_layernorm op: type0 is row 0 of the type table. */
+/* The embed_layernorm op: type0 is row 0 of the type table. bad (device, one
+ * word, set to 0xffffffff by the caller): the smallest flat index (b * t +
+ * position) of an id outside [0, vocab), whose row is left unwritten. */
 cudaError_t imsi_cuda_embed_layernorm(const int32_t *ids, const float *word, const float *pos, const float *type0,
                                       const float *gamma, const float *beta, double eps, void *y, int y_f16, int b, int t,
-                                      int h, int vocab, cudaStream_t s);
+                                      int h, int vocab, unsigned int *bad, cudaStream_t s);
 /* The bias_act op: gelu != 0 for IMS_ACT_GELU. */
 cudaError_t imsi_cuda_bias_act(const void *x, const float *bias, void *y, int f16, int gelu, int m, int n, cudaStream_t s);
 /* The add_layernorm op: bias may be NULL. */

@@ -191,6 +191,130 @@ static void test_checks(ims_backend *be)
     TEST_CHECK(be->bytes_in_use == in_use - 24 - 80 - 32, "bytes_in_use tracks frees");
 }
 
+/* A host tensor filled with random values in [-1, 1] (never 0), or poisoned (0xff: NaN). */
+static imsi_tensor host_tensor(ims_backend *be, ims_dtype dt, int ndim, const int64_t *shape, int poison,
+                               uint64_t *rng)
+{
+    ims_error err = {0};
+    imsi_tensor t;
+    TEST_OK(imsi_tensor_alloc(be, dt, ndim, shape, &t, &err), err);
+    size_t n = (size_t)imsi_tensor_numel(&t);
+    for (size_t i = 0; t.data && i < n; i++) {
+        float v = test_rand_uniform(rng, 0.125f, 1.0f) * (test_rand_u64(rng) & 1 ? 1.0f : -1.0f);
+        if (dt == IMS_DTYPE_F16)
+            ((uint16_t *)t.data)[i] = ims_f32_to_f16(v);
+        else if (dt == IMS_DTYPE_F32)
+            ((float *)t.data)[i] = v;
+    }
+    if (poison && t.data)
+        memset(t.data, 0xff, imsi_tensor_nbytes(&t));
+    return t;
+}
+
+static int all_nan(const imsi_tensor *t)
+{
+    size_t n = (size_t)imsi_tensor_numel(t);
+    for (size_t i = 0; i < n; i++)
+        if (t->dtype == IMS_DTYPE_F16 ? !test_half_is_nan(((uint16_t *)t->data)[i]) : !isnan(((float *)t->data)[i]))
+            return 0;
+    return 1;
+}
+
+/* Ops that need scratch memory report IMS_ERR_NOMEM, naming themselves, when
+ * they cannot get it, and write nothing; with memory again they work. (They
+ * used to skip rows and report success.) */
+static void test_scratch_failures(ims_backend *be, uint64_t *rng)
+{
+    enum { OPS = 7 };
+    static const char *const names[OPS] = {"attention", "add_layernorm", "pool_normalize", "embed", "linear",
+                                           "conv2d", "knn"};
+    imsi_tensor qkv = host_tensor(be, IMS_DTYPE_F32, 3, (int64_t[]){2, 5, 12}, 0, rng);
+    imsi_tensor lengths = host_tensor(be, IMS_DTYPE_I32, 1, (int64_t[]){2}, 0, rng);
+    imsi_tensor scores = host_tensor(be, IMS_DTYPE_F32, 4, (int64_t[]){2, 2, 5, 5}, 1, rng);
+    imsi_tensor x = host_tensor(be, IMS_DTYPE_F32, 2, (int64_t[]){10, 4}, 0, rng);
+    imsi_tensor g = host_tensor(be, IMS_DTYPE_F32, 1, (int64_t[]){4}, 0, rng);
+    imsi_tensor ids = host_tensor(be, IMS_DTYPE_I32, 2, (int64_t[]){2, 5}, 0, rng);
+    imsi_tensor word = host_tensor(be, IMS_DTYPE_F32, 2, (int64_t[]){7, 4}, 0, rng);
+    imsi_tensor h16 = host_tensor(be, IMS_DTYPE_F16, 2, (int64_t[]){3, 4}, 0, rng);
+    imsi_tensor img = host_tensor(be, IMS_DTYPE_F32, 4, (int64_t[]){1, 5, 5, 2}, 0, rng);
+    imsi_tensor filt = host_tensor(be, IMS_DTYPE_F32, 4, (int64_t[]){3, 3, 3, 2}, 0, rng);
+    imsi_tensor fb = host_tensor(be, IMS_DTYPE_F32, 1, (int64_t[]){3}, 0, rng);
+    imsi_tensor kq = host_tensor(be, IMS_DTYPE_F32, 2, (int64_t[]){2, 4}, 0, rng);
+    ((int32_t *)lengths.data)[0] = 5, ((int32_t *)lengths.data)[1] = 3;
+    for (int i = 0; i < 10; i++)
+        ((int32_t *)ids.data)[i] = (int32_t)(test_rand_u64(rng) % 7);
+    imsi_tensor outs[OPS];
+    outs[0] = host_tensor(be, IMS_DTYPE_F32, 3, (int64_t[]){2, 5, 4}, 1, rng);
+    outs[1] = host_tensor(be, IMS_DTYPE_F32, 2, (int64_t[]){10, 4}, 1, rng);
+    outs[2] = host_tensor(be, IMS_DTYPE_F32, 2, (int64_t[]){2, 4}, 1, rng);
+    outs[3] = host_tensor(be, IMS_DTYPE_F32, 3, (int64_t[]){2, 5, 4}, 1, rng);
+    outs[4] = host_tensor(be, IMS_DTYPE_F16, 2, (int64_t[]){3, 3}, 1, rng);
+    outs[5] = host_tensor(be, IMS_DTYPE_F32, 4, (int64_t[]){1, 3, 3, 3}, 1, rng);
+    outs[6] = host_tensor(be, IMS_DTYPE_F32, 2, (int64_t[]){2, 3}, 1, rng);
+    imsi_tensor knn_ids = host_tensor(be, IMS_DTYPE_I32, 2, (int64_t[]){2, 3}, 1, rng);
+    imsi_tensor w16 = h16;
+    w16.shape[0] = 3; /* (3, 4): the weights of a (3, 4) . (3, 4)^T product */
+    imsi_tensor x3 = x;
+    x3.ndim = 3, x3.shape[0] = 2, x3.shape[1] = 5, x3.shape[2] = 4;
+    imsi_conv2d_params cp = {1, 1, 0, 0, 1, 0, IMS_PRECISION_FP32};
+    for (int limit = 1; limit >= 0; limit--) {
+        imsi_backend_cpu_limit_scratch(be, limit ? 16 : 0);
+        for (int op = 0; op < OPS; op++) {
+            ims_error err = {0};
+            ims_status st = IMS_OK;
+            memset(outs[op].data, 0xff, imsi_tensor_nbytes(&outs[op]));
+            switch (op) {
+            case 0: st = imsi_op_attention(be, &qkv, &lengths, 2, &scores, &outs[0], &err); break;
+            case 1: st = imsi_op_add_layernorm(be, &x, NULL, &x, &g, &g, 1e-5, &outs[1], &err); break;
+            case 2: st = imsi_op_pool_normalize(be, &x3, &lengths, IMS_POOLING_MEAN, 1, &outs[2], &err); break;
+            case 3: st = imsi_op_embed_layernorm(be, &ids, &word, &word, &word, &g, &g, 1e-5, &outs[3], &err); break;
+            case 4: st = imsi_op_linear(be, &h16, &w16, NULL, &outs[4], &err); break;
+            case 5: st = imsi_op_conv2d(be, &cp, &img, &filt, &fb, &outs[5], &err); break;
+            case 6: st = imsi_op_knn_select(be, &x, &kq, 3, 0, &knn_ids, &outs[6], &err); break;
+            }
+            if (limit)
+                TEST_CHECK(st == IMS_ERR_NOMEM && strstr(err.msg, names[op]) && all_nan(&outs[op]),
+                           "%s without scratch: %s (%s), output %s", names[op], ims_status_name(st), err.msg,
+                           all_nan(&outs[op]) ? "untouched" : "WRITTEN");
+            else
+                TEST_CHECK(st == IMS_OK && !all_nan(&outs[op]), "%s with scratch: %s (%s)", names[op],
+                           ims_status_name(st), err.msg);
+        }
+    }
+    imsi_tensor *all[] = {&qkv, &lengths, &scores, &x, &g, &ids, &word, &h16, &img, &filt, &fb, &kq, &knn_ids};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        imsi_tensor_free(all[i]);
+    for (int op = 0; op < OPS; op++)
+        imsi_tensor_free(&outs[op]);
+}
+
+/* An id outside the vocabulary is an error naming it, its place and the
+ * vocabulary size (it used to be read as id 0). */
+static void test_embed_bad_ids(ims_backend *be, uint64_t *rng)
+{
+    imsi_tensor ids = host_tensor(be, IMS_DTYPE_I32, 2, (int64_t[]){2, 3}, 0, rng);
+    imsi_tensor word = host_tensor(be, IMS_DTYPE_F32, 2, (int64_t[]){7, 4}, 0, rng);
+    imsi_tensor g = host_tensor(be, IMS_DTYPE_F32, 1, (int64_t[]){4}, 0, rng);
+    imsi_tensor y = host_tensor(be, IMS_DTYPE_F32, 3, (int64_t[]){2, 3, 4}, 1, rng);
+    static const struct {
+        int32_t id;
+        int at;
+        const char *msg;
+    } cases[] = {
+        {7, 5, "token id 7 at sequence 1, position 2 is outside the vocabulary of 7"},
+        {-1, 1, "token id -1 at sequence 0, position 1 is outside the vocabulary of 7"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int i = 0; i < 6; i++)
+            ((int32_t *)ids.data)[i] = i == cases[c].at ? cases[c].id : i;
+        ims_error err = {0};
+        ims_status st = imsi_op_embed_layernorm(be, &ids, &word, &word, &word, &g, &g, 1e-5, &y, &err);
+        TEST_CHECK(st == IMS_ERR_ARGUMENT && strstr(err.msg, cases[c].msg), "bad id %d: %s (%s)", cases[c].id,
+                   ims_status_name(st), err.msg);
+    }
+    imsi_tensor_free(&ids), imsi_tensor_free(&word), imsi_tensor_free(&g), imsi_tensor_free(&y);
+}
+
 static ims_status fake_capture_begin(ims_backend *be, ims_error *err)
 {
     (void)be, (void)err;
@@ -278,6 +402,8 @@ int main(void)
     test_tensor_shapes();
     test_required_slots();
     test_checks(be);
+    test_scratch_failures(be, &rng);
+    test_embed_bad_ids(be, &rng);
     test_convert(be, &rng);
     test_linear(be, 1, 1, 1, 1, &rng);
     test_linear(be, 3, 17, 33, 0, &rng);
