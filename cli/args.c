@@ -19,15 +19,6 @@ static void usage_error_v(const char *cmd, const char *fmt, va_list ap)
     fprintf(stderr, "\n(try 'imgsearch %s --help')\n", cmd);
 }
 
-int cli_usage_error(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    usage_error_v(cmd, fmt, ap);
-    va_end(ap);
-    return CLI_EXIT_USAGE;
-}
-
 int cli_args_error(cli_args *a, const char *fmt, ...)
 {
     va_list ap;
@@ -35,6 +26,11 @@ int cli_args_error(cli_args *a, const char *fmt, ...)
     usage_error_v(a->cmd, fmt, ap);
     va_end(ap);
     return a->status = CLI_EXIT_USAGE;
+}
+
+int cli_args_stop(cli_args *a, int status)
+{
+    return a->status = status;
 }
 
 /* ---- Typos ------------------------------------------------------------------ */

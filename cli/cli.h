@@ -48,13 +48,6 @@ int cli_fail(const char *fmt, ...)
 
 /* ---- The command line (args.c) ------------------------------------------------ */
 
-/* "imgsearch <cmd>: <msg>\n(try 'imgsearch <cmd> --help')"; returns CLI_EXIT_USAGE. */
-int cli_usage_error(const char *cmd, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-
 /* How far `word` is from `name` (name_len bytes) as a typo (adjacent swaps
  * count once), or SIZE_MAX when too far to suggest name for it. */
 size_t cli_typo_distance(const char *word, const char *name, size_t name_len);
@@ -102,7 +95,11 @@ int cli_is(cli_args *a, const char *names);
 /* The current argument was not understood: an unknown option (with the
  * nearest name the command knows) or an unexpected operand. */
 int cli_args_unknown(cli_args *a);
-/* A usage error of this command (a missing operand, options that conflict). */
+/* Ends the loop with a failure the command reported itself (a file named by
+ * an option could not be read); returns status. */
+int cli_args_stop(cli_args *a, int status);
+/* A usage error of this command (a missing operand, options that conflict):
+ * "imgsearch <cmd>: <msg>\n(try 'imgsearch <cmd> --help')"; returns CLI_EXIT_USAGE. */
 int cli_args_error(cli_args *a, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
@@ -185,15 +182,6 @@ ims_status cli_models_load(cli_models *m, const cli_device *d, int precision, co
                            const char *text_path, ims_error *err);
 int cli_models_synthetic(const cli_models *m); /* 1 if the image model says its weights are synthetic */
 void cli_models_close(cli_models *m);          /* a zeroed cli_models is fine */
-
-/* The older string forms, for the commands not yet parsed with cli_args. */
-int cli_parse_int(const char *cmd, const char *option, const char *text, int lo, int hi, int *out);
-/* device: "cpu", "cuda", or NULL for cuda when a GPU is usable, else cpu. */
-ims_status cli_backend_open(const char *device, int gpu, ims_backend **out, ims_error *err);
-/* text: "torchvision", "fid", or NULL for the image model's own mode. */
-ims_status cli_parse_mode(const char *text, const ims_weights *image_model, ims_preprocess_mode *out, ims_error *err);
-ims_status cli_models_open(cli_models *m, const char *device, int gpu, const char *precision, const char *image_path,
-                           const char *text_path, ims_error *err);
 
 /* ---- Progress on stderr (progress.c) --------------------------------------------- */
 typedef struct cli_progress {

@@ -2,7 +2,6 @@
  * --device and --gpu name, the preprocessing mode, opening the weight files. */
 #include "cli.h"
 
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -75,61 +74,4 @@ void cli_models_close(cli_models *m)
     ims_weights_close(m->image_weights);
     ims_backend_free(m->backend);
     memset(m, 0, sizeof *m);
-}
-
-/* ---- The older string forms (index, search, classify, embed-image) ---------------------- */
-
-int cli_parse_int(const char *cmd, const char *option, const char *text, int lo, int hi, int *out)
-{
-    char *end;
-    long v = strtol(text, &end, 10);
-    if (end == text || *end || v < lo || v > hi)
-        return cli_usage_error(cmd, "%s '%s': expected an integer in %d..%d", option, text, lo, hi);
-    *out = (int)v;
-    return 0;
-}
-
-static ims_status device_from_text(const char *device, int gpu, cli_device *d, ims_error *err)
-{
-    d->gpu = gpu;
-    d->kind = !device || !strcmp(device, "auto") ? CLI_DEVICE_AUTO
-              : !strcmp(device, "cpu")          ? CLI_DEVICE_CPU
-              : !strcmp(device, "cuda")         ? CLI_DEVICE_CUDA
-                                                : (cli_device_kind)-1;
-    if ((int)d->kind < 0)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "--device '%s': expected auto, cpu or cuda", device);
-    return IMS_OK;
-}
-
-ims_status cli_backend_open(const char *device, int gpu, ims_backend **out, ims_error *err)
-{
-    *out = NULL;
-    cli_device d;
-    ims_status st = device_from_text(device, gpu, &d, err);
-    return st ? st : cli_device_open(&d, out, err);
-}
-
-ims_status cli_parse_mode(const char *text, const ims_weights *image_model, ims_preprocess_mode *out, ims_error *err)
-{
-    if (!text) {
-        *out = cli_mode_resolve(CLI_MODE_MODEL, image_model);
-        return IMS_OK;
-    }
-    if (!strcmp(text, "torchvision") || !strcmp(text, "fid")) {
-        *out = !strcmp(text, "fid") ? IMS_PREPROCESS_FID : IMS_PREPROCESS_TORCHVISION;
-        return IMS_OK;
-    }
-    return ims_error_set(err, IMS_ERR_ARGUMENT, "--mode '%s': expected torchvision or fid", text);
-}
-
-ims_status cli_models_open(cli_models *m, const char *device, int gpu, const char *precision, const char *image_path,
-                           const char *text_path, ims_error *err)
-{
-    memset(m, 0, sizeof *m);
-    cli_device d;
-    ims_precision p = IMS_PRECISION_FP32;
-    ims_status st = device_from_text(device, gpu, &d, err);
-    if (!st && precision)
-        st = ims_precision_parse(precision, &p, err);
-    return st ? st : cli_models_load(m, &d, precision ? (int)p : CLI_PRECISION_DEFAULT, image_path, text_path, err);
 }

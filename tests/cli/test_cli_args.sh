@@ -17,8 +17,8 @@ case $bin in /*) ;; */*) bin=$PWD/$bin ;; esac  # the '--' checks run in another
 . "$(dirname "$0")/cli_check.sh"
 
 commands="index search embed-text classify embed-image knn preprocess tokenize convert info bench devices version help"
-device_commands="embed-text knn bench"
-no_device_commands="preprocess tokenize convert info devices version help"
+device_commands="index search embed-text classify embed-image knn bench"
+no_device_commands="preprocess tokenize convert info devices version help"  # they run no model
 
 # ---- help ----
 check "--help" run 0 --help
@@ -59,6 +59,8 @@ check "a top-level option" run 2 --bogus
 check "a top-level option named" contains err "unknown option '--bogus'"
 check "an option typo" run 2 knn --devise cpu
 check "an option typo: did you mean" contains err "unknown option '--devise' (did you mean '--device'?)"
+check "an option typo in index" run 2 index --image-modle x
+check "an option typo in index: did you mean" contains err "did you mean '--image-model'?"
 
 # ---- unknown options: exit 2 everywhere, before anything runs ----
 for c in $commands; do
@@ -103,17 +105,17 @@ check "text model" run 0 convert "$fixtures/hf_tiny_bert" -o "$work/text.isw"
 mkdir -p "$work/photos"
 cp "$fixtures/images/horse.png" "$fixtures/images/jpg_444.jpg" "$work/photos/"
 img=$work/photos/horse.png
-check "classify --device cpu" run 0 classify "$img" --image-model "$work/tv.isw" --device cpu
-check "embed-image --device cpu" run 0 embed-image "$img" --image-model "$work/tv.isw" -o "$work/e.npy" --device cpu
+check "classify --device cpu" run 0 classify "$img" --image-model "$work/tv.isw" --device cpu --gpu 0
+check "embed-image --device cpu" run 0 embed-image "$img" --image-model "$work/tv.isw" -o "$work/e.npy" --device cpu --gpu 0
 check "embed-text --device cpu" run 0 embed-text --text-model "$work/text.isw" --text zebra --device cpu --gpu 0
 check "embed-text --device=cpu" run 0 embed-text --text-model "$work/text.isw" --text zebra --device=cpu
 check "index --device cpu" run 0 index "$work/photos" -o "$work/idx" --image-model "$work/tv.isw" \
-  --text-model "$work/text.isw" --device cpu --threads 1
-check "search --device cpu" run 0 search "$work/idx" --image "$img" --text zebra -k 1 --device cpu
+  --text-model "$work/text.isw" --device cpu --gpu 0 --threads 1
+check "search --device cpu" run 0 search "$work/idx" --image "$img" --text zebra -k 1 --device cpu --gpu 0
 check "search --device cpu: the image finds itself" contains out "$img"
 check "knn --device cpu" run 0 knn "$fixtures/knn/table.npy" "$fixtures/knn/queries.npy" -k 3 --device cpu --gpu 0
 check "knn --device cpu: on the cpu" contains err "on cpu"
-check "bench --device cpu" run 0 bench --quick --device cpu --only none
+check "bench --device cpu" run 0 bench --quick --device cpu --gpu 0 --only none
 check "bench --device cpu: on the cpu" contains out "(cpu)"
 
 # ---- '--' ends the options ----
@@ -123,6 +125,10 @@ cd "$work" || exit 1
 check "info -- -model.isw" run 0 info -- -model.isw
 check "without --, -model.isw is an option" run 2 info -model.isw
 check "preprocess -- -horse.png" run 0 preprocess -o pre.npy -- -horse.png
+check "classify -- -horse.png" run 0 classify --image-model tv.isw --device cpu -- -horse.png
+check "classify -- names it" contains out "-horse.png"
+check "embed-image -- -horse.png" run 0 embed-image --image-model tv.isw --device cpu -o e2.npy -- -horse.png
+check "index -- -horse.png" run 0 index --image-model tv.isw --device cpu -o idx2 -- -horse.png
 check "knn --: operands only" run 0 knn -k 1 --device cpu -- "$fixtures/knn/table.npy" "$fixtures/knn/queries.npy"
 check "-- then an option is an operand" run 2 version -- --json
 check "-- then an option is an operand: named" contains err "unexpected argument '--json'"
