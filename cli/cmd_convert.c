@@ -5,7 +5,8 @@
 #include <string.h>
 
 static const char convert_usage[] =
-    "usage: imgsearch convert INPUT -o OUTPUT.isw [options]\n"
+    "usage: imgsearch convert INPUT -o OUTPUT.isw [--arch A] [--dtype f32|f16] [--labels FILE]\n"
+    "                         [--transform-input | --no-transform-input]\n"
     "       imgsearch convert --synthetic -o OUTPUT.isw\n"
     "\n"
     "Converts a checkpoint to imgsearch's weight file without running any of its\n"
