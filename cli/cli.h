@@ -191,7 +191,6 @@ typedef struct cli_progress {
     int tty, drawn;
 } cli_progress;
 
-double cli_now(void); /* seconds, monotonic */
 void cli_progress_init(cli_progress *p, const char *what, size_t total);
 /* Redraws when due (final: always, and ends the line). */
 void cli_progress_update(cli_progress *p, size_t done, size_t failed, int final);

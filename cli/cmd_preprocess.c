@@ -111,7 +111,7 @@ static int write_batches(ims_image_loader *ld, const preprocess_options *o, ims_
 
 static int run_preprocess(const preprocess_options *o)
 {
-    double t0 = cli_now();
+    double t0 = ims_clock_seconds();
     ims_image_loader_options lo;
     ims_image_loader_options_init(&lo);
     lo.mode = o->mode;
@@ -156,7 +156,7 @@ static int run_preprocess(const preprocess_options *o)
         printf("%s: %zu images, float32 (%zu, 3, %d, %d)", o->output, o->images.count, o->images.count, (int)s, (int)s);
     printf(", %s mode, exif %s; %.2f s (read %.2f s, decode %.2f s, preprocess %.2f s over %d threads)\n",
            o->mode == IMS_PREPROCESS_FID ? "fid" : "torchvision", o->exif ? "applied" : "ignored",
-           cli_now() - t0, stats.read_s, stats.decode_s, stats.preprocess_s, lo.threads);
+           ims_clock_seconds() - t0, stats.read_s, stats.decode_s, stats.preprocess_s, lo.threads);
     return CLI_EXIT_OK;
 }
 
