@@ -625,8 +625,8 @@ static ims_status cuda_state_init(cuda_state *st, ims_error *err)
      * to 10 mantissa bits, errors near 1e-3): the fp32 path is the reference
      * the CPU backend and the f16 paths are compared against. */
     IMS_CUBLAS_CHECK(err, cublasSetMathMode(st->ctx.cublas, CUBLAS_DEFAULT_MATH));
-    /* Created now, though no op uses it yet: the convolutions will, and a broken
-     * cuDNN install then fails at backend creation, not mid-model. */
+    /* Created with the backend, not at the first convolution, so that a broken
+     * cuDNN install fails at backend creation, not mid-model. */
     IMS_CUDNN_CHECK(err, cudnnCreate(&st->ctx.cudnn));
     IMS_CUDNN_CHECK(err, cudnnSetStream(st->ctx.cudnn, st->ctx.stream));
     return IMS_OK;
