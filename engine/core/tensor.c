@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -52,6 +53,18 @@ imsi_tensor imsi_tensor_host(void *data, ims_dtype dtype, int ndim, const int64_
     if (imsi_tensor_init(data, dtype, ndim, shape, IMS_MEMORY_HOST, &t, NULL))
         memset(&t, 0, sizeof t);
     return t;
+}
+
+imsi_tensor imsi_tensor_view(const imsi_tensor *t, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
+{
+    imsi_tensor v = *t;
+    v.backend = NULL; /* a view does not own the memory */
+    v.ndim = ndim;
+    const int64_t d[IMS_MAX_DIMS] = {d0, d1, d2, d3};
+    for (int i = 0; i < IMS_MAX_DIMS; i++)
+        v.shape[i] = i < ndim ? d[i] : 1;
+    assert(ndim >= 1 && ndim <= IMS_MAX_DIMS && imsi_tensor_numel(&v) <= imsi_tensor_numel(t));
+    return v;
 }
 
 int64_t imsi_tensor_numel(const imsi_tensor *t)

@@ -27,6 +27,11 @@ typedef struct imsi_tensor {
  * if the shape is invalid (ndim out of range or a dim < 1). */
 imsi_tensor imsi_tensor_host(void *data, ims_dtype dtype, int ndim, const int64_t *shape);
 
+/* t's memory seen with another shape (ndim dims d0..d3; the rest ignored),
+ * e.g. a buffer sized for the largest batch seen at this batch's size. The
+ * view owns nothing; its elements must fit in t's (asserted). */
+imsi_tensor imsi_tensor_view(const imsi_tensor *t, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+
 /* Elements and bytes; 0 if the product overflows (checked at creation, so only
  * a hand-built tensor can trigger it). */
 int64_t imsi_tensor_numel(const imsi_tensor *t);

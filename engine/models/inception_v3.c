@@ -20,6 +20,7 @@
 
 #include "core/error.h"
 #include "models/inception_v3_arch.h"
+#include "models/weights_upload.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,67 +69,7 @@ static const char *const block_names[IV3_BLOCK_COUNT] = {
     "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c",
 };
 
-/* A view of a buffer with a batch-dependent shape. */
-static imsi_tensor view4(const imsi_tensor *buf, int64_t n, int64_t h, int64_t w, int64_t c)
-{
-    imsi_tensor t = *buf;
-    t.backend = NULL;
-    t.ndim = 4;
-    t.shape[0] = n, t.shape[1] = h, t.shape[2] = w, t.shape[3] = c;
-    return t;
-}
-
-static imsi_tensor view2(const imsi_tensor *buf, int64_t n, int64_t c)
-{
-    imsi_tensor t = *buf;
-    t.backend = NULL;
-    t.ndim = 2;
-    t.shape[0] = n, t.shape[1] = c, t.shape[2] = 1, t.shape[3] = 1;
-    return t;
-}
-
 /* ---- Loading ------------------------------------------------------------------------- */
-
-/* A weight tensor as f32 host floats (f16 files widened); caller frees. */
-static ims_status read_floats(const ims_weight_tensor *t, float **out, ims_error *err)
-{
-    size_t n = (size_t)(t->nbytes / ims_dtype_size(t->dtype));
-    float *v = malloc((n ? n : 1) * sizeof *v);
-    if (!v)
-        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory reading '%.*s'", (int)t->name.len, t->name.ptr);
-    if (t->dtype == IMS_DTYPE_F32) {
-        memcpy(v, t->data, n * sizeof *v);
-    } else {
-        const unsigned char *p = t->data;
-        for (size_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, p + 2 * i, 2);
-            v[i] = ims_f16_to_f32(h);
-        }
-    }
-    *out = v;
-    return IMS_OK;
-}
-
-/* Uploads host floats into a new backend tensor of dtype dt (f32 or f16). */
-static ims_status upload_floats(ims_backend *be, const float *v, ims_dtype dt, int ndim, const int64_t *shape,
-                                imsi_tensor *out, ims_error *err)
-{
-    ims_status st = imsi_tensor_alloc(be, dt, ndim, shape, out, err);
-    if (st)
-        return st;
-    size_t n = (size_t)imsi_tensor_numel(out);
-    if (dt == IMS_DTYPE_F32)
-        return imsi_backend_upload(be, out, v, n * sizeof *v, err);
-    uint16_t *h = malloc(n * sizeof *h);
-    if (!h)
-        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++)
-        h[i] = ims_f32_to_f16(v[i]);
-    st = imsi_backend_upload(be, out, h, n * sizeof *h, err);
-    free(h);
-    return st;
-}
 
 static ims_status find_float_tensor(const ims_weights *w, const char *name, int ndim, const int64_t *shape,
                                     const ims_weight_tensor **out, ims_error *err)
@@ -162,12 +103,8 @@ static ims_status load_layer(ims_image_encoder *enc, const ims_weights *w, const
         return st;
     out_in[0] = wt->shape[0];
     out_in[1] = wt->shape[3];
-    float *wv = NULL, *bv = NULL;
-    st = read_floats(wt, &wv, err);
-    if (!st) st = read_floats(bt, &bv, err);
-    if (!st) st = upload_floats(enc->be, wv, enc->act, 4, wt->shape, &cv->w, err);
-    if (!st) st = upload_floats(enc->be, bv, enc->act, 1, bt->shape, &cv->b, err);
-    free(wv), free(bv);
+    st = imsi_weights_upload(enc->be, wt, enc->act, &cv->w, err);
+    if (!st) st = imsi_weights_upload(enc->be, bt, enc->act, &cv->b, err);
     cv->stride = l->stride, cv->pad_h = l->pad_h, cv->pad_w = l->pad_w;
     return st;
 }
@@ -303,12 +240,8 @@ ims_status ims_image_encoder_create(ims_backend *be, const ims_weights *w, ims_p
     const ims_weight_tensor *fw = NULL, *fb = NULL;
     if (!st) st = find_float_tensor(w, "fc.weight", 2, (int64_t[]){enc->classes, enc->features}, &fw, err);
     if (!st) st = find_float_tensor(w, "fc.bias", 1, (int64_t[]){enc->classes}, &fb, err);
-    float *wv = NULL, *bv = NULL;
-    if (!st) st = read_floats(fw, &wv, err);
-    if (!st) st = read_floats(fb, &bv, err);
-    if (!st) st = upload_floats(be, wv, IMS_DTYPE_F32, 2, fw->shape, &enc->fc_w, err);
-    if (!st) st = upload_floats(be, bv, IMS_DTYPE_F32, 1, fb->shape, &enc->fc_b, err);
-    free(wv), free(bv);
+    if (!st) st = imsi_weights_upload(be, fw, IMS_DTYPE_F32, &enc->fc_w, err);
+    if (!st) st = imsi_weights_upload(be, fb, IMS_DTYPE_F32, &enc->fc_b, err);
     if (st) {
         ims_image_encoder_free(enc);
         return imsi_error_prefix(err, st, "Inception-v3 encoder");
@@ -389,7 +322,7 @@ static ims_status conv(ims_image_encoder *enc, const iv3_conv *cv, const imsi_te
 {
     int64_t oh = imsi_conv_out_size(x->shape[1], (int)cv->w.shape[1], cv->stride, cv->pad_h);
     int64_t ow = imsi_conv_out_size(x->shape[2], (int)cv->w.shape[2], cv->stride, cv->pad_w);
-    imsi_tensor y = view4(ybuf, x->shape[0], oh, ow, y_channels);
+    imsi_tensor y = imsi_tensor_view(ybuf, 4, x->shape[0], oh, ow, y_channels);
     imsi_conv2d_params p = {cv->stride, cv->stride, cv->pad_h, cv->pad_w, 1, offset, enc->precision};
     return imsi_op_conv2d(enc->be, &p, x, &cv->w, &cv->b, &y, err);
 }
@@ -398,7 +331,7 @@ static ims_status pool(ims_image_encoder *enc, imsi_pool_kind kind, int stride, 
                        const imsi_tensor *x, const imsi_tensor *ybuf, int64_t y_channels, int offset, ims_error *err)
 {
     int64_t oh = imsi_conv_out_size(x->shape[1], 3, stride, pad), ow = imsi_conv_out_size(x->shape[2], 3, stride, pad);
-    imsi_tensor y = view4(ybuf, x->shape[0], oh, ow, y_channels);
+    imsi_tensor y = imsi_tensor_view(ybuf, 4, x->shape[0], oh, ow, y_channels);
     imsi_pool2d_params p = {kind, 3, stride, pad, include_pad, offset};
     return imsi_op_pool2d(enc->be, &p, x, &y, err);
 }
@@ -414,15 +347,17 @@ static ims_status run_stem(ims_image_encoder *enc, const imsi_tensor *x, int *cu
         ims_status st = conv(enc, cv, &in, &enc->buf[next], cv->w.shape[0], 0, err);
         if (st)
             return st;
-        in = view4(&enc->buf[next], in.shape[0], imsi_conv_out_size(in.shape[1], (int)cv->w.shape[1], cv->stride, cv->pad_h),
-                   imsi_conv_out_size(in.shape[2], (int)cv->w.shape[2], cv->stride, cv->pad_w), cv->w.shape[0]);
+        in = imsi_tensor_view(&enc->buf[next], 4, in.shape[0],
+                              imsi_conv_out_size(in.shape[1], (int)cv->w.shape[1], cv->stride, cv->pad_h),
+                              imsi_conv_out_size(in.shape[2], (int)cv->w.shape[2], cv->stride, cv->pad_w),
+                              cv->w.shape[0]);
         next ^= 1;
         if (b->layers[li].maxpool_after) {
             st = pool(enc, IMS_POOL_MAX, 2, 0, 1, &in, &enc->buf[next], in.shape[3], 0, err);
             if (st)
                 return st;
-            in = view4(&enc->buf[next], in.shape[0], imsi_conv_out_size(in.shape[1], 3, 2, 0),
-                       imsi_conv_out_size(in.shape[2], 3, 2, 0), in.shape[3]);
+            in = imsi_tensor_view(&enc->buf[next], 4, in.shape[0], imsi_conv_out_size(in.shape[1], 3, 2, 0),
+                                  imsi_conv_out_size(in.shape[2], 3, 2, 0), in.shape[3]);
             next ^= 1;
         }
     }
@@ -438,7 +373,7 @@ static ims_status run_block(ims_image_encoder *enc, int bi, int batch, int in_i,
         pb = (in_i + 4) % IV3_BUFFERS;
     const int64_t *is = bi ? enc->block_shape[bi - 1] : NULL;
     int64_t ctot = enc->block_shape[bi][2];
-    imsi_tensor in = view4(&enc->buf[in_i], batch, is[0], is[1], is[2]);
+    imsi_tensor in = imsi_tensor_view(&enc->buf[in_i], 4, batch, is[0], is[1], is[2]);
     imsi_tensor prev_src = in, prev_out = in, pooled;
     int offset = 0;
     for (int li = 0; li < b->layer_count; li++, (*k)++) {
@@ -454,7 +389,7 @@ static ims_status run_block(ims_image_encoder *enc, int bi, int batch, int in_i,
             int max = bi == IV3_BLOCK_COUNT - 1 && enc->mixed_7c_max;
             st = pool(enc, max ? IMS_POOL_MAX : IMS_POOL_AVG, 1, 1, enc->count_include_pad, &in, &enc->buf[pb],
                       is[2], 0, err);
-            pooled = view4(&enc->buf[pb], batch, is[0], is[1], is[2]);
+            pooled = imsi_tensor_view(&enc->buf[pb], 4, batch, is[0], is[1], is[2]);
             src = pooled;
         }
         if (st)
@@ -469,7 +404,7 @@ static ims_status run_block(ims_image_encoder *enc, int bi, int batch, int in_i,
         if (l->ends_branch)
             offset += (int)cv->w.shape[0];
         prev_src = src;
-        prev_out = view4(&enc->buf[dst], batch, oh, ow, cv->w.shape[0]);
+        prev_out = imsi_tensor_view(&enc->buf[dst], 4, batch, oh, ow, cv->w.shape[0]);
     }
     if (b->pool_passthrough) {
         ims_status st = pool(enc, IMS_POOL_MAX, 2, 0, 1, &in, &enc->buf[o], ctot, offset, err);
@@ -511,19 +446,20 @@ static ims_status check_batch(const ims_image_encoder *enc, const void *images, 
 static ims_status run_ops(ims_image_encoder *enc, int batch, int from_u8, int *where, ims_error *err)
 {
     int64_t s = enc->image_size;
-    imsi_tensor x = view4(enc->act == IMS_DTYPE_F32 ? &enc->in_f32 : &enc->in_act, batch, s, s, 3);
+    imsi_tensor x = imsi_tensor_view(enc->act == IMS_DTYPE_F32 ? &enc->in_f32 : &enc->in_act, 4, batch, s, s, 3);
     ims_status st = IMS_OK;
     if (from_u8) {
-        imsi_tensor u8 = view4(&enc->in_u8, batch, s, s, 3);
+        imsi_tensor u8 = imsi_tensor_view(&enc->in_u8, 4, batch, s, s, 3);
         st = imsi_op_input_u8(enc->be, &u8, enc->scale, enc->shift, &x, err);
     } else if (enc->act != IMS_DTYPE_F32) {
-        imsi_tensor xf = view4(&enc->in_f32, batch, s, s, 3);
+        imsi_tensor xf = imsi_tensor_view(&enc->in_f32, 4, batch, s, s, 3);
         st = imsi_op_convert(enc->be, &xf, &x, err);
     }
     if (!st) st = run_blocks(enc, &x, IV3_BLOCK_COUNT - 1, where, err);
     const int64_t *fs = enc->block_shape[IV3_BLOCK_COUNT - 1];
-    imsi_tensor y7 = view4(&enc->buf[*where], batch, fs[0], fs[1], fs[2]);
-    imsi_tensor f = view2(&enc->feat, batch, enc->features), y = view2(&enc->logits, batch, enc->classes);
+    imsi_tensor y7 = imsi_tensor_view(&enc->buf[*where], 4, batch, fs[0], fs[1], fs[2]);
+    imsi_tensor f = imsi_tensor_view(&enc->feat, 2, batch, enc->features, 1, 1);
+    imsi_tensor y = imsi_tensor_view(&enc->logits, 2, batch, enc->classes, 1, 1);
     if (!st) st = imsi_op_global_avg_pool(enc->be, &y7, &f, err);
     if (!st) st = imsi_op_linear(enc->be, &f, &enc->fc_w, &enc->fc_b, &y, err);
     return st;
@@ -573,7 +509,8 @@ static ims_status run_forward(ims_image_encoder *enc, int batch, int from_u8, im
 
 static ims_status download_outputs(ims_image_encoder *enc, int batch, float *features, float *logits, ims_error *err)
 {
-    imsi_tensor f = view2(&enc->feat, batch, enc->features), y = view2(&enc->logits, batch, enc->classes);
+    imsi_tensor f = imsi_tensor_view(&enc->feat, 2, batch, enc->features, 1, 1);
+    imsi_tensor y = imsi_tensor_view(&enc->logits, 2, batch, enc->classes, 1, 1);
     ims_status st = IMS_OK;
     if (features) st = imsi_backend_download(enc->be, features, imsi_tensor_nbytes(&f), &f, err);
     if (!st && logits) st = imsi_backend_download(enc->be, logits, imsi_tensor_nbytes(&y), &y, err);
@@ -588,7 +525,7 @@ ims_status ims_image_encoder_forward(ims_image_encoder *enc, const uint8_t *imag
     if (st)
         return st;
     int64_t s = enc->image_size;
-    imsi_tensor u8 = view4(&enc->in_u8, batch, s, s, 3);
+    imsi_tensor u8 = imsi_tensor_view(&enc->in_u8, 4, batch, s, s, 3);
     st = imsi_backend_upload(enc->be, &u8, images, (size_t)batch * s * s * 3, err);
     if (!st) st = run_forward(enc, batch, 1, err);
     if (!st) st = download_outputs(enc, batch, features, logits, err);
@@ -603,7 +540,7 @@ ims_status ims_image_encoder_forward_f32(ims_image_encoder *enc, const float *im
     if (st)
         return st;
     int64_t s = enc->image_size;
-    imsi_tensor xf = view4(&enc->in_f32, batch, s, s, 3);
+    imsi_tensor xf = imsi_tensor_view(&enc->in_f32, 4, batch, s, s, 3);
     st = imsi_backend_upload(enc->be, &xf, images, (size_t)batch * s * s * 3 * sizeof(float), err);
     if (!st) st = run_forward(enc, batch, 0, err);
     if (!st) st = download_outputs(enc, batch, features, logits, err);
@@ -643,15 +580,15 @@ ims_status imsi_image_encoder_forward_block(ims_image_encoder *enc, const uint8_
                              block_names[block], n, count);
     st = reserve(enc, batch, err);
     int64_t s = enc->image_size;
-    imsi_tensor u8 = view4(&enc->in_u8, batch, s, s, 3);
-    imsi_tensor x = view4(enc->act == IMS_DTYPE_F32 ? &enc->in_f32 : &enc->in_act, batch, s, s, 3);
+    imsi_tensor u8 = imsi_tensor_view(&enc->in_u8, 4, batch, s, s, 3);
+    imsi_tensor x = imsi_tensor_view(enc->act == IMS_DTYPE_F32 ? &enc->in_f32 : &enc->in_act, 4, batch, s, s, 3);
     int where = 0;
     if (!st) st = imsi_backend_upload(enc->be, &u8, images, (size_t)batch * s * s * 3, err);
     if (!st) st = imsi_op_input_u8(enc->be, &u8, enc->scale, enc->shift, &x, err);
     if (!st) st = run_blocks(enc, &x, block, &where, err);
     if (st)
         return st;
-    imsi_tensor y = view4(&enc->buf[where], batch, shape[0], shape[1], shape[2]);
+    imsi_tensor y = imsi_tensor_view(&enc->buf[where], 4, batch, shape[0], shape[1], shape[2]);
     if (enc->act == IMS_DTYPE_F32)
         return imsi_backend_download(enc->be, out, n * sizeof *out, &y, err);
     /* f16 activations: widened on the host */

@@ -23,6 +23,7 @@
  * every other op works per token), so an embedding does not depend on its batch.
  */
 #include "models/text_encoder.h"
+#include "models/weights_upload.h"
 
 #include "backend/backend.h"
 #include "core/error.h"
@@ -137,35 +138,11 @@ static ims_status upload_tensor(ims_text_encoder *e, const ims_weights *w, const
     if (!wt)
         return ims_error_set(err, IMS_ERR_FORMAT, "tensor '%s' is missing", name);
     int ndim = cols ? 2 : 1;
-    int64_t shape[2] = {rows, cols};
     if (wt->ndim != ndim || wt->shape[0] != rows || (cols && wt->shape[1] != cols))
         return ims_error_set(err, IMS_ERR_FORMAT, "tensor '%s': expected (%lld%s%lld), got %d dims (%lld, %lld)", name,
                              (long long)rows, cols ? ", " : "", cols ? (long long)cols : 0LL, wt->ndim,
                              (long long)wt->shape[0], wt->ndim > 1 ? (long long)wt->shape[1] : 1LL);
-    if (wt->dtype != IMS_DTYPE_F32 && wt->dtype != IMS_DTYPE_F16)
-        return ims_error_set(err, IMS_ERR_FORMAT, "tensor '%s': dtype %s (f32 or f16 expected)", name,
-                             ims_dtype_name(wt->dtype));
-    ims_status st = imsi_tensor_alloc(e->be, dtype, ndim, shape, out, err);
-    if (st)
-        return st;
-    size_t n = (size_t)rows * (size_t)(cols ? cols : 1);
-    const void *src = wt->data;
-    void *tmp = NULL;
-    if (wt->dtype != dtype) {
-        tmp = malloc(n * ims_dtype_size(dtype));
-        if (!tmp)
-            return ims_error_set(err, IMS_ERR_NOMEM, "tensor '%s': out of memory converting it", name);
-        for (size_t i = 0; i < n; i++) {
-            if (dtype == IMS_DTYPE_F16)
-                ((uint16_t *)tmp)[i] = ims_f32_to_f16(((const float *)wt->data)[i]);
-            else
-                ((float *)tmp)[i] = ims_f16_to_f32(((const uint16_t *)wt->data)[i]);
-        }
-        src = tmp;
-    }
-    st = imsi_backend_upload(e->be, out, src, n * ims_dtype_size(dtype), err);
-    free(tmp);
-    return st ? imsi_error_prefix(err, st, "tensor '%s'", name) : IMS_OK;
+    return imsi_weights_upload(e->be, wt, dtype, out, err);
 }
 
 static ims_status upload_layer(ims_text_encoder *e, const ims_weights *w, int l, enc_layer *L, ims_error *err)
@@ -229,18 +206,6 @@ static ims_status buf_reserve(ims_backend *be, enc_buf *b, ims_dtype dtype, int6
     return st;
 }
 
-/* b's memory viewed as a tensor of the given shape (which fits its capacity). */
-static imsi_tensor buf_view(const enc_buf *b, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
-{
-    imsi_tensor v = b->t;
-    v.backend = NULL; /* a view: does not own the memory */
-    v.ndim = ndim;
-    int64_t d[IMS_MAX_DIMS] = {d0, d1, d2, d3};
-    for (int i = 0; i < IMS_MAX_DIMS; i++)
-        v.shape[i] = i < ndim ? d[i] : 1;
-    return v;
-}
-
 static ims_status reserve_device(ims_text_encoder *e, int64_t rows, int64_t t, ims_error *err)
 {
     int64_t n = rows * t;
@@ -293,15 +258,15 @@ static ims_status matmul(ims_text_encoder *e, const imsi_tensor *x, const imsi_t
 static ims_status run_layer(ims_text_encoder *e, const enc_layer *L, int64_t rows, int64_t t, ims_error *err)
 {
     int64_t n = rows * t, h = e->h;
-    imsi_tensor x = buf_view(&e->x, 2, n, h, 1, 1);          /* (n, H) */
-    imsi_tensor qkv = buf_view(&e->qkv, 2, n, 3 * h, 1, 1);  /* (n, 3H) */
-    imsi_tensor qkv3 = buf_view(&e->qkv, 3, rows, t, 3 * h, 1); /* (rows, T, 3H) */
-    imsi_tensor ctx3 = buf_view(&e->ctx, 3, rows, t, h, 1);  /* (rows, T, H) */
-    imsi_tensor ctx = buf_view(&e->ctx, 2, n, h, 1, 1);      /* (n, H) */
-    imsi_tensor tmp = buf_view(&e->tmp, 2, n, h, 1, 1);      /* (n, H) */
-    imsi_tensor mid = buf_view(&e->mid, 2, n, e->inter, 1, 1); /* (n, I) */
-    imsi_tensor scores = buf_view(&e->scores, 4, rows, e->heads, t, t); /* (rows, heads, T, T) */
-    imsi_tensor lengths = buf_view(&e->lengths, 1, rows, 1, 1, 1);     /* (rows) */
+    imsi_tensor x = imsi_tensor_view(&e->x.t, 2, n, h, 1, 1);          /* (n, H) */
+    imsi_tensor qkv = imsi_tensor_view(&e->qkv.t, 2, n, 3 * h, 1, 1);  /* (n, 3H) */
+    imsi_tensor qkv3 = imsi_tensor_view(&e->qkv.t, 3, rows, t, 3 * h, 1); /* (rows, T, 3H) */
+    imsi_tensor ctx3 = imsi_tensor_view(&e->ctx.t, 3, rows, t, h, 1);  /* (rows, T, H) */
+    imsi_tensor ctx = imsi_tensor_view(&e->ctx.t, 2, n, h, 1, 1);      /* (n, H) */
+    imsi_tensor tmp = imsi_tensor_view(&e->tmp.t, 2, n, h, 1, 1);      /* (n, H) */
+    imsi_tensor mid = imsi_tensor_view(&e->mid.t, 2, n, e->inter, 1, 1); /* (n, I) */
+    imsi_tensor scores = imsi_tensor_view(&e->scores.t, 4, rows, e->heads, t, t); /* (rows, heads, T, T) */
+    imsi_tensor lengths = imsi_tensor_view(&e->lengths.t, 1, rows, 1, 1, 1);     /* (rows) */
 
     ims_status st = matmul(e, &x, &L->qkv_w, &qkv, err);
     if (!st) st = imsi_op_bias_act(e->be, &qkv, &L->qkv_b, IMS_ACT_NONE, &qkv, err);
@@ -319,9 +284,9 @@ static ims_status run_layer(ims_text_encoder *e, const enc_layer *L, int64_t row
 static ims_status pool_download(ims_text_encoder *e, int64_t rows, int64_t t, imsi_pooling pooling, int normalize,
                                 float *out, ims_error *err)
 {
-    imsi_tensor x3 = buf_view(&e->x, 3, rows, t, e->h, 1);
-    imsi_tensor lengths = buf_view(&e->lengths, 1, rows, 1, 1, 1);
-    imsi_tensor pooled = buf_view(&e->pooled, 2, rows, e->h, 1, 1);
+    imsi_tensor x3 = imsi_tensor_view(&e->x.t, 3, rows, t, e->h, 1);
+    imsi_tensor lengths = imsi_tensor_view(&e->lengths.t, 1, rows, 1, 1, 1);
+    imsi_tensor pooled = imsi_tensor_view(&e->pooled.t, 2, rows, e->h, 1, 1);
     ims_status st = imsi_op_pool_normalize(e->be, &x3, &lengths, pooling, normalize, &pooled, err);
     if (!st)
         st = imsi_backend_download(e->be, out, (size_t)rows * e->h * sizeof *out, &pooled, err);
@@ -337,9 +302,9 @@ static ims_status run_bucket(ims_text_encoder *e, int64_t rows, int64_t t, float
     ims_status st = reserve_device(e, rows, t, err);
     if (st)
         return st;
-    imsi_tensor ids = buf_view(&e->ids, 2, rows, t, 1, 1);
-    imsi_tensor lengths = buf_view(&e->lengths, 1, rows, 1, 1, 1);
-    imsi_tensor x3 = buf_view(&e->x, 3, rows, t, e->h, 1);
+    imsi_tensor ids = imsi_tensor_view(&e->ids.t, 2, rows, t, 1, 1);
+    imsi_tensor lengths = imsi_tensor_view(&e->lengths.t, 1, rows, 1, 1, 1);
+    imsi_tensor x3 = imsi_tensor_view(&e->x.t, 3, rows, t, e->h, 1);
     st = imsi_backend_upload(e->be, &ids, e->host_ids, (size_t)(rows * t) * sizeof(int32_t), err);
     if (!st) st = imsi_backend_upload(e->be, &lengths, e->host_lengths, (size_t)rows * sizeof(int32_t), err);
     if (!st) st = imsi_op_embed_layernorm(e->be, &ids, &e->word, &e->pos, &e->type, &e->emb_g, &e->emb_b, e->eps,
