@@ -92,7 +92,7 @@ int encode_images_with(const encode_options *o, ims_backend *be, ims_image_encod
         }
         for (int j = 0; !status && j < b->count; j++) {
             if (b->items[j].status) {
-                fprintf(stderr, "imgsearch: %s\n", b->items[j].error);
+                fprintf(stderr, "imgsearch: %s: %s\n", b->items[j].path, b->items[j].reason);
                 failed++;
                 continue;
             }

@@ -361,8 +361,8 @@ ims_status ims_preprocess_fid(const ims_image *img, int size, ims_layout layout,
  * (count, 3, 299, 299) float (NCHW), (count, 299, 299, 3) float (NHWC), or
  * (count, 299, 299, 3) uint8 (torchvision mode only: the resized and cropped
  * pixels, before normalization). An image that cannot be read or decoded gets
- * a status and a one-line error ("path: reason") in its item, and zeroed
- * pixels; it never stops its batch.
+ * a status and a one-line reason in its item (the path is a field of its own),
+ * and zeroed pixels; it never stops its batch.
  *
  * Usage (one caller thread; the loader's own threads do the decoding):
  *
@@ -405,8 +405,9 @@ typedef struct ims_image_loader_options {
 void ims_image_loader_options_init(ims_image_loader_options *o);
 
 typedef struct ims_image_item {
-    ims_status status;             /* IMS_OK, or why the image failed (its pixels are zero) */
-    char error[IMS_ERROR_MSG_MAX]; /* "path: reason"; empty when ok */
+    ims_status status;              /* IMS_OK, or why the image failed (its pixels are zero) */
+    const char *path;               /* the image's path: the caller's string given to start */
+    char reason[IMS_ERROR_MSG_MAX]; /* why it failed, one line without the path; empty when ok */
 } ims_image_item;
 
 typedef struct ims_image_batch {

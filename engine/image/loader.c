@@ -21,7 +21,7 @@
  *
  * Per image: read the file (timed as read), ims_image_decode (decode), then
  * the mode's preprocessing into the slot (preprocess). A failure at any stage
- * zeroes the image's region and records "path: reason" in its item.
+ * zeroes the image's region and records its status and reason in its item.
  */
 
 #include "backend/backend.h"
@@ -204,13 +204,11 @@ static void load_one(const ims_image_loader *ld, const char *path, worker_scratc
     ims_image_free(&img);
     t->read_s = t1 - t0, t->decode_s = t2 - t1, t->preprocess_s = t3 - t2, t->bytes = size;
     item->status = st;
-    item->error[0] = '\0';
+    item->path = path;
+    item->reason[0] = '\0';
     if (st) {
         memset(out, 0, ld->item_bytes);
-        if (!err.msg[0])
-            ims_error_set(&err, st, "%s", ims_status_name(st));
-        imsi_error_prefix(&err, st, "%s", path);
-        memcpy(item->error, err.msg, sizeof item->error);
+        snprintf(item->reason, sizeof item->reason, "%s", err.msg[0] ? err.msg : ims_status_name(st));
     }
 }
 
@@ -265,7 +263,8 @@ static void *worker_main(void *arg)
         else {
             memset(out, 0, ld->item_bytes);
             item->status = IMS_ERR_NOMEM;
-            snprintf(item->error, sizeof item->error, "%s: cannot allocate the decode thread's buffer", path);
+            item->path = path;
+            snprintf(item->reason, sizeof item->reason, "cannot allocate the decode thread's buffer");
         }
 
         pthread_mutex_lock(&ld->mutex);

@@ -162,12 +162,7 @@ static ims_status run_batch(index_run *r, const ims_image_batch *b, const ims_fi
         const ims_file_entry *f = &files[b->first + (size_t)i];
         double t1 = now_s();
         if (b->items[i].status != IMS_OK) {
-            /* "path: reason": the index stores the path apart */
-            const char *reason = b->items[i].error;
-            size_t plen = strlen(f->path);
-            if (strncmp(reason, f->path, plen) == 0 && reason[plen] == ':')
-                reason += plen + (reason[plen + 1] == ' ' ? 2 : 1);
-            st = record_failure(r, f->path, reason, err);
+            st = record_failure(r, f->path, b->items[i].reason, err);
         } else {
             ims_error why = {0};
             const char *bad = embed_one(r, i, &why);
