@@ -188,6 +188,7 @@ typedef struct image_sink {
     const size_t *which;   /* image i of the loader is query which[i] */
     const float *class_emb; /* (classes, semantic_dim) for --table semantic, else NULL */
     int semantic_dim;
+    int conse_top;          /* as the index's rows were mixed */
     ims_error *err;
 } image_sink;
 
@@ -203,7 +204,7 @@ static int store_image_query(void *ctx, size_t index, const char *path, const fl
     if (!(q->vector = malloc((size_t)dim * sizeof *q->vector)))
         return 1;
     if (s->class_emb)
-        return ims_conse_embed(logits, 1, nc, s->class_emb, dim, 10, q->vector, s->err) != IMS_OK;
+        return ims_conse_embed(logits, 1, nc, s->class_emb, dim, s->conse_top, q->vector, s->err) != IMS_OK;
     memcpy(q->vector, features, (size_t)fd * sizeof *features); /* the k-NN table normalizes queries */
     return 0;
 }
@@ -251,7 +252,7 @@ static ims_status embed_images(search_args *a, ims_index *index, cli_models *m, 
         eo.count = n;
         eo.mode = (int)cfg->mode;
         eo.batch = 16;
-        image_sink sink = {a, which, class_emb, cfg->semantic_dim, err};
+        image_sink sink = {a, which, class_emb, cfg->semantic_dim, cfg->conse_top, err};
         size_t ok = 0;
         if (encode_images_with(&eo, m->backend, enc, store_image_query, &sink, &ok) != CLI_EXIT_OK) {
             if (!err->msg[0])

@@ -707,6 +707,11 @@ typedef struct ims_index_config {
     int chunk_rows;           /* rows per chunk; default 4096 */
     int visual_dim;           /* default 2048 */
     int semantic_dim;         /* 0: no semantic table (no text model) */
+    int conse_top;            /* classes ConSE mixes per semantic row (and per image query on
+                                 the semantic table); default 10, also what an index made
+                                 before it was recorded holds */
+    int precision;            /* the image model's arithmetic the rows were made with (an
+                                 ims_precision); -1: not recorded (indexes made before it was) */
     ims_index_model image_model;
     ims_index_model text_model; /* when semantic_dim > 0 */
 } ims_index_config;
@@ -717,7 +722,8 @@ void ims_index_config_init(ims_index_config *c);
 ims_status ims_index_open(const char *dir, ims_index **out, ims_error *err);
 /* Opens an index to add to it: creates the folder and an empty index, or
  * reopens one whose configuration equals cfg (else an error naming the first
- * difference, such as another image model). */
+ * difference and both values, such as another image model or --conse-top). An
+ * index whose precision is not recorded accepts any, and stays unrecorded. */
 ims_status ims_index_open_for_writing(const char *dir, const ims_index_config *cfg, ims_index **out,
                                       ims_error *err);
 /* Drops rows not yet committed. NULL is fine. */
@@ -848,11 +854,14 @@ typedef struct ims_index_run_options {
     const char *image_model_path;        /* identified (size, CRC-32) in the manifest */
     const ims_text_embedder *text;       /* NULL: no semantic table */
     const char *text_model_path;
-    ims_precision precision;             /* of the image model; default fp32 */
+    ims_precision precision;             /* of the image model; default fp32; recorded in the
+                                            manifest: a run on an existing index must match it */
     ims_preprocess_mode mode;            /* default torchvision */
     ims_dtype dtype;                     /* tables: default f16 */
     int batch_size, threads, chunk_rows; /* defaults 32, 4, 4096 */
-    int conse_top;                       /* classes mixed per image; default 10 */
+    int conse_top;                       /* classes mixed per image; default 10; recorded in the
+                                            manifest (search mixes image queries alike): a run on
+                                            an existing index must match it */
     /* Called on the caller's thread: progress after each batch (and once
      * PLANNED, once FINISHED); each failure as it is recorded. Either may be NULL. */
     void (*progress)(void *ctx, const ims_index_progress *p);

@@ -198,6 +198,8 @@ ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out
     cfg.mode = o->mode;
     cfg.dtype = o->dtype;
     cfg.chunk_rows = o->chunk_rows;
+    cfg.conse_top = o->conse_top;
+    cfg.precision = (int)o->precision;
     ims_status st = ims_index_model_identify(o->image_model_path, &cfg.image_model, err);
     int64_t synthetic = 0;
     cfg.image_model.synthetic =

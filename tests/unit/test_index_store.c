@@ -177,6 +177,8 @@ static void config_for_test(ims_index_config *c, ims_dtype dtype)
     c->chunk_rows = 4;
     c->visual_dim = VD;
     c->semantic_dim = SD;
+    c->conse_top = 3;
+    c->precision = IMS_PRECISION_FP16;
     snprintf(c->image_model.name, sizeof c->image_model.name, "iv3.isw");
     c->image_model.bytes = 123;
     c->image_model.crc32 = 0xdeadbeef;
@@ -208,6 +210,9 @@ static void check_index(const char *dir, int rows, int failures, ims_dtype dtype
     TEST_CHECK(ims_index_failure_count(idx) == (size_t)failures, "%zu failures, want %d",
                ims_index_failure_count(idx), failures);
     TEST_CHECK(ims_index_get_config(idx)->image_model.crc32 == 0xdeadbeef, "model crc");
+    TEST_CHECK(ims_index_get_config(idx)->conse_top == 3, "conse_top %d, want 3", ims_index_get_config(idx)->conse_top);
+    TEST_CHECK(ims_index_get_config(idx)->precision == IMS_PRECISION_FP16, "precision %d, want fp16",
+               ims_index_get_config(idx)->precision);
     for (int r = 0; r < rows && r < (int)ims_index_row_count(idx); r++) {
         char path[64];
         snprintf(path, sizeof path, "img/%03d\t%%\xff.jpg", r);
@@ -297,6 +302,66 @@ static void test_index(ims_dtype dtype)
     other.mode = IMS_PREPROCESS_FID;
     TEST_CHECK(ims_index_open_for_writing(dir, &other, &idx, &err) == IMS_ERR_ARGUMENT && strstr(err.msg, "mode"),
                "another mode: %s", err.msg);
+    /* ConSE's class count and the precision are part of what the rows are: a
+     * run with others would mix two kinds of rows in one table. */
+    other = cfg;
+    other.conse_top = 5;
+    TEST_CHECK(ims_index_open_for_writing(dir, &other, &idx, &err) == IMS_ERR_ARGUMENT &&
+                   strstr(err.msg, "--conse-top 3") && strstr(err.msg, "not 5"),
+               "another conse_top: %s", err.msg);
+    other = cfg;
+    other.precision = IMS_PRECISION_FP32;
+    TEST_CHECK(ims_index_open_for_writing(dir, &other, &idx, &err) == IMS_ERR_ARGUMENT && strstr(err.msg, "fp16") &&
+                   strstr(err.msg, "fp32"),
+               "another precision: %s", err.msg);
+    check_index(dir, 7, 2, dtype); /* the refusals changed nothing */
+}
+
+/* A manifest written before conse_top and precision were recorded: ConSE
+ * mixed 10 classes then, the precision is unknown (any run may add to it, and
+ * it stays unrecorded). */
+static void test_old_manifest(void)
+{
+    make_dir("old");
+    write_text("old/manifest.json", "%s",
+               "{\"format\": \"imgsearch-index\", \"version\": 1, \"tool_version\": \"0.1.0\", \"mode\": \"torchvision\","
+               " \"dtype\": \"f32\", \"chunk_rows\": 4, \"visual_dim\": 5, \"semantic_dim\": 3,"
+               " \"image_model\": {\"name\": \"iv3.isw\", \"path\": \"/a\", \"bytes\": 123, \"crc32\": \"deadbeef\"},"
+               " \"text_model\": {\"name\": \"text.isw\", \"path\": \"/b\", \"bytes\": 456, \"crc32\": \"01020304\"},"
+               " \"rows\": 0, \"failures\": 0, \"chunks\": []}");
+    char dir[512];
+    path_join(dir, sizeof dir, "old");
+    ims_error err = {0};
+    ims_index *idx = NULL;
+    TEST_OK(ims_index_open(dir, &idx, &err), err);
+    if (idx) {
+        TEST_CHECK(ims_index_get_config(idx)->conse_top == 10, "an old index reads as conse_top %d, want 10",
+                   ims_index_get_config(idx)->conse_top);
+        TEST_CHECK(ims_index_get_config(idx)->precision == -1, "an old index's precision reads as %d, want -1",
+                   ims_index_get_config(idx)->precision);
+        ims_index_close(idx);
+    }
+    ims_index_config cfg;
+    config_for_test(&cfg, IMS_DTYPE_F32); /* conse_top 3 */
+    TEST_CHECK(ims_index_open_for_writing(dir, &cfg, &idx, &err) == IMS_ERR_ARGUMENT && strstr(err.msg, "--conse-top 10") &&
+                   strstr(err.msg, "not 3"),
+               "an old index (conse_top 10) resumed with 3: %s", err.msg);
+    cfg.conse_top = 10;
+    cfg.precision = IMS_PRECISION_FP32;
+    TEST_OK(ims_index_open_for_writing(dir, &cfg, &idx, &err), err);
+    if (!idx)
+        return;
+    add_rows(idx, 0, 1, &err);
+    TEST_OK(ims_index_commit(idx, &err), err);
+    ims_index_close(idx);
+    TEST_OK(ims_index_open(dir, &idx, &err), err);
+    if (idx) {
+        TEST_CHECK(ims_index_row_count(idx) == 1, "%zu rows", ims_index_row_count(idx));
+        TEST_CHECK(ims_index_get_config(idx)->conse_top == 10 && ims_index_get_config(idx)->precision == -1,
+                   "after a commit: conse_top %d, precision %d (want 10, unrecorded)",
+                   ims_index_get_config(idx)->conse_top, ims_index_get_config(idx)->precision);
+        ims_index_close(idx);
+    }
 }
 
 /* Each malformed manifest or chunk file is refused with a message naming it. */
@@ -332,6 +397,18 @@ static void test_malformed(void)
          " \"image_model\": {\"name\": \"a\", \"path\": \"/a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
          " \"rows\": 3, \"failures\": 0, \"chunks\": [{\"rows\": 2, \"failures\": 0}]}",
          "the chunks hold 2 rows"},
+        {"bad/manifest.json",
+         "{\"format\": \"imgsearch-index\", \"version\": 1, \"tool_version\": \"x\", \"mode\": \"torchvision\","
+         " \"dtype\": \"f32\", \"chunk_rows\": 4, \"visual_dim\": 5, \"semantic_dim\": 0, \"conse_top\": 0,"
+         " \"image_model\": {\"name\": \"a\", \"path\": \"/a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
+         " \"rows\": 2, \"failures\": 0, \"chunks\": [{\"rows\": 2, \"failures\": 0}]}",
+         "'conse_top'"},
+        {"bad/manifest.json",
+         "{\"format\": \"imgsearch-index\", \"version\": 1, \"tool_version\": \"x\", \"mode\": \"torchvision\","
+         " \"dtype\": \"f32\", \"chunk_rows\": 4, \"visual_dim\": 5, \"semantic_dim\": 0, \"precision\": \"fp8\","
+         " \"image_model\": {\"name\": \"a\", \"path\": \"/a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
+         " \"rows\": 2, \"failures\": 0, \"chunks\": [{\"rows\": 2, \"failures\": 0}]}",
+         "precision 'fp8'"},
         {"bad/chunk-000000.rows.txt", "20\t1\timg/000.jpg\n", "1 rows, the manifest lists 2"},
         {"bad/chunk-000000.rows.txt", "20\t1\timg/000.jpg\nx\t1\timg/001.jpg\n", "line 2"},
         {"bad/chunk-000000.rows.txt", "20\t1\timg/000.jpg\n20\t1\timg/%G1.jpg\n", "malformed"},
@@ -373,6 +450,7 @@ int main(void)
     test_index(IMS_DTYPE_F16);
     test_index(IMS_DTYPE_F32);
     test_malformed();
+    test_old_manifest();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "chmod -R u+rwx '%s'; rm -rf '%s'", tmp_root, tmp_root);
     if (system(cmd) != 0)
