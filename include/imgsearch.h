@@ -20,6 +20,14 @@ extern "C" {
 
 #define IMS_VERSION_STRING "0.1.0"
 
+/* Marks the public API: the library is built with hidden symbols
+ * (-fvisibility=hidden), so only these functions leave libimgsearch.so. */
+#if defined(__GNUC__)
+#define IMS_API __attribute__((visibility("default")))
+#else
+#define IMS_API
+#endif
+
 /* ---- Status and errors ---------------------------------------------------- */
 
 typedef enum ims_status {
@@ -43,12 +51,12 @@ typedef struct ims_error {
 } ims_error;
 
 /* A short constant name for a status ("format error", ...). */
-const char *ims_status_name(ims_status status);
+IMS_API const char *ims_status_name(ims_status status);
 
 /* Records code and a printf-formatted one-line message in err (if not NULL)
  * and returns code: how callers (the CLI, bindings) report their own errors
  * in the library's form. */
-ims_status ims_error_set(ims_error *err, ims_status code, const char *fmt, ...)
+IMS_API ims_status ims_error_set(ims_error *err, ims_status code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
@@ -65,12 +73,12 @@ typedef enum ims_dtype {
     IMS_DTYPE_COUNT
 } ims_dtype;
 
-size_t ims_dtype_size(ims_dtype dtype);    /* 0 for an unknown dtype */
-const char *ims_dtype_name(ims_dtype dtype); /* "f32", ...; "?" if unknown */
+IMS_API size_t ims_dtype_size(ims_dtype dtype);    /* 0 for an unknown dtype */
+IMS_API const char *ims_dtype_name(ims_dtype dtype); /* "f32", ...; "?" if unknown */
 
 /* IEEE 754 binary16 <-> binary32, round to nearest even (as CUDA's __float2half_rn). */
-uint16_t ims_f32_to_f16(float value);
-float ims_f16_to_f32(uint16_t value);
+IMS_API uint16_t ims_f32_to_f16(float value);
+IMS_API float ims_f16_to_f32(uint16_t value);
 
 typedef struct ims_str {
     const char *ptr;
@@ -92,7 +100,7 @@ typedef enum ims_meta_type {
     IMS_META_STRING_ARRAY = 6,
 } ims_meta_type;
 
-const char *ims_meta_type_name(ims_meta_type type); /* "i64", "string[]", ... */
+IMS_API const char *ims_meta_type_name(ims_meta_type type); /* "i64", "string[]", ... */
 
 typedef struct ims_meta {
     ims_str key;
@@ -130,44 +138,44 @@ enum {
 /* Maps and validates a weight file. Every count, offset, length and size product
  * is checked before use; a bad file gets IMS_ERR_FORMAT (or IMS_ERR_CHECKSUM)
  * with a message naming the field and its value. */
-ims_status ims_weights_open(const char *path, unsigned flags, ims_weights **out, ims_error *err);
+IMS_API ims_status ims_weights_open(const char *path, unsigned flags, ims_weights **out, ims_error *err);
 
 /* The same over a caller's buffer, which must outlive the handle and start at an
  * address that is a multiple of the file's alignment. */
-ims_status ims_weights_open_memory(const void *buf, size_t size, unsigned flags,
-                                   ims_weights **out, ims_error *err);
+IMS_API ims_status ims_weights_open_memory(const void *buf, size_t size, unsigned flags,
+                                           ims_weights **out, ims_error *err);
 
-void ims_weights_close(ims_weights *w);
+IMS_API void ims_weights_close(ims_weights *w);
 
-const ims_weights_header *ims_weights_get_header(const ims_weights *w);
-ims_status ims_weights_verify_data(const ims_weights *w, ims_error *err);
+IMS_API const ims_weights_header *ims_weights_get_header(const ims_weights *w);
+IMS_API ims_status ims_weights_verify_data(const ims_weights *w, ims_error *err);
 
-size_t ims_weights_meta_count(const ims_weights *w);
-const ims_meta *ims_weights_meta_at(const ims_weights *w, size_t index); /* file order */
-const ims_meta *ims_weights_meta_find(const ims_weights *w, const char *key);
+IMS_API size_t ims_weights_meta_count(const ims_weights *w);
+IMS_API const ims_meta *ims_weights_meta_at(const ims_weights *w, size_t index); /* file order */
+IMS_API const ims_meta *ims_weights_meta_find(const ims_weights *w, const char *key);
 
 /* Typed getters: IMS_ERR_NOT_FOUND if absent, IMS_ERR_FORMAT if of another type. */
-ims_status ims_weights_get_i64(const ims_weights *w, const char *key, int64_t *out, ims_error *err);
-ims_status ims_weights_get_f64(const ims_weights *w, const char *key, double *out, ims_error *err);
-ims_status ims_weights_get_string(const ims_weights *w, const char *key, ims_str *out, ims_error *err);
-ims_status ims_weights_get_strings(const ims_weights *w, const char *key, const ims_str **out,
-                                   size_t *count, ims_error *err);
+IMS_API ims_status ims_weights_get_i64(const ims_weights *w, const char *key, int64_t *out, ims_error *err);
+IMS_API ims_status ims_weights_get_f64(const ims_weights *w, const char *key, double *out, ims_error *err);
+IMS_API ims_status ims_weights_get_string(const ims_weights *w, const char *key, ims_str *out, ims_error *err);
+IMS_API ims_status ims_weights_get_strings(const ims_weights *w, const char *key, const ims_str **out,
+                                           size_t *count, ims_error *err);
 /* Copies an I64_ARRAY (or F64_ARRAY) of exactly `count` elements. */
-ims_status ims_weights_get_i64_array(const ims_weights *w, const char *key, int64_t *out,
-                                     size_t count, ims_error *err);
-ims_status ims_weights_get_f64_array(const ims_weights *w, const char *key, double *out,
-                                     size_t count, ims_error *err);
-int64_t ims_meta_i64_at(const ims_meta *m, size_t i);
-double ims_meta_f64_at(const ims_meta *m, size_t i);
+IMS_API ims_status ims_weights_get_i64_array(const ims_weights *w, const char *key, int64_t *out,
+                                             size_t count, ims_error *err);
+IMS_API ims_status ims_weights_get_f64_array(const ims_weights *w, const char *key, double *out,
+                                             size_t count, ims_error *err);
+IMS_API int64_t ims_meta_i64_at(const ims_meta *m, size_t i);
+IMS_API double ims_meta_f64_at(const ims_meta *m, size_t i);
 
-size_t ims_weights_tensor_count(const ims_weights *w);
-const ims_weight_tensor *ims_weights_tensor_at(const ims_weights *w, size_t index); /* file order */
-const ims_weight_tensor *ims_weights_tensor_find(const ims_weights *w, const char *name);
+IMS_API size_t ims_weights_tensor_count(const ims_weights *w);
+IMS_API const ims_weight_tensor *ims_weights_tensor_at(const ims_weights *w, size_t index); /* file order */
+IMS_API const ims_weight_tensor *ims_weights_tensor_find(const ims_weights *w, const char *name);
 
 /* Finds a tensor and checks its dtype and shape: ndim dims from `shape`. */
-ims_status ims_weights_tensor_expect(const ims_weights *w, const char *name, ims_dtype dtype,
-                                     int ndim, const int64_t *shape,
-                                     const ims_weight_tensor **out, ims_error *err);
+IMS_API ims_status ims_weights_tensor_expect(const ims_weights *w, const char *name, ims_dtype dtype,
+                                             int ndim, const int64_t *shape,
+                                             const ims_weight_tensor **out, ims_error *err);
 
 /* ---- Converting checkpoints (weights_tools/convert.c) ------------------------------ */
 
@@ -178,8 +186,8 @@ typedef enum ims_convert_arch {
     IMS_CONVERT_ARCH_BERT,             /* a BERT-family sentence encoder */
 } ims_convert_arch;
 
-const char *ims_convert_arch_name(ims_convert_arch arch); /* "inception_v3", ... */
-ims_status ims_convert_arch_parse(const char *text, ims_convert_arch *out, ims_error *err);
+IMS_API const char *ims_convert_arch_name(ims_convert_arch arch); /* "inception_v3", ... */
+IMS_API ims_status ims_convert_arch_parse(const char *text, ims_convert_arch *out, ims_error *err);
 
 typedef struct ims_convert_options {
     ims_convert_arch arch;
@@ -189,7 +197,7 @@ typedef struct ims_convert_options {
     const char *source;      /* recorded as metadata "source" */
 } ims_convert_options;
 
-void ims_convert_options_init(ims_convert_options *o);
+IMS_API void ims_convert_options_init(ims_convert_options *o);
 
 /* What the conversion did, for the CLI's summary. */
 typedef struct ims_convert_report {
@@ -202,16 +210,16 @@ typedef struct ims_convert_report {
 /* Converts a checkpoint to a weight file without running any of its code.
  * input: a PyTorch (zip or legacy) or safetensors file, or a Hugging Face /
  * sentence-transformers model directory (BERT). Written crash-safely. */
-ims_status ims_convert(const char *input, const char *output, const ims_convert_options *o, ims_convert_report *report,
-                       ims_error *err);
+IMS_API ims_status ims_convert(const char *input, const char *output, const ims_convert_options *o, ims_convert_report *report,
+                               ims_error *err);
 
 /* A weight file of the architecture's full size with synthetic weights (a
  * documented generator, weights_tools/synthetic.c), for machines without the
  * published checkpoint, benchmarks and tests. The file has metadata
  * "synthetic" = 1, and tools that load it warn that results are not
  * meaningful. Only IMS_CONVERT_ARCH_INCEPTION_V3. */
-ims_status ims_convert_synthetic(ims_convert_arch arch, const char *output, const ims_convert_options *o,
-                                 ims_convert_report *report, ims_error *err);
+IMS_API ims_status ims_convert_synthetic(ims_convert_arch arch, const char *output, const ims_convert_options *o,
+                                         ims_convert_report *report, ims_error *err);
 
 /* ---- Compute backends ------------------------------------------------------- */
 
@@ -233,16 +241,16 @@ typedef struct ims_backend_info {
 } ims_backend_info;
 
 /* 1 if this build contains the CUDA backend. */
-int ims_cuda_compiled(void);
+IMS_API int ims_cuda_compiled(void);
 
 /* Number of CUDA devices, or an error (IMS_ERR_NO_DEVICE with the driver's reason,
  * IMS_ERR_UNSUPPORTED in a CPU-only build). */
-ims_status ims_cuda_device_count(int *count, ims_error *err);
+IMS_API ims_status ims_cuda_device_count(int *count, ims_error *err);
 
 /* device: GPU index for CUDA, ignored for CPU. */
-ims_status ims_backend_create(ims_backend_kind kind, int device, ims_backend **out, ims_error *err);
-void ims_backend_free(ims_backend *be);
-const ims_backend_info *ims_backend_get_info(const ims_backend *be);
+IMS_API ims_status ims_backend_create(ims_backend_kind kind, int device, ims_backend **out, ims_error *err);
+IMS_API void ims_backend_free(ims_backend *be);
+IMS_API const ims_backend_info *ims_backend_get_info(const ims_backend *be);
 
 /* The arithmetic of a model on a backend (the CPU computes in fp32 only). */
 typedef enum ims_precision {
@@ -251,18 +259,18 @@ typedef enum ims_precision {
     IMS_PRECISION_FP16,     /* CUDA: fp16 activations and weights, fp32 accumulation */
 } ims_precision;
 
-const char *ims_precision_name(ims_precision p); /* "fp32", "tf32", "fp16" */
-ims_status ims_precision_parse(const char *text, ims_precision *out, ims_error *err);
+IMS_API const char *ims_precision_name(ims_precision p); /* "fp32", "tf32", "fp16" */
+IMS_API ims_status ims_precision_parse(const char *text, ims_precision *out, ims_error *err);
 
 /* Benchmarks. A stopwatch on the backend's stream (CUDA events on a GPU, the
  * host clock on the CPU): start and stop are queued with the work between
  * them; elapsed waits for the stop and gives milliseconds. */
 typedef struct ims_backend_timer ims_backend_timer;
-ims_status ims_backend_timer_create(ims_backend *be, ims_backend_timer **out, ims_error *err);
-ims_status ims_backend_timer_start(ims_backend_timer *t, ims_error *err);
-ims_status ims_backend_timer_stop(ims_backend_timer *t, ims_error *err);
-ims_status ims_backend_timer_elapsed_ms(ims_backend_timer *t, double *ms, ims_error *err);
-void ims_backend_timer_free(ims_backend_timer *t);
+IMS_API ims_status ims_backend_timer_create(ims_backend *be, ims_backend_timer **out, ims_error *err);
+IMS_API ims_status ims_backend_timer_start(ims_backend_timer *t, ims_error *err);
+IMS_API ims_status ims_backend_timer_stop(ims_backend_timer *t, ims_error *err);
+IMS_API ims_status ims_backend_timer_elapsed_ms(ims_backend_timer *t, double *ms, ims_error *err);
+IMS_API void ims_backend_timer_free(ims_backend_timer *t);
 
 /* What this device can do, measured now (best of several runs): the copy
  * bandwidth within device memory (bytes read + written per second) and the
@@ -273,7 +281,7 @@ typedef struct ims_backend_peaks {
     double gemm_tflop_per_s;
     char copy_what[96], gemm_what[96]; /* how each was measured */
 } ims_backend_peaks;
-ims_status ims_backend_measure_peaks(ims_backend *be, int quick, ims_backend_peaks *out, ims_error *err);
+IMS_API ims_status ims_backend_measure_peaks(ims_backend *be, int quick, ims_backend_peaks *out, ims_error *err);
 
 /* ---- Images ------------------------------------------------------------------------ */
 
@@ -312,18 +320,18 @@ typedef struct ims_decode_options {
     int apply_exif_orientation;   /* default 1; torchvision's own pipeline ignores EXIF (0) */
 } ims_decode_options;
 
-void ims_decode_options_init(ims_decode_options *o);
+IMS_API void ims_decode_options_init(ims_decode_options *o);
 
 /* The format by content (magic bytes), never by file name. */
-ims_image_format ims_image_sniff(const void *data, size_t size);
+IMS_API ims_image_format ims_image_sniff(const void *data, size_t size);
 
 /* Decodes and converts to RGB8. Bad input: IMS_ERR_FORMAT (or IMS_ERR_UNSUPPORTED,
  * IMS_ERR_NOMEM) with a one-line reason; never a crash. */
-ims_status ims_image_decode(const void *data, size_t size, const ims_decode_options *o, ims_image *out,
-                            ims_error *err);
+IMS_API ims_status ims_image_decode(const void *data, size_t size, const ims_decode_options *o, ims_image *out,
+                                    ims_error *err);
 /* Reads the file then decodes; messages start with the path. */
-ims_status ims_image_decode_file(const char *path, const ims_decode_options *o, ims_image *out, ims_error *err);
-void ims_image_free(ims_image *img);
+IMS_API ims_status ims_image_decode_file(const char *path, const ims_decode_options *o, ims_image *out, ims_error *err);
+IMS_API void ims_image_free(ims_image *img);
 
 /* ---- Preprocess ------------------------------------------------------------------ */
 
@@ -340,16 +348,16 @@ typedef enum ims_layout {
 /* torchvision mode up to the 8-bit image: Pillow's resize of the short side
  * to `resize` (the long side as torchvision computes it), then the center crop
  * of crop x crop. out: (crop, crop, 3), byte-identical to Pillow + torchvision. */
-ims_status ims_preprocess_torchvision_u8(const ims_image *img, int resize, int crop, uint8_t *out, ims_error *err);
+IMS_API ims_status ims_preprocess_torchvision_u8(const ims_image *img, int resize, int crop, uint8_t *out, ims_error *err);
 
 /* uint8 (h, w, 3) -> float: x / 255, then (x - mean[c]) / std[c], in layout. */
-void ims_preprocess_normalize(const uint8_t *pixels, int h, int w, const float mean[3], const float std[3],
-                              ims_layout layout, float *out);
+IMS_API void ims_preprocess_normalize(const uint8_t *pixels, int h, int w, const float mean[3], const float std[3],
+                                      ims_layout layout, float *out);
 
 /* fid mode: RGB8 -> [0, 1] -> bilinear size x size (align_corners False, no
  * antialias, as torch.nn.functional.interpolate) -> 2x - 1. out: float
  * (3, size, size) or (size, size, 3). */
-ims_status ims_preprocess_fid(const ims_image *img, int size, ims_layout layout, float *out, ims_error *err);
+IMS_API ims_status ims_preprocess_fid(const ims_image *img, int size, ims_layout layout, float *out, ims_error *err);
 
 /* ---- Image loader -------------------------------------------------------------------- */
 
@@ -402,7 +410,7 @@ typedef struct ims_image_loader_options {
     ims_decode_options decode;  /* ims_decode_options_init's defaults */
 } ims_image_loader_options;
 
-void ims_image_loader_options_init(ims_image_loader_options *o);
+IMS_API void ims_image_loader_options_init(ims_image_loader_options *o);
 
 typedef struct ims_image_item {
     ims_status status;              /* IMS_OK, or why the image failed (its pixels are zero) */
@@ -433,26 +441,26 @@ typedef struct ims_image_loader ims_image_loader;
 /* backend may be NULL (plain 64-byte aligned host memory); otherwise the batch
  * buffers come from its host_alloc (pinned memory for CUDA) and the backend
  * must outlive the loader. Starts the decode threads, which wait for work. */
-ims_status ims_image_loader_create(const ims_image_loader_options *o, ims_backend *backend,
-                                   ims_image_loader **out, ims_error *err);
+IMS_API ims_status ims_image_loader_create(const ims_image_loader_options *o, ims_backend *backend,
+                                           ims_image_loader **out, ims_error *err);
 
 /* Begins a run over paths[0..count). Only when no run is in progress (every
  * batch of the previous run was returned and released). */
-ims_status ims_image_loader_start(ims_image_loader *ld, const char *const *paths, size_t count, ims_error *err);
+IMS_API ims_status ims_image_loader_start(ims_image_loader *ld, const char *const *paths, size_t count, ims_error *err);
 
 /* Blocks until the next batch is complete and returns it; IMS_ERR_NOT_FOUND
  * once every batch of the run was returned. IMS_ERR_ARGUMENT if every buffer
  * is held by the caller (release one first) or no run was started. */
-ims_status ims_image_loader_next(ims_image_loader *ld, const ims_image_batch **batch, ims_error *err);
+IMS_API ims_status ims_image_loader_next(ims_image_loader *ld, const ims_image_batch **batch, ims_error *err);
 
 /* Gives a batch returned by next back to the loader, which may refill it. */
-void ims_image_loader_release(ims_image_loader *ld, const ims_image_batch *batch);
+IMS_API void ims_image_loader_release(ims_image_loader *ld, const ims_image_batch *batch);
 
-void ims_image_loader_get_stats(ims_image_loader *ld, ims_image_loader_stats *out);
+IMS_API void ims_image_loader_get_stats(ims_image_loader *ld, ims_image_loader_stats *out);
 
 /* Stops the threads (each finishes the image in hand) and frees everything,
  * batches still held by the caller included. NULL is fine. */
-void ims_image_loader_free(ims_image_loader *ld);
+IMS_API void ims_image_loader_free(ims_image_loader *ld);
 
 
 /* Inception-v3 (torchvision, or pytorch-fid's FID Inception) on a backend:
@@ -465,26 +473,26 @@ typedef struct ims_image_encoder ims_image_encoder;
 
 /* The CPU backend supports IMS_PRECISION_FP32 only. w must outlive nothing:
  * the encoder copies what it needs. */
-ims_status ims_image_encoder_create(ims_backend *be, const ims_weights *w, ims_precision p,
-                                    ims_image_encoder **out, ims_error *err);
-void ims_image_encoder_free(ims_image_encoder *enc);
+IMS_API ims_status ims_image_encoder_create(ims_backend *be, const ims_weights *w, ims_precision p,
+                                            ims_image_encoder **out, ims_error *err);
+IMS_API void ims_image_encoder_free(ims_image_encoder *enc);
 
 /* images: (batch, 299, 299, 3) uint8 host memory, the loader's U8 output (or
  * any RGB bytes); normalized inside with the file's preprocess.mean/std.
  * features (batch, feature_dim) and logits (batch, num_classes): host, either
  * may be NULL. */
-ims_status ims_image_encoder_forward(ims_image_encoder *enc, const uint8_t *images, int batch, float *features,
-                                     float *logits, ims_error *err);
+IMS_API ims_status ims_image_encoder_forward(ims_image_encoder *enc, const uint8_t *images, int batch, float *features,
+                                             float *logits, ims_error *err);
 /* The same from float input already normalized: (batch, 299, 299, 3), NHWC
  * (the loader's F32 output with layout NHWC; fid mode gives only this). */
-ims_status ims_image_encoder_forward_f32(ims_image_encoder *enc, const float *images, int batch, float *features,
-                                         float *logits, ims_error *err);
+IMS_API ims_status ims_image_encoder_forward_f32(ims_image_encoder *enc, const float *images, int batch, float *features,
+                                                 float *logits, ims_error *err);
 
-int ims_image_encoder_num_classes(const ims_image_encoder *enc);
-int ims_image_encoder_feature_dim(const ims_image_encoder *enc);
-ims_preprocess_mode ims_image_encoder_mode(const ims_image_encoder *enc);
+IMS_API int ims_image_encoder_num_classes(const ims_image_encoder *enc);
+IMS_API int ims_image_encoder_feature_dim(const ims_image_encoder *enc);
+IMS_API ims_preprocess_mode ims_image_encoder_mode(const ims_image_encoder *enc);
 /* Class i's label from the file ({NULL, 0} if it has none or i is out of range). */
-ims_str ims_image_encoder_label(const ims_image_encoder *enc, int i);
+IMS_API ims_str ims_image_encoder_label(const ims_image_encoder *enc, int i);
 
 
 /* BERT WordPiece tokenization, identical to Hugging Face's tokenizers
@@ -520,35 +528,35 @@ typedef struct ims_tokenizer_options {
     const char *continuing_prefix; /* "##" */
 } ims_tokenizer_options;
 
-void ims_tokenizer_options_init(ims_tokenizer_options *o);
+IMS_API void ims_tokenizer_options_init(ims_tokenizer_options *o);
 
 /* tokens[i] is the string of id i (as vocab.txt's line i). o may be NULL (defaults). */
-ims_status ims_tokenizer_create_from_vocab(const char *const *tokens, size_t n, const ims_tokenizer_options *o,
-                                           ims_tokenizer **out, ims_error *err);
+IMS_API ims_status ims_tokenizer_create_from_vocab(const char *const *tokens, size_t n, const ims_tokenizer_options *o,
+                                                   ims_tokenizer **out, ims_error *err);
 /* From a converted BERT model: metadata tokenizer.vocab, tokenizer.{pad,unk,cls,
  * sep,mask}_id, tokenizer.do_lower_case and bert.max_seq_length (the default max_len). */
-ims_status ims_tokenizer_create_from_weights(const ims_weights *w, ims_tokenizer **out, ims_error *err);
-void ims_tokenizer_free(ims_tokenizer *tok); /* NULL is fine */
+IMS_API ims_status ims_tokenizer_create_from_weights(const ims_weights *w, ims_tokenizer **out, ims_error *err);
+IMS_API void ims_tokenizer_free(ims_tokenizer *tok); /* NULL is fine */
 
-int ims_tokenizer_max_len(const ims_tokenizer *tok);
-size_t ims_tokenizer_vocab_size(const ims_tokenizer *tok);
-int32_t ims_tokenizer_special_id(const ims_tokenizer *tok, ims_token_kind kind); /* -1 if absent */
+IMS_API int ims_tokenizer_max_len(const ims_tokenizer *tok);
+IMS_API size_t ims_tokenizer_vocab_size(const ims_tokenizer *tok);
+IMS_API int32_t ims_tokenizer_special_id(const ims_tokenizer *tok, ims_token_kind kind); /* -1 if absent */
 
 /* ids: (max_len) = [CLS] tokens... [SEP], truncated to max_len (the last token
  * is always [SEP]); *n_ids = how many were written (>= 2). max_len <= 0 means
  * the tokenizer's default. */
-ims_status ims_tokenizer_encode(const ims_tokenizer *tok, const char *text, size_t len, int32_t *ids, int max_len,
-                                int *n_ids, ims_error *err);
+IMS_API ims_status ims_tokenizer_encode(const ims_tokenizer *tok, const char *text, size_t len, int32_t *ids, int max_len,
+                                        int *n_ids, ims_error *err);
 
 /* count texts (texts[b], lens[b] bytes) -> ids (B, T) with T = *seq_len = the
  * longest encoding, rows padded with [PAD]; lengths (B) = each row's token count.
  * ids must hold count * max_len values (max_len <= 0: the default). */
-ims_status ims_tokenizer_encode_batch(const ims_tokenizer *tok, const char *const *texts, const size_t *lens,
-                                      size_t count, int max_len, int32_t *ids, int32_t *lengths, int *seq_len,
-                                      ims_error *err);
+IMS_API ims_status ims_tokenizer_encode_batch(const ims_tokenizer *tok, const char *const *texts, const size_t *lens,
+                                              size_t count, int max_len, int32_t *ids, int32_t *lengths, int *seq_len,
+                                              ims_error *err);
 
 /* The token's string (NUL-terminated, owned by tok), NULL if id is out of range. */
-const char *ims_tokenizer_decode_token(const ims_tokenizer *tok, int32_t id);
+IMS_API const char *ims_tokenizer_decode_token(const ims_tokenizer *tok, int32_t id);
 
 /* ---- Text embeddings --------------------------------------------------------------------- */
 
@@ -558,12 +566,12 @@ const char *ims_tokenizer_decode_token(const ims_tokenizer *tok, int32_t id);
  * on the other texts. */
 typedef struct ims_text_embedder ims_text_embedder;
 
-ims_status ims_text_embedder_create(ims_backend *be, const ims_weights *w, ims_precision precision,
-                                    ims_text_embedder **out, ims_error *err);
-void ims_text_embedder_free(ims_text_embedder *e); /* NULL is fine */
-int ims_text_embedder_dim(const ims_text_embedder *e);
+IMS_API ims_status ims_text_embedder_create(ims_backend *be, const ims_weights *w, ims_precision precision,
+                                            ims_text_embedder **out, ims_error *err);
+IMS_API void ims_text_embedder_free(ims_text_embedder *e); /* NULL is fine */
+IMS_API int ims_text_embedder_dim(const ims_text_embedder *e);
 /* texts: n NUL-terminated UTF-8 strings; out (n, dim) f32. */
-ims_status ims_text_embed(const ims_text_embedder *e, const char *const *texts, size_t n, float *out, ims_error *err);
+IMS_API ims_status ims_text_embed(const ims_text_embedder *e, const char *const *texts, size_t n, float *out, ims_error *err);
 
 /* ---- ConSE ------------------------------------------------------------------------------ */
 
@@ -571,8 +579,8 @@ ims_status ims_text_embed(const ims_text_embedder *e, const char *const *texts, 
  * classes c of softmax(logits)[c] * class_embeddings[c]); logits (batch,
  * classes), class_embeddings (classes, dim). Ties between classes go to the
  * lower index. A non-finite logit or a zero mix is an error naming the image. */
-ims_status ims_conse_embed(const float *logits, int batch, int classes, const float *class_embeddings, int dim,
-                           int top, float *out, ims_error *err);
+IMS_API ims_status ims_conse_embed(const float *logits, int batch, int classes, const float *class_embeddings, int dim,
+                                   int top, float *out, ims_error *err);
 
 
 /* NumPy .npy arrays (format versions 1.0, 2.0 and 3.0), C order only, in the
@@ -605,20 +613,20 @@ typedef struct ims_npy {
     int owns_copy_;
 } ims_npy;
 
-size_t ims_npy_dtype_size(ims_npy_dtype dtype);
-const char *ims_npy_dtype_descr(ims_npy_dtype dtype); /* "<f4", ... */
+IMS_API size_t ims_npy_dtype_size(ims_npy_dtype dtype);
+IMS_API const char *ims_npy_dtype_descr(ims_npy_dtype dtype); /* "<f4", ... */
 
 /* Maps and validates a .npy file; close with ims_npy_close. */
-ims_status ims_npy_open(const char *path, ims_npy *out, ims_error *err);
+IMS_API ims_status ims_npy_open(const char *path, ims_npy *out, ims_error *err);
 /* The same over a caller's buffer, which must outlive out (data points into it
  * unless it is misaligned, in which case out holds an aligned copy). */
-ims_status ims_npy_parse(const void *buf, size_t size, ims_npy *out, ims_error *err);
-void ims_npy_close(ims_npy *npy); /* a zeroed or closed ims_npy is fine */
+IMS_API ims_status ims_npy_parse(const void *buf, size_t size, ims_npy *out, ims_error *err);
+IMS_API void ims_npy_close(ims_npy *npy); /* a zeroed or closed ims_npy is fine */
 
 /* Writes a .npy file (format 1.0, data at a multiple of 64 bytes) crash-safely:
  * into a temporary file beside path, synced, then renamed over path. */
-ims_status ims_npy_write(const char *path, ims_npy_dtype dtype, int ndim, const int64_t *shape,
-                         const void *data, ims_error *err);
+IMS_API ims_status ims_npy_write(const char *path, ims_npy_dtype dtype, int ndim, const int64_t *shape,
+                                 const void *data, ims_error *err);
 
 /* The same, streamed: open with the final shape, write the data in pieces (in
  * total exactly the shape's bytes), then commit (sync + rename) or discard.
@@ -627,11 +635,11 @@ ims_status ims_npy_write(const char *path, ims_npy_dtype dtype, int ndim, const 
  * commit (for outputs whose length is known only at the end). */
 #define IMS_NPY_ROWS_UNKNOWN (-1)
 typedef struct ims_npy_writer ims_npy_writer;
-ims_status ims_npy_writer_open(const char *path, ims_npy_dtype dtype, int ndim, const int64_t *shape,
-                               ims_npy_writer **out, ims_error *err);
-ims_status ims_npy_writer_write(ims_npy_writer *w, const void *data, size_t nbytes, ims_error *err);
-ims_status ims_npy_writer_commit(ims_npy_writer *w, ims_error *err); /* frees w, even on failure */
-void ims_npy_writer_discard(ims_npy_writer *w);                      /* frees w; NULL is fine */
+IMS_API ims_status ims_npy_writer_open(const char *path, ims_npy_dtype dtype, int ndim, const int64_t *shape,
+                                       ims_npy_writer **out, ims_error *err);
+IMS_API ims_status ims_npy_writer_write(ims_npy_writer *w, const void *data, size_t nbytes, ims_error *err);
+IMS_API ims_status ims_npy_writer_commit(ims_npy_writer *w, ims_error *err); /* frees w, even on failure */
+IMS_API void ims_npy_writer_discard(ims_npy_writer *w);                      /* frees w; NULL is fine */
 
 /* A .npz file (what numpy.savez writes): a zip of NAME.npy members, stored
  * uncompressed, written crash-safely as above. Members up to 4 GiB each. */
@@ -642,7 +650,7 @@ typedef struct ims_npz_member {
     const int64_t *shape;
     const void *data;
 } ims_npz_member;
-ims_status ims_npz_write(const char *path, const ims_npz_member *members, size_t count, ims_error *err);
+IMS_API ims_status ims_npz_write(const char *path, const ims_npz_member *members, size_t count, ims_error *err);
 
 /* ---- File lists ------------------------------------------------------------------------ */
 
@@ -666,13 +674,13 @@ typedef struct ims_file_list {
 } ims_file_list;
 
 /* 1 if the name ends in .jpg, .jpeg, .jpe, .jfif or .png (any case). */
-int ims_path_is_image_name(const char *path);
+IMS_API int ims_path_is_image_name(const char *path);
 
 /* The image files under roots (folders walked recursively, symbolic links
  * followed, each folder entered once; a root that is a file is taken as is).
  * Fails only when out of memory; unreadable entries become problems. */
-ims_status ims_file_list_walk(const char *const *roots, size_t root_count, ims_file_list *out, ims_error *err);
-void ims_file_list_free(ims_file_list *list);
+IMS_API ims_status ims_file_list_walk(const char *const *roots, size_t root_count, ims_file_list *out, ims_error *err);
+IMS_API void ims_file_list_free(ims_file_list *list);
 
 /* ---- Index ------------------------------------------------------------------------------ */
 
@@ -694,7 +702,7 @@ typedef struct ims_index_model {
     uint32_t crc32;
 } ims_index_model;
 
-ims_status ims_index_model_identify(const char *path, ims_index_model *out, ims_error *err);
+IMS_API ims_status ims_index_model_identify(const char *path, ims_index_model *out, ims_error *err);
 
 typedef enum ims_index_table {
     IMS_INDEX_TABLE_VISUAL = 0,   /* the L2-normalized 2048-d pool features */
@@ -716,47 +724,47 @@ typedef struct ims_index_config {
     ims_index_model text_model; /* when semantic_dim > 0 */
 } ims_index_config;
 
-void ims_index_config_init(ims_index_config *c);
+IMS_API void ims_index_config_init(ims_index_config *c);
 
 /* Opens an index to read it. */
-ims_status ims_index_open(const char *dir, ims_index **out, ims_error *err);
+IMS_API ims_status ims_index_open(const char *dir, ims_index **out, ims_error *err);
 /* Opens an index to add to it: creates the folder and an empty index, or
  * reopens one whose configuration equals cfg (else an error naming the first
  * difference and both values, such as another image model or --conse-top). An
  * index whose precision is not recorded accepts any, and stays unrecorded. */
-ims_status ims_index_open_for_writing(const char *dir, const ims_index_config *cfg, ims_index **out,
-                                      ims_error *err);
+IMS_API ims_status ims_index_open_for_writing(const char *dir, const ims_index_config *cfg, ims_index **out,
+                                              ims_error *err);
 /* Drops rows not yet committed. NULL is fine. */
-void ims_index_close(ims_index *idx);
+IMS_API void ims_index_close(ims_index *idx);
 
-const ims_index_config *ims_index_get_config(const ims_index *idx);
-size_t ims_index_row_count(const ims_index *idx);     /* committed rows */
-size_t ims_index_failure_count(const ims_index *idx); /* committed failures */
-size_t ims_index_chunk_count(const ims_index *idx);
+IMS_API const ims_index_config *ims_index_get_config(const ims_index *idx);
+IMS_API size_t ims_index_row_count(const ims_index *idx);     /* committed rows */
+IMS_API size_t ims_index_failure_count(const ims_index *idx); /* committed failures */
+IMS_API size_t ims_index_chunk_count(const ims_index *idx);
 /* Whether path is a committed row or failure. */
-int ims_index_contains(const ims_index *idx, const char *path);
+IMS_API int ims_index_contains(const ims_index *idx, const char *path);
 
 /* Appends a row: visual (visual_dim) and semantic (semantic_dim, or NULL when
  * the index has none). Commits a chunk when chunk_rows rows are pending. */
-ims_status ims_index_add(ims_index *idx, const ims_file_entry *file, const float *visual, const float *semantic,
-                         ims_error *err);
+IMS_API ims_status ims_index_add(ims_index *idx, const ims_file_entry *file, const float *visual, const float *semantic,
+                                 ims_error *err);
 /* Records a file that could not be indexed (reason: one line). */
-ims_status ims_index_add_failure(ims_index *idx, const char *path, const char *reason, ims_error *err);
+IMS_API ims_status ims_index_add_failure(ims_index *idx, const char *path, const char *reason, ims_error *err);
 /* Commits the pending rows and failures, if any, as a (shorter) chunk. */
-ims_status ims_index_commit(ims_index *idx, ims_error *err);
+IMS_API ims_status ims_index_commit(ims_index *idx, ims_error *err);
 
-const ims_file_entry *ims_index_row(const ims_index *idx, size_t row);
-const ims_file_problem *ims_index_failure(const ims_index *idx, size_t i);
+IMS_API const ims_file_entry *ims_index_row(const ims_index *idx, size_t row);
+IMS_API const ims_file_problem *ims_index_failure(const ims_index *idx, size_t i);
 
 /* The text embeddings of the image model's classes, (classes, semantic_dim)
  * f32, kept in the index as classes.npy (ConSE needs them for image queries on
  * the semantic table). Load: IMS_ERR_NOT_FOUND if absent; *emb is malloc'd. */
-ims_status ims_index_save_class_embeddings(ims_index *idx, const float *emb, int classes, ims_error *err);
-ims_status ims_index_load_class_embeddings(const ims_index *idx, float **emb, int *classes, ims_error *err);
+IMS_API ims_status ims_index_save_class_embeddings(ims_index *idx, const float *emb, int classes, ims_error *err);
+IMS_API ims_status ims_index_load_class_embeddings(const ims_index *idx, float **emb, int *classes, ims_error *err);
 
 /* The whole table as (rows, dim) f32 in a malloc'd buffer the caller frees. */
-ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, float **rows, int *dim,
-                                ims_error *err);
+IMS_API ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, float **rows, int *dim,
+                                        ims_error *err);
 
 /* Exact k-nearest-neighbour search over a table of N rows of dimension D on a
  * backend: for each query the k rows with the highest cosine similarity (or
@@ -794,30 +802,30 @@ typedef struct ims_knn_options {
 
 typedef struct ims_knn_table ims_knn_table;
 
-void ims_knn_options_init(ims_knn_options *o);
+IMS_API void ims_knn_options_init(ims_knn_options *o);
 
 /* An empty table of dimension dim on backend be (which must outlive it). */
-ims_status ims_knn_create(ims_backend *be, int64_t dim, const ims_knn_options *o, ims_knn_table **out,
-                          ims_error *err);
+IMS_API ims_status ims_knn_create(ims_backend *be, int64_t dim, const ims_knn_options *o, ims_knn_table **out,
+                                  ims_error *err);
 
 /* Appends n rows (n, dim) from host memory, f32 or f16 (dtype). Row indices
  * continue from the rows already in the table. Nothing is appended on failure. */
-ims_status ims_knn_append(ims_knn_table *t, const void *rows, ims_dtype dtype, int64_t n, ims_error *err);
+IMS_API ims_status ims_knn_append(ims_knn_table *t, const void *rows, ims_dtype dtype, int64_t n, ims_error *err);
 
-int64_t ims_knn_rows(const ims_knn_table *t);
+IMS_API int64_t ims_knn_rows(const ims_knn_table *t);
 
 /* queries (b, dim) f32 host; ids (b, k) int64 and scores (b, k) f32 host: per
  * query the min(k, N) best rows, best first; positions past N get id -1 and
  * score -inf. k in 1..IMS_KNN_MAX_K. */
-ims_status ims_knn_search(ims_knn_table *t, const float *queries, int64_t b, int k, int64_t *ids, float *scores,
-                          ims_error *err);
+IMS_API ims_status ims_knn_search(ims_knn_table *t, const float *queries, int64_t b, int k, int64_t *ids, float *scores,
+                                  ims_error *err);
 
-void ims_knn_free(ims_knn_table *t); /* NULL is fine */
+IMS_API void ims_knn_free(ims_knn_table *t); /* NULL is fine */
 
 /* Device bytes a search of b queries with this k over a resident table of
  * (n, dim) rows in dtype needs (the table, the score tile and the scratch of
  * one query batch: large b are searched in batches); 0 on overflow. */
-size_t ims_knn_estimate_bytes(int64_t n, int64_t dim, ims_dtype dtype, int64_t b, int k);
+IMS_API size_t ims_knn_estimate_bytes(int64_t n, int64_t dim, ims_dtype dtype, int64_t b, int k);
 
 /* ---- Indexing ---------------------------------------------------------------------------- */
 
@@ -869,14 +877,14 @@ typedef struct ims_index_run_options {
     void *progress_ctx;
 } ims_index_run_options;
 
-void ims_index_run_options_init(ims_index_run_options *o);
+IMS_API void ims_index_run_options_init(ims_index_run_options *o);
 /* Runs to the end (or the first error that is not a bad image: a full disk, a
  * GPU error); the index holds every committed chunk either way. *out gets the
  * final counts (may be NULL). */
-ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out, ims_error *err);
+IMS_API ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out, ims_error *err);
 
 /* Versions of the libraries this build links, one per line, for bug reports. */
-void ims_library_versions(char *buf, size_t size);
+IMS_API void ims_library_versions(char *buf, size_t size);
 
 
 /* A BERT-family sentence encoder (weights file architecture "bert"). */
@@ -884,17 +892,17 @@ typedef struct ims_text_encoder ims_text_encoder;
 
 /* Reads the hyper-parameters from w's metadata and uploads the weights once;
  * w may be closed afterwards. */
-ims_status ims_text_encoder_create(ims_backend *be, const ims_weights *w, ims_precision precision,
-                                   ims_text_encoder **out, ims_error *err);
+IMS_API ims_status ims_text_encoder_create(ims_backend *be, const ims_weights *w, ims_precision precision,
+                                           ims_text_encoder **out, ims_error *err);
 /* ids (B, T) token ids from the model's tokenizer ([CLS] ... [SEP], any padding
  * after lengths[b] tokens); lengths (B), each in 1..min(T, max_seq_length);
  * out (B, D) host floats: the sentence embeddings, L2-normalized if the model
  * says so. A sentence's embedding does not depend on its batch or padding. */
-ims_status ims_text_encoder_encode(ims_text_encoder *enc, const int32_t *ids, const int32_t *lengths, int b, int t,
-                                   float *out, ims_error *err);
-int ims_text_encoder_dim(const ims_text_encoder *enc);            /* D, the hidden size */
-int ims_text_encoder_max_seq_length(const ims_text_encoder *enc); /* tokens, [CLS] and [SEP] included */
-void ims_text_encoder_free(ims_text_encoder *enc);                /* NULL is fine */
+IMS_API ims_status ims_text_encoder_encode(ims_text_encoder *enc, const int32_t *ids, const int32_t *lengths, int b, int t,
+                                           float *out, ims_error *err);
+IMS_API int ims_text_encoder_dim(const ims_text_encoder *enc);            /* D, the hidden size */
+IMS_API int ims_text_encoder_max_seq_length(const ims_text_encoder *enc); /* tokens, [CLS] and [SEP] included */
+IMS_API void ims_text_encoder_free(ims_text_encoder *enc);                /* NULL is fine */
 
 #ifdef __cplusplus
 }

@@ -7,8 +7,10 @@ Without a build folder: leftovers (*.orig, *.rej, merge-conflict and branch
 markers) and includes (no "../", no include cycles). With one: also the link
 graph between source files (no cycles: a file's undefined symbols resolved in
 another file form an edge) and the symbols the libraries export (public names
-start with ims_ and are declared in include/imgsearch.h; every other global
-symbol of the static library uses the private prefix imsi_).
+start with ims_ and are declared in include/imgsearch.h with IMS_API, and
+every declared function is exported; every other global symbol of the static
+library uses the private prefix imsi_). Names: only what include/imgsearch.h
+declares may start with ims_ anywhere in the sources.
 """
 import collections
 import os
@@ -154,41 +156,59 @@ def check_link_graph(build, problems):
 
 
 def public_names():
-    text = read('include/imgsearch.h')
-    return set(re.findall(r'\b(ims_[a-z0-9_]+)\s*\(', text)) | set(re.findall(r'extern[^;(]*\b(ims_[a-z0-9_]+)\s*[;\[]', text))
+    """The functions include/imgsearch.h declares (IMS_API marks each)."""
+    return set(re.findall(r'^IMS_API\b[^(]*?\b(ims_[a-z0-9_]+)\s*\(', read('include/imgsearch.h'), re.M))
 
 
 def check_symbols(build, problems):
     public = public_names()
-    for lib in ('libimgsearch.so',):
-        path = os.path.join(build, lib)
-        if not os.path.isfile(path):
-            problems.append(f'{path}: not built')
+    path = os.path.join(build, 'libimgsearch.so')
+    if not os.path.isfile(path):
+        problems.append(f'{path}: not built')
+        return
+    exported = set()
+    for line in nm(path, '-D', '--defined-only').splitlines():
+        parts = line.split()
+        if len(parts) != 3 or parts[1] not in 'TDBRVWi':
             continue
-        for line in nm(path, '-D', '--defined-only').splitlines():
-            parts = line.split()
-            if len(parts) != 3 or parts[1] not in 'TDBRVWi':
-                continue
-            name = parts[2]
-            if name.startswith(('_init', '_fini')) or name in ('_edata', '_end', '__bss_start'):
-                continue
-            if not name.startswith(PUBLIC_PREFIX) or name not in public:
-                problems.append(f'{lib}: exports {name}, which is not in include/imgsearch.h')
-    for lib in ('libimgsearch.a', 'libimgsearch_weights_tools.a'):
-        path = os.path.join(build, lib)
-        if not os.path.isfile(path):
+        name = parts[2]
+        if name.startswith(('_init', '_fini')) or name in ('_edata', '_end', '__bss_start'):
             continue
-        for line in nm(path, '-g', '--defined-only').splitlines():
-            parts = line.split()
-            if len(parts) != 3 or parts[1] in 'UwvN':
-                continue
-            name = parts[2]
-            if name.startswith(PRIVATE_PREFIX) or (name.startswith(PUBLIC_PREFIX) and name in public):
-                continue
-            if name.startswith(('__', 'DW.ref.', '_Z', '.')):
-                continue  # compiler-generated (CUDA fat binaries, personality routines)
-            problems.append(f'{lib}: global {name} is neither public ({PUBLIC_PREFIX}, in imgsearch.h) '
-                            f'nor private ({PRIVATE_PREFIX})')
+        exported.add(name)
+        if not name.startswith(PUBLIC_PREFIX) or name not in public:
+            problems.append(f'libimgsearch.so: exports {name}, which is not in include/imgsearch.h')
+    for name in sorted(public - exported):
+        problems.append(f'libimgsearch.so: {name} is declared in include/imgsearch.h but not exported '
+                        '(missing IMS_API or definition)')
+    path = os.path.join(build, 'libimgsearch.a')
+    if not os.path.isfile(path):
+        problems.append(f'{path}: not built')
+        return
+    for line in nm(path, '-g', '--defined-only').splitlines():
+        parts = line.split()
+        if len(parts) != 3 or parts[1] in 'UwvN':
+            continue
+        name = parts[2]
+        if name.startswith(PRIVATE_PREFIX) or (name.startswith(PUBLIC_PREFIX) and name in public):
+            continue
+        if name.startswith(('__', 'DW.ref.', '_Z', '.')):
+            continue  # compiler-generated (CUDA fat binaries, personality routines)
+        problems.append(f'libimgsearch.a: global {name} is neither public ({PUBLIC_PREFIX}, in imgsearch.h) '
+                        f'nor private ({PRIVATE_PREFIX})')
+
+
+def check_names(files, problems):
+    """Only what include/imgsearch.h declares may be called ims_*."""
+    public = set(re.findall(r'\b(ims_[a-z0-9_]+)\b', read('include/imgsearch.h')))
+    for f in files:
+        if not f.endswith(SOURCE_EXT) or f.startswith('tests/fixtures/') or f == 'include/imgsearch.h':
+            continue
+        text = read(f)
+        for m in re.finditer(r'\b(ims_[a-z0-9_]+)\b', text):
+            name = m.group(1)
+            if name not in public and not (name.endswith('_') and any(p.startswith(name) for p in public)):
+                line = text.count('\n', 0, m.start()) + 1
+                problems.append(f'{f}:{line}: {name} starts with ims_ but is not public (use imsi_)')
 
 
 def main():
@@ -197,6 +217,7 @@ def main():
     problems = []
     check_leftovers(files, problems)
     check_includes(files, problems)
+    check_names(files, problems)
     if build:
         check_link_graph(build, problems)
         check_symbols(build, problems)

@@ -4,14 +4,9 @@
 
 #include "core/error.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 size_t imsi_ckpt_dtype_size(ckpt_dtype dtype)
 {
@@ -204,7 +199,6 @@ void imsi_ckpt_free(ckpt *c)
     for (size_t i = 0; i < c->count; i++)
         free(c->tensors[i].name);
     free(c->tensors);
-    if (c->mapping)
-        munmap(c->mapping, c->size);
+    imsi_file_map_close(&c->map);
     free(c);
 }

@@ -12,6 +12,8 @@
 
 #include "imgsearch.h"
 
+#include "core/file_map.h"
+
 typedef enum ckpt_dtype {
     CKPT_F32 = 0,
     CKPT_F64,
@@ -57,7 +59,7 @@ typedef struct ckpt {
     size_t count, cap;
     const unsigned char *data;     /* the whole file */
     size_t size;
-    void *mapping;                 /* non-NULL when imsi_ckpt_open mapped the file */
+    imsi_file_map map;             /* the file, when imsi_ckpt_open mapped it */
 } ckpt;
 
 /* Maps the file and reads it with the reader its first bytes call for:

@@ -4,14 +4,10 @@
 #include "checkpoint.h"
 
 #include "core/error.h"
+#include "core/file_map.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 static ims_status ckpt_read(ckpt *c, ims_error *err)
 {
@@ -48,29 +44,23 @@ ims_status imsi_ckpt_open_memory(const void *data, size_t size, ckpt **out, ims_
 ims_status imsi_ckpt_open(const char *path, ckpt **out, ims_error *err)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return ims_error_set(err, IMS_ERR_IO, "checkpoint '%s': cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size == 0) {
-        close(fd);
-        return ims_error_set(err, IMS_ERR_IO, "checkpoint '%s': not a regular, non-empty file", path);
+    imsi_file_map map;
+    ims_status st = imsi_file_map_open(path, &map, err);
+    if (!st && map.size == 0) {
+        imsi_file_map_close(&map);
+        st = ims_error_set(err, IMS_ERR_FORMAT, "empty file");
     }
-    size_t size = (size_t)sb.st_size;
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int map_errno = errno;
-    close(fd);
-    if (map == MAP_FAILED)
-        return ims_error_set(err, IMS_ERR_IO, "checkpoint '%s': mmap failed: %s", path, strerror(map_errno));
+    if (st)
+        return imsi_error_prefix(err, st, "checkpoint '%s'", path);
     ckpt *c = calloc(1, sizeof *c);
     if (!c) {
-        munmap(map, size);
+        imsi_file_map_close(&map);
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     }
-    c->data = map;
-    c->size = size;
-    c->mapping = map;
-    ims_status st = ckpt_read(c, err);
+    c->data = map.data;
+    c->size = map.size;
+    c->map = map;
+    st = ckpt_read(c, err);
     if (st) {
         imsi_ckpt_free(c);
         return imsi_error_prefix(err, st, "checkpoint '%s'", path);

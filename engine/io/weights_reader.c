@@ -7,18 +7,14 @@
  * before its bounds are checked; every size product is overflow-checked. The
  * first failure ends the open with a message naming the field and its value.
  */
+#include "core/file_map.h"
 #include "io/weights_format.h"
 
 #include "core/error.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* A name with the index of its entry, sorted for lookups and duplicate checks. */
 typedef struct name_index {
@@ -29,7 +25,7 @@ typedef struct name_index {
 struct ims_weights {
     const unsigned char *base;
     size_t size;
-    void *mapping; /* non-NULL when we mmapped the file */
+    imsi_file_map map; /* the file, when opened by path */
     ims_weights_header header;
     ims_meta *meta;
     size_t meta_count;
@@ -465,8 +461,7 @@ void ims_weights_close(ims_weights *w)
     free(w->meta_sorted);
     free(w->tensors);
     free(w->tensor_sorted);
-    if (w->mapping)
-        munmap(w->mapping, w->size);
+    imsi_file_map_close(&w->map);
     free(w);
 }
 
@@ -494,41 +489,24 @@ ims_status ims_weights_open_memory(const void *buf, size_t size, unsigned flags,
 ims_status ims_weights_open(const char *path, unsigned flags, ims_weights **out, ims_error *err)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return ims_error_set(err, IMS_ERR_IO, "weights file '%s': cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        int e = errno;
-        close(fd);
-        return ims_error_set(err, IMS_ERR_IO, "weights file '%s': %s", path,
-                             S_ISREG(sb.st_mode) ? strerror(e) : "not a regular file");
+    imsi_file_map map;
+    ims_status st = imsi_file_map_open(path, &map, err);
+    if (st)
+        return imsi_error_prefix(err, st, "weights file '%s'", path);
+    if (map.size < ISW_HEADER_SIZE) {
+        imsi_file_map_close(&map);
+        return ims_error_set(err, IMS_ERR_FORMAT, "weights file '%s': file is %zu bytes, shorter than the %u-byte header",
+                             path, map.size, ISW_HEADER_SIZE);
     }
-    if (sb.st_size < (off_t)ISW_HEADER_SIZE) {
-        close(fd);
-        return ims_error_set(err, IMS_ERR_FORMAT, "weights file '%s': file is %lld bytes, shorter than the %u-byte header",
-                             path, (long long)sb.st_size, ISW_HEADER_SIZE);
-    }
-    if ((uint64_t)sb.st_size > SIZE_MAX) {
-        close(fd);
-        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "weights file '%s': too large to map", path);
-    }
-    size_t size = (size_t)sb.st_size;
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int map_errno = errno;
-    close(fd);
-    if (map == MAP_FAILED)
-        return ims_error_set(err, IMS_ERR_IO, "weights file '%s': mmap of %zu bytes failed: %s", path, size,
-                             strerror(map_errno));
     ims_weights *w = calloc(1, sizeof *w);
     if (!w) {
-        munmap(map, size);
+        imsi_file_map_close(&map);
         return ims_error_set(err, IMS_ERR_NOMEM, "cannot allocate a weights handle");
     }
-    w->base = map;
-    w->size = size;
-    w->mapping = map;
-    ims_status st = weights_parse(w, flags, err);
+    w->base = map.data;
+    w->size = map.size;
+    w->map = map;
+    st = weights_parse(w, flags, err);
     if (st) {
         ims_weights_close(w);
         return imsi_error_prefix(err, st, "weights file '%s'", path);
