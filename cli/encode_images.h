@@ -1,6 +1,6 @@
 /* encode_images.h: what `classify` and `embed-image` share: the command-line
- * options for a model and a device, and the loop that runs the image loader
- * into the Inception-v3 encoder (encode_images.c). */
+ * options for a model and a device, and the run of their images through the
+ * Inception-v3 encoder (the library's ims_image_encoder_run; encode_images.c). */
 #ifndef IMS_CLI_ENCODE_IMAGES_H
 #define IMS_CLI_ENCODE_IMAGES_H
 

@@ -494,6 +494,54 @@ IMS_API ims_preprocess_mode ims_image_encoder_mode(const ims_image_encoder *enc)
 /* Class i's label from the file ({NULL, 0} if it has none or i is out of range). */
 IMS_API ims_str ims_image_encoder_label(const ims_image_encoder *enc, int i);
 
+/* models/image_encoder_run.c: image files -> Inception-v3 outputs, batch by
+ * batch: the one loop behind indexing, search's image queries, classify and
+ * embed-image. The loader decodes the next batches on its threads while the
+ * encoder runs the current one. Every batch comes back whole, in path order,
+ * with an item per image (status, path, reason): a failed image's rows of
+ * features and logits are those of zeroed pixels and must be skipped; it never
+ * stops the run. Usage (one caller thread):
+ *
+ *     ims_image_encoder_run_start(enc, backend, paths, n, &opts, &run, &err);
+ *     const ims_image_encoder_batch *b;
+ *     while ((st = ims_image_encoder_run_next(run, &b, &err)) == IMS_OK)
+ *         ... b->items[i], b->features + i * feature_dim, b->logits + i * classes ...
+ *     (st == IMS_ERR_NOT_FOUND: every batch was returned; else a model or device error)
+ *     ims_image_encoder_run_free(run);       (also fine mid-run)
+ */
+typedef struct ims_image_encoder_run ims_image_encoder_run;
+
+typedef struct ims_image_encoder_run_options {
+    int mode;       /* -1 (default): the model's preprocessing; else an ims_preprocess_mode */
+    int batch_size; /* images per forward pass; default 32 */
+    int threads;    /* decode threads; default 4 (never more than images) */
+    int buffers;    /* loader buffers, at least 2; default 3: one in the model, two being decoded */
+} ims_image_encoder_run_options;
+
+IMS_API void ims_image_encoder_run_options_init(ims_image_encoder_run_options *o);
+
+typedef struct ims_image_encoder_batch {
+    size_t first;                /* its first image's index in the path list */
+    int count;                   /* images in this batch */
+    int failed;                  /* items whose status is not IMS_OK */
+    const ims_image_item *items; /* (count): status, path, reason */
+    const float *features;       /* (count, feature_dim) pooled features */
+    const float *logits;         /* (count, num_classes) */
+    double model_s;              /* seconds this batch spent in the encoder */
+    double wait_s;               /* seconds the run has waited for decoded images, in all */
+} ims_image_encoder_batch;
+
+/* backend: the encoder's (the loader's batch buffers are then pinned for it),
+ * or NULL for plain host memory; enc and backend must outlive the run, and
+ * the paths must stay valid until it is freed. */
+IMS_API ims_status ims_image_encoder_run_start(ims_image_encoder *enc, ims_backend *backend, const char *const *paths,
+                                               size_t count, const ims_image_encoder_run_options *o,
+                                               ims_image_encoder_run **out, ims_error *err);
+/* The next batch, valid until the next call or free; IMS_ERR_NOT_FOUND after the last. */
+IMS_API ims_status ims_image_encoder_run_next(ims_image_encoder_run *run, const ims_image_encoder_batch **batch,
+                                              ims_error *err);
+IMS_API void ims_image_encoder_run_free(ims_image_encoder_run *run); /* NULL is fine */
+
 
 /* BERT WordPiece tokenization, identical to Hugging Face's tokenizers
  * (BertNormalizer, BertPreTokenizer, WordPiece, [CLS] ... [SEP]); see
