@@ -312,23 +312,21 @@ static ims_status search_table(search_args *a, ims_index *index, ims_backend *be
         n += a->queries[i].table == table;
     if (n == 0)
         return IMS_OK;
-    float *rows = NULL, *queries = NULL;
+    float *queries = NULL;
     int64_t *ids = NULL;
     float *scores = NULL;
-    int dim = 0;
+    const ims_index_config *cfg = ims_index_get_config(index);
+    int dim = table == IMS_INDEX_TABLE_SEMANTIC ? cfg->semantic_dim : cfg->visual_dim;
     ims_knn_table *knn = NULL;
-    ims_status st = ims_index_load_table(index, table, &rows, &dim, err);
     int64_t count = (int64_t)ims_index_row_count(index);
     ims_knn_options ko;
     ims_knn_options_init(&ko);
     ko.dtype = a->dtype != IMS_DTYPE_COUNT                                ? a->dtype
                : ims_backend_get_info(be)->kind == IMS_BACKEND_CUDA ? IMS_DTYPE_F16
                                                                     : IMS_DTYPE_F32;
-    if (!st)
-        st = ims_knn_create(be, dim, &ko, &knn, err);
-    if (!st && count > 0)
-        st = ims_knn_append(knn, rows, IMS_DTYPE_F32, count, err);
-    free(rows);
+    ims_status st = ims_knn_create(be, dim, &ko, &knn, err);
+    if (!st) /* chunk by chunk, f16 rows as stored: no f32 copy of the table */
+        st = ims_index_load_knn(index, table, knn, err);
     queries = malloc(n * (size_t)dim * sizeof *queries);
     ids = malloc(n * (size_t)a->k * sizeof *ids);
     scores = malloc(n * (size_t)a->k * sizeof *scores);

@@ -810,9 +810,21 @@ IMS_API const ims_file_problem *ims_index_failure(const ims_index *idx, size_t i
 IMS_API ims_status ims_index_save_class_embeddings(ims_index *idx, const float *emb, int classes, ims_error *err);
 IMS_API ims_status ims_index_load_class_embeddings(const ims_index *idx, float **emb, int *classes, ims_error *err);
 
-/* The whole table as (rows, dim) f32 in a malloc'd buffer the caller frees. */
+/* The whole table as (rows, dim) f32 in a malloc'd buffer the caller frees
+ * (f16 tables are widened: twice their size; a search loads them with
+ * ims_index_load_knn instead). */
 IMS_API ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, float **rows, int *dim,
                                         ims_error *err);
+
+typedef struct ims_knn_table ims_knn_table;
+
+/* Appends every committed row of the table to a k-NN table of its dimension
+ * (row ids continue from the rows it holds), chunk by chunk and in the stored
+ * dtype: f16 rows go in as they are, never widened to a whole f32 copy, so the
+ * peak host memory is the k-NN table plus one chunk. On failure the k-NN table
+ * may hold the rows of the chunks before the bad one: free it. */
+IMS_API ims_status ims_index_load_knn(const ims_index *idx, ims_index_table table, ims_knn_table *knn,
+                                      ims_error *err);
 
 /* Exact k-nearest-neighbour search over a table of N rows of dimension D on a
  * backend: for each query the k rows with the highest cosine similarity (or
@@ -848,8 +860,6 @@ typedef struct ims_knn_options {
     ims_knn_path path;          /* default AUTO */
 } ims_knn_options;
 
-typedef struct ims_knn_table ims_knn_table;
-
 IMS_API void ims_knn_options_init(ims_knn_options *o);
 
 /* An empty table of dimension dim on backend be (which must outlive it). */
@@ -860,7 +870,12 @@ IMS_API ims_status ims_knn_create(ims_backend *be, int64_t dim, const ims_knn_op
  * continue from the rows already in the table. Nothing is appended on failure. */
 IMS_API ims_status ims_knn_append(ims_knn_table *t, const void *rows, ims_dtype dtype, int64_t n, ims_error *err);
 
+/* Makes room for rows rows in all (a single allocation instead of growing
+ * by 1.5x, whose copy briefly holds both): call it before large appends. */
+IMS_API ims_status ims_knn_reserve(ims_knn_table *t, int64_t rows, ims_error *err);
+
 IMS_API int64_t ims_knn_rows(const ims_knn_table *t);
+IMS_API int64_t ims_knn_dim(const ims_knn_table *t);
 
 /* queries (b, dim) f32 host; ids (b, k) int64 and scores (b, k) f32 host: per
  * query the min(k, N) best rows, best first; positions past N get id -1 and

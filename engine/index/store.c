@@ -861,32 +861,43 @@ static ims_status write_table(const ims_index *idx, size_t chunk, const char *su
     return st;
 }
 
-/* Reads chunk c's table into out (rows, dim) f32, checking its dtype and shape. */
-static ims_status read_table(const ims_index *idx, size_t chunk, const char *suffix, int dim, float *out,
-                             ims_error *err)
+/* Maps chunk c's table, checking its dtype and shape against the manifest:
+ * (rows, dim) in the index's dtype; a chunk of failures only has no data
+ * (npy->data NULL). Close with ims_npy_close, also after a failure. */
+static ims_status map_table(const ims_index *idx, size_t chunk, const char *suffix, int dim, ims_npy *npy,
+                            ims_error *err)
 {
+    memset(npy, 0, sizeof *npy);
     char *path = index_file_path(idx, chunk, suffix);
     if (!path)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
-    ims_npy npy = {0};
     ims_npy_dtype want = idx->cfg.dtype == IMS_DTYPE_F16 ? IMS_NPY_F16 : IMS_NPY_F32;
     size_t rows = idx->chunks[chunk].rows;
-    ims_status st = ims_npy_open(path, &npy, err);
-    if (!st && npy.dtype != want)
-        st = ims_error_set(err, IMS_ERR_FORMAT, "%s: dtype %s, the manifest says %s", path, ims_npy_dtype_descr(npy.dtype),
-                           ims_npy_dtype_descr(want));
-    else if (!st && (npy.ndim != 2 || npy.shape[0] != (int64_t)rows || npy.shape[1] != dim))
+    ims_status st = ims_npy_open(path, npy, err);
+    if (!st && npy->dtype != want)
+        st = ims_error_set(err, IMS_ERR_FORMAT, "%s: dtype %s, the manifest says %s", path,
+                           ims_npy_dtype_descr(npy->dtype), ims_npy_dtype_descr(want));
+    else if (!st && (npy->ndim != 2 || npy->shape[0] != (int64_t)rows || npy->shape[1] != dim))
         st = ims_error_set(err, IMS_ERR_FORMAT, "%s: shape is not (%zu, %d) as the manifest says", path, rows, dim);
-    if (!st && rows > 0) { /* a chunk of failures only has no data (and npy.data is NULL) */
-        size_t count = rows * (size_t)dim;
-        if (want == IMS_NPY_F32)
+    free(path);
+    return st;
+}
+
+/* Reads chunk c's table into out (rows, dim) f32. */
+static ims_status read_table(const ims_index *idx, size_t chunk, const char *suffix, int dim, float *out,
+                             ims_error *err)
+{
+    ims_npy npy;
+    ims_status st = map_table(idx, chunk, suffix, dim, &npy, err);
+    size_t count = idx->chunks[chunk].rows * (size_t)dim;
+    if (!st && count > 0) {
+        if (npy.dtype == IMS_NPY_F32)
             memcpy(out, npy.data, count * sizeof *out);
         else
             for (size_t i = 0; i < count; i++)
                 out[i] = ims_f16_to_f32(((const uint16_t *)npy.data)[i]);
     }
     ims_npy_close(&npy);
-    free(path);
     return st;
 }
 
@@ -1054,6 +1065,31 @@ ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, flo
     }
     *rows = out;
     return IMS_OK;
+}
+
+ims_status ims_index_load_knn(const ims_index *idx, ims_index_table table, ims_knn_table *knn, ims_error *err)
+{
+    int d = table == IMS_INDEX_TABLE_SEMANTIC ? idx->cfg.semantic_dim : idx->cfg.visual_dim;
+    if (d == 0)
+        return ims_error_set(err, IMS_ERR_NOT_FOUND, "index '%s' has no semantic table (it was built without a text model)",
+                             idx->dir);
+    if (ims_knn_dim(knn) != d)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "index '%s': its %s table has %d columns, the k-NN table %lld",
+                             idx->dir, table == IMS_INDEX_TABLE_SEMANTIC ? "semantic" : "visual", d,
+                             (long long)ims_knn_dim(knn));
+    const char *suffix = table == IMS_INDEX_TABLE_SEMANTIC ? "semantic.npy" : "visual.npy";
+    ims_status st = ims_knn_reserve(knn, ims_knn_rows(knn) + (int64_t)idx->row_count, err);
+    for (size_t c = 0; !st && c < idx->chunk_count; c++) {
+        ims_npy npy;
+        st = map_table(idx, c, suffix, d, &npy, err);
+        if (!st && idx->chunks[c].rows > 0)
+            st = ims_knn_append(knn, npy.data, npy.dtype == IMS_NPY_F16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32,
+                                (int64_t)idx->chunks[c].rows, err);
+        ims_npy_close(&npy);
+        if (st)
+            imsi_error_prefix(err, st, "chunk %zu", c);
+    }
+    return st ? imsi_error_prefix(err, st, "index '%s'", idx->dir) : IMS_OK;
 }
 
 /* ---- Class embeddings ------------------------------------------------------------------ */

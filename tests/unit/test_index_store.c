@@ -199,6 +199,57 @@ static void add_rows(ims_index *idx, int first, int count, ims_error *err)
     }
 }
 
+/* ims_index_load_knn gives the k-NN table the stored rows, chunk by chunk in
+ * the stored dtype: with the inner product and f32 storage (no normalization,
+ * f16 widened exactly), a search's scores are the rows' dot products. Loading
+ * twice appends: ids continue. */
+static void check_load_knn(const ims_index *idx, int rows)
+{
+    ims_error err = {0};
+    ims_backend *be = NULL;
+    ims_knn_table *knn = NULL, *wrong = NULL;
+    float *table = NULL;
+    int dim = 0;
+    TEST_OK(ims_backend_create(IMS_BACKEND_CPU, 0, &be, &err), err);
+    TEST_OK(ims_index_load_table(idx, IMS_INDEX_TABLE_VISUAL, &table, &dim, &err), err);
+    ims_knn_options o;
+    ims_knn_options_init(&o);
+    o.metric = IMS_KNN_METRIC_IP;
+    o.dtype = IMS_DTYPE_F32;
+    TEST_OK(ims_knn_create(be, VD, &o, &knn, &err), err);
+    TEST_OK(ims_knn_create(be, SD, &o, &wrong, &err), err);
+    if (!be || !table || !knn || !wrong)
+        goto done;
+    TEST_CHECK(ims_index_load_knn(idx, IMS_INDEX_TABLE_VISUAL, wrong, &err) == IMS_ERR_ARGUMENT &&
+                   strstr(err.msg, "columns"),
+               "a k-NN table of another dimension: %s", err.msg);
+    TEST_OK(ims_index_load_knn(idx, IMS_INDEX_TABLE_VISUAL, knn, &err), err);
+    TEST_OK(ims_index_load_knn(idx, IMS_INDEX_TABLE_VISUAL, knn, &err), err);
+    TEST_CHECK(ims_knn_rows(knn) == 2 * rows, "%lld k-NN rows, want %d", (long long)ims_knn_rows(knn), 2 * rows);
+    float q[VD] = {0.5f, -1, 0.25f, 2, -0.75f};
+    int64_t ids[64];
+    float scores[64];
+    int k = 2 * rows;
+    TEST_CHECK(k <= 64, "k");
+    TEST_OK(ims_knn_search(knn, q, 1, k, ids, scores, &err), err);
+    for (int j = 0; j < k; j++) {
+        TEST_CHECK(ids[j] >= 0 && ids[j] < 2 * rows, "hit %d: id %lld", j, (long long)ids[j]);
+        if (ids[j] < 0 || ids[j] >= 2 * rows)
+            continue;
+        const float *r = table + (size_t)(ids[j] % rows) * VD;
+        double dot = 0;
+        for (int c = 0; c < VD; c++)
+            dot += (double)r[c] * q[c];
+        TEST_CHECK(fabs(scores[j] - dot) < 1e-5, "hit %d (row %lld): score %g, dot %g", j, (long long)ids[j],
+                   scores[j], dot);
+    }
+done:
+    ims_knn_free(knn);
+    ims_knn_free(wrong);
+    free(table);
+    ims_backend_free(be);
+}
+
 static void check_index(const char *dir, int rows, int failures, ims_dtype dtype)
 {
     ims_index *idx;
@@ -244,6 +295,7 @@ static void check_index(const char *dir, int rows, int failures, ims_dtype dtype
             TEST_CHECK(fabsf(table[r * SD + i] - s[i]) <= tol * fabsf(s[i]), "semantic[%d][%d]", r, i);
     }
     free(table);
+    check_load_knn(idx, rows);
     ims_index_close(idx);
 }
 
