@@ -56,7 +56,8 @@ int encode_parse_option(const char *cmd, int argc, char **argv, int *i, encode_o
     return 1;
 }
 
-int encode_images_with(const encode_options *o, ims_backend *be, ims_image_encoder *enc, encode_sink sink, void *ctx,
+/* Every image through enc on be; the sink gets those that succeeded. */
+static int encode_with(const encode_options *o, ims_backend *be, ims_image_encoder *enc, encode_sink sink, void *ctx,
                        size_t *ok)
 {
     *ok = 0;
@@ -115,7 +116,7 @@ int encode_images(const encode_options *o, int (*ready)(void *ctx, const ims_ima
     ims_weights_close(w); /* the encoder holds its own copies */
     int status = ready && ready(ctx, enc) ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
     if (!status)
-        status = encode_images_with(o, be, enc, sink, ctx, ok);
+        status = encode_with(o, be, enc, sink, ctx, ok);
     ims_image_encoder_free(enc);
     ims_backend_free(be);
     return status;

@@ -36,9 +36,4 @@ typedef int (*encode_sink)(void *ctx, size_t index, const char *path, const floa
 int encode_images(const encode_options *o, int (*ready)(void *ctx, const ims_image_encoder *enc), encode_sink sink,
                   void *ctx, size_t *ok);
 
-/* The same loop with the caller's backend and encoder (o->model, o->device
- * and o->precision are not used). */
-int encode_images_with(const encode_options *o, ims_backend *be, ims_image_encoder *enc, encode_sink sink, void *ctx,
-                       size_t *ok);
-
 #endif /* IMS_CLI_ENCODE_IMAGES_H */

@@ -890,6 +890,82 @@ IMS_API void ims_knn_free(ims_knn_table *t); /* NULL is fine */
  * one query batch: large b are searched in batches); 0 on overflow. */
 IMS_API size_t ims_knn_estimate_bytes(int64_t n, int64_t dim, ims_dtype dtype, int64_t b, int k);
 
+/* ---- Search ------------------------------------------------------------------------------ */
+
+/* index/search.c: queries (texts, image files) -> the k most similar rows of
+ * an index, as a library call (the CLI's `search`, a binding or a server).
+ *
+ * A searcher answers many searches over one open index. It loads what a
+ * query needs once, when a query first needs it: the text model and the
+ * semantic table for text; the image model and the visual table (or, with
+ * IMS_INDEX_TABLE_SEMANTIC, the semantic table and the index's class
+ * embeddings) for images. Models come from the paths the manifest recorded
+ * (or the options'), and are checked against the manifest's size and CRC-32
+ * first: queries are never embedded with a model the index was not built
+ * with. Image queries on the semantic table are mixed by ConSE with the
+ * index's conse_top, as its rows were. The search is exact over the stored
+ * rows (see the k-NN section). Not thread-safe: one searcher per thread. */
+
+typedef struct ims_searcher ims_searcher;
+
+typedef struct ims_search_options {
+    ims_backend *backend;    /* required: runs the models and the search; must outlive the searcher */
+    int precision;           /* the image model's arithmetic, an ims_precision; -1 (default): the
+                                index's where the backend has it (the CPU: fp32; a GPU: fp16 if
+                                the index does not say). The text model runs fp16 when this is
+                                fp16, else fp32 */
+    ims_dtype dtype;         /* the k-NN tables' storage: IMS_DTYPE_COUNT (default): f16 on a GPU
+                                (half the bytes to stream), f32 on the CPU (no conversion per search) */
+    const char *image_model; /* NULL (default): the path the index recorded */
+    const char *text_model;  /* NULL (default): likewise */
+    int batch_size, threads; /* image queries: images per forward pass, decode threads; default 16, 4 */
+} ims_search_options;
+
+IMS_API void ims_search_options_init(ims_search_options *o);
+
+typedef struct ims_search_query {
+    const char *text;      /* a text query (searches the semantic table), or NULL */
+    const char *image;     /* an image file (JPEG, PNG), or NULL: exactly one of text and image */
+    ims_index_table table; /* image queries: IMS_INDEX_TABLE_VISUAL (0, the default) or
+                              IMS_INDEX_TABLE_SEMANTIC (ConSE, as the rows); text: semantic */
+} ims_search_query;
+
+typedef struct ims_search_hit {
+    int64_t row;      /* the row's id: its place in the index, the chunks counted in order (row r
+                         of the concatenated .npy tables, line r of the concatenated rows.txt) */
+    float score;      /* cosine similarity */
+    const char *path; /* the row's path (owned by the results) */
+} ims_search_hit;
+
+typedef struct ims_search_result {
+    ims_index_table table;      /* the table the query searched */
+    int count;                  /* hits: min(k, rows of the index) */
+    const ims_search_hit *hits; /* (count) best first, equal scores by lower row */
+} ims_search_result;
+
+typedef struct ims_search_results {
+    size_t count;                     /* queries, in the order given */
+    const ims_search_result *results; /* (count) */
+} ims_search_results;
+
+/* idx must stay open while the searcher is (and it reads only committed rows). */
+IMS_API ims_status ims_searcher_open(const ims_index *idx, const ims_search_options *o, ims_searcher **out,
+                                     ims_error *err);
+/* count queries, k in 1..IMS_KNN_MAX_K; *out is freed with ims_search_results_free.
+ * A query image that cannot be read fails the search, naming it. */
+IMS_API ims_status ims_searcher_search(ims_searcher *s, const ims_search_query *queries, size_t count, int k,
+                                       ims_search_results **out, ims_error *err);
+/* 1 if the image model's weights are synthetic (the manifest or the loaded file says so):
+ * results are not meaningful. */
+IMS_API int ims_searcher_synthetic(const ims_searcher *s);
+IMS_API void ims_searcher_close(ims_searcher *s);         /* NULL is fine */
+IMS_API void ims_search_results_free(ims_search_results *r); /* NULL is fine */
+
+/* One search without keeping a searcher: open, search, close. */
+IMS_API ims_status ims_index_search(const ims_index *idx, const ims_search_options *o,
+                                    const ims_search_query *queries, size_t count, int k,
+                                    ims_search_results **out, ims_error *err);
+
 /* ---- Indexing ---------------------------------------------------------------------------- */
 
 /* indexer.c: folders of images -> an index: list, skip what the index holds,

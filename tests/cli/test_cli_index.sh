@@ -100,6 +100,8 @@ check "image query on the semantic table" run 0 search "$idx" --image "$q" --tab
 check "no query is a usage error" run 2 search "$idx"
 check "a missing index" run 1 search "$work/nope" --text x
 check "one-line error" one_line
+check "a query image that cannot be read fails the search" run 1 search "$idx" --image "$photos/random.jpg" --device cpu
+check "the bad query image is named" contains err "query image '$photos/random.jpg'"
 if [ "$have_numpy" = 1 ]; then
   check "results equal a brute force over the stored tables" python3 - "$idx" "$work/text.json" "$work/queries.json" "$q" <<'EOF'
 import json, sys, os
