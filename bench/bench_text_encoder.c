@@ -17,15 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
-
-static double bench_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 typedef struct bench_ids {
     int n, t;
@@ -156,7 +148,7 @@ int main(int argc, char **argv)
         if (encode_range(enc, &s, 0, warm, buf, out, &err))
             return fail("warm-up", &err);
         long done = 0;
-        double t0 = bench_now(), t = t0;
+        double t0 = ims_clock_seconds(), t = t0;
         do {
             for (int first = 0; first < s.n; first += batch) {
                 int rows = s.n - first < batch ? s.n - first : batch;
@@ -164,7 +156,7 @@ int main(int argc, char **argv)
                     return fail("encode", &err);
                 done += rows;
             }
-            t = bench_now();
+            t = ims_clock_seconds();
         } while (t - t0 < min_seconds);
         printf("batch %d sentences %ld seconds %.3f sentences_per_s %.1f\n", batch, done, t - t0,
                (double)done / (t - t0));

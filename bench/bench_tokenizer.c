@@ -13,14 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double bench_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* Splits a file into NUL-terminated lines (buffer owned by *buf). */
 static char **read_lines(const char *path, char **buf, size_t *count)
@@ -92,7 +84,7 @@ int main(int argc, char **argv)
     size_t file_bytes = 0;
     for (size_t k = 0; k < nt; k++)
         file_bytes += lens[k] = strlen(text[k]);
-    double t0 = bench_now(), t = t0;
+    double t0 = ims_clock_seconds(), t = t0;
     size_t passes = 0, tokens = 0;
     do {
         for (size_t k = 0; k < nt; k++) {
@@ -104,7 +96,7 @@ int main(int argc, char **argv)
             tokens += (size_t)n;
         }
         passes++;
-        t = bench_now();
+        t = ims_clock_seconds();
     } while (t - t0 < seconds);
     double s = t - t0;
     printf("lines %zu bytes %zu tokens %zu seconds %.3f mb_per_s %.2f lines_per_s %.0f\n", nt * passes,

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 static const char bench_usage[] =
-    "usage: imgsearch bench [--device cpu|cuda] [--gpu N] [--quick] [--json]\n"
+    "usage: imgsearch bench [--device auto|cpu|cuda] [--gpu N] [--quick] [--json]\n"
     "                       [--image-model M.isw] [--text-model M.isw] [--images DIR]\n"
     "                       [--only NAME]\n"
     "\n"
@@ -23,8 +23,10 @@ static const char bench_usage[] =
     "call (median, min..max), items per second, and a fraction of the device's\n"
     "ceilings measured in the same run (copy bandwidth, GEMM rate).\n"
     "\n"
-    "  --device cpu|cuda   the backend (default: cuda when a GPU is usable, else cpu)\n"
-    "  --gpu N             the GPU index (default 0)\n"
+    "  --device auto|cpu|cuda\n"
+    "                      the backend: auto (default) is cuda when a GPU is usable,\n"
+    "                      else cpu\n"
+    "  --gpu N             which GPU (default 0)\n"
     "  --quick             fewer repetitions and smaller shapes (a smoke run)\n"
     "  --json              one JSON object per result line on stdout\n"
     "  --image-model M     Inception-v3 weights for the image workloads (default:\n"
@@ -36,7 +38,8 @@ static const char bench_usage[] =
     "                      (inception, text, knn, index, or a longer prefix)\n";
 
 typedef struct bench_options {
-    int cuda, gpu, quick, json;
+    cli_device device;
+    int quick, json;
     const char *image_model, *text_model, *only, *images;
 } bench_options;
 
@@ -472,46 +475,31 @@ static const struct {
 
 /* ---- The command ------------------------------------------------------------------- */
 
-static int parse_bench_options(int argc, char **argv, bench_options *o, int *device_given)
+/* Returns -1 to go on, or the exit status. */
+static int parse_bench_options(int argc, char **argv, bench_options *o)
 {
     memset(o, 0, sizeof *o);
-    *device_given = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(bench_usage, stdout);
-            return -1;
-        } else if (!strcmp(a, "--quick")) {
+    cli_args a;
+    cli_args_init(&a, "bench", bench_usage, argc, argv);
+    while (cli_args_next(&a)) {
+        if (cli_is(&a, "--quick"))
             o->quick = 1;
-        } else if (!strcmp(a, "--json")) {
+        else if (cli_is(&a, "--json"))
             o->json = 1;
-        } else if (!strcmp(a, "--device") && next) {
-            if (strcmp(next, "cpu") && strcmp(next, "cuda"))
-                return cli_usage_error("bench", "--device '%s': expected cpu or cuda", next);
-            o->cuda = !strcmp(next, "cuda");
-            *device_given = 1;
-            i++;
-        } else if (!strcmp(a, "--gpu") && next) {
-            char *end;
-            long v = strtol(next, &end, 10);
-            if (*end || v < 0 || v > 64)
-                return cli_usage_error("bench", "--gpu '%s': expected a GPU index", next);
-            o->gpu = (int)v;
-            i++;
-        } else if (!strcmp(a, "--image-model") && next) {
-            o->image_model = argv[++i];
-        } else if (!strcmp(a, "--text-model") && next) {
-            o->text_model = argv[++i];
-        } else if (!strcmp(a, "--images") && next) {
-            o->images = argv[++i];
-        } else if (!strcmp(a, "--only") && next) {
-            o->only = argv[++i];
-        } else {
-            return cli_usage_error("bench", "unexpected argument '%s'", a);
-        }
+        else if (cli_is(&a, CLI_DEVICE_OPTIONS))
+            cli_arg_device(&a, &o->device);
+        else if (cli_is(&a, "--image-model"))
+            cli_arg_path(&a, &o->image_model);
+        else if (cli_is(&a, "--text-model"))
+            cli_arg_path(&a, &o->text_model);
+        else if (cli_is(&a, "--images"))
+            cli_arg_path(&a, &o->images);
+        else if (cli_is(&a, "--only"))
+            cli_arg_string(&a, &o->only);
+        else
+            cli_args_unknown(&a);
     }
-    return 0;
+    return a.status;
 }
 
 static void print_header(const bench_ctx *c)
@@ -550,17 +538,12 @@ static void print_header(const bench_ctx *c)
 int cmd_bench(int argc, char **argv)
 {
     bench_options opt;
-    int device_given;
-    int rc = parse_bench_options(argc, argv, &opt, &device_given);
-    if (rc)
-        return rc < 0 ? CLI_EXIT_OK : rc;
+    int rc = parse_bench_options(argc, argv, &opt);
+    if (rc >= 0)
+        return rc;
     ims_error err = {0};
-    if (!device_given) {
-        int count = 0;
-        opt.cuda = ims_cuda_device_count(&count, NULL) == IMS_OK && count > 0;
-    }
     bench_ctx c = {.opt = &opt};
-    ims_status st = ims_backend_create(opt.cuda ? IMS_BACKEND_CUDA : IMS_BACKEND_CPU, opt.gpu, &c.be, &err);
+    ims_status st = cli_device_open(&opt.device, &c.be, &err);
     if (!st)
         st = ims_backend_timer_create(c.be, &c.timer, &err);
     if (!st)

@@ -9,7 +9,8 @@
 
 static const char classify_usage[] =
     "usage: imgsearch classify IMAGE... --image-model M.isw [-k 5] [--json]\n"
-    "                          [--device cpu|cuda] [--precision fp32|tf32|fp16] [--batch N]\n"
+    "                          [--device auto|cpu|cuda] [--gpu N] [--precision fp32|tf32|fp16]\n"
+    "                          [--mode torchvision|fid] [--batch N] [--threads N]\n"
     "\n"
     "Prints the k most probable classes of each IMAGE (JPEG or PNG) under an\n"
     "Inception-v3 weight file (imgsearch convert), with softmax probabilities.\n"
@@ -17,11 +18,17 @@ static const char classify_usage[] =
     "  --image-model M.isw  the model\n"
     "  -k N                 classes per image (default 5)\n"
     "  --json               one JSON array: {\"image\", \"top\": [{\"class\", \"label\", \"probability\"}]}\n"
-    "  --device cpu|cuda    default: cuda when a GPU is usable, else cpu\n"
+    "  --device auto|cpu|cuda\n"
+    "                       where to run: auto (default) is cuda when a GPU is\n"
+    "                       usable, else cpu\n"
+    "  --gpu N              which GPU (default 0)\n"
     "  --precision P        fp32 (default), tf32 or fp16 (cuda only)\n"
+    "  --mode M             preprocessing: torchvision (resize 342, crop 299) or fid\n"
+    "                       (bilinear 299 x 299); default: the model's\n"
     "  --batch N            images per forward pass (default 32)\n"
+    "  --threads N          decode threads (default: the CPU count, at most 8)\n"
     "\n"
-    "Images are preprocessed as the model's metadata says (torchvision or fid).\n"
+    "Images are preprocessed as the model's metadata says unless --mode is given.\n"
     "Exit status: 0 success, 1 failure, 2 bad command line, 3 some images could\n"
     "not be read (each reported on stderr; the others are classified).\n";
 
@@ -101,52 +108,59 @@ static int classify_one(void *vctx, size_t index, const char *path, const float 
     return ferror(stdout) ? 1 : 0;
 }
 
+/* Fills o and c from argv (o->images: the list's items); returns -1 to go on,
+ * or the exit status. */
+static int parse_args(int argc, char **argv, encode_options *o, cli_list *images, classify_ctx *c)
+{
+    cli_args a;
+    cli_args_init(&a, "classify", classify_usage, argc, argv);
+    while (cli_args_next(&a)) {
+        if (a.operand)
+            cli_operand_add(&a, images);
+        else if (cli_is(&a, "--image-model"))
+            cli_arg_path(&a, &o->model);
+        else if (cli_is(&a, "-k"))
+            cli_arg_int(&a, 1, 100000, &c->k);
+        else if (cli_is(&a, "--json"))
+            c->json = 1;
+        else if (cli_is(&a, CLI_DEVICE_OPTIONS))
+            cli_arg_device(&a, &o->device);
+        else if (cli_is(&a, "--precision"))
+            cli_arg_precision(&a, &o->precision);
+        else if (cli_is(&a, "--mode"))
+            cli_arg_mode(&a, &o->mode);
+        else if (cli_is(&a, "--batch"))
+            cli_arg_int(&a, 1, 1024, &o->batch);
+        else if (cli_is(&a, "--threads"))
+            cli_arg_int(&a, 1, 256, &o->threads);
+        else
+            cli_args_unknown(&a);
+    }
+    if (a.status >= 0)
+        return a.status;
+    o->images = images->items;
+    o->count = images->count;
+    if (!o->count)
+        return cli_args_error(&a, "missing IMAGE");
+    if (!o->model)
+        return cli_args_error(&a, "missing --image-model M.isw");
+    return -1;
+}
+
 int cmd_classify(int argc, char **argv)
 {
     encode_options o;
     encode_options_init(&o);
     classify_ctx c = {.k = 5};
-    o.images = calloc((size_t)argc, sizeof *o.images);
-    if (!o.images) {
-        fprintf(stderr, "imgsearch: out of memory\n");
-        return CLI_EXIT_FAILURE;
-    }
-    int status = -1;
-    for (int i = 1; i < argc && status < 0; i++) {
-        const char *a = argv[i];
-        int r = encode_parse_option("classify", argc, argv, &i, &o);
-        if (r < 0) {
-            status = CLI_EXIT_USAGE;
-        } else if (r) {
-            continue;
-        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(classify_usage, stdout);
-            status = CLI_EXIT_OK;
-        } else if (!strcmp(a, "--json")) {
-            c.json = 1;
-        } else if (!strcmp(a, "-k")) {
-            char *end = NULL;
-            long k = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
-            if (i + 1 >= argc || end == argv[i + 1] || *end || k < 1 || k > 100000)
-                status = cli_usage_error("classify", "-k needs a number in 1..100000");
-            i++;
-            c.k = (int)k;
-        } else if (a[0] == '-' && a[1]) {
-            status = cli_usage_error("classify", "unknown option '%s'", a);
-        } else {
-            o.images[o.count++] = a;
-        }
-    }
-    if (status < 0 && !o.count)
-        status = cli_usage_error("classify", "missing IMAGE");
-    if (status < 0 && !o.model)
-        status = cli_usage_error("classify", "missing --image-model M.isw");
+    cli_list images = {0};
+    int status = parse_args(argc, argv, &o, &images, &c);
     if (status < 0) {
         size_t ok = 0;
         status = encode_images(&o, classify_ready, classify_one, &c, &ok);
         if (c.json && c.probs)
             printf("%s]\n", c.printed ? "\n" : "");
     }
-    free(c.probs), free(c.top), free(o.images);
+    free(c.probs), free(c.top);
+    cli_list_free(&images);
     return status;
 }

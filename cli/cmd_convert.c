@@ -5,7 +5,8 @@
 #include <string.h>
 
 static const char convert_usage[] =
-    "usage: imgsearch convert INPUT -o OUTPUT.isw [options]\n"
+    "usage: imgsearch convert INPUT -o OUTPUT.isw [--arch A] [--dtype f32|f16] [--labels FILE]\n"
+    "                         [--transform-input | --no-transform-input]\n"
     "       imgsearch convert --synthetic -o OUTPUT.isw\n"
     "\n"
     "Converts a checkpoint to imgsearch's weight file without running any of its\n"
@@ -24,6 +25,20 @@ static const char convert_usage[] =
     "                          (a documented generator; for benchmarks and tests where the\n"
     "                          published weights cannot be downloaded; marked synthetic)\n";
 
+/* --arch: the names the library gives its architectures, "auto" first. */
+static int parse_arch(cli_args *a, ims_convert_arch *out)
+{
+    const char *names[IMS_CONVERT_ARCH_BERT + 2];
+    for (int i = IMS_CONVERT_ARCH_AUTO; i <= IMS_CONVERT_ARCH_BERT; i++)
+        names[i] = ims_convert_arch_name((ims_convert_arch)i);
+    names[IMS_CONVERT_ARCH_BERT + 1] = NULL;
+    int i = 0;
+    int rc = cli_arg_choice(a, names, &i);
+    if (!rc)
+        *out = (ims_convert_arch)i;
+    return rc;
+}
+
 int cmd_convert(int argc, char **argv)
 {
     ims_convert_options o;
@@ -31,52 +46,38 @@ int cmd_convert(int argc, char **argv)
     const char *input = NULL, *output = NULL;
     int synthetic = 0;
     ims_error err = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(convert_usage, stdout);
-            return CLI_EXIT_OK;
-        } else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--arch") || !strcmp(a, "--dtype") ||
-                   !strcmp(a, "--labels")) {
-            if (!value)
-                return cli_usage_error("convert", "%s needs a value", a);
-            i++;
-            if (!strcmp(a, "--arch")) {
-                if (ims_convert_arch_parse(value, &o.arch, &err))
-                    return cli_usage_error("convert", "%s", err.msg);
-            } else if (!strcmp(a, "--dtype")) {
-                if (!strcmp(value, "f32"))
-                    o.dtype = IMS_DTYPE_F32;
-                else if (!strcmp(value, "f16"))
-                    o.dtype = IMS_DTYPE_F16;
-                else
-                    return cli_usage_error("convert", "--dtype is f32 or f16, not '%s'", value);
-            } else if (!strcmp(a, "--labels")) {
-                o.labels_path = value;
-            } else {
-                output = value;
-            }
-        } else if (!strcmp(a, "--synthetic")) {
+    cli_args a;
+    cli_args_init(&a, "convert", convert_usage, argc, argv);
+    while (cli_args_next(&a)) {
+        if (a.operand && !input)
+            input = a.operand;
+        else if (a.operand)
+            cli_args_error(&a, "one INPUT at a time ('%s' and '%s')", input, a.operand);
+        else if (cli_is(&a, "-o|--output"))
+            cli_arg_path(&a, &output);
+        else if (cli_is(&a, "--arch"))
+            parse_arch(&a, &o.arch);
+        else if (cli_is(&a, "--dtype"))
+            cli_arg_dtype(&a, &o.dtype);
+        else if (cli_is(&a, "--labels"))
+            cli_arg_path(&a, &o.labels_path);
+        else if (cli_is(&a, "--synthetic"))
             synthetic = 1;
-        } else if (!strcmp(a, "--no-transform-input")) {
+        else if (cli_is(&a, "--no-transform-input"))
             o.transform_input = 0;
-        } else if (!strcmp(a, "--transform-input")) {
+        else if (cli_is(&a, "--transform-input"))
             o.transform_input = 1;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return cli_usage_error("convert", "unknown option '%s'", a);
-        } else if (input) {
-            return cli_usage_error("convert", "one INPUT at a time ('%s' and '%s')", input, a);
-        } else {
-            input = a;
-        }
+        else
+            cli_args_unknown(&a);
     }
+    if (a.status >= 0)
+        return a.status;
     if (!output)
-        return cli_usage_error("convert", "missing -o OUTPUT.isw");
+        return cli_args_error(&a, "missing -o OUTPUT.isw");
     ims_convert_report report;
     if (synthetic) {
         if (input)
-            return cli_usage_error("convert", "--synthetic takes no INPUT ('%s')", input);
+            return cli_args_error(&a, "--synthetic takes no INPUT ('%s')", input);
         if (ims_convert_synthetic(o.arch == IMS_CONVERT_ARCH_AUTO ? IMS_CONVERT_ARCH_INCEPTION_V3 : o.arch, output, &o,
                                   &report, &err))
             return cli_error(&err);
@@ -86,7 +87,7 @@ int cmd_convert(int argc, char **argv)
         return CLI_EXIT_OK;
     }
     if (!input)
-        return cli_usage_error("convert", "missing INPUT");
+        return cli_args_error(&a, "missing INPUT");
     const char *slash = strrchr(input, '/');
     o.source = slash && slash[1] ? slash + 1 : input;
     if (ims_convert(input, output, &o, &report, &err))

@@ -2,8 +2,6 @@
  * is or is not usable here. */
 #include "cli.h"
 
-#include <string.h>
-
 static void print_info(const ims_backend_info *info)
 {
     printf("%-8s %s\n", info->name, info->device);
@@ -18,15 +16,21 @@ static void print_info(const ims_backend_info *info)
            info->cublas_version, info->cudnn_version);
 }
 
+static const char devices_usage[] =
+    "usage: imgsearch devices\n"
+    "\n"
+    "Lists the CPU backend and every CUDA device this build can use, or why a GPU\n"
+    "is not usable here. The other commands pick one with --device auto|cpu|cuda\n"
+    "and --gpu N (the CUDA device number, from 0).\n";
+
 int cmd_devices(int argc, char **argv)
 {
-    if (argc > 1) {
-        if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-            printf("usage: imgsearch devices\n\nLists the CPU backend and every CUDA device this build can use.\n");
-            return CLI_EXIT_OK;
-        }
-        return cli_usage_error("devices", "unexpected argument '%s'", argv[1]);
-    }
+    cli_args a;
+    cli_args_init(&a, "devices", devices_usage, argc, argv);
+    while (cli_args_next(&a))
+        cli_args_unknown(&a);
+    if (a.status >= 0)
+        return a.status;
     ims_error err = {0};
     ims_backend *be = NULL;
     if (ims_backend_create(IMS_BACKEND_CPU, 0, &be, &err))

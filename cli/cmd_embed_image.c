@@ -13,7 +13,8 @@
 static const char embed_usage[] =
     "usage: imgsearch embed-image IMAGE... --image-model M.isw -o OUT.npy\n"
     "                             [--what features|logits] [--mode torchvision|fid]\n"
-    "                             [--device cpu|cuda] [--precision fp32|tf32|fp16] [--batch N]\n"
+    "                             [--device auto|cpu|cuda] [--gpu N] [--precision fp32|tf32|fp16]\n"
+    "                             [--batch N] [--threads N]\n"
     "\n"
     "Writes each IMAGE's Inception-v3 output as one row of a float32 NumPy array.\n"
     "\n"
@@ -23,7 +24,13 @@ static const char embed_usage[] =
     "  --what logits        the class logits\n"
     "  --mode M             preprocessing: torchvision (resize 342, crop 299) or fid\n"
     "                       (bilinear 299 x 299); default: the model's\n"
-    "  --device, --precision, --batch: as in classify\n"
+    "  --device auto|cpu|cuda\n"
+    "                       where to run: auto (default) is cuda when a GPU is\n"
+    "                       usable, else cpu\n"
+    "  --gpu N              which GPU (default 0)\n"
+    "  --precision P        fp32 (default), tf32 or fp16 (cuda only)\n"
+    "  --batch N            images per forward pass (default 32)\n"
+    "  --threads N          decode threads (default: the CPU count, at most 8)\n"
     "\n"
     "Exit status: 0 success, 1 failure (nothing written), 2 bad command line,\n"
     "3 some images could not be read (each reported on stderr; OUT holds the rows\n"
@@ -74,51 +81,55 @@ static int embed_finish(embed_ctx *c, int status)
     return status == CLI_EXIT_SOME_FAILED && !c->rows ? CLI_EXIT_FAILURE : status;
 }
 
+/* Fills o and c from argv (o->images: the list's items); returns -1 to go on,
+ * or the exit status. */
+static int parse_args(int argc, char **argv, encode_options *o, cli_list *images, embed_ctx *c)
+{
+    static const char *const what_names[] = {"features", "logits", NULL};
+    cli_args a;
+    cli_args_init(&a, "embed-image", embed_usage, argc, argv);
+    while (cli_args_next(&a)) {
+        if (a.operand)
+            cli_operand_add(&a, images);
+        else if (cli_is(&a, "--image-model"))
+            cli_arg_path(&a, &o->model);
+        else if (cli_is(&a, "-o|--output"))
+            cli_arg_path(&a, &c->output);
+        else if (cli_is(&a, "--what"))
+            cli_arg_choice(&a, what_names, &c->logits); /* 1: logits */
+        else if (cli_is(&a, CLI_DEVICE_OPTIONS))
+            cli_arg_device(&a, &o->device);
+        else if (cli_is(&a, "--precision"))
+            cli_arg_precision(&a, &o->precision);
+        else if (cli_is(&a, "--mode"))
+            cli_arg_mode(&a, &o->mode);
+        else if (cli_is(&a, "--batch"))
+            cli_arg_int(&a, 1, 1024, &o->batch);
+        else if (cli_is(&a, "--threads"))
+            cli_arg_int(&a, 1, 256, &o->threads);
+        else
+            cli_args_unknown(&a);
+    }
+    if (a.status >= 0)
+        return a.status;
+    o->images = images->items;
+    o->count = images->count;
+    if (!o->count)
+        return cli_args_error(&a, "missing IMAGE");
+    if (!o->model)
+        return cli_args_error(&a, "missing --image-model M.isw");
+    if (!c->output)
+        return cli_args_error(&a, "missing -o OUT.npy");
+    return -1;
+}
+
 int cmd_embed_image(int argc, char **argv)
 {
     encode_options o;
     encode_options_init(&o);
     embed_ctx c = {0};
-    o.images = calloc((size_t)argc, sizeof *o.images);
-    if (!o.images) {
-        fprintf(stderr, "imgsearch: out of memory\n");
-        return CLI_EXIT_FAILURE;
-    }
-    int status = -1;
-    for (int i = 1; i < argc && status < 0; i++) {
-        const char *a = argv[i];
-        int r = encode_parse_option("embed-image", argc, argv, &i, &o);
-        if (r < 0) {
-            status = CLI_EXIT_USAGE;
-        } else if (r) {
-            continue;
-        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(embed_usage, stdout);
-            status = CLI_EXIT_OK;
-        } else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--what")) {
-            if (i + 1 >= argc) {
-                status = cli_usage_error("embed-image", "%s needs a value", a);
-                break;
-            }
-            const char *v = argv[++i];
-            if (strcmp(a, "--what"))
-                c.output = v;
-            else if (!strcmp(v, "features") || !strcmp(v, "logits"))
-                c.logits = !strcmp(v, "logits");
-            else
-                status = cli_usage_error("embed-image", "--what must be features or logits, not '%s'", v);
-        } else if (a[0] == '-' && a[1]) {
-            status = cli_usage_error("embed-image", "unknown option '%s'", a);
-        } else {
-            o.images[o.count++] = a;
-        }
-    }
-    if (status < 0 && !o.count)
-        status = cli_usage_error("embed-image", "missing IMAGE");
-    if (status < 0 && !o.model)
-        status = cli_usage_error("embed-image", "missing --image-model M.isw");
-    if (status < 0 && !c.output)
-        status = cli_usage_error("embed-image", "missing -o OUT.npy");
+    cli_list images = {0};
+    int status = parse_args(argc, argv, &o, &images, &c);
     if (status < 0) {
         size_t ok = 0;
         status = embed_finish(&c, encode_images(&o, embed_ready, embed_one, &c, &ok));
@@ -126,6 +137,6 @@ int cmd_embed_image(int argc, char **argv)
             printf("%s: %zu of %zu images, float32 (%zu, %d) %s\n", c.output, c.rows, o.count, c.rows, c.dim,
                    c.logits ? "logits" : "features");
     }
-    free(o.images);
+    cli_list_free(&images);
     return status;
 }

@@ -7,128 +7,151 @@
 
 static const char embed_text_usage[] =
     "usage: imgsearch embed-text --text-model M.isw [--text TEXT]... [-o OUT.npy] [--json]\n"
-    "                            [--device cuda|cpu] [--gpu N] [--precision fp32|fp16]\n"
+    "                            [--device auto|cpu|cuda] [--gpu N] [--precision fp32|fp16]\n"
     "\n"
     "Embeds each --text, or else each line of stdin, with the sentence encoder\n"
     "(mean pooling over the tokens, L2-normalized as the model says).\n"
     "\n"
-    "  -o OUT.npy   write a float32 array (N, dim) that numpy.load reads\n"
-    "  --json       one JSON line per text: {\"text\": ..., \"embedding\": [...]}\n"
-    "               (the default when no -o is given)\n"
-    "  --precision  fp16 on a GPU by default; the CPU computes in fp32\n";
+    "  --text-model M.isw      a converted BERT sentence encoder (imgsearch convert)\n"
+    "  --text TEXT             a text to embed (repeat for more; default: stdin's lines)\n"
+    "  -o, --output OUT.npy    write a float32 array (N, dim) that numpy.load reads\n"
+    "  --json                  one JSON line per text: {\"text\": ..., \"embedding\": [...]}\n"
+    "                          (the default when no -o is given)\n"
+    "  --device auto|cpu|cuda  auto (default): cuda when a GPU is usable, else cpu\n"
+    "  --gpu N                 which GPU (default 0)\n"
+    "  --precision fp32|fp16   fp16 on a GPU by default; the CPU computes in fp32\n";
 
-typedef struct text_list {
+/* Lines read from stdin (owned). */
+typedef struct line_list {
     char **items;
     size_t count, cap;
-    int owned; /* items were read from stdin */
-} text_list;
+} line_list;
 
-static int text_list_add(text_list *l, char *s)
+static void line_list_free(line_list *l)
 {
-    if (l->count == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        char **p = realloc(l->items, cap * sizeof *p);
-        if (!p)
-            return -1;
-        l->items = p;
-        l->cap = cap;
-    }
-    l->items[l->count++] = s;
-    return 0;
+    for (size_t i = 0; i < l->count; i++)
+        free(l->items[i]);
+    free(l->items);
 }
 
-static int read_stdin_lines(text_list *l)
+static int read_stdin_lines(line_list *l)
 {
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
-    l->owned = 1;
-    while ((len = getline(&line, &cap, stdin)) >= 0) {
+    int rc = 0;
+    while (!rc && (len = getline(&line, &cap, stdin)) >= 0) {
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             line[--len] = '\0';
-        char *copy = strdup(line);
-        if (!copy || text_list_add(l, copy)) {
-            free(copy);
-            free(line);
-            return -1;
+        if (l->count == l->cap) {
+            size_t n = l->cap ? l->cap * 2 : 64;
+            char **p = realloc(l->items, n * sizeof *p);
+            if (!p) {
+                rc = -1;
+                break;
+            }
+            l->items = p;
+            l->cap = n;
         }
+        if (!(l->items[l->count] = strdup(line)))
+            rc = -1;
+        else
+            l->count++;
     }
     free(line);
-    return 0;
+    return rc;
+}
+
+typedef struct embed_text_args {
+    const char *model, *output;
+    int json, precision;
+    cli_device device;
+    cli_list texts; /* --text values */
+} embed_text_args;
+
+/* Returns -1 to go on, or the exit status. */
+static int parse_args(int argc, char **argv, embed_text_args *e)
+{
+    static const char *const precision_names[] = {"fp32", "fp16", NULL};
+    static const ims_precision precisions[] = {IMS_PRECISION_FP32, IMS_PRECISION_FP16};
+    int precision = -1;
+    cli_args a;
+    cli_args_init(&a, "embed-text", embed_text_usage, argc, argv);
+    while (cli_args_next(&a)) {
+        if (cli_is(&a, "--text-model"))
+            cli_arg_path(&a, &e->model);
+        else if (cli_is(&a, "--text"))
+            cli_arg_append(&a, &e->texts);
+        else if (cli_is(&a, "-o|--output"))
+            cli_arg_path(&a, &e->output);
+        else if (cli_is(&a, "--json"))
+            e->json = 1;
+        else if (cli_is(&a, CLI_DEVICE_OPTIONS))
+            cli_arg_device(&a, &e->device);
+        else if (cli_is(&a, "--precision"))
+            cli_arg_choice(&a, precision_names, &precision);
+        else
+            cli_args_unknown(&a);
+    }
+    if (a.status >= 0)
+        return a.status;
+    e->precision = precision < 0 ? CLI_PRECISION_DEFAULT : (int)precisions[precision];
+    if (!e->model)
+        return cli_args_error(&a, "no model: --text-model M.isw");
+    return -1;
+}
+
+static void print_json(const char *const *texts, size_t count, const float *out, int dim)
+{
+    for (size_t i = 0; i < count; i++) {
+        printf("{\"text\": ");
+        json_string(stdout, texts[i], strlen(texts[i]));
+        printf(", \"embedding\": [");
+        for (int d = 0; d < dim; d++) {
+            if (d)
+                fputs(", ", stdout);
+            printf("%.9g", out[i * (size_t)dim + (size_t)d]);
+        }
+        printf("]}\n");
+    }
+}
+
+static int run_embed_text(const embed_text_args *e, const char *const *texts, size_t count)
+{
+    ims_error err = {0};
+    cli_models m;
+    float *out = NULL;
+    ims_status st = cli_models_load(&m, &e->device, e->precision, NULL, e->model, &err);
+    int dim = st ? 0 : ims_text_embedder_dim(m.text);
+    if (!st && count > 0) {
+        out = malloc(count * (size_t)dim * sizeof *out);
+        st = out ? ims_text_embed(m.text, texts, count, out, &err)
+                 : ims_error_set(&err, IMS_ERR_NOMEM, "out of memory for %zu embeddings", count);
+    }
+    if (!st && e->output) {
+        int64_t shape[2] = {(int64_t)count, dim};
+        st = ims_npy_write(e->output, IMS_NPY_F32, 2, shape, out, &err);
+    }
+    if (!st && (e->json || !e->output))
+        print_json(texts, count, out, dim);
+    if (!st && e->output)
+        fprintf(stderr, "imgsearch: wrote %zu embeddings of %d dims to %s\n", count, dim, e->output);
+    cli_models_close(&m);
+    free(out);
+    return st ? cli_error(&err) : CLI_EXIT_OK;
 }
 
 int cmd_embed_text(int argc, char **argv)
 {
-    const char *model = NULL, *output = NULL, *device = NULL, *precision = NULL;
-    int json = 0, gpu = 0, rc = 0;
-    text_list texts = {0};
-    for (int i = 1; i < argc && !rc; i++) {
-        const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(embed_text_usage, stdout);
-            free(texts.items);
-            return CLI_EXIT_OK;
-        } else if (!strcmp(a, "--text-model") && next) {
-            model = argv[++i];
-        } else if (!strcmp(a, "--text") && next) {
-            rc = text_list_add(&texts, argv[++i]) ? CLI_EXIT_FAILURE : 0;
-        } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && next) {
-            output = argv[++i];
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if (!strcmp(a, "--device") && next) {
-            device = argv[++i];
-        } else if (!strcmp(a, "--gpu") && next) {
-            rc = cli_parse_int("embed-text", a, argv[++i], 0, 64, &gpu);
-        } else if (!strcmp(a, "--precision") && next) {
-            precision = argv[++i];
-        } else {
-            rc = cli_usage_error("embed-text", "unexpected argument '%s' (or its value is missing)", a);
-        }
-    }
-    if (!rc && !model)
-        rc = cli_usage_error("embed-text", "no model: --text-model M.isw");
-    if (!rc && texts.count == 0 && read_stdin_lines(&texts))
-        rc = CLI_EXIT_FAILURE;
-    ims_error err = {0};
-    cli_models m = {0};
-    float *out = NULL;
-    ims_status st = IMS_OK;
-    if (!rc)
-        st = cli_models_open(&m, device, gpu, precision, NULL, model, &err);
-    int dim = st || rc ? 0 : ims_text_embedder_dim(m.text);
-    if (!rc && !st && texts.count > 0) {
-        out = malloc(texts.count * (size_t)dim * sizeof *out);
-        st = out ? ims_text_embed(m.text, (const char *const *)texts.items, texts.count, out, &err) : IMS_ERR_NOMEM;
-    }
-    if (!rc && !st && output) {
-        int64_t shape[2] = {(int64_t)texts.count, dim};
-        st = ims_npy_write(output, IMS_NPY_F32, 2, shape, out, &err);
-    }
-    if (!rc && !st && (json || !output)) {
-        for (size_t i = 0; i < texts.count; i++) {
-            printf("{\"text\": ");
-            json_string(stdout, texts.items[i], strlen(texts.items[i]));
-            printf(", \"embedding\": [");
-            for (int d = 0; d < dim; d++) {
-                if (d)
-                    fputs(", ", stdout);
-                printf("%.9g", out[i * (size_t)dim + (size_t)d]);
-            }
-            printf("]}\n");
-        }
-    }
-    if (!rc && !st && output)
-        fprintf(stderr, "imgsearch: wrote %zu embeddings of %d dims to %s\n", texts.count, dim, output);
-    cli_models_close(&m);
-    free(out);
-    if (texts.owned)
-        for (size_t i = 0; i < texts.count; i++)
-            free(texts.items[i]);
-    free(texts.items);
-    if (rc)
-        return rc;
-    if (st && !err.msg[0])
-        snprintf(err.msg, sizeof err.msg, "%s", ims_status_name(st));
-    return st ? cli_error(&err) : CLI_EXIT_OK;
+    embed_text_args e = {0};
+    line_list lines = {0};
+    int rc = parse_args(argc, argv, &e);
+    if (rc < 0 && e.texts.count == 0 && read_stdin_lines(&lines))
+        rc = cli_fail("out of memory reading stdin");
+    if (rc < 0)
+        rc = e.texts.count ? run_embed_text(&e, e.texts.items, e.texts.count)
+                           : run_embed_text(&e, (const char *const *)lines.items, lines.count);
+    line_list_free(&lines);
+    cli_list_free(&e.texts);
+    return rc;
 }

@@ -3,12 +3,9 @@
  * a summary on stdout. */
 #include "cli.h"
 
-#include <stdlib.h>
-#include <string.h>
-
 static const char index_usage[] =
     "usage: imgsearch index DIR|FILE... -o INDEX --image-model IV3.isw [--text-model TXT.isw]\n"
-    "                       [--batch N] [--device cuda|cpu] [--gpu N] [--threads N]\n"
+    "                       [--batch N] [--device auto|cpu|cuda] [--gpu N] [--threads N]\n"
     "                       [--precision fp32|tf32|fp16] [--mode torchvision|fid]\n"
     "                       [--dtype f16|f32] [--chunk-rows N] [--conse-top T]\n"
     "\n"
@@ -24,7 +21,8 @@ static const char index_usage[] =
     "  -o, --output INDEX      the index folder (created if absent)\n"
     "  --image-model M.isw     Inception-v3 weights (imgsearch convert)\n"
     "  --text-model M.isw      a BERT sentence encoder for the semantic table\n"
-    "  --device cuda|cpu       default: cuda when a GPU is usable, else cpu\n"
+    "  --device auto|cpu|cuda  auto (default): cuda when a GPU is usable, else cpu\n"
+    "  --gpu N                 which GPU (default 0)\n"
     "  --precision P           the image model's arithmetic on the GPU (default fp16\n"
     "                          on cuda, fp32 on cpu)\n"
     "  --batch N               images per forward pass (default 64 on cuda, 16 on cpu)\n"
@@ -66,77 +64,75 @@ static void on_progress(void *ctx, const ims_index_progress *p)
     cli_progress_update(&c->bar, p->done, p->failed, p->stage == IMS_INDEX_STAGE_FINISHED);
 }
 
+typedef struct index_args {
+    const char *image_path, *text_path;
+    cli_device device;
+    int precision, mode; /* CLI_PRECISION_DEFAULT, CLI_MODE_MODEL when not given */
+    int batch, threads;  /* 0: the defaults */
+    cli_list roots;
+} index_args;
+
+/* Fills x and the run options o from argv; returns -1 to go on, or the exit status. */
+static int parse_args(int argc, char **argv, index_args *x, ims_index_run_options *o)
+{
+    cli_args a;
+    cli_args_init(&a, "index", index_usage, argc, argv);
+    while (cli_args_next(&a)) {
+        if (a.operand)
+            cli_operand_add(&a, &x->roots);
+        else if (cli_is(&a, "-o|--output"))
+            cli_arg_path(&a, &o->index_dir);
+        else if (cli_is(&a, "--image-model"))
+            cli_arg_path(&a, &x->image_path);
+        else if (cli_is(&a, "--text-model"))
+            cli_arg_path(&a, &x->text_path);
+        else if (cli_is(&a, CLI_DEVICE_OPTIONS))
+            cli_arg_device(&a, &x->device);
+        else if (cli_is(&a, "--precision"))
+            cli_arg_precision(&a, &x->precision);
+        else if (cli_is(&a, "--mode"))
+            cli_arg_mode(&a, &x->mode);
+        else if (cli_is(&a, "--dtype"))
+            cli_arg_dtype(&a, &o->dtype);
+        else if (cli_is(&a, "--batch"))
+            cli_arg_int(&a, 1, 4096, &x->batch);
+        else if (cli_is(&a, "--threads"))
+            cli_arg_int(&a, 1, 256, &x->threads);
+        else if (cli_is(&a, "--chunk-rows"))
+            cli_arg_int(&a, 1, 1 << 20, &o->chunk_rows);
+        else if (cli_is(&a, "--conse-top"))
+            cli_arg_int(&a, 1, 100000, &o->conse_top);
+        else
+            cli_args_unknown(&a);
+    }
+    if (a.status >= 0)
+        return a.status;
+    if (!o->index_dir)
+        return cli_args_error(&a, "no output: -o INDEX");
+    if (!x->image_path)
+        return cli_args_error(&a, "no image model: --image-model IV3.isw");
+    if (x->roots.count == 0)
+        return cli_args_error(&a, "no folders or images to index");
+    return -1;
+}
+
 int cmd_index(int argc, char **argv)
 {
     ims_index_run_options o;
     ims_index_run_options_init(&o);
-    const char *image_path = NULL, *text_path = NULL, *device = NULL, *precision = NULL, *mode = NULL;
-    const char **roots = calloc((size_t)argc, sizeof *roots);
-    size_t root_count = 0;
-    int batch = 0, threads = 0, gpu = 0;
-    if (!roots)
-        return CLI_EXIT_FAILURE;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
-        int rc = 0;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(index_usage, stdout);
-            free(roots);
-            return CLI_EXIT_OK;
-        } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && next) {
-            o.index_dir = argv[++i];
-        } else if (!strcmp(a, "--image-model") && next) {
-            image_path = argv[++i];
-        } else if (!strcmp(a, "--text-model") && next) {
-            text_path = argv[++i];
-        } else if (!strcmp(a, "--device") && next) {
-            device = argv[++i];
-        } else if (!strcmp(a, "--precision") && next) {
-            precision = argv[++i];
-        } else if (!strcmp(a, "--mode") && next) {
-            mode = argv[++i];
-        } else if (!strcmp(a, "--dtype") && next) {
-            const char *d = argv[++i];
-            if (strcmp(d, "f16") && strcmp(d, "f32"))
-                rc = cli_usage_error("index", "--dtype '%s': expected f16 or f32", d);
-            o.dtype = !strcmp(d, "f16") ? IMS_DTYPE_F16 : IMS_DTYPE_F32;
-        } else if (!strcmp(a, "--batch") && next) {
-            rc = cli_parse_int("index", a, argv[++i], 1, 4096, &batch);
-        } else if (!strcmp(a, "--threads") && next) {
-            rc = cli_parse_int("index", a, argv[++i], 1, 256, &threads);
-        } else if (!strcmp(a, "--gpu") && next) {
-            rc = cli_parse_int("index", a, argv[++i], 0, 64, &gpu);
-        } else if (!strcmp(a, "--chunk-rows") && next) {
-            rc = cli_parse_int("index", a, argv[++i], 1, 1 << 20, &o.chunk_rows);
-        } else if (!strcmp(a, "--conse-top") && next) {
-            rc = cli_parse_int("index", a, argv[++i], 1, 100000, &o.conse_top);
-        } else if (a[0] == '-' && a[1] != '\0') {
-            rc = cli_usage_error("index", "unknown option '%s' (or its value is missing)", a);
-        } else {
-            roots[root_count++] = a;
-        }
-        if (rc) {
-            free(roots);
-            return rc;
-        }
-    }
-    int rc = CLI_EXIT_OK;
-    if (!o.index_dir)
-        rc = cli_usage_error("index", "no output: -o INDEX");
-    else if (!image_path)
-        rc = cli_usage_error("index", "no image model: --image-model IV3.isw");
-    else if (root_count == 0)
-        rc = cli_usage_error("index", "no folders or images to index");
-    if (rc) {
-        free(roots);
+    index_args x = {.precision = CLI_PRECISION_DEFAULT, .mode = CLI_MODE_MODEL};
+    int rc = parse_args(argc, argv, &x, &o);
+    if (rc >= 0) {
+        cli_list_free(&x.roots);
         return rc;
     }
+    const char *image_path = x.image_path, *text_path = x.text_path;
 
     ims_error err = {0};
     cli_models m;
-    ims_status st = cli_models_open(&m, device, gpu, precision, image_path, text_path, &err);
+    ims_status st = cli_models_load(&m, &x.device, x.precision, image_path, text_path, &err);
     if (!st)
-        st = cli_parse_mode(mode, m.image_weights, &o.mode, &err);
+        o.mode = cli_mode_resolve(x.mode, m.image_weights);
     if (!st && cli_models_synthetic(&m))
         fprintf(stderr, "imgsearch: WARNING: %s holds synthetic weights: the embeddings are not meaningful\n",
                 image_path);
@@ -144,23 +140,23 @@ int cmd_index(int argc, char **argv)
     ims_index_progress result = {0};
     if (!st) {
         int cuda = ims_backend_get_info(m.backend)->kind == IMS_BACKEND_CUDA;
-        o.roots = roots;
-        o.root_count = root_count;
+        o.roots = x.roots.items;
+        o.root_count = x.roots.count;
         o.backend = m.backend;
         o.image_model = m.image_weights;
         o.image_model_path = image_path;
         o.text = m.text;
         o.text_model_path = text_path;
         o.precision = m.precision;
-        o.batch_size = batch ? batch : cuda ? 64 : 16;
-        o.threads = threads ? threads : cli_default_threads(16);
+        o.batch_size = x.batch ? x.batch : cuda ? 64 : 16;
+        o.threads = x.threads ? x.threads : cli_default_threads(16);
         o.progress = on_progress;
         o.on_failure = on_failure;
         o.progress_ctx = &ctx;
         st = ims_index_run(&o, &result, &err);
     }
     cli_models_close(&m);
-    free(roots);
+    cli_list_free(&x.roots);
     if (st) {
         if (ctx.bar.tty && ctx.bar.drawn)
             fputc('\n', stderr);

@@ -139,26 +139,26 @@ static void print_json(const ims_weights *w, const info_options *o)
 int cmd_info(int argc, char **argv)
 {
     info_options o = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(info_usage, stdout);
-            return CLI_EXIT_OK;
-        } else if (!strcmp(a, "--json"))
+    cli_args a;
+    cli_args_init(&a, "info", info_usage, argc, argv);
+    while (cli_args_next(&a)) {
+        if (a.operand && !o.path)
+            o.path = a.operand;
+        else if (a.operand)
+            cli_args_error(&a, "one FILE at a time ('%s' and '%s')", o.path, a.operand);
+        else if (cli_is(&a, "--json"))
             o.json = 1;
-        else if (!strcmp(a, "--verify"))
+        else if (cli_is(&a, "--verify"))
             o.verify = 1;
-        else if (!strcmp(a, "--all"))
+        else if (cli_is(&a, "--all"))
             o.all = 1;
-        else if (a[0] == '-' && a[1] != '\0')
-            return cli_usage_error("info", "unknown option '%s'", a);
-        else if (o.path)
-            return cli_usage_error("info", "one FILE at a time ('%s' and '%s')", o.path, a);
         else
-            o.path = a;
+            cli_args_unknown(&a);
     }
+    if (a.status >= 0)
+        return a.status;
     if (!o.path)
-        return cli_usage_error("info", "missing FILE");
+        return cli_args_error(&a, "missing FILE");
     ims_error err = {0};
     ims_weights *w = NULL;
     if (ims_weights_open(o.path, o.verify ? IMS_WEIGHTS_VERIFY_DATA : 0, &w, &err))

@@ -16,7 +16,7 @@
 
 static const char knn_usage[] =
     "usage: imgsearch knn TABLE.npy QUERIES.npy -k K [--metric cosine|ip] [--dtype f16|f32]\n"
-    "                     [--device auto|cpu|cuda] [--chunk-rows N] [-o OUT.npz] [--json]\n"
+    "                     [--device auto|cpu|cuda] [--gpu N] [--chunk-rows N] [-o OUT.npz] [--json]\n"
     "\n"
     "For each query (a row of QUERIES, shape (B, D), or one vector (D)) finds the K rows of TABLE\n"
     "(shape (N, D)) with the highest cosine similarity, exactly; equal scores are\n"
@@ -28,7 +28,10 @@ static const char knn_usage[] =
     "  --metric ip          raw inner product\n"
     "  --dtype f16|f32      table storage (default: f16 on cuda, f32 on cpu);\n"
     "                       scores always accumulate in fp32\n"
-    "  --device auto        cuda if a GPU is usable, else cpu (default)\n"
+    "  --device auto|cpu|cuda\n"
+    "                       where to search: auto (default) is cuda when a GPU is\n"
+    "                       usable, else cpu\n"
+    "  --gpu N              which GPU (default 0)\n"
     "  --chunk-rows N       keep the table in host memory and stream it through the\n"
     "                       device N rows at a time (for tables larger than the GPU)\n"
     "  -o, --output OUT.npz ids (int64, (B, K)) and scores (float32, (B, K)); past N:\n"
@@ -39,84 +42,47 @@ static const char knn_usage[] =
 typedef struct knn_args {
     const char *table, *queries, *output;
     int k, json;
-    ims_knn_options opt;
-    int dtype_given;
-    const char *device;
+    ims_knn_options opt; /* opt.dtype IMS_DTYPE_COUNT: not given (the device's default) */
+    cli_device device;
 } knn_args;
 
-static int parse_long(const char *flag, const char *value, long long lo, long long hi, long long *out)
+/* Returns -1 to go on, or the exit status. */
+static int parse_args(int argc, char **argv, knn_args *k)
 {
-    char *end;
-    long long v = strtoll(value, &end, 10);
-    if (!*value || *end || v < lo || v > hi)
-        return cli_usage_error("knn", "%s '%s': expected an integer in %lld..%lld", flag, value, lo, hi);
-    *out = v;
-    return -1;
-}
-
-static int parse_args(int argc, char **argv, knn_args *a)
-{
-    int positional = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-            fputs(knn_usage, stdout);
-            return CLI_EXIT_OK;
-        } else if (!strcmp(s, "--json")) {
-            a->json = 1;
-        } else if (s[0] == '-' && s[1] != '\0') {
-            if (!v)
-                return cli_usage_error("knn", "%s needs a value", s);
-            i++;
-            long long n = 0;
-            int st;
-            if (!strcmp(s, "-k")) {
-                if ((st = parse_long("-k", v, 1, IMS_KNN_MAX_K, &n)) >= 0)
-                    return st;
-                a->k = (int)n;
-            } else if (!strcmp(s, "--chunk-rows")) {
-                if ((st = parse_long("--chunk-rows", v, 1, INT32_MAX, &n)) >= 0)
-                    return st;
-                a->opt.max_rows_per_chunk = n;
-            } else if (!strcmp(s, "-o") || !strcmp(s, "--output")) {
-                a->output = v;
-            } else if (!strcmp(s, "--metric")) {
-                if (!strcmp(v, "cosine"))
-                    a->opt.metric = IMS_KNN_METRIC_COSINE;
-                else if (!strcmp(v, "ip"))
-                    a->opt.metric = IMS_KNN_METRIC_IP;
-                else
-                    return cli_usage_error("knn", "--metric '%s': expected cosine or ip", v);
-            } else if (!strcmp(s, "--dtype")) {
-                if (!strcmp(v, "f16"))
-                    a->opt.dtype = IMS_DTYPE_F16;
-                else if (!strcmp(v, "f32"))
-                    a->opt.dtype = IMS_DTYPE_F32;
-                else
-                    return cli_usage_error("knn", "--dtype '%s': expected f16 or f32", v);
-                a->dtype_given = 1;
-            } else if (!strcmp(s, "--device")) {
-                if (strcmp(v, "auto") && strcmp(v, "cpu") && strcmp(v, "cuda"))
-                    return cli_usage_error("knn", "--device '%s': expected auto, cpu or cuda", v);
-                a->device = v;
-            } else {
-                return cli_usage_error("knn", "unknown option '%s'", s);
-            }
-        } else if (positional == 0) {
-            a->table = s;
-            positional++;
-        } else if (positional == 1) {
-            a->queries = s;
-            positional++;
-        } else {
-            return cli_usage_error("knn", "unexpected argument '%s'", s);
-        }
+    static const char *const metric_names[] = {"cosine", "ip", NULL};
+    static const ims_knn_metric metrics[] = {IMS_KNN_METRIC_COSINE, IMS_KNN_METRIC_IP};
+    cli_args a;
+    cli_args_init(&a, "knn", knn_usage, argc, argv);
+    int metric = 0;
+    while (cli_args_next(&a)) {
+        if (a.operand && !k->table)
+            k->table = a.operand;
+        else if (a.operand && !k->queries)
+            k->queries = a.operand;
+        else if (cli_is(&a, "--json"))
+            k->json = 1;
+        else if (cli_is(&a, "-k"))
+            cli_arg_int(&a, 1, IMS_KNN_MAX_K, &k->k);
+        else if (cli_is(&a, "--chunk-rows"))
+            cli_arg_int64(&a, 1, INT32_MAX, &k->opt.max_rows_per_chunk);
+        else if (cli_is(&a, "-o|--output"))
+            cli_arg_path(&a, &k->output);
+        else if (cli_is(&a, "--metric"))
+            cli_arg_choice(&a, metric_names, &metric);
+        else if (cli_is(&a, "--dtype"))
+            cli_arg_dtype(&a, &k->opt.dtype);
+        else if (cli_is(&a, CLI_DEVICE_OPTIONS))
+            cli_arg_device(&a, &k->device);
+        else
+            cli_args_unknown(&a);
     }
-    if (!a->table || !a->queries)
-        return cli_usage_error("knn", "needs TABLE.npy and QUERIES.npy");
-    if (!a->k)
-        return cli_usage_error("knn", "missing -k K");
+    if (a.status >= 0)
+        return a.status;
+    k->opt.metric = metrics[metric];
+    if (!k->table || !k->queries)
+        return cli_args_error(&a, "needs TABLE.npy and QUERIES.npy");
+    if (!k->k)
+        return cli_args_error(&a, "missing -k K");
     return -1;
 }
 
@@ -148,9 +114,7 @@ static int open_matrix(const char *path, const char *role, int vector_ok, ims_np
 static int create_backend(const knn_args *a, ims_backend **be)
 {
     ims_error err = {0};
-    if (cli_backend_open(strcmp(a->device, "auto") ? a->device : NULL, 0, be, &err))
-        return cli_error(&err);
-    return CLI_EXIT_OK;
+    return cli_device_open(&a->device, be, &err) ? cli_error(&err) : CLI_EXIT_OK;
 }
 
 static void print_json(const int64_t *ids, const float *scores, int64_t b, int k, int64_t n)
@@ -184,10 +148,13 @@ static float *queries_f32(const ims_npy *q)
     return out;
 }
 
-static int file_error(const char *path, const ims_error *err)
+/* Which input file a failed search belongs to, from the status alone: the
+ * command already checked k, the buffers and the dimensions, so an invalid
+ * argument is a query's content (a zero, NaN or Inf row) and an unsupported
+ * one its count; anything else (device memory, a CUDA error) is no file's. */
+static const char *search_culprit(const knn_args *a, ims_status st)
 {
-    fprintf(stderr, "imgsearch: %s: %s\n", path, err->msg);
-    return CLI_EXIT_FAILURE;
+    return st == IMS_ERR_ARGUMENT || st == IMS_ERR_UNSUPPORTED ? a->queries : NULL;
 }
 
 static int run_knn(knn_args *a)
@@ -206,6 +173,7 @@ static int run_knn(knn_args *a)
     int64_t *ids = NULL;
     float *scores = NULL, *q = NULL;
     ims_error err = {0};
+    ims_status st;
     if (queries.shape[1] != d) {
         fprintf(stderr, "imgsearch: %s: queries have dim %lld, the table %s has dim %lld\n", a->queries,
                 (long long)queries.shape[1], a->table, (long long)d);
@@ -215,7 +183,7 @@ static int run_knn(knn_args *a)
     if ((status = create_backend(a, &be)))
         goto done;
     const ims_backend_info *info = ims_backend_get_info(be);
-    if (!a->dtype_given)
+    if (a->opt.dtype == IMS_DTYPE_COUNT)
         a->opt.dtype = info->kind == IMS_BACKEND_CPU ? IMS_DTYPE_F32 : IMS_DTYPE_F16;
     size_t need = ims_knn_estimate_bytes(n, d, a->opt.dtype, b, a->k);
     fprintf(stderr, "imgsearch knn: %lld rows x %lld dims, %s storage, %lld queries, k = %d on %s: about %.1f MiB%s\n",
@@ -234,12 +202,12 @@ static int run_knn(knn_args *a)
     }
     if (ims_knn_create(be, d, &a->opt, &t, &err) ||
         ims_knn_append(t, table.data, table.dtype == IMS_NPY_F16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32, n, &err)) {
-        status = file_error(a->table, &err);
+        status = cli_file_error(a->table, &err); /* loading the table: its rows are at fault */
         goto done;
     }
-    if (ims_knn_search(t, q, b, a->k, ids, scores, &err)) {
-        /* A bad query names "query i"; anything else (device memory) is the search's. */
-        status = file_error(strstr(err.msg, "query") ? a->queries : a->table, &err);
+    if ((st = ims_knn_search(t, q, b, a->k, ids, scores, &err))) {
+        const char *culprit = search_culprit(a, st);
+        status = culprit ? cli_file_error(culprit, &err) : cli_error(&err);
         goto done;
     }
     if (a->output) {
@@ -265,8 +233,9 @@ done:
 
 int cmd_knn(int argc, char **argv)
 {
-    knn_args a = {.device = "auto"};
+    knn_args a = {0};
     ims_knn_options_init(&a.opt);
+    a.opt.dtype = IMS_DTYPE_COUNT;
     int status = parse_args(argc, argv, &a);
     return status >= 0 ? status : run_knn(&a);
 }

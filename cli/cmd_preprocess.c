@@ -8,17 +8,7 @@
  * output's folder, which is synced and renamed over OUT only when every image
  * succeeded: a crash or a failed image leaves no partial OUT.
  */
-#include "imgsearch.h"
 #include "cli.h"
-
-
-#include <errno.h>
-#include <fcntl.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 static const char preprocess_usage[] =
     "usage: imgsearch preprocess IMAGE... -o OUT.npy [--mode torchvision|fid] [--uint8]\n"
@@ -47,8 +37,7 @@ static const char preprocess_usage[] =
 
 typedef struct preprocess_options {
     const char *output;
-    const char **images;
-    size_t count;
+    cli_list images;
     ims_preprocess_mode mode;
     int uint8, exif, threads;
 } preprocess_options;
@@ -57,83 +46,48 @@ enum { PREPROCESS_BATCH = 16, PREPROCESS_MAX_THREADS = 8 };
 
 /* ---- Command line ------------------------------------------------------------------ */
 
-static int default_threads(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > PREPROCESS_MAX_THREADS ? PREPROCESS_MAX_THREADS : (int)n;
-}
-
-/* Fills o from argv; returns -1 to go on, or the exit status. o->images must
- * have room for argc pointers. */
+/* Fills o from argv; returns -1 to go on, or the exit status. */
 static int parse_args(int argc, char **argv, preprocess_options *o)
 {
-    int only_images = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
-        if (only_images || a[0] != '-' || a[1] == '\0') {
-            o->images[o->count++] = a;
-        } else if (!strcmp(a, "--")) {
-            only_images = 1;
-        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(preprocess_usage, stdout);
-            return CLI_EXIT_OK;
-        } else if (!strcmp(a, "--uint8")) {
+    static const char *const exif_names[] = {"ignore", "apply", NULL};
+    cli_args a;
+    cli_args_init(&a, "preprocess", preprocess_usage, argc, argv);
+    int mode = (int)o->mode;
+    while (cli_args_next(&a)) {
+        if (a.operand)
+            cli_operand_add(&a, &o->images);
+        else if (cli_is(&a, "--uint8"))
             o->uint8 = 1;
-        } else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--mode") || !strcmp(a, "--exif") ||
-                   !strcmp(a, "--threads")) {
-            if (!value)
-                return cli_usage_error("preprocess", "%s needs a value", a);
-            i++;
-            if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-                o->output = value;
-            } else if (!strcmp(a, "--mode")) {
-                if (!strcmp(value, "torchvision"))
-                    o->mode = IMS_PREPROCESS_TORCHVISION;
-                else if (!strcmp(value, "fid"))
-                    o->mode = IMS_PREPROCESS_FID;
-                else
-                    return cli_usage_error("preprocess", "--mode must be torchvision or fid, not '%s'", value);
-            } else if (!strcmp(a, "--exif")) {
-                if (!strcmp(value, "apply") || !strcmp(value, "ignore"))
-                    o->exif = !strcmp(value, "apply");
-                else
-                    return cli_usage_error("preprocess", "--exif must be apply or ignore, not '%s'", value);
-            } else {
-                char *end = NULL;
-                errno = 0;
-                long n = strtol(value, &end, 10);
-                if (errno || end == value || *end || n < 1 || n > 256)
-                    return cli_usage_error("preprocess", "--threads must be a number in 1..256, not '%s'", value);
-                o->threads = (int)n;
-            }
-        } else {
-            return cli_usage_error("preprocess", "unknown option '%s'", a);
-        }
+        else if (cli_is(&a, "-o|--output"))
+            cli_arg_path(&a, &o->output);
+        else if (cli_is(&a, "--mode"))
+            cli_arg_mode(&a, &mode);
+        else if (cli_is(&a, "--exif"))
+            cli_arg_choice(&a, exif_names, &o->exif); /* 1: apply */
+        else if (cli_is(&a, "--threads"))
+            cli_arg_int(&a, 1, 256, &o->threads);
+        else
+            cli_args_unknown(&a);
     }
-    if (!o->count)
-        return cli_usage_error("preprocess", "missing IMAGE");
+    if (a.status >= 0)
+        return a.status;
+    o->mode = (ims_preprocess_mode)mode;
+    if (!o->images.count)
+        return cli_args_error(&a, "missing IMAGE");
     if (!o->output)
-        return cli_usage_error("preprocess", "missing -o OUT.npy");
+        return cli_args_error(&a, "missing -o OUT.npy");
     if (o->uint8 && o->mode != IMS_PREPROCESS_TORCHVISION)
-        return cli_usage_error("preprocess", "--uint8 exists in torchvision mode only");
+        return cli_args_error(&a, "--uint8 exists in torchvision mode only");
     return -1;
 }
 
 /* ---- The command ---------------------------------------------------------------------- */
 
-static double wall_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Streams every batch into out; reports each failed image. Returns the exit status. */
 static int write_batches(ims_image_loader *ld, const preprocess_options *o, ims_npy_writer *out, size_t *failed)
 {
     ims_error err = {0};
-    if (ims_image_loader_start(ld, o->images, o->count, &err))
+    if (ims_image_loader_start(ld, o->images.items, o->images.count, &err))
         return cli_error(&err);
     const ims_image_batch *b;
     ims_status st;
@@ -157,7 +111,7 @@ static int write_batches(ims_image_loader *ld, const preprocess_options *o, ims_
 
 static int run_preprocess(const preprocess_options *o)
 {
-    double t0 = wall_seconds();
+    double t0 = ims_clock_seconds();
     ims_image_loader_options lo;
     ims_image_loader_options_init(&lo);
     lo.mode = o->mode;
@@ -165,12 +119,12 @@ static int run_preprocess(const preprocess_options *o)
     lo.layout = IMS_LAYOUT_NCHW;
     lo.batch_size = PREPROCESS_BATCH;
     lo.threads = o->threads;
-    if ((size_t)lo.threads > o->count)
-        lo.threads = (int)o->count;
+    if ((size_t)lo.threads > o->images.count)
+        lo.threads = (int)o->images.count;
     lo.decode.apply_exif_orientation = o->exif;
 
     const int64_t s = IMS_IMAGE_INPUT_SIZE;
-    const int64_t shape_u8[4] = {(int64_t)o->count, s, s, 3}, shape_f32[4] = {(int64_t)o->count, 3, s, s};
+    const int64_t shape_u8[4] = {(int64_t)o->images.count, s, s, 3}, shape_f32[4] = {(int64_t)o->images.count, 3, s, s};
     ims_npy_writer *out = NULL;
     ims_error err = {0};
     if (ims_npy_writer_open(o->output, o->uint8 ? IMS_NPY_U8 : IMS_NPY_F32, 4, o->uint8 ? shape_u8 : shape_f32,
@@ -190,33 +144,29 @@ static int run_preprocess(const preprocess_options *o)
     if (status) {
         ims_npy_writer_discard(out);
         if (failed)
-            fprintf(stderr, "imgsearch: %zu of %zu images failed; %s not written\n", failed, o->count, o->output);
+            fprintf(stderr, "imgsearch: %zu of %zu images failed; %s not written\n", failed, o->images.count, o->output);
         return status;
     }
     if (ims_npy_writer_commit(out, &err))
         return cli_error(&err);
 
     if (o->uint8)
-        printf("%s: %zu images, uint8 (%zu, %d, %d, 3)", o->output, o->count, o->count, (int)s, (int)s);
+        printf("%s: %zu images, uint8 (%zu, %d, %d, 3)", o->output, o->images.count, o->images.count, (int)s, (int)s);
     else
-        printf("%s: %zu images, float32 (%zu, 3, %d, %d)", o->output, o->count, o->count, (int)s, (int)s);
+        printf("%s: %zu images, float32 (%zu, 3, %d, %d)", o->output, o->images.count, o->images.count, (int)s, (int)s);
     printf(", %s mode, exif %s; %.2f s (read %.2f s, decode %.2f s, preprocess %.2f s over %d threads)\n",
            o->mode == IMS_PREPROCESS_FID ? "fid" : "torchvision", o->exif ? "applied" : "ignored",
-           wall_seconds() - t0, stats.read_s, stats.decode_s, stats.preprocess_s, lo.threads);
+           ims_clock_seconds() - t0, stats.read_s, stats.decode_s, stats.preprocess_s, lo.threads);
     return CLI_EXIT_OK;
 }
 
 int cmd_preprocess(int argc, char **argv)
 {
-    preprocess_options o = {.mode = IMS_PREPROCESS_TORCHVISION, .exif = 1, .threads = default_threads()};
-    o.images = calloc((size_t)argc, sizeof *o.images);
-    if (!o.images) {
-        fprintf(stderr, "imgsearch: out of memory\n");
-        return CLI_EXIT_FAILURE;
-    }
+    preprocess_options o = {.mode = IMS_PREPROCESS_TORCHVISION, .exif = 1,
+                            .threads = cli_default_threads(PREPROCESS_MAX_THREADS)};
     int status = parse_args(argc, argv, &o);
     if (status < 0)
         status = run_preprocess(&o);
-    free(o.images);
+    cli_list_free(&o.images);
     return status;
 }

@@ -13,7 +13,7 @@
 static const char search_usage[] =
     "usage: imgsearch search INDEX (--text TEXT | --image FILE | --queries FILE)...\n"
     "                        [-k K] [--json] [--table visual|semantic]\n"
-    "                        [--device cuda|cpu] [--gpu N] [--dtype f16|f32]\n"
+    "                        [--device auto|cpu|cuda] [--gpu N] [--dtype f16|f32]\n"
     "                        [--text-model M.isw] [--image-model M.isw]\n"
     "\n"
     "Finds the K images of INDEX most similar to each query (cosine similarity,\n"
@@ -30,6 +30,10 @@ static const char search_usage[] =
     "  --dtype f16|f32      the table's storage for the search (default: f16 on a\n"
     "                       GPU, half the bytes to stream; f32 on the CPU, where f16\n"
     "                       rows cost a conversion per search)\n"
+    "  --device auto|cpu|cuda\n"
+    "                       where to embed and search: auto (default) is cuda when\n"
+    "                       a GPU is usable, else cpu\n"
+    "  --gpu N              which GPU (default 0)\n"
     "  --text-model M       the text model (default: the one the index was built with)\n"
     "  --image-model M      the image model (default: likewise)\n";
 
@@ -39,8 +43,9 @@ typedef struct search_query {
 } search_query;
 
 typedef struct search_args {
-    const char *index_dir, *device, *text_model, *image_model;
-    int k, json, gpu, semantic_images;
+    const char *index_dir, *text_model, *image_model;
+    cli_device device;
+    int k, json, semantic_images;
     ims_dtype dtype; /* IMS_DTYPE_COUNT: the backend's default */
     search_query *queries;
     size_t count, cap;
@@ -102,58 +107,62 @@ static int read_queries_file(search_args *a, const char *path)
     return rc;
 }
 
+enum { QUERY_TEXT, QUERY_IMAGE, QUERY_FILE };
+
+/* The value of --text, --image or --queries (a file of queries): 0, or the exit status. */
+static int query_option(cli_args *c, search_args *a, int kind)
+{
+    const char *v = NULL;
+    int rc = kind == QUERY_TEXT ? cli_arg_string(c, &v) : cli_arg_path(c, &v);
+    if (rc)
+        return rc;
+    if (kind == QUERY_FILE)
+        rc = read_queries_file(a, v);
+    else if (add_query(a, v, kind == QUERY_IMAGE))
+        rc = cli_fail("out of memory");
+    return rc ? cli_args_stop(c, rc) : 0;
+}
+
+/* Returns 0 to go on, -1 after --help, or the exit status. */
 static int parse_search_args(int argc, char **argv, search_args *a)
 {
+    static const char *const table_names[] = {"visual", "semantic", NULL};
     a->k = 10;
     a->dtype = IMS_DTYPE_COUNT;
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
-        int rc = 0;
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-            fputs(search_usage, stdout);
-            return -1;
-        } else if (!strcmp(s, "--text") && next) {
-            rc = add_query(a, argv[++i], 0) ? CLI_EXIT_FAILURE : 0;
-        } else if (!strcmp(s, "--image") && next) {
-            rc = add_query(a, argv[++i], 1) ? CLI_EXIT_FAILURE : 0;
-        } else if (!strcmp(s, "--queries") && next) {
-            rc = read_queries_file(a, argv[++i]);
-        } else if (!strcmp(s, "-k") && next) {
-            rc = cli_parse_int("search", s, argv[++i], 1, IMS_KNN_MAX_K, &a->k);
-        } else if (!strcmp(s, "--json")) {
+    cli_args c;
+    cli_args_init(&c, "search", search_usage, argc, argv);
+    while (cli_args_next(&c)) {
+        if (c.operand && !a->index_dir)
+            a->index_dir = c.operand;
+        else if (cli_is(&c, "--text"))
+            query_option(&c, a, QUERY_TEXT);
+        else if (cli_is(&c, "--image"))
+            query_option(&c, a, QUERY_IMAGE);
+        else if (cli_is(&c, "--queries"))
+            query_option(&c, a, QUERY_FILE);
+        else if (cli_is(&c, "-k"))
+            cli_arg_int(&c, 1, IMS_KNN_MAX_K, &a->k);
+        else if (cli_is(&c, "--json"))
             a->json = 1;
-        } else if (!strcmp(s, "--table") && next) {
-            const char *t = argv[++i];
-            if (strcmp(t, "visual") && strcmp(t, "semantic"))
-                rc = cli_usage_error("search", "--table '%s': expected visual or semantic", t);
-            a->semantic_images = !strcmp(t, "semantic");
-        } else if (!strcmp(s, "--device") && next) {
-            a->device = argv[++i];
-        } else if (!strcmp(s, "--gpu") && next) {
-            rc = cli_parse_int("search", s, argv[++i], 0, 64, &a->gpu);
-        } else if (!strcmp(s, "--dtype") && next) {
-            const char *d = argv[++i];
-            if (strcmp(d, "f16") && strcmp(d, "f32"))
-                rc = cli_usage_error("search", "--dtype '%s': expected f16 or f32", d);
-            a->dtype = !strcmp(d, "f32") ? IMS_DTYPE_F32 : IMS_DTYPE_F16;
-        } else if (!strcmp(s, "--text-model") && next) {
-            a->text_model = argv[++i];
-        } else if (!strcmp(s, "--image-model") && next) {
-            a->image_model = argv[++i];
-        } else if (s[0] == '-' && s[1] != '\0') {
-            rc = cli_usage_error("search", "unknown option '%s' (or its value is missing)", s);
-        } else if (!a->index_dir) {
-            a->index_dir = s;
-        } else {
-            rc = cli_usage_error("search", "unexpected argument '%s'", s);
-        }
-        if (rc)
-            return rc;
+        else if (cli_is(&c, "--table"))
+            cli_arg_choice(&c, table_names, &a->semantic_images); /* 1: semantic */
+        else if (cli_is(&c, CLI_DEVICE_OPTIONS))
+            cli_arg_device(&c, &a->device);
+        else if (cli_is(&c, "--dtype"))
+            cli_arg_dtype(&c, &a->dtype);
+        else if (cli_is(&c, "--text-model"))
+            cli_arg_path(&c, &a->text_model);
+        else if (cli_is(&c, "--image-model"))
+            cli_arg_path(&c, &a->image_model);
+        else
+            cli_args_unknown(&c);
     }
+    if (c.status >= 0)
+        return c.status == CLI_EXIT_OK ? -1 : c.status;
     if (!a->index_dir)
-        return cli_usage_error("search", "no index given");
+        return cli_args_error(&c, "no index given");
     if (a->count == 0)
-        return cli_usage_error("search", "no query: give --text, --image or --queries");
+        return cli_args_error(&c, "no query: give --text, --image or --queries");
     return 0;
 }
 
@@ -222,7 +231,7 @@ int cmd_search(int argc, char **argv)
     if (!st)
         st = ims_index_open(a.index_dir, &index, &err);
     if (!st)
-        st = cli_backend_open(a.device, a.gpu, &be, &err);
+        st = cli_device_open(&a.device, &be, &err);
     ims_search_options so;
     ims_search_options_init(&so);
     so.backend = be;

@@ -100,33 +100,28 @@ int cmd_tokenize(int argc, char **argv)
 {
     const char *model = NULL, *vocab = NULL;
     int max_len = 0, tokens = 0, escaped = 0, cased = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(tokenize_usage, stdout);
-            return CLI_EXIT_OK;
-        } else if (!strcmp(a, "--text-model") && i + 1 < argc) {
-            model = argv[++i];
-        } else if (!strcmp(a, "--vocab") && i + 1 < argc) {
-            vocab = argv[++i];
-        } else if (!strcmp(a, "--max-len") && i + 1 < argc) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 2 || v > 1 << 20)
-                return cli_usage_error("tokenize", "--max-len '%s' (must be 2..%d)", argv[i], 1 << 20);
-            max_len = (int)v;
-        } else if (!strcmp(a, "--tokens")) {
+    cli_args a;
+    cli_args_init(&a, "tokenize", tokenize_usage, argc, argv);
+    while (cli_args_next(&a)) {
+        if (cli_is(&a, "--text-model"))
+            cli_arg_path(&a, &model);
+        else if (cli_is(&a, "--vocab"))
+            cli_arg_path(&a, &vocab);
+        else if (cli_is(&a, "--max-len"))
+            cli_arg_int(&a, 2, 1 << 20, &max_len);
+        else if (cli_is(&a, "--tokens"))
             tokens = 1;
-        } else if (!strcmp(a, "--escaped")) {
+        else if (cli_is(&a, "--escaped"))
             escaped = 1;
-        } else if (!strcmp(a, "--cased")) {
+        else if (cli_is(&a, "--cased"))
             cased = 1;
-        } else {
-            return cli_usage_error("tokenize", "unexpected argument '%s'", a);
-        }
+        else
+            cli_args_unknown(&a);
     }
+    if (a.status >= 0)
+        return a.status;
     if (!model == !vocab)
-        return cli_usage_error("tokenize", "give one of --text-model or --vocab");
+        return cli_args_error(&a, "give one of --text-model or --vocab");
 
     ims_error err = {0};
     ims_tokenizer *tok = NULL;

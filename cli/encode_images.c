@@ -10,50 +10,11 @@
 void encode_options_init(encode_options *o)
 {
     memset(o, 0, sizeof *o);
-    o->device = IMS_BACKEND_CPU;
     o->precision = IMS_PRECISION_FP32;
-    o->mode = -1;
+    o->mode = CLI_MODE_MODEL;
     o->batch = 32;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     o->threads = n < 1 ? 1 : n > 8 ? 8 : (int)n;
-}
-
-int encode_parse_option(const char *cmd, int argc, char **argv, int *i, encode_options *o)
-{
-    const char *a = argv[*i];
-    static const char *const with_value[] = {"--image-model", "--device", "--precision", "--mode", "--batch",
-                                             "--threads"};
-    int known = 0;
-    for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
-        known |= !strcmp(a, with_value[k]);
-    if (!known)
-        return 0;
-    if (*i + 1 >= argc)
-        return cli_usage_error(cmd, "%s needs a value", a), -1;
-    const char *value = argv[++*i];
-    if (!strcmp(a, "--image-model")) {
-        o->model = value;
-    } else if (!strcmp(a, "--device")) {
-        if (strcmp(value, "cpu") && strcmp(value, "cuda"))
-            return cli_usage_error(cmd, "--device must be cpu or cuda, not '%s'", value), -1;
-        o->device = strcmp(value, "cpu") ? IMS_BACKEND_CUDA : IMS_BACKEND_CPU;
-        o->device_set = 1;
-    } else if (!strcmp(a, "--precision")) {
-        if (ims_precision_parse(value, &o->precision, NULL))
-            return cli_usage_error(cmd, "--precision must be fp32, tf32 or fp16, not '%s'", value), -1;
-    } else if (!strcmp(a, "--mode")) {
-        if (!strcmp(value, "torchvision"))
-            o->mode = IMS_PREPROCESS_TORCHVISION;
-        else if (!strcmp(value, "fid"))
-            o->mode = IMS_PREPROCESS_FID;
-        else
-            return cli_usage_error(cmd, "--mode must be torchvision or fid, not '%s'", value), -1;
-    } else if (!strcmp(a, "--batch")) {
-        return cli_parse_int(cmd, a, value, 1, 1024, &o->batch) ? -1 : 1;
-    } else {
-        return cli_parse_int(cmd, a, value, 1, 256, &o->threads) ? -1 : 1;
-    }
-    return 1;
 }
 
 /* Every image through enc on be; the sink gets those that succeeded. */
@@ -106,9 +67,8 @@ int encode_images(const encode_options *o, int (*ready)(void *ctx, const ims_ima
     ims_weights *w = NULL;
     ims_backend *be = NULL;
     ims_image_encoder *enc = NULL;
-    const char *device = !o->device_set ? NULL : o->device == IMS_BACKEND_CUDA ? "cuda" : "cpu";
-    if (ims_weights_open(o->model, 0, &w, &err) || cli_backend_open(device, 0, &be, &err) ||
-        ims_image_encoder_create(be, w, o->precision, &enc, &err)) {
+    if (ims_weights_open(o->model, 0, &w, &err) || cli_device_open(&o->device, &be, &err) ||
+        ims_image_encoder_create(be, w, (ims_precision)o->precision, &enc, &err)) {
         ims_weights_close(w);
         ims_backend_free(be);
         return cli_error(&err);

@@ -1,6 +1,6 @@
-/* encode_images.h: what `classify` and `embed-image` share: the command-line
- * options for a model and a device, and the run of their images through the
- * Inception-v3 encoder (the library's ims_image_encoder_run; encode_images.c). */
+/* encode_images.h: what `classify` and `embed-image` share: the options for a
+ * model and a device, and the run of their images through the Inception-v3
+ * encoder (the library's ims_image_encoder_run; encode_images.c). */
 #ifndef IMS_CLI_ENCODE_IMAGES_H
 #define IMS_CLI_ENCODE_IMAGES_H
 
@@ -10,19 +10,14 @@ typedef struct encode_options {
     const char *model;        /* --image-model M.isw */
     const char **images;      /* (count) paths */
     size_t count;
-    ims_backend_kind device;  /* --device cpu|cuda (default cuda when available) */
-    int device_set;
-    ims_precision precision;  /* --precision fp32|tf32|fp16 */
-    int mode;                 /* --mode: -1 = the model's, else an ims_preprocess_mode */
+    cli_device device;        /* --device auto|cpu|cuda, --gpu N */
+    int precision;            /* --precision: an ims_precision (default fp32) */
+    int mode;                 /* --mode: CLI_MODE_MODEL, else an ims_preprocess_mode */
     int batch;                /* --batch N */
     int threads;              /* decode threads */
 } encode_options;
 
 void encode_options_init(encode_options *o);
-
-/* Parses one shared option at argv[*i] (consuming its value); returns 1 if it
- * was one, 0 if not, or -1 after printing a usage error for `cmd`. */
-int encode_parse_option(const char *cmd, int argc, char **argv, int *i, encode_options *o);
 
 /* Called once per image that succeeded, in input order: features
  * (feature_dim) and logits (num_classes). Returns 0 to go on. */

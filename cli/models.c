@@ -1,20 +1,9 @@
-/* models.c: what the model-using commands share: parsing the common options,
- * choosing the backend, opening the weight files. */
+/* models.c: what the model-using commands share: choosing the backend that
+ * --device and --gpu name, the preprocessing mode, opening the weight files. */
 #include "cli.h"
 
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-int cli_parse_int(const char *cmd, const char *option, const char *text, int lo, int hi, int *out)
-{
-    char *end;
-    long v = strtol(text, &end, 10);
-    if (end == text || *end || v < lo || v > hi)
-        return cli_usage_error(cmd, "%s '%s': expected an integer in %d..%d", option, text, lo, hi);
-    *out = (int)v;
-    return 0;
-}
 
 int cli_default_threads(int at_most)
 {
@@ -24,57 +13,40 @@ int cli_default_threads(int at_most)
     return n > at_most ? at_most : (int)n;
 }
 
-ims_status cli_backend_open(const char *device, int gpu, ims_backend **out, ims_error *err)
+ims_status cli_device_open(const cli_device *d, ims_backend **out, ims_error *err)
 {
     *out = NULL;
-    int cuda;
-    if (!device) {
+    int cuda = d->kind == CLI_DEVICE_CUDA;
+    if (d->kind == CLI_DEVICE_AUTO) {
         int count = 0;
-        cuda = ims_cuda_device_count(&count, NULL) == IMS_OK && count > gpu;
-    } else if (!strcmp(device, "cuda")) {
-        cuda = 1;
-    } else if (!strcmp(device, "cpu")) {
-        cuda = 0;
-    } else {
-        snprintf(err->msg, sizeof err->msg, "--device '%s': expected cpu or cuda", device);
-        return err->code = IMS_ERR_ARGUMENT;
+        cuda = ims_cuda_device_count(&count, NULL) == IMS_OK && count > d->gpu;
     }
-    return ims_backend_create(cuda ? IMS_BACKEND_CUDA : IMS_BACKEND_CPU, gpu, out, err);
+    return ims_backend_create(cuda ? IMS_BACKEND_CUDA : IMS_BACKEND_CPU, d->gpu, out, err);
 }
 
-ims_status cli_parse_mode(const char *text, const ims_weights *image_model, ims_preprocess_mode *out, ims_error *err)
+ims_preprocess_mode cli_mode_resolve(int mode, const ims_weights *image_model)
 {
-    ims_str mode = {0};
-    if (!text && image_model && ims_weights_get_string(image_model, "preprocess.mode", &mode, NULL) == IMS_OK) {
-        *out = mode.len == 3 && !memcmp(mode.ptr, "fid", 3) ? IMS_PREPROCESS_FID : IMS_PREPROCESS_TORCHVISION;
-        return IMS_OK;
-    }
-    if (!text || !strcmp(text, "torchvision")) {
-        *out = IMS_PREPROCESS_TORCHVISION;
-        return IMS_OK;
-    }
-    if (!strcmp(text, "fid")) {
-        *out = IMS_PREPROCESS_FID;
-        return IMS_OK;
-    }
-    snprintf(err->msg, sizeof err->msg, "--mode '%s': expected torchvision or fid", text);
-    return err->code = IMS_ERR_ARGUMENT;
+    if (mode != CLI_MODE_MODEL)
+        return (ims_preprocess_mode)mode;
+    ims_str name = {0};
+    if (image_model && ims_weights_get_string(image_model, "preprocess.mode", &name, NULL) == IMS_OK &&
+        name.len == 3 && !memcmp(name.ptr, "fid", 3))
+        return IMS_PREPROCESS_FID;
+    return IMS_PREPROCESS_TORCHVISION;
 }
 
-ims_status cli_models_open(cli_models *m, const char *device, int gpu, const char *precision, const char *image_path,
+ims_status cli_models_load(cli_models *m, const cli_device *d, int precision, const char *image_path,
                            const char *text_path, ims_error *err)
 {
     memset(m, 0, sizeof *m);
-    ims_status st = cli_backend_open(device, gpu, &m->backend, err);
+    ims_status st = cli_device_open(d, &m->backend, err);
     int cuda = !st && ims_backend_get_info(m->backend)->kind == IMS_BACKEND_CUDA;
-    m->precision = cuda ? IMS_PRECISION_FP16 : IMS_PRECISION_FP32;
-    if (!st && precision)
-        st = ims_precision_parse(precision, &m->precision, err);
-    if (!st && !cuda && m->precision != IMS_PRECISION_FP32) {
-        snprintf(err->msg, sizeof err->msg, "--precision %s needs a GPU: the CPU backend computes in fp32",
-                 ims_precision_name(m->precision));
-        st = err->code = IMS_ERR_UNSUPPORTED;
-    }
+    m->precision = precision != CLI_PRECISION_DEFAULT ? (ims_precision)precision
+                   : cuda                             ? IMS_PRECISION_FP16
+                                                      : IMS_PRECISION_FP32;
+    if (!st && !cuda && m->precision != IMS_PRECISION_FP32)
+        st = ims_error_set(err, IMS_ERR_UNSUPPORTED, "--precision %s needs a GPU: the CPU backend computes in fp32",
+                           ims_precision_name(m->precision));
     if (!st && image_path)
         st = ims_weights_open(image_path, 0, &m->image_weights, err);
     if (!st && text_path)

@@ -7,21 +7,13 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
-#include <time.h>
 #include <unistd.h>
-
-double cli_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void cli_progress_init(cli_progress *p, const char *what, size_t total)
 {
     p->what = what;
     p->total = total;
-    p->start = cli_now();
+    p->start = ims_clock_seconds();
     p->last = 0;
     p->tty = isatty(fileno(stderr));
     p->drawn = 0;
@@ -42,7 +34,7 @@ static void format_duration(double s, char *buf, size_t size)
 
 void cli_progress_update(cli_progress *p, size_t done, size_t failed, int final)
 {
-    double now = cli_now(), elapsed = now - p->start;
+    double now = ims_clock_seconds(), elapsed = now - p->start;
     if (!final && (done >= p->total || now - p->last < (p->tty ? 0.1 : 10.0)))
         return; /* the final line will say it */
     p->last = now;

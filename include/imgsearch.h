@@ -62,6 +62,10 @@ IMS_API ims_status ims_error_set(ims_error *err, ims_status code, const char *fm
 #endif
     ;
 
+/* Seconds on a monotonic clock (CLOCK_MONOTONIC): differences time work and
+ * drive progress displays; the origin is arbitrary. */
+IMS_API double ims_clock_seconds(void);
+
 /* ---- Element types --------------------------------------------------------- */
 
 /* The values are the weight file's dtype codes (docs/FORMAT.md). */
