@@ -15,14 +15,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void ims_index_run_options_init(ims_index_run_options *o)
 {
@@ -155,13 +147,13 @@ static ims_status run_batch(index_run *r, const ims_image_encoder_batch *b, cons
     r->progress.decode_wait_s = b->wait_s;
     for (int i = 0; !st && i < b->count; i++) {
         const ims_file_entry *f = &files[b->first + (size_t)i];
-        double t1 = now_s();
+        double t1 = ims_clock_seconds();
         if (b->items[i].status != IMS_OK) {
             st = record_failure(r, f->path, b->items[i].reason, err);
         } else {
             ims_error why = {0};
             const char *bad = embed_one(r, b, i, &why);
-            double t2 = now_s();
+            double t2 = ims_clock_seconds();
             r->progress.model_s += t2 - t1;
             t1 = t2;
             if (bad) {
@@ -171,7 +163,7 @@ static ims_status run_batch(index_run *r, const ims_image_encoder_batch *b, cons
                 r->progress.indexed++;
             }
         }
-        r->progress.write_s += now_s() - t1;
+        r->progress.write_s += ims_clock_seconds() - t1;
         r->progress.done++;
     }
     return st;
@@ -180,7 +172,7 @@ static ims_status run_batch(index_run *r, const ims_image_encoder_batch *b, cons
 ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out, ims_error *err)
 {
     index_run r = {.o = o};
-    double start = now_s();
+    double start = ims_clock_seconds();
     ims_file_list list = {0};
     ims_image_encoder_run *run = NULL;
     const char **paths = NULL;
@@ -261,13 +253,13 @@ ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out
             if ((st = next))
                 break;
             st = run_batch(&r, b, todo, err);
-            r.progress.elapsed_s = now_s() - start;
+            r.progress.elapsed_s = ims_clock_seconds() - start;
             report(&r);
         }
     }
     if (!st)
         st = ims_index_commit(r.index, err);
-    r.progress.elapsed_s = now_s() - start;
+    r.progress.elapsed_s = ims_clock_seconds() - start;
     r.progress.stage = IMS_INDEX_STAGE_FINISHED;
     if (!st)
         report(&r);

@@ -15,7 +15,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct ims_image_encoder_run {
     ims_image_encoder *enc;
@@ -25,13 +24,6 @@ struct ims_image_encoder_run {
     float *features, *logits;    /* (batch_size, feature_dim), (batch_size, num_classes) */
     ims_image_encoder_batch out;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void ims_image_encoder_run_options_init(ims_image_encoder_run_options *o)
 {
@@ -107,7 +99,7 @@ ims_status ims_image_encoder_run_next(ims_image_encoder_run *run, const ims_imag
     if (st)
         return st;
     run->held = b;
-    double t0 = now_s();
+    double t0 = ims_clock_seconds();
     st = run->output == IMS_LOADER_OUTPUT_U8
              ? ims_image_encoder_forward(run->enc, b->data, b->count, run->features, run->logits, err)
              : ims_image_encoder_forward_f32(run->enc, b->data, b->count, run->features, run->logits, err);
@@ -122,7 +114,7 @@ ims_status ims_image_encoder_run_next(ims_image_encoder_run *run, const ims_imag
         .items = b->items,
         .features = run->features,
         .logits = run->logits,
-        .model_s = now_s() - t0,
+        .model_s = ims_clock_seconds() - t0,
         .wait_s = ls.wait_s,
     };
     *batch = &run->out;
