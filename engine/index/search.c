@@ -301,9 +301,9 @@ static ims_status embed_images(ims_searcher *s, query_set *qs, size_t n, ims_err
             const ims_image_item *it = &b->items[i];
             if (it->status) /* a query that cannot be answered fails the search */
                 st = ims_error_set(err, it->status, "query image '%.200s': %.280s", it->path, it->reason);
-            else
-                st = store_image(s, qs, which[b->first + (size_t)i], b->features + (size_t)i * (size_t)fd,
-                                 b->logits + (size_t)i * (size_t)nc, err);
+            else if ((st = store_image(s, qs, which[b->first + (size_t)i], b->features + (size_t)i * (size_t)fd,
+                                       b->logits + (size_t)i * (size_t)nc, err)))
+                imsi_error_prefix(err, st, "query image '%.200s'", it->path);
         }
     }
     if (st == IMS_ERR_NOT_FOUND)
