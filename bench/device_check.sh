@@ -106,11 +106,13 @@ if [ $built -eq 1 ]; then
   step "ctest -L gpu (again, alone, verbose)" ctest-gpu.log ctest --test-dir "$build" -L gpu -V
   step "devices" devices.txt "$build/imgsearch" devices
   if [ $gpu -eq 1 ] && command -v compute-sanitizer >/dev/null; then
-    for t in test_backend_gpu test_knn_gpu test_text_encoder_gpu test_inception_gpu; do
+    for t in test_backend_ops test_backend_gpu test_knn_gpu test_text_encoder_gpu test_inception_gpu; do
       [ -x "$build/tests/$t" ] || { skip "sanitize $t" "not built"; continue; }
-      args=()
-      [ "$t" = test_inception_gpu ] && args=("$root/tests/fixtures/inception_golden")
-      [ "$t" = test_knn_gpu ] && args=(quick) # small shapes under the sanitizers
+      args=() # quick: small shapes under the sanitizers
+      [ "$t" = test_backend_ops ] && args=(quick)
+      [ "$t" = test_inception_gpu ] && args=("$root/tests/fixtures/inception_golden" "$root/tests/fixtures/images" quick)
+      [ "$t" = test_text_encoder_gpu ] && args=("$root/tests/fixtures")
+      [ "$t" = test_knn_gpu ] && args=(quick)
       step "memcheck $t" "memcheck-$t.log" timeout 90 compute-sanitizer --tool memcheck --leak-check full \
         --error-exitcode 99 "$build/tests/$t" "${args[@]}"
       step "racecheck $t" "racecheck-$t.log" timeout 90 compute-sanitizer --tool racecheck --error-exitcode 99 \

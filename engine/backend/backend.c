@@ -181,19 +181,22 @@ ims_status imsi_op_linear(ims_backend *be, const imsi_tensor *x, const imsi_tens
         st = check_placement(be, bias, "linear bias", err);
     if (!st)
         st = check_placement(be, y, "linear y", err);
+    if (!st && x->dtype != IMS_DTYPE_F32 && x->dtype != IMS_DTYPE_F16)
+        st = ims_error_set(err, IMS_ERR_UNSUPPORTED, "linear x: dtype %s (f32 or f16 expected)",
+                           ims_dtype_name(x->dtype));
     if (!st)
-        st = imsi_tensor_expect(x, "linear x", IMS_DTYPE_F32, 2, (int64_t[]){-1, -1}, err);
+        st = imsi_tensor_expect(x, "linear x", x->dtype, 2, (int64_t[]){-1, -1}, err);
     if (st)
         return st;
     int64_t m = x->shape[0], k = x->shape[1];
-    st = imsi_tensor_expect(w, "linear w", IMS_DTYPE_F32, 2, (int64_t[]){-1, k}, err);
+    st = imsi_tensor_expect(w, "linear w", x->dtype, 2, (int64_t[]){-1, k}, err);
     if (st)
         return st;
     int64_t n = w->shape[0];
-    if (bias)
+    if (bias) /* always f32, whatever the activations' dtype */
         st = imsi_tensor_expect(bias, "linear bias", IMS_DTYPE_F32, 1, (int64_t[]){n}, err);
     if (!st)
-        st = imsi_tensor_expect(y, "linear y", IMS_DTYPE_F32, 2, (int64_t[]){m, n}, err);
+        st = imsi_tensor_expect(y, "linear y", x->dtype, 2, (int64_t[]){m, n}, err);
     if (!st && (m > INT_MAX || n > INT_MAX || k > INT_MAX))
         st = ims_error_set(err, IMS_ERR_UNSUPPORTED, "linear: (%lld x %lld) . (%lld x %lld)^T exceeds int range",
                            (long long)m, (long long)k, (long long)n, (long long)k);
@@ -211,6 +214,8 @@ struct ims_backend_timer {
 ims_status ims_backend_timer_create(ims_backend *be, ims_backend_timer **out, ims_error *err)
 {
     *out = NULL;
+    if (!be->ops->timer_create) /* optional: the timer slots come as a set */
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "backend %s has no timer", be->info.name);
     ims_backend_timer *t = calloc(1, sizeof *t);
     if (!t)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
@@ -257,6 +262,8 @@ void ims_backend_timer_free(ims_backend_timer *t)
 ims_status ims_backend_measure_peaks(ims_backend *be, int quick, ims_backend_peaks *out, ims_error *err)
 {
     memset(out, 0, sizeof *out);
+    if (!be->ops->measure_peaks)
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "backend %s cannot measure its peaks", be->info.name);
     return be->ops->measure_peaks(be, quick, out, err);
 }
 
@@ -298,7 +305,8 @@ ims_status imsi_op_conv2d(ims_backend *be, const imsi_conv2d_params *p, const im
 {
     ims_status st = check_placement(be, x, "conv2d x", err);
     if (!st) st = check_placement(be, w, "conv2d w", err);
-    if (!st && bias) st = check_placement(be, bias, "conv2d bias", err);
+    if (!st && !bias) st = ims_error_set(err, IMS_ERR_ARGUMENT, "conv2d: no bias (one is required)");
+    if (!st) st = check_placement(be, bias, "conv2d bias", err);
     if (!st) st = check_placement(be, y, "conv2d y", err);
     if (st)
         return st;
@@ -313,7 +321,7 @@ ims_status imsi_op_conv2d(ims_backend *be, const imsi_conv2d_params *p, const im
     if (!st) st = check_act_dtype(be, y, dt, "conv2d y", err);
     if (!st) st = imsi_tensor_expect(x, "conv2d x", dt, 4, (int64_t[]){-1, -1, -1, -1}, err);
     if (!st) st = imsi_tensor_expect(w, "conv2d w", dt, 4, (int64_t[]){-1, -1, -1, x->shape[3]}, err);
-    if (!st && bias) st = imsi_tensor_expect(bias, "conv2d bias", dt, 1, (int64_t[]){w->shape[0]}, err);
+    if (!st) st = imsi_tensor_expect(bias, "conv2d bias", dt, 1, (int64_t[]){w->shape[0]}, err);
     if (!st) st = check_int_dims(x, "conv2d x", err);
     if (!st) st = check_int_dims(w, "conv2d w", err);
     if (st)
@@ -599,27 +607,6 @@ ims_status imsi_op_pool_normalize(ims_backend *be, const imsi_tensor *x, const i
     if (!st)
         st = check_int_range("pool", 2, (int64_t[]){b * t * h, h}, err);
     return st ? st : be->ops->pool_normalize(be, x, lengths, pooling, normalize, y, err);
-}
-
-ims_status imsi_op_linear_f16(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w, imsi_tensor *y,
-                              ims_error *err)
-{
-    const imsi_tensor *ts[] = {x, w, y};
-    const char *names[] = {"linear_f16 x", "linear_f16 w", "linear_f16 y"};
-    ims_status st = check_placements(be, 3, ts, names, err);
-    if (!st)
-        st = imsi_tensor_expect(x, "linear_f16 x", IMS_DTYPE_F16, 2, (int64_t[]){-1, -1}, err);
-    if (st)
-        return st;
-    int64_t m = x->shape[0], k = x->shape[1];
-    st = imsi_tensor_expect(w, "linear_f16 w", IMS_DTYPE_F16, 2, (int64_t[]){-1, k}, err);
-    if (st)
-        return st;
-    int64_t n = w->shape[0];
-    st = imsi_tensor_expect(y, "linear_f16 y", IMS_DTYPE_F16, 2, (int64_t[]){m, n}, err);
-    if (!st)
-        st = check_int_range("linear_f16", 3, (int64_t[]){m, n, k}, err);
-    return st ? st : be->ops->linear_f16(be, x, w, y, err);
 }
 
 int imsi_backend_has_graphs(const ims_backend *be) { return be->ops->capture_begin != NULL; }

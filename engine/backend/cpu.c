@@ -1,4 +1,12 @@
-/* backend/cpu.c: the CPU backend: host memory, synchronous ops from kernels/cpu. */
+/* backend/cpu.c: the CPU backend: host memory, synchronous ops from kernels/cpu.
+ *
+ * The kernels never allocate: an op asks its kernel how much scratch it needs
+ * and takes it from this backend's arena, one buffer grown (never shrunk) to
+ * the largest request and freed with the backend. So an op either gets its
+ * scratch or returns IMS_ERR_NOMEM before any work, and a forward pass stops
+ * allocating after its first batch. A backend runs one op at a time (its one
+ * stream, backend.h), so one arena serves every op.
+ */
 #include "backend/backend.h"
 
 #include "kernels/cpu/ops_cpu.h"
@@ -7,12 +15,45 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-static void cpu_destroy(ims_backend *be) { free(be); }
+typedef struct cpu_state {
+    void *arena; /* the ops' scratch, 64-byte aligned; NULL until an op needs one */
+    size_t arena_bytes;
+    size_t arena_limit; /* tests: larger requests fail as if out of memory; 0: none */
+} cpu_state;
+
+static void cpu_destroy(ims_backend *be)
+{
+    cpu_state *st = be->impl;
+    if (st)
+        free(st->arena);
+    free(st);
+    free(be);
+}
+
+/* The arena, grown to at least nbytes (*out NULL when nbytes is 0). */
+static ims_status cpu_scratch(ims_backend *be, size_t nbytes, const char *op, void **out, ims_error *err)
+{
+    cpu_state *st = be->impl;
+    *out = NULL;
+    if (nbytes == 0)
+        return IMS_OK;
+    if (st->arena_bytes < nbytes) {
+        free(st->arena);
+        st->arena = NULL;
+        st->arena_bytes = 0;
+        size_t rounded = (nbytes + 63) & ~(size_t)63;
+        int refused = st->arena_limit && nbytes > st->arena_limit;
+        if (rounded < nbytes || refused || !(st->arena = aligned_alloc(64, rounded)))
+            return ims_error_set(err, IMS_ERR_NOMEM, "%s: cannot allocate %zu bytes of scratch memory", op, nbytes);
+        st->arena_bytes = rounded;
+    }
+    *out = st->arena;
+    return IMS_OK;
+}
 
 static ims_status cpu_alloc(ims_backend *be, size_t nbytes, void **out, ims_error *err)
 {
@@ -76,20 +117,19 @@ static ims_status cpu_l2_normalize_op(ims_backend *be, const imsi_tensor *x, ims
 static ims_status cpu_linear_op(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w,
                                 const imsi_tensor *bias, imsi_tensor *y, ims_error *err)
 {
-    (void)be, (void)err;
-    imsi_cpu_linear(x->data, w->data, bias ? bias->data : NULL, y->data, (int)x->shape[0],
-                    (int)w->shape[0], (int)x->shape[1]);
+    int f16 = x->dtype == IMS_DTYPE_F16, m = (int)x->shape[0], n = (int)w->shape[0], k = (int)x->shape[1];
+    void *scratch;
+    ims_status st = cpu_scratch(be, imsi_cpu_linear_scratch_bytes(f16, m, n, k), "linear", &scratch, err);
+    if (st)
+        return st;
+    imsi_cpu_linear(x->data, w->data, bias ? bias->data : NULL, y->data, f16, m, n, k, scratch);
     return IMS_OK;
 }
 
 /* ---- Benchmarks --------------------------------------------------------------------- */
 
-static double cpu_clock_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
-}
+/* The library's one clock (core/clock.c), in milliseconds. */
+static double cpu_clock_ms(void) { return 1e3 * ims_clock_seconds(); }
 
 /* The CPU runs ops synchronously: a mark is the clock when it is queued. */
 static ims_status cpu_timer_create(ims_backend *be, void **timer, ims_error *err)
@@ -157,7 +197,7 @@ static ims_status cpu_measure_peaks(ims_backend *be, int quick, ims_backend_peak
         best = 1e30;
         for (int rep = 0; rep < 6; rep++) { /* the best of several: a CPU ceiling is noisy */
             double t0 = cpu_clock_ms();
-            imsi_cpu_linear(a, b, NULL, c, n, n, n);
+            imsi_cpu_linear(a, b, NULL, c, 0, n, n, n, NULL); /* f32: no scratch */
             double t = cpu_clock_ms() - t0;
             best = t < best ? t : best;
         }
@@ -175,23 +215,18 @@ static ims_status cpu_measure_peaks(ims_backend *be, int quick, ims_backend_peak
 static ims_status cpu_conv2d_op(ims_backend *be, const imsi_conv2d_params *p, const imsi_tensor *x,
                                 const imsi_tensor *w, const imsi_tensor *bias, imsi_tensor *y, ims_error *err)
 {
-    (void)be;
-    cpu_conv2d_shape s = {
+    imsi_cpu_conv2d_shape s = {
         .n = (int)x->shape[0], .h = (int)x->shape[1], .w = (int)x->shape[2], .c = (int)x->shape[3],
         .o = (int)w->shape[0], .kh = (int)w->shape[1], .kw = (int)w->shape[2],
         .sh = p->stride_h, .sw = p->stride_w, .ph = p->pad_h, .pw = p->pad_w,
         .oh = (int)y->shape[1], .ow = (int)y->shape[2],
     };
-    float *col = NULL; /* (OH * OW, KH * KW * C) patches of one image */
-    if (!imsi_cpu_conv2d_is_gemm(s.kh, s.kw, s.sh, s.sw, s.ph, s.pw)) {
-        size_t n = (size_t)s.oh * s.ow * s.kh * s.kw * s.c;
-        if (!(col = malloc(n * sizeof *col)))
-            return ims_error_set(err, IMS_ERR_NOMEM, "conv2d: cannot allocate a %zu-byte im2col workspace",
-                                 n * sizeof *col);
-    }
-    imsi_cpu_conv2d_nhwc(&s, x->data, w->data, bias ? bias->data : NULL, p->relu, y->data, (int)y->shape[3],
-                         p->y_channel_offset, col);
-    free(col);
+    void *scratch; /* one image's im2col rows, if the shape needs them */
+    ims_status st = cpu_scratch(be, imsi_cpu_conv2d_scratch_bytes(&s), "conv2d", &scratch, err);
+    if (st)
+        return st;
+    imsi_cpu_conv2d_nhwc(&s, x->data, w->data, bias->data, p->relu, y->data, (int)y->shape[3],
+                         p->y_channel_offset, scratch);
     return IMS_OK;
 }
 
@@ -224,12 +259,15 @@ static ims_status cpu_input_u8_op(ims_backend *be, const imsi_tensor *x, const f
 static ims_status cpu_knn_select_op(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries, int k,
                                     int path, imsi_tensor *ids, imsi_tensor *scores, ims_error *err)
 {
-    (void)be, (void)path; /* one CPU path */
-    int f16 = table->dtype == IMS_DTYPE_F16;
-    if (imsi_cpu_knn_select(f16 ? NULL : table->data, f16 ? table->data : NULL, table->shape[0], (int)table->shape[1],
-                            queries->data, (int)queries->shape[0], k, ids->data, scores->data) != 0)
-        return ims_error_set(err, IMS_ERR_NOMEM, "knn: cannot allocate scratch memory for %lld queries, k = %d",
-                             (long long)queries->shape[0], k);
+    (void)path; /* one CPU path */
+    int f16 = table->dtype == IMS_DTYPE_F16, d = (int)table->shape[1], b = (int)queries->shape[0];
+    int64_t n = table->shape[0];
+    void *scratch;
+    ims_status st = cpu_scratch(be, imsi_cpu_knn_scratch_bytes(f16, n, d, b, k), "knn", &scratch, err);
+    if (st)
+        return st;
+    imsi_cpu_knn_select(f16 ? NULL : table->data, f16 ? table->data : NULL, n, d, queries->data, b, k, ids->data,
+                        scores->data, scratch);
     return IMS_OK;
 }
 
@@ -238,10 +276,18 @@ static ims_status cpu_embed_layernorm_op(ims_backend *be, const imsi_tensor *ids
                                          const imsi_tensor *pos, const imsi_tensor *type, const imsi_tensor *gamma,
                                          const imsi_tensor *beta, double eps, imsi_tensor *y, ims_error *err)
 {
-    (void)be, (void)err;
-    imsi_cpu_embed_layernorm(ids->data, word->data, pos->data, type->data, gamma->data, beta->data, eps, y->data,
-                             y->dtype == IMS_DTYPE_F16, (int)ids->shape[0], (int)ids->shape[1], (int)word->shape[1],
-                             (int)word->shape[0]);
+    int b = (int)ids->shape[0], t = (int)ids->shape[1], h = (int)word->shape[1], vocab = (int)word->shape[0];
+    int threads = cpu_threads();
+    void *scratch;
+    ims_status st = cpu_scratch(be, imsi_cpu_embed_layernorm_scratch_bytes(h, threads), "embed", &scratch, err);
+    if (st)
+        return st;
+    int64_t bad = imsi_cpu_embed_layernorm(ids->data, word->data, pos->data, type->data, gamma->data, beta->data,
+                                           eps, y->data, y->dtype == IMS_DTYPE_F16, b, t, h, vocab, scratch, threads);
+    if (bad >= 0)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "embed: token id %d at sequence %lld, position %lld is outside "
+                             "the vocabulary of %d", (int)((const int32_t *)ids->data)[bad], (long long)(bad / t),
+                             (long long)(bad % t), vocab);
     return IMS_OK;
 }
 
@@ -258,70 +304,86 @@ static ims_status cpu_add_layernorm_op(ims_backend *be, const imsi_tensor *x, co
                                        const imsi_tensor *residual, const imsi_tensor *gamma, const imsi_tensor *beta,
                                        double eps, imsi_tensor *y, ims_error *err)
 {
-    (void)be, (void)err;
+    int m = (int)x->shape[0], h = (int)x->shape[1], threads = cpu_threads();
+    void *scratch;
+    ims_status st = cpu_scratch(be, imsi_cpu_add_layernorm_scratch_bytes(h, threads), "add_layernorm", &scratch, err);
+    if (st)
+        return st;
     imsi_cpu_add_layernorm(x->data, bias ? bias->data : NULL, residual->data, gamma->data, beta->data, eps, y->data,
-                           x->dtype == IMS_DTYPE_F16, (int)x->shape[0], (int)x->shape[1]);
+                           x->dtype == IMS_DTYPE_F16, m, h, scratch, threads);
     return IMS_OK;
 }
 
 static ims_status cpu_attention_op(ims_backend *be, const imsi_tensor *qkv, const imsi_tensor *lengths, int heads,
                                    imsi_tensor *scores, imsi_tensor *ctx, ims_error *err)
 {
-    (void)be, (void)err, (void)scores;
-    imsi_cpu_attention(qkv->data, lengths->data, ctx->data, qkv->dtype == IMS_DTYPE_F16, (int)qkv->shape[0],
-                       (int)qkv->shape[1], (int)(qkv->shape[2] / 3), heads);
+    (void)scores; /* the CPU keeps one query's scores at a time in its scratch */
+    int b = (int)qkv->shape[0], t = (int)qkv->shape[1], h = (int)(qkv->shape[2] / 3), threads = cpu_threads();
+    void *scratch;
+    ims_status st = cpu_scratch(be, imsi_cpu_attention_scratch_bytes(t, h, heads, threads), "attention", &scratch,
+                                err);
+    if (st)
+        return st;
+    imsi_cpu_attention(qkv->data, lengths->data, ctx->data, qkv->dtype == IMS_DTYPE_F16, b, t, h, heads, scratch,
+                       threads);
     return IMS_OK;
 }
 
 static ims_status cpu_pool_normalize_op(ims_backend *be, const imsi_tensor *x, const imsi_tensor *lengths,
                                         imsi_pooling pooling, int normalize, imsi_tensor *y, ims_error *err)
 {
-    (void)be, (void)err;
+    int h = (int)x->shape[2], threads = cpu_threads();
+    void *scratch;
+    ims_status st = cpu_scratch(be, imsi_cpu_pool_normalize_scratch_bytes(h, threads), "pool_normalize", &scratch,
+                                err);
+    if (st)
+        return st;
     imsi_cpu_pool_normalize(x->data, lengths->data, y->data, x->dtype == IMS_DTYPE_F16, pooling == IMS_POOLING_CLS,
-                            normalize, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2]);
-    return IMS_OK;
-}
-
-static ims_status cpu_linear_f16_op(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w, imsi_tensor *y,
-                                    ims_error *err)
-{
-    (void)be;
-    if (imsi_cpu_linear_f16(x->data, w->data, y->data, (int)x->shape[0], (int)w->shape[0], (int)x->shape[1]))
-        return ims_error_set(err, IMS_ERR_NOMEM, "linear_f16: out of memory for the f32 copies");
+                            normalize, (int)x->shape[0], (int)x->shape[1], h, scratch, threads);
     return IMS_OK;
 }
 
 static const imsi_backend_ops cpu_ops = {
+    /* required */
     .destroy = cpu_destroy,
     .alloc = cpu_alloc,
     .dealloc = cpu_dealloc,
+    .host_alloc = cpu_alloc, /* host memory is this backend's memory */
+    .host_free = cpu_dealloc,
     .upload = cpu_copy,
     .download = cpu_copy,
     .fill_bytes = cpu_fill_bytes,
     .synchronize = cpu_synchronize,
-    .host_alloc = cpu_alloc, /* host memory is this backend's memory */
-    .host_free = cpu_dealloc,
     .convert = cpu_convert,
     .l2_normalize_rows = cpu_l2_normalize_op,
     .linear = cpu_linear_op,
-    .timer_create = cpu_timer_create,
-    .timer_mark = cpu_timer_mark,
-    .timer_elapsed_ms = cpu_timer_elapsed_ms,
-    .timer_free = cpu_timer_free,
-    .measure_peaks = cpu_measure_peaks,
+    .knn_select = cpu_knn_select_op,
     .conv2d = cpu_conv2d_op,
     .pool2d = cpu_pool2d_op,
     .global_avg_pool = cpu_global_avg_pool_op,
     .input_u8 = cpu_input_u8_op,
-    .knn_select = cpu_knn_select_op,
     .embed_layernorm = cpu_embed_layernorm_op,
     .bias_act = cpu_bias_act_op,
     .add_layernorm = cpu_add_layernorm_op,
     .attention = cpu_attention_op,
     .pool_normalize = cpu_pool_normalize_op,
-    .linear_f16 = cpu_linear_f16_op,
+    /* optional */
+    .timer_create = cpu_timer_create,
+    .timer_mark = cpu_timer_mark,
+    .timer_elapsed_ms = cpu_timer_elapsed_ms,
+    .timer_free = cpu_timer_free,
+    .measure_peaks = cpu_measure_peaks,
     .upload_async = cpu_copy,
 };
+
+void imsi_backend_cpu_limit_scratch(ims_backend *be, size_t max_bytes)
+{
+    cpu_state *st = be->impl;
+    st->arena_limit = max_bytes;
+    free(st->arena); /* the next op allocates under the new limit */
+    st->arena = NULL;
+    st->arena_bytes = 0;
+}
 
 /* The "model name" line of /proc/cpuinfo, or "unknown CPU". */
 static void cpu_model_name(char *buf, size_t size)
@@ -346,8 +408,13 @@ static void cpu_model_name(char *buf, size_t size)
 ims_status imsi_backend_cpu_create(ims_backend **out, ims_error *err)
 {
     ims_backend *be = calloc(1, sizeof *be);
-    if (!be)
+    cpu_state *st = calloc(1, sizeof *st);
+    if (!be || !st) {
+        free(be);
+        free(st);
         return ims_error_set(err, IMS_ERR_NOMEM, "cannot allocate the CPU backend");
+    }
+    be->impl = st;
     be->ops = &cpu_ops;
     be->memory = IMS_MEMORY_HOST;
     be->info.kind = IMS_BACKEND_CPU;

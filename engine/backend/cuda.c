@@ -3,9 +3,11 @@
  * Every op is enqueued on the backend's own non-blocking stream, so work runs
  * in submission order (backend.h) and does not serialize with the legacy
  * default stream. Ops return once enqueued; upload/download return when the
- * copy is done; synchronize waits for the stream. Kernels come from
- * kernels/cuda through the C launchers of kernels/cuda/launch.h; every CUDA,
- * cuBLAS and cuDNN call goes through the checks of cuda_check.h.
+ * copy is done; synchronize waits for the stream. This file keeps memory,
+ * streams, handles, timers and graph capture; the ops' algorithms are in
+ * kernels/cuda/<op>.c (kernels/cuda/ops_cuda.h), which run on the context
+ * (kernels/cuda/cuda_ctx.h: stream, handles, scratch) this file owns. Every
+ * CUDA, cuBLAS and cuDNN call goes through the checks of cuda_check.h.
  *
  * Each entry point first makes the backend's GPU current (cudaSetDevice is per
  * host thread and cheap when nothing changes), so a backend works from any
@@ -15,25 +17,17 @@
  */
 #include "backend/backend.h"
 
-#include "kernels/cuda/launch.h"
-#include "kernels/cuda/conv2d.h"
+#include "kernels/cuda/ops_cuda.h"
 #include "backend/cuda_check.h"
-#include "index/knn.h"
 #include "core/error.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct cuda_state {
     int device;
-    cudaStream_t stream;   /* non-blocking; NULL until created */
-    cublasHandle_t cublas; /* bound to stream; NULL until created */
-    cudnnHandle_t cudnn;   /* bound to stream; NULL until created */
-    void *knn_workspace; /* grow-only scratch of knn_select */
-    size_t knn_workspace_bytes;
-    imsi_cudnn_convs *convs; /* cuDNN convolution plans per shape; NULL until the first conv2d */
+    imsi_cuda_ctx ctx;        /* the stream, handles (NULL until created), conv plans, scratch */
     cudaStream_t copy_stream; /* upload_async; NULL until first used */
     cudaEvent_t copy_done;
 } cuda_state;
@@ -132,21 +126,19 @@ static void cuda_destroy(ims_backend *be)
         /* destroy cannot report failures; a failed call leaves nothing to undo.
          * A stream destroyed with work pending is released once that work ends. */
         int ok = cudaSetDevice(st->device) == cudaSuccess;
-        if (st->stream)
-            ok &= cudaStreamSynchronize(st->stream) == cudaSuccess;
-        imsi_cudnn_convs_free(st->convs);
-        if (st->knn_workspace)
-            ok &= cudaFree(st->knn_workspace) == cudaSuccess;
+        if (st->ctx.stream)
+            ok &= cudaStreamSynchronize(st->ctx.stream) == cudaSuccess;
+        imsi_cuda_ctx_release(&st->ctx);
         if (st->copy_done)
             ok &= cudaEventDestroy(st->copy_done) == cudaSuccess;
         if (st->copy_stream)
             ok &= cudaStreamDestroy(st->copy_stream) == cudaSuccess;
-        if (st->cudnn)
-            ok &= cudnnDestroy(st->cudnn) == CUDNN_STATUS_SUCCESS;
-        if (st->cublas)
-            ok &= cublasDestroy(st->cublas) == CUBLAS_STATUS_SUCCESS;
-        if (st->stream)
-            ok &= cudaStreamDestroy(st->stream) == cudaSuccess;
+        if (st->ctx.cudnn)
+            ok &= cudnnDestroy(st->ctx.cudnn) == CUDNN_STATUS_SUCCESS;
+        if (st->ctx.cublas)
+            ok &= cublasDestroy(st->ctx.cublas) == CUBLAS_STATUS_SUCCESS;
+        if (st->ctx.stream)
+            ok &= cudaStreamDestroy(st->ctx.stream) == cudaSuccess;
         if (!ok)
             (void)cudaGetLastError();
         free(st);
@@ -189,7 +181,7 @@ static void cuda_dealloc(ims_backend *be, void *ptr)
      * stream explicitly: no kernel may still use ptr. dealloc cannot report a
      * failure; a sticky error resurfaces at the next checked call. */
     int ok = cudaSetDevice(st->device) == cudaSuccess;
-    ok &= cudaStreamSynchronize(st->stream) == cudaSuccess;
+    ok &= cudaStreamSynchronize(st->ctx.stream) == cudaSuccess;
     ok &= cudaFree(ptr) == cudaSuccess;
     if (!ok)
         (void)cudaGetLastError();
@@ -218,7 +210,7 @@ static void cuda_host_free(ims_backend *be, void *ptr)
      * cannot report a failure, which resurfaces at the next checked call. */
     cuda_state *st = cuda_state_of(be);
     int ok = cudaSetDevice(st->device) == cudaSuccess;
-    ok &= cudaStreamSynchronize(st->stream) == cudaSuccess;
+    ok &= cudaStreamSynchronize(st->ctx.stream) == cudaSuccess;
     ok &= cudaFreeHost(ptr) == cudaSuccess;
     if (!ok)
         (void)cudaGetLastError();
@@ -231,9 +223,9 @@ static ims_status cuda_copy(ims_backend *be, void *dst, const void *src, size_t 
     ims_status status = cuda_use_device(st, err);
     if (status)
         return status;
-    IMS_CUDA_CHECK(err, cudaMemcpyAsync(dst, src, nbytes, kind, st->stream));
+    IMS_CUDA_CHECK(err, cudaMemcpyAsync(dst, src, nbytes, kind, st->ctx.stream));
     /* backend.h: copies are complete on return (the host buffer may be reused). */
-    IMS_CUDA_CHECK(err, cudaStreamSynchronize(st->stream));
+    IMS_CUDA_CHECK(err, cudaStreamSynchronize(st->ctx.stream));
     return IMS_OK;
 }
 
@@ -253,7 +245,7 @@ static ims_status cuda_fill_bytes(ims_backend *be, void *dst, int byte, size_t n
     ims_status status = cuda_use_device(st, err);
     if (status)
         return status;
-    IMS_CUDA_CHECK(err, cudaMemsetAsync(dst, byte, nbytes, st->stream));
+    IMS_CUDA_CHECK(err, cudaMemsetAsync(dst, byte, nbytes, st->ctx.stream));
     return IMS_OK;
 }
 
@@ -263,89 +255,7 @@ static ims_status cuda_synchronize(ims_backend *be, ims_error *err)
     ims_status status = cuda_use_device(st, err);
     if (status)
         return status;
-    IMS_CUDA_CHECK(err, cudaStreamSynchronize(st->stream));
-    return IMS_OK;
-}
-
-/* ---- Ops ------------------------------------------------------------------------- */
-
-/* Each launcher returns its launch error (IMS_CUDA_CHECK); IMS_CUDA_CHECK_LAUNCH
- * then adds the IMS_CUDA_SYNC_DEBUG synchronization that names a faulting kernel
- * (its cudaGetLastError finds nothing new in the normal case). */
-
-static ims_status cuda_op_convert(ims_backend *be, const imsi_tensor *src, imsi_tensor *dst, ims_error *err)
-{
-    cuda_state *st = cuda_state_of(be);
-    ims_status status = cuda_use_device(st, err);
-    if (status)
-        return status;
-    size_t n = (size_t)imsi_tensor_numel(src);
-    if (src->dtype == dst->dtype) {
-        if (src->data != dst->data) {
-            IMS_CUDA_CHECK(err, cudaMemcpyAsync(dst->data, src->data, imsi_tensor_nbytes(src),
-                                                cudaMemcpyDeviceToDevice, st->stream));
-        }
-        return IMS_OK;
-    }
-    if (src->dtype == IMS_DTYPE_F32) {
-        const float *x = src->data; // (n)
-        uint16_t *y = dst->data;    // (n)
-        IMS_CUDA_CHECK(err, imsi_cuda_convert_f32_to_f16(x, y, n, st->stream));
-    } else {
-        const uint16_t *x = src->data; // (n)
-        float *y = dst->data;          // (n)
-        IMS_CUDA_CHECK(err, imsi_cuda_convert_f16_to_f32(x, y, n, st->stream));
-    }
-    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
-    return IMS_OK;
-}
-
-static ims_status cuda_op_l2_normalize_rows(ims_backend *be, const imsi_tensor *x, imsi_tensor *y, imsi_tensor *norms,
-                                         ims_error *err)
-{
-    cuda_state *st = cuda_state_of(be);
-    ims_status status = cuda_use_device(st, err);
-    if (status)
-        return status;
-    int n = (int)x->shape[0], d = (int)x->shape[1]; /* backend.c checked the int range */
-    int f16 = y->dtype == IMS_DTYPE_F16;
-    const float *xp = x->data;                          // (n, d)
-    float *y_f32 = f16 ? NULL : (float *)y->data;       // (n, d) or NULL
-    uint16_t *y_f16 = f16 ? (uint16_t *)y->data : NULL; // (n, d) or NULL
-    float *np = norms->data;                            // (n)
-    IMS_CUDA_CHECK(err, imsi_cuda_l2_normalize_rows(xp, y_f32, y_f16, np, n, d, st->stream));
-    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
-    return IMS_OK;
-}
-
-/* y (M, N) = x (M, K) . w (N, K)^T + bias (N). cuBLAS is column-major, and a
- * row-major (R, C) matrix is a column-major (C, R) one, so the product is
- * y^T (N, M) = w (N, K) . x^T (K, M): w is the column-major (K, N) matrix,
- * transposed (CUBLAS_OP_T, lda K); x is the column-major (K, M) matrix as is
- * (CUBLAS_OP_N, ldb K); y is column-major (N, M), ldc N. With a bias, y is
- * first filled with it and beta = 1 adds the product; with beta = 0, cuBLAS
- * does not read y (so its old contents, even NaN, do not matter). */
-static ims_status cuda_op_linear(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w, const imsi_tensor *bias,
-                              imsi_tensor *y, ims_error *err)
-{
-    cuda_state *st = cuda_state_of(be);
-    ims_status status = cuda_use_device(st, err);
-    if (status)
-        return status;
-    int m = (int)x->shape[0], k = (int)x->shape[1], n = (int)w->shape[0]; /* int range checked */
-    const float *xp = x->data;                       // (M, K)
-    const float *wp = w->data;                       // (N, K)
-    const float *bp = bias ? bias->data : NULL;      // (N) or NULL
-    float *yp = y->data;                             // (M, N)
-    const float alpha = 1.0f;
-    float beta = 0.0f;
-    if (bp) {
-        IMS_CUDA_CHECK(err, imsi_cuda_broadcast_rows(bp, yp, m, n, st->stream));
-        IMS_CUDA_CHECK_LAUNCH(err, st->stream);
-        beta = 1.0f;
-    }
-    IMS_CUBLAS_CHECK(err, cublasSgemm(st->cublas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, wp, k, xp, k, &beta,
-                                      yp, n));
+    IMS_CUDA_CHECK(err, cudaStreamSynchronize(st->ctx.stream));
     return IMS_OK;
 }
 
@@ -392,7 +302,7 @@ static ims_status cuda_timer_mark(ims_backend *be, void *timer, int stop, ims_er
 {
     cuda_state *st = cuda_state_of(be);
     cuda_timer *t = timer;
-    IMS_CUDA_CHECK(err, cudaEventRecord(stop ? t->stop : t->start, st->stream));
+    IMS_CUDA_CHECK(err, cudaEventRecord(stop ? t->stop : t->start, st->ctx.stream));
     return IMS_OK;
 }
 
@@ -420,11 +330,11 @@ static ims_status cuda_time_best(ims_backend *be, int gemm, void *a, void *b, vo
         status = cuda_timer_mark(be, timer, 0, err);
         if (!status && gemm)
             status = IMS_CUBLAS_CALL(err,
-                            cublasGemmEx(st->cublas, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &alpha, a, CUDA_R_16F, n, b,
+                            cublasGemmEx(st->ctx.cublas, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &alpha, a, CUDA_R_16F, n, b,
                                          CUDA_R_16F, n, &beta, c, CUDA_R_16F, n, CUBLAS_COMPUTE_32F,
                                          CUBLAS_GEMM_DEFAULT));
         else if (!status)
-            status = IMS_CUDA_CALL(err, cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, st->stream));
+            status = IMS_CUDA_CALL(err, cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, st->ctx.stream));
         if (!status)
             status = cuda_timer_mark(be, timer, 1, err);
         double ms = 0;
@@ -457,9 +367,9 @@ static ims_status cuda_measure_peaks(ims_backend *be, int quick, ims_backend_pea
         status = IMS_CUDA_CALL(err, cudaMalloc(&c, gemm_bytes));
     /* 0x3c: halves near 1.0 and modest floats: no denormals, no infinities. */
     if (!status)
-        status = IMS_CUDA_CALL(err, cudaMemsetAsync(a, 0x3c, bytes, st->stream));
+        status = IMS_CUDA_CALL(err, cudaMemsetAsync(a, 0x3c, bytes, st->ctx.stream));
     if (!status)
-        status = IMS_CUDA_CALL(err, cudaMemsetAsync(b, 0x3b, bytes, st->stream));
+        status = IMS_CUDA_CALL(err, cudaMemsetAsync(b, 0x3b, bytes, st->ctx.stream));
     double ms = 0;
     if (!status)
         status = cuda_time_best(be, 0, a, b, NULL, bytes, 0, 10, &ms, err);
@@ -504,172 +414,7 @@ static ims_status cuda_upload_async(ims_backend *be, void *dst, const void *src,
     }
     IMS_CUDA_CHECK(err, cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, st->copy_stream));
     IMS_CUDA_CHECK(err, cudaEventRecord(st->copy_done, st->copy_stream));
-    IMS_CUDA_CHECK(err, cudaStreamWaitEvent(st->stream, st->copy_done, 0));
-    return IMS_OK;
-}
-
-/* The knn scratch, grown (never shrunk) to at least nbytes. */
-static ims_status cuda_knn_workspace(ims_backend *be, size_t nbytes, void **out, ims_error *err)
-{
-    cuda_state *st = cuda_state_of(be);
-    if (st->knn_workspace_bytes < nbytes) {
-        if (st->knn_workspace) {
-            IMS_CUDA_CHECK(err, cudaStreamSynchronize(st->stream));
-            IMS_CUDA_CHECK(err, cudaFree(st->knn_workspace));
-            st->knn_workspace = NULL;
-            st->knn_workspace_bytes = 0;
-        }
-        void *p;
-        ims_status status = cuda_alloc(be, nbytes, &p, err);
-        if (status)
-            return imsi_error_prefix(err, status, "knn workspace");
-        st->knn_workspace = p;
-        st->knn_workspace_bytes = nbytes;
-    }
-    *out = st->knn_workspace;
-    return IMS_OK;
-}
-
-/* Exact top-k over the table, tile by tile (engine/index/knn.h: a (B, k + T) f32 tile
- * whose first k columns carry the running best): scores of T rows into the
- * tile's columns k.., by the streaming kernel (knn_scores.cu; small batches) or
- * by cuBLAS sgemm (large batches; f16 rows are first converted to an f32 tile
- * copy, so the scores stay exact fp32 dot products of the stored values, as on
- * the CPU), then the radix selection (knn_select.cu) merges them with the
- * running best (in two stages, per-block candidate lists then a merge, when
- * k is small). The B x N score matrix never exists. */
-static ims_status cuda_op_knn_select(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries, int k,
-                                     int path, imsi_tensor *ids, imsi_tensor *scores, ims_error *err)
-{
-    cuda_state *st = cuda_state_of(be);
-    ims_status status = cuda_use_device(st, err);
-    if (status)
-        return status;
-    int n = (int)table->shape[0], d = (int)table->shape[1], b = (int)queries->shape[0]; /* int range checked */
-    int f16 = table->dtype == IMS_DTYPE_F16;
-    int kk = k < n ? k : n;
-    if (b == 0 || n == 0)
-        return IMS_OK;
-    if (path == IMS_KNN_PATH_AUTO)
-        path = b <= 16 ? IMS_KNN_PATH_STREAM : IMS_KNN_PATH_GEMM;
-    if (path == IMS_KNN_PATH_GEMM_F16 && !f16)
-        path = IMS_KNN_PATH_GEMM;
-    /* Only the exact GEMM path over f16 rows needs an f32 copy of a tile's rows;
-     * elsewhere the tile may be longer (B = 1: up to 64M rows, one pass). */
-    int64_t t = imsi_knn_tile_rows(b, k, n, (path == IMS_KNN_PATH_GEMM && f16) ? d : 0);
-    int ld = k + (int)t;
-    size_t tile_bytes = (size_t)b * ld * 4, cand_bytes = (size_t)b * k * 4, tmp_bytes = (size_t)b * k * 8;
-    size_t seg_bytes = imsi_cuda_knn_select_scratch_bytes(b, k, (int)t); /* the largest tile has the most segments */
-    size_t rows32_bytes = (path == IMS_KNN_PATH_GEMM && f16) ? (size_t)t * d * 4
-                          : path == IMS_KNN_PATH_GEMM_F16 ? (size_t)b * d * 2 /* the f16 queries */
-                                                          : 0;
-    /* Each part starts at a multiple of 16 bytes. */
-    size_t off_cand = (tile_bytes + 15) / 16 * 16, off_tmp = off_cand + (cand_bytes + 15) / 16 * 16;
-    size_t off_seg = off_tmp + tmp_bytes, off_rows = off_seg + (seg_bytes + 15) / 16 * 16;
-    char *ws = NULL;
-    if ((status = cuda_knn_workspace(be, off_rows + rows32_bytes + 16, (void **)&ws, err)))
-        return status;
-    float *tile = (float *)ws;                                           // (b, ld)
-    int32_t *cand = (int32_t *)(ws + off_cand);                          // (b, k)
-    uint64_t *tmp = (uint64_t *)(ws + off_tmp);                          // (b, k)
-    uint64_t *seg = seg_bytes ? (uint64_t *)(ws + off_seg) : NULL;       // (b, segments, k)
-    float *rows32 = rows32_bytes ? (float *)(ws + off_rows) : NULL;      // (t, d) (GEMM, f16 rows)
-    uint16_t *q16 = rows32_bytes ? (uint16_t *)(ws + off_rows) : NULL;   // (b, d) (GEMM_F16)
-    const float *qp = queries->data; // (b, d)
-    const float alpha = 1.0f, beta = 0.0f;
-    if (path == IMS_KNN_PATH_GEMM_F16) {
-        IMS_CUDA_CHECK(err, imsi_cuda_convert_f32_to_f16(qp, q16, (size_t)b * d, st->stream));
-        IMS_CUDA_CHECK_LAUNCH(err, st->stream);
-    }
-    int kprev = 0;
-    for (int r0 = 0; r0 < n; r0 += (int)t) {
-        int cnt = n - r0 < t ? n - r0 : (int)t;
-        const char *rows = (const char *)table->data + (size_t)r0 * d * (f16 ? 2 : 4); // (cnt, d)
-        if (path == IMS_KNN_PATH_GEMM_F16) {
-            /* As below in fp16 with fp32 accumulation and output (tensor cores):
-             * each product of two halves is exact in fp32. */
-            IMS_CUBLAS_CHECK(err, cublasGemmEx(st->cublas, CUBLAS_OP_T, CUBLAS_OP_N, cnt, b, d, &alpha, rows,
-                                               CUDA_R_16F, d, q16, CUDA_R_16F, d, &beta, tile + k, CUDA_R_32F, ld,
-                                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-        } else if (path == IMS_KNN_PATH_GEMM) {
-            const float *r32 = (const float *)rows;
-            if (f16) {
-                IMS_CUDA_CHECK(err, imsi_cuda_convert_f16_to_f32((const uint16_t *)rows, rows32, (size_t)cnt * d,
-                                                                 st->stream));
-                IMS_CUDA_CHECK_LAUNCH(err, st->stream);
-                r32 = rows32;
-            }
-            /* Row-major tile[q][k + j] = q . row_j is the column-major (cnt, b)
-             * matrix rows (d, cnt)^T . queries (d, b), ldc = ld. */
-            IMS_CUBLAS_CHECK(err, cublasSgemm(st->cublas, CUBLAS_OP_T, CUBLAS_OP_N, cnt, b, d, &alpha, r32, d, qp, d,
-                                              &beta, tile + k, ld));
-        } else {
-            IMS_CUDA_CHECK(err, imsi_cuda_knn_scores(rows, f16, qp, tile + k, cnt, d, b, ld, st->stream));
-            IMS_CUDA_CHECK_LAUNCH(err, st->stream);
-        }
-        IMS_CUDA_CHECK(err, imsi_cuda_knn_select(tile, cand, tmp, seg, b, ld, kprev, k, cnt, r0, k, st->stream));
-        IMS_CUDA_CHECK_LAUNCH(err, st->stream);
-        kprev = kprev + cnt < k ? kprev + cnt : k;
-    }
-    /* The first kk columns of the tile and of the candidate lists. */
-    IMS_CUDA_CHECK(err, cudaMemcpy2DAsync(scores->data, (size_t)kk * 4, tile, (size_t)ld * 4, (size_t)kk * 4, b,
-                                          cudaMemcpyDeviceToDevice, st->stream));
-    IMS_CUDA_CHECK(err, cudaMemcpy2DAsync(ids->data, (size_t)kk * 4, cand, (size_t)k * 4, (size_t)kk * 4, b,
-                                          cudaMemcpyDeviceToDevice, st->stream));
-    return IMS_OK;
-}
-
-static ims_status cuda_op_conv2d(ims_backend *be, const imsi_conv2d_params *p, const imsi_tensor *x,
-                                 const imsi_tensor *w, const imsi_tensor *bias, imsi_tensor *y, ims_error *err)
-{
-    cuda_state *st = cuda_state_of(be);
-    ims_status status = cuda_use_device(st, err);
-    return status ? status : imsi_cudnn_conv2d(&st->convs, st->cudnn, st->stream, p, x, w, bias, y, err);
-}
-
-static ims_status cuda_op_pool2d(ims_backend *be, const imsi_pool2d_params *p, const imsi_tensor *x, imsi_tensor *y,
-                                 ims_error *err)
-{
-    cuda_state *st = cuda_state_of(be);
-    ims_status status = cuda_use_device(st, err);
-    if (status)
-        return status;
-    const void *xp = x->data; // (N, H, W, C)
-    void *yp = y->data;       // (N, OH, OW, Ctot)
-    IMS_CUDA_CHECK(err, imsi_cuda_pool2d_nhwc(xp, yp, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2],
-                                              (int)x->shape[3], p->kind == IMS_POOL_MAX, p->k, p->stride, p->pad,
-                                              p->count_include_pad, (int)y->shape[1], (int)y->shape[2], (int)y->shape[3],
-                                              p->y_channel_offset, x->dtype == IMS_DTYPE_F16, st->stream));
-    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
-    return IMS_OK;
-}
-
-static ims_status cuda_op_global_avg_pool(ims_backend *be, const imsi_tensor *x, imsi_tensor *y, ims_error *err)
-{
-    cuda_state *st = cuda_state_of(be);
-    ims_status status = cuda_use_device(st, err);
-    if (status)
-        return status;
-    const void *xp = x->data; // (N, H, W, C)
-    float *yp = y->data;      // (N, C)
-    IMS_CUDA_CHECK(err, imsi_cuda_global_avg_pool_nhwc(xp, yp, (int)x->shape[0], (int)(x->shape[1] * x->shape[2]),
-                                                       (int)x->shape[3], x->dtype == IMS_DTYPE_F16, st->stream));
-    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
-    return IMS_OK;
-}
-
-static ims_status cuda_op_input_u8(ims_backend *be, const imsi_tensor *x, const float scale[3], const float shift[3],
-                                   imsi_tensor *y, ims_error *err)
-{
-    cuda_state *st = cuda_state_of(be);
-    ims_status status = cuda_use_device(st, err);
-    if (status)
-        return status;
-    const uint8_t *xp = x->data; // (N, H, W, 3)
-    void *yp = y->data;          // (N, H, W, 3)
-    size_t pixels = (size_t)(x->shape[0] * x->shape[1] * x->shape[2]);
-    IMS_CUDA_CHECK(err, imsi_cuda_input_u8(xp, yp, pixels, scale, shift, y->dtype == IMS_DTYPE_F16, st->stream));
-    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
+    IMS_CUDA_CHECK(err, cudaStreamWaitEvent(st->ctx.stream, st->copy_done, 0));
     return IMS_OK;
 }
 
@@ -680,7 +425,7 @@ static ims_status cuda_capture_begin(ims_backend *be, ims_error *err)
     ims_status status = cuda_use_device(st, err);
     if (status)
         return status;
-    IMS_CUDA_CHECK(err, cudaStreamBeginCapture(st->stream, cudaStreamCaptureModeRelaxed));
+    IMS_CUDA_CHECK(err, cudaStreamBeginCapture(st->ctx.stream, cudaStreamCaptureModeRelaxed));
     return IMS_OK;
 }
 
@@ -690,7 +435,7 @@ static ims_status cuda_capture_end(ims_backend *be, void **graph, ims_error *err
     cudaGraph_t g = NULL;
     cudaGraphExec_t exec = NULL;
     *graph = NULL;
-    ims_status status = IMS_CUDA_CALL(err, cudaStreamEndCapture(st->stream, &g));
+    ims_status status = IMS_CUDA_CALL(err, cudaStreamEndCapture(st->ctx.stream, &g));
     if (!status)
         status = IMS_CUDA_CALL(err, cudaGraphInstantiate(&exec, g, 0));
     if (g && cudaGraphDestroy(g) != cudaSuccess)
@@ -706,7 +451,7 @@ static ims_status cuda_graph_launch(ims_backend *be, void *graph, ims_error *err
     ims_status status = cuda_use_device(st, err);
     if (status)
         return status;
-    IMS_CUDA_CHECK(err, cudaGraphLaunch((cudaGraphExec_t)graph, st->stream));
+    IMS_CUDA_CHECK(err, cudaGraphLaunch((cudaGraphExec_t)graph, st->ctx.stream));
     return IMS_OK;
 }
 
@@ -714,12 +459,78 @@ static void cuda_graph_free(ims_backend *be, void *graph)
 {
     cuda_state *st = cuda_state_of(be);
     int ok = cudaSetDevice(st->device) == cudaSuccess;
-    ok &= cudaStreamSynchronize(st->stream) == cudaSuccess;
+    ok &= cudaStreamSynchronize(st->ctx.stream) == cudaSuccess;
     ok &= cudaGraphExecDestroy((cudaGraphExec_t)graph) == cudaSuccess;
     if (!ok)
         (void)cudaGetLastError();
 }
 
+/* ---- Ops ------------------------------------------------------------------------- */
+
+/* The op entries live in kernels/cuda/<op>.c (kernels/cuda/ops_cuda.h); each
+ * slot here makes the backend's GPU current and passes the context. */
+
+static ims_status cuda_op_convert(ims_backend *be, const imsi_tensor *src, imsi_tensor *dst, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    return status ? status : imsi_cuda_op_convert(&st->ctx, src, dst, err);
+}
+
+static ims_status cuda_op_l2_normalize_rows(ims_backend *be, const imsi_tensor *x, imsi_tensor *y, imsi_tensor *norms,
+                                            ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    return status ? status : imsi_cuda_op_l2_normalize_rows(&st->ctx, x, y, norms, err);
+}
+
+static ims_status cuda_op_linear(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w, const imsi_tensor *bias,
+                                 imsi_tensor *y, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    return status ? status : imsi_cuda_op_linear(&st->ctx, x, w, bias, y, err);
+}
+
+static ims_status cuda_op_knn_select(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries, int k,
+                                     int path, imsi_tensor *ids, imsi_tensor *scores, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    return status ? status : imsi_cuda_op_knn_select(&st->ctx, table, queries, k, path, ids, scores, err);
+}
+
+static ims_status cuda_op_conv2d(ims_backend *be, const imsi_conv2d_params *p, const imsi_tensor *x,
+                                 const imsi_tensor *w, const imsi_tensor *bias, imsi_tensor *y, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    return status ? status : imsi_cuda_op_conv2d(&st->ctx, p, x, w, bias, y, err);
+}
+
+static ims_status cuda_op_pool2d(ims_backend *be, const imsi_pool2d_params *p, const imsi_tensor *x, imsi_tensor *y,
+                                 ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    return status ? status : imsi_cuda_op_pool2d(&st->ctx, p, x, y, err);
+}
+
+static ims_status cuda_op_global_avg_pool(ims_backend *be, const imsi_tensor *x, imsi_tensor *y, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    return status ? status : imsi_cuda_op_global_avg_pool(&st->ctx, x, y, err);
+}
+
+static ims_status cuda_op_input_u8(ims_backend *be, const imsi_tensor *x, const float scale[3], const float shift[3],
+                                   imsi_tensor *y, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    return status ? status : imsi_cuda_op_input_u8(&st->ctx, x, scale, shift, y, err);
+}
 
 static ims_status cuda_op_embed_layernorm(ims_backend *be, const imsi_tensor *ids, const imsi_tensor *word,
                                           const imsi_tensor *pos, const imsi_tensor *type, const imsi_tensor *gamma,
@@ -727,14 +538,7 @@ static ims_status cuda_op_embed_layernorm(ims_backend *be, const imsi_tensor *id
 {
     cuda_state *st = cuda_state_of(be);
     ims_status status = cuda_use_device(st, err);
-    if (status)
-        return status;
-    IMS_CUDA_CHECK(err, imsi_cuda_embed_layernorm(ids->data, word->data, pos->data, type->data, gamma->data, beta->data,
-                                                  eps, y->data, y->dtype == IMS_DTYPE_F16, (int)ids->shape[0],
-                                                  (int)ids->shape[1], (int)word->shape[1], (int)word->shape[0],
-                                                  st->stream));
-    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
-    return IMS_OK;
+    return status ? status : imsi_cuda_op_embed_layernorm(&st->ctx, ids, word, pos, type, gamma, beta, eps, y, err);
 }
 
 static ims_status cuda_op_bias_act(ims_backend *be, const imsi_tensor *x, const imsi_tensor *bias, imsi_act act,
@@ -742,12 +546,7 @@ static ims_status cuda_op_bias_act(ims_backend *be, const imsi_tensor *x, const 
 {
     cuda_state *st = cuda_state_of(be);
     ims_status status = cuda_use_device(st, err);
-    if (status)
-        return status;
-    IMS_CUDA_CHECK(err, imsi_cuda_bias_act(x->data, bias->data, y->data, x->dtype == IMS_DTYPE_F16, act == IMS_ACT_GELU,
-                                           (int)x->shape[0], (int)x->shape[1], st->stream));
-    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
-    return IMS_OK;
+    return status ? status : imsi_cuda_op_bias_act(&st->ctx, x, bias, act, y, err);
 }
 
 static ims_status cuda_op_add_layernorm(ims_backend *be, const imsi_tensor *x, const imsi_tensor *bias,
@@ -756,58 +555,15 @@ static ims_status cuda_op_add_layernorm(ims_backend *be, const imsi_tensor *x, c
 {
     cuda_state *st = cuda_state_of(be);
     ims_status status = cuda_use_device(st, err);
-    if (status)
-        return status;
-    IMS_CUDA_CHECK(err, imsi_cuda_add_layernorm(x->data, bias ? bias->data : NULL, residual->data, gamma->data,
-                                                beta->data, eps, y->data, x->dtype == IMS_DTYPE_F16, (int)x->shape[0],
-                                                (int)x->shape[1], st->stream));
-    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
-    return IMS_OK;
+    return status ? status : imsi_cuda_op_add_layernorm(&st->ctx, x, bias, residual, gamma, beta, eps, y, err);
 }
 
-/* Attention with cuBLAS: per head, over the batch (strided by a sequence):
- *   S (T, T) = Q (T, D) . K (T, D)^T / sqrt(D)   into scores[b][h]
- *   P = masked softmax of S (our kernel, all heads at once, in place)
- *   ctx (T, D) = P (T, T) . V (T, D)             into ctx[b][:, h D : (h + 1) D]
- * Q, K, V are column blocks of qkv (B, T, 3H) with row stride 3H. In cuBLAS's
- * column-major terms (as cuda_op_linear): S^T = K . Q^T is gemm(T, N) with
- * m = n = T, k = D; ctx^T = V^T . P^T is gemm(N, N) with m = D, n = T, k = T.
- * fp32 accumulation in both precisions (CUBLAS_COMPUTE_32F; no TF32). */
 static ims_status cuda_op_attention(ims_backend *be, const imsi_tensor *qkv, const imsi_tensor *lengths, int heads,
                                     imsi_tensor *scores, imsi_tensor *ctx, ims_error *err)
 {
     cuda_state *st = cuda_state_of(be);
     ims_status status = cuda_use_device(st, err);
-    if (status)
-        return status;
-    int b = (int)qkv->shape[0], t = (int)qkv->shape[1], h = (int)(qkv->shape[2] / 3), d = h / heads;
-    int f16 = qkv->dtype == IMS_DTYPE_F16;
-    cudaDataType_t type = f16 ? CUDA_R_16F : CUDA_R_32F;
-    size_t esize = f16 ? 2 : 4;
-    const char *base = qkv->data; // (B, T, 3H)
-    char *sp = scores->data;      // (B, heads, T, T)
-    char *cp = ctx->data;         // (B, T, H)
-    const float scale = (float)(1.0 / sqrt((double)d)), one = 1.0f, zero = 0.0f;
-    long long qkv_stride = (long long)t * 3 * h, s_stride = (long long)heads * t * t, c_stride = (long long)t * h;
-    for (int hi = 0; hi < heads; hi++) {
-        const void *q = base + (size_t)hi * d * esize, *k = base + (size_t)(h + hi * d) * esize;
-        void *s = sp + (size_t)hi * t * t * esize;
-        IMS_CUBLAS_CHECK(err, cublasGemmStridedBatchedEx(st->cublas, CUBLAS_OP_T, CUBLAS_OP_N, t, t, d, &scale, k,
-                                                         type, 3 * h, qkv_stride, q, type, 3 * h, qkv_stride, &zero,
-                                                         s, type, t, s_stride, b, CUBLAS_COMPUTE_32F,
-                                                         CUBLAS_GEMM_DEFAULT));
-    }
-    IMS_CUDA_CHECK(err, imsi_cuda_masked_softmax(scores->data, lengths->data, f16, b, heads, t, st->stream));
-    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
-    for (int hi = 0; hi < heads; hi++) {
-        const void *v = base + (size_t)(2 * h + hi * d) * esize;
-        const void *p = sp + (size_t)hi * t * t * esize;
-        void *c = cp + (size_t)hi * d * esize;
-        IMS_CUBLAS_CHECK(err, cublasGemmStridedBatchedEx(st->cublas, CUBLAS_OP_N, CUBLAS_OP_N, d, t, t, &one, v, type,
-                                                         3 * h, qkv_stride, p, type, t, s_stride, &zero, c, type, h,
-                                                         c_stride, b, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    }
-    return IMS_OK;
+    return status ? status : imsi_cuda_op_attention(&st->ctx, qkv, lengths, heads, scores, ctx, err);
 }
 
 static ims_status cuda_op_pool_normalize(ims_backend *be, const imsi_tensor *x, const imsi_tensor *lengths,
@@ -815,65 +571,44 @@ static ims_status cuda_op_pool_normalize(ims_backend *be, const imsi_tensor *x, 
 {
     cuda_state *st = cuda_state_of(be);
     ims_status status = cuda_use_device(st, err);
-    if (status)
-        return status;
-    IMS_CUDA_CHECK(err, imsi_cuda_pool_normalize(x->data, lengths->data, y->data, x->dtype == IMS_DTYPE_F16,
-                                                 pooling == IMS_POOLING_CLS, normalize, (int)x->shape[0],
-                                                 (int)x->shape[1], (int)x->shape[2], st->stream));
-    IMS_CUDA_CHECK_LAUNCH(err, st->stream);
-    return IMS_OK;
-}
-
-/* As cuda_op_linear, with f16 operands and result, fp32 accumulation. */
-static ims_status cuda_op_linear_f16(ims_backend *be, const imsi_tensor *x, const imsi_tensor *w, imsi_tensor *y,
-                                     ims_error *err)
-{
-    cuda_state *st = cuda_state_of(be);
-    ims_status status = cuda_use_device(st, err);
-    if (status)
-        return status;
-    int m = (int)x->shape[0], k = (int)x->shape[1], n = (int)w->shape[0];
-    const float one = 1.0f, zero = 0.0f;
-    IMS_CUBLAS_CHECK(err, cublasGemmEx(st->cublas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w->data, CUDA_R_16F, k,
-                                       x->data, CUDA_R_16F, k, &zero, y->data, CUDA_R_16F, n, CUBLAS_COMPUTE_32F,
-                                       CUBLAS_GEMM_DEFAULT));
-    return IMS_OK;
+    return status ? status : imsi_cuda_op_pool_normalize(&st->ctx, x, lengths, pooling, normalize, y, err);
 }
 
 static const imsi_backend_ops cuda_ops = {
+    /* required */
     .destroy = cuda_destroy,
     .alloc = cuda_alloc,
     .dealloc = cuda_dealloc,
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_host_free,
     .upload = cuda_upload,
     .download = cuda_download,
     .fill_bytes = cuda_fill_bytes,
     .synchronize = cuda_synchronize,
-    .host_alloc = cuda_host_alloc,
-    .host_free = cuda_host_free,
     .convert = cuda_op_convert,
     .l2_normalize_rows = cuda_op_l2_normalize_rows,
     .linear = cuda_op_linear,
-    .timer_create = cuda_timer_create,
-    .timer_mark = cuda_timer_mark,
-    .timer_elapsed_ms = cuda_timer_elapsed_ms,
-    .timer_free = cuda_timer_free,
-    .measure_peaks = cuda_measure_peaks,
     .knn_select = cuda_op_knn_select,
     .conv2d = cuda_op_conv2d,
     .pool2d = cuda_op_pool2d,
     .global_avg_pool = cuda_op_global_avg_pool,
     .input_u8 = cuda_op_input_u8,
-    .capture_begin = cuda_capture_begin,
-    .capture_end = cuda_capture_end,
-    .graph_launch = cuda_graph_launch,
-    .graph_free = cuda_graph_free,
-    .upload_async = cuda_upload_async,
     .embed_layernorm = cuda_op_embed_layernorm,
     .bias_act = cuda_op_bias_act,
     .add_layernorm = cuda_op_add_layernorm,
     .attention = cuda_op_attention,
     .pool_normalize = cuda_op_pool_normalize,
-    .linear_f16 = cuda_op_linear_f16,
+    /* optional */
+    .timer_create = cuda_timer_create,
+    .timer_mark = cuda_timer_mark,
+    .timer_elapsed_ms = cuda_timer_elapsed_ms,
+    .timer_free = cuda_timer_free,
+    .measure_peaks = cuda_measure_peaks,
+    .capture_begin = cuda_capture_begin,
+    .capture_end = cuda_capture_end,
+    .graph_launch = cuda_graph_launch,
+    .graph_free = cuda_graph_free,
+    .upload_async = cuda_upload_async,
 };
 
 /* ---- Creation ---------------------------------------------------------------------- */
@@ -883,17 +618,17 @@ static const imsi_backend_ops cuda_ops = {
 static ims_status cuda_state_init(cuda_state *st, ims_error *err)
 {
     IMS_CUDA_CHECK(err, cudaSetDevice(st->device));
-    IMS_CUDA_CHECK(err, cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking));
-    IMS_CUBLAS_CHECK(err, cublasCreate(&st->cublas));
-    IMS_CUBLAS_CHECK(err, cublasSetStream(st->cublas, st->stream));
+    IMS_CUDA_CHECK(err, cudaStreamCreateWithFlags(&st->ctx.stream, cudaStreamNonBlocking));
+    IMS_CUBLAS_CHECK(err, cublasCreate(&st->ctx.cublas));
+    IMS_CUBLAS_CHECK(err, cublasSetStream(st->ctx.cublas, st->ctx.stream));
     /* Plain fp32 GEMMs, no TF32 (CUBLAS_TF32_TENSOR_OP_MATH would round inputs
      * to 10 mantissa bits, errors near 1e-3): the fp32 path is the reference
      * the CPU backend and the f16 paths are compared against. */
-    IMS_CUBLAS_CHECK(err, cublasSetMathMode(st->cublas, CUBLAS_DEFAULT_MATH));
-    /* Created now, though no op uses it yet: the convolutions will, and a broken
-     * cuDNN install then fails at backend creation, not mid-model. */
-    IMS_CUDNN_CHECK(err, cudnnCreate(&st->cudnn));
-    IMS_CUDNN_CHECK(err, cudnnSetStream(st->cudnn, st->stream));
+    IMS_CUBLAS_CHECK(err, cublasSetMathMode(st->ctx.cublas, CUBLAS_DEFAULT_MATH));
+    /* Created with the backend, not at the first convolution, so that a broken
+     * cuDNN install fails at backend creation, not mid-model. */
+    IMS_CUDNN_CHECK(err, cudnnCreate(&st->ctx.cudnn));
+    IMS_CUDNN_CHECK(err, cudnnSetStream(st->ctx.cudnn, st->ctx.stream));
     return IMS_OK;
 }
 
@@ -906,7 +641,7 @@ static ims_status cuda_info_fill(ims_backend *be, const cuda_state *st, ims_erro
     IMS_CUDA_CHECK(err, cudaMemGetInfo(&free_bytes, &total_bytes));
     IMS_CUDA_CHECK(err, cudaDriverGetVersion(&info->driver_version));
     IMS_CUDA_CHECK(err, cudaRuntimeGetVersion(&info->runtime_version));
-    IMS_CUBLAS_CHECK(err, cublasGetVersion(st->cublas, &info->cublas_version));
+    IMS_CUBLAS_CHECK(err, cublasGetVersion(st->ctx.cublas, &info->cublas_version));
     info->kind = IMS_BACKEND_CUDA;
     snprintf(info->name, sizeof info->name, "cuda:%d", st->device);
     snprintf(info->device, sizeof info->device, "%.*s", (int)sizeof prop.name, prop.name);

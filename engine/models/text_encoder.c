@@ -282,12 +282,11 @@ static ims_status reserve_host(ims_text_encoder *e, int64_t rows, int64_t tokens
 
 /* ---- The forward pass ------------------------------------------------------------ */
 
-/* y (m, n) = x (m, k) . w (n, k)^T in the activation dtype. */
+/* y (m, n) = x (m, k) . w (n, k)^T in the activation dtype (the op takes it
+ * from the tensors); the biases are added by the next op. */
 static ims_status matmul(ims_text_encoder *e, const imsi_tensor *x, const imsi_tensor *w, imsi_tensor *y,
                          ims_error *err)
 {
-    if (e->act == IMS_DTYPE_F16)
-        return imsi_op_linear_f16(e->be, x, w, y, err);
     return imsi_op_linear(e->be, x, w, NULL, y, err);
 }
 

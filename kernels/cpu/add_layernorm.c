@@ -1,14 +1,12 @@
-/* add_layernorm.c: y = LayerNorm(x + bias + residual), the end of each BERT sublayer.
- *
- * x, residual, y (M, H), all f32 or all f16 (y may be residual); bias, gamma,
- * beta (H) f32; bias may be NULL. Sum and statistics in double, two passes.
+/* add_layernorm.c: the add_layernorm op (engine/backend/backend.h) on the CPU,
+ * the end of each BERT sublayer; also the LayerNorm row shared with
+ * embed_layernorm. Sum and statistics in double, two passes.
  */
 #include "ops_cpu.h"
 
 #include "imgsearch.h"
 
 #include <math.h>
-#include <stdlib.h>
 
 static double load(const void *p, size_t i, int f16)
 {
@@ -35,22 +33,26 @@ void imsi_cpu_layernorm_row(const double *row, int h, double eps, const float *g
     }
 }
 
-void imsi_cpu_add_layernorm(const void *x, const float *bias, const void *residual, const float *gamma,
-                            const float *beta, double eps, void *y, int f16, int m, int h)
+size_t imsi_cpu_add_layernorm_scratch_bytes(int h, int threads)
 {
-    #pragma omp parallel if ((int64_t)m * h > CPU_PARALLEL_MIN)
+    return cpu_slices_bytes((size_t)h * sizeof(double), threads);
+}
+
+void imsi_cpu_add_layernorm(const void *x, const float *bias, const void *residual, const float *gamma,
+                            const float *beta, double eps, void *y, int f16, int m, int h, void *scratch,
+                            int threads)
+{
+    size_t slice = cpu_slices_bytes((size_t)h * sizeof(double), 1);
+    #pragma omp parallel num_threads(threads) if ((int64_t)m * h > CPU_PARALLEL_MIN)
     {
-        double *row = malloc((size_t)h * sizeof *row);
+        double *row = (double *)((char *)scratch + slice * (size_t)cpu_thread_index()); /* (h) */
         #pragma omp for schedule(static)
         for (int r = 0; r < m; r++) {
-            if (!row)
-                continue;
             size_t at = (size_t)r * h;
             for (int i = 0; i < h; i++)
                 row[i] = load(x, at + i, f16) + (bias ? bias[i] : 0.0) + load(residual, at + i, f16);
             imsi_cpu_layernorm_row(row, h, eps, gamma, beta, f16 ? (void *)((uint16_t *)y + at) : (void *)((float *)y + at),
                                    f16);
         }
-        free(row);
     }
 }

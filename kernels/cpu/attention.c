@@ -1,11 +1,5 @@
-/* attention.c: multi-head self-attention with a key padding mask.
- *
- * qkv (B, T, 3H): per token the query (H), key (H) and value (H), each split
- * into `heads` heads of D = H / heads columns. lengths (B): tokens 0..len-1 of
- * sequence b are real, the rest padding. ctx (B, T, H) = per head
- * softmax(Q K^T / sqrt(D) over real keys) V. Query rows past the length are
- * computed the same way (they see only real keys) and are ignored by pooling.
- * q/k/v in f32 or f16 (ctx the same dtype).
+/* attention.c: the attention op (engine/backend/backend.h) on the CPU: masked
+ * multi-head self-attention, one (sequence, head) pair per loop iteration.
  *
  * Precision as the GPU path (cuBLAS, fp32 accumulation): dots and P . V in
  * float, the softmax's max and normalizing sum in double. Loops are laid out
@@ -18,7 +12,6 @@
 #include "imgsearch.h"
 
 #include <math.h>
-#include <stdlib.h>
 
 static float load(const void *p, size_t i, int f16)
 {
@@ -75,20 +68,29 @@ static void attend_row(const float *q, const float *kt, const float *v, float *s
         acc[j] *= inv;
 }
 
-void imsi_cpu_attention(const void *qkv, const int32_t *lengths, void *ctx, int f16, int b, int t, int h, int heads)
+/* One thread's scratch, in floats: q, kt, v (t * d each), sc (t), acc (d). */
+static size_t thread_floats(int t, int d) { return 3 * (size_t)t * d + (size_t)t + (size_t)d; }
+
+size_t imsi_cpu_attention_scratch_bytes(int t, int h, int heads, int threads)
+{
+    return cpu_slices_bytes(thread_floats(t, h / heads) * sizeof(float), threads);
+}
+
+void imsi_cpu_attention(const void *qkv, const int32_t *lengths, void *ctx, int f16, int b, int t, int h, int heads,
+                        void *scratch, int threads)
 {
     int d = h / heads, h3 = 3 * h;
     float scale = (float)(1.0 / sqrt((double)d));
-    #pragma omp parallel if ((int64_t)b * heads * t * t * (h / heads) > CPU_PARALLEL_MIN)
+    size_t slice = cpu_slices_bytes(thread_floats(t, d) * sizeof(float), 1);
+    #pragma omp parallel num_threads(threads) if ((int64_t)b * heads * t * t * (h / heads) > CPU_PARALLEL_MIN)
     {
-        float *q = malloc((size_t)t * d * sizeof *q), *kt = malloc((size_t)t * d * sizeof *kt);
-        float *v = malloc((size_t)t * d * sizeof *v), *sc = malloc((size_t)t * sizeof *sc);
-        float *acc = malloc((size_t)d * sizeof *acc);
-        int ok = q && kt && v && sc && acc;
+        float *q = (float *)((char *)scratch + slice * (size_t)cpu_thread_index()); /* (t, d) */
+        float *kt = q + (size_t)t * d;                                             /* (d, t) */
+        float *v = kt + (size_t)t * d;                                             /* (t, d) */
+        float *sc = v + (size_t)t * d;                                             /* (t) */
+        float *acc = sc + t;                                                       /* (d) */
         #pragma omp for schedule(dynamic)
         for (int bh = 0; bh < b * heads; bh++) {
-            if (!ok)
-                continue;
             int bi = bh / heads, hi = bh % heads;
             int len = lengths[bi] < 0 ? 0 : lengths[bi] > t ? t : lengths[bi];
             size_t base = (size_t)bi * t * h3;
@@ -106,6 +108,5 @@ void imsi_cpu_attention(const void *qkv, const int32_t *lengths, void *ctx, int 
                 }
             }
         }
-        free(q), free(kt), free(v), free(sc), free(acc);
     }
 }

@@ -1,7 +1,5 @@
-/* bias_act.c: y = act(x + bias) per row, act = identity or exact erf GELU.
- *
- * x, y (M, N), both f32 or both f16 (y may be x); bias (N) f32. GELU as
- * PyTorch's default: 0.5 x (1 + erf(x / sqrt 2)), evaluated in double.
+/* bias_act.c: the bias_act op (engine/backend/backend.h) on the CPU. GELU as
+ * PyTorch's default, 0.5 x (1 + erf(x / sqrt 2)), evaluated in double.
  */
 #include "ops_cpu.h"
 

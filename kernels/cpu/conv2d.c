@@ -1,7 +1,6 @@
-/* conv2d.c: NHWC convolution with bias and optional ReLU, into a channel slice.
+/* conv2d.c: the conv2d op (engine/backend/backend.h) on the CPU, fp32.
  *
- * x (N, H, W, C), w (O, KH, KW, C) (OHWI: cuDNN's KRSC), bias (O); the output
- * goes to channels [c0, c0 + O) of y (N, OH, OW, Ctot), which is how a block
+ * Filters are OHWI (cuDNN's KRSC); writing a channel slice of y is how a block
  * concatenates its branches without copies. Per image: a 1x1 stride-1
  * unpadded convolution is one GEMM on the NHWC rows as they are; anything
  * else first gathers im2col rows (OH * OW, KH * KW * C) in the filter's
@@ -58,17 +57,26 @@ static void relu_rows(float *y, size_t rows, int o, int ldy)
     }
 }
 
-int imsi_cpu_conv2d_is_gemm(int kh, int kw, int sh, int sw, int ph, int pw)
+/* 1 if the convolution is a plain GEMM on NHWC rows (no im2col workspace). */
+static int conv2d_is_gemm(int kh, int kw, int sh, int sw, int ph, int pw)
 {
     return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
 }
 
-void imsi_cpu_conv2d_nhwc(const cpu_conv2d_shape *s, const float *x, const float *w, const float *bias, int relu,
-                          float *y, int y_channels, int y_offset, float *col)
+size_t imsi_cpu_conv2d_scratch_bytes(const imsi_cpu_conv2d_shape *s)
 {
+    if (conv2d_is_gemm(s->kh, s->kw, s->sh, s->sw, s->ph, s->pw))
+        return 0;
+    return (size_t)s->oh * s->ow * s->kh * s->kw * s->c * sizeof(float);
+}
+
+void imsi_cpu_conv2d_nhwc(const imsi_cpu_conv2d_shape *s, const float *x, const float *w, const float *bias, int relu,
+                          float *y, int y_channels, int y_offset, void *scratch)
+{
+    float *col = scratch; /* (OH * OW, KH * KW * C), or NULL for a GEMM shape */
     size_t rows = (size_t)s->oh * s->ow;
     int k = s->kh * s->kw * s->c;
-    int gemm = imsi_cpu_conv2d_is_gemm(s->kh, s->kw, s->sh, s->sw, s->ph, s->pw);
+    int gemm = conv2d_is_gemm(s->kh, s->kw, s->sh, s->sw, s->ph, s->pw);
     for (int b = 0; b < s->n; b++) {
         const float *xb = x + (size_t)b * s->h * s->w * s->c;      // (H, W, C)
         float *yb = y + (size_t)b * rows * y_channels + y_offset; // (OH, OW, Ctot) from channel c0

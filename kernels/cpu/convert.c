@@ -1,4 +1,5 @@
-/* convert.c: f32 <-> f16 on the CPU, with the engine's exact RNE conversion. */
+/* convert.c: the convert op (engine/backend/backend.h) on the CPU, with the
+ * engine's exact round-to-nearest-even conversion. */
 #include "ops_cpu.h"
 
 #include "imgsearch.h"

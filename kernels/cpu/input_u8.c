@@ -1,7 +1,7 @@
-/* input_u8.c: the network's input step: uint8 RGB pixels (N, H, W, 3) ->
- * f32 (N, H, W, 3), y = x * scale[c] + shift[c] per channel (the image
- * loader's bytes, normalized as x / 255, then (x - mean) / std: scale =
- * 1 / (255 std), shift = -mean / std). */
+/* input_u8.c: the input_u8 op (engine/backend/backend.h) on the CPU: the
+ * network's input step, the image loader's bytes normalized as x / 255, then
+ * (x - mean) / std (scale = 1 / (255 std), shift = -mean / std). ISO C mode
+ * (-std=c11) keeps GCC from contracting the multiply-add into an FMA. */
 #include "ops_cpu.h"
 
 void imsi_cpu_input_u8(const uint8_t *x, size_t pixels, const float scale[3], const float shift[3], float *y)

@@ -1,4 +1,5 @@
-/* knn.c: exact top-k by inner product on the CPU: blocked sgemm + per-query heaps.
+/* knn.c: the knn_select op (engine/backend/backend.h) on the CPU: blocked
+ * sgemm + per-query heaps.
  *
  * The table (n, d) is walked in blocks of R rows. Each block's scores
  * (b, R) = queries (b, d) . block (R, d)^T come from OpenBLAS (sgemv when b = 1;
@@ -23,7 +24,6 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <stdlib.h>
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
 #include <immintrin.h>
@@ -167,26 +167,45 @@ static int block_rows(int b, int64_t n)
     return (int)(r < n ? r : n);
 }
 
-int imsi_cpu_knn_select(const float *table_f32, const uint16_t *table_f16, int64_t n, int d, const float *queries,
-                        int b, int k, int32_t *ids, float *scores)
+/* The scratch's parts, each at a multiple of 64 bytes. */
+typedef struct knn_layout {
+    size_t tile, block, heap_s, heap_i, heaps, total;
+} knn_layout;
+
+static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+
+static knn_layout layout(int f16, int64_t n, int d, int b, int k)
+{
+    knn_layout l;
+    int kk = k < n ? k : (int)n, rows = block_rows(b, n);
+    l.tile = 0;                                                            /* (b, rows) f32 */
+    l.block = l.tile + align64((size_t)b * rows * sizeof(float));         /* (rows, d) f32, f16 tables */
+    l.heap_s = l.block + (f16 ? align64((size_t)rows * d * sizeof(float)) : 0); /* (b, kk) f32 */
+    l.heap_i = l.heap_s + align64((size_t)b * kk * sizeof(float));         /* (b, kk) i32 */
+    l.heaps = l.heap_i + align64((size_t)b * kk * sizeof(int32_t));        /* (b) */
+    l.total = l.heaps + align64((size_t)b * sizeof(knn_heap));
+    return l;
+}
+
+size_t imsi_cpu_knn_scratch_bytes(int f16, int64_t n, int d, int b, int k)
+{
+    return n <= 0 || b <= 0 ? 0 : layout(f16, n, d, b, k).total;
+}
+
+void imsi_cpu_knn_select(const float *table_f32, const uint16_t *table_f16, int64_t n, int d, const float *queries,
+                         int b, int k, int32_t *ids, float *scores, void *scratch)
 {
     if (n <= 0 || b <= 0)
-        return 0;
+        return;
     int kk = k < n ? k : (int)n;
     int rows = block_rows(b, n);
-    float *tile = malloc((size_t)b * rows * sizeof *tile);                    /* (b, rows) */
-    float *block = table_f16 ? malloc((size_t)rows * d * sizeof *block) : NULL; /* (rows, d) */
-    float *heap_s = malloc((size_t)b * kk * sizeof *heap_s);                  /* (b, kk) */
-    int32_t *heap_i = malloc((size_t)b * kk * sizeof *heap_i);
-    knn_heap *heaps = malloc((size_t)b * sizeof *heaps);
-    if (!tile || (table_f16 && !block) || !heap_s || !heap_i || !heaps) {
-        free(heaps);
-        free(heap_i);
-        free(heap_s);
-        free(block);
-        free(tile);
-        return -1;
-    }
+    knn_layout l = layout(table_f16 != NULL, n, d, b, k);
+    char *ws = scratch;
+    float *tile = (float *)(ws + l.tile);                         /* (b, rows) */
+    float *block = table_f16 ? (float *)(ws + l.block) : NULL;    /* (rows, d) */
+    float *heap_s = (float *)(ws + l.heap_s);                     /* (b, kk) */
+    int32_t *heap_i = (int32_t *)(ws + l.heap_i);                 /* (b, kk) */
+    knn_heap *heaps = (knn_heap *)(ws + l.heaps);                 /* (b) */
     for (int q = 0; q < b; q++)
         heaps[q] = (knn_heap){heap_s + (size_t)q * kk, heap_i + (size_t)q * kk, 0, kk};
 
@@ -205,10 +224,4 @@ int imsi_cpu_knn_select(const float *table_f32, const uint16_t *table_f16, int64
     }
     for (int q = 0; q < b; q++)
         heap_drain(&heaps[q], ids + (size_t)q * kk, scores + (size_t)q * kk);
-    free(heaps);
-    free(heap_i);
-    free(heap_s);
-    free(block);
-    free(tile);
-    return 0;
 }

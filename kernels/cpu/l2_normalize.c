@@ -1,4 +1,5 @@
-/* l2_normalize.c: per-row L2 normalization, the sum of squares in double. */
+/* l2_normalize.c: the l2_normalize_rows op (engine/backend/backend.h) on the
+ * CPU, the sum of squares in double. */
 #include "ops_cpu.h"
 
 #include "imgsearch.h"

@@ -1,10 +1,5 @@
-/* pool2d.c: NHWC max / average pooling (square window), into a channel slice.
- *
- * x (N, H, W, C) -> channels [c0, c0 + C) of y (N, OH, OW, Ctot), with
- * OH = (H + 2 pad - k) / stride + 1 (floor, as PyTorch's ceil_mode=False).
- * Max pooling ignores padded positions; average pooling divides by k * k
- * (count_include_pad) or by the window's positions inside the image. Sums in
- * double.
+/* pool2d.c: the pool2d and global_avg_pool ops (engine/backend/backend.h) on
+ * the CPU, f32, sums in double.
  */
 #include "ops_cpu.h"
 

@@ -1,27 +1,28 @@
-/* pool_normalize.c: sentence embeddings from the last hidden state.
- *
- * x (B, T, H) f32 or f16; lengths (B). Mean pooling averages tokens 0..len-1
- * (the attention mask, [CLS] and [SEP] included); CLS pooling takes token 0.
- * With normalize, the result is divided by its L2 norm (a zero vector stays
- * zero). All sums in double. y (B, H) f32.
+/* pool_normalize.c: the pool_normalize op (engine/backend/backend.h) on the
+ * CPU: sentence embeddings from the last hidden state. Mean pooling averages
+ * the tokens the attention mask keeps, [CLS] and [SEP] included. All sums in
+ * double.
  */
 #include "ops_cpu.h"
 
 #include "imgsearch.h"
 
 #include <math.h>
-#include <stdlib.h>
+
+size_t imsi_cpu_pool_normalize_scratch_bytes(int h, int threads)
+{
+    return cpu_slices_bytes((size_t)h * sizeof(double), threads);
+}
 
 void imsi_cpu_pool_normalize(const void *x, const int32_t *lengths, float *y, int f16, int cls, int normalize, int b,
-                             int t, int h)
+                             int t, int h, void *scratch, int threads)
 {
-    #pragma omp parallel if ((int64_t)b * t * h > CPU_PARALLEL_MIN)
+    size_t slice = cpu_slices_bytes((size_t)h * sizeof(double), 1);
+    #pragma omp parallel num_threads(threads) if ((int64_t)b * t * h > CPU_PARALLEL_MIN)
     {
-        double *acc = malloc((size_t)h * sizeof *acc);
+        double *acc = (double *)((char *)scratch + slice * (size_t)cpu_thread_index()); /* (h) */
         #pragma omp for schedule(static)
         for (int bi = 0; bi < b; bi++) {
-            if (!acc)
-                continue;
             int len = lengths[bi] < 1 ? 1 : lengths[bi] > t ? t : lengths[bi];
             int n = cls ? 1 : len;
             for (int i = 0; i < h; i++)
@@ -42,6 +43,5 @@ void imsi_cpu_pool_normalize(const void *x, const int32_t *lengths, float *y, in
             for (int i = 0; i < h; i++)
                 y[(size_t)bi * h + i] = (float)(acc[i] * scale);
         }
-        free(acc);
     }
 }

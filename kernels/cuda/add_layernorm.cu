@@ -1,7 +1,7 @@
-/* add_layernorm.cu: y = LayerNorm(x + bias + residual), the GPU side of kernels/cpu/add_layernorm.c.
+/* add_layernorm.cu: the add_layernorm op's kernel (contract: engine/backend/backend.h;
+ * CPU reference: kernels/cpu/add_layernorm.c).
  *
- * x, residual, y (M, H), all f32 or all f16; bias (H) f32 or NULL; gamma,
- * beta (H) f32. One block per row (grid-stride, capped), threads striding over
+ * One block per row (grid-stride, capped), threads striding over
  * H; sum and statistics in double (two passes, then the write pass), as the
  * CPU reference. y may be residual: each thread writes only the elements it
  * alone reads, after its last read of them.

@@ -1,7 +1,7 @@
-/* bias_act.cu: y = act(x + bias), act = identity or exact erf GELU; GPU side of kernels/cpu/bias_act.c.
+/* bias_act.cu: the bias_act op's kernel (contract: engine/backend/backend.h; CPU
+ * reference: kernels/cpu/bias_act.c).
  *
- * x, y (M, N) f32 or f16 (y may be x: elementwise); bias (N) f32. Grid-stride
- * over M x N with size_t indices. GELU in float with erff (CUDA's erff is
+ * Elementwise, so y may be x. Grid-stride over M x N with size_t indices. GELU in float with erff (CUDA's erff is
  * within 2 ulp), against the CPU's double erf: differences of an f32 ulp or two.
  */
 #include "launch.h"

@@ -1,6 +1,6 @@
 /* broadcast_rows.cu: y (m, n) [r][c] = bias[c], the bias prefill of linear.
  *
- * engine/backend/cuda.c writes the bias into every row of y, then runs
+ * kernels/cuda/linear.c writes the bias into every row of y, then runs
  * cublasSgemm with beta = 1 so the GEMM adds x . w^T on top (the CPU backend
  * does the same with cblas_sgemm). A 2-D grid: x over columns, y over rows, so
  * no thread divides a 64-bit index; both dimensions are grid-stride loops with

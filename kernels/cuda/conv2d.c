@@ -17,8 +17,13 @@
  * up to IMS_CUDNN_WORKSPACE_MAX bytes of workspace; the fastest successful
  * one is kept per shape. Not usable during CUDA graph capture: run a batch
  * size once before capturing it.
+ *
+ * Plans (descriptors, algorithm, workspace size) are cached per shape (batch,
+ * sizes, filter, stride, padding, output width, precision) in cuda->convs;
+ * one workspace buffer, grown as plans need, serves every convolution (all
+ * run on the backend's one stream).
  */
-#include "conv2d.h"
+#include "kernels/cuda/ops_cuda.h"
 
 #include "backend/cuda_check.h"
 #include "core/error.h"
@@ -177,19 +182,18 @@ static conv_plan *plan_find(imsi_cudnn_convs *c, const conv_key *key)
     return NULL;
 }
 
-ims_status imsi_cudnn_conv2d(imsi_cudnn_convs **cache, cudnnHandle_t handle, cudaStream_t stream,
-                             const imsi_conv2d_params *p, const imsi_tensor *x, const imsi_tensor *w,
-                             const imsi_tensor *bias, imsi_tensor *y, ims_error *err)
+ims_status imsi_cuda_op_conv2d(imsi_cuda_ctx *cuda, const imsi_conv2d_params *p, const imsi_tensor *x,
+                               const imsi_tensor *w, const imsi_tensor *bias, imsi_tensor *y, ims_error *err)
 {
+    imsi_cudnn_convs **cache = &cuda->convs; /* created on first use */
+    cudnnHandle_t handle = cuda->cudnn;
+    cudaStream_t stream = cuda->stream;
     if (!*cache) {
         ims_status st = cache_create(cache, err);
         if (st)
             return st;
     }
-    imsi_cudnn_convs *c = *cache;
-    /* The fused call needs a bias: Inception's folded BatchNorm always gives one. */
-    if (!bias)
-        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "cuDNN conv2d: a bias is required");
+    imsi_cudnn_convs *c = *cache; /* the fused call needs the bias, which the op requires */
     conv_key key;
     memset(&key, 0, sizeof key); /* compared with memcmp */
     key.n = (int)x->shape[0], key.h = (int)x->shape[1], key.w = (int)x->shape[2], key.c = (int)x->shape[3];

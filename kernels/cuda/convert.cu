@@ -1,4 +1,5 @@
-/* convert.cu: f32 <-> f16 elementwise, the GPU side of kernels/cpu/convert.c.
+/* convert.cu: the convert op's kernels (contract: engine/backend/backend.h; CPU
+ * reference: kernels/cpu/convert.c).
  *
  * f16 values travel as uint16_t bits (the C side has no half type). f32 -> f16
  * uses __float2half_rn (round to nearest, ties to even; overflow to Inf; NaN

@@ -1,10 +1,13 @@
-/* embed_layernorm.cu: BERT embeddings + LayerNorm, the GPU side of kernels/cpu/embed_layernorm.c.
+/* embed_layernorm.cu: the embed_layernorm op's kernel (contract:
+ * engine/backend/backend.h; CPU reference: kernels/cpu/embed_layernorm.c).
  *
- * ids (B, T) i32; word (V, H), pos (P, H), type0 (H) f32; y (B, T, H) f32 or
- * f16. One block per token (grid-stride, grid capped), threads striding over H.
+ * One block per token (grid-stride, grid capped), threads striding over H.
  * Three passes over the row (sum, squared deviations, write), each recomputing
  * word + pos + type in double from L1/L2-resident rows; statistics in double as
- * on the CPU, so results agree to an f32 rounding.
+ * on the CPU, so results agree to an f32 rounding. A token whose id is outside
+ * the vocabulary is not read: its row is left unwritten and its flat index
+ * goes into *bad (atomicMin, so the first bad token wins), which the op reads
+ * back and reports (kernels/cuda/embed_layernorm.c).
  */
 #include "launch.h"
 #include "text_common.cuh"
@@ -20,13 +23,17 @@ static __global__ void __launch_bounds__(TEXT_MAX_THREADS)
                            const float *__restrict__ gamma, // (H)
                            const float *__restrict__ beta,  // (H)
                            double eps, T *__restrict__ y,   // (B, T, H)
-                           int64_t tokens, int t, int h, int vocab)
+                           int64_t tokens, int t, int h, int vocab,
+                           unsigned int *__restrict__ bad)  // (1): the first bad token's index
 {
     __shared__ double sums[TEXT_MAX_THREADS / TEXT_WARP];
     for (int64_t r = blockIdx.x; r < tokens; r += gridDim.x) {
         int id = ids[r];
-        if (id < 0 || id >= vocab)
-            id = 0;
+        if (id < 0 || id >= vocab) { /* the whole block skips the row: no barrier diverges */
+            if (threadIdx.x == 0)
+                atomicMin(bad, (unsigned int)r); /* tokens <= INT_MAX (checked) */
+            continue;
+        }
         const float *we = word + (size_t)id * h;      // (H)
         const float *pe = pos + (size_t)(r % t) * h;  // (H)
         double s = 0.0;
@@ -48,7 +55,8 @@ static __global__ void __launch_bounds__(TEXT_MAX_THREADS)
 
 extern "C" cudaError_t imsi_cuda_embed_layernorm(const int32_t *ids, const float *word, const float *pos,
                                                  const float *type0, const float *gamma, const float *beta, double eps,
-                                                 void *y, int y_f16, int b, int t, int h, int vocab, cudaStream_t s)
+                                                 void *y, int y_f16, int b, int t, int h, int vocab,
+                                                 unsigned int *bad, cudaStream_t s)
 {
     int64_t tokens = (int64_t)b * t;
     if (tokens <= 0 || h <= 0)
@@ -58,9 +66,9 @@ extern "C" cudaError_t imsi_cuda_embed_layernorm(const int32_t *ids, const float
     (void)cudaGetLastError(); /* drop a stale error: see launch.h */
     if (y_f16)
         embed_layernorm_kernel<<<blocks, threads, 0, s>>>(ids, word, pos, type0, gamma, beta, eps, (uint16_t *)y,
-                                                          tokens, t, h, vocab);
+                                                          tokens, t, h, vocab, bad);
     else
         embed_layernorm_kernel<<<blocks, threads, 0, s>>>(ids, word, pos, type0, gamma, beta, eps, (float *)y,
-                                                          tokens, t, h, vocab);
+                                                          tokens, t, h, vocab, bad);
     return cudaGetLastError();
 }

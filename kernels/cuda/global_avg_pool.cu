@@ -1,6 +1,7 @@
-/* global_avg_pool.cu: x (n, hw, c) f32 or f16 -> y (n, c) f32, the mean over
- * hw summed in double, as kernels/cpu/pool2d.c's imsi_cpu_global_avg_pool_nhwc.
- * One thread per (n, c); consecutive threads read consecutive channels. */
+/* global_avg_pool.cu: the global_avg_pool op's kernel (contract:
+ * engine/backend/backend.h; CPU reference: kernels/cpu/pool2d.c). One thread
+ * per (n, c), summing in double; consecutive threads read consecutive
+ * channels. */
 #include "launch.h"
 
 #include <cuda_fp16.h>

@@ -1,6 +1,6 @@
-/* input_u8.cu: the network input step, u8 (pixels, 3) -> f32 or f16
- * (pixels, 3), y = x * scale[c] + shift[c] in f32 (the same float operations
- * as kernels/cpu/input_u8.c, so the f32 results are identical). */
+/* input_u8.cu: the input_u8 op's kernel (contract: engine/backend/backend.h;
+ * CPU reference: kernels/cpu/input_u8.c): the same two f32 operations, unfused,
+ * so the f32 results are identical. */
 #include "launch.h"
 
 #include <cuda_fp16.h>

@@ -1,7 +1,5 @@
-/* l2_normalize.cu: per-row L2 normalization, the GPU side of kernels/cpu/l2_normalize.c.
- *
- * x (n, d) f32 -> y (n, d) f32 or f16 = x / ||x||, norms (n) = ||x||; a row whose
- * norm is 0 or not finite gets y = 0 (the caller reports it).
+/* l2_normalize.cu: the l2_normalize_rows op's kernel (contract:
+ * engine/backend/backend.h; CPU reference: kernels/cpu/l2_normalize.c).
  *
  * Layout: one block per row (grid-stride over rows, grid capped at 65535), the
  * block's threads striding over the row's columns. Block size: 256 threads, or

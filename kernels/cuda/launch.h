@@ -1,7 +1,10 @@
 /* launch.h: the CUDA kernel launchers, as plain C declarations.
  *
- * engine/backend/cuda.c (host C) calls these; each kernels/cuda/<op>.cu file
- * defines one op's kernel and launcher. A launcher takes raw device pointers,
+ * The op entries (kernels/cuda/<op>.c, host C) call these; each
+ * kernels/cuda/<name>.cu file defines one kernel's launcher. A launcher that
+ * implements a whole op says so and follows that op's contract in
+ * engine/backend/backend.h (written only there); the others (parts of an op)
+ * describe their own arguments. A launcher takes raw device pointers,
  * sizes and a stream, enqueues the kernel on that stream and returns
  * cudaGetLastError(), i.e. launch errors only: a fault inside the kernel shows up
  * at the next synchronizing call. Before launching, a launcher clears the host
@@ -23,21 +26,20 @@
 extern "C" {
 #endif
 
-/* dst (n) = src (n): f32 -> f16 rounds to nearest even (__float2half_rn), the
- * same bits as ims_f32_to_f16; f16 -> f32 is exact. */
+/* The convert op, one direction each (__float2half_rn: the bits of ims_f32_to_f16). */
 cudaError_t imsi_cuda_convert_f32_to_f16(const float *src, uint16_t *dst, size_t n, cudaStream_t s);
 cudaError_t imsi_cuda_convert_f16_to_f32(const uint16_t *src, float *dst, size_t n, cudaStream_t s);
 
-/* x (n, d) f32; y (n, d) = x / ||x|| per row, into y_f32 or y_f16 (exactly one
- * non-NULL); norms (n) = ||x_r||. Rows whose norm is 0 or not finite get y = 0.
- * Same results as kernels/cpu/l2_normalize.c (sum of squares in double). */
+/* The l2_normalize_rows op: y into y_f32 or y_f16 (exactly one non-NULL). */
 cudaError_t imsi_cuda_l2_normalize_rows(const float *x, float *y_f32, uint16_t *y_f16, float *norms, int n, int d,
                                         cudaStream_t s);
 
-/* y (m, n): y[r][c] = bias[c], bias (n). Prefills y before a beta = 1 GEMM. */
+/* Part of the linear op: y (m, n): y[r][c] = bias[c], bias (n). Prefills y
+ * before a beta = 1 GEMM. */
 cudaError_t imsi_cuda_broadcast_rows(const float *bias, float *y, int m, int n, cudaStream_t s);
 
-/* scores[q * ld + j] = queries[q] . rows[j] (fp32 accumulation) for rows (n, d),
+/* Parts of the knn_select op (kernels/cuda/knn.c).
+ * scores[q * ld + j] = queries[q] . rows[j] (fp32 accumulation) for rows (n, d),
  * f16 (rows_f16 != 0) or f32, and queries (b, d) f32 (knn_scores.cu). */
 cudaError_t imsi_cuda_knn_scores(const void *rows, int rows_f16, const float *queries, float *scores, int n, int d, int b,
                                  int ld, cudaStream_t s);
@@ -52,30 +54,32 @@ size_t imsi_cuda_knn_select_scratch_bytes(int b, int k, int cnt);
 cudaError_t imsi_cuda_knn_select(float *tile, int32_t *cand, uint64_t *tmp, uint64_t *seg, int b, int ld, int kprev,
                                  int kcap, int cnt, int32_t base, int k, cudaStream_t s);
 
-/* x (n, h, w, c) -> channels [y_offset, y_offset + c) of y (n, oh, ow, y_channels);
- * f16 != 0: both are f16 (math in f32). As imsi_cpu_pool2d_nhwc. */
+/* The pool2d op: max != 0 for a max pool; y has y_channels channels, the output
+ * goes to [y_offset, y_offset + c); f16 != 0: x and y are f16 (math in f32). */
 cudaError_t imsi_cuda_pool2d_nhwc(const void *x, void *y, int n, int h, int w, int c, int max, int k, int stride, int pad,
                                   int include_pad, int oh, int ow, int y_channels, int y_offset, int f16, cudaStream_t s);
-/* x (n, hw, c) f32 or f16 -> y (n, c) f32 (sums in double). */
+/* The global_avg_pool op: x (n, hw, c), f16 != 0 for f16 x. */
 cudaError_t imsi_cuda_global_avg_pool_nhwc(const void *x, float *y, int n, int hw, int c, int f16, cudaStream_t s);
-/* y (pixels, 3) f32 or f16 = x (pixels, 3) u8 * scale[c] + shift[c]. */
+/* The input_u8 op: pixels = N * H * W; f16 != 0 for an f16 y. */
 cudaError_t imsi_cuda_input_u8(const uint8_t *x, void *y, size_t pixels, const float scale[3], const float shift[3],
                                int f16, cudaStream_t s);
-/* The text encoder's kernels (f16 flags: activations are IEEE binary16 bits). */
-/* ids (b, t); word (vocab, h), pos (>= t, h), type0 (h), gamma, beta (h) f32;
- * y (b, t, h) = LayerNorm(word[id] + pos[t] + type0). */
+/* The text encoder's ops (f16 flags: activations are IEEE binary16 bits). */
+/* The embed_layernorm op: type0 is row 0 of the type table. bad (device, one
+ * word, set to 0xffffffff by the caller): the smallest flat index (b * t +
+ * position) of an id outside [0, vocab), whose row is left unwritten. */
 cudaError_t imsi_cuda_embed_layernorm(const int32_t *ids, const float *word, const float *pos, const float *type0,
                                       const float *gamma, const float *beta, double eps, void *y, int y_f16, int b, int t,
-                                      int h, int vocab, cudaStream_t s);
-/* x, y (m, n) (y may be x); bias (n): y = x + bias, or GELU(x + bias). */
+                                      int h, int vocab, unsigned int *bad, cudaStream_t s);
+/* The bias_act op: gelu != 0 for IMS_ACT_GELU. */
 cudaError_t imsi_cuda_bias_act(const void *x, const float *bias, void *y, int f16, int gelu, int m, int n, cudaStream_t s);
-/* x, residual, y (m, h) (y may be residual); bias (h) or NULL. */
+/* The add_layernorm op: bias may be NULL. */
 cudaError_t imsi_cuda_add_layernorm(const void *x, const float *bias, const void *residual, const float *gamma,
                                     const float *beta, double eps, void *y, int f16, int m, int h, cudaStream_t s);
-/* scores (b, heads, t, t) in place: softmax over keys < lengths[b], 0 past it. */
+/* Part of the attention op (kernels/cuda/attention.c): scores (b, heads, t, t)
+ * in place, softmax over keys < lengths[b] (clamped to [0, t]), 0 past it. */
 cudaError_t imsi_cuda_masked_softmax(void *scores, const int32_t *lengths, int f16, int b, int heads, int t,
                                      cudaStream_t s);
-/* x (b, t, h), lengths (b) -> y (b, h) f32: mean or CLS pooling, L2-normalized if normalize. */
+/* The pool_normalize op: cls != 0 for IMS_POOLING_CLS. */
 cudaError_t imsi_cuda_pool_normalize(const void *x, const int32_t *lengths, float *y, int f16, int cls, int normalize,
                                      int b, int t, int h, cudaStream_t s);
 

@@ -1,5 +1,5 @@
-/* pool2d.cu: NHWC max / average pooling (square window) into a channel slice,
- * f32 or f16 (then computed in f32), matching kernels/cpu/pool2d.c.
+/* pool2d.cu: the pool2d op's kernel (contract: engine/backend/backend.h; CPU
+ * reference: kernels/cpu/pool2d.c), f32 or f16 (then computed in f32).
  *
  * One thread per output element (n, oy, ox, c), channels fastest so that a
  * warp reads consecutive channels of one pixel.

@@ -1,6 +1,7 @@
-/* pool_normalize.cu: mean (or CLS) pooling + L2 normalization, GPU side of kernels/cpu/pool_normalize.c.
+/* pool_normalize.cu: the pool_normalize op's kernel (contract:
+ * engine/backend/backend.h; CPU reference: kernels/cpu/pool_normalize.c).
  *
- * x (B, T, H) f32 or f16; lengths (B); y (B, H) f32. One block per sequence,
+ * One block per sequence,
  * threads striding over H, each summing its columns over the real tokens in
  * double; the squared norm is a double block sum. Same arithmetic as the CPU.
  */

@@ -1,13 +1,13 @@
-/* test_inception_gpu.c: the Inception ops and the whole network on the CUDA
- * backend against the CPU backend (ctest label gpu).
+/* test_inception_gpu.c: the precision modes only the GPU has and the whole
+ * network, on the CUDA backend against the CPU backend (ctest label gpu).
  *
- * Ops: conv2d (every filter shape Inception uses, strides 1 and 2, into a
- * channel slice of a wider output), pool2d (max / avg, count_include_pad on
- * and off, strides 1 and 2, padding 0 and 1, into a slice), global average
- * pool and the u8 input step, on seeded random inputs (never zeros) whose
- * sizes are not multiples of a block or a warp. GPU outputs are poisoned with
- * 0xff bytes (NaN) first: the slice must be fully written, the channels
- * outside it must keep their poison.
+ * Ops in the GPU's own precisions (their fp32 forms are in the table of
+ * tests/unit/test_backend_ops.c): conv2d in tf32 and fp16 (every filter shape
+ * Inception uses, strides 1 and 2, into a channel slice of a wider output),
+ * pool2d, global average pool and the u8 input step on f16 tensors, on seeded
+ * random inputs (never zeros) whose sizes are not multiples of a block or a
+ * warp. GPU outputs are poisoned with 0xff bytes (NaN) first: the slice must
+ * be fully written, the channels outside it must keep their poison.
  *
  * The network: the generated full-size weights of test_inception.c (both
  * variants) on the generated images and on sample photos
@@ -190,10 +190,12 @@ static void test_pool(int n, int h, int w, int c, imsi_pool_kind kind, int strid
     free(x);
 }
 
+/* f16 inputs (gap) and outputs (input step) only: f32 is in the op table. */
 static void test_global_avg_pool_and_input(uint64_t *rng)
 {
     ims_error err = {0};
-    for (int f16 = 0; f16 < 2; f16++) {
+    {
+        const int f16 = 1; /* f32: in the op table */
         int n = 3, h = 8, w = 7, c = 2051;
         float *x = random_floats((size_t)n * h * w * c, -3.0f, 3.0f, f16, rng);
         int64_t xs[4] = {n, h, w, c}, ys[2] = {n, c};
@@ -225,7 +227,8 @@ static void test_global_avg_pool_and_input(uint64_t *rng)
         u[i] = (uint8_t)(test_rand_u64(rng) >> 56);
     const float scale[3] = {1.0f / (255.0f * 0.229f), 1.0f / (255.0f * 0.224f), 1.0f / (255.0f * 0.225f)};
     const float shift[3] = {-0.485f / 0.229f, -0.456f / 0.224f, -0.406f / 0.225f};
-    for (int f16 = 0; f16 < 2; f16++) {
+    {
+        const int f16 = 1; /* f32: in the op table */
         imsi_tensor cx = {0}, cy = {0}, gx = {0}, gy = {0};
         int ok = test_check_ok(imsi_tensor_alloc(cpu_be, IMS_DTYPE_U8, 4, s, &cx, &err), &err, "alloc") &&
                  test_check_ok(imsi_tensor_alloc(gpu_be, IMS_DTYPE_U8, 4, s, &gx, &err), &err, "alloc") &&
@@ -391,12 +394,15 @@ static void test_network(const char *dir, const char *images_dir, const char *va
     unlink(isw);
 }
 
+/* Usage: test_inception_gpu GOLDEN_DIR IMAGES_DIR [quick]; quick runs the ops
+ * only (no full-size network), for compute-sanitizer. */
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s GOLDEN_DIR IMAGES_DIR\n", argv[0]);
+        fprintf(stderr, "usage: %s GOLDEN_DIR IMAGES_DIR [quick]\n", argv[0]);
         return 2;
     }
+    int quick = argc > 3 && !strcmp(argv[3], "quick");
     test_gpu_backends(&cpu_be, &gpu_be);
     uint64_t rng = SEED;
     /* n, h, w, c, o, kh, kw, stride, pad_h, pad_w: every filter Inception uses */
@@ -405,14 +411,15 @@ int main(int argc, char **argv)
         {2, 17, 17, 33, 21, 1, 7, 1, 0, 3}, {2, 17, 17, 21, 33, 7, 1, 1, 3, 0}, {1, 35, 35, 48, 64, 5, 5, 1, 2, 2},
         {2, 8, 8, 65, 47, 1, 3, 1, 0, 1},   {2, 8, 8, 47, 65, 3, 1, 1, 1, 0},   {2, 17, 17, 40, 24, 3, 3, 2, 0, 0},
     };
-    for (int p = IMS_PRECISION_FP32; p <= IMS_PRECISION_FP16; p++)
+    /* fp32 (and the fused call's IDENTITY path, without ReLU) is in the op table */
+    for (int p = IMS_PRECISION_TF32; p <= IMS_PRECISION_FP16; p++)
         for (size_t i = 0; i < sizeof convs / sizeof *convs; i++) {
             const int *c = convs[i];
             test_conv(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], 1, (ims_precision)p, &rng);
         }
-    /* without ReLU (not used by Inception; the fused call's IDENTITY path) */
-    test_conv(2, 15, 15, 29, 37, 3, 3, 1, 1, 1, 0, IMS_PRECISION_FP32, &rng);
-    for (int f16 = 0; f16 < 2; f16++) {
+    test_conv(2, 15, 15, 29, 37, 3, 3, 1, 1, 1, 0, IMS_PRECISION_FP16, &rng);
+    {
+        const int f16 = 1; /* f32: in the op table */
         test_pool(2, 35, 33, 37, IMS_POOL_AVG, 1, 1, 1, f16, &rng);
         test_pool(2, 35, 33, 37, IMS_POOL_AVG, 1, 1, 0, f16, &rng);
         test_pool(2, 17, 17, 41, IMS_POOL_MAX, 1, 1, 1, f16, &rng);
@@ -422,7 +429,7 @@ int main(int argc, char **argv)
     test_global_avg_pool_and_input(&rng);
 
     char tmpdir[] = "/tmp/ims_test_inception_gpu_XXXXXX";
-    if (mkdtemp(tmpdir)) {
+    if (!quick && mkdtemp(tmpdir)) {
         test_network(argv[1], argv[2], "tv", IMS_CONVERT_ARCH_INCEPTION_V3, tmpdir);
         test_network(argv[1], argv[2], "fid", IMS_CONVERT_ARCH_INCEPTION_V3_FID, tmpdir);
         rmdir(tmpdir);
