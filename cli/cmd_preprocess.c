@@ -95,7 +95,7 @@ static int write_batches(ims_image_loader *ld, const preprocess_options *o, ims_
     while ((st = ims_image_loader_next(ld, &b, &err)) == IMS_OK) {
         for (int j = 0; j < b->count; j++)
             if (b->items[j].status)
-                fprintf(stderr, "imgsearch: %s\n", b->items[j].error);
+                fprintf(stderr, "imgsearch: %s: %s\n", b->items[j].path, b->items[j].reason);
         *failed += (size_t)b->failed;
         size_t n = (size_t)b->count * b->item_bytes;
         if (!*failed && !write_error.code)

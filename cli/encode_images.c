@@ -1,7 +1,6 @@
-/* encode_images.c: the image loader feeding the Inception-v3 encoder, for the
- * classify and embed-image commands. torchvision mode hands the encoder the
- * loader's uint8 crops (normalized on the device); fid mode its float NHWC
- * input (already 2x - 1). */
+/* encode_images.c: what classify and embed-image share: their model and
+ * device options, and the run of their images through Inception-v3 (the
+ * library's image encoder run), reporting each image that fails on stderr. */
 #include "encode_images.h"
 
 #include <stdlib.h>
@@ -18,57 +17,43 @@ void encode_options_init(encode_options *o)
     o->threads = n < 1 ? 1 : n > 8 ? 8 : (int)n;
 }
 
-int encode_images_with(const encode_options *o, ims_backend *be, ims_image_encoder *enc, encode_sink sink, void *ctx,
+/* Every image through enc on be; the sink gets those that succeeded. */
+static int encode_with(const encode_options *o, ims_backend *be, ims_image_encoder *enc, encode_sink sink, void *ctx,
                        size_t *ok)
 {
     *ok = 0;
     ims_error err = {0};
-    ims_preprocess_mode mode = o->mode < 0 ? ims_image_encoder_mode(enc) : (ims_preprocess_mode)o->mode;
-    ims_image_loader_options lo;
-    ims_image_loader_options_init(&lo);
-    lo.mode = mode;
-    lo.output = mode == IMS_PREPROCESS_TORCHVISION ? IMS_LOADER_OUTPUT_U8 : IMS_LOADER_OUTPUT_F32;
-    lo.layout = IMS_LAYOUT_NHWC;
-    lo.batch_size = o->batch;
-    lo.threads = (size_t)o->threads > o->count ? (int)o->count : o->threads;
-    ims_image_loader *ld = NULL;
-    if (ims_image_loader_create(&lo, be, &ld, &err) || ims_image_loader_start(ld, o->images, o->count, &err)) {
-        ims_image_loader_free(ld);
+    ims_image_encoder_run_options ro;
+    ims_image_encoder_run_options_init(&ro);
+    ro.mode = o->mode;
+    ro.batch_size = o->batch;
+    ro.threads = o->threads;
+    ims_image_encoder_run *run = NULL;
+    if (ims_image_encoder_run_start(enc, be, o->images, o->count, &ro, &run, &err))
         return cli_error(&err);
-    }
     int classes = ims_image_encoder_num_classes(enc), dim = ims_image_encoder_feature_dim(enc);
-    float *feat = malloc((size_t)o->batch * dim * sizeof *feat);
-    float *logits = malloc((size_t)o->batch * classes * sizeof *logits);
-    int status = feat && logits ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
+    int status = CLI_EXIT_OK;
     size_t failed = 0;
-    const ims_image_batch *b;
+    const ims_image_encoder_batch *b;
     ims_status st = IMS_ERR_NOT_FOUND;
-    while (!status && (st = ims_image_loader_next(ld, &b, &err)) == IMS_OK) {
-        /* Failed items hold zeros: they run with the batch and are skipped here. */
-        ims_status fst = lo.output == IMS_LOADER_OUTPUT_U8
-                             ? ims_image_encoder_forward(enc, b->data, b->count, feat, logits, &err)
-                             : ims_image_encoder_forward_f32(enc, b->data, b->count, feat, logits, &err);
-        if (fst) {
-            status = cli_error(&err);
-        }
+    while (!status && (st = ims_image_encoder_run_next(run, &b, &err)) == IMS_OK) {
         for (int j = 0; !status && j < b->count; j++) {
             if (b->items[j].status) {
-                fprintf(stderr, "imgsearch: %s\n", b->items[j].error);
+                fprintf(stderr, "imgsearch: %s: %s\n", b->items[j].path, b->items[j].reason);
                 failed++;
                 continue;
             }
             size_t index = b->first + (size_t)j;
-            if (sink(ctx, index, o->images[index], feat + (size_t)j * dim, logits + (size_t)j * classes, enc))
+            if (sink(ctx, index, o->images[index], b->features + (size_t)j * dim, b->logits + (size_t)j * classes,
+                     enc))
                 status = CLI_EXIT_FAILURE;
             else
                 ++*ok;
         }
-        ims_image_loader_release(ld, b);
     }
     if (!status && st != IMS_ERR_NOT_FOUND)
         status = cli_error(&err);
-    ims_image_loader_free(ld);
-    free(feat), free(logits);
+    ims_image_encoder_run_free(run);
     if (!status && failed)
         fprintf(stderr, "imgsearch: %zu of %zu images failed\n", failed, o->count);
     return status ? status : failed ? CLI_EXIT_SOME_FAILED : CLI_EXIT_OK;
@@ -91,7 +76,7 @@ int encode_images(const encode_options *o, int (*ready)(void *ctx, const ims_ima
     ims_weights_close(w); /* the encoder holds its own copies */
     int status = ready && ready(ctx, enc) ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
     if (!status)
-        status = encode_images_with(o, be, enc, sink, ctx, ok);
+        status = encode_with(o, be, enc, sink, ctx, ok);
     ims_image_encoder_free(enc);
     ims_backend_free(be);
     return status;

@@ -1,6 +1,6 @@
 /* encode_images.h: what `classify` and `embed-image` share: the options for a
- * model and a device, and the loop that runs the image loader into the
- * Inception-v3 encoder (encode_images.c). */
+ * model and a device, and the run of their images through the Inception-v3
+ * encoder (the library's ims_image_encoder_run; encode_images.c). */
 #ifndef IMS_CLI_ENCODE_IMAGES_H
 #define IMS_CLI_ENCODE_IMAGES_H
 
@@ -30,10 +30,5 @@ typedef int (*encode_sink)(void *ctx, size_t index, const char *path, const floa
  * optional `ready` callback runs once the encoder exists, before any image. */
 int encode_images(const encode_options *o, int (*ready)(void *ctx, const ims_image_encoder *enc), encode_sink sink,
                   void *ctx, size_t *ok);
-
-/* The same loop with the caller's backend and encoder (o->model, o->device
- * and o->precision are not used). */
-int encode_images_with(const encode_options *o, ims_backend *be, ims_image_encoder *enc, encode_sink sink, void *ctx,
-                       size_t *ok);
 
 #endif /* IMS_CLI_ENCODE_IMAGES_H */

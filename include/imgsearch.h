@@ -373,8 +373,8 @@ IMS_API ims_status ims_preprocess_fid(const ims_image *img, int size, ims_layout
  * (count, 3, 299, 299) float (NCHW), (count, 299, 299, 3) float (NHWC), or
  * (count, 299, 299, 3) uint8 (torchvision mode only: the resized and cropped
  * pixels, before normalization). An image that cannot be read or decoded gets
- * a status and a one-line error ("path: reason") in its item, and zeroed
- * pixels; it never stops its batch.
+ * a status and a one-line reason in its item (the path is a field of its own),
+ * and zeroed pixels; it never stops its batch.
  *
  * Usage (one caller thread; the loader's own threads do the decoding):
  *
@@ -417,8 +417,9 @@ typedef struct ims_image_loader_options {
 IMS_API void ims_image_loader_options_init(ims_image_loader_options *o);
 
 typedef struct ims_image_item {
-    ims_status status;             /* IMS_OK, or why the image failed (its pixels are zero) */
-    char error[IMS_ERROR_MSG_MAX]; /* "path: reason"; empty when ok */
+    ims_status status;              /* IMS_OK, or why the image failed (its pixels are zero) */
+    const char *path;               /* the image's path: the caller's string given to start */
+    char reason[IMS_ERROR_MSG_MAX]; /* why it failed, one line without the path; empty when ok */
 } ims_image_item;
 
 typedef struct ims_image_batch {
@@ -496,6 +497,54 @@ IMS_API int ims_image_encoder_feature_dim(const ims_image_encoder *enc);
 IMS_API ims_preprocess_mode ims_image_encoder_mode(const ims_image_encoder *enc);
 /* Class i's label from the file ({NULL, 0} if it has none or i is out of range). */
 IMS_API ims_str ims_image_encoder_label(const ims_image_encoder *enc, int i);
+
+/* models/image_encoder_run.c: image files -> Inception-v3 outputs, batch by
+ * batch: the one loop behind indexing, search's image queries, classify and
+ * embed-image. The loader decodes the next batches on its threads while the
+ * encoder runs the current one. Every batch comes back whole, in path order,
+ * with an item per image (status, path, reason): a failed image's rows of
+ * features and logits are those of zeroed pixels and must be skipped; it never
+ * stops the run. Usage (one caller thread):
+ *
+ *     ims_image_encoder_run_start(enc, backend, paths, n, &opts, &run, &err);
+ *     const ims_image_encoder_batch *b;
+ *     while ((st = ims_image_encoder_run_next(run, &b, &err)) == IMS_OK)
+ *         ... b->items[i], b->features + i * feature_dim, b->logits + i * classes ...
+ *     (st == IMS_ERR_NOT_FOUND: every batch was returned; else a model or device error)
+ *     ims_image_encoder_run_free(run);       (also fine mid-run)
+ */
+typedef struct ims_image_encoder_run ims_image_encoder_run;
+
+typedef struct ims_image_encoder_run_options {
+    int mode;       /* -1 (default): the model's preprocessing; else an ims_preprocess_mode */
+    int batch_size; /* images per forward pass; default 32 */
+    int threads;    /* decode threads; default 4 (never more than images) */
+    int buffers;    /* loader buffers, at least 2; default 3: one in the model, two being decoded */
+} ims_image_encoder_run_options;
+
+IMS_API void ims_image_encoder_run_options_init(ims_image_encoder_run_options *o);
+
+typedef struct ims_image_encoder_batch {
+    size_t first;                /* its first image's index in the path list */
+    int count;                   /* images in this batch */
+    int failed;                  /* items whose status is not IMS_OK */
+    const ims_image_item *items; /* (count): status, path, reason */
+    const float *features;       /* (count, feature_dim) pooled features */
+    const float *logits;         /* (count, num_classes) */
+    double model_s;              /* seconds this batch spent in the encoder */
+    double wait_s;               /* seconds the run has waited for decoded images, in all */
+} ims_image_encoder_batch;
+
+/* backend: the encoder's (the loader's batch buffers are then pinned for it),
+ * or NULL for plain host memory; enc and backend must outlive the run, and
+ * the paths must stay valid until it is freed. */
+IMS_API ims_status ims_image_encoder_run_start(ims_image_encoder *enc, ims_backend *backend, const char *const *paths,
+                                               size_t count, const ims_image_encoder_run_options *o,
+                                               ims_image_encoder_run **out, ims_error *err);
+/* The next batch, valid until the next call or free; IMS_ERR_NOT_FOUND after the last. */
+IMS_API ims_status ims_image_encoder_run_next(ims_image_encoder_run *run, const ims_image_encoder_batch **batch,
+                                              ims_error *err);
+IMS_API void ims_image_encoder_run_free(ims_image_encoder_run *run); /* NULL is fine */
 
 
 /* BERT WordPiece tokenization, identical to Hugging Face's tokenizers
@@ -718,6 +767,11 @@ typedef struct ims_index_config {
     int chunk_rows;           /* rows per chunk; default 4096 */
     int visual_dim;           /* default 2048 */
     int semantic_dim;         /* 0: no semantic table (no text model) */
+    int conse_top;            /* classes ConSE mixes per semantic row (and per image query on
+                                 the semantic table); default 10, also what an index made
+                                 before it was recorded holds */
+    int precision;            /* the image model's arithmetic the rows were made with (an
+                                 ims_precision); -1: not recorded (indexes made before it was) */
     ims_index_model image_model;
     ims_index_model text_model; /* when semantic_dim > 0 */
 } ims_index_config;
@@ -728,7 +782,8 @@ IMS_API void ims_index_config_init(ims_index_config *c);
 IMS_API ims_status ims_index_open(const char *dir, ims_index **out, ims_error *err);
 /* Opens an index to add to it: creates the folder and an empty index, or
  * reopens one whose configuration equals cfg (else an error naming the first
- * difference, such as another image model). */
+ * difference and both values, such as another image model or --conse-top). An
+ * index whose precision is not recorded accepts any, and stays unrecorded. */
 IMS_API ims_status ims_index_open_for_writing(const char *dir, const ims_index_config *cfg, ims_index **out,
                                               ims_error *err);
 /* Drops rows not yet committed. NULL is fine. */
@@ -759,9 +814,21 @@ IMS_API const ims_file_problem *ims_index_failure(const ims_index *idx, size_t i
 IMS_API ims_status ims_index_save_class_embeddings(ims_index *idx, const float *emb, int classes, ims_error *err);
 IMS_API ims_status ims_index_load_class_embeddings(const ims_index *idx, float **emb, int *classes, ims_error *err);
 
-/* The whole table as (rows, dim) f32 in a malloc'd buffer the caller frees. */
+/* The whole table as (rows, dim) f32 in a malloc'd buffer the caller frees
+ * (f16 tables are widened: twice their size; a search loads them with
+ * ims_index_load_knn instead). */
 IMS_API ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, float **rows, int *dim,
                                         ims_error *err);
+
+typedef struct ims_knn_table ims_knn_table;
+
+/* Appends every committed row of the table to a k-NN table of its dimension
+ * (row ids continue from the rows it holds), chunk by chunk and in the stored
+ * dtype: f16 rows go in as they are, never widened to a whole f32 copy, so the
+ * peak host memory is the k-NN table plus one chunk. On failure the k-NN table
+ * may hold the rows of the chunks before the bad one: free it. */
+IMS_API ims_status ims_index_load_knn(const ims_index *idx, ims_index_table table, ims_knn_table *knn,
+                                      ims_error *err);
 
 /* Exact k-nearest-neighbour search over a table of N rows of dimension D on a
  * backend: for each query the k rows with the highest cosine similarity (or
@@ -797,8 +864,6 @@ typedef struct ims_knn_options {
     ims_knn_path path;          /* default AUTO */
 } ims_knn_options;
 
-typedef struct ims_knn_table ims_knn_table;
-
 IMS_API void ims_knn_options_init(ims_knn_options *o);
 
 /* An empty table of dimension dim on backend be (which must outlive it). */
@@ -809,7 +874,12 @@ IMS_API ims_status ims_knn_create(ims_backend *be, int64_t dim, const ims_knn_op
  * continue from the rows already in the table. Nothing is appended on failure. */
 IMS_API ims_status ims_knn_append(ims_knn_table *t, const void *rows, ims_dtype dtype, int64_t n, ims_error *err);
 
+/* Makes room for rows rows in all (a single allocation instead of growing
+ * by 1.5x, whose copy briefly holds both): call it before large appends. */
+IMS_API ims_status ims_knn_reserve(ims_knn_table *t, int64_t rows, ims_error *err);
+
 IMS_API int64_t ims_knn_rows(const ims_knn_table *t);
+IMS_API int64_t ims_knn_dim(const ims_knn_table *t);
 
 /* queries (b, dim) f32 host; ids (b, k) int64 and scores (b, k) f32 host: per
  * query the min(k, N) best rows, best first; positions past N get id -1 and
@@ -823,6 +893,82 @@ IMS_API void ims_knn_free(ims_knn_table *t); /* NULL is fine */
  * (n, dim) rows in dtype needs (the table, the score tile and the scratch of
  * one query batch: large b are searched in batches); 0 on overflow. */
 IMS_API size_t ims_knn_estimate_bytes(int64_t n, int64_t dim, ims_dtype dtype, int64_t b, int k);
+
+/* ---- Search ------------------------------------------------------------------------------ */
+
+/* index/search.c: queries (texts, image files) -> the k most similar rows of
+ * an index, as a library call (the CLI's `search`, a binding or a server).
+ *
+ * A searcher answers many searches over one open index. It loads what a
+ * query needs once, when a query first needs it: the text model and the
+ * semantic table for text; the image model and the visual table (or, with
+ * IMS_INDEX_TABLE_SEMANTIC, the semantic table and the index's class
+ * embeddings) for images. Models come from the paths the manifest recorded
+ * (or the options'), and are checked against the manifest's size and CRC-32
+ * first: queries are never embedded with a model the index was not built
+ * with. Image queries on the semantic table are mixed by ConSE with the
+ * index's conse_top, as its rows were. The search is exact over the stored
+ * rows (see the k-NN section). Not thread-safe: one searcher per thread. */
+
+typedef struct ims_searcher ims_searcher;
+
+typedef struct ims_search_options {
+    ims_backend *backend;    /* required: runs the models and the search; must outlive the searcher */
+    int precision;           /* the image model's arithmetic, an ims_precision; -1 (default): the
+                                index's where the backend has it (the CPU: fp32; a GPU: fp16 if
+                                the index does not say). The text model runs fp16 when this is
+                                fp16, else fp32 */
+    ims_dtype dtype;         /* the k-NN tables' storage: IMS_DTYPE_COUNT (default): f16 on a GPU
+                                (half the bytes to stream), f32 on the CPU (no conversion per search) */
+    const char *image_model; /* NULL (default): the path the index recorded */
+    const char *text_model;  /* NULL (default): likewise */
+    int batch_size, threads; /* image queries: images per forward pass, decode threads; default 16, 4 */
+} ims_search_options;
+
+IMS_API void ims_search_options_init(ims_search_options *o);
+
+typedef struct ims_search_query {
+    const char *text;      /* a text query (searches the semantic table), or NULL */
+    const char *image;     /* an image file (JPEG, PNG), or NULL: exactly one of text and image */
+    ims_index_table table; /* image queries: IMS_INDEX_TABLE_VISUAL (0, the default) or
+                              IMS_INDEX_TABLE_SEMANTIC (ConSE, as the rows); text: semantic */
+} ims_search_query;
+
+typedef struct ims_search_hit {
+    int64_t row;      /* the row's id: its place in the index, the chunks counted in order (row r
+                         of the concatenated .npy tables, line r of the concatenated rows.txt) */
+    float score;      /* cosine similarity */
+    const char *path; /* the row's path (owned by the results) */
+} ims_search_hit;
+
+typedef struct ims_search_result {
+    ims_index_table table;      /* the table the query searched */
+    int count;                  /* hits: min(k, rows of the index) */
+    const ims_search_hit *hits; /* (count) best first, equal scores by lower row */
+} ims_search_result;
+
+typedef struct ims_search_results {
+    size_t count;                     /* queries, in the order given */
+    const ims_search_result *results; /* (count) */
+} ims_search_results;
+
+/* idx must stay open while the searcher is (and it reads only committed rows). */
+IMS_API ims_status ims_searcher_open(const ims_index *idx, const ims_search_options *o, ims_searcher **out,
+                                     ims_error *err);
+/* count queries, k in 1..IMS_KNN_MAX_K; *out is freed with ims_search_results_free.
+ * A query image that cannot be read fails the search, naming it. */
+IMS_API ims_status ims_searcher_search(ims_searcher *s, const ims_search_query *queries, size_t count, int k,
+                                       ims_search_results **out, ims_error *err);
+/* 1 if the image model's weights are synthetic (the manifest or the loaded file says so):
+ * results are not meaningful. */
+IMS_API int ims_searcher_synthetic(const ims_searcher *s);
+IMS_API void ims_searcher_close(ims_searcher *s);         /* NULL is fine */
+IMS_API void ims_search_results_free(ims_search_results *r); /* NULL is fine */
+
+/* One search without keeping a searcher: open, search, close. */
+IMS_API ims_status ims_index_search(const ims_index *idx, const ims_search_options *o,
+                                    const ims_search_query *queries, size_t count, int k,
+                                    ims_search_results **out, ims_error *err);
 
 /* ---- Indexing ---------------------------------------------------------------------------- */
 
@@ -859,11 +1005,14 @@ typedef struct ims_index_run_options {
     const char *image_model_path;        /* identified (size, CRC-32) in the manifest */
     const ims_text_embedder *text;       /* NULL: no semantic table */
     const char *text_model_path;
-    ims_precision precision;             /* of the image model; default fp32 */
+    ims_precision precision;             /* of the image model; default fp32; recorded in the
+                                            manifest: a run on an existing index must match it */
     ims_preprocess_mode mode;            /* default torchvision */
     ims_dtype dtype;                     /* tables: default f16 */
     int batch_size, threads, chunk_rows; /* defaults 32, 4, 4096 */
-    int conse_top;                       /* classes mixed per image; default 10 */
+    int conse_top;                       /* classes mixed per image; default 10; recorded in the
+                                            manifest (search mixes image queries alike): a run on
+                                            an existing index must match it */
     /* Called on the caller's thread: progress after each batch (and once
      * PLANNED, once FINISHED); each failure as it is recorded. Either may be NULL. */
     void (*progress)(void *ctx, const ims_index_progress *p);

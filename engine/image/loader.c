@@ -21,7 +21,7 @@
  *
  * Per image: read the file (timed as read), ims_image_decode (decode), then
  * the mode's preprocessing into the slot (preprocess). A failure at any stage
- * zeroes the image's region and records "path: reason" in its item.
+ * zeroes the image's region and records its status and reason in its item.
  */
 
 #include "backend/backend.h"
@@ -33,7 +33,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 /* torchvision.transforms.Normalize for ImageNet-trained Inception v3. */
 static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
@@ -88,13 +87,6 @@ typedef struct worker_scratch {
     size_t file_cap;
     uint8_t *crop;         /* (299, 299, 3): torchvision float output goes through it */
 } worker_scratch;
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 void ims_image_loader_options_init(ims_image_loader_options *o)
 {
@@ -192,25 +184,23 @@ static void load_one(const ims_image_loader *ld, const char *path, worker_scratc
     ims_error err = {0};
     ims_image img = {0};
     size_t size = 0;
-    double t0 = now_seconds();
+    double t0 = ims_clock_seconds();
     ims_status st = read_file(path, s, &size, &err);
-    double t1 = now_seconds();
+    double t1 = ims_clock_seconds();
     if (!st)
         st = ims_image_decode(s->file, size, &ld->opts.decode, &img, &err);
-    double t2 = now_seconds();
+    double t2 = ims_clock_seconds();
     if (!st)
         st = preprocess(ld, &img, s, out, &err);
-    double t3 = now_seconds();
+    double t3 = ims_clock_seconds();
     ims_image_free(&img);
     t->read_s = t1 - t0, t->decode_s = t2 - t1, t->preprocess_s = t3 - t2, t->bytes = size;
     item->status = st;
-    item->error[0] = '\0';
+    item->path = path;
+    item->reason[0] = '\0';
     if (st) {
         memset(out, 0, ld->item_bytes);
-        if (!err.msg[0])
-            ims_error_set(&err, st, "%s", ims_status_name(st));
-        imsi_error_prefix(&err, st, "%s", path);
-        memcpy(item->error, err.msg, sizeof item->error);
+        snprintf(item->reason, sizeof item->reason, "%s", err.msg[0] ? err.msg : ims_status_name(st));
     }
 }
 
@@ -265,7 +255,8 @@ static void *worker_main(void *arg)
         else {
             memset(out, 0, ld->item_bytes);
             item->status = IMS_ERR_NOMEM;
-            snprintf(item->error, sizeof item->error, "%s: cannot allocate the decode thread's buffer", path);
+            item->path = path;
+            snprintf(item->reason, sizeof item->reason, "cannot allocate the decode thread's buffer");
         }
 
         pthread_mutex_lock(&ld->mutex);
@@ -394,7 +385,7 @@ ims_status ims_image_loader_start(ims_image_loader *ld, const char *const *paths
 ims_status ims_image_loader_next(ims_image_loader *ld, const ims_image_batch **batch, ims_error *err)
 {
     *batch = NULL;
-    double t0 = now_seconds();
+    double t0 = ims_clock_seconds();
     pthread_mutex_lock(&ld->mutex);
     ims_status st = IMS_OK;
     size_t k = ld->next_batch;
@@ -414,7 +405,7 @@ ims_status ims_image_loader_next(ims_image_loader *ld, const ims_image_batch **b
         ld->next_batch++;
         *batch = &slot->batch;
     }
-    ld->stats.wait_s += now_seconds() - t0;
+    ld->stats.wait_s += ims_clock_seconds() - t0;
     pthread_mutex_unlock(&ld->mutex);
     return st;
 }

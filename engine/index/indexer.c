@@ -1,8 +1,8 @@
 /* indexer.c: `imgsearch index`: folders of images -> an index (index/store.c).
  *
  * The pipeline: list the files (file_walk.c), drop those the index already
- * holds, decode and preprocess on the loader's threads while the previous
- * batch runs through Inception-v3 on the backend, then per image: the visual
+ * holds, run them through Inception-v3 batch by batch (image_encoder_run.c:
+ * the loader's threads decode the next batches meanwhile), then per image: the visual
  * embedding (pool features, L2-normalized) and, with a text model, the ConSE
  * semantic embedding, appended to the index, which commits a chunk every
  * chunk_rows rows. A file that cannot be decoded becomes a failure record with
@@ -15,14 +15,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void ims_index_run_options_init(ims_index_run_options *o)
 {
@@ -56,7 +48,7 @@ typedef struct index_run {
     ims_image_encoder *image;
     float *class_embeddings; /* (classes, semantic_dim) or NULL */
     int classes, features, semantic_dim;
-    float *feat, *logits, *semantic; /* (batch, ...) */
+    float *visual, *semantic; /* (features), (semantic_dim): one row's embeddings */
     ims_index_progress progress;
 } index_run;
 
@@ -116,12 +108,10 @@ static ims_status run_setup(index_run *r, ims_error *err)
     r->classes = ims_image_encoder_num_classes(r->image);
     r->features = ims_image_encoder_feature_dim(r->image);
     r->semantic_dim = o->text ? ims_text_embedder_dim(o->text) : 0;
-    size_t b = (size_t)o->batch_size;
-    r->feat = malloc(b * (size_t)r->features * sizeof(float));
-    r->logits = malloc(b * (size_t)r->classes * sizeof(float));
-    r->semantic = r->semantic_dim ? malloc(b * (size_t)r->semantic_dim * sizeof(float)) : NULL;
-    if (!st && (!r->feat || !r->logits || (r->semantic_dim && !r->semantic)))
-        st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory for a batch of %zu", b);
+    r->visual = malloc((size_t)r->features * sizeof(float));
+    r->semantic = r->semantic_dim ? malloc((size_t)r->semantic_dim * sizeof(float)) : NULL;
+    if (!r->visual || (r->semantic_dim && !r->semantic))
+        st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     return st;
 }
 
@@ -134,55 +124,46 @@ static ims_status record_failure(index_run *r, const char *path, const char *rea
     return st;
 }
 
-/* The embeddings of image i of the batch; NULL, or why they cannot be made
- * (the image then becomes a failure record, like an undecodable one). */
-static const char *embed_one(index_run *r, int i, ims_error *err)
+/* The embeddings of image i of the batch into r->visual and r->semantic;
+ * NULL, or why they cannot be made (the image then becomes a failure record,
+ * like an undecodable one). */
+static const char *embed_one(index_run *r, const ims_image_encoder_batch *b, int i, ims_error *err)
 {
-    float *v = r->feat + (size_t)i * (size_t)r->features;
-    if (!normalize_row(v, r->features))
+    memcpy(r->visual, b->features + (size_t)i * (size_t)r->features, (size_t)r->features * sizeof(float));
+    if (!normalize_row(r->visual, r->features))
         return "the image's features have a zero or non-finite norm";
-    if (r->semantic_dim &&
-        ims_conse_embed(r->logits + (size_t)i * (size_t)r->classes, 1, r->classes, r->class_embeddings,
-                        r->semantic_dim, r->o->conse_top, r->semantic + (size_t)i * (size_t)r->semantic_dim, err))
+    if (r->semantic_dim && ims_conse_embed(b->logits + (size_t)i * (size_t)r->classes, 1, r->classes,
+                                           r->class_embeddings, r->semantic_dim, r->o->conse_top, r->semantic, err))
         return err->msg;
     return NULL;
 }
 
-/* Runs one loaded batch through the model and appends its rows and failures,
- * in input order. */
-static ims_status run_batch(index_run *r, const ims_image_batch *b, const ims_file_entry *files, ims_error *err)
+/* Appends an encoded batch's rows and failures, in input order. */
+static ims_status run_batch(index_run *r, const ims_image_encoder_batch *b, const ims_file_entry *files,
+                            ims_error *err)
 {
-    const ims_index_run_options *o = r->o;
-    double t0 = now_s();
-    ims_status st = o->mode == IMS_PREPROCESS_TORCHVISION
-                        ? ims_image_encoder_forward(r->image, b->data, b->count, r->feat, r->logits, err)
-                        : ims_image_encoder_forward_f32(r->image, b->data, b->count, r->feat, r->logits, err);
-    r->progress.model_s += now_s() - t0;
+    ims_status st = IMS_OK;
+    r->progress.model_s += b->model_s;
+    r->progress.decode_wait_s = b->wait_s;
     for (int i = 0; !st && i < b->count; i++) {
         const ims_file_entry *f = &files[b->first + (size_t)i];
-        double t1 = now_s();
+        double t1 = ims_clock_seconds();
         if (b->items[i].status != IMS_OK) {
-            /* "path: reason": the index stores the path apart */
-            const char *reason = b->items[i].error;
-            size_t plen = strlen(f->path);
-            if (strncmp(reason, f->path, plen) == 0 && reason[plen] == ':')
-                reason += plen + (reason[plen + 1] == ' ' ? 2 : 1);
-            st = record_failure(r, f->path, reason, err);
+            st = record_failure(r, f->path, b->items[i].reason, err);
         } else {
             ims_error why = {0};
-            const char *bad = embed_one(r, i, &why);
-            double t2 = now_s();
+            const char *bad = embed_one(r, b, i, &why);
+            double t2 = ims_clock_seconds();
             r->progress.model_s += t2 - t1;
             t1 = t2;
             if (bad) {
                 st = record_failure(r, f->path, bad, err);
             } else {
-                st = ims_index_add(r->index, f, r->feat + (size_t)i * (size_t)r->features,
-                                   r->semantic_dim ? r->semantic + (size_t)i * (size_t)r->semantic_dim : NULL, err);
+                st = ims_index_add(r->index, f, r->visual, r->semantic, err);
                 r->progress.indexed++;
             }
         }
-        r->progress.write_s += now_s() - t1;
+        r->progress.write_s += ims_clock_seconds() - t1;
         r->progress.done++;
     }
     return st;
@@ -191,9 +172,9 @@ static ims_status run_batch(index_run *r, const ims_image_batch *b, const ims_fi
 ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out, ims_error *err)
 {
     index_run r = {.o = o};
-    double start = now_s();
+    double start = ims_clock_seconds();
     ims_file_list list = {0};
-    ims_image_loader *loader = NULL;
+    ims_image_encoder_run *run = NULL;
     const char **paths = NULL;
     ims_file_entry *todo = NULL;
     size_t todo_count = 0;
@@ -203,6 +184,8 @@ ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out
     cfg.mode = o->mode;
     cfg.dtype = o->dtype;
     cfg.chunk_rows = o->chunk_rows;
+    cfg.conse_top = o->conse_top;
+    cfg.precision = (int)o->precision;
     ims_status st = ims_index_model_identify(o->image_model_path, &cfg.image_model, err);
     int64_t synthetic = 0;
     cfg.image_model.synthetic =
@@ -255,48 +238,38 @@ ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out
     }
 
     if (!st && todo_count > 0) {
-        ims_image_loader_options lo;
-        ims_image_loader_options_init(&lo);
-        lo.mode = o->mode;
-        lo.output = o->mode == IMS_PREPROCESS_TORCHVISION ? IMS_LOADER_OUTPUT_U8 : IMS_LOADER_OUTPUT_F32;
-        lo.layout = IMS_LAYOUT_NHWC;
-        lo.batch_size = o->batch_size;
-        lo.threads = o->threads;
-        lo.buffers = 3; /* one in the model, two being decoded */
-        st = ims_image_loader_create(&lo, o->backend, &loader, err);
-        if (!st)
-            st = ims_image_loader_start(loader, paths, todo_count, err);
+        ims_image_encoder_run_options ro;
+        ims_image_encoder_run_options_init(&ro);
+        ro.mode = (int)o->mode;
+        ro.batch_size = o->batch_size;
+        ro.threads = o->threads;
+        st = ims_image_encoder_run_start(r.image, o->backend, paths, todo_count, &ro, &run, err);
         r.progress.stage = IMS_INDEX_STAGE_RUNNING;
-        const ims_image_batch *b;
+        const ims_image_encoder_batch *b;
         while (!st) {
-            ims_status next = ims_image_loader_next(loader, &b, err);
+            ims_status next = ims_image_encoder_run_next(run, &b, err);
             if (next == IMS_ERR_NOT_FOUND)
                 break;
             if ((st = next))
                 break;
             st = run_batch(&r, b, todo, err);
-            ims_image_loader_release(loader, b);
-            ims_image_loader_stats ls;
-            ims_image_loader_get_stats(loader, &ls);
-            r.progress.decode_wait_s = ls.wait_s;
-            r.progress.elapsed_s = now_s() - start;
+            r.progress.elapsed_s = ims_clock_seconds() - start;
             report(&r);
         }
     }
     if (!st)
         st = ims_index_commit(r.index, err);
-    r.progress.elapsed_s = now_s() - start;
+    r.progress.elapsed_s = ims_clock_seconds() - start;
     r.progress.stage = IMS_INDEX_STAGE_FINISHED;
     if (!st)
         report(&r);
     if (out)
         *out = r.progress;
-    ims_image_loader_free(loader);
+    ims_image_encoder_run_free(run);
     ims_index_close(r.index); /* after a failure: rows not committed are dropped, the index stays valid */
     ims_image_encoder_free(r.image);
     free(r.class_embeddings);
-    free(r.feat);
-    free(r.logits);
+    free(r.visual);
     free(r.semantic);
     free(paths);
     free(todo);

@@ -58,6 +58,7 @@ void ims_knn_options_init(ims_knn_options *o)
 }
 
 int64_t ims_knn_rows(const ims_knn_table *t) { return t->rows; }
+int64_t ims_knn_dim(const ims_knn_table *t) { return t->dim; }
 
 int64_t imsi_knn_query_batch(int k)
 {
@@ -133,14 +134,15 @@ void ims_knn_free(ims_knn_table *t)
     free(t);
 }
 
-static ims_status grow_host(ims_knn_table *t, int64_t need, ims_error *err)
+/* Room for need rows: exactly need (exact), or with headroom for appends to come. */
+static ims_status grow_host(ims_knn_table *t, int64_t need, int exact, ims_error *err)
 {
     if (need <= t->capacity)
         return IMS_OK;
-    int64_t cap = t->capacity + t->capacity / 2;
+    int64_t cap = exact ? need : t->capacity + t->capacity / 2;
     if (cap < need)
         cap = need;
-    if (cap < 1024)
+    if (!exact && cap < 1024)
         cap = 1024;
     if ((uint64_t)cap > SIZE_MAX / t->row_bytes)
         return ims_error_set(err, IMS_ERR_NOMEM, "knn: %lld rows of %zu bytes overflow", (long long)cap, t->row_bytes);
@@ -154,6 +156,13 @@ static ims_status grow_host(ims_knn_table *t, int64_t need, ims_error *err)
     t->host = p;
     t->capacity = cap;
     return IMS_OK;
+}
+
+ims_status ims_knn_reserve(ims_knn_table *t, int64_t rows, ims_error *err)
+{
+    if (rows < 0 || rows > INT32_MAX)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "knn reserve: %lld rows (0..%d)", (long long)rows, INT32_MAX);
+    return grow_host(t, rows, 1, err);
 }
 
 /* x (n, dim) f32 in place: checks each row (what names it: "row", "query") and
@@ -200,7 +209,7 @@ ims_status ims_knn_append(ims_knn_table *t, const void *rows, ims_dtype dtype, i
     if (n > INT64_MAX - t->rows || t->rows + n > INT32_MAX)
         return ims_error_set(err, IMS_ERR_UNSUPPORTED, "knn append: %lld + %lld rows exceed %d", (long long)t->rows,
                              (long long)n, INT32_MAX);
-    ims_status st = grow_host(t, t->rows + n, err);
+    ims_status st = grow_host(t, t->rows + n, 0, err);
     if (st)
         return st;
     size_t batch_floats = (size_t)KNN_APPEND_BATCH * t->dim;

@@ -28,6 +28,9 @@
 #define INDEX_FORMAT_VERSION 1
 #define INDEX_MAX_DIM 65536
 #define INDEX_MAX_CHUNK_ROWS (1 << 20)
+#define INDEX_MAX_CONSE_TOP 100000
+/* What indexes made before the manifest recorded conse_top were made with. */
+#define INDEX_DEFAULT_CONSE_TOP 10
 
 typedef struct index_chunk {
     size_t rows, failures;
@@ -224,6 +227,8 @@ void ims_index_config_init(ims_index_config *c)
     c->dtype = IMS_DTYPE_F16;
     c->chunk_rows = 4096;
     c->visual_dim = 2048;
+    c->conse_top = INDEX_DEFAULT_CONSE_TOP;
+    c->precision = -1;
 }
 
 ims_status ims_index_model_identify(const char *path, ims_index_model *out, ims_error *err)
@@ -265,6 +270,10 @@ static ims_status check_config(const ims_index_config *c, ims_error *err)
     if (c->semantic_dim < 0 || c->semantic_dim > INDEX_MAX_DIM)
         return ims_error_set(err, IMS_ERR_ARGUMENT, "semantic_dim %d: expected 0..%d", c->semantic_dim,
                              INDEX_MAX_DIM);
+    if (c->conse_top < 1 || c->conse_top > INDEX_MAX_CONSE_TOP)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "conse_top %d: expected 1..%d", c->conse_top, INDEX_MAX_CONSE_TOP);
+    if (c->precision < -1 || c->precision > IMS_PRECISION_FP16)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "precision %d: expected an ims_precision or -1", c->precision);
     return IMS_OK;
 }
 
@@ -312,6 +321,10 @@ static ims_status manifest_write(const ims_index *idx, size_t chunk_count, size_
     fprintf(f, "  \"mode\": \"%s\",\n  \"dtype\": \"%s\",\n", mode_name(c->mode), ims_dtype_name(c->dtype));
     fprintf(f, "  \"chunk_rows\": %d,\n", c->chunk_rows);
     fprintf(f, "  \"visual_dim\": %d,\n  \"semantic_dim\": %d,\n", c->visual_dim, c->semantic_dim);
+    if (c->semantic_dim > 0)
+        fprintf(f, "  \"conse_top\": %d,\n", c->conse_top);
+    if (c->precision >= 0)
+        fprintf(f, "  \"precision\": \"%s\",\n", ims_precision_name((ims_precision)c->precision));
     write_model(f, "image_model", &c->image_model);
     if (c->semantic_dim > 0)
         write_model(f, "text_model", &c->text_model);
@@ -383,12 +396,34 @@ static ims_status read_model(const json_value *root, const char *key, ims_index_
     return IMS_OK;
 }
 
+/* The fields later versions of the manifest added: conse_top (absent: what
+ * the indexer always used, 10) and precision (absent: not recorded, -1). */
+static ims_status read_optional(const json_value *root, int64_t *conse_top, int *precision, ims_error *err)
+{
+    *conse_top = INDEX_DEFAULT_CONSE_TOP;
+    *precision = -1;
+    ims_status st = IMS_OK;
+    if (imsi_json_object_get(root, "conse_top"))
+        st = get_int(root, "conse_top", 1, INDEX_MAX_CONSE_TOP, conse_top, err);
+    const char *name = NULL;
+    if (!st && imsi_json_object_get(root, "precision"))
+        st = get_string(root, "precision", &name, err);
+    if (!st && name) {
+        ims_precision p;
+        if (ims_precision_parse(name, &p, NULL) != IMS_OK)
+            return ims_error_set(err, IMS_ERR_FORMAT, "precision '%.40s': expected fp32, tf32 or fp16", name);
+        *precision = (int)p;
+    }
+    return st;
+}
+
 static ims_status manifest_parse(ims_index *idx, const json_value *root, int64_t *rows, int64_t *failures,
                                  ims_error *err)
 {
     ims_index_config *c = &idx->cfg;
     const char *format = NULL, *mode = NULL, *dtype = NULL;
-    int64_t version = 0, chunk_rows = 0, vdim = 0, sdim = 0;
+    int64_t version = 0, chunk_rows = 0, vdim = 0, sdim = 0, conse_top = 0;
+    int precision = -1;
     ims_status st = get_string(root, "format", &format, err);
     if (!st && strcmp(format, INDEX_FORMAT_NAME) != 0)
         st = ims_error_set(err, IMS_ERR_FORMAT, "format '%.40s': not an imgsearch index", format);
@@ -412,6 +447,8 @@ static ims_status manifest_parse(ims_index *idx, const json_value *root, int64_t
     if (!st)
         st = get_int(root, "semantic_dim", 0, INDEX_MAX_DIM, &sdim, err);
     if (!st)
+        st = read_optional(root, &conse_top, &precision, err);
+    if (!st)
         st = read_model(root, "image_model", &c->image_model, err);
     if (!st && sdim > 0)
         st = read_model(root, "text_model", &c->text_model, err);
@@ -426,6 +463,8 @@ static ims_status manifest_parse(ims_index *idx, const json_value *root, int64_t
     c->chunk_rows = (int)chunk_rows;
     c->visual_dim = (int)vdim;
     c->semantic_dim = (int)sdim;
+    c->conse_top = (int)conse_top;
+    c->precision = precision;
 
     const json_value *chunks = imsi_json_object_get(root, "chunks");
     if (!chunks || chunks->kind != JSON_ARRAY)
@@ -707,6 +746,13 @@ static ims_status compare_config(const ims_index_config *have, const ims_index_c
     if (have->chunk_rows != want->chunk_rows)
         return ims_error_set(err, IMS_ERR_ARGUMENT, "its chunks hold %d rows, not %d", have->chunk_rows,
                              want->chunk_rows);
+    if (have->semantic_dim && have->conse_top != want->conse_top)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "its semantic rows mix %d classes (--conse-top %d), not %d",
+                             have->conse_top, have->conse_top, want->conse_top);
+    if (have->precision >= 0 && want->precision >= 0 && have->precision != want->precision)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "its rows were computed with --precision %s, not %s",
+                             ims_precision_name((ims_precision)have->precision),
+                             ims_precision_name((ims_precision)want->precision));
     return IMS_OK;
 }
 
@@ -815,32 +861,43 @@ static ims_status write_table(const ims_index *idx, size_t chunk, const char *su
     return st;
 }
 
-/* Reads chunk c's table into out (rows, dim) f32, checking its dtype and shape. */
-static ims_status read_table(const ims_index *idx, size_t chunk, const char *suffix, int dim, float *out,
-                             ims_error *err)
+/* Maps chunk c's table, checking its dtype and shape against the manifest:
+ * (rows, dim) in the index's dtype; a chunk of failures only has no data
+ * (npy->data NULL). Close with ims_npy_close, also after a failure. */
+static ims_status map_table(const ims_index *idx, size_t chunk, const char *suffix, int dim, ims_npy *npy,
+                            ims_error *err)
 {
+    memset(npy, 0, sizeof *npy);
     char *path = index_file_path(idx, chunk, suffix);
     if (!path)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
-    ims_npy npy = {0};
     ims_npy_dtype want = idx->cfg.dtype == IMS_DTYPE_F16 ? IMS_NPY_F16 : IMS_NPY_F32;
     size_t rows = idx->chunks[chunk].rows;
-    ims_status st = ims_npy_open(path, &npy, err);
-    if (!st && npy.dtype != want)
-        st = ims_error_set(err, IMS_ERR_FORMAT, "%s: dtype %s, the manifest says %s", path, ims_npy_dtype_descr(npy.dtype),
-                           ims_npy_dtype_descr(want));
-    else if (!st && (npy.ndim != 2 || npy.shape[0] != (int64_t)rows || npy.shape[1] != dim))
+    ims_status st = ims_npy_open(path, npy, err);
+    if (!st && npy->dtype != want)
+        st = ims_error_set(err, IMS_ERR_FORMAT, "%s: dtype %s, the manifest says %s", path,
+                           ims_npy_dtype_descr(npy->dtype), ims_npy_dtype_descr(want));
+    else if (!st && (npy->ndim != 2 || npy->shape[0] != (int64_t)rows || npy->shape[1] != dim))
         st = ims_error_set(err, IMS_ERR_FORMAT, "%s: shape is not (%zu, %d) as the manifest says", path, rows, dim);
-    if (!st && rows > 0) { /* a chunk of failures only has no data (and npy.data is NULL) */
-        size_t count = rows * (size_t)dim;
-        if (want == IMS_NPY_F32)
+    free(path);
+    return st;
+}
+
+/* Reads chunk c's table into out (rows, dim) f32. */
+static ims_status read_table(const ims_index *idx, size_t chunk, const char *suffix, int dim, float *out,
+                             ims_error *err)
+{
+    ims_npy npy;
+    ims_status st = map_table(idx, chunk, suffix, dim, &npy, err);
+    size_t count = idx->chunks[chunk].rows * (size_t)dim;
+    if (!st && count > 0) {
+        if (npy.dtype == IMS_NPY_F32)
             memcpy(out, npy.data, count * sizeof *out);
         else
             for (size_t i = 0; i < count; i++)
                 out[i] = ims_f16_to_f32(((const uint16_t *)npy.data)[i]);
     }
     ims_npy_close(&npy);
-    free(path);
     return st;
 }
 
@@ -1008,6 +1065,31 @@ ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, flo
     }
     *rows = out;
     return IMS_OK;
+}
+
+ims_status ims_index_load_knn(const ims_index *idx, ims_index_table table, ims_knn_table *knn, ims_error *err)
+{
+    int d = table == IMS_INDEX_TABLE_SEMANTIC ? idx->cfg.semantic_dim : idx->cfg.visual_dim;
+    if (d == 0)
+        return ims_error_set(err, IMS_ERR_NOT_FOUND, "index '%s' has no semantic table (it was built without a text model)",
+                             idx->dir);
+    if (ims_knn_dim(knn) != d)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "index '%s': its %s table has %d columns, the k-NN table %lld",
+                             idx->dir, table == IMS_INDEX_TABLE_SEMANTIC ? "semantic" : "visual", d,
+                             (long long)ims_knn_dim(knn));
+    const char *suffix = table == IMS_INDEX_TABLE_SEMANTIC ? "semantic.npy" : "visual.npy";
+    ims_status st = ims_knn_reserve(knn, ims_knn_rows(knn) + (int64_t)idx->row_count, err);
+    for (size_t c = 0; !st && c < idx->chunk_count; c++) {
+        ims_npy npy;
+        st = map_table(idx, c, suffix, d, &npy, err);
+        if (!st && idx->chunks[c].rows > 0)
+            st = ims_knn_append(knn, npy.data, npy.dtype == IMS_NPY_F16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32,
+                                (int64_t)idx->chunks[c].rows, err);
+        ims_npy_close(&npy);
+        if (st)
+            imsi_error_prefix(err, st, "chunk %zu", c);
+    }
+    return st ? imsi_error_prefix(err, st, "index '%s'", idx->dir) : IMS_OK;
 }
 
 /* ---- Class embeddings ------------------------------------------------------------------ */

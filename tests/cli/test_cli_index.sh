@@ -100,6 +100,8 @@ check "image query on the semantic table" run 0 search "$idx" --image "$q" --tab
 check "no query is a usage error" run 2 search "$idx"
 check "a missing index" run 1 search "$work/nope" --text x
 check "one-line error" one_line
+check "a query image that cannot be read fails the search" run 1 search "$idx" --image "$photos/random.jpg" --device cpu
+check "the bad query image is named" contains err "query image '$photos/random.jpg'"
 if [ "$have_numpy" = 1 ]; then
   check "results equal a brute force over the stored tables" python3 - "$idx" "$work/text.json" "$work/queries.json" "$q" <<'EOF'
 import json, sys, os
@@ -137,6 +139,54 @@ for r in [json.loads(l) for l in open(text_json)] + [res[0], res[2]]:
     s = [x["score"] for x in r["results"]]
     assert s == sorted(s, reverse=True), r
     assert len(set(x["path"] for x in r["results"])) == len(s), r
+EOF
+fi
+
+# ---- ConSE's class count: recorded, used by search, and a resume must keep it ----
+mkdir -p "$work/few"
+cp "$fixtures/images/horse.png" "$fixtures/images/chelsea.png" "$fixtures/images/jpg_420.jpg" "$work/few/"
+few_args=(index "$work/few" -o "$work/index_top3" --image-model "$work/iv3.isw" --text-model "$work/text.isw"
+          --device cpu --batch 2 --threads 2 --conse-top 3)
+check "index with --conse-top 3" run 0 "${few_args[@]}"
+check "the manifest records conse_top" grep -q '"conse_top": 3' "$work/index_top3/manifest.json"
+check "the manifest records the precision" grep -q '"precision": "fp32"' "$work/index_top3/manifest.json"
+check "a resume with another --conse-top is refused" run 1 "${few_args[@]}" --conse-top 4
+check "the refusal names both values" contains err "--conse-top 3), not 4"
+check "image query on the semantic table (conse_top 3)" run 0 search "$work/index_top3" --image "$work/few/horse.png" \
+  --table semantic -k 3 --json --device cpu
+cp "$work/out" "$work/top3.json"
+check "the query's logits" run 0 embed-image "$work/few/horse.png" --image-model "$work/iv3.isw" --what logits \
+  -o "$work/horse_logits.npy" --device cpu
+if [ "$have_numpy" = 1 ]; then
+  check "the query is mixed as the rows were (ConSE over 3 classes)" python3 - "$work/index_top3" "$work/top3.json" "$work/horse_logits.npy" <<'EOF'
+import json, sys, os, urllib.parse
+import numpy as np
+idx, res_json, logits_npy = sys.argv[1:4]
+m = json.load(open(os.path.join(idx, "manifest.json")))
+top = m["conse_top"]
+cls = np.load(os.path.join(idx, "classes.npy")).astype(np.float64)
+z = np.load(logits_npy)[0].astype(np.float64)
+p = np.exp(z - z.max()); p /= p.sum()
+best = sorted(range(len(p)), key=lambda c: (-p[c], c))[:top]
+q = sum(p[c] * cls[c] for c in best)
+q /= np.linalg.norm(q)
+S = np.concatenate([np.load(os.path.join(idx, "chunk-%06d.semantic.npy" % i)).astype(np.float64)
+                    for i in range(len(m["chunks"]))])
+S /= np.linalg.norm(S, axis=1, keepdims=True)
+P = []
+for i in range(len(m["chunks"])):
+    for line in open(os.path.join(idx, "chunk-%06d.rows.txt" % i), "rb"):
+        P.append(urllib.parse.unquote_to_bytes(line.rstrip(b"\n").split(b"\t")[2]).decode())
+scores = S @ q
+order = sorted(range(len(P)), key=lambda i: (-scores[i], i))
+# f32 sums over f16 rows agree with this to ~1e-7; mixing 10 classes instead
+# of 3 moves these scores by ~4e-5 and changes their order.
+r = json.loads(open(res_json).read())
+assert r["table"] == "semantic", r
+got = [x["path"] for x in r["results"]]
+assert got[0] == P[order[0]], (got, [P[i] for i in order])
+for x in r["results"]:
+    assert abs(x["score"] - scores[P.index(x["path"])]) < 1e-5, (x, scores)
 EOF
 fi
 

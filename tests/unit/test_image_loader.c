@@ -141,14 +141,16 @@ static void check_run(ims_image_loader *ld, const char *const *paths, const expe
             const uint8_t *got = (const uint8_t *)b->data + (size_t)j * b->item_bytes;
             failed += it->status != IMS_OK;
             TEST_CHECK((it->status == IMS_OK) == x->ok[i], "%s: image %zu status %s (%s)", what, i,
-                       ims_status_name(it->status), it->error);
+                       ims_status_name(it->status), it->reason);
             TEST_CHECK(memcmp(got, x->data[i], x->item_bytes) == 0, "%s: image %zu differs", what, i);
+            TEST_CHECK(it->path == paths[i], "%s: image %zu's path is not the one given", what, i);
             if (it->status) {
-                TEST_CHECK(strncmp(it->error, paths[i], strlen(paths[i])) == 0 && strlen(it->error) > strlen(paths[i]) + 2,
-                           "%s: image %zu error '%s' should start with the path and say why", what, i, it->error);
-                TEST_CHECK(!strchr(it->error, '\n'), "%s: error is not one line", what);
+                /* the reason says why, without the path (a field of its own) */
+                TEST_CHECK(strlen(it->reason) > 2 && !strstr(it->reason, paths[i]),
+                           "%s: image %zu reason '%s' should say why, without the path", what, i, it->reason);
+                TEST_CHECK(!strchr(it->reason, '\n'), "%s: reason is not one line", what);
             } else {
-                TEST_CHECK(it->error[0] == '\0', "%s: ok image %zu has an error '%s'", what, i, it->error);
+                TEST_CHECK(it->reason[0] == '\0', "%s: ok image %zu has a reason '%s'", what, i, it->reason);
             }
         }
         TEST_CHECK(b->failed == failed, "%s: batch %zu failed %d, items say %d", what, k, b->failed, failed);

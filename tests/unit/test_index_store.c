@@ -177,6 +177,8 @@ static void config_for_test(ims_index_config *c, ims_dtype dtype)
     c->chunk_rows = 4;
     c->visual_dim = VD;
     c->semantic_dim = SD;
+    c->conse_top = 3;
+    c->precision = IMS_PRECISION_FP16;
     snprintf(c->image_model.name, sizeof c->image_model.name, "iv3.isw");
     c->image_model.bytes = 123;
     c->image_model.crc32 = 0xdeadbeef;
@@ -197,6 +199,57 @@ static void add_rows(ims_index *idx, int first, int count, ims_error *err)
     }
 }
 
+/* ims_index_load_knn gives the k-NN table the stored rows, chunk by chunk in
+ * the stored dtype: with the inner product and f32 storage (no normalization,
+ * f16 widened exactly), a search's scores are the rows' dot products. Loading
+ * twice appends: ids continue. */
+static void check_load_knn(const ims_index *idx, int rows)
+{
+    ims_error err = {0};
+    ims_backend *be = NULL;
+    ims_knn_table *knn = NULL, *wrong = NULL;
+    float *table = NULL;
+    int dim = 0;
+    TEST_OK(ims_backend_create(IMS_BACKEND_CPU, 0, &be, &err), err);
+    TEST_OK(ims_index_load_table(idx, IMS_INDEX_TABLE_VISUAL, &table, &dim, &err), err);
+    ims_knn_options o;
+    ims_knn_options_init(&o);
+    o.metric = IMS_KNN_METRIC_IP;
+    o.dtype = IMS_DTYPE_F32;
+    TEST_OK(ims_knn_create(be, VD, &o, &knn, &err), err);
+    TEST_OK(ims_knn_create(be, SD, &o, &wrong, &err), err);
+    if (!be || !table || !knn || !wrong)
+        goto done;
+    TEST_CHECK(ims_index_load_knn(idx, IMS_INDEX_TABLE_VISUAL, wrong, &err) == IMS_ERR_ARGUMENT &&
+                   strstr(err.msg, "columns"),
+               "a k-NN table of another dimension: %s", err.msg);
+    TEST_OK(ims_index_load_knn(idx, IMS_INDEX_TABLE_VISUAL, knn, &err), err);
+    TEST_OK(ims_index_load_knn(idx, IMS_INDEX_TABLE_VISUAL, knn, &err), err);
+    TEST_CHECK(ims_knn_rows(knn) == 2 * rows, "%lld k-NN rows, want %d", (long long)ims_knn_rows(knn), 2 * rows);
+    float q[VD] = {0.5f, -1, 0.25f, 2, -0.75f};
+    int64_t ids[64];
+    float scores[64];
+    int k = 2 * rows;
+    TEST_CHECK(k <= 64, "k");
+    TEST_OK(ims_knn_search(knn, q, 1, k, ids, scores, &err), err);
+    for (int j = 0; j < k; j++) {
+        TEST_CHECK(ids[j] >= 0 && ids[j] < 2 * rows, "hit %d: id %lld", j, (long long)ids[j]);
+        if (ids[j] < 0 || ids[j] >= 2 * rows)
+            continue;
+        const float *r = table + (size_t)(ids[j] % rows) * VD;
+        double dot = 0;
+        for (int c = 0; c < VD; c++)
+            dot += (double)r[c] * q[c];
+        TEST_CHECK(fabs(scores[j] - dot) < 1e-5, "hit %d (row %lld): score %g, dot %g", j, (long long)ids[j],
+                   scores[j], dot);
+    }
+done:
+    ims_knn_free(knn);
+    ims_knn_free(wrong);
+    free(table);
+    ims_backend_free(be);
+}
+
 static void check_index(const char *dir, int rows, int failures, ims_dtype dtype)
 {
     ims_index *idx;
@@ -208,6 +261,9 @@ static void check_index(const char *dir, int rows, int failures, ims_dtype dtype
     TEST_CHECK(ims_index_failure_count(idx) == (size_t)failures, "%zu failures, want %d",
                ims_index_failure_count(idx), failures);
     TEST_CHECK(ims_index_get_config(idx)->image_model.crc32 == 0xdeadbeef, "model crc");
+    TEST_CHECK(ims_index_get_config(idx)->conse_top == 3, "conse_top %d, want 3", ims_index_get_config(idx)->conse_top);
+    TEST_CHECK(ims_index_get_config(idx)->precision == IMS_PRECISION_FP16, "precision %d, want fp16",
+               ims_index_get_config(idx)->precision);
     for (int r = 0; r < rows && r < (int)ims_index_row_count(idx); r++) {
         char path[64];
         snprintf(path, sizeof path, "img/%03d\t%%\xff.jpg", r);
@@ -239,6 +295,7 @@ static void check_index(const char *dir, int rows, int failures, ims_dtype dtype
             TEST_CHECK(fabsf(table[r * SD + i] - s[i]) <= tol * fabsf(s[i]), "semantic[%d][%d]", r, i);
     }
     free(table);
+    check_load_knn(idx, rows);
     ims_index_close(idx);
 }
 
@@ -297,6 +354,66 @@ static void test_index(ims_dtype dtype)
     other.mode = IMS_PREPROCESS_FID;
     TEST_CHECK(ims_index_open_for_writing(dir, &other, &idx, &err) == IMS_ERR_ARGUMENT && strstr(err.msg, "mode"),
                "another mode: %s", err.msg);
+    /* ConSE's class count and the precision are part of what the rows are: a
+     * run with others would mix two kinds of rows in one table. */
+    other = cfg;
+    other.conse_top = 5;
+    TEST_CHECK(ims_index_open_for_writing(dir, &other, &idx, &err) == IMS_ERR_ARGUMENT &&
+                   strstr(err.msg, "--conse-top 3") && strstr(err.msg, "not 5"),
+               "another conse_top: %s", err.msg);
+    other = cfg;
+    other.precision = IMS_PRECISION_FP32;
+    TEST_CHECK(ims_index_open_for_writing(dir, &other, &idx, &err) == IMS_ERR_ARGUMENT && strstr(err.msg, "fp16") &&
+                   strstr(err.msg, "fp32"),
+               "another precision: %s", err.msg);
+    check_index(dir, 7, 2, dtype); /* the refusals changed nothing */
+}
+
+/* A manifest written before conse_top and precision were recorded: ConSE
+ * mixed 10 classes then, the precision is unknown (any run may add to it, and
+ * it stays unrecorded). */
+static void test_old_manifest(void)
+{
+    make_dir("old");
+    write_text("old/manifest.json", "%s",
+               "{\"format\": \"imgsearch-index\", \"version\": 1, \"tool_version\": \"0.1.0\", \"mode\": \"torchvision\","
+               " \"dtype\": \"f32\", \"chunk_rows\": 4, \"visual_dim\": 5, \"semantic_dim\": 3,"
+               " \"image_model\": {\"name\": \"iv3.isw\", \"path\": \"/a\", \"bytes\": 123, \"crc32\": \"deadbeef\"},"
+               " \"text_model\": {\"name\": \"text.isw\", \"path\": \"/b\", \"bytes\": 456, \"crc32\": \"01020304\"},"
+               " \"rows\": 0, \"failures\": 0, \"chunks\": []}");
+    char dir[512];
+    path_join(dir, sizeof dir, "old");
+    ims_error err = {0};
+    ims_index *idx = NULL;
+    TEST_OK(ims_index_open(dir, &idx, &err), err);
+    if (idx) {
+        TEST_CHECK(ims_index_get_config(idx)->conse_top == 10, "an old index reads as conse_top %d, want 10",
+                   ims_index_get_config(idx)->conse_top);
+        TEST_CHECK(ims_index_get_config(idx)->precision == -1, "an old index's precision reads as %d, want -1",
+                   ims_index_get_config(idx)->precision);
+        ims_index_close(idx);
+    }
+    ims_index_config cfg;
+    config_for_test(&cfg, IMS_DTYPE_F32); /* conse_top 3 */
+    TEST_CHECK(ims_index_open_for_writing(dir, &cfg, &idx, &err) == IMS_ERR_ARGUMENT && strstr(err.msg, "--conse-top 10") &&
+                   strstr(err.msg, "not 3"),
+               "an old index (conse_top 10) resumed with 3: %s", err.msg);
+    cfg.conse_top = 10;
+    cfg.precision = IMS_PRECISION_FP32;
+    TEST_OK(ims_index_open_for_writing(dir, &cfg, &idx, &err), err);
+    if (!idx)
+        return;
+    add_rows(idx, 0, 1, &err);
+    TEST_OK(ims_index_commit(idx, &err), err);
+    ims_index_close(idx);
+    TEST_OK(ims_index_open(dir, &idx, &err), err);
+    if (idx) {
+        TEST_CHECK(ims_index_row_count(idx) == 1, "%zu rows", ims_index_row_count(idx));
+        TEST_CHECK(ims_index_get_config(idx)->conse_top == 10 && ims_index_get_config(idx)->precision == -1,
+                   "after a commit: conse_top %d, precision %d (want 10, unrecorded)",
+                   ims_index_get_config(idx)->conse_top, ims_index_get_config(idx)->precision);
+        ims_index_close(idx);
+    }
 }
 
 /* Each malformed manifest or chunk file is refused with a message naming it. */
@@ -332,6 +449,18 @@ static void test_malformed(void)
          " \"image_model\": {\"name\": \"a\", \"path\": \"/a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
          " \"rows\": 3, \"failures\": 0, \"chunks\": [{\"rows\": 2, \"failures\": 0}]}",
          "the chunks hold 2 rows"},
+        {"bad/manifest.json",
+         "{\"format\": \"imgsearch-index\", \"version\": 1, \"tool_version\": \"x\", \"mode\": \"torchvision\","
+         " \"dtype\": \"f32\", \"chunk_rows\": 4, \"visual_dim\": 5, \"semantic_dim\": 0, \"conse_top\": 0,"
+         " \"image_model\": {\"name\": \"a\", \"path\": \"/a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
+         " \"rows\": 2, \"failures\": 0, \"chunks\": [{\"rows\": 2, \"failures\": 0}]}",
+         "'conse_top'"},
+        {"bad/manifest.json",
+         "{\"format\": \"imgsearch-index\", \"version\": 1, \"tool_version\": \"x\", \"mode\": \"torchvision\","
+         " \"dtype\": \"f32\", \"chunk_rows\": 4, \"visual_dim\": 5, \"semantic_dim\": 0, \"precision\": \"fp8\","
+         " \"image_model\": {\"name\": \"a\", \"path\": \"/a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
+         " \"rows\": 2, \"failures\": 0, \"chunks\": [{\"rows\": 2, \"failures\": 0}]}",
+         "precision 'fp8'"},
         {"bad/chunk-000000.rows.txt", "20\t1\timg/000.jpg\n", "1 rows, the manifest lists 2"},
         {"bad/chunk-000000.rows.txt", "20\t1\timg/000.jpg\nx\t1\timg/001.jpg\n", "line 2"},
         {"bad/chunk-000000.rows.txt", "20\t1\timg/000.jpg\n20\t1\timg/%G1.jpg\n", "malformed"},
@@ -373,6 +502,7 @@ int main(void)
     test_index(IMS_DTYPE_F16);
     test_index(IMS_DTYPE_F32);
     test_malformed();
+    test_old_manifest();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "chmod -R u+rwx '%s'; rm -rf '%s'", tmp_root, tmp_root);
     if (system(cmd) != 0)
