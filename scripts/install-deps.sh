@@ -21,6 +21,13 @@ for p in "${packages[@]}"; do
   fi
 done
 
+# Python packages the tests' cross-checks read our files with (numpy: .npy,
+# .npz and the index's tables), into the python3 that CMake and the tests find.
+if ! python3 -c 'import numpy' 2>/dev/null; then
+  echo "install-deps: pip install numpy"
+  python3 -m pip install --quiet numpy
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all packages present"
   exit 0
