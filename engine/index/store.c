@@ -18,7 +18,6 @@
 #include "core/json.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -935,19 +934,6 @@ static ims_status write_lines(const ims_index *idx, size_t chunk, int failures, 
     return imsi_atomic_file_commit(&af, err);
 }
 
-/* A test hook: IMS_TEST_CRASH=chunk:C:STEP kills the process (SIGKILL, as a
- * power cut would) in the commit of chunk C right after STEP ("visual",
- * "semantic", "rows", "failures": the chunk's files so far written, the
- * manifest not yet), so tests can check a resume from inside a chunk write. */
-static void crash_point(size_t chunk, const char *step)
-{
-    const char *spec = getenv("IMS_TEST_CRASH");
-    char want[64];
-    snprintf(want, sizeof want, "chunk:%zu:%s", chunk, step);
-    if (spec && strcmp(spec, want) == 0)
-        raise(SIGKILL);
-}
-
 ims_status ims_index_commit(ims_index *idx, ims_error *err)
 {
     if (!idx->writable)
@@ -959,20 +945,20 @@ ims_status ims_index_commit(ims_index *idx, ims_error *err)
     if (!st)
         st = write_table(idx, c, "visual.npy", idx->pending_visual, idx->pending_rows, idx->cfg.visual_dim, err);
     if (!st)
-        crash_point(c, "visual");
+        imsi_index_crash_point(c, "visual");
     if (!st && idx->cfg.semantic_dim)
         st = write_table(idx, c, "semantic.npy", idx->pending_semantic, idx->pending_rows,
                          idx->cfg.semantic_dim, err);
     if (!st)
-        crash_point(c, "semantic");
+        imsi_index_crash_point(c, "semantic");
     if (!st)
         st = write_lines(idx, c, 0, err);
     if (!st)
-        crash_point(c, "rows");
+        imsi_index_crash_point(c, "rows");
     if (!st)
         st = write_lines(idx, c, 1, err);
     if (!st)
-        crash_point(c, "failures");
+        imsi_index_crash_point(c, "failures");
     if (st)
         return imsi_error_prefix(err, st, "index '%s'", idx->dir);
     idx->chunks[c] = (index_chunk){idx->pending_rows, idx->pending_failures};

@@ -10,12 +10,13 @@
 #   queries file, in every output format, checked against a brute force over the
 #   stored table;
 # - resume: the indexer killed (SIGKILL) after a delay, and inside a chunk's
-#   commit (IMS_TEST_CRASH: after each of the chunk's files), then run again,
-#   gives the same rows and embeddings as an uninterrupted run; a second run
-#   adds nothing; a new file is added alone.
-# usage: test_cli_index.sh IMGSEARCH FIXTURES_DIR
+#   commit (IMS_TEST_CRASH: after each of the chunk's files, in a test build
+#   of the command with the crash points live), then run again, gives the same
+#   rows and embeddings as an uninterrupted run; the product command ignores
+#   IMS_TEST_CRASH; a second run adds nothing; a new file is added alone.
+# usage: test_cli_index.sh IMGSEARCH FIXTURES_DIR IMGSEARCH_CRASH_HOOK
 set -u
-bin=$1 fixtures=$2
+bin=$1 fixtures=$2 crash_bin=$3
 . "$(dirname "$0")/cli_check.sh"
 have_numpy=0
 python3 -c 'import numpy' 2>/dev/null && have_numpy=1
@@ -215,10 +216,14 @@ for x in fa:
   fi
 done
 
-# ---- resume after a kill inside a chunk's commit (IMS_TEST_CRASH, engine/index/store.c) ----
+# ---- resume after a kill inside a chunk's commit (IMS_TEST_CRASH, tests/common/crash_hook.c) ----
+rm -rf "$work/index_c"
+IMS_TEST_CRASH=chunk:0:visual "$bin" "${index_args[@]/$idx/$work/index_c}" >/dev/null 2>&1
+rc=$?
+check "the product command has no crash hook (exit $rc)" test "$rc" = 3 -o "$rc" = 0
 for point in chunk:0:visual chunk:1:semantic chunk:1:rows chunk:2:failures; do
   rm -rf "$work/index_c"
-  IMS_TEST_CRASH=$point "$bin" "${index_args[@]/$idx/$work/index_c}" >/dev/null 2>&1 &
+  IMS_TEST_CRASH=$point "$crash_bin" "${index_args[@]/$idx/$work/index_c}" >/dev/null 2>&1 &
   { wait $!; } 2>/dev/null  # no "Killed" notice
   check "killed at $point" test $? -eq 137
   "$bin" "${index_args[@]/$idx/$work/index_c}" >"$work/out" 2>"$work/err"
