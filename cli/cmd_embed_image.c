@@ -49,7 +49,7 @@ static int embed_ready(void *vctx, const ims_image_encoder *enc)
     c->dim = c->logits ? ims_image_encoder_num_classes(enc) : ims_image_encoder_feature_dim(enc);
     ims_error err = {0};
     int64_t shape[2] = {IMS_NPY_ROWS_UNKNOWN, c->dim};
-    return ims_npy_writer_open(c->output, IMS_NPY_F32, 2, shape, &c->w, &err) ? cli_error(&err) : 0;
+    return ims_npy_writer_open(c->output, IMS_DTYPE_F32, 2, shape, &c->w, &err) ? cli_error(&err) : 0;
 }
 
 static int embed_one(void *vctx, size_t index, const char *path, const float *features, const float *logits,

@@ -130,7 +130,7 @@ static int run_embed_text(const embed_text_args *e, const char *const *texts, si
     }
     if (!st && e->output) {
         int64_t shape[2] = {(int64_t)count, dim};
-        st = ims_npy_write(e->output, IMS_NPY_F32, 2, shape, out, &err);
+        st = ims_npy_write(e->output, IMS_DTYPE_F32, 2, shape, out, &err);
     }
     if (!st && (e->json || !e->output))
         print_json(texts, count, out, dim);

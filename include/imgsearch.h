@@ -68,12 +68,14 @@ IMS_API double ims_clock_seconds(void);
 
 /* ---- Element types --------------------------------------------------------- */
 
-/* The values are the weight file's dtype codes (docs/FORMAT.md). */
+/* One element-type enum for tensors, weight files and .npy files. The values
+ * 0..3 are the weight file's dtype codes (docs/FORMAT.md). */
 typedef enum ims_dtype {
     IMS_DTYPE_F32 = 0,
     IMS_DTYPE_F16 = 1,
     IMS_DTYPE_I32 = 2,
     IMS_DTYPE_U8 = 3,
+    IMS_DTYPE_I64 = 4, /* .npy files only (row ids); not a weight-file dtype */
     IMS_DTYPE_COUNT
 } ims_dtype;
 
@@ -643,41 +645,31 @@ IMS_API ims_status ims_conse_embed(const float *logits, int batch, int classes, 
  * long as the shape says. Every failure is IMS_ERR_FORMAT (IMS_ERR_UNSUPPORTED
  * for a valid but unsupported file: Fortran order, big-endian, another dtype)
  * with a one-line message naming the problem. */
-typedef enum ims_npy_dtype {
-    IMS_NPY_F32 = 0, /* '<f4' */
-    IMS_NPY_F16 = 1, /* '<f2' */
-    IMS_NPY_U8 = 2,  /* '|u1' */
-    IMS_NPY_I64 = 3, /* '<i8' */
-} ims_npy_dtype;
-
 #define IMS_NPY_MAX_DIMS 8
 
-typedef struct ims_npy {
-    ims_npy_dtype dtype;
-    int ndim;                        /* 0 (a scalar) .. IMS_NPY_MAX_DIMS */
-    int64_t shape[IMS_NPY_MAX_DIMS]; /* unused dims are 1 */
-    uint64_t count;                  /* elements: the product of the shape */
-    size_t elem_size;
-    size_t nbytes;                   /* count * elem_size */
-    const void *data;                /* aligned to elem_size; NULL when nbytes == 0 */
-    void *map_;                      /* private: the mapping, or a copy */
-    size_t map_size_;
-    int owns_copy_;
-} ims_npy;
+/* An open, validated array; its data is aligned to the element size. The
+ * dtypes .npy files may hold here: IMS_DTYPE_F32 ('<f4'), F16 ('<f2'), U8
+ * ('|u1'), I64 ('<i8'). */
+typedef struct ims_npy ims_npy;
 
-IMS_API size_t ims_npy_dtype_size(ims_npy_dtype dtype);
-IMS_API const char *ims_npy_dtype_descr(ims_npy_dtype dtype); /* "<f4", ... */
+/* Maps and validates a .npy file. */
+IMS_API ims_status ims_npy_open(const char *path, ims_npy **out, ims_error *err);
+/* The same over a caller's buffer, which must outlive *out (the data points
+ * into it unless it is misaligned, in which case *out holds an aligned copy). */
+IMS_API ims_status ims_npy_parse(const void *buf, size_t size, ims_npy **out, ims_error *err);
+IMS_API void ims_npy_close(ims_npy *npy); /* NULL is fine */
 
-/* Maps and validates a .npy file; close with ims_npy_close. */
-IMS_API ims_status ims_npy_open(const char *path, ims_npy *out, ims_error *err);
-/* The same over a caller's buffer, which must outlive out (data points into it
- * unless it is misaligned, in which case out holds an aligned copy). */
-IMS_API ims_status ims_npy_parse(const void *buf, size_t size, ims_npy *out, ims_error *err);
-IMS_API void ims_npy_close(ims_npy *npy); /* a zeroed or closed ims_npy is fine */
+IMS_API ims_dtype ims_npy_dtype(const ims_npy *npy);
+IMS_API int ims_npy_ndim(const ims_npy *npy);            /* 0 (a scalar) .. IMS_NPY_MAX_DIMS */
+IMS_API const int64_t *ims_npy_shape(const ims_npy *npy); /* IMS_NPY_MAX_DIMS dims; unused ones are 1 */
+IMS_API int64_t ims_npy_count(const ims_npy *npy);        /* elements: the product of the shape */
+IMS_API size_t ims_npy_nbytes(const ims_npy *npy);
+IMS_API const void *ims_npy_data(const ims_npy *npy);    /* NULL when there are no elements */
+IMS_API const char *ims_npy_dtype_descr(ims_dtype dtype); /* "<f4", ...; "?" for another dtype */
 
 /* Writes a .npy file (format 1.0, data at a multiple of 64 bytes) crash-safely:
  * into a temporary file beside path, synced, then renamed over path. */
-IMS_API ims_status ims_npy_write(const char *path, ims_npy_dtype dtype, int ndim, const int64_t *shape,
+IMS_API ims_status ims_npy_write(const char *path, ims_dtype dtype, int ndim, const int64_t *shape,
                                  const void *data, ims_error *err);
 
 /* The same, streamed: open with the final shape, write the data in pieces (in
@@ -687,7 +679,7 @@ IMS_API ims_status ims_npy_write(const char *path, ims_npy_dtype dtype, int ndim
  * commit (for outputs whose length is known only at the end). */
 #define IMS_NPY_ROWS_UNKNOWN (-1)
 typedef struct ims_npy_writer ims_npy_writer;
-IMS_API ims_status ims_npy_writer_open(const char *path, ims_npy_dtype dtype, int ndim, const int64_t *shape,
+IMS_API ims_status ims_npy_writer_open(const char *path, ims_dtype dtype, int ndim, const int64_t *shape,
                                        ims_npy_writer **out, ims_error *err);
 IMS_API ims_status ims_npy_writer_write(ims_npy_writer *w, const void *data, size_t nbytes, ims_error *err);
 IMS_API ims_status ims_npy_writer_commit(ims_npy_writer *w, ims_error *err); /* frees w, even on failure */
@@ -697,7 +689,7 @@ IMS_API void ims_npy_writer_discard(ims_npy_writer *w);                      /* 
  * uncompressed, written crash-safely as above. Members up to 4 GiB each. */
 typedef struct ims_npz_member {
     const char *name; /* without ".npy"; letters, digits, '_' */
-    ims_npy_dtype dtype;
+    ims_dtype dtype;
     int ndim;
     const int64_t *shape;
     const void *data;

@@ -852,9 +852,8 @@ static ims_status write_table(const ims_index *idx, size_t chunk, const char *su
     for (size_t i = 0; half && i < count; i++)
         half[i] = ims_f32_to_f16(rows[i]);
     int64_t shape[2] = {(int64_t)n, dim};
-    ims_status st = half ? ims_npy_write(path, IMS_NPY_F16, 2, shape, half, err)
-                         : ims_npy_write(path, idx->cfg.dtype == IMS_DTYPE_F16 ? IMS_NPY_F16 : IMS_NPY_F32, 2, shape,
-                                         rows, err);
+    ims_status st = half ? ims_npy_write(path, IMS_DTYPE_F16, 2, shape, half, err)
+                         : ims_npy_write(path, idx->cfg.dtype, 2, shape, rows, err);
     free(half);
     free(path);
     return st;
@@ -862,22 +861,27 @@ static ims_status write_table(const ims_index *idx, size_t chunk, const char *su
 
 /* Maps chunk c's table, checking its dtype and shape against the manifest:
  * (rows, dim) in the index's dtype; a chunk of failures only has no data
- * (npy->data NULL). Close with ims_npy_close, also after a failure. */
-static ims_status map_table(const ims_index *idx, size_t chunk, const char *suffix, int dim, ims_npy *npy,
+ * (no data). Close with ims_npy_close (*npy is NULL after a failure). */
+static ims_status map_table(const ims_index *idx, size_t chunk, const char *suffix, int dim, ims_npy **npy,
                             ims_error *err)
 {
-    memset(npy, 0, sizeof *npy);
+    *npy = NULL;
     char *path = index_file_path(idx, chunk, suffix);
     if (!path)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
-    ims_npy_dtype want = idx->cfg.dtype == IMS_DTYPE_F16 ? IMS_NPY_F16 : IMS_NPY_F32;
+    ims_dtype want = idx->cfg.dtype;
     size_t rows = idx->chunks[chunk].rows;
     ims_status st = ims_npy_open(path, npy, err);
-    if (!st && npy->dtype != want)
+    const int64_t *shape = st ? NULL : ims_npy_shape(*npy);
+    if (!st && ims_npy_dtype(*npy) != want)
         st = ims_error_set(err, IMS_ERR_FORMAT, "%s: dtype %s, the manifest says %s", path,
-                           ims_npy_dtype_descr(npy->dtype), ims_npy_dtype_descr(want));
-    else if (!st && (npy->ndim != 2 || npy->shape[0] != (int64_t)rows || npy->shape[1] != dim))
+                           ims_npy_dtype_descr(ims_npy_dtype(*npy)), ims_npy_dtype_descr(want));
+    else if (!st && (ims_npy_ndim(*npy) != 2 || shape[0] != (int64_t)rows || shape[1] != dim))
         st = ims_error_set(err, IMS_ERR_FORMAT, "%s: shape is not (%zu, %d) as the manifest says", path, rows, dim);
+    if (st) {
+        ims_npy_close(*npy);
+        *npy = NULL;
+    }
     free(path);
     return st;
 }
@@ -886,17 +890,18 @@ static ims_status map_table(const ims_index *idx, size_t chunk, const char *suff
 static ims_status read_table(const ims_index *idx, size_t chunk, const char *suffix, int dim, float *out,
                              ims_error *err)
 {
-    ims_npy npy;
+    ims_npy *npy;
     ims_status st = map_table(idx, chunk, suffix, dim, &npy, err);
     size_t count = idx->chunks[chunk].rows * (size_t)dim;
     if (!st && count > 0) {
-        if (npy.dtype == IMS_NPY_F32)
-            memcpy(out, npy.data, count * sizeof *out);
+        const void *data = ims_npy_data(npy);
+        if (ims_npy_dtype(npy) == IMS_DTYPE_F32)
+            memcpy(out, data, count * sizeof *out);
         else
             for (size_t i = 0; i < count; i++)
-                out[i] = ims_f16_to_f32(((const uint16_t *)npy.data)[i]);
+                out[i] = ims_f16_to_f32(((const uint16_t *)data)[i]);
     }
-    ims_npy_close(&npy);
+    ims_npy_close(npy);
     return st;
 }
 
@@ -1066,12 +1071,11 @@ ims_status ims_index_load_knn(const ims_index *idx, ims_index_table table, ims_k
     const char *suffix = table == IMS_INDEX_TABLE_SEMANTIC ? "semantic.npy" : "visual.npy";
     ims_status st = ims_knn_reserve(knn, ims_knn_rows(knn) + (int64_t)idx->row_count, err);
     for (size_t c = 0; !st && c < idx->chunk_count; c++) {
-        ims_npy npy;
+        ims_npy *npy;
         st = map_table(idx, c, suffix, d, &npy, err);
         if (!st && idx->chunks[c].rows > 0)
-            st = ims_knn_append(knn, npy.data, npy.dtype == IMS_NPY_F16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32,
-                                (int64_t)idx->chunks[c].rows, err);
-        ims_npy_close(&npy);
+            st = ims_knn_append(knn, ims_npy_data(npy), ims_npy_dtype(npy), (int64_t)idx->chunks[c].rows, err);
+        ims_npy_close(npy);
         if (st)
             imsi_error_prefix(err, st, "chunk %zu", c);
     }
@@ -1099,7 +1103,7 @@ ims_status ims_index_save_class_embeddings(ims_index *idx, const float *emb, int
     if (!path)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     int64_t shape[2] = {classes, idx->cfg.semantic_dim};
-    ims_status st = ims_npy_write(path, IMS_NPY_F32, 2, shape, emb, err);
+    ims_status st = ims_npy_write(path, IMS_DTYPE_F32, 2, shape, emb, err);
     free(path);
     return st;
 }
@@ -1117,18 +1121,19 @@ ims_status ims_index_load_class_embeddings(const ims_index *idx, float **emb, in
         free(path);
         return st;
     }
-    ims_npy npy = {0};
+    ims_npy *npy = NULL;
     ims_status st = ims_npy_open(path, &npy, err);
-    if (!st && (npy.dtype != IMS_NPY_F32 || npy.ndim != 2 || npy.shape[1] != idx->cfg.semantic_dim ||
-                npy.shape[0] < 1 || npy.shape[0] > INDEX_MAX_DIM))
+    const int64_t *shape = st ? NULL : ims_npy_shape(npy);
+    if (!st && (ims_npy_dtype(npy) != IMS_DTYPE_F32 || ims_npy_ndim(npy) != 2 || shape[1] != idx->cfg.semantic_dim ||
+                shape[0] < 1 || shape[0] > INDEX_MAX_DIM))
         st = ims_error_set(err, IMS_ERR_FORMAT, "%s: expected float32 of shape (classes, %d)", path, idx->cfg.semantic_dim);
-    if (!st && !(*emb = malloc(npy.nbytes)))
+    if (!st && !(*emb = malloc(ims_npy_nbytes(npy))))
         st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     if (!st) {
-        memcpy(*emb, npy.data, npy.nbytes);
-        *classes = (int)npy.shape[0];
+        memcpy(*emb, ims_npy_data(npy), ims_npy_nbytes(npy));
+        *classes = (int)shape[0];
     }
-    ims_npy_close(&npy);
+    ims_npy_close(npy);
     free(path);
     return st;
 }

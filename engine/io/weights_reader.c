@@ -319,8 +319,8 @@ static ims_status parse_tensor(cursor *c, const ims_weights_header *h, ims_weigh
     if (!cursor_u32(c, &dtype) || !cursor_u32(c, &ndim))
         return ims_error_set(err, IMS_ERR_FORMAT, "dtype/ndim run past the directory");
     size_t es = ims_dtype_size((ims_dtype)dtype);
-    if (dtype >= IMS_DTYPE_COUNT || es == 0)
-        return ims_error_set(err, IMS_ERR_FORMAT, "dtype is %u, not a known dtype (0..%d)", dtype, IMS_DTYPE_COUNT - 1);
+    if (dtype >= ISW_DTYPE_COUNT || es == 0)
+        return ims_error_set(err, IMS_ERR_FORMAT, "dtype is %u, not a known dtype (0..%u)", dtype, ISW_DTYPE_COUNT - 1);
     if (ndim > IMS_MAX_DIMS)
         return ims_error_set(err, IMS_ERR_FORMAT, "ndim is %u, at most %d", ndim, IMS_MAX_DIMS);
     t->dtype = (ims_dtype)dtype;
