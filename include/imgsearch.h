@@ -425,10 +425,10 @@ typedef struct ims_image_item {
 } ims_image_item;
 
 typedef struct ims_image_batch {
-    size_t index;                /* k */
-    size_t first;                /* the first image's index in the path list: k * batch_size */
-    int count;                   /* images in this batch (batch_size, or fewer in the last) */
-    int failed;                  /* items whose status is not IMS_OK */
+    int64_t index;               /* k */
+    int64_t first;               /* the first image's index in the path list: k * batch_size */
+    int64_t count;               /* images in this batch (batch_size, or fewer in the last) */
+    int64_t failed;              /* items whose status is not IMS_OK */
     size_t item_bytes;           /* bytes per image in data */
     void *data;                  /* (count, ...) as described above; host memory (pinned with CUDA) */
     const ims_image_item *items; /* (count) */
@@ -452,7 +452,7 @@ IMS_API ims_status ims_image_loader_create(const ims_image_loader_options *o, im
 
 /* Begins a run over paths[0..count). Only when no run is in progress (every
  * batch of the previous run was returned and released). */
-IMS_API ims_status ims_image_loader_start(ims_image_loader *ld, const char *const *paths, size_t count, ims_error *err);
+IMS_API ims_status ims_image_loader_start(ims_image_loader *ld, const char *const *paths, int64_t count, ims_error *err);
 
 /* Blocks until the next batch is complete and returns it; IMS_ERR_NOT_FOUND
  * once every batch of the run was returned. IMS_ERR_ARGUMENT if every buffer
@@ -487,11 +487,11 @@ IMS_API void ims_image_encoder_free(ims_image_encoder *enc);
  * any RGB bytes); normalized inside with the file's preprocess.mean/std.
  * features (batch, feature_dim) and logits (batch, num_classes): host, either
  * may be NULL. */
-IMS_API ims_status ims_image_encoder_forward(ims_image_encoder *enc, const uint8_t *images, int batch, float *features,
+IMS_API ims_status ims_image_encoder_forward(ims_image_encoder *enc, const uint8_t *images, int64_t batch, float *features,
                                              float *logits, ims_error *err);
 /* The same from float input already normalized: (batch, 299, 299, 3), NHWC
  * (the loader's F32 output with layout NHWC; fid mode gives only this). */
-IMS_API ims_status ims_image_encoder_forward_f32(ims_image_encoder *enc, const float *images, int batch, float *features,
+IMS_API ims_status ims_image_encoder_forward_f32(ims_image_encoder *enc, const float *images, int64_t batch, float *features,
                                                  float *logits, ims_error *err);
 
 IMS_API int ims_image_encoder_num_classes(const ims_image_encoder *enc);
@@ -527,9 +527,9 @@ typedef struct ims_image_encoder_run_options {
 IMS_API void ims_image_encoder_run_options_init(ims_image_encoder_run_options *o);
 
 typedef struct ims_image_encoder_batch {
-    size_t first;                /* its first image's index in the path list */
-    int count;                   /* images in this batch */
-    int failed;                  /* items whose status is not IMS_OK */
+    int64_t first;               /* its first image's index in the path list */
+    int64_t count;               /* images in this batch */
+    int64_t failed;              /* items whose status is not IMS_OK */
     const ims_image_item *items; /* (count): status, path, reason */
     const float *features;       /* (count, feature_dim) pooled features */
     const float *logits;         /* (count, num_classes) */
@@ -541,7 +541,7 @@ typedef struct ims_image_encoder_batch {
  * or NULL for plain host memory; enc and backend must outlive the run, and
  * the paths must stay valid until it is freed. */
 IMS_API ims_status ims_image_encoder_run_start(ims_image_encoder *enc, ims_backend *backend, const char *const *paths,
-                                               size_t count, const ims_image_encoder_run_options *o,
+                                               int64_t count, const ims_image_encoder_run_options *o,
                                                ims_image_encoder_run **out, ims_error *err);
 /* The next batch, valid until the next call or free; IMS_ERR_NOT_FOUND after the last. */
 IMS_API ims_status ims_image_encoder_run_next(ims_image_encoder_run *run, const ims_image_encoder_batch **batch,
@@ -606,7 +606,7 @@ IMS_API ims_status ims_tokenizer_encode(const ims_tokenizer *tok, const char *te
  * longest encoding, rows padded with [PAD]; lengths (B) = each row's token count.
  * ids must hold count * max_len values (max_len <= 0: the default). */
 IMS_API ims_status ims_tokenizer_encode_batch(const ims_tokenizer *tok, const char *const *texts, const size_t *lens,
-                                              size_t count, int max_len, int32_t *ids, int32_t *lengths, int *seq_len,
+                                              int64_t count, int max_len, int32_t *ids, int32_t *lengths, int *seq_len,
                                               ims_error *err);
 
 /* The token's string (NUL-terminated, owned by tok), NULL if id is out of range. */
@@ -625,7 +625,7 @@ IMS_API ims_status ims_text_embedder_create(ims_backend *be, const ims_weights *
 IMS_API void ims_text_embedder_free(ims_text_embedder *e); /* NULL is fine */
 IMS_API int ims_text_embedder_dim(const ims_text_embedder *e);
 /* texts: n NUL-terminated UTF-8 strings; out (n, dim) f32. */
-IMS_API ims_status ims_text_embed(const ims_text_embedder *e, const char *const *texts, size_t n, float *out, ims_error *err);
+IMS_API ims_status ims_text_embed(const ims_text_embedder *e, const char *const *texts, int64_t n, float *out, ims_error *err);
 
 /* ---- ConSE ------------------------------------------------------------------------------ */
 
@@ -633,7 +633,7 @@ IMS_API ims_status ims_text_embed(const ims_text_embedder *e, const char *const 
  * classes c of softmax(logits)[c] * class_embeddings[c]); logits (batch,
  * classes), class_embeddings (classes, dim). Ties between classes go to the
  * lower index. A non-finite logit or a zero mix is an error naming the image. */
-IMS_API ims_status ims_conse_embed(const float *logits, int batch, int classes, const float *class_embeddings, int dim,
+IMS_API ims_status ims_conse_embed(const float *logits, int64_t batch, int classes, const float *class_embeddings, int dim,
                                    int top, float *out, ims_error *err);
 
 
@@ -711,10 +711,10 @@ typedef struct ims_file_problem {
 
 typedef struct ims_file_list {
     ims_file_entry *files; /* sorted by path bytes, no duplicates */
-    size_t file_count;
+    int64_t file_count;
     ims_file_problem *problems; /* what could not be listed, sorted by path */
-    size_t problem_count;
-    size_t ignored_count; /* files skipped because their names are not an image's */
+    int64_t problem_count;
+    int64_t ignored_count; /* files skipped because their names are not an image's */
 } ims_file_list;
 
 /* 1 if the name ends in .jpg, .jpeg, .jpe, .jfif or .png (any case). */
@@ -782,9 +782,9 @@ IMS_API ims_status ims_index_open_for_writing(const char *dir, const ims_index_c
 IMS_API void ims_index_close(ims_index *idx);
 
 IMS_API const ims_index_config *ims_index_get_config(const ims_index *idx);
-IMS_API size_t ims_index_row_count(const ims_index *idx);     /* committed rows */
-IMS_API size_t ims_index_failure_count(const ims_index *idx); /* committed failures */
-IMS_API size_t ims_index_chunk_count(const ims_index *idx);
+IMS_API int64_t ims_index_row_count(const ims_index *idx);     /* committed rows */
+IMS_API int64_t ims_index_failure_count(const ims_index *idx); /* committed failures */
+IMS_API int64_t ims_index_chunk_count(const ims_index *idx);
 /* Whether path is a committed row or failure. */
 IMS_API int ims_index_contains(const ims_index *idx, const char *path);
 
@@ -797,8 +797,8 @@ IMS_API ims_status ims_index_add_failure(ims_index *idx, const char *path, const
 /* Commits the pending rows and failures, if any, as a (shorter) chunk. */
 IMS_API ims_status ims_index_commit(ims_index *idx, ims_error *err);
 
-IMS_API const ims_file_entry *ims_index_row(const ims_index *idx, size_t row);
-IMS_API const ims_file_problem *ims_index_failure(const ims_index *idx, size_t i);
+IMS_API const ims_file_entry *ims_index_row(const ims_index *idx, int64_t row);    /* NULL if out of range */
+IMS_API const ims_file_problem *ims_index_failure(const ims_index *idx, int64_t i); /* NULL if out of range */
 
 /* The text embeddings of the image model's classes, (classes, semantic_dim)
  * f32, kept in the index as classes.npy (ConSE needs them for image queries on
@@ -940,7 +940,7 @@ typedef struct ims_search_result {
 } ims_search_result;
 
 typedef struct ims_search_results {
-    size_t count;                     /* queries, in the order given */
+    int64_t count;                    /* queries, in the order given */
     const ims_search_result *results; /* (count) */
 } ims_search_results;
 
@@ -949,7 +949,7 @@ IMS_API ims_status ims_searcher_open(const ims_index *idx, const ims_search_opti
                                      ims_error *err);
 /* count queries, k in 1..IMS_KNN_MAX_K; *out is freed with ims_search_results_free.
  * A query image that cannot be read fails the search, naming it. */
-IMS_API ims_status ims_searcher_search(ims_searcher *s, const ims_search_query *queries, size_t count, int k,
+IMS_API ims_status ims_searcher_search(ims_searcher *s, const ims_search_query *queries, int64_t count, int k,
                                        ims_search_results **out, ims_error *err);
 /* 1 if the image model's weights are synthetic (the manifest or the loaded file says so):
  * results are not meaningful. */
@@ -959,7 +959,7 @@ IMS_API void ims_search_results_free(ims_search_results *r); /* NULL is fine */
 
 /* One search without keeping a searcher: open, search, close. */
 IMS_API ims_status ims_index_search(const ims_index *idx, const ims_search_options *o,
-                                    const ims_search_query *queries, size_t count, int k,
+                                    const ims_search_query *queries, int64_t count, int k,
                                     ims_search_results **out, ims_error *err);
 
 /* ---- Indexing ---------------------------------------------------------------------------- */
@@ -975,12 +975,12 @@ typedef enum ims_index_stage {
 
 typedef struct ims_index_progress {
     ims_index_stage stage;
-    size_t total;   /* images to process in this run */
-    size_t done;    /* of them, processed */
-    size_t indexed; /* of them, added as rows */
-    size_t failed;  /* files recorded as failures in this run (listing problems included) */
-    size_t already; /* files the index held before this run: skipped */
-    size_t ignored; /* files whose names are not an image's */
+    int64_t total;   /* images to process in this run */
+    int64_t done;    /* of them, processed */
+    int64_t indexed; /* of them, added as rows */
+    int64_t failed;  /* files recorded as failures in this run (listing problems included) */
+    int64_t already; /* files the index held before this run: skipped */
+    int64_t ignored; /* files whose names are not an image's */
     uint64_t estimated_disk_bytes, estimated_host_bytes;
     double elapsed_s;
     double decode_wait_s; /* time the model waited for decoded images */
@@ -1033,7 +1033,7 @@ IMS_API ims_status ims_text_encoder_create(ims_backend *be, const ims_weights *w
  * after lengths[b] tokens); lengths (B), each in 1..min(T, max_seq_length);
  * out (B, D) host floats: the sentence embeddings, L2-normalized if the model
  * says so. A sentence's embedding does not depend on its batch or padding. */
-IMS_API ims_status ims_text_encoder_encode(ims_text_encoder *enc, const int32_t *ids, const int32_t *lengths, int b, int t,
+IMS_API ims_status ims_text_encoder_encode(ims_text_encoder *enc, const int32_t *ids, const int32_t *lengths, int64_t b, int t,
                                            float *out, ims_error *err);
 IMS_API int ims_text_encoder_dim(const ims_text_encoder *enc);            /* D, the hidden size */
 IMS_API int ims_text_encoder_max_seq_length(const ims_text_encoder *enc); /* tokens, [CLS] and [SEP] included */

@@ -209,9 +209,9 @@ ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out
         todo = malloc((list.file_count ? list.file_count : 1) * sizeof *todo);
         paths = malloc((list.file_count ? list.file_count : 1) * sizeof *paths);
         if (!todo || !paths)
-            st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory for %zu files", list.file_count);
+            st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory for %lld files", (long long)list.file_count);
     }
-    for (size_t i = 0; !st && i < list.file_count; i++) {
+    for (int64_t i = 0; !st && i < list.file_count; i++) {
         if (ims_index_contains(r.index, list.files[i].path)) {
             r.progress.already++;
             continue;
@@ -219,7 +219,7 @@ ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out
         paths[todo_count] = list.files[i].path;
         todo[todo_count++] = list.files[i];
     }
-    for (size_t i = 0; !st && i < list.problem_count; i++) {
+    for (int64_t i = 0; !st && i < list.problem_count; i++) {
         if (ims_index_contains(r.index, list.problems[i].path)) {
             r.progress.already++;
             continue;

@@ -412,14 +412,16 @@ static ims_status prepare(ims_searcher *s, size_t n_text, const size_t n_image[S
     return st;
 }
 
-ims_status ims_searcher_search(ims_searcher *s, const ims_search_query *queries, size_t count, int k,
+ims_status ims_searcher_search(ims_searcher *s, const ims_search_query *queries, int64_t count64, int k,
                                ims_search_results **out, ims_error *err)
 {
     *out = NULL;
     if (k < 1 || k > IMS_KNN_MAX_K)
         return ims_error_set(err, IMS_ERR_ARGUMENT, "search: k = %d is out of range 1..%d", k, IMS_KNN_MAX_K);
-    if (count > 0 && !queries)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "search: %zu queries and no query list", count);
+    if (count64 < 0 || (count64 > 0 && !queries))
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "search: %lld queries at %p", (long long)count64,
+                             (const void *)queries);
+    size_t count = (size_t)count64;
     size_t n_text = 0, n_image[SEARCH_TABLES] = {0, 0}, n_table[SEARCH_TABLES] = {0, 0};
     for (size_t i = 0; i < count; i++) {
         const ims_search_query *q = &queries[i];
@@ -470,7 +472,7 @@ ims_status ims_searcher_search(ims_searcher *s, const ims_search_query *queries,
 }
 
 ims_status ims_index_search(const ims_index *idx, const ims_search_options *o, const ims_search_query *queries,
-                            size_t count, int k, ims_search_results **out, ims_error *err)
+                            int64_t count, int k, ims_search_results **out, ims_error *err)
 {
     *out = NULL;
     ims_searcher *s = NULL;

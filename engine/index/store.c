@@ -817,9 +817,9 @@ void ims_index_close(ims_index *idx)
 }
 
 const ims_index_config *ims_index_get_config(const ims_index *idx) { return &idx->cfg; }
-size_t ims_index_row_count(const ims_index *idx) { return idx->row_count; }
-size_t ims_index_failure_count(const ims_index *idx) { return idx->failure_count; }
-size_t ims_index_chunk_count(const ims_index *idx) { return idx->chunk_count; }
+int64_t ims_index_row_count(const ims_index *idx) { return (int64_t)idx->row_count; }
+int64_t ims_index_failure_count(const ims_index *idx) { return (int64_t)idx->failure_count; }
+int64_t ims_index_chunk_count(const ims_index *idx) { return (int64_t)idx->chunk_count; }
 
 int ims_index_contains(const ims_index *idx, const char *path)
 {
@@ -827,14 +827,14 @@ int ims_index_contains(const ims_index *idx, const char *path)
     return path_set_find(&idx->paths, path, &slot);
 }
 
-const ims_file_entry *ims_index_row(const ims_index *idx, size_t row)
+const ims_file_entry *ims_index_row(const ims_index *idx, int64_t row)
 {
-    return row < idx->row_count ? &idx->rows[row] : NULL;
+    return row >= 0 && (uint64_t)row < idx->row_count ? &idx->rows[row] : NULL;
 }
 
-const ims_file_problem *ims_index_failure(const ims_index *idx, size_t i)
+const ims_file_problem *ims_index_failure(const ims_index *idx, int64_t i)
 {
-    return i < idx->failure_count ? &idx->failures[i] : NULL;
+    return i >= 0 && (uint64_t)i < idx->failure_count ? &idx->failures[i] : NULL;
 }
 
 /* ---- Writing chunks -------------------------------------------------------------------- */

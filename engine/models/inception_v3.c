@@ -432,12 +432,14 @@ static ims_status run_blocks(ims_image_encoder *enc, const imsi_tensor *x, int l
     return st;
 }
 
-static ims_status check_batch(const ims_image_encoder *enc, const void *images, int batch, ims_error *err)
+/* The API takes int64_t batches; past this check a batch fits an int. */
+static ims_status check_batch(const ims_image_encoder *enc, const void *images, int64_t batch, ims_error *err)
 {
     if (!images || batch < 1)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "image encoder: %d images at %p", batch, images);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "image encoder: %lld images at %p", (long long)batch, images);
     if (batch > 65536) /* far beyond any GPU's memory at 299 x 299; keeps every size product small */
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "image encoder: batch %d is too large (at most 65536)", batch);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "image encoder: batch %lld is too large (at most 65536)",
+                             (long long)batch);
     return IMS_OK;
 }
 
@@ -517,10 +519,11 @@ static ims_status download_outputs(ims_image_encoder *enc, int batch, float *fea
     return st;
 }
 
-ims_status ims_image_encoder_forward(ims_image_encoder *enc, const uint8_t *images, int batch, float *features,
+ims_status ims_image_encoder_forward(ims_image_encoder *enc, const uint8_t *images, int64_t batch64, float *features,
                                      float *logits, ims_error *err)
 {
-    ims_status st = check_batch(enc, images, batch, err);
+    ims_status st = check_batch(enc, images, batch64, err);
+    int batch = (int)batch64;
     if (!st) st = reserve(enc, batch, err);
     if (st)
         return st;
@@ -532,10 +535,11 @@ ims_status ims_image_encoder_forward(ims_image_encoder *enc, const uint8_t *imag
     return st;
 }
 
-ims_status ims_image_encoder_forward_f32(ims_image_encoder *enc, const float *images, int batch, float *features,
+ims_status ims_image_encoder_forward_f32(ims_image_encoder *enc, const float *images, int64_t batch64, float *features,
                                          float *logits, ims_error *err)
 {
-    ims_status st = check_batch(enc, images, batch, err);
+    ims_status st = check_batch(enc, images, batch64, err);
+    int batch = (int)batch64;
     if (!st) st = reserve(enc, batch, err);
     if (st)
         return st;

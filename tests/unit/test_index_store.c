@@ -119,17 +119,17 @@ static void test_walk(void)
     ims_error err = {0};
     TEST_OK(ims_file_list_walk(roots, 2, &list, &err), err);
     const char *expect[] = {"a/deep/x.jpg", "b/1.jpeg", "b/2.png", "z.JPG"};
-    TEST_CHECK(list.file_count == 4, "%zu files listed, want 4", list.file_count);
-    for (size_t i = 0; i < list.file_count && i < 4; i++) {
+    TEST_CHECK(list.file_count == 4, "%lld files listed, want 4", (long long)list.file_count);
+    for (int64_t i = 0; i < list.file_count && i < 4; i++) {
         char want[600];
         snprintf(want, sizeof want, "%s/%s", root, expect[i]);
-        TEST_CHECK(strcmp(list.files[i].path, want) == 0, "file %zu: '%s', want '%s'", i, list.files[i].path, want);
+        TEST_CHECK(strcmp(list.files[i].path, want) == 0, "file %lld: '%s', want '%s'", (long long)i, list.files[i].path, want);
         TEST_CHECK(list.files[i].size == 1 && list.files[i].mtime_ns > 0, "size/mtime of %s", list.files[i].path);
     }
-    TEST_CHECK(list.ignored_count == 2, "%zu ignored, want 2 (notes.txt, noext)", list.ignored_count);
+    TEST_CHECK(list.ignored_count == 2, "%lld ignored, want 2 (notes.txt, noext)", (long long)list.ignored_count);
     TEST_CHECK(list.problem_count == 1 && strstr(list.problems[0].path, "dangling.jpg") &&
                    strstr(list.problems[0].reason, "dangling"),
-               "%zu problems; the dangling link must be one", list.problem_count);
+               "%lld problems; the dangling link must be one", (long long)list.problem_count);
     ims_file_list_free(&list);
 
     /* A file named on the command line is taken whatever its extension; a missing root is a problem. */
@@ -138,8 +138,8 @@ static void test_walk(void)
     path_join(missing, sizeof missing, "no/such/dir");
     const char *roots2[2] = {file, missing};
     TEST_OK(ims_file_list_walk(roots2, 2, &list, &err), err);
-    TEST_CHECK(list.file_count == 1 && list.problem_count == 1, "%zu files, %zu problems", list.file_count,
-               list.problem_count);
+    TEST_CHECK(list.file_count == 1 && list.problem_count == 1, "%lld files, %lld problems", (long long)list.file_count,
+               (long long)list.problem_count);
     ims_file_list_free(&list);
 
     if (geteuid() != 0) { /* root reads everything */
@@ -257,9 +257,9 @@ static void check_index(const char *dir, int rows, int failures, ims_dtype dtype
     TEST_OK(ims_index_open(dir, &idx, &err), err);
     if (!idx)
         return;
-    TEST_CHECK(ims_index_row_count(idx) == (size_t)rows, "%zu rows, want %d", ims_index_row_count(idx), rows);
-    TEST_CHECK(ims_index_failure_count(idx) == (size_t)failures, "%zu failures, want %d",
-               ims_index_failure_count(idx), failures);
+    TEST_CHECK(ims_index_row_count(idx) == rows, "%lld rows, want %d", (long long)ims_index_row_count(idx), rows);
+    TEST_CHECK(ims_index_failure_count(idx) == failures, "%lld failures, want %d",
+               (long long)ims_index_failure_count(idx), failures);
     TEST_CHECK(ims_index_get_config(idx)->image_model.crc32 == 0xdeadbeef, "model crc");
     TEST_CHECK(ims_index_get_config(idx)->conse_top == 3, "conse_top %d, want 3", ims_index_get_config(idx)->conse_top);
     TEST_CHECK(ims_index_get_config(idx)->precision == IMS_PRECISION_FP16, "precision %d, want fp16",
@@ -323,7 +323,7 @@ static void test_index(ims_dtype dtype)
     add_rows(idx, 4, 3, &err);
     TEST_OK(ims_index_commit(idx, &err), err);
     TEST_OK(ims_index_commit(idx, &err), err); /* nothing pending: no empty chunk */
-    TEST_CHECK(ims_index_chunk_count(idx) == 2, "%zu chunks, want 2", ims_index_chunk_count(idx));
+    TEST_CHECK(ims_index_chunk_count(idx) == 2, "%lld chunks, want 2", (long long)ims_index_chunk_count(idx));
     TEST_OK(ims_index_add_failure(idx, "only/a/failure.png", "not an image", &err), err);
     TEST_OK(ims_index_commit(idx, &err), err); /* a chunk of failures only */
     ims_index_close(idx);
@@ -408,7 +408,7 @@ static void test_old_manifest(void)
     ims_index_close(idx);
     TEST_OK(ims_index_open(dir, &idx, &err), err);
     if (idx) {
-        TEST_CHECK(ims_index_row_count(idx) == 1, "%zu rows", ims_index_row_count(idx));
+        TEST_CHECK(ims_index_row_count(idx) == 1, "%lld rows", (long long)ims_index_row_count(idx));
         TEST_CHECK(ims_index_get_config(idx)->conse_top == 10 && ims_index_get_config(idx)->precision == -1,
                    "after a commit: conse_top %d, precision %d (want 10, unrecorded)",
                    ims_index_get_config(idx)->conse_top, ims_index_get_config(idx)->precision);
