@@ -66,6 +66,12 @@ IMS_API ims_status ims_error_set(ims_error *err, ims_status code, const char *fm
  * drive progress displays; the origin is arbitrary. */
 IMS_API double ims_clock_seconds(void);
 
+/* Frees a buffer the library returned to the caller (ims_index_load_table,
+ * ims_index_load_class_embeddings): the library and its caller may not share
+ * an allocator (bindings, Windows-style runtimes). NULL is fine. Handles have
+ * their own free or close functions. */
+IMS_API void ims_free(void *ptr);
+
 /* ---- Element types --------------------------------------------------------- */
 
 /* One element-type enum for tensors, weight files and .npy files. The values
@@ -802,11 +808,11 @@ IMS_API const ims_file_problem *ims_index_failure(const ims_index *idx, int64_t 
 
 /* The text embeddings of the image model's classes, (classes, semantic_dim)
  * f32, kept in the index as classes.npy (ConSE needs them for image queries on
- * the semantic table). Load: IMS_ERR_NOT_FOUND if absent; *emb is malloc'd. */
+ * the semantic table). Load: IMS_ERR_NOT_FOUND if absent; free *emb with ims_free. */
 IMS_API ims_status ims_index_save_class_embeddings(ims_index *idx, const float *emb, int classes, ims_error *err);
 IMS_API ims_status ims_index_load_class_embeddings(const ims_index *idx, float **emb, int *classes, ims_error *err);
 
-/* The whole table as (rows, dim) f32 in a malloc'd buffer the caller frees
+/* The whole table as (rows, dim) f32 in a buffer freed with ims_free
  * (f16 tables are widened: twice their size; a search loads them with
  * ims_index_load_knn instead). */
 IMS_API ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, float **rows, int *dim,

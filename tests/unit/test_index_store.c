@@ -246,7 +246,7 @@ static void check_load_knn(const ims_index *idx, int rows)
 done:
     ims_knn_free(knn);
     ims_knn_free(wrong);
-    free(table);
+    ims_free(table);
     ims_backend_free(be);
 }
 
@@ -285,7 +285,7 @@ static void check_index(const char *dir, int rows, int failures, ims_dtype dtype
             TEST_CHECK(fabsf(table[r * VD + i] - v[i]) <= tol * fabsf(v[i]), "visual[%d][%d] = %g, want %g", r, i,
                        table[r * VD + i], v[i]);
     }
-    free(table);
+    ims_free(table);
     TEST_OK(ims_index_load_table(idx, IMS_INDEX_TABLE_SEMANTIC, &table, &dim, &err), err);
     TEST_CHECK(dim == SD, "semantic dim %d", dim);
     for (int r = 0; table && r < rows; r++) {
@@ -294,7 +294,7 @@ static void check_index(const char *dir, int rows, int failures, ims_dtype dtype
         for (int i = 0; i < SD; i++)
             TEST_CHECK(fabsf(table[r * SD + i] - s[i]) <= tol * fabsf(s[i]), "semantic[%d][%d]", r, i);
     }
-    free(table);
+    ims_free(table);
     check_load_knn(idx, rows);
     ims_index_close(idx);
 }
@@ -341,7 +341,7 @@ static void test_index(ims_dtype dtype)
     TEST_OK(ims_index_save_class_embeddings(idx, saved, 7, &err), err);
     TEST_OK(ims_index_load_class_embeddings(idx, &emb, &classes, &err), err);
     TEST_CHECK(classes == 7 && emb && memcmp(emb, saved, sizeof saved) == 0, "class embeddings round trip");
-    free(emb);
+    ims_free(emb);
     ims_index_close(idx);
 
     /* A run with another model is refused, naming it. */

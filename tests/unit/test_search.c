@@ -379,9 +379,9 @@ static void test_search(world *w)
     o.precision = IMS_PRECISION_FP16;
     TEST_CHECK(ims_index_search(idx, &o, q, 1, K, &r2, &err) == IMS_ERR_UNSUPPORTED, "fp16 on the CPU: %s", err.msg);
 done:
-    free(visual);
-    free(semantic);
-    free(classes);
+    ims_free(visual);
+    ims_free(semantic);
+    ims_free(classes);
     ims_index_close(idx);
 }
 
