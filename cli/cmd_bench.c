@@ -421,7 +421,6 @@ static ims_status bench_index(bench_ctx *c, ims_error *err)
     o.root_count = 1;
     o.backend = c->be;
     o.image_model = w;
-    o.image_model_path = c->opt->image_model ? c->opt->image_model : tmp_model;
     o.precision = cuda ? IMS_PRECISION_FP16 : IMS_PRECISION_FP32;
     o.batch_size = cuda ? 64 : 16;
     o.threads = 8;

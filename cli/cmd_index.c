@@ -144,9 +144,7 @@ int cmd_index(int argc, char **argv)
         o.root_count = x.roots.count;
         o.backend = m.backend;
         o.image_model = m.image_weights;
-        o.image_model_path = image_path;
-        o.text = m.text;
-        o.text_model_path = text_path;
+        o.text_model = m.text_weights;
         o.precision = m.precision;
         o.batch_size = x.batch ? x.batch : cuda ? 64 : 16;
         o.threads = x.threads ? x.threads : cli_default_threads(16);

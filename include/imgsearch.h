@@ -189,6 +189,19 @@ IMS_API ims_status ims_weights_tensor_expect(const ims_weights *w, const char *n
                                              int ndim, const int64_t *shape,
                                              const ims_weight_tensor **out, ims_error *err);
 
+/* A weight file's identity: what an index records of the models it was built
+ * with, and checks before it uses them again. Computed from the open file
+ * (its bytes' CRC-32: a pass over the file, about a millisecond per MB). */
+typedef struct ims_weights_identity {
+    char name[256];  /* the file's name ("" when opened from memory) */
+    char path[4096]; /* its absolute path ("" when opened from memory) */
+    int synthetic;   /* the file says its weights are synthetic: results are not meaningful */
+    uint64_t bytes;  /* file size */
+    uint32_t crc32;  /* of all its bytes (zlib's crc32) */
+} ims_weights_identity;
+
+IMS_API ims_status ims_weights_identify(const ims_weights *w, ims_weights_identity *out, ims_error *err);
+
 /* ---- Converting checkpoints (weights_tools/convert.c) ------------------------------ */
 
 typedef enum ims_convert_arch {
@@ -626,6 +639,8 @@ IMS_API const char *ims_tokenizer_decode_token(const ims_tokenizer *tok, int32_t
  * on the other texts. */
 typedef struct ims_text_embedder ims_text_embedder;
 
+/* precision: fp32 or fp16 (fp16 tensors, fp32 accumulation); tf32 runs as
+ * fp32, so a caller may pass its image model's precision as it is. */
 IMS_API ims_status ims_text_embedder_create(ims_backend *be, const ims_weights *w, ims_precision precision,
                                             ims_text_embedder **out, ims_error *err);
 IMS_API void ims_text_embedder_free(ims_text_embedder *e); /* NULL is fine */
@@ -743,17 +758,6 @@ IMS_API void ims_file_list_free(ims_file_list *list);
 
 typedef struct ims_index ims_index;
 
-/* A model an index was built with: file name, size and CRC-32 of its bytes. */
-typedef struct ims_index_model {
-    char name[256];  /* the file's name */
-    char path[4096]; /* its absolute path when indexed (search loads it from there by default) */
-    int synthetic;   /* the file says its weights are synthetic: results are not meaningful */
-    uint64_t bytes;
-    uint32_t crc32;
-} ims_index_model;
-
-IMS_API ims_status ims_index_model_identify(const char *path, ims_index_model *out, ims_error *err);
-
 typedef enum ims_index_table {
     IMS_INDEX_TABLE_VISUAL = 0,   /* the L2-normalized 2048-d pool features */
     IMS_INDEX_TABLE_SEMANTIC = 1, /* ConSE embeddings in the text encoder's space */
@@ -770,8 +774,8 @@ typedef struct ims_index_config {
                                  before it was recorded holds */
     int precision;            /* the image model's arithmetic the rows were made with (an
                                  ims_precision); -1: not recorded (indexes made before it was) */
-    ims_index_model image_model;
-    ims_index_model text_model; /* when semantic_dim > 0 */
+    ims_weights_identity image_model;
+    ims_weights_identity text_model; /* when semantic_dim > 0 */
 } ims_index_config;
 
 IMS_API void ims_index_config_init(ims_index_config *c);
@@ -999,12 +1003,11 @@ typedef struct ims_index_run_options {
     const char *const *roots;
     size_t root_count;
     ims_backend *backend;
-    const ims_weights *image_model;
-    const char *image_model_path;        /* identified (size, CRC-32) in the manifest */
-    const ims_text_embedder *text;       /* NULL: no semantic table */
-    const char *text_model_path;
-    ims_precision precision;             /* of the image model; default fp32; recorded in the
-                                            manifest: a run on an existing index must match it */
+    const ims_weights *image_model;      /* its identity (ims_weights_identify) goes in the manifest */
+    const ims_weights *text_model;       /* likewise; NULL: no semantic table */
+    ims_precision precision;             /* of both models (the text model runs tf32 as fp32); default
+                                            fp32; recorded in the manifest: a run on an existing index
+                                            must match it */
     ims_preprocess_mode mode;            /* default torchvision */
     ims_dtype dtype;                     /* tables: default f16 */
     int batch_size, threads, chunk_rows; /* defaults 32, 4, 4096 */

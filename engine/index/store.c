@@ -230,32 +230,6 @@ void ims_index_config_init(ims_index_config *c)
     c->precision = -1;
 }
 
-ims_status ims_index_model_identify(const char *path, ims_index_model *out, ims_error *err)
-{
-    memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ims_error_set(err, IMS_ERR_IO, "cannot open model '%s': %s", path, strerror(errno));
-    unsigned char buf[1 << 16];
-    uLong crc = crc32(0L, Z_NULL, 0);
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
-        crc = crc32(crc, buf, (uInt)n);
-        out->bytes += n;
-    }
-    int failed = ferror(f);
-    fclose(f);
-    if (failed)
-        return ims_error_set(err, IMS_ERR_IO, "reading model '%s' failed", path);
-    out->crc32 = (uint32_t)crc;
-    const char *slash = strrchr(path, '/');
-    snprintf(out->name, sizeof out->name, "%s", slash ? slash + 1 : path);
-    char *full = realpath(path, NULL);
-    snprintf(out->path, sizeof out->path, "%s", full ? full : path);
-    free(full);
-    return IMS_OK;
-}
-
 static ims_status check_config(const ims_index_config *c, ims_error *err)
 {
     if (c->dtype != IMS_DTYPE_F16 && c->dtype != IMS_DTYPE_F32)
@@ -292,7 +266,7 @@ static void write_json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static void write_model(FILE *f, const char *key, const ims_index_model *m)
+static void write_model(FILE *f, const char *key, const ims_weights_identity *m)
 {
     fprintf(f, "  \"%s\": {\"name\": ", key);
     write_json_string(f, m->name);
@@ -363,7 +337,7 @@ static ims_status get_string(const json_value *obj, const char *key, const char 
     return IMS_OK;
 }
 
-static ims_status read_model(const json_value *root, const char *key, ims_index_model *m, ims_error *err)
+static ims_status read_model(const json_value *root, const char *key, ims_weights_identity *m, ims_error *err)
 {
     const json_value *v = imsi_json_object_get(root, key);
     if (!v || v->kind != JSON_OBJECT)
@@ -712,7 +686,7 @@ ims_status ims_index_open(const char *dir, ims_index **out, ims_error *err)
     return IMS_OK;
 }
 
-static int model_equal(const ims_index_model *a, const ims_index_model *b)
+static int model_equal(const ims_weights_identity *a, const ims_weights_identity *b)
 {
     return a->bytes == b->bytes && a->crc32 == b->crc32;
 }

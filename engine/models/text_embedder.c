@@ -27,6 +27,9 @@ ims_status ims_text_embedder_create(ims_backend *be, const ims_weights *w, ims_p
     ims_text_embedder *e = calloc(1, sizeof *e);
     if (!e)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    /* The text encoder has no TF32 path: an image model's tf32 runs the text model in fp32. */
+    if (precision == IMS_PRECISION_TF32)
+        precision = IMS_PRECISION_FP32;
     ims_status st = ims_tokenizer_create_from_weights(w, &e->tok, err);
     if (!st)
         st = ims_text_encoder_create(be, w, precision, &e->enc, err);

@@ -79,9 +79,7 @@ static int setup(world *w)
     ro.root_count = 6;
     ro.backend = w->be;
     ro.image_model = w->iw;
-    ro.image_model_path = w->image_model;
-    ro.text = w->text;
-    ro.text_model_path = w->text_model;
+    ro.text_model = w->tw;
     ro.batch_size = 2;
     ro.threads = 2;
     ro.chunk_rows = 2;
@@ -401,7 +399,6 @@ static void test_special_indexes(world *w)
     ro.root_count = 1;
     ro.backend = w->be;
     ro.image_model = w->iw;
-    ro.image_model_path = w->image_model;
     TEST_OK(ims_index_run(&ro, NULL, &err), err);
     ims_index *idx = NULL;
     TEST_OK(ims_index_open(dir, &idx, &err), err);
