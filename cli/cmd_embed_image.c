@@ -14,9 +14,10 @@ static const char embed_usage[] =
     "usage: imgsearch embed-image IMAGE... --image-model M.isw -o OUT.npy\n"
     "                             [--what features|logits] [--mode torchvision|fid]\n"
     "                             [--device auto|cpu|cuda] [--gpu N] [--precision fp32|tf32|fp16]\n"
-    "                             [--batch N] [--threads N]\n"
+    "                             [--batch N] [--threads N] [--max-pixels N]\n"
     "\n"
-    "Writes each IMAGE's Inception-v3 output as one row of a float32 NumPy array.\n"
+    "Writes each IMAGE's Inception-v3 output as one row of a float32 NumPy array\n"
+    "(JPEG, PNG, WebP, TIFF, GIF or BMP, recognized by content).\n"
     "\n"
     "  --image-model M.isw  the model (imgsearch convert)\n"
     "  -o, --output OUT.npy the file to write (replaced atomically)\n"
@@ -31,6 +32,7 @@ static const char embed_usage[] =
     "  --precision P        fp32 (default), tf32 or fp16 (cuda only)\n"
     "  --batch N            images per forward pass (default 32)\n"
     "  --threads N          decode threads (default: the CPU count, at most 8)\n"
+    CLI_MAX_PIXELS_HELP
     "\n"
     "Exit status: 0 success, 1 failure (nothing written), 2 bad command line,\n"
     "3 some images could not be read (each reported on stderr; OUT holds the rows\n"
@@ -107,6 +109,8 @@ static int parse_args(int argc, char **argv, encode_options *o, cli_list *images
             cli_arg_int(&a, 1, 1024, &o->batch);
         else if (cli_is(&a, "--threads"))
             cli_arg_int(&a, 1, 256, &o->threads);
+        else if (cli_is(&a, CLI_MAX_PIXELS_OPTION))
+            cli_arg_max_pixels(&a, &o->decode);
         else
             cli_args_unknown(&a);
     }

@@ -14,13 +14,13 @@ static const char search_usage[] =
     "usage: imgsearch search INDEX (--text TEXT | --image FILE | --queries FILE)...\n"
     "                        [-k K] [--json] [--table visual|semantic]\n"
     "                        [--device auto|cpu|cuda] [--gpu N] [--dtype f16|f32]\n"
-    "                        [--text-model M.isw] [--image-model M.isw]\n"
+    "                        [--text-model M.isw] [--image-model M.isw] [--max-pixels N]\n"
     "\n"
     "Finds the K images of INDEX most similar to each query (cosine similarity,\n"
     "exact). --text, --image and --queries may be repeated and combined.\n"
     "\n"
     "  --text TEXT          a text query (needs an index built with --text-model)\n"
-    "  --image FILE         an image query\n"
+    "  --image FILE         an image query (JPEG, PNG, WebP, TIFF, GIF or BMP)\n"
     "  --queries FILE       one query per line: text, or @PATH for an image\n"
     "  -k K                 results per query (default 10)\n"
     "  --table T            the table image queries use: visual (default: the\n"
@@ -35,7 +35,8 @@ static const char search_usage[] =
     "                       a GPU is usable, else cpu\n"
     "  --gpu N              which GPU (default 0)\n"
     "  --text-model M       the text model (default: the one the index was built with)\n"
-    "  --image-model M      the image model (default: likewise)\n";
+    "  --image-model M      the image model (default: likewise)\n"
+    CLI_MAX_PIXELS_HELP;
 
 typedef struct search_query {
     const char *text; /* the query as given (text, or the image path) */
@@ -47,11 +48,18 @@ typedef struct search_args {
     cli_device device;
     int k, json, semantic_images;
     ims_dtype dtype; /* IMS_DTYPE_COUNT: the backend's default */
+    ims_decode_options decode; /* --max-pixels */
     search_query *queries;
     size_t count, cap;
     char **owned; /* lines read from --queries files */
     size_t owned_count, owned_cap;
 } search_args;
+
+static void on_image_warning(void *ctx, const char *path, const char *message)
+{
+    (void)ctx;
+    cli_image_warning(path, message);
+}
 
 static int add_query(search_args *a, const char *text, int image)
 {
@@ -129,6 +137,7 @@ static int parse_search_args(int argc, char **argv, search_args *a)
     static const char *const table_names[] = {"visual", "semantic", NULL};
     a->k = 10;
     a->dtype = IMS_DTYPE_COUNT;
+    ims_decode_options_init(&a->decode);
     cli_args c;
     cli_args_init(&c, "search", search_usage, argc, argv);
     while (cli_args_next(&c)) {
@@ -154,6 +163,8 @@ static int parse_search_args(int argc, char **argv, search_args *a)
             cli_arg_path(&c, &a->text_model);
         else if (cli_is(&c, "--image-model"))
             cli_arg_path(&c, &a->image_model);
+        else if (cli_is(&c, CLI_MAX_PIXELS_OPTION))
+            cli_arg_max_pixels(&c, &a->decode);
         else
             cli_args_unknown(&c);
     }
@@ -238,6 +249,8 @@ int cmd_search(int argc, char **argv)
     so.dtype = a.dtype;
     so.image_model = a.image_model;
     so.text_model = a.text_model;
+    so.decode = a.decode;
+    so.on_warning = on_image_warning;
     if (!st)
         st = ims_searcher_open(index, &so, &searcher, &err);
     if (!st)

@@ -15,6 +15,7 @@ typedef struct encode_options {
     int mode;                 /* --mode: CLI_MODE_MODEL, else an ims_preprocess_mode */
     int batch;                /* --batch N */
     int threads;              /* decode threads */
+    ims_decode_options decode; /* --max-pixels */
 } encode_options;
 
 void encode_options_init(encode_options *o);

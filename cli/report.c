@@ -16,6 +16,11 @@ int cli_file_error(const char *path, const ims_error *err)
     return CLI_EXIT_FAILURE;
 }
 
+void cli_image_warning(const char *path, const char *msg)
+{
+    fprintf(stderr, "imgsearch: warning: %s: %s\n", path, msg);
+}
+
 int cli_fail(const char *fmt, ...)
 {
     va_list ap;
