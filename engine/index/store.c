@@ -14,6 +14,7 @@
 #include "index/store.h"
 
 #include "core/atomic_file.h"
+#include "core/checked.h"
 #include "core/error.h"
 #include "core/json.h"
 
@@ -190,10 +191,12 @@ static ims_status grow(void **items, size_t *cap, size_t need, size_t item_size,
 {
     if (need <= *cap)
         return IMS_OK;
-    size_t new_cap = *cap ? *cap : 64;
+    size_t new_cap = *cap ? *cap : 64, bytes;
     while (new_cap < need)
-        new_cap *= 2;
-    void *p = realloc(*items, new_cap * item_size);
+        new_cap = new_cap > SIZE_MAX / 2 ? need : new_cap * 2;
+    if (!imsi_size_mul(new_cap, item_size, &bytes))
+        return ims_error_set(err, IMS_ERR_NOMEM, "%zu index entries do not fit in memory", need);
+    void *p = realloc(*items, bytes);
     if (!p)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory (%zu index entries)", need);
     *items = p;
@@ -455,8 +458,8 @@ static ims_status manifest_parse(ims_index *idx, const json_value *root, int64_t
         if (st)
             return imsi_error_prefix(err, st, "chunks[%zu]", i);
         idx->chunks[i] = (index_chunk){(size_t)r, (size_t)fl};
-        row_sum += r;
-        failure_sum += fl;
+        if (__builtin_add_overflow(row_sum, r, &row_sum) || __builtin_add_overflow(failure_sum, fl, &failure_sum))
+            return ims_error_set(err, IMS_ERR_FORMAT, "chunks[%zu]: the counts overflow", i);
     }
     if (st)
         return st;
@@ -546,12 +549,28 @@ static ims_status parse_u64(const char *s, uint64_t *out)
     return IMS_OK;
 }
 
+/* The shortest line each file can hold: "0<TAB>0<TAB>p\n" and "p<TAB>r\n". */
+enum { ROW_LINE_MIN = 6, FAILURE_LINE_MIN = 4 };
+
+/* A manifest's count is bounded by the file that holds the lines, before it
+ * sizes any memory: a hostile count fails here, not in an allocation. */
+static ims_status check_line_count(const char *path, size_t expect, size_t len, size_t line_min, const char *what,
+                                   ims_error *err)
+{
+    if (expect > (len + 1) / line_min) /* the last line may lack its newline */
+        return ims_error_set(err, IMS_ERR_FORMAT, "%s: the manifest lists %zu %s, more than its %zu bytes can hold",
+                             path, expect, what, len);
+    return IMS_OK;
+}
+
 static ims_status read_rows_file(ims_index *idx, size_t chunk, size_t expect, ims_error *err)
 {
     char *path = index_file_path(idx, chunk, "rows.txt");
     char *text = NULL;
     size_t len = 0;
     ims_status st = path ? read_text_file(path, &text, &len, err) : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    if (!st)
+        st = check_line_count(path, expect, len, ROW_LINE_MIN, "rows", err);
     if (!st)
         st = grow((void **)&idx->rows, &idx->row_cap, idx->row_count + expect, sizeof *idx->rows, err);
     char *p = text, *end = text + len;
@@ -593,6 +612,8 @@ static ims_status read_failures_file(ims_index *idx, size_t chunk, size_t expect
     char *text = NULL;
     size_t len = 0;
     ims_status st = path ? read_text_file(path, &text, &len, err) : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    if (!st)
+        st = check_line_count(path, expect, len, FAILURE_LINE_MIN, "failures", err);
     if (!st)
         st = grow((void **)&idx->failures, &idx->failure_cap, idx->failure_count + expect, sizeof *idx->failures,
                   err);

@@ -461,6 +461,15 @@ static void test_malformed(void)
          " \"image_model\": {\"name\": \"a\", \"path\": \"/a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
          " \"rows\": 2, \"failures\": 0, \"chunks\": [{\"rows\": 2, \"failures\": 0}]}",
          "precision 'fp8'"},
+        /* A hostile count (2^62 failures): refused by the size of failures.txt,
+         * before it sizes memory (it once wrapped a capacity to zero). */
+        {"bad/manifest.json",
+         "{\"format\": \"imgsearch-index\", \"version\": 1, \"tool_version\": \"x\", \"mode\": \"torchvision\","
+         " \"dtype\": \"f32\", \"chunk_rows\": 4, \"visual_dim\": 5, \"semantic_dim\": 0,"
+         " \"image_model\": {\"name\": \"a\", \"path\": \"/a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
+         " \"rows\": 2, \"failures\": 4611686018427387904,"
+         " \"chunks\": [{\"rows\": 2, \"failures\": 4611686018427387904}]}",
+         "more than its"},
         {"bad/chunk-000000.rows.txt", "20\t1\timg/000.jpg\n", "1 rows, the manifest lists 2"},
         {"bad/chunk-000000.rows.txt", "20\t1\timg/000.jpg\nx\t1\timg/001.jpg\n", "line 2"},
         {"bad/chunk-000000.rows.txt", "20\t1\timg/000.jpg\n20\t1\timg/%G1.jpg\n", "malformed"},
