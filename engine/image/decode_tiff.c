@@ -345,8 +345,8 @@ static ims_status read_strips(TIFF *tif, const tiff_layout *L, int w, int h, uin
         uint32_t rows = (uint32_t)h - y < rps ? (uint32_t)h - y : rps;
         if (s >= strips)
             return ims_error_set(err, IMS_ERR_FORMAT, "TIFF has %u strips, too few for %d rows", strips, h);
-        tmsize_t want = line * (tmsize_t)rows;
-        if (want > buf_size)
+        tmsize_t want = 0;
+        if (line <= 0 || __builtin_mul_overflow(line, (tmsize_t)rows, &want) || want > buf_size)
             return ims_error_set(err, IMS_ERR_FORMAT, "TIFF strip %u is larger than its rows", s);
         if (TIFFReadEncodedStrip(tif, s, buf, want) != want)
             return ims_error_set(err, IMS_ERR_FORMAT, "TIFF strip %u is truncated or corrupt%s%s", s,
@@ -365,7 +365,9 @@ static ims_status read_tiles(TIFF *tif, const tiff_layout *L, int w, int h, uint
     TIFFGetField(tif, TIFFTAG_TILEWIDTH, &tw);
     TIFFGetField(tif, TIFFTAG_TILELENGTH, &th);
     tmsize_t row = TIFFTileRowSize(tif);
-    if (tw == 0 || th == 0 || row <= 0 || row * (tmsize_t)th > buf_size)
+    tmsize_t tile_bytes = 0;
+    if (tw == 0 || th == 0 || row <= 0 || __builtin_mul_overflow(row, (tmsize_t)th, &tile_bytes) ||
+        tile_bytes > buf_size)
         return ims_error_set(err, IMS_ERR_FORMAT, "TIFF tiles of %u x %u do not fit their size", tw, th);
     for (uint32_t y = 0; y < (uint32_t)h; y += th) {
         for (uint32_t x = 0; x < (uint32_t)w; x += tw) {
@@ -440,8 +442,10 @@ ims_status imsi_decode_tiff(const unsigned char *data, size_t size, const ims_de
         /* One strip or tile at a time; its size is bounded by the image's
          * (a tile may reach past the edge, by less than its own size). */
         uint64_t need = tiled ? (uint64_t)TIFFTileSize64(tif) : (uint64_t)TIFFStripSize64(tif);
-        uint64_t px_bytes = ((uint64_t)L.spp * (uint64_t)L.bits + 7) / 8 + 1;
-        uint64_t bound = ((uint64_t)w + 64) * ((uint64_t)h + 64) * px_bytes * 4;
+        uint64_t px_bytes = ((uint64_t)L.spp * (uint64_t)L.bits + 7) / 8 + 1, bound = 0;
+        if (__builtin_mul_overflow((uint64_t)w + 64, (uint64_t)h + 64, &bound) ||
+            __builtin_mul_overflow(bound, px_bytes * 4, &bound))
+            bound = UINT64_MAX; /* then need > SIZE_MAX decides */
         if (need == 0 || need > bound || need > (uint64_t)INT64_MAX || need > SIZE_MAX)
             st = ims_error_set(err, IMS_ERR_FORMAT, "TIFF %s of %llu bytes for a %u x %u image", tiled ? "tile" : "strip",
                                (unsigned long long)need, w, h);
