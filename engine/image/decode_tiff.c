@@ -317,7 +317,7 @@ static ims_status tiff_layout_read(TIFF *tif, int be, tiff_layout *L, ims_error 
     const char *why = tiff_choose(be, photo, sf, fill, bits, spp, extra, nextra, L);
     if (why)
         return ims_error_set(err, IMS_ERR_UNSUPPORTED,
-                             "TIFF of %u-bit samples x %u (photometric %u, sample format %u, %u extra): %s",
+                             "TIFF of %u-bit samples x %u (photometric %u, sample format %u, %u extra) is not supported: %s",
                              (unsigned)bits, (unsigned)spp, (unsigned)photo, (unsigned)sf, (unsigned)nextra, why);
     if (L->kind == TIFF_PALETTE) {
         uint16_t *r, *g, *b;
