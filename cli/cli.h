@@ -42,6 +42,10 @@ int cli_file_error(const char *path, const ims_error *err);
 /* "imgsearch: warning: <path>: <msg>": an image that decoded with a warning. */
 void cli_image_warning(const char *path, const char *msg);
 /* "imgsearch: <printf text>": the command's own one-line failure; returns CLI_EXIT_FAILURE. */
+/* The command's exit status, or CLI_EXIT_FAILURE if what it wrote to stdout
+ * did not all get there (checked once, at the end: main.c). */
+int cli_finish_output(int status);
+
 int cli_fail(const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 1, 2)))
@@ -204,5 +208,21 @@ typedef struct cli_progress {
 void cli_progress_init(cli_progress *p, const char *what, size_t total);
 /* Redraws when due (final: always, and ends the line). */
 void cli_progress_update(cli_progress *p, size_t done, size_t failed, int final);
+
+/* Text lines from a file or stdin (lines.c). */
+#define CLI_LINE_MAX (1 << 20) /* bytes in one line: texts, queries and vocabulary entries are far shorter */
+typedef struct cli_lines {
+    FILE *f;
+    const char *what; /* "stdin", "queries file 'q.txt'": names the input in messages */
+    char *buf;
+    size_t cap, line_no;
+} cli_lines;
+
+void cli_lines_init(cli_lines *r, FILE *f, const char *what);
+/* 1: the next line in *line (*len bytes without its '\n'; a '\r' stays; NUL
+ * bytes may occur), valid until the next call; 0: the end; -1: an error
+ * (a read error, a line longer than CLI_LINE_MAX), already printed. */
+int cli_lines_next(cli_lines *r, char **line, size_t *len);
+void cli_lines_free(cli_lines *r);
 
 #endif /* IMS_CLI_H */

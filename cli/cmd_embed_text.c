@@ -34,31 +34,38 @@ static void line_list_free(line_list *l)
     free(l->items);
 }
 
+/* 0, or -1 after the reader or an allocation failure said why. */
 static int read_stdin_lines(line_list *l)
 {
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int rc = 0;
-    while (!rc && (len = getline(&line, &cap, stdin)) >= 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+    cli_lines in;
+    cli_lines_init(&in, stdin, "stdin");
+    char *line;
+    size_t len;
+    int rc = 0, got;
+    while (!rc && (got = cli_lines_next(&in, &line, &len)) > 0) {
+        while (len > 0 && line[len - 1] == '\r')
             line[--len] = '\0';
         if (l->count == l->cap) {
             size_t n = l->cap ? l->cap * 2 : 64;
             char **p = realloc(l->items, n * sizeof *p);
             if (!p) {
+                cli_fail("out of memory reading stdin");
                 rc = -1;
                 break;
             }
             l->items = p;
             l->cap = n;
         }
-        if (!(l->items[l->count] = strdup(line)))
+        if (!(l->items[l->count] = strdup(line))) {
+            cli_fail("out of memory reading stdin");
             rc = -1;
-        else
+        } else {
             l->count++;
+        }
     }
-    free(line);
+    if (got < 0)
+        rc = -1;
+    cli_lines_free(&in);
     return rc;
 }
 
@@ -151,7 +158,7 @@ int cmd_embed_text(int argc, char **argv)
     line_list lines = {0};
     int rc = parse_args(argc, argv, &e);
     if (rc < 0 && e.texts.count == 0 && read_stdin_lines(&lines))
-        rc = cli_fail("out of memory reading stdin");
+        rc = CLI_EXIT_FAILURE;
     if (rc < 0)
         rc = e.texts.count ? run_embed_text(&e, e.texts.items, e.texts.count)
                            : run_embed_text(&e, (const char *const *)lines.items, lines.count);

@@ -8,13 +8,15 @@
 #include "cli.h"
 
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 
 static const char search_usage[] =
     "usage: imgsearch search INDEX (--text TEXT | --image FILE | --queries FILE)...\n"
     "                        [-k K] [--json] [--table visual|semantic]\n"
     "                        [--device auto|cpu|cuda] [--gpu N] [--dtype f16|f32]\n"
-    "                        [--text-model M.isw] [--image-model M.isw] [--max-pixels N]\n"
+    "                        [--text-model M.isw] [--image-model M.isw] [--no-verify]\n"
+    "                        [--max-pixels N]\n"
     "\n"
     "Finds the K images of INDEX most similar to each query (cosine similarity,\n"
     "exact). --text, --image and --queries may be repeated and combined.\n"
@@ -36,6 +38,8 @@ static const char search_usage[] =
     "  --gpu N              which GPU (default 0)\n"
     "  --text-model M       the text model (default: the one the index was built with)\n"
     "  --image-model M      the image model (default: likewise)\n"
+    "  --no-verify          check the index's table files by size only, not by\n"
+    "                       their CRC-32 (faster loading of very large indexes)\n"
     CLI_MAX_PIXELS_HELP;
 
 typedef struct search_query {
@@ -46,7 +50,7 @@ typedef struct search_query {
 typedef struct search_args {
     const char *index_dir, *text_model, *image_model;
     cli_device device;
-    int k, json, semantic_images;
+    int k, json, semantic_images, no_verify;
     ims_dtype dtype; /* IMS_DTYPE_COUNT: the backend's default */
     ims_decode_options decode; /* --max-pixels */
     search_query *queries;
@@ -93,15 +97,18 @@ static int read_queries_file(search_args *a, const char *path)
 {
     FILE *f = !strcmp(path, "-") ? stdin : fopen(path, "rb");
     if (!f) {
-        fprintf(stderr, "imgsearch: cannot open queries file '%s'\n", path);
+        fprintf(stderr, "imgsearch: cannot open queries file '%s': %s\n", path, strerror(errno));
         return CLI_EXIT_FAILURE;
     }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int rc = 0;
-    while (!rc && (len = getline(&line, &cap, f)) >= 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+    char what[64 + 4096];
+    snprintf(what, sizeof what, f == stdin ? "stdin (queries)" : "queries file '%s'", path);
+    cli_lines in;
+    cli_lines_init(&in, f, what);
+    char *line;
+    size_t len;
+    int rc = 0, got;
+    while (!rc && (got = cli_lines_next(&in, &line, &len)) > 0) {
+        while (len > 0 && line[len - 1] == '\r')
             line[--len] = '\0';
         if (len == 0)
             continue; /* blank lines separate nothing */
@@ -109,7 +116,9 @@ static int read_queries_file(search_args *a, const char *path)
         if (!copy || keep_line(a, copy) || add_query(a, copy[0] == '@' ? copy + 1 : copy, copy[0] == '@'))
             rc = CLI_EXIT_FAILURE;
     }
-    free(line);
+    if (got < 0)
+        rc = CLI_EXIT_FAILURE;
+    cli_lines_free(&in);
     if (f != stdin)
         fclose(f);
     return rc;
@@ -159,6 +168,8 @@ static int parse_search_args(int argc, char **argv, search_args *a)
             cli_arg_device(&c, &a->device);
         else if (cli_is(&c, "--dtype"))
             cli_arg_dtype(&c, &a->dtype);
+        else if (cli_is(&c, "--no-verify"))
+            a->no_verify = 1;
         else if (cli_is(&c, "--text-model"))
             cli_arg_path(&c, &a->text_model);
         else if (cli_is(&c, "--image-model"))
@@ -251,6 +262,7 @@ int cmd_search(int argc, char **argv)
     so.text_model = a.text_model;
     so.decode = a.decode;
     so.on_warning = on_image_warning;
+    so.verify = !a.no_verify;
     if (!st)
         st = ims_searcher_open(index, &so, &searcher, &err);
     if (!st)

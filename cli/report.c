@@ -2,7 +2,9 @@
  * form: "imgsearch: [FILE: ]reason". Usage errors (exit 2) are args.c's. */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdarg.h>
+#include <string.h>
 
 int cli_error(const ims_error *err)
 {
@@ -19,6 +21,18 @@ int cli_file_error(const char *path, const ims_error *err)
 void cli_image_warning(const char *path, const char *msg)
 {
     fprintf(stderr, "imgsearch: warning: %s: %s\n", path, msg);
+}
+
+int cli_finish_output(int status)
+{
+    /* Results that did not all reach stdout (a full disk, a closed pipe, >/dev/full)
+     * are a failure, whatever the command thought. */
+    errno = 0;
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "imgsearch: writing the results failed: %s\n", errno ? strerror(errno) : "write error");
+        return status == CLI_EXIT_USAGE ? status : CLI_EXIT_FAILURE;
+    }
+    return status;
 }
 
 int cli_fail(const char *fmt, ...)
