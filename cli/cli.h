@@ -4,7 +4,7 @@
  * subcommand's name; it returns the process exit status. Results go to stdout,
  * diagnostics to stderr. Only cli/ decides to exit, and only main.c knows the
  * table of commands. The files below main.c (args.c, report.c, models.c,
- * json.c, progress.c) call nothing above them, so the link graph has no loops.
+ * output.c, progress.c) call nothing above them, so the link graph has no loops.
  */
 #ifndef IMS_CLI_H
 #define IMS_CLI_H
@@ -38,6 +38,8 @@ int cmd_knn(int argc, char **argv);
 /* "imgsearch: <msg>" on stderr (the status's name when msg is empty); returns CLI_EXIT_FAILURE. */
 int cli_error(const ims_error *err);
 /* "imgsearch: <path>: <msg>": an error that belongs to an input file; returns CLI_EXIT_FAILURE. */
+/* "imgsearch: WHAT PATH: REASON" on stderr (a skipped image, a failed file). */
+void cli_report_file(const char *what, const char *path, const char *reason);
 int cli_file_error(const char *path, const ims_error *err);
 /* "imgsearch: warning: <path>: <msg>": an image that decoded with a warning. */
 void cli_image_warning(const char *path, const char *msg);
@@ -171,9 +173,16 @@ int cli_arg_max_pixels(cli_args *a, ims_decode_options *o);
 /* The current operand appended to l. */
 int cli_operand_add(cli_args *a, cli_list *l);
 
-/* ---- JSON output (json.c) ------------------------------------------------------ */
+/* ---- Output of names we do not control (output.c) ---------------------------- */
+/* A JSON string; invalid UTF-8 bytes become U+FFFD, so the output is always valid JSON. */
 void json_string(FILE *out, const char *s, size_t len);
+/* "key": "path", and "key_bytes": the exact bytes (ASCII, others %XX) when the
+ * path is not valid UTF-8 (urllib.parse.unquote_to_bytes reads them back). */
+void json_path(FILE *out, const char *key, const char *path);
 void json_double(FILE *out, double v); /* NaN and Inf as strings, which JSON lacks */
+/* s with control characters and invalid UTF-8 bytes as \xNN: safe on a terminal, one line. */
+void text_safe(FILE *out, const char *s);
+int text_is_utf8(const char *s, size_t len);
 
 /* ---- Devices and models (models.c) --------------------------------------------- */
 

@@ -197,27 +197,31 @@ static void print_results(const search_args *a, const ims_search_results *res)
         if (a->json) {
             printf("{\"query\": ");
             if (q->image) {
-                printf("{\"image\": ");
-                json_string(stdout, q->text, strlen(q->text));
+                printf("{");
+                json_path(stdout, "image", q->text);
                 printf("}");
             } else {
                 json_string(stdout, q->text, strlen(q->text));
             }
             printf(", \"table\": \"%s\", \"results\": [", table);
         } else {
-            printf("%s%s \"%s\" (%s table)\n", i ? "\n" : "", q->image ? "image" : "text", q->text, table);
+            printf("%s%s \"", i ? "\n" : "", q->image ? "image" : "text");
+            text_safe(stdout, q->text);
+            printf("\" (%s table)\n", table);
             printf("%4s  %8s  %s\n", "rank", "score", "path");
         }
         for (int j = 0; j < r->count; j++) {
             const ims_search_hit *h = &r->hits[j];
             if (a->json) {
-                printf("%s{\"rank\": %d, \"path\": ", j ? ", " : "", j + 1);
-                json_string(stdout, h->path, strlen(h->path));
+                printf("%s{\"rank\": %d, ", j ? ", " : "", j + 1);
+                json_path(stdout, "path", h->path);
                 printf(", \"score\": ");
                 json_double(stdout, h->score);
                 printf("}");
             } else {
-                printf("%4d  %8.4f  %s\n", j + 1, h->score, h->path);
+                printf("%4d  %8.4f  ", j + 1, h->score);
+                text_safe(stdout, h->path);
+                fputc('\n', stdout);
             }
         }
         if (a->json)

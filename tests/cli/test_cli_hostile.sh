@@ -78,6 +78,52 @@ printf 'a cat\n' >"$work/q.txt"
 bounded "$bin" search "$work/idx" --queries "$work/photos" --device cpu >/dev/null 2>"$work/err"
 check "a folder as the queries file fails" test $? -eq 1
 
+# ---- names that are not text: JSON stays valid, the terminal sees no controls ----
+mkdir -p "$work/odd"
+cp "$fixtures/images/horse.png" "$work/odd/$(printf 'esc\033]0;pwned\007.png')"
+cp "$fixtures/images/jpg_420.jpg" "$work/odd/$(printf 'new\nline.jpg')"
+cp "$fixtures/images/horse.png" "$work/odd/$(printf 'latin1_\xe9.png')"
+check "index odd names" run 0 index "$work/odd" -o "$work/idx_odd" --image-model "$work/iv3.isw" --device cpu
+check "search --json over odd names" run 0 search "$work/idx_odd" --image "$work/photos/horse.png" -k 3 --device cpu --json
+check "the JSON is valid and the bytes come back" python3 - "$work/out" "$work/odd" <<'PY'
+import json, os, sys, urllib.parse
+names = set(os.listdir(os.fsencode(sys.argv[2])))
+got = set()
+for line in open(sys.argv[1], encoding="utf-8"):          # strict UTF-8: raises on invalid bytes
+    for r in json.loads(line)["results"]:
+        raw = urllib.parse.unquote_to_bytes(r["path_bytes"]) if "path_bytes" in r else r["path"].encode()
+        got.add(os.path.basename(raw))
+        assert ("path_bytes" in r) == (b"\xe9" in raw), r
+assert got == names, (got, names)
+PY
+check "search text output" run 0 search "$work/idx_odd" --image "$work/photos/horse.png" -k 3 --device cpu
+check "no raw escape or split line in the table" python3 - "$work/out" <<'PY'
+import sys
+data = open(sys.argv[1], "rb").read()
+assert b"\x1b" not in data and b"\x07" not in data, data
+lines = data.decode("utf-8").splitlines()
+assert len(lines) == 2 + 3, lines                         # header, column names, 3 results
+assert any("\\x1b" in l for l in lines) and any("\\x0a" in l for l in lines) and any("\\xe9" in l for l in lines), lines
+PY
+
+# ---- a model with a NaN weight: no bare nan in the output ----
+cp -r "$fixtures/hf_tiny_bert" "$work/nan_bert"
+python3 - "$work/nan_bert/model.safetensors" <<'PY' || failed=$((failed + 1))
+import json, struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+name = next(k for k in h if k.endswith("LayerNorm.weight"))
+start = 8 + n + h[name]["data_offsets"][0]
+assert h[name]["dtype"] == "F32"
+b[start:start + 4] = struct.pack("<f", float("nan"))
+open(sys.argv[1], "wb").write(b)
+PY
+check "convert a model with a NaN weight" run 0 convert "$work/nan_bert" -o "$work/nan.isw"
+check "embed-text refuses to print its NaN" run 1 embed-text --text-model "$work/nan.isw" --text hello --json
+check "... saying so" contains err "non-finite"
+check "... and printing nothing" test ! -s "$work/out"
+
 # ---- knn edge shapes ----
 python3 - "$work" <<'PY' || failed=$((failed + 1))
 import sys, numpy as np
