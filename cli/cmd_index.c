@@ -73,12 +73,16 @@ static void on_progress(void *ctx, const ims_index_progress *p)
         if (p->walk && ims_file_list_ignored_summary(p->walk, ignored, sizeof ignored) >= sizeof ignored)
             snprintf(ignored + sizeof ignored - 5, 5, "...");
         if (c->verbose && p->walk)
-            for (int64_t i = 0; i < p->walk->ignored_count; i++)
-                fprintf(stderr, "imgsearch: ignored %s\n", p->walk->ignored[i]);
-        fprintf(stderr,
-                "imgsearch: %lld images to index (%lld already in the index; ignored: %s); "
-                "about %.1f MiB on disk, %.1f MiB of host buffers\n",
-                (long long)p->total, (long long)p->already, ignored[0] ? ignored : "none",
+            for (int64_t i = 0; i < p->walk->ignored_count; i++) {
+                fputs("imgsearch: ignored ", stderr);
+                text_safe(stderr, p->walk->ignored[i]);
+                fputc('\n', stderr);
+            }
+        /* the extensions come from file names: through text_safe */
+        fprintf(stderr, "imgsearch: %lld images to index (%lld already in the index; ignored: ", (long long)p->total,
+                (long long)p->already);
+        text_safe(stderr, ignored[0] ? ignored : "none");
+        fprintf(stderr, "); about %.1f MiB on disk, %.1f MiB of host buffers\n",
                 (double)p->estimated_disk_bytes / (1 << 20), (double)p->estimated_host_bytes / (1 << 20));
         cli_progress_init(&c->bar, "images", p->total);
         return;

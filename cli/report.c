@@ -33,7 +33,7 @@ int cli_file_error(const char *path, const ims_error *err)
 
 void cli_image_warning(const char *path, const char *msg)
 {
-    fprintf(stderr, "imgsearch: warning: %s: %s\n", path, msg);
+    cli_report_file("warning: ", path, msg);
 }
 
 int cli_finish_output(int status)
