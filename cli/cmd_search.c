@@ -112,6 +112,11 @@ static int read_queries_file(search_args *a, const char *path)
             line[--len] = '\0';
         if (len == 0)
             continue; /* blank lines separate nothing */
+        if (len == 1 && line[0] == '@') {
+            fprintf(stderr, "imgsearch: %s line %zu: '@' names no image (write @PATH)\n", what, in.line_no);
+            rc = CLI_EXIT_FAILURE;
+            break;
+        }
         char *copy = strdup(line);
         if (!copy || keep_line(a, copy) || add_query(a, copy[0] == '@' ? copy + 1 : copy, copy[0] == '@'))
             rc = CLI_EXIT_FAILURE;

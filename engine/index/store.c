@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "core/json.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -750,17 +751,21 @@ static ims_status index_load(ims_index *idx, ims_error *err)
     char *path = index_file_path(idx, 0, NULL);
     char *text = NULL;
     size_t len = 0;
-    ims_status st = path ? imsi_file_read_text(path, INDEX_TEXT_MAX, &text, &len, err) : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    ims_status st = path ? imsi_file_read_text(path, INDEX_TEXT_MAX, &text, &len, err)
+                         : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    if (st == IMS_ERR_NOT_FOUND)
+        st = ims_error_set(err, IMS_ERR_NOT_FOUND, "not an index: it has no manifest.json");
     json_doc doc = {0};
     int64_t rows = 0, failures = 0;
-    if (!st)
+    if (!st) {
         st = imsi_json_parse(text, len, NULL, &doc, err);
-    if (!st && doc.root->kind != JSON_OBJECT)
-        st = ims_error_set(err, IMS_ERR_FORMAT, "not a JSON object");
-    if (!st)
-        st = manifest_parse(idx, doc.root, &rows, &failures, err);
-    if (st)
-        imsi_error_prefix(err, st, "%s", path ? path : "manifest");
+        if (!st && doc.root->kind != JSON_OBJECT)
+            st = ims_error_set(err, IMS_ERR_FORMAT, "not a JSON object");
+        if (!st)
+            st = manifest_parse(idx, doc.root, &rows, &failures, err);
+        if (st)
+            imsi_error_prefix(err, st, "%s", path);
+    }
     imsi_json_doc_free(&doc);
     free(text);
     free(path);
@@ -845,6 +850,27 @@ static ims_status compare_config(const ims_index_config *have, const ims_index_c
     return IMS_OK;
 }
 
+/* A new index goes into a new or empty folder: never into /, a home folder or
+ * a folder of photos, where its files would mix with others. Only a
+ * temporary manifest left by a crash before the first commit may be there. */
+static ims_status check_new_folder(const char *dir, ims_error *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return ims_error_set(err, IMS_ERR_IO, "cannot read folder '%s': %s", dir, strerror(errno));
+    struct dirent *e;
+    const char *other = NULL;
+    while (!other && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strncmp(e->d_name, "manifest.json.tmp.", 18))
+            other = e->d_name;
+    ims_status st = other ? ims_error_set(err, IMS_ERR_ARGUMENT,
+                                          "'%s' is not an index and not empty (it holds '%.200s'): give a new or "
+                                          "empty folder", dir, other)
+                          : IMS_OK;
+    closedir(d);
+    return st;
+}
+
 ims_status ims_index_open_for_writing(const char *dir, const ims_index_config *cfg, ims_index **out,
                                       ims_error *err)
 {
@@ -867,7 +893,9 @@ ims_status ims_index_open_for_writing(const char *dir, const ims_index_config *c
             st = compare_config(&idx->cfg, cfg, err);
     } else {
         idx->cfg = *cfg;
-        st = manifest_write(idx, 0, 0, 0, err); /* an empty index is a valid index */
+        st = check_new_folder(dir, err);
+        if (!st)
+            st = manifest_write(idx, 0, 0, 0, err); /* an empty index is a valid index */
     }
     idx->writable = 1;
     size_t vd = (size_t)cfg->visual_dim, sd = (size_t)cfg->semantic_dim, n = (size_t)cfg->chunk_rows;

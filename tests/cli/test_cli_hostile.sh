@@ -124,6 +124,17 @@ check "embed-text refuses to print its NaN" run 1 embed-text --text-model "$work
 check "... saying so" contains err "non-finite"
 check "... and printing nothing" test ! -s "$work/out"
 
+# ---- careless command lines ----
+check "an index into a folder of photos" run 1 index "$fixtures/images/horse.png" -o "$work/photos" \
+  --image-model "$work/iv3.isw" --device cpu
+check "... is refused, naming the folder" contains err "is not an index and not empty"
+check "... and leaves it as it was" test ! -e "$work/photos/manifest.json"
+check "a missing index" run 1 search "$work/no_such_index" --text cat
+check "... says it is not one" contains err "not an index"
+printf 'a cat\n@\n' >"$work/q_at.txt"
+check "a queries line of just @" run 1 search "$work/idx" --queries "$work/q_at.txt" --device cpu
+check "... is named with its line" contains err "line 2: '@' names no image"
+
 # ---- knn edge shapes ----
 python3 - "$work" <<'PY' || failed=$((failed + 1))
 import sys, numpy as np
