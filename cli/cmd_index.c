@@ -226,9 +226,11 @@ static int run_compact(const index_args *x)
     double start = ims_clock_seconds();
     if (ims_index_compact(dir, &co, &r, &err))
         return cli_error(&err);
+    int upgraded = x->upgrade && r.from_version < 2;
     printf("%s %s%s: %lld rows and %lld failures kept, %lld rows and %lld failures dropped; %lld chunks -> %lld; "
            "%.1f MiB -> %.1f MiB in %.1f s\n",
-           x->upgrade ? "upgraded" : "compacted", dir, x->upgrade && r.from_version < 2 ? " to format version 2" : "",
+           upgraded ? "upgraded" : "compacted", dir,
+           upgraded ? " to format version 2" : x->upgrade ? " (it was format version 2 already)" : "",
            (long long)r.rows, (long long)r.failures, (long long)r.dropped_rows, (long long)r.dropped_failures,
            (long long)r.chunks_before, (long long)r.chunks_after, (double)r.bytes_before / (1 << 20),
            (double)r.bytes_after / (1 << 20), ims_clock_seconds() - start);
