@@ -32,12 +32,12 @@ static uint32_t image_crc(const ims_image *img)
 }
 
 /* Files Pillow decodes and this build knowingly does not, with a word the
- * refusal must name: TurboJPEG 2.x cannot decode sampling factors outside
- * its TJSAMP list; Pillow's float and CIELab TIFF modes are not read. */
+ * refusal must name: Pillow's float and CIELab TIFF modes are not read.
+ * (JPEGs with unusual sampling factors decode since the libjpeg API replaced
+ * TurboJPEG 2.x's, and match Pillow like any other file.) */
 static const struct {
     const char *name, *why;
 } known_unsupported[] = {
-    {"jpg_samp_21_12.jpg", "sampling"},
     {"tif_float32.tif", "floating-point"},
     {"tif_lab.tif", "CIELab"},
 };
@@ -231,6 +231,56 @@ static void test_bad_inputs(void)
             TEST_CHECK(st == IMS_OK || (err.msg[0] && !strchr(err.msg, '\n')), "JPEG prefix %zu: '%s'", n, err.msg);
         }
         free(jpg);
+    }
+    /* A progressive JPEG cut anywhere is refused, between its scans too
+     * (TurboJPEG 2.x kept only its last warning and let 228 of 439 such cuts
+     * of a camera file decode a partial image). */
+    char *prog = test_read_file(fixture("jpg_progressive.jpg"), &len);
+    if (prog) {
+        int accepted = 0;
+        for (size_t n = 0; n < len; n++) {
+            ims_image img;
+            ims_error err = {0};
+            if (ims_image_decode(prog, n, NULL, &img, &err) == IMS_OK) {
+                accepted++;
+                ims_image_free(&img);
+            }
+        }
+        TEST_CHECK(accepted == 0, "%d prefixes of a progressive JPEG decoded", accepted);
+        /* The same file with its last scan repeated 1,200 times: libjpeg would
+         * decode it (warning of a bogus progression) scan by scan; it is
+         * refused as a decode-time bomb instead. */
+        size_t last_sos = 0;
+        for (size_t i = 2; i + 1 < len; i++)
+            if ((unsigned char)prog[i] == 0xff && (unsigned char)prog[i + 1] == 0xda)
+                last_sos = i;
+        size_t scan = len - 2 - last_sos; /* the last SOS up to the EOI */
+        int copies = 1200;
+        char *bomb = last_sos ? malloc(last_sos + (size_t)copies * scan + 2) : NULL;
+        if (bomb) {
+            memcpy(bomb, prog, last_sos);
+            for (int c = 0; c < copies; c++)
+                memcpy(bomb + last_sos + (size_t)c * scan, prog + last_sos, scan);
+            memcpy(bomb + last_sos + (size_t)copies * scan, "\xff\xd9", 2);
+            check_bad_bytes("1,200 scans", bomb, last_sos + (size_t)copies * scan + 2, 0, IMS_ERR_FORMAT,
+                            "more than 1000 scans");
+            free(bomb);
+        }
+        /* Its tables without a frame: not an image (it used to say "73 x 0"). */
+        size_t sof = 0;
+        for (size_t i = 2; i + 1 < len && !sof; i++)
+            if ((unsigned char)prog[i] == 0xff && ((unsigned char)prog[i + 1] & 0xf0) == 0xc0 &&
+                (unsigned char)prog[i + 1] != 0xc4 && (unsigned char)prog[i + 1] != 0xc8 &&
+                (unsigned char)prog[i + 1] != 0xcc)
+                sof = i;
+        char *tables = sof ? malloc(sof + 2) : NULL;
+        if (tables) {
+            memcpy(tables, prog, sof);
+            memcpy(tables + sof, "\xff\xd9", 2);
+            check_bad_bytes("tables only", tables, sof + 2, 0, IMS_ERR_FORMAT, "only tables");
+            free(tables);
+        }
+        free(prog);
     }
     /* Random bytes behind each signature. */
     uint64_t rng = 42;
