@@ -47,10 +47,9 @@ cudaError_t imsi_cuda_knn_scores(const void *rows, int rows_f16, const float *qu
  * (tile[q][0..kprev), ids cand[q][0..kprev)) and the new scores
  * tile[q][kcap..kcap + cnt) of rows base.., sorted (score desc, row asc) into
  * tile[q][0..kk) and cand[q][0..kk). tmp: (b, kcap) scratch; seg: the
- * per-block candidate lists of the two-stage path,
- * imsi_cuda_knn_select_scratch_bytes(b, k, cnt) bytes (0: one stage; NULL forces
- * one stage). k <= kcap, ld >= kcap + cnt (knn_select.cu). */
-size_t imsi_cuda_knn_select_scratch_bytes(int b, int k, int cnt);
+ * per-block candidate lists of the two-stage path, imsi_knn_segment_bytes(b, k,
+ * cnt) bytes (knn_tile.h; 0: one stage; NULL forces one stage). k <= kcap,
+ * ld >= kcap + cnt (knn_select.cu). */
 cudaError_t imsi_cuda_knn_select(float *tile, int32_t *cand, uint64_t *tmp, uint64_t *seg, int b, int ld, int kprev,
                                  int kcap, int cnt, int32_t base, int k, cudaStream_t s);
 
