@@ -53,12 +53,14 @@ int imsi_knn_layout_make(int64_t b, int k, int64_t n, int64_t d, int f16, int pa
     l.rows_bytes = copy_rows                          ? (size_t)l.tile_rows * (size_t)d * 4
                    : path == IMS_KNN_PATH_GEMM_F16 ? (size_t)b * (size_t)d * 2 /* the f16 queries */
                                                     : 0;
+    /* Every part starts at a multiple of 16 bytes (the buffer itself is
+     * cudaMalloc'd, 256-byte aligned): cuBLAS and vector loads want it. */
     l.tile = 0;
     l.cand = round16(tile_bytes);
     l.tmp = l.cand + round16(cand_bytes);
-    l.seg = l.tmp + tmp_bytes;
+    l.seg = l.tmp + round16(tmp_bytes);
     l.rows = l.seg + round16(l.seg_bytes);
-    l.total = l.rows + l.rows_bytes + 16;
+    l.total = l.rows + round16(l.rows_bytes);
     *out = l;
     return 1;
 }

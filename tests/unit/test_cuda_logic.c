@@ -1,0 +1,83 @@
+/* test_cuda_logic.c: what the CUDA backend decides without a device, checked
+ * on the CPU (ctest label unit, every build; parts that need the CUDA
+ * headers run where the toolkit is).
+ *
+ * The GPU code keeps such decisions in plain C functions so that CI, which
+ * has no GPU, tests them: the k-NN op's scratch layout (every part 16-byte
+ * aligned, no overlaps, inside the index layer's estimate).
+ */
+#include "test.h"
+
+#include "kernels/cuda/knn_tile.h"
+
+/* ---- The k-NN scratch layout ------------------------------------------------------ */
+
+static void check_layout(int64_t b, int k, int64_t n, int64_t d, int f16, int path)
+{
+    imsi_knn_layout l;
+    int ok = imsi_knn_layout_make(b, k, n, d, f16, path, &l);
+    TEST_CHECK(ok, "layout b %lld k %d n %lld d %lld: refused", (long long)b, k, (long long)n, (long long)d);
+    if (!ok)
+        return;
+    size_t tile_bytes = (size_t)b * (size_t)l.ld * 4, cand_bytes = (size_t)b * k * 4, tmp_bytes = (size_t)b * k * 8;
+    int copy_rows = path == IMS_KNN_PATH_GEMM && f16;
+    size_t rows_bytes = copy_rows ? (size_t)l.tile_rows * d * 4 : path == IMS_KNN_PATH_GEMM_F16 ? (size_t)b * d * 2 : 0;
+    int aligned = l.tile % 16 == 0 && l.cand % 16 == 0 && l.tmp % 16 == 0 && l.seg % 16 == 0 && l.rows % 16 == 0;
+    int ordered = l.tile + tile_bytes <= l.cand && l.cand + cand_bytes <= l.tmp && l.tmp + tmp_bytes <= l.seg &&
+                  l.seg + l.seg_bytes <= l.rows && l.rows + l.rows_bytes <= l.total;
+    int64_t t_expect = imsi_knn_tile_rows(b, k, n, copy_rows ? d : 0);
+    size_t seg_expect = imsi_knn_two_stage(k, l.tile_rows)
+                            ? (size_t)b * (size_t)((l.tile_rows + IMS_KNN_SEGMENT - 1) / IMS_KNN_SEGMENT) * k * 8
+                            : 0;
+    size_t estimate = imsi_knn_workspace_bytes(b, k, n, d);
+    TEST_CHECK(aligned, "b %lld k %d n %lld d %lld f16 %d path %d: offsets tile %zu cand %zu tmp %zu seg %zu rows %zu "
+               "not all multiples of 16", (long long)b, k, (long long)n, (long long)d, f16, path, l.tile, l.cand,
+               l.tmp, l.seg, l.rows);
+    TEST_CHECK(ordered, "b %lld k %d n %lld d %lld: parts overlap or pass the total", (long long)b, k, (long long)n,
+               (long long)d);
+    TEST_CHECK(l.tile_rows == t_expect && l.ld == k + l.tile_rows, "tile rows %lld (expected %lld), ld %lld",
+               (long long)l.tile_rows, (long long)t_expect, (long long)l.ld);
+    TEST_CHECK(l.seg_bytes == seg_expect && l.rows_bytes == rows_bytes, "seg %zu (expected %zu), rows %zu (expected %zu)",
+               l.seg_bytes, seg_expect, l.rows_bytes, rows_bytes);
+    TEST_CHECK(estimate >= l.total, "b %lld k %d n %lld d %lld path %d: the index layer's estimate %zu < the op's %zu",
+               (long long)b, k, (long long)n, (long long)d, path, estimate, l.total);
+}
+
+static void test_knn_layout(void)
+{
+    static const int64_t bs[] = {1, 3, 16, 17, 255, 1000};
+    static const int ks[] = {1, 5, 10, 1000, 1024, 1025, 16384};
+    static const int64_t ns[] = {1, 777, 4097, 100003, 10000000};
+    static const int64_t ds[] = {7, 384, 2048};
+    static const int paths[] = {IMS_KNN_PATH_STREAM, IMS_KNN_PATH_GEMM, IMS_KNN_PATH_GEMM_F16};
+    int odd_tmp = 0;
+    for (size_t bi = 0; bi < sizeof bs / sizeof *bs; bi++)
+        for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++)
+            for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
+                for (size_t di = 0; di < sizeof ds / sizeof *ds; di++)
+                    for (int f16 = 0; f16 <= 1; f16++)
+                        for (size_t pi = 0; pi < sizeof paths / sizeof *paths; pi++) {
+                            int path = imsi_knn_resolve_path(paths[pi], bs[bi], f16);
+                            check_layout(bs[bi], ks[ki], ns[ni], ds[di], f16, path);
+                            odd_tmp += (bs[bi] * ks[ki]) % 2 == 1;
+                        }
+    /* shapes whose (b, k) u64 keys end 8 bytes past a multiple of 16 are in the grid */
+    TEST_CHECK(odd_tmp > 0, "no shape with an odd b * k");
+    /* the path rule: AUTO streams up to 16 queries; fp16 GemmEx needs f16 rows */
+    TEST_CHECK(imsi_knn_resolve_path(IMS_KNN_PATH_AUTO, 16, 1) == IMS_KNN_PATH_STREAM &&
+                   imsi_knn_resolve_path(IMS_KNN_PATH_AUTO, 17, 1) == IMS_KNN_PATH_GEMM &&
+                   imsi_knn_resolve_path(IMS_KNN_PATH_GEMM_F16, 100, 0) == IMS_KNN_PATH_GEMM &&
+                   imsi_knn_resolve_path(IMS_KNN_PATH_GEMM_F16, 100, 1) == IMS_KNN_PATH_GEMM_F16,
+               "knn path resolution");
+    imsi_knn_layout l;
+    TEST_CHECK(!imsi_knn_layout_make(0, 10, 100, 8, 0, IMS_KNN_PATH_STREAM, &l) &&
+                   !imsi_knn_layout_make(4, 10, (int64_t)1 << 40, 8, 0, IMS_KNN_PATH_STREAM, &l),
+               "a layout for 0 queries or 2^40 rows was accepted");
+    printf("knn layouts: checked\n");
+}
+
+int main(void)
+{
+    test_knn_layout();
+    return test_finish();
+}
