@@ -25,6 +25,7 @@
  */
 #include "kernels/cuda/ops_cuda.h"
 
+#include "kernels/cuda/conv_plan.h"
 #include "backend/cuda_check.h"
 #include "core/error.h"
 
@@ -34,12 +35,17 @@
 #define IMS_CUDNN_WORKSPACE_MAX ((size_t)256 << 20)
 #define IMS_CUDNN_FIND_COUNT 8
 
-typedef struct conv_key {
-    int n, h, w, c, o, kh, kw, sh, sw, ph, pw, y_channels, precision, relu;
-} conv_key;
+/* conv_plan.h mirrors cuDNN's numbers: they must agree. */
+_Static_assert(IMSI_CONV_ALGO_IMPLICIT_PRECOMP_GEMM == (int)CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM &&
+                   IMSI_CONV_ALGO_FFT == (int)CUDNN_CONVOLUTION_FWD_ALGO_FFT &&
+                   IMSI_CONV_ALGO_WINOGRAD_NONFUSED == (int)CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED,
+               "imsi_conv_algo");
+_Static_assert(IMSI_CONV_MATH_DEFAULT == (int)CUDNN_DEFAULT_MATH && IMSI_CONV_MATH_TENSOR_OP == (int)CUDNN_TENSOR_OP_MATH &&
+                   IMSI_CONV_MATH_FMA == (int)CUDNN_FMA_MATH,
+               "imsi_conv_math");
 
 typedef struct conv_plan {
-    conv_key key;
+    imsi_conv_key key;
     cudnnTensorDescriptor_t x, y, bias;
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv;
@@ -117,7 +123,7 @@ static ims_status workspace_reserve(imsi_cudnn_convs *c, cudaStream_t stream, si
 
 static ims_status plan_descriptors(conv_plan *pl, ims_error *err)
 {
-    const conv_key *k = &pl->key;
+    const imsi_conv_key *k = &pl->key;
     cudnnDataType_t dt = k->precision == IMS_PRECISION_FP16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
     int oh = (k->h + 2 * k->ph - k->kh) / k->sh + 1, ow = (k->w + 2 * k->pw - k->kw) / k->sw + 1;
     IMS_CUDNN_CHECK(err, cudnnCreateTensorDescriptor(&pl->x));
@@ -155,13 +161,9 @@ static ims_status plan_choose(imsi_cudnn_convs *c, conv_plan *pl, cudnnHandle_t 
                                                                 IMS_CUDNN_FIND_COUNT, &returned, perf,
                                                                 c->workspace, c->workspace_size));
     for (int i = 0; i < returned; i++) {
-        if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > c->workspace_size)
-            continue;
-        if (pl->key.precision == IMS_PRECISION_FP32 && perf[i].mathType != CUDNN_FMA_MATH &&
-            perf[i].mathType != CUDNN_DEFAULT_MATH)
-            continue;
-        /* the fused call takes an IDENTITY activation with this algorithm only */
-        if (!pl->key.relu && perf[i].algo != CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM)
+        imsi_conv_candidate cand = {(int)perf[i].algo, perf[i].status == CUDNN_STATUS_SUCCESS, (int)perf[i].mathType,
+                                    perf[i].memory};
+        if (!imsi_conv_candidate_usable(&pl->key, &cand, c->workspace_size))
             continue;
         pl->algo = perf[i].algo;
         pl->workspace = perf[i].memory;
@@ -174,10 +176,10 @@ static ims_status plan_choose(imsi_cudnn_convs *c, conv_plan *pl, cudnnHandle_t 
                          pl->key.y_channels, ims_precision_name((ims_precision)pl->key.precision));
 }
 
-static conv_plan *plan_find(imsi_cudnn_convs *c, const conv_key *key)
+static conv_plan *plan_find(imsi_cudnn_convs *c, const imsi_conv_key *key)
 {
     for (size_t i = 0; i < c->count; i++)
-        if (!memcmp(&c->plans[i].key, key, sizeof *key))
+        if (imsi_conv_key_equal(&c->plans[i].key, key))
             return &c->plans[i];
     return NULL;
 }
@@ -194,12 +196,10 @@ ims_status imsi_cuda_op_conv2d(imsi_cuda_ctx *cuda, const imsi_conv2d_params *p,
             return st;
     }
     imsi_cudnn_convs *c = *cache; /* the fused call needs the bias, which the op requires */
-    conv_key key;
-    memset(&key, 0, sizeof key); /* compared with memcmp */
-    key.n = (int)x->shape[0], key.h = (int)x->shape[1], key.w = (int)x->shape[2], key.c = (int)x->shape[3];
-    key.o = (int)w->shape[0], key.kh = (int)w->shape[1], key.kw = (int)w->shape[2];
-    key.sh = p->stride_h, key.sw = p->stride_w, key.ph = p->pad_h, key.pw = p->pad_w;
-    key.y_channels = (int)y->shape[3], key.precision = (int)p->precision, key.relu = p->relu != 0;
+    imsi_conv_key key;
+    imsi_conv_key_make(&key, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2], (int)x->shape[3], (int)w->shape[0],
+                       (int)w->shape[1], (int)w->shape[2], p->stride_h, p->stride_w, p->pad_h, p->pad_w,
+                       (int)y->shape[3], (int)p->precision, p->relu);
     size_t elem = ims_dtype_size(y->dtype);
     void *yp = (char *)y->data + (size_t)p->y_channel_offset * elem; /* the slice's first channel */
 

@@ -1,0 +1,31 @@
+/* kernels/cuda/conv_plan.c: the cuDNN convolution's plan keys and candidate
+ * rules (conv_plan.h); plain C, built with or without CUDA. */
+#include "kernels/cuda/conv_plan.h"
+
+#include "imgsearch.h"
+
+#include <string.h>
+
+void imsi_conv_key_make(imsi_conv_key *key, int n, int h, int w, int c, int o, int kh, int kw, int sh, int sw, int ph,
+                        int pw, int y_channels, int precision, int relu)
+{
+    memset(key, 0, sizeof *key); /* compared with memcmp */
+    key->n = n, key->h = h, key->w = w, key->c = c;
+    key->o = o, key->kh = kh, key->kw = kw;
+    key->sh = sh, key->sw = sw, key->ph = ph, key->pw = pw;
+    key->y_channels = y_channels, key->precision = precision, key->relu = relu != 0;
+}
+
+int imsi_conv_key_equal(const imsi_conv_key *a, const imsi_conv_key *b) { return !memcmp(a, b, sizeof *a); }
+
+int imsi_conv_candidate_usable(const imsi_conv_key *key, const imsi_conv_candidate *c, size_t workspace_max)
+{
+    if (!c->ok || c->memory > workspace_max)
+        return 0;
+    if (key->precision == IMS_PRECISION_FP32 && c->math != IMSI_CONV_MATH_FMA && c->math != IMSI_CONV_MATH_DEFAULT)
+        return 0;
+    /* the fused call takes an IDENTITY activation with this algorithm only */
+    if (!key->relu && c->algo != IMSI_CONV_ALGO_IMPLICIT_PRECOMP_GEMM)
+        return 0;
+    return 1;
+}
