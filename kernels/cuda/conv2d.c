@@ -7,8 +7,9 @@
  * concatenation directly. z (the residual input, scaled by alpha2 = 0) is y.
  *
  * Precisions (the convolution descriptor's math type; compute type f32):
- *   fp32: CUDNN_FMA_MATH (no tensor cores, no TF32), algorithms that need
- *         tensor-op math are skipped;
+ *   fp32: CUDNN_FMA_MATH (no tensor cores, no TF32): only results with FMA
+ *         math are kept (cuDNN also reports DEFAULT_MATH ones, which may
+ *         use TF32), and no FFT or non-fused Winograd (conv_plan.c);
  *   tf32: CUDNN_TENSOR_OP_MATH on f32 data (TF32 inputs, f32 accumulation);
  *   fp16: f16 tensors, CUDNN_TENSOR_OP_MATH, f32 compute type (accumulation).
  *
@@ -33,7 +34,10 @@
 #include <string.h>
 
 #define IMS_CUDNN_WORKSPACE_MAX ((size_t)256 << 20)
-#define IMS_CUDNN_FIND_COUNT 8
+/* cudnnFind tries each algorithm with the descriptor's math type and with
+ * DEFAULT_MATH: twice the algorithm count, or the FMA results (fp32) can be
+ * crowded out by faster TF32 ones. */
+#define IMS_CUDNN_FIND_COUNT (2 * CUDNN_CONVOLUTION_FWD_ALGO_COUNT)
 
 /* conv_plan.h mirrors cuDNN's numbers: they must agree. */
 _Static_assert(IMSI_CONV_ALGO_IMPLICIT_PRECOMP_GEMM == (int)CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM &&
@@ -167,6 +171,7 @@ static ims_status plan_choose(imsi_cudnn_convs *c, conv_plan *pl, cudnnHandle_t 
             continue;
         pl->algo = perf[i].algo;
         pl->workspace = perf[i].memory;
+        /* the result's math type (fp32: FMA, the descriptor's already) */
         IMS_CUDNN_CHECK(err, cudnnSetConvolutionMathType(pl->conv, perf[i].mathType));
         return IMS_OK;
     }

@@ -22,8 +22,19 @@ int imsi_conv_candidate_usable(const imsi_conv_key *key, const imsi_conv_candida
 {
     if (!c->ok || c->memory > workspace_max)
         return 0;
-    if (key->precision == IMS_PRECISION_FP32 && c->math != IMSI_CONV_MATH_FMA && c->math != IMSI_CONV_MATH_DEFAULT)
-        return 0;
+    if (key->precision == IMS_PRECISION_FP32) {
+        /* fp32 is the reference the other precisions are measured against:
+         * FMA math only (DEFAULT_MATH lets cuDNN use TF32 on Ampere and
+         * Hopper), and algorithms that sum the products directly (FFT and the
+         * large-tile Winograd transforms add errors of their own, ~1e-5). */
+        if (c->math != IMSI_CONV_MATH_FMA)
+            return 0;
+        if (c->algo == IMSI_CONV_ALGO_FFT || c->algo == IMSI_CONV_ALGO_FFT_TILING ||
+            c->algo == IMSI_CONV_ALGO_WINOGRAD_NONFUSED)
+            return 0;
+    } else if (key->precision == IMS_PRECISION_TF32 && c->math == IMSI_CONV_MATH_TENSOR_OP_ALLOW_CONVERSION) {
+        return 0; /* it may convert f32 data to f16 (a 5-bit exponent): TF32 keeps f32's range */
+    }
     /* the fused call takes an IDENTITY activation with this algorithm only */
     if (!key->relu && c->algo != IMSI_CONV_ALGO_IMPLICIT_PRECOMP_GEMM)
         return 0;

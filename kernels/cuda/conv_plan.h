@@ -56,7 +56,9 @@ typedef struct imsi_conv_candidate {
 } imsi_conv_candidate;
 
 /* Whether a candidate may run a call of `key` with at most workspace_max
- * bytes of workspace. */
+ * bytes of workspace: cuDNN succeeded; fp32 with FMA math (no TF32) and no
+ * FFT or non-fused Winograd; tf32 without conversion to f16; the fused
+ * call's IDENTITY activation (no ReLU) with IMPLICIT_PRECOMP_GEMM only. */
 int imsi_conv_candidate_usable(const imsi_conv_key *key, const imsi_conv_candidate *c, size_t workspace_max);
 
 #endif /* IMS_CONV_PLAN_H */

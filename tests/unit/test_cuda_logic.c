@@ -4,10 +4,13 @@
  *
  * The GPU code keeps such decisions in plain C functions so that CI, which
  * has no GPU, tests them: the k-NN op's scratch layout (every part 16-byte
- * aligned, no overlaps, inside the index layer's estimate).
+ * aligned, no overlaps, inside the index layer's estimate); the cuDNN
+ * convolution's rule for usable algorithms (fp32 stays a reference: FMA math
+ * only).
  */
 #include "test.h"
 
+#include "kernels/cuda/conv_plan.h"
 #include "kernels/cuda/knn_tile.h"
 
 /* ---- The k-NN scratch layout ------------------------------------------------------ */
@@ -76,8 +79,56 @@ static void test_knn_layout(void)
     printf("knn layouts: checked\n");
 }
 
+/* ---- Convolution: which cuDNN results may run a call ----------------------------- */
+
+static imsi_conv_key conv_key(int precision, int relu)
+{
+    imsi_conv_key k;
+    imsi_conv_key_make(&k, 2, 17, 17, 40, 24, 3, 3, 2, 2, 0, 0, 64, precision, relu);
+    return k;
+}
+
+static void test_conv_candidates(void)
+{
+    const size_t max = 1000;
+    imsi_conv_key f32 = conv_key(IMS_PRECISION_FP32, 1), t32 = conv_key(IMS_PRECISION_TF32, 1);
+    imsi_conv_key f16 = conv_key(IMS_PRECISION_FP16, 1), ident = conv_key(IMS_PRECISION_FP16, 0);
+    const imsi_conv_candidate fma_gemm = {IMSI_CONV_ALGO_IMPLICIT_GEMM, 1, IMSI_CONV_MATH_FMA, 10};
+    const imsi_conv_candidate fma_wino = {IMSI_CONV_ALGO_WINOGRAD, 1, IMSI_CONV_MATH_FMA, 10};
+    const imsi_conv_candidate def_gemm = {IMSI_CONV_ALGO_IMPLICIT_GEMM, 1, IMSI_CONV_MATH_DEFAULT, 10};
+    const imsi_conv_candidate tc_gemm = {IMSI_CONV_ALGO_IMPLICIT_PRECOMP_GEMM, 1, IMSI_CONV_MATH_TENSOR_OP, 10};
+    const imsi_conv_candidate conv_gemm = {IMSI_CONV_ALGO_IMPLICIT_PRECOMP_GEMM, 1,
+                                           IMSI_CONV_MATH_TENSOR_OP_ALLOW_CONVERSION, 10};
+    const imsi_conv_candidate fma_fft = {IMSI_CONV_ALGO_FFT, 1, IMSI_CONV_MATH_FMA, 10};
+    const imsi_conv_candidate fma_fft_tiling = {IMSI_CONV_ALGO_FFT_TILING, 1, IMSI_CONV_MATH_FMA, 10};
+    const imsi_conv_candidate fma_nonfused = {IMSI_CONV_ALGO_WINOGRAD_NONFUSED, 1, IMSI_CONV_MATH_FMA, 10};
+    const imsi_conv_candidate failed = {IMSI_CONV_ALGO_IMPLICIT_GEMM, 0, IMSI_CONV_MATH_FMA, 10};
+    const imsi_conv_candidate big = {IMSI_CONV_ALGO_IMPLICIT_GEMM, 1, IMSI_CONV_MATH_FMA, max + 1};
+    const imsi_conv_candidate fits = {IMSI_CONV_ALGO_IMPLICIT_GEMM, 1, IMSI_CONV_MATH_FMA, max};
+    TEST_CHECK(imsi_conv_candidate_usable(&f32, &fma_gemm, max) && imsi_conv_candidate_usable(&f32, &fma_wino, max),
+               "fp32: FMA implicit GEMM / fused Winograd refused");
+    TEST_CHECK(!imsi_conv_candidate_usable(&f32, &def_gemm, max), "fp32: DEFAULT_MATH (TF32 on Hopper) accepted");
+    TEST_CHECK(!imsi_conv_candidate_usable(&f32, &tc_gemm, max), "fp32: tensor-op math accepted");
+    TEST_CHECK(!imsi_conv_candidate_usable(&f32, &fma_fft, max) && !imsi_conv_candidate_usable(&f32, &fma_fft_tiling, max) &&
+                   !imsi_conv_candidate_usable(&f32, &fma_nonfused, max),
+               "fp32: FFT or non-fused Winograd accepted");
+    TEST_CHECK(!imsi_conv_candidate_usable(&f32, &failed, max), "a failed result accepted");
+    TEST_CHECK(!imsi_conv_candidate_usable(&f32, &big, max) && imsi_conv_candidate_usable(&f32, &fits, max),
+               "workspace limit: over refused, equal accepted");
+    TEST_CHECK(imsi_conv_candidate_usable(&t32, &tc_gemm, max) && imsi_conv_candidate_usable(&t32, &def_gemm, max) &&
+                   imsi_conv_candidate_usable(&t32, &fma_fft, max),
+               "tf32: tensor-op, default or FFT refused");
+    TEST_CHECK(!imsi_conv_candidate_usable(&t32, &conv_gemm, max), "tf32: conversion to f16 accepted");
+    TEST_CHECK(imsi_conv_candidate_usable(&f16, &conv_gemm, max) && imsi_conv_candidate_usable(&f16, &tc_gemm, max),
+               "fp16: tensor-op math refused");
+    TEST_CHECK(imsi_conv_candidate_usable(&ident, &tc_gemm, max) && !imsi_conv_candidate_usable(&ident, &fma_gemm, max),
+               "no ReLU (IDENTITY): only IMPLICIT_PRECOMP_GEMM may run the fused call");
+    printf("conv candidates: checked\n");
+}
+
 int main(void)
 {
     test_knn_layout();
+    test_conv_candidates();
     return test_finish();
 }
