@@ -19,8 +19,9 @@
  * one is kept per shape. Not usable during CUDA graph capture: run a batch
  * size once before capturing it.
  *
- * Plans (descriptors, algorithm, workspace size) are cached per shape (batch,
- * sizes, filter, stride, padding, output width, precision) in cuda->convs;
+ * Plans (descriptors, algorithm, workspace size) are cached per key (batch,
+ * sizes, filter, stride, padding, output width, precision, activation and
+ * the addresses' alignment: conv_plan.h) in cuda->convs;
  * one workspace buffer, grown as plans need, serves every convolution (all
  * run on the backend's one stream).
  */
@@ -201,12 +202,12 @@ ims_status imsi_cuda_op_conv2d(imsi_cuda_ctx *cuda, const imsi_conv2d_params *p,
             return st;
     }
     imsi_cudnn_convs *c = *cache; /* the fused call needs the bias, which the op requires */
+    size_t elem = ims_dtype_size(y->dtype);
+    void *yp = (char *)y->data + (size_t)p->y_channel_offset * elem; /* the slice's first channel */
     imsi_conv_key key;
     imsi_conv_key_make(&key, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2], (int)x->shape[3], (int)w->shape[0],
                        (int)w->shape[1], (int)w->shape[2], p->stride_h, p->stride_w, p->pad_h, p->pad_w,
-                       (int)y->shape[3], (int)p->precision, p->relu);
-    size_t elem = ims_dtype_size(y->dtype);
-    void *yp = (char *)y->data + (size_t)p->y_channel_offset * elem; /* the slice's first channel */
+                       (int)y->shape[3], (int)p->precision, p->relu, x->data, w->data, bias->data, yp);
 
     conv_plan *pl = plan_find(c, &key);
     if (!pl) {

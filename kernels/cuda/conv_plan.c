@@ -7,13 +7,16 @@
 #include <string.h>
 
 void imsi_conv_key_make(imsi_conv_key *key, int n, int h, int w, int c, int o, int kh, int kw, int sh, int sw, int ph,
-                        int pw, int y_channels, int precision, int relu)
+                        int pw, int y_channels, int precision, int relu, const void *x, const void *wt,
+                        const void *bias, const void *y)
 {
     memset(key, 0, sizeof *key); /* compared with memcmp */
     key->n = n, key->h = h, key->w = w, key->c = c;
     key->o = o, key->kh = kh, key->kw = kw;
     key->sh = sh, key->sw = sw, key->ph = ph, key->pw = pw;
     key->y_channels = y_channels, key->precision = precision, key->relu = relu != 0;
+    key->x_align = (int)((uintptr_t)x % 16), key->w_align = (int)((uintptr_t)wt % 16);
+    key->bias_align = (int)((uintptr_t)bias % 16), key->y_align = (int)((uintptr_t)y % 16);
 }
 
 int imsi_conv_key_equal(const imsi_conv_key *a, const imsi_conv_key *b) { return !memcmp(a, b, sizeof *a); }

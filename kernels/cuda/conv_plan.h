@@ -22,10 +22,18 @@ typedef struct imsi_conv_key {
     int y_channels;     /* y (N, OH, OW, y_channels); the call writes O of them */
     int precision;      /* ims_precision */
     int relu;
+    /* Addresses mod 16: cuDNN's vectorized kernels (fp16 NHWC above all)
+     * accept a tensor only at a 16-byte boundary, so a plan made for an
+     * aligned slice (channel offset x element size = 0 mod 16) may be
+     * invalid at an odd channel offset. */
+    int x_align, w_align, bias_align, y_align;
 } imsi_conv_key;
 
+/* x, w, bias, y: the addresses the call reads and writes (y: the slice's
+ * first channel). */
 void imsi_conv_key_make(imsi_conv_key *key, int n, int h, int w, int c, int o, int kh, int kw, int sh, int sw, int ph,
-                        int pw, int y_channels, int precision, int relu);
+                        int pw, int y_channels, int precision, int relu, const void *x, const void *wt,
+                        const void *bias, const void *y);
 int imsi_conv_key_equal(const imsi_conv_key *a, const imsi_conv_key *b);
 
 /* cuDNN's forward algorithms and math types, by their cudnn.h numbers. */

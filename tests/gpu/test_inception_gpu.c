@@ -105,14 +105,16 @@ static double compare_slice(const float *g, const float *c, size_t rows, int cto
 
 static const char *prec_name(ims_precision p) { return ims_precision_name(p); }
 
-static void test_conv(int n, int h, int w, int c, int o, int kh, int kw, int stride, int ph, int pw, int relu,
-                      ims_precision prec, uint64_t *rng)
+/* One convolution on both backends, into channels [off, off + o) of an
+ * (o + 11)-channel output. */
+static void test_conv_at(int n, int h, int w, int c, int o, int kh, int kw, int stride, int ph, int pw, int relu,
+                         ims_precision prec, int off, uint64_t *rng)
 {
     ims_error err = {0};
     int f16 = prec == IMS_PRECISION_FP16;
     ims_dtype gdt = f16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32;
     int oh = (int)imsi_conv_out_size(h, kh, stride, ph), ow = (int)imsi_conv_out_size(w, kw, stride, pw);
-    int off = 5, ctot = o + 11;
+    int ctot = o + 11;
     size_t nx = (size_t)n * h * w * c, nw = (size_t)o * kh * kw * c;
     float *x = random_floats(nx, -1.0f, 1.0f, f16, rng);
     float a = sqrtf(6.0f / (float)(kh * kw * c));
@@ -142,16 +144,35 @@ static void test_conv(int n, int h, int w, int c, int o, int kh, int kw, int str
          * tf32: inputs rounded to 10 mantissa bits (2^-11 each), sums of up to 1200 products;
          * fp16: inputs identical (rounded on both sides), f32 accumulation, the output rounded to f16 */
         double tol = prec == IMS_PRECISION_FP32 ? 1e-4 : 5e-3;
-        printf("conv2d %s (%d, %d, %d, %d) * (%d, %d, %d) s%d p(%d, %d) relu %d: rel error %.3g\n", prec_name(prec),
-               n, h, w, c, o, kh, kw, stride, ph, pw, relu, e);
-        TEST_CHECK(e <= tol && !lost && !unwritten, "conv2d %s %dx%d: rel error %.3g (tol %.g), %d poisoned "
-                   "channels overwritten, %d slice values unwritten", prec_name(prec), kh, kw, e, tol, lost, unwritten);
+        printf("conv2d %s (%d, %d, %d, %d) * (%d, %d, %d) s%d p(%d, %d) relu %d -> channel %d of %d: rel error %.3g\n",
+               prec_name(prec), n, h, w, c, o, kh, kw, stride, ph, pw, relu, off, ctot, e);
+        TEST_CHECK(e <= tol && !lost && !unwritten, "conv2d %s %dx%d at channel %d: rel error %.3g (tol %.g), %d "
+                   "poisoned channels overwritten, %d slice values unwritten", prec_name(prec), kh, kw, off, e, tol,
+                   lost, unwritten);
         free(g);
     }
     imsi_tensor *all[] = {&cx, &cw, &cb, &cy, &gx, &gw, &gb, &gy};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         imsi_tensor_free(all[i]);
     free(x), free(wt), free(b);
+}
+
+static void test_conv(int n, int h, int w, int c, int o, int kh, int kw, int stride, int ph, int pw, int relu,
+                      ims_precision prec, uint64_t *rng)
+{
+    test_conv_at(n, h, w, c, o, kh, kw, stride, ph, pw, relu, prec, 5, rng);
+}
+
+/* One shape (53 of 64 output channels: f16 rows of 128 bytes) at slice
+ * offsets 0 (16-byte aligned), 1, 3 (2 and 6 bytes past a boundary in f16),
+ * 8 (16 bytes: aligned again) and 0, in that order: each alignment gets its
+ * own plan (conv_plan.h), so a plan made for the aligned slice is never
+ * reused where cuDNN would refuse it. */
+static void test_conv_alignments(ims_precision prec, uint64_t *rng)
+{
+    static const int offsets[] = {0, 1, 3, 8, 0};
+    for (size_t i = 0; i < sizeof offsets / sizeof *offsets; i++)
+        test_conv_at(2, 17, 17, 32, 53, 3, 3, 1, 1, 1, 1, prec, offsets[i], rng);
 }
 
 static void test_pool(int n, int h, int w, int c, imsi_pool_kind kind, int stride, int pad, int include_pad, int f16,
@@ -418,6 +439,8 @@ int main(int argc, char **argv)
             test_conv(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], 1, (ims_precision)p, &rng);
         }
     test_conv(2, 15, 15, 29, 37, 3, 3, 1, 1, 1, 0, IMS_PRECISION_FP16, &rng);
+    for (int p = IMS_PRECISION_FP32; p <= IMS_PRECISION_FP16; p++)
+        test_conv_alignments((ims_precision)p, &rng);
     {
         const int f16 = 1; /* f32: in the op table */
         test_pool(2, 35, 33, 37, IMS_POOL_AVG, 1, 1, 1, f16, &rng);

@@ -5,8 +5,8 @@
  * The GPU code keeps such decisions in plain C functions so that CI, which
  * has no GPU, tests them: the k-NN op's scratch layout (every part 16-byte
  * aligned, no overlaps, inside the index layer's estimate); the cuDNN
- * convolution's rule for usable algorithms (fp32 stays a reference: FMA math
- * only).
+ * convolution's plan keys (shapes, precision, activation and alignment) and
+ * its rule for usable algorithms (fp32 stays a reference: FMA math only).
  */
 #include "test.h"
 
@@ -81,11 +81,62 @@ static void test_knn_layout(void)
 
 /* ---- Convolution: which cuDNN results may run a call ----------------------------- */
 
+/* Fake device addresses: what matters is their value mod 16. */
+static const char *const base = (const char *)(uintptr_t)0x7f0000000000ull;
+
 static imsi_conv_key conv_key(int precision, int relu)
 {
     imsi_conv_key k;
-    imsi_conv_key_make(&k, 2, 17, 17, 40, 24, 3, 3, 2, 2, 0, 0, 64, precision, relu);
+    imsi_conv_key_make(&k, 2, 17, 17, 40, 24, 3, 3, 2, 2, 0, 0, 64, precision, relu, base, base + 4096,
+                       base + 8192, base + 16384);
     return k;
+}
+
+/* ---- Convolution: plan keys ------------------------------------------------------- */
+
+static void test_conv_keys(void)
+{
+    imsi_conv_key a = conv_key(IMS_PRECISION_FP16, 1), b = conv_key(IMS_PRECISION_FP16, 1);
+    TEST_CHECK(imsi_conv_key_equal(&a, &b), "equal calls give different keys");
+    /* each field decides validity or speed: a change of any one is another plan */
+    struct { const char *what; imsi_conv_key k; } other[16];
+    int n = 0;
+#define OTHER(what_, ...)                                                                                    \
+    do {                                                                                                     \
+        other[n].what = what_;                                                                               \
+        imsi_conv_key_make(&other[n].k, __VA_ARGS__);                                                        \
+        n++;                                                                                                 \
+    } while (0)
+    const int P = IMS_PRECISION_FP16;
+    OTHER("batch", 3, 17, 17, 40, 24, 3, 3, 2, 2, 0, 0, 64, P, 1, base, base + 4096, base + 8192, base + 16384);
+    OTHER("height", 2, 18, 17, 40, 24, 3, 3, 2, 2, 0, 0, 64, P, 1, base, base + 4096, base + 8192, base + 16384);
+    OTHER("in channels", 2, 17, 17, 41, 24, 3, 3, 2, 2, 0, 0, 64, P, 1, base, base + 4096, base + 8192, base + 16384);
+    OTHER("out channels", 2, 17, 17, 40, 25, 3, 3, 2, 2, 0, 0, 64, P, 1, base, base + 4096, base + 8192, base + 16384);
+    OTHER("filter", 2, 17, 17, 40, 24, 1, 3, 2, 2, 0, 0, 64, P, 1, base, base + 4096, base + 8192, base + 16384);
+    OTHER("stride", 2, 17, 17, 40, 24, 3, 3, 1, 2, 0, 0, 64, P, 1, base, base + 4096, base + 8192, base + 16384);
+    OTHER("padding", 2, 17, 17, 40, 24, 3, 3, 2, 2, 1, 0, 64, P, 1, base, base + 4096, base + 8192, base + 16384);
+    OTHER("y width", 2, 17, 17, 40, 24, 3, 3, 2, 2, 0, 0, 72, P, 1, base, base + 4096, base + 8192, base + 16384);
+    OTHER("precision", 2, 17, 17, 40, 24, 3, 3, 2, 2, 0, 0, 64, IMS_PRECISION_TF32, 1, base, base + 4096, base + 8192,
+          base + 16384);
+    OTHER("activation", 2, 17, 17, 40, 24, 3, 3, 2, 2, 0, 0, 64, P, 0, base, base + 4096, base + 8192, base + 16384);
+    /* the slice at channel 1 of f16 (2 bytes) and at channel 4 (8 bytes): unaligned */
+    OTHER("y at channel 1", 2, 17, 17, 40, 24, 3, 3, 2, 2, 0, 0, 64, P, 1, base, base + 4096, base + 8192,
+          base + 16384 + 2);
+    OTHER("y at channel 4", 2, 17, 17, 40, 24, 3, 3, 2, 2, 0, 0, 64, P, 1, base, base + 4096, base + 8192,
+          base + 16384 + 8);
+    OTHER("x unaligned", 2, 17, 17, 40, 24, 3, 3, 2, 2, 0, 0, 64, P, 1, base + 2, base + 4096, base + 8192,
+          base + 16384);
+    OTHER("bias unaligned", 2, 17, 17, 40, 24, 3, 3, 2, 2, 0, 0, 64, P, 1, base, base + 4096, base + 8194,
+          base + 16384);
+#undef OTHER
+    for (int i = 0; i < n; i++)
+        TEST_CHECK(!imsi_conv_key_equal(&a, &other[i].k), "a call with another %s reuses the plan", other[i].what);
+    /* channel 8 of f16 is 16 bytes on: aligned like channel 0, the same plan */
+    imsi_conv_key c8;
+    imsi_conv_key_make(&c8, 2, 17, 17, 40, 24, 3, 3, 2, 2, 0, 0, 64, P, 1, base, base + 4096, base + 8192,
+                       base + 16384 + 16);
+    TEST_CHECK(imsi_conv_key_equal(&a, &c8), "a slice 16 bytes on has another key");
+    printf("conv keys: %d variants checked\n", n);
 }
 
 static void test_conv_candidates(void)
@@ -129,6 +180,7 @@ static void test_conv_candidates(void)
 int main(void)
 {
     test_knn_layout();
+    test_conv_keys();
     test_conv_candidates();
     return test_finish();
 }
