@@ -34,6 +34,13 @@ typedef struct cuda_state {
 
 static cuda_state *cuda_state_of(const ims_backend *be) { return (cuda_state *)be->impl; }
 
+static void cuda_destroy(ims_backend *be);
+
+imsi_cuda_hooks *imsi_backend_cuda_hooks(ims_backend *be)
+{
+    return be && be->ops && be->ops->destroy == cuda_destroy ? &cuda_state_of(be)->ctx.hooks : NULL;
+}
+
 /* Makes the backend's GPU current for this host thread. */
 static ims_status cuda_use_device(const cuda_state *st, ims_error *err)
 {
@@ -128,6 +135,8 @@ static void cuda_destroy(ims_backend *be)
         int ok = cudaSetDevice(st->device) == cudaSuccess;
         if (st->ctx.stream)
             ok &= cudaStreamSynchronize(st->ctx.stream) == cudaSuccess;
+        imsi_cudnn_convs_free(st->ctx.convs);
+        st->ctx.convs = NULL;
         imsi_cuda_ctx_release(&st->ctx);
         if (st->copy_done)
             ok &= cudaEventDestroy(st->copy_done) == cudaSuccess;
@@ -426,6 +435,7 @@ static ims_status cuda_capture_begin(ims_backend *be, ims_error *err)
     if (status)
         return status;
     IMS_CUDA_CHECK(err, cudaStreamBeginCapture(st->ctx.stream, cudaStreamCaptureModeRelaxed));
+    st->ctx.hooks.captures++;
     return IMS_OK;
 }
 

@@ -2,8 +2,10 @@
  * rules (conv_plan.h); plain C, built with or without CUDA. */
 #include "kernels/cuda/conv_plan.h"
 
-#include "imgsearch.h"
+#include "core/error.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void imsi_conv_key_make(imsi_conv_key *key, int n, int h, int w, int c, int o, int kh, int kw, int sh, int sw, int ph,
@@ -21,7 +23,7 @@ void imsi_conv_key_make(imsi_conv_key *key, int n, int h, int w, int c, int o, i
 
 int imsi_conv_key_equal(const imsi_conv_key *a, const imsi_conv_key *b) { return !memcmp(a, b, sizeof *a); }
 
-int imsi_conv_candidate_usable(const imsi_conv_key *key, const imsi_conv_candidate *c, size_t workspace_max)
+int imsi_conv_candidate_usable(const imsi_conv_key *key, int mode, const imsi_conv_candidate *c, size_t workspace_max)
 {
     if (!c->ok || c->memory > workspace_max)
         return 0;
@@ -39,7 +41,110 @@ int imsi_conv_candidate_usable(const imsi_conv_key *key, const imsi_conv_candida
         return 0; /* it may convert f32 data to f16 (a 5-bit exponent): TF32 keeps f32's range */
     }
     /* the fused call takes an IDENTITY activation with this algorithm only */
-    if (!key->relu && c->algo != IMSI_CONV_ALGO_IMPLICIT_PRECOMP_GEMM)
+    if (mode == IMSI_CONV_MODE_FUSED && !key->relu && c->algo != IMSI_CONV_ALGO_IMPLICIT_PRECOMP_GEMM)
         return 0;
     return 1;
+}
+
+int imsi_conv_search(imsi_conv_plan *pl, int force_fallback, size_t workspace_max, const imsi_conv_search_ops *ops,
+                     ims_error *err)
+{
+    pl->mode = IMSI_CONV_MODE_NONE;
+    pl->tried_fused = pl->tried_fallback = 0;
+    memset(&pl->cand, 0, sizeof pl->cand);
+    for (int mode = IMSI_CONV_MODE_FUSED; mode <= IMSI_CONV_MODE_FALLBACK; mode++) {
+        if (mode == IMSI_CONV_MODE_FUSED && force_fallback)
+            continue;
+        imsi_conv_candidate cands[IMSI_CONV_MAX_CANDIDATES];
+        int n = ops->gather(ops->ctx, pl->impl, mode, cands, IMSI_CONV_MAX_CANDIDATES, err);
+        if (n < 0)
+            return -1;
+        for (int i = 0; i < n && i < IMSI_CONV_MAX_CANDIDATES; i++) {
+            if (!imsi_conv_candidate_usable(&pl->key, mode, &cands[i], workspace_max))
+                continue;
+            int seen = 0; /* the same algorithm and math type once */
+            for (int j = 0; j < i && !seen; j++)
+                seen = imsi_conv_candidate_usable(&pl->key, mode, &cands[j], workspace_max) &&
+                       cands[j].algo == cands[i].algo && cands[j].math == cands[i].math;
+            if (seen)
+                continue;
+            *(mode == IMSI_CONV_MODE_FUSED ? &pl->tried_fused : &pl->tried_fallback) += 1;
+            imsi_conv_candidate c = cands[i];
+            if (ops->attempt(ops->ctx, pl->impl, mode, &c)) {
+                pl->mode = mode;
+                pl->cand = c;
+                return 1;
+            }
+        }
+    }
+    return 1;
+}
+
+static void failure_text(imsi_conv_plan *pl, int force_fallback)
+{
+    const imsi_conv_key *k = &pl->key;
+    snprintf(pl->failure, sizeof pl->failure,
+             "cuDNN runs no %dx%d convolution of (%d, %d, %d, %d) into %d of %d channels (%s%s): tried %d "
+             "algorithms fused%s and %d into a packed buffer",
+             k->kh, k->kw, k->n, k->h, k->w, k->c, k->o, k->y_channels,
+             ims_precision_name((ims_precision)k->precision), k->relu ? ", ReLU" : "", pl->tried_fused,
+             force_fallback ? " (fused calls forced off)" : "", pl->tried_fallback);
+}
+
+ims_status imsi_conv_cache_get(imsi_conv_cache *cache, const imsi_conv_key *key, int capturing, int force_fallback,
+                               size_t workspace_max, const imsi_conv_search_ops *ops, imsi_conv_plan **out,
+                               ims_error *err)
+{
+    *out = NULL;
+    for (size_t i = 0; i < cache->count; i++) {
+        imsi_conv_plan *pl = &cache->plans[i];
+        if (imsi_conv_key_equal(&pl->key, key)) {
+            if (pl->mode == IMSI_CONV_MODE_NONE)
+                return ims_error_set(err, IMS_ERR_UNSUPPORTED, "%s", pl->failure);
+            *out = pl;
+            return IMS_OK;
+        }
+    }
+    if (capturing)
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED,
+                             "conv2d: no plan for a %dx%d convolution of batch %d yet, and cuDNN's search cannot run "
+                             "during graph capture (run the batch once first)", key->kh, key->kw, key->n);
+    if (cache->count == cache->cap) {
+        size_t cap = cache->cap ? 2 * cache->cap : 64;
+        imsi_conv_plan *grown = realloc(cache->plans, cap * sizeof *grown);
+        if (!grown)
+            return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+        cache->plans = grown;
+        cache->cap = cap;
+    }
+    imsi_conv_plan *pl = &cache->plans[cache->count];
+    memset(pl, 0, sizeof *pl);
+    pl->key = *key;
+    ims_status st = ops->prepare(ops->ctx, key, &pl->impl, err);
+    if (st)
+        return st;
+    cache->searches++;
+    if (imsi_conv_search(pl, force_fallback, workspace_max, ops, err) < 0) {
+        ops->release(ops->ctx, pl->impl);
+        return err && err->code != IMS_OK ? err->code : IMS_ERR_CUDA;
+    }
+    cache->count++;
+    if (pl->mode == IMSI_CONV_MODE_NONE) {
+        /* kept, so that later calls fail at once instead of searching again */
+        failure_text(pl, force_fallback);
+        ops->release(ops->ctx, pl->impl);
+        pl->impl = NULL;
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "%s", pl->failure);
+    }
+    *out = pl;
+    return IMS_OK;
+}
+
+void imsi_conv_cache_free(imsi_conv_cache *cache, const imsi_conv_search_ops *ops)
+{
+    for (size_t i = 0; i < cache->count; i++)
+        if (cache->plans[i].impl)
+            ops->release(ops->ctx, cache->plans[i].impl);
+    free(cache->plans);
+    memset(cache, 0, sizeof *cache);
 }

@@ -10,6 +10,8 @@
 #ifndef IMS_CONV_PLAN_H
 #define IMS_CONV_PLAN_H
 
+#include "imgsearch.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,10 +65,72 @@ typedef struct imsi_conv_candidate {
     size_t memory; /* workspace bytes */
 } imsi_conv_candidate;
 
-/* Whether a candidate may run a call of `key` with at most workspace_max
- * bytes of workspace: cuDNN succeeded; fp32 with FMA math (no TF32) and no
- * FFT or non-fused Winograd; tf32 without conversion to f16; the fused
- * call's IDENTITY activation (no ReLU) with IMPLICIT_PRECOMP_GEMM only. */
-int imsi_conv_candidate_usable(const imsi_conv_key *key, const imsi_conv_candidate *c, size_t workspace_max);
+/* How a call runs. */
+typedef enum imsi_conv_mode {
+    IMSI_CONV_MODE_NONE = 0,     /* cuDNN ran nothing: the failure is cached */
+    IMSI_CONV_MODE_FUSED = 1,    /* cudnnConvolutionBiasActivationForward straight into the slice */
+    IMSI_CONV_MODE_FALLBACK = 2, /* cudnnConvolutionForward into a packed buffer, then our
+                                  * bias + ReLU + slice-copy kernel (conv_epilogue.cu) */
+} imsi_conv_mode;
+
+/* Whether a candidate may run a call of `key` in `mode` with at most
+ * workspace_max bytes of workspace: cuDNN succeeded; fp32 with FMA math (no
+ * TF32) and no FFT or non-fused Winograd; tf32 without conversion to f16; the
+ * fused call's IDENTITY activation (no ReLU) with IMPLICIT_PRECOMP_GEMM only. */
+int imsi_conv_candidate_usable(const imsi_conv_key *key, int mode, const imsi_conv_candidate *c, size_t workspace_max);
+
+/* At most this many candidates per mode: cuDNN's 8 algorithms, each with two
+ * math types, as cudnnFind reports them, then as many from its heuristics. */
+#define IMSI_CONV_MAX_CANDIDATES 32
+
+/* What the search needs from cuDNN (conv2d.c; fakes in the unit test). `plan`
+ * is the caller's per-key state (descriptors), made by prepare. */
+typedef struct imsi_conv_search_ops {
+    void *ctx;
+    ims_status (*prepare)(void *ctx, const imsi_conv_key *key, void **plan, ims_error *err);
+    void (*release)(void *ctx, void *plan);
+    /* Up to max candidates for `mode`, fastest first (cuDNN's timed search on
+     * that mode's output layout); -1 on a failure not to be cached (in err:
+     * out of memory, a broken device). */
+    int (*gather)(void *ctx, void *plan, int mode, imsi_conv_candidate *out, int max, ims_error *err);
+    /* Runs the call once in `mode` with c (c->memory: updated to this shape's
+     * workspace); 1 if cuDNN ran it, 0 if it refused. Never during capture. */
+    int (*attempt)(void *ctx, void *plan, int mode, imsi_conv_candidate *c);
+} imsi_conv_search_ops;
+
+/* A cached plan: the key, how it runs, and why not where it cannot. */
+typedef struct imsi_conv_plan {
+    imsi_conv_key key;
+    int mode; /* imsi_conv_mode */
+    imsi_conv_candidate cand;
+    int tried_fused, tried_fallback; /* usable candidates attempted */
+    char failure[200];               /* mode NONE: the message every call returns */
+    void *impl;                      /* the caller's state (prepare) */
+} imsi_conv_plan;
+
+typedef struct imsi_conv_cache {
+    imsi_conv_plan *plans;
+    size_t count, cap;
+    int searches; /* plans searched (each a cuDNN timed search): tests count them */
+} imsi_conv_cache;
+
+/* The search for one key: each usable fused candidate in cuDNN's order, then
+ * each usable fallback one; the first call cuDNN runs wins (force_fallback:
+ * no fused call). Fills pl's mode (NONE if nothing ran), cand and counts; -1
+ * if gather failed (err set). */
+int imsi_conv_search(imsi_conv_plan *pl, int force_fallback, size_t workspace_max, const imsi_conv_search_ops *ops,
+                     ims_error *err);
+
+/* The plan for key: the cached one, or one searched now and cached, failure
+ * included, so that no search runs twice. A cached failure returns
+ * IMS_ERR_UNSUPPORTED with its message; a search cannot run during graph
+ * capture (capturing: IMS_ERR_UNSUPPORTED, nothing cached; run the batch
+ * size once before capturing it). */
+ims_status imsi_conv_cache_get(imsi_conv_cache *cache, const imsi_conv_key *key, int capturing, int force_fallback,
+                               size_t workspace_max, const imsi_conv_search_ops *ops, imsi_conv_plan **out,
+                               ims_error *err);
+
+/* Releases every plan (ops->release on each impl). */
+void imsi_conv_cache_free(imsi_conv_cache *cache, const imsi_conv_search_ops *ops);
 
 #endif /* IMS_CONV_PLAN_H */

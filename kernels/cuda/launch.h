@@ -53,6 +53,12 @@ cudaError_t imsi_cuda_knn_scores(const void *rows, int rows_f16, const float *qu
 cudaError_t imsi_cuda_knn_select(float *tile, int32_t *cand, uint64_t *tmp, uint64_t *seg, int b, int ld, int kprev,
                                  int kcap, int cnt, int32_t base, int k, cudaStream_t s);
 
+/* Part of the conv2d op's fallback (kernels/cuda/conv2d.c): channels
+ * [y_offset, y_offset + o) of y (rows, y_channels) = relu?(acc (rows, o) +
+ * bias (o)), acc, bias and y all f16 (f16 != 0) or all f32, math in f32. */
+cudaError_t imsi_cuda_conv_epilogue(const void *acc, const void *bias, void *y, size_t rows, int o, int y_channels,
+                                    int y_offset, int relu, int f16, cudaStream_t s);
+
 /* The pool2d op: max != 0 for a max pool; y has y_channels channels, the output
  * goes to [y_offset, y_offset + c); f16 != 0: x and y are f16 (math in f32). */
 cudaError_t imsi_cuda_pool2d_nhwc(const void *x, void *y, int n, int h, int w, int c, int max, int k, int stride, int pad,

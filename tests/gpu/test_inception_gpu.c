@@ -25,6 +25,7 @@
 #include "models/inception_v3.h"
 
 #include "backend/backend.h"
+#include "kernels/cuda/cuda_hooks.h"
 
 #ifdef IMS_WITH_CUDA
 
@@ -173,6 +174,42 @@ static void test_conv_alignments(ims_precision prec, uint64_t *rng)
     static const int offsets[] = {0, 1, 3, 8, 0};
     for (size_t i = 0; i < sizeof offsets / sizeof *offsets; i++)
         test_conv_at(2, 17, 17, 32, 53, 3, 3, 1, 1, 1, 1, prec, offsets[i], rng);
+}
+
+/* The fallback path (cuDNN's plain convolution into a packed buffer, then our
+ * bias + ReLU + slice kernel), forced on a second backend whose plans are all
+ * made with the switch on: every filter shape in every precision, without
+ * ReLU too, at an odd and an aligned slice. */
+static void test_conv_fallback(const int (*convs)[10], size_t count, uint64_t *rng)
+{
+    ims_backend *forced = NULL;
+    ims_error err = {0};
+    if (!test_check_ok(ims_backend_create(IMS_BACKEND_CUDA, 0, &forced, &err), &err, "second CUDA backend"))
+        return;
+    imsi_cuda_hooks *hooks = imsi_backend_cuda_hooks(forced);
+    TEST_CHECK(hooks != NULL && imsi_backend_cuda_hooks(cpu_be) == NULL, "hooks of the CUDA backend (and none on the CPU)");
+    if (!hooks) {
+        ims_backend_free(forced);
+        return;
+    }
+    hooks->conv_force_fallback = 1;
+    ims_backend *saved = gpu_be;
+    gpu_be = forced;
+    long calls = 0;
+    for (int p = IMS_PRECISION_FP32; p <= IMS_PRECISION_FP16; p++) {
+        for (size_t i = 0; i < count; i++, calls++) {
+            const int *c = convs[i];
+            test_conv_at(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], 1, (ims_precision)p, 5, rng);
+        }
+        test_conv_at(2, 15, 15, 29, 37, 3, 3, 1, 1, 1, 0, (ims_precision)p, 0, rng);
+        calls++;
+    }
+    gpu_be = saved;
+    printf("fallback forced: %ld of %ld convolutions ran on it (%ld plans searched)\n", hooks->conv_fallbacks, calls,
+           hooks->conv_searches);
+    TEST_CHECK(hooks->conv_fallbacks == calls, "forced fallback: %ld of %ld calls took it", hooks->conv_fallbacks,
+               calls);
+    ims_backend_free(forced);
 }
 
 static void test_pool(int n, int h, int w, int c, imsi_pool_kind kind, int stride, int pad, int include_pad, int f16,
@@ -441,6 +478,12 @@ int main(int argc, char **argv)
     test_conv(2, 15, 15, 29, 37, 3, 3, 1, 1, 1, 0, IMS_PRECISION_FP16, &rng);
     for (int p = IMS_PRECISION_FP32; p <= IMS_PRECISION_FP16; p++)
         test_conv_alignments((ims_precision)p, &rng);
+    test_conv_fallback(convs, sizeof convs / sizeof *convs, &rng);
+    {
+        imsi_cuda_hooks *hooks = imsi_backend_cuda_hooks(gpu_be);
+        printf("convolutions so far: %ld plans searched, %ld calls on the fallback path (cuDNN refused the fused "
+               "call)\n", hooks->conv_searches, hooks->conv_fallbacks);
+    }
     {
         const int f16 = 1; /* f32: in the op table */
         test_pool(2, 35, 33, 37, IMS_POOL_AVG, 1, 1, 1, f16, &rng);

@@ -5,8 +5,11 @@
  * The GPU code keeps such decisions in plain C functions so that CI, which
  * has no GPU, tests them: the k-NN op's scratch layout (every part 16-byte
  * aligned, no overlaps, inside the index layer's estimate); the cuDNN
- * convolution's plan keys (shapes, precision, activation and alignment) and
- * its rule for usable algorithms (fp32 stays a reference: FMA math only).
+ * convolution's plan keys (shapes, precision, activation and alignment),
+ * its rule for usable algorithms (fp32 stays a reference: FMA math only),
+ * and its search and plan cache on a fake cuDNN: the fused call tried with
+ * each candidate, the fallback where none runs, failures cached, no search
+ * during graph capture.
  */
 #include "test.h"
 
@@ -142,6 +145,7 @@ static void test_conv_keys(void)
 static void test_conv_candidates(void)
 {
     const size_t max = 1000;
+    const int F = IMSI_CONV_MODE_FUSED;
     imsi_conv_key f32 = conv_key(IMS_PRECISION_FP32, 1), t32 = conv_key(IMS_PRECISION_TF32, 1);
     imsi_conv_key f16 = conv_key(IMS_PRECISION_FP16, 1), ident = conv_key(IMS_PRECISION_FP16, 0);
     const imsi_conv_candidate fma_gemm = {IMSI_CONV_ALGO_IMPLICIT_GEMM, 1, IMSI_CONV_MATH_FMA, 10};
@@ -156,25 +160,198 @@ static void test_conv_candidates(void)
     const imsi_conv_candidate failed = {IMSI_CONV_ALGO_IMPLICIT_GEMM, 0, IMSI_CONV_MATH_FMA, 10};
     const imsi_conv_candidate big = {IMSI_CONV_ALGO_IMPLICIT_GEMM, 1, IMSI_CONV_MATH_FMA, max + 1};
     const imsi_conv_candidate fits = {IMSI_CONV_ALGO_IMPLICIT_GEMM, 1, IMSI_CONV_MATH_FMA, max};
-    TEST_CHECK(imsi_conv_candidate_usable(&f32, &fma_gemm, max) && imsi_conv_candidate_usable(&f32, &fma_wino, max),
+    TEST_CHECK(imsi_conv_candidate_usable(&f32, F, &fma_gemm, max) && imsi_conv_candidate_usable(&f32, F, &fma_wino, max),
                "fp32: FMA implicit GEMM / fused Winograd refused");
-    TEST_CHECK(!imsi_conv_candidate_usable(&f32, &def_gemm, max), "fp32: DEFAULT_MATH (TF32 on Hopper) accepted");
-    TEST_CHECK(!imsi_conv_candidate_usable(&f32, &tc_gemm, max), "fp32: tensor-op math accepted");
-    TEST_CHECK(!imsi_conv_candidate_usable(&f32, &fma_fft, max) && !imsi_conv_candidate_usable(&f32, &fma_fft_tiling, max) &&
-                   !imsi_conv_candidate_usable(&f32, &fma_nonfused, max),
+    TEST_CHECK(!imsi_conv_candidate_usable(&f32, F, &def_gemm, max), "fp32: DEFAULT_MATH (TF32 on Hopper) accepted");
+    TEST_CHECK(!imsi_conv_candidate_usable(&f32, F, &tc_gemm, max), "fp32: tensor-op math accepted");
+    TEST_CHECK(!imsi_conv_candidate_usable(&f32, F, &fma_fft, max) && !imsi_conv_candidate_usable(&f32, F, &fma_fft_tiling, max) &&
+                   !imsi_conv_candidate_usable(&f32, F, &fma_nonfused, max),
                "fp32: FFT or non-fused Winograd accepted");
-    TEST_CHECK(!imsi_conv_candidate_usable(&f32, &failed, max), "a failed result accepted");
-    TEST_CHECK(!imsi_conv_candidate_usable(&f32, &big, max) && imsi_conv_candidate_usable(&f32, &fits, max),
+    TEST_CHECK(!imsi_conv_candidate_usable(&f32, F, &failed, max), "a failed result accepted");
+    TEST_CHECK(!imsi_conv_candidate_usable(&f32, F, &big, max) && imsi_conv_candidate_usable(&f32, F, &fits, max),
                "workspace limit: over refused, equal accepted");
-    TEST_CHECK(imsi_conv_candidate_usable(&t32, &tc_gemm, max) && imsi_conv_candidate_usable(&t32, &def_gemm, max) &&
-                   imsi_conv_candidate_usable(&t32, &fma_fft, max),
+    TEST_CHECK(imsi_conv_candidate_usable(&t32, F, &tc_gemm, max) && imsi_conv_candidate_usable(&t32, F, &def_gemm, max) &&
+                   imsi_conv_candidate_usable(&t32, F, &fma_fft, max),
                "tf32: tensor-op, default or FFT refused");
-    TEST_CHECK(!imsi_conv_candidate_usable(&t32, &conv_gemm, max), "tf32: conversion to f16 accepted");
-    TEST_CHECK(imsi_conv_candidate_usable(&f16, &conv_gemm, max) && imsi_conv_candidate_usable(&f16, &tc_gemm, max),
+    TEST_CHECK(!imsi_conv_candidate_usable(&t32, F, &conv_gemm, max), "tf32: conversion to f16 accepted");
+    TEST_CHECK(imsi_conv_candidate_usable(&f16, F, &conv_gemm, max) && imsi_conv_candidate_usable(&f16, F, &tc_gemm, max),
                "fp16: tensor-op math refused");
-    TEST_CHECK(imsi_conv_candidate_usable(&ident, &tc_gemm, max) && !imsi_conv_candidate_usable(&ident, &fma_gemm, max),
+    TEST_CHECK(imsi_conv_candidate_usable(&ident, F, &tc_gemm, max) && !imsi_conv_candidate_usable(&ident, F, &fma_gemm, max),
                "no ReLU (IDENTITY): only IMPLICIT_PRECOMP_GEMM may run the fused call");
+    TEST_CHECK(imsi_conv_candidate_usable(&ident, IMSI_CONV_MODE_FALLBACK, &fma_gemm, max),
+               "no ReLU: the fallback (our epilogue) refuses another algorithm");
+    TEST_CHECK(!imsi_conv_candidate_usable(&f32, IMSI_CONV_MODE_FALLBACK, &def_gemm, max),
+               "fp32 fallback: DEFAULT_MATH accepted");
     printf("conv candidates: checked\n");
+}
+
+/* ---- Convolution: the search and the plan cache, on a fake cuDNN ----------------- */
+
+typedef struct fake_cudnn {
+    imsi_conv_candidate list[3][8]; /* what gather returns, per mode */
+    int count[3];
+    int accept[3][8];               /* [mode][algo]: the attempt runs */
+    int gathers[3], prepares, releases, gather_fails;
+    int log_mode[64], log_algo[64], attempts; /* every attempt, in order */
+} fake_cudnn;
+
+static ims_status fake_prepare(void *ctx, const imsi_conv_key *key, void **plan, ims_error *err)
+{
+    fake_cudnn *f = ctx;
+    f->prepares++;
+    *plan = f; /* any non-NULL state */
+    return IMS_OK;
+}
+
+static void fake_release(void *ctx, void *plan)
+{
+    fake_cudnn *f = plan;
+    f->releases++;
+}
+
+static int fake_gather(void *ctx, void *plan, int mode, imsi_conv_candidate *out, int max, ims_error *err)
+{
+    fake_cudnn *f = ctx;
+    f->gathers[mode]++;
+    if (f->gather_fails)
+        return ims_error_set(err, IMS_ERR_NOMEM, "fake: out of device memory"), -1;
+    for (int i = 0; i < f->count[mode] && i < max; i++)
+        out[i] = f->list[mode][i];
+    return f->count[mode];
+}
+
+static int fake_attempt(void *ctx, void *plan, int mode, imsi_conv_candidate *c)
+{
+    fake_cudnn *f = ctx;
+    if (f->attempts < 64)
+        f->log_mode[f->attempts] = mode, f->log_algo[f->attempts] = c->algo;
+    f->attempts++;
+    if (!f->accept[mode][c->algo])
+        return 0;
+    c->memory = 4321; /* this shape's workspace */
+    return 1;
+}
+
+static void fake_reset(fake_cudnn *f) { memset(f, 0, sizeof *f); }
+
+static void fake_add(fake_cudnn *f, int mode, int algo, int math)
+{
+    imsi_conv_candidate c = {algo, 1, math, 100};
+    f->list[mode][f->count[mode]++] = c;
+}
+
+static void test_conv_search(void)
+{
+    const int F = IMSI_CONV_MODE_FUSED, B = IMSI_CONV_MODE_FALLBACK;
+    const int GEMM = IMSI_CONV_ALGO_IMPLICIT_GEMM, PRECOMP = IMSI_CONV_ALGO_IMPLICIT_PRECOMP_GEMM;
+    const int DIRECT = IMSI_CONV_ALGO_GEMM;
+    fake_cudnn f;
+    const imsi_conv_search_ops ops = {&f, fake_prepare, fake_release, fake_gather, fake_attempt};
+    imsi_conv_cache cache = {0};
+    imsi_conv_plan *pl = NULL;
+    ims_error err = {0};
+    imsi_conv_key k32 = conv_key(IMS_PRECISION_FP32, 1);
+
+    /* fp32: the DEFAULT_MATH result is skipped, the first FMA one refused, the second runs fused */
+    fake_reset(&f);
+    fake_add(&f, F, PRECOMP, IMSI_CONV_MATH_DEFAULT);
+    fake_add(&f, F, GEMM, IMSI_CONV_MATH_FMA);
+    fake_add(&f, F, PRECOMP, IMSI_CONV_MATH_FMA);
+    fake_add(&f, F, PRECOMP, IMSI_CONV_MATH_FMA); /* a duplicate: attempted once */
+    f.accept[F][PRECOMP] = 1;
+    TEST_OK(imsi_conv_cache_get(&cache, &k32, 0, 0, 1000, &ops, &pl, &err), err);
+    TEST_CHECK(pl && pl->mode == F && pl->cand.algo == PRECOMP && pl->cand.math == IMSI_CONV_MATH_FMA &&
+                   pl->cand.memory == 4321,
+               "fused: mode %d algo %d math %d memory %zu", pl ? pl->mode : -1, pl ? pl->cand.algo : -1,
+               pl ? pl->cand.math : -1, pl ? pl->cand.memory : 0);
+    TEST_CHECK(f.attempts == 2 && f.log_algo[0] == GEMM && f.log_algo[1] == PRECOMP && f.gathers[B] == 0,
+               "fused search: %d attempts, %d fallback searches", f.attempts, f.gathers[B]);
+    /* the same call again: the cached plan, no search, no attempt */
+    int attempts = f.attempts;
+    TEST_OK(imsi_conv_cache_get(&cache, &k32, 1, 0, 1000, &ops, &pl, &err), err);
+    TEST_CHECK(cache.searches == 1 && f.attempts == attempts && f.gathers[F] == 1, "a cached plan searched again");
+    imsi_conv_cache_free(&cache, &ops);
+    TEST_CHECK(f.prepares == 1 && f.releases == 1, "plans: %d prepared, %d released", f.prepares, f.releases);
+
+    /* cuDNN refuses every fused call: the fallback runs with its first accepted candidate */
+    fake_reset(&f);
+    fake_add(&f, F, GEMM, IMSI_CONV_MATH_FMA);
+    fake_add(&f, F, PRECOMP, IMSI_CONV_MATH_FMA);
+    fake_add(&f, B, GEMM, IMSI_CONV_MATH_FMA);
+    fake_add(&f, B, DIRECT, IMSI_CONV_MATH_FMA);
+    f.accept[B][DIRECT] = 1;
+    TEST_OK(imsi_conv_cache_get(&cache, &k32, 0, 0, 1000, &ops, &pl, &err), err);
+    TEST_CHECK(pl && pl->mode == B && pl->cand.algo == DIRECT && pl->tried_fused == 2 && pl->tried_fallback == 2,
+               "fallback: mode %d algo %d, tried %d fused and %d fallback", pl ? pl->mode : -1,
+               pl ? pl->cand.algo : -1, pl ? pl->tried_fused : -1, pl ? pl->tried_fallback : -1);
+    imsi_conv_cache_free(&cache, &ops);
+
+    /* nothing runs: the failure is cached with its reason, and no later call searches again */
+    fake_reset(&f);
+    fake_add(&f, F, PRECOMP, IMSI_CONV_MATH_FMA);
+    fake_add(&f, B, GEMM, IMSI_CONV_MATH_FMA);
+    for (int rep = 0; rep < 3; rep++) {
+        memset(&err, 0, sizeof err);
+        ims_status st = imsi_conv_cache_get(&cache, &k32, rep == 2, 0, 1000, &ops, &pl, &err);
+        TEST_CHECK(st == IMS_ERR_UNSUPPORTED && pl == NULL && strstr(err.msg, "cuDNN runs no 3x3 convolution") &&
+                       strstr(err.msg, "tried 1 algorithms fused and 1 into a packed buffer"),
+                   "call %d with no way: %s (%s)", rep, ims_status_name(st), err.msg);
+    }
+    TEST_CHECK(cache.searches == 1 && f.attempts == 2 && f.gathers[F] == 1 && f.gathers[B] == 1,
+               "a failed plan searched %d times (%d attempts)", cache.searches, f.attempts);
+    TEST_CHECK(f.releases == 1, "a failed plan's descriptors kept (%d released)", f.releases);
+    imsi_conv_cache_free(&cache, &ops);
+    TEST_CHECK(f.releases == 1, "a failed plan's descriptors released twice");
+
+    /* forced fallback: no fused search at all */
+    fake_reset(&f);
+    fake_add(&f, F, PRECOMP, IMSI_CONV_MATH_FMA);
+    fake_add(&f, B, PRECOMP, IMSI_CONV_MATH_FMA);
+    f.accept[F][PRECOMP] = f.accept[B][PRECOMP] = 1;
+    TEST_OK(imsi_conv_cache_get(&cache, &k32, 0, 1, 1000, &ops, &pl, &err), err);
+    TEST_CHECK(pl && pl->mode == B && f.gathers[F] == 0, "forced fallback: mode %d, %d fused searches",
+               pl ? pl->mode : -1, f.gathers[F]);
+    imsi_conv_cache_free(&cache, &ops);
+
+    /* during capture a missing plan is an error, and nothing is searched or cached */
+    fake_reset(&f);
+    fake_add(&f, F, PRECOMP, IMSI_CONV_MATH_FMA);
+    f.accept[F][PRECOMP] = 1;
+    memset(&err, 0, sizeof err);
+    ims_status st = imsi_conv_cache_get(&cache, &k32, 1, 0, 1000, &ops, &pl, &err);
+    TEST_CHECK(st == IMS_ERR_UNSUPPORTED && strstr(err.msg, "capture") && cache.count == 0 && f.prepares == 0,
+               "capturing without a plan: %s (%s), %zu cached", ims_status_name(st), err.msg, cache.count);
+
+    /* a failed search (out of memory) is reported and not cached: the next call searches again */
+    f.gather_fails = 1;
+    st = imsi_conv_cache_get(&cache, &k32, 0, 0, 1000, &ops, &pl, &err);
+    TEST_CHECK(st == IMS_ERR_NOMEM && cache.count == 0 && f.releases == f.prepares,
+               "failed search: %s, %zu cached, %d prepared %d released", ims_status_name(st), cache.count, f.prepares,
+               f.releases);
+    f.gather_fails = 0;
+    TEST_OK(imsi_conv_cache_get(&cache, &k32, 0, 0, 1000, &ops, &pl, &err), err);
+    TEST_CHECK(cache.searches == 2 && pl && pl->mode == F, "search after a failed one: %d searches", cache.searches);
+    /* another alignment of the same shape is another plan */
+    imsi_conv_key shifted;
+    imsi_conv_key_make(&shifted, 2, 17, 17, 40, 24, 3, 3, 2, 2, 0, 0, 64, IMS_PRECISION_FP32, 1, base, base + 4096,
+                       base + 8192, base + 16384 + 4);
+    TEST_OK(imsi_conv_cache_get(&cache, &shifted, 0, 0, 1000, &ops, &pl, &err), err);
+    TEST_CHECK(cache.searches == 3 && cache.count == 2, "an unaligned slice reused the aligned plan");
+    imsi_conv_cache_free(&cache, &ops);
+
+    /* no ReLU (IDENTITY): the fused call with IMPLICIT_PRECOMP_GEMM only, the fallback with any */
+    imsi_conv_key ident = conv_key(IMS_PRECISION_FP16, 0);
+    fake_reset(&f);
+    fake_add(&f, F, GEMM, IMSI_CONV_MATH_TENSOR_OP);
+    fake_add(&f, F, PRECOMP, IMSI_CONV_MATH_TENSOR_OP);
+    fake_add(&f, B, GEMM, IMSI_CONV_MATH_TENSOR_OP);
+    f.accept[F][GEMM] = f.accept[B][GEMM] = 1;
+    TEST_OK(imsi_conv_cache_get(&cache, &ident, 0, 0, 1000, &ops, &pl, &err), err);
+    TEST_CHECK(pl && pl->mode == B && pl->cand.algo == GEMM && f.log_algo[0] == PRECOMP,
+               "identity: mode %d algo %d (the fused call with IMPLICIT_GEMM must not be tried)", pl ? pl->mode : -1,
+               pl ? pl->cand.algo : -1);
+    imsi_conv_cache_free(&cache, &ops);
+    printf("conv search and plan cache: checked\n");
 }
 
 int main(void)
@@ -182,5 +359,6 @@ int main(void)
     test_knn_layout();
     test_conv_keys();
     test_conv_candidates();
+    test_conv_search();
     return test_finish();
 }
