@@ -82,13 +82,12 @@ typedef struct conv_call {
     void *y;                  // the slice's first channel: (N, OH, OW) rows of key->y_channels, O written
 } conv_call;
 
-static int conv_out(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
 
 static size_t packed_bytes(const imsi_conv_key *k)
 {
     size_t elem = k->precision == IMS_PRECISION_FP16 ? 2 : 4;
-    return (size_t)k->n * (size_t)conv_out(k->h, k->kh, k->sh, k->ph) * (size_t)conv_out(k->w, k->kw, k->sw, k->pw) *
-           (size_t)k->o * elem;
+    size_t oh = (size_t)imsi_conv_out(k->h, k->kh, k->sh, k->ph), ow = (size_t)imsi_conv_out(k->w, k->kw, k->sw, k->pw);
+    return (size_t)k->n * oh * ow * (size_t)k->o * elem;
 }
 
 /* The math type a precision's descriptor starts with (and searches with). */
@@ -116,7 +115,7 @@ static void descs_release(void *ctx, void *impl)
 static ims_status descs_set(conv_descs *d, const imsi_conv_key *k, ims_error *err)
 {
     cudnnDataType_t dt = k->precision == IMS_PRECISION_FP16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
-    int oh = conv_out(k->h, k->kh, k->sh, k->ph), ow = conv_out(k->w, k->kw, k->sw, k->pw);
+    int oh = imsi_conv_out(k->h, k->kh, k->sh, k->ph), ow = imsi_conv_out(k->w, k->kw, k->sw, k->pw);
     IMS_CUDNN_CHECK(err, cudnnCreateTensorDescriptor(&d->x));
     IMS_CUDNN_CHECK(err, cudnnCreateTensorDescriptor(&d->y));
     IMS_CUDNN_CHECK(err, cudnnCreateTensorDescriptor(&d->packed));
@@ -253,8 +252,8 @@ static cudnnStatus_t conv_run(conv_call *call, conv_descs *d, int mode, cudnnCon
 static ims_status epilogue(conv_call *call, const void *packed, ims_error *err)
 {
     const imsi_conv_key *k = call->key;
-    size_t rows = (size_t)k->n * (size_t)conv_out(k->h, k->kh, k->sh, k->ph) *
-                  (size_t)conv_out(k->w, k->kw, k->sw, k->pw);
+    size_t rows = (size_t)k->n * (size_t)imsi_conv_out(k->h, k->kh, k->sh, k->ph) *
+                  (size_t)imsi_conv_out(k->w, k->kw, k->sw, k->pw);
     IMS_CUDA_CHECK(err, imsi_cuda_conv_epilogue(packed, call->bias, call->y, rows, k->o, k->y_channels, 0, k->relu,
                                                 k->precision == IMS_PRECISION_FP16, call->cuda->stream));
     IMS_CUDA_CHECK_LAUNCH(err, call->cuda->stream);
@@ -320,25 +319,20 @@ static ims_status convs_create(imsi_cudnn_convs **out, ims_error *err)
     return IMS_OK;
 }
 
-ims_status imsi_cuda_op_conv2d(imsi_cuda_ctx *cuda, const imsi_conv2d_params *p, const imsi_tensor *x,
-                               const imsi_tensor *w, const imsi_tensor *bias, imsi_tensor *y, ims_error *err)
+/* One cuDNN call: n images of x (N, H, W, C) into the slice at yp of y's rows. */
+static ims_status conv_part(imsi_cuda_ctx *cuda, const imsi_conv2d_params *p, int n, const imsi_tensor *x,
+                            const void *xp, const imsi_tensor *w, const imsi_tensor *bias, const imsi_tensor *y,
+                            void *yp, ims_error *err)
 {
-    if (!cuda->convs) {
-        ims_status st = convs_create(&cuda->convs, err);
-        if (st)
-            return st;
-    }
     imsi_cudnn_convs *c = cuda->convs;
     int capturing = imsi_cuda_capturing(cuda);
     if (capturing && cuda->hooks.fail_in_capture)
         return ims_error_set(err, IMS_ERR_CUDA, "conv2d: failing during graph capture, as the test asked");
-    size_t elem = ims_dtype_size(y->dtype);
-    void *yp = (char *)y->data + (size_t)p->y_channel_offset * elem; /* the slice's first channel */
     imsi_conv_key key;
-    imsi_conv_key_make(&key, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2], (int)x->shape[3], (int)w->shape[0],
+    imsi_conv_key_make(&key, n, (int)x->shape[1], (int)x->shape[2], (int)x->shape[3], (int)w->shape[0],
                        (int)w->shape[1], (int)w->shape[2], p->stride_h, p->stride_w, p->pad_h, p->pad_w,
-                       (int)y->shape[3], (int)p->precision, p->relu, x->data, w->data, bias->data, yp);
-    conv_call call = {cuda, c, &key, x->data, w->data, bias->data, yp};
+                       (int)y->shape[3], (int)p->precision, p->relu, xp, w->data, bias->data, yp);
+    conv_call call = {cuda, c, &key, xp, w->data, bias->data, yp};
     const imsi_conv_search_ops ops = {&call, descs_prepare, descs_release, conv_gather, conv_attempt};
     imsi_conv_plan *pl = NULL;
     ims_status st = imsi_conv_cache_get(&c->cache, &key, capturing, cuda->hooks.conv_force_fallback,
@@ -362,4 +356,34 @@ ims_status imsi_cuda_op_conv2d(imsi_cuda_ctx *cuda, const imsi_conv2d_params *p,
     if (!st && pl->mode == IMSI_CONV_MODE_FALLBACK)
         st = epilogue(&call, packed, err);
     return st;
+}
+
+ims_status imsi_cuda_op_conv2d(imsi_cuda_ctx *cuda, const imsi_conv2d_params *p, const imsi_tensor *x,
+                               const imsi_tensor *w, const imsi_tensor *bias, imsi_tensor *y, ims_error *err)
+{
+    if (!cuda->convs) {
+        ims_status st = convs_create(&cuda->convs, err);
+        if (st)
+            return st;
+    }
+    /* Batches past cuDNN's 2^31-element tensors run in parts (conv_plan.h). */
+    int n = (int)x->shape[0];
+    int per = imsi_conv_max_batch(x->shape[1], x->shape[2], x->shape[3], y->shape[1], y->shape[2], y->shape[3]);
+    if (per < 1)
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "conv2d: one image of (%lld, %lld, %lld) into (%lld, %lld, "
+                             "%lld) passes cuDNN's 2^31-element limit", (long long)x->shape[1], (long long)x->shape[2],
+                             (long long)x->shape[3], (long long)y->shape[1], (long long)y->shape[2],
+                             (long long)y->shape[3]);
+    size_t elem = ims_dtype_size(y->dtype);
+    size_t x_image = (size_t)x->shape[1] * x->shape[2] * x->shape[3] * elem;
+    size_t y_image = (size_t)y->shape[1] * y->shape[2] * y->shape[3] * elem;
+    char *yp = (char *)y->data + (size_t)p->y_channel_offset * elem; /* the slice's first channel */
+    for (int n0 = 0; n0 < n; n0 += per) {
+        int part = n - n0 < per ? n - n0 : per;
+        ims_status st = conv_part(cuda, p, part, x, (const char *)x->data + (size_t)n0 * x_image, w, bias, y,
+                                  yp + (size_t)n0 * y_image, err);
+        if (st)
+            return part < n ? imsi_error_prefix(err, st, "conv2d images %d..%d of %d", n0, n0 + part - 1, n) : st;
+    }
+    return IMS_OK;
 }

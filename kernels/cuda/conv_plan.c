@@ -21,6 +21,23 @@ void imsi_conv_key_make(imsi_conv_key *key, int n, int h, int w, int c, int o, i
     key->bias_align = (int)((uintptr_t)bias % 16), key->y_align = (int)((uintptr_t)y % 16);
 }
 
+int imsi_conv_out(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
+
+int imsi_conv_max_batch(int64_t h, int64_t w, int64_t c, int64_t oh, int64_t ow, int64_t y_channels)
+{
+    const int64_t limit = INT32_MAX; /* elements per tensor, 2^31 - 1 */
+    if (h < 1 || w < 1 || c < 1 || oh < 1 || ow < 1 || y_channels < 1 || h > limit || w > limit || c > limit ||
+        oh > limit || ow > limit || y_channels > limit)
+        return 0;
+    int64_t x_image = h * w, y_image = oh * ow; /* each < 2^62 */
+    if (x_image > limit / c || y_image > limit / y_channels)
+        return 0;
+    x_image *= c;
+    y_image *= y_channels;
+    int64_t per = limit / (x_image > y_image ? x_image : y_image);
+    return (int)per;
+}
+
 int imsi_conv_key_equal(const imsi_conv_key *a, const imsi_conv_key *b) { return !memcmp(a, b, sizeof *a); }
 
 int imsi_conv_candidate_usable(const imsi_conv_key *key, int mode, const imsi_conv_candidate *c, size_t workspace_max)

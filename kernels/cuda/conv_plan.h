@@ -38,6 +38,16 @@ void imsi_conv_key_make(imsi_conv_key *key, int n, int h, int w, int c, int o, i
                         const void *bias, const void *y);
 int imsi_conv_key_equal(const imsi_conv_key *a, const imsi_conv_key *b);
 
+/* Output size along one axis: (in + 2 pad - k) / stride + 1. */
+int imsi_conv_out(int in, int k, int stride, int pad);
+
+/* The most images one cuDNN call may take: cuDNN refuses tensors of 2^31
+ * elements or more (its strides are ints), so x (n, h, w, c), the strided
+ * output (n, oh, ow, y_channels) and the packed one (n, oh, ow, o <=
+ * y_channels) must each stay below; larger batches run in parts of at most
+ * this many images. 0 if one image is already too large. */
+int imsi_conv_max_batch(int64_t h, int64_t w, int64_t c, int64_t oh, int64_t ow, int64_t y_channels);
+
 /* cuDNN's forward algorithms and math types, by their cudnn.h numbers. */
 typedef enum imsi_conv_algo {
     IMSI_CONV_ALGO_IMPLICIT_GEMM = 0,

@@ -212,6 +212,62 @@ static void test_conv_fallback(const int (*convs)[10], size_t count, uint64_t *r
     ims_backend_free(forced);
 }
 
+/* A batch whose output passes 2^31 elements (4.3 GB of f16), more than one
+ * cuDNN tensor may hold: conv2d runs it in parts (8191 images, then 9).
+ * Images at both ends of each part are checked against the CPU, with the
+ * channels around the slice still poisoned. */
+static void test_conv_big_batch(uint64_t *rng)
+{
+    const int n = 8200, h = 64, w = 64, c = 8, o = 61, ctot = 64, off = 3;
+    const size_t x_image = (size_t)h * w * c, y_image = (size_t)h * w * ctot, pool = 1000003;
+    TEST_CHECK((int64_t)n * (int64_t)y_image > INT32_MAX, "the test's output does not pass 2^31 elements");
+    ims_error err = {0};
+    float *pool_v = random_floats(pool, -1.0f, 1.0f, 1, rng);
+    uint16_t *xh = test_xmalloc((size_t)n * x_image * 2);
+    for (size_t i = 0; i < (size_t)n * x_image; i++)
+        xh[i] = ims_f32_to_f16(pool_v[i % pool]); /* pool's odd length: every image differs */
+    float a = sqrtf(6.0f / (float)c);
+    float *wt = random_floats((size_t)o * c, -a, a, 1, rng), *b = random_floats((size_t)o, -0.5f, 0.5f, 1, rng);
+    int64_t xs[4] = {n, h, w, c}, ws[4] = {o, 1, 1, c}, bs[1] = {o}, ys[4] = {n, h, w, ctot};
+    imsi_tensor gx = {0}, gw = {0}, gb = {0}, gy = {0};
+    int ok = test_check_ok(imsi_tensor_alloc(gpu_be, IMS_DTYPE_F16, 4, xs, &gx, &err), &err, "alloc x (0.5 GB)") &&
+             test_check_ok(imsi_backend_upload(gpu_be, &gx, xh, (size_t)n * x_image * 2, &err), &err, "upload x") &&
+             to_backend(gpu_be, wt, IMS_DTYPE_F16, 4, ws, &gw) && to_backend(gpu_be, b, IMS_DTYPE_F16, 1, bs, &gb) &&
+             test_check_ok(imsi_tensor_alloc(gpu_be, IMS_DTYPE_F16, 4, ys, &gy, &err), &err, "alloc y (4.3 GB)") &&
+             test_check_ok(imsi_backend_fill_bytes(gpu_be, &gy, 0xff, &err), &err, "poison");
+    imsi_conv2d_params gp = {1, 1, 0, 0, 1, off, IMS_PRECISION_FP16};
+    ok = ok && test_check_ok(imsi_op_conv2d(gpu_be, &gp, &gx, &gw, &gb, &gy, &err), &err, "conv2d of 8200 images");
+    static const int check[] = {0, 1, 8190, 8191, 8192, 8199};
+    for (size_t ci = 0; ok && ci < sizeof check / sizeof *check; ci++) {
+        int i = check[ci];
+        imsi_tensor gyi = gy;
+        gyi.data = (char *)gy.data + (size_t)i * y_image * 2;
+        gyi.shape[0] = 1;
+        uint16_t *yh = test_xmalloc(y_image * 2);
+        float *g = test_xmalloc(y_image * 4), *xi = test_xmalloc(x_image * 4), *cy = test_xmalloc(y_image * 4);
+        for (size_t j = 0; j < x_image; j++)
+            xi[j] = ims_f16_to_f32(xh[(size_t)i * x_image + j]);
+        imsi_tensor cx = imsi_tensor_host(xi, IMS_DTYPE_F32, 4, (int64_t[]){1, h, w, c});
+        imsi_tensor cw = imsi_tensor_host(wt, IMS_DTYPE_F32, 4, ws), cb = imsi_tensor_host(b, IMS_DTYPE_F32, 1, bs);
+        imsi_tensor cyt = imsi_tensor_host(cy, IMS_DTYPE_F32, 4, (int64_t[]){1, h, w, ctot});
+        imsi_conv2d_params cp = {1, 1, 0, 0, 1, off, IMS_PRECISION_FP32};
+        if (test_check_ok(imsi_backend_download(gpu_be, yh, y_image * 2, &gyi, &err), &err, "download an image") &&
+            test_check_ok(imsi_op_conv2d(cpu_be, &cp, &cx, &cw, &cb, &cyt, &err), &err, "conv2d cpu")) {
+            for (size_t j = 0; j < y_image; j++)
+                g[j] = ims_f16_to_f32(yh[j]);
+            int lost = 0, unwritten = 0;
+            double e = compare_slice(g, cy, (size_t)h * w, ctot, off, o, &lost, &unwritten);
+            printf("conv2d past 2^31 elements: image %d: rel error %.3g\n", i, e);
+            /* fp16: identical inputs, f32 sums of 8 products, one or two output roundings */
+            TEST_CHECK(e <= 5e-3 && !lost && !unwritten, "image %d of %d: rel error %.3g, %d poison lost, %d unwritten",
+                       i, n, e, lost, unwritten);
+        }
+        free(yh), free(g), free(xi), free(cy);
+    }
+    imsi_tensor_free(&gx), imsi_tensor_free(&gw), imsi_tensor_free(&gb), imsi_tensor_free(&gy);
+    free(pool_v), free(xh), free(wt), free(b);
+}
+
 static void test_pool(int n, int h, int w, int c, imsi_pool_kind kind, int stride, int pad, int include_pad, int f16,
                       uint64_t *rng)
 {
@@ -493,6 +549,9 @@ int main(int argc, char **argv)
         test_pool(2, 17, 19, 29, IMS_POOL_MAX, 2, 0, 1, f16, &rng);
     }
     test_global_avg_pool_and_input(&rng);
+
+    if (!quick)
+        test_conv_big_batch(&rng);
 
     char tmpdir[] = "/tmp/ims_test_inception_gpu_XXXXXX";
     if (!quick && mkdtemp(tmpdir)) {

@@ -9,7 +9,7 @@
  * its rule for usable algorithms (fp32 stays a reference: FMA math only),
  * and its search and plan cache on a fake cuDNN: the fused call tried with
  * each candidate, the fallback where none runs, failures cached, no search
- * during graph capture.
+ * during graph capture; batches split below cuDNN's 2^31-element tensors.
  */
 #include "test.h"
 
@@ -354,11 +354,48 @@ static void test_conv_search(void)
     printf("conv search and plan cache: checked\n");
 }
 
+/* ---- Convolution: batches past cuDNN's 2^31-element tensors ----------------------- */
+
+static void test_conv_batch_split(void)
+{
+    const int64_t limit = INT32_MAX;
+    /* Inception's largest activation: the stem's third convolution, 147 x 147 x 64 per image */
+    int per = imsi_conv_max_batch(147, 147, 32, 147, 147, 64);
+    TEST_CHECK(per == 1552 && (int64_t)per * 147 * 147 * 64 <= limit && (int64_t)(per + 1) * 147 * 147 * 64 > limit,
+               "stem conv 2b: %d images per call (expected 1552)", per);
+    /* the input decides where it is the larger tensor */
+    per = imsi_conv_max_batch(299, 299, 3, 149, 149, 32);
+    TEST_CHECK(per == (int)(limit / (149 * 149 * 32)), "stem conv 1a: %d images per call", per);
+    per = imsi_conv_max_batch(64, 64, 80, 32, 32, 8);
+    TEST_CHECK(per == (int)(limit / (64 * 64 * 80)), "a wide input: %d images per call", per);
+    uint64_t rng = 0x5117ull;
+    int bad = 0;
+    for (int i = 0; i < 2000; i++) {
+        int64_t h = 1 + (int64_t)(test_rand_u64(&rng) % 400), w = 1 + (int64_t)(test_rand_u64(&rng) % 400);
+        int64_t c = 1 + (int64_t)(test_rand_u64(&rng) % 2048), yc = 1 + (int64_t)(test_rand_u64(&rng) % 2048);
+        int64_t oh = 1 + (int64_t)(test_rand_u64(&rng) % (uint64_t)h), ow = 1 + (int64_t)(test_rand_u64(&rng) % (uint64_t)w);
+        int64_t big = h * w * c > oh * ow * yc ? h * w * c : oh * ow * yc;
+        per = imsi_conv_max_batch(h, w, c, oh, ow, yc);
+        int ok = big > limit ? per == 0 : per >= 1 && per * big <= limit && (per + 1) * big > limit;
+        if (!ok && bad++ < 5)
+            TEST_CHECK(ok, "(%lld, %lld, %lld) -> (%lld, %lld, %lld): %d images per call", (long long)h, (long long)w,
+                       (long long)c, (long long)oh, (long long)ow, (long long)yc, per);
+    }
+    TEST_CHECK(bad == 0, "%d random shapes split wrongly", bad);
+    TEST_CHECK(imsi_conv_max_batch(65536, 65536, 1, 1, 1, 1) == 0 && imsi_conv_max_batch(1, 1, 1, 46341, 46341, 1) == 0,
+               "one image past 2^31 elements accepted");
+    TEST_CHECK(imsi_conv_max_batch(limit, limit, limit, 1, 1, 1) == 0, "a product overflowing 64 bits accepted");
+    TEST_CHECK(imsi_conv_max_batch(1, 1, 1, 1, 1, 1) == limit, "a 1-element image: %d per call",
+               imsi_conv_max_batch(1, 1, 1, 1, 1, 1));
+    printf("conv batch split: checked\n");
+}
+
 int main(void)
 {
     test_knn_layout();
     test_conv_keys();
     test_conv_candidates();
     test_conv_search();
+    test_conv_batch_split();
     return test_finish();
 }
