@@ -97,6 +97,22 @@ int imsi_conv_search(imsi_conv_plan *pl, int force_fallback, size_t workspace_ma
     return 1;
 }
 
+const imsi_conv_plan *imsi_conv_cache_nearest(const imsi_conv_cache *cache, const imsi_conv_key *key)
+{
+    const imsi_conv_plan *best = NULL;
+    imsi_conv_key k = *key;
+    for (size_t i = 0; i < cache->count; i++) {
+        const imsi_conv_plan *pl = &cache->plans[i];
+        k.n = pl->key.n;
+        if (pl->mode == IMSI_CONV_MODE_NONE || !imsi_conv_key_equal(&pl->key, &k))
+            continue;
+        long d = labs((long)pl->key.n - key->n), db = best ? labs((long)best->key.n - key->n) : 0;
+        if (!best || d < db || (d == db && pl->key.n > best->key.n))
+            best = pl;
+    }
+    return best;
+}
+
 static void failure_text(imsi_conv_plan *pl, int force_fallback)
 {
     const imsi_conv_key *k = &pl->key;
@@ -140,6 +156,19 @@ ims_status imsi_conv_cache_get(imsi_conv_cache *cache, const imsi_conv_key *key,
     ims_status st = ops->prepare(ops->ctx, key, &pl->impl, err);
     if (st)
         return st;
+    const imsi_conv_plan *near = imsi_conv_cache_nearest(cache, key);
+    if (near && !(force_fallback && near->mode == IMSI_CONV_MODE_FUSED)) {
+        imsi_conv_candidate c = near->cand;
+        if (ops->attempt(ops->ctx, pl->impl, near->mode, &c)) {
+            pl->mode = near->mode;
+            pl->cand = c;
+            pl->from_batch = near->key.n;
+            cache->reuses++;
+            cache->count++;
+            *out = pl;
+            return IMS_OK;
+        }
+    }
     cache->searches++;
     if (imsi_conv_search(pl, force_fallback, workspace_max, ops, err) < 0) {
         ops->release(ops->ctx, pl->impl);

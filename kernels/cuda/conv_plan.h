@@ -114,6 +114,7 @@ typedef struct imsi_conv_plan {
     int mode; /* imsi_conv_mode */
     imsi_conv_candidate cand;
     int tried_fused, tried_fallback; /* usable candidates attempted */
+    int from_batch;                  /* > 0: the choice of the plan for this batch size, reused */
     char failure[200];               /* mode NONE: the message every call returns */
     void *impl;                      /* the caller's state (prepare) */
 } imsi_conv_plan;
@@ -122,6 +123,7 @@ typedef struct imsi_conv_cache {
     imsi_conv_plan *plans;
     size_t count, cap;
     int searches; /* plans searched (each a cuDNN timed search): tests count them */
+    int reuses;   /* plans that took a nearby batch size's choice instead */
 } imsi_conv_cache;
 
 /* The search for one key: each usable fused candidate in cuDNN's order, then
@@ -131,14 +133,21 @@ typedef struct imsi_conv_cache {
 int imsi_conv_search(imsi_conv_plan *pl, int force_fallback, size_t workspace_max, const imsi_conv_search_ops *ops,
                      ims_error *err);
 
-/* The plan for key: the cached one, or one searched now and cached, failure
- * included, so that no search runs twice. A cached failure returns
+/* The plan for key: the cached one, or one made now and cached, failure
+ * included, so that no search runs twice. A new batch size (the last,
+ * partial batch of every indexing run) first tries the choice of the
+ * nearest batch size planned with everything else equal: if cuDNN runs it,
+ * that is the plan, without a search over every algorithm. A cached failure returns
  * IMS_ERR_UNSUPPORTED with its message; a search cannot run during graph
  * capture (capturing: IMS_ERR_UNSUPPORTED, nothing cached; run the batch
  * size once before capturing it). */
 ims_status imsi_conv_cache_get(imsi_conv_cache *cache, const imsi_conv_key *key, int capturing, int force_fallback,
                                size_t workspace_max, const imsi_conv_search_ops *ops, imsi_conv_plan **out,
                                ims_error *err);
+
+/* The plan of the batch size nearest to key's with everything else equal
+ * and a way to run (ties: the larger batch), or NULL. */
+const imsi_conv_plan *imsi_conv_cache_nearest(const imsi_conv_cache *cache, const imsi_conv_key *key);
 
 /* Releases every plan (ops->release on each impl). */
 void imsi_conv_cache_free(imsi_conv_cache *cache, const imsi_conv_search_ops *ops);

@@ -465,6 +465,8 @@ static void test_network(const char *dir, const char *images_dir, const char *va
         ims_image_encoder *gpu = NULL;
         if (!test_check_ok(ims_image_encoder_create(gpu_be, w, precs[pi], &gpu, &err), &err, "gpu encoder"))
             continue;
+        imsi_cuda_hooks *hooks = imsi_backend_cuda_hooks(gpu_be);
+        long searches0 = hooks->conv_searches;
         for (int rep = 0; rep < 2; rep++) { /* the second run reuses the cached plans */
             memset(gl, 0xff, (size_t)batch * classes * 4);
             memset(gf, 0xff, (size_t)batch * FEATURES * 4);
@@ -483,6 +485,23 @@ static void test_network(const char *dir, const char *images_dir, const char *va
                        prec_name(precs[pi]), el, ef, tols[pi]);
             TEST_CHECK(top5, "%s %s: top-5 classes differ on a photo", variant, prec_name(precs[pi]));
         }
+        /* A new batch size (batch - 2, as the last partial batch of an indexing run)
+         * takes the nearest planned batch's choices instead of searching again. */
+        long searches1 = hooks->conv_searches;
+        int small = batch - 2;
+        memset(gl, 0xff, (size_t)batch * classes * 4);
+        if (test_check_ok(ims_image_encoder_forward(gpu, img, small, NULL, gl, &err), &err, "gpu forward, batch - 2")) {
+            double el = rel_err(gl, cl, (size_t)small * classes);
+            long more = hooks->conv_searches - searches1;
+            printf("network %s %s batch %d after %d: logits %.3g; %ld new searches (the first batch: %ld)\n", variant,
+                   prec_name(precs[pi]), small, batch, el, more, searches1 - searches0);
+            TEST_CHECK(el <= tols[pi], "%s %s batch %d: rel error %.3g > %.g", variant, prec_name(precs[pi]), small,
+                       el, tols[pi]);
+            TEST_CHECK(more < searches1 - searches0, "%s %s: batch %d searched %ld plans again (batch %d: %ld)",
+                       variant, prec_name(precs[pi]), small, more, batch, searches1 - searches0);
+        }
+        /* run the full batch once more, so that the graph runs below compare with its plain run */
+        test_check_ok(ims_image_encoder_forward(gpu, img, batch, NULL, gl, &err), &err, "gpu forward");
         /* CUDA graphs: run 0 plain (plans cached already), run 1 captures, run 2 replays;
          * the same kernels and algorithms on the same inputs: identical outputs */
         float *pl = test_xmalloc((size_t)batch * classes * 4);

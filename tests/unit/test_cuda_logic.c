@@ -9,7 +9,8 @@
  * its rule for usable algorithms (fp32 stays a reference: FMA math only),
  * and its search and plan cache on a fake cuDNN: the fused call tried with
  * each candidate, the fallback where none runs, failures cached, no search
- * during graph capture; batches split below cuDNN's 2^31-element tensors.
+ * during graph capture, a new batch size taking the nearest batch's choice;
+ * batches split below cuDNN's 2^31-element tensors.
  */
 #include "test.h"
 
@@ -354,6 +355,89 @@ static void test_conv_search(void)
     printf("conv search and plan cache: checked\n");
 }
 
+static imsi_conv_key batch_key(int n, int precision)
+{
+    imsi_conv_key k;
+    imsi_conv_key_make(&k, n, 17, 17, 40, 24, 3, 3, 2, 2, 0, 0, 64, precision, 1, base, base + 4096, base + 8192,
+                       base + 16384);
+    return k;
+}
+
+/* A new batch size tries the nearest planned batch's choice before any search. */
+static void test_conv_nearest_batch(void)
+{
+    const int F = IMSI_CONV_MODE_FUSED, B = IMSI_CONV_MODE_FALLBACK;
+    const int GEMM = IMSI_CONV_ALGO_IMPLICIT_GEMM, PRECOMP = IMSI_CONV_ALGO_IMPLICIT_PRECOMP_GEMM;
+    const int DIRECT = IMSI_CONV_ALGO_GEMM;
+    fake_cudnn f;
+    const imsi_conv_search_ops ops = {&f, fake_prepare, fake_release, fake_gather, fake_attempt};
+    imsi_conv_cache cache = {0};
+    imsi_conv_plan *pl = NULL;
+    ims_error err = {0};
+    fake_reset(&f);
+    fake_add(&f, F, GEMM, IMSI_CONV_MATH_FMA);
+    fake_add(&f, F, PRECOMP, IMSI_CONV_MATH_FMA);
+    fake_add(&f, F, DIRECT, IMSI_CONV_MATH_FMA);
+    /* batch 13 runs fused with IMPLICIT_GEMM, batch 64 with IMPLICIT_PRECOMP_GEMM */
+    f.accept[F][GEMM] = 1;
+    imsi_conv_key k13 = batch_key(13, IMS_PRECISION_FP32), k64 = batch_key(64, IMS_PRECISION_FP32);
+    TEST_OK(imsi_conv_cache_get(&cache, &k13, 0, 0, 1000, &ops, &pl, &err), err);
+    f.accept[F][GEMM] = 0, f.accept[F][PRECOMP] = 1;
+    TEST_OK(imsi_conv_cache_get(&cache, &k64, 0, 0, 1000, &ops, &pl, &err), err);
+    TEST_CHECK(cache.searches == 2 && pl && pl->cand.algo == PRECOMP, "batch 64: %d searches, algo %d", cache.searches,
+               pl ? pl->cand.algo : -1);
+    /* 60 is nearest 64: its choice, one attempt, no search */
+    f.accept[F][GEMM] = 1;
+    int attempts = f.attempts, gathers = f.gathers[F];
+    imsi_conv_key k60 = batch_key(60, IMS_PRECISION_FP32);
+    TEST_OK(imsi_conv_cache_get(&cache, &k60, 0, 0, 1000, &ops, &pl, &err), err);
+    TEST_CHECK(pl && pl->cand.algo == PRECOMP && pl->from_batch == 64 && f.attempts == attempts + 1 &&
+                   f.gathers[F] == gathers && cache.searches == 2 && cache.reuses == 1,
+               "batch 60: algo %d from batch %d, %d attempts, %d searches", pl ? pl->cand.algo : -1,
+               pl ? pl->from_batch : -1, f.attempts - attempts, cache.searches);
+    /* 14 is nearest 13 */
+    imsi_conv_key k14 = batch_key(14, IMS_PRECISION_FP32);
+    TEST_OK(imsi_conv_cache_get(&cache, &k14, 0, 0, 1000, &ops, &pl, &err), err);
+    TEST_CHECK(pl && pl->cand.algo == GEMM && pl->from_batch == 13 && cache.searches == 2,
+               "batch 14: algo %d from batch %d", pl ? pl->cand.algo : -1, pl ? pl->from_batch : -1);
+    /* the nearest choice refused (30 is nearest 14 and 13, both IMPLICIT_GEMM): a full search */
+    f.accept[F][GEMM] = f.accept[F][PRECOMP] = 0, f.accept[F][DIRECT] = 1;
+    imsi_conv_key k30 = batch_key(30, IMS_PRECISION_FP32);
+    TEST_OK(imsi_conv_cache_get(&cache, &k30, 0, 0, 1000, &ops, &pl, &err), err);
+    TEST_CHECK(pl && pl->cand.algo == DIRECT && pl->from_batch == 0 && cache.searches == 3,
+               "batch 30: algo %d, %d searches", pl ? pl->cand.algo : -1, cache.searches);
+    /* another precision, or a cached failure, is never a hint */
+    imsi_conv_key h16 = batch_key(16, IMS_PRECISION_FP16);
+    TEST_CHECK(imsi_conv_cache_nearest(&cache, &h16) == NULL, "an fp32 plan offered to an fp16 call");
+    const imsi_conv_plan *near = imsi_conv_cache_nearest(&cache, &k60);
+    TEST_CHECK(near && near->key.n == 60, "nearest to an existing batch is itself");
+    imsi_conv_key k2 = batch_key(2, IMS_PRECISION_FP32);
+    near = imsi_conv_cache_nearest(&cache, &k2);
+    TEST_CHECK(near && near->key.n == 13, "nearest to 2: batch %d", near ? near->key.n : -1);
+    /* equally near 13 and 14 ... 22 is between 14 and 30: 8 each way: the larger */
+    imsi_conv_key k22 = batch_key(22, IMS_PRECISION_FP32);
+    near = imsi_conv_cache_nearest(&cache, &k22);
+    TEST_CHECK(near && near->key.n == 30, "a tie between 14 and 30 for 22: batch %d", near ? near->key.n : -1);
+    imsi_conv_cache_free(&cache, &ops);
+    /* forced fallback: a fused choice is no hint */
+    fake_reset(&f);
+    fake_add(&f, F, PRECOMP, IMSI_CONV_MATH_FMA);
+    fake_add(&f, B, PRECOMP, IMSI_CONV_MATH_FMA);
+    f.accept[F][PRECOMP] = f.accept[B][PRECOMP] = 1;
+    TEST_OK(imsi_conv_cache_get(&cache, &k13, 0, 0, 1000, &ops, &pl, &err), err);
+    TEST_OK(imsi_conv_cache_get(&cache, &k14, 0, 1, 1000, &ops, &pl, &err), err);
+    TEST_CHECK(pl && pl->mode == B && pl->from_batch == 0, "forced fallback took a fused hint");
+    imsi_conv_cache_free(&cache, &ops);
+    /* a failed plan is no hint */
+    fake_reset(&f);
+    fake_add(&f, F, PRECOMP, IMSI_CONV_MATH_FMA);
+    TEST_CHECK(imsi_conv_cache_get(&cache, &k13, 0, 0, 1000, &ops, &pl, &err) == IMS_ERR_UNSUPPORTED,
+               "no way for batch 13");
+    TEST_CHECK(imsi_conv_cache_nearest(&cache, &k14) == NULL, "a failed plan offered as a hint");
+    imsi_conv_cache_free(&cache, &ops);
+    printf("conv nearest batch: checked\n");
+}
+
 /* ---- Convolution: batches past cuDNN's 2^31-element tensors ----------------------- */
 
 static void test_conv_batch_split(void)
@@ -396,6 +480,7 @@ int main(void)
     test_conv_keys();
     test_conv_candidates();
     test_conv_search();
+    test_conv_nearest_batch();
     test_conv_batch_split();
     return test_finish();
 }
