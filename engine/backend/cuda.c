@@ -32,6 +32,16 @@ typedef struct cuda_state {
     cudaEvent_t copy_done;
 } cuda_state;
 
+/* backend/cuda_status.h reads these numbers: they must be the headers'. */
+_Static_assert(IMSI_CUDA_ERROR_MEMORY_ALLOCATION == (int)cudaErrorMemoryAllocation &&
+                   IMSI_CUDA_ERROR_INSUFFICIENT_DRIVER == (int)cudaErrorInsufficientDriver &&
+                   IMSI_CUDA_ERROR_NO_DEVICE == (int)cudaErrorNoDevice,
+               "cudaError_t numbers");
+_Static_assert(IMSI_CUBLAS_STATUS_ALLOC_FAILED == (int)CUBLAS_STATUS_ALLOC_FAILED, "cublasStatus_t numbers");
+_Static_assert(IMSI_CUDNN_STATUS_HOST_ALLOCATION_FAILED == (int)CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED &&
+                   IMSI_CUDNN_STATUS_DEVICE_ALLOCATION_FAILED == (int)CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED,
+               "cudnnStatus_t numbers");
+
 static cuda_state *cuda_state_of(const ims_backend *be) { return (cuda_state *)be->impl; }
 
 static void cuda_destroy(ims_backend *be);

@@ -1,19 +1,23 @@
 /* test_cuda_logic.c: what the CUDA backend decides without a device, checked
- * on the CPU (ctest label unit, every build; parts that need the CUDA
- * headers run where the toolkit is).
+ * on the CPU (ctest label unit; every build, none of it needs CUDA headers).
  *
  * The GPU code keeps such decisions in plain C functions so that CI, which
- * has no GPU, tests them: the k-NN op's scratch layout (every part 16-byte
- * aligned, no overlaps, inside the index layer's estimate); the cuDNN
- * convolution's plan keys (shapes, precision, activation and alignment),
- * its rule for usable algorithms (fp32 stays a reference: FMA math only),
- * and its search and plan cache on a fake cuDNN: the fused call tried with
- * each candidate, the fallback where none runs, failures cached, no search
- * during graph capture, a new batch size taking the nearest batch's choice;
- * batches split below cuDNN's 2^31-element tensors.
+ * has no GPU, tests them:
+ * - library statuses as ims_status (a cuDNN 9 device allocation failure is
+ *   IMS_ERR_NOMEM);
+ * - the k-NN op's scratch layout: every part 16-byte aligned, no overlaps,
+ *   inside the index layer's estimate;
+ * - the cuDNN convolution's plan keys (shapes, precision, activation,
+ *   alignment) and its rule for usable algorithms (fp32 stays a reference:
+ *   FMA math only);
+ * - its search and plan cache on a fake cuDNN: the fused call tried with each
+ *   candidate, the fallback where none runs, failures cached, no search
+ *   during graph capture, a new batch size taking the nearest batch's choice;
+ * - batches split below cuDNN's 2^31-element tensors.
  */
 #include "test.h"
 
+#include "backend/cuda_status.h"
 #include "kernels/cuda/conv_plan.h"
 #include "kernels/cuda/knn_tile.h"
 
@@ -474,8 +478,29 @@ static void test_conv_batch_split(void)
     printf("conv batch split: checked\n");
 }
 
+/* ---- Library statuses -> ims_status -------------------------------------------------- */
+
+static void test_status_codes(void)
+{
+    /* cuDNN 9: device out of memory (4004) is memory, as host (4003) is */
+    TEST_CHECK(imsi_cudnn_error_status(4004) == IMS_ERR_NOMEM && imsi_cudnn_error_status(4003) == IMS_ERR_NOMEM,
+               "cuDNN allocation failures: %s, %s", ims_status_name(imsi_cudnn_error_status(4004)),
+               ims_status_name(imsi_cudnn_error_status(4003)));
+    TEST_CHECK(imsi_cudnn_error_status(0) == IMS_OK && imsi_cudnn_error_status(3000) == IMS_ERR_CUDA &&
+                   imsi_cudnn_error_status(4000) == IMS_ERR_CUDA && imsi_cudnn_error_status(2000) == IMS_ERR_CUDA,
+               "cuDNN: success, not supported, internal error, bad param");
+    TEST_CHECK(imsi_cuda_error_status(2) == IMS_ERR_NOMEM && imsi_cuda_error_status(100) == IMS_ERR_NO_DEVICE &&
+                   imsi_cuda_error_status(35) == IMS_ERR_NO_DEVICE && imsi_cuda_error_status(700) == IMS_ERR_CUDA &&
+                   imsi_cuda_error_status(0) == IMS_OK,
+               "CUDA runtime errors");
+    TEST_CHECK(imsi_cublas_error_status(3) == IMS_ERR_NOMEM && imsi_cublas_error_status(13) == IMS_ERR_CUDA &&
+                   imsi_cublas_error_status(0) == IMS_OK,
+               "cuBLAS statuses");
+}
+
 int main(void)
 {
+    test_status_codes();
     test_knn_layout();
     test_conv_keys();
     test_conv_candidates();
