@@ -30,6 +30,7 @@ typedef struct cuda_state {
     imsi_cuda_ctx ctx;        /* the stream, handles (NULL until created), conv plans, scratch */
     cudaStream_t copy_stream; /* upload_async; NULL until first used */
     cudaEvent_t copy_done;
+    void *cublas_workspace;   /* cuBLAS's fixed workspace (cublasSetWorkspace) */
 } cuda_state;
 
 /* backend/cuda_status.h reads these numbers: they must be the headers'. */
@@ -156,6 +157,8 @@ static void cuda_destroy(ims_backend *be)
             ok &= cudnnDestroy(st->ctx.cudnn) == CUDNN_STATUS_SUCCESS;
         if (st->ctx.cublas)
             ok &= cublasDestroy(st->ctx.cublas) == CUBLAS_STATUS_SUCCESS;
+        if (st->cublas_workspace)
+            ok &= cudaFree(st->cublas_workspace) == cudaSuccess;
         if (st->ctx.stream)
             ok &= cudaStreamDestroy(st->ctx.stream) == cudaSuccess;
         if (!ok)
@@ -645,6 +648,15 @@ static ims_status cuda_state_init(cuda_state *st, ims_error *err)
      * to 10 mantissa bits, errors near 1e-3): the fp32 path is the reference
      * the CPU backend and the f16 paths are compared against. */
     IMS_CUBLAS_CHECK(err, cublasSetMathMode(st->ctx.cublas, CUBLAS_DEFAULT_MATH));
+    /* A fixed workspace of our own (after cublasSetStream, which resets it):
+     * without one cuBLAS takes its workspace from a pool, and may pick other
+     * kernels (so other bits) inside a graph capture than outside it. 32 MiB
+     * is NVIDIA's recommendation for Hopper, 4 MiB for earlier GPUs. */
+    int major = 0;
+    IMS_CUDA_CHECK(err, cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, st->device));
+    size_t ws_bytes = (major >= 9 ? 32u : 4u) << 20;
+    IMS_CUDA_CHECK(err, cudaMalloc(&st->cublas_workspace, ws_bytes));
+    IMS_CUBLAS_CHECK(err, cublasSetWorkspace(st->ctx.cublas, st->cublas_workspace, ws_bytes));
     /* Created with the backend, not at the first convolution, so that a broken
      * cuDNN install fails at backend creation, not mid-model. */
     IMS_CUDNN_CHECK(err, cudnnCreate(&st->ctx.cudnn));
