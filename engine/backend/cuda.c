@@ -33,6 +33,12 @@ typedef struct cuda_state {
     void *cublas_workspace;   /* cuBLAS's fixed workspace (cublasSetWorkspace) */
 } cuda_state;
 
+/* A captured graph and the scratch generation it was captured with. */
+typedef struct cuda_graph {
+    cudaGraphExec_t exec;
+    unsigned long generation;
+} cuda_graph;
+
 /* backend/cuda_status.h reads these numbers: they must be the headers'. */
 _Static_assert(IMSI_CUDA_ERROR_MEMORY_ALLOCATION == (int)cudaErrorMemoryAllocation &&
                    IMSI_CUDA_ERROR_INSUFFICIENT_DRIVER == (int)cudaErrorInsufficientDriver &&
@@ -440,16 +446,23 @@ static ims_status cuda_upload_async(ims_backend *be, void *dst, const void *src,
     return IMS_OK;
 }
 
-/* Relaxed capture mode: the image loader's threads may call CUDA meanwhile. */
+/* Relaxed capture mode: the image loader's threads may call CUDA meanwhile.
+ * Not in an IMS_CUDA_SYNC_DEBUG build: it synchronizes after every launch,
+ * which no capture survives (callers then run their work plainly). */
 static ims_status cuda_capture_begin(ims_backend *be, ims_error *err)
 {
     cuda_state *st = cuda_state_of(be);
+#ifdef IMS_CUDA_SYNC_DEBUG
+    (void)st;
+    return ims_error_set(err, IMS_ERR_UNSUPPORTED, "graph capture is off in an IMS_CUDA_SYNC_DEBUG build");
+#else
     ims_status status = cuda_use_device(st, err);
     if (status)
         return status;
     IMS_CUDA_CHECK(err, cudaStreamBeginCapture(st->ctx.stream, cudaStreamCaptureModeRelaxed));
     st->ctx.hooks.captures++;
     return IMS_OK;
+#endif
 }
 
 static ims_status cuda_capture_end(ims_backend *be, void **graph, ims_error *err)
@@ -463,29 +476,50 @@ static ims_status cuda_capture_end(ims_backend *be, void **graph, ims_error *err
         status = IMS_CUDA_CALL(err, cudaGraphInstantiate(&exec, g, 0));
     if (g && cudaGraphDestroy(g) != cudaSuccess)
         (void)cudaGetLastError();
-    if (!status)
-        *graph = exec;
-    return status;
+    cuda_graph *cg = NULL;
+    if (!status && !(cg = malloc(sizeof *cg)))
+        status = ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    if (status) {
+        if (exec && cudaGraphExecDestroy(exec) != cudaSuccess)
+            (void)cudaGetLastError();
+        return status;
+    }
+    cg->exec = exec;
+    cg->generation = st->ctx.generation;
+    *graph = cg;
+    return IMS_OK;
 }
 
+/* A graph replays the addresses it was captured with: if the ops' scratch or
+ * the cuDNN workspace has moved since (a larger shape ran), it would touch
+ * freed memory, so it is refused and the caller captures again. */
 static ims_status cuda_graph_launch(ims_backend *be, void *graph, ims_error *err)
 {
     cuda_state *st = cuda_state_of(be);
+    cuda_graph *cg = graph;
     ims_status status = cuda_use_device(st, err);
     if (status)
         return status;
-    IMS_CUDA_CHECK(err, cudaGraphLaunch((cudaGraphExec_t)graph, st->ctx.stream));
+    if (cg->generation != st->ctx.generation)
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "a CUDA graph captured before the ops' scratch memory moved "
+                             "cannot be replayed: capture it again");
+    IMS_CUDA_CHECK(err, cudaGraphLaunch(cg->exec, st->ctx.stream));
+    st->ctx.hooks.graph_launches++;
     return IMS_OK;
 }
 
 static void cuda_graph_free(ims_backend *be, void *graph)
 {
     cuda_state *st = cuda_state_of(be);
+    cuda_graph *cg = graph;
+    if (!cg)
+        return;
     int ok = cudaSetDevice(st->device) == cudaSuccess;
     ok &= cudaStreamSynchronize(st->ctx.stream) == cudaSuccess;
-    ok &= cudaGraphExecDestroy((cudaGraphExec_t)graph) == cudaSuccess;
+    ok &= cudaGraphExecDestroy(cg->exec) == cudaSuccess;
     if (!ok)
         (void)cudaGetLastError();
+    free(cg);
 }
 
 /* ---- Ops ------------------------------------------------------------------------- */

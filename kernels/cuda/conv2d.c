@@ -164,6 +164,7 @@ static ims_status workspace_reserve(imsi_cuda_ctx *cuda, imsi_cudnn_convs *c, si
         IMS_CUDA_CHECK(err, cudaFree(c->workspace));
         c->workspace = NULL;
         c->workspace_size = 0;
+        cuda->generation++; /* graphs that used the old buffer are stale */
     }
     IMS_CUDA_CHECK(err, cudaMalloc(&c->workspace, bytes));
     c->workspace_size = bytes;
@@ -204,6 +205,7 @@ static int conv_gather(void *ctx, void *impl, int mode, imsi_conv_candidate *out
         if (c->workspace) {
             (void)cudaFree(c->workspace);
             c->workspace = NULL;
+            call->cuda->generation++;
         }
         c->workspace_size = 0;
     }

@@ -16,6 +16,7 @@ ims_status imsi_cuda_scratch(imsi_cuda_ctx *cuda, size_t nbytes, const char *wha
             IMS_CUDA_CHECK(err, cudaFree(cuda->scratch));
             cuda->scratch = NULL;
             cuda->scratch_bytes = 0;
+            cuda->generation++; /* graphs that used the old buffer are stale */
         }
         void *p = NULL;
         ims_status status = IMS_CUDA_CALL(err, cudaMalloc(&p, nbytes));

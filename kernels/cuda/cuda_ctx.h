@@ -26,6 +26,8 @@ typedef struct imsi_cuda_ctx {
     imsi_cudnn_convs *convs; /* conv2d plans per shape; NULL until the first conv2d */
     void *scratch;           /* device scratch, grown (never shrunk) by imsi_cuda_scratch */
     size_t scratch_bytes;
+    unsigned long generation; /* + 1 whenever the scratch or the cuDNN workspace moves: a CUDA
+                               * graph captured before then would replay freed addresses */
     imsi_cuda_hooks hooks;   /* the GPU tests' switches and counters */
 } imsi_cuda_ctx;
 

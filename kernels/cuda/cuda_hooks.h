@@ -11,6 +11,7 @@ typedef struct imsi_cuda_hooks {
     int conv_force_fallback; /* new conv2d plans skip cuDNN's fused call */
     int fail_in_capture;     /* conv2d fails while the stream is capturing */
     int captures;            /* graph captures begun on this backend */
+    int graph_launches;      /* graphs replayed */
     long conv_searches;      /* conv2d plans searched (each a cuDNN timed search) */
     long conv_fallbacks;     /* conv2d calls run on the fallback path */
 } imsi_cuda_hooks;

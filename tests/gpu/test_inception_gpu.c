@@ -432,6 +432,41 @@ static int load_photos(const char *images_dir, uint8_t *out, int max)
     return n;
 }
 
+/* Capture failure recovery: conv2d fails while capturing (a switch of the
+ * backend's test hooks). The capture is ended, the forward runs plainly and
+ * gives the plain run's bits (plain: batch logits of the same images and
+ * precision), and the batch size is never captured again. */
+static void test_graph_recovery(const ims_weights *w, const uint8_t *img, int batch, int classes, const float *plain,
+                                const char *variant)
+{
+    ims_error err = {0};
+    ims_image_encoder *gpu = NULL;
+    imsi_cuda_hooks *hooks = imsi_backend_cuda_hooks(gpu_be);
+    if (!test_check_ok(ims_image_encoder_create(gpu_be, w, IMS_PRECISION_FP16, &gpu, &err), &err, "gpu encoder") ||
+        !test_check_ok(imsi_image_encoder_set_graphs(gpu, 1, &err), &err, "set_graphs")) {
+        ims_image_encoder_free(gpu);
+        return;
+    }
+    float *gl = test_xmalloc((size_t)batch * classes * 4);
+    int captures0 = hooks->captures, launches0 = hooks->graph_launches;
+    hooks->fail_in_capture = 1;
+    for (int rep = 0; rep < 4; rep++) {
+        memset(gl, 0xff, (size_t)batch * classes * 4);
+        if (!test_check_ok(ims_image_encoder_forward(gpu, img, batch, NULL, gl, &err), &err, "forward, capture failing"))
+            break;
+        TEST_CHECK(!memcmp(gl, plain, (size_t)batch * classes * 4), "%s fp16: run %d with a failing capture differs "
+                   "from the plain run", variant, rep);
+    }
+    hooks->fail_in_capture = 0;
+    printf("network %s fp16, conv2d failing in capture: %d captures begun, %d graph launches (expected 1, 0)\n",
+           variant, hooks->captures - captures0, hooks->graph_launches - launches0);
+    TEST_CHECK(hooks->captures - captures0 == 1 && hooks->graph_launches == launches0,
+               "a failed capture was retried (%d) or launched (%d)", hooks->captures - captures0,
+               hooks->graph_launches - launches0);
+    free(gl);
+    ims_image_encoder_free(gpu);
+}
+
 static void test_network(const char *dir, const char *images_dir, const char *variant, ims_convert_arch arch,
                          const char *tmpdir)
 {
@@ -506,6 +541,7 @@ static void test_network(const char *dir, const char *images_dir, const char *va
          * the same kernels and algorithms on the same inputs: identical outputs */
         float *pl = test_xmalloc((size_t)batch * classes * 4);
         memcpy(pl, gl, (size_t)batch * classes * 4);
+        int captures0 = hooks->captures, launches0 = hooks->graph_launches;
         if (test_check_ok(imsi_image_encoder_set_graphs(gpu, 1, &err), &err, "set_graphs")) {
             for (int rep = 0; rep < 3; rep++) {
                 memset(gl, 0xff, (size_t)batch * classes * 4);
@@ -517,9 +553,15 @@ static void test_network(const char *dir, const char *images_dir, const char *va
                 TEST_CHECK(same, "%s %s: graph run %d differs from the plain run", variant, prec_name(precs[pi]),
                            rep);
             }
+            /* identical bits prove nothing if no graph ran: one capture, two replays */
+            TEST_CHECK(hooks->captures - captures0 == 1 && hooks->graph_launches - launches0 == 2,
+                       "%s %s: %d captures and %d graph launches (expected 1 and 2)", variant, prec_name(precs[pi]),
+                       hooks->captures - captures0, hooks->graph_launches - launches0);
         }
-        free(pl);
         ims_image_encoder_free(gpu);
+        if (precs[pi] == IMS_PRECISION_FP16)
+            test_graph_recovery(w, img, batch, classes, pl, variant);
+        free(pl);
     }
     free(cl), free(cf), free(gl), free(gf), free(img);
     ims_image_encoder_free(cpu);
