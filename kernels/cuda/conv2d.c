@@ -25,8 +25,9 @@
  * cudnnFindConvolutionForwardAlgorithmEx times the candidates on the real
  * buffers (writing y, which the call then overwrites) with up to
  * IMS_CUDNN_WORKSPACE_MAX bytes of workspace, cuDNN's heuristics add theirs,
- * and the first usable candidate with which the fused call runs is kept;
- * if none, the same for the fallback (conv_plan.c: imsi_conv_search). The
+ * and the first usable candidate with which the fused call runs, and
+ * ignores the old output (fused_check), is kept; if none, the same for the
+ * fallback (conv_plan.c: imsi_conv_search). The
  * search runs the convolution, so it cannot run during CUDA graph capture:
  * run a batch size once before capturing it.
  *
@@ -69,6 +70,7 @@ typedef struct conv_descs {
 struct imsi_cudnn_convs {
     imsi_conv_cache cache;
     cudnnActivationDescriptor_t relu, identity;
+    unsigned int *differs; /* device word for the plan-time check of fused candidates */
     void *workspace; /* device, workspace_size bytes */
     size_t workspace_size;
 };
@@ -262,6 +264,42 @@ static ims_status epilogue(conv_call *call, const void *packed, ims_error *err)
     return IMS_OK;
 }
 
+/* The fused call's residual input z is y itself, scaled by alpha2 = 0; if
+ * cuDNN read it anyway, a NaN left in y (a test's poison, an f16 overflow)
+ * would come out as NaN, or as 0 after a ReLU that drops NaN. So a fused
+ * candidate runs twice at plan time, over zeros and over NaN, and must give
+ * the same bits. 0: it ran and ignores z; 1: cuDNN refused it or a step
+ * failed; 2: its output depends on z. */
+static int fused_check(conv_call *call, conv_descs *d, cudnnConvolutionFwdAlgo_t a, size_t ws_bytes)
+{
+    const imsi_conv_key *k = call->key;
+    cudaStream_t s = call->cuda->stream;
+    size_t elem = k->precision == IMS_PRECISION_FP16 ? 2 : 4;
+    size_t rows = (size_t)k->n * (size_t)imsi_conv_out(k->h, k->kh, k->sh, k->ph) *
+                  (size_t)imsi_conv_out(k->w, k->kw, k->sw, k->pw);
+    size_t pitch = (size_t)k->y_channels * elem, width = (size_t)k->o * elem;
+    unsigned int differs = 1;
+    void *copy = NULL; // (rows, O) packed: the result over zeros
+    ims_error e = {0};
+    if (imsi_cuda_scratch(call->cuda, packed_bytes(k), "conv2d (plan check)", &copy, &e) ||
+        cudaMemset2DAsync(call->y, pitch, 0, width, rows, s) != cudaSuccess)
+        return 1;
+    if (conv_run(call, d, IMSI_CONV_MODE_FUSED, a, ws_bytes, NULL) != CUDNN_STATUS_SUCCESS)
+        return 1;
+    if (cudaMemcpy2DAsync(copy, width, call->y, pitch, width, rows, cudaMemcpyDeviceToDevice, s) != cudaSuccess ||
+        cudaMemset2DAsync(call->y, pitch, 0xff, width, rows, s) != cudaSuccess || /* NaN in f32 and f16 */
+        conv_run(call, d, IMSI_CONV_MODE_FUSED, a, ws_bytes, NULL) != CUDNN_STATUS_SUCCESS ||
+        cudaMemsetAsync(call->c->differs, 0, sizeof differs, s) != cudaSuccess ||
+        imsi_cuda_conv_slice_differs(copy, call->y, rows, k->o, k->y_channels, k->precision == IMS_PRECISION_FP16,
+                                     call->c->differs, s) != cudaSuccess ||
+        cudaMemcpyAsync(&differs, call->c->differs, sizeof differs, cudaMemcpyDeviceToHost, s) != cudaSuccess ||
+        cudaStreamSynchronize(s) != cudaSuccess)
+        return 1;
+    if (differs)
+        call->cuda->hooks.conv_z_reads++;
+    return differs ? 2 : 0;
+}
+
 /* imsi_conv_search_ops.attempt: the call, once, with candidate c. */
 static int conv_attempt(void *ctx, void *impl, int mode, imsi_conv_candidate *c)
 {
@@ -279,9 +317,11 @@ static int conv_attempt(void *ctx, void *impl, int mode, imsi_conv_candidate *c)
              bytes <= IMS_CUDNN_WORKSPACE_MAX && !workspace_reserve(call->cuda, call->c, bytes, &scratch_err);
     if (ok && mode == IMSI_CONV_MODE_FALLBACK)
         ok = !imsi_cuda_scratch(call->cuda, packed_bytes(call->key), "conv2d (packed output)", &packed, &scratch_err);
-    ok = ok && conv_run(call, d, mode, a, bytes, packed) == CUDNN_STATUS_SUCCESS;
-    if (ok && mode == IMSI_CONV_MODE_FALLBACK)
-        ok = !epilogue(call, packed, &scratch_err);
+    if (mode == IMSI_CONV_MODE_FUSED)
+        ok = ok && fused_check(call, d, a, bytes) == 0;
+    else
+        ok = ok && conv_run(call, d, mode, a, bytes, packed) == CUDNN_STATUS_SUCCESS &&
+             !epilogue(call, packed, &scratch_err);
     (void)cudaGetLastError(); /* a refused candidate's error must not surface at the next launch check */
     if (ok)
         c->memory = bytes;
@@ -297,6 +337,8 @@ void imsi_cudnn_convs_free(imsi_cudnn_convs *c)
     imsi_conv_cache_free(&c->cache, &release_ops);
     if (c->relu) (void)cudnnDestroyActivationDescriptor(c->relu);
     if (c->identity) (void)cudnnDestroyActivationDescriptor(c->identity);
+    if (c->differs && cudaFree(c->differs) != cudaSuccess)
+        (void)cudaGetLastError();
     if (c->workspace && cudaFree(c->workspace) != cudaSuccess)
         (void)cudaGetLastError();
     free(c);
@@ -313,6 +355,7 @@ static ims_status convs_create(imsi_cudnn_convs **out, ims_error *err)
     if (!st) st = IMS_CUDNN_CALL(err, cudnnCreateActivationDescriptor(&c->identity));
     if (!st) st = IMS_CUDNN_CALL(err, cudnnSetActivationDescriptor(c->identity, CUDNN_ACTIVATION_IDENTITY,
                                                                    CUDNN_NOT_PROPAGATE_NAN, 0.0));
+    if (!st) st = IMS_CUDA_CALL(err, cudaMalloc((void **)&c->differs, sizeof *c->differs));
     if (st) {
         imsi_cudnn_convs_free(c);
         return st;

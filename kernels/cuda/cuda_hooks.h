@@ -14,6 +14,7 @@ typedef struct imsi_cuda_hooks {
     int graph_launches;      /* graphs replayed */
     long conv_searches;      /* conv2d plans searched (each a cuDNN timed search) */
     long conv_fallbacks;     /* conv2d calls run on the fallback path */
+    long conv_z_reads;       /* fused candidates refused: their output depended on the old y */
 } imsi_cuda_hooks;
 
 /* A CUDA backend's hooks; NULL for any other backend (engine/backend/cuda.c). */

@@ -58,6 +58,10 @@ cudaError_t imsi_cuda_knn_select(float *tile, int32_t *cand, uint64_t *tmp, uint
  * bias (o)), acc, bias and y all f16 (f16 != 0) or all f32, math in f32. */
 cudaError_t imsi_cuda_conv_epilogue(const void *acc, const void *bias, void *y, size_t rows, int o, int y_channels,
                                     int y_offset, int relu, int f16, cudaStream_t s);
+/* Part of conv2d's plan search: *differs (device) = 1 if channels [0, o) of y
+ * (rows, y_channels) do not hold the bits of packed (rows, o); else left as is. */
+cudaError_t imsi_cuda_conv_slice_differs(const void *packed, const void *y, size_t rows, int o, int y_channels, int f16,
+                                         unsigned int *differs, cudaStream_t s);
 
 /* The pool2d op: max != 0 for a max pool; y has y_channels channels, the output
  * goes to [y_offset, y_offset + c); f16 != 0: x and y are f16 (math in f32). */

@@ -648,7 +648,8 @@ int main(int argc, char **argv)
     {
         imsi_cuda_hooks *hooks = imsi_backend_cuda_hooks(gpu_be);
         printf("convolutions so far: %ld plans searched, %ld calls on the fallback path (cuDNN refused the fused "
-               "call)\n", hooks->conv_searches, hooks->conv_fallbacks);
+               "call), %ld fused candidates refused for reading the old output\n", hooks->conv_searches,
+               hooks->conv_fallbacks, hooks->conv_z_reads);
     }
     {
         const int f16 = 1; /* f32: in the op table */
