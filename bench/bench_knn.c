@@ -60,30 +60,32 @@ int main(int argc, char **argv)
         }
     }
     ims_error err = {0};
-    ims_npy table, queries;
+    ims_npy *table, *queries;
     if (ims_npy_open(argv[1], &table, &err) || ims_npy_open(argv[2], &queries, &err))
         return fail(&err);
-    if (table.dtype != IMS_NPY_F32 || queries.dtype != IMS_NPY_F32 || table.ndim != 2 || queries.ndim != 2 ||
-        table.shape[1] != queries.shape[1]) {
+    const int64_t *ts = ims_npy_shape(table), *qs = ims_npy_shape(queries);
+    if (ims_npy_dtype(table) != IMS_DTYPE_F32 || ims_npy_dtype(queries) != IMS_DTYPE_F32 || ims_npy_ndim(table) != 2 ||
+        ims_npy_ndim(queries) != 2 || ts[1] != qs[1]) {
         fprintf(stderr, "bench_knn: need float32 (N, D) and (B, D) arrays\n");
         return 1;
     }
-    int64_t n = table.shape[0], d = table.shape[1], b = queries.shape[0];
+    int64_t n = ts[0], d = ts[1], b = qs[0];
+    const float *qdata = ims_npy_data(queries);
     ims_backend *be;
     ims_knn_table *t;
     if (ims_backend_create(kind, 0, &be, &err) || ims_knn_create(be, d, &o, &t, &err) ||
-        ims_knn_append(t, table.data, IMS_DTYPE_F32, n, &err))
+        ims_knn_append(t, ims_npy_data(table), IMS_DTYPE_F32, n, &err))
         return fail(&err);
     int64_t *ids = malloc((size_t)b * k * sizeof *ids);
     float *scores = malloc((size_t)b * k * sizeof *scores);
     if (!ids || !scores)
         return 1;
-    if (ims_knn_search(t, queries.data, b, k, ids, scores, &err)) /* warm-up (and device upload) */
+    if (ims_knn_search(t, qdata, b, k, ids, scores, &err)) /* warm-up (and device upload) */
         return fail(&err);
     int searches = 0;
     double t0 = ims_clock_seconds(), elapsed;
     do {
-        if (ims_knn_search(t, queries.data, b, k, ids, scores, &err))
+        if (ims_knn_search(t, qdata, b, k, ids, scores, &err))
             return fail(&err);
         searches++;
         elapsed = ims_clock_seconds() - t0;
@@ -95,13 +97,13 @@ int main(int argc, char **argv)
            searches, per * 1e3, b / per, bytes / per / 1e9);
     if (out) {
         int64_t shape[2] = {b, k};
-        if (ims_npy_write(out, IMS_NPY_I64, 2, shape, ids, &err))
+        if (ims_npy_write(out, IMS_DTYPE_I64, 2, shape, ids, &err))
             return fail(&err);
     }
     ims_knn_free(t);
     ims_backend_free(be);
-    ims_npy_close(&queries);
-    ims_npy_close(&table);
+    ims_npy_close(queries);
+    ims_npy_close(table);
     free(ids);
     free(scores);
     return 0;

@@ -168,13 +168,12 @@ ims_status cli_device_open(const cli_device *d, ims_backend **out, ims_error *er
 /* mode: an ims_preprocess_mode, or CLI_MODE_MODEL for the image model's own. */
 ims_preprocess_mode cli_mode_resolve(int mode, const ims_weights *image_model);
 
-/* A backend and the models a command uses. Precision: the option, else fp16 on
- * a GPU and fp32 on the CPU. Paths may be NULL (that model is not opened). */
+/* A backend and the weight files a command uses. Precision: the option, else
+ * fp16 on a GPU and fp32 on the CPU. Paths may be NULL (that file is not opened). */
 typedef struct cli_models {
     ims_backend *backend;
     ims_precision precision;
     ims_weights *image_weights, *text_weights;
-    ims_text_embedder *text;
 } cli_models;
 
 /* precision: an ims_precision or CLI_PRECISION_DEFAULT. */

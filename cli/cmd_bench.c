@@ -421,7 +421,6 @@ static ims_status bench_index(bench_ctx *c, ims_error *err)
     o.root_count = 1;
     o.backend = c->be;
     o.image_model = w;
-    o.image_model_path = c->opt->image_model ? c->opt->image_model : tmp_model;
     o.precision = cuda ? IMS_PRECISION_FP16 : IMS_PRECISION_FP32;
     o.batch_size = cuda ? 64 : 16;
     o.threads = 8;
@@ -434,8 +433,8 @@ static ims_status bench_index(bench_ctx *c, ims_error *err)
         char name[96];
         snprintf(name, sizeof name, "index %s batch %d", ims_precision_name(o.precision), o.batch_size);
         if (c->opt->json) {
-            printf("{\"workload\": \"%s\", \"images\": %zu, \"failed\": %zu, \"seconds\": ", name, p.indexed,
-                   p.failed);
+            printf("{\"workload\": \"%s\", \"images\": %lld, \"failed\": %lld, \"seconds\": ", name,
+                   (long long)p.indexed, (long long)p.failed);
             json_double(stdout, p.elapsed_s);
             printf(", \"per_s\": ");
             json_double(stdout, (double)p.indexed / s);
@@ -447,9 +446,9 @@ static ims_status bench_index(bench_ctx *c, ims_error *err)
             json_double(stdout, p.write_s);
             printf("}\n");
         } else {
-            printf("%-44s %9.3f s for %zu images: %.1f images/s; waiting for decode %.0f%%, model %.0f%%, "
+            printf("%-44s %9.3f s for %lld images: %.1f images/s; waiting for decode %.0f%%, model %.0f%%, "
                    "writing %.0f%%\n",
-                   name, p.elapsed_s, p.indexed, (double)p.indexed / s, 100 * p.decode_wait_s / s, 100 * p.model_s / s,
+                   name, p.elapsed_s, (long long)p.indexed, (double)p.indexed / s, 100 * p.decode_wait_s / s, 100 * p.model_s / s,
                    100 * p.write_s / s);
         }
     }

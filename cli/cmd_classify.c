@@ -115,36 +115,18 @@ static int parse_args(int argc, char **argv, encode_options *o, cli_list *images
     cli_args a;
     cli_args_init(&a, "classify", classify_usage, argc, argv);
     while (cli_args_next(&a)) {
-        if (a.operand)
-            cli_operand_add(&a, images);
-        else if (cli_is(&a, "--image-model"))
-            cli_arg_path(&a, &o->model);
-        else if (cli_is(&a, "-k"))
+        if (encode_options_take(&a, o, images))
+            continue;
+        if (cli_is(&a, "-k"))
             cli_arg_int(&a, 1, 100000, &c->k);
         else if (cli_is(&a, "--json"))
             c->json = 1;
-        else if (cli_is(&a, CLI_DEVICE_OPTIONS))
-            cli_arg_device(&a, &o->device);
-        else if (cli_is(&a, "--precision"))
-            cli_arg_precision(&a, &o->precision);
-        else if (cli_is(&a, "--mode"))
-            cli_arg_mode(&a, &o->mode);
-        else if (cli_is(&a, "--batch"))
-            cli_arg_int(&a, 1, 1024, &o->batch);
-        else if (cli_is(&a, "--threads"))
-            cli_arg_int(&a, 1, 256, &o->threads);
         else
             cli_args_unknown(&a);
     }
     if (a.status >= 0)
         return a.status;
-    o->images = images->items;
-    o->count = images->count;
-    if (!o->count)
-        return cli_args_error(&a, "missing IMAGE");
-    if (!o->model)
-        return cli_args_error(&a, "missing --image-model M.isw");
-    return -1;
+    return encode_options_finish(&a, o, images);
 }
 
 int cmd_classify(int argc, char **argv)

@@ -49,7 +49,7 @@ static int embed_ready(void *vctx, const ims_image_encoder *enc)
     c->dim = c->logits ? ims_image_encoder_num_classes(enc) : ims_image_encoder_feature_dim(enc);
     ims_error err = {0};
     int64_t shape[2] = {IMS_NPY_ROWS_UNKNOWN, c->dim};
-    return ims_npy_writer_open(c->output, IMS_NPY_F32, 2, shape, &c->w, &err) ? cli_error(&err) : 0;
+    return ims_npy_writer_open(c->output, IMS_DTYPE_F32, 2, shape, &c->w, &err) ? cli_error(&err) : 0;
 }
 
 static int embed_one(void *vctx, size_t index, const char *path, const float *features, const float *logits,
@@ -89,35 +89,20 @@ static int parse_args(int argc, char **argv, encode_options *o, cli_list *images
     cli_args a;
     cli_args_init(&a, "embed-image", embed_usage, argc, argv);
     while (cli_args_next(&a)) {
-        if (a.operand)
-            cli_operand_add(&a, images);
-        else if (cli_is(&a, "--image-model"))
-            cli_arg_path(&a, &o->model);
-        else if (cli_is(&a, "-o|--output"))
+        if (encode_options_take(&a, o, images))
+            continue;
+        if (cli_is(&a, "-o|--output"))
             cli_arg_path(&a, &c->output);
         else if (cli_is(&a, "--what"))
             cli_arg_choice(&a, what_names, &c->logits); /* 1: logits */
-        else if (cli_is(&a, CLI_DEVICE_OPTIONS))
-            cli_arg_device(&a, &o->device);
-        else if (cli_is(&a, "--precision"))
-            cli_arg_precision(&a, &o->precision);
-        else if (cli_is(&a, "--mode"))
-            cli_arg_mode(&a, &o->mode);
-        else if (cli_is(&a, "--batch"))
-            cli_arg_int(&a, 1, 1024, &o->batch);
-        else if (cli_is(&a, "--threads"))
-            cli_arg_int(&a, 1, 256, &o->threads);
         else
             cli_args_unknown(&a);
     }
     if (a.status >= 0)
         return a.status;
-    o->images = images->items;
-    o->count = images->count;
-    if (!o->count)
-        return cli_args_error(&a, "missing IMAGE");
-    if (!o->model)
-        return cli_args_error(&a, "missing --image-model M.isw");
+    int status = encode_options_finish(&a, o, images);
+    if (status >= 0)
+        return status;
     if (!c->output)
         return cli_args_error(&a, "missing -o OUT.npy");
     return -1;

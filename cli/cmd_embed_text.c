@@ -120,22 +120,26 @@ static int run_embed_text(const embed_text_args *e, const char *const *texts, si
 {
     ims_error err = {0};
     cli_models m;
+    ims_text_embedder *text = NULL;
     float *out = NULL;
     ims_status st = cli_models_load(&m, &e->device, e->precision, NULL, e->model, &err);
-    int dim = st ? 0 : ims_text_embedder_dim(m.text);
+    if (!st)
+        st = ims_text_embedder_create(m.backend, m.text_weights, m.precision, &text, &err);
+    int dim = st ? 0 : ims_text_embedder_dim(text);
     if (!st && count > 0) {
         out = malloc(count * (size_t)dim * sizeof *out);
-        st = out ? ims_text_embed(m.text, texts, count, out, &err)
+        st = out ? ims_text_embed(text, texts, (int64_t)count, out, &err)
                  : ims_error_set(&err, IMS_ERR_NOMEM, "out of memory for %zu embeddings", count);
     }
     if (!st && e->output) {
         int64_t shape[2] = {(int64_t)count, dim};
-        st = ims_npy_write(e->output, IMS_NPY_F32, 2, shape, out, &err);
+        st = ims_npy_write(e->output, IMS_DTYPE_F32, 2, shape, out, &err);
     }
     if (!st && (e->json || !e->output))
         print_json(texts, count, out, dim);
     if (!st && e->output)
         fprintf(stderr, "imgsearch: wrote %zu embeddings of %d dims to %s\n", count, dim, e->output);
+    ims_text_embedder_free(text);
     cli_models_close(&m);
     free(out);
     return st ? cli_error(&err) : CLI_EXIT_OK;

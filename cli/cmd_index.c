@@ -54,9 +54,9 @@ static void on_progress(void *ctx, const ims_index_progress *p)
     index_cli *c = ctx;
     if (p->stage == IMS_INDEX_STAGE_PLANNED) {
         fprintf(stderr,
-                "imgsearch: %zu images to index (%zu already in the index, %zu non-image files ignored); "
+                "imgsearch: %lld images to index (%lld already in the index, %lld non-image files ignored); "
                 "about %.1f MiB on disk, %.1f MiB of host buffers\n",
-                p->total, p->already, p->ignored, (double)p->estimated_disk_bytes / (1 << 20),
+                (long long)p->total, (long long)p->already, (long long)p->ignored, (double)p->estimated_disk_bytes / (1 << 20),
                 (double)p->estimated_host_bytes / (1 << 20));
         cli_progress_init(&c->bar, "images", p->total);
         return;
@@ -144,9 +144,7 @@ int cmd_index(int argc, char **argv)
         o.root_count = x.roots.count;
         o.backend = m.backend;
         o.image_model = m.image_weights;
-        o.image_model_path = image_path;
-        o.text = m.text;
-        o.text_model_path = text_path;
+        o.text_model = m.text_weights;
         o.precision = m.precision;
         o.batch_size = x.batch ? x.batch : cuda ? 64 : 16;
         o.threads = x.threads ? x.threads : cli_default_threads(16);
@@ -162,9 +160,9 @@ int cmd_index(int argc, char **argv)
             fputc('\n', stderr);
         return cli_error(&err);
     }
-    printf("indexed %zu images into %s (%zu skipped, %zu already there) in %.1f s: "
+    printf("indexed %lld images into %s (%lld skipped, %lld already there) in %.1f s: "
            "waiting for decode %.1f s, model %.1f s, writing %.1f s\n",
-           result.indexed, o.index_dir, result.failed, result.already, result.elapsed_s, result.decode_wait_s,
+           (long long)result.indexed, o.index_dir, (long long)result.failed, (long long)result.already, result.elapsed_s, result.decode_wait_s,
            result.model_s, result.write_s);
     return result.failed ? CLI_EXIT_SOME_FAILED : CLI_EXIT_OK;
 }

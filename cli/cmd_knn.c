@@ -86,28 +86,38 @@ static int parse_args(int argc, char **argv, knn_args *k)
     return -1;
 }
 
+/* A float32/float16 .npy file seen as a matrix (rows, dim). */
+typedef struct knn_matrix {
+    ims_npy *npy;
+    int64_t rows, dim;
+} knn_matrix;
+
 /* A 2-D float32/float16 array, or a one-line error naming the file and role.
  * vector_ok: a 1-D array (D) is taken as one row (1, D). */
-static int open_matrix(const char *path, const char *role, int vector_ok, ims_npy *out)
+static int open_matrix(const char *path, const char *role, int vector_ok, knn_matrix *out)
 {
     ims_error err = {0};
-    if (ims_npy_open(path, out, &err))
+    out->npy = NULL;
+    if (ims_npy_open(path, &out->npy, &err))
         return cli_error(&err);
-    if (vector_ok && out->ndim == 1) {
-        out->ndim = 2;
-        out->shape[1] = out->shape[0];
-        out->shape[0] = 1;
-    }
-    if (out->dtype != IMS_NPY_F32 && out->dtype != IMS_NPY_F16) {
+    ims_dtype dtype = ims_npy_dtype(out->npy);
+    int ndim = ims_npy_ndim(out->npy);
+    const int64_t *shape = ims_npy_shape(out->npy);
+    if (vector_ok && ndim == 1)
+        out->rows = 1, out->dim = shape[0], ndim = 2;
+    else
+        out->rows = shape[0], out->dim = shape[1];
+    if (dtype != IMS_DTYPE_F32 && dtype != IMS_DTYPE_F16) {
         fprintf(stderr, "imgsearch: %s: %s has dtype '%s'; knn needs float32 ('<f4') or float16 ('<f2')\n", path,
-                role, ims_npy_dtype_descr(out->dtype));
-    } else if (out->ndim != 2 || out->shape[1] < 1) {
+                role, ims_npy_dtype_descr(dtype));
+    } else if (ndim != 2 || out->dim < 1) {
         fprintf(stderr, "imgsearch: %s: %s must be 2-D (rows, dim) with dim >= 1, has %d dimensions\n", path, role,
-                out->ndim);
+                ndim);
     } else {
         return CLI_EXIT_OK;
     }
-    ims_npy_close(out);
+    ims_npy_close(out->npy);
+    out->npy = NULL;
     return CLI_EXIT_FAILURE;
 }
 
@@ -137,14 +147,16 @@ static void print_json(const int64_t *ids, const float *scores, int64_t b, int k
 /* Queries as f32 (a converted copy for f16 files). */
 static float *queries_f32(const ims_npy *q)
 {
-    float *out = malloc(q->count ? q->count * sizeof *out : 1);
+    int64_t count = ims_npy_count(q);
+    const void *data = ims_npy_data(q);
+    float *out = malloc(count ? (size_t)count * sizeof *out : 1);
     if (!out)
         return NULL;
-    if (q->dtype == IMS_NPY_F32)
-        memcpy(out, q->data, q->count * sizeof *out);
+    if (ims_npy_dtype(q) == IMS_DTYPE_F32)
+        memcpy(out, data, (size_t)count * sizeof *out);
     else
-        for (uint64_t i = 0; i < q->count; i++)
-            out[i] = ims_f16_to_f32(((const uint16_t *)q->data)[i]);
+        for (int64_t i = 0; i < count; i++)
+            out[i] = ims_f16_to_f32(((const uint16_t *)data)[i]);
     return out;
 }
 
@@ -159,24 +171,24 @@ static const char *search_culprit(const knn_args *a, ims_status st)
 
 static int run_knn(knn_args *a)
 {
-    ims_npy table, queries;
+    knn_matrix table, queries;
     int status = open_matrix(a->table, "the table", 0, &table);
     if (status)
         return status;
     if ((status = open_matrix(a->queries, "the queries", 1, &queries))) {
-        ims_npy_close(&table);
+        ims_npy_close(table.npy);
         return status;
     }
-    int64_t n = table.shape[0], d = table.shape[1], b = queries.shape[0];
+    int64_t n = table.rows, d = table.dim, b = queries.rows;
     ims_backend *be = NULL;
     ims_knn_table *t = NULL;
     int64_t *ids = NULL;
     float *scores = NULL, *q = NULL;
     ims_error err = {0};
     ims_status st;
-    if (queries.shape[1] != d) {
+    if (queries.dim != d) {
         fprintf(stderr, "imgsearch: %s: queries have dim %lld, the table %s has dim %lld\n", a->queries,
-                (long long)queries.shape[1], a->table, (long long)d);
+                (long long)queries.dim, a->table, (long long)d);
         status = CLI_EXIT_FAILURE;
         goto done;
     }
@@ -194,14 +206,14 @@ static int run_knn(knn_args *a)
     size_t out_n = (size_t)b * a->k;
     ids = malloc(out_n ? out_n * sizeof *ids : 1);
     scores = malloc(out_n ? out_n * sizeof *scores : 1);
-    q = queries_f32(&queries);
+    q = queries_f32(queries.npy);
     if (!ids || !scores || !q) {
         fprintf(stderr, "imgsearch: out of memory for %lld x %d results\n", (long long)b, a->k);
         status = CLI_EXIT_FAILURE;
         goto done;
     }
     if (ims_knn_create(be, d, &a->opt, &t, &err) ||
-        ims_knn_append(t, table.data, table.dtype == IMS_NPY_F16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32, n, &err)) {
+        ims_knn_append(t, ims_npy_data(table.npy), ims_npy_dtype(table.npy), n, &err)) {
         status = cli_file_error(a->table, &err); /* loading the table: its rows are at fault */
         goto done;
     }
@@ -212,7 +224,7 @@ static int run_knn(knn_args *a)
     }
     if (a->output) {
         int64_t shape[2] = {b, a->k};
-        ims_npz_member m[2] = {{"ids", IMS_NPY_I64, 2, shape, ids}, {"scores", IMS_NPY_F32, 2, shape, scores}};
+        ims_npz_member m[2] = {{"ids", IMS_DTYPE_I64, 2, shape, ids}, {"scores", IMS_DTYPE_F32, 2, shape, scores}};
         if (ims_npz_write(a->output, m, 2, &err)) {
             status = cli_error(&err);
             goto done;
@@ -226,8 +238,8 @@ done:
     free(q);
     free(ids);
     free(scores);
-    ims_npy_close(&queries);
-    ims_npy_close(&table);
+    ims_npy_close(queries.npy);
+    ims_npy_close(table.npy);
     return status;
 }
 

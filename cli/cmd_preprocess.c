@@ -127,7 +127,7 @@ static int run_preprocess(const preprocess_options *o)
     const int64_t shape_u8[4] = {(int64_t)o->images.count, s, s, 3}, shape_f32[4] = {(int64_t)o->images.count, 3, s, s};
     ims_npy_writer *out = NULL;
     ims_error err = {0};
-    if (ims_npy_writer_open(o->output, o->uint8 ? IMS_NPY_U8 : IMS_NPY_F32, 4, o->uint8 ? shape_u8 : shape_f32,
+    if (ims_npy_writer_open(o->output, o->uint8 ? IMS_DTYPE_U8 : IMS_DTYPE_F32, 4, o->uint8 ? shape_u8 : shape_f32,
                             &out, &err))
         return cli_error(&err);
 

@@ -81,3 +81,35 @@ int encode_images(const encode_options *o, int (*ready)(void *ctx, const ims_ima
     ims_backend_free(be);
     return status;
 }
+
+int encode_options_take(cli_args *a, encode_options *o, cli_list *images)
+{
+    if (a->operand)
+        cli_operand_add(a, images);
+    else if (cli_is(a, "--image-model"))
+        cli_arg_path(a, &o->model);
+    else if (cli_is(a, CLI_DEVICE_OPTIONS))
+        cli_arg_device(a, &o->device);
+    else if (cli_is(a, "--precision"))
+        cli_arg_precision(a, &o->precision);
+    else if (cli_is(a, "--mode"))
+        cli_arg_mode(a, &o->mode);
+    else if (cli_is(a, "--batch"))
+        cli_arg_int(a, 1, 1024, &o->batch);
+    else if (cli_is(a, "--threads"))
+        cli_arg_int(a, 1, 256, &o->threads);
+    else
+        return 0;
+    return 1;
+}
+
+int encode_options_finish(cli_args *a, encode_options *o, const cli_list *images)
+{
+    o->images = images->items;
+    o->count = images->count;
+    if (!o->count)
+        return cli_args_error(a, "missing IMAGE");
+    if (!o->model)
+        return cli_args_error(a, "missing --image-model M.isw");
+    return -1;
+}

@@ -19,6 +19,15 @@ typedef struct encode_options {
 
 void encode_options_init(encode_options *o);
 
+/* The options both commands take (the images, --image-model, --device/--gpu,
+ * --precision, --mode, --batch, --threads): 1 if a's current argument was
+ * one of them (and is consumed), 0 if it is the command's own. */
+int encode_options_take(cli_args *a, encode_options *o, cli_list *images);
+
+/* After the loop: the images and the model are given; -1 to go on, or the
+ * usage error's exit status. */
+int encode_options_finish(cli_args *a, encode_options *o, const cli_list *images);
+
 /* Called once per image that succeeded, in input order: features
  * (feature_dim) and logits (num_classes). Returns 0 to go on. */
 typedef int (*encode_sink)(void *ctx, size_t index, const char *path, const float *features, const float *logits,

@@ -51,10 +51,6 @@ ims_status cli_models_load(cli_models *m, const cli_device *d, int precision, co
         st = ims_weights_open(image_path, 0, &m->image_weights, err);
     if (!st && text_path)
         st = ims_weights_open(text_path, 0, &m->text_weights, err);
-    /* The text model: fp16 where the image model is (TF32 is not a text path). */
-    ims_precision text_precision = m->precision == IMS_PRECISION_FP16 ? IMS_PRECISION_FP16 : IMS_PRECISION_FP32;
-    if (!st && text_path)
-        st = ims_text_embedder_create(m->backend, m->text_weights, text_precision, &m->text, err);
     if (st)
         cli_models_close(m);
     return st;
@@ -69,7 +65,6 @@ int cli_models_synthetic(const cli_models *m)
 
 void cli_models_close(cli_models *m)
 {
-    ims_text_embedder_free(m->text);
     ims_weights_close(m->text_weights);
     ims_weights_close(m->image_weights);
     ims_backend_free(m->backend);

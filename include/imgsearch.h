@@ -7,6 +7,12 @@
  * - Strings read from files are (pointer, length) pairs (ims_str) that point into
  *   the mapped file; they are valid UTF-8 with no NUL byte, not NUL-terminated.
  * - Images are NHWC; matrices are row-major.
+ * - Rows, batches and their counts are int64_t; byte sizes are size_t.
+ * - Every buffer the library returns is freed with ims_free; every handle
+ *   with its own _free or _close function (NULL is fine for each).
+ * - Sections follow the library's layers (docs/DESIGN.md): core, backend, io,
+ *   image, models, index, converter; a section uses only those above it.
+ *   Section comments name the file that implements them.
  */
 #ifndef IMGSEARCH_H
 #define IMGSEARCH_H
@@ -28,7 +34,7 @@ extern "C" {
 #define IMS_API
 #endif
 
-/* ---- Status and errors ---------------------------------------------------- */
+/* ==== core: status and errors ============================================================= */
 
 typedef enum ims_status {
     IMS_OK = 0,
@@ -62,18 +68,28 @@ IMS_API ims_status ims_error_set(ims_error *err, ims_status code, const char *fm
 #endif
     ;
 
+/* ==== core: memory and time =============================================================== */
+
 /* Seconds on a monotonic clock (CLOCK_MONOTONIC): differences time work and
  * drive progress displays; the origin is arbitrary. */
 IMS_API double ims_clock_seconds(void);
 
-/* ---- Element types --------------------------------------------------------- */
+/* Frees a buffer the library returned to the caller (ims_index_load_table,
+ * ims_index_load_class_embeddings): the library and its caller may not share
+ * an allocator (bindings, Windows-style runtimes). NULL is fine. Handles have
+ * their own free or close functions. */
+IMS_API void ims_free(void *ptr);
 
-/* The values are the weight file's dtype codes (docs/FORMAT.md). */
+/* ==== core: element types and precisions ================================================== */
+
+/* One element-type enum for tensors, weight files and .npy files. The values
+ * 0..3 are the weight file's dtype codes (docs/FORMAT.md). */
 typedef enum ims_dtype {
     IMS_DTYPE_F32 = 0,
     IMS_DTYPE_F16 = 1,
     IMS_DTYPE_I32 = 2,
     IMS_DTYPE_U8 = 3,
+    IMS_DTYPE_I64 = 4, /* .npy files only (row ids); not a weight-file dtype */
     IMS_DTYPE_COUNT
 } ims_dtype;
 
@@ -89,7 +105,72 @@ typedef struct ims_str {
     size_t len;
 } ims_str;
 
-/* ---- Weight files (docs/FORMAT.md) ---------------------------------------- */
+/* The arithmetic of a model on a backend (the CPU computes in fp32 only). */
+typedef enum ims_precision {
+    IMS_PRECISION_FP32 = 0, /* fp32 math (CUDA: no TF32) */
+    IMS_PRECISION_TF32,     /* CUDA: tensor cores with TF32 inputs, fp32 data */
+    IMS_PRECISION_FP16,     /* CUDA: fp16 activations and weights, fp32 accumulation */
+} ims_precision;
+
+IMS_API const char *ims_precision_name(ims_precision p); /* "fp32", "tf32", "fp16" */
+IMS_API ims_status ims_precision_parse(const char *text, ims_precision *out, ims_error *err);
+
+/* ==== backend: compute backends, timers, versions ========================================= */
+
+typedef struct ims_backend ims_backend;
+
+typedef enum ims_backend_kind {
+    IMS_BACKEND_CPU = 0,
+    IMS_BACKEND_CUDA = 1,
+} ims_backend_kind;
+
+typedef struct ims_backend_info {
+    ims_backend_kind kind;
+    char name[64];         /* "cpu", "cuda:0" */
+    char device[256];      /* CPU model or GPU name */
+    int threads;           /* CPU: OpenMP threads */
+    int compute_major, compute_minor, multiprocessors;
+    uint64_t memory_total, memory_free; /* device bytes (GPU only) */
+    int driver_version, runtime_version, cudnn_version, cublas_version; /* 0 if absent */
+} ims_backend_info;
+
+/* 1 if this build contains the CUDA backend. */
+IMS_API int ims_cuda_compiled(void);
+
+/* Number of CUDA devices, or an error (IMS_ERR_NO_DEVICE with the driver's reason,
+ * IMS_ERR_UNSUPPORTED in a CPU-only build). */
+IMS_API ims_status ims_cuda_device_count(int *count, ims_error *err);
+
+/* device: GPU index for CUDA, ignored for CPU. */
+IMS_API ims_status ims_backend_create(ims_backend_kind kind, int device, ims_backend **out, ims_error *err);
+IMS_API void ims_backend_free(ims_backend *be);
+IMS_API const ims_backend_info *ims_backend_get_info(const ims_backend *be);
+
+/* Benchmarks. A stopwatch on the backend's stream (CUDA events on a GPU, the
+ * host clock on the CPU): start and stop are queued with the work between
+ * them; elapsed waits for the stop and gives milliseconds. */
+typedef struct ims_backend_timer ims_backend_timer;
+IMS_API ims_status ims_backend_timer_create(ims_backend *be, ims_backend_timer **out, ims_error *err);
+IMS_API ims_status ims_backend_timer_start(ims_backend_timer *t, ims_error *err);
+IMS_API ims_status ims_backend_timer_stop(ims_backend_timer *t, ims_error *err);
+IMS_API ims_status ims_backend_timer_elapsed_ms(ims_backend_timer *t, double *ms, ims_error *err);
+IMS_API void ims_backend_timer_free(ims_backend_timer *t);
+
+/* What this device can do, measured now (best of several runs): the copy
+ * bandwidth within device memory (bytes read + written per second) and the
+ * rate of a large GEMM (fp16 inputs, fp32 accumulation on a GPU; fp32 sgemm on
+ * the CPU). Every benchmark result is also shown as a fraction of these. */
+typedef struct ims_backend_peaks {
+    double copy_gb_per_s;
+    double gemm_tflop_per_s;
+    char copy_what[96], gemm_what[96]; /* how each was measured */
+} ims_backend_peaks;
+IMS_API ims_status ims_backend_measure_peaks(ims_backend *be, int quick, ims_backend_peaks *out, ims_error *err);
+
+/* Versions of the libraries this build links, one per line, for bug reports. */
+IMS_API void ims_library_versions(char *buf, size_t size);
+
+/* ==== io: weight files ==================================================================== */
 
 #define IMS_MAX_DIMS 4
 
@@ -181,113 +262,111 @@ IMS_API ims_status ims_weights_tensor_expect(const ims_weights *w, const char *n
                                              int ndim, const int64_t *shape,
                                              const ims_weight_tensor **out, ims_error *err);
 
-/* ---- Converting checkpoints (weights_tools/convert.c) ------------------------------ */
+/* A weight file's identity: what an index records of the models it was built
+ * with, and checks before it uses them again. Computed from the open file
+ * (its bytes' CRC-32: a pass over the file, about a millisecond per MB). */
+typedef struct ims_weights_identity {
+    char name[256];  /* the file's name ("" when opened from memory) */
+    char path[4096]; /* its absolute path ("" when opened from memory) */
+    int synthetic;   /* the file says its weights are synthetic: results are not meaningful */
+    uint64_t bytes;  /* file size */
+    uint32_t crc32;  /* of all its bytes (zlib's crc32) */
+} ims_weights_identity;
 
-typedef enum ims_convert_arch {
-    IMS_CONVERT_ARCH_AUTO = 0,
-    IMS_CONVERT_ARCH_INCEPTION_V3,     /* torchvision */
-    IMS_CONVERT_ARCH_INCEPTION_V3_FID, /* pytorch-fid's FID Inception */
-    IMS_CONVERT_ARCH_BERT,             /* a BERT-family sentence encoder */
-} ims_convert_arch;
+IMS_API ims_status ims_weights_identify(const ims_weights *w, ims_weights_identity *out, ims_error *err);
 
-IMS_API const char *ims_convert_arch_name(ims_convert_arch arch); /* "inception_v3", ... */
-IMS_API ims_status ims_convert_arch_parse(const char *text, ims_convert_arch *out, ims_error *err);
+/* ==== io: .npy and .npz files ============================================================= */
 
-typedef struct ims_convert_options {
-    ims_convert_arch arch;
-    ims_dtype dtype;         /* IMS_DTYPE_F32 (default) or IMS_DTYPE_F16 for weight matrices */
-    int transform_input;     /* Inception: -1 = the variant's default (torchvision on, FID off), 0, 1 */
-    const char *labels_path; /* Inception: a file of class names, one per line (default: ImageNet's 1000) */
-    const char *source;      /* recorded as metadata "source" */
-} ims_convert_options;
+/* NumPy .npy arrays (format versions 1.0, 2.0 and 3.0), C order only, in the
+ * element types the search tools use. The reader checks everything: magic,
+ * version, header length, the header dict (exactly the keys 'descr',
+ * 'fortran_order', 'shape'; nothing but padding after it), the dtype, the
+ * shape (each product checked for overflow) and that the data is exactly as
+ * long as the shape says. Every failure is IMS_ERR_FORMAT (IMS_ERR_UNSUPPORTED
+ * for a valid but unsupported file: Fortran order, big-endian, another dtype)
+ * with a one-line message naming the problem. */
+#define IMS_NPY_MAX_DIMS 8
 
-IMS_API void ims_convert_options_init(ims_convert_options *o);
+/* An open, validated array; its data is aligned to the element size. The
+ * dtypes .npy files may hold here: IMS_DTYPE_F32 ('<f4'), F16 ('<f2'), U8
+ * ('|u1'), I64 ('<i8'). */
+typedef struct ims_npy ims_npy;
 
-/* What the conversion did, for the CLI's summary. */
-typedef struct ims_convert_report {
-    ims_convert_arch arch;
-    const char *format; /* the input's format: "PyTorch zip", "PyTorch legacy", "safetensors" */
-    size_t tensors_in, tensors_out, tensors_ignored;
-    uint64_t bytes_out;
-} ims_convert_report;
+/* Maps and validates a .npy file. */
+IMS_API ims_status ims_npy_open(const char *path, ims_npy **out, ims_error *err);
+/* The same over a caller's buffer, which must outlive *out (the data points
+ * into it unless it is misaligned, in which case *out holds an aligned copy). */
+IMS_API ims_status ims_npy_parse(const void *buf, size_t size, ims_npy **out, ims_error *err);
+IMS_API void ims_npy_close(ims_npy *npy); /* NULL is fine */
 
-/* Converts a checkpoint to a weight file without running any of its code.
- * input: a PyTorch (zip or legacy) or safetensors file, or a Hugging Face /
- * sentence-transformers model directory (BERT). Written crash-safely. */
-IMS_API ims_status ims_convert(const char *input, const char *output, const ims_convert_options *o, ims_convert_report *report,
-                               ims_error *err);
+IMS_API ims_dtype ims_npy_dtype(const ims_npy *npy);
+IMS_API int ims_npy_ndim(const ims_npy *npy);            /* 0 (a scalar) .. IMS_NPY_MAX_DIMS */
+IMS_API const int64_t *ims_npy_shape(const ims_npy *npy); /* IMS_NPY_MAX_DIMS dims; unused ones are 1 */
+IMS_API int64_t ims_npy_count(const ims_npy *npy);        /* elements: the product of the shape */
+IMS_API size_t ims_npy_nbytes(const ims_npy *npy);
+IMS_API const void *ims_npy_data(const ims_npy *npy);    /* NULL when there are no elements */
+IMS_API const char *ims_npy_dtype_descr(ims_dtype dtype); /* "<f4", ...; "?" for another dtype */
 
-/* A weight file of the architecture's full size with synthetic weights (a
- * documented generator, weights_tools/synthetic.c), for machines without the
- * published checkpoint, benchmarks and tests. The file has metadata
- * "synthetic" = 1, and tools that load it warn that results are not
- * meaningful. Only IMS_CONVERT_ARCH_INCEPTION_V3. */
-IMS_API ims_status ims_convert_synthetic(ims_convert_arch arch, const char *output, const ims_convert_options *o,
-                                         ims_convert_report *report, ims_error *err);
+/* Writes a .npy file (format 1.0, data at a multiple of 64 bytes) crash-safely:
+ * into a temporary file beside path, synced, then renamed over path. */
+IMS_API ims_status ims_npy_write(const char *path, ims_dtype dtype, int ndim, const int64_t *shape,
+                                 const void *data, ims_error *err);
 
-/* ---- Compute backends ------------------------------------------------------- */
+/* The same, streamed: open with the final shape, write the data in pieces (in
+ * total exactly the shape's bytes), then commit (sync + rename) or discard.
+ * shape[0] may be IMS_NPY_ROWS_UNKNOWN: the rows are then counted from the
+ * bytes written (a whole number of rows) and written into the header at
+ * commit (for outputs whose length is known only at the end). */
+#define IMS_NPY_ROWS_UNKNOWN (-1)
+typedef struct ims_npy_writer ims_npy_writer;
+IMS_API ims_status ims_npy_writer_open(const char *path, ims_dtype dtype, int ndim, const int64_t *shape,
+                                       ims_npy_writer **out, ims_error *err);
+IMS_API ims_status ims_npy_writer_write(ims_npy_writer *w, const void *data, size_t nbytes, ims_error *err);
+IMS_API ims_status ims_npy_writer_commit(ims_npy_writer *w, ims_error *err); /* frees w, even on failure */
+IMS_API void ims_npy_writer_discard(ims_npy_writer *w);                      /* frees w; NULL is fine */
 
-typedef struct ims_backend ims_backend;
+/* A .npz file (what numpy.savez writes): a zip of NAME.npy members, stored
+ * uncompressed, written crash-safely as above. Members up to 4 GiB each. */
+typedef struct ims_npz_member {
+    const char *name; /* without ".npy"; letters, digits, '_' */
+    ims_dtype dtype;
+    int ndim;
+    const int64_t *shape;
+    const void *data;
+} ims_npz_member;
+IMS_API ims_status ims_npz_write(const char *path, const ims_npz_member *members, size_t count, ims_error *err);
 
-typedef enum ims_backend_kind {
-    IMS_BACKEND_CPU = 0,
-    IMS_BACKEND_CUDA = 1,
-} ims_backend_kind;
+/* ==== io: file lists ====================================================================== */
 
-typedef struct ims_backend_info {
-    ims_backend_kind kind;
-    char name[64];         /* "cpu", "cuda:0" */
-    char device[256];      /* CPU model or GPU name */
-    int threads;           /* CPU: OpenMP threads */
-    int compute_major, compute_minor, multiprocessors;
-    uint64_t memory_total, memory_free; /* device bytes (GPU only) */
-    int driver_version, runtime_version, cudnn_version, cublas_version; /* 0 if absent */
-} ims_backend_info;
+typedef struct ims_file_entry {
+    char *path;
+    uint64_t size;    /* bytes, when listed */
+    int64_t mtime_ns; /* modification time, ns since the epoch */
+} ims_file_entry;
 
-/* 1 if this build contains the CUDA backend. */
-IMS_API int ims_cuda_compiled(void);
+typedef struct ims_file_problem {
+    char *path;
+    char *reason; /* one line */
+} ims_file_problem;
 
-/* Number of CUDA devices, or an error (IMS_ERR_NO_DEVICE with the driver's reason,
- * IMS_ERR_UNSUPPORTED in a CPU-only build). */
-IMS_API ims_status ims_cuda_device_count(int *count, ims_error *err);
+typedef struct ims_file_list {
+    ims_file_entry *files; /* sorted by path bytes, no duplicates */
+    int64_t file_count;
+    ims_file_problem *problems; /* what could not be listed, sorted by path */
+    int64_t problem_count;
+    int64_t ignored_count; /* files skipped because their names are not an image's */
+} ims_file_list;
 
-/* device: GPU index for CUDA, ignored for CPU. */
-IMS_API ims_status ims_backend_create(ims_backend_kind kind, int device, ims_backend **out, ims_error *err);
-IMS_API void ims_backend_free(ims_backend *be);
-IMS_API const ims_backend_info *ims_backend_get_info(const ims_backend *be);
+/* 1 if the name ends in .jpg, .jpeg, .jpe, .jfif or .png (any case). */
+IMS_API int ims_path_is_image_name(const char *path);
 
-/* The arithmetic of a model on a backend (the CPU computes in fp32 only). */
-typedef enum ims_precision {
-    IMS_PRECISION_FP32 = 0, /* fp32 math (CUDA: no TF32) */
-    IMS_PRECISION_TF32,     /* CUDA: tensor cores with TF32 inputs, fp32 data */
-    IMS_PRECISION_FP16,     /* CUDA: fp16 activations and weights, fp32 accumulation */
-} ims_precision;
+/* The image files under roots (folders walked recursively, symbolic links
+ * followed, each folder entered once; a root that is a file is taken as is).
+ * Fails only when out of memory; unreadable entries become problems. */
+IMS_API ims_status ims_file_list_walk(const char *const *roots, size_t root_count, ims_file_list *out, ims_error *err);
+IMS_API void ims_file_list_free(ims_file_list *list);
 
-IMS_API const char *ims_precision_name(ims_precision p); /* "fp32", "tf32", "fp16" */
-IMS_API ims_status ims_precision_parse(const char *text, ims_precision *out, ims_error *err);
-
-/* Benchmarks. A stopwatch on the backend's stream (CUDA events on a GPU, the
- * host clock on the CPU): start and stop are queued with the work between
- * them; elapsed waits for the stop and gives milliseconds. */
-typedef struct ims_backend_timer ims_backend_timer;
-IMS_API ims_status ims_backend_timer_create(ims_backend *be, ims_backend_timer **out, ims_error *err);
-IMS_API ims_status ims_backend_timer_start(ims_backend_timer *t, ims_error *err);
-IMS_API ims_status ims_backend_timer_stop(ims_backend_timer *t, ims_error *err);
-IMS_API ims_status ims_backend_timer_elapsed_ms(ims_backend_timer *t, double *ms, ims_error *err);
-IMS_API void ims_backend_timer_free(ims_backend_timer *t);
-
-/* What this device can do, measured now (best of several runs): the copy
- * bandwidth within device memory (bytes read + written per second) and the
- * rate of a large GEMM (fp16 inputs, fp32 accumulation on a GPU; fp32 sgemm on
- * the CPU). Every benchmark result is also shown as a fraction of these. */
-typedef struct ims_backend_peaks {
-    double copy_gb_per_s;
-    double gemm_tflop_per_s;
-    char copy_what[96], gemm_what[96]; /* how each was measured */
-} ims_backend_peaks;
-IMS_API ims_status ims_backend_measure_peaks(ims_backend *be, int quick, ims_backend_peaks *out, ims_error *err);
-
-/* ---- Images ------------------------------------------------------------------------ */
+/* ==== image: the pipeline: decode, preprocess, load ======================================= */
 
 /* The image pipeline: the image input pipeline: decode (JPEG, PNG) -> RGB8 -> the
  * network's input, exactly as the reference pipelines compute it.
@@ -306,7 +385,7 @@ IMS_API ims_status ims_backend_measure_peaks(ims_backend *be, int quick, ims_bac
  *   memory when a CUDA backend is given) while the previous batch is in use.
  */
 
-/* ---- Decode ------------------------------------------------------------------- */
+/* ==== image: decode ======================================================================= */
 
 typedef struct ims_image {
     int width, height;
@@ -337,7 +416,7 @@ IMS_API ims_status ims_image_decode(const void *data, size_t size, const ims_dec
 IMS_API ims_status ims_image_decode_file(const char *path, const ims_decode_options *o, ims_image *out, ims_error *err);
 IMS_API void ims_image_free(ims_image *img);
 
-/* ---- Preprocess ------------------------------------------------------------------ */
+/* ==== image: preprocess =================================================================== */
 
 typedef enum ims_preprocess_mode {
     IMS_PREPROCESS_TORCHVISION = 0, /* resize short side 342 (Pillow bilinear, antialiased), center crop 299 */
@@ -363,9 +442,9 @@ IMS_API void ims_preprocess_normalize(const uint8_t *pixels, int h, int w, const
  * (3, size, size) or (size, size, 3). */
 IMS_API ims_status ims_preprocess_fid(const ims_image *img, int size, ims_layout layout, float *out, ims_error *err);
 
-/* ---- Image loader -------------------------------------------------------------------- */
+/* ==== image: the loader =================================================================== */
 
-/* image/loader.c: a pool of decode threads that turns a list of image files
+/* engine/image/loader.c: a pool of decode threads that turns a list of image files
  * into batches of network input, in order, while the caller uses the previous
  * batch.
  *
@@ -423,10 +502,10 @@ typedef struct ims_image_item {
 } ims_image_item;
 
 typedef struct ims_image_batch {
-    size_t index;                /* k */
-    size_t first;                /* the first image's index in the path list: k * batch_size */
-    int count;                   /* images in this batch (batch_size, or fewer in the last) */
-    int failed;                  /* items whose status is not IMS_OK */
+    int64_t index;               /* k */
+    int64_t first;               /* the first image's index in the path list: k * batch_size */
+    int64_t count;               /* images in this batch (batch_size, or fewer in the last) */
+    int64_t failed;              /* items whose status is not IMS_OK */
     size_t item_bytes;           /* bytes per image in data */
     void *data;                  /* (count, ...) as described above; host memory (pinned with CUDA) */
     const ims_image_item *items; /* (count) */
@@ -450,7 +529,7 @@ IMS_API ims_status ims_image_loader_create(const ims_image_loader_options *o, im
 
 /* Begins a run over paths[0..count). Only when no run is in progress (every
  * batch of the previous run was returned and released). */
-IMS_API ims_status ims_image_loader_start(ims_image_loader *ld, const char *const *paths, size_t count, ims_error *err);
+IMS_API ims_status ims_image_loader_start(ims_image_loader *ld, const char *const *paths, int64_t count, ims_error *err);
 
 /* Blocks until the next batch is complete and returns it; IMS_ERR_NOT_FOUND
  * once every batch of the run was returned. IMS_ERR_ARGUMENT if every buffer
@@ -466,12 +545,12 @@ IMS_API void ims_image_loader_get_stats(ims_image_loader *ld, ims_image_loader_s
  * batches still held by the caller included. NULL is fine. */
 IMS_API void ims_image_loader_free(ims_image_loader *ld);
 
+/* ==== models: the image encoder (Inception-v3) ============================================ */
 
 /* Inception-v3 (torchvision, or pytorch-fid's FID Inception) on a backend:
  * engine/models/inception_v3.c. The variant, widths and preprocessing come from the
  * weight file's metadata (docs/FORMAT.md); weights are uploaded once, at
  * creation. Not thread-safe: one encoder per thread. */
-
 
 typedef struct ims_image_encoder ims_image_encoder;
 
@@ -485,11 +564,11 @@ IMS_API void ims_image_encoder_free(ims_image_encoder *enc);
  * any RGB bytes); normalized inside with the file's preprocess.mean/std.
  * features (batch, feature_dim) and logits (batch, num_classes): host, either
  * may be NULL. */
-IMS_API ims_status ims_image_encoder_forward(ims_image_encoder *enc, const uint8_t *images, int batch, float *features,
+IMS_API ims_status ims_image_encoder_forward(ims_image_encoder *enc, const uint8_t *images, int64_t batch, float *features,
                                              float *logits, ims_error *err);
 /* The same from float input already normalized: (batch, 299, 299, 3), NHWC
  * (the loader's F32 output with layout NHWC; fid mode gives only this). */
-IMS_API ims_status ims_image_encoder_forward_f32(ims_image_encoder *enc, const float *images, int batch, float *features,
+IMS_API ims_status ims_image_encoder_forward_f32(ims_image_encoder *enc, const float *images, int64_t batch, float *features,
                                                  float *logits, ims_error *err);
 
 IMS_API int ims_image_encoder_num_classes(const ims_image_encoder *enc);
@@ -498,7 +577,7 @@ IMS_API ims_preprocess_mode ims_image_encoder_mode(const ims_image_encoder *enc)
 /* Class i's label from the file ({NULL, 0} if it has none or i is out of range). */
 IMS_API ims_str ims_image_encoder_label(const ims_image_encoder *enc, int i);
 
-/* models/image_encoder_run.c: image files -> Inception-v3 outputs, batch by
+/* engine/models/image_encoder_run.c: image files -> Inception-v3 outputs, batch by
  * batch: the one loop behind indexing, search's image queries, classify and
  * embed-image. The loader decodes the next batches on its threads while the
  * encoder runs the current one. Every batch comes back whole, in path order,
@@ -525,9 +604,9 @@ typedef struct ims_image_encoder_run_options {
 IMS_API void ims_image_encoder_run_options_init(ims_image_encoder_run_options *o);
 
 typedef struct ims_image_encoder_batch {
-    size_t first;                /* its first image's index in the path list */
-    int count;                   /* images in this batch */
-    int failed;                  /* items whose status is not IMS_OK */
+    int64_t first;               /* its first image's index in the path list */
+    int64_t count;               /* images in this batch */
+    int64_t failed;              /* items whose status is not IMS_OK */
     const ims_image_item *items; /* (count): status, path, reason */
     const float *features;       /* (count, feature_dim) pooled features */
     const float *logits;         /* (count, num_classes) */
@@ -539,13 +618,14 @@ typedef struct ims_image_encoder_batch {
  * or NULL for plain host memory; enc and backend must outlive the run, and
  * the paths must stay valid until it is freed. */
 IMS_API ims_status ims_image_encoder_run_start(ims_image_encoder *enc, ims_backend *backend, const char *const *paths,
-                                               size_t count, const ims_image_encoder_run_options *o,
+                                               int64_t count, const ims_image_encoder_run_options *o,
                                                ims_image_encoder_run **out, ims_error *err);
 /* The next batch, valid until the next call or free; IMS_ERR_NOT_FOUND after the last. */
 IMS_API ims_status ims_image_encoder_run_next(ims_image_encoder_run *run, const ims_image_encoder_batch **batch,
                                               ims_error *err);
 IMS_API void ims_image_encoder_run_free(ims_image_encoder_run *run); /* NULL is fine */
 
+/* ==== models: the tokenizer =============================================================== */
 
 /* BERT WordPiece tokenization, identical to Hugging Face's tokenizers
  * (BertNormalizer, BertPreTokenizer, WordPiece, [CLS] ... [SEP]); see
@@ -604,231 +684,58 @@ IMS_API ims_status ims_tokenizer_encode(const ims_tokenizer *tok, const char *te
  * longest encoding, rows padded with [PAD]; lengths (B) = each row's token count.
  * ids must hold count * max_len values (max_len <= 0: the default). */
 IMS_API ims_status ims_tokenizer_encode_batch(const ims_tokenizer *tok, const char *const *texts, const size_t *lens,
-                                              size_t count, int max_len, int32_t *ids, int32_t *lengths, int *seq_len,
+                                              int64_t count, int max_len, int32_t *ids, int32_t *lengths, int *seq_len,
                                               ims_error *err);
 
 /* The token's string (NUL-terminated, owned by tok), NULL if id is out of range. */
 IMS_API const char *ims_tokenizer_decode_token(const ims_tokenizer *tok, int32_t id);
 
-/* ---- Text embeddings --------------------------------------------------------------------- */
+/* ==== models: the text encoder ============================================================ */
 
-/* models/text_embedder.c: texts -> sentence embeddings, the tokenizer and the text
+/* A BERT-family sentence encoder (weights file architecture "bert"). */
+typedef struct ims_text_encoder ims_text_encoder;
+
+/* Reads the hyper-parameters from w's metadata and uploads the weights once;
+ * w may be closed afterwards. */
+IMS_API ims_status ims_text_encoder_create(ims_backend *be, const ims_weights *w, ims_precision precision,
+                                           ims_text_encoder **out, ims_error *err);
+/* ids (B, T) token ids from the model's tokenizer ([CLS] ... [SEP], any padding
+ * after lengths[b] tokens); lengths (B), each in 1..min(T, max_seq_length);
+ * out (B, D) host floats: the sentence embeddings, L2-normalized if the model
+ * says so. A sentence's embedding does not depend on its batch or padding. */
+IMS_API ims_status ims_text_encoder_encode(ims_text_encoder *enc, const int32_t *ids, const int32_t *lengths, int64_t b, int t,
+                                           float *out, ims_error *err);
+IMS_API int ims_text_encoder_dim(const ims_text_encoder *enc);            /* D, the hidden size */
+IMS_API int ims_text_encoder_max_seq_length(const ims_text_encoder *enc); /* tokens, [CLS] and [SEP] included */
+IMS_API void ims_text_encoder_free(ims_text_encoder *enc);                /* NULL is fine */
+
+/* ==== models: the text embedder =========================================================== */
+
+/* engine/models/text_embedder.c: texts -> sentence embeddings, the tokenizer and the text
  * encoder of one BERT weight file behind one call. Texts are grouped by token
  * count into batches (little padding); the result for a text does not depend
  * on the other texts. */
 typedef struct ims_text_embedder ims_text_embedder;
 
+/* precision: fp32 or fp16 (fp16 tensors, fp32 accumulation); tf32 runs as
+ * fp32, so a caller may pass its image model's precision as it is. */
 IMS_API ims_status ims_text_embedder_create(ims_backend *be, const ims_weights *w, ims_precision precision,
                                             ims_text_embedder **out, ims_error *err);
 IMS_API void ims_text_embedder_free(ims_text_embedder *e); /* NULL is fine */
 IMS_API int ims_text_embedder_dim(const ims_text_embedder *e);
 /* texts: n NUL-terminated UTF-8 strings; out (n, dim) f32. */
-IMS_API ims_status ims_text_embed(const ims_text_embedder *e, const char *const *texts, size_t n, float *out, ims_error *err);
+IMS_API ims_status ims_text_embed(const ims_text_embedder *e, const char *const *texts, int64_t n, float *out, ims_error *err);
 
-/* ---- ConSE ------------------------------------------------------------------------------ */
+/* ==== models: ConSE ======================================================================= */
 
-/* conse.c: out (batch, dim) = L2-normalize(sum over the `top` most probable
+/* engine/models/conse.c: out (batch, dim) = L2-normalize(sum over the `top` most probable
  * classes c of softmax(logits)[c] * class_embeddings[c]); logits (batch,
  * classes), class_embeddings (classes, dim). Ties between classes go to the
  * lower index. A non-finite logit or a zero mix is an error naming the image. */
-IMS_API ims_status ims_conse_embed(const float *logits, int batch, int classes, const float *class_embeddings, int dim,
+IMS_API ims_status ims_conse_embed(const float *logits, int64_t batch, int classes, const float *class_embeddings, int dim,
                                    int top, float *out, ims_error *err);
 
-
-/* NumPy .npy arrays (format versions 1.0, 2.0 and 3.0), C order only, in the
- * element types the search tools use. The reader checks everything: magic,
- * version, header length, the header dict (exactly the keys 'descr',
- * 'fortran_order', 'shape'; nothing but padding after it), the dtype, the
- * shape (each product checked for overflow) and that the data is exactly as
- * long as the shape says. Every failure is IMS_ERR_FORMAT (IMS_ERR_UNSUPPORTED
- * for a valid but unsupported file: Fortran order, big-endian, another dtype)
- * with a one-line message naming the problem. */
-typedef enum ims_npy_dtype {
-    IMS_NPY_F32 = 0, /* '<f4' */
-    IMS_NPY_F16 = 1, /* '<f2' */
-    IMS_NPY_U8 = 2,  /* '|u1' */
-    IMS_NPY_I64 = 3, /* '<i8' */
-} ims_npy_dtype;
-
-#define IMS_NPY_MAX_DIMS 8
-
-typedef struct ims_npy {
-    ims_npy_dtype dtype;
-    int ndim;                        /* 0 (a scalar) .. IMS_NPY_MAX_DIMS */
-    int64_t shape[IMS_NPY_MAX_DIMS]; /* unused dims are 1 */
-    uint64_t count;                  /* elements: the product of the shape */
-    size_t elem_size;
-    size_t nbytes;                   /* count * elem_size */
-    const void *data;                /* aligned to elem_size; NULL when nbytes == 0 */
-    void *map_;                      /* private: the mapping, or a copy */
-    size_t map_size_;
-    int owns_copy_;
-} ims_npy;
-
-IMS_API size_t ims_npy_dtype_size(ims_npy_dtype dtype);
-IMS_API const char *ims_npy_dtype_descr(ims_npy_dtype dtype); /* "<f4", ... */
-
-/* Maps and validates a .npy file; close with ims_npy_close. */
-IMS_API ims_status ims_npy_open(const char *path, ims_npy *out, ims_error *err);
-/* The same over a caller's buffer, which must outlive out (data points into it
- * unless it is misaligned, in which case out holds an aligned copy). */
-IMS_API ims_status ims_npy_parse(const void *buf, size_t size, ims_npy *out, ims_error *err);
-IMS_API void ims_npy_close(ims_npy *npy); /* a zeroed or closed ims_npy is fine */
-
-/* Writes a .npy file (format 1.0, data at a multiple of 64 bytes) crash-safely:
- * into a temporary file beside path, synced, then renamed over path. */
-IMS_API ims_status ims_npy_write(const char *path, ims_npy_dtype dtype, int ndim, const int64_t *shape,
-                                 const void *data, ims_error *err);
-
-/* The same, streamed: open with the final shape, write the data in pieces (in
- * total exactly the shape's bytes), then commit (sync + rename) or discard.
- * shape[0] may be IMS_NPY_ROWS_UNKNOWN: the rows are then counted from the
- * bytes written (a whole number of rows) and written into the header at
- * commit (for outputs whose length is known only at the end). */
-#define IMS_NPY_ROWS_UNKNOWN (-1)
-typedef struct ims_npy_writer ims_npy_writer;
-IMS_API ims_status ims_npy_writer_open(const char *path, ims_npy_dtype dtype, int ndim, const int64_t *shape,
-                                       ims_npy_writer **out, ims_error *err);
-IMS_API ims_status ims_npy_writer_write(ims_npy_writer *w, const void *data, size_t nbytes, ims_error *err);
-IMS_API ims_status ims_npy_writer_commit(ims_npy_writer *w, ims_error *err); /* frees w, even on failure */
-IMS_API void ims_npy_writer_discard(ims_npy_writer *w);                      /* frees w; NULL is fine */
-
-/* A .npz file (what numpy.savez writes): a zip of NAME.npy members, stored
- * uncompressed, written crash-safely as above. Members up to 4 GiB each. */
-typedef struct ims_npz_member {
-    const char *name; /* without ".npy"; letters, digits, '_' */
-    ims_npy_dtype dtype;
-    int ndim;
-    const int64_t *shape;
-    const void *data;
-} ims_npz_member;
-IMS_API ims_status ims_npz_write(const char *path, const ims_npz_member *members, size_t count, ims_error *err);
-
-/* ---- File lists ------------------------------------------------------------------------ */
-
-typedef struct ims_file_entry {
-    char *path;
-    uint64_t size;    /* bytes, when listed */
-    int64_t mtime_ns; /* modification time, ns since the epoch */
-} ims_file_entry;
-
-typedef struct ims_file_problem {
-    char *path;
-    char *reason; /* one line */
-} ims_file_problem;
-
-typedef struct ims_file_list {
-    ims_file_entry *files; /* sorted by path bytes, no duplicates */
-    size_t file_count;
-    ims_file_problem *problems; /* what could not be listed, sorted by path */
-    size_t problem_count;
-    size_t ignored_count; /* files skipped because their names are not an image's */
-} ims_file_list;
-
-/* 1 if the name ends in .jpg, .jpeg, .jpe, .jfif or .png (any case). */
-IMS_API int ims_path_is_image_name(const char *path);
-
-/* The image files under roots (folders walked recursively, symbolic links
- * followed, each folder entered once; a root that is a file is taken as is).
- * Fails only when out of memory; unreadable entries become problems. */
-IMS_API ims_status ims_file_list_walk(const char *const *roots, size_t root_count, ims_file_list *out, ims_error *err);
-IMS_API void ims_file_list_free(ims_file_list *list);
-
-/* ---- Index ------------------------------------------------------------------------------ */
-
-/* index/store.c: an image index on disk (docs/FORMAT.md, "The index"): chunks
- * of embeddings as .npy, the rows' paths, the failures and a manifest, each
- * written crash-safely. A writer adds rows; every chunk_rows rows it commits a
- * chunk (its files, then the manifest). After a crash, opening the folder again
- * finds the last committed chunk: nothing half-written is ever read, and
- * ims_index_contains() tells the indexer which files are done. */
-
-typedef struct ims_index ims_index;
-
-/* A model an index was built with: file name, size and CRC-32 of its bytes. */
-typedef struct ims_index_model {
-    char name[256];  /* the file's name */
-    char path[4096]; /* its absolute path when indexed (search loads it from there by default) */
-    int synthetic;   /* the file says its weights are synthetic: results are not meaningful */
-    uint64_t bytes;
-    uint32_t crc32;
-} ims_index_model;
-
-IMS_API ims_status ims_index_model_identify(const char *path, ims_index_model *out, ims_error *err);
-
-typedef enum ims_index_table {
-    IMS_INDEX_TABLE_VISUAL = 0,   /* the L2-normalized 2048-d pool features */
-    IMS_INDEX_TABLE_SEMANTIC = 1, /* ConSE embeddings in the text encoder's space */
-} ims_index_table;
-
-typedef struct ims_index_config {
-    ims_preprocess_mode mode; /* the image preprocessing the rows were made with */
-    ims_dtype dtype;          /* storage of the tables: IMS_DTYPE_F16 (default) or F32 */
-    int chunk_rows;           /* rows per chunk; default 4096 */
-    int visual_dim;           /* default 2048 */
-    int semantic_dim;         /* 0: no semantic table (no text model) */
-    int conse_top;            /* classes ConSE mixes per semantic row (and per image query on
-                                 the semantic table); default 10, also what an index made
-                                 before it was recorded holds */
-    int precision;            /* the image model's arithmetic the rows were made with (an
-                                 ims_precision); -1: not recorded (indexes made before it was) */
-    ims_index_model image_model;
-    ims_index_model text_model; /* when semantic_dim > 0 */
-} ims_index_config;
-
-IMS_API void ims_index_config_init(ims_index_config *c);
-
-/* Opens an index to read it. */
-IMS_API ims_status ims_index_open(const char *dir, ims_index **out, ims_error *err);
-/* Opens an index to add to it: creates the folder and an empty index, or
- * reopens one whose configuration equals cfg (else an error naming the first
- * difference and both values, such as another image model or --conse-top). An
- * index whose precision is not recorded accepts any, and stays unrecorded. */
-IMS_API ims_status ims_index_open_for_writing(const char *dir, const ims_index_config *cfg, ims_index **out,
-                                              ims_error *err);
-/* Drops rows not yet committed. NULL is fine. */
-IMS_API void ims_index_close(ims_index *idx);
-
-IMS_API const ims_index_config *ims_index_get_config(const ims_index *idx);
-IMS_API size_t ims_index_row_count(const ims_index *idx);     /* committed rows */
-IMS_API size_t ims_index_failure_count(const ims_index *idx); /* committed failures */
-IMS_API size_t ims_index_chunk_count(const ims_index *idx);
-/* Whether path is a committed row or failure. */
-IMS_API int ims_index_contains(const ims_index *idx, const char *path);
-
-/* Appends a row: visual (visual_dim) and semantic (semantic_dim, or NULL when
- * the index has none). Commits a chunk when chunk_rows rows are pending. */
-IMS_API ims_status ims_index_add(ims_index *idx, const ims_file_entry *file, const float *visual, const float *semantic,
-                                 ims_error *err);
-/* Records a file that could not be indexed (reason: one line). */
-IMS_API ims_status ims_index_add_failure(ims_index *idx, const char *path, const char *reason, ims_error *err);
-/* Commits the pending rows and failures, if any, as a (shorter) chunk. */
-IMS_API ims_status ims_index_commit(ims_index *idx, ims_error *err);
-
-IMS_API const ims_file_entry *ims_index_row(const ims_index *idx, size_t row);
-IMS_API const ims_file_problem *ims_index_failure(const ims_index *idx, size_t i);
-
-/* The text embeddings of the image model's classes, (classes, semantic_dim)
- * f32, kept in the index as classes.npy (ConSE needs them for image queries on
- * the semantic table). Load: IMS_ERR_NOT_FOUND if absent; *emb is malloc'd. */
-IMS_API ims_status ims_index_save_class_embeddings(ims_index *idx, const float *emb, int classes, ims_error *err);
-IMS_API ims_status ims_index_load_class_embeddings(const ims_index *idx, float **emb, int *classes, ims_error *err);
-
-/* The whole table as (rows, dim) f32 in a malloc'd buffer the caller frees
- * (f16 tables are widened: twice their size; a search loads them with
- * ims_index_load_knn instead). */
-IMS_API ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, float **rows, int *dim,
-                                        ims_error *err);
-
-typedef struct ims_knn_table ims_knn_table;
-
-/* Appends every committed row of the table to a k-NN table of its dimension
- * (row ids continue from the rows it holds), chunk by chunk and in the stored
- * dtype: f16 rows go in as they are, never widened to a whole f32 copy, so the
- * peak host memory is the k-NN table plus one chunk. On failure the k-NN table
- * may hold the rows of the chunks before the bad one: free it. */
-IMS_API ims_status ims_index_load_knn(const ims_index *idx, ims_index_table table, ims_knn_table *knn,
-                                      ims_error *err);
+/* ==== index: k-NN tables ================================================================== */
 
 /* Exact k-nearest-neighbour search over a table of N rows of dimension D on a
  * backend: for each query the k rows with the highest cosine similarity (or
@@ -836,6 +743,8 @@ IMS_API ims_status ims_index_load_knn(const ims_index *idx, ims_index_table tabl
  * run. Rows and queries are L2-normalized in fp32 when they enter (cosine);
  * a zero, NaN or Inf row is rejected with an error naming its index. Rows are
  * stored as f16 or f32; scores accumulate in fp32. */
+typedef struct ims_knn_table ims_knn_table;
+
 #define IMS_KNN_MAX_K 16384
 
 typedef enum ims_knn_metric {
@@ -894,9 +803,147 @@ IMS_API void ims_knn_free(ims_knn_table *t); /* NULL is fine */
  * one query batch: large b are searched in batches); 0 on overflow. */
 IMS_API size_t ims_knn_estimate_bytes(int64_t n, int64_t dim, ims_dtype dtype, int64_t b, int k);
 
-/* ---- Search ------------------------------------------------------------------------------ */
+/* ==== index: the index folder ============================================================= */
 
-/* index/search.c: queries (texts, image files) -> the k most similar rows of
+/* engine/index/store.c: an image index on disk (docs/FORMAT.md, "The index"): chunks
+ * of embeddings as .npy, the rows' paths, the failures and a manifest, each
+ * written crash-safely. A writer adds rows; every chunk_rows rows it commits a
+ * chunk (its files, then the manifest). After a crash, opening the folder again
+ * finds the last committed chunk: nothing half-written is ever read, and
+ * ims_index_contains() tells the indexer which files are done. */
+
+typedef struct ims_index ims_index;
+
+typedef enum ims_index_table {
+    IMS_INDEX_TABLE_VISUAL = 0,   /* the L2-normalized 2048-d pool features */
+    IMS_INDEX_TABLE_SEMANTIC = 1, /* ConSE embeddings in the text encoder's space */
+} ims_index_table;
+
+typedef struct ims_index_config {
+    ims_preprocess_mode mode; /* the image preprocessing the rows were made with */
+    ims_dtype dtype;          /* storage of the tables: IMS_DTYPE_F16 (default) or F32 */
+    int chunk_rows;           /* rows per chunk; default 4096 */
+    int visual_dim;           /* default 2048 */
+    int semantic_dim;         /* 0: no semantic table (no text model) */
+    int conse_top;            /* classes ConSE mixes per semantic row (and per image query on
+                                 the semantic table); default 10, also what an index made
+                                 before it was recorded holds */
+    int precision;            /* the image model's arithmetic the rows were made with (an
+                                 ims_precision); -1: not recorded (indexes made before it was) */
+    ims_weights_identity image_model;
+    ims_weights_identity text_model; /* when semantic_dim > 0 */
+} ims_index_config;
+
+IMS_API void ims_index_config_init(ims_index_config *c);
+
+/* Opens an index to read it. */
+IMS_API ims_status ims_index_open(const char *dir, ims_index **out, ims_error *err);
+/* Opens an index to add to it: creates the folder and an empty index, or
+ * reopens one whose configuration equals cfg (else an error naming the first
+ * difference and both values, such as another image model or --conse-top). An
+ * index whose precision is not recorded accepts any, and stays unrecorded. */
+IMS_API ims_status ims_index_open_for_writing(const char *dir, const ims_index_config *cfg, ims_index **out,
+                                              ims_error *err);
+/* Drops rows not yet committed. NULL is fine. */
+IMS_API void ims_index_close(ims_index *idx);
+
+IMS_API const ims_index_config *ims_index_get_config(const ims_index *idx);
+IMS_API int64_t ims_index_row_count(const ims_index *idx);     /* committed rows */
+IMS_API int64_t ims_index_failure_count(const ims_index *idx); /* committed failures */
+IMS_API int64_t ims_index_chunk_count(const ims_index *idx);
+/* Whether path is a committed row or failure. */
+IMS_API int ims_index_contains(const ims_index *idx, const char *path);
+
+/* Appends a row: visual (visual_dim) and semantic (semantic_dim, or NULL when
+ * the index has none). Commits a chunk when chunk_rows rows are pending. */
+IMS_API ims_status ims_index_add(ims_index *idx, const ims_file_entry *file, const float *visual, const float *semantic,
+                                 ims_error *err);
+/* Records a file that could not be indexed (reason: one line). */
+IMS_API ims_status ims_index_add_failure(ims_index *idx, const char *path, const char *reason, ims_error *err);
+/* Commits the pending rows and failures, if any, as a (shorter) chunk. */
+IMS_API ims_status ims_index_commit(ims_index *idx, ims_error *err);
+
+IMS_API const ims_file_entry *ims_index_row(const ims_index *idx, int64_t row);    /* NULL if out of range */
+IMS_API const ims_file_problem *ims_index_failure(const ims_index *idx, int64_t i); /* NULL if out of range */
+
+/* The text embeddings of the image model's classes, (classes, semantic_dim)
+ * f32, kept in the index as classes.npy (ConSE needs them for image queries on
+ * the semantic table). Load: IMS_ERR_NOT_FOUND if absent; free *emb with ims_free. */
+IMS_API ims_status ims_index_save_class_embeddings(ims_index *idx, const float *emb, int classes, ims_error *err);
+IMS_API ims_status ims_index_load_class_embeddings(const ims_index *idx, float **emb, int *classes, ims_error *err);
+
+/* The whole table as (rows, dim) f32 in a buffer freed with ims_free
+ * (f16 tables are widened: twice their size; a search loads them with
+ * ims_index_load_knn instead). */
+IMS_API ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, float **rows, int *dim,
+                                        ims_error *err);
+
+/* Appends every committed row of the table to a k-NN table of its dimension
+ * (row ids continue from the rows it holds), chunk by chunk and in the stored
+ * dtype: f16 rows go in as they are, never widened to a whole f32 copy, so the
+ * peak host memory is the k-NN table plus one chunk. On failure the k-NN table
+ * may hold the rows of the chunks before the bad one: free it. */
+IMS_API ims_status ims_index_load_knn(const ims_index *idx, ims_index_table table, ims_knn_table *knn,
+                                      ims_error *err);
+
+/* ==== index: indexing ===================================================================== */
+
+/* engine/index/indexer.c: folders of images -> an index: list, skip what the index holds,
+ * decode on threads while the model runs, embed, append, commit. */
+
+typedef enum ims_index_stage {
+    IMS_INDEX_STAGE_PLANNED = 0, /* files listed, estimates known, nothing run yet */
+    IMS_INDEX_STAGE_RUNNING,
+    IMS_INDEX_STAGE_FINISHED,
+} ims_index_stage;
+
+typedef struct ims_index_progress {
+    ims_index_stage stage;
+    int64_t total;   /* images to process in this run */
+    int64_t done;    /* of them, processed */
+    int64_t indexed; /* of them, added as rows */
+    int64_t failed;  /* files recorded as failures in this run (listing problems included) */
+    int64_t already; /* files the index held before this run: skipped */
+    int64_t ignored; /* files whose names are not an image's */
+    uint64_t estimated_disk_bytes, estimated_host_bytes;
+    double elapsed_s;
+    double decode_wait_s; /* time the model waited for decoded images */
+    double model_s;       /* the image model and the embeddings */
+    double write_s;       /* appending rows, writing chunks */
+} ims_index_progress;
+
+typedef struct ims_index_run_options {
+    const char *index_dir;
+    const char *const *roots;
+    size_t root_count;
+    ims_backend *backend;
+    const ims_weights *image_model;      /* its identity (ims_weights_identify) goes in the manifest */
+    const ims_weights *text_model;       /* likewise; NULL: no semantic table */
+    ims_precision precision;             /* of both models (the text model runs tf32 as fp32); default
+                                            fp32; recorded in the manifest: a run on an existing index
+                                            must match it */
+    ims_preprocess_mode mode;            /* default torchvision */
+    ims_dtype dtype;                     /* tables: default f16 */
+    int batch_size, threads, chunk_rows; /* defaults 32, 4, 4096 */
+    int conse_top;                       /* classes mixed per image; default 10; recorded in the
+                                            manifest (search mixes image queries alike): a run on
+                                            an existing index must match it */
+    /* Called on the caller's thread: progress after each batch (and once
+     * PLANNED, once FINISHED); each failure as it is recorded. Either may be NULL. */
+    void (*progress)(void *ctx, const ims_index_progress *p);
+    void (*on_failure)(void *ctx, const char *path, const char *reason);
+    void *progress_ctx;
+} ims_index_run_options;
+
+IMS_API void ims_index_run_options_init(ims_index_run_options *o);
+/* Runs to the end (or the first error that is not a bad image: a full disk, a
+ * GPU error); the index holds every committed chunk either way. *out gets the
+ * final counts (may be NULL). */
+IMS_API ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out, ims_error *err);
+
+/* ==== index: search ======================================================================= */
+
+/* engine/index/search.c: queries (texts, image files) -> the k most similar rows of
  * an index, as a library call (the CLI's `search`, a binding or a server).
  *
  * A searcher answers many searches over one open index. It loads what a
@@ -948,7 +995,7 @@ typedef struct ims_search_result {
 } ims_search_result;
 
 typedef struct ims_search_results {
-    size_t count;                     /* queries, in the order given */
+    int64_t count;                    /* queries, in the order given */
     const ims_search_result *results; /* (count) */
 } ims_search_results;
 
@@ -957,7 +1004,7 @@ IMS_API ims_status ims_searcher_open(const ims_index *idx, const ims_search_opti
                                      ims_error *err);
 /* count queries, k in 1..IMS_KNN_MAX_K; *out is freed with ims_search_results_free.
  * A query image that cannot be read fails the search, naming it. */
-IMS_API ims_status ims_searcher_search(ims_searcher *s, const ims_search_query *queries, size_t count, int k,
+IMS_API ims_status ims_searcher_search(ims_searcher *s, const ims_search_query *queries, int64_t count, int k,
                                        ims_search_results **out, ims_error *err);
 /* 1 if the image model's weights are synthetic (the manifest or the loaded file says so):
  * results are not meaningful. */
@@ -967,85 +1014,55 @@ IMS_API void ims_search_results_free(ims_search_results *r); /* NULL is fine */
 
 /* One search without keeping a searcher: open, search, close. */
 IMS_API ims_status ims_index_search(const ims_index *idx, const ims_search_options *o,
-                                    const ims_search_query *queries, size_t count, int k,
+                                    const ims_search_query *queries, int64_t count, int k,
                                     ims_search_results **out, ims_error *err);
 
-/* ---- Indexing ---------------------------------------------------------------------------- */
+/* ==== converter: checkpoints to weight files ============================================== */
 
-/* indexer.c: folders of images -> an index: list, skip what the index holds,
- * decode on threads while the model runs, embed, append, commit. */
+/* weights_tools/convert.c (built into the same library): PyTorch checkpoints
+ * (zip and legacy .pth), safetensors and Hugging Face model folders -> weight
+ * files, without running any pickle code. */
+typedef enum ims_convert_arch {
+    IMS_CONVERT_ARCH_AUTO = 0,
+    IMS_CONVERT_ARCH_INCEPTION_V3,     /* torchvision */
+    IMS_CONVERT_ARCH_INCEPTION_V3_FID, /* pytorch-fid's FID Inception */
+    IMS_CONVERT_ARCH_BERT,             /* a BERT-family sentence encoder */
+} ims_convert_arch;
 
-typedef enum ims_index_stage {
-    IMS_INDEX_STAGE_PLANNED = 0, /* files listed, estimates known, nothing run yet */
-    IMS_INDEX_STAGE_RUNNING,
-    IMS_INDEX_STAGE_FINISHED,
-} ims_index_stage;
+IMS_API const char *ims_convert_arch_name(ims_convert_arch arch); /* "inception_v3", ... */
+IMS_API ims_status ims_convert_arch_parse(const char *text, ims_convert_arch *out, ims_error *err);
 
-typedef struct ims_index_progress {
-    ims_index_stage stage;
-    size_t total;   /* images to process in this run */
-    size_t done;    /* of them, processed */
-    size_t indexed; /* of them, added as rows */
-    size_t failed;  /* files recorded as failures in this run (listing problems included) */
-    size_t already; /* files the index held before this run: skipped */
-    size_t ignored; /* files whose names are not an image's */
-    uint64_t estimated_disk_bytes, estimated_host_bytes;
-    double elapsed_s;
-    double decode_wait_s; /* time the model waited for decoded images */
-    double model_s;       /* the image model and the embeddings */
-    double write_s;       /* appending rows, writing chunks */
-} ims_index_progress;
+typedef struct ims_convert_options {
+    ims_convert_arch arch;
+    ims_dtype dtype;         /* IMS_DTYPE_F32 (default) or IMS_DTYPE_F16 for weight matrices */
+    int transform_input;     /* Inception: -1 = the variant's default (torchvision on, FID off), 0, 1 */
+    const char *labels_path; /* Inception: a file of class names, one per line (default: ImageNet's 1000) */
+    const char *source;      /* recorded as metadata "source" */
+} ims_convert_options;
 
-typedef struct ims_index_run_options {
-    const char *index_dir;
-    const char *const *roots;
-    size_t root_count;
-    ims_backend *backend;
-    const ims_weights *image_model;
-    const char *image_model_path;        /* identified (size, CRC-32) in the manifest */
-    const ims_text_embedder *text;       /* NULL: no semantic table */
-    const char *text_model_path;
-    ims_precision precision;             /* of the image model; default fp32; recorded in the
-                                            manifest: a run on an existing index must match it */
-    ims_preprocess_mode mode;            /* default torchvision */
-    ims_dtype dtype;                     /* tables: default f16 */
-    int batch_size, threads, chunk_rows; /* defaults 32, 4, 4096 */
-    int conse_top;                       /* classes mixed per image; default 10; recorded in the
-                                            manifest (search mixes image queries alike): a run on
-                                            an existing index must match it */
-    /* Called on the caller's thread: progress after each batch (and once
-     * PLANNED, once FINISHED); each failure as it is recorded. Either may be NULL. */
-    void (*progress)(void *ctx, const ims_index_progress *p);
-    void (*on_failure)(void *ctx, const char *path, const char *reason);
-    void *progress_ctx;
-} ims_index_run_options;
+IMS_API void ims_convert_options_init(ims_convert_options *o);
 
-IMS_API void ims_index_run_options_init(ims_index_run_options *o);
-/* Runs to the end (or the first error that is not a bad image: a full disk, a
- * GPU error); the index holds every committed chunk either way. *out gets the
- * final counts (may be NULL). */
-IMS_API ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out, ims_error *err);
+/* What the conversion did, for the CLI's summary. */
+typedef struct ims_convert_report {
+    ims_convert_arch arch;
+    const char *format; /* the input's format: "PyTorch zip", "PyTorch legacy", "safetensors" */
+    size_t tensors_in, tensors_out, tensors_ignored;
+    uint64_t bytes_out;
+} ims_convert_report;
 
-/* Versions of the libraries this build links, one per line, for bug reports. */
-IMS_API void ims_library_versions(char *buf, size_t size);
+/* Converts a checkpoint to a weight file without running any of its code.
+ * input: a PyTorch (zip or legacy) or safetensors file, or a Hugging Face /
+ * sentence-transformers model directory (BERT). Written crash-safely. */
+IMS_API ims_status ims_convert(const char *input, const char *output, const ims_convert_options *o, ims_convert_report *report,
+                               ims_error *err);
 
-
-/* A BERT-family sentence encoder (weights file architecture "bert"). */
-typedef struct ims_text_encoder ims_text_encoder;
-
-/* Reads the hyper-parameters from w's metadata and uploads the weights once;
- * w may be closed afterwards. */
-IMS_API ims_status ims_text_encoder_create(ims_backend *be, const ims_weights *w, ims_precision precision,
-                                           ims_text_encoder **out, ims_error *err);
-/* ids (B, T) token ids from the model's tokenizer ([CLS] ... [SEP], any padding
- * after lengths[b] tokens); lengths (B), each in 1..min(T, max_seq_length);
- * out (B, D) host floats: the sentence embeddings, L2-normalized if the model
- * says so. A sentence's embedding does not depend on its batch or padding. */
-IMS_API ims_status ims_text_encoder_encode(ims_text_encoder *enc, const int32_t *ids, const int32_t *lengths, int b, int t,
-                                           float *out, ims_error *err);
-IMS_API int ims_text_encoder_dim(const ims_text_encoder *enc);            /* D, the hidden size */
-IMS_API int ims_text_encoder_max_seq_length(const ims_text_encoder *enc); /* tokens, [CLS] and [SEP] included */
-IMS_API void ims_text_encoder_free(ims_text_encoder *enc);                /* NULL is fine */
+/* A weight file of the architecture's full size with synthetic weights (a
+ * documented generator, weights_tools/synthetic.c), for machines without the
+ * published checkpoint, benchmarks and tests. The file has metadata
+ * "synthetic" = 1, and tools that load it warn that results are not
+ * meaningful. Only IMS_CONVERT_ARCH_INCEPTION_V3. */
+IMS_API ims_status ims_convert_synthetic(ims_convert_arch arch, const char *output, const ims_convert_options *o,
+                                         ims_convert_report *report, ims_error *err);
 
 #ifdef __cplusplus
 }

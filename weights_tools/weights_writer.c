@@ -252,8 +252,8 @@ ims_status imsi_weights_writer_add_tensor(imsi_weights_writer *wr, const char *n
     if (imsi_isw_check_name(name, len, ISW_NAME_MAX, "tensor name", err))
         return as_argument_error(err);
     size_t es = ims_dtype_size(dtype);
-    if (es == 0)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "tensor '%s': unknown dtype %d", name, (int)dtype);
+    if (es == 0 || (unsigned)dtype >= ISW_DTYPE_COUNT)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "tensor '%s': dtype %d is not a weight-file dtype", name, (int)dtype);
     if (ndim < 0 || ndim > IMS_MAX_DIMS)
         return ims_error_set(err, IMS_ERR_ARGUMENT, "tensor '%s': ndim %d outside 0..%d", name, ndim, IMS_MAX_DIMS);
     if (!data)

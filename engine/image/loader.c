@@ -213,16 +213,16 @@ static loader_slot *slot_for_image(ims_image_loader *ld, size_t i)
     size_t b = (size_t)ld->opts.batch_size;
     size_t k = i / b;
     loader_slot *slot = &ld->slots[k % (size_t)ld->nslots];
-    if (slot->state == SLOT_FILLING && slot->batch.index == k)
+    if (slot->state == SLOT_FILLING && slot->batch.index == (int64_t)k)
         return slot;
     if (slot->state != SLOT_FREE)
         return NULL;
     size_t first = k * b;
     slot->state = SLOT_FILLING;
     slot->done = 0;
-    slot->batch.index = k;
-    slot->batch.first = first;
-    slot->batch.count = (int)(ld->count - first < b ? ld->count - first : b);
+    slot->batch.index = (int64_t)k;
+    slot->batch.first = (int64_t)first;
+    slot->batch.count = (int64_t)(ld->count - first < b ? ld->count - first : b);
     slot->batch.failed = 0;
     return slot;
 }
@@ -359,10 +359,11 @@ ims_status ims_image_loader_create(const ims_image_loader_options *o, ims_backen
     return st;
 }
 
-ims_status ims_image_loader_start(ims_image_loader *ld, const char *const *paths, size_t count, ims_error *err)
+ims_status ims_image_loader_start(ims_image_loader *ld, const char *const *paths, int64_t count, ims_error *err)
 {
-    if (count && !paths)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "image loader: %zu images but no path list", count);
+    if (count < 0 || (count && !paths))
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "image loader: %lld images at %p", (long long)count,
+                             (const void *)paths);
     pthread_mutex_lock(&ld->mutex);
     ims_status st = IMS_OK;
     if (ld->running && (ld->next_batch < ld->nbatches || ld->released < ld->nbatches))
@@ -370,8 +371,8 @@ ims_status ims_image_loader_start(ims_image_loader *ld, const char *const *paths
                            "image loader: a run is in progress (every batch must be returned and released first)");
     if (!st) {
         ld->paths = paths;
-        ld->count = count;
-        ld->nbatches = (count + (size_t)ld->opts.batch_size - 1) / (size_t)ld->opts.batch_size;
+        ld->count = (size_t)count;
+        ld->nbatches = ((size_t)count + (size_t)ld->opts.batch_size - 1) / (size_t)ld->opts.batch_size;
         ld->next_image = ld->next_batch = ld->released = 0;
         ld->running = 1;
         for (int s = 0; s < ld->nslots; s++)
@@ -399,7 +400,7 @@ ims_status ims_image_loader_next(ims_image_loader *ld, const ims_image_batch **b
                            ld->nslots);
     else {
         /* The slot is FREE (not yet claimed), FILLING batch k, or READY with batch k. */
-        while (!(slot->state == SLOT_READY && slot->batch.index == k))
+        while (!(slot->state == SLOT_READY && slot->batch.index == (int64_t)k))
             pthread_cond_wait(&ld->ready_cv, &ld->mutex);
         slot->state = SLOT_HELD;
         ld->next_batch++;

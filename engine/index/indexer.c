@@ -46,6 +46,7 @@ typedef struct index_run {
     const ims_index_run_options *o;
     ims_index *index;
     ims_image_encoder *image;
+    ims_text_embedder *text; /* NULL without a text model */
     float *class_embeddings; /* (classes, semantic_dim) or NULL */
     int classes, features, semantic_dim;
     float *visual, *semantic; /* (features), (semantic_dim): one row's embeddings */
@@ -88,7 +89,7 @@ static ims_status embed_class_names(index_run *r, ims_error *err)
     }
     if (!st) {
         r->class_embeddings = malloc((size_t)n * (size_t)r->semantic_dim * sizeof(float));
-        st = r->class_embeddings ? ims_text_embed(r->o->text, (const char *const *)texts, (size_t)n, r->class_embeddings, err)
+        st = r->class_embeddings ? ims_text_embed(r->text, (const char *const *)texts, (size_t)n, r->class_embeddings, err)
                                  : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     }
     if (!st)
@@ -107,7 +108,11 @@ static ims_status run_setup(index_run *r, ims_error *err)
         return st;
     r->classes = ims_image_encoder_num_classes(r->image);
     r->features = ims_image_encoder_feature_dim(r->image);
-    r->semantic_dim = o->text ? ims_text_embedder_dim(o->text) : 0;
+    if (o->text_model)
+        st = ims_text_embedder_create(o->backend, o->text_model, o->precision, &r->text, err);
+    if (st)
+        return st;
+    r->semantic_dim = r->text ? ims_text_embedder_dim(r->text) : 0;
     r->visual = malloc((size_t)r->features * sizeof(float));
     r->semantic = r->semantic_dim ? malloc((size_t)r->semantic_dim * sizeof(float)) : NULL;
     if (!r->visual || (r->semantic_dim && !r->semantic))
@@ -186,12 +191,9 @@ ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out
     cfg.chunk_rows = o->chunk_rows;
     cfg.conse_top = o->conse_top;
     cfg.precision = (int)o->precision;
-    ims_status st = ims_index_model_identify(o->image_model_path, &cfg.image_model, err);
-    int64_t synthetic = 0;
-    cfg.image_model.synthetic =
-        ims_weights_get_i64(o->image_model, "synthetic", &synthetic, NULL) == IMS_OK && synthetic != 0;
-    if (!st && o->text)
-        st = ims_index_model_identify(o->text_model_path, &cfg.text_model, err);
+    ims_status st = ims_weights_identify(o->image_model, &cfg.image_model, err);
+    if (!st && o->text_model)
+        st = ims_weights_identify(o->text_model, &cfg.text_model, err);
     if (!st)
         st = run_setup(&r, err);
     if (!st) {
@@ -199,7 +201,7 @@ ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out
         cfg.semantic_dim = r.semantic_dim;
         st = ims_index_open_for_writing(o->index_dir, &cfg, &r.index, err);
     }
-    if (!st && o->text)
+    if (!st && o->text_model)
         st = embed_class_names(&r, err);
     if (!st)
         st = ims_file_list_walk(o->roots, o->root_count, &list, err);
@@ -209,9 +211,9 @@ ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out
         todo = malloc((list.file_count ? list.file_count : 1) * sizeof *todo);
         paths = malloc((list.file_count ? list.file_count : 1) * sizeof *paths);
         if (!todo || !paths)
-            st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory for %zu files", list.file_count);
+            st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory for %lld files", (long long)list.file_count);
     }
-    for (size_t i = 0; !st && i < list.file_count; i++) {
+    for (int64_t i = 0; !st && i < list.file_count; i++) {
         if (ims_index_contains(r.index, list.files[i].path)) {
             r.progress.already++;
             continue;
@@ -219,7 +221,7 @@ ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out
         paths[todo_count] = list.files[i].path;
         todo[todo_count++] = list.files[i];
     }
-    for (size_t i = 0; !st && i < list.problem_count; i++) {
+    for (int64_t i = 0; !st && i < list.problem_count; i++) {
         if (ims_index_contains(r.index, list.problems[i].path)) {
             r.progress.already++;
             continue;
@@ -268,6 +270,7 @@ ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out
     ims_image_encoder_run_free(run);
     ims_index_close(r.index); /* after a failure: rows not committed are dropped, the index stays valid */
     ims_image_encoder_free(r.image);
+    ims_text_embedder_free(r.text);
     free(r.class_embeddings);
     free(r.visual);
     free(r.semantic);

@@ -107,21 +107,25 @@ int ims_searcher_synthetic(const ims_searcher *s) { return s->synthetic; }
 
 /* ---- Loading on first use -------------------------------------------------------------- */
 
-/* The model file to load: the option, else the path the index recorded, which
- * must still hold the same bytes (size and CRC-32). */
-static ims_status resolve_model(const char *given, const ims_index_model *recorded, const char *what,
-                                const char **out, ims_error *err)
+/* Opens the model file to use: the option, else the path the index recorded;
+ * it must hold the bytes the index was built with (size and CRC-32). */
+static ims_status open_model(const char *given, const ims_weights_identity *recorded, const char *what,
+                             ims_weights **out, ims_error *err)
 {
-    *out = given ? given : recorded->path;
-    ims_index_model now;
-    ims_status st = ims_index_model_identify(*out, &now, err);
-    if (st)
-        return st;
-    if (now.bytes != recorded->bytes || now.crc32 != recorded->crc32)
-        return ims_error_set(err, IMS_ERR_ARGUMENT,
-                             "%s model '%.200s' (crc32 %08x) is not the one the index was built with ('%.200s', crc32 %08x)",
-                             what, *out, (unsigned)now.crc32, recorded->name, (unsigned)recorded->crc32);
-    return IMS_OK;
+    const char *path = given ? given : recorded->path;
+    ims_weights_identity now;
+    ims_status st = ims_weights_open(path, 0, out, err);
+    if (!st)
+        st = ims_weights_identify(*out, &now, err);
+    if (!st && (now.bytes != recorded->bytes || now.crc32 != recorded->crc32))
+        st = ims_error_set(err, IMS_ERR_ARGUMENT,
+                           "%s model '%.200s' (crc32 %08x) is not the one the index was built with ('%.200s', crc32 %08x)",
+                           what, path, (unsigned)now.crc32, recorded->name, (unsigned)recorded->crc32);
+    if (st) {
+        ims_weights_close(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 static ims_status need_semantic(const ims_searcher *s, const char *why, ims_error *err)
@@ -137,16 +141,11 @@ static ims_status load_text(ims_searcher *s, ims_error *err)
     if (s->text)
         return IMS_OK;
     const ims_index_config *cfg = ims_index_get_config(s->idx);
-    const char *path;
     ims_status st = need_semantic(s, "text queries", err);
     if (!st)
-        st = resolve_model(s->o.text_model, &cfg->text_model, "text", &path, err);
+        st = open_model(s->o.text_model, &cfg->text_model, "text", &s->text_weights, err);
     if (!st)
-        st = ims_weights_open(path, 0, &s->text_weights, err);
-    /* fp16 where the image model is (TF32 is not a text path) */
-    ims_precision p = s->precision == IMS_PRECISION_FP16 ? IMS_PRECISION_FP16 : IMS_PRECISION_FP32;
-    if (!st)
-        st = ims_text_embedder_create(s->o.backend, s->text_weights, p, &s->text, err);
+        st = ims_text_embedder_create(s->o.backend, s->text_weights, s->precision, &s->text, err);
     if (!st && ims_text_embedder_dim(s->text) != cfg->semantic_dim)
         st = ims_error_set(err, IMS_ERR_FORMAT, "the text model gives %d dimensions, the index's semantic table has %d",
                            ims_text_embedder_dim(s->text), cfg->semantic_dim);
@@ -164,13 +163,10 @@ static ims_status load_image(ims_searcher *s, ims_error *err)
     if (s->image)
         return IMS_OK;
     const ims_index_config *cfg = ims_index_get_config(s->idx);
-    const char *path;
     ims_weights *w = NULL;
-    ims_status st = resolve_model(s->o.image_model, &cfg->image_model, "image", &path, err);
-    if (!st)
-        st = ims_weights_open(path, 0, &w, err);
-    int64_t synthetic = 0;
-    if (!st && ims_weights_get_i64(w, "synthetic", &synthetic, NULL) == IMS_OK && synthetic)
+    ims_weights_identity id;
+    ims_status st = open_model(s->o.image_model, &cfg->image_model, "image", &w, err);
+    if (!st && ims_weights_identify(w, &id, err) == IMS_OK && id.synthetic)
         s->synthetic = 1;
     if (!st)
         st = ims_image_encoder_create(s->o.backend, w, s->precision, &s->image, err);
@@ -412,14 +408,16 @@ static ims_status prepare(ims_searcher *s, size_t n_text, const size_t n_image[S
     return st;
 }
 
-ims_status ims_searcher_search(ims_searcher *s, const ims_search_query *queries, size_t count, int k,
+ims_status ims_searcher_search(ims_searcher *s, const ims_search_query *queries, int64_t count64, int k,
                                ims_search_results **out, ims_error *err)
 {
     *out = NULL;
     if (k < 1 || k > IMS_KNN_MAX_K)
         return ims_error_set(err, IMS_ERR_ARGUMENT, "search: k = %d is out of range 1..%d", k, IMS_KNN_MAX_K);
-    if (count > 0 && !queries)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "search: %zu queries and no query list", count);
+    if (count64 < 0 || (count64 > 0 && !queries))
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "search: %lld queries at %p", (long long)count64,
+                             (const void *)queries);
+    size_t count = (size_t)count64;
     size_t n_text = 0, n_image[SEARCH_TABLES] = {0, 0}, n_table[SEARCH_TABLES] = {0, 0};
     for (size_t i = 0; i < count; i++) {
         const ims_search_query *q = &queries[i];
@@ -470,7 +468,7 @@ ims_status ims_searcher_search(ims_searcher *s, const ims_search_query *queries,
 }
 
 ims_status ims_index_search(const ims_index *idx, const ims_search_options *o, const ims_search_query *queries,
-                            size_t count, int k, ims_search_results **out, ims_error *err)
+                            int64_t count, int k, ims_search_results **out, ims_error *err)
 {
     *out = NULL;
     ims_searcher *s = NULL;

@@ -14,6 +14,7 @@
 #include "index/store.h"
 
 #include "core/atomic_file.h"
+#include "core/checked.h"
 #include "core/error.h"
 #include "core/json.h"
 
@@ -190,10 +191,12 @@ static ims_status grow(void **items, size_t *cap, size_t need, size_t item_size,
 {
     if (need <= *cap)
         return IMS_OK;
-    size_t new_cap = *cap ? *cap : 64;
+    size_t new_cap = *cap ? *cap : 64, bytes;
     while (new_cap < need)
-        new_cap *= 2;
-    void *p = realloc(*items, new_cap * item_size);
+        new_cap = new_cap > SIZE_MAX / 2 ? need : new_cap * 2;
+    if (!imsi_size_mul(new_cap, item_size, &bytes))
+        return ims_error_set(err, IMS_ERR_NOMEM, "%zu index entries do not fit in memory", need);
+    void *p = realloc(*items, bytes);
     if (!p)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory (%zu index entries)", need);
     *items = p;
@@ -228,32 +231,6 @@ void ims_index_config_init(ims_index_config *c)
     c->visual_dim = 2048;
     c->conse_top = INDEX_DEFAULT_CONSE_TOP;
     c->precision = -1;
-}
-
-ims_status ims_index_model_identify(const char *path, ims_index_model *out, ims_error *err)
-{
-    memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ims_error_set(err, IMS_ERR_IO, "cannot open model '%s': %s", path, strerror(errno));
-    unsigned char buf[1 << 16];
-    uLong crc = crc32(0L, Z_NULL, 0);
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
-        crc = crc32(crc, buf, (uInt)n);
-        out->bytes += n;
-    }
-    int failed = ferror(f);
-    fclose(f);
-    if (failed)
-        return ims_error_set(err, IMS_ERR_IO, "reading model '%s' failed", path);
-    out->crc32 = (uint32_t)crc;
-    const char *slash = strrchr(path, '/');
-    snprintf(out->name, sizeof out->name, "%s", slash ? slash + 1 : path);
-    char *full = realpath(path, NULL);
-    snprintf(out->path, sizeof out->path, "%s", full ? full : path);
-    free(full);
-    return IMS_OK;
 }
 
 static ims_status check_config(const ims_index_config *c, ims_error *err)
@@ -292,7 +269,7 @@ static void write_json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static void write_model(FILE *f, const char *key, const ims_index_model *m)
+static void write_model(FILE *f, const char *key, const ims_weights_identity *m)
 {
     fprintf(f, "  \"%s\": {\"name\": ", key);
     write_json_string(f, m->name);
@@ -363,7 +340,7 @@ static ims_status get_string(const json_value *obj, const char *key, const char 
     return IMS_OK;
 }
 
-static ims_status read_model(const json_value *root, const char *key, ims_index_model *m, ims_error *err)
+static ims_status read_model(const json_value *root, const char *key, ims_weights_identity *m, ims_error *err)
 {
     const json_value *v = imsi_json_object_get(root, key);
     if (!v || v->kind != JSON_OBJECT)
@@ -481,8 +458,8 @@ static ims_status manifest_parse(ims_index *idx, const json_value *root, int64_t
         if (st)
             return imsi_error_prefix(err, st, "chunks[%zu]", i);
         idx->chunks[i] = (index_chunk){(size_t)r, (size_t)fl};
-        row_sum += r;
-        failure_sum += fl;
+        if (__builtin_add_overflow(row_sum, r, &row_sum) || __builtin_add_overflow(failure_sum, fl, &failure_sum))
+            return ims_error_set(err, IMS_ERR_FORMAT, "chunks[%zu]: the counts overflow", i);
     }
     if (st)
         return st;
@@ -572,12 +549,28 @@ static ims_status parse_u64(const char *s, uint64_t *out)
     return IMS_OK;
 }
 
+/* The shortest line each file can hold: "0<TAB>0<TAB>p\n" and "p<TAB>r\n". */
+enum { ROW_LINE_MIN = 6, FAILURE_LINE_MIN = 4 };
+
+/* A manifest's count is bounded by the file that holds the lines, before it
+ * sizes any memory: a hostile count fails here, not in an allocation. */
+static ims_status check_line_count(const char *path, size_t expect, size_t len, size_t line_min, const char *what,
+                                   ims_error *err)
+{
+    if (expect > (len + 1) / line_min) /* the last line may lack its newline */
+        return ims_error_set(err, IMS_ERR_FORMAT, "%s: the manifest lists %zu %s, more than its %zu bytes can hold",
+                             path, expect, what, len);
+    return IMS_OK;
+}
+
 static ims_status read_rows_file(ims_index *idx, size_t chunk, size_t expect, ims_error *err)
 {
     char *path = index_file_path(idx, chunk, "rows.txt");
     char *text = NULL;
     size_t len = 0;
     ims_status st = path ? read_text_file(path, &text, &len, err) : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    if (!st)
+        st = check_line_count(path, expect, len, ROW_LINE_MIN, "rows", err);
     if (!st)
         st = grow((void **)&idx->rows, &idx->row_cap, idx->row_count + expect, sizeof *idx->rows, err);
     char *p = text, *end = text + len;
@@ -619,6 +612,8 @@ static ims_status read_failures_file(ims_index *idx, size_t chunk, size_t expect
     char *text = NULL;
     size_t len = 0;
     ims_status st = path ? read_text_file(path, &text, &len, err) : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    if (!st)
+        st = check_line_count(path, expect, len, FAILURE_LINE_MIN, "failures", err);
     if (!st)
         st = grow((void **)&idx->failures, &idx->failure_cap, idx->failure_count + expect, sizeof *idx->failures,
                   err);
@@ -712,7 +707,7 @@ ims_status ims_index_open(const char *dir, ims_index **out, ims_error *err)
     return IMS_OK;
 }
 
-static int model_equal(const ims_index_model *a, const ims_index_model *b)
+static int model_equal(const ims_weights_identity *a, const ims_weights_identity *b)
 {
     return a->bytes == b->bytes && a->crc32 == b->crc32;
 }
@@ -817,9 +812,9 @@ void ims_index_close(ims_index *idx)
 }
 
 const ims_index_config *ims_index_get_config(const ims_index *idx) { return &idx->cfg; }
-size_t ims_index_row_count(const ims_index *idx) { return idx->row_count; }
-size_t ims_index_failure_count(const ims_index *idx) { return idx->failure_count; }
-size_t ims_index_chunk_count(const ims_index *idx) { return idx->chunk_count; }
+int64_t ims_index_row_count(const ims_index *idx) { return (int64_t)idx->row_count; }
+int64_t ims_index_failure_count(const ims_index *idx) { return (int64_t)idx->failure_count; }
+int64_t ims_index_chunk_count(const ims_index *idx) { return (int64_t)idx->chunk_count; }
 
 int ims_index_contains(const ims_index *idx, const char *path)
 {
@@ -827,14 +822,14 @@ int ims_index_contains(const ims_index *idx, const char *path)
     return path_set_find(&idx->paths, path, &slot);
 }
 
-const ims_file_entry *ims_index_row(const ims_index *idx, size_t row)
+const ims_file_entry *ims_index_row(const ims_index *idx, int64_t row)
 {
-    return row < idx->row_count ? &idx->rows[row] : NULL;
+    return row >= 0 && (uint64_t)row < idx->row_count ? &idx->rows[row] : NULL;
 }
 
-const ims_file_problem *ims_index_failure(const ims_index *idx, size_t i)
+const ims_file_problem *ims_index_failure(const ims_index *idx, int64_t i)
 {
-    return i < idx->failure_count ? &idx->failures[i] : NULL;
+    return i >= 0 && (uint64_t)i < idx->failure_count ? &idx->failures[i] : NULL;
 }
 
 /* ---- Writing chunks -------------------------------------------------------------------- */
@@ -852,9 +847,8 @@ static ims_status write_table(const ims_index *idx, size_t chunk, const char *su
     for (size_t i = 0; half && i < count; i++)
         half[i] = ims_f32_to_f16(rows[i]);
     int64_t shape[2] = {(int64_t)n, dim};
-    ims_status st = half ? ims_npy_write(path, IMS_NPY_F16, 2, shape, half, err)
-                         : ims_npy_write(path, idx->cfg.dtype == IMS_DTYPE_F16 ? IMS_NPY_F16 : IMS_NPY_F32, 2, shape,
-                                         rows, err);
+    ims_status st = half ? ims_npy_write(path, IMS_DTYPE_F16, 2, shape, half, err)
+                         : ims_npy_write(path, idx->cfg.dtype, 2, shape, rows, err);
     free(half);
     free(path);
     return st;
@@ -862,22 +856,27 @@ static ims_status write_table(const ims_index *idx, size_t chunk, const char *su
 
 /* Maps chunk c's table, checking its dtype and shape against the manifest:
  * (rows, dim) in the index's dtype; a chunk of failures only has no data
- * (npy->data NULL). Close with ims_npy_close, also after a failure. */
-static ims_status map_table(const ims_index *idx, size_t chunk, const char *suffix, int dim, ims_npy *npy,
+ * (no data). Close with ims_npy_close (*npy is NULL after a failure). */
+static ims_status map_table(const ims_index *idx, size_t chunk, const char *suffix, int dim, ims_npy **npy,
                             ims_error *err)
 {
-    memset(npy, 0, sizeof *npy);
+    *npy = NULL;
     char *path = index_file_path(idx, chunk, suffix);
     if (!path)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
-    ims_npy_dtype want = idx->cfg.dtype == IMS_DTYPE_F16 ? IMS_NPY_F16 : IMS_NPY_F32;
+    ims_dtype want = idx->cfg.dtype;
     size_t rows = idx->chunks[chunk].rows;
     ims_status st = ims_npy_open(path, npy, err);
-    if (!st && npy->dtype != want)
+    const int64_t *shape = st ? NULL : ims_npy_shape(*npy);
+    if (!st && ims_npy_dtype(*npy) != want)
         st = ims_error_set(err, IMS_ERR_FORMAT, "%s: dtype %s, the manifest says %s", path,
-                           ims_npy_dtype_descr(npy->dtype), ims_npy_dtype_descr(want));
-    else if (!st && (npy->ndim != 2 || npy->shape[0] != (int64_t)rows || npy->shape[1] != dim))
+                           ims_npy_dtype_descr(ims_npy_dtype(*npy)), ims_npy_dtype_descr(want));
+    else if (!st && (ims_npy_ndim(*npy) != 2 || shape[0] != (int64_t)rows || shape[1] != dim))
         st = ims_error_set(err, IMS_ERR_FORMAT, "%s: shape is not (%zu, %d) as the manifest says", path, rows, dim);
+    if (st) {
+        ims_npy_close(*npy);
+        *npy = NULL;
+    }
     free(path);
     return st;
 }
@@ -886,17 +885,18 @@ static ims_status map_table(const ims_index *idx, size_t chunk, const char *suff
 static ims_status read_table(const ims_index *idx, size_t chunk, const char *suffix, int dim, float *out,
                              ims_error *err)
 {
-    ims_npy npy;
+    ims_npy *npy;
     ims_status st = map_table(idx, chunk, suffix, dim, &npy, err);
     size_t count = idx->chunks[chunk].rows * (size_t)dim;
     if (!st && count > 0) {
-        if (npy.dtype == IMS_NPY_F32)
-            memcpy(out, npy.data, count * sizeof *out);
+        const void *data = ims_npy_data(npy);
+        if (ims_npy_dtype(npy) == IMS_DTYPE_F32)
+            memcpy(out, data, count * sizeof *out);
         else
             for (size_t i = 0; i < count; i++)
-                out[i] = ims_f16_to_f32(((const uint16_t *)npy.data)[i]);
+                out[i] = ims_f16_to_f32(((const uint16_t *)data)[i]);
     }
-    ims_npy_close(&npy);
+    ims_npy_close(npy);
     return st;
 }
 
@@ -1066,12 +1066,11 @@ ims_status ims_index_load_knn(const ims_index *idx, ims_index_table table, ims_k
     const char *suffix = table == IMS_INDEX_TABLE_SEMANTIC ? "semantic.npy" : "visual.npy";
     ims_status st = ims_knn_reserve(knn, ims_knn_rows(knn) + (int64_t)idx->row_count, err);
     for (size_t c = 0; !st && c < idx->chunk_count; c++) {
-        ims_npy npy;
+        ims_npy *npy;
         st = map_table(idx, c, suffix, d, &npy, err);
         if (!st && idx->chunks[c].rows > 0)
-            st = ims_knn_append(knn, npy.data, npy.dtype == IMS_NPY_F16 ? IMS_DTYPE_F16 : IMS_DTYPE_F32,
-                                (int64_t)idx->chunks[c].rows, err);
-        ims_npy_close(&npy);
+            st = ims_knn_append(knn, ims_npy_data(npy), ims_npy_dtype(npy), (int64_t)idx->chunks[c].rows, err);
+        ims_npy_close(npy);
         if (st)
             imsi_error_prefix(err, st, "chunk %zu", c);
     }
@@ -1099,7 +1098,7 @@ ims_status ims_index_save_class_embeddings(ims_index *idx, const float *emb, int
     if (!path)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     int64_t shape[2] = {classes, idx->cfg.semantic_dim};
-    ims_status st = ims_npy_write(path, IMS_NPY_F32, 2, shape, emb, err);
+    ims_status st = ims_npy_write(path, IMS_DTYPE_F32, 2, shape, emb, err);
     free(path);
     return st;
 }
@@ -1117,18 +1116,19 @@ ims_status ims_index_load_class_embeddings(const ims_index *idx, float **emb, in
         free(path);
         return st;
     }
-    ims_npy npy = {0};
+    ims_npy *npy = NULL;
     ims_status st = ims_npy_open(path, &npy, err);
-    if (!st && (npy.dtype != IMS_NPY_F32 || npy.ndim != 2 || npy.shape[1] != idx->cfg.semantic_dim ||
-                npy.shape[0] < 1 || npy.shape[0] > INDEX_MAX_DIM))
+    const int64_t *shape = st ? NULL : ims_npy_shape(npy);
+    if (!st && (ims_npy_dtype(npy) != IMS_DTYPE_F32 || ims_npy_ndim(npy) != 2 || shape[1] != idx->cfg.semantic_dim ||
+                shape[0] < 1 || shape[0] > INDEX_MAX_DIM))
         st = ims_error_set(err, IMS_ERR_FORMAT, "%s: expected float32 of shape (classes, %d)", path, idx->cfg.semantic_dim);
-    if (!st && !(*emb = malloc(npy.nbytes)))
+    if (!st && !(*emb = malloc(ims_npy_nbytes(npy))))
         st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     if (!st) {
-        memcpy(*emb, npy.data, npy.nbytes);
-        *classes = (int)npy.shape[0];
+        memcpy(*emb, ims_npy_data(npy), ims_npy_nbytes(npy));
+        *classes = (int)shape[0];
     }
-    ims_npy_close(&npy);
+    ims_npy_close(npy);
     free(path);
     return st;
 }

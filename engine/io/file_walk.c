@@ -218,7 +218,7 @@ ims_status ims_file_list_walk(const char *const *roots, size_t root_count, ims_f
         qsort(out->problems, out->problem_count, sizeof *out->problems, compare_problems);
     /* The same file named twice (two roots that overlap) is indexed once. */
     size_t kept = 0;
-    for (size_t i = 0; i < out->file_count; i++) {
+    for (int64_t i = 0; i < out->file_count; i++) {
         if (kept > 0 && strcmp(out->files[kept - 1].path, out->files[i].path) == 0) {
             free(out->files[i].path);
             continue;
@@ -231,9 +231,9 @@ ims_status ims_file_list_walk(const char *const *roots, size_t root_count, ims_f
 
 void ims_file_list_free(ims_file_list *list)
 {
-    for (size_t i = 0; i < list->file_count; i++)
+    for (int64_t i = 0; i < list->file_count; i++)
         free(list->files[i].path);
-    for (size_t i = 0; i < list->problem_count; i++) {
+    for (int64_t i = 0; i < list->problem_count; i++) {
         free(list->problems[i].path);
         free(list->problems[i].reason);
     }

@@ -22,41 +22,48 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/file_map.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #define NPY_MAGIC "\x93NUMPY"
 #define NPY_MAGIC_LEN 6
 #define NPY_ALIGN 64
 
-static const struct {
-    const char *descr;
-    size_t size;
-} npy_types[] = {
-    [IMS_NPY_F32] = {"<f4", 4},
-    [IMS_NPY_F16] = {"<f2", 2},
-    [IMS_NPY_U8] = {"|u1", 1},
-    [IMS_NPY_I64] = {"<i8", 8},
+/* The dtypes .npy files may hold here, by ims_dtype; NULL: not one of them. */
+static const char *const npy_descr[IMS_DTYPE_COUNT] = {
+    [IMS_DTYPE_F32] = "<f4",
+    [IMS_DTYPE_F16] = "<f2",
+    [IMS_DTYPE_U8] = "|u1",
+    [IMS_DTYPE_I64] = "<i8",
 };
-#define NPY_TYPE_COUNT (sizeof npy_types / sizeof npy_types[0])
 
-size_t ims_npy_dtype_size(ims_npy_dtype dtype)
-{
-    return (unsigned)dtype < NPY_TYPE_COUNT ? npy_types[dtype].size : 0;
-}
+static int npy_dtype_ok(ims_dtype dtype) { return (unsigned)dtype < IMS_DTYPE_COUNT && npy_descr[dtype]; }
 
-const char *ims_npy_dtype_descr(ims_npy_dtype dtype)
-{
-    return (unsigned)dtype < NPY_TYPE_COUNT ? npy_types[dtype].descr : "?";
-}
+const char *ims_npy_dtype_descr(ims_dtype dtype) { return npy_dtype_ok(dtype) ? npy_descr[dtype] : "?"; }
+
+/* An open array: the parsed header and where its data lies. */
+struct ims_npy {
+    ims_dtype dtype;
+    int ndim;                        /* 0 (a scalar) .. IMS_NPY_MAX_DIMS */
+    int64_t shape[IMS_NPY_MAX_DIMS]; /* unused dims are 1 */
+    int64_t count;                   /* elements: the product of the shape */
+    size_t elem_size;
+    size_t nbytes;                   /* count * elem_size */
+    const void *data;                /* aligned to elem_size; NULL when nbytes == 0 */
+    void *aligned_copy;              /* the data, when the header left it misaligned */
+    imsi_file_map map;               /* the file, when opened by path */
+};
+
+ims_dtype ims_npy_dtype(const ims_npy *npy) { return npy->dtype; }
+int ims_npy_ndim(const ims_npy *npy) { return npy->ndim; }
+const int64_t *ims_npy_shape(const ims_npy *npy) { return npy->shape; }
+int64_t ims_npy_count(const ims_npy *npy) { return npy->count; }
+size_t ims_npy_nbytes(const ims_npy *npy) { return npy->nbytes; }
+const void *ims_npy_data(const ims_npy *npy) { return npy->data; }
 
 /* ---- Header parsing ---------------------------------------------------------------- */
 
@@ -138,10 +145,10 @@ static ims_status parse_shape(npy_cursor *c, ims_npy *out, ims_error *err)
 
 static ims_status parse_descr(const char *descr, ims_npy *out, ims_error *err)
 {
-    for (size_t i = 0; i < NPY_TYPE_COUNT; i++)
-        if (!strcmp(descr, npy_types[i].descr) || (npy_types[i].size == 1 && !strcmp(descr, "<u1"))) {
-            out->dtype = (ims_npy_dtype)i;
-            out->elem_size = npy_types[i].size;
+    for (int i = 0; i < IMS_DTYPE_COUNT; i++)
+        if (npy_descr[i] && (!strcmp(descr, npy_descr[i]) || (i == IMS_DTYPE_U8 && !strcmp(descr, "<u1")))) {
+            out->dtype = (ims_dtype)i;
+            out->elem_size = ims_dtype_size(out->dtype);
             return IMS_OK;
         }
     if (descr[0] == '>' && (!strcmp(descr + 1, "f4") || !strcmp(descr + 1, "f2") || !strcmp(descr + 1, "i8")))
@@ -254,7 +261,9 @@ static ims_status parse_bytes(const unsigned char *buf, size_t size, ims_npy *ou
     if (have > nbytes)
         return ims_error_set(err, IMS_ERR_FORMAT, "npy: %zu bytes after the data (the shape needs %llu): the header lies "
                              "about the shape", have - (size_t)nbytes, (unsigned long long)nbytes);
-    out->count = count;
+    if (count > INT64_MAX)
+        return ims_error_set(err, IMS_ERR_FORMAT, "npy: %llu elements are too many", (unsigned long long)count);
+    out->count = (int64_t)count;
     out->nbytes = (size_t)nbytes;
     out->data = nbytes ? buf + data_off : NULL;
     return IMS_OK;
@@ -270,81 +279,68 @@ static ims_status align_data(ims_npy *out, ims_error *err)
         return ims_error_set(err, IMS_ERR_NOMEM, "npy: cannot allocate %zu bytes for an aligned copy", out->nbytes);
     memcpy(copy, out->data, out->nbytes);
     out->data = copy;
-    out->owns_copy_ = 1;
+    out->aligned_copy = copy;
     return IMS_OK;
 }
 
-ims_status ims_npy_parse(const void *buf, size_t size, ims_npy *out, ims_error *err)
+/* Parses [buf, buf + size) into a new handle that keeps map (owned from now on). */
+static ims_status npy_new(const unsigned char *buf, size_t size, imsi_file_map map, ims_npy **out, ims_error *err)
 {
-    memset(out, 0, sizeof *out);
-    ims_status st = parse_bytes(buf, size, out, err);
-    if (!st)
-        st = align_data(out, err);
-    if (st)
-        memset(out, 0, sizeof *out);
-    return st;
-}
-
-ims_status ims_npy_open(const char *path, ims_npy *out, ims_error *err)
-{
-    memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return ims_error_set(err, IMS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        int e = errno;
-        close(fd);
-        return ims_error_set(err, IMS_ERR_IO, "%s: not a regular file%s%s", path, e ? ": " : "", e ? strerror(e) : "");
+    *out = NULL;
+    ims_npy *npy = calloc(1, sizeof *npy);
+    if (!npy) {
+        imsi_file_map_close(&map);
+        return ims_error_set(err, IMS_ERR_NOMEM, "npy: out of memory");
     }
-    size_t size = (size_t)sb.st_size;
-    void *map = NULL;
-    if (size > 0) {
-        map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            int e = errno;
-            close(fd);
-            return ims_error_set(err, IMS_ERR_IO, "%s: cannot map: %s", path, strerror(e));
-        }
-    }
-    close(fd);
-    ims_status st = parse_bytes(map ? map : "", size, out, err);
+    npy->map = map;
+    ims_status st = parse_bytes(buf, size, npy, err);
     if (!st)
-        st = align_data(out, err);
+        st = align_data(npy, err);
     if (st) {
-        if (map)
-            munmap(map, size);
-        memset(out, 0, sizeof *out);
-        return imsi_error_prefix(err, st, "%s", path);
+        ims_npy_close(npy);
+        return st;
     }
-    out->map_ = map;
-    out->map_size_ = size;
+    *out = npy;
     return IMS_OK;
+}
+
+ims_status ims_npy_parse(const void *buf, size_t size, ims_npy **out, ims_error *err)
+{
+    imsi_file_map none = {0};
+    return npy_new(buf, size, none, out, err);
+}
+
+ims_status ims_npy_open(const char *path, ims_npy **out, ims_error *err)
+{
+    *out = NULL;
+    imsi_file_map map;
+    ims_status st = imsi_file_map_open(path, &map, err);
+    if (!st)
+        st = npy_new(map.data, map.size, map, out, err);
+    return st ? imsi_error_prefix(err, st, "%s", path) : IMS_OK;
 }
 
 void ims_npy_close(ims_npy *npy)
 {
     if (!npy)
         return;
-    if (npy->owns_copy_)
-        free((void *)npy->data);
-    if (npy->map_)
-        munmap(npy->map_, npy->map_size_);
-    memset(npy, 0, sizeof *npy);
+    free(npy->aligned_copy);
+    imsi_file_map_close(&npy->map);
+    free(npy);
 }
 
 /* ---- Header formatting ----------------------------------------------------------- */
 
 /* The header padded (with spaces) to at least min_total bytes, a multiple of
  * the alignment: a streamed writer reserves room for the final row count. */
-static size_t format_header(char *buf, size_t size, ims_npy_dtype dtype, int ndim, const int64_t *shape,
+static size_t format_header(char *buf, size_t size, ims_dtype dtype, int ndim, const int64_t *shape,
                             size_t min_total)
 {
-    if ((unsigned)dtype >= NPY_TYPE_COUNT || ndim < 0 || ndim > IMS_NPY_MAX_DIMS)
+    if (!npy_dtype_ok(dtype) || ndim < 0 || ndim > IMS_NPY_MAX_DIMS)
         return 0;
     char dict[64 + IMS_NPY_MAX_DIMS * 24];
     int len = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (",
-                       npy_types[dtype].descr);
+                       npy_descr[dtype]);
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0)
             return 0;
@@ -368,19 +364,20 @@ static size_t format_header(char *buf, size_t size, ims_npy_dtype dtype, int ndi
     return total;
 }
 
-size_t imsi_npy_format_header(char *buf, size_t size, ims_npy_dtype dtype, int ndim, const int64_t *shape)
+size_t imsi_npy_format_header(char *buf, size_t size, ims_dtype dtype, int ndim, const int64_t *shape)
 {
     return format_header(buf, size, dtype, ndim, shape, 0);
 }
 
 /* Bytes of an array of this shape; fails on a negative dim or an overflow. */
-static ims_status array_bytes(ims_npy_dtype dtype, int ndim, const int64_t *shape, size_t *out, ims_error *err)
+static ims_status array_bytes(ims_dtype dtype, int ndim, const int64_t *shape, size_t *out, ims_error *err)
 {
-    if ((unsigned)dtype >= NPY_TYPE_COUNT)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "npy: unknown dtype %d", (int)dtype);
+    if (!npy_dtype_ok(dtype))
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "npy: dtype %s cannot be written (f32, f16, u8, i64)",
+                             ims_dtype_name(dtype));
     if (ndim < 0 || ndim > IMS_NPY_MAX_DIMS)
         return ims_error_set(err, IMS_ERR_ARGUMENT, "npy: ndim %d is out of range 0..%d", ndim, IMS_NPY_MAX_DIMS);
-    size_t n = npy_types[dtype].size;
+    size_t n = ims_dtype_size(dtype);
     for (int i = 0; i < ndim; i++)
         if (shape[i] < 0 || __builtin_mul_overflow(n, (size_t)shape[i], &n))
             return ims_error_set(err, IMS_ERR_ARGUMENT, "npy: shape dimension %d (%lld) is negative or overflows", i,
@@ -397,12 +394,12 @@ struct ims_npy_writer {
     /* IMS_NPY_ROWS_UNKNOWN: the header is rewritten at commit */
     int rows_unknown;
     size_t row_bytes, header_len;
-    ims_npy_dtype dtype;
+    ims_dtype dtype;
     int ndim;
     int64_t shape[IMS_NPY_MAX_DIMS];
 };
 
-ims_status ims_npy_writer_open(const char *path, ims_npy_dtype dtype, int ndim, const int64_t *shape,
+ims_status ims_npy_writer_open(const char *path, ims_dtype dtype, int ndim, const int64_t *shape,
                                ims_npy_writer **out, ims_error *err)
 {
     *out = NULL;
@@ -494,7 +491,7 @@ void ims_npy_writer_discard(ims_npy_writer *w)
     free(w);
 }
 
-ims_status ims_npy_write(const char *path, ims_npy_dtype dtype, int ndim, const int64_t *shape, const void *data,
+ims_status ims_npy_write(const char *path, ims_dtype dtype, int ndim, const int64_t *shape, const void *data,
                          ims_error *err)
 {
     ims_npy_writer *w;

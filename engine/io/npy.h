@@ -12,6 +12,6 @@
 /* The complete .npy header (magic, version, length, dict, padding, '\n') for
  * an array, padded so the data starts at a multiple of 64 bytes. Returns its
  * length, or 0 if buf is too small or the arguments are invalid. */
-size_t imsi_npy_format_header(char *buf, size_t size, ims_npy_dtype dtype, int ndim, const int64_t *shape);
+size_t imsi_npy_format_header(char *buf, size_t size, ims_dtype dtype, int ndim, const int64_t *shape);
 
 #endif /* IMS_NPY_H */

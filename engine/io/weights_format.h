@@ -11,6 +11,7 @@
 #define ISW_MAGIC "\x89ISW\r\n\x1a\n"
 #define ISW_MAGIC_LEN 8
 #define ISW_VERSION 1u
+#define ISW_DTYPE_COUNT 4u /* dtype codes 0..3: f32, f16, i32, u8 (ims_dtype's first four) */
 #define ISW_BYTE_ORDER_MARK 0x01020304u
 #define ISW_HEADER_SIZE 128u
 #define ISW_ALIGNMENT_DEFAULT 256u

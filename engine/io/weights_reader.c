@@ -26,6 +26,7 @@ struct ims_weights {
     const unsigned char *base;
     size_t size;
     imsi_file_map map; /* the file, when opened by path */
+    char *path;        /* its absolute path (as given if realpath fails); NULL when opened from memory */
     ims_weights_header header;
     ims_meta *meta;
     size_t meta_count;
@@ -319,8 +320,8 @@ static ims_status parse_tensor(cursor *c, const ims_weights_header *h, ims_weigh
     if (!cursor_u32(c, &dtype) || !cursor_u32(c, &ndim))
         return ims_error_set(err, IMS_ERR_FORMAT, "dtype/ndim run past the directory");
     size_t es = ims_dtype_size((ims_dtype)dtype);
-    if (dtype >= IMS_DTYPE_COUNT || es == 0)
-        return ims_error_set(err, IMS_ERR_FORMAT, "dtype is %u, not a known dtype (0..%d)", dtype, IMS_DTYPE_COUNT - 1);
+    if (dtype >= ISW_DTYPE_COUNT || es == 0)
+        return ims_error_set(err, IMS_ERR_FORMAT, "dtype is %u, not a known dtype (0..%u)", dtype, ISW_DTYPE_COUNT - 1);
     if (ndim > IMS_MAX_DIMS)
         return ims_error_set(err, IMS_ERR_FORMAT, "ndim is %u, at most %d", ndim, IMS_MAX_DIMS);
     t->dtype = (ims_dtype)dtype;
@@ -462,6 +463,7 @@ void ims_weights_close(ims_weights *w)
     free(w->tensors);
     free(w->tensor_sorted);
     imsi_file_map_close(&w->map);
+    free(w->path);
     free(w);
 }
 
@@ -506,7 +508,10 @@ ims_status ims_weights_open(const char *path, unsigned flags, ims_weights **out,
     w->base = map.data;
     w->size = map.size;
     w->map = map;
-    st = weights_parse(w, flags, err);
+    w->path = realpath(path, NULL);
+    if (!w->path)
+        w->path = strdup(path);
+    st = w->path ? weights_parse(w, flags, err) : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     if (st) {
         ims_weights_close(w);
         return imsi_error_prefix(err, st, "weights file '%s'", path);
@@ -516,6 +521,26 @@ ims_status ims_weights_open(const char *path, unsigned flags, ims_weights **out,
 }
 
 /* ---- Queries ---------------------------------------------------------------------- */
+
+ims_status ims_weights_identify(const ims_weights *w, ims_weights_identity *out, ims_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (w->path) {
+        const char *slash = strrchr(w->path, '/');
+        if (strlen(w->path) >= sizeof out->path)
+            return ims_error_set(err, IMS_ERR_UNSUPPORTED, "weights file path is longer than %zu bytes",
+                                 sizeof out->path - 1);
+        const char *name = slash ? slash + 1 : w->path;
+        size_t n = strlen(name) < sizeof out->name ? strlen(name) : sizeof out->name - 1;
+        memcpy(out->name, name, n);
+        memcpy(out->path, w->path, strlen(w->path));
+    }
+    int64_t synthetic = 0;
+    out->synthetic = ims_weights_get_i64(w, "synthetic", &synthetic, NULL) == IMS_OK && synthetic != 0;
+    out->bytes = w->size;
+    out->crc32 = imsi_isw_crc32(w->base, w->size);
+    return IMS_OK;
+}
 
 const ims_weights_header *ims_weights_get_header(const ims_weights *w) { return &w->header; }
 size_t ims_weights_meta_count(const ims_weights *w) { return w->meta_count; }

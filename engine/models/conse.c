@@ -33,24 +33,25 @@ static void top_classes(const double *p, int classes, int top, int *out)
     }
 }
 
-ims_status ims_conse_embed(const float *logits, int batch, int classes, const float *class_embeddings, int dim,
+ims_status ims_conse_embed(const float *logits, int64_t batch, int classes, const float *class_embeddings, int dim,
                            int top, float *out, ims_error *err)
 {
     if (batch < 1 || classes < 1 || dim < 1 || top < 1)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "ConSE: batch %d, classes %d, dim %d, top %d must be >= 1", batch,
-                             classes, dim, top);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "ConSE: batch %lld, classes %d, dim %d, top %d must be >= 1",
+                             (long long)batch, classes, dim, top);
     if (top > classes)
         top = classes;
     double *p = malloc((size_t)classes * sizeof *p);
     double *mix = malloc((size_t)dim * sizeof *mix);
     int *best = malloc((size_t)top * sizeof *best);
     ims_status st = p && mix && best ? IMS_OK : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
-    for (int b = 0; !st && b < batch; b++) {
+    for (int64_t b = 0; !st && b < batch; b++) {
         const float *z = logits + (size_t)b * (size_t)classes;
         double zmax = -INFINITY, sum = 0;
         for (int c = 0; c < classes; c++) {
             if (!isfinite(z[c])) {
-                st = ims_error_set(err, IMS_ERR_ARGUMENT, "ConSE: image %d has a non-finite logit (class %d)", b, c);
+                st = ims_error_set(err, IMS_ERR_ARGUMENT, "ConSE: image %lld has a non-finite logit (class %d)",
+                                   (long long)b, c);
                 break;
             }
             zmax = z[c] > zmax ? z[c] : zmax;
@@ -74,7 +75,7 @@ ims_status ims_conse_embed(const float *logits, int batch, int classes, const fl
             norm += mix[d] * mix[d];
         norm = sqrt(norm);
         if (!(norm > 0) || !isfinite(norm)) {
-            st = ims_error_set(err, IMS_ERR_ARGUMENT, "ConSE: image %d mixes to a zero vector", b);
+            st = ims_error_set(err, IMS_ERR_ARGUMENT, "ConSE: image %lld mixes to a zero vector", (long long)b);
             break;
         }
         float *o = out + (size_t)b * (size_t)dim;

@@ -35,7 +35,7 @@ void ims_image_encoder_run_options_init(ims_image_encoder_run_options *o)
 }
 
 ims_status ims_image_encoder_run_start(ims_image_encoder *enc, ims_backend *backend, const char *const *paths,
-                                       size_t count, const ims_image_encoder_run_options *o,
+                                       int64_t count, const ims_image_encoder_run_options *o,
                                        ims_image_encoder_run **out, ims_error *err)
 {
     *out = NULL;
@@ -48,6 +48,9 @@ ims_status ims_image_encoder_run_start(ims_image_encoder *enc, ims_backend *back
         return ims_error_set(err, IMS_ERR_ARGUMENT, "image encoder run: no encoder");
     if (o->mode < -1 || o->mode > IMS_PREPROCESS_FID)
         return ims_error_set(err, IMS_ERR_ARGUMENT, "image encoder run: unknown preprocessing mode %d", o->mode);
+    if (count < 0 || (count && !paths))
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "image encoder run: %lld images at %p", (long long)count,
+                             (const void *)paths);
     if (o->batch_size < 1 || o->threads < 1)
         return ims_error_set(err, IMS_ERR_ARGUMENT, "image encoder run: batch size %d and threads %d must be >= 1",
                              o->batch_size, o->threads);
@@ -65,7 +68,7 @@ ims_status ims_image_encoder_run_start(ims_image_encoder *enc, ims_backend *back
     lo.output = run->output = mode == IMS_PREPROCESS_TORCHVISION ? IMS_LOADER_OUTPUT_U8 : IMS_LOADER_OUTPUT_F32;
     lo.layout = IMS_LAYOUT_NHWC;
     lo.batch_size = o->batch_size;
-    lo.threads = (size_t)o->threads > count ? (int)count : o->threads;
+    lo.threads = o->threads > count ? (int)count : o->threads;
     lo.buffers = o->buffers;
     size_t b = (size_t)o->batch_size;
     run->features = malloc(b * (size_t)ims_image_encoder_feature_dim(enc) * sizeof *run->features);

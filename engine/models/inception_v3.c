@@ -433,12 +433,14 @@ static ims_status run_blocks(ims_image_encoder *enc, const imsi_tensor *x, int l
     return st;
 }
 
-static ims_status check_batch(const ims_image_encoder *enc, const void *images, int batch, ims_error *err)
+/* The API takes int64_t batches; past this check a batch fits an int. */
+static ims_status check_batch(const ims_image_encoder *enc, const void *images, int64_t batch, ims_error *err)
 {
     if (!images || batch < 1)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "image encoder: %d images at %p", batch, images);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "image encoder: %lld images at %p", (long long)batch, images);
     if (batch > 65536) /* far beyond any GPU's memory at 299 x 299; keeps every size product small */
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "image encoder: batch %d is too large (at most 65536)", batch);
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "image encoder: batch %lld is too large (at most 65536)",
+                             (long long)batch);
     return IMS_OK;
 }
 
@@ -532,34 +534,34 @@ static ims_status download_outputs(ims_image_encoder *enc, int batch, float *fea
     return st;
 }
 
-ims_status ims_image_encoder_forward(ims_image_encoder *enc, const uint8_t *images, int batch, float *features,
-                                     float *logits, ims_error *err)
+/* One forward from host images: uint8 crops (from_u8) or normalized floats. */
+static ims_status forward_host(ims_image_encoder *enc, const void *images, int64_t batch64, int from_u8,
+                               float *features, float *logits, ims_error *err)
 {
-    ims_status st = check_batch(enc, images, batch, err);
+    ims_status st = check_batch(enc, images, batch64, err);
+    int batch = (int)batch64;
     if (!st) st = reserve(enc, batch, err);
     if (st)
         return st;
     int64_t s = enc->image_size;
-    imsi_tensor u8 = imsi_tensor_view(&enc->in_u8, 4, batch, s, s, 3);
-    st = imsi_backend_upload(enc->be, &u8, images, (size_t)batch * s * s * 3, err);
-    if (!st) st = run_forward(enc, batch, 1, err);
+    size_t elem = from_u8 ? 1 : sizeof(float);
+    imsi_tensor x = imsi_tensor_view(from_u8 ? &enc->in_u8 : &enc->in_f32, 4, batch, s, s, 3);
+    st = imsi_backend_upload(enc->be, &x, images, (size_t)batch * s * s * 3 * elem, err);
+    if (!st) st = run_forward(enc, batch, from_u8, err);
     if (!st) st = download_outputs(enc, batch, features, logits, err);
     return st;
 }
 
-ims_status ims_image_encoder_forward_f32(ims_image_encoder *enc, const float *images, int batch, float *features,
+ims_status ims_image_encoder_forward(ims_image_encoder *enc, const uint8_t *images, int64_t batch, float *features,
+                                     float *logits, ims_error *err)
+{
+    return forward_host(enc, images, batch, 1, features, logits, err);
+}
+
+ims_status ims_image_encoder_forward_f32(ims_image_encoder *enc, const float *images, int64_t batch, float *features,
                                          float *logits, ims_error *err)
 {
-    ims_status st = check_batch(enc, images, batch, err);
-    if (!st) st = reserve(enc, batch, err);
-    if (st)
-        return st;
-    int64_t s = enc->image_size;
-    imsi_tensor xf = imsi_tensor_view(&enc->in_f32, 4, batch, s, s, 3);
-    st = imsi_backend_upload(enc->be, &xf, images, (size_t)batch * s * s * 3 * sizeof(float), err);
-    if (!st) st = run_forward(enc, batch, 0, err);
-    if (!st) st = download_outputs(enc, batch, features, logits, err);
-    return st;
+    return forward_host(enc, images, batch, 0, features, logits, err);
 }
 
 ims_status imsi_image_encoder_set_graphs(ims_image_encoder *enc, int on, ims_error *err)

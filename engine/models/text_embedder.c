@@ -27,6 +27,9 @@ ims_status ims_text_embedder_create(ims_backend *be, const ims_weights *w, ims_p
     ims_text_embedder *e = calloc(1, sizeof *e);
     if (!e)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    /* The text encoder has no TF32 path: an image model's tf32 runs the text model in fp32. */
+    if (precision == IMS_PRECISION_TF32)
+        precision = IMS_PRECISION_FP32;
     ims_status st = ims_tokenizer_create_from_weights(w, &e->tok, err);
     if (!st)
         st = ims_text_encoder_create(be, w, precision, &e->enc, err);
@@ -68,8 +71,11 @@ static int by_length(const void *a, const void *b)
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-ims_status ims_text_embed(const ims_text_embedder *e, const char *const *texts, size_t n, float *out, ims_error *err)
+ims_status ims_text_embed(const ims_text_embedder *e, const char *const *texts, int64_t n64, float *out, ims_error *err)
 {
+    if (n64 < 0)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "%lld texts", (long long)n64);
+    size_t n = (size_t)n64;
     if (n == 0)
         return IMS_OK;
     size_t dim = (size_t)ims_text_encoder_dim(e->enc), L = (size_t)e->max_len;

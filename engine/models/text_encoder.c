@@ -28,6 +28,7 @@
 #include "backend/backend.h"
 #include "core/error.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -378,9 +379,12 @@ static void sort_by_length(int32_t *order, const int32_t *lengths, int b)
     }
 }
 
-ims_status ims_text_encoder_encode(ims_text_encoder *e, const int32_t *ids, const int32_t *lengths, int b, int t,
-                                   float *out, ims_error *err)
+ims_status ims_text_encoder_encode(ims_text_encoder *e, const int32_t *ids, const int32_t *lengths, int64_t b64,
+                                   int t, float *out, ims_error *err)
 {
+    if (b64 < 1 || b64 > INT_MAX)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "text encoder: batch %lld outside 1..%d", (long long)b64, INT_MAX);
+    int b = (int)b64;
     ims_status st = check_batch(e, ids, lengths, b, t, err);
     if (st)
         return st;

@@ -721,11 +721,14 @@ ims_status ims_tokenizer_encode(const ims_tokenizer *tok, const char *text, size
 }
 
 ims_status ims_tokenizer_encode_batch(const ims_tokenizer *tok, const char *const *texts, const size_t *lens,
-                                      size_t count, int max_len, int32_t *ids, int32_t *lengths, int *seq_len,
+                                      int64_t count64, int max_len, int32_t *ids, int32_t *lengths, int *seq_len,
                                       ims_error *err)
 {
     if (seq_len)
         *seq_len = 0;
+    if (count64 < 0)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "a batch of %lld texts", (long long)count64);
+    size_t count = (size_t)count64;
     ims_status st = check_encode_args(tok, texts, count, ids, &max_len, err);
     if (st)
         return st;

@@ -125,18 +125,19 @@ static void check_run(ims_image_loader *ld, const char *const *paths, const expe
 {
     ims_error err = {0};
     TEST_OK(ims_image_loader_start(ld, paths, NPATHS, &err), err);
-    size_t k = 0, seen = 0;
+    int64_t k = 0, seen = 0;
     const ims_image_batch *b;
     ims_status st;
     while ((st = ims_image_loader_next(ld, &b, &err)) == IMS_OK) {
-        size_t first = k * (size_t)batch_size;
-        int count = NPATHS - (int)first < batch_size ? NPATHS - (int)first : batch_size;
+        int64_t first = k * batch_size;
+        int64_t count = NPATHS - first < batch_size ? NPATHS - first : batch_size;
         TEST_CHECK(b->index == k && b->first == first && b->count == count,
-                   "%s: batch %zu: index %zu, first %zu, count %d", what, k, b->index, b->first, b->count);
+                   "%s: batch %lld: index %lld, first %lld, count %lld", what, (long long)k, (long long)b->index,
+                   (long long)b->first, (long long)b->count);
         TEST_CHECK(b->item_bytes == x->item_bytes, "%s: item_bytes %zu", what, b->item_bytes);
         int failed = 0;
-        for (int j = 0; j < b->count && first + (size_t)j < NPATHS; j++) {
-            size_t i = first + (size_t)j;
+        for (int j = 0; j < b->count && first + j < NPATHS; j++) {
+            size_t i = (size_t)(first + j);
             const ims_image_item *it = &b->items[j];
             const uint8_t *got = (const uint8_t *)b->data + (size_t)j * b->item_bytes;
             failed += it->status != IMS_OK;
@@ -153,13 +154,14 @@ static void check_run(ims_image_loader *ld, const char *const *paths, const expe
                 TEST_CHECK(it->reason[0] == '\0', "%s: ok image %zu has a reason '%s'", what, i, it->reason);
             }
         }
-        TEST_CHECK(b->failed == failed, "%s: batch %zu failed %d, items say %d", what, k, b->failed, failed);
-        seen += (size_t)b->count;
+        TEST_CHECK(b->failed == failed, "%s: batch %lld failed %lld, items say %d", what, (long long)k,
+                   (long long)b->failed, failed);
+        seen += b->count;
         ims_image_loader_release(ld, b);
         k++;
     }
     TEST_CHECK(st == IMS_ERR_NOT_FOUND, "%s: run ended with %s: %s", what, ims_status_name(st), err.msg);
-    TEST_CHECK(seen == NPATHS, "%s: %zu images in all", what, seen);
+    TEST_CHECK(seen == NPATHS, "%s: %lld images in all", what, (long long)seen);
     TEST_CHECK(ims_image_loader_next(ld, &b, &err) == IMS_ERR_NOT_FOUND, "%s: next after the end", what);
 }
 
@@ -226,7 +228,7 @@ static void check_round_trip(ims_backend *be, ims_image_loader *ld, const char *
         TEST_OK(imsi_tensor_alloc(be, IMS_DTYPE_U8, 1, (int64_t[]){(int64_t)n}, &t, &err), err);
         TEST_OK(imsi_backend_upload(be, &t, b->data, n, &err), err);
         TEST_OK(imsi_backend_download(be, back, n, &t, &err), err);
-        TEST_CHECK(memcmp(back, b->data, n) == 0, "%s: batch %zu changed in the round trip", what, b->index);
+        TEST_CHECK(memcmp(back, b->data, n) == 0, "%s: batch %lld changed in the round trip", what, (long long)b->index);
         imsi_tensor_free(&t);
         free(back);
         ims_image_loader_release(ld, b);

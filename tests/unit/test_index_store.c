@@ -119,17 +119,17 @@ static void test_walk(void)
     ims_error err = {0};
     TEST_OK(ims_file_list_walk(roots, 2, &list, &err), err);
     const char *expect[] = {"a/deep/x.jpg", "b/1.jpeg", "b/2.png", "z.JPG"};
-    TEST_CHECK(list.file_count == 4, "%zu files listed, want 4", list.file_count);
-    for (size_t i = 0; i < list.file_count && i < 4; i++) {
+    TEST_CHECK(list.file_count == 4, "%lld files listed, want 4", (long long)list.file_count);
+    for (int64_t i = 0; i < list.file_count && i < 4; i++) {
         char want[600];
         snprintf(want, sizeof want, "%s/%s", root, expect[i]);
-        TEST_CHECK(strcmp(list.files[i].path, want) == 0, "file %zu: '%s', want '%s'", i, list.files[i].path, want);
+        TEST_CHECK(strcmp(list.files[i].path, want) == 0, "file %lld: '%s', want '%s'", (long long)i, list.files[i].path, want);
         TEST_CHECK(list.files[i].size == 1 && list.files[i].mtime_ns > 0, "size/mtime of %s", list.files[i].path);
     }
-    TEST_CHECK(list.ignored_count == 2, "%zu ignored, want 2 (notes.txt, noext)", list.ignored_count);
+    TEST_CHECK(list.ignored_count == 2, "%lld ignored, want 2 (notes.txt, noext)", (long long)list.ignored_count);
     TEST_CHECK(list.problem_count == 1 && strstr(list.problems[0].path, "dangling.jpg") &&
                    strstr(list.problems[0].reason, "dangling"),
-               "%zu problems; the dangling link must be one", list.problem_count);
+               "%lld problems; the dangling link must be one", (long long)list.problem_count);
     ims_file_list_free(&list);
 
     /* A file named on the command line is taken whatever its extension; a missing root is a problem. */
@@ -138,8 +138,8 @@ static void test_walk(void)
     path_join(missing, sizeof missing, "no/such/dir");
     const char *roots2[2] = {file, missing};
     TEST_OK(ims_file_list_walk(roots2, 2, &list, &err), err);
-    TEST_CHECK(list.file_count == 1 && list.problem_count == 1, "%zu files, %zu problems", list.file_count,
-               list.problem_count);
+    TEST_CHECK(list.file_count == 1 && list.problem_count == 1, "%lld files, %lld problems", (long long)list.file_count,
+               (long long)list.problem_count);
     ims_file_list_free(&list);
 
     if (geteuid() != 0) { /* root reads everything */
@@ -246,7 +246,7 @@ static void check_load_knn(const ims_index *idx, int rows)
 done:
     ims_knn_free(knn);
     ims_knn_free(wrong);
-    free(table);
+    ims_free(table);
     ims_backend_free(be);
 }
 
@@ -257,9 +257,9 @@ static void check_index(const char *dir, int rows, int failures, ims_dtype dtype
     TEST_OK(ims_index_open(dir, &idx, &err), err);
     if (!idx)
         return;
-    TEST_CHECK(ims_index_row_count(idx) == (size_t)rows, "%zu rows, want %d", ims_index_row_count(idx), rows);
-    TEST_CHECK(ims_index_failure_count(idx) == (size_t)failures, "%zu failures, want %d",
-               ims_index_failure_count(idx), failures);
+    TEST_CHECK(ims_index_row_count(idx) == rows, "%lld rows, want %d", (long long)ims_index_row_count(idx), rows);
+    TEST_CHECK(ims_index_failure_count(idx) == failures, "%lld failures, want %d",
+               (long long)ims_index_failure_count(idx), failures);
     TEST_CHECK(ims_index_get_config(idx)->image_model.crc32 == 0xdeadbeef, "model crc");
     TEST_CHECK(ims_index_get_config(idx)->conse_top == 3, "conse_top %d, want 3", ims_index_get_config(idx)->conse_top);
     TEST_CHECK(ims_index_get_config(idx)->precision == IMS_PRECISION_FP16, "precision %d, want fp16",
@@ -285,7 +285,7 @@ static void check_index(const char *dir, int rows, int failures, ims_dtype dtype
             TEST_CHECK(fabsf(table[r * VD + i] - v[i]) <= tol * fabsf(v[i]), "visual[%d][%d] = %g, want %g", r, i,
                        table[r * VD + i], v[i]);
     }
-    free(table);
+    ims_free(table);
     TEST_OK(ims_index_load_table(idx, IMS_INDEX_TABLE_SEMANTIC, &table, &dim, &err), err);
     TEST_CHECK(dim == SD, "semantic dim %d", dim);
     for (int r = 0; table && r < rows; r++) {
@@ -294,7 +294,7 @@ static void check_index(const char *dir, int rows, int failures, ims_dtype dtype
         for (int i = 0; i < SD; i++)
             TEST_CHECK(fabsf(table[r * SD + i] - s[i]) <= tol * fabsf(s[i]), "semantic[%d][%d]", r, i);
     }
-    free(table);
+    ims_free(table);
     check_load_knn(idx, rows);
     ims_index_close(idx);
 }
@@ -323,7 +323,7 @@ static void test_index(ims_dtype dtype)
     add_rows(idx, 4, 3, &err);
     TEST_OK(ims_index_commit(idx, &err), err);
     TEST_OK(ims_index_commit(idx, &err), err); /* nothing pending: no empty chunk */
-    TEST_CHECK(ims_index_chunk_count(idx) == 2, "%zu chunks, want 2", ims_index_chunk_count(idx));
+    TEST_CHECK(ims_index_chunk_count(idx) == 2, "%lld chunks, want 2", (long long)ims_index_chunk_count(idx));
     TEST_OK(ims_index_add_failure(idx, "only/a/failure.png", "not an image", &err), err);
     TEST_OK(ims_index_commit(idx, &err), err); /* a chunk of failures only */
     ims_index_close(idx);
@@ -341,7 +341,7 @@ static void test_index(ims_dtype dtype)
     TEST_OK(ims_index_save_class_embeddings(idx, saved, 7, &err), err);
     TEST_OK(ims_index_load_class_embeddings(idx, &emb, &classes, &err), err);
     TEST_CHECK(classes == 7 && emb && memcmp(emb, saved, sizeof saved) == 0, "class embeddings round trip");
-    free(emb);
+    ims_free(emb);
     ims_index_close(idx);
 
     /* A run with another model is refused, naming it. */
@@ -408,7 +408,7 @@ static void test_old_manifest(void)
     ims_index_close(idx);
     TEST_OK(ims_index_open(dir, &idx, &err), err);
     if (idx) {
-        TEST_CHECK(ims_index_row_count(idx) == 1, "%zu rows", ims_index_row_count(idx));
+        TEST_CHECK(ims_index_row_count(idx) == 1, "%lld rows", (long long)ims_index_row_count(idx));
         TEST_CHECK(ims_index_get_config(idx)->conse_top == 10 && ims_index_get_config(idx)->precision == -1,
                    "after a commit: conse_top %d, precision %d (want 10, unrecorded)",
                    ims_index_get_config(idx)->conse_top, ims_index_get_config(idx)->precision);
@@ -461,6 +461,15 @@ static void test_malformed(void)
          " \"image_model\": {\"name\": \"a\", \"path\": \"/a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
          " \"rows\": 2, \"failures\": 0, \"chunks\": [{\"rows\": 2, \"failures\": 0}]}",
          "precision 'fp8'"},
+        /* A hostile count (2^62 failures): refused by the size of failures.txt,
+         * before it sizes memory (it once wrapped a capacity to zero). */
+        {"bad/manifest.json",
+         "{\"format\": \"imgsearch-index\", \"version\": 1, \"tool_version\": \"x\", \"mode\": \"torchvision\","
+         " \"dtype\": \"f32\", \"chunk_rows\": 4, \"visual_dim\": 5, \"semantic_dim\": 0,"
+         " \"image_model\": {\"name\": \"a\", \"path\": \"/a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
+         " \"rows\": 2, \"failures\": 4611686018427387904,"
+         " \"chunks\": [{\"rows\": 2, \"failures\": 4611686018427387904}]}",
+         "more than its"},
         {"bad/chunk-000000.rows.txt", "20\t1\timg/000.jpg\n", "1 rows, the manifest lists 2"},
         {"bad/chunk-000000.rows.txt", "20\t1\timg/000.jpg\nx\t1\timg/001.jpg\n", "line 2"},
         {"bad/chunk-000000.rows.txt", "20\t1\timg/000.jpg\n20\t1\timg/%G1.jpg\n", "malformed"},

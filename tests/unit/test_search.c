@@ -79,9 +79,7 @@ static int setup(world *w)
     ro.root_count = 6;
     ro.backend = w->be;
     ro.image_model = w->iw;
-    ro.image_model_path = w->image_model;
-    ro.text = w->text;
-    ro.text_model_path = w->text_model;
+    ro.text_model = w->tw;
     ro.batch_size = 2;
     ro.threads = 2;
     ro.chunk_rows = 2;
@@ -89,7 +87,7 @@ static int setup(world *w)
     ims_index_progress p;
     if (!test_check_ok(ims_index_run(&ro, &p, &err), &err, "index the sample images"))
         return 0;
-    TEST_CHECK(p.indexed == 5 && p.failed == 1, "indexed %zu, failed %zu (want 5, 1)", p.indexed, p.failed);
+    TEST_CHECK(p.indexed == 5 && p.failed == 1, "indexed %lld, failed %lld (want 5, 1)", (long long)p.indexed, (long long)p.failed);
     return 1;
 }
 
@@ -120,12 +118,12 @@ static void encode_all(world *w, const char *const *paths, size_t n, int batch, 
     TEST_OK(ims_image_encoder_run_start(w->enc, w->be, paths, n, &o, &run, &err), err);
     const ims_image_encoder_batch *b;
     ims_status st;
-    size_t seen = 0;
+    int64_t seen = 0;
     while (run && (st = ims_image_encoder_run_next(run, &b, &err)) == IMS_OK) {
-        TEST_CHECK(b->first == seen, "batch starts at %zu, want %zu", b->first, seen);
+        TEST_CHECK(b->first == seen, "batch starts at %lld, want %lld", (long long)b->first, (long long)seen);
         for (int i = 0; i < b->count; i++) {
             const ims_image_item *it = &b->items[i];
-            size_t at = b->first + (size_t)i;
+            size_t at = (size_t)(b->first + i);
             TEST_CHECK(it->path == paths[at], "item %zu: the path is not the one given", at);
             if (it->status) {
                 TEST_CHECK(it->reason[0] && !strstr(it->reason, paths[at]) && !strchr(it->reason, '\n'),
@@ -136,10 +134,10 @@ static void encode_all(world *w, const char *const *paths, size_t n, int batch, 
             memcpy(feat + at * (size_t)fd, b->features + (size_t)i * (size_t)fd, (size_t)fd * sizeof *feat);
             memcpy(logits + at * (size_t)nc, b->logits + (size_t)i * (size_t)nc, (size_t)nc * sizeof *logits);
         }
-        seen += (size_t)b->count;
+        seen += b->count;
     }
     TEST_CHECK(!run || st == IMS_ERR_NOT_FOUND, "the run ended with %s: %s", ims_status_name(st), err.msg);
-    TEST_CHECK(seen == n, "%zu of %zu images came back", seen, n);
+    TEST_CHECK(seen == (int64_t)n, "%lld of %zu images came back", (long long)seen, n);
     ims_image_encoder_run_free(run);
 }
 
@@ -255,8 +253,8 @@ static void test_search(world *w)
     TEST_CHECK(cfg->conse_top == 3 && cfg->precision == IMS_PRECISION_FP32, "manifest: conse_top %d, precision %d",
                cfg->conse_top, cfg->precision);
     size_t n = ims_index_row_count(idx);
-    TEST_CHECK(n == 5 && ims_index_chunk_count(idx) == 3, "%zu rows in %zu chunks (want 5 in 3)", n,
-               ims_index_chunk_count(idx));
+    TEST_CHECK(n == 5 && ims_index_chunk_count(idx) == 3, "%lld rows in %lld chunks (want 5 in 3)", (long long)n,
+               (long long)ims_index_chunk_count(idx));
     float *visual = NULL, *semantic = NULL, *classes = NULL;
     int vd = 0, sd = 0, nclasses = 0;
     TEST_OK(ims_index_load_table(idx, IMS_INDEX_TABLE_VISUAL, &visual, &vd, &err), err);
@@ -379,9 +377,9 @@ static void test_search(world *w)
     o.precision = IMS_PRECISION_FP16;
     TEST_CHECK(ims_index_search(idx, &o, q, 1, K, &r2, &err) == IMS_ERR_UNSUPPORTED, "fp16 on the CPU: %s", err.msg);
 done:
-    free(visual);
-    free(semantic);
-    free(classes);
+    ims_free(visual);
+    ims_free(semantic);
+    ims_free(classes);
     ims_index_close(idx);
 }
 
@@ -401,7 +399,6 @@ static void test_special_indexes(world *w)
     ro.root_count = 1;
     ro.backend = w->be;
     ro.image_model = w->iw;
-    ro.image_model_path = w->image_model;
     TEST_OK(ims_index_run(&ro, NULL, &err), err);
     ims_index *idx = NULL;
     TEST_OK(ims_index_open(dir, &idx, &err), err);
