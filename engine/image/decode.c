@@ -3,15 +3,17 @@
  * the format sniffed by content and dispatched (WebP, TIFF, GIF and BMP to
  * image/decode_<format>.c, see image/decode_formats.h), JPEG and PNG here.
  *
- * - JPEG: TurboJPEG 2.x API (accurate integer IDCT, fancy upsampling, as
- *   Pillow's libjpeg defaults). Gray -> replicated; CMYK and YCCK decode to
- *   CMYK, which Pillow always reads as Adobe-inverted ("CMYK;I") and converts
- *   with its integer cmyk2rgb. A truncated JPEG (libjpeg's "Premature end of
- *   JPEG file" warning) is REFUSED, as Pillow refuses it by default
- *   (LOAD_TRUNCATED_IMAGES = False: "image file is truncated"); other libjpeg
- *   warnings (extraneous bytes, ...) are tolerated as Pillow tolerates them.
- *   TurboJPEG 2.x refuses sampling factors outside its TJSAMP list (say Y
- *   2x2, Cb 2x1, Cr 1x2), which Pillow decodes: IMS_ERR_UNSUPPORTED.
+ * - JPEG: the libjpeg API of libjpeg-turbo, with Pillow's settings (libjpeg's
+ *   defaults: accurate integer IDCT, fancy upsampling; any sampling factors).
+ *   Gray -> replicated; CMYK and YCCK decode to CMYK, which Pillow always
+ *   reads as Adobe-inverted ("CMYK;I") and converts with its integer cmyk2rgb.
+ *   Every libjpeg warning is seen: a truncated JPEG ("Premature end of JPEG
+ *   file", at any point, even between the scans of a progressive file) is
+ *   REFUSED, as Pillow refuses it by default (LOAD_TRUNCATED_IMAGES = False:
+ *   "image file is truncated"); other warnings (extraneous bytes, ...) are
+ *   tolerated as Pillow tolerates them. A progressive file of more than
+ *   JPEG_MAX_SCANS scans is refused (a decode-time bomb), and a stream of
+ *   tables only is not an image.
  * - PNG: libpng 1.6 from memory; every CRC error is an error (stricter than
  *   Pillow, which never checks IDAT's CRC); sub-8-bit samples
  *   are expanded by libpng (bit replication, as Pillow's L;1/L;2/L;4);
@@ -31,17 +33,21 @@
 #include "imgsearch.h"
 
 #include "core/error.h"
+#include "core/file_map.h"
 #include "image/decode_formats.h"
 
-#include <png.h>
 #include <setjmp.h>
-#include <stdio.h>
+#include <stdio.h> /* before jpeglib.h, which uses FILE */
+
+#include <jerror.h>
+#include <jpeglib.h>
+#include <png.h>
 #include <stdlib.h>
 #include <string.h>
-#include <turbojpeg.h>
 
 void ims_decode_options_init(ims_decode_options *o)
 {
+    memset(o, 0, sizeof *o); /* fields added later (budget) start empty */
     o->max_pixels = IMS_DECODE_MAX_PIXELS;
     o->apply_exif_orientation = 1;
     o->warn_pixels = IMS_DECODE_WARN_PIXELS;
@@ -200,61 +206,124 @@ static void cmyk_to_rgb(uint8_t *px, size_t n)
     }
 }
 
-static ims_status decode_jpeg(const unsigned char *data, size_t size, const ims_decode_options *o, ims_image *out,
+/* A decode stops on the first error (longjmp out of libjpeg) and records
+ * every warning: TurboJPEG 2.x kept only the last one, so a truncation
+ * warning could be hidden behind a later one and a broken file accepted. */
+typedef struct jpeg_guard {
+    struct jpeg_error_mgr pub;
+    struct jpeg_progress_mgr progress;
+    jmp_buf jump;
+    int truncated;       /* libjpeg ran out of data (its "Premature end of JPEG file") */
+    int too_many_scans;  /* a progressive file past JPEG_MAX_SCANS */
+    char first_warning[JMSG_LENGTH_MAX];
+} jpeg_guard;
+
+/* Scans a progressive JPEG may have. Real files have about 10; each scan costs
+ * a pass over the coefficients, so a file of 9,000 tiny scans once took 47 s
+ * of one decode thread (libjpeg-turbo 3's TurboJPEG has a scan limit for it). */
+#define JPEG_MAX_SCANS 1000
+
+static void jpeg_on_error(j_common_ptr cinfo)
+{
+    jpeg_guard *g = (jpeg_guard *)cinfo->err;
+    longjmp(g->jump, 1);
+}
+
+static void jpeg_on_message(j_common_ptr cinfo, int level)
+{
+    jpeg_guard *g = (jpeg_guard *)cinfo->err;
+    if (level >= 0)
+        return; /* trace messages */
+    if (cinfo->err->msg_code == JWRN_JPEG_EOF)
+        g->truncated = 1;
+    if (!g->first_warning[0])
+        cinfo->err->format_message(cinfo, g->first_warning);
+    cinfo->err->num_warnings++;
+}
+
+static void jpeg_on_progress(j_common_ptr cinfo)
+{
+    jpeg_guard *g = (jpeg_guard *)cinfo->err;
+    if (((j_decompress_ptr)cinfo)->input_scan_number > JPEG_MAX_SCANS) {
+        g->too_many_scans = 1;
+        longjmp(g->jump, 1);
+    }
+}
+
+static ims_status decode_jpeg(const unsigned char *data, size_t size, imsi_decode_call *call, ims_image *out,
                               ims_error *err)
 {
+    const ims_decode_options *o = call->o;
     if (size > (unsigned long)-1)
         return ims_error_set(err, IMS_ERR_UNSUPPORTED, "JPEG of %zu bytes is too large", size);
-    tjhandle tj = tjInitDecompress();
-    if (!tj)
-        return ims_error_set(err, IMS_ERR_NOMEM, "JPEG: cannot start the decoder: %s", tjGetErrorStr2(NULL));
-    ims_status st = IMS_OK;
-    uint8_t *px = NULL;
-    int w, h, subsamp, cs;
-    if (tjDecompressHeader3(tj, data, (unsigned long)size, &w, &h, &subsamp, &cs) != 0) {
-        if (strstr(tjGetErrorStr2(tj), "subsampling type"))
-            /* TurboJPEG 2.x's header refuses sampling factors outside its
-             * TJSAMP list (libjpeg and Pillow decode them; TurboJPEG 3 too). */
-            st = ims_error_set(err, IMS_ERR_UNSUPPORTED,
-                               "JPEG with unusual chroma sampling factors: not supported by TurboJPEG %s",
-                               "2.x (libjpeg-turbo 3 or the libjpeg API would decode it)");
-        else if (jpeg_ends_before_scan(data, size))
-            st = ims_error_set(err, IMS_ERR_FORMAT, "JPEG file is truncated (in its header: %s)", tjGetErrorStr2(tj));
-        else
-            st = ims_error_set(err, IMS_ERR_FORMAT, "bad JPEG header: %s", tjGetErrorStr2(tj));
-        goto done;
-    }
-    if ((st = imsi_image_check_size((uint64_t)(w > 0 ? w : 0), (uint64_t)(h > 0 ? h : 0), o, "JPEG", out, err)) != IMS_OK)
-        goto done;
-    int pf = cs == TJCS_GRAY ? TJPF_GRAY : (cs == TJCS_CMYK || cs == TJCS_YCCK) ? TJPF_CMYK : TJPF_RGB;
-    size_t bpp = (size_t)tjPixelSize[pf], npx = (size_t)w * (size_t)h;
-    /* 4 bytes per pixel at most: the later in-place widening to RGB fits. */
-    px = malloc(npx * (bpp > 3 ? bpp : 3));
-    if (!px) {
-        st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory for a %d x %d JPEG", w, h);
-        goto done;
-    }
-    if (tjDecompress2(tj, data, (unsigned long)size, px, w, 0, h, pf, 0) != 0) {
-        const char *why = tjGetErrorStr2(tj);
-        if (tjGetErrorCode(tj) != TJERR_WARNING) {
+    struct jpeg_decompress_struct cinfo;
+    jpeg_guard g;
+    memset(&g, 0, sizeof g);
+    cinfo.err = jpeg_std_error(&g.pub);
+    g.pub.error_exit = jpeg_on_error;
+    g.pub.emit_message = jpeg_on_message;
+    /* Locals changed after setjmp and read after longjmp must be volatile. */
+    uint8_t *volatile px = NULL;
+    volatile ims_status st = IMS_OK;
+    volatile int in_header = 1;
+    if (setjmp(g.jump)) {
+        char why[JMSG_LENGTH_MAX];
+        cinfo.err->format_message((j_common_ptr)&cinfo, why);
+        if (g.too_many_scans)
+            st = ims_error_set(err, IMS_ERR_FORMAT, "JPEG with more than %d scans (a decode-time bomb): skipped",
+                               JPEG_MAX_SCANS);
+        else if (in_header && jpeg_ends_before_scan(data, size))
+            st = ims_error_set(err, IMS_ERR_FORMAT, "JPEG file is truncated (in its header: %s)", why);
+        else if (st == IMS_OK)
             st = ims_error_set(err, IMS_ERR_FORMAT, "bad JPEG data: %s", why);
-            goto done;
-        }
-        if (strstr(why, "Premature end")) {
-            st = ims_error_set(err, IMS_ERR_FORMAT, "JPEG file is truncated (%s)", why);
-            goto done;
-        }
-        /* Other warnings: libjpeg decoded the whole image; Pillow accepts it too. */
+        goto done;
     }
-    if (pf == TJPF_GRAY) {
+    jpeg_create_decompress(&cinfo);
+    g.progress.progress_monitor = jpeg_on_progress;
+    cinfo.progress = &g.progress;
+    jpeg_mem_src(&cinfo, data, (unsigned long)size);
+    if (jpeg_read_header(&cinfo, FALSE) != JPEG_HEADER_OK) {
+        st = ims_error_set(err, IMS_ERR_FORMAT, "JPEG holds only tables, no image");
+        goto done;
+    }
+    in_header = 0;
+    /* libjpeg holds a progressive file's coefficients (2 bytes a sample) beside the pixels. */
+    unsigned work = (unsigned)(cinfo.num_components > 3 ? cinfo.num_components : 3) +
+                    (cinfo.progressive_mode ? 2u * (unsigned)cinfo.num_components : 0u);
+    if ((st = imsi_image_check_size(cinfo.image_width, cinfo.image_height, call, "JPEG", work, out, err)) != IMS_OK)
+        goto done;
+    /* Pillow's reading: libjpeg's defaults (accurate integer IDCT, fancy
+     * upsampling); CMYK and YCCK come out as CMYK, converted below. */
+    int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+    cinfo.out_color_space = cinfo.jpeg_color_space == JCS_GRAYSCALE ? JCS_GRAYSCALE : cmyk ? JCS_CMYK : JCS_RGB;
+    jpeg_start_decompress(&cinfo);
+    size_t w = cinfo.output_width, h = cinfo.output_height, bpp = (size_t)cinfo.output_components;
+    /* 4 bytes per pixel at most: the later in-place widening to RGB fits. */
+    px = malloc(w * h * (bpp > 3 ? bpp : 3));
+    if (!px) {
+        st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory for a %zu x %zu JPEG", w, h);
+        goto done;
+    }
+    while (cinfo.output_scanline < cinfo.output_height) {
+        JSAMPROW row = px + (size_t)cinfo.output_scanline * w * bpp;
+        jpeg_read_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_decompress(&cinfo);
+    if (g.truncated) { /* Pillow refuses it: "image file is truncated" */
+        st = ims_error_set(err, IMS_ERR_FORMAT, "JPEG file is truncated (%s)", g.first_warning);
+        goto done;
+    }
+    /* Other warnings (extraneous bytes, ...): the whole image decoded; Pillow accepts it too. */
+    size_t npx = w * h;
+    if (bpp == 1) {
         for (size_t i = npx; i-- > 0;) { /* backward: pixel i is read before 3i.. is written */
             uint8_t v = px[i];
             px[i * 3] = v, px[i * 3 + 1] = v, px[i * 3 + 2] = v;
         }
-    } else if (pf == TJPF_CMYK) {
+    } else if (cmyk) {
         cmyk_to_rgb(px, npx);
     }
-    out->width = w, out->height = h, out->pixels = px;
+    out->width = (int)w, out->height = (int)h, out->pixels = px;
     px = NULL;
     if (o->apply_exif_orientation) {
         int orientation = jpeg_orientation(data, size);
@@ -265,7 +334,7 @@ static ims_status decode_jpeg(const unsigned char *data, size_t size, const ims_
     }
 done:
     free(px);
-    tjDestroy(tj);
+    jpeg_destroy_decompress(&cinfo);
     return st;
 }
 
@@ -334,9 +403,10 @@ static int png_orientation(png_structp png, png_infop info)
     return o;
 }
 
-static ims_status decode_png(const unsigned char *data, size_t size, const ims_decode_options *o, ims_image *out,
+static ims_status decode_png(const unsigned char *data, size_t size, imsi_decode_call *call, ims_image *out,
                              ims_error *err)
 {
+    const ims_decode_options *o = call->o;
     png_src src = {data, size, 0, ""};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
     if (!png)
@@ -359,8 +429,8 @@ static ims_status decode_png(const unsigned char *data, size_t size, const ims_d
     png_set_crc_action(png, PNG_CRC_ERROR_QUIT, PNG_CRC_ERROR_QUIT);
     png_read_info(png, info);
     png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
-    if ((st = imsi_image_check_size(w, h, o, "PNG", out, err)) != IMS_OK)
-        goto done;
+    if ((st = imsi_image_check_limits(w, h, o, "PNG", out, err)) != IMS_OK)
+        goto done; /* the limits first; the memory once the transforms say how much */
     int color = png_get_color_type(png, info);
     if (color == PNG_COLOR_TYPE_PALETTE)
         png_set_palette_to_rgb(png);
@@ -375,6 +445,9 @@ static ims_status decode_png(const unsigned char *data, size_t size, const ims_d
         st = ims_error_set(err, IMS_ERR_FORMAT, "PNG: unexpected row layout (%d channels, %d bits)", channels, depth);
         goto done;
     }
+    /* The rows and the RGB result share one buffer: the wider of the two a pixel. */
+    if ((st = imsi_image_check_size(w, h, call, "PNG", (unsigned)(channels * (depth / 8)), out, err)) != IMS_OK)
+        goto done;
     /* The buffer holds both the libpng rows and the RGB8 result (converted in
      * place). rowbytes <= w * 8 and w * h <= SIZE_MAX / 4 (imsi_image_check_size), but h
      * rows may still overflow on 32-bit machines: check. */
@@ -425,6 +498,7 @@ ims_status ims_image_decode(const void *data, size_t size, const ims_decode_opti
         ims_decode_options_init(&def);
         o = &def;
     }
+    imsi_decode_call call = {o, 0};
     if (!out || (!data && size))
         return ims_error_set(err, IMS_ERR_ARGUMENT, "ims_image_decode: NULL argument");
     out->width = out->height = 0;
@@ -434,12 +508,12 @@ ims_status ims_image_decode(const void *data, size_t size, const ims_decode_opti
         return ims_error_set(err, IMS_ERR_FORMAT, "empty file (0 bytes)");
     ims_status st;
     switch (ims_image_sniff(data, size)) {
-    case IMS_IMAGE_FORMAT_JPEG: st = decode_jpeg(data, size, o, out, err); break;
-    case IMS_IMAGE_FORMAT_PNG: st = decode_png(data, size, o, out, err); break;
-    case IMS_IMAGE_FORMAT_WEBP: st = imsi_decode_webp(data, size, o, out, err); break;
-    case IMS_IMAGE_FORMAT_TIFF: st = imsi_decode_tiff(data, size, o, out, err); break;
-    case IMS_IMAGE_FORMAT_GIF: st = imsi_decode_gif(data, size, o, out, err); break;
-    case IMS_IMAGE_FORMAT_BMP: st = imsi_decode_bmp(data, size, o, out, err); break;
+    case IMS_IMAGE_FORMAT_JPEG: st = decode_jpeg(data, size, &call, out, err); break;
+    case IMS_IMAGE_FORMAT_PNG: st = decode_png(data, size, &call, out, err); break;
+    case IMS_IMAGE_FORMAT_WEBP: st = imsi_decode_webp(data, size, &call, out, err); break;
+    case IMS_IMAGE_FORMAT_TIFF: st = imsi_decode_tiff(data, size, &call, out, err); break;
+    case IMS_IMAGE_FORMAT_GIF: st = imsi_decode_gif(data, size, &call, out, err); break;
+    case IMS_IMAGE_FORMAT_BMP: st = imsi_decode_bmp(data, size, &call, out, err); break;
     default: {
         const char *name = unsupported_name(data, size);
         if (name)
@@ -449,6 +523,7 @@ ims_status ims_image_decode(const void *data, size_t size, const ims_decode_opti
                              "not an image file this decoder knows (JPEG, PNG, WebP, TIFF, GIF, BMP): unknown signature");
     }
     }
+    imsi_decode_call_release(&call); /* the working memory is gone; the RGB result is the caller's */
     if (st != IMS_OK)
         imsi_image_clear(out); /* a decoder's contract is to leave none; be sure */
     return st;
@@ -461,36 +536,13 @@ ims_status ims_image_decode_file(const char *path, const ims_decode_options *o, 
     out->width = out->height = 0;
     out->pixels = NULL;
     out->warnings = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ims_error_set(err, IMS_ERR_IO, "%s: cannot open", path);
-    unsigned char *buf = NULL;
-    size_t len = 0, cap = 0;
-    ims_status st = IMS_OK;
-    for (;;) {
-        if (len == cap) {
-            size_t ncap = cap ? cap * 2 : 1 << 16;
-            unsigned char *nb = ncap > cap ? realloc(buf, ncap) : NULL;
-            if (!nb) {
-                st = ims_error_set(err, IMS_ERR_NOMEM, "%s: out of memory reading the file", path);
-                break;
-            }
-            buf = nb, cap = ncap;
-        }
-        size_t n = fread(buf + len, 1, cap - len, f);
-        len += n;
-        if (n == 0) {
-            if (ferror(f))
-                st = ims_error_set(err, IMS_ERR_IO, "%s: read error", path);
-            break;
-        }
-    }
-    fclose(f);
-    if (st == IMS_OK) {
-        st = ims_image_decode(buf, len, o, out, err);
-        if (st != IMS_OK)
-            imsi_error_prefix(err, st, "%s", path);
-    }
-    free(buf);
+    /* A regular file only, mapped: a FIFO or a device is refused, never waited on or read forever. */
+    imsi_file_map map;
+    ims_status st = imsi_file_map_open(path, &map, err);
+    if (st == IMS_OK)
+        st = ims_image_decode(map.data, map.size, o, out, err);
+    imsi_file_map_close(&map);
+    if (st != IMS_OK)
+        imsi_error_prefix(err, st, "%s", path);
     return st;
 }

@@ -15,6 +15,7 @@
 
 #include "imgsearch.h"
 
+#include <pthread.h>
 #include <zlib.h>
 
 static const char *fixture_dir;
@@ -32,12 +33,12 @@ static uint32_t image_crc(const ims_image *img)
 }
 
 /* Files Pillow decodes and this build knowingly does not, with a word the
- * refusal must name: TurboJPEG 2.x cannot decode sampling factors outside
- * its TJSAMP list; Pillow's float and CIELab TIFF modes are not read. */
+ * refusal must name: Pillow's float and CIELab TIFF modes are not read.
+ * (JPEGs with unusual sampling factors decode since the libjpeg API replaced
+ * TurboJPEG 2.x's, and match Pillow like any other file.) */
 static const struct {
     const char *name, *why;
 } known_unsupported[] = {
-    {"jpg_samp_21_12.jpg", "sampling"},
     {"tif_float32.tif", "floating-point"},
     {"tif_lab.tif", "CIELab"},
 };
@@ -232,6 +233,56 @@ static void test_bad_inputs(void)
         }
         free(jpg);
     }
+    /* A progressive JPEG cut anywhere is refused, between its scans too
+     * (TurboJPEG 2.x kept only its last warning and let 228 of 439 such cuts
+     * of a camera file decode a partial image). */
+    char *prog = test_read_file(fixture("jpg_progressive.jpg"), &len);
+    if (prog) {
+        int accepted = 0;
+        for (size_t n = 0; n < len; n++) {
+            ims_image img;
+            ims_error err = {0};
+            if (ims_image_decode(prog, n, NULL, &img, &err) == IMS_OK) {
+                accepted++;
+                ims_image_free(&img);
+            }
+        }
+        TEST_CHECK(accepted == 0, "%d prefixes of a progressive JPEG decoded", accepted);
+        /* The same file with its last scan repeated 1,200 times: libjpeg would
+         * decode it (warning of a bogus progression) scan by scan; it is
+         * refused as a decode-time bomb instead. */
+        size_t last_sos = 0;
+        for (size_t i = 2; i + 1 < len; i++)
+            if ((unsigned char)prog[i] == 0xff && (unsigned char)prog[i + 1] == 0xda)
+                last_sos = i;
+        size_t scan = len - 2 - last_sos; /* the last SOS up to the EOI */
+        int copies = 1200;
+        char *bomb = last_sos ? malloc(last_sos + (size_t)copies * scan + 2) : NULL;
+        if (bomb) {
+            memcpy(bomb, prog, last_sos);
+            for (int c = 0; c < copies; c++)
+                memcpy(bomb + last_sos + (size_t)c * scan, prog + last_sos, scan);
+            memcpy(bomb + last_sos + (size_t)copies * scan, "\xff\xd9", 2);
+            check_bad_bytes("1,200 scans", bomb, last_sos + (size_t)copies * scan + 2, 0, IMS_ERR_FORMAT,
+                            "more than 1000 scans");
+            free(bomb);
+        }
+        /* Its tables without a frame: not an image (it used to say "73 x 0"). */
+        size_t sof = 0;
+        for (size_t i = 2; i + 1 < len && !sof; i++)
+            if ((unsigned char)prog[i] == 0xff && ((unsigned char)prog[i + 1] & 0xf0) == 0xc0 &&
+                (unsigned char)prog[i + 1] != 0xc4 && (unsigned char)prog[i + 1] != 0xc8 &&
+                (unsigned char)prog[i + 1] != 0xcc)
+                sof = i;
+        char *tables = sof ? malloc(sof + 2) : NULL;
+        if (tables) {
+            memcpy(tables, prog, sof);
+            memcpy(tables + sof, "\xff\xd9", 2);
+            check_bad_bytes("tables only", tables, sof + 2, 0, IMS_ERR_FORMAT, "only tables");
+            free(tables);
+        }
+        free(prog);
+    }
     /* Random bytes behind each signature. */
     uint64_t rng = 42;
     for (int i = 0; i < 200; i++) {
@@ -328,6 +379,91 @@ static void test_sniff(void)
     ims_image_free(NULL);
 }
 
+/* A PNG chunk: length, type, data, CRC. */
+static size_t png_chunk(unsigned char *p, const char *type, const unsigned char *data, uint32_t n)
+{
+    p[0] = (unsigned char)(n >> 24), p[1] = (unsigned char)(n >> 16), p[2] = (unsigned char)(n >> 8),
+    p[3] = (unsigned char)n;
+    memcpy(p + 4, type, 4);
+    if (n)
+        memcpy(p + 8, data, n);
+    uint32_t crc = (uint32_t)crc32(crc32(0L, (const Bytef *)type, 4), data ? data : (const Bytef *)"", n);
+    p[8 + n] = (unsigned char)(crc >> 24), p[9 + n] = (unsigned char)(crc >> 16), p[10 + n] = (unsigned char)(crc >> 8),
+    p[11 + n] = (unsigned char)crc;
+    return 12 + n;
+}
+
+typedef struct budget_job {
+    const unsigned char *png;
+    size_t len;
+    ims_decode_budget *budget;
+    ims_status st;
+} budget_job;
+
+static void *budget_decode(void *arg)
+{
+    budget_job *j = arg;
+    ims_decode_options o;
+    ims_decode_options_init(&o);
+    o.budget = j->budget;
+    ims_image img;
+    ims_error err = {0};
+    j->st = ims_image_decode(j->png, j->len, &o, &img, &err);
+    if (j->st == IMS_OK)
+        ims_image_free(&img);
+    return NULL;
+}
+
+/* The shared decode budget: a 16-bit RGBA PNG of 10000 x 10000 (a few hundred
+ * bytes of header, 800 MB of rows once decoded: 777 KB files of this kind made
+ * indexing take 13 GB over 16 threads) is refused from its header when it
+ * needs more than the budget; images that each fit but not together decode
+ * one after the other instead of failing. */
+static void test_decode_budget(void)
+{
+    unsigned char bomb[128];
+    unsigned char ihdr[13] = {0, 0, 0x27, 0x10, 0, 0, 0x27, 0x10, 16, 6, 0, 0, 0}; /* 10000 x 10000, 16-bit RGBA */
+    size_t n = 0;
+    memcpy(bomb, "\x89PNG\r\n\x1a\n", 8);
+    n = 8;
+    n += png_chunk(bomb + n, "IHDR", ihdr, 13);
+    n += png_chunk(bomb + n, "IDAT", (const unsigned char *)"\x78\x9c\x03\x00\x00\x00\x00\x01", 8);
+    n += png_chunk(bomb + n, "IEND", NULL, 0);
+    ims_decode_budget *budget = NULL;
+    ims_error err = {0};
+    TEST_OK(ims_decode_budget_create((uint64_t)256 << 20, &budget, &err), err);
+    ims_decode_options o;
+    ims_decode_options_init(&o);
+    o.budget = budget;
+    ims_image img;
+    ims_status st = ims_image_decode(bomb, n, &o, &img, &err);
+    TEST_CHECK(st == IMS_ERR_NOMEM && strstr(err.msg, "decode memory budget of 256 MiB") && strstr(err.msg, "763 MiB"),
+               "a 10000 x 10000 16-bit RGBA PNG within a 256 MiB budget: %s '%s'", ims_status_name(st), err.msg);
+    ims_decode_budget_free(budget);
+
+    /* Two decodes of a 512 x 512 PNG (3 bytes a pixel: 768 KiB each) in a budget
+     * for one and a half: both succeed, the second after the first returns. */
+    size_t len;
+    char *png = test_read_file(fixture("astronaut.png"), &len);
+    budget = NULL;
+    TEST_OK(ims_decode_budget_create((uint64_t)512 * 512 * 3 * 3 / 2, &budget, &err), err);
+    if (png && budget) {
+        budget_job jobs[4];
+        pthread_t threads[4];
+        for (int i = 0; i < 4; i++) {
+            jobs[i] = (budget_job){(const unsigned char *)png, len, budget, IMS_ERR_ARGUMENT};
+            pthread_create(&threads[i], NULL, budget_decode, &jobs[i]);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(threads[i], NULL);
+            TEST_CHECK(jobs[i].st == IMS_OK, "decode %d within a budget for one at a time: %s", i,
+                       ims_status_name(jobs[i].st));
+        }
+    }
+    free(png);
+    ims_decode_budget_free(budget);
+}
+
 int main(int argc, char **argv)
 {
     fixture_dir = test_fixture_dir(argc, argv);
@@ -339,5 +475,6 @@ int main(int argc, char **argv)
     test_warn_limit();
     test_prefixes();
     test_bad_inputs();
+    test_decode_budget();
     return test_finish();
 }
