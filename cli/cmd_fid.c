@@ -105,15 +105,6 @@ static int input_kind(const char *path, int *kind)
     return 0;
 }
 
-static int fid_ready(void *vctx, const ims_image_encoder *enc)
-{
-    fid_input *in = vctx;
-    in->dim = ims_image_encoder_feature_dim(enc);
-    in->classes = ims_image_encoder_num_classes(enc);
-    ims_error err = {0};
-    return ims_fid_stats_create(in->dim, &in->stats, &err) ? cli_error(&err) : 0;
-}
-
 typedef struct sink_ctx {
     fid_input *in;
     const fid_args *f;
@@ -121,8 +112,11 @@ typedef struct sink_ctx {
 
 static int sink_ready(void *vctx, const ims_image_encoder *enc)
 {
-    sink_ctx *c = vctx;
-    return fid_ready(c->in, enc);
+    fid_input *in = ((sink_ctx *)vctx)->in;
+    in->dim = ims_image_encoder_feature_dim(enc);
+    in->classes = ims_image_encoder_num_classes(enc);
+    ims_error err = {0};
+    return ims_fid_stats_create(in->dim, &in->stats, &err) ? cli_error(&err) : 0;
 }
 
 /* Keeps a row of features or logits (n values) in a growing array. */
@@ -368,7 +362,8 @@ static void print_text(const fid_args *f, const fid_scores *sc)
         fputs("\n", stdout);
     }
     if (f->inputs == 2)
-        printf("FID: %.6f\n", sc->fid);
+        printf("FID: %.6f (%lld and %lld images, mode %s)\n", sc->fid, (long long)ims_fid_stats_count(f->in[0].stats),
+               (long long)ims_fid_stats_count(f->in[1].stats), f->in[0].mode[0] ? f->in[0].mode : f->in[1].mode);
     if (f->inputs == 2 && f->kid)
         printf("KID: %.8f +- %.8f (%d subsets of %d, seed %lld)\n", sc->kid_mean, sc->kid_std, f->kid_o.subsets,
                sc->kid_size, (long long)f->seed);

@@ -72,7 +72,7 @@ static ims_status find_directory(const unsigned char *d, size_t size, uint64_t *
     if (e < ZIP64_LOCATOR_SIZE || memcmp(d + e - ZIP64_LOCATOR_SIZE, "PK\6\7", 4) != 0)
         return ims_error_set(err, IMS_ERR_FORMAT, "npz: zip64 fields without a zip64 locator");
     uint64_t z = le(d + e - ZIP64_LOCATOR_SIZE + 8, 8);
-    if (z > size - ZIP64_EOCD_SIZE || memcmp(d + z, "PK\6\6", 4) != 0)
+    if (size < ZIP64_EOCD_SIZE || z > size - ZIP64_EOCD_SIZE || memcmp(d + z, "PK\6\6", 4) != 0)
         return ims_error_set(err, IMS_ERR_FORMAT, "npz: the zip64 end record is not at offset %llu",
                              (unsigned long long)z);
     *count = le(d + z + 32, 8), *cd_size = le(d + z + 40, 8), *cd_off = le(d + z + 48, 8);
@@ -117,9 +117,12 @@ static ims_status read_entry(const unsigned char *d, size_t size, size_t end, si
     if (le(p + 8, 2) & 1)
         return ims_error_set(err, IMS_ERR_UNSUPPORTED, "npz: an encrypted member");
     const char *name = (const char *)p + ZIP_CDIR_SIZE;
-    if (nlen < 5 || nlen - 4 >= NPZ_NAME_MAX || memcmp(name + nlen - 4, ".npy", 4) != 0 ||
-        memchr(name, '\0', nlen))
+    if (nlen < 5 || nlen - 4 >= NPZ_NAME_MAX || memcmp(name + nlen - 4, ".npy", 4) != 0)
         return ims_error_set(err, IMS_ERR_FORMAT, "npz: a member whose name is not NAME.npy (%zu bytes)", nlen);
+    /* printable ASCII only: names go into one-line messages */
+    for (size_t i = 0; i < nlen; i++)
+        if (name[i] < 0x20 || name[i] > 0x7e)
+            return ims_error_set(err, IMS_ERR_FORMAT, "npz: a member name with byte 0x%02x", (unsigned char)name[i]);
     memcpy(e->name, name, nlen - 4);
     e->name[nlen - 4] = '\0';
     e->method = (uint16_t)le(p + 10, 2);
@@ -256,7 +259,7 @@ ims_status ims_npz_get(const ims_npz *z, const char *name, ims_npy **out, ims_er
         return ims_error_set(err, IMS_ERR_NOT_FOUND, "npz: no member '%s'", name);
     const unsigned char *d = z->map.data;
     size_t size = z->map.size;
-    if (e->offset > size - ZIP_LOCAL_SIZE || size < ZIP_LOCAL_SIZE || memcmp(d + e->offset, "PK\3\4", 4) != 0)
+    if (size < ZIP_LOCAL_SIZE || e->offset > size - ZIP_LOCAL_SIZE || memcmp(d + e->offset, "PK\3\4", 4) != 0)
         return ims_error_set(err, IMS_ERR_FORMAT, "npz: '%s': no local header at offset %llu", name,
                              (unsigned long long)e->offset);
     const unsigned char *lh = d + e->offset;

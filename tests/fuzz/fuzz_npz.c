@@ -1,5 +1,5 @@
-/* fuzz_npz.c: libFuzzer target for the .npz reader (engine/io/npz.c) and the
- * FID statistics read through it (engine/models/fid_stats.c).
+/* fuzz_npz.c: libFuzzer target for the .npz reader (engine/io/npz.c), which
+ * reads FID statistics files (engine/models/fid_stats.c).
  *
  * Each input is parsed from memory and every member read; a member that
  * reads must be a whole .npy inside its inflated bytes (every byte is read,
