@@ -78,6 +78,8 @@ typedef struct fid_args {
     encode_options enc;
     const float *bias; /* (classes) fc.bias in f32, for --is */
     float *bias_copy;
+    ims_backend *be;        /* the model, opened once for every folder */
+    ims_image_encoder *model;
 } fid_args;
 
 static const char *mode_name(int mode) { return mode == IMS_PREPROCESS_FID ? "fid" : "torchvision"; }
@@ -110,9 +112,9 @@ typedef struct sink_ctx {
     const fid_args *f;
 } sink_ctx;
 
-static int sink_ready(void *vctx, const ims_image_encoder *enc)
+/* The statistics (and kept rows) of one input, sized by the model. */
+static int input_ready(fid_input *in, const ims_image_encoder *enc)
 {
-    fid_input *in = ((sink_ctx *)vctx)->in;
     in->dim = ims_image_encoder_feature_dim(enc);
     in->classes = ims_image_encoder_num_classes(enc);
     ims_error err = {0};
@@ -184,7 +186,9 @@ static int run_images(fid_args *f, fid_input *in)
         o.images = paths;
         o.count = (size_t)list.file_count;
         sink_ctx c = {in, f};
-        status = encode_images(&o, sink_ready, fid_sink, &c, &ok);
+        status = input_ready(in, f->model);
+        if (!status)
+            status = encode_images_with(&o, f->be, f->model, fid_sink, &c, &ok);
     }
     in->failed = (size_t)list.problem_count + (in->listed - ok);
     if (status == CLI_EXIT_OK && list.problem_count)
@@ -244,6 +248,8 @@ static int gather_inputs(fid_args *f)
             if (!f->enc.model)
                 return cli_fail("%s: images need --image-model M.isw", in->path);
             status = mode ? 0 : load_model_facts(f, &mode);
+            if (!status && !f->model)
+                status = encode_model_open(&f->enc, &f->be, &f->model);
             if (!status) {
                 snprintf(in->mode, sizeof in->mode, "%s", mode);
                 status = run_images(f, in);
@@ -268,6 +274,8 @@ static void free_inputs(fid_args *f)
         free(f->in[i].logits);
     }
     free(f->bias_copy);
+    ims_image_encoder_free(f->model);
+    ims_backend_free(f->be);
 }
 
 typedef struct fid_scores {
