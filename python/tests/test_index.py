@@ -1,0 +1,170 @@
+"""index() and Index against `imgsearch index` and `imgsearch search`: the
+same index folder byte for byte, the same hits and scores; the tables
+memory-mapped as numpy reads them; search checked against a brute force over
+the stored rows."""
+import filecmp
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+import imgsearch
+
+from conftest import IMAGES
+
+pytestmark = pytest.mark.filterwarnings("ignore::imgsearch.SyntheticWeightsWarning")
+
+
+@pytest.fixture(scope="module")
+def indexes(cli, iv3, tiny_bert, photos, work):
+    """The same folder indexed by Python and by the command (2 rows a chunk: several chunks)."""
+    py, cmd = work / "py.idx", work / "cli.idx"
+    seen = {"progress": [], "failures": []}
+    report = imgsearch.index(photos, py, image_model=iv3, text_model=tiny_bert, device="cpu", chunk_rows=2,
+                             batch_size=2, threads=2, progress=lambda p: seen["progress"].append(p),
+                             on_failure=lambda path, reason: seen["failures"].append((path, reason)))
+    p = cli("index", photos, "-o", cmd, "--image-model", iv3, "--text-model", tiny_bert, "--device", "cpu",
+            "--chunk-rows", 2, "--batch", 2, "--threads", 2, ok=(3,))  # 3: an image was skipped
+    return py, cmd, report, seen, p
+
+
+def test_index_writes_what_the_command_writes(indexes):
+    py, cmd, report, seen, _ = indexes
+    assert report.indexed == 3 and report.failed == 1 and report.ignored == 1 and report.stage == "finished"
+    assert seen["progress"][0].stage == "planned" and seen["progress"][-1].stage == "finished"
+    assert len(seen["failures"]) == 1 and seen["failures"][0][0].endswith("broken.png")
+    names = sorted(os.listdir(cmd))
+    assert sorted(os.listdir(py)) == names and "chunk-000001.visual.npy" in names
+    match, mismatch, errors = filecmp.cmpfiles(py, cmd, names, shallow=False)
+    assert mismatch == [] and errors == [], mismatch
+
+
+def test_index_reads_the_folder(indexes, photos):
+    py, _, _, _, _ = indexes
+    with imgsearch.Index(py, device="cpu") as idx:
+        assert len(idx) == 3 and idx.chunk_count == 2
+        cfg = idx.config
+        assert cfg["visual_dim"] == 2048 and cfg["semantic_dim"] == 8 and cfg["dtype"] == "f16"
+        assert cfg["image_model"]["synthetic"] and idx.synthetic and cfg["precision"] == "fp32"
+        assert idx.paths == sorted(idx.paths) and idx.path_of(2) == idx.paths[2]
+        assert idx.paths[0] == os.path.join(str(photos), "horse.png")
+        assert [os.path.basename(p) for p, _ in idx.failures] == ["broken.png"]
+        feats = idx.features()
+        chunks = idx.features(chunks=True)
+        assert len(chunks) == 2 and all(isinstance(c, np.memmap) for c in chunks)
+        assert feats.shape == (3, 2048) and feats.dtype == np.float16
+        ref = np.concatenate([np.load(os.path.join(py, f"chunk-{c:06d}.visual.npy")) for c in range(2)])
+        assert np.array_equal(feats, ref)
+        assert idx.semantic().shape == (3, 8)
+        with pytest.raises(imgsearch.ArgumentError):
+            idx.path_of(3)
+
+
+def test_search_as_the_command(cli, indexes, photos):
+    py, cmd, _, _, _ = indexes
+    image = os.path.join(str(photos), "jpg_420.jpg")
+    ref = [json.loads(line) for line in cli(
+        "search", cmd, "--text", "a horse", "--text", "zebra", "--image", image, "--json", "-k", 2,
+        "--device", "cpu").stdout.decode().splitlines()]
+    with imgsearch.Index(py, device="cpu") as idx:
+        got = idx.search(text=["a horse", "zebra"], image=[image], k=2)
+        one = idx.search(text="a horse", k=2)
+        scores, rows = idx.search(text=["a horse", "zebra"], image=[image], k=2, arrays=True)
+    assert len(got) == 3
+    for hits, r in zip(got, ref):
+        assert [(h.path, h.score) for h in hits] == [(x["path"], x["score"]) for x in r["results"]]
+    assert one == got[0]
+    assert rows.tolist() == [[h.row for h in hits] for hits in got]
+    assert scores.tolist() == [[h.score for h in hits] for hits in got]
+    assert got[2][0].path == image and got[2][0].score > 0.999  # an image finds itself
+
+
+def test_search_against_the_stored_rows(indexes, image_encoder, photos):
+    """An image query on the visual table: the cosine of its (normalized) features with the stored f16 rows."""
+    py, _, _, _, _ = indexes
+    image = os.path.join(str(photos), "horse.png")
+    with imgsearch.Index(py, device="cpu", dtype="f32") as idx:
+        hits = idx.search(image=image, k=3)
+        q = image_encoder.embed(image).astype(np.float64)
+        t = idx.features().astype(np.float64)
+    s = (t / np.linalg.norm(t, axis=1, keepdims=True)) @ (q / np.linalg.norm(q))
+    assert [h.row for h in hits] == np.argsort(-s, kind="stable").tolist()
+    assert np.abs(np.array([h.score for h in hits]) - np.sort(s)[::-1]).max() < 1e-3  # the stored rows are f16
+
+
+def test_k_beyond_rows_and_semantic_image_queries(indexes, photos):
+    py, _, _, _, _ = indexes
+    with imgsearch.Index(py, device="cpu") as idx:
+        hits = idx.search(text="zebra", k=10)
+        assert len(hits) == 3
+        scores, rows = idx.search(text="zebra", k=5, arrays=True)
+        assert rows.shape == (5,) and (rows[3:] == -1).all() and np.isneginf(scores[3:]).all()
+        hits = idx.search(image=os.path.join(str(photos), "horse.png"), k=3, table="semantic")
+        assert hits[0].row == 0 and hits[0].score > 0.999  # ConSE, as its row was made
+
+
+def test_index_resumes_and_extends(iv3, tiny_bert, photos, work):
+    """A second run adds nothing; a new file is added alone."""
+    out = work / "grow.idx"
+    kw = dict(image_model=iv3, text_model=tiny_bert, device="cpu", threads=2)
+    first = imgsearch.index(photos / "nested", out, **kw)
+    again = imgsearch.index(photos / "nested", out, **kw)
+    assert first.indexed == 1 and again.indexed == 0 and again.already == 1
+    with pytest.raises(imgsearch.Error, match="conse"):
+        imgsearch.index(photos / "nested", out, conse_top=3, **kw)  # settings must match the index's
+    with imgsearch.Index(out, device="cpu") as idx:
+        assert len(idx) == 1
+
+
+def test_index_errors(iv3, work, photos):
+    with pytest.raises(imgsearch.FileError):
+        imgsearch.Index(work / "absent.idx")
+    with pytest.raises(imgsearch.FileError):
+        imgsearch.index(photos, work / "x.idx", image_model=work / "absent.isw", device="cpu")
+    with pytest.raises(imgsearch.ArgumentError):
+        imgsearch.index([], work / "x.idx", image_model=iv3)
+    errors = []
+
+    def boom(p):
+        errors.append(p)
+        raise RuntimeError("from the callback")
+    with pytest.raises(RuntimeError, match="from the callback"):  # re-raised after the run
+        imgsearch.index(photos / "nested", work / "cb.idx", image_model=iv3, device="cpu", progress=boom)
+    assert len(errors) >= 2  # the run went on
+
+
+def test_search_errors(indexes, work):
+    py, _, _, _, _ = indexes
+    with imgsearch.Index(py, device="cpu") as idx:
+        with pytest.raises(imgsearch.ArgumentError):
+            idx.search()
+        with pytest.raises(imgsearch.ArgumentError):
+            idx.search(text="x", k=0)
+        with pytest.raises(imgsearch.ArgumentError):
+            idx.search(text="x", table="nope")
+        with pytest.raises(imgsearch.Error, match="absent.jpg"):
+            idx.search(image=str(work / "absent.jpg"))
+        with pytest.raises(imgsearch.Error):
+            idx.search(image=str(IMAGES / "bad_truncated.png"))
+        assert len(idx.search(text="still works", k=1)) == 1
+    with pytest.raises(imgsearch.ClosedError):
+        idx.search(text="x")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        with imgsearch.Index(py, device="cpu") as idx:
+            idx.search(text="x")
+            idx.search(text="y")
+    assert sum(issubclass(x.category, imgsearch.SyntheticWeightsWarning) for x in w) == 1
+
+
+def test_semantic_absent(iv3, photos, work):
+    out = work / "visual_only.idx"
+    imgsearch.index(photos / "nested", out, image_model=iv3, device="cpu", threads=2)
+    with imgsearch.Index(out, device="cpu") as idx:
+        with pytest.raises(imgsearch.NotFoundError):
+            idx.semantic()
+        assert idx.config["text_model"] is None
+        with pytest.raises(imgsearch.Error):
+            idx.search(text="needs a text model")
