@@ -60,8 +60,8 @@ print(f"\nthe index's visual table: {features.shape} {features.dtype}")
 
 # %%
 with imgsearch.ImageEncoder(IMAGE_MODEL) as enc:
-    feats = enc.embed(paths[:3])  # (3, 2048) float32
-    for path, top in zip(paths[:3], enc.classify(paths[:3], k=3)):
+    feats = enc.embed(paths[:2])  # (2, 2048) float32
+    for path, top in zip(paths[:2], enc.classify(paths[:2], k=3)):
         print(os.path.basename(path), [(p.label, round(p.probability, 4)) for p in top])
 
 scores, ids = imgsearch.knn(np.ascontiguousarray(features, dtype=np.float32), feats, k=3)
