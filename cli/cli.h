@@ -4,7 +4,7 @@
  * subcommand's name; it returns the process exit status. Results go to stdout,
  * diagnostics to stderr. Only cli/ decides to exit, and only main.c knows the
  * table of commands. The files below main.c (args.c, report.c, models.c,
- * json.c, progress.c) call nothing above them, so the link graph has no loops.
+ * output.c, progress.c) call nothing above them, so the link graph has no loops.
  */
 #ifndef IMS_CLI_H
 #define IMS_CLI_H
@@ -38,8 +38,14 @@ int cmd_knn(int argc, char **argv);
 /* "imgsearch: <msg>" on stderr (the status's name when msg is empty); returns CLI_EXIT_FAILURE. */
 int cli_error(const ims_error *err);
 /* "imgsearch: <path>: <msg>": an error that belongs to an input file; returns CLI_EXIT_FAILURE. */
+/* "imgsearch: WHAT PATH: REASON" on stderr (a skipped image, a failed file). */
+void cli_report_file(const char *what, const char *path, const char *reason);
 int cli_file_error(const char *path, const ims_error *err);
 /* "imgsearch: <printf text>": the command's own one-line failure; returns CLI_EXIT_FAILURE. */
+/* The command's exit status, or CLI_EXIT_FAILURE if what it wrote to stdout
+ * did not all get there (checked once, at the end: main.c). */
+int cli_finish_output(int status);
+
 int cli_fail(const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 1, 2)))
@@ -156,9 +162,16 @@ int cli_arg_device(cli_args *a, cli_device *d); /* the value of --device or --gp
 /* The current operand appended to l. */
 int cli_operand_add(cli_args *a, cli_list *l);
 
-/* ---- JSON output (json.c) ------------------------------------------------------ */
+/* ---- Output of names we do not control (output.c) ---------------------------- */
+/* A JSON string; invalid UTF-8 bytes become U+FFFD, so the output is always valid JSON. */
 void json_string(FILE *out, const char *s, size_t len);
+/* "key": "path", and "key_bytes": the exact bytes (ASCII, others %XX) when the
+ * path is not valid UTF-8 (urllib.parse.unquote_to_bytes reads them back). */
+void json_path(FILE *out, const char *key, const char *path);
 void json_double(FILE *out, double v); /* NaN and Inf as strings, which JSON lacks */
+/* s with control characters and invalid UTF-8 bytes as \xNN: safe on a terminal, one line. */
+void text_safe(FILE *out, const char *s);
+int text_is_utf8(const char *s, size_t len);
 
 /* ---- Devices and models (models.c) --------------------------------------------- */
 
@@ -193,5 +206,21 @@ typedef struct cli_progress {
 void cli_progress_init(cli_progress *p, const char *what, size_t total);
 /* Redraws when due (final: always, and ends the line). */
 void cli_progress_update(cli_progress *p, size_t done, size_t failed, int final);
+
+/* Text lines from a file or stdin (lines.c). */
+#define CLI_LINE_MAX (1 << 20) /* bytes in one line: texts, queries and vocabulary entries are far shorter */
+typedef struct cli_lines {
+    FILE *f;
+    const char *what; /* "stdin", "queries file 'q.txt'": names the input in messages */
+    char *buf;
+    size_t cap, line_no;
+} cli_lines;
+
+void cli_lines_init(cli_lines *r, FILE *f, const char *what);
+/* 1: the next line in *line (*len bytes without its '\n'; a '\r' stays; NUL
+ * bytes may occur), valid until the next call; 0: the end; -1: an error
+ * (a read error, a line longer than CLI_LINE_MAX), already printed. */
+int cli_lines_next(cli_lines *r, char **line, size_t *len);
+void cli_lines_free(cli_lines *r);
 
 #endif /* IMS_CLI_H */

@@ -63,8 +63,15 @@ static int classify_one(void *vctx, size_t index, const char *path, const float 
     classify_ctx *c = vctx;
     int classes = ims_image_encoder_num_classes(enc);
     double mx = -INFINITY, sum = 0.0;
-    for (int i = 0; i < classes; i++)
+    for (int i = 0; i < classes; i++) {
+        if (!isfinite(logits[i])) { /* a model with NaN or Inf weights: no probability to print */
+            fprintf(stderr, "imgsearch: ");
+            text_safe(stderr, path);
+            fprintf(stderr, ": the model gave a non-finite logit for class %d\n", i);
+            return 1;
+        }
         mx = logits[i] > mx ? logits[i] : mx;
+    }
     for (int i = 0; i < classes; i++)
         sum += c->probs[i] = exp((double)logits[i] - mx);
     for (int i = 0; i < classes; i++)
@@ -81,8 +88,8 @@ static int classify_one(void *vctx, size_t index, const char *path, const float 
         c->top[t] = best;
     }
     if (c->json) {
-        printf("%s\n  {\"image\": ", c->printed ? "," : "");
-        json_string(stdout, path, strlen(path));
+        printf("%s\n  {", c->printed ? "," : "");
+        json_path(stdout, "image", path);
         printf(", \"top\": [");
         for (int t = 0; t < c->k; t++) {
             ims_str label = ims_image_encoder_label(enc, c->top[t]);
@@ -97,7 +104,8 @@ static int classify_one(void *vctx, size_t index, const char *path, const float 
         }
         printf("]}");
     } else {
-        printf("%s\n", path);
+        text_safe(stdout, path);
+        fputc('\n', stdout);
         for (int t = 0; t < c->k; t++) {
             ims_str label = ims_image_encoder_label(enc, c->top[t]);
             printf("  %.4f  %4d  %.*s\n", c->probs[c->top[t]], c->top[t], label.ptr ? (int)label.len : 1,

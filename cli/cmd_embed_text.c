@@ -2,6 +2,7 @@
  * embeddings of lines on stdin (or --text), as a .npy file or JSON lines. */
 #include "cli.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,31 +35,38 @@ static void line_list_free(line_list *l)
     free(l->items);
 }
 
+/* 0, or -1 after the reader or an allocation failure said why. */
 static int read_stdin_lines(line_list *l)
 {
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int rc = 0;
-    while (!rc && (len = getline(&line, &cap, stdin)) >= 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+    cli_lines in;
+    cli_lines_init(&in, stdin, "stdin");
+    char *line;
+    size_t len;
+    int rc = 0, got;
+    while (!rc && (got = cli_lines_next(&in, &line, &len)) > 0) {
+        while (len > 0 && line[len - 1] == '\r')
             line[--len] = '\0';
         if (l->count == l->cap) {
             size_t n = l->cap ? l->cap * 2 : 64;
             char **p = realloc(l->items, n * sizeof *p);
             if (!p) {
+                cli_fail("out of memory reading stdin");
                 rc = -1;
                 break;
             }
             l->items = p;
             l->cap = n;
         }
-        if (!(l->items[l->count] = strdup(line)))
+        if (!(l->items[l->count] = strdup(line))) {
+            cli_fail("out of memory reading stdin");
             rc = -1;
-        else
+        } else {
             l->count++;
+        }
     }
-    free(line);
+    if (got < 0)
+        rc = -1;
+    cli_lines_free(&in);
     return rc;
 }
 
@@ -101,6 +109,18 @@ static int parse_args(int argc, char **argv, embed_text_args *e)
     return -1;
 }
 
+/* 0, or 1 after saying which text's embedding is not finite (a model with
+ * NaN or Inf weights): such numbers are never printed or written. */
+static int check_finite(const float *out, size_t count, int dim)
+{
+    for (size_t i = 0; i < count * (size_t)dim; i++)
+        if (!isfinite(out[i])) {
+            fprintf(stderr, "imgsearch: the text model gave a non-finite embedding for text %zu\n", i / (size_t)dim + 1);
+            return 1;
+        }
+    return 0;
+}
+
 static void print_json(const char *const *texts, size_t count, const float *out, int dim)
 {
     for (size_t i = 0; i < count; i++) {
@@ -131,18 +151,19 @@ static int run_embed_text(const embed_text_args *e, const char *const *texts, si
         st = out ? ims_text_embed(text, texts, (int64_t)count, out, &err)
                  : ims_error_set(&err, IMS_ERR_NOMEM, "out of memory for %zu embeddings", count);
     }
-    if (!st && e->output) {
+    int bad = !st && out && check_finite(out, count, dim);
+    if (!st && !bad && e->output) {
         int64_t shape[2] = {(int64_t)count, dim};
         st = ims_npy_write(e->output, IMS_DTYPE_F32, 2, shape, out, &err);
     }
-    if (!st && (e->json || !e->output))
+    if (!st && !bad && (e->json || !e->output))
         print_json(texts, count, out, dim);
-    if (!st && e->output)
+    if (!st && !bad && e->output)
         fprintf(stderr, "imgsearch: wrote %zu embeddings of %d dims to %s\n", count, dim, e->output);
     ims_text_embedder_free(text);
     cli_models_close(&m);
     free(out);
-    return st ? cli_error(&err) : CLI_EXIT_OK;
+    return st ? cli_error(&err) : bad ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
 }
 
 int cmd_embed_text(int argc, char **argv)
@@ -151,7 +172,7 @@ int cmd_embed_text(int argc, char **argv)
     line_list lines = {0};
     int rc = parse_args(argc, argv, &e);
     if (rc < 0 && e.texts.count == 0 && read_stdin_lines(&lines))
-        rc = cli_fail("out of memory reading stdin");
+        rc = CLI_EXIT_FAILURE;
     if (rc < 0)
         rc = e.texts.count ? run_embed_text(&e, e.texts.items, e.texts.count)
                            : run_embed_text(&e, (const char *const *)lines.items, lines.count);

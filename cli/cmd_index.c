@@ -46,7 +46,7 @@ static void on_failure(void *ctx, const char *path, const char *reason)
     index_cli *c = ctx;
     if (c->bar.tty && c->bar.drawn)
         fputs("\r\033[K", stderr);
-    fprintf(stderr, "imgsearch: skipped %s: %s\n", path, reason);
+    cli_report_file("skipped ", path, reason);
 }
 
 static void on_progress(void *ctx, const ims_index_progress *p)

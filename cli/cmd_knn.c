@@ -110,9 +110,11 @@ static int open_matrix(const char *path, const char *role, int vector_ok, knn_ma
     if (dtype != IMS_DTYPE_F32 && dtype != IMS_DTYPE_F16) {
         fprintf(stderr, "imgsearch: %s: %s has dtype '%s'; knn needs float32 ('<f4') or float16 ('<f2')\n", path,
                 role, ims_npy_dtype_descr(dtype));
-    } else if (ndim != 2 || out->dim < 1) {
-        fprintf(stderr, "imgsearch: %s: %s must be 2-D (rows, dim) with dim >= 1, has %d dimensions\n", path, role,
-                ndim);
+    } else if (ndim != 2) {
+        fprintf(stderr, "imgsearch: %s: %s must be 2-D (rows, dim), has %d dimensions\n", path, role, ndim);
+    } else if (out->dim < 1) {
+        fprintf(stderr, "imgsearch: %s: %s has rows of dimension %lld; knn needs at least 1\n", path, role,
+                (long long)out->dim);
     } else {
         return CLI_EXIT_OK;
     }
@@ -152,6 +154,8 @@ static float *queries_f32(const ims_npy *q)
     float *out = malloc(count ? (size_t)count * sizeof *out : 1);
     if (!out)
         return NULL;
+    if (count == 0)
+        return out; /* no data pointer to copy from (memcpy from NULL is undefined even for 0 bytes) */
     if (ims_npy_dtype(q) == IMS_DTYPE_F32)
         memcpy(out, data, (size_t)count * sizeof *out);
     else

@@ -8,13 +8,14 @@
 #include "cli.h"
 
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 
 static const char search_usage[] =
     "usage: imgsearch search INDEX (--text TEXT | --image FILE | --queries FILE)...\n"
     "                        [-k K] [--json] [--table visual|semantic]\n"
     "                        [--device auto|cpu|cuda] [--gpu N] [--dtype f16|f32]\n"
-    "                        [--text-model M.isw] [--image-model M.isw]\n"
+    "                        [--text-model M.isw] [--image-model M.isw] [--no-verify]\n"
     "\n"
     "Finds the K images of INDEX most similar to each query (cosine similarity,\n"
     "exact). --text, --image and --queries may be repeated and combined.\n"
@@ -35,7 +36,9 @@ static const char search_usage[] =
     "                       a GPU is usable, else cpu\n"
     "  --gpu N              which GPU (default 0)\n"
     "  --text-model M       the text model (default: the one the index was built with)\n"
-    "  --image-model M      the image model (default: likewise)\n";
+    "  --image-model M      the image model (default: likewise)\n"
+    "  --no-verify          check the index's table files by size only, not by\n"
+    "                       their CRC-32 (faster loading of very large indexes)\n";
 
 typedef struct search_query {
     const char *text; /* the query as given (text, or the image path) */
@@ -45,7 +48,7 @@ typedef struct search_query {
 typedef struct search_args {
     const char *index_dir, *text_model, *image_model;
     cli_device device;
-    int k, json, semantic_images;
+    int k, json, semantic_images, no_verify;
     ims_dtype dtype; /* IMS_DTYPE_COUNT: the backend's default */
     search_query *queries;
     size_t count, cap;
@@ -85,23 +88,33 @@ static int read_queries_file(search_args *a, const char *path)
 {
     FILE *f = !strcmp(path, "-") ? stdin : fopen(path, "rb");
     if (!f) {
-        fprintf(stderr, "imgsearch: cannot open queries file '%s'\n", path);
+        fprintf(stderr, "imgsearch: cannot open queries file '%s': %s\n", path, strerror(errno));
         return CLI_EXIT_FAILURE;
     }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int rc = 0;
-    while (!rc && (len = getline(&line, &cap, f)) >= 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+    char what[64 + 4096];
+    snprintf(what, sizeof what, f == stdin ? "stdin (queries)" : "queries file '%s'", path);
+    cli_lines in;
+    cli_lines_init(&in, f, what);
+    char *line;
+    size_t len;
+    int rc = 0, got;
+    while (!rc && (got = cli_lines_next(&in, &line, &len)) > 0) {
+        while (len > 0 && line[len - 1] == '\r')
             line[--len] = '\0';
         if (len == 0)
             continue; /* blank lines separate nothing */
+        if (len == 1 && line[0] == '@') {
+            fprintf(stderr, "imgsearch: %s line %zu: '@' names no image (write @PATH)\n", what, in.line_no);
+            rc = CLI_EXIT_FAILURE;
+            break;
+        }
         char *copy = strdup(line);
         if (!copy || keep_line(a, copy) || add_query(a, copy[0] == '@' ? copy + 1 : copy, copy[0] == '@'))
             rc = CLI_EXIT_FAILURE;
     }
-    free(line);
+    if (got < 0)
+        rc = CLI_EXIT_FAILURE;
+    cli_lines_free(&in);
     if (f != stdin)
         fclose(f);
     return rc;
@@ -150,6 +163,8 @@ static int parse_search_args(int argc, char **argv, search_args *a)
             cli_arg_device(&c, &a->device);
         else if (cli_is(&c, "--dtype"))
             cli_arg_dtype(&c, &a->dtype);
+        else if (cli_is(&c, "--no-verify"))
+            a->no_verify = 1;
         else if (cli_is(&c, "--text-model"))
             cli_arg_path(&c, &a->text_model);
         else if (cli_is(&c, "--image-model"))
@@ -175,27 +190,31 @@ static void print_results(const search_args *a, const ims_search_results *res)
         if (a->json) {
             printf("{\"query\": ");
             if (q->image) {
-                printf("{\"image\": ");
-                json_string(stdout, q->text, strlen(q->text));
+                printf("{");
+                json_path(stdout, "image", q->text);
                 printf("}");
             } else {
                 json_string(stdout, q->text, strlen(q->text));
             }
             printf(", \"table\": \"%s\", \"results\": [", table);
         } else {
-            printf("%s%s \"%s\" (%s table)\n", i ? "\n" : "", q->image ? "image" : "text", q->text, table);
+            printf("%s%s \"", i ? "\n" : "", q->image ? "image" : "text");
+            text_safe(stdout, q->text);
+            printf("\" (%s table)\n", table);
             printf("%4s  %8s  %s\n", "rank", "score", "path");
         }
         for (int j = 0; j < r->count; j++) {
             const ims_search_hit *h = &r->hits[j];
             if (a->json) {
-                printf("%s{\"rank\": %d, \"path\": ", j ? ", " : "", j + 1);
-                json_string(stdout, h->path, strlen(h->path));
+                printf("%s{\"rank\": %d, ", j ? ", " : "", j + 1);
+                json_path(stdout, "path", h->path);
                 printf(", \"score\": ");
                 json_double(stdout, h->score);
                 printf("}");
             } else {
-                printf("%4d  %8.4f  %s\n", j + 1, h->score, h->path);
+                printf("%4d  %8.4f  ", j + 1, h->score);
+                text_safe(stdout, h->path);
+                fputc('\n', stdout);
             }
         }
         if (a->json)
@@ -238,6 +257,7 @@ int cmd_search(int argc, char **argv)
     so.dtype = a.dtype;
     so.image_model = a.image_model;
     so.text_model = a.text_model;
+    so.verify = !a.no_verify;
     if (!st)
         st = ims_searcher_open(index, &so, &searcher, &err);
     if (!st)

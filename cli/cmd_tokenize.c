@@ -57,12 +57,15 @@ static int load_vocab(const char *path, int cased, ims_tokenizer **tok, ims_erro
         fprintf(stderr, "imgsearch: %s: %s\n", path, strerror(errno));
         return CLI_EXIT_FAILURE;
     }
-    char **tokens = NULL, *line = NULL;
-    size_t n = 0, cap = 0, line_cap = 0;
-    ssize_t len;
-    int rc = CLI_EXIT_OK;
-    while ((len = getline(&line, &line_cap, f)) >= 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+    char what[64 + 4096];
+    snprintf(what, sizeof what, "vocabulary '%s'", path);
+    cli_lines in;
+    cli_lines_init(&in, f, what);
+    char **tokens = NULL, *line;
+    size_t n = 0, cap = 0, len;
+    int rc = CLI_EXIT_OK, got;
+    while ((got = cli_lines_next(&in, &line, &len)) > 0) {
+        while (len > 0 && line[len - 1] == '\r')
             line[--len] = '\0';
         if (n == cap) {
             cap = cap ? 2 * cap : 1024;
@@ -80,8 +83,10 @@ static int load_vocab(const char *path, int cased, ims_tokenizer **tok, ims_erro
         }
     }
     fclose(f);
-    free(line);
-    if (rc) {
+    cli_lines_free(&in);
+    if (got < 0) {
+        rc = CLI_EXIT_FAILURE;
+    } else if (rc) {
         fprintf(stderr, "imgsearch: out of memory reading %s\n", path);
     } else {
         ims_tokenizer_options o;
@@ -141,14 +146,12 @@ int cmd_tokenize(int argc, char **argv)
     if (max_len == 0)
         max_len = ims_tokenizer_max_len(tok);
     int32_t *ids = malloc((size_t)max_len * sizeof *ids);
-    char *line = NULL;
-    size_t line_cap = 0;
-    ssize_t len;
-    int rc = ids ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
-    while (!rc && (len = getline(&line, &line_cap, stdin)) >= 0) {
-        size_t n = (size_t)len;
-        if (n > 0 && line[n - 1] == '\n')
-            n--;
+    cli_lines in;
+    cli_lines_init(&in, stdin, "stdin");
+    char *line;
+    size_t n;
+    int rc = ids ? CLI_EXIT_OK : CLI_EXIT_FAILURE, got = 0;
+    while (!rc && (got = cli_lines_next(&in, &line, &n)) > 0) {
         if (escaped)
             n = unescape(line, n);
         int n_ids = 0;
@@ -168,7 +171,9 @@ int cmd_tokenize(int argc, char **argv)
     }
     if (!ids)
         fputs("imgsearch: out of memory\n", stderr);
-    free(line);
+    if (got < 0)
+        rc = CLI_EXIT_FAILURE;
+    cli_lines_free(&in);
     free(ids);
     ims_tokenizer_free(tok);
     if (!rc && fflush(stdout) != 0)

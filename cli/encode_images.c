@@ -39,7 +39,7 @@ static int encode_with(const encode_options *o, ims_backend *be, ims_image_encod
     while (!status && (st = ims_image_encoder_run_next(run, &b, &err)) == IMS_OK) {
         for (int j = 0; !status && j < b->count; j++) {
             if (b->items[j].status) {
-                fprintf(stderr, "imgsearch: %s: %s\n", b->items[j].path, b->items[j].reason);
+                cli_report_file("", b->items[j].path, b->items[j].reason);
                 failed++;
                 continue;
             }

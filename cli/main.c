@@ -162,5 +162,5 @@ int main(int argc, char **argv)
     const cli_command *c = find_command(name);
     if (!c)
         return unknown_command(name);
-    return c->run(argc - 1, argv + 1);
+    return cli_finish_output(c->run(argc - 1, argv + 1));
 }

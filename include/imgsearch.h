@@ -874,16 +874,18 @@ IMS_API ims_status ims_index_load_class_embeddings(const ims_index *idx, float *
 
 /* The whole table as (rows, dim) f32 in a buffer freed with ims_free
  * (f16 tables are widened: twice their size; a search loads them with
- * ims_index_load_knn instead). */
+ * ims_index_load_knn instead). Every chunk file's CRC-32 is checked. */
 IMS_API ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, float **rows, int *dim,
                                         ims_error *err);
 
 /* Appends every committed row of the table to a k-NN table of its dimension
  * (row ids continue from the rows it holds), chunk by chunk and in the stored
  * dtype: f16 rows go in as they are, never widened to a whole f32 copy, so the
- * peak host memory is the k-NN table plus one chunk. On failure the k-NN table
- * may hold the rows of the chunks before the bad one: free it. */
-IMS_API ims_status ims_index_load_knn(const ims_index *idx, ims_index_table table, ims_knn_table *knn,
+ * peak host memory is the k-NN table plus one chunk. verify: check each
+ * chunk file's CRC-32 against the manifest (1, recommended: a changed or
+ * swapped file is named instead of searched) or only its size (0). On failure
+ * the k-NN table may hold the rows of the chunks before the bad one: free it. */
+IMS_API ims_status ims_index_load_knn(const ims_index *idx, ims_index_table table, int verify, ims_knn_table *knn,
                                       ims_error *err);
 
 /* ==== index: indexing ===================================================================== */
@@ -970,6 +972,7 @@ typedef struct ims_search_options {
     const char *image_model; /* NULL (default): the path the index recorded */
     const char *text_model;  /* NULL (default): likewise */
     int batch_size, threads; /* image queries: images per forward pass, decode threads; default 16, 4 */
+    int verify;              /* 1 (default): check the tables' CRC-32s as they load; 0: sizes only */
 } ims_search_options;
 
 IMS_API void ims_search_options_init(ims_search_options *o);

@@ -84,6 +84,43 @@ static ims_status check_tensor(const ckpt_tensor *t, ims_error *err)
     return IMS_OK;
 }
 
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* The slot of name in the table: its tensor's, or the empty one where it would go. */
+static size_t name_slot(const ckpt *c, const char *name)
+{
+    size_t mask = c->by_name_cap - 1, i = (size_t)name_hash(name) & mask;
+    while (c->by_name[i] && strcmp(c->tensors[c->by_name[i] - 1].name, name) != 0)
+        i = (i + 1) & mask;
+    return i;
+}
+
+/* Keeps the table at most half full (a checkpoint can hold 10^5 tensors: a
+ * linear search per added tensor made reading one quadratic). */
+static ims_status name_table_reserve(ckpt *c, size_t count, ims_error *err)
+{
+    if (c->by_name_cap >= 2 * count && c->by_name_cap)
+        return IMS_OK;
+    size_t cap = c->by_name_cap ? c->by_name_cap : 256;
+    while (cap < 2 * count)
+        cap *= 2;
+    size_t *table = calloc(cap, sizeof *table);
+    if (!table)
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory for %zu tensor names", count);
+    free(c->by_name);
+    c->by_name = table;
+    c->by_name_cap = cap;
+    for (size_t t = 0; t < c->count; t++)
+        c->by_name[name_slot(c, c->tensors[t].name)] = t + 1;
+    return IMS_OK;
+}
+
 ims_status imsi_ckpt_add_tensor(ckpt *c, const ckpt_tensor *t, ims_error *err)
 {
     if (!t->name || !t->name[0])
@@ -104,23 +141,42 @@ ims_status imsi_ckpt_add_tensor(ckpt *c, const ckpt_tensor *t, ims_error *err)
         c->tensors = p;
         c->cap = cap;
     }
+    ims_status st2 = name_table_reserve(c, c->count + 1, err);
+    if (st2)
+        return st2;
     ckpt_tensor copy = *t;
     if (!(copy.name = strdup(t->name)))
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory adding tensor '%s'", t->name);
     for (int d = copy.ndim; d < CKPT_MAX_DIMS; d++)
         copy.shape[d] = 1, copy.stride[d] = 0;
     c->tensors[c->count++] = copy;
+    c->by_name[name_slot(c, copy.name)] = c->count;
     return IMS_OK;
 }
 
 /* Linear search: checkpoints have hundreds of tensors, and readers check each
  * name once. */
+ims_status imsi_ckpt_strip_prefix(ckpt *c, const char *prefix, ims_error *err)
+{
+    size_t n = strlen(prefix);
+    for (size_t i = 0; i < c->count; i++)
+        if (strncmp(c->tensors[i].name, prefix, n) != 0)
+            return IMS_OK;
+    for (size_t i = 0; i < c->count; i++)
+        memmove(c->tensors[i].name, c->tensors[i].name + n, strlen(c->tensors[i].name + n) + 1);
+    /* The names changed: index them again (no two can collide: all lost the same prefix). */
+    free(c->by_name);
+    c->by_name = NULL;
+    c->by_name_cap = 0;
+    return name_table_reserve(c, c->count, err);
+}
+
 const ckpt_tensor *imsi_ckpt_find(const ckpt *c, const char *name)
 {
-    for (size_t i = 0; i < c->count; i++)
-        if (strcmp(c->tensors[i].name, name) == 0)
-            return &c->tensors[i];
-    return NULL;
+    if (!c->by_name_cap)
+        return NULL;
+    size_t i = c->by_name[name_slot(c, name)];
+    return i ? &c->tensors[i - 1] : NULL;
 }
 
 /* ---- Element access ------------------------------------------------------------ */
@@ -199,6 +255,7 @@ void imsi_ckpt_free(ckpt *c)
     for (size_t i = 0; i < c->count; i++)
         free(c->tensors[i].name);
     free(c->tensors);
+    free(c->by_name);
     imsi_file_map_close(&c->map);
     free(c);
 }

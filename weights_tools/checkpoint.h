@@ -57,6 +57,8 @@ typedef struct ckpt {
     ckpt_format format;
     ckpt_tensor *tensors;          /* in file order */
     size_t count, cap;
+    size_t *by_name;               /* open-addressing table of tensor index + 1 (0: empty): lookups in O(1) */
+    size_t by_name_cap;            /* a power of two, at least twice count */
     const unsigned char *data;     /* the whole file */
     size_t size;
     imsi_file_map map;             /* the file, when imsi_ckpt_open mapped it */
@@ -65,6 +67,9 @@ typedef struct ckpt {
 /* Maps the file and reads it with the reader its first bytes call for:
  * "PK\3\4" = zip, the legacy pickle magic, or a safetensors header. */
 ims_status imsi_ckpt_open(const char *path, ckpt **out, ims_error *err);
+
+/* When every tensor name starts with prefix (DataParallel's "module."), drops it. */
+ims_status imsi_ckpt_strip_prefix(ckpt *c, const char *prefix, ims_error *err);
 /* The same over a caller's buffer (which must outlive the ckpt). */
 ims_status imsi_ckpt_open_memory(const void *data, size_t size, ckpt **out, ims_error *err);
 void imsi_ckpt_free(ckpt *c);

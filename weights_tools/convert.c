@@ -8,16 +8,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* DataParallel saves every key as "module.<key>": strip it when all keys have it. */
-static void strip_module_prefix(ckpt *c)
-{
-    for (size_t i = 0; i < c->count; i++)
-        if (strncmp(c->tensors[i].name, "module.", 7) != 0)
-            return;
-    for (size_t i = 0; i < c->count; i++)
-        memmove(c->tensors[i].name, c->tensors[i].name + 7, strlen(c->tensors[i].name + 7) + 1);
-}
-
 static ims_convert_arch detect_arch(const ckpt *c)
 {
     const ckpt_tensor *fc = imsi_ckpt_find(c, "fc.weight");
@@ -53,10 +43,11 @@ static ims_status convert_checkpoint(const char *input, const char *output, cons
         return st;
     report->format = imsi_ckpt_format_name(c->format);
     report->tensors_in = c->count;
-    strip_module_prefix(c);
-    ims_convert_arch arch = o->arch == IMS_CONVERT_ARCH_AUTO ? detect_arch(c) : o->arch;
+    /* DataParallel saves every key as "module.<key>". */
+    st = imsi_ckpt_strip_prefix(c, "module.", err);
+    ims_convert_arch arch = st ? IMS_CONVERT_ARCH_AUTO : o->arch == IMS_CONVERT_ARCH_AUTO ? detect_arch(c) : o->arch;
     report->arch = arch;
-    if (arch == IMS_CONVERT_ARCH_AUTO)
+    if (!st && arch == IMS_CONVERT_ARCH_AUTO)
         st = ims_error_set(err, IMS_ERR_FORMAT,
                            "cannot tell the architecture from the %zu keys (first: '%s'); name it with --arch",
                            c->count, c->count ? c->tensors[0].name : "none");

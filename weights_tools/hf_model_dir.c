@@ -9,6 +9,7 @@
 #include "core/json.h"
 
 #include "core/error.h"
+#include "core/file_map.h"
 #include "io/weights_format.h"
 
 #include <errno.h>
@@ -58,43 +59,6 @@ static int is_regular_file(const char *path)
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-/* Reads a whole file, NUL-terminated. IMS_ERR_NOT_FOUND when it does not exist. */
-static ims_status read_text_file(const char *path, char **out, size_t *len, ims_error *err)
-{
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ims_error_set(err, errno == ENOENT ? IMS_ERR_NOT_FOUND : IMS_ERR_IO, "%s: cannot open: %s", path,
-                             strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return ims_error_set(err, IMS_ERR_IO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)sb.st_size > HF_TEXT_MAX) {
-        fclose(f);
-        return ims_error_set(err, IMS_ERR_FORMAT, "%s: %lld bytes is more than the %u allowed", path,
-                             (long long)sb.st_size, HF_TEXT_MAX);
-    }
-    size_t size = (size_t)sb.st_size;
-    char *buf = malloc(size + 1);
-    if (!buf) {
-        fclose(f);
-        return ims_error_set(err, IMS_ERR_NOMEM, "%s: out of memory", path);
-    }
-    size_t got = fread(buf, 1, size, f);
-    int bad = ferror(f) || got != size;
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return ims_error_set(err, IMS_ERR_IO, "%s: read failed", path);
-    }
-    buf[size] = '\0';
-    *out = buf;
-    *len = size;
-    return IMS_OK;
-}
-
 /* Reads and parses a JSON file whose root must be `root_kind`. IMS_ERR_NOT_FOUND
  * when it does not exist. */
 static ims_status read_json_file(const char *path, json_kind root_kind, json_doc *doc, ims_error *err)
@@ -103,7 +67,7 @@ static ims_status read_json_file(const char *path, json_kind root_kind, json_doc
     doc->blocks = NULL;
     char *text;
     size_t len;
-    ims_status st = read_text_file(path, &text, &len, err);
+    ims_status st = imsi_file_read_text(path, HF_TEXT_MAX, &text, &len, err);
     if (st)
         return st;
     st = imsi_json_parse(text, len, NULL, doc, err);
@@ -377,7 +341,7 @@ static ims_status read_vocab(const char *dir, int vocab_size, hf_model_dir *out,
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     char *buf;
     size_t len;
-    ims_status st = read_text_file(path, &buf, &len, err);
+    ims_status st = imsi_file_read_text(path, HF_TEXT_MAX, &buf, &len, err);
     if (st) {
         free(path);
         return st;

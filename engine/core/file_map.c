@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -14,9 +15,14 @@
 ims_status imsi_file_map_open(const char *path, imsi_file_map *out, ims_error *err)
 {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return ims_error_set(err, IMS_ERR_IO, "cannot open: %s", strerror(errno));
+    /* O_NONBLOCK: a FIFO must not block open(); it is refused just below. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        int e = errno;
+        ims_error_set(err, IMS_ERR_IO, "cannot open: %s", strerror(e));
+        errno = e; /* imsi_file_read_text tells a missing file by it */
+        return IMS_ERR_IO;
+    }
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         int e = errno;
@@ -46,6 +52,32 @@ ims_status imsi_file_map_open(const char *path, imsi_file_map *out, ims_error *e
     out->size = size;
     out->mapping_ = map;
     return IMS_OK;
+}
+
+ims_status imsi_file_read_text(const char *path, size_t max, char **out, size_t *len, ims_error *err)
+{
+    *out = NULL;
+    *len = 0;
+    imsi_file_map map;
+    ims_status st = imsi_file_map_open(path, &map, err);
+    if (st == IMS_ERR_IO && errno == ENOENT) { /* callers tell a missing optional file from a broken one */
+        st = IMS_ERR_NOT_FOUND;
+        if (err)
+            err->code = st;
+    }
+    if (!st && map.size > max)
+        st = ims_error_set(err, IMS_ERR_FORMAT, "%zu bytes is more than the %zu allowed", map.size, max);
+    char *buf = st ? NULL : malloc(map.size + 1);
+    if (!st && !buf)
+        st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory for %zu bytes", map.size);
+    if (!st) {
+        memcpy(buf, map.data, map.size);
+        buf[map.size] = '\0';
+        *out = buf;
+        *len = map.size;
+    }
+    imsi_file_map_close(&map);
+    return st ? imsi_error_prefix(err, st, "%s", path) : IMS_OK;
 }
 
 void imsi_file_map_close(imsi_file_map *m)

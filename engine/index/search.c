@@ -50,6 +50,7 @@ void ims_search_options_init(ims_search_options *o)
     o->dtype = IMS_DTYPE_COUNT;
     o->batch_size = 16;
     o->threads = 4;
+    o->verify = 1;
 }
 
 static int on_gpu(const ims_searcher *s) { return ims_backend_get_info(s->o.backend)->kind == IMS_BACKEND_CUDA; }
@@ -207,7 +208,7 @@ static ims_status load_table(ims_searcher *s, ims_index_table t, ims_error *err)
     int dim = t == IMS_INDEX_TABLE_SEMANTIC ? cfg->semantic_dim : cfg->visual_dim;
     ims_status st = ims_knn_create(s->o.backend, dim, &ko, &s->knn[t], err);
     if (!st)
-        st = ims_index_load_knn(s->idx, t, s->knn[t], err);
+        st = ims_index_load_knn(s->idx, t, s->o.verify, s->knn[t], err);
     if (st) {
         ims_knn_free(s->knn[t]);
         s->knn[t] = NULL;

@@ -14,9 +14,13 @@
 #include "index/store.h"
 
 #include "core/atomic_file.h"
+#include "core/checked.h"
+#include "core/file_map.h"
+#include "io/weights_format.h"
 #include "core/error.h"
 #include "core/json.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +35,19 @@
 /* What indexes made before the manifest recorded conse_top were made with. */
 #define INDEX_DEFAULT_CONSE_TOP 10
 
+/* The files of a chunk; a manifest records each one's size and CRC-32. */
+enum { CHUNK_VISUAL, CHUNK_SEMANTIC, CHUNK_ROWS, CHUNK_FAILURES, CHUNK_FILES };
+static const char *const chunk_suffix[CHUNK_FILES] = {"visual.npy", "semantic.npy", "rows.txt", "failures.txt"};
+
+typedef struct chunk_file {
+    uint64_t bytes;
+    uint32_t crc32;
+} chunk_file;
+
 typedef struct index_chunk {
     size_t rows, failures;
+    int recorded;                 /* the manifest holds files[] (indexes made before it did not) */
+    chunk_file files[CHUNK_FILES]; /* CHUNK_SEMANTIC only with a semantic table */
 } index_chunk;
 
 /* An open-addressing set of the paths the index holds (rows and failures). */
@@ -186,14 +201,20 @@ static ims_status path_set_add(path_set *ps, const char *path, ims_error *err)
 
 /* ---- Small helpers ------------------------------------------------------------------- */
 
+/* The largest rows.txt, failures.txt or manifest read (a bound, not a
+ * format limit: a chunk's lines fit with room to spare). */
+#define INDEX_TEXT_MAX ((size_t)1 << 31)
+
 static ims_status grow(void **items, size_t *cap, size_t need, size_t item_size, ims_error *err)
 {
     if (need <= *cap)
         return IMS_OK;
-    size_t new_cap = *cap ? *cap : 64;
+    size_t new_cap = *cap ? *cap : 64, bytes;
     while (new_cap < need)
-        new_cap *= 2;
-    void *p = realloc(*items, new_cap * item_size);
+        new_cap = new_cap > SIZE_MAX / 2 ? need : new_cap * 2;
+    if (!imsi_size_mul(new_cap, item_size, &bytes))
+        return ims_error_set(err, IMS_ERR_NOMEM, "%zu index entries do not fit in memory", need);
+    void *p = realloc(*items, bytes);
     if (!p)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory (%zu index entries)", need);
     *items = p;
@@ -302,9 +323,15 @@ static ims_status manifest_write(const ims_index *idx, size_t chunk_count, size_
     if (c->semantic_dim > 0)
         write_model(f, "text_model", &c->text_model);
     fprintf(f, "  \"rows\": %zu,\n  \"failures\": %zu,\n  \"chunks\": [", rows, failures);
-    for (size_t i = 0; i < chunk_count; i++)
-        fprintf(f, "%s\n    {\"rows\": %zu, \"failures\": %zu}", i ? "," : "", idx->chunks[i].rows,
-                idx->chunks[i].failures);
+    for (size_t i = 0; i < chunk_count; i++) {
+        const index_chunk *ch = &idx->chunks[i];
+        fprintf(f, "%s\n    {\"rows\": %zu, \"failures\": %zu, \"files\": {", i ? "," : "", ch->rows, ch->failures);
+        for (int k = 0, n = 0; k < CHUNK_FILES; k++)
+            if (k != CHUNK_SEMANTIC || c->semantic_dim > 0)
+                fprintf(f, "%s\"%s\": {\"bytes\": %llu, \"crc32\": \"%08x\"}", n++ ? ", " : "", chunk_suffix[k],
+                        (unsigned long long)ch->files[k].bytes, (unsigned)ch->files[k].crc32);
+        fprintf(f, "}}");
+    }
     fprintf(f, "%s]\n}\n", chunk_count ? "\n  " : "");
     if (ferror(f)) {
         imsi_atomic_file_abort(&af);
@@ -337,6 +364,46 @@ static ims_status get_string(const json_value *obj, const char *key, const char 
     return IMS_OK;
 }
 
+/* "0a0b0c0d" -> 0x0a0b0c0d: exactly 8 hex digits; IMS_ERR_FORMAT otherwise. */
+static ims_status parse_crc32(const char *text, uint32_t *out)
+{
+    if (strlen(text) != 8 || strspn(text, "0123456789abcdefABCDEF") != 8)
+        return IMS_ERR_FORMAT;
+    *out = (uint32_t)strtoul(text, NULL, 16);
+    return IMS_OK;
+}
+
+/* A chunk's "files": {"visual.npy": {"bytes": N, "crc32": "..."}, ...}, each file
+ * the index has; absent in indexes made before it was recorded. */
+static ims_status read_chunk_files(const json_value *ch, int semantic, index_chunk *out, ims_error *err)
+{
+    const json_value *files = imsi_json_object_get(ch, "files");
+    if (!files)
+        return IMS_OK;
+    if (files->kind != JSON_OBJECT)
+        return ims_error_set(err, IMS_ERR_FORMAT, "'files' at byte %zu: expected an object", files->offset);
+    for (int k = 0; k < CHUNK_FILES; k++) {
+        if (k == CHUNK_SEMANTIC && !semantic)
+            continue;
+        const json_value *f = imsi_json_object_get(files, chunk_suffix[k]);
+        const char *crc = NULL;
+        int64_t bytes = 0;
+        ims_status st = f && f->kind == JSON_OBJECT ? IMS_OK
+                                                    : ims_error_set(err, IMS_ERR_FORMAT, "'%s' is missing", chunk_suffix[k]);
+        if (!st)
+            st = get_int(f, "bytes", 0, INT64_MAX, &bytes, err);
+        if (!st)
+            st = get_string(f, "crc32", &crc, err);
+        if (!st && parse_crc32(crc, &out->files[k].crc32))
+            st = ims_error_set(err, IMS_ERR_FORMAT, "crc32 '%.16s' is not 8 hex digits", crc);
+        if (st)
+            return imsi_error_prefix(err, st, "files: %s", chunk_suffix[k]);
+        out->files[k].bytes = (uint64_t)bytes;
+    }
+    out->recorded = 1;
+    return IMS_OK;
+}
+
 static ims_status read_model(const json_value *root, const char *key, ims_weights_identity *m, ims_error *err)
 {
     const json_value *v = imsi_json_object_get(root, key);
@@ -353,9 +420,8 @@ static ims_status read_model(const json_value *root, const char *key, ims_weight
         st = get_string(v, "crc32", &crc, err);
     if (st)
         return imsi_error_prefix(err, st, "%s", key);
-    char *end;
-    unsigned long value = strtoul(crc, &end, 16);
-    if (strlen(crc) != 8 || *end != '\0')
+    uint32_t value;
+    if (parse_crc32(crc, &value))
         return ims_error_set(err, IMS_ERR_FORMAT, "%s: crc32 '%.16s' is not 8 hex digits", key, crc);
     const json_value *synthetic = imsi_json_object_get(v, "synthetic");
     if (synthetic && synthetic->kind != JSON_BOOL)
@@ -454,9 +520,12 @@ static ims_status manifest_parse(ims_index *idx, const json_value *root, int64_t
             st = get_int(ch, "failures", 0, INT64_MAX, &fl, err);
         if (st)
             return imsi_error_prefix(err, st, "chunks[%zu]", i);
-        idx->chunks[i] = (index_chunk){(size_t)r, (size_t)fl};
-        row_sum += r;
-        failure_sum += fl;
+        idx->chunks[i] = (index_chunk){.rows = (size_t)r, .failures = (size_t)fl};
+        st = read_chunk_files(ch, c->semantic_dim > 0, &idx->chunks[i], err);
+        if (st)
+            return imsi_error_prefix(err, st, "chunks[%zu]", i);
+        if (__builtin_add_overflow(row_sum, r, &row_sum) || __builtin_add_overflow(failure_sum, fl, &failure_sum))
+            return ims_error_set(err, IMS_ERR_FORMAT, "chunks[%zu]: the counts overflow", i);
     }
     if (st)
         return st;
@@ -467,42 +536,65 @@ static ims_status manifest_parse(ims_index *idx, const json_value *root, int64_t
     return IMS_OK;
 }
 
-/* ---- Reading chunks -------------------------------------------------------------------- */
+/* ---- Chunk files: sizes and CRC-32s ------------------------------------------------- */
 
-static ims_status read_text_file(const char *path, char **text, size_t *len, ims_error *err)
+static int chunk_has(const ims_index *idx, int which) { return which != CHUNK_SEMANTIC || idx->cfg.semantic_dim > 0; }
+
+/* Size and CRC-32 of chunk file `which` as it is on disk (after its commit). */
+static ims_status chunk_file_measure(const ims_index *idx, size_t chunk, int which, chunk_file *out, ims_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ims_error_set(err, IMS_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    size_t got;
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *bigger = realloc(buf, cap * 2 + 1);
-            if (!bigger) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = bigger;
-            cap *= 2;
-        }
+    char *path = index_file_path(idx, chunk, chunk_suffix[which]);
+    if (!path)
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    imsi_file_map map;
+    ims_status st = imsi_file_map_open(path, &map, err);
+    if (!st) {
+        out->bytes = map.size;
+        out->crc32 = imsi_isw_crc32(map.data, map.size);
     }
-    int failed = ferror(f);
-    fclose(f);
-    if (!buf)
-        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory reading '%s'", path);
-    if (failed) {
-        free(buf);
-        return ims_error_set(err, IMS_ERR_IO, "reading '%s' failed", path);
-    }
-    buf[n] = '\0';
-    *text = buf;
-    *len = n;
+    imsi_file_map_close(&map);
+    if (st)
+        imsi_error_prefix(err, st, "%s", path);
+    free(path);
+    return st;
+}
+
+/* data (size bytes: the file as read, or NULL to check the size only)
+ * against what the manifest recorded for the file at path. */
+static ims_status chunk_file_compare(const ims_index *idx, size_t chunk, int which, const char *path,
+                                     const void *data, size_t size, ims_error *err)
+{
+    const index_chunk *ch = &idx->chunks[chunk];
+    if (!ch->recorded)
+        return IMS_OK; /* an index made before sizes and CRCs were recorded */
+    const chunk_file *want = &ch->files[which];
+    if (size != want->bytes)
+        return ims_error_set(err, IMS_ERR_CHECKSUM, "%s: %zu bytes, the manifest says %llu: the file was changed or "
+                             "replaced", path, size, (unsigned long long)want->bytes);
+    if (data && imsi_isw_crc32(data, size) != want->crc32)
+        return ims_error_set(err, IMS_ERR_CHECKSUM, "%s: the CRC-32 is not the manifest's %08x: the file was changed "
+                             "or replaced", path, (unsigned)want->crc32);
     return IMS_OK;
 }
+
+/* Maps chunk file `which` to compare its size (and its CRC-32 if verify_crc). */
+static ims_status chunk_file_verify(const ims_index *idx, size_t chunk, int which, int verify_crc, ims_error *err)
+{
+    char *path = index_file_path(idx, chunk, chunk_suffix[which]);
+    if (!path)
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    imsi_file_map map;
+    ims_status st = imsi_file_map_open(path, &map, err);
+    if (st)
+        imsi_error_prefix(err, st, "%s", path);
+    else
+        st = chunk_file_compare(idx, chunk, which, path, verify_crc ? map.data : NULL, map.size, err);
+    imsi_file_map_close(&map);
+    free(path);
+    return st;
+}
+
+/* ---- Reading chunks -------------------------------------------------------------------- */
 
 /* Splits the next line at its tabs into `fields` (which must be exactly
  * `want`); the line is modified in place. Returns the position after it. */
@@ -546,12 +638,30 @@ static ims_status parse_u64(const char *s, uint64_t *out)
     return IMS_OK;
 }
 
+/* The shortest line each file can hold: "0<TAB>0<TAB>p\n" and "p<TAB>r\n". */
+enum { ROW_LINE_MIN = 6, FAILURE_LINE_MIN = 4 };
+
+/* A manifest's count is bounded by the file that holds the lines, before it
+ * sizes any memory: a hostile count fails here, not in an allocation. */
+static ims_status check_line_count(const char *path, size_t expect, size_t len, size_t line_min, const char *what,
+                                   ims_error *err)
+{
+    if (expect > (len + 1) / line_min) /* the last line may lack its newline */
+        return ims_error_set(err, IMS_ERR_FORMAT, "%s: the manifest lists %zu %s, more than its %zu bytes can hold",
+                             path, expect, what, len);
+    return IMS_OK;
+}
+
 static ims_status read_rows_file(ims_index *idx, size_t chunk, size_t expect, ims_error *err)
 {
     char *path = index_file_path(idx, chunk, "rows.txt");
     char *text = NULL;
     size_t len = 0;
-    ims_status st = path ? read_text_file(path, &text, &len, err) : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    ims_status st = path ? imsi_file_read_text(path, INDEX_TEXT_MAX, &text, &len, err) : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    if (!st)
+        st = chunk_file_compare(idx, chunk, CHUNK_ROWS, path, text, len, err);
+    if (!st)
+        st = check_line_count(path, expect, len, ROW_LINE_MIN, "rows", err);
     if (!st)
         st = grow((void **)&idx->rows, &idx->row_cap, idx->row_count + expect, sizeof *idx->rows, err);
     char *p = text, *end = text + len;
@@ -592,7 +702,11 @@ static ims_status read_failures_file(ims_index *idx, size_t chunk, size_t expect
     char *path = index_file_path(idx, chunk, "failures.txt");
     char *text = NULL;
     size_t len = 0;
-    ims_status st = path ? read_text_file(path, &text, &len, err) : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    ims_status st = path ? imsi_file_read_text(path, INDEX_TEXT_MAX, &text, &len, err) : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    if (!st)
+        st = chunk_file_compare(idx, chunk, CHUNK_FAILURES, path, text, len, err);
+    if (!st)
+        st = check_line_count(path, expect, len, FAILURE_LINE_MIN, "failures", err);
     if (!st)
         st = grow((void **)&idx->failures, &idx->failure_cap, idx->failure_count + expect, sizeof *idx->failures,
                   err);
@@ -637,17 +751,21 @@ static ims_status index_load(ims_index *idx, ims_error *err)
     char *path = index_file_path(idx, 0, NULL);
     char *text = NULL;
     size_t len = 0;
-    ims_status st = path ? read_text_file(path, &text, &len, err) : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    ims_status st = path ? imsi_file_read_text(path, INDEX_TEXT_MAX, &text, &len, err)
+                         : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    if (st == IMS_ERR_NOT_FOUND)
+        st = ims_error_set(err, IMS_ERR_NOT_FOUND, "not an index: it has no manifest.json");
     json_doc doc = {0};
     int64_t rows = 0, failures = 0;
-    if (!st)
+    if (!st) {
         st = imsi_json_parse(text, len, NULL, &doc, err);
-    if (!st && doc.root->kind != JSON_OBJECT)
-        st = ims_error_set(err, IMS_ERR_FORMAT, "not a JSON object");
-    if (!st)
-        st = manifest_parse(idx, doc.root, &rows, &failures, err);
-    if (st)
-        imsi_error_prefix(err, st, "%s", path ? path : "manifest");
+        if (!st && doc.root->kind != JSON_OBJECT)
+            st = ims_error_set(err, IMS_ERR_FORMAT, "not a JSON object");
+        if (!st)
+            st = manifest_parse(idx, doc.root, &rows, &failures, err);
+        if (st)
+            imsi_error_prefix(err, st, "%s", path);
+    }
     imsi_json_doc_free(&doc);
     free(text);
     free(path);
@@ -655,6 +773,9 @@ static ims_status index_load(ims_index *idx, ims_error *err)
         st = read_rows_file(idx, c, idx->chunks[c].rows, err);
         if (!st)
             st = read_failures_file(idx, c, idx->chunks[c].failures, err);
+        for (int k = CHUNK_VISUAL; !st && k <= CHUNK_SEMANTIC; k++)
+            if (chunk_has(idx, k))
+                st = chunk_file_verify(idx, c, k, 0, err); /* sizes now; CRCs when a table is loaded */
     }
     return st;
 }
@@ -729,6 +850,27 @@ static ims_status compare_config(const ims_index_config *have, const ims_index_c
     return IMS_OK;
 }
 
+/* A new index goes into a new or empty folder: never into /, a home folder or
+ * a folder of photos, where its files would mix with others. Only a
+ * temporary manifest left by a crash before the first commit may be there. */
+static ims_status check_new_folder(const char *dir, ims_error *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return ims_error_set(err, IMS_ERR_IO, "cannot read folder '%s': %s", dir, strerror(errno));
+    struct dirent *e;
+    const char *other = NULL;
+    while (!other && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strncmp(e->d_name, "manifest.json.tmp.", 18))
+            other = e->d_name;
+    ims_status st = other ? ims_error_set(err, IMS_ERR_ARGUMENT,
+                                          "'%s' is not an index and not empty (it holds '%.200s'): give a new or "
+                                          "empty folder", dir, other)
+                          : IMS_OK;
+    closedir(d);
+    return st;
+}
+
 ims_status ims_index_open_for_writing(const char *dir, const ims_index_config *cfg, ims_index **out,
                                       ims_error *err)
 {
@@ -751,7 +893,9 @@ ims_status ims_index_open_for_writing(const char *dir, const ims_index_config *c
             st = compare_config(&idx->cfg, cfg, err);
     } else {
         idx->cfg = *cfg;
-        st = manifest_write(idx, 0, 0, 0, err); /* an empty index is a valid index */
+        st = check_new_folder(dir, err);
+        if (!st)
+            st = manifest_write(idx, 0, 0, 0, err); /* an empty index is a valid index */
     }
     idx->writable = 1;
     size_t vd = (size_t)cfg->visual_dim, sd = (size_t)cfg->semantic_dim, n = (size_t)cfg->chunk_rows;
@@ -836,16 +980,18 @@ static ims_status write_table(const ims_index *idx, size_t chunk, const char *su
 /* Maps chunk c's table, checking its dtype and shape against the manifest:
  * (rows, dim) in the index's dtype; a chunk of failures only has no data
  * (no data). Close with ims_npy_close (*npy is NULL after a failure). */
-static ims_status map_table(const ims_index *idx, size_t chunk, const char *suffix, int dim, ims_npy **npy,
+static ims_status map_table(const ims_index *idx, size_t chunk, int which, int dim, int verify_crc, ims_npy **npy,
                             ims_error *err)
 {
     *npy = NULL;
-    char *path = index_file_path(idx, chunk, suffix);
+    char *path = index_file_path(idx, chunk, chunk_suffix[which]);
     if (!path)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     ims_dtype want = idx->cfg.dtype;
     size_t rows = idx->chunks[chunk].rows;
-    ims_status st = ims_npy_open(path, npy, err);
+    ims_status st = chunk_file_verify(idx, chunk, which, verify_crc, err);
+    if (!st)
+        st = ims_npy_open(path, npy, err);
     const int64_t *shape = st ? NULL : ims_npy_shape(*npy);
     if (!st && ims_npy_dtype(*npy) != want)
         st = ims_error_set(err, IMS_ERR_FORMAT, "%s: dtype %s, the manifest says %s", path,
@@ -861,11 +1007,10 @@ static ims_status map_table(const ims_index *idx, size_t chunk, const char *suff
 }
 
 /* Reads chunk c's table into out (rows, dim) f32. */
-static ims_status read_table(const ims_index *idx, size_t chunk, const char *suffix, int dim, float *out,
-                             ims_error *err)
+static ims_status read_table(const ims_index *idx, size_t chunk, int which, int dim, float *out, ims_error *err)
 {
     ims_npy *npy;
-    ims_status st = map_table(idx, chunk, suffix, dim, &npy, err);
+    ims_status st = map_table(idx, chunk, which, dim, 1, &npy, err);
     size_t count = idx->chunks[chunk].rows * (size_t)dim;
     if (!st && count > 0) {
         const void *data = ims_npy_data(npy);
@@ -940,8 +1085,12 @@ ims_status ims_index_commit(ims_index *idx, ims_error *err)
         imsi_index_crash_point(c, "failures");
     if (st)
         return imsi_error_prefix(err, st, "index '%s'", idx->dir);
-    idx->chunks[c] = (index_chunk){idx->pending_rows, idx->pending_failures};
-    st = manifest_write(idx, c + 1, idx->row_count + idx->pending_rows,
+    idx->chunks[c] = (index_chunk){.rows = idx->pending_rows, .failures = idx->pending_failures, .recorded = 1};
+    for (int k = 0; !st && k < CHUNK_FILES; k++)
+        if (chunk_has(idx, k))
+            st = chunk_file_measure(idx, c, k, &idx->chunks[c].files[k], err);
+    if (!st)
+        st = manifest_write(idx, c + 1, idx->row_count + idx->pending_rows,
                         idx->failure_count + idx->pending_failures, err);
     if (st)
         return imsi_error_prefix(err, st, "index '%s'", idx->dir);
@@ -1017,11 +1166,11 @@ ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, flo
     float *out = malloc((n ? n : 1) * (size_t)d * sizeof(float));
     if (!out)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory for a table of %zu x %d", n, d);
-    const char *suffix = table == IMS_INDEX_TABLE_SEMANTIC ? "semantic.npy" : "visual.npy";
+    int which = table == IMS_INDEX_TABLE_SEMANTIC ? CHUNK_SEMANTIC : CHUNK_VISUAL;
     size_t row = 0;
     ims_status st = IMS_OK;
     for (size_t c = 0; !st && c < idx->chunk_count; c++) {
-        st = read_table(idx, c, suffix, d, out + row * (size_t)d, err);
+        st = read_table(idx, c, which, d, out + row * (size_t)d, err);
         row += idx->chunks[c].rows;
     }
     if (st) {
@@ -1032,7 +1181,8 @@ ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, flo
     return IMS_OK;
 }
 
-ims_status ims_index_load_knn(const ims_index *idx, ims_index_table table, ims_knn_table *knn, ims_error *err)
+ims_status ims_index_load_knn(const ims_index *idx, ims_index_table table, int verify, ims_knn_table *knn,
+                              ims_error *err)
 {
     int d = table == IMS_INDEX_TABLE_SEMANTIC ? idx->cfg.semantic_dim : idx->cfg.visual_dim;
     if (d == 0)
@@ -1042,11 +1192,11 @@ ims_status ims_index_load_knn(const ims_index *idx, ims_index_table table, ims_k
         return ims_error_set(err, IMS_ERR_ARGUMENT, "index '%s': its %s table has %d columns, the k-NN table %lld",
                              idx->dir, table == IMS_INDEX_TABLE_SEMANTIC ? "semantic" : "visual", d,
                              (long long)ims_knn_dim(knn));
-    const char *suffix = table == IMS_INDEX_TABLE_SEMANTIC ? "semantic.npy" : "visual.npy";
+    int which = table == IMS_INDEX_TABLE_SEMANTIC ? CHUNK_SEMANTIC : CHUNK_VISUAL;
     ims_status st = ims_knn_reserve(knn, ims_knn_rows(knn) + (int64_t)idx->row_count, err);
     for (size_t c = 0; !st && c < idx->chunk_count; c++) {
         ims_npy *npy;
-        st = map_table(idx, c, suffix, d, &npy, err);
+        st = map_table(idx, c, which, d, verify, &npy, err);
         if (!st && idx->chunks[c].rows > 0)
             st = ims_knn_append(knn, ims_npy_data(npy), ims_npy_dtype(npy), (int64_t)idx->chunks[c].rows, err);
         ims_npy_close(npy);

@@ -57,12 +57,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ims_index *idx = NULL;
     ims_error err;
     if (ims_index_open(dir, &idx, &err) == IMS_OK) {
-        for (size_t r = 0; r < ims_index_row_count(idx); r++) {
+        for (int64_t r = 0; r < ims_index_row_count(idx); r++) {
             const ims_file_entry *e = ims_index_row(idx, r);
             if (!e || !e->path[0] || !ims_index_contains(idx, e->path))
                 abort();
         }
-        for (size_t f = 0; f < ims_index_failure_count(idx); f++) {
+        for (int64_t f = 0; f < ims_index_failure_count(idx); f++) {
             const ims_file_problem *p = ims_index_failure(idx, f);
             if (!p || !p->path[0] || !ims_index_contains(idx, p->path))
                 abort();

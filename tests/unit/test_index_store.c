@@ -220,11 +220,11 @@ static void check_load_knn(const ims_index *idx, int rows)
     TEST_OK(ims_knn_create(be, SD, &o, &wrong, &err), err);
     if (!be || !table || !knn || !wrong)
         goto done;
-    TEST_CHECK(ims_index_load_knn(idx, IMS_INDEX_TABLE_VISUAL, wrong, &err) == IMS_ERR_ARGUMENT &&
+    TEST_CHECK(ims_index_load_knn(idx, IMS_INDEX_TABLE_VISUAL, 1, wrong, &err) == IMS_ERR_ARGUMENT &&
                    strstr(err.msg, "columns"),
                "a k-NN table of another dimension: %s", err.msg);
-    TEST_OK(ims_index_load_knn(idx, IMS_INDEX_TABLE_VISUAL, knn, &err), err);
-    TEST_OK(ims_index_load_knn(idx, IMS_INDEX_TABLE_VISUAL, knn, &err), err);
+    TEST_OK(ims_index_load_knn(idx, IMS_INDEX_TABLE_VISUAL, 1, knn, &err), err);
+    TEST_OK(ims_index_load_knn(idx, IMS_INDEX_TABLE_VISUAL, 0, knn, &err), err);
     TEST_CHECK(ims_knn_rows(knn) == 2 * rows, "%lld k-NN rows, want %d", (long long)ims_knn_rows(knn), 2 * rows);
     float q[VD] = {0.5f, -1, 0.25f, 2, -0.75f};
     int64_t ids[64];
@@ -416,7 +416,68 @@ static void test_old_manifest(void)
     }
 }
 
-/* Each malformed manifest or chunk file is refused with a message naming it. */
+/* Two chunks' tables of the same shape swapped: the index opens (sizes agree)
+ * but loading the table names the file by its CRC-32, unless asked not to
+ * verify (then it is the caller's risk). Before CRCs were recorded, a search
+ * returned the wrong image at score 1.0. */
+static void test_swapped_chunks(void)
+{
+    ims_index_config cfg;
+    config_for_test(&cfg, IMS_DTYPE_F16);
+    ims_error err = {0};
+    ims_index *idx = NULL;
+    char dir[512], a[600], b[600], tmp[600];
+    path_join(dir, sizeof dir, "swapped");
+    TEST_OK(ims_index_open_for_writing(dir, &cfg, &idx, &err), err);
+    if (!idx)
+        return;
+    add_rows(idx, 0, 2 * cfg.chunk_rows, &err); /* two full chunks */
+    TEST_OK(ims_index_commit(idx, &err), err);
+    ims_index_close(idx);
+    snprintf(a, sizeof a, "%s/chunk-000000.visual.npy", dir);
+    snprintf(b, sizeof b, "%s/chunk-000001.visual.npy", dir);
+    snprintf(tmp, sizeof tmp, "%s/swap.npy", dir);
+    TEST_CHECK(!rename(a, tmp) && !rename(b, a) && !rename(tmp, b), "swap the two tables");
+    ims_backend *be = NULL;
+    ims_knn_table *knn = NULL;
+    ims_knn_options o;
+    ims_knn_options_init(&o);
+    TEST_OK(ims_backend_create(IMS_BACKEND_CPU, 0, &be, &err), err);
+    if (be)
+        TEST_OK(ims_knn_create(be, VD, &o, &knn, &err), err);
+    TEST_OK(ims_index_open(dir, &idx, &err), err);
+    if (idx && knn) {
+        ims_status st = ims_index_load_knn(idx, IMS_INDEX_TABLE_VISUAL, 1, knn, &err);
+        TEST_CHECK(st == IMS_ERR_CHECKSUM && strstr(err.msg, "chunk-000000.visual.npy") && strstr(err.msg, "CRC-32"),
+                   "swapped tables: %s '%s'", ims_status_name(st), err.msg);
+        ims_knn_free(knn);
+        knn = NULL;
+        TEST_OK(ims_knn_create(be, VD, &o, &knn, &err), err);
+        if (knn)
+            TEST_OK(ims_index_load_knn(idx, IMS_INDEX_TABLE_VISUAL, 0, knn, &err), err); /* sizes only */
+    }
+    ims_index_close(idx);
+    ims_knn_free(knn);
+    ims_backend_free(be);
+}
+
+/* The manifest as an index made before chunk files' sizes and CRC-32s were
+ * recorded wrote it: without the chunks' "files" objects. */
+static char *without_file_records(const char *manifest)
+{
+    char *out = strdup(manifest), *p;
+    while (out && (p = strstr(out, ", \"files\": {"))) {
+        char *end = strstr(p, "}}"); /* the last file's object and "files" end together */
+        if (!end)
+            break;
+        memmove(p, end + 2, strlen(end + 2) + 1);
+    }
+    return out;
+}
+
+/* Each malformed manifest or chunk file is refused with a message naming it.
+ * A changed chunk file fails its size or CRC-32 check first; the parser's own
+ * checks are then tried as an older index (no recorded files) meets them. */
 static void test_malformed(void)
 {
     ims_index_config cfg;
@@ -461,6 +522,15 @@ static void test_malformed(void)
          " \"image_model\": {\"name\": \"a\", \"path\": \"/a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
          " \"rows\": 2, \"failures\": 0, \"chunks\": [{\"rows\": 2, \"failures\": 0}]}",
          "precision 'fp8'"},
+        /* A hostile count (2^62 failures): refused by the size of failures.txt,
+         * before it sizes memory (it once wrapped a capacity to zero). */
+        {"bad/manifest.json",
+         "{\"format\": \"imgsearch-index\", \"version\": 1, \"tool_version\": \"x\", \"mode\": \"torchvision\","
+         " \"dtype\": \"f32\", \"chunk_rows\": 4, \"visual_dim\": 5, \"semantic_dim\": 0,"
+         " \"image_model\": {\"name\": \"a\", \"path\": \"/a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
+         " \"rows\": 2, \"failures\": 4611686018427387904,"
+         " \"chunks\": [{\"rows\": 2, \"failures\": 4611686018427387904}]}",
+         "more than its"},
         {"bad/chunk-000000.rows.txt", "20\t1\timg/000.jpg\n", "1 rows, the manifest lists 2"},
         {"bad/chunk-000000.rows.txt", "20\t1\timg/000.jpg\nx\t1\timg/001.jpg\n", "line 2"},
         {"bad/chunk-000000.rows.txt", "20\t1\timg/000.jpg\n20\t1\timg/%G1.jpg\n", "malformed"},
@@ -472,18 +542,44 @@ static void test_malformed(void)
     size_t manifest_len, rows_len;
     char *good_manifest = test_read_file(manifest, &manifest_len);
     char *good_rows = test_read_file(rows, &rows_len);
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        write_text(cases[i].file, "%s", cases[i].content);
-        err.msg[0] = '\0';
-        ims_status st = ims_index_open(dir, &idx, &err);
-        TEST_CHECK(st != IMS_OK && strstr(err.msg, cases[i].expect), "case %zu (%s): %s -> '%s'", i, cases[i].file,
-                   ims_status_name(st), err.msg);
-        if (st == IMS_OK)
-            ims_index_close(idx);
-        write_text("bad/manifest.json", "%s", good_manifest);
-        write_text("bad/chunk-000000.rows.txt", "%s", good_rows);
-        write_text("bad/chunk-000000.failures.txt", "%s", "");
+    char *old_manifest = without_file_records(good_manifest);
+    TEST_CHECK(old_manifest && !strstr(old_manifest, "files") && strstr(good_manifest, "\"files\""),
+               "the manifest records the chunk files");
+    for (size_t i = 0; old_manifest && i < sizeof cases / sizeof cases[0]; i++) {
+        int chunk_file = strstr(cases[i].file, "chunk-") != NULL;
+        for (int legacy = 0; legacy <= chunk_file; legacy++) {
+            write_text(cases[i].file, "%s", cases[i].content);
+            if (legacy)
+                write_text("bad/manifest.json", "%s", old_manifest);
+            const char *expect = chunk_file && !legacy ? "the file was changed or replaced" : cases[i].expect;
+            err.msg[0] = '\0';
+            ims_status st = ims_index_open(dir, &idx, &err);
+            TEST_CHECK(st != IMS_OK && strstr(err.msg, expect), "case %zu (%s%s): %s -> '%s'", i, cases[i].file,
+                       legacy ? ", an older index" : "", ims_status_name(st), err.msg);
+            if (st == IMS_OK)
+                ims_index_close(idx);
+            write_text("bad/manifest.json", "%s", good_manifest);
+            write_text("bad/chunk-000000.rows.txt", "%s", good_rows);
+            write_text("bad/chunk-000000.failures.txt", "%s", "");
+        }
     }
+    /* The same size, one byte changed: the CRC-32 names the file. */
+    char *changed = strdup(good_rows);
+    if (changed && rows_len > 0) {
+        changed[0] = changed[0] == '1' ? '2' : '1';
+        write_text("bad/chunk-000000.rows.txt", "%s", changed);
+        TEST_CHECK(ims_index_open(dir, &idx, &err) == IMS_ERR_CHECKSUM && strstr(err.msg, "CRC-32") &&
+                       strstr(err.msg, "rows.txt"),
+                   "a changed byte in rows.txt: '%s'", err.msg);
+        write_text("bad/chunk-000000.rows.txt", "%s", good_rows);
+    }
+    free(changed);
+    /* An older index (no records) still opens. */
+    write_text("bad/manifest.json", "%s", old_manifest ? old_manifest : "");
+    TEST_OK(ims_index_open(dir, &idx, &err), err);
+    ims_index_close(idx);
+    write_text("bad/manifest.json", "%s", good_manifest);
+    free(old_manifest);
     TEST_OK(ims_index_open(dir, &idx, &err), err); /* restored */
     ims_index_close(idx);
     free(good_manifest);
@@ -502,6 +598,7 @@ int main(void)
     test_index(IMS_DTYPE_F16);
     test_index(IMS_DTYPE_F32);
     test_malformed();
+    test_swapped_chunks();
     test_old_manifest();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "chmod -R u+rwx '%s'; rm -rf '%s'", tmp_root, tmp_root);

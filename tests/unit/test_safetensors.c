@@ -597,6 +597,43 @@ static ckpt *st_accept(const char *rule, st_buf b)
     return c;
 }
 
+/* 50,000 tensors, named "module.t<i>": every one is found by name, and the
+ * module. prefix strips (the name index is rebuilt). Reading this once took
+ * quadratic time (a linear search per added tensor); bench it with
+ * `imgsearch convert` on such a file, not here. */
+static void test_safetensors_many(void)
+{
+    enum { N = 50000 };
+    size_t cap = (size_t)N * 96 + 64, len = 0;
+    char *header = malloc(cap);
+    if (!header)
+        return;
+    len += (size_t)snprintf(header + len, cap - len, "{");
+    for (int i = 0; i < N; i++)
+        len += (size_t)snprintf(header + len, cap - len, "%s\"module.t%d\":{\"dtype\":\"F32\",\"shape\":[1],"
+                                "\"data_offsets\":[%d,%d]}", i ? "," : "", i, 4 * i, 4 * i + 4);
+    snprintf(header + len, cap - len, "}");
+    ckpt *c = st_accept("50,000 tensors", st_make(header, (size_t)N * 4));
+    free(header);
+    if (!c)
+        return;
+    TEST_CHECK(c->count == N, "%zu tensors, want %d", c->count, N);
+    char name[32];
+    int found = 0;
+    for (int i = 0; i < N; i += 997) {
+        snprintf(name, sizeof name, "module.t%d", i);
+        const ckpt_tensor *t = imsi_ckpt_find(c, name);
+        found += t && t->storage == c->data + 8 + (c->size - 8 - (size_t)N * 4) + 4 * (size_t)i;
+    }
+    TEST_CHECK(found == (N + 996) / 997, "%d of %d tensors found at their offsets", found, (N + 996) / 997);
+    ims_error err = {0};
+    TEST_OK(imsi_ckpt_strip_prefix(c, "module.", &err), err);
+    TEST_CHECK(imsi_ckpt_find(c, "t49999") && imsi_ckpt_find(c, "t0") && !imsi_ckpt_find(c, "module.t0"),
+               "names after stripping module.");
+    free((void *)c->data);
+    imsi_ckpt_free(c);
+}
+
 #define T1(name, dtype, shape, b, e)                                                                         \
     "\"" name "\":{\"dtype\":\"" dtype "\",\"shape\":" shape ",\"data_offsets\":[" #b "," #e "]}"
 
@@ -1207,6 +1244,7 @@ int main(int argc, char **argv)
     test_json_printable();
     test_safetensors_fixtures();
     test_safetensors_hostile();
+    test_safetensors_many();
     test_hf_tiny();
     test_hf_rules();
     test_minilm();
