@@ -214,7 +214,8 @@ class ims_index_run_options(Structure):
 
 class ims_search_options(Structure):
     _fields_ = [("backend", POINTER(ims_backend)), ("precision", c_int), ("dtype", c_int),
-                ("image_model", c_char_p), ("text_model", c_char_p), ("batch_size", c_int), ("threads", c_int)]
+                ("image_model", c_char_p), ("text_model", c_char_p), ("batch_size", c_int), ("threads", c_int),
+                ("verify", c_int)]
 
 
 class ims_search_query(Structure):

@@ -86,12 +86,16 @@ class Index(OnDevice):
     the models are read from (they are checked against the size and CRC-32 the
     index recorded), precision the image model's arithmetic, dtype the
     tables' storage during searches (default f16 on a GPU, f32 on the CPU).
-    Models and tables are loaded on the first search that needs them and kept.
+    Models and tables are loaded on the first search that needs them and kept;
+    verify (default True) checks each chunk file's CRC-32 against the manifest
+    as the tables load (False: sizes only). features() and semantic() map the
+    files as they are, unchecked.
     """
 
     def __init__(self, path: PathLike, device: Union[str, Device] = "auto", *, precision: Optional[str] = None,
                  dtype: Optional[str] = None, image_model: Optional[PathLike] = None,
-                 text_model: Optional[PathLike] = None, batch_size: int = 16, threads: int = 4):
+                 text_model: Optional[PathLike] = None, batch_size: int = 16, threads: int = 4,
+                 verify: bool = True):
         self._idx = self._searcher = None
         self._keep = []  # the option strings the searcher points at
         opts = _ffi.ims_search_options()
@@ -107,6 +111,7 @@ class Index(OnDevice):
                 setattr(opts, name, b)
         opts.batch_size = int_arg(batch_size, "batch_size", 1, 65536)
         opts.threads = int_arg(threads, "threads", 1, 256)
+        opts.verify = 1 if verify else 0
         self._opts = opts
         path_bytes = fs_path(path, "index path")
         super().__init__(device)

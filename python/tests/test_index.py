@@ -119,7 +119,7 @@ def test_index_resumes_and_extends(iv3, tiny_bert, photos, work):
 
 
 def test_index_errors(iv3, work, photos):
-    with pytest.raises(imgsearch.FileError):
+    with pytest.raises(imgsearch.NotFoundError, match="not an index"):
         imgsearch.Index(work / "absent.idx")
     with pytest.raises(imgsearch.FileError):
         imgsearch.index(photos, work / "x.idx", image_model=work / "absent.isw", device="cpu")
@@ -168,3 +168,22 @@ def test_semantic_absent(iv3, photos, work):
         assert idx.config["text_model"] is None
         with pytest.raises(imgsearch.Error):
             idx.search(text="needs a text model")
+
+
+def test_tampered_chunk_is_named(indexes, work):
+    """A chunk file changed after its commit: named by the CRC-32 check as the
+    tables load (verify=True, the default); verify=False checks sizes only."""
+    import shutil
+    py, _, _, _, _ = indexes
+    copy = work / "tampered.idx"
+    shutil.copytree(py, copy)
+    f = copy / "chunk-000000.semantic.npy"
+    data = bytearray(f.read_bytes())
+    data[-1] ^= 0x01  # the last byte of a row: still a finite f16
+    f.write_bytes(bytes(data))
+    with imgsearch.Index(copy, device="cpu") as idx:
+        with pytest.raises(imgsearch.Error, match="chunk-000000.semantic.npy") as e:
+            idx.search(text="a horse")
+        assert isinstance(e.value, (imgsearch.ChecksumError, imgsearch.FormatError))
+    with imgsearch.Index(copy, device="cpu", verify=False) as idx:
+        assert len(idx.search(text="a horse", k=3)) == 3
