@@ -20,7 +20,7 @@ import numpy as np
 from . import _ffi
 from ._core import (MODE_NAMES, MODES, Device, OnDevice, PathLike, choice, dtype_arg, fs_path, int_arg,
                     new_error, precision_arg, string_array, text_bytes)
-from ._errors import ArgumentError, FormatError, NotFoundError, check
+from ._errors import ArgumentError, FileError, FormatError, NotFoundError, check
 from ._models import _open_weights, _weights_synthetic
 
 _TABLES = {"visual": _ffi.IMS_INDEX_TABLE_VISUAL, "semantic": _ffi.IMS_INDEX_TABLE_SEMANTIC}
@@ -205,11 +205,21 @@ class Index(OnDevice):
         if name == "semantic" and cfg["semantic_dim"] == 0:
             raise NotFoundError("this index has no semantic table (it was built without a text model)")
         dim = cfg["visual_dim" if name == "visual" else "semantic_dim"]
-        parts = [np.load(os.path.join(self.path, f"chunk-{c:06d}.{name}.npy"), mmap_mode="r")
-                 for c in range(self.chunk_count)]
-        for c, p in enumerate(parts):
-            if p.ndim != 2 or p.shape[1] != dim:
-                raise FormatError(f"chunk {c}: {name} table of shape {p.shape}, the manifest says dim {dim}")
+        parts = []
+        for c in range(self.chunk_count):
+            path = os.path.join(self.path, f"chunk-{c:06d}.{name}.npy")
+            try:
+                p = np.load(path, mmap_mode="r")
+            except OSError as e:
+                raise FileError(f"{path}: {e.strerror or e}") from None
+            except ValueError as e:
+                raise FormatError(f"{path}: {e}") from None
+            if not isinstance(p, np.ndarray) or p.ndim != 2 or p.shape[1] != dim:
+                raise FormatError(f"{path}: a table of shape {getattr(p, 'shape', None)}; the manifest says dim {dim}")
+            parts.append(p)
+        if sum(p.shape[0] for p in parts) != len(self):
+            raise FormatError(f"{self.path}: the {name} chunks hold {sum(p.shape[0] for p in parts)} rows, "
+                              f"the manifest {len(self)}")
         if chunks:
             return parts
         if len(parts) == 1:

@@ -187,3 +187,24 @@ def test_tampered_chunk_is_named(indexes, work):
         assert isinstance(e.value, (imgsearch.ChecksumError, imgsearch.FormatError))
     with imgsearch.Index(copy, device="cpu", verify=False) as idx:
         assert len(idx.search(text="a horse", k=3)) == 3
+
+
+def test_missing_or_broken_chunk_file(indexes, work):
+    """The library names a missing or resized chunk file when the index opens;
+    features() names one that kept its size but is not a table any more."""
+    import shutil
+    py, _, _, _, _ = indexes
+    for name, change in (("chunk-000001.visual.npy", lambda f: f.unlink()),
+                         ("chunk-000000.semantic.npy", lambda f: f.write_bytes(b"not a npy file"))):
+        copy = work / f"broken_{name}.idx"
+        shutil.copytree(py, copy)
+        change(copy / name)
+        with pytest.raises(imgsearch.Error, match=name):
+            imgsearch.Index(copy, device="cpu")
+    copy = work / "garbled.idx"
+    shutil.copytree(py, copy)
+    f = copy / "chunk-000000.visual.npy"
+    f.write_bytes(b"\0" * f.stat().st_size)  # same size, no .npy header
+    with imgsearch.Index(copy, device="cpu") as idx:
+        with pytest.raises(imgsearch.FormatError, match="chunk-000000.visual.npy"):
+            idx.features()
