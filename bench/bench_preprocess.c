@@ -2,7 +2,8 @@
  * preprocessing (Resize 342, CenterCrop 299) and for the preprocessing alone.
  *
  * Usage: bench_preprocess [--seconds S] NAME=FILE[,FILE...] ...
- * Each NAME is one set of files; every set is run for at least S seconds
+ * Files of any format the decoder reads (by content: JPEG, PNG, WebP, TIFF,
+ * GIF, BMP). Each NAME is one set of files; every set is run for at least S seconds
  * (default 2) by cycling over its files. One output line per set:
  *   set NAME files N decode+preprocess IPS preprocess IPS
  * bench/pillow_preprocess.py drives it and prints the comparison with Pillow.

@@ -330,3 +330,14 @@ int cli_arg_device(cli_args *a, cli_device *d)
         d->kind = values[i];
     return rc;
 }
+
+int cli_arg_max_pixels(cli_args *a, ims_decode_options *o)
+{
+    int64_t n = 0;
+    int rc = cli_arg_int64(a, 1, INT64_MAX, &n);
+    if (!rc) {
+        o->max_pixels = (uint64_t)n;
+        o->warn_pixels = (uint64_t)n / 2;
+    }
+    return rc;
+}

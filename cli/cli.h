@@ -41,6 +41,8 @@ int cli_error(const ims_error *err);
 /* "imgsearch: WHAT PATH: REASON" on stderr (a skipped image, a failed file). */
 void cli_report_file(const char *what, const char *path, const char *reason);
 int cli_file_error(const char *path, const ims_error *err);
+/* "imgsearch: warning: <path>: <msg>": an image that decoded with a warning. */
+void cli_image_warning(const char *path, const char *msg);
 /* "imgsearch: <printf text>": the command's own one-line failure; returns CLI_EXIT_FAILURE. */
 /* The command's exit status, or CLI_EXIT_FAILURE if what it wrote to stdout
  * did not all get there (checked once, at the end: main.c). */
@@ -158,6 +160,15 @@ typedef struct cli_device {
 #define CLI_DEVICE_OPTIONS "--device|--gpu"
 #define CLI_GPU_MAX 63
 int cli_arg_device(cli_args *a, cli_device *d); /* the value of --device or --gpu, whichever is current */
+
+/* --max-pixels N, for every command that reads images: refuse an image of
+ * more than N pixels and warn above N / 2, Pillow's ratio (its defaults,
+ * which are ours, are 178,956,970 and 89,478,485). Sets both in o. */
+#define CLI_MAX_PIXELS_OPTION "--max-pixels"
+#define CLI_MAX_PIXELS_HELP                                                                              \
+    "  --max-pixels N       refuse images of more than N pixels (default 178956970, as\n"              \
+    "                       Pillow); warn above N / 2 (a possible decompression bomb)\n"
+int cli_arg_max_pixels(cli_args *a, ims_decode_options *o);
 
 /* The current operand appended to l. */
 int cli_operand_add(cli_args *a, cli_list *l);

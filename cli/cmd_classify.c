@@ -10,9 +10,10 @@
 static const char classify_usage[] =
     "usage: imgsearch classify IMAGE... --image-model M.isw [-k 5] [--json]\n"
     "                          [--device auto|cpu|cuda] [--gpu N] [--precision fp32|tf32|fp16]\n"
-    "                          [--mode torchvision|fid] [--batch N] [--threads N]\n"
+    "                          [--mode torchvision|fid] [--batch N] [--threads N] [--max-pixels N]\n"
     "\n"
-    "Prints the k most probable classes of each IMAGE (JPEG or PNG) under an\n"
+    "Prints the k most probable classes of each IMAGE (JPEG, PNG, WebP, TIFF, GIF\n"
+    "or BMP, recognized by content) under an\n"
     "Inception-v3 weight file (imgsearch convert), with softmax probabilities.\n"
     "\n"
     "  --image-model M.isw  the model\n"
@@ -27,6 +28,7 @@ static const char classify_usage[] =
     "                       (bilinear 299 x 299); default: the model's\n"
     "  --batch N            images per forward pass (default 32)\n"
     "  --threads N          decode threads (default: the CPU count, at most 8)\n"
+    CLI_MAX_PIXELS_HELP
     "\n"
     "Images are preprocessed as the model's metadata says unless --mode is given.\n"
     "Exit status: 0 success, 1 failure, 2 bad command line, 3 some images could\n"

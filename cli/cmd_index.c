@@ -8,10 +8,14 @@ static const char index_usage[] =
     "                       [--batch N] [--device auto|cpu|cuda] [--gpu N] [--threads N]\n"
     "                       [--precision fp32|tf32|fp16] [--mode torchvision|fid]\n"
     "                       [--dtype f16|f32] [--chunk-rows N] [--conse-top T]\n"
+    "                       [--max-pixels N] [--verbose]\n"
     "\n"
-    "Indexes every JPEG and PNG under the folders (recursively, symbolic links\n"
-    "followed, each folder once, files in sorted order) into the folder INDEX:\n"
-    "per image the L2-normalized Inception-v3 pool features (for search by image)\n"
+    "Indexes every image under the folders (recursively, symbolic links followed,\n"
+    "each folder once, files in sorted order) into the folder INDEX: files named\n"
+    ".jpg .jpeg .jpe .jfif .png .webp .tif .tiff .gif .bmp (any case), each\n"
+    "decoded by its content whatever its name; other files are ignored and\n"
+    "counted by extension. Per image\n"
+    "the L2-normalized Inception-v3 pool features (for search by image)\n"
     "and, with --text-model, a ConSE embedding in the text model's space (for\n"
     "search by text). docs/FORMAT.md describes the folder.\n"
     "\n"
@@ -31,6 +35,9 @@ static const char index_usage[] =
     "  --dtype f16|f32         storage of the tables (default f16)\n"
     "  --chunk-rows N          rows per chunk file (default 4096)\n"
     "  --conse-top T           classes mixed per semantic embedding (default 10)\n"
+    "  --max-pixels N          refuse images of more than N pixels (default 178956970,\n"
+    "                          as Pillow); warn above N / 2 (a possible decompression bomb)\n"
+    "  --verbose               list the ignored files (not named like an image) on stderr\n"
     "\n"
     "Exit status: 0 every image indexed; 3 the index is complete but some files\n"
     "were skipped (each reported on stderr and recorded in the index with its\n"
@@ -39,6 +46,7 @@ static const char index_usage[] =
 
 typedef struct index_cli {
     cli_progress bar;
+    int verbose;
 } index_cli;
 
 static void on_failure(void *ctx, const char *path, const char *reason)
@@ -49,15 +57,33 @@ static void on_failure(void *ctx, const char *path, const char *reason)
     cli_report_file("skipped ", path, reason);
 }
 
+static void on_warning(void *ctx, const char *path, const char *message)
+{
+    index_cli *c = ctx;
+    if (c->bar.tty && c->bar.drawn)
+        fputs("\r\033[K", stderr);
+    cli_image_warning(path, message);
+}
+
 static void on_progress(void *ctx, const ims_index_progress *p)
 {
     index_cli *c = ctx;
     if (p->stage == IMS_INDEX_STAGE_PLANNED) {
-        fprintf(stderr,
-                "imgsearch: %lld images to index (%lld already in the index, %lld non-image files ignored); "
-                "about %.1f MiB on disk, %.1f MiB of host buffers\n",
-                (long long)p->total, (long long)p->already, (long long)p->ignored, (double)p->estimated_disk_bytes / (1 << 20),
-                (double)p->estimated_host_bytes / (1 << 20));
+        char ignored[512] = "";
+        if (p->walk && ims_file_list_ignored_summary(p->walk, ignored, sizeof ignored) >= sizeof ignored)
+            snprintf(ignored + sizeof ignored - 5, 5, "...");
+        if (c->verbose && p->walk)
+            for (int64_t i = 0; i < p->walk->ignored_count; i++) {
+                fputs("imgsearch: ignored ", stderr);
+                text_safe(stderr, p->walk->ignored[i]);
+                fputc('\n', stderr);
+            }
+        /* the extensions come from file names: through text_safe */
+        fprintf(stderr, "imgsearch: %lld images to index (%lld already in the index; ignored: ", (long long)p->total,
+                (long long)p->already);
+        text_safe(stderr, ignored[0] ? ignored : "none");
+        fprintf(stderr, "); about %.1f MiB on disk, %.1f MiB of host buffers\n",
+                (double)p->estimated_disk_bytes / (1 << 20), (double)p->estimated_host_bytes / (1 << 20));
         cli_progress_init(&c->bar, "images", p->total);
         return;
     }
@@ -69,6 +95,7 @@ typedef struct index_args {
     cli_device device;
     int precision, mode; /* CLI_PRECISION_DEFAULT, CLI_MODE_MODEL when not given */
     int batch, threads;  /* 0: the defaults */
+    int verbose;
     cli_list roots;
 } index_args;
 
@@ -102,6 +129,10 @@ static int parse_args(int argc, char **argv, index_args *x, ims_index_run_option
             cli_arg_int(&a, 1, 1 << 20, &o->chunk_rows);
         else if (cli_is(&a, "--conse-top"))
             cli_arg_int(&a, 1, 100000, &o->conse_top);
+        else if (cli_is(&a, CLI_MAX_PIXELS_OPTION))
+            cli_arg_max_pixels(&a, &o->decode);
+        else if (cli_is(&a, "--verbose|-v"))
+            x->verbose = 1;
         else
             cli_args_unknown(&a);
     }
@@ -136,7 +167,7 @@ int cmd_index(int argc, char **argv)
     if (!st && cli_models_synthetic(&m))
         fprintf(stderr, "imgsearch: WARNING: %s holds synthetic weights: the embeddings are not meaningful\n",
                 image_path);
-    index_cli ctx = {0};
+    index_cli ctx = {.verbose = x.verbose};
     ims_index_progress result = {0};
     if (!st) {
         int cuda = ims_backend_get_info(m.backend)->kind == IMS_BACKEND_CUDA;
@@ -150,6 +181,7 @@ int cmd_index(int argc, char **argv)
         o.threads = x.threads ? x.threads : cli_default_threads(16);
         o.progress = on_progress;
         o.on_failure = on_failure;
+        o.on_warning = on_warning;
         o.progress_ctx = &ctx;
         st = ims_index_run(&o, &result, &err);
     }

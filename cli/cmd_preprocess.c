@@ -12,9 +12,10 @@
 
 static const char preprocess_usage[] =
     "usage: imgsearch preprocess IMAGE... -o OUT.npy [--mode torchvision|fid] [--uint8]\n"
-    "                            [--exif ignore|apply] [--threads N]\n"
+    "                            [--exif ignore|apply] [--threads N] [--max-pixels N]\n"
     "\n"
-    "Writes the exact network input of each IMAGE (JPEG or PNG) as one NumPy .npy\n"
+    "Writes the exact network input of each IMAGE (JPEG, PNG, WebP, TIFF, GIF or BMP,\n"
+    "recognized by content) as one NumPy .npy\n"
     "array, in the order given, for comparison with the Python reference pipelines.\n"
     "\n"
     "  -o, --output OUT.npy   the file to write (replaced atomically)\n"
@@ -28,6 +29,8 @@ static const char preprocess_usage[] =
     "  --exif apply|ignore    apply the EXIF orientation (default), or ignore it as\n"
     "                         torchvision's own pipeline does\n"
     "  --threads N            decode threads (default: the CPU count, at most 8)\n"
+    "  --max-pixels N         refuse images of more than N pixels (default 178956970,\n"
+    "                         as Pillow); warn above N / 2\n"
     "\n"
     "Output: float32 of shape (N, 3, 299, 299), or uint8 of shape (N, 299, 299, 3)\n"
     "with --uint8. A summary line goes to stdout.\n"
@@ -40,6 +43,7 @@ typedef struct preprocess_options {
     cli_list images;
     ims_preprocess_mode mode;
     int uint8, exif, threads;
+    ims_decode_options decode; /* --max-pixels */
 } preprocess_options;
 
 enum { PREPROCESS_BATCH = 16, PREPROCESS_MAX_THREADS = 8 };
@@ -66,6 +70,8 @@ static int parse_args(int argc, char **argv, preprocess_options *o)
             cli_arg_choice(&a, exif_names, &o->exif); /* 1: apply */
         else if (cli_is(&a, "--threads"))
             cli_arg_int(&a, 1, 256, &o->threads);
+        else if (cli_is(&a, CLI_MAX_PIXELS_OPTION))
+            cli_arg_max_pixels(&a, &o->decode);
         else
             cli_args_unknown(&a);
     }
@@ -96,6 +102,8 @@ static int write_batches(ims_image_loader *ld, const preprocess_options *o, ims_
         for (int j = 0; j < b->count; j++)
             if (b->items[j].status)
                 fprintf(stderr, "imgsearch: %s: %s\n", b->items[j].path, b->items[j].reason);
+            else if (b->items[j].warnings)
+                cli_image_warning(b->items[j].path, b->items[j].reason);
         *failed += (size_t)b->failed;
         size_t n = (size_t)b->count * b->item_bytes;
         if (!*failed && !write_error.code)
@@ -121,6 +129,7 @@ static int run_preprocess(const preprocess_options *o)
     lo.threads = o->threads;
     if ((size_t)lo.threads > o->images.count)
         lo.threads = (int)o->images.count;
+    lo.decode = o->decode;
     lo.decode.apply_exif_orientation = o->exif;
 
     const int64_t s = IMS_IMAGE_INPUT_SIZE;
@@ -164,6 +173,7 @@ int cmd_preprocess(int argc, char **argv)
 {
     preprocess_options o = {.mode = IMS_PREPROCESS_TORCHVISION, .exif = 1,
                             .threads = cli_default_threads(PREPROCESS_MAX_THREADS)};
+    ims_decode_options_init(&o.decode);
     int status = parse_args(argc, argv, &o);
     if (status < 0)
         status = run_preprocess(&o);

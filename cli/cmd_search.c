@@ -16,12 +16,13 @@ static const char search_usage[] =
     "                        [-k K] [--json] [--table visual|semantic]\n"
     "                        [--device auto|cpu|cuda] [--gpu N] [--dtype f16|f32]\n"
     "                        [--text-model M.isw] [--image-model M.isw] [--no-verify]\n"
+    "                        [--max-pixels N]\n"
     "\n"
     "Finds the K images of INDEX most similar to each query (cosine similarity,\n"
     "exact). --text, --image and --queries may be repeated and combined.\n"
     "\n"
     "  --text TEXT          a text query (needs an index built with --text-model)\n"
-    "  --image FILE         an image query\n"
+    "  --image FILE         an image query (JPEG, PNG, WebP, TIFF, GIF or BMP)\n"
     "  --queries FILE       one query per line: text, or @PATH for an image\n"
     "  -k K                 results per query (default 10)\n"
     "  --table T            the table image queries use: visual (default: the\n"
@@ -38,7 +39,8 @@ static const char search_usage[] =
     "  --text-model M       the text model (default: the one the index was built with)\n"
     "  --image-model M      the image model (default: likewise)\n"
     "  --no-verify          check the index's table files by size only, not by\n"
-    "                       their CRC-32 (faster loading of very large indexes)\n";
+    "                       their CRC-32 (faster loading of very large indexes)\n"
+    CLI_MAX_PIXELS_HELP;
 
 typedef struct search_query {
     const char *text; /* the query as given (text, or the image path) */
@@ -50,11 +52,18 @@ typedef struct search_args {
     cli_device device;
     int k, json, semantic_images, no_verify;
     ims_dtype dtype; /* IMS_DTYPE_COUNT: the backend's default */
+    ims_decode_options decode; /* --max-pixels */
     search_query *queries;
     size_t count, cap;
     char **owned; /* lines read from --queries files */
     size_t owned_count, owned_cap;
 } search_args;
+
+static void on_image_warning(void *ctx, const char *path, const char *message)
+{
+    (void)ctx;
+    cli_image_warning(path, message);
+}
 
 static int add_query(search_args *a, const char *text, int image)
 {
@@ -142,6 +151,7 @@ static int parse_search_args(int argc, char **argv, search_args *a)
     static const char *const table_names[] = {"visual", "semantic", NULL};
     a->k = 10;
     a->dtype = IMS_DTYPE_COUNT;
+    ims_decode_options_init(&a->decode);
     cli_args c;
     cli_args_init(&c, "search", search_usage, argc, argv);
     while (cli_args_next(&c)) {
@@ -169,6 +179,8 @@ static int parse_search_args(int argc, char **argv, search_args *a)
             cli_arg_path(&c, &a->text_model);
         else if (cli_is(&c, "--image-model"))
             cli_arg_path(&c, &a->image_model);
+        else if (cli_is(&c, CLI_MAX_PIXELS_OPTION))
+            cli_arg_max_pixels(&c, &a->decode);
         else
             cli_args_unknown(&c);
     }
@@ -257,6 +269,8 @@ int cmd_search(int argc, char **argv)
     so.dtype = a.dtype;
     so.image_model = a.image_model;
     so.text_model = a.text_model;
+    so.decode = a.decode;
+    so.on_warning = on_image_warning;
     so.verify = !a.no_verify;
     if (!st)
         st = ims_searcher_open(index, &so, &searcher, &err);

@@ -15,6 +15,7 @@ void encode_options_init(encode_options *o)
     o->batch = 32;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     o->threads = n < 1 ? 1 : n > 8 ? 8 : (int)n;
+    ims_decode_options_init(&o->decode);
 }
 
 /* Every image through enc on be; the sink gets those that succeeded. */
@@ -28,6 +29,7 @@ static int encode_with(const encode_options *o, ims_backend *be, ims_image_encod
     ro.mode = o->mode;
     ro.batch_size = o->batch;
     ro.threads = o->threads;
+    ro.decode = o->decode;
     ims_image_encoder_run *run = NULL;
     if (ims_image_encoder_run_start(enc, be, o->images, o->count, &ro, &run, &err))
         return cli_error(&err);
@@ -43,6 +45,8 @@ static int encode_with(const encode_options *o, ims_backend *be, ims_image_encod
                 failed++;
                 continue;
             }
+            if (b->items[j].warnings)
+                cli_image_warning(b->items[j].path, b->items[j].reason);
             size_t index = b->first + (size_t)j;
             if (sink(ctx, index, o->images[index], b->features + (size_t)j * dim, b->logits + (size_t)j * classes,
                      enc))
@@ -98,6 +102,8 @@ int encode_options_take(cli_args *a, encode_options *o, cli_list *images)
         cli_arg_int(a, 1, 1024, &o->batch);
     else if (cli_is(a, "--threads"))
         cli_arg_int(a, 1, 256, &o->threads);
+    else if (cli_is(a, CLI_MAX_PIXELS_OPTION))
+        cli_arg_max_pixels(a, &o->decode);
     else
         return 0;
     return 1;

@@ -15,12 +15,13 @@ typedef struct encode_options {
     int mode;                 /* --mode: CLI_MODE_MODEL, else an ims_preprocess_mode */
     int batch;                /* --batch N */
     int threads;              /* decode threads */
+    ims_decode_options decode; /* --max-pixels */
 } encode_options;
 
 void encode_options_init(encode_options *o);
 
 /* The options both commands take (the images, --image-model, --device/--gpu,
- * --precision, --mode, --batch, --threads): 1 if a's current argument was
+ * --precision, --mode, --batch, --threads, --max-pixels): 1 if a's current argument was
  * one of them (and is consumed), 0 if it is the command's own. */
 int encode_options_take(cli_args *a, encode_options *o, cli_list *images);
 

@@ -31,6 +31,11 @@ int cli_file_error(const char *path, const ims_error *err)
     return CLI_EXIT_FAILURE;
 }
 
+void cli_image_warning(const char *path, const char *msg)
+{
+    cli_report_file("warning: ", path, msg);
+}
+
 int cli_finish_output(int status)
 {
     /* Results that did not all reach stdout (a full disk, a closed pipe, >/dev/full)

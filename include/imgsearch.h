@@ -355,9 +355,12 @@ typedef struct ims_file_list {
     ims_file_problem *problems; /* what could not be listed, sorted by path */
     int64_t problem_count;
     int64_t ignored_count; /* files skipped because their names are not an image's */
+    char **ignored;        /* (ignored_count) their paths, sorted by path bytes */
 } ims_file_list;
 
-/* 1 if the name ends in .jpg, .jpeg, .jpe, .jfif or .png (any case). */
+/* 1 if the name ends in .jpg, .jpeg, .jpe, .jfif, .png, .webp, .tif, .tiff,
+ * .gif or .bmp (any case). The name only decides which files a walk lists;
+ * the decoder goes by content. */
 IMS_API int ims_path_is_image_name(const char *path);
 
 /* The image files under roots (folders walked recursively, symbolic links
@@ -366,17 +369,24 @@ IMS_API int ims_path_is_image_name(const char *path);
 IMS_API ims_status ims_file_list_walk(const char *const *roots, size_t root_count, ims_file_list *out, ims_error *err);
 IMS_API void ims_file_list_free(ims_file_list *list);
 
+/* The ignored files counted by extension, most first (ties by name):
+ * "3 .txt, 2 .heic, 1 (no extension)"; "" when none. Extensions are
+ * lowercased. Returns the length the whole text needs (as snprintf). */
+IMS_API size_t ims_file_list_ignored_summary(const ims_file_list *list, char *buf, size_t size);
+
 /* ==== image: the pipeline: decode, preprocess, load ======================================= */
 
-/* The image pipeline: the image input pipeline: decode (JPEG, PNG) -> RGB8 -> the
+/* The image pipeline: decode (JPEG, PNG, WebP, TIFF, GIF, BMP) -> RGB8 -> the
  * network's input, exactly as the reference pipelines compute it.
  *
  * Layouts: decoded images and uint8 outputs are HWC (row-major, RGB
  * interleaved); float outputs are CHW (NCHW for a batch) or HWC (NHWC).
  *
- * - image/decode.c: content sniffing, libjpeg-turbo (TurboJPEG) and libpng,
- *   every color type converted to RGB as Pillow's convert('RGB') does, EXIF
- *   orientation, limits, one-line errors for bad input.
+ * - image/decode.c: content sniffing, libjpeg-turbo (TurboJPEG) and libpng;
+ *   image/decode_{webp,tiff,gif,bmp}.c: libwebp, libtiff, giflib and our own
+ *   BMP reader; every color type converted to RGB as Pillow's convert('RGB')
+ *   does, EXIF orientation, Pillow's decompression-bomb limits, one-line
+ *   errors for bad input.
  * - image/preprocess.c: torchvision mode (Pillow's antialiased bilinear resize
  *   of the short side, in Pillow's fixed-point arithmetic, then torchvision's
  *   center crop) and fid mode (torch's bilinear interpolate, align_corners
@@ -387,23 +397,43 @@ IMS_API void ims_file_list_free(ims_file_list *list);
 
 /* ==== image: decode ======================================================================= */
 
+/* Bits of ims_image.warnings: the image decoded, but the caller may want to say something. */
+enum {
+    IMS_IMAGE_WARNING_LARGE = 1, /* width * height over warn_pixels: a possible decompression bomb */
+};
+
 typedef struct ims_image {
     int width, height;
-    uint8_t *pixels; /* (height, width, 3) RGB, owned (free with ims_image_free) */
+    uint8_t *pixels;   /* (height, width, 3) RGB, owned (free with ims_image_free) */
+    unsigned warnings; /* IMS_IMAGE_WARNING_* bits */
 } ims_image;
 
 typedef enum ims_image_format {
     IMS_IMAGE_FORMAT_UNKNOWN = 0,
     IMS_IMAGE_FORMAT_JPEG,
     IMS_IMAGE_FORMAT_PNG,
+    IMS_IMAGE_FORMAT_WEBP, /* RIFF....WEBP */
+    IMS_IMAGE_FORMAT_TIFF, /* II*\0, MM\0*, and BigTIFF */
+    IMS_IMAGE_FORMAT_GIF,  /* GIF87a, GIF89a */
+    IMS_IMAGE_FORMAT_BMP,  /* BM */
 } ims_image_format;
 
+/* Pillow's decompression-bomb limits: Image.MAX_IMAGE_PIXELS (89,478,485)
+ * warns, twice that refuses. */
+#define IMS_DECODE_WARN_PIXELS 89478485u
+#define IMS_DECODE_MAX_PIXELS (2u * IMS_DECODE_WARN_PIXELS)
+
 typedef struct ims_decode_options {
-    uint64_t max_pixels;          /* width * height limit (decompression bombs); default 100,000,000 */
+    uint64_t max_pixels;          /* width * height over this is refused, before any allocation that
+                                     depends on it (decompression bombs); default IMS_DECODE_MAX_PIXELS */
     int apply_exif_orientation;   /* default 1; torchvision's own pipeline ignores EXIF (0) */
+    uint64_t warn_pixels;         /* width * height over this decodes with IMS_IMAGE_WARNING_LARGE;
+                                     default IMS_DECODE_WARN_PIXELS */
 } ims_decode_options;
 
 IMS_API void ims_decode_options_init(ims_decode_options *o);
+/* The short name of a format: "JPEG", "PNG", "WebP", "TIFF", "GIF", "BMP"; "unknown". */
+IMS_API const char *ims_image_format_name(ims_image_format format);
 
 /* The format by content (magic bytes), never by file name. */
 IMS_API ims_image_format ims_image_sniff(const void *data, size_t size);
@@ -498,7 +528,9 @@ IMS_API void ims_image_loader_options_init(ims_image_loader_options *o);
 typedef struct ims_image_item {
     ims_status status;              /* IMS_OK, or why the image failed (its pixels are zero) */
     const char *path;               /* the image's path: the caller's string given to start */
-    char reason[IMS_ERROR_MSG_MAX]; /* why it failed, one line without the path; empty when ok */
+    char reason[IMS_ERROR_MSG_MAX]; /* why it failed, one line without the path; when it
+                                       decoded with warnings, what they are; else empty */
+    unsigned warnings;              /* IMS_IMAGE_WARNING_* bits of the decoded image */
 } ims_image_item;
 
 typedef struct ims_image_batch {
@@ -599,6 +631,7 @@ typedef struct ims_image_encoder_run_options {
     int batch_size; /* images per forward pass; default 32 */
     int threads;    /* decode threads; default 4 (never more than images) */
     int buffers;    /* loader buffers, at least 2; default 3: one in the model, two being decoded */
+    ims_decode_options decode; /* ims_decode_options_init's defaults */
 } ims_image_encoder_run_options;
 
 IMS_API void ims_image_encoder_run_options_init(ims_image_encoder_run_options *o);
@@ -907,6 +940,8 @@ typedef struct ims_index_progress {
     int64_t failed;  /* files recorded as failures in this run (listing problems included) */
     int64_t already; /* files the index held before this run: skipped */
     int64_t ignored; /* files whose names are not an image's */
+    const ims_file_list *walk; /* the files listed (their ignored files and the summary of them);
+                                  valid during the callback, NULL before the walk */
     uint64_t estimated_disk_bytes, estimated_host_bytes;
     double elapsed_s;
     double decode_wait_s; /* time the model waited for decoded images */
@@ -930,10 +965,14 @@ typedef struct ims_index_run_options {
     int conse_top;                       /* classes mixed per image; default 10; recorded in the
                                             manifest (search mixes image queries alike): a run on
                                             an existing index must match it */
+    ims_decode_options decode;           /* pixel limits (ims_decode_options_init's defaults) */
     /* Called on the caller's thread: progress after each batch (and once
      * PLANNED, once FINISHED); each failure as it is recorded. Either may be NULL. */
     void (*progress)(void *ctx, const ims_index_progress *p);
     void (*on_failure)(void *ctx, const char *path, const char *reason);
+    /* Called on the caller's thread for an image indexed with a warning (a
+     * possible decompression bomb); may be NULL. */
+    void (*on_warning)(void *ctx, const char *path, const char *message);
     void *progress_ctx;
 } ims_index_run_options;
 
@@ -973,13 +1012,19 @@ typedef struct ims_search_options {
     const char *text_model;  /* NULL (default): likewise */
     int batch_size, threads; /* image queries: images per forward pass, decode threads; default 16, 4 */
     int verify;              /* 1 (default): check the tables' CRC-32s as they load; 0: sizes only */
+    ims_decode_options decode; /* image queries: pixel limits (ims_decode_options_init's defaults) */
+    /* A query image that decoded with a warning (a possible decompression
+     * bomb), on the caller's thread; may be NULL. */
+    void (*on_warning)(void *ctx, const char *path, const char *message);
+    void *warning_ctx;
 } ims_search_options;
 
 IMS_API void ims_search_options_init(ims_search_options *o);
 
 typedef struct ims_search_query {
     const char *text;      /* a text query (searches the semantic table), or NULL */
-    const char *image;     /* an image file (JPEG, PNG), or NULL: exactly one of text and image */
+    const char *image;     /* an image file (any format the decoder reads), or NULL: exactly one
+                              of text and image */
     ims_index_table table; /* image queries: IMS_INDEX_TABLE_VISUAL (0, the default) or
                               IMS_INDEX_TABLE_SEMANTIC (ConSE, as the rows); text: semantic */
 } ims_search_query;

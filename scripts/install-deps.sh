@@ -9,6 +9,7 @@ packages=(
   cmake ninja-build pkg-config make gcc g++   # build
   libpng-dev zlib1g-dev                       # PNG decode; zlib's crc32 for checksums
   libturbojpeg0-dev libjpeg62-turbo-dev       # JPEG decode (TurboJPEG API)
+  libwebp-dev libtiff-dev libgif-dev          # WebP, TIFF and GIF decode
   libopenblas-dev                             # CPU backend GEMM
   clang libclang-rt-14-dev libomp-dev         # libFuzzer, sanitizer and OpenMP runtimes for clang
   python3                                     # format cross-check test (stdlib only)

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # prepare-devdeps.sh: run HERE (on the Debian dev machine) before a GPU session:
 # downloads the Debian packages of the build's host libraries (libpng,
-# TurboJPEG, OpenBLAS and what they link) into .devdeps/ (git-ignored, about
-# 14 MB), so that bench/device_check.sh can build on a device machine that
+# TurboJPEG, libwebp, libtiff, giflib, OpenBLAS and what they link) into
+# .devdeps/ (git-ignored, about 17 MB), so that bench/device_check.sh can build on a device machine that
 # lacks them. Pass `carry: [".devdeps"]` to the device run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(libpng-dev libpng16-16 zlib1g-dev libturbojpeg0-dev libturbojpeg0
-          libopenblas-dev libopenblas-pthread-dev libopenblas0-pthread libgfortran5)
+          libopenblas-dev libopenblas-pthread-dev libopenblas0-pthread libgfortran5
+          # WebP, TIFF, GIF decoding, and what libtiff-4.pc requires and libtiff6 links
+          libwebp-dev libwebp7 libwebpdemux2 libwebpmux3 libtiff-dev libtiff6 libgif-dev libgif7
+          libzstd-dev libzstd1 liblzma-dev liblzma5 libjpeg62-turbo-dev libjpeg62-turbo
+          libdeflate-dev libdeflate0 libjbig0 liblerc4)
 mkdir -p .devdeps
 cd .devdeps
 rm -f ./*.deb

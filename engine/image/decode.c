@@ -1,15 +1,19 @@
-/* image/decode.c: JPEG and PNG -> RGB8 (HWC), byte-identical to Pillow's
- * Image.open(f).convert('RGB') (then ImageOps.exif_transpose when asked).
+/* image/decode.c: image files -> RGB8 (HWC), byte-identical to Pillow's
+ * Image.open(f).convert('RGB') (then ImageOps.exif_transpose when asked):
+ * the format sniffed by content and dispatched (WebP, TIFF, GIF and BMP to
+ * image/decode_<format>.c, see image/decode_formats.h), JPEG and PNG here.
  *
- * - JPEG: TurboJPEG 2.x API (accurate integer IDCT, fancy upsampling, as
- *   Pillow's libjpeg defaults). Gray -> replicated; CMYK and YCCK decode to
- *   CMYK, which Pillow always reads as Adobe-inverted ("CMYK;I") and converts
- *   with its integer cmyk2rgb. A truncated JPEG (libjpeg's "Premature end of
- *   JPEG file" warning) is REFUSED, as Pillow refuses it by default
- *   (LOAD_TRUNCATED_IMAGES = False: "image file is truncated"); other libjpeg
- *   warnings (extraneous bytes, ...) are tolerated as Pillow tolerates them.
- *   TurboJPEG 2.x refuses sampling factors outside its TJSAMP list (say Y
- *   2x2, Cb 2x1, Cr 1x2), which Pillow decodes: IMS_ERR_UNSUPPORTED.
+ * - JPEG: the libjpeg API of libjpeg-turbo, with Pillow's settings (libjpeg's
+ *   defaults: accurate integer IDCT, fancy upsampling; any sampling factors).
+ *   Gray -> replicated; CMYK and YCCK decode to CMYK, which Pillow always
+ *   reads as Adobe-inverted ("CMYK;I") and converts with its integer cmyk2rgb.
+ *   Every libjpeg warning is seen: a truncated JPEG ("Premature end of JPEG
+ *   file", at any point, even between the scans of a progressive file) is
+ *   REFUSED, as Pillow refuses it by default (LOAD_TRUNCATED_IMAGES = False:
+ *   "image file is truncated"); other warnings (extraneous bytes, ...) are
+ *   tolerated as Pillow tolerates them. A progressive file of more than
+ *   JPEG_MAX_SCANS scans is refused (a decode-time bomb), and a stream of
+ *   tables only is not an image.
  * - PNG: libpng 1.6 from memory; every CRC error is an error (stricter than
  *   Pillow, which never checks IDAT's CRC); sub-8-bit samples
  *   are expanded by libpng (bit replication, as Pillow's L;1/L;2/L;4);
@@ -22,26 +26,47 @@
  *   bounds-checked; when EXIF has no orientation tag, XMP's
  *   tiff:Orientation (JPEG APP1 XMP, PNG "XML:com.adobe.xmp" text). Not
  *   read: PNG "Raw profile type exif" text chunks.
- * - Limits: width * height is checked against max_pixels before any
- *   allocation that depends on it.
+ * - Limits (Pillow's decompression-bomb check): width * height over
+ *   max_pixels is refused before any allocation that depends on it; over
+ *   warn_pixels the image decodes with IMS_IMAGE_WARNING_LARGE.
  */
 #include "imgsearch.h"
 
 #include "core/error.h"
+#include "image/decode_formats.h"
 
-#include <png.h>
 #include <setjmp.h>
-#include <stdio.h>
+#include <stdio.h> /* before jpeglib.h, which uses FILE */
+
+#include <jerror.h>
+#include <jpeglib.h>
+#include <png.h>
 #include <stdlib.h>
 #include <string.h>
-#include <turbojpeg.h>
 
 void ims_decode_options_init(ims_decode_options *o)
 {
-    o->max_pixels = 100000000;
+    o->max_pixels = IMS_DECODE_MAX_PIXELS;
     o->apply_exif_orientation = 1;
+    o->warn_pixels = IMS_DECODE_WARN_PIXELS;
 }
 
+const char *ims_image_format_name(ims_image_format format)
+{
+    switch (format) {
+    case IMS_IMAGE_FORMAT_JPEG: return "JPEG";
+    case IMS_IMAGE_FORMAT_PNG: return "PNG";
+    case IMS_IMAGE_FORMAT_WEBP: return "WebP";
+    case IMS_IMAGE_FORMAT_TIFF: return "TIFF";
+    case IMS_IMAGE_FORMAT_GIF: return "GIF";
+    case IMS_IMAGE_FORMAT_BMP: return "BMP";
+    default: return "unknown";
+    }
+}
+
+/* The signatures Pillow's plugins accept for these formats (TIFF: classic
+ * and BigTIFF, both byte orders; not Pillow's lenient "MM*\0" / "II\0*",
+ * which libtiff refuses). */
 ims_image_format ims_image_sniff(const void *data, size_t size)
 {
     static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
@@ -50,6 +75,15 @@ ims_image_format ims_image_sniff(const void *data, size_t size)
         return IMS_IMAGE_FORMAT_JPEG;
     if (size >= 8 && memcmp(p, png_sig, 8) == 0)
         return IMS_IMAGE_FORMAT_PNG;
+    if (size >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0)
+        return IMS_IMAGE_FORMAT_WEBP;
+    if (size >= 4 && (memcmp(p, "II*\0", 4) == 0 || memcmp(p, "MM\0*", 4) == 0 || memcmp(p, "II+\0", 4) == 0 ||
+                      memcmp(p, "MM\0+", 4) == 0))
+        return IMS_IMAGE_FORMAT_TIFF;
+    if (size >= 6 && (memcmp(p, "GIF87a", 6) == 0 || memcmp(p, "GIF89a", 6) == 0))
+        return IMS_IMAGE_FORMAT_GIF;
+    if (size >= 2 && p[0] == 'B' && p[1] == 'M')
+        return IMS_IMAGE_FORMAT_BMP;
     return IMS_IMAGE_FORMAT_UNKNOWN;
 }
 
@@ -57,193 +91,19 @@ void ims_image_free(ims_image *img)
 {
     if (!img)
         return;
-    free(img->pixels);
-    img->pixels = NULL;
-    img->width = img->height = 0;
+    imsi_image_clear(img);
 }
 
 /* Names formats we recognize but do not decode, so the message says which. */
 static const char *unsupported_name(const unsigned char *p, size_t n)
 {
-    if (n >= 6 && (memcmp(p, "GIF87a", 6) == 0 || memcmp(p, "GIF89a", 6) == 0))
-        return "GIF";
-    if (n >= 2 && p[0] == 'B' && p[1] == 'M')
-        return "BMP";
-    if (n >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0)
-        return "WebP";
-    if (n >= 4 && (memcmp(p, "II*\0", 4) == 0 || memcmp(p, "MM\0*", 4) == 0))
-        return "TIFF";
     if (n >= 12 && memcmp(p + 4, "ftyp", 4) == 0)
         return "HEIF/AVIF";
+    if (n >= 4 && memcmp(p, "8BPS", 4) == 0)
+        return "Photoshop (PSD)";
+    if (n >= 12 && memcmp(p, "\0\0\0\x0cjP  \r\n\x87\n", 12) == 0)
+        return "JPEG 2000";
     return NULL;
-}
-
-/* A count as people write it: exact below a million, else 1e10 or 1.5e8. */
-static const char *short_count(uint64_t v, char buf[32])
-{
-    if (v < 1000000) {
-        snprintf(buf, 32, "%llu", (unsigned long long)v);
-        return buf;
-    }
-    int exp10 = 0;
-    double m = (double)v;
-    while (m >= 10)
-        m /= 10, exp10++;
-    char mant[16];
-    snprintf(mant, sizeof mant, "%.3g", m); /* 9.996 rounds to "10": rare, still readable */
-    snprintf(buf, 32, "%.8se%d", mant, exp10 % 100);
-    return buf;
-}
-
-static ims_status check_size(uint64_t w, uint64_t h, const ims_decode_options *o, ims_error *err)
-{
-    if (w == 0 || h == 0)
-        return ims_error_set(err, IMS_ERR_FORMAT, "image is %llu x %llu, which is empty", (unsigned long long)w,
-                             (unsigned long long)h);
-    /* w, h < 2^32 each, so the product fits in 64 bits. */
-    uint64_t n = w * h;
-    if (n > o->max_pixels) {
-        char a[32], b[32];
-        return ims_error_set(err, IMS_ERR_FORMAT, "image is %llu x %llu = %s pixels, over the limit of %s (--max-pixels)",
-                             (unsigned long long)w, (unsigned long long)h, short_count(n, a),
-                             short_count(o->max_pixels, b));
-    }
-    if (n > SIZE_MAX / 4 || w > INT32_MAX || h > INT32_MAX)
-        return ims_error_set(err, IMS_ERR_NOMEM, "image is %llu x %llu, too large for this machine", (unsigned long long)w,
-                             (unsigned long long)h);
-    return IMS_OK;
-}
-
-/* ---- EXIF orientation ------------------------------------------------------------ */
-
-static unsigned rd16(const unsigned char *p, int be) { return be ? (unsigned)p[0] << 8 | p[1] : (unsigned)p[1] << 8 | p[0]; }
-
-static uint32_t rd32(const unsigned char *p, int be)
-{
-    return be ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]
-              : (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
-}
-
-static uint64_t rd64(const unsigned char *p, int be)
-{
-    return be ? (uint64_t)rd32(p, 1) << 32 | rd32(p + 4, 1) : (uint64_t)rd32(p + 4, 0) << 32 | rd32(p, 0);
-}
-
-/* Bytes per value of a TIFF type as Pillow loads it; 0: a type Pillow skips. */
-static unsigned tiff_unit_size(unsigned type)
-{
-    static const unsigned char size[17] = {0, 1, 1, 2, 4, 8, 1, 1, 2, 4, 8, 4, 8, 4, 0, 0, 8};
-    return type < 17 ? size[type] : 0;
-}
-
-/* Pillow's value of the first element v of type `type` as an orientation:
- * integers as they are, rationals and floats when they equal an integer
- * exactly (Pillow's dict lookup then matches); BYTE, ASCII and UNDEFINED load
- * as bytes or str, which match nothing. 9 = present but no transform. */
-static int tiff_orientation_value(const unsigned char *v, unsigned type, int be)
-{
-    int64_t x;
-    switch (type) {
-    case 3: x = rd16(v, be); break;
-    case 4: case 13: x = rd32(v, be); break;
-    case 6: x = (signed char)v[0]; break;
-    case 8: x = (int16_t)rd16(v, be); break;
-    case 9: x = (int32_t)rd32(v, be); break;
-    case 16: x = rd64(v, be) > 8 ? 9 : (int64_t)rd64(v, be); break;
-    case 5: case 10: {
-        int64_t n = type == 5 ? (int64_t)rd32(v, be) : (int32_t)rd32(v, be);
-        int64_t d = type == 5 ? (int64_t)rd32(v + 4, be) : (int32_t)rd32(v + 4, be);
-        x = d != 0 && n % d == 0 ? n / d : 9;
-        break;
-    }
-    case 11: {
-        uint32_t bits = rd32(v, be);
-        float f;
-        memcpy(&f, &bits, 4);
-        x = f >= 1 && f <= 8 && f == (float)(int)f ? (int)f : 9;
-        break;
-    }
-    case 12: {
-        uint64_t bits = rd64(v, be);
-        double f;
-        memcpy(&f, &bits, 8);
-        x = f >= 1 && f <= 8 && f == (double)(int)f ? (int)f : 9;
-        break;
-    }
-    default: x = 9; break;
-    }
-    return x >= 1 && x <= 8 ? (int)x : 9;
-}
-
-/* The orientation (0 = absent, 9 = present but not a transform) of IFD0 tag
- * 0x0112 in an EXIF block, read as Pillow's Exif.load and
- * ImageFileDirectory_v2.load do: up to two "Exif\0\0" prefixes stripped; a
- * short IFD keeps the entries before the cut; the first loadable entry of a
- * tag wins; a value over 4 bytes is read at its offset, skipped when outside
- * the block or when the out-of-line sizes so far exceed the block's length;
- * a count over 1 keeps the first value (Orientation is specified as 1). */
-static int exif_orientation_tiff(const unsigned char *t, size_t n)
-{
-    for (int k = 0; k < 2 && n >= 6 && memcmp(t, "Exif\0\0", 6) == 0; k++)
-        t += 6, n -= 6;
-    if (n < 8)
-        return 0;
-    int be;
-    if (memcmp(t, "II*\0", 4) == 0)
-        be = 0;
-    else if (memcmp(t, "MM\0*", 4) == 0)
-        be = 1;
-    else
-        return 0;
-    uint32_t ifd = rd32(t + 4, be);
-    if (ifd > n || n - ifd < 2)
-        return 0;
-    size_t count = rd16(t + ifd, be);
-    if ((n - ifd - 2) / 12 < count)
-        count = (n - ifd - 2) / 12;
-    uint64_t loaded[65536 / 64]; /* tags already loaded: later duplicates are skipped */
-    memset(loaded, 0, sizeof loaded);
-    uint64_t total = 0;
-    for (size_t i = 0; i < count; i++) {
-        const unsigned char *e = t + ifd + 2 + i * 12;
-        unsigned tag = rd16(e, be), type = rd16(e + 2, be), unit = tiff_unit_size(type);
-        if (loaded[tag / 64] >> (tag % 64) & 1 || unit == 0)
-            continue;
-        uint64_t size = (uint64_t)rd32(e + 4, be) * unit; /* < 2^35: no overflow */
-        const unsigned char *v = e + 8;
-        if (size > 4) {
-            uint32_t off = rd32(e + 8, be);
-            total += size;
-            if (total > n)
-                continue;
-            if (off > n || size > n - off)
-                continue; /* Pillow: "Possibly corrupt EXIF data", tag skipped */
-            v = t + off;
-        }
-        if (size == 0)
-            continue;
-        loaded[tag / 64] |= 1ull << (tag % 64);
-        if (tag == 0x0112)
-            return tiff_orientation_value(v, type, be);
-    }
-    return 0;
-}
-
-/* Pillow's XMP fallback: the first tiff:Orientation="D or tiff:Orientation>D. */
-static int xmp_orientation(const unsigned char *p, size_t n)
-{
-    static const char key[] = "tiff:Orientation";
-    size_t k = sizeof key - 1;
-    for (size_t i = 0; n >= k + 2 && i <= n - k - 2; i++) {
-        if (memcmp(p + i, key, k) != 0)
-            continue;
-        const unsigned char *q = p + i + k;
-        if (q[0] == '>' && q[1] >= '0' && q[1] <= '9')
-            return q[1] - '0';
-        if (q[0] == '=' && n - i - k >= 3 && q[1] == '"' && q[2] >= '0' && q[2] <= '9')
-            return q[2] - '0';
-    }
-    return 0;
 }
 
 /* Walks JPEG markers up to the first scan, as Pillow's JpegImagePlugin:
@@ -292,10 +152,10 @@ static int jpeg_orientation(const unsigned char *p, size_t n)
         }
         i += 2 + len;
     }
-    int o = exif ? exif_orientation_tiff(exif, exif_len) : 0;
+    int o = exif ? imsi_exif_orientation(exif, exif_len) : 0;
     free(exif);
     if (!o && xmp)
-        o = xmp_orientation(xmp, xmp_len);
+        o = imsi_xmp_orientation(xmp, xmp_len);
     return o;
 }
 
@@ -331,57 +191,60 @@ static int jpeg_ends_before_scan(const unsigned char *p, size_t n)
     return 1;
 }
 
-/* Applies orientation o as Pillow's exif_transpose: the output pixel (x, y)
- * comes from source (sx, sy). Orientations 5..8 swap width and height. */
-static ims_status apply_orientation(ims_image *img, int o, ims_error *err)
-{
-    if (o <= 1 || o > 8)
-        return IMS_OK;
-    int w = img->width, h = img->height;
-    int ow = o >= 5 ? h : w, oh = o >= 5 ? w : h;
-    uint8_t *dst = malloc((size_t)w * h * 3);
-    if (!dst)
-        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory rotating a %d x %d image", w, h);
-    for (int y = 0; y < oh; y++) {
-        for (int x = 0; x < ow; x++) {
-            int sx, sy;
-            switch (o) {
-            case 2: sx = w - 1 - x, sy = y; break;         /* FLIP_LEFT_RIGHT */
-            case 3: sx = w - 1 - x, sy = h - 1 - y; break; /* ROTATE_180 */
-            case 4: sx = x, sy = h - 1 - y; break;         /* FLIP_TOP_BOTTOM */
-            case 5: sx = y, sy = x; break;                 /* TRANSPOSE */
-            case 6: sx = y, sy = h - 1 - x; break;         /* ROTATE_270 */
-            case 7: sx = w - 1 - y, sy = h - 1 - x; break; /* TRANSVERSE */
-            default: sx = w - 1 - y, sy = x; break;        /* 8: ROTATE_90 */
-            }
-            memcpy(dst + ((size_t)y * ow + x) * 3, img->pixels + ((size_t)sy * w + sx) * 3, 3);
-        }
-    }
-    free(img->pixels);
-    img->pixels = dst;
-    img->width = ow;
-    img->height = oh;
-    return IMS_OK;
-}
-
 /* ---- JPEG ------------------------------------------------------------------------- */
-
-/* Pillow's MULDIV255: a * b / 255, rounded, in integers. */
-static int muldiv255(int a, int b)
-{
-    int t = a * b + 128;
-    return ((t >> 8) + t) >> 8;
-}
 
 /* In place, 4 -> 3 bytes per pixel: Pillow's CMYK;I unpack (invert) then cmyk2rgb. */
 static void cmyk_to_rgb(uint8_t *px, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         const uint8_t *s = px + i * 4;
-        int c = 255 - s[0], m = 255 - s[1], y = 255 - s[2], nk = s[3]; /* nk = 255 - (255 - raw k) */
-        uint8_t r = (uint8_t)(nk - muldiv255(c, nk)), g = (uint8_t)(nk - muldiv255(m, nk)),
-                b = (uint8_t)(nk - muldiv255(y, nk));
-        px[i * 3] = r, px[i * 3 + 1] = g, px[i * 3 + 2] = b;
+        uint8_t rgb[3];
+        imsi_cmyk_pixel_to_rgb(255 - s[0], 255 - s[1], 255 - s[2], 255 - s[3], rgb);
+        memcpy(px + i * 3, rgb, 3);
+    }
+}
+
+/* A decode stops on the first error (longjmp out of libjpeg) and records
+ * every warning: TurboJPEG 2.x kept only the last one, so a truncation
+ * warning could be hidden behind a later one and a broken file accepted. */
+typedef struct jpeg_guard {
+    struct jpeg_error_mgr pub;
+    struct jpeg_progress_mgr progress;
+    jmp_buf jump;
+    int truncated;       /* libjpeg ran out of data (its "Premature end of JPEG file") */
+    int too_many_scans;  /* a progressive file past JPEG_MAX_SCANS */
+    char first_warning[JMSG_LENGTH_MAX];
+} jpeg_guard;
+
+/* Scans a progressive JPEG may have. Real files have about 10; each scan costs
+ * a pass over the coefficients, so a file of 9,000 tiny scans once took 47 s
+ * of one decode thread (libjpeg-turbo 3's TurboJPEG has a scan limit for it). */
+#define JPEG_MAX_SCANS 1000
+
+static void jpeg_on_error(j_common_ptr cinfo)
+{
+    jpeg_guard *g = (jpeg_guard *)cinfo->err;
+    longjmp(g->jump, 1);
+}
+
+static void jpeg_on_message(j_common_ptr cinfo, int level)
+{
+    jpeg_guard *g = (jpeg_guard *)cinfo->err;
+    if (level >= 0)
+        return; /* trace messages */
+    if (cinfo->err->msg_code == JWRN_JPEG_EOF)
+        g->truncated = 1;
+    if (!g->first_warning[0])
+        cinfo->err->format_message(cinfo, g->first_warning);
+    cinfo->err->num_warnings++;
+}
+
+static void jpeg_on_progress(j_common_ptr cinfo)
+{
+    jpeg_guard *g = (jpeg_guard *)cinfo->err;
+    if (((j_decompress_ptr)cinfo)->input_scan_number > JPEG_MAX_SCANS) {
+        g->too_many_scans = 1;
+        longjmp(g->jump, 1);
     }
 }
 
@@ -390,67 +253,82 @@ static ims_status decode_jpeg(const unsigned char *data, size_t size, const ims_
 {
     if (size > (unsigned long)-1)
         return ims_error_set(err, IMS_ERR_UNSUPPORTED, "JPEG of %zu bytes is too large", size);
-    tjhandle tj = tjInitDecompress();
-    if (!tj)
-        return ims_error_set(err, IMS_ERR_NOMEM, "JPEG: cannot start the decoder: %s", tjGetErrorStr2(NULL));
-    ims_status st = IMS_OK;
-    uint8_t *px = NULL;
-    int w, h, subsamp, cs;
-    if (tjDecompressHeader3(tj, data, (unsigned long)size, &w, &h, &subsamp, &cs) != 0) {
-        if (strstr(tjGetErrorStr2(tj), "subsampling type"))
-            /* TurboJPEG 2.x's header refuses sampling factors outside its
-             * TJSAMP list (libjpeg and Pillow decode them; TurboJPEG 3 too). */
-            st = ims_error_set(err, IMS_ERR_UNSUPPORTED,
-                               "JPEG with unusual chroma sampling factors: not supported by TurboJPEG %s",
-                               "2.x (libjpeg-turbo 3 or the libjpeg API would decode it)");
-        else if (jpeg_ends_before_scan(data, size))
-            st = ims_error_set(err, IMS_ERR_FORMAT, "JPEG file is truncated (in its header: %s)", tjGetErrorStr2(tj));
-        else
-            st = ims_error_set(err, IMS_ERR_FORMAT, "bad JPEG header: %s", tjGetErrorStr2(tj));
-        goto done;
-    }
-    if ((st = check_size((uint64_t)(w > 0 ? w : 0), (uint64_t)(h > 0 ? h : 0), o, err)) != IMS_OK)
-        goto done;
-    int pf = cs == TJCS_GRAY ? TJPF_GRAY : (cs == TJCS_CMYK || cs == TJCS_YCCK) ? TJPF_CMYK : TJPF_RGB;
-    size_t bpp = (size_t)tjPixelSize[pf], npx = (size_t)w * (size_t)h;
-    /* 4 bytes per pixel at most: the later in-place widening to RGB fits. */
-    px = malloc(npx * (bpp > 3 ? bpp : 3));
-    if (!px) {
-        st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory for a %d x %d JPEG", w, h);
-        goto done;
-    }
-    if (tjDecompress2(tj, data, (unsigned long)size, px, w, 0, h, pf, 0) != 0) {
-        const char *why = tjGetErrorStr2(tj);
-        if (tjGetErrorCode(tj) != TJERR_WARNING) {
+    struct jpeg_decompress_struct cinfo;
+    jpeg_guard g;
+    memset(&g, 0, sizeof g);
+    cinfo.err = jpeg_std_error(&g.pub);
+    g.pub.error_exit = jpeg_on_error;
+    g.pub.emit_message = jpeg_on_message;
+    /* Locals changed after setjmp and read after longjmp must be volatile. */
+    uint8_t *volatile px = NULL;
+    volatile ims_status st = IMS_OK;
+    volatile int in_header = 1;
+    if (setjmp(g.jump)) {
+        char why[JMSG_LENGTH_MAX];
+        cinfo.err->format_message((j_common_ptr)&cinfo, why);
+        if (g.too_many_scans)
+            st = ims_error_set(err, IMS_ERR_FORMAT, "JPEG with more than %d scans (a decode-time bomb): skipped",
+                               JPEG_MAX_SCANS);
+        else if (in_header && jpeg_ends_before_scan(data, size))
+            st = ims_error_set(err, IMS_ERR_FORMAT, "JPEG file is truncated (in its header: %s)", why);
+        else if (st == IMS_OK)
             st = ims_error_set(err, IMS_ERR_FORMAT, "bad JPEG data: %s", why);
-            goto done;
-        }
-        if (strstr(why, "Premature end")) {
-            st = ims_error_set(err, IMS_ERR_FORMAT, "JPEG file is truncated (%s)", why);
-            goto done;
-        }
-        /* Other warnings: libjpeg decoded the whole image; Pillow accepts it too. */
+        goto done;
     }
-    if (pf == TJPF_GRAY) {
+    jpeg_create_decompress(&cinfo);
+    g.progress.progress_monitor = jpeg_on_progress;
+    cinfo.progress = &g.progress;
+    jpeg_mem_src(&cinfo, data, (unsigned long)size);
+    if (jpeg_read_header(&cinfo, FALSE) != JPEG_HEADER_OK) {
+        st = ims_error_set(err, IMS_ERR_FORMAT, "JPEG holds only tables, no image");
+        goto done;
+    }
+    in_header = 0;
+    if ((st = imsi_image_check_size(cinfo.image_width, cinfo.image_height, o, "JPEG", out, err)) != IMS_OK)
+        goto done;
+    /* Pillow's reading: libjpeg's defaults (accurate integer IDCT, fancy
+     * upsampling); CMYK and YCCK come out as CMYK, converted below. */
+    int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+    cinfo.out_color_space = cinfo.jpeg_color_space == JCS_GRAYSCALE ? JCS_GRAYSCALE : cmyk ? JCS_CMYK : JCS_RGB;
+    jpeg_start_decompress(&cinfo);
+    size_t w = cinfo.output_width, h = cinfo.output_height, bpp = (size_t)cinfo.output_components;
+    /* 4 bytes per pixel at most: the later in-place widening to RGB fits. */
+    px = malloc(w * h * (bpp > 3 ? bpp : 3));
+    if (!px) {
+        st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory for a %zu x %zu JPEG", w, h);
+        goto done;
+    }
+    while (cinfo.output_scanline < cinfo.output_height) {
+        JSAMPROW row = px + (size_t)cinfo.output_scanline * w * bpp;
+        jpeg_read_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_decompress(&cinfo);
+    if (g.truncated) { /* Pillow refuses it: "image file is truncated" */
+        st = ims_error_set(err, IMS_ERR_FORMAT, "JPEG file is truncated (%s)", g.first_warning);
+        goto done;
+    }
+    /* Other warnings (extraneous bytes, ...): the whole image decoded; Pillow accepts it too. */
+    size_t npx = w * h;
+    if (bpp == 1) {
         for (size_t i = npx; i-- > 0;) { /* backward: pixel i is read before 3i.. is written */
             uint8_t v = px[i];
             px[i * 3] = v, px[i * 3 + 1] = v, px[i * 3 + 2] = v;
         }
-    } else if (pf == TJPF_CMYK) {
+    } else if (cmyk) {
         cmyk_to_rgb(px, npx);
     }
-    out->width = w, out->height = h, out->pixels = px;
+    out->width = (int)w, out->height = (int)h, out->pixels = px;
     px = NULL;
     if (o->apply_exif_orientation) {
         int orientation = jpeg_orientation(data, size);
         st = orientation < 0 ? ims_error_set(err, IMS_ERR_NOMEM, "out of memory reading EXIF")
-                             : apply_orientation(out, orientation, err);
+                             : imsi_image_orient(out, orientation, err);
         if (st != IMS_OK)
             ims_image_free(out);
     }
 done:
     free(px);
-    tjDestroy(tj);
+    jpeg_destroy_decompress(&cinfo);
     return st;
 }
 
@@ -505,7 +383,7 @@ static int png_orientation(png_structp png, png_infop info)
     png_uint_32 exif_len = 0;
     png_bytep exif = NULL;
     if (png_get_eXIf_1(png, info, &exif_len, &exif) && exif) {
-        int found = exif_orientation_tiff(exif, exif_len);
+        int found = imsi_exif_orientation(exif, exif_len);
         if (found)
             return found;
     }
@@ -514,7 +392,7 @@ static int png_orientation(png_structp png, png_infop info)
     png_get_text(png, info, &text, &ntext);
     for (int i = 0; i < ntext; i++)
         if (text[i].key && strcmp(text[i].key, "XML:com.adobe.xmp") == 0 && text[i].text)
-            o = xmp_orientation((const unsigned char *)text[i].text,
+            o = imsi_xmp_orientation((const unsigned char *)text[i].text,
                                 text[i].compression > 0 ? text[i].itxt_length : text[i].text_length);
     return o;
 }
@@ -544,7 +422,7 @@ static ims_status decode_png(const unsigned char *data, size_t size, const ims_d
     png_set_crc_action(png, PNG_CRC_ERROR_QUIT, PNG_CRC_ERROR_QUIT);
     png_read_info(png, info);
     png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
-    if ((st = check_size(w, h, o, err)) != IMS_OK)
+    if ((st = imsi_image_check_size(w, h, o, "PNG", out, err)) != IMS_OK)
         goto done;
     int color = png_get_color_type(png, info);
     if (color == PNG_COLOR_TYPE_PALETTE)
@@ -561,7 +439,7 @@ static ims_status decode_png(const unsigned char *data, size_t size, const ims_d
         goto done;
     }
     /* The buffer holds both the libpng rows and the RGB8 result (converted in
-     * place). rowbytes <= w * 8 and w * h <= SIZE_MAX / 4 (check_size), but h
+     * place). rowbytes <= w * 8 and w * h <= SIZE_MAX / 4 (imsi_image_check_size), but h
      * rows may still overflow on 32-bit machines: check. */
     size_t step = (size_t)channels * (size_t)(depth / 8), row_max = rowbytes > (size_t)w * 3 ? rowbytes : (size_t)w * 3;
     if (row_max > SIZE_MAX / h) {
@@ -591,7 +469,7 @@ static ims_status decode_png(const unsigned char *data, size_t size, const ims_d
     out->width = (int)w, out->height = (int)h;
     out->pixels = px;
     px = NULL;
-    if (o->apply_exif_orientation && (st = apply_orientation(out, png_orientation(png, info), err)) != IMS_OK)
+    if (o->apply_exif_orientation && (st = imsi_image_orient(out, png_orientation(png, info), err)) != IMS_OK)
         ims_image_free(out);
 done:
     free(rows);
@@ -614,20 +492,29 @@ ims_status ims_image_decode(const void *data, size_t size, const ims_decode_opti
         return ims_error_set(err, IMS_ERR_ARGUMENT, "ims_image_decode: NULL argument");
     out->width = out->height = 0;
     out->pixels = NULL;
+    out->warnings = 0;
     if (size == 0)
         return ims_error_set(err, IMS_ERR_FORMAT, "empty file (0 bytes)");
+    ims_status st;
     switch (ims_image_sniff(data, size)) {
-    case IMS_IMAGE_FORMAT_JPEG:
-        return decode_jpeg(data, size, o, out, err);
-    case IMS_IMAGE_FORMAT_PNG:
-        return decode_png(data, size, o, out, err);
-    default:
-        break;
+    case IMS_IMAGE_FORMAT_JPEG: st = decode_jpeg(data, size, o, out, err); break;
+    case IMS_IMAGE_FORMAT_PNG: st = decode_png(data, size, o, out, err); break;
+    case IMS_IMAGE_FORMAT_WEBP: st = imsi_decode_webp(data, size, o, out, err); break;
+    case IMS_IMAGE_FORMAT_TIFF: st = imsi_decode_tiff(data, size, o, out, err); break;
+    case IMS_IMAGE_FORMAT_GIF: st = imsi_decode_gif(data, size, o, out, err); break;
+    case IMS_IMAGE_FORMAT_BMP: st = imsi_decode_bmp(data, size, o, out, err); break;
+    default: {
+        const char *name = unsupported_name(data, size);
+        if (name)
+            return ims_error_set(err, IMS_ERR_UNSUPPORTED,
+                                 "%s images are not supported (only JPEG, PNG, WebP, TIFF, GIF and BMP)", name);
+        return ims_error_set(err, IMS_ERR_FORMAT,
+                             "not an image file this decoder knows (JPEG, PNG, WebP, TIFF, GIF, BMP): unknown signature");
     }
-    const char *name = unsupported_name(data, size);
-    if (name)
-        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "%s images are not supported (only JPEG and PNG)", name);
-    return ims_error_set(err, IMS_ERR_FORMAT, "not a JPEG or PNG file (unknown signature)");
+    }
+    if (st != IMS_OK)
+        imsi_image_clear(out); /* a decoder's contract is to leave none; be sure */
+    return st;
 }
 
 ims_status ims_image_decode_file(const char *path, const ims_decode_options *o, ims_image *out, ims_error *err)
@@ -636,6 +523,7 @@ ims_status ims_image_decode_file(const char *path, const ims_decode_options *o, 
         return ims_error_set(err, IMS_ERR_ARGUMENT, "ims_image_decode_file: NULL argument");
     out->width = out->height = 0;
     out->pixels = NULL;
+    out->warnings = 0;
     FILE *f = fopen(path, "rb");
     if (!f)
         return ims_error_set(err, IMS_ERR_IO, "%s: cannot open", path);

@@ -193,15 +193,22 @@ static void load_one(const ims_image_loader *ld, const char *path, worker_scratc
     if (!st)
         st = preprocess(ld, &img, s, out, &err);
     double t3 = ims_clock_seconds();
-    ims_image_free(&img);
     t->read_s = t1 - t0, t->decode_s = t2 - t1, t->preprocess_s = t3 - t2, t->bytes = size;
     item->status = st;
     item->path = path;
     item->reason[0] = '\0';
+    item->warnings = st ? 0 : img.warnings;
     if (st) {
         memset(out, 0, ld->item_bytes);
         snprintf(item->reason, sizeof item->reason, "%s", err.msg[0] ? err.msg : ims_status_name(st));
+    } else if (img.warnings & IMS_IMAGE_WARNING_LARGE) {
+        const ims_decode_options *o = &ld->opts.decode;
+        snprintf(item->reason, sizeof item->reason,
+                 "%d x %d = %llu pixels, over %llu: a possible decompression bomb (refused above %llu, --max-pixels)",
+                 img.width, img.height, (unsigned long long)img.width * (unsigned long long)img.height,
+                 (unsigned long long)o->warn_pixels, (unsigned long long)o->max_pixels);
     }
+    ims_image_free(&img);
 }
 
 /* ---- Workers -------------------------------------------------------------------------- */

@@ -26,6 +26,7 @@ void ims_index_run_options_init(ims_index_run_options *o)
     o->conse_top = 10;
     o->dtype = IMS_DTYPE_F16;
     o->mode = IMS_PREPROCESS_TORCHVISION;
+    ims_decode_options_init(&o->decode);
 }
 
 /* x (d) scaled to unit length in place, in double; 0 if its norm is 0 or not finite. */
@@ -166,6 +167,8 @@ static ims_status run_batch(index_run *r, const ims_image_encoder_batch *b, cons
             } else {
                 st = ims_index_add(r->index, f, r->visual, r->semantic, err);
                 r->progress.indexed++;
+                if (!st && b->items[i].warnings && r->o->on_warning)
+                    r->o->on_warning(r->o->progress_ctx, f->path, b->items[i].reason);
             }
         }
         r->progress.write_s += ims_clock_seconds() - t1;
@@ -230,6 +233,7 @@ ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out
     }
     r.progress.total = todo_count;
     r.progress.ignored = list.ignored_count;
+    r.progress.walk = st ? NULL : &list;
     if (!st) {
         size_t per_row = ((size_t)r.features + (size_t)r.semantic_dim) * ims_dtype_size(o->dtype) + 64;
         r.progress.estimated_disk_bytes = per_row * todo_count;
@@ -245,6 +249,7 @@ ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out
         ro.mode = (int)o->mode;
         ro.batch_size = o->batch_size;
         ro.threads = o->threads;
+        ro.decode = o->decode;
         st = ims_image_encoder_run_start(r.image, o->backend, paths, todo_count, &ro, &run, err);
         r.progress.stage = IMS_INDEX_STAGE_RUNNING;
         const ims_image_encoder_batch *b;
@@ -263,6 +268,7 @@ ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out
         st = ims_index_commit(r.index, err);
     r.progress.elapsed_s = ims_clock_seconds() - start;
     r.progress.stage = IMS_INDEX_STAGE_FINISHED;
+    r.progress.walk = NULL; /* freed below; the caller's copy must not point at it */
     if (!st)
         report(&r);
     if (out)

@@ -51,6 +51,7 @@ void ims_search_options_init(ims_search_options *o)
     o->batch_size = 16;
     o->threads = 4;
     o->verify = 1;
+    ims_decode_options_init(&o->decode);
 }
 
 static int on_gpu(const ims_searcher *s) { return ims_backend_get_info(s->o.backend)->kind == IMS_BACKEND_CUDA; }
@@ -288,6 +289,7 @@ static ims_status embed_images(ims_searcher *s, query_set *qs, size_t n, ims_err
     ro.mode = (int)cfg->mode; /* as the rows were made, whatever the model's own */
     ro.batch_size = s->o.batch_size;
     ro.threads = s->o.threads;
+    ro.decode = s->o.decode;
     ims_image_encoder_run *run = NULL;
     if (!st)
         st = ims_image_encoder_run_start(s->image, s->o.backend, paths, n, &ro, &run, err);
@@ -296,10 +298,14 @@ static ims_status embed_images(ims_searcher *s, query_set *qs, size_t n, ims_err
     while (!st && (st = ims_image_encoder_run_next(run, &b, err)) == IMS_OK) {
         for (int i = 0; !st && i < b->count; i++) {
             const ims_image_item *it = &b->items[i];
-            if (it->status) /* a query that cannot be answered fails the search */
+            if (it->status) { /* a query that cannot be answered fails the search */
                 st = ims_error_set(err, it->status, "query image '%.200s': %.280s", it->path, it->reason);
-            else if ((st = store_image(s, qs, which[b->first + (size_t)i], b->features + (size_t)i * (size_t)fd,
-                                       b->logits + (size_t)i * (size_t)nc, err)))
+                break;
+            }
+            if (it->warnings && s->o.on_warning)
+                s->o.on_warning(s->o.warning_ctx, it->path, it->reason);
+            if ((st = store_image(s, qs, which[b->first + (size_t)i], b->features + (size_t)i * (size_t)fd,
+                                  b->logits + (size_t)i * (size_t)nc, err)))
                 imsi_error_prefix(err, st, "query image '%.200s'", it->path);
         }
     }

@@ -4,7 +4,8 @@
  * (by device and inode) is entered once, which also ends symlink loops. The
  * result is sorted by path bytes (strcmp), so it never depends on the order
  * the file system returns entries in. Files whose extension is not an image's
- * are counted, not listed. What cannot be read (a folder without permission, a
+ * are ignored: kept apart (their paths, sorted, for --verbose and the summary
+ * by extension), never decoded. What cannot be read (a folder without permission, a
  * dangling link named like an image) is listed as a problem with its reason.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -30,13 +31,13 @@ typedef struct walk_state {
     ims_file_list *out;
     dir_id *seen; /* folders entered */
     size_t seen_count, seen_cap;
-    size_t files_cap, problems_cap;
+    size_t files_cap, problems_cap, ignored_cap;
     ims_error *err;
 } walk_state;
 
 int ims_path_is_image_name(const char *path)
 {
-    static const char *const extensions[] = {"jpg", "jpeg", "jpe", "jfif", "png"};
+    static const char *const extensions[] = {"jpg", "jpeg", "jpe", "jfif", "png", "webp", "tif", "tiff", "gif", "bmp"};
     const char *slash = strrchr(path, '/');
     const char *dot = strrchr(slash ? slash + 1 : path, '.');
     if (!dot || dot[1] == '\0')
@@ -92,6 +93,19 @@ static ims_status add_problem(walk_state *ws, const char *path, const char *reas
         return ims_error_set(ws->err, IMS_ERR_NOMEM, "out of memory listing files");
     }
     out->problem_count++;
+    return IMS_OK;
+}
+
+static ims_status add_ignored(walk_state *ws, const char *path)
+{
+    ims_file_list *out = ws->out;
+    ims_status s = grow((void **)&out->ignored, &ws->ignored_cap, (size_t)out->ignored_count, sizeof *out->ignored,
+                        ws->err);
+    if (s)
+        return s;
+    if (!(out->ignored[out->ignored_count] = strdup(path)))
+        return ims_error_set(ws->err, IMS_ERR_NOMEM, "out of memory listing files");
+    out->ignored_count++;
     return IMS_OK;
 }
 
@@ -161,10 +175,8 @@ static ims_status walk_path(walk_state *ws, const char *path, int depth)
     if (stat(path, &st) != 0) {
         struct stat lst;
         int dangling = lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode);
-        if (depth > 0 && !ims_path_is_image_name(path)) {
-            ws->out->ignored_count++;
-            return IMS_OK;
-        }
+        if (depth > 0 && !ims_path_is_image_name(path))
+            return add_ignored(ws, path);
         char reason[300];
         snprintf(reason, sizeof reason, "%s: %s", dangling ? "dangling symbolic link" : "cannot read",
                  strerror(errno));
@@ -181,10 +193,8 @@ static ims_status walk_path(walk_state *ws, const char *path, int depth)
         return walk_dir(ws, path, depth);
     }
     /* A file named on the command line is taken whatever its name. */
-    if (depth > 0 && !ims_path_is_image_name(path)) {
-        ws->out->ignored_count++;
-        return IMS_OK;
-    }
+    if (depth > 0 && !ims_path_is_image_name(path))
+        return add_ignored(ws, path);
     if (!S_ISREG(st.st_mode))
         return add_problem(ws, path, "not a regular file");
     return add_file(ws, path, &st);
@@ -193,6 +203,11 @@ static ims_status walk_path(walk_state *ws, const char *path, int depth)
 static int compare_files(const void *a, const void *b)
 {
     return strcmp(((const ims_file_entry *)a)->path, ((const ims_file_entry *)b)->path);
+}
+
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 static int compare_problems(const void *a, const void *b)
@@ -216,6 +231,8 @@ ims_status ims_file_list_walk(const char *const *roots, size_t root_count, ims_f
         qsort(out->files, out->file_count, sizeof *out->files, compare_files);
     if (out->problem_count)
         qsort(out->problems, out->problem_count, sizeof *out->problems, compare_problems);
+    if (out->ignored_count)
+        qsort(out->ignored, (size_t)out->ignored_count, sizeof *out->ignored, compare_strings);
     /* The same file named twice (two roots that overlap) is indexed once. */
     size_t kept = 0;
     for (int64_t i = 0; i < out->file_count; i++) {
@@ -237,7 +254,68 @@ void ims_file_list_free(ims_file_list *list)
         free(list->problems[i].path);
         free(list->problems[i].reason);
     }
+    for (int64_t i = 0; i < list->ignored_count; i++)
+        free(list->ignored[i]);
     free(list->files);
     free(list->problems);
+    free(list->ignored);
     memset(list, 0, sizeof *list);
+}
+
+/* The extension of a path's last component, lowercased into buf ("" if none). */
+static void extension_of(const char *path, char *buf, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    const char *dot = strrchr(slash ? slash + 1 : path, '.');
+    buf[0] = '\0';
+    if (!dot || dot[1] == '\0' || dot == (slash ? slash + 1 : path))
+        return; /* no extension, or a dot file such as ".DS_Store" */
+    size_t i = 0;
+    for (const char *c = dot; *c && i + 1 < size; c++)
+        buf[i++] = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+    buf[i] = '\0';
+}
+
+typedef struct ext_count {
+    char ext[24];
+    int64_t count;
+} ext_count;
+
+static int compare_counts(const void *a, const void *b)
+{
+    const ext_count *x = a, *y = b;
+    if (x->count != y->count)
+        return x->count > y->count ? -1 : 1;
+    return strcmp(x->ext, y->ext);
+}
+
+size_t ims_file_list_ignored_summary(const ims_file_list *list, char *buf, size_t size)
+{
+    if (size)
+        buf[0] = '\0';
+    if (!list || list->ignored_count <= 0)
+        return 0;
+    ext_count *counts = calloc((size_t)list->ignored_count, sizeof *counts);
+    if (!counts)
+        return (size_t)snprintf(buf, size, "%lld files", (long long)list->ignored_count);
+    size_t kinds = 0;
+    for (int64_t i = 0; i < list->ignored_count; i++) {
+        char ext[24];
+        extension_of(list->ignored[i], ext, sizeof ext);
+        size_t k = 0;
+        while (k < kinds && strcmp(counts[k].ext, ext) != 0)
+            k++;
+        if (k == kinds)
+            memcpy(counts[kinds++].ext, ext, sizeof ext);
+        counts[k].count++;
+    }
+    qsort(counts, kinds, sizeof *counts, compare_counts);
+    size_t used = 0;
+    for (size_t k = 0; k < kinds; k++) {
+        int n = snprintf(used < size ? buf + used : NULL, used < size ? size - used : 0, "%s%lld %s", k ? ", " : "",
+                         (long long)counts[k].count, counts[k].ext[0] ? counts[k].ext : "(no extension)");
+        used += n > 0 ? (size_t)n : 0;
+    }
+    free(counts);
+    return used;
 }

@@ -32,6 +32,7 @@ void ims_image_encoder_run_options_init(ims_image_encoder_run_options *o)
     o->batch_size = 32;
     o->threads = 4;
     o->buffers = 3;
+    ims_decode_options_init(&o->decode);
 }
 
 ims_status ims_image_encoder_run_start(ims_image_encoder *enc, ims_backend *backend, const char *const *paths,
@@ -70,6 +71,7 @@ ims_status ims_image_encoder_run_start(ims_image_encoder *enc, ims_backend *back
     lo.batch_size = o->batch_size;
     lo.threads = o->threads > count ? (int)count : o->threads;
     lo.buffers = o->buffers;
+    lo.decode = o->decode;
     size_t b = (size_t)o->batch_size;
     run->features = malloc(b * (size_t)ims_image_encoder_feature_dim(enc) * sizeof *run->features);
     run->logits = malloc(b * (size_t)ims_image_encoder_num_classes(enc) * sizeof *run->logits);

@@ -59,6 +59,9 @@ CONSTANTS = {
     # weights
     "IMS_WEIGHTS_VERIFY_DATA": 1,
     # image
+    "IMS_IMAGE_WARNING_LARGE": 1,
+    "IMS_DECODE_WARN_PIXELS": 89478485,
+    "IMS_DECODE_MAX_PIXELS": 2 * 89478485,
     "IMS_PREPROCESS_TORCHVISION": 0,
     "IMS_PREPROCESS_FID": 1,
     "IMS_LAYOUT_NCHW": 0,
@@ -121,23 +124,24 @@ class ims_file_problem(Structure):
 
 class ims_file_list(Structure):
     _fields_ = [("files", POINTER(ims_file_entry)), ("file_count", c_int64), ("problems", POINTER(ims_file_problem)),
-                ("problem_count", c_int64), ("ignored_count", c_int64)]
+                ("problem_count", c_int64), ("ignored_count", c_int64), ("ignored", POINTER(c_char_p))]
 
 
 class ims_image(Structure):
-    _fields_ = [("width", c_int), ("height", c_int), ("pixels", POINTER(c_uint8))]
+    _fields_ = [("width", c_int), ("height", c_int), ("pixels", POINTER(c_uint8)), ("warnings", c_uint)]
 
 
 class ims_decode_options(Structure):
-    _fields_ = [("max_pixels", c_uint64), ("apply_exif_orientation", c_int)]
+    _fields_ = [("max_pixels", c_uint64), ("apply_exif_orientation", c_int), ("warn_pixels", c_uint64)]
 
 
 class ims_image_item(Structure):
-    _fields_ = [("status", c_int), ("path", c_char_p), ("reason", c_char * 512)]
+    _fields_ = [("status", c_int), ("path", c_char_p), ("reason", c_char * 512), ("warnings", c_uint)]
 
 
 class ims_image_encoder_run_options(Structure):
-    _fields_ = [("mode", c_int), ("batch_size", c_int), ("threads", c_int), ("buffers", c_int)]
+    _fields_ = [("mode", c_int), ("batch_size", c_int), ("threads", c_int), ("buffers", c_int),
+                ("decode", ims_decode_options)]
 
 
 class ims_image_encoder_batch(Structure):
@@ -158,7 +162,8 @@ class ims_index_config(Structure):
 
 class ims_index_progress(Structure):
     _fields_ = [("stage", c_int), ("total", c_int64), ("done", c_int64), ("indexed", c_int64), ("failed", c_int64),
-                ("already", c_int64), ("ignored", c_int64), ("estimated_disk_bytes", c_uint64),
+                ("already", c_int64), ("ignored", c_int64), ("walk", POINTER(ims_file_list)),
+                ("estimated_disk_bytes", c_uint64),
                 ("estimated_host_bytes", c_uint64), ("elapsed_s", c_double), ("decode_wait_s", c_double),
                 ("model_s", c_double), ("write_s", c_double)]
 
@@ -201,7 +206,7 @@ class ims_searcher(Structure):
 
 
 PROGRESS_FN = CFUNCTYPE(None, c_void_p, POINTER(ims_index_progress))
-FAILURE_FN = CFUNCTYPE(None, c_void_p, c_char_p, c_char_p)
+FAILURE_FN = CFUNCTYPE(None, c_void_p, c_char_p, c_char_p)  # also on_warning's (ctx, path, message)
 
 
 class ims_index_run_options(Structure):
@@ -209,13 +214,15 @@ class ims_index_run_options(Structure):
                 ("backend", POINTER(ims_backend)), ("image_model", POINTER(ims_weights)),
                 ("text_model", POINTER(ims_weights)), ("precision", c_int), ("mode", c_int), ("dtype", c_int),
                 ("batch_size", c_int), ("threads", c_int), ("chunk_rows", c_int), ("conse_top", c_int),
-                ("progress", PROGRESS_FN), ("on_failure", FAILURE_FN), ("progress_ctx", c_void_p)]
+                ("decode", ims_decode_options), ("progress", PROGRESS_FN), ("on_failure", FAILURE_FN),
+                ("on_warning", FAILURE_FN), ("progress_ctx", c_void_p)]
 
 
 class ims_search_options(Structure):
     _fields_ = [("backend", POINTER(ims_backend)), ("precision", c_int), ("dtype", c_int),
                 ("image_model", c_char_p), ("text_model", c_char_p), ("batch_size", c_int), ("threads", c_int),
-                ("verify", c_int)]
+                ("verify", c_int), ("decode", ims_decode_options), ("on_warning", FAILURE_FN),
+                ("warning_ctx", c_void_p)]
 
 
 class ims_search_query(Structure):

@@ -325,15 +325,16 @@ class Index(OnDevice):
 class ImageList(NamedTuple):
     """The image files under some roots, as the indexer lists them: paths
     (sorted by their bytes, no duplicates), problems [(path, reason)] of what
-    could not be listed, and the count of files ignored for their names."""
+    could not be listed, and the files ignored for their names (sorted)."""
     paths: List[str]
     problems: List[Tuple[str, str]]
-    ignored: int
+    ignored: List[str]
 
 
 def list_images(roots: Union[PathLike, Sequence[PathLike]]) -> ImageList:
-    """The image files (.jpg, .jpeg, .jpe, .jfif, .png, any case) under roots,
-    with the library's walk, the one `imgsearch index` uses: folders walked
+    """The image files (named .jpg, .jpeg, .jpe, .jfif, .png, .webp, .tif,
+    .tiff, .gif or .bmp, any case) under roots, with the library's walk, the
+    one `imgsearch index` uses: folders walked
     recursively, symbolic links followed, each folder entered once; a root
     that is a file is taken as it is."""
     if isinstance(roots, (str, bytes, os.PathLike)):
@@ -348,7 +349,8 @@ def list_images(roots: Union[PathLike, Sequence[PathLike]]) -> ImageList:
         paths = [os.fsdecode(lst.files[i].path) for i in range(lst.file_count)]
         problems = [(os.fsdecode(lst.problems[i].path), lst.problems[i].reason.decode("utf-8", "replace"))
                     for i in range(lst.problem_count)]
-        return ImageList(paths, problems, int(lst.ignored_count))
+        ignored = [os.fsdecode(lst.ignored[i]) for i in range(lst.ignored_count)] if lst.ignored else []
+        return ImageList(paths, problems, ignored)
     finally:
         lib.ims_file_list_free(ctypes.byref(lst))
 
@@ -358,7 +360,8 @@ def index(roots: Union[PathLike, Sequence[PathLike]], output: PathLike, image_mo
           precision: Optional[str] = None, mode: Optional[str] = None, dtype: str = "f16",
           batch_size: Optional[int] = None, threads: Optional[int] = None, chunk_rows: int = 4096,
           conse_top: int = 10, progress: Optional[Callable[[IndexReport], None]] = None,
-          on_failure: Optional[Callable[[str, str], None]] = None) -> IndexReport:
+          on_failure: Optional[Callable[[str, str], None]] = None,
+          on_warning: Optional[Callable[[str, str], None]] = None) -> IndexReport:
     """Indexes image folders (and files) into the index folder `output`, as
     `imgsearch index`: creates it, or resumes / extends it (only files it
     does not hold yet are processed; its settings must match).
@@ -372,8 +375,9 @@ def index(roots: Union[PathLike, Sequence[PathLike]], output: PathLike, image_mo
     conse_top: as the command's options.
 
     Bad images are skipped and recorded in the index (on_failure(path,
-    reason) hears of each); progress(IndexReport) is called after each batch.
-    Both run on this thread; an exception they raise is re-raised when the
+    reason) hears of each); on_warning(path, message) hears of images indexed
+    with a warning (a possible decompression bomb); progress(IndexReport) is
+    called after each batch. They run on this thread; an exception they raise is re-raised when the
     run ends (the run itself is not interrupted). Returns the final counts.
     """
     if isinstance(roots, (str, bytes, os.PathLike)):
@@ -404,6 +408,8 @@ def index(roots: Union[PathLike, Sequence[PathLike]], output: PathLike, image_mo
         else _ffi.PROGRESS_FN()
     failure_cb = _ffi.FAILURE_FN(guarded(lambda ctx, path, reason: on_failure(
         os.fsdecode(path), reason.decode("utf-8", "replace")))) if on_failure else _ffi.FAILURE_FN()
+    warning_cb = _ffi.FAILURE_FN(guarded(lambda ctx, path, message: on_warning(
+        os.fsdecode(path), message.decode("utf-8", "replace")))) if on_warning else _ffi.FAILURE_FN()
     with _Run(device) as run:
         cuda = run.device.kind == "cuda"
         opts.precision = precision_arg(precision if precision is not None else "fp16" if cuda else "fp32")
@@ -429,6 +435,7 @@ def index(roots: Union[PathLike, Sequence[PathLike]], output: PathLike, image_mo
             opts.text_model = text_w
             opts.progress = progress_cb
             opts.on_failure = failure_cb
+            opts.on_warning = warning_cb
             result = _ffi.ims_index_progress()
             err = new_error()
             with run._use():

@@ -25,7 +25,7 @@ def test_list_images_is_the_indexers_walk(photos):
     listing = imgsearch.list_images(photos)
     names = [os.path.relpath(p, photos) for p in listing.paths]
     assert names == ["broken.png", "horse.png", "jpg_420.jpg", "nested/png_rgb8.png"]
-    assert listing.ignored == 1 and listing.problems == []
+    assert listing.ignored == [os.path.join(str(photos), "notes.txt")] and listing.problems == []
 
 
 def test_notebook(tmp_path, photos, iv3, tiny_bert):

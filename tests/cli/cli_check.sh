@@ -26,6 +26,7 @@ run() {
 }
 
 contains() { grep -qF -- "$2" "$work/$1" || { echo "'$2' not in $1:" >&2; cat "$work/$1" >&2; return 1; }; }
+lacks() { ! grep -qF -- "$2" "$work/$1" || { echo "'$2' in $1:" >&2; cat "$work/$1" >&2; return 1; }; }
 one_line() { [ "$(wc -l <"$work/err")" -eq 1 ] || { echo "stderr is not one line:" >&2; cat "$work/err" >&2; return 1; }; }
 
 finish() {

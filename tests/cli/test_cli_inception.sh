@@ -32,8 +32,8 @@ cp "$work/out" "$work/classify.json"
 check "classify fid model (no labels)" run 0 classify "$imgs/horse.png" --image-model "$work/fid.isw" --json --device cpu
 check "classify fid: label null" contains out '"label": null'
 
-check "classify bad image" run 3 classify "$imgs/horse.png" "$imgs/bad.gif" "$imgs/chelsea.png" --image-model "$work/tv.isw" --device cpu
-check "classify bad image reported" contains err "bad.gif"
+check "classify bad image" run 3 classify "$imgs/horse.png" "$imgs/bad_gif_truncated.gif" "$imgs/chelsea.png" --image-model "$work/tv.isw" --device cpu
+check "classify bad image reported" contains err "bad_gif_truncated.gif"
 check "classify others still done" contains out "chelsea.png"
 check "classify no model" run 2 classify "$imgs/horse.png"
 check "classify bad k" run 2 classify "$imgs/horse.png" --image-model "$work/tv.isw" -k 0
@@ -52,7 +52,7 @@ check "embed same bytes for any batch size" cmp -s "$work/f.npy" "$work/f2.npy"
 check "embed bad image" run 3 embed-image "$imgs/horse.png" "$imgs/bad_random.bin" --image-model "$work/tv.isw" -o "$work/p.npy" --device cpu
 check "embed bad image reported" contains err "bad_random.bin"
 check "embed keeps the good rows" contains out "1 of 2 images"
-check "embed nothing readable" run 1 embed-image "$imgs/bad.gif" --image-model "$work/tv.isw" -o "$work/none.npy" --device cpu
+check "embed nothing readable" run 1 embed-image "$imgs/bad_gif_truncated.gif" --image-model "$work/tv.isw" -o "$work/none.npy" --device cpu
 check "embed nothing readable: no file" test ! -e "$work/none.npy"
 check "embed no temp files" test -z "$(ls "$work" | grep '\.tmp\.')"
 check "embed no output" run 2 embed-image "$imgs/horse.png" --image-model "$work/tv.isw"

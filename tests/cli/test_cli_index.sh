@@ -30,28 +30,44 @@ check "text model" run 0 convert "$fixtures/hf_tiny_bert" -o "$work/text.isw"
 # ---- the folder ----
 photos=$work/photos
 mkdir -p "$photos/nested/deeper"
-good="horse.png png_rgb8.png jpg_gray.jpg jpg_420.jpg"
+good="horse.png png_rgb8.png jpg_gray.jpg jpg_420.jpg webp_lossy.webp tif_rgb_lzw.tif gif_palette.gif bmp_rgb24.bmp"
 for f in $good; do cp "$fixtures/images/$f" "$photos/"; done
 cp "$fixtures/images/jpg_444.jpg" "$photos/nested/deeper/"
 cp "$fixtures/images/bad_truncated.png" "$fixtures/images/bad_crc.png" "$photos/"
 cp "$fixtures/images/bad_no_eoi.jpg" "$photos/nested/"
 cp "$fixtures/images/bad_random.bin" "$photos/random.jpg"   # not an image, named like one
-cp "$fixtures/images/bad.gif" "$photos/gif_named.png"       # a format we do not read
+cp "$fixtures/images/bad.gif" "$photos/gif_named.png"       # a GIF named .png: decoded by its content
+cp "$fixtures/images/bad_tif_truncated.tif" "$photos/cut.TIFF" # a broken TIFF (the extension in any case)
 : >"$photos/empty.jpg"                                      # zero bytes
 echo "notes" >"$photos/README.txt"                          # not an image name: ignored
+echo "notes" >"$photos/nested/more.TXT"                      # ignored, counted with .txt
+: >"$photos/phone.heic"; : >"$photos/layers.psd"; : >"$photos/Makefile"  # ignored
 ln -s "$photos" "$photos/nested/loop"                       # a symlink loop
 ln -s "$photos/missing.jpg" "$photos/dangling.jpg"          # a dangling link
-n_good=$(( $(echo $good | wc -w) + 1 ))
-n_bad=7  # bad_truncated.png bad_crc.png random.jpg gif_named.png empty.jpg dangling.jpg nested/bad_no_eoi.jpg
+n_good=$(( $(echo $good | wc -w) + 2 ))  # + nested/deeper/jpg_444.jpg, gif_named.png
+n_bad=7  # bad_truncated.png bad_crc.png random.jpg cut.TIFF empty.jpg dangling.jpg nested/bad_no_eoi.jpg
 
 idx=$work/index
 index_args=(index "$photos" -o "$idx" --image-model "$work/iv3.isw" --text-model "$work/text.isw"
             --device cpu --batch 2 --chunk-rows 2 --threads 2)
 check "index exits 3 when files were skipped" run 3 "${index_args[@]}"
 check "summary on stdout" contains out "indexed $n_good images"
-for f in bad_truncated.png bad_crc.png random.jpg gif_named.png empty.jpg dangling.jpg; do
+check "ignored files counted by extension" contains err "ignored: 2 .txt, 1 (no extension), 1 .heic, 1 .psd)"
+check "ignored files not listed without --verbose" lacks err "ignored $photos/README.txt"
+for f in bad_truncated.png bad_crc.png random.jpg cut.TIFF empty.jpg dangling.jpg; do
   check "skipped $f reported" contains err "$f"
 done
+check "gif_named.png decoded by content" lacks err "gif_named.png"
+check "index --verbose" run 3 index "$photos" -o "$work/index_verbose" --image-model "$work/iv3.isw" --device cpu \
+  --threads 2 --verbose
+check "--verbose lists the ignored files" contains err "imgsearch: ignored $photos/nested/more.TXT"
+check "--verbose lists files without an extension" contains err "imgsearch: ignored $photos/Makefile"
+check "--max-pixels refuses larger images" run 3 index "$photos" -o "$work/index_small" \
+  --image-model "$work/iv3.isw" --device cpu --threads 2 --max-pixels 200
+check "--max-pixels names the option" contains err "over the limit of 200 (--max-pixels)"
+check "--max-pixels warns above half" contains err "imgsearch: warning: $photos/tif_rgb_lzw.tif: 13 x 11 = 143 pixels, over 100"
+check "--max-pixels 0 is a usage error" run 2 index "$photos" -o "$work/index_small" --image-model "$work/iv3.isw" \
+  --max-pixels 0
 
 if [ "$have_numpy" = 1 ]; then
   check "index files read by numpy" python3 - "$idx" "$n_good" "$n_bad" <<'EOF'

@@ -1,4 +1,6 @@
-/* fuzz_image.c: libFuzzer target for the image decoder (JPEG, PNG, EXIF).
+/* fuzz_image.c: libFuzzer target for the image decoder's front door (sniffing, then
+ * JPEG, PNG, EXIF, and the WebP, TIFF, GIF and BMP decoders; each of those has
+ * its own target too, fuzz_image_<format>.c).
  *
  * Each input is decoded with EXIF orientation on and off under a 4-million
  * pixel limit (so the fuzzer does not run out of memory); a decoded image is

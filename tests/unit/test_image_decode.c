@@ -1,10 +1,13 @@
 /* test_image_decode.c: the decoder against Pillow, and bad input.
  *
  * Every file listed in fixtures/images/expected.txt (the sample photographs
- * and make_fixtures.py's edge cases) is decoded with EXIF orientation off and
- * on; size and CRC-32 of the RGB bytes must equal what Pillow's
- * convert('RGB') (and ImageOps.exif_transpose) gave. Bad inputs must fail
- * with the right status and a one-line message naming the problem.
+ * and make_fixtures.py's JPEG/PNG edge cases) and expected_formats.txt
+ * (make_fixtures_formats.py's WebP, TIFF, GIF and BMP variants) is decoded
+ * with EXIF orientation off and on; size and CRC-32 of the RGB bytes must
+ * equal what Pillow's convert('RGB') (and ImageOps.exif_transpose) gave, and
+ * for the "tv" lines the torchvision Resize + CenterCrop of the decoded
+ * image what Pillow gave. Bad inputs must fail with the right status and a
+ * one-line message naming the problem.
  *
  * Usage: test_image_decode FIXTURE_DIR (tests/fixtures/images).
  */
@@ -28,18 +31,26 @@ static uint32_t image_crc(const ims_image *img)
     return (uint32_t)crc32(0L, img->pixels, (uInt)((size_t)img->width * img->height * 3));
 }
 
-/* Files Pillow decodes and this build knowingly does not: TurboJPEG 2.x
- * cannot decode sampling factors outside its TJSAMP list. */
-static const char *const known_unsupported[] = {"jpg_samp_21_12.jpg"};
+/* Files Pillow decodes and this build knowingly does not, with a word the
+ * refusal must name: Pillow's float and CIELab TIFF modes are not read.
+ * (JPEGs with unusual sampling factors decode since the libjpeg API replaced
+ * TurboJPEG 2.x's, and match Pillow like any other file.) */
+static const struct {
+    const char *name, *why;
+} known_unsupported[] = {
+    {"tif_float32.tif", "floating-point"},
+    {"tif_lab.tif", "CIELab"},
+};
 
 static void check_one(const char *name, int exif, int w, int h, uint32_t crc)
 {
     for (size_t i = 0; i < sizeof known_unsupported / sizeof *known_unsupported; i++) {
-        if (strcmp(name, known_unsupported[i]) == 0) {
+        if (strcmp(name, known_unsupported[i].name) == 0) {
             ims_image img;
             ims_error err = {0};
             ims_status st = ims_image_decode_file(fixture(name), NULL, &img, &err);
-            TEST_CHECK(st == IMS_ERR_UNSUPPORTED && strstr(err.msg, "sampling"), "%s: %s", name, err.msg);
+            TEST_CHECK(st == IMS_ERR_UNSUPPORTED && strstr(err.msg, known_unsupported[i].why), "%s: %s", name,
+                       err.msg);
             if (st == IMS_OK)
                 ims_image_free(&img);
             return;
@@ -73,11 +84,35 @@ static void check_refused(const char *name)
         ims_image_free(&img);
 }
 
-static int test_expected(void)
+/* torchvision's Resize(resize) + CenterCrop(crop) of the decoded file (EXIF
+ * ignored, as torchvision's loader) against Pillow's CRC-32. */
+static void check_tv(const char *name, int resize, int crop, uint32_t want)
+{
+    ims_decode_options o;
+    ims_decode_options_init(&o);
+    o.apply_exif_orientation = 0;
+    ims_image img;
+    ims_error err = {0};
+    ims_status st = ims_image_decode_file(fixture(name), &o, &img, &err);
+    TEST_CHECK(st == IMS_OK, "%s: %s", name, err.msg);
+    if (st)
+        return;
+    uint8_t *out = malloc((size_t)crop * crop * 3);
+    st = out ? ims_preprocess_torchvision_u8(&img, resize, crop, out, &err) : IMS_ERR_NOMEM;
+    TEST_CHECK(st == IMS_OK, "%s: preprocess: %s", name, err.msg);
+    if (!st) {
+        uint32_t got = (uint32_t)crc32(0L, out, (uInt)((size_t)crop * crop * 3));
+        TEST_CHECK(got == want, "%s: resize %d crop %d: crc %08x, Pillow %08x", name, resize, crop, got, want);
+    }
+    free(out);
+    ims_image_free(&img);
+}
+
+static int test_expected(const char *list)
 {
     size_t len;
-    char *text = test_read_file(fixture("expected.txt"), &len);
-    TEST_CHECK(text != NULL, "cannot read %s", fixture("expected.txt"));
+    char *text = test_read_file(fixture(list), &len);
+    TEST_CHECK(text != NULL, "cannot read %s", fixture(list));
     if (!text)
         return 0;
     int files = 0;
@@ -87,13 +122,18 @@ static int test_expected(void)
         char name[256], word[16];
         int w, h, we, he;
         unsigned crc, crce;
+        int resize, crop;
+        if (sscanf(line, "tv %255s %d %d %x", name, &resize, &crop, &crc) == 4) {
+            check_tv(name, resize, crop, crc);
+            continue;
+        }
         if (sscanf(line, "%255s %15s", name, word) == 2 && strcmp(word, "refused") == 0) {
             check_refused(name);
             files++;
             continue;
         }
         if (sscanf(line, "%255s %d %d %x %d %d %x", name, &w, &h, &crc, &we, &he, &crce) != 7) {
-            TEST_CHECK(0, "bad line in expected.txt: %s", line);
+            TEST_CHECK(0, "bad line in %s: %s", list, line);
             continue;
         }
         check_one(name, 0, w, h, crc);
@@ -112,7 +152,7 @@ static void check_bad_bytes(const char *what, const void *data, size_t size, uin
     ims_decode_options_init(&o);
     if (max_pixels)
         o.max_pixels = max_pixels;
-    ims_image img = {1, 1, (uint8_t *)&img}; /* garbage the decoder must reset */
+    ims_image img = {.width = 1, .height = 1, .pixels = (uint8_t *)&img}; /* garbage the decoder must reset */
     ims_error err = {0};
     ims_status st = ims_image_decode(data, size, &o, &img, &err);
     TEST_CHECK(st == code, "%s: status %s, want %s (%s)", what, ims_status_name(st), ims_status_name(code), err.msg);
@@ -143,15 +183,19 @@ static void check_bad_file(const char *name, ims_status code, const char *want)
 static void test_bad_inputs(void)
 {
     check_bad_file("bad_empty.bin", IMS_ERR_FORMAT, "empty file");
-    check_bad_file("bad_random.bin", IMS_ERR_FORMAT, "not a JPEG or PNG");
-    check_bad_file("bad.gif", IMS_ERR_UNSUPPORTED, "GIF");
-    check_bad_file("bad.bmp", IMS_ERR_UNSUPPORTED, "BMP");
-    check_bad_file("bad.webp", IMS_ERR_UNSUPPORTED, "WebP");
+    check_bad_file("bad_random.bin", IMS_ERR_FORMAT, "unknown signature");
+    /* bad.gif, bad.bmp and bad.webp decode now: expected_formats.txt */
+    check_bad_file("bad_webp_truncated.webp", IMS_ERR_FORMAT, "WebP");
+    check_bad_file("bad_tif_truncated.tif", IMS_ERR_FORMAT, "TIFF");
+    check_bad_file("bad_gif_truncated.gif", IMS_ERR_FORMAT, "GIF");
+    check_bad_file("bad_bmp_truncated.bmp", IMS_ERR_FORMAT, "BMP file is truncated");
+    check_bad_file("bmp_rle8_short.bmp", IMS_ERR_FORMAT, "RLE");
+    check_bad_file("bmp_jpeg_inside.bmp", IMS_ERR_UNSUPPORTED, "compression");
     check_bad_file("bad_crc.png", IMS_ERR_FORMAT, "CRC");
     check_bad_file("bad_crc_text.png", IMS_ERR_FORMAT, "CRC");
     check_bad_file("bad_truncated.png", IMS_ERR_FORMAT, "bad PNG");
     check_bad_file("bad_huge.png", IMS_ERR_FORMAT,
-                   "image is 100000 x 100000 = 1e10 pixels, over the limit of 1e8 (--max-pixels)");
+                   "image is 100000 x 100000 = 1e10 pixels, over the limit of 1.79e8 (--max-pixels)");
     /* Policy: truncated JPEGs are refused, as Pillow refuses them by default. */
     check_bad_file("truncated.jpg", IMS_ERR_FORMAT, "truncated");
     check_bad_file("bad_truncated_mid.jpg", IMS_ERR_FORMAT, "truncated");
@@ -188,6 +232,56 @@ static void test_bad_inputs(void)
         }
         free(jpg);
     }
+    /* A progressive JPEG cut anywhere is refused, between its scans too
+     * (TurboJPEG 2.x kept only its last warning and let 228 of 439 such cuts
+     * of a camera file decode a partial image). */
+    char *prog = test_read_file(fixture("jpg_progressive.jpg"), &len);
+    if (prog) {
+        int accepted = 0;
+        for (size_t n = 0; n < len; n++) {
+            ims_image img;
+            ims_error err = {0};
+            if (ims_image_decode(prog, n, NULL, &img, &err) == IMS_OK) {
+                accepted++;
+                ims_image_free(&img);
+            }
+        }
+        TEST_CHECK(accepted == 0, "%d prefixes of a progressive JPEG decoded", accepted);
+        /* The same file with its last scan repeated 1,200 times: libjpeg would
+         * decode it (warning of a bogus progression) scan by scan; it is
+         * refused as a decode-time bomb instead. */
+        size_t last_sos = 0;
+        for (size_t i = 2; i + 1 < len; i++)
+            if ((unsigned char)prog[i] == 0xff && (unsigned char)prog[i + 1] == 0xda)
+                last_sos = i;
+        size_t scan = len - 2 - last_sos; /* the last SOS up to the EOI */
+        int copies = 1200;
+        char *bomb = last_sos ? malloc(last_sos + (size_t)copies * scan + 2) : NULL;
+        if (bomb) {
+            memcpy(bomb, prog, last_sos);
+            for (int c = 0; c < copies; c++)
+                memcpy(bomb + last_sos + (size_t)c * scan, prog + last_sos, scan);
+            memcpy(bomb + last_sos + (size_t)copies * scan, "\xff\xd9", 2);
+            check_bad_bytes("1,200 scans", bomb, last_sos + (size_t)copies * scan + 2, 0, IMS_ERR_FORMAT,
+                            "more than 1000 scans");
+            free(bomb);
+        }
+        /* Its tables without a frame: not an image (it used to say "73 x 0"). */
+        size_t sof = 0;
+        for (size_t i = 2; i + 1 < len && !sof; i++)
+            if ((unsigned char)prog[i] == 0xff && ((unsigned char)prog[i + 1] & 0xf0) == 0xc0 &&
+                (unsigned char)prog[i + 1] != 0xc4 && (unsigned char)prog[i + 1] != 0xc8 &&
+                (unsigned char)prog[i + 1] != 0xcc)
+                sof = i;
+        char *tables = sof ? malloc(sof + 2) : NULL;
+        if (tables) {
+            memcpy(tables, prog, sof);
+            memcpy(tables + sof, "\xff\xd9", 2);
+            check_bad_bytes("tables only", tables, sof + 2, 0, IMS_ERR_FORMAT, "only tables");
+            free(tables);
+        }
+        free(prog);
+    }
     /* Random bytes behind each signature. */
     uint64_t rng = 42;
     for (int i = 0; i < 200; i++) {
@@ -206,17 +300,74 @@ static void test_bad_inputs(void)
     }
 }
 
+/* Over warn_pixels: decoded, with the warning bit; at it: no warning. */
+static void test_warn_limit(void)
+{
+    static const char *const names[] = {"webp_lossy.webp", "tif_rgb_lzw.tif", "gif_palette.gif", "bmp_rgb24.bmp"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        ims_decode_options o;
+        ims_decode_options_init(&o);
+        ims_image img;
+        ims_error err = {0};
+        TEST_OK(ims_image_decode_file(fixture(names[i]), &o, &img, &err), err);
+        uint64_t n = (uint64_t)img.width * (uint64_t)img.height;
+        TEST_CHECK(img.warnings == 0, "%s: warnings %u at the defaults", names[i], img.warnings);
+        ims_image_free(&img);
+        o.warn_pixels = n - 1;
+        TEST_OK(ims_image_decode_file(fixture(names[i]), &o, &img, &err), err);
+        TEST_CHECK(img.warnings == IMS_IMAGE_WARNING_LARGE, "%s: warnings %u over the limit", names[i], img.warnings);
+        ims_image_free(&img);
+        o.max_pixels = n - 1; /* refused before decoding */
+        ims_status st = ims_image_decode_file(fixture(names[i]), &o, &img, &err);
+        TEST_CHECK(st == IMS_ERR_FORMAT && strstr(err.msg, "--max-pixels") && img.pixels == NULL, "%s: %s", names[i],
+                   err.msg);
+    }
+}
+
+/* Every prefix of a small file of each new format fails cleanly (or, for
+ * formats whose tail is optional, decodes). */
+static void test_prefixes(void)
+{
+    static const char *const names[] = {"webp_lossless_alpha.webp", "webp_anim.webp", "tif_rgb_lzw.tif",
+                                        "tif_rgb_tiled_lzw.tif", "gif_local_palette.gif", "bmp_rle8.bmp",
+                                        "bmp_pal4.bmp"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        size_t len;
+        char *data = test_read_file(fixture(names[i]), &len);
+        TEST_CHECK(data != NULL, "cannot read %s", names[i]);
+        for (size_t n = 0; data && n < len; n++) {
+            ims_image img;
+            ims_error err = {0};
+            ims_status st = ims_image_decode(data, n, NULL, &img, &err);
+            TEST_CHECK(st == IMS_OK || (img.pixels == NULL && err.msg[0] && !strchr(err.msg, '\n')),
+                       "%s prefix %zu: %s '%s'", names[i], n, ims_status_name(st), err.msg);
+            if (st == IMS_OK)
+                ims_image_free(&img);
+        }
+        free(data);
+    }
+}
+
 static void test_sniff(void)
 {
     TEST_CHECK(ims_image_sniff("\xff\xd8\xff", 3) == IMS_IMAGE_FORMAT_JPEG, "jpeg");
     TEST_CHECK(ims_image_sniff("\xff\xd8", 2) == IMS_IMAGE_FORMAT_UNKNOWN, "short jpeg");
     TEST_CHECK(ims_image_sniff("\x89PNG\r\n\x1a\n", 8) == IMS_IMAGE_FORMAT_PNG, "png");
     TEST_CHECK(ims_image_sniff("\x89PNG\r\n\x1a", 7) == IMS_IMAGE_FORMAT_UNKNOWN, "short png");
-    TEST_CHECK(ims_image_sniff("GIF89a", 6) == IMS_IMAGE_FORMAT_UNKNOWN, "gif");
+    TEST_CHECK(ims_image_sniff("GIF89a", 6) == IMS_IMAGE_FORMAT_GIF, "gif");
+    TEST_CHECK(ims_image_sniff("GIF87", 5) == IMS_IMAGE_FORMAT_UNKNOWN, "short gif");
+    TEST_CHECK(ims_image_sniff("RIFF\0\0\0\0WEBP", 12) == IMS_IMAGE_FORMAT_WEBP, "webp");
+    TEST_CHECK(ims_image_sniff("RIFF\0\0\0\0WAVE", 12) == IMS_IMAGE_FORMAT_UNKNOWN, "wav");
+    TEST_CHECK(ims_image_sniff("II*\0", 4) == IMS_IMAGE_FORMAT_TIFF && ims_image_sniff("MM\0*", 4) == IMS_IMAGE_FORMAT_TIFF &&
+                   ims_image_sniff("II+\0", 4) == IMS_IMAGE_FORMAT_TIFF, "tiff");
+    TEST_CHECK(ims_image_sniff("BM", 2) == IMS_IMAGE_FORMAT_BMP, "bmp");
+    TEST_CHECK(strcmp(ims_image_format_name(IMS_IMAGE_FORMAT_WEBP), "WebP") == 0 &&
+                   strcmp(ims_image_format_name((ims_image_format)99), "unknown") == 0, "format names");
     TEST_CHECK(ims_image_sniff(NULL, 0) == IMS_IMAGE_FORMAT_UNKNOWN, "empty");
     ims_decode_options o;
     ims_decode_options_init(&o);
-    TEST_CHECK(o.max_pixels == 100000000 && o.apply_exif_orientation == 1, "defaults");
+    /* Pillow's decompression-bomb limits: warn over MAX_IMAGE_PIXELS, refuse over twice it */
+    TEST_CHECK(o.max_pixels == 178956970 && o.warn_pixels == 89478485 && o.apply_exif_orientation == 1, "defaults");
 
     ims_image img;
     ims_error err = {0};
@@ -231,8 +382,12 @@ int main(int argc, char **argv)
 {
     fixture_dir = test_fixture_dir(argc, argv);
     test_sniff();
-    int files = test_expected();
+    int files = test_expected("expected.txt");
     TEST_CHECK(files >= 60, "only %d files in expected.txt", files);
+    files = test_expected("expected_formats.txt");
+    TEST_CHECK(files >= 80, "only %d files in expected_formats.txt", files);
+    test_warn_limit();
+    test_prefixes();
     test_bad_inputs();
     return test_finish();
 }

@@ -267,8 +267,8 @@ static void test_errors(void)
     ims_error err = {0};
     uint8_t px[3] = {1, 2, 3}, out[3 * 4];
     float f[12];
-    ims_image img = {1, 1, px};
-    ims_image empty = {0, 1, px};
+    ims_image img = {.width = 1, .height = 1, .pixels = px};
+    ims_image empty = {.width = 0, .height = 1, .pixels = px};
     TEST_CHECK(ims_preprocess_torchvision_u8(&empty, 2, 2, out, &err) == IMS_ERR_ARGUMENT, "empty image");
     TEST_CHECK(ims_preprocess_torchvision_u8(&img, 0, 2, out, &err) == IMS_ERR_ARGUMENT, "resize 0");
     TEST_CHECK(ims_preprocess_torchvision_u8(&img, 2, -1, out, &err) == IMS_ERR_ARGUMENT, "crop -1");
@@ -277,7 +277,7 @@ static void test_errors(void)
     /* 100 x 1 resized to short side 1e9 has a long side of 1e11: refused
      * before anything is allocated. With short side 1e6 (long side 1e8) only
      * the 2 x 2 crop is computed: it works, and the image is constant. */
-    ims_image wide = {100, 1, malloc(300)};
+    ims_image wide = {.width = 100, .height = 1, .pixels = malloc(300)};
     if (wide.pixels) {
         memset(wide.pixels, 7, 300);
         TEST_CHECK(ims_preprocess_torchvision_u8(&wide, 1000000000, 2, out, &err) == IMS_ERR_ARGUMENT,

@@ -42,7 +42,7 @@ typedef struct world {
 } world;
 
 static const char *const image_names[6] = {"horse.png", "chelsea.png", "jpg_444.jpg", "jpg_420.jpg", "png_rgb8.png",
-                                           "bad.gif"};
+                                           "bad_gif_truncated.gif"};
 
 static int setup(world *w)
 {
