@@ -423,12 +423,25 @@ typedef enum ims_image_format {
 #define IMS_DECODE_WARN_PIXELS 89478485u
 #define IMS_DECODE_MAX_PIXELS (2u * IMS_DECODE_WARN_PIXELS)
 
+/* Decode memory shared by threads that decode at once (a loader's): each
+ * decode reserves its working memory (width * height * the bytes a pixel
+ * needs in its format, known once the header is read) before it allocates,
+ * and waits while the others hold the budget; it gives the memory back when
+ * it returns (the RGB result, 3 bytes a pixel, is the caller's). An image that
+ * needs more than the whole budget is refused, naming both sizes. */
+typedef struct ims_decode_budget ims_decode_budget;
+#define IMS_DECODE_MEMORY_DEFAULT ((uint64_t)4 << 30) /* a loader's budget unless told: 4 GiB */
+IMS_API ims_status ims_decode_budget_create(uint64_t bytes, ims_decode_budget **out, ims_error *err);
+IMS_API void ims_decode_budget_free(ims_decode_budget *b); /* NULL is fine; no decode may hold it */
+
 typedef struct ims_decode_options {
     uint64_t max_pixels;          /* width * height over this is refused, before any allocation that
                                      depends on it (decompression bombs); default IMS_DECODE_MAX_PIXELS */
     int apply_exif_orientation;   /* default 1; torchvision's own pipeline ignores EXIF (0) */
     uint64_t warn_pixels;         /* width * height over this decodes with IMS_IMAGE_WARNING_LARGE;
                                      default IMS_DECODE_WARN_PIXELS */
+    ims_decode_budget *budget;    /* shared decode memory, or NULL (default: none; a loader makes
+                                     its own of decode_memory bytes) */
 } ims_decode_options;
 
 IMS_API void ims_decode_options_init(ims_decode_options *o);
@@ -521,6 +534,8 @@ typedef struct ims_image_loader_options {
     int threads;                /* decode threads; default 4 */
     int buffers;                /* batch buffers, at least 2 (double buffering); default 2 */
     ims_decode_options decode;  /* ims_decode_options_init's defaults */
+    uint64_t decode_memory;     /* the threads' shared decode budget when decode.budget is NULL;
+                                   default IMS_DECODE_MEMORY_DEFAULT */
 } ims_image_loader_options;
 
 IMS_API void ims_image_loader_options_init(ims_image_loader_options *o);

@@ -33,6 +33,7 @@
 #include "imgsearch.h"
 
 #include "core/error.h"
+#include "core/file_map.h"
 #include "image/decode_formats.h"
 
 #include <setjmp.h>
@@ -46,6 +47,7 @@
 
 void ims_decode_options_init(ims_decode_options *o)
 {
+    memset(o, 0, sizeof *o); /* fields added later (budget) start empty */
     o->max_pixels = IMS_DECODE_MAX_PIXELS;
     o->apply_exif_orientation = 1;
     o->warn_pixels = IMS_DECODE_WARN_PIXELS;
@@ -248,9 +250,10 @@ static void jpeg_on_progress(j_common_ptr cinfo)
     }
 }
 
-static ims_status decode_jpeg(const unsigned char *data, size_t size, const ims_decode_options *o, ims_image *out,
+static ims_status decode_jpeg(const unsigned char *data, size_t size, imsi_decode_call *call, ims_image *out,
                               ims_error *err)
 {
+    const ims_decode_options *o = call->o;
     if (size > (unsigned long)-1)
         return ims_error_set(err, IMS_ERR_UNSUPPORTED, "JPEG of %zu bytes is too large", size);
     struct jpeg_decompress_struct cinfo;
@@ -284,7 +287,10 @@ static ims_status decode_jpeg(const unsigned char *data, size_t size, const ims_
         goto done;
     }
     in_header = 0;
-    if ((st = imsi_image_check_size(cinfo.image_width, cinfo.image_height, o, "JPEG", out, err)) != IMS_OK)
+    /* libjpeg holds a progressive file's coefficients (2 bytes a sample) beside the pixels. */
+    unsigned work = (unsigned)(cinfo.num_components > 3 ? cinfo.num_components : 3) +
+                    (cinfo.progressive_mode ? 2u * (unsigned)cinfo.num_components : 0u);
+    if ((st = imsi_image_check_size(cinfo.image_width, cinfo.image_height, call, "JPEG", work, out, err)) != IMS_OK)
         goto done;
     /* Pillow's reading: libjpeg's defaults (accurate integer IDCT, fancy
      * upsampling); CMYK and YCCK come out as CMYK, converted below. */
@@ -397,9 +403,10 @@ static int png_orientation(png_structp png, png_infop info)
     return o;
 }
 
-static ims_status decode_png(const unsigned char *data, size_t size, const ims_decode_options *o, ims_image *out,
+static ims_status decode_png(const unsigned char *data, size_t size, imsi_decode_call *call, ims_image *out,
                              ims_error *err)
 {
+    const ims_decode_options *o = call->o;
     png_src src = {data, size, 0, ""};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
     if (!png)
@@ -422,8 +429,8 @@ static ims_status decode_png(const unsigned char *data, size_t size, const ims_d
     png_set_crc_action(png, PNG_CRC_ERROR_QUIT, PNG_CRC_ERROR_QUIT);
     png_read_info(png, info);
     png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
-    if ((st = imsi_image_check_size(w, h, o, "PNG", out, err)) != IMS_OK)
-        goto done;
+    if ((st = imsi_image_check_limits(w, h, o, "PNG", out, err)) != IMS_OK)
+        goto done; /* the limits first; the memory once the transforms say how much */
     int color = png_get_color_type(png, info);
     if (color == PNG_COLOR_TYPE_PALETTE)
         png_set_palette_to_rgb(png);
@@ -438,6 +445,9 @@ static ims_status decode_png(const unsigned char *data, size_t size, const ims_d
         st = ims_error_set(err, IMS_ERR_FORMAT, "PNG: unexpected row layout (%d channels, %d bits)", channels, depth);
         goto done;
     }
+    /* The rows and the RGB result share one buffer: the wider of the two a pixel. */
+    if ((st = imsi_image_check_size(w, h, call, "PNG", (unsigned)(channels * (depth / 8)), out, err)) != IMS_OK)
+        goto done;
     /* The buffer holds both the libpng rows and the RGB8 result (converted in
      * place). rowbytes <= w * 8 and w * h <= SIZE_MAX / 4 (imsi_image_check_size), but h
      * rows may still overflow on 32-bit machines: check. */
@@ -488,6 +498,7 @@ ims_status ims_image_decode(const void *data, size_t size, const ims_decode_opti
         ims_decode_options_init(&def);
         o = &def;
     }
+    imsi_decode_call call = {o, 0};
     if (!out || (!data && size))
         return ims_error_set(err, IMS_ERR_ARGUMENT, "ims_image_decode: NULL argument");
     out->width = out->height = 0;
@@ -497,12 +508,12 @@ ims_status ims_image_decode(const void *data, size_t size, const ims_decode_opti
         return ims_error_set(err, IMS_ERR_FORMAT, "empty file (0 bytes)");
     ims_status st;
     switch (ims_image_sniff(data, size)) {
-    case IMS_IMAGE_FORMAT_JPEG: st = decode_jpeg(data, size, o, out, err); break;
-    case IMS_IMAGE_FORMAT_PNG: st = decode_png(data, size, o, out, err); break;
-    case IMS_IMAGE_FORMAT_WEBP: st = imsi_decode_webp(data, size, o, out, err); break;
-    case IMS_IMAGE_FORMAT_TIFF: st = imsi_decode_tiff(data, size, o, out, err); break;
-    case IMS_IMAGE_FORMAT_GIF: st = imsi_decode_gif(data, size, o, out, err); break;
-    case IMS_IMAGE_FORMAT_BMP: st = imsi_decode_bmp(data, size, o, out, err); break;
+    case IMS_IMAGE_FORMAT_JPEG: st = decode_jpeg(data, size, &call, out, err); break;
+    case IMS_IMAGE_FORMAT_PNG: st = decode_png(data, size, &call, out, err); break;
+    case IMS_IMAGE_FORMAT_WEBP: st = imsi_decode_webp(data, size, &call, out, err); break;
+    case IMS_IMAGE_FORMAT_TIFF: st = imsi_decode_tiff(data, size, &call, out, err); break;
+    case IMS_IMAGE_FORMAT_GIF: st = imsi_decode_gif(data, size, &call, out, err); break;
+    case IMS_IMAGE_FORMAT_BMP: st = imsi_decode_bmp(data, size, &call, out, err); break;
     default: {
         const char *name = unsupported_name(data, size);
         if (name)
@@ -512,6 +523,7 @@ ims_status ims_image_decode(const void *data, size_t size, const ims_decode_opti
                              "not an image file this decoder knows (JPEG, PNG, WebP, TIFF, GIF, BMP): unknown signature");
     }
     }
+    imsi_decode_call_release(&call); /* the working memory is gone; the RGB result is the caller's */
     if (st != IMS_OK)
         imsi_image_clear(out); /* a decoder's contract is to leave none; be sure */
     return st;
@@ -524,36 +536,13 @@ ims_status ims_image_decode_file(const char *path, const ims_decode_options *o, 
     out->width = out->height = 0;
     out->pixels = NULL;
     out->warnings = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ims_error_set(err, IMS_ERR_IO, "%s: cannot open", path);
-    unsigned char *buf = NULL;
-    size_t len = 0, cap = 0;
-    ims_status st = IMS_OK;
-    for (;;) {
-        if (len == cap) {
-            size_t ncap = cap ? cap * 2 : 1 << 16;
-            unsigned char *nb = ncap > cap ? realloc(buf, ncap) : NULL;
-            if (!nb) {
-                st = ims_error_set(err, IMS_ERR_NOMEM, "%s: out of memory reading the file", path);
-                break;
-            }
-            buf = nb, cap = ncap;
-        }
-        size_t n = fread(buf + len, 1, cap - len, f);
-        len += n;
-        if (n == 0) {
-            if (ferror(f))
-                st = ims_error_set(err, IMS_ERR_IO, "%s: read error", path);
-            break;
-        }
-    }
-    fclose(f);
-    if (st == IMS_OK) {
-        st = ims_image_decode(buf, len, o, out, err);
-        if (st != IMS_OK)
-            imsi_error_prefix(err, st, "%s", path);
-    }
-    free(buf);
+    /* A regular file only, mapped: a FIFO or a device is refused, never waited on or read forever. */
+    imsi_file_map map;
+    ims_status st = imsi_file_map_open(path, &map, err);
+    if (st == IMS_OK)
+        st = ims_image_decode(map.data, map.size, o, out, err);
+    imsi_file_map_close(&map);
+    if (st != IMS_OK)
+        imsi_error_prefix(err, st, "%s", path);
     return st;
 }

@@ -303,7 +303,7 @@ static size_t rle_decode(const unsigned char *d, size_t n, size_t at, int rle4, 
     return len;
 }
 
-ims_status imsi_decode_bmp(const unsigned char *data, size_t size, const ims_decode_options *o, ims_image *out,
+ims_status imsi_decode_bmp(const unsigned char *data, size_t size, imsi_decode_call *call, ims_image *out,
                            ims_error *err)
 {
     bmp_info b;
@@ -311,7 +311,7 @@ ims_status imsi_decode_bmp(const unsigned char *data, size_t size, const ims_dec
     size_t at = 0;
     ims_status st = bmp_read_header(data, size, &b, &at, err);
     if (!st)
-        st = imsi_image_check_size(b.width, b.height, o, "BMP", out, err);
+        st = imsi_image_check_size(b.width, b.height, call, "BMP", 4, out, err);
     if (st)
         return st;
     int w = (int)b.width, h = (int)b.height;

@@ -18,23 +18,38 @@
 
 #include "imgsearch.h"
 
-ims_status imsi_decode_webp(const unsigned char *data, size_t size, const ims_decode_options *o, ims_image *out,
+/* One decode: its options, and the decode memory it holds from o->budget
+ * (reserved by imsi_image_check_size, given back by ims_image_decode). */
+typedef struct imsi_decode_call {
+    const ims_decode_options *o;
+    uint64_t reserved;
+} imsi_decode_call;
+
+ims_status imsi_decode_webp(const unsigned char *data, size_t size, imsi_decode_call *call, ims_image *out,
                             ims_error *err);
-ims_status imsi_decode_tiff(const unsigned char *data, size_t size, const ims_decode_options *o, ims_image *out,
+ims_status imsi_decode_tiff(const unsigned char *data, size_t size, imsi_decode_call *call, ims_image *out,
                             ims_error *err);
-ims_status imsi_decode_gif(const unsigned char *data, size_t size, const ims_decode_options *o, ims_image *out,
+ims_status imsi_decode_gif(const unsigned char *data, size_t size, imsi_decode_call *call, ims_image *out,
                            ims_error *err);
-ims_status imsi_decode_bmp(const unsigned char *data, size_t size, const ims_decode_options *o, ims_image *out,
+ims_status imsi_decode_bmp(const unsigned char *data, size_t size, imsi_decode_call *call, ims_image *out,
                            ims_error *err);
 
 /* ---- decode_util.c ---- */
 
 /* w x h against the options: empty, over max_pixels (refused, naming
  * --max-pixels), too large for size_t at 4 bytes a pixel or for int; over
- * warn_pixels sets IMS_IMAGE_WARNING_LARGE in out->warnings. `what` names
- * the format in messages ("TIFF"). */
-ims_status imsi_image_check_size(uint64_t w, uint64_t h, const ims_decode_options *o, const char *what,
-                                 ims_image *out, ims_error *err);
+ * warn_pixels sets IMS_IMAGE_WARNING_LARGE in out->warnings. Then reserves
+ * w * h * work_bytes (the most the decoder will hold per pixel, its output
+ * included) from the options' budget, waiting for it if others hold it.
+ * `what` names the format in messages ("TIFF"). */
+ims_status imsi_image_check_size(uint64_t w, uint64_t h, imsi_decode_call *call, const char *what,
+                                 unsigned work_bytes, ims_image *out, ims_error *err);
+/* The limits alone, for a decoder that learns its bytes a pixel later. */
+ims_status imsi_image_check_limits(uint64_t w, uint64_t h, const ims_decode_options *o, const char *what,
+                                   ims_image *out, ims_error *err);
+
+/* Gives back what the call reserved (ims_image_decode, when the decoder returns). */
+void imsi_decode_call_release(imsi_decode_call *call);
 
 /* out->pixels = w * h * 3 bytes (after imsi_image_check_size); sets width and height. */
 ims_status imsi_image_alloc(ims_image *out, int w, int h, const char *what, ims_error *err);

@@ -54,7 +54,7 @@ static int gray_ramp(const ColorMapObject *map)
     return 1;
 }
 
-ims_status imsi_decode_gif(const unsigned char *data, size_t size, const ims_decode_options *o, ims_image *out,
+ims_status imsi_decode_gif(const unsigned char *data, size_t size, imsi_decode_call *call, ims_image *out,
                            ims_error *err)
 {
     gif_src src = {data, size, 0};
@@ -110,7 +110,7 @@ ims_status imsi_decode_gif(const unsigned char *data, size_t size, const ims_dec
             cw = x0 + fw > cw ? x0 + fw : cw;
             ch = y0 + fh > ch ? y0 + fh : ch;
         }
-        if ((st = imsi_image_check_size(cw, ch, o, "GIF", out, err)) != IMS_OK)
+        if ((st = imsi_image_check_size(cw, ch, call, "GIF", 5, out, err)) != IMS_OK)
             break;
         int w = (int)cw, h = (int)ch;
         size_t npx = (size_t)w * (size_t)h;

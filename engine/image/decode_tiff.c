@@ -406,9 +406,10 @@ static int tiff_orientation(TIFF *tif, const unsigned char *data, size_t size)
     return o;
 }
 
-ims_status imsi_decode_tiff(const unsigned char *data, size_t size, const ims_decode_options *o, ims_image *out,
+ims_status imsi_decode_tiff(const unsigned char *data, size_t size, imsi_decode_call *call, ims_image *out,
                             ims_error *err)
 {
+    const ims_decode_options *o = call->o;
     tiff_src src = {data, size, 0, ""};
     TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
     if (!opts)
@@ -433,7 +434,7 @@ ims_status imsi_decode_tiff(const unsigned char *data, size_t size, const ims_de
     TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &h);
     tiff_layout L;
     memset(&L, 0, sizeof L);
-    st = imsi_image_check_size(w, h, o, "TIFF", out, err);
+    st = imsi_image_check_size(w, h, call, "TIFF", 11, out, err);
     if (!st)
         st = tiff_layout_read(tif, data[0] == 'M', &L, err);
     int tiled = TIFFIsTiled(tif);

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +29,64 @@ static const char *short_count(uint64_t v, char buf[32])
     return buf;
 }
 
-ims_status imsi_image_check_size(uint64_t w, uint64_t h, const ims_decode_options *o, const char *what,
-                                 ims_image *out, ims_error *err)
+/* ---- The shared decode budget ---- */
+
+struct ims_decode_budget {
+    pthread_mutex_t mutex;
+    pthread_cond_t freed;
+    uint64_t total, used;
+};
+
+ims_status ims_decode_budget_create(uint64_t bytes, ims_decode_budget **out, ims_error *err)
+{
+    *out = NULL;
+    if (bytes == 0)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "a decode budget of 0 bytes");
+    ims_decode_budget *b = calloc(1, sizeof *b);
+    if (!b)
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    pthread_mutex_init(&b->mutex, NULL);
+    pthread_cond_init(&b->freed, NULL);
+    b->total = bytes;
+    *out = b;
+    return IMS_OK;
+}
+
+void ims_decode_budget_free(ims_decode_budget *b)
+{
+    if (!b)
+        return;
+    pthread_cond_destroy(&b->freed);
+    pthread_mutex_destroy(&b->mutex);
+    free(b);
+}
+
+static void budget_reserve(ims_decode_budget *b, uint64_t bytes)
+{
+    pthread_mutex_lock(&b->mutex);
+    while (b->used + bytes > b->total) /* bytes <= total: another decode's return wakes us */
+        pthread_cond_wait(&b->freed, &b->mutex);
+    b->used += bytes;
+    pthread_mutex_unlock(&b->mutex);
+}
+
+void imsi_decode_call_release(imsi_decode_call *call)
+{
+    ims_decode_budget *b = call->o->budget;
+    if (!b || !call->reserved)
+        return;
+    pthread_mutex_lock(&b->mutex);
+    b->used -= call->reserved;
+    pthread_cond_broadcast(&b->freed);
+    pthread_mutex_unlock(&b->mutex);
+    call->reserved = 0;
+}
+
+/* MiB, for messages. */
+static double mib(uint64_t bytes) { return (double)bytes / 1048576.0; }
+
+ims_status imsi_image_check_limits(uint64_t w, uint64_t h, const ims_decode_options *o, const char *what,
+                                   ims_image *out, ims_error *err)
 {
     if (w == 0 || h == 0)
         return ims_error_set(err, IMS_ERR_FORMAT, "image is %llu x %llu, which is empty", (unsigned long long)w,
@@ -50,6 +107,27 @@ ims_status imsi_image_check_size(uint64_t w, uint64_t h, const ims_decode_option
                              (unsigned long long)h);
     if (n > o->warn_pixels)
         out->warnings |= IMS_IMAGE_WARNING_LARGE;
+    return IMS_OK;
+}
+
+ims_status imsi_image_check_size(uint64_t w, uint64_t h, imsi_decode_call *call, const char *what,
+                                 unsigned work_bytes, ims_image *out, ims_error *err)
+{
+    const ims_decode_options *o = call->o;
+    ims_status st = imsi_image_check_limits(w, h, o, what, out, err);
+    if (st)
+        return st;
+    uint64_t n = w * h; /* < 2^62 after the limits */
+    if (o->budget && !call->reserved) {
+        uint64_t per = work_bytes > 3 ? work_bytes : 3, need = n > UINT64_MAX / per ? UINT64_MAX : n * per;
+        if (need > o->budget->total)
+            return ims_error_set(err, IMS_ERR_NOMEM,
+                                 "%s of %llu x %llu needs %.0f MiB to decode, more than the decode memory budget "
+                                 "of %.0f MiB", what, (unsigned long long)w, (unsigned long long)h, mib(need),
+                                 mib(o->budget->total));
+        budget_reserve(o->budget, need);
+        call->reserved = need;
+    }
     return IMS_OK;
 }
 

@@ -37,9 +37,10 @@ static int webp_orientation(const WebPDemuxer *demux)
     return o;
 }
 
-ims_status imsi_decode_webp(const unsigned char *data, size_t size, const ims_decode_options *o, ims_image *out,
+ims_status imsi_decode_webp(const unsigned char *data, size_t size, imsi_decode_call *call, ims_image *out,
                             ims_error *err)
 {
+    const ims_decode_options *o = call->o;
     WebPData wd = {data, size};
     WebPDemuxState state;
     WebPDemuxer *demux = WebPDemuxPartial(&wd, &state);
@@ -53,7 +54,7 @@ ims_status imsi_decode_webp(const unsigned char *data, size_t size, const ims_de
     uint32_t frames = WebPDemuxGetI(demux, WEBP_FF_FRAME_COUNT);
     int orientation = o->apply_exif_orientation ? webp_orientation(demux) : 0;
     WebPDemuxDelete(demux);
-    ims_status st = imsi_image_check_size(w, h, o, "WebP", out, err);
+    ims_status st = imsi_image_check_size(w, h, call, "WebP", 11, out, err);
     if (st)
         return st;
     if (frames == 0)

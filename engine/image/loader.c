@@ -28,11 +28,13 @@
 #include "core/error.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* torchvision.transforms.Normalize for ImageNet-trained Inception v3. */
 static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
@@ -58,6 +60,7 @@ typedef struct loader_slot {
 struct ims_image_loader {
     ims_image_loader_options opts;
     ims_backend *backend; /* may be NULL */
+    ims_decode_budget *own_budget; /* the threads' shared decode memory, when the options gave none */
     size_t item_bytes;    /* bytes of one image's output */
     size_t slot_bytes;    /* item_bytes * batch_size */
 
@@ -98,6 +101,7 @@ void ims_image_loader_options_init(ims_image_loader_options *o)
     o->threads = 4;
     o->buffers = 2;
     ims_decode_options_init(&o->decode);
+    o->decode_memory = IMS_DECODE_MEMORY_DEFAULT;
 }
 
 /* ---- Buffers ------------------------------------------------------------------- */
@@ -128,12 +132,13 @@ static void buffer_free(ims_image_loader *ld, void *ptr)
 static ims_status read_file(const char *path, worker_scratch *s, size_t *size, ims_error *err)
 {
     *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* O_NONBLOCK: a FIFO named like an image must not block the thread; it is refused below. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
         return ims_error_set(err, IMS_ERR_IO, "cannot open: %s", strerror(errno));
     struct stat sb;
     ims_status st = IMS_OK;
-    if (fstat(fileno(f), &sb) != 0)
+    if (fstat(fd, &sb) != 0)
         st = ims_error_set(err, IMS_ERR_IO, "cannot stat: %s", strerror(errno));
     else if (!S_ISREG(sb.st_mode))
         st = ims_error_set(err, IMS_ERR_IO, "not a regular file");
@@ -148,9 +153,17 @@ static ims_status read_file(const char *path, worker_scratch *s, size_t *size, i
         else
             s->file = p, s->file_cap = n + 1;
     }
-    if (!st && n && fread(s->file, 1, n, f) != n)
-        st = ims_error_set(err, IMS_ERR_IO, "read failed: %s", ferror(f) ? strerror(errno) : "file shrank while read");
-    fclose(f);
+    size_t got = 0; /* at most the size it had when opened: a growing file is read no further */
+    while (!st && got < n) {
+        ssize_t r = read(fd, s->file + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            st = ims_error_set(err, IMS_ERR_IO, "read failed: %s", r < 0 ? strerror(errno) : "file shrank while read");
+        else
+            got += (size_t)r;
+    }
+    close(fd);
     if (!st)
         *size = n;
     return st;
@@ -349,7 +362,12 @@ ims_status ims_image_loader_create(const ims_image_loader_options *o, ims_backen
         return ims_error_set(err, IMS_ERR_NOMEM, "image loader: cannot create its mutex and condition variables");
     }
     *out = ld; /* from here, ims_image_loader_free undoes a partial setup */
-    st = loader_alloc_slots(ld, err);
+    if (!ld->opts.decode.budget) {
+        st = ims_decode_budget_create(o->decode_memory, &ld->own_budget, err);
+        ld->opts.decode.budget = ld->own_budget;
+    }
+    if (!st)
+        st = loader_alloc_slots(ld, err);
     if (!st && !(ld->threads = calloc((size_t)o->threads, sizeof *ld->threads)))
         st = ims_error_set(err, IMS_ERR_NOMEM, "image loader: cannot allocate its thread table");
     for (int t = 0; !st && t < o->threads; t++) {
@@ -459,6 +477,7 @@ void ims_image_loader_free(ims_image_loader *ld)
         }
         free(ld->slots);
     }
+    ims_decode_budget_free(ld->own_budget);
     pthread_cond_destroy(&ld->ready_cv);
     pthread_cond_destroy(&ld->work_cv);
     pthread_mutex_destroy(&ld->mutex);

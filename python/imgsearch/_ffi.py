@@ -131,8 +131,13 @@ class ims_image(Structure):
     _fields_ = [("width", c_int), ("height", c_int), ("pixels", POINTER(c_uint8)), ("warnings", c_uint)]
 
 
+class ims_decode_budget(Structure):  # opaque
+    pass
+
+
 class ims_decode_options(Structure):
-    _fields_ = [("max_pixels", c_uint64), ("apply_exif_orientation", c_int), ("warn_pixels", c_uint64)]
+    _fields_ = [("max_pixels", c_uint64), ("apply_exif_orientation", c_int), ("warn_pixels", c_uint64),
+                ("budget", POINTER(ims_decode_budget))]
 
 
 class ims_image_item(Structure):
@@ -257,7 +262,7 @@ STRUCTS = [ims_error, ims_str, ims_backend_info, ims_weights_identity, ims_file_
            ims_knn_options, ims_index_config, ims_index_progress, ims_index_run_options, ims_search_options,
            ims_search_query, ims_search_hit, ims_search_result, ims_search_results, ims_convert_options,
            ims_convert_report]
-OPAQUE = [ims_backend, ims_weights, ims_image_encoder, ims_image_encoder_run, ims_tokenizer, ims_text_embedder,
+OPAQUE = [ims_decode_budget, ims_backend, ims_weights, ims_image_encoder, ims_image_encoder_run, ims_tokenizer, ims_text_embedder,
           ims_knn_table, ims_index, ims_searcher]
 
 # ---- Functions: prototypes as include/imgsearch.h writes them -------------------------------

@@ -12,7 +12,7 @@
 
 #include <stdlib.h>
 
-typedef ims_status (*fuzz_decode_fn)(const unsigned char *data, size_t size, const ims_decode_options *o,
+typedef ims_status (*fuzz_decode_fn)(const unsigned char *data, size_t size, imsi_decode_call *call,
                                      ims_image *out, ims_error *err);
 
 static uint8_t fuzz_tv_out[299 * 299 * 3];
@@ -29,7 +29,8 @@ static int fuzz_decoder(fuzz_decode_fn decode, const uint8_t *data, size_t size)
         o.apply_exif_orientation = exif;
         ims_image img = {0};
         ims_error err = {0};
-        if (decode(data, size, &o, &img, &err) != IMS_OK) {
+        imsi_decode_call call = {&o, 0};
+        if (decode(data, size, &call, &img, &err) != IMS_OK) {
             if (img.pixels || img.width || !err.msg[0])
                 abort(); /* a failure leaves no image and always says why */
             continue;
