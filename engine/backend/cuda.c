@@ -30,9 +30,33 @@ typedef struct cuda_state {
     imsi_cuda_ctx ctx;        /* the stream, handles (NULL until created), conv plans, scratch */
     cudaStream_t copy_stream; /* upload_async; NULL until first used */
     cudaEvent_t copy_done;
+    void *cublas_workspace;   /* cuBLAS's fixed workspace (cublasSetWorkspace) */
 } cuda_state;
 
+/* A captured graph and the scratch generation it was captured with. */
+typedef struct cuda_graph {
+    cudaGraphExec_t exec;
+    unsigned long generation;
+} cuda_graph;
+
+/* backend/cuda_status.h reads these numbers: they must be the headers'. */
+_Static_assert(IMSI_CUDA_ERROR_MEMORY_ALLOCATION == (int)cudaErrorMemoryAllocation &&
+                   IMSI_CUDA_ERROR_INSUFFICIENT_DRIVER == (int)cudaErrorInsufficientDriver &&
+                   IMSI_CUDA_ERROR_NO_DEVICE == (int)cudaErrorNoDevice,
+               "cudaError_t numbers");
+_Static_assert(IMSI_CUBLAS_STATUS_ALLOC_FAILED == (int)CUBLAS_STATUS_ALLOC_FAILED, "cublasStatus_t numbers");
+_Static_assert(IMSI_CUDNN_STATUS_HOST_ALLOCATION_FAILED == (int)CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED &&
+                   IMSI_CUDNN_STATUS_DEVICE_ALLOCATION_FAILED == (int)CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED,
+               "cudnnStatus_t numbers");
+
 static cuda_state *cuda_state_of(const ims_backend *be) { return (cuda_state *)be->impl; }
+
+static void cuda_destroy(ims_backend *be);
+
+imsi_cuda_hooks *imsi_backend_cuda_hooks(ims_backend *be)
+{
+    return be && be->ops && be->ops->destroy == cuda_destroy ? &cuda_state_of(be)->ctx.hooks : NULL;
+}
 
 /* Makes the backend's GPU current for this host thread. */
 static ims_status cuda_use_device(const cuda_state *st, ims_error *err)
@@ -128,6 +152,8 @@ static void cuda_destroy(ims_backend *be)
         int ok = cudaSetDevice(st->device) == cudaSuccess;
         if (st->ctx.stream)
             ok &= cudaStreamSynchronize(st->ctx.stream) == cudaSuccess;
+        imsi_cudnn_convs_free(st->ctx.convs);
+        st->ctx.convs = NULL;
         imsi_cuda_ctx_release(&st->ctx);
         if (st->copy_done)
             ok &= cudaEventDestroy(st->copy_done) == cudaSuccess;
@@ -137,6 +163,8 @@ static void cuda_destroy(ims_backend *be)
             ok &= cudnnDestroy(st->ctx.cudnn) == CUDNN_STATUS_SUCCESS;
         if (st->ctx.cublas)
             ok &= cublasDestroy(st->ctx.cublas) == CUBLAS_STATUS_SUCCESS;
+        if (st->cublas_workspace)
+            ok &= cudaFree(st->cublas_workspace) == cudaSuccess;
         if (st->ctx.stream)
             ok &= cudaStreamDestroy(st->ctx.stream) == cudaSuccess;
         if (!ok)
@@ -418,15 +446,23 @@ static ims_status cuda_upload_async(ims_backend *be, void *dst, const void *src,
     return IMS_OK;
 }
 
-/* Relaxed capture mode: the image loader's threads may call CUDA meanwhile. */
+/* Relaxed capture mode: the image loader's threads may call CUDA meanwhile.
+ * Not in an IMS_CUDA_SYNC_DEBUG build: it synchronizes after every launch,
+ * which no capture survives (callers then run their work plainly). */
 static ims_status cuda_capture_begin(ims_backend *be, ims_error *err)
 {
     cuda_state *st = cuda_state_of(be);
+#ifdef IMS_CUDA_SYNC_DEBUG
+    (void)st;
+    return ims_error_set(err, IMS_ERR_UNSUPPORTED, "graph capture is off in an IMS_CUDA_SYNC_DEBUG build");
+#else
     ims_status status = cuda_use_device(st, err);
     if (status)
         return status;
     IMS_CUDA_CHECK(err, cudaStreamBeginCapture(st->ctx.stream, cudaStreamCaptureModeRelaxed));
+    st->ctx.hooks.captures++;
     return IMS_OK;
+#endif
 }
 
 static ims_status cuda_capture_end(ims_backend *be, void **graph, ims_error *err)
@@ -440,29 +476,50 @@ static ims_status cuda_capture_end(ims_backend *be, void **graph, ims_error *err
         status = IMS_CUDA_CALL(err, cudaGraphInstantiate(&exec, g, 0));
     if (g && cudaGraphDestroy(g) != cudaSuccess)
         (void)cudaGetLastError();
-    if (!status)
-        *graph = exec;
-    return status;
+    cuda_graph *cg = NULL;
+    if (!status && !(cg = malloc(sizeof *cg)))
+        status = ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    if (status) {
+        if (exec && cudaGraphExecDestroy(exec) != cudaSuccess)
+            (void)cudaGetLastError();
+        return status;
+    }
+    cg->exec = exec;
+    cg->generation = st->ctx.generation;
+    *graph = cg;
+    return IMS_OK;
 }
 
+/* A graph replays the addresses it was captured with: if the ops' scratch or
+ * the cuDNN workspace has moved since (a larger shape ran), it would touch
+ * freed memory, so it is refused and the caller captures again. */
 static ims_status cuda_graph_launch(ims_backend *be, void *graph, ims_error *err)
 {
     cuda_state *st = cuda_state_of(be);
+    cuda_graph *cg = graph;
     ims_status status = cuda_use_device(st, err);
     if (status)
         return status;
-    IMS_CUDA_CHECK(err, cudaGraphLaunch((cudaGraphExec_t)graph, st->ctx.stream));
+    if (cg->generation != st->ctx.generation)
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "a CUDA graph captured before the ops' scratch memory moved "
+                             "cannot be replayed: capture it again");
+    IMS_CUDA_CHECK(err, cudaGraphLaunch(cg->exec, st->ctx.stream));
+    st->ctx.hooks.graph_launches++;
     return IMS_OK;
 }
 
 static void cuda_graph_free(ims_backend *be, void *graph)
 {
     cuda_state *st = cuda_state_of(be);
+    cuda_graph *cg = graph;
+    if (!cg)
+        return;
     int ok = cudaSetDevice(st->device) == cudaSuccess;
     ok &= cudaStreamSynchronize(st->ctx.stream) == cudaSuccess;
-    ok &= cudaGraphExecDestroy((cudaGraphExec_t)graph) == cudaSuccess;
+    ok &= cudaGraphExecDestroy(cg->exec) == cudaSuccess;
     if (!ok)
         (void)cudaGetLastError();
+    free(cg);
 }
 
 /* ---- Ops ------------------------------------------------------------------------- */
@@ -625,6 +682,15 @@ static ims_status cuda_state_init(cuda_state *st, ims_error *err)
      * to 10 mantissa bits, errors near 1e-3): the fp32 path is the reference
      * the CPU backend and the f16 paths are compared against. */
     IMS_CUBLAS_CHECK(err, cublasSetMathMode(st->ctx.cublas, CUBLAS_DEFAULT_MATH));
+    /* A fixed workspace of our own (after cublasSetStream, which resets it):
+     * without one cuBLAS takes its workspace from a pool, and may pick other
+     * kernels (so other bits) inside a graph capture than outside it. 32 MiB
+     * is NVIDIA's recommendation for Hopper, 4 MiB for earlier GPUs. */
+    int major = 0;
+    IMS_CUDA_CHECK(err, cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, st->device));
+    size_t ws_bytes = (major >= 9 ? 32u : 4u) << 20;
+    IMS_CUDA_CHECK(err, cudaMalloc(&st->cublas_workspace, ws_bytes));
+    IMS_CUBLAS_CHECK(err, cublasSetWorkspace(st->ctx.cublas, st->cublas_workspace, ws_bytes));
     /* Created with the backend, not at the first convolution, so that a broken
      * cuDNN install fails at backend creation, not mid-model. */
     IMS_CUDNN_CHECK(err, cudnnCreate(&st->ctx.cudnn));

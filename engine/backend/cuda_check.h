@@ -15,6 +15,7 @@
 #ifndef IMS_CUDA_CHECK_H
 #define IMS_CUDA_CHECK_H
 
+#include "backend/cuda_status.h"
 #include "core/error.h"
 
 #include <cublas_v2.h>
@@ -27,11 +28,8 @@ static inline ims_status imsi_cuda_status(ims_error *err, cudaError_t e, const c
     if (e == cudaSuccess)
         return IMS_OK;
     (void)cudaGetLastError(); /* a reported failure must not resurface at the next launch check */
-    ims_status code = (e == cudaErrorMemoryAllocation) ? IMS_ERR_NOMEM
-                      : (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver) ? IMS_ERR_NO_DEVICE
-                                                                                      : IMS_ERR_CUDA;
-    return ims_error_set(err, code, "%s failed: %s (%s) at %s:%d", stmt, cudaGetErrorName(e), cudaGetErrorString(e),
-                         file, line);
+    return ims_error_set(err, imsi_cuda_error_status((int)e), "%s failed: %s (%s) at %s:%d", stmt, cudaGetErrorName(e),
+                         cudaGetErrorString(e), file, line);
 }
 
 static inline ims_status imsi_cublas_status(ims_error *err, cublasStatus_t s, const char *stmt, const char *file,
@@ -39,9 +37,8 @@ static inline ims_status imsi_cublas_status(ims_error *err, cublasStatus_t s, co
 {
     if (s == CUBLAS_STATUS_SUCCESS)
         return IMS_OK;
-    return ims_error_set(err, s == CUBLAS_STATUS_ALLOC_FAILED ? IMS_ERR_NOMEM : IMS_ERR_CUDA,
-                         "%s failed: %s (%s) at %s:%d", stmt, cublasGetStatusName(s), cublasGetStatusString(s), file,
-                         line);
+    return ims_error_set(err, imsi_cublas_error_status((int)s), "%s failed: %s (%s) at %s:%d", stmt,
+                         cublasGetStatusName(s), cublasGetStatusString(s), file, line);
 }
 
 static inline ims_status imsi_cudnn_status(ims_error *err, cudnnStatus_t s, const char *stmt, const char *file,
@@ -49,8 +46,10 @@ static inline ims_status imsi_cudnn_status(ims_error *err, cudnnStatus_t s, cons
 {
     if (s == CUDNN_STATUS_SUCCESS)
         return IMS_OK;
-    return ims_error_set(err, s == CUDNN_STATUS_ALLOC_FAILED ? IMS_ERR_NOMEM : IMS_ERR_CUDA,
-                         "%s failed: %s (%d) at %s:%d", stmt, cudnnGetErrorString(s), (int)s, file, line);
+    /* a failed cuDNN call may leave a CUDA error behind (a kernel it launched) */
+    (void)cudaGetLastError();
+    return ims_error_set(err, imsi_cudnn_error_status((int)s), "%s failed: %s (%d) at %s:%d", stmt,
+                         cudnnGetErrorString(s), (int)s, file, line);
 }
 
 #define IMS_CUDA_CALL(err, stmt) imsi_cuda_status((err), (stmt), #stmt, __FILE__, __LINE__)

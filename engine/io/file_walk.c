@@ -16,11 +16,14 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct dir_id {
     dev_t dev;
@@ -126,14 +129,19 @@ static int compare_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static ims_status walk_path(walk_state *ws, const char *path, int depth);
+/* The walk reaches every entry through its folder's descriptor (openat,
+ * fstatat), so depth is not limited by PATH_MAX; the paths it reports are
+ * still whole strings, and a file whose path is too long to be opened by
+ * name later is reported as a problem instead of being lost. */
+static ims_status walk_path(walk_state *ws, int dirfd, const char *name, const char *path, int depth);
 
-static ims_status walk_dir(walk_state *ws, const char *path, int depth)
+static ims_status walk_dir(walk_state *ws, int fd, const char *path, int depth)
 {
-    DIR *d = opendir(path);
+    DIR *d = fdopendir(fd);
     if (!d) {
         char reason[300];
         snprintf(reason, sizeof reason, "cannot open folder: %s", strerror(errno));
+        close(fd);
         return add_problem(ws, path, reason);
     }
     char **names = NULL;
@@ -147,7 +155,6 @@ static ims_status walk_dir(walk_state *ws, const char *path, int depth)
         if (!s && !(names[count++] = strdup(de->d_name)))
             s = ims_error_set(ws->err, IMS_ERR_NOMEM, "out of memory listing '%s'", path);
     }
-    closedir(d);
     if (!s && count)
         qsort(names, count, sizeof *names, compare_names);
     size_t plen = strlen(path);
@@ -160,26 +167,27 @@ static ims_status walk_dir(walk_state *ws, const char *path, int depth)
             break;
         }
         snprintf(child, len, slash ? "%s%s" : "%s/%s", path, names[i]);
-        s = walk_path(ws, child, depth + 1);
+        s = walk_path(ws, dirfd(d), names[i], child, depth + 1);
         free(child);
     }
+    closedir(d); /* closes fd: children were reached through it */
     for (size_t i = 0; i < count; i++)
         free(names[i]);
     free(names);
     return s;
 }
 
-static ims_status walk_path(walk_state *ws, const char *path, int depth)
+static ims_status walk_path(walk_state *ws, int dirfd, const char *name, const char *path, int depth)
 {
     struct stat st;
-    if (stat(path, &st) != 0) {
+    if (fstatat(dirfd, name, &st, 0) != 0) {
+        int e = errno;
         struct stat lst;
-        int dangling = lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode);
+        int dangling = fstatat(dirfd, name, &lst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(lst.st_mode);
         if (depth > 0 && !ims_path_is_image_name(path))
             return add_ignored(ws, path);
         char reason[300];
-        snprintf(reason, sizeof reason, "%s: %s", dangling ? "dangling symbolic link" : "cannot read",
-                 strerror(errno));
+        snprintf(reason, sizeof reason, "%s: %s", dangling ? "dangling symbolic link" : "cannot read", strerror(e));
         return add_problem(ws, path, reason);
     }
     if (S_ISDIR(st.st_mode)) {
@@ -190,13 +198,21 @@ static ims_status walk_path(walk_state *ws, const char *path, int depth)
             return s;
         if (depth >= 256)
             return add_problem(ws, path, "folders nested more than 256 deep");
-        return walk_dir(ws, path, depth);
+        int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) {
+            char reason[300];
+            snprintf(reason, sizeof reason, "cannot open folder: %s", strerror(errno));
+            return add_problem(ws, path, reason);
+        }
+        return walk_dir(ws, fd, path, depth);
     }
     /* A file named on the command line is taken whatever its name. */
     if (depth > 0 && !ims_path_is_image_name(path))
         return add_ignored(ws, path);
     if (!S_ISREG(st.st_mode))
         return add_problem(ws, path, "not a regular file");
+    if (strlen(path) >= PATH_MAX)
+        return add_problem(ws, path, "its path is longer than PATH_MAX (4096 bytes): it cannot be opened by name");
     return add_file(ws, path, &st);
 }
 
@@ -221,7 +237,7 @@ ims_status ims_file_list_walk(const char *const *roots, size_t root_count, ims_f
     walk_state ws = {.out = out, .err = err};
     ims_status s = IMS_OK;
     for (size_t i = 0; !s && i < root_count; i++)
-        s = walk_path(&ws, roots[i], 0);
+        s = walk_path(&ws, AT_FDCWD, roots[i], roots[i], 0);
     free(ws.seen);
     if (s) {
         ims_file_list_free(out);

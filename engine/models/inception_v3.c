@@ -33,6 +33,7 @@
 typedef struct iv3_graph {
     int batch, from_u8, runs; /* runs: plain forwards so far (the first finds the cuDNN plans) */
     int failed;               /* capture failed: always plain */
+    int relaunch_failures;    /* graphs the backend refused to replay */
     void *graph;
     int where; /* the buffer that holds Mixed_7c */
 } iv3_graph;
@@ -467,9 +468,32 @@ static ims_status run_ops(ims_image_encoder *enc, int batch, int from_u8, int *w
     return st;
 }
 
+/* One capture of run_ops into g. Whatever fails (the capture itself, or an
+ * op that cannot be captured: the capture is always ended), the graph is
+ * marked failed and never tried again; the caller runs the forward plainly. */
+static void capture_forward(ims_image_encoder *enc, iv3_graph *g, int batch, int from_u8)
+{
+    ims_error err = {0}, end_err = {0};
+    void *graph = NULL;
+    ims_status st = imsi_backend_capture_begin(enc->be, &err);
+    if (!st) {
+        ims_status run = run_ops(enc, batch, from_u8, &g->where, &err);
+        ims_status end = imsi_backend_capture_end(enc->be, &graph, &end_err);
+        st = run ? run : end;
+    }
+    if (st) {
+        imsi_backend_graph_free(enc->be, graph);
+        g->failed = 1;
+        return;
+    }
+    g->graph = graph;
+}
+
 /* run_ops, replayed from a captured graph once this batch size has run
  * plainly (the first run chooses the cuDNN algorithms, which cannot be
- * captured); capture failures fall back to plain runs. */
+ * captured). A capture that fails leaves the batch size to plain runs; a
+ * graph the backend no longer replays (its scratch memory moved) is dropped
+ * and captured again after the next plain run, twice at most. */
 static ims_status run_forward(ims_image_encoder *enc, int batch, int from_u8, ims_error *err)
 {
     int where = 0;
@@ -484,26 +508,17 @@ static ims_status run_forward(ims_image_encoder *enc, int batch, int from_u8, im
             g = &enc->graphs[i];
             g->batch = batch, g->from_u8 = from_u8;
         }
-    if (g && !g->graph && !g->failed && g->runs >= 1) {
-        ims_status st = imsi_backend_capture_begin(enc->be, err);
-        if (!st) {
-            ims_status run = run_ops(enc, batch, from_u8, &g->where, err);
-            void *graph = NULL;
-            ims_error end_err = {0};
-            ims_status end = imsi_backend_capture_end(enc->be, &graph, &end_err);
-            if (run || end) {
-                imsi_backend_graph_free(enc->be, graph);
-                if (run)
-                    return run;
-                g->failed = 1; /* not capturable here: plain runs from now on */
-            }
-            g->graph = g->failed ? NULL : graph;
-        } else {
-            return st;
-        }
+    if (g && !g->graph && !g->failed && g->runs >= 1)
+        capture_forward(enc, g, batch, from_u8);
+    if (g && g->graph) {
+        ims_error launch_err = {0};
+        if (imsi_backend_graph_launch(enc->be, g->graph, &launch_err) == IMS_OK)
+            return IMS_OK;
+        imsi_backend_graph_free(enc->be, g->graph);
+        g->graph = NULL;
+        g->runs = 0;
+        g->failed = ++g->relaunch_failures >= 2;
     }
-    if (g && g->graph)
-        return imsi_backend_graph_launch(enc->be, g->graph, err);
     if (g)
         g->runs++;
     return run_ops(enc, batch, from_u8, &where, err);

@@ -10,6 +10,7 @@
 #define IMS_CUDA_CTX_H
 
 #include "imgsearch.h"
+#include "kernels/cuda/cuda_hooks.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
@@ -25,13 +26,23 @@ typedef struct imsi_cuda_ctx {
     imsi_cudnn_convs *convs; /* conv2d plans per shape; NULL until the first conv2d */
     void *scratch;           /* device scratch, grown (never shrunk) by imsi_cuda_scratch */
     size_t scratch_bytes;
+    unsigned long generation; /* + 1 whenever the scratch or the cuDNN workspace moves: a CUDA
+                               * graph captured before then would replay freed addresses */
+    imsi_cuda_hooks hooks;   /* the GPU tests' switches and counters */
 } imsi_cuda_ctx;
 
-/* The scratch, grown to at least nbytes; `what` names the op in a failure. */
+/* The scratch, grown to at least nbytes; `what` names the op in a failure.
+ * It cannot grow during graph capture (IMS_ERR_UNSUPPORTED): run the same
+ * shapes once before capturing them. */
 ims_status imsi_cuda_scratch(imsi_cuda_ctx *cuda, size_t nbytes, const char *what, void **out, ims_error *err);
 
-/* Frees the convolution plans and the scratch (the stream must be idle); the
- * stream and handles belong to the caller. */
+/* Whether the stream is capturing a graph (then no synchronization, no
+ * allocation that frees, no cuDNN search may run). A failed query counts as
+ * capturing: the cautious answer. */
+int imsi_cuda_capturing(const imsi_cuda_ctx *cuda);
+
+/* Frees the scratch (the stream must be idle); the stream, handles and the
+ * convolution plans (imsi_cudnn_convs_free) belong to the caller. */
 void imsi_cuda_ctx_release(imsi_cuda_ctx *cuda);
 
 #endif /* IMS_CUDA_CTX_H */

@@ -23,31 +23,22 @@ ims_status imsi_cuda_op_knn_select(imsi_cuda_ctx *cuda, const imsi_tensor *table
     int kk = k < n ? k : n;
     if (b == 0 || n == 0)
         return IMS_OK;
-    if (path == IMS_KNN_PATH_AUTO)
-        path = b <= 16 ? IMS_KNN_PATH_STREAM : IMS_KNN_PATH_GEMM;
-    if (path == IMS_KNN_PATH_GEMM_F16 && !f16)
-        path = IMS_KNN_PATH_GEMM;
-    /* Only the exact GEMM path over f16 rows needs an f32 copy of a tile's rows;
-     * elsewhere the tile may be longer (B = 1: up to 64M rows, one pass). */
-    int64_t t = imsi_knn_tile_rows(b, k, n, (path == IMS_KNN_PATH_GEMM && f16) ? d : 0);
-    int ld = k + (int)t;
-    size_t tile_bytes = (size_t)b * ld * 4, cand_bytes = (size_t)b * k * 4, tmp_bytes = (size_t)b * k * 8;
-    size_t seg_bytes = imsi_cuda_knn_select_scratch_bytes(b, k, (int)t); /* the largest tile has the most segments */
-    size_t rows32_bytes = (path == IMS_KNN_PATH_GEMM && f16) ? (size_t)t * d * 4
-                          : path == IMS_KNN_PATH_GEMM_F16 ? (size_t)b * d * 2 /* the f16 queries */
-                                                          : 0;
-    /* Each part starts at a multiple of 16 bytes. */
-    size_t off_cand = (tile_bytes + 15) / 16 * 16, off_tmp = off_cand + (cand_bytes + 15) / 16 * 16;
-    size_t off_seg = off_tmp + tmp_bytes, off_rows = off_seg + (seg_bytes + 15) / 16 * 16;
+    path = imsi_knn_resolve_path(path, b, f16);
+    imsi_knn_layout l;
+    if (!imsi_knn_layout_make(b, k, n, d, f16, path, &l))
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "knn: scratch for %d queries, k %d over (%d, %d) overflows", b, k,
+                             n, d);
+    int64_t t = l.tile_rows;
+    int ld = (int)l.ld;
     char *ws = NULL;
-    if ((status = imsi_cuda_scratch(cuda, off_rows + rows32_bytes + 16, "knn", (void **)&ws, err)))
+    if ((status = imsi_cuda_scratch(cuda, l.total, "knn", (void **)&ws, err)))
         return status;
-    float *tile = (float *)ws;                                           // (b, ld)
-    int32_t *cand = (int32_t *)(ws + off_cand);                          // (b, k)
-    uint64_t *tmp = (uint64_t *)(ws + off_tmp);                          // (b, k)
-    uint64_t *seg = seg_bytes ? (uint64_t *)(ws + off_seg) : NULL;       // (b, segments, k)
-    float *rows32 = rows32_bytes ? (float *)(ws + off_rows) : NULL;      // (t, d) (GEMM, f16 rows)
-    uint16_t *q16 = rows32_bytes ? (uint16_t *)(ws + off_rows) : NULL;   // (b, d) (GEMM_F16)
+    float *tile = (float *)(ws + l.tile);                                  // (b, ld)
+    int32_t *cand = (int32_t *)(ws + l.cand);                              // (b, k)
+    uint64_t *tmp = (uint64_t *)(ws + l.tmp);                              // (b, k)
+    uint64_t *seg = l.seg_bytes ? (uint64_t *)(ws + l.seg) : NULL;         // (b, segments, k)
+    float *rows32 = l.rows_bytes ? (float *)(ws + l.rows) : NULL;          // (t, d) (GEMM, f16 rows)
+    uint16_t *q16 = l.rows_bytes ? (uint16_t *)(ws + l.rows) : NULL;       // (b, d) (GEMM_F16)
     const float *qp = queries->data; // (b, d)
     const float alpha = 1.0f, beta = 0.0f;
     if (path == IMS_KNN_PATH_GEMM_F16) {

@@ -30,10 +30,11 @@
  * bounded by on-chip memory, so this is also the large-k path. The rank sort
  * is O(kk^2 / threads): cheap for k <= 1024, slow but correct at 16384.
  */
+#include "knn_tile.h"
 #include "launch.h"
 
 #define KNN_SELECT_THREADS 512
-#define KNN_SEGMENT 4096
+#define KNN_SEGMENT IMS_KNN_SEGMENT /* knn_tile.h: one rule for the kernels and the workspace */
 #define KNN_RADIX_BINS 256
 #define KNN_MAX_GRID_Y 65535
 
@@ -184,20 +185,10 @@ static __global__ void __launch_bounds__(KNN_SELECT_THREADS)
     }
 }
 
-static int knn_staged(int k, int cnt) { return k <= KNN_SEGMENT / 4 && cnt > KNN_SEGMENT; }
-
-extern "C" size_t imsi_cuda_knn_select_scratch_bytes(int b, int k, int cnt)
-{
-    if (!knn_staged(k, cnt))
-        return 0;
-    size_t segments = (size_t)(cnt + KNN_SEGMENT - 1) / KNN_SEGMENT;
-    return (size_t)b * segments * (size_t)k * sizeof(uint64_t);
-}
-
 extern "C" cudaError_t imsi_cuda_knn_select(float *tile,    // (b, ld)
                                             int32_t *cand,  // (b, kcap)
                                             uint64_t *tmp,  // (b, kcap)
-                                            uint64_t *seg,  // imsi_cuda_knn_select_scratch_bytes(b, k, cnt), or NULL
+                                            uint64_t *seg,  // imsi_knn_segment_bytes(b, k, cnt) bytes, or NULL
                                             int b, int ld, int kprev, int kcap, int cnt, int32_t base, int k,
                                             cudaStream_t s)
 {
@@ -206,7 +197,7 @@ extern "C" cudaError_t imsi_cuda_knn_select(float *tile,    // (b, ld)
     if (k < 1 || k > kcap || kprev > kcap || ld < kcap + cnt || cnt < 0)
         return cudaErrorInvalidValue;
     (void)cudaGetLastError(); /* drop a stale error: see launch.h */
-    int staged = seg != NULL && knn_staged(k, cnt);
+    int staged = seg != NULL && imsi_knn_two_stage(k, cnt);
     int segments = staged ? (cnt + KNN_SEGMENT - 1) / KNN_SEGMENT : 0, kseg = staged ? k : 0;
     if (staged) {
         for (int q0 = 0; q0 < b; q0 += KNN_MAX_GRID_Y) {

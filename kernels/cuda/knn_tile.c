@@ -2,6 +2,8 @@
  * (knn_tile.h); plain C, built with or without CUDA. */
 #include "kernels/cuda/knn_tile.h"
 
+#include "imgsearch.h"
+
 int64_t imsi_knn_tile_rows(int64_t b, int k, int64_t n, int64_t dim)
 {
     if (b < 1)
@@ -12,6 +14,55 @@ int64_t imsi_knn_tile_rows(int64_t b, int k, int64_t n, int64_t dim)
     if (rows < 1024)
         rows = 1024;
     return rows < n ? rows : n;
+}
+
+size_t imsi_knn_segment_bytes(int64_t b, int k, int64_t cnt)
+{
+    if (!imsi_knn_two_stage(k, cnt))
+        return 0;
+    int64_t segments = (cnt + IMS_KNN_SEGMENT - 1) / IMS_KNN_SEGMENT;
+    return (size_t)b * (size_t)segments * (size_t)k * sizeof(uint64_t);
+}
+
+int imsi_knn_resolve_path(int path, int64_t b, int f16)
+{
+    if (path == IMS_KNN_PATH_AUTO)
+        path = b <= 16 ? IMS_KNN_PATH_STREAM : IMS_KNN_PATH_GEMM;
+    if (path == IMS_KNN_PATH_GEMM_F16 && !f16)
+        path = IMS_KNN_PATH_GEMM;
+    return path;
+}
+
+static size_t round16(size_t v) { return (v + 15) / 16 * 16; }
+
+int imsi_knn_layout_make(int64_t b, int k, int64_t n, int64_t d, int f16, int path, imsi_knn_layout *out)
+{
+    if (b < 1 || k < 1 || n < 1 || d < 1 || b > INT32_MAX || n > INT32_MAX || d > INT32_MAX || k > INT32_MAX / 2)
+        return 0;
+    imsi_knn_layout l = {0};
+    /* Only the exact GEMM path over f16 rows needs an f32 copy of a tile's rows;
+     * elsewhere the tile may be longer (B = 1: up to 64M rows, one pass). */
+    int copy_rows = path == IMS_KNN_PATH_GEMM && f16;
+    l.tile_rows = imsi_knn_tile_rows(b, k, n, copy_rows ? d : 0);
+    l.ld = k + l.tile_rows;
+    if (l.ld > INT32_MAX)
+        return 0;
+    /* products of values below 2^31 (b, ld, k, T, d) and small factors fit 64 bits */
+    size_t tile_bytes = (size_t)b * (size_t)l.ld * 4, cand_bytes = (size_t)b * k * 4, tmp_bytes = (size_t)b * k * 8;
+    l.seg_bytes = imsi_knn_segment_bytes(b, k, l.tile_rows); /* the largest tile has the most segments */
+    l.rows_bytes = copy_rows                          ? (size_t)l.tile_rows * (size_t)d * 4
+                   : path == IMS_KNN_PATH_GEMM_F16 ? (size_t)b * (size_t)d * 2 /* the f16 queries */
+                                                    : 0;
+    /* Every part starts at a multiple of 16 bytes (the buffer itself is
+     * cudaMalloc'd, 256-byte aligned): cuBLAS and vector loads want it. */
+    l.tile = 0;
+    l.cand = round16(tile_bytes);
+    l.tmp = l.cand + round16(cand_bytes);
+    l.seg = l.tmp + round16(tmp_bytes);
+    l.rows = l.seg + round16(l.seg_bytes);
+    l.total = l.rows + round16(l.rows_bytes);
+    *out = l;
+    return 1;
 }
 
 size_t imsi_knn_workspace_bytes(int64_t b, int k, int64_t n, int64_t dim)

@@ -47,12 +47,21 @@ cudaError_t imsi_cuda_knn_scores(const void *rows, int rows_f16, const float *qu
  * (tile[q][0..kprev), ids cand[q][0..kprev)) and the new scores
  * tile[q][kcap..kcap + cnt) of rows base.., sorted (score desc, row asc) into
  * tile[q][0..kk) and cand[q][0..kk). tmp: (b, kcap) scratch; seg: the
- * per-block candidate lists of the two-stage path,
- * imsi_cuda_knn_select_scratch_bytes(b, k, cnt) bytes (0: one stage; NULL forces
- * one stage). k <= kcap, ld >= kcap + cnt (knn_select.cu). */
-size_t imsi_cuda_knn_select_scratch_bytes(int b, int k, int cnt);
+ * per-block candidate lists of the two-stage path, imsi_knn_segment_bytes(b, k,
+ * cnt) bytes (knn_tile.h; 0: one stage; NULL forces one stage). k <= kcap,
+ * ld >= kcap + cnt (knn_select.cu). */
 cudaError_t imsi_cuda_knn_select(float *tile, int32_t *cand, uint64_t *tmp, uint64_t *seg, int b, int ld, int kprev,
                                  int kcap, int cnt, int32_t base, int k, cudaStream_t s);
+
+/* Part of the conv2d op's fallback (kernels/cuda/conv2d.c): channels
+ * [y_offset, y_offset + o) of y (rows, y_channels) = relu?(acc (rows, o) +
+ * bias (o)), acc, bias and y all f16 (f16 != 0) or all f32, math in f32. */
+cudaError_t imsi_cuda_conv_epilogue(const void *acc, const void *bias, void *y, size_t rows, int o, int y_channels,
+                                    int y_offset, int relu, int f16, cudaStream_t s);
+/* Part of conv2d's plan search: *differs (device) = 1 if channels [0, o) of y
+ * (rows, y_channels) do not hold the bits of packed (rows, o); else left as is. */
+cudaError_t imsi_cuda_conv_slice_differs(const void *packed, const void *y, size_t rows, int o, int y_channels, int f16,
+                                         unsigned int *differs, cudaStream_t s);
 
 /* The pool2d op: max != 0 for a max pool; y has y_channels channels, the output
  * goes to [y_offset, y_offset + c); f16 != 0: x and y are f16 (math in f32). */

@@ -6,6 +6,7 @@
 
 #include "index/store.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <sys/stat.h>
@@ -92,6 +93,56 @@ static void test_escaping(void)
 }
 
 /* ---- The walk ---------------------------------------------------------------------------- */
+
+/* Folders nested past PATH_MAX: the walk descends through descriptors; an
+ * image whose path is too long to be opened by name is a problem with its
+ * reason (it used to be counted as an ignored non-image, with everything under
+ * the folder whose path was too long), and one above the limit is a file. */
+static void test_walk_long_paths(void)
+{
+    char root[512];
+    path_join(root, sizeof root, "long");
+    make_dir("long");
+    int fd = open(root, O_RDONLY | O_DIRECTORY);
+    char name[201];
+    memset(name, 'd', 200);
+    name[200] = '\0';
+    size_t path_len = strlen(root);
+    for (int level = 0; fd >= 0 && level < 25; level++) { /* 25 x 201 bytes: past 4096 */
+        if (level == 5) {
+            int f = openat(fd, "shallow.png", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            TEST_CHECK(f >= 0 && write(f, "x", 1) == 1, "shallow.png");
+            close(f);
+        }
+        TEST_CHECK(mkdirat(fd, name, 0755) == 0, "mkdirat at level %d", level);
+        int next = openat(fd, name, O_RDONLY | O_DIRECTORY);
+        close(fd);
+        fd = next;
+        path_len += 201;
+    }
+    if (fd >= 0) {
+        int f = openat(fd, "deep.png", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        TEST_CHECK(f >= 0 && write(f, "x", 1) == 1, "deep.png");
+        close(f);
+        close(fd);
+    }
+    TEST_CHECK(path_len > 4096, "the deep path is %zu bytes", path_len);
+    ims_file_list list;
+    ims_error err = {0};
+    const char *roots[1] = {root};
+    TEST_OK(ims_file_list_walk(roots, 1, &list, &err), err);
+    TEST_CHECK(list.file_count == 1 && strstr(list.files[0].path, "/shallow.png"), "%lld files",
+               (long long)list.file_count);
+    TEST_CHECK(list.problem_count == 1 && strstr(list.problems[0].path, "/deep.png") &&
+                   strstr(list.problems[0].reason, "PATH_MAX"),
+               "%lld problems: %s", (long long)list.problem_count,
+               list.problem_count ? list.problems[0].reason : "none");
+    TEST_CHECK(list.ignored_count == 0, "%lld ignored", (long long)list.ignored_count);
+    ims_file_list_free(&list);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    TEST_CHECK(system(cmd) == 0, "remove the deep folders");
+}
 
 static void test_walk(void)
 {
@@ -595,6 +646,7 @@ int main(void)
     }
     test_escaping();
     test_walk();
+    test_walk_long_paths();
     test_index(IMS_DTYPE_F16);
     test_index(IMS_DTYPE_F32);
     test_malformed();
