@@ -1,9 +1,13 @@
-/* cmd_info.c: `imgsearch info FILE`: a weight file's header, metadata and tensor
- * table, as text for people or JSON (--json) for machines. */
+/* cmd_info.c: `imgsearch info FILE|INDEX`: a weight file's header, metadata and
+ * tensor table, or an index folder's contents (rows live and tombstoned,
+ * failures by reason, models, settings, size on disk, last commit), as text
+ * for people or JSON (--json) for machines. */
 #include "cli.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef struct info_options {
     const char *path;
@@ -11,14 +15,19 @@ typedef struct info_options {
 } info_options;
 
 static const char info_usage[] =
-    "usage: imgsearch info [--json] [--verify] [--all] FILE\n"
+    "usage: imgsearch info [--json] [--verify] [--all] FILE|INDEX\n"
     "\n"
     "Prints a weight file's header, metadata and tensor table. The file is fully\n"
     "validated first; a malformed file is reported with the field at fault.\n"
+    "Given an index folder: its format version, rows (live and tombstoned),\n"
+    "failures by reason, models, settings, roots, chunks and size on disk, and\n"
+    "when it was last committed (the index's files are checked by size; with\n"
+    "--verify, its tables by CRC-32 too).\n"
     "\n"
     "  --json     one JSON object on stdout\n"
-    "  --verify   also check every tensor's crc32 (reads all the data)\n"
-    "  --all      print arrays whole (text mode shows the first 8 elements)\n";
+    "  --verify   also check every tensor's (every table's) crc32 (reads all the data)\n"
+    "  --all      print arrays whole (text mode shows the first 8 elements); every\n"
+    "             failure reason of an index (text mode shows the 10 commonest)\n";
 
 enum { PREVIEW = 8 };
 
@@ -136,6 +145,180 @@ static void print_json(const ims_weights *w, const info_options *o)
     printf("]}\n");
 }
 
+/* ---- An index folder ------------------------------------------------------------------------ */
+
+typedef struct reason_count {
+    const char *reason;
+    int64_t count;
+} reason_count;
+
+static int compare_reasons(const void *a, const void *b)
+{
+    const reason_count *x = a, *y = b;
+    if (x->count != y->count)
+        return x->count > y->count ? -1 : 1;
+    return strcmp(x->reason, y->reason);
+}
+
+static int compare_reason_text(const void *a, const void *b)
+{
+    return strcmp(((const reason_count *)a)->reason, ((const reason_count *)b)->reason);
+}
+
+/* The live failures grouped by reason, commonest first; *n groups. */
+static reason_count *failure_reasons(const ims_index *idx, size_t *n)
+{
+    int64_t total = ims_index_failure_count(idx);
+    reason_count *all = malloc((size_t)(total ? total : 1) * sizeof *all);
+    *n = 0;
+    if (!all)
+        return NULL;
+    for (int64_t i = 0; i < total; i++)
+        if (ims_index_failure_live(idx, i))
+            all[(*n)++] = (reason_count){ims_index_failure(idx, i)->reason, 1};
+    qsort(all, *n, sizeof *all, compare_reason_text);
+    size_t groups = 0;
+    for (size_t i = 0; i < *n; i++) {
+        if (groups && !strcmp(all[groups - 1].reason, all[i].reason))
+            all[groups - 1].count++;
+        else
+            all[groups++] = all[i];
+    }
+    qsort(all, groups, sizeof *all, compare_reasons);
+    *n = groups;
+    return all;
+}
+
+static void print_model_text(const char *what, const ims_weights_identity *m)
+{
+    printf("%-12s", what);
+    text_safe(stdout, m->name);
+    printf(" (");
+    text_safe(stdout, m->path);
+    printf(", %" PRIu64 " bytes, crc32 %08x%s)\n", m->bytes, m->crc32, m->synthetic ? ", synthetic" : "");
+}
+
+static void print_model_json(const char *key, const ims_weights_identity *m)
+{
+    printf(", \"%s\": {", key);
+    json_path(stdout, "name", m->name);
+    printf(", ");
+    json_path(stdout, "path", m->path);
+    printf(", \"bytes\": %" PRIu64 ", \"crc32\": \"%08x\", \"synthetic\": %s}", m->bytes, m->crc32,
+           m->synthetic ? "true" : "false");
+}
+
+static int info_index(const info_options *o)
+{
+    ims_error err = {0};
+    ims_index *idx = NULL;
+    if (ims_index_open(o->path, &idx, &err))
+        return cli_error(&err);
+    if (o->verify) { /* every table's CRC-32, as a search with verification loads them */
+        const ims_index_config *c = ims_index_get_config(idx);
+        ims_backend *be = NULL;
+        ims_knn_table *knn = NULL;
+        ims_knn_options ko;
+        ims_knn_options_init(&ko);
+        ims_status st = ims_backend_create(IMS_BACKEND_CPU, 0, &be, &err);
+        for (int t = 0; !st && t < 2; t++) {
+            if (t == IMS_INDEX_TABLE_SEMANTIC && c->semantic_dim == 0)
+                break;
+            st = ims_knn_create(be, t ? c->semantic_dim : c->visual_dim, &ko, &knn, &err);
+            if (!st)
+                st = ims_index_load_knn(idx, (ims_index_table)t, 1, knn, &err);
+            ims_knn_free(knn);
+            knn = NULL;
+        }
+        ims_backend_free(be);
+        if (st) {
+            ims_index_close(idx);
+            return cli_error(&err);
+        }
+    }
+    ims_index_info info;
+    ims_index_get_info(idx, &info);
+    const ims_index_config *c = ims_index_get_config(idx);
+    size_t groups = 0;
+    reason_count *reasons = failure_reasons(idx, &groups);
+    const char *mode = c->mode == IMS_PREPROCESS_FID ? "fid" : "torchvision";
+    const char *precision = c->precision >= 0 ? ims_precision_name((ims_precision)c->precision) : NULL;
+    if (o->json) {
+        printf("{");
+        json_path(stdout, "index", o->path);
+        printf(", \"version\": %d, \"committed\": ", info.version);
+        if (info.committed[0])
+            json_string(stdout, info.committed, strlen(info.committed));
+        else
+            printf("null");
+        printf(", \"rows\": {\"live\": %" PRId64 ", \"tombstoned\": %" PRId64 ", \"stored\": %" PRId64 "}",
+               info.live_rows, info.rows - info.live_rows, info.rows);
+        printf(", \"failures\": {\"live\": %" PRId64 ", \"tombstoned\": %" PRId64 ", \"by_reason\": [",
+               info.live_failures, info.failures - info.live_failures);
+        for (size_t i = 0; reasons && i < groups; i++) {
+            printf("%s{\"reason\": ", i ? ", " : "");
+            json_string(stdout, reasons[i].reason, strlen(reasons[i].reason));
+            printf(", \"count\": %" PRId64 "}", reasons[i].count);
+        }
+        printf("]}, \"chunks\": %" PRId64 ", \"chunk_rows\": %d, \"disk_bytes\": %" PRIu64, info.chunks,
+               c->chunk_rows, info.disk_bytes);
+        printf(", \"mode\": \"%s\", \"dtype\": \"%s\", \"precision\": ", mode, ims_dtype_name(c->dtype));
+        if (precision)
+            printf("\"%s\"", precision);
+        else
+            printf("null");
+        printf(", \"visual_dim\": %d, \"semantic_dim\": %d", c->visual_dim, c->semantic_dim);
+        if (c->semantic_dim)
+            printf(", \"conse_top\": %d", c->conse_top);
+        print_model_json("image_model", &c->image_model);
+        if (c->semantic_dim)
+            print_model_json("text_model", &c->text_model);
+        printf(", \"roots\": [");
+        for (int64_t i = 0; i < info.root_count; i++) {
+            const char *r = ims_index_root(idx, i);
+            printf("%s", i ? ", " : "");
+            json_string(stdout, r, strlen(r));
+        }
+        printf("], \"tables_verified\": %s}\n", o->verify ? "true" : "false");
+    } else {
+        printf("index       ");
+        text_safe(stdout, o->path);
+        printf(" (format version %d%s)\n", info.version, info.version < 2 ? ": upgrade it with imgsearch index --upgrade" : "");
+        printf("rows        %" PRId64 " live, %" PRId64 " tombstoned (%" PRId64 " stored in %" PRId64
+               " chunks of at most %d)\n", info.live_rows, info.rows - info.live_rows, info.rows, info.chunks,
+               c->chunk_rows);
+        printf("failures    %" PRId64 " live, %" PRId64 " tombstoned\n", info.live_failures,
+               info.failures - info.live_failures);
+        size_t shown = o->all ? groups : groups < 10 ? groups : 10;
+        for (size_t i = 0; reasons && i < shown; i++) {
+            printf("  %8" PRId64 "  ", reasons[i].count);
+            text_safe(stdout, reasons[i].reason);
+            fputc('\n', stdout);
+        }
+        if (shown < groups)
+            printf("  ... %zu more reasons (--all)\n", groups - shown);
+        print_model_text("image model", &c->image_model);
+        if (c->semantic_dim)
+            print_model_text("text model", &c->text_model);
+        printf("rows are    %s preprocessing, %s tables (%d visual", mode, ims_dtype_name(c->dtype), c->visual_dim);
+        if (c->semantic_dim)
+            printf(", %d semantic, ConSE over %d classes", c->semantic_dim, c->conse_top);
+        printf("), precision %s\n", precision ? precision : "not recorded");
+        for (int64_t i = 0; i < info.root_count; i++) {
+            printf("%s", i ? "            " : "roots       ");
+            text_safe(stdout, ims_index_root(idx, i));
+            fputc('\n', stdout);
+        }
+        printf("on disk     %.1f MiB (%" PRIu64 " bytes)\n", (double)info.disk_bytes / (1 << 20), info.disk_bytes);
+        printf("committed   %s\n", info.committed[0] ? info.committed : "(not recorded: format version 1)");
+        if (o->verify)
+            printf("checksums   every table's CRC-32 ok\n");
+    }
+    free(reasons);
+    ims_index_close(idx);
+    return CLI_EXIT_OK;
+}
+
 int cmd_info(int argc, char **argv)
 {
     info_options o = {0};
@@ -158,7 +341,10 @@ int cmd_info(int argc, char **argv)
     if (a.status >= 0)
         return a.status;
     if (!o.path)
-        return cli_args_error(&a, "missing FILE");
+        return cli_args_error(&a, "missing FILE or INDEX");
+    struct stat sb;
+    if (stat(o.path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return info_index(&o);
     ims_error err = {0};
     ims_weights *w = NULL;
     if (ims_weights_open(o.path, o.verify ? IMS_WEIGHTS_VERIFY_DATA : 0, &w, &err))

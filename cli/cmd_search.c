@@ -7,8 +7,9 @@
  */
 #include "cli.h"
 
-#include <stdlib.h>
 #include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char search_usage[] =
@@ -16,19 +17,30 @@ static const char search_usage[] =
     "                        [-k K] [--json] [--table visual|semantic]\n"
     "                        [--device auto|cpu|cuda] [--gpu N] [--dtype f16|f32]\n"
     "                        [--text-model M.isw] [--image-model M.isw] [--no-verify]\n"
-    "                        [--max-pixels N]\n"
+    "                        [--relative-to DIR] [--max-pixels N]\n"
     "\n"
     "Finds the K images of INDEX most similar to each query (cosine similarity,\n"
-    "exact). --text, --image and --queries may be repeated and combined.\n"
+    "exact). --text, --image and --queries may be repeated and combined. Paths are\n"
+    "printed as the index stores them: absolute, so they work from any folder.\n"
+    "A query that cannot be embedded (an image that cannot be read, an empty\n"
+    "text) is reported on stderr and the others are answered; the exit status is\n"
+    "then 3.\n"
     "\n"
     "  --text TEXT          a text query (needs an index built with --text-model)\n"
     "  --image FILE         an image query (JPEG, PNG, WebP, TIFF, GIF or BMP)\n"
-    "  --queries FILE       one query per line: text, or @PATH for an image\n"
+    "  --queries FILE       one query per line ('-': stdin): a text, or @PATH for an\n"
+    "                       image; a line starting with # is a comment; \\#, \\@ and\n"
+    "                       \\\\ at the start of a line stand for #, @ and \\ as text;\n"
+    "                       blank lines are skipped\n"
     "  -k K                 results per query (default 10)\n"
     "  --table T            the table image queries use: visual (default: the\n"
     "                       Inception features) or semantic (ConSE, as text)\n"
-    "  --json               JSON lines: {\"query\": ..., \"results\": [{\"rank\",\n"
-    "                       \"path\", \"score\"}]}\n"
+    "  --json               JSON lines: {\"query\": ..., \"table\": ..., \"results\":\n"
+    "                       [{\"rank\", \"path\", \"score\", \"row\", \"chunk\", \"offset\"}]}\n"
+    "                       (row: the row id; its vectors are row offset of\n"
+    "                       chunk-<chunk>.*.npy); a failed query has \"error\" instead\n"
+    "                       of \"results\"\n"
+    "  --relative-to DIR    print paths relative to DIR\n"
     "  --dtype f16|f32      the table's storage for the search (default: f16 on a\n"
     "                       GPU, half the bytes to stream; f32 on the CPU, where f16\n"
     "                       rows cost a conversion per search)\n"
@@ -48,7 +60,7 @@ typedef struct search_query {
 } search_query;
 
 typedef struct search_args {
-    const char *index_dir, *text_model, *image_model;
+    const char *index_dir, *text_model, *image_model, *relative_to;
     cli_device device;
     int k, json, semantic_images, no_verify;
     ims_dtype dtype; /* IMS_DTYPE_COUNT: the backend's default */
@@ -110,15 +122,18 @@ static int read_queries_file(search_args *a, const char *path)
     while (!rc && (got = cli_lines_next(&in, &line, &len)) > 0) {
         while (len > 0 && line[len - 1] == '\r')
             line[--len] = '\0';
-        if (len == 0)
-            continue; /* blank lines separate nothing */
+        if (len == 0 || line[0] == '#')
+            continue; /* blank lines separate nothing; # starts a comment */
         if (len == 1 && line[0] == '@') {
             fprintf(stderr, "imgsearch: %s line %zu: '@' names no image (write @PATH)\n", what, in.line_no);
             rc = CLI_EXIT_FAILURE;
             break;
         }
-        char *copy = strdup(line);
-        if (!copy || keep_line(a, copy) || add_query(a, copy[0] == '@' ? copy + 1 : copy, copy[0] == '@'))
+        /* \#, \@ and \\ at the start: the character itself, as text */
+        int escaped = len >= 2 && line[0] == '\\' && strchr("#@\\", line[1]);
+        char *copy = strdup(line + escaped);
+        int image = !escaped && copy && copy[0] == '@';
+        if (!copy || keep_line(a, copy) || add_query(a, image ? copy + 1 : copy, image))
             rc = CLI_EXIT_FAILURE;
     }
     if (got < 0)
@@ -179,6 +194,8 @@ static int parse_search_args(int argc, char **argv, search_args *a)
             cli_arg_path(&c, &a->text_model);
         else if (cli_is(&c, "--image-model"))
             cli_arg_path(&c, &a->image_model);
+        else if (cli_is(&c, "--relative-to"))
+            cli_arg_path(&c, &a->relative_to);
         else if (cli_is(&c, CLI_MAX_PIXELS_OPTION))
             cli_arg_max_pixels(&c, &a->decode);
         else
@@ -193,8 +210,49 @@ static int parse_search_args(int argc, char **argv, search_args *a)
     return 0;
 }
 
-static void print_results(const search_args *a, const ims_search_results *res)
+/* path relative to base (both absolute, without "." or ".." parts) into buf. */
+static void relative_path(const char *base, const char *path, char *buf, size_t size)
 {
+    if (path[0] != '/') { /* a version-1 index's relative path: as stored */
+        snprintf(buf, size, "%s", path);
+        return;
+    }
+    size_t common = 0; /* the length of the leading folders both share */
+    for (size_t i = 0;; i++) {
+        int end_base = base[i] == '\0' || base[i] == '/', end_path = path[i] == '\0' || path[i] == '/';
+        if (end_base && end_path)
+            common = i;
+        if (base[i] == '\0' || path[i] == '\0' || base[i] != path[i])
+            break;
+    }
+    size_t used = 0;
+    for (const char *p = base + common; *p; p++) /* one ".." per folder of base below the common part */
+        if (*p == '/' && p[1] != '\0' && used + 3 < size)
+            used += (size_t)snprintf(buf + used, size - used, "../");
+    const char *rest = path + common + (path[common] == '/');
+    if (used == 0 && *rest == '\0')
+        rest = ".";
+    snprintf(buf + used, size - used, "%s", rest);
+}
+
+typedef struct printer {
+    const search_args *a;
+    char base[PATH_MAX]; /* --relative-to, resolved */
+} printer;
+
+static const char *shown_path(const printer *pr, const char *path, char *buf, size_t size)
+{
+    if (!pr->a->relative_to)
+        return path;
+    relative_path(pr->base, path, buf, size);
+    return buf;
+}
+
+static void print_results(const printer *pr, const ims_search_results *res)
+{
+    const search_args *a = pr->a;
+    char *buf = malloc(2 * PATH_MAX + 64);
+    size_t size = buf ? 2 * PATH_MAX + 64 : 0;
     for (size_t i = 0; i < a->count; i++) {
         const search_query *q = &a->queries[i];
         const ims_search_result *r = &res->results[i];
@@ -208,24 +266,39 @@ static void print_results(const search_args *a, const ims_search_results *res)
             } else {
                 json_string(stdout, q->text, strlen(q->text));
             }
-            printf(", \"table\": \"%s\", \"results\": [", table);
+            printf(", \"table\": \"%s\", ", table);
+            if (r->status) {
+                printf("\"error\": ");
+                json_string(stdout, r->error, strlen(r->error));
+                printf("}\n");
+                continue;
+            }
+            printf("\"results\": [");
         } else {
             printf("%s%s \"", i ? "\n" : "", q->image ? "image" : "text");
             text_safe(stdout, q->text);
             printf("\" (%s table)\n", table);
+            if (r->status) {
+                printf("      error: ");
+                text_safe(stdout, r->error);
+                fputc('\n', stdout);
+                continue;
+            }
             printf("%4s  %8s  %s\n", "rank", "score", "path");
         }
         for (int j = 0; j < r->count; j++) {
             const ims_search_hit *h = &r->hits[j];
+            const char *path = buf ? shown_path(pr, h->path, buf, size) : h->path;
             if (a->json) {
                 printf("%s{\"rank\": %d, ", j ? ", " : "", j + 1);
-                json_path(stdout, "path", h->path);
+                json_path(stdout, "path", path);
                 printf(", \"score\": ");
                 json_double(stdout, h->score);
-                printf("}");
+                printf(", \"row\": %lld, \"chunk\": %lld, \"offset\": %lld}", (long long)h->row, (long long)h->chunk,
+                       (long long)h->offset);
             } else {
                 printf("%4d  %8.4f  ", j + 1, h->score);
-                text_safe(stdout, h->path);
+                text_safe(stdout, path);
                 fputc('\n', stdout);
             }
         }
@@ -234,6 +307,7 @@ static void print_results(const search_args *a, const ims_search_results *res)
         else if (r->count == 0)
             printf("      (the index is empty)\n");
     }
+    free(buf);
 }
 
 int cmd_search(int argc, char **argv)
@@ -247,6 +321,7 @@ int cmd_search(int argc, char **argv)
     ims_search_query *queries = NULL;
     ims_search_results *res = NULL;
     ims_status st = IMS_OK;
+    int failed = 0;
     if (rc)
         goto done;
     queries = calloc(a.count, sizeof *queries);
@@ -259,8 +334,19 @@ int cmd_search(int argc, char **argv)
             queries[i].text = a.queries[i].text;
         queries[i].table = a.semantic_images ? IMS_INDEX_TABLE_SEMANTIC : IMS_INDEX_TABLE_VISUAL;
     }
+    printer pr = {.a = &a};
+    if (!st && a.relative_to && !realpath(a.relative_to, pr.base))
+        st = ims_error_set(&err, IMS_ERR_NOT_FOUND, "--relative-to '%s': %s", a.relative_to, strerror(errno));
     if (!st)
         st = ims_index_open(a.index_dir, &index, &err);
+    ims_index_info info;
+    if (!st) {
+        ims_index_get_info(index, &info);
+        if (info.version < 2)
+            fprintf(stderr, "imgsearch: note: %s is index format version %d: its paths are relative to the folder it "
+                            "was indexed from; 'imgsearch index --upgrade %s' (run there) makes them absolute\n",
+                    a.index_dir, info.version, a.index_dir);
+    }
     if (!st)
         st = cli_device_open(&a.device, &be, &err);
     ims_search_options so;
@@ -278,9 +364,19 @@ int cmd_search(int argc, char **argv)
         st = ims_searcher_search(searcher, queries, a.count, a.k, &res, &err);
     if (searcher && ims_searcher_synthetic(searcher))
         fprintf(stderr, "imgsearch: WARNING: the image model holds synthetic weights: results are not meaningful\n");
-    if (!st)
-        print_results(&a, res);
+    if (!st) {
+        print_results(&pr, res);
+        for (int64_t i = 0; i < res->count; i++)
+            if (res->results[i].status) {
+                fputs("imgsearch: ", stderr);
+                if (!a.queries[i].image)
+                    fprintf(stderr, "query %lld: ", (long long)i + 1);
+                text_safe(stderr, res->results[i].error);
+                fputc('\n', stderr);
+            }
+    }
 done:
+    failed = res && res->failed > 0;
     ims_search_results_free(res);
     ims_searcher_close(searcher);
     ims_backend_free(be);
@@ -294,5 +390,7 @@ done:
         return rc < 0 ? CLI_EXIT_OK : rc;
     if (st && !err.msg[0])
         ims_error_set(&err, st, "%s", ims_status_name(st));
-    return st ? cli_error(&err) : CLI_EXIT_OK;
+    if (st)
+        return cli_error(&err);
+    return failed ? CLI_EXIT_SOME_FAILED : CLI_EXIT_OK;
 }

@@ -19,7 +19,7 @@ typedef struct cli_command {
 
 /* The main job first: build an index, search it; then the tools. */
 static const cli_command commands[] = {
-    {"index", cmd_index, "index image folders (visual features; a text table with --text-model)",
+    {"index", cmd_index, "index image folders, or bring an index up to date with them (--compact, --upgrade)",
      "DIR|FILE... -o INDEX --image-model M.isw [--text-model M.isw] [--device D]"},
     {"search", cmd_search, "the images of an index most like a text or an example image",
      "INDEX (--text T | --image F | --queries FILE)... [-k K] [--device D]"},
@@ -37,7 +37,8 @@ static const cli_command commands[] = {
      "(--text-model M.isw | --vocab vocab.txt)"},
     {"convert", cmd_convert, "a PyTorch/safetensors checkpoint or Hugging Face directory to a weight file",
      "INPUT -o OUT.isw"},
-    {"info", cmd_info, "a weight file's header, metadata and tensor table (--json, --verify)", "FILE"},
+    {"info", cmd_info, "a weight file's header, metadata and tensors, or an index's rows, failures and models",
+     "FILE|INDEX [--json]"},
     {"bench", cmd_bench, "imgsearch's workloads timed against this device's measured ceilings",
      "[--quick] [--json] [--device D]"},
     {"devices", cmd_devices, "the compute backends and GPUs this build can use", ""},

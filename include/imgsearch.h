@@ -47,6 +47,7 @@ typedef enum ims_status {
     IMS_ERR_NO_DEVICE,   /* no usable GPU */
     IMS_ERR_CUDA,        /* a CUDA runtime, cuBLAS or cuDNN call failed */
     IMS_ERR_NOT_FOUND,   /* a named tensor or metadata key is absent */
+    IMS_ERR_BUSY,        /* another process holds it (an index's writer lock) */
 } ims_status;
 
 #define IMS_ERROR_MSG_MAX 512
@@ -854,11 +855,14 @@ IMS_API size_t ims_knn_estimate_bytes(int64_t n, int64_t dim, ims_dtype dtype, i
 /* ==== index: the index folder ============================================================= */
 
 /* engine/index/store.c: an image index on disk (docs/FORMAT.md, "The index"): chunks
- * of embeddings as .npy, the rows' paths, the failures and a manifest, each
- * written crash-safely. A writer adds rows; every chunk_rows rows it commits a
- * chunk (its files, then the manifest). After a crash, opening the folder again
- * finds the last committed chunk: nothing half-written is ever read, and
- * ims_index_contains() tells the indexer which files are done. */
+ * of embeddings as .npy, the rows' files, the failures, tombstones and a manifest,
+ * each written crash-safely. A writer (one at a time: a lock in the folder) adds
+ * rows and failures and marks records it replaces or that were deleted with
+ * tombstones; every chunk_rows rows, or when asked, it commits a chunk (its files,
+ * then the manifest, the one commit point). After a crash, opening the folder
+ * again finds the last committed state: nothing half-written is ever read.
+ * Readers take no lock and never wait. Row ids are a row's place in the chunks
+ * counted in order; they stay valid until a compaction renumbers them. */
 
 typedef struct ims_index ims_index;
 
@@ -870,7 +874,7 @@ typedef enum ims_index_table {
 typedef struct ims_index_config {
     ims_preprocess_mode mode; /* the image preprocessing the rows were made with */
     ims_dtype dtype;          /* storage of the tables: IMS_DTYPE_F16 (default) or F32 */
-    int chunk_rows;           /* rows per chunk; default 4096 */
+    int chunk_rows;           /* rows per chunk (at most; commits by time make shorter ones); default 4096 */
     int visual_dim;           /* default 2048 */
     int semantic_dim;         /* 0: no semantic table (no text model) */
     int conse_top;            /* classes ConSE mixes per semantic row (and per image query on
@@ -884,22 +888,28 @@ typedef struct ims_index_config {
 
 IMS_API void ims_index_config_init(ims_index_config *c);
 
-/* Opens an index to read it. */
+/* Opens an index to read it (format versions 1 and 2; a newer one is refused).
+ * Takes no lock: it reads the last committed state. */
 IMS_API ims_status ims_index_open(const char *dir, ims_index **out, ims_error *err);
-/* Opens an index to add to it: creates the folder and an empty index, or
- * reopens one whose configuration equals cfg (else an error naming the first
- * difference and both values, such as another image model or --conse-top). An
- * index whose precision is not recorded accepts any, and stays unrecorded. */
+/* Opens an index to add to it, holding its writer lock until ims_index_close
+ * (IMS_ERR_BUSY, naming the holder, when another process writes it): creates
+ * the folder (new or empty; a folder holding other files is refused) and an
+ * empty index, or reopens one whose configuration equals cfg (else an error
+ * naming the first difference and both values, such as another image model
+ * or --conse-top). An index whose precision is not recorded accepts any, and
+ * stays unrecorded. Leftovers of a killed writer (temporary files, chunk files
+ * the manifest does not list) are removed. A version-1 index is refused:
+ * ims_index_compact upgrades it. */
 IMS_API ims_status ims_index_open_for_writing(const char *dir, const ims_index_config *cfg, ims_index **out,
                                               ims_error *err);
-/* Drops rows not yet committed. NULL is fine. */
+/* Drops records and tombstones not yet committed; releases the lock. NULL is fine. */
 IMS_API void ims_index_close(ims_index *idx);
 
 IMS_API const ims_index_config *ims_index_get_config(const ims_index *idx);
-IMS_API int64_t ims_index_row_count(const ims_index *idx);     /* committed rows */
-IMS_API int64_t ims_index_failure_count(const ims_index *idx); /* committed failures */
+IMS_API int64_t ims_index_row_count(const ims_index *idx);     /* committed rows, tombstoned ones included */
+IMS_API int64_t ims_index_failure_count(const ims_index *idx); /* committed failures, likewise */
 IMS_API int64_t ims_index_chunk_count(const ims_index *idx);
-/* Whether path is a committed row or failure. */
+/* Whether path's latest committed record is a live row or failure. */
 IMS_API int ims_index_contains(const ims_index *idx, const char *path);
 
 /* Appends a row: visual (visual_dim) and semantic (semantic_dim, or NULL when
@@ -908,11 +918,37 @@ IMS_API ims_status ims_index_add(ims_index *idx, const ims_file_entry *file, con
                                  ims_error *err);
 /* Records a file that could not be indexed (reason: one line). */
 IMS_API ims_status ims_index_add_failure(ims_index *idx, const char *path, const char *reason, ims_error *err);
-/* Commits the pending rows and failures, if any, as a (shorter) chunk. */
+/* Marks a live committed row (failure) dead at the next commit: search never
+ * returns it again, compaction drops it. */
+IMS_API ims_status ims_index_remove(ims_index *idx, int64_t row, ims_error *err);
+IMS_API ims_status ims_index_remove_failure(ims_index *idx, int64_t failure, ims_error *err);
+/* Commits the pending rows, failures and tombstones, if any, as a (shorter) chunk. */
 IMS_API ims_status ims_index_commit(ims_index *idx, ims_error *err);
 
 IMS_API const ims_file_entry *ims_index_row(const ims_index *idx, int64_t row);    /* NULL if out of range */
 IMS_API const ims_file_problem *ims_index_failure(const ims_index *idx, int64_t i); /* NULL if out of range */
+IMS_API int ims_index_row_live(const ims_index *idx, int64_t row);    /* 1: committed and not tombstoned */
+IMS_API int ims_index_failure_live(const ims_index *idx, int64_t i); /* likewise */
+/* The live rows, ascending: what ims_index_load_knn and ims_index_load_table
+ * hold, in their order. ims_index_live_row(idx, i) is the row id of their
+ * row i (-1 if out of range). */
+IMS_API int64_t ims_index_live_row_count(const ims_index *idx);
+IMS_API int64_t ims_index_live_row(const ims_index *idx, int64_t i);
+/* Where a row's vectors are: row `*offset` of chunk-<*chunk>.{visual,semantic}.npy. */
+IMS_API ims_status ims_index_row_location(const ims_index *idx, int64_t row, int64_t *chunk, int64_t *offset,
+                                          ims_error *err);
+
+typedef struct ims_index_info {
+    int version;                  /* the format version read (1 or 2) */
+    int64_t rows, live_rows;      /* stored, and not tombstoned */
+    int64_t failures, live_failures;
+    int64_t chunks;
+    uint64_t disk_bytes;          /* the manifest, the listed chunk files, classes.npy */
+    char committed[32];           /* the last commit, UTC "YYYY-MM-DDTHH:MM:SSZ"; "" if not recorded */
+    int64_t root_count;           /* folders and files indexed (absolute paths: ims_index_root) */
+} ims_index_info;
+IMS_API void ims_index_get_info(const ims_index *idx, ims_index_info *out);
+IMS_API const char *ims_index_root(const ims_index *idx, int64_t i); /* NULL if out of range */
 
 /* The text embeddings of the image model's classes, (classes, semantic_dim)
  * f32, kept in the index as classes.npy (ConSE needs them for image queries on
@@ -920,26 +956,56 @@ IMS_API const ims_file_problem *ims_index_failure(const ims_index *idx, int64_t 
 IMS_API ims_status ims_index_save_class_embeddings(ims_index *idx, const float *emb, int classes, ims_error *err);
 IMS_API ims_status ims_index_load_class_embeddings(const ims_index *idx, float **emb, int *classes, ims_error *err);
 
-/* The whole table as (rows, dim) f32 in a buffer freed with ims_free
- * (f16 tables are widened: twice their size; a search loads them with
- * ims_index_load_knn instead). Every chunk file's CRC-32 is checked. */
+/* The live rows of a table as (live rows, dim) f32 in a buffer freed with
+ * ims_free (f16 tables are widened: twice their size; a search loads them
+ * with ims_index_load_knn instead). Every chunk file's CRC-32 is checked. */
 IMS_API ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, float **rows, int *dim,
                                         ims_error *err);
 
-/* Appends every committed row of the table to a k-NN table of its dimension
- * (row ids continue from the rows it holds), chunk by chunk and in the stored
- * dtype: f16 rows go in as they are, never widened to a whole f32 copy, so the
- * peak host memory is the k-NN table plus one chunk. verify: check each
- * chunk file's CRC-32 against the manifest (1, recommended: a changed or
- * swapped file is named instead of searched) or only its size (0). On failure
- * the k-NN table may hold the rows of the chunks before the bad one: free it. */
+/* Appends the live rows of the table (tombstoned rows are left out; row i
+ * appended is ims_index_live_row(idx, i)) to a k-NN table of its dimension,
+ * chunk by chunk and in the stored dtype: f16 rows go in as they are, never
+ * widened to a whole f32 copy, so the peak host memory is the k-NN table plus
+ * one chunk. verify: check each chunk file's CRC-32 against the manifest (1,
+ * recommended: a changed or swapped file is named instead of searched) or only
+ * its size (0). On failure the k-NN table may hold the rows of the chunks
+ * before the bad one: free it. */
 IMS_API ims_status ims_index_load_knn(const ims_index *idx, ims_index_table table, int verify, ims_knn_table *knn,
                                       ims_error *err);
 
+/* engine/index/compact.c: rewrites an index without its tombstoned records, in
+ * chunks of chunk_rows (small chunks merged), under the writer lock and the
+ * same crash-safety rules: the new chunks are written under new ids, the
+ * manifest that lists them is the commit point, then the old files go. A kill
+ * at any moment leaves the old index or the new one. Row ids are renumbered.
+ * With upgrade, a version-1 index is rewritten as version 2: its relative
+ * paths become absolute against base (the folder it was indexed from). */
+typedef struct ims_index_compact_options {
+    int upgrade;      /* 1: accept (and upgrade) a version-1 index; 0: refuse one */
+    const char *base; /* version 1: what its relative paths are relative to; NULL: the current folder */
+} ims_index_compact_options;
+
+typedef struct ims_index_compact_report {
+    int from_version;
+    int64_t rows, failures;                 /* kept (live) */
+    int64_t dropped_rows, dropped_failures; /* tombstoned, now gone */
+    int64_t chunks_before, chunks_after;
+    uint64_t bytes_before, bytes_after;     /* on disk (ims_index_info's disk_bytes) */
+} ims_index_compact_report;
+
+IMS_API void ims_index_compact_options_init(ims_index_compact_options *o);
+IMS_API ims_status ims_index_compact(const char *dir, const ims_index_compact_options *o,
+                                     ims_index_compact_report *report, ims_error *err);
+
 /* ==== index: indexing ===================================================================== */
 
-/* engine/index/indexer.c: folders of images -> an index: list, skip what the index holds,
- * decode on threads while the model runs, embed, append, commit. */
+/* engine/index/indexer.c: folders of images -> an index, kept in step with
+ * them: list; compare with the index (new files are added; a file whose size
+ * or mtime changed (or content, with verify_content) gets a new row and its
+ * old one a tombstone; a deleted file's records get tombstones; a failed file
+ * is retried when it changed, or always with retry_failed); decode on threads
+ * while the model runs, embed, append, commit every chunk_rows rows and at
+ * least every commit_every_s seconds. */
 
 typedef enum ims_index_stage {
     IMS_INDEX_STAGE_PLANNED = 0, /* files listed, estimates known, nothing run yet */
@@ -953,7 +1019,7 @@ typedef struct ims_index_progress {
     int64_t done;    /* of them, processed */
     int64_t indexed; /* of them, added as rows */
     int64_t failed;  /* files recorded as failures in this run (listing problems included) */
-    int64_t already; /* files the index held before this run: skipped */
+    int64_t already; /* files the index holds as they are now: skipped */
     int64_t ignored; /* files whose names are not an image's */
     const ims_file_list *walk; /* the files listed (their ignored files and the summary of them);
                                   valid during the callback, NULL before the walk */
@@ -962,25 +1028,46 @@ typedef struct ims_index_progress {
     double decode_wait_s; /* time the model waited for decoded images */
     double model_s;       /* the image model and the embeddings */
     double write_s;       /* appending rows, writing chunks */
+    /* The rows added (indexed = added + updated + retried), by why the file was to do: */
+    int64_t added;   /* files new to the index */
+    int64_t updated; /* files whose size, mtime (or content) changed: the old record is tombstoned */
+    int64_t retried; /* files recorded as failed before (their failure record is tombstoned) */
+    int64_t removed; /* records of files gone from the folders, tombstoned */
+    int64_t commits; /* chunks committed by this run */
+    int synthetic;   /* the image model's weights are synthetic (from PLANNED on) */
 } ims_index_progress;
 
 typedef struct ims_index_run_options {
     const char *index_dir;
-    const char *const *roots;
+    const char *const *roots;            /* folders or files; each must exist (else an error before
+                                            anything is created); made absolute and canonical, so
+                                            "p", "./p" and "/abs/p" are one root */
     size_t root_count;
     ims_backend *backend;
-    const ims_weights *image_model;      /* its identity (ims_weights_identify) goes in the manifest */
-    const ims_weights *text_model;       /* likewise; NULL: no semantic table */
-    ims_precision precision;             /* of both models (the text model runs tf32 as fp32); default
-                                            fp32; recorded in the manifest: a run on an existing index
-                                            must match it */
-    ims_preprocess_mode mode;            /* default torchvision */
-    ims_dtype dtype;                     /* tables: default f16 */
-    int batch_size, threads, chunk_rows; /* defaults 32, 4, 4096 */
-    int conse_top;                       /* classes mixed per image; default 10; recorded in the
-                                            manifest (search mixes image queries alike): a run on
-                                            an existing index must match it */
+    /* Settings an existing index remembers: left at their "unset" value, a
+     * run takes the index's (else the default); given, they must equal the
+     * index's (else an error naming both values). */
+    const ims_weights *image_model;      /* NULL: the index's (its recorded path, checked by size and
+                                            CRC-32); a new index needs one. Its identity goes in the manifest */
+    const ims_weights *text_model;       /* NULL: the index's, if it has one; a new index: no semantic table */
+    int precision;                       /* an ims_precision; -1 (default): the index's, else fp16 on
+                                            CUDA and fp32 on the CPU. Both models; tf32 runs the text model as fp32 */
+    int mode;                            /* an ims_preprocess_mode; -1 (default): the index's, else the
+                                            image model's */
+    ims_dtype dtype;                     /* tables; IMS_DTYPE_COUNT (default): the index's, else f16 */
+    int chunk_rows;                      /* 0 (default): the index's, else 4096 */
+    int conse_top;                       /* classes mixed per image; 0 (default): the index's, else 10 */
+    /* Speed and durability: may differ from the index's, which are the defaults
+     * (the batch size and threads a run was given are remembered). */
+    int batch_size, threads;             /* 0: the index's, else 64 (CUDA) or 16 (CPU), and the CPU
+                                            count up to 16 */
+    double commit_every_s;               /* commit at least this often; 0: the index's, else 60 */
     ims_decode_options decode;           /* pixel limits (ims_decode_options_init's defaults) */
+    int retry_failed;                    /* 1: try every file recorded as failed again */
+    int verify_content;                  /* 1: compare the CRC-32 of each file's bytes too (reads every
+                                            file; rows indexed without it have none: they are re-indexed) */
+    int keep_missing;                    /* 1: keep the records of files gone from the folders (removable
+                                            media); 0 (default): tombstone them */
     /* Called on the caller's thread: progress after each batch (and once
      * PLANNED, once FINISHED); each failure as it is recorded. Either may be NULL. */
     void (*progress)(void *ctx, const ims_index_progress *p);
@@ -993,14 +1080,14 @@ typedef struct ims_index_run_options {
 
 IMS_API void ims_index_run_options_init(ims_index_run_options *o);
 /* Runs to the end (or the first error that is not a bad image: a full disk, a
- * GPU error); the index holds every committed chunk either way. *out gets the
- * final counts (may be NULL). */
+ * GPU error, another writer holding the index); the index holds every
+ * committed chunk either way. *out gets the final counts (may be NULL). */
 IMS_API ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out, ims_error *err);
 
 /* ==== index: search ======================================================================= */
 
-/* engine/index/search.c: queries (texts, image files) -> the k most similar rows of
- * an index, as a library call (the CLI's `search`, a binding or a server).
+/* engine/index/search.c: queries (texts, image files) -> the k most similar live rows
+ * of an index, as a library call (the CLI's `search`, a binding or a server).
  *
  * A searcher answers many searches over one open index. It loads what a
  * query needs once, when a query first needs it: the text model and the
@@ -1011,7 +1098,8 @@ IMS_API ims_status ims_index_run(const ims_index_run_options *o, ims_index_progr
  * first: queries are never embedded with a model the index was not built
  * with. Image queries on the semantic table are mixed by ConSE with the
  * index's conse_top, as its rows were. The search is exact over the stored
- * rows (see the k-NN section). Not thread-safe: one searcher per thread. */
+ * rows (see the k-NN section); tombstoned rows are never returned. Not
+ * thread-safe: one searcher per thread. */
 
 typedef struct ims_searcher ims_searcher;
 
@@ -1049,24 +1137,33 @@ typedef struct ims_search_hit {
                          of the concatenated .npy tables, line r of the concatenated rows.txt) */
     float score;      /* cosine similarity */
     const char *path; /* the row's path (owned by the results) */
+    int64_t chunk;    /* its vectors: row `offset` of chunk-<chunk>.{visual,semantic}.npy */
+    int64_t offset;
 } ims_search_hit;
 
 typedef struct ims_search_result {
     ims_index_table table;      /* the table the query searched */
-    int count;                  /* hits: min(k, rows of the index) */
+    int count;                  /* hits: min(k, live rows of the index); 0 when the query failed */
     const ims_search_hit *hits; /* (count) best first, equal scores by lower row */
+    ims_status status;          /* IMS_OK, or why this query could not be embedded (an image that
+                                   cannot be read, an empty text): the others are still answered */
+    const char *error;          /* NULL, or that reason in one line (owned by the results) */
 } ims_search_result;
 
 typedef struct ims_search_results {
     int64_t count;                    /* queries, in the order given */
     const ims_search_result *results; /* (count) */
+    int64_t failed;                   /* queries whose status is not IMS_OK */
 } ims_search_results;
 
 /* idx must stay open while the searcher is (and it reads only committed rows). */
 IMS_API ims_status ims_searcher_open(const ims_index *idx, const ims_search_options *o, ims_searcher **out,
                                      ims_error *err);
 /* count queries, k in 1..IMS_KNN_MAX_K; *out is freed with ims_search_results_free.
- * A query image that cannot be read fails the search, naming it. */
+ * A query that cannot be embedded (an image that cannot be read, a text with
+ * nothing but white space) gets its status and error in its result, and the
+ * search goes on; errors that are not the query's (a model, the index, memory)
+ * fail the call. */
 IMS_API ims_status ims_searcher_search(ims_searcher *s, const ims_search_query *queries, int64_t count, int k,
                                        ims_search_results **out, ims_error *err);
 /* 1 if the image model's weights are synthetic (the manifest or the loaded file says so):

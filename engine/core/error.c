@@ -18,6 +18,7 @@ const char *ims_status_name(ims_status status)
     case IMS_ERR_NO_DEVICE: return "no device";
     case IMS_ERR_CUDA: return "cuda error";
     case IMS_ERR_NOT_FOUND: return "not found";
+    case IMS_ERR_BUSY: return "busy";
     }
     return "unknown status";
 }

@@ -8,9 +8,13 @@
  * (ims_index_load_knn). A search embeds its queries (all texts in one call,
  * all images in one run of the image loop), then answers each table's
  * queries as one batch of the k-NN search, and copies the hits' paths into
- * results it owns, so they outlive the searcher.
+ * results it owns, so they outlive the searcher. The k-NN tables hold the
+ * index's live rows only (ims_index_load_knn), so a tombstoned row is never
+ * a hit; a hit's id maps back through ims_index_live_row. A query that
+ * cannot be embedded (an unreadable image, an empty text) gets its error in
+ * its result; the others are answered.
  */
-#include "imgsearch.h"
+#include "index/store.h"
 
 #include "core/error.h"
 
@@ -38,7 +42,7 @@ typedef struct results_block {
     ims_search_results pub; /* first: ims_search_results_free casts back */
     ims_search_result *results;
     ims_search_hit *hits;
-    char *paths;
+    char *paths; /* the hits' paths and the failed queries' errors */
 } results_block;
 
 static const char *table_name(ims_index_table t) { return t == IMS_INDEX_TABLE_SEMANTIC ? "semantic" : "visual"; }
@@ -109,27 +113,6 @@ int ims_searcher_synthetic(const ims_searcher *s) { return s->synthetic; }
 
 /* ---- Loading on first use -------------------------------------------------------------- */
 
-/* Opens the model file to use: the option, else the path the index recorded;
- * it must hold the bytes the index was built with (size and CRC-32). */
-static ims_status open_model(const char *given, const ims_weights_identity *recorded, const char *what,
-                             ims_weights **out, ims_error *err)
-{
-    const char *path = given ? given : recorded->path;
-    ims_weights_identity now;
-    ims_status st = ims_weights_open(path, 0, out, err);
-    if (!st)
-        st = ims_weights_identify(*out, &now, err);
-    if (!st && (now.bytes != recorded->bytes || now.crc32 != recorded->crc32))
-        st = ims_error_set(err, IMS_ERR_ARGUMENT,
-                           "%s model '%.200s' (crc32 %08x) is not the one the index was built with ('%.200s', crc32 %08x)",
-                           what, path, (unsigned)now.crc32, recorded->name, (unsigned)recorded->crc32);
-    if (st) {
-        ims_weights_close(*out);
-        *out = NULL;
-    }
-    return st;
-}
-
 static ims_status need_semantic(const ims_searcher *s, const char *why, ims_error *err)
 {
     if (ims_index_get_config(s->idx)->semantic_dim > 0)
@@ -145,7 +128,7 @@ static ims_status load_text(ims_searcher *s, ims_error *err)
     const ims_index_config *cfg = ims_index_get_config(s->idx);
     ims_status st = need_semantic(s, "text queries", err);
     if (!st)
-        st = open_model(s->o.text_model, &cfg->text_model, "text", &s->text_weights, err);
+        st = imsi_index_open_model(s->o.text_model, &cfg->text_model, "text", &s->text_weights, err);
     if (!st)
         st = ims_text_embedder_create(s->o.backend, s->text_weights, s->precision, &s->text, err);
     if (!st && ims_text_embedder_dim(s->text) != cfg->semantic_dim)
@@ -167,7 +150,7 @@ static ims_status load_image(ims_searcher *s, ims_error *err)
     const ims_index_config *cfg = ims_index_get_config(s->idx);
     ims_weights *w = NULL;
     ims_weights_identity id;
-    ims_status st = open_model(s->o.image_model, &cfg->image_model, "image", &w, err);
+    ims_status st = imsi_index_open_model(s->o.image_model, &cfg->image_model, "image", &w, err);
     if (!st && ims_weights_identify(w, &id, err) == IMS_OK && id.synthetic)
         s->synthetic = 1;
     if (!st)
@@ -219,13 +202,40 @@ static ims_status load_table(ims_searcher *s, ims_index_table t, ims_error *err)
 
 /* ---- Embedding the queries -------------------------------------------------------------- */
 
-/* One search's queries as vectors: query i's is vec[i] (dim of its table). */
+/* One search's queries as vectors: query i's is vec[i] (dim of its table),
+ * or NULL with status[i] and error[i] saying why it could not be embedded. */
 typedef struct query_set {
     const ims_search_query *q;
     size_t count;
     ims_index_table *table; /* (count) */
     float **vec;            /* (count), each malloc'd */
+    ims_status *status;     /* (count) */
+    char **error;           /* (count), malloc'd when status is not IMS_OK */
 } query_set;
+
+/* Query i cannot be answered: why, kept for its result. */
+static ims_status query_failed(query_set *qs, size_t i, ims_status why, const char *fmt, const char *a,
+                               const char *b, ims_error *err)
+{
+    size_t len = strlen(fmt) + strlen(a) + strlen(b) + 1;
+    char *msg = malloc(len);
+    if (!msg)
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    snprintf(msg, len, fmt, a, b);
+    free(qs->error[i]);
+    qs->error[i] = msg;
+    qs->status[i] = why;
+    return IMS_OK;
+}
+
+/* A text with nothing but white space says nothing to search for. */
+static int blank_text(const char *t)
+{
+    for (; *t; t++)
+        if (!strchr(" \t\n\r\v\f", *t))
+            return 0;
+    return 1;
+}
 
 static ims_status embed_texts(ims_searcher *s, query_set *qs, size_t n, ims_error *err)
 {
@@ -236,12 +246,12 @@ static ims_status embed_texts(ims_searcher *s, query_set *qs, size_t n, ims_erro
     float *out = malloc(n * (size_t)dim * sizeof *out);
     ims_status st = texts && out ? IMS_OK : ims_error_set(err, IMS_ERR_NOMEM, "out of memory for %zu text queries", n);
     for (size_t i = 0, j = 0; !st && i < qs->count; i++)
-        if (qs->q[i].text)
+        if (qs->q[i].text && !qs->status[i])
             texts[j++] = qs->q[i].text;
     if (!st)
         st = ims_text_embed(s->text, texts, n, out, err);
     for (size_t i = 0, j = 0; !st && i < qs->count; i++) {
-        if (!qs->q[i].text)
+        if (!qs->q[i].text || qs->status[i])
             continue;
         if (!(qs->vec[i] = malloc((size_t)dim * sizeof(float)))) {
             st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
@@ -298,15 +308,23 @@ static ims_status embed_images(ims_searcher *s, query_set *qs, size_t n, ims_err
     while (!st && (st = ims_image_encoder_run_next(run, &b, err)) == IMS_OK) {
         for (int i = 0; !st && i < b->count; i++) {
             const ims_image_item *it = &b->items[i];
-            if (it->status) { /* a query that cannot be answered fails the search */
-                st = ims_error_set(err, it->status, "query image '%.200s': %.280s", it->path, it->reason);
-                break;
+            size_t query = which[b->first + (size_t)i];
+            if (it->status) { /* this query cannot be answered; the others are */
+                st = query_failed(qs, query, it->status, "query image '%.200s': %.280s", it->path, it->reason, err);
+                continue;
             }
             if (it->warnings && s->o.on_warning)
                 s->o.on_warning(s->o.warning_ctx, it->path, it->reason);
-            if ((st = store_image(s, qs, which[b->first + (size_t)i], b->features + (size_t)i * (size_t)fd,
-                                  b->logits + (size_t)i * (size_t)nc, err)))
-                imsi_error_prefix(err, st, "query image '%.200s'", it->path);
+            ims_error why = {0};
+            ims_status bad = store_image(s, qs, query, b->features + (size_t)i * (size_t)fd,
+                                         b->logits + (size_t)i * (size_t)nc, &why);
+            if (bad == IMS_ERR_NOMEM)
+                st = ims_error_set(err, bad, "%s", why.msg);
+            else if (bad) {
+                free(qs->vec[query]);
+                qs->vec[query] = NULL;
+                st = query_failed(qs, query, bad, "query image '%.200s': %.280s", it->path, why.msg, err);
+            }
         }
     }
     if (st == IMS_ERR_NOT_FOUND)
@@ -330,15 +348,19 @@ static ims_status search_table(ims_searcher *s, const query_set *qs, ims_index_t
     if (!q)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory for %zu queries", n);
     for (size_t i = 0, j = 0; i < qs->count; i++)
-        if (qs->table[i] == t)
+        if (qs->table[i] == t && qs->vec[i])
             memcpy(q + j++ * (size_t)dim, qs->vec[i], (size_t)dim * sizeof *q);
     ims_status st = ims_knn_search(s->knn[t], q, (int64_t)n, k, ids, scores, err);
     free(q);
+    /* the k-NN table holds the live rows: its ids map back to row ids */
+    for (size_t i = 0; !st && i < n * (size_t)k; i++)
+        if (ids[i] >= 0)
+            ids[i] = ims_index_live_row(s->idx, ids[i]);
     return st;
 }
 
-/* Copies the hits (and their paths) into one results block. ids/scores[t]
- * hold table t's queries in order, (n[t], k). */
+/* Copies the hits (and their paths) and the failed queries' errors into one
+ * results block. ids/scores[t] hold table t's answered queries in order, (n[t], k). */
 static ims_status make_results(const ims_searcher *s, const query_set *qs, int k, int64_t *const ids[SEARCH_TABLES],
                                float *const scores[SEARCH_TABLES], ims_search_results **out, ims_error *err)
 {
@@ -346,10 +368,14 @@ static ims_status make_results(const ims_searcher *s, const query_set *qs, int k
     size_t hits = 0, bytes = 0;
     size_t next[SEARCH_TABLES] = {0, 0};
     for (size_t i = 0; i < qs->count; i++) {
+        if (qs->status[i]) {
+            bytes += strlen(qs->error[i]) + 1;
+            continue;
+        }
         ims_index_table t = qs->table[i];
         size_t at = next[t]++ * (size_t)k;
         for (int j = 0; j < k && ids[t][at + (size_t)j] >= 0; j++, hits++)
-            bytes += strlen(ims_index_row(s->idx, (size_t)ids[t][at + (size_t)j])->path) + 1;
+            bytes += strlen(ims_index_row(s->idx, ids[t][at + (size_t)j])->path) + 1;
     }
     if (r) {
         r->results = calloc(qs->count ? qs->count : 1, sizeof *r->results);
@@ -365,20 +391,33 @@ static ims_status make_results(const ims_searcher *s, const query_set *qs, int k
     char *p = r->paths;
     for (size_t i = 0; i < qs->count; i++) {
         ims_index_table t = qs->table[i];
-        size_t at = next[t]++ * (size_t)k;
         r->results[i].table = t;
         r->results[i].hits = h;
+        if (qs->status[i]) {
+            size_t len = strlen(qs->error[i]) + 1;
+            memcpy(p, qs->error[i], len);
+            r->results[i].status = qs->status[i];
+            r->results[i].error = p;
+            p += len;
+            r->pub.failed++;
+            continue;
+        }
+        size_t at = next[t]++ * (size_t)k;
         for (int j = 0; j < k && ids[t][at + (size_t)j] >= 0; j++) {
-            int64_t row = ids[t][at + (size_t)j];
-            const char *path = ims_index_row(s->idx, (size_t)row)->path;
+            int64_t row = ids[t][at + (size_t)j], chunk = -1, offset = -1;
+            const char *path = ims_index_row(s->idx, row)->path;
             size_t len = strlen(path) + 1;
             memcpy(p, path, len);
-            *h++ = (ims_search_hit){.row = row, .score = scores[t][at + (size_t)j], .path = p};
+            ims_error ignored;
+            if (ims_index_row_location(s->idx, row, &chunk, &offset, &ignored) != IMS_OK)
+                chunk = offset = -1;
+            *h++ = (ims_search_hit){.row = row, .score = scores[t][at + (size_t)j], .path = p, .chunk = chunk,
+                                    .offset = offset};
             p += len;
             r->results[i].count++;
         }
     }
-    r->pub.count = qs->count;
+    r->pub.count = (int64_t)qs->count;
     r->pub.results = r->results;
     *out = &r->pub;
     return IMS_OK;
@@ -425,7 +464,6 @@ ims_status ims_searcher_search(ims_searcher *s, const ims_search_query *queries,
         return ims_error_set(err, IMS_ERR_ARGUMENT, "search: %lld queries at %p", (long long)count64,
                              (const void *)queries);
     size_t count = (size_t)count64;
-    size_t n_text = 0, n_image[SEARCH_TABLES] = {0, 0}, n_table[SEARCH_TABLES] = {0, 0};
     for (size_t i = 0; i < count; i++) {
         const ims_search_query *q = &queries[i];
         if (!q->text == !q->image)
@@ -433,23 +471,30 @@ ims_status ims_searcher_search(ims_searcher *s, const ims_search_query *queries,
                                  q->text ? "both" : "neither");
         if (q->image && q->table != IMS_INDEX_TABLE_VISUAL && q->table != IMS_INDEX_TABLE_SEMANTIC)
             return ims_error_set(err, IMS_ERR_ARGUMENT, "search: query %zu: unknown table %d", i, (int)q->table);
-        ims_index_table t = q->text ? IMS_INDEX_TABLE_SEMANTIC : q->table;
-        n_text += q->text != NULL;
-        n_image[t] += q->image != NULL;
-        n_table[t]++;
     }
-    query_set qs = {queries, count, calloc(count ? count : 1, sizeof *qs.table), calloc(count ? count : 1, sizeof *qs.vec)};
+    size_t slots = count ? count : 1, n_text = 0, n_image[SEARCH_TABLES] = {0, 0}, n_table[SEARCH_TABLES] = {0, 0};
+    query_set qs = {queries, count, calloc(slots, sizeof *qs.table), calloc(slots, sizeof *qs.vec),
+                    calloc(slots, sizeof *qs.status), calloc(slots, sizeof *qs.error)};
     int64_t *ids[SEARCH_TABLES] = {NULL, NULL};
     float *scores[SEARCH_TABLES] = {NULL, NULL};
-    ims_status st = qs.table && qs.vec ? IMS_OK : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; !st && i < count; i++)
+    ims_status st = qs.table && qs.vec && qs.status && qs.error ? IMS_OK : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; !st && i < count; i++) {
         qs.table[i] = queries[i].text ? IMS_INDEX_TABLE_SEMANTIC : queries[i].table;
+        if (queries[i].text && blank_text(queries[i].text))
+            st = query_failed(&qs, i, IMS_ERR_ARGUMENT, "%s%s", "an empty text query", "", err);
+        else if (queries[i].text)
+            n_text++;
+        else
+            n_image[qs.table[i]]++;
+    }
     if (!st)
         st = prepare(s, n_text, n_image, err);
     if (!st)
         st = embed_texts(s, &qs, n_text, err);
     if (!st)
         st = embed_images(s, &qs, n_image[0] + n_image[1], err);
+    for (size_t i = 0; !st && i < count; i++)
+        n_table[qs.table[i]] += qs.vec[i] != NULL;
     for (int t = 0; !st && t < SEARCH_TABLES; t++) {
         size_t n = n_table[t] ? n_table[t] : 1;
         ids[t] = malloc(n * (size_t)k * sizeof *ids[t]);
@@ -463,9 +508,13 @@ ims_status ims_searcher_search(ims_searcher *s, const ims_search_query *queries,
     }
     if (!st)
         st = make_results(s, &qs, k, ids, scores, out, err);
-    for (size_t i = 0; qs.vec && i < count; i++)
+    for (size_t i = 0; qs.vec && qs.error && i < count; i++) {
         free(qs.vec[i]);
+        free(qs.error[i]);
+    }
     free(qs.vec);
+    free(qs.error);
+    free(qs.status);
     free(qs.table);
     for (int t = 0; t < SEARCH_TABLES; t++) {
         free(ids[t]);

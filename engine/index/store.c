@@ -1,80 +1,51 @@
-/* index/store.c: the image index on disk (docs/FORMAT.md, "The index").
+/* index/store.c: the image index on disk (docs/FORMAT.md, "The index"), read side.
  *
- * A folder holding, for chunk c (6 digits):
- *   chunk-c.visual.npy     (rows, visual_dim) f16 or f32
- *   chunk-c.semantic.npy   (rows, semantic_dim), when the index has a text model
- *   chunk-c.rows.txt       "size<TAB>mtime_ns<TAB>path" per row, aligned with the tables
- *   chunk-c.failures.txt   "path<TAB>reason" per file that could not be indexed
- * and manifest.json, which lists the committed chunks. A chunk's files are each
- * written to a temporary name, synced and renamed, then the manifest is replaced
- * the same way: the manifest is the commit point. Files of chunks it does not
- * list are leftovers of a crash; the next commit overwrites them.
+ * A folder holding, for chunk id c (6 or more digits):
+ *   chunk-c.visual.npy      (rows, visual_dim) f16 or f32
+ *   chunk-c.semantic.npy    (rows, semantic_dim), when the index has a text model
+ *   chunk-c.rows.txt        "size<TAB>mtime_ns<TAB>crc32|-<TAB>path" per row, aligned with the tables
+ *   chunk-c.failures.txt    "size<TAB>mtime_ns<TAB>path<TAB>reason" per file that could not be indexed
+ *   chunk-c.tombstones.txt  "row<TAB>id" / "failure<TAB>id" per record of an earlier chunk it retires
+ * and manifest.json, which lists the committed chunks: the commit point.
+ * Version 1 (read only here; compact.c upgrades it): chunk ids are positions,
+ * rows.txt has no crc32, failures.txt only "path<TAB>reason", no tombstones.
+ *
+ * Here: the records in memory, the path map, the manifest (both directions),
+ * reading chunks, tables into k-NN tables (live rows only), class embeddings.
+ * Writing records and commits: store_write.c.
  */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* timegm */
 #include "index/store.h"
 
 #include "core/atomic_file.h"
 #include "core/checked.h"
-#include "core/file_map.h"
-#include "io/weights_format.h"
 #include "core/error.h"
+#include "core/file_map.h"
 #include "core/json.h"
+#include "io/weights_format.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <zlib.h>
+#include <time.h>
+#include <unistd.h>
 
 #define INDEX_FORMAT_NAME "imgsearch-index"
-#define INDEX_FORMAT_VERSION 1
 #define INDEX_MAX_DIM 65536
 #define INDEX_MAX_CHUNK_ROWS (1 << 20)
 #define INDEX_MAX_CONSE_TOP 100000
+#define INDEX_MAX_CHUNK_ID 999999999999LL /* 12 digits: ids never run out */
 /* What indexes made before the manifest recorded conse_top were made with. */
 #define INDEX_DEFAULT_CONSE_TOP 10
 
-/* The files of a chunk; a manifest records each one's size and CRC-32. */
-enum { CHUNK_VISUAL, CHUNK_SEMANTIC, CHUNK_ROWS, CHUNK_FAILURES, CHUNK_FILES };
-static const char *const chunk_suffix[CHUNK_FILES] = {"visual.npy", "semantic.npy", "rows.txt", "failures.txt"};
-
-typedef struct chunk_file {
-    uint64_t bytes;
-    uint32_t crc32;
-} chunk_file;
-
-typedef struct index_chunk {
-    size_t rows, failures;
-    int recorded;                 /* the manifest holds files[] (indexes made before it did not) */
-    chunk_file files[CHUNK_FILES]; /* CHUNK_SEMANTIC only with a semantic table */
-} index_chunk;
-
-/* An open-addressing set of the paths the index holds (rows and failures). */
-typedef struct path_set {
-    const char **slots;
-    size_t cap, count;
-} path_set;
-
-struct ims_index {
-    char *dir;
-    ims_index_config cfg;
-    int writable;
-
-    index_chunk *chunks; /* committed */
-    size_t chunk_count, chunk_cap;
-    ims_file_entry *rows;
-    size_t row_count, row_cap;
-    ims_file_problem *failures;
-    size_t failure_count, failure_cap;
-    path_set paths;
-
-    /* Pending (not yet committed): rows [row_count, row_count + pending_rows)
-     * of `rows`, failures likewise, embeddings in f32 until written. */
-    size_t pending_rows, pending_failures;
-    float *pending_visual;   /* (chunk_rows, visual_dim) */
-    float *pending_semantic; /* (chunk_rows, semantic_dim) or NULL */
-};
+const char *imsi_chunk_suffix(int which)
+{
+    static const char *const suffix[IMSI_CHUNK_FILES] = {"visual.npy", "semantic.npy", "rows.txt", "failures.txt",
+                                                         "tombstones.txt"};
+    return which >= 0 && which < IMSI_CHUNK_FILES ? suffix[which] : "?";
+}
 
 /* ---- Escaping paths and reasons into lines ------------------------------------------ */
 
@@ -146,7 +117,7 @@ int imsi_index_unescape(char *s, size_t *len)
     return 0;
 }
 
-/* ---- The path set -------------------------------------------------------------------- */
+/* ---- The path map ---------------------------------------------------------------------- */
 
 static uint64_t path_hash(const char *s)
 {
@@ -156,56 +127,61 @@ static uint64_t path_hash(const char *s)
     return h;
 }
 
-static int path_set_find(const path_set *ps, const char *path, size_t *slot)
+static int path_map_find(const imsi_path_map *m, const char *path, size_t *slot)
 {
-    if (ps->cap == 0)
+    if (m->cap == 0)
         return 0;
-    size_t i = (size_t)path_hash(path) & (ps->cap - 1);
-    while (ps->slots[i]) {
-        if (strcmp(ps->slots[i], path) == 0) {
+    size_t i = (size_t)path_hash(path) & (m->cap - 1);
+    while (m->keys[i]) {
+        if (strcmp(m->keys[i], path) == 0) {
             *slot = i;
             return 1;
         }
-        i = (i + 1) & (ps->cap - 1);
+        i = (i + 1) & (m->cap - 1);
     }
     *slot = i;
     return 0;
 }
 
-/* The set points at strings it does not own (the rows' and failures' paths). */
-static ims_status path_set_add(path_set *ps, const char *path, ims_error *err)
+/* path -> ref; *had and *old tell what it replaced. */
+static ims_status path_map_put(imsi_path_map *m, const char *path, int64_t ref, int *had, int64_t *old,
+                               ims_error *err)
 {
-    if ((ps->count + 1) * 2 > ps->cap) {
-        size_t cap = ps->cap ? ps->cap * 2 : 1024;
-        const char **slots = calloc(cap, sizeof *slots);
-        if (!slots)
-            return ims_error_set(err, IMS_ERR_NOMEM, "out of memory (path set of %zu)", cap);
-        path_set bigger = {slots, cap, 0};
-        for (size_t i = 0; i < ps->cap; i++) {
+    if ((m->count + 1) * 2 > m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 1024;
+        imsi_path_map bigger = {calloc(cap, sizeof *bigger.keys), malloc(cap * sizeof *bigger.refs), cap, 0};
+        if (!bigger.keys || !bigger.refs) {
+            free(bigger.keys);
+            free(bigger.refs);
+            return ims_error_set(err, IMS_ERR_NOMEM, "out of memory (path map of %zu)", cap);
+        }
+        for (size_t i = 0; i < m->cap; i++) {
             size_t slot = 0;
-            if (ps->slots[i] && !path_set_find(&bigger, ps->slots[i], &slot)) {
-                bigger.slots[slot] = ps->slots[i];
+            if (m->keys[i] && !path_map_find(&bigger, m->keys[i], &slot)) {
+                bigger.keys[slot] = m->keys[i];
+                bigger.refs[slot] = m->refs[i];
                 bigger.count++;
             }
         }
-        free(ps->slots);
-        *ps = bigger;
+        free(m->keys);
+        free(m->refs);
+        *m = bigger;
     }
     size_t slot = 0;
-    if (!path_set_find(ps, path, &slot)) {
-        ps->slots[slot] = path;
-        ps->count++;
+    *had = path_map_find(m, path, &slot);
+    if (*had) {
+        *old = m->refs[slot];
+    } else {
+        m->count++;
     }
+    m->keys[slot] = path; /* the latest record's own string */
+    m->refs[slot] = ref;
     return IMS_OK;
 }
 
 /* ---- Small helpers ------------------------------------------------------------------- */
 
-/* The largest rows.txt, failures.txt or manifest read (a bound, not a
- * format limit: a chunk's lines fit with room to spare). */
-#define INDEX_TEXT_MAX ((size_t)1 << 31)
-
-static ims_status grow(void **items, size_t *cap, size_t need, size_t item_size, ims_error *err)
+ims_status imsi_index_grow(void **items, size_t *cap, size_t need, size_t item_size, ims_error *err)
 {
     if (need <= *cap)
         return IMS_OK;
@@ -222,13 +198,13 @@ static ims_status grow(void **items, size_t *cap, size_t need, size_t item_size,
     return IMS_OK;
 }
 
-static char *index_file_path(const ims_index *idx, size_t chunk, const char *suffix)
+char *imsi_index_file_path(const ims_index *idx, int64_t chunk_id, const char *suffix)
 {
     size_t len = strlen(idx->dir) + 64;
     char *p = malloc(len);
     if (p) {
         if (suffix)
-            snprintf(p, len, "%s/chunk-%06zu.%s", idx->dir, chunk, suffix);
+            snprintf(p, len, "%s/chunk-%06lld.%s", idx->dir, (long long)chunk_id, suffix);
         else
             snprintf(p, len, "%s/manifest.json", idx->dir);
     }
@@ -251,56 +227,59 @@ void ims_index_config_init(ims_index_config *c)
     c->precision = -1;
 }
 
-static ims_status check_config(const ims_index_config *c, ims_error *err)
+static int chunk_has(const ims_index *idx, const imsi_chunk *ch, int which)
 {
-    if (c->dtype != IMS_DTYPE_F16 && c->dtype != IMS_DTYPE_F32)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "index dtype %s: only f16 and f32 are stored",
-                             ims_dtype_name(c->dtype));
-    if (c->chunk_rows < 1 || c->chunk_rows > INDEX_MAX_CHUNK_ROWS)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "chunk_rows %d: expected 1..%d", c->chunk_rows,
-                             INDEX_MAX_CHUNK_ROWS);
-    if (c->visual_dim < 1 || c->visual_dim > INDEX_MAX_DIM)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "visual_dim %d: expected 1..%d", c->visual_dim, INDEX_MAX_DIM);
-    if (c->semantic_dim < 0 || c->semantic_dim > INDEX_MAX_DIM)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "semantic_dim %d: expected 0..%d", c->semantic_dim,
-                             INDEX_MAX_DIM);
-    if (c->conse_top < 1 || c->conse_top > INDEX_MAX_CONSE_TOP)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "conse_top %d: expected 1..%d", c->conse_top, INDEX_MAX_CONSE_TOP);
-    if (c->precision < -1 || c->precision > IMS_PRECISION_FP16)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "precision %d: expected an ims_precision or -1", c->precision);
-    return IMS_OK;
+    if (which == IMSI_CHUNK_SEMANTIC)
+        return idx->cfg.semantic_dim > 0;
+    if (which == IMSI_CHUNK_TOMBSTONES)
+        return ch->tombstones > 0;
+    return 1;
 }
 
-/* ---- The manifest ---------------------------------------------------------------------- */
+/* ---- The manifest: writing ---------------------------------------------------------------- */
 
-static void write_json_string(FILE *f, const char *s)
+/* A JSON string of s as the text files escape it (%XX for '%', controls and
+ * invalid UTF-8): any path, and the manifest stays valid UTF-8 JSON. */
+static void write_json_path(FILE *f, const char *s)
 {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *m = open_memstream(&buf, &size);
+    if (m) {
+        imsi_index_escape_write(m, s, strlen(s));
+        fclose(m);
     }
     fputc('"', f);
+    for (const char *p = buf ? buf : ""; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fputc('\\', f);
+        fputc(*p, f);
+    }
+    fputc('"', f);
+    free(buf);
 }
 
 static void write_model(FILE *f, const char *key, const ims_weights_identity *m)
 {
     fprintf(f, "  \"%s\": {\"name\": ", key);
-    write_json_string(f, m->name);
+    write_json_path(f, m->name);
     fprintf(f, ", \"path\": ");
-    write_json_string(f, m->path);
+    write_json_path(f, m->path);
     fprintf(f, ", \"bytes\": %llu, \"crc32\": \"%08x\", \"synthetic\": %s},\n", (unsigned long long)m->bytes,
             (unsigned)m->crc32, m->synthetic ? "true" : "false");
 }
 
-static ims_status manifest_write(const ims_index *idx, size_t chunk_count, size_t rows, size_t failures,
-                                 ims_error *err)
+static void stamp_now(char *out, size_t size)
 {
-    char *path = index_file_path(idx, 0, NULL);
+    time_t now = time(NULL);
+    struct tm tm;
+    if (!gmtime_r(&now, &tm) || !strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(out, size, "1970-01-01T00:00:00Z");
+}
+
+ims_status imsi_index_manifest_write(ims_index *idx, size_t chunk_count, ims_error *err)
+{
+    char *path = imsi_index_file_path(idx, 0, NULL);
     if (!path)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     imsi_atomic_file af;
@@ -308,10 +287,19 @@ static ims_status manifest_write(const ims_index *idx, size_t chunk_count, size_
     free(path);
     if (st)
         return st;
+    size_t rows = 0, failures = 0, dead_rows = 0, dead_failures = 0;
+    for (size_t i = 0; i < chunk_count; i++) {
+        rows += idx->chunks[i].rows;
+        failures += idx->chunks[i].failures;
+        dead_rows += idx->chunks[i].dead_rows;
+        dead_failures += idx->chunks[i].dead_failures;
+    }
+    char committed[32];
+    stamp_now(committed, sizeof committed);
     const ims_index_config *c = &idx->cfg;
     FILE *f = af.f;
-    fprintf(f, "{\n  \"format\": \"%s\",\n  \"version\": %d,\n", INDEX_FORMAT_NAME, INDEX_FORMAT_VERSION);
-    fprintf(f, "  \"tool_version\": \"%s\",\n", IMS_VERSION_STRING);
+    fprintf(f, "{\n  \"format\": \"%s\",\n  \"version\": %d,\n", INDEX_FORMAT_NAME, IMSI_INDEX_VERSION);
+    fprintf(f, "  \"tool_version\": \"%s\",\n  \"committed\": \"%s\",\n", IMS_VERSION_STRING, committed);
     fprintf(f, "  \"mode\": \"%s\",\n  \"dtype\": \"%s\",\n", mode_name(c->mode), ims_dtype_name(c->dtype));
     fprintf(f, "  \"chunk_rows\": %d,\n", c->chunk_rows);
     fprintf(f, "  \"visual_dim\": %d,\n  \"semantic_dim\": %d,\n", c->visual_dim, c->semantic_dim);
@@ -322,13 +310,30 @@ static ims_status manifest_write(const ims_index *idx, size_t chunk_count, size_
     write_model(f, "image_model", &c->image_model);
     if (c->semantic_dim > 0)
         write_model(f, "text_model", &c->text_model);
-    fprintf(f, "  \"rows\": %zu,\n  \"failures\": %zu,\n  \"chunks\": [", rows, failures);
+    fprintf(f, "  \"roots\": [");
+    for (size_t i = 0; i < idx->root_count; i++) {
+        fprintf(f, "%s", i ? ", " : "");
+        write_json_path(f, idx->roots[i]);
+    }
+    fprintf(f, "],\n  \"settings\": {");
+    const imsi_index_settings *s = &idx->settings;
+    int n = 0;
+    if (s->commit_every_s > 0)
+        fprintf(f, "%s\"commit_every\": %.17g", n++ ? ", " : "", s->commit_every_s);
+    if (s->batch > 0)
+        fprintf(f, "%s\"batch\": %lld", n++ ? ", " : "", (long long)s->batch);
+    if (s->threads > 0)
+        fprintf(f, "%s\"threads\": %lld", n++ ? ", " : "", (long long)s->threads);
+    fprintf(f, "},\n  \"rows\": %zu,\n  \"failures\": %zu,\n", rows, failures);
+    fprintf(f, "  \"tombstones\": {\"rows\": %zu, \"failures\": %zu},\n", dead_rows, dead_failures);
+    fprintf(f, "  \"next_chunk\": %lld,\n  \"chunks\": [", (long long)idx->next_chunk);
     for (size_t i = 0; i < chunk_count; i++) {
-        const index_chunk *ch = &idx->chunks[i];
-        fprintf(f, "%s\n    {\"rows\": %zu, \"failures\": %zu, \"files\": {", i ? "," : "", ch->rows, ch->failures);
-        for (int k = 0, n = 0; k < CHUNK_FILES; k++)
-            if (k != CHUNK_SEMANTIC || c->semantic_dim > 0)
-                fprintf(f, "%s\"%s\": {\"bytes\": %llu, \"crc32\": \"%08x\"}", n++ ? ", " : "", chunk_suffix[k],
+        const imsi_chunk *ch = &idx->chunks[i];
+        fprintf(f, "%s\n    {\"id\": %lld, \"rows\": %zu, \"failures\": %zu, \"tombstones\": %zu, \"files\": {",
+                i ? "," : "", (long long)ch->id, ch->rows, ch->failures, ch->tombstones);
+        for (int k = 0, m = 0; k < IMSI_CHUNK_FILES; k++)
+            if (chunk_has(idx, ch, k))
+                fprintf(f, "%s\"%s\": {\"bytes\": %llu, \"crc32\": \"%08x\"}", m++ ? ", " : "", imsi_chunk_suffix(k),
                         (unsigned long long)ch->files[k].bytes, (unsigned)ch->files[k].crc32);
         fprintf(f, "}}");
     }
@@ -337,8 +342,15 @@ static ims_status manifest_write(const ims_index *idx, size_t chunk_count, size_
         imsi_atomic_file_abort(&af);
         return ims_error_set(err, IMS_ERR_IO, "writing the manifest of '%s' failed", idx->dir);
     }
-    return imsi_atomic_file_commit(&af, err);
+    st = imsi_atomic_file_commit(&af, err);
+    if (!st) {
+        memcpy(idx->committed, committed, sizeof committed);
+        idx->version = IMSI_INDEX_VERSION;
+    }
+    return st;
 }
+
+/* ---- The manifest: reading ---------------------------------------------------------------- */
 
 static ims_status get_int(const json_value *obj, const char *key, int64_t lo, int64_t hi, int64_t *out,
                           ims_error *err)
@@ -364,6 +376,23 @@ static ims_status get_string(const json_value *obj, const char *key, const char 
     return IMS_OK;
 }
 
+/* A path-valued string: version 2 writes them %XX-escaped. Into out (size bytes). */
+static ims_status get_path(const json_value *obj, const char *key, int version, char *out, size_t size,
+                           ims_error *err)
+{
+    const char *s = NULL;
+    ims_status st = get_string(obj, key, &s, err);
+    if (st)
+        return st;
+    size_t len = strlen(s);
+    if (len >= size)
+        return ims_error_set(err, IMS_ERR_FORMAT, "'%s': longer than %zu bytes", key, size - 1);
+    memcpy(out, s, len + 1);
+    if (version >= 2 && (imsi_index_unescape(out, &len) != 0 || strlen(out) != len))
+        return ims_error_set(err, IMS_ERR_FORMAT, "'%s': a malformed %%XX escape", key);
+    return IMS_OK;
+}
+
 /* "0a0b0c0d" -> 0x0a0b0c0d: exactly 8 hex digits; IMS_ERR_FORMAT otherwise. */
 static ims_status parse_crc32(const char *text, uint32_t *out)
 {
@@ -374,22 +403,25 @@ static ims_status parse_crc32(const char *text, uint32_t *out)
 }
 
 /* A chunk's "files": {"visual.npy": {"bytes": N, "crc32": "..."}, ...}, each file
- * the index has; absent in indexes made before it was recorded. */
-static ims_status read_chunk_files(const json_value *ch, int semantic, index_chunk *out, ims_error *err)
+ * the chunk has; version 2 always has it, version 1 since it was recorded. */
+static ims_status read_chunk_files(const ims_index *idx, const json_value *ch, imsi_chunk *out, ims_error *err)
 {
     const json_value *files = imsi_json_object_get(ch, "files");
+    if (!files && idx->version >= 2)
+        return ims_error_set(err, IMS_ERR_FORMAT, "'files' is missing");
     if (!files)
         return IMS_OK;
     if (files->kind != JSON_OBJECT)
         return ims_error_set(err, IMS_ERR_FORMAT, "'files' at byte %zu: expected an object", files->offset);
-    for (int k = 0; k < CHUNK_FILES; k++) {
-        if (k == CHUNK_SEMANTIC && !semantic)
+    for (int k = 0; k < IMSI_CHUNK_FILES; k++) {
+        if (!chunk_has(idx, out, k))
             continue;
-        const json_value *f = imsi_json_object_get(files, chunk_suffix[k]);
+        const json_value *f = imsi_json_object_get(files, imsi_chunk_suffix(k));
         const char *crc = NULL;
         int64_t bytes = 0;
-        ims_status st = f && f->kind == JSON_OBJECT ? IMS_OK
-                                                    : ims_error_set(err, IMS_ERR_FORMAT, "'%s' is missing", chunk_suffix[k]);
+        ims_status st = f && f->kind == JSON_OBJECT
+                            ? IMS_OK
+                            : ims_error_set(err, IMS_ERR_FORMAT, "'%s' is missing", imsi_chunk_suffix(k));
         if (!st)
             st = get_int(f, "bytes", 0, INT64_MAX, &bytes, err);
         if (!st)
@@ -397,23 +429,24 @@ static ims_status read_chunk_files(const json_value *ch, int semantic, index_chu
         if (!st && parse_crc32(crc, &out->files[k].crc32))
             st = ims_error_set(err, IMS_ERR_FORMAT, "crc32 '%.16s' is not 8 hex digits", crc);
         if (st)
-            return imsi_error_prefix(err, st, "files: %s", chunk_suffix[k]);
+            return imsi_error_prefix(err, st, "files: %s", imsi_chunk_suffix(k));
         out->files[k].bytes = (uint64_t)bytes;
     }
     out->recorded = 1;
     return IMS_OK;
 }
 
-static ims_status read_model(const json_value *root, const char *key, ims_weights_identity *m, ims_error *err)
+static ims_status read_model(const ims_index *idx, const json_value *root, const char *key, ims_weights_identity *m,
+                             ims_error *err)
 {
     const json_value *v = imsi_json_object_get(root, key);
     if (!v || v->kind != JSON_OBJECT)
         return ims_error_set(err, IMS_ERR_FORMAT, "'%s' is missing or not an object", key);
-    const char *name = NULL, *path = NULL, *crc = NULL;
+    const char *crc = NULL;
     int64_t bytes = 0;
-    ims_status st = get_string(v, "name", &name, err);
+    ims_status st = get_path(v, "name", idx->version, m->name, sizeof m->name, err);
     if (!st)
-        st = get_string(v, "path", &path, err);
+        st = get_path(v, "path", idx->version, m->path, sizeof m->path, err);
     if (!st)
         st = get_int(v, "bytes", 0, INT64_MAX, &bytes, err);
     if (!st)
@@ -428,15 +461,13 @@ static ims_status read_model(const json_value *root, const char *key, ims_weight
         return ims_error_set(err, IMS_ERR_FORMAT, "%s: 'synthetic' at byte %zu: expected true or false", key,
                              synthetic->offset);
     m->synthetic = synthetic && synthetic->boolean;
-    snprintf(m->name, sizeof m->name, "%s", name);
-    snprintf(m->path, sizeof m->path, "%s", path);
     m->bytes = (uint64_t)bytes;
     m->crc32 = (uint32_t)value;
     return IMS_OK;
 }
 
-/* The fields later versions of the manifest added: conse_top (absent: what
- * the indexer always used, 10) and precision (absent: not recorded, -1). */
+/* The fields version 1 added over time: conse_top (absent: what the indexer
+ * always used, 10) and precision (absent: not recorded, -1). */
 static ims_status read_optional(const json_value *root, int64_t *conse_top, int *precision, ims_error *err)
 {
     *conse_top = INDEX_DEFAULT_CONSE_TOP;
@@ -456,8 +487,109 @@ static ims_status read_optional(const json_value *root, int64_t *conse_top, int 
     return st;
 }
 
-static ims_status manifest_parse(ims_index *idx, const json_value *root, int64_t *rows, int64_t *failures,
-                                 ims_error *err)
+static ims_status add_root(ims_index *idx, const char *root, ims_error *err)
+{
+    char *copy = strdup(root);
+    ims_status st = copy ? imsi_index_grow((void **)&idx->roots, &idx->root_cap, idx->root_count + 1,
+                                           sizeof *idx->roots, err)
+                         : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    if (st) {
+        free(copy);
+        return st;
+    }
+    idx->roots[idx->root_count++] = copy;
+    return IMS_OK;
+}
+
+/* Version 2's own fields: committed, roots, settings, next_chunk. */
+static ims_status read_v2(ims_index *idx, const json_value *root, ims_error *err)
+{
+    const char *committed = NULL;
+    ims_status st = get_string(root, "committed", &committed, err);
+    if (!st)
+        snprintf(idx->committed, sizeof idx->committed, "%s", committed);
+    const json_value *roots = st ? NULL : imsi_json_object_get(root, "roots");
+    if (!st && (!roots || roots->kind != JSON_ARRAY))
+        st = ims_error_set(err, IMS_ERR_FORMAT, "'roots' is missing or not an array");
+    for (size_t i = 0; !st && i < roots->arr.count; i++) {
+        const json_value *r = &roots->arr.items[i];
+        char path[4096];
+        size_t len = r->kind == JSON_STRING ? r->str.len : 0;
+        if (len == 0 || len >= sizeof path)
+            return ims_error_set(err, IMS_ERR_FORMAT, "roots[%zu]: expected a path", i);
+        memcpy(path, r->str.ptr, len + 1);
+        if (imsi_index_unescape(path, &len) != 0 || strlen(path) != len || path[0] != '/')
+            return ims_error_set(err, IMS_ERR_FORMAT, "roots[%zu]: not an absolute path", i);
+        st = add_root(idx, path, err);
+    }
+    const json_value *s = st ? NULL : imsi_json_object_get(root, "settings");
+    if (!st && (!s || s->kind != JSON_OBJECT))
+        st = ims_error_set(err, IMS_ERR_FORMAT, "'settings' is missing or not an object");
+    const json_value *every = st ? NULL : imsi_json_object_get(s, "commit_every");
+    if (every && (every->kind != JSON_NUMBER || !(every->num.value > 0) || every->num.value > 1e9))
+        st = ims_error_set(err, IMS_ERR_FORMAT, "settings: 'commit_every' at byte %zu: expected seconds > 0",
+                           every->offset);
+    if (every && !st)
+        idx->settings.commit_every_s = every->num.value;
+    if (!st && imsi_json_object_get(s, "batch"))
+        st = get_int(s, "batch", 1, 1 << 20, &idx->settings.batch, err);
+    if (!st && imsi_json_object_get(s, "threads"))
+        st = get_int(s, "threads", 1, 1 << 10, &idx->settings.threads, err);
+    if (!st)
+        st = get_int(root, "next_chunk", 0, INDEX_MAX_CHUNK_ID + 1, &idx->next_chunk, err);
+    return st;
+}
+
+/* Totals the manifest states, checked against the chunks once they are read. */
+typedef struct manifest_totals {
+    int64_t rows, failures, dead_rows, dead_failures;
+} manifest_totals;
+
+static ims_status read_chunks(ims_index *idx, const json_value *root, manifest_totals *t, ims_error *err)
+{
+    const json_value *chunks = imsi_json_object_get(root, "chunks");
+    if (!chunks || chunks->kind != JSON_ARRAY)
+        return ims_error_set(err, IMS_ERR_FORMAT, "'chunks' is missing or not an array");
+    ims_status st = imsi_index_grow((void **)&idx->chunks, &idx->chunk_cap, chunks->arr.count, sizeof *idx->chunks,
+                                    err);
+    int64_t row_sum = 0, failure_sum = 0;
+    for (size_t i = 0; !st && i < chunks->arr.count; i++) {
+        const json_value *ch = &chunks->arr.items[i];
+        int64_t r = 0, fl = 0, id = (int64_t)i, dead = 0;
+        if (ch->kind != JSON_OBJECT)
+            return ims_error_set(err, IMS_ERR_FORMAT, "chunks[%zu]: not an object", i);
+        st = get_int(ch, "rows", 0, idx->cfg.chunk_rows, &r, err);
+        if (!st)
+            st = get_int(ch, "failures", 0, INT64_MAX, &fl, err);
+        if (!st && idx->version >= 2)
+            st = get_int(ch, "id", 0, INDEX_MAX_CHUNK_ID, &id, err);
+        if (!st && idx->version >= 2)
+            st = get_int(ch, "tombstones", 0, INT64_MAX, &dead, err);
+        if (!st && i > 0 && id <= idx->chunks[i - 1].id)
+            st = ims_error_set(err, IMS_ERR_FORMAT, "'id' %lld: ids must grow (the chunk before has %lld)",
+                               (long long)id, (long long)idx->chunks[i - 1].id);
+        if (!st && id >= idx->next_chunk)
+            st = ims_error_set(err, IMS_ERR_FORMAT, "'id' %lld: not below next_chunk %lld", (long long)id,
+                               (long long)idx->next_chunk);
+        if (st)
+            return imsi_error_prefix(err, st, "chunks[%zu]", i);
+        idx->chunks[i] = (imsi_chunk){.id = id, .rows = (size_t)r, .failures = (size_t)fl, .tombstones = (size_t)dead};
+        st = read_chunk_files(idx, ch, &idx->chunks[i], err);
+        if (st)
+            return imsi_error_prefix(err, st, "chunks[%zu]", i);
+        if (__builtin_add_overflow(row_sum, r, &row_sum) || __builtin_add_overflow(failure_sum, fl, &failure_sum))
+            return ims_error_set(err, IMS_ERR_FORMAT, "chunks[%zu]: the counts overflow", i);
+        idx->chunk_count = i + 1;
+    }
+    if (st)
+        return st;
+    if (row_sum != t->rows || failure_sum != t->failures)
+        return ims_error_set(err, IMS_ERR_FORMAT, "the chunks hold %lld rows and %lld failures, the manifest says %lld and %lld",
+                             (long long)row_sum, (long long)failure_sum, (long long)t->rows, (long long)t->failures);
+    return IMS_OK;
+}
+
+static ims_status manifest_parse(ims_index *idx, const json_value *root, manifest_totals *t, ims_error *err)
 {
     ims_index_config *c = &idx->cfg;
     const char *format = NULL, *mode = NULL, *dtype = NULL;
@@ -468,11 +600,14 @@ static ims_status manifest_parse(ims_index *idx, const json_value *root, int64_t
         st = ims_error_set(err, IMS_ERR_FORMAT, "format '%.40s': not an imgsearch index", format);
     if (!st)
         st = get_int(root, "version", 1, INT32_MAX, &version, err);
-    if (!st && version != INDEX_FORMAT_VERSION)
-        st = ims_error_set(err, IMS_ERR_UNSUPPORTED, "index format version %lld: this build reads version %d",
-                           (long long)version, INDEX_FORMAT_VERSION);
-    if (!st)
-        st = get_string(root, "mode", &mode, err);
+    if (!st && version > IMSI_INDEX_VERSION)
+        st = ims_error_set(err, IMS_ERR_UNSUPPORTED,
+                           "index format version %lld: this build reads versions 1 and %d (a newer imgsearch wrote it)",
+                           (long long)version, IMSI_INDEX_VERSION);
+    if (st)
+        return st;
+    idx->version = (int)version;
+    st = get_string(root, "mode", &mode, err);
     if (!st && strcmp(mode, "torchvision") != 0 && strcmp(mode, "fid") != 0)
         st = ims_error_set(err, IMS_ERR_FORMAT, "mode '%.40s': expected torchvision or fid", mode);
     if (!st)
@@ -488,13 +623,13 @@ static ims_status manifest_parse(ims_index *idx, const json_value *root, int64_t
     if (!st)
         st = read_optional(root, &conse_top, &precision, err);
     if (!st)
-        st = read_model(root, "image_model", &c->image_model, err);
+        st = read_model(idx, root, "image_model", &c->image_model, err);
     if (!st && sdim > 0)
-        st = read_model(root, "text_model", &c->text_model, err);
+        st = read_model(idx, root, "text_model", &c->text_model, err);
     if (!st)
-        st = get_int(root, "rows", 0, INT64_MAX, rows, err);
+        st = get_int(root, "rows", 0, INT64_MAX, &t->rows, err);
     if (!st)
-        st = get_int(root, "failures", 0, INT64_MAX, failures, err);
+        st = get_int(root, "failures", 0, INT64_MAX, &t->failures, err);
     if (st)
         return st;
     c->mode = strcmp(mode, "fid") == 0 ? IMS_PREPROCESS_FID : IMS_PREPROCESS_TORCHVISION;
@@ -504,46 +639,31 @@ static ims_status manifest_parse(ims_index *idx, const json_value *root, int64_t
     c->semantic_dim = (int)sdim;
     c->conse_top = (int)conse_top;
     c->precision = precision;
-
-    const json_value *chunks = imsi_json_object_get(root, "chunks");
-    if (!chunks || chunks->kind != JSON_ARRAY)
-        return ims_error_set(err, IMS_ERR_FORMAT, "'chunks' is missing or not an array");
-    st = grow((void **)&idx->chunks, &idx->chunk_cap, chunks->arr.count, sizeof *idx->chunks, err);
-    int64_t row_sum = 0, failure_sum = 0;
-    for (size_t i = 0; !st && i < chunks->arr.count; i++) {
-        const json_value *ch = &chunks->arr.items[i];
-        int64_t r, fl;
-        if (ch->kind != JSON_OBJECT)
-            return ims_error_set(err, IMS_ERR_FORMAT, "chunks[%zu]: not an object", i);
-        st = get_int(ch, "rows", 0, chunk_rows, &r, err);
+    if (idx->version >= 2) {
+        const json_value *dead = imsi_json_object_get(root, "tombstones");
+        if (!dead || dead->kind != JSON_OBJECT)
+            return ims_error_set(err, IMS_ERR_FORMAT, "'tombstones' is missing or not an object");
+        st = get_int(dead, "rows", 0, t->rows, &t->dead_rows, err);
         if (!st)
-            st = get_int(ch, "failures", 0, INT64_MAX, &fl, err);
+            st = get_int(dead, "failures", 0, t->failures, &t->dead_failures, err);
+        if (!st)
+            st = read_v2(idx, root, err);
         if (st)
-            return imsi_error_prefix(err, st, "chunks[%zu]", i);
-        idx->chunks[i] = (index_chunk){.rows = (size_t)r, .failures = (size_t)fl};
-        st = read_chunk_files(ch, c->semantic_dim > 0, &idx->chunks[i], err);
-        if (st)
-            return imsi_error_prefix(err, st, "chunks[%zu]", i);
-        if (__builtin_add_overflow(row_sum, r, &row_sum) || __builtin_add_overflow(failure_sum, fl, &failure_sum))
-            return ims_error_set(err, IMS_ERR_FORMAT, "chunks[%zu]: the counts overflow", i);
+            return imsi_error_prefix(err, st, "version 2");
+    } else {
+        idx->next_chunk = INDEX_MAX_CHUNK_ID + 1; /* ids are positions, checked below */
     }
-    if (st)
-        return st;
-    idx->chunk_count = chunks->arr.count;
-    if (row_sum != *rows || failure_sum != *failures)
-        return ims_error_set(err, IMS_ERR_FORMAT, "the chunks hold %lld rows and %lld failures, the manifest says %lld and %lld",
-                             (long long)row_sum, (long long)failure_sum, (long long)*rows, (long long)*failures);
-    return IMS_OK;
+    st = read_chunks(idx, root, t, err);
+    if (!st && idx->version < 2)
+        idx->next_chunk = (int64_t)idx->chunk_count;
+    return st;
 }
 
 /* ---- Chunk files: sizes and CRC-32s ------------------------------------------------- */
 
-static int chunk_has(const ims_index *idx, int which) { return which != CHUNK_SEMANTIC || idx->cfg.semantic_dim > 0; }
-
-/* Size and CRC-32 of chunk file `which` as it is on disk (after its commit). */
-static ims_status chunk_file_measure(const ims_index *idx, size_t chunk, int which, chunk_file *out, ims_error *err)
+ims_status imsi_index_measure(const ims_index *idx, int64_t chunk_id, int which, imsi_chunk_file *out, ims_error *err)
 {
-    char *path = index_file_path(idx, chunk, chunk_suffix[which]);
+    char *path = imsi_index_file_path(idx, chunk_id, imsi_chunk_suffix(which));
     if (!path)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     imsi_file_map map;
@@ -561,13 +681,12 @@ static ims_status chunk_file_measure(const ims_index *idx, size_t chunk, int whi
 
 /* data (size bytes: the file as read, or NULL to check the size only)
  * against what the manifest recorded for the file at path. */
-static ims_status chunk_file_compare(const ims_index *idx, size_t chunk, int which, const char *path,
-                                     const void *data, size_t size, ims_error *err)
+static ims_status chunk_file_compare(const imsi_chunk *ch, int which, const char *path, const void *data, size_t size,
+                                     ims_error *err)
 {
-    const index_chunk *ch = &idx->chunks[chunk];
     if (!ch->recorded)
-        return IMS_OK; /* an index made before sizes and CRCs were recorded */
-    const chunk_file *want = &ch->files[which];
+        return IMS_OK; /* a version-1 index made before sizes and CRCs were recorded */
+    const imsi_chunk_file *want = &ch->files[which];
     if (size != want->bytes)
         return ims_error_set(err, IMS_ERR_CHECKSUM, "%s: %zu bytes, the manifest says %llu: the file was changed or "
                              "replaced", path, size, (unsigned long long)want->bytes);
@@ -578,17 +697,21 @@ static ims_status chunk_file_compare(const ims_index *idx, size_t chunk, int whi
 }
 
 /* Maps chunk file `which` to compare its size (and its CRC-32 if verify_crc). */
-static ims_status chunk_file_verify(const ims_index *idx, size_t chunk, int which, int verify_crc, ims_error *err)
+static ims_status chunk_file_verify(const ims_index *idx, const imsi_chunk *ch, int which, int verify_crc,
+                                    ims_error *err)
 {
-    char *path = index_file_path(idx, chunk, chunk_suffix[which]);
+    char *path = imsi_index_file_path(idx, ch->id, imsi_chunk_suffix(which));
     if (!path)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     imsi_file_map map;
     ims_status st = imsi_file_map_open(path, &map, err);
-    if (st)
+    if (st == IMS_ERR_IO && errno == ENOENT)
+        st = ims_error_set(err, IMS_ERR_NOT_FOUND, "%s: missing (if a compaction ran since the index was opened, "
+                           "open it again)", path);
+    else if (st)
         imsi_error_prefix(err, st, "%s", path);
     else
-        st = chunk_file_compare(idx, chunk, which, path, verify_crc ? map.data : NULL, map.size, err);
+        st = chunk_file_compare(ch, which, path, verify_crc ? map.data : NULL, map.size, err);
     imsi_file_map_close(&map);
     free(path);
     return st;
@@ -638,8 +761,9 @@ static ims_status parse_u64(const char *s, uint64_t *out)
     return IMS_OK;
 }
 
-/* The shortest line each file can hold: "0<TAB>0<TAB>p\n" and "p<TAB>r\n". */
-enum { ROW_LINE_MIN = 6, FAILURE_LINE_MIN = 4 };
+/* The shortest line each file can hold: "0<TAB>0<TAB>-<TAB>p\n" (version 1:
+ * "0<TAB>0<TAB>p\n"), "0<TAB>0<TAB>p<TAB>r\n" (version 1: "p<TAB>r\n"), "row<TAB>0\n". */
+enum { ROW_LINE_MIN = 8, ROW_LINE_MIN_V1 = 6, FAILURE_LINE_MIN = 8, FAILURE_LINE_MIN_V1 = 4, TOMBSTONE_LINE_MIN = 6 };
 
 /* A manifest's count is bounded by the file that holds the lines, before it
  * sizes any memory: a hostile count fails here, not in an allocation. */
@@ -652,43 +776,63 @@ static ims_status check_line_count(const char *path, size_t expect, size_t len, 
     return IMS_OK;
 }
 
-static ims_status read_rows_file(ims_index *idx, size_t chunk, size_t expect, ims_error *err)
+/* Reads chunk file `which` whole (checked against the manifest) and its line count bound. */
+static ims_status read_text_file(const ims_index *idx, const imsi_chunk *ch, int which, size_t expect, size_t line_min,
+                                 const char *what, char **path, char **text, size_t *len, ims_error *err)
 {
-    char *path = index_file_path(idx, chunk, "rows.txt");
-    char *text = NULL;
+    *text = NULL;
+    *len = 0;
+    *path = imsi_index_file_path(idx, ch->id, imsi_chunk_suffix(which));
+    if (!*path)
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    ims_status st = imsi_file_read_text(*path, IMSI_INDEX_TEXT_MAX, text, len, err);
+    if (!st)
+        st = chunk_file_compare(ch, which, *path, *text, *len, err);
+    if (!st)
+        st = check_line_count(*path, expect, *len, line_min, what, err);
+    return st;
+}
+
+static ims_status read_rows_file(ims_index *idx, const imsi_chunk *ch, ims_error *err)
+{
+    int v1 = idx->version < 2;
+    size_t expect = ch->rows;
+    char *path = NULL, *text = NULL;
     size_t len = 0;
-    ims_status st = path ? imsi_file_read_text(path, INDEX_TEXT_MAX, &text, &len, err) : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    ims_status st = read_text_file(idx, ch, IMSI_CHUNK_ROWS, expect, v1 ? ROW_LINE_MIN_V1 : ROW_LINE_MIN, "rows",
+                                   &path, &text, &len, err);
     if (!st)
-        st = chunk_file_compare(idx, chunk, CHUNK_ROWS, path, text, len, err);
-    if (!st)
-        st = check_line_count(path, expect, len, ROW_LINE_MIN, "rows", err);
-    if (!st)
-        st = grow((void **)&idx->rows, &idx->row_cap, idx->row_count + expect, sizeof *idx->rows, err);
+        st = imsi_index_grow((void **)&idx->rows, &idx->row_cap, idx->row_count + expect, sizeof *idx->rows, err);
     char *p = text, *end = text + len;
     size_t line = 0;
+    int want = v1 ? 3 : 4;
     while (!st && p < end) {
-        char *fields[3] = {NULL, NULL, NULL};
+        char *fields[4] = {NULL, NULL, NULL, NULL};
         int got;
-        p = next_line(p, end, fields, 3, &got);
+        p = next_line(p, end, fields, want, &got);
         line++;
         uint64_t size = 0, mtime = 0;
+        uint32_t crc = 0;
+        int has_crc = 0;
         if (line > expect)
             st = ims_error_set(err, IMS_ERR_FORMAT, "%s: more than the %zu rows the manifest lists", path, expect);
-        else if (got != 3 || parse_u64(fields[0], &size) || parse_u64(fields[1], &mtime))
-            st = ims_error_set(err, IMS_ERR_FORMAT, "%s line %zu: expected size<TAB>mtime_ns<TAB>path", path, line);
+        else if (got != want || parse_u64(fields[0], &size) || parse_u64(fields[1], &mtime) || mtime > INT64_MAX)
+            st = ims_error_set(err, IMS_ERR_FORMAT, "%s line %zu: expected size<TAB>mtime_ns<TAB>%spath", path, line,
+                               v1 ? "" : "crc32<TAB>");
+        else if (!v1 && strcmp(fields[2], "-") != 0 && parse_crc32(fields[2], &crc))
+            st = ims_error_set(err, IMS_ERR_FORMAT, "%s line %zu: crc32 is not 8 hex digits or '-'", path, line);
         else
-            st = unescape_field(fields[2], path, line, err);
+            st = unescape_field(fields[want - 1], path, line, err);
         if (st)
             break;
-        ims_file_entry *e = &idx->rows[idx->row_count];
-        if (!(e->path = strdup(fields[2]))) {
+        has_crc = !v1 && strcmp(fields[2], "-") != 0;
+        imsi_row *r = &idx->rows[idx->row_count];
+        *r = (imsi_row){.file = {.size = size, .mtime_ns = (int64_t)mtime}, .crc32 = crc, .has_crc = (uint8_t)has_crc};
+        if (!(r->file.path = strdup(fields[want - 1]))) {
             st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
             break;
         }
-        e->size = size;
-        e->mtime_ns = (int64_t)mtime;
         idx->row_count++;
-        st = path_set_add(&idx->paths, e->path, err);
     }
     if (!st && line != expect)
         st = ims_error_set(err, IMS_ERR_FORMAT, "%s: %zu rows, the manifest lists %zu", path, line, expect);
@@ -697,47 +841,49 @@ static ims_status read_rows_file(ims_index *idx, size_t chunk, size_t expect, im
     return st;
 }
 
-static ims_status read_failures_file(ims_index *idx, size_t chunk, size_t expect, ims_error *err)
+static ims_status read_failures_file(ims_index *idx, const imsi_chunk *ch, ims_error *err)
 {
-    char *path = index_file_path(idx, chunk, "failures.txt");
-    char *text = NULL;
+    int v1 = idx->version < 2;
+    size_t expect = ch->failures;
+    char *path = NULL, *text = NULL;
     size_t len = 0;
-    ims_status st = path ? imsi_file_read_text(path, INDEX_TEXT_MAX, &text, &len, err) : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+    ims_status st = read_text_file(idx, ch, IMSI_CHUNK_FAILURES, expect, v1 ? FAILURE_LINE_MIN_V1 : FAILURE_LINE_MIN,
+                                   "failures", &path, &text, &len, err);
     if (!st)
-        st = chunk_file_compare(idx, chunk, CHUNK_FAILURES, path, text, len, err);
-    if (!st)
-        st = check_line_count(path, expect, len, FAILURE_LINE_MIN, "failures", err);
-    if (!st)
-        st = grow((void **)&idx->failures, &idx->failure_cap, idx->failure_count + expect, sizeof *idx->failures,
-                  err);
+        st = imsi_index_grow((void **)&idx->failures, &idx->failure_cap, idx->failure_count + expect,
+                             sizeof *idx->failures, err);
     char *p = text, *end = text + len;
     size_t line = 0;
+    int want = v1 ? 2 : 4;
     while (!st && p < end) {
-        char *fields[2] = {NULL, NULL};
+        char *fields[4] = {NULL, NULL, NULL, NULL};
         int got;
-        p = next_line(p, end, fields, 2, &got);
+        p = next_line(p, end, fields, want, &got);
         line++;
+        uint64_t size = 0, mtime = 0;
         if (line > expect)
             st = ims_error_set(err, IMS_ERR_FORMAT, "%s: more than the %zu failures the manifest lists", path, expect);
-        else if (got != 2)
-            st = ims_error_set(err, IMS_ERR_FORMAT, "%s line %zu: expected path<TAB>reason", path, line);
+        else if (got != want || (!v1 && (parse_u64(fields[0], &size) || parse_u64(fields[1], &mtime) ||
+                                         mtime > INT64_MAX)))
+            st = ims_error_set(err, IMS_ERR_FORMAT, "%s line %zu: expected %spath<TAB>reason", path, line,
+                               v1 ? "" : "size<TAB>mtime_ns<TAB>");
         if (!st)
-            st = unescape_field(fields[0], path, line, err);
+            st = unescape_field(fields[want - 2], path, line, err);
         if (!st)
-            st = unescape_field(fields[1], path, line, err);
+            st = unescape_field(fields[want - 1], path, line, err);
         if (st)
             break;
-        ims_file_problem *fp = &idx->failures[idx->failure_count];
-        fp->path = strdup(fields[0]);
-        fp->reason = strdup(fields[1]);
-        if (!fp->path || !fp->reason) {
-            free(fp->path);
-            free(fp->reason);
+        imsi_failure *fp = &idx->failures[idx->failure_count];
+        *fp = (imsi_failure){.size = size, .mtime_ns = (int64_t)mtime};
+        fp->problem.path = strdup(fields[want - 2]);
+        fp->problem.reason = strdup(fields[want - 1]);
+        if (!fp->problem.path || !fp->problem.reason) {
+            free(fp->problem.path);
+            free(fp->problem.reason);
             st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
             break;
         }
         idx->failure_count++;
-        st = path_set_add(&idx->paths, fp->path, err);
     }
     if (!st && line != expect)
         st = ims_error_set(err, IMS_ERR_FORMAT, "%s: %zu failures, the manifest lists %zu", path, line, expect);
@@ -746,59 +892,212 @@ static ims_status read_failures_file(ims_index *idx, size_t chunk, size_t expect
     return st;
 }
 
-static ims_status index_load(ims_index *idx, ims_error *err)
+/* Marks a record dead. A tombstone names a record of an earlier chunk that is
+ * not tombstoned yet; one hidden by a later record of its path (shadowed) may
+ * be: a writer persists those. */
+static ims_status apply_tombstone(ims_index *idx, int64_t ref, size_t rows, size_t failures, const char *what,
+                                  ims_error *err)
 {
-    char *path = index_file_path(idx, 0, NULL);
+    int64_t i = imsi_ref_index(ref);
+    int failure = imsi_ref_is_failure(ref);
+    if (i < 0 || (uint64_t)i >= (failure ? failures : rows))
+        return ims_error_set(err, IMS_ERR_FORMAT, "%s: %s %lld is not a record of an earlier chunk", what,
+                             failure ? "failure" : "row", (long long)i);
+    uint8_t *dead = failure ? &idx->failures[i].dead : &idx->rows[i].dead;
+    if (*dead == 1)
+        return ims_error_set(err, IMS_ERR_FORMAT, "%s: %s %lld is tombstoned twice", what, failure ? "failure" : "row",
+                             (long long)i);
+    if (*dead == 0) {
+        if (failure)
+            idx->dead_failures++;
+        else
+            idx->dead_rows++;
+    }
+    *dead = 1;
+    return IMS_OK;
+}
+
+static ims_status read_tombstones_file(ims_index *idx, imsi_chunk *ch, ims_error *err)
+{
+    if (ch->tombstones == 0)
+        return IMS_OK;
+    char *path = NULL, *text = NULL;
+    size_t len = 0;
+    ims_status st = read_text_file(idx, ch, IMSI_CHUNK_TOMBSTONES, ch->tombstones, TOMBSTONE_LINE_MIN, "tombstones",
+                                   &path, &text, &len, err);
+    char *p = text, *end = text + len;
+    size_t line = 0;
+    while (!st && p < end) {
+        char *fields[2] = {NULL, NULL};
+        int got;
+        p = next_line(p, end, fields, 2, &got);
+        line++;
+        uint64_t id = 0;
+        int failure = got == 2 && strcmp(fields[0], "failure") == 0;
+        if (line > ch->tombstones)
+            st = ims_error_set(err, IMS_ERR_FORMAT, "%s: more than the %zu tombstones the manifest lists", path,
+                               ch->tombstones);
+        else if (got != 2 || (!failure && strcmp(fields[0], "row") != 0) || parse_u64(fields[1], &id) ||
+                 id > INT64_MAX / 2)
+            st = ims_error_set(err, IMS_ERR_FORMAT, "%s line %zu: expected row<TAB>ID or failure<TAB>ID", path, line);
+        else {
+            char what[64];
+            snprintf(what, sizeof what, "line %zu", line);
+            st = apply_tombstone(idx, failure ? imsi_ref_failure((int64_t)id) : (int64_t)id, idx->row_count,
+                                 idx->failure_count, what, err);
+            if (st)
+                imsi_error_prefix(err, st, "%s", path);
+            else if (failure)
+                ch->dead_failures++;
+            else
+                ch->dead_rows++;
+        }
+    }
+    if (!st && line != ch->tombstones)
+        st = ims_error_set(err, IMS_ERR_FORMAT, "%s: %zu tombstones, the manifest lists %zu", path, line,
+                           ch->tombstones);
+    free(text);
+    free(path);
+    return st;
+}
+
+ims_status imsi_index_map_records(ims_index *idx, size_t row, size_t failure, ims_error *err)
+{
+    ims_status st = IMS_OK;
+    size_t rows = idx->row_count, failures = idx->failure_count;
+    for (size_t i = row; !st && i < rows + failures - failure; i++) {
+        int is_failure = i >= rows;
+        int64_t ref = is_failure ? imsi_ref_failure((int64_t)(i - rows + failure)) : (int64_t)i;
+        const char *path = is_failure ? idx->failures[i - rows + failure].problem.path : idx->rows[i].file.path;
+        if (is_failure ? idx->failures[imsi_ref_index(ref)].dead : idx->rows[i].dead)
+            continue;
+        int had = 0;
+        int64_t old = 0;
+        st = path_map_put(&idx->paths, path, ref, &had, &old, err);
+        if (st || !had)
+            continue;
+        uint8_t *dead = imsi_ref_is_failure(old) ? &idx->failures[imsi_ref_index(old)].dead
+                                                 : &idx->rows[imsi_ref_index(old)].dead;
+        if (*dead)
+            continue;
+        *dead = 2; /* shadowed: dead to readers, tombstoned by the next writer */
+        if (imsi_ref_is_failure(old))
+            idx->dead_failures++;
+        else
+            idx->dead_rows++;
+        st = imsi_index_grow((void **)&idx->shadowed, &idx->shadowed_cap, idx->shadowed_count + 1,
+                             sizeof *idx->shadowed, err);
+        if (!st)
+            idx->shadowed[idx->shadowed_count++] = old;
+    }
+    return st;
+}
+
+ims_status imsi_index_reindex(ims_index *idx, ims_error *err)
+{
+    size_t live = idx->row_count - idx->dead_rows;
+    int64_t *ids = malloc((live ? live : 1) * sizeof *ids);
+    int64_t *first = malloc((idx->chunk_count + 1) * sizeof *first);
+    if (!ids || !first) {
+        free(ids);
+        free(first);
+        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory for %zu rows", idx->row_count);
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < idx->row_count; i++)
+        if (!idx->rows[i].dead && n < live)
+            ids[n++] = (int64_t)i;
+    int64_t at = 0;
+    for (size_t c = 0; c < idx->chunk_count; c++) {
+        first[c] = at;
+        at += (int64_t)idx->chunks[c].rows;
+    }
+    first[idx->chunk_count] = at;
+    free(idx->live);
+    free(idx->row_chunk);
+    idx->live = ids;
+    idx->live_count = n;
+    idx->row_chunk = first;
+    return IMS_OK;
+}
+
+ims_status imsi_index_load(ims_index *idx, ims_error *err)
+{
+    char *path = imsi_index_file_path(idx, 0, NULL);
     char *text = NULL;
     size_t len = 0;
-    ims_status st = path ? imsi_file_read_text(path, INDEX_TEXT_MAX, &text, &len, err)
+    ims_status st = path ? imsi_file_read_text(path, IMSI_INDEX_TEXT_MAX, &text, &len, err)
                          : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     if (st == IMS_ERR_NOT_FOUND)
         st = ims_error_set(err, IMS_ERR_NOT_FOUND, "not an index: it has no manifest.json");
     json_doc doc = {0};
-    int64_t rows = 0, failures = 0;
+    manifest_totals totals = {0};
     if (!st) {
         st = imsi_json_parse(text, len, NULL, &doc, err);
         if (!st && doc.root->kind != JSON_OBJECT)
             st = ims_error_set(err, IMS_ERR_FORMAT, "not a JSON object");
         if (!st)
-            st = manifest_parse(idx, doc.root, &rows, &failures, err);
+            st = manifest_parse(idx, doc.root, &totals, err);
         if (st)
             imsi_error_prefix(err, st, "%s", path);
     }
     imsi_json_doc_free(&doc);
     free(text);
     free(path);
+    /* Per chunk: its tombstones (they name earlier records), its records, their paths. */
     for (size_t c = 0; !st && c < idx->chunk_count; c++) {
-        st = read_rows_file(idx, c, idx->chunks[c].rows, err);
+        imsi_chunk *ch = &idx->chunks[c];
+        size_t row = idx->row_count, failure = idx->failure_count;
+        st = read_tombstones_file(idx, ch, err);
         if (!st)
-            st = read_failures_file(idx, c, idx->chunks[c].failures, err);
-        for (int k = CHUNK_VISUAL; !st && k <= CHUNK_SEMANTIC; k++)
-            if (chunk_has(idx, k))
-                st = chunk_file_verify(idx, c, k, 0, err); /* sizes now; CRCs when a table is loaded */
+            st = read_rows_file(idx, ch, err);
+        if (!st)
+            st = read_failures_file(idx, ch, err);
+        if (!st)
+            st = imsi_index_map_records(idx, row, failure, err);
+        for (int k = IMSI_CHUNK_VISUAL; !st && k <= IMSI_CHUNK_SEMANTIC; k++)
+            if (chunk_has(idx, ch, k))
+                st = chunk_file_verify(idx, ch, k, 0, err); /* sizes now; CRCs when a table is loaded */
     }
+    if (!st && idx->version >= 2) {
+        size_t dead_rows = 0, dead_failures = 0;
+        for (size_t c = 0; c < idx->chunk_count; c++) {
+            dead_rows += idx->chunks[c].dead_rows;
+            dead_failures += idx->chunks[c].dead_failures;
+        }
+        if ((int64_t)dead_rows != totals.dead_rows || (int64_t)dead_failures != totals.dead_failures)
+            st = ims_error_set(err, IMS_ERR_FORMAT, "the chunks' tombstones retire %zu rows and %zu failures, the "
+                               "manifest says %lld and %lld", dead_rows, dead_failures, (long long)totals.dead_rows,
+                               (long long)totals.dead_failures);
+    }
+    if (!st)
+        st = imsi_index_reindex(idx, err);
     return st;
 }
 
-static ims_index *index_new(const char *dir, ims_error *err)
+ims_index *imsi_index_new(const char *dir, ims_error *err)
 {
     ims_index *idx = calloc(1, sizeof *idx);
     if (idx && !(idx->dir = strdup(dir))) {
         free(idx);
         idx = NULL;
     }
-    if (!idx)
+    if (!idx) {
         ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    idx->lock_fd = -1;
+    idx->version = IMSI_INDEX_VERSION;
     return idx;
 }
 
 ims_status ims_index_open(const char *dir, ims_index **out, ims_error *err)
 {
     *out = NULL;
-    ims_index *idx = index_new(dir, err);
+    ims_index *idx = imsi_index_new(dir, err);
     if (!idx)
         return IMS_ERR_NOMEM;
-    ims_status st = index_load(idx, err);
+    ims_status st = imsi_index_load(idx, err);
     if (st) {
         ims_index_close(idx);
         return imsi_error_prefix(err, st, "index '%s'", dir);
@@ -807,197 +1106,195 @@ ims_status ims_index_open(const char *dir, ims_index **out, ims_error *err)
     return IMS_OK;
 }
 
-static int model_equal(const ims_weights_identity *a, const ims_weights_identity *b)
+void imsi_index_free_records(ims_index *idx)
 {
-    return a->bytes == b->bytes && a->crc32 == b->crc32;
-}
-
-/* The first difference between the index's configuration and the run's. */
-static ims_status compare_config(const ims_index_config *have, const ims_index_config *want, ims_error *err)
-{
-    if (!model_equal(&have->image_model, &want->image_model))
-        return ims_error_set(err, IMS_ERR_ARGUMENT,
-                             "it was built with image model '%s' (crc32 %08x), not '%s' (crc32 %08x)",
-                             have->image_model.name, (unsigned)have->image_model.crc32, want->image_model.name,
-                             (unsigned)want->image_model.crc32);
-    if (have->semantic_dim != want->semantic_dim)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "it was built %s a text model; this run has %s",
-                             have->semantic_dim ? "with" : "without", want->semantic_dim ? "one" : "none");
-    if (have->semantic_dim && !model_equal(&have->text_model, &want->text_model))
-        return ims_error_set(err, IMS_ERR_ARGUMENT,
-                             "it was built with text model '%s' (crc32 %08x), not '%s' (crc32 %08x)",
-                             have->text_model.name, (unsigned)have->text_model.crc32, want->text_model.name,
-                             (unsigned)want->text_model.crc32);
-    if (have->mode != want->mode)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "it was built with --mode %s, not %s", mode_name(have->mode),
-                             mode_name(want->mode));
-    if (have->dtype != want->dtype)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "it stores %s, not %s", ims_dtype_name(have->dtype),
-                             ims_dtype_name(want->dtype));
-    if (have->visual_dim != want->visual_dim || have->semantic_dim != want->semantic_dim)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "its tables have %d and %d columns, not %d and %d",
-                             have->visual_dim, have->semantic_dim, want->visual_dim, want->semantic_dim);
-    if (have->chunk_rows != want->chunk_rows)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "its chunks hold %d rows, not %d", have->chunk_rows,
-                             want->chunk_rows);
-    if (have->semantic_dim && have->conse_top != want->conse_top)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "its semantic rows mix %d classes (--conse-top %d), not %d",
-                             have->conse_top, have->conse_top, want->conse_top);
-    if (have->precision >= 0 && want->precision >= 0 && have->precision != want->precision)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "its rows were computed with --precision %s, not %s",
-                             ims_precision_name((ims_precision)have->precision),
-                             ims_precision_name((ims_precision)want->precision));
-    return IMS_OK;
-}
-
-/* A new index goes into a new or empty folder: never into /, a home folder or
- * a folder of photos, where its files would mix with others. Only a
- * temporary manifest left by a crash before the first commit may be there. */
-static ims_status check_new_folder(const char *dir, ims_error *err)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return ims_error_set(err, IMS_ERR_IO, "cannot read folder '%s': %s", dir, strerror(errno));
-    struct dirent *e;
-    const char *other = NULL;
-    while (!other && (e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strncmp(e->d_name, "manifest.json.tmp.", 18))
-            other = e->d_name;
-    ims_status st = other ? ims_error_set(err, IMS_ERR_ARGUMENT,
-                                          "'%s' is not an index and not empty (it holds '%.200s'): give a new or "
-                                          "empty folder", dir, other)
-                          : IMS_OK;
-    closedir(d);
-    return st;
-}
-
-ims_status ims_index_open_for_writing(const char *dir, const ims_index_config *cfg, ims_index **out,
-                                      ims_error *err)
-{
-    *out = NULL;
-    ims_status st = check_config(cfg, err);
-    if (st)
-        return st;
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return ims_error_set(err, IMS_ERR_IO, "cannot create index folder '%s': %s", dir, strerror(errno));
-    ims_index *idx = index_new(dir, err);
-    if (!idx)
-        return IMS_ERR_NOMEM;
-    char *manifest = index_file_path(idx, 0, NULL);
-    struct stat sb;
-    int exists = manifest && stat(manifest, &sb) == 0;
-    free(manifest);
-    if (exists) {
-        st = index_load(idx, err);
-        if (!st)
-            st = compare_config(&idx->cfg, cfg, err);
-    } else {
-        idx->cfg = *cfg;
-        st = check_new_folder(dir, err);
-        if (!st)
-            st = manifest_write(idx, 0, 0, 0, err); /* an empty index is a valid index */
+    size_t rows = idx->row_count + idx->pending_rows, failures = idx->failure_count + idx->pending_failures;
+    for (size_t i = 0; i < rows; i++)
+        free(idx->rows[i].file.path);
+    for (size_t i = 0; i < failures; i++) {
+        free(idx->failures[i].problem.path);
+        free(idx->failures[i].problem.reason);
     }
-    idx->writable = 1;
-    size_t vd = (size_t)cfg->visual_dim, sd = (size_t)cfg->semantic_dim, n = (size_t)cfg->chunk_rows;
-    if (!st) {
-        idx->pending_visual = malloc(n * vd * sizeof(float));
-        idx->pending_semantic = sd ? malloc(n * sd * sizeof(float)) : NULL;
-        if (!idx->pending_visual || (sd && !idx->pending_semantic))
-            st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory for a chunk of %zu rows", n);
-    }
-    if (st) {
-        ims_index_close(idx);
-        return imsi_error_prefix(err, st, "index '%s'", dir);
-    }
-    *out = idx;
-    return IMS_OK;
+    free(idx->rows);
+    free(idx->failures);
+    free(idx->chunks);
+    free(idx->paths.keys);
+    free(idx->paths.refs);
+    free(idx->live);
+    free(idx->row_chunk);
+    free(idx->shadowed);
+    free(idx->pending_dead);
+    idx->rows = NULL;
+    idx->failures = NULL;
+    idx->chunks = NULL;
+    idx->paths = (imsi_path_map){0};
+    idx->live = idx->row_chunk = idx->shadowed = idx->pending_dead = NULL;
+    idx->row_count = idx->row_cap = idx->failure_count = idx->failure_cap = idx->chunk_count = idx->chunk_cap = 0;
+    idx->pending_rows = idx->pending_failures = idx->pending_dead_count = idx->pending_dead_cap = 0;
+    idx->live_count = idx->shadowed_count = idx->shadowed_cap = idx->dead_rows = idx->dead_failures = 0;
 }
 
 void ims_index_close(ims_index *idx)
 {
     if (!idx)
         return;
-    size_t rows = idx->row_count + idx->pending_rows, failures = idx->failure_count + idx->pending_failures;
-    for (size_t i = 0; i < rows; i++)
-        free(idx->rows[i].path);
-    for (size_t i = 0; i < failures; i++) {
-        free(idx->failures[i].path);
-        free(idx->failures[i].reason);
-    }
-    free(idx->rows);
-    free(idx->failures);
-    free(idx->chunks);
-    free(idx->paths.slots);
+    imsi_index_free_records(idx);
+    for (size_t i = 0; i < idx->root_count; i++)
+        free(idx->roots[i]);
+    free(idx->roots);
     free(idx->pending_visual);
     free(idx->pending_semantic);
+    if (idx->lock_fd >= 0)
+        close(idx->lock_fd); /* the writer lock goes with it (imsi_index_unlock, without the link back) */
     free(idx->dir);
     free(idx);
 }
+
+/* ---- Accessors ---------------------------------------------------------------------------- */
 
 const ims_index_config *ims_index_get_config(const ims_index *idx) { return &idx->cfg; }
 int64_t ims_index_row_count(const ims_index *idx) { return (int64_t)idx->row_count; }
 int64_t ims_index_failure_count(const ims_index *idx) { return (int64_t)idx->failure_count; }
 int64_t ims_index_chunk_count(const ims_index *idx) { return (int64_t)idx->chunk_count; }
+int64_t ims_index_live_row_count(const ims_index *idx) { return (int64_t)idx->live_count; }
+
+int64_t ims_index_live_row(const ims_index *idx, int64_t i)
+{
+    return i >= 0 && (uint64_t)i < idx->live_count ? idx->live[i] : -1;
+}
+
+int imsi_index_lookup(const ims_index *idx, const char *path, int64_t *ref)
+{
+    size_t slot;
+    if (!path_map_find(&idx->paths, path, &slot))
+        return 0;
+    int64_t r = idx->paths.refs[slot];
+    int dead = imsi_ref_is_failure(r) ? idx->failures[imsi_ref_index(r)].dead : idx->rows[r].dead;
+    if (dead)
+        return 0;
+    *ref = r;
+    return 1;
+}
 
 int ims_index_contains(const ims_index *idx, const char *path)
 {
-    size_t slot;
-    return path_set_find(&idx->paths, path, &slot);
+    int64_t ref;
+    return imsi_index_lookup(idx, path, &ref);
 }
 
 const ims_file_entry *ims_index_row(const ims_index *idx, int64_t row)
 {
-    return row >= 0 && (uint64_t)row < idx->row_count ? &idx->rows[row] : NULL;
+    return row >= 0 && (uint64_t)row < idx->row_count ? &idx->rows[row].file : NULL;
 }
 
 const ims_file_problem *ims_index_failure(const ims_index *idx, int64_t i)
 {
-    return i >= 0 && (uint64_t)i < idx->failure_count ? &idx->failures[i] : NULL;
+    return i >= 0 && (uint64_t)i < idx->failure_count ? &idx->failures[i].problem : NULL;
 }
 
-/* ---- Writing chunks -------------------------------------------------------------------- */
-
-static ims_status write_table(const ims_index *idx, size_t chunk, const char *suffix, const float *rows,
-                              size_t n, int dim, ims_error *err)
+int ims_index_row_live(const ims_index *idx, int64_t row)
 {
-    char *path = index_file_path(idx, chunk, suffix);
-    size_t count = n * (size_t)dim;
-    uint16_t *half = idx->cfg.dtype == IMS_DTYPE_F16 && count ? malloc(count * sizeof *half) : NULL;
-    if (!path || (idx->cfg.dtype == IMS_DTYPE_F16 && count && !half)) {
-        free(path);
-        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
-    }
-    for (size_t i = 0; half && i < count; i++)
-        half[i] = ims_f32_to_f16(rows[i]);
-    int64_t shape[2] = {(int64_t)n, dim};
-    ims_status st = half ? ims_npy_write(path, IMS_DTYPE_F16, 2, shape, half, err)
-                         : ims_npy_write(path, idx->cfg.dtype, 2, shape, rows, err);
-    free(half);
-    free(path);
-    return st;
+    return row >= 0 && (uint64_t)row < idx->row_count && !idx->rows[row].dead;
 }
 
-/* Maps chunk c's table, checking its dtype and shape against the manifest:
- * (rows, dim) in the index's dtype; a chunk of failures only has no data
- * (no data). Close with ims_npy_close (*npy is NULL after a failure). */
-static ims_status map_table(const ims_index *idx, size_t chunk, int which, int dim, int verify_crc, ims_npy **npy,
-                            ims_error *err)
+int ims_index_failure_live(const ims_index *idx, int64_t i)
+{
+    return i >= 0 && (uint64_t)i < idx->failure_count && !idx->failures[i].dead;
+}
+
+/* The position in idx->chunks of the chunk holding row `row` (committed). */
+static size_t chunk_of_row(const ims_index *idx, int64_t row)
+{
+    size_t lo = 0, hi = idx->chunk_count; /* row_chunk[lo] <= row < row_chunk[hi] */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (idx->row_chunk[mid] <= row)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+ims_status ims_index_row_location(const ims_index *idx, int64_t row, int64_t *chunk, int64_t *offset,
+                                  ims_error *err)
+{
+    if (row < 0 || (uint64_t)row >= idx->row_count || !idx->row_chunk)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "index '%s': row %lld is out of range (%zu rows)", idx->dir,
+                             (long long)row, idx->row_count);
+    size_t c = chunk_of_row(idx, row);
+    *chunk = idx->chunks[c].id;
+    *offset = row - idx->row_chunk[c];
+    return IMS_OK;
+}
+
+static uint64_t file_bytes(const char *path)
+{
+    struct stat sb;
+    return path && stat(path, &sb) == 0 && S_ISREG(sb.st_mode) ? (uint64_t)sb.st_size : 0;
+}
+
+void ims_index_get_info(const ims_index *idx, ims_index_info *out)
+{
+    memset(out, 0, sizeof *out);
+    out->version = idx->version;
+    out->rows = (int64_t)idx->row_count;
+    out->live_rows = (int64_t)idx->live_count;
+    out->failures = (int64_t)idx->failure_count;
+    out->live_failures = (int64_t)(idx->failure_count - idx->dead_failures);
+    out->chunks = (int64_t)idx->chunk_count;
+    out->root_count = (int64_t)idx->root_count;
+    snprintf(out->committed, sizeof out->committed, "%s", idx->committed);
+    char *path = imsi_index_file_path(idx, 0, NULL);
+    out->disk_bytes = file_bytes(path);
+    free(path);
+    size_t len = strlen(idx->dir) + 32;
+    if ((path = malloc(len))) {
+        snprintf(path, len, "%s/classes.npy", idx->dir);
+        out->disk_bytes += file_bytes(path);
+        free(path);
+    }
+    for (size_t c = 0; c < idx->chunk_count; c++)
+        for (int k = 0; k < IMSI_CHUNK_FILES; k++) {
+            const imsi_chunk *ch = &idx->chunks[c];
+            if (!chunk_has(idx, ch, k))
+                continue;
+            if (ch->recorded) {
+                out->disk_bytes += ch->files[k].bytes;
+            } else if (k != IMSI_CHUNK_TOMBSTONES) {
+                path = imsi_index_file_path(idx, ch->id, imsi_chunk_suffix(k));
+                out->disk_bytes += file_bytes(path);
+                free(path);
+            }
+        }
+}
+
+const char *ims_index_root(const ims_index *idx, int64_t i)
+{
+    return i >= 0 && (uint64_t)i < idx->root_count ? idx->roots[i] : NULL;
+}
+
+/* ---- Loading tables ------------------------------------------------------------------ */
+
+ims_status imsi_index_map_table(const ims_index *idx, size_t c, int which, int verify_crc, ims_npy **npy,
+                                ims_error *err)
 {
     *npy = NULL;
-    char *path = index_file_path(idx, chunk, chunk_suffix[which]);
+    const imsi_chunk *ch = &idx->chunks[c];
+    int dim = which == IMSI_CHUNK_SEMANTIC ? idx->cfg.semantic_dim : idx->cfg.visual_dim;
+    char *path = imsi_index_file_path(idx, ch->id, imsi_chunk_suffix(which));
     if (!path)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     ims_dtype want = idx->cfg.dtype;
-    size_t rows = idx->chunks[chunk].rows;
-    ims_status st = chunk_file_verify(idx, chunk, which, verify_crc, err);
+    ims_status st = chunk_file_verify(idx, ch, which, verify_crc, err);
     if (!st)
         st = ims_npy_open(path, npy, err);
     const int64_t *shape = st ? NULL : ims_npy_shape(*npy);
     if (!st && ims_npy_dtype(*npy) != want)
         st = ims_error_set(err, IMS_ERR_FORMAT, "%s: dtype %s, the manifest says %s", path,
                            ims_npy_dtype_descr(ims_npy_dtype(*npy)), ims_npy_dtype_descr(want));
-    else if (!st && (ims_npy_ndim(*npy) != 2 || shape[0] != (int64_t)rows || shape[1] != dim))
-        st = ims_error_set(err, IMS_ERR_FORMAT, "%s: shape is not (%zu, %d) as the manifest says", path, rows, dim);
+    else if (!st && (ims_npy_ndim(*npy) != 2 || shape[0] != (int64_t)ch->rows || shape[1] != dim))
+        st = ims_error_set(err, IMS_ERR_FORMAT, "%s: shape is not (%zu, %d) as the manifest says", path, ch->rows, dim);
     if (st) {
         ims_npy_close(*npy);
         *npy = NULL;
@@ -1006,152 +1303,22 @@ static ims_status map_table(const ims_index *idx, size_t chunk, int which, int d
     return st;
 }
 
-/* Reads chunk c's table into out (rows, dim) f32. */
-static ims_status read_table(const ims_index *idx, size_t chunk, int which, int dim, float *out, ims_error *err)
+/* Runs of live rows of chunk c: [*start, *end) relative to the chunk, from
+ * *end on; 0 when there are no more. */
+static int next_live_run(const ims_index *idx, size_t c, size_t *start, size_t *end)
 {
-    ims_npy *npy;
-    ims_status st = map_table(idx, chunk, which, dim, 1, &npy, err);
-    size_t count = idx->chunks[chunk].rows * (size_t)dim;
-    if (!st && count > 0) {
-        const void *data = ims_npy_data(npy);
-        if (ims_npy_dtype(npy) == IMS_DTYPE_F32)
-            memcpy(out, data, count * sizeof *out);
-        else
-            for (size_t i = 0; i < count; i++)
-                out[i] = ims_f16_to_f32(((const uint16_t *)data)[i]);
-    }
-    ims_npy_close(npy);
-    return st;
+    const imsi_row *rows = idx->rows + idx->row_chunk[c];
+    size_t n = idx->chunks[c].rows, i = *end;
+    while (i < n && rows[i].dead)
+        i++;
+    if (i >= n)
+        return 0;
+    *start = i;
+    while (i < n && !rows[i].dead)
+        i++;
+    *end = i;
+    return 1;
 }
-
-/* Writes a text file line by line: the rows (escaped paths) or the failures. */
-static ims_status write_lines(const ims_index *idx, size_t chunk, int failures, ims_error *err)
-{
-    char *path = index_file_path(idx, chunk, failures ? "failures.txt" : "rows.txt");
-    if (!path)
-        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
-    imsi_atomic_file af;
-    ims_status st = imsi_atomic_file_open(&af, path, err);
-    free(path);
-    if (st)
-        return st;
-    if (failures) {
-        for (size_t i = idx->failure_count; i < idx->failure_count + idx->pending_failures; i++) {
-            const ims_file_problem *p = &idx->failures[i];
-            imsi_index_escape_write(af.f, p->path, strlen(p->path));
-            fputc('\t', af.f);
-            imsi_index_escape_write(af.f, p->reason, strlen(p->reason));
-            fputc('\n', af.f);
-        }
-    } else {
-        for (size_t i = idx->row_count; i < idx->row_count + idx->pending_rows; i++) {
-            const ims_file_entry *e = &idx->rows[i];
-            fprintf(af.f, "%llu\t%lld\t", (unsigned long long)e->size, (long long)e->mtime_ns);
-            imsi_index_escape_write(af.f, e->path, strlen(e->path));
-            fputc('\n', af.f);
-        }
-    }
-    if (ferror(af.f)) {
-        imsi_atomic_file_abort(&af);
-        return ims_error_set(err, IMS_ERR_IO, "writing chunk %zu of '%s' failed", chunk, idx->dir);
-    }
-    return imsi_atomic_file_commit(&af, err);
-}
-
-ims_status ims_index_commit(ims_index *idx, ims_error *err)
-{
-    if (!idx->writable)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "index '%s' was opened read-only", idx->dir);
-    if (idx->pending_rows == 0 && idx->pending_failures == 0)
-        return IMS_OK;
-    size_t c = idx->chunk_count;
-    ims_status st = grow((void **)&idx->chunks, &idx->chunk_cap, c + 1, sizeof *idx->chunks, err);
-    if (!st)
-        st = write_table(idx, c, "visual.npy", idx->pending_visual, idx->pending_rows, idx->cfg.visual_dim, err);
-    if (!st)
-        imsi_index_crash_point(c, "visual");
-    if (!st && idx->cfg.semantic_dim)
-        st = write_table(idx, c, "semantic.npy", idx->pending_semantic, idx->pending_rows,
-                         idx->cfg.semantic_dim, err);
-    if (!st)
-        imsi_index_crash_point(c, "semantic");
-    if (!st)
-        st = write_lines(idx, c, 0, err);
-    if (!st)
-        imsi_index_crash_point(c, "rows");
-    if (!st)
-        st = write_lines(idx, c, 1, err);
-    if (!st)
-        imsi_index_crash_point(c, "failures");
-    if (st)
-        return imsi_error_prefix(err, st, "index '%s'", idx->dir);
-    idx->chunks[c] = (index_chunk){.rows = idx->pending_rows, .failures = idx->pending_failures, .recorded = 1};
-    for (int k = 0; !st && k < CHUNK_FILES; k++)
-        if (chunk_has(idx, k))
-            st = chunk_file_measure(idx, c, k, &idx->chunks[c].files[k], err);
-    if (!st)
-        st = manifest_write(idx, c + 1, idx->row_count + idx->pending_rows,
-                        idx->failure_count + idx->pending_failures, err);
-    if (st)
-        return imsi_error_prefix(err, st, "index '%s'", idx->dir);
-    /* Committed: the pending entries join the index. */
-    idx->chunk_count = c + 1;
-    for (size_t i = 0; !st && i < idx->pending_rows; i++)
-        st = path_set_add(&idx->paths, idx->rows[idx->row_count + i].path, err);
-    for (size_t i = 0; !st && i < idx->pending_failures; i++)
-        st = path_set_add(&idx->paths, idx->failures[idx->failure_count + i].path, err);
-    idx->row_count += idx->pending_rows;
-    idx->failure_count += idx->pending_failures;
-    idx->pending_rows = idx->pending_failures = 0;
-    return st;
-}
-
-ims_status ims_index_add(ims_index *idx, const ims_file_entry *file, const float *visual, const float *semantic,
-                         ims_error *err)
-{
-    if (!idx->writable)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "index '%s' was opened read-only", idx->dir);
-    if (idx->cfg.semantic_dim && !semantic)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "index '%s' needs a semantic embedding for each row", idx->dir);
-    size_t at = idx->row_count + idx->pending_rows;
-    ims_status st = grow((void **)&idx->rows, &idx->row_cap, at + 1, sizeof *idx->rows, err);
-    if (st)
-        return st;
-    ims_file_entry *e = &idx->rows[at];
-    *e = *file;
-    if (!(e->path = strdup(file->path)))
-        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
-    size_t vd = (size_t)idx->cfg.visual_dim, sd = (size_t)idx->cfg.semantic_dim;
-    memcpy(idx->pending_visual + idx->pending_rows * vd, visual, vd * sizeof(float));
-    if (sd)
-        memcpy(idx->pending_semantic + idx->pending_rows * sd, semantic, sd * sizeof(float));
-    idx->pending_rows++;
-    if (idx->pending_rows == (size_t)idx->cfg.chunk_rows)
-        return ims_index_commit(idx, err);
-    return IMS_OK;
-}
-
-ims_status ims_index_add_failure(ims_index *idx, const char *path, const char *reason, ims_error *err)
-{
-    if (!idx->writable)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "index '%s' was opened read-only", idx->dir);
-    size_t at = idx->failure_count + idx->pending_failures;
-    ims_status st = grow((void **)&idx->failures, &idx->failure_cap, at + 1, sizeof *idx->failures, err);
-    if (st)
-        return st;
-    ims_file_problem *p = &idx->failures[at];
-    p->path = strdup(path);
-    p->reason = strdup(reason && *reason ? reason : "unknown error");
-    if (!p->path || !p->reason) {
-        free(p->path);
-        free(p->reason);
-        return ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
-    }
-    idx->pending_failures++;
-    return IMS_OK;
-}
-
-/* ---- Loading tables ------------------------------------------------------------------ */
 
 ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, float **rows, int *dim,
                                 ims_error *err)
@@ -1162,16 +1329,26 @@ ims_status ims_index_load_table(const ims_index *idx, ims_index_table table, flo
         return ims_error_set(err, IMS_ERR_NOT_FOUND, "index '%s' has no semantic table (it was built without a text model)",
                              idx->dir);
     *dim = d;
-    size_t n = idx->row_count;
-    float *out = malloc((n ? n : 1) * (size_t)d * sizeof(float));
+    size_t n = idx->live_count, bytes;
+    if (!imsi_size_mul(n ? n : 1, (size_t)d * sizeof(float), &bytes))
+        return ims_error_set(err, IMS_ERR_NOMEM, "a table of %zu x %d does not fit in memory", n, d);
+    float *out = malloc(bytes);
     if (!out)
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory for a table of %zu x %d", n, d);
-    int which = table == IMS_INDEX_TABLE_SEMANTIC ? CHUNK_SEMANTIC : CHUNK_VISUAL;
-    size_t row = 0;
+    int which = table == IMS_INDEX_TABLE_SEMANTIC ? IMSI_CHUNK_SEMANTIC : IMSI_CHUNK_VISUAL;
+    size_t at = 0;
     ims_status st = IMS_OK;
     for (size_t c = 0; !st && c < idx->chunk_count; c++) {
-        st = read_table(idx, c, which, d, out + row * (size_t)d, err);
-        row += idx->chunks[c].rows;
+        ims_npy *npy;
+        st = imsi_index_map_table(idx, c, which, 1, &npy, err);
+        size_t start = 0, end = 0;
+        while (!st && next_live_run(idx, c, &start, &end)) {
+            const void *data = ims_npy_data(npy);
+            for (size_t i = start * (size_t)d; i < end * (size_t)d; i++)
+                out[at++] = ims_npy_dtype(npy) == IMS_DTYPE_F32 ? ((const float *)data)[i]
+                                                                : ims_f16_to_f32(((const uint16_t *)data)[i]);
+        }
+        ims_npy_close(npy);
     }
     if (st) {
         free(out);
@@ -1192,16 +1369,18 @@ ims_status ims_index_load_knn(const ims_index *idx, ims_index_table table, int v
         return ims_error_set(err, IMS_ERR_ARGUMENT, "index '%s': its %s table has %d columns, the k-NN table %lld",
                              idx->dir, table == IMS_INDEX_TABLE_SEMANTIC ? "semantic" : "visual", d,
                              (long long)ims_knn_dim(knn));
-    int which = table == IMS_INDEX_TABLE_SEMANTIC ? CHUNK_SEMANTIC : CHUNK_VISUAL;
-    ims_status st = ims_knn_reserve(knn, ims_knn_rows(knn) + (int64_t)idx->row_count, err);
+    int which = table == IMS_INDEX_TABLE_SEMANTIC ? IMSI_CHUNK_SEMANTIC : IMSI_CHUNK_VISUAL;
+    ims_status st = ims_knn_reserve(knn, ims_knn_rows(knn) + (int64_t)idx->live_count, err);
     for (size_t c = 0; !st && c < idx->chunk_count; c++) {
         ims_npy *npy;
-        st = map_table(idx, c, which, d, verify, &npy, err);
-        if (!st && idx->chunks[c].rows > 0)
-            st = ims_knn_append(knn, ims_npy_data(npy), ims_npy_dtype(npy), (int64_t)idx->chunks[c].rows, err);
+        st = imsi_index_map_table(idx, c, which, verify, &npy, err);
+        size_t start = 0, end = 0, row_bytes = (size_t)d * ims_dtype_size(idx->cfg.dtype);
+        while (!st && next_live_run(idx, c, &start, &end))
+            st = ims_knn_append(knn, (const char *)ims_npy_data(npy) + start * row_bytes, ims_npy_dtype(npy),
+                                (int64_t)(end - start), err);
         ims_npy_close(npy);
         if (st)
-            imsi_error_prefix(err, st, "chunk %zu", c);
+            imsi_error_prefix(err, st, "chunk %lld", (long long)idx->chunks[c].id);
     }
     return st ? imsi_error_prefix(err, st, "index '%s'", idx->dir) : IMS_OK;
 }
@@ -1259,5 +1438,32 @@ ims_status ims_index_load_class_embeddings(const ims_index *idx, float **emb, in
     }
     ims_npy_close(npy);
     free(path);
+    return st;
+}
+
+/* ---- The models an index was built with ------------------------------------------------ */
+
+ims_status imsi_index_open_model(const char *given, const ims_weights_identity *recorded, const char *what,
+                                 ims_weights **out, ims_error *err)
+{
+    const char *path = given ? given : recorded->path;
+    ims_weights_identity now;
+    *out = NULL;
+    if (!path[0])
+        return ims_error_set(err, IMS_ERR_NOT_FOUND, "the index does not record where its %s model is: give it",
+                             what);
+    ims_status st = ims_weights_open(path, 0, out, err);
+    if (st)
+        imsi_error_prefix(err, st, "%s model%s", what, given ? "" : " (the path the index recorded)");
+    if (!st)
+        st = ims_weights_identify(*out, &now, err);
+    if (!st && (now.bytes != recorded->bytes || now.crc32 != recorded->crc32))
+        st = ims_error_set(err, IMS_ERR_ARGUMENT,
+                           "%s model '%.200s' (crc32 %08x) is not the one the index was built with ('%.200s', crc32 %08x)",
+                           what, path, (unsigned)now.crc32, recorded->name, (unsigned)recorded->crc32);
+    if (st) {
+        ims_weights_close(*out);
+        *out = NULL;
+    }
     return st;
 }

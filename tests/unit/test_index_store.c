@@ -1,16 +1,21 @@
 /* test_index_store.c: the file walk and the index store (engine/io/file_walk.c,
- * engine/index/store.c): ordering, symlink loops, escaping, commits, reopening,
- * crash leftovers, configuration checks and malformed manifests. */
+ * engine/index/store.c, store_write.c, compact.c): ordering, symlink loops,
+ * escaping, commits, reopening, configuration checks, malformed manifests and
+ * chunk files, tombstones, records hidden by a later one, the writer lock,
+ * crash leftovers, compaction and the version-1 upgrade. */
 #define _POSIX_C_SOURCE 200809L
 #include "test.h"
 
 #include "index/store.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 static char tmp_root[256];
 
@@ -420,53 +425,6 @@ static void test_index(ims_dtype dtype)
     check_index(dir, 7, 2, dtype); /* the refusals changed nothing */
 }
 
-/* A manifest written before conse_top and precision were recorded: ConSE
- * mixed 10 classes then, the precision is unknown (any run may add to it, and
- * it stays unrecorded). */
-static void test_old_manifest(void)
-{
-    make_dir("old");
-    write_text("old/manifest.json", "%s",
-               "{\"format\": \"imgsearch-index\", \"version\": 1, \"tool_version\": \"0.1.0\", \"mode\": \"torchvision\","
-               " \"dtype\": \"f32\", \"chunk_rows\": 4, \"visual_dim\": 5, \"semantic_dim\": 3,"
-               " \"image_model\": {\"name\": \"iv3.isw\", \"path\": \"/a\", \"bytes\": 123, \"crc32\": \"deadbeef\"},"
-               " \"text_model\": {\"name\": \"text.isw\", \"path\": \"/b\", \"bytes\": 456, \"crc32\": \"01020304\"},"
-               " \"rows\": 0, \"failures\": 0, \"chunks\": []}");
-    char dir[512];
-    path_join(dir, sizeof dir, "old");
-    ims_error err = {0};
-    ims_index *idx = NULL;
-    TEST_OK(ims_index_open(dir, &idx, &err), err);
-    if (idx) {
-        TEST_CHECK(ims_index_get_config(idx)->conse_top == 10, "an old index reads as conse_top %d, want 10",
-                   ims_index_get_config(idx)->conse_top);
-        TEST_CHECK(ims_index_get_config(idx)->precision == -1, "an old index's precision reads as %d, want -1",
-                   ims_index_get_config(idx)->precision);
-        ims_index_close(idx);
-    }
-    ims_index_config cfg;
-    config_for_test(&cfg, IMS_DTYPE_F32); /* conse_top 3 */
-    TEST_CHECK(ims_index_open_for_writing(dir, &cfg, &idx, &err) == IMS_ERR_ARGUMENT && strstr(err.msg, "--conse-top 10") &&
-                   strstr(err.msg, "not 3"),
-               "an old index (conse_top 10) resumed with 3: %s", err.msg);
-    cfg.conse_top = 10;
-    cfg.precision = IMS_PRECISION_FP32;
-    TEST_OK(ims_index_open_for_writing(dir, &cfg, &idx, &err), err);
-    if (!idx)
-        return;
-    add_rows(idx, 0, 1, &err);
-    TEST_OK(ims_index_commit(idx, &err), err);
-    ims_index_close(idx);
-    TEST_OK(ims_index_open(dir, &idx, &err), err);
-    if (idx) {
-        TEST_CHECK(ims_index_row_count(idx) == 1, "%lld rows", (long long)ims_index_row_count(idx));
-        TEST_CHECK(ims_index_get_config(idx)->conse_top == 10 && ims_index_get_config(idx)->precision == -1,
-                   "after a commit: conse_top %d, precision %d (want 10, unrecorded)",
-                   ims_index_get_config(idx)->conse_top, ims_index_get_config(idx)->precision);
-        ims_index_close(idx);
-    }
-}
-
 /* Two chunks' tables of the same shape swapped: the index opens (sizes agree)
  * but loading the table names the file by its CRC-32, unless asked not to
  * verify (then it is the caller's risk). Before CRCs were recorded, a search
@@ -512,23 +470,40 @@ static void test_swapped_chunks(void)
     ims_backend_free(be);
 }
 
-/* The manifest as an index made before chunk files' sizes and CRC-32s were
- * recorded wrote it: without the chunks' "files" objects. */
-static char *without_file_records(const char *manifest)
+/* Replaces the record of chunk 0's file `name` in the manifest text m with
+ * the size and CRC-32 of content: a changed file whose record matches, so the
+ * parser's own checks are reached. Returns a malloc'd manifest. */
+static char *with_record(const char *m, const char *name, const char *content)
 {
-    char *out = strdup(manifest), *p;
-    while (out && (p = strstr(out, ", \"files\": {"))) {
-        char *end = strstr(p, "}}"); /* the last file's object and "files" end together */
-        if (!end)
-            break;
-        memmove(p, end + 2, strlen(end + 2) + 1);
-    }
+    char key[64], rec[128];
+    snprintf(key, sizeof key, "\"%s\": {\"bytes\": ", name);
+    const char *at = strstr(m, key);
+    const char *end = at ? strchr(at, '}') : NULL;
+    if (!at || !end)
+        return strdup(m);
+    snprintf(rec, sizeof rec, "\"%s\": {\"bytes\": %zu, \"crc32\": \"%08lx\"", name, strlen(content),
+             (unsigned long)crc32(0, (const unsigned char *)content, (unsigned)strlen(content)));
+    size_t head = (size_t)(at - m), len = strlen(m);
+    char *out = malloc(len + sizeof rec);
+    memcpy(out, m, head);
+    strcpy(out + head, rec);
+    strcat(out, end);
     return out;
 }
 
+/* The fields of a version-2 manifest up to "rows", for hand-made cases. */
+#define V2_HEAD                                                                                              \
+    "{\"format\": \"imgsearch-index\", \"version\": 2, \"tool_version\": \"x\", \"committed\": "             \
+    "\"2025-01-01T00:00:00Z\", \"mode\": \"torchvision\", \"dtype\": \"f32\", \"chunk_rows\": 4, "         \
+    "\"visual_dim\": 5, \"semantic_dim\": 0, \"image_model\": {\"name\": \"a\", \"path\": \"/a\", \"bytes\": 1, " \
+    "\"crc32\": \"deadbeef\"}, \"roots\": [], \"settings\": {}, "
+#define V2_FILES                                                                                             \
+    "\"files\": {\"visual.npy\": {\"bytes\": 0, \"crc32\": \"00000000\"}, \"rows.txt\": {\"bytes\": 0, "        \
+    "\"crc32\": \"00000000\"}, \"failures.txt\": {\"bytes\": 0, \"crc32\": \"00000000\"}}"
+
 /* Each malformed manifest or chunk file is refused with a message naming it.
- * A changed chunk file fails its size or CRC-32 check first; the parser's own
- * checks are then tried as an older index (no recorded files) meets them. */
+ * A changed chunk file fails its size or CRC-32 check first; with a record
+ * that matches it, the parser's own check. */
 static void test_malformed(void)
 {
     ims_index_config cfg;
@@ -538,7 +513,10 @@ static void test_malformed(void)
     char dir[512];
     path_join(dir, sizeof dir, "bad");
     TEST_OK(ims_index_open_for_writing(dir, &cfg, &idx, &err), err);
-    add_rows(idx, 0, 2, &err);
+    add_rows(idx, 0, 3, &err);
+    TEST_OK(ims_index_commit(idx, &err), err);
+    add_rows(idx, 3, 1, &err);
+    TEST_OK(ims_index_remove(idx, 1, &err), err); /* chunk 1 has tombstones */
     TEST_OK(ims_index_commit(idx, &err), err);
     ims_index_close(idx);
 
@@ -548,93 +526,495 @@ static void test_malformed(void)
         {"bad/manifest.json", "{\"format\": \"zip\"}", "not an imgsearch index"},
         {"bad/manifest.json", "[1, 2]", "not a JSON object"},
         {"bad/manifest.json", "{\"format\": \"imgsearch-index\", \"version\": 9}", "version 9"},
+        {"bad/manifest.json", "{\"format\": \"imgsearch-index\", \"version\": 3}", "a newer imgsearch"},
         {"bad/manifest.json",
-         "{\"format\": \"imgsearch-index\", \"version\": 1, \"tool_version\": \"x\", \"mode\": \"torchvision\","
+         "{\"format\": \"imgsearch-index\", \"version\": 2, \"tool_version\": \"x\", \"mode\": \"torchvision\","
          " \"dtype\": \"f32\", \"chunk_rows\": 4, \"visual_dim\": 5, \"semantic_dim\": 3,"
          " \"image_model\": {\"name\": \"a\", \"path\": \"/a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
          " \"text_model\": {\"name\": \"b\", \"path\": \"/b\", \"bytes\": 1, \"crc32\": \"xyz\"},"
-         " \"rows\": 2, \"failures\": 0, \"chunks\": [{\"rows\": 2, \"failures\": 0}]}",
+         " \"rows\": 2, \"failures\": 0, \"chunks\": []}",
          "crc32"},
         {"bad/manifest.json",
-         "{\"format\": \"imgsearch-index\", \"version\": 1, \"tool_version\": \"x\", \"mode\": \"torchvision\","
-         " \"dtype\": \"f32\", \"chunk_rows\": 4, \"visual_dim\": 5, \"semantic_dim\": 0,"
-         " \"image_model\": {\"name\": \"a\", \"path\": \"/a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
-         " \"rows\": 3, \"failures\": 0, \"chunks\": [{\"rows\": 2, \"failures\": 0}]}",
+         V2_HEAD "\"rows\": 3, \"failures\": 0, \"tombstones\": {\"rows\": 0, \"failures\": 0}, \"next_chunk\": 1,"
+                 " \"chunks\": [{\"id\": 0, \"rows\": 2, \"failures\": 0, \"tombstones\": 0, " V2_FILES "}]}",
          "the chunks hold 2 rows"},
         {"bad/manifest.json",
-         "{\"format\": \"imgsearch-index\", \"version\": 1, \"tool_version\": \"x\", \"mode\": \"torchvision\","
-         " \"dtype\": \"f32\", \"chunk_rows\": 4, \"visual_dim\": 5, \"semantic_dim\": 0, \"conse_top\": 0,"
+         V2_HEAD "\"rows\": 2, \"failures\": 0, \"tombstones\": {\"rows\": 0, \"failures\": 0}, \"next_chunk\": 1,"
+                 " \"chunks\": [{\"id\": 0, \"rows\": 2, \"failures\": 0, \"tombstones\": 0}]}",
+         "'files' is missing"},
+        {"bad/manifest.json",
+         V2_HEAD "\"rows\": 2, \"failures\": 0, \"tombstones\": {\"rows\": 0, \"failures\": 0}, \"next_chunk\": 1,"
+                 " \"chunks\": [{\"id\": 3, \"rows\": 2, \"failures\": 0, \"tombstones\": 0, " V2_FILES "}]}",
+         "not below next_chunk"},
+        {"bad/manifest.json",
+         V2_HEAD "\"rows\": 2, \"failures\": 0, \"tombstones\": {\"rows\": 0, \"failures\": 0}, \"next_chunk\": 9,"
+                 " \"chunks\": [{\"id\": 3, \"rows\": 1, \"failures\": 0, \"tombstones\": 0, " V2_FILES "},"
+                 " {\"id\": 3, \"rows\": 1, \"failures\": 0, \"tombstones\": 0, " V2_FILES "}]}",
+         "ids must grow"},
+        {"bad/manifest.json",
+         V2_HEAD "\"rows\": 0, \"failures\": 0, \"tombstones\": {\"rows\": 1, \"failures\": 0}, \"next_chunk\": 0,"
+                 " \"chunks\": []}",
+         "'rows' at byte"}, /* more tombstones than rows */
+        {"bad/manifest.json",
+         "{\"format\": \"imgsearch-index\", \"version\": 2, \"tool_version\": \"x\", \"committed\": \"x\","
+         " \"mode\": \"torchvision\", \"dtype\": \"f32\", \"chunk_rows\": 4, \"visual_dim\": 5, \"semantic_dim\": 0,"
          " \"image_model\": {\"name\": \"a\", \"path\": \"/a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
-         " \"rows\": 2, \"failures\": 0, \"chunks\": [{\"rows\": 2, \"failures\": 0}]}",
+         " \"roots\": [\"relative/path\"], \"settings\": {}, \"rows\": 0, \"failures\": 0,"
+         " \"tombstones\": {\"rows\": 0, \"failures\": 0}, \"next_chunk\": 0, \"chunks\": []}",
+         "not an absolute path"},
+        {"bad/manifest.json",
+         V2_HEAD "\"rows\": 0, \"failures\": 0, \"tombstones\": {\"rows\": 0, \"failures\": 0}, \"chunks\": []}",
+         "'next_chunk' is missing"},
+        {"bad/manifest.json",
+         "{\"format\": \"imgsearch-index\", \"version\": 2, \"tool_version\": \"x\", \"committed\": \"x\","
+         " \"mode\": \"torchvision\", \"dtype\": \"f32\", \"chunk_rows\": 4, \"visual_dim\": 5, \"semantic_dim\": 0,"
+         " \"image_model\": {\"name\": \"a\", \"path\": \"/a%zz\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
+         " \"roots\": [], \"settings\": {}, \"rows\": 0, \"failures\": 0,"
+         " \"tombstones\": {\"rows\": 0, \"failures\": 0}, \"next_chunk\": 0, \"chunks\": []}",
+         "malformed %XX"},
+        {"bad/manifest.json",
+         V2_HEAD "\"rows\": 0, \"failures\": 0, \"tombstones\": {\"rows\": 0, \"failures\": 0}, \"next_chunk\": 0,"
+                 " \"conse_top\": 0, \"chunks\": []}",
          "'conse_top'"},
         {"bad/manifest.json",
-         "{\"format\": \"imgsearch-index\", \"version\": 1, \"tool_version\": \"x\", \"mode\": \"torchvision\","
-         " \"dtype\": \"f32\", \"chunk_rows\": 4, \"visual_dim\": 5, \"semantic_dim\": 0, \"precision\": \"fp8\","
-         " \"image_model\": {\"name\": \"a\", \"path\": \"/a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
-         " \"rows\": 2, \"failures\": 0, \"chunks\": [{\"rows\": 2, \"failures\": 0}]}",
+         V2_HEAD "\"rows\": 0, \"failures\": 0, \"tombstones\": {\"rows\": 0, \"failures\": 0}, \"next_chunk\": 0,"
+                 " \"precision\": \"fp8\", \"chunks\": []}",
          "precision 'fp8'"},
-        /* A hostile count (2^62 failures): refused by the size of failures.txt,
-         * before it sizes memory (it once wrapped a capacity to zero). */
-        {"bad/manifest.json",
-         "{\"format\": \"imgsearch-index\", \"version\": 1, \"tool_version\": \"x\", \"mode\": \"torchvision\","
-         " \"dtype\": \"f32\", \"chunk_rows\": 4, \"visual_dim\": 5, \"semantic_dim\": 0,"
-         " \"image_model\": {\"name\": \"a\", \"path\": \"/a\", \"bytes\": 1, \"crc32\": \"deadbeef\"},"
-         " \"rows\": 2, \"failures\": 4611686018427387904,"
-         " \"chunks\": [{\"rows\": 2, \"failures\": 4611686018427387904}]}",
-         "more than its"},
-        {"bad/chunk-000000.rows.txt", "20\t1\timg/000.jpg\n", "1 rows, the manifest lists 2"},
-        {"bad/chunk-000000.rows.txt", "20\t1\timg/000.jpg\nx\t1\timg/001.jpg\n", "line 2"},
-        {"bad/chunk-000000.rows.txt", "20\t1\timg/000.jpg\n20\t1\timg/%G1.jpg\n", "malformed"},
-        {"bad/chunk-000000.failures.txt", "one\tline\n", "more than the 0 failures"},
+        {"bad/chunk-000000.rows.txt", "20\t1\t-\timg/000.jpg\n", "more than its 19 bytes can hold"},
+        {"bad/chunk-000000.rows.txt", "20\t1\t-\timg/000.jpg\n20\t1\t-\timg/001.jpg\n", "2 rows, the manifest lists 3"},
+        {"bad/chunk-000000.rows.txt", "20\t1\t-\timg/000.jpg\nx\t1\t-\timg/001.jpg\n20\t1\t-\tc.jpg\n", "line 2"},
+        {"bad/chunk-000000.rows.txt", "20\t1\t-\timg/000.jpg\n20\t1\tabc\timg/001.jpg\n20\t1\t-\tc.jpg\n",
+         "crc32 is not 8 hex digits"},
+        {"bad/chunk-000000.rows.txt", "20\t1\t-\timg/000.jpg\n20\t1\t-\timg/%G1.jpg\n20\t1\t-\tc.jpg\n", "malformed"},
+        {"bad/chunk-000000.rows.txt", "20\t1\timg/000.jpg\n20\t1\timg/001.jpg\n20\t1\tc.jpg\n", "expected size"},
+        {"bad/chunk-000000.failures.txt", "0\t0\tone\tline\n", "more than the 0 failures"},
+        {"bad/chunk-000001.tombstones.txt", "row\t7\n", "row 7 is not a record of an earlier chunk"},
+        {"bad/chunk-000001.tombstones.txt", "row\t3\n", "row 3 is not a record of an earlier chunk"},
+        {"bad/chunk-000001.tombstones.txt", "failure\t0\n", "failure 0 is not a record"},
+        {"bad/chunk-000001.tombstones.txt", "rows\t1\n", "expected row<TAB>ID"},
+        {"bad/chunk-000001.tombstones.txt", "row\t1\nrow\t1\n", "more than the 1 tombstones"},
+        {"bad/chunk-000001.tombstones.txt", "row\t-1\n", "expected row<TAB>ID"},
     };
-    char manifest[512], rows[512];
+    char manifest[512];
     path_join(manifest, sizeof manifest, "bad/manifest.json");
-    path_join(rows, sizeof rows, "bad/chunk-000000.rows.txt");
-    size_t manifest_len, rows_len;
+    static const char *const chunk_files[] = {"bad/chunk-000000.rows.txt", "bad/chunk-000000.failures.txt",
+                                              "bad/chunk-000001.tombstones.txt"};
+    char *good[3];
+    size_t manifest_len, len;
     char *good_manifest = test_read_file(manifest, &manifest_len);
-    char *good_rows = test_read_file(rows, &rows_len);
-    char *old_manifest = without_file_records(good_manifest);
-    TEST_CHECK(old_manifest && !strstr(old_manifest, "files") && strstr(good_manifest, "\"files\""),
-               "the manifest records the chunk files");
-    for (size_t i = 0; old_manifest && i < sizeof cases / sizeof cases[0]; i++) {
+    for (int f = 0; f < 3; f++) {
+        char p[512];
+        path_join(p, sizeof p, chunk_files[f]);
+        good[f] = test_read_file(p, &len);
+    }
+    TEST_CHECK(strstr(good_manifest, "\"tombstones\": 1") && strstr(good_manifest, "\"tombstones.txt\""),
+               "the manifest records chunk 1's tombstones");
+    TEST_CHECK(good[2] && strcmp(good[2], "row\t1\n") == 0, "tombstones.txt: '%s'", good[2] ? good[2] : "");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int chunk_file = strstr(cases[i].file, "chunk-") != NULL;
-        for (int legacy = 0; legacy <= chunk_file; legacy++) {
+        for (int matched = 0; matched <= chunk_file; matched++) {
             write_text(cases[i].file, "%s", cases[i].content);
-            if (legacy)
-                write_text("bad/manifest.json", "%s", old_manifest);
-            const char *expect = chunk_file && !legacy ? "the file was changed or replaced" : cases[i].expect;
+            if (matched) { /* the manifest's record says the changed file is the one */
+                const char *suffix = strchr(cases[i].file + strlen("bad/chunk-"), '.') + 1; /* "rows.txt" */
+                char *m = with_record(good_manifest, suffix, cases[i].content);
+                write_text("bad/manifest.json", "%s", m);
+                free(m);
+            }
+            const char *expect = chunk_file && !matched ? "the file was changed or replaced" : cases[i].expect;
             err.msg[0] = '\0';
             ims_status st = ims_index_open(dir, &idx, &err);
             TEST_CHECK(st != IMS_OK && strstr(err.msg, expect), "case %zu (%s%s): %s -> '%s'", i, cases[i].file,
-                       legacy ? ", an older index" : "", ims_status_name(st), err.msg);
+                       matched ? ", its record matching" : "", ims_status_name(st), err.msg);
             if (st == IMS_OK)
                 ims_index_close(idx);
             write_text("bad/manifest.json", "%s", good_manifest);
-            write_text("bad/chunk-000000.rows.txt", "%s", good_rows);
-            write_text("bad/chunk-000000.failures.txt", "%s", "");
+            for (int f = 0; f < 3; f++)
+                write_text(chunk_files[f], "%s", good[f] ? good[f] : "");
         }
     }
+    /* A hostile count (2^62 failures, the records intact): refused by the
+     * size of failures.txt, before it sizes memory (it once wrapped a
+     * capacity to zero). */
+    char *hostile = malloc(manifest_len + 64), *at;
+    if (hostile) {
+        strcpy(hostile, good_manifest);
+        static const char from[] = "\"failures\": 0,", to[] = "\"failures\": 4611686018427387904,";
+        for (int i = 0; i < 2 && (at = strstr(hostile, from)); i++) { /* the total, then chunk 0's */
+            memmove(at + strlen(to), at + strlen(from), strlen(at + strlen(from)) + 1);
+            memcpy(at, to, strlen(to));
+        }
+        write_text("bad/manifest.json", "%s", hostile);
+        TEST_CHECK(ims_index_open(dir, &idx, &err) == IMS_ERR_FORMAT && strstr(err.msg, "more than its"),
+                   "a hostile failure count: %s", err.msg);
+        write_text("bad/manifest.json", "%s", good_manifest);
+        free(hostile);
+    }
     /* The same size, one byte changed: the CRC-32 names the file. */
-    char *changed = strdup(good_rows);
-    if (changed && rows_len > 0) {
+    char *changed = good[0] ? strdup(good[0]) : NULL;
+    if (changed && changed[0]) {
         changed[0] = changed[0] == '1' ? '2' : '1';
         write_text("bad/chunk-000000.rows.txt", "%s", changed);
         TEST_CHECK(ims_index_open(dir, &idx, &err) == IMS_ERR_CHECKSUM && strstr(err.msg, "CRC-32") &&
                        strstr(err.msg, "rows.txt"),
                    "a changed byte in rows.txt: '%s'", err.msg);
-        write_text("bad/chunk-000000.rows.txt", "%s", good_rows);
+        write_text("bad/chunk-000000.rows.txt", "%s", good[0]);
     }
     free(changed);
-    /* An older index (no records) still opens. */
-    write_text("bad/manifest.json", "%s", old_manifest ? old_manifest : "");
-    TEST_OK(ims_index_open(dir, &idx, &err), err);
-    ims_index_close(idx);
-    write_text("bad/manifest.json", "%s", good_manifest);
-    free(old_manifest);
     TEST_OK(ims_index_open(dir, &idx, &err), err); /* restored */
     ims_index_close(idx);
     free(good_manifest);
-    free(good_rows);
+    for (int f = 0; f < 3; f++)
+        free(good[f]);
+}
+
+/* ---- Tombstones, the lock, leftovers, compaction, version 1 ---------------------------------- */
+
+static ims_index *reopen(const char *dir)
+{
+    ims_index *idx = NULL;
+    ims_error err = {0};
+    TEST_OK(ims_index_open(dir, &idx, &err), err);
+    return idx;
+}
+
+static char *row_path(int r)
+{
+    static char path[64];
+    snprintf(path, sizeof path, "img/%03d\t%%\xff.jpg", r);
+    return path;
+}
+
+/* Rows 0..11 in three chunks of 4; rows 1, 5 and 9 and the failure retired. */
+static void make_tombstoned(const char *dir, ims_index_config *cfg)
+{
+    ims_error err = {0};
+    ims_index *idx = NULL;
+    TEST_OK(ims_index_open_for_writing(dir, cfg, &idx, &err), err);
+    if (!idx)
+        return;
+    add_rows(idx, 0, 2, &err);
+    TEST_OK(ims_index_add_failure(idx, "broken.jpg", "not an image", &err), err);
+    add_rows(idx, 2, 10, &err); /* commits at 4, 8 and 12 rows */
+    TEST_CHECK(ims_index_chunk_count(idx) == 3, "%lld chunks", (long long)ims_index_chunk_count(idx));
+    TEST_OK(ims_index_remove(idx, 1, &err), err);
+    TEST_OK(ims_index_remove(idx, 5, &err), err);
+    TEST_OK(ims_index_remove_failure(idx, 0, &err), err);
+    TEST_CHECK(ims_index_row_live(idx, 1) && ims_index_contains(idx, row_path(1)),
+               "a pending tombstone is not committed yet");
+    TEST_OK(ims_index_commit(idx, &err), err); /* a chunk of tombstones only */
+    TEST_OK(ims_index_remove(idx, 9, &err), err);
+    TEST_CHECK(ims_index_remove(idx, 9, &err) == IMS_ERR_ARGUMENT, "a row retired twice: %s", err.msg);
+    TEST_CHECK(ims_index_remove(idx, 1, &err) == IMS_ERR_ARGUMENT, "a dead row retired: %s", err.msg);
+    TEST_CHECK(ims_index_remove(idx, 12, &err) == IMS_ERR_ARGUMENT, "a row out of range: %s", err.msg);
+    TEST_CHECK(ims_index_remove_failure(idx, 0, &err) == IMS_ERR_ARGUMENT, "a dead failure retired: %s", err.msg);
+    add_rows(idx, 12, 1, &err);
+    TEST_OK(ims_index_commit(idx, &err), err);
+    ims_index_close(idx);
+}
+
+static void test_tombstones(void)
+{
+    ims_index_config cfg;
+    config_for_test(&cfg, IMS_DTYPE_F16);
+    char dir[512];
+    path_join(dir, sizeof dir, "tomb");
+    make_tombstoned(dir, &cfg);
+    ims_index *idx = reopen(dir);
+    if (!idx)
+        return;
+    ims_index_info info;
+    ims_index_get_info(idx, &info);
+    TEST_CHECK(info.version == 2 && info.rows == 13 && info.live_rows == 10 && info.failures == 1 &&
+                   info.live_failures == 0 && info.chunks == 5 && info.committed[0] && info.disk_bytes > 0,
+               "info: version %d, rows %lld/%lld, failures %lld/%lld, chunks %lld", info.version,
+               (long long)info.live_rows, (long long)info.rows, (long long)info.live_failures,
+               (long long)info.failures, (long long)info.chunks);
+    static const int dead[3] = {1, 5, 9};
+    for (int i = 0; i < 3; i++)
+        TEST_CHECK(!ims_index_row_live(idx, dead[i]) && !ims_index_contains(idx, row_path(dead[i])), "row %d is dead",
+                   dead[i]);
+    TEST_CHECK(ims_index_contains(idx, row_path(0)) && ims_index_contains(idx, row_path(12)) &&
+                   !ims_index_contains(idx, "broken.jpg"),
+               "contains");
+    int64_t expect = 0, chunk = -1, offset = -1;
+    ims_error err = {0};
+    for (int64_t i = 0; i < ims_index_live_row_count(idx); i++, expect++) {
+        while (expect == 1 || expect == 5 || expect == 9)
+            expect++;
+        TEST_CHECK(ims_index_live_row(idx, i) == expect, "live row %lld is row %lld, want %lld", (long long)i,
+                   (long long)ims_index_live_row(idx, i), (long long)expect);
+    }
+    TEST_CHECK(ims_index_live_row(idx, 10) == -1, "past the live rows");
+    TEST_OK(ims_index_row_location(idx, 6, &chunk, &offset, &err), err);
+    TEST_CHECK(chunk == 1 && offset == 2, "row 6 at chunk %lld offset %lld, want 1 2", (long long)chunk,
+               (long long)offset);
+    TEST_OK(ims_index_row_location(idx, 12, &chunk, &offset, &err), err);
+    TEST_CHECK(chunk == 4 && offset == 0, "row 12 at chunk %lld offset %lld, want 4 0", (long long)chunk,
+               (long long)offset);
+    TEST_CHECK(ims_index_row_location(idx, 13, &chunk, &offset, &err) == IMS_ERR_ARGUMENT, "row 13");
+    /* The tables hold the live rows, in order. */
+    float *table = NULL;
+    int dim = 0;
+    TEST_OK(ims_index_load_table(idx, IMS_INDEX_TABLE_VISUAL, &table, &dim, &err), err);
+    for (int64_t i = 0; table && i < 10; i++) {
+        float v[VD], sem[SD];
+        row_values((int)ims_index_live_row(idx, i), v, sem);
+        TEST_CHECK(fabsf(table[i * VD] - v[0]) <= fabsf(v[0]) / 2048, "live row %lld's values", (long long)i);
+    }
+    ims_free(table);
+    ims_backend *be = NULL;
+    ims_knn_table *knn = NULL;
+    ims_knn_options o;
+    ims_knn_options_init(&o);
+    TEST_OK(ims_backend_create(IMS_BACKEND_CPU, 0, &be, &err), err);
+    if (be)
+        TEST_OK(ims_knn_create(be, VD, &o, &knn, &err), err);
+    if (knn) {
+        TEST_OK(ims_index_load_knn(idx, IMS_INDEX_TABLE_VISUAL, 1, knn, &err), err);
+        TEST_CHECK(ims_knn_rows(knn) == 10, "the k-NN table holds %lld rows, want the 10 live ones",
+                   (long long)ims_knn_rows(knn));
+    }
+    ims_knn_free(knn);
+    ims_backend_free(be);
+    ims_index_close(idx);
+}
+
+/* Two live records of one path (a hand-edited or damaged index): readers see
+ * the later one only; the next writer retires the earlier with a tombstone. */
+static void test_shadowed(void)
+{
+    ims_index_config cfg;
+    config_for_test(&cfg, IMS_DTYPE_F32);
+    char dir[512];
+    path_join(dir, sizeof dir, "shadow");
+    ims_error err = {0};
+    ims_index *idx = NULL;
+    TEST_OK(ims_index_open_for_writing(dir, &cfg, &idx, &err), err);
+    if (!idx)
+        return;
+    add_rows(idx, 0, 2, &err);
+    TEST_OK(ims_index_commit(idx, &err), err);
+    add_rows(idx, 1, 1, &err); /* row 1's path again, without retiring the first */
+    TEST_OK(ims_index_commit(idx, &err), err);
+    ims_index_close(idx);
+    idx = reopen(dir);
+    if (idx) {
+        TEST_CHECK(ims_index_live_row_count(idx) == 2 && !ims_index_row_live(idx, 1) && ims_index_row_live(idx, 2),
+                   "the later record of a path hides the earlier");
+        ims_index_close(idx);
+    }
+    TEST_OK(ims_index_open_for_writing(dir, &cfg, &idx, &err), err);
+    TEST_OK(ims_index_commit(idx, &err), err);
+    ims_index_close(idx);
+    char p[512];
+    path_join(p, sizeof p, "shadow/chunk-000002.tombstones.txt");
+    size_t len = 0;
+    char *text = test_read_file(p, &len);
+    TEST_CHECK(text && strcmp(text, "row\t1\n") == 0, "the writer retires the hidden record: '%s'", text ? text : "");
+    free(text);
+}
+
+/* One writer at a time; readers do not wait; a killed writer's leftovers go. */
+static void test_lock_and_leftovers(void)
+{
+    ims_index_config cfg;
+    config_for_test(&cfg, IMS_DTYPE_F32);
+    char dir[512];
+    path_join(dir, sizeof dir, "locked_index");
+    ims_error err = {0};
+    ims_index *a = NULL, *b = NULL, *r = NULL;
+    TEST_OK(ims_index_open_for_writing(dir, &cfg, &a, &err), err);
+    if (!a)
+        return;
+    add_rows(a, 0, 4, &err); /* one chunk committed */
+    char pid[32];
+    snprintf(pid, sizeof pid, "process %ld", (long)getpid());
+    TEST_CHECK(ims_index_open_for_writing(dir, &cfg, &b, &err) == IMS_ERR_BUSY && !b && strstr(err.msg, pid) &&
+                   strstr(err.msg, "one writer at a time"),
+               "a second writer: %s", err.msg);
+    TEST_OK(ims_index_open(dir, &r, &err), err); /* a reader takes no lock */
+    TEST_CHECK(r && ims_index_row_count(r) == 4, "a reader sees the committed rows");
+    ims_index_close(r);
+    ims_index_close(a);
+    /* What a writer killed mid-commit leaves; and a file that is not ours. */
+    write_text("locked_index/manifest.json.tmp.4242", "{");
+    write_text("locked_index/chunk-000001.visual.npy.tmp.4242", "x");
+    write_text("locked_index/chunk-000001.rows.txt", "x");
+    write_text("locked_index/chunk-000007.failures.txt", "x");
+    write_text("locked_index/notes.txt", "mine");
+    TEST_OK(ims_index_open_for_writing(dir, &cfg, &b, &err), err);
+    ims_index_close(b);
+    static const char *const gone[] = {"manifest.json.tmp.4242", "chunk-000001.visual.npy.tmp.4242",
+                                       "chunk-000001.rows.txt", "chunk-000007.failures.txt"};
+    for (int i = 0; i < 4; i++) {
+        char p[512], rel[128];
+        snprintf(rel, sizeof rel, "locked_index/%s", gone[i]);
+        path_join(p, sizeof p, rel);
+        TEST_CHECK(access(p, F_OK) != 0, "the leftover %s was not removed", gone[i]);
+    }
+    char keep[512];
+    path_join(keep, sizeof keep, "locked_index/notes.txt");
+    TEST_CHECK(access(keep, F_OK) == 0, "a file that is not the index's was removed");
+    r = reopen(dir);
+    TEST_CHECK(r && ims_index_row_count(r) == 4, "the index after the clean-up");
+    ims_index_close(r);
+}
+
+/* Compaction keeps the live records, in order, bit for bit, in fewer chunks
+ * under new ids; the old files go; a reader of the old manifest is told. */
+static void test_compact(ims_dtype dtype)
+{
+    ims_index_config cfg;
+    config_for_test(&cfg, dtype);
+    char dir[512];
+    path_join(dir, sizeof dir, dtype == IMS_DTYPE_F16 ? "compact16" : "compact32");
+    make_tombstoned(dir, &cfg);
+    ims_error err = {0};
+    ims_index *before = reopen(dir);
+    if (!before)
+        return;
+    float *t0 = NULL, *t1 = NULL, *s0 = NULL;
+    int dim = 0;
+    TEST_OK(ims_index_load_table(before, IMS_INDEX_TABLE_VISUAL, &t0, &dim, &err), err);
+    TEST_OK(ims_index_load_table(before, IMS_INDEX_TABLE_SEMANTIC, &s0, &dim, &err), err);
+    ims_index_compact_report rep;
+    TEST_OK(ims_index_compact(dir, NULL, &rep, &err), err);
+    TEST_CHECK(rep.rows == 10 && rep.failures == 0 && rep.dropped_rows == 3 && rep.dropped_failures == 1 &&
+                   rep.chunks_before == 5 && rep.chunks_after == 3 && rep.bytes_after < rep.bytes_before,
+               "report: %lld rows, %lld dropped, chunks %lld -> %lld", (long long)rep.rows,
+               (long long)rep.dropped_rows, (long long)rep.chunks_before, (long long)rep.chunks_after);
+    /* The old manifest's reader: its files are gone, and it says so. */
+    ims_backend *be = NULL;
+    ims_knn_table *knn = NULL;
+    ims_knn_options o;
+    ims_knn_options_init(&o);
+    TEST_OK(ims_backend_create(IMS_BACKEND_CPU, 0, &be, &err), err);
+    if (be)
+        TEST_OK(ims_knn_create(be, VD, &o, &knn, &err), err);
+    if (knn)
+        TEST_CHECK(ims_index_load_knn(before, IMS_INDEX_TABLE_VISUAL, 1, knn, &err) == IMS_ERR_NOT_FOUND &&
+                       strstr(err.msg, "open it again"),
+                   "a reader after a compaction: %s", err.msg);
+    ims_knn_free(knn);
+    ims_backend_free(be);
+    ims_index *after = reopen(dir);
+    if (after) {
+        TEST_CHECK(ims_index_row_count(after) == 10 && ims_index_live_row_count(after) == 10 &&
+                       ims_index_failure_count(after) == 0 && ims_index_chunk_count(after) == 3,
+                   "after: %lld rows in %lld chunks", (long long)ims_index_row_count(after),
+                   (long long)ims_index_chunk_count(after));
+        for (int64_t i = 0; i < 10 && i < ims_index_row_count(after); i++)
+            TEST_CHECK(strcmp(ims_index_row(after, i)->path, ims_index_row(before, ims_index_live_row(before, i))->path) == 0,
+                       "row %lld's path", (long long)i);
+        int64_t chunk = -1, offset = -1;
+        TEST_OK(ims_index_row_location(after, 0, &chunk, &offset, &err), err);
+        TEST_CHECK(chunk == 5 && offset == 0, "the new chunks' ids follow the old ones: %lld", (long long)chunk);
+        TEST_OK(ims_index_load_table(after, IMS_INDEX_TABLE_VISUAL, &t1, &dim, &err), err);
+        TEST_CHECK(t0 && t1 && memcmp(t0, t1, 10 * VD * sizeof *t0) == 0, "the visual rows are copied bit for bit");
+        ims_free(t1);
+        TEST_OK(ims_index_load_table(after, IMS_INDEX_TABLE_SEMANTIC, &t1, &dim, &err), err);
+        TEST_CHECK(s0 && t1 && memcmp(s0, t1, 10 * SD * sizeof *s0) == 0, "the semantic rows are copied bit for bit");
+        ims_free(t1);
+        ims_index_close(after);
+    }
+    for (int c = 0; c < 5; c++) {
+        char p[512], rel[128];
+        snprintf(rel, sizeof rel, "%s/chunk-%06d.rows.txt", dtype == IMS_DTYPE_F16 ? "compact16" : "compact32", c);
+        path_join(p, sizeof p, rel);
+        TEST_CHECK(access(p, F_OK) != 0, "an old chunk's file is still there: %s", rel);
+    }
+    ims_free(t0);
+    ims_free(s0);
+    ims_index_close(before);
+    /* Compacting again: nothing to drop; an index that is written meanwhile is refused. */
+    TEST_OK(ims_index_compact(dir, NULL, &rep, &err), err);
+    TEST_CHECK(rep.dropped_rows == 0 && rep.rows == 10, "a second compaction");
+    ims_index *w = NULL;
+    TEST_OK(ims_index_open_for_writing(dir, &cfg, &w, &err), err);
+    TEST_CHECK(ims_index_compact(dir, NULL, &rep, &err) == IMS_ERR_BUSY, "a compaction beside a writer: %s", err.msg);
+    ims_index_close(w);
+}
+
+/* A version-1 index, as the indexer wrote it before version 2: searchable,
+ * refused to writers with how to upgrade, upgraded by ims_index_compact:
+ * its relative paths made absolute against the folder it was made from. */
+static void test_version_1(void)
+{
+    make_dir("v1");
+    make_dir("v1/idx");
+    char dir[512], base[512];
+    path_join(dir, sizeof dir, "v1/idx");
+    path_join(base, sizeof base, "v1");
+    float rows[3 * VD];
+    for (int i = 0; i < 3 * VD; i++)
+        rows[i] = (float)(i + 1);
+    int64_t shape[2] = {3, VD};
+    char p[512];
+    ims_error err = {0};
+    path_join(p, sizeof p, "v1/idx/chunk-000000.visual.npy");
+    TEST_OK(ims_npy_write(p, IMS_DTYPE_F32, 2, shape, rows, &err), err);
+    write_text("v1/idx/chunk-000000.rows.txt", "10\t1000\tphotos/a.jpg\n20\t2000\t./photos/b%%09.jpg\n"
+                                               "30\t3000\t/abs/c.jpg\n");
+    write_text("v1/idx/chunk-000000.failures.txt", "photos/bad.jpg\tJPEG: premature end\n");
+    write_text("v1/idx/manifest.json", "%s",
+               "{\"format\": \"imgsearch-index\", \"version\": 1, \"tool_version\": \"0.1.0\", \"mode\": \"torchvision\","
+               " \"dtype\": \"f32\", \"chunk_rows\": 4, \"visual_dim\": 5, \"semantic_dim\": 0,"
+               " \"image_model\": {\"name\": \"iv3.isw\", \"path\": \"/a\", \"bytes\": 123, \"crc32\": \"deadbeef\"},"
+               " \"rows\": 3, \"failures\": 1, \"chunks\": [{\"rows\": 3, \"failures\": 1}]}");
+    ims_index *idx = reopen(dir);
+    if (idx) {
+        ims_index_info info;
+        ims_index_get_info(idx, &info);
+        TEST_CHECK(info.version == 1 && info.live_rows == 3 && !info.committed[0], "a version-1 index opens");
+        TEST_CHECK(ims_index_get_config(idx)->conse_top == 10 && ims_index_get_config(idx)->precision == -1,
+                   "version 1 without conse_top and precision: 10 and unrecorded");
+        TEST_CHECK(ims_index_contains(idx, "photos/a.jpg"), "its paths as stored");
+        ims_index_close(idx);
+    }
+    ims_index_config cfg;
+    ims_index_config_init(&cfg);
+    cfg.dtype = IMS_DTYPE_F32;
+    cfg.chunk_rows = 4;
+    cfg.visual_dim = VD;
+    cfg.image_model.bytes = 123;
+    cfg.image_model.crc32 = 0xdeadbeef;
+    TEST_CHECK(ims_index_open_for_writing(dir, &cfg, &idx, &err) == IMS_ERR_UNSUPPORTED && strstr(err.msg, "upgrade"),
+               "a writer on a version-1 index: %s", err.msg);
+    TEST_CHECK(ims_index_compact(dir, NULL, NULL, &err) == IMS_ERR_UNSUPPORTED, "compacting version 1 without upgrade");
+    ims_index_compact_options co;
+    ims_index_compact_options_init(&co);
+    co.upgrade = 1;
+    co.base = base;
+    ims_index_compact_report rep;
+    TEST_OK(ims_index_compact(dir, &co, &rep, &err), err);
+    TEST_CHECK(rep.from_version == 1 && rep.rows == 3 && rep.failures == 1, "the upgrade's report");
+    char real[4096], want[3][4200];
+    TEST_CHECK(realpath(base, real) != NULL, "realpath");
+    snprintf(want[0], sizeof want[0], "%s/photos/a.jpg", real);
+    snprintf(want[1], sizeof want[1], "%s/photos/b\t.jpg", real);
+    snprintf(want[2], sizeof want[2], "/abs/c.jpg");
+    idx = reopen(dir);
+    if (idx) {
+        ims_index_info info;
+        ims_index_get_info(idx, &info);
+        TEST_CHECK(info.version == 2 && info.committed[0], "upgraded to version %d", info.version);
+        for (int i = 0; i < 3; i++)
+            TEST_CHECK(ims_index_row(idx, i) && strcmp(ims_index_row(idx, i)->path, want[i]) == 0, "row %d: '%s'", i,
+                       ims_index_row(idx, i) ? ims_index_row(idx, i)->path : "");
+        TEST_CHECK(ims_index_failure(idx, 0) && strstr(ims_index_failure(idx, 0)->path, "/photos/bad.jpg") &&
+                       ims_index_failure(idx, 0)->path[0] == '/',
+                   "the failure's path is absolute");
+        float *t = NULL;
+        int dim = 0;
+        TEST_OK(ims_index_load_table(idx, IMS_INDEX_TABLE_VISUAL, &t, &dim, &err), err);
+        TEST_CHECK(t && memcmp(t, rows, sizeof rows) == 0, "the table survives the upgrade");
+        ims_free(t);
+        ims_index_close(idx);
+    }
+    /* Now version 2, it takes writers, and its settings hold. */
+    cfg.conse_top = 3;
+    TEST_OK(ims_index_open_for_writing(dir, &cfg, &idx, &err), err);
+    ims_index_close(idx);
 }
 
 int main(void)
@@ -651,7 +1031,12 @@ int main(void)
     test_index(IMS_DTYPE_F32);
     test_malformed();
     test_swapped_chunks();
-    test_old_manifest();
+    test_tombstones();
+    test_shadowed();
+    test_lock_and_leftovers();
+    test_compact(IMS_DTYPE_F16);
+    test_compact(IMS_DTYPE_F32);
+    test_version_1();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "chmod -R u+rwx '%s'; rm -rf '%s'", tmp_root, tmp_root);
     if (system(cmd) != 0)

@@ -2,7 +2,8 @@
  * image batch loop (engine/models/image_encoder_run.c), on the CPU backend over
  * a real index: models converted from the fixtures (the width/16 torchvision
  * Inception-v3, the tiny BERT), sample images indexed with conse_top 3 in
- * chunks of 2 rows (f16 tables).
+ * chunks of 2 rows (f16 tables); then with a row tombstoned. A query that
+ * cannot be embedded fails alone.
  *
  * Every answer is compared with a brute force computed here in double over
  * the stored tables (ims_index_load_table), with query vectors made here from
@@ -201,9 +202,46 @@ static void cosines(const float *table, size_t n, int d, const float *q, double 
     }
 }
 
-/* One result against the brute force: its count, every hit's score equal to
- * its row's true score, the scores in order, each as good as the true k-th
- * best, rows distinct and their paths the index's. */
+/* The position of row id `row` among the index's live rows (what
+ * ims_index_load_table returns), or -1 if it is not live. */
+static int64_t live_position(const ims_index *idx, int64_t row)
+{
+    for (int64_t i = 0; i < ims_index_live_row_count(idx); i++)
+        if (ims_index_live_row(idx, i) == row)
+            return i;
+    return -1;
+}
+
+/* A hit's vectors are where it says: row `offset` of chunk-<chunk>.visual.npy
+ * holds the live table's row for it. */
+static void check_location(const char *dir, const ims_search_hit *h, const float *visual, int vd, int64_t pos,
+                           const char *what)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/chunk-%06lld.visual.npy", dir, (long long)h->chunk);
+    ims_npy *npy = NULL;
+    ims_error err = {0};
+    TEST_OK(ims_npy_open(path, &npy, &err), err);
+    if (!npy)
+        return;
+    const int64_t *shape = ims_npy_shape(npy);
+    TEST_CHECK(h->offset >= 0 && h->offset < shape[0] && shape[1] == vd, "%s: offset %lld in a (%lld, %lld) chunk",
+               what, (long long)h->offset, (long long)shape[0], (long long)shape[1]);
+    if (h->offset >= 0 && h->offset < shape[0] && shape[1] == vd && ims_npy_dtype(npy) == IMS_DTYPE_F16) {
+        const uint16_t *row = (const uint16_t *)ims_npy_data(npy) + (size_t)h->offset * (size_t)vd;
+        int same = 1;
+        for (int j = 0; j < vd; j++)
+            same &= ims_f16_to_f32(row[j]) == visual[(size_t)pos * (size_t)vd + (size_t)j];
+        TEST_CHECK(same, "%s: chunk %lld row %lld is not the hit's row", what, (long long)h->chunk,
+                   (long long)h->offset);
+    }
+    ims_npy_close(npy);
+}
+
+/* One result against the brute force over the live rows (truth: n scores in
+ * their order): its count, every hit's score equal to its row's true score,
+ * the scores in order, each as good as the true k-th best, rows live and
+ * distinct and their paths the index's. */
 static void check_result(const ims_index *idx, const ims_search_result *r, ims_index_table table, const double *truth,
                          size_t n, int k, const char *what)
 {
@@ -221,11 +259,17 @@ static void check_result(const ims_index *idx, const ims_search_result *r, ims_i
         }
     for (int j = 0; j < r->count && (size_t)j < want; j++) {
         const ims_search_hit *h = &r->hits[j];
-        TEST_CHECK(h->row >= 0 && (size_t)h->row < n, "%s: hit %d row %lld", what, j, (long long)h->row);
-        if (h->row < 0 || (size_t)h->row >= n)
+        int64_t pos = live_position(idx, h->row);
+        TEST_CHECK(pos >= 0 && (size_t)pos < n, "%s: hit %d row %lld is not a live row", what, j, (long long)h->row);
+        if (pos < 0 || (size_t)pos >= n)
             continue;
-        TEST_CHECK(fabs(h->score - truth[h->row]) < tol, "%s: hit %d (row %lld) score %.7f, true %.7f", what, j,
-                   (long long)h->row, h->score, truth[h->row]);
+        int64_t chunk = -1, offset = -1;
+        ims_error err = {0};
+        TEST_OK(ims_index_row_location(idx, h->row, &chunk, &offset, &err), err);
+        TEST_CHECK(chunk == h->chunk && offset == h->offset, "%s: hit %d at chunk %lld offset %lld, the index says "
+                   "%lld %lld", what, j, (long long)h->chunk, (long long)h->offset, (long long)chunk, (long long)offset);
+        TEST_CHECK(fabs(h->score - truth[pos]) < tol, "%s: hit %d (row %lld) score %.7f, true %.7f", what, j,
+                   (long long)h->row, h->score, truth[pos]);
         TEST_CHECK(fabs(h->score - sorted[j]) < tol, "%s: hit %d score %.7f, the %d-th best is %.7f", what, j,
                    h->score, j + 1, sorted[j]);
         TEST_CHECK(strcmp(h->path, ims_index_row(idx, (size_t)h->row)->path) == 0, "%s: hit %d path '%s'", what, j,
@@ -313,6 +357,9 @@ static void test_search(world *w)
         char what[64];
         snprintf(what, sizeof what, "query %d", i);
         check_result(idx, &r1->results[i], tables[i], truth[i], n, K, what);
+        for (int j = 0; j < r1->results[i].count; j++)
+            check_location(w->index_dir, &r1->results[i].hits[j], visual, vd,
+                           live_position(idx, r1->results[i].hits[j].row), what);
     }
     /* An image finds itself first on the visual table. */
     TEST_CHECK(r1 && r1->results[0].count > 0 && strcmp(r1->results[0].hits[0].path, qimages[0]) == 0 &&
@@ -334,9 +381,29 @@ static void test_search(world *w)
                "a query with a text and an image: %s", err.msg);
     TEST_CHECK(ims_searcher_search(s, &neither, 1, K, &none, &err) == IMS_ERR_ARGUMENT && strstr(err.msg, "neither"),
                "an empty query: %s", err.msg);
-    ims_status st = ims_searcher_search(s, &bad_image, 1, K, &none, &err);
-    TEST_CHECK(st != IMS_OK && !none && strstr(err.msg, w->paths[5]) && strstr(err.msg, "query image"),
-               "a query image that cannot be read: %s: %s", ims_status_name(st), err.msg);
+    /* A query that cannot be embedded fails alone: the others are answered,
+     * as the same query alone is (one visual query each: the same shapes). */
+    ims_search_query mixed[3] = {bad_image, q[0], {.text = " \t "}};
+    ims_search_results *alone = NULL;
+    TEST_OK(ims_searcher_search(s, q, 1, K, &alone, &err), err);
+    TEST_OK(ims_searcher_search(s, mixed, 3, K, &none, &err), err);
+    if (none && alone) {
+        const ims_search_result *b0 = &none->results[0], *b1 = &none->results[1], *b2 = &none->results[2];
+        TEST_CHECK(none->failed == 2, "%lld failed queries, want 2", (long long)none->failed);
+        TEST_CHECK(b0->status != IMS_OK && b0->count == 0 && b0->error && strstr(b0->error, w->paths[5]) &&
+                       strstr(b0->error, "query image"),
+                   "a query image that cannot be read: %s", b0->error ? b0->error : "(no error)");
+        TEST_CHECK(b2->status == IMS_ERR_ARGUMENT && b2->error && strstr(b2->error, "empty text"),
+                   "a blank text: %s", b2->error ? b2->error : "(no error)");
+        TEST_CHECK(b1->status == IMS_OK && !b1->error && b1->count == alone->results[0].count, "the good query");
+        for (int j = 0; j < b1->count && j < alone->results[0].count; j++)
+            TEST_CHECK(b1->hits[j].row == alone->results[0].hits[j].row &&
+                           b1->hits[j].score == alone->results[0].hits[j].score,
+                       "the good query beside bad ones: hit %d differs", j);
+    }
+    ims_search_results_free(alone);
+    ims_search_results_free(none);
+    none = NULL;
     TEST_OK(ims_searcher_search(s, q, 6, K, &r3, &err), err);
     for (int i = 0; r1 && r3 && i < 6; i++) {
         TEST_CHECK(r3->results[i].count == r1->results[i].count, "repeat: query %d count", i);
@@ -380,6 +447,67 @@ done:
     ims_free(visual);
     ims_free(semantic);
     ims_free(classes);
+    ims_index_close(idx);
+}
+
+/* A tombstoned row is never a hit, and the rest answer as a brute force over
+ * the live rows says; the row ids of the others do not move. */
+static void test_tombstones(world *w)
+{
+    ims_error err = {0};
+    ims_index *idx = NULL, *writer = NULL;
+    TEST_OK(ims_index_open(w->index_dir, &idx, &err), err);
+    if (!idx)
+        return;
+    ims_index_config cfg = *ims_index_get_config(idx);
+    int64_t horse = -1;
+    for (int64_t r = 0; r < ims_index_row_count(idx); r++)
+        if (strcmp(ims_index_row(idx, r)->path, w->paths[0]) == 0)
+            horse = r;
+    ims_index_close(idx);
+    TEST_CHECK(horse >= 0, "the horse has a row");
+    TEST_OK(ims_index_open_for_writing(w->index_dir, &cfg, &writer, &err), err);
+    if (!writer || horse < 0) {
+        ims_index_close(writer);
+        return;
+    }
+    TEST_OK(ims_index_remove(writer, horse, &err), err);
+    TEST_CHECK(ims_index_remove(writer, horse, &err) == IMS_ERR_ARGUMENT, "a row removed twice");
+    TEST_OK(ims_index_commit(writer, &err), err);
+    ims_index_close(writer);
+
+    TEST_OK(ims_index_open(w->index_dir, &idx, &err), err);
+    if (!idx)
+        return;
+    TEST_CHECK(!ims_index_contains(idx, w->paths[0]) && !ims_index_row_live(idx, horse) &&
+                   ims_index_live_row_count(idx) == ims_index_row_count(idx) - 1,
+               "the horse's row is tombstoned");
+    float *visual = NULL;
+    int vd = 0;
+    TEST_OK(ims_index_load_table(idx, IMS_INDEX_TABLE_VISUAL, &visual, &vd, &err), err);
+    size_t n = (size_t)ims_index_live_row_count(idx);
+    int fd = ims_image_encoder_feature_dim(w->enc), nc = ims_image_encoder_num_classes(w->enc);
+    float *feat = test_xmalloc((size_t)fd * sizeof *feat), *logits = test_xmalloc((size_t)nc * sizeof *logits);
+    encode_all(w, w->paths, 1, 1, 1, feat, logits);
+    double truth[8];
+    if (visual && n <= 8)
+        cosines(visual, n, vd, feat, truth);
+    ims_search_options o;
+    ims_search_options_init(&o);
+    o.backend = w->be;
+    ims_search_query q = {.image = w->paths[0]};
+    ims_search_results *r = NULL;
+    TEST_OK(ims_index_search(idx, &o, &q, 1, 10, &r, &err), err);
+    if (r && visual && n <= 8) {
+        check_result(idx, &r->results[0], IMS_INDEX_TABLE_VISUAL, truth, n, 10, "after a tombstone");
+        for (int j = 0; j < r->results[0].count; j++)
+            TEST_CHECK(r->results[0].hits[j].row != horse && strcmp(r->results[0].hits[j].path, w->paths[0]) != 0,
+                       "the tombstoned row is hit %d", j);
+    }
+    ims_search_results_free(r);
+    ims_free(visual);
+    free(feat);
+    free(logits);
     ims_index_close(idx);
 }
 
@@ -434,6 +562,7 @@ int main(int argc, char **argv)
     if (setup(&w)) {
         test_encoder_run(&w);
         test_search(&w);
+        test_tombstones(&w);
         test_special_indexes(&w);
     }
     teardown(&w);
