@@ -11,7 +11,7 @@ the same engine as the `imgsearch` command, numpy arrays in and out.
 
 Models: ImageEncoder (Inception-v3: features, logits, classes), TextEncoder
 (BERT sentence embeddings, WordPiece tokens). Search: knn() and Table (exact
-k-NN over your own embeddings), Index and index() (the image index folder),
+k-NN over your own embeddings), Index, index() and compact() (the image index folder),
 list_images() (the indexer's walk of a folder).
 Weight files: convert(), convert_synthetic(). Devices: Device ("auto",
 "cpu", "cuda:N"), shared by the objects made on it.
@@ -28,9 +28,10 @@ import ctypes
 from . import _ffi
 from ._convert import ConvertReport, convert, convert_synthetic
 from ._core import Device, cuda_compiled, cuda_device_count
-from ._errors import (ArgumentError, ChecksumError, ClosedError, CudaError, Error, FileError, FormatError, ImageError,
-                      NoDeviceError, NotFoundError, OutOfMemoryError, UnsupportedError)
-from ._index import Hit, ImageList, Index, IndexReport, SyntheticWeightsWarning, index, list_images
+from ._errors import (ArgumentError, BusyError, ChecksumError, ClosedError, CudaError, Error, FileError, FormatError,
+                      ImageError, NoDeviceError, NotFoundError, OutOfMemoryError, UnsupportedError)
+from ._index import (CompactReport, Hit, ImageList, Index, IndexReport, SyntheticWeightsWarning, compact, index,
+                     list_images)
 from ._knn import Table, knn
 from ._models import ImageBatch, ImageEncoder, ImageRun, Prediction, TextEncoder, TokenBatch, decode_image
 
@@ -50,9 +51,9 @@ def library_path() -> str:
 
 
 __all__ = [
-    "ArgumentError", "ChecksumError", "ClosedError", "ConvertReport", "CudaError", "Device", "Error", "FileError",
+    "ArgumentError", "BusyError", "ChecksumError", "ClosedError", "CompactReport", "ConvertReport", "CudaError", "Device", "Error", "FileError",
     "FormatError", "Hit", "ImageBatch", "ImageList", "ImageEncoder", "ImageError", "ImageRun", "Index", "IndexReport",
     "NoDeviceError", "NotFoundError", "OutOfMemoryError", "Prediction", "SyntheticWeightsWarning", "Table",
     "TextEncoder", "TokenBatch", "UnsupportedError", "convert", "convert_synthetic", "cuda_compiled",
-    "cuda_device_count", "decode_image", "index", "knn", "library_path", "library_versions", "list_images",
+    "compact", "cuda_device_count", "decode_image", "index", "knn", "library_path", "library_versions", "list_images",
 ]

@@ -80,20 +80,28 @@ class NotFoundError(Error, LookupError):
     code = _ffi.IMS_ERR_NOT_FOUND
 
 
+class BusyError(Error):
+    """Another process holds it: an index's writer lock (IMS_ERR_BUSY); the message names the holder."""
+    code = _ffi.IMS_ERR_BUSY
+
+
 class ImageError(Error):
     """Images that could not be read or decoded.
 
     failures: [(index, path, reason)] for each, in input order; code: the
-    first failure's status.
+    first failure's status. From Index.search, failures name the queries
+    (number, text or path, reason) and results holds the answers to all the
+    queries (an empty one for each that failed).
     """
 
     def __init__(self, message: str, code: int, failures: list):
         super().__init__(message, code)
         self.failures = failures
+        self.results = None
 
 
 _BY_CODE = {cls.code: cls for cls in (ArgumentError, FileError, FormatError, ChecksumError, OutOfMemoryError,
-                                      UnsupportedError, NoDeviceError, CudaError, NotFoundError)}
+                                      UnsupportedError, NoDeviceError, CudaError, NotFoundError, BusyError)}
 
 
 def status_name(code: int) -> str:

@@ -41,6 +41,7 @@ CONSTANTS = {
     "IMS_ERR_NO_DEVICE": 7,
     "IMS_ERR_CUDA": 8,
     "IMS_ERR_NOT_FOUND": 9,
+    "IMS_ERR_BUSY": 10,
     "IMS_ERROR_MSG_MAX": 512,
     # ims_dtype
     "IMS_DTYPE_F32": 0,
@@ -170,7 +171,24 @@ class ims_index_progress(Structure):
                 ("already", c_int64), ("ignored", c_int64), ("walk", POINTER(ims_file_list)),
                 ("estimated_disk_bytes", c_uint64),
                 ("estimated_host_bytes", c_uint64), ("elapsed_s", c_double), ("decode_wait_s", c_double),
-                ("model_s", c_double), ("write_s", c_double)]
+                ("model_s", c_double), ("write_s", c_double), ("added", c_int64), ("updated", c_int64),
+                ("retried", c_int64), ("removed", c_int64), ("commits", c_int64), ("synthetic", c_int)]
+
+
+class ims_index_info(Structure):
+    _fields_ = [("version", c_int), ("rows", c_int64), ("live_rows", c_int64), ("failures", c_int64),
+                ("live_failures", c_int64), ("chunks", c_int64), ("disk_bytes", c_uint64), ("committed", c_char * 32),
+                ("root_count", c_int64)]
+
+
+class ims_index_compact_options(Structure):
+    _fields_ = [("upgrade", c_int), ("base", c_char_p)]
+
+
+class ims_index_compact_report(Structure):
+    _fields_ = [("from_version", c_int), ("rows", c_int64), ("failures", c_int64), ("dropped_rows", c_int64),
+                ("dropped_failures", c_int64), ("chunks_before", c_int64), ("chunks_after", c_int64),
+                ("bytes_before", c_uint64), ("bytes_after", c_uint64)]
 
 
 # Opaque handles: only pointers to them cross the boundary.
@@ -218,8 +236,9 @@ class ims_index_run_options(Structure):
     _fields_ = [("index_dir", c_char_p), ("roots", POINTER(c_char_p)), ("root_count", c_size_t),
                 ("backend", POINTER(ims_backend)), ("image_model", POINTER(ims_weights)),
                 ("text_model", POINTER(ims_weights)), ("precision", c_int), ("mode", c_int), ("dtype", c_int),
-                ("batch_size", c_int), ("threads", c_int), ("chunk_rows", c_int), ("conse_top", c_int),
-                ("decode", ims_decode_options), ("progress", PROGRESS_FN), ("on_failure", FAILURE_FN),
+                ("chunk_rows", c_int), ("conse_top", c_int), ("batch_size", c_int), ("threads", c_int),
+                ("commit_every_s", c_double), ("decode", ims_decode_options), ("retry_failed", c_int),
+                ("verify_content", c_int), ("keep_missing", c_int), ("progress", PROGRESS_FN), ("on_failure", FAILURE_FN),
                 ("on_warning", FAILURE_FN), ("progress_ctx", c_void_p)]
 
 
@@ -235,15 +254,16 @@ class ims_search_query(Structure):
 
 
 class ims_search_hit(Structure):
-    _fields_ = [("row", c_int64), ("score", c_float), ("path", c_char_p)]
+    _fields_ = [("row", c_int64), ("score", c_float), ("path", c_char_p), ("chunk", c_int64), ("offset", c_int64)]
 
 
 class ims_search_result(Structure):
-    _fields_ = [("table", c_int), ("count", c_int), ("hits", POINTER(ims_search_hit))]
+    _fields_ = [("table", c_int), ("count", c_int), ("hits", POINTER(ims_search_hit)), ("status", c_int),
+                ("error", c_char_p)]
 
 
 class ims_search_results(Structure):
-    _fields_ = [("count", c_int64), ("results", POINTER(ims_search_result))]
+    _fields_ = [("count", c_int64), ("results", POINTER(ims_search_result)), ("failed", c_int64)]
 
 
 class ims_convert_options(Structure):
@@ -259,7 +279,8 @@ class ims_convert_report(Structure):
 STRUCTS = [ims_error, ims_str, ims_backend_info, ims_weights_identity, ims_file_entry, ims_file_problem,
            ims_file_list, ims_image,
            ims_decode_options, ims_image_item, ims_image_encoder_run_options, ims_image_encoder_batch,
-           ims_knn_options, ims_index_config, ims_index_progress, ims_index_run_options, ims_search_options,
+           ims_knn_options, ims_index_config, ims_index_info, ims_index_compact_options, ims_index_compact_report,
+           ims_index_progress, ims_index_run_options, ims_search_options,
            ims_search_query, ims_search_hit, ims_search_result, ims_search_results, ims_convert_options,
            ims_convert_report]
 OPAQUE = [ims_decode_budget, ims_backend, ims_weights, ims_image_encoder, ims_image_encoder_run, ims_tokenizer, ims_text_embedder,
@@ -351,6 +372,17 @@ int64_t ims_index_failure_count(const ims_index *idx);
 int64_t ims_index_chunk_count(const ims_index *idx);
 const ims_file_entry *ims_index_row(const ims_index *idx, int64_t row);
 const ims_file_problem *ims_index_failure(const ims_index *idx, int64_t i);
+int ims_index_row_live(const ims_index *idx, int64_t row);
+int ims_index_failure_live(const ims_index *idx, int64_t i);
+int64_t ims_index_live_row_count(const ims_index *idx);
+int64_t ims_index_live_rows(const ims_index *idx, int64_t *out, int64_t cap);
+ims_status ims_index_chunk(const ims_index *idx, int64_t c, int64_t *id, int64_t *first_row, int64_t *rows,
+                           ims_error *err);
+void ims_index_get_info(const ims_index *idx, ims_index_info *out);
+const char *ims_index_root(const ims_index *idx, int64_t i);
+void ims_index_compact_options_init(ims_index_compact_options *o);
+ims_status ims_index_compact(const char *dir, const ims_index_compact_options *o, ims_index_compact_report *report,
+                             ims_error *err);
 void ims_index_run_options_init(ims_index_run_options *o);
 ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out, ims_error *err);
 

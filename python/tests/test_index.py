@@ -6,13 +6,14 @@ import filecmp
 import json
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import imgsearch
 
-from conftest import IMAGES
+from conftest import GOOD_IMAGES, IMAGES
 
 pytestmark = pytest.mark.filterwarnings("ignore::imgsearch.SyntheticWeightsWarning")
 
@@ -37,8 +38,12 @@ def test_index_writes_what_the_command_writes(indexes):
     assert len(seen["failures"]) == 1 and seen["failures"][0][0].endswith("broken.png")
     names = sorted(os.listdir(cmd))
     assert sorted(os.listdir(py)) == names and "chunk-000001.visual.npy" in names
-    match, mismatch, errors = filecmp.cmpfiles(py, cmd, names, shallow=False)
-    assert mismatch == [] and errors == [], mismatch
+    # every file byte for byte but the writer's lock (its PID, host, time) and the manifest's commit time
+    match, mismatch, errors = filecmp.cmpfiles(py, cmd, [n for n in names if n != "lock"], shallow=False)
+    assert errors == [] and mismatch in ([], ["manifest.json"]), mismatch
+    manifests = [json.loads((d / "manifest.json").read_text()) for d in (py, cmd)]
+    assert manifests[0]["committed"] and all(m.pop("committed") for m in manifests)
+    assert manifests[0] == manifests[1]
 
 
 def test_index_reads_the_folder(indexes, photos):
@@ -208,3 +213,69 @@ def test_missing_or_broken_chunk_file(indexes, work):
     with imgsearch.Index(copy, device="cpu") as idx:
         with pytest.raises(imgsearch.FormatError, match="chunk-000000.visual.npy"):
             idx.features()
+
+
+def test_index_follows_the_folder(iv3, tiny_bert, work):
+    """An index over time (docs/FORMAT.md): a file overwritten, one deleted, a
+    broken one fixed, one added; a re-run with no settings (the index
+    remembers them) equals a fresh index of the final folder, before and
+    after a compaction; the live rows, their paths, vectors and locations line
+    up; a second writer is refused."""
+    import fcntl
+    import shutil
+    folder = work / "life"
+    folder.mkdir()
+    more = ["astronaut.png", "coffee.png", "rocket.jpg"]  # more distinct pictures
+    for i, n in enumerate(GOOD_IMAGES):
+        shutil.copy(IMAGES / n, folder / f"{i}{Path(n).suffix}")
+    shutil.copy(IMAGES / "bad_truncated.png", folder / "broken.png")
+    out = work / "life.idx"
+    first = imgsearch.index(folder, out, image_model=iv3, text_model=tiny_bert, device="cpu", chunk_rows=2,
+                            threads=2)
+    assert first.added == 3 and first.failed == 1
+    names = sorted(os.listdir(folder))
+    overwritten, deleted = folder / names[0], folder / names[1]
+    overwritten.write_bytes((IMAGES / more[0]).read_bytes())
+    os.utime(overwritten, ns=(1, 10**18))  # a time no earlier run recorded
+    deleted.unlink()
+    shutil.copy(IMAGES / more[1], folder / "broken.png")
+    shutil.copy(IMAGES / more[2], folder / "new.jpg")
+    again = imgsearch.index(folder, out, device="cpu", threads=2)
+    assert (again.added, again.updated, again.removed, again.retried) == (1, 1, 1, 1), again
+    fresh = work / "life_fresh.idx"
+    imgsearch.index(folder, fresh, image_model=iv3, text_model=tiny_bert, device="cpu", chunk_rows=2, threads=2)
+    with imgsearch.Index(fresh, device="cpu") as ref:
+        want = dict(zip(ref.paths, np.asarray(ref.features(), np.float32)))
+    root = os.path.realpath(folder)
+    assert sorted(want) == sorted(os.path.join(root, n) for n in os.listdir(folder))
+
+    def check(idx, compacted):
+        rows = idx.rows
+        assert len(idx) == len(rows) == 4 and idx.failures == []
+        assert (list(rows) == [0, 1, 2, 3]) == compacted
+        feats = np.asarray(idx.features(), np.float32)
+        assert feats.shape == (4, 2048) and sorted(idx.paths) == sorted(want)
+        for p, f in zip(idx.paths, feats):
+            assert np.array_equal(f, want[p]), p
+        hits = idx.search(image=overwritten, k=4)
+        assert hits[0].path == str(Path(root) / overwritten.name) and hits[0].score > 0.999
+        for h in hits:  # the hit's chunk and offset find its vectors
+            chunk = np.load(idx.path + f"/chunk-{h.chunk:06d}.visual.npy")
+            assert np.array_equal(np.asarray(chunk[h.offset], np.float32), want[h.path])
+            assert idx.path_of(h.row) == h.path
+        assert idx.info["live_rows"] == 4 and idx.info["roots"] == [root] and idx.info["version"] == 2
+
+    with imgsearch.Index(out, device="cpu") as idx:
+        check(idx, compacted=False)
+        with pytest.raises(imgsearch.ImageError) as e:
+            idx.search(image=[overwritten, deleted], k=2)
+        assert [f[0] for f in e.value.failures] == [1] and str(deleted) in e.value.failures[0][2]
+        assert len(e.value.results[0]) == 2 and e.value.results[1] == []
+    report = imgsearch.compact(out)
+    assert (report.rows, report.dropped_rows, report.dropped_failures) == (4, 2, 1), report
+    with imgsearch.Index(out, device="cpu") as idx:
+        check(idx, compacted=True)
+    with open(out / "lock", "a") as lock:  # another writer holds the index
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with pytest.raises(imgsearch.BusyError, match=str(os.getpid())):
+            imgsearch.index(folder, out, device="cpu")
