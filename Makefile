@@ -108,6 +108,8 @@ fuzz: deps
 	  grep -E "^Done|^stat::(number_of_executed_units|new_units_added|peak_rss_mb)" build-fuzz/fuzz_$$f.log; \
 	done
 
+# CI's fuzz pass is a 30 s smoke run per parser; `make fuzz` alone runs FUZZ_SECONDS (60) or what it is given.
+test: FUZZ_SECONDS = 30
 test: check test-python test-cpu-sanitize test-python-asan fuzz
 
 clean:
