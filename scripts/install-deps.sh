@@ -13,6 +13,7 @@ packages=(
   libopenblas-dev                             # CPU backend GEMM
   clang libclang-rt-14-dev libomp-dev         # libFuzzer, sanitizer and OpenMP runtimes for clang
   python3                                     # format cross-check test (stdlib only)
+  python3-venv                                # make test-python: the package's test environment
 )
 
 missing=()
