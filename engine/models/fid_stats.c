@@ -3,7 +3,8 @@
  *
  * Rows are widened to double minus a shift (the first row), then summed
  * (dim) and their scatter accumulated (dim, dim; upper triangle, row-major)
- * by cblas_dsyrk, BLOCK rows at a time. Shifting keeps the one-pass formula
+ * by cblas_dsyrk, BLOCK rows at a time (rows wait in a block until it is
+ * full, so adding one image at a time costs no rank-1 updates). Shifting keeps the one-pass formula
  * cov = (S - s s^T / n) / (n - 1) free of the cancellation it would suffer
  * on features whose mean is large against their spread.
  */
@@ -29,7 +30,8 @@ struct ims_fid_stats {
     double *shift;   /* (dim) the first row */
     double *sum;     /* (dim) of rows - shift */
     double *scatter; /* (dim, dim) of (rows - shift)^T (rows - shift), upper triangle */
-    double *block;   /* (BLOCK, dim) widened rows */
+    double *block;   /* (BLOCK, dim) widened rows, the first `pending` not yet in scatter */
+    int pending;
     double *mu;      /* (dim) */
     double *sigma;   /* (dim, dim) */
 };
@@ -81,6 +83,17 @@ void ims_fid_stats_free(ims_fid_stats *s)
 int ims_fid_stats_dim(const ims_fid_stats *s) { return s->dim; }
 int64_t ims_fid_stats_count(const ims_fid_stats *s) { return s->count; }
 
+/* The pending rows of the block into the scatter: one rank-k update. */
+static void stats_flush(ims_fid_stats *s)
+{
+    if (!s->pending)
+        return;
+    /* scatter (d, d) += block^T (d, k) block (k, d) */
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, s->dim, s->pending, 1.0, s->block, s->dim, 1.0, s->scatter,
+                s->dim);
+    s->pending = 0;
+}
+
 ims_status ims_fid_stats_add(ims_fid_stats *s, const float *rows, int64_t n, ims_error *err)
 {
     if (s->loaded)
@@ -95,18 +108,16 @@ ims_status ims_fid_stats_add(ims_fid_stats *s, const float *rows, int64_t n, ims
     if (s->count == 0 && n > 0)
         for (size_t j = 0; j < d; j++)
             s->shift[j] = rows[j];
-    for (int64_t at = 0; at < n; at += BLOCK) {
-        int k = n - at < BLOCK ? (int)(n - at) : BLOCK;
-        for (int r = 0; r < k; r++) {
-            const float *x = rows + (size_t)(at + r) * d;
-            double *y = s->block + (size_t)r * d;
-            for (size_t j = 0; j < d; j++) {
-                y[j] = (double)x[j] - s->shift[j];
-                s->sum[j] += y[j];
-            }
+    /* rows wait in the block (images often come one at a time) until BLOCK fill it */
+    for (int64_t r = 0; r < n; r++) {
+        const float *x = rows + (size_t)r * d;
+        double *y = s->block + (size_t)s->pending * d;
+        for (size_t j = 0; j < d; j++) {
+            y[j] = (double)x[j] - s->shift[j];
+            s->sum[j] += y[j];
         }
-        /* scatter (d, d) += block^T (d, k) block (k, d) */
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, s->dim, k, 1.0, s->block, s->dim, 1.0, s->scatter, s->dim);
+        if (++s->pending == BLOCK)
+            stats_flush(s);
     }
     s->count += n;
     s->stale = n > 0 || s->stale;
@@ -116,6 +127,7 @@ ims_status ims_fid_stats_add(ims_fid_stats *s, const float *rows, int64_t n, ims
 /* mu and sigma from the sums (both triangles of sigma filled). */
 static void stats_finish(ims_fid_stats *s)
 {
+    stats_flush(s);
     size_t d = (size_t)s->dim;
     double n = (double)s->count;
     for (size_t i = 0; i < d; i++)
