@@ -58,6 +58,7 @@ enum { INPUT_IMAGES = 0, INPUT_STATS = 1 };
 typedef struct fid_input {
     const char *path;
     int kind;
+    int loaded_file;        /* statistics read from a file (their count may be unknown) */
     char mode[32];          /* "fid", "torchvision", or "" (a file that does not say) */
     ims_fid_stats *stats;
     float *features;        /* (rows, dim), with --kid */
@@ -229,6 +230,7 @@ static int load_stats(fid_args *f, fid_input *in)
         return cli_fail("%s: %s needs the images, not their statistics", in->path, f->kid ? "--kid" : "--is");
     if (ims_fid_stats_load(in->path, &in->stats, in->mode, sizeof in->mode, &err))
         return cli_error(&err);
+    in->loaded_file = 1;
     if (!in->mode[0])
         fprintf(stderr, "imgsearch: note: %s does not record its mode (another tool's file)\n", in->path);
     return 0;
@@ -292,6 +294,10 @@ static int compute(fid_args *f, fid_scores *sc)
                                 &in->is_std, &err))
             return cli_file_error(in->path, &err);
     }
+    for (int i = 0; i < f->inputs; i++)
+        if (!f->in[i].loaded_file && ims_fid_stats_count(f->in[i].stats) < 2)
+            return cli_fail("%s: %lld usable image(s): FID statistics need at least 2", f->in[i].path,
+                            (long long)ims_fid_stats_count(f->in[i].stats));
     if (f->inputs < 2)
         return 0;
     if (ims_fid_distance(f->in[0].stats, f->in[1].stats, &sc->fid, &err))
