@@ -29,7 +29,8 @@ typedef struct request {
     double t0;
     char *body;
     size_t len, cap;
-    int too_big; /* the body passed max_upload: refused once it has arrived */
+    int too_big;  /* the body passed max_upload: refused once it has arrived */
+    int answered; /* refused from its headers alone */
 } request;
 
 /* What a request did, for the log and the stats. */
@@ -354,6 +355,22 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             return MHD_NO;
         rq->t0 = ims_clock_seconds();
         *con_cls = rq;
+        /* a body announced larger than allowed is refused before it is read */
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        int64_t announced = 0;
+        if (cl && (parse_int64(cl, 0, INT64_MAX / 2, &announced) || (uint64_t)announced > s->limits.max_upload)) {
+            outcome oc = {0};
+            char msg[96];
+            snprintf(msg, sizeof msg, "the upload is larger than %zu bytes", s->limits.max_upload);
+            enum MHD_Result ret = respond_error(c, 413, msg, &oc);
+            log_request(s, method, url, &oc, ims_clock_seconds() - rq->t0);
+            rq->answered = 1;
+            return ret;
+        }
+        return MHD_YES;
+    }
+    if (rq->answered) { /* refused already: the rest of the body is dropped */
+        *upload_data_size = 0;
         return MHD_YES;
     }
     if (*upload_data_size) { /* a piece of the body */
