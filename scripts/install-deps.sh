@@ -15,6 +15,7 @@ packages=(
   chromium-headless-shell                     # renders the contact sheet once in its test (~10 s to install)
   clang libclang-rt-14-dev libomp-dev         # libFuzzer, sanitizer and OpenMP runtimes for clang
   python3                                     # format cross-check test (stdlib only)
+  python3-venv                                # make test-python: the package's test environment
 )
 
 missing=()

@@ -1163,6 +1163,26 @@ int64_t ims_index_live_row(const ims_index *idx, int64_t i)
     return i >= 0 && (uint64_t)i < idx->live_count ? idx->live[i] : -1;
 }
 
+int64_t ims_index_live_rows(const ims_index *idx, int64_t *out, int64_t cap)
+{
+    int64_t n = (int64_t)idx->live_count;
+    if (out && cap > 0)
+        memcpy(out, idx->live, (size_t)(cap < n ? cap : n) * sizeof *out);
+    return n;
+}
+
+ims_status ims_index_chunk(const ims_index *idx, int64_t c, int64_t *id, int64_t *first_row, int64_t *rows,
+                           ims_error *err)
+{
+    if (c < 0 || (uint64_t)c >= idx->chunk_count || !idx->row_chunk)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "index '%s': chunk %lld is out of range (%zu chunks)", idx->dir,
+                             (long long)c, idx->chunk_count);
+    *id = idx->chunks[c].id;
+    *first_row = idx->row_chunk[c];
+    *rows = idx->row_chunk[c + 1] - idx->row_chunk[c];
+    return IMS_OK;
+}
+
 int imsi_index_lookup(const ims_index *idx, const char *path, int64_t *ref)
 {
     size_t slot;
