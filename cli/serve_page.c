@@ -1,6 +1,7 @@
 /* serve_page.c: the one page `imgsearch serve` answers GET / with: a search
  * box, an image upload, k and the table; results as the contact sheet's grid
  * (html.c's style), drawn by a short script from /api/search without a reload.
+ * A link may carry a search (/?text=T&k=K, /?row=R&table=T): it runs on load.
  * Self-contained: no external script, style or font. The script builds the
  * results with textContent and attributes, never with HTML from the answer,
  * so a file name cannot inject markup.
@@ -48,7 +49,14 @@ static const char page_script[] =
     "  const t=$('text').value;\n"
     "  if(t.trim())run('/api/search?text='+encodeURIComponent(t)+'&'+params(),{},'\\u201c'+t+'\\u201d');\n"
     "};\n"
-    "$('clear').onclick=()=>{$('file').value='';};\n";
+    "$('clear').onclick=()=>{$('file').value='';};\n"
+    /* a link may carry a search: /?text=T&k=K or /?row=R&table=T */
+    "const u=new URLSearchParams(location.search);\n"
+    "if(u.get('k'))$('k').value=u.get('k');\n"
+    "if(u.get('table'))$('table').value=u.get('table');\n"
+    "if(u.get('text')){$('text').value=u.get('text');$('form').requestSubmit();}\n"
+    "else if(u.get('row'))run('/api/search?row='+encodeURIComponent(u.get('row'))+'&'+params(),{},"
+    "'row '+u.get('row'));\n";
 
 char *serve_page_make(const char *index_name, int synthetic, int has_semantic, int max_k, size_t *len)
 {
@@ -60,7 +68,7 @@ char *serve_page_make(const char *index_name, int synthetic, int has_semantic, i
     fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>imgsearch serve: ", f);
     html_text(f, index_name, strlen(index_name));
     fprintf(f, "</title>\n<style>%s form{margin:1em 0}form input,form select,form button{font-size:14px;"
-               "margin-right:.8em}#text{width:24em}#status{color:#555}button.more{font-size:11px;margin-left:.5em}"
+               "margin-right:.8em}form label{white-space:nowrap}#text{width:20em}#status{color:#555}button.more{font-size:11px;margin-left:.5em}"
                "</style></head><body>\n<h1>imgsearch: ",
             html_style);
     html_text(f, index_name, strlen(index_name));
