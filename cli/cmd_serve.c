@@ -3,9 +3,10 @@
  *
  * The command line, start-up and shutdown only: serve_http.c answers the
  * requests, serve_engine.c owns the searcher, serve_thumbs.c the thumbnails.
- * SIGINT and SIGTERM are blocked in every thread and taken by the main thread
- * with sigwait, which then stops the server cleanly: the connections are
- * closed, the searches in hand finished, the uploads' folder removed.
+ * SIGINT and SIGTERM write their number to a pipe that the main thread
+ * waits on (whichever thread the signal lands in, even during start-up);
+ * it then stops the server cleanly: the connections are closed, the searches
+ * in hand finished, the uploads' folder removed.
  */
 #include "cli.h"
 #include "html.h"
@@ -14,6 +15,8 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -224,7 +227,56 @@ static ims_status open_searcher(const serve_args *a, ims_index *idx, ims_backend
 }
 
 /* Serves until SIGINT or SIGTERM. */
-static ims_status serve_until_signal(serve_server *s, const serve_args *a, const sigset_t *stop, ims_error *err)
+/* The stop signals' pipe: a signal handler can reach nothing else, so this
+ * one file-private variable is the exception to "no globals". */
+static int stop_pipe[2] = {-1, -1};
+
+static void on_stop_signal(int sig)
+{
+    unsigned char b = (unsigned char)sig;
+    ssize_t n = write(stop_pipe[1], &b, 1); /* async-signal-safe; a full pipe has one already */
+    (void)n;
+}
+
+static ims_status catch_stop_signals(ims_error *err)
+{
+    if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+        return ims_error_set(err, IMS_ERR_IO, "cannot make a pipe: %s", strerror(errno));
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL); /* also where a shell started us with SIGINT ignored */
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN); /* a client gone mid-answer is that connection's error only */
+    return IMS_OK;
+}
+
+/* Blocks until SIGINT or SIGTERM; returns it. */
+static int wait_stop_signal(void)
+{
+    struct pollfd p = {.fd = stop_pipe[0], .events = POLLIN};
+    unsigned char b = 0;
+    for (;;) {
+        if (poll(&p, 1, -1) < 0 && errno != EINTR)
+            return SIGTERM;
+        if (read(stop_pipe[0], &b, 1) == 1)
+            return b;
+    }
+}
+
+static void release_stop_signals(void)
+{
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    for (int i = 0; i < 2; i++)
+        if (stop_pipe[i] >= 0)
+            close(stop_pipe[i]);
+    stop_pipe[0] = stop_pipe[1] = -1;
+}
+
+static ims_status serve_until_signal(serve_server *s, const serve_args *a, ims_error *err)
 {
     listen_addr la;
     ims_status st = parse_host(a->host, a->port, &la, err);
@@ -246,8 +298,7 @@ static ims_status serve_until_signal(serve_server *s, const serve_args *a, const
     fprintf(stderr, "imgsearch: serving %s (%lld images) on http://%s%s%s:%d/ (device %s)\n", s->index_name,
             (long long)ii.live_rows, la.ipv6 ? "[" : "", a->host, la.ipv6 ? "]" : "", port, s->device);
     fflush(stderr);
-    int sig = 0;
-    sigwait(stop, &sig);
+    int sig = wait_stop_signal();
     fprintf(stderr, "imgsearch: serve: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     MHD_stop_daemon(d); /* closes the connections; waits for their threads, whose searches finish */
     return IMS_OK;
@@ -259,21 +310,14 @@ int cmd_serve(int argc, char **argv)
     int rc = parse_serve_args(argc, argv, &a);
     if (rc)
         return rc < 0 ? CLI_EXIT_OK : rc;
-    /* Before any thread exists (OpenMP's, libmicrohttpd's): every thread
-     * inherits the mask, so only sigwait below takes these signals. */
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    signal(SIGPIPE, SIG_IGN); /* a client gone mid-answer is that connection's error only */
-
     serve_server s = {.index_name = a.index_dir, .limits = a.limits, .quiet = a.quiet};
     pthread_mutex_init(&s.mu, NULL);
     ims_error err = {0};
     ims_backend *be = NULL;
     ims_searcher *searcher = NULL;
-    ims_status st = ims_index_open(a.index_dir, &s.index, &err);
+    ims_status st = catch_stop_signals(&err); /* first: a signal during the loading stops it once loaded */
+    if (!st)
+        st = ims_index_open(a.index_dir, &s.index, &err);
     if (!st)
         st = cli_device_open(&a.device, &be, &err);
     if (!st)
@@ -299,7 +343,7 @@ int cmd_serve(int argc, char **argv)
     if (!st)
         st = make_upload_dir(s.upload_dir, sizeof s.upload_dir, &err);
     if (!st)
-        st = serve_until_signal(&s, &a, &stop, &err);
+        st = serve_until_signal(&s, &a, &err);
     serve_engine_stop(s.engine);
     remove_upload_dir(s.upload_dir);
     if (!st)
@@ -311,5 +355,6 @@ int cmd_serve(int argc, char **argv)
     ims_backend_free(be);
     ims_index_close(s.index);
     pthread_mutex_destroy(&s.mu);
+    release_stop_signals();
     return st ? cli_error(&err) : CLI_EXIT_OK;
 }

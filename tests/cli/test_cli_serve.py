@@ -13,7 +13,8 @@
 - a bounded load test: 2,000 requests from 16 client threads (searches,
   thumbnails, info), no errors, latency percentiles printed;
 - a full queue answers 503 (a second server with --queue 1);
-- SIGTERM and SIGINT stop it with exit 0, the uploads' folder removed.
+- SIGTERM and SIGINT stop it with exit 0, the uploads' folder removed, also
+  a SIGTERM that arrives while the models load.
 usage: test_cli_serve.py IMGSEARCH SAMPLES_DIR FIXTURES_DIR
 """
 import http.client
@@ -303,6 +304,26 @@ def check_busy(c, imgsearch, idx, work):
     c.check("SIGINT: exit 0", rc == 0, "%s: %s" % (rc, srv.text()[-500:]))
 
 
+def check_signal_while_loading(c, imgsearch, idx, work):
+    """SIGTERM while the models load: it stops once loaded, exit 0."""
+    log_path = os.path.join(work, "loading.log")
+    with open(log_path, "w") as log:
+        p = subprocess.Popen([imgsearch, "serve", idx, "--port", "0", "--device", "cpu"], stderr=log,
+                             stdout=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while time.time() < deadline and "loading" not in open(log_path).read():
+            time.sleep(0.01)
+        p.send_signal(signal.SIGTERM)
+        try:
+            rc = p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            rc = "hung"
+    text = open(log_path).read()
+    c.check("SIGTERM while loading: exit 0, stopped", rc == 0 and "stopped after 0 requests" in text,
+            "%s: %s" % (rc, text[-300:]))
+
+
 def main():
     imgsearch, samples, fixtures = sys.argv[1:4]
     c = fx.Checks()
@@ -334,6 +355,7 @@ def main():
         idle.close()
         srv = None
         check_busy(c, imgsearch, idx, work)
+        check_signal_while_loading(c, imgsearch, idx, work)
     finally:
         if srv and srv.proc.poll() is None:
             srv.proc.kill()
