@@ -77,8 +77,10 @@ static void thumbs_keep(serve_thumbs *t, int64_t row, uint8_t *jpeg, size_t size
         t->bytes -= t->items[drop].size;
         free(t->items[drop++].jpeg);
     }
-    memmove(t->items, t->items + drop, (t->count - drop) * sizeof *t->items);
-    t->count -= drop;
+    if (drop) {
+        memmove(t->items, t->items + drop, (t->count - drop) * sizeof *t->items);
+        t->count -= drop;
+    }
     if (t->count == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 64;
         thumb *p = realloc(t->items, cap * sizeof *p);

@@ -352,10 +352,15 @@ def main():
         c.check("SIGTERM: said it stopped", "stopping" in log and "stopped after" in log, log[-300:])
         c.check("the uploads' folder removed", os.listdir(srv.tmp) == [], str(os.listdir(srv.tmp)))
         c.check("each request logged with its times", "embed " in log and " total " in log)
+        c.check("no sanitizer report", "runtime error" not in log and "Sanitizer" not in log, log[-2000:])
         idle.close()
         srv = None
         check_busy(c, imgsearch, idx, work)
         check_signal_while_loading(c, imgsearch, idx, work)
+    except Exception:
+        if srv:
+            print("serve's log (tail):\n" + srv.text()[-3000:], file=sys.stderr)
+        raise
     finally:
         if srv and srv.proc.poll() is None:
             srv.proc.kill()
