@@ -803,7 +803,7 @@ static ims_status read_rows_file(ims_index *idx, const imsi_chunk *ch, ims_error
                                    &path, &text, &len, err);
     if (!st)
         st = imsi_index_grow((void **)&idx->rows, &idx->row_cap, idx->row_count + expect, sizeof *idx->rows, err);
-    char *p = text, *end = text + len;
+    char *p = text, *end = text ? text + len : NULL; /* no text when a read or check failed */
     size_t line = 0;
     int want = v1 ? 3 : 4;
     while (!st && p < end) {
@@ -852,7 +852,7 @@ static ims_status read_failures_file(ims_index *idx, const imsi_chunk *ch, ims_e
     if (!st)
         st = imsi_index_grow((void **)&idx->failures, &idx->failure_cap, idx->failure_count + expect,
                              sizeof *idx->failures, err);
-    char *p = text, *end = text + len;
+    char *p = text, *end = text ? text + len : NULL; /* no text when a read or check failed */
     size_t line = 0;
     int want = v1 ? 2 : 4;
     while (!st && p < end) {
@@ -925,7 +925,7 @@ static ims_status read_tombstones_file(ims_index *idx, imsi_chunk *ch, ims_error
     size_t len = 0;
     ims_status st = read_text_file(idx, ch, IMSI_CHUNK_TOMBSTONES, ch->tombstones, TOMBSTONE_LINE_MIN, "tombstones",
                                    &path, &text, &len, err);
-    char *p = text, *end = text + len;
+    char *p = text, *end = text ? text + len : NULL; /* no text when a read or check failed */
     size_t line = 0;
     while (!st && p < end) {
         char *fields[2] = {NULL, NULL};
