@@ -47,8 +47,8 @@ static const char serve_usage[] =
     "Only files of the index are ever read, by row id. Each request is logged on\n"
     "stderr with its time. SIGINT or SIGTERM stops it.\n"
     "\n"
-    "  --host ADDR          the address to listen on (default 127.0.0.1: this\n"
-    "                       machine only; another address warns)\n"
+    "  --host ADDR          the IPv4 or IPv6 address to listen on, or localhost\n"
+    "                       (default 127.0.0.1: this machine only; another warns)\n"
     "  --port N             the port (default 8080; 0: any free port, printed)\n"
     "  --max-k K            the largest k a request may ask (default 1000)\n"
     "  --max-upload MIB     the largest uploaded image (default 32)\n"
@@ -142,6 +142,8 @@ typedef struct listen_addr {
 static ims_status parse_host(const char *host, int port, listen_addr *out, ims_error *err)
 {
     memset(out, 0, sizeof *out);
+    if (!strcmp(host, "localhost"))
+        host = "127.0.0.1"; /* the one name taken: no resolver decides where we listen */
     if (inet_pton(AF_INET, host, &out->sa.v4.sin_addr) == 1) {
         out->sa.v4.sin_family = AF_INET;
         out->sa.v4.sin_port = htons((uint16_t)port);
@@ -155,8 +157,8 @@ static ims_status parse_host(const char *host, int port, listen_addr *out, ims_e
         out->loopback = IN6_IS_ADDR_LOOPBACK(&out->sa.v6.sin6_addr);
         return IMS_OK;
     }
-    return ims_error_set(err, IMS_ERR_ARGUMENT, "--host '%s' is not an IPv4 or IPv6 address (such as 127.0.0.1 or ::1)",
-                         host);
+    return ims_error_set(err, IMS_ERR_ARGUMENT,
+                         "--host '%s' is not an IPv4 or IPv6 address (such as 127.0.0.1 or ::1) or localhost", host);
 }
 
 /* Loads the models and tables now (a text and an indexed image, answered and

@@ -331,7 +331,7 @@ def main():
     srv = None
     try:
         idx, photos = fx.build_index(imgsearch, samples, fixtures, work)
-        r = fx.run([imgsearch, "serve", idx, "--host", "localhost"])
+        r = fx.run([imgsearch, "serve", idx, "--host", "example.invalid"])
         c.check("--host must be an address", r.returncode == 1 and b"not an IPv4 or IPv6 address" in r.stderr,
                 r.stderr)
         r = fx.run([imgsearch, "serve", os.path.join(work, "missing")])
