@@ -104,6 +104,8 @@ ims_status imsi_sym_eigen(double *a, int n, double *w, int vectors, ims_error *e
     dsyevd_(&jobz, &uplo, &n, a, &n, w, &wq, &lwork, &iwq, &liwork, &info, 1, 1);
     if (info)
         return ims_error_set(err, IMS_ERR_ARGUMENT, "eigen-decomposition: workspace query failed (info %d)", info);
+    if (!(wq >= 1 && wq < 2147483647.0) || iwq < 1)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "eigen-decomposition: n %d is too large for LAPACK's workspace", n);
     lwork = (int)wq, liwork = iwq;
     double *work = malloc((size_t)lwork * sizeof *work);
     int *iwork = malloc((size_t)liwork * sizeof *iwork);

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #define BLOCK 64           /* rows per rank-k update */
-#define MAX_DIM (1 << 15)  /* 8 GiB of covariance: larger is a mistake, not a model */
+#define MAX_DIM (1 << 14)  /* 2 GiB of covariance, and LAPACK's int workspace (2 dim^2) still fits */
 #define MODE_KEY "imgsearch_mode"
 #define COUNT_KEY "imgsearch_count"
 
