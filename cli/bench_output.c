@@ -243,7 +243,7 @@ static void md_fraction(FILE *f, double v)
     if (v < 0)
         fputs("-", f);
     else
-        fprintf(f, "%.1f%%", 100 * v);
+        fprintf(f, 100 * v < 1 ? "%.2f%%" : "%.1f%%", 100 * v);
 }
 
 static void md_row(const bench_out *o, const bench_row *r)
