@@ -300,7 +300,7 @@ static ims_status knn_table_fill(bench_ctx *c, knn_state *s, int64_t n, int d, i
 }
 
 /* The --knn-shape list, or the defaults: 384-d (MiniLM) and 2048-d (Inception
- * features) tables, 1 to 4096 queries, k = 10 and 1000. */
+ * features) tables (and 10M x 384 on a GPU), 1 to 4096 queries, k = 10 and 1000. */
 static int knn_shapes(const bench_ctx *c, bench_knn_shape *out)
 {
     if (c->opt->knn_count) {
@@ -320,8 +320,8 @@ static int knn_shapes(const bench_ctx *c, bench_knn_shape *out)
     const struct {
         int64_t n;
         int d;
-    } tables[2] = {{1000000, 384}, {cuda ? 1000000 : 200000, 2048}};
-    for (int t = 0; t < 2; t++)
+    } tables[3] = {{1000000, 384}, {cuda ? 1000000 : 200000, 2048}, {10000000, 384}};
+    for (int t = 0; t < (cuda ? 3 : 2); t++)
         for (int i = 0; i < bn; i++)
             for (int k = 0; k < 2; k++)
                 out[n++] = (bench_knn_shape){tables[t].n, tables[t].d, b[i], k ? 1000 : 10};

@@ -102,6 +102,29 @@ printf 'not json\n' >"$work/bad.json"
 check "--compare a bad file" run 1 bench "${fast[@]}" -w knn --knn-shape 3000:32:2:5 --compare "$work/bad.json"
 check "bad file named" contains err "bad.json: line 1"
 check "bad file: one line" one_line
+# Hostile saved runs: each refused with one line naming the file, or (valid
+# rows of other types) matched with nothing.
+: >"$work/empty.json"
+printf '[1, 2]' >"$work/numbers.json"
+printf '{"workload": 5}\n' >"$work/typed.jsonl"
+printf '{"workload": "knn", "median": 1}\n\xff\xfe\n' >"$work/bytes.jsonl"
+head -c 300000 /dev/zero | tr '\0' '[' >"$work/deep.json"
+for bad in empty numbers typed bytes deep; do
+  f=$work/$bad.json; [ -f "$f" ] || f=$work/$bad.jsonl
+  check "--compare $bad" run 1 bench --device cpu -w knn --compare "$f"
+  check "--compare $bad: named" contains err "$f"
+  check "--compare $bad: one line" one_line
+done
+check "--compare a folder" run 1 bench --device cpu -w knn --compare "$work"
+check "--compare a folder: one line" one_line
+check "--compare a missing file" run 1 bench --device cpu -w knn --compare "$work/absent.json"
+printf '{"workload": "knn", "median": "fast", "batch": "2", "rows": 3000, "dim": 32, "k": 5, "precision": "f16"}\n' \
+  >"$work/strange.jsonl"
+check "--compare odd types" run 0 bench "${fast[@]}" -w knn --knn-shape 3000:32:2:5 -o jsonl --compare "$work/strange.jsonl"
+check "odd types: no ratio" python3 -c '
+import json, sys
+r = json.loads(open(sys.argv[1]).read())
+assert r["ratio"] is None and r["saved_median"] is None, r' "$work/out"
 
 # Devices.
 check "--list-devices -o json" run 0 bench --list-devices -o json
