@@ -113,7 +113,12 @@ typedef struct bench_out {
 
 /* Reads a run saved with -o json or -o jsonl; a failure names the file. */
 ims_status bench_baseline_load(const char *path, bench_baseline *b, ims_error *err);
+/* The same from text[0..len) (tests/fuzz/fuzz_bench_run.c); path names it in messages. */
+ims_status bench_baseline_parse(const char *text, size_t len, const char *path, bench_baseline *b, ims_error *err);
 void bench_baseline_free(bench_baseline *b);
+/* The saved median of the row with r's workload and parameters; 0 when there
+ * is none (or its median is not a positive number). */
+double bench_baseline_median(const bench_baseline *b, const bench_row *r);
 
 void bench_out_begin(bench_out *o);
 void bench_out_row(bench_out *o, const bench_row *r);

@@ -73,21 +73,31 @@ static ims_status baseline_add_row(bench_baseline *b, const ims_json_value *row,
     return IMS_OK;
 }
 
-/* -o json (an array of rows) or -o jsonl (one row per line). */
 ims_status bench_baseline_load(const char *path, bench_baseline *b, ims_error *err)
 {
     memset(b, 0, sizeof *b);
     char *text = NULL;
     size_t len = 0;
     ims_status st = read_text_file(path, &text, &len, err);
+    if (!st)
+        st = bench_baseline_parse(text, len, path, b, err);
+    free(text);
+    return st;
+}
+
+/* -o json (an array of rows) or -o jsonl (one row per line). */
+ims_status bench_baseline_parse(const char *text, size_t len, const char *path, bench_baseline *b, ims_error *err)
+{
+    memset(b, 0, sizeof *b);
+    ims_status st = IMS_OK;
     ims_json *doc = NULL;
     ims_error whole = {0};
-    if (!st && ims_json_parse(text, len, &doc, &whole) == IMS_OK && ims_json_kind_of(ims_json_root(doc)) == IMS_JSON_ARRAY) {
+    if (ims_json_parse(text, len, &doc, &whole) == IMS_OK && ims_json_kind_of(ims_json_root(doc)) == IMS_JSON_ARRAY) {
         st = baseline_add_doc(b, doc, err);
         const ims_json_value *root = ims_json_root(doc);
         for (size_t i = 0; !st && i < ims_json_count(root); i++)
             st = baseline_add_row(b, ims_json_item(root, i), path, err);
-    } else if (!st) {
+    } else {
         ims_json_free(doc); /* not an array: one object per line */
         size_t line_no = 0;
         for (size_t start = 0; !st && start < len; line_no++) {
@@ -110,7 +120,6 @@ ims_status bench_baseline_load(const char *path, bench_baseline *b, ims_error *e
             start = end + 1;
         }
     }
-    free(text);
     if (!st && b->count == 0)
         st = ims_error_set(err, IMS_ERR_FORMAT, "%s: no rows in the saved run", path);
     if (st)
@@ -155,8 +164,7 @@ static const ims_json_value *baseline_find(const bench_baseline *b, const bench_
     return NULL;
 }
 
-/* The saved median for r, and our ratio to it: 0 when there is none. */
-static double baseline_median(const bench_baseline *b, const bench_row *r)
+double bench_baseline_median(const bench_baseline *b, const bench_row *r)
 {
     double m = 0;
     const ims_json_value *x = baseline_find(b, r);
@@ -275,7 +283,7 @@ static void md_row(const bench_out *o, const bench_row *r)
     md_fraction(f, r->of_copy);
     fputs(" |", f);
     if (o->base) {
-        double m = baseline_median(o->base, r);
+        double m = bench_baseline_median(o->base, r);
         fputs(" ", f);
         if (m > 0)
             md_number(f, m);
@@ -402,7 +410,7 @@ static void csv_row(const bench_out *o, const bench_row *r)
             csv_text(f, e->versions[i].version);
         }
     if (o->base) {
-        double m = baseline_median(o->base, r);
+        double m = bench_baseline_median(o->base, r);
         fputc(',', f);
         csv_number(f, m, m > 0);
         fputc(',', f);
@@ -487,7 +495,7 @@ static void json_row(const bench_out *o, const bench_row *r)
     json_number_or_null(f, "fraction_of_gemm", r->of_gemm, r->of_gemm >= 0);
     json_number_or_null(f, "fraction_of_copy", r->of_copy, r->of_copy >= 0);
     if (o->base) {
-        double m = baseline_median(o->base, r);
+        double m = bench_baseline_median(o->base, r);
         json_number_or_null(f, "saved_median", m, m > 0);
         json_number_or_null(f, "ratio", m > 0 ? r->median / m : 0, m > 0);
     }
