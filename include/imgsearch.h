@@ -542,6 +542,23 @@ IMS_API void ims_preprocess_normalize(const uint8_t *pixels, int h, int w, const
  * (3, size, size) or (size, size, 3). */
 IMS_API ims_status ims_preprocess_fid(const ims_image *img, int size, ims_layout layout, float *out, ims_error *err);
 
+/* Pillow's Image.resize((width, height), BILINEAR) of the whole image (the
+ * same arithmetic as torchvision mode, byte for byte). out: (height, width, 3). */
+IMS_API ims_status ims_image_resize(const ims_image *img, int width, int height, uint8_t *out, ims_error *err);
+
+/* ==== image: thumbnails =================================================================== */
+
+/* engine/image/thumbnail.c: what a person looks at (search --html, serve):
+ * the image scaled by ims_image_resize so its long side is at most long_side
+ * (never enlarged; the short side rounded, at least 1), as a baseline JPEG
+ * (TurboJPEG, 4:2:0, quality 1..100). Free *jpeg with ims_free. */
+IMS_API ims_status ims_image_thumbnail(const ims_image *img, int long_side, ims_image *out, ims_error *err);
+IMS_API ims_status ims_image_encode_jpeg(const ims_image *img, int quality, uint8_t **jpeg, size_t *size,
+                                         ims_error *err);
+/* Decode (o may be NULL: the defaults), thumbnail, encode; messages start with the path. */
+IMS_API ims_status ims_image_thumbnail_file(const char *path, const ims_decode_options *o, int long_side,
+                                            int quality, uint8_t **jpeg, size_t *size, ims_error *err);
+
 /* ==== image: the loader =================================================================== */
 
 /* engine/image/loader.c: a pool of decode threads that turns a list of image files
@@ -1218,6 +1235,8 @@ typedef struct ims_search_results {
     int64_t count;                    /* queries, in the order given */
     const ims_search_result *results; /* (count) */
     int64_t failed;                   /* queries whose status is not IMS_OK */
+    double load_s, embed_s, search_s; /* seconds this call spent loading models and tables (first
+                                         use), embedding the queries, and searching the tables */
 } ims_search_results;
 
 /* idx must stay open while the searcher is (and it reads only committed rows). */

@@ -11,6 +11,8 @@ packages=(
   libturbojpeg0-dev libjpeg62-turbo-dev       # JPEG decode (TurboJPEG API)
   libwebp-dev libtiff-dev libgif-dev          # WebP, TIFF and GIF decode
   libopenblas-dev                             # CPU backend GEMM
+  libmicrohttpd-dev                           # serve's HTTP server
+  chromium-headless-shell                     # renders the contact sheet once in its test (~10 s to install)
   clang libclang-rt-14-dev libomp-dev         # libFuzzer, sanitizer and OpenMP runtimes for clang
   python3                                     # format cross-check test (stdlib only)
   python3-venv                                # make test-python: the package's test environment

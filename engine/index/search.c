@@ -487,12 +487,15 @@ ims_status ims_searcher_search(ims_searcher *s, const ims_search_query *queries,
         else
             n_image[qs.table[i]]++;
     }
+    double t0 = ims_clock_seconds();
     if (!st)
         st = prepare(s, n_text, n_image, err);
+    double t1 = ims_clock_seconds();
     if (!st)
         st = embed_texts(s, &qs, n_text, err);
     if (!st)
         st = embed_images(s, &qs, n_image[0] + n_image[1], err);
+    double t2 = ims_clock_seconds();
     for (size_t i = 0; !st && i < count; i++)
         n_table[qs.table[i]] += qs.vec[i] != NULL;
     for (int t = 0; !st && t < SEARCH_TABLES; t++) {
@@ -506,8 +509,14 @@ ims_status ims_searcher_search(ims_searcher *s, const ims_search_query *queries,
         if (st)
             imsi_error_prefix(err, st, "the %s table", table_name((ims_index_table)t));
     }
+    double t3 = ims_clock_seconds();
     if (!st)
         st = make_results(s, &qs, k, ids, scores, out, err);
+    if (!st) {
+        (*out)->load_s = t1 - t0;
+        (*out)->embed_s = t2 - t1;
+        (*out)->search_s = t3 - t2;
+    }
     for (size_t i = 0; qs.vec && qs.error && i < count; i++) {
         free(qs.vec[i]);
         free(qs.error[i]);
