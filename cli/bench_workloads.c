@@ -393,7 +393,7 @@ static int bench_seqs(const bench_ctx *c, const bench_seq **out)
 static void text_ids(const ims_tokenizer *tok, int32_t *ids, int b, int t)
 {
     int vocab = (int)ims_tokenizer_vocab_size(tok);
-    int first_word = vocab > 2000 ? 1000 : vocab / 2;
+    int first_word = vocab > 2000 ? 1000 : vocab / 2; /* vocab >= 1: first_word < vocab */
     uint64_t x = 99;
     for (size_t i = 0; i < 2 * (size_t)b * (size_t)t; i++) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
@@ -425,6 +425,8 @@ static ims_status bench_text(bench_ctx *c, ims_error *err)
         st = ims_weights_get_i64(w, "bert.hidden_size", &hidden, err);
     if (!st)
         st = ims_weights_get_i64(w, "bert.num_layers", &layers, err);
+    if (!st && ims_tokenizer_vocab_size(tok) < 1)
+        st = ims_error_set(err, IMS_ERR_FORMAT, "bench text: the model's vocabulary is empty");
     int max_b = max_of(batches, bn), max_t = seq_tokens(BENCH_SEQ_LONG);
     text_state s = {0};
     s.ids = malloc(2 * (size_t)max_b * (size_t)max_t * sizeof *s.ids);
@@ -511,6 +513,8 @@ static ims_status bench_tokenize(bench_ctx *c, ims_error *err)
     if (!st && (!s.texts || !s.lens || !s.ids || !s.lengths))
         st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory for %d texts", TEXTS);
     int vocab = st ? 0 : (int)ims_tokenizer_vocab_size(tok);
+    if (!st && vocab < 1)
+        st = ims_error_set(err, IMS_ERR_FORMAT, "bench tokenize: the model's vocabulary is empty");
     for (int q = 0; !st && q < sn; q++) {
         int words = seqs[q] == BENCH_SEQ_LONG ? 100 : 12;
         uint64_t x = 4242;
@@ -522,7 +526,14 @@ static ims_status bench_tokenize(bench_ctx *c, ims_error *err)
                 break;
             }
             size_t len = 0;
+            long tries = 0;
             for (int word = 0; word < words;) {
+                if (++tries > 1000L * words) { /* a vocabulary of pieces and special tokens only */
+                    free(text);
+                    text = NULL;
+                    st = ims_error_set(err, IMS_ERR_FORMAT, "bench tokenize: the model's vocabulary has no whole words");
+                    break;
+                }
                 x = x * 6364136223846793005ull + 1442695040888963407ull;
                 const char *tk = ims_tokenizer_decode_token(tok, (int32_t)((x >> 33) % (uint64_t)vocab));
                 size_t n = tk ? strlen(tk) : 0;
@@ -534,6 +545,8 @@ static ims_status bench_tokenize(bench_ctx *c, ims_error *err)
                 len += n;
                 word++;
             }
+            if (!text)
+                break;
             text[len] = '\0';
             s.texts[i] = text;
             s.lens[i] = len;
