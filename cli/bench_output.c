@@ -441,6 +441,16 @@ static void json_number_or_null(FILE *f, const char *key, double v, int present)
         fputs("null", f);
 }
 
+/* Counts and sizes as JSON integers (a reader gets ints, not 2.0). */
+static void json_int_or_null(FILE *f, const char *key, int64_t v, int present)
+{
+    json_key(f, key);
+    if (present)
+        fprintf(f, "%lld", (long long)v);
+    else
+        fputs("null", f);
+}
+
 static void json_row(const bench_out *o, const bench_row *r)
 {
     FILE *f = stdout;
@@ -449,7 +459,7 @@ static void json_row(const bench_out *o, const bench_row *r)
     fputs("{\"device\": ", f);
     json_string(f, e->info->device, strlen(e->info->device));
     json_text_or_null(f, "backend", e->info->name);
-    json_number_or_null(f, "threads", e->info->threads, e->info->kind == IMS_BACKEND_CPU);
+    json_int_or_null(f, "threads", e->info->threads, e->info->kind == IMS_BACKEND_CPU);
     json_text_or_null(f, "commit", e->commit);
     fputs(", \"versions\": {", f);
     for (size_t i = 0, n = 0; i < e->version_count; i++) {
@@ -460,12 +470,12 @@ static void json_row(const bench_out *o, const bench_row *r)
     }
     fputs("}, \"clocks\": {\"sm_mhz\": ", f);
     if (k->sm_mhz >= 0)
-        json_double(f, k->sm_mhz);
+        fprintf(f, "%d", k->sm_mhz);
     else
         fputs("null", f);
-    json_number_or_null(f, "memory_mhz", k->memory_mhz, k->memory_mhz >= 0);
-    json_number_or_null(f, "sm_max_mhz", k->sm_max_mhz, k->sm_max_mhz >= 0);
-    json_number_or_null(f, "memory_max_mhz", k->memory_max_mhz, k->memory_max_mhz >= 0);
+    json_int_or_null(f, "memory_mhz", k->memory_mhz, k->memory_mhz >= 0);
+    json_int_or_null(f, "sm_max_mhz", k->sm_max_mhz, k->sm_max_mhz >= 0);
+    json_int_or_null(f, "memory_max_mhz", k->memory_max_mhz, k->memory_max_mhz >= 0);
     json_number_or_null(f, "power_limit_w", k->power_limit_w, k->power_limit_w >= 0);
     json_text_or_null(f, "source", k->source);
     fputs("}, \"ceilings\": {\"copy_gb_per_s\": ", f);
@@ -476,15 +486,15 @@ static void json_row(const bench_out *o, const bench_row *r)
     fputs("}", f);
     json_text_or_null(f, "workload", r->workload);
     json_text_or_null(f, "precision", r->precision);
-    json_number_or_null(f, "batch", r->batch, r->batch);
+    json_int_or_null(f, "batch", r->batch, r->batch);
     json_text_or_null(f, "seq", r->seq);
-    json_number_or_null(f, "tokens", r->tokens, r->tokens);
-    json_number_or_null(f, "rows", (double)r->rows, r->rows);
-    json_number_or_null(f, "dim", r->dim, r->dim);
-    json_number_or_null(f, "k", r->k, r->k);
-    json_number_or_null(f, "files", (double)r->files, r->files);
-    json_number_or_null(f, "reps", r->reps, 1);
-    json_number_or_null(f, "calls", r->calls, 1);
+    json_int_or_null(f, "tokens", r->tokens, r->tokens);
+    json_int_or_null(f, "rows", r->rows, r->rows);
+    json_int_or_null(f, "dim", r->dim, r->dim);
+    json_int_or_null(f, "k", r->k, r->k);
+    json_int_or_null(f, "files", r->files, r->files);
+    json_int_or_null(f, "reps", r->reps, 1);
+    json_int_or_null(f, "calls", r->calls, 1);
     json_number_or_null(f, "median", r->median, 1);
     json_number_or_null(f, "min", r->min, 1);
     json_number_or_null(f, "max", r->max, 1);

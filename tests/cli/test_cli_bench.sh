@@ -41,6 +41,7 @@ for r in rows:
     assert r["flop_per_item"] or r["bytes_per_item"], r
 knn = [r for r in rows if r["workload"] == "knn"]
 assert [(r["rows"], r["dim"], r["batch"], r["k"]) for r in knn] == [(3000, 32, 2, 5), (3000, 32, 4, 5)], knn
+assert all(type(r[key]) is int for r in knn for key in ("rows", "dim", "batch", "k", "reps", "calls")), knn
 assert all(r["precision"] is None and r["seq"] == "short" for r in rows if r["workload"] == "tokenize"), rows
 assert all(r["files"] == 2 for r in rows if r["workload"] in ("index", "decode")), rows
 assert all(r["batch"] == 1 and r["precision"] == "fp32" for r in rows if r["workload"] in ("inception", "text")), rows
