@@ -14,8 +14,9 @@
 #include <unistd.h>
 
 static const char bench_usage[] =
-    "usage: imgsearch bench [-w LIST] [-b LIST] [-p LIST] [--seq LIST] [--knn-shape LIST]\n"
-    "                       [-r N] [--warmup N] [--seconds S] [-o md|csv|json|jsonl]\n"
+    "usage: imgsearch bench [-w LIST] [-b LIST] [-p LIST] [--seq LIST]\n"
+    "                       [--knn-shape LIST] [-r N] [--warmup N] [--seconds S]\n"
+    "                       [-o md|csv|json|jsonl]\n"
     "                       [--compare RUN.json] [--device auto|cpu|cuda] [--gpu N]\n"
     "                       [--list-devices] [--quick] [--image-model M.isw]\n"
     "                       [--text-model M.isw] [--images DIR]\n"
