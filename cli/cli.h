@@ -33,6 +33,7 @@ int cmd_search(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_embed_text(int argc, char **argv);
 int cmd_knn(int argc, char **argv);
+int cmd_fid(int argc, char **argv);
 
 /* ---- Reporting (report.c) ---------------------------------------------------- */
 

@@ -33,6 +33,8 @@ static const cli_command commands[] = {
      "IMAGE... --image-model M.isw -o OUT.npy [--device D]"},
     {"knn", cmd_knn, "exact top-k cosine search of your own embedding table (.npz or JSON out)",
      "TABLE.npy QUERIES.npy -k K [--device D]"},
+    {"fid", cmd_fid, "FID (and KID, Inception Score) between image folders or .npz statistics",
+     "A [B] [--image-model M.isw] [--save-stats OUT.npz] [--kid] [--is] [--device D]"},
     {"preprocess", cmd_preprocess, "the exact network input of images as a NumPy array",
      "IMAGE... -o OUT.npy [--mode torchvision|fid] [--uint8]"},
     {"tokenize", cmd_tokenize, "lines on stdin -> BERT WordPiece ids, one line per input line",

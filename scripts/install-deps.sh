@@ -47,3 +47,15 @@ if ! python3 -c 'import numpy' 2>/dev/null; then
   echo "install-deps: pip install numpy"
   python3 -m pip install --quiet numpy
 fi
+# fid's parity test runs scipy's sqrtm and the reference packages' own FID/KID
+# functions (read from their sources, without torch: hence --no-deps; the
+# test says SKIPPED for what is missing, so a failed install only narrows it).
+if ! python3 -c 'import scipy' 2>/dev/null; then
+  echo "install-deps: pip install scipy"
+  python3 -m pip install --quiet scipy || echo "install-deps: scipy not installed (fid parity checks narrowed)"
+fi
+if ! python3 -c 'import importlib.util as u, sys; sys.exit(not all(map(u.find_spec, ("pytorch_fid", "cleanfid", "torch_fidelity"))))' 2>/dev/null; then
+  echo "install-deps: pip install --no-deps pytorch-fid clean-fid torch-fidelity"
+  python3 -m pip install --quiet --no-deps pytorch-fid clean-fid torch-fidelity ||
+    echo "install-deps: reference FID packages not installed (fid parity checks narrowed)"
+fi
