@@ -95,7 +95,9 @@ static int holder_exiting(char *const fields[3])
     return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
 }
 
-/* flock, waiting up to 10 s while the noted holder is a killed writer still exiting. */
+/* flock, waiting up to 10 s while the noted holder is a killed writer still
+ * exiting, and up to 1 s for the note of a holder that has just taken the lock
+ * (so that the refusal can name it). */
 static int take_lock(int f, char holder[256], char *fields[3])
 {
     for (int tries = 0;; tries++) {
@@ -104,7 +106,8 @@ static int take_lock(int f, char holder[256], char *fields[3])
         if (errno != EWOULDBLOCK)
             return errno;
         read_holder(f, holder, 256, fields);
-        if (tries == 200 || !holder_exiting(fields))
+        int wait = fields[0] ? holder_exiting(fields) && tries < 200 : tries < 20;
+        if (!wait)
             return EWOULDBLOCK;
         nanosleep(&(struct timespec){.tv_nsec = 50 * 1000 * 1000}, NULL);
     }
