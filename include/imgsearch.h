@@ -934,6 +934,14 @@ IMS_API int ims_index_failure_live(const ims_index *idx, int64_t i); /* likewise
  * row i (-1 if out of range). */
 IMS_API int64_t ims_index_live_row_count(const ims_index *idx);
 IMS_API int64_t ims_index_live_row(const ims_index *idx, int64_t i);
+/* The live row ids in bulk: copies the first min(cap, live rows) into out
+ * (NULL with cap 0 is fine) and returns the live row count. */
+IMS_API int64_t ims_index_live_rows(const ims_index *idx, int64_t *out, int64_t cap);
+/* Committed chunk c (0 .. ims_index_chunk_count - 1, in row order): its files
+ * are chunk-<*id>.*, its rows the ids [*first_row, *first_row + *rows)
+ * (tombstoned ones included). IMS_ERR_ARGUMENT if c is out of range. */
+IMS_API ims_status ims_index_chunk(const ims_index *idx, int64_t c, int64_t *id, int64_t *first_row, int64_t *rows,
+                                   ims_error *err);
 /* Where a row's vectors are: row `*offset` of chunk-<*chunk>.{visual,semantic}.npy. */
 IMS_API ims_status ims_index_row_location(const ims_index *idx, int64_t row, int64_t *chunk, int64_t *offset,
                                           ims_error *err);

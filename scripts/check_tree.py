@@ -4,7 +4,7 @@
   python3 scripts/check_tree.py [BUILD_DIR]
 
 Without a build folder: leftovers (*.orig, *.rej, merge-conflict and branch
-markers) and includes (no "../", no include cycles). With one: also the link
+markers, build output such as CMakeCache.txt or objects outside ignored folders) and includes (no "../", no include cycles). With one: also the link
 graph between source files (no cycles: a file's undefined symbols resolved in
 another file form an edge) and the symbols the libraries export (public names
 start with ims_ and are declared in include/imgsearch.h with IMS_API, and
@@ -40,10 +40,17 @@ CONFLICT = re.compile(r'^(<<<<<<<|>>>>>>>)( |$)|^=======$', re.M)
 BRANCH_MARKER = re.compile(r'(?<![-\w])--- \S[^\n]*? ---(?!-)')
 
 
+# A CMake build folder, object files or libraries committed or left in the tree.
+BUILD_OUTPUT = re.compile(r'(^|/)(CMakeCache\.txt|CMakeFiles/|\.ninja_deps|[^/]+\.(o|so|a))$|(^|/)CMakeFiles/')
+
+
 def check_leftovers(files, problems):
     for f in files:
         if f.endswith(('.orig', '.rej')) or os.path.basename(f).startswith('.#'):
             problems.append(f'{f}: a merge or patch leftover')
+            continue
+        if BUILD_OUTPUT.search(f):
+            problems.append(f'{f}: build output in the source tree (ignore its folder in .gitignore)')
             continue
         if f.startswith('tests/fixtures/') or f.startswith('data/') or f == 'scripts/check_tree.py':
             continue

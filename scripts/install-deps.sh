@@ -14,6 +14,7 @@ packages=(
   libopenmpi-dev openmpi-bin                  # search --mpi (optional: the build works without it)
   clang libclang-rt-14-dev libomp-dev         # libFuzzer, sanitizer and OpenMP runtimes for clang
   python3                                     # format cross-check test (stdlib only)
+  python3-venv                                # make test-python: the package's test environment
 )
 
 missing=()

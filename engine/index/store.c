@@ -813,7 +813,7 @@ static ims_status read_rows_file(ims_index *idx, const imsi_chunk *ch, ims_error
                                    &path, &text, &len, err);
     if (!st)
         st = imsi_index_grow((void **)&idx->rows, &idx->row_cap, idx->row_count + expect, sizeof *idx->rows, err);
-    char *p = text, *end = text + len;
+    char *p = text, *end = text ? text + len : NULL; /* no text when a read or check failed */
     size_t line = 0;
     int want = v1 ? 3 : 4;
     while (!st && p < end) {
@@ -862,7 +862,7 @@ static ims_status read_failures_file(ims_index *idx, const imsi_chunk *ch, ims_e
     if (!st)
         st = imsi_index_grow((void **)&idx->failures, &idx->failure_cap, idx->failure_count + expect,
                              sizeof *idx->failures, err);
-    char *p = text, *end = text + len;
+    char *p = text, *end = text ? text + len : NULL; /* no text when a read or check failed */
     size_t line = 0;
     int want = v1 ? 2 : 4;
     while (!st && p < end) {
@@ -935,7 +935,7 @@ static ims_status read_tombstones_file(ims_index *idx, imsi_chunk *ch, ims_error
     size_t len = 0;
     ims_status st = read_text_file(idx, ch, IMSI_CHUNK_TOMBSTONES, ch->tombstones, TOMBSTONE_LINE_MIN, "tombstones",
                                    &path, &text, &len, err);
-    char *p = text, *end = text + len;
+    char *p = text, *end = text ? text + len : NULL; /* no text when a read or check failed */
     size_t line = 0;
     while (!st && p < end) {
         char *fields[2] = {NULL, NULL};
@@ -1171,6 +1171,26 @@ int64_t ims_index_live_row_count(const ims_index *idx) { return (int64_t)idx->li
 int64_t ims_index_live_row(const ims_index *idx, int64_t i)
 {
     return i >= 0 && (uint64_t)i < idx->live_count ? idx->live[i] : -1;
+}
+
+int64_t ims_index_live_rows(const ims_index *idx, int64_t *out, int64_t cap)
+{
+    int64_t n = (int64_t)idx->live_count;
+    if (out && cap > 0)
+        memcpy(out, idx->live, (size_t)(cap < n ? cap : n) * sizeof *out);
+    return n;
+}
+
+ims_status ims_index_chunk(const ims_index *idx, int64_t c, int64_t *id, int64_t *first_row, int64_t *rows,
+                           ims_error *err)
+{
+    if (c < 0 || (uint64_t)c >= idx->chunk_count || !idx->row_chunk)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "index '%s': chunk %lld is out of range (%zu chunks)", idx->dir,
+                             (long long)c, idx->chunk_count);
+    *id = idx->chunks[c].id;
+    *first_row = idx->row_chunk[c];
+    *rows = idx->row_chunk[c + 1] - idx->row_chunk[c];
+    return IMS_OK;
 }
 
 int imsi_index_lookup(const ims_index *idx, const char *path, int64_t *ref)

@@ -752,6 +752,19 @@ static void test_tombstones(void)
     TEST_CHECK(chunk == 4 && offset == 0, "row 12 at chunk %lld offset %lld, want 4 0", (long long)chunk,
                (long long)offset);
     TEST_CHECK(ims_index_row_location(idx, 13, &chunk, &offset, &err) == IMS_ERR_ARGUMENT, "row 13");
+    /* The same in bulk: the live ids, and the chunks with their rows (the tombstones-only chunk has none). */
+    int64_t live[12] = {0};
+    TEST_CHECK(ims_index_live_rows(idx, live, 12) == 10 && live[0] == 0 && live[1] == 2 && live[9] == 12,
+               "ims_index_live_rows: %lld %lld .. %lld", (long long)live[0], (long long)live[1], (long long)live[9]);
+    TEST_CHECK(ims_index_live_rows(idx, NULL, 0) == 10, "the count alone");
+    static const int64_t chunk_rows[5][3] = {{0, 0, 4}, {1, 4, 4}, {2, 8, 4}, {3, 12, 0}, {4, 12, 1}};
+    for (int c = 0; c < 5; c++) {
+        int64_t id = -1, first = -1, rows = -1;
+        TEST_OK(ims_index_chunk(idx, c, &id, &first, &rows, &err), err);
+        TEST_CHECK(id == chunk_rows[c][0] && first == chunk_rows[c][1] && rows == chunk_rows[c][2],
+                   "chunk %d: id %lld rows %lld + %lld", c, (long long)id, (long long)first, (long long)rows);
+    }
+    TEST_CHECK(ims_index_chunk(idx, 5, &chunk, &offset, &chunk, &err) == IMS_ERR_ARGUMENT, "chunk 5: %s", err.msg);
     /* The tables hold the live rows, in order. */
     float *table = NULL;
     int dim = 0;
