@@ -1193,10 +1193,11 @@ typedef struct ims_search_query {
 
 typedef struct ims_search_hit {
     int64_t row;      /* the row's id: its place in the index, the chunks counted in order (row r
-                         of the concatenated .npy tables, line r of the concatenated rows.txt) */
+                         of the concatenated .npy tables, line r of the concatenated rows.txt);
+                         of a set: shard << IMS_INDEX_SET_ROW_BITS | the shard's row id */
     float score;      /* cosine similarity */
     const char *path; /* the row's path (owned by the results) */
-    int64_t chunk;    /* its vectors: row `offset` of chunk-<chunk>.{visual,semantic}.npy */
+    int64_t chunk;    /* its vectors: row `offset` of chunk-<chunk>.{visual,semantic}.npy (of its shard) */
     int64_t offset;
 } ims_search_hit;
 
