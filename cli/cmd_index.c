@@ -275,7 +275,7 @@ static int parse_args(int argc, char **argv, index_args *x, ims_index_run_option
     const char *bad = x->shard_text ? parse_shard(x->shard_text, &x->shard, &x->shards) : NULL;
     if (bad)
         return cli_args_error(&a, "--shard %s: %s", x->shard_text, bad);
-    if (!(x->output = shard_output(o->index_dir, x->shard)))
+    if (!(x->output = x->shards ? shard_output(o->index_dir, x->shard) : strdup(o->index_dir)))
         return cli_args_error(&a, "out of memory");
     o->index_dir = x->output;
     int existing = is_index(o->index_dir);

@@ -161,7 +161,7 @@ static ims_status list_folder(ims_index_set *s, const char *dir, ims_error *err)
     closedir(d);
     if (!st && s->count == 0)
         st = ims_error_set(err, IMS_ERR_NOT_FOUND,
-                           "'%s' is neither an index (no manifest.json) nor a folder of index shards", dir);
+                           "'%s' is not an index (it has no manifest.json) and holds no index shards", dir);
     if (!st)
         qsort(s->paths, s->count, sizeof *s->paths, by_name);
     return st;
@@ -256,11 +256,8 @@ ims_status ims_index_set_open_part(const char *path, int part, int parts, ims_in
     struct stat sb;
     ims_status st = IMS_OK;
     size_t cap = 0;
-    if (stat(path, &sb) != 0)
-        st = ims_error_set(err, errno == ENOENT ? IMS_ERR_NOT_FOUND : IMS_ERR_IO, "cannot open index '%s': %s", path,
-                           strerror(errno));
-    else if (S_ISDIR(sb.st_mode) && has_manifest(path))
-        st = add_path(s, &cap, path, NULL, err);
+    if (stat(path, &sb) != 0 || (S_ISDIR(sb.st_mode) && has_manifest(path)))
+        st = add_path(s, &cap, path, NULL, err); /* an index; opening it says what is wrong */
     else if (S_ISDIR(sb.st_mode))
         s->is_set = 1, st = list_folder(s, path, err);
     else if (S_ISREG(sb.st_mode)) {

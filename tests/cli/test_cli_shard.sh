@@ -135,9 +135,10 @@ for q in "--text a_horse -k 20" "--image $photos/horse.png -k 3" "--image $photo
   check "query $n on the set file" run $want search "$work/photos.set" $q --json --device cpu
   cp "$work/out" "$work/set_$n.json"
   check "... answers as the index" same_hits "$work/single_$n.json" "$work/set_$n.json"
-  check "query $n on the folder of shards" run $want search "$work/shards" $q --json --device cpu
-  check "... answers as the index" same_hits "$work/single_$n.json" "$work/out"
 done
+check "the batch on the folder of shards" run 3 search "$work/shards" --queries "$work/queries.txt" -k 4 --json \
+  --device cpu
+check "... answers as the index" same_hits "$work/single_4.json" "$work/out"
 check "the duplicate pictures tie, ordered by path" python3 -c '
 import json, sys; r = json.loads(open(sys.argv[1]).readline())["results"]
 assert r[0]["score"] == r[1]["score"] and r[0]["path"] < r[1]["path"], r[:2]
@@ -189,14 +190,14 @@ check "mpirun -n 3: exit 3 (one query image is missing)" test $? -eq 3
 check "... answers as the index" same_hits "$work/single_4.json" "$work/out"
 check "... byte for byte as one process over the set" cmp "$work/set_4.json" "$work/out"
 check "... reports the missing query image once" test "$(grep -c 'missing.png' "$work/err")" -eq 1
-for n in 1 2 3 5; do
-  q=$(case $n in 1) echo "--text a_horse -k 20" ;; 2) echo "--image $photos/horse.png -k 3" ;;
-      3) echo "--image $photos/chelsea.png --table semantic -k 5" ;; 5) echo "--text x -k 1" ;; esac)
-  for ranks in 2 4; do
-    mpi $ranks search "$work/photos.set" --mpi $q --json --device cpu
-    check "mpirun -n $ranks, query $n: exit 0" test $? -eq 0
-    check "... answers as the index" same_hits "$work/single_$n.json" "$work/out"
-  done
+for run in "2 1 --text a_horse -k 20" "4 2 --image $photos/horse.png -k 3" "2 3 --image $photos/chelsea.png --table semantic -k 5" \
+  "4 5 --text x -k 1"; do
+  set -- $run
+  ranks=$1 n=$2
+  shift 2
+  mpi $ranks search "$work/photos.set" --mpi "$@" --json --device cpu
+  check "mpirun -n $ranks, query $n: exit 0" test $? -eq 0
+  check "... answers as the index" same_hits "$work/single_$n.json" "$work/out"
 done
 mpi 2 search "$work/single" --mpi --text a_horse -k 20 --json --device cpu
 check "mpirun -n 2 over a single index (rank 1 holds nothing)" test $? -eq 0
