@@ -59,7 +59,7 @@ typedef struct bytes {
 
 static void put(bytes *b, const void *v, size_t n)
 {
-    if (b->failed)
+    if (b->failed || n == 0)
         return;
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
@@ -86,6 +86,8 @@ static int get(reader *r, void *v, size_t n)
 {
     if (n > r->left)
         return -1;
+    if (n == 0)
+        return 0;
     memcpy(v, r->p, n);
     r->p += n;
     r->left -= n;

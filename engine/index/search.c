@@ -437,7 +437,8 @@ static ims_status candidate_push(candidate_list *l, const candidate *c, ims_erro
 static void candidates_settle(candidate_list *lists, size_t n, int k)
 {
     for (size_t i = 0; i < n; i++) {
-        qsort(lists[i].items, lists[i].count, sizeof *lists[i].items, candidate_order);
+        if (lists[i].count > 1) /* items is NULL when empty: qsort must not see it */
+            qsort(lists[i].items, lists[i].count, sizeof *lists[i].items, candidate_order);
         if (lists[i].count > (size_t)k)
             lists[i].count = (size_t)k;
     }

@@ -181,9 +181,13 @@ if [ "$mpiexec" = none ]; then
 fi
 # Open MPI refuses root unless told; containers often lack the kernel's cross-memory attach.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+# Under AddressSanitizer (make test-cpu-sanitize) leaks are not checked in these runs: Open MPI's
+# components leak at exit from modules it has unloaded, which LeakSanitizer can neither name
+# nor suppress (test_index_set covers the library's side of the distributed search).
 mpi() { # mpi RANKS ARGS...: imgsearch ARGS under mpirun; stdout, stderr in $work/out, $work/err
   local ranks=$1; shift
-  timeout 300 "$mpiexec" -n "$ranks" --oversubscribe "$bin" "$@" >"$work/out" 2>"$work/err"
+  ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" \
+    timeout 300 "$mpiexec" -n "$ranks" --oversubscribe "$bin" "$@" >"$work/out" 2>"$work/err"
 }
 mpi 3 search "$work/photos.set" --mpi --queries "$work/queries.txt" -k 4 --json --device cpu
 check "mpirun -n 3: exit 3 (one query image is missing)" test $? -eq 3
