@@ -140,6 +140,8 @@ static ims_status unpack_vectors(const char *p, size_t len, shared_vectors *out,
             out->items[i].error = "the query could not be embedded (rank 0 says why)";
         floats += (size_t)head[1];
     }
+    if (out->items && floats > r.left / sizeof(float))
+        return ims_error_set(err, IMS_ERR_FORMAT, "malformed query vectors from rank 0");
     if (!out->items || !(out->floats = malloc((floats ? floats : 1) * sizeof(float))))
         return ims_error_set(err, IMS_ERR_NOMEM, "out of memory for the query vectors");
     if (get(&r, out->floats, floats * sizeof(float)) || r.left)
