@@ -31,8 +31,10 @@ int cmd_bench(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_index_set(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_embed_text(int argc, char **argv);
 int cmd_knn(int argc, char **argv);
+int cmd_fid(int argc, char **argv);
 
 /* ---- Reporting (report.c) ---------------------------------------------------- */
 
@@ -184,6 +186,8 @@ void json_double(FILE *out, double v); /* NaN and Inf as strings, which JSON lac
 /* s with control characters and invalid UTF-8 bytes as \xNN: safe on a terminal, one line. */
 void text_safe(FILE *out, const char *s);
 int text_is_utf8(const char *s, size_t len);
+/* The length of the valid UTF-8 sequence at s[0..len), or 0 if s[0] starts none. */
+size_t text_utf8_length(const unsigned char *s, size_t len);
 
 /* ---- Devices and models (models.c) --------------------------------------------- */
 

@@ -8,6 +8,7 @@
  */
 #include "cli.h"
 #include "search_mpi.h"
+#include "html.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -20,6 +21,7 @@ static const char search_usage[] =
     "                        [--device auto|cpu|cuda] [--gpu N|local] [--dtype f16|f32]\n"
     "                        [--text-model M.isw] [--image-model M.isw] [--no-verify]\n"
     "                        [--relative-to DIR] [--max-pixels N]\n"
+    "                        [--html OUT.html [--html-links]]\n"
     "\n"
     "Finds the K images of INDEX most similar to each query (cosine similarity,\n"
     "exact). --text, --image and --queries may be repeated and combined. Paths are\n"
@@ -47,6 +49,11 @@ static const char search_usage[] =
     "                       chunk-<chunk>.*.npy); a failed query has \"error\" instead\n"
     "                       of \"results\"\n"
     "  --relative-to DIR    print paths relative to DIR\n"
+    "  --html OUT.html      also write a contact sheet: one self-contained page with\n"
+    "                       each query and its results as a grid of thumbnails\n"
+    "                       (embedded JPEGs, long side 256) with rank, score and path\n"
+    "  --html-links         in the page, link the original files instead of\n"
+    "                       embedding thumbnails (for a large k)\n"
     "  --dtype f16|f32      the table's storage for the search (default: f16 on a\n"
     "                       GPU, half the bytes to stream; f32 on the CPU, where f16\n"
     "                       rows cost a conversion per search)\n"
@@ -73,9 +80,9 @@ typedef struct search_query {
 } search_query;
 
 typedef struct search_args {
-    const char *index_dir, *text_model, *image_model, *relative_to;
+    const char *index_dir, *text_model, *image_model, *relative_to, *html;
     cli_device device;
-    int k, json, semantic_images, no_verify, mpi, gpu_local;
+    int k, json, semantic_images, no_verify, mpi, gpu_local, html_links;
     ims_dtype dtype; /* IMS_DTYPE_COUNT: the backend's default */
     ims_decode_options decode; /* --max-pixels */
     search_query *queries;
@@ -245,6 +252,10 @@ static int parse_search_args(int argc, char **argv, search_args *a)
             cli_arg_path(&c, &a->image_model);
         else if (cli_is(&c, "--relative-to"))
             cli_arg_path(&c, &a->relative_to);
+        else if (cli_is(&c, "--html"))
+            cli_arg_path(&c, &a->html);
+        else if (cli_is(&c, "--html-links"))
+            a->html_links = 1;
         else if (cli_is(&c, CLI_MAX_PIXELS_OPTION))
             cli_arg_max_pixels(&c, &a->decode);
         else
@@ -256,6 +267,8 @@ static int parse_search_args(int argc, char **argv, search_args *a)
         return cli_args_error(&c, "no index given");
     if (a->count == 0)
         return cli_args_error(&c, "no query: give --text, --image or --queries");
+    if (a->html_links && !a->html)
+        return cli_args_error(&c, "--html-links needs --html OUT.html");
     return 0;
 }
 
@@ -395,6 +408,25 @@ static ims_status search_local(search_args *a, const ims_search_options *so_in, 
     return st;
 }
 
+/* The contact sheet (--html): 0, or the exit status after saying why. */
+static int write_html(const search_args *a, const ims_search_results *res, int synthetic)
+{
+    html_query *hq = calloc(a->count ? a->count : 1, sizeof *hq);
+    FILE *f = hq ? fopen(a->html, "wb") : NULL;
+    if (!f) {
+        free(hq);
+        return cli_fail("cannot write '%s': %s", a->html, hq ? strerror(errno) : "out of memory");
+    }
+    for (size_t i = 0; i < a->count; i++)
+        hq[i] = (html_query){.text = a->queries[i].text, .image = a->queries[i].image};
+    html_sheet_options o = {.index_name = a->index_dir, .thumb_side = HTML_THUMB_SIDE, .links = a->html_links,
+                            .synthetic = synthetic, .decode = a->decode};
+    int bad = html_sheet_write(f, &o, hq, res);
+    bad |= fclose(f) != 0;
+    free(hq);
+    return bad ? cli_fail("cannot write '%s': %s", a->html, strerror(errno)) : 0;
+}
+
 int cmd_search(int argc, char **argv)
 {
     search_args a = {0};
@@ -441,6 +473,8 @@ int cmd_search(int argc, char **argv)
     }
     if (synthetic && root)
         fprintf(stderr, "imgsearch: WARNING: the image model holds synthetic weights: results are not meaningful\n");
+    if (!st && res && root && a.html && (rc = write_html(&a, res, synthetic)) != 0)
+        goto done;
     if (!st && res) {
         print_results(&pr, res);
         for (int64_t i = 0; i < res->count; i++)

@@ -18,8 +18,7 @@ void encode_options_init(encode_options *o)
     ims_decode_options_init(&o->decode);
 }
 
-/* Every image through enc on be; the sink gets those that succeeded. */
-static int encode_with(const encode_options *o, ims_backend *be, ims_image_encoder *enc, encode_sink sink, void *ctx,
+int encode_images_with(const encode_options *o, ims_backend *be, ims_image_encoder *enc, encode_sink sink, void *ctx,
                        size_t *ok)
 {
     *ok = 0;
@@ -63,24 +62,33 @@ static int encode_with(const encode_options *o, ims_backend *be, ims_image_encod
     return status ? status : failed ? CLI_EXIT_SOME_FAILED : CLI_EXIT_OK;
 }
 
+int encode_model_open(const encode_options *o, ims_backend **be, ims_image_encoder **enc)
+{
+    *be = NULL, *enc = NULL;
+    ims_error err = {0};
+    ims_weights *w = NULL;
+    if (ims_weights_open(o->model, 0, &w, &err) || cli_device_open(&o->device, be, &err) ||
+        ims_image_encoder_create(*be, w, (ims_precision)o->precision, enc, &err)) {
+        ims_weights_close(w);
+        ims_backend_free(*be);
+        *be = NULL;
+        return cli_error(&err);
+    }
+    ims_weights_close(w); /* the encoder holds its own copies */
+    return 0;
+}
+
 int encode_images(const encode_options *o, int (*ready)(void *ctx, const ims_image_encoder *enc), encode_sink sink,
                   void *ctx, size_t *ok)
 {
     *ok = 0;
-    ims_error err = {0};
-    ims_weights *w = NULL;
     ims_backend *be = NULL;
     ims_image_encoder *enc = NULL;
-    if (ims_weights_open(o->model, 0, &w, &err) || cli_device_open(&o->device, &be, &err) ||
-        ims_image_encoder_create(be, w, (ims_precision)o->precision, &enc, &err)) {
-        ims_weights_close(w);
-        ims_backend_free(be);
-        return cli_error(&err);
-    }
-    ims_weights_close(w); /* the encoder holds its own copies */
+    if (encode_model_open(o, &be, &enc))
+        return CLI_EXIT_FAILURE;
     int status = ready && ready(ctx, enc) ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
     if (!status)
-        status = encode_with(o, be, enc, sink, ctx, ok);
+        status = encode_images_with(o, be, enc, sink, ctx, ok);
     ims_image_encoder_free(enc);
     ims_backend_free(be);
     return status;

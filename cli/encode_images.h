@@ -41,4 +41,11 @@ typedef int (*encode_sink)(void *ctx, size_t index, const char *path, const floa
 int encode_images(const encode_options *o, int (*ready)(void *ctx, const ims_image_encoder *enc), encode_sink sink,
                   void *ctx, size_t *ok);
 
+/* The two halves of encode_images, for a command that runs several lists
+ * through one model (fid's two folders): the backend and encoder o names
+ * (0, or the exit status after reporting), then one list's images. */
+int encode_model_open(const encode_options *o, ims_backend **be, ims_image_encoder **enc);
+int encode_images_with(const encode_options *o, ims_backend *be, ims_image_encoder *enc, encode_sink sink, void *ctx,
+                       size_t *ok);
+
 #endif /* IMS_CLI_ENCODE_IMAGES_H */

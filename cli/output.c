@@ -15,7 +15,7 @@
 
 /* The length of the valid UTF-8 sequence at s[0..len) (no overlongs, no
  * surrogates, at most U+10FFFF), or 0 if s starts with an invalid byte. */
-static size_t utf8_length(const unsigned char *s, size_t len)
+size_t text_utf8_length(const unsigned char *s, size_t len)
 {
     unsigned char c = s[0];
     size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
@@ -33,7 +33,7 @@ static size_t utf8_length(const unsigned char *s, size_t len)
 int text_is_utf8(const char *s, size_t len)
 {
     for (size_t i = 0, n; i < len; i += n)
-        if (!(n = utf8_length((const unsigned char *)s + i, len - i)))
+        if (!(n = text_utf8_length((const unsigned char *)s + i, len - i)))
             return 0;
     return 1;
 }
@@ -44,7 +44,7 @@ void json_string(FILE *out, const char *s, size_t len)
     fputc('"', out);
     for (size_t i = 0, n; i < len; i += n) {
         unsigned char c = p[i];
-        n = utf8_length(p + i, len - i);
+        n = text_utf8_length(p + i, len - i);
         if (n == 0) {
             fputs("\\ufffd", out); /* an invalid byte: JSON text must be Unicode */
             n = 1;
@@ -89,7 +89,7 @@ void text_safe(FILE *out, const char *s)
     const unsigned char *p = (const unsigned char *)s;
     size_t len = strlen(s);
     for (size_t i = 0, n; i < len; i += n) {
-        n = utf8_length(p + i, len - i);
+        n = text_utf8_length(p + i, len - i);
         if (n == 0 || p[i] < 0x20 || p[i] == 0x7f) {
             fprintf(out, "\\x%02x", p[i]);
             n = 1;

@@ -91,10 +91,12 @@ typedef enum ims_dtype {
     IMS_DTYPE_I32 = 2,
     IMS_DTYPE_U8 = 3,
     IMS_DTYPE_I64 = 4, /* .npy files only (row ids); not a weight-file dtype */
-    IMS_DTYPE_COUNT
+    IMS_DTYPE_COUNT,   /* the tensor and weight-file dtypes are those below this */
+    IMS_DTYPE_F64 = 6, /* .npy files only (FID statistics); after COUNT so that COUNT, which the
+                          options use as "not given", keeps its value, and no tensor takes it */
 } ims_dtype;
 
-IMS_API size_t ims_dtype_size(ims_dtype dtype);    /* 0 for an unknown dtype */
+IMS_API size_t ims_dtype_size(ims_dtype dtype);    /* 0 for an unknown dtype; 8 for IMS_DTYPE_F64 */
 IMS_API const char *ims_dtype_name(ims_dtype dtype); /* "f32", ...; "?" if unknown */
 
 /* IEEE 754 binary16 <-> binary32, round to nearest even (as CUDA's __float2half_rn). */
@@ -290,7 +292,7 @@ IMS_API ims_status ims_weights_identify(const ims_weights *w, ims_weights_identi
 
 /* An open, validated array; its data is aligned to the element size. The
  * dtypes .npy files may hold here: IMS_DTYPE_F32 ('<f4'), F16 ('<f2'), U8
- * ('|u1'), I64 ('<i8'). */
+ * ('|u1'), I64 ('<i8'), F64 ('<f8'). */
 typedef struct ims_npy ims_npy;
 
 /* Maps and validates a .npy file. */
@@ -336,6 +338,20 @@ typedef struct ims_npz_member {
     const void *data;
 } ims_npz_member;
 IMS_API ims_status ims_npz_write(const char *path, const ims_npz_member *members, size_t count, ims_error *err);
+
+/* Reads an .npz (engine/io/npz.c): numpy.savez or savez_compressed output,
+ * members stored or deflated, zip64 fields as numpy writes them. Each member
+ * is checked (sizes, CRC-32) when it is read; its .npy as above. */
+typedef struct ims_npz ims_npz;
+IMS_API ims_status ims_npz_open(const char *path, ims_npz **out, ims_error *err);
+/* The same over a caller's buffer, which must outlive *out. */
+IMS_API ims_status ims_npz_parse(const void *buf, size_t size, ims_npz **out, ims_error *err);
+IMS_API void ims_npz_close(ims_npz *npz); /* NULL is fine */
+IMS_API size_t ims_npz_count(const ims_npz *npz);
+IMS_API const char *ims_npz_name(const ims_npz *npz, size_t i); /* without ".npy"; NULL if out of range */
+/* Member name as an array (close it with ims_npy_close; it does not need the
+ * npz afterwards); IMS_ERR_NOT_FOUND when there is none. */
+IMS_API ims_status ims_npz_get(const ims_npz *npz, const char *name, ims_npy **out, ims_error *err);
 
 /* ==== io: file lists ====================================================================== */
 
@@ -485,6 +501,23 @@ IMS_API void ims_preprocess_normalize(const uint8_t *pixels, int h, int w, const
  * antialias, as torch.nn.functional.interpolate) -> 2x - 1. out: float
  * (3, size, size) or (size, size, 3). */
 IMS_API ims_status ims_preprocess_fid(const ims_image *img, int size, ims_layout layout, float *out, ims_error *err);
+
+/* Pillow's Image.resize((width, height), BILINEAR) of the whole image (the
+ * same arithmetic as torchvision mode, byte for byte). out: (height, width, 3). */
+IMS_API ims_status ims_image_resize(const ims_image *img, int width, int height, uint8_t *out, ims_error *err);
+
+/* ==== image: thumbnails =================================================================== */
+
+/* engine/image/thumbnail.c: what a person looks at (search --html, serve):
+ * the image scaled by ims_image_resize so its long side is at most long_side
+ * (never enlarged; the short side rounded, at least 1), as a baseline JPEG
+ * (TurboJPEG, 4:2:0, quality 1..100). Free *jpeg with ims_free. */
+IMS_API ims_status ims_image_thumbnail(const ims_image *img, int long_side, ims_image *out, ims_error *err);
+IMS_API ims_status ims_image_encode_jpeg(const ims_image *img, int quality, uint8_t **jpeg, size_t *size,
+                                         ims_error *err);
+/* Decode (o may be NULL: the defaults), thumbnail, encode; messages start with the path. */
+IMS_API ims_status ims_image_thumbnail_file(const char *path, const ims_decode_options *o, int long_side,
+                                            int quality, uint8_t **jpeg, size_t *size, ims_error *err);
 
 /* ==== image: the loader =================================================================== */
 
@@ -673,6 +706,72 @@ IMS_API ims_status ims_image_encoder_run_start(ims_image_encoder *enc, ims_backe
 IMS_API ims_status ims_image_encoder_run_next(ims_image_encoder_run *run, const ims_image_encoder_batch **batch,
                                               ims_error *err);
 IMS_API void ims_image_encoder_run_free(ims_image_encoder_run *run); /* NULL is fine */
+
+/* ==== models: FID, KID and the Inception Score ============================================ */
+
+/* The scores that compare two sets of images through Inception-v3 features
+ * (engine/models/fid_stats.c, fid_metrics.c), computed as pytorch-fid,
+ * clean-fid and torch-fidelity compute them, in double precision.
+ *
+ * Statistics stream: features are added in float32 rows and summed in
+ * float64 (a shifted scatter matrix, rank-k updates), so a million images
+ * never need their feature matrix in memory. The covariance divides by
+ * n - 1, as numpy.cov. */
+typedef struct ims_fid_stats ims_fid_stats;
+
+IMS_API ims_status ims_fid_stats_create(int dim, ims_fid_stats **out, ims_error *err);
+IMS_API void ims_fid_stats_free(ims_fid_stats *s); /* NULL is fine */
+/* Adds n feature rows, (n, dim) float32; refused for loaded statistics. */
+IMS_API ims_status ims_fid_stats_add(ims_fid_stats *s, const float *rows, int64_t n, ims_error *err);
+IMS_API int ims_fid_stats_dim(const ims_fid_stats *s);
+/* The images behind the statistics (0 when a loaded file does not say). */
+IMS_API int64_t ims_fid_stats_count(const ims_fid_stats *s);
+/* The mean (dim) and covariance (dim, dim), float64, row-major, owned by s
+ * and valid until the next add; at least 2 rows are needed. */
+IMS_API ims_status ims_fid_stats_get(ims_fid_stats *s, const double **mu, const double **sigma, ims_error *err);
+/* Statistics from a mean and covariance (copied). count may be 0 (unknown). */
+IMS_API ims_status ims_fid_stats_from(const double *mu, const double *sigma, int dim, int64_t count,
+                                      ims_fid_stats **out, ims_error *err);
+
+/* An .npz that pytorch-fid and clean-fid read: mu (dim) and sigma (dim, dim)
+ * as float64, plus imgsearch_mode (the preprocessing, uint8 text) and
+ * imgsearch_count (int64), which they ignore. Written crash-safely. */
+IMS_API ims_status ims_fid_stats_save(ims_fid_stats *s, const char *path, const char *mode, ims_error *err);
+/* Reads mu and sigma (float64 or float32) from such a file or another tool's;
+ * mode gets imgsearch_mode, or "" when the file does not say. */
+IMS_API ims_status ims_fid_stats_load(const char *path, ims_fid_stats **out, char *mode, size_t mode_size,
+                                      ims_error *err);
+
+/* FID = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^1/2). The trace of the
+ * square root is that of sqrt(S1) S2 sqrt(S1), symmetric positive
+ * semi-definite, from two symmetric eigen-decompositions (LAPACK dsyevd);
+ * eigenvalues below zero (rounding) count as zero. */
+IMS_API ims_status ims_fid_distance(ims_fid_stats *a, ims_fid_stats *b, double *fid, ims_error *err);
+
+/* Kernel Inception Distance: the unbiased MMD^2 with the kernel
+ * (gamma x.y + coef0)^degree, averaged over random subsets drawn as
+ * torch-fidelity draws them (numpy's RandomState(seed).choice without
+ * replacement, for x then y, per subset), so the same seed gives its subsets. */
+typedef struct ims_kid_options {
+    int subsets;     /* default 100 */
+    int subset_size; /* default 1000; at most the smaller set's size (clean-fid's rule) */
+    int degree;      /* default 3 */
+    double gamma;    /* 0 (default): 1 / dim */
+    double coef0;    /* default 1 */
+    uint32_t seed;   /* default 2020 (torch-fidelity's) */
+} ims_kid_options;
+
+IMS_API void ims_kid_options_init(ims_kid_options *o);
+/* x (nx, dim), y (ny, dim) float32 features; *mean and *std (population, as
+ * numpy.std) over the subsets; *size_used: the subset size. */
+IMS_API ims_status ims_kid(const float *x, int64_t nx, const float *y, int64_t ny, int dim, const ims_kid_options *o,
+                           double *mean, double *std, int *size_used, ims_error *err);
+
+/* Inception Score as torch-fidelity computes it: logits (n, classes) shuffled
+ * by RandomState(seed).permutation(n), softmax in float64, then per split
+ * exp(mean KL(p || mean p)); *mean and *std (population) over the splits. */
+IMS_API ims_status ims_inception_score(const float *logits, int64_t n, int classes, int splits, uint32_t seed,
+                                       double *mean, double *std, ims_error *err);
 
 /* ==== models: the tokenizer =============================================================== */
 
@@ -1214,6 +1313,8 @@ typedef struct ims_search_results {
     int64_t count;                    /* queries, in the order given */
     const ims_search_result *results; /* (count) */
     int64_t failed;                   /* queries whose status is not IMS_OK */
+    double load_s, embed_s, search_s; /* seconds this call spent loading models and tables (first
+                                         use), embedding the queries, and searching the tables */
 } ims_search_results;
 
 /* idx must stay open while the searcher is (and it reads only committed rows). */

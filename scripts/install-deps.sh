@@ -12,6 +12,8 @@ packages=(
   libwebp-dev libtiff-dev libgif-dev          # WebP, TIFF and GIF decode
   libopenblas-dev                             # CPU backend GEMM
   libopenmpi-dev openmpi-bin                  # search --mpi (optional: the build works without it)
+  libmicrohttpd-dev                           # serve's HTTP server
+  chromium-headless-shell                     # renders the contact sheet once in its test (~10 s to install)
   clang libclang-rt-14-dev libomp-dev         # libFuzzer, sanitizer and OpenMP runtimes for clang
   python3                                     # format cross-check test (stdlib only)
   python3-venv                                # make test-python: the package's test environment
@@ -45,4 +47,16 @@ fi
 if ! python3 -c 'import numpy' 2>/dev/null; then
   echo "install-deps: pip install numpy"
   python3 -m pip install --quiet numpy
+fi
+# fid's parity test runs scipy's sqrtm and the reference packages' own FID/KID
+# functions (read from their sources, without torch: hence --no-deps; the
+# test says SKIPPED for what is missing, so a failed install only narrows it).
+if ! python3 -c 'import scipy' 2>/dev/null; then
+  echo "install-deps: pip install scipy"
+  python3 -m pip install --quiet scipy || echo "install-deps: scipy not installed (fid parity checks narrowed)"
+fi
+if ! python3 -c 'import importlib.util as u, sys; sys.exit(not all(map(u.find_spec, ("pytorch_fid", "cleanfid", "torch_fidelity"))))' 2>/dev/null; then
+  echo "install-deps: pip install --no-deps pytorch-fid clean-fid torch-fidelity"
+  python3 -m pip install --quiet --no-deps pytorch-fid clean-fid torch-fidelity ||
+    echo "install-deps: reference FID packages not installed (fid parity checks narrowed)"
 fi

@@ -19,6 +19,7 @@ size_t ims_dtype_size(ims_dtype dtype)
     case IMS_DTYPE_I32: return 4;
     case IMS_DTYPE_U8: return 1;
     case IMS_DTYPE_I64: return 8;
+    case IMS_DTYPE_F64: return 8;
     case IMS_DTYPE_COUNT: break;
     }
     return 0;
@@ -32,6 +33,7 @@ const char *ims_dtype_name(ims_dtype dtype)
     case IMS_DTYPE_I32: return "i32";
     case IMS_DTYPE_U8: return "u8";
     case IMS_DTYPE_I64: return "i64";
+    case IMS_DTYPE_F64: return "f64";
     case IMS_DTYPE_COUNT: break;
     }
     return "?";

@@ -385,3 +385,13 @@ ims_status ims_preprocess_fid(const ims_image *img, int size, ims_layout layout,
     free(xl);
     return IMS_OK;
 }
+
+ims_status ims_image_resize(const ims_image *img, int width, int height, uint8_t *out, ims_error *err)
+{
+    ims_status st = pp_check_image(img, err);
+    if (st != IMS_OK)
+        return st;
+    if (!out || width <= 0 || height <= 0 || width >= PP_MAX_SIDE || height >= PP_MAX_SIDE)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "resize: bad size %d x %d", width, height);
+    return pp_resample_window(img, width, height, 0, 0, width, height, out, (size_t)width * 3, err);
+}

@@ -49,6 +49,7 @@ struct ims_searcher {
     float *class_emb; /* (classes, semantic_dim) or NULL */
     int classes;
     ims_knn_table **knn; /* (shards, SEARCH_TABLES) */
+    double table_load_s; /* the current search's time loading k-NN tables */
 };
 
 /* The results and everything they point to, freed together. */
@@ -239,6 +240,7 @@ static ims_status load_table(ims_searcher *s, size_t shard, ims_index_table t, i
     if (*knn || !idx)
         return IMS_OK;
     const ims_index_config *cfg = s->cfg;
+    double start = ims_clock_seconds();
     ims_knn_options ko;
     ims_knn_options_init(&ko);
     ko.dtype = s->o.dtype;
@@ -252,6 +254,7 @@ static ims_status load_table(ims_searcher *s, size_t shard, ims_index_table t, i
         if (ims_index_set_is_set(s->set))
             imsi_error_prefix(err, st, "shard %zu ('%s')", shard, ims_index_set_shard_path(s->set, (int64_t)shard));
     }
+    s->table_load_s += ims_clock_seconds() - start;
     return st;
 }
 
@@ -647,6 +650,7 @@ typedef struct vectors_block {
     ims_search_vectors pub; /* first: ims_search_vectors_free casts back */
     ims_search_vector *items;
     query_set qs;
+    double load_s, embed_s; /* loading the models, embedding (ims_searcher_search reports them) */
 } vectors_block;
 
 void ims_search_vectors_free(ims_search_vectors *pub)
@@ -723,12 +727,16 @@ ims_status ims_searcher_embed(ims_searcher *s, const ims_search_query *queries, 
         else
             n_image[qs->table[i]]++;
     }
+    double t0 = ims_clock_seconds();
     if (!st)
         st = prepare(s, n_text, n_image, err);
+    double t1 = ims_clock_seconds();
     if (!st)
         st = embed_texts(s, qs, n_text, err);
     if (!st)
         st = embed_images(s, qs, n_image[0] + n_image[1], err);
+    v->load_s = t1 - t0;
+    v->embed_s = ims_clock_seconds() - t1;
     for (size_t i = 0; !st && i < count; i++) {
         ims_index_table t = qs->table[i];
         int dim = t == IMS_INDEX_TABLE_SEMANTIC ? s->cfg->semantic_dim : s->cfg->visual_dim;
@@ -773,6 +781,8 @@ ims_status ims_searcher_search_vectors(ims_searcher *s, const ims_search_vector 
         status[i] = v[i].status ? v[i].status : v[i].vec ? IMS_OK : IMS_ERR_ARGUMENT;
         error[i] = v[i].status ? v[i].error : v[i].vec ? NULL : "no vector";
     }
+    double t0 = ims_clock_seconds();
+    s->table_load_s = 0;
     for (int t = 0; !st && t < SEARCH_TABLES; t++) {
         st = search_table(s, v, count, (ims_index_table)t, k, lists, err);
         if (st)
@@ -780,6 +790,10 @@ ims_status ims_searcher_search_vectors(ims_searcher *s, const ims_search_vector 
     }
     if (!st)
         st = make_results(lists, table, status, error, count, out, err);
+    if (!st) {
+        (*out)->load_s = s->table_load_s;
+        (*out)->search_s = ims_clock_seconds() - t0 - s->table_load_s;
+    }
     for (size_t i = 0; lists && i < count; i++)
         free(lists[i].items);
     free(lists);
@@ -799,6 +813,11 @@ ims_status ims_searcher_search(ims_searcher *s, const ims_search_query *queries,
     ims_status st = ims_searcher_embed(s, queries, count, &v, err);
     if (!st)
         st = ims_searcher_search_vectors(s, v->items, v->count, k, out, err);
+    if (!st) {
+        const vectors_block *vb = (const vectors_block *)v;
+        (*out)->load_s += vb->load_s;
+        (*out)->embed_s = vb->embed_s;
+    }
     ims_search_vectors_free(v);
     return st;
 }
@@ -837,6 +856,11 @@ ims_status ims_search_results_merge(const ims_search_results *const *parts, int6
     if (!st) {
         candidates_settle(lists, count, k);
         st = make_results(lists, table, status, error, count, out, err);
+    }
+    for (int64_t p = 0; !st && p < n; p++) { /* the parts ran side by side: the slowest of each */
+        (*out)->load_s = fmax((*out)->load_s, parts[p]->load_s);
+        (*out)->embed_s = fmax((*out)->embed_s, parts[p]->embed_s);
+        (*out)->search_s = fmax((*out)->search_s, parts[p]->search_s);
     }
     for (size_t i = 0; lists && i < count; i++)
         free(lists[i].items);

@@ -34,14 +34,15 @@
 #define NPY_ALIGN 64
 
 /* The dtypes .npy files may hold here, by ims_dtype; NULL: not one of them. */
-static const char *const npy_descr[IMS_DTYPE_COUNT] = {
+static const char *const npy_descr[IMS_DTYPE_F64 + 1] = {
     [IMS_DTYPE_F32] = "<f4",
     [IMS_DTYPE_F16] = "<f2",
     [IMS_DTYPE_U8] = "|u1",
     [IMS_DTYPE_I64] = "<i8",
+    [IMS_DTYPE_F64] = "<f8",
 };
 
-static int npy_dtype_ok(ims_dtype dtype) { return (unsigned)dtype < IMS_DTYPE_COUNT && npy_descr[dtype]; }
+static int npy_dtype_ok(ims_dtype dtype) { return (unsigned)dtype <= IMS_DTYPE_F64 && npy_descr[dtype]; }
 
 const char *ims_npy_dtype_descr(ims_dtype dtype) { return npy_dtype_ok(dtype) ? npy_descr[dtype] : "?"; }
 
@@ -55,6 +56,7 @@ struct ims_npy {
     size_t nbytes;                   /* count * elem_size */
     const void *data;                /* aligned to elem_size; NULL when nbytes == 0 */
     void *aligned_copy;              /* the data, when the header left it misaligned */
+    void *owned;                     /* the bytes parsed, when the handle owns them (an .npz member) */
     imsi_file_map map;               /* the file, when opened by path */
 };
 
@@ -145,17 +147,17 @@ static ims_status parse_shape(npy_cursor *c, ims_npy *out, ims_error *err)
 
 static ims_status parse_descr(const char *descr, ims_npy *out, ims_error *err)
 {
-    for (int i = 0; i < IMS_DTYPE_COUNT; i++)
+    for (int i = 0; i <= IMS_DTYPE_F64; i++)
         if (npy_descr[i] && (!strcmp(descr, npy_descr[i]) || (i == IMS_DTYPE_U8 && !strcmp(descr, "<u1")))) {
             out->dtype = (ims_dtype)i;
             out->elem_size = ims_dtype_size(out->dtype);
             return IMS_OK;
         }
-    if (descr[0] == '>' && (!strcmp(descr + 1, "f4") || !strcmp(descr + 1, "f2") || !strcmp(descr + 1, "i8")))
+    if (descr[0] == '>' && (!strcmp(descr + 1, "f4") || !strcmp(descr + 1, "f2") || !strcmp(descr + 1, "i8") || !strcmp(descr + 1, "f8")))
         return ims_error_set(err, IMS_ERR_UNSUPPORTED, "npy: big-endian dtype '%s' is not supported (use '<%s')",
                              descr, descr + 1);
     return ims_error_set(err, IMS_ERR_UNSUPPORTED,
-                         "npy: dtype '%s' is not supported (float32 '<f4', float16 '<f2', uint8 '|u1', int64 '<i8')",
+                         "npy: dtype '%s' is not supported (float32 '<f4', float16 '<f2', uint8 '|u1', int64 '<i8', float64 '<f8')",
                          descr);
 }
 
@@ -310,6 +312,16 @@ ims_status ims_npy_parse(const void *buf, size_t size, ims_npy **out, ims_error 
     return npy_new(buf, size, none, out, err);
 }
 
+ims_status imsi_npy_parse_owned(void *buf, size_t size, ims_npy **out, ims_error *err)
+{
+    ims_status st = ims_npy_parse(buf, size, out, err);
+    if (st)
+        free(buf);
+    else
+        (*out)->owned = buf;
+    return st;
+}
+
 ims_status ims_npy_open(const char *path, ims_npy **out, ims_error *err)
 {
     *out = NULL;
@@ -325,6 +337,7 @@ void ims_npy_close(ims_npy *npy)
     if (!npy)
         return;
     free(npy->aligned_copy);
+    free(npy->owned);
     imsi_file_map_close(&npy->map);
     free(npy);
 }

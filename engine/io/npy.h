@@ -14,4 +14,8 @@
  * length, or 0 if buf is too small or the arguments are invalid. */
 size_t imsi_npy_format_header(char *buf, size_t size, ims_dtype dtype, int ndim, const int64_t *shape);
 
+/* ims_npy_parse over a malloc'd buffer that the handle then owns (freed by
+ * ims_npy_close, or here on failure): an .npz member inflated in memory. */
+ims_status imsi_npy_parse_owned(void *buf, size_t size, ims_npy **out, ims_error *err);
+
 #endif /* IMS_NPY_H */

@@ -263,7 +263,8 @@ class ims_search_result(Structure):
 
 
 class ims_search_results(Structure):
-    _fields_ = [("count", c_int64), ("results", POINTER(ims_search_result)), ("failed", c_int64)]
+    _fields_ = [("count", c_int64), ("results", POINTER(ims_search_result)), ("failed", c_int64),
+                ("load_s", c_double), ("embed_s", c_double), ("search_s", c_double)]
 
 
 class ims_convert_options(Structure):

@@ -82,7 +82,7 @@ bad() { local file=$1 text=$2; shift 2
   check "$file says '$text'" contains err "$text"
   check "$file one line" one_line
 }
-bad f64.npy "'<f8' is not supported"
+bad f64.npy "dtype '<f8'; knn needs float32"  # .npy reads float64 (FID statistics); knn refuses it by name
 bad i32.npy "'<i4' is not supported"
 bad fortran.npy "Fortran"
 bad truncated.npy "truncated data"

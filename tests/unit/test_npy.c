@@ -187,8 +187,20 @@ static void test_malformed(void)
     expect_fail(&b, IMS_ERR_UNSUPPORTED, "Fortran", "fortran order");
     build(&b, 1, "{'descr': '<f4', 'fortran_order': Maybe, 'shape': (2, 3), }", 24);
     expect_fail(&b, IMS_ERR_FORMAT, "fortran_order", "bad bool");
-    build(&b, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }", 48);
-    expect_fail(&b, IMS_ERR_UNSUPPORTED, "'<f8' is not supported", "float64");
+    build(&b, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3), }", 24);
+    expect_fail(&b, IMS_ERR_UNSUPPORTED, "'<i4' is not supported", "int32");
+    build(&b, 1, "{'descr': '>f8', 'fortran_order': False, 'shape': (2, 3), }", 48);
+    expect_fail(&b, IMS_ERR_UNSUPPORTED, "big-endian", "big endian float64");
+    {
+        /* float64: FID statistics files */
+        build(&b, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }", 48);
+        npy_view v = {0};
+        ims_error err = {0};
+        TEST_OK(view_parse(b.p, b.len, &v, &err), err);
+        TEST_CHECK(v.dtype == IMS_DTYPE_F64 && v.count == 6 && v.nbytes == 48, "float64: dtype %d count %lld",
+                   (int)v.dtype, (long long)v.count);
+        ims_npy_close(v.handle);
+    }
     build(&b, 1, "{'descr': '>f4', 'fortran_order': False, 'shape': (2, 3), }", 24);
     expect_fail(&b, IMS_ERR_UNSUPPORTED, "big-endian", "big endian");
     build(&b, 1, "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2, 3), }", 24);
