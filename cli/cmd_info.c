@@ -276,7 +276,13 @@ static int info_index(const info_options *o, const ims_index *idx, const char *p
             printf("%s", i ? ", " : "");
             json_string(stdout, r, strlen(r));
         }
-        printf("], \"tables_verified\": %s}", o->verify ? "true" : "false");
+        int shard = 0, shards = ims_index_shard(idx, &shard);
+        printf("], \"shard\": ");
+        if (shards)
+            printf("{\"index\": %d, \"count\": %d}", shard, shards);
+        else
+            printf("null");
+        printf(", \"tables_verified\": %s}", o->verify ? "true" : "false");
     } else {
         printf("index       ");
         text_safe(stdout, path);
@@ -306,6 +312,10 @@ static int info_index(const info_options *o, const ims_index *idx, const char *p
             text_safe(stdout, ims_index_root(idx, i));
             fputc('\n', stdout);
         }
+        int shard = 0, shards = ims_index_shard(idx, &shard);
+        if (shards)
+            printf("shard       %d of %d (the files whose path hashes to %d: index --shard %d/%d)\n", shard, shards,
+                   shard, shard, shards);
         printf("on disk     %.1f MiB (%" PRIu64 " bytes)\n", (double)info.disk_bytes / (1 << 20), info.disk_bytes);
         printf("committed   %s\n", info.committed[0] ? info.committed : "(not recorded: format version 1)");
         if (o->verify)

@@ -1148,6 +1148,9 @@ IMS_API ims_status ims_index_config_compare(const ims_index_config *a, const ims
 /* The shard (0..shards-1) a file belongs to: FNV-1a 64 of its path relative
  * to the indexed root, modulo shards. Adding files never moves another. */
 IMS_API int ims_index_shard_of(const char *relative_path, int shards);
+/* The shard an index holds (made with ims_index_run_shard): returns the
+ * shard count and sets *shard; 0 (and *shard 0) for an index of all its files. */
+IMS_API int ims_index_shard(const ims_index *idx, int *shard);
 
 /* ==== index: indexing ===================================================================== */
 

@@ -96,6 +96,12 @@ int ims_index_shard_of(const char *relative_path, int shards)
     return shards > 0 ? (int)(h % (uint64_t)shards) : 0;
 }
 
+int ims_index_shard(const ims_index *idx, int *shard)
+{
+    *shard = (int)idx->settings.shard;
+    return (int)idx->settings.shards;
+}
+
 /* ---- Naming the shards ------------------------------------------------------------------------ */
 
 static int has_manifest(const char *dir)

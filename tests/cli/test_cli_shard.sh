@@ -101,10 +101,12 @@ check "a newer set version is refused" run 1 search "$work/new.set" --text x --d
 check "... saying so" contains err "a newer imgsearch wrote it"
 check "info of a set" run 0 info "$work/photos.set"
 check "... totals" contains out "3 shards, 11 live rows, 1 live failures"
+check "... and each shard's place" contains out "shard       2 of 3"
 check "info --json --verify of a set" run 0 info --json --verify "$work/shards"
 check "... is JSON with every shard verified" python3 -c '
 import json, sys; d = json.load(open(sys.argv[1]))
-assert d["shard_count"] == 3 and d["rows"]["live"] == 11 and all(s["tables_verified"] for s in d["shards"]), d' \
+assert d["shard_count"] == 3 and d["rows"]["live"] == 11 and all(s["tables_verified"] for s in d["shards"]), d
+assert [s["shard"] for s in d["shards"]] == [{"index": i, "count": 3} for i in range(3)], d' \
   "$work/out"
 
 # ---- a set answers as one index ----
