@@ -4,7 +4,7 @@
     python3 bench/compare_torch.py --imgsearch build/imgsearch [--text-model M.isw]
         [--minilm-dir DIR] [--quick] [--device cuda|cpu] [--json OUT.json]
 
-Runs `imgsearch bench --json` on the device, then times the same workloads in
+Runs `imgsearch bench -o jsonl` on the device, then times the same workloads in
 PyTorch with CUDA events (warm-up, then the median of repeated runs, inputs
 rotated, never zeros) and prints our time, theirs and the ratio (theirs / ours:
 above 1 means imgsearch is faster):
@@ -19,7 +19,6 @@ With --device cpu everything runs in fp32 on the CPU (a smoke run).
 """
 import argparse
 import json
-import re
 import statistics
 import subprocess
 import sys
@@ -125,7 +124,7 @@ def main():
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
-    ap.add_argument("--only", help="workload prefix, as imgsearch bench --only")
+    ap.add_argument("--only", help="workloads, as imgsearch bench -w (inception, text, knn)")
     ap.add_argument("--json", help="write the comparison here too")
     a = ap.parse_args()
     try:
@@ -137,16 +136,18 @@ def main():
         print("SKIPPED: PyTorch sees no CUDA device")
         return 77
 
-    cmd = [a.imgsearch, "bench", "--json", "--device", a.device]
+    cmd = [a.imgsearch, "bench", "-o", "jsonl", "--device", a.device,
+           "-w", a.only or ("inception,text,knn" if a.text_model else "inception,knn")]
     if a.quick:
         cmd.append("--quick")
     if a.text_model:
         cmd += ["--text-model", a.text_model]
-    if a.only:
-        cmd += ["--only", a.only]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    lines = [json.loads(l) for l in out.splitlines() if l.strip()]
-    header, ours = lines[0], [l for l in lines[1:] if "median_ms" in l]
+    ours = [json.loads(l) for l in out.splitlines() if l.strip()]
+    if not ours:
+        print("imgsearch bench measured nothing")
+        return 1
+    header = {"device": ours[0]["device"], **ours[0]["ceilings"]}
     dtype = torch.float16 if a.device == "cuda" else torch.float32
     ours_prec = "fp16" if a.device == "cuda" else "fp32"
     reps = 5 if a.quick else 20
@@ -163,10 +164,10 @@ def main():
         sys.stdout.flush()
 
     for r in ours:
-        name, ms = r["workload"], r["median_ms"]
-        m = re.fullmatch(r"inception_v3 (\w+) batch (\d+)", name)
-        if m and m.group(1) == ours_prec:
-            b = int(m.group(2))
+        ms = r["ms_per_call"]
+        if r["workload"] == "inception" and r["precision"] == ours_prec:
+            b = r["batch"]
+            name = f"inception_v3 {r['precision']} batch {b}"
             for compiled in ([False] if a.no_compile or a.device == "cpu" else [False, True]):
                 key = ("inception", compiled)
                 if key not in runners:
@@ -174,19 +175,19 @@ def main():
                 make, run = runners[key]
                 report(name, ms, "torch.compile" if compiled else "torch eager", time_torch(run, make(b), reps, a.device))
             continue
-        m = re.fullmatch(r"text (\w+) batch (\d+) x (\d+) tokens", name)
-        if m and m.group(1) == ours_prec:
+        if r["workload"] == "text" and r["precision"] == ours_prec:
+            name = f"text {r['precision']} batch {r['batch']} x {r['tokens']} tokens"
             if "text" not in runners:
                 info = json.loads(subprocess.run([a.imgsearch, "info", "--json", a.text_model], check=True,
                                                  capture_output=True, text=True).stdout)
                 meta = {x["key"]: x["value"] for x in info["metadata"]}
                 runners["text"] = text_runner(a.device, dtype, a.minilm_dir, meta)
             make, run = runners["text"]
-            report(name, ms, "transformers eager", time_torch(run, make(int(m.group(2)), int(m.group(3))), reps, a.device))
+            report(name, ms, "transformers eager", time_torch(run, make(r["batch"], r["tokens"]), reps, a.device))
             continue
-        m = re.fullmatch(r"knn f16 N=(\d+) D=(\d+) B=(\d+) k=(\d+)", name)
-        if m:
-            n, d, b, k = map(int, m.groups())
+        if r["workload"] == "knn":
+            n, d, b, k = r["rows"], r["dim"], r["batch"], r["k"]
+            name = f"knn f16 N={n} D={d} B={b} k={k}"
             key = ("knn", n, d)
             if key not in runners:
                 runners = {kk: v for kk, v in runners.items() if kk[0] != "knn"}  # one table in memory at a time

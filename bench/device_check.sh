@@ -358,7 +358,7 @@ else
   bench_args=(--images "$root/data/samples")
   [ -f .devdeps/minilm-f16.isw ] && bench_args+=(--text-model "$root/.devdeps/minilm-f16.isw")
   step 3 "imgsearch devices" stage3-bench.log 20 "$build/imgsearch" devices
-  step 3 "imgsearch bench --quick" stage3-bench.log 120 "$build/imgsearch" bench --quick "${bench_args[@]}"
+  step 3 "imgsearch bench --quick" stage3-bench.log 120 "$build/imgsearch" bench --quick -o md "${bench_args[@]}"
 fi
 
 # ---- Stage 4: the PyTorch comparisons (what is left of the budget) -----------------------

@@ -81,6 +81,34 @@ IMS_API double ims_clock_seconds(void);
  * their own free or close functions. */
 IMS_API void ims_free(void *ptr);
 
+/* ==== core: reading JSON (core/json_api.c) ================================================ */
+
+/* The library's strict JSON parser (RFC 8259: UTF-8, no duplicate keys, no
+ * NaN; limits on size and depth), for callers that read JSON the library or
+ * the tool wrote (a saved `imgsearch bench` run). A document owns its values;
+ * they live until ims_json_free. Lookups on a value of another kind, a missing
+ * key or an index out of range return NULL (or 0), never crash. */
+typedef struct ims_json ims_json;
+typedef struct ims_json_value ims_json_value;
+typedef enum ims_json_kind {
+    IMS_JSON_NULL = 0,
+    IMS_JSON_BOOL,
+    IMS_JSON_NUMBER,
+    IMS_JSON_STRING,
+    IMS_JSON_ARRAY,
+    IMS_JSON_OBJECT,
+} ims_json_kind;
+/* err names the byte offset of a syntax error. */
+IMS_API ims_status ims_json_parse(const char *text, size_t len, ims_json **out, ims_error *err);
+IMS_API void ims_json_free(ims_json *doc); /* NULL is fine */
+IMS_API const ims_json_value *ims_json_root(const ims_json *doc);
+IMS_API ims_json_kind ims_json_kind_of(const ims_json_value *v); /* IMS_JSON_NULL for NULL */
+IMS_API size_t ims_json_count(const ims_json_value *v);          /* items or members; 0 for others */
+IMS_API const ims_json_value *ims_json_item(const ims_json_value *array, size_t i);
+IMS_API const ims_json_value *ims_json_member(const ims_json_value *object, const char *key);
+IMS_API const char *ims_json_string(const ims_json_value *v); /* NUL-terminated UTF-8; NULL if not a string */
+IMS_API int ims_json_number(const ims_json_value *v, double *out); /* 1 and *out if a number, else 0 */
+
 /* ==== core: element types and precisions ================================================== */
 
 /* One element-type enum for tensors, weight files and .npy files. The values
@@ -172,6 +200,34 @@ IMS_API ims_status ims_backend_measure_peaks(ims_backend *be, int quick, ims_bac
 
 /* Versions of the libraries this build links, one per line, for bug reports. */
 IMS_API void ims_library_versions(char *buf, size_t size);
+
+/* The same versions as (name, version) pairs, for structured reports (bench's
+ * JSON): names "imgsearch", "commit" (the source's git commit at build time,
+ * "-dirty" when it had changes; "unknown" outside git), "libpng",
+ * "libjpeg-turbo", "zlib", "openblas", then "cuda_runtime", "cuda_driver",
+ * "cublas", "cudnn" (or one "cuda": "not built" in a CPU-only build). A
+ * library that is absent or cannot say has "none" or "unknown". Fills at most
+ * max entries of out and returns how many there are (at most
+ * IMS_LIBRARY_VERSIONS_MAX). Needs no GPU. */
+#define IMS_LIBRARY_VERSIONS_MAX 16
+typedef struct ims_library_version {
+    const char *name; /* a constant string */
+    char version[160];
+} ims_library_version;
+IMS_API size_t ims_library_version_list(ims_library_version *out, size_t max);
+
+/* The clocks and power limit of a backend's GPU as the driver reports them
+ * (NVML, from libnvidia-ml.so.1 loaded at run time when present: no build
+ * dependency). Every field is -1 when unknown: on the CPU backend, without
+ * the driver's library, or when it does not answer; source says where the
+ * values came from ("NVML 12.550.54.15") or why they are unknown. */
+typedef struct ims_device_clocks {
+    int sm_mhz, memory_mhz;         /* now */
+    int sm_max_mhz, memory_max_mhz; /* the device's maximum */
+    double power_limit_w;           /* the enforced power limit */
+    char source[160];
+} ims_device_clocks;
+IMS_API void ims_backend_get_clocks(const ims_backend *be, ims_device_clocks *out);
 
 /* ==== io: weight files ==================================================================== */
 

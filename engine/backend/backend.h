@@ -132,9 +132,20 @@ void imsi_backend_cpu_limit_scratch(ims_backend *be, size_t max_bytes);
  * missing slot. Exposed for the test that feeds it an incomplete table. */
 ims_status imsi_backend_adopt(ims_backend *be, ims_backend **out, ims_error *err);
 
-/* CUDA runtime, driver, cuBLAS and cuDNN versions, one "name version" per line
- * (backend/cuda.c; "not built" lines in a CPU-only build). Needs no GPU. */
-void imsi_cuda_versions(char *buf, size_t size);
+/* CUDA runtime, driver, cuBLAS and cuDNN versions as ims_library_version_list
+ * entries (backend/cuda.c; one "cuda": "not built" in a CPU-only build); fills
+ * at most max, returns the count. Needs no GPU. */
+size_t imsi_cuda_version_list(ims_library_version *out, size_t max);
+
+/* The PCI bus id of a CUDA backend's GPU ("0000:65:00.0"): 0, or -1 (a
+ * CPU-only build, or the runtime did not say). */
+int imsi_cuda_pci_bus_id(const ims_backend *be, char *buf, int size);
+
+/* Clocks (backend/nvml.c): every field -1 and source "unknown: why". */
+void imsi_clocks_unknown(ims_device_clocks *out, const char *why);
+/* Reads pci_bus_id's clocks through the NVML library `library` (a dlopen
+ * name or path: tests load a stand-in); unknown fields stay -1. */
+void imsi_nvml_clocks(const char *library, const char *pci_bus_id, ims_device_clocks *out);
 
 imsi_memory imsi_backend_memory(const ims_backend *be);
 

@@ -97,10 +97,10 @@ static void library_version_text(long long version, char *buf, size_t size)
         snprintf(buf, size, "%lld.%lld.%lld", version / 10000, version % 10000 / 100, version % 100);
 }
 
-void imsi_cuda_versions(char *buf, size_t size)
+size_t imsi_cuda_version_list(ims_library_version *out, size_t max)
 {
     /* No check macros here: this runs without a GPU (and without a driver) and
-     * reports what it finds; a failed query prints "none" or "unknown". Failed
+     * reports what it finds; a failed query gives "none" or "unknown". Failed
      * runtime calls also set the thread's last error, which is cleared so the
      * next kernel launch check does not report it. */
     int runtime = 0, driver = 0;
@@ -112,13 +112,26 @@ void imsi_cuda_versions(char *buf, size_t size)
         (void)cudaGetLastError();
         driver = 0;
     }
-    char runtime_text[32], driver_text[32], cublas_text[32], cudnn_text[32];
-    cuda_version_text(runtime, "unknown", runtime_text, sizeof runtime_text);
-    cuda_version_text(driver, "none", driver_text, sizeof driver_text);
-    library_version_text(cublas_version_number(), cublas_text, sizeof cublas_text);
-    library_version_text((long long)cudnnGetVersion(), cudnn_text, sizeof cudnn_text);
-    snprintf(buf, size, "cuda runtime %s\ncuda driver %s\ncublas %s\ncudnn %s\n", runtime_text, driver_text,
-             cublas_text, cudnn_text);
+    static const char *const names[4] = {"cuda_runtime", "cuda_driver", "cublas", "cudnn"};
+    ims_library_version v[4];
+    for (int i = 0; i < 4; i++)
+        v[i].name = names[i];
+    cuda_version_text(runtime, "unknown", v[0].version, sizeof v[0].version);
+    cuda_version_text(driver, "none", v[1].version, sizeof v[1].version);
+    library_version_text(cublas_version_number(), v[2].version, sizeof v[2].version);
+    library_version_text((long long)cudnnGetVersion(), v[3].version, sizeof v[3].version);
+    for (size_t i = 0; i < 4 && i < max; i++)
+        out[i] = v[i];
+    return 4;
+}
+
+int imsi_cuda_pci_bus_id(const ims_backend *be, char *buf, int size)
+{
+    if (cudaDeviceGetPCIBusId(buf, size, cuda_state_of(be)->device) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return -1;
+    }
+    return 0;
 }
 
 int ims_cuda_compiled(void) { return 1; }

@@ -19,4 +19,19 @@ ims_status imsi_backend_cuda_create(int device, ims_backend **out, ims_error *er
     return ims_error_set(err, IMS_ERR_UNSUPPORTED, "this build has no CUDA backend (configured without the CUDA toolkit)");
 }
 
-void imsi_cuda_versions(char *buf, size_t size) { snprintf(buf, size, "cuda not built\n"); }
+size_t imsi_cuda_version_list(ims_library_version *out, size_t max)
+{
+    if (max < 1)
+        return 1;
+    out[0].name = "cuda";
+    snprintf(out[0].version, sizeof out[0].version, "not built");
+    return 1;
+}
+
+int imsi_cuda_pci_bus_id(const ims_backend *be, char *buf, int size)
+{
+    (void)be;
+    if (size > 0)
+        buf[0] = '\0';
+    return -1;
+}

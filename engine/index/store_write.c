@@ -47,6 +47,69 @@ static char *join(const char *dir, const char *name)
     return p;
 }
 
+/* The lock file's note: "PID\tHOST\tSINCE\n" split into fields (NULL where absent). */
+static void read_holder(int f, char *buf, size_t size, char *fields[3])
+{
+    ssize_t n = pread(f, buf, size - 1, 0);
+    buf[n > 0 ? n : 0] = '\0';
+    fields[0] = buf;
+    fields[1] = fields[2] = NULL;
+    for (int i = 1; i < 3 && fields[i - 1]; i++)
+        if ((fields[i] = strchr(fields[i - 1], '\t')))
+            *fields[i]++ = '\0';
+    char *nl = fields[2] ? strchr(fields[2], '\n') : NULL;
+    if (nl)
+        *nl = '\0';
+    if (!fields[2] || !fields[0][0] || strspn(fields[0], "0123456789") != strlen(fields[0]))
+        fields[0] = fields[1] = fields[2] = NULL;
+}
+
+static void this_host(char *host, size_t size)
+{
+    snprintf(host, size, "?");
+    gethostname(host, size);
+    host[size - 1] = '\0';
+    for (char *c = host; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
+}
+
+/* The noted holder is a process of this host that has exited or is a zombie:
+ * a writer killed a moment ago, whose lock the kernel drops once all its
+ * threads are gone (seconds for a large or ASan-built process). Only decides
+ * whether to wait for the lock, never to take it without flock. */
+static int holder_exiting(char *const fields[3])
+{
+    char host[128], stat_path[64], stat[512];
+    this_host(host, sizeof host);
+    if (!fields[0] || strlen(fields[0]) > 18 || strcmp(fields[1], host) != 0)
+        return 0;
+    snprintf(stat_path, sizeof stat_path, "/proc/%s/stat", fields[0]);
+    int f = open(stat_path, O_RDONLY | O_CLOEXEC);
+    if (f < 0)
+        return errno == ENOENT;
+    ssize_t n = read(f, stat, sizeof stat - 1);
+    close(f);
+    stat[n > 0 ? n : 0] = '\0';
+    const char *paren = strrchr(stat, ')'); /* "PID (COMM) STATE ...": COMM may hold anything */
+    return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
+}
+
+/* flock, waiting up to 10 s while the noted holder is a killed writer still exiting. */
+static int take_lock(int f, char holder[256], char *fields[3])
+{
+    for (int tries = 0;; tries++) {
+        if (flock(f, LOCK_EX | LOCK_NB) == 0)
+            return 0;
+        if (errno != EWOULDBLOCK)
+            return errno;
+        read_holder(f, holder, 256, fields);
+        if (tries == 200 || !holder_exiting(fields))
+            return EWOULDBLOCK;
+        nanosleep(&(struct timespec){.tv_nsec = 50 * 1000 * 1000}, NULL);
+    }
+}
+
 ims_status imsi_index_lock(const char *dir, int *fd, ims_error *err)
 {
     *fd = -1;
@@ -56,41 +119,27 @@ ims_status imsi_index_lock(const char *dir, int *fd, ims_error *err)
     int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
     struct stat sb;
     ims_status st = IMS_OK;
+    char holder[256];
+    char *fields[3] = {NULL, NULL, NULL};
+    int e;
     if (f < 0)
         st = ims_error_set(err, IMS_ERR_IO, "cannot open the lock file '%s': %s", path, strerror(errno));
     else if (fstat(f, &sb) != 0 || !S_ISREG(sb.st_mode))
         st = ims_error_set(err, IMS_ERR_IO, "the lock file '%s' is not a regular file", path);
-    else if (flock(f, LOCK_EX | LOCK_NB) != 0) {
-        int e = errno;
-        char holder[256] = "";
-        ssize_t n = e == EWOULDBLOCK ? pread(f, holder, sizeof holder - 1, 0) : -1;
-        holder[n > 0 ? n : 0] = '\0';
-        char *fields[3] = {holder, NULL, NULL};
-        for (int i = 1; i < 3 && fields[i - 1]; i++)
-            if ((fields[i] = strchr(fields[i - 1], '\t')))
-                *fields[i]++ = '\0';
-        char *nl = fields[2] ? strchr(fields[2], '\n') : NULL;
-        if (nl)
-            *nl = '\0';
-        if (e != EWOULDBLOCK)
-            st = ims_error_set(err, IMS_ERR_IO, "cannot lock '%s': %s", path, strerror(e));
-        else if (fields[2] && strspn(fields[0], "0123456789") == strlen(fields[0]) && fields[0][0])
-            st = ims_error_set(err, IMS_ERR_BUSY,
-                               "index '%.200s' is being written by process %.20s on host '%.64s' (since %.24s): one "
-                               "writer at a time (search it meanwhile, or wait)",
-                               dir, fields[0], fields[1], fields[2]);
-        else
-            st = ims_error_set(err, IMS_ERR_BUSY,
-                               "index '%.200s' is being written by another process: one writer at a time", dir);
-    }
+    else if ((e = take_lock(f, holder, fields)) != 0 && e != EWOULDBLOCK)
+        st = ims_error_set(err, IMS_ERR_IO, "cannot lock '%s': %s", path, strerror(e));
+    else if (e && fields[0])
+        st = ims_error_set(err, IMS_ERR_BUSY,
+                           "index '%.200s' is being written by process %.20s on host '%.64s' (since %.24s): one "
+                           "writer at a time (search it meanwhile, or wait)",
+                           dir, fields[0], fields[1], fields[2]);
+    else if (e)
+        st = ims_error_set(err, IMS_ERR_BUSY,
+                           "index '%.200s' is being written by another process: one writer at a time", dir);
     if (!st) {
         /* Who holds it, for the message of a refused writer (not needed for safety). */
-        char host[128] = "?", since[32] = "?", line[256];
-        gethostname(host, sizeof host);
-        host[sizeof host - 1] = '\0';
-        for (char *c = host; *c; c++)
-            if ((unsigned char)*c < 0x20 || *c == 0x7f)
-                *c = '?';
+        char host[128], since[32] = "?", line[256];
+        this_host(host, sizeof host);
         time_t now = time(NULL);
         struct tm tm;
         if (gmtime_r(&now, &tm))

@@ -13,6 +13,7 @@ Models: ImageEncoder (Inception-v3: features, logits, classes), TextEncoder
 (BERT sentence embeddings, WordPiece tokens). Search: knn() and Table (exact
 k-NN over your own embeddings), Index, index() and compact() (the image index folder),
 list_images() (the indexer's walk of a folder).
+Scores: FidStats, fid(), kid(), inception_score() (as `imgsearch fid`).
 Weight files: convert(), convert_synthetic(). Devices: Device ("auto",
 "cpu", "cuda:N"), shared by the objects made on it.
 
@@ -30,6 +31,7 @@ from ._convert import ConvertReport, convert, convert_synthetic
 from ._core import Device, cuda_compiled, cuda_device_count
 from ._errors import (ArgumentError, BusyError, ChecksumError, ClosedError, CudaError, Error, FileError, FormatError,
                       ImageError, NoDeviceError, NotFoundError, OutOfMemoryError, UnsupportedError)
+from ._fid import FidStats, fid, inception_score, kid
 from ._index import (CompactReport, Hit, ImageList, Index, IndexReport, SyntheticWeightsWarning, compact, index,
                      list_images)
 from ._knn import Table, knn
@@ -52,8 +54,8 @@ def library_path() -> str:
 
 __all__ = [
     "ArgumentError", "BusyError", "ChecksumError", "ClosedError", "CompactReport", "ConvertReport", "CudaError", "Device", "Error", "FileError",
-    "FormatError", "Hit", "ImageBatch", "ImageList", "ImageEncoder", "ImageError", "ImageRun", "Index", "IndexReport",
+    "FidStats", "FormatError", "Hit", "ImageBatch", "ImageList", "ImageEncoder", "ImageError", "ImageRun", "Index", "IndexReport",
     "NoDeviceError", "NotFoundError", "OutOfMemoryError", "Prediction", "SyntheticWeightsWarning", "Table",
     "TextEncoder", "TokenBatch", "UnsupportedError", "convert", "convert_synthetic", "cuda_compiled",
-    "compact", "cuda_device_count", "decode_image", "index", "knn", "library_path", "library_versions", "list_images",
+    "compact", "cuda_device_count", "decode_image", "fid", "inception_score", "index", "kid", "knn", "library_path", "library_versions", "list_images",
 ]

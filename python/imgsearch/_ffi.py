@@ -175,6 +175,11 @@ class ims_index_progress(Structure):
                 ("retried", c_int64), ("removed", c_int64), ("commits", c_int64), ("synthetic", c_int)]
 
 
+class ims_kid_options(Structure):
+    _fields_ = [("subsets", c_int), ("subset_size", c_int), ("degree", c_int), ("gamma", c_double),
+                ("coef0", c_double), ("seed", c_uint32)]
+
+
 class ims_index_info(Structure):
     _fields_ = [("version", c_int), ("rows", c_int64), ("live_rows", c_int64), ("failures", c_int64),
                 ("live_failures", c_int64), ("chunks", c_int64), ("disk_bytes", c_uint64), ("committed", c_char * 32),
@@ -221,6 +226,10 @@ class ims_knn_table(Structure):
 
 
 class ims_index(Structure):
+    pass
+
+
+class ims_fid_stats(Structure):
     pass
 
 
@@ -280,12 +289,12 @@ class ims_convert_report(Structure):
 STRUCTS = [ims_error, ims_str, ims_backend_info, ims_weights_identity, ims_file_entry, ims_file_problem,
            ims_file_list, ims_image,
            ims_decode_options, ims_image_item, ims_image_encoder_run_options, ims_image_encoder_batch,
-           ims_knn_options, ims_index_config, ims_index_info, ims_index_compact_options, ims_index_compact_report,
+           ims_knn_options, ims_kid_options, ims_index_config, ims_index_info, ims_index_compact_options, ims_index_compact_report,
            ims_index_progress, ims_index_run_options, ims_search_options,
            ims_search_query, ims_search_hit, ims_search_result, ims_search_results, ims_convert_options,
            ims_convert_report]
 OPAQUE = [ims_decode_budget, ims_backend, ims_weights, ims_image_encoder, ims_image_encoder_run, ims_tokenizer, ims_text_embedder,
-          ims_knn_table, ims_index, ims_searcher]
+          ims_knn_table, ims_index, ims_searcher, ims_fid_stats]
 
 # ---- Functions: prototypes as include/imgsearch.h writes them -------------------------------
 
@@ -364,6 +373,23 @@ int64_t ims_knn_dim(const ims_knn_table *t);
 ims_status ims_knn_search(ims_knn_table *t, const float *queries, int64_t b, int k, int64_t *ids, float *scores,
                           ims_error *err);
 void ims_knn_free(ims_knn_table *t);
+
+ims_status ims_fid_stats_create(int dim, ims_fid_stats **out, ims_error *err);
+void ims_fid_stats_free(ims_fid_stats *s);
+ims_status ims_fid_stats_add(ims_fid_stats *s, const float *rows, int64_t n, ims_error *err);
+int ims_fid_stats_dim(const ims_fid_stats *s);
+int64_t ims_fid_stats_count(const ims_fid_stats *s);
+ims_status ims_fid_stats_get(ims_fid_stats *s, const double **mu, const double **sigma, ims_error *err);
+ims_status ims_fid_stats_from(const double *mu, const double *sigma, int dim, int64_t count, ims_fid_stats **out,
+                              ims_error *err);
+ims_status ims_fid_stats_save(ims_fid_stats *s, const char *path, const char *mode, ims_error *err);
+ims_status ims_fid_stats_load(const char *path, ims_fid_stats **out, char *mode, size_t mode_size, ims_error *err);
+ims_status ims_fid_distance(ims_fid_stats *a, ims_fid_stats *b, double *fid, ims_error *err);
+void ims_kid_options_init(ims_kid_options *o);
+ims_status ims_kid(const float *x, int64_t nx, const float *y, int64_t ny, int dim, const ims_kid_options *o,
+                   double *mean, double *std, int *size_used, ims_error *err);
+ims_status ims_inception_score(const float *logits, int64_t n, int classes, int splits, uint32_t seed, double *mean,
+                               double *std, ims_error *err);
 
 ims_status ims_index_open(const char *dir, ims_index **out, ims_error *err);
 void ims_index_close(ims_index *idx);

@@ -115,8 +115,8 @@ check "search --device cpu" run 0 search "$work/idx" --image "$img" --text zebra
 check "search --device cpu: the image finds itself" contains out "$img"
 check "knn --device cpu" run 0 knn "$fixtures/knn/table.npy" "$fixtures/knn/queries.npy" -k 3 --device cpu --gpu 0
 check "knn --device cpu: on the cpu" contains err "on cpu"
-check "bench --device cpu" run 0 bench --quick --device cpu --gpu 0 --only none
-check "bench --device cpu: on the cpu" contains out "(cpu)"
+check "bench --device cpu" run 0 bench --quick --device cpu --gpu 0 -w knn --knn-shape 100:8:1:1 -r 1 --seconds 0 -o md
+check "bench --device cpu: on the cpu" contains out "(cpu, "
 
 # ---- '--' ends the options ----
 cp "$work/tv.isw" "$work/-model.isw"

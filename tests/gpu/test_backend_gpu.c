@@ -136,8 +136,8 @@ static void test_create_destroy(int count)
 int main(int argc, char **argv)
 {
     int quick = argc > 1 && !strcmp(argv[1], "quick");
-    char versions[512];
-    imsi_cuda_versions(versions, sizeof versions);
+    char versions[2048];
+    ims_library_versions(versions, sizeof versions);
     printf("%s", versions);
     int count = test_gpu_backends(&cpu_be, &gpu_be);
     ims_error err = {0};
