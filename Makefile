@@ -11,7 +11,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
-FUZZERS ?= weights_reader zip_reader unpickler safetensors json image image_webp image_tiff image_gif image_bmp npy npz tokenizer index bench_run
+FUZZERS ?= weights_reader zip_reader unpickler safetensors json image image_webp image_tiff image_gif image_bmp npy npz tokenizer index index_set bench_run
 GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 CTEST := ctest --output-on-failure -j $(JOBS)
 # ctest hides the output of skipped tests; show their one-line reasons

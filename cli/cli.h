@@ -30,6 +30,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_search(int argc, char **argv);
+int cmd_index_set(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_embed_text(int argc, char **argv);
 int cmd_knn(int argc, char **argv);

@@ -4,6 +4,7 @@
  * index's maintenance: --compact INDEX, --upgrade INDEX (engine/index/compact.c). */
 #include "cli.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -13,7 +14,7 @@ static const char index_usage[] =
     "                       [--precision fp32|tf32|fp16] [--mode torchvision|fid]\n"
     "                       [--dtype f16|f32] [--chunk-rows N] [--conse-top T]\n"
     "                       [--commit-every SECONDS] [--retry-failed] [--verify-content]\n"
-    "                       [--no-prune] [--max-pixels N] [--verbose]\n"
+    "                       [--no-prune] [--max-pixels N] [--verbose] [--shard I/N|auto]\n"
     "       imgsearch index --compact INDEX\n"
     "       imgsearch index --upgrade INDEX [--base DIR]\n"
     "\n"
@@ -59,6 +60,13 @@ static const char index_usage[] =
     "  --max-pixels N          refuse images of more than N pixels (default 178956970,\n"
     "                          as Pillow); warn above N / 2 (a possible decompression bomb)\n"
     "  --verbose               list the ignored files (not named like an image) on stderr\n"
+    "  --shard I/N|auto        index only shard I (0..N-1) of the files: those whose path\n"
+    "                          below its folder hashes to I (adding files never moves\n"
+    "                          one); auto: I and N from the launcher's environment\n"
+    "                          (SLURM_ARRAY_TASK_ID/_COUNT, OMPI_COMM_WORLD_RANK/_SIZE,\n"
+    "                          PMI_RANK/_SIZE). {shard} in -o becomes I (4 digits).\n"
+    "                          The index remembers its shard; search a set of shards\n"
+    "                          with 'imgsearch index-set' (docs/SCALE.md)\n"
     "  --compact INDEX         rewrite INDEX without its retired rows (small chunks\n"
     "                          merged), crash-safely; row ids are renumbered\n"
     "  --upgrade INDEX         rewrite a format-version-1 INDEX as version 2: its paths\n"
@@ -128,8 +136,65 @@ typedef struct index_args {
     cli_device device;
     int precision, mode; /* CLI_PRECISION_DEFAULT, CLI_MODE_MODEL when not given */
     int verbose;
+    const char *shard_text; /* --shard */
+    int shard, shards;      /* shards 0: not given */
+    char *output;           /* -o with {shard} replaced */
     cli_list roots;
 } index_args;
+
+/* An integer in 0..max from text (all of it); -1 if it is not one. */
+static int small_int(const char *t, int max)
+{
+    if (!t || !*t)
+        return -1;
+    char *end;
+    long v = strtol(t, &end, 10);
+    return *end || v < 0 || v > max ? -1 : (int)v;
+}
+
+/* --shard I/N, or auto: the launcher's rank and size. 0, or a message. */
+static const char *parse_shard(const char *text, int *shard, int *shards)
+{
+    static const char *const vars[][3] = {{"SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN"},
+                                          {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", NULL},
+                                          {"PMI_RANK", "PMI_SIZE", NULL}};
+    if (strcmp(text, "auto") == 0) {
+        for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+            int id = small_int(getenv(vars[i][0]), 1 << 20), count = small_int(getenv(vars[i][1]), 1 << 20);
+            int min = vars[i][2] && getenv(vars[i][2]) ? small_int(getenv(vars[i][2]), 1 << 20) : 0;
+            if (id < 0 || count < 1 || min < 0)
+                continue;
+            *shard = id - min; /* an array 1-8 is shards 0..7 */
+            *shards = count;
+            return *shard >= 0 && *shard < count ? NULL : "auto: the launcher's task id is outside its count";
+        }
+        return "auto: none of SLURM_ARRAY_TASK_ID/_COUNT, OMPI_COMM_WORLD_RANK/_SIZE, PMI_RANK/_SIZE is set";
+    }
+    const char *slash = strchr(text, '/');
+    char num[16];
+    if (!slash || (size_t)(slash - text) >= sizeof num)
+        return "expected I/N (such as 3/8) or auto";
+    memcpy(num, text, (size_t)(slash - text));
+    num[slash - text] = '\0';
+    *shard = small_int(num, 1 << 20);
+    *shards = small_int(slash + 1, 1 << 20);
+    if (*shard < 0 || *shards < 1 || *shard >= *shards)
+        return "expected I/N with 0 <= I < N <= 1048576 (such as 3/8) or auto";
+    return NULL;
+}
+
+/* -o with {shard} replaced by the shard number; NULL when out of memory. */
+static char *shard_output(const char *dir, int shard)
+{
+    const char *at = strstr(dir, "{shard}");
+    size_t len = strlen(dir) + 16;
+    char *out = malloc(len);
+    if (out && at)
+        snprintf(out, len, "%.*s%04d%s", (int)(at - dir), dir, shard, at + 7);
+    else if (out)
+        snprintf(out, len, "%s", dir);
+    return out;
+}
 
 static int is_index(const char *dir)
 {
@@ -182,6 +247,8 @@ static int parse_args(int argc, char **argv, index_args *x, ims_index_run_option
             cli_arg_max_pixels(&a, &o->decode);
         else if (cli_is(&a, "--verbose|-v"))
             x->verbose = 1;
+        else if (cli_is(&a, "--shard"))
+            cli_arg_string(&a, &x->shard_text);
         else if (cli_is(&a, "--compact"))
             cli_arg_path(&a, &x->compact);
         else if (cli_is(&a, "--upgrade"))
@@ -205,6 +272,12 @@ static int parse_args(int argc, char **argv, index_args *x, ims_index_run_option
         return cli_args_error(&a, "--base goes with --upgrade INDEX");
     if (!o->index_dir)
         return cli_args_error(&a, "no output: -o INDEX");
+    const char *bad = x->shard_text ? parse_shard(x->shard_text, &x->shard, &x->shards) : NULL;
+    if (bad)
+        return cli_args_error(&a, "--shard %s: %s", x->shard_text, bad);
+    if (!(x->output = x->shards ? shard_output(o->index_dir, x->shard) : strdup(o->index_dir)))
+        return cli_args_error(&a, "out of memory");
+    o->index_dir = x->output;
     int existing = is_index(o->index_dir);
     if (!x->image_path && !existing)
         return cli_args_error(&a, "no image model: --image-model IV3.isw (only an existing index remembers its models)");
@@ -247,6 +320,7 @@ int cmd_index(int argc, char **argv)
         rc = run_compact(&x);
     if (rc >= 0) {
         cli_list_free(&x.roots);
+        free(x.output);
         return rc;
     }
     ims_error err = {0};
@@ -267,11 +341,12 @@ int cmd_index(int argc, char **argv)
         o.on_failure = on_failure;
         o.on_warning = on_warning;
         o.progress_ctx = &ctx;
-        st = ims_index_run(&o, &result, &err);
+        st = ims_index_run_shard(&o, x.shard, x.shards, &result, &err);
     }
     cli_models_close(&m);
     cli_list_free(&x.roots);
     if (st) {
+        free(x.output);
         if (ctx.bar.tty && ctx.bar.drawn)
             fputc('\n', stderr);
         return cli_error(&err);
@@ -281,5 +356,6 @@ int cmd_index(int argc, char **argv)
            (long long)result.indexed, o.index_dir, (long long)result.added, (long long)result.updated,
            (long long)result.removed, (long long)result.retried, (long long)result.failed, (long long)result.already,
            (long long)result.commits, result.elapsed_s, result.decode_wait_s, result.model_s, result.write_s);
+    free(x.output);
     return result.failed ? CLI_EXIT_SOME_FAILED : CLI_EXIT_OK;
 }

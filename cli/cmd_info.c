@@ -15,14 +15,15 @@ typedef struct info_options {
 } info_options;
 
 static const char info_usage[] =
-    "usage: imgsearch info [--json] [--verify] [--all] FILE|INDEX\n"
+    "usage: imgsearch info [--json] [--verify] [--all] FILE|INDEX|SET\n"
     "\n"
     "Prints a weight file's header, metadata and tensor table. The file is fully\n"
     "validated first; a malformed file is reported with the field at fault.\n"
     "Given an index folder: its format version, rows (live and tombstoned),\n"
     "failures by reason, models, settings, roots, chunks and size on disk, and\n"
     "when it was last committed (the index's files are checked by size; with\n"
-    "--verify, its tables by CRC-32 too).\n"
+    "--verify, its tables by CRC-32 too). Given an index set (a set file or a\n"
+    "folder of shards): its totals, then each shard as an index.\n"
     "\n"
     "  --json     one JSON object on stdout\n"
     "  --verify   also check every tensor's (every table's) crc32 (reads all the data)\n"
@@ -208,12 +209,10 @@ static void print_model_json(const char *key, const ims_weights_identity *m)
            m->synthetic ? "true" : "false");
 }
 
-static int info_index(const info_options *o)
+/* One index (or one shard of a set, named path); JSON without the newline. */
+static int info_index(const info_options *o, const ims_index *idx, const char *path)
 {
     ims_error err = {0};
-    ims_index *idx = NULL;
-    if (ims_index_open(o->path, &idx, &err))
-        return cli_error(&err);
     if (o->verify) { /* every table's CRC-32, as a search with verification loads them */
         const ims_index_config *c = ims_index_get_config(idx);
         ims_backend *be = NULL;
@@ -231,10 +230,8 @@ static int info_index(const info_options *o)
             knn = NULL;
         }
         ims_backend_free(be);
-        if (st) {
-            ims_index_close(idx);
+        if (st)
             return cli_error(&err);
-        }
     }
     ims_index_info info;
     ims_index_get_info(idx, &info);
@@ -245,7 +242,7 @@ static int info_index(const info_options *o)
     const char *precision = c->precision >= 0 ? ims_precision_name((ims_precision)c->precision) : NULL;
     if (o->json) {
         printf("{");
-        json_path(stdout, "index", o->path);
+        json_path(stdout, "index", path);
         printf(", \"version\": %d, \"committed\": ", info.version);
         if (info.committed[0])
             json_string(stdout, info.committed, strlen(info.committed));
@@ -279,10 +276,16 @@ static int info_index(const info_options *o)
             printf("%s", i ? ", " : "");
             json_string(stdout, r, strlen(r));
         }
-        printf("], \"tables_verified\": %s}\n", o->verify ? "true" : "false");
+        int shard = 0, shards = ims_index_shard(idx, &shard);
+        printf("], \"shard\": ");
+        if (shards)
+            printf("{\"index\": %d, \"count\": %d}", shard, shards);
+        else
+            printf("null");
+        printf(", \"tables_verified\": %s}", o->verify ? "true" : "false");
     } else {
         printf("index       ");
-        text_safe(stdout, o->path);
+        text_safe(stdout, path);
         printf(" (format version %d%s)\n", info.version, info.version < 2 ? ": upgrade it with imgsearch index --upgrade" : "");
         printf("rows        %" PRId64 " live, %" PRId64 " tombstoned (%" PRId64 " stored in %" PRId64
                " chunks of at most %d)\n", info.live_rows, info.rows - info.live_rows, info.rows, info.chunks,
@@ -309,14 +312,75 @@ static int info_index(const info_options *o)
             text_safe(stdout, ims_index_root(idx, i));
             fputc('\n', stdout);
         }
+        int shard = 0, shards = ims_index_shard(idx, &shard);
+        if (shards)
+            printf("shard       %d of %d (the files whose path hashes to %d: index --shard %d/%d)\n", shard, shards,
+                   shard, shard, shards);
         printf("on disk     %.1f MiB (%" PRIu64 " bytes)\n", (double)info.disk_bytes / (1 << 20), info.disk_bytes);
         printf("committed   %s\n", info.committed[0] ? info.committed : "(not recorded: format version 1)");
         if (o->verify)
             printf("checksums   every table's CRC-32 ok\n");
     }
     free(reasons);
-    ims_index_close(idx);
     return CLI_EXIT_OK;
+}
+
+/* An index, or every shard of a set and their totals. */
+static int info_set(const info_options *o)
+{
+    ims_error err = {0};
+    ims_index_set *set = NULL;
+    if (ims_index_set_open(o->path, &set, &err))
+        return cli_error(&err);
+    int rc = CLI_EXIT_OK;
+    int64_t n = ims_index_set_shard_count(set);
+    if (!ims_index_set_is_set(set)) {
+        rc = info_index(o, ims_index_set_shard(set, 0), o->path);
+        if (o->json && !rc)
+            printf("\n");
+        ims_index_set_close(set);
+        return rc;
+    }
+    ims_index_info sum = {0};
+    for (int64_t i = 0; i < n; i++) {
+        ims_index_info info;
+        ims_index_get_info(ims_index_set_shard(set, i), &info);
+        sum.rows += info.rows, sum.live_rows += info.live_rows, sum.failures += info.failures;
+        sum.live_failures += info.live_failures, sum.disk_bytes += info.disk_bytes;
+    }
+    if (o->json) {
+        printf("{");
+        json_path(stdout, "index_set", o->path);
+        printf(", \"shard_count\": %" PRId64 ", \"rows\": {\"live\": %" PRId64 ", \"stored\": %" PRId64
+               "}, \"failures\": {\"live\": %" PRId64 ", \"stored\": %" PRId64 "}, \"disk_bytes\": %" PRIu64
+               ", \"shards\": [",
+               n, sum.live_rows, sum.rows, sum.live_failures, sum.failures, sum.disk_bytes);
+    } else {
+        printf("index set   ");
+        text_safe(stdout, o->path);
+        printf(": %" PRId64 " shards, %" PRId64 " live rows, %" PRId64 " live failures, %.1f MiB\n", n,
+               sum.live_rows, sum.live_failures, (double)sum.disk_bytes / (1 << 20));
+    }
+    for (int64_t i = 0; !rc && i < n; i++) {
+        printf(o->json ? (i ? ", " : "") : "\nshard %" PRId64 "\n", i);
+        rc = info_index(o, ims_index_set_shard(set, i), ims_index_set_shard_path(set, i));
+    }
+    if (o->json && !rc)
+        printf("]}\n");
+    ims_index_set_close(set);
+    return rc;
+}
+
+/* A set file is JSON; a weight file starts with its magic. */
+static int looks_like_set_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    int c = f ? fgetc(f) : EOF;
+    while (c == ' ' || c == '\n' || c == '\r' || c == '\t')
+        c = fgetc(f);
+    if (f)
+        fclose(f);
+    return c == '{';
 }
 
 int cmd_info(int argc, char **argv)
@@ -343,8 +407,8 @@ int cmd_info(int argc, char **argv)
     if (!o.path)
         return cli_args_error(&a, "missing FILE or INDEX");
     struct stat sb;
-    if (stat(o.path, &sb) == 0 && S_ISDIR(sb.st_mode))
-        return info_index(&o);
+    if (stat(o.path, &sb) == 0 && (S_ISDIR(sb.st_mode) || (S_ISREG(sb.st_mode) && looks_like_set_file(o.path))))
+        return info_set(&o);
     ims_error err = {0};
     ims_weights *w = NULL;
     if (ims_weights_open(o.path, o.verify ? IMS_WEIGHTS_VERIFY_DATA : 0, &w, &err))

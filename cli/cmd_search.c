@@ -1,11 +1,13 @@
 /* cmd_search.c: `imgsearch search INDEX (--text T | --image F | --queries FILE)`:
- * top-k images of an index for text or image queries.
+ * top-k images of an index (or an index set) for text or image queries.
  *
  * The command line and the printing only: the search itself is the
  * library's searcher (engine/index/search.c), which embeds the queries with
- * the index's models and answers each table's queries as one batch.
+ * the index's models and answers each table's queries as one batch; with
+ * --mpi, the ranks of an MPI job share the set's shards (search_mpi.c).
  */
 #include "cli.h"
+#include "search_mpi.h"
 #include "html.h"
 
 #include <errno.h>
@@ -15,8 +17,8 @@
 
 static const char search_usage[] =
     "usage: imgsearch search INDEX (--text TEXT | --image FILE | --queries FILE)...\n"
-    "                        [-k K] [--json] [--table visual|semantic]\n"
-    "                        [--device auto|cpu|cuda] [--gpu N] [--dtype f16|f32]\n"
+    "                        [-k K] [--json] [--table visual|semantic] [--mpi]\n"
+    "                        [--device auto|cpu|cuda] [--gpu N|local] [--dtype f16|f32]\n"
     "                        [--text-model M.isw] [--image-model M.isw] [--no-verify]\n"
     "                        [--relative-to DIR] [--max-pixels N]\n"
     "                        [--html OUT.html [--html-links]]\n"
@@ -24,6 +26,10 @@ static const char search_usage[] =
     "Finds the K images of INDEX most similar to each query (cosine similarity,\n"
     "exact). --text, --image and --queries may be repeated and combined. Paths are\n"
     "printed as the index stores them: absolute, so they work from any folder.\n"
+    "INDEX may be an index set (a set file from 'imgsearch index-set create', or a\n"
+    "folder of shard folders): the answer is the one a single index of the same\n"
+    "files gives (equal scores are ordered by path), and --json hits carry their\n"
+    "\"shard\" (row, chunk and offset are then the shard's).\n"
     "A query that cannot be embedded (an image that cannot be read, an empty\n"
     "text) is reported on stderr and the others are answered; the exit status is\n"
     "then 3.\n"
@@ -54,7 +60,14 @@ static const char search_usage[] =
     "  --device auto|cpu|cuda\n"
     "                       where to embed and search: auto (default) is cuda when\n"
     "                       a GPU is usable, else cpu\n"
-    "  --gpu N              which GPU (default 0)\n"
+    "  --gpu N|local        which GPU (default 0); local: the process's rank on its\n"
+    "                       node (OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID), modulo\n"
+    "                       the GPUs it sees\n"
+    "  --mpi                run as one rank of an MPI job (mpirun -n R imgsearch\n"
+    "                       search SET --mpi ...): each rank searches its shards of\n"
+    "                       the set (shard i on rank i % R), rank 0 embeds the\n"
+    "                       queries, merges exactly and prints; a rank that fails\n"
+    "                       fails the run, naming the rank (docs/SCALE.md)\n"
     "  --text-model M       the text model (default: the one the index was built with)\n"
     "  --image-model M      the image model (default: likewise)\n"
     "  --no-verify          check the index's table files by size only, not by\n"
@@ -69,7 +82,7 @@ typedef struct search_query {
 typedef struct search_args {
     const char *index_dir, *text_model, *image_model, *relative_to, *html;
     cli_device device;
-    int k, json, semantic_images, no_verify, html_links;
+    int k, json, semantic_images, no_verify, mpi, gpu_local, html_links;
     ims_dtype dtype; /* IMS_DTYPE_COUNT: the backend's default */
     ims_decode_options decode; /* --max-pixels */
     search_query *queries;
@@ -167,6 +180,38 @@ static int query_option(cli_args *c, search_args *a, int kind)
     return rc ? cli_args_stop(c, rc) : 0;
 }
 
+/* --gpu N, or local: the node-local rank's GPU. */
+static void gpu_option(cli_args *c, search_args *a)
+{
+    const char *v = NULL;
+    if (cli_arg_string(c, &v))
+        return;
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (!strcmp(v, "local"))
+        a->gpu_local = 1;
+    else if (*v && !*end && n >= 0 && n <= CLI_GPU_MAX)
+        a->device.gpu = (int)n, a->gpu_local = 0;
+    else
+        cli_args_stop(c, cli_args_error(c, "--gpu '%s': expected an integer in 0..%d or local", v, CLI_GPU_MAX));
+}
+
+/* --gpu local: the process's rank on its node, modulo the GPUs it sees. */
+static void resolve_local_gpu(search_args *a)
+{
+    static const char *const vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "PMI_LOCAL_RANK"};
+    int rank = 0, count = 0;
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i])) {
+            rank = atoi(getenv(vars[i]));
+            break;
+        }
+    ims_error ignored;
+    if (ims_cuda_device_count(&count, &ignored) != IMS_OK || count < 1)
+        count = 1;
+    a->device.gpu = (rank < 0 ? 0 : rank) % count;
+}
+
 /* Returns 0 to go on, -1 after --help, or the exit status. */
 static int parse_search_args(int argc, char **argv, search_args *a)
 {
@@ -191,8 +236,12 @@ static int parse_search_args(int argc, char **argv, search_args *a)
             a->json = 1;
         else if (cli_is(&c, "--table"))
             cli_arg_choice(&c, table_names, &a->semantic_images); /* 1: semantic */
+        else if (cli_is(&c, "--gpu"))
+            gpu_option(&c, a);
         else if (cli_is(&c, CLI_DEVICE_OPTIONS))
             cli_arg_device(&c, &a->device);
+        else if (cli_is(&c, "--mpi"))
+            a->mpi = 1;
         else if (cli_is(&c, "--dtype"))
             cli_arg_dtype(&c, &a->dtype);
         else if (cli_is(&c, "--no-verify"))
@@ -250,6 +299,7 @@ static void relative_path(const char *base, const char *path, char *buf, size_t 
 
 typedef struct printer {
     const search_args *a;
+    int is_set; /* hits name their shard */
     char base[PATH_MAX]; /* --relative-to, resolved */
 } printer;
 
@@ -307,7 +357,10 @@ static void print_results(const printer *pr, const ims_search_results *res)
                 json_path(stdout, "path", path);
                 printf(", \"score\": ");
                 json_double(stdout, h->score);
-                printf(", \"row\": %lld, \"chunk\": %lld, \"offset\": %lld}", (long long)h->row, (long long)h->chunk,
+                if (pr->is_set)
+                    printf(", \"shard\": %lld", (long long)IMS_INDEX_SET_SHARD(h->row));
+                printf(", \"row\": %lld, \"chunk\": %lld, \"offset\": %lld}",
+                       (long long)(pr->is_set ? IMS_INDEX_SET_SHARD_ROW(h->row) : h->row), (long long)h->chunk,
                        (long long)h->offset);
             } else {
                 printf("%4d  %8.4f  ", j + 1, h->score);
@@ -321,6 +374,38 @@ static void print_results(const printer *pr, const ims_search_results *res)
             printf("      (the index is empty)\n");
     }
     free(buf);
+}
+
+/* One process searches the whole set (or index). */
+static ims_status search_local(search_args *a, const ims_search_options *so_in, const ims_search_query *queries,
+                               printer *pr, int *synthetic, ims_search_results **res, ims_error *err)
+{
+    ims_index_set *set = NULL;
+    ims_backend *be = NULL;
+    ims_searcher *searcher = NULL;
+    ims_status st = ims_index_set_open(a->index_dir, &set, err);
+    if (!st) {
+        pr->is_set = ims_index_set_is_set(set);
+        ims_index_info info;
+        ims_index_get_info(ims_index_set_shard(set, 0), &info);
+        if (!pr->is_set && info.version < 2)
+            fprintf(stderr, "imgsearch: note: %s is index format version %d: its paths are relative to the folder it "
+                            "was indexed from; 'imgsearch index --upgrade %s' (run there) makes them absolute\n",
+                    a->index_dir, info.version, a->index_dir);
+    }
+    if (!st)
+        st = cli_device_open(&a->device, &be, err);
+    ims_search_options so = *so_in;
+    so.backend = be;
+    if (!st)
+        st = ims_searcher_open_set(set, &so, &searcher, err);
+    if (!st)
+        st = ims_searcher_search(searcher, queries, (int64_t)a->count, a->k, res, err);
+    *synthetic = searcher && ims_searcher_synthetic(searcher);
+    ims_searcher_close(searcher);
+    ims_backend_free(be);
+    ims_index_set_close(set);
+    return st;
 }
 
 /* The contact sheet (--html): 0, or the exit status after saying why. */
@@ -347,13 +432,10 @@ int cmd_search(int argc, char **argv)
     search_args a = {0};
     int rc = parse_search_args(argc, argv, &a);
     ims_error err = {0};
-    ims_index *index = NULL;
-    ims_backend *be = NULL;
-    ims_searcher *searcher = NULL;
     ims_search_query *queries = NULL;
     ims_search_results *res = NULL;
     ims_status st = IMS_OK;
-    int failed = 0;
+    int failed = 0, synthetic = 0, root = 1;
     if (rc)
         goto done;
     queries = calloc(a.count, sizeof *queries);
@@ -369,36 +451,31 @@ int cmd_search(int argc, char **argv)
     printer pr = {.a = &a};
     if (!st && a.relative_to && !realpath(a.relative_to, pr.base))
         st = ims_error_set(&err, IMS_ERR_NOT_FOUND, "--relative-to '%s': %s", a.relative_to, strerror(errno));
-    if (!st)
-        st = ims_index_open(a.index_dir, &index, &err);
-    ims_index_info info;
-    if (!st) {
-        ims_index_get_info(index, &info);
-        if (info.version < 2)
-            fprintf(stderr, "imgsearch: note: %s is index format version %d: its paths are relative to the folder it "
-                            "was indexed from; 'imgsearch index --upgrade %s' (run there) makes them absolute\n",
-                    a.index_dir, info.version, a.index_dir);
-    }
-    if (!st)
-        st = cli_device_open(&a.device, &be, &err);
+    if (a.gpu_local)
+        resolve_local_gpu(&a);
     ims_search_options so;
     ims_search_options_init(&so);
-    so.backend = be;
     so.dtype = a.dtype;
     so.image_model = a.image_model;
     so.text_model = a.text_model;
     so.decode = a.decode;
     so.on_warning = on_image_warning;
     so.verify = !a.no_verify;
-    if (!st)
-        st = ims_searcher_open(index, &so, &searcher, &err);
-    if (!st)
-        st = ims_searcher_search(searcher, queries, a.count, a.k, &res, &err);
-    if (searcher && ims_searcher_synthetic(searcher))
+    if (!st && a.mpi) {
+        cli_mpi_search m = {a.index_dir, &a.device, &so, queries, a.count, a.k};
+        cli_mpi_outcome o = {0};
+        st = cli_search_mpi(&m, &o, &res, &err);
+        root = o.root;
+        pr.is_set = o.is_set;
+        synthetic = o.synthetic;
+    } else if (!st) {
+        st = search_local(&a, &so, queries, &pr, &synthetic, &res, &err);
+    }
+    if (synthetic && root)
         fprintf(stderr, "imgsearch: WARNING: the image model holds synthetic weights: results are not meaningful\n");
-    if (!st && a.html && (rc = write_html(&a, res, ims_searcher_synthetic(searcher))) != 0)
+    if (!st && res && root && a.html && (rc = write_html(&a, res, synthetic)) != 0)
         goto done;
-    if (!st) {
+    if (!st && res) {
         print_results(&pr, res);
         for (int64_t i = 0; i < res->count; i++)
             if (res->results[i].status) {
@@ -412,9 +489,6 @@ int cmd_search(int argc, char **argv)
 done:
     failed = res && res->failed > 0;
     ims_search_results_free(res);
-    ims_searcher_close(searcher);
-    ims_backend_free(be);
-    ims_index_close(index);
     free(queries);
     for (size_t i = 0; i < a.owned_count; i++)
         free(a.owned[i]);
@@ -424,6 +498,8 @@ done:
         return rc < 0 ? CLI_EXIT_OK : rc;
     if (st && !err.msg[0])
         ims_error_set(&err, st, "%s", ims_status_name(st));
+    if (st && !root) /* rank 0 says why and fails the job: a failing exit here could have mpirun kill rank 0 first */
+        return CLI_EXIT_OK;
     if (st)
         return cli_error(&err);
     return failed ? CLI_EXIT_SOME_FAILED : CLI_EXIT_OK;

@@ -23,6 +23,8 @@ static const cli_command commands[] = {
      "DIR|FILE... -o INDEX --image-model M.isw [--text-model M.isw] [--device D]"},
     {"search", cmd_search, "the images of an index most like a text or an example image",
      "INDEX (--text T | --image F | --queries FILE)... [-k K] [--device D]"},
+    {"index-set", cmd_index_set, "shards made with index --shard, read as one index (a set file)",
+     "create OUT.set SHARD... | list SET"},
     {"serve", cmd_serve, "a local web page and JSON API for searching an index, models loaded once",
      "INDEX [--host 127.0.0.1] [--port 8080] [--device D]"},
     {"embed-text", cmd_embed_text, "sentence embeddings of texts (stdin's lines or --text), .npy or JSON",

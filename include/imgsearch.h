@@ -1160,6 +1160,54 @@ IMS_API void ims_index_compact_options_init(ims_index_compact_options *o);
 IMS_API ims_status ims_index_compact(const char *dir, const ims_index_compact_options *o,
                                      ims_index_compact_report *report, ims_error *err);
 
+/* ==== index: index sets (shards) ========================================================== */
+
+/* engine/index/index_set.c: the shards of one collection, read as one index
+ * (docs/FORMAT.md, "The index set"). ims_index_set_open is how every reader
+ * (search, info, a binding, a server) opens what the user names: an index
+ * folder (a set of one, read exactly as the index), a set file written by
+ * ims_index_set_create, or a folder whose subfolders are the shards (in name
+ * order). Every shard must agree with the first on models, mode, dtype,
+ * dimensions, conse_top and precision (else an error naming the shard and the
+ * difference). A searcher over a set gives the answer one index of the same
+ * files would: the same rows, scores and order (equal scores by path). */
+typedef struct ims_index_set ims_index_set;
+
+/* A hit of a set names its shard and the shard's row: row = shard <<
+ * IMS_INDEX_SET_ROW_BITS | the shard's row id. Shard 0's rows (and an index
+ * opened as a set) keep their own ids. */
+#define IMS_INDEX_SET_ROW_BITS 40
+#define IMS_INDEX_SET_SHARD(row) ((row) >> IMS_INDEX_SET_ROW_BITS)
+#define IMS_INDEX_SET_SHARD_ROW(row) ((row) & ((INT64_C(1) << IMS_INDEX_SET_ROW_BITS) - 1))
+
+IMS_API ims_status ims_index_set_open(const char *path, ims_index_set **out, ims_error *err);
+/* One part of a set, for one of parts processes (MPI ranks): only the shards
+ * i with i % parts == part are opened (the others are named, not read). */
+IMS_API ims_status ims_index_set_open_part(const char *path, int part, int parts, ims_index_set **out,
+                                           ims_error *err);
+IMS_API void ims_index_set_close(ims_index_set *s); /* NULL is fine */
+IMS_API int ims_index_set_is_set(const ims_index_set *s); /* 0: path named a single index folder */
+IMS_API int64_t ims_index_set_shard_count(const ims_index_set *s);
+IMS_API const char *ims_index_set_shard_path(const ims_index_set *s, int64_t i); /* NULL if out of range */
+/* Shard i's index; NULL if out of range or not opened by this part. */
+IMS_API const ims_index *ims_index_set_shard(const ims_index_set *s, int64_t i);
+/* The configuration the shards share (the first opened one's); NULL if this part opened none. */
+IMS_API const ims_index_config *ims_index_set_config(const ims_index_set *s);
+/* Writes a set file listing the shard folders (each must open and agree with
+ * the first), crash-safely; paths below the set file's folder are stored
+ * relative to it, others absolute. */
+IMS_API ims_status ims_index_set_create(const char *set_path, const char *const *shards, size_t count,
+                                        ims_error *err);
+/* IMS_OK if rows of b can be searched beside rows of a (chunk sizes may
+ * differ), else the first difference naming both values. */
+IMS_API ims_status ims_index_config_compare(const ims_index_config *a, const ims_index_config *b, ims_error *err);
+/* The shard (0..shards-1) a file belongs to: FNV-1a 64 of its path relative
+ * to the indexed root, modulo shards. Adding files never moves another. */
+IMS_API int ims_index_shard_of(const char *relative_path, int shards);
+/* The shard an index holds (made with ims_index_run_shard): returns the
+ * shard count and sets *shard; 0 (and *shard 0) for an index of all its files. */
+IMS_API int ims_index_shard(const ims_index *idx, int *shard);
+
 /* ==== index: indexing ===================================================================== */
 
 /* engine/index/indexer.c: folders of images -> an index, kept in step with
@@ -1246,6 +1294,12 @@ IMS_API void ims_index_run_options_init(ims_index_run_options *o);
  * GPU error, another writer holding the index); the index holds every
  * committed chunk either way. *out gets the final counts (may be NULL). */
 IMS_API ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out, ims_error *err);
+/* ims_index_run over one shard of the files: those whose path relative to
+ * their root (a file root: its name) has ims_index_shard_of(...) == shard.
+ * The index remembers the shard (a run without one takes it; another is
+ * refused); shards 1 (shard 0) is ims_index_run. */
+IMS_API ims_status ims_index_run_shard(const ims_index_run_options *o, int shard, int shards, ims_index_progress *out,
+                                       ims_error *err);
 
 /* ==== index: search ======================================================================= */
 
@@ -1297,17 +1351,18 @@ typedef struct ims_search_query {
 
 typedef struct ims_search_hit {
     int64_t row;      /* the row's id: its place in the index, the chunks counted in order (row r
-                         of the concatenated .npy tables, line r of the concatenated rows.txt) */
+                         of the concatenated .npy tables, line r of the concatenated rows.txt);
+                         of a set: shard << IMS_INDEX_SET_ROW_BITS | the shard's row id */
     float score;      /* cosine similarity */
     const char *path; /* the row's path (owned by the results) */
-    int64_t chunk;    /* its vectors: row `offset` of chunk-<chunk>.{visual,semantic}.npy */
+    int64_t chunk;    /* its vectors: row `offset` of chunk-<chunk>.{visual,semantic}.npy (of its shard) */
     int64_t offset;
 } ims_search_hit;
 
 typedef struct ims_search_result {
     ims_index_table table;      /* the table the query searched */
     int count;                  /* hits: min(k, live rows of the index); 0 when the query failed */
-    const ims_search_hit *hits; /* (count) best first, equal scores by lower row */
+    const ims_search_hit *hits; /* (count) best first, equal scores by path, then row */
     ims_status status;          /* IMS_OK, or why this query could not be embedded (an image that
                                    cannot be read, an empty text): the others are still answered */
     const char *error;          /* NULL, or that reason in one line (owned by the results) */
@@ -1336,6 +1391,44 @@ IMS_API ims_status ims_searcher_search(ims_searcher *s, const ims_search_query *
 IMS_API int ims_searcher_synthetic(const ims_searcher *s);
 IMS_API void ims_searcher_close(ims_searcher *s);         /* NULL is fine */
 IMS_API void ims_search_results_free(ims_search_results *r); /* NULL is fine */
+
+/* A searcher over a set (which must stay open while the searcher is): every
+ * shard the set opened is searched, and the hits merged exactly (equal scores
+ * by path, then set row). The models are loaded once. */
+IMS_API ims_status ims_searcher_open_set(const ims_index_set *set, const ims_search_options *o, ims_searcher **out,
+                                         ims_error *err);
+
+/* A search in two steps, for searches spread over processes (MPI): one
+ * process embeds the queries (ims_searcher_embed), sends the vectors to the
+ * others, each searches the shards of its part (ims_searcher_search_vectors
+ * over a set opened with ims_index_set_open_part), and one merges their
+ * results (ims_search_results_merge): the answer of one searcher over the
+ * whole set. ims_searcher_search is the two steps in one process. */
+typedef struct ims_search_vector {
+    ims_index_table table; /* the table the query searches */
+    int dim;               /* of vec: the table's columns; 0 when the query failed */
+    const float *vec;      /* (dim), or NULL when the query could not be embedded */
+    ims_status status;     /* IMS_OK, or why not (the query is then not searched) */
+    const char *error;     /* NULL, or the reason in one line */
+} ims_search_vector;
+
+typedef struct ims_search_vectors {
+    int64_t count;                  /* queries, in the order given */
+    const ims_search_vector *items; /* (count) */
+} ims_search_vectors;
+
+IMS_API ims_status ims_searcher_embed(ims_searcher *s, const ims_search_query *queries, int64_t count,
+                                      ims_search_vectors **out, ims_error *err);
+IMS_API void ims_search_vectors_free(ims_search_vectors *v); /* NULL is fine */
+/* Searches count vectors over the shards this searcher's set opened; a
+ * vector whose status is not IMS_OK gets that status and error in its result. */
+IMS_API ims_status ims_searcher_search_vectors(ims_searcher *s, const ims_search_vector *vectors, int64_t count,
+                                               int k, ims_search_results **out, ims_error *err);
+/* Merges n results of the same queries (each best first, as a searcher gives
+ * them) into the k best per query, equal scores by path then row. A query
+ * failed in any part fails in the merge (with the first error given). */
+IMS_API ims_status ims_search_results_merge(const ims_search_results *const *parts, int64_t n, int k,
+                                            ims_search_results **out, ims_error *err);
 
 /* One search without keeping a searcher: open, search, close. */
 IMS_API ims_status ims_index_search(const ims_index *idx, const ims_search_options *o,

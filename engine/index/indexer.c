@@ -74,6 +74,7 @@ typedef struct index_run {
     float *visual, *semantic; /* (features), (semantic_dim): one row's embeddings */
     char **roots;             /* canonical */
     size_t root_count;
+    int shard, shards;        /* the run's shard of the files; shards 0: all (settled in open_index) */
     /* the files to do, in path order; per file why, and the record it replaces (-1: none) */
     ims_file_entry *todo;
     todo_kind *kind;
@@ -146,6 +147,28 @@ static int path_under(const char *path, const char *root)
         return 0;
     return path[n] == '\0' || path[n] == '/' || (n > 0 && root[n - 1] == '/');
 }
+
+/* The shard a listed path belongs to: its path below its root (a file root:
+ * its name), so the partition is the same wherever the folders are mounted. */
+static int shard_of(const index_run *r, const char *path)
+{
+    const char *rel = NULL;
+    for (size_t i = 0; i < r->root_count; i++) {
+        size_t n = strlen(r->roots[i]);
+        if (!path_under(path, r->roots[i]))
+            continue;
+        const char *below = path + n + (path[n] == '/');
+        if (*below == '\0') { /* the root itself: a file */
+            const char *slash = strrchr(path, '/');
+            below = slash ? slash + 1 : path;
+        }
+        if (!rel || strlen(below) < strlen(rel)) /* the innermost root */
+            rel = below;
+    }
+    return ims_index_shard_of(rel ? rel : path, r->shards);
+}
+
+static int in_shard(const index_run *r, const char *path) { return r->shards <= 1 || shard_of(r, path) == r->shard; }
 
 /* ---- Settings and models --------------------------------------------------------------------------- */
 
@@ -339,6 +362,8 @@ static ims_status plan(index_run *r, const ims_file_list *list, uint8_t *seen_ro
     for (size_t i = 0; !st && i < n; i++) {
         const ims_file_entry *f = &list->files[i];
         int64_t ref;
+        if (!in_shard(r, f->path))
+            continue;
         if (!imsi_index_lookup(idx, f->path, &ref)) {
             st = add_todo(r, f, TODO_NEW, -1);
             continue;
@@ -370,6 +395,8 @@ static ims_status plan(index_run *r, const ims_file_list *list, uint8_t *seen_ro
         const ims_file_problem *p = &list->problems[i];
         ims_file_entry f = {p->path, 0, 0};
         int64_t ref;
+        if (!in_shard(r, p->path))
+            continue;
         int known = imsi_index_lookup(idx, p->path, &ref);
         if (known && imsi_ref_is_failure(ref))
             seen_failures[imsi_ref_index(ref)] = 1;
@@ -587,6 +614,19 @@ static ims_status open_index(index_run *r, ims_error *err)
         s.batch = o->batch_size;
     if (o->threads > 0)
         s.threads = o->threads;
+    if (r->shards > 0 && r->exists && (s.shards != (r->shards > 1 ? r->shards : 0) || (s.shards && s.shard != r->shard))) {
+        if (s.shards)
+            ims_error_set(err, IMS_ERR_ARGUMENT, "index '%s': it holds shard %lld/%lld of the files, not %d/%d",
+                          o->index_dir, (long long)s.shard, (long long)s.shards, r->shard, r->shards);
+        else
+            ims_error_set(err, IMS_ERR_ARGUMENT, "index '%s': it holds all the files (no shard), not shard %d/%d",
+                          o->index_dir, r->shard, r->shards);
+        return IMS_ERR_ARGUMENT;
+    }
+    if (r->shards > 1)
+        s.shard = r->shard, s.shards = r->shards;
+    r->shard = (int)s.shard; /* given, or the index's */
+    r->shards = (int)s.shards;
     imsi_index_set_settings(r->index, &s);
     st = imsi_index_add_roots(r->index, (const char *const *)r->roots, r->root_count, err);
     r->first_chunk = (int64_t)r->index->chunk_count;
@@ -596,7 +636,16 @@ static ims_status open_index(index_run *r, ims_error *err)
 
 ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out, ims_error *err)
 {
-    index_run r = {.o = o};
+    return ims_index_run_shard(o, 0, 0, out, err);
+}
+
+ims_status ims_index_run_shard(const ims_index_run_options *o, int shard, int shards, ims_index_progress *out,
+                               ims_error *err)
+{
+    if (shards < 0 || shards > (1 << 20) || (shards > 0 && (shard < 0 || shard >= shards)))
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "shard %d of %d: expected 0 <= shard < shards <= %d", shard,
+                             shards, 1 << 20);
+    index_run r = {.o = o, .shard = shard, .shards = shards};
     double start = ims_clock_seconds();
     ims_file_list list = {0};
     uint8_t *seen_rows = NULL, *seen_failures = NULL;

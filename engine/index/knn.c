@@ -58,6 +58,13 @@ void ims_knn_options_init(ims_knn_options *o)
 }
 
 int64_t ims_knn_rows(const ims_knn_table *t) { return t->rows; }
+
+const void *imsi_knn_row(const ims_knn_table *t, int64_t i)
+{
+    return i >= 0 && i < t->rows ? (const char *)t->host + (size_t)i * t->row_bytes : NULL;
+}
+
+ims_dtype imsi_knn_storage(const ims_knn_table *t) { return t->opt.dtype; }
 int64_t ims_knn_dim(const ims_knn_table *t) { return t->dim; }
 
 int64_t imsi_knn_query_batch(int k)

@@ -26,4 +26,10 @@ void imsi_knn_set_max_batch(ims_knn_table *t, int64_t queries);
 int imsi_knn_merge(const float *a_scores, const int64_t *a_ids, int na, const float *b_scores,
                    const int32_t *b_ids, int64_t b_base, int nb, int k, float *out_scores, int64_t *out_ids);
 
+/* Row i as stored (normalized when cosine, rounded to the storage dtype,
+ * imsi_knn_storage): what a searcher rescores its candidates with, so a
+ * row's score does not depend on the table around it. NULL if out of range. */
+const void *imsi_knn_row(const ims_knn_table *t, int64_t i);
+ims_dtype imsi_knn_storage(const ims_knn_table *t);
+
 #endif /* IMS_KNN_H */

@@ -240,7 +240,7 @@ static int chunk_has(const ims_index *idx, const imsi_chunk *ch, int which)
 
 /* A JSON string of s as the text files escape it (%XX for '%', controls and
  * invalid UTF-8): any path, and the manifest stays valid UTF-8 JSON. */
-static void write_json_path(FILE *f, const char *s)
+void imsi_index_write_json_path(FILE *f, const char *s)
 {
     char *buf = NULL;
     size_t size = 0;
@@ -262,9 +262,9 @@ static void write_json_path(FILE *f, const char *s)
 static void write_model(FILE *f, const char *key, const ims_weights_identity *m)
 {
     fprintf(f, "  \"%s\": {\"name\": ", key);
-    write_json_path(f, m->name);
+    imsi_index_write_json_path(f, m->name);
     fprintf(f, ", \"path\": ");
-    write_json_path(f, m->path);
+    imsi_index_write_json_path(f, m->path);
     fprintf(f, ", \"bytes\": %llu, \"crc32\": \"%08x\", \"synthetic\": %s},\n", (unsigned long long)m->bytes,
             (unsigned)m->crc32, m->synthetic ? "true" : "false");
 }
@@ -313,7 +313,7 @@ ims_status imsi_index_manifest_write(ims_index *idx, size_t chunk_count, ims_err
     fprintf(f, "  \"roots\": [");
     for (size_t i = 0; i < idx->root_count; i++) {
         fprintf(f, "%s", i ? ", " : "");
-        write_json_path(f, idx->roots[i]);
+        imsi_index_write_json_path(f, idx->roots[i]);
     }
     fprintf(f, "],\n  \"settings\": {");
     const imsi_index_settings *s = &idx->settings;
@@ -324,6 +324,9 @@ ims_status imsi_index_manifest_write(ims_index *idx, size_t chunk_count, ims_err
         fprintf(f, "%s\"batch\": %lld", n++ ? ", " : "", (long long)s->batch);
     if (s->threads > 0)
         fprintf(f, "%s\"threads\": %lld", n++ ? ", " : "", (long long)s->threads);
+    if (s->shards > 0)
+        fprintf(f, "%s\"shard\": {\"index\": %lld, \"count\": %lld}", n++ ? ", " : "", (long long)s->shard,
+                (long long)s->shards);
     fprintf(f, "},\n  \"rows\": %zu,\n  \"failures\": %zu,\n", rows, failures);
     fprintf(f, "  \"tombstones\": {\"rows\": %zu, \"failures\": %zu},\n", dead_rows, dead_failures);
     fprintf(f, "  \"next_chunk\": %lld,\n  \"chunks\": [", (long long)idx->next_chunk);
@@ -535,6 +538,13 @@ static ims_status read_v2(ims_index *idx, const json_value *root, ims_error *err
         st = get_int(s, "batch", 1, 1 << 20, &idx->settings.batch, err);
     if (!st && imsi_json_object_get(s, "threads"))
         st = get_int(s, "threads", 1, 1 << 10, &idx->settings.threads, err);
+    const json_value *shard = st ? NULL : imsi_json_object_get(s, "shard");
+    if (shard)
+        st = get_int(shard, "count", 1, 1 << 20, &idx->settings.shards, err);
+    if (shard && !st)
+        st = get_int(shard, "index", 0, idx->settings.shards - 1, &idx->settings.shard, err);
+    if (st && shard)
+        imsi_error_prefix(err, st, "settings: shard");
     if (!st)
         st = get_int(root, "next_chunk", 0, INDEX_MAX_CHUNK_ID + 1, &idx->next_chunk, err);
     return st;

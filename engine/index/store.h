@@ -73,6 +73,7 @@ typedef struct imsi_path_map {
 typedef struct imsi_index_settings {
     double commit_every_s;
     int64_t batch, threads; /* only when a run was given them */
+    int64_t shard, shards;  /* a shard of the files (ims_index_run_shard); shards 0: all files */
 } imsi_index_settings;
 
 struct ims_index {
@@ -123,6 +124,8 @@ struct ims_index {
 void imsi_index_escape_write(FILE *f, const char *s, size_t len);
 /* Undoes imsi_index_escape_write in place; 0 on success, -1 on a malformed escape. */
 int imsi_index_unescape(char *s, size_t *len);
+/* s escaped as above, as a JSON string (quotes included): a path in a manifest. */
+void imsi_index_write_json_path(FILE *f, const char *s);
 
 /* ---- The model (store.c) -------------------------------------------------------------------- */
 
@@ -161,6 +164,10 @@ void imsi_index_free_records(ims_index *idx);
  * never embedded with a model the index was not built with. what: "image", "text". */
 ims_status imsi_index_open_model(const char *given, const ims_weights_identity *recorded, const char *what,
                                  ims_weights **out, ims_error *err);
+
+/* A set of one shard, idx, which stays the caller's (index_set.c): the searcher
+ * of one index is the searcher of this set. */
+ims_status imsi_index_set_wrap(const ims_index *idx, ims_index_set **out, ims_error *err);
 
 /* ---- Writing (store_write.c) ------------------------------------------------------------------ */
 

@@ -16,9 +16,9 @@ bin=$1 fixtures=$(cd "$2" && pwd)
 case $bin in /*) ;; */*) bin=$PWD/$bin ;; esac  # the '--' checks run in another folder
 . "$(dirname "$0")/cli_check.sh"
 
-commands="index search serve embed-text classify embed-image knn fid preprocess tokenize convert info bench devices version help"
+commands="index search index-set serve embed-text classify embed-image knn fid preprocess tokenize convert info bench devices version help"
 device_commands="index search serve embed-text classify embed-image fid knn bench"
-no_device_commands="preprocess tokenize convert info devices version help"  # they run no model
+no_device_commands="index-set preprocess tokenize convert info devices version help"  # they run no model
 
 # ---- help ----
 check "--help" run 0 --help
