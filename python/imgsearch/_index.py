@@ -334,7 +334,7 @@ class Index(OnDevice):
         in one call per table.
 
         Returns, for one query (a single text or image), a list of Hit(row,
-        path, score), best first (equal scores by lower row); for lists, one
+        path, score), best first (equal scores by path, then row); for lists, one
         such list per query. With arrays=True: (scores, rows) instead,
         float32 and int64 of shape (queries, k) (or (k,) for one query),
         positions past the index's rows holding row -1 and score -inf.
