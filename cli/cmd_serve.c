@@ -1,4 +1,4 @@
-/* cmd_serve.c: `imgsearch serve INDEX`: a local web page and JSON API over
+/* cmd_serve.c: `imgsearch serve INDEX_OR_SET`: a local web page and JSON API over
  * one index, with the models and tables loaded once.
  *
  * The command line, start-up and shutdown only: serve_http.c answers the
@@ -26,21 +26,21 @@
 #include <unistd.h>
 
 static const char serve_usage[] =
-    "usage: imgsearch serve INDEX [--host 127.0.0.1] [--port 8080]\n"
+    "usage: imgsearch serve INDEX_OR_SET [--host 127.0.0.1] [--port 8080]\n"
     "                       [--device auto|cpu|cuda] [--gpu N] [--dtype f16|f32]\n"
     "                       [--text-model M.isw] [--image-model M.isw] [--no-verify]\n"
     "                       [--max-k K] [--max-upload MIB] [--max-text BYTES]\n"
     "                       [--queue N] [--connections N] [--timeout S]\n"
     "                       [--thumb-cache MIB] [--max-pixels N] [--quiet]\n"
     "\n"
-    "Serves a page for searching INDEX by text or by an uploaded image, with the\n"
-    "results as a grid of thumbnails, and its JSON API:\n"
+    "Serves a page for searching an index (or a set of shards) by text or by an\n"
+    "uploaded image, with the results as a grid of thumbnails, and its JSON API:\n"
     "  GET  /api/search?text=TEXT&k=K           text on the semantic table\n"
-    "  GET  /api/search?row=ROW&k=K&table=T     the indexed image of ROW (more like this)\n"
+    "  GET  /api/search?row=ID&k=K&table=T      the indexed image of a hit's id (more like this)\n"
     "  POST /api/search?k=K&table=T             the body is an image file\n"
     "       -> {\"query\", \"table\", \"results\": [{\"rank\", \"path\", \"score\", \"row\",\n"
-    "          \"chunk\", \"offset\"}], \"latency_ms\"} (search --json's fields)\n"
-    "  GET  /api/thumb/ROW                      the JPEG thumbnail of a row\n"
+    "          \"chunk\", \"offset\", \"id\"}], \"latency_ms\"} (search --json's fields, and id)\n"
+    "  GET  /api/thumb/ID                       the JPEG thumbnail of a row\n"
     "  GET  /api/info, GET /api/health          the index, limits, counts, latency\n"
     "The models and tables are loaded once, at start. Errors are JSON\n"
     "{\"error\": ...} with a 4xx status; 503 when --queue searches wait already.\n"
@@ -164,13 +164,17 @@ static ims_status parse_host(const char *host, int port, listen_addr *out, ims_e
 /* Loads the models and tables now (a text and an indexed image, answered and
  * dropped), so the first request does not pay for it. A failure here is only
  * noted: the request that needs the part will say what is wrong. */
-static void warm_up(ims_searcher *searcher, const ims_index *idx, int has_semantic)
+static void warm_up(ims_searcher *searcher, const ims_index_set *set, int has_semantic)
 {
+    const ims_index *idx = NULL;
+    for (int64_t i = 0; i < ims_index_set_shard_count(set) && !idx; i++)
+        if ((idx = ims_index_set_shard(set, i)) && ims_index_live_row_count(idx) == 0)
+            idx = NULL;
     ims_search_query q[2] = {{.text = "warm up"}, {.table = IMS_INDEX_TABLE_VISUAL}};
     int n = 0;
     if (has_semantic)
         q[n++] = (ims_search_query){.text = "warm up"};
-    if (ims_index_live_row_count(idx) > 0)
+    if (idx)
         q[n++] = (ims_search_query){.image = ims_index_row(idx, ims_index_live_row(idx, 0))->path};
     ims_search_results *res = NULL;
     ims_error err = {0};
@@ -214,7 +218,7 @@ static ims_status make_upload_dir(char *dir, size_t size, ims_error *err)
     return IMS_OK;
 }
 
-static ims_status open_searcher(const serve_args *a, ims_index *idx, ims_backend *be, ims_searcher **out,
+static ims_status open_searcher(const serve_args *a, const ims_index_set *set, ims_backend *be, ims_searcher **out,
                                 ims_error *err)
 {
     ims_search_options so;
@@ -225,7 +229,7 @@ static ims_status open_searcher(const serve_args *a, ims_index *idx, ims_backend
     so.text_model = a->text_model;
     so.decode = a->decode;
     so.verify = !a->no_verify;
-    return ims_searcher_open(idx, &so, out, err);
+    return ims_searcher_open_set(set, &so, out, err);
 }
 
 /* Serves until SIGINT or SIGTERM. */
@@ -296,7 +300,7 @@ static ims_status serve_until_signal(serve_server *s, const serve_args *a, ims_e
         return ims_error_set(err, st, "%s port %d: %s", a->host, a->port, why);
     }
     ims_index_info ii;
-    ims_index_get_info(s->index, &ii);
+    ims_index_set_get_info(s->index, &ii);
     fprintf(stderr, "imgsearch: serving %s (%lld images) on http://%s%s%s:%d/ (device %s)\n", s->index_name,
             (long long)ii.live_rows, la.ipv6 ? "[" : "", a->host, la.ipv6 ? "]" : "", port, s->device);
     fflush(stderr);
@@ -319,14 +323,14 @@ int cmd_serve(int argc, char **argv)
     ims_searcher *searcher = NULL;
     ims_status st = catch_stop_signals(&err); /* first: a signal during the loading stops it once loaded */
     if (!st)
-        st = ims_index_open(a.index_dir, &s.index, &err);
+        st = ims_index_set_open(a.index_dir, &s.index, &err);
     if (!st)
         st = cli_device_open(&a.device, &be, &err);
     if (!st)
         st = open_searcher(&a, s.index, be, &searcher, &err);
     if (!st) {
         s.device = ims_backend_get_info(be)->name;
-        s.has_semantic = ims_index_get_config(s.index)->semantic_dim > 0;
+        s.has_semantic = ims_index_set_config(s.index)->semantic_dim > 0;
         fprintf(stderr, "imgsearch: serve: loading the models and tables of %s ...\n", a.index_dir);
         double t0 = ims_clock_seconds();
         warm_up(searcher, s.index, s.has_semantic);
@@ -355,7 +359,7 @@ int cmd_serve(int argc, char **argv)
     free(s.page);
     ims_searcher_close(searcher);
     ims_backend_free(be);
-    ims_index_close(s.index);
+    ims_index_set_close(s.index);
     pthread_mutex_destroy(&s.mu);
     release_stop_signals();
     return st ? cli_error(&err) : CLI_EXIT_OK;

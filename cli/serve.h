@@ -44,7 +44,7 @@ typedef struct serve_job {
 } serve_job;
 
 typedef struct serve_engine_options {
-    ims_index *index;
+    const ims_index_set *index; /* an index or a set of shards (ims_index_set_open) */
     ims_searcher *searcher;
     int queue_max; /* jobs waiting at most; more get 503 */
 } serve_engine_options;
@@ -94,7 +94,7 @@ typedef struct serve_stats {
 
 typedef struct serve_server {
     const char *index_name;
-    ims_index *index;
+    ims_index_set *index; /* an index or a set of shards */
     serve_engine *engine;
     serve_thumbs *thumbs;
     serve_limits limits;

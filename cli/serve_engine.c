@@ -53,7 +53,7 @@ static void query_error(serve_job *job, int http_status, const char *msg)
     serve_job_error(job, http_status, msg);
 }
 
-static void write_query(FILE *f, const serve_job *job, const ims_index *idx)
+static void write_query(FILE *f, const serve_job *job, const ims_index_set *idx)
 {
     fputs("{\"query\": ", f);
     if (job->kind == SERVE_QUERY_TEXT) {
@@ -62,13 +62,13 @@ static void write_query(FILE *f, const serve_job *job, const ims_index *idx)
         fprintf(f, "{\"upload_bytes\": %zu}", job->upload_bytes);
     } else {
         fprintf(f, "{\"row\": %lld, ", (long long)job->row);
-        json_path(f, "image", ims_index_row(idx, job->row)->path);
+        json_path(f, "image", ims_index_set_live_row(idx, job->row)->path);
         fputc('}', f);
     }
 }
 
 /* The answer as `search --json` writes it, plus the times. */
-static void write_result(serve_job *job, const ims_index *idx, const ims_search_results *res)
+static void write_result(serve_job *job, const ims_index_set *idx, const ims_search_results *res)
 {
     const ims_search_result *r = &res->results[0];
     char *buf = NULL;
@@ -86,8 +86,13 @@ static void write_result(serve_job *job, const ims_index *idx, const ims_search_
         json_path(f, "path", h->path);
         fputs(", \"score\": ", f);
         json_double(f, h->score);
-        fprintf(f, ", \"row\": %lld, \"chunk\": %lld, \"offset\": %lld}", (long long)h->row, (long long)h->chunk,
-                (long long)h->offset);
+        /* search --json's fields (a set's hit: its shard, and row, chunk and offset in the shard), and the
+         * id that row= and /api/thumb/ take */
+        if (ims_index_set_is_set(idx))
+            fprintf(f, ", \"shard\": %lld", (long long)IMS_INDEX_SET_SHARD(h->row));
+        fprintf(f, ", \"row\": %lld, \"chunk\": %lld, \"offset\": %lld, \"id\": %lld}",
+                (long long)IMS_INDEX_SET_SHARD_ROW(h->row), (long long)h->chunk, (long long)h->offset,
+                (long long)h->row);
     }
     fprintf(f, "], \"latency_ms\": {\"queued\": %.3f, \"load\": %.3f, \"embed\": %.3f, \"search\": %.3f}}\n",
             job->queued_s * 1e3, res->load_s * 1e3, res->embed_s * 1e3, res->search_s * 1e3);
@@ -106,11 +111,12 @@ static void answer(serve_engine *e, serve_job *job)
     } else if (job->kind == SERVE_QUERY_UPLOAD) {
         q.image = job->text;
     } else {
-        if (!ims_index_row_live(e->o.index, job->row)) {
+        const ims_file_entry *row = ims_index_set_live_row(e->o.index, job->row);
+        if (!row) {
             serve_job_error(job, 404, "no such row in the index");
             return;
         }
-        q.image = ims_index_row(e->o.index, job->row)->path;
+        q.image = row->path;
     }
     ims_search_results *res = NULL;
     ims_error err = {0};

@@ -131,7 +131,7 @@ static enum MHD_Result search_get(serve_server *s, struct MHD_Connection *c, ser
     if (!text == !row)
         return respond_error(c, 400, "give text=TEXT or row=ROW (one of them)", oc);
     if (row) {
-        if (parse_int64(row, 0, INT64_MAX / 2, &job->row) || !ims_index_row_live(s->index, job->row))
+        if (parse_int64(row, 0, INT64_MAX / 2, &job->row) || !ims_index_set_live_row(s->index, job->row))
             return respond_error(c, 404, "no such row in the index", oc);
         job->kind = SERVE_QUERY_ROW;
         return run_job(s, c, job, oc);
@@ -203,12 +203,13 @@ static enum MHD_Result search_post(serve_server *s, struct MHD_Connection *c, co
 static enum MHD_Result thumb(serve_server *s, struct MHD_Connection *c, const char *row_text, outcome *oc)
 {
     int64_t row;
-    if (parse_int64(row_text, 0, INT64_MAX / 2, &row) || !ims_index_row_live(s->index, row))
+    const ims_file_entry *file = NULL;
+    if (parse_int64(row_text, 0, INT64_MAX / 2, &row) || !(file = ims_index_set_live_row(s->index, row)))
         return respond_error(c, 404, "no such row in the index", oc);
     uint8_t *jpeg = NULL;
     size_t size = 0;
     ims_error err = {0};
-    if (serve_thumbs_get(s->thumbs, row, ims_index_row(s->index, row)->path, &jpeg, &size, &err)) {
+    if (serve_thumbs_get(s->thumbs, row, file->path, &jpeg, &size, &err)) {
         char msg[IMS_ERROR_MSG_MAX + 32];
         snprintf(msg, sizeof msg, "no thumbnail: %s", err.msg);
         return respond_error(c, 404, msg, oc);
@@ -247,7 +248,7 @@ static enum MHD_Result info(serve_server *s, struct MHD_Connection *c, outcome *
     if (!f)
         return respond_error(c, 500, "out of memory", oc);
     ims_index_info ii;
-    ims_index_get_info(s->index, &ii);
+    ims_index_set_get_info(s->index, &ii);
     size_t entries, bytes;
     uint64_t hits, misses;
     serve_thumbs_stats(s->thumbs, &entries, &bytes, &hits, &misses);

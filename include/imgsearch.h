@@ -1193,6 +1193,12 @@ IMS_API const char *ims_index_set_shard_path(const ims_index_set *s, int64_t i);
 IMS_API const ims_index *ims_index_set_shard(const ims_index_set *s, int64_t i);
 /* The configuration the shards share (the first opened one's); NULL if this part opened none. */
 IMS_API const ims_index_config *ims_index_set_config(const ims_index_set *s);
+/* The file of a set row id (as a hit names it) when that row is live in an
+ * opened shard; NULL otherwise (out of range, tombstoned, another part's). */
+IMS_API const ims_file_entry *ims_index_set_live_row(const ims_index_set *s, int64_t row);
+/* ims_index_info summed over the opened shards: the lowest format version,
+ * the latest commit, the totals of rows, failures, chunks, bytes and roots. */
+IMS_API void ims_index_set_get_info(const ims_index_set *s, ims_index_info *out);
 /* Writes a set file listing the shard folders (each must open and agree with
  * the first), crash-safely; paths below the set file's folder are stored
  * relative to it, others absolute. */

@@ -76,6 +76,35 @@ const ims_index_config *ims_index_set_config(const ims_index_set *s)
     return s->first ? ims_index_get_config(s->first) : NULL;
 }
 
+const ims_file_entry *ims_index_set_live_row(const ims_index_set *s, int64_t row)
+{
+    const ims_index *idx = row >= 0 ? ims_index_set_shard(s, IMS_INDEX_SET_SHARD(row)) : NULL;
+    int64_t r = IMS_INDEX_SET_SHARD_ROW(row);
+    return idx && ims_index_row_live(idx, r) ? ims_index_row(idx, r) : NULL;
+}
+
+void ims_index_set_get_info(const ims_index_set *s, ims_index_info *out)
+{
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < s->count; i++) {
+        if (!s->shards[i])
+            continue;
+        ims_index_info one;
+        ims_index_get_info(s->shards[i], &one);
+        if (!out->version || one.version < out->version)
+            out->version = one.version;
+        if (strcmp(one.committed, out->committed) > 0) /* UTC "YYYY-MM-DDTHH:MM:SSZ" sorts as text */
+            memcpy(out->committed, one.committed, sizeof out->committed);
+        out->rows += one.rows;
+        out->live_rows += one.live_rows;
+        out->failures += one.failures;
+        out->live_failures += one.live_failures;
+        out->chunks += one.chunks;
+        out->disk_bytes += one.disk_bytes;
+        out->root_count += one.root_count;
+    }
+}
+
 ims_status ims_index_config_compare(const ims_index_config *a, const ims_index_config *b, ims_error *err)
 {
     ims_index_config bb = *b;
