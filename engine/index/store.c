@@ -490,7 +490,7 @@ static ims_status read_optional(const json_value *root, int64_t *conse_top, int 
     return st;
 }
 
-static ims_status add_root(ims_index *idx, const char *root, ims_error *err)
+ims_status imsi_index_insert_root(ims_index *idx, size_t at, const char *root, ims_error *err)
 {
     char *copy = strdup(root);
     ims_status st = copy ? imsi_index_grow((void **)&idx->roots, &idx->root_cap, idx->root_count + 1,
@@ -500,7 +500,9 @@ static ims_status add_root(ims_index *idx, const char *root, ims_error *err)
         free(copy);
         return st;
     }
-    idx->roots[idx->root_count++] = copy;
+    memmove(idx->roots + at + 1, idx->roots + at, (idx->root_count - at) * sizeof *idx->roots);
+    idx->roots[at] = copy;
+    idx->root_count++;
     return IMS_OK;
 }
 
@@ -523,7 +525,7 @@ static ims_status read_v2(ims_index *idx, const json_value *root, ims_error *err
         memcpy(path, r->str.ptr, len + 1);
         if (imsi_index_unescape(path, &len) != 0 || strlen(path) != len || path[0] != '/')
             return ims_error_set(err, IMS_ERR_FORMAT, "roots[%zu]: not an absolute path", i);
-        st = add_root(idx, path, err);
+        st = imsi_index_insert_root(idx, idx->root_count, path, err);
     }
     const json_value *s = st ? NULL : imsi_json_object_get(root, "settings");
     if (!st && (!s || s->kind != JSON_OBJECT))

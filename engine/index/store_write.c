@@ -552,17 +552,9 @@ ims_status imsi_index_add_roots(ims_index *idx, const char *const *roots, size_t
             at++;
         if (at < idx->root_count && strcmp(idx->roots[at], roots[i]) == 0)
             continue;
-        char *copy = strdup(roots[i]);
-        ims_status st = copy ? imsi_index_grow((void **)&idx->roots, &idx->root_cap, idx->root_count + 1,
-                                               sizeof *idx->roots, err)
-                             : ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
-        if (st) {
-            free(copy);
+        ims_status st = imsi_index_insert_root(idx, at, roots[i], err);
+        if (st)
             return st;
-        }
-        memmove(idx->roots + at + 1, idx->roots + at, (idx->root_count - at) * sizeof *idx->roots);
-        idx->roots[at] = copy;
-        idx->root_count++;
         idx->dirty = 1;
     }
     return IMS_OK;
