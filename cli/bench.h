@@ -112,6 +112,9 @@ typedef struct bench_out {
 } bench_out;
 
 /* Reads a run saved with -o json or -o jsonl; a failure names the file. */
+/* A whole file (at most about max_bytes) in a malloc'd buffer; what names it in messages. */
+ims_status bench_read_file(const char *path, size_t max_bytes, const char *what, char **data, size_t *size,
+                           ims_error *err);
 ims_status bench_baseline_load(const char *path, bench_baseline *b, ims_error *err);
 /* The same from text[0..len) (tests/fuzz/fuzz_bench_run.c); path names it in messages. */
 ims_status bench_baseline_parse(const char *text, size_t len, const char *path, bench_baseline *b, ims_error *err);

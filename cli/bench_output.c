@@ -20,18 +20,19 @@
 
 /* ---- The saved run (--compare) ---------------------------------------------------------- */
 
-static ims_status read_text_file(const char *path, char **text, size_t *len, ims_error *err)
+ims_status bench_read_file(const char *path, size_t max_bytes, const char *what, char **data, size_t *size,
+                           ims_error *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return ims_error_set(err, IMS_ERR_IO, "%s: cannot open the saved run", path);
+        return ims_error_set(err, IMS_ERR_IO, "%s: cannot open %s", path, what);
     size_t cap = 1 << 16, n = 0;
     char *p = malloc(cap);
     while (p) {
         n += fread(p + n, 1, cap - n, f);
         if (n < cap)
             break;
-        char *q = cap < ((size_t)1 << 28) ? realloc(p, cap * 2) : NULL; /* 256 MiB: far more than any run */
+        char *q = cap < max_bytes ? realloc(p, cap * 2) : NULL;
         if (!q)
             free(p);
         p = q;
@@ -41,10 +42,10 @@ static ims_status read_text_file(const char *path, char **text, size_t *len, ims
     fclose(f);
     if (!p || bad) {
         free(p);
-        return ims_error_set(err, bad ? IMS_ERR_IO : IMS_ERR_NOMEM, "%s: cannot read the saved run", path);
+        return ims_error_set(err, bad ? IMS_ERR_IO : IMS_ERR_NOMEM, "%s: cannot read %s", path, what);
     }
-    *text = p;
-    *len = n;
+    *data = p;
+    *size = n;
     return IMS_OK;
 }
 
@@ -78,7 +79,8 @@ ims_status bench_baseline_load(const char *path, bench_baseline *b, ims_error *e
     memset(b, 0, sizeof *b);
     char *text = NULL;
     size_t len = 0;
-    ims_status st = read_text_file(path, &text, &len, err);
+    /* 256 MiB: far more than any run */
+    ims_status st = bench_read_file(path, (size_t)1 << 28, "the saved run", &text, &len, err);
     if (!st)
         st = bench_baseline_parse(text, len, path, b, err);
     free(text);

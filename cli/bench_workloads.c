@@ -600,35 +600,6 @@ static ims_status decode_call(void *state, int call, ims_error *err)
     return IMS_OK;
 }
 
-static ims_status read_whole_file(const char *path, unsigned char **data, size_t *size, ims_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ims_error_set(err, IMS_ERR_IO, "%s: cannot open", path);
-    size_t cap = 1 << 16, n = 0;
-    unsigned char *p = malloc(cap);
-    while (p) {
-        n += fread(p + n, 1, cap - n, f);
-        if (n < cap)
-            break;
-        unsigned char *q = cap < ((size_t)1 << 30) ? realloc(p, cap * 2) : NULL;
-        if (!q) {
-            free(p);
-            p = NULL;
-        }
-        p = q;
-        cap *= 2;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!p || bad) {
-        free(p);
-        return ims_error_set(err, bad ? IMS_ERR_IO : IMS_ERR_NOMEM, "%s: cannot read", path);
-    }
-    *data = p;
-    *size = n;
-    return IMS_OK;
-}
 
 /* Counted in images and in compressed bytes. A file that does not decode
  * ends the run naming it (a benchmark folder should hold images only). */
@@ -648,7 +619,9 @@ static ims_status bench_decode(bench_ctx *c, ims_error *err)
         st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory");
     double bytes = 0;
     for (int i = 0; !st && i < count; i++) {
-        st = read_whole_file(list.files[i].path, &s.data[i], &s.sizes[i], err);
+        char *file = NULL;
+        st = bench_read_file(list.files[i].path, (size_t)1 << 30, "the image", &file, &s.sizes[i], err);
+        s.data[i] = (unsigned char *)file;
         bytes += (double)s.sizes[i];
     }
     if (!st) {
