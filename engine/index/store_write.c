@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -74,10 +75,10 @@ static void this_host(char *host, size_t size)
             *c = '?';
 }
 
-/* The noted holder is a process of this host that has exited or is a zombie:
- * a writer killed a moment ago, whose lock the kernel drops once all its
- * threads are gone (seconds for a large or ASan-built process). Only decides
- * whether to wait for the lock, never to take it without flock. */
+/* The noted holder is a process of this host that has exited, is exiting or
+ * is a zombie: a writer killed a moment ago, whose lock the kernel drops once
+ * all its threads are gone. Only decides whether to wait for the lock, never
+ * to take it without flock. */
 static int holder_exiting(char *const fields[3])
 {
     char host[128], stat_path[64], stat[512];
@@ -91,8 +92,15 @@ static int holder_exiting(char *const fields[3])
     ssize_t n = read(f, stat, sizeof stat - 1);
     close(f);
     stat[n > 0 ? n : 0] = '\0';
-    const char *paren = strrchr(stat, ')'); /* "PID (COMM) STATE ...": COMM may hold anything */
-    return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
+    /* "PID (COMM) STATE PPID PGRP SESSION TTY TPGID FLAGS ...": COMM may hold anything. A process
+     * killed a moment ago is PF_EXITING while the kernel tears its memory down (seconds for a large
+     * or ASan-built one), then closes its files (the lock goes), then is a zombie. */
+    const char *paren = strrchr(stat, ')');
+    char state = 0;
+    unsigned flags = 0;
+    if (!paren || sscanf(paren + 1, " %c %*d %*d %*d %*d %*d %u", &state, &flags) != 2)
+        return 0;
+    return state == 'Z' || state == 'X' || (flags & 0x4u /* PF_EXITING */);
 }
 
 /* flock, waiting up to 10 s while the noted holder is a killed writer still
