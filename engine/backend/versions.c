@@ -1,14 +1,18 @@
 /* versions.c: the versions of every library this build links, for bug reports
  * and benchmark headers: one list (ims_library_version_list), printed one per
  * line by ims_library_versions. Compile-time versions where the library has no
- * runtime query (libjpeg-turbo); the commit is written into build_commit.h by
+ * runtime query (libjpeg-turbo, giflib); the commit is written into build_commit.h by
  * scripts/build_commit.cmake at every build. */
 #include "backend/backend.h"
 
 #include <cblas.h>
+#include <gif_lib.h>
 #include <jconfig.h>
 #include <png.h>
 #include <stdio.h>
+#include <string.h>
+#include <tiffio.h>
+#include <webp/decode.h>
 #include <zlib.h>
 
 #include "build_commit.h"
@@ -36,6 +40,15 @@ size_t ims_library_version_list(ims_library_version *out, size_t max)
     version_add(out, max, &n, "libpng", png_get_libpng_ver(NULL));
     version_add(out, max, &n, "libjpeg-turbo", IMS_STR_(LIBJPEG_TURBO_VERSION));
     version_add(out, max, &n, "zlib", zlibVersion());
+    int webp = WebPGetDecoderVersion(); /* 0xMMmmrr */
+    char webp_text[32], tiff_text[64];
+    snprintf(webp_text, sizeof webp_text, "%d.%d.%d", (webp >> 16) & 0xff, (webp >> 8) & 0xff, webp & 0xff);
+    version_add(out, max, &n, "libwebp", webp_text);
+    const char *tiff = TIFFGetVersion(); /* "LIBTIFF, Version 4.5.0\nCopyright ..." */
+    const char *at = tiff ? strstr(tiff, "Version ") : NULL;
+    snprintf(tiff_text, sizeof tiff_text, "%.*s", at ? (int)strcspn(at + 8, "\n") : 7, at ? at + 8 : "unknown");
+    version_add(out, max, &n, "libtiff", tiff_text);
+    version_add(out, max, &n, "giflib", IMS_STR_(GIFLIB_MAJOR) "." IMS_STR_(GIFLIB_MINOR) "." IMS_STR_(GIFLIB_RELEASE));
     version_add(out, max, &n, "openblas", openblas);
     ims_library_version cuda[8];
     size_t cuda_count = imsi_cuda_version_list(cuda, 8);

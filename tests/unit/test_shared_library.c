@@ -31,6 +31,14 @@ int main(int argc, char **argv)
     char versions[2048];
     ims_library_versions(versions, sizeof versions);
     CHECK(strstr(versions, IMS_VERSION_STRING) != NULL, "versions lack %s:\n%s", IMS_VERSION_STRING, versions);
+    /* every library the decoders link, each with a version number */
+    static const char *const libs[] = {"\nlibpng ", "\nlibjpeg-turbo ", "\nzlib ", "\nlibwebp ", "\nlibtiff ",
+                                       "\ngiflib "};
+    for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
+        const char *at = strstr(versions, libs[i]);
+        const char *number = at ? at + strlen(libs[i]) : "";
+        CHECK(*number >= '0' && *number <= '9', "versions lack%s(or its number):\n%s", libs[i], versions);
+    }
 
     /* The converter and the reader, through the exported API only. */
     char out[4096];
