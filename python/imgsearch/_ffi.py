@@ -233,6 +233,10 @@ class ims_fid_stats(Structure):
     pass
 
 
+class ims_index_set(Structure):
+    pass
+
+
 class ims_searcher(Structure):
     pass
 
@@ -294,7 +298,7 @@ STRUCTS = [ims_error, ims_str, ims_backend_info, ims_weights_identity, ims_file_
            ims_search_query, ims_search_hit, ims_search_result, ims_search_results, ims_convert_options,
            ims_convert_report]
 OPAQUE = [ims_decode_budget, ims_backend, ims_weights, ims_image_encoder, ims_image_encoder_run, ims_tokenizer, ims_text_embedder,
-          ims_knn_table, ims_index, ims_searcher, ims_fid_stats]
+          ims_knn_table, ims_index, ims_searcher, ims_fid_stats, ims_index_set]
 
 # ---- Functions: prototypes as include/imgsearch.h writes them -------------------------------
 
@@ -412,6 +416,17 @@ ims_status ims_index_compact(const char *dir, const ims_index_compact_options *o
                              ims_error *err);
 void ims_index_run_options_init(ims_index_run_options *o);
 ims_status ims_index_run(const ims_index_run_options *o, ims_index_progress *out, ims_error *err);
+
+ims_status ims_index_set_open(const char *path, ims_index_set **out, ims_error *err);
+void ims_index_set_close(ims_index_set *s);
+int ims_index_set_is_set(const ims_index_set *s);
+int64_t ims_index_set_shard_count(const ims_index_set *s);
+const char *ims_index_set_shard_path(const ims_index_set *s, int64_t i);
+const ims_index *ims_index_set_shard(const ims_index_set *s, int64_t i);
+const ims_index_config *ims_index_set_config(const ims_index_set *s);
+void ims_index_set_get_info(const ims_index_set *s, ims_index_info *out);
+ims_status ims_searcher_open_set(const ims_index_set *set, const ims_search_options *o, ims_searcher **out,
+                                 ims_error *err);
 
 void ims_search_options_init(ims_search_options *o);
 ims_status ims_searcher_open(const ims_index *idx, const ims_search_options *o, ims_searcher **out, ims_error *err);

@@ -20,7 +20,7 @@ import numpy as np
 from . import _ffi
 from ._core import (MODE_NAMES, MODES, Device, OnDevice, PathLike, choice, dtype_arg, fs_path, int_arg,
                     new_error, precision_arg, string_array, text_bytes)
-from ._errors import ArgumentError, FileError, FormatError, ImageError, NotFoundError, check
+from ._errors import ArgumentError, FileError, FormatError, ImageError, NotFoundError, UnsupportedError, check
 from ._models import _open_weights
 
 _TABLES = {"visual": _ffi.IMS_INDEX_TABLE_VISUAL, "semantic": _ffi.IMS_INDEX_TABLE_SEMANTIC}
@@ -36,12 +36,14 @@ class SyntheticWeightsWarning(UserWarning):
 class Hit(NamedTuple):
     """One result of Index.search: the row id (its place in the index), the
     image's path, the cosine score, and where its vectors are: row `offset` of
-    chunk-<chunk>.{visual,semantic}.npy in the index folder."""
+    chunk-<chunk>.{visual,semantic}.npy in the index folder (of shard `shard`
+    for a set, whose row ids are shard << 40 | the shard's row)."""
     row: int
     path: str
     score: float
     chunk: int
     offset: int
+    shard: int = 0
 
 
 @dataclasses.dataclass
@@ -122,13 +124,19 @@ class Index(OnDevice):
     verify (default True) checks each chunk file's CRC-32 against the manifest
     as the tables load (False: sizes only). features() and semantic() map the
     files as they are, unchecked.
+
+    path may also name a set of shards (`imgsearch index --shard`, a set file
+    or a folder of shard folders): search() answers as one index of the same
+    files would, len(), config and info are totals; what reads one index's
+    files (rows, paths, features, chunks, failures) is per shard
+    (shard_paths).
     """
 
     def __init__(self, path: PathLike, device: Union[str, Device] = "auto", *, precision: Optional[str] = None,
                  dtype: Optional[str] = None, image_model: Optional[PathLike] = None,
                  text_model: Optional[PathLike] = None, batch_size: int = 16, threads: int = 4,
                  verify: bool = True):
-        self._idx = self._searcher = None
+        self._set = self._idx = self._searcher = None
         self._keep = []  # the option strings the searcher points at
         opts = _ffi.ims_search_options()
         _ffi.lib().ims_search_options_init(ctypes.byref(opts))
@@ -148,10 +156,13 @@ class Index(OnDevice):
         path_bytes = fs_path(path, "index path")
         super().__init__(device)
         try:
-            idx = ctypes.POINTER(_ffi.ims_index)()
+            lib = _ffi.lib()
+            s = ctypes.POINTER(_ffi.ims_index_set)()
             err = new_error()
-            check(_ffi.lib().ims_index_open(path_bytes, ctypes.byref(idx), ctypes.byref(err)), err)
-            self._idx = idx
+            check(lib.ims_index_set_open(path_bytes, ctypes.byref(s), ctypes.byref(err)), err)
+            self._set = s
+            # one index: the set's only shard (the set owns it); a set of shards: searches and totals only
+            self._idx = None if lib.ims_index_set_is_set(s) else lib.ims_index_set_shard(s, 0)
             self.path = os.fsdecode(path_bytes)
             self._paths: Optional[List[str]] = None
             self._warned = False
@@ -163,15 +174,35 @@ class Index(OnDevice):
         lib = _ffi.lib()
         if self._searcher:
             lib.ims_searcher_close(self._searcher)
-        if self._idx:
-            lib.ims_index_close(self._idx)
-        self._searcher = self._idx = None
+        if self._set:
+            lib.ims_index_set_close(self._set)
+        self._searcher = self._idx = self._set = None
+
+    def _index(self, what: str):
+        """The index of a single-index Index; UnsupportedError for a set (call under _use)."""
+        if self._idx is None:
+            raise UnsupportedError(f"{what} of a set of shards: open one shard (Index(path) with a path of "
+                                   "shard_paths)")
+        return self._idx
+
+    @property
+    def is_set(self) -> bool:
+        """True when the path named a set of shards (a set file or a folder of shard folders)."""
+        with self._use():
+            return bool(_ffi.lib().ims_index_set_is_set(self._set))
+
+    @property
+    def shard_paths(self) -> List[str]:
+        """The shards' index folders (one, the index itself, for an index)."""
+        lib = _ffi.lib()
+        with self._use():
+            return [os.fsdecode(lib.ims_index_set_shard_path(self._set, i))
+                    for i in range(lib.ims_index_set_shard_count(self._set))]
 
     def __len__(self) -> int:
         """The live rows: those a search can return (tombstoned rows, of files
-        since changed or deleted, are not counted)."""
-        with self._use():
-            return int(_ffi.lib().ims_index_live_row_count(self._idx))
+        since changed or deleted, are not counted); of every shard for a set."""
+        return self.info["live_rows"]
 
     def __repr__(self) -> str:
         if self.closed:
@@ -187,7 +218,7 @@ class Index(OnDevice):
         and text_model (name, path, bytes, crc32, synthetic; text_model None
         without a semantic table)."""
         with self._use():
-            c = _ffi.lib().ims_index_get_config(self._idx).contents
+            c = _ffi.lib().ims_index_set_config(self._set).contents
             return {"mode": MODE_NAMES.get(c.mode, str(c.mode)),
                     "dtype": "f16" if c.dtype == _ffi.IMS_DTYPE_F16 else "f32",
                     "chunk_rows": c.chunk_rows, "visual_dim": c.visual_dim, "semantic_dim": c.semantic_dim,
@@ -199,12 +230,19 @@ class Index(OnDevice):
     def info(self) -> dict:
         """As `imgsearch info`: the format version, rows and failures stored
         and live, chunks, bytes on disk, the last commit (UTC, "" if not
-        recorded) and the indexed roots (absolute paths)."""
+        recorded) and the indexed roots (absolute paths); totals over the
+        shards for a set (the lowest version, the latest commit)."""
         lib = _ffi.lib()
         with self._use():
             i = _ffi.ims_index_info()
-            lib.ims_index_get_info(self._idx, ctypes.byref(i))
-            roots = [os.fsdecode(lib.ims_index_root(self._idx, r)) for r in range(i.root_count)]
+            lib.ims_index_set_get_info(self._set, ctypes.byref(i))
+            roots = []
+            for s in range(lib.ims_index_set_shard_count(self._set)):
+                idx = lib.ims_index_set_shard(self._set, s)
+                info = _ffi.ims_index_info()
+                lib.ims_index_get_info(idx, ctypes.byref(info))
+                roots += [os.fsdecode(lib.ims_index_root(idx, r)) for r in range(info.root_count)
+                          if os.fsdecode(lib.ims_index_root(idx, r)) not in roots]
         return {"version": i.version, "rows": i.rows, "live_rows": i.live_rows, "failures": i.failures,
                 "live_failures": i.live_failures, "chunks": i.chunks, "disk_bytes": i.disk_bytes,
                 "committed": i.committed.decode(), "roots": roots}
@@ -217,7 +255,7 @@ class Index(OnDevice):
     @property
     def chunk_count(self) -> int:
         with self._use():
-            return int(_ffi.lib().ims_index_chunk_count(self._idx))
+            return int(_ffi.lib().ims_index_chunk_count(self._index("chunk_count")))
 
     @property
     def chunks(self) -> List[Tuple[int, int, int]]:
@@ -227,10 +265,11 @@ class Index(OnDevice):
         lib = _ffi.lib()
         out = []
         with self._use():
-            for c in range(lib.ims_index_chunk_count(self._idx)):
+            idx = self._index("chunks")
+            for c in range(lib.ims_index_chunk_count(idx)):
                 cid, first, rows = ctypes.c_int64(), ctypes.c_int64(), ctypes.c_int64()
                 err = new_error()
-                check(lib.ims_index_chunk(self._idx, c, ctypes.byref(cid), ctypes.byref(first), ctypes.byref(rows),
+                check(lib.ims_index_chunk(idx, c, ctypes.byref(cid), ctypes.byref(first), ctypes.byref(rows),
                                           ctypes.byref(err)), err)
                 out.append((cid.value, first.value, rows.value))
         return out
@@ -241,17 +280,19 @@ class Index(OnDevice):
         semantic() and paths[i] are row rows[i]; search returns these ids."""
         lib = _ffi.lib()
         with self._use():
-            n = lib.ims_index_live_rows(self._idx, None, 0)
+            idx = self._index("rows")
+            n = lib.ims_index_live_rows(idx, None, 0)
             out = np.empty(n, np.int64)
-            lib.ims_index_live_rows(self._idx, out.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), n)
+            lib.ims_index_live_rows(idx, out.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), n)
         return out
 
     def path_of(self, row: int) -> str:
         """The path of row id `row` (live or tombstoned)."""
         with self._use():
-            e = _ffi.lib().ims_index_row(self._idx, int_arg(row, "row", 0, 2**63 - 1))
+            idx = self._index("path_of")
+            e = _ffi.lib().ims_index_row(idx, int_arg(row, "row", 0, 2**63 - 1))
             if not e:
-                raise ArgumentError(f"row {row} is out of range 0..{_ffi.lib().ims_index_row_count(self._idx) - 1}")
+                raise ArgumentError(f"row {row} is out of range 0..{_ffi.lib().ims_index_row_count(idx) - 1}")
             return os.fsdecode(e.contents.path)
 
     @property
@@ -260,7 +301,8 @@ class Index(OnDevice):
         if self._paths is None:
             lib = _ffi.lib()
             with self._use():
-                self._paths = [os.fsdecode(lib.ims_index_row(self._idx, int(r)).contents.path) for r in self.rows]
+                idx = self._index("paths")
+                self._paths = [os.fsdecode(lib.ims_index_row(idx, int(r)).contents.path) for r in self.rows]
         return self._paths
 
     @property
@@ -270,9 +312,10 @@ class Index(OnDevice):
         lib = _ffi.lib()
         with self._use():
             out = []
-            for i in range(lib.ims_index_failure_count(self._idx)):
-                if lib.ims_index_failure_live(self._idx, i):
-                    f = lib.ims_index_failure(self._idx, i).contents
+            idx = self._index("failures")
+            for i in range(lib.ims_index_failure_count(idx)):
+                if lib.ims_index_failure_live(idx, i):
+                    f = lib.ims_index_failure(idx, i).contents
                     out.append((os.fsdecode(f.path), f.reason.decode("utf-8", "replace")))
             return out
 
@@ -391,7 +434,7 @@ class Index(OnDevice):
             if not self._searcher:
                 self._opts.backend = self.device.ptr
                 s = ctypes.POINTER(_ffi.ims_searcher)()
-                check(lib.ims_searcher_open(self._idx, ctypes.byref(self._opts), ctypes.byref(s), ctypes.byref(err)),
+                check(lib.ims_searcher_open_set(self._set, ctypes.byref(self._opts), ctypes.byref(s), ctypes.byref(err)),
                       err)
                 self._searcher = s
             st = lib.ims_searcher_search(self._searcher, queries, n, k, ctypes.byref(res), ctypes.byref(err))
@@ -408,7 +451,8 @@ class Index(OnDevice):
                 result = r.results[q]
                 if result.status != _ffi.IMS_OK:
                     failures.append((q, result.status, (result.error or b"").decode("utf-8", "replace")))
-                out.append([Hit(int(h.row), os.fsdecode(h.path), float(h.score), int(h.chunk), int(h.offset))
+                out.append([Hit(int(h.row), os.fsdecode(h.path), float(h.score), int(h.chunk), int(h.offset),
+                                int(h.row) >> 40)
                             for h in (result.hits[j] for j in range(result.count))])
             return out, failures
         finally:

@@ -279,3 +279,25 @@ def test_index_follows_the_folder(iv3, tiny_bert, work):
         fcntl.flock(lock, fcntl.LOCK_EX)
         with pytest.raises(imgsearch.BusyError, match=str(os.getpid())):
             imgsearch.index(folder, out, device="cpu")
+
+
+def test_a_set_of_shards_searches_as_one_index(cli, iv3, tiny_bert, photos, work):
+    """Index(path) of a folder of shards (index --shard I/N): the search
+    answers as `search SET --json` (the command's set search, shards and rows
+    included); totals for len/info; per-index reads refused, naming shard_paths."""
+    shards = work / "shards"
+    shards.mkdir()
+    for i in range(2):
+        cli("index", photos, "-o", shards / f"s{i}", "--shard", f"{i}/2", "--image-model", iv3, "--text-model",
+            tiny_bert, "--device", "cpu", "--threads", 2, ok=(0, 3))
+    want = json.loads(cli("search", shards, "--text", "a horse", "-k", 3, "--json", "--device", "cpu").stdout)
+    with imgsearch.Index(shards, device="cpu") as idx:
+        assert idx.is_set and len(idx) == 3 and idx.shard_paths == [str(shards / "s0"), str(shards / "s1")]
+        assert idx.info["live_rows"] == 3 and idx.info["roots"] == [os.path.realpath(photos)]
+        hits = idx.search(text="a horse", k=3)
+        assert [(h.path, h.score, h.shard, h.row & ((1 << 40) - 1)) for h in hits] == \
+            [(r["path"], pytest.approx(r["score"], abs=0), r["shard"], r["row"]) for r in want["results"]]
+        with pytest.raises(imgsearch.UnsupportedError, match="shard_paths"):
+            idx.features()
+    with imgsearch.Index(shards / "s1", device="cpu") as one:
+        assert not one.is_set and one.shard_paths == [str(shards / "s1")] and len(one.rows) == len(one)
