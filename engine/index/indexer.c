@@ -560,20 +560,6 @@ static ims_status run_files(index_run *r, ims_error *err)
 
 /* ---- The run ---------------------------------------------------------------------------------------- */
 
-static int has_manifest(const char *dir)
-{
-    size_t len = strlen(dir) + 16;
-    char *path = malloc(len);
-    struct stat sb;
-    int exists = 0;
-    if (path) {
-        snprintf(path, len, "%s/manifest.json", dir);
-        exists = lstat(path, &sb) == 0;
-    }
-    free(path);
-    return exists;
-}
-
 /* Opens (or creates) the index and settles everything before any file is read. */
 static ims_status open_index(index_run *r, ims_error *err)
 {
@@ -581,7 +567,7 @@ static ims_status open_index(index_run *r, ims_error *err)
     if (!o->index_dir || !o->backend)
         return ims_error_set(err, IMS_ERR_ARGUMENT, "index run: an index folder and a backend are required");
     ims_status st = canonical_roots(r, o->roots, o->root_count, err);
-    r->exists = !st && has_manifest(o->index_dir);
+    r->exists = !st && imsi_index_has_manifest(o->index_dir);
     if (!st && r->exists)
         st = imsi_index_open_writer(o->index_dir, 0, &r->index, err);
     if (!st && o->root_count == 0 && (!r->exists || r->index->root_count == 0))

@@ -188,6 +188,8 @@ ims_status imsi_index_add_failure_file(ims_index *idx, const ims_file_entry *fil
                                        ims_error *err);
 /* Adds roots (absolute) to the manifest's list and records settings at the next commit. */
 ims_status imsi_index_add_roots(ims_index *idx, const char *const *roots, size_t count, ims_error *err);
+/* Whether dir holds a manifest.json (of any kind: an index was started there). */
+int imsi_index_has_manifest(const char *dir);
 /* Inserts a copy of root at position at (0..root_count) of idx->roots (store.c). */
 ims_status imsi_index_insert_root(ims_index *idx, size_t at, const char *root, ims_error *err);
 void imsi_index_set_settings(ims_index *idx, const imsi_index_settings *s);

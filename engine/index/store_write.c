@@ -383,7 +383,7 @@ ims_status imsi_index_open_writer(const char *dir, int allow_v1, ims_index **out
     return IMS_OK;
 }
 
-static int has_manifest(const char *dir)
+int imsi_index_has_manifest(const char *dir)
 {
     char *path = join(dir, "manifest.json");
     struct stat sb;
@@ -402,7 +402,7 @@ ims_status ims_index_open_for_writing(const char *dir, const ims_index_config *c
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return ims_error_set(err, IMS_ERR_IO, "cannot create index folder '%s': %s", dir, strerror(errno));
     /* (a writer that won a race to create the index may have just committed it) */
-    if (!has_manifest(dir) && (st = check_new_folder(dir, err)) && !has_manifest(dir))
+    if (!imsi_index_has_manifest(dir) && (st = check_new_folder(dir, err)) && !imsi_index_has_manifest(dir))
         return st;
     ims_index *idx = imsi_index_new(dir, err);
     if (!idx)
@@ -412,7 +412,7 @@ ims_status ims_index_open_for_writing(const char *dir, const ims_index_config *c
         ims_index_close(idx);
         return st;
     }
-    if (has_manifest(dir)) { /* it existed, or a writer made it before we took the lock */
+    if (imsi_index_has_manifest(dir)) { /* it existed, or a writer made it before we took the lock */
         st = writer_load(idx, 0, err);
         if (!st)
             st = imsi_index_compare_config(&idx->cfg, cfg, err);
