@@ -23,13 +23,16 @@ typedef struct cpu_state {
     void *arena; /* the ops' scratch, 64-byte aligned; NULL until an op needs one */
     size_t arena_bytes;
     size_t arena_limit; /* tests: larger requests fail as if out of memory; 0: none */
+    imsi_onednn *onednn; /* convolutions through oneDNN; NULL: the reference path (conv2d.c) */
 } cpu_state;
 
 static void cpu_destroy(ims_backend *be)
 {
     cpu_state *st = be->impl;
-    if (st)
+    if (st) {
         free(st->arena);
+        imsi_onednn_free(st->onednn);
+    }
     free(st);
     free(be);
 }
@@ -67,7 +70,8 @@ static ims_status cpu_alloc(ims_backend *be, size_t nbytes, void **out, ims_erro
 
 static void cpu_dealloc(ims_backend *be, void *ptr)
 {
-    (void)be;
+    cpu_state *st = be->impl;
+    imsi_onednn_forget(st->onednn, ptr); /* a filter freed: its reordered copy goes too */
     free(ptr);
 }
 
@@ -221,11 +225,22 @@ static ims_status cpu_conv2d_op(ims_backend *be, const imsi_conv2d_params *p, co
         .sh = p->stride_h, .sw = p->stride_w, .ph = p->pad_h, .pw = p->pad_w,
         .oh = (int)y->shape[1], .ow = (int)y->shape[2],
     };
-    void *scratch; /* one image's im2col rows, if the shape needs them */
-    ims_status st = cpu_scratch(be, imsi_cpu_conv2d_scratch_bytes(&s), "conv2d", &scratch, err);
-    if (st)
+    cpu_state *cs = be->impl;
+    int y_channels = (int)y->shape[3];
+    void *scratch;
+    ims_status st = IMS_ERR_UNSUPPORTED;
+    if (cs->onednn) {
+        st = cpu_scratch(be, imsi_onednn_conv2d_scratch_bytes(&s, y_channels), "conv2d", &scratch, err);
+        if (!st)
+            st = imsi_onednn_conv2d_nhwc(cs->onednn, &s, x->data, w->data, bias ? bias->data : NULL, p->relu, y->data,
+                                         y_channels, p->y_channel_offset, scratch, err);
+        if (st != IMS_ERR_UNSUPPORTED)
+            return st;
+    }
+    /* The reference path: one image's im2col rows, if the shape needs them. */
+    if ((st = cpu_scratch(be, imsi_cpu_conv2d_scratch_bytes(&s), "conv2d", &scratch, err)) != IMS_OK)
         return st;
-    imsi_cpu_conv2d_nhwc(&s, x->data, w->data, bias->data, p->relu, y->data, (int)y->shape[3],
+    imsi_cpu_conv2d_nhwc(&s, x->data, w->data, bias ? bias->data : NULL, p->relu, y->data, y_channels,
                          p->y_channel_offset, scratch);
     return IMS_OK;
 }
@@ -425,6 +440,12 @@ ims_status imsi_backend_cpu_create(ims_backend **out, ims_error *err)
 #else
     be->info.threads = 1;
 #endif
+    /* Convolutions: oneDNN where the build has it, unless IMS_CPU_CONV=reference
+     * asks for the strict im2col + sgemm path (the tests compare the two). */
+    const char *conv = getenv("IMS_CPU_CONV");
+    ims_error ignored = {0};
+    if (!(conv && !strcmp(conv, "reference")) && imsi_onednn_create(&st->onednn, &ignored) != IMS_OK)
+        st->onednn = NULL;
     *out = be;
     return IMS_OK;
 }
