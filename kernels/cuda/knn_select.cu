@@ -30,6 +30,7 @@
  * bounded by on-chip memory, so this is also the large-k path. The rank sort
  * is O(kk^2 / threads): cheap for k <= 1024, slow but correct at 16384.
  */
+#include "knn_keys.cuh"
 #include "knn_tile.h"
 #include "launch.h"
 
@@ -37,29 +38,6 @@
 #define KNN_SEGMENT IMS_KNN_SEGMENT /* knn_tile.h: one rule for the kernels and the workspace */
 #define KNN_RADIX_BINS 256
 #define KNN_MAX_GRID_Y 65535
-
-static __device__ __forceinline__ uint32_t knn_key(float f)
-{
-    if (isnan(f))
-        f = -INFINITY;
-    if (f == 0.0f)
-        f = 0.0f; /* -0 and +0 are equal scores */
-    uint32_t u = __float_as_uint(f);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
-static __device__ __forceinline__ uint64_t knn_ckey(float score, int32_t row)
-{
-    return ((uint64_t)knn_key(score) << 32) | (uint32_t)~(uint32_t)row;
-}
-
-static __device__ __forceinline__ float knn_ckey_score(uint64_t c)
-{
-    uint32_t k = (uint32_t)(c >> 32);
-    return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
-}
-
-static __device__ __forceinline__ int32_t knn_ckey_row(uint64_t c) { return (int32_t)~(uint32_t)c; }
 
 typedef struct knn_radix {
     unsigned int hist[KNN_RADIX_BINS];

@@ -4,6 +4,8 @@
 
 #include "imgsearch.h"
 
+#include <math.h>
+
 int64_t imsi_knn_tile_rows(int64_t b, int k, int64_t n, int64_t dim)
 {
     if (b < 1)
@@ -78,4 +80,17 @@ size_t imsi_knn_workspace_bytes(int64_t b, int k, int64_t n, int64_t dim)
     __int128 bytes = (__int128)b * (k + t) * 4 + (__int128)b * k * 20 + segs + (__int128)b * dim * 6 +
                      (__int128)t_copy * dim * 4 + 4096;
     return bytes > (__int128)SIZE_MAX ? 0 : (size_t)bytes;
+}
+
+/* Rows outside the candidates score at most approx[c - 1] approximately, so
+ * exactly at most approx[c - 1] + margin; the exact k-th best is at least
+ * approx[kk - 1] - margin (the kk approximate best each are). Strictly below:
+ * equal scores must not be left out (their order is by row). */
+int imsi_knn_prefilter_holds(const float *approx, int c, int64_t n, int kk, float margin)
+{
+    if (c >= n)
+        return 1;
+    if (kk < 1 || kk > c || !isfinite(approx[kk - 1]) || !isfinite(margin) || !(margin >= 0.0f))
+        return 0;
+    return (double)approx[c - 1] < (double)approx[kk - 1] - 2.0 * (double)margin;
 }

@@ -41,6 +41,21 @@ size_t imsi_knn_segment_bytes(int64_t b, int k, int64_t cnt);
  * kernel for b <= 16, sgemm above; fp16 GemmEx only over f16 rows. */
 int imsi_knn_resolve_path(int path, int64_t b, int f16);
 
+/* The f16 prefilter (engine/index/knn.c): an f16 table is first searched for
+ * C = imsi_knn_prefilter_candidates(k) candidates with the queries rounded to
+ * f16 (fast: tensor cores on CUDA), which the knn_rescore op rescores exactly.
+ * A query whose C-th approximate score is not below its k-th minus twice the
+ * score error bound is searched again exactly (imsi_knn_prefilter_holds). */
+#define IMS_KNN_PREFILTER_MAX_K 1024
+static inline int imsi_knn_prefilter_candidates(int k) { return 2 * k + 32; }
+/* The most candidates the CUDA rescoring sorts in shared memory (32 KiB). */
+#define KNN_RESCORE_MAX 4096
+
+/* approx (c) best first: do the c candidates of an n-row table provably hold
+ * every row whose exact score reaches the k-th best (kk = min(k, n))?
+ * margin: the bound on |approximate - exact| score of any row. */
+int imsi_knn_prefilter_holds(const float *approx, int c, int64_t n, int kk, float margin);
+
 /* One GPU search's device scratch, as byte offsets into one buffer. */
 typedef struct imsi_knn_layout {
     int64_t tile_rows;  /* T */

@@ -53,6 +53,12 @@ cudaError_t imsi_cuda_knn_scores(const void *rows, int rows_f16, const float *qu
 cudaError_t imsi_cuda_knn_select(float *tile, int32_t *cand, uint64_t *tmp, uint64_t *seg, int b, int ld, int kprev,
                                  int kcap, int cnt, int32_t base, int k, cudaStream_t s);
 
+/* The knn_rescore op (backend.h) over raw pointers: table (n, d) f16
+ * (table_f16 != 0) or f32; c <= KNN_RESCORE_MAX (knn_tile.h), c <= n. */
+cudaError_t imsi_cuda_knn_rescore(const void *table, int table_f16, const float *queries, const int32_t *cand,
+                                  const float *cand_scores, const float *margin, int32_t *ids, float *scores,
+                                  int32_t *ok, int n, int d, int b, int c, int k, cudaStream_t s);
+
 /* Part of the conv2d op's fallback (kernels/cuda/conv2d.c): channels
  * [y_offset, y_offset + o) of y (rows, y_channels) = relu?(acc (rows, o) +
  * bias (o)), acc, bias and y all f16 (f16 != 0) or all f32, math in f32. */

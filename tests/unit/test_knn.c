@@ -23,6 +23,7 @@
 #include "backend/backend.h"
 #include "index/knn.h"
 #include "kernels/cpu/ops_cpu.h"
+#include "kernels/cuda/knn_tile.h"
 #include "test.h"
 
 #include <math.h>
@@ -97,6 +98,7 @@ typedef struct case_desc {
     ims_dtype dtype;
     int64_t chunk;
     int append_pieces;
+    ims_knn_path path; /* 0: AUTO */
 } case_desc;
 
 /* Checks one query's results; exact: ids must equal the reference order. */
@@ -184,6 +186,7 @@ static void run_case(const case_desc *c)
     o.metric = c->metric;
     o.dtype = c->dtype;
     o.max_rows_per_chunk = c->chunk;
+    o.path = c->path;
     ims_knn_table *t;
     ims_error err = {0};
     TEST_OK(ims_knn_create(be, c->d, &o, &t, &err), err);
@@ -206,6 +209,15 @@ static void run_case(const case_desc *c)
     TEST_OK(ims_knn_search(t, q, c->b, c->k, ids2, scores2, &err), err);
     TEST_CHECK(!memcmp(ids, ids2, out * sizeof *ids) && !memcmp(scores, scores2, out * sizeof *scores),
                "n %lld d %d b %d k %d: two runs differ", (long long)c->n, c->d, c->b, c->k);
+    int64_t pre, redone;
+    imsi_knn_prefilter_counts(t, &pre, &redone);
+    int64_t rows = c->chunk > 0 && c->chunk < c->n ? c->chunk : c->n; /* chunks of at least C rows take it */
+    int want = c->path == IMS_KNN_PATH_GEMM_F16 && c->dtype == IMS_DTYPE_F16 && c->k <= IMS_KNN_PREFILTER_MAX_K &&
+               rows > imsi_knn_prefilter_candidates(c->k);
+    TEST_CHECK(want ? pre > 0 : pre == 0, "n %lld k %d: %lld prefiltered queries", (long long)c->n, c->k, (long long)pre);
+    if (pre)
+        fprintf(stderr, "prefilter n %lld d %d b %d k %d: %lld of %lld queries redone exactly\n", (long long)c->n, c->d,
+                c->b, c->k, (long long)redone, (long long)pre);
     ims_knn_free(t);
     free(ids);
     free(ids2);
@@ -220,33 +232,43 @@ static void test_cases(void)
 {
     const case_desc cases[] = {
         /* n, d, b, k, data, metric, dtype, chunk, pieces */
-        {1, 5, 1, 1, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1},
-        {1, 5, 2, 7, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1},
-        {100, 7, 3, 1, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 3},
-        {1000, 33, 5, 10, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1},
-        {1000, 33, 5, 1000, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 2},  /* k = N */
-        {777, 64, 4, 2000, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1},   /* k > N */
-        {5003, 384, 2, 100, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 4},
-        {3001, 129, 40, 64, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1},
-        {2500, 16, 1, IMS_KNN_MAX_K, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1},
-        {20000, 12, 3, 300, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1}, /* several CPU blocks */
-        {2000, 50, 6, 50, DATA_CLUSTERED, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1},
-        {2000, 50, 6, 50, DATA_CLUSTERED, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 333, 1},
-        {1500, 31, 5, 40, DATA_DUPLICATES, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1},
-        {1500, 31, 5, 40, DATA_DUPLICATES, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 97, 1},
-        {1200, 20, 4, 30, DATA_UNIFORM, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 0, 1},
-        {1200, 20, 4, 30, DATA_UNIFORM, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 250, 1},
+        {1, 5, 1, 1, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1, IMS_KNN_PATH_AUTO},
+        {1, 5, 2, 7, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1, IMS_KNN_PATH_AUTO},
+        {100, 7, 3, 1, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 3, IMS_KNN_PATH_AUTO},
+        {1000, 33, 5, 10, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1, IMS_KNN_PATH_AUTO},
+        {1000, 33, 5, 1000, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 2, IMS_KNN_PATH_AUTO},  /* k = N */
+        {777, 64, 4, 2000, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1, IMS_KNN_PATH_AUTO},   /* k > N */
+        {5003, 384, 2, 100, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 4, IMS_KNN_PATH_AUTO},
+        {3001, 129, 40, 64, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1, IMS_KNN_PATH_AUTO},
+        {2500, 16, 1, IMS_KNN_MAX_K, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1, IMS_KNN_PATH_AUTO},
+        {20000, 12, 3, 300, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1, IMS_KNN_PATH_AUTO}, /* several CPU blocks */
+        {2000, 50, 6, 50, DATA_CLUSTERED, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1, IMS_KNN_PATH_AUTO},
+        {2000, 50, 6, 50, DATA_CLUSTERED, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 333, 1, IMS_KNN_PATH_AUTO},
+        {1500, 31, 5, 40, DATA_DUPLICATES, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1, IMS_KNN_PATH_AUTO},
+        {1500, 31, 5, 40, DATA_DUPLICATES, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 97, 1, IMS_KNN_PATH_AUTO},
+        {1200, 20, 4, 30, DATA_UNIFORM, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 0, 1, IMS_KNN_PATH_AUTO},
+        {1200, 20, 4, 30, DATA_UNIFORM, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 250, 1, IMS_KNN_PATH_AUTO},
         /* Exact (integer) data: tie order and merge, chunk sizes 1, 7, N - 1, N, > N. */
-        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 0, 1},
-        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 0, 1},
-        {300, 13, 3, 40, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 1, 1},
-        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 7, 1},
-        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 2999, 2},
-        {3000, 13, 5, 3000, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 3000, 1},
-        {3000, 13, 5, 5000, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 4096, 1},
-        {5000, 9, 70, 17, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 1234, 1},
+        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 0, 1, IMS_KNN_PATH_AUTO},
+        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 0, 1, IMS_KNN_PATH_AUTO},
+        {300, 13, 3, 40, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 1, 1, IMS_KNN_PATH_AUTO},
+        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 7, 1, IMS_KNN_PATH_AUTO},
+        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 2999, 2, IMS_KNN_PATH_AUTO},
+        {3000, 13, 5, 3000, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 3000, 1, IMS_KNN_PATH_AUTO},
+        {3000, 13, 5, 5000, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 4096, 1, IMS_KNN_PATH_AUTO},
+        {5000, 9, 70, 17, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 1234, 1, IMS_KNN_PATH_AUTO},
         /* Chunked cosine on random data, k above the chunk size. */
-        {4000, 40, 3, 500, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 300, 1},
+        {4000, 40, 3, 500, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 300, 1, IMS_KNN_PATH_AUTO},
+        /* The f16 prefilter (exact rescoring; a query whose bound fails is redone). */
+        {5003, 384, 20, 100, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 2, IMS_KNN_PATH_GEMM_F16},
+        {2000, 50, 6, 50, DATA_CLUSTERED, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 333, 1, IMS_KNN_PATH_GEMM_F16},
+        {1500, 31, 5, 40, DATA_DUPLICATES, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1, IMS_KNN_PATH_GEMM_F16},
+        {1200, 20, 4, 30, DATA_UNIFORM, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 250, 1, IMS_KNN_PATH_GEMM_F16},
+        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 0, 1, IMS_KNN_PATH_GEMM_F16},
+        {5000, 9, 70, 17, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 1234, 1, IMS_KNN_PATH_GEMM_F16},
+        {3000, 40, 3, 1024, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1, IMS_KNN_PATH_GEMM_F16},
+        {3000, 40, 3, 1025, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1, IMS_KNN_PATH_GEMM_F16},
+        {900, 40, 3, 30, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1, IMS_KNN_PATH_GEMM_F16},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int before = test_checks_failed;
