@@ -279,6 +279,122 @@ static void test_cases(void)
     }
 }
 
+/* The fp64 score of every stored row (n, d) against qn, rounded once (the
+ * prefilter's rescoring), sorted (score desc, row asc) into ref. */
+static void exact_ranking(const float *stored, int64_t n, int d, const float *qn, ref_entry *ref)
+{
+    for (int64_t r = 0; r < n; r++) {
+        double sum = 0.0;
+        for (int j = 0; j < d; j++)
+            sum += (double)qn[j] * stored[(size_t)r * d + j];
+        ref[r] = (ref_entry){(float)sum, r};
+    }
+    qsort(ref, (size_t)n, sizeof *ref, ref_cmp);
+}
+
+/* The f16 prefilter on a table built against its query: rows qn + g a u with u
+ * the direction of the query's f16 rounding error (orthogonal to qn), so that
+ * the f16 query's scores move rows with a < 0 up and reorder the true top-k;
+ * exact duplicates put ties at the boundary; near-duplicates fill the rest.
+ * The answer must equal the fp64 reference bit for bit and come from the
+ * prefilter (no query redone), while the f16-query kernel alone is wrong. A
+ * table of identical rows makes the bound fail: the query is redone exactly. */
+static void test_prefilter_adversarial(void)
+{
+    enum { D = 64, M = 30, DUP = 6, BG = 2000, N = M + DUP + BG };
+    float q[D], qn[D], norm, delta[D], u[D];
+    for (int j = 0; j < D; j++)
+        q[j] = test_rand_uniform(&rng, -1.0f, 1.0f);
+    imsi_cpu_l2_normalize_rows(q, qn, NULL, &norm, 1, D);
+    double dq = 0.0, du = 0.0;
+    for (int j = 0; j < D; j++) {
+        delta[j] = qn[j] - ims_f16_to_f32(ims_f32_to_f16(qn[j]));
+        dq += (double)delta[j] * qn[j];
+    }
+    for (int j = 0; j < D; j++) {
+        u[j] = (float)(delta[j] - dq * qn[j]);
+        du += (double)u[j] * u[j];
+    }
+    float *x = malloc((size_t)N * D * sizeof *x), *stored = malloc((size_t)N * D * sizeof *stored);
+    for (int r = 0; r < M; r++) {
+        double a = (1.0 + 0.0002 * r) * (r % 2 ? -1.0 : 1.0);
+        for (int j = 0; j < D; j++)
+            x[(size_t)r * D + j] = (float)(qn[j] + 0.3 * a * u[j] / sqrt(du));
+    }
+    for (int r = 0; r < DUP; r++) /* copies of cluster rows: exact ties */
+        memcpy(x + (size_t)(M + r) * D, x + (size_t)(5 * r + 2) * D, D * sizeof *x);
+    fill(x + (size_t)(M + DUP) * D, BG, D, DATA_UNIFORM);
+    stored_rows(x, N, D, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, stored);
+    ref_entry *ref = malloc((size_t)N * sizeof *ref), *approx = malloc((size_t)N * sizeof *approx);
+    exact_ranking(stored, N, D, qn, ref);
+    float q16[D];
+    for (int j = 0; j < D; j++)
+        q16[j] = ims_f16_to_f32(ims_f32_to_f16(qn[j]));
+    exact_ranking(stored, N, D, q16, approx);
+    int tie = -1; /* the first exact tie: k ends between the two */
+    for (int j = 0; j + 1 < M + DUP && tie < 0; j++)
+        if (ref[j].s == ref[j + 1].s)
+            tie = j;
+    TEST_CHECK(tie >= 1, "no tie in the cluster");
+    int ks[2] = {10, tie + 1};
+    ims_knn_options o;
+    ims_knn_options_init(&o);
+    o.path = IMS_KNN_PATH_GEMM_F16;
+    ims_knn_table *t;
+    ims_error err = {0};
+    TEST_OK(ims_knn_create(be, D, &o, &t, &err), err);
+    TEST_OK(ims_knn_append(t, x, IMS_DTYPE_F32, N, &err), err);
+    for (int i = 0; i < 2 && tie >= 1; i++) {
+        int k = ks[i], moved = 0;
+        for (int j = 0; j < k; j++)
+            moved += approx[j].id != ref[j].id;
+        TEST_CHECK(moved > 0, "k %d: the f16 query does not reorder the top k", k);
+        int64_t ids[64];
+        float scores[64];
+        TEST_OK(ims_knn_search(t, q, 1, k, ids, scores, &err), err);
+        for (int j = 0; j < k; j++)
+            TEST_CHECK(ids[j] == ref[j].id && scores[j] == (float)ref[j].s, "k %d pos %d: (%lld, %.9g), exact (%lld, %.9g)",
+                       k, j, (long long)ids[j], scores[j], (long long)ref[j].id, ref[j].s);
+        /* The approximate pass alone (the kernel with f16 queries) is not the answer. */
+        int32_t ai[64];
+        float as[64];
+        imsi_tensor tv = imsi_tensor_host((void *)imsi_knn_row(t, 0), IMS_DTYPE_F16, 2, (int64_t[]){N, D});
+        imsi_tensor qv = imsi_tensor_host(qn, IMS_DTYPE_F32, 2, (int64_t[]){1, D});
+        imsi_tensor iv = imsi_tensor_host(ai, IMS_DTYPE_I32, 2, (int64_t[]){1, k});
+        imsi_tensor sv = imsi_tensor_host(as, IMS_DTYPE_F32, 2, (int64_t[]){1, k});
+        TEST_OK(imsi_op_knn_select(be, &tv, &qv, k, IMS_KNN_PATH_GEMM_F16, &iv, &sv, &err), err);
+        int wrong = 0;
+        for (int j = 0; j < k; j++)
+            wrong += ai[j] != ref[j].id;
+        TEST_CHECK(wrong > 0, "k %d: the approximate pass alone was already exact", k);
+    }
+    int64_t pre, redone;
+    imsi_knn_prefilter_counts(t, &pre, &redone);
+    TEST_CHECK(pre == 2 && redone == 0, "prefilter: %lld queries, %lld redone (want 2, 0)", (long long)pre,
+               (long long)redone);
+    ims_knn_free(t);
+
+    /* 300 identical rows: every candidate ties the k-th, the bound cannot hold. */
+    for (int r = 1; r < 300; r++)
+        memcpy(x + (size_t)r * D, x, D * sizeof *x);
+    TEST_OK(ims_knn_create(be, D, &o, &t, &err), err);
+    TEST_OK(ims_knn_append(t, x, IMS_DTYPE_F32, N, &err), err);
+    int64_t ids[10];
+    float scores[10];
+    TEST_OK(ims_knn_search(t, q, 1, 10, ids, scores, &err), err);
+    for (int j = 0; j < 10; j++)
+        TEST_CHECK(ids[j] == j && scores[j] == scores[0], "identical rows, pos %d: id %lld score %.9g", j,
+                   (long long)ids[j], scores[j]);
+    imsi_knn_prefilter_counts(t, &pre, &redone);
+    TEST_CHECK(pre == 1 && redone == 1, "identical rows: %lld queries, %lld redone (want 1, 1)", (long long)pre,
+               (long long)redone);
+    ims_knn_free(t);
+    free(ref);
+    free(approx);
+    free(stored);
+    free(x);
+}
+
 /* f16 input rows: stored equal to the same rows given as f32. */
 static void test_f16_input(void)
 {
@@ -468,6 +584,7 @@ int main(void)
     }
     test_cases();
     test_f16_input();
+    test_prefilter_adversarial();
     test_reuse();
     test_errors();
     test_merge_and_estimate();
