@@ -284,6 +284,8 @@ static ims_status knn_table_fill(bench_ctx *c, knn_state *s, int64_t n, int d, i
     ims_knn_options ko;
     ims_knn_options_init(&ko);
     ims_status st = ims_knn_create(c->be, d, &ko, &s->table, err);
+    if (!st) /* one pinned allocation, not 1.5x growth re-pinning the table as it fills */
+        st = ims_knn_reserve(s->table, n, err);
     const int64_t piece = 1 << 18;
     float *rows = st ? NULL : malloc((size_t)(n < piece ? n : piece) * (size_t)d * sizeof *rows);
     if (!st && !rows)

@@ -5,7 +5,8 @@
  * (rows, dim). How a search reaches the rows:
  * - resident (max_rows_per_chunk == 0): the backend holds a copy (on the CPU
  *   backend the host buffer itself), grown by 1.5x and topped up with the new
- *   rows before a search; one knn_select op runs over the whole table.
+ *   rows before a search (an asynchronous upload the search queues behind);
+ *   one search over the whole table.
  * - streamed (max_rows_per_chunk > 0, or when the resident copy does not fit
  *   in device memory): chunks of rows go from the pinned host rows into two
  *   device buffers taken in turn, the next chunk's upload overlapping the
@@ -17,6 +18,15 @@
  * deterministic: the answer is the same whatever the chunk size.
  *
  * Queries are cut into batches of at most IMS_KNN_RESULT_ENTRIES / k queries.
+ *
+ * f16 tables may be searched through the prefilter (use_prefilter: by default
+ * on a device above 16 queries; IMS_KNN_PATH_GEMM_F16 forces it, also on the
+ * CPU): knn_select with the queries rounded to f16 (fp16 tensor-core GEMM on
+ * CUDA) keeps C = 2k + 32 candidates, knn_rescore scores them exactly (fp64,
+ * rounded once) and keeps the best k, and says per query whether the rounding
+ * bound (prefilter_margins) proves that no row outside the candidates can
+ * reach the k-th score; where it does not, that query is searched again with
+ * the exact path (redo_exact). The answer is the exact one either way.
  */
 #include "index/knn.h"
 
@@ -515,9 +525,12 @@ static ims_status sync_resident(ims_knn_table *t, ims_error *err)
         t->dev_capacity = cap;
     }
     if (t->dev_rows < t->rows) {
+        /* Asynchronous: the queries' upload and the search's ops queue behind
+         * it; no pending work reads these new rows, and the pinned host rows
+         * do not change until the search's download returns. */
         size_t off = (size_t)t->dev_rows * t->row_bytes;
-        ims_status st = t->be->ops->upload(t->be, (char *)t->dev + off, (const char *)t->host + off,
-                                           (size_t)(t->rows - t->dev_rows) * t->row_bytes, err);
+        ims_status st = upload_async(t->be, (char *)t->dev + off, (const char *)t->host + off,
+                                     (size_t)(t->rows - t->dev_rows) * t->row_bytes, err);
         if (st)
             return st;
         t->dev_rows = t->rows;
@@ -732,8 +745,10 @@ static ims_status search_batch(ims_knn_table *t, knn_scratch *s, const float *qu
         }
         imsi_tensor tv = view(t->be, rows, t->opt.dtype, t->rows, t->dim);
         int kc = (int)(k < t->rows ? k : t->rows);
-        if ((st = select_chunk(t, s, &tv, &qv, b, k, kc, NULL, 0, NULL, err)))
+        if ((st = select_chunk(t, s, &tv, &qv, b, k, kc, NULL, 0, NULL, err))) {
+            (void)imsi_backend_synchronize(t->be, NULL); /* the rows' upload may still be running */
             return st;
+        }
         for (int64_t q = 0; q < b; q++) {
             s->run_n[q] = kc;
             for (int j = 0; j < kc; j++) {
