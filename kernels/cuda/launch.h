@@ -46,9 +46,10 @@ cudaError_t imsi_cuda_knn_scores(const void *rows, int rows_f16, const float *qu
 /* Per query: the best kk = min(k, kprev + cnt) of the old candidates
  * (tile[q][0..kprev), ids cand[q][0..kprev)) and the new scores
  * tile[q][kcap..kcap + cnt) of rows base.., sorted (score desc, row asc) into
- * tile[q][0..kk) and cand[q][0..kk). tmp: (b, kcap) scratch; seg: the
- * per-block candidate lists of the two-stage path, imsi_knn_segment_bytes(b, k,
- * cnt) bytes (knn_tile.h; 0: one stage; NULL forces one stage). k <= kcap,
+ * tile[q][0..kk) and cand[q][0..kk). tmp: (b, imsi_knn_tmp_stride(kcap))
+ * scratch; seg: the per-block candidate lists of the two-stage and large-k
+ * partitioned paths, imsi_knn_segment_bytes(b, k, cnt) bytes (knn_tile.h; 0:
+ * one stage; NULL forces one stage). k <= kcap,
  * ld >= kcap + cnt (knn_select.cu). */
 cudaError_t imsi_cuda_knn_select(float *tile, int32_t *cand, uint64_t *tmp, uint64_t *seg, int b, int ld, int kprev,
                                  int kcap, int cnt, int32_t base, int k, cudaStream_t s);

@@ -5,7 +5,8 @@
  * knn_select op runs on both backends over the same seeded random table and
  * queries; the GPU outputs are poisoned with 0xff bytes first. Shapes include
  * N, D and B that are not multiples of a warp, a block or a tile, tables of
- * several score tiles (the tile merge), k = 1, k = N, k > N, k = 16384.
+ * several score tiles (the tile merge), k = 1, k = N, k > N, k = 16384 (the
+ * large-k partitions of 8 k scores and the bitonic final order).
  *
  * Comparison (as FAISS's tests): scores at each rank within tol of the CPU's,
  * ids equal except where the CPU's neighbouring scores are within 2 tol (near
@@ -371,7 +372,8 @@ int main(int argc, char **argv)
     /* Exact ties everywhere. */
     test_op(30011, 13, 5, 300, IMS_DTYPE_F16, IMS_KNN_PATH_STREAM, 1);
     test_op(30011, 13, 5, 300, IMS_DTYPE_F32, IMS_KNN_PATH_GEMM, 1);
-    test_op(200000, 16, 3, 4000, IMS_DTYPE_F16, IMS_KNN_PATH_STREAM, 1);
+    test_op(200000, 16, 3, 4000, IMS_DTYPE_F16, IMS_KNN_PATH_STREAM, 1); /* large-k partitions, bitonic order */
+    test_op(300000, 32, 2, 16384, IMS_DTYPE_F16, IMS_KNN_PATH_STREAM, 1);
     /* Exact and several score tiles: the tile merge bit for bit. The exact GEMM
      * over f16 rows tiles by its f32 row copy (16K rows at D = 4100); the
      * other paths by the tile (B, k + T) alone (33K rows at B = 2000). */
