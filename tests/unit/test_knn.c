@@ -395,6 +395,70 @@ static void test_prefilter_adversarial(void)
     free(x);
 }
 
+/* A table split over several CPU backends (stand-ins for GPUs): the merged
+ * answer equals the single table's bit for bit on integer data (every score
+ * exact), whatever the number of parts, the append pieces (several runs per
+ * part) or parts left empty; on random cosine data it passes the reference
+ * check. */
+static void test_multi(void)
+{
+    ims_backend *bes[5];
+    ims_error err = {0};
+    for (int i = 0; i < 5; i++)
+        TEST_OK(imsi_backend_cpu_create(&bes[i], &err), err);
+    static const case_desc cases[] = {
+        {3001, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 0, 4, IMS_KNN_PATH_AUTO},
+        {3001, 13, 40, 50, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 700, 3, IMS_KNN_PATH_AUTO},
+        {3, 13, 2, 10, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 0, 1, IMS_KNN_PATH_AUTO},
+        {4000, 48, 20, 30, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 2, IMS_KNN_PATH_GEMM_F16},
+    };
+    static const int parts[] = {1, 2, 3, 5};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const case_desc *c = &cases[ci];
+        float *x = malloc((size_t)c->n * c->d * sizeof *x), *q = malloc((size_t)c->b * c->d * sizeof *q);
+        float *stored = malloc((size_t)c->n * c->d * sizeof *stored);
+        fill(x, c->n, c->d, c->kind);
+        fill(q, c->b, c->d, c->kind);
+        stored_rows(x, c->n, c->d, c->metric, c->dtype, stored);
+        ims_knn_options o;
+        ims_knn_options_init(&o);
+        o.metric = c->metric;
+        o.dtype = c->dtype;
+        o.max_rows_per_chunk = c->chunk;
+        o.path = c->path;
+        size_t out = (size_t)c->b * c->k;
+        int64_t *ids1 = malloc(out * sizeof *ids1), *ids = malloc(out * sizeof *ids);
+        float *sc1 = malloc(out * sizeof *sc1), *sc = malloc(out * sizeof *sc);
+        ims_knn_table *t;
+        TEST_OK(ims_knn_create(be, c->d, &o, &t, &err), err);
+        TEST_OK(ims_knn_append(t, x, IMS_DTYPE_F32, c->n, &err), err);
+        TEST_OK(ims_knn_search(t, q, c->b, c->k, ids1, sc1, &err), err);
+        ims_knn_free(t);
+        for (size_t pi = 0; pi < sizeof parts / sizeof parts[0]; pi++) {
+            imsi_knn_multi *m;
+            TEST_OK(imsi_knn_multi_create(bes, parts[pi], c->d, &o, &m, &err), err);
+            for (int p = 0; p < c->append_pieces; p++) {
+                int64_t r0 = c->n * p / c->append_pieces, r1 = c->n * (p + 1) / c->append_pieces;
+                TEST_OK(imsi_knn_multi_append(m, x + (size_t)r0 * c->d, IMS_DTYPE_F32, r1 - r0, &err), err);
+            }
+            TEST_CHECK(imsi_knn_multi_rows(m) == c->n, "multi rows %lld", (long long)imsi_knn_multi_rows(m));
+            TEST_OK(imsi_knn_multi_search(m, q, c->b, c->k, ids, sc, &err), err);
+            if (c->kind == DATA_INTEGERS)
+                TEST_CHECK(!memcmp(ids, ids1, out * sizeof *ids) && !memcmp(sc, sc1, out * sizeof *sc),
+                           "case %zu, %d parts: the merged answer differs from one table's", ci, parts[pi]);
+            else
+                for (int i = 0; i < c->b; i++)
+                    check_query(c, stored, q + (size_t)i * c->d, ids + (size_t)i * c->k, sc + (size_t)i * c->k, i, 0);
+            imsi_knn_multi_free(m);
+        }
+        free(x), free(q), free(stored), free(ids1), free(ids), free(sc1), free(sc);
+    }
+    imsi_knn_multi *m;
+    TEST_CHECK(imsi_knn_multi_create(bes, 0, 8, NULL, &m, &err) == IMS_ERR_ARGUMENT && !m, "0 parts accepted");
+    for (int i = 0; i < 5; i++)
+        ims_backend_free(bes[i]);
+}
+
 /* f16 input rows: stored equal to the same rows given as f32. */
 static void test_f16_input(void)
 {
@@ -585,6 +649,7 @@ int main(void)
     test_cases();
     test_f16_input();
     test_prefilter_adversarial();
+    test_multi();
     test_reuse();
     test_errors();
     test_merge_and_estimate();
