@@ -36,22 +36,11 @@ int imsi_knn_merge(const float *a_scores, const int64_t *a_ids, int na, const fl
 const void *imsi_knn_row(const ims_knn_table *t, int64_t i);
 ims_dtype imsi_knn_storage(const ims_knn_table *t);
 
-/* ---- A table split across backends (engine/index/knn_multi.c) ---- */
+/* ---- A table split across backends (engine/index/knn_multi.c; the API is
+ * ims_knn_multi_* in imgsearch.h) ---- */
 
-#define IMS_KNN_MAX_PARTS 16
+#define IMS_KNN_MAX_PARTS 64
 
-typedef struct imsi_knn_multi imsi_knn_multi;
-
-/* parts tables of dim, one on each of bes[0 .. parts) (which must outlive it). */
-ims_status imsi_knn_multi_create(ims_backend *const *bes, int parts, int64_t dim, const ims_knn_options *o,
-                                 imsi_knn_multi **out, ims_error *err);
-/* As ims_knn_append; each append is cut into parts contiguous ranges. */
-ims_status imsi_knn_multi_append(imsi_knn_multi *m, const void *rows, ims_dtype dtype, int64_t n, ims_error *err);
-/* As ims_knn_search over the whole table: every part searched (concurrently
- * on devices), the lists merged exactly (ties by lower global row). */
-ims_status imsi_knn_multi_search(imsi_knn_multi *m, const float *queries, int64_t b, int k, int64_t *ids,
-                                 float *scores, ims_error *err);
-int64_t imsi_knn_multi_rows(const imsi_knn_multi *m);
-void imsi_knn_multi_free(imsi_knn_multi *m); /* NULL is fine */
+int64_t imsi_knn_multi_rows(const ims_knn_multi *m);
 
 #endif /* IMS_KNN_H */

@@ -41,14 +41,14 @@ typedef struct knn_part {
     ims_error err;
 } knn_part;
 
-struct imsi_knn_multi {
+struct ims_knn_multi {
     int parts;
     int64_t dim, rows;
     int devices; /* every part on a device backend: search them concurrently */
     knn_part *part;
 };
 
-void imsi_knn_multi_free(imsi_knn_multi *m)
+void ims_knn_multi_free(ims_knn_multi *m)
 {
     if (!m)
         return;
@@ -62,13 +62,13 @@ void imsi_knn_multi_free(imsi_knn_multi *m)
     free(m);
 }
 
-ims_status imsi_knn_multi_create(ims_backend *const *bes, int parts, int64_t dim, const ims_knn_options *o,
-                                 imsi_knn_multi **out, ims_error *err)
+ims_status ims_knn_multi_create(ims_backend *const *bes, int parts, int64_t dim, const ims_knn_options *o,
+                                 ims_knn_multi **out, ims_error *err)
 {
     *out = NULL;
     if (parts < 1 || parts > IMS_KNN_MAX_PARTS || !bes)
         return ims_error_set(err, IMS_ERR_ARGUMENT, "knn: %d devices (1..%d)", parts, IMS_KNN_MAX_PARTS);
-    imsi_knn_multi *m = calloc(1, sizeof *m);
+    ims_knn_multi *m = calloc(1, sizeof *m);
     if (!m || !(m->part = calloc((size_t)parts, sizeof *m->part))) {
         free(m);
         return ims_error_set(err, IMS_ERR_NOMEM, "knn: out of memory");
@@ -79,7 +79,7 @@ ims_status imsi_knn_multi_create(ims_backend *const *bes, int parts, int64_t dim
     for (int p = 0; p < parts; p++) {
         ims_status st = ims_knn_create(bes[p], dim, o, &m->part[p].table, err);
         if (st) {
-            imsi_knn_multi_free(m);
+            ims_knn_multi_free(m);
             return imsi_error_prefix(err, st, "knn device %d of %d", p, parts);
         }
         m->devices &= bes[p]->memory != IMS_MEMORY_HOST;
@@ -88,7 +88,7 @@ ims_status imsi_knn_multi_create(ims_backend *const *bes, int parts, int64_t dim
     return IMS_OK;
 }
 
-int64_t imsi_knn_multi_rows(const imsi_knn_multi *m) { return m->rows; }
+int64_t imsi_knn_multi_rows(const ims_knn_multi *m) { return m->rows; }
 
 static ims_status add_run(knn_part *p, int64_t local, int64_t global, ims_error *err)
 {
@@ -104,7 +104,7 @@ static ims_status add_run(knn_part *p, int64_t local, int64_t global, ims_error 
     return IMS_OK;
 }
 
-ims_status imsi_knn_multi_append(imsi_knn_multi *m, const void *rows, ims_dtype dtype, int64_t n, ims_error *err)
+ims_status ims_knn_multi_append(ims_knn_multi *m, const void *rows, ims_dtype dtype, int64_t n, ims_error *err)
 {
     if (n < 0 || (n > 0 && !rows))
         return ims_error_set(err, IMS_ERR_ARGUMENT, "knn append: %lld rows at %p", (long long)n, rows);
@@ -147,7 +147,7 @@ static void *search_part(void *arg)
 }
 
 /* Per query, the best k of the parts' lists (each best first, global ids). */
-static void merge_parts(imsi_knn_multi *m, int64_t b, int k, int64_t *ids, float *scores)
+static void merge_parts(ims_knn_multi *m, int64_t b, int k, int64_t *ids, float *scores)
 {
     int head[IMS_KNN_MAX_PARTS];
     for (int64_t q = 0; q < b; q++) {
@@ -183,7 +183,7 @@ static void merge_parts(imsi_knn_multi *m, int64_t b, int k, int64_t *ids, float
     }
 }
 
-ims_status imsi_knn_multi_search(imsi_knn_multi *m, const float *queries, int64_t b, int k, int64_t *ids,
+ims_status ims_knn_multi_search(ims_knn_multi *m, const float *queries, int64_t b, int k, int64_t *ids,
                                  float *scores, ims_error *err)
 {
     if (k < 1 || k > IMS_KNN_MAX_K)

@@ -435,26 +435,26 @@ static void test_multi(void)
         TEST_OK(ims_knn_search(t, q, c->b, c->k, ids1, sc1, &err), err);
         ims_knn_free(t);
         for (size_t pi = 0; pi < sizeof parts / sizeof parts[0]; pi++) {
-            imsi_knn_multi *m;
-            TEST_OK(imsi_knn_multi_create(bes, parts[pi], c->d, &o, &m, &err), err);
+            ims_knn_multi *m;
+            TEST_OK(ims_knn_multi_create(bes, parts[pi], c->d, &o, &m, &err), err);
             for (int p = 0; p < c->append_pieces; p++) {
                 int64_t r0 = c->n * p / c->append_pieces, r1 = c->n * (p + 1) / c->append_pieces;
-                TEST_OK(imsi_knn_multi_append(m, x + (size_t)r0 * c->d, IMS_DTYPE_F32, r1 - r0, &err), err);
+                TEST_OK(ims_knn_multi_append(m, x + (size_t)r0 * c->d, IMS_DTYPE_F32, r1 - r0, &err), err);
             }
             TEST_CHECK(imsi_knn_multi_rows(m) == c->n, "multi rows %lld", (long long)imsi_knn_multi_rows(m));
-            TEST_OK(imsi_knn_multi_search(m, q, c->b, c->k, ids, sc, &err), err);
+            TEST_OK(ims_knn_multi_search(m, q, c->b, c->k, ids, sc, &err), err);
             if (c->kind == DATA_INTEGERS)
                 TEST_CHECK(!memcmp(ids, ids1, out * sizeof *ids) && !memcmp(sc, sc1, out * sizeof *sc),
                            "case %zu, %d parts: the merged answer differs from one table's", ci, parts[pi]);
             else
                 for (int i = 0; i < c->b; i++)
                     check_query(c, stored, q + (size_t)i * c->d, ids + (size_t)i * c->k, sc + (size_t)i * c->k, i, 0);
-            imsi_knn_multi_free(m);
+            ims_knn_multi_free(m);
         }
         free(x), free(q), free(stored), free(ids1), free(ids), free(sc1), free(sc);
     }
-    imsi_knn_multi *m;
-    TEST_CHECK(imsi_knn_multi_create(bes, 0, 8, NULL, &m, &err) == IMS_ERR_ARGUMENT && !m, "0 parts accepted");
+    ims_knn_multi *m;
+    TEST_CHECK(ims_knn_multi_create(bes, 0, 8, NULL, &m, &err) == IMS_ERR_ARGUMENT && !m, "0 parts accepted");
     for (int i = 0; i < 5; i++)
         ims_backend_free(bes[i]);
 }
