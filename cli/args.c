@@ -309,12 +309,11 @@ int cli_arg_precision(cli_args *a, int *out)
 
 int cli_arg_mode(cli_args *a, int *out)
 {
-    static const char *const names[] = {"torchvision", "fid", NULL};
-    static const ims_preprocess_mode values[] = {IMS_PREPROCESS_TORCHVISION, IMS_PREPROCESS_FID};
+    static const char *const names[] = {"torchvision", "fid", "clean", NULL};
     int i = 0;
     int rc = cli_arg_choice(a, names, &i);
     if (!rc)
-        *out = (int)values[i];
+        *out = ims_preprocess_mode_from_name(names[i]);
     return rc;
 }
 

@@ -10,7 +10,7 @@
 static const char classify_usage[] =
     "usage: imgsearch classify IMAGE... --image-model M.isw [-k 5] [--json]\n"
     "                          [--device auto|cpu|cuda] [--gpu N] [--precision fp32|tf32|fp16]\n"
-    "                          [--mode torchvision|fid] [--batch N] [--threads N] [--max-pixels N]\n"
+    "                          [--mode torchvision|fid|clean] [--batch N] [--threads N] [--max-pixels N]\n"
     "\n"
     "Prints the k most probable classes of each IMAGE (JPEG, PNG, WebP, TIFF, GIF\n"
     "or BMP, recognized by content) under an\n"

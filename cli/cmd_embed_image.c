@@ -12,7 +12,7 @@
 
 static const char embed_usage[] =
     "usage: imgsearch embed-image IMAGE... --image-model M.isw -o OUT.npy\n"
-    "                             [--what features|logits] [--mode torchvision|fid]\n"
+    "                             [--what features|logits] [--mode torchvision|fid|clean]\n"
     "                             [--device auto|cpu|cuda] [--gpu N] [--precision fp32|tf32|fp16]\n"
     "                             [--batch N] [--threads N] [--max-pixels N]\n"
     "\n"

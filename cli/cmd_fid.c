@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 
 static const char fid_usage[] =
-    "usage: imgsearch fid A [B] [--image-model M.isw] [--mode fid|torchvision] [--save-stats OUT.npz]\n"
+    "usage: imgsearch fid A [B] [--image-model M.isw] [--mode fid|clean|torchvision] [--save-stats OUT.npz]\n"
     "                     [--kid] [--kid-subsets N] [--kid-subset-size N] [--is] [--is-splits N]\n"
     "                     [--seed N] [--force] [--json] [--device auto|cpu|cuda] [--gpu N]\n"
     "                     [--precision fp32|tf32|fp16] [--batch N] [--threads N] [--max-pixels N]\n"
@@ -32,8 +32,8 @@ static const char fid_usage[] =
     "                       (imgsearch convert pt_inception-2015-12-05-6726825d.pth)\n"
     "                       for numbers comparable with the papers'\n"
     "  --mode fid           pytorch-fid's preprocessing (bilinear 299 x 299); default:\n"
-    "                       the model's. torchvision: resize 342, crop 299. (clean-fid's\n"
-    "                       mode, a Pillow bicubic resize, is not implemented yet.)\n"
+    "                       the model's. clean: clean-fid's (Pillow bicubic 299 x 299\n"
+    "                       in float, (x - 128) / 128). torchvision: resize 342, crop 299\n"
     "  --save-stats OUT.npz write A's statistics (mu and sigma in float64, pytorch-fid's\n"
     "                       keys, plus the mode and image count) and stop\n"
     "  --kid                also the Kernel Inception Distance (cubic polynomial kernel,\n"
@@ -59,7 +59,7 @@ typedef struct fid_input {
     const char *path;
     int kind;
     int loaded_file;        /* statistics read from a file (their count may be unknown) */
-    char mode[32];          /* "fid", "torchvision", or "" (a file that does not say) */
+    char mode[32];          /* "fid", "clean", "torchvision", or "" (a file that does not say) */
     ims_fid_stats *stats;
     float *features;        /* (rows, dim), with --kid */
     float *logits;          /* (rows, classes), with --is: fc's bias taken off */
@@ -82,8 +82,6 @@ typedef struct fid_args {
     ims_backend *be;        /* the model, opened once for every folder */
     ims_image_encoder *model;
 } fid_args;
-
-static const char *mode_name(int mode) { return mode == IMS_PREPROCESS_FID ? "fid" : "torchvision"; }
 
 /* What an operand is: an .npz file, or images (a folder or an image file).
  * An index folder is refused here; index sets (issue 20) would be read here. */
@@ -208,7 +206,7 @@ static int load_model_facts(fid_args *f, const char **mode)
     ims_weights *w = NULL;
     if (ims_weights_open(f->enc.model, 0, &w, &err))
         return cli_error(&err);
-    *mode = mode_name(cli_mode_resolve(f->enc.mode, w));
+    *mode = ims_preprocess_mode_name(cli_mode_resolve(f->enc.mode, w));
     const ims_weight_tensor *t = ims_weights_tensor_find(w, "fc.bias");
     int status = 0;
     if (f->is && (!t || t->ndim != 1 || (t->dtype != IMS_DTYPE_F32 && t->dtype != IMS_DTYPE_F16)))

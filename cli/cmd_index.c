@@ -11,7 +11,7 @@
 static const char index_usage[] =
     "usage: imgsearch index [DIR|FILE...] -o INDEX [--image-model IV3.isw] [--text-model TXT.isw]\n"
     "                       [--batch N] [--device auto|cpu|cuda] [--gpu N] [--threads N]\n"
-    "                       [--precision fp32|tf32|fp16] [--mode torchvision|fid]\n"
+    "                       [--precision fp32|tf32|fp16] [--mode torchvision|fid|clean]\n"
     "                       [--dtype f16|f32] [--chunk-rows N] [--conse-top T]\n"
     "                       [--commit-every SECONDS] [--retry-failed] [--verify-content]\n"
     "                       [--no-prune] [--max-pixels N] [--verbose] [--shard I/N|auto]\n"
@@ -47,7 +47,7 @@ static const char index_usage[] =
     "                          index's, else fp16 on cuda, fp32 on cpu)\n"
     "  --batch N               images per forward pass (default 64 on cuda, 16 on cpu)\n"
     "  --threads N             decode threads (default: the CPU count, at most 16)\n"
-    "  --mode torchvision|fid  the preprocessing (default: the index's, else the model's)\n"
+    "  --mode torchvision|fid|clean  the preprocessing (default: the index's, else the model's)\n"
     "  --dtype f16|f32         storage of the tables (default f16)\n"
     "  --chunk-rows N          rows per chunk file at most (default 4096)\n"
     "  --conse-top T           classes mixed per semantic embedding (default 10)\n"

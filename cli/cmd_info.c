@@ -238,7 +238,7 @@ static int info_index(const info_options *o, const ims_index *idx, const char *p
     const ims_index_config *c = ims_index_get_config(idx);
     size_t groups = 0;
     reason_count *reasons = failure_reasons(idx, &groups);
-    const char *mode = c->mode == IMS_PREPROCESS_FID ? "fid" : "torchvision";
+    const char *mode = ims_preprocess_mode_name(c->mode);
     const char *precision = c->precision >= 0 ? ims_precision_name((ims_precision)c->precision) : NULL;
     if (o->json) {
         printf("{");

@@ -11,7 +11,7 @@
 #include "cli.h"
 
 static const char preprocess_usage[] =
-    "usage: imgsearch preprocess IMAGE... -o OUT.npy [--mode torchvision|fid] [--uint8]\n"
+    "usage: imgsearch preprocess IMAGE... -o OUT.npy [--mode torchvision|fid|clean] [--uint8]\n"
     "                            [--exif ignore|apply] [--threads N] [--max-pixels N]\n"
     "\n"
     "Writes the exact network input of each IMAGE (JPEG, PNG, WebP, TIFF, GIF or BMP,\n"
@@ -24,6 +24,8 @@ static const char preprocess_usage[] =
     "                         (the default)\n"
     "  --mode fid             bilinear resize to 299 x 299 (torch interpolate), then\n"
     "                         scale to [-1, 1]\n"
+    "  --mode clean           clean-fid's: Pillow bicubic resize to 299 x 299 of each\n"
+    "                         channel in float, clip to 0..255, (x - 128) / 128\n"
     "  --uint8                torchvision mode only: the resized and cropped pixels\n"
     "                         before normalization\n"
     "  --exif apply|ignore    apply the EXIF orientation (default), or ignore it as\n"
@@ -164,7 +166,7 @@ static int run_preprocess(const preprocess_options *o)
     else
         printf("%s: %zu images, float32 (%zu, 3, %d, %d)", o->output, o->images.count, o->images.count, (int)s, (int)s);
     printf(", %s mode, exif %s; %.2f s (read %.2f s, decode %.2f s, preprocess %.2f s over %d threads)\n",
-           o->mode == IMS_PREPROCESS_FID ? "fid" : "torchvision", o->exif ? "applied" : "ignored",
+           ims_preprocess_mode_name(o->mode), o->exif ? "applied" : "ignored",
            ims_clock_seconds() - t0, stats.read_s, stats.decode_s, stats.preprocess_s, lo.threads);
     return CLI_EXIT_OK;
 }

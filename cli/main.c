@@ -38,7 +38,7 @@ static const cli_command commands[] = {
     {"fid", cmd_fid, "FID (and KID, Inception Score) between image folders or .npz statistics",
      "A [B] [--image-model M.isw] [--save-stats OUT.npz] [--kid] [--is] [--device D]"},
     {"preprocess", cmd_preprocess, "the exact network input of images as a NumPy array",
-     "IMAGE... -o OUT.npy [--mode torchvision|fid] [--uint8]"},
+     "IMAGE... -o OUT.npy [--mode torchvision|fid|clean] [--uint8]"},
     {"tokenize", cmd_tokenize, "lines on stdin -> BERT WordPiece ids, one line per input line",
      "(--text-model M.isw | --vocab vocab.txt)"},
     {"convert", cmd_convert, "a PyTorch/safetensors checkpoint or Hugging Face directory to a weight file",

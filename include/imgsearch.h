@@ -463,7 +463,8 @@ IMS_API size_t ims_file_list_ignored_summary(const ims_file_list *list, char *bu
  * - image/preprocess.c: torchvision mode (Pillow's antialiased bilinear resize
  *   of the short side, in Pillow's fixed-point arithmetic, then torchvision's
  *   center crop) and fid mode (torch's bilinear interpolate, align_corners
- *   False, no antialias, then 2x - 1), and normalization.
+ *   False, no antialias, then 2x - 1), clean mode (clean-fid's Pillow bicubic
+ *   resize in float), and normalization.
  * - image/loader.c: a pool of decode threads filling batches (pinned host
  *   memory when a CUDA backend is given) while the previous batch is in use.
  */
@@ -537,7 +538,14 @@ IMS_API void ims_image_free(ims_image *img);
 typedef enum ims_preprocess_mode {
     IMS_PREPROCESS_TORCHVISION = 0, /* resize short side 342 (Pillow bilinear, antialiased), center crop 299 */
     IMS_PREPROCESS_FID,             /* bilinear to 299 x 299 (torch, align_corners False, no antialias) */
+    IMS_PREPROCESS_CLEAN,           /* clean-fid: Pillow bicubic to 299 x 299 in float, clip, (x - 128) / 128 */
 } ims_preprocess_mode;
+
+/* "torchvision", "fid", "clean" (the names the tools, index manifests and
+ * statistics files use); NULL for an unknown mode. */
+IMS_API const char *ims_preprocess_mode_name(ims_preprocess_mode mode);
+/* The mode of a name, or -1. */
+IMS_API int ims_preprocess_mode_from_name(const char *name);
 
 typedef enum ims_layout {
     IMS_LAYOUT_NCHW = 0,
@@ -557,6 +565,13 @@ IMS_API void ims_preprocess_normalize(const uint8_t *pixels, int h, int w, const
  * antialias, as torch.nn.functional.interpolate) -> 2x - 1. out: float
  * (3, size, size) or (size, size, 3). */
 IMS_API ims_status ims_preprocess_fid(const ims_image *img, int size, ims_layout layout, float *out, ims_error *err);
+
+/* clean mode (clean-fid's "clean"): each channel as a Pillow "F" image (the
+ * bytes as float), Image.resize((size, size), BICUBIC) (weights and sums in
+ * double, float results, horizontal pass first), clip to 0..255, then
+ * (x - 128) / 128 in float as clean-fid's InceptionV3W does. Bit for bit
+ * Pillow's and clean-fid's. out: float (3, size, size) or (size, size, 3). */
+IMS_API ims_status ims_preprocess_clean(const ims_image *img, int size, ims_layout layout, float *out, ims_error *err);
 
 /* Pillow's Image.resize((width, height), BILINEAR) of the whole image (the
  * same arithmetic as torchvision mode, byte for byte). out: (height, width, 3). */
@@ -612,7 +627,7 @@ enum {
 
 typedef enum ims_loader_output {
     IMS_LOADER_OUTPUT_F32 = 0, /* float in options.layout: torchvision mode normalized with the
-                                  ImageNet mean and std; fid mode in [-1, 1] */
+                                  ImageNet mean and std; fid and clean modes in [-1, 1] */
     IMS_LOADER_OUTPUT_U8,      /* torchvision mode only: (299, 299, 3) bytes per image */
 } ims_loader_output;
 

@@ -177,6 +177,8 @@ static ims_status preprocess(const ims_image_loader *ld, const ims_image *img, w
     const int size = IMS_IMAGE_INPUT_SIZE;
     if (o->mode == IMS_PREPROCESS_FID)
         return ims_preprocess_fid(img, size, o->layout, out, err);
+    if (o->mode == IMS_PREPROCESS_CLEAN)
+        return ims_preprocess_clean(img, size, o->layout, out, err);
     if (o->output == IMS_LOADER_OUTPUT_U8)
         return ims_preprocess_torchvision_u8(img, IMS_IMAGE_RESIZE_SIZE, size, out, err);
     ims_status st = ims_preprocess_torchvision_u8(img, IMS_IMAGE_RESIZE_SIZE, size, s->crop, err);
@@ -304,7 +306,7 @@ static void *worker_main(void *arg)
 
 static ims_status check_options(const ims_image_loader_options *o, ims_error *err)
 {
-    if (o->mode != IMS_PREPROCESS_TORCHVISION && o->mode != IMS_PREPROCESS_FID)
+    if (!ims_preprocess_mode_name(o->mode))
         return ims_error_set(err, IMS_ERR_ARGUMENT, "image loader: unknown preprocess mode %d", (int)o->mode);
     if (o->output != IMS_LOADER_OUTPUT_F32 && o->output != IMS_LOADER_OUTPUT_U8)
         return ims_error_set(err, IMS_ERR_ARGUMENT, "image loader: unknown output %d", (int)o->output);

@@ -24,6 +24,12 @@
  * F.interpolate(bilinear, align_corners=False, no antialias) in float32, then
  * 2x - 1. Torch's CPU kernels may contract to FMA or multiply the two weights
  * first, so agreement is within about 1e-7, not bit-exact.
+ *
+ * clean mode reproduces clean-fid's resizer, bit for bit: each channel as a
+ * float32 "F" image, Pillow's bicubic resample (the same coefficient rule as
+ * above with Keys' cubic, a = -0.5, support 2, but the weights stay double
+ * and each output is a double sum stored as float: ImagingResample*_32bpc),
+ * clip to 0..255, then (x - 128) / 128 as InceptionV3W normalizes.
  */
 #include "core/error.h"
 #include "imgsearch.h"
@@ -41,11 +47,20 @@
 #define PP_MAX_SIDE (1 << 30)
 
 /* Fixed-point coefficients of one output range along one axis. */
+/* Coefficients of one output range along one axis: fixed point for the
+ * 8-bit passes, the normalized doubles for the float ("F" image) passes. */
 typedef struct pp_coeffs {
     int ksize;       /* coefficients per output position */
     int *bounds;     /* (n, 2): first input index, count */
-    int32_t *k;      /* (n, ksize) */
+    int32_t *k;      /* (n, ksize), fixed point; NULL for float passes */
+    double *kd;      /* (n, ksize), doubles; NULL for 8-bit passes */
 } pp_coeffs;
+
+/* A Pillow filter (libImaging/Resample.c): its support and its weights. */
+typedef struct pp_filter {
+    double support;
+    double (*weight)(double x);
+} pp_filter;
 
 static double pp_bilinear_filter(double x)
 {
@@ -56,30 +71,53 @@ static double pp_bilinear_filter(double x)
     return 0.0;
 }
 
+/* Pillow's bicubic_filter (Keys' cubic, a = -0.5), in its order of operations. */
+static double pp_bicubic_filter(double x)
+{
+    const double a = -0.5;
+    if (x < 0.0)
+        x = -x;
+    if (x < 1.0)
+        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+    if (x < 2.0)
+        return (((x - 5) * x + 8) * x - 4) * a;
+    return 0.0;
+}
+
+static const pp_filter pp_bilinear = {1.0, pp_bilinear_filter};
+static const pp_filter pp_bicubic = {2.0, pp_bicubic_filter};
+
 static void pp_coeffs_free(pp_coeffs *c)
 {
     free(c->bounds);
     free(c->k);
+    free(c->kd);
     c->bounds = NULL;
     c->k = NULL;
+    c->kd = NULL;
 }
 
-/* Pillow's precompute_coeffs + normalize_coeffs_8bpc for output positions
- * [first, first + n) of an in_size -> out_size resize (box = whole axis).
+/* Pillow's precompute_coeffs for output positions [first, first + n) of an
+ * in_size -> out_size resize (box = whole axis), then normalize_coeffs_8bpc
+ * when fixed_point (8-bit images) or the doubles as they are ("F" images).
  * The double arithmetic is written in Pillow's order so every weight rounds
  * the same way. */
-static ims_status pp_coeffs_init(pp_coeffs *c, int in_size, int out_size, int first, int n, ims_error *err)
+static ims_status pp_coeffs_init(pp_coeffs *c, const pp_filter *filter, int in_size, int out_size, int first, int n,
+                                 int fixed_point, ims_error *err)
 {
     double scale = (double)in_size / out_size;
     double filterscale = scale < 1.0 ? 1.0 : scale;
-    double support = 1.0 * filterscale; /* bilinear support is 1 */
+    double support = filter->support * filterscale;
     int ksize = (int)ceil(support) * 2 + 1;
 
     c->ksize = ksize;
     c->bounds = malloc((size_t)n * 2 * sizeof(int));
-    c->k = malloc((size_t)n * (size_t)ksize * sizeof(int32_t));
+    if (fixed_point)
+        c->k = malloc((size_t)n * (size_t)ksize * sizeof(int32_t));
+    else
+        c->kd = malloc((size_t)n * (size_t)ksize * sizeof(double));
     double *pre = malloc((size_t)ksize * sizeof(double));
-    if (!c->bounds || !c->k || !pre) {
+    if (!c->bounds || !(c->k || c->kd) || !pre) {
         free(pre);
         pp_coeffs_free(c);
         return ims_error_set(err, IMS_ERR_NOMEM, "preprocess: out of memory for %d x %d resize coefficients", n, ksize);
@@ -98,7 +136,7 @@ static ims_status pp_coeffs_init(pp_coeffs *c, int in_size, int out_size, int fi
         xmax -= xmin;
         int x = 0;
         for (x = 0; x < xmax; x++) {
-            double w = pp_bilinear_filter((x + xmin - center + 0.5) * ss);
+            double w = filter->weight((x + xmin - center + 0.5) * ss);
             pre[x] = w;
             ww += w;
         }
@@ -106,13 +144,19 @@ static ims_status pp_coeffs_init(pp_coeffs *c, int in_size, int out_size, int fi
             if (ww != 0.0)
                 pre[x] /= ww;
         }
-        int32_t *k = c->k + (size_t)i * ksize;
-        for (x = 0; x < xmax; x++) {
-            double f = pre[x] * (1 << PP_PRECISION_BITS);
-            k[x] = (int32_t)(f >= 0.0 ? f + 0.5 : f - 0.5);
+        if (fixed_point) {
+            int32_t *k = c->k + (size_t)i * ksize;
+            for (x = 0; x < xmax; x++) {
+                double f = pre[x] * (1 << PP_PRECISION_BITS);
+                k[x] = (int32_t)(f >= 0.0 ? f + 0.5 : f - 0.5);
+            }
+            for (; x < ksize; x++)
+                k[x] = 0;
+        } else {
+            double *k = c->kd + (size_t)i * ksize;
+            for (x = 0; x < ksize; x++)
+                k[x] = x < xmax ? pre[x] : 0.0;
         }
-        for (; x < ksize; x++)
-            k[x] = 0;
         c->bounds[i * 2 + 0] = xmin;
         c->bounds[i * 2 + 1] = xmax;
     }
@@ -211,58 +255,87 @@ static ims_status pp_resized_size(int w, int h, int resize, int *nw, int *nh, im
     return IMS_OK;
 }
 
+/* Pillow's pass order (ImagingResampleInner, Pillow 12.3 and later): the
+ * vertical pass goes first when the height shrinks by more than twice as many
+ * pixels as the width; else the horizontal one. The intermediate is rounded
+ * (to bytes, or to float), so the order shows in the result. */
+static int pp_vertical_first(int w, int h, int nw, int nh)
+{
+    return h - nh > 0 && h - nh > (w - nw) * 2;
+}
+
+/* The horizontal pass over rows [0, rows) of src (src_row bytes apart) into
+ * dst (dst_row bytes apart), or a copy of them when hc is NULL. */
+static void pp_horizontal_rows(const uint8_t *src, size_t src_row, int rows, const pp_coeffs *hc, int cw,
+                               uint8_t *dst, size_t dst_row)
+{
+    for (int y = 0; y < rows; y += 2) {
+        int y2 = y + 1 < rows ? y + 1 : y;
+        if (hc)
+            pp_resample_rows(src + (size_t)y * src_row, src + (size_t)y2 * src_row, hc, cw, dst + (size_t)y * dst_row,
+                             dst + (size_t)y2 * dst_row);
+        else
+            for (int r = y; r <= y2; r++)
+                memcpy(dst + (size_t)r * dst_row, src + (size_t)r * src_row, (size_t)cw * 3);
+    }
+}
+
+/* The vertical pass for output rows [0, ch) from src (whose row 0 is input
+ * row row0; src_row bytes apart), w pixels wide, into dst, or a copy of the
+ * rows when vc is NULL. acc: w * 3 int32. */
+static void pp_vertical_rows(const uint8_t *src, size_t src_row, int row0, const pp_coeffs *vc, int ch, int w,
+                             int32_t *acc, uint8_t *dst, size_t dst_row)
+{
+    for (int i = 0; i < ch; i++) {
+        uint8_t *o = dst + (size_t)i * dst_row;
+        if (vc)
+            pp_resample_col(src, src_row, row0, vc, i, w, acc, o);
+        else
+            memcpy(o, src + (size_t)i * src_row, (size_t)w * 3);
+    }
+}
+
 /* Pillow's resize of img to nw x nh, restricted to the window of columns
  * [x0, x0 + cw) and rows [y0, y0 + ch), written to dst (ch, cw, 3) whose rows
- * are dst_row bytes apart. */
+ * are dst_row bytes apart. Only the input rows (horizontal pass first) or
+ * columns (vertical first) the window depends on are resampled: each output
+ * pixel has its own coefficients, so this changes no byte. */
 static ims_status pp_resample_window(const ims_image *img, int nw, int nh, int x0, int y0, int cw, int ch,
                                      uint8_t *dst, size_t dst_row, ims_error *err)
 {
     ims_status st = IMS_OK;
     int w = img->width, h = img->height;
     int need_h = nw != w, need_v = nh != h; /* as Pillow, skip a pass whose size is unchanged */
+    int v_first = pp_vertical_first(w, h, nw, nh);
     size_t in_row = (size_t)w * 3;
     pp_coeffs hc = {0}, vc = {0};
     uint8_t *tmp = NULL;
     int32_t *acc = NULL;
-    if (need_h && (st = pp_coeffs_init(&hc, w, nw, x0, cw, err)) != IMS_OK)
+    if (need_h && (st = pp_coeffs_init(&hc, &pp_bilinear, w, nw, x0, cw, 1, err)) != IMS_OK)
         goto done;
-    if (need_v && (st = pp_coeffs_init(&vc, h, nh, y0, ch, err)) != IMS_OK)
+    if (need_v && (st = pp_coeffs_init(&vc, &pp_bilinear, h, nh, y0, ch, 1, err)) != IMS_OK)
         goto done;
-
-    /* Input rows the vertical pass reads (or the kept rows when it is skipped). */
-    int r0 = y0, r1 = y0 + ch;
-    if (need_v) {
-        r0 = vc.bounds[0];
-        r1 = vc.bounds[(ch - 1) * 2] + vc.bounds[(ch - 1) * 2 + 1];
-    }
-    /* src: (rows r0.., cw, 3) with row stride src_row: the horizontal pass's
-     * 8-bit intermediate, or the input itself when the width is unchanged. */
-    const uint8_t *src = img->pixels + (size_t)r0 * in_row + (size_t)x0 * 3;
-    size_t src_row = in_row;
-    if (need_h) {
-        tmp = malloc((size_t)(r1 - r0) * (size_t)cw * 3);
-        if (!tmp) {
-            st = ims_error_set(err, IMS_ERR_NOMEM, "preprocess: out of memory for a %d x %d intermediate", cw, r1 - r0);
-            goto done;
-        }
-        for (int y = r0; y < r1; y += 2) {
-            int y2 = y + 1 < r1 ? y + 1 : y;
-            pp_resample_rows(img->pixels + (size_t)y * in_row, img->pixels + (size_t)y2 * in_row, &hc, cw,
-                             tmp + (size_t)(y - r0) * cw * 3, tmp + (size_t)(y2 - r0) * cw * 3);
-        }
-        src = tmp;
-        src_row = (size_t)cw * 3;
-    }
-    if (need_v && !(acc = malloc((size_t)cw * 3 * sizeof(int32_t)))) {
-        st = ims_error_set(err, IMS_ERR_NOMEM, "preprocess: out of memory for a %d-pixel row", cw);
+    /* The input rows [r0, r1) and columns [c0, c1) the window reads. */
+    int r0 = need_v ? vc.bounds[0] : y0, r1 = need_v ? vc.bounds[(ch - 1) * 2] + vc.bounds[(ch - 1) * 2 + 1] : y0 + ch;
+    int c0 = need_h ? hc.bounds[0] : x0, c1 = need_h ? hc.bounds[(cw - 1) * 2] + hc.bounds[(cw - 1) * 2 + 1] : x0 + cw;
+    /* tmp: the first pass's 8-bit intermediate: (r1 - r0, cw) horizontal
+     * first, (ch, c1 - c0) vertical first. */
+    size_t tmp_w = v_first ? (size_t)(c1 - c0) : (size_t)cw, tmp_h = v_first ? (size_t)ch : (size_t)(r1 - r0);
+    int acc_w = v_first ? c1 - c0 : cw;
+    if (!(tmp = malloc(tmp_h * tmp_w * 3)) || !(acc = malloc((size_t)acc_w * 3 * sizeof(int32_t)))) {
+        st = ims_error_set(err, IMS_ERR_NOMEM, "preprocess: out of memory for a %zu x %zu intermediate", tmp_w, tmp_h);
         goto done;
     }
-    for (int i = 0; i < ch; i++) {
-        uint8_t *o = dst + (size_t)i * dst_row;
-        if (need_v)
-            pp_resample_col(src, src_row, r0, &vc, i, cw, acc, o);
-        else
-            memcpy(o, src + (size_t)i * src_row, (size_t)cw * 3);
+    if (v_first) {
+        pp_vertical_rows(img->pixels + (size_t)(need_v ? 0 : y0) * in_row + (size_t)c0 * 3, in_row, 0,
+                         need_v ? &vc : NULL, ch, c1 - c0, acc, tmp, tmp_w * 3);
+        for (int i = 0; need_h && i < cw; i++)
+            hc.bounds[i * 2] -= c0; /* tmp's column 0 is input column c0 */
+        pp_horizontal_rows(tmp, tmp_w * 3, ch, need_h ? &hc : NULL, cw, dst, dst_row);
+    } else {
+        pp_horizontal_rows(img->pixels + (size_t)r0 * in_row + (size_t)(need_h ? 0 : c0) * 3, in_row, r1 - r0,
+                           need_h ? &hc : NULL, cw, tmp, tmp_w * 3);
+        pp_vertical_rows(tmp, tmp_w * 3, r0, need_v ? &vc : NULL, ch, cw, acc, dst, dst_row);
     }
 done:
     free(tmp);
@@ -384,6 +457,107 @@ ims_status ims_preprocess_fid(const ims_image *img, int size, ims_layout layout,
     free(xi);
     free(xl);
     return IMS_OK;
+}
+
+/* One axis of clean mode's float resize: in (rows, cols of pixels, 3) ->
+ * out, along columns (horizontal, in_pixel_step 1) or rows (vertical): each
+ * output is Pillow's ss += pixel * k[x] in double, stored as float. */
+static void pp_resample_float(const float *in, size_t in_pixel_step, size_t in_line_step, const pp_coeffs *c,
+                              int lines, int n, float *out, size_t out_pixel_step, size_t out_line_step)
+{
+    for (int line = 0; line < lines; line++) {
+        const float *src = in + (size_t)line * in_line_step * 3;
+        float *dst = out + (size_t)line * out_line_step * 3;
+        for (int i = 0; i < n; i++) {
+            int first = c->bounds[i * 2], count = c->bounds[i * 2 + 1];
+            const double *k = c->kd + (size_t)i * c->ksize;
+            for (int ch = 0; ch < 3; ch++) {
+                double ss = 0.0;
+                for (int j = 0; j < count; j++)
+                    ss += src[((size_t)(first + j) * in_pixel_step) * 3 + (size_t)ch] * k[j];
+                dst[(size_t)i * out_pixel_step * 3 + (size_t)ch] = (float)ss;
+            }
+        }
+    }
+}
+
+ims_status ims_preprocess_clean(const ims_image *img, int size, ims_layout layout, float *out, ims_error *err)
+{
+    ims_status st = pp_check_image(img, err);
+    if (st != IMS_OK)
+        return st;
+    if (!out || size <= 0 || size >= (1 << 24))
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "preprocess: bad clean size %d", size);
+    int w = img->width, h = img->height;
+    int need_h = size != w, need_v = size != h; /* as Pillow, skip a pass whose size is unchanged */
+    pp_coeffs hc = {0}, vc = {0};
+    float *pix = NULL, *tmp = NULL, *res = NULL;
+    if (need_h && (st = pp_coeffs_init(&hc, &pp_bicubic, w, size, 0, size, 0, err)) != IMS_OK)
+        goto done;
+    if (need_v && (st = pp_coeffs_init(&vc, &pp_bicubic, h, size, 0, size, 0, err)) != IMS_OK)
+        goto done;
+    size_t n = (size_t)w * (size_t)h * 3;
+    pix = malloc(n * sizeof *pix); /* Image.fromarray of the bytes as float32 */
+    tmp = malloc((size_t)size * (size_t)(w > h ? w : h) * 3 * sizeof *tmp);
+    res = malloc((size_t)size * (size_t)size * 3 * sizeof *res);
+    if (!pix || !tmp || !res) {
+        st = ims_error_set(err, IMS_ERR_NOMEM, "preprocess: out of memory for a %d x %d float image", w, h);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+        pix[i] = img->pixels[i];
+    /* Each pass: (lines, pixels) with the steps of the axis it resamples;
+     * cur is (cur_h, cur_w). Horizontal: lines are rows; vertical: columns. */
+    const float *cur = pix;
+    int cur_w = w, cur_h = h;
+    for (int pass = 0; pass < 2; pass++) {
+        int vertical = pp_vertical_first(w, h, size, size) ? pass == 0 : pass == 1;
+        if (vertical ? !need_v : !need_h)
+            continue;
+        float *dst = cur == tmp ? res : tmp;
+        if (vertical) {
+            pp_resample_float(cur, (size_t)cur_w, 1, &vc, cur_w, size, dst, (size_t)cur_w, 1);
+            cur_h = size;
+        } else {
+            pp_resample_float(cur, 1, (size_t)cur_w, &hc, cur_h, size, dst, 1, (size_t)size);
+            cur_w = size;
+        }
+        cur = dst;
+    }
+    /* clip(0, 255), then InceptionV3W's (x - 128) / 128, in float. */
+    size_t plane = (size_t)size * (size_t)size;
+    for (size_t p = 0; p < plane; p++)
+        for (int ch = 0; ch < 3; ch++) {
+            float v = cur[p * 3 + (size_t)ch];
+            v = v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v;
+            v = (v - 128.0f) / 128.0f;
+            if (layout == IMS_LAYOUT_NCHW)
+                out[(size_t)ch * plane + p] = v;
+            else
+                out[p * 3 + (size_t)ch] = v;
+        }
+done:
+    free(pix);
+    free(tmp);
+    free(res);
+    pp_coeffs_free(&hc);
+    pp_coeffs_free(&vc);
+    return st;
+}
+
+static const char *const pp_mode_names[] = {"torchvision", "fid", "clean"};
+
+const char *ims_preprocess_mode_name(ims_preprocess_mode mode)
+{
+    return (unsigned)mode < sizeof pp_mode_names / sizeof pp_mode_names[0] ? pp_mode_names[mode] : NULL;
+}
+
+int ims_preprocess_mode_from_name(const char *name)
+{
+    for (int i = 0; name && i < (int)(sizeof pp_mode_names / sizeof pp_mode_names[0]); i++)
+        if (!strcmp(name, pp_mode_names[i]))
+            return i;
+    return -1;
 }
 
 ims_status ims_image_resize(const ims_image *img, int width, int height, uint8_t *out, ims_error *err)

@@ -211,11 +211,6 @@ char *imsi_index_file_path(const ims_index *idx, int64_t chunk_id, const char *s
     return p;
 }
 
-static const char *mode_name(ims_preprocess_mode mode)
-{
-    return mode == IMS_PREPROCESS_FID ? "fid" : "torchvision";
-}
-
 void ims_index_config_init(ims_index_config *c)
 {
     memset(c, 0, sizeof *c);
@@ -300,7 +295,7 @@ ims_status imsi_index_manifest_write(ims_index *idx, size_t chunk_count, ims_err
     FILE *f = af.f;
     fprintf(f, "{\n  \"format\": \"%s\",\n  \"version\": %d,\n", INDEX_FORMAT_NAME, IMSI_INDEX_VERSION);
     fprintf(f, "  \"tool_version\": \"%s\",\n  \"committed\": \"%s\",\n", IMS_VERSION_STRING, committed);
-    fprintf(f, "  \"mode\": \"%s\",\n  \"dtype\": \"%s\",\n", mode_name(c->mode), ims_dtype_name(c->dtype));
+    fprintf(f, "  \"mode\": \"%s\",\n  \"dtype\": \"%s\",\n", ims_preprocess_mode_name(c->mode), ims_dtype_name(c->dtype));
     fprintf(f, "  \"chunk_rows\": %d,\n", c->chunk_rows);
     fprintf(f, "  \"visual_dim\": %d,\n  \"semantic_dim\": %d,\n", c->visual_dim, c->semantic_dim);
     if (c->semantic_dim > 0)
@@ -620,8 +615,8 @@ static ims_status manifest_parse(ims_index *idx, const json_value *root, manifes
         return st;
     idx->version = (int)version;
     st = get_string(root, "mode", &mode, err);
-    if (!st && strcmp(mode, "torchvision") != 0 && strcmp(mode, "fid") != 0)
-        st = ims_error_set(err, IMS_ERR_FORMAT, "mode '%.40s': expected torchvision or fid", mode);
+    if (!st && ims_preprocess_mode_from_name(mode) < 0)
+        st = ims_error_set(err, IMS_ERR_FORMAT, "mode '%.40s': expected torchvision, fid or clean", mode);
     if (!st)
         st = get_string(root, "dtype", &dtype, err);
     if (!st && strcmp(dtype, "f16") != 0 && strcmp(dtype, "f32") != 0)
@@ -644,7 +639,7 @@ static ims_status manifest_parse(ims_index *idx, const json_value *root, manifes
         st = get_int(root, "failures", 0, INT64_MAX, &t->failures, err);
     if (st)
         return st;
-    c->mode = strcmp(mode, "fid") == 0 ? IMS_PREPROCESS_FID : IMS_PREPROCESS_TORCHVISION;
+    c->mode = (ims_preprocess_mode)ims_preprocess_mode_from_name(mode);
     c->dtype = strcmp(dtype, "f16") == 0 ? IMS_DTYPE_F16 : IMS_DTYPE_F32;
     c->chunk_rows = (int)chunk_rows;
     c->visual_dim = (int)vdim;

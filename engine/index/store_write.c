@@ -32,11 +32,6 @@
 #define INDEX_MAX_CHUNK_ROWS (1 << 20)
 #define INDEX_MAX_CONSE_TOP 100000
 
-static const char *mode_name(ims_preprocess_mode mode)
-{
-    return mode == IMS_PREPROCESS_FID ? "fid" : "torchvision";
-}
-
 /* ---- The writer lock ------------------------------------------------------------------------ */
 
 static char *join(const char *dir, const char *name)
@@ -283,8 +278,8 @@ ims_status imsi_index_compare_config(const ims_index_config *have, const ims_ind
                              have->text_model.name, (unsigned)have->text_model.crc32, want->text_model.name,
                              (unsigned)want->text_model.crc32);
     if (have->mode != want->mode)
-        return ims_error_set(err, IMS_ERR_ARGUMENT, "it was built with --mode %s, not %s", mode_name(have->mode),
-                             mode_name(want->mode));
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "it was built with --mode %s, not %s", ims_preprocess_mode_name(have->mode),
+                             ims_preprocess_mode_name(want->mode));
     if (have->dtype != want->dtype)
         return ims_error_set(err, IMS_ERR_ARGUMENT, "it stores --dtype %s, not %s", ims_dtype_name(have->dtype),
                              ims_dtype_name(want->dtype));

@@ -47,7 +47,7 @@ ims_status ims_image_encoder_run_start(ims_image_encoder *enc, ims_backend *back
     }
     if (!enc)
         return ims_error_set(err, IMS_ERR_ARGUMENT, "image encoder run: no encoder");
-    if (o->mode < -1 || o->mode > IMS_PREPROCESS_FID)
+    if (o->mode != -1 && !ims_preprocess_mode_name((ims_preprocess_mode)o->mode))
         return ims_error_set(err, IMS_ERR_ARGUMENT, "image encoder run: unknown preprocessing mode %d", o->mode);
     if (count < 0 || (count && !paths))
         return ims_error_set(err, IMS_ERR_ARGUMENT, "image encoder run: %lld images at %p", (long long)count,

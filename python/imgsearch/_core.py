@@ -273,7 +273,8 @@ def choice(value: Any, what: str, names: dict) -> Any:
 
 
 PRECISIONS = {"fp32": _ffi.IMS_PRECISION_FP32, "tf32": _ffi.IMS_PRECISION_TF32, "fp16": _ffi.IMS_PRECISION_FP16}
-MODES = {"torchvision": _ffi.IMS_PREPROCESS_TORCHVISION, "fid": _ffi.IMS_PREPROCESS_FID}
+MODES = {"torchvision": _ffi.IMS_PREPROCESS_TORCHVISION, "fid": _ffi.IMS_PREPROCESS_FID,
+         "clean": _ffi.IMS_PREPROCESS_CLEAN}
 MODE_NAMES = {v: k for k, v in MODES.items()}
 DTYPES = {"f32": _ffi.IMS_DTYPE_F32, "f16": _ffi.IMS_DTYPE_F16}
 

@@ -65,6 +65,7 @@ CONSTANTS = {
     "IMS_DECODE_MAX_PIXELS": 2 * 89478485,
     "IMS_PREPROCESS_TORCHVISION": 0,
     "IMS_PREPROCESS_FID": 1,
+    "IMS_PREPROCESS_CLEAN": 2,
     "IMS_LAYOUT_NCHW": 0,
     "IMS_LAYOUT_NHWC": 1,
     "IMS_IMAGE_INPUT_SIZE": 299,
@@ -335,6 +336,7 @@ ims_status ims_image_decode_file(const char *path, const ims_decode_options *o, 
 void ims_image_free(ims_image *img);
 ims_status ims_preprocess_torchvision_u8(const ims_image *img, int resize, int crop, uint8_t *out, ims_error *err);
 ims_status ims_preprocess_fid(const ims_image *img, int size, ims_layout layout, float *out, ims_error *err);
+ims_status ims_preprocess_clean(const ims_image *img, int size, ims_layout layout, float *out, ims_error *err);
 
 ims_status ims_image_encoder_create(ims_backend *be, const ims_weights *w, ims_precision p,
                                     ims_image_encoder **out, ims_error *err);

@@ -517,7 +517,7 @@ def index(roots: Union[PathLike, Sequence[PathLike]], output: PathLike, image_mo
     its models and settings: left at None they are the index's, given they
     must equal them (else an ArgumentError naming both). For a new index:
     image_model is required; precision (default fp16 on a GPU, fp32 on the
-    CPU); mode "torchvision" or "fid" (default: the model's); dtype "f16"
+    CPU); mode "torchvision", "fid" or "clean" (default: the model's); dtype "f16"
     (default) or "f32"; chunk_rows (4096); conse_top (10). Speed and
     durability may change from run to run: batch_size (default 64 on a GPU,
     16 on the CPU), threads (decode threads; default the CPU count, at most

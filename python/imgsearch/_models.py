@@ -272,8 +272,9 @@ class ImageEncoder(OnDevice):
         and never stops the run.
 
         what: "features" (2048-d pool features), "logits" or "both". mode:
-        "torchvision" (resize 342, center crop 299) or "fid" (bilinear 299 x
-        299); default: the model's. threads: decode threads (default: the CPU
+        "torchvision" (resize 342, center crop 299), "fid" (bilinear 299 x
+        299) or "clean" (clean-fid's bicubic 299 x 299); default: the
+        model's. threads: decode threads (default: the CPU
         count, at most 8).
         """
         if isinstance(paths, (str, bytes, os.PathLike)):
@@ -349,8 +350,9 @@ class ImageEncoder(OnDevice):
         batch_size = int_arg(batch_size, "batch_size", 1, 65536)
         n = len(images)
         feats, logits = self._outputs(n, what)
-        fid = mode_value == _ffi.IMS_PREPROCESS_FID
-        crops = np.empty((min(n, batch_size), _INPUT, _INPUT, 3), np.float32 if fid else np.uint8)
+        float_preprocess = {_ffi.IMS_PREPROCESS_FID: "ims_preprocess_fid",
+                  _ffi.IMS_PREPROCESS_CLEAN: "ims_preprocess_clean"}.get(mode_value)
+        crops = np.empty((min(n, batch_size), _INPUT, _INPUT, 3), np.float32 if float_preprocess else np.uint8)
         lib = _ffi.lib()
         err = new_error()
         for start in range(0, n, batch_size):
@@ -359,9 +361,9 @@ class ImageEncoder(OnDevice):
                 img = images[start + j]
                 h, w = img.shape[0], img.shape[1]
                 c_img = _ffi.ims_image(w, h, pointer(img, ctypes.c_uint8))
-                if fid:
-                    st = lib.ims_preprocess_fid(ctypes.byref(c_img), _INPUT, _ffi.IMS_LAYOUT_NHWC,
-                                                pointer(crops[j], ctypes.c_float), ctypes.byref(err))
+                if float_preprocess:
+                    st = getattr(lib, float_preprocess)(ctypes.byref(c_img), _INPUT, _ffi.IMS_LAYOUT_NHWC,
+                                              pointer(crops[j], ctypes.c_float), ctypes.byref(err))
                 else:
                     st = lib.ims_preprocess_torchvision_u8(ctypes.byref(c_img), _ffi.IMS_IMAGE_RESIZE_SIZE, _INPUT,
                                                            pointer(crops[j], ctypes.c_uint8), ctypes.byref(err))

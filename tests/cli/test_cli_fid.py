@@ -37,6 +37,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "format"))
 import check_format  # noqa: E402  (the weight-file reader: fc.bias)
+from fid_data import make_folders, write_png  # noqa: E402  (the folders the goldens use too)
 
 FAILURES = []
 
@@ -53,34 +54,6 @@ def run(*args, want=0):
         print(p.stdout, p.stderr, sep="\n")
     check("exit %d: %s" % (want, " ".join(map(str, args[:3]))), p.returncode == want, "got %d" % p.returncode)
     return p
-
-
-def write_png(path, a):
-    """(h, w, 3) uint8 as an 8-bit RGB PNG."""
-    h, w, _ = a.shape
-    raw = b"".join(b"\x00" + a[y].tobytes() for y in range(h))
-
-    def chunk(t, d):
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
-
-    head = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", zlib.compress(raw, 1)) +
-                           chunk(b"IEND", b""))
-
-
-def make_folders(work, photos):
-    rng = np.random.default_rng(18)
-    for name, noise in (("A", 0.0), ("B", 24.0)):
-        d = work / name
-        d.mkdir()
-        for i in range(50):
-            src = photos[(i * 7 + (name == "B")) % len(photos)]
-            s = int(rng.integers(150, 300))
-            y, x = (int(rng.integers(0, 300 - s)) for _ in range(2))
-            crop = src[y:y + s, x:x + s].astype(np.float64)
-            crop += rng.normal(0, noise, crop.shape) if noise else 0
-            write_png(d / ("%s%02d.png" % (name.lower(), i)), np.clip(crop, 0, 255).astype(np.uint8))
-    (work / "B" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
 
 
 def load_function(package, module, name, extra=None, names=None):
@@ -169,6 +142,7 @@ def main():
         photos_npy = work / "photos.npy"
         run("preprocess", *sorted(samples.glob("*.png")), "-o", photos_npy, "--uint8")
         make_folders(work, np.load(photos_npy))
+        (work / "B" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
         dev = ("--image-model", model, "--device", "cpu")
 
         # FID, KID and IS in one run; B's broken file is reported and skipped (exit 3)
@@ -276,8 +250,11 @@ def main():
         p = run("fid", work / "a.npz", work / "b_plain.npz", "--kid", want=1)
         check("--kid needs images", "needs the images" in p.stderr)
         run("fid", work / "nothing", work / "A", *dev, want=1)
-        p = run("fid", work / "A", work / "a.npz", "--image-model", model, "--device", "cpu", "--mode", "clean",
-                want=2)
+        # clean mode's images against fid mode's statistics: refused naming both, unless --force
+        p = run("fid", work / "A", work / "a.npz", *dev, "--mode", "clean", want=1)
+        check("clean vs fid refused naming both modes", "mode clean" in p.stderr and "mode fid" in p.stderr, p.stderr)
+        p = run("fid", work / "A", work / "a.npz", *dev, "--mode", "clean", "--force", "--json")
+        check("--force compares them", json.loads(p.stdout)["inputs"][0]["mode"] == "clean", p.stdout)
     if FAILURES:
         print("%d failed: %s" % (len(FAILURES), ", ".join(FAILURES)))
         sys.exit(1)

@@ -182,6 +182,38 @@ static char *check_fid(const char *src, const ims_image *img, int size, int n, d
     return p;
 }
 
+/* clean mode: bit for bit (crc32 of the NCHW floats), both layouts. */
+static char *check_clean(const char *src, const ims_image *img, int size, unsigned long want_crc, int n, char *p)
+{
+    ims_error err = {0};
+    size_t count = (size_t)size * size * 3;
+    float *chw = malloc(count * sizeof(float)), *hwc = malloc(count * sizeof(float));
+    TEST_CHECK(chw && hwc, "malloc");
+    if (!chw || !hwc) {
+        free(chw);
+        free(hwc);
+        return p;
+    }
+    for (size_t i = 0; i < count; i++)
+        chw[i] = hwc[i] = NAN; /* poison: every value must be written */
+    TEST_OK(ims_preprocess_clean(img, size, IMS_LAYOUT_NCHW, chw, &err), err);
+    TEST_OK(ims_preprocess_clean(img, size, IMS_LAYOUT_NHWC, hwc, &err), err);
+    p = check_values("clean", src, p, n, chw, count, 0.0);
+    unsigned long got = crc32(0L, (const Bytef *)chw, (uInt)(count * sizeof(float)));
+    TEST_CHECK(got == want_crc, "clean %s %dx%d -> %d: crc %08lx, want %08lx", src, img->width, img->height, size,
+               got, want_crc);
+    size_t plane = (size_t)size * size;
+    int layouts_agree = 1;
+    for (size_t i = 0; i < count; i++)
+        layouts_agree &= chw[i] == hwc[(i % plane) * 3 + i / plane];
+    TEST_CHECK(layouts_agree, "clean %s: NCHW and NHWC disagree", src);
+    printf("clean %s %dx%d -> %d: %s\n", src, img->width, img->height, size,
+           got == want_crc ? "identical floats" : "DIFFERENT");
+    free(chw);
+    free(hwc);
+    return p;
+}
+
 static char *check_norm(const char *src, const ims_image *img, int n, char *p)
 {
     size_t count = (size_t)img->width * img->height * 3;
@@ -248,6 +280,10 @@ static int run_file(const char *path)
             double sum = 0;
             sscanf(rest, "%d %d %lf", &a, &b, &sum);
             p = check_fid(src, &img, a, b, sum, p);
+        } else if (strcmp(kind, "clean") == 0) {
+            unsigned long want = 0;
+            sscanf(rest, "%d %lx %d", &a, &want, &b);
+            p = check_clean(src, &img, a, want, b, p);
         } else if (strcmp(kind, "norm") == 0) {
             sscanf(rest, "%d", &a);
             p = check_norm(src, &img, a, p);
@@ -274,6 +310,9 @@ static void test_errors(void)
     TEST_CHECK(ims_preprocess_torchvision_u8(&img, 2, -1, out, &err) == IMS_ERR_ARGUMENT, "crop -1");
     TEST_CHECK(ims_preprocess_fid(NULL, 2, IMS_LAYOUT_NCHW, f, &err) == IMS_ERR_ARGUMENT, "no image");
     TEST_CHECK(ims_preprocess_fid(&img, 0, IMS_LAYOUT_NCHW, f, &err) == IMS_ERR_ARGUMENT, "size 0");
+    TEST_CHECK(ims_preprocess_clean(NULL, 2, IMS_LAYOUT_NCHW, f, &err) == IMS_ERR_ARGUMENT, "clean: no image");
+    TEST_CHECK(ims_preprocess_clean(&img, 0, IMS_LAYOUT_NCHW, f, &err) == IMS_ERR_ARGUMENT, "clean: size 0");
+    TEST_CHECK(ims_preprocess_clean(&empty, 2, IMS_LAYOUT_NCHW, f, &err) == IMS_ERR_ARGUMENT, "clean: empty image");
     /* 100 x 1 resized to short side 1e9 has a long side of 1e11: refused
      * before anything is allocated. With short side 1e6 (long side 1e8) only
      * the 2 x 2 crop is computed: it works, and the image is constant. */
