@@ -395,34 +395,34 @@ static ims_status bench_knn_parts(bench_ctx *c, ims_error *err)
 {
     bench_knn_shape shapes[32];
     int count = knn_shapes(c, shapes);
-    knn_state s = {0};
+    knn_state res = {0}, chk = {0}; /* the resident table and the streamed one, kept across shapes */
     ims_status st = IMS_OK;
     for (int i = 0; !st && i < count; i++) {
         const bench_knn_shape *sh = &shapes[i];
         float *queries = malloc(2 * (size_t)sh->b * (size_t)sh->d * sizeof *queries);
-        s.ids = malloc((size_t)sh->b * (size_t)sh->k * sizeof *s.ids);
-        s.scores = malloc((size_t)sh->b * (size_t)sh->k * sizeof *s.scores);
-        if (!queries || !s.ids || !s.scores)
+        int64_t *ids = malloc((size_t)sh->b * (size_t)sh->k * sizeof *ids);
+        float *scores = malloc((size_t)sh->b * (size_t)sh->k * sizeof *scores);
+        if (!queries || !ids || !scores)
             st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory for %d queries", sh->b);
+        else
+            random_floats(queries, 2 * (size_t)sh->b * (size_t)sh->d, 777);
+        knn_state *states[2] = {&res, &chk};
+        for (int j = 0; j < 2; j++) {
+            *states[j] = (knn_state){states[j]->table, states[j]->n, states[j]->d, queries, sh->b, sh->k, ids, scores};
+            if (!st && (!states[j]->table || states[j]->n != sh->n || states[j]->d != sh->d))
+                st = knn_table_fill_chunked(c, states[j], sh->n, sh->d, j ? (sh->n + 7) / 8 : 0, err);
+        }
         bench_row scores_row = {0}, full_row = {0}, streamed_row = {0};
         if (!st) {
-            random_floats(queries, 2 * (size_t)sh->b * (size_t)sh->d, 777);
-            s.queries = queries;
-            s.b = sh->b;
-            st = knn_table_fill(c, &s, sh->n, sh->d, err);
+            res.k = 1;
+            st = knn_part_row(c, &res, sh, "f16 scores", &scores_row, err);
         }
         if (!st) {
-            s.k = 1;
-            st = knn_part_row(c, &s, sh, "f16 scores", &scores_row, err);
-        }
-        if (!st) {
-            s.k = sh->k;
-            st = knn_part_row(c, &s, sh, "f16 scores+select", &full_row, err);
+            res.k = sh->k;
+            st = knn_part_row(c, &res, sh, "f16 scores+select", &full_row, err);
         }
         if (!st)
-            st = knn_table_fill_chunked(c, &s, sh->n, sh->d, (sh->n + 7) / 8, err);
-        if (!st)
-            st = knn_part_row(c, &s, sh, "f16 streamed 8 chunks+merge", &streamed_row, err);
+            st = knn_part_row(c, &chk, sh, "f16 streamed 8 chunks+merge", &streamed_row, err);
         if (!st)
             fprintf(stderr,
                     "knn-parts N=%lld D=%d B=%d k=%d%s: scores %.3f ms (%.1f%% of copy bandwidth); the selection of k "
@@ -431,12 +431,11 @@ static ims_status bench_knn_parts(bench_ctx *c, ims_error *err)
                     scores_row.ms_per_call, 100.0 * scores_row.of_copy, full_row.ms_per_call - scores_row.ms_per_call,
                     streamed_row.ms_per_call - full_row.ms_per_call);
         free(queries);
-        free(s.ids);
-        free(s.scores);
-        s.ids = NULL;
-        s.scores = NULL;
+        free(ids);
+        free(scores);
     }
-    ims_knn_free(s.table);
+    ims_knn_free(res.table);
+    ims_knn_free(chk.table);
     return st;
 }
 
