@@ -274,15 +274,41 @@ static ims_status cpu_input_u8_op(ims_backend *be, const imsi_tensor *x, const f
 static ims_status cpu_knn_select_op(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries, int k,
                                     int path, imsi_tensor *ids, imsi_tensor *scores, ims_error *err)
 {
-    (void)path; /* one CPU path */
     int f16 = table->dtype == IMS_DTYPE_F16, d = (int)table->shape[1], b = (int)queries->shape[0];
     int64_t n = table->shape[0];
+    /* GEMM_F16 over f16 rows (the prefilter's first pass): the queries rounded
+     * to f16, as the CUDA path's tensor-core GEMM takes them; every other path
+     * is the one exact CPU path. */
+    int round_q = f16 && path == IMS_KNN_PATH_GEMM_F16;
+    size_t select_bytes = imsi_cpu_knn_scratch_bytes(f16, n, d, b, k), select_room = (select_bytes + 63) / 64 * 64;
     void *scratch;
-    ims_status st = cpu_scratch(be, imsi_cpu_knn_scratch_bytes(f16, n, d, b, k), "knn", &scratch, err);
+    ims_status st = cpu_scratch(be, select_room + (round_q ? (size_t)b * d * sizeof(float) : 0), "knn", &scratch, err);
     if (st)
         return st;
-    imsi_cpu_knn_select(f16 ? NULL : table->data, f16 ? table->data : NULL, n, d, queries->data, b, k, ids->data,
-                        scores->data, scratch);
+    const float *q = queries->data;
+    if (round_q) {
+        float *q16 = (float *)((char *)scratch + select_room);
+        for (size_t i = 0; i < (size_t)b * d; i++)
+            q16[i] = ims_f16_to_f32(ims_f32_to_f16(q[i]));
+        q = q16;
+    }
+    imsi_cpu_knn_select(f16 ? NULL : table->data, f16 ? table->data : NULL, n, d, q, b, k, ids->data, scores->data,
+                        scratch);
+    return IMS_OK;
+}
+
+static ims_status cpu_knn_rescore_op(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries,
+                                     const imsi_tensor *cand, const imsi_tensor *cand_scores, const imsi_tensor *margin,
+                                     int k, imsi_tensor *ids, imsi_tensor *scores, imsi_tensor *ok, ims_error *err)
+{
+    int f16 = table->dtype == IMS_DTYPE_F16, c = (int)cand->shape[1];
+    void *scratch;
+    ims_status st = cpu_scratch(be, imsi_cpu_knn_rescore_scratch_bytes(c), "knn rescore", &scratch, err);
+    if (st)
+        return st;
+    imsi_cpu_knn_rescore(f16 ? NULL : table->data, f16 ? table->data : NULL, table->shape[0], (int)table->shape[1],
+                         queries->data, (int)queries->shape[0], cand->data, cand_scores->data, c, margin->data, k,
+                         ids->data, scores->data, ok->data, scratch);
     return IMS_OK;
 }
 
@@ -389,6 +415,7 @@ static const imsi_backend_ops cpu_ops = {
     .timer_free = cpu_timer_free,
     .measure_peaks = cpu_measure_peaks,
     .upload_async = cpu_copy,
+    .knn_rescore = cpu_knn_rescore_op,
 };
 
 void imsi_backend_cpu_limit_scratch(ims_backend *be, size_t max_bytes)

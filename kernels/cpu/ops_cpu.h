@@ -110,6 +110,13 @@ size_t imsi_cpu_knn_scratch_bytes(int f16, int64_t n, int d, int b, int k);
 void imsi_cpu_knn_select(const float *table_f32, const uint16_t *table_f16, int64_t n, int d, const float *queries,
                          int b, int k, int32_t *ids, float *scores, void *scratch);
 
+/* knn_rescore (backend.h): cand/cand_scores (b, c), margin (b) -> ids/scores
+ * (b, min(k, c)), ok (b); scratch: imsi_cpu_knn_rescore_scratch_bytes(c). */
+size_t imsi_cpu_knn_rescore_scratch_bytes(int c);
+void imsi_cpu_knn_rescore(const float *table_f32, const uint16_t *table_f16, int64_t n, int d, const float *queries,
+                          int b, const int32_t *cand, const float *cand_scores, int c, const float *margin, int k,
+                          int32_t *ids, float *scores, int32_t *ok, void *scratch);
+
 /* Below this many elements of work an op runs on one thread: a parallel region
  * costs more than it saves on a short sentence (batch 1), and much more when
  * the cores are shared (a barrier waits for a descheduled thread). */
