@@ -157,14 +157,16 @@ static void test_scratch_failures(ims_backend *be, uint64_t *rng)
     outs[2] = host_tensor(be, IMS_DTYPE_F32, 2, (int64_t[]){2, 4}, 1, rng);
     outs[3] = host_tensor(be, IMS_DTYPE_F32, 3, (int64_t[]){2, 5, 4}, 1, rng);
     outs[4] = host_tensor(be, IMS_DTYPE_F16, 2, (int64_t[]){3, 3}, 1, rng);
-    outs[5] = host_tensor(be, IMS_DTYPE_F32, 4, (int64_t[]){1, 3, 3, 3}, 1, rng);
+    /* conv2d into channels [1, 4) of 5: both paths need scratch there (oneDNN a
+     * dense output to copy into the slice, the reference path im2col rows) */
+    outs[5] = host_tensor(be, IMS_DTYPE_F32, 4, (int64_t[]){1, 3, 3, 5}, 1, rng);
     outs[6] = host_tensor(be, IMS_DTYPE_F32, 2, (int64_t[]){2, 3}, 1, rng);
     imsi_tensor knn_ids = host_tensor(be, IMS_DTYPE_I32, 2, (int64_t[]){2, 3}, 1, rng);
     imsi_tensor w16 = h16;
     w16.shape[0] = 3; /* (3, 4): the weights of a (3, 4) . (3, 4)^T product */
     imsi_tensor x3 = x;
     x3.ndim = 3, x3.shape[0] = 2, x3.shape[1] = 5, x3.shape[2] = 4;
-    imsi_conv2d_params cp = {1, 1, 0, 0, 1, 0, IMS_PRECISION_FP32};
+    imsi_conv2d_params cp = {1, 1, 0, 0, 1, 1, IMS_PRECISION_FP32};
     for (int limit = 1; limit >= 0; limit--) {
         imsi_backend_cpu_limit_scratch(be, limit ? 16 : 0);
         for (int op = 0; op < OPS; op++) {
