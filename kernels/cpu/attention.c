@@ -9,9 +9,11 @@
  */
 #include "ops_cpu.h"
 
+#include "fast_math.h"
 #include "imgsearch.h"
 
 #include <math.h>
+#include <string.h>
 
 static float load(const void *p, size_t i, int f16)
 {
@@ -108,5 +110,93 @@ void imsi_cpu_attention(const void *qkv, const int32_t *lengths, void *ctx, int 
                 }
             }
         }
+    }
+}
+
+/* ---- The fast path (f32, the CPU encoder's) -------------------------------------- */
+
+/* As attend_row, with the softmax in float (cpu_expf, a float sum) and every
+ * loop vectorized: sums are reassociated, so results differ from the strict
+ * path in the last bits (test_backend_ops bounds both against double). */
+static inline __attribute__((always_inline)) void attend_row_fast(const float *q, const float *kt, const float *v,
+                                                                  float *sc, float *acc, int t, int len, int d,
+                                                                  float scale)
+{
+    #pragma omp simd
+    for (int s = 0; s < len; s++)
+        sc[s] = 0.0f;
+    for (int j = 0; j < d; j++) {
+        const float *kr = kt + (size_t)j * t;
+        float qj = q[j] * scale;
+        #pragma omp simd
+        for (int s = 0; s < len; s++)
+            sc[s] += qj * kr[s];
+    }
+    float mx = -INFINITY;
+    #pragma omp simd reduction(max : mx)
+    for (int s = 0; s < len; s++)
+        mx = sc[s] > mx ? sc[s] : mx;
+    float sum = 0.0f;
+    #pragma omp simd reduction(+ : sum)
+    for (int s = 0; s < len; s++) {
+        sc[s] = cpu_expf(sc[s] - mx);
+        sum += sc[s];
+    }
+    #pragma omp simd
+    for (int j = 0; j < d; j++)
+        acc[j] = 0.0f;
+    for (int s = 0; s < len; s++) {
+        const float *vr = v + (size_t)s * d;
+        float p = sc[s];
+        #pragma omp simd
+        for (int j = 0; j < d; j++)
+            acc[j] += p * vr[j];
+    }
+    float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    #pragma omp simd
+    for (int j = 0; j < d; j++)
+        acc[j] *= inv;
+}
+
+/* One (sequence, head): q (len, d), kt (d, len) and v (len, d) gathered from
+ * the (T, 3H) rows; only real tokens are gathered, and padding queries get
+ * the same softmax as the strict path (over the real keys). */
+CPU_SIMD_CLONES static void attend_head_fast(const float *qkv, float *ctx, int t, int h, int d, int len, int hi, float scale,
+                             float *q, float *kt, float *v, float *sc, float *acc)
+{
+    int h3 = 3 * h, c0 = hi * d;
+    for (int s = 0; s < len; s++) {
+        const float *row = qkv + (size_t)s * h3;
+        memcpy(v + (size_t)s * d, row + 2 * h + c0, (size_t)d * sizeof *v);
+        for (int j = 0; j < d; j++)
+            kt[(size_t)j * len + s] = row[h + c0 + j];
+    }
+    for (int qi = 0; qi < t; qi++) {
+        memcpy(q, qkv + (size_t)qi * h3 + c0, (size_t)d * sizeof *q);
+        attend_row_fast(q, kt, v, sc, acc, len, len, d, scale);
+        memcpy(ctx + (size_t)qi * h + c0, acc, (size_t)d * sizeof *acc);
+    }
+}
+
+size_t imsi_cpu_attention_fast_scratch_bytes(int t, int h, int heads)
+{
+    return cpu_slices_bytes(thread_floats(t, h / heads) * sizeof(float), 1);
+}
+
+void imsi_cpu_attention_fast(const float *qkv, const int32_t *lengths, float *ctx, int b, int t, int h, int heads,
+                             void *scratch)
+{
+    int d = h / heads;
+    float scale = (float)(1.0 / sqrt((double)d));
+    float *q = scratch;                /* (d) */
+    float *kt = q + (size_t)t * d;     /* (d, len) */
+    float *v = kt + (size_t)t * d;     /* (len, d) */
+    float *sc = v + (size_t)t * d;     /* (len) */
+    float *acc = sc + t;               /* (d) */
+    for (int bi = 0; bi < b; bi++) {
+        int len = lengths[bi] < 0 ? 0 : lengths[bi] > t ? t : lengths[bi];
+        for (int hi = 0; hi < heads; hi++)
+            attend_head_fast(qkv + (size_t)bi * t * 3 * h, ctx + (size_t)bi * t * h, t, h, d, len, hi, scale, q, kt,
+                             v, sc, acc);
     }
 }
