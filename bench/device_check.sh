@@ -17,7 +17,7 @@
 #      quick modes, 40 s each, most informative first (a runtime that
 #      refuses the sanitizer, such as gVisor, is reported as such, not as
 #      failing tests)
-#   3. (60 s) imgsearch devices; imgsearch bench --quick
+#   3. (60 s) imgsearch devices; imgsearch bench --quick; bench -w knn-parts
 #   4. (the rest) the PyTorch comparisons (bench/compare_torch.py --quick
 #      --no-compile, bench/compare_torch_knn.py --quick)
 # $OUT/summary.md is rewritten after every step, so a run cut off at any
@@ -359,6 +359,9 @@ else
   [ -f .devdeps/minilm-f16.isw ] && bench_args+=(--text-model "$root/.devdeps/minilm-f16.isw")
   step 3 "imgsearch devices" stage3-bench.log 20 "$build/imgsearch" devices
   step 3 "imgsearch bench --quick" stage3-bench.log 120 "$build/imgsearch" bench --quick -o md "${bench_args[@]}"
+  # issue 15's k-NN parts (scores, selection, streamed merge) beside RESULTS.md's predictions
+  step 3 "imgsearch bench -w knn-parts" stage3-bench.log 60 "$build/imgsearch" bench --quick -o md -w knn-parts \
+    --knn-shape 1000000:384:1:10,1000000:384:16:10,1000000:384:1024:100,1000000:384:1:16384
 fi
 
 # ---- Stage 4: the PyTorch comparisons (what is left of the budget) -----------------------

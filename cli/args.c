@@ -317,10 +317,41 @@ int cli_arg_mode(cli_args *a, int *out)
     return rc;
 }
 
+/* --gpu N, a list "0,2,3" (several GPUs) or "all". */
+static int arg_gpus(cli_args *a, cli_device *d)
+{
+    const char *v = take_value(a);
+    if (!v)
+        return a->status;
+    d->gpu_all = !strcmp(v, "all");
+    d->gpu_set = 0;
+    d->gpu = 0;
+    if (d->gpu_all)
+        return 0;
+    int first = -1;
+    for (const char *p = v;;) {
+        char *end = NULL;
+        long g = (*p >= '0' && *p <= '9') ? strtol(p, &end, 10) : -1;
+        if (g < 0 || g > CLI_GPU_MAX || (*end != ',' && *end != '\0')) {
+            cli_args_error(a, "--gpu '%s': expected an integer in 0..%d, a list such as 0,1 or 'all'", v, CLI_GPU_MAX);
+            return a->status;
+        }
+        d->gpu_set |= (uint64_t)1 << g;
+        first = first < 0 ? (int)g : first;
+        if (*end == '\0')
+            break;
+        p = end + 1;
+    }
+    d->gpu = first;
+    if (!(d->gpu_set & (d->gpu_set - 1)))
+        d->gpu_set = 0; /* one GPU: --gpu N */
+    return 0;
+}
+
 int cli_arg_device(cli_args *a, cli_device *d)
 {
     if (!strcmp(a->opt, "--gpu"))
-        return cli_arg_int(a, 0, CLI_GPU_MAX, &d->gpu);
+        return arg_gpus(a, d);
     static const char *const names[] = {"auto", "cpu", "cuda", NULL};
     static const cli_device_kind values[] = {CLI_DEVICE_AUTO, CLI_DEVICE_CPU, CLI_DEVICE_CUDA};
     int i = 0;

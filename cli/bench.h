@@ -25,6 +25,7 @@ typedef enum bench_workload_id {
     BENCH_INDEX,
     BENCH_DECODE,
     BENCH_TOKENIZE,
+    BENCH_KNN_PARTS, /* opt-in (-w knn-parts): not in the default set */
     BENCH_WORKLOAD_COUNT
 } bench_workload_id;
 

@@ -18,7 +18,8 @@
 
 const char *bench_workload_name(int id)
 {
-    static const char *const names[BENCH_WORKLOAD_COUNT] = {"inception", "text", "knn", "index", "decode", "tokenize"};
+    static const char *const names[BENCH_WORKLOAD_COUNT] = {"inception", "text", "knn", "index", "decode", "tokenize",
+                                                                   "knn-parts"};
     return id >= 0 && id < BENCH_WORKLOAD_COUNT ? names[id] : "?";
 }
 
@@ -276,14 +277,18 @@ static ims_status knn_call(void *state, int call, ims_error *err)
                           s->scores, err);
 }
 
-/* A table of n random rows of d floats, appended in pieces. */
-static ims_status knn_table_fill(bench_ctx *c, knn_state *s, int64_t n, int d, ims_error *err)
+/* A table of n random rows of d floats, appended in pieces; chunk: streamed
+ * in chunks of that many rows (0: resident). */
+static ims_status knn_table_fill_chunked(bench_ctx *c, knn_state *s, int64_t n, int d, int64_t chunk, ims_error *err)
 {
     ims_knn_free(s->table);
     s->table = NULL;
     ims_knn_options ko;
     ims_knn_options_init(&ko);
+    ko.max_rows_per_chunk = chunk;
     ims_status st = ims_knn_create(c->be, d, &ko, &s->table, err);
+    if (!st) /* one pinned allocation, not 1.5x growth re-pinning the table as it fills */
+        st = ims_knn_reserve(s->table, n, err);
     const int64_t piece = 1 << 18;
     float *rows = st ? NULL : malloc((size_t)(n < piece ? n : piece) * (size_t)d * sizeof *rows);
     if (!st && !rows)
@@ -297,6 +302,11 @@ static ims_status knn_table_fill(bench_ctx *c, knn_state *s, int64_t n, int d, i
     s->n = n;
     s->d = d;
     return st;
+}
+
+static ims_status knn_table_fill(bench_ctx *c, knn_state *s, int64_t n, int d, ims_error *err)
+{
+    return knn_table_fill_chunked(c, s, n, d, 0, err);
 }
 
 /* The --knn-shape list, or the defaults: 384-d (MiniLM) and 2048-d (Inception
@@ -359,6 +369,73 @@ static ims_status bench_knn(bench_ctx *c, ims_error *err)
         free(s.scores);
     }
     ims_knn_free(s.table);
+    return st;
+}
+
+/* ---- knn-parts: where a k-NN search's time goes ----------------------------------- */
+
+/* One point of knn-parts: the search of s (B, k set) as row `part`. */
+static ims_status knn_part_row(bench_ctx *c, knn_state *s, const bench_knn_shape *sh, const char *part,
+                               bench_row *row, ims_error *err)
+{
+    *row = (bench_row){.workload = "knn-parts", .precision = part, .batch = sh->b, .rows = sh->n, .dim = sh->d,
+                       .k = s->k, .unit = "queries/s", .flop_per_item = 2.0 * (double)sh->n * sh->d,
+                       .bytes_per_item = 2.0 * (double)sh->n * sh->d / sh->b};
+    return bench_measure(c, knn_call, s, sh->b, 0, row, err);
+}
+
+/* Per --knn-shape (f16 table): the scores alone (k = 1: the selection keeps
+ * one entry), the search with its k (the difference is the selection), and
+ * the same table streamed in 8 chunks whose lists are merged on the host (the
+ * difference is the copies and the merge). Rows as the knn workload's (GB/s:
+ * the table's bytes); a summary line on stderr says the differences. The
+ * parts are separated through the public API, so on the CPU backend the rows
+ * are CPU numbers (the summary says so). */
+static ims_status bench_knn_parts(bench_ctx *c, ims_error *err)
+{
+    bench_knn_shape shapes[32];
+    int count = knn_shapes(c, shapes);
+    knn_state res = {0}, chk = {0}; /* the resident table and the streamed one, kept across shapes */
+    ims_status st = IMS_OK;
+    for (int i = 0; !st && i < count; i++) {
+        const bench_knn_shape *sh = &shapes[i];
+        float *queries = malloc(2 * (size_t)sh->b * (size_t)sh->d * sizeof *queries);
+        int64_t *ids = malloc((size_t)sh->b * (size_t)sh->k * sizeof *ids);
+        float *scores = malloc((size_t)sh->b * (size_t)sh->k * sizeof *scores);
+        if (!queries || !ids || !scores)
+            st = ims_error_set(err, IMS_ERR_NOMEM, "out of memory for %d queries", sh->b);
+        else
+            random_floats(queries, 2 * (size_t)sh->b * (size_t)sh->d, 777);
+        knn_state *states[2] = {&res, &chk};
+        for (int j = 0; j < 2; j++) {
+            *states[j] = (knn_state){states[j]->table, states[j]->n, states[j]->d, queries, sh->b, sh->k, ids, scores};
+            if (!st && (!states[j]->table || states[j]->n != sh->n || states[j]->d != sh->d))
+                st = knn_table_fill_chunked(c, states[j], sh->n, sh->d, j ? (sh->n + 7) / 8 : 0, err);
+        }
+        bench_row scores_row = {0}, full_row = {0}, streamed_row = {0};
+        if (!st) {
+            res.k = 1;
+            st = knn_part_row(c, &res, sh, "f16 scores", &scores_row, err);
+        }
+        if (!st) {
+            res.k = sh->k;
+            st = knn_part_row(c, &res, sh, "f16 scores+select", &full_row, err);
+        }
+        if (!st)
+            st = knn_part_row(c, &chk, sh, "f16 streamed 8 chunks+merge", &streamed_row, err);
+        if (!st)
+            fprintf(stderr,
+                    "knn-parts N=%lld D=%d B=%d k=%d%s: scores %.3f ms (%.1f%% of copy bandwidth); the selection of k "
+                    "adds %.3f ms; streaming in 8 chunks with the host merge adds %.3f ms\n",
+                    (long long)sh->n, sh->d, sh->b, sh->k, is_cuda(c) ? "" : " (CPU backend: CPU numbers)",
+                    scores_row.ms_per_call, 100.0 * scores_row.of_copy, full_row.ms_per_call - scores_row.ms_per_call,
+                    streamed_row.ms_per_call - full_row.ms_per_call);
+        free(queries);
+        free(ids);
+        free(scores);
+    }
+    ims_knn_free(res.table);
+    ims_knn_free(chk.table);
     return st;
 }
 
@@ -722,6 +799,7 @@ ims_status bench_workload_run(bench_ctx *c, bench_workload_id id, ims_error *err
     case BENCH_INDEX: return bench_index(c, err);
     case BENCH_DECODE: return bench_decode(c, err);
     case BENCH_TOKENIZE: return bench_tokenize(c, err);
+    case BENCH_KNN_PARTS: return bench_knn_parts(c, err);
     default: return ims_error_set(err, IMS_ERR_ARGUMENT, "bench: unknown workload %d", (int)id);
     }
 }

@@ -157,7 +157,9 @@ typedef enum cli_device_kind {
 
 typedef struct cli_device {
     cli_device_kind kind;
-    int gpu;
+    int gpu;          /* --gpu N, or the first of a list */
+    uint64_t gpu_set; /* --gpu 0,1,..: the GPUs of a list of two or more; 0 otherwise */
+    int gpu_all;      /* --gpu all */
 } cli_device;
 
 #define CLI_DEVICE_OPTIONS "--device|--gpu"
@@ -192,8 +194,12 @@ size_t text_utf8_length(const unsigned char *s, size_t len);
 /* ---- Devices and models (models.c) --------------------------------------------- */
 
 int cli_default_threads(int at_most); /* the CPU count, at most at_most */
-/* The backend d names (auto: cuda when GPU d->gpu is usable, else the CPU). */
+/* The backend d names (auto: cuda when GPU d->gpu is usable, else the CPU).
+ * Several GPUs (--gpu all or a list) are refused: only knn splits a table. */
 ims_status cli_device_open(const cli_device *d, ims_backend **out, ims_error *err);
+/* knn: every backend d names, one per GPU of --gpu all or a list (or the one
+ * of cli_device_open); *count of them into bes (at most CLI_GPU_MAX + 1). */
+ims_status cli_devices_open(const cli_device *d, ims_backend **bes, int *count, ims_error *err);
 /* mode: an ims_preprocess_mode, or CLI_MODE_MODEL for the image model's own. */
 ims_preprocess_mode cli_mode_resolve(int mode, const ims_weights *image_model);
 

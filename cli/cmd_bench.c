@@ -28,7 +28,12 @@ static const char bench_usage[] =
     "LIST is comma-separated values: -b 1,8,32 -p fp16,fp32.\n"
     "\n"
     "  -w, --workload LIST  inception, text, knn, index, decode, tokenize (default:\n"
-    "                       all; those missing their input are skipped, with a note)\n"
+    "                       all; those missing their input are skipped, with a note);\n"
+    "                       knn-parts (only when named): per --knn-shape the k-NN\n"
+    "                       search split into its parts: scores alone (k = 1), with\n"
+    "                       the selection of k, and streamed in 8 chunks merged on\n"
+    "                       the host, each with GB/s and its fraction of the copy\n"
+    "                       bandwidth measured in the same run\n"
     "  -b, --batch LIST     images or texts per call: inception, text, index\n"
     "                       (default: 1,8,32,128,256 on a GPU, 1,8 on the CPU)\n"
     "  -p, --precision LIST fp32, tf32, fp16: inception, text (fp32 and fp16), index\n"
@@ -89,7 +94,9 @@ static int workload_item(cli_args *a, bench_options *o, const char *v)
             o->workloads |= 1u << i;
             return 0;
         }
-    return cli_args_error(a, "unknown workload '%s' (the workloads: inception, text, knn, index, decode, tokenize)",
+    return cli_args_error(a,
+                          "unknown workload '%s' (the workloads: inception, text, knn, index, decode, tokenize, "
+                          "knn-parts)",
                           v);
 }
 
@@ -221,7 +228,7 @@ static int parse_bench_options(int argc, char **argv, bench_options *o)
         return a.status;
     o->workloads_given = o->workloads != 0;
     if (!o->workloads)
-        o->workloads = (1u << BENCH_WORKLOAD_COUNT) - 1;
+        o->workloads = ((1u << BENCH_WORKLOAD_COUNT) - 1) & ~(1u << BENCH_KNN_PARTS);
     for (int i = 0; o->workloads_given && i < BENCH_WORKLOAD_COUNT; i++) {
         const char *missing = o->workloads & (1u << i) ? bench_workload_missing(o, (bench_workload_id)i) : NULL;
         if (missing)

@@ -16,7 +16,7 @@
 
 static const char knn_usage[] =
     "usage: imgsearch knn TABLE.npy QUERIES.npy -k K [--metric cosine|ip] [--dtype f16|f32]\n"
-    "                     [--device auto|cpu|cuda] [--gpu N] [--chunk-rows N] [-o OUT.npz] [--json]\n"
+    "                     [--device auto|cpu|cuda] [--gpu N|LIST|all] [--chunk-rows N] [-o OUT.npz] [--json]\n"
     "\n"
     "For each query (a row of QUERIES, shape (B, D), or one vector (D)) finds the K rows of TABLE\n"
     "(shape (N, D)) with the highest cosine similarity, exactly; equal scores are\n"
@@ -31,7 +31,9 @@ static const char knn_usage[] =
     "  --device auto|cpu|cuda\n"
     "                       where to search: auto (default) is cuda when a GPU is\n"
     "                       usable, else cpu\n"
-    "  --gpu N              which GPU (default 0)\n"
+    "  --gpu N              which GPU (default 0); a list (0,1) or 'all' splits the\n"
+    "                       table across those GPUs, searches them at once and\n"
+    "                       merges the results exactly\n"
     "  --chunk-rows N       keep the table in host memory and stream it through the\n"
     "                       device N rows at a time (for tables larger than the GPU)\n"
     "  -o, --output OUT.npz ids (int64, (B, K)) and scores (float32, (B, K)); past N:\n"
@@ -123,10 +125,25 @@ static int open_matrix(const char *path, const char *role, int vector_ok, knn_ma
     return CLI_EXIT_FAILURE;
 }
 
-static int create_backend(const knn_args *a, ims_backend **be)
+static int create_backends(const knn_args *a, ims_backend **bes, int *count)
 {
     ims_error err = {0};
-    return cli_device_open(&a->device, be, &err) ? cli_error(&err) : CLI_EXIT_OK;
+    return cli_devices_open(&a->device, bes, count, &err) ? cli_error(&err) : CLI_EXIT_OK;
+}
+
+/* The table on one backend or split across several (--gpu all or a list). */
+typedef struct knn_any {
+    ims_knn_table *one;
+    ims_knn_multi *multi;
+} knn_any;
+
+static ims_status knn_any_load(knn_any *t, ims_backend **bes, int count, int64_t d, const ims_knn_options *o,
+                               const void *rows, ims_dtype dtype, int64_t n, ims_error *err)
+{
+    if (count > 1)
+        return ims_knn_multi_create(bes, count, d, o, &t->multi, err) ||
+               ims_knn_multi_append(t->multi, rows, dtype, n, err);
+    return ims_knn_create(bes[0], d, o, &t->one, err) || ims_knn_append(t->one, rows, dtype, n, err);
 }
 
 static void print_json(const int64_t *ids, const float *scores, int64_t b, int k, int64_t n)
@@ -184,8 +201,9 @@ static int run_knn(knn_args *a)
         return status;
     }
     int64_t n = table.rows, d = table.dim, b = queries.rows;
-    ims_backend *be = NULL;
-    ims_knn_table *t = NULL;
+    ims_backend *bes[CLI_GPU_MAX + 1];
+    int nbe = 0;
+    knn_any t = {0};
     int64_t *ids = NULL;
     float *scores = NULL, *q = NULL;
     ims_error err = {0};
@@ -196,15 +214,17 @@ static int run_knn(knn_args *a)
         status = CLI_EXIT_FAILURE;
         goto done;
     }
-    if ((status = create_backend(a, &be)))
+    if ((status = create_backends(a, bes, &nbe)))
         goto done;
-    const ims_backend_info *info = ims_backend_get_info(be);
+    const ims_backend_info *info = ims_backend_get_info(bes[0]);
     if (a->opt.dtype == IMS_DTYPE_COUNT)
         a->opt.dtype = info->kind == IMS_BACKEND_CPU ? IMS_DTYPE_F32 : IMS_DTYPE_F16;
     size_t need = ims_knn_estimate_bytes(n, d, a->opt.dtype, b, a->k);
-    fprintf(stderr, "imgsearch knn: %lld rows x %lld dims, %s storage, %lld queries, k = %d on %s: about %.1f MiB%s\n",
+    if (nbe > 1) /* each GPU holds about 1 / nbe of the table */
+        need = ims_knn_estimate_bytes((n + nbe - 1) / nbe, d, a->opt.dtype, b, a->k);
+    fprintf(stderr, "imgsearch knn: %lld rows x %lld dims, %s storage, %lld queries, k = %d on %s%s: about %.1f MiB%s\n",
             (long long)n, (long long)d, ims_dtype_name(a->opt.dtype), (long long)b, a->k, info->name,
-            need / 1048576.0,
+            nbe > 1 ? " and the other GPUs (the table split across them)" : "", need / 1048576.0,
             a->opt.max_rows_per_chunk ? " (table streamed in chunks)"
             : info->kind == IMS_BACKEND_CPU ? "" : " (table resident; streamed if it does not fit)");
     size_t out_n = (size_t)b * a->k;
@@ -216,12 +236,13 @@ static int run_knn(knn_args *a)
         status = CLI_EXIT_FAILURE;
         goto done;
     }
-    if (ims_knn_create(be, d, &a->opt, &t, &err) ||
-        ims_knn_append(t, ims_npy_data(table.npy), ims_npy_dtype(table.npy), n, &err)) {
+    if (knn_any_load(&t, bes, nbe, d, &a->opt, ims_npy_data(table.npy), ims_npy_dtype(table.npy), n, &err)) {
         status = cli_file_error(a->table, &err); /* loading the table: its rows are at fault */
         goto done;
     }
-    if ((st = ims_knn_search(t, q, b, a->k, ids, scores, &err))) {
+    st = t.multi ? ims_knn_multi_search(t.multi, q, b, a->k, ids, scores, &err)
+                 : ims_knn_search(t.one, q, b, a->k, ids, scores, &err);
+    if (st) {
         const char *culprit = search_culprit(a, st);
         status = culprit ? cli_file_error(culprit, &err) : cli_error(&err);
         goto done;
@@ -237,8 +258,10 @@ static int run_knn(knn_args *a)
     if (a->json || !a->output)
         print_json(ids, scores, b, a->k, n);
 done:
-    ims_knn_free(t);
-    ims_backend_free(be);
+    ims_knn_free(t.one);
+    ims_knn_multi_free(t.multi);
+    for (int i = 0; i < nbe; i++)
+        ims_backend_free(bes[i]);
     free(q);
     free(ids);
     free(scores);

@@ -16,12 +16,47 @@ int cli_default_threads(int at_most)
 ims_status cli_device_open(const cli_device *d, ims_backend **out, ims_error *err)
 {
     *out = NULL;
+    if (d->gpu_all || d->gpu_set)
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED,
+                             "--gpu %s: only knn splits a table across GPUs; give this command one GPU (--gpu N)",
+                             d->gpu_all ? "all" : "LIST");
     int cuda = d->kind == CLI_DEVICE_CUDA;
     if (d->kind == CLI_DEVICE_AUTO) {
         int count = 0;
         cuda = ims_cuda_device_count(&count, NULL) == IMS_OK && count > d->gpu;
     }
     return ims_backend_create(cuda ? IMS_BACKEND_CUDA : IMS_BACKEND_CPU, d->gpu, out, err);
+}
+
+ims_status cli_devices_open(const cli_device *d, ims_backend **bes, int *count, ims_error *err)
+{
+    *count = 0;
+    if (!d->gpu_all && !d->gpu_set) {
+        ims_status st = cli_device_open(d, &bes[0], err);
+        *count = st ? 0 : 1;
+        return st;
+    }
+    if (d->kind == CLI_DEVICE_CPU)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "--gpu %s with --device cpu", d->gpu_all ? "all" : "LIST");
+    int visible = 0;
+    ims_status st = ims_cuda_device_count(&visible, err);
+    if (!st && visible < 1)
+        st = ims_error_set(err, IMS_ERR_UNSUPPORTED, "--gpu %s: no GPU is visible", d->gpu_all ? "all" : "LIST");
+    for (int g = 0; !st && g <= CLI_GPU_MAX; g++) {
+        int wanted = d->gpu_all ? g < visible : (int)((d->gpu_set >> g) & 1);
+        if (!wanted)
+            continue;
+        if (g >= visible)
+            st = ims_error_set(err, IMS_ERR_ARGUMENT, "--gpu: GPU %d is not one of the %d visible", g, visible);
+        else if (!(st = ims_backend_create(IMS_BACKEND_CUDA, g, &bes[*count], err)))
+            (*count)++;
+    }
+    if (st) {
+        for (int i = 0; i < *count; i++)
+            ims_backend_free(bes[i]);
+        *count = 0;
+    }
+    return st;
 }
 
 ims_preprocess_mode cli_mode_resolve(int mode, const ims_weights *image_model)

@@ -1022,6 +1022,19 @@ IMS_API void ims_knn_free(ims_knn_table *t); /* NULL is fine */
  * one query batch: large b are searched in batches); 0 on overflow. */
 IMS_API size_t ims_knn_estimate_bytes(int64_t n, int64_t dim, ims_dtype dtype, int64_t b, int k);
 
+/* One table split across several backends (all the GPUs of a node: `knn --gpu
+ * all`), which must outlive it: each append is cut into one contiguous range
+ * per backend; a search runs every part (concurrently on GPUs) and merges the
+ * parts' top-k exactly (equal scores by lower row). count in 1..64. */
+typedef struct ims_knn_multi ims_knn_multi;
+IMS_API ims_status ims_knn_multi_create(ims_backend *const *bes, int count, int64_t dim, const ims_knn_options *o,
+                                        ims_knn_multi **out, ims_error *err);
+IMS_API ims_status ims_knn_multi_append(ims_knn_multi *m, const void *rows, ims_dtype dtype, int64_t n,
+                                        ims_error *err);
+IMS_API ims_status ims_knn_multi_search(ims_knn_multi *m, const float *queries, int64_t b, int k, int64_t *ids,
+                                        float *scores, ims_error *err);
+IMS_API void ims_knn_multi_free(ims_knn_multi *m); /* NULL is fine */
+
 /* ==== index: the index folder ============================================================= */
 
 /* engine/index/store.c: an image index on disk (docs/FORMAT.md, "The index"): chunks

@@ -11,6 +11,7 @@ packages=(
   libturbojpeg0-dev libjpeg62-turbo-dev       # JPEG decode (TurboJPEG API)
   libwebp-dev libtiff-dev libgif-dev          # WebP, TIFF and GIF decode
   libopenblas-dev                             # CPU backend GEMM
+  libdnnl-dev                                 # CPU backend convolutions (oneDNN)
   libopenmpi-dev openmpi-bin                  # search --mpi (optional: the build works without it)
   libmicrohttpd-dev                           # serve's HTTP server
   chromium-headless-shell                     # renders the contact sheet once in its test (~10 s to install)

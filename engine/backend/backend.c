@@ -428,6 +428,48 @@ ims_status imsi_op_knn_select(ims_backend *be, const imsi_tensor *table, const i
     return be->ops->knn_select(be, table, queries, k, path, ids, scores, err);
 }
 
+ims_status imsi_op_knn_rescore(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries,
+                               const imsi_tensor *cand, const imsi_tensor *cand_scores, const imsi_tensor *margin,
+                               int k, imsi_tensor *ids, imsi_tensor *scores, imsi_tensor *ok, ims_error *err)
+{
+    if (!be->ops->knn_rescore)
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "knn rescore: not on the %s backend", be->info.name);
+    const imsi_tensor *all[] = {table, queries, cand, cand_scores, margin, ids, scores, ok};
+    const char *names[] = {"table", "queries", "cand", "cand_scores", "margin", "ids", "scores", "ok"};
+    ims_status st = IMS_OK;
+    for (int i = 0; i < 8 && !st; i++)
+        st = check_placement(be, all[i], names[i], err);
+    if (st)
+        return st;
+    if (table->dtype != IMS_DTYPE_F32 && table->dtype != IMS_DTYPE_F16)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "knn rescore table: dtype %s (f32 or f16)",
+                             ims_dtype_name(table->dtype));
+    if ((st = imsi_tensor_expect(table, "knn rescore table", table->dtype, 2, (int64_t[]){-1, -1}, err)))
+        return st;
+    int64_t n = table->shape[0], d = table->shape[1];
+    if ((st = imsi_tensor_expect(queries, "knn rescore queries", IMS_DTYPE_F32, 2, (int64_t[]){-1, d}, err)))
+        return st;
+    int64_t b = queries->shape[0];
+    if ((st = imsi_tensor_expect(cand, "knn rescore cand", IMS_DTYPE_I32, 2, (int64_t[]){b, -1}, err)))
+        return st;
+    int64_t c = cand->shape[1];
+    if ((st = imsi_tensor_expect(cand_scores, "knn rescore cand_scores", IMS_DTYPE_F32, 2, (int64_t[]){b, c}, err)) ||
+        (st = imsi_tensor_expect(margin, "knn rescore margin", IMS_DTYPE_F32, 1, (int64_t[]){b}, err)) ||
+        (st = imsi_tensor_expect(ok, "knn rescore ok", IMS_DTYPE_I32, 1, (int64_t[]){b}, err)))
+        return st;
+    if (k < 1 || k > IMS_KNN_MAX_K || c < 1 || c > n)
+        return ims_error_set(err, IMS_ERR_ARGUMENT, "knn rescore: k = %d, %lld candidates of %lld rows", k,
+                             (long long)c, (long long)n);
+    int64_t kk = k < c ? k : c;
+    if ((st = imsi_tensor_expect(ids, "knn rescore ids", IMS_DTYPE_I32, 2, (int64_t[]){b, kk}, err)) ||
+        (st = imsi_tensor_expect(scores, "knn rescore scores", IMS_DTYPE_F32, 2, (int64_t[]){b, kk}, err)))
+        return st;
+    if (n > INT32_MAX || d > INT32_MAX || b > INT32_MAX || c > 65536)
+        return ims_error_set(err, IMS_ERR_UNSUPPORTED, "knn rescore: table (%lld, %lld), %lld queries or %lld candidates",
+                             (long long)n, (long long)d, (long long)b, (long long)c);
+    return be->ops->knn_rescore(be, table, queries, cand, cand_scores, margin, k, ids, scores, ok, err);
+}
+
 
 /* Activations: f32 or f16. */
 static ims_status check_float_dtype(const imsi_tensor *t, const char *what, ims_error *err)

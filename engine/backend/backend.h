@@ -108,6 +108,11 @@ typedef struct imsi_backend_ops {
      * memory) stays unchanged until a later download or synchronize returns.
      * Where NULL, engine code uses upload. */
     ims_status (*upload_async)(ims_backend *be, void *dst, const void *src, size_t nbytes, ims_error *err);
+    /* The exact pass of the f16 prefilter (imsi_op_knn_rescore); where NULL,
+     * engine/index/knn.c searches f16 tables with the exact paths only. */
+    ims_status (*knn_rescore)(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries,
+                              const imsi_tensor *cand, const imsi_tensor *cand_scores, const imsi_tensor *margin,
+                              int k, imsi_tensor *ids, imsi_tensor *scores, imsi_tensor *ok, ims_error *err);
 } imsi_backend_ops;
 
 struct ims_backend {
@@ -225,6 +230,20 @@ ims_status imsi_op_linear(ims_backend *be, const imsi_tensor *x, const imsi_tens
  * (IMS_KNN_PATH_GEMM_F16: with the queries rounded to f16). */
 ims_status imsi_op_knn_select(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries, int k, int path,
                               imsi_tensor *ids, imsi_tensor *scores, ims_error *err);
+
+/* The exact pass of the f16 prefilter: table (N, D) f16 or f32, queries (B, D)
+ * f32, cand (B, C) i32 rows with their approximate scores cand_scores (B, C)
+ * f32, best first (knn_select with IMS_KNN_PATH_GEMM_F16, k = C), margin (B)
+ * f32 the bound on |approximate - exact| per query. Per query every candidate
+ * is rescored (the fp64 dot product of the query and the stored row, rounded
+ * once to f32) and the kk = min(k, C) best, descending, equal scores by lower
+ * row, go to ids (B, kk) i32 and scores (B, kk) f32; ok (B) i32 is
+ * imsi_knn_prefilter_holds (kernels/cuda/knn_tile.h): 1 where they are
+ * provably the exact answer, 0 where the query must be searched exactly.
+ * IMS_ERR_UNSUPPORTED on backends without it. */
+ims_status imsi_op_knn_rescore(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries,
+                               const imsi_tensor *cand, const imsi_tensor *cand_scores, const imsi_tensor *margin,
+                               int k, imsi_tensor *ids, imsi_tensor *scores, imsi_tensor *ok, ims_error *err);
 
 /* Output size of a convolution or pool along one axis: (in + 2 pad - k) / stride + 1, or 0 if none. */
 int64_t imsi_conv_out_size(int64_t in, int k, int stride, int pad);

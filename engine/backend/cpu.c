@@ -23,7 +23,8 @@ typedef struct cpu_state {
     void *arena; /* the ops' scratch, 64-byte aligned; NULL until an op needs one */
     size_t arena_bytes;
     size_t arena_limit; /* tests: larger requests fail as if out of memory; 0: none */
-    int strict;         /* imsi_backend_cpu_set_strict */
+    imsi_onednn *onednn; /* convolutions through oneDNN; NULL: the reference path (conv2d.c) */
+    int strict;          /* imsi_backend_cpu_set_strict: the BERT ops' reference kernels */
 } cpu_state;
 
 /* The threads of the BERT row ops: OpenMP's in strict mode; else one, as a
@@ -44,8 +45,10 @@ static int fast_f32(const ims_backend *be, const imsi_tensor *x)
 static void cpu_destroy(ims_backend *be)
 {
     cpu_state *st = be->impl;
-    if (st)
+    if (st) {
         free(st->arena);
+        imsi_onednn_free(st->onednn);
+    }
     free(st);
     free(be);
 }
@@ -83,7 +86,8 @@ static ims_status cpu_alloc(ims_backend *be, size_t nbytes, void **out, ims_erro
 
 static void cpu_dealloc(ims_backend *be, void *ptr)
 {
-    (void)be;
+    cpu_state *st = be->impl;
+    imsi_onednn_forget(st->onednn, ptr); /* a filter freed: its reordered copy goes too */
     free(ptr);
 }
 
@@ -237,11 +241,22 @@ static ims_status cpu_conv2d_op(ims_backend *be, const imsi_conv2d_params *p, co
         .sh = p->stride_h, .sw = p->stride_w, .ph = p->pad_h, .pw = p->pad_w,
         .oh = (int)y->shape[1], .ow = (int)y->shape[2],
     };
-    void *scratch; /* one image's im2col rows, if the shape needs them */
-    ims_status st = cpu_scratch(be, imsi_cpu_conv2d_scratch_bytes(&s), "conv2d", &scratch, err);
-    if (st)
+    cpu_state *cs = be->impl;
+    int y_channels = (int)y->shape[3];
+    void *scratch;
+    ims_status st = IMS_ERR_UNSUPPORTED;
+    if (cs->onednn) {
+        st = cpu_scratch(be, imsi_onednn_conv2d_scratch_bytes(&s, y_channels), "conv2d", &scratch, err);
+        if (!st)
+            st = imsi_onednn_conv2d_nhwc(cs->onednn, &s, x->data, w->data, bias ? bias->data : NULL, p->relu, y->data,
+                                         y_channels, p->y_channel_offset, scratch, err);
+        if (st != IMS_ERR_UNSUPPORTED)
+            return st;
+    }
+    /* The reference path: one image's im2col rows, if the shape needs them. */
+    if ((st = cpu_scratch(be, imsi_cpu_conv2d_scratch_bytes(&s), "conv2d", &scratch, err)) != IMS_OK)
         return st;
-    imsi_cpu_conv2d_nhwc(&s, x->data, w->data, bias->data, p->relu, y->data, (int)y->shape[3],
+    imsi_cpu_conv2d_nhwc(&s, x->data, w->data, bias ? bias->data : NULL, p->relu, y->data, y_channels,
                          p->y_channel_offset, scratch);
     return IMS_OK;
 }
@@ -275,15 +290,41 @@ static ims_status cpu_input_u8_op(ims_backend *be, const imsi_tensor *x, const f
 static ims_status cpu_knn_select_op(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries, int k,
                                     int path, imsi_tensor *ids, imsi_tensor *scores, ims_error *err)
 {
-    (void)path; /* one CPU path */
     int f16 = table->dtype == IMS_DTYPE_F16, d = (int)table->shape[1], b = (int)queries->shape[0];
     int64_t n = table->shape[0];
+    /* GEMM_F16 over f16 rows (the prefilter's first pass): the queries rounded
+     * to f16, as the CUDA path's tensor-core GEMM takes them; every other path
+     * is the one exact CPU path. */
+    int round_q = f16 && path == IMS_KNN_PATH_GEMM_F16;
+    size_t select_bytes = imsi_cpu_knn_scratch_bytes(f16, n, d, b, k), select_room = (select_bytes + 63) / 64 * 64;
     void *scratch;
-    ims_status st = cpu_scratch(be, imsi_cpu_knn_scratch_bytes(f16, n, d, b, k), "knn", &scratch, err);
+    ims_status st = cpu_scratch(be, select_room + (round_q ? (size_t)b * d * sizeof(float) : 0), "knn", &scratch, err);
     if (st)
         return st;
-    imsi_cpu_knn_select(f16 ? NULL : table->data, f16 ? table->data : NULL, n, d, queries->data, b, k, ids->data,
-                        scores->data, scratch);
+    const float *q = queries->data;
+    if (round_q) {
+        float *q16 = (float *)((char *)scratch + select_room);
+        for (size_t i = 0; i < (size_t)b * d; i++)
+            q16[i] = ims_f16_to_f32(ims_f32_to_f16(q[i]));
+        q = q16;
+    }
+    imsi_cpu_knn_select(f16 ? NULL : table->data, f16 ? table->data : NULL, n, d, q, b, k, ids->data, scores->data,
+                        scratch);
+    return IMS_OK;
+}
+
+static ims_status cpu_knn_rescore_op(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries,
+                                     const imsi_tensor *cand, const imsi_tensor *cand_scores, const imsi_tensor *margin,
+                                     int k, imsi_tensor *ids, imsi_tensor *scores, imsi_tensor *ok, ims_error *err)
+{
+    int f16 = table->dtype == IMS_DTYPE_F16, c = (int)cand->shape[1];
+    void *scratch;
+    ims_status st = cpu_scratch(be, imsi_cpu_knn_rescore_scratch_bytes(c), "knn rescore", &scratch, err);
+    if (st)
+        return st;
+    imsi_cpu_knn_rescore(f16 ? NULL : table->data, f16 ? table->data : NULL, table->shape[0], (int)table->shape[1],
+                         queries->data, (int)queries->shape[0], cand->data, cand_scores->data, c, margin->data, k,
+                         ids->data, scores->data, ok->data, scratch);
     return IMS_OK;
 }
 
@@ -399,6 +440,7 @@ static const imsi_backend_ops cpu_ops = {
     .timer_free = cpu_timer_free,
     .measure_peaks = cpu_measure_peaks,
     .upload_async = cpu_copy,
+    .knn_rescore = cpu_knn_rescore_op,
 };
 
 void imsi_backend_cpu_limit_scratch(ims_backend *be, size_t max_bytes)
@@ -456,6 +498,12 @@ ims_status imsi_backend_cpu_create(ims_backend **out, ims_error *err)
 #else
     be->info.threads = 1;
 #endif
+    /* Convolutions: oneDNN where the build has it, unless IMS_CPU_CONV=reference
+     * asks for the strict im2col + sgemm path (the tests compare the two). */
+    const char *conv = getenv("IMS_CPU_CONV");
+    ims_error ignored = {0};
+    if (!(conv && !strcmp(conv, "reference")) && imsi_onednn_create(&st->onednn, &ignored) != IMS_OK)
+        st->onednn = NULL;
     *out = be;
     return IMS_OK;
 }

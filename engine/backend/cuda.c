@@ -571,6 +571,17 @@ static ims_status cuda_op_knn_select(ims_backend *be, const imsi_tensor *table, 
     return status ? status : imsi_cuda_op_knn_select(&st->ctx, table, queries, k, path, ids, scores, err);
 }
 
+static ims_status cuda_op_knn_rescore(ims_backend *be, const imsi_tensor *table, const imsi_tensor *queries,
+                                      const imsi_tensor *cand, const imsi_tensor *cand_scores, const imsi_tensor *margin,
+                                      int k, imsi_tensor *ids, imsi_tensor *scores, imsi_tensor *ok, ims_error *err)
+{
+    cuda_state *st = cuda_state_of(be);
+    ims_status status = cuda_use_device(st, err);
+    return status ? status
+                  : imsi_cuda_op_knn_rescore(&st->ctx, table, queries, cand, cand_scores, margin, k, ids, scores, ok,
+                                             err);
+}
+
 static ims_status cuda_op_conv2d(ims_backend *be, const imsi_conv2d_params *p, const imsi_tensor *x,
                                  const imsi_tensor *w, const imsi_tensor *bias, imsi_tensor *y, ims_error *err)
 {
@@ -679,6 +690,7 @@ static const imsi_backend_ops cuda_ops = {
     .graph_launch = cuda_graph_launch,
     .graph_free = cuda_graph_free,
     .upload_async = cuda_upload_async,
+    .knn_rescore = cuda_op_knn_rescore,
 };
 
 /* ---- Creation ---------------------------------------------------------------------- */

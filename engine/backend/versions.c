@@ -4,6 +4,7 @@
  * runtime query (libjpeg-turbo, giflib); the commit is written into build_commit.h by
  * scripts/build_commit.cmake at every build. */
 #include "backend/backend.h"
+#include "kernels/cpu/ops_cpu.h"
 
 #include <cblas.h>
 #include <gif_lib.h>
@@ -50,6 +51,9 @@ size_t ims_library_version_list(ims_library_version *out, size_t max)
     version_add(out, max, &n, "libtiff", tiff_text);
     version_add(out, max, &n, "giflib", IMS_STR_(GIFLIB_MAJOR) "." IMS_STR_(GIFLIB_MINOR) "." IMS_STR_(GIFLIB_RELEASE));
     version_add(out, max, &n, "openblas", openblas);
+    char onednn[64];
+    if (imsi_onednn_version(onednn, sizeof onednn))
+        version_add(out, max, &n, "onednn", onednn);
     ims_library_version cuda[8];
     size_t cuda_count = imsi_cuda_version_list(cuda, 8);
     for (size_t i = 0; i < cuda_count && i < 8; i++)

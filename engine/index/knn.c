@@ -5,7 +5,8 @@
  * (rows, dim). How a search reaches the rows:
  * - resident (max_rows_per_chunk == 0): the backend holds a copy (on the CPU
  *   backend the host buffer itself), grown by 1.5x and topped up with the new
- *   rows before a search; one knn_select op runs over the whole table.
+ *   rows before a search (an asynchronous upload the search queues behind);
+ *   one search over the whole table.
  * - streamed (max_rows_per_chunk > 0, or when the resident copy does not fit
  *   in device memory): chunks of rows go from the pinned host rows into two
  *   device buffers taken in turn, the next chunk's upload overlapping the
@@ -17,6 +18,15 @@
  * deterministic: the answer is the same whatever the chunk size.
  *
  * Queries are cut into batches of at most IMS_KNN_RESULT_ENTRIES / k queries.
+ *
+ * f16 tables may be searched through the prefilter (use_prefilter: by default
+ * on a device above 16 queries; IMS_KNN_PATH_GEMM_F16 forces it, also on the
+ * CPU): knn_select with the queries rounded to f16 (fp16 tensor-core GEMM on
+ * CUDA) keeps C = 2k + 32 candidates, knn_rescore scores them exactly (fp64,
+ * rounded once) and keeps the best k, and says per query whether the rounding
+ * bound (prefilter_margins) proves that no row outside the candidates can
+ * reach the k-th score; where it does not, that query is searched again with
+ * the exact path (redo_exact). The answer is the exact one either way.
  */
 #include "index/knn.h"
 
@@ -45,9 +55,17 @@ struct ims_knn_table {
     int64_t fallback_chunk; /* > 0 once a resident copy failed to fit */
     knn_scratch *scratch;   /* kept between searches (device allocations are slow) */
     int64_t max_batch;      /* tests: a lower query batch size; 0: imsi_knn_query_batch */
+    double row_norm_max;    /* a bound on every stored row's norm (the prefilter's margin) */
+    int64_t pre_queries, pre_fallbacks; /* prefilter counts (tests, imsi_knn_prefilter_counts) */
 };
 
 void imsi_knn_set_max_batch(ims_knn_table *t, int64_t queries) { t->max_batch = queries > 0 ? queries : 0; }
+
+void imsi_knn_prefilter_counts(const ims_knn_table *t, int64_t *queries, int64_t *fallbacks)
+{
+    *queries = t->pre_queries;
+    *fallbacks = t->pre_fallbacks;
+}
 
 void ims_knn_options_init(ims_knn_options *o)
 {
@@ -80,6 +98,11 @@ size_t ims_knn_estimate_bytes(int64_t n, int64_t dim, ims_dtype dtype, int64_t b
         b = imsi_knn_query_batch(k); /* searches run in batches of at most this */
     size_t es = ims_dtype_size(dtype);
     size_t ws = imsi_knn_workspace_bytes(b, k, n, dim);
+    if (dtype == IMS_DTYPE_F16 && k >= 1 && k <= IMS_KNN_PREFILTER_MAX_K) { /* the f16 prefilter's candidates */
+        int c = imsi_knn_prefilter_candidates(k);
+        size_t wc = imsi_knn_workspace_bytes(b, c, n, dim);
+        ws = wc > ws && wc - ws < SIZE_MAX / 2 ? wc + (size_t)b * c * 8 : ws;
+    }
     if (!es || !ws || n < 0 || dim < 1)
         return 0;
     __int128 bytes = (__int128)n * dim * es + ws;
@@ -117,6 +140,8 @@ ims_status ims_knn_create(ims_backend *be, int64_t dim, const ims_knn_options *o
     t->dim = dim;
     t->elem = ims_dtype_size(o->dtype);
     t->row_bytes = (size_t)dim * t->elem;
+    if (o->metric == IMS_KNN_METRIC_COSINE) /* unit rows: the fp32 normalization's and the f16 rounding's error */
+        t->row_norm_max = (1.0 + ldexp(1.0, -11)) * (1.0 + (dim + 2) * ldexp(1.0, -23)) + sqrt((double)dim) * ldexp(1.0, -25);
     *out = t;
     return IMS_OK;
 }
@@ -205,6 +230,20 @@ static ims_status prepare_rows(const ims_knn_table *t, float *x, int n, float *y
     return IMS_OK;
 }
 
+/* Raises row_norm_max over n raw rows x (n, dim) (inner-product metric): the
+ * norm in fp64, plus the f16 rounding (2^-11 relative, 2^-25 per subnormal). */
+static void norm_bound(ims_knn_table *t, const float *x, int n)
+{
+    for (int r = 0; r < n; r++) {
+        double ss = 0.0;
+        for (int64_t c = 0; c < t->dim; c++)
+            ss += (double)x[(size_t)r * t->dim + c] * x[(size_t)r * t->dim + c];
+        double norm = sqrt(ss) * (1.0 + ldexp(1.0, -11)) + sqrt((double)t->dim) * ldexp(1.0, -25);
+        if (norm > t->row_norm_max)
+            t->row_norm_max = norm;
+    }
+}
+
 ims_status ims_knn_append(ims_knn_table *t, const void *rows, ims_dtype dtype, int64_t n, ims_error *err)
 {
     if (n < 0 || (n > 0 && !rows))
@@ -238,6 +277,8 @@ ims_status ims_knn_append(ims_knn_table *t, const void *rows, ims_dtype dtype, i
         int f16 = t->opt.dtype == IMS_DTYPE_F16;
         st = prepare_rows(t, x, count, f16 ? NULL : (float *)dst, f16 ? (uint16_t *)dst : NULL, norms, t->rows + r0,
                           "row", err);
+        if (!st && t->opt.metric == IMS_KNN_METRIC_IP) /* x is left as given (checked finite) */
+            norm_bound(t, x, count);
     }
     free(x);
     free(norms);
@@ -317,6 +358,16 @@ struct knn_scratch {
     void *dq, *dids, *dscores; /* device (qcap, dim), (qcap, kcap) x 2; NULL on the CPU */
     void *dchunk[2];           /* device chunk buffers (streamed) */
     size_t dchunk_bytes;
+    /* The f16 prefilter (pcap > 0): candidates per query, host arrays and
+     * their device twins (NULL on the CPU, whose ops read the host ones). */
+    int pcap;
+    int32_t *cand_ids;     /* (qcap, pcap) */
+    float *cand_scores;    /* (qcap, pcap) */
+    float *margin;         /* (qcap) */
+    int32_t *ok;           /* (qcap) */
+    int64_t *redo;         /* (qcap) queries searched again exactly */
+    float *redo_q;         /* (qcap, dim) */
+    void *dcand_ids, *dcand_scores, *dmargin, *dok, *dredo_q;
 };
 
 static void scratch_free(ims_knn_table *t, knn_scratch *s)
@@ -332,6 +383,18 @@ static void scratch_free(ims_knn_table *t, knn_scratch *s)
     free(s->run_n);
     free(s->tmp_ids);
     free(s->tmp_scores);
+    free(s->cand_ids);
+    free(s->cand_scores);
+    free(s->margin);
+    free(s->ok);
+    free(s->redo);
+    free(s->redo_q);
+    size_t qc = (size_t)s->qcap * s->pcap;
+    void *pdev[] = {s->dcand_ids, s->dcand_scores, s->dmargin, s->dok, s->dredo_q};
+    size_t pbytes[] = {qc * 4, qc * 4, (size_t)s->qcap * 4, (size_t)s->qcap * 4, (size_t)s->qcap * t->dim * 4};
+    for (int i = 0; i < 5; i++)
+        if (pdev[i])
+            imsi_backend_dealloc(t->be, pdev[i], pbytes[i]);
     if (s->dq)
         imsi_backend_dealloc(t->be, s->dq, (size_t)s->qcap * t->dim * 4);
     if (s->dids)
@@ -344,12 +407,49 @@ static void scratch_free(ims_knn_table *t, knn_scratch *s)
     free(s);
 }
 
+/* Prefilter candidates per query for this k (0: no prefilter for this table and k). */
+static int prefilter_cap(const ims_knn_table *t, int k)
+{
+    if (t->opt.dtype != IMS_DTYPE_F16 || !t->be->ops->knn_rescore || k > IMS_KNN_PREFILTER_MAX_K)
+        return 0;
+    if (t->opt.path != IMS_KNN_PATH_GEMM_F16 && (t->opt.path != IMS_KNN_PATH_AUTO || on_host(t)))
+        return 0; /* the CPU backend takes it only when asked: it is not faster there */
+    return imsi_knn_prefilter_candidates(k);
+}
+
+static ims_status prefilter_scratch(ims_knn_table *t, knn_scratch *s, ims_error *err)
+{
+    size_t qc = (size_t)s->qcap * s->pcap;
+    s->cand_ids = malloc(qc * sizeof *s->cand_ids);
+    s->cand_scores = malloc(qc * sizeof *s->cand_scores);
+    s->margin = malloc((size_t)s->qcap * sizeof *s->margin);
+    s->ok = malloc((size_t)s->qcap * sizeof *s->ok);
+    s->redo = malloc((size_t)s->qcap * sizeof *s->redo);
+    s->redo_q = malloc((size_t)s->qcap * t->dim * sizeof *s->redo_q);
+    if (!s->cand_ids || !s->cand_scores || !s->margin || !s->ok || !s->redo || !s->redo_q)
+        return ims_error_set(err, IMS_ERR_NOMEM, "knn search: cannot allocate prefilter scratch for %lld queries",
+                             (long long)s->qcap);
+    if (on_host(t))
+        return IMS_OK;
+    ims_status st = imsi_backend_alloc(t->be, qc * 4, &s->dcand_ids, err);
+    if (!st)
+        st = imsi_backend_alloc(t->be, qc * 4, &s->dcand_scores, err);
+    if (!st)
+        st = imsi_backend_alloc(t->be, (size_t)s->qcap * 4, &s->dmargin, err);
+    if (!st)
+        st = imsi_backend_alloc(t->be, (size_t)s->qcap * 4, &s->dok, err);
+    if (!st)
+        st = imsi_backend_alloc(t->be, (size_t)s->qcap * t->dim * 4, &s->dredo_q, err);
+    return st;
+}
+
 static ims_status scratch_init(ims_knn_table *t, knn_scratch *s, int64_t qcap, int kcap, int64_t chunk_rows,
                                ims_error *err)
 {
     memset(s, 0, sizeof *s);
     s->qcap = qcap;
     s->kcap = kcap;
+    s->pcap = prefilter_cap(t, kcap < IMS_KNN_PREFILTER_MAX_K ? kcap : IMS_KNN_PREFILTER_MAX_K);
     size_t qk = (size_t)qcap * kcap;
     s->q = malloc((size_t)qcap * t->dim * sizeof *s->q);
     s->norms = malloc((size_t)qcap * sizeof *s->norms);
@@ -364,9 +464,10 @@ static ims_status scratch_init(ims_knn_table *t, knn_scratch *s, int64_t qcap, i
         !s->tmp_ids || !s->tmp_scores)
         return ims_error_set(err, IMS_ERR_NOMEM, "knn search: cannot allocate host scratch for %lld queries, k = %d",
                              (long long)qcap, kcap);
-    if (on_host(t))
-        return IMS_OK;
-    ims_status st = imsi_backend_alloc(t->be, (size_t)qcap * t->dim * 4, &s->dq, err);
+    ims_status st = s->pcap ? prefilter_scratch(t, s, err) : IMS_OK;
+    if (st || on_host(t))
+        return st;
+    st = imsi_backend_alloc(t->be, (size_t)qcap * t->dim * 4, &s->dq, err);
     if (!st)
         st = imsi_backend_alloc(t->be, qk * 4, &s->dids, err);
     if (!st)
@@ -385,7 +486,7 @@ static ims_status scratch_get(ims_knn_table *t, int64_t qcap, int kcap, int64_t 
 {
     knn_scratch *s = t->scratch;
     size_t chunk_bytes = (size_t)chunk_rows * t->row_bytes;
-    if (s && s->qcap >= qcap && s->kcap >= kcap && (chunk_rows == 0 || s->dchunk_bytes >= chunk_bytes || on_host(t))) {
+    if (s && s->qcap >= qcap && s->kcap >= kcap && s->pcap >= prefilter_cap(t, kcap) && (chunk_rows == 0 || s->dchunk_bytes >= chunk_bytes || on_host(t))) {
         *out = s;
         return IMS_OK;
     }
@@ -424,9 +525,12 @@ static ims_status sync_resident(ims_knn_table *t, ims_error *err)
         t->dev_capacity = cap;
     }
     if (t->dev_rows < t->rows) {
+        /* Asynchronous: the queries' upload and the search's ops queue behind
+         * it; no pending work reads these new rows, and the pinned host rows
+         * do not change until the search's download returns. */
         size_t off = (size_t)t->dev_rows * t->row_bytes;
-        ims_status st = t->be->ops->upload(t->be, (char *)t->dev + off, (const char *)t->host + off,
-                                           (size_t)(t->rows - t->dev_rows) * t->row_bytes, err);
+        ims_status st = upload_async(t->be, (char *)t->dev + off, (const char *)t->host + off,
+                                     (size_t)(t->rows - t->dev_rows) * t->row_bytes, err);
         if (st)
             return st;
         t->dev_rows = t->rows;
@@ -434,11 +538,106 @@ static ims_status sync_resident(ims_knn_table *t, ims_error *err)
     return IMS_OK;
 }
 
-/* One knn_select over rows [r0, r0 + count) (table view tv) for the b queries in
- * s (already on the backend: qv). Leaves the kc = min(k, count) results in
- * s->chunk_ids/chunk_scores (b, kc). next/next_bytes/next_dst: a chunk to
- * start uploading (asynchronously) once this op is enqueued, so the copy
- * overlaps it; NULL for none. */
+static imsi_tensor view1(const ims_backend *be, void *data, ims_dtype dtype, int64_t n)
+{
+    imsi_tensor v = view(be, data, dtype, n, 1);
+    v.ndim = 1;
+    return v;
+}
+
+/* Whether b queries over count rows take the f16 prefilter: C candidates
+ * (tensor cores on CUDA), rescored exactly (knn_rescore). On the device by
+ * default above the streaming path's 16 queries; on the CPU when asked. */
+static int use_prefilter(const ims_knn_table *t, const knn_scratch *s, int64_t b, int k, int64_t count)
+{
+    int c = prefilter_cap(t, k);
+    if (!c || s->pcap < c || count <= c)
+        return 0;
+    return t->opt.path == IMS_KNN_PATH_GEMM_F16 || b > 16;
+}
+
+/* The prefilter's margins: per query a bound on |approximate - exact| score
+ * of any row t: |q.t - q16.t| <= ||q - q16|| ||t||, plus the fp32 sums' error
+ * ((d + 4) 2^-22 ||q|| ||t||: four times the classic bound, for tensor cores
+ * that truncate and for the exact score's own rounding), rounded up. */
+static void prefilter_margins(const ims_knn_table *t, knn_scratch *s, int64_t b)
+{
+    for (int64_t q = 0; q < b; q++) {
+        const float *x = s->q + (size_t)q * t->dim;
+        double diff = 0.0, nq = 0.0, nq16 = 0.0;
+        for (int64_t c = 0; c < t->dim; c++) {
+            double v = x[c], v16 = ims_f16_to_f32(ims_f32_to_f16(x[c]));
+            diff += (v - v16) * (v - v16);
+            nq += v * v;
+            nq16 += v16 * v16;
+        }
+        double big = sqrt(nq > nq16 ? nq : nq16);
+        double m = t->row_norm_max * (sqrt(diff) + (double)(t->dim + 4) * ldexp(1.0, -22) * big);
+        float f = (float)m;
+        s->margin[q] = isfinite(m) && (double)f < m ? nextafterf(f, INFINITY) : f; /* inf: every query redone */
+    }
+}
+
+/* The prefilter's queries whose bound did not hold (s->ok[q] == 0): searched
+ * again exactly over the same rows (tv), results into s->chunk_ids/scores. */
+static ims_status redo_exact(ims_knn_table *t, knn_scratch *s, const imsi_tensor *tv, int64_t b, int k, int kc,
+                             ims_error *err)
+{
+    int64_t nr = 0;
+    for (int64_t q = 0; q < b; q++)
+        if (!s->ok[q]) {
+            memcpy(s->redo_q + (size_t)nr * t->dim, s->q + (size_t)q * t->dim, (size_t)t->dim * sizeof *s->q);
+            s->redo[nr++] = q;
+        }
+    t->pre_queries += b;
+    t->pre_fallbacks += nr;
+    if (nr == 0)
+        return IMS_OK;
+    /* (nr, kc) results fit the candidate buffers: nr <= b, kc <= k < C. */
+    int dev = !on_host(t);
+    imsi_tensor qv = view(t->be, dev ? s->dredo_q : s->redo_q, IMS_DTYPE_F32, nr, t->dim);
+    imsi_tensor iv = view(t->be, dev ? s->dcand_ids : s->cand_ids, IMS_DTYPE_I32, nr, kc);
+    imsi_tensor sv = view(t->be, dev ? s->dcand_scores : s->cand_scores, IMS_DTYPE_F32, nr, kc);
+    ims_status st = dev ? t->be->ops->upload(t->be, s->dredo_q, s->redo_q, (size_t)nr * t->dim * 4, err) : IMS_OK;
+    if (!st)
+        st = imsi_op_knn_select(t->be, tv, &qv, k, IMS_KNN_PATH_AUTO, &iv, &sv, err);
+    size_t bytes = (size_t)nr * kc * 4;
+    if (!st && dev)
+        st = t->be->ops->download(t->be, s->cand_ids, s->dcand_ids, bytes, err);
+    if (!st && dev)
+        st = t->be->ops->download(t->be, s->cand_scores, s->dcand_scores, bytes, err);
+    for (int64_t i = 0; !st && i < nr; i++) {
+        memcpy(s->chunk_ids + (size_t)s->redo[i] * kc, s->cand_ids + (size_t)i * kc, (size_t)kc * 4);
+        memcpy(s->chunk_scores + (size_t)s->redo[i] * kc, s->cand_scores + (size_t)i * kc, (size_t)kc * 4);
+    }
+    return st;
+}
+
+/* The knn ops of one chunk: the prefilter (approximate candidates, then
+ * knn_rescore) or one exact knn_select; results in iv/sv (b, kc). */
+static ims_status chunk_ops(ims_knn_table *t, knn_scratch *s, const imsi_tensor *tv, const imsi_tensor *qv, int64_t b,
+                            int k, int pre, imsi_tensor *iv, imsi_tensor *sv, ims_error *err)
+{
+    if (!pre) { /* a forced GEMM_F16 that cannot be prefiltered runs exactly */
+        int path = t->opt.path == IMS_KNN_PATH_GEMM_F16 ? IMS_KNN_PATH_AUTO : (int)t->opt.path;
+        return imsi_op_knn_select(t->be, tv, qv, k, path, iv, sv, err);
+    }
+    int c = prefilter_cap(t, k), dev = !on_host(t);
+    imsi_tensor civ = view(t->be, dev ? s->dcand_ids : s->cand_ids, IMS_DTYPE_I32, b, c);
+    imsi_tensor csv = view(t->be, dev ? s->dcand_scores : s->cand_scores, IMS_DTYPE_F32, b, c);
+    imsi_tensor mv = view1(t->be, dev ? s->dmargin : s->margin, IMS_DTYPE_F32, b);
+    imsi_tensor okv = view1(t->be, dev ? s->dok : s->ok, IMS_DTYPE_I32, b);
+    ims_status st = imsi_op_knn_select(t->be, tv, qv, c, IMS_KNN_PATH_GEMM_F16, &civ, &csv, err);
+    if (!st)
+        st = imsi_op_knn_rescore(t->be, tv, qv, &civ, &csv, &mv, k, iv, sv, &okv, err);
+    return st;
+}
+
+/* One chunk's search over rows [r0, r0 + count) (table view tv) for the b
+ * queries in s (already on the backend: qv). Leaves the kc = min(k, count)
+ * results in s->chunk_ids/chunk_scores (b, kc). next/next_bytes/next_dst: a
+ * chunk to start uploading (asynchronously) once the ops are enqueued, so the
+ * copy overlaps them; NULL for none. */
 static ims_status select_chunk(ims_knn_table *t, knn_scratch *s, const imsi_tensor *tv, const imsi_tensor *qv,
                                int64_t b, int k, int kc, const void *next, size_t next_bytes, void *next_dst,
                                ims_error *err)
@@ -451,16 +650,19 @@ static ims_status select_chunk(ims_knn_table *t, knn_scratch *s, const imsi_tens
         iv = view(t->be, s->dids, IMS_DTYPE_I32, b, kc);
         sv = view(t->be, s->dscores, IMS_DTYPE_F32, b, kc);
     }
-    ims_status st = imsi_op_knn_select(t->be, tv, qv, k, (int)t->opt.path, &iv, &sv, err);
-    if (st || on_host(t))
-        return st;
-    if (next && (st = upload_async(t->be, next_dst, next, next_bytes, err)))
-        return st;
-    size_t bytes = (size_t)b * kc * 4;
-    st = t->be->ops->download(t->be, s->chunk_ids, s->dids, bytes, err);
-    if (!st)
-        st = t->be->ops->download(t->be, s->chunk_scores, s->dscores, bytes, err);
-    return st;
+    int pre = use_prefilter(t, s, b, k, tv->shape[0]);
+    ims_status st = chunk_ops(t, s, tv, qv, b, k, pre, &iv, &sv, err);
+    if (!st && !on_host(t)) {
+        if (next && (st = upload_async(t->be, next_dst, next, next_bytes, err)))
+            return st;
+        size_t bytes = (size_t)b * kc * 4;
+        st = t->be->ops->download(t->be, s->chunk_ids, s->dids, bytes, err);
+        if (!st)
+            st = t->be->ops->download(t->be, s->chunk_scores, s->dscores, bytes, err);
+        if (!st && pre)
+            st = t->be->ops->download(t->be, s->ok, s->dok, (size_t)b * 4, err);
+    }
+    return st || !pre ? st : redo_exact(t, s, tv, b, k, kc, err);
 }
 
 /* The streamed search of b queries: chunks of chunk_rows rows, merged. */
@@ -521,8 +723,12 @@ static ims_status search_batch(ims_knn_table *t, knn_scratch *s, const float *qu
     if (st)
         return st;
     imsi_tensor qv = view(t->be, s->q, IMS_DTYPE_F32, b, t->dim);
+    if (s->pcap)
+        prefilter_margins(t, s, b);
     if (!on_host(t)) {
         if ((st = t->be->ops->upload(t->be, s->dq, s->q, qfloats * 4, err)))
+            return st;
+        if (s->pcap && (st = t->be->ops->upload(t->be, s->dmargin, s->margin, (size_t)b * 4, err)))
             return st;
         qv.data = s->dq;
     }
@@ -539,8 +745,10 @@ static ims_status search_batch(ims_knn_table *t, knn_scratch *s, const float *qu
         }
         imsi_tensor tv = view(t->be, rows, t->opt.dtype, t->rows, t->dim);
         int kc = (int)(k < t->rows ? k : t->rows);
-        if ((st = select_chunk(t, s, &tv, &qv, b, k, kc, NULL, 0, NULL, err)))
+        if ((st = select_chunk(t, s, &tv, &qv, b, k, kc, NULL, 0, NULL, err))) {
+            (void)imsi_backend_synchronize(t->be, NULL); /* the rows' upload may still be running */
             return st;
+        }
         for (int64_t q = 0; q < b; q++) {
             s->run_n[q] = kc;
             for (int j = 0; j < kc; j++) {
@@ -571,7 +779,8 @@ ims_status ims_knn_search(ims_knn_table *t, const float *queries, int64_t b, int
     }
     if (b == 0 || t->rows == 0)
         return IMS_OK;
-    int64_t qcap = imsi_knn_query_batch(k);
+    int pc = prefilter_cap(t, k); /* the prefilter's candidate lists size the batches */
+    int64_t qcap = imsi_knn_query_batch(pc > k ? pc : k);
     if (t->max_batch > 0 && t->max_batch < qcap)
         qcap = t->max_batch;
     qcap = qcap < b ? qcap : b;

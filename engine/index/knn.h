@@ -21,6 +21,10 @@ int64_t imsi_knn_query_batch(int k);
  * small searches cross batch boundaries. */
 void imsi_knn_set_max_batch(ims_knn_table *t, int64_t queries);
 
+/* Tests: queries the f16 prefilter answered, and those of them it had to
+ * search again exactly (the bound did not hold), since the table was made. */
+void imsi_knn_prefilter_counts(const ims_knn_table *t, int64_t *queries, int64_t *fallbacks);
+
 /* Merges two best-first lists into out (at most k entries, best first; equal
  * scores by lower id). out must not alias a or b. Returns the count. */
 int imsi_knn_merge(const float *a_scores, const int64_t *a_ids, int na, const float *b_scores,
@@ -31,5 +35,12 @@ int imsi_knn_merge(const float *a_scores, const int64_t *a_ids, int na, const fl
  * row's score does not depend on the table around it. NULL if out of range. */
 const void *imsi_knn_row(const ims_knn_table *t, int64_t i);
 ims_dtype imsi_knn_storage(const ims_knn_table *t);
+
+/* ---- A table split across backends (engine/index/knn_multi.c; the API is
+ * ims_knn_multi_* in imgsearch.h) ---- */
+
+#define IMS_KNN_MAX_PARTS 64
+
+int64_t imsi_knn_multi_rows(const ims_knn_multi *m);
 
 #endif /* IMS_KNN_H */

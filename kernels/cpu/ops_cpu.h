@@ -20,6 +20,8 @@
 #ifndef IMS_OPS_CPU_H
 #define IMS_OPS_CPU_H
 
+#include "imgsearch.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #ifdef _OPENMP
@@ -73,6 +75,22 @@ size_t imsi_cpu_conv2d_scratch_bytes(const imsi_cpu_conv2d_shape *s);
 void imsi_cpu_conv2d_nhwc(const imsi_cpu_conv2d_shape *s, const float *x, const float *w, const float *bias, int relu,
                           float *y, int y_channels, int y_offset, void *scratch);
 
+/* conv2d through oneDNN (conv2d_onednn.c): cached primitives, the filter
+ * reordered once. IMS_ERR_UNSUPPORTED when this build has no oneDNN or oneDNN
+ * has only its reference kernel for the shape: use imsi_cpu_conv2d_nhwc.
+ * scratch: imsi_onednn_conv2d_scratch_bytes (a dense output when y_channels > o). */
+typedef struct imsi_onednn imsi_onednn;
+ims_status imsi_onednn_create(imsi_onednn **out, ims_error *err);
+void imsi_onednn_free(imsi_onednn *d);
+/* Drops the cached primitives whose filter or bias is ptr (the memory is being freed). */
+void imsi_onednn_forget(imsi_onednn *d, const void *ptr);
+size_t imsi_onednn_conv2d_scratch_bytes(const imsi_cpu_conv2d_shape *s, int y_channels);
+ims_status imsi_onednn_conv2d_nhwc(imsi_onednn *d, const imsi_cpu_conv2d_shape *s, const float *x, const float *w,
+                                   const float *bias, int relu, float *y, int y_channels, int y_offset, void *scratch,
+                                   ims_error *err);
+/* "2.6.3 (cpu runtime OpenMP)" into buf; 0 in a build without oneDNN. */
+int imsi_onednn_version(char *buf, size_t size);
+
 /* pool2d (f32): max != 0 for a max pool; y has y_channels channels, the output goes
  * to [y_offset, y_offset + c). */
 void imsi_cpu_pool2d_nhwc(const float *x, int n, int h, int w, int c, int max, int k, int stride, int pad,
@@ -91,6 +109,13 @@ void imsi_cpu_input_u8(const uint8_t *x, size_t pixels, const float scale[3], co
 size_t imsi_cpu_knn_scratch_bytes(int f16, int64_t n, int d, int b, int k);
 void imsi_cpu_knn_select(const float *table_f32, const uint16_t *table_f16, int64_t n, int d, const float *queries,
                          int b, int k, int32_t *ids, float *scores, void *scratch);
+
+/* knn_rescore (backend.h): cand/cand_scores (b, c), margin (b) -> ids/scores
+ * (b, min(k, c)), ok (b); scratch: imsi_cpu_knn_rescore_scratch_bytes(c). */
+size_t imsi_cpu_knn_rescore_scratch_bytes(int c);
+void imsi_cpu_knn_rescore(const float *table_f32, const uint16_t *table_f16, int64_t n, int d, const float *queries,
+                          int b, const int32_t *cand, const float *cand_scores, int c, const float *margin, int k,
+                          int32_t *ids, float *scores, int32_t *ok, void *scratch);
 
 /* Below this many elements of work an op runs on one thread: a parallel region
  * costs more than it saves on a short sentence (batch 1), and much more when

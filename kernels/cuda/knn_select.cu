@@ -26,10 +26,17 @@
  * 2. knn_final_kernel, one block per query: selects over the old candidates
  *    and the per-block lists and sorts. For a B = 1 search this spreads the
  *    work over (T / 4096) blocks instead of one.
- * For large k (up to 16384) stage 2 runs alone over the tile: nothing here is
- * bounded by on-chip memory, so this is also the large-k path. The rank sort
- * is O(kk^2 / threads): cheap for k <= 1024, slow but correct at 16384.
+ * Large k (1024 < k <= 16384, nothing bounded by on-chip memory):
+ * 1. knn_partition_kernel, grid (partitions, queries), when the tile holds at
+ *    least two partitions of 8 k scores: each block radix-selects its
+ *    partition's best k straight from the tile into a list (global memory).
+ * 2. knn_final_kernel over the old candidates and the lists (an eighth of the
+ *    scores), or over the tile where it is smaller.
+ * The final order: a rank sort (the count of larger keys, O(kk^2 / threads))
+ * up to 1024 keys; above, a bitonic sort of the keys in the query's tmp row
+ * (padded with 0 keys to imsi_knn_tmp_stride, a power of two), O(kk log^2 kk).
  */
+#include "knn_keys.cuh"
 #include "knn_tile.h"
 #include "launch.h"
 
@@ -37,29 +44,6 @@
 #define KNN_SEGMENT IMS_KNN_SEGMENT /* knn_tile.h: one rule for the kernels and the workspace */
 #define KNN_RADIX_BINS 256
 #define KNN_MAX_GRID_Y 65535
-
-static __device__ __forceinline__ uint32_t knn_key(float f)
-{
-    if (isnan(f))
-        f = -INFINITY;
-    if (f == 0.0f)
-        f = 0.0f; /* -0 and +0 are equal scores */
-    uint32_t u = __float_as_uint(f);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
-static __device__ __forceinline__ uint64_t knn_ckey(float score, int32_t row)
-{
-    return ((uint64_t)knn_key(score) << 32) | (uint32_t)~(uint32_t)row;
-}
-
-static __device__ __forceinline__ float knn_ckey_score(uint64_t c)
-{
-    uint32_t k = (uint32_t)(c >> 32);
-    return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
-}
-
-static __device__ __forceinline__ int32_t knn_ckey_row(uint64_t c) { return (int32_t)~(uint32_t)c; }
 
 typedef struct knn_radix {
     unsigned int hist[KNN_RADIX_BINS];
@@ -150,6 +134,48 @@ static __global__ void __launch_bounds__(KNN_SELECT_THREADS)
         out[i] = 0; /* below every real key: never selected */
 }
 
+/* Large-k stage 1: one block per (partition, query): the partition's best
+ * min(k, len) keys, read from the tile, into its list (padded with 0 keys). */
+static __global__ void __launch_bounds__(KNN_SELECT_THREADS)
+    knn_partition_kernel(const float *__restrict__ tile, // (b, ld); new scores at column kcap
+                         uint64_t *__restrict__ lists,   // (b, parts, k)
+                         int ld, int kcap, int cnt, int32_t base, int k, int parts, int plen)
+{
+    __shared__ knn_radix st;
+    const int q = blockIdx.y, p = blockIdx.x;
+    const int start = p * plen;
+    const int len = cnt - start < plen ? cnt - start : plen;
+    const float *scores = tile + (size_t)q * ld + kcap + start; // (len)
+    const int kk = k < len ? k : len;
+    auto get = [&](int j) { return knn_ckey(scores[j], base + start + j); };
+    knn_block_select(get, len, kk, &st);
+    uint64_t *out = lists + ((size_t)q * parts + p) * k;
+    knn_block_gather(get, len, &st, out);
+    for (int i = kk + threadIdx.x; i < k; i += blockDim.x)
+        out[i] = 0;
+}
+
+/* keys[0 .. n) (n a power of two) into descending order, in place: the
+ * bitonic network, one barrier per step. */
+static __device__ void knn_bitonic_desc(uint64_t *keys, int n)
+{
+    for (int size = 2; size <= n; size <<= 1)
+        for (int stride = size / 2; stride > 0; stride >>= 1) {
+            for (int i = threadIdx.x; i < n; i += blockDim.x) {
+                int j = i ^ stride;
+                if (j > i) {
+                    uint64_t a = keys[i], z = keys[j];
+                    bool desc = (i & size) == 0;
+                    if (desc ? a < z : a > z) {
+                        keys[i] = z;
+                        keys[j] = a;
+                    }
+                }
+            }
+            __syncthreads();
+        }
+}
+
 /* Stage 2 (or the only stage): one block per query. seg: the stage-1 lists,
  * or NULL to read the new scores from the tile. */
 static __global__ void __launch_bounds__(KNN_SELECT_THREADS)
@@ -157,13 +183,13 @@ static __global__ void __launch_bounds__(KNN_SELECT_THREADS)
                      int32_t *__restrict__ cand,      // (b, kcap)
                      uint64_t *__restrict__ tmp,      // (b, kcap)
                      const uint64_t *__restrict__ seg, // (b, segments, kseg) or NULL
-                     int ld, int kprev, int kcap, int cnt, int32_t base, int k, int segments, int kseg)
+                     int ld, int kprev, int kcap, int tstride, int cnt, int32_t base, int k, int segments, int kseg)
 {
     __shared__ knn_radix st;
     const int q = blockIdx.x;
     float *row = tile + (size_t)q * ld;
     int32_t *cq = cand + (size_t)q * kcap;
-    uint64_t *tq = tmp + (size_t)q * kcap;
+    uint64_t *tq = tmp + (size_t)q * tstride;
     const uint64_t *sq = seg ? seg + (size_t)q * segments * kseg : NULL;
     const int m = kprev + (seg ? segments * kseg : cnt);
     const int kk = k < kprev + cnt ? k : kprev + cnt;
@@ -175,6 +201,20 @@ static __global__ void __launch_bounds__(KNN_SELECT_THREADS)
     };
     knn_block_select(get, m, kk, &st);
     knn_block_gather(get, m, &st, tq); /* ends with a barrier: all reads of row/cq done */
+    if (kk > 1024) {
+        int n = 1024;
+        while (n < kk)
+            n *= 2; /* <= tstride */
+        for (int i = kk + threadIdx.x; i < n; i += blockDim.x)
+            tq[i] = 0;
+        __syncthreads();
+        knn_bitonic_desc(tq, n);
+        for (int i = threadIdx.x; i < kk; i += blockDim.x) {
+            row[i] = knn_ckey_score(tq[i]);
+            cq[i] = knn_ckey_row(tq[i]);
+        }
+        return;
+    }
     for (int i = threadIdx.x; i < kk; i += blockDim.x) {
         uint64_t c = tq[i];
         int rank = 0;
@@ -187,7 +227,7 @@ static __global__ void __launch_bounds__(KNN_SELECT_THREADS)
 
 extern "C" cudaError_t imsi_cuda_knn_select(float *tile,    // (b, ld)
                                             int32_t *cand,  // (b, kcap)
-                                            uint64_t *tmp,  // (b, kcap)
+                                            uint64_t *tmp,  // (b, imsi_knn_tmp_stride(kcap))
                                             uint64_t *seg,  // imsi_knn_segment_bytes(b, k, cnt) bytes, or NULL
                                             int b, int ld, int kprev, int kcap, int cnt, int32_t base, int k,
                                             cudaStream_t s)
@@ -198,7 +238,23 @@ extern "C" cudaError_t imsi_cuda_knn_select(float *tile,    // (b, ld)
         return cudaErrorInvalidValue;
     (void)cudaGetLastError(); /* drop a stale error: see launch.h */
     int staged = seg != NULL && imsi_knn_two_stage(k, cnt);
+    int parted = seg != NULL && !staged && imsi_knn_partitioned(k, cnt);
     int segments = staged ? (cnt + KNN_SEGMENT - 1) / KNN_SEGMENT : 0, kseg = staged ? k : 0;
+    if (parted) {
+        int plen = (int)imsi_knn_partition_len(k), parts = (int)imsi_knn_partitions(k, cnt);
+        for (int q0 = 0; q0 < b; q0 += KNN_MAX_GRID_Y) {
+            int qn = b - q0 < KNN_MAX_GRID_Y ? b - q0 : KNN_MAX_GRID_Y;
+            dim3 grid((unsigned int)parts, (unsigned int)qn);
+            knn_partition_kernel<<<grid, KNN_SELECT_THREADS, 0, s>>>(tile + (size_t)q0 * ld,
+                                                                    seg + (size_t)q0 * parts * k, ld, kcap, cnt,
+                                                                    base, k, parts, plen);
+            cudaError_t e = cudaGetLastError();
+            if (e != cudaSuccess)
+                return e;
+        }
+        segments = parts;
+        kseg = k;
+    }
     if (staged) {
         for (int q0 = 0; q0 < b; q0 += KNN_MAX_GRID_Y) {
             int qn = b - q0 < KNN_MAX_GRID_Y ? b - q0 : KNN_MAX_GRID_Y;
@@ -211,7 +267,8 @@ extern "C" cudaError_t imsi_cuda_knn_select(float *tile,    // (b, ld)
                 return e;
         }
     }
-    knn_final_kernel<<<(unsigned int)b, KNN_SELECT_THREADS, 0, s>>>(tile, cand, tmp, staged ? seg : NULL, ld, kprev,
-                                                                    kcap, cnt, base, k, segments, kseg);
+    int tstride = (int)imsi_knn_tmp_stride(kcap);
+    knn_final_kernel<<<(unsigned int)b, KNN_SELECT_THREADS, 0, s>>>(tile, cand, tmp, staged || parted ? seg : NULL, ld,
+                                                                    kprev, kcap, tstride, cnt, base, k, segments, kseg);
     return cudaGetLastError();
 }

@@ -46,12 +46,19 @@ cudaError_t imsi_cuda_knn_scores(const void *rows, int rows_f16, const float *qu
 /* Per query: the best kk = min(k, kprev + cnt) of the old candidates
  * (tile[q][0..kprev), ids cand[q][0..kprev)) and the new scores
  * tile[q][kcap..kcap + cnt) of rows base.., sorted (score desc, row asc) into
- * tile[q][0..kk) and cand[q][0..kk). tmp: (b, kcap) scratch; seg: the
- * per-block candidate lists of the two-stage path, imsi_knn_segment_bytes(b, k,
- * cnt) bytes (knn_tile.h; 0: one stage; NULL forces one stage). k <= kcap,
+ * tile[q][0..kk) and cand[q][0..kk). tmp: (b, imsi_knn_tmp_stride(kcap))
+ * scratch; seg: the per-block candidate lists of the two-stage and large-k
+ * partitioned paths, imsi_knn_segment_bytes(b, k, cnt) bytes (knn_tile.h; 0:
+ * one stage; NULL forces one stage). k <= kcap,
  * ld >= kcap + cnt (knn_select.cu). */
 cudaError_t imsi_cuda_knn_select(float *tile, int32_t *cand, uint64_t *tmp, uint64_t *seg, int b, int ld, int kprev,
                                  int kcap, int cnt, int32_t base, int k, cudaStream_t s);
+
+/* The knn_rescore op (backend.h) over raw pointers: table (n, d) f16
+ * (table_f16 != 0) or f32; c <= KNN_RESCORE_MAX (knn_tile.h), c <= n. */
+cudaError_t imsi_cuda_knn_rescore(const void *table, int table_f16, const float *queries, const int32_t *cand,
+                                  const float *cand_scores, const float *margin, int32_t *ids, float *scores,
+                                  int32_t *ok, int n, int d, int b, int c, int k, cudaStream_t s);
 
 /* Part of the conv2d op's fallback (kernels/cuda/conv2d.c): channels
  * [y_offset, y_offset + o) of y (rows, y_channels) = relu?(acc (rows, o) +

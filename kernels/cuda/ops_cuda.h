@@ -32,6 +32,9 @@ ims_status imsi_cuda_op_input_u8(imsi_cuda_ctx *cuda, const imsi_tensor *x, cons
                                  const float shift[3], imsi_tensor *y, ims_error *err);
 ims_status imsi_cuda_op_knn_select(imsi_cuda_ctx *cuda, const imsi_tensor *table, const imsi_tensor *queries, int k,
                                    int path, imsi_tensor *ids, imsi_tensor *scores, ims_error *err);
+ims_status imsi_cuda_op_knn_rescore(imsi_cuda_ctx *cuda, const imsi_tensor *table, const imsi_tensor *queries,
+                                    const imsi_tensor *cand, const imsi_tensor *cand_scores, const imsi_tensor *margin,
+                                    int k, imsi_tensor *ids, imsi_tensor *scores, imsi_tensor *ok, ims_error *err);
 ims_status imsi_cuda_op_embed_layernorm(imsi_cuda_ctx *cuda, const imsi_tensor *ids, const imsi_tensor *word,
                                         const imsi_tensor *pos, const imsi_tensor *type, const imsi_tensor *gamma,
                                         const imsi_tensor *beta, double eps, imsi_tensor *y, ims_error *err);

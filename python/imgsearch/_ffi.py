@@ -226,6 +226,10 @@ class ims_knn_table(Structure):
     pass
 
 
+class ims_knn_multi(Structure):
+    pass
+
+
 class ims_index(Structure):
     pass
 
@@ -299,7 +303,7 @@ STRUCTS = [ims_error, ims_str, ims_backend_info, ims_weights_identity, ims_file_
            ims_search_query, ims_search_hit, ims_search_result, ims_search_results, ims_convert_options,
            ims_convert_report]
 OPAQUE = [ims_decode_budget, ims_backend, ims_weights, ims_image_encoder, ims_image_encoder_run, ims_tokenizer, ims_text_embedder,
-          ims_knn_table, ims_index, ims_searcher, ims_fid_stats, ims_index_set]
+          ims_knn_table, ims_knn_multi, ims_index, ims_searcher, ims_fid_stats, ims_index_set]
 
 # ---- Functions: prototypes as include/imgsearch.h writes them -------------------------------
 
@@ -379,6 +383,12 @@ int64_t ims_knn_dim(const ims_knn_table *t);
 ims_status ims_knn_search(ims_knn_table *t, const float *queries, int64_t b, int k, int64_t *ids, float *scores,
                           ims_error *err);
 void ims_knn_free(ims_knn_table *t);
+ims_status ims_knn_multi_create(ims_backend *const *bes, int count, int64_t dim, const ims_knn_options *o,
+                                ims_knn_multi **out, ims_error *err);
+ims_status ims_knn_multi_append(ims_knn_multi *m, const void *rows, ims_dtype dtype, int64_t n, ims_error *err);
+ims_status ims_knn_multi_search(ims_knn_multi *m, const float *queries, int64_t b, int k, int64_t *ids,
+                                float *scores, ims_error *err);
+void ims_knn_multi_free(ims_knn_multi *m);
 
 ims_status ims_fid_stats_create(int dim, ims_fid_stats **out, ims_error *err);
 void ims_fid_stats_free(ims_fid_stats *s);

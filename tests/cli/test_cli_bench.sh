@@ -136,7 +136,7 @@ assert d[0]["backend"] == "cpu" and d[0]["threads"] >= 1, d' "$work/out"
 
 # Usage errors name the valid values; nothing measured is a failure.
 check "unknown workload" run 2 bench -w inception,frobnicate
-check "workloads named" contains err "unknown workload 'frobnicate' (the workloads: inception, text, knn, index, decode, tokenize)"
+check "workloads named" contains err "unknown workload 'frobnicate' (the workloads: inception, text, knn, index, decode, tokenize, knn-parts)"
 check "unknown precision" run 2 bench -p fp16,fp8
 check "precisions named" contains err "unknown precision 'fp8' (the precisions: fp32, tf32, fp16)"
 check "unknown format" run 2 bench -o xml
@@ -149,6 +149,20 @@ check "bad seconds" run 2 bench --seconds -1
 check "text without a model" run 2 bench -w text
 check "model named" contains err "give --text-model"
 check "images needed" run 2 bench -w decode
+# knn-parts (opt-in): three rows per shape and the summary, labelled as CPU numbers here.
+check "knn-parts" run 0 bench "${fast[@]}" -w knn-parts --knn-shape 3000:32:2:5 -o json
+check "knn-parts rows" python3 - "$work/out" <<'PY'
+import json, sys
+rows = json.load(open(sys.argv[1]))
+assert [(r["workload"], r["precision"], r["k"]) for r in rows] == [
+    ("knn-parts", "f16 scores", 1), ("knn-parts", "f16 scores+select", 5),
+    ("knn-parts", "f16 streamed 8 chunks+merge", 5)], rows
+assert all(r["median"] > 0 and r["fraction_of_copy"] > 0 for r in rows), rows
+PY
+check "knn-parts summary" contains err "knn-parts N=3000 D=32 B=2 k=5 (CPU backend: CPU numbers): scores"
+check "knn-parts not by default" run 0 bench "${fast[@]}" -w knn "${knn[@]}" -o json
+check "knn-parts not by default rows" lacks out "knn-parts"
+
 check "bad option" run 2 bench --frobnicate
 check "nothing measured" run 1 bench "${fast[@]}" -w inception -p fp16
 check "skip noted" contains err "skipped inception fp16"

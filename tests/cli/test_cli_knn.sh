@@ -112,6 +112,16 @@ check "bad device" run 2 knn "$T" "$Q" -k 3 --device tpu
 check "one file" run 2 knn "$T" -k 3
 check "three files" run 2 knn "$T" "$Q" "$Q" -k 3
 check "unknown option" run 2 knn "$T" "$Q" -k 3 --fast
+check "bad gpu list" run 2 knn "$T" "$Q" -k 3 --gpu 0,x
+check "bad gpu list says" contains err "a list such as 0,1 or 'all'"
+check "gpu list on cpu" run 1 knn "$T" "$Q" -k 3 --gpu 0,1 --device cpu
+check "gpu list on cpu one line" one_line
+# Several GPUs: the split table's answer is the single table's (skipped without two GPUs).
+if "$bin" knn "$T" "$Q" -k 5 --metric ip --gpu all >"$work/out" 2>"$work/err"; then
+  check "gpu all out" same "$fixtures/expected_ip_k5.jsonl"
+else
+  check "gpu all fails in one line without a GPU" one_line
+fi
 check "help" run 0 knn --help
 check "help text" contains out "usage: imgsearch knn"
 check "no temp files" test -z "$(ls "$work" | grep '\.tmp\.')"

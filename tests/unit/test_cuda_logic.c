@@ -30,7 +30,7 @@ static void check_layout(int64_t b, int k, int64_t n, int64_t d, int f16, int pa
     TEST_CHECK(ok, "layout b %lld k %d n %lld d %lld: refused", (long long)b, k, (long long)n, (long long)d);
     if (!ok)
         return;
-    size_t tile_bytes = (size_t)b * (size_t)l.ld * 4, cand_bytes = (size_t)b * k * 4, tmp_bytes = (size_t)b * k * 8;
+    size_t tile_bytes = (size_t)b * (size_t)l.ld * 4, cand_bytes = (size_t)b * k * 4, tmp_bytes = (size_t)b * (size_t)imsi_knn_tmp_stride(k) * 8;
     int copy_rows = path == IMS_KNN_PATH_GEMM && f16;
     size_t rows_bytes = copy_rows ? (size_t)l.tile_rows * d * 4 : path == IMS_KNN_PATH_GEMM_F16 ? (size_t)b * d * 2 : 0;
     int aligned = l.tile % 16 == 0 && l.cand % 16 == 0 && l.tmp % 16 == 0 && l.seg % 16 == 0 && l.rows % 16 == 0;
@@ -39,6 +39,8 @@ static void check_layout(int64_t b, int k, int64_t n, int64_t d, int f16, int pa
     int64_t t_expect = imsi_knn_tile_rows(b, k, n, copy_rows ? d : 0);
     size_t seg_expect = imsi_knn_two_stage(k, l.tile_rows)
                             ? (size_t)b * (size_t)((l.tile_rows + IMS_KNN_SEGMENT - 1) / IMS_KNN_SEGMENT) * k * 8
+                        : imsi_knn_partitioned(k, l.tile_rows)
+                            ? (size_t)b * (size_t)((l.tile_rows + 8 * (int64_t)k - 1) / (8 * (int64_t)k)) * k * 8
                             : 0;
     size_t estimate = imsi_knn_workspace_bytes(b, k, n, d);
     TEST_CHECK(aligned, "b %lld k %d n %lld d %lld f16 %d path %d: offsets tile %zu cand %zu tmp %zu seg %zu rows %zu "
@@ -52,6 +54,58 @@ static void check_layout(int64_t b, int k, int64_t n, int64_t d, int f16, int pa
                l.seg_bytes, seg_expect, l.rows_bytes, rows_bytes);
     TEST_CHECK(estimate >= l.total, "b %lld k %d n %lld d %lld path %d: the index layer's estimate %zu < the op's %zu",
                (long long)b, k, (long long)n, (long long)d, path, estimate, l.total);
+}
+
+static int key_desc(const void *pa, const void *pb)
+{
+    uint64_t a = *(const uint64_t *)pa, b = *(const uint64_t *)pb;
+    return (a < b) - (a > b);
+}
+
+/* The large-k partition scheme of knn_select.cu, on the CPU: partitions of
+ * imsi_knn_partition_len(k) cover the tile exactly; each keeps its best
+ * min(k, len) keys (padded with 0 keys), and the best kk over the lists are
+ * the best kk over the whole tile, in the bitonic stride's room. Keys are
+ * (score bucket << 32) | ~row as in knn_keys.cuh: few buckets, many ties. */
+static void test_knn_partitions(void)
+{
+    static const int ks[] = {1025, 2000, 4096, 16384};
+    static const int64_t cnts[] = {2 * 8200, 2 * 8200 + 1, 100003, 300000};
+    uint64_t rng = 99;
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+        for (size_t ci = 0; ci < sizeof cnts / sizeof cnts[0]; ci++) {
+            int k = ks[ki];
+            int64_t cnt = cnts[ci], plen = imsi_knn_partition_len(k);
+            if (!imsi_knn_partitioned(k, cnt)) {
+                TEST_CHECK(cnt < 2 * plen, "k %d cnt %lld: not partitioned", k, (long long)cnt);
+                continue;
+            }
+            int64_t parts = imsi_knn_partitions(k, cnt);
+            TEST_CHECK(parts >= 2 && parts * plen >= cnt && (parts - 1) * plen < cnt, "k %d cnt %lld: %lld parts", k,
+                       (long long)cnt, (long long)parts);
+            TEST_CHECK(imsi_knn_segment_bytes(3, k, cnt) == (size_t)3 * parts * k * 8, "k %d: list bytes", k);
+            TEST_CHECK(imsi_knn_tmp_stride(k) >= k && (imsi_knn_tmp_stride(k) & (imsi_knn_tmp_stride(k) - 1)) == 0,
+                       "k %d: tmp stride %lld", k, (long long)imsi_knn_tmp_stride(k));
+            uint64_t *keys = malloc((size_t)cnt * 8), *lists = malloc((size_t)parts * k * 8), *part = malloc(plen * 8);
+            for (int64_t j = 0; j < cnt; j++) {
+                rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                keys[j] = ((uint64_t)(0x80000000u + (uint32_t)(rng >> 60)) << 32) | (uint32_t)~(uint32_t)j;
+            }
+            for (int64_t p = 0; p < parts; p++) {
+                int64_t start = p * plen, len = cnt - start < plen ? cnt - start : plen;
+                memcpy(part, keys + start, (size_t)len * 8);
+                qsort(part, (size_t)len, 8, key_desc);
+                for (int i = 0; i < k; i++)
+                    lists[p * k + i] = i < len ? part[i] : 0;
+            }
+            qsort(keys, (size_t)cnt, 8, key_desc);
+            qsort(lists, (size_t)(parts * k), 8, key_desc);
+            int kk = k < cnt ? k : (int)cnt;
+            TEST_CHECK(!memcmp(keys, lists, (size_t)kk * 8), "k %d cnt %lld: the lists' best differ from the tile's",
+                       k, (long long)cnt);
+            free(keys), free(lists), free(part);
+        }
+    printf("knn large-k partitions: checked\n");
 }
 
 static void test_knn_layout(void)
@@ -502,6 +556,7 @@ int main(void)
 {
     test_status_codes();
     test_knn_layout();
+    test_knn_partitions();
     test_conv_keys();
     test_conv_candidates();
     test_conv_search();

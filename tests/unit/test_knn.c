@@ -23,6 +23,7 @@
 #include "backend/backend.h"
 #include "index/knn.h"
 #include "kernels/cpu/ops_cpu.h"
+#include "kernels/cuda/knn_tile.h"
 #include "test.h"
 
 #include <math.h>
@@ -97,6 +98,7 @@ typedef struct case_desc {
     ims_dtype dtype;
     int64_t chunk;
     int append_pieces;
+    ims_knn_path path; /* 0: AUTO */
 } case_desc;
 
 /* Checks one query's results; exact: ids must equal the reference order. */
@@ -184,6 +186,7 @@ static void run_case(const case_desc *c)
     o.metric = c->metric;
     o.dtype = c->dtype;
     o.max_rows_per_chunk = c->chunk;
+    o.path = c->path;
     ims_knn_table *t;
     ims_error err = {0};
     TEST_OK(ims_knn_create(be, c->d, &o, &t, &err), err);
@@ -206,6 +209,15 @@ static void run_case(const case_desc *c)
     TEST_OK(ims_knn_search(t, q, c->b, c->k, ids2, scores2, &err), err);
     TEST_CHECK(!memcmp(ids, ids2, out * sizeof *ids) && !memcmp(scores, scores2, out * sizeof *scores),
                "n %lld d %d b %d k %d: two runs differ", (long long)c->n, c->d, c->b, c->k);
+    int64_t pre, redone;
+    imsi_knn_prefilter_counts(t, &pre, &redone);
+    int64_t rows = c->chunk > 0 && c->chunk < c->n ? c->chunk : c->n; /* chunks of at least C rows take it */
+    int want = c->path == IMS_KNN_PATH_GEMM_F16 && c->dtype == IMS_DTYPE_F16 && c->k <= IMS_KNN_PREFILTER_MAX_K &&
+               rows > imsi_knn_prefilter_candidates(c->k);
+    TEST_CHECK(want ? pre > 0 : pre == 0, "n %lld k %d: %lld prefiltered queries", (long long)c->n, c->k, (long long)pre);
+    if (pre)
+        fprintf(stderr, "prefilter n %lld d %d b %d k %d: %lld of %lld queries redone exactly\n", (long long)c->n, c->d,
+                c->b, c->k, (long long)redone, (long long)pre);
     ims_knn_free(t);
     free(ids);
     free(ids2);
@@ -220,33 +232,43 @@ static void test_cases(void)
 {
     const case_desc cases[] = {
         /* n, d, b, k, data, metric, dtype, chunk, pieces */
-        {1, 5, 1, 1, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1},
-        {1, 5, 2, 7, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1},
-        {100, 7, 3, 1, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 3},
-        {1000, 33, 5, 10, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1},
-        {1000, 33, 5, 1000, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 2},  /* k = N */
-        {777, 64, 4, 2000, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1},   /* k > N */
-        {5003, 384, 2, 100, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 4},
-        {3001, 129, 40, 64, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1},
-        {2500, 16, 1, IMS_KNN_MAX_K, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1},
-        {20000, 12, 3, 300, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1}, /* several CPU blocks */
-        {2000, 50, 6, 50, DATA_CLUSTERED, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1},
-        {2000, 50, 6, 50, DATA_CLUSTERED, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 333, 1},
-        {1500, 31, 5, 40, DATA_DUPLICATES, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1},
-        {1500, 31, 5, 40, DATA_DUPLICATES, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 97, 1},
-        {1200, 20, 4, 30, DATA_UNIFORM, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 0, 1},
-        {1200, 20, 4, 30, DATA_UNIFORM, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 250, 1},
+        {1, 5, 1, 1, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1, IMS_KNN_PATH_AUTO},
+        {1, 5, 2, 7, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1, IMS_KNN_PATH_AUTO},
+        {100, 7, 3, 1, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 3, IMS_KNN_PATH_AUTO},
+        {1000, 33, 5, 10, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1, IMS_KNN_PATH_AUTO},
+        {1000, 33, 5, 1000, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 2, IMS_KNN_PATH_AUTO},  /* k = N */
+        {777, 64, 4, 2000, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1, IMS_KNN_PATH_AUTO},   /* k > N */
+        {5003, 384, 2, 100, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 4, IMS_KNN_PATH_AUTO},
+        {3001, 129, 40, 64, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1, IMS_KNN_PATH_AUTO},
+        {2500, 16, 1, IMS_KNN_MAX_K, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1, IMS_KNN_PATH_AUTO},
+        {20000, 12, 3, 300, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1, IMS_KNN_PATH_AUTO}, /* several CPU blocks */
+        {2000, 50, 6, 50, DATA_CLUSTERED, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1, IMS_KNN_PATH_AUTO},
+        {2000, 50, 6, 50, DATA_CLUSTERED, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 333, 1, IMS_KNN_PATH_AUTO},
+        {1500, 31, 5, 40, DATA_DUPLICATES, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1, IMS_KNN_PATH_AUTO},
+        {1500, 31, 5, 40, DATA_DUPLICATES, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 97, 1, IMS_KNN_PATH_AUTO},
+        {1200, 20, 4, 30, DATA_UNIFORM, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 0, 1, IMS_KNN_PATH_AUTO},
+        {1200, 20, 4, 30, DATA_UNIFORM, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 250, 1, IMS_KNN_PATH_AUTO},
         /* Exact (integer) data: tie order and merge, chunk sizes 1, 7, N - 1, N, > N. */
-        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 0, 1},
-        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 0, 1},
-        {300, 13, 3, 40, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 1, 1},
-        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 7, 1},
-        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 2999, 2},
-        {3000, 13, 5, 3000, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 3000, 1},
-        {3000, 13, 5, 5000, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 4096, 1},
-        {5000, 9, 70, 17, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 1234, 1},
+        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 0, 1, IMS_KNN_PATH_AUTO},
+        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 0, 1, IMS_KNN_PATH_AUTO},
+        {300, 13, 3, 40, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 1, 1, IMS_KNN_PATH_AUTO},
+        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 7, 1, IMS_KNN_PATH_AUTO},
+        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 2999, 2, IMS_KNN_PATH_AUTO},
+        {3000, 13, 5, 3000, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 3000, 1, IMS_KNN_PATH_AUTO},
+        {3000, 13, 5, 5000, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 4096, 1, IMS_KNN_PATH_AUTO},
+        {5000, 9, 70, 17, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 1234, 1, IMS_KNN_PATH_AUTO},
         /* Chunked cosine on random data, k above the chunk size. */
-        {4000, 40, 3, 500, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 300, 1},
+        {4000, 40, 3, 500, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 300, 1, IMS_KNN_PATH_AUTO},
+        /* The f16 prefilter (exact rescoring; a query whose bound fails is redone). */
+        {5003, 384, 20, 100, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 2, IMS_KNN_PATH_GEMM_F16},
+        {2000, 50, 6, 50, DATA_CLUSTERED, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 333, 1, IMS_KNN_PATH_GEMM_F16},
+        {1500, 31, 5, 40, DATA_DUPLICATES, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1, IMS_KNN_PATH_GEMM_F16},
+        {1200, 20, 4, 30, DATA_UNIFORM, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 250, 1, IMS_KNN_PATH_GEMM_F16},
+        {3000, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 0, 1, IMS_KNN_PATH_GEMM_F16},
+        {5000, 9, 70, 17, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 1234, 1, IMS_KNN_PATH_GEMM_F16},
+        {3000, 40, 3, 1024, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1, IMS_KNN_PATH_GEMM_F16},
+        {3000, 40, 3, 1025, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 1, IMS_KNN_PATH_GEMM_F16},
+        {900, 40, 3, 30, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F32, 0, 1, IMS_KNN_PATH_GEMM_F16},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int before = test_checks_failed;
@@ -255,6 +277,186 @@ static void test_cases(void)
             fprintf(stderr, "  ^ in case %zu (n %lld d %d b %d k %d chunk %lld)\n", i, (long long)cases[i].n,
                     cases[i].d, cases[i].b, cases[i].k, (long long)cases[i].chunk);
     }
+}
+
+/* The fp64 score of every stored row (n, d) against qn, rounded once (the
+ * prefilter's rescoring), sorted (score desc, row asc) into ref. */
+static void exact_ranking(const float *stored, int64_t n, int d, const float *qn, ref_entry *ref)
+{
+    for (int64_t r = 0; r < n; r++) {
+        double sum = 0.0;
+        for (int j = 0; j < d; j++)
+            sum += (double)qn[j] * stored[(size_t)r * d + j];
+        ref[r] = (ref_entry){(float)sum, r};
+    }
+    qsort(ref, (size_t)n, sizeof *ref, ref_cmp);
+}
+
+/* The f16 prefilter on a table built against its query: rows qn + g a u with u
+ * the direction of the query's f16 rounding error (orthogonal to qn), so that
+ * the f16 query's scores move rows with a < 0 up and reorder the true top-k;
+ * exact duplicates put ties at the boundary; near-duplicates fill the rest.
+ * The answer must equal the fp64 reference bit for bit and come from the
+ * prefilter (no query redone), while the f16-query kernel alone is wrong. A
+ * table of identical rows makes the bound fail: the query is redone exactly. */
+static void test_prefilter_adversarial(void)
+{
+    enum { D = 64, M = 30, DUP = 6, BG = 2000, N = M + DUP + BG };
+    float q[D], qn[D], norm, delta[D], u[D];
+    for (int j = 0; j < D; j++)
+        q[j] = test_rand_uniform(&rng, -1.0f, 1.0f);
+    imsi_cpu_l2_normalize_rows(q, qn, NULL, &norm, 1, D);
+    double dq = 0.0, du = 0.0;
+    for (int j = 0; j < D; j++) {
+        delta[j] = qn[j] - ims_f16_to_f32(ims_f32_to_f16(qn[j]));
+        dq += (double)delta[j] * qn[j];
+    }
+    for (int j = 0; j < D; j++) {
+        u[j] = (float)(delta[j] - dq * qn[j]);
+        du += (double)u[j] * u[j];
+    }
+    float *x = malloc((size_t)N * D * sizeof *x), *stored = malloc((size_t)N * D * sizeof *stored);
+    for (int r = 0; r < M; r++) {
+        double a = (1.0 + 0.0002 * r) * (r % 2 ? -1.0 : 1.0);
+        for (int j = 0; j < D; j++)
+            x[(size_t)r * D + j] = (float)(qn[j] + 0.3 * a * u[j] / sqrt(du));
+    }
+    for (int r = 0; r < DUP; r++) /* copies of cluster rows: exact ties */
+        memcpy(x + (size_t)(M + r) * D, x + (size_t)(5 * r + 2) * D, D * sizeof *x);
+    fill(x + (size_t)(M + DUP) * D, BG, D, DATA_UNIFORM);
+    stored_rows(x, N, D, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, stored);
+    ref_entry *ref = malloc((size_t)N * sizeof *ref), *approx = malloc((size_t)N * sizeof *approx);
+    exact_ranking(stored, N, D, qn, ref);
+    float q16[D];
+    for (int j = 0; j < D; j++)
+        q16[j] = ims_f16_to_f32(ims_f32_to_f16(qn[j]));
+    exact_ranking(stored, N, D, q16, approx);
+    int tie = -1; /* the first exact tie: k ends between the two */
+    for (int j = 0; j + 1 < M + DUP && tie < 0; j++)
+        if (ref[j].s == ref[j + 1].s)
+            tie = j;
+    TEST_CHECK(tie >= 1, "no tie in the cluster");
+    int ks[2] = {10, tie + 1};
+    ims_knn_options o;
+    ims_knn_options_init(&o);
+    o.path = IMS_KNN_PATH_GEMM_F16;
+    ims_knn_table *t;
+    ims_error err = {0};
+    TEST_OK(ims_knn_create(be, D, &o, &t, &err), err);
+    TEST_OK(ims_knn_append(t, x, IMS_DTYPE_F32, N, &err), err);
+    for (int i = 0; i < 2 && tie >= 1; i++) {
+        int k = ks[i], moved = 0;
+        for (int j = 0; j < k; j++)
+            moved += approx[j].id != ref[j].id;
+        TEST_CHECK(moved > 0, "k %d: the f16 query does not reorder the top k", k);
+        int64_t ids[64];
+        float scores[64];
+        TEST_OK(ims_knn_search(t, q, 1, k, ids, scores, &err), err);
+        for (int j = 0; j < k; j++)
+            TEST_CHECK(ids[j] == ref[j].id && scores[j] == (float)ref[j].s, "k %d pos %d: (%lld, %.9g), exact (%lld, %.9g)",
+                       k, j, (long long)ids[j], scores[j], (long long)ref[j].id, ref[j].s);
+        /* The approximate pass alone (the kernel with f16 queries) is not the answer. */
+        int32_t ai[64];
+        float as[64];
+        imsi_tensor tv = imsi_tensor_host((void *)imsi_knn_row(t, 0), IMS_DTYPE_F16, 2, (int64_t[]){N, D});
+        imsi_tensor qv = imsi_tensor_host(qn, IMS_DTYPE_F32, 2, (int64_t[]){1, D});
+        imsi_tensor iv = imsi_tensor_host(ai, IMS_DTYPE_I32, 2, (int64_t[]){1, k});
+        imsi_tensor sv = imsi_tensor_host(as, IMS_DTYPE_F32, 2, (int64_t[]){1, k});
+        TEST_OK(imsi_op_knn_select(be, &tv, &qv, k, IMS_KNN_PATH_GEMM_F16, &iv, &sv, &err), err);
+        int wrong = 0;
+        for (int j = 0; j < k; j++)
+            wrong += ai[j] != ref[j].id;
+        TEST_CHECK(wrong > 0, "k %d: the approximate pass alone was already exact", k);
+    }
+    int64_t pre, redone;
+    imsi_knn_prefilter_counts(t, &pre, &redone);
+    TEST_CHECK(pre == 2 && redone == 0, "prefilter: %lld queries, %lld redone (want 2, 0)", (long long)pre,
+               (long long)redone);
+    ims_knn_free(t);
+
+    /* 300 identical rows: every candidate ties the k-th, the bound cannot hold. */
+    for (int r = 1; r < 300; r++)
+        memcpy(x + (size_t)r * D, x, D * sizeof *x);
+    TEST_OK(ims_knn_create(be, D, &o, &t, &err), err);
+    TEST_OK(ims_knn_append(t, x, IMS_DTYPE_F32, N, &err), err);
+    int64_t ids[10];
+    float scores[10];
+    TEST_OK(ims_knn_search(t, q, 1, 10, ids, scores, &err), err);
+    for (int j = 0; j < 10; j++)
+        TEST_CHECK(ids[j] == j && scores[j] == scores[0], "identical rows, pos %d: id %lld score %.9g", j,
+                   (long long)ids[j], scores[j]);
+    imsi_knn_prefilter_counts(t, &pre, &redone);
+    TEST_CHECK(pre == 1 && redone == 1, "identical rows: %lld queries, %lld redone (want 1, 1)", (long long)pre,
+               (long long)redone);
+    ims_knn_free(t);
+    free(ref);
+    free(approx);
+    free(stored);
+    free(x);
+}
+
+/* A table split over several CPU backends (stand-ins for GPUs): the merged
+ * answer equals the single table's bit for bit on integer data (every score
+ * exact), whatever the number of parts, the append pieces (several runs per
+ * part) or parts left empty; on random cosine data it passes the reference
+ * check. */
+static void test_multi(void)
+{
+    ims_backend *bes[5];
+    ims_error err = {0};
+    for (int i = 0; i < 5; i++)
+        TEST_OK(imsi_backend_cpu_create(&bes[i], &err), err);
+    static const case_desc cases[] = {
+        {3001, 13, 5, 200, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F16, 0, 4, IMS_KNN_PATH_AUTO},
+        {3001, 13, 40, 50, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 700, 3, IMS_KNN_PATH_AUTO},
+        {3, 13, 2, 10, DATA_INTEGERS, IMS_KNN_METRIC_IP, IMS_DTYPE_F32, 0, 1, IMS_KNN_PATH_AUTO},
+        {4000, 48, 20, 30, DATA_UNIFORM, IMS_KNN_METRIC_COSINE, IMS_DTYPE_F16, 0, 2, IMS_KNN_PATH_GEMM_F16},
+    };
+    static const int parts[] = {1, 2, 3, 5};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const case_desc *c = &cases[ci];
+        float *x = malloc((size_t)c->n * c->d * sizeof *x), *q = malloc((size_t)c->b * c->d * sizeof *q);
+        float *stored = malloc((size_t)c->n * c->d * sizeof *stored);
+        fill(x, c->n, c->d, c->kind);
+        fill(q, c->b, c->d, c->kind);
+        stored_rows(x, c->n, c->d, c->metric, c->dtype, stored);
+        ims_knn_options o;
+        ims_knn_options_init(&o);
+        o.metric = c->metric;
+        o.dtype = c->dtype;
+        o.max_rows_per_chunk = c->chunk;
+        o.path = c->path;
+        size_t out = (size_t)c->b * c->k;
+        int64_t *ids1 = malloc(out * sizeof *ids1), *ids = malloc(out * sizeof *ids);
+        float *sc1 = malloc(out * sizeof *sc1), *sc = malloc(out * sizeof *sc);
+        ims_knn_table *t;
+        TEST_OK(ims_knn_create(be, c->d, &o, &t, &err), err);
+        TEST_OK(ims_knn_append(t, x, IMS_DTYPE_F32, c->n, &err), err);
+        TEST_OK(ims_knn_search(t, q, c->b, c->k, ids1, sc1, &err), err);
+        ims_knn_free(t);
+        for (size_t pi = 0; pi < sizeof parts / sizeof parts[0]; pi++) {
+            ims_knn_multi *m;
+            TEST_OK(ims_knn_multi_create(bes, parts[pi], c->d, &o, &m, &err), err);
+            for (int p = 0; p < c->append_pieces; p++) {
+                int64_t r0 = c->n * p / c->append_pieces, r1 = c->n * (p + 1) / c->append_pieces;
+                TEST_OK(ims_knn_multi_append(m, x + (size_t)r0 * c->d, IMS_DTYPE_F32, r1 - r0, &err), err);
+            }
+            TEST_CHECK(imsi_knn_multi_rows(m) == c->n, "multi rows %lld", (long long)imsi_knn_multi_rows(m));
+            TEST_OK(ims_knn_multi_search(m, q, c->b, c->k, ids, sc, &err), err);
+            if (c->kind == DATA_INTEGERS)
+                TEST_CHECK(!memcmp(ids, ids1, out * sizeof *ids) && !memcmp(sc, sc1, out * sizeof *sc),
+                           "case %zu, %d parts: the merged answer differs from one table's", ci, parts[pi]);
+            else
+                for (int i = 0; i < c->b; i++)
+                    check_query(c, stored, q + (size_t)i * c->d, ids + (size_t)i * c->k, sc + (size_t)i * c->k, i, 0);
+            ims_knn_multi_free(m);
+        }
+        free(x), free(q), free(stored), free(ids1), free(ids), free(sc1), free(sc);
+    }
+    ims_knn_multi *m;
+    TEST_CHECK(ims_knn_multi_create(bes, 0, 8, NULL, &m, &err) == IMS_ERR_ARGUMENT && !m, "0 parts accepted");
+    for (int i = 0; i < 5; i++)
+        ims_backend_free(bes[i]);
 }
 
 /* f16 input rows: stored equal to the same rows given as f32. */
@@ -446,6 +648,8 @@ int main(void)
     }
     test_cases();
     test_f16_input();
+    test_prefilter_adversarial();
+    test_multi();
     test_reuse();
     test_errors();
     test_merge_and_estimate();
