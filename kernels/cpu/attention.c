@@ -142,8 +142,7 @@ static inline __attribute__((always_inline)) void attend_row_fast(const float *q
     }
     for (int s = len; s < lp; s++)
         sc[s] = -INFINITY;
-    float mx = -INFINITY;
-    #pragma omp simd reduction(max : mx)
+    float mx = -INFINITY; /* no simd pragma: clang cannot vectorize this select (a warning) */
     for (int s = 0; s < lp; s++)
         mx = sc[s] > mx ? sc[s] : mx;
     float sum = 0.0f;
