@@ -13,10 +13,21 @@ on the CPU backend (OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = N), then
 SentenceTransformer.encode (CPU, float32, torch.set_num_threads(N)) encodes the
 same texts with the same batch sizes, each for at least S seconds after a
 warm-up. Prints sentences/s of both and the ratio (ours / theirs).
+
+--process IMGSEARCH --isw M.isw: issue 24's method instead. 1,000 sentences of
+6-30 words (drawn with a fixed seed from the words of the same test
+sentences); `imgsearch embed-text --device cpu -o OUT.npy < FILE` timed as a
+whole process (model loading included) against SentenceTransformer.encode
+(batch 32) timed on the work only, alternating --rounds times in one sitting;
+prints each round's seconds with the 1-minute load average beside them, then
+the medians and the ratio (theirs / ours), and the cosine of our embeddings
+against theirs.
 Needs torch and sentence-transformers (this machine only; not a CI test).
 """
 import argparse
 import os
+import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,9 +86,58 @@ def ours(bench, model_dir, ids_path, batches, threads, seconds):
     return rates
 
 
+def process_sentences(n=1000, seed=24):
+    words = " ".join(l.strip().rstrip(".") for l in open(SENTENCES, encoding="utf-8")).split()
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        k = rng.randint(6, 30)
+        out.append(" ".join(rng.choice(words) for _ in range(k)).capitalize() + ".")
+    return out
+
+
+def load1():
+    return os.getloadavg()[0]
+
+
+def process_compare(a, model):
+    """Issue 24's method: our whole process against the peer's work only."""
+    import numpy as np
+    texts = process_sentences()
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS=str(a.threads))
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "sentences.txt"), os.path.join(tmp, "out.npy")
+        with open(src, "w", encoding="utf-8") as f:
+            f.write("\n".join(texts) + "\n")
+        model.encode(texts[:32], batch_size=32)  # warm-up
+        ours_s, theirs_s = [], []
+        for r in range(a.rounds):
+            l0 = load1()
+            t0 = time.perf_counter()
+            with open(src, "rb") as f:
+                subprocess.run([a.process, "embed-text", "--device", "cpu", "--text-model", a.isw, "-o", dst],
+                               stdin=f, env=env, check=True, stdout=subprocess.DEVNULL)
+            ours_s.append(time.perf_counter() - t0)
+            l1 = load1()
+            t0 = time.perf_counter()
+            ref = model.encode(texts, batch_size=32, convert_to_numpy=True)
+            theirs_s.append(time.perf_counter() - t0)
+            print(f"round {r + 1}: imgsearch {ours_s[-1]:.2f} s (load {l0:.2f}), "
+                  f"sentence-transformers {theirs_s[-1]:.2f} s (load {l1:.2f})", flush=True)
+        mine = np.load(dst).astype(np.float64)
+        ref = ref.astype(np.float64)
+        cos = (mine * ref).sum(1) / np.linalg.norm(mine, axis=1) / np.linalg.norm(ref, axis=1)
+    o, t = statistics.median(ours_s), statistics.median(theirs_s)
+    print(f"median: imgsearch {o:.2f} s (whole process), sentence-transformers {t:.2f} s (batch 32, work only), "
+          f"ratio {t / o:.2f}x; min cosine {cos.min():.7f}; load now {load1():.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bench", required=True)
+    ap.add_argument("--process", help="the imgsearch binary: issue 24's whole-process comparison")
+    ap.add_argument("--isw", help="the converted model for --process")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--bench")
     ap.add_argument("--model", required=True)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--batch", default="1,32,256")
@@ -86,6 +146,11 @@ def main():
     torch.set_num_threads(a.threads)
     model = SentenceTransformer(a.model, device="cpu")
     model.eval()
+    if a.process:
+        print(f"threads {a.threads}, torch {torch.__version__}")
+        return process_compare(a, model)
+    if not a.bench:
+        ap.error("--bench (or --process with --isw) is needed")
     batches = [int(b) for b in a.batch.split(",")]
     print(f"threads {a.threads}, torch {torch.__version__}, sentence-transformers "
           f"{sys.modules['sentence_transformers'].__version__}")

@@ -131,6 +131,11 @@ ims_status imsi_backend_cuda_create(int device, ims_backend **out, ims_error *er
 /* Tests, CPU backend only: scratch requests above max_bytes fail as if out of
  * memory (0: no limit), to check that ops report it. */
 void imsi_backend_cpu_limit_scratch(ims_backend *be, size_t max_bytes);
+/* CPU backend only: strict (1) runs every op on the reference kernels (libm,
+ * double statistics, OpenMP regions), as tests compare against; 0 (the
+ * default) lets f32 bias_act and attention take their fast kernels and the
+ * BERT row ops run on the calling thread beside OpenBLAS's (kernels/cpu). */
+void imsi_backend_cpu_set_strict(ims_backend *be, int strict);
 /* The last step of creating a backend (create.c): checks its table (every
  * required slot set; timers and graph slots each all or none) and hands it
  * out in *out, or frees it and returns IMS_ERR_UNSUPPORTED naming the first

@@ -24,7 +24,23 @@ typedef struct cpu_state {
     size_t arena_bytes;
     size_t arena_limit; /* tests: larger requests fail as if out of memory; 0: none */
     imsi_onednn *onednn; /* convolutions through oneDNN; NULL: the reference path (conv2d.c) */
+    int strict;          /* imsi_backend_cpu_set_strict: the BERT ops' reference kernels */
 } cpu_state;
+
+/* The threads of the BERT row ops: OpenMP's in strict mode; else one, as a
+ * parallel region between two OpenBLAS calls costs more than it saves (its
+ * threads spin against OpenBLAS's: bench/RESULTS.md, text encoder). */
+static int row_threads(const ims_backend *be)
+{
+    const cpu_state *st = be->impl;
+    return st->strict ? cpu_threads() : 1;
+}
+
+static int fast_f32(const ims_backend *be, const imsi_tensor *x)
+{
+    const cpu_state *st = be->impl;
+    return !st->strict && x->dtype == IMS_DTYPE_F32;
+}
 
 static void cpu_destroy(ims_backend *be)
 {
@@ -318,7 +334,7 @@ static ims_status cpu_embed_layernorm_op(ims_backend *be, const imsi_tensor *ids
                                          const imsi_tensor *beta, double eps, imsi_tensor *y, ims_error *err)
 {
     int b = (int)ids->shape[0], t = (int)ids->shape[1], h = (int)word->shape[1], vocab = (int)word->shape[0];
-    int threads = cpu_threads();
+    int threads = row_threads(be);
     void *scratch;
     ims_status st = cpu_scratch(be, imsi_cpu_embed_layernorm_scratch_bytes(h, threads), "embed", &scratch, err);
     if (st)
@@ -335,9 +351,12 @@ static ims_status cpu_embed_layernorm_op(ims_backend *be, const imsi_tensor *ids
 static ims_status cpu_bias_act_op(ims_backend *be, const imsi_tensor *x, const imsi_tensor *bias, imsi_act act,
                                   imsi_tensor *y, ims_error *err)
 {
-    (void)be, (void)err;
-    imsi_cpu_bias_act(x->data, bias->data, y->data, x->dtype == IMS_DTYPE_F16, act == IMS_ACT_GELU, (int)x->shape[0],
-                      (int)x->shape[1]);
+    (void)err;
+    if (fast_f32(be, x))
+        imsi_cpu_bias_act_fast(x->data, bias->data, y->data, act == IMS_ACT_GELU, (int)x->shape[0], (int)x->shape[1]);
+    else
+        imsi_cpu_bias_act(x->data, bias->data, y->data, x->dtype == IMS_DTYPE_F16, act == IMS_ACT_GELU,
+                          (int)x->shape[0], (int)x->shape[1]);
     return IMS_OK;
 }
 
@@ -345,7 +364,7 @@ static ims_status cpu_add_layernorm_op(ims_backend *be, const imsi_tensor *x, co
                                        const imsi_tensor *residual, const imsi_tensor *gamma, const imsi_tensor *beta,
                                        double eps, imsi_tensor *y, ims_error *err)
 {
-    int m = (int)x->shape[0], h = (int)x->shape[1], threads = cpu_threads();
+    int m = (int)x->shape[0], h = (int)x->shape[1], threads = row_threads(be);
     void *scratch;
     ims_status st = cpu_scratch(be, imsi_cpu_add_layernorm_scratch_bytes(h, threads), "add_layernorm", &scratch, err);
     if (st)
@@ -361,6 +380,12 @@ static ims_status cpu_attention_op(ims_backend *be, const imsi_tensor *qkv, cons
     (void)scores; /* the CPU keeps one query's scores at a time in its scratch */
     int b = (int)qkv->shape[0], t = (int)qkv->shape[1], h = (int)(qkv->shape[2] / 3), threads = cpu_threads();
     void *scratch;
+    if (fast_f32(be, qkv)) {
+        ims_status st = cpu_scratch(be, imsi_cpu_attention_fast_scratch_bytes(t, h, heads), "attention", &scratch, err);
+        if (!st)
+            imsi_cpu_attention_fast(qkv->data, lengths->data, ctx->data, b, t, h, heads, scratch);
+        return st;
+    }
     ims_status st = cpu_scratch(be, imsi_cpu_attention_scratch_bytes(t, h, heads, threads), "attention", &scratch,
                                 err);
     if (st)
@@ -373,7 +398,7 @@ static ims_status cpu_attention_op(ims_backend *be, const imsi_tensor *qkv, cons
 static ims_status cpu_pool_normalize_op(ims_backend *be, const imsi_tensor *x, const imsi_tensor *lengths,
                                         imsi_pooling pooling, int normalize, imsi_tensor *y, ims_error *err)
 {
-    int h = (int)x->shape[2], threads = cpu_threads();
+    int h = (int)x->shape[2], threads = row_threads(be);
     void *scratch;
     ims_status st = cpu_scratch(be, imsi_cpu_pool_normalize_scratch_bytes(h, threads), "pool_normalize", &scratch,
                                 err);
@@ -425,6 +450,12 @@ void imsi_backend_cpu_limit_scratch(ims_backend *be, size_t max_bytes)
     free(st->arena); /* the next op allocates under the new limit */
     st->arena = NULL;
     st->arena_bytes = 0;
+}
+
+void imsi_backend_cpu_set_strict(ims_backend *be, int strict)
+{
+    cpu_state *st = be->impl;
+    st->strict = strict != 0;
 }
 
 /* The "model name" line of /proc/cpuinfo, or "unknown CPU". */

@@ -9,9 +9,11 @@
  */
 #include "ops_cpu.h"
 
+#include "fast_math.h"
 #include "imgsearch.h"
 
 #include <math.h>
+#include <string.h>
 
 static float load(const void *p, size_t i, int f16)
 {
@@ -108,5 +110,113 @@ void imsi_cpu_attention(const void *qkv, const int32_t *lengths, void *ctx, int 
                 }
             }
         }
+    }
+}
+
+/* ---- The fast path (f32, the CPU encoder's) -------------------------------------- */
+
+/* Keys are padded to a multiple of this (zero keys whose scores are then set
+ * to -inf), so the vectorized loops over keys have no scalar remainder: a
+ * sentence has 10-30 tokens, where the remainder would be most of the work. */
+#define ATT_KEY_PAD 16
+
+static int padded_keys(int len) { return (len + ATT_KEY_PAD - 1) / ATT_KEY_PAD * ATT_KEY_PAD; }
+
+/* One query row, as attend_row but with the softmax in float (cpu_expf, a
+ * float sum) and every loop vectorized: sums are reassociated, so results
+ * differ from the strict path in the last bits (test_backend_ops bounds both
+ * against double). kt is (d, lp), keys [len, lp) zero. */
+static inline __attribute__((always_inline)) void attend_row_fast(const float *q, const float *kt, const float *v,
+                                                                  float *sc, float *acc, int lp, int len, int d,
+                                                                  float scale)
+{
+    #pragma omp simd
+    for (int s = 0; s < lp; s++)
+        sc[s] = 0.0f;
+    for (int j = 0; j < d; j++) {
+        const float *kr = kt + (size_t)j * lp;
+        float qj = q[j] * scale;
+        #pragma omp simd
+        for (int s = 0; s < lp; s++)
+            sc[s] += qj * kr[s];
+    }
+    for (int s = len; s < lp; s++)
+        sc[s] = -INFINITY;
+    float mx = -INFINITY; /* no simd pragma: clang cannot vectorize this select (a warning) */
+    for (int s = 0; s < lp; s++)
+        mx = sc[s] > mx ? sc[s] : mx;
+    float sum = 0.0f;
+    #pragma omp simd reduction(+ : sum)
+    for (int s = 0; s < lp; s++) {
+        sc[s] = cpu_expf(sc[s] - mx); /* -inf - mx: 0 */
+        sum += sc[s];
+    }
+    #pragma omp simd
+    for (int j = 0; j < d; j++)
+        acc[j] = 0.0f;
+    for (int s = 0; s < len; s++) {
+        const float *vr = v + (size_t)s * d;
+        float p = sc[s];
+        #pragma omp simd
+        for (int j = 0; j < d; j++)
+            acc[j] += p * vr[j];
+    }
+    float inv = sum > 0.0f ? 1.0f / sum : 0.0f; /* len 0: no keys, ctx 0 */
+    #pragma omp simd
+    for (int j = 0; j < d; j++)
+        acc[j] *= inv;
+}
+
+/* One (sequence, head): kt (d, lp) and v (len, d) gathered from the (T, 3H)
+ * rows (real tokens only), then every query row of the T, padding queries
+ * included (over the real keys, as the strict path). */
+CPU_SIMD_CLONES static void attend_head_fast(const float *qkv, float *ctx, int t, int h, int d, int len, int hi,
+                                             float scale, float *q, float *kt, float *v, float *sc, float *acc)
+{
+    int h3 = 3 * h, c0 = hi * d, lp = padded_keys(len);
+    for (int s = 0; s < len; s++) {
+        const float *row = qkv + (size_t)s * h3;
+        memcpy(v + (size_t)s * d, row + 2 * h + c0, (size_t)d * sizeof *v);
+        for (int j = 0; j < d; j++)
+            kt[(size_t)j * lp + s] = row[h + c0 + j];
+    }
+    for (int j = 0; j < d; j++)
+        for (int s = len; s < lp; s++)
+            kt[(size_t)j * lp + s] = 0.0f;
+    for (int qi = 0; qi < t; qi++) {
+        memcpy(q, qkv + (size_t)qi * h3 + c0, (size_t)d * sizeof *q);
+        attend_row_fast(q, kt, v, sc, acc, lp, len, d, scale);
+        memcpy(ctx + (size_t)qi * h + c0, acc, (size_t)d * sizeof *acc);
+    }
+}
+
+/* Scratch in floats: q (d), kt (d, lp), v (t, d), sc (lp), acc (d). */
+static size_t fast_floats(int t, int d)
+{
+    size_t lp = (size_t)padded_keys(t);
+    return (size_t)d + (size_t)d * lp + (size_t)t * d + lp + (size_t)d;
+}
+
+size_t imsi_cpu_attention_fast_scratch_bytes(int t, int h, int heads)
+{
+    return fast_floats(t, h / heads) * sizeof(float);
+}
+
+void imsi_cpu_attention_fast(const float *qkv, const int32_t *lengths, float *ctx, int b, int t, int h, int heads,
+                             void *scratch)
+{
+    int d = h / heads;
+    size_t lpt = (size_t)padded_keys(t);
+    float scale = (float)(1.0 / sqrt((double)d));
+    float *q = scratch;                /* (d) */
+    float *kt = q + d;                 /* (d, lp) */
+    float *v = kt + (size_t)d * lpt;   /* (len, d) */
+    float *sc = v + (size_t)t * d;     /* (lp) */
+    float *acc = sc + lpt;             /* (d) */
+    for (int bi = 0; bi < b; bi++) {
+        int len = lengths[bi] < 0 ? 0 : lengths[bi] > t ? t : lengths[bi];
+        for (int hi = 0; hi < heads; hi++)
+            attend_head_fast(qkv + (size_t)bi * t * 3 * h, ctx + (size_t)bi * t * h, t, h, d, len, hi, scale, q, kt,
+                             v, sc, acc);
     }
 }

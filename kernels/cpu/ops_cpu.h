@@ -133,8 +133,12 @@ size_t imsi_cpu_embed_layernorm_scratch_bytes(int h, int threads);
 int64_t imsi_cpu_embed_layernorm(const int32_t *ids, const float *word, const float *pos, const float *type0,
                                  const float *gamma, const float *beta, double eps, void *y, int y_f16, int b, int t,
                                  int h, int vocab, void *scratch, int threads);
-/* bias_act: gelu != 0 for IMS_ACT_GELU. */
+/* bias_act: gelu != 0 for IMS_ACT_GELU. The _fast variants (f32 only, one
+ * thread, vectorized; x and y may alias as in the op) are the CPU encoder's
+ * default; the backend runs the strict ones instead when told to
+ * (imsi_backend_cpu_set_strict), and for f16. */
 void imsi_cpu_bias_act(const void *x, const float *bias, void *y, int f16, int gelu, int m, int n);
+void imsi_cpu_bias_act_fast(const float *x, const float *bias, float *y, int gelu, int m, int n);
 /* add_layernorm: bias may be NULL; scratch: a row of h doubles per thread. */
 size_t imsi_cpu_add_layernorm_scratch_bytes(int h, int threads);
 void imsi_cpu_add_layernorm(const void *x, const float *bias, const void *residual, const float *gamma,
@@ -146,6 +150,9 @@ void imsi_cpu_add_layernorm(const void *x, const float *bias, const void *residu
 size_t imsi_cpu_attention_scratch_bytes(int t, int h, int heads, int threads);
 void imsi_cpu_attention(const void *qkv, const int32_t *lengths, void *ctx, int f16, int b, int t, int h, int heads,
                         void *scratch, int threads);
+size_t imsi_cpu_attention_fast_scratch_bytes(int t, int h, int heads);
+void imsi_cpu_attention_fast(const float *qkv, const int32_t *lengths, float *ctx, int b, int t, int h, int heads,
+                             void *scratch);
 /* pool_normalize: cls != 0 for IMS_POOLING_CLS; scratch: h doubles per thread. */
 size_t imsi_cpu_pool_normalize_scratch_bytes(int h, int threads);
 void imsi_cpu_pool_normalize(const void *x, const int32_t *lengths, float *y, int f16, int cls, int normalize, int b,

@@ -23,6 +23,8 @@
 #include "test.h"
 
 #include "backend/backend.h"
+#include "kernels/cpu/fast_math.h"
+#include "kernels/cpu/ops_cpu.h"
 
 #include <math.h>
 
@@ -963,7 +965,38 @@ static void describe(const op_case *c, char *buf, size_t size)
                  (c->flags & F_INCL) ? " include_pad" : (c->flags & F_NORM) ? " normalize" : "");
 }
 
-static void run_case(const op_case *c, ims_backend *cpu, ims_backend *const *others, int nothers)
+/* The CPU backend's fast path (imsi_backend_cpu_set_strict 0) on the case:
+ * bounded against the double reference like another backend (tol_backend),
+ * and against the strict path's output with the same tolerance. */
+static void run_fast(const op_case *c, ims_backend *fast, const graph *g, void *const *strict_out, const char *what)
+{
+    void *got[MAX_SPECS];
+    if (!run_on(fast, c, g, got, what))
+        return;
+    printf("; cpu fast");
+    for (int i = 0; i < g->n; i++) {
+        const spec *s = &g->t[i];
+        if (!got[i])
+            continue;
+        double tol = s->tol_bk >= 0 ? s->tol_bk : c->tol_backend;
+        double *strict_vals = test_xmalloc(s->n * sizeof *strict_vals);
+        for (size_t j = 0; j < s->n; j++)
+            strict_vals[j] = value(s->dt, strict_out[i], j);
+        int bad = 0, bad_strict = 0;
+        double e = compare(s, got[i], s->want, tol, &bad);
+        double es = compare(s, got[i], strict_vals, tol, &bad_strict);
+        printf(" %s %.2g (vs strict %.2g)", s->name, e, es);
+        TEST_CHECK(bad == 0, "%s on cpu fast: %s: %d of %zu elements beyond %g (worst %.3g)", what, s->name, bad, s->n,
+                   tol, e);
+        TEST_CHECK(bad_strict == 0, "%s on cpu fast vs strict: %s: %d of %zu elements beyond %g (worst %.3g)", what,
+                   s->name, bad_strict, s->n, tol, es);
+        free(strict_vals);
+        free(got[i]);
+    }
+}
+
+static void run_case(const op_case *c, ims_backend *cpu, ims_backend *fast, ims_backend *const *others,
+                     int nothers)
 {
     char what[192];
     describe(c, what, sizeof what);
@@ -986,6 +1019,9 @@ static void run_case(const op_case *c, ims_backend *cpu, ims_backend *const *oth
         TEST_CHECK(bad == 0, "%s on cpu: %s: %d of %zu elements beyond %g (worst %.3g)", what, s->name, bad, s->n,
                    tol, e);
     }
+    if (fast && (c->op == OP_EMBED || c->op == OP_BIAS_ACT || c->op == OP_ADD_LN || c->op == OP_ATTENTION ||
+                 c->op == OP_POOL_NORM)) /* the ops the fast path changes */
+        run_fast(c, fast, &g, ref_out, what);
     for (int b = 0; b < nothers; b++) {
         void *got[MAX_SPECS];
         if (!run_on(others[b], c, &g, got, what))
@@ -1015,6 +1051,56 @@ static void run_case(const op_case *c, ims_backend *cpu, ims_backend *const *oth
     for (int i = 0; i < g.n; i++)
         free(ref_out[i]);
     graph_free(&g);
+}
+
+/* ---- The fast paths' math (kernels/cpu/fast_math.h) ------------------------------------ */
+
+/* Sweeps each function over its range (a fine grid plus random points)
+ * against libm in double, with the bounds fast_math.h states; and GELU in
+ * f32 through the fast bias_act against the double formula: within one f32
+ * ulp (the strict path rounds the same double value once). */
+static void test_fast_math(void)
+{
+    double e_exp = 0, e_erf = 0, e_expf = 0;
+    for (int i = 0; i <= 200000; i++) {
+        double x = -700.0 + 1400.0 * i / 200000.0 + 1e-3 * test_rand_uniform(&rng, 0.0f, 1.0f);
+        double r = fabs(cpu_exp_f64(x) - exp(x)) / exp(x);
+        e_exp = r > e_exp ? r : e_exp;
+        double z = -9.0 + 18.0 * i / 200000.0 + 1e-5 * test_rand_uniform(&rng, 0.0f, 1.0f);
+        double a = fabs(cpu_erf_f64(z) - erf(z));
+        e_erf = a > e_erf ? a : e_erf;
+        float xf = (float)(-87.0 * i / 200000.0);
+        double rf = fabs((double)cpu_expf(xf) - exp((double)xf)) / exp((double)xf);
+        e_expf = rf > e_expf ? rf : e_expf;
+    }
+    TEST_CHECK(cpu_erf_f64(0.0) == 0.0 && cpu_erf_f64(40.0) == 1.0 && cpu_erf_f64(-40.0) == -1.0 &&
+                   cpu_expf(0.0f) == 1.0f && cpu_expf(-200.0f) == 0.0f,
+               "fast math: erf(0) %g, erf(+-40) %g %g, expf(0) %g, expf(-200) %g", cpu_erf_f64(0.0),
+               cpu_erf_f64(40.0), cpu_erf_f64(-40.0), cpu_expf(0.0f), cpu_expf(-200.0f));
+    printf("fast math: exp relative %.2g, erf absolute %.2g, expf relative %.2g\n", e_exp, e_erf, e_expf);
+    TEST_CHECK(e_exp < 1e-15, "cpu_exp_f64: relative error %.3g", e_exp);
+    TEST_CHECK(e_erf < 1e-11, "cpu_erf_f64: absolute error %.3g", e_erf);
+    TEST_CHECK(e_expf < 2e-7, "cpu_expf: relative error %.3g", e_expf);
+
+    enum { N = 24001 };
+    float *x = test_xmalloc(N * sizeof *x), *y = test_xmalloc(N * sizeof *y), zero = 0.0f;
+    for (int i = 0; i < N; i++)
+        x[i] = -12.0f + 24.0f * (float)i / (N - 1) + 1e-4f * test_rand_uniform(&rng, -1.0f, 1.0f);
+    imsi_cpu_bias_act_fast(x, &zero, y, 1, N, 1); /* a column: the bias is 0 for every row */
+    int off = 0, exact = 0;
+    for (int i = 0; i < N; i++) {
+        double want = gelu((double)x[i]);
+        float rounded = (float)want;
+        double ulp = nextafterf(fabsf(rounded), INFINITY) - fabsf(rounded);
+        if (fabs(y[i] - want) > ulp && off < 3)
+            printf("gelu(%.9g): fast %.9g, want %.17g\n", x[i], y[i], want);
+        if (fabs(y[i] - want) > ulp)
+            off++;
+        exact += y[i] == rounded;
+    }
+    printf("fast GELU in f32: %d of %d equal to the rounded double formula\n", exact, N);
+    TEST_CHECK(off == 0, "fast GELU: %d of %d values beyond one f32 ulp of the double formula", off, N);
+    free(x), free(y);
 }
 
 /* ---- Errors every backend reports the same way ---------------------------------------- */
@@ -1068,10 +1154,13 @@ int main(int argc, char **argv)
 {
     int quick = argc > 1 && !strcmp(argv[1], "quick");
     ims_error err = {0};
-    ims_backend *cpu = NULL, *others[1];
+    ims_backend *cpu = NULL, *fast = NULL, *others[1];
     int nothers = 0, count = 0;
-    if (!test_check_ok(ims_backend_create(IMS_BACKEND_CPU, 0, &cpu, &err), &err, "cpu backend"))
+    if (!test_check_ok(ims_backend_create(IMS_BACKEND_CPU, 0, &cpu, &err), &err, "cpu backend") ||
+        !test_check_ok(ims_backend_create(IMS_BACKEND_CPU, 0, &fast, &err), &err, "cpu backend (fast)"))
         return test_finish();
+    imsi_backend_cpu_set_strict(cpu, 1); /* the reference; `fast` keeps the default */
+    test_fast_math();
     if (!ims_cuda_compiled())
         printf("SKIPPED (other backends): built without CUDA\n");
     else if (ims_cuda_device_count(&count, &err) != IMS_OK || count <= 0)
@@ -1080,23 +1169,27 @@ int main(int argc, char **argv)
         nothers = 1;
     if (!nothers) {
         /* A second CPU backend on the strict reference paths (convolutions by
-         * im2col + sgemm instead of oneDNN) stands in, so the comparison path
-         * runs here too and the fast convolutions are checked against the
-         * strict ones (within tol_backend; the other ops are the same kernels). */
+         * im2col + sgemm instead of oneDNN, the BERT ops' strict kernels as
+         * `cpu`) stands in, so the comparison path runs here too and the fast
+         * convolutions are checked against the strict ones (within
+         * tol_backend; the other ops are the same kernels). */
         printf("(a second CPU backend, IMS_CPU_CONV=reference, stands in for the missing ones)\n");
         setenv("IMS_CPU_CONV", "reference", 1);
-        if (test_check_ok(ims_backend_create(IMS_BACKEND_CPU, 0, &others[0], &err), &err, "second cpu backend"))
+        if (test_check_ok(ims_backend_create(IMS_BACKEND_CPU, 0, &others[0], &err), &err, "second cpu backend")) {
+            imsi_backend_cpu_set_strict(others[0], 1);
             nothers = 1;
+        }
         unsetenv("IMS_CPU_CONV");
     }
     for (size_t i = 0; i < NCASES; i++)
         if (!quick || !(cases[i].flags & F_BIG))
-            run_case(&cases[i], cpu, others, nothers);
+            run_case(&cases[i], cpu, fast, others, nothers);
     test_embed_bad_id(cpu);
     for (int b = 0; b < nothers; b++)
         test_embed_bad_id(others[b]);
     for (int b = 0; b < nothers; b++)
         ims_backend_free(others[b]);
+    ims_backend_free(fast);
     ims_backend_free(cpu);
     return test_finish();
 }

@@ -275,6 +275,25 @@ static void test_tiny(const char *fixtures)
         ims_text_encoder_free(enc);
     }
     ims_weights_close(w16);
+
+    /* the strict CPU path (libm GELU, double softmax sums, OpenMP regions)
+     * against the default fast one: both within the 2e-6 above of float64 */
+    ims_backend *strict = NULL;
+    TEST_OK(ims_backend_create(IMS_BACKEND_CPU, 0, &strict, &err), err);
+    enc = NULL;
+    if (strict) {
+        imsi_backend_cpu_set_strict(strict, 1);
+        TEST_OK(ims_text_encoder_create(strict, w, IMS_PRECISION_FP32, &enc, &err), err);
+    }
+    if (enc) {
+        TEST_OK(ims_text_encoder_encode(enc, s.ids, s.lengths, s.n, s.t, small, &err), err);
+        double ds = test_max_abs_diff(small, want, count), dsf = test_max_abs_diff(small, all, count);
+        printf("tiny strict CPU path vs float64 reference: max |diff| %.3g; vs the fast path %.3g\n", ds, dsf);
+        TEST_CHECK(ds <= 2e-6 && dsf <= 2e-6, "strict path: %.3g from the reference, %.3g from the fast path", ds,
+                   dsf);
+        ims_text_encoder_free(enc);
+    }
+    ims_backend_free(strict);
     free(want), free(all), free(ones), free(small);
     ims_weights_close(w);
     ims_backend_free(be);
