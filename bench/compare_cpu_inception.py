@@ -6,7 +6,7 @@ one sitting, runs alternating (issue 24's method).
 imgsearch is timed as a whole process (`embed-image`, start to exit: model file
 opened and checked, convolution primitives made, decode, network), once on
 its default convolutions (oneDNN where built with it) and once on the strict
-reference path (IMS_CPU_CONV=reference: im2col + OpenBLAS sgemm). PyTorch runs
+reference path (IMS_CPU_STRICT=1: im2col + OpenBLAS sgemm, every op strict). PyTorch runs
 in its own process and is timed on the work only (torchvision's
 inception_v3 built and set up first, untimed): decode + Resize(342) +
 CenterCrop(299) + normalize, then the forward pass in channels_last under
@@ -73,7 +73,7 @@ def main():
         files = sorted(str(p) for p in work.glob("*.jpg"))
         ours_cmd = [a.imgsearch, "embed-image", *files, "--image-model", str(model), "--device", "cpu",
                     "--batch", str(a.images), "-o", str(work / "out.npy")]
-        env_ref = dict(os.environ, IMS_CPU_CONV="reference")
+        env_ref = dict(os.environ, IMS_CPU_STRICT="1")
         rows = {"imgsearch (oneDNN conv), whole process": [], "imgsearch (reference conv), whole process": [],
                 "torch eager, decode + preprocess + forward": [], "torch eager, forward only": []}
         print("%d JPEGs 500 x 375, %d threads, %d runs alternating; load average (1 min) beside each" %

@@ -132,9 +132,11 @@ ims_status imsi_backend_cuda_create(int device, ims_backend **out, ims_error *er
  * memory (0: no limit), to check that ops report it. */
 void imsi_backend_cpu_limit_scratch(ims_backend *be, size_t max_bytes);
 /* CPU backend only: strict (1) runs every op on the reference kernels (libm,
- * double statistics, OpenMP regions), as tests compare against; 0 (the
- * default) lets f32 bias_act and attention take their fast kernels and the
- * BERT row ops run on the calling thread beside OpenBLAS's (kernels/cpu). */
+ * double statistics, OpenMP regions, convolutions by im2col + sgemm), as tests
+ * compare against; 0 (the default) lets f32 bias_act and attention take their
+ * fast kernels, the BERT row ops run on the calling thread beside OpenBLAS's
+ * and convolutions run on oneDNN (kernels/cpu). IMS_CPU_STRICT=1 in the
+ * environment makes every CPU backend strict from its creation. */
 void imsi_backend_cpu_set_strict(ims_backend *be, int strict);
 /* The last step of creating a backend (create.c): checks its table (every
  * required slot set; timers and graph slots each all or none) and hands it

@@ -24,7 +24,7 @@ typedef struct cpu_state {
     size_t arena_bytes;
     size_t arena_limit; /* tests: larger requests fail as if out of memory; 0: none */
     imsi_onednn *onednn; /* convolutions through oneDNN; NULL: the reference path (conv2d.c) */
-    int strict;          /* imsi_backend_cpu_set_strict: the BERT ops' reference kernels */
+    int strict;          /* imsi_backend_cpu_set_strict: every op on its reference kernels */
 } cpu_state;
 
 /* The threads of the BERT row ops: OpenMP's in strict mode; else one, as a
@@ -245,7 +245,7 @@ static ims_status cpu_conv2d_op(ims_backend *be, const imsi_conv2d_params *p, co
     int y_channels = (int)y->shape[3];
     void *scratch;
     ims_status st = IMS_ERR_UNSUPPORTED;
-    if (cs->onednn) {
+    if (cs->onednn && !cs->strict) {
         st = cpu_scratch(be, imsi_onednn_conv2d_scratch_bytes(&s, y_channels), "conv2d", &scratch, err);
         if (!st)
             st = imsi_onednn_conv2d_nhwc(cs->onednn, &s, x->data, w->data, bias ? bias->data : NULL, p->relu, y->data,
@@ -253,7 +253,8 @@ static ims_status cpu_conv2d_op(ims_backend *be, const imsi_conv2d_params *p, co
         if (st != IMS_ERR_UNSUPPORTED)
             return st;
     }
-    /* The reference path: one image's im2col rows, if the shape needs them. */
+    /* The reference path (strict mode, no oneDNN, or a shape oneDNN leaves to
+     * its reference kernel): one image's im2col rows, if the shape needs them. */
     if ((st = cpu_scratch(be, imsi_cpu_conv2d_scratch_bytes(&s), "conv2d", &scratch, err)) != IMS_OK)
         return st;
     imsi_cpu_conv2d_nhwc(&s, x->data, w->data, bias ? bias->data : NULL, p->relu, y->data, y_channels,
@@ -498,12 +499,14 @@ ims_status imsi_backend_cpu_create(ims_backend **out, ims_error *err)
 #else
     be->info.threads = 1;
 #endif
-    /* Convolutions: oneDNN where the build has it, unless IMS_CPU_CONV=reference
-     * asks for the strict im2col + sgemm path (the tests compare the two). */
-    const char *conv = getenv("IMS_CPU_CONV");
+    /* Convolutions through oneDNN where the build has it (not in strict mode).
+     * IMS_CPU_STRICT=1 makes a backend strict from its creation, for whole
+     * programs (the strict Inception goldens, bench/compare_cpu_inception.py). */
     ims_error ignored = {0};
-    if (!(conv && !strcmp(conv, "reference")) && imsi_onednn_create(&st->onednn, &ignored) != IMS_OK)
+    if (imsi_onednn_create(&st->onednn, &ignored) != IMS_OK)
         st->onednn = NULL;
+    const char *strict = getenv("IMS_CPU_STRICT");
+    st->strict = strict && !strcmp(strict, "1");
     *out = be;
     return IMS_OK;
 }

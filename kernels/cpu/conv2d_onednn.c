@@ -3,7 +3,8 @@
  * brgconv / jit kernels for AVX2 and AVX-512), bias and ReLU fused as a
  * post-op. conv2d.c (im2col + OpenBLAS sgemm) stays the reference path: the
  * backend falls back to it when oneDNN is absent, offers only its slow
- * reference kernel for a shape, or is switched off (IMS_CPU_CONV=reference).
+ * reference kernel for a shape, or the backend is strict
+ * (imsi_backend_cpu_set_strict, IMS_CPU_STRICT=1).
  *
  * A primitive is made once per shape and filter and cached with the filter
  * reordered into the layout the primitive chose ("any"); the filter's
