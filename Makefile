@@ -86,9 +86,11 @@ test-python: build python-install
 
 # The same suite with the package's library swapped for the ASan/UBSan build's
 # (build-cpu-asan/libimgsearch.so, the sanitizer runtimes preloaded into Python;
-# no leak check: the interpreter keeps its own memory until it exits).
+# no leak check: the interpreter keeps its own memory until it exits), and the
+# command the tests compare it with bit for bit from the same build (vectorized
+# float reductions may round differently in another build).
 test-python-asan: build sanitize-build python-install
-	$(PYTEST) IMGSEARCH_LIBRARY=$(CURDIR)/build-cpu-asan/libimgsearch.so \
+	$(PYTEST) IMGSEARCH_LIBRARY=$(CURDIR)/build-cpu-asan/libimgsearch.so IMS_CLI=$(CURDIR)/build-cpu-asan/imgsearch \
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(CURDIR)/$(PY) -X faulthandler -m pytest -p no:cacheprovider -q -rs $(CURDIR)/python/tests
