@@ -123,9 +123,12 @@ void imsi_cpu_attention(const void *qkv, const int32_t *lengths, void *ctx, int 
 static int padded_keys(int len) { return (len + ATT_KEY_PAD - 1) / ATT_KEY_PAD * ATT_KEY_PAD; }
 
 /* One query row, as attend_row but with the softmax in float (cpu_expf, a
- * float sum) and every loop vectorized: sums are reassociated, so results
- * differ from the strict path in the last bits (test_backend_ops bounds both
- * against double). kt is (d, lp), keys [len, lp) zero. */
+ * float sum) and every loop vectorized: sums are grouped differently, so
+ * results differ from the strict path in the last bits (test_backend_ops
+ * bounds both against double), but not between machines or builds: no
+ * reduction depends on the vector width and the file is compiled without
+ * FMA contraction (CMakeLists.txt), so every clone does the same float
+ * operations. kt is (d, lp), keys [len, lp) zero. */
 static inline __attribute__((always_inline)) void attend_row_fast(const float *q, const float *kt, const float *v,
                                                                   float *sc, float *acc, int lp, int len, int d,
                                                                   float scale)
@@ -145,12 +148,22 @@ static inline __attribute__((always_inline)) void attend_row_fast(const float *q
     float mx = -INFINITY; /* no simd pragma: clang cannot vectorize this select (a warning) */
     for (int s = 0; s < lp; s++)
         mx = sc[s] > mx ? sc[s] : mx;
-    float sum = 0.0f;
-    #pragma omp simd reduction(+ : sum)
-    for (int s = 0; s < lp; s++) {
-        sc[s] = cpu_expf(sc[s] - mx); /* -inf - mx: 0 */
-        sum += sc[s];
+    /* The sum in ATT_KEY_PAD fixed lanes, added up in a fixed order: the same
+     * float additions whatever the vector width of the clone that runs (an
+     * omp simd reduction would group them by the width: other last bits on
+     * an AVX2 machine, or in another build). */
+    float part[ATT_KEY_PAD] = {0};
+    for (int s = 0; s < lp; s += ATT_KEY_PAD) {
+        #pragma omp simd
+        for (int l = 0; l < ATT_KEY_PAD; l++) {
+            float e = cpu_expf(sc[s + l] - mx); /* -inf - mx: 0 */
+            sc[s + l] = e;
+            part[l] += e;
+        }
     }
+    float sum = 0.0f;
+    for (int l = 0; l < ATT_KEY_PAD; l++)
+        sum += part[l];
     #pragma omp simd
     for (int j = 0; j < d; j++)
         acc[j] = 0.0f;
