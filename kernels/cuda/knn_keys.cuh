@@ -31,4 +31,25 @@ static __device__ __forceinline__ float knn_ckey_score(uint64_t c)
 
 static __device__ __forceinline__ int32_t knn_ckey_row(uint64_t c) { return (int32_t)~(uint32_t)c; }
 
+/* keys[0 .. n) (n a power of two) into descending order, in place: the
+ * bitonic network, one barrier per step. */
+static __device__ void knn_bitonic_desc(uint64_t *keys, int n)
+{
+    for (int size = 2; size <= n; size <<= 1)
+        for (int stride = size / 2; stride > 0; stride >>= 1) {
+            for (int i = threadIdx.x; i < n; i += blockDim.x) {
+                int j = i ^ stride;
+                if (j > i) {
+                    uint64_t a = keys[i], z = keys[j];
+                    bool desc = (i & size) == 0;
+                    if (desc ? a < z : a > z) {
+                        keys[i] = z;
+                        keys[j] = a;
+                    }
+                }
+            }
+            __syncthreads();
+        }
+}
+
 #endif /* IMS_KNN_KEYS_CUH */

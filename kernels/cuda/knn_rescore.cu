@@ -69,22 +69,7 @@ static __global__ void __launch_bounds__(KNN_RESCORE_THREADS)
             keys[j] = knn_ckey(__double2float_rn(sum), id);
     }
     __syncthreads();
-    /* Bitonic sort, descending. */
-    for (int size = 2; size <= padded; size <<= 1)
-        for (int stride = size / 2; stride > 0; stride >>= 1) {
-            for (int i = threadIdx.x; i < padded; i += blockDim.x) {
-                int j = i ^ stride;
-                if (j > i) {
-                    uint64_t a = keys[i], z = keys[j];
-                    bool desc = (i & size) == 0;
-                    if (desc ? a < z : a > z) {
-                        keys[i] = z;
-                        keys[j] = a;
-                    }
-                }
-            }
-            __syncthreads();
-        }
+    knn_bitonic_desc(keys, padded);
     for (int i = threadIdx.x; i < kk; i += blockDim.x) {
         uint64_t key = keys[i];
         ids[(size_t)q * kk + i] = key ? knn_ckey_row(key) : -1;

@@ -155,27 +155,6 @@ static __global__ void __launch_bounds__(KNN_SELECT_THREADS)
         out[i] = 0;
 }
 
-/* keys[0 .. n) (n a power of two) into descending order, in place: the
- * bitonic network, one barrier per step. */
-static __device__ void knn_bitonic_desc(uint64_t *keys, int n)
-{
-    for (int size = 2; size <= n; size <<= 1)
-        for (int stride = size / 2; stride > 0; stride >>= 1) {
-            for (int i = threadIdx.x; i < n; i += blockDim.x) {
-                int j = i ^ stride;
-                if (j > i) {
-                    uint64_t a = keys[i], z = keys[j];
-                    bool desc = (i & size) == 0;
-                    if (desc ? a < z : a > z) {
-                        keys[i] = z;
-                        keys[j] = a;
-                    }
-                }
-            }
-            __syncthreads();
-        }
-}
-
 /* Stage 2 (or the only stage): one block per query. seg: the stage-1 lists,
  * or NULL to read the new scores from the tile. */
 static __global__ void __launch_bounds__(KNN_SELECT_THREADS)
